@@ -1,0 +1,68 @@
+# c360 — every target builds what it needs; a fresh machine needs only python3.11, make and npm.
+SHELL := /bin/bash
+PY ?= python3.11
+UV_VERSION := 0.13.9
+BUF_VERSION := 1.75.0
+TOOLS := .tools
+UV := $(TOOLS)/uv/bin/uv
+VENV := .venv
+BIN := $(VENV)/bin
+BUF := $(TOOLS)/buf/node_modules/.bin/buf
+PROTOS := $(shell find proto -name '*.proto')
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+export UV_PYTHON_DOWNLOADS := never
+
+.PHONY: all venv proto run test test-unit lint bench docs lock clean
+all: proto
+
+$(UV):
+	$(PY) -m venv $(TOOLS)/uv
+	$(TOOLS)/uv/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+# The virtualenv is built from the lock file only; `make lock` refreshes the lock.
+$(BIN)/.synced: $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen --python $(PY) --quiet
+	touch $@
+
+venv: $(BIN)/.synced
+
+# One generated package, `c360` (gen/c360/...), importable through the editable install.
+gen/.stamp: $(BIN)/.synced $(PROTOS)
+	rm -rf gen && mkdir -p gen
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m grpc_tools.protoc -Iproto \
+	  --python_out=gen --grpc_python_out=gen --mypy_out=gen --mypy_grpc_out=gen $(PROTOS)
+	find gen -type d -exec touch {}/__init__.py \;
+	rm -f gen/__init__.py
+	touch $@
+
+proto: gen/.stamp
+
+lock: $(UV)
+	$(UV) lock --python $(PY)
+
+run: proto
+	$(BIN)/c360 up
+
+test: proto
+	$(BIN)/pytest -q
+
+test-unit: proto
+	$(BIN)/pytest -q tests/unit
+
+$(BUF):
+	mkdir -p $(TOOLS)/buf
+	cd $(TOOLS)/buf && npm install --silent --no-audit --no-fund --prefix . @bufbuild/buf@$(BUF_VERSION) >/dev/null
+
+lint: proto $(BUF)
+	$(UV) lock --check --python $(PY) --quiet
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BUF) lint proto
+
+bench: proto
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf gen $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache bench/results
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,71 @@
+"""The gRPC side of commands: request -> CommandContext, outcome -> CommandResult, ids, threads."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf import message
+
+from c360.common.v1 import command_pb2
+from c360_platform import telemetry
+from c360_platform.consistency import ConsistencyToken
+from c360_platform.errors import InvalidArgument
+from c360_platform.store import CommandContext, CommandOutcome, fingerprint
+
+T = TypeVar("T")
+MAX_REQUEST_ID = 128
+
+
+def command_context(
+    command: str, request: message.Message, context: grpc.aio.ServicerContext[Any, Any]
+) -> CommandContext:
+    """Request id (for idempotency), fingerprint, correlation and trace context of a command."""
+    request_id = str(getattr(request, "request_id", "")).strip()
+    if len(request_id) > MAX_REQUEST_ID:
+        raise InvalidArgument.one("request_id", f"must be at most {MAX_REQUEST_ID} characters")
+    anonymous = type(request)()
+    anonymous.CopyFrom(request)
+    if hasattr(anonymous, "request_id"):
+        anonymous.request_id = ""
+    metadata = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
+    traceparent, tracestate = telemetry.current_trace_headers()
+    return CommandContext(
+        command=command,
+        request_id=request_id,
+        fingerprint=fingerprint(anonymous.SerializeToString(deterministic=True)),
+        correlation_id=metadata.get("x-correlation-id") or request_id or str(uuid.uuid4()),
+        causation_id=metadata.get("x-causation-id", ""),
+        traceparent=traceparent,
+        tracestate=tracestate,
+    )
+
+
+def command_result(source: str, outcome: CommandOutcome) -> command_pb2.CommandResult:
+    return command_pb2.CommandResult(
+        aggregate_id=str(outcome.aggregate_id),
+        version=outcome.version,
+        consistency_token=str(ConsistencyToken(source, outcome.position)),
+        replayed=outcome.replayed,
+    )
+
+
+def parse_id(field: str, value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value.strip())
+    except ValueError:
+        raise InvalidArgument.one(field, "not a valid id (UUID expected)") from None
+
+
+def expected_version(request: message.Message) -> int | None:
+    if request.HasField("expected_version"):
+        return int(request.expected_version)  # type: ignore[attr-defined]
+    return None
+
+
+async def blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a blocking library call (the event store) off the event loop."""
+    return await asyncio.to_thread(fn, *args, **kwargs)

@@ -1,0 +1,121 @@
+"""The published event envelope: subjects, event ids, and packing/unpacking of payloads."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from google.protobuf import any_pb2, message, symbol_database
+from google.protobuf.timestamp_pb2 import Timestamp
+
+# Importing the modules registers every published payload type in the default pool.
+from c360.events.v1 import customer_events_pb2, envelope_pb2  # noqa: F401
+
+Envelope = envelope_pb2.Envelope
+ENVELOPE_VERSION = 1
+SUBJECT_ROOT = "c360"
+_EVENT_NAMESPACE = uuid.UUID("6f1f1c0e-3c36-4c36-9c36-c360c360c360")
+_CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
+
+
+def snake(name: str) -> str:
+    """CustomerRegistered -> customer_registered."""
+    return _CAMEL.sub("_", name).lower()
+
+
+def short_type(aggregate_type: str, payload_name: str) -> str:
+    """The event's short name: CustomerRegistered on a customer -> customer.registered."""
+    name = snake(payload_name)
+    prefix = aggregate_type + "_"
+    if name.startswith(prefix):
+        name = name[len(prefix) :]
+    return f"{aggregate_type}.{name}"
+
+
+def subject_for(source: str, aggregate_type: str, payload_name: str) -> str:
+    """c360.<area>.<aggregate>.<event>; never carries ids or personal data."""
+    return f"{SUBJECT_ROOT}.{source}.{short_type(aggregate_type, payload_name)}"
+
+
+def event_id(source: str, aggregate_id: uuid.UUID, version: int) -> str:
+    """A stable id for a stored event: the same on every re-publication and rebuild."""
+    return str(uuid.uuid5(_EVENT_NAMESPACE, f"{source}:{aggregate_id}:{version}"))
+
+
+def msg_id(source: str, position: int) -> str:
+    """The JetStream de-duplication id: <service>:<notification id>."""
+    return f"{source}:{position}"
+
+
+@dataclass(frozen=True)
+class Publication:
+    """A domain event as its service publishes it: payload, aggregate type and customer."""
+
+    aggregate_type: str
+    customer_id: str
+    payload: message.Message
+
+
+def timestamp(moment: datetime) -> Timestamp:
+    ts = Timestamp()
+    ts.FromDatetime(moment)
+    return ts
+
+
+def pack(
+    *,
+    source: str,
+    publication: Publication,
+    aggregate_id: uuid.UUID,
+    aggregate_version: int,
+    position: int,
+    occurred_at: datetime,
+    correlation_id: str = "",
+    causation_id: str = "",
+    traceparent: str = "",
+    tracestate: str = "",
+) -> envelope_pb2.Envelope:
+    payload = any_pb2.Any()
+    payload.Pack(publication.payload, type_url_prefix="type.c360.dev/")
+    return Envelope(
+        event_id=event_id(source, aggregate_id, aggregate_version),
+        source=source,
+        event_type=publication.payload.DESCRIPTOR.full_name,
+        customer_id=publication.customer_id,
+        aggregate_id=str(aggregate_id),
+        aggregate_type=publication.aggregate_type,
+        aggregate_version=aggregate_version,
+        source_position=position,
+        occurred_at=timestamp(occurred_at),
+        correlation_id=correlation_id,
+        causation_id=causation_id,
+        traceparent=traceparent,
+        tracestate=tracestate,
+        payload=payload,
+        envelope_version=ENVELOPE_VERSION,
+    )
+
+
+class UnknownEventType(ValueError):
+    """The payload's type is not in the published contract this reader knows."""
+
+
+def unpack(envelope: envelope_pb2.Envelope) -> message.Message:
+    """The typed payload of an envelope."""
+    name = envelope.payload.TypeName()
+    try:
+        cls = symbol_database.Default().GetSymbol(name)
+    except KeyError:
+        raise UnknownEventType(name) from None
+    payload: message.Message = cls()
+    if not envelope.payload.Unpack(payload):
+        raise UnknownEventType(name)
+    return payload
+
+
+def subject_of(envelope: envelope_pb2.Envelope) -> str:
+    return subject_for(
+        envelope.source, envelope.aggregate_type, envelope.payload.TypeName().rsplit(".", 1)[-1]
+    )

@@ -1,0 +1,199 @@
+"""Outbox relay: publishes the store's notification log to JetStream without loss.
+
+The stored position advances only after JetStream acknowledged every message of a batch;
+a crash in between re-publishes the batch with the same Nats-Msg-Id (<service>:<position>),
+which JetStream's duplicate window drops and the projector's tracking ignores beyond it.
+Publishes are pipelined (async with a bounded window). One relay per service is active.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any, Protocol
+from uuid import UUID
+
+import nats
+from eventsourcing.domain import DomainEventProtocol
+from eventsourcing.persistence import IntegrityError, Tracking
+from eventsourcing.postgres import PostgresTrackingRecorder
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from opentelemetry import trace
+
+from c360_platform import envelope, telemetry
+from c360_platform.locks import AdvisoryLock
+from c360_platform.store import ServiceApplication
+from c360_platform.streams import StreamSettings, ensure_stream
+
+_log = logging.getLogger(__name__)
+RELAY = "relay"
+
+
+class Contract(Protocol):
+    """A service's mapping from its domain events to published messages."""
+
+    def publication(self, event: DomainEventProtocol[UUID]) -> envelope.Publication: ...
+
+
+class OutboxRelay:
+    """Tails one application's notification log and publishes each event once."""
+
+    def __init__(
+        self,
+        app: ServiceApplication,
+        contract: Contract,
+        *,
+        postgres_url: str,
+        nats_url: str,
+        stream: StreamSettings | None = None,
+        batch_size: int = 500,
+        window: int = 256,
+        ack_timeout: float = 10.0,
+    ) -> None:
+        self.app = app
+        self.source = app.source
+        self.contract = contract
+        self.postgres_url = postgres_url
+        self.nats_url = nats_url
+        self.stream = stream or StreamSettings.from_env()
+        self.batch_size = batch_size
+        self.window = window
+        self.ack_timeout = ack_timeout
+        self.lock = AdvisoryLock(postgres_url, f"c360.relay.{self.source}")
+        self.tracking: PostgresTrackingRecorder = app.factory.tracking_recorder()  # type: ignore[assignment]
+        self.nc: NATS | None = None
+        self.js: JetStreamContext | None = None
+        self.active = asyncio.Event()
+        self.published = 0
+
+    async def connect(self) -> JetStreamContext:
+        if self.js is None:
+            self.nc = await nats.connect(
+                self.nats_url, name=f"c360-relay-{self.source}", max_reconnect_attempts=-1
+            )
+            self.js = self.nc.jetstream(publish_async_max_pending=self.window)
+            await ensure_stream(self.js, self.stream)
+        return self.js
+
+    async def close(self) -> None:
+        await self.lock.release()
+        if self.nc is not None:
+            with contextlib.suppress(Exception):
+                await self.nc.drain()
+        self.nc = None
+        self.js = None
+        self.active.clear()
+
+    def position(self) -> int:
+        return self.tracking.max_tracking_id(RELAY) or 0
+
+    async def publish_batch(self, after: int) -> int:
+        """Publish the events after a position and wait for every ack; returns the last one."""
+        js = await self.connect()
+        rows = await asyncio.to_thread(
+            self.app.event_recorder.select_with_metadata, after, self.batch_size
+        )
+        if not rows:
+            return after
+        tracer = telemetry.tracer("c360.relay")
+        acks: list[asyncio.Future[Any]] = []
+        for notification, meta in rows:
+            event = self.app.mapper.to_domain_event(notification)
+            publication = self.contract.publication(event)
+            parent = telemetry.context_from(meta.traceparent, meta.tracestate)
+            subject = envelope.subject_for(
+                self.source, publication.aggregate_type, publication.payload.DESCRIPTOR.name
+            )
+            with tracer.start_as_current_span(
+                f"publish {subject}", context=parent, kind=trace.SpanKind.PRODUCER
+            ) as span:
+                span.set_attribute("messaging.system", "nats")
+                span.set_attribute("c360.source_position", notification.id)
+                # The producer span's context when tracing is on, else the stored one.
+                traceparent, tracestate = telemetry.current_trace_headers()
+                packed = envelope.pack(
+                    source=self.source,
+                    publication=publication,
+                    aggregate_id=event.originator_id,
+                    aggregate_version=event.originator_version,
+                    position=notification.id,
+                    occurred_at=getattr(event, "timestamp"),  # noqa: B009 (not in the protocol)
+                    correlation_id=meta.correlation_id,
+                    causation_id=meta.causation_id,
+                    traceparent=traceparent,
+                    tracestate=tracestate,
+                )
+                headers = {"Nats-Msg-Id": envelope.msg_id(self.source, notification.id)}
+                if traceparent:
+                    headers["traceparent"] = traceparent
+                    if tracestate:
+                        headers["tracestate"] = tracestate
+                acks.append(
+                    await js.publish_async(
+                        subject,
+                        packed.SerializeToString(),
+                        headers=headers,
+                        stream=self.stream.name,
+                    )
+                )
+        await asyncio.wait_for(asyncio.gather(*acks), timeout=self.ack_timeout)
+        self.published += len(rows)
+        return rows[-1][0].id
+
+    def advance(self, position: int) -> None:
+        """Record that everything up to this position is in the stream."""
+        # IntegrityError: already at or past it (a previous holder got there).
+        with contextlib.suppress(IntegrityError):
+            self.tracking.insert_tracking(Tracking(RELAY, position))
+
+    async def publish_once(self) -> int:
+        """One round: publish the next batch, then advance; returns how many were published."""
+        start = await asyncio.to_thread(self.position)
+        end = await self.publish_batch(start)
+        if end > start:
+            await asyncio.to_thread(self.advance, end)
+        return self.published
+
+    async def _wait_for_news(self, timeout: float) -> None:
+        conn = self.lock.conn
+        if conn is None:
+            await asyncio.sleep(timeout)
+            return
+        async for _ in conn.notifies(timeout=timeout, stop_after=1):
+            break
+
+    async def run(self, stop: asyncio.Event, *, standby_poll: float = 1.0) -> None:
+        """Relay until `stop` is set: stand by until the lock is ours, then publish."""
+        while not stop.is_set():
+            try:
+                if not await self.lock.try_acquire():
+                    await _sleep_or_stop(stop, standby_poll)
+                    continue
+                self.active.set()
+                assert self.lock.conn is not None
+                await self.lock.conn.execute(f'LISTEN "{self.app.event_recorder.channel_name}"')
+                position = await asyncio.to_thread(self.position)
+                while not stop.is_set():
+                    end = await self.publish_batch(position)
+                    if end > position:
+                        await asyncio.to_thread(self.advance, end)
+                        position = end
+                        continue
+                    if not await self.lock.still_held():
+                        _log.warning("relay %s lost its lock; standing by", self.source)
+                        break
+                    await self._wait_for_news(0.5)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                _log.exception("relay %s failed; retrying from the stored position", self.source)
+                await self.close()
+                await _sleep_or_stop(stop, 1.0)
+        await self.close()
+
+
+async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)

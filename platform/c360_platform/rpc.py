@@ -1,0 +1,253 @@
+"""gRPC bootstrap on grpc.aio: health, reflection, error mapping, tracing, graceful drain."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from eventsourcing.persistence import OperationalError as StoreUnavailable
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
+from c360_platform import errors, telemetry
+
+_log = logging.getLogger(__name__)
+
+_CODES: list[tuple[type[errors.C360Error], grpc.StatusCode]] = [
+    (errors.InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.NotFound, grpc.StatusCode.NOT_FOUND),
+    (errors.AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
+    (errors.PreconditionFailed, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.VersionConflict, grpc.StatusCode.ABORTED),
+    (errors.Unavailable, grpc.StatusCode.UNAVAILABLE),
+]
+
+
+def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str, status_pb2.Status]:
+    """The gRPC status (and google.rpc.Status with details) an exception maps to."""
+    code = grpc.StatusCode.INTERNAL
+    message = "internal error; the server log has the details"
+    details: list[any_pb2.Any] = []
+    if isinstance(exc, errors.C360Error):
+        for kind, mapped in _CODES:
+            if isinstance(exc, kind):
+                code = mapped
+                break
+        message = str(exc)
+        if isinstance(exc, errors.InvalidArgument):
+            bad = error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(
+                        field=v.field, description=v.description
+                    )
+                    for v in exc.violations
+                ]
+            )
+            packed = any_pb2.Any()
+            packed.Pack(bad)
+            details.append(packed)
+    elif isinstance(exc, StoreUnavailable):
+        code = grpc.StatusCode.UNAVAILABLE
+        message = "the event store is unavailable; retry"
+    status = status_pb2.Status(code=code.value[0], message=message, details=details)
+    return code, message, status
+
+
+async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException) -> None:
+    code, message, status = status_for(exc)
+    if code == grpc.StatusCode.INTERNAL:
+        _log.error("unhandled %s", type(exc).__name__, exc_info=exc)
+    await context.abort(
+        code, message, trailing_metadata=(("grpc-status-details-bin", status.SerializeToString()),)
+    )
+
+
+class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+    """One span per call (parent from the caller's traceparent) and exception -> status."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Any:
+        handler: Any = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        method = handler_call_details.method
+        metadata = {
+            k: v for k, v in (handler_call_details.invocation_metadata or ()) if isinstance(v, str)
+        }
+        tracer = telemetry.tracer("c360.grpc")
+
+        def start_span() -> trace.Span:
+            parent = telemetry.context_from_metadata(metadata)
+            span = tracer.start_span(method, context=parent, kind=trace.SpanKind.SERVER)
+            span.set_attribute("rpc.system", "grpc")
+            span.set_attribute("rpc.method", method)
+            return span
+
+        if handler.unary_unary is not None:
+            inner_uu = handler.unary_unary
+
+            async def unary_unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+                span = start_span()
+                token = otel_context.attach(trace.set_span_in_context(span))
+                try:
+                    return await inner_uu(request, context)
+                except errors.C360Error as exc:
+                    span.set_attribute("rpc.grpc.status_code", status_for(exc)[0].value[0])
+                    await _abort(context, exc)
+                except Exception as exc:
+                    if _is_abort(exc):
+                        raise
+                    span.record_exception(exc)
+                    await _abort(context, exc)
+                finally:
+                    otel_context.detach(token)
+                    span.end()
+
+            return grpc.unary_unary_rpc_method_handler(
+                unary_unary,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            inner_us = handler.unary_stream
+
+            async def unary_stream(
+                request: Any, context: grpc.aio.ServicerContext[Any, Any]
+            ) -> AsyncIterator[Any]:
+                span = start_span()
+                token = otel_context.attach(trace.set_span_in_context(span))
+                try:
+                    async for item in inner_us(request, context):
+                        yield item
+                except errors.C360Error as exc:
+                    await _abort(context, exc)
+                except Exception as exc:
+                    if _is_abort(exc):
+                        raise
+                    span.record_exception(exc)
+                    await _abort(context, exc)
+                finally:
+                    otel_context.detach(token)
+                    span.end()
+
+            return grpc.unary_stream_rpc_method_handler(
+                unary_stream,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+
+def _is_abort(exc: BaseException) -> bool:
+    # grpc.aio raises AbortError out of context.abort(); let it through untouched.
+    return type(exc).__name__ in {"AbortError", "UsageError"} or isinstance(
+        exc, asyncio.CancelledError
+    )
+
+
+Register = Callable[[grpc.aio.Server], None]
+Background = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
+
+
+@dataclass
+class ServiceHost:
+    """A grpc.aio server with health and reflection, plus the service's background tasks."""
+
+    name: str
+    port: int
+    host: str = "127.0.0.1"
+    services: list[tuple[str, Register]] = field(default_factory=list)
+    background: list[Background] = field(default_factory=list)
+    on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    on_close: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    grace: float = 10.0
+
+    def __post_init__(self) -> None:
+        self.server = grpc.aio.server(
+            interceptors=[ServerInterceptor()],
+            options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 16 << 20)],
+        )
+        self.health = HealthServicer()
+        self.stop_event = asyncio.Event()
+        self.tasks: list[asyncio.Task[None]] = []
+        self.bound_port = 0
+
+    def add(self, full_name: str, register: Register) -> None:
+        self.services.append((full_name, register))
+
+    async def start(self) -> int:
+        for opener in self.on_start:
+            await opener()
+        for _, register in self.services:
+            register(self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        names = [n for n, _ in self.services]
+        reflection.enable_server_reflection(
+            [
+                *names,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ],
+            self.server,
+        )
+        self.bound_port = self.server.add_insecure_port(f"{self.host}:{self.port}")
+        await self.server.start()
+        for task in self.background:
+            self.tasks.append(asyncio.create_task(task(self.stop_event)))
+        for n in ["", *names]:
+            await self.health.set(n, health_pb2.HealthCheckResponse.SERVING)
+        _log.info("%s serving on %s:%s", self.name, self.host, self.bound_port)
+        return self.bound_port
+
+    async def stop(self) -> None:
+        """Drain: report NOT_SERVING, finish calls in flight, stop background work."""
+        await self.health.enter_graceful_shutdown()
+        self.stop_event.set()
+        await self.server.stop(self.grace)
+        if self.tasks:
+            done, pending = await asyncio.wait(self.tasks, timeout=self.grace)
+            for task in pending:
+                task.cancel()
+            for task in done:
+                if not task.cancelled() and task.exception():
+                    _log.error("background task failed", exc_info=task.exception())
+        for close in self.on_close:
+            with contextlib.suppress(Exception):
+                await close()
+
+    async def serve_until_signalled(self) -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await self.start()
+        await stop.wait()
+        _log.info("%s draining", self.name)
+        await self.stop()
+
+
+def run(build: Callable[[], Awaitable[ServiceHost]]) -> None:
+    """Entry point of a service process."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+    async def main() -> None:
+        host = await build()
+        await host.serve_until_signalled()
+
+    asyncio.run(main())

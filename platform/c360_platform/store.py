@@ -1,0 +1,347 @@
+"""Event store wiring: `eventsourcing` on PostgreSQL (psycopg 3), one schema per service.
+
+The application recorder is the library's PostgreSQL recorder plus two tables written in the
+same transaction as the events: per-event metadata (correlation, causation, W3C trace context)
+for the published envelope, and idempotency records (request id -> outcome) so that a retried
+command appends nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+from uuid import UUID
+
+import psycopg
+from eventsourcing.application import Application
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError, Notification, StoredEvent
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from psycopg import Cursor
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import DictRow
+from psycopg.sql import SQL, Identifier
+
+from c360_platform.errors import InvalidArgument, NotFound, VersionConflict
+
+A = TypeVar("A", bound=Aggregate)
+
+
+def postgres_env(url: str, schema: str, *, pool_size: int = 10) -> dict[str, str]:
+    """The `eventsourcing` environment for a PostgreSQL URL and a schema of the service's own."""
+    params = conninfo_to_dict(url)
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "APPLICATION_RECORDER_TOPIC": "c360_platform.store:EventRecorder",
+        "POSTGRES_DBNAME": str(params.get("dbname") or "postgres"),
+        "POSTGRES_HOST": str(params.get("host") or "127.0.0.1"),
+        "POSTGRES_PORT": str(params.get("port") or "5432"),
+        "POSTGRES_USER": str(params.get("user") or "postgres"),
+        "POSTGRES_PASSWORD": str(params.get("password") or ""),
+        "POSTGRES_SCHEMA": schema,
+        "POSTGRES_POOL_SIZE": str(pool_size),
+        "POSTGRES_MAX_OVERFLOW": str(pool_size),
+        "POSTGRES_CONNECT_TIMEOUT": "10",
+        "POSTGRES_LOCK_TIMEOUT": "10",
+    }
+
+
+def ensure_schema(url: str, schema: str) -> None:
+    """Create the service's schema if it is missing (the library creates tables, not schemas)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(SQL("CREATE SCHEMA IF NOT EXISTS {}").format(Identifier(schema)))
+
+
+@dataclass(frozen=True)
+class CommandContext:
+    """Who asked for a command, and how to recognise a retry of it."""
+
+    command: str = ""
+    request_id: str = ""
+    fingerprint: str = ""
+    correlation_id: str = ""
+    causation_id: str = ""
+    traceparent: str = ""
+    tracestate: str = ""
+
+
+@dataclass(frozen=True)
+class CommandOutcome:
+    """What a command did: the aggregate, its version and the log position to wait for."""
+
+    aggregate_id: UUID
+    version: int
+    position: int
+    replayed: bool = False
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EventMetadata:
+    """Per-event metadata kept beside the event for the published envelope."""
+
+    correlation_id: str = ""
+    causation_id: str = ""
+    traceparent: str = ""
+    tracestate: str = ""
+
+
+@dataclass(frozen=True)
+class _SaveContext:
+    context: CommandContext
+    aggregate_id: UUID
+    version: int
+    extra: dict[str, str]
+
+
+def fingerprint(data: bytes) -> str:
+    """A stable digest of a request, to tell a retry from a reuse of its request id."""
+    return hashlib.sha256(data).hexdigest()
+
+
+class EventRecorder(PostgresApplicationRecorder):
+    """The library's application recorder, plus metadata and idempotency in the same commit."""
+
+    def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"):
+        super().__init__(datastore, events_table_name=events_table_name)
+        schema = Identifier(self.datastore.schema)
+        self.metadata_table = Identifier(f"{events_table_name}_metadata")
+        self.idempotency_table = Identifier(f"{events_table_name}_requests")
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {0}.{1} ("
+                " originator_id uuid NOT NULL, originator_version bigint NOT NULL,"
+                " correlation_id text NOT NULL, causation_id text NOT NULL,"
+                " traceparent text NOT NULL, tracestate text NOT NULL,"
+                " PRIMARY KEY (originator_id, originator_version))"
+            ).format(schema, self.metadata_table)
+        )
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {0}.{1} ("
+                " request_id text PRIMARY KEY, command text NOT NULL, fingerprint text NOT NULL,"
+                " aggregate_id uuid NOT NULL, version bigint NOT NULL, position bigint,"
+                " extra jsonb NOT NULL, recorded_at timestamptz NOT NULL DEFAULT now())"
+            ).format(schema, self.idempotency_table)
+        )
+
+    def _insert_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> None:
+        save: _SaveContext | None = kwargs.get("c360")
+        super()._insert_events(curs, stored_events, **kwargs)
+        if save is None:
+            return
+        ctx = save.context
+        if stored_events:
+            curs.executemany(
+                SQL("INSERT INTO {0}.{1} VALUES (%s, %s, %s, %s, %s, %s)").format(
+                    Identifier(self.datastore.schema), self.metadata_table
+                ),
+                [
+                    (
+                        e.originator_id,
+                        e.originator_version,
+                        ctx.correlation_id,
+                        ctx.causation_id,
+                        ctx.traceparent,
+                        ctx.tracestate,
+                    )
+                    for e in stored_events
+                ],
+            )
+        if ctx.request_id:
+            # A concurrent retry with the same id fails here on the primary key, so the
+            # whole transaction (events included) is rolled back: one effect only.
+            curs.execute(
+                SQL(
+                    "INSERT INTO {0}.{1} (request_id, command, fingerprint, aggregate_id,"
+                    " version, extra) VALUES (%s, %s, %s, %s, %s, %s)"
+                ).format(Identifier(self.datastore.schema), self.idempotency_table),
+                (
+                    ctx.request_id,
+                    ctx.command,
+                    ctx.fingerprint,
+                    save.aggregate_id,
+                    save.version,
+                    json.dumps(save.extra),
+                ),
+            )
+
+    def _fetch_ids_after_insert_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+        save: _SaveContext | None = kwargs.get("c360")
+        if save is not None and save.context.request_id and ids:
+            curs.execute(
+                SQL("UPDATE {0}.{1} SET position = %s WHERE request_id = %s").format(
+                    Identifier(self.datastore.schema), self.idempotency_table
+                ),
+                (max(ids), save.context.request_id),
+            )
+        return ids
+
+    def find_outcome(self, request_id: str) -> tuple[str, str, CommandOutcome] | None:
+        """An earlier request's stored outcome, as (command, fingerprint, outcome)."""
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                SQL(
+                    "SELECT command, fingerprint, aggregate_id, version, position, extra"
+                    " FROM {0}.{1} WHERE request_id = %s"
+                ).format(Identifier(self.datastore.schema), self.idempotency_table),
+                (request_id,),
+            )
+            row = curs.fetchone()
+        if row is None:
+            return None
+        outcome = CommandOutcome(
+            aggregate_id=row["aggregate_id"],
+            version=row["version"],
+            position=row["position"] or 0,
+            replayed=True,
+            extra=dict(row["extra"]),
+        )
+        return row["command"], row["fingerprint"], outcome
+
+    def position_of(self, aggregate_id: UUID) -> int:
+        """The log position of the aggregate's latest event (0 if it has none)."""
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                SQL(
+                    "SELECT notification_id FROM {0}.{1} WHERE originator_id = %s"
+                    " ORDER BY originator_version DESC LIMIT 1"
+                ).format(Identifier(self.datastore.schema), Identifier(self.events_table_name)),
+                (aggregate_id,),
+            )
+            row = curs.fetchone()
+        return int(row["notification_id"]) if row else 0
+
+    def select_with_metadata(
+        self, after: int, limit: int
+    ) -> list[tuple[Notification, EventMetadata]]:
+        """Notifications after a position, each with its metadata, in log order."""
+        schema = Identifier(self.datastore.schema)
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                SQL(
+                    "SELECT e.notification_id, e.originator_id, e.originator_version, e.topic,"
+                    " e.state, m.correlation_id, m.causation_id, m.traceparent, m.tracestate"
+                    " FROM {0}.{1} e LEFT JOIN {0}.{2} m"
+                    " ON m.originator_id = e.originator_id"
+                    " AND m.originator_version = e.originator_version"
+                    " WHERE e.notification_id > %s ORDER BY e.notification_id LIMIT %s"
+                ).format(schema, Identifier(self.events_table_name), self.metadata_table),
+                (after, limit),
+            )
+            rows = curs.fetchall()
+        return [
+            (
+                Notification(
+                    id=r["notification_id"],
+                    originator_id=r["originator_id"],
+                    originator_version=r["originator_version"],
+                    topic=r["topic"],
+                    state=bytes(r["state"]),
+                ),
+                EventMetadata(
+                    correlation_id=r["correlation_id"] or "",
+                    causation_id=r["causation_id"] or "",
+                    traceparent=r["traceparent"] or "",
+                    tracestate=r["tracestate"] or "",
+                ),
+            )
+            for r in rows
+        ]
+
+    def count_events(self) -> int:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                SQL("SELECT count(*) AS n FROM {0}.{1}").format(
+                    Identifier(self.datastore.schema), Identifier(self.events_table_name)
+                )
+            )
+            row = curs.fetchone()
+        return int(row["n"]) if row else 0
+
+
+@dataclass
+class Decision(Generic[A]):
+    """What a command decided: the aggregate it is about, and every aggregate it changed."""
+
+    subject: A
+    changed: list[Aggregate]
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class ServiceApplication(Application[UUID]):
+    """An `eventsourcing` application with idempotent, conflict-checked commands."""
+
+    source: str = ""
+
+    @property
+    def event_recorder(self) -> EventRecorder:
+        assert isinstance(self.recorder, EventRecorder)
+        return self.recorder
+
+    def load(self, kind: type[A], aggregate_id: UUID, expected_version: int | None = None) -> A:
+        """Get an aggregate, NOT_FOUND if missing, ABORTED if it moved past expected_version."""
+        from eventsourcing.application import AggregateNotFoundError
+
+        try:
+            aggregate: Any = self.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            raise NotFound(f"{kind.__name__.lower()} {aggregate_id} does not exist") from None
+        if not isinstance(aggregate, kind):
+            raise NotFound(f"{kind.__name__.lower()} {aggregate_id} does not exist")
+        if expected_version is not None and aggregate.version != expected_version:
+            raise VersionConflict(
+                f"{kind.__name__.lower()} {aggregate_id} is at version {aggregate.version},"
+                f" not {expected_version}; reload and retry"
+            )
+        return aggregate
+
+    def replay(self, ctx: CommandContext) -> CommandOutcome | None:
+        """The first answer to a retried request, if this request id was seen before."""
+        if not ctx.request_id:
+            return None
+        found = self.event_recorder.find_outcome(ctx.request_id)
+        if found is None:
+            return None
+        command, digest, outcome = found
+        if command != ctx.command or digest != ctx.fingerprint:
+            raise InvalidArgument.one(
+                "request_id", "was already used for a different request; use a new id"
+            )
+        return outcome
+
+    def execute(self, ctx: CommandContext, decide: Callable[[], Decision[A]]) -> CommandOutcome:
+        """Run a command once: replay a retry, else decide, then append atomically."""
+        earlier = self.replay(ctx)
+        if earlier is not None:
+            return earlier
+        decision = decide()
+        subject = decision.subject
+        if not any(a.pending_events for a in decision.changed):
+            return CommandOutcome(
+                subject.id,
+                subject.version,
+                self.event_recorder.position_of(subject.id),
+                extra=decision.extra,
+            )
+        save = _SaveContext(ctx, subject.id, subject.version, decision.extra)
+        try:
+            recordings = self.save(*decision.changed, c360=save)
+        except IntegrityError:
+            earlier = self.replay(ctx)
+            if earlier is not None:
+                return earlier
+            raise VersionConflict(
+                f"{type(subject).__name__.lower()} {subject.id} was changed concurrently;"
+                " reload and retry"
+            ) from None
+        position = max(r.notification.id for r in recordings)
+        return CommandOutcome(subject.id, subject.version, position, extra=decision.extra)

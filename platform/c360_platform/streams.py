@@ -1,0 +1,59 @@
+"""JetStream stream configuration in one place, created or updated idempotently at start."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from nats.js import JetStreamContext
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import NotFoundError
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    """How the event stream is kept. Ages in seconds; 0 means no limit."""
+
+    name: str = "C360"
+    subjects: tuple[str, ...] = ("c360.>",)
+    max_age: float = 0.0
+    max_bytes: int = -1
+    duplicate_window: float = 600.0
+    replicas: int = 1
+
+    @classmethod
+    def from_env(cls) -> StreamSettings:
+        return cls(
+            name=os.environ.get("C360_STREAM_NAME", "C360"),
+            max_age=float(os.environ.get("C360_STREAM_MAX_AGE_SECONDS", "0")),
+            max_bytes=int(os.environ.get("C360_STREAM_MAX_BYTES", "-1")),
+            duplicate_window=float(os.environ.get("C360_STREAM_DUPLICATE_WINDOW_SECONDS", "600")),
+            replicas=int(os.environ.get("C360_STREAM_REPLICAS", "1")),
+        )
+
+    def config(self) -> StreamConfig:
+        return StreamConfig(
+            name=self.name,
+            subjects=list(self.subjects),
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            discard=DiscardPolicy.OLD,
+            max_age=self.max_age or None,
+            max_bytes=self.max_bytes,
+            duplicate_window=self.duplicate_window,
+            num_replicas=self.replicas,
+        )
+
+
+async def ensure_stream(js: JetStreamContext, settings: StreamSettings) -> None:
+    """Create the stream, or update its limits in place; stored messages are kept."""
+    try:
+        await js.stream_info(settings.name)
+    except NotFoundError:
+        try:
+            await js.add_stream(config=settings.config())
+            return
+        except Exception:
+            # Another replica created it between our look and our add; update below.
+            await js.stream_info(settings.name)
+    await js.update_stream(config=settings.config())

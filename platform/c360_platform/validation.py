@@ -1,0 +1,103 @@
+"""Field validation and normalisation that collects every violation before failing (no I/O)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from enum import Enum
+from typing import TypeVar
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+
+from c360_platform.errors import FieldViolation, InvalidArgument
+
+E = TypeVar("E", bound=Enum)
+
+_TAG = re.compile(r"^[a-z0-9][a-z0-9_\-:.]{0,63}$")
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class Violations:
+    """Collects field violations; `check()` raises them all at once."""
+
+    def __init__(self) -> None:
+        self.items: list[FieldViolation] = []
+
+    def add(self, field: str, description: str) -> None:
+        self.items.append(FieldViolation(field, description))
+
+    def check(self) -> None:
+        if self.items:
+            raise InvalidArgument(self.items)
+
+    def text(self, field: str, value: str, *, required: bool = True, max_len: int = 200) -> str:
+        """A single-line text: trimmed, no control characters, bounded length."""
+        cleaned = " ".join(value.split())
+        if not cleaned:
+            if required:
+                self.add(field, "is required")
+            return ""
+        if _CONTROL.search(value.replace("\n", " ").replace("\t", " ")):
+            self.add(field, "must not contain control characters")
+        if len(cleaned) > max_len:
+            self.add(field, f"must be at most {max_len} characters")
+        return cleaned
+
+    def email(self, field: str, value: str) -> str:
+        """An e-mail address, normalised (domain lower-cased, Unicode NFC); no DNS look-up."""
+        try:
+            result = validate_email(value.strip(), check_deliverability=False)
+        except EmailNotValidError:
+            self.add(field, "not a valid address")
+            return value
+        local, _, domain = result.normalized.rpartition("@")
+        # Mailbox names are case-insensitive at every provider that matters to a CRM.
+        return f"{local.lower()}@{domain.lower()}"
+
+    def phone(self, field: str, value: str, default_region: str = "DE") -> str:
+        """A phone number in E.164 (+4930123456); local numbers are read in default_region."""
+        try:
+            parsed = phonenumbers.parse(value.strip(), default_region)
+        except phonenumbers.NumberParseException:
+            self.add(field, "not a valid phone number")
+            return value
+        if not phonenumbers.is_valid_number(parsed):
+            self.add(field, "not a valid phone number")
+            return value
+        return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+    def tag(self, field: str, value: str) -> str:
+        tag = value.strip().lower()
+        if not _TAG.match(tag):
+            self.add(field, "must be 1-64 of a-z 0-9 _ - : . starting with a letter or digit")
+        return tag
+
+    def country(self, field: str, value: str) -> str:
+        code = value.strip().upper()
+        if not _COUNTRY.match(code):
+            self.add(field, "must be an ISO 3166-1 alpha-2 code such as DE")
+        return code
+
+    def choice(self, field: str, value: str, allowed: Iterable[str]) -> str:
+        options = list(allowed)
+        if value not in options:
+            self.add(field, f"must be one of {', '.join(options)}")
+        return value
+
+    def enum(self, field: str, value: str, kind: type[E]) -> E | None:
+        try:
+            return kind(value)
+        except ValueError:
+            self.add(field, f"must be one of {', '.join(str(m.value) for m in kind)}")
+            return None
+
+    def uuid(self, field: str, value: str) -> str:
+        import uuid
+
+        try:
+            return str(uuid.UUID(value))
+        except ValueError:
+            self.add(field, "not a valid id (UUID expected)")
+            return value

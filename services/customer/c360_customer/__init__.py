@@ -1,0 +1,1 @@
+"""The customer service: identity, contact points, contact persons, consent and owner."""

@@ -1,0 +1,277 @@
+"""The customer gRPC API: validates requests, maps proto <-> application, returns results."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+from google.protobuf import timestamp_pb2
+
+from c360.customer.v1 import customer_service_pb2 as api
+from c360.customer.v1 import customer_service_pb2_grpc as api_grpc
+from c360.events.v1 import customer_events_pb2 as ev
+from c360_customer.application import CustomerApplication
+from c360_customer.contract import CHANNELS, KINDS, PURPOSES, address_message
+from c360_customer.domain import Customer
+from c360_platform.commands import (
+    blocking,
+    command_context,
+    command_result,
+    expected_version,
+    parse_id,
+)
+from c360_platform.envelope import timestamp
+from c360_platform.errors import InvalidArgument
+from c360_platform.store import CommandOutcome
+
+Ctx = grpc.aio.ServicerContext[Any, Any]
+_KIND_NAMES = {v: k for k, v in KINDS.items()}
+_CHANNEL_NAMES = {v: k for k, v in CHANNELS.items()}
+_PURPOSE_NAMES = {v: k for k, v in PURPOSES.items()}
+
+
+def _enum_name(field: str, value: int, names: dict[Any, str]) -> str:
+    name = names.get(value)
+    if name is None:
+        raise InvalidArgument.one(field, f"must be one of {', '.join(names.values())}")
+    return name
+
+
+def _address_dict(a: ev.PostalAddress) -> dict[str, Any]:
+    return {
+        "label": a.label,
+        "lines": list(a.lines),
+        "postal_code": a.postal_code,
+        "city": a.city,
+        "region": a.region,
+        "country": a.country,
+    }
+
+
+def _time(ts: timestamp_pb2.Timestamp, present: bool) -> datetime | None:
+    return ts.ToDatetime(tzinfo=UTC) if present else None
+
+
+def customer_message(c: Customer) -> api.Customer:
+    return api.Customer(
+        customer_id=str(c.id),
+        version=c.version,
+        kind=KINDS[c.kind],
+        display_name=c.display_name,
+        emails=c.emails,
+        phones=c.phones,
+        addresses=[address_message(a) for a in c.addresses],
+        acquisition_source=c.acquisition_source,
+        acquisition_channel=c.acquisition_channel,
+        owner_id=c.owner_id,
+        tags=c.tags,
+        consents=[
+            api.Consent(
+                channel=CHANNELS[d["channel"]],
+                purpose=PURPOSES[d["purpose"]],
+                granted=d["granted"],
+                source=d["source"],
+                decided_at=timestamp(d["decided_at"]),
+            )
+            for d in c.consents.values()
+        ],
+        contact_persons=[
+            api.ContactPersonLink(
+                link_id=link["link_id"],
+                organisation_id=link["organisation_id"],
+                person_id=link["person_id"],
+                role=link["role"],
+                valid_from=timestamp(link["valid_from"]),
+                valid_until=timestamp(link["valid_until"]) if link["valid_until"] else None,
+            )
+            for link in c.links.values()
+        ],
+        registered_at=timestamp(c.created_on),
+        updated_at=timestamp(c.modified_on),
+    )
+
+
+class CustomerServicer(api_grpc.CustomerServiceServicer):
+    """gRPC servicer for c360.customer.v1.CustomerService."""
+
+    def __init__(self, app: CustomerApplication) -> None:
+        self.app = app
+
+    def _result(self, outcome: CommandOutcome) -> Any:
+        return command_result(self.app.source, outcome)
+
+    async def _update(self, name: str, request: Any, context: Ctx, change: str, *args: Any) -> Any:
+        ctx = command_context(name, request, context)
+        customer_id = parse_id("customer_id", request.customer_id)
+        return await blocking(
+            self.app.update, ctx, customer_id, expected_version(request), change, *args
+        )
+
+    async def RegisterCustomer(
+        self, request: api.RegisterCustomerRequest, context: Ctx
+    ) -> api.RegisterCustomerResponse:
+        ctx = command_context("RegisterCustomer", request, context)
+        kind = _enum_name("kind", request.kind, _KIND_NAMES)
+        outcome = await blocking(
+            self.app.register,
+            ctx,
+            kind=kind,
+            display_name=request.display_name,
+            emails=list(request.emails),
+            phones=list(request.phones),
+            addresses=[_address_dict(a) for a in request.addresses],
+            acquisition_source=request.acquisition_source,
+            acquisition_channel=request.acquisition_channel,
+            owner_id=request.owner_id,
+            tags=list(request.tags),
+        )
+        return api.RegisterCustomerResponse(result=self._result(outcome))
+
+    async def RenameCustomer(
+        self, request: api.RenameCustomerRequest, context: Ctx
+    ) -> api.RenameCustomerResponse:
+        outcome = await self._update(
+            "RenameCustomer", request, context, "rename", request.display_name
+        )
+        return api.RenameCustomerResponse(result=self._result(outcome))
+
+    async def AddEmail(self, request: api.AddEmailRequest, context: Ctx) -> api.AddEmailResponse:
+        outcome = await self._update("AddEmail", request, context, "add_email", request.email)
+        return api.AddEmailResponse(result=self._result(outcome))
+
+    async def RemoveEmail(
+        self, request: api.RemoveEmailRequest, context: Ctx
+    ) -> api.RemoveEmailResponse:
+        outcome = await self._update("RemoveEmail", request, context, "remove_email", request.email)
+        return api.RemoveEmailResponse(result=self._result(outcome))
+
+    async def AddPhone(self, request: api.AddPhoneRequest, context: Ctx) -> api.AddPhoneResponse:
+        outcome = await self._update("AddPhone", request, context, "add_phone", request.phone)
+        return api.AddPhoneResponse(result=self._result(outcome))
+
+    async def RemovePhone(
+        self, request: api.RemovePhoneRequest, context: Ctx
+    ) -> api.RemovePhoneResponse:
+        outcome = await self._update("RemovePhone", request, context, "remove_phone", request.phone)
+        return api.RemovePhoneResponse(result=self._result(outcome))
+
+    async def AddPostalAddress(
+        self, request: api.AddPostalAddressRequest, context: Ctx
+    ) -> api.AddPostalAddressResponse:
+        outcome = await self._update(
+            "AddPostalAddress",
+            request,
+            context,
+            "add_postal_address",
+            _address_dict(request.address),
+        )
+        return api.AddPostalAddressResponse(
+            result=self._result(outcome), address_id=outcome.extra.get("address_id", "")
+        )
+
+    async def RemovePostalAddress(
+        self, request: api.RemovePostalAddressRequest, context: Ctx
+    ) -> api.RemovePostalAddressResponse:
+        outcome = await self._update(
+            "RemovePostalAddress", request, context, "remove_postal_address", request.address_id
+        )
+        return api.RemovePostalAddressResponse(result=self._result(outcome))
+
+    async def AssignOwner(
+        self, request: api.AssignOwnerRequest, context: Ctx
+    ) -> api.AssignOwnerResponse:
+        outcome = await self._update(
+            "AssignOwner", request, context, "assign_owner", request.owner_id
+        )
+        return api.AssignOwnerResponse(result=self._result(outcome))
+
+    async def ChangeTags(
+        self, request: api.ChangeTagsRequest, context: Ctx
+    ) -> api.ChangeTagsResponse:
+        outcome = await self._update(
+            "ChangeTags", request, context, "change_tags", list(request.add), list(request.remove)
+        )
+        return api.ChangeTagsResponse(result=self._result(outcome))
+
+    async def _consent(
+        self, name: str, granted: bool, request: Any, context: Ctx
+    ) -> CommandOutcome:
+        ctx = command_context(name, request, context)
+        customer_id = parse_id("customer_id", request.customer_id)
+        channel = _enum_name("channel", request.channel, _CHANNEL_NAMES)
+        purpose = _enum_name("purpose", request.purpose, _PURPOSE_NAMES)
+        return await blocking(
+            self.app.decide_consent,
+            ctx,
+            customer_id,
+            expected_version(request),
+            granted,
+            channel,
+            purpose,
+            request.source,
+        )
+
+    async def GrantConsent(
+        self, request: api.GrantConsentRequest, context: Ctx
+    ) -> api.GrantConsentResponse:
+        outcome = await self._consent("GrantConsent", True, request, context)
+        return api.GrantConsentResponse(result=self._result(outcome))
+
+    async def RevokeConsent(
+        self, request: api.RevokeConsentRequest, context: Ctx
+    ) -> api.RevokeConsentResponse:
+        outcome = await self._consent("RevokeConsent", False, request, context)
+        return api.RevokeConsentResponse(result=self._result(outcome))
+
+    async def LinkContactPerson(
+        self, request: api.LinkContactPersonRequest, context: Ctx
+    ) -> api.LinkContactPersonResponse:
+        ctx = command_context("LinkContactPerson", request, context)
+        organisation_id = parse_id("organisation_id", request.organisation_id)
+        person_id = parse_id("person_id", request.person_id)
+        if organisation_id == person_id:
+            raise InvalidArgument.one("person_id", "must differ from organisation_id")
+        outcome = await blocking(
+            self.app.link_contact_person,
+            ctx,
+            organisation_id,
+            person_id,
+            request.role,
+            _time(request.valid_from, request.HasField("valid_from")),
+        )
+        return api.LinkContactPersonResponse(
+            result=self._result(outcome), link_id=outcome.extra.get("link_id", "")
+        )
+
+    async def EndContactPerson(
+        self, request: api.EndContactPersonRequest, context: Ctx
+    ) -> api.EndContactPersonResponse:
+        ctx = command_context("EndContactPerson", request, context)
+        organisation_id = parse_id("organisation_id", request.organisation_id)
+        link_id = str(parse_id("link_id", request.link_id))
+        outcome = await blocking(
+            self.app.end_contact_person,
+            ctx,
+            organisation_id,
+            link_id,
+            _time(request.valid_until, request.HasField("valid_until")),
+        )
+        return api.EndContactPersonResponse(result=self._result(outcome))
+
+    async def GetCustomer(
+        self, request: api.GetCustomerRequest, context: Ctx
+    ) -> api.GetCustomerResponse:
+        customer_id = parse_id("customer_id", request.customer_id)
+        customer = await blocking(self.app.get_customer, customer_id)
+        return api.GetCustomerResponse(customer=customer_message(customer))
+
+
+def register(servicer: CustomerServicer) -> Any:
+    def add(server: grpc.aio.Server) -> None:
+        api_grpc.add_CustomerServiceServicer_to_server(servicer, server)
+
+    return add
+
+
+SERVICE_NAME = api.DESCRIPTOR.services_by_name["CustomerService"].full_name

@@ -1,0 +1,107 @@
+"""The customer application: commands and queries over the Customer aggregate (an
+`eventsourcing.Application`, so saves are atomic and the notification log is the outbox)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from c360_customer import domain
+from c360_customer.domain import Customer
+from c360_platform.store import CommandContext, CommandOutcome, Decision, ServiceApplication
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class CustomerApplication(ServiceApplication):
+    """Customers: registration, contact points, owner, tags, consent, contact persons."""
+
+    name = "Customer"
+    source = "customer"
+    snapshotting_intervals = {Customer: 100}
+
+    def register(self, ctx: CommandContext, **fields: Any) -> CommandOutcome:
+        def decide() -> Decision[Customer]:
+            customer = domain.register_customer(**fields)
+            return Decision(customer, [customer])
+
+        return self.execute(ctx, decide)
+
+    def update(
+        self,
+        ctx: CommandContext,
+        customer_id: UUID,
+        expected_version: int | None,
+        change: str,
+        *args: Any,
+    ) -> CommandOutcome:
+        """Apply one of the Customer's command methods by name (rename, add_email, ...)."""
+
+        def decide() -> Decision[Customer]:
+            customer = self.load(Customer, customer_id, expected_version)
+            result = getattr(customer, change)(*args)
+            extra = {"address_id": result} if change == "add_postal_address" else {}
+            return Decision(customer, [customer], extra)
+
+        return self.execute(ctx, decide)
+
+    def decide_consent(
+        self,
+        ctx: CommandContext,
+        customer_id: UUID,
+        expected_version: int | None,
+        granted: bool,
+        channel: str,
+        purpose: str,
+        source: str,
+    ) -> CommandOutcome:
+        def decide() -> Decision[Customer]:
+            customer = self.load(Customer, customer_id, expected_version)
+            customer.decide_consent(granted, channel, purpose, source, _now())
+            return Decision(customer, [customer])
+
+        return self.execute(ctx, decide)
+
+    def link_contact_person(
+        self,
+        ctx: CommandContext,
+        organisation_id: UUID,
+        person_id: UUID,
+        role: str,
+        valid_from: datetime | None,
+    ) -> CommandOutcome:
+        def decide() -> Decision[Customer]:
+            organisation = self.load(Customer, organisation_id)
+            person = self.load(Customer, person_id)
+            link_id = domain.link_contact_person(organisation, person, role, valid_from or _now())
+            return Decision(organisation, [organisation, person], {"link_id": link_id})
+
+        return self.execute(ctx, decide)
+
+    def end_contact_person(
+        self,
+        ctx: CommandContext,
+        organisation_id: UUID,
+        link_id: str,
+        valid_until: datetime | None,
+    ) -> CommandOutcome:
+        def decide() -> Decision[Customer]:
+            organisation = self.load(Customer, organisation_id)
+            link = organisation.links.get(link_id)
+            if link is None:
+                from c360_platform.errors import NotFound
+
+                raise NotFound(
+                    f"organisation {organisation_id} has no contact-person link {link_id}"
+                )
+            person = self.load(Customer, UUID(link["person_id"]))
+            domain.end_contact_person(organisation, person, link_id, valid_until or _now())
+            return Decision(organisation, [organisation, person])
+
+        return self.execute(ctx, decide)
+
+    def get_customer(self, customer_id: UUID) -> Customer:
+        return self.load(Customer, customer_id)

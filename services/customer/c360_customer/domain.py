@@ -1,0 +1,382 @@
+"""The Customer aggregate and its rules: pure Python on `eventsourcing.domain`, no I/O.
+
+Command methods validate and normalise, then call the decorated event methods, so each
+state change is written once and is the same when the aggregate is rebuilt from its events.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from eventsourcing.domain import Aggregate, event
+
+from c360_platform.errors import AlreadyExists, InvalidArgument, NotFound, PreconditionFailed
+from c360_platform.validation import Violations
+
+MAX_CONTACT_POINTS = 10
+MAX_ADDRESSES = 10
+MAX_TAGS = 50
+_EMPLOYEE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$")
+
+
+class Kind(StrEnum):
+    PERSON = "person"
+    ORGANISATION = "organisation"
+
+
+class Channel(StrEnum):
+    EMAIL = "email"
+    SMS = "sms"
+    PHONE = "phone"
+    POST = "post"
+
+
+class Purpose(StrEnum):
+    MARKETING = "marketing"
+    SERVICE = "service"
+
+
+def consent_key(channel: Channel, purpose: Purpose) -> str:
+    return f"{channel.value}/{purpose.value}"
+
+
+def _owner(v: Violations, field: str, owner_id: str) -> str:
+    owner = owner_id.strip()
+    if owner and not _EMPLOYEE_ID.match(owner):
+        v.add(field, "must be an employee id: 1-64 of A-Z a-z 0-9 . _ - ")
+    return owner
+
+
+def _address(v: Violations, field: str, raw: dict[str, Any]) -> dict[str, Any]:
+    lines = [
+        v.text(f"{field}.lines[{i}]", str(line), max_len=120)
+        for i, line in enumerate(raw.get("lines", []))
+    ]
+    lines = [line for line in lines if line]
+    if not lines:
+        v.add(f"{field}.lines", "at least one address line is required")
+    if len(lines) > 5:
+        v.add(f"{field}.lines", "must be at most 5 lines")
+    return {
+        "address_id": str(raw.get("address_id") or uuid.uuid4()),
+        "label": v.text(f"{field}.label", str(raw.get("label", "")), required=False, max_len=40),
+        "lines": lines,
+        "postal_code": v.text(
+            f"{field}.postal_code", str(raw.get("postal_code", "")), required=False, max_len=20
+        ),
+        "city": v.text(f"{field}.city", str(raw.get("city", "")), max_len=80),
+        "region": v.text(f"{field}.region", str(raw.get("region", "")), required=False, max_len=80),
+        "country": v.country(f"{field}.country", str(raw.get("country", ""))),
+    }
+
+
+class Customer(Aggregate):
+    """A person or organisation the company does business with."""
+
+    @event("Registered")
+    def __init__(
+        self,
+        kind: str,
+        display_name: str,
+        emails: list[str],
+        phones: list[str],
+        addresses: list[dict[str, Any]],
+        acquisition_source: str,
+        acquisition_channel: str,
+        owner_id: str,
+        tags: list[str],
+    ) -> None:
+        self.kind = kind
+        self.display_name = display_name
+        self.emails = list(emails)
+        self.phones = list(phones)
+        self.addresses = [dict(a) for a in addresses]
+        self.acquisition_source = acquisition_source
+        self.acquisition_channel = acquisition_channel
+        self.owner_id = owner_id
+        self.tags = list(tags)
+        self.consents: dict[str, dict[str, Any]] = {}
+        self.links: dict[str, dict[str, Any]] = {}
+
+    # -- identity ---------------------------------------------------------------------------
+
+    def rename(self, display_name: str) -> None:
+        v = Violations()
+        name = v.text("display_name", display_name)
+        v.check()
+        if name != self.display_name:
+            self._renamed(name)
+
+    @event("Renamed")
+    def _renamed(self, display_name: str) -> None:
+        self.display_name = display_name
+
+    # -- contact points ---------------------------------------------------------------------
+
+    def add_email(self, email: str) -> None:
+        v = Violations()
+        normalised = v.email("email", email)
+        v.check()
+        if normalised in self.emails:
+            return
+        if len(self.emails) >= MAX_CONTACT_POINTS:
+            raise PreconditionFailed(f"customer has {MAX_CONTACT_POINTS} e-mail addresses already")
+        self._email_added(normalised)
+
+    @event("EmailAdded")
+    def _email_added(self, email: str) -> None:
+        self.emails.append(email)
+
+    def remove_email(self, email: str) -> None:
+        v = Violations()
+        normalised = v.email("email", email)
+        v.check()
+        if normalised not in self.emails:
+            raise NotFound("the customer has no such e-mail address")
+        self._email_removed(normalised)
+
+    @event("EmailRemoved")
+    def _email_removed(self, email: str) -> None:
+        self.emails.remove(email)
+
+    def add_phone(self, phone: str) -> None:
+        v = Violations()
+        normalised = v.phone("phone", phone)
+        v.check()
+        if normalised in self.phones:
+            return
+        if len(self.phones) >= MAX_CONTACT_POINTS:
+            raise PreconditionFailed(f"customer has {MAX_CONTACT_POINTS} phone numbers already")
+        self._phone_added(normalised)
+
+    @event("PhoneAdded")
+    def _phone_added(self, phone: str) -> None:
+        self.phones.append(phone)
+
+    def remove_phone(self, phone: str) -> None:
+        v = Violations()
+        normalised = v.phone("phone", phone)
+        v.check()
+        if normalised not in self.phones:
+            raise NotFound("the customer has no such phone number")
+        self._phone_removed(normalised)
+
+    @event("PhoneRemoved")
+    def _phone_removed(self, phone: str) -> None:
+        self.phones.remove(phone)
+
+    def add_postal_address(self, address: dict[str, Any]) -> str:
+        v = Violations()
+        clean = _address(v, "address", {**address, "address_id": ""})
+        v.check()
+        if len(self.addresses) >= MAX_ADDRESSES:
+            raise PreconditionFailed(f"customer has {MAX_ADDRESSES} postal addresses already")
+        self._postal_address_added(clean)
+        return str(clean["address_id"])
+
+    @event("PostalAddressAdded")
+    def _postal_address_added(self, address: dict[str, Any]) -> None:
+        self.addresses.append(dict(address))
+
+    def remove_postal_address(self, address_id: str) -> None:
+        if not any(a["address_id"] == address_id for a in self.addresses):
+            raise NotFound(f"the customer has no postal address {address_id}")
+        self._postal_address_removed(address_id)
+
+    @event("PostalAddressRemoved")
+    def _postal_address_removed(self, address_id: str) -> None:
+        self.addresses = [a for a in self.addresses if a["address_id"] != address_id]
+
+    # -- owner and tags ---------------------------------------------------------------------
+
+    def assign_owner(self, owner_id: str) -> None:
+        v = Violations()
+        owner = _owner(v, "owner_id", owner_id)
+        v.check()
+        if owner != self.owner_id:
+            self._owner_assigned(owner, self.owner_id)
+
+    @event("OwnerAssigned")
+    def _owner_assigned(self, owner_id: str, previous_owner_id: str) -> None:
+        self.owner_id = owner_id
+
+    def change_tags(self, add: list[str], remove: list[str]) -> None:
+        v = Violations()
+        added = [v.tag(f"add[{i}]", t) for i, t in enumerate(add)]
+        removed = [v.tag(f"remove[{i}]", t) for i, t in enumerate(remove)]
+        v.check()
+        added = sorted({t for t in added if t not in self.tags})
+        removed = sorted({t for t in removed if t in self.tags and t not in added})
+        if len(self.tags) + len(added) - len(removed) > MAX_TAGS:
+            raise InvalidArgument.one("add", f"a customer has at most {MAX_TAGS} tags")
+        if added or removed:
+            self._tags_changed(added, removed)
+
+    @event("TagsChanged")
+    def _tags_changed(self, added: list[str], removed: list[str]) -> None:
+        self.tags = [t for t in self.tags if t not in removed] + added
+
+    # -- consent ----------------------------------------------------------------------------
+
+    def decide_consent(
+        self, granted: bool, channel: str, purpose: str, source: str, at: datetime
+    ) -> None:
+        """Record a consent decision; every decision is kept as evidence, repeats included."""
+        v = Violations()
+        ch = v.enum("channel", channel, Channel)
+        pu = v.enum("purpose", purpose, Purpose)
+        src = v.text("source", source, max_len=64)
+        v.check()
+        assert ch is not None
+        assert pu is not None
+        if granted:
+            self._consent_granted(ch.value, pu.value, src, at)
+        else:
+            self._consent_revoked(ch.value, pu.value, src, at)
+
+    @event("ConsentGranted")
+    def _consent_granted(
+        self, channel: str, purpose: str, source: str, decided_at: datetime
+    ) -> None:
+        self.consents[f"{channel}/{purpose}"] = {
+            "channel": channel,
+            "purpose": purpose,
+            "granted": True,
+            "source": source,
+            "decided_at": decided_at,
+        }
+
+    @event("ConsentRevoked")
+    def _consent_revoked(
+        self, channel: str, purpose: str, source: str, decided_at: datetime
+    ) -> None:
+        self.consents[f"{channel}/{purpose}"] = {
+            "channel": channel,
+            "purpose": purpose,
+            "granted": False,
+            "source": source,
+            "decided_at": decided_at,
+        }
+
+    def has_consent(self, channel: Channel, purpose: Purpose) -> bool:
+        decision = self.consents.get(consent_key(channel, purpose))
+        return bool(decision and decision["granted"])
+
+    # -- contact persons --------------------------------------------------------------------
+
+    @event("ContactPersonLinked")
+    def _contact_person_linked(
+        self, link_id: str, organisation_id: str, person_id: str, role: str, valid_from: datetime
+    ) -> None:
+        self.links[link_id] = {
+            "link_id": link_id,
+            "organisation_id": organisation_id,
+            "person_id": person_id,
+            "role": role,
+            "valid_from": valid_from,
+            "valid_until": None,
+        }
+
+    @event("ContactPersonLinkEnded")
+    def _contact_person_link_ended(
+        self, link_id: str, organisation_id: str, person_id: str, valid_until: datetime
+    ) -> None:
+        self.links[link_id] = {**self.links[link_id], "valid_until": valid_until}
+
+    def current_links(self) -> list[dict[str, Any]]:
+        return [link for link in self.links.values() if link["valid_until"] is None]
+
+
+def register_customer(
+    *,
+    kind: str,
+    display_name: str,
+    emails: list[str],
+    phones: list[str],
+    addresses: list[dict[str, Any]],
+    acquisition_source: str = "",
+    acquisition_channel: str = "",
+    owner_id: str = "",
+    tags: list[str] | None = None,
+) -> Customer:
+    """Validate and normalise a registration, then create the customer."""
+    v = Violations()
+    k = v.enum("kind", kind, Kind)
+    name = v.text("display_name", display_name)
+    clean_emails = list(dict.fromkeys(v.email(f"emails[{i}]", e) for i, e in enumerate(emails)))
+    clean_phones = list(dict.fromkeys(v.phone(f"phones[{i}]", p) for i, p in enumerate(phones)))
+    clean_addresses = [_address(v, f"addresses[{i}]", a) for i, a in enumerate(addresses)]
+    if len(clean_emails) > MAX_CONTACT_POINTS:
+        v.add("emails", f"must be at most {MAX_CONTACT_POINTS}")
+    if len(clean_phones) > MAX_CONTACT_POINTS:
+        v.add("phones", f"must be at most {MAX_CONTACT_POINTS}")
+    if len(clean_addresses) > MAX_ADDRESSES:
+        v.add("addresses", f"must be at most {MAX_ADDRESSES}")
+    source = v.text("acquisition_source", acquisition_source, required=False, max_len=64)
+    channel = v.text("acquisition_channel", acquisition_channel, required=False, max_len=64)
+    owner = _owner(v, "owner_id", owner_id)
+    clean_tags = sorted({v.tag(f"tags[{i}]", t) for i, t in enumerate(tags or [])})
+    if len(clean_tags) > MAX_TAGS:
+        v.add("tags", f"must be at most {MAX_TAGS}")
+    v.check()
+    assert k is not None
+    return Customer(
+        kind=k.value,
+        display_name=name,
+        emails=clean_emails,
+        phones=clean_phones,
+        addresses=clean_addresses,
+        acquisition_source=source,
+        acquisition_channel=channel,
+        owner_id=owner,
+        tags=clean_tags,
+    )
+
+
+def link_contact_person(
+    organisation: Customer, person: Customer, role: str, valid_from: datetime
+) -> str:
+    """Make a person a contact of an organisation; recorded on both. Returns the link id."""
+    v = Violations()
+    clean_role = v.text("role", role, max_len=80)
+    v.check()
+    if organisation.kind != Kind.ORGANISATION.value:
+        raise PreconditionFailed(
+            f"customer {organisation.id} is a {organisation.kind}, not an organisation"
+        )
+    if person.kind != Kind.PERSON.value:
+        raise PreconditionFailed(f"customer {person.id} is a {person.kind}, not a person")
+    for link in organisation.current_links():
+        if link["person_id"] == str(person.id) and link["role"] == clean_role:
+            raise AlreadyExists(
+                f"the person is already linked in role {clean_role!r} ({link['link_id']})"
+            )
+    link_id = str(uuid.uuid4())
+    for side in (organisation, person):
+        side._contact_person_linked(
+            link_id, str(organisation.id), str(person.id), clean_role, valid_from
+        )
+    return link_id
+
+
+def end_contact_person(
+    organisation: Customer, person: Customer, link_id: str, valid_until: datetime
+) -> None:
+    """End a link on both sides; the link stays in history with its period."""
+    link = organisation.links.get(link_id)
+    if link is None:
+        raise NotFound(f"organisation {organisation.id} has no contact-person link {link_id}")
+    if link["valid_until"] is not None:
+        raise PreconditionFailed(
+            f"link {link_id} ended already at {link['valid_until'].isoformat()}"
+        )
+    if valid_until < link["valid_from"]:
+        raise InvalidArgument.one("valid_until", "must not be before the link's valid_from")
+    for side in (organisation, person):
+        side._contact_person_link_ended(
+            link_id, link["organisation_id"], link["person_id"], valid_until
+        )

@@ -1,0 +1,1 @@
+"""The timeline service: projects every published event into the customer timeline and profile."""

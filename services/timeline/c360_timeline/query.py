@@ -1,0 +1,287 @@
+"""The timeline query API (gRPC): timeline pages, live watch, 360 profile, search, rebuild."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+import phonenumbers
+from google.protobuf import struct_pb2
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+from unidecode import unidecode
+
+from c360.timeline.v1 import timeline_service_pb2 as api
+from c360.timeline.v1 import timeline_service_pb2_grpc as api_grpc
+from c360_platform.commands import parse_id
+from c360_platform.consistency import ConsistencyToken
+from c360_platform.envelope import timestamp
+from c360_platform.errors import InvalidArgument, NotFound, Unavailable
+from c360_timeline.projector import Projector
+from c360_timeline.readmodel import SCHEMA, name_key
+
+Ctx = grpc.aio.ServicerContext[Any, Any]
+MAX_PAGE = 500
+DEFAULT_PAGE = 50
+MAX_WAIT = 10.0
+ENTRY_COLUMNS = (
+    "entry_seq, event_id, customer_id, occurred_at, source, position, type, summary, details,"
+    " aggregate_id, aggregate_version"
+)
+
+
+def _struct(doc: dict[str, Any]) -> struct_pb2.Struct:
+    s = struct_pb2.Struct()
+    s.update(doc)
+    return s
+
+
+def entry_message(r: dict[str, Any]) -> api.TimelineEntry:
+    return api.TimelineEntry(
+        event_id=str(r["event_id"]),
+        customer_id=str(r["customer_id"]),
+        occurred_at=timestamp(r["occurred_at"]),
+        source=r["source"],
+        type=r["type"],
+        summary=r["summary"],
+        details=_struct(r["details"]),
+        source_position=r["position"],
+        aggregate_id=str(r["aggregate_id"]),
+        aggregate_version=r["aggregate_version"],
+        cursor=r["entry_seq"],
+    )
+
+
+def _encode_token(r: dict[str, Any]) -> str:
+    key = [r["occurred_at"].isoformat(), r["source"], r["position"]]
+    return base64.urlsafe_b64encode(json.dumps(key).encode()).decode()
+
+
+def _decode_token(token: str) -> tuple[datetime, str, int]:
+    try:
+        at, source, position = json.loads(base64.urlsafe_b64decode(token.encode()))
+        return datetime.fromisoformat(at), str(source), int(position)
+    except (ValueError, TypeError):
+        raise InvalidArgument.one("page_token", "not a token from a previous page") from None
+
+
+def profile_message(doc: dict[str, Any]) -> api.Profile:
+    core = {
+        "customer_id",
+        "kind",
+        "display_name",
+        "emails",
+        "phones",
+        "owner_id",
+        "tags",
+        "touches",
+        "last_contact_at",
+        "last_contact_source",
+        "first_seen_at",
+        "updated_at",
+    }
+
+    def ts(text: str) -> Any:
+        return timestamp(datetime.fromisoformat(text)) if text else None
+
+    return api.Profile(
+        customer_id=doc["customer_id"],
+        kind=doc["kind"],
+        display_name=doc["display_name"],
+        emails=doc["emails"],
+        phones=doc["phones"],
+        owner_id=doc["owner_id"],
+        tags=doc["tags"],
+        attributes=_struct({k: v for k, v in doc.items() if k not in core}),
+        touches=[
+            api.SourceTouches(source=s, count=t["count"], last_at=ts(t["last_at"]))
+            for s, t in sorted(doc["touches"].items())
+        ],
+        last_contact_at=ts(doc["last_contact_at"]),
+        last_contact_source=doc["last_contact_source"],
+        first_seen_at=ts(doc["first_seen_at"]),
+        updated_at=ts(doc["updated_at"]),
+    )
+
+
+class TimelineServicer(api_grpc.TimelineServiceServicer):
+    """gRPC servicer for c360.timeline.v1.TimelineService."""
+
+    def __init__(self, pool: AsyncConnectionPool[Any], projector: Projector | None) -> None:
+        self.pool = pool
+        self.projector = projector
+
+    async def _applied(self, source: str) -> int:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                f"SELECT max(notification_id) FROM {SCHEMA}.timeline_tracking"
+                " WHERE application_name = %s",
+                (source,),
+            )
+            row = await cur.fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
+
+    async def wait_for(self, token_text: str, context: Ctx) -> None:
+        """Wait until the projection has applied the token's position (read-your-writes)."""
+        if not token_text:
+            return
+        token = ConsistencyToken.parse(token_text)
+        remaining = context.time_remaining()
+        budget = min(MAX_WAIT, remaining if remaining is not None else MAX_WAIT)
+        deadline = time.monotonic() + budget
+        pause = 0.01
+        while await self._applied(token.source) < token.position:
+            if time.monotonic() + pause > deadline:
+                raise Unavailable(
+                    f"the timeline has not applied {token} yet; retry or pass a longer deadline"
+                )
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.2)
+
+    async def GetTimeline(
+        self, request: api.GetTimelineRequest, context: Ctx
+    ) -> api.GetTimelineResponse:
+        customer_id = parse_id("customer_id", request.customer_id)
+        if request.page_size > MAX_PAGE:
+            raise InvalidArgument.one("page_size", f"must be at most {MAX_PAGE}")
+        size = request.page_size or DEFAULT_PAGE
+        await self.wait_for(request.wait_for, context)
+        where = ["customer_id = %s"]
+        params: list[Any] = [customer_id]
+        if request.sources:
+            where.append("source = ANY(%s)")
+            params.append(list(request.sources))
+        if request.types:
+            where.append("type = ANY(%s)")
+            params.append(list(request.types))
+        if request.HasField("since"):
+            where.append("occurred_at >= %s")
+            params.append(request.since.ToDatetime(tzinfo=UTC))
+        if request.HasField("until"):
+            where.append("occurred_at < %s")
+            params.append(request.until.ToDatetime(tzinfo=UTC))
+        if request.page_token:
+            where.append("(occurred_at, source, position) < (%s, %s, %s)")
+            params.extend(_decode_token(request.page_token))
+        sql = (
+            f"SELECT {ENTRY_COLUMNS} FROM {SCHEMA}.entries WHERE {' AND '.join(where)}"
+            " ORDER BY occurred_at DESC, source DESC, position DESC LIMIT %s"
+        )
+        params.append(size + 1)
+        async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(sql, params)
+            rows = await cur.fetchall()
+        page = rows[:size]
+        token = _encode_token(page[-1]) if len(rows) > size else ""
+        return api.GetTimelineResponse(
+            entries=[entry_message(r) for r in page], next_page_token=token
+        )
+
+    async def WatchTimeline(
+        self, request: api.WatchTimelineRequest, context: Ctx
+    ) -> AsyncIterator[api.WatchTimelineResponse]:
+        customer_id = parse_id("customer_id", request.customer_id)
+        cursor = request.after_cursor
+        while True:
+            async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+                await cur.execute(
+                    f"SELECT {ENTRY_COLUMNS} FROM {SCHEMA}.entries"
+                    " WHERE customer_id = %s AND entry_seq > %s ORDER BY entry_seq LIMIT 500",
+                    (customer_id, cursor),
+                )
+                rows = await cur.fetchall()
+            for r in rows:
+                cursor = r["entry_seq"]
+                yield api.WatchTimelineResponse(entry=entry_message(r))
+            if not rows:
+                await asyncio.sleep(0.25)
+
+    async def _profile_doc(self, customer_id: Any) -> dict[str, Any] | None:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                f"SELECT doc FROM {SCHEMA}.profiles WHERE customer_id = %s",
+                (customer_id,),
+            )
+            row = await cur.fetchone()
+        return dict(row[0]) if row else None
+
+    async def GetProfile(
+        self, request: api.GetProfileRequest, context: Ctx
+    ) -> api.GetProfileResponse:
+        customer_id = parse_id("customer_id", request.customer_id)
+        await self.wait_for(request.wait_for, context)
+        doc = await self._profile_doc(customer_id)
+        if doc is None:
+            raise NotFound(f"no profile for customer {customer_id}")
+        return api.GetProfileResponse(profile=profile_message(doc))
+
+    async def SearchCustomers(
+        self, request: api.SearchCustomersRequest, context: Ctx
+    ) -> api.SearchCustomersResponse:
+        text = " ".join(request.text.split())
+        if not text:
+            raise InvalidArgument.one("text", "is required")
+        if len(text) > 200:
+            raise InvalidArgument.one("text", "must be at most 200 characters")
+        if request.limit > 100:
+            raise InvalidArgument.one("limit", "must be at most 100")
+        limit = request.limit or 20
+        if "@" in text:
+            column, value, matched = "emails", text.lower(), "email"
+            where = f"{column} @> ARRAY[%s]"
+            params: list[Any] = [value, limit]
+        elif _phone(text):
+            column, value, matched = "phones", _phone(text), "phone"
+            where = f"{column} @> ARRAY[%s]"
+            params = [value, limit]
+        else:
+            key = name_key(unidecode(text))
+            matched = "name"
+            where = "(name_key LIKE %s OR name_key LIKE %s)"
+            pattern = key.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            params = [pattern + "%", "% " + pattern + "%", limit]
+        async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(
+                f"SELECT customer_id, display_name, kind FROM {SCHEMA}.profiles"
+                f" WHERE {where} ORDER BY name_key, customer_id LIMIT %s",
+                params,
+            )
+            rows = await cur.fetchall()
+        return api.SearchCustomersResponse(
+            hits=[
+                api.SearchHit(
+                    customer_id=str(r["customer_id"]),
+                    display_name=r["display_name"],
+                    kind=r["kind"],
+                    matched_on=matched,
+                )
+                for r in rows
+            ]
+        )
+
+    async def RebuildReadModel(
+        self, request: api.RebuildReadModelRequest, context: Ctx
+    ) -> AsyncIterator[api.RebuildReadModelResponse]:
+        if self.projector is None:
+            raise Unavailable("this replica runs no projector")
+        async for applied, total in self.projector.rebuild():
+            yield api.RebuildReadModelResponse(applied=applied, total=total, done=False)
+        yield api.RebuildReadModelResponse(applied=total, total=total, done=True)
+
+
+def _phone(text: str) -> str:
+    if not any(ch.isdigit() for ch in text) or any(ch.isalpha() for ch in text):
+        return ""
+    try:
+        parsed = phonenumbers.parse(text, "DE")
+    except phonenumbers.NumberParseException:
+        return ""
+    if not phonenumbers.is_valid_number(parsed):
+        return ""
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)

@@ -1,0 +1,203 @@
+"""The timeline read model in PostgreSQL: entries, profiles and the tracking of applied events.
+
+Rows and tracking records are written in one transaction. Tracking is `eventsourcing`'s
+multi-row tracking table: one record per (source, notification id), so an event that is
+redelivered, re-published or replayed is recognised and changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from eventsourcing.persistence import Tracking
+from eventsourcing.postgres import PostgresDatastore, PostgresFactory, PostgresTrackingRecorder
+from eventsourcing.utils import Environment
+from psycopg.sql import SQL, Identifier
+from unidecode import unidecode
+
+from c360.events.v1 import envelope_pb2
+from c360_platform.store import postgres_env
+from c360_timeline.projection import Entry, empty_profile, entry_for, fold
+
+SCHEMA = "timeline"
+
+
+def name_key(name: str) -> str:
+    """Lower-case ASCII form of a name for prefix search ("Žirnovskis" -> "zirnovskis")."""
+    return " ".join(unidecode(name).lower().split())
+
+
+class ReadModel(PostgresTrackingRecorder):
+    """Timeline entries and 360 profiles, with tracking records in the same transaction."""
+
+    def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
+        super().__init__(datastore, **kwargs)
+        s = Identifier(self.datastore.schema)
+        self.entries = SQL("{}.entries").format(s)
+        self.profiles = SQL("{}.profiles").format(s)
+        self.tracking = SQL("{}.{}").format(s, Identifier(self.tracking_table_name))
+        self.sql_create_statements.extend(
+            [
+                SQL(
+                    "CREATE TABLE IF NOT EXISTS {} ("
+                    " entry_seq bigserial UNIQUE,"
+                    " event_id uuid PRIMARY KEY,"
+                    " customer_id uuid NOT NULL,"
+                    " occurred_at timestamptz NOT NULL,"
+                    " source text NOT NULL,"
+                    " position bigint NOT NULL,"
+                    " type text NOT NULL,"
+                    " summary text NOT NULL,"
+                    " details jsonb NOT NULL,"
+                    " aggregate_id uuid NOT NULL,"
+                    " aggregate_version bigint NOT NULL)"
+                ).format(self.entries),
+                SQL(
+                    "CREATE INDEX IF NOT EXISTS entries_by_customer ON {}"
+                    " (customer_id, occurred_at DESC, source DESC, position DESC)"
+                ).format(self.entries),
+                SQL(
+                    "CREATE INDEX IF NOT EXISTS entries_by_arrival ON {} (customer_id, entry_seq)"
+                ).format(self.entries),
+                SQL(
+                    "CREATE TABLE IF NOT EXISTS {} ("
+                    " customer_id uuid PRIMARY KEY,"
+                    " kind text NOT NULL, display_name text NOT NULL, name_key text NOT NULL,"
+                    " emails text[] NOT NULL, phones text[] NOT NULL,"
+                    " doc jsonb NOT NULL, updated_at timestamptz)"
+                ).format(self.profiles),
+                SQL(
+                    "CREATE INDEX IF NOT EXISTS profiles_by_name ON {} (name_key text_pattern_ops)"
+                ).format(self.profiles),
+                SQL("CREATE INDEX IF NOT EXISTS profiles_by_email ON {} USING gin (emails)").format(
+                    self.profiles
+                ),
+                SQL("CREATE INDEX IF NOT EXISTS profiles_by_phone ON {} USING gin (phones)").format(
+                    self.profiles
+                ),
+            ]
+        )
+
+    def apply(self, envelopes: Sequence[envelope_pb2.Envelope]) -> int:
+        """Apply a batch in one transaction; events applied before are skipped. Returns the
+        number of events applied now."""
+        entries: list[Entry] = []
+        seen: set[tuple[str, int]] = set()
+        for env in envelopes:
+            key = (env.source, env.source_position)
+            if key not in seen:
+                seen.add(key)
+                entries.append(entry_for(env))
+        if not entries:
+            return 0
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                SQL(
+                    "SELECT application_name, notification_id FROM {}"
+                    " WHERE (application_name, notification_id) IN"
+                    " (SELECT * FROM unnest(%s::text[], %s::bigint[]))"
+                ).format(self.tracking),
+                ([e.source for e in entries], [e.position for e in entries]),
+            )
+            done = {(r["application_name"], r["notification_id"]) for r in curs.fetchall()}
+            fresh = [e for e in entries if (e.source, e.position) not in done]
+            if not fresh:
+                return 0
+            for e in fresh:
+                self._insert_tracking(curs, Tracking(e.source, e.position))
+            customer_ids = sorted({e.customer_id for e in fresh})
+            curs.execute(
+                SQL(
+                    "SELECT customer_id, doc FROM {} WHERE customer_id = ANY(%s::uuid[])"
+                    " ORDER BY customer_id FOR UPDATE"
+                ).format(self.profiles),
+                (customer_ids,),
+            )
+            profiles = {str(r["customer_id"]): r["doc"] for r in curs.fetchall()}
+            for e in fresh:
+                profile = profiles.get(e.customer_id) or empty_profile(e.customer_id)
+                profiles[e.customer_id] = fold(profile, e)
+            curs.executemany(
+                SQL(
+                    "INSERT INTO {} (event_id, customer_id, occurred_at, source, position, type,"
+                    " summary, details, aggregate_id, aggregate_version)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                    " ON CONFLICT (event_id) DO NOTHING"
+                ).format(self.entries),
+                [
+                    (
+                        e.event_id,
+                        e.customer_id,
+                        e.occurred_at,
+                        e.source,
+                        e.position,
+                        e.type,
+                        e.summary,
+                        json.dumps(e.details),
+                        e.aggregate_id,
+                        e.aggregate_version,
+                    )
+                    for e in fresh
+                ],
+            )
+            curs.executemany(
+                SQL(
+                    "INSERT INTO {} (customer_id, kind, display_name, name_key, emails, phones,"
+                    " doc, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+                    " ON CONFLICT (customer_id) DO UPDATE SET kind = EXCLUDED.kind,"
+                    " display_name = EXCLUDED.display_name, name_key = EXCLUDED.name_key,"
+                    " emails = EXCLUDED.emails, phones = EXCLUDED.phones, doc = EXCLUDED.doc,"
+                    " updated_at = EXCLUDED.updated_at"
+                ).format(self.profiles),
+                [
+                    (
+                        cid,
+                        p["kind"],
+                        p["display_name"],
+                        name_key(p["display_name"]),
+                        p["emails"],
+                        p["phones"],
+                        json.dumps(p),
+                        p["updated_at"] or None,
+                    )
+                    for cid in customer_ids
+                    for p in [profiles[cid]]
+                ],
+            )
+            curs.execute("SELECT pg_notify('c360_timeline', '')")
+        return len(fresh)
+
+    def truncate(self) -> None:
+        """Empty the read model and its tracking (for a rebuild), in one transaction."""
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                SQL("TRUNCATE {}, {} RESTART IDENTITY").format(self.entries, self.profiles)
+            )
+            curs.execute(
+                SQL("DELETE FROM {} WHERE application_name <> %s").format(self.tracking),
+                (self.table_migration_identifier,),
+            )
+
+    def applied_positions(self) -> dict[str, int]:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                SQL(
+                    "SELECT application_name, max(notification_id) AS p FROM {}"
+                    " WHERE application_name <> %s GROUP BY application_name"
+                ).format(self.tracking),
+                (self.table_migration_identifier,),
+            )
+            return {r["application_name"]: int(r["p"]) for r in curs.fetchall()}
+
+
+def open_read_model(postgres_url: str, schema: str = SCHEMA) -> ReadModel:
+    """The read model on a PostgreSQL URL, tables created if missing."""
+    from c360_platform.store import ensure_schema
+
+    ensure_schema(postgres_url, schema)
+    env = postgres_env(postgres_url, schema)
+    env["SINGLE_ROW_TRACKING"] = "f"
+    factory = PostgresFactory(Environment("Timeline", env))
+    return factory.tracking_recorder(ReadModel)

@@ -1,0 +1,41 @@
+"""Composition root of the timeline service: read model, projector and query API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg_pool import AsyncConnectionPool
+
+from c360.timeline.v1 import timeline_service_pb2 as api
+from c360.timeline.v1 import timeline_service_pb2_grpc as api_grpc
+from c360_platform import rpc
+from c360_platform.config import Settings
+from c360_platform.telemetry import configure
+from c360_timeline.projector import Projector
+from c360_timeline.query import TimelineServicer
+from c360_timeline.readmodel import open_read_model
+
+SOURCE = "timeline"
+DEFAULT_PORT = 50052
+SERVICE_NAME = api.DESCRIPTOR.services_by_name["TimelineService"].full_name
+
+
+def build(settings: Settings) -> tuple[rpc.ServiceHost, Projector]:
+    configure(SOURCE)
+    view = open_read_model(settings.postgres_url)
+    projector = Projector(view, postgres_url=settings.postgres_url, nats_url=settings.nats_url)
+    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+        settings.postgres_url, min_size=1, max_size=10, open=False
+    )
+    servicer = TimelineServicer(pool, projector)
+    host = rpc.ServiceHost(SOURCE, settings.grpc_port, settings.grpc_host)
+
+    def add(server: Any) -> None:
+        api_grpc.add_TimelineServiceServicer_to_server(servicer, server)
+
+    host.add(SERVICE_NAME, add)
+
+    host.on_start.append(pool.open)
+    host.background.append(projector.run)
+    host.on_close.append(pool.close)
+    return host, projector

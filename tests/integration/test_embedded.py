@@ -1,0 +1,129 @@
+"""Embedded PostgreSQL and NATS keep their data across restarts, crashes and orphans."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import nats
+import psycopg
+import pytest
+from nats.js.api import StorageType
+
+from c360_platform.embedded import EmbeddedNats, EmbeddedPostgres, EmbeddedRuntime
+
+pytestmark = pytest.mark.integration
+
+
+def _rows(url: str) -> list[tuple[str, str]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT k, v FROM kv ORDER BY k").fetchall()
+
+
+def _kill9(server: EmbeddedPostgres | EmbeddedNats) -> None:
+    """Simulate a crash of the server process and wait until it is gone."""
+    assert server.pid is not None
+    os.kill(server.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while server.running and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def test_postgres_keeps_committed_rows_across_restart_and_kill9(tmp_path: Path) -> None:
+    pg = EmbeddedPostgres(tmp_path / "pg")
+    try:
+        url = pg.start()
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE TABLE kv (k text PRIMARY KEY, v text NOT NULL)")
+            conn.execute("INSERT INTO kv VALUES ('a', '1')")
+        pg.stop()
+        pg.stop()  # idempotent
+        assert pg.pid is None
+
+        assert pg.start() == url  # same port again
+        assert _rows(url) == [("a", "1")]
+
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("INSERT INTO kv VALUES ('b', '2')")
+            _kill9(pg)  # crash with a client still connected
+        assert not pg.running
+
+        pg.start()
+        assert _rows(url) == [("a", "1"), ("b", "2")]
+    finally:
+        pg.stop()
+
+
+def test_postgres_stops_a_server_orphaned_on_its_data_dir(tmp_path: Path) -> None:
+    first = EmbeddedPostgres(tmp_path / "pg")
+    second = EmbeddedPostgres(tmp_path / "pg")  # as if the first's supervisor had died
+    try:
+        with psycopg.connect(first.start(), autocommit=True) as conn:
+            conn.execute("CREATE TABLE kv (k text PRIMARY KEY, v text NOT NULL)")
+            conn.execute("INSERT INTO kv VALUES ('a', '1')")
+        orphan = first.pid
+        url = second.start()
+        assert orphan is not None
+        assert not first.running
+        assert second.pid != orphan
+        assert _rows(url) == [("a", "1")]
+    finally:
+        second.stop()
+        first.stop()
+
+
+async def _stored(url: str, seq: int) -> bytes:
+    nc = await nats.connect(url)
+    try:
+        msg = await nc.jetstream().get_msg("EVENTS", seq)
+        return bytes(msg.data or b"")
+    finally:
+        await nc.close()
+
+
+async def test_nats_file_stream_survives_restart_and_kill9(tmp_path: Path) -> None:
+    server = EmbeddedNats(tmp_path / "nats")
+    try:
+        url = server.start()
+        nc = await nats.connect(url)
+        try:
+            js = nc.jetstream()
+            await js.add_stream(name="EVENTS", subjects=["c360.>"], storage=StorageType.FILE)
+            first = await js.publish("c360.test.one", b"one", headers={"Nats-Msg-Id": "m1"})
+        finally:
+            await nc.close()
+        server.stop()
+        server.stop()  # idempotent
+
+        assert server.start() == url
+        assert await _stored(url, first.seq) == b"one"
+
+        nc = await nats.connect(url)
+        try:
+            second = await nc.jetstream().publish("c360.test.two", b"two")
+        finally:
+            await nc.close()
+        _kill9(server)
+
+        server.start()
+        assert await _stored(url, first.seq) == b"one"
+        assert await _stored(url, second.seq) == b"two"
+    finally:
+        server.stop()
+
+
+def test_runtime_reuses_its_ports_and_refuses_a_second_owner(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("C360_POSTGRES_URL", raising=False)
+    monkeypatch.delenv("NATS_URL", raising=False)
+    with EmbeddedRuntime(tmp_path / "home") as runtime:
+        urls = (runtime.postgres_url, runtime.nats_url)
+        with pytest.raises(RuntimeError, match="another process"):
+            EmbeddedRuntime(tmp_path / "home").start()
+    with EmbeddedRuntime(tmp_path / "home") as runtime:
+        assert (runtime.postgres_url, runtime.nats_url) == urls
+        with psycopg.connect(runtime.postgres_url) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
