@@ -1,0 +1,294 @@
+"""Store -> stream -> read model without loss or doubling, on real PostgreSQL and NATS."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import nats
+import pytest
+import pytest_asyncio
+from nats.js.api import AckPolicy, ConsumerConfig
+
+from c360.events.v1 import envelope_pb2
+from c360.timeline.v1 import timeline_service_pb2 as tapi
+from c360_customer.application import CustomerApplication
+from c360_customer.contract import CustomerContract
+from c360_platform.relay import OutboxRelay
+from c360_platform.store import CommandContext, ensure_schema, postgres_env
+from c360_platform.streams import StreamSettings
+from c360_timeline import projection
+from c360_timeline.projector import Projector
+from c360_timeline.readmodel import ReadModel, open_read_model
+
+from .conftest import Stack
+from .helpers import eventually, register
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def app(database_url: str) -> Iterator[CustomerApplication]:
+    ensure_schema(database_url, "customer")
+    application = CustomerApplication(env=postgres_env(database_url, "customer"))
+    yield application
+    application.close()
+
+
+@pytest.fixture
+def view(database_url: str) -> ReadModel:
+    return open_read_model(database_url)
+
+
+def make_relay(
+    app: CustomerApplication, database_url: str, nats_url: str, **kw: Any
+) -> OutboxRelay:
+    return OutboxRelay(app, CustomerContract(), postgres_url=database_url, nats_url=nats_url, **kw)
+
+
+def register_many(app: CustomerApplication, count: int, start: int = 0) -> None:
+    for i in range(start, start + count):
+        app.register(
+            CommandContext(),
+            kind="person",
+            display_name=f"Customer {i}",
+            emails=[f"c{i}@example.com"],
+            phones=[],
+            addresses=[],
+        )
+
+
+async def stream_messages(nats_url: str) -> list[tuple[str, envelope_pb2.Envelope]]:
+    """Every message in the C360 stream as (Nats-Msg-Id, envelope), in stream order."""
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        info = await js.stream_info("C360")
+        total = info.state.messages
+        sub = await js.pull_subscribe(
+            "c360.>", stream="C360", config=ConsumerConfig(ack_policy=AckPolicy.NONE)
+        )
+        out: list[tuple[str, envelope_pb2.Envelope]] = []
+        while len(out) < total:
+            for msg in await sub.fetch(min(256, total - len(out)), timeout=5):
+                env = envelope_pb2.Envelope.FromString(msg.data)
+                out.append(((msg.headers or {}).get("Nats-Msg-Id", ""), env))
+        return out
+    finally:
+        await nc.close()
+
+
+@pytest_asyncio.fixture
+async def closing() -> AsyncIterator[list[OutboxRelay | Projector]]:
+    things: list[OutboxRelay | Projector] = []
+    yield things
+    for thing in things:
+        await thing.close()
+
+
+async def test_relay_crash_between_publish_and_position_update_loses_and_doubles_nothing(
+    app: CustomerApplication, database_url: str, fresh_nats_url: str, closing: list[Any]
+) -> None:
+    register_many(app, 40)
+    crashed = make_relay(app, database_url, fresh_nats_url, batch_size=25)
+    closing.append(crashed)
+    last = await crashed.publish_batch(crashed.position())
+    assert last > 0
+    assert crashed.position() == 0  # published and acknowledged, position not yet stored
+    await crashed.close()  # the process dies here
+
+    successor = make_relay(app, database_url, fresh_nats_url, batch_size=25)
+    closing.append(successor)
+    while await successor.publish_once() and successor.position() < 40:
+        pass
+    assert successor.position() == app.recorder.max_notification_id()
+    messages = await stream_messages(fresh_nats_url)
+    ids = [msg_id for msg_id, _ in messages]
+    assert len(ids) == 40 == len(set(ids))
+    assert ids == [f"customer:{env.source_position}" for _, env in messages]
+    positions = [env.source_position for _, env in messages]
+    assert positions == sorted(positions)  # per-source order kept
+
+
+async def test_republished_beyond_the_dedup_window_and_redelivered_events_apply_once(
+    app: CustomerApplication,
+    database_url: str,
+    fresh_nats_url: str,
+    view: ReadModel,
+    closing: list[Any],
+) -> None:
+    register_many(app, 10)
+    no_window = StreamSettings(duplicate_window=0.1)
+    first = make_relay(app, database_url, fresh_nats_url, stream=no_window)
+    closing.append(first)
+    await first.publish_batch(0)
+    await asyncio.sleep(0.3)  # past the duplicate window: JetStream stores the repeats
+    await first.publish_batch(0)
+    assert len(await stream_messages(fresh_nats_url)) == 20
+
+    projector = Projector(
+        view, postgres_url=database_url, nats_url=fresh_nats_url, stream=no_window, batch_size=7
+    )
+    closing.append(projector)
+    sub = await projector.connect()
+    # A projector that applied a batch and died before acknowledging it: redelivery follows.
+    msgs = await sub.fetch(7, timeout=5)
+    await asyncio.to_thread(view.apply, [envelope_pb2.Envelope.FromString(m.data) for m in msgs])
+    for m in msgs:
+        await m.nak()
+    while await projector.process_batch(timeout=0.5):
+        pass
+    assert projector.applied == 3  # 10 events, 7 applied before the "crash"
+    assert await count(view, "entries") == 10
+    assert await count(view, "timeline_tracking") == 10
+
+
+async def test_a_projector_dying_mid_batch_leaves_no_partial_effect(
+    app: CustomerApplication, view: ReadModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    register_many(app, 6)
+    envelopes = envelopes_of(app)
+    calls = 0
+    real_fold = projection.fold
+
+    def failing_fold(profile: Any, entry: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 4:
+            raise RuntimeError("process killed mid-batch")
+        return real_fold(profile, entry)
+
+    monkeypatch.setattr("c360_timeline.readmodel.fold", failing_fold)
+    with pytest.raises(RuntimeError):
+        view.apply(envelopes)
+    assert await count(view, "entries") == 0
+    assert await count(view, "timeline_tracking") == 0
+    monkeypatch.setattr("c360_timeline.readmodel.fold", real_fold)
+    assert view.apply(envelopes) == 6
+    assert view.apply(envelopes) == 0
+    assert await count(view, "entries") == 6
+
+
+def envelopes_of(app: CustomerApplication) -> list[envelope_pb2.Envelope]:
+    from c360_platform import envelope
+
+    contract = CustomerContract()
+    out = []
+    for notification, _ in app.event_recorder.select_with_metadata(0, 1000):
+        event = app.mapper.to_domain_event(notification)
+        out.append(
+            envelope.pack(
+                source="customer",
+                publication=contract.publication(event),
+                aggregate_id=event.originator_id,
+                aggregate_version=event.originator_version,
+                position=notification.id,
+                occurred_at=event.timestamp,  # type: ignore[attr-defined]
+            )
+        )
+    return out
+
+
+async def count(view: ReadModel, table: str) -> int:
+    def run() -> int:
+        with view.datastore.transaction(commit=False) as curs:
+            curs.execute(f"SELECT count(*) AS n FROM timeline.{table}")
+            row = curs.fetchone()
+            return int(row["n"]) if row else 0
+
+    return await asyncio.to_thread(run)
+
+
+async def test_a_standby_relay_takes_over_when_the_active_one_dies(
+    app: CustomerApplication, database_url: str, fresh_nats_url: str, closing: list[Any]
+) -> None:
+    active = make_relay(app, database_url, fresh_nats_url)
+    standby = make_relay(app, database_url, fresh_nats_url)
+    closing.extend([active, standby])
+    stop_active, stop_standby = asyncio.Event(), asyncio.Event()
+    active_task = asyncio.create_task(active.run(stop_active))
+    await asyncio.wait_for(active.active.wait(), 10)
+    standby_task = asyncio.create_task(standby.run(stop_standby, standby_poll=0.2))
+    register_many(app, 5)
+    await eventually(lambda: _published(active, 5), what="the active relay to publish")
+    assert not standby.active.is_set()
+
+    # The active relay's process dies: its task is gone and its database session with it.
+    active_task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await active_task
+    assert active.lock.conn is not None
+    await active.lock.conn.close()
+
+    await asyncio.wait_for(standby.active.wait(), 10)
+    register_many(app, 5, start=5)
+    await eventually(lambda: _position(standby, 10), what="the standby to publish")
+    stop_standby.set()
+    await standby_task
+    ids = [msg_id for msg_id, _ in await stream_messages(fresh_nats_url)]
+    assert len(ids) == 10 == len(set(ids))
+
+
+async def _published(relay: OutboxRelay, n: int) -> bool:
+    return relay.published >= n
+
+
+async def _position(relay: OutboxRelay, n: int) -> bool:
+    return await asyncio.to_thread(relay.position) >= n
+
+
+async def test_rebuild_gives_identical_rows(stack: Stack) -> None:
+    token = ""
+    for i in range(12):
+        reply = await register(stack.customer, f"Person {i}", f"p{i}@example.com")
+        token = reply.result.consistency_token
+    await stack.timeline.GetTimeline(
+        tapi.GetTimelineRequest(customer_id=reply.result.aggregate_id, wait_for=token), timeout=10
+    )
+    before = await snapshot(stack.postgres_url)
+    assert len(before["entries"]) == 12
+    progress = [p async for p in stack.timeline.RebuildReadModel(tapi.RebuildReadModelRequest())]
+    assert progress[-1].done
+    assert progress[-1].applied == progress[-1].total == 12
+    assert await snapshot(stack.postgres_url) == before
+
+
+async def snapshot(url: str) -> dict[str, list[Any]]:
+    import psycopg
+
+    async with await psycopg.AsyncConnection.connect(url) as conn:
+        out: dict[str, list[Any]] = {}
+        for table, order in [
+            ("entries", "entry_seq"),
+            ("profiles", "customer_id"),
+            ("timeline_tracking", "application_name, notification_id"),
+        ]:
+            cur = await conn.execute(f"SELECT * FROM timeline.{table} ORDER BY {order}")
+            out[table] = await cur.fetchall()
+        return out
+
+
+async def test_personal_data_stays_out_of_subjects_and_logs(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    reply = await register(stack.customer, "Zelda Secretname", "zelda.secret@example.com")
+    await stack.timeline.GetTimeline(
+        tapi.GetTimelineRequest(
+            customer_id=reply.result.aggregate_id, wait_for=reply.result.consistency_token
+        ),
+        timeout=10,
+    )
+    nc = await nats.connect(stack.nats_url)
+    try:
+        info = await nc.jetstream().stream_info("C360", subjects_filter=">")
+        subjects = list((info.state.subjects or {}).keys())
+    finally:
+        await nc.close()
+    assert subjects == ["c360.customer.customer.registered"]
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "Secretname" not in logged
+    assert "zelda.secret" not in logged

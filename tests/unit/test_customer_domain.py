@@ -1,0 +1,171 @@
+"""The Customer aggregate's rules, without servers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from c360_customer.domain import (
+    Channel,
+    Customer,
+    Purpose,
+    end_contact_person,
+    link_contact_person,
+    register_customer,
+)
+from c360_platform.errors import AlreadyExists, InvalidArgument, NotFound, PreconditionFailed
+
+NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+
+
+def person(name: str = "Ada Lovelace", **kw: object) -> Customer:
+    fields: dict[str, object] = {
+        "kind": "person",
+        "display_name": name,
+        "emails": ["Ada@Example.COM"],
+        "phones": ["+49 30 901820"],
+        "addresses": [],
+    }
+    fields.update(kw)
+    return register_customer(**fields)  # type: ignore[arg-type]
+
+
+def organisation(name: str = "Analytical Engines Ltd") -> Customer:
+    return register_customer(
+        kind="organisation", display_name=name, emails=[], phones=[], addresses=[]
+    )
+
+
+def replayed(customer: Customer) -> Customer:
+    """The aggregate rebuilt from its own events, as the repository would."""
+    events = customer.collect_events()
+    copy: Customer | None = None
+    for e in events:
+        copy = e.mutate(copy)
+    assert copy is not None
+    return copy
+
+
+def test_registration_normalises_contact_points() -> None:
+    c = person(emails=["Ada@Example.COM", "ada@example.com"], phones=["+49 (30) 901820"])
+    assert c.emails == ["ada@example.com"]
+    assert c.phones == ["+4930901820"]
+    assert c.kind == "person"
+    assert c.version == 1
+
+
+def test_registration_reports_every_bad_field_at_once() -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        register_customer(
+            kind="robot",
+            display_name=" ",
+            emails=["not-an-address"],
+            phones=["12"],
+            addresses=[{"lines": [], "city": "Berlin", "country": "Germany"}],
+            tags=["Has Space"],
+        )
+    fields = {v.field for v in caught.value.violations}
+    assert fields == {
+        "kind",
+        "display_name",
+        "emails[0]",
+        "phones[0]",
+        "addresses[0].lines",
+        "addresses[0].country",
+        "tags[0]",
+    }
+
+
+def test_overlong_name_is_refused() -> None:
+    with pytest.raises(InvalidArgument, match="display_name: must be at most 200"):
+        person("x" * 201)
+
+
+def test_adding_a_known_email_records_nothing() -> None:
+    c = person()
+    c.collect_events()
+    c.add_email("ADA@example.com")
+    assert c.collect_events() == []
+    c.add_email("countess@example.org")
+    assert [type(e).__name__ for e in c.collect_events()] == ["EmailAdded"]
+    assert c.emails == ["ada@example.com", "countess@example.org"]
+
+
+def test_removing_an_unknown_phone_is_not_found() -> None:
+    c = person()
+    with pytest.raises(NotFound):
+        c.remove_phone("+44 20 7946 0958")
+
+
+def test_state_rebuilt_from_events_equals_state_after_commands() -> None:
+    c = person()
+    c.rename("Augusta Ada King")
+    c.add_phone("+44 20 7946 0958")
+    address_id = c.add_postal_address(
+        {"lines": ["12 St James's Square"], "city": "London", "country": "gb"}
+    )
+    c.assign_owner("emp-0042")
+    c.change_tags(["vip", "b2c"], [])
+    c.decide_consent(True, "email", "marketing", "web-form", NOW)
+    c.decide_consent(False, "email", "marketing", "call-centre", NOW + timedelta(days=1))
+    copy = replayed(c)
+    assert copy.display_name == c.display_name == "Augusta Ada King"
+    assert copy.phones == c.phones
+    assert copy.addresses == c.addresses
+    assert copy.addresses[0]["address_id"] == address_id
+    assert copy.addresses[0]["country"] == "GB"
+    assert copy.owner_id == "emp-0042"
+    assert copy.tags == ["b2c", "vip"]
+    assert copy.consents == c.consents
+    assert not copy.has_consent(Channel.EMAIL, Purpose.MARKETING)
+
+
+def test_latest_consent_decision_wins_and_every_decision_is_kept() -> None:
+    c = person()
+    c.collect_events()
+    c.decide_consent(True, "sms", "service", "app", NOW)
+    c.decide_consent(True, "sms", "service", "app", NOW)
+    assert c.has_consent(Channel.SMS, Purpose.SERVICE)
+    assert len(c.collect_events()) == 2
+    with pytest.raises(InvalidArgument) as caught:
+        c.decide_consent(True, "pigeon", "gossip", "", NOW)
+    assert {v.field for v in caught.value.violations} == {"channel", "purpose", "source"}
+
+
+def test_owner_must_be_an_employee_id() -> None:
+    c = person()
+    with pytest.raises(InvalidArgument, match="owner_id"):
+        c.assign_owner("Ada Lovelace <ada@example.com>")
+
+
+def test_contact_person_changing_company_keeps_the_old_link() -> None:
+    ada = person()
+    old, new = organisation("Old Co"), organisation("New Co")
+    first = link_contact_person(old, ada, "buyer", NOW)
+    end_contact_person(old, ada, first, NOW + timedelta(days=30))
+    second = link_contact_person(new, ada, "head of purchasing", NOW + timedelta(days=31))
+    assert set(ada.links) == {first, second}
+    assert ada.links[first]["valid_until"] == NOW + timedelta(days=30)
+    assert [link["link_id"] for link in ada.current_links()] == [second]
+    assert old.links[first]["valid_until"] is not None
+    with pytest.raises(PreconditionFailed, match="ended already"):
+        end_contact_person(old, ada, first, NOW + timedelta(days=40))
+
+
+def test_contact_person_rules() -> None:
+    ada, org = person(), organisation()
+    with pytest.raises(PreconditionFailed, match="not an organisation"):
+        link_contact_person(ada, org, "buyer", NOW)
+    link = link_contact_person(org, ada, "buyer", NOW)
+    with pytest.raises(AlreadyExists):
+        link_contact_person(org, ada, "buyer", NOW)
+    with pytest.raises(InvalidArgument, match="valid_until"):
+        end_contact_person(org, ada, link, NOW - timedelta(days=1))
+
+
+def test_tags_change_only_what_differs() -> None:
+    c = person(tags=["vip"])
+    c.collect_events()
+    c.change_tags(["VIP"], ["unknown"])
+    assert c.collect_events() == []

@@ -1,0 +1,58 @@
+"""Platform pieces with no I/O: tokens, validation, error mapping."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+
+from c360_platform import telemetry
+from c360_platform.consistency import ConsistencyToken
+from c360_platform.errors import InvalidArgument, NotFound, VersionConflict
+from c360_platform.rpc import status_for
+from c360_platform.validation import Violations
+
+
+def test_consistency_token_round_trip() -> None:
+    token = ConsistencyToken("customer", 42)
+    assert str(token) == "customer:42"
+    assert ConsistencyToken.parse("customer:42") == token
+    with pytest.raises(InvalidArgument, match="wait_for"):
+        ConsistencyToken.parse("customer;42")
+
+
+def test_email_and_phone_normalisation() -> None:
+    v = Violations()
+    assert v.email("email", " Ada.Lovelace@Example.COM ") == "ada.lovelace@example.com"
+    assert v.phone("phone", "030 901820") == "+4930901820"
+    assert v.phone("phone", "+44 20 7946 0958") == "+442079460958"
+    v.check()
+    v.email("email", "ada@")
+    v.phone("phone", "+49 1")
+    with pytest.raises(InvalidArgument) as caught:
+        v.check()
+    assert [str(x) for x in caught.value.violations] == [
+        "email: not a valid address",
+        "phone: not a valid phone number",
+    ]
+
+
+def test_client_mistakes_never_map_to_internal() -> None:
+    code, _, status = status_for(InvalidArgument.one("email", "not a valid address"))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    bad = error_details_pb2.BadRequest()
+    assert status.details[0].Unpack(bad)
+    assert [(f.field, f.description) for f in bad.field_violations] == [
+        ("email", "not a valid address")
+    ]
+    assert status_for(NotFound("x"))[0] == grpc.StatusCode.NOT_FOUND
+    assert status_for(VersionConflict("x"))[0] == grpc.StatusCode.ABORTED
+    assert status_for(RuntimeError("boom"))[0] == grpc.StatusCode.INTERNAL
+
+
+def test_tracing_stays_off_without_otel_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OTEL_TRACES_EXPORTER", raising=False)
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
+    monkeypatch.setattr(telemetry, "_configured", False)
+    assert telemetry.configure("quiet") is False
+    assert telemetry.current_trace_headers() == ("", "")
