@@ -15,7 +15,6 @@ import phonenumbers
 from google.protobuf import struct_pb2
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
-from unidecode import unidecode
 
 from c360.timeline.v1 import timeline_service_pb2 as api
 from c360.timeline.v1 import timeline_service_pb2_grpc as api_grpc
@@ -232,25 +231,25 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
         if request.limit > 100:
             raise InvalidArgument.one("limit", "must be at most 100")
         limit = request.limit or 20
+        # Best first: a name that starts with the text, then one with a word that does.
+        rank, where = "0", ""
         if "@" in text:
-            column, value, matched = "emails", text.lower(), "email"
-            where = f"{column} @> ARRAY[%s]"
-            params: list[Any] = [value, limit]
-        elif _phone(text):
-            column, value, matched = "phones", _phone(text), "phone"
-            where = f"{column} @> ARRAY[%s]"
-            params = [value, limit]
+            matched, where, params = "email", "emails @> ARRAY[%s]", [text.lower()]
+        elif phone := _phone(text):
+            matched, where, params = "phone", "phones @> ARRAY[%s]", [phone]
         else:
-            key = name_key(unidecode(text))
-            matched = "name"
-            where = "(name_key LIKE %s OR name_key LIKE %s)"
+            key = name_key(text)
             pattern = key.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            params = [pattern + "%", "% " + pattern + "%", limit]
+            matched = "name"
+            rank = "CASE WHEN name_key LIKE %s THEN 0 ELSE 1 END"
+            where = "(name_key LIKE %s OR name_key LIKE %s)"
+            params = [pattern + "%", pattern + "%", "% " + pattern + "%"]
         async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(
-                f"SELECT customer_id, display_name, kind FROM {SCHEMA}.profiles"
-                f" WHERE {where} ORDER BY name_key, customer_id LIMIT %s",
-                params,
+                f"SELECT customer_id, display_name, kind, {rank} AS rank"
+                f" FROM {SCHEMA}.profiles WHERE {where}"
+                " ORDER BY rank, name_key, customer_id LIMIT %s",
+                [*params, limit],
             )
             rows = await cur.fetchall()
         return api.SearchCustomersResponse(

@@ -1,0 +1,155 @@
+"""The timeline query API: paging, filters, live watch, search."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import grpc
+import pytest
+
+from c360.customer.v1 import customer_service_pb2 as capi
+from c360.events.v1 import customer_events_pb2 as ev
+from c360.timeline.v1 import timeline_service_pb2 as tapi
+
+from .conftest import Stack
+from .helpers import bad_fields, register
+
+pytestmark = pytest.mark.integration
+
+
+async def test_pages_are_newest_first_and_filters_apply(stack: Stack) -> None:
+    reply = await register(stack.customer, "Ada Lovelace", "ada@example.com")
+    cid = reply.result.aggregate_id
+    token = ""
+    for i in range(6):
+        r = await stack.customer.AddEmail(
+            capi.AddEmailRequest(customer_id=cid, email=f"a{i}@example.com")
+        )
+        token = r.result.consistency_token
+    granted = await stack.customer.GrantConsent(
+        capi.GrantConsentRequest(
+            customer_id=cid,
+            channel=ev.CONSENT_CHANNEL_SMS,
+            purpose=ev.CONSENT_PURPOSE_SERVICE,
+            source="call-centre",
+        )
+    )
+    token = granted.result.consistency_token
+    seen: list[tapi.TimelineEntry] = []
+    page_token = ""
+    while True:
+        page = await stack.timeline.GetTimeline(
+            tapi.GetTimelineRequest(
+                customer_id=cid, page_size=3, page_token=page_token, wait_for=token
+            ),
+            timeout=10,
+        )
+        seen.extend(page.entries)
+        page_token = page.next_page_token
+        if not page_token:
+            break
+    assert len(seen) == 8
+    assert seen[0].type == "customer.consent_granted"
+    assert seen[-1].type == "customer.registered"
+    keys = [(e.occurred_at.ToDatetime(), e.source, e.source_position) for e in seen]
+    assert keys == sorted(keys, reverse=True)
+
+    only = await stack.timeline.GetTimeline(
+        tapi.GetTimelineRequest(customer_id=cid, types=["customer.email_added"])
+    )
+    assert {e.type for e in only.entries} == {"customer.email_added"}
+    assert len(only.entries) == 6
+    future = datetime.now(UTC) + timedelta(days=1)
+    later = tapi.GetTimelineRequest(customer_id=cid)
+    later.since.FromDatetime(future)
+    assert not (await stack.timeline.GetTimeline(later)).entries
+    none = await stack.timeline.GetTimeline(
+        tapi.GetTimelineRequest(customer_id=cid, sources=["sales"])
+    )
+    assert not none.entries
+
+
+async def test_page_size_and_tokens_are_validated(stack: Stack) -> None:
+    cid = "00000000-0000-0000-0000-000000000001"
+    for request, field in [
+        (tapi.GetTimelineRequest(customer_id=cid, page_size=501), "page_size"),
+        (tapi.GetTimelineRequest(customer_id=cid, page_token="garbage"), "page_token"),
+        (tapi.GetTimelineRequest(customer_id=cid, wait_for="nope"), "wait_for"),
+        (tapi.GetTimelineRequest(customer_id="x"), "customer_id"),
+    ]:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stack.timeline.GetTimeline(request)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert bad_fields(caught.value) == [field]
+
+
+async def test_waiting_for_a_position_never_applied_ends_within_the_deadline(stack: Stack) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stack.timeline.GetTimeline(
+            tapi.GetTimelineRequest(
+                customer_id="00000000-0000-0000-0000-000000000001", wait_for="customer:999999"
+            ),
+            timeout=1.0,
+        )
+    assert caught.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
+async def test_watch_streams_the_backlog_then_live_entries(stack: Stack) -> None:
+    reply = await register(stack.customer, "Grace Hopper", "grace@example.com")
+    cid = reply.result.aggregate_id
+    call = stack.timeline.WatchTimeline(tapi.WatchTimelineRequest(customer_id=cid))
+    stream = call.__aiter__()
+    first = await asyncio.wait_for(stream.__anext__(), 10)
+    assert first.entry.type == "customer.registered"
+    await stack.customer.RenameCustomer(
+        capi.RenameCustomerRequest(customer_id=cid, display_name="Rear Admiral Grace Hopper")
+    )
+    second = await asyncio.wait_for(stream.__anext__(), 10)
+    assert second.entry.type == "customer.renamed"
+    assert second.entry.cursor > first.entry.cursor
+    call.cancel()
+
+
+async def test_search_by_name_prefix_email_and_phone(stack: Stack) -> None:
+    zhirnovskis = await stack.customer.RegisterCustomer(
+        capi.RegisterCustomerRequest(
+            kind=ev.CUSTOMER_KIND_PERSON,
+            display_name="Jānis Žirnovskis",
+            emails=["janis@example.lv"],
+            phones=["+371 2612 3456"],
+        )
+    )
+    org = await stack.customer.RegisterCustomer(
+        capi.RegisterCustomerRequest(kind=ev.CUSTOMER_KIND_ORGANISATION, display_name="Zirkus AG")
+    )
+    await stack.timeline.GetProfile(
+        tapi.GetProfileRequest(
+            customer_id=org.result.aggregate_id, wait_for=org.result.consistency_token
+        ),
+        timeout=10,
+    )
+    cid = zhirnovskis.result.aggregate_id
+    by_prefix = await stack.timeline.SearchCustomers(tapi.SearchCustomersRequest(text="zir"))
+    assert [h.display_name for h in by_prefix.hits] == ["Zirkus AG", "Jānis Žirnovskis"]
+    by_surname = await stack.timeline.SearchCustomers(tapi.SearchCustomersRequest(text="Žirn"))
+    assert [h.customer_id for h in by_surname.hits] == [cid]
+    by_email = await stack.timeline.SearchCustomers(
+        tapi.SearchCustomersRequest(text="JANIS@example.lv")
+    )
+    assert [(h.customer_id, h.matched_on) for h in by_email.hits] == [(cid, "email")]
+    by_phone = await stack.timeline.SearchCustomers(
+        tapi.SearchCustomersRequest(text="+371 26123456")
+    )
+    assert [(h.customer_id, h.matched_on) for h in by_phone.hits] == [(cid, "phone")]
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stack.timeline.SearchCustomers(tapi.SearchCustomersRequest(text="  "))
+    assert bad_fields(caught.value) == ["text"]
+
+
+async def test_profile_of_an_unknown_customer_is_not_found(stack: Stack) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stack.timeline.GetProfile(
+            tapi.GetProfileRequest(customer_id="00000000-0000-0000-0000-000000000001")
+        )
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
