@@ -51,3 +51,7 @@ class VersionConflict(C360Error):
 
 class Unavailable(C360Error):
     """A dependency is down or the wait for consistency ran out (UNAVAILABLE)."""
+
+
+class DeadlineExceeded(C360Error):
+    """The wait the caller allowed ran out before the answer was ready (DEADLINE_EXCEEDED)."""

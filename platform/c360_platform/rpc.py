@@ -31,6 +31,7 @@ _CODES: list[tuple[type[errors.C360Error], grpc.StatusCode]] = [
     (errors.PreconditionFailed, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.VersionConflict, grpc.StatusCode.ABORTED),
     (errors.Unavailable, grpc.StatusCode.UNAVAILABLE),
+    (errors.DeadlineExceeded, grpc.StatusCode.DEADLINE_EXCEEDED),
 ]
 
 

@@ -123,7 +123,7 @@ class EventRecorder(PostgresApplicationRecorder):
             SQL(
                 "CREATE TABLE IF NOT EXISTS {0}.{1} ("
                 " request_id text PRIMARY KEY, command text NOT NULL, fingerprint text NOT NULL,"
-                " aggregate_id uuid NOT NULL, version bigint NOT NULL, position bigint,"
+                " aggregate_id uuid NOT NULL, version bigint NOT NULL, changes jsonb NOT NULL,"
                 " extra jsonb NOT NULL, recorded_at timestamptz NOT NULL DEFAULT now())"
             ).format(schema, self.idempotency_table)
         )
@@ -159,7 +159,7 @@ class EventRecorder(PostgresApplicationRecorder):
             curs.execute(
                 SQL(
                     "INSERT INTO {0}.{1} (request_id, command, fingerprint, aggregate_id,"
-                    " version, extra) VALUES (%s, %s, %s, %s, %s, %s)"
+                    " version, changes, extra) VALUES (%s, %s, %s, %s, %s, %s, %s)"
                 ).format(Identifier(self.datastore.schema), self.idempotency_table),
                 (
                     ctx.request_id,
@@ -167,32 +167,32 @@ class EventRecorder(PostgresApplicationRecorder):
                     ctx.fingerprint,
                     save.aggregate_id,
                     save.version,
+                    # The events it appended, to find their log position on a replay.
+                    json.dumps(
+                        [
+                            {"id": str(e.originator_id), "v": e.originator_version}
+                            for e in stored_events
+                        ]
+                    ),
                     json.dumps(save.extra),
                 ),
             )
-
-    def _fetch_ids_after_insert_events(
-        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
-    ) -> Sequence[int] | None:
-        ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
-        save: _SaveContext | None = kwargs.get("c360")
-        if save is not None and save.context.request_id and ids:
-            curs.execute(
-                SQL("UPDATE {0}.{1} SET position = %s WHERE request_id = %s").format(
-                    Identifier(self.datastore.schema), self.idempotency_table
-                ),
-                (max(ids), save.context.request_id),
-            )
-        return ids
 
     def find_outcome(self, request_id: str) -> tuple[str, str, CommandOutcome] | None:
         """An earlier request's stored outcome, as (command, fingerprint, outcome)."""
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(
                 SQL(
-                    "SELECT command, fingerprint, aggregate_id, version, position, extra"
-                    " FROM {0}.{1} WHERE request_id = %s"
-                ).format(Identifier(self.datastore.schema), self.idempotency_table),
+                    "SELECT r.command, r.fingerprint, r.aggregate_id, r.version, r.extra,"
+                    " (SELECT max(e.notification_id) FROM {0}.{2} e"
+                    "  JOIN jsonb_to_recordset(r.changes) AS c(id uuid, v bigint)"
+                    "  ON e.originator_id = c.id AND e.originator_version = c.v) AS position"
+                    " FROM {0}.{1} r WHERE r.request_id = %s"
+                ).format(
+                    Identifier(self.datastore.schema),
+                    self.idempotency_table,
+                    Identifier(self.events_table_name),
+                ),
                 (request_id,),
             )
             row = curs.fetchone()

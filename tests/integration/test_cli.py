@@ -1,0 +1,186 @@
+"""The `c360` CLI end to end: real subprocesses against a stack that `c360 up` runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+
+from c360_platform.embedded import free_port
+
+pytestmark = pytest.mark.integration
+
+READY_TIMEOUT = 90.0
+COMMAND_TIMEOUT = 60.0
+
+
+@dataclass
+class Up:
+    """A running `c360 up` and the home directory it writes endpoints.json to."""
+
+    proc: subprocess.Popen[str]
+    home: Path
+    output: list[str]
+
+    def logs(self) -> str:
+        parts = ["".join(self.output)]
+        for log in sorted((self.home / "logs").glob("*.log")):
+            parts.append(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}")
+        return "\n".join(parts)
+
+
+def _pump(stream: IO[str], lines: queue.Queue[str], output: list[str]) -> None:
+    for line in stream:
+        output.append(line)
+        lines.put(line)
+
+
+@pytest.fixture
+def up(tmp_path: Path, database_url: str, fresh_nats_url: str) -> Iterator[Up]:
+    """`c360 up` on a fresh database and nats-server, ready when it printed its ready line."""
+    home = tmp_path / "home"
+    env = dict(os.environ, C360_POSTGRES_URL=database_url, NATS_URL=fresh_nats_url)
+    command = [sys.executable, "-m", "c360_cli.main", "up", "--home", str(home)]
+    proc = subprocess.Popen(
+        [*command, "--base-port", str(free_port())],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    assert proc.stdout is not None
+    lines: queue.Queue[str] = queue.Queue()
+    running = Up(proc, home, [])
+    threading.Thread(target=_pump, args=(proc.stdout, lines, running.output), daemon=True).start()
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or proc.poll() is not None:
+                pytest.fail(f"c360 up did not become ready:\n{running.logs()}")
+            try:
+                if "ready" in lines.get(timeout=min(remaining, 1.0)):
+                    break
+            except queue.Empty:
+                continue
+        yield running
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def c360(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the CLI as a subprocess, as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "c360_cli.main", "--home", str(home), *args],
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_TIMEOUT,
+        check=False,
+    )
+
+
+def c360_json(home: Path, *args: str) -> Any:
+    """Run the CLI with --json; it must succeed and print one JSON document."""
+    done = c360(home, *args, "--json")
+    assert done.returncode == 0, f"c360 {' '.join(args)}: {done.stderr}"
+    return json.loads(done.stdout)
+
+
+def _without_cursor(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Entries as a rebuild must reproduce them (the arrival cursor may be renumbered)."""
+    return [{k: v for k, v in e.items() if k != "cursor"} for e in entries]
+
+
+def test_cli_against_a_running_stack(up: Up) -> None:
+    home = up.home
+    assert json.loads((home / "endpoints.json").read_text()).keys() >= {
+        "customer",
+        "timeline",
+        "postgres_url",
+        "nats_url",
+    }
+
+    # register, then read your own write with the token, on the first read
+    registered = c360_json(
+        home,
+        "customer",
+        "register",
+        "--name",
+        "Ieva Žirnovska",
+        "--email",
+        "ieva@example.lv",
+        "--phone",
+        "+371 21 234 567",
+    )
+    assert registered["version"] == 1
+    customer_id = registered["customer_id"]
+    token = registered["consistency_token"]
+    timeline = c360_json(home, "timeline", "show", customer_id, "--wait-for", token)
+    assert timeline["customer_id"] == customer_id
+    assert [e["type"] for e in timeline["entries"]] == ["customer.registered"]
+    entry = timeline["entries"][0]
+    assert entry["source"] == "customer"
+    assert entry["occurred_at"].endswith("Z")
+    assert "Ieva Žirnovska" in entry["summary"]
+    assert {"event_id", "details", "cursor", "summary"} <= entry.keys()
+
+    # bad input: refused naming the field, without a traceback, and nothing stored
+    before = c360_json(home, "verify")
+    refused = c360(home, "customer", "register", "--name", "Ola Nordmann", "--email", "not-mail")
+    assert refused.returncode != 0
+    assert "email: not a valid address" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    after = c360_json(home, "verify")
+    assert after["stored_events"] == before["stored_events"]
+
+    # the demo, then every stored event is in the timeline exactly once
+    demo = c360_json(home, "demo", "--customers", "30", "--seed", "7")
+    assert demo["customers"] == 30
+    assert demo["organisations"] >= 1
+    report = c360_json(home, "verify")
+    assert report["ok"] is True, report
+    assert report["missing"]["count"] == 0
+    assert report["doubled"]["count"] == 0
+    assert report["stored_events"] > before["stored_events"] + demo["customers"]
+    assert report["timeline_entries"] == report["stored_events"]
+
+    # running the same demo again replays every command and stores nothing new
+    again = c360_json(home, "demo", "--customers", "30", "--seed", "7")
+    assert again["replayed"] == again["commands"] == demo["commands"]
+    assert c360_json(home, "verify")["stored_events"] == report["stored_events"]
+
+    # search finds a demo customer by name
+    example = demo["examples"][1]
+    found = c360_json(home, "search", example["display_name"], "--limit", "100")
+    assert example["customer_id"] in [h["customer_id"] for h in found["hits"]]
+
+    # a rebuild of the read model gives the same timeline
+    organisation = demo["examples"][0]["customer_id"]
+    shown = c360_json(home, "timeline", "show", organisation, "--limit", "500")
+    assert len(shown["entries"]) >= 3
+    rebuilt = c360_json(home, "timeline", "rebuild")
+    assert rebuilt["applied"] == rebuilt["total"] == report["stored_events"]
+    reshown = c360_json(home, "timeline", "show", organisation, "--limit", "500")
+    assert _without_cursor(reshown["entries"]) == _without_cursor(shown["entries"])
+
+    # `c360 up` stops cleanly on SIGTERM
+    up.proc.send_signal(signal.SIGTERM)
+    assert up.proc.wait(30) == 0, up.logs()
+    assert not (home / "endpoints.json").exists()
