@@ -1,0 +1,441 @@
+"""`make bench`: c360 throughput, latency and freshness, and their baselines, in one run."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import platform
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from bench import pgwait, rawsave
+from bench.cpu import CpuMeter
+from bench.measure import Measure, closed_loop, id_source, rate_info, shown
+from bench.report import Ratio, cpu_table, plots, table, write_json
+from bench.scenarios import Clients
+from bench.stack import Stack
+
+RESULTS = Path(__file__).resolve().parent / "results"
+PROBES_UNDER_LOAD = 2
+BASELINES = {"echo", "raw_save_1", "raw_save_n", "raw_save_batch"}
+RATIOS = [
+    Ratio("register", "echo"),
+    Ratio("register", "raw_save_n"),
+    Ratio("register", "raw_save_1"),
+    Ratio("get_timeline", "echo"),
+]
+METHOD_NOTES = [
+    "Closed loop: `concurrency` calls in flight on one grpc.aio channel per server, from one"
+    " load-generator process; throughput = successful calls / wall time of the phase.",
+    "Every server (customer, timeline, echo) runs in a process of its own; PostgreSQL (fsync on)"
+    " and NATS too. Load generator and servers share the machine's cores.",
+    "RegisterCustomer requests are unique (request id, name, e-mail); the request id makes the"
+    " service write its idempotency record, as a retrying client would.",
+    "Freshness = command reply -> entry visible in GetTimeline. 'polling' reads without wait_for"
+    " every poll_ms; 'wait_for' is one read carrying the reply's consistency token."
+    f" Under load, {PROBES_UNDER_LOAD} probers each register one customer at a time beside the"
+    " load's calls (theirs are not in the RegisterCustomer row); idle, one prober runs alone.",
+    "Raw save baselines: CustomerApplication.save() on schema bench_raw of the same database,"
+    " run before the services start; customers are created before the timed saves.",
+    "catch_up_s: after the RegisterCustomer load stops, time until its last customer is visible.",
+]
+
+
+@dataclass(frozen=True)
+class Config:
+    """How long and how hard each phase runs."""
+
+    concurrency: int
+    seconds: float
+    quick: bool
+    poll_ms: float
+    batch: int
+    out: Path
+    plots: bool
+
+    @property
+    def warmup(self) -> float:
+        return min(2.0, max(0.5, 0.2 * self.seconds))
+
+    @property
+    def register_seconds(self) -> float:
+        return 1.5 * self.seconds
+
+    @property
+    def idle_seconds(self) -> float:
+        return 0.6 * self.seconds
+
+    @property
+    def raw_seconds(self) -> float:
+        return 0.5 * self.seconds
+
+    @property
+    def calibrate_seconds(self) -> float:
+        return max(0.3, 0.15 * self.seconds)
+
+
+def parse_args(argv: list[str] | None) -> Config:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.run",
+        description="Measure c360 against a bare gRPC echo server and a raw eventsourcing"
+        " save loop; print a table, write bench.json and plots.",
+    )
+    parser.add_argument("--concurrency", type=int, default=16, help="calls in flight (16)")
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=None,
+        help="measured seconds of a load phase (10; RegisterCustomer gets 1.5x)",
+    )
+    parser.add_argument("--quick", action="store_true", help="short phases, about 20-30 s in all")
+    parser.add_argument("--poll-ms", type=float, default=5.0, help="freshness polling period")
+    parser.add_argument("--batch", type=int, default=100, help="customers per batched raw save")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results directory")
+    parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    args = parser.parse_args(argv)
+    if args.concurrency < 1:
+        parser.error("--concurrency must be at least 1")
+    seconds = args.seconds if args.seconds is not None else (1.5 if args.quick else 10.0)
+    if seconds <= 0:
+        parser.error("--seconds must be positive")
+    return Config(
+        concurrency=args.concurrency,
+        seconds=seconds,
+        quick=args.quick,
+        poll_ms=args.poll_ms,
+        batch=max(1, args.batch),
+        out=args.out,
+        plots=not args.no_plots,
+    )
+
+
+def new_measures(cfg: Config) -> dict[str, Measure]:
+    """Every measure of a run, in the order the table shows them."""
+    n = cfg.concurrency
+    items = [
+        Measure("echo", "gRPC echo"),
+        Measure("raw_save_1", "raw save, 1 thread", unit="save"),
+        Measure("raw_save_n", f"raw save, {n} threads", unit="save"),
+        Measure(
+            "raw_save_batch", f"raw save, {cfg.batch}/save", unit="save", items_per_op=cfg.batch
+        ),
+        Measure("register", "RegisterCustomer"),
+        Measure("get_timeline", "GetTimeline"),
+        Measure("fresh_visible_load", "freshness poll, load", unit="sample"),
+        Measure("fresh_waitfor_load", "freshness wait_for, load", unit="sample"),
+        Measure("fresh_visible_idle", "freshness poll, idle", unit="sample"),
+        Measure("fresh_waitfor_idle", "freshness wait_for, idle", unit="sample"),
+    ]
+    return {m.key: m for m in items}
+
+
+@dataclass
+class Run:
+    """State shared by the phases of one run."""
+
+    cfg: Config
+    stack: Stack
+    progress: Progress
+    measures: dict[str, Measure]
+    run_id: str
+    ids: Iterator[int]
+    cpu: dict[str, dict[str, float]]
+    waits: dict[str, dict[str, float]]
+    facts: dict[str, Any]
+
+    @contextlib.asynccontextmanager
+    async def observe(self, phase: str) -> AsyncIterator[None]:
+        """CPU use per process and PostgreSQL backend states while the block runs."""
+        meter = CpuMeter(self.stack.pids())
+        self.waits[phase] = {}
+        meter.start()
+        try:
+            async with pgwait.sampled(self.stack.postgres_url, self.waits[phase]):
+                yield
+        finally:
+            self.cpu[phase] = meter.percent()
+
+
+async def raw_phase(run: Run, key: str, threads: int, batch: int) -> None:
+    """Calibrate, pre-create the customers, then time the saves."""
+    cfg = run.cfg
+    measure = run.measures[key]
+    app = await asyncio.to_thread(rawsave.open_app, run.stack.postgres_url, threads)
+    loop = rawsave.SaveLoop(app, run.run_id, run.ids, threads, batch)
+    state = {"step": "warm-up"}
+
+    def info() -> str:
+        if state["step"] == "timed":
+            return f"{loop.done:,} saves"
+        return state["step"]
+
+    total = cfg.calibrate_seconds + cfg.raw_seconds
+    try:
+        async with shown(run.progress, measure.label, total, info):
+            rate = await asyncio.to_thread(loop.calibrate, cfg.calibrate_seconds)
+            saves = max(10, min(200_000 // batch, round(rate * cfg.raw_seconds)))
+            state["step"] = f"creating {saves * batch:,} customers"
+            work = await asyncio.to_thread(loop.prepare, saves)
+            state["step"] = "timed"
+            async with run.observe(measure.label):
+                await asyncio.to_thread(loop.measure, work, measure)
+    finally:
+        await asyncio.to_thread(app.close)
+    measure.notes = {"threads": threads, "customers_per_save": batch, "saves": saves}
+
+
+async def start_services(run: Run) -> None:
+    stack = run.stack
+    task = run.progress.add_task("start customer, timeline, echo servers", total=None, info="")
+    started = time.monotonic()
+    children = [
+        stack.spawn("customer", ["-m", "c360_customer"]),
+        stack.spawn("timeline", ["-m", "c360_timeline"]),
+        stack.spawn("echo", ["-m", "bench.echo", "--port", "{port}"]),
+    ]
+    await asyncio.gather(*(stack.wait_healthy(c) for c in children))
+    run.facts["services_ready_s"] = round(time.monotonic() - started, 2)
+    run.progress.update(task, total=1, completed=1, info=f"{run.facts['services_ready_s']} s")
+
+
+async def load_phase(
+    run: Run,
+    key: str,
+    op: Callable[[int], Awaitable[None]],
+    seconds: float,
+    *,
+    during: Callable[[float, float], Awaitable[None]] | None = None,
+) -> None:
+    """Warm up, then keep `concurrency` calls of `op` in flight for `seconds`."""
+    cfg = run.cfg
+    measure = run.measures[key]
+    t0 = time.monotonic()
+    phase_start = t0 + cfg.warmup
+
+    async def warm() -> None:
+        await closed_loop(None, op, concurrency=cfg.concurrency, seconds=cfg.warmup, ids=run.ids)
+
+    info = rate_info(measure, lambda: phase_start)
+
+    def text() -> str:
+        return "warm-up" if time.monotonic() < phase_start else info()
+
+    async with shown(run.progress, measure.label, cfg.warmup + seconds, text):
+        await warm()
+        async with run.observe(measure.label):
+            origin = time.monotonic()
+            jobs: list[Awaitable[None]] = [
+                closed_loop(measure, op, concurrency=cfg.concurrency, seconds=seconds, ids=run.ids)
+            ]
+            if during is not None:
+                jobs.append(during(origin, origin + seconds))
+            await asyncio.gather(*jobs)
+
+
+async def phases(run: Run) -> None:
+    cfg = run.cfg
+    n = cfg.concurrency
+    await raw_phase(run, "raw_save_1", 1, 1)
+    await raw_phase(run, "raw_save_n", n, 1)
+    await raw_phase(run, "raw_save_batch", 1, cfg.batch)
+    await start_services(run)
+    stack = run.stack
+    clients = Clients(
+        run.run_id,
+        run.ids,
+        stack.children["customer"].address,
+        stack.children["timeline"].address,
+        stack.children["echo"].address,
+    )
+    poll = cfg.poll_ms / 1000.0
+    m = run.measures
+    try:
+        await load_phase(run, "echo", clients.echo, cfg.seconds)
+
+        async def probe_under_load(origin: float, until: float) -> None:
+            probes = [
+                clients.freshness(
+                    m["fresh_visible_load"],
+                    m["fresh_waitfor_load"],
+                    until=until,
+                    origin=origin,
+                    poll=poll,
+                )
+                for _ in range(PROBES_UNDER_LOAD)
+            ]
+            await asyncio.gather(*probes)
+
+        await load_phase(
+            run, "register", clients.register_op, cfg.register_seconds, during=probe_under_load
+        )
+        task = run.progress.add_task("timeline catches up after the load", total=None, info="")
+        catch_up = await clients.catch_up(poll)
+        run.facts["catch_up_s"] = None if catch_up is None else round(catch_up, 3)
+        run.facts["customers_registered"] = len(clients.customers)
+        run.facts["last_position"] = clients.last_position
+        shown_catch_up = "not within 120 s" if catch_up is None else f"{catch_up * 1000:.0f} ms"
+        run.progress.update(task, total=1, completed=1, info=shown_catch_up)
+
+        idle_started = time.monotonic()
+
+        def idle_info() -> str:
+            done = m["fresh_visible_idle"].count + m["fresh_waitfor_idle"].count
+            return f"{done} samples"
+
+        idle = "freshness, idle"
+        async with shown(run.progress, idle, cfg.idle_seconds, idle_info), run.observe(idle):
+            await clients.freshness(
+                m["fresh_visible_idle"],
+                m["fresh_waitfor_idle"],
+                until=idle_started + cfg.idle_seconds,
+                origin=idle_started,
+                poll=poll,
+            )
+        await load_phase(run, "get_timeline", clients.get_timeline, cfg.seconds)
+    finally:
+        await clients.close()
+
+
+def machine() -> dict[str, Any]:
+    def version(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "?"
+
+    return {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "grpcio": version("grpcio"),
+        "eventsourcing": version("eventsourcing"),
+        "psycopg": version("psycopg"),
+        "nats-py": version("nats-py"),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = parse_args(argv)
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)  # a log file: room for the whole table
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    measures = new_measures(cfg)
+    cpu: dict[str, dict[str, float]] = {}
+    waits: dict[str, dict[str, float]] = {}
+    facts: dict[str, Any] = {}
+    started_at = datetime.now(UTC)
+    t0 = time.monotonic()
+    run_id = uuid.uuid4().hex[:8]
+    interrupted = False
+    failure: BaseException | None = None
+    workdir = tempfile.TemporaryDirectory(prefix="c360-bench-")
+    stack = Stack(Path(workdir.name), cfg.out / "logs")
+    console.print(
+        f"[bold]c360 bench[/] run {run_id}: concurrency {cfg.concurrency},"
+        f" {cfg.seconds:g} s per load phase{' (quick)' if cfg.quick else ''},"
+        f" {os.cpu_count()} CPUs"
+    )
+    try:
+        with console.status("starting PostgreSQL and NATS"):
+            stack.start_infra()
+        facts["postgres"] = (
+            "C360_POSTGRES_URL (fresh database)"
+            if os.environ.get("C360_POSTGRES_URL")
+            else "embedded"
+        )
+        facts["nats"] = "NATS_URL" if stack.shared_nats else "embedded"
+        if stack.shared_nats:
+            console.print(
+                "[yellow]warning:[/] NATS_URL is set: the bench's services share its C360 stream"
+                " and 'timeline' consumer with whatever else uses that server; results and that"
+                " deployment may both be disturbed."
+            )
+        columns = (
+            SpinnerColumn(),
+            TextColumn("{task.description:<42}"),
+            BarColumn(bar_width=30),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[info]}"),
+        )
+        with Progress(*columns, console=console) as progress:
+            run = Run(cfg, stack, progress, measures, run_id, id_source(), cpu, waits, facts)
+            asyncio.run(phases(run))
+    except KeyboardInterrupt:
+        interrupted = True
+        console.print("[yellow]interrupted; reporting what was measured[/]")
+    except Exception as exc:
+        failure = exc
+        console.print(f"[red]bench failed:[/] {type(exc).__name__}: {exc}")
+    finally:
+        with console.status("stopping servers"):
+            stack.stop()
+        workdir.cleanup()
+
+    shown_measures = {k: m for k, m in measures.items() if m.count or m.errors}
+    subtitle = (
+        f"concurrency {cfg.concurrency}, {os.cpu_count()} CPUs, "
+        f"{started_at:%Y-%m-%d %H:%M} UTC, run {run_id}"
+    )
+    console.print()
+    console.print(table(shown_measures, RATIOS, BASELINES, f"c360 bench ({subtitle})"))
+    facts["stop_s"] = stack.stop_seconds
+    if "catch_up_s" in facts:
+        value = facts["catch_up_s"]
+        shown_value = "not within 120 s" if value is None else f"{value * 1000:.0f} ms"
+        console.print(f"timeline caught up {shown_value} after the RegisterCustomer load stopped")
+    slow = {k: v for k, v in stack.stop_seconds.items() if v > 5}
+    if slow:
+        console.print(f"[yellow]slow graceful stop after SIGTERM (s):[/] {slow}")
+    if cpu:
+        console.print(cpu_table(cpu, waits))
+    written = plots(shown_measures, cfg.out, subtitle) if cfg.plots and shown_measures else []
+    doc: dict[str, Any] = {
+        "schema": "c360-bench/1",
+        "run_id": run_id,
+        "started_at": started_at.isoformat(),
+        "wall_s": round(time.monotonic() - t0, 1),
+        "interrupted": interrupted,
+        "failure": None if failure is None else f"{type(failure).__name__}: {failure}",
+        "config": {**asdict(cfg), "out": str(cfg.out), "warmup_s": cfg.warmup},
+        "machine": machine(),
+        "facts": facts,
+        "measures": {k: m.summary() for k, m in shown_measures.items()},
+        "ratios": {r.name: r.values(shown_measures) for r in RATIOS},
+        "cpu_percent_of_one_core": cpu,
+        "postgres_backends_by_state": waits,
+        "freshness_samples_ms": {
+            k: m.samples for k, m in shown_measures.items() if k.startswith("fresh_")
+        },
+        "plots": [p.name for p in written],
+        "method": METHOD_NOTES,
+    }
+    json_path = cfg.out / "bench.json"
+    write_json(json_path, doc)
+    console.print(f"wrote {json_path}" + "".join(f", {p.name}" for p in written))
+    if stack.log_dir.exists():
+        console.print(f"server logs: {stack.log_dir}")
+    return 1 if failure is not None or interrupted else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

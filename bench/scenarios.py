@@ -1,0 +1,177 @@
+"""What the load generator sends: echo, RegisterCustomer, GetTimeline, and freshness probes."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+from bench.echo import METHOD as ECHO_METHOD
+from bench.measure import Measure, rpc_error
+from c360.customer.v1 import customer_service_pb2 as customer_api
+from c360.customer.v1 import customer_service_pb2_grpc as customer_grpc
+from c360.events.v1 import customer_events_pb2 as events
+from c360.timeline.v1 import timeline_service_pb2 as timeline_api
+from c360.timeline.v1 import timeline_service_pb2_grpc as timeline_grpc
+
+if TYPE_CHECKING:
+    from c360.customer.v1.customer_service_pb2_grpc import CustomerServiceAsyncStub
+    from c360.timeline.v1.timeline_service_pb2_grpc import TimelineServiceAsyncStub
+
+CALL_TIMEOUT = 30.0
+VISIBLE_TIMEOUT = 30.0
+
+
+class NotVisibleError(Exception):
+    """A registered customer did not show up in its timeline in time."""
+
+
+def register_request(run_id: str, i: int) -> customer_api.RegisterCustomerRequest:
+    """A unique registration (request id, name, e-mail) for request number `i`."""
+    return customer_api.RegisterCustomerRequest(
+        request_id=f"bench-{run_id}-{i}",
+        kind=events.CUSTOMER_KIND_PERSON,
+        display_name=f"Bench Customer {run_id} {i}",
+        emails=[f"bench.{run_id}.{i}@example.com"],
+    )
+
+
+@dataclass
+class Clients:
+    """gRPC channels and stubs of one run, plus what the run has registered so far."""
+
+    run_id: str
+    ids: Iterator[int]
+    customer_addr: str
+    timeline_addr: str
+    echo_addr: str
+    customers: list[str] = field(default_factory=list)
+    last_position: int = 0
+    last_customer: str = ""
+    rng: random.Random = field(default_factory=lambda: random.Random(360))
+    channels: list[grpc.aio.Channel] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        customer_channel = grpc.aio.insecure_channel(self.customer_addr)
+        timeline_channel = grpc.aio.insecure_channel(self.timeline_addr)
+        echo_channel = grpc.aio.insecure_channel(self.echo_addr)
+        self.channels = [customer_channel, timeline_channel, echo_channel]
+        self.customer: CustomerServiceAsyncStub = customer_grpc.CustomerServiceStub(
+            customer_channel
+        )
+        self.timeline: TimelineServiceAsyncStub = timeline_grpc.TimelineServiceStub(
+            timeline_channel
+        )
+        self.echo_call: Any = echo_channel.unary_unary(
+            ECHO_METHOD, request_serializer=None, response_deserializer=None
+        )
+
+    async def close(self) -> None:
+        for channel in self.channels:
+            await channel.close(None)
+
+    def _keep(self, reply: customer_api.RegisterCustomerResponse) -> str:
+        customer_id = reply.result.aggregate_id
+        self.customers.append(customer_id)
+        position = int(reply.result.consistency_token.rpartition(":")[2] or 0)
+        if position > self.last_position:
+            self.last_position = position
+            self.last_customer = customer_id
+        return customer_id
+
+    async def echo(self, i: int) -> None:
+        """One echo call with a payload the size of a registration."""
+        payload = register_request(self.run_id, i).SerializeToString()
+        await self.echo_call(payload, timeout=CALL_TIMEOUT)
+
+    async def register(self, i: int) -> customer_api.RegisterCustomerResponse:
+        reply = await self.customer.RegisterCustomer(
+            register_request(self.run_id, i), timeout=CALL_TIMEOUT
+        )
+        self._keep(reply)
+        return reply
+
+    async def register_op(self, i: int) -> None:
+        await self.register(i)
+
+    async def get_timeline(self, i: int) -> None:
+        """First page of a random registered customer's timeline; an empty page is an error."""
+        customer_id = self.customers[self.rng.randrange(len(self.customers))]
+        reply = await self.timeline.GetTimeline(
+            timeline_api.GetTimelineRequest(customer_id=customer_id), timeout=CALL_TIMEOUT
+        )
+        if not reply.entries:
+            raise NotVisibleError(f"customer {customer_id} has an empty timeline")
+
+    async def poll_visible(self, customer_id: str, poll: float) -> None:
+        """Read the timeline (no wait_for) every `poll` seconds until the customer's entry shows."""
+        deadline = time.monotonic() + VISIBLE_TIMEOUT
+        request = timeline_api.GetTimelineRequest(customer_id=customer_id, page_size=1)
+        while True:
+            reply = await self.timeline.GetTimeline(request, timeout=CALL_TIMEOUT)
+            if reply.entries:
+                return
+            if time.monotonic() > deadline:
+                raise NotVisibleError(f"not visible within {VISIBLE_TIMEOUT:.0f} s")
+            await asyncio.sleep(poll)
+
+    async def wait_visible(self, customer_id: str, token: str) -> None:
+        """One GetTimeline with wait_for=token: the service's read-your-writes path."""
+        reply = await self.timeline.GetTimeline(
+            timeline_api.GetTimelineRequest(customer_id=customer_id, page_size=1, wait_for=token),
+            timeout=CALL_TIMEOUT,
+        )
+        if not reply.entries:
+            raise NotVisibleError("wait_for returned, but without the new entry")
+
+    async def freshness(
+        self, visible: Measure, waited: Measure, *, until: float, origin: float, poll: float
+    ) -> None:
+        """Register one customer at a time and time reply -> visible in the timeline.
+
+        Alternates the two ways to see it: polling GetTimeline (`visible`) and one
+        GetTimeline with the reply's consistency token (`waited`). Runs until `until`.
+        """
+        n = 0
+        while time.monotonic() < until:
+            by_polling = n % 2 == 0
+            n += 1
+            into = visible if by_polling else waited
+            try:
+                reply = await self.register(next(self.ids))
+            except grpc.aio.AioRpcError as exc:
+                into.fail(f"register {rpc_error(exc)}")
+                continue
+            replied = time.perf_counter_ns()
+            at = time.monotonic() - origin
+            customer_id = reply.result.aggregate_id
+            try:
+                if by_polling:
+                    await self.poll_visible(customer_id, poll)
+                else:
+                    await self.wait_visible(customer_id, reply.result.consistency_token)
+            except grpc.aio.AioRpcError as exc:
+                into.fail(rpc_error(exc))
+                continue
+            except NotVisibleError as exc:
+                into.fail(str(exc))
+                continue
+            into.sample(at, time.perf_counter_ns() - replied)
+
+    async def catch_up(self, poll: float, timeout: float = 120.0) -> float | None:
+        """Seconds until the last registered customer is visible (None: not within timeout)."""
+        if not self.last_customer:
+            return 0.0
+        started = time.monotonic()
+        request = timeline_api.GetTimelineRequest(customer_id=self.last_customer, page_size=1)
+        while time.monotonic() - started < timeout:
+            reply = await self.timeline.GetTimeline(request, timeout=CALL_TIMEOUT)
+            if reply.entries:
+                return time.monotonic() - started
+            await asyncio.sleep(poll)
+        return None
