@@ -1,0 +1,296 @@
+"""Where the services are, gRPC channels and stubs to them, and the one gRPC-error formatter."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import grpc
+from google.rpc import error_details_pb2, status_pb2
+
+from c360.customer.v1 import customer_service_pb2_grpc
+from c360.timeline.v1 import timeline_service_pb2_grpc
+
+EXIT_FAILURE = 1
+EXIT_BAD_INPUT = 2
+
+CHANNEL_OPTIONS: list[tuple[str, Any]] = [("grpc.enable_http_proxy", 0)]
+
+# Request field paths -> the CLI's names for them, where they differ.
+_FIELD_NAMES: dict[str, str] = {
+    "display_name": "name",
+    "acquisition_source": "source",
+    "acquisition_channel": "channel",
+    "owner_id": "owner",
+    "page_size": "limit",
+    "wait_for": "wait-for",
+    "page_token": "page-token",
+    "request_id": "request-id",
+    "address.postal_code": "postal-code",
+    "address.lines": "line",
+    "address.city": "city",
+    "address.country": "country",
+    "address.label": "label",
+    "address.region": "region",
+}
+_INDEXED = re.compile(r"^(?P<name>[a-z_.]+)\[(?P<index>\d+)\]$")
+_INDEXED_NAMES = {
+    "emails": "email",
+    "phones": "phone",
+    "tags": "tag",
+    "add": "add",
+    "remove": "remove",
+    "address.lines": "line",
+}
+
+
+class CliError(Exception):
+    """A failure to report as one message on stderr and an exit status, without a traceback."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_FAILURE) -> None:
+        super().__init__(message)
+        self.message = message
+        self.exit_code = exit_code
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Addresses of the running stack, as `c360 up` wrote them (flags override)."""
+
+    customer: str | None
+    timeline: str | None
+    postgres_url: str | None
+    nats_url: str | None
+    source: str
+
+
+def endpoints_path(home: str | Path) -> Path:
+    return Path(home) / "endpoints.json"
+
+
+def load_endpoints(args: argparse.Namespace) -> Endpoints:
+    """Read HOME/endpoints.json (if present) and apply --customer-addr / --timeline-addr."""
+    path = endpoints_path(args.home)
+    data: dict[str, Any] = {}
+    try:
+        loaded = json.loads(path.read_text())
+    except FileNotFoundError:
+        loaded = {}
+    except (OSError, ValueError) as exc:
+        raise CliError(f"cannot read {path}: {exc}") from None
+    if isinstance(loaded, dict):
+        data = loaded
+
+    def text(key: str) -> str | None:
+        value = data.get(key)
+        return value if isinstance(value, str) and value else None
+
+    return Endpoints(
+        customer=getattr(args, "customer_addr", None) or text("customer"),
+        timeline=getattr(args, "timeline_addr", None) or text("timeline"),
+        postgres_url=text("postgres_url"),
+        nats_url=text("nats_url"),
+        source=str(path),
+    )
+
+
+def _require(endpoints: Endpoints, service: str, address: str | None) -> str:
+    if address:
+        return address
+    raise CliError(
+        f"no address for the {service} service: {endpoints.source} does not exist or lacks it;"
+        f" start the stack with `c360 up` or pass --{service}-addr HOST:PORT"
+    )
+
+
+def field_name(path: str) -> str:
+    """The CLI's name for a request field path (`emails[0]` -> `email`, `emails[1]` ->
+    `email #2`, `display_name` -> `name`); other paths are kept as they are."""
+    if path in _FIELD_NAMES:
+        return _FIELD_NAMES[path]
+    match = _INDEXED.match(path)
+    if match and match.group("name") in _INDEXED_NAMES:
+        name = _INDEXED_NAMES[match.group("name")]
+        index = int(match.group("index"))
+        return name if index == 0 else f"{name} #{index + 1}"
+    return path
+
+
+def _trailers(error: grpc.RpcError) -> list[tuple[str, str | bytes]]:
+    """The call's trailing metadata as (key, value) pairs (empty if there is none)."""
+    method = getattr(error, "trailing_metadata", None)
+    metadata: Any = method() if callable(method) else None
+    return [(str(key), value) for key, value in metadata or ()]
+
+
+def _bad_request(error: grpc.RpcError) -> list[tuple[str, str]]:
+    """The (field, description) pairs of a google.rpc.BadRequest in the trailers, if any."""
+    for key, value in _trailers(error):
+        if key != "grpc-status-details-bin" or not isinstance(value, bytes):
+            continue
+        status = status_pb2.Status.FromString(value)
+        violations: list[tuple[str, str]] = []
+        for detail in status.details:
+            bad = error_details_pb2.BadRequest()
+            if detail.Unpack(bad):
+                violations.extend((v.field, v.description) for v in bad.field_violations)
+        return violations
+    return []
+
+
+def _has_status_details(error: grpc.RpcError) -> bool:
+    return any(key == "grpc-status-details-bin" for key, _ in _trailers(error))
+
+
+def format_rpc_error(
+    error: grpc.RpcError, service: str | None = None, address: str | None = None
+) -> tuple[int, str]:
+    """The one mapping of a failed call to (exit status, message for stderr)."""
+    code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
+    details = (error.details() if hasattr(error, "details") else None) or ""
+    where = f"the {service} service at {address}" if service and address else "the service"
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        violations = _bad_request(error)
+        if violations:
+            lines = [f"{field_name(f)}: {d}" for f, d in violations]
+            return EXIT_BAD_INPUT, "\n".join(lines)
+        return EXIT_BAD_INPUT, details or "invalid argument"
+    if code == grpc.StatusCode.UNAVAILABLE and not _has_status_details(error):
+        return EXIT_FAILURE, (
+            f"cannot reach {where} ({details or 'unavailable'}); is `c360 up` running?"
+        )
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        if _has_status_details(error) and details:  # the server said what it waited for
+            return EXIT_FAILURE, f"timed out: {details}"
+        return EXIT_FAILURE, f"no answer from {where} in time; try a longer --timeout"
+    if code == grpc.StatusCode.CANCELLED:
+        return EXIT_FAILURE, f"the call to {where} was cancelled"
+    label = {
+        grpc.StatusCode.NOT_FOUND: "not found",
+        grpc.StatusCode.ABORTED: "conflict",
+        grpc.StatusCode.FAILED_PRECONDITION: "not possible",
+        grpc.StatusCode.ALREADY_EXISTS: "already exists",
+        grpc.StatusCode.UNAVAILABLE: "unavailable",
+        grpc.StatusCode.INTERNAL: "server error",
+    }.get(code, code.name.lower().replace("_", " "))
+    return EXIT_FAILURE, f"{label}: {details}" if details else label
+
+
+def as_cli_error(
+    error: grpc.RpcError, service: str | None = None, address: str | None = None
+) -> CliError:
+    exit_code, message = format_rpc_error(error, service, address)
+    return CliError(message, exit_code)
+
+
+class _Connections:
+    """Shared part of the sync and async clients: endpoints and which one was used last."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.endpoints = load_endpoints(args)
+        self.timeout: float | None = args.timeout
+        self._last: tuple[str, str] | None = None
+
+    def _address(self, service: str) -> str:
+        address = _require(
+            self.endpoints,
+            service,
+            self.endpoints.customer if service == "customer" else self.endpoints.timeline,
+        )
+        self._last = (service, address)
+        return address
+
+    def _translate(self, exc: BaseException | None) -> None:
+        if isinstance(exc, grpc.RpcError):
+            service, address = self._last or (None, None)
+            raise as_cli_error(exc, service, address) from None
+
+
+class Client(_Connections):
+    """Blocking stubs for the CLI's commands; a gRPC error leaving the `with` becomes a
+    CliError naming the service that failed."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        super().__init__(args)
+        self._channels: dict[str, grpc.Channel] = {}
+
+    def _channel(self, service: str) -> grpc.Channel:
+        address = self._address(service)
+        if service not in self._channels:
+            self._channels[service] = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+        return self._channels[service]
+
+    @property
+    def customer(self) -> customer_service_pb2_grpc.CustomerServiceStub:
+        return customer_service_pb2_grpc.CustomerServiceStub(self._channel("customer"))
+
+    @property
+    def timeline(self) -> timeline_service_pb2_grpc.TimelineServiceStub:
+        return timeline_service_pb2_grpc.TimelineServiceStub(self._channel("timeline"))
+
+    def close(self) -> None:
+        for channel in self._channels.values():
+            channel.close()
+        self._channels.clear()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+        self._translate(exc)
+
+
+class AsyncClient(_Connections):
+    """grpc.aio stubs (for `c360 demo`); errors translate like Client's."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        super().__init__(args)
+        self._channels: dict[str, grpc.aio.Channel] = {}
+
+    def _channel(self, service: str) -> grpc.aio.Channel:
+        address = self._address(service)
+        if service not in self._channels:
+            self._channels[service] = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+        return self._channels[service]
+
+    @property
+    def customer(self) -> customer_service_pb2_grpc.CustomerServiceAsyncStub:
+        return customer_service_pb2_grpc.CustomerServiceStub(self._channel("customer"))
+
+    @property
+    def timeline(self) -> timeline_service_pb2_grpc.TimelineServiceAsyncStub:
+        return timeline_service_pb2_grpc.TimelineServiceStub(self._channel("timeline"))
+
+    def failure(self, exc: grpc.RpcError, service: str) -> CliError:
+        """The CliError for a failed call to `service`."""
+        address = self.endpoints.customer if service == "customer" else self.endpoints.timeline
+        return as_cli_error(exc, service, address)
+
+    async def close(self) -> None:
+        for channel in self._channels.values():
+            await channel.close(None)
+        self._channels.clear()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+        self._translate(exc)

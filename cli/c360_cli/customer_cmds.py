@@ -1,0 +1,437 @@
+"""`c360 customer ...`: register, read and change customers through the customer gRPC API."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any, TypeAlias
+
+from rich.table import Table
+from rich.text import Text
+
+from c360.customer.v1 import customer_service_pb2 as api
+from c360.events.v1 import customer_events_pb2 as events
+from c360_cli.client import Client
+from c360_cli.output import (
+    Output,
+    channel_label,
+    customer_json,
+    iso_field,
+    kind_label,
+    parse_time,
+    purpose_label,
+    short_time,
+)
+
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+Handler = Callable[[argparse.Namespace], int]
+
+KINDS = {
+    "person": events.CUSTOMER_KIND_PERSON,
+    "organisation": events.CUSTOMER_KIND_ORGANISATION,
+}
+CHANNELS = {
+    "email": events.CONSENT_CHANNEL_EMAIL,
+    "sms": events.CONSENT_CHANNEL_SMS,
+    "phone": events.CONSENT_CHANNEL_PHONE,
+    "post": events.CONSENT_CHANNEL_POST,
+}
+PURPOSES = {
+    "marketing": events.CONSENT_PURPOSE_MARKETING,
+    "service": events.CONSENT_PURPOSE_SERVICE,
+}
+
+
+def _version(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a version number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
+def _command(
+    subparsers: Subparsers,
+    name: str,
+    handler: Handler,
+    help_text: str,
+    *,
+    expected_version: bool = True,
+) -> argparse.ArgumentParser:
+    """A command parser with the options every customer command shares."""
+    parser = subparsers.add_parser(name, help=help_text, description=help_text)
+    parser.add_argument(
+        "--request-id",
+        default="",
+        metavar="ID",
+        help="idempotency key: a retry with the same id changes nothing and gets the same answer",
+    )
+    if expected_version:
+        parser.add_argument(
+            "--expected-version",
+            type=_version,
+            metavar="N",
+            help="refuse (conflict) unless the customer is still at version N",
+        )
+    parser.set_defaults(func=handler)
+    return parser
+
+
+def _nested(subparsers: Subparsers, name: str, help_text: str) -> Subparsers:
+    parser = subparsers.add_parser(name, help=help_text, description=help_text)
+    nested = parser.add_subparsers(title="commands", dest=f"{name}_command", metavar="COMMAND")
+    nested.required = True
+    return nested
+
+
+def _versioned(request: Any, args: argparse.Namespace) -> Any:
+    if getattr(args, "expected_version", None) is not None:
+        request.expected_version = args.expected_version
+    return request
+
+
+def register(subparsers: Subparsers) -> None:
+    """Add `customer` and its subcommands."""
+    parser = subparsers.add_parser(
+        "customer",
+        help="register, show and change customers",
+        description="Register, show and change customers (the customer service's commands).",
+    )
+    sub = parser.add_subparsers(title="commands", dest="customer_command", metavar="COMMAND")
+    sub.required = True
+
+    p = _command(sub, "register", _register, "register a new customer", expected_version=False)
+    p.add_argument("--name", required=True, help="display name")
+    p.add_argument(
+        "--email", action="append", default=[], metavar="E", help="e-mail address (repeatable)"
+    )
+    p.add_argument(
+        "--phone", action="append", default=[], metavar="P", help="phone number (repeatable)"
+    )
+    p.add_argument("--kind", choices=sorted(KINDS), default="person")
+    p.add_argument("--owner", default="", metavar="ID", help="responsible employee id")
+    p.add_argument("--tag", action="append", default=[], metavar="T", help="tag (repeatable)")
+    p.add_argument("--source", default="", metavar="S", help="acquisition source")
+    p.add_argument("--channel", default="", metavar="C", help="acquisition channel")
+
+    p = sub.add_parser("get", help="show a customer's current state")
+    p.add_argument("customer_id", metavar="ID")
+    p.set_defaults(func=_get)
+
+    p = _command(sub, "rename", _rename, "change the display name")
+    p.add_argument("customer_id", metavar="ID")
+    p.add_argument("--name", required=True)
+
+    for noun, thing, handlers in (
+        ("email", "an e-mail address", {"add": _add_email, "remove": _remove_email}),
+        ("phone", "a phone number", {"add": _add_phone, "remove": _remove_phone}),
+    ):
+        nested = _nested(sub, noun, f"add or remove {thing}")
+        for verb, handler in handlers.items():
+            p = _command(nested, verb, handler, f"{verb} {thing}")
+            p.add_argument("customer_id", metavar="ID")
+            p.add_argument("value", metavar=noun.upper())
+
+    nested = _nested(sub, "address", "add or remove a postal address")
+    p = _command(nested, "add", _add_address, "add a postal address")
+    p.add_argument("customer_id", metavar="ID")
+    p.add_argument(
+        "--line", action="append", default=[], required=True, metavar="L", help="repeatable"
+    )
+    p.add_argument("--city", required=True)
+    p.add_argument("--country", required=True, metavar="CC", help="ISO 3166-1 alpha-2, e.g. DE")
+    p.add_argument("--postal-code", default="")
+    p.add_argument("--region", default="")
+    p.add_argument("--label", default="", help="e.g. home, billing")
+    p = _command(nested, "remove", _remove_address, "remove a postal address")
+    p.add_argument("customer_id", metavar="ID")
+    p.add_argument("address_id", metavar="ADDRESS_ID")
+
+    p = _command(sub, "owner", _owner, "assign the responsible employee ('' unassigns)")
+    p.add_argument("customer_id", metavar="ID")
+    p.add_argument("owner_id", metavar="OWNER_ID")
+
+    p = _command(sub, "tag", _tag, "add and remove tags")
+    p.add_argument("customer_id", metavar="ID")
+    p.add_argument("--add", action="append", default=[], metavar="T", help="repeatable")
+    p.add_argument("--remove", action="append", default=[], metavar="T", help="repeatable")
+
+    nested = _nested(sub, "consent", "record consent or its withdrawal")
+    for verb, granted in (("grant", True), ("revoke", False)):
+        p = _command(
+            nested,
+            verb,
+            _consent_handler(granted),
+            "record consent" if granted else "record the withdrawal of consent",
+        )
+        p.add_argument("customer_id", metavar="ID")
+        p.add_argument("--channel", choices=list(CHANNELS), required=True)
+        p.add_argument("--purpose", choices=list(PURPOSES), required=True)
+        p.add_argument("--source", required=True, metavar="S", help="where the decision came from")
+
+    nested = _nested(sub, "contact", "link contact persons to organisations")
+    p = _command(
+        nested,
+        "link",
+        _link,
+        "make a person a contact of an organisation",
+        expected_version=False,
+    )
+    p.add_argument("organisation_id", metavar="ORG_ID")
+    p.add_argument("person_id", metavar="PERSON_ID")
+    p.add_argument("--role", required=True)
+    p.add_argument("--valid-from", type=parse_time, metavar="TIME", help="default: now")
+    p = _command(nested, "end", _end, "end a contact-person link", expected_version=False)
+    p.add_argument("organisation_id", metavar="ORG_ID")
+    p.add_argument("link_id", metavar="LINK_ID")
+    p.add_argument("--valid-until", type=parse_time, metavar="TIME", help="default: now")
+
+
+# -- handlers ---------------------------------------------------------------------------------
+
+
+def _register(args: argparse.Namespace) -> int:
+    request = api.RegisterCustomerRequest(
+        request_id=args.request_id,
+        kind=KINDS[args.kind],
+        display_name=args.name,
+        emails=args.email,
+        phones=args.phone,
+        owner_id=args.owner,
+        tags=args.tag,
+        acquisition_source=args.source,
+        acquisition_channel=args.channel,
+    )
+    with Client(args) as client:
+        reply = client.customer.RegisterCustomer(request, timeout=args.timeout)
+    Output(args.json).result("registered", reply.result)
+    return 0
+
+
+def _rename(args: argparse.Namespace) -> int:
+    request = api.RenameCustomerRequest(
+        request_id=args.request_id, customer_id=args.customer_id, display_name=args.name
+    )
+    with Client(args) as client:
+        reply = client.customer.RenameCustomer(_versioned(request, args), timeout=args.timeout)
+    Output(args.json).result("renamed", reply.result)
+    return 0
+
+
+def _add_email(args: argparse.Namespace) -> int:
+    request = api.AddEmailRequest(
+        request_id=args.request_id, customer_id=args.customer_id, email=args.value
+    )
+    with Client(args) as client:
+        reply = client.customer.AddEmail(_versioned(request, args), timeout=args.timeout)
+    Output(args.json).result("e-mail added", reply.result)
+    return 0
+
+
+def _remove_email(args: argparse.Namespace) -> int:
+    request = api.RemoveEmailRequest(
+        request_id=args.request_id, customer_id=args.customer_id, email=args.value
+    )
+    with Client(args) as client:
+        reply = client.customer.RemoveEmail(_versioned(request, args), timeout=args.timeout)
+    Output(args.json).result("e-mail removed", reply.result)
+    return 0
+
+
+def _add_phone(args: argparse.Namespace) -> int:
+    request = api.AddPhoneRequest(
+        request_id=args.request_id, customer_id=args.customer_id, phone=args.value
+    )
+    with Client(args) as client:
+        reply = client.customer.AddPhone(_versioned(request, args), timeout=args.timeout)
+    Output(args.json).result("phone added", reply.result)
+    return 0
+
+
+def _remove_phone(args: argparse.Namespace) -> int:
+    request = api.RemovePhoneRequest(
+        request_id=args.request_id, customer_id=args.customer_id, phone=args.value
+    )
+    with Client(args) as client:
+        reply = client.customer.RemovePhone(_versioned(request, args), timeout=args.timeout)
+    Output(args.json).result("phone removed", reply.result)
+    return 0
+
+
+def _add_address(args: argparse.Namespace) -> int:
+    request = api.AddPostalAddressRequest(
+        request_id=args.request_id,
+        customer_id=args.customer_id,
+        address=events.PostalAddress(
+            label=args.label,
+            lines=args.line,
+            postal_code=args.postal_code,
+            city=args.city,
+            region=args.region,
+            country=args.country,
+        ),
+    )
+    with Client(args) as client:
+        reply = client.customer.AddPostalAddress(_versioned(request, args), timeout=args.timeout)
+    Output(args.json).result("address added", reply.result, address_id=reply.address_id)
+    return 0
+
+
+def _remove_address(args: argparse.Namespace) -> int:
+    request = api.RemovePostalAddressRequest(
+        request_id=args.request_id, customer_id=args.customer_id, address_id=args.address_id
+    )
+    with Client(args) as client:
+        reply = client.customer.RemovePostalAddress(_versioned(request, args), timeout=args.timeout)
+    Output(args.json).result("address removed", reply.result)
+    return 0
+
+
+def _owner(args: argparse.Namespace) -> int:
+    request = api.AssignOwnerRequest(
+        request_id=args.request_id, customer_id=args.customer_id, owner_id=args.owner_id
+    )
+    with Client(args) as client:
+        reply = client.customer.AssignOwner(_versioned(request, args), timeout=args.timeout)
+    Output(args.json).result(
+        "owner assigned" if args.owner_id else "owner unassigned", reply.result
+    )
+    return 0
+
+
+def _tag(args: argparse.Namespace) -> int:
+    request = api.ChangeTagsRequest(
+        request_id=args.request_id,
+        customer_id=args.customer_id,
+        add=args.add,
+        remove=args.remove,
+    )
+    with Client(args) as client:
+        reply = client.customer.ChangeTags(_versioned(request, args), timeout=args.timeout)
+    Output(args.json).result("tags changed", reply.result)
+    return 0
+
+
+def _consent_handler(granted: bool) -> Handler:
+    def handler(args: argparse.Namespace) -> int:
+        fields: dict[str, Any] = {
+            "request_id": args.request_id,
+            "customer_id": args.customer_id,
+            "channel": CHANNELS[args.channel],
+            "purpose": PURPOSES[args.purpose],
+            "source": args.source,
+        }
+        with Client(args) as client:
+            if granted:
+                grant = _versioned(api.GrantConsentRequest(**fields), args)
+                result = client.customer.GrantConsent(grant, timeout=args.timeout).result
+            else:
+                revoke = _versioned(api.RevokeConsentRequest(**fields), args)
+                result = client.customer.RevokeConsent(revoke, timeout=args.timeout).result
+        Output(args.json).result("consent granted" if granted else "consent revoked", result)
+        return 0
+
+    return handler
+
+
+def _link(args: argparse.Namespace) -> int:
+    request = api.LinkContactPersonRequest(
+        request_id=args.request_id,
+        organisation_id=args.organisation_id,
+        person_id=args.person_id,
+        role=args.role,
+        valid_from=args.valid_from,
+    )
+    with Client(args) as client:
+        reply = client.customer.LinkContactPerson(request, timeout=args.timeout)
+    Output(args.json).result("contact person linked", reply.result, link_id=reply.link_id)
+    return 0
+
+
+def _end(args: argparse.Namespace) -> int:
+    request = api.EndContactPersonRequest(
+        request_id=args.request_id,
+        organisation_id=args.organisation_id,
+        link_id=args.link_id,
+        valid_until=args.valid_until,
+    )
+    with Client(args) as client:
+        reply = client.customer.EndContactPerson(request, timeout=args.timeout)
+    Output(args.json).result("contact-person link ended", reply.result)
+    return 0
+
+
+def _get(args: argparse.Namespace) -> int:
+    with Client(args) as client:
+        reply = client.customer.GetCustomer(
+            api.GetCustomerRequest(customer_id=args.customer_id), timeout=args.timeout
+        )
+    out = Output(args.json)
+    if out.json_mode:
+        out.json(customer_json(reply.customer))
+    else:
+        show_customer(out, reply.customer)
+    return 0
+
+
+def show_customer(out: Output, c: api.Customer) -> None:
+    """A customer as a panel: identity and contact points, then consent and contact persons."""
+    addresses = [
+        (f"{a.label}: " if a.label else "")
+        + ", ".join(
+            part
+            for part in [
+                *a.lines,
+                " ".join(x for x in (a.postal_code, a.city) if x),
+                a.region,
+                a.country,
+            ]
+            if part
+        )
+        + f"  ({a.address_id})"
+        for a in c.addresses
+    ]
+    rows: list[tuple[str, Any]] = [
+        ("id", c.customer_id),
+        ("kind", kind_label(c.kind)),
+        ("version", c.version),
+        ("e-mails", list(c.emails)),
+        ("phones", list(c.phones)),
+        ("addresses", Text("\n".join(addresses))),
+        ("owner", c.owner_id),
+        ("tags", list(c.tags)),
+        ("acquisition", " / ".join(x for x in (c.acquisition_source, c.acquisition_channel) if x)),
+        ("registered", short_time(iso_field(c, "registered_at"))),
+        ("updated", short_time(iso_field(c, "updated_at"))),
+    ]
+    extra: list[Any] = []
+    if c.consents:
+        consents = Table(title="consent", title_justify="left", expand=False)
+        for column in ("channel", "purpose", "granted", "source", "decided"):
+            consents.add_column(column)
+        for x in c.consents:
+            consents.add_row(
+                channel_label(x.channel),
+                purpose_label(x.purpose),
+                Text("yes", style="green") if x.granted else Text("no", style="red"),
+                Text(x.source),
+                short_time(iso_field(x, "decided_at")),
+            )
+        extra.append(consents)
+    if c.contact_persons:
+        is_person = c.kind == events.CUSTOMER_KIND_PERSON
+        links = Table(title="contact persons", title_justify="left", expand=False)
+        for column in ("link", "organisation" if is_person else "person", "role", "from", "until"):
+            links.add_column(column, overflow="fold")
+        for link in c.contact_persons:
+            links.add_row(
+                link.link_id,
+                link.organisation_id if is_person else link.person_id,
+                Text(link.role),
+                short_time(iso_field(link, "valid_from")),
+                short_time(iso_field(link, "valid_until")) or Text("current", style="green"),
+            )
+        extra.append(links)
+    out.kv_panel(c.display_name, rows, *extra)

@@ -1,0 +1,883 @@
+"""`c360 demo`: load a realistic, seed-determined demo set through the public gRPC APIs.
+
+The plan for customer i depends only on (seed, i), and every command carries a request id
+made of seed, index and step. Re-running the same demo (after a crash, or with a larger
+--customers) therefore replays what was stored and adds only what is missing.
+"""
+
+# Turkish names and places use the dotless i (U+0131) on purpose.
+# ruff: noqa: RUF001
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+import grpc
+import phonenumbers
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from unidecode import unidecode
+
+from c360.common.v1 import command_pb2
+from c360.customer.v1 import customer_service_pb2 as api
+from c360.events.v1 import customer_events_pb2 as events
+from c360_cli.client import AsyncClient, CliError
+from c360_cli.output import Output
+
+# -- demo data --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class City:
+    name: str
+    postal_code: str
+    region: str
+    streets: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Culture:
+    """Names, places and customs of one country, for people and companies from there."""
+
+    country: str
+    given_male: tuple[str, ...]
+    given_female: tuple[str, ...]
+    surnames: tuple[tuple[str, str], ...]
+    """(male form, female form); the same twice where surnames do not vary."""
+    cities: tuple[City, ...]
+    companies: tuple[str, ...]
+    """Company name patterns; {last} is a (male-form) surname."""
+    email_domain: str
+    family_first: bool = False
+    number_first: bool = False
+
+
+def _same(*names: str) -> tuple[tuple[str, str], ...]:
+    return tuple((n, n) for n in names)
+
+
+CULTURES: tuple[Culture, ...] = (
+    Culture(
+        country="DE",
+        given_male=("Jürgen", "Lukas", "Matthias", "Jörg", "Felix", "Björn", "Tobias"),
+        given_female=("Sabine", "Anja", "Katrin", "Ute", "Stefanie", "Jülide", "Lea"),
+        surnames=_same("Müller", "Schröder", "Weiß", "Köhler", "Hoffmann", "Krüger", "Jäger"),
+        cities=(
+            City("Berlin", "10115", "", ("Torstraße", "Friedrichstraße", "Kastanienallee")),
+            City("München", "80331", "Bayern", ("Sendlinger Straße", "Tal", "Fürstenstraße")),
+            City("Hamburg", "20095", "", ("Mönckebergstraße", "Spitalerstraße")),
+            City("Köln", "50667", "", ("Hohe Straße", "Schildergasse")),
+        ),
+        companies=("{last} Maschinenbau GmbH", "Brauerei {last} KG", "{last} & Söhne GmbH"),
+        email_domain="example.de",
+    ),
+    Culture(
+        country="LV",
+        given_male=("Jānis", "Kārlis", "Andris", "Māris", "Edgars"),
+        given_female=("Ilze", "Līga", "Inese", "Zane", "Dace"),
+        surnames=(
+            ("Žirnovskis", "Žirnovska"),
+            ("Bērziņš", "Bērziņa"),
+            ("Kalniņš", "Kalniņa"),
+            ("Ozols", "Ozola"),
+            ("Liepiņš", "Liepiņa"),
+        ),
+        cities=(
+            City("Rīga", "LV-1050", "", ("Brīvības iela", "Tērbatas iela", "Elizabetes iela")),
+            City("Liepāja", "LV-3401", "", ("Graudu iela", "Lielā iela")),
+        ),
+        companies=("SIA {last} un partneri", "{last} Kokapstrāde SIA"),
+        email_domain="example.lv",
+    ),
+    Culture(
+        country="NO",
+        given_male=("Søren", "Håkon", "Øystein", "Lars", "Bjørn"),
+        given_female=("Åse", "Ingrid", "Sølvi", "Kari", "Ragnhild"),
+        surnames=_same("Øster", "Hansen", "Bråten", "Løvås", "Nygård"),
+        cities=(
+            City("Oslo", "0150", "", ("Karl Johans gate", "Grensen", "Thorvald Meyers gate")),
+            City("Bergen", "5003", "", ("Bryggen", "Strandgaten")),
+            City("Trondheim", "7011", "", ("Munkegata", "Olav Tryggvasons gate")),
+        ),
+        companies=("{last} Fiskeri AS", "Nordlys {last} AS"),
+        email_domain="example.no",
+    ),
+    Culture(
+        country="IE",
+        given_male=("Seán", "Ciarán", "Pádraig", "Liam", "Oisín"),
+        given_female=("Siobhán", "Aoife", "Niamh", "Róisín", "Saoirse"),
+        surnames=_same("O'Brien", "O'Connor", "McCarthy", "Ó Ceallaigh", "Fitzgerald", "Murphy"),
+        cities=(
+            City("Dublin", "D02 X285", "", ("Grafton Street", "Dame Street", "Camden Street")),
+            City("Cork", "T12 W8EN", "", ("Patrick Street", "Oliver Plunkett Street")),
+            City("Galway", "H91 E2K6", "", ("Shop Street", "Quay Street")),
+        ),
+        companies=("{last} & Sons Ltd", "{last} Software Ltd"),
+        email_domain="example.ie",
+        number_first=True,
+    ),
+    Culture(
+        country="VN",
+        given_male=("Văn An", "Minh Tuấn", "Đức Anh", "Quốc Bảo", "Hữu Phước"),
+        given_female=("Thị Lan", "Thu Hà", "Ngọc Ánh", "Thị Hương", "Bảo Châu"),
+        surnames=_same("Nguyễn", "Trần", "Lê", "Phạm", "Hoàng", "Đặng"),
+        cities=(
+            City("Hà Nội", "100000", "", ("Phố Hàng Bạc", "Phố Huế", "Phố Tràng Tiền")),
+            City("Thành phố Hồ Chí Minh", "700000", "", ("Đường Đồng Khởi", "Đường Lê Lợi")),
+            City("Đà Nẵng", "550000", "", ("Đường Bạch Đằng", "Đường Trần Phú")),
+        ),
+        companies=("Công ty TNHH {last} Việt", "{last} Trading Co., Ltd."),
+        email_domain="example.vn",
+        family_first=True,
+        number_first=True,
+    ),
+    Culture(
+        country="FR",
+        given_male=("François", "Jérôme", "Théo", "Benoît", "Gaël"),
+        given_female=("Hélène", "Chloé", "Amélie", "Célia", "Maëlle"),
+        surnames=_same("Lefèvre", "Dubois", "Moreau", "Girard", "Lemaître", "Bérard"),
+        cities=(
+            City("Paris", "75002", "", ("rue de Rivoli", "rue Montorgueil", "boulevard Haussmann")),
+            City("Lyon", "69002", "", ("rue de la République", "quai Saint-Antoine")),
+            City("Bordeaux", "33000", "", ("cours de l'Intendance", "rue Sainte-Catherine")),
+        ),
+        companies=("Boulangerie {last} SARL", "{last} Conseil SAS", "Établissements {last}"),
+        email_domain="example.fr",
+        number_first=True,
+    ),
+    Culture(
+        country="ES",
+        given_male=("José", "Andrés", "Álvaro", "Iñigo", "Joaquín"),
+        given_female=("María José", "Lucía", "Begoña", "Inés", "Mónica"),
+        surnames=_same("García López", "Muñoz", "Fernández", "Núñez", "Ibáñez", "Peña"),
+        cities=(
+            City("Madrid", "28013", "Madrid", ("Calle Mayor", "Calle de Alcalá", "Gran Vía")),
+            City("Sevilla", "41001", "Andalucía", ("Calle Sierpes", "Calle Tetuán")),
+            City("Bilbao", "48001", "País Vasco", ("Calle Ercilla", "Alameda de Urquijo")),
+        ),
+        companies=("{last} Logística S.L.", "Bodegas {last} S.A."),
+        email_domain="example.es",
+    ),
+    Culture(
+        country="TR",
+        given_male=("Mehmet", "Emre", "Çağrı", "Oğuz", "İsmail"),
+        given_female=("Ayşe", "Gülşen", "Şebnem", "Özlem", "Büşra"),
+        surnames=_same("Yılmaz", "Şahin", "Öztürk", "Çelik", "Doğan", "Aydın"),
+        cities=(
+            City("İstanbul", "34430", "", ("İstiklal Caddesi", "Bağdat Caddesi")),
+            City("Ankara", "06420", "", ("Atatürk Bulvarı", "Tunalı Hilmi Caddesi")),
+            City("İzmir", "35210", "", ("Kıbrıs Şehitleri Caddesi", "Cumhuriyet Bulvarı")),
+        ),
+        companies=("{last} Tekstil A.Ş.", "{last} Gıda Ltd. Şti."),
+        email_domain="example.com.tr",
+    ),
+    Culture(
+        country="US",
+        given_male=("Michael", "DeShawn", "Carlos", "Ethan", "Tyler"),
+        given_female=("Jennifer", "Aaliyah", "Megan", "Priya", "Ashley"),
+        surnames=_same("Johnson", "Washington", "Rodriguez", "O'Neill", "Kim", "Patel"),
+        cities=(
+            City("New York", "10001", "NY", ("W 34th St", "Broadway", "Lexington Ave")),
+            City("Austin", "78701", "TX", ("Congress Ave", "E 6th St")),
+            City("Seattle", "98101", "WA", ("Pike St", "1st Ave")),
+        ),
+        companies=("{last} Industries Inc.", "{last} Analytics LLC"),
+        email_domain="example.com",
+        number_first=True,
+    ),
+    Culture(
+        country="GB",
+        given_male=("Oliver", "Rhys", "Alistair", "Hamish", "Callum"),
+        given_female=("Siân", "Charlotte", "Eleanor", "Imogen", "Niamh"),
+        surnames=_same("Thompson", "Llewellyn", "MacLeod", "Featherstonehaugh", "Ashworth"),
+        cities=(
+            City("London", "EC1A 1BB", "", ("Baker Street", "Upper Street", "Old Kent Road")),
+            City("Manchester", "M1 1AE", "", ("Deansgate", "Oldham Street")),
+            City("Edinburgh", "EH1 1YZ", "", ("High Street", "Rose Street")),
+        ),
+        companies=("{last} & Partners Ltd", "{last} Holdings plc"),
+        email_domain="example.co.uk",
+        number_first=True,
+    ),
+    Culture(
+        country="PL",
+        given_male=("Łukasz", "Paweł", "Michał", "Grzegorz", "Wojciech"),
+        given_female=("Małgorzata", "Agnieszka", "Zofia", "Joanna", "Katarzyna"),
+        surnames=(
+            ("Wójcik", "Wójcik"),
+            ("Kowalski", "Kowalska"),
+            ("Zieliński", "Zielińska"),
+            ("Wiśniewski", "Wiśniewska"),
+            ("Dąbrowski", "Dąbrowska"),
+        ),
+        cities=(
+            City("Warszawa", "00-950", "", ("ul. Nowy Świat", "ul. Marszałkowska")),
+            City("Kraków", "31-008", "", ("ul. Floriańska", "ul. Grodzka")),
+            City("Gdańsk", "80-831", "", ("ul. Długa", "ul. Mariacka")),
+        ),
+        companies=("{last} i Wspólnicy Sp. z o.o.", "Zakład {last} S.A."),
+        email_domain="example.pl",
+    ),
+    Culture(
+        country="CZ",
+        given_male=("Jiří", "Tomáš", "Ondřej", "Lukáš", "Radek"),
+        given_female=("Petra", "Lucie", "Tereza", "Jana", "Kateřina"),
+        surnames=(
+            ("Dvořák", "Dvořáková"),
+            ("Novák", "Nováková"),
+            ("Černý", "Černá"),
+            ("Procházka", "Procházková"),
+            ("Kučera", "Kučerová"),
+        ),
+        cities=(
+            City("Praha", "110 00", "", ("Národní", "Vodičkova", "Karlova")),
+            City("Brno", "602 00", "", ("Masarykova", "Česká")),
+        ),
+        companies=("{last} Strojírny s.r.o.", "Pivovar {last} a.s."),
+        email_domain="example.cz",
+    ),
+)
+
+ROLES = (
+    "purchasing",
+    "accounts payable",
+    "managing director",
+    "IT contact",
+    "project lead",
+    "logistics",
+    "technical buyer",
+)
+TAGS = (
+    "vip",
+    "newsletter",
+    "b2b",
+    "trade-fair-2024",
+    "churn-risk",
+    "beta-tester",
+    "premium",
+    "student",
+    "reseller",
+)
+ACQUISITION = (
+    ("web-shop", "web"),
+    ("trade-fair", "in-person"),
+    ("referral", "email"),
+    ("partner", "partner-portal"),
+    ("cold-call", "phone"),
+    ("newsletter-signup", "web"),
+    ("mobile-app", "app"),
+)
+CONSENT_SOURCES = ("web-form", "signed-contract", "call-centre", "trade-fair", "app-settings")
+REVOKE_SOURCES = ("unsubscribe-link", "customer-call", "gdpr-request", "app-settings")
+CONSENT_CHOICES: tuple[tuple[str, str, float], ...] = (
+    ("email", "marketing", 0.6),
+    ("sms", "service", 0.4),
+    ("post", "marketing", 0.2),
+    ("phone", "service", 0.2),
+    ("email", "service", 0.3),
+)
+OWNERS = 40
+"""Employee ids emp-0001 .. emp-0040."""
+BLOCK = 8
+"""Customer i is an organisation when i % BLOCK == 0; its contacts come from its block."""
+MOVE_SHARE = 0.3
+"""Share of contact persons who later change to the next block's organisation."""
+
+CHANNELS = {
+    "email": events.CONSENT_CHANNEL_EMAIL,
+    "sms": events.CONSENT_CHANNEL_SMS,
+    "phone": events.CONSENT_CHANNEL_PHONE,
+    "post": events.CONSENT_CHANNEL_POST,
+}
+PURPOSES = {
+    "marketing": events.CONSENT_PURPOSE_MARKETING,
+    "service": events.CONSENT_PURPOSE_SERVICE,
+}
+
+
+# -- the plan (pure: a function of seed and count) -------------------------------------------
+
+
+@dataclass(frozen=True)
+class Consent:
+    channel: str
+    purpose: str
+    source: str
+
+
+@dataclass
+class CustomerPlan:
+    """Everything the demo will do to customer `index`."""
+
+    index: int
+    kind: str
+    name: str
+    emails: list[str]
+    phones: list[str]
+    owner: str
+    tags: list[str]
+    source: str
+    channel: str
+    addresses: list[events.PostalAddress] = field(default_factory=list)
+    late_owner: str = ""
+    grants: list[Consent] = field(default_factory=list)
+    revocations: list[Consent] = field(default_factory=list)
+    tag_change: tuple[list[str], list[str]] | None = None
+    rename: str = ""
+    new_email: str = ""
+    contacts: list[tuple[int, str]] = field(default_factory=list)
+    """Organisations: (person index, role) of the persons linked in the contacts phase."""
+    move: tuple[int, str] | None = None
+    """Contact persons: (organisation index, new role) they change to later."""
+    move_roll: float = 1.0
+    move_role: str = ""
+
+
+def _slug(text: str) -> str:
+    ascii_text = unidecode(text).lower()
+    return "".join(ch for ch in ascii_text if ch.isalnum())
+
+
+def phone_number(rng: random.Random, country: str, mobile: bool) -> str:
+    """A number phonenumbers accepts as valid for `country`, internationally formatted."""
+    kind = (
+        phonenumbers.PhoneNumberType.MOBILE if mobile else phonenumbers.PhoneNumberType.FIXED_LINE
+    )
+    example = phonenumbers.example_number_for_type(country, kind)
+    assert example is not None, country
+    national = str(example.national_number)
+    for _ in range(20):
+        digits = national[:-4] + "".join(rng.choice("0123456789") for _ in range(4))
+        candidate = phonenumbers.parse(f"+{example.country_code}{digits}")
+        if phonenumbers.is_valid_number(candidate):
+            return phonenumbers.format_number(
+                candidate, phonenumbers.PhoneNumberFormat.INTERNATIONAL
+            )
+    return phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+
+
+def _address(rng: random.Random, culture: Culture, label: str) -> events.PostalAddress:
+    city = rng.choice(culture.cities)
+    street = rng.choice(city.streets)
+    number = str(rng.randint(1, 180))
+    line = f"{number} {street}" if culture.number_first else f"{street} {number}"
+    lines = [line]
+    if rng.random() < 0.15:
+        lines.append(rng.choice(("2nd floor", "Building B", "c/o Reception", "Apt. 4")))
+    return events.PostalAddress(
+        label=label,
+        lines=lines,
+        postal_code=city.postal_code,
+        city=city.name,
+        region=city.region,
+        country=culture.country,
+    )
+
+
+def _consents(rng: random.Random) -> tuple[list[Consent], list[Consent]]:
+    grants = [
+        Consent(channel, purpose, rng.choice(CONSENT_SOURCES))
+        for channel, purpose, share in CONSENT_CHOICES
+        if rng.random() < share
+    ]
+    revocations = [
+        Consent(g.channel, g.purpose, rng.choice(REVOKE_SOURCES))
+        for g in grants
+        if rng.random() < (0.3 if g.purpose == "marketing" else 0.1)
+    ]
+    return grants, revocations
+
+
+def _person(index: int, rng: random.Random) -> CustomerPlan:
+    culture = rng.choice(CULTURES)
+    female = rng.random() < 0.5
+    given = rng.choice(culture.given_female if female else culture.given_male)
+    surname_pair = rng.choice(culture.surnames)
+    surname = surname_pair[1] if female else surname_pair[0]
+    name = f"{surname} {given}" if culture.family_first else f"{given} {surname}"
+    first, last = _slug(given), _slug(surname)
+    short = f"{first[:1]}{last}{rng.randint(1, 99)}"
+    local = f"{first}.{last}" if rng.random() < 0.5 else short
+    emails = [f"{local}@{culture.email_domain}"]
+    if rng.random() < 0.2:
+        emails.append(f"{last}.{first}@mail.example.org")
+    phones = [phone_number(rng, culture.country, mobile=True) for _ in range(rng.randint(0, 2))]
+    source, channel = rng.choice(ACQUISITION)
+    plan = CustomerPlan(
+        index=index,
+        kind="person",
+        name=name,
+        emails=emails,
+        phones=phones,
+        owner=f"emp-{rng.randint(1, OWNERS):04d}" if rng.random() < 0.6 else "",
+        tags=sorted(set(rng.sample(TAGS, rng.randint(0, 2)))),
+        source=source,
+        channel=channel,
+    )
+    if rng.random() < 0.8:
+        plan.addresses.append(_address(rng, culture, "home"))
+    if not plan.owner and rng.random() < 0.5:
+        plan.late_owner = f"emp-{rng.randint(1, OWNERS):04d}"
+    plan.grants, plan.revocations = _consents(rng)
+    if rng.random() < 0.25:
+        add = [t for t in rng.sample(TAGS, 2) if t not in plan.tags][:1]
+        remove = plan.tags[:1] if plan.tags and rng.random() < 0.5 else []
+        if add or remove:
+            plan.tag_change = (add, remove)
+    if female and rng.random() < 0.08:
+        other = rng.choice(culture.surnames)[1]
+        if other != surname:
+            plan.rename = f"{other} {given}" if culture.family_first else f"{given} {other}"
+    if rng.random() < 0.1:
+        plan.new_email = f"{first}.{last}.{rng.randint(100, 999)}@{culture.email_domain}"
+    plan.move_roll = rng.random()
+    plan.move_role = rng.choice(ROLES)
+    return plan
+
+
+def _organisation(index: int, rng: random.Random) -> CustomerPlan:
+    culture = rng.choice(CULTURES)
+    last = rng.choice(culture.surnames)[0]
+    name = rng.choice(culture.companies).format(last=last)
+    domain = f"{_slug(last)}-{index}.example"
+    source, channel = rng.choice(ACQUISITION)
+    plan = CustomerPlan(
+        index=index,
+        kind="organisation",
+        name=name,
+        emails=[f"{rng.choice(('info', 'office', 'hello', 'kontakt'))}@{domain}"],
+        phones=[phone_number(rng, culture.country, mobile=False)],
+        owner=f"emp-{rng.randint(1, OWNERS):04d}",
+        tags=sorted({"b2b", *rng.sample(TAGS, rng.randint(0, 1))}),
+        source=source,
+        channel=channel,
+    )
+    plan.addresses.append(_address(rng, culture, "headquarters"))
+    if rng.random() < 0.3:
+        plan.addresses.append(_address(rng, culture, "billing"))
+    plan.grants = [Consent("email", "service", "signed-contract")]
+    if rng.random() < 0.5:
+        plan.grants.append(Consent("post", "marketing", "signed-contract"))
+    persons = rng.sample(range(index + 1, index + BLOCK), rng.randint(1, 3))
+    plan.contacts = [(p, rng.choice(ROLES)) for p in sorted(persons)]
+    return plan
+
+
+def build_plan(customers: int, seed: int) -> list[CustomerPlan]:
+    """The demo set: customer i depends only on (seed, i), so a larger set extends a smaller."""
+    plans = []
+    for index in range(customers):
+        rng = random.Random(f"c360-demo:{seed}:{index}")
+        make = _organisation if index % BLOCK == 0 else _person
+        plans.append(make(index, rng))
+    for org in plans[::BLOCK]:
+        org.contacts = [(p, role) for p, role in org.contacts if p < customers]
+        target = org.index + BLOCK
+        for person, _ in org.contacts:
+            p = plans[person]
+            if p.move_roll < MOVE_SHARE and target < customers:
+                p.move = (target, p.move_role)
+    return plans
+
+
+# -- running it -------------------------------------------------------------------------------
+
+
+class _Reply(Protocol):
+    @property
+    def result(self) -> command_pb2.CommandResult: ...
+
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp", bound=_Reply)
+Script = Callable[[], Awaitable[None]]
+
+RETRYABLE = {
+    grpc.StatusCode.ABORTED,  # a concurrent change of the same customer: same request again
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+}
+MAX_ATTEMPTS = 8
+
+
+@dataclass
+class Stats:
+    commands: int = 0
+    replayed: int = 0
+    retries: int = 0
+    links: int = 0
+    moves: int = 0
+
+
+class DemoRun:
+    """Issues the plan's commands in phases, with bounded concurrency and retries."""
+
+    def __init__(
+        self,
+        client: AsyncClient,
+        plans: list[CustomerPlan],
+        seed: int,
+        concurrency: int,
+        timeout: float,
+        progress: Progress,
+        task: TaskID,
+    ) -> None:
+        self.client = client
+        self.plans = plans
+        self.seed = seed
+        self.concurrency = concurrency
+        self.timeout = timeout
+        self.progress = progress
+        self.task = task
+        self.ids: dict[int, str] = {}
+        self.links: dict[int, tuple[str, str]] = {}
+        """person index -> (organisation id, link id) of the link made in the contacts phase."""
+        self.stats = Stats()
+        self.failure: BaseException | None = None
+
+    def rid(self, index: int, step: str) -> str:
+        return f"demo-{self.seed}-{index}-{step}"
+
+    async def call(
+        self,
+        method: grpc.aio.UnaryUnaryMultiCallable[Req, Resp],
+        request: Req,
+        what: str,
+    ) -> Resp:
+        """One command, retried with its request id (so at most one effect) when retryable."""
+        delay = 0.05
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                reply = await method(request, timeout=self.timeout)
+                break
+            except grpc.RpcError as exc:
+                if exc.code() not in RETRYABLE or attempt == MAX_ATTEMPTS:
+                    error = self.client.failure(exc, "customer")
+                    raise CliError(
+                        f"demo: {what} failed: {error.message}", error.exit_code
+                    ) from None
+                self.stats.retries += 1
+                await asyncio.sleep(delay * random.uniform(0.5, 1.5))
+                delay = min(delay * 2, 2.0)
+        self.stats.commands += 1
+        if reply.result.replayed:
+            self.stats.replayed += 1
+        self.progress.advance(self.task)
+        return reply
+
+    async def phase(self, name: str, scripts: list[Script]) -> None:
+        """Run scripts (each one customer's or organisation's sequence) `concurrency` at once."""
+        self.progress.update(self.task, description=name)
+        pending: Iterator[Script] = iter(scripts)
+
+        async def worker() -> None:
+            for script in pending:
+                if self.failure is not None:
+                    return
+                try:
+                    await script()
+                except Exception as exc:
+                    self.failure = self.failure or exc
+                    return
+
+        await asyncio.gather(*(worker() for _ in range(self.concurrency)))
+        if self.failure is not None:
+            raise self.failure
+
+    # -- phases ---------------------------------------------------------------------------
+
+    def register_script(self, p: CustomerPlan) -> Script:
+        async def script() -> None:
+            request = api.RegisterCustomerRequest(
+                request_id=self.rid(p.index, "register"),
+                kind=events.CUSTOMER_KIND_ORGANISATION
+                if p.kind == "organisation"
+                else events.CUSTOMER_KIND_PERSON,
+                display_name=p.name,
+                emails=p.emails,
+                phones=p.phones,
+                owner_id=p.owner,
+                tags=p.tags,
+                acquisition_source=p.source,
+                acquisition_channel=p.channel,
+            )
+            reply = await self.call(self.client.customer.RegisterCustomer, request, "register")
+            self.ids[p.index] = reply.result.aggregate_id
+
+        return script
+
+    def details_script(self, p: CustomerPlan) -> Script:
+        async def script() -> None:
+            cid = self.ids[p.index]
+            stub = self.client.customer
+            for n, address in enumerate(p.addresses):
+                await self.call(
+                    stub.AddPostalAddress,
+                    api.AddPostalAddressRequest(
+                        request_id=self.rid(p.index, f"address-{n}"),
+                        customer_id=cid,
+                        address=address,
+                    ),
+                    "add address",
+                )
+            if p.late_owner:
+                await self.call(
+                    stub.AssignOwner,
+                    api.AssignOwnerRequest(
+                        request_id=self.rid(p.index, "owner"),
+                        customer_id=cid,
+                        owner_id=p.late_owner,
+                    ),
+                    "assign owner",
+                )
+            for c in p.grants:
+                await self.call(
+                    stub.GrantConsent,
+                    api.GrantConsentRequest(
+                        request_id=self.rid(p.index, f"grant-{c.channel}-{c.purpose}"),
+                        customer_id=cid,
+                        channel=CHANNELS[c.channel],
+                        purpose=PURPOSES[c.purpose],
+                        source=c.source,
+                    ),
+                    "grant consent",
+                )
+
+        return script
+
+    def contacts_script(self, org: CustomerPlan) -> Script:
+        async def script() -> None:
+            for person, role in org.contacts:
+                reply = await self.call(
+                    self.client.customer.LinkContactPerson,
+                    api.LinkContactPersonRequest(
+                        request_id=self.rid(person, "link"),
+                        organisation_id=self.ids[org.index],
+                        person_id=self.ids[person],
+                        role=role,
+                    ),
+                    "link contact person",
+                )
+                self.links[person] = (self.ids[org.index], reply.link_id)
+                self.stats.links += 1
+
+        return script
+
+    def changes_script(self, p: CustomerPlan) -> Script:
+        async def script() -> None:
+            cid = self.ids[p.index]
+            stub = self.client.customer
+            for c in p.revocations:
+                await self.call(
+                    stub.RevokeConsent,
+                    api.RevokeConsentRequest(
+                        request_id=self.rid(p.index, f"revoke-{c.channel}-{c.purpose}"),
+                        customer_id=cid,
+                        channel=CHANNELS[c.channel],
+                        purpose=PURPOSES[c.purpose],
+                        source=c.source,
+                    ),
+                    "revoke consent",
+                )
+            if p.tag_change:
+                add, remove = p.tag_change
+                await self.call(
+                    stub.ChangeTags,
+                    api.ChangeTagsRequest(
+                        request_id=self.rid(p.index, "tags"),
+                        customer_id=cid,
+                        add=add,
+                        remove=remove,
+                    ),
+                    "change tags",
+                )
+            if p.rename:
+                await self.call(
+                    stub.RenameCustomer,
+                    api.RenameCustomerRequest(
+                        request_id=self.rid(p.index, "rename"),
+                        customer_id=cid,
+                        display_name=p.rename,
+                    ),
+                    "rename",
+                )
+            if p.new_email:
+                await self.call(
+                    stub.AddEmail,
+                    api.AddEmailRequest(
+                        request_id=self.rid(p.index, "email-new"),
+                        customer_id=cid,
+                        email=p.new_email,
+                    ),
+                    "add e-mail",
+                )
+                await self.call(
+                    stub.RemoveEmail,
+                    api.RemoveEmailRequest(
+                        request_id=self.rid(p.index, "email-old"),
+                        customer_id=cid,
+                        email=p.emails[0],
+                    ),
+                    "remove e-mail",
+                )
+
+        return script
+
+    def move_script(self, p: CustomerPlan) -> Script:
+        async def script() -> None:
+            assert p.move is not None
+            target, role = p.move
+            organisation_id, link_id = self.links[p.index]
+            stub = self.client.customer
+            await self.call(
+                stub.EndContactPerson,
+                api.EndContactPersonRequest(
+                    request_id=self.rid(p.index, "end-link"),
+                    organisation_id=organisation_id,
+                    link_id=link_id,
+                ),
+                "end contact-person link",
+            )
+            await self.call(
+                stub.LinkContactPerson,
+                api.LinkContactPersonRequest(
+                    request_id=self.rid(p.index, "relink"),
+                    organisation_id=self.ids[target],
+                    person_id=self.ids[p.index],
+                    role=role,
+                ),
+                "link contact person",
+            )
+            self.stats.moves += 1
+
+        return script
+
+    async def run(self) -> None:
+        plans = self.plans
+        await self.phase("registering", [self.register_script(p) for p in plans])
+        await self.phase("contact points and consent", [self.details_script(p) for p in plans])
+        orgs = [p for p in plans if p.contacts]
+        await self.phase("contact persons", [self.contacts_script(o) for o in orgs])
+        await self.phase("changes and withdrawals", [self.changes_script(p) for p in plans])
+        movers = [p for p in plans if p.move is not None and p.index in self.links]
+        await self.phase("changing companies", [self.move_script(p) for p in movers])
+
+
+def count_commands(plans: list[CustomerPlan]) -> int:
+    """How many commands running `plans` issues (the progress bar's total)."""
+    total = 0
+    for p in plans:
+        total += 1 + len(p.addresses) + (1 if p.late_owner else 0) + len(p.grants)
+        total += len(p.contacts) + len(p.revocations) + (1 if p.tag_change else 0)
+        total += (1 if p.rename else 0) + (2 if p.new_email else 0) + (2 if p.move else 0)
+    return total
+
+
+# -- the command ------------------------------------------------------------------------------
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the `demo` subcommand."""
+    parser = subparsers.add_parser(
+        "demo",
+        help="load a realistic demo data set through the public APIs",
+        description=(
+            "Register people and organisations with contact points, addresses, owners, tags, "
+            "consent, contact persons and later changes, through the customer gRPC API. "
+            "Deterministic for a seed; running it again changes nothing."
+        ),
+    )
+    parser.add_argument("--customers", type=_positive, required=True, metavar="N")
+    parser.add_argument("--seed", type=int, default=42, metavar="S", help="default 42")
+    parser.add_argument(
+        "--concurrency", type=_positive, default=8, metavar="K", help="calls in flight (default 8)"
+    )
+    parser.set_defaults(func=run)
+
+
+def _summary(plans: list[CustomerPlan], run: DemoRun, seed: int, seconds: float) -> dict[str, Any]:
+    people = [p for p in plans if p.kind == "person"]
+    orgs = [p for p in plans if p.kind == "organisation"]
+    movers = [p for p in people if p.move is not None]
+    contacts = [p for p in people if p.index in run.links]
+    examples = orgs[:1] + (movers or contacts)[:1]
+    examples += [p for p in people if p not in examples][: 4 - len(examples)]
+    return {
+        "seed": seed,
+        "customers": len(plans),
+        "people": len(people),
+        "organisations": len(orgs),
+        "contact_links": run.stats.links,
+        "company_changes": run.stats.moves,
+        "commands": run.stats.commands,
+        "replayed": run.stats.replayed,
+        "retries": run.stats.retries,
+        "seconds": round(seconds, 2),
+        "examples": [
+            {
+                "customer_id": run.ids.get(p.index, ""),
+                "display_name": p.rename or p.name,
+                "kind": p.kind,
+            }
+            for p in examples
+        ],
+    }
+
+
+async def _load(args: argparse.Namespace, plans: list[CustomerPlan], out: Output) -> DemoRun:
+    progress = Progress(
+        TextColumn("{task.description:<28}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=out.err,
+    )
+    async with AsyncClient(args) as client:
+        with progress:
+            task = progress.add_task("starting", total=count_commands(plans))
+            run = DemoRun(client, plans, args.seed, args.concurrency, args.timeout, progress, task)
+            await run.run()
+    return run
+
+
+def run(args: argparse.Namespace) -> int:
+    out = Output(args.json)
+    plans = build_plan(args.customers, args.seed)
+    started = time.monotonic()
+    demo = asyncio.run(_load(args, plans, out))
+    summary = _summary(plans, demo, args.seed, time.monotonic() - started)
+    if out.json_mode:
+        out.json(summary)
+        return 0
+    out.kv_panel(
+        f"demo loaded (seed {args.seed})",
+        [(k.replace("_", " "), v) for k, v in summary.items() if k not in {"examples", "seed"}],
+    )
+    out.table(
+        ["customer", "name", "kind"],
+        [[e["customer_id"], e["display_name"], e["kind"]] for e in summary["examples"]],
+        title="try: c360 timeline show ID · c360 customer get ID · c360 profile show ID",
+    )
+    return 0

@@ -1,0 +1,305 @@
+"""Printing: JSON for scripts (`--json`) or rich tables and panels for people."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from google.protobuf.message import Message
+from rich import box
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from c360.common.v1 import command_pb2
+from c360.customer.v1 import customer_service_pb2 as customer_api
+from c360.events.v1 import customer_events_pb2 as events
+from c360.timeline.v1 import timeline_service_pb2 as timeline_api
+
+ID_COLUMNS = {"customer", "id", "link", "organisation", "person"}
+"""Table columns that hold UUIDs."""
+
+JSONValue = Any
+"""Anything json.dumps accepts: dict/list/str/int/float/bool/None."""
+
+
+# -- conversions to JSON-ready values --------------------------------------------------------
+
+
+def iso(ts: timestamp_pb2.Timestamp) -> str:
+    """ISO-8601 in UTC with a `Z` (e.g. 2025-01-31T09:15:00.123456Z)."""
+    return str(ts.ToJsonString())
+
+
+def parse_time(text: str) -> timestamp_pb2.Timestamp:
+    """An argparse type: ISO-8601 date or time (`2025-01-31`, `2025-01-31T09:15Z`); without a
+    zone it is read as UTC."""
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("z", "Z").replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not an ISO-8601 time: {text!r} (e.g. 2025-01-31 or 2025-01-31T09:15:00Z)"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(moment.astimezone(UTC))
+    return ts
+
+
+def iso_field(message: Message, name: str) -> str | None:
+    """The timestamp field `name` of `message` in ISO-8601 UTC, or None when unset."""
+    if not message.HasField(name):
+        return None
+    value = getattr(message, name)
+    assert isinstance(value, timestamp_pb2.Timestamp)
+    return iso(value)
+
+
+def _tidy(value: JSONValue) -> JSONValue:
+    """Struct numbers come back as floats; show whole numbers as ints."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _tidy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_tidy(v) for v in value]
+    return value
+
+
+def struct_json(struct: struct_pb2.Struct) -> dict[str, JSONValue]:
+    return dict(_tidy(json_format.MessageToDict(struct)))
+
+
+def enum_label(name: str, prefix: str) -> str:
+    """`CUSTOMER_KIND_PERSON` -> `person` (prefix `CUSTOMER_KIND_`)."""
+    return name.removeprefix(prefix).lower()
+
+
+def kind_label(value: events.CustomerKind.ValueType) -> str:
+    return enum_label(events.CustomerKind.Name(value), "CUSTOMER_KIND_")
+
+
+def channel_label(value: events.ConsentChannel.ValueType) -> str:
+    return enum_label(events.ConsentChannel.Name(value), "CONSENT_CHANNEL_")
+
+
+def purpose_label(value: events.ConsentPurpose.ValueType) -> str:
+    return enum_label(events.ConsentPurpose.Name(value), "CONSENT_PURPOSE_")
+
+
+def result_json(result: command_pb2.CommandResult) -> dict[str, JSONValue]:
+    return {
+        "customer_id": result.aggregate_id,
+        "version": result.version,
+        "consistency_token": result.consistency_token,
+        "replayed": result.replayed,
+    }
+
+
+def address_json(a: events.PostalAddress) -> dict[str, JSONValue]:
+    return {
+        "address_id": a.address_id,
+        "label": a.label,
+        "lines": list(a.lines),
+        "postal_code": a.postal_code,
+        "city": a.city,
+        "region": a.region,
+        "country": a.country,
+    }
+
+
+def customer_json(c: customer_api.Customer) -> dict[str, JSONValue]:
+    return {
+        "customer_id": c.customer_id,
+        "version": c.version,
+        "kind": kind_label(c.kind),
+        "display_name": c.display_name,
+        "emails": list(c.emails),
+        "phones": list(c.phones),
+        "addresses": [address_json(a) for a in c.addresses],
+        "acquisition_source": c.acquisition_source,
+        "acquisition_channel": c.acquisition_channel,
+        "owner_id": c.owner_id,
+        "tags": list(c.tags),
+        "consents": [
+            {
+                "channel": channel_label(x.channel),
+                "purpose": purpose_label(x.purpose),
+                "granted": x.granted,
+                "source": x.source,
+                "decided_at": iso_field(x, "decided_at"),
+            }
+            for x in c.consents
+        ],
+        "contact_persons": [
+            {
+                "link_id": link.link_id,
+                "organisation_id": link.organisation_id,
+                "person_id": link.person_id,
+                "role": link.role,
+                "valid_from": iso_field(link, "valid_from"),
+                "valid_until": iso_field(link, "valid_until"),
+            }
+            for link in c.contact_persons
+        ],
+        "registered_at": iso_field(c, "registered_at"),
+        "updated_at": iso_field(c, "updated_at"),
+    }
+
+
+def entry_json(e: timeline_api.TimelineEntry) -> dict[str, JSONValue]:
+    return {
+        "event_id": e.event_id,
+        "customer_id": e.customer_id,
+        "source": e.source,
+        "type": e.type,
+        "occurred_at": iso_field(e, "occurred_at"),
+        "summary": e.summary,
+        "details": struct_json(e.details),
+        "source_position": e.source_position,
+        "aggregate_id": e.aggregate_id,
+        "aggregate_version": e.aggregate_version,
+        "cursor": e.cursor,
+    }
+
+
+def profile_json(p: timeline_api.Profile) -> dict[str, JSONValue]:
+    return {
+        "customer_id": p.customer_id,
+        "kind": p.kind,
+        "display_name": p.display_name,
+        "emails": list(p.emails),
+        "phones": list(p.phones),
+        "owner_id": p.owner_id,
+        "tags": list(p.tags),
+        "attributes": struct_json(p.attributes),
+        "touches": [
+            {"source": t.source, "count": t.count, "last_at": iso_field(t, "last_at")}
+            for t in p.touches
+        ],
+        "last_contact_at": iso_field(p, "last_contact_at"),
+        "last_contact_source": p.last_contact_source,
+        "first_seen_at": iso_field(p, "first_seen_at"),
+        "updated_at": iso_field(p, "updated_at"),
+    }
+
+
+def hit_json(h: timeline_api.SearchHit) -> dict[str, JSONValue]:
+    return {
+        "customer_id": h.customer_id,
+        "display_name": h.display_name,
+        "kind": h.kind,
+        "matched_on": h.matched_on,
+    }
+
+
+# -- printing ---------------------------------------------------------------------------------
+
+
+def short_time(text: str | None) -> str:
+    """An ISO-8601 UTC time for a table cell: `2025-01-31 09:15:00Z`."""
+    if not text:
+        return ""
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+    except ValueError:
+        return text
+    return moment.strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+class Output:
+    """Where a command's results go: JSON on stdout, or rich renderings for a terminal."""
+
+    def __init__(self, json_mode: bool) -> None:
+        self.json_mode = json_mode
+        self.console = Console(highlight=False, soft_wrap=False)
+        self.err = Console(stderr=True, highlight=False)
+
+    def json(self, value: JSONValue, *, compact: bool = False) -> None:
+        """One JSON document on stdout (indented, or on a single line when compact)."""
+        text = json.dumps(
+            value,
+            ensure_ascii=False,
+            indent=None if compact else 2,
+            separators=(",", ":") if compact else None,
+        )
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+
+    def print(self, *renderables: Any) -> None:
+        self.console.print(*renderables)
+
+    def note(self, message: str) -> None:
+        """A remark for a person (stderr, so stdout stays clean for pipes)."""
+        self.err.print(message, markup=False)
+
+    def result(self, what: str, result: command_pb2.CommandResult, **extra: str) -> None:
+        """A command's reply: JSON, or one line saying what happened and the token."""
+        if self.json_mode:
+            self.json({**result_json(result), **extra})
+            return
+        line = Text()
+        line.append(what, style="bold green")
+        line.append(f"  customer {result.aggregate_id}  version {result.version}")
+        for key, value in extra.items():
+            line.append(f"  {key.replace('_', ' ')} {value}")
+        if result.replayed:
+            line.append("  (replayed: an earlier request with this id)", style="yellow")
+        self.console.print(line, soft_wrap=True)
+        self.console.print(
+            Text.assemble(("consistency token ", "dim"), (result.consistency_token, "cyan")),
+            soft_wrap=True,
+        )
+
+    def kv_panel(self, title: str, rows: Iterable[tuple[str, Any]], *extra: Any) -> None:
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(style="bold")
+        grid.add_column(overflow="fold")
+        for key, value in rows:
+            grid.add_row(Text(key), value if isinstance(value, Table) else _cell(value))
+        self.console.print(Panel(Group(grid, *extra), title=Text(title), title_align="left"))
+
+    def table(
+        self,
+        columns: Sequence[str],
+        rows: Iterable[Sequence[Any]],
+        *,
+        title: str | None = None,
+        caption: str | None = None,
+        no_wrap: Collection[str] = (),
+    ) -> None:
+        table = Table(title=title, caption=caption, box=box.SIMPLE_HEAD, title_justify="left")
+        for column in columns:
+            # ids stay on one line: they are for copying
+            wide = column in ID_COLUMNS
+            table.add_column(
+                column,
+                overflow="fold",
+                no_wrap=wide or column in no_wrap,
+                min_width=36 if wide else None,
+            )
+        for row in rows:
+            table.add_row(*(_cell(v) for v in row))
+        self.console.print(table)
+
+
+def _cell(value: Any) -> Text:
+    """A table cell; plain text, never rich markup (names may contain brackets)."""
+    if isinstance(value, Text):
+        return value
+    if value is None:
+        return Text("")
+    if isinstance(value, bool):
+        return Text("yes" if value else "no")
+    if isinstance(value, list | tuple) and all(isinstance(v, str | int | float) for v in value):
+        return Text(", ".join(str(v) for v in value))
+    if isinstance(value, list | tuple | Mapping):
+        return Text(json.dumps(value, ensure_ascii=False))
+    return Text(str(value))

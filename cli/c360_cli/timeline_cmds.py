@@ -1,0 +1,266 @@
+"""`c360 timeline ...`, `c360 profile show` and `c360 search`: reads of the timeline service."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any, TypeAlias, cast
+
+import grpc
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
+
+from c360.timeline.v1 import timeline_service_pb2 as api
+from c360_cli.client import Client
+from c360_cli.output import (
+    Output,
+    entry_json,
+    hit_json,
+    iso_field,
+    parse_time,
+    profile_json,
+    short_time,
+)
+
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
+def register(subparsers: Subparsers) -> None:
+    """Add `timeline show|rebuild`, `profile show` and `search`."""
+    timeline = subparsers.add_parser(
+        "timeline",
+        help="a customer's timeline; rebuild the read model",
+        description="Read a customer's unified timeline, or rebuild the read model.",
+    )
+    sub = timeline.add_subparsers(title="commands", dest="timeline_command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser(
+        "show",
+        help="list a customer's timeline, newest first",
+        description="List a customer's timeline entries, newest first.",
+    )
+    p.add_argument("customer_id", metavar="ID")
+    p.add_argument(
+        "--wait-for",
+        default="",
+        metavar="TOKEN",
+        help="consistency token from a command: wait until the timeline has applied it",
+    )
+    p.add_argument(
+        "--follow",
+        action="store_true",
+        help="after the page, keep printing new entries as they arrive (Ctrl-C ends)",
+    )
+    p.add_argument(
+        "--source", action="append", default=[], metavar="S", help="only this source (repeatable)"
+    )
+    p.add_argument(
+        "--type", action="append", default=[], metavar="T", help="only this type (repeatable)"
+    )
+    p.add_argument("--since", type=parse_time, metavar="TIME", help="entries at or after TIME")
+    p.add_argument("--until", type=parse_time, metavar="TIME", help="entries before TIME")
+    p.add_argument("--limit", type=_count, default=50, metavar="N", help="page size (default 50)")
+    p.add_argument("--page-token", default="", metavar="TOKEN", help="next_page_token of a page")
+    p.set_defaults(func=_show)
+
+    p = sub.add_parser(
+        "rebuild",
+        help="drop the read model and replay every event into it",
+        description="Drop the timeline read model and replay the event stream into it.",
+    )
+    p.set_defaults(func=_rebuild)
+
+    profile = subparsers.add_parser(
+        "profile", help="a customer's 360 profile", description="Show the 360 profile."
+    )
+    psub = profile.add_subparsers(title="commands", dest="profile_command", metavar="COMMAND")
+    psub.required = True
+    p = psub.add_parser("show", help="show a customer's 360 profile")
+    p.add_argument("customer_id", metavar="ID")
+    p.add_argument("--wait-for", default="", metavar="TOKEN", help="consistency token to wait for")
+    p.set_defaults(func=_profile)
+
+    p = subparsers.add_parser(
+        "search",
+        help="find customers by name prefix, e-mail or phone",
+        description="Find customers by name prefix, exact e-mail or exact phone number.",
+    )
+    p.add_argument("text", metavar="TEXT")
+    p.add_argument("--limit", type=_count, default=20, metavar="N", help="at most N hits")
+    p.set_defaults(func=_search)
+
+
+# -- timeline show ----------------------------------------------------------------------------
+
+
+def _matches(entry: api.TimelineEntry, args: argparse.Namespace) -> bool:
+    """The page's filters, applied to entries the watch stream delivers."""
+    if args.source and entry.source not in args.source:
+        return False
+    if args.type and entry.type not in args.type:
+        return False
+    at = entry.occurred_at.ToNanoseconds()
+    if args.since is not None and at < args.since.ToNanoseconds():
+        return False
+    return not (args.until is not None and at >= args.until.ToNanoseconds())
+
+
+def _entry_row(e: api.TimelineEntry) -> list[Any]:
+    return [short_time(iso_field(e, "occurred_at")), e.source, e.type, e.summary]
+
+
+def _show(args: argparse.Namespace) -> int:
+    out = Output(args.json)
+    request = api.GetTimelineRequest(
+        customer_id=args.customer_id,
+        page_size=args.limit,
+        page_token=args.page_token,
+        sources=args.source,
+        types=args.type,
+        since=args.since,
+        until=args.until,
+        wait_for=args.wait_for,
+    )
+    with Client(args) as client:
+        page = client.timeline.GetTimeline(request, timeout=args.timeout)
+        if out.json_mode:
+            out.json(
+                {
+                    "customer_id": args.customer_id,
+                    "entries": [entry_json(e) for e in page.entries],
+                    "next_page_token": page.next_page_token,
+                },
+                compact=args.follow,  # one JSON document per line when streaming follows
+            )
+        else:
+            caption = f"more: --page-token {page.next_page_token}" if page.next_page_token else None
+            out.table(
+                ["occurred at (UTC)", "source", "type", "summary"],
+                [_entry_row(e) for e in page.entries],
+                title=f"timeline of {args.customer_id}",
+                caption=caption,
+                no_wrap={"occurred at (UTC)", "type"},
+            )
+        if args.follow:
+            after = max((e.cursor for e in page.entries), default=0)
+            _follow(client, out, args, after)
+    return 0
+
+
+def _follow(client: Client, out: Output, args: argparse.Namespace, after: int) -> None:
+    """Stream entries newer than cursor `after` until Ctrl-C (or the server ends the stream)."""
+    stream = client.timeline.WatchTimeline(
+        api.WatchTimelineRequest(customer_id=args.customer_id, after_cursor=after)
+    )
+    if not out.json_mode:
+        out.note("following new entries; Ctrl-C to stop")
+    try:
+        for reply in stream:
+            entry = reply.entry
+            if entry.cursor <= after or not _matches(entry, args):
+                continue
+            if out.json_mode:
+                out.json(entry_json(entry), compact=True)
+            else:
+                out.print(
+                    Text.assemble(
+                        (short_time(iso_field(entry, "occurred_at")), "dim"),
+                        "  ",
+                        (entry.source, "cyan"),
+                        "  ",
+                        (entry.type, "bold"),
+                        "  ",
+                        entry.summary,
+                    )
+                )
+    except KeyboardInterrupt:
+        cast("grpc.Future[Any]", stream).cancel()
+    except grpc.RpcError as exc:
+        if exc.code() != grpc.StatusCode.CANCELLED:
+            raise
+
+
+# -- profile, search, rebuild -----------------------------------------------------------------
+
+
+def _profile(args: argparse.Namespace) -> int:
+    request = api.GetProfileRequest(customer_id=args.customer_id, wait_for=args.wait_for)
+    with Client(args) as client:
+        reply = client.timeline.GetProfile(request, timeout=args.timeout)
+    out = Output(args.json)
+    doc = profile_json(reply.profile)
+    if out.json_mode:
+        out.json(doc)
+        return 0
+    p = reply.profile
+    rows: list[tuple[str, Any]] = [
+        ("id", p.customer_id),
+        ("kind", p.kind),
+        ("e-mails", list(p.emails)),
+        ("phones", list(p.phones)),
+        ("owner", p.owner_id),
+        ("tags", list(p.tags)),
+        ("first seen", short_time(doc["first_seen_at"])),
+        ("last contact", f"{short_time(doc['last_contact_at'])} {p.last_contact_source}".strip()),
+        ("updated", short_time(doc["updated_at"])),
+        (
+            "touches",
+            [f"{t['source']}: {t['count']}" for t in doc["touches"]],
+        ),
+    ]
+    for key, value in sorted(doc["attributes"].items()):
+        rows.append((key.replace("_", " "), value))
+    out.kv_panel(p.display_name, rows)
+    return 0
+
+
+def _search(args: argparse.Namespace) -> int:
+    request = api.SearchCustomersRequest(text=args.text, limit=args.limit)
+    with Client(args) as client:
+        reply = client.timeline.SearchCustomers(request, timeout=args.timeout)
+    out = Output(args.json)
+    if out.json_mode:
+        out.json({"text": args.text, "hits": [hit_json(h) for h in reply.hits]})
+    else:
+        out.table(
+            ["customer", "name", "kind", "matched on"],
+            [[h.customer_id, h.display_name, h.kind, h.matched_on] for h in reply.hits],
+            caption=None if reply.hits else "no customer found",
+            no_wrap={"kind", "matched on"},
+        )
+    return 0
+
+
+def _rebuild(args: argparse.Namespace) -> int:
+    out = Output(args.json)
+    applied = total = 0
+    progress = Progress(
+        TextColumn("rebuilding read model"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=out.err,
+        transient=args.json,
+    )
+    with Client(args) as client, progress:
+        task = progress.add_task("rebuild", total=None)
+        for reply in client.timeline.RebuildReadModel(api.RebuildReadModelRequest()):
+            applied, total = reply.applied, reply.total
+            progress.update(task, completed=applied, total=total or None)
+            if reply.done:
+                break
+    if out.json_mode:
+        out.json({"applied": applied, "total": total})
+    else:
+        out.print(f"read model rebuilt: {applied} of {total} events applied")
+    return 0
