@@ -28,12 +28,14 @@ venv: $(BIN)/.synced
 
 # One generated package, `c360` (gen/c360/...), importable through the editable install.
 gen/.stamp: $(BIN)/.synced $(PROTOS)
-	rm -rf gen && mkdir -p gen
+	rm -rf gen.new && mkdir -p gen.new
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m grpc_tools.protoc -Iproto \
-	  --python_out=gen --grpc_python_out=gen --mypy_out=gen --mypy_grpc_out=gen $(PROTOS)
-	find gen -type d -exec touch {}/__init__.py \;
-	rm -f gen/__init__.py
-	touch $@
+	  --python_out=gen.new --grpc_python_out=gen.new --mypy_out=quiet:gen.new --mypy_grpc_out=quiet:gen.new $(PROTOS)
+	find gen.new -type d -exec touch {}/__init__.py \;
+	rm -f gen.new/__init__.py
+	touch gen.new/.stamp
+	# Swap in one step so that running processes never see a half-written package.
+	rm -rf gen.old; [ ! -d gen ] || mv gen gen.old; mv gen.new gen; rm -rf gen.old
 
 proto: gen/.stamp
 
