@@ -154,10 +154,8 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
 
 
 def _is_abort(exc: BaseException) -> bool:
-    # grpc.aio raises AbortError out of context.abort(); let it through untouched.
-    return type(exc).__name__ in {"AbortError", "UsageError"} or isinstance(
-        exc, asyncio.CancelledError
-    )
+    """context.abort() ends a call by raising AbortError: let it (and cancellation) through."""
+    return isinstance(exc, (grpc.aio.AbortError, grpc.aio.UsageError, asyncio.CancelledError))
 
 
 Register = Callable[[grpc.aio.Server], None]

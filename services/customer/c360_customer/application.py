@@ -9,6 +9,7 @@ from uuid import UUID
 
 from c360_customer import domain
 from c360_customer.domain import Customer
+from c360_platform.errors import NotFound
 from c360_platform.store import CommandContext, CommandOutcome, Decision, ServiceApplication
 
 
@@ -92,8 +93,6 @@ class CustomerApplication(ServiceApplication):
             organisation = self.load(Customer, organisation_id)
             link = organisation.links.get(link_id)
             if link is None:
-                from c360_platform.errors import NotFound
-
                 raise NotFound(
                     f"organisation {organisation_id} has no contact-person link {link_id}"
                 )

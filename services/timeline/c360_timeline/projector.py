@@ -23,7 +23,7 @@ from opentelemetry import trace
 
 from c360.events.v1 import envelope_pb2
 from c360_platform import telemetry
-from c360_platform.envelope import UnknownEventType
+from c360_platform.envelope import UnknownEventType, unpack
 from c360_platform.errors import PreconditionFailed
 from c360_platform.locks import AdvisoryLock
 from c360_platform.streams import StreamSettings, ensure_stream
@@ -107,8 +107,6 @@ class Projector:
             env = envelope_pb2.Envelope()
             try:
                 env.ParseFromString(msg.data)
-                from c360_platform.envelope import unpack
-
                 unpack(env)
             except (DecodeError, UnknownEventType) as exc:
                 # Not ours to read; a later issue routes these to a dead-letter subject.
