@@ -11,6 +11,7 @@ from rich.text import Text
 
 from c360.customer.v1 import customer_service_pb2 as api
 from c360.events.v1 import customer_events_pb2 as events
+from c360_cli import import_cmd
 from c360_cli.client import Client
 from c360_cli.output import (
     Output,
@@ -118,6 +119,8 @@ def register(subparsers: Subparsers) -> None:
 
     p = sub.add_parser("get", help="show a customer's current state")
     p.add_argument("customer_id", metavar="ID")
+
+    import_cmd.register(sub)
     p.set_defaults(func=_get)
 
     p = _command(sub, "rename", _rename, "change the display name")

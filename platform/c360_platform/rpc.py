@@ -123,6 +123,30 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
+        if handler.stream_unary is not None:
+            inner_su = handler.stream_unary
+
+            async def stream_unary(
+                requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]
+            ) -> Any:
+                span = start_span()
+                token = otel_context.attach(trace.set_span_in_context(span))
+                try:
+                    return await inner_su(requests, context)
+                except Exception as exc:
+                    if _is_abort(exc):
+                        raise
+                    span.record_exception(exc)
+                    await _abort(context, exc)
+                finally:
+                    otel_context.detach(token)
+                    span.end()
+
+            return grpc.stream_unary_rpc_method_handler(
+                stream_unary,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
         if handler.unary_stream is not None:
             inner_us = handler.unary_stream
 

@@ -1,16 +1,19 @@
 """Event store wiring: `eventsourcing` on PostgreSQL (psycopg 3), one schema per service.
 
-The application recorder is the library's PostgreSQL recorder plus two tables written in the
+The application recorder is the library's PostgreSQL recorder plus tables written in the
 same transaction as the events: per-event metadata (correlation, causation, W3C trace context)
-for the published envelope, and idempotency records (request id -> outcome) so that a retried
-command appends nothing.
+for the published envelope, idempotency records (request id -> outcome) so that a retried
+command appends nothing, and optionally a query table of the service's own (for lists).
+
+Naming, in one place: source "service-desk" keeps its events in schema `service_desk`, table
+`service_desk_events` (`schema_for`, `events_table_for`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 from uuid import UUID
@@ -47,6 +50,17 @@ def postgres_env(url: str, schema: str, *, pool_size: int = 10) -> dict[str, str
         "POSTGRES_CONNECT_TIMEOUT": "10",
         "POSTGRES_LOCK_TIMEOUT": "10",
     }
+
+
+def schema_for(source: str) -> str:
+    """The PostgreSQL schema of a source's store ("service-desk" -> "service_desk"); also the
+    `eventsourcing` application name, so that its table is `events_table_for(source)`."""
+    return source.replace("-", "_")
+
+
+def events_table_for(source: str) -> str:
+    """The events table (the notification log) of a source's store."""
+    return f"{schema_for(source)}_events"
 
 
 def ensure_schema(url: str, schema: str) -> None:
@@ -90,11 +104,30 @@ class EventMetadata:
 
 
 @dataclass(frozen=True)
+class QueryTable:
+    """A service's own query table (one row per aggregate, for lists and filters), written in
+    the same transaction as the events that change it, so it never disagrees with them."""
+
+    name: str
+    columns: tuple[tuple[str, str], ...]
+    """(column, SQL type); the first column is the primary key (the aggregate id)."""
+    indexes: tuple[tuple[str, ...], ...] = ()
+
+    @property
+    def key(self) -> str:
+        return self.columns[0][0]
+
+    def column_names(self) -> list[str]:
+        return [name for name, _ in self.columns]
+
+
+@dataclass(frozen=True)
 class _SaveContext:
     context: CommandContext
     aggregate_id: UUID
     version: int
     extra: dict[str, str]
+    rows: list[dict[str, Any]] = field(default_factory=list)
 
 
 def fingerprint(data: bytes) -> str:
@@ -107,6 +140,7 @@ class EventRecorder(PostgresApplicationRecorder):
 
     def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"):
         super().__init__(datastore, events_table_name=events_table_name)
+        self.query_table: QueryTable | None = None
         schema = Identifier(self.datastore.schema)
         self.metadata_table = Identifier(f"{events_table_name}_metadata")
         self.idempotency_table = Identifier(f"{events_table_name}_requests")
@@ -177,6 +211,84 @@ class EventRecorder(PostgresApplicationRecorder):
                     json.dumps(save.extra),
                 ),
             )
+        if save.rows and self.query_table is not None:
+            self._upsert_rows(curs, self.query_table, save.rows)
+
+    def add_query_table(self, table: QueryTable) -> None:
+        """Create the service's query table if missing, and keep it with every command."""
+        schema = Identifier(self.datastore.schema)
+        columns = SQL(", ").join(
+            SQL("{} {}").format(Identifier(name), SQL(kind)) for name, kind in table.columns
+        )
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                SQL("CREATE TABLE IF NOT EXISTS {0}.{1} ({2}, PRIMARY KEY ({3}))").format(
+                    schema, Identifier(table.name), columns, Identifier(table.key)
+                )
+            )
+            for index in table.indexes:
+                curs.execute(
+                    SQL("CREATE INDEX IF NOT EXISTS {0} ON {1}.{2} ({3})").format(
+                        Identifier(f"{table.name}_by_{'_'.join(index)}"),
+                        schema,
+                        Identifier(table.name),
+                        SQL(", ").join(Identifier(c) for c in index),
+                    )
+                )
+        self.query_table = table
+
+    def _upsert_rows(
+        self, curs: Cursor[DictRow], table: QueryTable, rows: list[dict[str, Any]]
+    ) -> None:
+        names = table.column_names()
+        curs.executemany(
+            SQL(
+                "INSERT INTO {0}.{1} ({2}) VALUES ({3}) ON CONFLICT ({4}) DO UPDATE SET {5}"
+            ).format(
+                Identifier(self.datastore.schema),
+                Identifier(table.name),
+                SQL(", ").join(Identifier(n) for n in names),
+                SQL(", ").join(SQL("%s") for _ in names),
+                Identifier(table.key),
+                SQL(", ").join(SQL("{0} = EXCLUDED.{0}").format(Identifier(n)) for n in names[1:]),
+            ),
+            [tuple(row[n] for n in names) for row in rows],
+        )
+
+    def select_rows(
+        self,
+        where: Mapping[str, Any],
+        order: Sequence[str],
+        after: Sequence[Any] | None,
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        """Query-table rows equal to every `where` value, in descending `order` (whose last
+        column must be unique), starting after the keyset `after` (the order values of the
+        last row of the previous page)."""
+        table = self.query_table
+        if table is None:
+            raise RuntimeError("this application has no query table")
+        known = set(table.column_names())
+        unknown = (set(where) | set(order)) - known
+        if unknown:
+            raise ValueError(f"not columns of {table.name}: {sorted(unknown)}")
+        conditions = [SQL("{} = %s").format(Identifier(c)) for c in where]
+        params: list[Any] = list(where.values())
+        keys = SQL(", ").join(Identifier(c) for c in order)
+        if after is not None:
+            conditions.append(
+                SQL("({}) < ({})").format(keys, SQL(", ").join(SQL("%s") for _ in order))
+            )
+            params.extend(after)
+        query = SQL("SELECT * FROM {0}.{1}{2} ORDER BY {3} LIMIT %s").format(
+            Identifier(self.datastore.schema),
+            Identifier(table.name),
+            SQL(" WHERE ") + SQL(" AND ").join(conditions) if conditions else SQL(""),
+            SQL(", ").join(SQL("{} DESC").format(Identifier(c)) for c in order),
+        )
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(query, (*params, limit))
+            return [dict(r) for r in curs.fetchall()]
 
     def find_outcome(self, request_id: str) -> tuple[str, str, CommandOutcome] | None:
         """An earlier request's stored outcome, as (command, fingerprint, outcome)."""
@@ -257,6 +369,20 @@ class EventRecorder(PostgresApplicationRecorder):
             for r in rows
         ]
 
+    def existing(self, aggregate_ids: list[UUID]) -> set[UUID]:
+        """Which of these aggregates have events already."""
+        if not aggregate_ids:
+            return set()
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                SQL(
+                    "SELECT DISTINCT originator_id FROM {0}.{1}"
+                    " WHERE originator_id = ANY(%s) AND originator_version = 1"
+                ).format(Identifier(self.datastore.schema), Identifier(self.events_table_name)),
+                (aggregate_ids,),
+            )
+            return {r["originator_id"] for r in curs.fetchall()}
+
     def count_events(self) -> int:
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(
@@ -281,6 +407,17 @@ class ServiceApplication(Application[UUID]):
     """An `eventsourcing` application with idempotent, conflict-checked commands."""
 
     source: str = ""
+    query_table: QueryTable | None = None
+    """The service's own query table, if it has one; rows come from `query_row`."""
+
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        super().__init__(env)
+        if self.query_table is not None:
+            self.event_recorder.add_query_table(self.query_table)
+
+    def query_row(self, aggregate: Aggregate) -> dict[str, Any] | None:
+        """The query-table row of a changed aggregate (None: the aggregate has no row)."""
+        return None
 
     @property
     def event_recorder(self) -> EventRecorder:
@@ -332,7 +469,12 @@ class ServiceApplication(Application[UUID]):
                 self.event_recorder.position_of(subject.id),
                 extra=decision.extra,
             )
-        save = _SaveContext(ctx, subject.id, subject.version, decision.extra)
+        rows = [
+            row
+            for a in decision.changed
+            if a.pending_events and (row := self.query_row(a)) is not None
+        ]
+        save = _SaveContext(ctx, subject.id, subject.version, decision.extra, rows)
         try:
             recordings = self.save(*decision.changed, c360=save)
         except IntegrityError:

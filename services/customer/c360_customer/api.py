@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,7 +12,7 @@ from google.protobuf import timestamp_pb2
 from c360.customer.v1 import customer_service_pb2 as api
 from c360.customer.v1 import customer_service_pb2_grpc as api_grpc
 from c360.events.v1 import customer_events_pb2 as ev
-from c360_customer.application import CustomerApplication
+from c360_customer.application import CustomerApplication, ImportReport, ImportRow
 from c360_customer.contract import CHANNELS, KINDS, PURPOSES, address_message
 from c360_customer.domain import Customer
 from c360_platform.commands import (
@@ -21,11 +22,15 @@ from c360_platform.commands import (
     expected_version,
     parse_id,
 )
+from c360_platform.consistency import ConsistencyToken
 from c360_platform.envelope import timestamp
 from c360_platform.errors import InvalidArgument
 from c360_platform.store import CommandOutcome
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
+# Rows per transaction of an import: large enough to amortise the commit, small enough to
+# keep the events table's lock short.
+IMPORT_BATCH = 250
 _KIND_NAMES = {v: k for k, v in KINDS.items()}
 _CHANNEL_NAMES = {v: k for k, v in CHANNELS.items()}
 _PURPOSE_NAMES = {v: k for k, v in PURPOSES.items()}
@@ -258,6 +263,56 @@ class CustomerServicer(api_grpc.CustomerServiceServicer):
             _time(request.valid_until, request.HasField("valid_until")),
         )
         return api.EndContactPersonResponse(result=self._result(outcome))
+
+    async def ImportCustomers(
+        self, request_iterator: AsyncIterator[api.ImportCustomersRequest], context: Ctx
+    ) -> api.ImportCustomersResponse:
+        total = ImportReport()
+        batch: list[ImportRow] = []
+
+        async def flush() -> None:
+            report = await blocking(self.app.import_batch, batch)
+            total.created += report.created
+            total.unchanged += report.unchanged
+            total.rejected.extend(report.rejected)
+            total.position = max(total.position, report.position)
+            batch.clear()
+
+        async for row in request_iterator:
+            try:
+                kind = _enum_name("kind", row.kind, _KIND_NAMES)
+            except InvalidArgument as bad:
+                total.rejected.append((row.row, str(bad)))
+                continue
+            batch.append(
+                ImportRow(
+                    row=row.row,
+                    external_key=row.external_key,
+                    fields={
+                        "kind": kind,
+                        "display_name": row.display_name,
+                        "emails": list(row.emails),
+                        "phones": list(row.phones),
+                        "addresses": [_address_dict(a) for a in row.addresses],
+                        "acquisition_source": row.acquisition_source,
+                        "acquisition_channel": row.acquisition_channel,
+                        "owner_id": row.owner_id,
+                        "tags": list(row.tags),
+                    },
+                )
+            )
+            if len(batch) >= IMPORT_BATCH:
+                await flush()
+        if batch:
+            await flush()
+        if total.position == 0:
+            total.position = await blocking(lambda: self.app.recorder.max_notification_id() or 0)
+        return api.ImportCustomersResponse(
+            created=total.created,
+            unchanged=total.unchanged,
+            rejected=[api.ImportRejection(row=r, reason=why) for r, why in sorted(total.rejected)],
+            consistency_token=str(ConsistencyToken(self.app.source, total.position)),
+        )
 
     async def GetCustomer(
         self, request: api.GetCustomerRequest, context: Ctx

@@ -3,14 +3,36 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+from eventsourcing.persistence import IntegrityError
+
 from c360_customer import domain
 from c360_customer.domain import Customer
-from c360_platform.errors import NotFound
+from c360_platform.errors import InvalidArgument, NotFound
 from c360_platform.store import CommandContext, CommandOutcome, Decision, ServiceApplication
+
+
+@dataclass(frozen=True)
+class ImportRow:
+    """One row of a bulk import: its number, its external key and the registration fields."""
+
+    row: int
+    external_key: str
+    fields: dict[str, Any]
+
+
+@dataclass
+class ImportReport:
+    """What an import did: created, unchanged, and (row, reason) for each rejected row."""
+
+    created: int = 0
+    unchanged: int = 0
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+    position: int = 0
 
 
 def _now() -> datetime:
@@ -101,6 +123,40 @@ class CustomerApplication(ServiceApplication):
             return Decision(organisation, [organisation, person])
 
         return self.execute(ctx, decide)
+
+    def import_batch(self, rows: list[ImportRow]) -> ImportReport:
+        """Create the customers of a batch of rows in one transaction.
+
+        Bad rows are rejected with their reasons; rows whose external key was imported
+        before are left unchanged; the rest are saved together (one commit per batch).
+        """
+        report = ImportReport()
+        fresh: dict[UUID, Customer] = {}
+        for row in rows:
+            try:
+                customer = domain.import_customer(row.external_key, **row.fields)
+            except InvalidArgument as bad:
+                report.rejected.append((row.row, str(bad)))
+                continue
+            if customer.id in fresh:
+                report.rejected.append((row.row, "external_key: repeats an earlier row"))
+                continue
+            fresh[customer.id] = customer
+        for attempt in (1, 2):
+            known = self.event_recorder.existing(list(fresh))
+            new = [c for cid, c in fresh.items() if cid not in known]
+            try:
+                recordings = self.save(*new) if new else []
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+                continue  # a concurrent import created some of them: look again
+            report.unchanged += len(fresh) - len(new)
+            report.created += len(new)
+            if recordings:
+                report.position = max(r.notification.id for r in recordings)
+            return report
+        return report
 
     def get_customer(self, customer_id: UUID) -> Customer:
         return self.load(Customer, customer_id)

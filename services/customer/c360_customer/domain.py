@@ -77,6 +77,9 @@ def _address(v: Violations, field: str, raw: dict[str, Any]) -> dict[str, Any]:
 class Customer(Aggregate):
     """A person or organisation the company does business with."""
 
+    # Declared so that an id can be given at creation (imports derive it from external keys).
+    id: uuid.UUID
+
     @event("Registered")
     def __init__(
         self,
@@ -302,8 +305,10 @@ def register_customer(
     acquisition_channel: str = "",
     owner_id: str = "",
     tags: list[str] | None = None,
+    customer_id: uuid.UUID | None = None,
 ) -> Customer:
-    """Validate and normalise a registration, then create the customer."""
+    """Validate and normalise a registration, then create the customer (with a given id,
+    when the id is derived from an external key)."""
     v = Violations()
     k = v.enum("kind", kind, Kind)
     name = v.text("display_name", display_name)
@@ -324,7 +329,8 @@ def register_customer(
         v.add("tags", f"must be at most {MAX_TAGS}")
     v.check()
     assert k is not None
-    return Customer(
+    return Customer(  # type: ignore[call-arg]  # id is declared on the class
+        id=customer_id,
         kind=k.value,
         display_name=name,
         emails=clean_emails,
@@ -380,3 +386,22 @@ def end_contact_person(
         side._contact_person_link_ended(
             link_id, link["organisation_id"], link["person_id"], valid_until
         )
+
+
+IMPORT_NAMESPACE = uuid.UUID("0c3600c3-6000-4c36-8c36-000000000001")
+MAX_EXTERNAL_KEY = 128
+
+
+def id_for_external_key(external_key: str) -> uuid.UUID:
+    """The customer id an imported record gets: the same key always gives the same id."""
+    return uuid.uuid5(IMPORT_NAMESPACE, external_key)
+
+
+def import_customer(external_key: str, **fields: Any) -> Customer:
+    """Validate one imported row and create its customer under the key's id."""
+    key = external_key.strip()
+    if not key:
+        raise InvalidArgument.one("external_key", "is required")
+    if len(key) > MAX_EXTERNAL_KEY:
+        raise InvalidArgument.one("external_key", f"must be at most {MAX_EXTERNAL_KEY} characters")
+    return register_customer(customer_id=id_for_external_key(key), **fields)
