@@ -19,6 +19,7 @@ class Ratio:
     measure: str
     baseline: str
     latency: bool = True  # also compare p50 / p99 (not only throughput)
+    per_item: bool = False  # compare items/s (rows, events) instead of operations/s
 
     @property
     def name(self) -> str:
@@ -28,6 +29,13 @@ class Ratio:
         m, b = measures.get(self.measure), measures.get(self.baseline)
         if m is None or b is None:
             return {}
+        if self.per_item:
+            return {
+                "throughput": _div(
+                    m.throughput * m.items_per_op if m.throughput else None,
+                    b.throughput * b.items_per_op if b.throughput else None,
+                )
+            }
         out: dict[str, float | None] = {"throughput": _div(m.throughput, b.throughput)}
         if self.latency:
             out["p50"] = _div(m.ms(50), b.ms(50))

@@ -33,6 +33,8 @@ from bench.measure import Measure, closed_loop, id_source, rate_info, shown
 from bench.report import Ratio, cpu_table, plots, table, write_json
 from bench.scenarios import Clients
 from bench.stack import Stack
+from c360.customer.v1 import customer_service_pb2 as customer_api
+from c360.events.v1 import customer_events_pb2 as events
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PROBES_UNDER_LOAD = 2
@@ -42,6 +44,7 @@ RATIOS = [
     Ratio("register", "raw_save_n"),
     Ratio("register", "raw_save_1"),
     Ratio("get_timeline", "echo"),
+    Ratio("import", "raw_save_batch", latency=False, per_item=True),
 ]
 METHOD_NOTES = [
     "Closed loop: `concurrency` calls in flight on one grpc.aio channel per server, from one"
@@ -71,6 +74,7 @@ class Config:
     batch: int
     out: Path
     plots: bool
+    import_rows: int = 20_000
 
     @property
     def warmup(self) -> float:
@@ -111,6 +115,12 @@ def parse_args(argv: list[str] | None) -> Config:
     parser.add_argument("--batch", type=int, default=100, help="customers per batched raw save")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results directory")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    parser.add_argument(
+        "--import-rows",
+        type=int,
+        default=None,
+        help="rows of the bulk import (20,000; quick 4,000)",
+    )
     args = parser.parse_args(argv)
     if args.concurrency < 1:
         parser.error("--concurrency must be at least 1")
@@ -125,6 +135,7 @@ def parse_args(argv: list[str] | None) -> Config:
         batch=max(1, args.batch),
         out=args.out,
         plots=not args.no_plots,
+        import_rows=args.import_rows or (4_000 if args.quick else 20_000),
     )
 
 
@@ -144,6 +155,7 @@ def new_measures(cfg: Config) -> dict[str, Measure]:
         Measure("fresh_waitfor_load", "freshness wait_for, load", unit="sample"),
         Measure("fresh_visible_idle", "freshness poll, idle", unit="sample"),
         Measure("fresh_waitfor_idle", "freshness wait_for, idle", unit="sample"),
+        Measure("import", "ImportCustomers", unit="import", items_per_op=cfg.import_rows),
     ]
     return {m.key: m for m in items}
 
@@ -311,8 +323,63 @@ async def phases(run: Run) -> None:
                 poll=poll,
             )
         await load_phase(run, "get_timeline", clients.get_timeline, cfg.seconds)
+        await import_phase(run, clients)
     finally:
         await clients.close()
+
+
+async def import_phase(run: Run, clients: Clients) -> None:
+    """Stream `import_rows` new customers through ImportCustomers (batched saves), then the
+    same rows again (all unchanged); rows/s compares with the raw batched save."""
+    measure = run.measures["import"]
+    rows = run.cfg.import_rows
+    sent = 0
+
+    async def requests() -> AsyncIterator[customer_api.ImportCustomersRequest]:
+        nonlocal sent
+        for start in range(0, rows, 200):
+            chunk = [
+                customer_api.ImportRow(
+                    row=i + 1,
+                    external_key=f"bench-{run.run_id}-import-{i}",
+                    kind=events.CUSTOMER_KIND_PERSON,
+                    display_name=f"Imported Customer {i}",
+                    emails=[f"import.{run.run_id}.{i}@example.com"],
+                )
+                for i in range(start, min(rows, start + 200))
+            ]
+            sent += len(chunk)
+            yield customer_api.ImportCustomersRequest(rows=chunk)
+
+    passes: dict[str, float] = {}
+    task = run.progress.add_task(measure.label, total=2 * rows, info="")
+    for n, name in enumerate(("new", "again")):
+        sent = 0
+
+        async def tick(offset: int = n * rows, label: str = name) -> None:
+            while True:
+                done = sent  # noqa: B023 (read live on purpose: the rows sent so far)
+                run.progress.update(task, completed=offset + done, info=f"{label}: {done:,} rows")
+                await asyncio.sleep(0.2)
+
+        ticker = asyncio.create_task(tick())
+        try:
+            async with run.observe(f"{measure.label} ({name})"):
+                started = time.monotonic()
+                reply = await clients.customer.ImportCustomers(requests(), timeout=600)
+                passes[name] = time.monotonic() - started
+        finally:
+            ticker.cancel()
+            if name == "new":
+                measure.record_ns(int(passes[name] * 1e9))
+                measure.elapsed = passes[name]
+                measure.notes["created"] = reply.created
+            else:
+                measure.notes["unchanged"] = reply.unchanged
+    run.progress.update(task, completed=2 * rows, info=f"{rows / passes['new']:,.0f} rows/s")
+    measure.notes["rows"] = rows
+    measure.notes["rows_per_s_new"] = round(rows / passes["new"], 1)
+    measure.notes["rows_per_s_again"] = round(rows / passes["again"], 1)
 
 
 def machine() -> dict[str, Any]:

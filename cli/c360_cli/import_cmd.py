@@ -30,6 +30,7 @@ KINDS = {
     "organization": events.CUSTOMER_KIND_ORGANISATION,
 }
 SHOWN_REJECTIONS = 20
+ROWS_PER_MESSAGE = 200
 
 
 def register(subparsers: Subparsers) -> None:
@@ -58,9 +59,9 @@ def _text(record: dict[str, Any], key: str) -> str:
     return "" if value is None else str(value)
 
 
-def to_request(row: int, record: dict[str, Any]) -> api.ImportCustomersRequest:
+def to_row(row: int, record: dict[str, Any]) -> api.ImportRow:
     """One file record as an import row; the service validates it."""
-    request = api.ImportCustomersRequest(
+    request = api.ImportRow(
         row=row,
         external_key=_text(record, "external_key"),
         kind=KINDS.get(_text(record, "kind").strip().lower(), events.CUSTOMER_KIND_UNSPECIFIED),
@@ -128,12 +129,18 @@ def run(args: argparse.Namespace) -> int:
     )
 
     def requests(task: Any) -> Iterator[api.ImportCustomersRequest]:
+        chunk: list[api.ImportRow] = []
         for number, record in read_rows(path, fmt):
             progress.advance(task)
             if isinstance(record, str):
                 unreadable.append((number, record))
                 continue
-            yield to_request(number, record)
+            chunk.append(to_row(number, record))
+            if len(chunk) == ROWS_PER_MESSAGE:
+                yield api.ImportCustomersRequest(rows=chunk)
+                chunk = []
+        if chunk:
+            yield api.ImportCustomersRequest(rows=chunk)
 
     with Client(args) as client, progress:
         task = progress.add_task("rows", total=max(total, 0))

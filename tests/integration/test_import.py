@@ -16,10 +16,10 @@ from .conftest import Stack
 pytestmark = pytest.mark.integration
 
 
-def rows(count: int) -> list[capi.ImportCustomersRequest]:
+def rows(count: int) -> list[capi.ImportRow]:
     out = []
     for i in range(count):
-        row = capi.ImportCustomersRequest(
+        row = capi.ImportRow(
             row=i + 2,
             external_key=f"crm-{i}",
             kind=ev.CUSTOMER_KIND_PERSON,
@@ -34,11 +34,10 @@ def rows(count: int) -> list[capi.ImportCustomersRequest]:
     return out
 
 
-async def stream(
-    items: list[capi.ImportCustomersRequest],
-) -> AsyncIterator[capi.ImportCustomersRequest]:
-    for item in items:
-        yield item
+async def stream(items: list[capi.ImportRow]) -> AsyncIterator[capi.ImportCustomersRequest]:
+    """The rows in messages of 70, so that messages and the service's batches do not line up."""
+    for start in range(0, len(items), 70):
+        yield capi.ImportCustomersRequest(rows=items[start : start + 70])
 
 
 async def test_importing_the_same_rows_twice_creates_nothing_new(stack: Stack) -> None:
@@ -65,11 +64,17 @@ async def test_importing_the_same_rows_twice_creates_nothing_new(stack: Stack) -
     assert [e.type for e in timeline.entries] == ["customer.registered"]
 
 
-async def test_a_key_repeated_within_one_import_is_rejected(stack: Stack) -> None:
-    batch = rows(3)
-    batch.append(batch[0])
+async def test_a_key_repeated_within_one_import_is_rejected_where_it_repeats(
+    stack: Stack,
+) -> None:
+    batch = rows(300)
+    repeat = capi.ImportRow()
+    repeat.CopyFrom(batch[0])
+    repeat.row = 999
+    batch.append(repeat)  # in a later batch than the first occurrence
     report = await stack.customer.ImportCustomers(stream(batch))
-    assert report.created == 3
-    assert [(r.row, r.reason) for r in report.rejected] == [
-        (2, "external_key: repeats an earlier row")
+    assert report.created == 294
+    assert report.unchanged == 0
+    assert (999, "external_key: repeats an earlier row") in [
+        (r.row, r.reason) for r in report.rejected
     ]

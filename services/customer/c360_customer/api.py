@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
 import grpc
 from google.protobuf import timestamp_pb2
@@ -268,43 +270,60 @@ class CustomerServicer(api_grpc.CustomerServiceServicer):
         self, request_iterator: AsyncIterator[api.ImportCustomersRequest], context: Ctx
     ) -> api.ImportCustomersResponse:
         total = ImportReport()
+        seen: set[UUID] = set()
         batch: list[ImportRow] = []
+        # While one batch is being stored, the next is received and validated; stores run
+        # one at a time, in order.
+        storing: asyncio.Task[ImportReport] | None = None
+
+        async def collect() -> None:
+            nonlocal storing
+            if storing is not None:
+                report = await storing
+                storing = None
+                total.created += report.created
+                total.unchanged += report.unchanged
+                total.rejected.extend(report.rejected)
+                total.position = max(total.position, report.position)
 
         async def flush() -> None:
-            report = await blocking(self.app.import_batch, batch)
-            total.created += report.created
-            total.unchanged += report.unchanged
-            total.rejected.extend(report.rejected)
-            total.position = max(total.position, report.position)
-            batch.clear()
+            nonlocal storing, batch
+            prepared = await blocking(self.app.prepare_import, batch, seen)
+            batch = []
+            await collect()
+            storing = asyncio.create_task(blocking(self.app.store_import, prepared))
 
-        async for row in request_iterator:
-            try:
-                kind = _enum_name("kind", row.kind, _KIND_NAMES)
-            except InvalidArgument as bad:
-                total.rejected.append((row.row, str(bad)))
-                continue
-            batch.append(
-                ImportRow(
-                    row=row.row,
-                    external_key=row.external_key,
-                    fields={
-                        "kind": kind,
-                        "display_name": row.display_name,
-                        "emails": list(row.emails),
-                        "phones": list(row.phones),
-                        "addresses": [_address_dict(a) for a in row.addresses],
-                        "acquisition_source": row.acquisition_source,
-                        "acquisition_channel": row.acquisition_channel,
-                        "owner_id": row.owner_id,
-                        "tags": list(row.tags),
-                    },
-                )
-            )
-            if len(batch) >= IMPORT_BATCH:
+        try:
+            async for message in request_iterator:
+                for row in message.rows:
+                    if row.kind not in _KIND_NAMES:
+                        total.rejected.append(
+                            (row.row, "kind: must be one of person, organisation")
+                        )
+                        continue
+                    batch.append(
+                        ImportRow(
+                            row=row.row,
+                            external_key=row.external_key,
+                            fields={
+                                "kind": _KIND_NAMES[row.kind],
+                                "display_name": row.display_name,
+                                "emails": list(row.emails),
+                                "phones": list(row.phones),
+                                "addresses": [_address_dict(a) for a in row.addresses],
+                                "acquisition_source": row.acquisition_source,
+                                "acquisition_channel": row.acquisition_channel,
+                                "owner_id": row.owner_id,
+                                "tags": list(row.tags),
+                            },
+                        )
+                    )
+                    if len(batch) >= IMPORT_BATCH:
+                        await flush()
+            if batch:
                 await flush()
-        if batch:
-            await flush()
+        finally:
+            await collect()
         if total.position == 0:
             total.position = await blocking(lambda: self.app.recorder.max_notification_id() or 0)
         return api.ImportCustomersResponse(

@@ -35,6 +35,14 @@ class ImportReport:
     position: int = 0
 
 
+@dataclass
+class PreparedImport:
+    """A validated batch: the customers to create, and (row, reason) for the rejected rows."""
+
+    customers: list[Customer] = field(default_factory=list)
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -124,39 +132,49 @@ class CustomerApplication(ServiceApplication):
 
         return self.execute(ctx, decide)
 
-    def import_batch(self, rows: list[ImportRow]) -> ImportReport:
-        """Create the customers of a batch of rows in one transaction.
+    def prepare_import(self, rows: list[ImportRow], seen: set[UUID]) -> PreparedImport:
+        """Validate a batch of rows and build their customers (CPU only, no I/O).
 
-        Bad rows are rejected with their reasons; rows whose external key was imported
-        before are left unchanged; the rest are saved together (one commit per batch).
+        `seen` holds the ids of earlier rows of the same import, so that a repeated external
+        key is reported wherever it repeats.
         """
-        report = ImportReport()
-        fresh: dict[UUID, Customer] = {}
+        prepared = PreparedImport()
         for row in rows:
             try:
                 customer = domain.import_customer(row.external_key, **row.fields)
             except InvalidArgument as bad:
-                report.rejected.append((row.row, str(bad)))
+                prepared.rejected.append((row.row, str(bad)))
                 continue
-            if customer.id in fresh:
-                report.rejected.append((row.row, "external_key: repeats an earlier row"))
+            if customer.id in seen:
+                prepared.rejected.append((row.row, "external_key: repeats an earlier row"))
                 continue
-            fresh[customer.id] = customer
-        for attempt in (1, 2):
-            known = self.event_recorder.existing(list(fresh))
-            new = [c for cid, c in fresh.items() if cid not in known]
+            seen.add(customer.id)
+            prepared.customers.append(customer)
+        return prepared
+
+    def store_import(self, prepared: PreparedImport) -> ImportReport:
+        """Save the new customers of a prepared batch in one transaction; customers whose
+        external key was imported before are left unchanged."""
+        report = ImportReport(rejected=list(prepared.rejected))
+        for attempt in (1, 2, 3):
+            known = self.event_recorder.existing([c.id for c in prepared.customers])
+            new = [c for c in prepared.customers if c.id not in known]
             try:
                 recordings = self.save(*new) if new else []
             except IntegrityError:
-                if attempt == 2:
+                if attempt == 3:
                     raise
                 continue  # a concurrent import created some of them: look again
-            report.unchanged += len(fresh) - len(new)
-            report.created += len(new)
+            report.unchanged = len(prepared.customers) - len(new)
+            report.created = len(new)
             if recordings:
                 report.position = max(r.notification.id for r in recordings)
-            return report
+            break
         return report
+
+    def import_batch(self, rows: list[ImportRow]) -> ImportReport:
+        """Validate and store one batch of rows (one commit)."""
+        return self.store_import(self.prepare_import(rows, set()))
 
     def get_customer(self, customer_id: UUID) -> Customer:
         return self.load(Customer, customer_id)
