@@ -12,7 +12,7 @@ PROTOS := $(shell find proto -name '*.proto')
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: all venv proto run test test-unit lint bench docs lock clean
+.PHONY: all venv proto run test test-unit lint breaking bench docs lock clean
 all: proto
 
 $(UV):
@@ -61,6 +61,27 @@ lint: proto $(BUF)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BUF) lint proto
+	$(MAKE) --no-print-directory breaking
+	$(BIN)/python tools/gen_event_docs.py --check docs/events.md
+
+# The published contract stays wire- and JSON-compatible (buf breaking, WIRE_JSON rules) with
+# the last landed one: tools/contract_base.sh picks HEAD with uncommitted proto changes, else
+# HEAD~1 (CI on a fresh clone of main). CONTRACT_BASE=<git ref> compares with another commit
+# (a branch's fork point, a release tag); CONTRACT_BASE=none skips it (see docs/consumers.md).
+CONTRACT_BASE ?= $(shell tools/contract_base.sh)
+CONTRACT_GIT ?= .git
+PROTO_DIR ?= proto
+breaking: $(BUF)
+	@if [ -z "$(CONTRACT_BASE)" ] || [ "$(CONTRACT_BASE)" = none ]; then \
+	  echo "buf breaking: no earlier contract to compare with; skipped"; \
+	else \
+	  echo "buf breaking $(PROTO_DIR) against $(CONTRACT_BASE)"; \
+	  $(BUF) breaking $(PROTO_DIR) --against '$(CONTRACT_GIT)#ref=$(CONTRACT_BASE),subdir=proto'; \
+	fi
+
+# docs/events.md: subjects, fields and an example of every published and inbound message.
+docs: proto
+	$(BIN)/python tools/gen_event_docs.py docs/events.md
 
 bench: proto
 	$(BIN)/python -m bench.run

@@ -14,6 +14,7 @@ import grpc
 from google.rpc import error_details_pb2, status_pb2
 
 from c360.customer.v1 import customer_service_pb2_grpc
+from c360.service_desk.v1 import service_desk_service_pb2_grpc
 from c360.timeline.v1 import timeline_service_pb2_grpc
 
 EXIT_FAILURE = 1
@@ -67,6 +68,15 @@ class Endpoints:
     postgres_url: str | None
     nats_url: str | None
     source: str
+    service_desk: str | None = None
+
+    def address(self, service: str) -> str | None:
+        """The address of a service by its name ("customer", "timeline", "service-desk")."""
+        return {
+            "customer": self.customer,
+            "timeline": self.timeline,
+            "service-desk": self.service_desk,
+        }.get(service)
 
 
 def endpoints_path(home: str | Path) -> Path:
@@ -96,6 +106,7 @@ def load_endpoints(args: argparse.Namespace) -> Endpoints:
         postgres_url=text("postgres_url"),
         nats_url=text("nats_url"),
         source=str(path),
+        service_desk=getattr(args, "service_desk_addr", None) or text("service-desk"),
     )
 
 
@@ -198,11 +209,7 @@ class _Connections:
         self._last: tuple[str, str] | None = None
 
     def _address(self, service: str) -> str:
-        address = _require(
-            self.endpoints,
-            service,
-            self.endpoints.customer if service == "customer" else self.endpoints.timeline,
-        )
+        address = _require(self.endpoints, service, self.endpoints.address(service))
         self._last = (service, address)
         return address
 
@@ -233,6 +240,10 @@ class Client(_Connections):
     @property
     def timeline(self) -> timeline_service_pb2_grpc.TimelineServiceStub:
         return timeline_service_pb2_grpc.TimelineServiceStub(self._channel("timeline"))
+
+    @property
+    def service_desk(self) -> service_desk_service_pb2_grpc.ServiceDeskServiceStub:
+        return service_desk_service_pb2_grpc.ServiceDeskServiceStub(self._channel("service-desk"))
 
     def close(self) -> None:
         for channel in self._channels.values():
@@ -273,10 +284,13 @@ class AsyncClient(_Connections):
     def timeline(self) -> timeline_service_pb2_grpc.TimelineServiceAsyncStub:
         return timeline_service_pb2_grpc.TimelineServiceStub(self._channel("timeline"))
 
+    @property
+    def service_desk(self) -> service_desk_service_pb2_grpc.ServiceDeskServiceAsyncStub:
+        return service_desk_service_pb2_grpc.ServiceDeskServiceStub(self._channel("service-desk"))
+
     def failure(self, exc: grpc.RpcError, service: str) -> CliError:
         """The CliError for a failed call to `service`."""
-        address = self.endpoints.customer if service == "customer" else self.endpoints.timeline
-        return as_cli_error(exc, service, address)
+        return as_cli_error(exc, service, self.endpoints.address(service))
 
     async def close(self) -> None:
         for channel in self._channels.values():

@@ -33,6 +33,8 @@ from unidecode import unidecode
 from c360.common.v1 import command_pb2
 from c360.customer.v1 import customer_service_pb2 as api
 from c360.events.v1 import customer_events_pb2 as events
+from c360.events.v1 import ticket_events_pb2 as ticket_events
+from c360.service_desk.v1 import service_desk_service_pb2 as desk
 from c360_cli.client import AsyncClient, CliError
 from c360_cli.output import Output
 
@@ -306,6 +308,48 @@ PURPOSES = {
     "service": events.CONSENT_PURPOSE_SERVICE,
 }
 
+TICKET_SUBJECTS: dict[str, tuple[str, ...]] = {
+    "billing": ("Invoice shows a double charge", "Refund not received", "Direct debit failed"),
+    "delivery": ("Parcel not delivered", "Wrong item received", "Delivery date moved again"),
+    "technical": (
+        "Router keeps dropping the connection",
+        "Cannot log in to the customer portal",
+        "App crashes on start",
+    ),
+    "contract": ("Cancel my contract", "Change of tariff", "Moving to a new address"),
+}
+TICKET_CHANNELS = (
+    ("phone", 0.3),
+    ("email", 0.2),
+    ("web-form", 0.12),
+    ("chat", 0.12),
+    ("ivr", 0.08),
+    ("sms", 0.08),
+    ("in-person", 0.06),
+    ("fax", 0.04),
+)
+QUEUES = ("first-level", "billing", "technical", "complaints")
+TICKET_SHARE = 0.35
+"""Share of customers with tickets (one, sometimes two)."""
+CHURN_SHARE = 0.05
+"""Share of people who contact the service desk four times: the churn signal's cases."""
+DESK_CHANNELS = {
+    "phone": ticket_events.TICKET_CHANNEL_PHONE,
+    "ivr": ticket_events.TICKET_CHANNEL_IVR,
+    "email": ticket_events.TICKET_CHANNEL_EMAIL,
+    "sms": ticket_events.TICKET_CHANNEL_SMS,
+    "web-form": ticket_events.TICKET_CHANNEL_WEB_FORM,
+    "chat": ticket_events.TICKET_CHANNEL_CHAT,
+    "fax": ticket_events.TICKET_CHANNEL_FAX,
+    "in-person": ticket_events.TICKET_CHANNEL_IN_PERSON,
+}
+DESK_PRIORITIES = {
+    "low": ticket_events.TICKET_PRIORITY_LOW,
+    "normal": ticket_events.TICKET_PRIORITY_NORMAL,
+    "high": ticket_events.TICKET_PRIORITY_HIGH,
+    "urgent": ticket_events.TICKET_PRIORITY_URGENT,
+}
+
 
 # -- the plan (pure: a function of seed and count) -------------------------------------------
 
@@ -315,6 +359,23 @@ class Consent:
     channel: str
     purpose: str
     source: str
+
+
+@dataclass
+class TicketPlan:
+    """One ticket: how it is opened, then its steps, each one command."""
+
+    channel: str
+    category: str
+    subject: str
+    priority: str
+    steps: list[tuple[str, str]] = field(default_factory=list)
+    """(step, argument): assign (agent/queue), inbound (call seconds or message), outbound,
+    note, escalate (queue), resolve (text), rate (score), close, reopen."""
+
+    def contacts(self) -> int:
+        """Support contacts it makes: its opening and its inbound calls and messages."""
+        return 1 + sum(1 for step, _ in self.steps if step == "inbound")
 
 
 @dataclass
@@ -343,6 +404,7 @@ class CustomerPlan:
     """Contact persons: (organisation index, new role) they change to later."""
     move_roll: float = 1.0
     move_role: str = ""
+    tickets: list[TicketPlan] = field(default_factory=list)
 
 
 def _slug(text: str) -> str:
@@ -475,13 +537,66 @@ def _organisation(index: int, rng: random.Random) -> CustomerPlan:
     return plan
 
 
+def _weighted(rng: random.Random, choices: tuple[tuple[str, float], ...]) -> str:
+    return rng.choices([c for c, _ in choices], weights=[w for _, w in choices])[0]
+
+
+def _ticket(rng: random.Random, inbound: bool) -> TicketPlan:
+    category = rng.choice(sorted(TICKET_SUBJECTS))
+    ticket = TicketPlan(
+        channel=_weighted(rng, TICKET_CHANNELS),
+        category=category,
+        subject=rng.choice(TICKET_SUBJECTS[category]),
+        priority=_weighted(rng, (("low", 0.15), ("normal", 0.6), ("high", 0.2), ("urgent", 0.05))),
+    )
+    steps = ticket.steps
+    if rng.random() < 0.8:
+        steps.append(("assign", f"emp-{rng.randint(1, OWNERS):04d}/{rng.choice(QUEUES)}"))
+    if inbound and rng.random() < 0.4:
+        steps.append(("inbound", str(rng.randint(40, 900)) if rng.random() < 0.5 else "message"))
+    if rng.random() < 0.5:
+        steps.append(("outbound", "message"))
+    if rng.random() < 0.3:
+        steps.append(("note", "Checked the account history; see the previous ticket."))
+    if rng.random() < 0.1:
+        steps.append(("escalate", "complaints"))
+    if rng.random() < 0.65:
+        steps.append(("resolve", f"{ticket.subject}: sorted out and confirmed with the customer."))
+        if rng.random() < 0.05:
+            steps.append(("reopen", "The problem came back."))
+        else:
+            if rng.random() < 0.5:
+                steps.append(("rate", str(rng.choices([1, 2, 3, 4, 5], [1, 1, 2, 4, 4])[0])))
+            if rng.random() < 0.5:
+                steps.append(("close", ""))
+    return ticket
+
+
+def _tickets(index: int, kind: str, seed: int) -> list[TicketPlan]:
+    """Customer `index`'s tickets, from a generator of their own (the rest of the plan is
+    as it was before tickets came). At most three support contacts, except for the people
+    picked to show the churn signal, who open four tickets."""
+    rng = random.Random(f"c360-demo-tickets:{seed}:{index}")
+    if kind == "person" and rng.random() < CHURN_SHARE:
+        return [_ticket(rng, inbound=False) for _ in range(4)]
+    if rng.random() >= TICKET_SHARE:
+        return []
+    tickets = [_ticket(rng, inbound=True) for _ in range(1 if rng.random() < 0.8 else 2)]
+    while sum(t.contacts() for t in tickets) > 3:
+        steps = tickets[-1].steps
+        steps.remove(next(s for s in steps if s[0] == "inbound"))
+    return tickets
+
+
 def build_plan(customers: int, seed: int) -> list[CustomerPlan]:
     """The demo set: customer i depends only on (seed, i), so a larger set extends a smaller."""
     plans = []
     for index in range(customers):
         rng = random.Random(f"c360-demo:{seed}:{index}")
         make = _organisation if index % BLOCK == 0 else _person
-        plans.append(make(index, rng))
+        plan = make(index, rng)
+        plan.tickets = _tickets(index, plan.kind, seed)
+        plans.append(plan)
     for org in plans[::BLOCK]:
         org.contacts = [(p, role) for p, role in org.contacts if p < customers]
         target = org.index + BLOCK
@@ -519,6 +634,7 @@ class Stats:
     retries: int = 0
     links: int = 0
     moves: int = 0
+    tickets: int = 0
 
 
 class DemoRun:
@@ -544,6 +660,7 @@ class DemoRun:
         self.ids: dict[int, str] = {}
         self.links: dict[int, tuple[str, str]] = {}
         """person index -> (organisation id, link id) of the link made in the contacts phase."""
+        self.ticket_ids: dict[int, list[str]] = {}
         self.stats = Stats()
         self.failure: BaseException | None = None
 
@@ -555,6 +672,7 @@ class DemoRun:
         method: grpc.aio.UnaryUnaryMultiCallable[Req, Resp],
         request: Req,
         what: str,
+        service: str = "customer",
     ) -> Resp:
         """One command, retried with its request id (so at most one effect) when retryable."""
         delay = 0.05
@@ -564,7 +682,7 @@ class DemoRun:
                 break
             except grpc.RpcError as exc:
                 if exc.code() not in RETRYABLE or attempt == MAX_ATTEMPTS:
-                    error = self.client.failure(exc, "customer")
+                    error = self.client.failure(exc, service)
                     raise CliError(
                         f"demo: {what} failed: {error.message}", error.exit_code
                     ) from None
@@ -764,6 +882,86 @@ class DemoRun:
 
         return script
 
+    def tickets_script(self, p: CustomerPlan) -> Script:
+        async def script() -> None:
+            stub = self.client.service_desk
+            for n, t in enumerate(p.tickets):
+                opened = await self.call(
+                    stub.OpenTicket,
+                    desk.OpenTicketRequest(
+                        request_id=self.rid(p.index, f"ticket-{n}-open"),
+                        customer_id=self.ids[p.index],
+                        channel=DESK_CHANNELS[t.channel],
+                        subject=t.subject,
+                        category=t.category,
+                        priority=DESK_PRIORITIES[t.priority],
+                    ),
+                    "open ticket",
+                    "service-desk",
+                )
+                ticket_id = opened.result.aggregate_id
+                self.ticket_ids.setdefault(p.index, []).append(ticket_id)
+                self.stats.tickets += 1
+                for k, (step, arg) in enumerate(t.steps):
+                    rid = self.rid(p.index, f"ticket-{n}-{k}-{step}")
+                    await self.ticket_step(stub, rid, ticket_id, t, step, arg)
+
+        return script
+
+    async def ticket_step(
+        self, stub: Any, rid: str, ticket_id: str, t: TicketPlan, step: str, arg: str
+    ) -> None:
+        """One step of a ticket's plan, as one command."""
+        method: Any
+        request: Any
+        if step == "assign":
+            agent, _, queue = arg.partition("/")
+            method, request = (
+                stub.AssignTicket,
+                desk.AssignTicketRequest(agent_id=agent, queue=queue),
+            )
+        elif step in ("inbound", "outbound", "note"):
+            call = arg.isdigit()
+            kinds = {
+                ("inbound", True): ticket_events.INTERACTION_KIND_INBOUND_CALL,
+                ("inbound", False): ticket_events.INTERACTION_KIND_INBOUND_MESSAGE,
+                ("outbound", False): ticket_events.INTERACTION_KIND_OUTBOUND_MESSAGE,
+                ("note", False): ticket_events.INTERACTION_KIND_INTERNAL_NOTE,
+            }
+            body = {
+                "inbound": f"Any news about “{t.subject}”?",
+                "outbound": "We are on it and will get back to you within two working days.",
+                "note": arg,
+            }[step]
+            method, request = (
+                stub.RecordInteraction,
+                desk.RecordInteractionRequest(
+                    kind=kinds[(step, call)],
+                    # our written replies go by e-mail; the rest take the ticket's channel
+                    channel=ticket_events.TICKET_CHANNEL_EMAIL
+                    if step == "outbound"
+                    else ticket_events.TICKET_CHANNEL_UNSPECIFIED,
+                    body="" if call else body,
+                    duration_seconds=int(arg) if call else 0,
+                ),
+            )
+        elif step == "escalate":
+            method, request = (
+                stub.EscalateTicket,
+                desk.EscalateTicketRequest(reason="Customer asked for a supervisor", queue=arg),
+            )
+        elif step == "resolve":
+            method, request = stub.ResolveTicket, desk.ResolveTicketRequest(resolution=arg)
+        elif step == "rate":
+            method, request = stub.RateTicket, desk.RateTicketRequest(score=int(arg))
+        elif step == "close":
+            method, request = stub.CloseTicket, desk.CloseTicketRequest()
+        else:
+            method, request = stub.ReopenTicket, desk.ReopenTicketRequest(reason=arg)
+        request.request_id = rid
+        request.ticket_id = ticket_id
+        await self.call(method, request, f"ticket {step}", "service-desk")
+
     async def run(self) -> None:
         plans = self.plans
         await self.phase("registering", [self.register_script(p) for p in plans])
@@ -773,6 +971,8 @@ class DemoRun:
         await self.phase("changes and withdrawals", [self.changes_script(p) for p in plans])
         movers = [p for p in plans if p.move is not None and p.index in self.links]
         await self.phase("changing companies", [self.move_script(p) for p in movers])
+        with_tickets = [p for p in plans if p.tickets]
+        await self.phase("service-desk tickets", [self.tickets_script(p) for p in with_tickets])
 
 
 def count_commands(plans: list[CustomerPlan]) -> int:
@@ -782,6 +982,7 @@ def count_commands(plans: list[CustomerPlan]) -> int:
         total += 1 + len(p.addresses) + (1 if p.late_owner else 0) + len(p.grants)
         total += len(p.contacts) + len(p.revocations) + (1 if p.tag_change else 0)
         total += (1 if p.rename else 0) + (2 if p.new_email else 0) + (2 if p.move else 0)
+        total += sum(1 + len(t.steps) for t in p.tickets)
     return total
 
 
@@ -805,7 +1006,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="load a realistic demo data set through the public APIs",
         description=(
             "Register people and organisations with contact points, addresses, owners, tags, "
-            "consent, contact persons and later changes, through the customer gRPC API. "
+            "consent, contact persons and later changes, through the customer gRPC API; then "
+            "service-desk tickets across channels (a few customers call four times: at risk). "
             "Deterministic for a seed; running it again changes nothing."
         ),
     )
@@ -824,6 +1026,13 @@ def _summary(plans: list[CustomerPlan], run: DemoRun, seed: int, seconds: float)
     contacts = [p for p in people if p.index in run.links]
     examples = orgs[:1] + (movers or contacts)[:1]
     examples += [p for p in people if p not in examples][: 4 - len(examples)]
+    at_risk = [p for p in plans if sum(t.contacts() for t in p.tickets) >= 4]
+    phone_tickets = [
+        (p, run.ticket_ids[p.index][n])
+        for p in plans
+        for n, t in enumerate(p.tickets)
+        if t.channel == "phone" and p.index in run.ticket_ids
+    ]
     return {
         "seed": seed,
         "customers": len(plans),
@@ -831,6 +1040,8 @@ def _summary(plans: list[CustomerPlan], run: DemoRun, seed: int, seconds: float)
         "organisations": len(orgs),
         "contact_links": run.stats.links,
         "company_changes": run.stats.moves,
+        "tickets": run.stats.tickets,
+        "at_risk_customers": len(at_risk),
         "commands": run.stats.commands,
         "replayed": run.stats.replayed,
         "retries": run.stats.retries,
@@ -842,6 +1053,11 @@ def _summary(plans: list[CustomerPlan], run: DemoRun, seed: int, seconds: float)
                 "kind": p.kind,
             }
             for p in examples
+        ],
+        "at_risk_examples": [run.ids.get(p.index, "") for p in at_risk[:3]],
+        "ticket_examples": [
+            {"ticket_id": ticket_id, "customer_id": run.ids.get(p.index, ""), "channel": "phone"}
+            for p, ticket_id in phone_tickets[:3]
         ],
     }
 
@@ -873,7 +1089,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
     out.kv_panel(
         f"demo loaded (seed {args.seed})",
-        [(k.replace("_", " "), v) for k, v in summary.items() if k not in {"examples", "seed"}],
+        [
+            (k.replace("_", " "), v)
+            for k, v in summary.items()
+            if k not in {"examples", "seed", "at_risk_examples", "ticket_examples"}
+        ],
     )
     out.table(
         ["customer", "name", "kind"],

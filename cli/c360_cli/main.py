@@ -8,7 +8,16 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
-from c360_cli import customer_cmds, demo, timeline_cmds, up, verify
+from c360_cli import (
+    customer_cmds,
+    deadletter,
+    demo,
+    subscribe,
+    ticket_cmds,
+    timeline_cmds,
+    up,
+    verify,
+)
 from c360_cli.client import CliError
 
 GLOBAL_DEFAULTS: dict[str, Any] = {
@@ -16,6 +25,7 @@ GLOBAL_DEFAULTS: dict[str, Any] = {
     "home": ".c360",
     "customer_addr": None,
     "timeline_addr": None,
+    "service_desk_addr": None,
     "timeout": 15.0,
 }
 """Defaults of the options every (sub)command accepts; applied after parsing."""
@@ -23,9 +33,12 @@ GLOBAL_DEFAULTS: dict[str, Any] = {
 REGISTRARS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
     up.register,
     customer_cmds.register,
+    ticket_cmds.register,
     timeline_cmds.register,
     demo.register,
     verify.register,
+    subscribe.register,
+    deadletter.register,
 ]
 
 
@@ -69,6 +82,12 @@ def add_global_options(parser: argparse.ArgumentParser) -> None:
         metavar="HOST:PORT",
         default=argparse.SUPPRESS,
         help="timeline service address (overrides endpoints.json)",
+    )
+    group.add_argument(
+        "--service-desk-addr",
+        metavar="HOST:PORT",
+        default=argparse.SUPPRESS,
+        help="service-desk service address (overrides endpoints.json)",
     )
     group.add_argument(
         "--timeout",

@@ -170,6 +170,45 @@ def entry_json(e: timeline_api.TimelineEntry) -> dict[str, JSONValue]:
     }
 
 
+def service_desk_json(d: timeline_api.ServiceDeskSummary) -> dict[str, JSONValue]:
+    return {
+        "open_ticket_count": d.open_ticket_count,
+        "open_tickets": [
+            {
+                "ticket_id": t.ticket_id,
+                "subject": t.subject,
+                "channel": t.channel,
+                "priority": t.priority,
+                "category": t.category,
+                "agent_id": t.agent_id,
+                "queue": t.queue,
+                "escalation_level": t.escalation_level,
+                "opened_at": iso_field(t, "opened_at"),
+            }
+            for t in d.open_tickets
+        ],
+        "tickets_last_30_days": d.tickets_last_30_days,
+        "tickets_total": d.tickets_total,
+        "last_contact_channel": d.last_contact_channel,
+        "last_contact_at": iso_field(d, "last_contact_at"),
+        "mean_satisfaction": (
+            round(d.mean_satisfaction, 2) if d.HasField("mean_satisfaction") else None
+        ),
+        "ratings": d.ratings,
+    }
+
+
+def at_risk_reason_json(r: timeline_api.AtRiskReason) -> dict[str, JSONValue]:
+    return {
+        "ticket_id": r.ticket_id,
+        "contact": r.contact,
+        "channel": r.channel,
+        "at": iso_field(r, "at"),
+        "summary": r.summary,
+        "event_id": r.event_id,
+    }
+
+
 def profile_json(p: timeline_api.Profile) -> dict[str, JSONValue]:
     return {
         "customer_id": p.customer_id,
@@ -188,6 +227,11 @@ def profile_json(p: timeline_api.Profile) -> dict[str, JSONValue]:
         "last_contact_source": p.last_contact_source,
         "first_seen_at": iso_field(p, "first_seen_at"),
         "updated_at": iso_field(p, "updated_at"),
+        "at_risk": p.at_risk,
+        "at_risk_reasons": [at_risk_reason_json(r) for r in p.at_risk_reasons],
+        "at_risk_since": iso_field(p, "at_risk_since"),
+        "at_risk_until": iso_field(p, "at_risk_until"),
+        "service_desk": service_desk_json(p.service_desk) if p.HasField("service_desk") else None,
     }
 
 

@@ -218,10 +218,32 @@ def _profile(args: argparse.Namespace) -> int:
             [f"{t['source']}: {t['count']}" for t in doc["touches"]],
         ),
     ]
+    rows.append(("at risk", _at_risk_text(doc)))
+    desk = doc["service_desk"]
+    if desk:
+        mean = desk["mean_satisfaction"]
+        rows.append(
+            (
+                "service desk",
+                f"{desk['open_ticket_count']} open, {desk['tickets_last_30_days']} in 30 days,"
+                f" {desk['tickets_total']} in all; last contact"
+                f" {short_time(desk['last_contact_at'])} {desk['last_contact_channel']};"
+                f" satisfaction {mean if mean is not None else '-'} ({desk['ratings']} ratings)",
+            )
+        )
     for key, value in sorted(doc["attributes"].items()):
         rows.append((key.replace("_", " "), value))
     out.kv_panel(p.display_name, rows)
     return 0
+
+
+def _at_risk_text(doc: dict[str, Any]) -> str:
+    if not doc["at_risk"]:
+        return "no"
+    since, until = short_time(doc["at_risk_since"]), short_time(doc["at_risk_until"])
+    lines = [f"YES since {since}, until {until} unless a new contact comes"]
+    lines += [f"  {short_time(r['at'])}  {r['summary']}" for r in doc["at_risk_reasons"]]
+    return "\n".join(lines)
 
 
 def _search(args: argparse.Namespace) -> int:

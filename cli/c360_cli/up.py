@@ -20,6 +20,9 @@ from typing import IO
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from c360_platform import natsauth
+from c360_platform.catchup import EVENT_LOG_SERVICE
+from c360_platform.config import format_services
 from c360_platform.embedded import (
     EmbeddedRuntime,
     atomic_write_text,
@@ -31,6 +34,7 @@ from c360_platform.embedded import (
 SERVICES: list[tuple[str, str]] = [
     ("customer", "c360_customer"),
     ("timeline", "c360_timeline"),
+    ("service-desk", "c360_service_desk"),
 ]
 """(name, module run as `python -m module`); the i-th service gets port base + i."""
 
@@ -130,13 +134,14 @@ def _ports(base: int, count: int) -> list[int]:
     return ports
 
 
-def _serving(endpoint: str, timeout: float = 1.0) -> bool:
-    """True if the standard gRPC health check of the whole server answers SERVING."""
+def _serving(endpoint: str, timeout: float = 1.0, service: str = "") -> bool:
+    """True if the standard gRPC health check of the whole server (or of one of its gRPC
+    services) answers SERVING."""
     options = [("grpc.enable_http_proxy", 0)]
     with grpc.insecure_channel(endpoint, options=options) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         try:
-            response = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
+            response = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
         except grpc.RpcError:
             return False
         return bool(response.status == health_pb2.HealthCheckResponse.SERVING)
@@ -232,7 +237,21 @@ def run(args: argparse.Namespace) -> int:
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    runtime = EmbeddedRuntime(home)
+    names = [name for name, _ in SERVICES]
+    # The embedded nats-server admits only these users, each with its role's subjects; a
+    # NATS_URL of your own is used as it is.
+    passwords: dict[str, str] = {}
+    if not os.environ.get("NATS_URL"):
+        passwords = natsauth.load_passwords(home / "nats" / "users.json", natsauth.roles_for(names))
+    runtime = EmbeddedRuntime(
+        home, nats_config=natsauth.authorization(passwords) if passwords else ""
+    )
+
+    def nats_url(role: str) -> str:
+        if role not in passwords:
+            return runtime.nats_url
+        return natsauth.url_for(runtime.nats_url, role, passwords[role])
+
     services: list[_Service] = []
     try:
         try:
@@ -243,13 +262,16 @@ def run(args: argparse.Namespace) -> int:
         if stop.is_set():
             return 0
         ports = _ports(args.base_port, len(SERVICES))
+        addresses = {name: f"127.0.0.1:{port}" for name, port in zip(names, ports, strict=True)}
         for (name, module), port in zip(SERVICES, ports, strict=True):
             env = dict(os.environ)
             env.update(
                 C360_POSTGRES_URL=runtime.postgres_url,
-                NATS_URL=runtime.nats_url,
+                NATS_URL=nats_url(name),
                 C360_GRPC_PORT=str(port),
                 C360_SERVICE=name,
+                C360_TIMELINE_ADDR=addresses["timeline"],
+                C360_SERVICES=format_services(addresses),
             )
             env.setdefault("PYTHONUNBUFFERED", "1")
             service = _Service(name, module, port, logs / f"{name}.log", env)
@@ -259,8 +281,17 @@ def run(args: argparse.Namespace) -> int:
             return 0 if stop.is_set() else 1
         endpoints: dict[str, str] = {s.name: s.endpoint for s in services}
         endpoints["postgres_url"] = runtime.postgres_url
-        endpoints["nats_url"] = runtime.nats_url
-        atomic_write_text(endpoints_path, json.dumps(endpoints, indent=2) + "\n")
+        endpoints["nats_url"] = nats_url(natsauth.ADMIN)
+        document: dict[str, object] = dict(endpoints)
+        if passwords:  # a NATS URL with credentials per role, for integrators and services
+            document["nats_users"] = {
+                role: nats_url(role) for role in passwords if role != natsauth.ADMIN
+            }
+        # The services that serve the catch-up read of their store (subscribers replay from).
+        document["event_sources"] = {
+            s.name: s.endpoint for s in services if _serving(s.endpoint, 5.0, EVENT_LOG_SERVICE)
+        }
+        atomic_write_text(endpoints_path, json.dumps(document, indent=2) + "\n")
         _say(f"c360 ready — endpoints in {_display(endpoints_path)}", sys.stdout)
         return _supervise(services, stop)
     finally:

@@ -13,9 +13,11 @@ from psycopg import sql
 
 from c360_cli.client import CliError, load_endpoints
 from c360_cli.output import Output
+from c360_platform.store import events_table_for, schema_for
 
-SOURCES = ["customer"]
-"""Every business service whose event store the timeline projects (schema S, table S_events)."""
+SOURCES = ["customer", "service-desk"]
+"""Every business service whose event store the timeline projects (its schema and events
+table named by `c360_platform.store.schema_for` / `events_table_for`)."""
 
 TIMELINE_SCHEMA = "timeline"
 SAMPLE = 20
@@ -58,6 +60,9 @@ class Report:
 
     stored_events: int = 0
     timeline_entries: int = 0
+    """Entries of the sources' events (what must match the stores one to one)."""
+    other_entries: int = 0
+    """Entries no store holds: those the projection derives (the churn signal)."""
     missing: int = 0
     missing_sample: list[str] = field(default_factory=list)
     doubled: int = 0
@@ -73,6 +78,7 @@ class Report:
             "ok": self.ok,
             "stored_events": self.stored_events,
             "timeline_entries": self.timeline_entries,
+            "other_entries": self.other_entries,
             "missing": {"count": self.missing, "sample": self.missing_sample},
             "doubled": {"count": self.doubled, "sample": self.doubled_sample},
             "sources": self.per_source,
@@ -90,8 +96,14 @@ def compare(conn: psycopg.Connection[Any], sources: list[str]) -> Report:
     entries = sql.Identifier(TIMELINE_SCHEMA, "entries")
     have_entries = _exists(conn, TIMELINE_SCHEMA, "entries")
     if have_entries:
-        row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(entries)).fetchone()
+        row = conn.execute(
+            sql.SQL("SELECT count(*) FILTER (WHERE source = ANY(%s)), count(*) FROM {}").format(
+                entries
+            ),
+            (sources,),
+        ).fetchone()
         report.timeline_entries = int(row[0]) if row else 0
+        report.other_entries = int(row[1]) - report.timeline_entries if row else 0
         doubled = conn.execute(
             sql.SQL(
                 "SELECT source, position, count(*) FROM {} GROUP BY source, position"
@@ -101,12 +113,12 @@ def compare(conn: psycopg.Connection[Any], sources: list[str]) -> Report:
         report.doubled = len(doubled)
         report.doubled_sample = [f"{s}:{p}" for s, p, _ in doubled[:SAMPLE]]
     for source in sources:
-        table = f"{source}_events"
+        schema, table = schema_for(source), events_table_for(source)
         stats = {"stored_events": 0, "timeline_entries": 0, "missing": 0}
         report.per_source[source] = stats
-        if not _exists(conn, source, table):
+        if not _exists(conn, schema, table):
             continue
-        events = sql.Identifier(source, table)
+        events = sql.Identifier(schema, table)
         row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(events)).fetchone()
         stats["stored_events"] = int(row[0]) if row else 0
         if have_entries:
@@ -178,6 +190,7 @@ def run(args: argparse.Namespace) -> int:
             [
                 ["stored events", report.stored_events],
                 ["timeline entries", report.timeline_entries],
+                ["derived entries", report.other_entries],
                 ["missing", _counted(report.missing, report.missing_sample)],
                 ["doubled", _counted(report.doubled, report.doubled_sample)],
                 ["ok", report.ok],

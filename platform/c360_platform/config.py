@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
@@ -18,6 +18,8 @@ class Settings:
     C360_GRPC_HOST     the address to listen on (127.0.0.1; 0.0.0.0 in a cluster)
     C360_GRPC_PORT     the gRPC port
     C360_TIMELINE_ADDR host:port of the timeline query API, for services that read it
+    C360_SERVICES      every service of the deployment, "name=host:port,name=host:port";
+                       consumers find the catch-up read (ReadEvents) of each source here
     """
 
     service: str
@@ -26,6 +28,7 @@ class Settings:
     grpc_host: str
     grpc_port: int
     timeline_addr: str
+    services: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, service: str, default_port: int) -> Settings:
@@ -36,4 +39,24 @@ class Settings:
             grpc_host=os.environ.get("C360_GRPC_HOST", "127.0.0.1"),
             grpc_port=int(os.environ.get("C360_GRPC_PORT", str(default_port))),
             timeline_addr=os.environ.get("C360_TIMELINE_ADDR", "127.0.0.1:50052"),
+            services=parse_services(os.environ.get("C360_SERVICES", "")),
         )
+
+
+def parse_services(text: str) -> dict[str, str]:
+    """ "customer=127.0.0.1:50051,timeline=127.0.0.1:50052" -> {name: address}."""
+    services: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, address = item.partition("=")
+        if not sep or not name.strip() or not address.strip():
+            raise ValueError(
+                f"C360_SERVICES: {item!r} is not name=host:port"
+                " (e.g. customer=127.0.0.1:50051,timeline=127.0.0.1:50052)"
+            )
+        services[name.strip()] = address.strip()
+    return services
+
+
+def format_services(services: dict[str, str]) -> str:
+    """The C360_SERVICES value for {name: address}."""
+    return ",".join(f"{name}={address}" for name, address in services.items())

@@ -592,11 +592,13 @@ class EmbeddedRuntime:
     (`C360_POSTGRES_URL`, `NATS_URL`) names servers to use instead.
 
     Ports recorded in `root/runtime.json` are reused when free, so URLs stay stable across
-    runs. Holds an exclusive lock on `root/runtime.lock` while started.
+    runs. Holds an exclusive lock on `root/runtime.lock` while started. `nats_config` is added
+    to the embedded nats-server's configuration (users and permissions).
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, nats_config: str = "") -> None:
         self.root = Path(root).absolute()
+        self.nats_config = nats_config
         self.state_path = self.root / "runtime.json"
         self.postgres: EmbeddedPostgres | None = None
         self.nats: EmbeddedNats | None = None
@@ -673,7 +675,7 @@ class EmbeddedRuntime:
                 if monitor == port:
                     monitor = free_port()
                 self.nats = EmbeddedNats(self.root / "nats", port, monitor)
-                self._nats_url = self.nats.start()
+                self._nats_url = self.nats.start(self.nats_config)
                 state["nats_port"] = port
                 state["nats_monitor_port"] = monitor
             if state:

@@ -11,7 +11,7 @@ from google.protobuf import any_pb2, message, symbol_database
 from google.protobuf.timestamp_pb2 import Timestamp
 
 # Importing the modules registers every published payload type in the default pool.
-from c360.events.v1 import customer_events_pb2, envelope_pb2  # noqa: F401
+from c360.events.v1 import customer_events_pb2, envelope_pb2, ticket_events_pb2  # noqa: F401
 
 Envelope = envelope_pb2.Envelope
 ENVELOPE_VERSION = 1

@@ -16,15 +16,16 @@ from uuid import UUID
 
 import nats
 from eventsourcing.domain import DomainEventProtocol
-from eventsourcing.persistence import IntegrityError, Tracking
+from eventsourcing.persistence import IntegrityError, Notification, Tracking
 from eventsourcing.postgres import PostgresTrackingRecorder
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from opentelemetry import trace
 
 from c360_platform import envelope, telemetry
+from c360_platform.envelope import Envelope
 from c360_platform.locks import AdvisoryLock
-from c360_platform.store import ServiceApplication
+from c360_platform.store import EventMetadata, ServiceApplication
 from c360_platform.streams import StreamSettings, ensure_stream
 
 _log = logging.getLogger(__name__)
@@ -35,6 +36,46 @@ class Contract(Protocol):
     """A service's mapping from its domain events to published messages."""
 
     def publication(self, event: DomainEventProtocol[UUID]) -> envelope.Publication: ...
+
+
+class StoredEnvelope:
+    """One stored event as it is published: its subject and its envelope.
+
+    The relay and the catch-up read (`c360_platform.eventlog`) both pack through here, so an
+    event read from the store is the same message, with the same id, as the one published.
+    """
+
+    def __init__(
+        self,
+        app: ServiceApplication,
+        contract: Contract,
+        notification: Notification,
+        meta: EventMetadata,
+    ) -> None:
+        self.app = app
+        self.notification = notification
+        self.meta = meta
+        self.event = app.mapper.to_domain_event(notification)
+        self.publication = contract.publication(self.event)
+        self.subject = envelope.subject_for(
+            app.source, self.publication.aggregate_type, self.publication.payload.DESCRIPTOR.name
+        )
+
+    def pack(self, traceparent: str | None = None, tracestate: str | None = None) -> Envelope:
+        """The envelope; the trace context defaults to the one stored with the event."""
+        event, meta = self.event, self.meta
+        return envelope.pack(
+            source=self.app.source,
+            publication=self.publication,
+            aggregate_id=event.originator_id,
+            aggregate_version=event.originator_version,
+            position=self.notification.id,
+            occurred_at=getattr(event, "timestamp"),  # noqa: B009 (not in the protocol)
+            correlation_id=meta.correlation_id,
+            causation_id=meta.causation_id,
+            traceparent=meta.traceparent if traceparent is None else traceparent,
+            tracestate=meta.tracestate if tracestate is None else tracestate,
+        )
 
 
 class OutboxRelay:
@@ -101,12 +142,9 @@ class OutboxRelay:
         tracer = telemetry.tracer("c360.relay")
         acks: list[asyncio.Future[Any]] = []
         for notification, meta in rows:
-            event = self.app.mapper.to_domain_event(notification)
-            publication = self.contract.publication(event)
+            stored = StoredEnvelope(self.app, self.contract, notification, meta)
             parent = telemetry.context_from(meta.traceparent, meta.tracestate)
-            subject = envelope.subject_for(
-                self.source, publication.aggregate_type, publication.payload.DESCRIPTOR.name
-            )
+            subject = stored.subject
             with tracer.start_as_current_span(
                 f"publish {subject}", context=parent, kind=trace.SpanKind.PRODUCER
             ) as span:
@@ -114,18 +152,7 @@ class OutboxRelay:
                 span.set_attribute("c360.source_position", notification.id)
                 # The producer span's context when tracing is on, else the stored one.
                 traceparent, tracestate = telemetry.current_trace_headers()
-                packed = envelope.pack(
-                    source=self.source,
-                    publication=publication,
-                    aggregate_id=event.originator_id,
-                    aggregate_version=event.originator_version,
-                    position=notification.id,
-                    occurred_at=getattr(event, "timestamp"),  # noqa: B009 (not in the protocol)
-                    correlation_id=meta.correlation_id,
-                    causation_id=meta.causation_id,
-                    traceparent=traceparent,
-                    tracestate=tracestate,
-                )
+                packed = stored.pack(traceparent, tracestate)
                 headers = {"Nats-Msg-Id": envelope.msg_id(self.source, notification.id)}
                 if traceparent:
                     headers["traceparent"] = traceparent

@@ -31,6 +31,29 @@ class StreamSettings:
             replicas=int(os.environ.get("C360_STREAM_REPLICAS", "1")),
         )
 
+    @classmethod
+    def inbound(cls) -> StreamSettings:
+        """The ERP stream (erp.>). It is the only record c360 has of ERP events (a rebuild
+        replays it), so it keeps them without limit unless C360_ERP_STREAM_MAX_AGE_SECONDS
+        says otherwise."""
+        return cls(
+            name="ERP",
+            subjects=("erp.>",),
+            max_age=float(os.environ.get("C360_ERP_STREAM_MAX_AGE_SECONDS", "0")),
+            duplicate_window=float(os.environ.get("C360_STREAM_DUPLICATE_WINDOW_SECONDS", "600")),
+            replicas=int(os.environ.get("C360_STREAM_REPLICAS", "1")),
+        )
+
+    @classmethod
+    def dead_letters(cls) -> StreamSettings:
+        """Messages a consumer could not take (deadletter.<consumer>.<subject>), kept until
+        replayed or deleted."""
+        return cls(
+            name="DEADLETTER",
+            subjects=("deadletter.>",),
+            replicas=int(os.environ.get("C360_STREAM_REPLICAS", "1")),
+        )
+
     def config(self) -> StreamConfig:
         return StreamConfig(
             name=self.name,
@@ -40,7 +63,8 @@ class StreamSettings:
             discard=DiscardPolicy.OLD,
             max_age=self.max_age or None,
             max_bytes=self.max_bytes,
-            duplicate_window=self.duplicate_window,
+            # JetStream refuses a duplicate window longer than the retention.
+            duplicate_window=min(self.duplicate_window, self.max_age or self.duplicate_window),
             num_replicas=self.replicas,
         )
 
@@ -53,7 +77,10 @@ async def ensure_stream(js: JetStreamContext, settings: StreamSettings) -> None:
         try:
             await js.add_stream(config=settings.config())
             return
-        except Exception:
+        except Exception as exc:
             # Another replica created it between our look and our add; update below.
-            await js.stream_info(settings.name)
+            try:
+                await js.stream_info(settings.name)
+            except NotFoundError:
+                raise exc from None
     await js.update_stream(config=settings.config())

@@ -17,6 +17,7 @@ E = TypeVar("E", bound=Enum)
 _TAG = re.compile(r"^[a-z0-9][a-z0-9_\-:.]{0,63}$")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_EMPLOYEE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$")
 
 
 class Violations:
@@ -43,6 +44,30 @@ class Violations:
             self.add(field, "must not contain control characters")
         if len(cleaned) > max_len:
             self.add(field, f"must be at most {max_len} characters")
+        return cleaned
+
+    def paragraphs(
+        self, field: str, value: str, *, required: bool = True, max_len: int = 5000
+    ) -> str:
+        """A multi-line text: line ends normalised, lines trimmed on the right, blank lines at
+        either end dropped; no control characters but newline and tab; bounded length."""
+        lines = [line.rstrip() for line in value.replace("\r\n", "\n").split("\n")]
+        cleaned = "\n".join(lines).strip("\n")
+        if not cleaned.strip():
+            if required:
+                self.add(field, "is required")
+            return ""
+        if _CONTROL.search(cleaned.replace("\n", " ").replace("\t", " ")):
+            self.add(field, "must not contain control characters")
+        if len(cleaned) > max_len:
+            self.add(field, f"must be at most {max_len} characters")
+        return cleaned
+
+    def employee_id(self, field: str, value: str) -> str:
+        """An employee id such as emp-0042 (never a name or e-mail: ids carry no PII)."""
+        cleaned = value.strip()
+        if cleaned and not _EMPLOYEE_ID.match(cleaned):
+            self.add(field, "must be an employee id: 1-64 of A-Z a-z 0-9 . _ - ")
         return cleaned
 
     def email(self, field: str, value: str) -> str:

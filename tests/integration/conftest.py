@@ -15,6 +15,7 @@ import pytest
 import pytest_asyncio
 
 from c360.customer.v1 import customer_service_pb2_grpc as customer_grpc
+from c360.service_desk.v1 import service_desk_service_pb2_grpc as desk_grpc
 from c360.timeline.v1 import timeline_service_pb2_grpc as timeline_grpc
 from c360_customer.application import CustomerApplication
 from c360_customer.service import build as build_customer
@@ -22,6 +23,8 @@ from c360_platform.config import Settings
 from c360_platform.embedded import EmbeddedNats
 from c360_platform.relay import OutboxRelay
 from c360_platform.rpc import ServiceHost
+from c360_service_desk.application import ServiceDeskApplication
+from c360_service_desk.service import build as build_service_desk
 from c360_timeline.projector import Projector
 from c360_timeline.service import build as build_timeline
 
@@ -54,7 +57,7 @@ def fresh_nats_url(tmp_path: Path) -> Iterator[str]:
 
 @dataclass
 class Stack:
-    """The customer and timeline services in this process, and clients for them."""
+    """The customer, timeline and service-desk services in this process, and clients for them."""
 
     postgres_url: str
     nats_url: str
@@ -66,6 +69,10 @@ class Stack:
     customer: customer_grpc.CustomerServiceAsyncStub
     timeline: timeline_grpc.TimelineServiceAsyncStub
     channels: list[grpc.aio.Channel]
+    service_desk_host: ServiceHost
+    desk_app: ServiceDeskApplication
+    desk_relay: OutboxRelay
+    service_desk: desk_grpc.ServiceDeskServiceAsyncStub
 
 
 @pytest_asyncio.fixture
@@ -73,13 +80,27 @@ async def stack(database_url: str, fresh_nats_url: str) -> AsyncIterator[Stack]:
     customer_host, app, relay = build_customer(
         Settings("customer", database_url, fresh_nats_url, "127.0.0.1", 0, "")
     )
-    timeline_host, projector = build_timeline(
-        Settings("timeline", database_url, fresh_nats_url, "127.0.0.1", 0, "")
-    )
     customer_port = await customer_host.start()
+    # The timeline reads what the stream no longer holds from the customer's store.
+    services = {"customer": f"127.0.0.1:{customer_port}"}
+    timeline_host, projector = build_timeline(
+        Settings("timeline", database_url, fresh_nats_url, "127.0.0.1", 0, "", services)
+    )
     timeline_port = await timeline_host.start()
+    desk_host, desk_app, desk_relay = build_service_desk(
+        Settings(
+            "service-desk",
+            database_url,
+            fresh_nats_url,
+            "127.0.0.1",
+            0,
+            f"127.0.0.1:{timeline_port}",
+        )
+    )
+    desk_port = await desk_host.start()
     c1 = grpc.aio.insecure_channel(f"127.0.0.1:{customer_port}")
     c2 = grpc.aio.insecure_channel(f"127.0.0.1:{timeline_port}")
+    c3 = grpc.aio.insecure_channel(f"127.0.0.1:{desk_port}")
     try:
         yield Stack(
             database_url,
@@ -91,11 +112,16 @@ async def stack(database_url: str, fresh_nats_url: str) -> AsyncIterator[Stack]:
             projector,
             customer_grpc.CustomerServiceStub(c1),
             timeline_grpc.TimelineServiceStub(c2),
-            [c1, c2],
+            [c1, c2, c3],
+            desk_host,
+            desk_app,
+            desk_relay,
+            desk_grpc.ServiceDeskServiceStub(c3),
         )
     finally:
-        for channel in (c1, c2):
+        for channel in (c1, c2, c3):
             await channel.close(None)
-        await customer_host.stop()
-        await timeline_host.stop()
+        # Each host drains for up to a second: stop them side by side.
+        await asyncio.gather(desk_host.stop(), customer_host.stop(), timeline_host.stop())
         app.close()
+        desk_app.close()

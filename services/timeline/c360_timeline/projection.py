@@ -1,22 +1,31 @@
 """How published events become timeline entries and the 360 profile: pure functions, no I/O.
 
 The projection knows the published contract (c360.events.v1) and nothing of the services' code.
+Besides the entry of each event it derives entries of its own (source `timeline`): the churn
+signal, flagged when a customer's support contacts reach a threshold within a window and
+cleared when the window passes after the last one. Derived entries depend only on the events
+and, for clearing, on the time of the sweep, so a rebuild gives the same rows.
 """
 
 from __future__ import annotations
 
 import copy
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from google.protobuf import json_format, message
 
 from c360.events.v1 import envelope_pb2
 from c360_platform.envelope import short_type, unpack
+from c360_timeline import erp
 
 Doc = dict[str, Any]
+DERIVED_SOURCE = "timeline"
+RECENT_TICKET_DAYS = 30
+_DERIVED_NAMESPACE = uuid.UUID("2c1f4a9e-5d36-4c36-8c36-c360c360a715")
 
 
 @dataclass(frozen=True)
@@ -76,6 +85,75 @@ def _owner(d: Doc) -> str:
     return f"Owner set to {d['owner_id']}" if d.get("owner_id") else "Owner unassigned"
 
 
+def _word(value: str, prefix: str) -> str:
+    """TICKET_CHANNEL_WEB_FORM (prefix TICKET_CHANNEL_) -> web_form; unspecified -> ""."""
+    word = value.removeprefix(prefix).lower() if value else ""
+    return "" if word == "unspecified" else word
+
+
+def _channel(value: str) -> str:
+    return _word(value, "TICKET_CHANNEL_")
+
+
+def _priority(value: str) -> str:
+    return _word(value, "TICKET_PRIORITY_")
+
+
+def _spoken(word: str) -> str:
+    """web_form -> web form, email -> e-mail (for summaries)."""
+    return {"email": "e-mail", "ivr": "IVR", "sms": "SMS"}.get(word, word.replace("_", " "))
+
+
+def _snippet(text: str, limit: int = 80) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
+
+
+def _duration(seconds: int) -> str:
+    minutes, rest = divmod(int(seconds), 60)
+    return f"{minutes} min {rest} s" if minutes else f"{rest} s"
+
+
+def _ticket_opened(d: Doc) -> str:
+    text = f"Ticket opened by {_spoken(_channel(d.get('channel', '')))}: “{d.get('subject', '')}”"
+    details = [x for x in (d.get("category", ""), _priority(d.get("priority", ""))) if x]
+    return f"{text} ({', '.join(details)})" if details else text
+
+
+def _ticket_assigned(d: Doc) -> str:
+    agent, queue = d.get("agent_id", ""), d.get("queue", "")
+    if agent and queue:
+        return f"Ticket assigned to {agent} in queue {queue}"
+    return f"Ticket assigned to {agent}" if agent else f"Ticket assigned to queue {queue}"
+
+
+def _interaction(d: Doc) -> str:
+    kind = _word(d.get("kind", ""), "INTERACTION_KIND_")
+    channel = _spoken(_channel(d.get("channel", "")))
+    body = _snippet(d.get("body", ""))
+    quoted = f": “{body}”" if body else ""
+    if kind == "inbound_call":
+        return f"Call from the customer ({_duration(d.get('duration_seconds', 0))})"
+    if kind == "outbound_call":
+        return f"Call to the customer ({_duration(d.get('duration_seconds', 0))})"
+    if kind == "inbound_message":
+        return f"Message from the customer by {channel}{quoted}"
+    if kind == "outbound_message":
+        return f"Message to the customer by {channel}{quoted}"
+    return f"Internal note{quoted}"
+
+
+def _with_reason(text: str, d: Doc) -> str:
+    return f"{text}: {_snippet(d['reason'])}" if d.get("reason") else text
+
+
+def _escalated(d: Doc) -> str:
+    text = f"Ticket escalated to level {d.get('level', 0)}"
+    if d.get("queue"):
+        text += f" (queue {d['queue']})"
+    return _with_reason(text, d)
+
+
 def _address(d: Doc) -> str:
     a = d.get("address", {})
     where = ", ".join(x for x in (a.get("city", ""), a.get("country", "")) if x)
@@ -97,6 +175,20 @@ _SUMMARIES: dict[str, Callable[[Doc], str]] = {
     "c360.events.v1.ConsentRevoked": _consent("revoked"),
     "c360.events.v1.ContactPersonLinked": lambda d: f"Contact person linked as {d.get('role', '')}",
     "c360.events.v1.ContactPersonLinkEnded": lambda d: "Contact-person link ended",
+    "c360.events.v1.TicketOpened": _ticket_opened,
+    "c360.events.v1.TicketAssigned": _ticket_assigned,
+    "c360.events.v1.TicketInteractionRecorded": _interaction,
+    "c360.events.v1.TicketPriorityChanged": lambda d: (
+        f"Priority changed from {_priority(d.get('previous_priority', ''))}"
+        f" to {_priority(d.get('priority', ''))}"
+    ),
+    "c360.events.v1.TicketEscalated": _escalated,
+    "c360.events.v1.TicketResolved": lambda d: (
+        f"Ticket resolved: {_snippet(d.get('resolution', ''))}"
+    ),
+    "c360.events.v1.TicketReopened": lambda d: _with_reason("Ticket reopened", d),
+    "c360.events.v1.TicketClosed": lambda d: _with_reason("Ticket closed", d),
+    "c360.events.v1.TicketRated": lambda d: f"Customer rated the ticket {d.get('score', 0)}/5",
 }
 
 
@@ -114,7 +206,7 @@ def entry_for(env: envelope_pb2.Envelope) -> Entry:
     """The timeline entry for one envelope (raises UnknownEventType for foreign payloads)."""
     payload = unpack(env)
     details = details_of(payload)
-    summarise = _SUMMARIES.get(env.event_type)
+    summarise = _SUMMARIES.get(env.event_type) or erp.SUMMARIES.get(env.event_type)
     summary = summarise(details) if summarise else payload.DESCRIPTOR.name
     return Entry(
         event_id=env.event_id,
@@ -219,13 +311,216 @@ def fold(profile: Doc, entry: Entry) -> Doc:
         link = p["contact_persons"].get(d.get("link_id", ""))
         if link is not None:
             link["valid_until"] = d.get("valid_until", "")
+    elif kind.startswith("ticket."):
+        _fold_ticket(p, entry)
+    elif entry.source == erp.SOURCE:
+        p["erp"] = erp.fold_account(p.get("erp") or erp.empty_account(), kind, d)
     touches = p["touches"].setdefault(entry.source, {"count": 0, "last_at": ""})
     touches["count"] += 1
     touches["last_at"] = max(touches["last_at"], at)
-    if at >= p["last_contact_at"]:
+    # An invoice or a payment is bookkeeping, not a contact with the customer.
+    if entry.source != erp.SOURCE and at >= p["last_contact_at"]:
         p["last_contact_at"] = at
         p["last_contact_source"] = entry.source
     if not p["first_seen_at"] or at < p["first_seen_at"]:
         p["first_seen_at"] = at
     p["updated_at"] = max(p["updated_at"], at)
     return p
+
+
+# -- the service desk in the profile ----------------------------------------------------------
+
+
+def _time(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def empty_service_desk() -> Doc:
+    return {
+        "tickets": {},
+        "tickets_total": 0,
+        "recent_openings": [],
+        "last_contact_at": "",
+        "last_contact_channel": "",
+        "rating_sum": 0,
+        "ratings": 0,
+    }
+
+
+def _fold_ticket(p: Doc, entry: Entry) -> None:
+    """Open tickets (closed ones leave), openings of the last 30 days, last contact, ratings."""
+    desk = p.setdefault("service_desk", empty_service_desk())
+    d = entry.details
+    at = entry.occurred_at
+    ticket_id = entry.aggregate_id
+    ticket = desk["tickets"].get(ticket_id)
+    kind = entry.type
+    contact_channel = ""
+    if kind == "ticket.opened":
+        desk["tickets"][ticket_id] = {
+            "subject": d.get("subject", ""),
+            "channel": _channel(d.get("channel", "")),
+            "priority": _priority(d.get("priority", "")),
+            "category": d.get("category", ""),
+            "state": "open",
+            "agent_id": "",
+            "queue": "",
+            "escalation_level": 0,
+            "opened_at": at.isoformat(),
+        }
+        desk["tickets_total"] += 1
+        since = at - timedelta(days=RECENT_TICKET_DAYS)
+        openings = [o for o in desk["recent_openings"] if _time(o) > since]
+        desk["recent_openings"] = sorted([*openings, at.isoformat()], key=_time)
+        contact_channel = _channel(d.get("channel", ""))
+    elif kind == "ticket.interaction_recorded":
+        if _word(d.get("kind", ""), "INTERACTION_KIND_") != "internal_note":
+            contact_channel = _channel(d.get("channel", ""))
+    elif kind == "ticket.rated":
+        desk["rating_sum"] += int(d.get("score", 0))
+        desk["ratings"] += 1
+    elif ticket is not None:
+        if kind == "ticket.assigned":
+            ticket["agent_id"] = d.get("agent_id", "")
+            ticket["queue"] = d.get("queue", "")
+        elif kind == "ticket.priority_changed":
+            ticket["priority"] = _priority(d.get("priority", ""))
+        elif kind == "ticket.escalated":
+            ticket["escalation_level"] = int(d.get("level", 0))
+            ticket["queue"] = d.get("queue", "") or ticket["queue"]
+        elif kind == "ticket.resolved":
+            ticket["state"] = "resolved"
+        elif kind == "ticket.reopened":
+            ticket["state"] = "open"
+        elif kind == "ticket.closed":
+            del desk["tickets"][ticket_id]
+    if contact_channel and (not desk["last_contact_at"] or at >= _time(desk["last_contact_at"])):
+        desk["last_contact_at"] = at.isoformat()
+        desk["last_contact_channel"] = contact_channel
+
+
+# -- the churn signal ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChurnRule:
+    """`threshold` support contacts within `window` flag a customer at risk of churning; the
+    flag clears when `window` has passed since the last contact with no new one."""
+
+    threshold: int = 4
+    window: timedelta = timedelta(days=30)
+
+    def describe(self) -> str:
+        days = self.window / timedelta(days=1)
+        return f"{days:g} days"
+
+
+def support_contact(entry: Entry) -> Doc | None:
+    """The support contact an entry is, if it is one: a ticket opened, or an inbound call or
+    message on a ticket (what the customer did, not what we did)."""
+    d = entry.details
+    if entry.type == "ticket.opened":
+        contact, channel = "ticket_opened", _channel(d.get("channel", ""))
+    elif entry.type == "ticket.interaction_recorded":
+        contact = _word(d.get("kind", ""), "INTERACTION_KIND_")
+        if contact not in ("inbound_call", "inbound_message"):
+            return None
+        channel = _channel(d.get("channel", ""))
+    else:
+        return None
+    return {
+        "ticket_id": entry.aggregate_id,
+        "contact": contact,
+        "channel": channel,
+        "at": entry.occurred_at.isoformat(),
+        "summary": entry.summary,
+        "event_id": entry.event_id,
+    }
+
+
+def empty_churn() -> Doc:
+    return {"contacts": [], "at_risk": False, "since": "", "until": ""}
+
+
+def _derived(customer_id: str, kind: str, at: datetime, summary: str, details: Doc) -> Entry:
+    """An entry the projection derives: its id and position are functions of what it says."""
+    event_id = uuid.uuid5(_DERIVED_NAMESPACE, f"{customer_id}:{kind}:{at.isoformat()}")
+    return Entry(
+        event_id=str(event_id),
+        customer_id=customer_id,
+        occurred_at=at,
+        source=DERIVED_SOURCE,
+        # Derived entries have no log; a stable 62-bit number keeps (source, position) unique.
+        position=event_id.int >> 66,
+        type=f"customer.{kind}",
+        summary=summary,
+        details=details,
+        aggregate_id=customer_id,
+        aggregate_version=0,
+    )
+
+
+def _clear(p: Doc, rule: ChurnRule) -> Entry:
+    churn = p["churn"]
+    until = _time(churn["until"])
+    entry = _derived(
+        p["customer_id"],
+        "at_risk_cleared",
+        until,
+        f"No longer at risk: no support contact for {rule.describe()}",
+        {"since": churn["since"], "until": churn["until"]},
+    )
+    churn.update(at_risk=False, since="", until="")
+    p["updated_at"] = max(p["updated_at"], until.isoformat())
+    return entry
+
+
+def observe(p: Doc, entry: Entry, rule: ChurnRule) -> list[Entry]:
+    """Apply the churn rule to a profile just folded with `entry` (in place); returns the
+    entries it derives."""
+    contact = support_contact(entry)
+    if contact is None:
+        return []
+    churn = p.setdefault("churn", empty_churn())
+    derived: list[Entry] = []
+    if churn["at_risk"] and _time(churn["until"]) <= entry.occurred_at:
+        derived.append(_clear(p, rule))  # the last episode ended before this contact
+    contacts = sorted([*churn["contacts"], contact], key=lambda c: (_time(c["at"]), c["event_id"]))
+    newest = _time(contacts[-1]["at"])
+    churn["contacts"] = [c for c in contacts if _time(c["at"]) > newest - rule.window]
+    until = (newest + rule.window).isoformat()
+    if churn["at_risk"]:
+        churn["until"] = until
+    elif len(churn["contacts"]) >= rule.threshold:
+        churn.update(at_risk=True, since=newest.isoformat(), until=until)
+        count = len(churn["contacts"])
+        derived.append(
+            _derived(
+                p["customer_id"],
+                "at_risk_flagged",
+                newest,
+                f"At risk of churning: {count} support contacts within {rule.describe()}",
+                {
+                    "threshold": rule.threshold,
+                    "window_days": rule.window / timedelta(days=1),
+                    "contacts": copy.deepcopy(churn["contacts"]),
+                },
+            )
+        )
+        p["updated_at"] = max(p["updated_at"], newest.isoformat())
+    return derived
+
+
+def sweep(profile: Doc, now: datetime, rule: ChurnRule) -> tuple[Doc, list[Entry]]:
+    """Clear an at-risk flag whose window has passed by `now`."""
+    churn = profile.get("churn")
+    if not churn or not churn["at_risk"] or _time(churn["until"]) > now:
+        return profile, []
+    p = copy.deepcopy(profile)
+    return p, [_clear(p, rule)]
+
+
+def at_risk_until(profile: Doc) -> datetime | None:
+    """When the profile's at-risk flag clears, if it is set."""
+    churn = profile.get("churn")
+    return _time(churn["until"]) if churn and churn["at_risk"] else None

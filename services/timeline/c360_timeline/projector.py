@@ -3,6 +3,10 @@
 Messages are acknowledged only after the transaction that applied them (rows plus tracking)
 committed; a crash before the ack means redelivery, which the tracking records turn into a
 no-op. One projector is active at a time (advisory lock); standbys take over on its death.
+It reads through the platform's catch-up consumer: whatever the stream no longer holds (the
+projector was away longer than the retention; a rebuild) comes from the services' stores.
+When it has caught up, the active projector also sweeps: at-risk flags whose window passed (a
+settling minute ago, so that late events of that time are in) are cleared.
 """
 
 from __future__ import annotations
@@ -10,27 +14,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import nats
-from google.protobuf.message import DecodeError
 from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import NotFoundError
 from opentelemetry import trace
 
 from c360.events.v1 import envelope_pb2
 from c360_platform import telemetry
-from c360_platform.envelope import UnknownEventType, unpack
+from c360_platform.catchup import CatchUpConsumer, SourceDirectory, StartAt
+from c360_platform.envelope import SUBJECT_ROOT, UnknownEventType, unpack
 from c360_platform.errors import PreconditionFailed
 from c360_platform.locks import AdvisoryLock
 from c360_platform.streams import StreamSettings, ensure_stream
+from c360_timeline.inbound import ErpIntake
 from c360_timeline.readmodel import ReadModel
 
 _log = logging.getLogger(__name__)
 DURABLE = "timeline"
+STATE_INTERVAL = 1.0
+"""Seconds between saves of the durable's floor (its watermarks live in the tracking table)."""
+SWEEP_EVERY = 5.0
+"""Seconds between sweeps of expired at-risk flags (only while caught up)."""
+SETTLE = timedelta(seconds=60)
+"""A flag clears in the read model this long after its window passed."""
 
 
 class Projector:
@@ -45,29 +55,28 @@ class Projector:
         stream: StreamSettings | None = None,
         durable: str = DURABLE,
         batch_size: int = 256,
+        directory: SourceDirectory | None = None,
     ) -> None:
         self.view = view
         self.nats_url = nats_url
         self.stream = stream or StreamSettings.from_env()
         self.durable = durable
         self.batch_size = batch_size
+        self.directory = directory or SourceDirectory({})
         self.lock = AdvisoryLock(postgres_url, f"c360.projector.{durable}")
         self.nc: NATS | None = None
         self.js: JetStreamContext | None = None
-        self.sub: JetStreamContext.PullSubscription | None = None
+        self.consumer: CatchUpConsumer | None = None
+        # What ERP systems publish (erp.>), followed beside c360's own events.
+        # Both feeds write profiles; one transaction at a time, so that two first events of
+        # a customer never both start from an empty profile.
+        self.writing = asyncio.Lock()
+        self.intake = ErpIntake(view, batch_size=batch_size, writing=self.writing)
         self.mutex = asyncio.Lock()
         self.active = asyncio.Event()
         self.applied = 0
-
-    def consumer_config(self) -> ConsumerConfig:
-        return ConsumerConfig(
-            durable_name=self.durable,
-            deliver_policy=DeliverPolicy.ALL,
-            ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=30,
-            max_ack_pending=4 * self.batch_size,
-            filter_subject="c360.>",
-        )
+        self._saved_at = 0.0
+        self.next_sweep = 0.0
 
     async def connect(self) -> JetStreamContext.PullSubscription:
         if self.js is None:
@@ -76,47 +85,59 @@ class Projector:
             )
             self.js = self.nc.jetstream()
             await ensure_stream(self.js, self.stream)
-        if self.sub is None:
-            self.sub = await self.js.pull_subscribe(
-                "c360.>",
-                durable=self.durable,
-                stream=self.stream.name,
-                config=self.consumer_config(),
+        if self.intake.js is None:
+            await self.intake.open(self.js)
+        if self.consumer is None:
+            consumer = CatchUpConsumer(
+                self.js,
+                self.stream,
+                self.durable,
+                f"{SUBJECT_ROOT}.>",
+                self.directory,
+                batch_size=self.batch_size,
             )
-        return self.sub
+            # The read model's tracking says how far each source is applied.
+            marks = await asyncio.to_thread(self.view.applied_positions)
+            await consumer.open(StartAt.beginning(), watermarks=marks)
+            self.consumer = consumer
+        assert self.consumer.sub is not None
+        return self.consumer.sub
 
     async def close(self) -> None:
         await self.lock.release()
+        if self.consumer is not None:
+            await self.consumer.close()
+        self.intake.close()
         if self.nc is not None:
             # Every message we care about was acknowledged already: close, don't drain.
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.nc.close(), timeout=2)
-        self.nc = self.js = self.sub = None
+        self.nc = self.js = self.consumer = None
         self.active.clear()
 
     async def process_batch(self, timeout: float = 1.0) -> int:
-        """Fetch one batch, apply it, then ack it. Returns how many messages were fetched."""
-        sub = await self.connect()
-        try:
-            msgs = await sub.fetch(self.batch_size, timeout=timeout)
-        except (TimeoutError, nats.errors.TimeoutError):
-            return 0
+        """Take one batch (from the stream, or from the stores while healing a gap), apply
+        it, then ack it. Returns how many events and messages it held."""
+        await self.connect()
+        assert self.consumer is not None
+        batch = await self.consumer.next_batch(timeout)
+        for msg in batch.undecodable:
+            _log.error("dropping a message on %s that is not an envelope", msg.subject)
+            await msg.term()
         envelopes: list[envelope_pb2.Envelope] = []
-        good: list[Msg] = []
-        for msg in msgs:
-            env = envelope_pb2.Envelope()
+        for event in batch.events:
             try:
-                env.ParseFromString(msg.data)
-                unpack(env)
-            except (DecodeError, UnknownEventType) as exc:
-                # Not ours to read; a later issue routes these to a dead-letter subject.
+                unpack(event.envelope)
+            except UnknownEventType as exc:
+                # A newer contract than this timeline knows: upgrade it, then rebuild.
                 _log.error(
-                    "dropping undecodable message on %s: %s", msg.subject, type(exc).__name__
+                    "skipping %s:%d of unknown type %s",
+                    event.envelope.source,
+                    event.envelope.source_position,
+                    exc,
                 )
-                await msg.term()
                 continue
-            envelopes.append(env)
-            good.append(msg)
+            envelopes.append(event.envelope)
         tracer = telemetry.tracer("c360.projector")
         spans = [
             tracer.start_span(
@@ -127,14 +148,21 @@ class Projector:
             for e in envelopes
         ]
         try:
-            applied = await asyncio.to_thread(self.view.apply, envelopes)
+            applied = 0
+            if envelopes:
+                async with self.writing:
+                    applied = await asyncio.to_thread(self.view.apply, envelopes)
         finally:
             for span in spans:
                 span.end()
-        for msg in good:
-            await msg.ack()
+        # The tracking table holds the watermarks; the durable keeps its floor, now and then.
+        now = time.monotonic()
+        save = self.consumer.filling or now - self._saved_at > STATE_INTERVAL
+        await self.consumer.commit(batch, save=save)
+        if save:
+            self._saved_at = now
         self.applied += applied
-        return len(msgs)
+        return len(batch)
 
     async def run(self, stop: asyncio.Event, *, standby_poll: float = 1.0) -> None:
         while not stop.is_set():
@@ -143,12 +171,20 @@ class Projector:
                     await _sleep_or_stop(stop, standby_poll)
                     continue
                 self.active.set()
-                while not stop.is_set():
-                    async with self.mutex:
-                        fetched = await self.process_batch()
-                    if fetched == 0 and not await self.lock.still_held():
-                        _log.warning("projector lost its lock; standing by")
-                        break
+                done = asyncio.Event()
+                async with asyncio.TaskGroup() as group:
+                    group.create_task(self._follow_inbound(stop, done))
+                    try:
+                        while not stop.is_set():
+                            async with self.mutex:
+                                fetched = await self.process_batch()
+                                if fetched == 0 and time.monotonic() >= self.next_sweep:
+                                    await self.sweep()
+                            if fetched == 0 and not await self.lock.still_held():
+                                _log.warning("projector lost its lock; standing by")
+                                break
+                    finally:
+                        done.set()
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -157,32 +193,57 @@ class Projector:
                 await _sleep_or_stop(stop, 1.0)
         await self.close()
 
+    async def _follow_inbound(self, stop: asyncio.Event, done: asyncio.Event) -> None:
+        """The ERP feed, beside the main one, for as long as this projector is active."""
+        while not stop.is_set() and not done.is_set():
+            async with self.intake.mutex:
+                await self.connect()
+                await self.intake.process_batch()
+
+    async def sweep(self) -> int:
+        """Clear the at-risk flags whose window passed (SETTLE ago); returns how many."""
+        self.next_sweep = time.monotonic() + SWEEP_EVERY
+        async with self.writing:
+            return await asyncio.to_thread(self.view.sweep, datetime.now(UTC) - SETTLE)
+
     async def rebuild(self) -> AsyncIterator[tuple[int, int]]:
-        """Empty the read model and replay the whole stream into it, yielding progress."""
+        """Empty the read model and replay every event into it, yielding (applied, total).
+
+        The same path as any new subscriber from the start: the stream, and before it, what
+        only the services' stores still hold. `total` is an estimate (the stream's messages)
+        until the end, when it is the number of events applied."""
         if not self.active.is_set():
             raise PreconditionFailed("this replica is not the active projector; retry")
-        async with self.mutex:
+        async with self.mutex, self.intake.mutex:
             await self.connect()
             assert self.js is not None
-            info = await self.js.stream_info(self.stream.name)
-            total = int(info.state.messages)
-            self.sub = None
-            with contextlib.suppress(NotFoundError):
-                await self.js.delete_consumer(self.stream.name, self.durable)
+            assert self.consumer is not None
+            total = 0
+            for name in (self.stream.name, self.intake.stream.name):
+                total += int((await self.js.stream_info(name)).state.messages)
+            await self.consumer.delete()
+            self.consumer = None
+            await self.intake.delete()
             await asyncio.to_thread(self.view.truncate)
-            sub = await self.connect()
-            done = 0
-            yield done, total
+            await self.connect()
+            consumer = self.consumer
+            assert consumer is not None
+            before = self.applied + self.intake.applied
+            yield 0, total
             while True:
-                fetched = await self.process_batch(timeout=0.5)
-                done += fetched
-                if fetched:
-                    yield min(done, total), total
+                taken = await self.process_batch(timeout=0.5)
+                taken += await self.intake.process_batch(timeout=0.1)
+                applied = self.applied + self.intake.applied - before
+                if taken:
+                    yield applied, max(total, applied)
                     continue
-                consumer = await sub.consumer_info()
-                if consumer.num_pending == 0 and consumer.num_ack_pending == 0:
+                if consumer.filling or await consumer.pending():
+                    continue
+                if await self.intake.pending() == 0:
                     break
-            yield total, total
+            await self.sweep()
+            applied = self.applied + self.intake.applied - before
+            yield applied, applied
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:

@@ -7,7 +7,7 @@ import base64
 import json
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
@@ -22,6 +22,7 @@ from c360_platform.commands import parse_id
 from c360_platform.consistency import ConsistencyToken
 from c360_platform.envelope import timestamp
 from c360_platform.errors import DeadlineExceeded, InvalidArgument, NotFound, Unavailable
+from c360_timeline.projection import RECENT_TICKET_DAYS
 from c360_timeline.projector import Projector
 from c360_timeline.readmodel import SCHEMA, name_key
 
@@ -70,7 +71,69 @@ def _decode_token(token: str) -> tuple[datetime, str, int]:
         raise InvalidArgument.one("page_token", "not a token from a previous page") from None
 
 
-def profile_message(doc: dict[str, Any]) -> api.Profile:
+def _ts(text: str) -> Any:
+    return timestamp(datetime.fromisoformat(text)) if text else None
+
+
+def service_desk_message(desk: dict[str, Any], now: datetime) -> api.ServiceDeskSummary:
+    """The profile's service-desk part; counts relative to `now` are made at read time."""
+    since = now - timedelta(days=RECENT_TICKET_DAYS)
+    open_tickets = sorted(
+        ((tid, t) for tid, t in desk["tickets"].items() if t["state"] == "open"),
+        key=lambda item: (item[1]["opened_at"], item[0]),
+    )
+    return api.ServiceDeskSummary(
+        open_tickets=[
+            api.TicketOverview(
+                ticket_id=tid,
+                subject=t["subject"],
+                channel=t["channel"],
+                priority=t["priority"],
+                category=t["category"],
+                agent_id=t["agent_id"],
+                queue=t["queue"],
+                escalation_level=t["escalation_level"],
+                opened_at=_ts(t["opened_at"]),
+            )
+            for tid, t in open_tickets
+        ],
+        open_ticket_count=len(open_tickets),
+        tickets_last_30_days=sum(
+            1 for at in desk["recent_openings"] if datetime.fromisoformat(at) > since
+        ),
+        tickets_total=desk["tickets_total"],
+        last_contact_channel=desk["last_contact_channel"],
+        last_contact_at=_ts(desk["last_contact_at"]),
+        mean_satisfaction=desk["rating_sum"] / desk["ratings"] if desk["ratings"] else None,
+        ratings=desk["ratings"],
+    )
+
+
+def _at_risk(doc: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """The churn signal as of `now` (a flag whose window has passed is off, swept or not)."""
+    churn = doc.get("churn")
+    if not churn or not churn["at_risk"] or datetime.fromisoformat(churn["until"]) <= now:
+        return {"at_risk": False}
+    return {
+        "at_risk": True,
+        "at_risk_since": _ts(churn["since"]),
+        "at_risk_until": _ts(churn["until"]),
+        "at_risk_reasons": [
+            api.AtRiskReason(
+                ticket_id=c["ticket_id"],
+                contact=c["contact"],
+                channel=c["channel"],
+                at=_ts(c["at"]),
+                summary=c["summary"],
+                event_id=c["event_id"],
+            )
+            for c in churn["contacts"]
+        ],
+    }
+
+
+def profile_message(doc: dict[str, Any], now: datetime | None = None) -> api.Profile:
+    now = now or datetime.now(UTC)
     core = {
         "customer_id",
         "kind",
@@ -84,6 +147,8 @@ def profile_message(doc: dict[str, Any]) -> api.Profile:
         "last_contact_source",
         "first_seen_at",
         "updated_at",
+        "service_desk",
+        "churn",
     }
 
     def ts(text: str) -> Any:
@@ -106,6 +171,10 @@ def profile_message(doc: dict[str, Any]) -> api.Profile:
         last_contact_source=doc["last_contact_source"],
         first_seen_at=ts(doc["first_seen_at"]),
         updated_at=ts(doc["updated_at"]),
+        service_desk=service_desk_message(doc["service_desk"], now)
+        if "service_desk" in doc
+        else None,
+        **_at_risk(doc, now),
     )
 
 

@@ -8,20 +8,50 @@ redelivered, re-published or replayed is recognised and changes nothing.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresFactory, PostgresTrackingRecorder
 from eventsourcing.utils import Environment
+from psycopg import Cursor
+from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 from unidecode import unidecode
 
 from c360.events.v1 import envelope_pb2
 from c360_platform.store import postgres_env
-from c360_timeline.projection import Entry, empty_profile, entry_for, fold
+from c360_timeline.projection import (
+    ChurnRule,
+    Doc,
+    Entry,
+    at_risk_until,
+    empty_profile,
+    entry_for,
+    fold,
+    observe,
+    sweep,
+)
 
 SCHEMA = "timeline"
+
+
+def churn_rule_from_env(env: Mapping[str, str] = os.environ) -> ChurnRule:
+    """C360_AT_RISK_THRESHOLD (default 4 contacts) and C360_AT_RISK_WINDOW_DAYS (default 30;
+    fractions allowed). A change applies to new events; `c360 timeline rebuild` applies it
+    to the whole history."""
+    try:
+        threshold = int(env.get("C360_AT_RISK_THRESHOLD", "4"))
+        days = float(env.get("C360_AT_RISK_WINDOW_DAYS", "30"))
+    except ValueError as exc:
+        raise ValueError(f"C360_AT_RISK_THRESHOLD / C360_AT_RISK_WINDOW_DAYS: {exc}") from None
+    if threshold < 1 or not days > 0:
+        raise ValueError(
+            "C360_AT_RISK_THRESHOLD must be 1 or more and C360_AT_RISK_WINDOW_DAYS more than 0"
+        )
+    return ChurnRule(threshold, timedelta(days=days))
 
 
 def name_key(name: str) -> str:
@@ -34,6 +64,7 @@ class ReadModel(PostgresTrackingRecorder):
 
     def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
         super().__init__(datastore, **kwargs)
+        self.rule = ChurnRule()
         s = Identifier(self.datastore.schema)
         self.entries = SQL("{}.entries").format(s)
         self.profiles = SQL("{}.profiles").format(s)
@@ -71,6 +102,14 @@ class ReadModel(PostgresTrackingRecorder):
                 SQL(
                     "CREATE INDEX IF NOT EXISTS profiles_by_name ON {} (name_key text_pattern_ops)"
                 ).format(self.profiles),
+                # When each at-risk flag clears, for the sweep.
+                SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS at_risk_until timestamptz").format(
+                    self.profiles
+                ),
+                SQL(
+                    "CREATE INDEX IF NOT EXISTS profiles_at_risk ON {} (at_risk_until)"
+                    " WHERE at_risk_until IS NOT NULL"
+                ).format(self.profiles),
                 SQL("CREATE INDEX IF NOT EXISTS profiles_by_email ON {} USING gin (emails)").format(
                     self.profiles
                 ),
@@ -107,6 +146,18 @@ class ReadModel(PostgresTrackingRecorder):
                 return 0
             for e in fresh:
                 self._insert_tracking(curs, Tracking(e.source, e.position))
+            # One event at two positions (an ERP message sent twice) takes effect once.
+            curs.execute(
+                SQL("SELECT event_id FROM {} WHERE event_id = ANY(%s::uuid[])").format(
+                    self.entries
+                ),
+                ([e.event_id for e in fresh],),
+            )
+            known = {str(r["event_id"]) for r in curs.fetchall()}
+            first = {e.event_id: e for e in reversed(fresh) if e.event_id not in known}
+            fresh = [e for e in fresh if first.get(e.event_id) is e]
+            if not fresh:
+                return 0
             customer_ids = sorted({e.customer_id for e in fresh})
             curs.execute(
                 SQL(
@@ -116,58 +167,86 @@ class ReadModel(PostgresTrackingRecorder):
                 (customer_ids,),
             )
             profiles = {str(r["customer_id"]): r["doc"] for r in curs.fetchall()}
+            rows: list[Entry] = []
             for e in fresh:
                 profile = profiles.get(e.customer_id) or empty_profile(e.customer_id)
-                profiles[e.customer_id] = fold(profile, e)
-            curs.executemany(
-                SQL(
-                    "INSERT INTO {} (event_id, customer_id, occurred_at, source, position, type,"
-                    " summary, details, aggregate_id, aggregate_version)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-                    " ON CONFLICT (event_id) DO NOTHING"
-                ).format(self.entries),
-                [
-                    (
-                        e.event_id,
-                        e.customer_id,
-                        e.occurred_at,
-                        e.source,
-                        e.position,
-                        e.type,
-                        e.summary,
-                        json.dumps(e.details),
-                        e.aggregate_id,
-                        e.aggregate_version,
-                    )
-                    for e in fresh
-                ],
-            )
-            curs.executemany(
-                SQL(
-                    "INSERT INTO {} (customer_id, kind, display_name, name_key, emails, phones,"
-                    " doc, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
-                    " ON CONFLICT (customer_id) DO UPDATE SET kind = EXCLUDED.kind,"
-                    " display_name = EXCLUDED.display_name, name_key = EXCLUDED.name_key,"
-                    " emails = EXCLUDED.emails, phones = EXCLUDED.phones, doc = EXCLUDED.doc,"
-                    " updated_at = EXCLUDED.updated_at"
-                ).format(self.profiles),
-                [
-                    (
-                        cid,
-                        p["kind"],
-                        p["display_name"],
-                        name_key(p["display_name"]),
-                        p["emails"],
-                        p["phones"],
-                        json.dumps(p),
-                        p["updated_at"] or None,
-                    )
-                    for cid in customer_ids
-                    for p in [profiles[cid]]
-                ],
-            )
-            curs.execute("SELECT pg_notify('c360_timeline', '')")
+                profile = fold(profile, e)
+                rows.extend([e, *observe(profile, e, self.rule)])
+                profiles[e.customer_id] = profile
+            self._write(curs, rows, [profiles[cid] for cid in customer_ids])
         return len(fresh)
+
+    def sweep(self, now: datetime) -> int:
+        """Clear the at-risk flags whose window has passed by `now`, each with its timeline
+        entry at the moment it cleared. Returns how many were cleared."""
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                SQL(
+                    "SELECT customer_id, doc FROM {} WHERE at_risk_until <= %s"
+                    " ORDER BY customer_id FOR UPDATE"
+                ).format(self.profiles),
+                (now,),
+            )
+            profiles: list[Doc] = []
+            rows: list[Entry] = []
+            for r in curs.fetchall():
+                profile, derived = sweep(r["doc"], now, self.rule)
+                profiles.append(profile)
+                rows.extend(derived)
+            if rows:
+                self._write(curs, rows, profiles)
+        return len(rows)
+
+    def _write(self, curs: Cursor[DictRow], rows: list[Entry], profiles: list[Doc]) -> None:
+        """Insert entries and upsert profiles, then wake the watchers."""
+        curs.executemany(
+            SQL(
+                "INSERT INTO {} (event_id, customer_id, occurred_at, source, position, type,"
+                " summary, details, aggregate_id, aggregate_version)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (event_id) DO NOTHING"
+            ).format(self.entries),
+            [
+                (
+                    e.event_id,
+                    e.customer_id,
+                    e.occurred_at,
+                    e.source,
+                    e.position,
+                    e.type,
+                    e.summary,
+                    json.dumps(e.details),
+                    e.aggregate_id,
+                    e.aggregate_version,
+                )
+                for e in rows
+            ],
+        )
+        curs.executemany(
+            SQL(
+                "INSERT INTO {} (customer_id, kind, display_name, name_key, emails, phones,"
+                " doc, updated_at, at_risk_until) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (customer_id) DO UPDATE SET kind = EXCLUDED.kind,"
+                " display_name = EXCLUDED.display_name, name_key = EXCLUDED.name_key,"
+                " emails = EXCLUDED.emails, phones = EXCLUDED.phones, doc = EXCLUDED.doc,"
+                " updated_at = EXCLUDED.updated_at, at_risk_until = EXCLUDED.at_risk_until"
+            ).format(self.profiles),
+            [
+                (
+                    p["customer_id"],
+                    p["kind"],
+                    p["display_name"],
+                    name_key(p["display_name"]),
+                    p["emails"],
+                    p["phones"],
+                    json.dumps(p),
+                    p["updated_at"] or None,
+                    at_risk_until(p),
+                )
+                for p in profiles
+            ],
+        )
+        curs.execute("SELECT pg_notify('c360_timeline', '')")
 
     def truncate(self) -> None:
         """Empty the read model and its tracking (for a rebuild), in one transaction."""
@@ -192,12 +271,17 @@ class ReadModel(PostgresTrackingRecorder):
             return {r["application_name"]: int(r["p"]) for r in curs.fetchall()}
 
 
-def open_read_model(postgres_url: str, schema: str = SCHEMA) -> ReadModel:
-    """The read model on a PostgreSQL URL, tables created if missing."""
+def open_read_model(
+    postgres_url: str, schema: str = SCHEMA, rule: ChurnRule | None = None
+) -> ReadModel:
+    """The read model on a PostgreSQL URL, tables created if missing; the churn rule from
+    the environment unless given."""
     from c360_platform.store import ensure_schema
 
     ensure_schema(postgres_url, schema)
     env = postgres_env(postgres_url, schema)
     env["SINGLE_ROW_TRACKING"] = "f"
     factory = PostgresFactory(Environment("Timeline", env))
-    return factory.tracking_recorder(ReadModel)
+    view = factory.tracking_recorder(ReadModel)
+    view.rule = rule or churn_rule_from_env()
+    return view

@@ -9,6 +9,7 @@ from psycopg_pool import AsyncConnectionPool
 from c360.timeline.v1 import timeline_service_pb2 as api
 from c360.timeline.v1 import timeline_service_pb2_grpc as api_grpc
 from c360_platform import rpc
+from c360_platform.catchup import SourceDirectory
 from c360_platform.config import Settings
 from c360_platform.telemetry import configure
 from c360_timeline.projector import Projector
@@ -23,7 +24,11 @@ SERVICE_NAME = api.DESCRIPTOR.services_by_name["TimelineService"].full_name
 def build(settings: Settings) -> tuple[rpc.ServiceHost, Projector]:
     configure(SOURCE)
     view = open_read_model(settings.postgres_url)
-    projector = Projector(view, postgres_url=settings.postgres_url, nats_url=settings.nats_url)
+    # The services whose stores fill in what the stream no longer holds.
+    directory = SourceDirectory(settings.services, exclude={SOURCE})
+    projector = Projector(
+        view, postgres_url=settings.postgres_url, nats_url=settings.nats_url, directory=directory
+    )
     pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
         settings.postgres_url, min_size=1, max_size=10, open=False
     )

@@ -1,0 +1,330 @@
+"""A small ERP stand-in: debtor accounts in SQLite from c360's customer events, invoices and
+payments published back to c360 on erp.>.
+
+It integrates only through the published contract (the protos in proto/), the way a real ERP
+would: a durable JetStream consumer as the `erp` user, acknowledging each event after its
+effect is committed and dropping repeats by event id, and JetStream publishes of ErpEvents.
+
+    python examples/erp_bridge.py follow [--drain]     # registered customers become debtors
+    python examples/erp_bridge.py debtors              # the debtor accounts
+    python examples/erp_bridge.py invoice CUSTOMER_ID --amount 1250.00 [--currency EUR]
+    python examples/erp_bridge.py pay INVOICE_NUMBER [--amount 500.00]
+
+State lives in --db (default .c360/erp-bridge.sqlite); c360's addresses in --home/endpoints.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sqlite3
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import nats
+from google.protobuf.any_pb2 import Any as AnyMessage
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+
+from c360.erp.v1 import erp_events_pb2 as erp
+from c360.events.v1 import customer_events_pb2 as customer_events
+from c360.events.v1 import envelope_pb2
+
+DURABLE = "erp-bridge"
+STREAM = "C360"
+SUBJECT = "c360.customer.customer.*"
+ERP_SYSTEM = "erp-bridge"
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS debtors (
+  customer_id TEXT PRIMARY KEY, debtor_number TEXT UNIQUE NOT NULL, name TEXT NOT NULL,
+  opened_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS invoices (
+  invoice_number TEXT PRIMARY KEY, customer_id TEXT NOT NULL REFERENCES debtors,
+  amount TEXT NOT NULL, currency TEXT NOT NULL, issue_date TEXT NOT NULL, due_date TEXT NOT NULL,
+  paid TEXT NOT NULL DEFAULT '0', event_id TEXT UNIQUE NOT NULL);
+CREATE TABLE IF NOT EXISTS payments (
+  payment_reference TEXT PRIMARY KEY, invoice_number TEXT NOT NULL REFERENCES invoices,
+  amount TEXT NOT NULL, received_on TEXT NOT NULL, event_id TEXT UNIQUE NOT NULL);
+CREATE TABLE IF NOT EXISTS applied_events (event_id TEXT PRIMARY KEY);
+"""
+
+
+class BridgeError(Exception):
+    """Something the user has to change; printed without a traceback."""
+
+
+# --------------------------------------------------------------------------- the ledger
+
+
+@contextmanager
+def ledger(path: Path) -> Iterator[sqlite3.Connection]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with closing(sqlite3.connect(path)) as db:
+        db.row_factory = sqlite3.Row
+        db.executescript(SCHEMA)
+        yield db
+
+
+def open_debtor(db: sqlite3.Connection, event_id: str, customer_id: str, name: str) -> bool:
+    """Open the customer's debtor account once per event (a repeat changes nothing)."""
+    with db:  # one transaction: the effect and the record that this event was applied
+        if db.execute("SELECT 1 FROM applied_events WHERE event_id = ?", (event_id,)).fetchone():
+            return False
+        db.execute("INSERT INTO applied_events VALUES (?)", (event_id,))
+        count = db.execute("SELECT count(*) FROM debtors").fetchone()[0]
+        db.execute(
+            "INSERT OR IGNORE INTO debtors VALUES (?, ?, ?, ?)",
+            (customer_id, f"D-{10001 + count}", name, datetime.now(UTC).isoformat()),
+        )
+        return True
+
+
+def rename_debtor(db: sqlite3.Connection, event_id: str, customer_id: str, name: str) -> None:
+    with db:
+        if db.execute("SELECT 1 FROM applied_events WHERE event_id = ?", (event_id,)).fetchone():
+            return
+        db.execute("INSERT INTO applied_events VALUES (?)", (event_id,))
+        db.execute("UPDATE debtors SET name = ? WHERE customer_id = ?", (name, customer_id))
+
+
+# --------------------------------------------------------------------------- c360
+
+
+def endpoints(home: Path) -> dict[str, Any]:
+    path = home / "endpoints.json"
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise BridgeError(f"{path} does not exist; start c360 with `make run`") from None
+    return data if isinstance(data, dict) else {}
+
+
+def erp_url(home: Path) -> str:
+    """The `erp` user's NATS URL: it may read c360.> and publish only on erp.>."""
+    data = endpoints(home)
+    url = (data.get("nats_users") or {}).get("erp") or data.get("nats_url")
+    if not url:
+        raise BridgeError(f"{home}/endpoints.json names no NATS server")
+    return str(url)
+
+
+async def follow(home: Path, db_path: Path, drain: bool) -> int:
+    """Turn registered customers into debtors; ack each event after its effect committed."""
+    nc = await nats.connect(erp_url(home), name=DURABLE)
+    js = nc.jetstream()
+    config = ConsumerConfig(
+        durable_name=DURABLE,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_policy=AckPolicy.EXPLICIT,
+        max_ack_pending=64,
+        filter_subject=SUBJECT,
+    )
+    opened = 0
+    try:
+        sub = await js.pull_subscribe(SUBJECT, durable=DURABLE, stream=STREAM, config=config)
+        with ledger(db_path) as db:
+            while True:
+                try:
+                    msgs = await sub.fetch(64, timeout=1)
+                except TimeoutError:
+                    msgs = []
+                for msg in msgs:
+                    env = envelope_pb2.Envelope.FromString(msg.data)
+                    payload = _payload(env.payload)
+                    if isinstance(payload, customer_events.CustomerRegistered):
+                        opened += open_debtor(
+                            db, env.event_id, env.customer_id, payload.display_name
+                        )
+                    elif isinstance(payload, customer_events.CustomerRenamed):
+                        rename_debtor(db, env.event_id, env.customer_id, payload.display_name)
+                    await msg.ack()
+                if drain and not msgs:
+                    info = await sub.consumer_info()
+                    if info.num_pending == 0 and info.num_ack_pending == 0:
+                        break
+    finally:
+        await nc.close()
+    print(json.dumps({"debtors_opened": opened}))
+    return 0
+
+
+def _payload(packed: AnyMessage) -> Any:
+    for cls in (customer_events.CustomerRegistered, customer_events.CustomerRenamed):
+        if packed.Is(cls.DESCRIPTOR):
+            message = cls()
+            packed.Unpack(message)
+            return message
+    return None  # other customer events: nothing for the ledger
+
+
+async def publish(home: Path, subject: str, event: erp.ErpEvent) -> None:
+    """Publish one ErpEvent; its event id is the de-duplication id, so a resend is harmless."""
+    nc = await nats.connect(erp_url(home), name=DURABLE)
+    try:
+        await nc.jetstream().publish(
+            subject, event.SerializeToString(), headers={"Nats-Msg-Id": event.event_id}
+        )
+    except NotFoundError:
+        raise BridgeError("c360 has no ERP stream yet; is the timeline service running?") from None
+    finally:
+        await nc.close()
+
+
+def _event(customer_id: str, event_id: str) -> erp.ErpEvent:
+    message = erp.ErpEvent(event_id=event_id, customer_id=customer_id, erp_system=ERP_SYSTEM)
+    message.occurred_at.GetCurrentTime()
+    return message
+
+
+def _amount(text: str) -> str:
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise BridgeError(f"--amount {text!r} is not a number such as 1250.00") from None
+    if value <= 0:
+        raise BridgeError("--amount must be more than zero")
+    return f"{value:.2f}"
+
+
+def issue_invoice(
+    home: Path, db_path: Path, customer_id: str, amount: str, currency: str, due_days: int
+) -> dict[str, Any]:
+    with ledger(db_path) as db:
+        if not db.execute("SELECT 1 FROM debtors WHERE customer_id = ?", (customer_id,)).fetchone():
+            raise BridgeError(
+                f"{customer_id} is no debtor yet; run `erp_bridge.py follow --drain` after"
+                " registering the customer in c360"
+            )
+        count = db.execute("SELECT count(*) FROM invoices").fetchone()[0]
+        number = f"INV-{date.today().year}-{count + 1:06d}"
+        today = date.today()
+        row = {
+            "invoice_number": number,
+            "customer_id": customer_id,
+            "amount": _amount(amount),
+            "currency": currency.upper(),
+            "issue_date": today.isoformat(),
+            "due_date": (today + timedelta(days=due_days)).isoformat(),
+            "event_id": str(uuid.uuid4()),
+        }
+        with db:
+            db.execute(
+                "INSERT INTO invoices (invoice_number, customer_id, amount, currency,"
+                " issue_date, due_date, event_id) VALUES (:invoice_number, :customer_id,"
+                " :amount, :currency, :issue_date, :due_date, :event_id)",
+                row,
+            )
+    event = _event(customer_id, row["event_id"])
+    event.invoice_issued.CopyFrom(
+        erp.InvoiceIssued(
+            invoice_number=number,
+            amount=erp.Money(currency=row["currency"], amount=row["amount"]),
+            issue_date=row["issue_date"],
+            due_date=row["due_date"],
+        )
+    )
+    asyncio.run(publish(home, "erp.invoice.issued", event))
+    return row
+
+
+def receive_payment(
+    home: Path, db_path: Path, invoice_number: str, amount: str | None
+) -> dict[str, Any]:
+    with ledger(db_path) as db:
+        invoice = db.execute(
+            "SELECT * FROM invoices WHERE invoice_number = ?", (invoice_number,)
+        ).fetchone()
+        if invoice is None:
+            raise BridgeError(f"no invoice {invoice_number}; `debtors` lists the open ones")
+        open_amount = Decimal(invoice["amount"]) - Decimal(invoice["paid"])
+        paid = _amount(amount) if amount else f"{open_amount:.2f}"
+        count = db.execute("SELECT count(*) FROM payments").fetchone()[0]
+        row = {
+            "payment_reference": f"PAY-{date.today().year}-{count + 1:06d}",
+            "invoice_number": invoice_number,
+            "amount": paid,
+            "received_on": date.today().isoformat(),
+            "event_id": str(uuid.uuid4()),
+        }
+        with db:
+            db.execute(
+                "INSERT INTO payments VALUES (:payment_reference, :invoice_number, :amount,"
+                " :received_on, :event_id)",
+                row,
+            )
+            db.execute(
+                "UPDATE invoices SET paid = ? WHERE invoice_number = ?",
+                (f"{Decimal(invoice['paid']) + Decimal(paid):.2f}", invoice_number),
+            )
+    event = _event(invoice["customer_id"], row["event_id"])
+    event.payment_received.CopyFrom(
+        erp.PaymentReceived(
+            payment_reference=row["payment_reference"],
+            amount=erp.Money(currency=invoice["currency"], amount=paid),
+            invoice_number=invoice_number,
+            received_on=row["received_on"],
+        )
+    )
+    asyncio.run(publish(home, "erp.payment.received", event))
+    return row
+
+
+def debtors(db_path: Path) -> list[dict[str, Any]]:
+    with ledger(db_path) as db:
+        rows = db.execute(
+            "SELECT d.customer_id, d.debtor_number, d.name,"
+            " coalesce(sum(CAST(i.amount AS REAL) - CAST(i.paid AS REAL)), 0) AS open_amount"
+            " FROM debtors d LEFT JOIN invoices i ON i.customer_id = d.customer_id"
+            " GROUP BY d.customer_id ORDER BY d.debtor_number"
+        ).fetchall()
+        return [dict(r) for r in rows]
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--home", type=Path, default=Path(".c360"), help="c360 state directory")
+    parser.add_argument("--db", type=Path, help="the ledger (default HOME/erp-bridge.sqlite)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("follow", help="open a debtor account for every registered customer")
+    p.add_argument("--drain", action="store_true", help="exit once caught up")
+    sub.add_parser("debtors", help="list the debtor accounts")
+    p = sub.add_parser("invoice", help="issue an invoice and publish it to c360")
+    p.add_argument("customer_id")
+    p.add_argument("--amount", required=True)
+    p.add_argument("--currency", default="EUR")
+    p.add_argument("--due-days", type=int, default=30)
+    p = sub.add_parser("pay", help="record a payment of an invoice and publish it to c360")
+    p.add_argument("invoice_number")
+    p.add_argument("--amount", help="default: what is still open")
+    args = parser.parse_args(argv)
+    db_path = args.db or args.home / "erp-bridge.sqlite"
+    try:
+        if args.command == "follow":
+            return asyncio.run(follow(args.home, db_path, args.drain))
+        if args.command == "debtors":
+            result: Any = debtors(db_path)
+        elif args.command == "invoice":
+            result = issue_invoice(
+                args.home, db_path, args.customer_id, args.amount, args.currency, args.due_days
+            )
+        else:
+            result = receive_payment(args.home, db_path, args.invoice_number, args.amount)
+    except BridgeError as exc:
+        print(f"erp_bridge: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""A business service's read of the customer's 360 context from the timeline service (gRPC).
+
+The context is a convenience beside a service's own answer, never a reason to fail it: when
+the timeline is down, slow or has no profile yet, the context comes back marked unavailable
+with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import grpc
+
+from c360.timeline.v1 import timeline_service_pb2 as tapi
+from c360.timeline.v1 import timeline_service_pb2_grpc as tapi_grpc
+
+_log = logging.getLogger(__name__)
+RECENT_ENTRIES = 5
+
+
+@dataclass(frozen=True)
+class CustomerContext:
+    """The customer's profile and latest timeline entries, or why they are not there."""
+
+    available: bool
+    reason: str = ""
+    profile: tapi.Profile | None = None
+    recent: list[tapi.TimelineEntry] = field(default_factory=list)
+
+
+class ContextReader:
+    """Reads profiles from the timeline query API at `address` (host:port), within `timeout`."""
+
+    def __init__(self, address: str, *, timeout: float = 2.0) -> None:
+        self.address = address
+        self.timeout = timeout
+        self._channel: grpc.aio.Channel | None = None
+
+    def _stub(self) -> tapi_grpc.TimelineServiceAsyncStub:
+        if self._channel is None:
+            # Created lazily, inside the serving event loop.
+            self._channel = grpc.aio.insecure_channel(
+                self.address, options=[("grpc.enable_http_proxy", 0)]
+            )
+        return tapi_grpc.TimelineServiceStub(self._channel)
+
+    async def read(self, customer_id: str, wait_for: str = "") -> CustomerContext:
+        """The context of a customer; with `wait_for` (a consistency token) it includes that
+        write if the timeline applies it within half the timeout, else it is read as it is."""
+        stub = self._stub()
+        try:
+            profile = await self._profile(stub, customer_id, wait_for)
+            page = await stub.GetTimeline(
+                tapi.GetTimelineRequest(customer_id=customer_id, page_size=RECENT_ENTRIES),
+                timeout=self.timeout,
+            )
+        except grpc.aio.AioRpcError as exc:
+            return CustomerContext(False, self._reason(exc, customer_id))
+        return CustomerContext(True, profile=profile, recent=list(page.entries))
+
+    async def _profile(
+        self, stub: tapi_grpc.TimelineServiceAsyncStub, customer_id: str, wait_for: str
+    ) -> tapi.Profile:
+        if wait_for:
+            try:
+                reply = await stub.GetProfile(
+                    tapi.GetProfileRequest(customer_id=customer_id, wait_for=wait_for),
+                    timeout=self.timeout / 2,
+                )
+                return reply.profile
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
+                    raise
+        reply = await stub.GetProfile(
+            tapi.GetProfileRequest(customer_id=customer_id), timeout=self.timeout / 2
+        )
+        return reply.profile
+
+    def _reason(self, exc: grpc.aio.AioRpcError, customer_id: str) -> str:
+        code = exc.code()
+        if code == grpc.StatusCode.NOT_FOUND:
+            return f"the timeline has no profile of customer {customer_id} (yet)"
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            return f"the timeline service at {self.address} did not answer in time"
+        if code == grpc.StatusCode.UNAVAILABLE:
+            return f"the timeline service at {self.address} is unavailable"
+        _log.warning("timeline context failed: %s", code.name)
+        return f"the timeline service answered {code.name}"
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close(None)
+            self._channel = None

@@ -1,0 +1,79 @@
+"""The catch-up read (EventLogService.ReadEvents) every business service serves from its store."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from c360.events.v1 import event_log_pb2 as api
+from c360.events.v1 import event_log_pb2_grpc as api_grpc
+from c360_platform import rpc
+from c360_platform.config import Settings
+from c360_platform.relay import Contract, OutboxRelay, StoredEnvelope
+from c360_platform.store import ServiceApplication
+
+SERVICE_NAME = api.DESCRIPTOR.services_by_name["EventLogService"].full_name
+PAGE_SIZE = 500
+
+
+class EventLogServicer(api_grpc.EventLogServiceServicer):
+    """Streams a service's stored events after a position, packed as its relay publishes them."""
+
+    def __init__(
+        self, app: ServiceApplication, contract: Contract, page_size: int = PAGE_SIZE
+    ) -> None:
+        self.app = app
+        self.contract = contract
+        self.page_size = page_size
+
+    def _page(self, after: int, limit: int, head: int) -> list[Any]:
+        rows = self.app.event_recorder.select_with_metadata(after, limit)
+        return [
+            StoredEnvelope(self.app, self.contract, n, m).pack() for n, m in rows if n.id <= head
+        ]
+
+    async def ReadEvents(
+        self, request: api.ReadEventsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[api.ReadEventsResponse]:
+        head = await asyncio.to_thread(self.app.recorder.max_notification_id) or 0
+        after = request.after_position
+        remaining = request.limit or None
+        sent = False
+        while after < head and (remaining is None or remaining > 0):
+            size = self.page_size if remaining is None else min(self.page_size, remaining)
+            page = await asyncio.to_thread(self._page, after, size, head)
+            if not page:
+                break
+            yield api.ReadEventsResponse(source=self.app.source, head_position=head, envelopes=page)
+            sent = True
+            after = page[-1].source_position
+            if remaining is not None:
+                remaining -= len(page)
+        if not sent:
+            yield api.ReadEventsResponse(source=self.app.source, head_position=head)
+
+
+def serve_event_log(host: rpc.ServiceHost, app: ServiceApplication, contract: Contract) -> None:
+    """Offer the catch-up read of `app`'s store on `host` (health reports it by name)."""
+    servicer = EventLogServicer(app, contract)
+
+    def add(server: grpc.aio.Server) -> None:
+        api_grpc.add_EventLogServiceServicer_to_server(servicer, server)
+
+    host.add(SERVICE_NAME, add)
+
+
+def publish_events(
+    host: rpc.ServiceHost, app: ServiceApplication, contract: Contract, settings: Settings
+) -> OutboxRelay:
+    """Everything a business service does with its events: the outbox relay as a background
+    task of `host`, and the catch-up read beside its API."""
+    relay = OutboxRelay(
+        app, contract, postgres_url=settings.postgres_url, nats_url=settings.nats_url
+    )
+    host.background.append(relay.run)
+    serve_event_log(host, app, contract)
+    return relay

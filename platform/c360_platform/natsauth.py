@@ -1,0 +1,165 @@
+"""NATS users and subject permissions per role, for the embedded nats-server's configuration.
+
+Roles: `admin` (operators and tools: no limits), `erp` (reads c360.> events, publishes only on
+erp.>), `timeline` (reads c360.> and erp.>, writes dead letters), and one per business service
+(publishes only on c360.<service>.>). Passwords are generated once and kept in a file only the
+owner can read; each role connects with a URL carrying its credentials.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from c360_platform.embedded import atomic_write_text
+from c360_platform.envelope import SUBJECT_ROOT
+from c360_platform.streams import StreamSettings
+
+ADMIN = "admin"
+ERP = "erp"
+TIMELINE = "timeline"
+PROJECTOR_DURABLES = ("timeline",)
+"""Durables on the event stream that belong to c360: integrators may not touch them."""
+
+
+@dataclass(frozen=True)
+class Permissions:
+    """What a role may publish (requests to the JetStream API included) and subscribe to."""
+
+    publish: tuple[str, ...]
+    subscribe: tuple[str, ...]
+    deny_publish: tuple[str, ...] = ()
+
+
+def _api(*parts: str) -> str:
+    return "$JS.API." + ".".join(parts)
+
+
+def _consumers_of(stream: str) -> tuple[str, ...]:
+    """Create, bind, fetch from, reset, delete and acknowledge consumers on `stream`."""
+    return (
+        _api("CONSUMER", "*", stream, ">"),
+        _api("CONSUMER", "DURABLE", "CREATE", stream, ">"),
+        _api("CONSUMER", "MSG", "NEXT", stream, ">"),
+        f"$JS.ACK.{stream}.>",
+    )
+
+
+def _ensure(stream: str) -> tuple[str, ...]:
+    """Create the stream or update its limits at start (streams.ensure_stream)."""
+    return tuple(_api("STREAM", verb, stream) for verb in ("INFO", "CREATE", "UPDATE"))
+
+
+def permissions_for(role: str) -> Permissions | None:
+    """The permissions of a role; None for admin (no limits). Any other role name is a
+    business service, which may publish only its own events."""
+    events = StreamSettings.from_env().name
+    inbound = StreamSettings.inbound()
+    dead = StreamSettings.dead_letters()
+    replies = "_INBOX.>"
+    if role == ADMIN:
+        return None
+    if role == ERP:
+        return Permissions(
+            publish=(
+                f"{inbound.subjects[0]}",
+                _api("INFO"),
+                _api("STREAM", "INFO", events),
+                _api("STREAM", "INFO", inbound.name),
+                _api("STREAM", "MSG", "GET", events),
+                *_consumers_of(events),
+            ),
+            subscribe=(f"{SUBJECT_ROOT}.>", replies),
+            deny_publish=tuple(
+                subject
+                for durable in PROJECTOR_DURABLES
+                for subject in (
+                    _api("CONSUMER", "*", events, durable),
+                    _api("CONSUMER", "*", events, durable, ">"),
+                    _api("CONSUMER", "DURABLE", "CREATE", events, durable),
+                    _api("CONSUMER", "MSG", "NEXT", events, durable),
+                    f"$JS.ACK.{events}.{durable}.>",
+                )
+            ),
+        )
+    if role == TIMELINE:
+        return Permissions(
+            publish=(
+                f"{dead.subjects[0].removesuffix('>')}{TIMELINE}.>",
+                _api("INFO"),
+                *_ensure(events),
+                *_ensure(inbound.name),
+                *_ensure(dead.name),
+                _api("STREAM", "MSG", "GET", events),
+                *_consumers_of(events),
+                *_consumers_of(inbound.name),
+            ),
+            subscribe=(f"{SUBJECT_ROOT}.>", inbound.subjects[0], replies),
+        )
+    return Permissions(
+        publish=(f"{SUBJECT_ROOT}.{role}.>", _api("INFO"), *_ensure(events)),
+        subscribe=(replies,),
+    )
+
+
+def roles_for(services: Iterable[str]) -> list[str]:
+    """Every role of a deployment with these services (the timeline among them)."""
+    return list(dict.fromkeys([ADMIN, ERP, TIMELINE, *services]))
+
+
+def load_passwords(path: Path, roles: Iterable[str]) -> dict[str, str]:
+    """The password of each role, kept in `path` (mode 0600); missing ones are generated."""
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError):
+        stored = {}
+    passwords = {str(k): str(v) for k, v in stored.items()} if isinstance(stored, dict) else {}
+    changed = False
+    for role in roles:
+        if role not in passwords:
+            passwords[role] = secrets.token_urlsafe(24)
+            changed = True
+    if changed:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(passwords, indent=2) + "\n")
+        os.chmod(path, 0o600)
+    return passwords
+
+
+def _list(subjects: Iterable[str]) -> str:
+    return "[" + ", ".join(json.dumps(s) for s in subjects) + "]"
+
+
+def authorization(passwords: Mapping[str, str]) -> str:
+    """The nats-server `authorization` block for these roles: clients without one of these
+    users are refused."""
+    lines = ["authorization {", "  users = ["]
+    for role, password in passwords.items():
+        entry = f"    {{user: {json.dumps(role)}, password: {json.dumps(password)}"
+        rules = permissions_for(role)
+        if rules is not None:
+            publish = f"allow: {_list(rules.publish)}"
+            if rules.deny_publish:
+                publish += f", deny: {_list(rules.deny_publish)}"
+            entry += (
+                f", permissions: {{publish: {{{publish}}},"
+                f" subscribe: {{allow: {_list(rules.subscribe)}}}}}"
+            )
+        lines.append(entry + "}")
+    lines += ["  ]", "}"]
+    return "\n".join(lines) + "\n"
+
+
+def url_for(url: str, role: str, password: str) -> str:
+    """`url` with the role's credentials: nats://erp:…@127.0.0.1:4222."""
+    parts = urlsplit(url)
+    host = parts.hostname or "127.0.0.1"
+    netloc = f"{quote(role, safe='')}:{quote(password, safe='')}@{host}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))

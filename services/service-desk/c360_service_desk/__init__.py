@@ -1,0 +1,1 @@
+"""The service desk: tickets from every channel, with the customer's 360 context."""

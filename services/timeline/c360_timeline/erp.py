@@ -1,0 +1,274 @@
+"""Inbound ERP events (c360.erp.v1), pure: validation, the envelope, summaries, profile fold.
+
+An ERP publishes an `ErpEvent` on erp.<aggregate>.<event>. A valid one becomes an envelope of
+source `erp` (position: its sequence in the ERP stream) that the projection treats like any
+other event; an invalid one is `Rejected` with a reason that tells the ERP what to change.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from google.protobuf import any_pb2
+from google.protobuf.message import DecodeError
+
+from c360.erp.v1 import erp_events_pb2 as pb
+from c360.events.v1 import envelope_pb2
+from c360_platform.envelope import ENVELOPE_VERSION, short_type
+
+SOURCE = "erp"
+SUBJECT_ROOT = "erp"
+_NAMESPACE = uuid.UUID("e7b1d2c3-4a5b-4c6d-8e9f-c360c360e7b1")
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+_AMOUNT = re.compile(r"^-?[0-9]{1,15}(\.[0-9]{1,4})?$")
+Doc = dict[str, Any]
+
+AGGREGATES: dict[str, str] = {
+    "InvoiceIssued": "invoice",
+    "PaymentReceived": "payment",
+    "InvoiceOverdue": "invoice",
+    "CreditLimitChanged": "credit_limit",
+}
+"""The ERP aggregate each payload is about; its subject is erp.<aggregate>.<event>."""
+
+
+def subject_of(payload_name: str) -> str:
+    """erp.invoice.issued for InvoiceIssued."""
+    return f"{SUBJECT_ROOT}.{short_type(AGGREGATES[payload_name], payload_name)}"
+
+
+_CASES = {
+    f.message_type.name: f.name
+    for f in pb.ErpEvent.DESCRIPTOR.oneofs_by_name["event"].fields
+    if f.message_type is not None
+}
+SUBJECTS: dict[str, str] = {subject_of(name): case for name, case in _CASES.items()}
+"""Every subject an ERP may publish on -> the ErpEvent field that carries its payload."""
+
+
+class Rejected(ValueError):
+    """An inbound message c360 cannot take; str() is the reason, for the dead-letter headers."""
+
+
+class _Violations:
+    def __init__(self) -> None:
+        self.found: list[str] = []
+
+    def add(self, field: str, description: str) -> None:
+        self.found.append(f"{field}: {description}")
+
+    def uuid(self, field: str, value: str) -> str:
+        try:
+            return str(uuid.UUID(value))
+        except ValueError:
+            self.add(field, "must be a UUID" if value else "is required (a UUID)")
+            return ""
+
+    def text(self, field: str, value: str, limit: int = 64) -> None:
+        if not value.strip():
+            self.add(field, "is required")
+        elif len(value) > limit:
+            self.add(field, f"must be at most {limit} characters")
+
+    def day(self, field: str, value: str, *, required: bool = True) -> date | None:
+        if not value:
+            if required:
+                self.add(field, "is required (YYYY-MM-DD)")
+            return None
+        try:
+            if len(value) != 10:
+                raise ValueError
+            return date.fromisoformat(value)
+        except ValueError:
+            self.add(field, "must be a date as YYYY-MM-DD")
+            return None
+
+    def money(self, field: str, value: pb.Money, present: bool, *, positive: bool = True) -> None:
+        if not present:
+            self.add(field, "is required")
+            return
+        if not _CURRENCY.match(value.currency):
+            self.add(f"{field}.currency", "must be an ISO 4217 code such as EUR")
+        if not _AMOUNT.match(value.amount):
+            self.add(f"{field}.amount", "must be a decimal number such as 1250.00")
+            return
+        amount = Decimal(value.amount)
+        if positive and amount <= 0:
+            self.add(f"{field}.amount", "must be more than zero")
+        elif amount < 0:
+            self.add(f"{field}.amount", "must not be negative")
+
+
+def _validate(case: str, event: Any, v: _Violations) -> str:
+    """Check one payload; returns the document number its aggregate id derives from."""
+    p = f"{case}."
+    if case == "invoice_issued":
+        v.text(p + "invoice_number", event.invoice_number)
+        v.money(p + "amount", event.amount, event.HasField("amount"))
+        issued = v.day(p + "issue_date", event.issue_date)
+        due = v.day(p + "due_date", event.due_date)
+        if issued and due and due < issued:
+            v.add(p + "due_date", "must not be before issue_date")
+        return str(event.invoice_number)
+    if case == "payment_received":
+        v.text(p + "payment_reference", event.payment_reference)
+        v.money(p + "amount", event.amount, event.HasField("amount"))
+        if event.invoice_number:
+            v.text(p + "invoice_number", event.invoice_number)
+        v.day(p + "received_on", event.received_on)
+        return str(event.payment_reference)
+    if case == "invoice_overdue":
+        v.text(p + "invoice_number", event.invoice_number)
+        v.money(p + "amount_due", event.amount_due, event.HasField("amount_due"))
+        v.day(p + "due_date", event.due_date)
+        return str(event.invoice_number)
+    v.money(p + "credit_limit", event.credit_limit, event.HasField("credit_limit"), positive=False)
+    if event.HasField("previous_credit_limit"):
+        v.money(p + "previous_credit_limit", event.previous_credit_limit, True, positive=False)
+    return ""
+
+
+def envelope_for(subject: str, data: bytes, position: int) -> envelope_pb2.Envelope:
+    """The envelope of a valid inbound message, at `position` (its ERP stream sequence)."""
+    if subject not in SUBJECTS:
+        known = ", ".join(sorted(SUBJECTS))
+        raise Rejected(f"unknown event type: nothing is published on {subject}; use one of {known}")
+    message = pb.ErpEvent()
+    try:
+        message.ParseFromString(data)
+    except DecodeError:
+        raise Rejected("not a c360.erp.v1.ErpEvent: the message does not decode") from None
+    case = message.WhichOneof("event")
+    expected = SUBJECTS[subject]
+    if case is None:
+        raise Rejected(
+            f"ErpEvent.{expected} is not set (a payload this c360 does not know, or none);"
+            f" {subject} carries ErpEvent.{expected}"
+        )
+    if case != expected:
+        right = next(s for s, c in SUBJECTS.items() if c == case)
+        raise Rejected(f"ErpEvent.{case} was published on {subject}; publish it on {right}")
+    v = _Violations()
+    event_id = v.uuid("event_id", message.event_id)
+    customer_id = v.uuid("customer_id", message.customer_id)
+    if not message.HasField("occurred_at"):
+        v.add("occurred_at", "is required")
+    payload = getattr(message, case)
+    document = _validate(case, payload, v)
+    if v.found:
+        raise Rejected("; ".join(v.found))
+    name = payload.DESCRIPTOR.name
+    aggregate = AGGREGATES[name]
+    packed = any_pb2.Any()
+    packed.Pack(payload, type_url_prefix="type.c360.dev/")
+    return envelope_pb2.Envelope(
+        event_id=event_id,
+        source=SOURCE,
+        event_type=payload.DESCRIPTOR.full_name,
+        customer_id=customer_id,
+        aggregate_id=str(uuid.uuid5(_NAMESPACE, f"{aggregate}:{document or customer_id}")),
+        aggregate_type=aggregate,
+        aggregate_version=0,
+        source_position=position,
+        occurred_at=message.occurred_at,
+        correlation_id=event_id,
+        payload=packed,
+        envelope_version=ENVELOPE_VERSION,
+    )
+
+
+# --------------------------------------------------------------------------- the timeline
+
+
+def _money(d: Doc) -> str:
+    return f"{d.get('amount', '')} {d.get('currency', '')}".strip()
+
+
+SUMMARIES: dict[str, Callable[[Doc], str]] = {
+    "c360.erp.v1.InvoiceIssued": lambda d: (
+        f"Invoice {d.get('invoice_number', '')} issued: {_money(d.get('amount', {}))},"
+        f" due {d.get('due_date', '')}"
+    ),
+    "c360.erp.v1.PaymentReceived": lambda d: (
+        f"Payment {d.get('payment_reference', '')} received: {_money(d.get('amount', {}))}"
+        + (f" for invoice {d['invoice_number']}" if d.get("invoice_number") else "")
+    ),
+    "c360.erp.v1.InvoiceOverdue": lambda d: (
+        f"Invoice {d.get('invoice_number', '')} overdue by {d.get('days_overdue', 0)} days:"
+        f" {_money(d.get('amount_due', {}))} open"
+    ),
+    "c360.erp.v1.CreditLimitChanged": lambda d: (
+        f"Credit limit set to {_money(d.get('credit_limit', {}))}"
+    ),
+}
+
+
+def empty_account() -> Doc:
+    """What the profile knows from the ERP (the `erp` attribute)."""
+    return {
+        "outstanding": {},
+        "overdue_invoices": [],
+        "open_invoices": {},
+        "last_payment": None,
+        "credit_limit": None,
+    }
+
+
+def _add(balances: Doc, currency: str, amount: str, sign: int = 1) -> None:
+    total = Decimal(balances.get(currency, "0")) + sign * Decimal(amount)
+    balances[currency] = str(total)
+
+
+def fold_account(account: Doc, kind: str, d: Doc) -> Doc:
+    """The ERP account after one more event (kind is the timeline type, e.g. invoice.issued).
+
+    Balances are per currency (issued minus paid); an invoice stays open until payments
+    referring to it cover it, and counts as overdue from InvoiceOverdue until then."""
+    invoices: Doc = account["open_invoices"]
+    try:
+        if kind == "invoice.issued":
+            money = d.get("amount", {})
+            invoice = invoices.setdefault(d["invoice_number"], {"paid": "0", "overdue": False})
+            invoice.update(
+                amount=money["amount"], currency=money["currency"], due_date=d.get("due_date", "")
+            )
+            _add(account["outstanding"], money["currency"], money["amount"])
+        elif kind == "payment.received":
+            money = d.get("amount", {})
+            _add(account["outstanding"], money["currency"], money["amount"], -1)
+            account["last_payment"] = {
+                "payment_reference": d.get("payment_reference", ""),
+                "amount": money["amount"],
+                "currency": money["currency"],
+                "received_on": d.get("received_on", ""),
+                "invoice_number": d.get("invoice_number", ""),
+            }
+            number = d.get("invoice_number", "")
+            if number:
+                invoice = invoices.setdefault(number, {"paid": "0", "overdue": False})
+                invoice["paid"] = str(Decimal(invoice["paid"]) + Decimal(money["amount"]))
+        elif kind == "invoice.overdue":
+            invoice = invoices.setdefault(d["invoice_number"], {"paid": "0"})
+            invoice["overdue"] = True
+            invoice.setdefault("amount", d.get("amount_due", {}).get("amount", "0"))
+            invoice.setdefault("currency", d.get("amount_due", {}).get("currency", ""))
+            invoice.setdefault("due_date", d.get("due_date", ""))
+        elif kind == "credit_limit.changed":
+            money = d.get("credit_limit", {})
+            account["credit_limit"] = {"amount": money["amount"], "currency": money["currency"]}
+    except (KeyError, InvalidOperation):
+        return account  # validated on the way in; nothing sensible to add otherwise
+    for number in [n for n, i in invoices.items() if _settled(i)]:
+        del invoices[number]
+    account["overdue_invoices"] = sorted(n for n, i in invoices.items() if i.get("overdue"))
+    return account
+
+
+def _settled(invoice: Doc) -> bool:
+    amount = invoice.get("amount")
+    return amount is not None and Decimal(invoice["paid"]) >= Decimal(amount)

@@ -1,0 +1,125 @@
+"""The timeline's ERP feed: a durable consumer of erp.> that validates each message against
+c360.erp.v1, applies the valid ones like any event, and dead-letters the rest without stopping.
+
+Per batch: the valid envelopes are applied in one transaction, the rejected messages are
+stored on the dead-letter stream (reason in the headers), and only then is the batch acked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import nats
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+
+from c360.events.v1 import envelope_pb2
+from c360_platform.deadletter import dead_letter
+from c360_platform.streams import StreamSettings, ensure_stream
+from c360_timeline import erp
+from c360_timeline.readmodel import ReadModel
+
+_log = logging.getLogger(__name__)
+DURABLE = "timeline-erp"
+CONSUMER = "timeline"
+"""How the timeline names itself in dead letters (deadletter.timeline.erp.…)."""
+
+
+class ErpIntake:
+    """Pulls erp.> in batches; valid events go to the read model, the others to dead letters."""
+
+    def __init__(
+        self,
+        view: ReadModel,
+        *,
+        stream: StreamSettings | None = None,
+        durable: str = DURABLE,
+        batch_size: int = 256,
+        writing: asyncio.Lock | None = None,
+    ) -> None:
+        self.view = view
+        self.writing = writing or asyncio.Lock()
+        self.stream = stream or StreamSettings.inbound()
+        self.durable = durable
+        self.batch_size = batch_size
+        self.js: JetStreamContext | None = None
+        self.sub: JetStreamContext.PullSubscription | None = None
+        self.mutex = asyncio.Lock()
+        self.applied = 0
+        self.rejected = 0
+
+    def consumer_config(self) -> ConsumerConfig:
+        return ConsumerConfig(
+            durable_name=self.durable,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=30,
+            # One batch in flight: a redelivery comes before anything newer (order).
+            max_ack_pending=self.batch_size,
+            filter_subject=f"{erp.SUBJECT_ROOT}.>",
+        )
+
+    async def open(self, js: JetStreamContext) -> None:
+        """Create the ERP and dead-letter streams if missing, and bind the durable."""
+        self.js = js
+        await ensure_stream(js, self.stream)
+        await ensure_stream(js, StreamSettings.dead_letters())
+        self.sub = await js.pull_subscribe(
+            f"{erp.SUBJECT_ROOT}.>",
+            durable=self.durable,
+            stream=self.stream.name,
+            config=self.consumer_config(),
+        )
+        with contextlib.suppress(Exception):  # a previous holder's unacked batch: now, in order
+            await js.reset_consumer(self.stream.name, self.durable)
+
+    def close(self) -> None:
+        self.js = self.sub = None
+
+    async def delete(self) -> None:
+        """Forget the durable's position (a rebuild replays the whole ERP stream)."""
+        if self.js is not None:
+            with contextlib.suppress(NotFoundError):
+                await self.js.delete_consumer(self.stream.name, self.durable)
+        self.sub = None
+
+    async def pending(self) -> int:
+        assert self.js is not None
+        info = await self.js.consumer_info(self.stream.name, self.durable)
+        return int(info.num_pending) + int(info.num_ack_pending)
+
+    async def process_batch(self, timeout: float = 1.0) -> int:
+        """Fetch one batch, apply or dead-letter each message, then ack. Returns how many."""
+        assert self.js is not None, "open() first"
+        if self.sub is None:
+            await self.open(self.js)
+        assert self.sub is not None
+        try:
+            msgs = await self.sub.fetch(self.batch_size, timeout=timeout)
+        except (TimeoutError, nats.errors.TimeoutError):
+            return 0
+        envelopes: list[envelope_pb2.Envelope] = []
+        rejected: list[tuple[Msg, str]] = []
+        for msg in msgs:
+            try:
+                envelopes.append(
+                    erp.envelope_for(msg.subject, msg.data, int(msg.metadata.sequence.stream))
+                )
+            except erp.Rejected as exc:
+                rejected.append((msg, str(exc)))
+        if envelopes:
+            async with self.writing:  # shared with the main feed: one writer of profiles
+                self.applied += await asyncio.to_thread(self.view.apply, envelopes)
+        for msg, reason in rejected:
+            await dead_letter(self.js, msg, reason, CONSUMER)
+            _log.warning(
+                "dead-lettered %s #%d: %s", msg.subject, msg.metadata.sequence.stream, reason
+            )
+        self.rejected += len(rejected)
+        for msg in msgs:
+            await msg.ack()
+        return len(msgs)

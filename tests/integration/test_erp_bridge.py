@@ -1,0 +1,107 @@
+"""End to end: the example ERP bridge against a `c360 up` stack with NATS permissions on."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+
+from c360_platform.embedded import free_port
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+BRIDGE = ROOT / "examples" / "erp_bridge.py"
+
+
+def _pump(stream: IO[str], lines: queue.Queue[str], seen: list[str]) -> None:
+    for line in stream:
+        seen.append(line)
+        lines.put(line)
+
+
+@pytest.fixture
+def home(tmp_path: Path, database_url: str) -> Iterator[Path]:
+    """`c360 up` with its own embedded nats-server (users and permissions generated)."""
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if k != "NATS_URL"}
+    env["C360_POSTGRES_URL"] = database_url
+    command = [sys.executable, "-m", "c360_cli.main", "up", "--home", str(home)]
+    proc = subprocess.Popen(
+        [*command, "--base-port", str(free_port())],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    assert proc.stdout is not None
+    lines: queue.Queue[str] = queue.Queue()
+    seen: list[str] = []
+    threading.Thread(target=_pump, args=(proc.stdout, lines, seen), daemon=True).start()
+    try:
+        deadline = time.monotonic() + 90
+        while "ready" not in (lines.get(timeout=max(0.1, deadline - time.monotonic())) or ""):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("c360 up did not become ready:\n" + "".join(seen))
+        yield home
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def run(*command: str) -> Any:
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, f"{' '.join(command)}: {done.stderr}"
+    return json.loads(done.stdout)
+
+
+def c360(home: Path, *args: str) -> Any:
+    return run(sys.executable, "-m", "c360_cli.main", "--home", str(home), *args, "--json")
+
+
+def bridge(home: Path, *args: str) -> Any:
+    return run(sys.executable, str(BRIDGE), "--home", str(home), *args)
+
+
+def test_a_registered_customer_becomes_a_debtor_and_its_invoice_reaches_c360(home: Path) -> None:
+    endpoints = json.loads((home / "endpoints.json").read_text())
+    assert endpoints["nats_users"].keys() >= {"erp", "timeline", "customer", "service-desk"}
+
+    customer = c360(home, "customer", "register", "--name", "Dupont SA", "--email", "ap@dupont.fr")
+    customer_id = customer["customer_id"]
+    c360(home, "timeline", "show", customer_id, "--wait-for", customer["consistency_token"])
+
+    assert bridge(home, "follow", "--drain") == {"debtors_opened": 1}
+    [debtor] = bridge(home, "debtors")
+    assert (debtor["customer_id"], debtor["name"]) == (customer_id, "Dupont SA")
+
+    invoice = bridge(home, "invoice", customer_id, "--amount", "1250", "--due-days", "14")
+    bridge(home, "pay", invoice["invoice_number"], "--amount", "250")
+
+    deadline = time.monotonic() + 30
+    while True:
+        shown = c360(home, "timeline", "show", customer_id)
+        erp = [e for e in shown["entries"] if e["source"] == "erp"]
+        if len(erp) == 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert [e["type"] for e in erp] == ["payment.received", "invoice.issued"]
+    assert invoice["invoice_number"] in erp[1]["summary"]
+    profile = c360(home, "profile", "show", customer_id)
+    account = profile["attributes"]["erp"]
+    assert account["outstanding"] == {"EUR": "1000.00"}
+    assert account["open_invoices"][invoice["invoice_number"]]["paid"] == "250.00"
+    assert account["last_payment"]["amount"] == "250.00"

@@ -1,0 +1,163 @@
+"""ERP events on erp.>: valid ones reach the timeline and profile, the rest are dead-lettered
+without stopping the projection, and a dead letter replayed after a fix is applied."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import nats
+import pytest
+from google.protobuf import json_format
+from nats.js.errors import NotFoundError
+
+from c360.erp.v1 import erp_events_pb2 as pb
+from c360.timeline.v1 import timeline_service_pb2 as tapi
+from c360_timeline import erp
+
+from .conftest import Stack
+from .helpers import eventually, register
+from .test_delivery import snapshot
+
+pytestmark = pytest.mark.integration
+
+
+def erp_event(customer_id: str, case: str, payload: Any) -> pb.ErpEvent:
+    message = pb.ErpEvent(event_id=str(uuid.uuid4()), customer_id=customer_id)
+    message.occurred_at.GetCurrentTime()
+    getattr(message, case).CopyFrom(payload)
+    return message
+
+
+def invoice(customer_id: str, number: str, amount: str, currency: str = "EUR") -> pb.ErpEvent:
+    return erp_event(
+        customer_id,
+        "invoice_issued",
+        pb.InvoiceIssued(
+            invoice_number=number,
+            amount=pb.Money(currency=currency, amount=amount),
+            issue_date="2025-03-01",
+            due_date="2025-03-31",
+        ),
+    )
+
+
+def cli(home: Path, *args: str) -> Any:
+    done = subprocess.run(
+        [sys.executable, "-m", "c360_cli.main", "--home", str(home), *args, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+async def test_erp_events_are_validated_applied_or_dead_lettered_and_replayed_after_a_fix(
+    stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reply = await register(stack.customer, "Müller GmbH", "ap@mueller.example")
+    customer_id = reply.result.aggregate_id
+    nc = await nats.connect(stack.nats_url)
+    js = nc.jetstream()
+
+    async def erp_stream_ready() -> bool:
+        try:
+            await js.stream_info("ERP")
+        except NotFoundError:
+            return False
+        return True
+
+    await eventually(erp_stream_ready, what="the timeline to create the ERP stream")
+    inv1 = invoice(customer_id, "INV-1", "1000.00")
+    paid = erp_event(
+        customer_id,
+        "payment_received",
+        pb.PaymentReceived(
+            payment_reference="PAY-1",
+            amount=pb.Money(currency="EUR", amount="400.00"),
+            invoice_number="INV-1",
+            received_on="2025-03-20",
+        ),
+    )
+    lower = invoice(customer_id, "INV-2", "99.90", currency="eur")
+    sent = [
+        ("erp.invoice.issued", inv1.SerializeToString()),
+        ("erp.invoice.issued", b"\x0a\xff garbage"),  # malformed
+        ("erp.invoice.cancelled", inv1.SerializeToString()),  # unknown event type
+        ("erp.payment.received", paid.SerializeToString()),  # valid after the bad ones
+        ("erp.invoice.issued", lower.SerializeToString()),  # lower-case currency: refused
+    ]
+    for subject, data in sent:
+        await js.publish(subject, data)
+
+    async def timeline(count: int) -> list[tapi.TimelineEntry]:
+        page = await stack.timeline.GetTimeline(
+            tapi.GetTimelineRequest(customer_id=customer_id, sources=["erp"])
+        )
+        return list(page.entries) if len(page.entries) >= count else []
+
+    async def applied() -> bool:
+        return bool(await timeline(2))
+
+    await eventually(applied, what="the two valid ERP events in the timeline")
+    entries = await timeline(2)
+    assert [e.type for e in entries] == ["payment.received", "invoice.issued"]
+    assert {e.event_id for e in entries} == {inv1.event_id, paid.event_id}
+    profile = (
+        await stack.timeline.GetProfile(tapi.GetProfileRequest(customer_id=customer_id))
+    ).profile
+    account = json_format.MessageToDict(profile.attributes)["erp"]
+    assert account["outstanding"] == {"EUR": "600.00"}
+    assert account["last_payment"]["payment_reference"] == "PAY-1"
+    assert profile.display_name == "Müller GmbH"
+
+    # The same ERP message sent twice (new message id, same event id) changes nothing.
+    await js.publish("erp.payment.received", paid.SerializeToString())
+    before = await snapshot(stack.postgres_url)
+    progress = [p async for p in stack.timeline.RebuildReadModel(tapi.RebuildReadModelRequest())]
+    assert progress[-1].done
+    after = await snapshot(stack.postgres_url)
+    # The same rows; only the arrival cursor (entry_seq) may order two feeds differently.
+    assert sorted(r[1:] for r in after["entries"]) == sorted(r[1:] for r in before["entries"])
+    assert after["profiles"] == before["profiles"]
+    assert ("erp", 6) in [(r[0], r[1]) for r in after["timeline_tracking"]]  # seen, once
+    profile = (
+        await stack.timeline.GetProfile(tapi.GetProfileRequest(customer_id=customer_id))
+    ).profile
+    assert json_format.MessageToDict(profile.attributes)["erp"]["outstanding"] == {"EUR": "600.00"}
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "endpoints.json").write_text(json.dumps({"nats_url": stack.nats_url}))
+    letters = (await asyncio.to_thread(cli, home, "deadletter", "list"))["dead_letters"]
+    assert [(x["subject"], x["sequence"]) for x in letters] == [
+        ("erp.invoice.issued", 2),
+        ("erp.invoice.cancelled", 3),
+        ("erp.invoice.issued", 5),
+    ]
+    reasons = [x["reason"] for x in letters]
+    assert "does not decode" in reasons[0]
+    assert "unknown event type" in reasons[1]
+    assert "invoice_issued.amount.currency: must be an ISO 4217 code" in reasons[2]
+
+    # A release of c360 that also takes lower-case currency codes; then the ERP's message is
+    # replayed, unchanged, and applied.
+    monkeypatch.setattr(erp, "_CURRENCY", re.compile(r"^[A-Za-z]{3}$"))
+    replayed = await asyncio.to_thread(cli, home, "deadletter", "replay", str(letters[2]["id"]))
+    assert replayed["replayed"]["subject"] == "erp.invoice.issued"
+
+    async def fixed() -> bool:
+        return len(await timeline(3)) == 3
+
+    await eventually(fixed, what="the replayed invoice in the timeline")
+    left = (await asyncio.to_thread(cli, home, "deadletter", "list"))["dead_letters"]
+    assert [x["id"] for x in left] == [letters[0]["id"], letters[1]["id"]]
+    await nc.close()

@@ -1,0 +1,161 @@
+"""Subject permissions of the embedded nats-server: each role publishes only where it may,
+and the generated permissions are enough for every part to do its work."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import nats
+import pytest
+import pytest_asyncio
+from nats.aio.client import Client as NATS
+
+from c360_customer.application import CustomerApplication
+from c360_customer.contract import CustomerContract
+from c360_platform import natsauth
+from c360_platform.catchup import CatchUpConsumer, SourceDirectory, StartAt
+from c360_platform.embedded import EmbeddedNats
+from c360_platform.relay import OutboxRelay
+from c360_platform.store import CommandContext, ensure_schema, postgres_env
+from c360_platform.streams import StreamSettings
+from c360_timeline.projector import Projector
+from c360_timeline.readmodel import open_read_model
+
+pytestmark = pytest.mark.integration
+SERVICES = ["customer", "timeline", "service-desk"]
+
+
+@pytest.fixture
+def users(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """{role: URL with its credentials} of a nats-server started with the generated users."""
+    passwords = natsauth.load_passwords(tmp_path / "users.json", natsauth.roles_for(SERVICES))
+    server = EmbeddedNats(tmp_path / "nats")
+    try:
+        url = server.start(natsauth.authorization(passwords))
+        yield {role: natsauth.url_for(url, role, pw) for role, pw in passwords.items()}
+    finally:
+        server.stop()
+
+
+class Connection:
+    """A client of one role that remembers what the server refused."""
+
+    def __init__(self) -> None:
+        self.nc: NATS | None = None
+        self.refused: list[str] = []
+
+    async def connect(self, url: str) -> NATS:
+        async def on_error(exc: Exception) -> None:
+            self.refused.append(str(exc))
+
+        self.nc = await nats.connect(url, error_cb=on_error)
+        return self.nc
+
+    async def publish(self, subject: str) -> str:
+        """Publish, then wait for the server's verdict: '' if accepted, else its refusal."""
+        assert self.nc is not None
+        before = len(self.refused)
+        await self.nc.publish(subject, b"{}")
+        await self.nc.flush()
+        for _ in range(50):  # the refusal comes asynchronously, right after the flush
+            if len(self.refused) > before:
+                return self.refused[-1]
+            await asyncio.sleep(0.01)
+        return ""
+
+
+@pytest_asyncio.fixture
+async def connect() -> AsyncIterator[Connection]:
+    opened: list[Connection] = []
+
+    class Opener(Connection):
+        def __init__(self) -> None:
+            super().__init__()
+            opened.append(self)
+
+    yield Opener  # type: ignore[misc]
+    for c in opened:
+        if c.nc is not None:
+            with contextlib.suppress(Exception):
+                await c.nc.close()
+
+
+async def test_each_role_publishes_only_on_its_own_subjects(
+    users: dict[str, str], connect: type[Connection]
+) -> None:
+    admin = connect()
+    await admin.connect(users["admin"])
+    erp_user = connect()
+    await erp_user.connect(users["erp"])
+    customer = connect()
+    await customer.connect(users["customer"])
+    timeline = connect()
+    await timeline.connect(users["timeline"])
+
+    refused = await erp_user.publish("c360.customer.x")
+    assert 'permissions violation for publish to "c360.customer.x"' in refused
+    assert await erp_user.publish("erp.invoice.issued") == ""
+    # nor may it take over the timeline's durable consumer
+    assert "permissions violation" in await erp_user.publish(
+        "$JS.API.CONSUMER.DELETE.C360.timeline"
+    )
+    assert await customer.publish("c360.customer.customer.registered") == ""
+    assert 'publish to "c360.service-desk.ticket.opened"' in await customer.publish(
+        "c360.service-desk.ticket.opened"
+    )
+    assert "permissions violation" in await customer.publish("erp.invoice.issued")
+    assert "permissions violation" in await timeline.publish("c360.customer.x")
+    assert await admin.publish("c360.customer.x") == ""
+    with pytest.raises(nats.errors.Error, match="Authorization Violation"):
+        await nats.connect(
+            users["erp"].replace("erp:", "erp:wrong"), allow_reconnect=False, connect_timeout=5
+        )
+
+
+async def test_every_part_does_its_work_with_its_own_credentials(
+    users: dict[str, str], database_url: str
+) -> None:
+    ensure_schema(database_url, "customer")
+    app = CustomerApplication(env=postgres_env(database_url, "customer"))
+    relay = OutboxRelay(
+        app, CustomerContract(), postgres_url=database_url, nats_url=users["customer"]
+    )
+    view = open_read_model(database_url)
+    projector = Projector(view, postgres_url=database_url, nats_url=users["timeline"])
+    nc = await nats.connect(users["erp"])
+    try:
+        for i in range(3):
+            app.register(
+                CommandContext(),
+                kind="person",
+                display_name=f"P {i}",
+                emails=[f"p{i}@example.com"],
+                phones=[],
+                addresses=[],
+            )
+        await relay.publish_once()  # creates the stream and publishes, as `customer`
+        assert relay.position() == 3
+        while await projector.process_batch(timeout=0.5):  # as `timeline`
+            pass
+        assert projector.applied == 3
+        # an integrator reads c360's events on a durable of its own, as `erp`
+        erp = CatchUpConsumer(
+            nc.jetstream(), StreamSettings(), "billing", "c360.>", SourceDirectory({})
+        )
+        await erp.open(StartAt.beginning())
+        batch = await erp.next_batch(timeout=2)
+        assert [e.envelope.source_position for e in batch.events] == [1, 2, 3]
+        await erp.commit(batch)
+        ack = await nc.jetstream().publish("erp.invoice.issued", b"not an ErpEvent")
+        assert ack.stream == "ERP"  # created by the timeline, written to by the ERP
+        while await projector.intake.process_batch(timeout=0.5):  # dead-letters it
+            pass
+        assert projector.intake.rejected == 1
+    finally:
+        await nc.close()
+        await relay.close()
+        await projector.close()
+        app.close()

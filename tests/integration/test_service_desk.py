@@ -1,0 +1,256 @@
+"""The service desk on real PostgreSQL and NATS: tickets, their timeline, context, churn signal."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, timedelta
+
+import grpc
+import pytest
+
+from c360.events.v1 import ticket_events_pb2 as ev
+from c360.service_desk.v1 import service_desk_service_pb2 as dapi
+from c360.timeline.v1 import timeline_service_pb2 as tapi
+
+from .conftest import Stack
+from .helpers import bad_fields, register
+from .test_delivery import snapshot
+
+pytestmark = pytest.mark.integration
+
+
+def opening(
+    customer_id: str,
+    subject: str = "Parcel not delivered",
+    channel: ev.TicketChannel.ValueType = ev.TICKET_CHANNEL_PHONE,
+    request_id: str = "",
+) -> dapi.OpenTicketRequest:
+    return dapi.OpenTicketRequest(
+        request_id=request_id,
+        customer_id=customer_id,
+        channel=channel,
+        subject=subject,
+        category="delivery",
+    )
+
+
+async def open_ticket(
+    stack: Stack,
+    customer_id: str,
+    subject: str = "Parcel not delivered",
+    channel: ev.TicketChannel.ValueType = ev.TICKET_CHANNEL_PHONE,
+) -> dapi.OpenTicketResponse:
+    return await stack.service_desk.OpenTicket(opening(customer_id, subject, channel))
+
+
+async def failed(call: object) -> grpc.aio.AioRpcError:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call  # type: ignore[misc]
+    return caught.value
+
+
+async def test_a_ticket_from_phone_call_to_rating_in_the_timeline_and_on_screen(
+    stack: Stack,
+) -> None:
+    customer = await register(stack.customer, "Ieva Žirnovska", "ieva@example.lv")
+    cid = customer.result.aggregate_id
+    opened = await open_ticket(stack, cid)
+    assert opened.result.consistency_token.startswith("service-desk:")
+    tid = opened.result.aggregate_id
+    desk = stack.service_desk
+    await desk.AssignTicket(dapi.AssignTicketRequest(ticket_id=tid, agent_id="emp-0042"))
+    call = await desk.RecordInteraction(
+        dapi.RecordInteractionRequest(
+            ticket_id=tid, kind=ev.INTERACTION_KIND_INBOUND_CALL, duration_seconds=125
+        )
+    )
+    assert call.interaction_id
+    await desk.ResolveTicket(dapi.ResolveTicketRequest(ticket_id=tid, resolution="Re-sent"))
+    rated = await desk.RateTicket(dapi.RateTicketRequest(ticket_id=tid, score=5))
+
+    # every ticket event is in the customer's timeline, readable, under source service-desk
+    timeline = await stack.timeline.GetTimeline(
+        tapi.GetTimelineRequest(
+            customer_id=cid, sources=["service-desk"], wait_for=rated.result.consistency_token
+        ),
+        timeout=10,
+    )
+    assert [(e.type, e.summary) for e in reversed(timeline.entries)] == [
+        ("ticket.opened", "Ticket opened by phone: “Parcel not delivered” (delivery, normal)"),
+        ("ticket.assigned", "Ticket assigned to emp-0042"),
+        ("ticket.interaction_recorded", "Call from the customer (2 min 5 s)"),
+        ("ticket.resolved", "Ticket resolved: Re-sent"),
+        ("ticket.rated", "Customer rated the ticket 5/5"),
+    ]
+    assert {e.aggregate_id for e in timeline.entries} == {tid}
+
+    # the ticket with everything about the customer, at once
+    shown = await desk.GetTicket(dapi.GetTicketRequest(ticket_id=tid))
+    assert shown.ticket.state == ev.TICKET_STATE_RESOLVED
+    assert shown.ticket.rating == 5
+    assert [i.kind for i in shown.ticket.interactions] == [ev.INTERACTION_KIND_INBOUND_CALL]
+    context = shown.context
+    assert context.available, context.unavailable_reason
+    assert context.profile.display_name == "Ieva Žirnovska"
+    assert context.profile.emails == ["ieva@example.lv"]
+    assert context.profile.service_desk.tickets_total == 1
+    assert context.profile.service_desk.mean_satisfaction == 5.0
+    assert context.profile.service_desk.last_contact_channel == "phone"
+    assert context.recent_entries[0].type == "ticket.rated"
+
+    # illegal transitions name the state; nothing is stored
+    again = await failed(desk.RateTicket(dapi.RateTicketRequest(ticket_id=tid, score=1)))
+    assert again.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "is resolved and rated 5 already" in (again.details() or "")
+    await desk.CloseTicket(dapi.CloseTicketRequest(ticket_id=tid))
+    late = await failed(
+        desk.ResolveTicket(dapi.ResolveTicketRequest(ticket_id=tid, resolution="x"))
+    )
+    assert late.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert f"ticket {tid} is closed: cannot resolve it" in (late.details() or "")
+    assert stack.desk_app.event_recorder.count_events() == 6
+
+
+async def test_ticket_commands_are_idempotent_and_conflicts_are_aborted(stack: Stack) -> None:
+    customer = await register(stack.customer, "Seán Ó Briain", "sean@example.ie")
+    request = opening(customer.result.aggregate_id, request_id="open-1")
+    replies = await asyncio.gather(*(stack.service_desk.OpenTicket(request) for _ in range(4)))
+    assert len({r.result.aggregate_id for r in replies}) == 1
+    assert sum(not r.result.replayed for r in replies) == 1
+    tid = replies[0].result.aggregate_id
+    note = dapi.RecordInteractionRequest(
+        request_id="note-1", ticket_id=tid, kind=ev.INTERACTION_KIND_INTERNAL_NOTE, body="Hi"
+    )
+    first = await stack.service_desk.RecordInteraction(note)
+    retry = await stack.service_desk.RecordInteraction(note)
+    assert (retry.interaction_id, retry.result.replayed) == (first.interaction_id, True)
+    assert retry.result.consistency_token == first.result.consistency_token
+    assert stack.desk_app.event_recorder.count_events() == 2
+    reused = await failed(
+        stack.service_desk.OpenTicket(
+            opening(customer.result.aggregate_id, "Other", request_id="open-1")
+        )
+    )
+    assert reused.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert bad_fields(reused) == ["request_id"]
+    stale = await failed(
+        stack.service_desk.EscalateTicket(
+            dapi.EscalateTicketRequest(ticket_id=tid, expected_version=1, reason="angry")
+        )
+    )
+    assert stale.code() == grpc.StatusCode.ABORTED
+    bad = await failed(
+        stack.service_desk.OpenTicket(
+            dapi.OpenTicketRequest(customer_id="nobody", subject=" ")  # no channel either
+        )
+    )
+    assert bad.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert bad_fields(bad) == ["customer_id"]
+    assert stack.desk_app.event_recorder.count_events() == 2
+
+
+async def test_tickets_are_listed_newest_first_by_customer_state_agent_queue_priority(
+    stack: Stack,
+) -> None:
+    a = (await register(stack.customer, "Ada Lovelace", "ada@example.com")).result.aggregate_id
+    b = (await register(stack.customer, "Alan Turing", "alan@example.com")).result.aggregate_id
+    ids = []
+    for i, customer in enumerate([a, a, b, a, b]):
+        ids.append((await open_ticket(stack, customer, subject=f"Ticket {i}")).result.aggregate_id)
+    desk = stack.service_desk
+    await desk.AssignTicket(dapi.AssignTicketRequest(ticket_id=ids[1], agent_id="emp-1"))
+    await desk.AssignTicket(dapi.AssignTicketRequest(ticket_id=ids[2], queue="Billing"))
+    await desk.ChangePriority(
+        dapi.ChangePriorityRequest(ticket_id=ids[3], priority=ev.TICKET_PRIORITY_URGENT)
+    )
+    await desk.CloseTicket(dapi.CloseTicketRequest(ticket_id=ids[4]))
+
+    async def listed(**kw: object) -> list[str]:
+        reply = await desk.ListTickets(dapi.ListTicketsRequest(**kw))  # type: ignore[arg-type]
+        return [t.ticket_id for t in reply.tickets]
+
+    assert await listed(customer_id=a) == [ids[3], ids[1], ids[0]]
+    assert await listed(state=ev.TICKET_STATE_CLOSED) == [ids[4]]
+    assert await listed(agent_id="emp-1") == [ids[1]]
+    assert await listed(queue="billing") == [ids[2]]
+    assert await listed(priority=ev.TICKET_PRIORITY_URGENT, customer_id=a) == [ids[3]]
+    pages, token = [], ""
+    while True:
+        page = await desk.ListTickets(dapi.ListTicketsRequest(page_size=2, page_token=token))
+        pages.append([t.ticket_id for t in page.tickets])
+        token = page.next_page_token
+        if not token:
+            break
+    assert pages == [[ids[4], ids[3]], [ids[2], ids[1]], [ids[0]]]
+    wrong = await failed(desk.ListTickets(dapi.ListTicketsRequest(page_token="nonsense")))
+    assert bad_fields(wrong) == ["page_token"]
+
+
+async def test_the_fourth_support_contact_flags_the_customer_at_risk(stack: Stack) -> None:
+    cid = (await register(stack.customer, "Jürgen Köhler", "jk@example.de")).result.aggregate_id
+    ticket_ids, token = [], ""
+    for n, channel in enumerate(
+        [ev.TICKET_CHANNEL_PHONE, ev.TICKET_CHANNEL_EMAIL, ev.TICKET_CHANNEL_CHAT]
+    ):
+        reply = await open_ticket(stack, cid, subject=f"Still broken ({n})", channel=channel)
+        ticket_ids.append(reply.result.aggregate_id)
+        token = reply.result.consistency_token
+
+    async def profile(wait_for: str) -> tapi.Profile:
+        request = tapi.GetProfileRequest(customer_id=cid, wait_for=wait_for)
+        return (await stack.timeline.GetProfile(request, timeout=10)).profile
+
+    three = await profile(token)
+    assert three.at_risk is False
+    assert list(three.at_risk_reasons) == []
+    assert three.service_desk.open_ticket_count == 3
+
+    fourth = await open_ticket(stack, cid, subject="Cancel my contract")
+    ticket_ids.append(fourth.result.aggregate_id)
+    four = await profile(fourth.result.consistency_token)
+    assert four.at_risk is True
+    assert [r.ticket_id for r in four.at_risk_reasons] == ticket_ids
+    assert {r.contact for r in four.at_risk_reasons} == {"ticket_opened"}
+    assert four.service_desk.tickets_last_30_days == 4
+    flagged = await stack.timeline.GetTimeline(
+        tapi.GetTimelineRequest(customer_id=cid, sources=["timeline"]), timeout=10
+    )
+    assert [(e.type, e.summary) for e in flagged.entries] == [
+        ("customer.at_risk_flagged", "At risk of churning: 4 support contacts within 30 days")
+    ]
+
+    # the read model rebuilds into the same rows, derived entries included
+    before = await snapshot(stack.postgres_url)
+    assert len(before["entries"]) == 6
+    async for _ in stack.timeline.RebuildReadModel(tapi.RebuildReadModelRequest()):
+        pass
+    assert await snapshot(stack.postgres_url) == before
+
+    # when the window has passed with no new contact, the sweep clears the flag
+    view = stack.projector.view
+    until = four.at_risk_until.ToDatetime(tzinfo=UTC)
+    assert await asyncio.to_thread(view.sweep, until - timedelta(seconds=1)) == 0
+    assert await asyncio.to_thread(view.sweep, until) == 1
+    cleared = await stack.timeline.GetTimeline(
+        tapi.GetTimelineRequest(customer_id=cid, sources=["timeline"]), timeout=10
+    )
+    assert [e.type for e in cleared.entries] == [
+        "customer.at_risk_cleared",
+        "customer.at_risk_flagged",
+    ]
+    assert cleared.entries[0].occurred_at.ToDatetime(tzinfo=UTC) == until
+    assert (await profile("")).at_risk is False
+
+
+async def test_a_ticket_answers_with_its_context_marked_unavailable_without_the_timeline(
+    stack: Stack,
+) -> None:
+    cid = (await register(stack.customer, "Åse Løvås", "ase@example.no")).result.aggregate_id
+    tid = (await open_ticket(stack, cid)).result.aggregate_id
+    await stack.timeline_host.stop()
+    shown = await stack.service_desk.GetTicket(dapi.GetTicketRequest(ticket_id=tid), timeout=10)
+    assert shown.ticket.ticket_id == tid
+    assert shown.ticket.subject == "Parcel not delivered"
+    assert shown.context.available is False
+    assert "timeline service" in shown.context.unavailable_reason
+    assert not shown.context.HasField("profile")

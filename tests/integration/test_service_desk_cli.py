@@ -1,0 +1,95 @@
+"""`c360 ticket ...` end to end, as an agent would use it, against a stack `c360 up` runs.
+
+The commands run in this process (`c360_cli.main.main`), to spare an interpreter start per
+command; test_cli runs them as subprocesses.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from c360_cli.main import main
+
+from .test_cli import Up, up  # noqa: F401 (up is a fixture)
+
+pytestmark = pytest.mark.integration
+
+
+class Cli:
+    """The CLI against one home, with its output captured."""
+
+    def __init__(self, home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        self.home = home
+        self.capsys = capsys
+
+    def run(self, *args: str) -> tuple[int, str, str]:
+        self.capsys.readouterr()
+        code = main(["--home", str(self.home), *args])
+        out, err = self.capsys.readouterr()
+        return code, out, err
+
+    def json(self, *args: str) -> Any:
+        code, out, err = self.run(*args, "--json")
+        assert code == 0, f"c360 {' '.join(args)}: {err}"
+        return json.loads(out)
+
+
+def test_ticket_commands_show_context_and_four_contacts_flag_the_customer(
+    up: Up,  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    cli = Cli(up.home, capsys)
+    c360_json = cli.json
+    customer = c360_json(
+        "customer", "register", "--name", "Kārlis Bērziņš", "--email", "karlis@example.lv"
+    )
+    cid = customer["customer_id"]
+    opened = c360_json(
+        "ticket",
+        "open",
+        "--customer",
+        cid,
+        "--channel",
+        "phone",
+        "--subject",
+        "Router keeps dropping the connection",
+    )
+    first = opened["ticket_id"]
+
+    shown = c360_json("ticket", "show", first)
+    assert shown["ticket"]["channel"] == "phone"
+    assert shown["ticket"]["state"] == "open"
+    context = shown["context"]
+    assert context["available"] is True
+    assert context["profile"]["customer_id"] == cid
+    assert context["profile"]["display_name"] == "Kārlis Bērziņš"
+    assert context["profile"]["service_desk"]["open_tickets"][0]["ticket_id"] == first
+
+    tickets, token = [first], ""
+    for channel in ("email", "web-form", "chat"):
+        reply = c360_json(
+            "ticket", "open", "--customer", cid, "--channel", channel, "--subject", "Again"
+        )
+        tickets.append(reply["ticket_id"])
+        token = reply["consistency_token"]
+    profile = c360_json("profile", "show", cid, "--wait-for", token)
+    assert profile["at_risk"] is True
+    assert [r["ticket_id"] for r in profile["at_risk_reasons"]] == tickets
+    assert profile["service_desk"]["open_ticket_count"] == 4
+
+    c360_json("ticket", "resolve", first, "--resolution", "Replaced the router")
+    c360_json("ticket", "close", first)
+    code, _, err = cli.run("ticket", "resolve", first, "--resolution", "again")
+    assert code == 1
+    assert f"not possible: ticket {first} is closed: cannot resolve it" in err
+    listed = c360_json("ticket", "list", "--customer", cid, "--state", "open")
+    assert [t["ticket_id"] for t in listed["tickets"]] == tickets[:0:-1]
+
+    report = c360_json("verify")
+    assert report["ok"] is True, report
+    assert report["sources"]["service-desk"]["stored_events"] == 6
+    assert report["other_entries"] == 1  # the at-risk flag

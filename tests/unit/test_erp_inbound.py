@@ -1,0 +1,143 @@
+"""Inbound ERP events: what is accepted, why the rest is refused, and the ERP account fold."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from c360.erp.v1 import erp_events_pb2 as pb
+from c360_timeline import erp
+from c360_timeline.projection import empty_profile, entry_for, fold
+
+CUSTOMER = "0b6e2a4c-5d1f-4c36-9c36-5f0e6d7c8b9a"
+
+
+def erp_event(case: str, payload: Any, **fields: Any) -> pb.ErpEvent:
+    at = Timestamp()
+    at.FromDatetime(datetime(2025, 3, 1, 9, 15, tzinfo=UTC))
+    message = pb.ErpEvent(
+        event_id=fields.get("event_id", str(uuid.uuid4())),
+        customer_id=fields.get("customer_id", CUSTOMER),
+        occurred_at=at,
+        erp_system="sap-test",
+    )
+    getattr(message, case).CopyFrom(payload)
+    return message
+
+
+def invoice(number: str = "INV-1", amount: str = "1000.00", **extra: Any) -> pb.ErpEvent:
+    return erp_event(
+        "invoice_issued",
+        pb.InvoiceIssued(
+            invoice_number=number,
+            amount=pb.Money(currency=extra.pop("currency", "EUR"), amount=amount),
+            issue_date=extra.pop("issue_date", "2025-03-01"),
+            due_date=extra.pop("due_date", "2025-03-31"),
+        ),
+        **extra,
+    )
+
+
+def payment(amount: str, number: str = "INV-1", reference: str = "PAY-1") -> pb.ErpEvent:
+    return erp_event(
+        "payment_received",
+        pb.PaymentReceived(
+            payment_reference=reference,
+            amount=pb.Money(currency="EUR", amount=amount),
+            invoice_number=number,
+            received_on="2025-03-20",
+        ),
+    )
+
+
+def overdue(number: str = "INV-1") -> pb.ErpEvent:
+    return erp_event(
+        "invoice_overdue",
+        pb.InvoiceOverdue(
+            invoice_number=number,
+            amount_due=pb.Money(currency="EUR", amount="400.00"),
+            due_date="2025-03-31",
+            days_overdue=14,
+        ),
+    )
+
+
+def test_a_valid_invoice_becomes_an_erp_envelope_at_its_stream_position() -> None:
+    message = invoice()
+    env = erp.envelope_for("erp.invoice.issued", message.SerializeToString(), 17)
+    assert (env.source, env.source_position, env.event_id) == ("erp", 17, message.event_id)
+    assert (env.customer_id, env.aggregate_type) == (CUSTOMER, "invoice")
+    assert env.event_type == "c360.erp.v1.InvoiceIssued"
+    entry = entry_for(env)
+    assert entry.type == "invoice.issued"
+    assert entry.summary == "Invoice INV-1 issued: 1000.00 EUR, due 2025-03-31"
+    assert erp.subject_of("CreditLimitChanged") == "erp.credit_limit.changed"
+
+
+@pytest.mark.parametrize(
+    ("subject", "data", "reason"),
+    [
+        ("erp.invoice.cancelled", invoice(), "unknown event type: nothing is published on"),
+        ("erp.payment.received", invoice(), "publish it on erp.invoice.issued"),
+        ("erp.invoice.issued", b"\xff\xfe not protobuf", "does not decode"),
+        ("erp.invoice.issued", pb.ErpEvent(event_id="x"), "ErpEvent.invoice_issued is not set"),
+        ("erp.invoice.issued", invoice(customer_id=""), "customer_id: is required (a UUID)"),
+        ("erp.invoice.issued", invoice(event_id="INV-1"), "event_id: must be a UUID"),
+        ("erp.invoice.issued", invoice(amount="12,50"), "amount.amount: must be a decimal"),
+        ("erp.invoice.issued", invoice(amount="-5"), "amount.amount: must be more than zero"),
+        ("erp.invoice.issued", invoice(currency="euro"), "amount.currency: must be an ISO 4217"),
+        ("erp.invoice.issued", invoice(due_date="31.03.2025"), "due_date: must be a date"),
+        (
+            "erp.invoice.issued",
+            invoice(issue_date="2025-04-01"),
+            "due_date: must not be before issue_date",
+        ),
+        ("erp.invoice.issued", invoice(number=""), "invoice_issued.invoice_number: is required"),
+    ],
+)
+def test_a_message_c360_cannot_take_is_refused_saying_what_to_change(
+    subject: str, data: Any, reason: str
+) -> None:
+    raw = data if isinstance(data, bytes) else data.SerializeToString()
+    with pytest.raises(erp.Rejected) as refused:
+        erp.envelope_for(subject, raw, 1)
+    assert reason in str(refused.value)
+
+
+def _account(*messages: pb.ErpEvent) -> dict[str, Any]:
+    profile = empty_profile(CUSTOMER)
+    for position, message in enumerate(messages, start=1):
+        subject = next(s for s, c in erp.SUBJECTS.items() if c == message.WhichOneof("event"))
+        profile = fold(
+            profile, entry_for(erp.envelope_for(subject, message.SerializeToString(), position))
+        )
+    return profile
+
+
+def test_the_profile_keeps_balance_overdue_invoices_and_last_payment() -> None:
+    profile = _account(
+        invoice("INV-1", "1000.00"),
+        invoice("INV-2", "250.50"),
+        payment("600.00", "INV-1"),
+        overdue("INV-1"),
+        erp_event(
+            "credit_limit_changed",
+            pb.CreditLimitChanged(credit_limit=pb.Money(currency="EUR", amount="5000")),
+        ),
+    )
+    account = profile["erp"]
+    assert account["outstanding"] == {"EUR": "650.50"}
+    assert account["overdue_invoices"] == ["INV-1"]
+    assert account["last_payment"]["amount"] == "600.00"
+    assert account["credit_limit"] == {"amount": "5000", "currency": "EUR"}
+    assert profile["touches"]["erp"]["count"] == 5
+    assert profile["last_contact_at"] == ""  # bookkeeping is not a contact
+
+    settled = _account(invoice("INV-1", "1000.00"), overdue("INV-1"), payment("1000.00", "INV-1"))
+    assert settled["erp"]["outstanding"] == {"EUR": "0.00"}
+    assert settled["erp"]["overdue_invoices"] == []
+    assert settled["erp"]["open_invoices"] == {}
