@@ -119,9 +119,31 @@ def register(subparsers: Subparsers) -> None:
 
     p = sub.add_parser("get", help="show a customer's current state")
     p.add_argument("customer_id", metavar="ID")
+    p.add_argument(
+        "--as-of",
+        type=parse_time,
+        metavar="TIME",
+        help="the customer as it was at TIME (e.g. 2026-03-01T12:00:00Z)",
+    )
 
-    import_cmd.register(sub)
     p.set_defaults(func=_get)
+    import_cmd.register(sub)
+
+    p = sub.add_parser(
+        "duplicates",
+        help="likely duplicates of a customer, or of every customer (a report)",
+        description=(
+            "With ID: that customer's likely duplicates. Without: every likely duplicate pair"
+            " over all customers, best first. Each with its score and the reasons that matched"
+            " (same e-mail, same phone, similar or transliterated name)."
+        ),
+    )
+    p.add_argument("customer_id", metavar="ID", nargs="?", help="default: report on everyone")
+    p.add_argument("--limit", type=_version, default=0, metavar="N", help="at most N results")
+    p.add_argument(
+        "--min-score", type=float, default=0.0, metavar="S", help="report: pairs from S (0..1)"
+    )
+    p.set_defaults(func=_duplicates)
 
     p = _command(sub, "rename", _rename, "change the display name")
     p.add_argument("customer_id", metavar="ID")
@@ -369,13 +391,67 @@ def _end(args: argparse.Namespace) -> int:
 def _get(args: argparse.Namespace) -> int:
     with Client(args) as client:
         reply = client.customer.GetCustomer(
-            api.GetCustomerRequest(customer_id=args.customer_id), timeout=args.timeout
+            api.GetCustomerRequest(customer_id=args.customer_id, as_of=args.as_of),
+            timeout=args.timeout,
         )
     out = Output(args.json)
     if out.json_mode:
         out.json(customer_json(reply.customer))
     else:
         show_customer(out, reply.customer)
+    return 0
+
+
+def _duplicates(args: argparse.Namespace) -> int:
+    out = Output(args.json)
+    with Client(args) as client:
+        if args.customer_id:
+            found = client.customer.FindDuplicates(
+                api.FindDuplicatesRequest(customer_id=args.customer_id, limit=args.limit),
+                timeout=args.timeout,
+            )
+            candidates: list[dict[str, Any]] = [
+                {"customer_id": c.customer_id, "score": c.score, "reasons": list(c.reasons)}
+                for c in found.candidates
+            ]
+            if out.json_mode:
+                out.json({"customer_id": args.customer_id, "candidates": candidates})
+            elif not candidates:
+                out.note(f"no likely duplicates of {args.customer_id}")
+            else:
+                out.table(
+                    ("customer", "score", "reasons"),
+                    [
+                        (c["customer_id"], f"{c['score']:.3f}", "; ".join(c["reasons"]))
+                        for c in candidates
+                    ],
+                    title=f"likely duplicates of {args.customer_id}",
+                )
+            return 0
+        request = api.DuplicateReportRequest(min_score=args.min_score, limit=args.limit)
+        pairs: list[dict[str, Any]] = [
+            {
+                "customer_id": p.customer_id,
+                "duplicate_id": p.duplicate_id,
+                "score": p.score,
+                "reasons": list(p.reasons),
+            }
+            for reply in client.customer.DuplicateReport(request, timeout=args.timeout)
+            for p in reply.pairs
+        ]
+    if out.json_mode:
+        out.json({"pairs": pairs})
+    elif not pairs:
+        out.note("no likely duplicates")
+    else:
+        out.table(
+            ("customer", "duplicate", "score", "reasons"),
+            [
+                (p["customer_id"], p["duplicate_id"], f"{p['score']:.3f}", "; ".join(p["reasons"]))
+                for p in pairs
+            ],
+            title=f"likely duplicates: {len(pairs)} pairs",
+        )
     return 0
 
 

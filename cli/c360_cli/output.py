@@ -22,7 +22,7 @@ from c360.customer.v1 import customer_service_pb2 as customer_api
 from c360.events.v1 import customer_events_pb2 as events
 from c360.timeline.v1 import timeline_service_pb2 as timeline_api
 
-ID_COLUMNS = {"customer", "id", "link", "organisation", "person"}
+ID_COLUMNS = {"customer", "duplicate", "id", "link", "organisation", "person"}
 """Table columns that hold UUIDs."""
 
 JSONValue = Any
@@ -232,6 +232,16 @@ def profile_json(p: timeline_api.Profile) -> dict[str, JSONValue]:
         "at_risk_since": iso_field(p, "at_risk_since"),
         "at_risk_until": iso_field(p, "at_risk_until"),
         "service_desk": service_desk_json(p.service_desk) if p.HasField("service_desk") else None,
+        "provenance": [
+            {
+                "field": f.field,
+                "source": f.source,
+                "type": f.type,
+                "occurred_at": iso_field(f, "occurred_at"),
+                "event_id": f.event_id,
+            }
+            for f in p.provenance
+        ],
     }
 
 

@@ -69,6 +69,12 @@ def register(subparsers: Subparsers) -> None:
     )
     p.add_argument("--since", type=parse_time, metavar="TIME", help="entries at or after TIME")
     p.add_argument("--until", type=parse_time, metavar="TIME", help="entries before TIME")
+    p.add_argument(
+        "--as-of",
+        type=parse_time,
+        metavar="TIME",
+        help="the timeline as of TIME: entries that occurred at or before it",
+    )
     p.add_argument("--limit", type=_count, default=50, metavar="N", help="page size (default 50)")
     p.add_argument("--page-token", default="", metavar="TOKEN", help="next_page_token of a page")
     p.set_defaults(func=_show)
@@ -88,6 +94,12 @@ def register(subparsers: Subparsers) -> None:
     p = psub.add_parser("show", help="show a customer's 360 profile")
     p.add_argument("customer_id", metavar="ID")
     p.add_argument("--wait-for", default="", metavar="TOKEN", help="consistency token to wait for")
+    p.add_argument(
+        "--as-of",
+        type=parse_time,
+        metavar="TIME",
+        help="the profile as it was at TIME (e.g. 2026-03-01T12:00:00Z)",
+    )
     p.set_defaults(func=_profile)
 
     p = subparsers.add_parser(
@@ -112,6 +124,8 @@ def _matches(entry: api.TimelineEntry, args: argparse.Namespace) -> bool:
     at = entry.occurred_at.ToNanoseconds()
     if args.since is not None and at < args.since.ToNanoseconds():
         return False
+    if args.as_of is not None and at > args.as_of.ToNanoseconds():
+        return False
     return not (args.until is not None and at >= args.until.ToNanoseconds())
 
 
@@ -130,6 +144,7 @@ def _show(args: argparse.Namespace) -> int:
         since=args.since,
         until=args.until,
         wait_for=args.wait_for,
+        as_of=args.as_of,
     )
     with Client(args) as client:
         page = client.timeline.GetTimeline(request, timeout=args.timeout)
@@ -147,7 +162,8 @@ def _show(args: argparse.Namespace) -> int:
             out.table(
                 ["occurred at (UTC)", "source", "type", "summary"],
                 [_entry_row(e) for e in page.entries],
-                title=f"timeline of {args.customer_id}",
+                title=f"timeline of {args.customer_id}"
+                + (f" as of {short_time(iso_field(request, 'as_of'))}" if args.as_of else ""),
                 caption=caption,
                 no_wrap={"occurred at (UTC)", "type"},
             )
@@ -194,7 +210,9 @@ def _follow(client: Client, out: Output, args: argparse.Namespace, after: int) -
 
 
 def _profile(args: argparse.Namespace) -> int:
-    request = api.GetProfileRequest(customer_id=args.customer_id, wait_for=args.wait_for)
+    request = api.GetProfileRequest(
+        customer_id=args.customer_id, wait_for=args.wait_for, as_of=args.as_of
+    )
     with Client(args) as client:
         reply = client.timeline.GetProfile(request, timeout=args.timeout)
     out = Output(args.json)
@@ -233,7 +251,19 @@ def _profile(args: argparse.Namespace) -> int:
         )
     for key, value in sorted(doc["attributes"].items()):
         rows.append((key.replace("_", " "), value))
-    out.kv_panel(p.display_name, rows)
+    title = p.display_name
+    if args.as_of:
+        title += f" (as of {short_time(iso_field(request, 'as_of'))})"
+    out.kv_panel(title, rows)
+    out.table(
+        ["field", "set by", "source", "occurred at (UTC)", "event"],
+        [
+            [r["field"], r["type"], r["source"], short_time(r["occurred_at"]), r["event_id"]]
+            for r in doc["provenance"]
+        ],
+        title="where each field came from",
+        no_wrap={"occurred at (UTC)", "event"},
+    )
     return 0
 
 

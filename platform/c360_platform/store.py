@@ -20,8 +20,8 @@ from uuid import UUID
 
 import psycopg
 from eventsourcing.application import Application
-from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError, Notification, StoredEvent
+from eventsourcing.domain import Aggregate, DomainEventProtocol, MutableOrImmutableAggregate
+from eventsourcing.persistence import IntegrityError, Notification, Recording, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from psycopg import Cursor
 from psycopg.conninfo import conninfo_to_dict
@@ -112,6 +112,9 @@ class QueryTable:
     columns: tuple[tuple[str, str], ...]
     """(column, SQL type); the first column is the primary key (the aggregate id)."""
     indexes: tuple[tuple[str, ...], ...] = ()
+    """B-tree indexes, each a tuple of columns."""
+    gin_indexes: tuple[str, ...] = ()
+    """Array columns indexed with GIN (for overlap `&&` and containment `@>`)."""
 
     @property
     def key(self) -> str:
@@ -127,7 +130,6 @@ class _SaveContext:
     aggregate_id: UUID
     version: int
     extra: dict[str, str]
-    rows: list[dict[str, Any]] = field(default_factory=list)
 
 
 def fingerprint(data: bytes) -> str:
@@ -166,7 +168,10 @@ class EventRecorder(PostgresApplicationRecorder):
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> None:
         save: _SaveContext | None = kwargs.get("c360")
+        rows: list[dict[str, Any]] = kwargs.get("c360_rows") or []
         super()._insert_events(curs, stored_events, **kwargs)
+        if rows and self.query_table is not None:
+            self._upsert_rows(curs, self.query_table, rows)
         if save is None:
             return
         ctx = save.context
@@ -211,8 +216,6 @@ class EventRecorder(PostgresApplicationRecorder):
                     json.dumps(save.extra),
                 ),
             )
-        if save.rows and self.query_table is not None:
-            self._upsert_rows(curs, self.query_table, save.rows)
 
     def add_query_table(self, table: QueryTable) -> None:
         """Create the service's query table if missing, and keep it with every command."""
@@ -235,7 +238,50 @@ class EventRecorder(PostgresApplicationRecorder):
                         SQL(", ").join(Identifier(c) for c in index),
                     )
                 )
+            for column in table.gin_indexes:
+                curs.execute(
+                    SQL("CREATE INDEX IF NOT EXISTS {0} ON {1}.{2} USING gin ({3})").format(
+                        Identifier(f"{table.name}_by_{column}"),
+                        schema,
+                        Identifier(table.name),
+                        Identifier(column),
+                    )
+                )
         self.query_table = table
+
+    def upsert_rows(self, rows: list[dict[str, Any]]) -> None:
+        """Write query-table rows in a transaction of their own (backfills only: commands
+        write theirs with their events)."""
+        if self.query_table is None or not rows:
+            return
+        with self.datastore.transaction(commit=True) as curs:
+            self._upsert_rows(curs, self.query_table, rows)
+
+    def query_table_is_empty(self) -> bool:
+        table = self.query_table
+        if table is None:
+            raise RuntimeError("this application has no query table")
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                SQL("SELECT EXISTS (SELECT 1 FROM {0}.{1}) AS present").format(
+                    Identifier(self.datastore.schema), Identifier(table.name)
+                )
+            )
+            row = curs.fetchone()
+        return not (row and row["present"])
+
+    def aggregate_ids(self, after: UUID | None, limit: int) -> list[UUID]:
+        """Ids of the aggregates in the store, in id order, after `after` (a page)."""
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                SQL(
+                    "SELECT originator_id FROM {0}.{1} WHERE originator_version = 1"
+                    " AND (%s::uuid IS NULL OR originator_id > %s::uuid)"
+                    " ORDER BY originator_id LIMIT %s"
+                ).format(Identifier(self.datastore.schema), Identifier(self.events_table_name)),
+                (after, after, limit),
+            )
+            return [r["originator_id"] for r in curs.fetchall()]
 
     def _upsert_rows(
         self, curs: Cursor[DictRow], table: QueryTable, rows: list[dict[str, Any]]
@@ -414,10 +460,44 @@ class ServiceApplication(Application[UUID]):
         super().__init__(env)
         if self.query_table is not None:
             self.event_recorder.add_query_table(self.query_table)
+            self.backfill_query_table()
 
     def query_row(self, aggregate: Aggregate) -> dict[str, Any] | None:
         """The query-table row of a changed aggregate (None: the aggregate has no row)."""
         return None
+
+    def save(
+        self,
+        *objs: MutableOrImmutableAggregate[UUID] | DomainEventProtocol[UUID] | None,
+        **kwargs: Any,
+    ) -> list[Recording[UUID]]:
+        """Append the aggregates' pending events and, in the same transaction, their
+        query-table rows: every save keeps the query table, `execute` or not."""
+        if self.query_table is not None and "c360_rows" not in kwargs:
+            kwargs["c360_rows"] = [
+                row
+                for a in objs
+                if isinstance(a, Aggregate)
+                and a.pending_events
+                and (row := self.query_row(a)) is not None
+            ]
+        return super().save(*objs, **kwargs)
+
+    def backfill_query_table(self, batch: int = 500) -> int:
+        """Build the query table from the aggregates when it is empty but the store is not
+        (a store from before the table existed). Runs at start, before the service answers;
+        it reads every aggregate once, so it is meant for stores of moderate size."""
+        recorder = self.event_recorder
+        if not recorder.query_table_is_empty() or recorder.max_notification_id() is None:
+            return 0
+        written = 0
+        after: UUID | None = None
+        while ids := recorder.aggregate_ids(after, batch):
+            after = ids[-1]
+            rows = [row for i in ids if (row := self.query_row(self.repository.get(i))) is not None]
+            recorder.upsert_rows(rows)
+            written += len(rows)
+        return written
 
     @property
     def event_recorder(self) -> EventRecorder:
@@ -469,12 +549,7 @@ class ServiceApplication(Application[UUID]):
                 self.event_recorder.position_of(subject.id),
                 extra=decision.extra,
             )
-        rows = [
-            row
-            for a in decision.changed
-            if a.pending_events and (row := self.query_row(a)) is not None
-        ]
-        save = _SaveContext(ctx, subject.id, subject.version, decision.extra, rows)
+        save = _SaveContext(ctx, subject.id, subject.version, decision.extra)
         try:
             recordings = self.save(*decision.changed, c360=save)
         except IntegrityError:

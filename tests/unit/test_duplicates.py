@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from c360_customer.duplicates import Identity, compare, name_key, name_similarity, rank
+from c360_customer.duplicates import (
+    Identity,
+    blocking_keys,
+    compare,
+    find_pairs,
+    name_key,
+    name_similarity,
+    name_words,
+    rank,
+)
 
 
 def person(
@@ -51,3 +60,45 @@ def test_name_similarity_is_symmetric_and_bounded() -> None:
         assert s == name_similarity(b, a)
         assert 0.0 <= s <= 1.0
     assert name_similarity("Øster Hansen", "Oster Hansen") == 1.0
+
+
+def test_name_words_are_the_long_words_of_a_key_once_each() -> None:
+    assert name_words(name_key("Jānis de Žirnovskis")) == ["ianis", "zirnovskis"]
+    assert name_words("anna anna bo lee") == ["anna"]
+    assert name_words("") == []
+
+
+def test_blocking_keys_hold_contact_points_name_key_and_long_words_per_kind() -> None:
+    ada = person("a", "Ada King-Lovelace", ("ada@example.com",), ("+442079460958",))
+    assert blocking_keys(ada) == [
+        "person|e:ada@example.com",
+        "person|n:ada king lovelace",
+        "person|p:+442079460958",
+        "person|w:king",
+        "person|w:lovelace",
+    ]
+    org = Identity("o", "organisation", "Ada", ("ada@example.com",))
+    assert set(blocking_keys(org)).isdisjoint(blocking_keys(ada))
+
+
+def test_find_pairs_lists_each_pair_once_best_first_without_strangers() -> None:
+    people = [
+        person("c", "Janis Zhirnovskis", ("janis@example.lv",)),
+        person("a", "Jānis Žirnovskis", ("janis@example.lv",)),
+        person("b", "Katarzyna Kowalska", phones=("+48123456789",)),
+        person("d", "Katarzyna Kowalski", phones=("+48123456789",)),
+        person("x", "Ada Lovelace", ("ada@example.com",)),
+    ]
+    pairs = find_pairs(people)
+    assert [(p.customer_id, p.duplicate_id) for p in pairs] == [("a", "c"), ("b", "d")]
+    assert pairs[0].reasons == ("same e-mail janis@example.lv", "same name when transliterated")
+    assert pairs[0].score >= pairs[1].score
+    assert find_pairs(people, min_score=0.95) == [pairs[0]]
+
+
+def test_find_pairs_skips_a_name_word_too_common_to_block_on() -> None:
+    people = [person(f"p{i}", f"Alexandra Q{chr(97 + i)}") for i in range(4)]
+    people.append(person("z", "Alexandra Qa"))  # same name key as p0: always compared
+    assert [(p.customer_id, p.duplicate_id) for p in find_pairs(people, max_word_block=3)] == [
+        ("p0", "z")
+    ]

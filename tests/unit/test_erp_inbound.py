@@ -141,3 +141,12 @@ def test_the_profile_keeps_balance_overdue_invoices_and_last_payment() -> None:
     assert settled["erp"]["outstanding"] == {"EUR": "0.00"}
     assert settled["erp"]["overdue_invoices"] == []
     assert settled["erp"]["open_invoices"] == {}
+
+
+def test_erp_provenance_names_the_invoice_and_payment_events() -> None:
+    profile = _account(invoice("INV-1", "1000.00"), payment("1000.00", "INV-1"))
+    prov = profile["provenance"]
+    assert "erp.open_invoices[INV-1]" not in prov  # paid in full: gone from the profile
+    assert prov["erp.last_payment"]["type"] == "payment.received"
+    assert prov["erp.outstanding.EUR"]["type"] == "payment.received"
+    assert prov["erp.outstanding.EUR"]["source"] == "erp"

@@ -9,7 +9,7 @@ from google.protobuf import message
 
 from c360.events.v1 import customer_events_pb2 as ev
 from c360_platform.envelope import Publication, pack, subject_for, unpack
-from c360_timeline.projection import empty_profile, entry_for, fold
+from c360_timeline.projection import ChurnRule, Entry, empty_profile, entry_for, fold, profile_as_of
 from c360_timeline.readmodel import name_key
 
 CUSTOMER = uuid.uuid4()
@@ -96,3 +96,72 @@ def test_fold_does_not_mutate_its_input() -> None:
 def test_name_key_transliterates() -> None:
     assert name_key("Žirnovskis  Müller") == "zirnovskis muller"
     assert name_key("Zhirnovskis").startswith("zhirnovskis")
+
+
+def _history(payloads: list[message.Message]) -> list[Entry]:
+    return [
+        entry_for(envelope(payload, i, T0 + timedelta(minutes=i)))  # type: ignore[arg-type]
+        for i, payload in enumerate(payloads, start=1)
+    ]
+
+
+def test_provenance_names_the_event_that_set_each_field() -> None:
+    entries = _history(
+        [
+            ev.CustomerRegistered(
+                kind=ev.CUSTOMER_KIND_PERSON,
+                display_name="Ada",
+                phones=["+4930111"],
+                tags=["vip"],
+            ),
+            ev.PhoneAdded(phone="+4930123"),
+            ev.CustomerRenamed(display_name="Ada Lovelace"),
+            ev.PhoneRemoved(phone="+4930111"),
+            ev.ConsentGranted(
+                channel=ev.CONSENT_CHANNEL_EMAIL, purpose=ev.CONSENT_PURPOSE_MARKETING
+            ),
+            ev.TagsChanged(removed=["vip"], added=["gold"]),
+            ev.PhoneAdded(phone="+4930123"),  # already there: the first one set it
+        ]
+    )
+    profile = empty_profile(str(CUSTOMER))
+    for entry in entries:
+        profile = fold(profile, entry)
+    prov = profile["provenance"]
+    assert prov["phones[+4930123]"] == {
+        "source": "customer",
+        "type": "customer.phone_added",
+        "occurred_at": entries[1].occurred_at.isoformat(),
+        "event_id": entries[1].event_id,
+    }
+    assert "phones[+4930111]" not in prov  # removed from the profile, and from the map
+    assert prov["display_name"]["event_id"] == entries[2].event_id
+    assert prov["kind"]["event_id"] == entries[0].event_id
+    assert prov["consent.email/marketing"]["type"] == "customer.consent_granted"
+    assert "tags[vip]" not in prov
+    assert prov["tags[gold]"]["event_id"] == entries[5].event_id
+    assert prov["first_seen_at"]["event_id"] == entries[0].event_id
+    assert prov["last_contact_at"]["event_id"] == entries[6].event_id
+    assert "owner_id" not in prov  # never set
+
+
+def test_profile_as_of_folds_only_what_had_occurred() -> None:
+    entries = _history(
+        [
+            ev.CustomerRegistered(kind=ev.CUSTOMER_KIND_PERSON, display_name="Ada"),
+            ev.PhoneAdded(phone="+4930123"),
+            ev.CustomerRenamed(display_name="Ada Lovelace"),
+        ]
+    )
+    rule = ChurnRule()
+    assert profile_as_of(str(CUSTOMER), entries, T0, rule) is None
+    middle = profile_as_of(str(CUSTOMER), entries, T0 + timedelta(minutes=2, seconds=30), rule)
+    assert middle is not None
+    assert middle["display_name"] == "Ada"
+    assert middle["phones"] == ["+4930123"]
+    assert middle["provenance"]["display_name"]["event_id"] == entries[0].event_id
+    # As of after the last entry: exactly the profile the live fold keeps.
+    live = empty_profile(str(CUSTOMER))
+    for entry in entries:
+        live = fold(live, entry)
+    assert profile_as_of(str(CUSTOMER), entries, T0 + timedelta(days=1), rule) == live

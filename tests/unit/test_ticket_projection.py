@@ -18,6 +18,7 @@ from c360_timeline.projection import (
     entry_for,
     fold,
     observe,
+    profile_as_of,
     sweep,
 )
 from c360_timeline.query import profile_message
@@ -234,3 +235,30 @@ def test_threshold_and_window_are_configurable() -> None:
     assert replay([desk.opened(T0), desk.opened(T0 + 8 * DAY)], rule)[1] == []
     _, derived = replay([desk.opened(T0), desk.opened(T0 + 6 * DAY)], rule)
     assert derived[0].summary == "At risk of churning: 2 support contacts within 7 days"
+
+
+def test_as_of_profiles_reproduce_tickets_and_the_churn_signal_at_that_time() -> None:
+    desk = Desk()
+    entries = [desk.opened(T0 + i * DAY) for i in range(4)]
+    profile, derived = replay(entries)
+    # the entry that flagged the customer is the provenance of the flag
+    assert profile["provenance"]["at_risk"]["event_id"] == derived[0].event_id
+    tid = entries[3].aggregate_id
+    assert profile["provenance"][f"service_desk.tickets[{tid}]"]["event_id"] == (
+        entries[3].event_id
+    )
+    # derived entries stored beside the events are ignored: the rule derives them again
+    stored = [*entries, *derived]
+    assert profile_as_of(desk.customer, stored, T0 + 3 * DAY, RULE) == profile
+    before = profile_as_of(desk.customer, stored, T0 + 2 * DAY, RULE)
+    assert before is not None
+    assert profile_message(before, now=T0 + 2 * DAY).at_risk is False
+    assert profile_message(before, now=T0 + 2 * DAY).service_desk.tickets_total == 3
+    # read-time values use as_of as "now": 40 days on, the flag has cleared
+    later = profile_as_of(desk.customer, stored, T0 + 40 * DAY, RULE)
+    assert later is not None
+    assert later["churn"]["at_risk"] is False
+    assert "at_risk" not in later["provenance"]
+    shown = profile_message(later, now=T0 + 40 * DAY)
+    assert shown.at_risk is False
+    assert shown.service_desk.tickets_last_30_days == 0

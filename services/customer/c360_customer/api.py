@@ -33,6 +33,9 @@ Ctx = grpc.aio.ServicerContext[Any, Any]
 # Rows per transaction of an import: large enough to amortise the commit, small enough to
 # keep the events table's lock short.
 IMPORT_BATCH = 250
+DEFAULT_DUPLICATES = 20
+MAX_DUPLICATES = 1000
+REPORT_CHUNK = 500
 _KIND_NAMES = {v: k for k, v in KINDS.items()}
 _CHANNEL_NAMES = {v: k for k, v in CHANNELS.items()}
 _PURPOSE_NAMES = {v: k for k, v in PURPOSES.items()}
@@ -337,8 +340,48 @@ class CustomerServicer(api_grpc.CustomerServiceServicer):
         self, request: api.GetCustomerRequest, context: Ctx
     ) -> api.GetCustomerResponse:
         customer_id = parse_id("customer_id", request.customer_id)
-        customer = await blocking(self.app.get_customer, customer_id)
+        as_of = _time(request.as_of, request.HasField("as_of"))
+        customer = await blocking(self.app.get_customer, customer_id, as_of)
         return api.GetCustomerResponse(customer=customer_message(customer))
+
+    async def FindDuplicates(
+        self, request: api.FindDuplicatesRequest, context: Ctx
+    ) -> api.FindDuplicatesResponse:
+        customer_id = parse_id("customer_id", request.customer_id)
+        if request.limit > MAX_DUPLICATES:
+            raise InvalidArgument.one("limit", f"must be at most {MAX_DUPLICATES}")
+        found = await blocking(
+            self.app.find_duplicates, customer_id, request.limit or DEFAULT_DUPLICATES
+        )
+        return api.FindDuplicatesResponse(
+            candidates=[
+                api.DuplicateCandidate(
+                    customer_id=c.customer_id, score=c.score, reasons=list(c.reasons)
+                )
+                for c in found
+            ]
+        )
+
+    async def DuplicateReport(
+        self, request: api.DuplicateReportRequest, context: Ctx
+    ) -> AsyncIterator[api.DuplicateReportResponse]:
+        if not 0 <= request.min_score <= 1:
+            raise InvalidArgument.one("min_score", "must be between 0 and 1")
+        pairs = await blocking(self.app.duplicate_report, request.min_score)
+        if request.limit:
+            pairs = pairs[: request.limit]
+        for start in range(0, len(pairs), REPORT_CHUNK):
+            yield api.DuplicateReportResponse(
+                pairs=[
+                    api.DuplicatePair(
+                        customer_id=p.customer_id,
+                        duplicate_id=p.duplicate_id,
+                        score=p.score,
+                        reasons=list(p.reasons),
+                    )
+                    for p in pairs[start : start + REPORT_CHUNK]
+                ]
+            )
 
 
 def register(servicer: CustomerServicer) -> Any:

@@ -8,12 +8,40 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
+from psycopg.sql import SQL, Identifier
 
-from c360_customer import domain
+from c360_customer import domain, duplicates
 from c360_customer.domain import Customer
 from c360_platform.errors import InvalidArgument, NotFound
-from c360_platform.store import CommandContext, CommandOutcome, Decision, ServiceApplication
+from c360_platform.store import (
+    CommandContext,
+    CommandOutcome,
+    Decision,
+    QueryTable,
+    ServiceApplication,
+)
+
+DIRECTORY = QueryTable(
+    name="directory",
+    columns=(
+        ("customer_id", "uuid"),
+        ("kind", "text NOT NULL"),
+        ("display_name", "text NOT NULL"),
+        ("name_key", "text NOT NULL"),
+        ("name_words", "text[] NOT NULL"),
+        ("emails", "text[] NOT NULL"),
+        ("phones", "text[] NOT NULL"),
+    ),
+    indexes=(("name_key",),),
+    gin_indexes=("emails", "phones", "name_words"),
+)
+"""One row per customer for duplicate detection, kept in the same transaction as the
+customer's events (`name_key` and `name_words` from `duplicates`)."""
+
+MAX_CANDIDATE_ROWS = 1000
+"""At most this many directory rows are scored for one customer (exact matches first)."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +71,20 @@ class PreparedImport:
     rejected: list[tuple[int, str]] = field(default_factory=list)
 
 
+def directory_row(customer: Customer) -> dict[str, Any]:
+    """The customer's row of the directory."""
+    key = duplicates.name_key(customer.display_name)
+    return {
+        "customer_id": customer.id,
+        "kind": customer.kind,
+        "display_name": customer.display_name,
+        "name_key": key,
+        "name_words": duplicates.name_words(key),
+        "emails": list(customer.emails),
+        "phones": list(customer.phones),
+    }
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -53,6 +95,10 @@ class CustomerApplication(ServiceApplication):
     name = "Customer"
     source = "customer"
     snapshotting_intervals = {Customer: 100}
+    query_table = DIRECTORY
+
+    def query_row(self, aggregate: Aggregate) -> dict[str, Any] | None:
+        return directory_row(aggregate) if isinstance(aggregate, Customer) else None
 
     def register(self, ctx: CommandContext, **fields: Any) -> CommandOutcome:
         def decide() -> Decision[Customer]:
@@ -160,6 +206,7 @@ class CustomerApplication(ServiceApplication):
             known = self.event_recorder.existing([c.id for c in prepared.customers])
             new = [c for c in prepared.customers if c.id not in known]
             try:
+                # `save` writes the new customers' directory rows in the same transaction.
                 recordings = self.save(*new) if new else []
             except IntegrityError:
                 if attempt == 3:
@@ -176,5 +223,73 @@ class CustomerApplication(ServiceApplication):
         """Validate and store one batch of rows (one commit)."""
         return self.store_import(self.prepare_import(rows, set()))
 
-    def get_customer(self, customer_id: UUID) -> Customer:
-        return self.load(Customer, customer_id)
+    def get_customer(self, customer_id: UUID, as_of: datetime | None = None) -> Customer:
+        """The customer now, or as it was at `as_of`: replayed up to its last event recorded
+        at or before then (NOT_FOUND if it did not exist yet)."""
+        if as_of is None:
+            return self.load(Customer, customer_id)
+        version = None
+        for event in self.events.get(customer_id):
+            if getattr(event, "timestamp") > as_of:  # noqa: B009 (not in the protocol)
+                break  # the state at a time is a prefix of the history
+            version = event.originator_version
+        if version is None:
+            raise NotFound(f"customer {customer_id} did not exist at {as_of.isoformat()}")
+        aggregate: Any = self.repository.get(customer_id, version=version)
+        if not isinstance(aggregate, Customer):
+            raise NotFound(f"customer {customer_id} does not exist")
+        return aggregate
+
+    # -- duplicates ---------------------------------------------------------------------------
+
+    def find_duplicates(self, customer_id: UUID, limit: int) -> list[duplicates.Candidate]:
+        """The customer's likely duplicates, best first: directory rows sharing an e-mail, a
+        phone, the name key or a long name word (all indexed), scored by `duplicates.rank`."""
+        subject = _identity(directory_row(self.get_customer(customer_id)))
+        table = SQL("{0}.{1}").format(
+            Identifier(self.event_recorder.datastore.schema), Identifier(DIRECTORY.name)
+        )
+        key = duplicates.name_key(subject.display_name)
+        exact = SQL(
+            "(emails && %(emails)s::text[] OR phones && %(phones)s::text[]"
+            " OR (%(key)s <> '' AND name_key = %(key)s))"
+        )
+        query = SQL(
+            "SELECT * FROM {0} WHERE customer_id <> %(id)s AND kind = %(kind)s"
+            " AND ({1} OR name_words && %(words)s)"
+            " ORDER BY {1} DESC LIMIT %(cap)s"
+        ).format(table, exact)
+        params = {
+            "id": customer_id,
+            "kind": subject.kind,
+            "emails": list(subject.emails),
+            "phones": list(subject.phones),
+            "key": key,
+            "words": duplicates.name_words(key),
+            "cap": MAX_CANDIDATE_ROWS,
+        }
+        with self.event_recorder.datastore.transaction(commit=False) as curs:
+            curs.execute(query, params)
+            others = [_identity(dict(r)) for r in curs.fetchall()]
+        return duplicates.rank(subject, others)[:limit]
+
+    def duplicate_report(self, min_score: float) -> list[duplicates.Pair]:
+        """Every pair of likely duplicates over all customers, each once, best first (the
+        whole directory is read and blocked in memory: fine for tens of thousands)."""
+        table = SQL("{0}.{1}").format(
+            Identifier(self.event_recorder.datastore.schema), Identifier(DIRECTORY.name)
+        )
+        with self.event_recorder.datastore.transaction(commit=False) as curs:
+            curs.execute(SQL("SELECT * FROM {0}").format(table))
+            identities = [_identity(dict(r)) for r in curs.fetchall()]
+        return duplicates.find_pairs(identities, max(min_score, duplicates.CANDIDATE_SCORE))
+
+
+def _identity(row: dict[str, Any]) -> duplicates.Identity:
+    return duplicates.Identity(
+        customer_id=str(row["customer_id"]),
+        kind=row["kind"],
+        display_name=row["display_name"],
+        emails=tuple(row["emails"]),
+        phones=tuple(row["phones"]),
+    )

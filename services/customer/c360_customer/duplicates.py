@@ -7,6 +7,10 @@ Evidence, each with a weight, combines as independent signals (1 - Π(1 - w)):
   "Zhirnovskis" both become "zirnovskis"), then compared word-order-insensitively with
   Jaro-Winkler; from 0.88 similarity the weight rises from 0.45 to 0.7 for identical names.
 Customers of different kinds (person, organisation) are never candidates.
+
+Candidates are looked for among customers that share a blocking key (`blocking_keys`): an
+e-mail address, a phone number, the name key, or a name-key word of at least `MIN_WORD`
+letters; `find_pairs` scores every pair within a block once (the report over all customers).
 """
 
 from __future__ import annotations
@@ -23,6 +27,11 @@ NAME_THRESHOLD = 0.88
 NAME_WEIGHT_MIN = 0.45
 NAME_WEIGHT_MAX = 0.7
 CANDIDATE_SCORE = 0.5
+MIN_WORD = 4
+"""Name-key words shorter than this are not blocking keys (initials, "de", "van", ...)."""
+MAX_WORD_BLOCK = 200
+"""A name word shared by more customers than this is too common to block on in the report
+(an exact name key, e-mail or phone is always used)."""
 
 # Romanisations that spell one sound two ways (Cyrillic and Baltic names in particular).
 _FOLDS = [
@@ -53,6 +62,16 @@ class Identity:
     display_name: str
     emails: tuple[str, ...] = ()
     phones: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Pair:
+    """Two customers that are likely duplicates (`customer_id` < `duplicate_id`)."""
+
+    customer_id: str
+    duplicate_id: str
+    score: float
+    reasons: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -117,3 +136,50 @@ def rank(subject: Identity, others: list[Identity]) -> list[Candidate]:
     """The candidates among `others`, best first (ties by id, so the order is stable)."""
     found = [c for other in others if (c := compare(subject, other)) is not None]
     return sorted(found, key=lambda c: (-c.score, c.customer_id))
+
+
+def name_words(key: str) -> list[str]:
+    """The words of a name key long enough to look for candidates by, sorted, once each."""
+    return sorted({word for word in key.split() if len(word) >= MIN_WORD})
+
+
+def blocking_keys(identity: Identity) -> list[str]:
+    """The keys under which `identity` meets its candidates: customers sharing none of them
+    are never compared. Keys are prefixed by their kind, and by the customer's kind."""
+    key = name_key(identity.display_name)
+    keys = [f"e:{e}" for e in identity.emails] + [f"p:{p}" for p in identity.phones]
+    if key:
+        keys.append(f"n:{key}")
+        keys.extend(f"w:{word}" for word in name_words(key))
+    return sorted({f"{identity.kind}|{k}" for k in keys})
+
+
+def find_pairs(
+    identities: list[Identity],
+    min_score: float = CANDIDATE_SCORE,
+    max_word_block: int = MAX_WORD_BLOCK,
+) -> list[Pair]:
+    """Every pair of likely duplicates among `identities`, each pair once, best first (ties
+    by ids). Only customers sharing a blocking key are compared; a name word shared by more
+    than `max_word_block` customers is skipped as a key."""
+    blocks: dict[str, list[int]] = {}
+    for index, identity in enumerate(identities):
+        for key in blocking_keys(identity):
+            blocks.setdefault(key, []).append(index)
+    seen: set[tuple[int, int]] = set()
+    pairs: list[Pair] = []
+    for key, members in blocks.items():
+        if len(members) < 2 or ("|w:" in key and len(members) > max_word_block):
+            continue
+        for i, left in enumerate(members):
+            for right in members[i + 1 :]:
+                if (left, right) in seen:
+                    continue
+                seen.add((left, right))
+                a, b = identities[left], identities[right]
+                if b.customer_id < a.customer_id:
+                    a, b = b, a
+                found = compare(a, b)
+                if found is not None and found.score >= min_score:
+                    pairs.append(Pair(a.customer_id, b.customer_id, found.score, found.reasons))
+    return sorted(pairs, key=lambda p: (-p.score, p.customer_id, p.duplicate_id))

@@ -240,7 +240,51 @@ def empty_profile(customer_id: str) -> Doc:
         "last_contact_source": "",
         "first_seen_at": "",
         "updated_at": "",
+        "provenance": {},
     }
+
+
+# -- field provenance ---------------------------------------------------------------------------
+#
+# `provenance` maps a field path of the profile to the entry that last set it:
+#   scalars            "kind", "display_name", "owner_id", "acquisition", "last_contact_at",
+#                      "first_seen_at"
+#   list members       "emails[ada@example.com]", "phones[+4930123]", "tags[vip]",
+#                      "addresses[<address_id>]"
+#   keyed members      "consent.email/marketing", "contact_persons[<link_id>]"
+#   service desk       "service_desk.tickets[<ticket_id>]", "service_desk.last_contact_at",
+#                      "service_desk.ratings"
+#   ERP                "erp.open_invoices[<number>]", "erp.outstanding.<currency>",
+#                      "erp.last_payment", "erp.credit_limit"
+#   churn signal       "at_risk" (the derived entry that flagged it)
+# A member that leaves the profile (a phone removed, a ticket closed) leaves the map too.
+
+
+def provenance_of(entry: Entry) -> Doc:
+    """What the provenance map records of the entry that set a field."""
+    return {
+        "source": entry.source,
+        "type": entry.type,
+        "occurred_at": entry.occurred_at.isoformat(),
+        "event_id": entry.event_id,
+    }
+
+
+def _set_by(p: Doc, path: str, entry: Entry) -> None:
+    p.setdefault("provenance", {})[path] = provenance_of(entry)
+
+
+def _unset(p: Doc, path: str) -> None:
+    p.setdefault("provenance", {}).pop(path, None)
+
+
+def _members(p: Doc, field: str, values: list[str], entry: Entry) -> None:
+    """Provenance of a list field replaced as a whole (registration)."""
+    prov = p.setdefault("provenance", {})
+    for key in [k for k in prov if k.startswith(field + "[")]:
+        del prov[key]
+    for value in values:
+        _set_by(p, f"{field}[{value}]", entry)
 
 
 def _add(items: list[str], value: str) -> None:
@@ -251,6 +295,31 @@ def _add(items: list[str], value: str) -> None:
 def _remove(items: list[str], value: str) -> None:
     if value in items:
         items.remove(value)
+
+
+_CONTACT_FIELDS = {
+    "customer.email_added": ("emails", "email"),
+    "customer.email_removed": ("emails", "email"),
+    "customer.phone_added": ("phones", "phone"),
+    "customer.phone_removed": ("phones", "phone"),
+}
+
+
+def _erp_provenance(p: Doc, before: Doc, entry: Entry) -> None:
+    """Name `entry` for every part of the ERP account it changed."""
+    after = p["erp"]
+    for currency, amount in after["outstanding"].items():
+        if before["outstanding"].get(currency) != amount:
+            _set_by(p, f"erp.outstanding.{currency}", entry)
+    for number in before["open_invoices"]:
+        if number not in after["open_invoices"]:
+            _unset(p, f"erp.open_invoices[{number}]")
+    for number, invoice in after["open_invoices"].items():
+        if before["open_invoices"].get(number) != invoice:
+            _set_by(p, f"erp.open_invoices[{number}]", entry)
+    for key in ("last_payment", "credit_limit"):
+        if before.get(key) != after.get(key):
+            _set_by(p, f"erp.{key}", entry)
 
 
 def fold(profile: Doc, entry: Entry) -> Doc:
@@ -270,27 +339,43 @@ def fold(profile: Doc, entry: Entry) -> Doc:
             "source": d.get("acquisition_source", ""),
             "channel": d.get("acquisition_channel", ""),
         }
+        for path in ("kind", "display_name", "acquisition"):
+            _set_by(p, path, entry)
+        if p["owner_id"]:
+            _set_by(p, "owner_id", entry)
+        for field in ("emails", "phones", "tags"):
+            _members(p, field, p[field], entry)
     elif kind == "customer.renamed":
         p["display_name"] = d.get("display_name", "")
-    elif kind == "customer.email_added":
-        _add(p["emails"], d.get("email", ""))
-    elif kind == "customer.email_removed":
-        _remove(p["emails"], d.get("email", ""))
-    elif kind == "customer.phone_added":
-        _add(p["phones"], d.get("phone", ""))
-    elif kind == "customer.phone_removed":
-        _remove(p["phones"], d.get("phone", ""))
+        _set_by(p, "display_name", entry)
+    elif kind in ("customer.email_added", "customer.phone_added"):
+        field, value = _CONTACT_FIELDS[kind]
+        if d.get(value) and d[value] not in p[field]:
+            _add(p[field], d[value])
+            _set_by(p, f"{field}[{d[value]}]", entry)
+    elif kind in ("customer.email_removed", "customer.phone_removed"):
+        field, value = _CONTACT_FIELDS[kind]
+        _remove(p[field], d.get(value, ""))
+        _unset(p, f"{field}[{d.get(value, '')}]")
     elif kind == "customer.postal_address_added":
-        p["addresses"] = [*p["addresses"], d.get("address", {})]
+        address = d.get("address", {})
+        p["addresses"] = [*p["addresses"], address]
+        _set_by(p, f"addresses[{address.get('address_id', '')}]", entry)
     elif kind == "customer.postal_address_removed":
         p["addresses"] = [a for a in p["addresses"] if a.get("address_id") != d.get("address_id")]
+        _unset(p, f"addresses[{d.get('address_id', '')}]")
     elif kind == "customer.owner_assigned":
         p["owner_id"] = d.get("owner_id", "")
+        _set_by(p, "owner_id", entry)
     elif kind == "customer.tags_changed":
         removed = set(d.get("removed", []))
         p["tags"] = [t for t in p["tags"] if t not in removed]
+        for tag in removed:
+            _unset(p, f"tags[{tag}]")
         for tag in d.get("added", []):
-            _add(p["tags"], tag)
+            if tag and tag not in p["tags"]:
+                _add(p["tags"], tag)
+                _set_by(p, f"tags[{tag}]", entry)
     elif kind in ("customer.consent_granted", "customer.consent_revoked"):
         channel = _enum_word(d.get("channel", ""))
         purpose = _enum_word(d.get("purpose", ""))
@@ -299,6 +384,7 @@ def fold(profile: Doc, entry: Entry) -> Doc:
             "source": d.get("source", ""),
             "decided_at": d.get("decided_at", at),
         }
+        _set_by(p, f"consent.{channel}/{purpose}", entry)
     elif kind == "customer.contact_person_linked":
         p["contact_persons"][d["link_id"]] = {
             "organisation_id": d.get("organisation_id", ""),
@@ -307,14 +393,18 @@ def fold(profile: Doc, entry: Entry) -> Doc:
             "valid_from": d.get("valid_from", ""),
             "valid_until": "",
         }
+        _set_by(p, f"contact_persons[{d['link_id']}]", entry)
     elif kind == "customer.contact_person_link_ended":
         link = p["contact_persons"].get(d.get("link_id", ""))
         if link is not None:
             link["valid_until"] = d.get("valid_until", "")
+            _set_by(p, f"contact_persons[{d['link_id']}]", entry)
     elif kind.startswith("ticket."):
         _fold_ticket(p, entry)
     elif entry.source == erp.SOURCE:
-        p["erp"] = erp.fold_account(p.get("erp") or erp.empty_account(), kind, d)
+        before = p.get("erp") or erp.empty_account()
+        p["erp"] = erp.fold_account(copy.deepcopy(before), kind, d)
+        _erp_provenance(p, before, entry)
     touches = p["touches"].setdefault(entry.source, {"count": 0, "last_at": ""})
     touches["count"] += 1
     touches["last_at"] = max(touches["last_at"], at)
@@ -322,8 +412,10 @@ def fold(profile: Doc, entry: Entry) -> Doc:
     if entry.source != erp.SOURCE and at >= p["last_contact_at"]:
         p["last_contact_at"] = at
         p["last_contact_source"] = entry.source
+        _set_by(p, "last_contact_at", entry)
     if not p["first_seen_at"] or at < p["first_seen_at"]:
         p["first_seen_at"] = at
+        _set_by(p, "first_seen_at", entry)
     p["updated_at"] = max(p["updated_at"], at)
     return p
 
@@ -368,6 +460,7 @@ def _fold_ticket(p: Doc, entry: Entry) -> None:
             "escalation_level": 0,
             "opened_at": at.isoformat(),
         }
+        _set_by(p, f"service_desk.tickets[{ticket_id}]", entry)
         desk["tickets_total"] += 1
         since = at - timedelta(days=RECENT_TICKET_DAYS)
         openings = [o for o in desk["recent_openings"] if _time(o) > since]
@@ -379,7 +472,9 @@ def _fold_ticket(p: Doc, entry: Entry) -> None:
     elif kind == "ticket.rated":
         desk["rating_sum"] += int(d.get("score", 0))
         desk["ratings"] += 1
+        _set_by(p, "service_desk.ratings", entry)
     elif ticket is not None:
+        _set_by(p, f"service_desk.tickets[{ticket_id}]", entry)
         if kind == "ticket.assigned":
             ticket["agent_id"] = d.get("agent_id", "")
             ticket["queue"] = d.get("queue", "")
@@ -394,9 +489,11 @@ def _fold_ticket(p: Doc, entry: Entry) -> None:
             ticket["state"] = "open"
         elif kind == "ticket.closed":
             del desk["tickets"][ticket_id]
+            _unset(p, f"service_desk.tickets[{ticket_id}]")
     if contact_channel and (not desk["last_contact_at"] or at >= _time(desk["last_contact_at"])):
         desk["last_contact_at"] = at.isoformat()
         desk["last_contact_channel"] = contact_channel
+        _set_by(p, "service_desk.last_contact_at", entry)
 
 
 # -- the churn signal ---------------------------------------------------------------------------
@@ -471,6 +568,7 @@ def _clear(p: Doc, rule: ChurnRule) -> Entry:
         {"since": churn["since"], "until": churn["until"]},
     )
     churn.update(at_risk=False, since="", until="")
+    _unset(p, "at_risk")
     p["updated_at"] = max(p["updated_at"], until.isoformat())
     return entry
 
@@ -494,19 +592,19 @@ def observe(p: Doc, entry: Entry, rule: ChurnRule) -> list[Entry]:
     elif len(churn["contacts"]) >= rule.threshold:
         churn.update(at_risk=True, since=newest.isoformat(), until=until)
         count = len(churn["contacts"])
-        derived.append(
-            _derived(
-                p["customer_id"],
-                "at_risk_flagged",
-                newest,
-                f"At risk of churning: {count} support contacts within {rule.describe()}",
-                {
-                    "threshold": rule.threshold,
-                    "window_days": rule.window / timedelta(days=1),
-                    "contacts": copy.deepcopy(churn["contacts"]),
-                },
-            )
+        flagged = _derived(
+            p["customer_id"],
+            "at_risk_flagged",
+            newest,
+            f"At risk of churning: {count} support contacts within {rule.describe()}",
+            {
+                "threshold": rule.threshold,
+                "window_days": rule.window / timedelta(days=1),
+                "contacts": copy.deepcopy(churn["contacts"]),
+            },
         )
+        derived.append(flagged)
+        _set_by(p, "at_risk", flagged)
         p["updated_at"] = max(p["updated_at"], newest.isoformat())
     return derived
 
@@ -524,3 +622,27 @@ def at_risk_until(profile: Doc) -> datetime | None:
     """When the profile's at-risk flag clears, if it is set."""
     churn = profile.get("churn")
     return _time(churn["until"]) if churn and churn["at_risk"] else None
+
+
+# -- the profile as of a time -------------------------------------------------------------------
+
+
+def profile_as_of(
+    customer_id: str, entries: list[Entry], as_of: datetime, rule: ChurnRule
+) -> Doc | None:
+    """The profile as it was at `as_of`: the customer's entries that occurred by then, folded
+    in the order the read model applied them (`entries` in that order), with the churn rule
+    observed on each and a final sweep at `as_of`. Entries the projection derived (source
+    `timeline`) are not folded: the rule derives them again. None when nothing had occurred.
+
+    Every source's fold reads only what an entry keeps (type, details, time, source,
+    aggregate id), so with `as_of` after the last entry this is the stored profile."""
+    profile: Doc | None = None
+    for entry in entries:
+        if entry.source == DERIVED_SOURCE or entry.occurred_at > as_of:
+            continue
+        profile = fold(profile or empty_profile(customer_id), entry)
+        observe(profile, entry, rule)
+    if profile is None:
+        return None
+    return sweep(profile, as_of, rule)[0]

@@ -22,9 +22,15 @@ from c360_platform.commands import parse_id
 from c360_platform.consistency import ConsistencyToken
 from c360_platform.envelope import timestamp
 from c360_platform.errors import DeadlineExceeded, InvalidArgument, NotFound, Unavailable
-from c360_timeline.projection import RECENT_TICKET_DAYS
+from c360_timeline.projection import (
+    DERIVED_SOURCE,
+    RECENT_TICKET_DAYS,
+    ChurnRule,
+    Entry,
+    profile_as_of,
+)
 from c360_timeline.projector import Projector
-from c360_timeline.readmodel import SCHEMA, name_key
+from c360_timeline.readmodel import SCHEMA, churn_rule_from_env, name_key
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 MAX_PAGE = 500
@@ -132,6 +138,35 @@ def _at_risk(doc: dict[str, Any], now: datetime) -> dict[str, Any]:
     }
 
 
+def entry_from_row(r: dict[str, Any]) -> Entry:
+    """A stored entry as the projection's Entry (times in UTC, as the fold wrote them)."""
+    return Entry(
+        event_id=str(r["event_id"]),
+        customer_id=str(r["customer_id"]),
+        occurred_at=r["occurred_at"].astimezone(UTC),
+        source=r["source"],
+        position=r["position"],
+        type=r["type"],
+        summary=r["summary"],
+        details=r["details"],
+        aggregate_id=str(r["aggregate_id"]),
+        aggregate_version=r["aggregate_version"],
+    )
+
+
+def provenance_messages(doc: dict[str, Any]) -> list[api.FieldProvenance]:
+    return [
+        api.FieldProvenance(
+            field=path,
+            source=p["source"],
+            type=p["type"],
+            occurred_at=_ts(p["occurred_at"]),
+            event_id=p["event_id"],
+        )
+        for path, p in sorted(doc.get("provenance", {}).items())
+    ]
+
+
 def profile_message(doc: dict[str, Any], now: datetime | None = None) -> api.Profile:
     now = now or datetime.now(UTC)
     core = {
@@ -149,6 +184,7 @@ def profile_message(doc: dict[str, Any], now: datetime | None = None) -> api.Pro
         "updated_at",
         "service_desk",
         "churn",
+        "provenance",
     }
 
     def ts(text: str) -> Any:
@@ -174,6 +210,7 @@ def profile_message(doc: dict[str, Any], now: datetime | None = None) -> api.Pro
         service_desk=service_desk_message(doc["service_desk"], now)
         if "service_desk" in doc
         else None,
+        provenance=provenance_messages(doc),
         **_at_risk(doc, now),
     )
 
@@ -181,9 +218,16 @@ def profile_message(doc: dict[str, Any], now: datetime | None = None) -> api.Pro
 class TimelineServicer(api_grpc.TimelineServiceServicer):
     """gRPC servicer for c360.timeline.v1.TimelineService."""
 
-    def __init__(self, pool: AsyncConnectionPool[Any], projector: Projector | None) -> None:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool[Any],
+        projector: Projector | None,
+        rule: ChurnRule | None = None,
+    ) -> None:
         self.pool = pool
         self.projector = projector
+        # The churn rule the projector applies, for profiles folded again as of a time.
+        self.rule = rule or (projector.view.rule if projector else churn_rule_from_env())
 
     async def _applied(self, source: str) -> int:
         async with self.pool.connection() as conn:
@@ -235,6 +279,9 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
         if request.HasField("until"):
             where.append("occurred_at < %s")
             params.append(request.until.ToDatetime(tzinfo=UTC))
+        if request.HasField("as_of"):
+            where.append("occurred_at <= %s")
+            params.append(request.as_of.ToDatetime(tzinfo=UTC))
         if request.page_token:
             where.append("(occurred_at, source, position) < (%s, %s, %s)")
             params.extend(_decode_token(request.page_token))
@@ -285,10 +332,30 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
     ) -> api.GetProfileResponse:
         customer_id = parse_id("customer_id", request.customer_id)
         await self.wait_for(request.wait_for, context)
+        if request.HasField("as_of"):
+            as_of = request.as_of.ToDatetime(tzinfo=UTC)
+            doc = await self._profile_doc_as_of(customer_id, as_of)
+            if doc is None:
+                raise NotFound(f"no profile for customer {customer_id} as of {as_of.isoformat()}")
+            return api.GetProfileResponse(profile=profile_message(doc, as_of))
         doc = await self._profile_doc(customer_id)
         if doc is None:
             raise NotFound(f"no profile for customer {customer_id}")
         return api.GetProfileResponse(profile=profile_message(doc))
+
+    async def _profile_doc_as_of(self, customer_id: Any, as_of: datetime) -> dict[str, Any] | None:
+        """The profile folded again from the entries that occurred by `as_of`, in the order
+        the read model applied them."""
+        async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(
+                f"SELECT {ENTRY_COLUMNS} FROM {SCHEMA}.entries"
+                " WHERE customer_id = %s AND occurred_at <= %s AND source <> %s"
+                " ORDER BY entry_seq",
+                (customer_id, as_of, DERIVED_SOURCE),
+            )
+            rows = await cur.fetchall()
+        entries = [entry_from_row(r) for r in rows]
+        return await asyncio.to_thread(profile_as_of, str(customer_id), entries, as_of, self.rule)
 
     async def SearchCustomers(
         self, request: api.SearchCustomersRequest, context: Ctx

@@ -1,0 +1,128 @@
+"""Duplicate detection over the customer directory: FindDuplicates, the report, imports and
+the directory's backfill for stores from before it existed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import psycopg
+import pytest
+
+from c360.customer.v1 import customer_service_pb2 as capi
+from c360.events.v1 import customer_events_pb2 as ev
+from c360_customer.application import CustomerApplication
+from c360_customer.domain import id_for_external_key
+from c360_platform.store import postgres_env
+
+from .conftest import Stack
+from .helpers import register
+
+pytestmark = pytest.mark.integration
+
+
+async def _one(row: capi.ImportRow) -> AsyncIterator[capi.ImportCustomersRequest]:
+    yield capi.ImportCustomersRequest(rows=[row])
+
+
+async def test_duplicates_by_email_in_another_case_and_a_transliterated_name(
+    stack: Stack,
+) -> None:
+    janis = await register(stack.customer, "Jānis Žirnovskis", "Janis.Z@Example.LV")
+    twin = await register(stack.customer, "Janis Zhirnovskis", "janis.z@example.lv")
+    stranger = await register(stack.customer, "Ada Lovelace", "ada@example.com")
+    a, b = janis.result.aggregate_id, twin.result.aggregate_id
+
+    found = await stack.customer.FindDuplicates(capi.FindDuplicatesRequest(customer_id=a))
+    assert [c.customer_id for c in found.candidates] == [b]
+    assert list(found.candidates[0].reasons) == [
+        "same e-mail janis.z@example.lv",
+        "same name when transliterated",
+    ]
+    assert found.candidates[0].score > 0.95
+    alone = await stack.customer.FindDuplicates(
+        capi.FindDuplicatesRequest(customer_id=stranger.result.aggregate_id)
+    )
+    assert list(alone.candidates) == []
+
+    report = [
+        p
+        async for reply in stack.customer.DuplicateReport(capi.DuplicateReportRequest())
+        for p in reply.pairs
+    ]
+    assert [(p.customer_id, p.duplicate_id) for p in report] == [tuple(sorted((a, b)))]
+
+    # An imported customer gets its directory row in the import's transaction.
+    imported = await stack.customer.ImportCustomers(
+        _one(
+            capi.ImportRow(
+                row=2,
+                external_key="crm-janis",
+                kind=ev.CUSTOMER_KIND_PERSON,
+                display_name="Janis Zirnovskis",
+                emails=["jz@example.org"],
+            )
+        )
+    )
+    assert imported.created == 1
+    imported_id = str(id_for_external_key("crm-janis"))
+    found = await stack.customer.FindDuplicates(capi.FindDuplicatesRequest(customer_id=a))
+    assert {c.customer_id for c in found.candidates} == {b, imported_id}
+    found = await stack.customer.FindDuplicates(
+        capi.FindDuplicatesRequest(customer_id=imported_id, limit=1)
+    )
+    assert len(found.candidates) == 1
+    assert found.candidates[0].reasons == ["same name when transliterated"]
+
+    with pytest.raises(grpc.aio.AioRpcError) as missing:
+        await stack.customer.FindDuplicates(
+            capi.FindDuplicatesRequest(customer_id=str(id_for_external_key("nobody")))
+        )
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def _cli(port: int, *args: str) -> Any:
+    done = subprocess.run(
+        [sys.executable, "-m", "c360_cli.main", "--customer", f"127.0.0.1:{port}", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+async def test_cli_lists_duplicates_of_one_customer_and_the_report(stack: Stack) -> None:
+    a = (await register(stack.customer, "Jānis Žirnovskis", "Janis@Example.LV")).result
+    b = (await register(stack.customer, "Janis Zhirnovskis", "janis@example.lv")).result
+    port = stack.customer_host.bound_port
+    one, report = await asyncio.gather(
+        asyncio.to_thread(_cli, port, "customer", "duplicates", a.aggregate_id, "--json"),
+        asyncio.to_thread(_cli, port, "customer", "duplicates", "--json"),
+    )
+    assert one["customer_id"] == a.aggregate_id
+    assert [(c["customer_id"], c["reasons"]) for c in one["candidates"]] == [
+        (b.aggregate_id, ["same e-mail janis@example.lv", "same name when transliterated"])
+    ]
+    low, high = sorted((a.aggregate_id, b.aggregate_id))
+    assert [(p["customer_id"], p["duplicate_id"]) for p in report["pairs"]] == [(low, high)]
+    assert report["pairs"][0]["score"] == one["candidates"][0]["score"]
+
+
+async def test_a_store_from_before_the_directory_gets_its_rows_on_start(stack: Stack) -> None:
+    await register(stack.customer, "Jānis Žirnovskis", "janis@example.lv")
+    await register(stack.customer, "Ada Lovelace", "ada@example.com")
+    with psycopg.connect(stack.postgres_url, autocommit=True) as conn:
+        conn.execute("TRUNCATE customer.directory")
+    app = CustomerApplication(env=postgres_env(stack.postgres_url, "customer"))
+    try:
+        rows = app.event_recorder.select_rows({}, ("customer_id",), None, 10)
+        assert sorted(r["display_name"] for r in rows) == ["Ada Lovelace", "Jānis Žirnovskis"]
+        assert app.backfill_query_table() == 0  # not empty any more: nothing to do
+    finally:
+        app.close()
