@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import nats
 from nats.js import JetStreamContext
 
+from c360_cli.argtypes import positive_int
 from c360_cli.client import EXIT_BAD_INPUT, CliError, load_endpoints
 from c360_cli.output import Output
 from c360_platform.deadletter import (
@@ -21,16 +22,6 @@ from c360_platform.deadletter import (
 )
 
 T = TypeVar("T")
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be 1 or more")
-    return value
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -46,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     sub = parser.add_subparsers(title="commands", dest="deadletter_command", metavar="COMMAND")
     sub.required = True
     p = sub.add_parser("list", help="list dead letters, oldest first")
-    p.add_argument("--limit", type=_positive, default=100, metavar="N", help="at most N")
+    p.add_argument("--limit", type=positive_int, default=100, metavar="N", help="at most N")
     p.add_argument("--nats-url", metavar="URL", help="NATS (default: endpoints.json's nats_url)")
     p.set_defaults(func=_list)
     p = sub.add_parser(
@@ -57,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "is validated again (and dead-lettered again, with a new id, if still invalid)."
         ),
     )
-    p.add_argument("id", type=_positive, metavar="ID", help="the id `deadletter list` shows")
+    p.add_argument("id", type=positive_int, metavar="ID", help="the id `deadletter list` shows")
     p.add_argument("--nats-url", metavar="URL", help="NATS (default: endpoints.json's nats_url)")
     p.set_defaults(func=_replay)
 

@@ -35,6 +35,7 @@ from c360.customer.v1 import customer_service_pb2 as api
 from c360.events.v1 import customer_events_pb2 as events
 from c360.events.v1 import ticket_events_pb2 as ticket_events
 from c360.service_desk.v1 import service_desk_service_pb2 as desk
+from c360_cli.argtypes import positive_int
 from c360_cli.client import AsyncClient, CliError
 from c360_cli.output import Output
 
@@ -989,16 +990,6 @@ def count_commands(plans: list[CustomerPlan]) -> int:
 # -- the command ------------------------------------------------------------------------------
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be 1 or more")
-    return value
-
-
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the `demo` subcommand."""
     parser = subparsers.add_parser(
@@ -1011,10 +1002,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "Deterministic for a seed; running it again changes nothing."
         ),
     )
-    parser.add_argument("--customers", type=_positive, required=True, metavar="N")
+    parser.add_argument("--customers", type=positive_int, required=True, metavar="N")
     parser.add_argument("--seed", type=int, default=42, metavar="S", help="default 42")
     parser.add_argument(
-        "--concurrency", type=_positive, default=8, metavar="K", help="calls in flight (default 8)"
+        "--concurrency",
+        type=positive_int,
+        default=8,
+        metavar="K",
+        help="calls in flight (default 8)",
     )
     parser.set_defaults(func=run)
 

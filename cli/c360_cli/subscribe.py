@@ -16,6 +16,7 @@ import nats
 from google.protobuf import json_format
 from nats.js.errors import NotFoundError
 
+from c360_cli.argtypes import positive_int, whole_number
 from c360_cli.client import CliError, endpoints_path
 from c360_cli.output import parse_time
 from c360_platform import subjects
@@ -50,23 +51,7 @@ def _subject(text: str) -> str:
 
 
 def _sequence(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("stream sequences start at 1")
-    return value
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be 1 or more")
-    return value
+    return whole_number(text, 1, "stream sequences start at 1")
 
 
 def _seconds(text: str) -> float:
@@ -118,7 +103,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("--format", choices=["jsonl"], default="jsonl", help="output format")
     parser.add_argument(
-        "--batch", type=_positive, default=256, metavar="N", help="events per batch and ack"
+        "--batch", type=positive_int, default=256, metavar="N", help="events per batch and ack"
     )
     parser.add_argument(
         "--ack-wait",

@@ -10,6 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.text import Text
 
 from c360.timeline.v1 import timeline_service_pb2 as api
+from c360_cli.argtypes import positive_int
 from c360_cli.client import Client
 from c360_cli.output import (
     Output,
@@ -22,16 +23,6 @@ from c360_cli.output import (
 )
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be 1 or more")
-    return value
 
 
 def register(subparsers: Subparsers) -> None:
@@ -75,7 +66,9 @@ def register(subparsers: Subparsers) -> None:
         metavar="TIME",
         help="the timeline as of TIME: entries that occurred at or before it",
     )
-    p.add_argument("--limit", type=_count, default=50, metavar="N", help="page size (default 50)")
+    p.add_argument(
+        "--limit", type=positive_int, default=50, metavar="N", help="page size (default 50)"
+    )
     p.add_argument("--page-token", default="", metavar="TOKEN", help="next_page_token of a page")
     p.set_defaults(func=_show)
 
@@ -108,7 +101,7 @@ def register(subparsers: Subparsers) -> None:
         description="Find customers by name prefix, exact e-mail or exact phone number.",
     )
     p.add_argument("text", metavar="TEXT")
-    p.add_argument("--limit", type=_count, default=20, metavar="N", help="at most N hits")
+    p.add_argument("--limit", type=positive_int, default=20, metavar="N", help="at most N hits")
     p.set_defaults(func=_search)
 
 

@@ -98,52 +98,31 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             span.set_attribute("rpc.method", method)
             return span
 
-        if handler.unary_unary is not None:
-            inner_uu = handler.unary_unary
+        def single_reply(inner: Any) -> Any:
+            """Wrap a unary-unary or stream-unary behaviour (one reply)."""
 
-            async def unary_unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
                 span = start_span()
                 token = otel_context.attach(trace.set_span_in_context(span))
                 try:
-                    return await inner_uu(request, context)
-                except errors.C360Error as exc:
-                    span.set_attribute("rpc.grpc.status_code", status_for(exc)[0].value[0])
-                    await _abort(context, exc)
+                    return await inner(request, context)
                 except Exception as exc:
-                    if _is_abort(exc):
-                        raise
-                    span.record_exception(exc)
-                    await _abort(context, exc)
+                    await _fail(span, context, exc)
                 finally:
                     otel_context.detach(token)
                     span.end()
 
+            return call
+
+        if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                unary_unary,
+                single_reply(handler.unary_unary),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.stream_unary is not None:
-            inner_su = handler.stream_unary
-
-            async def stream_unary(
-                requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]
-            ) -> Any:
-                span = start_span()
-                token = otel_context.attach(trace.set_span_in_context(span))
-                try:
-                    return await inner_su(requests, context)
-                except Exception as exc:
-                    if _is_abort(exc):
-                        raise
-                    span.record_exception(exc)
-                    await _abort(context, exc)
-                finally:
-                    otel_context.detach(token)
-                    span.end()
-
             return grpc.stream_unary_rpc_method_handler(
-                stream_unary,
+                single_reply(handler.stream_unary),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
@@ -158,13 +137,8 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
                 try:
                     async for item in inner_us(request, context):
                         yield item
-                except errors.C360Error as exc:
-                    await _abort(context, exc)
                 except Exception as exc:
-                    if _is_abort(exc):
-                        raise
-                    span.record_exception(exc)
-                    await _abort(context, exc)
+                    await _fail(span, context, exc)
                 finally:
                     otel_context.detach(token)
                     span.end()
@@ -175,6 +149,19 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
                 response_serializer=handler.response_serializer,
             )
         return handler
+
+
+async def _fail(
+    span: trace.Span, context: grpc.aio.ServicerContext[Any, Any], exc: Exception
+) -> None:
+    """End a failed call with its mapped status (an abort already under way passes through)."""
+    if _is_abort(exc):
+        raise exc
+    code = status_for(exc)[0]
+    span.set_attribute("rpc.grpc.status_code", code.value[0])
+    if code == grpc.StatusCode.INTERNAL:
+        span.record_exception(exc)
+    await _abort(context, exc)
 
 
 def _is_abort(exc: BaseException) -> bool:
