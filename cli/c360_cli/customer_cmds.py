@@ -145,6 +145,25 @@ def register(subparsers: Subparsers) -> None:
     )
     p.set_defaults(func=_duplicates)
 
+    p = _command(
+        sub,
+        "merge",
+        _merge,
+        "merge a duplicate into a survivor (undo with unmerge; nothing is deleted)",
+        expected_version=False,
+    )
+    p.add_argument("survivor_id", metavar="SURVIVOR")
+    p.add_argument("duplicate_id", metavar="DUPLICATE")
+    p.add_argument("--reason", required=True, help="why they are one customer")
+    p = _command(
+        sub,
+        "unmerge",
+        _unmerge,
+        "undo a duplicate's merge: both customers as if it never happened",
+        expected_version=False,
+    )
+    p.add_argument("customer_id", metavar="DUPLICATE")
+
     p = _command(sub, "rename", _rename, "change the display name")
     p.add_argument("customer_id", metavar="ID")
     p.add_argument("--name", required=True)
@@ -232,6 +251,29 @@ def _register(args: argparse.Namespace) -> int:
     with Client(args) as client:
         reply = client.customer.RegisterCustomer(request, timeout=args.timeout)
     Output(args.json).result("registered", reply.result)
+    return 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    request = api.MergeCustomersRequest(
+        request_id=args.request_id,
+        survivor_id=args.survivor_id,
+        duplicate_id=args.duplicate_id,
+        reason=args.reason,
+    )
+    with Client(args) as client:
+        reply = client.customer.MergeCustomers(request, timeout=args.timeout)
+    Output(args.json).result(
+        "merged", reply.result, duplicate_id=args.duplicate_id, merge_id=reply.merge_id
+    )
+    return 0
+
+
+def _unmerge(args: argparse.Namespace) -> int:
+    request = api.UnmergeCustomerRequest(request_id=args.request_id, customer_id=args.customer_id)
+    with Client(args) as client:
+        reply = client.customer.UnmergeCustomer(request, timeout=args.timeout)
+    Output(args.json).result("unmerged", reply.result, merge_id=reply.merge_id)
     return 0
 
 
@@ -474,6 +516,8 @@ def show_customer(out: Output, c: api.Customer) -> None:
     ]
     rows: list[tuple[str, Any]] = [
         ("id", c.customer_id),
+        *([("merged into", Text(c.merged_into, style="yellow"))] if c.merged_into else []),
+        *([("absorbed", list(c.absorbed))] if c.absorbed else []),
         ("kind", kind_label(c.kind)),
         ("version", c.version),
         ("e-mails", list(c.emails)),

@@ -151,6 +151,8 @@ def customer_json(c: customer_api.Customer) -> dict[str, JSONValue]:
         ],
         "registered_at": iso_field(c, "registered_at"),
         "updated_at": iso_field(c, "updated_at"),
+        "merged_into": c.merged_into,
+        "absorbed": list(c.absorbed),
     }
 
 
@@ -242,6 +244,8 @@ def profile_json(p: timeline_api.Profile) -> dict[str, JSONValue]:
             }
             for f in p.provenance
         ],
+        "merged_into": p.merged_into,
+        "absorbed": list(p.absorbed),
     }
 
 

@@ -152,9 +152,12 @@ def _show(args: argparse.Namespace) -> int:
             )
         else:
             caption = f"more: --page-token {page.next_page_token}" if page.next_page_token else None
+            # A survivor's timeline holds its duplicates' entries: show whose each one is.
+            merged = any(e.customer_id != args.customer_id for e in page.entries)
             out.table(
-                ["occurred at (UTC)", "source", "type", "summary"],
-                [_entry_row(e) for e in page.entries],
+                ["occurred at (UTC)", "source", "type", "summary"]
+                + (["recorded under"] if merged else []),
+                [_entry_row(e) + ([e.customer_id] if merged else []) for e in page.entries],
                 title=f"timeline of {args.customer_id}"
                 + (f" as of {short_time(iso_field(request, 'as_of'))}" if args.as_of else ""),
                 caption=caption,

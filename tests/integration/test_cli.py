@@ -171,14 +171,38 @@ def test_cli_against_a_running_stack(up: Up) -> None:
     found = c360_json(home, "search", example["display_name"], "--limit", "100")
     assert example["customer_id"] in [h["customer_id"] for h in found["hits"]]
 
-    # a rebuild of the read model gives the same timeline
+    # merge a duplicate into a customer: the survivor's timeline shows both histories
+    twin = c360_json(home, "customer", "register", "--name", "Ieva Zhirnovska")
+    merged = c360_json(
+        home, "customer", "merge", customer_id, twin["customer_id"], "--reason", "same person"
+    )
+    assert merged["customer_id"] == customer_id
+    assert merged["merge_id"]
+    pointer = c360_json(home, "customer", "get", twin["customer_id"])
+    assert pointer["merged_into"] == customer_id
+    both = c360_json(
+        home, "timeline", "show", customer_id, "--wait-for", merged["consistency_token"]
+    )
+    assert {e["customer_id"] for e in both["entries"]} == {customer_id, twin["customer_id"]}
+
+    # a rebuild of the read model gives the same timelines, merged ones included
     organisation = demo["examples"][0]["customer_id"]
     shown = c360_json(home, "timeline", "show", organisation, "--limit", "500")
     assert len(shown["entries"]) >= 3
     rebuilt = c360_json(home, "timeline", "rebuild")
-    assert rebuilt["applied"] == rebuilt["total"] == report["stored_events"]
+    assert rebuilt["applied"] == rebuilt["total"] == report["stored_events"] + 3
     reshown = c360_json(home, "timeline", "show", organisation, "--limit", "500")
     assert _without_cursor(reshown["entries"]) == _without_cursor(shown["entries"])
+    again_both = c360_json(home, "timeline", "show", customer_id)
+    assert _without_cursor(again_both["entries"]) == _without_cursor(both["entries"])
+
+    unmerged = c360_json(home, "customer", "unmerge", twin["customer_id"])
+    assert unmerged["merge_id"] == merged["merge_id"]
+    alone = c360_json(
+        home, "timeline", "show", customer_id, "--wait-for", unmerged["consistency_token"]
+    )
+    assert {e["customer_id"] for e in alone["entries"]} == {customer_id}
+    assert c360_json(home, "verify")["ok"] is True
 
     # `c360 up` stops cleanly on SIGTERM
     up.proc.send_signal(signal.SIGTERM)

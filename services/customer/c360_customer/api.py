@@ -14,7 +14,7 @@ from google.protobuf import timestamp_pb2
 from c360.customer.v1 import customer_service_pb2 as api
 from c360.customer.v1 import customer_service_pb2_grpc as api_grpc
 from c360.events.v1 import customer_events_pb2 as ev
-from c360_customer.application import CustomerApplication, ImportReport, ImportRow
+from c360_customer.application import CustomerApplication, CustomerView, ImportReport, ImportRow
 from c360_customer.contract import CHANNELS, KINDS, PURPOSES, address_message
 from c360_customer.domain import Customer
 from c360_platform.commands import (
@@ -63,19 +63,24 @@ def _time(ts: timestamp_pb2.Timestamp, present: bool) -> datetime | None:
     return ts.ToDatetime(tzinfo=UTC) if present else None
 
 
-def customer_message(c: Customer) -> api.Customer:
+def customer_message(view: CustomerView | Customer) -> api.Customer:
+    """The customer's message; a survivor's shows the combined view (see CustomerView)."""
+    if isinstance(view, Customer):
+        view = CustomerView(view)
+    c = view.customer
+    combined = view.combined
     return api.Customer(
         customer_id=str(c.id),
         version=c.version,
         kind=KINDS[c.kind],
         display_name=c.display_name,
-        emails=c.emails,
-        phones=c.phones,
-        addresses=[address_message(a) for a in c.addresses],
+        emails=combined.emails,
+        phones=combined.phones,
+        addresses=[address_message(a) for a in combined.addresses],
         acquisition_source=c.acquisition_source,
         acquisition_channel=c.acquisition_channel,
         owner_id=c.owner_id,
-        tags=c.tags,
+        tags=combined.tags,
         consents=[
             api.Consent(
                 channel=CHANNELS[d["channel"]],
@@ -84,7 +89,7 @@ def customer_message(c: Customer) -> api.Customer:
                 source=d["source"],
                 decided_at=timestamp(d["decided_at"]),
             )
-            for d in c.consents.values()
+            for d in combined.consents.values()
         ],
         contact_persons=[
             api.ContactPersonLink(
@@ -95,10 +100,12 @@ def customer_message(c: Customer) -> api.Customer:
                 valid_from=timestamp(link["valid_from"]),
                 valid_until=timestamp(link["valid_until"]) if link["valid_until"] else None,
             )
-            for link in c.links.values()
+            for link in combined.links.values()
         ],
         registered_at=timestamp(c.created_on),
         updated_at=timestamp(c.modified_on),
+        merged_into=view.merged_into,
+        absorbed=[str(d.id) for d in view.absorbed],
     )
 
 
@@ -341,8 +348,31 @@ class CustomerServicer(api_grpc.CustomerServiceServicer):
     ) -> api.GetCustomerResponse:
         customer_id = parse_id("customer_id", request.customer_id)
         as_of = _time(request.as_of, request.HasField("as_of"))
-        customer = await blocking(self.app.get_customer, customer_id, as_of)
-        return api.GetCustomerResponse(customer=customer_message(customer))
+        view = await blocking(self.app.view, customer_id, as_of)
+        return api.GetCustomerResponse(customer=customer_message(view))
+
+    async def MergeCustomers(
+        self, request: api.MergeCustomersRequest, context: Ctx
+    ) -> api.MergeCustomersResponse:
+        ctx = command_context("MergeCustomers", request, context)
+        survivor_id = parse_id("survivor_id", request.survivor_id)
+        duplicate_id = parse_id("duplicate_id", request.duplicate_id)
+        if survivor_id == duplicate_id:
+            raise InvalidArgument.one("duplicate_id", "must differ from survivor_id")
+        outcome = await blocking(self.app.merge, ctx, survivor_id, duplicate_id, request.reason)
+        return api.MergeCustomersResponse(
+            result=self._result(outcome), merge_id=outcome.extra.get("merge_id", "")
+        )
+
+    async def UnmergeCustomer(
+        self, request: api.UnmergeCustomerRequest, context: Ctx
+    ) -> api.UnmergeCustomerResponse:
+        ctx = command_context("UnmergeCustomer", request, context)
+        customer_id = parse_id("customer_id", request.customer_id)
+        outcome = await blocking(self.app.unmerge, ctx, customer_id)
+        return api.UnmergeCustomerResponse(
+            result=self._result(outcome), merge_id=outcome.extra.get("merge_id", "")
+        )
 
     async def FindDuplicates(
         self, request: api.FindDuplicatesRequest, context: Ctx

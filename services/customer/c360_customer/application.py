@@ -14,7 +14,7 @@ from psycopg.sql import SQL, Identifier
 
 from c360_customer import domain, duplicates
 from c360_customer.domain import Customer
-from c360_platform.errors import InvalidArgument, NotFound
+from c360_platform.errors import InvalidArgument, NotFound, PreconditionFailed
 from c360_platform.store import (
     CommandContext,
     CommandOutcome,
@@ -89,6 +89,26 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+MAX_CHAIN = 100
+"""Merge chains longer than this are refused when resolved (they cannot arise: a survivor
+must not be merged itself, so chains have no cycles; the cap guards against bad data)."""
+
+
+@dataclass(frozen=True)
+class CustomerView:
+    """What GetCustomer answers: the customer's own state; for a merged customer, the final
+    survivor of its chain; for a survivor, the duplicates merged into it (transitively, in
+    merge order) and the combined view."""
+
+    customer: Customer
+    merged_into: str = ""
+    absorbed: list[Customer] = field(default_factory=list)
+
+    @property
+    def combined(self) -> domain.Combined:
+        return domain.combine(self.customer, self.absorbed)
+
+
 class CustomerApplication(ServiceApplication):
     """Customers: registration, contact points, owner, tags, consent, contact persons."""
 
@@ -107,6 +127,88 @@ class CustomerApplication(ServiceApplication):
 
         return self.execute(ctx, decide)
 
+    def load_active(self, customer_id: UUID, expected_version: int | None = None) -> Customer:
+        """The customer for a command: FAILED_PRECONDITION naming the final survivor if it was
+        merged into another."""
+        customer = self.load(Customer, customer_id, expected_version)
+        if customer.merged_into:
+            survivor = self.final_survivor(customer)
+            raise PreconditionFailed(
+                f"customer {customer_id} was merged into {survivor}; use {survivor}"
+            )
+        return customer
+
+    def final_survivor(self, customer: Customer, as_of: datetime | None = None) -> str:
+        """The end of a merged customer's chain (A into B, B into C: C)."""
+        current = customer
+        for _ in range(MAX_CHAIN):
+            if not current.merged_into:
+                return str(current.id)
+            current = self.get_customer(UUID(current.merged_into), as_of)
+        raise PreconditionFailed(f"the merge chain of customer {customer.id} is too long")
+
+    def absorbed_group(self, survivor: Customer, as_of: datetime | None = None) -> list[Customer]:
+        """The duplicates merged into `survivor`, transitively, depth first in merge order."""
+        group: list[Customer] = []
+        pending: list[str] = list(reversed(list(survivor.absorbed)))
+        while pending and len(group) < MAX_CHAIN * MAX_CHAIN:
+            duplicate = self.get_customer(UUID(pending.pop()), as_of)
+            group.append(duplicate)
+            pending.extend(reversed(list(duplicate.absorbed)))
+        return group
+
+    def view(self, customer_id: UUID, as_of: datetime | None = None) -> CustomerView:
+        customer = self.get_customer(customer_id, as_of)
+        if customer.merged_into:
+            return CustomerView(customer, merged_into=self.final_survivor(customer, as_of))
+        return CustomerView(customer, absorbed=self.absorbed_group(customer, as_of))
+
+    def merge(
+        self, ctx: CommandContext, survivor_id: UUID, duplicate_id: UUID, reason: str
+    ) -> CommandOutcome:
+        """Merge the duplicate into the survivor: one event on each, saved together."""
+
+        def decide() -> Decision[Customer]:
+            if survivor_id == duplicate_id:
+                raise InvalidArgument.one("duplicate_id", "must differ from survivor_id")
+            survivor = self.load(Customer, survivor_id)
+            duplicate = self.load(Customer, duplicate_id)
+            if survivor.merged_into:
+                final = self.final_survivor(survivor)
+                raise PreconditionFailed(
+                    f"customer {survivor_id} was merged into {final}; merge into {final}"
+                )
+            if duplicate.merged_into:
+                final = self.final_survivor(duplicate)
+                raise PreconditionFailed(f"customer {duplicate_id} was merged into {final} already")
+            merge_id = domain.merge_customers(
+                survivor,
+                duplicate,
+                reason,
+                survivor_consents=CustomerView(
+                    survivor, absorbed=self.absorbed_group(survivor)
+                ).combined.consents,
+                duplicate_consents=CustomerView(
+                    duplicate, absorbed=self.absorbed_group(duplicate)
+                ).combined.consents,
+            )
+            return Decision(survivor, [duplicate, survivor], {"merge_id": merge_id})
+
+        return self.execute(ctx, decide)
+
+    def unmerge(self, ctx: CommandContext, duplicate_id: UUID) -> CommandOutcome:
+        """Undo a duplicate's merge: one event on it and one on its (direct) survivor."""
+
+        def decide() -> Decision[Customer]:
+            duplicate = self.load(Customer, duplicate_id)
+            if not duplicate.merged_into:
+                raise PreconditionFailed(f"customer {duplicate_id} is not merged")
+            survivor = self.load(Customer, UUID(duplicate.merged_into))
+            merge_id = domain.unmerge_customer(duplicate, survivor)
+            return Decision(duplicate, [duplicate, survivor], {"merge_id": merge_id})
+
+        return self.execute(ctx, decide)
+
     def update(
         self,
         ctx: CommandContext,
@@ -118,7 +220,7 @@ class CustomerApplication(ServiceApplication):
         """Apply one of the Customer's command methods by name (rename, add_email, ...)."""
 
         def decide() -> Decision[Customer]:
-            customer = self.load(Customer, customer_id, expected_version)
+            customer = self.load_active(customer_id, expected_version)
             result = getattr(customer, change)(*args)
             extra = {"address_id": result} if change == "add_postal_address" else {}
             return Decision(customer, [customer], extra)
@@ -136,7 +238,7 @@ class CustomerApplication(ServiceApplication):
         source: str,
     ) -> CommandOutcome:
         def decide() -> Decision[Customer]:
-            customer = self.load(Customer, customer_id, expected_version)
+            customer = self.load_active(customer_id, expected_version)
             customer.decide_consent(granted, channel, purpose, source, _now())
             return Decision(customer, [customer])
 
@@ -151,8 +253,8 @@ class CustomerApplication(ServiceApplication):
         valid_from: datetime | None,
     ) -> CommandOutcome:
         def decide() -> Decision[Customer]:
-            organisation = self.load(Customer, organisation_id)
-            person = self.load(Customer, person_id)
+            organisation = self.load_active(organisation_id)
+            person = self.load_active(person_id)
             link_id = domain.link_contact_person(organisation, person, role, valid_from or _now())
             return Decision(organisation, [organisation, person], {"link_id": link_id})
 
@@ -166,7 +268,7 @@ class CustomerApplication(ServiceApplication):
         valid_until: datetime | None,
     ) -> CommandOutcome:
         def decide() -> Decision[Customer]:
-            organisation = self.load(Customer, organisation_id)
+            organisation = self.load_active(organisation_id)
             link = organisation.links.get(link_id)
             if link is None:
                 raise NotFound(

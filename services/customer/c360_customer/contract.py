@@ -49,6 +49,18 @@ def _registered(e: Any) -> pb.CustomerRegistered:
     )
 
 
+def _conflict(c: dict[str, Any]) -> pb.ConsentConflict:
+    return pb.ConsentConflict(
+        channel=CHANNELS[c["channel"]],
+        purpose=PURPOSES[c["purpose"]],
+        survivor_granted=c["survivor_granted"],
+        survivor_decided_at=timestamp(c["survivor_decided_at"]),
+        duplicate_granted=c["duplicate_granted"],
+        duplicate_decided_at=timestamp(c["duplicate_decided_at"]),
+        kept=c["kept"],
+    )
+
+
 _MAPPERS: dict[str, Callable[[Any], Any]] = {
     "Registered": _registered,
     "Renamed": lambda e: pb.CustomerRenamed(display_name=e.display_name),
@@ -86,6 +98,19 @@ _MAPPERS: dict[str, Callable[[Any], Any]] = {
         organisation_id=e.organisation_id,
         person_id=e.person_id,
         valid_until=timestamp(e.valid_until),
+    ),
+    "MergedInto": lambda e: pb.CustomerMergedInto(
+        survivor_id=e.survivor_id, merge_id=e.merge_id, reason=e.reason
+    ),
+    "DuplicateAbsorbed": lambda e: pb.DuplicateAbsorbed(
+        duplicate_id=e.duplicate_id,
+        merge_id=e.merge_id,
+        reason=e.reason,
+        conflicts=[_conflict(c) for c in e.conflicts],
+    ),
+    "Unmerged": lambda e: pb.CustomerUnmerged(survivor_id=e.survivor_id, merge_id=e.merge_id),
+    "DuplicateReleased": lambda e: pb.DuplicateReleased(
+        duplicate_id=e.duplicate_id, merge_id=e.merge_id
     ),
 }
 

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Any
 
 from eventsourcing.domain import Aggregate, event
@@ -74,11 +77,21 @@ def _address(v: Violations, field: str, raw: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+_NO_ABSORBED: Mapping[str, str] = MappingProxyType({})
+
+
 class Customer(Aggregate):
     """A person or organisation the company does business with."""
 
     # Declared so that an id can be given at creation (imports derive it from external keys).
     id: uuid.UUID
+    # Merges (class defaults, so customers and snapshots from before merging had them):
+    # the survivor this customer is merged into ("" when not merged) and that merge's id;
+    # the duplicates merged into this customer (duplicate id -> merge id), replaced on change.
+    # (Not annotated: the library would make them dataclass fields of Registered.)
+    merged_into = ""
+    merge_id = ""
+    absorbed = _NO_ABSORBED
 
     @event("Registered")
     def __init__(
@@ -293,6 +306,35 @@ class Customer(Aggregate):
     def current_links(self) -> list[dict[str, Any]]:
         return [link for link in self.links.values() if link["valid_until"] is None]
 
+    # -- merges -----------------------------------------------------------------------------
+
+    def refuse_if_merged(self) -> None:
+        """Commands on a merged customer are refused, naming the survivor it points to."""
+        if self.merged_into:
+            raise PreconditionFailed(
+                f"customer {self.id} was merged into {self.merged_into}; use {self.merged_into}"
+            )
+
+    @event("MergedInto")
+    def _merged_into(self, survivor_id: str, merge_id: str, reason: str) -> None:
+        self.merged_into = survivor_id
+        self.merge_id = merge_id
+
+    @event("DuplicateAbsorbed")
+    def _duplicate_absorbed(
+        self, duplicate_id: str, merge_id: str, reason: str, conflicts: list[dict[str, Any]]
+    ) -> None:
+        self.absorbed = {**self.absorbed, duplicate_id: merge_id}
+
+    @event("Unmerged")
+    def _unmerged(self, survivor_id: str, merge_id: str) -> None:
+        self.merged_into = ""
+        self.merge_id = ""
+
+    @event("DuplicateReleased")
+    def _duplicate_released(self, duplicate_id: str, merge_id: str) -> None:
+        self.absorbed = {k: v for k, v in self.absorbed.items() if k != duplicate_id}
+
 
 def register_customer(
     *,
@@ -405,3 +447,126 @@ def import_customer(external_key: str, **fields: Any) -> Customer:
     if len(key) > MAX_EXTERNAL_KEY:
         raise InvalidArgument.one("external_key", f"must be at most {MAX_EXTERNAL_KEY} characters")
     return register_customer(customer_id=id_for_external_key(key), **fields)
+
+
+# -- merge and unmerge ------------------------------------------------------------------------
+
+MAX_REASON = 500
+
+
+def consent_conflicts(
+    survivor: Mapping[str, dict[str, Any]], duplicate: Mapping[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Channel and purpose pairs on which the two customers' latest decisions differ, with
+    both decisions and which one the combined view keeps (the more recent; the survivor's
+    on a tie). Sorted by channel/purpose."""
+    conflicts = []
+    for key in sorted(set(survivor) & set(duplicate)):
+        s, d = survivor[key], duplicate[key]
+        if s["granted"] == d["granted"]:
+            continue
+        conflicts.append(
+            {
+                "channel": s["channel"],
+                "purpose": s["purpose"],
+                "survivor_granted": s["granted"],
+                "survivor_decided_at": s["decided_at"],
+                "duplicate_granted": d["granted"],
+                "duplicate_decided_at": d["decided_at"],
+                "kept": "duplicate" if d["decided_at"] > s["decided_at"] else "survivor",
+            }
+        )
+    return conflicts
+
+
+def merge_customers(
+    survivor: Customer,
+    duplicate: Customer,
+    reason: str,
+    *,
+    survivor_consents: Mapping[str, dict[str, Any]] | None = None,
+    duplicate_consents: Mapping[str, dict[str, Any]] | None = None,
+) -> str:
+    """Merge `duplicate` into `survivor`: `MergedInto` on the duplicate, `DuplicateAbsorbed`
+    (with the consent conflicts) on the survivor. Nothing else changes: the combined view is
+    computed from both histories (`combine`), so an unmerge restores both exactly. The
+    consent maps default to the customers' own (pass the combined ones of customers that
+    absorbed others). Returns the merge id."""
+    v = Violations()
+    clean_reason = v.text("reason", reason, max_len=MAX_REASON)
+    v.check()
+    if survivor.id == duplicate.id:
+        raise InvalidArgument.one("duplicate_id", "must differ from survivor_id")
+    if duplicate.merged_into:
+        raise PreconditionFailed(
+            f"customer {duplicate.id} was merged into {duplicate.merged_into} already"
+        )
+    if survivor.merged_into:
+        raise PreconditionFailed(
+            f"customer {survivor.id} was merged into {survivor.merged_into};"
+            f" merge into {survivor.merged_into}"
+        )
+    if survivor.kind != duplicate.kind:
+        raise PreconditionFailed(
+            f"customer {survivor.id} is a {survivor.kind} and {duplicate.id} a"
+            f" {duplicate.kind}: only customers of one kind can be merged"
+        )
+    merge_id = str(uuid.uuid4())
+    conflicts = consent_conflicts(
+        survivor.consents if survivor_consents is None else survivor_consents,
+        duplicate.consents if duplicate_consents is None else duplicate_consents,
+    )
+    duplicate._merged_into(str(survivor.id), merge_id, clean_reason)
+    survivor._duplicate_absorbed(str(duplicate.id), merge_id, clean_reason, conflicts)
+    return merge_id
+
+
+def unmerge_customer(duplicate: Customer, survivor: Customer) -> str:
+    """Undo the merge of `duplicate` into `survivor` (its direct survivor): `Unmerged` on the
+    duplicate, `DuplicateReleased` on the survivor. Returns the merge id undone."""
+    if not duplicate.merged_into:
+        raise PreconditionFailed(f"customer {duplicate.id} is not merged")
+    if duplicate.merged_into != str(survivor.id) or str(duplicate.id) not in survivor.absorbed:
+        raise PreconditionFailed(
+            f"customer {duplicate.id} was merged into {duplicate.merged_into}, not {survivor.id}"
+        )
+    merge_id = duplicate.merge_id
+    duplicate._unmerged(str(survivor.id), merge_id)
+    survivor._duplicate_released(str(duplicate.id), merge_id)
+    return merge_id
+
+
+@dataclass(frozen=True)
+class Combined:
+    """A survivor's combined view: its own state joined with that of the duplicates merged
+    into it (transitively), by the documented rules."""
+
+    emails: list[str]
+    phones: list[str]
+    addresses: list[dict[str, Any]]
+    tags: list[str]
+    consents: dict[str, dict[str, Any]]
+    links: dict[str, dict[str, Any]]
+
+
+def combine(survivor: Customer, duplicates: Iterable[Customer]) -> Combined:
+    """Contact points, addresses, tags and contact-person links: the survivor's, then each
+    duplicate's not already present (in merge order). Consent: per channel and purpose the
+    most recent decision of any of them (the survivor's on a tie). Name, kind, owner and
+    acquisition stay the survivor's."""
+    emails, phones, tags = list(survivor.emails), list(survivor.phones), list(survivor.tags)
+    addresses = [dict(a) for a in survivor.addresses]
+    consents = dict(survivor.consents)
+    links = dict(survivor.links)
+    for d in duplicates:
+        emails += [e for e in d.emails if e not in emails]
+        phones += [p for p in d.phones if p not in phones]
+        tags += [t for t in d.tags if t not in tags]
+        known = {a["address_id"] for a in addresses}
+        addresses += [dict(a) for a in d.addresses if a["address_id"] not in known]
+        for key, decision in d.consents.items():
+            if key not in consents or decision["decided_at"] > consents[key]["decided_at"]:
+                consents[key] = decision
+        for link_id, link in d.links.items():
+            links.setdefault(link_id, link)
+    return Combined(emails, phones, addresses, tags, consents, links)

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from google.protobuf import json_format, message
@@ -160,7 +161,23 @@ def _address(d: Doc) -> str:
     return f"Postal address added ({where})" if where else "Postal address added"
 
 
+def _absorbed(d: Doc) -> str:
+    text = _with_reason(f"Customer {d.get('duplicate_id', '')} merged into this one", d)
+    n = len(d.get("conflicts", []))
+    return f"{text} ({n} consent conflict{'s' if n != 1 else ''})" if n else text
+
+
 _SUMMARIES: dict[str, Callable[[Doc], str]] = {
+    "c360.events.v1.CustomerMergedInto": lambda d: _with_reason(
+        f"Merged into customer {d.get('survivor_id', '')}", d
+    ),
+    "c360.events.v1.DuplicateAbsorbed": _absorbed,
+    "c360.events.v1.CustomerUnmerged": lambda d: (
+        f"Unmerged from customer {d.get('survivor_id', '')}"
+    ),
+    "c360.events.v1.DuplicateReleased": lambda d: (
+        f"Customer {d.get('duplicate_id', '')} unmerged from this one"
+    ),
     "c360.events.v1.CustomerRegistered": _registered,
     "c360.events.v1.CustomerRenamed": lambda d: f"Renamed to “{d.get('display_name', '')}”",
     "c360.events.v1.EmailAdded": lambda d: f"E-mail {d.get('email', '')} added",
@@ -322,9 +339,24 @@ def _erp_provenance(p: Doc, before: Doc, entry: Entry) -> None:
             _set_by(p, f"erp.{key}", entry)
 
 
+MERGE_TYPES = frozenset(
+    {
+        "customer.merged_into",
+        "customer.duplicate_absorbed",
+        "customer.unmerged",
+        "customer.duplicate_released",
+    }
+)
+"""Merge and unmerge entries: on the timeline, but not folded into a customer's own profile
+(not a contact, not a touch), so that after an unmerge the profile is what it would be had
+the merge never happened. Who is merged into whom is kept in the read model's `merges`."""
+
+
 def fold(profile: Doc, entry: Entry) -> Doc:
     """The profile after one more entry. Times are ISO-8601 strings (UTC)."""
     p = copy.deepcopy(profile)
+    if entry.type in MERGE_TYPES:
+        return p
     d = entry.details
     at = entry.occurred_at.isoformat()
     kind = entry.type
@@ -646,3 +678,147 @@ def profile_as_of(
     if profile is None:
         return None
     return sweep(profile, as_of, rule)[0]
+
+
+# -- a survivor's profile: its own joined with its merged duplicates' ---------------------------
+
+
+def _union(p: Doc, other: Doc, field: str) -> None:
+    for value in other[field]:
+        if value not in p[field]:
+            p[field].append(value)
+            _copy_provenance(p, other, f"{field}[{value}]")
+
+
+def _copy_provenance(p: Doc, other: Doc, path: str) -> None:
+    found = other.get("provenance", {}).get(path)
+    if found is not None:
+        p.setdefault("provenance", {})[path] = found
+    else:
+        _unset(p, path)
+
+
+def _join_service_desk(p: Doc, other: Doc) -> None:
+    theirs = other.get("service_desk")
+    if not theirs:
+        return
+    desk = p.setdefault("service_desk", empty_service_desk())
+    for ticket_id, ticket in theirs["tickets"].items():
+        if ticket_id not in desk["tickets"]:
+            desk["tickets"][ticket_id] = ticket
+            _copy_provenance(p, other, f"service_desk.tickets[{ticket_id}]")
+    desk["tickets_total"] += theirs["tickets_total"]
+    desk["recent_openings"] = sorted(
+        [*desk["recent_openings"], *theirs["recent_openings"]], key=_time
+    )
+    if theirs["last_contact_at"] and (
+        not desk["last_contact_at"]
+        or _time(theirs["last_contact_at"]) > _time(desk["last_contact_at"])
+    ):
+        desk["last_contact_at"] = theirs["last_contact_at"]
+        desk["last_contact_channel"] = theirs["last_contact_channel"]
+        _copy_provenance(p, other, "service_desk.last_contact_at")
+    desk["rating_sum"] += theirs["rating_sum"]
+    desk["ratings"] += theirs["ratings"]
+
+
+def _join_erp(p: Doc, other: Doc) -> None:
+    theirs = other.get("erp")
+    if not theirs:
+        return
+    account = p.setdefault("erp", erp.empty_account())
+    survivor_currencies = set(account["outstanding"])
+    for currency, amount in theirs["outstanding"].items():
+        total = Decimal(account["outstanding"].get(currency, "0")) + Decimal(amount)
+        account["outstanding"][currency] = str(total)
+        if currency not in survivor_currencies:
+            _copy_provenance(p, other, f"erp.outstanding.{currency}")
+    for number, invoice in theirs["open_invoices"].items():
+        if number not in account["open_invoices"]:
+            account["open_invoices"][number] = invoice
+            _copy_provenance(p, other, f"erp.open_invoices[{number}]")
+    account["overdue_invoices"] = sorted(
+        {*account["overdue_invoices"], *theirs["overdue_invoices"]}
+    )
+    for key in ("last_payment", "credit_limit"):
+        if account.get(key) is None and theirs.get(key) is not None:
+            account[key] = theirs[key]
+            _copy_provenance(p, other, f"erp.{key}")
+
+
+def join_profile(survivor: Doc, duplicate: Doc) -> Doc:
+    """The survivor's profile joined with a merged duplicate's, by the rules of the customer
+    service's combined view: name, kind, owner and acquisition stay the survivor's; e-mails,
+    phones, tags, addresses, contact persons, open tickets and invoices are the survivor's
+    then the duplicate's not present; per consent channel and purpose the more recent
+    decision; touches, tickets and ratings add up; last contact is the later one, first seen
+    the earlier one. Provenance follows the value kept. The churn signal is not joined here
+    (`group_profile` observes the whole group's contacts again)."""
+    p = copy.deepcopy(survivor)
+    for field in ("emails", "phones", "tags"):
+        _union(p, duplicate, field)
+    known = {a.get("address_id") for a in p["addresses"]}
+    for address in duplicate["addresses"]:
+        if address.get("address_id") not in known:
+            p["addresses"].append(address)
+            _copy_provenance(p, duplicate, f"addresses[{address.get('address_id', '')}]")
+    for key, decision in duplicate["consent"].items():
+        mine = p["consent"].get(key)
+        if mine is None or _time(decision["decided_at"]) > _time(mine["decided_at"]):
+            p["consent"][key] = decision
+            _copy_provenance(p, duplicate, f"consent.{key}")
+    for link_id, link in duplicate["contact_persons"].items():
+        if link_id not in p["contact_persons"]:
+            p["contact_persons"][link_id] = link
+            _copy_provenance(p, duplicate, f"contact_persons[{link_id}]")
+    for source, theirs in duplicate["touches"].items():
+        mine = p["touches"].setdefault(source, {"count": 0, "last_at": ""})
+        mine["count"] += theirs["count"]
+        mine["last_at"] = max(mine["last_at"], theirs["last_at"])
+    if duplicate["last_contact_at"] > p["last_contact_at"]:
+        p["last_contact_at"] = duplicate["last_contact_at"]
+        p["last_contact_source"] = duplicate["last_contact_source"]
+        _copy_provenance(p, duplicate, "last_contact_at")
+    if duplicate["first_seen_at"] and (
+        not p["first_seen_at"] or duplicate["first_seen_at"] < p["first_seen_at"]
+    ):
+        p["first_seen_at"] = duplicate["first_seen_at"]
+        _copy_provenance(p, duplicate, "first_seen_at")
+    p["updated_at"] = max(p["updated_at"], duplicate["updated_at"])
+    _join_service_desk(p, duplicate)
+    _join_erp(p, duplicate)
+    return p
+
+
+def group_profile(
+    survivor_id: str, members: list[str], entries: list[Entry], as_of: datetime, rule: ChurnRule
+) -> Doc | None:
+    """A survivor's profile at `as_of` with the duplicates merged into it then (`members`,
+    survivor first): each member's profile folded from its own entries (`entries` holds the
+    group's, in the order the read model applied them), joined (`join_profile`), and the churn
+    rule observed again over the contacts of the whole group. None when the survivor had no
+    entries by then."""
+    own = [e for e in entries if e.customer_id == survivor_id]
+    profile = profile_as_of(survivor_id, own, as_of, rule)
+    if profile is None:
+        return None
+    for member in members:
+        if member == survivor_id:
+            continue
+        theirs = profile_as_of(member, [e for e in entries if e.customer_id == member], as_of, rule)
+        if theirs is not None:
+            profile = join_profile(profile, theirs)
+    churn: Doc = {"customer_id": survivor_id, "provenance": {}, "updated_at": ""}
+    for entry in entries:
+        if entry.source != DERIVED_SOURCE and entry.occurred_at <= as_of:
+            observe(churn, entry, rule)
+    churn = sweep(churn, as_of, rule)[0]
+    profile.pop("churn", None)
+    _unset(profile, "at_risk")
+    if "churn" in churn:
+        profile["churn"] = churn["churn"]
+        if "at_risk" in churn["provenance"]:
+            profile["provenance"]["at_risk"] = churn["provenance"]["at_risk"]
+    if churn["updated_at"]:
+        profile["updated_at"] = max(profile["updated_at"], churn["updated_at"])
+    return profile

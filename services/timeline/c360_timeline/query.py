@@ -27,6 +27,7 @@ from c360_timeline.projection import (
     RECENT_TICKET_DAYS,
     ChurnRule,
     Entry,
+    group_profile,
     profile_as_of,
 )
 from c360_timeline.projector import Projector
@@ -36,6 +37,27 @@ Ctx = grpc.aio.ServicerContext[Any, Any]
 MAX_PAGE = 500
 DEFAULT_PAGE = 50
 MAX_WAIT = 10.0
+MAX_DEPTH = 100
+# The survivor and every customer merged into it at a time (transitively: A into B, B into C),
+# in merge order; `infinity` for now (only merges not undone).
+GROUP_SQL = (
+    "WITH RECURSIVE grp(id, depth, merged_at) AS ("
+    " SELECT %(root)s::uuid, 0, '-infinity'::timestamptz"
+    " UNION ALL"
+    f" SELECT m.duplicate_id, grp.depth + 1, m.merged_at FROM {SCHEMA}.merges m"
+    " JOIN grp ON m.survivor_id = grp.id"
+    " WHERE m.merged_at <= %(at)s::timestamptz"
+    " AND (m.unmerged_at IS NULL OR m.unmerged_at > %(at)s::timestamptz)"
+    f" AND grp.depth < {MAX_DEPTH})"
+    " SELECT id FROM grp ORDER BY depth, merged_at, id"
+)
+# The survivor a customer was merged into at a time, if it was.
+SURVIVOR_SQL = (
+    f"SELECT survivor_id FROM {SCHEMA}.merges WHERE duplicate_id = %(id)s"
+    " AND merged_at <= %(at)s::timestamptz"
+    " AND (unmerged_at IS NULL OR unmerged_at > %(at)s::timestamptz)"
+    " ORDER BY merged_at DESC LIMIT 1"
+)
 ENTRY_COLUMNS = (
     "entry_seq, event_id, customer_id, occurred_at, source, position, type, summary, details,"
     " aggregate_id, aggregate_version"
@@ -167,7 +189,12 @@ def provenance_messages(doc: dict[str, Any]) -> list[api.FieldProvenance]:
     ]
 
 
-def profile_message(doc: dict[str, Any], now: datetime | None = None) -> api.Profile:
+def profile_message(
+    doc: dict[str, Any],
+    now: datetime | None = None,
+    merged_into: str = "",
+    absorbed: list[str] | None = None,
+) -> api.Profile:
     now = now or datetime.now(UTC)
     core = {
         "customer_id",
@@ -211,6 +238,8 @@ def profile_message(doc: dict[str, Any], now: datetime | None = None) -> api.Pro
         if "service_desk" in doc
         else None,
         provenance=provenance_messages(doc),
+        merged_into=merged_into,
+        absorbed=absorbed or [],
         **_at_risk(doc, now),
     )
 
@@ -265,8 +294,10 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
             raise InvalidArgument.one("page_size", f"must be at most {MAX_PAGE}")
         size = request.page_size or DEFAULT_PAGE
         await self.wait_for(request.wait_for, context)
-        where = ["customer_id = %s"]
-        params: list[Any] = [customer_id]
+        as_of = request.as_of.ToDatetime(tzinfo=UTC) if request.HasField("as_of") else None
+        group = await self._group(customer_id, as_of)
+        where = ["customer_id = ANY(%s::uuid[])"]
+        params: list[Any] = [group]
         if request.sources:
             where.append("source = ANY(%s)")
             params.append(list(request.sources))
@@ -318,6 +349,25 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
             if not rows:
                 await asyncio.sleep(0.25)
 
+    async def _group(self, customer_id: Any, as_of: datetime | None) -> list[str]:
+        """The customer and the customers merged into it (then, or now), survivor first."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(GROUP_SQL, {"root": customer_id, "at": as_of or "infinity"})
+            rows = await cur.fetchall()
+        return list(dict.fromkeys(str(r[0]) for r in rows))
+
+    async def _final_survivor(self, customer_id: Any, as_of: datetime | None) -> str:
+        """The end of the customer's merge chain (then, or now); "" if it is not merged."""
+        current, survivor = str(customer_id), ""
+        async with self.pool.connection() as conn:
+            for _ in range(MAX_DEPTH):
+                cur = await conn.execute(SURVIVOR_SQL, {"id": current, "at": as_of or "infinity"})
+                row = await cur.fetchone()
+                if row is None:
+                    break
+                current = survivor = str(row[0])
+        return survivor
+
     async def _profile_doc(self, customer_id: Any) -> dict[str, Any] | None:
         async with self.pool.connection() as conn:
             cur = await conn.execute(
@@ -332,30 +382,37 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
     ) -> api.GetProfileResponse:
         customer_id = parse_id("customer_id", request.customer_id)
         await self.wait_for(request.wait_for, context)
-        if request.HasField("as_of"):
-            as_of = request.as_of.ToDatetime(tzinfo=UTC)
-            doc = await self._profile_doc_as_of(customer_id, as_of)
-            if doc is None:
-                raise NotFound(f"no profile for customer {customer_id} as of {as_of.isoformat()}")
-            return api.GetProfileResponse(profile=profile_message(doc, as_of))
-        doc = await self._profile_doc(customer_id)
+        as_of = request.as_of.ToDatetime(tzinfo=UTC) if request.HasField("as_of") else None
+        group = await self._group(customer_id, as_of)
+        survivor = await self._final_survivor(customer_id, as_of)
+        if as_of is None and len(group) == 1:
+            doc = await self._profile_doc(customer_id)
+        else:
+            # A survivor's profile, or one as of a time: folded again from the entries.
+            doc = await self._profile_doc_as_of(group, as_of or datetime.now(UTC))
         if doc is None:
-            raise NotFound(f"no profile for customer {customer_id}")
-        return api.GetProfileResponse(profile=profile_message(doc))
+            when = f" as of {as_of.isoformat()}" if as_of else ""
+            raise NotFound(f"no profile for customer {customer_id}{when}")
+        return api.GetProfileResponse(
+            profile=profile_message(doc, as_of, merged_into=survivor, absorbed=group[1:])
+        )
 
-    async def _profile_doc_as_of(self, customer_id: Any, as_of: datetime) -> dict[str, Any] | None:
-        """The profile folded again from the entries that occurred by `as_of`, in the order
-        the read model applied them."""
+    async def _profile_doc_as_of(self, group: list[str], as_of: datetime) -> dict[str, Any] | None:
+        """The profile of `group[0]` folded again from the entries that occurred by `as_of`,
+        in the order the read model applied them, joined with those of the customers merged
+        into it then (`group[1:]`)."""
         async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(
                 f"SELECT {ENTRY_COLUMNS} FROM {SCHEMA}.entries"
-                " WHERE customer_id = %s AND occurred_at <= %s AND source <> %s"
+                " WHERE customer_id = ANY(%s::uuid[]) AND occurred_at <= %s AND source <> %s"
                 " ORDER BY entry_seq",
-                (customer_id, as_of, DERIVED_SOURCE),
+                (group, as_of, DERIVED_SOURCE),
             )
             rows = await cur.fetchall()
         entries = [entry_from_row(r) for r in rows]
-        return await asyncio.to_thread(profile_as_of, str(customer_id), entries, as_of, self.rule)
+        if len(group) == 1:
+            return await asyncio.to_thread(profile_as_of, group[0], entries, as_of, self.rule)
+        return await asyncio.to_thread(group_profile, group[0], group, entries, as_of, self.rule)
 
     async def SearchCustomers(
         self, request: api.SearchCustomersRequest, context: Ctx

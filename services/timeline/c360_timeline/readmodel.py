@@ -68,6 +68,7 @@ class ReadModel(PostgresTrackingRecorder):
         s = Identifier(self.datastore.schema)
         self.entries = SQL("{}.entries").format(s)
         self.profiles = SQL("{}.profiles").format(s)
+        self.merges = SQL("{}.merges").format(s)
         self.tracking = SQL("{}.{}").format(s, Identifier(self.tracking_table_name))
         self.sql_create_statements.extend(
             [
@@ -116,6 +117,22 @@ class ReadModel(PostgresTrackingRecorder):
                 SQL("CREATE INDEX IF NOT EXISTS profiles_by_phone ON {} USING gin (phones)").format(
                     self.profiles
                 ),
+                # Who is (or was) merged into whom, from the duplicate's merge and unmerge
+                # events: the groups of GetTimeline and GetProfile, now and as of a time.
+                SQL(
+                    "CREATE TABLE IF NOT EXISTS {} ("
+                    " merge_id uuid PRIMARY KEY,"
+                    " duplicate_id uuid NOT NULL,"
+                    " survivor_id uuid NOT NULL,"
+                    " merged_at timestamptz NOT NULL,"
+                    " unmerged_at timestamptz)"
+                ).format(self.merges),
+                SQL(
+                    "CREATE INDEX IF NOT EXISTS merges_by_survivor ON {} (survivor_id, merged_at)"
+                ).format(self.merges),
+                SQL(
+                    "CREATE INDEX IF NOT EXISTS merges_by_duplicate ON {} (duplicate_id, merged_at)"
+                ).format(self.merges),
             ]
         )
 
@@ -199,6 +216,7 @@ class ReadModel(PostgresTrackingRecorder):
 
     def _write(self, curs: Cursor[DictRow], rows: list[Entry], profiles: list[Doc]) -> None:
         """Insert entries and upsert profiles, then wake the watchers."""
+        self._record_merges(curs, rows)
         curs.executemany(
             SQL(
                 "INSERT INTO {} (event_id, customer_id, occurred_at, source, position, type,"
@@ -248,11 +266,44 @@ class ReadModel(PostgresTrackingRecorder):
         )
         curs.execute("SELECT pg_notify('c360_timeline', '')")
 
+    def _record_merges(self, curs: Cursor[DictRow], rows: list[Entry]) -> None:
+        """Keep `merges` from the duplicates' merge and unmerge entries (upserts, so the order
+        of the two within a batch or a replay does not matter)."""
+        for e in rows:
+            if e.type == "customer.merged_into":
+                curs.execute(
+                    SQL(
+                        "INSERT INTO {} (merge_id, duplicate_id, survivor_id, merged_at)"
+                        " VALUES (%s, %s, %s, %s) ON CONFLICT (merge_id) DO UPDATE SET"
+                        " duplicate_id = EXCLUDED.duplicate_id,"
+                        " survivor_id = EXCLUDED.survivor_id, merged_at = EXCLUDED.merged_at"
+                    ).format(self.merges),
+                    (e.details["merge_id"], e.customer_id, e.details["survivor_id"], e.occurred_at),
+                )
+            elif e.type == "customer.unmerged":
+                # An unmerge seen before its merge (never in order) gets the merge's row later.
+                curs.execute(
+                    SQL(
+                        "INSERT INTO {} (merge_id, duplicate_id, survivor_id, merged_at,"
+                        " unmerged_at) VALUES (%s, %s, %s, %s, %s) ON CONFLICT (merge_id)"
+                        " DO UPDATE SET unmerged_at = EXCLUDED.unmerged_at"
+                    ).format(self.merges),
+                    (
+                        e.details["merge_id"],
+                        e.customer_id,
+                        e.details["survivor_id"],
+                        e.occurred_at,
+                        e.occurred_at,
+                    ),
+                )
+
     def truncate(self) -> None:
         """Empty the read model and its tracking (for a rebuild), in one transaction."""
         with self.datastore.transaction(commit=True) as curs:
             curs.execute(
-                SQL("TRUNCATE {}, {} RESTART IDENTITY").format(self.entries, self.profiles)
+                SQL("TRUNCATE {}, {}, {} RESTART IDENTITY").format(
+                    self.entries, self.profiles, self.merges
+                )
             )
             curs.execute(
                 SQL("DELETE FROM {} WHERE application_name <> %s").format(self.tracking),

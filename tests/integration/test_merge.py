@@ -1,0 +1,272 @@
+"""Merge and unmerge on a live stack: both histories on the survivor, pointers, refusals,
+chains, as-of, and unmerge as an exact inverse."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import grpc
+import pytest
+from google.protobuf import json_format, timestamp_pb2
+
+from c360.customer.v1 import customer_service_pb2 as capi
+from c360.events.v1 import customer_events_pb2 as ev
+from c360.timeline.v1 import timeline_service_pb2 as tapi
+from c360.timeline.v1 import timeline_service_pb2_grpc as timeline_grpc
+
+from .conftest import Stack
+from .helpers import register
+
+pytestmark = pytest.mark.integration
+
+MERGE_TYPES = {
+    "customer.merged_into",
+    "customer.duplicate_absorbed",
+    "customer.unmerged",
+    "customer.duplicate_released",
+}
+
+
+def _ts(at: datetime) -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(at)
+    return ts
+
+
+async def _timeline(
+    timeline: timeline_grpc.TimelineServiceAsyncStub,
+    cid: str,
+    token: str = "",
+    as_of: datetime | None = None,
+) -> list[tapi.TimelineEntry]:
+    request = tapi.GetTimelineRequest(customer_id=cid, page_size=500, wait_for=token)
+    if as_of is not None:
+        request.as_of.CopyFrom(_ts(as_of))
+    return list((await timeline.GetTimeline(request, timeout=10)).entries)
+
+
+async def _profile(
+    timeline: timeline_grpc.TimelineServiceAsyncStub, cid: str, token: str = ""
+) -> tapi.Profile:
+    reply = await timeline.GetProfile(
+        tapi.GetProfileRequest(customer_id=cid, wait_for=token), timeout=10
+    )
+    return reply.profile
+
+
+def _without_merges(entries: list[tapi.TimelineEntry]) -> list[tapi.TimelineEntry]:
+    return [e for e in entries if e.type not in MERGE_TYPES]
+
+
+def _refused(error: pytest.ExceptionInfo[grpc.aio.AioRpcError]) -> tuple[grpc.StatusCode, str]:
+    return error.value.code(), error.value.details() or ""
+
+
+async def _merge(stack: Stack, survivor: str, duplicate: str) -> capi.MergeCustomersResponse:
+    return await stack.customer.MergeCustomers(
+        capi.MergeCustomersRequest(
+            survivor_id=survivor, duplicate_id=duplicate, reason="same person"
+        )
+    )
+
+
+async def test_merge_shows_both_histories_and_unmerge_restores_both_exactly(
+    stack: Stack,
+) -> None:
+    s = (await register(stack.customer, "Jānis Žirnovskis", "janis@example.lv")).result
+    d = (await register(stack.customer, "Janis Zhirnovskis", "j.z@example.lv")).result
+    sid, did = s.aggregate_id, d.aggregate_id
+    await stack.customer.AddPhone(capi.AddPhoneRequest(customer_id=did, phone="+4930123"))
+    await stack.customer.GrantConsent(
+        capi.GrantConsentRequest(
+            customer_id=sid,
+            channel=ev.CONSENT_CHANNEL_EMAIL,
+            purpose=ev.CONSENT_PURPOSE_MARKETING,
+            source="web",
+        )
+    )
+    last = await stack.customer.RevokeConsent(
+        capi.RevokeConsentRequest(
+            customer_id=did,
+            channel=ev.CONSENT_CHANNEL_EMAIL,
+            purpose=ev.CONSENT_PURPOSE_MARKETING,
+            source="call-centre",
+        )
+    )
+    token = last.result.consistency_token
+    before = {c: await _timeline(stack.timeline, c, token) for c in (sid, did)}
+    profiles = {c: await _profile(stack.timeline, c, token) for c in (sid, did)}
+    customers = {
+        c: (await stack.customer.GetCustomer(capi.GetCustomerRequest(customer_id=c))).customer
+        for c in (sid, did)
+    }
+    await asyncio.sleep(0.01)
+    merge_time = datetime.now(UTC)
+    await asyncio.sleep(0.01)
+
+    merged = await _merge(stack, sid, did)
+    assert merged.merge_id
+    assert merged.result.aggregate_id == sid
+    token = merged.result.consistency_token
+
+    # the survivor's timeline holds both histories, each entry under its own id
+    group = await _timeline(stack.timeline, sid, token)
+    recorded = {(e.customer_id, e.event_id) for e in group}
+    for c in (sid, did):
+        assert {(c, e.event_id) for e in before[c]} <= recorded
+    types = {(e.customer_id, e.type) for e in group}
+    assert (sid, "customer.duplicate_absorbed") in types
+    assert (did, "customer.merged_into") in types
+    assert [e.occurred_at.ToDatetime() for e in group] == sorted(
+        (e.occurred_at.ToDatetime() for e in group), reverse=True
+    )
+    absorbed = next(e for e in group if e.type == "customer.duplicate_absorbed")
+    conflicts = json_format.MessageToDict(absorbed.details)["conflicts"]
+    assert [(c["channel"], c["kept"]) for c in conflicts] == [
+        ("CONSENT_CHANNEL_EMAIL", "duplicate")
+    ]
+
+    # GetCustomer: the survivor's combined view; the duplicate points at the survivor
+    survivor = (await stack.customer.GetCustomer(capi.GetCustomerRequest(customer_id=sid))).customer
+    assert list(survivor.absorbed) == [did]
+    assert survivor.display_name == "Jānis Žirnovskis"
+    assert list(survivor.emails) == ["janis@example.lv", "j.z@example.lv"]
+    assert list(survivor.phones) == ["+4930123"]
+    assert [(c.granted, c.source) for c in survivor.consents] == [(False, "call-centre")]
+    duplicate = (
+        await stack.customer.GetCustomer(capi.GetCustomerRequest(customer_id=did))
+    ).customer
+    assert duplicate.merged_into == sid
+    assert list(duplicate.emails) == ["j.z@example.lv"]
+
+    # the profile of the survivor joins both; the duplicate's stays its own with a pointer
+    joined = await _profile(stack.timeline, sid)
+    assert list(joined.absorbed) == [did]
+    assert list(joined.emails) == ["janis@example.lv", "j.z@example.lv"]
+    assert list(joined.phones) == ["+4930123"]
+    consent = json_format.MessageToDict(joined.attributes)["consent"]["email/marketing"]
+    assert consent["granted"] is False
+    prov = {f.field: f for f in joined.provenance}
+    assert prov["phones[+4930123]"].event_id in {e.event_id for e in before[did]}
+    own = await _profile(stack.timeline, did)
+    assert own.merged_into == sid
+    assert list(own.emails) == ["j.z@example.lv"]
+
+    # commands on the merged customer are refused, naming the survivor
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stack.customer.RenameCustomer(
+            capi.RenameCustomerRequest(customer_id=did, display_name="X")
+        )
+    code, details = _refused(refused)
+    assert code == grpc.StatusCode.FAILED_PRECONDITION
+    assert sid in details
+
+    # as of before the merge: the unmerged state
+    then = await _timeline(stack.timeline, sid, as_of=merge_time)
+    assert {e.customer_id for e in then} == {sid}
+    old = (
+        await stack.customer.GetCustomer(
+            capi.GetCustomerRequest(customer_id=sid, as_of=_ts(merge_time))
+        )
+    ).customer
+    assert list(old.absorbed) == []
+    assert list(old.emails) == ["janis@example.lv"]
+    old_dup = (
+        await stack.customer.GetCustomer(
+            capi.GetCustomerRequest(customer_id=did, as_of=_ts(merge_time))
+        )
+    ).customer
+    assert old_dup.merged_into == ""
+    old_profile = (
+        await stack.timeline.GetProfile(
+            tapi.GetProfileRequest(customer_id=sid, as_of=_ts(merge_time))
+        )
+    ).profile
+    assert list(old_profile.emails) == ["janis@example.lv"]
+    assert not old_profile.absorbed
+
+    # unmerge: both as if the merge never happened, plus the merge and unmerge entries
+    unmerged = await stack.customer.UnmergeCustomer(capi.UnmergeCustomerRequest(customer_id=did))
+    assert unmerged.merge_id == merged.merge_id
+    token = unmerged.result.consistency_token
+    for c in (sid, did):
+        after = await _timeline(stack.timeline, c, token)
+        assert _without_merges(after) == before[c]
+        assert {e.type for e in after if e.type in MERGE_TYPES} == (
+            {"customer.duplicate_absorbed", "customer.duplicate_released"}
+            if c == sid
+            else {"customer.merged_into", "customer.unmerged"}
+        )
+        assert await _profile(stack.timeline, c) == profiles[c]
+        now = (await stack.customer.GetCustomer(capi.GetCustomerRequest(customer_id=c))).customer
+        expected = capi.Customer()
+        expected.CopyFrom(customers[c])
+        expected.version = now.version
+        expected.updated_at.CopyFrom(now.updated_at)
+        assert now == expected
+    # and the duplicate takes commands again
+    await stack.customer.RenameCustomer(
+        capi.RenameCustomerRequest(customer_id=did, display_name="Janis Z.")
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as again:
+        await stack.customer.UnmergeCustomer(capi.UnmergeCustomerRequest(customer_id=did))
+    assert again.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def test_chains_resolve_to_the_last_survivor_and_bad_merges_are_refused(
+    stack: Stack,
+) -> None:
+    a = (await register(stack.customer, "Ada A", "a@example.com")).result.aggregate_id
+    b = (await register(stack.customer, "Ada B", "b@example.com")).result.aggregate_id
+    c = (await register(stack.customer, "Ada C", "c@example.com")).result.aggregate_id
+    org = await stack.customer.RegisterCustomer(
+        capi.RegisterCustomerRequest(kind=ev.CUSTOMER_KIND_ORGANISATION, display_name="Ada Ltd")
+    )
+
+    with pytest.raises(grpc.aio.AioRpcError) as itself:
+        await _merge(stack, a, a)
+    assert itself.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.aio.AioRpcError) as kinds:
+        await _merge(stack, org.result.aggregate_id, a)
+    assert kinds.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+    await _merge(stack, b, a)
+    with pytest.raises(grpc.aio.AioRpcError) as into_merged:
+        await _merge(stack, a, c)
+    code, details = _refused(into_merged)
+    assert code == grpc.StatusCode.FAILED_PRECONDITION
+    assert b in details
+    with pytest.raises(grpc.aio.AioRpcError) as merged_again:
+        await _merge(stack, c, a)
+    code, details = _refused(merged_again)
+    assert code == grpc.StatusCode.FAILED_PRECONDITION
+    assert b in details
+
+    last = await _merge(stack, c, b)
+    pointer = (await stack.customer.GetCustomer(capi.GetCustomerRequest(customer_id=a))).customer
+    assert pointer.merged_into == c
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stack.customer.AddEmail(capi.AddEmailRequest(customer_id=a, email="x@example.com"))
+    code, details = _refused(refused)
+    assert code == grpc.StatusCode.FAILED_PRECONDITION
+    assert c in details
+    top = (await stack.customer.GetCustomer(capi.GetCustomerRequest(customer_id=c))).customer
+    assert list(top.absorbed) == [b, a]
+    assert list(top.emails) == ["c@example.com", "b@example.com", "a@example.com"]
+
+    token = last.result.consistency_token
+    entries = await _timeline(stack.timeline, c, token)
+    assert {e.customer_id for e in entries} == {a, b, c}
+    profile = await _profile(stack.timeline, c)
+    assert list(profile.absorbed) == [b, a]
+    assert sorted(profile.emails) == ["a@example.com", "b@example.com", "c@example.com"]
+    assert (await _profile(stack.timeline, a)).merged_into == c
+
+    # unmerging the middle of the chain takes its own duplicate with it
+    released = await stack.customer.UnmergeCustomer(capi.UnmergeCustomerRequest(customer_id=b))
+    entries = await _timeline(stack.timeline, c, released.result.consistency_token)
+    assert {e.customer_id for e in entries} == {c}
+    assert {e.customer_id for e in await _timeline(stack.timeline, b)} == {a, b}
+    pointer = (await stack.customer.GetCustomer(capi.GetCustomerRequest(customer_id=a))).customer
+    assert pointer.merged_into == b
