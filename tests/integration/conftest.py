@@ -77,6 +77,13 @@ class Stack:
 
 @pytest_asyncio.fixture
 async def stack(database_url: str, fresh_nats_url: str) -> AsyncIterator[Stack]:
+    async with open_stack(database_url, fresh_nats_url) as opened:
+        yield opened
+
+
+@contextlib.asynccontextmanager
+async def open_stack(database_url: str, fresh_nats_url: str) -> AsyncIterator[Stack]:
+    """The three services in this process on one database and nats-server, until exit."""
     customer_host, app, relay = build_customer(
         Settings("customer", database_url, fresh_nats_url, "127.0.0.1", 0, "")
     )

@@ -4,18 +4,24 @@ chains, as-of, and unmerge as an exact inverse."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import grpc
+import psycopg
 import pytest
 from google.protobuf import json_format, timestamp_pb2
+from psycopg import sql
 
 from c360.customer.v1 import customer_service_pb2 as capi
 from c360.events.v1 import customer_events_pb2 as ev
 from c360.timeline.v1 import timeline_service_pb2 as tapi
 from c360.timeline.v1 import timeline_service_pb2_grpc as timeline_grpc
+from c360_platform.embedded import EmbeddedNats
+from tests.conftest import with_database
 
-from .conftest import Stack
+from .conftest import Stack, open_stack
 from .helpers import register
 
 pytestmark = pytest.mark.integration
@@ -270,3 +276,78 @@ async def test_chains_resolve_to_the_last_survivor_and_bad_merges_are_refused(
     assert {e.customer_id for e in await _timeline(stack.timeline, b)} == {a, b}
     pointer = (await stack.customer.GetCustomer(capi.GetCustomerRequest(customer_id=a))).customer
     assert pointer.merged_into == b
+
+
+def _entry_view(entries: list[tapi.TimelineEntry]) -> list[tuple[str, str, str]]:
+    """What a reader sees of a timeline, without ids and times (which differ between stores)."""
+    return [(e.source, e.type, e.summary) for e in _without_merges(entries)]
+
+
+def _profile_view(profile: tapi.Profile) -> dict[str, object]:
+    attributes = json_format.MessageToDict(profile.attributes)
+    consent = {k: (v["granted"], v["source"]) for k, v in attributes.get("consent", {}).items()}
+    return {
+        "kind": profile.kind,
+        "display_name": profile.display_name,
+        "emails": list(profile.emails),
+        "phones": list(profile.phones),
+        "owner_id": profile.owner_id,
+        "tags": list(profile.tags),
+        "consent": consent,
+        "touches": {t.source: t.count for t in profile.touches},
+        "merged_into": profile.merged_into,
+        "absorbed": list(profile.absorbed),
+    }
+
+
+async def _run_story(stack: Stack, *, merge: bool) -> dict[str, object]:
+    """The same commands in every store; with `merge`, a merge and an unmerge in the middle."""
+    ada = (await register(stack.customer, "Ada Lovelace", "ada@example.com")).result.aggregate_id
+    dup = (await register(stack.customer, "Ada King", "countess@example.org")).result.aggregate_id
+    c = stack.customer
+    await c.GrantConsent(
+        capi.GrantConsentRequest(
+            customer_id=dup,
+            channel=ev.CONSENT_CHANNEL_EMAIL,
+            purpose=ev.CONSENT_PURPOSE_MARKETING,
+            source="web-form",
+        )
+    )
+    if merge:
+        await _merge(stack, ada, dup)
+    # Commands that go on while the two are merged: the survivor's own.
+    await c.AddPhone(capi.AddPhoneRequest(customer_id=ada, phone="+44 20 7946 0958"))
+    await c.ChangeTags(capi.ChangeTagsRequest(customer_id=ada, add=["vip"]))
+    if merge:
+        await c.UnmergeCustomer(capi.UnmergeCustomerRequest(customer_id=dup))
+    last = await c.RenameCustomer(
+        capi.RenameCustomerRequest(customer_id=dup, display_name="Augusta Ada King")
+    )
+    token = last.result.consistency_token
+    return {
+        name: (
+            _entry_view(await _timeline(stack.timeline, cid, token)),
+            _profile_view(await _profile(stack.timeline, cid, token)),
+        )
+        for name, cid in (("survivor", ada), ("duplicate", dup))
+    }
+
+
+async def test_unmerge_leaves_both_customers_as_in_a_store_where_no_merge_happened(
+    stack: Stack, postgres_url: str, tmp_path: Path
+) -> None:
+    merged = await _run_story(stack, merge=True)
+    other_db = f"t_nomerge_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(other_db)))
+    nats_server = EmbeddedNats(tmp_path / "other-nats")
+    try:
+        async with open_stack(with_database(postgres_url, other_db), nats_server.start()) as other:
+            never_merged = await _run_story(other, merge=False)
+    finally:
+        nats_server.stop()
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(other_db))
+            )
+    assert merged == never_merged
