@@ -229,6 +229,14 @@ class EventRecorder(PostgresApplicationRecorder):
                     schema, Identifier(table.name), columns, Identifier(table.key)
                 )
             )
+            # Columns are only ever added: a table made by an older version gains the new ones
+            # (their type must then carry a DEFAULT, or allow NULL).
+            for name, kind in table.columns[1:]:
+                curs.execute(
+                    SQL("ALTER TABLE {0}.{1} ADD COLUMN IF NOT EXISTS {2} {3}").format(
+                        schema, Identifier(table.name), Identifier(name), SQL(kind)
+                    )
+                )
             for index in table.indexes:
                 curs.execute(
                     SQL("CREATE INDEX IF NOT EXISTS {0} ON {1}.{2} ({3})").format(

@@ -126,3 +126,43 @@ async def test_a_store_from_before_the_directory_gets_its_rows_on_start(stack: S
         assert app.backfill_query_table() == 0  # not empty any more: nothing to do
     finally:
         app.close()
+
+
+async def test_a_directory_from_an_older_version_gains_new_columns_on_start(
+    stack: Stack,
+) -> None:
+    await register(stack.customer, "Ada Lovelace", "ada@example.com")
+    with psycopg.connect(stack.postgres_url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE customer.directory DROP COLUMN merged")
+    app = CustomerApplication(env=postgres_env(stack.postgres_url, "customer"))
+    try:
+        rows = app.event_recorder.select_rows({}, ("customer_id",), None, 10)
+        assert [(r["display_name"], r["merged"]) for r in rows] == [("Ada Lovelace", False)]
+    finally:
+        app.close()
+
+
+async def test_a_merged_customer_is_no_candidate_until_it_is_unmerged(stack: Stack) -> None:
+    a = (await register(stack.customer, "Grace Hopper", "grace@example.com")).result.aggregate_id
+    b = (await register(stack.customer, "Grace B. Hopper", "grace@example.com")).result.aggregate_id
+
+    async def candidates() -> list[str]:
+        found = await stack.customer.FindDuplicates(capi.FindDuplicatesRequest(customer_id=a))
+        return [c.customer_id for c in found.candidates]
+
+    async def report() -> list[tuple[str, str]]:
+        return [
+            (p.customer_id, p.duplicate_id)
+            async for reply in stack.customer.DuplicateReport(capi.DuplicateReportRequest())
+            for p in reply.pairs
+        ]
+
+    assert await candidates() == [b]
+    await stack.customer.MergeCustomers(
+        capi.MergeCustomersRequest(survivor_id=a, duplicate_id=b, reason="same person")
+    )
+    assert await candidates() == []
+    assert await report() == []
+    await stack.customer.UnmergeCustomer(capi.UnmergeCustomerRequest(customer_id=b))
+    assert await candidates() == [b]
+    assert await report() == [tuple(sorted((a, b)))]

@@ -33,6 +33,8 @@ DIRECTORY = QueryTable(
         ("name_words", "text[] NOT NULL"),
         ("emails", "text[] NOT NULL"),
         ("phones", "text[] NOT NULL"),
+        # Merged customers are not candidates; an unmerge makes them candidates again.
+        ("merged", "boolean NOT NULL DEFAULT false"),
     ),
     indexes=(("name_key",),),
     gin_indexes=("emails", "phones", "name_words"),
@@ -82,6 +84,7 @@ def directory_row(customer: Customer) -> dict[str, Any]:
         "name_words": duplicates.name_words(key),
         "emails": list(customer.emails),
         "phones": list(customer.phones),
+        "merged": bool(customer.merged_into),
     }
 
 
@@ -357,7 +360,7 @@ class CustomerApplication(ServiceApplication):
             " OR (%(key)s <> '' AND name_key = %(key)s))"
         )
         query = SQL(
-            "SELECT * FROM {0} WHERE customer_id <> %(id)s AND kind = %(kind)s"
+            "SELECT * FROM {0} WHERE customer_id <> %(id)s AND kind = %(kind)s AND NOT merged"
             " AND ({1} OR name_words && %(words)s)"
             " ORDER BY {1} DESC LIMIT %(cap)s"
         ).format(table, exact)
@@ -382,7 +385,7 @@ class CustomerApplication(ServiceApplication):
             Identifier(self.event_recorder.datastore.schema), Identifier(DIRECTORY.name)
         )
         with self.event_recorder.datastore.transaction(commit=False) as curs:
-            curs.execute(SQL("SELECT * FROM {0}").format(table))
+            curs.execute(SQL("SELECT * FROM {0} WHERE NOT merged").format(table))
             identities = [_identity(dict(r)) for r in curs.fetchall()]
         return duplicates.find_pairs(identities, max(min_score, duplicates.CANDIDATE_SCORE))
 
