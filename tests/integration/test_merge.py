@@ -16,6 +16,8 @@ from psycopg import sql
 
 from c360.customer.v1 import customer_service_pb2 as capi
 from c360.events.v1 import customer_events_pb2 as ev
+from c360.events.v1 import ticket_events_pb2 as tev
+from c360.service_desk.v1 import service_desk_service_pb2 as dapi
 from c360.timeline.v1 import timeline_service_pb2 as tapi
 from c360.timeline.v1 import timeline_service_pb2_grpc as timeline_grpc
 from c360_platform.embedded import EmbeddedNats
@@ -351,3 +353,29 @@ async def test_unmerge_leaves_both_customers_as_in_a_store_where_no_merge_happen
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(other_db))
             )
     assert merged == never_merged
+
+
+async def test_watching_a_survivor_follows_what_is_recorded_under_its_duplicates(
+    stack: Stack,
+) -> None:
+    ada = (await register(stack.customer, "Ada Lovelace", "ada@example.com")).result.aggregate_id
+    dup = (await register(stack.customer, "Ada King", "ada@example.com")).result.aggregate_id
+    call = stack.timeline.WatchTimeline(tapi.WatchTimelineRequest(customer_id=ada))
+    stream = call.__aiter__()
+    first = await asyncio.wait_for(stream.__anext__(), 10)
+    assert (first.entry.type, first.entry.customer_id) == ("customer.registered", ada)
+
+    await _merge(stack, ada, dup)
+    # The service desk records a call under the old id (it does not resolve merges).
+    await stack.service_desk.OpenTicket(
+        dapi.OpenTicketRequest(
+            customer_id=dup, channel=tev.TICKET_CHANNEL_PHONE, subject="Invoice question"
+        )
+    )
+    seen: list[tuple[str, str]] = []
+    while ("ticket.opened", dup) not in seen:
+        reply = await asyncio.wait_for(stream.__anext__(), 10)
+        seen.append((reply.entry.type, reply.entry.customer_id))
+    assert ("customer.duplicate_absorbed", ada) in seen
+    assert ("customer.merged_into", dup) in seen
+    call.cancel()

@@ -40,7 +40,7 @@ MAX_WAIT = 10.0
 MAX_DEPTH = 100
 # The survivor and every customer merged into it at a time (transitively: A into B, B into C),
 # in merge order; `infinity` for now (only merges not undone).
-GROUP_SQL = (
+GROUP_CTE = (
     "WITH RECURSIVE grp(id, depth, merged_at) AS ("
     " SELECT %(root)s::uuid, 0, '-infinity'::timestamptz"
     " UNION ALL"
@@ -49,8 +49,8 @@ GROUP_SQL = (
     " WHERE m.merged_at <= %(at)s::timestamptz"
     " AND (m.unmerged_at IS NULL OR m.unmerged_at > %(at)s::timestamptz)"
     f" AND grp.depth < {MAX_DEPTH})"
-    " SELECT id FROM grp ORDER BY depth, merged_at, id"
 )
+GROUP_SQL = GROUP_CTE + " SELECT id FROM grp ORDER BY depth, merged_at, id"
 # The survivor a customer was merged into at a time, if it was.
 SURVIVOR_SQL = (
     f"SELECT survivor_id FROM {SCHEMA}.merges WHERE duplicate_id = %(id)s"
@@ -61,6 +61,12 @@ SURVIVOR_SQL = (
 ENTRY_COLUMNS = (
     "entry_seq, event_id, customer_id, occurred_at, source, position, type, summary, details,"
     " aggregate_id, aggregate_version"
+)
+# Entries after a cursor of a customer and of those merged into it now, in arrival order.
+WATCH_SQL = (
+    GROUP_CTE + f" SELECT {ENTRY_COLUMNS} FROM {SCHEMA}.entries"
+    " WHERE customer_id IN (SELECT id FROM grp) AND entry_seq > %(after)s"
+    " ORDER BY entry_seq LIMIT 500"
 )
 
 
@@ -336,11 +342,12 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
         customer_id = parse_id("customer_id", request.customer_id)
         cursor = request.after_cursor
         while True:
+            # The customer and those merged into it now, in the same statement (one snapshot)
+            # as the entries: a merge while watching adds the duplicate's new entries from
+            # then on; its older history is in GetTimeline.
             async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
                 await cur.execute(
-                    f"SELECT {ENTRY_COLUMNS} FROM {SCHEMA}.entries"
-                    " WHERE customer_id = %s AND entry_seq > %s ORDER BY entry_seq LIMIT 500",
-                    (customer_id, cursor),
+                    WATCH_SQL, {"root": customer_id, "at": "infinity", "after": cursor}
                 )
                 rows = await cur.fetchall()
             for r in rows:
