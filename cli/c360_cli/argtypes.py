@@ -1,8 +1,12 @@
-"""argparse value types shared by the CLI's commands (one message per kind of mistake)."""
+"""argparse value types and request options shared by the CLI's commands."""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+R = TypeVar("R")
 
 
 def whole_number(text: str, minimum: int, why: str) -> int:
@@ -19,3 +23,28 @@ def whole_number(text: str, minimum: int, why: str) -> int:
 def positive_int(text: str) -> int:
     """1, 2, 3, ..."""
     return whole_number(text, 1, "must be 1 or more")
+
+
+def whole_in(low: int, high: int) -> Callable[[str], int]:
+    """A type for an int from `low` to `high`."""
+
+    def parse(text: str) -> int:
+        value = whole_number(text, low, f"must be {low} to {high}")
+        if value > high:
+            raise argparse.ArgumentTypeError(f"must be {low} to {high}")
+        return value
+
+    return parse
+
+
+def version_number(text: str) -> int:
+    """An aggregate version for --expected-version: 0, 1, 2, ..."""
+    return whole_number(text, 0, "must be 0 or more")
+
+
+def versioned(request: R, args: argparse.Namespace) -> R:
+    """`request` with expected_version set when --expected-version was given."""
+    version: Any = getattr(args, "expected_version", None)
+    if version is not None:
+        request.expected_version = version  # type: ignore[attr-defined]
+    return request

@@ -12,6 +12,7 @@ from rich.text import Text
 from c360.customer.v1 import customer_service_pb2 as api
 from c360.events.v1 import customer_events_pb2 as events
 from c360_cli import import_cmd
+from c360_cli.argtypes import version_number, versioned
 from c360_cli.client import Client
 from c360_cli.output import (
     Output,
@@ -43,16 +44,6 @@ PURPOSES = {
 }
 
 
-def _version(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a version number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
-    return value
-
-
 def _command(
     subparsers: Subparsers,
     name: str,
@@ -72,7 +63,7 @@ def _command(
     if expected_version:
         parser.add_argument(
             "--expected-version",
-            type=_version,
+            type=version_number,
             metavar="N",
             help="refuse (conflict) unless the customer is still at version N",
         )
@@ -85,12 +76,6 @@ def _nested(subparsers: Subparsers, name: str, help_text: str) -> Subparsers:
     nested = parser.add_subparsers(title="commands", dest=f"{name}_command", metavar="COMMAND")
     nested.required = True
     return nested
-
-
-def _versioned(request: Any, args: argparse.Namespace) -> Any:
-    if getattr(args, "expected_version", None) is not None:
-        request.expected_version = args.expected_version
-    return request
 
 
 def register(subparsers: Subparsers) -> None:
@@ -139,7 +124,7 @@ def register(subparsers: Subparsers) -> None:
         ),
     )
     p.add_argument("customer_id", metavar="ID", nargs="?", help="default: report on everyone")
-    p.add_argument("--limit", type=_version, default=0, metavar="N", help="at most N results")
+    p.add_argument("--limit", type=version_number, default=0, metavar="N", help="at most N results")
     p.add_argument(
         "--min-score", type=float, default=0.0, metavar="S", help="report: pairs from S (0..1)"
     )
@@ -282,7 +267,7 @@ def _rename(args: argparse.Namespace) -> int:
         request_id=args.request_id, customer_id=args.customer_id, display_name=args.name
     )
     with Client(args) as client:
-        reply = client.customer.RenameCustomer(_versioned(request, args), timeout=args.timeout)
+        reply = client.customer.RenameCustomer(versioned(request, args), timeout=args.timeout)
     Output(args.json).result("renamed", reply.result)
     return 0
 
@@ -292,7 +277,7 @@ def _add_email(args: argparse.Namespace) -> int:
         request_id=args.request_id, customer_id=args.customer_id, email=args.value
     )
     with Client(args) as client:
-        reply = client.customer.AddEmail(_versioned(request, args), timeout=args.timeout)
+        reply = client.customer.AddEmail(versioned(request, args), timeout=args.timeout)
     Output(args.json).result("e-mail added", reply.result)
     return 0
 
@@ -302,7 +287,7 @@ def _remove_email(args: argparse.Namespace) -> int:
         request_id=args.request_id, customer_id=args.customer_id, email=args.value
     )
     with Client(args) as client:
-        reply = client.customer.RemoveEmail(_versioned(request, args), timeout=args.timeout)
+        reply = client.customer.RemoveEmail(versioned(request, args), timeout=args.timeout)
     Output(args.json).result("e-mail removed", reply.result)
     return 0
 
@@ -312,7 +297,7 @@ def _add_phone(args: argparse.Namespace) -> int:
         request_id=args.request_id, customer_id=args.customer_id, phone=args.value
     )
     with Client(args) as client:
-        reply = client.customer.AddPhone(_versioned(request, args), timeout=args.timeout)
+        reply = client.customer.AddPhone(versioned(request, args), timeout=args.timeout)
     Output(args.json).result("phone added", reply.result)
     return 0
 
@@ -322,7 +307,7 @@ def _remove_phone(args: argparse.Namespace) -> int:
         request_id=args.request_id, customer_id=args.customer_id, phone=args.value
     )
     with Client(args) as client:
-        reply = client.customer.RemovePhone(_versioned(request, args), timeout=args.timeout)
+        reply = client.customer.RemovePhone(versioned(request, args), timeout=args.timeout)
     Output(args.json).result("phone removed", reply.result)
     return 0
 
@@ -341,7 +326,7 @@ def _add_address(args: argparse.Namespace) -> int:
         ),
     )
     with Client(args) as client:
-        reply = client.customer.AddPostalAddress(_versioned(request, args), timeout=args.timeout)
+        reply = client.customer.AddPostalAddress(versioned(request, args), timeout=args.timeout)
     Output(args.json).result("address added", reply.result, address_id=reply.address_id)
     return 0
 
@@ -351,7 +336,7 @@ def _remove_address(args: argparse.Namespace) -> int:
         request_id=args.request_id, customer_id=args.customer_id, address_id=args.address_id
     )
     with Client(args) as client:
-        reply = client.customer.RemovePostalAddress(_versioned(request, args), timeout=args.timeout)
+        reply = client.customer.RemovePostalAddress(versioned(request, args), timeout=args.timeout)
     Output(args.json).result("address removed", reply.result)
     return 0
 
@@ -361,7 +346,7 @@ def _owner(args: argparse.Namespace) -> int:
         request_id=args.request_id, customer_id=args.customer_id, owner_id=args.owner_id
     )
     with Client(args) as client:
-        reply = client.customer.AssignOwner(_versioned(request, args), timeout=args.timeout)
+        reply = client.customer.AssignOwner(versioned(request, args), timeout=args.timeout)
     Output(args.json).result(
         "owner assigned" if args.owner_id else "owner unassigned", reply.result
     )
@@ -376,7 +361,7 @@ def _tag(args: argparse.Namespace) -> int:
         remove=args.remove,
     )
     with Client(args) as client:
-        reply = client.customer.ChangeTags(_versioned(request, args), timeout=args.timeout)
+        reply = client.customer.ChangeTags(versioned(request, args), timeout=args.timeout)
     Output(args.json).result("tags changed", reply.result)
     return 0
 
@@ -392,10 +377,10 @@ def _consent_handler(granted: bool) -> Handler:
         }
         with Client(args) as client:
             if granted:
-                grant = _versioned(api.GrantConsentRequest(**fields), args)
+                grant = versioned(api.GrantConsentRequest(**fields), args)
                 result = client.customer.GrantConsent(grant, timeout=args.timeout).result
             else:
-                revoke = _versioned(api.RevokeConsentRequest(**fields), args)
+                revoke = versioned(api.RevokeConsentRequest(**fields), args)
                 result = client.customer.RevokeConsent(revoke, timeout=args.timeout).result
         Output(args.json).result("consent granted" if granted else "consent revoked", result)
         return 0

@@ -94,9 +94,11 @@ def purpose_label(value: events.ConsentPurpose.ValueType) -> str:
     return enum_label(events.ConsentPurpose.Name(value), "CONSENT_PURPOSE_")
 
 
-def result_json(result: command_pb2.CommandResult) -> dict[str, JSONValue]:
+def result_json(
+    result: command_pb2.CommandResult, subject: str = "customer"
+) -> dict[str, JSONValue]:
     return {
-        "customer_id": result.aggregate_id,
+        f"{subject}_id": result.aggregate_id,
         "version": result.version,
         "consistency_token": result.consistency_token,
         "replayed": result.replayed,
@@ -298,14 +300,21 @@ class Output:
         """A remark for a person (stderr, so stdout stays clean for pipes)."""
         self.err.print(message, markup=False)
 
-    def result(self, what: str, result: command_pb2.CommandResult, **extra: str) -> None:
-        """A command's reply: JSON, or one line saying what happened and the token."""
+    def result(
+        self,
+        what: str,
+        result: command_pb2.CommandResult,
+        subject: str = "customer",
+        **extra: str,
+    ) -> None:
+        """A command's reply: JSON, or one line saying what happened (to which `subject`:
+        customer, ticket) and the token."""
         if self.json_mode:
-            self.json({**result_json(result), **extra})
+            self.json({**result_json(result, subject), **extra})
             return
         line = Text()
         line.append(what, style="bold green")
-        line.append(f"  customer {result.aggregate_id}  version {result.version}")
+        line.append(f"  {subject} {result.aggregate_id}  version {result.version}")
         for key, value in extra.items():
             line.append(f"  {key.replace('_', ' ')} {value}")
         if result.replayed:

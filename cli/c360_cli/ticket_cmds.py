@@ -9,9 +9,9 @@ from typing import Any, TypeAlias
 from rich.table import Table
 from rich.text import Text
 
-from c360.common.v1 import command_pb2
 from c360.events.v1 import ticket_events_pb2 as events
 from c360.service_desk.v1 import service_desk_service_pb2 as api
+from c360_cli.argtypes import versioned, whole_in
 from c360_cli.client import Client
 from c360_cli.output import (
     JSONValue,
@@ -64,19 +64,6 @@ def _choice(names: dict[str, Any]) -> Callable[[str], str]:
         if name not in names:
             raise argparse.ArgumentTypeError(f"must be one of {', '.join(names)}")
         return name
-
-    return parse
-
-
-def _whole(low: int, high: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be {low} to {high}")
-        return value
 
     return parse
 
@@ -165,33 +152,6 @@ def context_json(c: api.CustomerContext) -> dict[str, JSONValue]:
     }
 
 
-def _result(out: Output, what: str, result: command_pb2.CommandResult, **extra: str) -> None:
-    """A ticket command's reply: JSON, or one line saying what happened and the token."""
-    if out.json_mode:
-        out.json(
-            {
-                "ticket_id": result.aggregate_id,
-                "version": result.version,
-                "consistency_token": result.consistency_token,
-                "replayed": result.replayed,
-                **extra,
-            }
-        )
-        return
-    line = Text()
-    line.append(what, style="bold green")
-    line.append(f"  ticket {result.aggregate_id}  version {result.version}")
-    for key, value in extra.items():
-        line.append(f"  {key.replace('_', ' ')} {value}")
-    if result.replayed:
-        line.append("  (replayed: an earlier request with this id)", style="yellow")
-    out.console.print(line, soft_wrap=True)
-    out.console.print(
-        Text.assemble(("consistency token ", "dim"), (result.consistency_token, "cyan")),
-        soft_wrap=True,
-    )
-
-
 # -- the command tree ---------------------------------------------------------------------------
 
 
@@ -209,7 +169,7 @@ def _command(
     )
     parser.add_argument(
         "--expected-version",
-        type=_whole(0, 2**63 - 1),
+        type=whole_in(0, 2**63 - 1),
         metavar="N",
         help="refuse (conflict) unless the ticket is still at version N",
     )
@@ -245,7 +205,7 @@ def register(subparsers: Subparsers) -> None:
     p.add_argument("text", nargs="?", default="", metavar="TEXT")
     p.add_argument("--kind", type=_choice(KINDS), default="note", help=", ".join(KINDS))
     p.add_argument("--channel", type=_choice(CHANNELS), help="of a message or call")
-    p.add_argument("--duration", type=_whole(0, 86_400), default=0, metavar="SECONDS")
+    p.add_argument("--duration", type=whole_in(0, 86_400), default=0, metavar="SECONDS")
     p.add_argument("--agent", default="", metavar="EMPLOYEE_ID")
 
     p = _command(sub, "priority", _priority, "change a ticket's priority")
@@ -267,7 +227,7 @@ def register(subparsers: Subparsers) -> None:
     p.add_argument("--reason", default="")
 
     p = _command(sub, "rate", _rate, "record the customer's satisfaction, 1 to 5")
-    p.add_argument("score", type=_whole(1, 5), metavar="SCORE")
+    p.add_argument("score", type=whole_in(1, 5), metavar="SCORE")
     p.add_argument("--comment", default="")
 
     p = sub.add_parser(
@@ -284,18 +244,12 @@ def register(subparsers: Subparsers) -> None:
     p.add_argument("--agent", default="", metavar="EMPLOYEE_ID")
     p.add_argument("--queue", default="", metavar="QUEUE")
     p.add_argument("--priority", type=_choice(PRIORITIES))
-    p.add_argument("--limit", type=_whole(1, 200), default=50, metavar="N")
+    p.add_argument("--limit", type=whole_in(1, 200), default=50, metavar="N")
     p.add_argument("--page-token", default="", metavar="TOKEN")
     p.set_defaults(func=_list)
 
 
 # -- handlers -----------------------------------------------------------------------------------
-
-
-def _versioned(request: Any, args: argparse.Namespace) -> Any:
-    if args.expected_version is not None:
-        request.expected_version = args.expected_version
-    return request
 
 
 def _open(args: argparse.Namespace) -> int:
@@ -310,7 +264,7 @@ def _open(args: argparse.Namespace) -> int:
     )
     with Client(args) as client:
         reply = client.service_desk.OpenTicket(request, timeout=args.timeout)
-    _result(Output(args.json), "ticket opened", reply.result)
+    Output(args.json).result("ticket opened", reply.result, "ticket")
     return 0
 
 
@@ -322,8 +276,8 @@ def _assign(args: argparse.Namespace) -> int:
         queue=args.queue,
     )
     with Client(args) as client:
-        reply = client.service_desk.AssignTicket(_versioned(request, args), timeout=args.timeout)
-    _result(Output(args.json), "ticket assigned", reply.result)
+        reply = client.service_desk.AssignTicket(versioned(request, args), timeout=args.timeout)
+    Output(args.json).result("ticket assigned", reply.result, "ticket")
     return 0
 
 
@@ -339,10 +293,10 @@ def _note(args: argparse.Namespace) -> int:
     )
     with Client(args) as client:
         reply = client.service_desk.RecordInteraction(
-            _versioned(request, args), timeout=args.timeout
+            versioned(request, args), timeout=args.timeout
         )
     what = "note added" if args.kind == "note" else f"{args.kind.replace('-', ' ')} recorded"
-    _result(Output(args.json), what, reply.result, interaction_id=reply.interaction_id)
+    Output(args.json).result(what, reply.result, "ticket", interaction_id=reply.interaction_id)
     return 0
 
 
@@ -354,8 +308,8 @@ def _priority(args: argparse.Namespace) -> int:
         reason=args.reason,
     )
     with Client(args) as client:
-        reply = client.service_desk.ChangePriority(_versioned(request, args), timeout=args.timeout)
-    _result(Output(args.json), "priority changed", reply.result)
+        reply = client.service_desk.ChangePriority(versioned(request, args), timeout=args.timeout)
+    Output(args.json).result("priority changed", reply.result, "ticket")
     return 0
 
 
@@ -364,8 +318,8 @@ def _escalate(args: argparse.Namespace) -> int:
         request_id=args.request_id, ticket_id=args.ticket_id, reason=args.reason, queue=args.queue
     )
     with Client(args) as client:
-        reply = client.service_desk.EscalateTicket(_versioned(request, args), timeout=args.timeout)
-    _result(Output(args.json), "ticket escalated", reply.result)
+        reply = client.service_desk.EscalateTicket(versioned(request, args), timeout=args.timeout)
+    Output(args.json).result("ticket escalated", reply.result, "ticket")
     return 0
 
 
@@ -377,8 +331,8 @@ def _resolve(args: argparse.Namespace) -> int:
         agent_id=args.agent,
     )
     with Client(args) as client:
-        reply = client.service_desk.ResolveTicket(_versioned(request, args), timeout=args.timeout)
-    _result(Output(args.json), "ticket resolved", reply.result)
+        reply = client.service_desk.ResolveTicket(versioned(request, args), timeout=args.timeout)
+    Output(args.json).result("ticket resolved", reply.result, "ticket")
     return 0
 
 
@@ -387,8 +341,8 @@ def _reopen(args: argparse.Namespace) -> int:
         request_id=args.request_id, ticket_id=args.ticket_id, reason=args.reason
     )
     with Client(args) as client:
-        reply = client.service_desk.ReopenTicket(_versioned(request, args), timeout=args.timeout)
-    _result(Output(args.json), "ticket reopened", reply.result)
+        reply = client.service_desk.ReopenTicket(versioned(request, args), timeout=args.timeout)
+    Output(args.json).result("ticket reopened", reply.result, "ticket")
     return 0
 
 
@@ -397,8 +351,8 @@ def _close(args: argparse.Namespace) -> int:
         request_id=args.request_id, ticket_id=args.ticket_id, reason=args.reason
     )
     with Client(args) as client:
-        reply = client.service_desk.CloseTicket(_versioned(request, args), timeout=args.timeout)
-    _result(Output(args.json), "ticket closed", reply.result)
+        reply = client.service_desk.CloseTicket(versioned(request, args), timeout=args.timeout)
+    Output(args.json).result("ticket closed", reply.result, "ticket")
     return 0
 
 
@@ -410,8 +364,8 @@ def _rate(args: argparse.Namespace) -> int:
         comment=args.comment,
     )
     with Client(args) as client:
-        reply = client.service_desk.RateTicket(_versioned(request, args), timeout=args.timeout)
-    _result(Output(args.json), "ticket rated", reply.result)
+        reply = client.service_desk.RateTicket(versioned(request, args), timeout=args.timeout)
+    Output(args.json).result("ticket rated", reply.result, "ticket")
     return 0
 
 
