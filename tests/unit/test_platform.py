@@ -56,3 +56,19 @@ def test_tracing_stays_off_without_otel_settings(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(telemetry, "_configured", False)
     assert telemetry.configure("quiet") is False
     assert telemetry.current_trace_headers() == ("", "")
+
+
+def test_grpc_fork_handlers_are_off_in_c360_processes(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Set when c360_platform is imported, before gRPC starts: children forked from a process
+    # running gRPC must not run gRPC's fork handlers between fork and exec.
+    import importlib
+    import os
+
+    import c360_platform
+
+    monkeypatch.delenv("GRPC_ENABLE_FORK_SUPPORT", raising=False)
+    importlib.reload(c360_platform)
+    assert os.environ["GRPC_ENABLE_FORK_SUPPORT"] == "false"
+    monkeypatch.setenv("GRPC_ENABLE_FORK_SUPPORT", "true")
+    importlib.reload(c360_platform)
+    assert os.environ["GRPC_ENABLE_FORK_SUPPORT"] == "true"  # an operator's choice stands
