@@ -9,6 +9,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 BUF := $(TOOLS)/buf/node_modules/.bin/buf
 PROTOS := $(shell find proto -name '*.proto')
+# The workspace's members (every service is one): a new folder needs no edit here.
+PYPROJECTS := pyproject.toml $(wildcard proto/pyproject.toml platform/pyproject.toml cli/pyproject.toml services/*/pyproject.toml)
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON_DOWNLOADS := never
 
@@ -20,8 +22,8 @@ $(UV):
 	$(TOOLS)/uv/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
 # The virtualenv is built from the lock file only; `make lock` refreshes the lock.
-$(BIN)/.synced: $(UV) pyproject.toml uv.lock
-	$(UV) sync --frozen --python $(PY) --quiet
+$(BIN)/.synced: $(UV) $(PYPROJECTS) uv.lock
+	$(UV) sync --frozen --all-packages --python $(PY) --quiet
 	touch $@
 
 venv: $(BIN)/.synced
@@ -33,6 +35,7 @@ gen/.stamp: $(BIN)/.synced $(PROTOS)
 	  --python_out=gen.new --grpc_python_out=gen.new --mypy_out=quiet:gen.new --mypy_grpc_out=quiet:gen.new $(PROTOS)
 	find gen.new -type d -exec touch {}/__init__.py \;
 	rm -f gen.new/__init__.py
+	touch gen.new/c360/py.typed
 	touch gen.new/.stamp
 	# Swap in one step so that running processes never see a half-written package.
 	rm -rf gen.old; [ ! -d gen ] || mv gen gen.old; mv gen.new gen; rm -rf gen.old
@@ -46,7 +49,7 @@ run: proto
 	$(BIN)/c360 up
 
 test: proto
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n auto
 
 test-unit: proto
 	$(BIN)/pytest -q tests/unit

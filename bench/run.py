@@ -35,6 +35,7 @@ from bench.scenarios import Clients
 from bench.stack import Stack
 from c360.customer.v1 import customer_service_pb2 as customer_api
 from c360.events.v1 import customer_events_pb2 as events
+from c360_platform.deployment import Deployment
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PROBES_UNDER_LOAD = 2
@@ -217,13 +218,20 @@ async def raw_phase(run: Run, key: str, threads: int, batch: int) -> None:
 
 async def start_services(run: Run) -> None:
     stack = run.stack
-    task = run.progress.add_task("start customer, timeline, echo servers", total=None, info="")
+    deployment = Deployment.plan(stack.postgres_url, stack.nats_url)
+    names = ", ".join(deployment.ports)
+    task = run.progress.add_task(f"start {names}, echo servers", total=None, info="")
     started = time.monotonic()
     children = [
-        stack.spawn("customer", ["-m", "c360_customer"]),
-        stack.spawn("timeline", ["-m", "c360_timeline"]),
-        stack.spawn("echo", ["-m", "bench.echo", "--port", "{port}"]),
+        stack.spawn(
+            name,
+            ["-m", "c360_platform.serve", name],
+            env=deployment.environment(name),
+            port=port,
+        )
+        for name, port in deployment.ports.items()
     ]
+    children.append(stack.spawn("echo", ["-m", "bench.echo", "--port", "{port}"]))
     await asyncio.gather(*(stack.wait_healthy(c) for c in children))
     run.facts["services_ready_s"] = round(time.monotonic() - started, 2)
     run.progress.update(task, total=1, completed=1, info=f"{run.facts['services_ready_s']} s")

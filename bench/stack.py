@@ -19,7 +19,8 @@ import psycopg
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from psycopg import sql
 
-from c360_platform.embedded import EmbeddedNats, EmbeddedPostgres, child_preexec, free_port
+from c360_platform.embedded import EmbeddedNats, EmbeddedPostgres
+from c360_platform.processes import child_preexec, free_port
 
 _STOP_TIMEOUT = 20.0
 
@@ -91,9 +92,17 @@ class Stack:
             self.nats = EmbeddedNats(self.workdir / "nats")
             self.nats_url = self.nats.start()
 
-    def spawn(self, name: str, args: list[str], *, env: dict[str, str] | None = None) -> Child:
-        """Start `python <args>` with a free port in C360_GRPC_PORT (and `--port` for echo)."""
-        port = free_port()
+    def spawn(
+        self,
+        name: str,
+        args: list[str],
+        *,
+        env: dict[str, str] | None = None,
+        port: int | None = None,
+    ) -> Child:
+        """Start `python <args>` with a port (free if not given) in C360_GRPC_PORT (and
+        `--port` for echo)."""
+        port = port or free_port()
         child_env = dict(os.environ)
         child_env.update(
             {

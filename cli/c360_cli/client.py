@@ -5,18 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from google.rpc import error_details_pb2, status_pb2
 
-from c360.customer.v1 import customer_service_pb2_grpc
-from c360.service_desk.v1 import service_desk_service_pb2_grpc
-from c360.timeline.v1 import timeline_service_pb2_grpc
-
+S = TypeVar("S")
 EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
 
@@ -61,30 +59,36 @@ class CliError(Exception):
 
 @dataclass(frozen=True)
 class Endpoints:
-    """Addresses of the running stack, as `c360 up` wrote them (flags override)."""
+    """Addresses of the running stack, as `c360 up` wrote them (--addr overrides)."""
 
-    customer: str | None
-    timeline: str | None
+    addresses: dict[str, str]
+    """Each service's host:port, by its registry name."""
     postgres_url: str | None
     nats_url: str | None
     source: str
-    service_desk: str | None = None
 
     def address(self, service: str) -> str | None:
-        """The address of a service by its name ("customer", "timeline", "service-desk")."""
-        return {
-            "customer": self.customer,
-            "timeline": self.timeline,
-            "service-desk": self.service_desk,
-        }.get(service)
+        """The address of a service by its name ("customer", "timeline", ...)."""
+        return self.addresses.get(service)
 
 
 def endpoints_path(home: str | Path) -> Path:
     return Path(home) / "endpoints.json"
 
 
+def parse_addr(text: str) -> tuple[str, str]:
+    """An argparse type for --addr NAME=HOST:PORT."""
+    name, sep, address = text.partition("=")
+    if not sep or not name.strip() or ":" not in address:
+        raise argparse.ArgumentTypeError(f"not NAME=HOST:PORT: {text!r} (e.g. customer=:50051)")
+    host, _, port = address.strip().rpartition(":")
+    if not port.isdigit():
+        raise argparse.ArgumentTypeError(f"not a port number in {text!r}")
+    return name.strip(), f"{host or '127.0.0.1'}:{port}"
+
+
 def load_endpoints(args: argparse.Namespace) -> Endpoints:
-    """Read HOME/endpoints.json (if present) and apply --customer-addr / --timeline-addr."""
+    """Read HOME/endpoints.json (if present) and apply --addr NAME=HOST:PORT."""
     path = endpoints_path(args.home)
     data: dict[str, Any] = {}
     try:
@@ -100,13 +104,18 @@ def load_endpoints(args: argparse.Namespace) -> Endpoints:
         value = data.get(key)
         return value if isinstance(value, str) and value else None
 
+    services = data.get("services")
+    addresses = (
+        {str(k): str(v) for k, v in services.items() if isinstance(v, str)}
+        if isinstance(services, dict)
+        else {}
+    )
+    addresses.update(dict(getattr(args, "addr", None) or ()))
     return Endpoints(
-        customer=getattr(args, "customer_addr", None) or text("customer"),
-        timeline=getattr(args, "timeline_addr", None) or text("timeline"),
+        addresses=addresses,
         postgres_url=text("postgres_url"),
         nats_url=text("nats_url"),
         source=str(path),
-        service_desk=getattr(args, "service_desk_addr", None) or text("service-desk"),
     )
 
 
@@ -115,7 +124,7 @@ def _require(endpoints: Endpoints, service: str, address: str | None) -> str:
         return address
     raise CliError(
         f"no address for the {service} service: {endpoints.source} does not exist or lacks it;"
-        f" start the stack with `c360 up` or pass --{service}-addr HOST:PORT"
+        f" start the stack with `c360 up` or pass --addr {service}=HOST:PORT"
     )
 
 
@@ -233,17 +242,13 @@ class Client(_Connections):
             self._channels[service] = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
         return self._channels[service]
 
-    @property
-    def customer(self) -> customer_service_pb2_grpc.CustomerServiceStub:
-        return customer_service_pb2_grpc.CustomerServiceStub(self._channel("customer"))
+    def stub(self, service: str, kind: Callable[[grpc.Channel], S]) -> S:
+        """A stub of `kind` (a generated `...Stub` class) for the service of that name."""
+        return kind(self._channel(service))
 
-    @property
-    def timeline(self) -> timeline_service_pb2_grpc.TimelineServiceStub:
-        return timeline_service_pb2_grpc.TimelineServiceStub(self._channel("timeline"))
-
-    @property
-    def service_desk(self) -> service_desk_service_pb2_grpc.ServiceDeskServiceStub:
-        return service_desk_service_pb2_grpc.ServiceDeskServiceStub(self._channel("service-desk"))
+    def channel(self, service: str) -> grpc.Channel:
+        """The channel to a service by name (for calls without a generated stub)."""
+        return self._channel(service)
 
     def close(self) -> None:
         for channel in self._channels.values():
@@ -276,17 +281,9 @@ class AsyncClient(_Connections):
             self._channels[service] = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
         return self._channels[service]
 
-    @property
-    def customer(self) -> customer_service_pb2_grpc.CustomerServiceAsyncStub:
-        return customer_service_pb2_grpc.CustomerServiceStub(self._channel("customer"))
-
-    @property
-    def timeline(self) -> timeline_service_pb2_grpc.TimelineServiceAsyncStub:
-        return timeline_service_pb2_grpc.TimelineServiceStub(self._channel("timeline"))
-
-    @property
-    def service_desk(self) -> service_desk_service_pb2_grpc.ServiceDeskServiceAsyncStub:
-        return service_desk_service_pb2_grpc.ServiceDeskServiceStub(self._channel("service-desk"))
+    def stub(self, service: str, kind: Callable[[grpc.aio.Channel], S]) -> S:
+        """An asyncio stub of `kind` (a generated `...Stub` class) for the named service."""
+        return kind(self._channel(service))
 
     def failure(self, exc: grpc.RpcError, service: str) -> CliError:
         """The CliError for a failed call to `service`."""

@@ -10,6 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from c360.customer.v1 import customer_service_pb2 as api
+from c360.customer.v1.customer_service_pb2_grpc import CustomerServiceStub
 from c360.events.v1 import customer_events_pb2 as events
 from c360_cli import import_cmd
 from c360_cli.argtypes import version_number, versioned
@@ -234,7 +235,9 @@ def _register(args: argparse.Namespace) -> int:
         acquisition_channel=args.channel,
     )
     with Client(args) as client:
-        reply = client.customer.RegisterCustomer(request, timeout=args.timeout)
+        reply = client.stub("customer", CustomerServiceStub).RegisterCustomer(
+            request, timeout=args.timeout
+        )
     Output(args.json).result("registered", reply.result)
     return 0
 
@@ -247,7 +250,9 @@ def _merge(args: argparse.Namespace) -> int:
         reason=args.reason,
     )
     with Client(args) as client:
-        reply = client.customer.MergeCustomers(request, timeout=args.timeout)
+        reply = client.stub("customer", CustomerServiceStub).MergeCustomers(
+            request, timeout=args.timeout
+        )
     Output(args.json).result(
         "merged", reply.result, duplicate_id=args.duplicate_id, merge_id=reply.merge_id
     )
@@ -257,7 +262,9 @@ def _merge(args: argparse.Namespace) -> int:
 def _unmerge(args: argparse.Namespace) -> int:
     request = api.UnmergeCustomerRequest(request_id=args.request_id, customer_id=args.customer_id)
     with Client(args) as client:
-        reply = client.customer.UnmergeCustomer(request, timeout=args.timeout)
+        reply = client.stub("customer", CustomerServiceStub).UnmergeCustomer(
+            request, timeout=args.timeout
+        )
     Output(args.json).result("unmerged", reply.result, merge_id=reply.merge_id)
     return 0
 
@@ -267,7 +274,9 @@ def _rename(args: argparse.Namespace) -> int:
         request_id=args.request_id, customer_id=args.customer_id, display_name=args.name
     )
     with Client(args) as client:
-        reply = client.customer.RenameCustomer(versioned(request, args), timeout=args.timeout)
+        reply = client.stub("customer", CustomerServiceStub).RenameCustomer(
+            versioned(request, args), timeout=args.timeout
+        )
     Output(args.json).result("renamed", reply.result)
     return 0
 
@@ -277,7 +286,9 @@ def _add_email(args: argparse.Namespace) -> int:
         request_id=args.request_id, customer_id=args.customer_id, email=args.value
     )
     with Client(args) as client:
-        reply = client.customer.AddEmail(versioned(request, args), timeout=args.timeout)
+        reply = client.stub("customer", CustomerServiceStub).AddEmail(
+            versioned(request, args), timeout=args.timeout
+        )
     Output(args.json).result("e-mail added", reply.result)
     return 0
 
@@ -287,7 +298,9 @@ def _remove_email(args: argparse.Namespace) -> int:
         request_id=args.request_id, customer_id=args.customer_id, email=args.value
     )
     with Client(args) as client:
-        reply = client.customer.RemoveEmail(versioned(request, args), timeout=args.timeout)
+        reply = client.stub("customer", CustomerServiceStub).RemoveEmail(
+            versioned(request, args), timeout=args.timeout
+        )
     Output(args.json).result("e-mail removed", reply.result)
     return 0
 
@@ -297,7 +310,9 @@ def _add_phone(args: argparse.Namespace) -> int:
         request_id=args.request_id, customer_id=args.customer_id, phone=args.value
     )
     with Client(args) as client:
-        reply = client.customer.AddPhone(versioned(request, args), timeout=args.timeout)
+        reply = client.stub("customer", CustomerServiceStub).AddPhone(
+            versioned(request, args), timeout=args.timeout
+        )
     Output(args.json).result("phone added", reply.result)
     return 0
 
@@ -307,7 +322,9 @@ def _remove_phone(args: argparse.Namespace) -> int:
         request_id=args.request_id, customer_id=args.customer_id, phone=args.value
     )
     with Client(args) as client:
-        reply = client.customer.RemovePhone(versioned(request, args), timeout=args.timeout)
+        reply = client.stub("customer", CustomerServiceStub).RemovePhone(
+            versioned(request, args), timeout=args.timeout
+        )
     Output(args.json).result("phone removed", reply.result)
     return 0
 
@@ -326,7 +343,9 @@ def _add_address(args: argparse.Namespace) -> int:
         ),
     )
     with Client(args) as client:
-        reply = client.customer.AddPostalAddress(versioned(request, args), timeout=args.timeout)
+        reply = client.stub("customer", CustomerServiceStub).AddPostalAddress(
+            versioned(request, args), timeout=args.timeout
+        )
     Output(args.json).result("address added", reply.result, address_id=reply.address_id)
     return 0
 
@@ -336,7 +355,9 @@ def _remove_address(args: argparse.Namespace) -> int:
         request_id=args.request_id, customer_id=args.customer_id, address_id=args.address_id
     )
     with Client(args) as client:
-        reply = client.customer.RemovePostalAddress(versioned(request, args), timeout=args.timeout)
+        reply = client.stub("customer", CustomerServiceStub).RemovePostalAddress(
+            versioned(request, args), timeout=args.timeout
+        )
     Output(args.json).result("address removed", reply.result)
     return 0
 
@@ -346,7 +367,9 @@ def _owner(args: argparse.Namespace) -> int:
         request_id=args.request_id, customer_id=args.customer_id, owner_id=args.owner_id
     )
     with Client(args) as client:
-        reply = client.customer.AssignOwner(versioned(request, args), timeout=args.timeout)
+        reply = client.stub("customer", CustomerServiceStub).AssignOwner(
+            versioned(request, args), timeout=args.timeout
+        )
     Output(args.json).result(
         "owner assigned" if args.owner_id else "owner unassigned", reply.result
     )
@@ -361,7 +384,9 @@ def _tag(args: argparse.Namespace) -> int:
         remove=args.remove,
     )
     with Client(args) as client:
-        reply = client.customer.ChangeTags(versioned(request, args), timeout=args.timeout)
+        reply = client.stub("customer", CustomerServiceStub).ChangeTags(
+            versioned(request, args), timeout=args.timeout
+        )
     Output(args.json).result("tags changed", reply.result)
     return 0
 
@@ -378,10 +403,18 @@ def _consent_handler(granted: bool) -> Handler:
         with Client(args) as client:
             if granted:
                 grant = versioned(api.GrantConsentRequest(**fields), args)
-                result = client.customer.GrantConsent(grant, timeout=args.timeout).result
+                result = (
+                    client.stub("customer", CustomerServiceStub)
+                    .GrantConsent(grant, timeout=args.timeout)
+                    .result
+                )
             else:
                 revoke = versioned(api.RevokeConsentRequest(**fields), args)
-                result = client.customer.RevokeConsent(revoke, timeout=args.timeout).result
+                result = (
+                    client.stub("customer", CustomerServiceStub)
+                    .RevokeConsent(revoke, timeout=args.timeout)
+                    .result
+                )
         Output(args.json).result("consent granted" if granted else "consent revoked", result)
         return 0
 
@@ -397,7 +430,9 @@ def _link(args: argparse.Namespace) -> int:
         valid_from=args.valid_from,
     )
     with Client(args) as client:
-        reply = client.customer.LinkContactPerson(request, timeout=args.timeout)
+        reply = client.stub("customer", CustomerServiceStub).LinkContactPerson(
+            request, timeout=args.timeout
+        )
     Output(args.json).result("contact person linked", reply.result, link_id=reply.link_id)
     return 0
 
@@ -410,14 +445,16 @@ def _end(args: argparse.Namespace) -> int:
         valid_until=args.valid_until,
     )
     with Client(args) as client:
-        reply = client.customer.EndContactPerson(request, timeout=args.timeout)
+        reply = client.stub("customer", CustomerServiceStub).EndContactPerson(
+            request, timeout=args.timeout
+        )
     Output(args.json).result("contact-person link ended", reply.result)
     return 0
 
 
 def _get(args: argparse.Namespace) -> int:
     with Client(args) as client:
-        reply = client.customer.GetCustomer(
+        reply = client.stub("customer", CustomerServiceStub).GetCustomer(
             api.GetCustomerRequest(customer_id=args.customer_id, as_of=args.as_of),
             timeout=args.timeout,
         )
@@ -433,7 +470,7 @@ def _duplicates(args: argparse.Namespace) -> int:
     out = Output(args.json)
     with Client(args) as client:
         if args.customer_id:
-            found = client.customer.FindDuplicates(
+            found = client.stub("customer", CustomerServiceStub).FindDuplicates(
                 api.FindDuplicatesRequest(customer_id=args.customer_id, limit=args.limit),
                 timeout=args.timeout,
             )
@@ -463,7 +500,9 @@ def _duplicates(args: argparse.Namespace) -> int:
                 "score": p.score,
                 "reasons": list(p.reasons),
             }
-            for reply in client.customer.DuplicateReport(request, timeout=args.timeout)
+            for reply in client.stub("customer", CustomerServiceStub).DuplicateReport(
+                request, timeout=args.timeout
+            )
             for p in reply.pairs
         ]
     if out.json_mode:

@@ -32,9 +32,11 @@ from unidecode import unidecode
 
 from c360.common.v1 import command_pb2
 from c360.customer.v1 import customer_service_pb2 as api
+from c360.customer.v1.customer_service_pb2_grpc import CustomerServiceStub
 from c360.events.v1 import customer_events_pb2 as events
 from c360.events.v1 import ticket_events_pb2 as ticket_events
 from c360.service_desk.v1 import service_desk_service_pb2 as desk
+from c360.service_desk.v1.service_desk_service_pb2_grpc import ServiceDeskServiceStub
 from c360_cli.argtypes import positive_int
 from c360_cli.client import AsyncClient, CliError
 from c360_cli.output import Output
@@ -732,7 +734,11 @@ class DemoRun:
                 acquisition_source=p.source,
                 acquisition_channel=p.channel,
             )
-            reply = await self.call(self.client.customer.RegisterCustomer, request, "register")
+            reply = await self.call(
+                self.client.stub("customer", CustomerServiceStub).RegisterCustomer,
+                request,
+                "register",
+            )
             self.ids[p.index] = reply.result.aggregate_id
 
         return script
@@ -740,7 +746,7 @@ class DemoRun:
     def details_script(self, p: CustomerPlan) -> Script:
         async def script() -> None:
             cid = self.ids[p.index]
-            stub = self.client.customer
+            stub = self.client.stub("customer", CustomerServiceStub)
             for n, address in enumerate(p.addresses):
                 await self.call(
                     stub.AddPostalAddress,
@@ -780,7 +786,7 @@ class DemoRun:
         async def script() -> None:
             for person, role in org.contacts:
                 reply = await self.call(
-                    self.client.customer.LinkContactPerson,
+                    self.client.stub("customer", CustomerServiceStub).LinkContactPerson,
                     api.LinkContactPersonRequest(
                         request_id=self.rid(person, "link"),
                         organisation_id=self.ids[org.index],
@@ -797,7 +803,7 @@ class DemoRun:
     def changes_script(self, p: CustomerPlan) -> Script:
         async def script() -> None:
             cid = self.ids[p.index]
-            stub = self.client.customer
+            stub = self.client.stub("customer", CustomerServiceStub)
             for c in p.revocations:
                 await self.call(
                     stub.RevokeConsent,
@@ -859,7 +865,7 @@ class DemoRun:
             assert p.move is not None
             target, role = p.move
             organisation_id, link_id = self.links[p.index]
-            stub = self.client.customer
+            stub = self.client.stub("customer", CustomerServiceStub)
             await self.call(
                 stub.EndContactPerson,
                 api.EndContactPersonRequest(
@@ -885,7 +891,7 @@ class DemoRun:
 
     def tickets_script(self, p: CustomerPlan) -> Script:
         async def script() -> None:
-            stub = self.client.service_desk
+            stub = self.client.stub("service-desk", ServiceDeskServiceStub)
             for n, t in enumerate(p.tickets):
                 opened = await self.call(
                     stub.OpenTicket,

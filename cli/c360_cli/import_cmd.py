@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from c360.customer.v1 import customer_service_pb2 as api
+from c360.customer.v1.customer_service_pb2_grpc import CustomerServiceStub
 from c360.events.v1 import customer_events_pb2 as events
 from c360_cli.client import Client, CliError
 from c360_cli.output import Output
@@ -145,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
     with Client(args) as client, progress:
         task = progress.add_task("rows", total=max(total, 0))
         # No deadline: a large file takes as long as it takes; progress shows it moving.
-        reply = client.customer.ImportCustomers(requests(task))
+        reply = client.stub("customer", CustomerServiceStub).ImportCustomers(requests(task))
     rejected = sorted(
         [(r.row, r.reason) for r in reply.rejected] + unreadable, key=lambda item: item[0]
     )

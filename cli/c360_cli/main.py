@@ -18,14 +18,12 @@ from c360_cli import (
     up,
     verify,
 )
-from c360_cli.client import CliError
+from c360_cli.client import CliError, parse_addr
 
 GLOBAL_DEFAULTS: dict[str, Any] = {
     "json": False,
     "home": ".c360",
-    "customer_addr": None,
-    "timeline_addr": None,
-    "service_desk_addr": None,
+    "addr": [],
     "timeout": 15.0,
 }
 """Defaults of the options every (sub)command accepts; applied after parsing."""
@@ -72,22 +70,12 @@ def add_global_options(parser: argparse.ArgumentParser) -> None:
         help=f"state directory holding endpoints.json (default {GLOBAL_DEFAULTS['home']})",
     )
     group.add_argument(
-        "--customer-addr",
-        metavar="HOST:PORT",
+        "--addr",
+        action="append",
+        type=parse_addr,
+        metavar="NAME=HOST:PORT",
         default=argparse.SUPPRESS,
-        help="customer service address (overrides endpoints.json)",
-    )
-    group.add_argument(
-        "--timeline-addr",
-        metavar="HOST:PORT",
-        default=argparse.SUPPRESS,
-        help="timeline service address (overrides endpoints.json)",
-    )
-    group.add_argument(
-        "--service-desk-addr",
-        metavar="HOST:PORT",
-        default=argparse.SUPPRESS,
-        help="service-desk service address (overrides endpoints.json)",
+        help="a service's address instead of endpoints.json's (repeatable; see `c360 services`)",
     )
     group.add_argument(
         "--timeout",

@@ -11,6 +11,7 @@ from rich.text import Text
 
 from c360.events.v1 import ticket_events_pb2 as events
 from c360.service_desk.v1 import service_desk_service_pb2 as api
+from c360.service_desk.v1.service_desk_service_pb2_grpc import ServiceDeskServiceStub
 from c360_cli.argtypes import versioned, whole_in
 from c360_cli.client import Client
 from c360_cli.output import (
@@ -263,7 +264,9 @@ def _open(args: argparse.Namespace) -> int:
         priority=PRIORITIES[args.priority],
     )
     with Client(args) as client:
-        reply = client.service_desk.OpenTicket(request, timeout=args.timeout)
+        reply = client.stub("service-desk", ServiceDeskServiceStub).OpenTicket(
+            request, timeout=args.timeout
+        )
     Output(args.json).result("ticket opened", reply.result, "ticket")
     return 0
 
@@ -276,7 +279,9 @@ def _assign(args: argparse.Namespace) -> int:
         queue=args.queue,
     )
     with Client(args) as client:
-        reply = client.service_desk.AssignTicket(versioned(request, args), timeout=args.timeout)
+        reply = client.stub("service-desk", ServiceDeskServiceStub).AssignTicket(
+            versioned(request, args), timeout=args.timeout
+        )
     Output(args.json).result("ticket assigned", reply.result, "ticket")
     return 0
 
@@ -292,7 +297,7 @@ def _note(args: argparse.Namespace) -> int:
         agent_id=args.agent,
     )
     with Client(args) as client:
-        reply = client.service_desk.RecordInteraction(
+        reply = client.stub("service-desk", ServiceDeskServiceStub).RecordInteraction(
             versioned(request, args), timeout=args.timeout
         )
     what = "note added" if args.kind == "note" else f"{args.kind.replace('-', ' ')} recorded"
@@ -308,7 +313,9 @@ def _priority(args: argparse.Namespace) -> int:
         reason=args.reason,
     )
     with Client(args) as client:
-        reply = client.service_desk.ChangePriority(versioned(request, args), timeout=args.timeout)
+        reply = client.stub("service-desk", ServiceDeskServiceStub).ChangePriority(
+            versioned(request, args), timeout=args.timeout
+        )
     Output(args.json).result("priority changed", reply.result, "ticket")
     return 0
 
@@ -318,7 +325,9 @@ def _escalate(args: argparse.Namespace) -> int:
         request_id=args.request_id, ticket_id=args.ticket_id, reason=args.reason, queue=args.queue
     )
     with Client(args) as client:
-        reply = client.service_desk.EscalateTicket(versioned(request, args), timeout=args.timeout)
+        reply = client.stub("service-desk", ServiceDeskServiceStub).EscalateTicket(
+            versioned(request, args), timeout=args.timeout
+        )
     Output(args.json).result("ticket escalated", reply.result, "ticket")
     return 0
 
@@ -331,7 +340,9 @@ def _resolve(args: argparse.Namespace) -> int:
         agent_id=args.agent,
     )
     with Client(args) as client:
-        reply = client.service_desk.ResolveTicket(versioned(request, args), timeout=args.timeout)
+        reply = client.stub("service-desk", ServiceDeskServiceStub).ResolveTicket(
+            versioned(request, args), timeout=args.timeout
+        )
     Output(args.json).result("ticket resolved", reply.result, "ticket")
     return 0
 
@@ -341,7 +352,9 @@ def _reopen(args: argparse.Namespace) -> int:
         request_id=args.request_id, ticket_id=args.ticket_id, reason=args.reason
     )
     with Client(args) as client:
-        reply = client.service_desk.ReopenTicket(versioned(request, args), timeout=args.timeout)
+        reply = client.stub("service-desk", ServiceDeskServiceStub).ReopenTicket(
+            versioned(request, args), timeout=args.timeout
+        )
     Output(args.json).result("ticket reopened", reply.result, "ticket")
     return 0
 
@@ -351,7 +364,9 @@ def _close(args: argparse.Namespace) -> int:
         request_id=args.request_id, ticket_id=args.ticket_id, reason=args.reason
     )
     with Client(args) as client:
-        reply = client.service_desk.CloseTicket(versioned(request, args), timeout=args.timeout)
+        reply = client.stub("service-desk", ServiceDeskServiceStub).CloseTicket(
+            versioned(request, args), timeout=args.timeout
+        )
     Output(args.json).result("ticket closed", reply.result, "ticket")
     return 0
 
@@ -364,14 +379,16 @@ def _rate(args: argparse.Namespace) -> int:
         comment=args.comment,
     )
     with Client(args) as client:
-        reply = client.service_desk.RateTicket(versioned(request, args), timeout=args.timeout)
+        reply = client.stub("service-desk", ServiceDeskServiceStub).RateTicket(
+            versioned(request, args), timeout=args.timeout
+        )
     Output(args.json).result("ticket rated", reply.result, "ticket")
     return 0
 
 
 def _show(args: argparse.Namespace) -> int:
     with Client(args) as client:
-        reply = client.service_desk.GetTicket(
+        reply = client.stub("service-desk", ServiceDeskServiceStub).GetTicket(
             api.GetTicketRequest(ticket_id=args.ticket_id), timeout=args.timeout
         )
     out = Output(args.json)
@@ -466,7 +483,9 @@ def _list(args: argparse.Namespace) -> int:
         page_token=args.page_token,
     )
     with Client(args) as client:
-        reply = client.service_desk.ListTickets(request, timeout=args.timeout)
+        reply = client.stub("service-desk", ServiceDeskServiceStub).ListTickets(
+            request, timeout=args.timeout
+        )
     out = Output(args.json)
     if out.json_mode:
         out.json(

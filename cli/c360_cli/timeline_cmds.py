@@ -10,6 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.text import Text
 
 from c360.timeline.v1 import timeline_service_pb2 as api
+from c360.timeline.v1.timeline_service_pb2_grpc import TimelineServiceStub
 from c360_cli.argtypes import positive_int
 from c360_cli.client import Client
 from c360_cli.output import (
@@ -140,7 +141,9 @@ def _show(args: argparse.Namespace) -> int:
         as_of=args.as_of,
     )
     with Client(args) as client:
-        page = client.timeline.GetTimeline(request, timeout=args.timeout)
+        page = client.stub("timeline", TimelineServiceStub).GetTimeline(
+            request, timeout=args.timeout
+        )
         if out.json_mode:
             out.json(
                 {
@@ -171,7 +174,7 @@ def _show(args: argparse.Namespace) -> int:
 
 def _follow(client: Client, out: Output, args: argparse.Namespace, after: int) -> None:
     """Stream entries newer than cursor `after` until Ctrl-C (or the server ends the stream)."""
-    stream = client.timeline.WatchTimeline(
+    stream = client.stub("timeline", TimelineServiceStub).WatchTimeline(
         api.WatchTimelineRequest(customer_id=args.customer_id, after_cursor=after)
     )
     if not out.json_mode:
@@ -210,7 +213,9 @@ def _profile(args: argparse.Namespace) -> int:
         customer_id=args.customer_id, wait_for=args.wait_for, as_of=args.as_of
     )
     with Client(args) as client:
-        reply = client.timeline.GetProfile(request, timeout=args.timeout)
+        reply = client.stub("timeline", TimelineServiceStub).GetProfile(
+            request, timeout=args.timeout
+        )
     out = Output(args.json)
     doc = profile_json(reply.profile)
     if out.json_mode:
@@ -275,7 +280,9 @@ def _at_risk_text(doc: dict[str, Any]) -> str:
 def _search(args: argparse.Namespace) -> int:
     request = api.SearchCustomersRequest(text=args.text, limit=args.limit)
     with Client(args) as client:
-        reply = client.timeline.SearchCustomers(request, timeout=args.timeout)
+        reply = client.stub("timeline", TimelineServiceStub).SearchCustomers(
+            request, timeout=args.timeout
+        )
     out = Output(args.json)
     if out.json_mode:
         out.json({"text": args.text, "hits": [hit_json(h) for h in reply.hits]})
@@ -302,7 +309,9 @@ def _rebuild(args: argparse.Namespace) -> int:
     )
     with Client(args) as client, progress:
         task = progress.add_task("rebuild", total=None)
-        for reply in client.timeline.RebuildReadModel(api.RebuildReadModelRequest()):
+        for reply in client.stub("timeline", TimelineServiceStub).RebuildReadModel(
+            api.RebuildReadModelRequest()
+        ):
             applied, total = reply.applied, reply.total
             progress.update(task, completed=applied, total=total or None)
             if reply.done:

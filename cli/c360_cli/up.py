@@ -20,26 +20,14 @@ from typing import IO
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from c360_platform import natsauth
+from c360_platform import natsauth, registry
 from c360_platform.catchup import EVENT_LOG_SERVICE
-from c360_platform.config import format_services
-from c360_platform.embedded import (
-    EmbeddedRuntime,
-    atomic_write_text,
-    child_preexec,
-    free_port,
-    port_is_free,
-)
-
-SERVICES: list[tuple[str, str]] = [
-    ("customer", "c360_customer"),
-    ("timeline", "c360_timeline"),
-    ("service-desk", "c360_service_desk"),
-]
-"""(name, module run as `python -m module`); the i-th service gets port base + i."""
+from c360_platform.deployment import Deployment
+from c360_platform.embedded import EmbeddedRuntime
+from c360_platform.processes import atomic_write_text, child_preexec
 
 DEFAULT_HOME = "./.c360"
-DEFAULT_BASE_PORT = 50051
+DEFAULT_BASE_PORT = registry.BASE_PORT
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
 MAX_RESTARTS = 5
@@ -68,15 +56,26 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=int,
         default=DEFAULT_BASE_PORT,
         metavar="N",
-        help=f"gRPC port of the first service, the next ones follow (default {DEFAULT_BASE_PORT})",
+        help=(
+            "move every service's default port by the same offset so that the lowest is N"
+            f" (default {DEFAULT_BASE_PORT}); a port in use is replaced by a free one"
+        ),
+    )
+    parser.add_argument(
+        "--list", action="store_true", help="print the registered services and exit"
     )
     parser.set_defaults(func=run)
+    listing = subparsers.add_parser(
+        "services",
+        help="list the registered services (name, default port, API)",
+        description="The services this installation knows, from the registry (`c360.services`).",
+    )
+    listing.set_defaults(func=list_services)
 
 
 @dataclass
 class _Service:
     name: str
-    module: str
     port: int
     log_path: Path
     env: dict[str, str]
@@ -93,7 +92,7 @@ class _Service:
             log.write(f"--- c360 up: starting {self.name} on {self.endpoint} at {stamp}\n".encode())
             log.flush()
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", self.module],
+                [sys.executable, "-m", "c360_platform.serve", self.name],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -120,18 +119,6 @@ def _display(path: Path) -> str:
         return str(path.relative_to(Path.cwd()))
     except ValueError:
         return str(path)
-
-
-def _ports(base: int, count: int) -> list[int]:
-    ports: list[int] = []
-    for index in range(count):
-        port = base + index
-        if not (0 < port < 65536 and port_is_free(port)):
-            port = free_port()
-        while port in ports:
-            port = free_port()
-        ports.append(port)
-    return ports
 
 
 def _serving(endpoint: str, timeout: float = 1.0, service: str = "") -> bool:
@@ -223,8 +210,40 @@ def _stop_services(services: list[_Service]) -> None:
             proc.wait()
 
 
+def list_services(args: argparse.Namespace) -> int:
+    """`c360 up --list` / `c360 services`: what the registry holds."""
+    from c360_cli.output import Output
+
+    out = Output(args.json)
+    specs = list(registry.services().values())
+    if out.json_mode:
+        out.json(
+            [
+                {
+                    "name": s.name,
+                    "package": s.package,
+                    "default_port": s.default_port,
+                    "api": s.api,
+                    "publishes_events": s.publishes_events,
+                    "reads_timeline": s.reads_timeline,
+                    "summary": s.summary,
+                }
+                for s in specs
+            ]
+        )
+    else:
+        out.table(
+            ["service", "port", "events", "what it does"],
+            [[s.name, s.default_port, s.publishes_events, s.summary] for s in specs],
+            title=f"{len(specs)} registered services",
+        )
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     """Start everything, print the ready line, supervise until SIGINT/SIGTERM."""
+    if getattr(args, "list", False):
+        return list_services(args)
     home = Path(args.home).absolute()
     logs = home / "logs"
     endpoints_path = home / "endpoints.json"
@@ -237,12 +256,11 @@ def run(args: argparse.Namespace) -> int:
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    names = [name for name, _ in SERVICES]
     # The embedded nats-server admits only these users, each with its role's subjects; a
     # NATS_URL of your own is used as it is.
     passwords: dict[str, str] = {}
     if not os.environ.get("NATS_URL"):
-        passwords = natsauth.load_passwords(home / "nats" / "users.json", natsauth.roles_for(names))
+        passwords = natsauth.load_passwords(home / "nats" / "users.json", natsauth.roles())
     runtime = EmbeddedRuntime(
         home, nats_config=natsauth.authorization(passwords) if passwords else ""
     )
@@ -261,20 +279,17 @@ def run(args: argparse.Namespace) -> int:
             return 1
         if stop.is_set():
             return 0
-        ports = _ports(args.base_port, len(SERVICES))
-        addresses = {name: f"127.0.0.1:{port}" for name, port in zip(names, ports, strict=True)}
-        for (name, module), port in zip(SERVICES, ports, strict=True):
+        deployment = Deployment.plan(
+            runtime.postgres_url,
+            runtime.nats_url,
+            base_port=args.base_port,
+            nats_url_for=nats_url,
+        )
+        for name, port in deployment.ports.items():
             env = dict(os.environ)
-            env.update(
-                C360_POSTGRES_URL=runtime.postgres_url,
-                NATS_URL=nats_url(name),
-                C360_GRPC_PORT=str(port),
-                C360_SERVICE=name,
-                C360_TIMELINE_ADDR=addresses["timeline"],
-                C360_SERVICES=format_services(addresses),
-            )
+            env.update(deployment.environment(name))
             env.setdefault("PYTHONUNBUFFERED", "1")
-            service = _Service(name, module, port, logs / f"{name}.log", env)
+            service = _Service(name, port, logs / f"{name}.log", env)
             service.spawn()
             services.append(service)
         if not _wait_ready(services, stop) or stop.is_set():
@@ -283,6 +298,8 @@ def run(args: argparse.Namespace) -> int:
         endpoints["postgres_url"] = runtime.postgres_url
         endpoints["nats_url"] = nats_url(natsauth.ADMIN)
         document: dict[str, object] = dict(endpoints)
+        # Also under one key, so that readers need not know the services' names.
+        document["services"] = {s.name: s.endpoint for s in services}
         if passwords:  # a NATS URL with credentials per role, for integrators and services
             document["nats_users"] = {
                 role: nats_url(role) for role in passwords if role != natsauth.ADMIN

@@ -13,11 +13,8 @@ from psycopg import sql
 
 from c360_cli.client import CliError, load_endpoints
 from c360_cli.output import Output
+from c360_platform import registry
 from c360_platform.store import events_table_for, schema_for
-
-SOURCES = ["customer", "service-desk"]
-"""Every business service whose event store the timeline projects (its schema and events
-table named by `c360_platform.store.schema_for` / `events_table_for`)."""
 
 TIMELINE_SCHEMA = "timeline"
 SAMPLE = 20
@@ -167,13 +164,16 @@ def _postgres_url(args: argparse.Namespace) -> str:
 def run(args: argparse.Namespace) -> int:
     """Compare until nothing is missing or --wait runs out; print the last comparison."""
     url = _postgres_url(args)
+    # Every service whose event store the timeline projects (its schema and events table
+    # named by `c360_platform.store.schema_for` / `events_table_for`).
+    sources = [spec.name for spec in registry.event_sources()]
     deadline = time.monotonic() + args.wait
     try:
         with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
             while True:
                 with conn.transaction():
                     conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                    report = compare(conn, SOURCES)
+                    report = compare(conn, sources)
                 if report.missing == 0 or time.monotonic() >= deadline:
                     break
                 time.sleep(POLL_SECONDS)

@@ -1,19 +1,23 @@
-"""Embedded PostgreSQL and NATS servers (child processes) for `make run` / `c360 up` and tests."""
+"""Embedded PostgreSQL and NATS servers (child processes) for `make run` / `c360 up` and tests.
+
+Both share one lifecycle (`EmbeddedServer`): stop a server a dead owner left on the same data
+directory, start, wait until it answers, stop (SIGKILL after a timeout); a server that dies is
+seen by `exited()` and can be started again on the same port.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import fcntl
 import hashlib
+import importlib.metadata
 import importlib.util
 import json
 import os
 import pwd
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -21,160 +25,180 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
 import psycopg
 
+from c360_platform.processes import (
+    atomic_write_text,
+    child_preexec,
+    free_port,
+    pid_alive,
+    pid_cmdline,
+    port_is_free,
+    stop_child,
+    tail,
+    wait_pid_gone,
+)
+
 __all__ = [
     "EmbeddedNats",
     "EmbeddedPostgres",
     "EmbeddedRuntime",
+    "EmbeddedServer",
     "RuntimeBusyError",
-    "atomic_write_text",
-    "child_preexec",
-    "free_port",
     "nats_config",
     "nats_server_binary",
-    "port_is_free",
     "postgres_bin_path",
 ]
 
 PG_SYSTEM_USER = "c360pg"
 """The unprivileged account PostgreSQL runs as when we are root (it refuses to run as root)."""
 
-_PR_SET_PDEATHSIG = 1
-_PG_READY_TIMEOUT = 60.0
-_NATS_READY_TIMEOUT = 30.0
 _STOP_TIMEOUT = 30.0
 
 
-# --------------------------------------------------------------------------- helpers
+class EmbeddedServer:
+    """A server process of ours on 127.0.0.1:port with its data in `data_dir`.
 
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def port_is_free(port: int) -> bool:
-    """True if nothing listens on 127.0.0.1:port (TIME_WAIT leftovers do not count)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
-def _load_prctl() -> Callable[..., int] | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        prctl: Callable[..., int] = libc.prctl
-    except (OSError, AttributeError):
-        return None
-    return prctl
-
-
-# Loaded once in the parent: the forked child must not need to load libraries.
-_PRCTL = _load_prctl()
-
-
-def child_preexec(death_signal: int) -> Callable[[], None]:
-    """A `preexec_fn` that makes the child receive `death_signal` when its parent dies.
-
-    Linux delivers the signal when the *thread* that forked the child exits, so start
-    children from the main thread (or another thread that lives as long as they should).
-    Credentials must be changed before this runs (Popen's `user=`/`group=` do that):
-    changing credentials clears the parent-death signal.
+    Subclasses say how to prepare the data, the command line, how to tell it is ready, and
+    which pid a dead owner may have left running on the same data directory.
     """
-    parent = os.getpid()
 
-    def preexec() -> None:
-        if _PRCTL is not None:
-            _PRCTL(_PR_SET_PDEATHSIG, death_signal, 0, 0, 0)
-        if os.getppid() != parent:  # the parent died before prctl took effect
-            os._exit(1)
+    kind = "server"
+    stop_signal = signal.SIGTERM
+    ready_timeout = 30.0
+    binary_name = ""
+    """What the command line of a live orphan must contain (pid reuse guard)."""
 
-    return preexec
+    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+        self.data_dir = Path(data_dir).absolute()
+        self.log_path = self.data_dir / f"{self.binary_name or 'server'}.log"
+        self._port = port
+        self._proc: subprocess.Popen[bytes] | None = None
 
+    # -- state ------------------------------------------------------------------------------
 
-def _tail(path: Path, lines: int = 40) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return f"(no log at {path})"
-    return "\n".join(text.splitlines()[-lines:])
+    @property
+    def port(self) -> int | None:
+        """The TCP port (chosen on the first start if not given)."""
+        return self._port
 
+    @property
+    def pid(self) -> int | None:
+        """The server's pid while it runs."""
+        if self._proc is None or self._proc.poll() is not None:
+            return None
+        return self._proc.pid
 
-def _pid_alive(pid: int) -> bool:
-    """True if `pid` names a running (not zombie) process."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    status = Path(f"/proc/{pid}/status")
-    try:
-        for line in status.read_text().splitlines():
-            if line.startswith("State:"):
-                return "Z" not in line.split()[1]
-    except OSError:
-        return not status.parent.parent.is_dir()  # no /proc (macOS): trust kill(0)
-    return True
+    @property
+    def running(self) -> bool:
+        return self.pid is not None
 
+    def exited(self) -> int | None:
+        """The exit status if the server we started has died (reaped: no zombie stays)."""
+        return None if self._proc is None else self._proc.poll()
 
-def _pid_cmdline(pid: int) -> list[str] | None:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
+    @property
+    def url(self) -> str:
+        raise NotImplementedError
+
+    def tail(self, lines: int = 40) -> str:
+        return tail(self.log_path, lines)
+
+    def note(self, text: str) -> None:
+        """A line of ours in the server's log."""
+        with self.log_path.open("ab") as log:
+            log.write(f"--- c360: {text}\n".encode())
+
+    # -- what a subclass says ---------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Make the data directory ready (first use, permissions)."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+
+    def command(self, port: int) -> list[str]:
+        raise NotImplementedError
+
+    def spawn_options(self) -> dict[str, Any]:
+        """Extra Popen arguments (the account to run as)."""
+        return {}
+
+    def ready(self) -> bool:
+        raise NotImplementedError
+
+    def orphan_pid(self) -> int | None:
+        """The pid a previous owner's server on this data directory wrote, if any."""
         return None
-    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
 
+    # -- lifecycle --------------------------------------------------------------------------
 
-def _wait_pid_gone(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not _pid_alive(pid):
-            return True
-        time.sleep(0.1)
-    return not _pid_alive(pid)
+    def stop_orphan(self) -> None:
+        """Stop a server left running on this data dir by a process that no longer exists."""
+        if self.running:
+            return
+        pid = self.orphan_pid()
+        if pid is None or not pid_alive(pid):
+            return
+        cmdline = pid_cmdline(pid)
+        if cmdline is not None and not any(self.binary_name in part for part in cmdline[:1]):
+            return  # the pid was reused by something else
+        self.note(f"stopping orphaned {self.kind} {pid}")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, self.stop_signal)
+        if not wait_pid_gone(pid, _STOP_TIMEOUT):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            wait_pid_gone(pid, 5)
 
+    def _spawn(self, port: int) -> subprocess.Popen[bytes]:
+        self.note(f"starting {self.kind} on 127.0.0.1:{port}")
+        options = self.spawn_options()
+        options.setdefault("cwd", self.data_dir)
+        with self.log_path.open("ab") as log:
+            return subprocess.Popen(
+                self.command(port),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                process_group=0,  # a terminal's Ctrl-C reaches the supervisor only
+                preexec_fn=child_preexec(self.stop_signal),
+                **options,
+            )
 
-def _stop_child(proc: subprocess.Popen[bytes] | None, sig: int, timeout: float) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        proc.send_signal(sig)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    def start(self) -> str:
+        """Start (preparing the data on first use) and wait until it answers; its URL."""
+        if self.running:
+            return self.url
+        self._proc = None
+        self.prepare()
+        self.stop_orphan()
+        if self._port is None:
+            self._port = free_port()
+        deadline = time.monotonic() + self.ready_timeout
+        while True:
+            self._proc = self._spawn(self._port)
+            while self._proc.poll() is None and time.monotonic() < deadline:
+                if self.ready():
+                    return self.url
+                time.sleep(0.1)
+            if time.monotonic() >= deadline:
+                break
+            # It exited early; after a crash, orphaned children may still hold the old
+            # resources for a moment (PostgreSQL's "shared memory block is still in use").
+            time.sleep(0.5)
+        self.stop()
+        raise RuntimeError(
+            f"{self.kind} did not become ready on port {self._port} within "
+            f"{self.ready_timeout:.0f}s; tail of {self.log_path}:\n{self.tail()}"
+        )
 
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Replace `path` with `text` atomically (temp file in the same directory + rename)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    def stop(self) -> None:
+        """Stop (its stop signal, SIGKILL after 30 s). Safe to call repeatedly."""
+        proc, self._proc = self._proc, None
+        stop_child(proc, self.stop_signal, _STOP_TIMEOUT)
 
 
 # --------------------------------------------------------------------------- PostgreSQL
@@ -215,57 +239,124 @@ def _pg_identity() -> tuple[int, int] | None:
     return entry.pw_uid, entry.pw_gid
 
 
-def _make_traversable(path: Path) -> None:
-    """Give 'others' search permission on every ancestor of `path`."""
-    for parent in path.parents:
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def shared_root() -> Path:
+    """Where PostgreSQL's binaries and data live when we are root: a directory its account
+    can reach wherever the checkout lies (a private 0700 folder included), so that no
+    directory of the user's needs its permissions changed. `C360_PG_SHARED_DIR` moves it."""
+    # A fixed path is safe here: `_owned_dir` refuses it unless it is root's own directory.
+    return Path(os.environ.get("C360_PG_SHARED_DIR", "/var/tmp/c360-postgres"))  # noqa: S108
+
+
+def _owned_dir(path: Path, mode: int) -> Path:
+    """`path` as a directory of ours with `mode`, created if missing; refused if someone else
+    (or a symbolic link) got there first."""
+    path.mkdir(parents=True, exist_ok=True)
+    info = os.lstat(path)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+        raise RuntimeError(
+            f"{path} exists but is not a directory of this user's; remove it, or set"
+            " C360_PG_SHARED_DIR to a directory only this user may write"
+        )
+    os.chmod(path, mode)
+    return path
+
+
+def _pgserver_version() -> str:
+    try:
+        return importlib.metadata.version("pgserver")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _file_digest(path: Path) -> str:
+    with path.open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()[:16]
+
+
+def _reachable_install(install: Path, root: Path) -> Path:
+    """A copy of the pgserver install (bin, lib, share, and the shared libraries its RPATH
+    names) in `root`, readable by everyone, made once per install: the checkout's copy may
+    sit in a folder no one else can enter. The layout below site-packages is kept, so the
+    relative RPATHs still resolve."""
+    package = install.parent  # site-packages/pgserver
+    site = package.parent
+    stamp = install / "bin" / "postgres"
+    # The same build shares one copy, whichever checkout installed it.
+    key = _digest(f"{_pgserver_version()}:{stamp.stat().st_size}:{_file_digest(stamp)}")
+    target = root / f"pginstall-{key}"
+    copied = target / package.name / install.name
+    if (copied / "bin" / "postgres").exists():
+        return copied
+    staging = Path(tempfile.mkdtemp(prefix=".pginstall-", dir=root))
+    try:
+        shutil.copytree(install, staging / package.name / install.name, symlinks=True)
+        libs = site / f"{package.name}.libs"
+        if libs.is_dir():
+            shutil.copytree(libs, staging / libs.name, symlinks=True)
+        # Readable (and its programs executable) by the server's account; writable by us only.
+        for dirpath, dirnames, filenames in os.walk(staging):
+            for name in dirnames:
+                os.chmod(os.path.join(dirpath, name), 0o755)  # noqa: S103
+            for name in filenames:
+                full = os.path.join(dirpath, name)
+                if not os.path.islink(full):
+                    os.chmod(full, (os.stat(full).st_mode | 0o444) & ~0o022)
+        os.chmod(staging, 0o755)  # noqa: S103
+        with contextlib.suppress(OSError):  # another process made it first: use theirs
+            staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return copied
+
+
+def _sweep_shared_data(root: Path) -> None:
+    """Remove data directories in `root` whose owner folder is gone (a test's temporary
+    directory, a deleted checkout) and whose server is not running."""
+    for entry in root.glob("data-*"):
+        owner_file = entry / "owner"
         try:
-            mode = parent.stat().st_mode
-            if not mode & stat.S_IXOTH:
-                parent.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
+            owner = Path(owner_file.read_text().strip())
         except OSError:
-            pass
+            continue
+        if owner.exists():
+            continue
+        pid_file = entry / "pgdata" / "postmaster.pid"
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if pid_alive(int(pid_file.read_text().splitlines()[0])):
+                continue
+        shutil.rmtree(entry, ignore_errors=True)
 
 
-def _chown_tree(path: Path, uid: int, gid: int) -> None:
-    os.lchown(path, uid, gid)
-    for dirpath, dirnames, filenames in os.walk(path):
-        for name in dirnames + filenames:
-            os.lchown(os.path.join(dirpath, name), uid, gid)
-
-
-class EmbeddedPostgres:
+class EmbeddedPostgres(EmbeddedServer):
     """A PostgreSQL server (the `pgserver` wheel's binaries) listening on 127.0.0.1:port.
 
     Data lives in `data_dir/pgdata`, the server log in `data_dir/postgres.log`. fsync is on:
     committed data survives a kill -9 of the server or of whoever started it. If the
     starting process dies, the server gets SIGINT (fast shutdown) from the kernel.
-    As root, the server runs as the system user `c360pg` (created once if missing).
+    As root, the server runs as the system user `c360pg` (created once if missing), from a
+    copy of the binaries and with its data in `shared_root()` (`data_dir/pgdata` is then a
+    link to it), so that it works from any checkout, a private one included.
     """
 
+    kind = "PostgreSQL"
+    stop_signal = signal.SIGINT  # fast shutdown
+    ready_timeout = 60.0
+    binary_name = "postgres"
+
     def __init__(self, data_dir: Path, port: int | None = None) -> None:
-        self.data_dir = Path(data_dir).absolute()
+        super().__init__(data_dir, port)
         self.pgdata = self.data_dir / "pgdata"
-        self.log_path = self.data_dir / "postgres.log"
-        self._port = port
-        self._proc: subprocess.Popen[bytes] | None = None
         self._identity: tuple[int, int] | None = None
-        self._bin = postgres_bin_path()
+        self._wheel_install = postgres_bin_path().parent
+        self._install = self._wheel_install
 
     @property
-    def port(self) -> int | None:
-        """The TCP port (chosen on the first start if not given)."""
-        return self._port
-
-    @property
-    def pid(self) -> int | None:
-        """The postmaster's pid while it runs."""
-        if self._proc is None or self._proc.poll() is not None:
-            return None
-        return self._proc.pid
-
-    @property
-    def running(self) -> bool:
-        return self.pid is not None
+    def _bin(self) -> Path:
+        return self._install / "bin"
 
     @property
     def url(self) -> str:
@@ -280,84 +371,80 @@ class EmbeddedPostgres:
         digest = hashlib.sha1(str(self.data_dir).encode(), usedforsecurity=False).hexdigest()
         return Path(tempfile.gettempdir()) / f"c360pg-{digest[:12]}"
 
-    def _run_as(self) -> dict[str, Any]:
-        if self._identity is None:
-            return {}
-        uid, gid = self._identity
-        return {"user": uid, "group": gid, "extra_groups": []}
+    def spawn_options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {"cwd": self.pgdata.resolve()}
+        if self._identity is not None:
+            uid, gid = self._identity
+            options.update(user=uid, group=gid, extra_groups=[])
+        return options
 
-    def _prepare_dirs(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+    def prepare(self) -> None:
+        super().prepare()
         self.socket_dir.mkdir(mode=0o700, exist_ok=True)
         self._identity = _pg_identity()
-        if self._identity is None:
-            return
-        uid, gid = self._identity
-        _make_traversable(self.data_dir)
-        for path in (self.data_dir, self.pgdata):
-            if path.exists() and (path.stat().st_uid, path.stat().st_gid) != (uid, gid):
-                _chown_tree(path, uid, gid)
-        os.lchown(self.data_dir, uid, gid)
-        os.lchown(self.socket_dir, uid, gid)
+        if self._identity is not None:
+            self._share_with_server_account(*self._identity)
+        self._initdb()
 
-    def stop_orphan(self) -> None:
-        """Stop a server left running on this data dir by a process that no longer exists."""
-        if self.running:
-            return
-        pid_file = self.pgdata / "postmaster.pid"
-        try:
-            lines = pid_file.read_text().splitlines()
-            pid = int(lines[0])
-            data_dir = lines[1]
-        except (OSError, ValueError, IndexError):
-            return
-        cmdline = _pid_cmdline(pid)
-        if not _pid_alive(pid) or os.path.realpath(data_dir) != os.path.realpath(self.pgdata):
-            return
-        if cmdline is not None and not (cmdline and "postgres" in cmdline[0]):
-            return  # the pid was reused by something else
-        if self._identity is None and os.geteuid() == 0:
-            self._identity = _pg_identity()
+    def _share_with_server_account(self, uid: int, gid: int) -> None:
+        """As root: binaries and data where the server's account can reach them."""
+        root = _owned_dir(shared_root(), 0o755)
+        _sweep_shared_data(root)
+        self._install = _reachable_install(self._wheel_install, root)
+        home = root / f"data-{_digest(str(self.data_dir))}"
+        if not home.exists():
+            home.mkdir(mode=0o700)
+            (home / "owner").write_text(f"{self.data_dir}\n")
+        if self.pgdata.is_dir() and not self.pgdata.is_symlink():
+            # A cluster from before (inside the checkout): it moves to the shared place.
+            if not (home / "pgdata").exists():
+                shutil.move(str(self.pgdata), home / "pgdata")
+            else:
+                shutil.rmtree(self.pgdata)
+        if not self.pgdata.is_symlink():
+            self.pgdata.symlink_to(home / "pgdata", target_is_directory=True)
+        for path in (home, self.socket_dir):
+            os.lchown(path, uid, gid)
+        if (home / "pgdata").exists():
+            for dirpath, dirnames, filenames in os.walk(home / "pgdata"):
+                for name in [dirpath, *(os.path.join(dirpath, n) for n in dirnames + filenames)]:
+                    if os.lstat(name).st_uid != uid:
+                        os.lchown(name, uid, gid)
+
+    def _run(self, *cmd: str) -> subprocess.CompletedProcess[bytes]:
+        options = self.spawn_options()
+        options["cwd"] = self.pgdata.resolve().parent  # the server's account may enter it
         with self.log_path.open("ab") as log:
-            log.write(f"--- c360: stopping orphaned postmaster {pid}\n".encode())
-            log.flush()
-            cmd = [str(self._bin / "pg_ctl"), "-D", str(self.pgdata), "stop", "-m", "fast"]
-            subprocess.run(
-                [*cmd, "-w", "-t", "60"],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.data_dir,
-                check=False,
-                **self._run_as(),
+            return subprocess.run(
+                list(cmd), stdout=log, stderr=subprocess.STDOUT, check=False, **options
             )
-        if not _wait_pid_gone(pid, 5):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            _wait_pid_gone(pid, 5)
 
     def _initdb(self) -> None:
         if (self.pgdata / "PG_VERSION").exists():
             return
         # initdb into a side directory and rename: a half-made cluster is never "pgdata".
-        staging = self.data_dir / "pgdata.initdb"
+        real = self.pgdata.resolve()
+        staging = real.parent / "pgdata.initdb"
         shutil.rmtree(staging, ignore_errors=True)
-        with self.log_path.open("ab") as log:
-            cmd = [str(self._bin / "initdb"), "-D", str(staging), "--auth=trust", "-U", "postgres"]
-            result = subprocess.run(
-                [*cmd, "--encoding=utf8"],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.data_dir,
-                check=False,
-                **self._run_as(),
-            )
+        if self._identity is not None:  # the server's account creates it in its own home
+            staging.mkdir(mode=0o700)
+            os.lchown(staging, *self._identity)
+        result = self._run(
+            str(self._bin / "initdb"),
+            "-D",
+            str(staging),
+            "--auth=trust",
+            "-U",
+            "postgres",
+            "--encoding=utf8",
+        )
         if result.returncode != 0:
-            raise RuntimeError(f"initdb failed; tail of {self.log_path}:\n{_tail(self.log_path)}")
-        if self.pgdata.exists():  # an incomplete leftover without PG_VERSION
-            shutil.rmtree(self.pgdata)
-        staging.rename(self.pgdata)
+            raise RuntimeError(f"initdb failed; tail of {self.log_path}:\n{self.tail()}")
+        if real.exists():  # an incomplete leftover without PG_VERSION
+            shutil.rmtree(real)
+        staging.rename(real)
 
-    def _spawn(self, port: int) -> subprocess.Popen[bytes]:
+    def command(self, port: int) -> list[str]:
         settings = {
             "max_connections": "300",
             "fsync": "on",
@@ -370,59 +457,34 @@ class EmbeddedPostgres:
             "log_timezone": "UTC",
             "timezone": "UTC",
         }
-        cmd = [str(self._bin / "postgres"), "-D", str(self.pgdata), "-p", str(port)]
+        cmd = [str(self._bin / "postgres"), "-D", str(self.pgdata.resolve()), "-p", str(port)]
         cmd += ["-h", "127.0.0.1", "-k", str(self.socket_dir)]
         for key, value in settings.items():
             cmd += ["-c", f"{key}={value}"]
-        with self.log_path.open("ab") as log:
-            log.write(f"--- c360: starting postgres on 127.0.0.1:{port}\n".encode())
-            log.flush()
-            return subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.data_dir,
-                process_group=0,  # a terminal's Ctrl-C reaches the supervisor only
-                preexec_fn=child_preexec(signal.SIGINT),
-                **self._run_as(),
-            )
+        return cmd
 
-    def start(self) -> str:
-        """Start (initialising the cluster on first use) and wait until it accepts connections."""
-        if self.running:
-            return self.url
-        self._proc = None
-        self._prepare_dirs()
-        self.stop_orphan()
-        self._initdb()
-        if self._port is None:
-            self._port = free_port()
-        deadline = time.monotonic() + _PG_READY_TIMEOUT
-        while True:
-            self._proc = self._spawn(self._port)
-            while self._proc.poll() is None and time.monotonic() < deadline:
-                try:
-                    with psycopg.connect(self.url, connect_timeout=2):
-                        return self.url
-                except psycopg.OperationalError:
-                    time.sleep(0.1)
-            if time.monotonic() >= deadline:
-                break
-            # It exited early; after a crash, orphaned backends may still hold the old
-            # shared memory for a moment ("pre-existing shared memory block is still in use").
-            time.sleep(0.5)
-        self.stop()
-        raise RuntimeError(
-            f"PostgreSQL did not become ready on port {self._port} within "
-            f"{_PG_READY_TIMEOUT:.0f}s; tail of {self.log_path}:\n{_tail(self.log_path)}"
-        )
+    def ready(self) -> bool:
+        try:
+            with psycopg.connect(self.url, connect_timeout=2):
+                return True
+        except psycopg.OperationalError:
+            return False
+
+    def orphan_pid(self) -> int | None:
+        try:
+            lines = (self.pgdata / "postmaster.pid").read_text().splitlines()
+            pid, data_dir = int(lines[0]), lines[1]
+        except (OSError, ValueError, IndexError):
+            return None
+        if os.path.realpath(data_dir) != os.path.realpath(self.pgdata):
+            return None
+        return pid
 
     def stop(self) -> None:
         """Fast shutdown (SIGINT), SIGKILL after 30 s. Safe to call repeatedly."""
-        proc, self._proc = self._proc, None
-        _stop_child(proc, signal.SIGINT, _STOP_TIMEOUT)
-        if proc is not None:
+        had = self._proc is not None
+        super().stop()
+        if had:
             with contextlib.suppress(OSError):  # empty after a clean shutdown
                 self.socket_dir.rmdir()
 
@@ -464,39 +526,35 @@ def nats_config(
     return text
 
 
-class EmbeddedNats:
+class EmbeddedNats(EmbeddedServer):
     """A nats-server with JetStream (file storage in `data_dir/jetstream`) on 127.0.0.1:port.
 
     The log goes to `data_dir/nats.log`. If the starting process dies, the server gets
-    SIGTERM from the kernel.
+    SIGTERM from the kernel. `extra_config` (users and permissions) is added to nats.conf.
     """
 
-    def __init__(self, data_dir: Path, port: int | None = None, monitor_port: int | None = None):
-        self.data_dir = Path(data_dir).absolute()
+    kind = "nats-server"
+    stop_signal = signal.SIGTERM
+    ready_timeout = 30.0
+    binary_name = "nats-server"
+
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        monitor_port: int | None = None,
+        extra_config: str = "",
+    ) -> None:
+        super().__init__(data_dir, port)
+        self.log_path = self.data_dir / "nats.log"
         self.config_path = self.data_dir / "nats.conf"
         self.pid_path = self.data_dir / "nats.pid"
-        self.log_path = self.data_dir / "nats.log"
-        self._port = port
         self._monitor_port = monitor_port
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def port(self) -> int | None:
-        return self._port
+        self.extra_config = extra_config
 
     @property
     def monitor_port(self) -> int | None:
         return self._monitor_port
-
-    @property
-    def pid(self) -> int | None:
-        if self._proc is None or self._proc.poll() is not None:
-            return None
-        return self._proc.pid
-
-    @property
-    def running(self) -> bool:
-        return self.pid is not None
 
     @property
     def url(self) -> str:
@@ -505,27 +563,25 @@ class EmbeddedNats:
             raise RuntimeError("EmbeddedNats has not been started")
         return f"nats://127.0.0.1:{self._port}"
 
-    def stop_orphan(self) -> None:
-        """Stop a nats-server left running on this data dir by a process that no longer exists."""
-        if self.running:
-            return
+    def orphan_pid(self) -> int | None:
         try:
-            pid = int(self.pid_path.read_text().split()[0])
+            return int(self.pid_path.read_text().split()[0])
         except (OSError, ValueError, IndexError):
-            return
-        if not _pid_alive(pid):
-            return
-        cmdline = _pid_cmdline(pid)
-        if cmdline is not None and not any("nats-server" in part for part in cmdline[:1]):
-            return  # the pid was reused by something else
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        if not _wait_pid_gone(pid, 15):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            _wait_pid_gone(pid, 5)
+            return None
 
-    def _ready(self) -> bool:
+    def command(self, port: int) -> list[str]:
+        if self._monitor_port is None:
+            self._monitor_port = free_port()
+        config = nats_config(
+            port=port,
+            monitor_port=self._monitor_port,
+            data_dir=self.data_dir,
+            extra=self.extra_config,
+        )
+        atomic_write_text(self.config_path, config)
+        return [str(nats_server_binary()), "-c", str(self.config_path)]
+
+    def ready(self) -> bool:
         url = f"http://127.0.0.1:{self._monitor_port}/healthz?js-enabled-only=true"
         try:
             with urllib.request.urlopen(url, timeout=1) as response:
@@ -533,51 +589,12 @@ class EmbeddedNats:
         except (urllib.error.URLError, OSError):
             return False
 
-    def start(self, extra_config: str = "") -> str:
-        """Write `nats.conf` (plus `extra_config`), start, and wait until JetStream is healthy."""
-        if self.running:
-            return self.url
-        self._proc = None
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.stop_orphan()
-        if self._port is None:
-            self._port = free_port()
-        if self._monitor_port is None:
-            self._monitor_port = free_port()
-        config = nats_config(
-            port=self._port,
-            monitor_port=self._monitor_port,
-            data_dir=self.data_dir,
-            extra=extra_config,
-        )
-        atomic_write_text(self.config_path, config)
-        with self.log_path.open("ab") as log:
-            log.write(f"--- c360: starting nats-server on 127.0.0.1:{self._port}\n".encode())
-            log.flush()
-            self._proc = subprocess.Popen(
-                [str(nats_server_binary()), "-c", str(self.config_path)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.data_dir,
-                process_group=0,
-                preexec_fn=child_preexec(signal.SIGTERM),
-            )
-        deadline = time.monotonic() + _NATS_READY_TIMEOUT
-        while self._proc.poll() is None and time.monotonic() < deadline:
-            if self._ready():
-                return self.url
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(
-            f"nats-server did not become ready on port {self._port}; "
-            f"tail of {self.log_path}:\n{_tail(self.log_path)}"
-        )
-
-    def stop(self) -> None:
-        """SIGTERM, SIGKILL after 30 s. Safe to call repeatedly."""
-        proc, self._proc = self._proc, None
-        _stop_child(proc, signal.SIGTERM, _STOP_TIMEOUT)
+    def start(self, extra_config: str | None = None) -> str:
+        """Write `nats.conf` (with `extra_config`, if given), start, and wait until JetStream
+        is healthy."""
+        if extra_config is not None:
+            self.extra_config = extra_config
+        return super().start()
 
 
 # --------------------------------------------------------------------------- both
@@ -617,6 +634,11 @@ class EmbeddedRuntime:
         if self._nats_url is None:
             raise RuntimeError("EmbeddedRuntime has not been started")
         return self._nats_url
+
+    @property
+    def servers(self) -> list[EmbeddedServer]:
+        """The servers this runtime started (not those the environment named)."""
+        return [s for s in (self.postgres, self.nats) if s is not None]
 
     def _acquire_lock(self) -> None:
         lock = (self.root / "runtime.lock").open("ab")
@@ -674,8 +696,8 @@ class EmbeddedRuntime:
                 monitor = self._pick(recorded.get("nats_monitor_port"))
                 if monitor == port:
                     monitor = free_port()
-                self.nats = EmbeddedNats(self.root / "nats", port, monitor)
-                self._nats_url = self.nats.start(self.nats_config)
+                self.nats = EmbeddedNats(self.root / "nats", port, monitor, self.nats_config)
+                self._nats_url = self.nats.start()
                 state["nats_port"] = port
                 state["nats_monitor_port"] = monitor
             if state:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import re
 import uuid
 from dataclasses import dataclass
@@ -10,8 +12,20 @@ from datetime import datetime
 from google.protobuf import any_pb2, message, symbol_database
 from google.protobuf.timestamp_pb2 import Timestamp
 
-# Importing the modules registers every published payload type in the default pool.
-from c360.events.v1 import customer_events_pb2, envelope_pb2, ticket_events_pb2  # noqa: F401
+from c360.events import v1 as events_v1
+from c360.events.v1 import envelope_pb2
+
+
+def _register_payloads() -> list[str]:
+    """Import every module of `c360.events.v1`: each registers its payload types in the
+    default pool, so a new source's events unpack without an edit here."""
+    names = [m.name for m in pkgutil.iter_modules(events_v1.__path__) if m.name.endswith("_pb2")]
+    for name in names:
+        importlib.import_module(f"{events_v1.__name__}.{name}")
+    return names
+
+
+PAYLOAD_MODULES = _register_payloads()
 
 Envelope = envelope_pb2.Envelope
 ENVELOPE_VERSION = 1

@@ -75,5 +75,6 @@ def publish_events(
         app, contract, postgres_url=settings.postgres_url, nats_url=settings.nats_url
     )
     host.background.append(relay.run)
+    host.parts.update(app=app, relay=relay)
     serve_event_log(host, app, contract)
     return relay

@@ -1,9 +1,10 @@
 """NATS users and subject permissions per role, for the embedded nats-server's configuration.
 
 Roles: `admin` (operators and tools: no limits), `erp` (reads c360.> events, publishes only on
-erp.>), `timeline` (reads c360.> and erp.>, writes dead letters), and one per business service
-(publishes only on c360.<service>.>). Passwords are generated once and kept in a file only the
-owner can read; each role connects with a URL carrying its credentials.
+erp.>), and one per registered service, as its spec says: a business service publishes only
+on c360.<service>.>; the timeline reads c360.> and erp.> and writes dead letters. Passwords
+are generated once and kept in a file only the owner can read; each role connects with a URL
+carrying its credentials.
 """
 
 from __future__ import annotations
@@ -16,14 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from c360_platform.embedded import atomic_write_text
+from c360_platform import registry
 from c360_platform.envelope import SUBJECT_ROOT
+from c360_platform.processes import atomic_write_text
 from c360_platform.streams import StreamSettings
 
 ADMIN = "admin"
 ERP = "erp"
-TIMELINE = "timeline"
-PROJECTOR_DURABLES = ("timeline",)
+PROJECTOR_DURABLES = (registry.TIMELINE,)
 """Durables on the event stream that belong to c360: integrators may not touch them."""
 
 
@@ -55,12 +56,18 @@ def _ensure(stream: str) -> tuple[str, ...]:
     return tuple(_api("STREAM", verb, stream) for verb in ("INFO", "CREATE", "UPDATE"))
 
 
+def _stream(name: str) -> StreamSettings:
+    for settings in (StreamSettings.from_env(), StreamSettings.inbound()):
+        if settings.name == name:
+            return settings
+    raise ValueError(f"no stream {name!r} (known: C360, ERP)")
+
+
 def permissions_for(role: str) -> Permissions | None:
-    """The permissions of a role; None for admin (no limits). Any other role name is a
-    business service, which may publish only its own events."""
+    """The permissions of a role; None for admin (no limits). Any other role is a service of
+    the registry, whose spec says what it publishes, consumes and dead-letters."""
     events = StreamSettings.from_env().name
     inbound = StreamSettings.inbound()
-    dead = StreamSettings.dead_letters()
     replies = "_INBOX.>"
     if role == ADMIN:
         return None
@@ -87,29 +94,28 @@ def permissions_for(role: str) -> Permissions | None:
                 )
             ),
         )
-    if role == TIMELINE:
-        return Permissions(
-            publish=(
-                f"{dead.subjects[0].removesuffix('>')}{TIMELINE}.>",
-                _api("INFO"),
-                *_ensure(events),
-                *_ensure(inbound.name),
-                *_ensure(dead.name),
-                _api("STREAM", "MSG", "GET", events),
-                *_consumers_of(events),
-                *_consumers_of(inbound.name),
-            ),
-            subscribe=(f"{SUBJECT_ROOT}.>", inbound.subjects[0], replies),
-        )
+    spec = registry.service(role)
+    publish: list[str] = [_api("INFO")]
+    subscribe: list[str] = [replies]
+    if spec.publishes_events:
+        publish += [f"{SUBJECT_ROOT}.{spec.name}.>", *_ensure(events)]
+    for name in spec.consumes:
+        stream = _stream(name)
+        publish += [*_ensure(stream.name), *_consumers_of(stream.name)]
+        if stream.name == events:
+            publish.append(_api("STREAM", "MSG", "GET", events))
+        subscribe += stream.subjects
+    if spec.dead_letters:
+        dead = StreamSettings.dead_letters()
+        publish += [f"{dead.subjects[0].removesuffix('>')}{spec.name}.>", *_ensure(dead.name)]
     return Permissions(
-        publish=(f"{SUBJECT_ROOT}.{role}.>", _api("INFO"), *_ensure(events)),
-        subscribe=(replies,),
+        publish=tuple(dict.fromkeys(publish)), subscribe=tuple(dict.fromkeys(subscribe))
     )
 
 
-def roles_for(services: Iterable[str]) -> list[str]:
-    """Every role of a deployment with these services (the timeline among them)."""
-    return list(dict.fromkeys([ADMIN, ERP, TIMELINE, *services]))
+def roles() -> list[str]:
+    """Every role of this deployment: the operators', ERP's and one per registered service."""
+    return list(dict.fromkeys([ADMIN, ERP, *registry.services()]))
 
 
 def load_passwords(path: Path, roles: Iterable[str]) -> dict[str, str]:

@@ -8,7 +8,7 @@ import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 from eventsourcing.persistence import OperationalError as StoreUnavailable
@@ -22,7 +22,11 @@ from opentelemetry import trace
 
 from c360_platform import errors, telemetry
 
+if TYPE_CHECKING:
+    from c360_platform.config import Settings
+
 _log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _CODES: list[tuple[type[errors.C360Error], grpc.StatusCode]] = [
     (errors.InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
@@ -185,6 +189,9 @@ class ServiceHost:
     on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     on_close: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     grace: float = 10.0
+    parts: dict[str, Any] = field(default_factory=dict)
+    """What the service is built of (its application, relay, projector), by role, for
+    operators' tools and tests."""
 
     def __post_init__(self) -> None:
         self.server = grpc.aio.server(
@@ -196,8 +203,20 @@ class ServiceHost:
         self.tasks: list[asyncio.Task[None]] = []
         self.bound_port = 0
 
+    @classmethod
+    def for_settings(cls, settings: Settings) -> ServiceHost:
+        """The host of a service on the address its settings name."""
+        return cls(settings.service, settings.grpc_port, settings.grpc_host)
+
     def add(self, full_name: str, register: Register) -> None:
         self.services.append((full_name, register))
+
+    def part(self, role: str, kind: type[T]) -> T:
+        """One of the parts the service was built of, checked to be of `kind`."""
+        found = self.parts.get(role)
+        if not isinstance(found, kind):
+            raise LookupError(f"service {self.name} has no {role} ({kind.__name__})")
+        return found
 
     async def start(self) -> int:
         for opener in self.on_start:

@@ -15,7 +15,7 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from uuid import UUID
 
 import psycopg
@@ -30,7 +30,11 @@ from psycopg.sql import SQL, Identifier
 
 from c360_platform.errors import InvalidArgument, NotFound, VersionConflict
 
+if TYPE_CHECKING:
+    from c360_platform.config import Settings
+
 A = TypeVar("A", bound=Aggregate)
+App = TypeVar("App", bound="ServiceApplication")
 
 
 def postgres_env(url: str, schema: str, *, pool_size: int = 10) -> dict[str, str]:
@@ -61,6 +65,13 @@ def schema_for(source: str) -> str:
 def events_table_for(source: str) -> str:
     """The events table (the notification log) of a source's store."""
     return f"{schema_for(source)}_events"
+
+
+def open_application(kind: type[App], settings: Settings) -> App:
+    """The service's application on its own schema of the PostgreSQL server in `settings`."""
+    schema = schema_for(settings.service)
+    ensure_schema(settings.postgres_url, schema)
+    return kind(env=postgres_env(settings.postgres_url, schema))
 
 
 def ensure_schema(url: str, schema: str) -> None:

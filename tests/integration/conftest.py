@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import grpc
 import nats
@@ -18,15 +19,14 @@ from c360.customer.v1 import customer_service_pb2_grpc as customer_grpc
 from c360.service_desk.v1 import service_desk_service_pb2_grpc as desk_grpc
 from c360.timeline.v1 import timeline_service_pb2_grpc as timeline_grpc
 from c360_customer.application import CustomerApplication
-from c360_customer.service import build as build_customer
-from c360_platform.config import Settings
+from c360_platform.deployment import Deployment
 from c360_platform.embedded import EmbeddedNats
-from c360_platform.relay import OutboxRelay
 from c360_platform.rpc import ServiceHost
+from c360_platform.store import ServiceApplication
 from c360_service_desk.application import ServiceDeskApplication
-from c360_service_desk.service import build as build_service_desk
 from c360_timeline.projector import Projector
-from c360_timeline.service import build as build_timeline
+
+S = TypeVar("S")
 
 
 @pytest.fixture
@@ -57,22 +57,45 @@ def fresh_nats_url(tmp_path: Path) -> Iterator[str]:
 
 @dataclass
 class Stack:
-    """The customer, timeline and service-desk services in this process, and clients for them."""
+    """Every registered service in this process (one host each, on ports chosen up front,
+    started from the same `Deployment` as `c360 up`), and channels to each."""
 
     postgres_url: str
     nats_url: str
-    customer_host: ServiceHost
-    timeline_host: ServiceHost
-    app: CustomerApplication
-    relay: OutboxRelay
-    projector: Projector
-    customer: customer_grpc.CustomerServiceAsyncStub
-    timeline: timeline_grpc.TimelineServiceAsyncStub
-    channels: list[grpc.aio.Channel]
-    service_desk_host: ServiceHost
-    desk_app: ServiceDeskApplication
-    desk_relay: OutboxRelay
-    service_desk: desk_grpc.ServiceDeskServiceAsyncStub
+    hosts: dict[str, ServiceHost]
+    channels: dict[str, grpc.aio.Channel]
+
+    def stub(self, service: str, kind: Callable[[grpc.aio.Channel], S]) -> S:
+        """An asyncio stub of `kind` for the named service."""
+        return kind(self.channels[service])
+
+    def app(self, service: str) -> ServiceApplication:
+        return self.hosts[service].part("app", ServiceApplication)
+
+    # Shorthands for the services these tests exercise most.
+    @property
+    def customer(self) -> customer_grpc.CustomerServiceAsyncStub:
+        return self.stub("customer", customer_grpc.CustomerServiceStub)
+
+    @property
+    def timeline(self) -> timeline_grpc.TimelineServiceAsyncStub:
+        return self.stub("timeline", timeline_grpc.TimelineServiceStub)
+
+    @property
+    def service_desk(self) -> desk_grpc.ServiceDeskServiceAsyncStub:
+        return self.stub("service-desk", desk_grpc.ServiceDeskServiceStub)
+
+    @property
+    def customer_app(self) -> CustomerApplication:
+        return self.hosts["customer"].part("app", CustomerApplication)
+
+    @property
+    def desk_app(self) -> ServiceDeskApplication:
+        return self.hosts["service-desk"].part("app", ServiceDeskApplication)
+
+    @property
+    def projector(self) -> Projector:
+        return self.hosts["timeline"].part("projector", Projector)
 
 
 @pytest_asyncio.fixture
@@ -83,52 +106,25 @@ async def stack(database_url: str, fresh_nats_url: str) -> AsyncIterator[Stack]:
 
 @contextlib.asynccontextmanager
 async def open_stack(database_url: str, fresh_nats_url: str) -> AsyncIterator[Stack]:
-    """The three services in this process on one database and nats-server, until exit."""
-    customer_host, app, relay = build_customer(
-        Settings("customer", database_url, fresh_nats_url, "127.0.0.1", 0, "")
-    )
-    customer_port = await customer_host.start()
-    # The timeline reads what the stream no longer holds from the customer's store.
-    services = {"customer": f"127.0.0.1:{customer_port}"}
-    timeline_host, projector = build_timeline(
-        Settings("timeline", database_url, fresh_nats_url, "127.0.0.1", 0, "", services)
-    )
-    timeline_port = await timeline_host.start()
-    desk_host, desk_app, desk_relay = build_service_desk(
-        Settings(
-            "service-desk",
-            database_url,
-            fresh_nats_url,
-            "127.0.0.1",
-            0,
-            f"127.0.0.1:{timeline_port}",
-        )
-    )
-    desk_port = await desk_host.start()
-    c1 = grpc.aio.insecure_channel(f"127.0.0.1:{customer_port}")
-    c2 = grpc.aio.insecure_channel(f"127.0.0.1:{timeline_port}")
-    c3 = grpc.aio.insecure_channel(f"127.0.0.1:{desk_port}")
+    """Every registered service in this process on one database and nats-server, until exit."""
+    deployment = Deployment.plan(database_url, fresh_nats_url, fresh_ports=True)
+    hosts: dict[str, ServiceHost] = {}
+    channels: dict[str, grpc.aio.Channel] = {}
     try:
-        yield Stack(
-            database_url,
-            fresh_nats_url,
-            customer_host,
-            timeline_host,
-            app,
-            relay,
-            projector,
-            customer_grpc.CustomerServiceStub(c1),
-            timeline_grpc.TimelineServiceStub(c2),
-            [c1, c2, c3],
-            desk_host,
-            desk_app,
-            desk_relay,
-            desk_grpc.ServiceDeskServiceStub(c3),
-        )
+        for name, spec in deployment.specs.items():
+            hosts[name] = spec.builder()(deployment.settings(name))
+            await hosts[name].start()
+        channels = {
+            name: grpc.aio.insecure_channel(address)
+            for name, address in deployment.addresses.items()
+        }
+        yield Stack(database_url, fresh_nats_url, hosts, channels)
     finally:
-        for channel in (c1, c2, c3):
+        for channel in channels.values():
             await channel.close(None)
         # Each host drains for up to a second: stop them side by side.
-        await asyncio.gather(desk_host.stop(), customer_host.stop(), timeline_host.stop())
-        app.close()
-        desk_app.close()
+        await asyncio.gather(*(host.stop() for host in hosts.values()))
+        for host in hosts.values():
+            app = host.parts.get("app")
+            if isinstance(app, ServiceApplication):
+                app.close()

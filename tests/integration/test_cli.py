@@ -17,7 +17,7 @@ from typing import IO, Any
 
 import pytest
 
-from c360_platform.embedded import free_port
+from c360_platform.processes import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -54,7 +54,7 @@ async def test_a_repeated_request_id_has_one_effect(stack: Stack) -> None:
     assert {r.result.aggregate_id for r in replies} == {first.result.aggregate_id}
     assert {r.result.consistency_token for r in replies} == {first.result.consistency_token}
     assert sum(not r.result.replayed for r in replies) == 1
-    assert stack.app.event_recorder.count_events() == 1
+    assert stack.customer_app.event_recorder.count_events() == 1
     again = await stack.customer.RegisterCustomer(request)
     assert again.result.replayed
     assert again.result.aggregate_id == first.result.aggregate_id
@@ -64,7 +64,7 @@ async def test_a_repeated_request_id_has_one_effect(stack: Stack) -> None:
         await stack.customer.RegisterCustomer(other)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert bad_fields(caught.value) == ["request_id"]
-    assert stack.app.event_recorder.count_events() == 1
+    assert stack.customer_app.event_recorder.count_events() == 1
 
 
 async def test_concurrent_writers_with_the_same_expected_version(stack: Stack) -> None:
@@ -94,28 +94,28 @@ async def test_concurrent_writers_never_lose_an_update(stack: Stack) -> None:
     reply = await register(stack.customer, "Edsger Dijkstra", "edsger@example.com")
     cid = reply.result.aggregate_id
     both_loaded = threading.Barrier(2, timeout=10)
-    original_load = stack.app.load
+    original_load = stack.customer_app.load
 
     def load_then_wait(*args: Any, **kwargs: Any) -> Any:
         aggregate = original_load(*args, **kwargs)
         both_loaded.wait()
         return aggregate
 
-    stack.app.load = load_then_wait  # type: ignore[method-assign]
+    stack.customer_app.load = load_then_wait  # type: ignore[method-assign]
     from uuid import UUID
 
     def add(email: str) -> object:
         try:
-            return stack.app.update(CommandContext(), UUID(cid), None, "add_email", email)
+            return stack.customer_app.update(CommandContext(), UUID(cid), None, "add_email", email)
         except VersionConflict as conflict:
             return conflict
 
     outcomes = await asyncio.gather(
         asyncio.to_thread(add, "e1@example.com"), asyncio.to_thread(add, "e2@example.com")
     )
-    stack.app.load = original_load  # type: ignore[method-assign]
+    stack.customer_app.load = original_load  # type: ignore[method-assign]
     assert sum(isinstance(o, VersionConflict) for o in outcomes) == 1
-    customer = stack.app.get_customer(UUID(cid))
+    customer = stack.customer_app.get_customer(UUID(cid))
     assert customer.version == 2
     assert len(customer.emails) == 2  # the registered one and exactly one of the two
 
@@ -190,7 +190,7 @@ async def test_bad_input_is_refused_naming_the_field_and_stores_nothing(
         await getattr(stack.customer, method)(request_message)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, what
     assert sorted(bad_fields(caught.value)) == fields
-    assert stack.app.event_recorder.count_events() == 0
+    assert stack.customer_app.event_recorder.count_events() == 0
 
 
 async def test_commands_on_a_valid_customer_validate_too(stack: Stack) -> None:
@@ -201,7 +201,7 @@ async def test_commands_on_a_valid_customer_validate_too(stack: Stack) -> None:
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert bad_fields(caught.value) == ["email"]
     assert "email: not a valid address" in (caught.value.details() or "")
-    assert stack.app.event_recorder.count_events() == 1
+    assert stack.customer_app.event_recorder.count_events() == 1
 
 
 async def test_not_found_and_failed_precondition(stack: Stack) -> None:
@@ -222,7 +222,7 @@ async def test_not_found_and_failed_precondition(stack: Stack) -> None:
         )
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "not an organisation" in (caught.value.details() or "")
-    assert stack.app.event_recorder.count_events() == 2
+    assert stack.customer_app.event_recorder.count_events() == 2
 
 
 async def test_contact_person_history_reaches_both_timelines(stack: Stack) -> None:

@@ -88,7 +88,7 @@ async def test_duplicates_by_email_in_another_case_and_a_transliterated_name(
 
 def _cli(port: int, *args: str) -> Any:
     done = subprocess.run(
-        [sys.executable, "-m", "c360_cli.main", "--customer", f"127.0.0.1:{port}", *args],
+        [sys.executable, "-m", "c360_cli.main", "--addr", f"customer=127.0.0.1:{port}", *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -100,7 +100,7 @@ def _cli(port: int, *args: str) -> Any:
 async def test_cli_lists_duplicates_of_one_customer_and_the_report(stack: Stack) -> None:
     a = (await register(stack.customer, "Jānis Žirnovskis", "Janis@Example.LV")).result
     b = (await register(stack.customer, "Janis Zhirnovskis", "janis@example.lv")).result
-    port = stack.customer_host.bound_port
+    port = stack.hosts["customer"].bound_port
     one, report = await asyncio.gather(
         asyncio.to_thread(_cli, port, "customer", "duplicates", a.aggregate_id, "--json"),
         asyncio.to_thread(_cli, port, "customer", "duplicates", "--json"),

@@ -50,11 +50,11 @@ async def test_importing_the_same_rows_twice_creates_nothing_new(stack: Stack) -
         (11, "kind: must be one of person, organisation"),
     ]
     assert len(first.rejected) == 12
-    assert stack.app.event_recorder.count_events() == 588
+    assert stack.customer_app.event_recorder.count_events() == 588
 
     again = await stack.customer.ImportCustomers(stream(batch))
     assert (again.created, again.unchanged, len(again.rejected)) == (0, 588, 12)
-    assert stack.app.event_recorder.count_events() == 588
+    assert stack.customer_app.event_recorder.count_events() == 588
 
     customer_id = str(id_for_external_key("crm-0"))
     timeline = await stack.timeline.GetTimeline(

@@ -25,13 +25,12 @@ from c360_timeline.projector import Projector
 from c360_timeline.readmodel import open_read_model
 
 pytestmark = pytest.mark.integration
-SERVICES = ["customer", "timeline", "service-desk"]
 
 
 @pytest.fixture
 def users(tmp_path: Path) -> Iterator[dict[str, str]]:
     """{role: URL with its credentials} of a nats-server started with the generated users."""
-    passwords = natsauth.load_passwords(tmp_path / "users.json", natsauth.roles_for(SERVICES))
+    passwords = natsauth.load_passwords(tmp_path / "users.json", natsauth.roles())
     server = EmbeddedNats(tmp_path / "nats")
     try:
         url = server.start(natsauth.authorization(passwords))

@@ -247,7 +247,7 @@ async def test_a_ticket_answers_with_its_context_marked_unavailable_without_the_
 ) -> None:
     cid = (await register(stack.customer, "Åse Løvås", "ase@example.no")).result.aggregate_id
     tid = (await open_ticket(stack, cid)).result.aggregate_id
-    await stack.timeline_host.stop()
+    await stack.hosts["timeline"].stop()
     shown = await stack.service_desk.GetTicket(dapi.GetTicketRequest(ticket_id=tid), timeout=10)
     assert shown.ticket.ticket_id == tid
     assert shown.ticket.subject == "Parcel not delivered"

@@ -21,6 +21,7 @@ from c360_platform.store import (
     Decision,
     QueryTable,
     ServiceApplication,
+    schema_for,
 )
 
 DIRECTORY = QueryTable(
@@ -115,8 +116,8 @@ class CustomerView:
 class CustomerApplication(ServiceApplication):
     """Customers: registration, contact points, owner, tags, consent, contact persons."""
 
-    name = "Customer"
     source = "customer"
+    name = schema_for(source)
     snapshotting_intervals = {Customer: 100}
     query_table = DIRECTORY
 

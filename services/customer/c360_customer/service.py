@@ -8,20 +8,13 @@ from c360_customer.contract import CustomerContract
 from c360_platform import rpc
 from c360_platform.config import Settings
 from c360_platform.eventlog import publish_events
-from c360_platform.relay import OutboxRelay
-from c360_platform.store import ensure_schema, postgres_env
-from c360_platform.telemetry import configure
-
-SOURCE = "customer"
-DEFAULT_PORT = 50051
+from c360_platform.store import open_application
 
 
-def build(settings: Settings) -> tuple[rpc.ServiceHost, CustomerApplication, OutboxRelay]:
-    configure(SOURCE)
-    ensure_schema(settings.postgres_url, SOURCE)
-    app = CustomerApplication(env=postgres_env(settings.postgres_url, SOURCE))
-    host = rpc.ServiceHost(SOURCE, settings.grpc_port, settings.grpc_host)
+def build(settings: Settings) -> rpc.ServiceHost:
+    app = open_application(CustomerApplication, settings)
+    host = rpc.ServiceHost.for_settings(settings)
     host.add(SERVICE_NAME, register(CustomerServicer(app)))
     # The outbox relay, and the catch-up read (ReadEvents) of the store beside the API.
-    relay = publish_events(host, app, CustomerContract(), settings)
-    return host, app, relay
+    publish_events(host, app, CustomerContract(), settings)
+    return host

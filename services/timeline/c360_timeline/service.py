@@ -11,21 +11,17 @@ from c360.timeline.v1 import timeline_service_pb2_grpc as api_grpc
 from c360_platform import rpc
 from c360_platform.catchup import SourceDirectory
 from c360_platform.config import Settings
-from c360_platform.telemetry import configure
 from c360_timeline.projector import Projector
 from c360_timeline.query import TimelineServicer
 from c360_timeline.readmodel import open_read_model
 
-SOURCE = "timeline"
-DEFAULT_PORT = 50052
 SERVICE_NAME = api.DESCRIPTOR.services_by_name["TimelineService"].full_name
 
 
-def build(settings: Settings) -> tuple[rpc.ServiceHost, Projector]:
-    configure(SOURCE)
+def build(settings: Settings) -> rpc.ServiceHost:
     view = open_read_model(settings.postgres_url)
     # The services whose stores fill in what the stream no longer holds.
-    directory = SourceDirectory(settings.services, exclude={SOURCE})
+    directory = SourceDirectory(settings.services, exclude={settings.service})
     projector = Projector(
         view, postgres_url=settings.postgres_url, nats_url=settings.nats_url, directory=directory
     )
@@ -33,7 +29,7 @@ def build(settings: Settings) -> tuple[rpc.ServiceHost, Projector]:
         settings.postgres_url, min_size=1, max_size=10, open=False
     )
     servicer = TimelineServicer(pool, projector)
-    host = rpc.ServiceHost(SOURCE, settings.grpc_port, settings.grpc_host)
+    host = rpc.ServiceHost.for_settings(settings)
 
     def add(server: Any) -> None:
         api_grpc.add_TimelineServiceServicer_to_server(servicer, server)
@@ -43,4 +39,5 @@ def build(settings: Settings) -> tuple[rpc.ServiceHost, Projector]:
     host.on_start.append(pool.open)
     host.background.append(projector.run)
     host.on_close.append(pool.close)
-    return host, projector
+    host.parts.update(projector=projector, view=view)
+    return host

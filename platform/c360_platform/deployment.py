@@ -1,0 +1,100 @@
+"""One deployment of the registered services: where each listens and what it connects to.
+
+`c360 up`, the bench and the test fixtures all start services from a `Deployment`, so a new
+service in the registry is started, addressed and given its NATS user the same way by each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from c360_platform import registry
+from c360_platform.config import Settings, format_services
+from c360_platform.processes import free_port, port_is_free
+from c360_platform.registry import ServiceSpec
+
+
+def pick_ports(
+    specs: Iterable[ServiceSpec], base: int | None = None, *, fresh: bool = False
+) -> dict[str, int]:
+    """Each service's port: its default (moved to `base`) when free, else (or always, when
+    `fresh`) one the OS picks."""
+    ports: dict[str, int] = {}
+    for spec in specs:
+        port = 0 if fresh else spec.port(base)
+        if not (0 < port < 65536 and port_is_free(port)) or port in ports.values():
+            port = free_port()
+            while port in ports.values():
+                port = free_port()
+        ports[spec.name] = port
+    return ports
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """The registered services on one PostgreSQL server and one NATS server."""
+
+    postgres_url: str
+    nats_url: str
+    """The NATS URL for roles without credentials of their own (`nats_url_for`)."""
+    ports: Mapping[str, int]
+    host: str = "127.0.0.1"
+    nats_url_for: Callable[[str], str] | None = None
+    """The NATS URL (with credentials) of a role, when the server has users per role."""
+    specs: Mapping[str, ServiceSpec] = field(default_factory=registry.services)
+
+    @classmethod
+    def plan(
+        cls,
+        postgres_url: str,
+        nats_url: str,
+        *,
+        base_port: int | None = None,
+        fresh_ports: bool = False,
+        nats_url_for: Callable[[str], str] | None = None,
+        specs: Mapping[str, ServiceSpec] | None = None,
+    ) -> Deployment:
+        """Every registered service (or `specs`) on ports chosen now: the defaults (moved to
+        `base_port`) where free, or ports the OS picks for all of them (`fresh_ports`)."""
+        chosen = dict(specs if specs is not None else registry.services())
+        return cls(
+            postgres_url,
+            nats_url,
+            pick_ports(chosen.values(), base_port, fresh=fresh_ports),
+            nats_url_for=nats_url_for,
+            specs=chosen,
+        )
+
+    @property
+    def addresses(self) -> dict[str, str]:
+        return {name: f"{self.host}:{port}" for name, port in self.ports.items()}
+
+    def nats_for(self, role: str) -> str:
+        return self.nats_url_for(role) if self.nats_url_for else self.nats_url
+
+    def settings(self, name: str) -> Settings:
+        """The settings of one service of this deployment."""
+        addresses = self.addresses
+        return Settings(
+            service=name,
+            postgres_url=self.postgres_url,
+            nats_url=self.nats_for(name),
+            grpc_host=self.host,
+            grpc_port=self.ports[name],
+            timeline_addr=addresses.get(registry.TIMELINE, ""),
+            services=addresses,
+        )
+
+    def environment(self, name: str) -> dict[str, str]:
+        """The environment a process of the service reads its settings from."""
+        s = self.settings(name)
+        return {
+            "C360_SERVICE": s.service,
+            "C360_POSTGRES_URL": s.postgres_url,
+            "NATS_URL": s.nats_url,
+            "C360_GRPC_HOST": s.grpc_host,
+            "C360_GRPC_PORT": str(s.grpc_port),
+            "C360_TIMELINE_ADDR": s.timeline_addr,
+            "C360_SERVICES": format_services(s.services),
+        }

@@ -1,0 +1,45 @@
+"""Runs one registered service as a process: `c360-service NAME` or
+`python -m c360_platform.serve NAME` (NAME defaults to $C360_SERVICE)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from c360_platform import registry, rpc
+from c360_platform.config import Settings
+from c360_platform.telemetry import configure
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="c360-service",
+        description="Run one c360 service; its settings come from the environment.",
+    )
+    names = list(registry.services())
+    parser.add_argument(
+        "name",
+        nargs="?",
+        default=os.environ.get("C360_SERVICE"),
+        choices=names,
+        help=f"the service to run ({', '.join(names)}); default $C360_SERVICE",
+    )
+    args = parser.parse_args(argv)
+    if not args.name:
+        parser.error("name a service (or set C360_SERVICE)")
+    spec = registry.service(args.name)
+    settings = Settings.from_env(spec.name, spec.default_port)
+    build = spec.builder()
+
+    async def start() -> rpc.ServiceHost:
+        configure(spec.name)
+        return build(settings)
+
+    rpc.run(start)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
