@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from bench.measure import Measure
 from c360_customer.application import CustomerApplication
 from c360_customer.domain import Customer, register_customer
-from c360_platform.store import ensure_schema, postgres_env
+from c360_platform.pgstore import ensure_schema, postgres_env
 
 SCHEMA = "bench_raw"
 

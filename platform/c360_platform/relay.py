@@ -25,6 +25,7 @@ from opentelemetry import trace
 from c360_platform import envelope, telemetry
 from c360_platform.envelope import Envelope
 from c360_platform.locks import AdvisoryLock
+from c360_platform.pgstore import EventRecorder
 from c360_platform.store import EventMetadata, ServiceApplication
 from c360_platform.streams import StreamSettings, ensure_stream
 
@@ -103,6 +104,11 @@ class OutboxRelay:
         self.window = window
         self.ack_timeout = ack_timeout
         self.lock = AdvisoryLock(postgres_url, f"c360.relay.{self.source}")
+        recorder = app.recorder
+        if not isinstance(recorder, EventRecorder):
+            raise TypeError("the outbox relay needs the application on PostgreSQL")
+        self.channel = recorder.channel_name
+        """Where the store NOTIFYs each insert (the relay LISTENs there)."""
         self.tracking: PostgresTrackingRecorder = app.factory.tracking_recorder()  # type: ignore[assignment]
         self.nc: NATS | None = None
         self.js: JetStreamContext | None = None
@@ -201,7 +207,7 @@ class OutboxRelay:
                     continue
                 self.active.set()
                 assert self.lock.conn is not None
-                await self.lock.conn.execute(f'LISTEN "{self.app.event_recorder.channel_name}"')
+                await self.lock.conn.execute(f'LISTEN "{self.channel}"')
                 position = await asyncio.to_thread(self.position)
                 while not stop.is_set():
                     end = await self.publish_batch(position)

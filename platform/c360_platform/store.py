@@ -1,9 +1,10 @@
-"""Event store wiring: `eventsourcing` on PostgreSQL (psycopg 3), one schema per service.
+"""The application side of a service's event store: idempotent, conflict-checked commands on
+an `eventsourcing.Application`, with per-event metadata and an optional query table.
 
-The application recorder is the library's PostgreSQL recorder plus tables written in the
-same transaction as the events: per-event metadata (correlation, causation, W3C trace context)
-for the published envelope, idempotency records (request id -> outcome) so that a retried
-command appends nothing, and optionally a query table of the service's own (for lists).
+The recorder behind it is the library's PostgreSQL recorder with c360's extra tables
+(`c360_platform.pgstore`), or the library's in-memory (POPO) recorder with the same extras
+kept in memory (`c360_platform.memstore`), so every application also runs without servers
+(`ServiceApplication.in_memory()`), as the library's own examples do.
 
 Naming, in one place: source "service-desk" keeps its events in schema `service_desk`, table
 `service_desk_events` (`schema_for`, `events_table_for`).
@@ -12,48 +13,20 @@ Naming, in one place: source "service-desk" keeps its events in schema `service_
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from datetime import UTC, datetime
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 from uuid import UUID
 
-import psycopg
-from eventsourcing.application import Application
+from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate, DomainEventProtocol, MutableOrImmutableAggregate
-from eventsourcing.persistence import IntegrityError, Notification, Recording, StoredEvent
-from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
-from psycopg import Cursor
-from psycopg.conninfo import conninfo_to_dict
-from psycopg.rows import DictRow
-from psycopg.sql import SQL, Identifier
+from eventsourcing.persistence import IntegrityError, Notification, Recording
 
 from c360_platform.errors import InvalidArgument, NotFound, VersionConflict
 
-if TYPE_CHECKING:
-    from c360_platform.config import Settings
-
 A = TypeVar("A", bound=Aggregate)
 App = TypeVar("App", bound="ServiceApplication")
-
-
-def postgres_env(url: str, schema: str, *, pool_size: int = 10) -> dict[str, str]:
-    """The `eventsourcing` environment for a PostgreSQL URL and a schema of the service's own."""
-    params = conninfo_to_dict(url)
-    return {
-        "PERSISTENCE_MODULE": "eventsourcing.postgres",
-        "APPLICATION_RECORDER_TOPIC": "c360_platform.store:EventRecorder",
-        "POSTGRES_DBNAME": str(params.get("dbname") or "postgres"),
-        "POSTGRES_HOST": str(params.get("host") or "127.0.0.1"),
-        "POSTGRES_PORT": str(params.get("port") or "5432"),
-        "POSTGRES_USER": str(params.get("user") or "postgres"),
-        "POSTGRES_PASSWORD": str(params.get("password") or ""),
-        "POSTGRES_SCHEMA": schema,
-        "POSTGRES_POOL_SIZE": str(pool_size),
-        "POSTGRES_MAX_OVERFLOW": str(pool_size),
-        "POSTGRES_CONNECT_TIMEOUT": "10",
-        "POSTGRES_LOCK_TIMEOUT": "10",
-    }
 
 
 def schema_for(source: str) -> str:
@@ -67,17 +40,12 @@ def events_table_for(source: str) -> str:
     return f"{schema_for(source)}_events"
 
 
-def open_application(kind: type[App], settings: Settings) -> App:
-    """The service's application on its own schema of the PostgreSQL server in `settings`."""
-    schema = schema_for(settings.service)
-    ensure_schema(settings.postgres_url, schema)
-    return kind(env=postgres_env(settings.postgres_url, schema))
+def utc_now() -> datetime:
+    """The default clock of applications (tests pass their own)."""
+    return datetime.now(UTC)
 
 
-def ensure_schema(url: str, schema: str) -> None:
-    """Create the service's schema if it is missing (the library creates tables, not schemas)."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(SQL("CREATE SCHEMA IF NOT EXISTS {}").format(Identifier(schema)))
+Clock = Callable[[], datetime]
 
 
 @dataclass(frozen=True)
@@ -115,6 +83,25 @@ class EventMetadata:
 
 
 @dataclass(frozen=True)
+class SaveContext:
+    """What a command's save records beside its events: who asked (metadata, idempotency)
+    and its outcome (for a retry)."""
+
+    context: CommandContext
+    aggregate_id: UUID
+    version: int
+    extra: dict[str, str]
+
+
+def fingerprint(data: bytes) -> str:
+    """A stable digest of a request, to tell a retry from a reuse of its request id."""
+    return hashlib.sha256(data).hexdigest()
+
+
+# -- query tables -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
 class QueryTable:
     """A service's own query table (one row per aggregate, for lists and filters), written in
     the same transaction as the events that change it, so it never disagrees with them."""
@@ -134,334 +121,129 @@ class QueryTable:
     def column_names(self) -> list[str]:
         return [name for name, _ in self.columns]
 
+    def array_type(self, column: str) -> str:
+        """The SQL array type of an array column (`text[]`)."""
+        kind = dict(self.columns)[column].split()[0]
+        if not kind.endswith("[]"):
+            raise ValueError(f"{self.name}.{column} is not an array column")
+        return kind
+
 
 @dataclass(frozen=True)
-class _SaveContext:
-    context: CommandContext
-    aggregate_id: UUID
-    version: int
-    extra: dict[str, str]
+class Eq:
+    """`column` equals `value`."""
+
+    column: str
+    value: Any
 
 
-def fingerprint(data: bytes) -> str:
-    """A stable digest of a request, to tell a retry from a reuse of its request id."""
-    return hashlib.sha256(data).hexdigest()
+@dataclass(frozen=True)
+class Ne:
+    """`column` differs from `value`."""
+
+    column: str
+    value: Any
 
 
-class EventRecorder(PostgresApplicationRecorder):
-    """The library's application recorder, plus metadata and idempotency in the same commit."""
+@dataclass(frozen=True)
+class Overlaps:
+    """The array `column` shares an element with `values`."""
 
-    def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"):
-        super().__init__(datastore, events_table_name=events_table_name)
-        self.query_table: QueryTable | None = None
-        schema = Identifier(self.datastore.schema)
-        self.metadata_table = Identifier(f"{events_table_name}_metadata")
-        self.idempotency_table = Identifier(f"{events_table_name}_requests")
-        self.sql_create_statements.append(
-            SQL(
-                "CREATE TABLE IF NOT EXISTS {0}.{1} ("
-                " originator_id uuid NOT NULL, originator_version bigint NOT NULL,"
-                " correlation_id text NOT NULL, causation_id text NOT NULL,"
-                " traceparent text NOT NULL, tracestate text NOT NULL,"
-                " PRIMARY KEY (originator_id, originator_version))"
-            ).format(schema, self.metadata_table)
-        )
-        self.sql_create_statements.append(
-            SQL(
-                "CREATE TABLE IF NOT EXISTS {0}.{1} ("
-                " request_id text PRIMARY KEY, command text NOT NULL, fingerprint text NOT NULL,"
-                " aggregate_id uuid NOT NULL, version bigint NOT NULL, changes jsonb NOT NULL,"
-                " extra jsonb NOT NULL, recorded_at timestamptz NOT NULL DEFAULT now())"
-            ).format(schema, self.idempotency_table)
-        )
+    column: str
+    values: Sequence[Any]
 
-    def _insert_events(
-        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
-    ) -> None:
-        save: _SaveContext | None = kwargs.get("c360")
-        rows: list[dict[str, Any]] = kwargs.get("c360_rows") or []
-        super()._insert_events(curs, stored_events, **kwargs)
-        if rows and self.query_table is not None:
-            self._upsert_rows(curs, self.query_table, rows)
-        if save is None:
-            return
-        ctx = save.context
-        if stored_events:
-            curs.executemany(
-                SQL("INSERT INTO {0}.{1} VALUES (%s, %s, %s, %s, %s, %s)").format(
-                    Identifier(self.datastore.schema), self.metadata_table
-                ),
-                [
-                    (
-                        e.originator_id,
-                        e.originator_version,
-                        ctx.correlation_id,
-                        ctx.causation_id,
-                        ctx.traceparent,
-                        ctx.tracestate,
-                    )
-                    for e in stored_events
-                ],
-            )
-        if ctx.request_id:
-            # A concurrent retry with the same id fails here on the primary key, so the
-            # whole transaction (events included) is rolled back: one effect only.
-            curs.execute(
-                SQL(
-                    "INSERT INTO {0}.{1} (request_id, command, fingerprint, aggregate_id,"
-                    " version, changes, extra) VALUES (%s, %s, %s, %s, %s, %s, %s)"
-                ).format(Identifier(self.datastore.schema), self.idempotency_table),
-                (
-                    ctx.request_id,
-                    ctx.command,
-                    ctx.fingerprint,
-                    save.aggregate_id,
-                    save.version,
-                    # The events it appended, to find their log position on a replay.
-                    json.dumps(
-                        [
-                            {"id": str(e.originator_id), "v": e.originator_version}
-                            for e in stored_events
-                        ]
-                    ),
-                    json.dumps(save.extra),
-                ),
-            )
 
-    def add_query_table(self, table: QueryTable) -> None:
-        """Create the service's query table if missing, and keep it with every command."""
-        schema = Identifier(self.datastore.schema)
-        columns = SQL(", ").join(
-            SQL("{} {}").format(Identifier(name), SQL(kind)) for name, kind in table.columns
-        )
-        with self.datastore.transaction(commit=True) as curs:
-            curs.execute(
-                SQL("CREATE TABLE IF NOT EXISTS {0}.{1} ({2}, PRIMARY KEY ({3}))").format(
-                    schema, Identifier(table.name), columns, Identifier(table.key)
-                )
-            )
-            # Columns are only ever added: a table made by an older version gains the new ones
-            # (their type must then carry a DEFAULT, or allow NULL).
-            for name, kind in table.columns[1:]:
-                curs.execute(
-                    SQL("ALTER TABLE {0}.{1} ADD COLUMN IF NOT EXISTS {2} {3}").format(
-                        schema, Identifier(table.name), Identifier(name), SQL(kind)
-                    )
-                )
-            for index in table.indexes:
-                curs.execute(
-                    SQL("CREATE INDEX IF NOT EXISTS {0} ON {1}.{2} ({3})").format(
-                        Identifier(f"{table.name}_by_{'_'.join(index)}"),
-                        schema,
-                        Identifier(table.name),
-                        SQL(", ").join(Identifier(c) for c in index),
-                    )
-                )
-            for column in table.gin_indexes:
-                curs.execute(
-                    SQL("CREATE INDEX IF NOT EXISTS {0} ON {1}.{2} USING gin ({3})").format(
-                        Identifier(f"{table.name}_by_{column}"),
-                        schema,
-                        Identifier(table.name),
-                        Identifier(column),
-                    )
-                )
-        self.query_table = table
+@dataclass(frozen=True)
+class AnyOf:
+    """At least one of the conditions holds."""
 
-    def upsert_rows(self, rows: list[dict[str, Any]]) -> None:
-        """Write query-table rows in a transaction of their own (backfills only: commands
-        write theirs with their events)."""
-        if self.query_table is None or not rows:
-            return
-        with self.datastore.transaction(commit=True) as curs:
-            self._upsert_rows(curs, self.query_table, rows)
+    conditions: tuple[Condition, ...]
 
-    def query_table_is_empty(self) -> bool:
-        table = self.query_table
-        if table is None:
-            raise RuntimeError("this application has no query table")
-        with self.datastore.transaction(commit=False) as curs:
-            curs.execute(
-                SQL("SELECT EXISTS (SELECT 1 FROM {0}.{1}) AS present").format(
-                    Identifier(self.datastore.schema), Identifier(table.name)
-                )
-            )
-            row = curs.fetchone()
-        return not (row and row["present"])
 
-    def aggregate_ids(self, after: UUID | None, limit: int) -> list[UUID]:
-        """Ids of the aggregates in the store, in id order, after `after` (a page)."""
-        with self.datastore.transaction(commit=False) as curs:
-            curs.execute(
-                SQL(
-                    "SELECT originator_id FROM {0}.{1} WHERE originator_version = 1"
-                    " AND (%s::uuid IS NULL OR originator_id > %s::uuid)"
-                    " ORDER BY originator_id LIMIT %s"
-                ).format(Identifier(self.datastore.schema), Identifier(self.events_table_name)),
-                (after, after, limit),
-            )
-            return [r["originator_id"] for r in curs.fetchall()]
+@dataclass(frozen=True)
+class AllOf:
+    """Every condition holds (none: true)."""
 
-    def _upsert_rows(
-        self, curs: Cursor[DictRow], table: QueryTable, rows: list[dict[str, Any]]
-    ) -> None:
-        names = table.column_names()
-        curs.executemany(
-            SQL(
-                "INSERT INTO {0}.{1} ({2}) VALUES ({3}) ON CONFLICT ({4}) DO UPDATE SET {5}"
-            ).format(
-                Identifier(self.datastore.schema),
-                Identifier(table.name),
-                SQL(", ").join(Identifier(n) for n in names),
-                SQL(", ").join(SQL("%s") for _ in names),
-                Identifier(table.key),
-                SQL(", ").join(SQL("{0} = EXCLUDED.{0}").format(Identifier(n)) for n in names[1:]),
-            ),
-            [tuple(row[n] for n in names) for row in rows],
-        )
+    conditions: tuple[Condition, ...]
 
-    def select_rows(
-        self,
-        where: Mapping[str, Any],
-        order: Sequence[str],
-        after: Sequence[Any] | None,
-        limit: int,
-    ) -> list[dict[str, Any]]:
-        """Query-table rows equal to every `where` value, in descending `order` (whose last
-        column must be unique), starting after the keyset `after` (the order values of the
-        last row of the previous page)."""
-        table = self.query_table
-        if table is None:
-            raise RuntimeError("this application has no query table")
-        known = set(table.column_names())
-        unknown = (set(where) | set(order)) - known
+
+Condition = Eq | Ne | Overlaps | AnyOf | AllOf
+
+
+def where(**equal: Any) -> AllOf:
+    """Rows whose columns equal these values."""
+    return AllOf(tuple(Eq(column, value) for column, value in equal.items()))
+
+
+def columns_of(condition: Condition) -> set[str]:
+    if isinstance(condition, AnyOf | AllOf):
+        return set().union(*(columns_of(c) for c in condition.conditions))
+    return {condition.column}
+
+
+def holds(condition: Condition, row: Mapping[str, Any]) -> bool:
+    """Whether a row meets a condition (the in-memory evaluation)."""
+    if isinstance(condition, Eq):
+        return bool(row[condition.column] == condition.value)
+    if isinstance(condition, Ne):
+        return bool(row[condition.column] != condition.value)
+    if isinstance(condition, Overlaps):
+        return not set(row[condition.column]).isdisjoint(condition.values)
+    if isinstance(condition, AnyOf):
+        return any(holds(c, row) for c in condition.conditions)
+    return all(holds(c, row) for c in condition.conditions)
+
+
+@dataclass(frozen=True)
+class RowQuery:
+    """Rows of a query table: those meeting `condition`, those meeting `prefer` first, then in
+    descending `order` (whose last column must be unique), after the keyset `after` (the
+    order values of the last row of the previous page), at most `limit`."""
+
+    condition: Condition = AllOf(())
+    order: tuple[str, ...] = ()
+    after: tuple[Any, ...] | None = None
+    limit: int | None = None
+    prefer: Condition | None = None
+
+    def check(self, table: QueryTable) -> None:
+        used = columns_of(self.condition) | set(self.order)
+        if self.prefer is not None:
+            used |= columns_of(self.prefer)
+        unknown = used - set(table.column_names())
         if unknown:
             raise ValueError(f"not columns of {table.name}: {sorted(unknown)}")
-        conditions = [SQL("{} = %s").format(Identifier(c)) for c in where]
-        params: list[Any] = list(where.values())
-        keys = SQL(", ").join(Identifier(c) for c in order)
-        if after is not None:
-            conditions.append(
-                SQL("({}) < ({})").format(keys, SQL(", ").join(SQL("%s") for _ in order))
-            )
-            params.extend(after)
-        query = SQL("SELECT * FROM {0}.{1}{2} ORDER BY {3} LIMIT %s").format(
-            Identifier(self.datastore.schema),
-            Identifier(table.name),
-            SQL(" WHERE ") + SQL(" AND ").join(conditions) if conditions else SQL(""),
-            SQL(", ").join(SQL("{} DESC").format(Identifier(c)) for c in order),
-        )
-        with self.datastore.transaction(commit=False) as curs:
-            curs.execute(query, (*params, limit))
-            return [dict(r) for r in curs.fetchall()]
 
-    def find_outcome(self, request_id: str) -> tuple[str, str, CommandOutcome] | None:
-        """An earlier request's stored outcome, as (command, fingerprint, outcome)."""
-        with self.datastore.transaction(commit=False) as curs:
-            curs.execute(
-                SQL(
-                    "SELECT r.command, r.fingerprint, r.aggregate_id, r.version, r.extra,"
-                    " (SELECT max(e.notification_id) FROM {0}.{2} e"
-                    "  JOIN jsonb_to_recordset(r.changes) AS c(id uuid, v bigint)"
-                    "  ON e.originator_id = c.id AND e.originator_version = c.v) AS position"
-                    " FROM {0}.{1} r WHERE r.request_id = %s"
-                ).format(
-                    Identifier(self.datastore.schema),
-                    self.idempotency_table,
-                    Identifier(self.events_table_name),
-                ),
-                (request_id,),
-            )
-            row = curs.fetchone()
-        if row is None:
-            return None
-        outcome = CommandOutcome(
-            aggregate_id=row["aggregate_id"],
-            version=row["version"],
-            position=row["position"] or 0,
-            replayed=True,
-            extra=dict(row["extra"]),
-        )
-        return row["command"], row["fingerprint"], outcome
 
-    def position_of(self, aggregate_id: UUID) -> int:
-        """The log position of the aggregate's latest event (0 if it has none)."""
-        with self.datastore.transaction(commit=False) as curs:
-            curs.execute(
-                SQL(
-                    "SELECT notification_id FROM {0}.{1} WHERE originator_id = %s"
-                    " ORDER BY originator_version DESC LIMIT 1"
-                ).format(Identifier(self.datastore.schema), Identifier(self.events_table_name)),
-                (aggregate_id,),
-            )
-            row = curs.fetchone()
-        return int(row["notification_id"]) if row else 0
+@runtime_checkable
+class CommandRecorder(Protocol):
+    """What a `ServiceApplication` needs of its recorder beyond the library's: idempotency,
+    metadata, positions and the query table. Both c360 recorders provide it."""
 
+    query_table: QueryTable | None
+
+    def add_query_table(self, table: QueryTable) -> None: ...
+    def upsert_rows(self, rows: list[dict[str, Any]]) -> None: ...
+    def query_table_is_empty(self) -> bool: ...
+    def aggregate_ids(self, after: UUID | None, limit: int) -> list[UUID]: ...
+    def select(self, query: RowQuery) -> list[dict[str, Any]]: ...
+    def find_outcome(self, request_id: str) -> tuple[str, str, CommandOutcome] | None: ...
+    def position_of(self, aggregate_id: UUID) -> int: ...
     def select_with_metadata(
         self, after: int, limit: int
-    ) -> list[tuple[Notification, EventMetadata]]:
-        """Notifications after a position, each with its metadata, in log order."""
-        schema = Identifier(self.datastore.schema)
-        with self.datastore.transaction(commit=False) as curs:
-            curs.execute(
-                SQL(
-                    "SELECT e.notification_id, e.originator_id, e.originator_version, e.topic,"
-                    " e.state, m.correlation_id, m.causation_id, m.traceparent, m.tracestate"
-                    " FROM {0}.{1} e LEFT JOIN {0}.{2} m"
-                    " ON m.originator_id = e.originator_id"
-                    " AND m.originator_version = e.originator_version"
-                    " WHERE e.notification_id > %s ORDER BY e.notification_id LIMIT %s"
-                ).format(schema, Identifier(self.events_table_name), self.metadata_table),
-                (after, limit),
-            )
-            rows = curs.fetchall()
-        return [
-            (
-                Notification(
-                    id=r["notification_id"],
-                    originator_id=r["originator_id"],
-                    originator_version=r["originator_version"],
-                    topic=r["topic"],
-                    state=bytes(r["state"]),
-                ),
-                EventMetadata(
-                    correlation_id=r["correlation_id"] or "",
-                    causation_id=r["causation_id"] or "",
-                    traceparent=r["traceparent"] or "",
-                    tracestate=r["tracestate"] or "",
-                ),
-            )
-            for r in rows
-        ]
+    ) -> list[tuple[Notification, EventMetadata]]: ...
+    def existing(self, aggregate_ids: list[UUID]) -> set[UUID]: ...
+    def count_events(self) -> int: ...
+    def max_notification_id(self) -> int | None: ...
 
-    def existing(self, aggregate_ids: list[UUID]) -> set[UUID]:
-        """Which of these aggregates have events already."""
-        if not aggregate_ids:
-            return set()
-        with self.datastore.transaction(commit=False) as curs:
-            curs.execute(
-                SQL(
-                    "SELECT DISTINCT originator_id FROM {0}.{1}"
-                    " WHERE originator_id = ANY(%s) AND originator_version = 1"
-                ).format(Identifier(self.datastore.schema), Identifier(self.events_table_name)),
-                (aggregate_ids,),
-            )
-            return {r["originator_id"] for r in curs.fetchall()}
 
-    def count_events(self) -> int:
-        with self.datastore.transaction(commit=False) as curs:
-            curs.execute(
-                SQL("SELECT count(*) AS n FROM {0}.{1}").format(
-                    Identifier(self.datastore.schema), Identifier(self.events_table_name)
-                )
-            )
-            row = curs.fetchone()
-        return int(row["n"]) if row else 0
+# -- the application ----------------------------------------------------------------------------
 
 
 @dataclass
 class Decision(Generic[A]):
-    """What a command decided: the aggregate it is about, and every aggregate it changed."""
+    """What a command decided: the aggregate it is about, every aggregate it changed, and
+    what it created that the caller should get back (an address id, a link id)."""
 
     subject: A
     changed: list[Aggregate]
@@ -475,11 +257,18 @@ class ServiceApplication(Application[UUID]):
     query_table: QueryTable | None = None
     """The service's own query table, if it has one; rows come from `query_row`."""
 
-    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+    def __init__(self, env: Mapping[str, str] | None = None, *, clock: Clock = utc_now) -> None:
         super().__init__(env)
+        self.clock = clock
+        """Now, for the times a command records (a consent decision, a call)."""
         if self.query_table is not None:
             self.event_recorder.add_query_table(self.query_table)
             self.backfill_query_table()
+
+    @classmethod
+    def in_memory(cls: type[App], *, clock: Clock = utc_now) -> App:
+        """The application on the in-memory recorder: no servers (unit tests, tools)."""
+        return cls(env={"PERSISTENCE_MODULE": "c360_platform.memstore"}, clock=clock)
 
     def query_row(self, aggregate: Aggregate) -> dict[str, Any] | None:
         """The query-table row of a changed aggregate (None: the aggregate has no row)."""
@@ -518,15 +307,22 @@ class ServiceApplication(Application[UUID]):
             written += len(rows)
         return written
 
+    def rows(self, query: RowQuery) -> list[dict[str, Any]]:
+        """Rows of the service's query table."""
+        return self.event_recorder.select(query)
+
     @property
-    def event_recorder(self) -> EventRecorder:
-        assert isinstance(self.recorder, EventRecorder)
-        return self.recorder
+    def event_recorder(self) -> CommandRecorder:
+        recorder = self.recorder
+        assert isinstance(recorder, CommandRecorder), "configure a c360 recorder"
+        return recorder
+
+    def head(self) -> int:
+        """The position of the newest event in the store (0 when empty)."""
+        return self.event_recorder.max_notification_id() or 0
 
     def load(self, kind: type[A], aggregate_id: UUID, expected_version: int | None = None) -> A:
         """Get an aggregate, NOT_FOUND if missing, ABORTED if it moved past expected_version."""
-        from eventsourcing.application import AggregateNotFoundError
-
         try:
             aggregate: Any = self.repository.get(aggregate_id)
         except AggregateNotFoundError:
@@ -568,7 +364,7 @@ class ServiceApplication(Application[UUID]):
                 self.event_recorder.position_of(subject.id),
                 extra=decision.extra,
             )
-        save = _SaveContext(ctx, subject.id, subject.version, decision.extra)
+        save = SaveContext(ctx, subject.id, subject.version, decision.extra)
         try:
             recordings = self.save(*decision.changed, c360=save)
         except IntegrityError:
@@ -581,3 +377,32 @@ class ServiceApplication(Application[UUID]):
             ) from None
         position = max(r.notification.id for r in recordings)
         return CommandOutcome(subject.id, subject.version, position, extra=decision.extra)
+
+    def change(
+        self,
+        ctx: CommandContext,
+        kind: type[A],
+        aggregate_id: UUID,
+        expected_version: int | None,
+        act: Callable[[A], Mapping[str, str] | None],
+        *,
+        load: Callable[[type[A], UUID, int | None], A] | None = None,
+    ) -> CommandOutcome:
+        """A command on one aggregate: load it (NOT_FOUND, ABORTED), act on it through one of
+        its command methods, append what it recorded. `act` returns what the command created
+        that the caller gets back (e.g. {"address_id": ...}), or None."""
+
+        def decide() -> Decision[A]:
+            aggregate = (load or self.load)(kind, aggregate_id, expected_version)
+            return Decision(aggregate, [aggregate], dict(act(aggregate) or {}))
+
+        return self.execute(ctx, decide)
+
+    def create(self, ctx: CommandContext, make: Callable[[], A]) -> CommandOutcome:
+        """A command that creates one aggregate (`make` validates and builds it)."""
+
+        def decide() -> Decision[A]:
+            aggregate = make()
+            return Decision(aggregate, [aggregate])
+
+        return self.execute(ctx, decide)

@@ -106,7 +106,7 @@ async def test_concurrent_writers_never_lose_an_update(stack: Stack) -> None:
 
     def add(email: str) -> object:
         try:
-            return stack.customer_app.update(CommandContext(), UUID(cid), None, "add_email", email)
+            return stack.customer_app.add_email(CommandContext(), UUID(cid), None, email)
         except VersionConflict as conflict:
             return conflict
 

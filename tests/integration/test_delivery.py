@@ -16,9 +16,10 @@ from nats.js.api import AckPolicy, ConsumerConfig
 from c360.events.v1 import envelope_pb2
 from c360.timeline.v1 import timeline_service_pb2 as tapi
 from c360_customer.application import CustomerApplication
-from c360_customer.contract import CustomerContract
+from c360_customer.contract import CONTRACT as CUSTOMER_CONTRACT
+from c360_platform.pgstore import ensure_schema, postgres_env
 from c360_platform.relay import OutboxRelay
-from c360_platform.store import CommandContext, ensure_schema, postgres_env
+from c360_platform.store import CommandContext
 from c360_platform.streams import StreamSettings
 from c360_timeline import projection
 from c360_timeline.projector import Projector
@@ -46,7 +47,7 @@ def view(database_url: str) -> ReadModel:
 def make_relay(
     app: CustomerApplication, database_url: str, nats_url: str, **kw: Any
 ) -> OutboxRelay:
-    return OutboxRelay(app, CustomerContract(), postgres_url=database_url, nats_url=nats_url, **kw)
+    return OutboxRelay(app, CUSTOMER_CONTRACT, postgres_url=database_url, nats_url=nats_url, **kw)
 
 
 def register_many(app: CustomerApplication, count: int, start: int = 0) -> None:
@@ -175,7 +176,7 @@ async def test_a_projector_dying_mid_batch_leaves_no_partial_effect(
 def envelopes_of(app: CustomerApplication) -> list[envelope_pb2.Envelope]:
     from c360_platform import envelope
 
-    contract = CustomerContract()
+    contract = CUSTOMER_CONTRACT
     out = []
     for notification, _ in app.event_recorder.select_with_metadata(0, 1000):
         event = app.mapper.to_domain_event(notification)

@@ -18,7 +18,8 @@ from c360.customer.v1 import customer_service_pb2 as capi
 from c360.events.v1 import customer_events_pb2 as ev
 from c360_customer.application import CustomerApplication
 from c360_customer.domain import id_for_external_key
-from c360_platform.store import postgres_env
+from c360_platform.pgstore import postgres_env
+from c360_platform.store import RowQuery
 
 from .conftest import Stack
 from .helpers import register
@@ -121,7 +122,7 @@ async def test_a_store_from_before_the_directory_gets_its_rows_on_start(stack: S
         conn.execute("TRUNCATE customer.directory")
     app = CustomerApplication(env=postgres_env(stack.postgres_url, "customer"))
     try:
-        rows = app.event_recorder.select_rows({}, ("customer_id",), None, 10)
+        rows = app.rows(RowQuery(order=("customer_id",), limit=10))
         assert sorted(r["display_name"] for r in rows) == ["Ada Lovelace", "Jānis Žirnovskis"]
         assert app.backfill_query_table() == 0  # not empty any more: nothing to do
     finally:
@@ -136,7 +137,7 @@ async def test_a_directory_from_an_older_version_gains_new_columns_on_start(
         conn.execute("ALTER TABLE customer.directory DROP COLUMN merged")
     app = CustomerApplication(env=postgres_env(stack.postgres_url, "customer"))
     try:
-        rows = app.event_recorder.select_rows({}, ("customer_id",), None, 10)
+        rows = app.rows(RowQuery(order=("customer_id",), limit=10))
         assert [(r["display_name"], r["merged"]) for r in rows] == [("Ada Lovelace", False)]
     finally:
         app.close()

@@ -14,12 +14,13 @@ import pytest_asyncio
 from nats.aio.client import Client as NATS
 
 from c360_customer.application import CustomerApplication
-from c360_customer.contract import CustomerContract
+from c360_customer.contract import CONTRACT as CUSTOMER_CONTRACT
 from c360_platform import natsauth
 from c360_platform.catchup import CatchUpConsumer, SourceDirectory, StartAt
 from c360_platform.embedded import EmbeddedNats
+from c360_platform.pgstore import ensure_schema, postgres_env
 from c360_platform.relay import OutboxRelay
-from c360_platform.store import CommandContext, ensure_schema, postgres_env
+from c360_platform.store import CommandContext
 from c360_platform.streams import StreamSettings
 from c360_timeline.projector import Projector
 from c360_timeline.readmodel import open_read_model
@@ -120,7 +121,7 @@ async def test_every_part_does_its_work_with_its_own_credentials(
     ensure_schema(database_url, "customer")
     app = CustomerApplication(env=postgres_env(database_url, "customer"))
     relay = OutboxRelay(
-        app, CustomerContract(), postgres_url=database_url, nats_url=users["customer"]
+        app, CUSTOMER_CONTRACT, postgres_url=database_url, nats_url=users["customer"]
     )
     view = open_read_model(database_url)
     projector = Projector(view, postgres_url=database_url, nats_url=users["timeline"])

@@ -27,12 +27,12 @@ from c360.events.v1 import event_log_pb2_grpc as log_grpc
 from c360.timeline.v1 import timeline_service_pb2 as tapi
 from c360_customer import domain
 from c360_customer.application import CustomerApplication
-from c360_customer.contract import CustomerContract
+from c360_customer.contract import CONTRACT as CUSTOMER_CONTRACT
 from c360_platform.catchup import CatchUpConsumer, Event, SourceDirectory, StartAt
 from c360_platform.eventlog import SERVICE_NAME, EventLogServicer
+from c360_platform.pgstore import ensure_schema, postgres_env
 from c360_platform.relay import OutboxRelay
 from c360_platform.rpc import ServiceHost
-from c360_platform.store import ensure_schema, postgres_env
 from c360_platform.streams import StreamSettings
 
 from .conftest import Stack
@@ -77,7 +77,7 @@ async def publish_all(relay: OutboxRelay) -> None:
 async def relay(
     app: CustomerApplication, database_url: str, fresh_nats_url: str
 ) -> AsyncIterator[OutboxRelay]:
-    relay = OutboxRelay(app, CustomerContract(), postgres_url=database_url, nats_url=fresh_nats_url)
+    relay = OutboxRelay(app, CUSTOMER_CONTRACT, postgres_url=database_url, nats_url=fresh_nats_url)
     yield relay
     await relay.close()
 
@@ -86,7 +86,7 @@ async def relay(
 async def event_log(app: CustomerApplication) -> AsyncIterator[str]:
     """The customer store's catch-up read on a gRPC host of its own (small pages)."""
     host = ServiceHost("customer", 0)
-    servicer = EventLogServicer(app, CustomerContract(), page_size=7)
+    servicer = EventLogServicer(app, CUSTOMER_CONTRACT, page_size=7)
     host.add(
         SERVICE_NAME,
         lambda server: log_grpc.add_EventLogServiceServicer_to_server(servicer, server),
@@ -325,7 +325,7 @@ async def test_from_the_start_yields_every_event_ever_stored_with_seconds_of_ret
 ) -> None:
     short = OutboxRelay(
         app,
-        CustomerContract(),
+        CUSTOMER_CONTRACT,
         postgres_url=database_url,
         nats_url=fresh_nats_url,
         stream=StreamSettings(max_age=2.0),

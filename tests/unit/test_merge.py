@@ -10,7 +10,7 @@ import pytest
 from google.protobuf import message
 
 from c360.events.v1 import customer_events_pb2 as ev
-from c360_customer.contract import CustomerContract
+from c360_customer.contract import CONTRACT as CUSTOMER_CONTRACT
 from c360_customer.domain import (
     Customer,
     combine,
@@ -65,7 +65,7 @@ def test_merge_records_an_event_on_each_and_unmerge_undoes_it() -> None:
     assert names.count("DuplicateReleased") == 1
     assert names.count("Unmerged") == 1
     # every merge event has a published message
-    contract = CustomerContract()
+    contract = CUSTOMER_CONTRACT
     for e in [absorbed]:
         assert contract.publication(e).payload.DESCRIPTOR.name == "DuplicateAbsorbed"
 

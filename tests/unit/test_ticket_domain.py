@@ -13,7 +13,7 @@ import pytest
 from c360.events.v1 import ticket_events_pb2 as ev
 from c360_platform.envelope import subject_for
 from c360_platform.errors import InvalidArgument, PreconditionFailed
-from c360_service_desk.contract import TicketContract
+from c360_service_desk.contract import CONTRACT as TICKET_CONTRACT
 from c360_service_desk.domain import Ticket, open_ticket
 
 CUSTOMER = str(uuid.uuid4())
@@ -189,7 +189,7 @@ def test_every_ticket_event_is_published_for_its_customer() -> None:
     ticket.reopen("")
     ticket.close("", AT)
     ticket.rate(3, "")
-    contract = TicketContract()
+    contract = TICKET_CONTRACT
     publications = [contract.publication(e) for e in ticket.collect_events()]
     assert {p.customer_id for p in publications} == {CUSTOMER}
     assert {p.aggregate_type for p in publications} == {"ticket"}

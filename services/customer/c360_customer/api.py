@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import grpc
@@ -14,38 +13,23 @@ from google.protobuf import timestamp_pb2
 from c360.customer.v1 import customer_service_pb2 as api
 from c360.customer.v1 import customer_service_pb2_grpc as api_grpc
 from c360.events.v1 import customer_events_pb2 as ev
-from c360_customer.application import CustomerApplication, CustomerView, ImportReport, ImportRow
+from c360_customer.application import CustomerApplication, CustomerView, ImportRow
 from c360_customer.contract import CHANNELS, KINDS, PURPOSES, address_message
 from c360_customer.domain import Customer
-from c360_platform.commands import (
-    blocking,
-    command_context,
-    command_result,
-    expected_version,
-    parse_id,
-)
+from c360_platform.commands import blocking, expected_version, parse_id
 from c360_platform.consistency import ConsistencyToken
 from c360_platform.envelope import timestamp
 from c360_platform.errors import InvalidArgument
-from c360_platform.store import CommandOutcome
+from c360_platform.servicer import CommandServicer, registration
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
+R = TypeVar("R")
 # Rows per transaction of an import: large enough to amortise the commit, small enough to
 # keep the events table's lock short.
 IMPORT_BATCH = 250
 DEFAULT_DUPLICATES = 20
 MAX_DUPLICATES = 1000
 REPORT_CHUNK = 500
-_KIND_NAMES = {v: k for k, v in KINDS.items()}
-_CHANNEL_NAMES = {v: k for k, v in CHANNELS.items()}
-_PURPOSE_NAMES = {v: k for k, v in PURPOSES.items()}
-
-
-def _enum_name(field: str, value: int, names: dict[Any, str]) -> str:
-    name = names.get(value)
-    if name is None:
-        raise InvalidArgument.one(field, f"must be one of {', '.join(names.values())}")
-    return name
 
 
 def _address_dict(a: ev.PostalAddress) -> dict[str, Any]:
@@ -72,7 +56,7 @@ def customer_message(view: CustomerView | Customer) -> api.Customer:
     return api.Customer(
         customer_id=str(c.id),
         version=c.version,
-        kind=KINDS[c.kind],
+        kind=KINDS.value(c.kind),
         display_name=c.display_name,
         emails=combined.emails,
         phones=combined.phones,
@@ -83,8 +67,8 @@ def customer_message(view: CustomerView | Customer) -> api.Customer:
         tags=combined.tags,
         consents=[
             api.Consent(
-                channel=CHANNELS[d["channel"]],
-                purpose=PURPOSES[d["purpose"]],
+                channel=CHANNELS.value(d["channel"]),
+                purpose=PURPOSES.value(d["purpose"]),
                 granted=d["granted"],
                 source=d["source"],
                 decided_at=timestamp(d["decided_at"]),
@@ -109,238 +93,210 @@ def customer_message(view: CustomerView | Customer) -> api.Customer:
     )
 
 
-class CustomerServicer(api_grpc.CustomerServiceServicer):
+class CustomerServicer(CommandServicer[CustomerApplication], api_grpc.CustomerServiceServicer):
     """gRPC servicer for c360.customer.v1.CustomerService."""
-
-    def __init__(self, app: CustomerApplication) -> None:
-        self.app = app
-
-    def _result(self, outcome: CommandOutcome) -> Any:
-        return command_result(self.app.source, outcome)
-
-    async def _update(self, name: str, request: Any, context: Ctx, change: str, *args: Any) -> Any:
-        ctx = command_context(name, request, context)
-        customer_id = parse_id("customer_id", request.customer_id)
-        return await blocking(
-            self.app.update, ctx, customer_id, expected_version(request), change, *args
-        )
 
     async def RegisterCustomer(
         self, request: api.RegisterCustomerRequest, context: Ctx
     ) -> api.RegisterCustomerResponse:
-        ctx = command_context("RegisterCustomer", request, context)
-        kind = _enum_name("kind", request.kind, _KIND_NAMES)
-        outcome = await blocking(
-            self.app.register,
-            ctx,
-            kind=kind,
-            display_name=request.display_name,
-            emails=list(request.emails),
-            phones=list(request.phones),
-            addresses=[_address_dict(a) for a in request.addresses],
-            acquisition_source=request.acquisition_source,
-            acquisition_channel=request.acquisition_channel,
-            owner_id=request.owner_id,
-            tags=list(request.tags),
+        kind = KINDS.parse("kind", request.kind)
+        return await self.command(
+            request,
+            context,
+            api.RegisterCustomerResponse,
+            lambda ctx: self.app.register(
+                ctx,
+                kind=kind,
+                display_name=request.display_name,
+                emails=list(request.emails),
+                phones=list(request.phones),
+                addresses=[_address_dict(a) for a in request.addresses],
+                acquisition_source=request.acquisition_source,
+                acquisition_channel=request.acquisition_channel,
+                owner_id=request.owner_id,
+                tags=list(request.tags),
+            ),
         )
-        return api.RegisterCustomerResponse(result=self._result(outcome))
 
     async def RenameCustomer(
         self, request: api.RenameCustomerRequest, context: Ctx
     ) -> api.RenameCustomerResponse:
-        outcome = await self._update(
-            "RenameCustomer", request, context, "rename", request.display_name
+        cid, version = _target(request)
+        return await self.command(
+            request,
+            context,
+            api.RenameCustomerResponse,
+            lambda ctx: self.app.rename(ctx, cid, version, request.display_name),
         )
-        return api.RenameCustomerResponse(result=self._result(outcome))
 
     async def AddEmail(self, request: api.AddEmailRequest, context: Ctx) -> api.AddEmailResponse:
-        outcome = await self._update("AddEmail", request, context, "add_email", request.email)
-        return api.AddEmailResponse(result=self._result(outcome))
+        cid, version = _target(request)
+        return await self.command(
+            request,
+            context,
+            api.AddEmailResponse,
+            lambda ctx: self.app.add_email(ctx, cid, version, request.email),
+        )
 
     async def RemoveEmail(
         self, request: api.RemoveEmailRequest, context: Ctx
     ) -> api.RemoveEmailResponse:
-        outcome = await self._update("RemoveEmail", request, context, "remove_email", request.email)
-        return api.RemoveEmailResponse(result=self._result(outcome))
+        cid, version = _target(request)
+        return await self.command(
+            request,
+            context,
+            api.RemoveEmailResponse,
+            lambda ctx: self.app.remove_email(ctx, cid, version, request.email),
+        )
 
     async def AddPhone(self, request: api.AddPhoneRequest, context: Ctx) -> api.AddPhoneResponse:
-        outcome = await self._update("AddPhone", request, context, "add_phone", request.phone)
-        return api.AddPhoneResponse(result=self._result(outcome))
+        cid, version = _target(request)
+        return await self.command(
+            request,
+            context,
+            api.AddPhoneResponse,
+            lambda ctx: self.app.add_phone(ctx, cid, version, request.phone),
+        )
 
     async def RemovePhone(
         self, request: api.RemovePhoneRequest, context: Ctx
     ) -> api.RemovePhoneResponse:
-        outcome = await self._update("RemovePhone", request, context, "remove_phone", request.phone)
-        return api.RemovePhoneResponse(result=self._result(outcome))
+        cid, version = _target(request)
+        return await self.command(
+            request,
+            context,
+            api.RemovePhoneResponse,
+            lambda ctx: self.app.remove_phone(ctx, cid, version, request.phone),
+        )
 
     async def AddPostalAddress(
         self, request: api.AddPostalAddressRequest, context: Ctx
     ) -> api.AddPostalAddressResponse:
-        outcome = await self._update(
-            "AddPostalAddress",
+        cid, version = _target(request)
+        address = _address_dict(request.address)
+        return await self.command(
             request,
             context,
-            "add_postal_address",
-            _address_dict(request.address),
-        )
-        return api.AddPostalAddressResponse(
-            result=self._result(outcome), address_id=outcome.extra.get("address_id", "")
+            api.AddPostalAddressResponse,
+            lambda ctx: self.app.add_postal_address(ctx, cid, version, address),
+            extra=["address_id"],
         )
 
     async def RemovePostalAddress(
         self, request: api.RemovePostalAddressRequest, context: Ctx
     ) -> api.RemovePostalAddressResponse:
-        outcome = await self._update(
-            "RemovePostalAddress", request, context, "remove_postal_address", request.address_id
+        cid, version = _target(request)
+        return await self.command(
+            request,
+            context,
+            api.RemovePostalAddressResponse,
+            lambda ctx: self.app.remove_postal_address(ctx, cid, version, request.address_id),
         )
-        return api.RemovePostalAddressResponse(result=self._result(outcome))
 
     async def AssignOwner(
         self, request: api.AssignOwnerRequest, context: Ctx
     ) -> api.AssignOwnerResponse:
-        outcome = await self._update(
-            "AssignOwner", request, context, "assign_owner", request.owner_id
+        cid, version = _target(request)
+        return await self.command(
+            request,
+            context,
+            api.AssignOwnerResponse,
+            lambda ctx: self.app.assign_owner(ctx, cid, version, request.owner_id),
         )
-        return api.AssignOwnerResponse(result=self._result(outcome))
 
     async def ChangeTags(
         self, request: api.ChangeTagsRequest, context: Ctx
     ) -> api.ChangeTagsResponse:
-        outcome = await self._update(
-            "ChangeTags", request, context, "change_tags", list(request.add), list(request.remove)
-        )
-        return api.ChangeTagsResponse(result=self._result(outcome))
-
-    async def _consent(
-        self, name: str, granted: bool, request: Any, context: Ctx
-    ) -> CommandOutcome:
-        ctx = command_context(name, request, context)
-        customer_id = parse_id("customer_id", request.customer_id)
-        channel = _enum_name("channel", request.channel, _CHANNEL_NAMES)
-        purpose = _enum_name("purpose", request.purpose, _PURPOSE_NAMES)
-        return await blocking(
-            self.app.decide_consent,
-            ctx,
-            customer_id,
-            expected_version(request),
-            granted,
-            channel,
-            purpose,
-            request.source,
+        cid, version = _target(request)
+        add, remove = list(request.add), list(request.remove)
+        return await self.command(
+            request,
+            context,
+            api.ChangeTagsResponse,
+            lambda ctx: self.app.change_tags(ctx, cid, version, add, remove),
         )
 
     async def GrantConsent(
         self, request: api.GrantConsentRequest, context: Ctx
     ) -> api.GrantConsentResponse:
-        outcome = await self._consent("GrantConsent", True, request, context)
-        return api.GrantConsentResponse(result=self._result(outcome))
+        return await self._consent(True, request, context, api.GrantConsentResponse)
 
     async def RevokeConsent(
         self, request: api.RevokeConsentRequest, context: Ctx
     ) -> api.RevokeConsentResponse:
-        outcome = await self._consent("RevokeConsent", False, request, context)
-        return api.RevokeConsentResponse(result=self._result(outcome))
+        return await self._consent(False, request, context, api.RevokeConsentResponse)
+
+    async def _consent(
+        self, granted: bool, request: Any, context: Ctx, reply: Callable[..., R]
+    ) -> R:
+        cid, version = _target(request)
+        channel = CHANNELS.parse("channel", request.channel)
+        purpose = PURPOSES.parse("purpose", request.purpose)
+        return await self.command(
+            request,
+            context,
+            reply,
+            lambda ctx: self.app.decide_consent(
+                ctx, cid, version, granted, channel, purpose, request.source
+            ),
+        )
 
     async def LinkContactPerson(
         self, request: api.LinkContactPersonRequest, context: Ctx
     ) -> api.LinkContactPersonResponse:
-        ctx = command_context("LinkContactPerson", request, context)
         organisation_id = parse_id("organisation_id", request.organisation_id)
         person_id = parse_id("person_id", request.person_id)
         if organisation_id == person_id:
             raise InvalidArgument.one("person_id", "must differ from organisation_id")
-        outcome = await blocking(
-            self.app.link_contact_person,
-            ctx,
-            organisation_id,
-            person_id,
-            request.role,
-            _time(request.valid_from, request.HasField("valid_from")),
-        )
-        return api.LinkContactPersonResponse(
-            result=self._result(outcome), link_id=outcome.extra.get("link_id", "")
+        valid_from = _time(request.valid_from, request.HasField("valid_from"))
+        return await self.command(
+            request,
+            context,
+            api.LinkContactPersonResponse,
+            lambda ctx: self.app.link_contact_person(
+                ctx, organisation_id, person_id, request.role, valid_from
+            ),
+            extra=["link_id"],
         )
 
     async def EndContactPerson(
         self, request: api.EndContactPersonRequest, context: Ctx
     ) -> api.EndContactPersonResponse:
-        ctx = command_context("EndContactPerson", request, context)
         organisation_id = parse_id("organisation_id", request.organisation_id)
         link_id = str(parse_id("link_id", request.link_id))
-        outcome = await blocking(
-            self.app.end_contact_person,
-            ctx,
-            organisation_id,
-            link_id,
-            _time(request.valid_until, request.HasField("valid_until")),
+        valid_until = _time(request.valid_until, request.HasField("valid_until"))
+        return await self.command(
+            request,
+            context,
+            api.EndContactPersonResponse,
+            lambda ctx: self.app.end_contact_person(ctx, organisation_id, link_id, valid_until),
         )
-        return api.EndContactPersonResponse(result=self._result(outcome))
 
     async def ImportCustomers(
         self, request_iterator: AsyncIterator[api.ImportCustomersRequest], context: Ctx
     ) -> api.ImportCustomersResponse:
-        total = ImportReport()
-        seen: set[UUID] = set()
+        importer = self.app.importer()
         batch: list[ImportRow] = []
-        # While one batch is being stored, the next is received and validated; stores run
-        # one at a time, in order.
-        storing: asyncio.Task[ImportReport] | None = None
-
-        async def collect() -> None:
-            nonlocal storing
-            if storing is not None:
-                report = await storing
-                storing = None
-                total.created += report.created
-                total.unchanged += report.unchanged
-                total.rejected.extend(report.rejected)
-                total.position = max(total.position, report.position)
-
-        async def flush() -> None:
-            nonlocal storing, batch
-            prepared = await blocking(self.app.prepare_import, batch, seen)
-            batch = []
-            await collect()
-            storing = asyncio.create_task(blocking(self.app.store_import, prepared))
-
         try:
             async for message in request_iterator:
                 for row in message.rows:
-                    if row.kind not in _KIND_NAMES:
-                        total.rejected.append(
-                            (row.row, "kind: must be one of person, organisation")
-                        )
+                    if not KINDS.word(row.kind):
+                        importer.reject(row.row, "kind: must be one of person, organisation")
                         continue
-                    batch.append(
-                        ImportRow(
-                            row=row.row,
-                            external_key=row.external_key,
-                            fields={
-                                "kind": _KIND_NAMES[row.kind],
-                                "display_name": row.display_name,
-                                "emails": list(row.emails),
-                                "phones": list(row.phones),
-                                "addresses": [_address_dict(a) for a in row.addresses],
-                                "acquisition_source": row.acquisition_source,
-                                "acquisition_channel": row.acquisition_channel,
-                                "owner_id": row.owner_id,
-                                "tags": list(row.tags),
-                            },
-                        )
-                    )
+                    batch.append(_import_row(row))
                     if len(batch) >= IMPORT_BATCH:
-                        await flush()
+                        # Validated here while the batch before is stored (see Importer).
+                        await blocking(importer.add, batch)
+                        batch = []
             if batch:
-                await flush()
+                await blocking(importer.add, batch)
         finally:
-            await collect()
-        if total.position == 0:
-            total.position = await blocking(lambda: self.app.recorder.max_notification_id() or 0)
+            report = await blocking(importer.finish)
         return api.ImportCustomersResponse(
-            created=total.created,
-            unchanged=total.unchanged,
-            rejected=[api.ImportRejection(row=r, reason=why) for r, why in sorted(total.rejected)],
-            consistency_token=str(ConsistencyToken(self.app.source, total.position)),
+            created=report.created,
+            unchanged=report.unchanged,
+            rejected=[api.ImportRejection(row=r, reason=why) for r, why in report.rejected],
+            consistency_token=str(ConsistencyToken(self.app.source, report.position)),
         )
 
     async def GetCustomer(
@@ -354,24 +310,28 @@ class CustomerServicer(api_grpc.CustomerServiceServicer):
     async def MergeCustomers(
         self, request: api.MergeCustomersRequest, context: Ctx
     ) -> api.MergeCustomersResponse:
-        ctx = command_context("MergeCustomers", request, context)
         survivor_id = parse_id("survivor_id", request.survivor_id)
         duplicate_id = parse_id("duplicate_id", request.duplicate_id)
         if survivor_id == duplicate_id:
             raise InvalidArgument.one("duplicate_id", "must differ from survivor_id")
-        outcome = await blocking(self.app.merge, ctx, survivor_id, duplicate_id, request.reason)
-        return api.MergeCustomersResponse(
-            result=self._result(outcome), merge_id=outcome.extra.get("merge_id", "")
+        return await self.command(
+            request,
+            context,
+            api.MergeCustomersResponse,
+            lambda ctx: self.app.merge(ctx, survivor_id, duplicate_id, request.reason),
+            extra=["merge_id"],
         )
 
     async def UnmergeCustomer(
         self, request: api.UnmergeCustomerRequest, context: Ctx
     ) -> api.UnmergeCustomerResponse:
-        ctx = command_context("UnmergeCustomer", request, context)
         customer_id = parse_id("customer_id", request.customer_id)
-        outcome = await blocking(self.app.unmerge, ctx, customer_id)
-        return api.UnmergeCustomerResponse(
-            result=self._result(outcome), merge_id=outcome.extra.get("merge_id", "")
+        return await self.command(
+            request,
+            context,
+            api.UnmergeCustomerResponse,
+            lambda ctx: self.app.unmerge(ctx, customer_id),
+            extra=["merge_id"],
         )
 
     async def FindDuplicates(
@@ -414,11 +374,33 @@ class CustomerServicer(api_grpc.CustomerServiceServicer):
             )
 
 
-def register(servicer: CustomerServicer) -> Any:
-    def add(server: grpc.aio.Server) -> None:
-        api_grpc.add_CustomerServiceServicer_to_server(servicer, server)
-
-    return add
+def _target(request: Any) -> tuple[UUID, int | None]:
+    """The customer a command is about, and the version it expects, from its request."""
+    return parse_id("customer_id", request.customer_id), expected_version(request)
 
 
-SERVICE_NAME = api.DESCRIPTOR.services_by_name["CustomerService"].full_name
+def _import_row(row: api.ImportRow) -> ImportRow:
+    return ImportRow(
+        row=row.row,
+        external_key=row.external_key,
+        fields={
+            "kind": KINDS.word(row.kind),
+            "display_name": row.display_name,
+            "emails": list(row.emails),
+            "phones": list(row.phones),
+            "addresses": [_address_dict(a) for a in row.addresses],
+            "acquisition_source": row.acquisition_source,
+            "acquisition_channel": row.acquisition_channel,
+            "owner_id": row.owner_id,
+            "tags": list(row.tags),
+        },
+    )
+
+
+def servicer_registration(app: CustomerApplication) -> tuple[str, Any]:
+    """The customer API on a host: `host.add(*servicer_registration(app))`."""
+    return registration(
+        CustomerServicer(app),
+        api_grpc.add_CustomerServiceServicer_to_server,
+        api.DESCRIPTOR.services_by_name["CustomerService"],
+    )

@@ -3,23 +3,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
-from psycopg.sql import SQL, Identifier
 
 from c360_customer import domain, duplicates
 from c360_customer.domain import Customer
 from c360_platform.errors import InvalidArgument, NotFound, PreconditionFailed
 from c360_platform.store import (
+    AllOf,
+    AnyOf,
     CommandContext,
     CommandOutcome,
     Decision,
+    Eq,
+    Ne,
+    Overlaps,
     QueryTable,
+    RowQuery,
     ServiceApplication,
     schema_for,
 )
@@ -89,10 +96,6 @@ def directory_row(customer: Customer) -> dict[str, Any]:
     }
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 MAX_CHAIN = 100
 """Merge chains longer than this are refused when resolved (they cannot arise: a survivor
 must not be merged itself, so chains have no cycles; the cap guards against bad data)."""
@@ -125,11 +128,7 @@ class CustomerApplication(ServiceApplication):
         return directory_row(aggregate) if isinstance(aggregate, Customer) else None
 
     def register(self, ctx: CommandContext, **fields: Any) -> CommandOutcome:
-        def decide() -> Decision[Customer]:
-            customer = domain.register_customer(**fields)
-            return Decision(customer, [customer])
-
-        return self.execute(ctx, decide)
+        return self.create(ctx, lambda: domain.register_customer(**fields))
 
     def load_active(self, customer_id: UUID, expected_version: int | None = None) -> Customer:
         """The customer for a command: FAILED_PRECONDITION naming the final survivor if it was
@@ -213,40 +212,102 @@ class CustomerApplication(ServiceApplication):
 
         return self.execute(ctx, decide)
 
-    def update(
+    def _change(
         self,
         ctx: CommandContext,
         customer_id: UUID,
         expected_version: int | None,
-        change: str,
-        *args: Any,
+        act: Callable[[Customer], dict[str, str] | None],
     ) -> CommandOutcome:
-        """Apply one of the Customer's command methods by name (rename, add_email, ...)."""
+        """A command on one customer that has not been merged into another."""
+        return self.change(
+            ctx,
+            Customer,
+            customer_id,
+            expected_version,
+            act,
+            load=lambda _, i, v: self.load_active(i, v),
+        )
 
-        def decide() -> Decision[Customer]:
-            customer = self.load_active(customer_id, expected_version)
-            result = getattr(customer, change)(*args)
-            extra = {"address_id": result} if change == "add_postal_address" else {}
-            return Decision(customer, [customer], extra)
+    def rename(
+        self, ctx: CommandContext, customer_id: UUID, version: int | None, display_name: str
+    ) -> CommandOutcome:
+        return self._change(ctx, customer_id, version, lambda c: c.rename(display_name))
 
-        return self.execute(ctx, decide)
+    def add_email(
+        self, ctx: CommandContext, customer_id: UUID, version: int | None, email: str
+    ) -> CommandOutcome:
+        return self._change(ctx, customer_id, version, lambda c: c.add_email(email))
+
+    def remove_email(
+        self, ctx: CommandContext, customer_id: UUID, version: int | None, email: str
+    ) -> CommandOutcome:
+        return self._change(ctx, customer_id, version, lambda c: c.remove_email(email))
+
+    def add_phone(
+        self, ctx: CommandContext, customer_id: UUID, version: int | None, phone: str
+    ) -> CommandOutcome:
+        return self._change(ctx, customer_id, version, lambda c: c.add_phone(phone))
+
+    def remove_phone(
+        self, ctx: CommandContext, customer_id: UUID, version: int | None, phone: str
+    ) -> CommandOutcome:
+        return self._change(ctx, customer_id, version, lambda c: c.remove_phone(phone))
+
+    def add_postal_address(
+        self,
+        ctx: CommandContext,
+        customer_id: UUID,
+        version: int | None,
+        address: dict[str, Any],
+    ) -> CommandOutcome:
+        """Returns the new address's id in `extra["address_id"]`."""
+        return self._change(
+            ctx,
+            customer_id,
+            version,
+            lambda c: {"address_id": c.add_postal_address(address)},
+        )
+
+    def remove_postal_address(
+        self, ctx: CommandContext, customer_id: UUID, version: int | None, address_id: str
+    ) -> CommandOutcome:
+        return self._change(
+            ctx, customer_id, version, lambda c: c.remove_postal_address(address_id)
+        )
+
+    def assign_owner(
+        self, ctx: CommandContext, customer_id: UUID, version: int | None, owner_id: str
+    ) -> CommandOutcome:
+        return self._change(ctx, customer_id, version, lambda c: c.assign_owner(owner_id))
+
+    def change_tags(
+        self,
+        ctx: CommandContext,
+        customer_id: UUID,
+        version: int | None,
+        add: list[str],
+        remove: list[str],
+    ) -> CommandOutcome:
+        return self._change(ctx, customer_id, version, lambda c: c.change_tags(add, remove))
 
     def decide_consent(
         self,
         ctx: CommandContext,
         customer_id: UUID,
-        expected_version: int | None,
+        version: int | None,
         granted: bool,
         channel: str,
         purpose: str,
         source: str,
     ) -> CommandOutcome:
-        def decide() -> Decision[Customer]:
-            customer = self.load_active(customer_id, expected_version)
-            customer.decide_consent(granted, channel, purpose, source, _now())
-            return Decision(customer, [customer])
-
-        return self.execute(ctx, decide)
+        """Record a consent decision, at the application's clock's now."""
+        return self._change(
+            ctx,
+            customer_id,
+            version,
+            lambda c: c.decide_consent(granted, channel, purpose, source, self.clock()),
+        )
 
     def link_contact_person(
         self,
@@ -259,7 +320,9 @@ class CustomerApplication(ServiceApplication):
         def decide() -> Decision[Customer]:
             organisation = self.load_active(organisation_id)
             person = self.load_active(person_id)
-            link_id = domain.link_contact_person(organisation, person, role, valid_from or _now())
+            link_id = domain.link_contact_person(
+                organisation, person, role, valid_from or self.clock()
+            )
             return Decision(organisation, [organisation, person], {"link_id": link_id})
 
         return self.execute(ctx, decide)
@@ -279,7 +342,7 @@ class CustomerApplication(ServiceApplication):
                     f"organisation {organisation_id} has no contact-person link {link_id}"
                 )
             person = self.load(Customer, UUID(link["person_id"]))
-            domain.end_contact_person(organisation, person, link_id, valid_until or _now())
+            domain.end_contact_person(organisation, person, link_id, valid_until or self.clock())
             return Decision(organisation, [organisation, person])
 
         return self.execute(ctx, decide)
@@ -329,6 +392,10 @@ class CustomerApplication(ServiceApplication):
         """Validate and store one batch of rows (one commit)."""
         return self.store_import(self.prepare_import(rows, set()))
 
+    def importer(self) -> Importer:
+        """An import in batches: each batch is validated while the one before is stored."""
+        return Importer(self)
+
     def get_customer(self, customer_id: UUID, as_of: datetime | None = None) -> Customer:
         """The customer now, or as it was at `as_of`: replayed up to its last event recorded
         at or before then (NOT_FOUND if it did not exist yet)."""
@@ -352,43 +419,85 @@ class CustomerApplication(ServiceApplication):
         """The customer's likely duplicates, best first: directory rows sharing an e-mail, a
         phone, the name key or a long name word (all indexed), scored by `duplicates.rank`."""
         subject = _identity(directory_row(self.get_customer(customer_id)))
-        table = SQL("{0}.{1}").format(
-            Identifier(self.event_recorder.datastore.schema), Identifier(DIRECTORY.name)
-        )
         key = duplicates.name_key(subject.display_name)
-        exact = SQL(
-            "(emails && %(emails)s::text[] OR phones && %(phones)s::text[]"
-            " OR (%(key)s <> '' AND name_key = %(key)s))"
+        exact = AnyOf(
+            (
+                Overlaps("emails", subject.emails),
+                Overlaps("phones", subject.phones),
+                *([Eq("name_key", key)] if key else []),
+            )
         )
-        query = SQL(
-            "SELECT * FROM {0} WHERE customer_id <> %(id)s AND kind = %(kind)s AND NOT merged"
-            " AND ({1} OR name_words && %(words)s)"
-            " ORDER BY {1} DESC LIMIT %(cap)s"
-        ).format(table, exact)
-        params = {
-            "id": customer_id,
-            "kind": subject.kind,
-            "emails": list(subject.emails),
-            "phones": list(subject.phones),
-            "key": key,
-            "words": duplicates.name_words(key),
-            "cap": MAX_CANDIDATE_ROWS,
-        }
-        with self.event_recorder.datastore.transaction(commit=False) as curs:
-            curs.execute(query, params)
-            others = [_identity(dict(r)) for r in curs.fetchall()]
+        query = RowQuery(
+            AllOf(
+                (
+                    Ne("customer_id", customer_id),
+                    Eq("kind", subject.kind),
+                    Eq("merged", False),
+                    AnyOf((exact, Overlaps("name_words", duplicates.name_words(key)))),
+                )
+            ),
+            prefer=exact,
+            limit=MAX_CANDIDATE_ROWS,
+        )
+        others = [_identity(row) for row in self.rows(query)]
         return duplicates.rank(subject, others)[:limit]
 
     def duplicate_report(self, min_score: float) -> list[duplicates.Pair]:
         """Every pair of likely duplicates over all customers, each once, best first (the
         whole directory is read and blocked in memory: fine for tens of thousands)."""
-        table = SQL("{0}.{1}").format(
-            Identifier(self.event_recorder.datastore.schema), Identifier(DIRECTORY.name)
-        )
-        with self.event_recorder.datastore.transaction(commit=False) as curs:
-            curs.execute(SQL("SELECT * FROM {0} WHERE NOT merged").format(table))
-            identities = [_identity(dict(r)) for r in curs.fetchall()]
+        identities = [_identity(row) for row in self.rows(RowQuery(Eq("merged", False)))]
         return duplicates.find_pairs(identities, max(min_score, duplicates.CANDIDATE_SCORE))
+
+
+class Importer:
+    """One bulk import: batches are validated (CPU) in the caller's thread while the batch
+    before is stored by a writer thread of its own; stores run one at a time, in order."""
+
+    def __init__(self, app: CustomerApplication) -> None:
+        self.app = app
+        self.report = ImportReport()
+        self.seen: set[UUID] = set()
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="import")
+        self._storing: Future[ImportReport] | None = None
+
+    def reject(self, row: int, reason: str) -> None:
+        """A row refused before validation (e.g. an enum value the API could not read)."""
+        self.report.rejected.append((row, reason))
+
+    def _collect(self) -> None:
+        if self._storing is not None:
+            done = self._storing.result()
+            self._storing = None
+            self.report.created += done.created
+            self.report.unchanged += done.unchanged
+            self.report.rejected.extend(done.rejected)
+            self.report.position = max(self.report.position, done.position)
+
+    def add(self, rows: list[ImportRow]) -> None:
+        """Validate a batch, then hand it to the writer once the batch before is stored."""
+        prepared = self.app.prepare_import(rows, self.seen)
+        self._collect()
+        self._storing = self._writer.submit(self.app.store_import, prepared)
+
+    def finish(self) -> ImportReport:
+        """Wait for the last store; the whole import's report (rejections by row)."""
+        try:
+            self._collect()
+        finally:
+            self._writer.shutdown(wait=True)
+        if self.report.position == 0:
+            self.report.position = self.app.head()
+        self.report.rejected.sort()
+        return self.report
+
+    def run(self, batches: Iterable[list[ImportRow]]) -> ImportReport:
+        """Import every batch (a convenience for callers that have them all)."""
+        try:
+            for batch in batches:
+                self.add(batch)
+        finally:
+            report = self.finish()
+        return report
 
 
 def _identity(row: dict[str, Any]) -> duplicates.Identity:

@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
-from uuid import UUID
-
-from eventsourcing.domain import DomainEventProtocol
 
 from c360.events.v1 import customer_events_pb2 as pb
 from c360_customer.domain import Customer
-from c360_platform.envelope import Publication, timestamp
+from c360_platform.contract import EventContract, Mapper, Published
+from c360_platform.envelope import timestamp
+from c360_platform.vocabulary import Words
 
-AGGREGATE = "customer"
-
-KINDS = {"person": pb.CUSTOMER_KIND_PERSON, "organisation": pb.CUSTOMER_KIND_ORGANISATION}
-CHANNELS = {
-    "email": pb.CONSENT_CHANNEL_EMAIL,
-    "sms": pb.CONSENT_CHANNEL_SMS,
-    "phone": pb.CONSENT_CHANNEL_PHONE,
-    "post": pb.CONSENT_CHANNEL_POST,
-}
-PURPOSES = {"marketing": pb.CONSENT_PURPOSE_MARKETING, "service": pb.CONSENT_PURPOSE_SERVICE}
+KINDS = Words(pb.CustomerKind)
+CHANNELS = Words(pb.ConsentChannel)
+PURPOSES = Words(pb.ConsentPurpose)
 
 
 def address_message(a: dict[str, Any]) -> pb.PostalAddress:
@@ -38,7 +29,7 @@ def address_message(a: dict[str, Any]) -> pb.PostalAddress:
 
 def _registered(e: Any) -> pb.CustomerRegistered:
     return pb.CustomerRegistered(
-        kind=KINDS[e.kind],
+        kind=KINDS.value(e.kind),
         display_name=e.display_name,
         emails=e.emails,
         phones=e.phones,
@@ -51,8 +42,8 @@ def _registered(e: Any) -> pb.CustomerRegistered:
 
 def _conflict(c: dict[str, Any]) -> pb.ConsentConflict:
     return pb.ConsentConflict(
-        channel=CHANNELS[c["channel"]],
-        purpose=PURPOSES[c["purpose"]],
+        channel=CHANNELS.value(c["channel"]),
+        purpose=PURPOSES.value(c["purpose"]),
         survivor_granted=c["survivor_granted"],
         survivor_decided_at=timestamp(c["survivor_decided_at"]),
         duplicate_granted=c["duplicate_granted"],
@@ -61,68 +52,63 @@ def _conflict(c: dict[str, Any]) -> pb.ConsentConflict:
     )
 
 
-_MAPPERS: dict[str, Callable[[Any], Any]] = {
-    "Registered": _registered,
-    "Renamed": lambda e: pb.CustomerRenamed(display_name=e.display_name),
-    "EmailAdded": lambda e: pb.EmailAdded(email=e.email),
-    "EmailRemoved": lambda e: pb.EmailRemoved(email=e.email),
-    "PhoneAdded": lambda e: pb.PhoneAdded(phone=e.phone),
-    "PhoneRemoved": lambda e: pb.PhoneRemoved(phone=e.phone),
-    "PostalAddressAdded": lambda e: pb.PostalAddressAdded(address=address_message(e.address)),
-    "PostalAddressRemoved": lambda e: pb.PostalAddressRemoved(address_id=e.address_id),
-    "OwnerAssigned": lambda e: pb.OwnerAssigned(
+_MESSAGES: dict[type, Mapper] = {
+    Customer.Registered: _registered,
+    Customer.Renamed: lambda e: pb.CustomerRenamed(display_name=e.display_name),
+    Customer.EmailAdded: lambda e: pb.EmailAdded(email=e.email),
+    Customer.EmailRemoved: lambda e: pb.EmailRemoved(email=e.email),
+    Customer.PhoneAdded: lambda e: pb.PhoneAdded(phone=e.phone),
+    Customer.PhoneRemoved: lambda e: pb.PhoneRemoved(phone=e.phone),
+    Customer.PostalAddressAdded: lambda e: pb.PostalAddressAdded(
+        address=address_message(e.address)
+    ),
+    Customer.PostalAddressRemoved: lambda e: pb.PostalAddressRemoved(address_id=e.address_id),
+    Customer.OwnerAssigned: lambda e: pb.OwnerAssigned(
         owner_id=e.owner_id, previous_owner_id=e.previous_owner_id
     ),
-    "TagsChanged": lambda e: pb.TagsChanged(added=e.added, removed=e.removed),
-    "ConsentGranted": lambda e: pb.ConsentGranted(
-        channel=CHANNELS[e.channel],
-        purpose=PURPOSES[e.purpose],
+    Customer.TagsChanged: lambda e: pb.TagsChanged(added=e.added, removed=e.removed),
+    Customer.ConsentGranted: lambda e: pb.ConsentGranted(
+        channel=CHANNELS.value(e.channel),
+        purpose=PURPOSES.value(e.purpose),
         source=e.source,
         decided_at=timestamp(e.decided_at),
     ),
-    "ConsentRevoked": lambda e: pb.ConsentRevoked(
-        channel=CHANNELS[e.channel],
-        purpose=PURPOSES[e.purpose],
+    Customer.ConsentRevoked: lambda e: pb.ConsentRevoked(
+        channel=CHANNELS.value(e.channel),
+        purpose=PURPOSES.value(e.purpose),
         source=e.source,
         decided_at=timestamp(e.decided_at),
     ),
-    "ContactPersonLinked": lambda e: pb.ContactPersonLinked(
+    Customer.ContactPersonLinked: lambda e: pb.ContactPersonLinked(
         link_id=e.link_id,
         organisation_id=e.organisation_id,
         person_id=e.person_id,
         role=e.role,
         valid_from=timestamp(e.valid_from),
     ),
-    "ContactPersonLinkEnded": lambda e: pb.ContactPersonLinkEnded(
+    Customer.ContactPersonLinkEnded: lambda e: pb.ContactPersonLinkEnded(
         link_id=e.link_id,
         organisation_id=e.organisation_id,
         person_id=e.person_id,
         valid_until=timestamp(e.valid_until),
     ),
-    "MergedInto": lambda e: pb.CustomerMergedInto(
+    Customer.MergedInto: lambda e: pb.CustomerMergedInto(
         survivor_id=e.survivor_id, merge_id=e.merge_id, reason=e.reason
     ),
-    "DuplicateAbsorbed": lambda e: pb.DuplicateAbsorbed(
+    Customer.DuplicateAbsorbed: lambda e: pb.DuplicateAbsorbed(
         duplicate_id=e.duplicate_id,
         merge_id=e.merge_id,
         reason=e.reason,
         conflicts=[_conflict(c) for c in e.conflicts],
     ),
-    "Unmerged": lambda e: pb.CustomerUnmerged(survivor_id=e.survivor_id, merge_id=e.merge_id),
-    "DuplicateReleased": lambda e: pb.DuplicateReleased(
+    Customer.Unmerged: lambda e: pb.CustomerUnmerged(
+        survivor_id=e.survivor_id, merge_id=e.merge_id
+    ),
+    Customer.DuplicateReleased: lambda e: pb.DuplicateReleased(
         duplicate_id=e.duplicate_id, merge_id=e.merge_id
     ),
 }
 
 
-class CustomerContract:
-    """Maps each Customer event to its published message; the customer is the aggregate."""
-
-    def publication(self, event: DomainEventProtocol[UUID]) -> Publication:
-        owner, _, name = type(event).__qualname__.partition(".")
-        mapper = _MAPPERS.get(name) if owner == Customer.__name__ else None
-        if mapper is None:
-            raise TypeError(f"no published message for {type(event).__qualname__}")
-        return Publication(
-            aggregate_type=AGGREGATE, customer_id=str(event.originator_id), payload=mapper(event)
-        )
+CONTRACT = EventContract(Published(Customer, "customer", _MESSAGES))
+"""Every Customer event and its published message; the customer is the aggregate."""

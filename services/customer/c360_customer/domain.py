@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from eventsourcing.domain import Aggregate, event
 
@@ -82,6 +82,26 @@ _NO_ABSORBED: Mapping[str, str] = MappingProxyType({})
 
 class Customer(Aggregate):
     """A person or organisation the company does business with."""
+
+    if TYPE_CHECKING:  # the event classes the library makes from the decorated methods
+        Registered: ClassVar[type[Aggregate.Event]]
+        Renamed: ClassVar[type[Aggregate.Event]]
+        EmailAdded: ClassVar[type[Aggregate.Event]]
+        EmailRemoved: ClassVar[type[Aggregate.Event]]
+        PhoneAdded: ClassVar[type[Aggregate.Event]]
+        PhoneRemoved: ClassVar[type[Aggregate.Event]]
+        PostalAddressAdded: ClassVar[type[Aggregate.Event]]
+        PostalAddressRemoved: ClassVar[type[Aggregate.Event]]
+        OwnerAssigned: ClassVar[type[Aggregate.Event]]
+        TagsChanged: ClassVar[type[Aggregate.Event]]
+        ConsentGranted: ClassVar[type[Aggregate.Event]]
+        ConsentRevoked: ClassVar[type[Aggregate.Event]]
+        ContactPersonLinked: ClassVar[type[Aggregate.Event]]
+        ContactPersonLinkEnded: ClassVar[type[Aggregate.Event]]
+        MergedInto: ClassVar[type[Aggregate.Event]]
+        DuplicateAbsorbed: ClassVar[type[Aggregate.Event]]
+        Unmerged: ClassVar[type[Aggregate.Event]]
+        DuplicateReleased: ClassVar[type[Aggregate.Event]]
 
     # Declared so that an id can be given at creation (imports derive it from external keys).
     id: uuid.UUID

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from c360_customer.api import SERVICE_NAME, CustomerServicer, register
+from c360_customer.api import servicer_registration
 from c360_customer.application import CustomerApplication
-from c360_customer.contract import CustomerContract
+from c360_customer.contract import CONTRACT
 from c360_platform import rpc
 from c360_platform.config import Settings
 from c360_platform.eventlog import publish_events
-from c360_platform.store import open_application
+from c360_platform.pgstore import open_application
 
 
 def build(settings: Settings) -> rpc.ServiceHost:
     app = open_application(CustomerApplication, settings)
     host = rpc.ServiceHost.for_settings(settings)
-    host.add(SERVICE_NAME, register(CustomerServicer(app)))
+    host.add(*servicer_registration(app))
     # The outbox relay, and the catch-up read (ReadEvents) of the store beside the API.
-    publish_events(host, app, CustomerContract(), settings)
+    publish_events(host, app, CONTRACT, settings)
     return host

@@ -12,18 +12,13 @@ import grpc
 
 from c360.service_desk.v1 import service_desk_service_pb2 as api
 from c360.service_desk.v1 import service_desk_service_pb2_grpc as api_grpc
-from c360_platform.commands import (
-    blocking,
-    command_context,
-    command_result,
-    expected_version,
-    parse_id,
-)
+from c360_platform.commands import blocking, expected_version, parse_id
 from c360_platform.consistency import ConsistencyToken
 from c360_platform.context import ContextReader, CustomerContext
 from c360_platform.envelope import timestamp
 from c360_platform.errors import InvalidArgument
-from c360_platform.store import CommandOutcome
+from c360_platform.servicer import CommandServicer, registration
+from c360_platform.store import AllOf, Eq
 from c360_service_desk.application import ServiceDeskApplication
 from c360_service_desk.contract import (
     CHANNELS,
@@ -37,20 +32,6 @@ from c360_service_desk.domain import Ticket
 Ctx = grpc.aio.ServicerContext[Any, Any]
 MAX_PAGE = 200
 DEFAULT_PAGE = 50
-_CHANNEL_NAMES = {v: k for k, v in CHANNELS.items()}
-_PRIORITY_NAMES = {v: k for k, v in PRIORITIES.items()}
-_STATE_NAMES = {v: k for k, v in STATES.items()}
-_KIND_NAMES = {v: k for k, v in INTERACTION_KINDS.items()}
-
-
-def _enum_name(field: str, value: int, names: dict[Any, str], *, optional: bool = False) -> str:
-    """The domain's name of a proto enum value; 0 (unspecified) is "" when optional."""
-    if optional and value == 0:
-        return ""
-    name = names.get(value)
-    if name is None:
-        raise InvalidArgument.one(field, f"must be one of {', '.join(names.values())}")
-    return name
 
 
 def ticket_message(t: Ticket) -> api.Ticket:
@@ -58,19 +39,19 @@ def ticket_message(t: Ticket) -> api.Ticket:
         ticket_id=str(t.id),
         version=t.version,
         customer_id=t.customer_id,
-        channel=CHANNELS[t.channel],
+        channel=CHANNELS.value(t.channel),
         subject=t.subject,
         description=t.description,
         category=t.category,
-        priority=PRIORITIES[t.priority],
-        state=STATES[t.state],
+        priority=PRIORITIES.value(t.priority),
+        state=STATES.value(t.state),
         agent_id=t.agent_id,
         queue=t.queue,
         escalation_level=t.escalation_level,
         interactions=[
             api.Interaction(
                 interaction_id=i["interaction_id"],
-                kind=INTERACTION_KINDS[i["kind"]],
+                kind=INTERACTION_KINDS.value(i["kind"]),
                 channel=channel_value(i["channel"]),
                 body=i["body"],
                 duration_seconds=i["duration_seconds"],
@@ -95,11 +76,11 @@ def summary_message(r: dict[str, Any]) -> api.TicketSummary:
         ticket_id=str(r["ticket_id"]),
         version=r["version"],
         customer_id=str(r["customer_id"]),
-        channel=CHANNELS[r["channel"]],
+        channel=CHANNELS.value(r["channel"]),
         subject=r["subject"],
         category=r["category"],
-        priority=PRIORITIES[r["priority"]],
-        state=STATES[r["state"]],
+        priority=PRIORITIES.value(r["priority"]),
+        state=STATES.value(r["state"]),
         agent_id=r["agent_id"],
         queue=r["queue"],
         escalation_level=r["escalation_level"],
@@ -133,122 +114,133 @@ def _decode_token(token: str) -> tuple[datetime, UUID] | None:
         raise InvalidArgument.one("page_token", "not a token from a previous page") from None
 
 
-class ServiceDeskServicer(api_grpc.ServiceDeskServiceServicer):
+class ServiceDeskServicer(
+    CommandServicer[ServiceDeskApplication], api_grpc.ServiceDeskServiceServicer
+):
     """gRPC servicer for c360.service_desk.v1.ServiceDeskService."""
 
     def __init__(self, app: ServiceDeskApplication, context: ContextReader) -> None:
-        self.app = app
+        super().__init__(app)
         self.context = context
-
-    def _result(self, outcome: CommandOutcome) -> Any:
-        return command_result(self.app.source, outcome)
-
-    async def _update(
-        self, name: str, request: Any, context: Ctx, change: str, *args: Any, **kwargs: Any
-    ) -> CommandOutcome:
-        ctx = command_context(name, request, context)
-        ticket_id = parse_id("ticket_id", request.ticket_id)
-        return await blocking(
-            self.app.update, ctx, ticket_id, expected_version(request), change, *args, **kwargs
-        )
 
     async def OpenTicket(
         self, request: api.OpenTicketRequest, context: Ctx
     ) -> api.OpenTicketResponse:
-        ctx = command_context("OpenTicket", request, context)
-        outcome = await blocking(
-            self.app.open,
-            ctx,
-            customer_id=str(parse_id("customer_id", request.customer_id)),
-            channel=_enum_name("channel", request.channel, _CHANNEL_NAMES),
-            subject=request.subject,
-            description=request.description,
-            category=request.category,
-            priority=_enum_name("priority", request.priority, _PRIORITY_NAMES, optional=True),
+        fields = {
+            "customer_id": str(parse_id("customer_id", request.customer_id)),
+            "channel": CHANNELS.parse("channel", request.channel),
+            "subject": request.subject,
+            "description": request.description,
+            "category": request.category,
+            "priority": PRIORITIES.parse("priority", request.priority, optional=True),
+        }
+        return await self.command(
+            request,
+            context,
+            api.OpenTicketResponse,
+            lambda ctx: self.app.open_ticket(ctx, **fields),
         )
-        return api.OpenTicketResponse(result=self._result(outcome))
 
     async def AssignTicket(
         self, request: api.AssignTicketRequest, context: Ctx
     ) -> api.AssignTicketResponse:
-        outcome = await self._update(
-            "AssignTicket", request, context, "assign", request.agent_id, request.queue
+        tid, version = _target(request)
+        return await self.command(
+            request,
+            context,
+            api.AssignTicketResponse,
+            lambda ctx: self.app.assign(ctx, tid, version, request.agent_id, request.queue),
         )
-        return api.AssignTicketResponse(result=self._result(outcome))
 
     async def RecordInteraction(
         self, request: api.RecordInteractionRequest, context: Ctx
     ) -> api.RecordInteractionResponse:
-        outcome = await self._update(
-            "RecordInteraction",
+        tid, version = _target(request)
+        kind = INTERACTION_KINDS.parse("kind", request.kind)
+        channel = CHANNELS.parse("channel", request.channel, optional=True)
+        return await self.command(
             request,
             context,
-            "record_interaction",
-            kind=_enum_name("kind", request.kind, _KIND_NAMES),
-            body=request.body,
-            channel=_enum_name("channel", request.channel, _CHANNEL_NAMES, optional=True),
-            duration_seconds=request.duration_seconds,
-            agent_id=request.agent_id,
-        )
-        return api.RecordInteractionResponse(
-            result=self._result(outcome), interaction_id=outcome.extra.get("interaction_id", "")
+            api.RecordInteractionResponse,
+            lambda ctx: self.app.record_interaction(
+                ctx,
+                tid,
+                version,
+                kind=kind,
+                body=request.body,
+                channel=channel,
+                duration_seconds=request.duration_seconds,
+                agent_id=request.agent_id,
+            ),
+            extra=["interaction_id"],
         )
 
     async def ChangePriority(
         self, request: api.ChangePriorityRequest, context: Ctx
     ) -> api.ChangePriorityResponse:
-        outcome = await self._update(
-            "ChangePriority",
+        tid, version = _target(request)
+        priority = PRIORITIES.parse("priority", request.priority)
+        return await self.command(
             request,
             context,
-            "change_priority",
-            _enum_name("priority", request.priority, _PRIORITY_NAMES),
-            request.reason,
+            api.ChangePriorityResponse,
+            lambda ctx: self.app.change_priority(ctx, tid, version, priority, request.reason),
         )
-        return api.ChangePriorityResponse(result=self._result(outcome))
 
     async def EscalateTicket(
         self, request: api.EscalateTicketRequest, context: Ctx
     ) -> api.EscalateTicketResponse:
-        outcome = await self._update(
-            "EscalateTicket", request, context, "escalate", request.reason, request.queue
+        tid, version = _target(request)
+        return await self.command(
+            request,
+            context,
+            api.EscalateTicketResponse,
+            lambda ctx: self.app.escalate(ctx, tid, version, request.reason, request.queue),
         )
-        return api.EscalateTicketResponse(result=self._result(outcome))
 
     async def ResolveTicket(
         self, request: api.ResolveTicketRequest, context: Ctx
     ) -> api.ResolveTicketResponse:
-        outcome = await self._update(
-            "ResolveTicket",
+        tid, version = _target(request)
+        return await self.command(
             request,
             context,
-            "resolve",
-            resolution=request.resolution,
-            agent_id=request.agent_id,
+            api.ResolveTicketResponse,
+            lambda ctx: self.app.resolve(ctx, tid, version, request.resolution, request.agent_id),
         )
-        return api.ResolveTicketResponse(result=self._result(outcome))
 
     async def ReopenTicket(
         self, request: api.ReopenTicketRequest, context: Ctx
     ) -> api.ReopenTicketResponse:
-        outcome = await self._update("ReopenTicket", request, context, "reopen", request.reason)
-        return api.ReopenTicketResponse(result=self._result(outcome))
+        tid, version = _target(request)
+        return await self.command(
+            request,
+            context,
+            api.ReopenTicketResponse,
+            lambda ctx: self.app.reopen(ctx, tid, version, request.reason),
+        )
 
     async def CloseTicket(
         self, request: api.CloseTicketRequest, context: Ctx
     ) -> api.CloseTicketResponse:
-        outcome = await self._update(
-            "CloseTicket", request, context, "close", reason=request.reason
+        tid, version = _target(request)
+        return await self.command(
+            request,
+            context,
+            api.CloseTicketResponse,
+            lambda ctx: self.app.close_ticket(ctx, tid, version, request.reason),
         )
-        return api.CloseTicketResponse(result=self._result(outcome))
 
     async def RateTicket(
         self, request: api.RateTicketRequest, context: Ctx
     ) -> api.RateTicketResponse:
-        outcome = await self._update(
-            "RateTicket", request, context, "rate", request.score, request.comment
+        tid, version = _target(request)
+        return await self.command(
+            request,
+            context,
+            api.RateTicketResponse,
+            lambda ctx: self.app.rate(ctx, tid, version, request.score, request.comment),
         )
-        return api.RateTicketResponse(result=self._result(outcome))
 
     async def GetTicket(self, request: api.GetTicketRequest, context: Ctx) -> api.GetTicketResponse:
         ticket_id = parse_id("ticket_id", request.ticket_id)
@@ -264,20 +256,20 @@ class ServiceDeskServicer(api_grpc.ServiceDeskServiceServicer):
     ) -> api.ListTicketsResponse:
         if request.page_size > MAX_PAGE:
             raise InvalidArgument.one("page_size", f"must be at most {MAX_PAGE}")
-        filters: dict[str, Any] = {}
+        filters: list[Eq] = []
         if request.customer_id:
-            filters["customer_id"] = parse_id("customer_id", request.customer_id)
+            filters.append(Eq("customer_id", parse_id("customer_id", request.customer_id)))
         if request.state:
-            filters["state"] = _enum_name("state", request.state, _STATE_NAMES)
+            filters.append(Eq("state", STATES.parse("state", request.state)))
         if request.agent_id:
-            filters["agent_id"] = request.agent_id.strip()
+            filters.append(Eq("agent_id", request.agent_id.strip()))
         if request.queue:
-            filters["queue"] = request.queue.strip().lower()
+            filters.append(Eq("queue", request.queue.strip().lower()))
         if request.priority:
-            filters["priority"] = _enum_name("priority", request.priority, _PRIORITY_NAMES)
+            filters.append(Eq("priority", PRIORITIES.parse("priority", request.priority)))
         after = _decode_token(request.page_token)
         page = await blocking(
-            self.app.list_tickets, filters, after, request.page_size or DEFAULT_PAGE
+            self.app.list_tickets, AllOf(tuple(filters)), after, request.page_size or DEFAULT_PAGE
         )
         return api.ListTicketsResponse(
             tickets=[summary_message(r) for r in page.rows],
@@ -285,11 +277,15 @@ class ServiceDeskServicer(api_grpc.ServiceDeskServiceServicer):
         )
 
 
-def register(servicer: ServiceDeskServicer) -> Any:
-    def add(server: grpc.aio.Server) -> None:
-        api_grpc.add_ServiceDeskServiceServicer_to_server(servicer, server)
-
-    return add
+def _target(request: Any) -> tuple[UUID, int | None]:
+    """The ticket a command is about, and the version it expects, from its request."""
+    return parse_id("ticket_id", request.ticket_id), expected_version(request)
 
 
-SERVICE_NAME = api.DESCRIPTOR.services_by_name["ServiceDeskService"].full_name
+def servicer_registration(app: ServiceDeskApplication, context: ContextReader) -> tuple[str, Any]:
+    """The service-desk API on a host: `host.add(*servicer_registration(app, context))`."""
+    return registration(
+        ServiceDeskServicer(app, context),
+        api_grpc.add_ServiceDeskServiceServicer_to_server,
+        api.DESCRIPTOR.services_by_name["ServiceDeskService"],
+    )

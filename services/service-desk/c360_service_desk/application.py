@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -14,8 +14,9 @@ from eventsourcing.domain import Aggregate
 from c360_platform.store import (
     CommandContext,
     CommandOutcome,
-    Decision,
+    Condition,
     QueryTable,
+    RowQuery,
     ServiceApplication,
     schema_for,
 )
@@ -54,10 +55,6 @@ TICKETS = QueryTable(
 LIST_ORDER = ("opened_at", "ticket_id")
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 @dataclass(frozen=True)
 class TicketPage:
     """One page of ListTickets: rows newest first, and the keyset of the last row if more."""
@@ -94,34 +91,86 @@ class ServiceDeskApplication(ServiceApplication):
             "updated_at": t.modified_on,
         }
 
-    def open(self, ctx: CommandContext, **fields: Any) -> CommandOutcome:
-        def decide() -> Decision[Ticket]:
-            ticket = domain.open_ticket(**fields)
-            return Decision(ticket, [ticket])
+    def open_ticket(self, ctx: CommandContext, **fields: Any) -> CommandOutcome:
+        return self.create(ctx, lambda: domain.open_ticket(**fields))
 
-        return self.execute(ctx, decide)
-
-    def update(
+    def _change(
         self,
         ctx: CommandContext,
         ticket_id: UUID,
-        expected_version: int | None,
-        change: str,
-        *args: Any,
-        **kwargs: Any,
+        version: int | None,
+        act: Callable[[Ticket], dict[str, str] | None],
     ) -> CommandOutcome:
-        """Apply one of the Ticket's command methods by name (assign, escalate, rate, ...).
-        Methods that record a time (interactions, resolve, close) get `at` = now."""
+        return self.change(ctx, Ticket, ticket_id, version, act)
 
-        def decide() -> Decision[Ticket]:
-            ticket = self.load(Ticket, ticket_id, expected_version)
-            if change in {"record_interaction", "resolve", "close"}:
-                kwargs["at"] = _now()
-            result = getattr(ticket, change)(*args, **kwargs)
-            extra = {"interaction_id": result} if change == "record_interaction" else {}
-            return Decision(ticket, [ticket], extra)
+    def assign(
+        self, ctx: CommandContext, ticket_id: UUID, version: int | None, agent_id: str, queue: str
+    ) -> CommandOutcome:
+        return self._change(ctx, ticket_id, version, lambda t: t.assign(agent_id, queue))
 
-        return self.execute(ctx, decide)
+    def record_interaction(
+        self,
+        ctx: CommandContext,
+        ticket_id: UUID,
+        version: int | None,
+        *,
+        kind: str,
+        body: str,
+        channel: str,
+        duration_seconds: int,
+        agent_id: str,
+    ) -> CommandOutcome:
+        """A message, call or note, at the clock's now; its id in `extra["interaction_id"]`."""
+
+        def act(t: Ticket) -> dict[str, str]:
+            interaction_id = t.record_interaction(
+                kind=kind,
+                body=body,
+                at=self.clock(),
+                channel=channel,
+                duration_seconds=duration_seconds,
+                agent_id=agent_id,
+            )
+            return {"interaction_id": interaction_id}
+
+        return self._change(ctx, ticket_id, version, act)
+
+    def change_priority(
+        self, ctx: CommandContext, ticket_id: UUID, version: int | None, priority: str, reason: str
+    ) -> CommandOutcome:
+        return self._change(ctx, ticket_id, version, lambda t: t.change_priority(priority, reason))
+
+    def escalate(
+        self, ctx: CommandContext, ticket_id: UUID, version: int | None, reason: str, queue: str
+    ) -> CommandOutcome:
+        return self._change(ctx, ticket_id, version, lambda t: t.escalate(reason, queue))
+
+    def resolve(
+        self,
+        ctx: CommandContext,
+        ticket_id: UUID,
+        version: int | None,
+        resolution: str,
+        agent_id: str,
+    ) -> CommandOutcome:
+        return self._change(
+            ctx, ticket_id, version, lambda t: t.resolve(resolution, agent_id, self.clock())
+        )
+
+    def reopen(
+        self, ctx: CommandContext, ticket_id: UUID, version: int | None, reason: str
+    ) -> CommandOutcome:
+        return self._change(ctx, ticket_id, version, lambda t: t.reopen(reason))
+
+    def close_ticket(
+        self, ctx: CommandContext, ticket_id: UUID, version: int | None, reason: str
+    ) -> CommandOutcome:
+        return self._change(ctx, ticket_id, version, lambda t: t.close(reason, self.clock()))
+
+    def rate(
+        self, ctx: CommandContext, ticket_id: UUID, version: int | None, score: int, comment: str
+    ) -> CommandOutcome:
+        return self._change(ctx, ticket_id, version, lambda t: t.rate(score, comment))
 
     def get_ticket(self, ticket_id: UUID) -> Ticket:
         return self.load(Ticket, ticket_id)
@@ -131,9 +180,9 @@ class ServiceDeskApplication(ServiceApplication):
         return self.event_recorder.position_of(ticket_id)
 
     def list_tickets(
-        self, filters: Mapping[str, Any], after: tuple[datetime, UUID] | None, limit: int
+        self, condition: Condition, after: tuple[datetime, UUID] | None, limit: int
     ) -> TicketPage:
-        rows = self.event_recorder.select_rows(filters, LIST_ORDER, after, limit + 1)
+        rows = self.rows(RowQuery(condition, LIST_ORDER, after, limit + 1))
         page = rows[:limit]
         last = page[-1] if len(rows) > limit else None
         return TicketPage(page, (last["opened_at"], last["ticket_id"]) if last else None)

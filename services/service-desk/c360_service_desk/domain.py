@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from eventsourcing.domain import Aggregate, event
 
@@ -66,6 +66,17 @@ CALLS = {InteractionKind.INBOUND_CALL, InteractionKind.OUTBOUND_CALL}
 
 class Ticket(Aggregate):
     """A customer's request for help, from the first contact to its resolution."""
+
+    if TYPE_CHECKING:  # the event classes the library makes from the decorated methods
+        Opened: ClassVar[type[Aggregate.Event]]
+        Assigned: ClassVar[type[Aggregate.Event]]
+        InteractionRecorded: ClassVar[type[Aggregate.Event]]
+        PriorityChanged: ClassVar[type[Aggregate.Event]]
+        Escalated: ClassVar[type[Aggregate.Event]]
+        Resolved: ClassVar[type[Aggregate.Event]]
+        Reopened: ClassVar[type[Aggregate.Event]]
+        Closed: ClassVar[type[Aggregate.Event]]
+        Rated: ClassVar[type[Aggregate.Event]]
 
     @event("Opened")
     def __init__(

@@ -6,18 +6,18 @@ from c360_platform import rpc
 from c360_platform.config import Settings
 from c360_platform.context import ContextReader
 from c360_platform.eventlog import publish_events
-from c360_platform.store import open_application
-from c360_service_desk.api import SERVICE_NAME, ServiceDeskServicer, register
+from c360_platform.pgstore import open_application
+from c360_service_desk.api import servicer_registration
 from c360_service_desk.application import ServiceDeskApplication
-from c360_service_desk.contract import TicketContract
+from c360_service_desk.contract import CONTRACT
 
 
 def build(settings: Settings) -> rpc.ServiceHost:
     app = open_application(ServiceDeskApplication, settings)
     context = ContextReader(settings.timeline_addr)
     host = rpc.ServiceHost.for_settings(settings)
-    host.add(SERVICE_NAME, register(ServiceDeskServicer(app, context)))
+    host.add(*servicer_registration(app, context))
     host.on_close.append(context.close)
     # The outbox relay, and the catch-up read (ReadEvents) of the store beside the API.
-    publish_events(host, app, TicketContract(), settings)
+    publish_events(host, app, CONTRACT, settings)
     return host

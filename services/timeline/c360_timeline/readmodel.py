@@ -22,7 +22,7 @@ from psycopg.sql import SQL, Identifier
 from unidecode import unidecode
 
 from c360.events.v1 import envelope_pb2
-from c360_platform.store import postgres_env
+from c360_platform.pgstore import ensure_schema, postgres_env
 from c360_timeline.projection import (
     ChurnRule,
     Doc,
@@ -327,8 +327,6 @@ def open_read_model(
 ) -> ReadModel:
     """The read model on a PostgreSQL URL, tables created if missing; the churn rule from
     the environment unless given."""
-    from c360_platform.store import ensure_schema
-
     ensure_schema(postgres_url, schema)
     env = postgres_env(postgres_url, schema)
     env["SINGLE_ROW_TRACKING"] = "f"

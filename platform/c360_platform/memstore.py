@@ -1,0 +1,149 @@
+"""The in-memory event store: the library's POPO recorder plus what c360 keeps beside the
+events (metadata, idempotency records, query-table rows), all under the recorder's lock, so
+an application runs without servers (`PERSISTENCE_MODULE=c360_platform.memstore`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import ApplicationRecorder, IntegrityError, Notification
+from eventsourcing.persistence import StoredEvent as _StoredEvent
+from eventsourcing.popo import POPOApplicationRecorder, POPOFactory
+
+from c360_platform.store import (
+    CommandOutcome,
+    EventMetadata,
+    QueryTable,
+    RowQuery,
+    SaveContext,
+    holds,
+)
+
+
+class MemoryEventRecorder(POPOApplicationRecorder):
+    """The library's in-memory application recorder, plus c360's extras in the same step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.query_table: QueryTable | None = None
+        self._rows: dict[Any, dict[str, Any]] = {}
+        self._metadata: dict[tuple[UUID, int], EventMetadata] = {}
+        self._requests: dict[str, tuple[str, str, CommandOutcome]] = {}
+
+    # -- one atomic step: events, metadata, request outcome, rows --------------------------
+
+    def _assert_uniqueness(self, stored_events: Sequence[_StoredEvent], **kwargs: Any) -> None:
+        super()._assert_uniqueness(stored_events, **kwargs)
+        save: SaveContext | None = kwargs.get("c360")
+        if save is not None and save.context.request_id in self._requests:
+            raise IntegrityError(f"request id {save.context.request_id!r} recorded already")
+
+    def _update_table(
+        self, stored_events: Sequence[_StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        ids = super()._update_table(stored_events, **kwargs) or []
+        rows: list[dict[str, Any]] = kwargs.get("c360_rows") or []
+        if rows and self.query_table is not None:
+            self._upsert(rows)
+        save: SaveContext | None = kwargs.get("c360")
+        if save is None:
+            return ids
+        ctx = save.context
+        meta = EventMetadata(ctx.correlation_id, ctx.causation_id, ctx.traceparent, ctx.tracestate)
+        for event in stored_events:
+            self._metadata[(UUID(str(event.originator_id)), event.originator_version)] = meta
+        if ctx.request_id:
+            outcome = CommandOutcome(
+                save.aggregate_id,
+                save.version,
+                max(ids, default=0),
+                replayed=True,
+                extra=dict(save.extra),
+            )
+            self._requests[ctx.request_id] = (ctx.command, ctx.fingerprint, outcome)
+        return ids
+
+    # -- the query table --------------------------------------------------------------------
+
+    def add_query_table(self, table: QueryTable) -> None:
+        self.query_table = table
+
+    def _upsert(self, rows: list[dict[str, Any]]) -> None:
+        assert self.query_table is not None
+        names = self.query_table.column_names()
+        for row in rows:
+            self._rows[row[self.query_table.key]] = {n: row[n] for n in names}
+
+    def upsert_rows(self, rows: list[dict[str, Any]]) -> None:
+        if self.query_table is None or not rows:
+            return
+        with self._database_lock:
+            self._upsert(rows)
+
+    def query_table_is_empty(self) -> bool:
+        if self.query_table is None:
+            raise RuntimeError("this application has no query table")
+        return not self._rows
+
+    def select(self, query: RowQuery) -> list[dict[str, Any]]:
+        if self.query_table is None:
+            raise RuntimeError("this application has no query table")
+        query.check(self.query_table)
+        with self._database_lock:
+            rows = [dict(r) for r in self._rows.values() if holds(query.condition, r)]
+        if query.after is not None:
+            after = query.after
+            rows = [r for r in rows if tuple(r[c] for c in query.order) < after]
+        rows.sort(key=lambda r: tuple(r[c] for c in query.order), reverse=True)
+        if query.prefer is not None:
+            prefer = query.prefer
+            rows.sort(key=lambda r: not holds(prefer, r))  # stable: order kept within
+        return rows if query.limit is None else rows[: query.limit]
+
+    # -- what commands and the relay read ---------------------------------------------------
+
+    def aggregate_ids(self, after: UUID | None, limit: int) -> list[UUID]:
+        with self._database_lock:
+            ids = sorted(UUID(i) for i, versions in self._stored_events_index.items() if versions)
+        return [i for i in ids if after is None or i > after][:limit]
+
+    def find_outcome(self, request_id: str) -> tuple[str, str, CommandOutcome] | None:
+        with self._database_lock:
+            return self._requests.get(request_id)
+
+    def position_of(self, aggregate_id: UUID) -> int:
+        with self._database_lock:
+            versions = self._stored_events_index.get(str(aggregate_id))
+            return versions[max(versions)] + 1 if versions else 0
+
+    def select_with_metadata(
+        self, after: int, limit: int
+    ) -> list[tuple[Notification, EventMetadata]]:
+        notifications = self.select_notifications(after + 1, limit)
+        with self._database_lock:
+            return [
+                (
+                    n,
+                    self._metadata.get(
+                        (UUID(str(n.originator_id)), n.originator_version), EventMetadata()
+                    ),
+                )
+                for n in notifications
+            ]
+
+    def existing(self, aggregate_ids: list[UUID]) -> set[UUID]:
+        with self._database_lock:
+            return {i for i in aggregate_ids if self._stored_events_index.get(str(i))}
+
+    def count_events(self) -> int:
+        with self._database_lock:
+            return len(self._stored_events)
+
+
+class Factory(POPOFactory):
+    """The library's in-memory factory, with c360's application recorder."""
+
+    def application_recorder(self) -> ApplicationRecorder:
+        return MemoryEventRecorder()

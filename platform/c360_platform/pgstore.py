@@ -1,0 +1,393 @@
+"""The PostgreSQL event store of a service: the library's recorder (psycopg 3), one schema per
+service, plus tables written in the same transaction as the events: per-event metadata
+(correlation, causation, W3C trace context) for the published envelope, idempotency records
+(request id -> outcome) so that a retried command appends nothing, and optionally a query
+table of the service's own (for lists)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+from uuid import UUID
+
+import psycopg
+from eventsourcing.persistence import Notification, StoredEvent
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from psycopg import Cursor
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import DictRow
+from psycopg.sql import SQL, Composable, Identifier
+
+from c360_platform.store import (
+    AnyOf,
+    CommandOutcome,
+    Condition,
+    Eq,
+    EventMetadata,
+    Ne,
+    Overlaps,
+    QueryTable,
+    RowQuery,
+    SaveContext,
+    ServiceApplication,
+    schema_for,
+)
+
+if TYPE_CHECKING:
+    from c360_platform.config import Settings
+
+App = TypeVar("App", bound=ServiceApplication)
+
+
+def postgres_env(url: str, schema: str, *, pool_size: int = 10) -> dict[str, str]:
+    """The `eventsourcing` environment for a PostgreSQL URL and a schema of the service's own."""
+    params = conninfo_to_dict(url)
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "APPLICATION_RECORDER_TOPIC": "c360_platform.pgstore:EventRecorder",
+        "POSTGRES_DBNAME": str(params.get("dbname") or "postgres"),
+        "POSTGRES_HOST": str(params.get("host") or "127.0.0.1"),
+        "POSTGRES_PORT": str(params.get("port") or "5432"),
+        "POSTGRES_USER": str(params.get("user") or "postgres"),
+        "POSTGRES_PASSWORD": str(params.get("password") or ""),
+        "POSTGRES_SCHEMA": schema,
+        "POSTGRES_POOL_SIZE": str(pool_size),
+        "POSTGRES_MAX_OVERFLOW": str(pool_size),
+        "POSTGRES_CONNECT_TIMEOUT": "10",
+        "POSTGRES_LOCK_TIMEOUT": "10",
+    }
+
+
+def ensure_schema(url: str, schema: str) -> None:
+    """Create the service's schema if it is missing (the library creates tables, not schemas)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(SQL("CREATE SCHEMA IF NOT EXISTS {}").format(Identifier(schema)))
+
+
+def open_application(kind: type[App], settings: Settings) -> App:
+    """The service's application on its own schema of the PostgreSQL server in `settings`."""
+    schema = schema_for(settings.service)
+    ensure_schema(settings.postgres_url, schema)
+    return kind(env=postgres_env(settings.postgres_url, schema))
+
+
+def _sql(table: QueryTable, condition: Condition, params: list[Any]) -> Composable:
+    """A condition as SQL, its parameters appended to `params`."""
+    if isinstance(condition, Eq | Ne):
+        params.append(condition.value)
+        op = "=" if isinstance(condition, Eq) else "<>"
+        return SQL("{} {} %s").format(Identifier(condition.column), SQL(op))
+    if isinstance(condition, Overlaps):
+        params.append(list(condition.values))
+        return SQL("{} && %s::{}").format(
+            Identifier(condition.column), SQL(table.array_type(condition.column))
+        )
+    parts = [_sql(table, c, params) for c in condition.conditions]
+    if not parts:
+        return SQL("false" if isinstance(condition, AnyOf) else "true")
+    glue = SQL(" OR ") if isinstance(condition, AnyOf) else SQL(" AND ")
+    return SQL("({})").format(glue.join(parts))
+
+
+class EventRecorder(PostgresApplicationRecorder):
+    """The library's application recorder, plus metadata and idempotency in the same commit."""
+
+    def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"):
+        super().__init__(datastore, events_table_name=events_table_name)
+        self.query_table: QueryTable | None = None
+        schema = Identifier(self.datastore.schema)
+        self.metadata_table = Identifier(f"{events_table_name}_metadata")
+        self.idempotency_table = Identifier(f"{events_table_name}_requests")
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {0}.{1} ("
+                " originator_id uuid NOT NULL, originator_version bigint NOT NULL,"
+                " correlation_id text NOT NULL, causation_id text NOT NULL,"
+                " traceparent text NOT NULL, tracestate text NOT NULL,"
+                " PRIMARY KEY (originator_id, originator_version))"
+            ).format(schema, self.metadata_table)
+        )
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {0}.{1} ("
+                " request_id text PRIMARY KEY, command text NOT NULL, fingerprint text NOT NULL,"
+                " aggregate_id uuid NOT NULL, version bigint NOT NULL, changes jsonb NOT NULL,"
+                " extra jsonb NOT NULL, recorded_at timestamptz NOT NULL DEFAULT now())"
+            ).format(schema, self.idempotency_table)
+        )
+
+    def _table(self, name: str) -> Composable:
+        return SQL("{}.{}").format(Identifier(self.datastore.schema), Identifier(name))
+
+    def _insert_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> None:
+        save: SaveContext | None = kwargs.get("c360")
+        rows: list[dict[str, Any]] = kwargs.get("c360_rows") or []
+        super()._insert_events(curs, stored_events, **kwargs)
+        if rows and self.query_table is not None:
+            self._upsert_rows(curs, self.query_table, rows)
+        if save is None:
+            return
+        ctx = save.context
+        if stored_events:
+            curs.executemany(
+                SQL("INSERT INTO {0}.{1} VALUES (%s, %s, %s, %s, %s, %s)").format(
+                    Identifier(self.datastore.schema), self.metadata_table
+                ),
+                [
+                    (
+                        e.originator_id,
+                        e.originator_version,
+                        ctx.correlation_id,
+                        ctx.causation_id,
+                        ctx.traceparent,
+                        ctx.tracestate,
+                    )
+                    for e in stored_events
+                ],
+            )
+        if ctx.request_id:
+            # A concurrent retry with the same id fails here on the primary key, so the
+            # whole transaction (events included) is rolled back: one effect only.
+            curs.execute(
+                SQL(
+                    "INSERT INTO {0}.{1} (request_id, command, fingerprint, aggregate_id,"
+                    " version, changes, extra) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+                ).format(Identifier(self.datastore.schema), self.idempotency_table),
+                (
+                    ctx.request_id,
+                    ctx.command,
+                    ctx.fingerprint,
+                    save.aggregate_id,
+                    save.version,
+                    # The events it appended, to find their log position on a replay.
+                    json.dumps(
+                        [
+                            {"id": str(e.originator_id), "v": e.originator_version}
+                            for e in stored_events
+                        ]
+                    ),
+                    json.dumps(save.extra),
+                ),
+            )
+
+    def add_query_table(self, table: QueryTable) -> None:
+        """Create the service's query table if missing, and keep it with every command."""
+        schema = Identifier(self.datastore.schema)
+        columns = SQL(", ").join(
+            SQL("{} {}").format(Identifier(name), SQL(kind)) for name, kind in table.columns
+        )
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                SQL("CREATE TABLE IF NOT EXISTS {0}.{1} ({2}, PRIMARY KEY ({3}))").format(
+                    schema, Identifier(table.name), columns, Identifier(table.key)
+                )
+            )
+            # Columns are only ever added: a table made by an older version gains the new ones
+            # (their type must then carry a DEFAULT, or allow NULL).
+            for name, kind in table.columns[1:]:
+                curs.execute(
+                    SQL("ALTER TABLE {0}.{1} ADD COLUMN IF NOT EXISTS {2} {3}").format(
+                        schema, Identifier(table.name), Identifier(name), SQL(kind)
+                    )
+                )
+            for index in table.indexes:
+                curs.execute(
+                    SQL("CREATE INDEX IF NOT EXISTS {0} ON {1}.{2} ({3})").format(
+                        Identifier(f"{table.name}_by_{'_'.join(index)}"),
+                        schema,
+                        Identifier(table.name),
+                        SQL(", ").join(Identifier(c) for c in index),
+                    )
+                )
+            for column in table.gin_indexes:
+                curs.execute(
+                    SQL("CREATE INDEX IF NOT EXISTS {0} ON {1}.{2} USING gin ({3})").format(
+                        Identifier(f"{table.name}_by_{column}"),
+                        schema,
+                        Identifier(table.name),
+                        Identifier(column),
+                    )
+                )
+        self.query_table = table
+
+    def _query_table(self) -> QueryTable:
+        if self.query_table is None:
+            raise RuntimeError("this application has no query table")
+        return self.query_table
+
+    def upsert_rows(self, rows: list[dict[str, Any]]) -> None:
+        """Write query-table rows in a transaction of their own (backfills only: commands
+        write theirs with their events)."""
+        if self.query_table is None or not rows:
+            return
+        with self.datastore.transaction(commit=True) as curs:
+            self._upsert_rows(curs, self.query_table, rows)
+
+    def query_table_is_empty(self) -> bool:
+        table = self._query_table()
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                SQL("SELECT EXISTS (SELECT 1 FROM {}) AS present").format(self._table(table.name))
+            )
+            row = curs.fetchone()
+        return not (row and row["present"])
+
+    def aggregate_ids(self, after: UUID | None, limit: int) -> list[UUID]:
+        """Ids of the aggregates in the store, in id order, after `after` (a page)."""
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                SQL(
+                    "SELECT originator_id FROM {} WHERE originator_version = 1"
+                    " AND (%s::uuid IS NULL OR originator_id > %s::uuid)"
+                    " ORDER BY originator_id LIMIT %s"
+                ).format(self._table(self.events_table_name)),
+                (after, after, limit),
+            )
+            return [r["originator_id"] for r in curs.fetchall()]
+
+    def _upsert_rows(
+        self, curs: Cursor[DictRow], table: QueryTable, rows: list[dict[str, Any]]
+    ) -> None:
+        names = table.column_names()
+        curs.executemany(
+            SQL("INSERT INTO {0} ({1}) VALUES ({2}) ON CONFLICT ({3}) DO UPDATE SET {4}").format(
+                self._table(table.name),
+                SQL(", ").join(Identifier(n) for n in names),
+                SQL(", ").join(SQL("%s") for _ in names),
+                Identifier(table.key),
+                SQL(", ").join(SQL("{0} = EXCLUDED.{0}").format(Identifier(n)) for n in names[1:]),
+            ),
+            [tuple(row[n] for n in names) for row in rows],
+        )
+
+    def select(self, query: RowQuery) -> list[dict[str, Any]]:
+        """Query-table rows (see `RowQuery`), in one indexed statement."""
+        table = self._query_table()
+        query.check(table)
+        params: list[Any] = []
+        conditions = [_sql(table, query.condition, params)]
+        if query.after is not None:
+            keys = SQL(", ").join(Identifier(c) for c in query.order)
+            conditions.append(
+                SQL("({}) < ({})").format(keys, SQL(", ").join(SQL("%s") for _ in query.order))
+            )
+            params.extend(query.after)
+        ordering: list[Composable] = []
+        if query.prefer is not None:
+            ordering.append(SQL("({}) DESC").format(_sql(table, query.prefer, params)))
+        ordering += [SQL("{} DESC").format(Identifier(c)) for c in query.order]
+        statement = SQL("SELECT * FROM {0} WHERE {1}{2}{3}").format(
+            self._table(table.name),
+            SQL(" AND ").join(conditions),
+            SQL(" ORDER BY ") + SQL(", ").join(ordering) if ordering else SQL(""),
+            SQL(" LIMIT %s") if query.limit is not None else SQL(""),
+        )
+        if query.limit is not None:
+            params.append(query.limit)
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(statement, params)
+            return [dict(r) for r in curs.fetchall()]
+
+    def find_outcome(self, request_id: str) -> tuple[str, str, CommandOutcome] | None:
+        """An earlier request's stored outcome, as (command, fingerprint, outcome)."""
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                SQL(
+                    "SELECT r.command, r.fingerprint, r.aggregate_id, r.version, r.extra,"
+                    " (SELECT max(e.notification_id) FROM {0}.{2} e"
+                    "  JOIN jsonb_to_recordset(r.changes) AS c(id uuid, v bigint)"
+                    "  ON e.originator_id = c.id AND e.originator_version = c.v) AS position"
+                    " FROM {0}.{1} r WHERE r.request_id = %s"
+                ).format(
+                    Identifier(self.datastore.schema),
+                    self.idempotency_table,
+                    Identifier(self.events_table_name),
+                ),
+                (request_id,),
+            )
+            row = curs.fetchone()
+        if row is None:
+            return None
+        outcome = CommandOutcome(
+            aggregate_id=row["aggregate_id"],
+            version=row["version"],
+            position=row["position"] or 0,
+            replayed=True,
+            extra=dict(row["extra"]),
+        )
+        return row["command"], row["fingerprint"], outcome
+
+    def position_of(self, aggregate_id: UUID) -> int:
+        """The log position of the aggregate's latest event (0 if it has none)."""
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                SQL(
+                    "SELECT notification_id FROM {} WHERE originator_id = %s"
+                    " ORDER BY originator_version DESC LIMIT 1"
+                ).format(self._table(self.events_table_name)),
+                (aggregate_id,),
+            )
+            row = curs.fetchone()
+        return int(row["notification_id"]) if row else 0
+
+    def select_with_metadata(
+        self, after: int, limit: int
+    ) -> list[tuple[Notification, EventMetadata]]:
+        """Notifications after a position, each with its metadata, in log order."""
+        schema = Identifier(self.datastore.schema)
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                SQL(
+                    "SELECT e.notification_id, e.originator_id, e.originator_version, e.topic,"
+                    " e.state, m.correlation_id, m.causation_id, m.traceparent, m.tracestate"
+                    " FROM {0}.{1} e LEFT JOIN {0}.{2} m"
+                    " ON m.originator_id = e.originator_id"
+                    " AND m.originator_version = e.originator_version"
+                    " WHERE e.notification_id > %s ORDER BY e.notification_id LIMIT %s"
+                ).format(schema, Identifier(self.events_table_name), self.metadata_table),
+                (after, limit),
+            )
+            rows = curs.fetchall()
+        return [
+            (
+                Notification(
+                    id=r["notification_id"],
+                    originator_id=r["originator_id"],
+                    originator_version=r["originator_version"],
+                    topic=r["topic"],
+                    state=bytes(r["state"]),
+                ),
+                EventMetadata(
+                    correlation_id=r["correlation_id"] or "",
+                    causation_id=r["causation_id"] or "",
+                    traceparent=r["traceparent"] or "",
+                    tracestate=r["tracestate"] or "",
+                ),
+            )
+            for r in rows
+        ]
+
+    def existing(self, aggregate_ids: list[UUID]) -> set[UUID]:
+        """Which of these aggregates have events already."""
+        if not aggregate_ids:
+            return set()
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                SQL(
+                    "SELECT DISTINCT originator_id FROM {}"
+                    " WHERE originator_id = ANY(%s) AND originator_version = 1"
+                ).format(self._table(self.events_table_name)),
+                (aggregate_ids,),
+            )
+            return {r["originator_id"] for r in curs.fetchall()}
+
+    def count_events(self) -> int:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                SQL("SELECT count(*) AS n FROM {}").format(self._table(self.events_table_name))
+            )
+            row = curs.fetchone()
+        return int(row["n"]) if row else 0

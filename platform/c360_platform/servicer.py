@@ -1,0 +1,55 @@
+"""What every service's gRPC servicer shares: a command's path (request -> context, the
+application off the event loop, outcome -> reply) and its registration on a host."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, TypeVar
+
+import grpc
+from google.protobuf.descriptor import ServiceDescriptor
+
+from c360_platform.commands import blocking, command_context, command_result
+from c360_platform.rpc import Register
+from c360_platform.store import CommandContext, CommandOutcome, ServiceApplication
+
+App = TypeVar("App", bound=ServiceApplication)
+R = TypeVar("R")
+S = TypeVar("S")
+Ctx = grpc.aio.ServicerContext[Any, Any]
+
+
+class CommandServicer(Generic[App]):
+    """Base of a service's servicer: `self.app` and the one way commands are answered."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    async def command(
+        self,
+        request: Any,
+        context: Ctx,
+        reply: Callable[..., R],
+        run: Callable[[CommandContext], CommandOutcome],
+        *,
+        extra: Sequence[str] = (),
+    ) -> R:
+        """Run a command of the application off the event loop and build its reply: the
+        `CommandResult`, plus the reply fields named in `extra` from what the command created.
+        The command's name (for idempotency) is the request's type without `Request`."""
+        ctx = command_context(type(request).__name__.removesuffix("Request"), request, context)
+        outcome = await blocking(run, ctx)
+        fields = {name: outcome.extra.get(name, "") for name in extra}
+        return reply(result=command_result(self.app.source, outcome), **fields)
+
+
+def registration(
+    servicer: S, add: Callable[[S, grpc.aio.Server], None], descriptor: ServiceDescriptor
+) -> tuple[str, Register]:
+    """(full service name, register) for `ServiceHost.add`: the generated `add_…_to_server`
+    function applied to the servicer, under the name health and reflection report."""
+
+    def register(server: grpc.aio.Server) -> None:
+        add(servicer, server)
+
+    return descriptor.full_name, register
