@@ -21,7 +21,7 @@ from google.protobuf import json_format, message
 
 from c360.events.v1 import envelope_pb2
 from c360_platform.envelope import short_type, unpack
-from c360_timeline import erp
+from c360_timeline import erp_inbound
 
 Doc = dict[str, Any]
 DERIVED_SOURCE = "timeline"
@@ -223,7 +223,7 @@ def entry_for(env: envelope_pb2.Envelope) -> Entry:
     """The timeline entry for one envelope (raises UnknownEventType for foreign payloads)."""
     payload = unpack(env)
     details = details_of(payload)
-    summarise = _SUMMARIES.get(env.event_type) or erp.SUMMARIES.get(env.event_type)
+    summarise = _SUMMARIES.get(env.event_type) or erp_inbound.SUMMARIES.get(env.event_type)
     summary = summarise(details) if summarise else payload.DESCRIPTOR.name
     return Entry(
         event_id=env.event_id,
@@ -433,15 +433,15 @@ def fold(profile: Doc, entry: Entry) -> Doc:
             _set_by(p, f"contact_persons[{d['link_id']}]", entry)
     elif kind.startswith("ticket."):
         _fold_ticket(p, entry)
-    elif entry.source == erp.SOURCE:
-        before = p.get("erp") or erp.empty_account()
-        p["erp"] = erp.fold_account(copy.deepcopy(before), kind, d)
+    elif entry.source == erp_inbound.SOURCE:
+        before = p.get("erp") or erp_inbound.empty_account()
+        p["erp"] = erp_inbound.fold_account(copy.deepcopy(before), kind, d)
         _erp_provenance(p, before, entry)
     touches = p["touches"].setdefault(entry.source, {"count": 0, "last_at": ""})
     touches["count"] += 1
     touches["last_at"] = max(touches["last_at"], at)
     # An invoice or a payment is bookkeeping, not a contact with the customer.
-    if entry.source != erp.SOURCE and at >= p["last_contact_at"]:
+    if entry.source != erp_inbound.SOURCE and at >= p["last_contact_at"]:
         p["last_contact_at"] = at
         p["last_contact_source"] = entry.source
         _set_by(p, "last_contact_at", entry)
@@ -726,7 +726,7 @@ def _join_erp(p: Doc, other: Doc) -> None:
     theirs = other.get("erp")
     if not theirs:
         return
-    account = p.setdefault("erp", erp.empty_account())
+    account = p.setdefault("erp", erp_inbound.empty_account())
     survivor_currencies = set(account["outstanding"])
     for currency, amount in theirs["outstanding"].items():
         total = Decimal(account["outstanding"].get(currency, "0")) + Decimal(amount)
