@@ -10,21 +10,24 @@ and, for clearing, on the time of the sweep, so a rebuild gives the same rows.
 from __future__ import annotations
 
 import copy
+import functools
+import importlib
+import pkgutil
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from google.protobuf import json_format, message
 
 from c360.events.v1 import envelope_pb2
 from c360_platform.envelope import short_type, unpack
-from c360_timeline import erp_inbound
 
 Doc = dict[str, Any]
 DERIVED_SOURCE = "timeline"
+SOURCES_PACKAGE = "c360_timeline.sources"
 RECENT_TICKET_DAYS = 30
 _DERIVED_NAMESPACE = uuid.UUID("2c1f4a9e-5d36-4c36-8c36-c360c360a715")
 
@@ -43,6 +46,99 @@ class Entry:
     details: Doc
     aggregate_id: str
     aggregate_version: int
+
+
+# -- source plug-ins ----------------------------------------------------------------------------
+
+Summary = Callable[[Doc], str]
+"""An entry's one-line summary, from its details."""
+Fold = Callable[[Doc, Entry], None]
+"""Folds one entry into the profile, in place, provenance included."""
+Join = Callable[[Doc, Doc], None]
+"""Joins a merged duplicate's profile (second) into the survivor's (first, in place)."""
+
+
+class SupportContact(NamedTuple):
+    """An entry that is a support contact (for the churn signal): what the customer did
+    ("ticket_opened", "inbound_call") and on which channel."""
+
+    contact: str
+    channel: str
+
+
+@dataclass(frozen=True)
+class SourcePlugin:
+    """What the timeline knows of one source of events. Each module of c360_timeline.sources
+    declares one as `PLUGIN`; the core finds them (`registry`)."""
+
+    name: str
+    """The envelopes' source ("service-desk")."""
+    summaries: Mapping[str, Summary]
+    """Payload full name ("c360.events.v1.TicketOpened") -> the summary of its entries."""
+    folds: Mapping[str, Fold] = field(default_factory=dict)
+    """Entry type ("ticket.opened") -> how it changes the profile."""
+    section: str = ""
+    """The profile key of this source's part, added with its first folded entry; "" when its
+    fields sit at the top of every profile (the customer's own)."""
+    empty_section: Callable[[], Doc] = dict
+    """That part before any entry (for no section: the fields every profile starts with)."""
+    join: Join | None = None
+    """How its part joins when customers are merged (called only when the duplicate has it)."""
+    support_contact: Callable[[Entry], SupportContact | None] | None = None
+    """Which of the entries it folds are support contacts."""
+    typed_profile: Callable[[Doc, datetime], message.Message] | None = None
+    """The Profile message's typed field named like `section`, from that part (at a time);
+    without one the part reaches clients in Profile.attributes."""
+    contact: bool = True
+    """Whether its entries are contacts with the customer (`last_contact_at`)."""
+
+
+@dataclass(frozen=True)
+class Registry:
+    """The source plug-ins found, indexed for dispatch."""
+
+    plugins: tuple[SourcePlugin, ...]
+    summaries: Mapping[str, Summary]
+    """Payload full name -> summary, of every plug-in."""
+    owners: Mapping[str, SourcePlugin]
+    """Entry type -> the plug-in that folds it."""
+    sources: Mapping[str, SourcePlugin]
+    """Source name -> its plug-in."""
+
+
+def _unique(what: str, keys: list[str]) -> None:
+    twice = sorted(key for key, n in Counter(keys).items() if n > 1)
+    if twice:
+        raise ValueError(f"more than one source plug-in claims the {what} {', '.join(twice)}")
+
+
+def discover(package: str = SOURCES_PACKAGE) -> Registry:
+    """Import every module of `package` and index the `PLUGIN` each declares."""
+    path = importlib.import_module(package).__path__
+    plugins: list[SourcePlugin] = []
+    for module in sorted(pkgutil.iter_modules(path), key=lambda m: m.name):
+        plugin = getattr(importlib.import_module(f"{package}.{module.name}"), "PLUGIN", None)
+        if not isinstance(plugin, SourcePlugin):
+            raise TypeError(f"{package}.{module.name} declares no PLUGIN = SourcePlugin(...)")
+        if plugin.typed_profile is not None and not plugin.section:
+            raise TypeError(f"{package}.{module.name}: a typed_profile needs a section")
+        plugins.append(plugin)
+    _unique("source", [p.name for p in plugins])
+    _unique("payload", [name for p in plugins for name in p.summaries])
+    _unique("entry type", [kind for p in plugins for kind in p.folds])
+    _unique("profile section", [p.section for p in plugins if p.section])
+    return Registry(
+        plugins=tuple(plugins),
+        summaries={name: s for p in plugins for name, s in p.summaries.items()},
+        owners={kind: p for p in plugins for kind in p.folds},
+        sources={p.name: p for p in plugins},
+    )
+
+
+@functools.cache
+def registry() -> Registry:
+    """The plug-ins of c360_timeline.sources, found on first use."""
+    return discover()
 
 
 def _enum_word(value: str) -> str:
@@ -221,9 +317,10 @@ def occurred_at(env: envelope_pb2.Envelope) -> datetime:
 
 def entry_for(env: envelope_pb2.Envelope) -> Entry:
     """The timeline entry for one envelope (raises UnknownEventType for foreign payloads)."""
+    found = registry()  # before unpacking: the plug-ins import the payload types they know
     payload = unpack(env)
     details = details_of(payload)
-    summarise = _SUMMARIES.get(env.event_type) or erp_inbound.SUMMARIES.get(env.event_type)
+    summarise = _SUMMARIES.get(env.event_type) or found.summaries.get(env.event_type)
     summary = summarise(details) if summarise else payload.DESCRIPTOR.name
     return Entry(
         event_id=env.event_id,
@@ -271,8 +368,7 @@ def empty_profile(customer_id: str) -> Doc:
 #   keyed members      "consent.email/marketing", "contact_persons[<link_id>]"
 #   service desk       "service_desk.tickets[<ticket_id>]", "service_desk.last_contact_at",
 #                      "service_desk.ratings"
-#   ERP                "erp.open_invoices[<number>]", "erp.outstanding.<currency>",
-#                      "erp.last_payment", "erp.credit_limit"
+#   other sources      as their plug-in says (sources/erp.py: "erp.outstanding.<currency>", …)
 #   churn signal       "at_risk" (the derived entry that flagged it)
 # A member that leaves the profile (a phone removed, a ticket closed) leaves the map too.
 
@@ -287,11 +383,11 @@ def provenance_of(entry: Entry) -> Doc:
     }
 
 
-def _set_by(p: Doc, path: str, entry: Entry) -> None:
+def set_by(p: Doc, path: str, entry: Entry) -> None:
     p.setdefault("provenance", {})[path] = provenance_of(entry)
 
 
-def _unset(p: Doc, path: str) -> None:
+def unset(p: Doc, path: str) -> None:
     p.setdefault("provenance", {}).pop(path, None)
 
 
@@ -301,7 +397,7 @@ def _members(p: Doc, field: str, values: list[str], entry: Entry) -> None:
     for key in [k for k in prov if k.startswith(field + "[")]:
         del prov[key]
     for value in values:
-        _set_by(p, f"{field}[{value}]", entry)
+        set_by(p, f"{field}[{value}]", entry)
 
 
 def _add(items: list[str], value: str) -> None:
@@ -320,23 +416,6 @@ _CONTACT_FIELDS = {
     "customer.phone_added": ("phones", "phone"),
     "customer.phone_removed": ("phones", "phone"),
 }
-
-
-def _erp_provenance(p: Doc, before: Doc, entry: Entry) -> None:
-    """Name `entry` for every part of the ERP account it changed."""
-    after = p["erp"]
-    for currency, amount in after["outstanding"].items():
-        if before["outstanding"].get(currency) != amount:
-            _set_by(p, f"erp.outstanding.{currency}", entry)
-    for number in before["open_invoices"]:
-        if number not in after["open_invoices"]:
-            _unset(p, f"erp.open_invoices[{number}]")
-    for number, invoice in after["open_invoices"].items():
-        if before["open_invoices"].get(number) != invoice:
-            _set_by(p, f"erp.open_invoices[{number}]", entry)
-    for key in ("last_payment", "credit_limit"):
-        if before.get(key) != after.get(key):
-            _set_by(p, f"erp.{key}", entry)
 
 
 MERGE_TYPES = frozenset(
@@ -372,42 +451,42 @@ def fold(profile: Doc, entry: Entry) -> Doc:
             "channel": d.get("acquisition_channel", ""),
         }
         for path in ("kind", "display_name", "acquisition"):
-            _set_by(p, path, entry)
+            set_by(p, path, entry)
         if p["owner_id"]:
-            _set_by(p, "owner_id", entry)
+            set_by(p, "owner_id", entry)
         for field in ("emails", "phones", "tags"):
             _members(p, field, p[field], entry)
     elif kind == "customer.renamed":
         p["display_name"] = d.get("display_name", "")
-        _set_by(p, "display_name", entry)
+        set_by(p, "display_name", entry)
     elif kind in ("customer.email_added", "customer.phone_added"):
         field, value = _CONTACT_FIELDS[kind]
         if d.get(value) and d[value] not in p[field]:
             _add(p[field], d[value])
-            _set_by(p, f"{field}[{d[value]}]", entry)
+            set_by(p, f"{field}[{d[value]}]", entry)
     elif kind in ("customer.email_removed", "customer.phone_removed"):
         field, value = _CONTACT_FIELDS[kind]
         _remove(p[field], d.get(value, ""))
-        _unset(p, f"{field}[{d.get(value, '')}]")
+        unset(p, f"{field}[{d.get(value, '')}]")
     elif kind == "customer.postal_address_added":
         address = d.get("address", {})
         p["addresses"] = [*p["addresses"], address]
-        _set_by(p, f"addresses[{address.get('address_id', '')}]", entry)
+        set_by(p, f"addresses[{address.get('address_id', '')}]", entry)
     elif kind == "customer.postal_address_removed":
         p["addresses"] = [a for a in p["addresses"] if a.get("address_id") != d.get("address_id")]
-        _unset(p, f"addresses[{d.get('address_id', '')}]")
+        unset(p, f"addresses[{d.get('address_id', '')}]")
     elif kind == "customer.owner_assigned":
         p["owner_id"] = d.get("owner_id", "")
-        _set_by(p, "owner_id", entry)
+        set_by(p, "owner_id", entry)
     elif kind == "customer.tags_changed":
         removed = set(d.get("removed", []))
         p["tags"] = [t for t in p["tags"] if t not in removed]
         for tag in removed:
-            _unset(p, f"tags[{tag}]")
+            unset(p, f"tags[{tag}]")
         for tag in d.get("added", []):
             if tag and tag not in p["tags"]:
                 _add(p["tags"], tag)
-                _set_by(p, f"tags[{tag}]", entry)
+                set_by(p, f"tags[{tag}]", entry)
     elif kind in ("customer.consent_granted", "customer.consent_revoked"):
         channel = _enum_word(d.get("channel", ""))
         purpose = _enum_word(d.get("purpose", ""))
@@ -416,7 +495,7 @@ def fold(profile: Doc, entry: Entry) -> Doc:
             "source": d.get("source", ""),
             "decided_at": d.get("decided_at", at),
         }
-        _set_by(p, f"consent.{channel}/{purpose}", entry)
+        set_by(p, f"consent.{channel}/{purpose}", entry)
     elif kind == "customer.contact_person_linked":
         p["contact_persons"][d["link_id"]] = {
             "organisation_id": d.get("organisation_id", ""),
@@ -425,29 +504,29 @@ def fold(profile: Doc, entry: Entry) -> Doc:
             "valid_from": d.get("valid_from", ""),
             "valid_until": "",
         }
-        _set_by(p, f"contact_persons[{d['link_id']}]", entry)
+        set_by(p, f"contact_persons[{d['link_id']}]", entry)
     elif kind == "customer.contact_person_link_ended":
         link = p["contact_persons"].get(d.get("link_id", ""))
         if link is not None:
             link["valid_until"] = d.get("valid_until", "")
-            _set_by(p, f"contact_persons[{d['link_id']}]", entry)
+            set_by(p, f"contact_persons[{d['link_id']}]", entry)
     elif kind.startswith("ticket."):
         _fold_ticket(p, entry)
-    elif entry.source == erp_inbound.SOURCE:
-        before = p.get("erp") or erp_inbound.empty_account()
-        p["erp"] = erp_inbound.fold_account(copy.deepcopy(before), kind, d)
-        _erp_provenance(p, before, entry)
+    elif (owner := registry().owners.get(kind)) is not None:
+        if owner.section:
+            p.setdefault(owner.section, owner.empty_section())
+        owner.folds[kind](p, entry)
     touches = p["touches"].setdefault(entry.source, {"count": 0, "last_at": ""})
     touches["count"] += 1
     touches["last_at"] = max(touches["last_at"], at)
-    # An invoice or a payment is bookkeeping, not a contact with the customer.
-    if entry.source != erp_inbound.SOURCE and at >= p["last_contact_at"]:
+    source = registry().sources.get(entry.source)
+    if (source is None or source.contact) and at >= p["last_contact_at"]:
         p["last_contact_at"] = at
         p["last_contact_source"] = entry.source
-        _set_by(p, "last_contact_at", entry)
+        set_by(p, "last_contact_at", entry)
     if not p["first_seen_at"] or at < p["first_seen_at"]:
         p["first_seen_at"] = at
-        _set_by(p, "first_seen_at", entry)
+        set_by(p, "first_seen_at", entry)
     p["updated_at"] = max(p["updated_at"], at)
     return p
 
@@ -492,7 +571,7 @@ def _fold_ticket(p: Doc, entry: Entry) -> None:
             "escalation_level": 0,
             "opened_at": at.isoformat(),
         }
-        _set_by(p, f"service_desk.tickets[{ticket_id}]", entry)
+        set_by(p, f"service_desk.tickets[{ticket_id}]", entry)
         desk["tickets_total"] += 1
         since = at - timedelta(days=RECENT_TICKET_DAYS)
         openings = [o for o in desk["recent_openings"] if _time(o) > since]
@@ -504,9 +583,9 @@ def _fold_ticket(p: Doc, entry: Entry) -> None:
     elif kind == "ticket.rated":
         desk["rating_sum"] += int(d.get("score", 0))
         desk["ratings"] += 1
-        _set_by(p, "service_desk.ratings", entry)
+        set_by(p, "service_desk.ratings", entry)
     elif ticket is not None:
-        _set_by(p, f"service_desk.tickets[{ticket_id}]", entry)
+        set_by(p, f"service_desk.tickets[{ticket_id}]", entry)
         if kind == "ticket.assigned":
             ticket["agent_id"] = d.get("agent_id", "")
             ticket["queue"] = d.get("queue", "")
@@ -521,11 +600,11 @@ def _fold_ticket(p: Doc, entry: Entry) -> None:
             ticket["state"] = "open"
         elif kind == "ticket.closed":
             del desk["tickets"][ticket_id]
-            _unset(p, f"service_desk.tickets[{ticket_id}]")
+            unset(p, f"service_desk.tickets[{ticket_id}]")
     if contact_channel and (not desk["last_contact_at"] or at >= _time(desk["last_contact_at"])):
         desk["last_contact_at"] = at.isoformat()
         desk["last_contact_channel"] = contact_channel
-        _set_by(p, "service_desk.last_contact_at", entry)
+        set_by(p, "service_desk.last_contact_at", entry)
 
 
 # -- the churn signal ---------------------------------------------------------------------------
@@ -600,7 +679,7 @@ def _clear(p: Doc, rule: ChurnRule) -> Entry:
         {"since": churn["since"], "until": churn["until"]},
     )
     churn.update(at_risk=False, since="", until="")
-    _unset(p, "at_risk")
+    unset(p, "at_risk")
     p["updated_at"] = max(p["updated_at"], until.isoformat())
     return entry
 
@@ -636,7 +715,7 @@ def observe(p: Doc, entry: Entry, rule: ChurnRule) -> list[Entry]:
             },
         )
         derived.append(flagged)
-        _set_by(p, "at_risk", flagged)
+        set_by(p, "at_risk", flagged)
         p["updated_at"] = max(p["updated_at"], newest.isoformat())
     return derived
 
@@ -687,15 +766,15 @@ def _union(p: Doc, other: Doc, field: str) -> None:
     for value in other[field]:
         if value not in p[field]:
             p[field].append(value)
-            _copy_provenance(p, other, f"{field}[{value}]")
+            copy_provenance(p, other, f"{field}[{value}]")
 
 
-def _copy_provenance(p: Doc, other: Doc, path: str) -> None:
+def copy_provenance(p: Doc, other: Doc, path: str) -> None:
     found = other.get("provenance", {}).get(path)
     if found is not None:
         p.setdefault("provenance", {})[path] = found
     else:
-        _unset(p, path)
+        unset(p, path)
 
 
 def _join_service_desk(p: Doc, other: Doc) -> None:
@@ -706,7 +785,7 @@ def _join_service_desk(p: Doc, other: Doc) -> None:
     for ticket_id, ticket in theirs["tickets"].items():
         if ticket_id not in desk["tickets"]:
             desk["tickets"][ticket_id] = ticket
-            _copy_provenance(p, other, f"service_desk.tickets[{ticket_id}]")
+            copy_provenance(p, other, f"service_desk.tickets[{ticket_id}]")
     desk["tickets_total"] += theirs["tickets_total"]
     desk["recent_openings"] = sorted(
         [*desk["recent_openings"], *theirs["recent_openings"]], key=_time
@@ -717,33 +796,9 @@ def _join_service_desk(p: Doc, other: Doc) -> None:
     ):
         desk["last_contact_at"] = theirs["last_contact_at"]
         desk["last_contact_channel"] = theirs["last_contact_channel"]
-        _copy_provenance(p, other, "service_desk.last_contact_at")
+        copy_provenance(p, other, "service_desk.last_contact_at")
     desk["rating_sum"] += theirs["rating_sum"]
     desk["ratings"] += theirs["ratings"]
-
-
-def _join_erp(p: Doc, other: Doc) -> None:
-    theirs = other.get("erp")
-    if not theirs:
-        return
-    account = p.setdefault("erp", erp_inbound.empty_account())
-    survivor_currencies = set(account["outstanding"])
-    for currency, amount in theirs["outstanding"].items():
-        total = Decimal(account["outstanding"].get(currency, "0")) + Decimal(amount)
-        account["outstanding"][currency] = str(total)
-        if currency not in survivor_currencies:
-            _copy_provenance(p, other, f"erp.outstanding.{currency}")
-    for number, invoice in theirs["open_invoices"].items():
-        if number not in account["open_invoices"]:
-            account["open_invoices"][number] = invoice
-            _copy_provenance(p, other, f"erp.open_invoices[{number}]")
-    account["overdue_invoices"] = sorted(
-        {*account["overdue_invoices"], *theirs["overdue_invoices"]}
-    )
-    for key in ("last_payment", "credit_limit"):
-        if account.get(key) is None and theirs.get(key) is not None:
-            account[key] = theirs[key]
-            _copy_provenance(p, other, f"erp.{key}")
 
 
 def join_profile(survivor: Doc, duplicate: Doc) -> Doc:
@@ -755,22 +810,22 @@ def join_profile(survivor: Doc, duplicate: Doc) -> Doc:
     the earlier one. Provenance follows the value kept. The churn signal is not joined here
     (`group_profile` observes the whole group's contacts again)."""
     p = copy.deepcopy(survivor)
-    for field in ("emails", "phones", "tags"):
-        _union(p, duplicate, field)
+    for listed in ("emails", "phones", "tags"):
+        _union(p, duplicate, listed)
     known = {a.get("address_id") for a in p["addresses"]}
     for address in duplicate["addresses"]:
         if address.get("address_id") not in known:
             p["addresses"].append(address)
-            _copy_provenance(p, duplicate, f"addresses[{address.get('address_id', '')}]")
+            copy_provenance(p, duplicate, f"addresses[{address.get('address_id', '')}]")
     for key, decision in duplicate["consent"].items():
         mine = p["consent"].get(key)
         if mine is None or _time(decision["decided_at"]) > _time(mine["decided_at"]):
             p["consent"][key] = decision
-            _copy_provenance(p, duplicate, f"consent.{key}")
+            copy_provenance(p, duplicate, f"consent.{key}")
     for link_id, link in duplicate["contact_persons"].items():
         if link_id not in p["contact_persons"]:
             p["contact_persons"][link_id] = link
-            _copy_provenance(p, duplicate, f"contact_persons[{link_id}]")
+            copy_provenance(p, duplicate, f"contact_persons[{link_id}]")
     for source, theirs in duplicate["touches"].items():
         mine = p["touches"].setdefault(source, {"count": 0, "last_at": ""})
         mine["count"] += theirs["count"]
@@ -778,15 +833,22 @@ def join_profile(survivor: Doc, duplicate: Doc) -> Doc:
     if duplicate["last_contact_at"] > p["last_contact_at"]:
         p["last_contact_at"] = duplicate["last_contact_at"]
         p["last_contact_source"] = duplicate["last_contact_source"]
-        _copy_provenance(p, duplicate, "last_contact_at")
+        copy_provenance(p, duplicate, "last_contact_at")
     if duplicate["first_seen_at"] and (
         not p["first_seen_at"] or duplicate["first_seen_at"] < p["first_seen_at"]
     ):
         p["first_seen_at"] = duplicate["first_seen_at"]
-        _copy_provenance(p, duplicate, "first_seen_at")
+        copy_provenance(p, duplicate, "first_seen_at")
     p["updated_at"] = max(p["updated_at"], duplicate["updated_at"])
     _join_service_desk(p, duplicate)
-    _join_erp(p, duplicate)
+    for plugin in registry().plugins:
+        if plugin.join is None:
+            continue
+        if plugin.section:
+            if not duplicate.get(plugin.section):
+                continue
+            p.setdefault(plugin.section, plugin.empty_section())
+        plugin.join(p, duplicate)
     return p
 
 
@@ -814,7 +876,7 @@ def group_profile(
             observe(churn, entry, rule)
     churn = sweep(churn, as_of, rule)[0]
     profile.pop("churn", None)
-    _unset(profile, "at_risk")
+    unset(profile, "at_risk")
     if "churn" in churn:
         profile["churn"] = churn["churn"]
         if "at_risk" in churn["provenance"]:
