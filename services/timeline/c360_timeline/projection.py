@@ -28,7 +28,6 @@ from c360_platform.envelope import short_type, unpack
 Doc = dict[str, Any]
 DERIVED_SOURCE = "timeline"
 SOURCES_PACKAGE = "c360_timeline.sources"
-RECENT_TICKET_DAYS = 30
 _DERIVED_NAMESPACE = uuid.UUID("2c1f4a9e-5d36-4c36-8c36-c360c360a715")
 
 
@@ -182,73 +181,15 @@ def _owner(d: Doc) -> str:
     return f"Owner set to {d['owner_id']}" if d.get("owner_id") else "Owner unassigned"
 
 
-def _word(value: str, prefix: str) -> str:
-    """TICKET_CHANNEL_WEB_FORM (prefix TICKET_CHANNEL_) -> web_form; unspecified -> ""."""
-    word = value.removeprefix(prefix).lower() if value else ""
-    return "" if word == "unspecified" else word
-
-
-def _channel(value: str) -> str:
-    return _word(value, "TICKET_CHANNEL_")
-
-
-def _priority(value: str) -> str:
-    return _word(value, "TICKET_PRIORITY_")
-
-
-def _spoken(word: str) -> str:
-    """web_form -> web form, email -> e-mail (for summaries)."""
-    return {"email": "e-mail", "ivr": "IVR", "sms": "SMS"}.get(word, word.replace("_", " "))
-
-
-def _snippet(text: str, limit: int = 80) -> str:
+def snippet(text: str, limit: int = 80) -> str:
+    """The text on one line, cut to `limit` characters (for summaries)."""
     line = " ".join(text.split())
     return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
 
 
-def _duration(seconds: int) -> str:
-    minutes, rest = divmod(int(seconds), 60)
-    return f"{minutes} min {rest} s" if minutes else f"{rest} s"
-
-
-def _ticket_opened(d: Doc) -> str:
-    text = f"Ticket opened by {_spoken(_channel(d.get('channel', '')))}: “{d.get('subject', '')}”"
-    details = [x for x in (d.get("category", ""), _priority(d.get("priority", ""))) if x]
-    return f"{text} ({', '.join(details)})" if details else text
-
-
-def _ticket_assigned(d: Doc) -> str:
-    agent, queue = d.get("agent_id", ""), d.get("queue", "")
-    if agent and queue:
-        return f"Ticket assigned to {agent} in queue {queue}"
-    return f"Ticket assigned to {agent}" if agent else f"Ticket assigned to queue {queue}"
-
-
-def _interaction(d: Doc) -> str:
-    kind = _word(d.get("kind", ""), "INTERACTION_KIND_")
-    channel = _spoken(_channel(d.get("channel", "")))
-    body = _snippet(d.get("body", ""))
-    quoted = f": “{body}”" if body else ""
-    if kind == "inbound_call":
-        return f"Call from the customer ({_duration(d.get('duration_seconds', 0))})"
-    if kind == "outbound_call":
-        return f"Call to the customer ({_duration(d.get('duration_seconds', 0))})"
-    if kind == "inbound_message":
-        return f"Message from the customer by {channel}{quoted}"
-    if kind == "outbound_message":
-        return f"Message to the customer by {channel}{quoted}"
-    return f"Internal note{quoted}"
-
-
-def _with_reason(text: str, d: Doc) -> str:
-    return f"{text}: {_snippet(d['reason'])}" if d.get("reason") else text
-
-
-def _escalated(d: Doc) -> str:
-    text = f"Ticket escalated to level {d.get('level', 0)}"
-    if d.get("queue"):
-        text += f" (queue {d['queue']})"
-    return _with_reason(text, d)
+def with_reason(text: str, d: Doc) -> str:
+    """The summary `text`, with the event's reason if it gives one."""
+    return f"{text}: {snippet(d['reason'])}" if d.get("reason") else text
 
 
 def _address(d: Doc) -> str:
@@ -258,13 +199,13 @@ def _address(d: Doc) -> str:
 
 
 def _absorbed(d: Doc) -> str:
-    text = _with_reason(f"Customer {d.get('duplicate_id', '')} merged into this one", d)
+    text = with_reason(f"Customer {d.get('duplicate_id', '')} merged into this one", d)
     n = len(d.get("conflicts", []))
     return f"{text} ({n} consent conflict{'s' if n != 1 else ''})" if n else text
 
 
 _SUMMARIES: dict[str, Callable[[Doc], str]] = {
-    "c360.events.v1.CustomerMergedInto": lambda d: _with_reason(
+    "c360.events.v1.CustomerMergedInto": lambda d: with_reason(
         f"Merged into customer {d.get('survivor_id', '')}", d
     ),
     "c360.events.v1.DuplicateAbsorbed": _absorbed,
@@ -288,20 +229,6 @@ _SUMMARIES: dict[str, Callable[[Doc], str]] = {
     "c360.events.v1.ConsentRevoked": _consent("revoked"),
     "c360.events.v1.ContactPersonLinked": lambda d: f"Contact person linked as {d.get('role', '')}",
     "c360.events.v1.ContactPersonLinkEnded": lambda d: "Contact-person link ended",
-    "c360.events.v1.TicketOpened": _ticket_opened,
-    "c360.events.v1.TicketAssigned": _ticket_assigned,
-    "c360.events.v1.TicketInteractionRecorded": _interaction,
-    "c360.events.v1.TicketPriorityChanged": lambda d: (
-        f"Priority changed from {_priority(d.get('previous_priority', ''))}"
-        f" to {_priority(d.get('priority', ''))}"
-    ),
-    "c360.events.v1.TicketEscalated": _escalated,
-    "c360.events.v1.TicketResolved": lambda d: (
-        f"Ticket resolved: {_snippet(d.get('resolution', ''))}"
-    ),
-    "c360.events.v1.TicketReopened": lambda d: _with_reason("Ticket reopened", d),
-    "c360.events.v1.TicketClosed": lambda d: _with_reason("Ticket closed", d),
-    "c360.events.v1.TicketRated": lambda d: f"Customer rated the ticket {d.get('score', 0)}/5",
 }
 
 
@@ -366,9 +293,8 @@ def empty_profile(customer_id: str) -> Doc:
 #   list members       "emails[ada@example.com]", "phones[+4930123]", "tags[vip]",
 #                      "addresses[<address_id>]"
 #   keyed members      "consent.email/marketing", "contact_persons[<link_id>]"
-#   service desk       "service_desk.tickets[<ticket_id>]", "service_desk.last_contact_at",
-#                      "service_desk.ratings"
-#   other sources      as their plug-in says (sources/erp.py: "erp.outstanding.<currency>", …)
+#   other sources      as their plug-in says, under its section ("service_desk.ratings",
+#                      "erp.outstanding.<currency>", …)
 #   churn signal       "at_risk" (the derived entry that flagged it)
 # A member that leaves the profile (a phone removed, a ticket closed) leaves the map too.
 
@@ -510,8 +436,6 @@ def fold(profile: Doc, entry: Entry) -> Doc:
         if link is not None:
             link["valid_until"] = d.get("valid_until", "")
             set_by(p, f"contact_persons[{d['link_id']}]", entry)
-    elif kind.startswith("ticket."):
-        _fold_ticket(p, entry)
     elif (owner := registry().owners.get(kind)) is not None:
         if owner.section:
             p.setdefault(owner.section, owner.empty_section())
@@ -531,83 +455,11 @@ def fold(profile: Doc, entry: Entry) -> Doc:
     return p
 
 
-# -- the service desk in the profile ----------------------------------------------------------
+# -- the churn signal ---------------------------------------------------------------------------
 
 
 def _time(text: str) -> datetime:
     return datetime.fromisoformat(text)
-
-
-def empty_service_desk() -> Doc:
-    return {
-        "tickets": {},
-        "tickets_total": 0,
-        "recent_openings": [],
-        "last_contact_at": "",
-        "last_contact_channel": "",
-        "rating_sum": 0,
-        "ratings": 0,
-    }
-
-
-def _fold_ticket(p: Doc, entry: Entry) -> None:
-    """Open tickets (closed ones leave), openings of the last 30 days, last contact, ratings."""
-    desk = p.setdefault("service_desk", empty_service_desk())
-    d = entry.details
-    at = entry.occurred_at
-    ticket_id = entry.aggregate_id
-    ticket = desk["tickets"].get(ticket_id)
-    kind = entry.type
-    contact_channel = ""
-    if kind == "ticket.opened":
-        desk["tickets"][ticket_id] = {
-            "subject": d.get("subject", ""),
-            "channel": _channel(d.get("channel", "")),
-            "priority": _priority(d.get("priority", "")),
-            "category": d.get("category", ""),
-            "state": "open",
-            "agent_id": "",
-            "queue": "",
-            "escalation_level": 0,
-            "opened_at": at.isoformat(),
-        }
-        set_by(p, f"service_desk.tickets[{ticket_id}]", entry)
-        desk["tickets_total"] += 1
-        since = at - timedelta(days=RECENT_TICKET_DAYS)
-        openings = [o for o in desk["recent_openings"] if _time(o) > since]
-        desk["recent_openings"] = sorted([*openings, at.isoformat()], key=_time)
-        contact_channel = _channel(d.get("channel", ""))
-    elif kind == "ticket.interaction_recorded":
-        if _word(d.get("kind", ""), "INTERACTION_KIND_") != "internal_note":
-            contact_channel = _channel(d.get("channel", ""))
-    elif kind == "ticket.rated":
-        desk["rating_sum"] += int(d.get("score", 0))
-        desk["ratings"] += 1
-        set_by(p, "service_desk.ratings", entry)
-    elif ticket is not None:
-        set_by(p, f"service_desk.tickets[{ticket_id}]", entry)
-        if kind == "ticket.assigned":
-            ticket["agent_id"] = d.get("agent_id", "")
-            ticket["queue"] = d.get("queue", "")
-        elif kind == "ticket.priority_changed":
-            ticket["priority"] = _priority(d.get("priority", ""))
-        elif kind == "ticket.escalated":
-            ticket["escalation_level"] = int(d.get("level", 0))
-            ticket["queue"] = d.get("queue", "") or ticket["queue"]
-        elif kind == "ticket.resolved":
-            ticket["state"] = "resolved"
-        elif kind == "ticket.reopened":
-            ticket["state"] = "open"
-        elif kind == "ticket.closed":
-            del desk["tickets"][ticket_id]
-            unset(p, f"service_desk.tickets[{ticket_id}]")
-    if contact_channel and (not desk["last_contact_at"] or at >= _time(desk["last_contact_at"])):
-        desk["last_contact_at"] = at.isoformat()
-        desk["last_contact_channel"] = contact_channel
-        set_by(p, "service_desk.last_contact_at", entry)
-
-
-# -- the churn signal ---------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -624,22 +476,15 @@ class ChurnRule:
 
 
 def support_contact(entry: Entry) -> Doc | None:
-    """The support contact an entry is, if it is one: a ticket opened, or an inbound call or
-    message on a ticket (what the customer did, not what we did)."""
-    d = entry.details
-    if entry.type == "ticket.opened":
-        contact, channel = "ticket_opened", _channel(d.get("channel", ""))
-    elif entry.type == "ticket.interaction_recorded":
-        contact = _word(d.get("kind", ""), "INTERACTION_KIND_")
-        if contact not in ("inbound_call", "inbound_message"):
-            return None
-        channel = _channel(d.get("channel", ""))
-    else:
+    """The support contact an entry is, if the plug-in that folds it says it is one."""
+    owner = registry().owners.get(entry.type)
+    found = owner.support_contact(entry) if owner and owner.support_contact else None
+    if found is None:
         return None
     return {
         "ticket_id": entry.aggregate_id,
-        "contact": contact,
-        "channel": channel,
+        "contact": found.contact,
+        "channel": found.channel,
         "at": entry.occurred_at.isoformat(),
         "summary": entry.summary,
         "event_id": entry.event_id,
@@ -777,30 +622,6 @@ def copy_provenance(p: Doc, other: Doc, path: str) -> None:
         unset(p, path)
 
 
-def _join_service_desk(p: Doc, other: Doc) -> None:
-    theirs = other.get("service_desk")
-    if not theirs:
-        return
-    desk = p.setdefault("service_desk", empty_service_desk())
-    for ticket_id, ticket in theirs["tickets"].items():
-        if ticket_id not in desk["tickets"]:
-            desk["tickets"][ticket_id] = ticket
-            copy_provenance(p, other, f"service_desk.tickets[{ticket_id}]")
-    desk["tickets_total"] += theirs["tickets_total"]
-    desk["recent_openings"] = sorted(
-        [*desk["recent_openings"], *theirs["recent_openings"]], key=_time
-    )
-    if theirs["last_contact_at"] and (
-        not desk["last_contact_at"]
-        or _time(theirs["last_contact_at"]) > _time(desk["last_contact_at"])
-    ):
-        desk["last_contact_at"] = theirs["last_contact_at"]
-        desk["last_contact_channel"] = theirs["last_contact_channel"]
-        copy_provenance(p, other, "service_desk.last_contact_at")
-    desk["rating_sum"] += theirs["rating_sum"]
-    desk["ratings"] += theirs["ratings"]
-
-
 def join_profile(survivor: Doc, duplicate: Doc) -> Doc:
     """The survivor's profile joined with a merged duplicate's, by the rules of the customer
     service's combined view: name, kind, owner and acquisition stay the survivor's; e-mails,
@@ -840,7 +661,6 @@ def join_profile(survivor: Doc, duplicate: Doc) -> Doc:
         p["first_seen_at"] = duplicate["first_seen_at"]
         copy_provenance(p, duplicate, "first_seen_at")
     p["updated_at"] = max(p["updated_at"], duplicate["updated_at"])
-    _join_service_desk(p, duplicate)
     for plugin in registry().plugins:
         if plugin.join is None:
             continue
