@@ -1,6 +1,8 @@
-"""How published events become timeline entries and the 360 profile: pure functions, no I/O.
+"""The timeline's core, pure (no I/O): envelope -> entry, the profile fold, provenance, merged
+customers' profiles, the churn signal; what each source's events mean is in its plug-in.
 
-The projection knows the published contract (c360.events.v1) and nothing of the services' code.
+The plug-ins are the modules of c360_timeline.sources, found on first use (`registry`); they
+know the published contract (c360.events.v1, c360.erp.v1) and nothing of the services' code.
 Besides the entry of each event it derives entries of its own (source `timeline`): the churn
 signal, flagged when a customer's support contacts reach a threshold within a window and
 cleared when the window passes after the last one. Derived entries depend only on the events
@@ -140,45 +142,7 @@ def registry() -> Registry:
     return discover()
 
 
-def _enum_word(value: str) -> str:
-    """CONSENT_CHANNEL_EMAIL -> email."""
-    return value.rsplit("_", 1)[-1].lower() if value else ""
-
-
-def _kind(value: str) -> str:
-    return {"CUSTOMER_KIND_PERSON": "person", "CUSTOMER_KIND_ORGANISATION": "organisation"}.get(
-        value, ""
-    )
-
-
-def _registered(d: Doc) -> str:
-    via = d.get("acquisition_channel") or d.get("acquisition_source")
-    text = f"Registered {_kind(d.get('kind', '')) or 'customer'} “{d.get('display_name', '')}”"
-    return f"{text} via {via}" if via else text
-
-
-def _consent(verb: str) -> Callable[[Doc], str]:
-    def summary(d: Doc) -> str:
-        channel = _enum_word(d.get("channel", ""))
-        purpose = _enum_word(d.get("purpose", ""))
-        source = d.get("source", "")
-        text = f"Consent {verb} for {purpose} by {channel}"
-        return f"{text} ({source})" if source else text
-
-    return summary
-
-
-def _tags(d: Doc) -> str:
-    parts = []
-    if d.get("added"):
-        parts.append("added " + ", ".join(d["added"]))
-    if d.get("removed"):
-        parts.append("removed " + ", ".join(d["removed"]))
-    return "Tags " + "; ".join(parts)
-
-
-def _owner(d: Doc) -> str:
-    return f"Owner set to {d['owner_id']}" if d.get("owner_id") else "Owner unassigned"
+# -- for the plug-ins: summaries and provenance ----------------------------------------------------
 
 
 def snippet(text: str, limit: int = 80) -> str:
@@ -192,44 +156,43 @@ def with_reason(text: str, d: Doc) -> str:
     return f"{text}: {snippet(d['reason'])}" if d.get("reason") else text
 
 
-def _address(d: Doc) -> str:
-    a = d.get("address", {})
-    where = ", ".join(x for x in (a.get("city", ""), a.get("country", "")) if x)
-    return f"Postal address added ({where})" if where else "Postal address added"
+# `provenance` maps a field path of the profile to the entry that last set it. The core's are
+# "last_contact_at", "first_seen_at" and "at_risk" (the derived entry that flagged the churn
+# signal); each plug-in lists its own ("display_name", "emails[<email>]",
+# "service_desk.tickets[<ticket_id>]", "erp.outstanding.<currency>", …). A member that leaves
+# the profile (a phone removed, a ticket closed) leaves the map too.
 
 
-def _absorbed(d: Doc) -> str:
-    text = with_reason(f"Customer {d.get('duplicate_id', '')} merged into this one", d)
-    n = len(d.get("conflicts", []))
-    return f"{text} ({n} consent conflict{'s' if n != 1 else ''})" if n else text
+def provenance_of(entry: Entry) -> Doc:
+    """What the provenance map records of the entry that set a field."""
+    return {
+        "source": entry.source,
+        "type": entry.type,
+        "occurred_at": entry.occurred_at.isoformat(),
+        "event_id": entry.event_id,
+    }
 
 
-_SUMMARIES: dict[str, Callable[[Doc], str]] = {
-    "c360.events.v1.CustomerMergedInto": lambda d: with_reason(
-        f"Merged into customer {d.get('survivor_id', '')}", d
-    ),
-    "c360.events.v1.DuplicateAbsorbed": _absorbed,
-    "c360.events.v1.CustomerUnmerged": lambda d: (
-        f"Unmerged from customer {d.get('survivor_id', '')}"
-    ),
-    "c360.events.v1.DuplicateReleased": lambda d: (
-        f"Customer {d.get('duplicate_id', '')} unmerged from this one"
-    ),
-    "c360.events.v1.CustomerRegistered": _registered,
-    "c360.events.v1.CustomerRenamed": lambda d: f"Renamed to “{d.get('display_name', '')}”",
-    "c360.events.v1.EmailAdded": lambda d: f"E-mail {d.get('email', '')} added",
-    "c360.events.v1.EmailRemoved": lambda d: f"E-mail {d.get('email', '')} removed",
-    "c360.events.v1.PhoneAdded": lambda d: f"Phone {d.get('phone', '')} added",
-    "c360.events.v1.PhoneRemoved": lambda d: f"Phone {d.get('phone', '')} removed",
-    "c360.events.v1.PostalAddressAdded": _address,
-    "c360.events.v1.PostalAddressRemoved": lambda d: "Postal address removed",
-    "c360.events.v1.OwnerAssigned": _owner,
-    "c360.events.v1.TagsChanged": _tags,
-    "c360.events.v1.ConsentGranted": _consent("granted"),
-    "c360.events.v1.ConsentRevoked": _consent("revoked"),
-    "c360.events.v1.ContactPersonLinked": lambda d: f"Contact person linked as {d.get('role', '')}",
-    "c360.events.v1.ContactPersonLinkEnded": lambda d: "Contact-person link ended",
-}
+def set_by(p: Doc, path: str, entry: Entry) -> None:
+    """Record `entry` as what set the field at `path`."""
+    p.setdefault("provenance", {})[path] = provenance_of(entry)
+
+
+def unset(p: Doc, path: str) -> None:
+    """Forget the provenance of a field that left the profile."""
+    p.setdefault("provenance", {}).pop(path, None)
+
+
+def copy_provenance(p: Doc, other: Doc, path: str) -> None:
+    """Take the provenance of a field joined from `other` (a merged duplicate's profile)."""
+    found = other.get("provenance", {}).get(path)
+    if found is not None:
+        p.setdefault("provenance", {})[path] = found
+    else:
+        unset(p, path)
+
+
+# -- entries ------------------------------------------------------------------------------------
 
 
 def details_of(payload: message.Message) -> Doc:
@@ -247,7 +210,7 @@ def entry_for(env: envelope_pb2.Envelope) -> Entry:
     found = registry()  # before unpacking: the plug-ins import the payload types they know
     payload = unpack(env)
     details = details_of(payload)
-    summarise = _SUMMARIES.get(env.event_type) or found.summaries.get(env.event_type)
+    summarise = found.summaries.get(env.event_type)
     summary = summarise(details) if summarise else payload.DESCRIPTOR.name
     return Entry(
         event_id=env.event_id,
@@ -263,85 +226,34 @@ def entry_for(env: envelope_pb2.Envelope) -> Entry:
     )
 
 
+# -- the profile --------------------------------------------------------------------------------
+
+
 def empty_profile(customer_id: str) -> Doc:
-    return {
+    """A profile before its first entry: the core fields (those the read model indexes and
+    Profile carries, and the fold's own), with the fields of the plug-ins that have no section
+    (the customer's)."""
+    p: Doc = {
         "customer_id": customer_id,
         "kind": "",
         "display_name": "",
         "emails": [],
         "phones": [],
-        "addresses": [],
         "owner_id": "",
         "tags": [],
-        "acquisition": {"source": "", "channel": ""},
-        "consent": {},
-        "contact_persons": {},
-        "touches": {},
-        "last_contact_at": "",
-        "last_contact_source": "",
-        "first_seen_at": "",
-        "updated_at": "",
-        "provenance": {},
     }
-
-
-# -- field provenance ---------------------------------------------------------------------------
-#
-# `provenance` maps a field path of the profile to the entry that last set it:
-#   scalars            "kind", "display_name", "owner_id", "acquisition", "last_contact_at",
-#                      "first_seen_at"
-#   list members       "emails[ada@example.com]", "phones[+4930123]", "tags[vip]",
-#                      "addresses[<address_id>]"
-#   keyed members      "consent.email/marketing", "contact_persons[<link_id>]"
-#   other sources      as their plug-in says, under its section ("service_desk.ratings",
-#                      "erp.outstanding.<currency>", …)
-#   churn signal       "at_risk" (the derived entry that flagged it)
-# A member that leaves the profile (a phone removed, a ticket closed) leaves the map too.
-
-
-def provenance_of(entry: Entry) -> Doc:
-    """What the provenance map records of the entry that set a field."""
-    return {
-        "source": entry.source,
-        "type": entry.type,
-        "occurred_at": entry.occurred_at.isoformat(),
-        "event_id": entry.event_id,
-    }
-
-
-def set_by(p: Doc, path: str, entry: Entry) -> None:
-    p.setdefault("provenance", {})[path] = provenance_of(entry)
-
-
-def unset(p: Doc, path: str) -> None:
-    p.setdefault("provenance", {}).pop(path, None)
-
-
-def _members(p: Doc, field: str, values: list[str], entry: Entry) -> None:
-    """Provenance of a list field replaced as a whole (registration)."""
-    prov = p.setdefault("provenance", {})
-    for key in [k for k in prov if k.startswith(field + "[")]:
-        del prov[key]
-    for value in values:
-        set_by(p, f"{field}[{value}]", entry)
-
-
-def _add(items: list[str], value: str) -> None:
-    if value and value not in items:
-        items.append(value)
-
-
-def _remove(items: list[str], value: str) -> None:
-    if value in items:
-        items.remove(value)
-
-
-_CONTACT_FIELDS = {
-    "customer.email_added": ("emails", "email"),
-    "customer.email_removed": ("emails", "email"),
-    "customer.phone_added": ("phones", "phone"),
-    "customer.phone_removed": ("phones", "phone"),
-}
+    for plugin in registry().plugins:
+        if not plugin.section:
+            p.update(plugin.empty_section())
+    p.update(
+        touches={},
+        last_contact_at="",
+        last_contact_source="",
+        first_seen_at="",
+        updated_at="",
+        provenance={},
+    )
+    return p
 
 
 MERGE_TYPES = frozenset(
@@ -358,92 +270,23 @@ the merge never happened. Who is merged into whom is kept in the read model's `m
 
 
 def fold(profile: Doc, entry: Entry) -> Doc:
-    """The profile after one more entry. Times are ISO-8601 strings (UTC)."""
+    """The profile after one more entry: the plug-in that folds its type changes its part (the
+    section added first), then the core counts the touch and keeps last contact, first seen
+    and updated at. Times are ISO-8601 strings (UTC)."""
     p = copy.deepcopy(profile)
     if entry.type in MERGE_TYPES:
         return p
-    d = entry.details
-    at = entry.occurred_at.isoformat()
-    kind = entry.type
-    if kind == "customer.registered":
-        p["kind"] = _kind(d.get("kind", ""))
-        p["display_name"] = d.get("display_name", "")
-        p["emails"] = list(d.get("emails", []))
-        p["phones"] = list(d.get("phones", []))
-        p["owner_id"] = d.get("owner_id", "")
-        p["tags"] = list(d.get("tags", []))
-        p["acquisition"] = {
-            "source": d.get("acquisition_source", ""),
-            "channel": d.get("acquisition_channel", ""),
-        }
-        for path in ("kind", "display_name", "acquisition"):
-            set_by(p, path, entry)
-        if p["owner_id"]:
-            set_by(p, "owner_id", entry)
-        for field in ("emails", "phones", "tags"):
-            _members(p, field, p[field], entry)
-    elif kind == "customer.renamed":
-        p["display_name"] = d.get("display_name", "")
-        set_by(p, "display_name", entry)
-    elif kind in ("customer.email_added", "customer.phone_added"):
-        field, value = _CONTACT_FIELDS[kind]
-        if d.get(value) and d[value] not in p[field]:
-            _add(p[field], d[value])
-            set_by(p, f"{field}[{d[value]}]", entry)
-    elif kind in ("customer.email_removed", "customer.phone_removed"):
-        field, value = _CONTACT_FIELDS[kind]
-        _remove(p[field], d.get(value, ""))
-        unset(p, f"{field}[{d.get(value, '')}]")
-    elif kind == "customer.postal_address_added":
-        address = d.get("address", {})
-        p["addresses"] = [*p["addresses"], address]
-        set_by(p, f"addresses[{address.get('address_id', '')}]", entry)
-    elif kind == "customer.postal_address_removed":
-        p["addresses"] = [a for a in p["addresses"] if a.get("address_id") != d.get("address_id")]
-        unset(p, f"addresses[{d.get('address_id', '')}]")
-    elif kind == "customer.owner_assigned":
-        p["owner_id"] = d.get("owner_id", "")
-        set_by(p, "owner_id", entry)
-    elif kind == "customer.tags_changed":
-        removed = set(d.get("removed", []))
-        p["tags"] = [t for t in p["tags"] if t not in removed]
-        for tag in removed:
-            unset(p, f"tags[{tag}]")
-        for tag in d.get("added", []):
-            if tag and tag not in p["tags"]:
-                _add(p["tags"], tag)
-                set_by(p, f"tags[{tag}]", entry)
-    elif kind in ("customer.consent_granted", "customer.consent_revoked"):
-        channel = _enum_word(d.get("channel", ""))
-        purpose = _enum_word(d.get("purpose", ""))
-        p["consent"][f"{channel}/{purpose}"] = {
-            "granted": kind == "customer.consent_granted",
-            "source": d.get("source", ""),
-            "decided_at": d.get("decided_at", at),
-        }
-        set_by(p, f"consent.{channel}/{purpose}", entry)
-    elif kind == "customer.contact_person_linked":
-        p["contact_persons"][d["link_id"]] = {
-            "organisation_id": d.get("organisation_id", ""),
-            "person_id": d.get("person_id", ""),
-            "role": d.get("role", ""),
-            "valid_from": d.get("valid_from", ""),
-            "valid_until": "",
-        }
-        set_by(p, f"contact_persons[{d['link_id']}]", entry)
-    elif kind == "customer.contact_person_link_ended":
-        link = p["contact_persons"].get(d.get("link_id", ""))
-        if link is not None:
-            link["valid_until"] = d.get("valid_until", "")
-            set_by(p, f"contact_persons[{d['link_id']}]", entry)
-    elif (owner := registry().owners.get(kind)) is not None:
+    found = registry()
+    owner = found.owners.get(entry.type)
+    if owner is not None:
         if owner.section:
             p.setdefault(owner.section, owner.empty_section())
-        owner.folds[kind](p, entry)
+        owner.folds[entry.type](p, entry)
+    at = entry.occurred_at.isoformat()
     touches = p["touches"].setdefault(entry.source, {"count": 0, "last_at": ""})
     touches["count"] += 1
     touches["last_at"] = max(touches["last_at"], at)
-    source = registry().sources.get(entry.source)
+    source = found.sources.get(entry.source)
     if (source is None or source.contact) and at >= p["last_contact_at"]:
         p["last_contact_at"] = at
         p["last_contact_source"] = entry.source
@@ -607,46 +450,13 @@ def profile_as_of(
 # -- a survivor's profile: its own joined with its merged duplicates' ---------------------------
 
 
-def _union(p: Doc, other: Doc, field: str) -> None:
-    for value in other[field]:
-        if value not in p[field]:
-            p[field].append(value)
-            copy_provenance(p, other, f"{field}[{value}]")
-
-
-def copy_provenance(p: Doc, other: Doc, path: str) -> None:
-    found = other.get("provenance", {}).get(path)
-    if found is not None:
-        p.setdefault("provenance", {})[path] = found
-    else:
-        unset(p, path)
-
-
 def join_profile(survivor: Doc, duplicate: Doc) -> Doc:
-    """The survivor's profile joined with a merged duplicate's, by the rules of the customer
-    service's combined view: name, kind, owner and acquisition stay the survivor's; e-mails,
-    phones, tags, addresses, contact persons, open tickets and invoices are the survivor's
-    then the duplicate's not present; per consent channel and purpose the more recent
-    decision; touches, tickets and ratings add up; last contact is the later one, first seen
-    the earlier one. Provenance follows the value kept. The churn signal is not joined here
-    (`group_profile` observes the whole group's contacts again)."""
+    """The survivor's profile joined with a merged duplicate's: touches add up, last contact
+    is the later one, first seen the earlier one, and each plug-in joins its part (the
+    customer's by the rules of the customer service's combined view). Provenance follows the
+    value kept. The churn signal is not joined here (`group_profile` observes the whole
+    group's contacts again)."""
     p = copy.deepcopy(survivor)
-    for listed in ("emails", "phones", "tags"):
-        _union(p, duplicate, listed)
-    known = {a.get("address_id") for a in p["addresses"]}
-    for address in duplicate["addresses"]:
-        if address.get("address_id") not in known:
-            p["addresses"].append(address)
-            copy_provenance(p, duplicate, f"addresses[{address.get('address_id', '')}]")
-    for key, decision in duplicate["consent"].items():
-        mine = p["consent"].get(key)
-        if mine is None or _time(decision["decided_at"]) > _time(mine["decided_at"]):
-            p["consent"][key] = decision
-            copy_provenance(p, duplicate, f"consent.{key}")
-    for link_id, link in duplicate["contact_persons"].items():
-        if link_id not in p["contact_persons"]:
-            p["contact_persons"][link_id] = link
-            copy_provenance(p, duplicate, f"contact_persons[{link_id}]")
     for source, theirs in duplicate["touches"].items():
         mine = p["touches"].setdefault(source, {"count": 0, "last_at": ""})
         mine["count"] += theirs["count"]
