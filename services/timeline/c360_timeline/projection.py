@@ -3,7 +3,7 @@ customers' profiles, the churn signal; what each source's events mean is in its 
 
 The plug-ins are the modules of c360_timeline.sources, found on first use (`registry`); they
 know the published contract (c360.events.v1, c360.erp.v1) and nothing of the services' code.
-Besides the entry of each event it derives entries of its own (source `timeline`): the churn
+Besides the entry of each event the core derives entries of its own (source `timeline`): the churn
 signal, flagged when a customer's support contacts reach a threshold within a window and
 cleared when the window passes after the last one. Derived entries depend only on the events
 and, for clearing, on the time of the sweep, so a rebuild gives the same rows.
@@ -142,7 +142,7 @@ def registry() -> Registry:
     return discover()
 
 
-# -- for the plug-ins: summaries and provenance ----------------------------------------------------
+# -- for the plug-ins: summaries and provenance -------------------------------------------------
 
 
 def snippet(text: str, limit: int = 80) -> str:
