@@ -19,7 +19,7 @@ from nats.js.errors import NotFoundError
 
 from c360.erp.v1 import erp_events_pb2 as pb
 from c360.timeline.v1 import timeline_service_pb2 as tapi
-from c360_timeline import erp
+from c360_timeline import erp_inbound
 
 from .conftest import Stack
 from .helpers import eventually, register
@@ -150,7 +150,7 @@ async def test_erp_events_are_validated_applied_or_dead_lettered_and_replayed_af
 
     # A release of c360 that also takes lower-case currency codes; then the ERP's message is
     # replayed, unchanged, and applied.
-    monkeypatch.setattr(erp, "_CURRENCY", re.compile(r"^[A-Za-z]{3}$"))
+    monkeypatch.setattr(erp_inbound, "_CURRENCY", re.compile(r"^[A-Za-z]{3}$"))
     replayed = await asyncio.to_thread(cli, home, "deadletter", "replay", str(letters[2]["id"]))
     assert replayed["replayed"]["subject"] == "erp.invoice.issued"
 

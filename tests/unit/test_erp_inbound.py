@@ -10,7 +10,7 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from c360.erp.v1 import erp_events_pb2 as pb
-from c360_timeline import erp
+from c360_timeline import erp_inbound
 from c360_timeline.projection import empty_profile, entry_for, fold
 
 CUSTOMER = "0b6e2a4c-5d1f-4c36-9c36-5f0e6d7c8b9a"
@@ -68,14 +68,14 @@ def overdue(number: str = "INV-1") -> pb.ErpEvent:
 
 def test_a_valid_invoice_becomes_an_erp_envelope_at_its_stream_position() -> None:
     message = invoice()
-    env = erp.envelope_for("erp.invoice.issued", message.SerializeToString(), 17)
+    env = erp_inbound.envelope_for("erp.invoice.issued", message.SerializeToString(), 17)
     assert (env.source, env.source_position, env.event_id) == ("erp", 17, message.event_id)
     assert (env.customer_id, env.aggregate_type) == (CUSTOMER, "invoice")
     assert env.event_type == "c360.erp.v1.InvoiceIssued"
     entry = entry_for(env)
     assert entry.type == "invoice.issued"
     assert entry.summary == "Invoice INV-1 issued: 1000.00 EUR, due 2025-03-31"
-    assert erp.subject_of("CreditLimitChanged") == "erp.credit_limit.changed"
+    assert erp_inbound.subject_of("CreditLimitChanged") == "erp.credit_limit.changed"
 
 
 @pytest.mark.parametrize(
@@ -103,17 +103,20 @@ def test_a_message_c360_cannot_take_is_refused_saying_what_to_change(
     subject: str, data: Any, reason: str
 ) -> None:
     raw = data if isinstance(data, bytes) else data.SerializeToString()
-    with pytest.raises(erp.Rejected) as refused:
-        erp.envelope_for(subject, raw, 1)
+    with pytest.raises(erp_inbound.Rejected) as refused:
+        erp_inbound.envelope_for(subject, raw, 1)
     assert reason in str(refused.value)
 
 
 def _account(*messages: pb.ErpEvent) -> dict[str, Any]:
     profile = empty_profile(CUSTOMER)
     for position, message in enumerate(messages, start=1):
-        subject = next(s for s, c in erp.SUBJECTS.items() if c == message.WhichOneof("event"))
+        subject = next(
+            s for s, c in erp_inbound.SUBJECTS.items() if c == message.WhichOneof("event")
+        )
         profile = fold(
-            profile, entry_for(erp.envelope_for(subject, message.SerializeToString(), position))
+            profile,
+            entry_for(erp_inbound.envelope_for(subject, message.SerializeToString(), position)),
         )
     return profile
 

@@ -20,7 +20,7 @@ from nats.js.errors import NotFoundError
 from c360.events.v1 import envelope_pb2
 from c360_platform.deadletter import dead_letter
 from c360_platform.streams import StreamSettings, ensure_stream
-from c360_timeline import erp
+from c360_timeline import erp_inbound
 from c360_timeline.readmodel import ReadModel
 
 _log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ class ErpIntake:
             ack_wait=30,
             # One batch in flight: a redelivery comes before anything newer (order).
             max_ack_pending=self.batch_size,
-            filter_subject=f"{erp.SUBJECT_ROOT}.>",
+            filter_subject=f"{erp_inbound.SUBJECT_ROOT}.>",
         )
 
     async def open(self, js: JetStreamContext) -> None:
@@ -69,7 +69,7 @@ class ErpIntake:
         await ensure_stream(js, self.stream)
         await ensure_stream(js, StreamSettings.dead_letters())
         self.sub = await js.pull_subscribe(
-            f"{erp.SUBJECT_ROOT}.>",
+            f"{erp_inbound.SUBJECT_ROOT}.>",
             durable=self.durable,
             stream=self.stream.name,
             config=self.consumer_config(),
@@ -107,9 +107,11 @@ class ErpIntake:
         for msg in msgs:
             try:
                 envelopes.append(
-                    erp.envelope_for(msg.subject, msg.data, int(msg.metadata.sequence.stream))
+                    erp_inbound.envelope_for(
+                        msg.subject, msg.data, int(msg.metadata.sequence.stream)
+                    )
                 )
-            except erp.Rejected as exc:
+            except erp_inbound.Rejected as exc:
                 rejected.append((msg, str(exc)))
         if envelopes:
             async with self.writing:  # shared with the main feed: one writer of profiles

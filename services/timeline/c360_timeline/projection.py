@@ -1,7 +1,9 @@
-"""How published events become timeline entries and the 360 profile: pure functions, no I/O.
+"""The timeline's core, pure (no I/O): envelope -> entry, the profile fold, provenance, merged
+customers' profiles, the churn signal; what each source's events mean is in its plug-in.
 
-The projection knows the published contract (c360.events.v1) and nothing of the services' code.
-Besides the entry of each event it derives entries of its own (source `timeline`): the churn
+The plug-ins are the modules of c360_timeline.sources, found on first use (`registry`); they
+know the published contract (c360.events.v1, c360.erp.v1) and nothing of the services' code.
+Besides the entry of each event the core derives entries of its own (source `timeline`): the churn
 signal, flagged when a customer's support contacts reach a threshold within a window and
 cleared when the window passes after the last one. Derived entries depend only on the events
 and, for clearing, on the time of the sweep, so a rebuild gives the same rows.
@@ -10,22 +12,24 @@ and, for clearing, on the time of the sweep, so a rebuild gives the same rows.
 from __future__ import annotations
 
 import copy
+import functools
+import importlib
+import pkgutil
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from google.protobuf import json_format, message
 
 from c360.events.v1 import envelope_pb2
 from c360_platform.envelope import short_type, unpack
-from c360_timeline import erp
 
 Doc = dict[str, Any]
 DERIVED_SOURCE = "timeline"
-RECENT_TICKET_DAYS = 30
+SOURCES_PACKAGE = "c360_timeline.sources"
 _DERIVED_NAMESPACE = uuid.UUID("2c1f4a9e-5d36-4c36-8c36-c360c360a715")
 
 
@@ -45,168 +49,150 @@ class Entry:
     aggregate_version: int
 
 
-def _enum_word(value: str) -> str:
-    """CONSENT_CHANNEL_EMAIL -> email."""
-    return value.rsplit("_", 1)[-1].lower() if value else ""
+# -- source plug-ins ----------------------------------------------------------------------------
+
+Summary = Callable[[Doc], str]
+"""An entry's one-line summary, from its details."""
+Fold = Callable[[Doc, Entry], None]
+"""Folds one entry into the profile, in place, provenance included."""
+Join = Callable[[Doc, Doc], None]
+"""Joins a merged duplicate's profile (second) into the survivor's (first, in place)."""
 
 
-def _kind(value: str) -> str:
-    return {"CUSTOMER_KIND_PERSON": "person", "CUSTOMER_KIND_ORGANISATION": "organisation"}.get(
-        value, ""
+class SupportContact(NamedTuple):
+    """An entry that is a support contact (for the churn signal): what the customer did
+    ("ticket_opened", "inbound_call") and on which channel."""
+
+    contact: str
+    channel: str
+
+
+@dataclass(frozen=True)
+class SourcePlugin:
+    """What the timeline knows of one source of events. Each module of c360_timeline.sources
+    declares one as `PLUGIN`; the core finds them (`registry`)."""
+
+    name: str
+    """The envelopes' source ("service-desk")."""
+    summaries: Mapping[str, Summary]
+    """Payload full name ("c360.events.v1.TicketOpened") -> the summary of its entries."""
+    folds: Mapping[str, Fold] = field(default_factory=dict)
+    """Entry type ("ticket.opened") -> how it changes the profile."""
+    section: str = ""
+    """The profile key of this source's part, added with its first folded entry; "" when its
+    fields sit at the top of every profile (the customer's own)."""
+    empty_section: Callable[[], Doc] = dict
+    """That part before any entry (for no section: the fields every profile starts with)."""
+    join: Join | None = None
+    """How its part joins when customers are merged (called only when the duplicate has it)."""
+    support_contact: Callable[[Entry], SupportContact | None] | None = None
+    """Which of the entries it folds are support contacts."""
+    typed_profile: Callable[[Doc, datetime], message.Message] | None = None
+    """The Profile message's typed field named like `section`, from that part (at a time);
+    without one the part reaches clients in Profile.attributes."""
+    contact: bool = True
+    """Whether its entries are contacts with the customer (`last_contact_at`)."""
+
+
+@dataclass(frozen=True)
+class Registry:
+    """The source plug-ins found, indexed for dispatch."""
+
+    plugins: tuple[SourcePlugin, ...]
+    summaries: Mapping[str, Summary]
+    """Payload full name -> summary, of every plug-in."""
+    owners: Mapping[str, SourcePlugin]
+    """Entry type -> the plug-in that folds it."""
+    sources: Mapping[str, SourcePlugin]
+    """Source name -> its plug-in."""
+
+
+def _unique(what: str, keys: list[str]) -> None:
+    twice = sorted(key for key, n in Counter(keys).items() if n > 1)
+    if twice:
+        raise ValueError(f"more than one source plug-in claims the {what} {', '.join(twice)}")
+
+
+def discover(package: str = SOURCES_PACKAGE) -> Registry:
+    """Import every module of `package` and index the `PLUGIN` each declares."""
+    path = importlib.import_module(package).__path__
+    plugins: list[SourcePlugin] = []
+    for module in sorted(pkgutil.iter_modules(path), key=lambda m: m.name):
+        plugin = getattr(importlib.import_module(f"{package}.{module.name}"), "PLUGIN", None)
+        if not isinstance(plugin, SourcePlugin):
+            raise TypeError(f"{package}.{module.name} declares no PLUGIN = SourcePlugin(...)")
+        if plugin.typed_profile is not None and not plugin.section:
+            raise TypeError(f"{package}.{module.name}: a typed_profile needs a section")
+        plugins.append(plugin)
+    _unique("source", [p.name for p in plugins])
+    _unique("payload", [name for p in plugins for name in p.summaries])
+    _unique("entry type", [kind for p in plugins for kind in p.folds])
+    _unique("profile section", [p.section for p in plugins if p.section])
+    return Registry(
+        plugins=tuple(plugins),
+        summaries={name: s for p in plugins for name, s in p.summaries.items()},
+        owners={kind: p for p in plugins for kind in p.folds},
+        sources={p.name: p for p in plugins},
     )
 
 
-def _registered(d: Doc) -> str:
-    via = d.get("acquisition_channel") or d.get("acquisition_source")
-    text = f"Registered {_kind(d.get('kind', '')) or 'customer'} “{d.get('display_name', '')}”"
-    return f"{text} via {via}" if via else text
+@functools.cache
+def registry() -> Registry:
+    """The plug-ins of c360_timeline.sources, found on first use."""
+    return discover()
 
 
-def _consent(verb: str) -> Callable[[Doc], str]:
-    def summary(d: Doc) -> str:
-        channel = _enum_word(d.get("channel", ""))
-        purpose = _enum_word(d.get("purpose", ""))
-        source = d.get("source", "")
-        text = f"Consent {verb} for {purpose} by {channel}"
-        return f"{text} ({source})" if source else text
-
-    return summary
+# -- for the plug-ins: summaries and provenance -------------------------------------------------
 
 
-def _tags(d: Doc) -> str:
-    parts = []
-    if d.get("added"):
-        parts.append("added " + ", ".join(d["added"]))
-    if d.get("removed"):
-        parts.append("removed " + ", ".join(d["removed"]))
-    return "Tags " + "; ".join(parts)
-
-
-def _owner(d: Doc) -> str:
-    return f"Owner set to {d['owner_id']}" if d.get("owner_id") else "Owner unassigned"
-
-
-def _word(value: str, prefix: str) -> str:
-    """TICKET_CHANNEL_WEB_FORM (prefix TICKET_CHANNEL_) -> web_form; unspecified -> ""."""
-    word = value.removeprefix(prefix).lower() if value else ""
-    return "" if word == "unspecified" else word
-
-
-def _channel(value: str) -> str:
-    return _word(value, "TICKET_CHANNEL_")
-
-
-def _priority(value: str) -> str:
-    return _word(value, "TICKET_PRIORITY_")
-
-
-def _spoken(word: str) -> str:
-    """web_form -> web form, email -> e-mail (for summaries)."""
-    return {"email": "e-mail", "ivr": "IVR", "sms": "SMS"}.get(word, word.replace("_", " "))
-
-
-def _snippet(text: str, limit: int = 80) -> str:
+def snippet(text: str, limit: int = 80) -> str:
+    """The text on one line, cut to `limit` characters (for summaries)."""
     line = " ".join(text.split())
     return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
 
 
-def _duration(seconds: int) -> str:
-    minutes, rest = divmod(int(seconds), 60)
-    return f"{minutes} min {rest} s" if minutes else f"{rest} s"
+def with_reason(text: str, d: Doc) -> str:
+    """The summary `text`, with the event's reason if it gives one."""
+    return f"{text}: {snippet(d['reason'])}" if d.get("reason") else text
 
 
-def _ticket_opened(d: Doc) -> str:
-    text = f"Ticket opened by {_spoken(_channel(d.get('channel', '')))}: “{d.get('subject', '')}”"
-    details = [x for x in (d.get("category", ""), _priority(d.get("priority", ""))) if x]
-    return f"{text} ({', '.join(details)})" if details else text
+# `provenance` maps a field path of the profile to the entry that last set it. The core's are
+# "last_contact_at", "first_seen_at" and "at_risk" (the derived entry that flagged the churn
+# signal); each plug-in lists its own ("display_name", "emails[<email>]",
+# "service_desk.tickets[<ticket_id>]", "erp.outstanding.<currency>", …). A member that leaves
+# the profile (a phone removed, a ticket closed) leaves the map too.
 
 
-def _ticket_assigned(d: Doc) -> str:
-    agent, queue = d.get("agent_id", ""), d.get("queue", "")
-    if agent and queue:
-        return f"Ticket assigned to {agent} in queue {queue}"
-    return f"Ticket assigned to {agent}" if agent else f"Ticket assigned to queue {queue}"
+def provenance_of(entry: Entry) -> Doc:
+    """What the provenance map records of the entry that set a field."""
+    return {
+        "source": entry.source,
+        "type": entry.type,
+        "occurred_at": entry.occurred_at.isoformat(),
+        "event_id": entry.event_id,
+    }
 
 
-def _interaction(d: Doc) -> str:
-    kind = _word(d.get("kind", ""), "INTERACTION_KIND_")
-    channel = _spoken(_channel(d.get("channel", "")))
-    body = _snippet(d.get("body", ""))
-    quoted = f": “{body}”" if body else ""
-    if kind == "inbound_call":
-        return f"Call from the customer ({_duration(d.get('duration_seconds', 0))})"
-    if kind == "outbound_call":
-        return f"Call to the customer ({_duration(d.get('duration_seconds', 0))})"
-    if kind == "inbound_message":
-        return f"Message from the customer by {channel}{quoted}"
-    if kind == "outbound_message":
-        return f"Message to the customer by {channel}{quoted}"
-    return f"Internal note{quoted}"
+def set_by(p: Doc, path: str, entry: Entry) -> None:
+    """Record `entry` as what set the field at `path`."""
+    p.setdefault("provenance", {})[path] = provenance_of(entry)
 
 
-def _with_reason(text: str, d: Doc) -> str:
-    return f"{text}: {_snippet(d['reason'])}" if d.get("reason") else text
+def unset(p: Doc, path: str) -> None:
+    """Forget the provenance of a field that left the profile."""
+    p.setdefault("provenance", {}).pop(path, None)
 
 
-def _escalated(d: Doc) -> str:
-    text = f"Ticket escalated to level {d.get('level', 0)}"
-    if d.get("queue"):
-        text += f" (queue {d['queue']})"
-    return _with_reason(text, d)
+def copy_provenance(p: Doc, other: Doc, path: str) -> None:
+    """Take the provenance of a field joined from `other` (a merged duplicate's profile)."""
+    found = other.get("provenance", {}).get(path)
+    if found is not None:
+        p.setdefault("provenance", {})[path] = found
+    else:
+        unset(p, path)
 
 
-def _address(d: Doc) -> str:
-    a = d.get("address", {})
-    where = ", ".join(x for x in (a.get("city", ""), a.get("country", "")) if x)
-    return f"Postal address added ({where})" if where else "Postal address added"
-
-
-def _absorbed(d: Doc) -> str:
-    text = _with_reason(f"Customer {d.get('duplicate_id', '')} merged into this one", d)
-    n = len(d.get("conflicts", []))
-    return f"{text} ({n} consent conflict{'s' if n != 1 else ''})" if n else text
-
-
-_SUMMARIES: dict[str, Callable[[Doc], str]] = {
-    "c360.events.v1.CustomerMergedInto": lambda d: _with_reason(
-        f"Merged into customer {d.get('survivor_id', '')}", d
-    ),
-    "c360.events.v1.DuplicateAbsorbed": _absorbed,
-    "c360.events.v1.CustomerUnmerged": lambda d: (
-        f"Unmerged from customer {d.get('survivor_id', '')}"
-    ),
-    "c360.events.v1.DuplicateReleased": lambda d: (
-        f"Customer {d.get('duplicate_id', '')} unmerged from this one"
-    ),
-    "c360.events.v1.CustomerRegistered": _registered,
-    "c360.events.v1.CustomerRenamed": lambda d: f"Renamed to “{d.get('display_name', '')}”",
-    "c360.events.v1.EmailAdded": lambda d: f"E-mail {d.get('email', '')} added",
-    "c360.events.v1.EmailRemoved": lambda d: f"E-mail {d.get('email', '')} removed",
-    "c360.events.v1.PhoneAdded": lambda d: f"Phone {d.get('phone', '')} added",
-    "c360.events.v1.PhoneRemoved": lambda d: f"Phone {d.get('phone', '')} removed",
-    "c360.events.v1.PostalAddressAdded": _address,
-    "c360.events.v1.PostalAddressRemoved": lambda d: "Postal address removed",
-    "c360.events.v1.OwnerAssigned": _owner,
-    "c360.events.v1.TagsChanged": _tags,
-    "c360.events.v1.ConsentGranted": _consent("granted"),
-    "c360.events.v1.ConsentRevoked": _consent("revoked"),
-    "c360.events.v1.ContactPersonLinked": lambda d: f"Contact person linked as {d.get('role', '')}",
-    "c360.events.v1.ContactPersonLinkEnded": lambda d: "Contact-person link ended",
-    "c360.events.v1.TicketOpened": _ticket_opened,
-    "c360.events.v1.TicketAssigned": _ticket_assigned,
-    "c360.events.v1.TicketInteractionRecorded": _interaction,
-    "c360.events.v1.TicketPriorityChanged": lambda d: (
-        f"Priority changed from {_priority(d.get('previous_priority', ''))}"
-        f" to {_priority(d.get('priority', ''))}"
-    ),
-    "c360.events.v1.TicketEscalated": _escalated,
-    "c360.events.v1.TicketResolved": lambda d: (
-        f"Ticket resolved: {_snippet(d.get('resolution', ''))}"
-    ),
-    "c360.events.v1.TicketReopened": lambda d: _with_reason("Ticket reopened", d),
-    "c360.events.v1.TicketClosed": lambda d: _with_reason("Ticket closed", d),
-    "c360.events.v1.TicketRated": lambda d: f"Customer rated the ticket {d.get('score', 0)}/5",
-}
+# -- entries ------------------------------------------------------------------------------------
 
 
 def details_of(payload: message.Message) -> Doc:
@@ -221,9 +207,10 @@ def occurred_at(env: envelope_pb2.Envelope) -> datetime:
 
 def entry_for(env: envelope_pb2.Envelope) -> Entry:
     """The timeline entry for one envelope (raises UnknownEventType for foreign payloads)."""
+    found = registry()  # before unpacking: the plug-ins import the payload types they know
     payload = unpack(env)
     details = details_of(payload)
-    summarise = _SUMMARIES.get(env.event_type) or erp.SUMMARIES.get(env.event_type)
+    summarise = found.summaries.get(env.event_type)
     summary = summarise(details) if summarise else payload.DESCRIPTOR.name
     return Entry(
         event_id=env.event_id,
@@ -239,104 +226,34 @@ def entry_for(env: envelope_pb2.Envelope) -> Entry:
     )
 
 
+# -- the profile --------------------------------------------------------------------------------
+
+
 def empty_profile(customer_id: str) -> Doc:
-    return {
+    """A profile before its first entry: the core fields (those the read model indexes and
+    Profile carries, and the fold's own), with the fields of the plug-ins that have no section
+    (the customer's)."""
+    p: Doc = {
         "customer_id": customer_id,
         "kind": "",
         "display_name": "",
         "emails": [],
         "phones": [],
-        "addresses": [],
         "owner_id": "",
         "tags": [],
-        "acquisition": {"source": "", "channel": ""},
-        "consent": {},
-        "contact_persons": {},
-        "touches": {},
-        "last_contact_at": "",
-        "last_contact_source": "",
-        "first_seen_at": "",
-        "updated_at": "",
-        "provenance": {},
     }
-
-
-# -- field provenance ---------------------------------------------------------------------------
-#
-# `provenance` maps a field path of the profile to the entry that last set it:
-#   scalars            "kind", "display_name", "owner_id", "acquisition", "last_contact_at",
-#                      "first_seen_at"
-#   list members       "emails[ada@example.com]", "phones[+4930123]", "tags[vip]",
-#                      "addresses[<address_id>]"
-#   keyed members      "consent.email/marketing", "contact_persons[<link_id>]"
-#   service desk       "service_desk.tickets[<ticket_id>]", "service_desk.last_contact_at",
-#                      "service_desk.ratings"
-#   ERP                "erp.open_invoices[<number>]", "erp.outstanding.<currency>",
-#                      "erp.last_payment", "erp.credit_limit"
-#   churn signal       "at_risk" (the derived entry that flagged it)
-# A member that leaves the profile (a phone removed, a ticket closed) leaves the map too.
-
-
-def provenance_of(entry: Entry) -> Doc:
-    """What the provenance map records of the entry that set a field."""
-    return {
-        "source": entry.source,
-        "type": entry.type,
-        "occurred_at": entry.occurred_at.isoformat(),
-        "event_id": entry.event_id,
-    }
-
-
-def _set_by(p: Doc, path: str, entry: Entry) -> None:
-    p.setdefault("provenance", {})[path] = provenance_of(entry)
-
-
-def _unset(p: Doc, path: str) -> None:
-    p.setdefault("provenance", {}).pop(path, None)
-
-
-def _members(p: Doc, field: str, values: list[str], entry: Entry) -> None:
-    """Provenance of a list field replaced as a whole (registration)."""
-    prov = p.setdefault("provenance", {})
-    for key in [k for k in prov if k.startswith(field + "[")]:
-        del prov[key]
-    for value in values:
-        _set_by(p, f"{field}[{value}]", entry)
-
-
-def _add(items: list[str], value: str) -> None:
-    if value and value not in items:
-        items.append(value)
-
-
-def _remove(items: list[str], value: str) -> None:
-    if value in items:
-        items.remove(value)
-
-
-_CONTACT_FIELDS = {
-    "customer.email_added": ("emails", "email"),
-    "customer.email_removed": ("emails", "email"),
-    "customer.phone_added": ("phones", "phone"),
-    "customer.phone_removed": ("phones", "phone"),
-}
-
-
-def _erp_provenance(p: Doc, before: Doc, entry: Entry) -> None:
-    """Name `entry` for every part of the ERP account it changed."""
-    after = p["erp"]
-    for currency, amount in after["outstanding"].items():
-        if before["outstanding"].get(currency) != amount:
-            _set_by(p, f"erp.outstanding.{currency}", entry)
-    for number in before["open_invoices"]:
-        if number not in after["open_invoices"]:
-            _unset(p, f"erp.open_invoices[{number}]")
-    for number, invoice in after["open_invoices"].items():
-        if before["open_invoices"].get(number) != invoice:
-            _set_by(p, f"erp.open_invoices[{number}]", entry)
-    for key in ("last_payment", "credit_limit"):
-        if before.get(key) != after.get(key):
-            _set_by(p, f"erp.{key}", entry)
+    for plugin in registry().plugins:
+        if not plugin.section:
+            p.update(plugin.empty_section())
+    p.update(
+        touches={},
+        last_contact_at="",
+        last_contact_source="",
+        first_seen_at="",
+        updated_at="",
+        provenance={},
+    )
+    return p
 
 
 MERGE_TYPES = frozenset(
@@ -353,182 +270,39 @@ the merge never happened. Who is merged into whom is kept in the read model's `m
 
 
 def fold(profile: Doc, entry: Entry) -> Doc:
-    """The profile after one more entry. Times are ISO-8601 strings (UTC)."""
+    """The profile after one more entry: the plug-in that folds its type changes its part (the
+    section added first), then the core counts the touch and keeps last contact, first seen
+    and updated at. Times are ISO-8601 strings (UTC)."""
     p = copy.deepcopy(profile)
     if entry.type in MERGE_TYPES:
         return p
-    d = entry.details
+    found = registry()
+    owner = found.owners.get(entry.type)
+    if owner is not None:
+        if owner.section:
+            p.setdefault(owner.section, owner.empty_section())
+        owner.folds[entry.type](p, entry)
     at = entry.occurred_at.isoformat()
-    kind = entry.type
-    if kind == "customer.registered":
-        p["kind"] = _kind(d.get("kind", ""))
-        p["display_name"] = d.get("display_name", "")
-        p["emails"] = list(d.get("emails", []))
-        p["phones"] = list(d.get("phones", []))
-        p["owner_id"] = d.get("owner_id", "")
-        p["tags"] = list(d.get("tags", []))
-        p["acquisition"] = {
-            "source": d.get("acquisition_source", ""),
-            "channel": d.get("acquisition_channel", ""),
-        }
-        for path in ("kind", "display_name", "acquisition"):
-            _set_by(p, path, entry)
-        if p["owner_id"]:
-            _set_by(p, "owner_id", entry)
-        for field in ("emails", "phones", "tags"):
-            _members(p, field, p[field], entry)
-    elif kind == "customer.renamed":
-        p["display_name"] = d.get("display_name", "")
-        _set_by(p, "display_name", entry)
-    elif kind in ("customer.email_added", "customer.phone_added"):
-        field, value = _CONTACT_FIELDS[kind]
-        if d.get(value) and d[value] not in p[field]:
-            _add(p[field], d[value])
-            _set_by(p, f"{field}[{d[value]}]", entry)
-    elif kind in ("customer.email_removed", "customer.phone_removed"):
-        field, value = _CONTACT_FIELDS[kind]
-        _remove(p[field], d.get(value, ""))
-        _unset(p, f"{field}[{d.get(value, '')}]")
-    elif kind == "customer.postal_address_added":
-        address = d.get("address", {})
-        p["addresses"] = [*p["addresses"], address]
-        _set_by(p, f"addresses[{address.get('address_id', '')}]", entry)
-    elif kind == "customer.postal_address_removed":
-        p["addresses"] = [a for a in p["addresses"] if a.get("address_id") != d.get("address_id")]
-        _unset(p, f"addresses[{d.get('address_id', '')}]")
-    elif kind == "customer.owner_assigned":
-        p["owner_id"] = d.get("owner_id", "")
-        _set_by(p, "owner_id", entry)
-    elif kind == "customer.tags_changed":
-        removed = set(d.get("removed", []))
-        p["tags"] = [t for t in p["tags"] if t not in removed]
-        for tag in removed:
-            _unset(p, f"tags[{tag}]")
-        for tag in d.get("added", []):
-            if tag and tag not in p["tags"]:
-                _add(p["tags"], tag)
-                _set_by(p, f"tags[{tag}]", entry)
-    elif kind in ("customer.consent_granted", "customer.consent_revoked"):
-        channel = _enum_word(d.get("channel", ""))
-        purpose = _enum_word(d.get("purpose", ""))
-        p["consent"][f"{channel}/{purpose}"] = {
-            "granted": kind == "customer.consent_granted",
-            "source": d.get("source", ""),
-            "decided_at": d.get("decided_at", at),
-        }
-        _set_by(p, f"consent.{channel}/{purpose}", entry)
-    elif kind == "customer.contact_person_linked":
-        p["contact_persons"][d["link_id"]] = {
-            "organisation_id": d.get("organisation_id", ""),
-            "person_id": d.get("person_id", ""),
-            "role": d.get("role", ""),
-            "valid_from": d.get("valid_from", ""),
-            "valid_until": "",
-        }
-        _set_by(p, f"contact_persons[{d['link_id']}]", entry)
-    elif kind == "customer.contact_person_link_ended":
-        link = p["contact_persons"].get(d.get("link_id", ""))
-        if link is not None:
-            link["valid_until"] = d.get("valid_until", "")
-            _set_by(p, f"contact_persons[{d['link_id']}]", entry)
-    elif kind.startswith("ticket."):
-        _fold_ticket(p, entry)
-    elif entry.source == erp.SOURCE:
-        before = p.get("erp") or erp.empty_account()
-        p["erp"] = erp.fold_account(copy.deepcopy(before), kind, d)
-        _erp_provenance(p, before, entry)
     touches = p["touches"].setdefault(entry.source, {"count": 0, "last_at": ""})
     touches["count"] += 1
     touches["last_at"] = max(touches["last_at"], at)
-    # An invoice or a payment is bookkeeping, not a contact with the customer.
-    if entry.source != erp.SOURCE and at >= p["last_contact_at"]:
+    source = found.sources.get(entry.source)
+    if (source is None or source.contact) and at >= p["last_contact_at"]:
         p["last_contact_at"] = at
         p["last_contact_source"] = entry.source
-        _set_by(p, "last_contact_at", entry)
+        set_by(p, "last_contact_at", entry)
     if not p["first_seen_at"] or at < p["first_seen_at"]:
         p["first_seen_at"] = at
-        _set_by(p, "first_seen_at", entry)
+        set_by(p, "first_seen_at", entry)
     p["updated_at"] = max(p["updated_at"], at)
     return p
 
 
-# -- the service desk in the profile ----------------------------------------------------------
+# -- the churn signal ---------------------------------------------------------------------------
 
 
 def _time(text: str) -> datetime:
     return datetime.fromisoformat(text)
-
-
-def empty_service_desk() -> Doc:
-    return {
-        "tickets": {},
-        "tickets_total": 0,
-        "recent_openings": [],
-        "last_contact_at": "",
-        "last_contact_channel": "",
-        "rating_sum": 0,
-        "ratings": 0,
-    }
-
-
-def _fold_ticket(p: Doc, entry: Entry) -> None:
-    """Open tickets (closed ones leave), openings of the last 30 days, last contact, ratings."""
-    desk = p.setdefault("service_desk", empty_service_desk())
-    d = entry.details
-    at = entry.occurred_at
-    ticket_id = entry.aggregate_id
-    ticket = desk["tickets"].get(ticket_id)
-    kind = entry.type
-    contact_channel = ""
-    if kind == "ticket.opened":
-        desk["tickets"][ticket_id] = {
-            "subject": d.get("subject", ""),
-            "channel": _channel(d.get("channel", "")),
-            "priority": _priority(d.get("priority", "")),
-            "category": d.get("category", ""),
-            "state": "open",
-            "agent_id": "",
-            "queue": "",
-            "escalation_level": 0,
-            "opened_at": at.isoformat(),
-        }
-        _set_by(p, f"service_desk.tickets[{ticket_id}]", entry)
-        desk["tickets_total"] += 1
-        since = at - timedelta(days=RECENT_TICKET_DAYS)
-        openings = [o for o in desk["recent_openings"] if _time(o) > since]
-        desk["recent_openings"] = sorted([*openings, at.isoformat()], key=_time)
-        contact_channel = _channel(d.get("channel", ""))
-    elif kind == "ticket.interaction_recorded":
-        if _word(d.get("kind", ""), "INTERACTION_KIND_") != "internal_note":
-            contact_channel = _channel(d.get("channel", ""))
-    elif kind == "ticket.rated":
-        desk["rating_sum"] += int(d.get("score", 0))
-        desk["ratings"] += 1
-        _set_by(p, "service_desk.ratings", entry)
-    elif ticket is not None:
-        _set_by(p, f"service_desk.tickets[{ticket_id}]", entry)
-        if kind == "ticket.assigned":
-            ticket["agent_id"] = d.get("agent_id", "")
-            ticket["queue"] = d.get("queue", "")
-        elif kind == "ticket.priority_changed":
-            ticket["priority"] = _priority(d.get("priority", ""))
-        elif kind == "ticket.escalated":
-            ticket["escalation_level"] = int(d.get("level", 0))
-            ticket["queue"] = d.get("queue", "") or ticket["queue"]
-        elif kind == "ticket.resolved":
-            ticket["state"] = "resolved"
-        elif kind == "ticket.reopened":
-            ticket["state"] = "open"
-        elif kind == "ticket.closed":
-            del desk["tickets"][ticket_id]
-            _unset(p, f"service_desk.tickets[{ticket_id}]")
-    if contact_channel and (not desk["last_contact_at"] or at >= _time(desk["last_contact_at"])):
-        desk["last_contact_at"] = at.isoformat()
-        desk["last_contact_channel"] = contact_channel
-        _set_by(p, "service_desk.last_contact_at", entry)
-
-
-# -- the churn signal ---------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -545,22 +319,15 @@ class ChurnRule:
 
 
 def support_contact(entry: Entry) -> Doc | None:
-    """The support contact an entry is, if it is one: a ticket opened, or an inbound call or
-    message on a ticket (what the customer did, not what we did)."""
-    d = entry.details
-    if entry.type == "ticket.opened":
-        contact, channel = "ticket_opened", _channel(d.get("channel", ""))
-    elif entry.type == "ticket.interaction_recorded":
-        contact = _word(d.get("kind", ""), "INTERACTION_KIND_")
-        if contact not in ("inbound_call", "inbound_message"):
-            return None
-        channel = _channel(d.get("channel", ""))
-    else:
+    """The support contact an entry is, if the plug-in that folds it says it is one."""
+    owner = registry().owners.get(entry.type)
+    found = owner.support_contact(entry) if owner and owner.support_contact else None
+    if found is None:
         return None
     return {
         "ticket_id": entry.aggregate_id,
-        "contact": contact,
-        "channel": channel,
+        "contact": found.contact,
+        "channel": found.channel,
         "at": entry.occurred_at.isoformat(),
         "summary": entry.summary,
         "event_id": entry.event_id,
@@ -600,7 +367,7 @@ def _clear(p: Doc, rule: ChurnRule) -> Entry:
         {"since": churn["since"], "until": churn["until"]},
     )
     churn.update(at_risk=False, since="", until="")
-    _unset(p, "at_risk")
+    unset(p, "at_risk")
     p["updated_at"] = max(p["updated_at"], until.isoformat())
     return entry
 
@@ -636,7 +403,7 @@ def observe(p: Doc, entry: Entry, rule: ChurnRule) -> list[Entry]:
             },
         )
         derived.append(flagged)
-        _set_by(p, "at_risk", flagged)
+        set_by(p, "at_risk", flagged)
         p["updated_at"] = max(p["updated_at"], newest.isoformat())
     return derived
 
@@ -683,94 +450,13 @@ def profile_as_of(
 # -- a survivor's profile: its own joined with its merged duplicates' ---------------------------
 
 
-def _union(p: Doc, other: Doc, field: str) -> None:
-    for value in other[field]:
-        if value not in p[field]:
-            p[field].append(value)
-            _copy_provenance(p, other, f"{field}[{value}]")
-
-
-def _copy_provenance(p: Doc, other: Doc, path: str) -> None:
-    found = other.get("provenance", {}).get(path)
-    if found is not None:
-        p.setdefault("provenance", {})[path] = found
-    else:
-        _unset(p, path)
-
-
-def _join_service_desk(p: Doc, other: Doc) -> None:
-    theirs = other.get("service_desk")
-    if not theirs:
-        return
-    desk = p.setdefault("service_desk", empty_service_desk())
-    for ticket_id, ticket in theirs["tickets"].items():
-        if ticket_id not in desk["tickets"]:
-            desk["tickets"][ticket_id] = ticket
-            _copy_provenance(p, other, f"service_desk.tickets[{ticket_id}]")
-    desk["tickets_total"] += theirs["tickets_total"]
-    desk["recent_openings"] = sorted(
-        [*desk["recent_openings"], *theirs["recent_openings"]], key=_time
-    )
-    if theirs["last_contact_at"] and (
-        not desk["last_contact_at"]
-        or _time(theirs["last_contact_at"]) > _time(desk["last_contact_at"])
-    ):
-        desk["last_contact_at"] = theirs["last_contact_at"]
-        desk["last_contact_channel"] = theirs["last_contact_channel"]
-        _copy_provenance(p, other, "service_desk.last_contact_at")
-    desk["rating_sum"] += theirs["rating_sum"]
-    desk["ratings"] += theirs["ratings"]
-
-
-def _join_erp(p: Doc, other: Doc) -> None:
-    theirs = other.get("erp")
-    if not theirs:
-        return
-    account = p.setdefault("erp", erp.empty_account())
-    survivor_currencies = set(account["outstanding"])
-    for currency, amount in theirs["outstanding"].items():
-        total = Decimal(account["outstanding"].get(currency, "0")) + Decimal(amount)
-        account["outstanding"][currency] = str(total)
-        if currency not in survivor_currencies:
-            _copy_provenance(p, other, f"erp.outstanding.{currency}")
-    for number, invoice in theirs["open_invoices"].items():
-        if number not in account["open_invoices"]:
-            account["open_invoices"][number] = invoice
-            _copy_provenance(p, other, f"erp.open_invoices[{number}]")
-    account["overdue_invoices"] = sorted(
-        {*account["overdue_invoices"], *theirs["overdue_invoices"]}
-    )
-    for key in ("last_payment", "credit_limit"):
-        if account.get(key) is None and theirs.get(key) is not None:
-            account[key] = theirs[key]
-            _copy_provenance(p, other, f"erp.{key}")
-
-
 def join_profile(survivor: Doc, duplicate: Doc) -> Doc:
-    """The survivor's profile joined with a merged duplicate's, by the rules of the customer
-    service's combined view: name, kind, owner and acquisition stay the survivor's; e-mails,
-    phones, tags, addresses, contact persons, open tickets and invoices are the survivor's
-    then the duplicate's not present; per consent channel and purpose the more recent
-    decision; touches, tickets and ratings add up; last contact is the later one, first seen
-    the earlier one. Provenance follows the value kept. The churn signal is not joined here
-    (`group_profile` observes the whole group's contacts again)."""
+    """The survivor's profile joined with a merged duplicate's: touches add up, last contact
+    is the later one, first seen the earlier one, and each plug-in joins its part (the
+    customer's by the rules of the customer service's combined view). Provenance follows the
+    value kept. The churn signal is not joined here (`group_profile` observes the whole
+    group's contacts again)."""
     p = copy.deepcopy(survivor)
-    for field in ("emails", "phones", "tags"):
-        _union(p, duplicate, field)
-    known = {a.get("address_id") for a in p["addresses"]}
-    for address in duplicate["addresses"]:
-        if address.get("address_id") not in known:
-            p["addresses"].append(address)
-            _copy_provenance(p, duplicate, f"addresses[{address.get('address_id', '')}]")
-    for key, decision in duplicate["consent"].items():
-        mine = p["consent"].get(key)
-        if mine is None or _time(decision["decided_at"]) > _time(mine["decided_at"]):
-            p["consent"][key] = decision
-            _copy_provenance(p, duplicate, f"consent.{key}")
-    for link_id, link in duplicate["contact_persons"].items():
-        if link_id not in p["contact_persons"]:
-            p["contact_persons"][link_id] = link
-            _copy_provenance(p, duplicate, f"contact_persons[{link_id}]")
     for source, theirs in duplicate["touches"].items():
         mine = p["touches"].setdefault(source, {"count": 0, "last_at": ""})
         mine["count"] += theirs["count"]
@@ -778,15 +464,21 @@ def join_profile(survivor: Doc, duplicate: Doc) -> Doc:
     if duplicate["last_contact_at"] > p["last_contact_at"]:
         p["last_contact_at"] = duplicate["last_contact_at"]
         p["last_contact_source"] = duplicate["last_contact_source"]
-        _copy_provenance(p, duplicate, "last_contact_at")
+        copy_provenance(p, duplicate, "last_contact_at")
     if duplicate["first_seen_at"] and (
         not p["first_seen_at"] or duplicate["first_seen_at"] < p["first_seen_at"]
     ):
         p["first_seen_at"] = duplicate["first_seen_at"]
-        _copy_provenance(p, duplicate, "first_seen_at")
+        copy_provenance(p, duplicate, "first_seen_at")
     p["updated_at"] = max(p["updated_at"], duplicate["updated_at"])
-    _join_service_desk(p, duplicate)
-    _join_erp(p, duplicate)
+    for plugin in registry().plugins:
+        if plugin.join is None:
+            continue
+        if plugin.section:
+            if not duplicate.get(plugin.section):
+                continue
+            p.setdefault(plugin.section, plugin.empty_section())
+        plugin.join(p, duplicate)
     return p
 
 
@@ -814,7 +506,7 @@ def group_profile(
             observe(churn, entry, rule)
     churn = sweep(churn, as_of, rule)[0]
     profile.pop("churn", None)
-    _unset(profile, "at_risk")
+    unset(profile, "at_risk")
     if "churn" in churn:
         profile["churn"] = churn["churn"]
         if "at_risk" in churn["provenance"]:

@@ -7,7 +7,7 @@ import base64
 import json
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
@@ -24,11 +24,11 @@ from c360_platform.envelope import timestamp
 from c360_platform.errors import DeadlineExceeded, InvalidArgument, NotFound, Unavailable
 from c360_timeline.projection import (
     DERIVED_SOURCE,
-    RECENT_TICKET_DAYS,
     ChurnRule,
     Entry,
     group_profile,
     profile_as_of,
+    registry,
 )
 from c360_timeline.projector import Projector
 from c360_timeline.readmodel import SCHEMA, churn_rule_from_env, name_key
@@ -109,40 +109,6 @@ def _ts(text: str) -> Any:
     return timestamp(datetime.fromisoformat(text)) if text else None
 
 
-def service_desk_message(desk: dict[str, Any], now: datetime) -> api.ServiceDeskSummary:
-    """The profile's service-desk part; counts relative to `now` are made at read time."""
-    since = now - timedelta(days=RECENT_TICKET_DAYS)
-    open_tickets = sorted(
-        ((tid, t) for tid, t in desk["tickets"].items() if t["state"] == "open"),
-        key=lambda item: (item[1]["opened_at"], item[0]),
-    )
-    return api.ServiceDeskSummary(
-        open_tickets=[
-            api.TicketOverview(
-                ticket_id=tid,
-                subject=t["subject"],
-                channel=t["channel"],
-                priority=t["priority"],
-                category=t["category"],
-                agent_id=t["agent_id"],
-                queue=t["queue"],
-                escalation_level=t["escalation_level"],
-                opened_at=_ts(t["opened_at"]),
-            )
-            for tid, t in open_tickets
-        ],
-        open_ticket_count=len(open_tickets),
-        tickets_last_30_days=sum(
-            1 for at in desk["recent_openings"] if datetime.fromisoformat(at) > since
-        ),
-        tickets_total=desk["tickets_total"],
-        last_contact_channel=desk["last_contact_channel"],
-        last_contact_at=_ts(desk["last_contact_at"]),
-        mean_satisfaction=desk["rating_sum"] / desk["ratings"] if desk["ratings"] else None,
-        ratings=desk["ratings"],
-    )
-
-
 def _at_risk(doc: dict[str, Any], now: datetime) -> dict[str, Any]:
     """The churn signal as of `now` (a flag whose window has passed is off, swept or not)."""
     churn = doc.get("churn")
@@ -195,14 +161,8 @@ def provenance_messages(doc: dict[str, Any]) -> list[api.FieldProvenance]:
     ]
 
 
-def profile_message(
-    doc: dict[str, Any],
-    now: datetime | None = None,
-    merged_into: str = "",
-    absorbed: list[str] | None = None,
-) -> api.Profile:
-    now = now or datetime.now(UTC)
-    core = {
+CORE_FIELDS = frozenset(
+    {
         "customer_id",
         "kind",
         "display_name",
@@ -215,9 +175,26 @@ def profile_message(
         "last_contact_source",
         "first_seen_at",
         "updated_at",
-        "service_desk",
         "churn",
         "provenance",
+    }
+)
+"""The profile document's keys that Profile carries in fields of its own."""
+
+
+def profile_message(
+    doc: dict[str, Any],
+    now: datetime | None = None,
+    merged_into: str = "",
+    absorbed: list[str] | None = None,
+) -> api.Profile:
+    """The Profile of a profile document: core fields, each plug-in's typed field (from its
+    section), and the rest of the document in `attributes`."""
+    now = now or datetime.now(UTC)
+    typed: dict[str, Any] = {
+        plugin.section: plugin.typed_profile(doc[plugin.section], now)
+        for plugin in registry().plugins
+        if plugin.typed_profile is not None and plugin.section in doc
     }
 
     def ts(text: str) -> Any:
@@ -231,7 +208,9 @@ def profile_message(
         phones=doc["phones"],
         owner_id=doc["owner_id"],
         tags=doc["tags"],
-        attributes=_struct({k: v for k, v in doc.items() if k not in core}),
+        attributes=_struct(
+            {k: v for k, v in doc.items() if k not in CORE_FIELDS and k not in typed}
+        ),
         touches=[
             api.SourceTouches(source=s, count=t["count"], last_at=ts(t["last_at"]))
             for s, t in sorted(doc["touches"].items())
@@ -240,12 +219,10 @@ def profile_message(
         last_contact_source=doc["last_contact_source"],
         first_seen_at=ts(doc["first_seen_at"]),
         updated_at=ts(doc["updated_at"]),
-        service_desk=service_desk_message(doc["service_desk"], now)
-        if "service_desk" in doc
-        else None,
         provenance=provenance_messages(doc),
         merged_into=merged_into,
         absorbed=absorbed or [],
+        **typed,
         **_at_risk(doc, now),
     )
 

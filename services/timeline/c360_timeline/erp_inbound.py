@@ -1,17 +1,17 @@
-"""Inbound ERP events (c360.erp.v1), pure: validation, the envelope, summaries, profile fold.
+"""Inbound ERP events (c360.erp.v1), pure: validation and the envelope.
 
 An ERP publishes an `ErpEvent` on erp.<aggregate>.<event>. A valid one becomes an envelope of
-source `erp` (position: its sequence in the ERP stream) that the projection treats like any
-other event; an invalid one is `Rejected` with a reason that tells the ERP what to change.
+source `erp` (position: its sequence in the ERP stream) that the timeline treats like any
+other event (its plug-in is `sources/erp.py`); an invalid one is `Rejected` with a reason that
+tells the ERP what to change.
 """
 
 from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable
 from datetime import date
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from google.protobuf import any_pb2
@@ -26,7 +26,6 @@ SUBJECT_ROOT = "erp"
 _NAMESPACE = uuid.UUID("e7b1d2c3-4a5b-4c6d-8e9f-c360c360e7b1")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 _AMOUNT = re.compile(r"^-?[0-9]{1,15}(\.[0-9]{1,4})?$")
-Doc = dict[str, Any]
 
 AGGREGATES: dict[str, str] = {
     "InvoiceIssued": "invoice",
@@ -180,95 +179,3 @@ def envelope_for(subject: str, data: bytes, position: int) -> envelope_pb2.Envel
         payload=packed,
         envelope_version=ENVELOPE_VERSION,
     )
-
-
-# --------------------------------------------------------------------------- the timeline
-
-
-def _money(d: Doc) -> str:
-    return f"{d.get('amount', '')} {d.get('currency', '')}".strip()
-
-
-SUMMARIES: dict[str, Callable[[Doc], str]] = {
-    "c360.erp.v1.InvoiceIssued": lambda d: (
-        f"Invoice {d.get('invoice_number', '')} issued: {_money(d.get('amount', {}))},"
-        f" due {d.get('due_date', '')}"
-    ),
-    "c360.erp.v1.PaymentReceived": lambda d: (
-        f"Payment {d.get('payment_reference', '')} received: {_money(d.get('amount', {}))}"
-        + (f" for invoice {d['invoice_number']}" if d.get("invoice_number") else "")
-    ),
-    "c360.erp.v1.InvoiceOverdue": lambda d: (
-        f"Invoice {d.get('invoice_number', '')} overdue by {d.get('days_overdue', 0)} days:"
-        f" {_money(d.get('amount_due', {}))} open"
-    ),
-    "c360.erp.v1.CreditLimitChanged": lambda d: (
-        f"Credit limit set to {_money(d.get('credit_limit', {}))}"
-    ),
-}
-
-
-def empty_account() -> Doc:
-    """What the profile knows from the ERP (the `erp` attribute)."""
-    return {
-        "outstanding": {},
-        "overdue_invoices": [],
-        "open_invoices": {},
-        "last_payment": None,
-        "credit_limit": None,
-    }
-
-
-def _add(balances: Doc, currency: str, amount: str, sign: int = 1) -> None:
-    total = Decimal(balances.get(currency, "0")) + sign * Decimal(amount)
-    balances[currency] = str(total)
-
-
-def fold_account(account: Doc, kind: str, d: Doc) -> Doc:
-    """The ERP account after one more event (kind is the timeline type, e.g. invoice.issued).
-
-    Balances are per currency (issued minus paid); an invoice stays open until payments
-    referring to it cover it, and counts as overdue from InvoiceOverdue until then."""
-    invoices: Doc = account["open_invoices"]
-    try:
-        if kind == "invoice.issued":
-            money = d.get("amount", {})
-            invoice = invoices.setdefault(d["invoice_number"], {"paid": "0", "overdue": False})
-            invoice.update(
-                amount=money["amount"], currency=money["currency"], due_date=d.get("due_date", "")
-            )
-            _add(account["outstanding"], money["currency"], money["amount"])
-        elif kind == "payment.received":
-            money = d.get("amount", {})
-            _add(account["outstanding"], money["currency"], money["amount"], -1)
-            account["last_payment"] = {
-                "payment_reference": d.get("payment_reference", ""),
-                "amount": money["amount"],
-                "currency": money["currency"],
-                "received_on": d.get("received_on", ""),
-                "invoice_number": d.get("invoice_number", ""),
-            }
-            number = d.get("invoice_number", "")
-            if number:
-                invoice = invoices.setdefault(number, {"paid": "0", "overdue": False})
-                invoice["paid"] = str(Decimal(invoice["paid"]) + Decimal(money["amount"]))
-        elif kind == "invoice.overdue":
-            invoice = invoices.setdefault(d["invoice_number"], {"paid": "0"})
-            invoice["overdue"] = True
-            invoice.setdefault("amount", d.get("amount_due", {}).get("amount", "0"))
-            invoice.setdefault("currency", d.get("amount_due", {}).get("currency", ""))
-            invoice.setdefault("due_date", d.get("due_date", ""))
-        elif kind == "credit_limit.changed":
-            money = d.get("credit_limit", {})
-            account["credit_limit"] = {"amount": money["amount"], "currency": money["currency"]}
-    except (KeyError, InvalidOperation):
-        return account  # validated on the way in; nothing sensible to add otherwise
-    for number in [n for n, i in invoices.items() if _settled(i)]:
-        del invoices[number]
-    account["overdue_invoices"] = sorted(n for n, i in invoices.items() if i.get("overdue"))
-    return account
-
-
-def _settled(invoice: Doc) -> bool:
-    amount = invoice.get("amount")
-    return amount is not None and Decimal(invoice["paid"]) >= Decimal(amount)

@@ -1,0 +1,332 @@
+"""The service desk's tickets (source `service-desk`): their summaries, the `service_desk` part
+of the profile, which tickets are support contacts, and the Profile's ServiceDeskSummary.
+
+The part keeps open and resolved tickets (closed ones leave), the openings of the last 30
+days, the customer's last contact and the ratings. Provenance paths:
+"service_desk.tickets[<ticket_id>]", "service_desk.last_contact_at", "service_desk.ratings".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from c360.timeline.v1 import timeline_service_pb2 as api
+from c360_platform.envelope import timestamp
+from c360_timeline.projection import (
+    Doc,
+    Entry,
+    Fold,
+    SourcePlugin,
+    SupportContact,
+    copy_provenance,
+    set_by,
+    snippet,
+    unset,
+    with_reason,
+)
+
+SECTION = "service_desk"
+RECENT_TICKET_DAYS = 30
+
+
+def _word(value: str, prefix: str) -> str:
+    """TICKET_CHANNEL_WEB_FORM (prefix TICKET_CHANNEL_) -> web_form; unspecified -> ""."""
+    word = value.removeprefix(prefix).lower() if value else ""
+    return "" if word == "unspecified" else word
+
+
+def _channel(value: str) -> str:
+    return _word(value, "TICKET_CHANNEL_")
+
+
+def _priority(value: str) -> str:
+    return _word(value, "TICKET_PRIORITY_")
+
+
+def _interaction_kind(d: Doc) -> str:
+    return _word(d.get("kind", ""), "INTERACTION_KIND_")
+
+
+def _spoken(word: str) -> str:
+    """web_form -> web form, email -> e-mail (for summaries)."""
+    return {"email": "e-mail", "ivr": "IVR", "sms": "SMS"}.get(word, word.replace("_", " "))
+
+
+def _duration(seconds: int) -> str:
+    minutes, rest = divmod(int(seconds), 60)
+    return f"{minutes} min {rest} s" if minutes else f"{rest} s"
+
+
+def _time(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+# -- summaries ----------------------------------------------------------------------------------
+
+
+def _opened(d: Doc) -> str:
+    text = f"Ticket opened by {_spoken(_channel(d.get('channel', '')))}: “{d.get('subject', '')}”"
+    details = [x for x in (d.get("category", ""), _priority(d.get("priority", ""))) if x]
+    return f"{text} ({', '.join(details)})" if details else text
+
+
+def _assigned(d: Doc) -> str:
+    agent, queue = d.get("agent_id", ""), d.get("queue", "")
+    if agent and queue:
+        return f"Ticket assigned to {agent} in queue {queue}"
+    return f"Ticket assigned to {agent}" if agent else f"Ticket assigned to queue {queue}"
+
+
+def _interaction(d: Doc) -> str:
+    kind = _interaction_kind(d)
+    channel = _spoken(_channel(d.get("channel", "")))
+    body = snippet(d.get("body", ""))
+    quoted = f": “{body}”" if body else ""
+    if kind == "inbound_call":
+        return f"Call from the customer ({_duration(d.get('duration_seconds', 0))})"
+    if kind == "outbound_call":
+        return f"Call to the customer ({_duration(d.get('duration_seconds', 0))})"
+    if kind == "inbound_message":
+        return f"Message from the customer by {channel}{quoted}"
+    if kind == "outbound_message":
+        return f"Message to the customer by {channel}{quoted}"
+    return f"Internal note{quoted}"
+
+
+def _escalated(d: Doc) -> str:
+    text = f"Ticket escalated to level {d.get('level', 0)}"
+    if d.get("queue"):
+        text += f" (queue {d['queue']})"
+    return with_reason(text, d)
+
+
+SUMMARIES: dict[str, Callable[[Doc], str]] = {
+    "c360.events.v1.TicketOpened": _opened,
+    "c360.events.v1.TicketAssigned": _assigned,
+    "c360.events.v1.TicketInteractionRecorded": _interaction,
+    "c360.events.v1.TicketPriorityChanged": lambda d: (
+        f"Priority changed from {_priority(d.get('previous_priority', ''))}"
+        f" to {_priority(d.get('priority', ''))}"
+    ),
+    "c360.events.v1.TicketEscalated": _escalated,
+    "c360.events.v1.TicketResolved": lambda d: (
+        f"Ticket resolved: {snippet(d.get('resolution', ''))}"
+    ),
+    "c360.events.v1.TicketReopened": lambda d: with_reason("Ticket reopened", d),
+    "c360.events.v1.TicketClosed": lambda d: with_reason("Ticket closed", d),
+    "c360.events.v1.TicketRated": lambda d: f"Customer rated the ticket {d.get('score', 0)}/5",
+}
+
+
+# -- the service desk in the profile ------------------------------------------------------------
+
+
+def empty_service_desk() -> Doc:
+    return {
+        "tickets": {},
+        "tickets_total": 0,
+        "recent_openings": [],
+        "last_contact_at": "",
+        "last_contact_channel": "",
+        "rating_sum": 0,
+        "ratings": 0,
+    }
+
+
+TicketFold = Callable[[Doc, Entry], str]
+"""Folds a ticket entry into the profile; returns the channel of the customer's contact it is
+("" if it is none)."""
+
+
+def _fold_opened(p: Doc, entry: Entry) -> str:
+    desk, d, at = p[SECTION], entry.details, entry.occurred_at
+    desk["tickets"][entry.aggregate_id] = {
+        "subject": d.get("subject", ""),
+        "channel": _channel(d.get("channel", "")),
+        "priority": _priority(d.get("priority", "")),
+        "category": d.get("category", ""),
+        "state": "open",
+        "agent_id": "",
+        "queue": "",
+        "escalation_level": 0,
+        "opened_at": at.isoformat(),
+    }
+    set_by(p, f"service_desk.tickets[{entry.aggregate_id}]", entry)
+    desk["tickets_total"] += 1
+    since = at - timedelta(days=RECENT_TICKET_DAYS)
+    openings = [o for o in desk["recent_openings"] if _time(o) > since]
+    desk["recent_openings"] = sorted([*openings, at.isoformat()], key=_time)
+    return _channel(d.get("channel", ""))
+
+
+def _fold_interaction(p: Doc, entry: Entry) -> str:
+    if _interaction_kind(entry.details) == "internal_note":
+        return ""
+    return _channel(entry.details.get("channel", ""))
+
+
+def _fold_rated(p: Doc, entry: Entry) -> str:
+    desk = p[SECTION]
+    desk["rating_sum"] += int(entry.details.get("score", 0))
+    desk["ratings"] += 1
+    set_by(p, "service_desk.ratings", entry)
+    return ""
+
+
+def _on_ticket(change: Callable[[Doc, Doc], None]) -> TicketFold:
+    """The fold of a change to a ticket the profile holds (none to one it does not)."""
+
+    def fold(p: Doc, entry: Entry) -> str:
+        ticket = p[SECTION]["tickets"].get(entry.aggregate_id)
+        if ticket is not None:
+            set_by(p, f"service_desk.tickets[{entry.aggregate_id}]", entry)
+            change(ticket, entry.details)
+        return ""
+
+    return fold
+
+
+def _assign(ticket: Doc, d: Doc) -> None:
+    ticket["agent_id"] = d.get("agent_id", "")
+    ticket["queue"] = d.get("queue", "")
+
+
+def _reprioritise(ticket: Doc, d: Doc) -> None:
+    ticket["priority"] = _priority(d.get("priority", ""))
+
+
+def _escalate(ticket: Doc, d: Doc) -> None:
+    ticket["escalation_level"] = int(d.get("level", 0))
+    ticket["queue"] = d.get("queue", "") or ticket["queue"]
+
+
+def _fold_closed(p: Doc, entry: Entry) -> str:
+    if p[SECTION]["tickets"].pop(entry.aggregate_id, None) is not None:
+        unset(p, f"service_desk.tickets[{entry.aggregate_id}]")
+    return ""
+
+
+def _noting_contact(fold_ticket: TicketFold) -> Fold:
+    """A ticket fold that also keeps the desk's last contact with the customer."""
+
+    def fold(p: Doc, entry: Entry) -> None:
+        channel = fold_ticket(p, entry)
+        desk, at = p[SECTION], entry.occurred_at
+        if channel and (not desk["last_contact_at"] or at >= _time(desk["last_contact_at"])):
+            desk["last_contact_at"] = at.isoformat()
+            desk["last_contact_channel"] = channel
+            set_by(p, "service_desk.last_contact_at", entry)
+
+    return fold
+
+
+FOLDS: dict[str, Fold] = {
+    kind: _noting_contact(fold)
+    for kind, fold in {
+        "ticket.opened": _fold_opened,
+        "ticket.assigned": _on_ticket(_assign),
+        "ticket.interaction_recorded": _fold_interaction,
+        "ticket.priority_changed": _on_ticket(_reprioritise),
+        "ticket.escalated": _on_ticket(_escalate),
+        "ticket.resolved": _on_ticket(lambda ticket, d: ticket.update(state="resolved")),
+        "ticket.reopened": _on_ticket(lambda ticket, d: ticket.update(state="open")),
+        "ticket.closed": _fold_closed,
+        "ticket.rated": _fold_rated,
+    }.items()
+}
+
+
+def _interaction_contact(d: Doc) -> SupportContact | None:
+    kind = _interaction_kind(d)
+    if kind not in ("inbound_call", "inbound_message"):
+        return None
+    return SupportContact(kind, _channel(d.get("channel", "")))
+
+
+_CONTACTS: dict[str, Callable[[Doc], SupportContact | None]] = {
+    "ticket.opened": lambda d: SupportContact("ticket_opened", _channel(d.get("channel", ""))),
+    "ticket.interaction_recorded": _interaction_contact,
+}
+
+
+def support_contact(entry: Entry) -> SupportContact | None:
+    """A ticket opened, or an inbound call or message on a ticket (what the customer did, not
+    what we did)."""
+    found = _CONTACTS.get(entry.type)
+    return found(entry.details) if found else None
+
+
+def join(p: Doc, other: Doc) -> None:
+    """Open tickets are the survivor's then the duplicate's not present; counts and ratings
+    add up; the last contact is the later one."""
+    desk, theirs = p[SECTION], other[SECTION]
+    for ticket_id, ticket in theirs["tickets"].items():
+        if ticket_id not in desk["tickets"]:
+            desk["tickets"][ticket_id] = ticket
+            copy_provenance(p, other, f"service_desk.tickets[{ticket_id}]")
+    desk["tickets_total"] += theirs["tickets_total"]
+    desk["recent_openings"] = sorted(
+        [*desk["recent_openings"], *theirs["recent_openings"]], key=_time
+    )
+    if theirs["last_contact_at"] and (
+        not desk["last_contact_at"]
+        or _time(theirs["last_contact_at"]) > _time(desk["last_contact_at"])
+    ):
+        desk["last_contact_at"] = theirs["last_contact_at"]
+        desk["last_contact_channel"] = theirs["last_contact_channel"]
+        copy_provenance(p, other, "service_desk.last_contact_at")
+    desk["rating_sum"] += theirs["rating_sum"]
+    desk["ratings"] += theirs["ratings"]
+
+
+# -- the Profile's typed service-desk field -----------------------------------------------------
+
+
+def _ts(text: str) -> Any:
+    return timestamp(_time(text)) if text else None
+
+
+def service_desk_message(desk: Doc, now: datetime) -> api.ServiceDeskSummary:
+    """The profile's service-desk part; counts relative to `now` are made at read time."""
+    since = now - timedelta(days=RECENT_TICKET_DAYS)
+    open_tickets = sorted(
+        ((tid, t) for tid, t in desk["tickets"].items() if t["state"] == "open"),
+        key=lambda item: (item[1]["opened_at"], item[0]),
+    )
+    return api.ServiceDeskSummary(
+        open_tickets=[
+            api.TicketOverview(
+                ticket_id=tid,
+                subject=t["subject"],
+                channel=t["channel"],
+                priority=t["priority"],
+                category=t["category"],
+                agent_id=t["agent_id"],
+                queue=t["queue"],
+                escalation_level=t["escalation_level"],
+                opened_at=_ts(t["opened_at"]),
+            )
+            for tid, t in open_tickets
+        ],
+        open_ticket_count=len(open_tickets),
+        tickets_last_30_days=sum(1 for at in desk["recent_openings"] if _time(at) > since),
+        tickets_total=desk["tickets_total"],
+        last_contact_channel=desk["last_contact_channel"],
+        last_contact_at=_ts(desk["last_contact_at"]),
+        mean_satisfaction=desk["rating_sum"] / desk["ratings"] if desk["ratings"] else None,
+        ratings=desk["ratings"],
+    )
+
+
+PLUGIN = SourcePlugin(
+    name="service-desk",
+    summaries=SUMMARIES,
+    folds=FOLDS,
+    section=SECTION,
+    empty_section=empty_service_desk,
+    join=join,
+    support_contact=support_contact,
+    typed_profile=service_desk_message,
+)
