@@ -21,13 +21,16 @@ Mapper = Callable[[Any], Message]
 
 def event_classes(aggregate: type[Aggregate]) -> list[type]:
     """The aggregate's concrete event classes (those no other of its event classes extends:
-    `Customer.Renamed`, not `Customer.Event` or `Customer.Created`)."""
+    `Customer.Renamed`, not `Customer.Event`). The library's default `Created` is left out
+    when the aggregate names its creation event (`@event("Registered") def __init__`)."""
     found = [
         value
         for value in vars(aggregate).values()
         if isinstance(value, type) and issubclass(value, CanMutateAggregate)
     ]
-    return [c for c in found if not any(o is not c and issubclass(o, c) for o in found)]
+    leaves = [c for c in found if not any(o is not c and issubclass(o, c) for o in found)]
+    named = [c for c in leaves if issubclass(c, Aggregate.Created) and c.__name__ != "Created"]
+    return [c for c in leaves if not (named and c.__name__ == "Created")]
 
 
 @dataclass(frozen=True)

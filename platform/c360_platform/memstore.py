@@ -1,6 +1,6 @@
 """The in-memory event store: the library's POPO recorder plus what c360 keeps beside the
 events (metadata, idempotency records, query-table rows), all under the recorder's lock, so
-an application runs without servers (`PERSISTENCE_MODULE=c360_platform.memstore`)."""
+an application runs without servers (`PERSISTENCE_MODULE=c360_platform.memstore:Factory`)."""
 
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from c360_platform.config import Settings
+    from c360_platform.contract import EventContract
     from c360_platform.rpc import ServiceHost
 
 GROUP = "c360.services"
@@ -36,6 +37,8 @@ class ServiceSpec:
     """`module:function` that builds the service from `Settings`, returning a ServiceHost."""
     summary: str = ""
     """One line for `c360 services`."""
+    contract: str = ""
+    """`module:attribute` of its published contract (an `EventContract`), if it publishes."""
     publishes_events: bool = True
     """It keeps an event store whose events its relay publishes (`c360.<name>.>`) and whose
     catch-up read it serves; `c360 verify` reconciles it with the timeline."""
@@ -48,16 +51,17 @@ class ServiceSpec:
     domain: tuple[str, ...] = ("domain",)
     """Its modules that must do no I/O (relative to the package), checked by `make lint`."""
 
-    @property
-    def module(self) -> str:
-        """What `python -m` runs for it (the platform's generic service runner)."""
-        return "c360_platform.serve"
-
     def builder(self) -> Callable[[Settings], ServiceHost]:
         """The build function, imported on first use."""
         module, _, attr = self.build.partition(":")
         function: Callable[[Settings], ServiceHost] = getattr(importlib.import_module(module), attr)
         return function
+
+    def event_contract(self) -> EventContract:
+        """Its published contract, imported on first use."""
+        module, _, attr = self.contract.partition(":")
+        found: EventContract = getattr(importlib.import_module(module), attr)
+        return found
 
     def port(self, base: int | None = None) -> int:
         """Its port when the first service's port is moved to `base`."""

@@ -24,6 +24,7 @@ from opentelemetry import trace
 
 from c360_platform import envelope, telemetry
 from c360_platform.envelope import Envelope
+from c360_platform.leader import lead, sleep_or_stop, unless_stopped
 from c360_platform.locks import AdvisoryLock
 from c360_platform.pgstore import EventRecorder
 from c360_platform.store import EventMetadata, ServiceApplication
@@ -190,44 +191,43 @@ class OutboxRelay:
             await asyncio.to_thread(self.advance, end)
         return self.published
 
-    async def _wait_for_news(self, timeout: float) -> None:
+    async def _wait_for_news(self, stop: asyncio.Event, timeout: float) -> None:
         conn = self.lock.conn
         if conn is None:
-            await asyncio.sleep(timeout)
+            await sleep_or_stop(stop, timeout)
             return
-        async for _ in conn.notifies(timeout=timeout, stop_after=1):
-            break
+
+        async def notified() -> None:
+            async for _ in conn.notifies(timeout=timeout, stop_after=1):
+                break
+
+        await unless_stopped(stop, notified())
 
     async def run(self, stop: asyncio.Event, *, standby_poll: float = 1.0) -> None:
         """Relay until `stop` is set: stand by until the lock is ours, then publish."""
-        while not stop.is_set():
-            try:
-                if not await self.lock.try_acquire():
-                    await _sleep_or_stop(stop, standby_poll)
+
+        async def relay() -> None:
+            self.active.set()
+            assert self.lock.conn is not None
+            await self.lock.conn.execute(f'LISTEN "{self.channel}"')
+            position = await asyncio.to_thread(self.position)
+            while not stop.is_set():
+                end = await self.publish_batch(position)
+                if end > position:
+                    await asyncio.to_thread(self.advance, end)
+                    position = end
                     continue
-                self.active.set()
-                assert self.lock.conn is not None
-                await self.lock.conn.execute(f'LISTEN "{self.channel}"')
-                position = await asyncio.to_thread(self.position)
-                while not stop.is_set():
-                    end = await self.publish_batch(position)
-                    if end > position:
-                        await asyncio.to_thread(self.advance, end)
-                        position = end
-                        continue
-                    if not await self.lock.still_held():
-                        _log.warning("relay %s lost its lock; standing by", self.source)
-                        break
-                    await self._wait_for_news(0.5)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                _log.exception("relay %s failed; retrying from the stored position", self.source)
-                await self.close()
-                await _sleep_or_stop(stop, 1.0)
-        await self.close()
+                if not await self.lock.still_held():
+                    _log.warning("relay %s lost its lock; standing by", self.source)
+                    await self.close()
+                    return
+                await self._wait_for_news(stop, 0.5)
 
-
-async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
+        await lead(
+            self.lock,
+            stop,
+            relay,
+            self.close,
+            name=f"relay {self.source} (resumes from the stored position)",
+            standby_poll=standby_poll,
+        )

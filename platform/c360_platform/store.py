@@ -268,7 +268,7 @@ class ServiceApplication(Application[UUID]):
     @classmethod
     def in_memory(cls: type[App], *, clock: Clock = utc_now) -> App:
         """The application on the in-memory recorder: no servers (unit tests, tools)."""
-        return cls(env={"PERSISTENCE_MODULE": "c360_platform.memstore"}, clock=clock)
+        return cls(env={"PERSISTENCE_MODULE": "c360_platform.memstore:Factory"}, clock=clock)
 
     def query_row(self, aggregate: Aggregate) -> dict[str, Any] | None:
         """The query-table row of a changed aggregate (None: the aggregate has no row)."""

@@ -10,14 +10,11 @@ import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
-import grpc
 import psycopg
 import pytest
 
 from c360.customer.v1 import customer_service_pb2 as capi
-from c360.events.v1 import customer_events_pb2 as ev
 from c360_customer.application import CustomerApplication
-from c360_customer.domain import id_for_external_key
 from c360_platform.pgstore import postgres_env
 from c360_platform.store import RowQuery
 
@@ -29,62 +26,6 @@ pytestmark = pytest.mark.integration
 
 async def _one(row: capi.ImportRow) -> AsyncIterator[capi.ImportCustomersRequest]:
     yield capi.ImportCustomersRequest(rows=[row])
-
-
-async def test_duplicates_by_email_in_another_case_and_a_transliterated_name(
-    stack: Stack,
-) -> None:
-    janis = await register(stack.customer, "Jānis Žirnovskis", "Janis.Z@Example.LV")
-    twin = await register(stack.customer, "Janis Zhirnovskis", "janis.z@example.lv")
-    stranger = await register(stack.customer, "Ada Lovelace", "ada@example.com")
-    a, b = janis.result.aggregate_id, twin.result.aggregate_id
-
-    found = await stack.customer.FindDuplicates(capi.FindDuplicatesRequest(customer_id=a))
-    assert [c.customer_id for c in found.candidates] == [b]
-    assert list(found.candidates[0].reasons) == [
-        "same e-mail janis.z@example.lv",
-        "same name when transliterated",
-    ]
-    assert found.candidates[0].score > 0.95
-    alone = await stack.customer.FindDuplicates(
-        capi.FindDuplicatesRequest(customer_id=stranger.result.aggregate_id)
-    )
-    assert list(alone.candidates) == []
-
-    report = [
-        p
-        async for reply in stack.customer.DuplicateReport(capi.DuplicateReportRequest())
-        for p in reply.pairs
-    ]
-    assert [(p.customer_id, p.duplicate_id) for p in report] == [tuple(sorted((a, b)))]
-
-    # An imported customer gets its directory row in the import's transaction.
-    imported = await stack.customer.ImportCustomers(
-        _one(
-            capi.ImportRow(
-                row=2,
-                external_key="crm-janis",
-                kind=ev.CUSTOMER_KIND_PERSON,
-                display_name="Janis Zirnovskis",
-                emails=["jz@example.org"],
-            )
-        )
-    )
-    assert imported.created == 1
-    imported_id = str(id_for_external_key("crm-janis"))
-    found = await stack.customer.FindDuplicates(capi.FindDuplicatesRequest(customer_id=a))
-    assert {c.customer_id for c in found.candidates} == {b, imported_id}
-    found = await stack.customer.FindDuplicates(
-        capi.FindDuplicatesRequest(customer_id=imported_id, limit=1)
-    )
-    assert len(found.candidates) == 1
-    assert found.candidates[0].reasons == ["same name when transliterated"]
-
-    with pytest.raises(grpc.aio.AioRpcError) as missing:
-        await stack.customer.FindDuplicates(
-            capi.FindDuplicatesRequest(customer_id=str(id_for_external_key("nobody")))
-        )
-    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
 
 
 def _cli(port: int, *args: str) -> Any:
@@ -141,29 +82,3 @@ async def test_a_directory_from_an_older_version_gains_new_columns_on_start(
         assert [(r["display_name"], r["merged"]) for r in rows] == [("Ada Lovelace", False)]
     finally:
         app.close()
-
-
-async def test_a_merged_customer_is_no_candidate_until_it_is_unmerged(stack: Stack) -> None:
-    a = (await register(stack.customer, "Grace Hopper", "grace@example.com")).result.aggregate_id
-    b = (await register(stack.customer, "Grace B. Hopper", "grace@example.com")).result.aggregate_id
-
-    async def candidates() -> list[str]:
-        found = await stack.customer.FindDuplicates(capi.FindDuplicatesRequest(customer_id=a))
-        return [c.customer_id for c in found.candidates]
-
-    async def report() -> list[tuple[str, str]]:
-        return [
-            (p.customer_id, p.duplicate_id)
-            async for reply in stack.customer.DuplicateReport(capi.DuplicateReportRequest())
-            for p in reply.pairs
-        ]
-
-    assert await candidates() == [b]
-    await stack.customer.MergeCustomers(
-        capi.MergeCustomersRequest(survivor_id=a, duplicate_id=b, reason="same person")
-    )
-    assert await candidates() == []
-    assert await report() == []
-    await stack.customer.UnmergeCustomer(capi.UnmergeCustomerRequest(customer_id=b))
-    assert await candidates() == [b]
-    assert await report() == [tuple(sorted((a, b)))]

@@ -62,19 +62,3 @@ async def test_importing_the_same_rows_twice_creates_nothing_new(stack: Stack) -
         timeout=20,
     )
     assert [e.type for e in timeline.entries] == ["customer.registered"]
-
-
-async def test_a_key_repeated_within_one_import_is_rejected_where_it_repeats(
-    stack: Stack,
-) -> None:
-    batch = rows(300)
-    repeat = capi.ImportRow()
-    repeat.CopyFrom(batch[0])
-    repeat.row = 999
-    batch.append(repeat)  # in a later batch than the first occurrence
-    report = await stack.customer.ImportCustomers(stream(batch))
-    assert report.created == 294
-    assert report.unchanged == 0
-    assert (999, "external_key: repeats an earlier row") in [
-        (r.row, r.reason) for r in report.rejected
-    ]

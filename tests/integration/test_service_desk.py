@@ -13,7 +13,7 @@ from c360.service_desk.v1 import service_desk_service_pb2 as dapi
 from c360.timeline.v1 import timeline_service_pb2 as tapi
 
 from .conftest import Stack
-from .helpers import bad_fields, register
+from .helpers import register
 from .test_delivery import snapshot
 
 pytestmark = pytest.mark.integration
@@ -109,81 +109,6 @@ async def test_a_ticket_from_phone_call_to_rating_in_the_timeline_and_on_screen(
     assert late.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert f"ticket {tid} is closed: cannot resolve it" in (late.details() or "")
     assert stack.desk_app.event_recorder.count_events() == 6
-
-
-async def test_ticket_commands_are_idempotent_and_conflicts_are_aborted(stack: Stack) -> None:
-    customer = await register(stack.customer, "Seán Ó Briain", "sean@example.ie")
-    request = opening(customer.result.aggregate_id, request_id="open-1")
-    replies = await asyncio.gather(*(stack.service_desk.OpenTicket(request) for _ in range(4)))
-    assert len({r.result.aggregate_id for r in replies}) == 1
-    assert sum(not r.result.replayed for r in replies) == 1
-    tid = replies[0].result.aggregate_id
-    note = dapi.RecordInteractionRequest(
-        request_id="note-1", ticket_id=tid, kind=ev.INTERACTION_KIND_INTERNAL_NOTE, body="Hi"
-    )
-    first = await stack.service_desk.RecordInteraction(note)
-    retry = await stack.service_desk.RecordInteraction(note)
-    assert (retry.interaction_id, retry.result.replayed) == (first.interaction_id, True)
-    assert retry.result.consistency_token == first.result.consistency_token
-    assert stack.desk_app.event_recorder.count_events() == 2
-    reused = await failed(
-        stack.service_desk.OpenTicket(
-            opening(customer.result.aggregate_id, "Other", request_id="open-1")
-        )
-    )
-    assert reused.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert bad_fields(reused) == ["request_id"]
-    stale = await failed(
-        stack.service_desk.EscalateTicket(
-            dapi.EscalateTicketRequest(ticket_id=tid, expected_version=1, reason="angry")
-        )
-    )
-    assert stale.code() == grpc.StatusCode.ABORTED
-    bad = await failed(
-        stack.service_desk.OpenTicket(
-            dapi.OpenTicketRequest(customer_id="nobody", subject=" ")  # no channel either
-        )
-    )
-    assert bad.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert bad_fields(bad) == ["customer_id"]
-    assert stack.desk_app.event_recorder.count_events() == 2
-
-
-async def test_tickets_are_listed_newest_first_by_customer_state_agent_queue_priority(
-    stack: Stack,
-) -> None:
-    a = (await register(stack.customer, "Ada Lovelace", "ada@example.com")).result.aggregate_id
-    b = (await register(stack.customer, "Alan Turing", "alan@example.com")).result.aggregate_id
-    ids = []
-    for i, customer in enumerate([a, a, b, a, b]):
-        ids.append((await open_ticket(stack, customer, subject=f"Ticket {i}")).result.aggregate_id)
-    desk = stack.service_desk
-    await desk.AssignTicket(dapi.AssignTicketRequest(ticket_id=ids[1], agent_id="emp-1"))
-    await desk.AssignTicket(dapi.AssignTicketRequest(ticket_id=ids[2], queue="Billing"))
-    await desk.ChangePriority(
-        dapi.ChangePriorityRequest(ticket_id=ids[3], priority=ev.TICKET_PRIORITY_URGENT)
-    )
-    await desk.CloseTicket(dapi.CloseTicketRequest(ticket_id=ids[4]))
-
-    async def listed(**kw: object) -> list[str]:
-        reply = await desk.ListTickets(dapi.ListTicketsRequest(**kw))  # type: ignore[arg-type]
-        return [t.ticket_id for t in reply.tickets]
-
-    assert await listed(customer_id=a) == [ids[3], ids[1], ids[0]]
-    assert await listed(state=ev.TICKET_STATE_CLOSED) == [ids[4]]
-    assert await listed(agent_id="emp-1") == [ids[1]]
-    assert await listed(queue="billing") == [ids[2]]
-    assert await listed(priority=ev.TICKET_PRIORITY_URGENT, customer_id=a) == [ids[3]]
-    pages, token = [], ""
-    while True:
-        page = await desk.ListTickets(dapi.ListTicketsRequest(page_size=2, page_token=token))
-        pages.append([t.ticket_id for t in page.tickets])
-        token = page.next_page_token
-        if not token:
-            break
-    assert pages == [[ids[4], ids[3]], [ids[2], ids[1]], [ids[0]]]
-    wrong = await failed(desk.ListTickets(dapi.ListTicketsRequest(page_token="nonsense")))
-    assert bad_fields(wrong) == ["page_token"]
 
 
 async def test_the_fourth_support_contact_flags_the_customer_at_risk(stack: Stack) -> None:

@@ -7,6 +7,7 @@ SPEC = ServiceSpec(
     package="c360_customer",
     default_port=50051,
     api="c360.customer.v1.CustomerService",
+    contract="c360_customer.contract:CONTRACT",
     build="c360_customer.service:build",
     summary="identity, contact points, contact persons, consent, owner; duplicates and merges",
     domain=("domain", "duplicates"),

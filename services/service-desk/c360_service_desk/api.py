@@ -126,13 +126,14 @@ class ServiceDeskServicer(
     async def OpenTicket(
         self, request: api.OpenTicketRequest, context: Ctx
     ) -> api.OpenTicketResponse:
+        # Passed as they came: the domain names every offending field at once.
         fields = {
-            "customer_id": str(parse_id("customer_id", request.customer_id)),
-            "channel": CHANNELS.parse("channel", request.channel),
+            "customer_id": request.customer_id,
+            "channel": CHANNELS.word(request.channel),
             "subject": request.subject,
             "description": request.description,
             "category": request.category,
-            "priority": PRIORITIES.parse("priority", request.priority, optional=True),
+            "priority": PRIORITIES.word(request.priority),
         }
         return await self.command(
             request,

@@ -7,6 +7,7 @@ SPEC = ServiceSpec(
     package="c360_service_desk",
     default_port=50053,
     api="c360.service_desk.v1.ServiceDeskService",
+    contract="c360_service_desk.contract:CONTRACT",
     build="c360_service_desk.service:build",
     summary="tickets from every channel, with the customer's 360 context beside them",
     reads_timeline=True,

@@ -19,6 +19,7 @@ from nats.js.errors import NotFoundError
 
 from c360.events.v1 import envelope_pb2
 from c360_platform.deadletter import dead_letter
+from c360_platform.leader import unless_stopped
 from c360_platform.streams import StreamSettings, ensure_stream
 from c360_timeline import erp_inbound
 from c360_timeline.readmodel import ReadModel
@@ -92,16 +93,21 @@ class ErpIntake:
         info = await self.js.consumer_info(self.stream.name, self.durable)
         return int(info.num_pending) + int(info.num_ack_pending)
 
-    async def process_batch(self, timeout: float = 1.0) -> int:
-        """Fetch one batch, apply or dead-letter each message, then ack. Returns how many."""
+    async def process_batch(self, timeout: float = 1.0, stop: asyncio.Event | None = None) -> int:
+        """Fetch one batch, apply or dead-letter each message, then ack. Returns how many.
+        Waiting for a batch ends early when `stop` is set."""
         assert self.js is not None, "open() first"
         if self.sub is None:
             await self.open(self.js)
         assert self.sub is not None
         try:
-            msgs = await self.sub.fetch(self.batch_size, timeout=timeout)
+            waiting = self.sub.fetch(self.batch_size, timeout=timeout)
+            found = await (unless_stopped(stop, waiting) if stop is not None else waiting)
         except (TimeoutError, nats.errors.TimeoutError):
             return 0
+        if found is None:
+            return 0
+        msgs = found
         envelopes: list[envelope_pb2.Envelope] = []
         rejected: list[tuple[Msg, str]] = []
         for msg in msgs:

@@ -28,6 +28,7 @@ from c360_platform import telemetry
 from c360_platform.catchup import CatchUpConsumer, SourceDirectory, StartAt
 from c360_platform.envelope import SUBJECT_ROOT, UnknownEventType, unpack
 from c360_platform.errors import PreconditionFailed
+from c360_platform.leader import lead, unless_stopped
 from c360_platform.locks import AdvisoryLock
 from c360_platform.streams import StreamSettings, ensure_stream
 from c360_timeline.inbound import ErpIntake
@@ -115,12 +116,17 @@ class Projector:
         self.nc = self.js = self.consumer = None
         self.active.clear()
 
-    async def process_batch(self, timeout: float = 1.0) -> int:
+    async def process_batch(self, timeout: float = 1.0, stop: asyncio.Event | None = None) -> int:
         """Take one batch (from the stream, or from the stores while healing a gap), apply
-        it, then ack it. Returns how many events and messages it held."""
+        it, then ack it. Returns how many events and messages it held. Waiting for a batch
+        (not applying one) ends early when `stop` is set."""
         await self.connect()
         assert self.consumer is not None
-        batch = await self.consumer.next_batch(timeout)
+        waiting = self.consumer.next_batch(timeout)
+        found = await (unless_stopped(stop, waiting) if stop is not None else waiting)
+        if found is None:
+            return 0
+        batch = found
         for msg in batch.undecodable:
             _log.error("dropping a message on %s that is not an envelope", msg.subject)
             await msg.term()
@@ -165,40 +171,41 @@ class Projector:
         return len(batch)
 
     async def run(self, stop: asyncio.Event, *, standby_poll: float = 1.0) -> None:
-        while not stop.is_set():
-            try:
-                if not await self.lock.try_acquire():
-                    await _sleep_or_stop(stop, standby_poll)
-                    continue
-                self.active.set()
-                done = asyncio.Event()
-                async with asyncio.TaskGroup() as group:
-                    group.create_task(self._follow_inbound(stop, done))
-                    try:
-                        while not stop.is_set():
-                            async with self.mutex:
-                                fetched = await self.process_batch()
-                                if fetched == 0 and time.monotonic() >= self.next_sweep:
-                                    await self.sweep()
-                            if fetched == 0 and not await self.lock.still_held():
-                                _log.warning("projector lost its lock; standing by")
-                                break
-                    finally:
-                        done.set()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                _log.exception("projector failed; resuming from the durable consumer")
-                await self.close()
-                await _sleep_or_stop(stop, 1.0)
-        await self.close()
+        """Project until `stop` is set: stand by until the lock is ours, then follow both
+        feeds (and sweep while caught up)."""
+
+        async def project() -> None:
+            self.active.set()
+            done = asyncio.Event()
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._follow_inbound(stop, done))
+                try:
+                    while not stop.is_set():
+                        async with self.mutex:
+                            fetched = await self.process_batch(stop=stop)
+                            if fetched == 0 and time.monotonic() >= self.next_sweep:
+                                await self.sweep()
+                        if fetched == 0 and not await self.lock.still_held():
+                            _log.warning("projector lost its lock; standing by")
+                            break
+                finally:
+                    done.set()
+
+        await lead(
+            self.lock,
+            stop,
+            project,
+            self.close,
+            name="projector (resumes from the durable consumer)",
+            standby_poll=standby_poll,
+        )
 
     async def _follow_inbound(self, stop: asyncio.Event, done: asyncio.Event) -> None:
         """The ERP feed, beside the main one, for as long as this projector is active."""
         while not stop.is_set() and not done.is_set():
             async with self.intake.mutex:
                 await self.connect()
-                await self.intake.process_batch()
+                await self.intake.process_batch(stop=stop)
 
     async def sweep(self) -> int:
         """Clear the at-risk flags whose window passed (SETTLE ago); returns how many."""
@@ -244,8 +251,3 @@ class Projector:
             await self.sweep()
             applied = self.applied + self.intake.applied - before
             yield applied, applied
-
-
-async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=seconds)

@@ -1,0 +1,69 @@
+"""One active worker among replicas: stand by for a PostgreSQL advisory lock, then run.
+
+The relay of each service and the timeline's projector share this loop: `lead()` waits
+until the lock is ours, runs the work until it returns (stop, or the lock's session lost),
+and after a failure closes what the work opened and tries again a second later. A standby
+takes over within a poll of the holder's death (its session ends, and with it the lock).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from c360_platform.locks import AdvisoryLock
+
+_log = logging.getLogger(__name__)
+T = TypeVar("T")
+RETRY_SECONDS = 1.0
+
+
+async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    """Sleep, but wake as soon as `stop` is set."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+
+
+async def unless_stopped(stop: asyncio.Event, waiting: Awaitable[T]) -> T | None:
+    """Await `waiting` (an idle wait: a fetch, a notification) unless `stop` comes first,
+    in which case it is cancelled and None returned. Never use it around work in progress."""
+    task = asyncio.ensure_future(waiting)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
+    return None
+
+
+async def lead(
+    lock: AdvisoryLock,
+    stop: asyncio.Event,
+    work: Callable[[], Awaitable[None]],
+    close: Callable[[], Awaitable[None]],
+    *,
+    name: str,
+    standby_poll: float = 1.0,
+) -> None:
+    """Run `work` whenever the lock is ours, until `stop` is set; `close` ends each turn."""
+    while not stop.is_set():
+        try:
+            if not await lock.try_acquire():
+                await sleep_or_stop(stop, standby_poll)
+                continue
+            await work()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            _log.exception("%s failed; retrying", name)
+            await close()
+            await sleep_or_stop(stop, RETRY_SECONDS)
+    await close()

@@ -1,0 +1,61 @@
+"""What unit tests of applications and servicers share: a gRPC call context of their own,
+a settable clock, and applications on the in-memory recorder (no servers)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import pytest
+
+from c360_platform.errors import C360Error, InvalidArgument
+
+T = TypeVar("T")
+
+
+class Clock:
+    """A clock tests move by hand."""
+
+    def __init__(self, start: datetime = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> datetime:
+        self.now += timedelta(**delta)
+        return self.now
+
+
+class CallContext:
+    """The part of grpc.aio.ServicerContext that servicers read (metadata, deadline)."""
+
+    def __init__(self, metadata: tuple[tuple[str, str], ...] = ()) -> None:
+        self.metadata = metadata
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return self.metadata
+
+    def time_remaining(self) -> float | None:
+        return None
+
+
+CALL: Any = CallContext()
+
+
+async def refused(call: Awaitable[T], kind: type[C360Error] = C360Error) -> C360Error:
+    """The error a call ends in; fails the test if it succeeds or ends otherwise."""
+    with pytest.raises(kind) as caught:
+        await call
+    return caught.value
+
+
+async def bad_fields(call: Awaitable[Any]) -> list[str]:
+    """The offending fields of an INVALID_ARGUMENT, sorted."""
+    error = await refused(call, InvalidArgument)
+    assert isinstance(error, InvalidArgument)
+    return sorted(v.field for v in error.violations)
+
+
+Factory = Callable[[], Any]

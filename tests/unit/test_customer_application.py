@@ -1,0 +1,414 @@
+"""The customer service's application and API in memory: bad input, refusals, idempotent
+replay, conflicts, merge chains, imports and duplicates, with no servers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+from uuid import UUID
+
+import pytest
+
+from c360.customer.v1 import customer_service_pb2 as capi
+from c360.events.v1 import customer_events_pb2 as ev
+from c360_customer.api import CustomerServicer
+from c360_customer.application import CustomerApplication, ImportRow
+from c360_customer.domain import id_for_external_key
+from c360_platform.errors import InvalidArgument, NotFound, PreconditionFailed, VersionConflict
+from c360_platform.store import CommandContext
+
+from .support import CALL, Clock, bad_fields, refused
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def app(clock: Clock) -> CustomerApplication:
+    return CustomerApplication.in_memory(clock=clock)
+
+
+@pytest.fixture
+def api(app: CustomerApplication) -> CustomerServicer:
+    return CustomerServicer(app)
+
+
+def registration(name: str, email: str, request_id: str = "") -> capi.RegisterCustomerRequest:
+    return capi.RegisterCustomerRequest(
+        request_id=request_id,
+        kind=ev.CUSTOMER_KIND_PERSON,
+        display_name=name,
+        emails=[email],
+    )
+
+
+async def register(api: CustomerServicer, name: str, email: str) -> str:
+    reply = await api.RegisterCustomer(registration(name, email), CALL)
+    return str(reply.result.aggregate_id)
+
+
+BAD_REQUESTS: list[tuple[str, str, Any, list[str]]] = [
+    ("RegisterCustomer", "bad e-mail", registration("Ada", "not-an-address"), ["emails[0]"]),
+    (
+        "RegisterCustomer",
+        "bad phone",
+        capi.RegisterCustomerRequest(
+            kind=ev.CUSTOMER_KIND_PERSON, display_name="Ada", phones=["12345"]
+        ),
+        ["phones[0]"],
+    ),
+    ("RegisterCustomer", "empty name", registration("  ", "ada@example.com"), ["display_name"]),
+    ("RegisterCustomer", "long name", registration("x" * 300, "ada@example.com"), ["display_name"]),
+    (
+        "RegisterCustomer",
+        "no kind",
+        capi.RegisterCustomerRequest(display_name="Ada", emails=["ada@example.com"]),
+        ["kind"],
+    ),
+    (
+        "RegisterCustomer",
+        "bad tag and owner",
+        capi.RegisterCustomerRequest(
+            kind=ev.CUSTOMER_KIND_ORGANISATION,
+            display_name="ACME",
+            tags=["not ok"],
+            owner_id="bob smith",
+        ),
+        ["owner_id", "tags[0]"],
+    ),
+    (
+        "RegisterCustomer",
+        "bad address",
+        capi.RegisterCustomerRequest(
+            kind=ev.CUSTOMER_KIND_PERSON,
+            display_name="Ada",
+            addresses=[ev.PostalAddress(lines=["1 Road"], city="Paris", country="France")],
+        ),
+        ["addresses[0].country"],
+    ),
+    (
+        "RenameCustomer",
+        "bad id",
+        capi.RenameCustomerRequest(customer_id="42", display_name="A"),
+        ["customer_id"],
+    ),
+    (
+        "GrantConsent",
+        "no channel",
+        capi.GrantConsentRequest(
+            customer_id="00000000-0000-0000-0000-000000000001",
+            purpose=ev.CONSENT_PURPOSE_MARKETING,
+            source="web",
+        ),
+        ["channel"],
+    ),
+    (
+        "LinkContactPerson",
+        "self link",
+        capi.LinkContactPersonRequest(
+            organisation_id="00000000-0000-0000-0000-000000000001",
+            person_id="00000000-0000-0000-0000-000000000001",
+            role="buyer",
+        ),
+        ["person_id"],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "what", "request_message", "fields"),
+    BAD_REQUESTS,
+    ids=[b[1] for b in BAD_REQUESTS],
+)
+async def test_bad_input_names_the_fields_and_stores_nothing(
+    api: CustomerServicer, method: str, what: str, request_message: Any, fields: list[str]
+) -> None:
+    assert await bad_fields(getattr(api, method)(request_message, CALL)) == fields, what
+    assert api.app.event_recorder.count_events() == 0
+
+
+async def test_commands_on_a_registered_customer_validate_too(api: CustomerServicer) -> None:
+    cid = await register(api, "Ada Lovelace", "ada@example.com")
+    refusal = await refused(
+        api.AddEmail(capi.AddEmailRequest(customer_id=cid, email="ada@"), CALL), InvalidArgument
+    )
+    assert str(refusal) == "email: not a valid address"
+    assert await bad_fields(
+        api.ChangeTags(capi.ChangeTagsRequest(customer_id=cid, add=["ok", "not ok"]), CALL)
+    ) == ["add[1]"]
+    assert api.app.event_recorder.count_events() == 1
+
+
+async def test_missing_customers_and_impossible_links_are_refused(api: CustomerServicer) -> None:
+    nobody = "00000000-0000-0000-0000-000000000001"
+    await refused(api.GetCustomer(capi.GetCustomerRequest(customer_id=nobody), CALL), NotFound)
+    await refused(
+        api.RenameCustomer(capi.RenameCustomerRequest(customer_id=nobody, display_name="X"), CALL),
+        NotFound,
+    )
+    ada = await register(api, "Ada Lovelace", "ada@example.com")
+    bob = await register(api, "Bob", "bob@example.com")
+    link = capi.LinkContactPersonRequest(organisation_id=ada, person_id=bob, role="buyer")
+    refusal = await refused(api.LinkContactPerson(link, CALL), PreconditionFailed)
+    assert "not an organisation" in str(refusal)
+    assert api.app.event_recorder.count_events() == 2
+
+
+async def test_a_retry_replays_the_first_answer_and_a_reused_id_is_refused(
+    api: CustomerServicer,
+) -> None:
+    request = registration("Ada Lovelace", "ada@example.com", request_id="reg-1")
+    first = await api.RegisterCustomer(request, CALL)
+    again = await api.RegisterCustomer(request, CALL)
+    assert (again.result.aggregate_id, again.result.replayed) == (first.result.aggregate_id, True)
+    assert again.result.consistency_token == first.result.consistency_token
+    cid = first.result.aggregate_id
+    address = capi.AddPostalAddressRequest(
+        request_id="addr-1",
+        customer_id=cid,
+        address=ev.PostalAddress(lines=["Unter den Linden 1"], city="Berlin", country="DE"),
+    )
+    added = await api.AddPostalAddress(address, CALL)
+    retried = await api.AddPostalAddress(address, CALL)
+    assert (retried.address_id, retried.result.replayed) == (added.address_id, True)
+    assert await bad_fields(
+        api.RegisterCustomer(registration("Someone Else", "x@example.com", "reg-1"), CALL)
+    ) == ["request_id"]
+    assert api.app.event_recorder.count_events() == 2
+
+
+async def test_a_stale_expected_version_is_a_conflict(api: CustomerServicer) -> None:
+    cid = await register(api, "Ada Lovelace", "ada@example.com")
+    await api.RenameCustomer(
+        capi.RenameCustomerRequest(customer_id=cid, display_name="Ada King", expected_version=1),
+        CALL,
+    )
+    refusal = await refused(
+        api.RenameCustomer(
+            capi.RenameCustomerRequest(customer_id=cid, display_name="A", expected_version=1),
+            CALL,
+        ),
+        VersionConflict,
+    )
+    assert "is at version 2, not 1" in str(refusal)
+
+
+async def test_consent_decisions_are_taken_at_the_clock_of_the_application(
+    api: CustomerServicer, clock: Clock
+) -> None:
+    cid = await register(api, "Ada Lovelace", "ada@example.com")
+    decided = clock.advance(hours=3)
+    await api.GrantConsent(
+        capi.GrantConsentRequest(
+            customer_id=cid,
+            channel=ev.CONSENT_CHANNEL_EMAIL,
+            purpose=ev.CONSENT_PURPOSE_MARKETING,
+            source="web-form",
+        ),
+        CALL,
+    )
+    customer = api.app.get_customer(UUID(cid))
+    assert customer.consents["email/marketing"]["decided_at"] == decided
+
+
+async def _merge(api: CustomerServicer, survivor: str, duplicate: str) -> Any:
+    request = capi.MergeCustomersRequest(
+        survivor_id=survivor, duplicate_id=duplicate, reason="same person"
+    )
+    return await api.MergeCustomers(request, CALL)
+
+
+async def test_merge_chains_resolve_to_the_last_survivor_and_bad_merges_are_refused(
+    api: CustomerServicer,
+) -> None:
+    a = await register(api, "Ada A", "a@example.com")
+    b = await register(api, "Ada B", "b@example.com")
+    c = await register(api, "Ada C", "c@example.com")
+    org = await api.RegisterCustomer(
+        capi.RegisterCustomerRequest(kind=ev.CUSTOMER_KIND_ORGANISATION, display_name="Ada Ltd"),
+        CALL,
+    )
+    assert await bad_fields(_merge(api, a, a)) == ["duplicate_id"]
+    await refused(_merge(api, org.result.aggregate_id, a), PreconditionFailed)
+
+    await _merge(api, b, a)
+    assert b in str(await refused(_merge(api, a, c), PreconditionFailed))
+    assert b in str(await refused(_merge(api, c, a), PreconditionFailed))
+
+    await _merge(api, c, b)
+    pointer = (await api.GetCustomer(capi.GetCustomerRequest(customer_id=a), CALL)).customer
+    assert pointer.merged_into == c
+    refusal = await refused(
+        api.AddEmail(capi.AddEmailRequest(customer_id=a, email="x@example.com"), CALL),
+        PreconditionFailed,
+    )
+    assert f"was merged into {c}; use {c}" in str(refusal)
+    top = (await api.GetCustomer(capi.GetCustomerRequest(customer_id=c), CALL)).customer
+    assert list(top.absorbed) == [b, a]
+    assert list(top.emails) == ["c@example.com", "b@example.com", "a@example.com"]
+
+    # unmerging the middle of the chain takes its own duplicate with it
+    await api.UnmergeCustomer(capi.UnmergeCustomerRequest(customer_id=b), CALL)
+    pointer = (await api.GetCustomer(capi.GetCustomerRequest(customer_id=a), CALL)).customer
+    assert pointer.merged_into == b
+    top = (await api.GetCustomer(capi.GetCustomerRequest(customer_id=c), CALL)).customer
+    assert list(top.absorbed) == []
+    await refused(api.UnmergeCustomer(capi.UnmergeCustomerRequest(customer_id=c), CALL))
+
+
+async def _rows(items: list[capi.ImportRow]) -> AsyncIterator[capi.ImportCustomersRequest]:
+    for start in range(0, len(items), 70):
+        yield capi.ImportCustomersRequest(rows=items[start : start + 70])
+
+
+def import_rows(count: int) -> list[capi.ImportRow]:
+    out = []
+    for i in range(count):
+        row = capi.ImportRow(
+            row=i + 2,
+            external_key=f"crm-{i}",
+            kind=ev.CUSTOMER_KIND_PERSON,
+            display_name=f"Imported Person {i}",
+            emails=[f"imported{i}@example.com"],
+        )
+        if i % 100 == 7:
+            row.emails[:] = ["broken@"]
+        if i % 100 == 9:
+            row.kind = ev.CUSTOMER_KIND_UNSPECIFIED
+        out.append(row)
+    return out
+
+
+async def test_an_import_rejects_bad_rows_by_number_and_a_second_creates_nothing(
+    api: CustomerServicer,
+) -> None:
+    batch = import_rows(300)
+    repeat = capi.ImportRow()
+    repeat.CopyFrom(batch[0])
+    repeat.row = 999
+    batch.append(repeat)  # in a later batch than the first occurrence
+    first = await api.ImportCustomers(_rows(batch), CALL)
+    assert (first.created, first.unchanged) == (294, 0)
+    assert [(r.row, r.reason) for r in first.rejected][:2] == [
+        (9, "emails[0]: not a valid address"),
+        (11, "kind: must be one of person, organisation"),
+    ]
+    assert (999, "external_key: repeats an earlier row") in [
+        (r.row, r.reason) for r in first.rejected
+    ]
+    again = await api.ImportCustomers(_rows(batch), CALL)
+    assert (again.created, again.unchanged, len(again.rejected)) == (0, 294, 7)
+    assert api.app.event_recorder.count_events() == 294
+    assert api.app.get_customer(id_for_external_key("crm-0")).display_name == ("Imported Person 0")
+
+
+def test_the_importer_stores_batches_in_order_while_validating_the_next(
+    app: CustomerApplication,
+) -> None:
+    def row(n: int, key: str, email: str) -> ImportRow:
+        fields = {"kind": "person", "display_name": f"P {n}", "emails": [email], "phones": []}
+        return ImportRow(n, key, {**fields, "addresses": []})
+
+    report = app.importer().run(
+        [
+            [row(2, "k1", "a@example.com"), row(3, "k2", "bad@")],
+            [row(4, "k3", "c@example.com"), row(5, "k1", "d@example.com")],
+        ]
+    )
+    assert (report.created, report.unchanged) == (2, 0)
+    assert report.rejected == [
+        (3, "emails[0]: not a valid address"),
+        (5, "external_key: repeats an earlier row"),
+    ]
+    assert report.position == app.head() == 2
+
+
+async def test_duplicates_by_email_in_another_case_and_a_transliterated_name(
+    api: CustomerServicer,
+) -> None:
+    a = await register(api, "Jānis Žirnovskis", "Janis.Z@Example.LV")
+    b = await register(api, "Janis Zhirnovskis", "janis.z@example.lv")
+    stranger = await register(api, "Ada Lovelace", "ada@example.com")
+    found = await api.FindDuplicates(capi.FindDuplicatesRequest(customer_id=a), CALL)
+    assert [c.customer_id for c in found.candidates] == [b]
+    assert list(found.candidates[0].reasons) == [
+        "same e-mail janis.z@example.lv",
+        "same name when transliterated",
+    ]
+    assert found.candidates[0].score > 0.95
+    alone = await api.FindDuplicates(capi.FindDuplicatesRequest(customer_id=stranger), CALL)
+    assert list(alone.candidates) == []
+    report = [
+        p
+        async for reply in api.DuplicateReport(capi.DuplicateReportRequest(), CALL)
+        for p in reply.pairs
+    ]
+    assert [(p.customer_id, p.duplicate_id) for p in report] == [tuple(sorted((a, b)))]
+
+    imported = await api.ImportCustomers(
+        _rows(
+            [
+                capi.ImportRow(
+                    row=2,
+                    external_key="crm-janis",
+                    kind=ev.CUSTOMER_KIND_PERSON,
+                    display_name="Janis Zirnovskis",
+                    emails=["jz@example.org"],
+                )
+            ]
+        ),
+        CALL,
+    )
+    assert imported.created == 1
+    imported_id = str(id_for_external_key("crm-janis"))
+    found = await api.FindDuplicates(capi.FindDuplicatesRequest(customer_id=a), CALL)
+    assert {c.customer_id for c in found.candidates} == {b, imported_id}
+    found = await api.FindDuplicates(
+        capi.FindDuplicatesRequest(customer_id=imported_id, limit=1), CALL
+    )
+    assert [list(c.reasons) for c in found.candidates] == [["same name when transliterated"]]
+    missing = capi.FindDuplicatesRequest(customer_id=str(id_for_external_key("nobody")))
+    await refused(api.FindDuplicates(missing, CALL), NotFound)
+
+
+async def test_a_merged_customer_is_no_candidate_until_it_is_unmerged(
+    api: CustomerServicer,
+) -> None:
+    a = await register(api, "Jānis Žirnovskis", "janis@example.lv")
+    b = await register(api, "Janis Zhirnovskis", "janis@example.lv")
+    c = await register(api, "Jānis Žirnovskis", "j.z@example.lv")
+
+    async def candidates(of: str) -> list[str]:
+        found = await api.FindDuplicates(capi.FindDuplicatesRequest(customer_id=of), CALL)
+        return sorted(x.customer_id for x in found.candidates)
+
+    assert await candidates(a) == sorted([b, c])
+    await _merge(api, a, b)
+    assert await candidates(a) == [c]
+    assert await candidates(c) == [a]
+    await api.UnmergeCustomer(capi.UnmergeCustomerRequest(customer_id=b), CALL)
+    assert await candidates(a) == sorted([b, c])
+
+
+def test_typed_commands_carry_what_they_create(app: CustomerApplication, clock: Clock) -> None:
+    org = app.register(
+        CommandContext(),
+        kind="organisation",
+        display_name="ACME",
+        emails=[],
+        phones=[],
+        addresses=[],
+    )
+    ada = app.register(
+        CommandContext(), kind="person", display_name="Ada", emails=[], phones=[], addresses=[]
+    )
+    linked = app.link_contact_person(
+        CommandContext(), org.aggregate_id, ada.aggregate_id, "buyer", None
+    )
+    link_id = linked.extra["link_id"]
+    assert app.get_customer(ada.aggregate_id).links[link_id]["valid_from"] == clock.now
+    clock.advance(days=30)
+    app.end_contact_person(CommandContext(), org.aggregate_id, link_id, None)
+    assert app.get_customer(ada.aggregate_id).links[link_id]["valid_until"] == clock.now

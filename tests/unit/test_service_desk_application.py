@@ -1,0 +1,159 @@
+"""The service desk's application and API in memory: idempotent replay, conflicts, bad
+input, illegal transitions and list paging, with no servers."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+from uuid import UUID, uuid4
+
+import pytest
+
+from c360.events.v1 import ticket_events_pb2 as ev
+from c360.service_desk.v1 import service_desk_service_pb2 as dapi
+from c360_platform.context import ContextReader
+from c360_platform.errors import PreconditionFailed, VersionConflict
+from c360_service_desk.api import ServiceDeskServicer
+from c360_service_desk.application import ServiceDeskApplication
+
+from .support import CALL, Clock, bad_fields, refused
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def desk(clock: Clock) -> ServiceDeskServicer:
+    # The context reader is never asked here (GetTicket is not called).
+    return ServiceDeskServicer(
+        ServiceDeskApplication.in_memory(clock=clock), ContextReader("127.0.0.1:1")
+    )
+
+
+def opening(customer_id: str, subject: str = "Parcel lost", request_id: str = "") -> Any:
+    return dapi.OpenTicketRequest(
+        request_id=request_id,
+        customer_id=customer_id,
+        channel=ev.TICKET_CHANNEL_PHONE,
+        subject=subject,
+        category="delivery",
+    )
+
+
+async def open_ticket(desk: ServiceDeskServicer, customer_id: str, subject: str = "x") -> str:
+    return str((await desk.OpenTicket(opening(customer_id, subject), CALL)).result.aggregate_id)
+
+
+async def test_ticket_commands_are_idempotent_and_conflicts_are_aborted(
+    desk: ServiceDeskServicer,
+) -> None:
+    customer = str(uuid4())
+    request = opening(customer, request_id="open-1")
+    replies = await asyncio.gather(*(desk.OpenTicket(request, CALL) for _ in range(4)))
+    assert len({r.result.aggregate_id for r in replies}) == 1
+    assert sum(not r.result.replayed for r in replies) == 1
+    tid = replies[0].result.aggregate_id
+    note = dapi.RecordInteractionRequest(
+        request_id="note-1", ticket_id=tid, kind=ev.INTERACTION_KIND_INTERNAL_NOTE, body="Hi"
+    )
+    first = await desk.RecordInteraction(note, CALL)
+    retry = await desk.RecordInteraction(note, CALL)
+    assert (retry.interaction_id, retry.result.replayed) == (first.interaction_id, True)
+    assert retry.result.consistency_token == first.result.consistency_token
+    assert desk.app.event_recorder.count_events() == 2
+    assert await bad_fields(
+        desk.OpenTicket(opening(customer, "Other", request_id="open-1"), CALL)
+    ) == ["request_id"]
+    stale = dapi.EscalateTicketRequest(ticket_id=tid, expected_version=1, reason="angry")
+    await refused(desk.EscalateTicket(stale, CALL), VersionConflict)
+    assert await bad_fields(
+        desk.OpenTicket(dapi.OpenTicketRequest(customer_id="nobody", subject=" "), CALL)
+    ) == ["channel", "customer_id", "subject"]
+    assert desk.app.event_recorder.count_events() == 2
+
+
+async def test_bad_input_is_refused_before_the_state_is_looked_at(
+    desk: ServiceDeskServicer,
+) -> None:
+    tid = await open_ticket(desk, str(uuid4()))
+    assert await bad_fields(
+        desk.OpenTicket(
+            dapi.OpenTicketRequest(customer_id="42", channel=ev.TICKET_CHANNEL_SMS, subject=" "),
+            CALL,
+        )
+    ) == ["customer_id", "subject"]
+    call = dapi.RecordInteractionRequest(
+        ticket_id=tid, kind=ev.INTERACTION_KIND_INBOUND_CALL, duration_seconds=10**6
+    )
+    assert await bad_fields(desk.RecordInteraction(call, CALL)) == ["duration_seconds"]
+    assert await bad_fields(desk.RateTicket(dapi.RateTicketRequest(ticket_id=tid), CALL)) == [
+        "score"
+    ]
+    await desk.CloseTicket(dapi.CloseTicketRequest(ticket_id=tid), CALL)
+    assert await bad_fields(
+        desk.ResolveTicket(dapi.ResolveTicketRequest(ticket_id=tid, resolution=" "), CALL)
+    ) == ["resolution"]
+    refusal = await refused(
+        desk.ResolveTicket(dapi.ResolveTicketRequest(ticket_id=tid, resolution="x"), CALL),
+        PreconditionFailed,
+    )
+    assert f"ticket {tid} is closed: cannot resolve it" in str(refusal)
+    assert desk.app.event_recorder.count_events() == 2
+
+
+async def test_resolution_and_calls_are_recorded_at_the_clock_of_the_application(
+    desk: ServiceDeskServicer, clock: Clock
+) -> None:
+    tid = await open_ticket(desk, str(uuid4()))
+    called = clock.advance(minutes=5)
+    await desk.RecordInteraction(
+        dapi.RecordInteractionRequest(
+            ticket_id=tid, kind=ev.INTERACTION_KIND_INBOUND_CALL, duration_seconds=240
+        ),
+        CALL,
+    )
+    resolved = clock.advance(minutes=10)
+    await desk.ResolveTicket(dapi.ResolveTicketRequest(ticket_id=tid, resolution="Fixed"), CALL)
+    ticket = desk.app.get_ticket(UUID(tid))
+    assert ticket.interactions[0]["recorded_at"] == called
+    assert ticket.interactions[0]["channel"] == "phone"
+    assert ticket.resolved_at == resolved
+
+
+async def test_tickets_are_listed_newest_first_by_customer_state_agent_queue_priority(
+    desk: ServiceDeskServicer,
+) -> None:
+    a, b = str(uuid4()), str(uuid4())
+    ids = [await open_ticket(desk, c, f"Ticket {i}") for i, c in enumerate([a, a, b, a, b])]
+    await desk.AssignTicket(dapi.AssignTicketRequest(ticket_id=ids[1], agent_id="emp-1"), CALL)
+    await desk.AssignTicket(dapi.AssignTicketRequest(ticket_id=ids[2], queue="Billing"), CALL)
+    await desk.ChangePriority(
+        dapi.ChangePriorityRequest(ticket_id=ids[3], priority=ev.TICKET_PRIORITY_URGENT), CALL
+    )
+    await desk.CloseTicket(dapi.CloseTicketRequest(ticket_id=ids[4]), CALL)
+
+    async def listed(**kw: Any) -> list[str]:
+        reply = await desk.ListTickets(dapi.ListTicketsRequest(**kw), CALL)
+        return [t.ticket_id for t in reply.tickets]
+
+    assert await listed(customer_id=a) == [ids[3], ids[1], ids[0]]
+    assert await listed(state=ev.TICKET_STATE_CLOSED) == [ids[4]]
+    assert await listed(agent_id="emp-1") == [ids[1]]
+    assert await listed(queue="billing") == [ids[2]]
+    assert await listed(priority=ev.TICKET_PRIORITY_URGENT, customer_id=a) == [ids[3]]
+    pages, token = [], ""
+    while True:
+        page = await desk.ListTickets(dapi.ListTicketsRequest(page_size=2, page_token=token), CALL)
+        pages.append([t.ticket_id for t in page.tickets])
+        token = page.next_page_token
+        if not token:
+            break
+    assert pages == [[ids[4], ids[3]], [ids[2], ids[1]], [ids[0]]]
+    assert await bad_fields(
+        desk.ListTickets(dapi.ListTicketsRequest(page_token="nonsense"), CALL)
+    ) == ["page_token"]
+    assert await bad_fields(desk.ListTickets(dapi.ListTicketsRequest(page_size=201), CALL)) == [
+        "page_size"
+    ]
