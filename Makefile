@@ -63,6 +63,7 @@ lint: proto $(BUF)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/python tools/import_rules.py
 	$(BUF) lint proto
 	$(MAKE) --no-print-directory breaking
 	$(BIN)/python tools/gen_event_docs.py --check docs/events.md
