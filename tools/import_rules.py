@@ -39,9 +39,7 @@ def contracts() -> str:
         if m.name not in PURE_PLATFORM
     ]
     domain = [f"{spec.package}.{module}" for spec in specs for module in spec.domain]
-    text = "[importlinter]\n" + _lines(
-        "root_packages =", ["c360_platform", "c360_cli", *packages]
-    )
+    text = "[importlinter]\n" + _lines("root_packages =", ["c360_platform", "c360_cli", *packages])
     text += "include_external_packages = True\n\n"
     text += "[importlinter:contract:domain]\nname = Domain code does no I/O\ntype = forbidden\n"
     text += _lines("source_modules =", domain)
