@@ -12,7 +12,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -35,7 +35,6 @@ from bench.scenarios import Clients
 from bench.stack import Stack
 from c360.customer.v1 import customer_service_pb2 as customer_api
 from c360.events.v1 import customer_events_pb2 as events
-from c360_platform.deployment import Deployment
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PROBES_UNDER_LOAD = 2
@@ -174,6 +173,7 @@ class Run:
     cpu: dict[str, dict[str, float]]
     waits: dict[str, dict[str, float]]
     facts: dict[str, Any]
+    addresses: dict[str, str] = field(default_factory=dict)
 
     @contextlib.asynccontextmanager
     async def observe(self, phase: str) -> AsyncIterator[None]:
@@ -218,21 +218,9 @@ async def raw_phase(run: Run, key: str, threads: int, batch: int) -> None:
 
 async def start_services(run: Run) -> None:
     stack = run.stack
-    deployment = Deployment.plan(stack.postgres_url, stack.nats_url)
-    names = ", ".join(deployment.ports)
-    task = run.progress.add_task(f"start {names}, echo servers", total=None, info="")
+    task = run.progress.add_task("start the services and an echo server", total=None, info="")
     started = time.monotonic()
-    children = [
-        stack.spawn(
-            name,
-            ["-m", "c360_platform.serve", name],
-            env=deployment.environment(name),
-            port=port,
-        )
-        for name, port in deployment.ports.items()
-    ]
-    children.append(stack.spawn("echo", ["-m", "bench.echo", "--port", "{port}"]))
-    await asyncio.gather(*(stack.wait_healthy(c) for c in children))
+    run.addresses = await stack.start_services({"echo": ["-m", "bench.echo", "--port", "{port}"]})
     run.facts["services_ready_s"] = round(time.monotonic() - started, 2)
     run.progress.update(task, total=1, completed=1, info=f"{run.facts['services_ready_s']} s")
 
@@ -278,13 +266,12 @@ async def phases(run: Run) -> None:
     await raw_phase(run, "raw_save_n", n, 1)
     await raw_phase(run, "raw_save_batch", 1, cfg.batch)
     await start_services(run)
-    stack = run.stack
     clients = Clients(
         run.run_id,
         run.ids,
-        stack.children["customer"].address,
-        stack.children["timeline"].address,
-        stack.children["echo"].address,
+        run.addresses["customer"],
+        run.addresses["timeline"],
+        run.addresses["echo"],
     )
     poll = cfg.poll_ms / 1000.0
     m = run.measures

@@ -5,22 +5,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
-import subprocess
 import sys
-import time
+import threading
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-import grpc
 import psycopg
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from psycopg import sql
 
+from c360_platform.deployment import Deployment
 from c360_platform.embedded import EmbeddedNats, EmbeddedPostgres
-from c360_platform.processes import child_preexec, free_port
+from c360_platform.processes import free_port
+from c360_platform.supervisor import Supervisor
 
 _STOP_TIMEOUT = 20.0
 
@@ -39,20 +37,6 @@ def _tail(path: Path, lines: int = 30) -> str:
 
 
 @dataclass
-class Child:
-    """A server process the bench started, with its port and log file."""
-
-    name: str
-    proc: subprocess.Popen[bytes]
-    port: int
-    log_path: Path
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-
-@dataclass
 class Stack:
     """Starts and stops everything the bench measures; `stop()` is safe to call repeatedly.
 
@@ -67,8 +51,7 @@ class Stack:
     shared_nats: bool = False
     postgres: EmbeddedPostgres | None = None
     nats: EmbeddedNats | None = None
-    children: dict[str, Child] = field(default_factory=dict)
-    stop_seconds: dict[str, float] = field(default_factory=dict)
+    supervisor: Supervisor | None = None
     _admin_url: str = ""
     _database: str = ""
 
@@ -92,70 +75,29 @@ class Stack:
             self.nats = EmbeddedNats(self.workdir / "nats")
             self.nats_url = self.nats.start()
 
-    def spawn(
-        self,
-        name: str,
-        args: list[str],
-        *,
-        env: dict[str, str] | None = None,
-        port: int | None = None,
-    ) -> Child:
-        """Start `python <args>` with a port (free if not given) in C360_GRPC_PORT (and
-        `--port` for echo)."""
-        port = port or free_port()
-        child_env = dict(os.environ)
-        child_env.update(
-            {
-                "C360_POSTGRES_URL": self.postgres_url,
-                "NATS_URL": self.nats_url,
-                "C360_GRPC_HOST": "127.0.0.1",
-                "C360_GRPC_PORT": str(port),
-                "PYTHONUNBUFFERED": "1",
-            }
-        )
-        child_env.update(env or {})
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        log_path = self.log_dir / f"{name}.log"
-        argv = [sys.executable, *[a.replace("{port}", str(port)) for a in args]]
-        with log_path.open("wb") as log:
-            proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=child_env,
-                process_group=0,  # Ctrl-C reaches the bench only; it stops the children
-                preexec_fn=child_preexec(signal.SIGTERM),
-            )
-        child = Child(name, proc, port, log_path)
-        self.children[name] = child
-        return child
+    async def start_services(self, extra: dict[str, list[str]]) -> dict[str, str]:
+        """Every registered service, plus `extra` servers (name -> argv, `{port}` replaced by a
+        free port), started by the platform's supervisor; their addresses once all are ready."""
+        deployment = Deployment.plan(self.postgres_url, self.nats_url)
+        supervisor = Supervisor(deployment, self.log_dir)
+        self.supervisor = supervisor
+        for name, argv in extra.items():
+            port = free_port()
+            command = [sys.executable, *[a.replace("{port}", str(port)) for a in argv]]
+            supervisor.add(name, command, {}, f"127.0.0.1:{port}")
+        supervisor.start()
+        if not await asyncio.to_thread(supervisor.wait_ready, threading.Event(), 90.0):
+            raise RuntimeError(f"the services did not start; logs in {self.log_dir}")
+        return {name: p.address for name, p in supervisor.processes.items()}
 
-    async def wait_healthy(self, child: Child, timeout: float = 90.0) -> None:
-        """Poll grpc.health.v1 Check("") until SERVING; fail early if the process exits."""
-        deadline = time.monotonic() + timeout
-        async with grpc.aio.insecure_channel(child.address) as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
-            while True:
-                if child.proc.poll() is not None:
-                    raise RuntimeError(
-                        f"{child.name} exited with {child.proc.returncode}; tail of "
-                        f"{child.log_path}:\n{_tail(child.log_path)}"
-                    )
-                with contextlib.suppress(grpc.aio.AioRpcError):
-                    reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
-                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                        return
-                if time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"{child.name} not healthy after {timeout:.0f}s; tail of "
-                        f"{child.log_path}:\n{_tail(child.log_path)}"
-                    )
-                await asyncio.sleep(0.1)
+    @property
+    def stop_seconds(self) -> dict[str, float]:
+        """Seconds each server took to exit after SIGTERM."""
+        return self.supervisor.stop_seconds if self.supervisor else {}
 
     def pids(self) -> dict[str, int]:
         """Pid of each process the bench started (for CPU accounting)."""
-        found = {name: c.proc.pid for name, c in self.children.items() if c.proc.poll() is None}
+        found = self.supervisor.pids() if self.supervisor else {}
         if self.postgres is not None and self.postgres.pid is not None:
             found["postgres"] = self.postgres.pid
         if self.nats is not None and self.nats.pid is not None:
@@ -164,22 +106,9 @@ class Stack:
         return found
 
     def stop_children(self) -> None:
-        """SIGTERM every child (they drain), SIGKILL whoever outlives the timeout."""
-        for child in self.children.values():
-            if child.proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    child.proc.send_signal(signal.SIGTERM)
-        started = time.monotonic()
-        deadline = started + _STOP_TIMEOUT
-        for child in self.children.values():
-            try:
-                child.proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                child.proc.kill()
-                child.proc.wait()
-            # Exit time after SIGTERM (to 0.1 s: children are reaped in turn).
-            self.stop_seconds[child.name] = round(time.monotonic() - started, 1)
-        self.children.clear()
+        """SIGTERM every server the bench started (they drain), SIGKILL after a timeout."""
+        if self.supervisor is not None:
+            self.supervisor.stop()
 
     def stop(self) -> None:
         """Children first, then NATS and PostgreSQL (or the bench database on a named server)."""

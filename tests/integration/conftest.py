@@ -23,6 +23,7 @@ from c360_platform.deployment import Deployment
 from c360_platform.embedded import EmbeddedNats
 from c360_platform.rpc import ServiceHost
 from c360_platform.store import ServiceApplication
+from c360_platform.supervisor import Supervisor, stop_hosts
 from c360_service_desk.application import ServiceDeskApplication
 from c360_timeline.projector import Projector
 
@@ -106,25 +107,16 @@ async def stack(database_url: str, fresh_nats_url: str) -> AsyncIterator[Stack]:
 
 @contextlib.asynccontextmanager
 async def open_stack(database_url: str, fresh_nats_url: str) -> AsyncIterator[Stack]:
-    """Every registered service in this process on one database and nats-server, until exit."""
+    """Every registered service in this process on one database and nats-server, until exit
+    (started by the platform's supervisor, from the same `Deployment` as `c360 up`)."""
     deployment = Deployment.plan(database_url, fresh_nats_url, fresh_ports=True)
-    hosts: dict[str, ServiceHost] = {}
-    channels: dict[str, grpc.aio.Channel] = {}
+    hosts = await Supervisor(deployment, Path(os.devnull)).start_hosts()
+    channels = {
+        name: grpc.aio.insecure_channel(address) for name, address in deployment.addresses.items()
+    }
     try:
-        for name, spec in deployment.specs.items():
-            hosts[name] = spec.builder()(deployment.settings(name))
-            await hosts[name].start()
-        channels = {
-            name: grpc.aio.insecure_channel(address)
-            for name, address in deployment.addresses.items()
-        }
         yield Stack(database_url, fresh_nats_url, hosts, channels)
     finally:
         for channel in channels.values():
             await channel.close(None)
-        # Each host drains for up to a second: stop them side by side.
-        await asyncio.gather(*(host.stop() for host in hosts.values()))
-        for host in hosts.values():
-            app = host.parts.get("app")
-            if isinstance(app, ServiceApplication):
-                app.close()
+        await stop_hosts(hosts)
