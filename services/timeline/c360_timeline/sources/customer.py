@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
+from c360.events.v1 import customer_events_pb2 as ev
+from c360_platform.vocabulary import Words
 from c360_timeline.projection import (
     Doc,
     Entry,
@@ -24,10 +26,9 @@ from c360_timeline.projection import (
     with_reason,
 )
 
-
-def _enum_word(value: str) -> str:
-    """CONSENT_CHANNEL_EMAIL -> email."""
-    return value.rsplit("_", 1)[-1].lower() if value else ""
+KINDS = Words(ev.CustomerKind)
+CHANNELS = Words(ev.ConsentChannel)
+PURPOSES = Words(ev.ConsentPurpose)
 
 
 def _time(text: str) -> datetime:
@@ -35,9 +36,8 @@ def _time(text: str) -> datetime:
 
 
 def _kind(value: str) -> str:
-    return {"CUSTOMER_KIND_PERSON": "person", "CUSTOMER_KIND_ORGANISATION": "organisation"}.get(
-        value, ""
-    )
+    """CUSTOMER_KIND_PERSON -> person."""
+    return KINDS.of_name(value)
 
 
 # -- summaries ----------------------------------------------------------------------------------
@@ -51,8 +51,8 @@ def _registered(d: Doc) -> str:
 
 def _consent(verb: str) -> Callable[[Doc], str]:
     def summary(d: Doc) -> str:
-        channel = _enum_word(d.get("channel", ""))
-        purpose = _enum_word(d.get("purpose", ""))
+        channel = CHANNELS.of_name(d.get("channel", ""))
+        purpose = PURPOSES.of_name(d.get("purpose", ""))
         source = d.get("source", "")
         text = f"Consent {verb} for {purpose} by {channel}"
         return f"{text} ({source})" if source else text
@@ -218,7 +218,7 @@ def _consent_decided(granted: bool) -> Fold:
 
     def fold(p: Doc, entry: Entry) -> None:
         d = entry.details
-        key = f"{_enum_word(d.get('channel', ''))}/{_enum_word(d.get('purpose', ''))}"
+        key = f"{CHANNELS.of_name(d.get('channel', ''))}/{PURPOSES.of_name(d.get('purpose', ''))}"
         p["consent"][key] = {
             "granted": granted,
             "source": d.get("source", ""),

@@ -12,8 +12,10 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from c360.events.v1 import ticket_events_pb2 as ev
 from c360.timeline.v1 import timeline_service_pb2 as api
 from c360_platform.envelope import timestamp
+from c360_platform.vocabulary import Words
 from c360_timeline.projection import (
     Doc,
     Entry,
@@ -31,22 +33,22 @@ SECTION = "service_desk"
 RECENT_TICKET_DAYS = 30
 
 
-def _word(value: str, prefix: str) -> str:
-    """TICKET_CHANNEL_WEB_FORM (prefix TICKET_CHANNEL_) -> web_form; unspecified -> ""."""
-    word = value.removeprefix(prefix).lower() if value else ""
-    return "" if word == "unspecified" else word
+CHANNELS = Words(ev.TicketChannel)
+PRIORITIES = Words(ev.TicketPriority)
+INTERACTION_KINDS = Words(ev.InteractionKind)
 
 
 def _channel(value: str) -> str:
-    return _word(value, "TICKET_CHANNEL_")
+    """TICKET_CHANNEL_WEB_FORM -> web_form; unspecified -> ""."""
+    return CHANNELS.of_name(value)
 
 
 def _priority(value: str) -> str:
-    return _word(value, "TICKET_PRIORITY_")
+    return PRIORITIES.of_name(value)
 
 
 def _interaction_kind(d: Doc) -> str:
-    return _word(d.get("kind", ""), "INTERACTION_KIND_")
+    return INTERACTION_KINDS.of_name(d.get("kind", ""))
 
 
 def _spoken(word: str) -> str:
