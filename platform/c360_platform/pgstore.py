@@ -6,19 +6,26 @@ table of the service's own (for lists)."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
 import psycopg
-from eventsourcing.persistence import Notification, StoredEvent
-from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from eventsourcing.persistence import Notification, ProgrammingError, StoredEvent
+from eventsourcing.postgres import (
+    PostgresApplicationRecorder,
+    PostgresDatastore,
+    PostgresTrackingRecorder,
+)
 from psycopg import Cursor
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import DictRow
-from psycopg.sql import SQL, Composable, Identifier
+from psycopg.sql import SQL, Composable, Composed, Identifier
 
+from c360_platform.locks import lock_key
 from c360_platform.store import (
     AnyOf,
     CommandOutcome,
@@ -56,6 +63,7 @@ def postgres_env(url: str, schema: str, *, pool_size: int = 10) -> dict[str, str
         "POSTGRES_MAX_OVERFLOW": str(pool_size),
         "POSTGRES_CONNECT_TIMEOUT": "10",
         "POSTGRES_LOCK_TIMEOUT": "10",
+        "TRACKING_RECORDER_TOPIC": "c360_platform.pgstore:TrackingRecorder",
     }
 
 
@@ -70,6 +78,108 @@ def open_application(kind: type[App], settings: Settings) -> App:
     schema = schema_for(settings.service)
     ensure_schema(settings.postgres_url, schema)
     return kind(env=postgres_env(settings.postgres_url, schema))
+
+
+# -- schema changes, once -----------------------------------------------------------------------
+#
+# A recorder's tables, indexes and columns are created when its DDL changes, not at every
+# process start: DDL such as ALTER TABLE takes locks that abort or block the transactions of
+# a live writer (another replica's projector). Each recorder's statements have a digest; the
+# schema's `c360_schema` table records the digest applied; a starting process whose digest
+# is recorded runs no DDL at all, and one that must apply it does so under an advisory lock
+# (one process at a time), with a lock timeout, then records it.
+
+
+def _digest(statements: Sequence[str]) -> str:
+    return hashlib.sha256("\n".join(statements).encode()).hexdigest()
+
+
+def _ddl_table(schema: str) -> Composable:
+    return SQL("{}.c360_schema").format(Identifier(schema))
+
+
+def _applied(datastore: PostgresDatastore, name: str) -> str | None:
+    """The digest of `name`'s DDL applied in the datastore's schema, if any."""
+    try:
+        with datastore.transaction(commit=False) as curs:
+            curs.execute(
+                SQL("SELECT digest FROM {} WHERE name = %s").format(
+                    _ddl_table(datastore.schema)
+                ),
+                (name,),
+            )
+            row = curs.fetchone()
+    except (psycopg.errors.UndefinedTable, ProgrammingError):  # the library wraps it
+        return None
+    return str(row["digest"]) if row else None
+
+
+@contextlib.contextmanager
+def schema_change(datastore: PostgresDatastore, name: str, digest: str) -> Iterator[bool]:
+    """Yields True if `name`'s DDL with this digest must be applied now: then the caller
+    runs it while this holds the schema's advisory lock, and it is recorded on exit. Yields
+    False when it was applied already (by this or another process)."""
+    if _applied(datastore, name) == digest:
+        yield False
+        return
+    key = lock_key(f"c360.schema.{datastore.schema}")
+    with datastore.get_connection() as conn:
+        conn.autocommit = True
+        conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+        try:
+            conn.execute(
+                SQL(
+                    "CREATE TABLE IF NOT EXISTS {} (name text PRIMARY KEY, digest text NOT NULL,"
+                    " applied_at timestamptz NOT NULL DEFAULT now())"
+                ).format(_ddl_table(datastore.schema))
+            )
+            if _applied(datastore, name) == digest:  # another process did it meanwhile
+                yield False
+                return
+            yield True
+            conn.execute(
+                SQL(
+                    "INSERT INTO {} (name, digest) VALUES (%s, %s) ON CONFLICT (name)"
+                    " DO UPDATE SET digest = EXCLUDED.digest, applied_at = now()"
+                ).format(_ddl_table(datastore.schema)),
+                (name, digest),
+            )
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+
+
+class _SchemaOnce:
+    """Mixin for the library's PostgreSQL recorders: `create_table` runs the recorder's DDL
+    only when it changed (see `schema_change`)."""
+
+    datastore: PostgresDatastore
+    sql_create_statements: list[Composed]
+
+    def _ddl_name(self) -> str:
+        return type(self).__qualname__
+
+    def create_table(self) -> None:
+        digest = _digest([s.as_string() for s in self.sql_create_statements])
+        with schema_change(self.datastore, self._ddl_name(), digest) as needed:
+            if needed:
+                super().create_table()  # type: ignore[misc]
+                return
+        self._schema_known()
+
+    def _schema_known(self) -> None:
+        """What `create_table` does besides DDL, when the DDL is skipped."""
+        self.datastore.register_type_adapters()
+
+
+class TrackingRecorder(_SchemaOnce, PostgresTrackingRecorder):
+    """The library's tracking recorder, whose tables are created once (not at every start)."""
+
+    def _ddl_name(self) -> str:
+        return f"tracking:{self.tracking_table_name}"
+
+    def _schema_known(self) -> None:
+        super()._schema_known()
+        self.tracking_table_exists = True
 
 
 def _sql(table: QueryTable, condition: Condition, params: list[Any]) -> Composable:
@@ -90,8 +200,12 @@ def _sql(table: QueryTable, condition: Condition, params: list[Any]) -> Composab
     return SQL("({})").format(glue.join(parts))
 
 
-class EventRecorder(PostgresApplicationRecorder):
-    """The library's application recorder, plus metadata and idempotency in the same commit."""
+class EventRecorder(_SchemaOnce, PostgresApplicationRecorder):
+    """The library's application recorder, plus metadata and idempotency in the same commit;
+    its tables (and the query table's) are created once per change, not at every start."""
+
+    def _ddl_name(self) -> str:
+        return f"events:{self.events_table_name}"
 
     def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"):
         super().__init__(datastore, events_table_name=events_table_name)
@@ -174,12 +288,23 @@ class EventRecorder(PostgresApplicationRecorder):
             )
 
     def add_query_table(self, table: QueryTable) -> None:
-        """Create the service's query table if missing, and keep it with every command."""
+        """Create the service's query table if missing (or changed), and keep it with every
+        command."""
+        self.query_table = table
+        digest = _digest([repr(table)])
+        with schema_change(self.datastore, f"query:{table.name}", digest) as needed:
+            if needed:
+                self._create_query_table(table)
+
+    def _create_query_table(self, table: QueryTable) -> None:
         schema = Identifier(self.datastore.schema)
         columns = SQL(", ").join(
             SQL("{} {}").format(Identifier(name), SQL(kind)) for name, kind in table.columns
         )
         with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                SQL("SET LOCAL lock_timeout = '{}s'").format(SQL(str(self.datastore.lock_timeout)))
+            )
             curs.execute(
                 SQL("CREATE TABLE IF NOT EXISTS {0}.{1} ({2}, PRIMARY KEY ({3}))").format(
                     schema, Identifier(table.name), columns, Identifier(table.key)
@@ -211,7 +336,6 @@ class EventRecorder(PostgresApplicationRecorder):
                         Identifier(column),
                     )
                 )
-        self.query_table = table
 
     def _query_table(self) -> QueryTable:
         if self.query_table is None:

@@ -75,7 +75,11 @@ async def test_a_directory_from_an_older_version_gains_new_columns_on_start(
 ) -> None:
     await register(stack.customer, "Ada Lovelace", "ada@example.com")
     with psycopg.connect(stack.postgres_url, autocommit=True) as conn:
+        # The table and its recorded definition as an older version left them.
         conn.execute("ALTER TABLE customer.directory DROP COLUMN merged")
+        conn.execute(
+            "UPDATE customer.c360_schema SET digest = 'older' WHERE name = %s", ("query:directory",)
+        )
     app = CustomerApplication(env=postgres_env(stack.postgres_url, "customer"))
     try:
         rows = app.rows(RowQuery(order=("customer_id",), limit=10))

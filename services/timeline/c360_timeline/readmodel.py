@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from eventsourcing.persistence import Tracking
-from eventsourcing.postgres import PostgresDatastore, PostgresFactory, PostgresTrackingRecorder
+from eventsourcing.postgres import PostgresDatastore, PostgresFactory
 from eventsourcing.utils import Environment
 from psycopg import Cursor
 from psycopg.rows import DictRow
@@ -22,7 +22,7 @@ from psycopg.sql import SQL, Identifier
 from unidecode import unidecode
 
 from c360.events.v1 import envelope_pb2
-from c360_platform.pgstore import ensure_schema, postgres_env
+from c360_platform.pgstore import TrackingRecorder, ensure_schema, postgres_env
 from c360_timeline.projection import (
     ChurnRule,
     Doc,
@@ -59,7 +59,7 @@ def name_key(name: str) -> str:
     return " ".join(unidecode(name).lower().split())
 
 
-class ReadModel(PostgresTrackingRecorder):
+class ReadModel(TrackingRecorder):
     """Timeline entries and 360 profiles, with tracking records in the same transaction."""
 
     def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
