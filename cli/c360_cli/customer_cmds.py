@@ -15,34 +15,11 @@ from c360.events.v1 import customer_events_pb2 as events
 from c360_cli import import_cmd
 from c360_cli.argtypes import version_number, versioned
 from c360_cli.client import Client
-from c360_cli.output import (
-    Output,
-    channel_label,
-    customer_json,
-    iso_field,
-    kind_label,
-    parse_time,
-    purpose_label,
-    short_time,
-)
+from c360_cli.output import Output, customer_json, iso_field, parse_time, short_time
+from c360_cli.words import CONSENT_CHANNELS, CONSENT_PURPOSES, CUSTOMER_KINDS
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 Handler = Callable[[argparse.Namespace], int]
-
-KINDS = {
-    "person": events.CUSTOMER_KIND_PERSON,
-    "organisation": events.CUSTOMER_KIND_ORGANISATION,
-}
-CHANNELS = {
-    "email": events.CONSENT_CHANNEL_EMAIL,
-    "sms": events.CONSENT_CHANNEL_SMS,
-    "phone": events.CONSENT_CHANNEL_PHONE,
-    "post": events.CONSENT_CHANNEL_POST,
-}
-PURPOSES = {
-    "marketing": events.CONSENT_PURPOSE_MARKETING,
-    "service": events.CONSENT_PURPOSE_SERVICE,
-}
 
 
 def _command(
@@ -97,7 +74,7 @@ def register(subparsers: Subparsers) -> None:
     p.add_argument(
         "--phone", action="append", default=[], metavar="P", help="phone number (repeatable)"
     )
-    p.add_argument("--kind", choices=sorted(KINDS), default="person")
+    p.add_argument("--kind", choices=CUSTOMER_KINDS.words, default="person")
     p.add_argument("--owner", default="", metavar="ID", help="responsible employee id")
     p.add_argument("--tag", action="append", default=[], metavar="T", help="tag (repeatable)")
     p.add_argument("--source", default="", metavar="S", help="acquisition source")
@@ -197,8 +174,8 @@ def register(subparsers: Subparsers) -> None:
             "record consent" if granted else "record the withdrawal of consent",
         )
         p.add_argument("customer_id", metavar="ID")
-        p.add_argument("--channel", choices=list(CHANNELS), required=True)
-        p.add_argument("--purpose", choices=list(PURPOSES), required=True)
+        p.add_argument("--channel", choices=CONSENT_CHANNELS.words, required=True)
+        p.add_argument("--purpose", choices=CONSENT_PURPOSES.words, required=True)
         p.add_argument("--source", required=True, metavar="S", help="where the decision came from")
 
     nested = _nested(sub, "contact", "link contact persons to organisations")
@@ -225,7 +202,7 @@ def register(subparsers: Subparsers) -> None:
 def _register(args: argparse.Namespace) -> int:
     request = api.RegisterCustomerRequest(
         request_id=args.request_id,
-        kind=KINDS[args.kind],
+        kind=CUSTOMER_KINDS.value(args.kind),
         display_name=args.name,
         emails=args.email,
         phones=args.phone,
@@ -396,8 +373,8 @@ def _consent_handler(granted: bool) -> Handler:
         fields: dict[str, Any] = {
             "request_id": args.request_id,
             "customer_id": args.customer_id,
-            "channel": CHANNELS[args.channel],
-            "purpose": PURPOSES[args.purpose],
+            "channel": CONSENT_CHANNELS.value(args.channel),
+            "purpose": CONSENT_PURPOSES.value(args.purpose),
             "source": args.source,
         }
         with Client(args) as client:
@@ -542,7 +519,7 @@ def show_customer(out: Output, c: api.Customer) -> None:
         ("id", c.customer_id),
         *([("merged into", Text(c.merged_into, style="yellow"))] if c.merged_into else []),
         *([("absorbed", list(c.absorbed))] if c.absorbed else []),
-        ("kind", kind_label(c.kind)),
+        ("kind", CUSTOMER_KINDS.word(c.kind)),
         ("version", c.version),
         ("e-mails", list(c.emails)),
         ("phones", list(c.phones)),
@@ -560,8 +537,8 @@ def show_customer(out: Output, c: api.Customer) -> None:
             consents.add_column(column)
         for x in c.consents:
             consents.add_row(
-                channel_label(x.channel),
-                purpose_label(x.purpose),
+                CONSENT_CHANNELS.word(x.channel),
+                CONSENT_PURPOSES.word(x.purpose),
                 Text("yes", style="green") if x.granted else Text("no", style="red"),
                 Text(x.source),
                 short_time(iso_field(x, "decided_at")),

@@ -34,12 +34,19 @@ from c360.common.v1 import command_pb2
 from c360.customer.v1 import customer_service_pb2 as api
 from c360.customer.v1.customer_service_pb2_grpc import CustomerServiceStub
 from c360.events.v1 import customer_events_pb2 as events
-from c360.events.v1 import ticket_events_pb2 as ticket_events
 from c360.service_desk.v1 import service_desk_service_pb2 as desk
 from c360.service_desk.v1.service_desk_service_pb2_grpc import ServiceDeskServiceStub
 from c360_cli.argtypes import positive_int
 from c360_cli.client import AsyncClient, CliError
 from c360_cli.output import Output
+from c360_cli.words import (
+    CONSENT_CHANNELS,
+    CONSENT_PURPOSES,
+    CUSTOMER_KINDS,
+    INTERACTION_KINDS,
+    TICKET_CHANNELS,
+    TICKET_PRIORITIES,
+)
 
 # -- demo data --------------------------------------------------------------------------------
 
@@ -300,17 +307,6 @@ BLOCK = 8
 MOVE_SHARE = 0.3
 """Share of contact persons who later change to the next block's organisation."""
 
-CHANNELS = {
-    "email": events.CONSENT_CHANNEL_EMAIL,
-    "sms": events.CONSENT_CHANNEL_SMS,
-    "phone": events.CONSENT_CHANNEL_PHONE,
-    "post": events.CONSENT_CHANNEL_POST,
-}
-PURPOSES = {
-    "marketing": events.CONSENT_PURPOSE_MARKETING,
-    "service": events.CONSENT_PURPOSE_SERVICE,
-}
-
 TICKET_SUBJECTS: dict[str, tuple[str, ...]] = {
     "billing": ("Invoice shows a double charge", "Refund not received", "Direct debit failed"),
     "delivery": ("Parcel not delivered", "Wrong item received", "Delivery date moved again"),
@@ -321,7 +317,7 @@ TICKET_SUBJECTS: dict[str, tuple[str, ...]] = {
     ),
     "contract": ("Cancel my contract", "Change of tariff", "Moving to a new address"),
 }
-TICKET_CHANNELS = (
+TICKET_CHANNEL_SHARES = (
     ("phone", 0.3),
     ("email", 0.2),
     ("web-form", 0.12),
@@ -336,23 +332,6 @@ TICKET_SHARE = 0.35
 """Share of customers with tickets (one, sometimes two)."""
 CHURN_SHARE = 0.05
 """Share of people who contact the service desk four times: the churn signal's cases."""
-DESK_CHANNELS = {
-    "phone": ticket_events.TICKET_CHANNEL_PHONE,
-    "ivr": ticket_events.TICKET_CHANNEL_IVR,
-    "email": ticket_events.TICKET_CHANNEL_EMAIL,
-    "sms": ticket_events.TICKET_CHANNEL_SMS,
-    "web-form": ticket_events.TICKET_CHANNEL_WEB_FORM,
-    "chat": ticket_events.TICKET_CHANNEL_CHAT,
-    "fax": ticket_events.TICKET_CHANNEL_FAX,
-    "in-person": ticket_events.TICKET_CHANNEL_IN_PERSON,
-}
-DESK_PRIORITIES = {
-    "low": ticket_events.TICKET_PRIORITY_LOW,
-    "normal": ticket_events.TICKET_PRIORITY_NORMAL,
-    "high": ticket_events.TICKET_PRIORITY_HIGH,
-    "urgent": ticket_events.TICKET_PRIORITY_URGENT,
-}
-
 
 # -- the plan (pure: a function of seed and count) -------------------------------------------
 
@@ -547,7 +526,7 @@ def _weighted(rng: random.Random, choices: tuple[tuple[str, float], ...]) -> str
 def _ticket(rng: random.Random, inbound: bool) -> TicketPlan:
     category = rng.choice(sorted(TICKET_SUBJECTS))
     ticket = TicketPlan(
-        channel=_weighted(rng, TICKET_CHANNELS),
+        channel=_weighted(rng, TICKET_CHANNEL_SHARES),
         category=category,
         subject=rng.choice(TICKET_SUBJECTS[category]),
         priority=_weighted(rng, (("low", 0.15), ("normal", 0.6), ("high", 0.2), ("urgent", 0.05))),
@@ -723,9 +702,7 @@ class DemoRun:
         async def script() -> None:
             request = api.RegisterCustomerRequest(
                 request_id=self.rid(p.index, "register"),
-                kind=events.CUSTOMER_KIND_ORGANISATION
-                if p.kind == "organisation"
-                else events.CUSTOMER_KIND_PERSON,
+                kind=CUSTOMER_KINDS.value(p.kind),
                 display_name=p.name,
                 emails=p.emails,
                 phones=p.phones,
@@ -773,8 +750,8 @@ class DemoRun:
                     api.GrantConsentRequest(
                         request_id=self.rid(p.index, f"grant-{c.channel}-{c.purpose}"),
                         customer_id=cid,
-                        channel=CHANNELS[c.channel],
-                        purpose=PURPOSES[c.purpose],
+                        channel=CONSENT_CHANNELS.value(c.channel),
+                        purpose=CONSENT_PURPOSES.value(c.purpose),
                         source=c.source,
                     ),
                     "grant consent",
@@ -810,8 +787,8 @@ class DemoRun:
                     api.RevokeConsentRequest(
                         request_id=self.rid(p.index, f"revoke-{c.channel}-{c.purpose}"),
                         customer_id=cid,
-                        channel=CHANNELS[c.channel],
-                        purpose=PURPOSES[c.purpose],
+                        channel=CONSENT_CHANNELS.value(c.channel),
+                        purpose=CONSENT_PURPOSES.value(c.purpose),
                         source=c.source,
                     ),
                     "revoke consent",
@@ -898,10 +875,10 @@ class DemoRun:
                     desk.OpenTicketRequest(
                         request_id=self.rid(p.index, f"ticket-{n}-open"),
                         customer_id=self.ids[p.index],
-                        channel=DESK_CHANNELS[t.channel],
+                        channel=TICKET_CHANNELS.value(t.channel),
                         subject=t.subject,
                         category=t.category,
-                        priority=DESK_PRIORITIES[t.priority],
+                        priority=TICKET_PRIORITIES.value(t.priority),
                     ),
                     "open ticket",
                     "service-desk",
@@ -929,12 +906,6 @@ class DemoRun:
             )
         elif step in ("inbound", "outbound", "note"):
             call = arg.isdigit()
-            kinds = {
-                ("inbound", True): ticket_events.INTERACTION_KIND_INBOUND_CALL,
-                ("inbound", False): ticket_events.INTERACTION_KIND_INBOUND_MESSAGE,
-                ("outbound", False): ticket_events.INTERACTION_KIND_OUTBOUND_MESSAGE,
-                ("note", False): ticket_events.INTERACTION_KIND_INTERNAL_NOTE,
-            }
             body = {
                 "inbound": f"Any news about “{t.subject}”?",
                 "outbound": "We are on it and will get back to you within two working days.",
@@ -943,11 +914,11 @@ class DemoRun:
             method, request = (
                 stub.RecordInteraction,
                 desk.RecordInteractionRequest(
-                    kind=kinds[(step, call)],
+                    kind=INTERACTION_KINDS.value(
+                        "note" if step == "note" else f"{step}-{'call' if call else 'message'}"
+                    ),
                     # our written replies go by e-mail; the rest take the ticket's channel
-                    channel=ticket_events.TICKET_CHANNEL_EMAIL
-                    if step == "outbound"
-                    else ticket_events.TICKET_CHANNEL_UNSPECIFIED,
+                    channel=TICKET_CHANNELS.value_or_zero("email" if step == "outbound" else ""),
                     body="" if call else body,
                     duration_seconds=int(arg) if call else 0,
                 ),

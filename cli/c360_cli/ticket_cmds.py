@@ -9,84 +9,17 @@ from typing import Any, TypeAlias
 from rich.table import Table
 from rich.text import Text
 
-from c360.events.v1 import ticket_events_pb2 as events
 from c360.service_desk.v1 import service_desk_service_pb2 as api
 from c360.service_desk.v1.service_desk_service_pb2_grpc import ServiceDeskServiceStub
 from c360_cli.argtypes import versioned, whole_in
 from c360_cli.client import Client
-from c360_cli.output import (
-    JSONValue,
-    Output,
-    entry_json,
-    enum_label,
-    iso_field,
-    profile_json,
-    short_time,
-)
+from c360_cli.output import JSONValue, Output, entry_json, iso_field, profile_json, short_time
+from c360_cli.words import INTERACTION_KINDS, TICKET_CHANNELS, TICKET_PRIORITIES, TICKET_STATES
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 Handler = Callable[[argparse.Namespace], int]
 
-CHANNELS = {
-    "phone": events.TICKET_CHANNEL_PHONE,
-    "ivr": events.TICKET_CHANNEL_IVR,
-    "email": events.TICKET_CHANNEL_EMAIL,
-    "sms": events.TICKET_CHANNEL_SMS,
-    "web-form": events.TICKET_CHANNEL_WEB_FORM,
-    "chat": events.TICKET_CHANNEL_CHAT,
-    "fax": events.TICKET_CHANNEL_FAX,
-    "in-person": events.TICKET_CHANNEL_IN_PERSON,
-}
-PRIORITIES = {
-    "low": events.TICKET_PRIORITY_LOW,
-    "normal": events.TICKET_PRIORITY_NORMAL,
-    "high": events.TICKET_PRIORITY_HIGH,
-    "urgent": events.TICKET_PRIORITY_URGENT,
-}
-STATES = {
-    "open": events.TICKET_STATE_OPEN,
-    "resolved": events.TICKET_STATE_RESOLVED,
-    "closed": events.TICKET_STATE_CLOSED,
-}
-KINDS = {
-    "note": events.INTERACTION_KIND_INTERNAL_NOTE,
-    "inbound-message": events.INTERACTION_KIND_INBOUND_MESSAGE,
-    "outbound-message": events.INTERACTION_KIND_OUTBOUND_MESSAGE,
-    "inbound-call": events.INTERACTION_KIND_INBOUND_CALL,
-    "outbound-call": events.INTERACTION_KIND_OUTBOUND_CALL,
-}
-
-
-def _choice(names: dict[str, Any]) -> Callable[[str], str]:
-    """An argparse type accepting a name with - or _ (web-form, web_form)."""
-
-    def parse(text: str) -> str:
-        name = text.strip().lower().replace("_", "-")
-        if name not in names:
-            raise argparse.ArgumentTypeError(f"must be one of {', '.join(names)}")
-        return name
-
-    return parse
-
-
 # -- labels and JSON ----------------------------------------------------------------------------
-
-
-def channel_label(value: int) -> str:
-    return enum_label(events.TicketChannel.Name(value), "TICKET_CHANNEL_").replace("_", "-")  # type: ignore[arg-type]
-
-
-def priority_label(value: int) -> str:
-    return enum_label(events.TicketPriority.Name(value), "TICKET_PRIORITY_")  # type: ignore[arg-type]
-
-
-def state_label(value: int) -> str:
-    return enum_label(events.TicketState.Name(value), "TICKET_STATE_")  # type: ignore[arg-type]
-
-
-def kind_label(value: int) -> str:
-    name = enum_label(events.InteractionKind.Name(value), "INTERACTION_KIND_")  # type: ignore[arg-type]
-    return "note" if name == "internal_note" else name.replace("_", "-")
 
 
 def ticket_json(t: api.Ticket) -> dict[str, JSONValue]:
@@ -94,20 +27,20 @@ def ticket_json(t: api.Ticket) -> dict[str, JSONValue]:
         "ticket_id": t.ticket_id,
         "version": t.version,
         "customer_id": t.customer_id,
-        "state": state_label(t.state),
-        "channel": channel_label(t.channel),
+        "state": TICKET_STATES.word(t.state),
+        "channel": TICKET_CHANNELS.word(t.channel),
         "subject": t.subject,
         "description": t.description,
         "category": t.category,
-        "priority": priority_label(t.priority),
+        "priority": TICKET_PRIORITIES.word(t.priority),
         "agent_id": t.agent_id,
         "queue": t.queue,
         "escalation_level": t.escalation_level,
         "interactions": [
             {
                 "interaction_id": i.interaction_id,
-                "kind": kind_label(i.kind),
-                "channel": channel_label(i.channel) if i.channel else None,
+                "kind": INTERACTION_KINDS.word(i.kind),
+                "channel": TICKET_CHANNELS.word(i.channel) if i.channel else None,
                 "body": i.body,
                 "duration_seconds": i.duration_seconds,
                 "agent_id": i.agent_id,
@@ -131,11 +64,11 @@ def summary_json(t: api.TicketSummary) -> dict[str, JSONValue]:
         "ticket_id": t.ticket_id,
         "version": t.version,
         "customer_id": t.customer_id,
-        "state": state_label(t.state),
-        "channel": channel_label(t.channel),
+        "state": TICKET_STATES.word(t.state),
+        "channel": TICKET_CHANNELS.word(t.channel),
         "subject": t.subject,
         "category": t.category,
-        "priority": priority_label(t.priority),
+        "priority": TICKET_PRIORITIES.word(t.priority),
         "agent_id": t.agent_id,
         "queue": t.queue,
         "escalation_level": t.escalation_level,
@@ -190,11 +123,16 @@ def register(subparsers: Subparsers) -> None:
 
     p = sub.add_parser("open", help="open a ticket for a customer", description="Open a ticket.")
     p.add_argument("--customer", required=True, metavar="ID", help="the customer's id")
-    p.add_argument("--channel", required=True, type=_choice(CHANNELS), help=", ".join(CHANNELS))
+    p.add_argument(
+        "--channel",
+        required=True,
+        type=TICKET_CHANNELS.parse,
+        help=", ".join(TICKET_CHANNELS.words),
+    )
     p.add_argument("--subject", required=True)
     p.add_argument("--description", default="")
     p.add_argument("--category", default="", help="e.g. billing, delivery (default general)")
-    p.add_argument("--priority", type=_choice(PRIORITIES), default="normal")
+    p.add_argument("--priority", type=TICKET_PRIORITIES.parse, default="normal")
     p.add_argument("--request-id", default="", metavar="ID", help="idempotency key")
     p.set_defaults(func=_open)
 
@@ -204,13 +142,18 @@ def register(subparsers: Subparsers) -> None:
 
     p = _command(sub, "note", _note, "record an internal note, a message or a call")
     p.add_argument("text", nargs="?", default="", metavar="TEXT")
-    p.add_argument("--kind", type=_choice(KINDS), default="note", help=", ".join(KINDS))
-    p.add_argument("--channel", type=_choice(CHANNELS), help="of a message or call")
+    p.add_argument(
+        "--kind",
+        type=INTERACTION_KINDS.parse,
+        default="note",
+        help=", ".join(INTERACTION_KINDS.words),
+    )
+    p.add_argument("--channel", type=TICKET_CHANNELS.parse, help="of a message or call")
     p.add_argument("--duration", type=whole_in(0, 86_400), default=0, metavar="SECONDS")
     p.add_argument("--agent", default="", metavar="EMPLOYEE_ID")
 
     p = _command(sub, "priority", _priority, "change a ticket's priority")
-    p.add_argument("priority", type=_choice(PRIORITIES), metavar="PRIORITY")
+    p.add_argument("priority", type=TICKET_PRIORITIES.parse, metavar="PRIORITY")
     p.add_argument("--reason", default="")
 
     p = _command(sub, "escalate", _escalate, "escalate a ticket one level")
@@ -241,10 +184,10 @@ def register(subparsers: Subparsers) -> None:
 
     p = sub.add_parser("list", help="list tickets, newest first", description="List tickets.")
     p.add_argument("--customer", default="", metavar="ID")
-    p.add_argument("--state", type=_choice(STATES))
+    p.add_argument("--state", type=TICKET_STATES.parse)
     p.add_argument("--agent", default="", metavar="EMPLOYEE_ID")
     p.add_argument("--queue", default="", metavar="QUEUE")
-    p.add_argument("--priority", type=_choice(PRIORITIES))
+    p.add_argument("--priority", type=TICKET_PRIORITIES.parse)
     p.add_argument("--limit", type=whole_in(1, 200), default=50, metavar="N")
     p.add_argument("--page-token", default="", metavar="TOKEN")
     p.set_defaults(func=_list)
@@ -257,11 +200,11 @@ def _open(args: argparse.Namespace) -> int:
     request = api.OpenTicketRequest(
         request_id=args.request_id,
         customer_id=args.customer,
-        channel=CHANNELS[args.channel],
+        channel=TICKET_CHANNELS.value(args.channel),
         subject=args.subject,
         description=args.description,
         category=args.category,
-        priority=PRIORITIES[args.priority],
+        priority=TICKET_PRIORITIES.value(args.priority),
     )
     with Client(args) as client:
         reply = client.stub("service-desk", ServiceDeskServiceStub).OpenTicket(
@@ -290,8 +233,8 @@ def _note(args: argparse.Namespace) -> int:
     request = api.RecordInteractionRequest(
         request_id=args.request_id,
         ticket_id=args.ticket_id,
-        kind=KINDS[args.kind],
-        channel=CHANNELS[args.channel] if args.channel else events.TICKET_CHANNEL_UNSPECIFIED,
+        kind=INTERACTION_KINDS.value(args.kind),
+        channel=TICKET_CHANNELS.value_or_zero(args.channel or ""),
         body=args.text,
         duration_seconds=args.duration,
         agent_id=args.agent,
@@ -309,7 +252,7 @@ def _priority(args: argparse.Namespace) -> int:
     request = api.ChangePriorityRequest(
         request_id=args.request_id,
         ticket_id=args.ticket_id,
-        priority=PRIORITIES[args.priority],
+        priority=TICKET_PRIORITIES.value(args.priority),
         reason=args.reason,
     )
     with Client(args) as client:
@@ -399,10 +342,10 @@ def _show(args: argparse.Namespace) -> int:
     rows: list[tuple[str, Any]] = [
         ("id", t.ticket_id),
         ("customer", t.customer_id),
-        ("state", state_label(t.state)),
-        ("channel", channel_label(t.channel)),
+        ("state", TICKET_STATES.word(t.state)),
+        ("channel", TICKET_CHANNELS.word(t.channel)),
         ("category", t.category),
-        ("priority", priority_label(t.priority)),
+        ("priority", TICKET_PRIORITIES.word(t.priority)),
         ("agent / queue", " / ".join(x for x in (t.agent_id, t.queue) if x)),
         ("escalation level", t.escalation_level),
         ("opened", short_time(iso_field(t, "opened_at"))),
@@ -423,8 +366,8 @@ def _show(args: argparse.Namespace) -> int:
             text = i.body or (f"{i.duration_seconds} s" if i.duration_seconds else "")
             table.add_row(
                 short_time(iso_field(i, "recorded_at")),
-                kind_label(i.kind),
-                channel_label(i.channel) if i.channel else "",
+                INTERACTION_KINDS.word(i.kind),
+                TICKET_CHANNELS.word(i.channel) if i.channel else "",
                 i.agent_id,
                 Text(text),
             )
@@ -475,10 +418,10 @@ def _show_context(out: Output, c: api.CustomerContext) -> None:
 def _list(args: argparse.Namespace) -> int:
     request = api.ListTicketsRequest(
         customer_id=args.customer,
-        state=STATES[args.state] if args.state else events.TICKET_STATE_UNSPECIFIED,
+        state=TICKET_STATES.value_or_zero(args.state or ""),
         agent_id=args.agent,
         queue=args.queue,
-        priority=PRIORITIES[args.priority] if args.priority else events.TICKET_PRIORITY_UNSPECIFIED,
+        priority=TICKET_PRIORITIES.value_or_zero(args.priority or ""),
         page_size=args.limit,
         page_token=args.page_token,
     )
@@ -502,8 +445,8 @@ def _list(args: argparse.Namespace) -> int:
             [
                 t.ticket_id,
                 short_time(iso_field(t, "opened_at")),
-                state_label(t.state),
-                priority_label(t.priority),
+                TICKET_STATES.word(t.state),
+                TICKET_PRIORITIES.word(t.priority),
                 t.subject,
                 " / ".join(x for x in (t.agent_id, t.queue) if x),
             ]
