@@ -979,7 +979,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "Deterministic for a seed; running it again changes nothing."
         ),
     )
-    parser.add_argument("--customers", type=positive_int, required=True, metavar="N")
+    parser.add_argument(
+        "--customers", type=positive_int, required=True, metavar="N", help="how many customers"
+    )
     parser.add_argument("--seed", type=int, default=42, metavar="S", help="default 42")
     parser.add_argument(
         "--concurrency",

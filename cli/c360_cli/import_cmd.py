@@ -40,7 +40,7 @@ def register(subparsers: Subparsers) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("file", metavar="FILE", type=Path)
+    p.add_argument("file", metavar="FILE", type=Path, help="a .csv or .jsonl file")
     p.add_argument("--format", choices=["csv", "jsonl"], help="default: from the file name")
     p.set_defaults(func=run)
 

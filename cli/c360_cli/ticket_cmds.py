@@ -3,21 +3,195 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
-from typing import Any, TypeAlias
+from typing import Any
 
 from rich.table import Table
 from rich.text import Text
 
 from c360.service_desk.v1 import service_desk_service_pb2 as api
 from c360.service_desk.v1.service_desk_service_pb2_grpc import ServiceDeskServiceStub
-from c360_cli.argtypes import versioned, whole_in
+from c360_cli.argtypes import whole_in
 from c360_cli.client import Client
+from c360_cli.commands import Api, Arg, Command, Subparsers, add_commands
 from c360_cli.output import JSONValue, Output, entry_json, iso_field, profile_json, short_time
 from c360_cli.words import INTERACTION_KINDS, TICKET_CHANNELS, TICKET_PRIORITIES, TICKET_STATES
 
-Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
-Handler = Callable[[argparse.Namespace], int]
+SERVICE_DESK = Api("service-desk", ServiceDeskServiceStub, "ticket", whole_in(0, 2**63 - 1))
+ID = Arg("ticket_id", "ticket_id", "the ticket's id", metavar="ID")
+AGENT = Arg("--agent", "agent_id", "the agent's employee id", metavar="EMPLOYEE_ID")
+
+
+def _recorded(request: api.RecordInteractionRequest) -> str:
+    kind = INTERACTION_KINDS.word(request.kind)
+    return "note added" if kind == "note" else f"{kind.replace('-', ' ')} recorded"
+
+
+COMMANDS = (
+    Command(
+        "open",
+        "open a ticket for a customer",
+        SERVICE_DESK,
+        "OpenTicket",
+        api.OpenTicketRequest,
+        (
+            Arg("--customer", "customer_id", "the customer's id", metavar="ID", required=True),
+            Arg(
+                "--channel",
+                "channel",
+                ", ".join(TICKET_CHANNELS.words),
+                required=True,
+                words=TICKET_CHANNELS,
+            ),
+            Arg("--subject", "subject", "what it is about, in one line", required=True),
+            Arg("--description", "description", "the details", default=""),
+            Arg("--category", "category", "e.g. billing, delivery (default general)", default=""),
+            Arg(
+                "--priority",
+                "priority",
+                f"{', '.join(TICKET_PRIORITIES.words)} (default normal)",
+                default="normal",
+                words=TICKET_PRIORITIES,
+            ),
+            Arg("--request-id", "request_id", "idempotency key", metavar="ID", default=""),
+        ),
+        verb="ticket opened",
+        request_id=False,
+        description="Open a ticket.",
+    ),
+    Command(
+        "assign",
+        "give a ticket to an agent and/or a queue",
+        SERVICE_DESK,
+        "AssignTicket",
+        api.AssignTicketRequest,
+        (ID, AGENT, Arg("--queue", "queue", "the queue, e.g. billing", metavar="QUEUE")),
+        verb="ticket assigned",
+        expected_version=True,
+    ),
+    Command(
+        "note",
+        "record an internal note, a message or a call",
+        SERVICE_DESK,
+        "RecordInteraction",
+        api.RecordInteractionRequest,
+        (
+            ID,
+            Arg(
+                "text",
+                "body",
+                "the note's or the message's text",
+                metavar="TEXT",
+                default="",
+                optional=True,
+            ),
+            Arg(
+                "--kind",
+                "kind",
+                ", ".join(INTERACTION_KINDS.words),
+                default="note",
+                words=INTERACTION_KINDS,
+            ),
+            Arg("--channel", "channel", "of a message or call", words=TICKET_CHANNELS),
+            Arg(
+                "--duration",
+                "duration_seconds",
+                "a call's length",
+                metavar="SECONDS",
+                default=0,
+                type=whole_in(0, 86_400),
+            ),
+            Arg("--agent", "agent_id", "who recorded it (employee id)", metavar="EMPLOYEE_ID"),
+        ),
+        verb=_recorded,
+        shows=("interaction_id",),
+        expected_version=True,
+    ),
+    Command(
+        "priority",
+        "change a ticket's priority",
+        SERVICE_DESK,
+        "ChangePriority",
+        api.ChangePriorityRequest,
+        (
+            ID,
+            Arg(
+                "priority",
+                "priority",
+                ", ".join(TICKET_PRIORITIES.words),
+                metavar="PRIORITY",
+                words=TICKET_PRIORITIES,
+            ),
+            Arg("--reason", "reason", "why", default=""),
+        ),
+        verb="priority changed",
+        expected_version=True,
+    ),
+    Command(
+        "escalate",
+        "escalate a ticket one level",
+        SERVICE_DESK,
+        "EscalateTicket",
+        api.EscalateTicketRequest,
+        (
+            ID,
+            Arg("--reason", "reason", "why it needs escalating", required=True),
+            Arg("--queue", "queue", "move it to this queue", metavar="QUEUE", default=""),
+        ),
+        verb="ticket escalated",
+        expected_version=True,
+    ),
+    Command(
+        "resolve",
+        "resolve a ticket",
+        SERVICE_DESK,
+        "ResolveTicket",
+        api.ResolveTicketRequest,
+        (
+            ID,
+            Arg("--resolution", "resolution", "how it was solved", metavar="TEXT", required=True),
+            AGENT,
+        ),
+        verb="ticket resolved",
+        expected_version=True,
+    ),
+    Command(
+        "reopen",
+        "reopen a resolved ticket",
+        SERVICE_DESK,
+        "ReopenTicket",
+        api.ReopenTicketRequest,
+        (ID, Arg("--reason", "reason", "why it is open again", default="")),
+        verb="ticket reopened",
+        expected_version=True,
+    ),
+    Command(
+        "close",
+        "close a ticket for good",
+        SERVICE_DESK,
+        "CloseTicket",
+        api.CloseTicketRequest,
+        (ID, Arg("--reason", "reason", "why it is closed", default="")),
+        verb="ticket closed",
+        expected_version=True,
+    ),
+    Command(
+        "rate",
+        "record the customer's satisfaction, 1 to 5",
+        SERVICE_DESK,
+        "RateTicket",
+        api.RateTicketRequest,
+        (
+            ID,
+            Arg(
+                "score", "score", "1 (poor) to 5 (excellent)", metavar="SCORE", type=whole_in(1, 5)
+            ),
+            Arg("--comment", "comment", "the customer's words", default=""),
+        ),
+        verb="ticket rated",
+        expected_version=True,
+    ),
+)
+
 
 # -- labels and JSON ----------------------------------------------------------------------------
 
@@ -89,28 +263,6 @@ def context_json(c: api.CustomerContext) -> dict[str, JSONValue]:
 # -- the command tree ---------------------------------------------------------------------------
 
 
-def _command(
-    subparsers: Subparsers, name: str, handler: Handler, help_text: str
-) -> argparse.ArgumentParser:
-    """A command on an existing ticket, with the options every such command shares."""
-    parser = subparsers.add_parser(name, help=help_text, description=help_text)
-    parser.add_argument("ticket_id", metavar="ID")
-    parser.add_argument(
-        "--request-id",
-        default="",
-        metavar="ID",
-        help="idempotency key: a retry with the same id changes nothing and gets the same answer",
-    )
-    parser.add_argument(
-        "--expected-version",
-        type=whole_in(0, 2**63 - 1),
-        metavar="N",
-        help="refuse (conflict) unless the ticket is still at version N",
-    )
-    parser.set_defaults(func=handler)
-    return parser
-
-
 def register(subparsers: Subparsers) -> None:
     """Add `ticket` and its subcommands."""
     parser = subparsers.add_parser(
@@ -120,213 +272,36 @@ def register(subparsers: Subparsers) -> None:
     )
     sub = parser.add_subparsers(title="commands", dest="ticket_command", metavar="COMMAND")
     sub.required = True
-
-    p = sub.add_parser("open", help="open a ticket for a customer", description="Open a ticket.")
-    p.add_argument("--customer", required=True, metavar="ID", help="the customer's id")
-    p.add_argument(
-        "--channel",
-        required=True,
-        type=TICKET_CHANNELS.parse,
-        help=", ".join(TICKET_CHANNELS.words),
-    )
-    p.add_argument("--subject", required=True)
-    p.add_argument("--description", default="")
-    p.add_argument("--category", default="", help="e.g. billing, delivery (default general)")
-    p.add_argument("--priority", type=TICKET_PRIORITIES.parse, default="normal")
-    p.add_argument("--request-id", default="", metavar="ID", help="idempotency key")
-    p.set_defaults(func=_open)
-
-    p = _command(sub, "assign", _assign, "give a ticket to an agent and/or a queue")
-    p.add_argument("--agent", default="", metavar="EMPLOYEE_ID")
-    p.add_argument("--queue", default="", metavar="QUEUE")
-
-    p = _command(sub, "note", _note, "record an internal note, a message or a call")
-    p.add_argument("text", nargs="?", default="", metavar="TEXT")
-    p.add_argument(
-        "--kind",
-        type=INTERACTION_KINDS.parse,
-        default="note",
-        help=", ".join(INTERACTION_KINDS.words),
-    )
-    p.add_argument("--channel", type=TICKET_CHANNELS.parse, help="of a message or call")
-    p.add_argument("--duration", type=whole_in(0, 86_400), default=0, metavar="SECONDS")
-    p.add_argument("--agent", default="", metavar="EMPLOYEE_ID")
-
-    p = _command(sub, "priority", _priority, "change a ticket's priority")
-    p.add_argument("priority", type=TICKET_PRIORITIES.parse, metavar="PRIORITY")
-    p.add_argument("--reason", default="")
-
-    p = _command(sub, "escalate", _escalate, "escalate a ticket one level")
-    p.add_argument("--reason", required=True)
-    p.add_argument("--queue", default="", metavar="QUEUE", help="move it to this queue")
-
-    p = _command(sub, "resolve", _resolve, "resolve a ticket")
-    p.add_argument("--resolution", required=True, metavar="TEXT")
-    p.add_argument("--agent", default="", metavar="EMPLOYEE_ID")
-
-    p = _command(sub, "reopen", _reopen, "reopen a resolved ticket")
-    p.add_argument("--reason", default="")
-
-    p = _command(sub, "close", _close, "close a ticket for good")
-    p.add_argument("--reason", default="")
-
-    p = _command(sub, "rate", _rate, "record the customer's satisfaction, 1 to 5")
-    p.add_argument("score", type=whole_in(1, 5), metavar="SCORE")
-    p.add_argument("--comment", default="")
+    add_commands(sub, COMMANDS, {})
 
     p = sub.add_parser(
         "show",
         help="show a ticket with the customer's 360 context",
         description="Show a ticket and, beside it, the customer's 360 profile and latest entries.",
     )
-    p.add_argument("ticket_id", metavar="ID")
+    p.add_argument("ticket_id", metavar="ID", help="the ticket's id")
     p.set_defaults(func=_show)
 
     p = sub.add_parser("list", help="list tickets, newest first", description="List tickets.")
-    p.add_argument("--customer", default="", metavar="ID")
-    p.add_argument("--state", type=TICKET_STATES.parse)
-    p.add_argument("--agent", default="", metavar="EMPLOYEE_ID")
-    p.add_argument("--queue", default="", metavar="QUEUE")
-    p.add_argument("--priority", type=TICKET_PRIORITIES.parse)
-    p.add_argument("--limit", type=whole_in(1, 200), default=50, metavar="N")
-    p.add_argument("--page-token", default="", metavar="TOKEN")
+    p.add_argument("--customer", default="", metavar="ID", help="only this customer's")
+    p.add_argument(
+        "--state", type=TICKET_STATES.parse, help=f"only {', '.join(TICKET_STATES.words)} ones"
+    )
+    p.add_argument("--agent", default="", metavar="EMPLOYEE_ID", help="only this agent's")
+    p.add_argument("--queue", default="", metavar="QUEUE", help="only this queue's")
+    p.add_argument(
+        "--priority",
+        type=TICKET_PRIORITIES.parse,
+        help=f"only {', '.join(TICKET_PRIORITIES.words)} ones",
+    )
+    p.add_argument(
+        "--limit", type=whole_in(1, 200), default=50, metavar="N", help="page size (default 50)"
+    )
+    p.add_argument("--page-token", default="", metavar="TOKEN", help="next_page_token of a page")
     p.set_defaults(func=_list)
 
 
-# -- handlers -----------------------------------------------------------------------------------
-
-
-def _open(args: argparse.Namespace) -> int:
-    request = api.OpenTicketRequest(
-        request_id=args.request_id,
-        customer_id=args.customer,
-        channel=TICKET_CHANNELS.value(args.channel),
-        subject=args.subject,
-        description=args.description,
-        category=args.category,
-        priority=TICKET_PRIORITIES.value(args.priority),
-    )
-    with Client(args) as client:
-        reply = client.stub("service-desk", ServiceDeskServiceStub).OpenTicket(
-            request, timeout=args.timeout
-        )
-    Output(args.json).result("ticket opened", reply.result, "ticket")
-    return 0
-
-
-def _assign(args: argparse.Namespace) -> int:
-    request = api.AssignTicketRequest(
-        request_id=args.request_id,
-        ticket_id=args.ticket_id,
-        agent_id=args.agent,
-        queue=args.queue,
-    )
-    with Client(args) as client:
-        reply = client.stub("service-desk", ServiceDeskServiceStub).AssignTicket(
-            versioned(request, args), timeout=args.timeout
-        )
-    Output(args.json).result("ticket assigned", reply.result, "ticket")
-    return 0
-
-
-def _note(args: argparse.Namespace) -> int:
-    request = api.RecordInteractionRequest(
-        request_id=args.request_id,
-        ticket_id=args.ticket_id,
-        kind=INTERACTION_KINDS.value(args.kind),
-        channel=TICKET_CHANNELS.value_or_zero(args.channel or ""),
-        body=args.text,
-        duration_seconds=args.duration,
-        agent_id=args.agent,
-    )
-    with Client(args) as client:
-        reply = client.stub("service-desk", ServiceDeskServiceStub).RecordInteraction(
-            versioned(request, args), timeout=args.timeout
-        )
-    what = "note added" if args.kind == "note" else f"{args.kind.replace('-', ' ')} recorded"
-    Output(args.json).result(what, reply.result, "ticket", interaction_id=reply.interaction_id)
-    return 0
-
-
-def _priority(args: argparse.Namespace) -> int:
-    request = api.ChangePriorityRequest(
-        request_id=args.request_id,
-        ticket_id=args.ticket_id,
-        priority=TICKET_PRIORITIES.value(args.priority),
-        reason=args.reason,
-    )
-    with Client(args) as client:
-        reply = client.stub("service-desk", ServiceDeskServiceStub).ChangePriority(
-            versioned(request, args), timeout=args.timeout
-        )
-    Output(args.json).result("priority changed", reply.result, "ticket")
-    return 0
-
-
-def _escalate(args: argparse.Namespace) -> int:
-    request = api.EscalateTicketRequest(
-        request_id=args.request_id, ticket_id=args.ticket_id, reason=args.reason, queue=args.queue
-    )
-    with Client(args) as client:
-        reply = client.stub("service-desk", ServiceDeskServiceStub).EscalateTicket(
-            versioned(request, args), timeout=args.timeout
-        )
-    Output(args.json).result("ticket escalated", reply.result, "ticket")
-    return 0
-
-
-def _resolve(args: argparse.Namespace) -> int:
-    request = api.ResolveTicketRequest(
-        request_id=args.request_id,
-        ticket_id=args.ticket_id,
-        resolution=args.resolution,
-        agent_id=args.agent,
-    )
-    with Client(args) as client:
-        reply = client.stub("service-desk", ServiceDeskServiceStub).ResolveTicket(
-            versioned(request, args), timeout=args.timeout
-        )
-    Output(args.json).result("ticket resolved", reply.result, "ticket")
-    return 0
-
-
-def _reopen(args: argparse.Namespace) -> int:
-    request = api.ReopenTicketRequest(
-        request_id=args.request_id, ticket_id=args.ticket_id, reason=args.reason
-    )
-    with Client(args) as client:
-        reply = client.stub("service-desk", ServiceDeskServiceStub).ReopenTicket(
-            versioned(request, args), timeout=args.timeout
-        )
-    Output(args.json).result("ticket reopened", reply.result, "ticket")
-    return 0
-
-
-def _close(args: argparse.Namespace) -> int:
-    request = api.CloseTicketRequest(
-        request_id=args.request_id, ticket_id=args.ticket_id, reason=args.reason
-    )
-    with Client(args) as client:
-        reply = client.stub("service-desk", ServiceDeskServiceStub).CloseTicket(
-            versioned(request, args), timeout=args.timeout
-        )
-    Output(args.json).result("ticket closed", reply.result, "ticket")
-    return 0
-
-
-def _rate(args: argparse.Namespace) -> int:
-    request = api.RateTicketRequest(
-        request_id=args.request_id,
-        ticket_id=args.ticket_id,
-        score=args.score,
-        comment=args.comment,
-    )
-    with Client(args) as client:
-        reply = client.stub("service-desk", ServiceDeskServiceStub).RateTicket(
-            versioned(request, args), timeout=args.timeout
-        )
-    Output(args.json).result("ticket rated", reply.result, "ticket")
-    return 0
+# -- reads --------------------------------------------------------------------------------------
 
 
 def _show(args: argparse.Namespace) -> int:
