@@ -5,17 +5,17 @@ made of seed, index and step. Re-running the same demo (after a crash, or with a
 --customers) therefore replays what was stored and adds only what is missing.
 """
 
-# Turkish names and places use the dotless i (U+0131) on purpose.
-# ruff: noqa: RUF001
-
 from __future__ import annotations
 
 import argparse
 import asyncio
 import random
 import time
+import tomllib
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
 from typing import Any, Protocol, TypeVar
 
 import grpc
@@ -48,7 +48,7 @@ from c360_cli.words import (
     TICKET_PRIORITIES,
 )
 
-# -- demo data --------------------------------------------------------------------------------
+# -- demo data (data/demo.toml) ----------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -76,230 +76,58 @@ class Culture:
     number_first: bool = False
 
 
-def _same(*names: str) -> tuple[tuple[str, str], ...]:
-    return tuple((n, n) for n in names)
+@dataclass(frozen=True)
+class DemoData:
+    """What the plan draws its customers and tickets from."""
+
+    cultures: tuple[Culture, ...]
+    roles: tuple[str, ...]
+    tags: tuple[str, ...]
+    acquisition: tuple[tuple[str, str], ...]
+    consent_sources: tuple[str, ...]
+    revoke_sources: tuple[str, ...]
+    consent_choices: tuple[tuple[str, str, float], ...]
+    queues: tuple[str, ...]
+    ticket_channels: tuple[tuple[str, float], ...]
+    ticket_subjects: dict[str, tuple[str, ...]]
 
 
-CULTURES: tuple[Culture, ...] = (
-    Culture(
-        country="DE",
-        given_male=("Jürgen", "Lukas", "Matthias", "Jörg", "Felix", "Björn", "Tobias"),
-        given_female=("Sabine", "Anja", "Katrin", "Ute", "Stefanie", "Jülide", "Lea"),
-        surnames=_same("Müller", "Schröder", "Weiß", "Köhler", "Hoffmann", "Krüger", "Jäger"),
-        cities=(
-            City("Berlin", "10115", "", ("Torstraße", "Friedrichstraße", "Kastanienallee")),
-            City("München", "80331", "Bayern", ("Sendlinger Straße", "Tal", "Fürstenstraße")),
-            City("Hamburg", "20095", "", ("Mönckebergstraße", "Spitalerstraße")),
-            City("Köln", "50667", "", ("Hohe Straße", "Schildergasse")),
+def _culture(raw: dict[str, Any]) -> Culture:
+    return Culture(
+        country=raw["country"],
+        given_male=tuple(raw["given_male"]),
+        given_female=tuple(raw["given_female"]),
+        surnames=tuple((s, s) if isinstance(s, str) else (s[0], s[1]) for s in raw["surnames"]),
+        cities=tuple(
+            City(c["name"], c["postal_code"], c.get("region", ""), tuple(c["streets"]))
+            for c in raw["cities"]
         ),
-        companies=("{last} Maschinenbau GmbH", "Brauerei {last} KG", "{last} & Söhne GmbH"),
-        email_domain="example.de",
-    ),
-    Culture(
-        country="LV",
-        given_male=("Jānis", "Kārlis", "Andris", "Māris", "Edgars"),
-        given_female=("Ilze", "Līga", "Inese", "Zane", "Dace"),
-        surnames=(
-            ("Žirnovskis", "Žirnovska"),
-            ("Bērziņš", "Bērziņa"),
-            ("Kalniņš", "Kalniņa"),
-            ("Ozols", "Ozola"),
-            ("Liepiņš", "Liepiņa"),
-        ),
-        cities=(
-            City("Rīga", "LV-1050", "", ("Brīvības iela", "Tērbatas iela", "Elizabetes iela")),
-            City("Liepāja", "LV-3401", "", ("Graudu iela", "Lielā iela")),
-        ),
-        companies=("SIA {last} un partneri", "{last} Kokapstrāde SIA"),
-        email_domain="example.lv",
-    ),
-    Culture(
-        country="NO",
-        given_male=("Søren", "Håkon", "Øystein", "Lars", "Bjørn"),
-        given_female=("Åse", "Ingrid", "Sølvi", "Kari", "Ragnhild"),
-        surnames=_same("Øster", "Hansen", "Bråten", "Løvås", "Nygård"),
-        cities=(
-            City("Oslo", "0150", "", ("Karl Johans gate", "Grensen", "Thorvald Meyers gate")),
-            City("Bergen", "5003", "", ("Bryggen", "Strandgaten")),
-            City("Trondheim", "7011", "", ("Munkegata", "Olav Tryggvasons gate")),
-        ),
-        companies=("{last} Fiskeri AS", "Nordlys {last} AS"),
-        email_domain="example.no",
-    ),
-    Culture(
-        country="IE",
-        given_male=("Seán", "Ciarán", "Pádraig", "Liam", "Oisín"),
-        given_female=("Siobhán", "Aoife", "Niamh", "Róisín", "Saoirse"),
-        surnames=_same("O'Brien", "O'Connor", "McCarthy", "Ó Ceallaigh", "Fitzgerald", "Murphy"),
-        cities=(
-            City("Dublin", "D02 X285", "", ("Grafton Street", "Dame Street", "Camden Street")),
-            City("Cork", "T12 W8EN", "", ("Patrick Street", "Oliver Plunkett Street")),
-            City("Galway", "H91 E2K6", "", ("Shop Street", "Quay Street")),
-        ),
-        companies=("{last} & Sons Ltd", "{last} Software Ltd"),
-        email_domain="example.ie",
-        number_first=True,
-    ),
-    Culture(
-        country="VN",
-        given_male=("Văn An", "Minh Tuấn", "Đức Anh", "Quốc Bảo", "Hữu Phước"),
-        given_female=("Thị Lan", "Thu Hà", "Ngọc Ánh", "Thị Hương", "Bảo Châu"),
-        surnames=_same("Nguyễn", "Trần", "Lê", "Phạm", "Hoàng", "Đặng"),
-        cities=(
-            City("Hà Nội", "100000", "", ("Phố Hàng Bạc", "Phố Huế", "Phố Tràng Tiền")),
-            City("Thành phố Hồ Chí Minh", "700000", "", ("Đường Đồng Khởi", "Đường Lê Lợi")),
-            City("Đà Nẵng", "550000", "", ("Đường Bạch Đằng", "Đường Trần Phú")),
-        ),
-        companies=("Công ty TNHH {last} Việt", "{last} Trading Co., Ltd."),
-        email_domain="example.vn",
-        family_first=True,
-        number_first=True,
-    ),
-    Culture(
-        country="FR",
-        given_male=("François", "Jérôme", "Théo", "Benoît", "Gaël"),
-        given_female=("Hélène", "Chloé", "Amélie", "Célia", "Maëlle"),
-        surnames=_same("Lefèvre", "Dubois", "Moreau", "Girard", "Lemaître", "Bérard"),
-        cities=(
-            City("Paris", "75002", "", ("rue de Rivoli", "rue Montorgueil", "boulevard Haussmann")),
-            City("Lyon", "69002", "", ("rue de la République", "quai Saint-Antoine")),
-            City("Bordeaux", "33000", "", ("cours de l'Intendance", "rue Sainte-Catherine")),
-        ),
-        companies=("Boulangerie {last} SARL", "{last} Conseil SAS", "Établissements {last}"),
-        email_domain="example.fr",
-        number_first=True,
-    ),
-    Culture(
-        country="ES",
-        given_male=("José", "Andrés", "Álvaro", "Iñigo", "Joaquín"),
-        given_female=("María José", "Lucía", "Begoña", "Inés", "Mónica"),
-        surnames=_same("García López", "Muñoz", "Fernández", "Núñez", "Ibáñez", "Peña"),
-        cities=(
-            City("Madrid", "28013", "Madrid", ("Calle Mayor", "Calle de Alcalá", "Gran Vía")),
-            City("Sevilla", "41001", "Andalucía", ("Calle Sierpes", "Calle Tetuán")),
-            City("Bilbao", "48001", "País Vasco", ("Calle Ercilla", "Alameda de Urquijo")),
-        ),
-        companies=("{last} Logística S.L.", "Bodegas {last} S.A."),
-        email_domain="example.es",
-    ),
-    Culture(
-        country="TR",
-        given_male=("Mehmet", "Emre", "Çağrı", "Oğuz", "İsmail"),
-        given_female=("Ayşe", "Gülşen", "Şebnem", "Özlem", "Büşra"),
-        surnames=_same("Yılmaz", "Şahin", "Öztürk", "Çelik", "Doğan", "Aydın"),
-        cities=(
-            City("İstanbul", "34430", "", ("İstiklal Caddesi", "Bağdat Caddesi")),
-            City("Ankara", "06420", "", ("Atatürk Bulvarı", "Tunalı Hilmi Caddesi")),
-            City("İzmir", "35210", "", ("Kıbrıs Şehitleri Caddesi", "Cumhuriyet Bulvarı")),
-        ),
-        companies=("{last} Tekstil A.Ş.", "{last} Gıda Ltd. Şti."),
-        email_domain="example.com.tr",
-    ),
-    Culture(
-        country="US",
-        given_male=("Michael", "DeShawn", "Carlos", "Ethan", "Tyler"),
-        given_female=("Jennifer", "Aaliyah", "Megan", "Priya", "Ashley"),
-        surnames=_same("Johnson", "Washington", "Rodriguez", "O'Neill", "Kim", "Patel"),
-        cities=(
-            City("New York", "10001", "NY", ("W 34th St", "Broadway", "Lexington Ave")),
-            City("Austin", "78701", "TX", ("Congress Ave", "E 6th St")),
-            City("Seattle", "98101", "WA", ("Pike St", "1st Ave")),
-        ),
-        companies=("{last} Industries Inc.", "{last} Analytics LLC"),
-        email_domain="example.com",
-        number_first=True,
-    ),
-    Culture(
-        country="GB",
-        given_male=("Oliver", "Rhys", "Alistair", "Hamish", "Callum"),
-        given_female=("Siân", "Charlotte", "Eleanor", "Imogen", "Niamh"),
-        surnames=_same("Thompson", "Llewellyn", "MacLeod", "Featherstonehaugh", "Ashworth"),
-        cities=(
-            City("London", "EC1A 1BB", "", ("Baker Street", "Upper Street", "Old Kent Road")),
-            City("Manchester", "M1 1AE", "", ("Deansgate", "Oldham Street")),
-            City("Edinburgh", "EH1 1YZ", "", ("High Street", "Rose Street")),
-        ),
-        companies=("{last} & Partners Ltd", "{last} Holdings plc"),
-        email_domain="example.co.uk",
-        number_first=True,
-    ),
-    Culture(
-        country="PL",
-        given_male=("Łukasz", "Paweł", "Michał", "Grzegorz", "Wojciech"),
-        given_female=("Małgorzata", "Agnieszka", "Zofia", "Joanna", "Katarzyna"),
-        surnames=(
-            ("Wójcik", "Wójcik"),
-            ("Kowalski", "Kowalska"),
-            ("Zieliński", "Zielińska"),
-            ("Wiśniewski", "Wiśniewska"),
-            ("Dąbrowski", "Dąbrowska"),
-        ),
-        cities=(
-            City("Warszawa", "00-950", "", ("ul. Nowy Świat", "ul. Marszałkowska")),
-            City("Kraków", "31-008", "", ("ul. Floriańska", "ul. Grodzka")),
-            City("Gdańsk", "80-831", "", ("ul. Długa", "ul. Mariacka")),
-        ),
-        companies=("{last} i Wspólnicy Sp. z o.o.", "Zakład {last} S.A."),
-        email_domain="example.pl",
-    ),
-    Culture(
-        country="CZ",
-        given_male=("Jiří", "Tomáš", "Ondřej", "Lukáš", "Radek"),
-        given_female=("Petra", "Lucie", "Tereza", "Jana", "Kateřina"),
-        surnames=(
-            ("Dvořák", "Dvořáková"),
-            ("Novák", "Nováková"),
-            ("Černý", "Černá"),
-            ("Procházka", "Procházková"),
-            ("Kučera", "Kučerová"),
-        ),
-        cities=(
-            City("Praha", "110 00", "", ("Národní", "Vodičkova", "Karlova")),
-            City("Brno", "602 00", "", ("Masarykova", "Česká")),
-        ),
-        companies=("{last} Strojírny s.r.o.", "Pivovar {last} a.s."),
-        email_domain="example.cz",
-    ),
-)
+        companies=tuple(raw["companies"]),
+        email_domain=raw["email_domain"],
+        family_first=raw.get("family_first", False),
+        number_first=raw.get("number_first", False),
+    )
 
-ROLES = (
-    "purchasing",
-    "accounts payable",
-    "managing director",
-    "IT contact",
-    "project lead",
-    "logistics",
-    "technical buyer",
-)
-TAGS = (
-    "vip",
-    "newsletter",
-    "b2b",
-    "trade-fair-2024",
-    "churn-risk",
-    "beta-tester",
-    "premium",
-    "student",
-    "reseller",
-)
-ACQUISITION = (
-    ("web-shop", "web"),
-    ("trade-fair", "in-person"),
-    ("referral", "email"),
-    ("partner", "partner-portal"),
-    ("cold-call", "phone"),
-    ("newsletter-signup", "web"),
-    ("mobile-app", "app"),
-)
-CONSENT_SOURCES = ("web-form", "signed-contract", "call-centre", "trade-fair", "app-settings")
-REVOKE_SOURCES = ("unsubscribe-link", "customer-call", "gdpr-request", "app-settings")
-CONSENT_CHOICES: tuple[tuple[str, str, float], ...] = (
-    ("email", "marketing", 0.6),
-    ("sms", "service", 0.4),
-    ("post", "marketing", 0.2),
-    ("phone", "service", 0.2),
-    ("email", "service", 0.3),
-)
+
+@cache
+def data() -> DemoData:
+    """The demo data, read once from the package's data/demo.toml."""
+    text = resources.files("c360_cli").joinpath("data", "demo.toml").read_text(encoding="utf-8")
+    raw = tomllib.loads(text)
+    return DemoData(
+        cultures=tuple(_culture(c) for c in raw["cultures"]),
+        roles=tuple(raw["roles"]),
+        tags=tuple(raw["tags"]),
+        acquisition=tuple((source, channel) for source, channel in raw["acquisition"]),
+        consent_sources=tuple(raw["consent_sources"]),
+        revoke_sources=tuple(raw["revoke_sources"]),
+        consent_choices=tuple((c, p, share) for c, p, share in raw["consent_choices"]),
+        queues=tuple(raw["queues"]),
+        ticket_channels=tuple(raw["ticket_channels"].items()),
+        ticket_subjects={k: tuple(v) for k, v in raw["ticket_subjects"].items()},
+    )
+
+
 OWNERS = 40
 """Employee ids emp-0001 .. emp-0040."""
 BLOCK = 8
@@ -307,27 +135,6 @@ BLOCK = 8
 MOVE_SHARE = 0.3
 """Share of contact persons who later change to the next block's organisation."""
 
-TICKET_SUBJECTS: dict[str, tuple[str, ...]] = {
-    "billing": ("Invoice shows a double charge", "Refund not received", "Direct debit failed"),
-    "delivery": ("Parcel not delivered", "Wrong item received", "Delivery date moved again"),
-    "technical": (
-        "Router keeps dropping the connection",
-        "Cannot log in to the customer portal",
-        "App crashes on start",
-    ),
-    "contract": ("Cancel my contract", "Change of tariff", "Moving to a new address"),
-}
-TICKET_CHANNEL_SHARES = (
-    ("phone", 0.3),
-    ("email", 0.2),
-    ("web-form", 0.12),
-    ("chat", 0.12),
-    ("ivr", 0.08),
-    ("sms", 0.08),
-    ("in-person", 0.06),
-    ("fax", 0.04),
-)
-QUEUES = ("first-level", "billing", "technical", "complaints")
 TICKET_SHARE = 0.35
 """Share of customers with tickets (one, sometimes two)."""
 CHURN_SHARE = 0.05
@@ -432,12 +239,12 @@ def _address(rng: random.Random, culture: Culture, label: str) -> events.PostalA
 
 def _consents(rng: random.Random) -> tuple[list[Consent], list[Consent]]:
     grants = [
-        Consent(channel, purpose, rng.choice(CONSENT_SOURCES))
-        for channel, purpose, share in CONSENT_CHOICES
+        Consent(channel, purpose, rng.choice(data().consent_sources))
+        for channel, purpose, share in data().consent_choices
         if rng.random() < share
     ]
     revocations = [
-        Consent(g.channel, g.purpose, rng.choice(REVOKE_SOURCES))
+        Consent(g.channel, g.purpose, rng.choice(data().revoke_sources))
         for g in grants
         if rng.random() < (0.3 if g.purpose == "marketing" else 0.1)
     ]
@@ -445,7 +252,7 @@ def _consents(rng: random.Random) -> tuple[list[Consent], list[Consent]]:
 
 
 def _person(index: int, rng: random.Random) -> CustomerPlan:
-    culture = rng.choice(CULTURES)
+    culture = rng.choice(data().cultures)
     female = rng.random() < 0.5
     given = rng.choice(culture.given_female if female else culture.given_male)
     surname_pair = rng.choice(culture.surnames)
@@ -458,7 +265,7 @@ def _person(index: int, rng: random.Random) -> CustomerPlan:
     if rng.random() < 0.2:
         emails.append(f"{last}.{first}@mail.example.org")
     phones = [phone_number(rng, culture.country, mobile=True) for _ in range(rng.randint(0, 2))]
-    source, channel = rng.choice(ACQUISITION)
+    source, channel = rng.choice(data().acquisition)
     plan = CustomerPlan(
         index=index,
         kind="person",
@@ -466,7 +273,7 @@ def _person(index: int, rng: random.Random) -> CustomerPlan:
         emails=emails,
         phones=phones,
         owner=f"emp-{rng.randint(1, OWNERS):04d}" if rng.random() < 0.6 else "",
-        tags=sorted(set(rng.sample(TAGS, rng.randint(0, 2)))),
+        tags=sorted(set(rng.sample(data().tags, rng.randint(0, 2)))),
         source=source,
         channel=channel,
     )
@@ -476,7 +283,7 @@ def _person(index: int, rng: random.Random) -> CustomerPlan:
         plan.late_owner = f"emp-{rng.randint(1, OWNERS):04d}"
     plan.grants, plan.revocations = _consents(rng)
     if rng.random() < 0.25:
-        add = [t for t in rng.sample(TAGS, 2) if t not in plan.tags][:1]
+        add = [t for t in rng.sample(data().tags, 2) if t not in plan.tags][:1]
         remove = plan.tags[:1] if plan.tags and rng.random() < 0.5 else []
         if add or remove:
             plan.tag_change = (add, remove)
@@ -487,16 +294,16 @@ def _person(index: int, rng: random.Random) -> CustomerPlan:
     if rng.random() < 0.1:
         plan.new_email = f"{first}.{last}.{rng.randint(100, 999)}@{culture.email_domain}"
     plan.move_roll = rng.random()
-    plan.move_role = rng.choice(ROLES)
+    plan.move_role = rng.choice(data().roles)
     return plan
 
 
 def _organisation(index: int, rng: random.Random) -> CustomerPlan:
-    culture = rng.choice(CULTURES)
+    culture = rng.choice(data().cultures)
     last = rng.choice(culture.surnames)[0]
     name = rng.choice(culture.companies).format(last=last)
     domain = f"{_slug(last)}-{index}.example"
-    source, channel = rng.choice(ACQUISITION)
+    source, channel = rng.choice(data().acquisition)
     plan = CustomerPlan(
         index=index,
         kind="organisation",
@@ -504,7 +311,7 @@ def _organisation(index: int, rng: random.Random) -> CustomerPlan:
         emails=[f"{rng.choice(('info', 'office', 'hello', 'kontakt'))}@{domain}"],
         phones=[phone_number(rng, culture.country, mobile=False)],
         owner=f"emp-{rng.randint(1, OWNERS):04d}",
-        tags=sorted({"b2b", *rng.sample(TAGS, rng.randint(0, 1))}),
+        tags=sorted({"b2b", *rng.sample(data().tags, rng.randint(0, 1))}),
         source=source,
         channel=channel,
     )
@@ -515,7 +322,7 @@ def _organisation(index: int, rng: random.Random) -> CustomerPlan:
     if rng.random() < 0.5:
         plan.grants.append(Consent("post", "marketing", "signed-contract"))
     persons = rng.sample(range(index + 1, index + BLOCK), rng.randint(1, 3))
-    plan.contacts = [(p, rng.choice(ROLES)) for p in sorted(persons)]
+    plan.contacts = [(p, rng.choice(data().roles)) for p in sorted(persons)]
     return plan
 
 
@@ -524,16 +331,16 @@ def _weighted(rng: random.Random, choices: tuple[tuple[str, float], ...]) -> str
 
 
 def _ticket(rng: random.Random, inbound: bool) -> TicketPlan:
-    category = rng.choice(sorted(TICKET_SUBJECTS))
+    category = rng.choice(sorted(data().ticket_subjects))
     ticket = TicketPlan(
-        channel=_weighted(rng, TICKET_CHANNEL_SHARES),
+        channel=_weighted(rng, data().ticket_channels),
         category=category,
-        subject=rng.choice(TICKET_SUBJECTS[category]),
+        subject=rng.choice(data().ticket_subjects[category]),
         priority=_weighted(rng, (("low", 0.15), ("normal", 0.6), ("high", 0.2), ("urgent", 0.05))),
     )
     steps = ticket.steps
     if rng.random() < 0.8:
-        steps.append(("assign", f"emp-{rng.randint(1, OWNERS):04d}/{rng.choice(QUEUES)}"))
+        steps.append(("assign", f"emp-{rng.randint(1, OWNERS):04d}/{rng.choice(data().queues)}"))
     if inbound and rng.random() < 0.4:
         steps.append(("inbound", str(rng.randint(40, 900)) if rng.random() < 0.5 else "message"))
     if rng.random() < 0.5:
