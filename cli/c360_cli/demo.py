@@ -36,6 +36,8 @@ from c360.customer.v1.customer_service_pb2_grpc import CustomerServiceStub
 from c360.events.v1 import customer_events_pb2 as events
 from c360.service_desk.v1 import service_desk_service_pb2 as desk
 from c360.service_desk.v1.service_desk_service_pb2_grpc import ServiceDeskServiceStub
+from c360.timeline.v1 import timeline_service_pb2 as timeline_api
+from c360.timeline.v1.timeline_service_pb2_grpc import TimelineServiceStub
 from c360_cli.argtypes import positive_int
 from c360_cli.client import AsyncClient, CliError
 from c360_cli.output import Output
@@ -406,6 +408,7 @@ class _Reply(Protocol):
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp", bound=_Reply)
+Out = TypeVar("Out")
 Script = Callable[[], Awaitable[None]]
 
 RETRYABLE = {
@@ -450,6 +453,10 @@ class DemoRun:
         self.links: dict[int, tuple[str, str]] = {}
         """person index -> (organisation id, link id) of the link made in the contacts phase."""
         self.ticket_ids: dict[int, list[str]] = {}
+        self.tokens: dict[int, str] = {}
+        """plan index -> consistency token of the customer's latest command."""
+        self.at_risk: set[int] = set()
+        """plan indexes of the customers the timeline flags as at risk."""
         self.stats = Stats()
         self.failure: BaseException | None = None
 
@@ -462,13 +469,31 @@ class DemoRun:
         request: Req,
         what: str,
         service: str = "customer",
+        *,
+        of: int,
     ) -> Resp:
-        """One command, retried with its request id (so at most one effect) when retryable."""
+        """One command about customer `of` (its plan index), retried with its request id (so
+        at most one effect) when retryable."""
+        reply = await self.retrying(method, request, what, service)
+        self.stats.commands += 1
+        if reply.result.replayed:
+            self.stats.replayed += 1
+        self.tokens[of] = reply.result.consistency_token
+        self.progress.advance(self.task)
+        return reply
+
+    async def retrying(
+        self,
+        method: grpc.aio.UnaryUnaryMultiCallable[Req, Out],
+        request: Req,
+        what: str,
+        service: str,
+    ) -> Out:
+        """One call, again after a retryable failure (a command with the same request id)."""
         delay = 0.05
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
-                reply = await method(request, timeout=self.timeout)
-                break
+                return await method(request, timeout=self.timeout)
             except grpc.RpcError as exc:
                 if exc.code() not in RETRYABLE or attempt == MAX_ATTEMPTS:
                     error = self.client.failure(exc, service)
@@ -478,11 +503,7 @@ class DemoRun:
                 self.stats.retries += 1
                 await asyncio.sleep(delay * random.uniform(0.5, 1.5))
                 delay = min(delay * 2, 2.0)
-        self.stats.commands += 1
-        if reply.result.replayed:
-            self.stats.replayed += 1
-        self.progress.advance(self.task)
-        return reply
+        raise AssertionError("unreachable")
 
     async def phase(self, name: str, scripts: list[Script]) -> None:
         """Run scripts (each one customer's or organisation's sequence) `concurrency` at once."""
@@ -522,6 +543,7 @@ class DemoRun:
                 self.client.stub("customer", CustomerServiceStub).RegisterCustomer,
                 request,
                 "register",
+                of=p.index,
             )
             self.ids[p.index] = reply.result.aggregate_id
 
@@ -540,6 +562,7 @@ class DemoRun:
                         address=address,
                     ),
                     "add address",
+                    of=p.index,
                 )
             if p.late_owner:
                 await self.call(
@@ -550,6 +573,7 @@ class DemoRun:
                         owner_id=p.late_owner,
                     ),
                     "assign owner",
+                    of=p.index,
                 )
             for c in p.grants:
                 await self.call(
@@ -562,6 +586,7 @@ class DemoRun:
                         source=c.source,
                     ),
                     "grant consent",
+                    of=p.index,
                 )
 
         return script
@@ -578,6 +603,7 @@ class DemoRun:
                         role=role,
                     ),
                     "link contact person",
+                    of=org.index,
                 )
                 self.links[person] = (self.ids[org.index], reply.link_id)
                 self.stats.links += 1
@@ -599,6 +625,7 @@ class DemoRun:
                         source=c.source,
                     ),
                     "revoke consent",
+                    of=p.index,
                 )
             if p.tag_change:
                 add, remove = p.tag_change
@@ -611,6 +638,7 @@ class DemoRun:
                         remove=remove,
                     ),
                     "change tags",
+                    of=p.index,
                 )
             if p.rename:
                 await self.call(
@@ -621,6 +649,7 @@ class DemoRun:
                         display_name=p.rename,
                     ),
                     "rename",
+                    of=p.index,
                 )
             if p.new_email:
                 await self.call(
@@ -631,6 +660,7 @@ class DemoRun:
                         email=p.new_email,
                     ),
                     "add e-mail",
+                    of=p.index,
                 )
                 await self.call(
                     stub.RemoveEmail,
@@ -640,6 +670,7 @@ class DemoRun:
                         email=p.emails[0],
                     ),
                     "remove e-mail",
+                    of=p.index,
                 )
 
         return script
@@ -658,6 +689,7 @@ class DemoRun:
                     link_id=link_id,
                 ),
                 "end contact-person link",
+                of=p.index,
             )
             await self.call(
                 stub.LinkContactPerson,
@@ -668,6 +700,7 @@ class DemoRun:
                     role=role,
                 ),
                 "link contact person",
+                of=p.index,
             )
             self.stats.moves += 1
 
@@ -689,18 +722,19 @@ class DemoRun:
                     ),
                     "open ticket",
                     "service-desk",
+                    of=p.index,
                 )
                 ticket_id = opened.result.aggregate_id
                 self.ticket_ids.setdefault(p.index, []).append(ticket_id)
                 self.stats.tickets += 1
                 for k, (step, arg) in enumerate(t.steps):
                     rid = self.rid(p.index, f"ticket-{n}-{k}-{step}")
-                    await self.ticket_step(stub, rid, ticket_id, t, step, arg)
+                    await self.ticket_step(stub, p.index, rid, ticket_id, t, step, arg)
 
         return script
 
     async def ticket_step(
-        self, stub: Any, rid: str, ticket_id: str, t: TicketPlan, step: str, arg: str
+        self, stub: Any, index: int, rid: str, ticket_id: str, t: TicketPlan, step: str, arg: str
     ) -> None:
         """One step of a ticket's plan, as one command."""
         method: Any
@@ -745,7 +779,7 @@ class DemoRun:
             method, request = stub.ReopenTicket, desk.ReopenTicketRequest(reason=arg)
         request.request_id = rid
         request.ticket_id = ticket_id
-        await self.call(method, request, f"ticket {step}", "service-desk")
+        await self.call(method, request, f"ticket {step}", "service-desk", of=index)
 
     async def run(self) -> None:
         plans = self.plans
@@ -758,6 +792,22 @@ class DemoRun:
         await self.phase("changing companies", [self.move_script(p) for p in movers])
         with_tickets = [p for p in plans if p.tickets]
         await self.phase("service-desk tickets", [self.tickets_script(p) for p in with_tickets])
+        await self.phase("asking the timeline", [self.profile_script(p) for p in plans])
+
+    def profile_script(self, p: CustomerPlan) -> Script:
+        """Read the customer's profile once the timeline has its latest command: at risk?"""
+
+        async def script() -> None:
+            request = timeline_api.GetProfileRequest(
+                customer_id=self.ids[p.index], wait_for=self.tokens.get(p.index, "")
+            )
+            stub = self.client.stub("timeline", TimelineServiceStub)
+            reply = await self.retrying(stub.GetProfile, request, "read a profile", "timeline")
+            if reply.profile.at_risk:
+                self.at_risk.add(p.index)
+            self.progress.advance(self.task)
+
+        return script
 
 
 def count_commands(plans: list[CustomerPlan]) -> int:
@@ -807,7 +857,7 @@ def _summary(plans: list[CustomerPlan], run: DemoRun, seed: int, seconds: float)
     contacts = [p for p in people if p.index in run.links]
     examples = orgs[:1] + (movers or contacts)[:1]
     examples += [p for p in people if p not in examples][: 4 - len(examples)]
-    at_risk = [p for p in plans if sum(t.contacts() for t in p.tickets) >= 4]
+    at_risk = [p for p in plans if p.index in run.at_risk]
     phone_tickets = [
         (p, run.ticket_ids[p.index][n])
         for p in plans
@@ -853,7 +903,7 @@ async def _load(args: argparse.Namespace, plans: list[CustomerPlan], out: Output
     )
     async with AsyncClient(args) as client:
         with progress:
-            task = progress.add_task("starting", total=count_commands(plans))
+            task = progress.add_task("starting", total=count_commands(plans) + len(plans))
             run = DemoRun(client, plans, args.seed, args.concurrency, args.timeout, progress, task)
             await run.run()
     return run
