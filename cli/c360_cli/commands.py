@@ -145,8 +145,8 @@ class Command:
         return 0
 
 
-def group(subparsers: Subparsers, name: str, help_text: str) -> Subparsers:
-    """A command that only holds commands (`customer`, `customer email`)."""
+def _group(subparsers: Subparsers, name: str, help_text: str) -> Subparsers:
+    """A command that only holds commands (`customer email`)."""
     parser = subparsers.add_parser(name, help=help_text, description=help_text)
     nested = parser.add_subparsers(title="commands", dest=f"{name}_command", metavar="COMMAND")
     nested.required = True
@@ -163,7 +163,7 @@ def add_commands(
         for depth in range(1, len(outer) + 1):
             key = tuple(outer[:depth])
             if key not in made:
-                made[key] = group(made[key[:-1]], key[-1], groups[key[-1]])
+                made[key] = _group(made[key[:-1]], key[-1], groups[key[-1]])
         parser = made[tuple(outer)].add_parser(
             name, help=command.help, description=command.description or command.help
         )
