@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
-from typing import Any, TypeAlias
+from typing import Any
 
 from rich.table import Table
 from rich.text import Text
@@ -13,70 +12,265 @@ from c360.customer.v1 import customer_service_pb2 as api
 from c360.customer.v1.customer_service_pb2_grpc import CustomerServiceStub
 from c360.events.v1 import customer_events_pb2 as events
 from c360_cli import import_cmd
-from c360_cli.argtypes import version_number, versioned
+from c360_cli.argtypes import version_number
 from c360_cli.client import Client
-from c360_cli.output import (
-    Output,
-    channel_label,
-    customer_json,
-    iso_field,
-    kind_label,
-    parse_time,
-    purpose_label,
-    short_time,
+from c360_cli.commands import Api, Arg, Command, Subparsers, add_commands
+from c360_cli.output import Output, customer_json, iso_field, parse_time, short_time
+from c360_cli.words import CONSENT_CHANNELS, CONSENT_PURPOSES, CUSTOMER_KINDS
+
+CUSTOMER = Api("customer", CustomerServiceStub, "customer")
+ID = Arg("customer_id", "customer_id", "the customer's id", metavar="ID")
+CONSENT = (
+    ID,
+    Arg(
+        "--channel",
+        "channel",
+        "how the customer may be reached",
+        required=True,
+        words=CONSENT_CHANNELS,
+        choices=True,
+    ),
+    Arg(
+        "--purpose",
+        "purpose",
+        "what the contact is for",
+        required=True,
+        words=CONSENT_PURPOSES,
+        choices=True,
+    ),
+    Arg("--source", "source", "where the decision came from", metavar="S", required=True),
 )
 
-Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
-Handler = Callable[[argparse.Namespace], int]
-
-KINDS = {
-    "person": events.CUSTOMER_KIND_PERSON,
-    "organisation": events.CUSTOMER_KIND_ORGANISATION,
+GROUPS = {
+    "email": "add or remove an e-mail address",
+    "phone": "add or remove a phone number",
+    "address": "add or remove a postal address",
+    "consent": "record consent or its withdrawal",
+    "contact": "link contact persons to organisations",
 }
-CHANNELS = {
-    "email": events.CONSENT_CHANNEL_EMAIL,
-    "sms": events.CONSENT_CHANNEL_SMS,
-    "phone": events.CONSENT_CHANNEL_PHONE,
-    "post": events.CONSENT_CHANNEL_POST,
-}
-PURPOSES = {
-    "marketing": events.CONSENT_PURPOSE_MARKETING,
-    "service": events.CONSENT_PURPOSE_SERVICE,
-}
+"""Help of the commands that hold commands."""
 
-
-def _command(
-    subparsers: Subparsers,
-    name: str,
-    handler: Handler,
-    help_text: str,
-    *,
-    expected_version: bool = True,
-) -> argparse.ArgumentParser:
-    """A command parser with the options every customer command shares."""
-    parser = subparsers.add_parser(name, help=help_text, description=help_text)
-    parser.add_argument(
-        "--request-id",
-        default="",
-        metavar="ID",
-        help="idempotency key: a retry with the same id changes nothing and gets the same answer",
-    )
-    if expected_version:
-        parser.add_argument(
-            "--expected-version",
-            type=version_number,
-            metavar="N",
-            help="refuse (conflict) unless the customer is still at version N",
-        )
-    parser.set_defaults(func=handler)
-    return parser
-
-
-def _nested(subparsers: Subparsers, name: str, help_text: str) -> Subparsers:
-    parser = subparsers.add_parser(name, help=help_text, description=help_text)
-    nested = parser.add_subparsers(title="commands", dest=f"{name}_command", metavar="COMMAND")
-    nested.required = True
-    return nested
+COMMANDS = (
+    Command(
+        "register",
+        "register a new customer",
+        CUSTOMER,
+        "RegisterCustomer",
+        api.RegisterCustomerRequest,
+        (
+            Arg("--name", "display_name", "display name", required=True),
+            Arg("--email", "emails", "e-mail address (repeatable)", metavar="E", repeated=True),
+            Arg("--phone", "phones", "phone number (repeatable)", metavar="P", repeated=True),
+            Arg(
+                "--kind",
+                "kind",
+                "a person or an organisation (default person)",
+                default="person",
+                words=CUSTOMER_KINDS,
+                choices=True,
+            ),
+            Arg("--owner", "owner_id", "responsible employee id", metavar="ID"),
+            Arg("--tag", "tags", "tag (repeatable)", metavar="T", repeated=True),
+            Arg("--source", "acquisition_source", "acquisition source", metavar="S"),
+            Arg("--channel", "acquisition_channel", "acquisition channel", metavar="C"),
+        ),
+        verb="registered",
+    ),
+    Command(
+        "merge",
+        "merge a duplicate into a survivor (undo with unmerge; nothing is deleted)",
+        CUSTOMER,
+        "MergeCustomers",
+        api.MergeCustomersRequest,
+        (
+            Arg("survivor_id", "survivor_id", "the customer who stays", metavar="SURVIVOR"),
+            Arg(
+                "duplicate_id",
+                "duplicate_id",
+                "the customer merged into the survivor",
+                metavar="DUPLICATE",
+            ),
+            Arg("--reason", "reason", "why they are one customer", required=True),
+        ),
+        verb="merged",
+        shows=("duplicate_id", "merge_id"),
+    ),
+    Command(
+        "unmerge",
+        "undo a duplicate's merge: both customers as if it never happened",
+        CUSTOMER,
+        "UnmergeCustomer",
+        api.UnmergeCustomerRequest,
+        (Arg("customer_id", "customer_id", "the merged duplicate's id", metavar="DUPLICATE"),),
+        verb="unmerged",
+        shows=("merge_id",),
+    ),
+    Command(
+        "rename",
+        "change the display name",
+        CUSTOMER,
+        "RenameCustomer",
+        api.RenameCustomerRequest,
+        (ID, Arg("--name", "display_name", "the new display name", required=True)),
+        verb="renamed",
+        expected_version=True,
+    ),
+    Command(
+        "email add",
+        "add an e-mail address",
+        CUSTOMER,
+        "AddEmail",
+        api.AddEmailRequest,
+        (ID, Arg("value", "email", "the e-mail address", metavar="EMAIL")),
+        verb="e-mail added",
+        expected_version=True,
+    ),
+    Command(
+        "email remove",
+        "remove an e-mail address",
+        CUSTOMER,
+        "RemoveEmail",
+        api.RemoveEmailRequest,
+        (ID, Arg("value", "email", "the e-mail address", metavar="EMAIL")),
+        verb="e-mail removed",
+        expected_version=True,
+    ),
+    Command(
+        "phone add",
+        "add a phone number",
+        CUSTOMER,
+        "AddPhone",
+        api.AddPhoneRequest,
+        (ID, Arg("value", "phone", "the phone number", metavar="PHONE")),
+        verb="phone added",
+        expected_version=True,
+    ),
+    Command(
+        "phone remove",
+        "remove a phone number",
+        CUSTOMER,
+        "RemovePhone",
+        api.RemovePhoneRequest,
+        (ID, Arg("value", "phone", "the phone number", metavar="PHONE")),
+        verb="phone removed",
+        expected_version=True,
+    ),
+    Command(
+        "address add",
+        "add a postal address",
+        CUSTOMER,
+        "AddPostalAddress",
+        api.AddPostalAddressRequest,
+        (
+            ID,
+            Arg("--line", "address.lines", "repeatable", metavar="L", repeated=True, required=True),
+            Arg("--city", "address.city", "the city or town", required=True),
+            Arg(
+                "--country",
+                "address.country",
+                "ISO 3166-1 alpha-2, e.g. DE",
+                metavar="CC",
+                required=True,
+            ),
+            Arg("--postal-code", "address.postal_code", "the postal code", default=""),
+            Arg("--region", "address.region", "region, state or province", default=""),
+            Arg("--label", "address.label", "e.g. home, billing", default=""),
+        ),
+        verb="address added",
+        shows=("address_id",),
+        expected_version=True,
+    ),
+    Command(
+        "address remove",
+        "remove a postal address",
+        CUSTOMER,
+        "RemovePostalAddress",
+        api.RemovePostalAddressRequest,
+        (
+            ID,
+            Arg(
+                "address_id",
+                "address_id",
+                "the address's id (customer get shows it)",
+                metavar="ADDRESS_ID",
+            ),
+        ),
+        verb="address removed",
+        expected_version=True,
+    ),
+    Command(
+        "owner",
+        "assign the responsible employee ('' unassigns)",
+        CUSTOMER,
+        "AssignOwner",
+        api.AssignOwnerRequest,
+        (ID, Arg("owner_id", "owner_id", "the employee's id, or ''", metavar="OWNER_ID")),
+        verb=lambda r: "owner assigned" if r.owner_id else "owner unassigned",
+        expected_version=True,
+    ),
+    Command(
+        "tag",
+        "add and remove tags",
+        CUSTOMER,
+        "ChangeTags",
+        api.ChangeTagsRequest,
+        (
+            ID,
+            Arg("--add", "add", "repeatable", metavar="T", repeated=True),
+            Arg("--remove", "remove", "repeatable", metavar="T", repeated=True),
+        ),
+        verb="tags changed",
+        expected_version=True,
+    ),
+    Command(
+        "consent grant",
+        "record consent",
+        CUSTOMER,
+        "GrantConsent",
+        api.GrantConsentRequest,
+        CONSENT,
+        verb="consent granted",
+        expected_version=True,
+    ),
+    Command(
+        "consent revoke",
+        "record the withdrawal of consent",
+        CUSTOMER,
+        "RevokeConsent",
+        api.RevokeConsentRequest,
+        CONSENT,
+        verb="consent revoked",
+        expected_version=True,
+    ),
+    Command(
+        "contact link",
+        "make a person a contact of an organisation",
+        CUSTOMER,
+        "LinkContactPerson",
+        api.LinkContactPersonRequest,
+        (
+            Arg("organisation_id", "organisation_id", "the organisation's id", metavar="ORG_ID"),
+            Arg("person_id", "person_id", "the person's id", metavar="PERSON_ID"),
+            Arg("--role", "role", "the person's role there, e.g. purchasing", required=True),
+            Arg("--valid-from", "valid_from", "default: now", metavar="TIME", type=parse_time),
+        ),
+        verb="contact person linked",
+        shows=("link_id",),
+    ),
+    Command(
+        "contact end",
+        "end a contact-person link",
+        CUSTOMER,
+        "EndContactPerson",
+        api.EndContactPersonRequest,
+        (
+            Arg("organisation_id", "organisation_id", "the organisation's id", metavar="ORG_ID"),
+            Arg("link_id", "link_id", "the link's id (customer get shows it)", metavar="LINK_ID"),
+            Arg("--valid-until", "valid_until", "default: now", metavar="TIME", type=parse_time),
+        ),
+        verb="contact-person link ended",
+    ),
+)
 
 
 def register(subparsers: Subparsers) -> None:
@@ -88,30 +282,16 @@ def register(subparsers: Subparsers) -> None:
     )
     sub = parser.add_subparsers(title="commands", dest="customer_command", metavar="COMMAND")
     sub.required = True
-
-    p = _command(sub, "register", _register, "register a new customer", expected_version=False)
-    p.add_argument("--name", required=True, help="display name")
-    p.add_argument(
-        "--email", action="append", default=[], metavar="E", help="e-mail address (repeatable)"
-    )
-    p.add_argument(
-        "--phone", action="append", default=[], metavar="P", help="phone number (repeatable)"
-    )
-    p.add_argument("--kind", choices=sorted(KINDS), default="person")
-    p.add_argument("--owner", default="", metavar="ID", help="responsible employee id")
-    p.add_argument("--tag", action="append", default=[], metavar="T", help="tag (repeatable)")
-    p.add_argument("--source", default="", metavar="S", help="acquisition source")
-    p.add_argument("--channel", default="", metavar="C", help="acquisition channel")
+    add_commands(sub, COMMANDS, GROUPS)
 
     p = sub.add_parser("get", help="show a customer's current state")
-    p.add_argument("customer_id", metavar="ID")
+    p.add_argument("customer_id", metavar="ID", help="the customer's id")
     p.add_argument(
         "--as-of",
         type=parse_time,
         metavar="TIME",
         help="the customer as it was at TIME (e.g. 2026-03-01T12:00:00Z)",
     )
-
     p.set_defaults(func=_get)
     import_cmd.register(sub)
 
@@ -131,325 +311,8 @@ def register(subparsers: Subparsers) -> None:
     )
     p.set_defaults(func=_duplicates)
 
-    p = _command(
-        sub,
-        "merge",
-        _merge,
-        "merge a duplicate into a survivor (undo with unmerge; nothing is deleted)",
-        expected_version=False,
-    )
-    p.add_argument("survivor_id", metavar="SURVIVOR")
-    p.add_argument("duplicate_id", metavar="DUPLICATE")
-    p.add_argument("--reason", required=True, help="why they are one customer")
-    p = _command(
-        sub,
-        "unmerge",
-        _unmerge,
-        "undo a duplicate's merge: both customers as if it never happened",
-        expected_version=False,
-    )
-    p.add_argument("customer_id", metavar="DUPLICATE")
 
-    p = _command(sub, "rename", _rename, "change the display name")
-    p.add_argument("customer_id", metavar="ID")
-    p.add_argument("--name", required=True)
-
-    for noun, thing, handlers in (
-        ("email", "an e-mail address", {"add": _add_email, "remove": _remove_email}),
-        ("phone", "a phone number", {"add": _add_phone, "remove": _remove_phone}),
-    ):
-        nested = _nested(sub, noun, f"add or remove {thing}")
-        for verb, handler in handlers.items():
-            p = _command(nested, verb, handler, f"{verb} {thing}")
-            p.add_argument("customer_id", metavar="ID")
-            p.add_argument("value", metavar=noun.upper())
-
-    nested = _nested(sub, "address", "add or remove a postal address")
-    p = _command(nested, "add", _add_address, "add a postal address")
-    p.add_argument("customer_id", metavar="ID")
-    p.add_argument(
-        "--line", action="append", default=[], required=True, metavar="L", help="repeatable"
-    )
-    p.add_argument("--city", required=True)
-    p.add_argument("--country", required=True, metavar="CC", help="ISO 3166-1 alpha-2, e.g. DE")
-    p.add_argument("--postal-code", default="")
-    p.add_argument("--region", default="")
-    p.add_argument("--label", default="", help="e.g. home, billing")
-    p = _command(nested, "remove", _remove_address, "remove a postal address")
-    p.add_argument("customer_id", metavar="ID")
-    p.add_argument("address_id", metavar="ADDRESS_ID")
-
-    p = _command(sub, "owner", _owner, "assign the responsible employee ('' unassigns)")
-    p.add_argument("customer_id", metavar="ID")
-    p.add_argument("owner_id", metavar="OWNER_ID")
-
-    p = _command(sub, "tag", _tag, "add and remove tags")
-    p.add_argument("customer_id", metavar="ID")
-    p.add_argument("--add", action="append", default=[], metavar="T", help="repeatable")
-    p.add_argument("--remove", action="append", default=[], metavar="T", help="repeatable")
-
-    nested = _nested(sub, "consent", "record consent or its withdrawal")
-    for verb, granted in (("grant", True), ("revoke", False)):
-        p = _command(
-            nested,
-            verb,
-            _consent_handler(granted),
-            "record consent" if granted else "record the withdrawal of consent",
-        )
-        p.add_argument("customer_id", metavar="ID")
-        p.add_argument("--channel", choices=list(CHANNELS), required=True)
-        p.add_argument("--purpose", choices=list(PURPOSES), required=True)
-        p.add_argument("--source", required=True, metavar="S", help="where the decision came from")
-
-    nested = _nested(sub, "contact", "link contact persons to organisations")
-    p = _command(
-        nested,
-        "link",
-        _link,
-        "make a person a contact of an organisation",
-        expected_version=False,
-    )
-    p.add_argument("organisation_id", metavar="ORG_ID")
-    p.add_argument("person_id", metavar="PERSON_ID")
-    p.add_argument("--role", required=True)
-    p.add_argument("--valid-from", type=parse_time, metavar="TIME", help="default: now")
-    p = _command(nested, "end", _end, "end a contact-person link", expected_version=False)
-    p.add_argument("organisation_id", metavar="ORG_ID")
-    p.add_argument("link_id", metavar="LINK_ID")
-    p.add_argument("--valid-until", type=parse_time, metavar="TIME", help="default: now")
-
-
-# -- handlers ---------------------------------------------------------------------------------
-
-
-def _register(args: argparse.Namespace) -> int:
-    request = api.RegisterCustomerRequest(
-        request_id=args.request_id,
-        kind=KINDS[args.kind],
-        display_name=args.name,
-        emails=args.email,
-        phones=args.phone,
-        owner_id=args.owner,
-        tags=args.tag,
-        acquisition_source=args.source,
-        acquisition_channel=args.channel,
-    )
-    with Client(args) as client:
-        reply = client.stub("customer", CustomerServiceStub).RegisterCustomer(
-            request, timeout=args.timeout
-        )
-    Output(args.json).result("registered", reply.result)
-    return 0
-
-
-def _merge(args: argparse.Namespace) -> int:
-    request = api.MergeCustomersRequest(
-        request_id=args.request_id,
-        survivor_id=args.survivor_id,
-        duplicate_id=args.duplicate_id,
-        reason=args.reason,
-    )
-    with Client(args) as client:
-        reply = client.stub("customer", CustomerServiceStub).MergeCustomers(
-            request, timeout=args.timeout
-        )
-    Output(args.json).result(
-        "merged", reply.result, duplicate_id=args.duplicate_id, merge_id=reply.merge_id
-    )
-    return 0
-
-
-def _unmerge(args: argparse.Namespace) -> int:
-    request = api.UnmergeCustomerRequest(request_id=args.request_id, customer_id=args.customer_id)
-    with Client(args) as client:
-        reply = client.stub("customer", CustomerServiceStub).UnmergeCustomer(
-            request, timeout=args.timeout
-        )
-    Output(args.json).result("unmerged", reply.result, merge_id=reply.merge_id)
-    return 0
-
-
-def _rename(args: argparse.Namespace) -> int:
-    request = api.RenameCustomerRequest(
-        request_id=args.request_id, customer_id=args.customer_id, display_name=args.name
-    )
-    with Client(args) as client:
-        reply = client.stub("customer", CustomerServiceStub).RenameCustomer(
-            versioned(request, args), timeout=args.timeout
-        )
-    Output(args.json).result("renamed", reply.result)
-    return 0
-
-
-def _add_email(args: argparse.Namespace) -> int:
-    request = api.AddEmailRequest(
-        request_id=args.request_id, customer_id=args.customer_id, email=args.value
-    )
-    with Client(args) as client:
-        reply = client.stub("customer", CustomerServiceStub).AddEmail(
-            versioned(request, args), timeout=args.timeout
-        )
-    Output(args.json).result("e-mail added", reply.result)
-    return 0
-
-
-def _remove_email(args: argparse.Namespace) -> int:
-    request = api.RemoveEmailRequest(
-        request_id=args.request_id, customer_id=args.customer_id, email=args.value
-    )
-    with Client(args) as client:
-        reply = client.stub("customer", CustomerServiceStub).RemoveEmail(
-            versioned(request, args), timeout=args.timeout
-        )
-    Output(args.json).result("e-mail removed", reply.result)
-    return 0
-
-
-def _add_phone(args: argparse.Namespace) -> int:
-    request = api.AddPhoneRequest(
-        request_id=args.request_id, customer_id=args.customer_id, phone=args.value
-    )
-    with Client(args) as client:
-        reply = client.stub("customer", CustomerServiceStub).AddPhone(
-            versioned(request, args), timeout=args.timeout
-        )
-    Output(args.json).result("phone added", reply.result)
-    return 0
-
-
-def _remove_phone(args: argparse.Namespace) -> int:
-    request = api.RemovePhoneRequest(
-        request_id=args.request_id, customer_id=args.customer_id, phone=args.value
-    )
-    with Client(args) as client:
-        reply = client.stub("customer", CustomerServiceStub).RemovePhone(
-            versioned(request, args), timeout=args.timeout
-        )
-    Output(args.json).result("phone removed", reply.result)
-    return 0
-
-
-def _add_address(args: argparse.Namespace) -> int:
-    request = api.AddPostalAddressRequest(
-        request_id=args.request_id,
-        customer_id=args.customer_id,
-        address=events.PostalAddress(
-            label=args.label,
-            lines=args.line,
-            postal_code=args.postal_code,
-            city=args.city,
-            region=args.region,
-            country=args.country,
-        ),
-    )
-    with Client(args) as client:
-        reply = client.stub("customer", CustomerServiceStub).AddPostalAddress(
-            versioned(request, args), timeout=args.timeout
-        )
-    Output(args.json).result("address added", reply.result, address_id=reply.address_id)
-    return 0
-
-
-def _remove_address(args: argparse.Namespace) -> int:
-    request = api.RemovePostalAddressRequest(
-        request_id=args.request_id, customer_id=args.customer_id, address_id=args.address_id
-    )
-    with Client(args) as client:
-        reply = client.stub("customer", CustomerServiceStub).RemovePostalAddress(
-            versioned(request, args), timeout=args.timeout
-        )
-    Output(args.json).result("address removed", reply.result)
-    return 0
-
-
-def _owner(args: argparse.Namespace) -> int:
-    request = api.AssignOwnerRequest(
-        request_id=args.request_id, customer_id=args.customer_id, owner_id=args.owner_id
-    )
-    with Client(args) as client:
-        reply = client.stub("customer", CustomerServiceStub).AssignOwner(
-            versioned(request, args), timeout=args.timeout
-        )
-    Output(args.json).result(
-        "owner assigned" if args.owner_id else "owner unassigned", reply.result
-    )
-    return 0
-
-
-def _tag(args: argparse.Namespace) -> int:
-    request = api.ChangeTagsRequest(
-        request_id=args.request_id,
-        customer_id=args.customer_id,
-        add=args.add,
-        remove=args.remove,
-    )
-    with Client(args) as client:
-        reply = client.stub("customer", CustomerServiceStub).ChangeTags(
-            versioned(request, args), timeout=args.timeout
-        )
-    Output(args.json).result("tags changed", reply.result)
-    return 0
-
-
-def _consent_handler(granted: bool) -> Handler:
-    def handler(args: argparse.Namespace) -> int:
-        fields: dict[str, Any] = {
-            "request_id": args.request_id,
-            "customer_id": args.customer_id,
-            "channel": CHANNELS[args.channel],
-            "purpose": PURPOSES[args.purpose],
-            "source": args.source,
-        }
-        with Client(args) as client:
-            if granted:
-                grant = versioned(api.GrantConsentRequest(**fields), args)
-                result = (
-                    client.stub("customer", CustomerServiceStub)
-                    .GrantConsent(grant, timeout=args.timeout)
-                    .result
-                )
-            else:
-                revoke = versioned(api.RevokeConsentRequest(**fields), args)
-                result = (
-                    client.stub("customer", CustomerServiceStub)
-                    .RevokeConsent(revoke, timeout=args.timeout)
-                    .result
-                )
-        Output(args.json).result("consent granted" if granted else "consent revoked", result)
-        return 0
-
-    return handler
-
-
-def _link(args: argparse.Namespace) -> int:
-    request = api.LinkContactPersonRequest(
-        request_id=args.request_id,
-        organisation_id=args.organisation_id,
-        person_id=args.person_id,
-        role=args.role,
-        valid_from=args.valid_from,
-    )
-    with Client(args) as client:
-        reply = client.stub("customer", CustomerServiceStub).LinkContactPerson(
-            request, timeout=args.timeout
-        )
-    Output(args.json).result("contact person linked", reply.result, link_id=reply.link_id)
-    return 0
-
-
-def _end(args: argparse.Namespace) -> int:
-    request = api.EndContactPersonRequest(
-        request_id=args.request_id,
-        organisation_id=args.organisation_id,
-        link_id=args.link_id,
-        valid_until=args.valid_until,
-    )
-    with Client(args) as client:
-        reply = client.stub("customer", CustomerServiceStub).EndContactPerson(
-            request, timeout=args.timeout
-        )
-    Output(args.json).result("contact-person link ended", reply.result)
-    return 0
+# -- reads ------------------------------------------------------------------------------------
 
 
 def _get(args: argparse.Namespace) -> int:
@@ -542,7 +405,7 @@ def show_customer(out: Output, c: api.Customer) -> None:
         ("id", c.customer_id),
         *([("merged into", Text(c.merged_into, style="yellow"))] if c.merged_into else []),
         *([("absorbed", list(c.absorbed))] if c.absorbed else []),
-        ("kind", kind_label(c.kind)),
+        ("kind", CUSTOMER_KINDS.word(c.kind)),
         ("version", c.version),
         ("e-mails", list(c.emails)),
         ("phones", list(c.phones)),
@@ -560,8 +423,8 @@ def show_customer(out: Output, c: api.Customer) -> None:
             consents.add_column(column)
         for x in c.consents:
             consents.add_row(
-                channel_label(x.channel),
-                purpose_label(x.purpose),
+                CONSENT_CHANNELS.word(x.channel),
+                CONSENT_PURPOSES.word(x.purpose),
                 Text("yes", style="green") if x.granted else Text("no", style="red"),
                 Text(x.source),
                 short_time(iso_field(x, "decided_at")),

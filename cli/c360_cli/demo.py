@@ -5,17 +5,17 @@ made of seed, index and step. Re-running the same demo (after a crash, or with a
 --customers) therefore replays what was stored and adds only what is missing.
 """
 
-# Turkish names and places use the dotless i (U+0131) on purpose.
-# ruff: noqa: RUF001
-
 from __future__ import annotations
 
 import argparse
 import asyncio
 import random
 import time
+import tomllib
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
 from typing import Any, Protocol, TypeVar
 
 import grpc
@@ -34,14 +34,23 @@ from c360.common.v1 import command_pb2
 from c360.customer.v1 import customer_service_pb2 as api
 from c360.customer.v1.customer_service_pb2_grpc import CustomerServiceStub
 from c360.events.v1 import customer_events_pb2 as events
-from c360.events.v1 import ticket_events_pb2 as ticket_events
 from c360.service_desk.v1 import service_desk_service_pb2 as desk
 from c360.service_desk.v1.service_desk_service_pb2_grpc import ServiceDeskServiceStub
+from c360.timeline.v1 import timeline_service_pb2 as timeline_api
+from c360.timeline.v1.timeline_service_pb2_grpc import TimelineServiceStub
 from c360_cli.argtypes import positive_int
 from c360_cli.client import AsyncClient, CliError
 from c360_cli.output import Output
+from c360_cli.words import (
+    CONSENT_CHANNELS,
+    CONSENT_PURPOSES,
+    CUSTOMER_KINDS,
+    INTERACTION_KINDS,
+    TICKET_CHANNELS,
+    TICKET_PRIORITIES,
+)
 
-# -- demo data --------------------------------------------------------------------------------
+# -- demo data (data/demo.toml) ----------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -69,230 +78,58 @@ class Culture:
     number_first: bool = False
 
 
-def _same(*names: str) -> tuple[tuple[str, str], ...]:
-    return tuple((n, n) for n in names)
+@dataclass(frozen=True)
+class DemoData:
+    """What the plan draws its customers and tickets from."""
+
+    cultures: tuple[Culture, ...]
+    roles: tuple[str, ...]
+    tags: tuple[str, ...]
+    acquisition: tuple[tuple[str, str], ...]
+    consent_sources: tuple[str, ...]
+    revoke_sources: tuple[str, ...]
+    consent_choices: tuple[tuple[str, str, float], ...]
+    queues: tuple[str, ...]
+    ticket_channels: tuple[tuple[str, float], ...]
+    ticket_subjects: dict[str, tuple[str, ...]]
 
 
-CULTURES: tuple[Culture, ...] = (
-    Culture(
-        country="DE",
-        given_male=("Jürgen", "Lukas", "Matthias", "Jörg", "Felix", "Björn", "Tobias"),
-        given_female=("Sabine", "Anja", "Katrin", "Ute", "Stefanie", "Jülide", "Lea"),
-        surnames=_same("Müller", "Schröder", "Weiß", "Köhler", "Hoffmann", "Krüger", "Jäger"),
-        cities=(
-            City("Berlin", "10115", "", ("Torstraße", "Friedrichstraße", "Kastanienallee")),
-            City("München", "80331", "Bayern", ("Sendlinger Straße", "Tal", "Fürstenstraße")),
-            City("Hamburg", "20095", "", ("Mönckebergstraße", "Spitalerstraße")),
-            City("Köln", "50667", "", ("Hohe Straße", "Schildergasse")),
+def _culture(raw: dict[str, Any]) -> Culture:
+    return Culture(
+        country=raw["country"],
+        given_male=tuple(raw["given_male"]),
+        given_female=tuple(raw["given_female"]),
+        surnames=tuple((s, s) if isinstance(s, str) else (s[0], s[1]) for s in raw["surnames"]),
+        cities=tuple(
+            City(c["name"], c["postal_code"], c.get("region", ""), tuple(c["streets"]))
+            for c in raw["cities"]
         ),
-        companies=("{last} Maschinenbau GmbH", "Brauerei {last} KG", "{last} & Söhne GmbH"),
-        email_domain="example.de",
-    ),
-    Culture(
-        country="LV",
-        given_male=("Jānis", "Kārlis", "Andris", "Māris", "Edgars"),
-        given_female=("Ilze", "Līga", "Inese", "Zane", "Dace"),
-        surnames=(
-            ("Žirnovskis", "Žirnovska"),
-            ("Bērziņš", "Bērziņa"),
-            ("Kalniņš", "Kalniņa"),
-            ("Ozols", "Ozola"),
-            ("Liepiņš", "Liepiņa"),
-        ),
-        cities=(
-            City("Rīga", "LV-1050", "", ("Brīvības iela", "Tērbatas iela", "Elizabetes iela")),
-            City("Liepāja", "LV-3401", "", ("Graudu iela", "Lielā iela")),
-        ),
-        companies=("SIA {last} un partneri", "{last} Kokapstrāde SIA"),
-        email_domain="example.lv",
-    ),
-    Culture(
-        country="NO",
-        given_male=("Søren", "Håkon", "Øystein", "Lars", "Bjørn"),
-        given_female=("Åse", "Ingrid", "Sølvi", "Kari", "Ragnhild"),
-        surnames=_same("Øster", "Hansen", "Bråten", "Løvås", "Nygård"),
-        cities=(
-            City("Oslo", "0150", "", ("Karl Johans gate", "Grensen", "Thorvald Meyers gate")),
-            City("Bergen", "5003", "", ("Bryggen", "Strandgaten")),
-            City("Trondheim", "7011", "", ("Munkegata", "Olav Tryggvasons gate")),
-        ),
-        companies=("{last} Fiskeri AS", "Nordlys {last} AS"),
-        email_domain="example.no",
-    ),
-    Culture(
-        country="IE",
-        given_male=("Seán", "Ciarán", "Pádraig", "Liam", "Oisín"),
-        given_female=("Siobhán", "Aoife", "Niamh", "Róisín", "Saoirse"),
-        surnames=_same("O'Brien", "O'Connor", "McCarthy", "Ó Ceallaigh", "Fitzgerald", "Murphy"),
-        cities=(
-            City("Dublin", "D02 X285", "", ("Grafton Street", "Dame Street", "Camden Street")),
-            City("Cork", "T12 W8EN", "", ("Patrick Street", "Oliver Plunkett Street")),
-            City("Galway", "H91 E2K6", "", ("Shop Street", "Quay Street")),
-        ),
-        companies=("{last} & Sons Ltd", "{last} Software Ltd"),
-        email_domain="example.ie",
-        number_first=True,
-    ),
-    Culture(
-        country="VN",
-        given_male=("Văn An", "Minh Tuấn", "Đức Anh", "Quốc Bảo", "Hữu Phước"),
-        given_female=("Thị Lan", "Thu Hà", "Ngọc Ánh", "Thị Hương", "Bảo Châu"),
-        surnames=_same("Nguyễn", "Trần", "Lê", "Phạm", "Hoàng", "Đặng"),
-        cities=(
-            City("Hà Nội", "100000", "", ("Phố Hàng Bạc", "Phố Huế", "Phố Tràng Tiền")),
-            City("Thành phố Hồ Chí Minh", "700000", "", ("Đường Đồng Khởi", "Đường Lê Lợi")),
-            City("Đà Nẵng", "550000", "", ("Đường Bạch Đằng", "Đường Trần Phú")),
-        ),
-        companies=("Công ty TNHH {last} Việt", "{last} Trading Co., Ltd."),
-        email_domain="example.vn",
-        family_first=True,
-        number_first=True,
-    ),
-    Culture(
-        country="FR",
-        given_male=("François", "Jérôme", "Théo", "Benoît", "Gaël"),
-        given_female=("Hélène", "Chloé", "Amélie", "Célia", "Maëlle"),
-        surnames=_same("Lefèvre", "Dubois", "Moreau", "Girard", "Lemaître", "Bérard"),
-        cities=(
-            City("Paris", "75002", "", ("rue de Rivoli", "rue Montorgueil", "boulevard Haussmann")),
-            City("Lyon", "69002", "", ("rue de la République", "quai Saint-Antoine")),
-            City("Bordeaux", "33000", "", ("cours de l'Intendance", "rue Sainte-Catherine")),
-        ),
-        companies=("Boulangerie {last} SARL", "{last} Conseil SAS", "Établissements {last}"),
-        email_domain="example.fr",
-        number_first=True,
-    ),
-    Culture(
-        country="ES",
-        given_male=("José", "Andrés", "Álvaro", "Iñigo", "Joaquín"),
-        given_female=("María José", "Lucía", "Begoña", "Inés", "Mónica"),
-        surnames=_same("García López", "Muñoz", "Fernández", "Núñez", "Ibáñez", "Peña"),
-        cities=(
-            City("Madrid", "28013", "Madrid", ("Calle Mayor", "Calle de Alcalá", "Gran Vía")),
-            City("Sevilla", "41001", "Andalucía", ("Calle Sierpes", "Calle Tetuán")),
-            City("Bilbao", "48001", "País Vasco", ("Calle Ercilla", "Alameda de Urquijo")),
-        ),
-        companies=("{last} Logística S.L.", "Bodegas {last} S.A."),
-        email_domain="example.es",
-    ),
-    Culture(
-        country="TR",
-        given_male=("Mehmet", "Emre", "Çağrı", "Oğuz", "İsmail"),
-        given_female=("Ayşe", "Gülşen", "Şebnem", "Özlem", "Büşra"),
-        surnames=_same("Yılmaz", "Şahin", "Öztürk", "Çelik", "Doğan", "Aydın"),
-        cities=(
-            City("İstanbul", "34430", "", ("İstiklal Caddesi", "Bağdat Caddesi")),
-            City("Ankara", "06420", "", ("Atatürk Bulvarı", "Tunalı Hilmi Caddesi")),
-            City("İzmir", "35210", "", ("Kıbrıs Şehitleri Caddesi", "Cumhuriyet Bulvarı")),
-        ),
-        companies=("{last} Tekstil A.Ş.", "{last} Gıda Ltd. Şti."),
-        email_domain="example.com.tr",
-    ),
-    Culture(
-        country="US",
-        given_male=("Michael", "DeShawn", "Carlos", "Ethan", "Tyler"),
-        given_female=("Jennifer", "Aaliyah", "Megan", "Priya", "Ashley"),
-        surnames=_same("Johnson", "Washington", "Rodriguez", "O'Neill", "Kim", "Patel"),
-        cities=(
-            City("New York", "10001", "NY", ("W 34th St", "Broadway", "Lexington Ave")),
-            City("Austin", "78701", "TX", ("Congress Ave", "E 6th St")),
-            City("Seattle", "98101", "WA", ("Pike St", "1st Ave")),
-        ),
-        companies=("{last} Industries Inc.", "{last} Analytics LLC"),
-        email_domain="example.com",
-        number_first=True,
-    ),
-    Culture(
-        country="GB",
-        given_male=("Oliver", "Rhys", "Alistair", "Hamish", "Callum"),
-        given_female=("Siân", "Charlotte", "Eleanor", "Imogen", "Niamh"),
-        surnames=_same("Thompson", "Llewellyn", "MacLeod", "Featherstonehaugh", "Ashworth"),
-        cities=(
-            City("London", "EC1A 1BB", "", ("Baker Street", "Upper Street", "Old Kent Road")),
-            City("Manchester", "M1 1AE", "", ("Deansgate", "Oldham Street")),
-            City("Edinburgh", "EH1 1YZ", "", ("High Street", "Rose Street")),
-        ),
-        companies=("{last} & Partners Ltd", "{last} Holdings plc"),
-        email_domain="example.co.uk",
-        number_first=True,
-    ),
-    Culture(
-        country="PL",
-        given_male=("Łukasz", "Paweł", "Michał", "Grzegorz", "Wojciech"),
-        given_female=("Małgorzata", "Agnieszka", "Zofia", "Joanna", "Katarzyna"),
-        surnames=(
-            ("Wójcik", "Wójcik"),
-            ("Kowalski", "Kowalska"),
-            ("Zieliński", "Zielińska"),
-            ("Wiśniewski", "Wiśniewska"),
-            ("Dąbrowski", "Dąbrowska"),
-        ),
-        cities=(
-            City("Warszawa", "00-950", "", ("ul. Nowy Świat", "ul. Marszałkowska")),
-            City("Kraków", "31-008", "", ("ul. Floriańska", "ul. Grodzka")),
-            City("Gdańsk", "80-831", "", ("ul. Długa", "ul. Mariacka")),
-        ),
-        companies=("{last} i Wspólnicy Sp. z o.o.", "Zakład {last} S.A."),
-        email_domain="example.pl",
-    ),
-    Culture(
-        country="CZ",
-        given_male=("Jiří", "Tomáš", "Ondřej", "Lukáš", "Radek"),
-        given_female=("Petra", "Lucie", "Tereza", "Jana", "Kateřina"),
-        surnames=(
-            ("Dvořák", "Dvořáková"),
-            ("Novák", "Nováková"),
-            ("Černý", "Černá"),
-            ("Procházka", "Procházková"),
-            ("Kučera", "Kučerová"),
-        ),
-        cities=(
-            City("Praha", "110 00", "", ("Národní", "Vodičkova", "Karlova")),
-            City("Brno", "602 00", "", ("Masarykova", "Česká")),
-        ),
-        companies=("{last} Strojírny s.r.o.", "Pivovar {last} a.s."),
-        email_domain="example.cz",
-    ),
-)
+        companies=tuple(raw["companies"]),
+        email_domain=raw["email_domain"],
+        family_first=raw.get("family_first", False),
+        number_first=raw.get("number_first", False),
+    )
 
-ROLES = (
-    "purchasing",
-    "accounts payable",
-    "managing director",
-    "IT contact",
-    "project lead",
-    "logistics",
-    "technical buyer",
-)
-TAGS = (
-    "vip",
-    "newsletter",
-    "b2b",
-    "trade-fair-2024",
-    "churn-risk",
-    "beta-tester",
-    "premium",
-    "student",
-    "reseller",
-)
-ACQUISITION = (
-    ("web-shop", "web"),
-    ("trade-fair", "in-person"),
-    ("referral", "email"),
-    ("partner", "partner-portal"),
-    ("cold-call", "phone"),
-    ("newsletter-signup", "web"),
-    ("mobile-app", "app"),
-)
-CONSENT_SOURCES = ("web-form", "signed-contract", "call-centre", "trade-fair", "app-settings")
-REVOKE_SOURCES = ("unsubscribe-link", "customer-call", "gdpr-request", "app-settings")
-CONSENT_CHOICES: tuple[tuple[str, str, float], ...] = (
-    ("email", "marketing", 0.6),
-    ("sms", "service", 0.4),
-    ("post", "marketing", 0.2),
-    ("phone", "service", 0.2),
-    ("email", "service", 0.3),
-)
+
+@cache
+def data() -> DemoData:
+    """The demo data, read once from the package's data/demo.toml."""
+    text = resources.files("c360_cli").joinpath("data", "demo.toml").read_text(encoding="utf-8")
+    raw = tomllib.loads(text)
+    return DemoData(
+        cultures=tuple(_culture(c) for c in raw["cultures"]),
+        roles=tuple(raw["roles"]),
+        tags=tuple(raw["tags"]),
+        acquisition=tuple((source, channel) for source, channel in raw["acquisition"]),
+        consent_sources=tuple(raw["consent_sources"]),
+        revoke_sources=tuple(raw["revoke_sources"]),
+        consent_choices=tuple((c, p, share) for c, p, share in raw["consent_choices"]),
+        queues=tuple(raw["queues"]),
+        ticket_channels=tuple(raw["ticket_channels"].items()),
+        ticket_subjects={k: tuple(v) for k, v in raw["ticket_subjects"].items()},
+    )
+
+
 OWNERS = 40
 """Employee ids emp-0001 .. emp-0040."""
 BLOCK = 8
@@ -300,59 +137,10 @@ BLOCK = 8
 MOVE_SHARE = 0.3
 """Share of contact persons who later change to the next block's organisation."""
 
-CHANNELS = {
-    "email": events.CONSENT_CHANNEL_EMAIL,
-    "sms": events.CONSENT_CHANNEL_SMS,
-    "phone": events.CONSENT_CHANNEL_PHONE,
-    "post": events.CONSENT_CHANNEL_POST,
-}
-PURPOSES = {
-    "marketing": events.CONSENT_PURPOSE_MARKETING,
-    "service": events.CONSENT_PURPOSE_SERVICE,
-}
-
-TICKET_SUBJECTS: dict[str, tuple[str, ...]] = {
-    "billing": ("Invoice shows a double charge", "Refund not received", "Direct debit failed"),
-    "delivery": ("Parcel not delivered", "Wrong item received", "Delivery date moved again"),
-    "technical": (
-        "Router keeps dropping the connection",
-        "Cannot log in to the customer portal",
-        "App crashes on start",
-    ),
-    "contract": ("Cancel my contract", "Change of tariff", "Moving to a new address"),
-}
-TICKET_CHANNELS = (
-    ("phone", 0.3),
-    ("email", 0.2),
-    ("web-form", 0.12),
-    ("chat", 0.12),
-    ("ivr", 0.08),
-    ("sms", 0.08),
-    ("in-person", 0.06),
-    ("fax", 0.04),
-)
-QUEUES = ("first-level", "billing", "technical", "complaints")
 TICKET_SHARE = 0.35
 """Share of customers with tickets (one, sometimes two)."""
 CHURN_SHARE = 0.05
 """Share of people who contact the service desk four times: the churn signal's cases."""
-DESK_CHANNELS = {
-    "phone": ticket_events.TICKET_CHANNEL_PHONE,
-    "ivr": ticket_events.TICKET_CHANNEL_IVR,
-    "email": ticket_events.TICKET_CHANNEL_EMAIL,
-    "sms": ticket_events.TICKET_CHANNEL_SMS,
-    "web-form": ticket_events.TICKET_CHANNEL_WEB_FORM,
-    "chat": ticket_events.TICKET_CHANNEL_CHAT,
-    "fax": ticket_events.TICKET_CHANNEL_FAX,
-    "in-person": ticket_events.TICKET_CHANNEL_IN_PERSON,
-}
-DESK_PRIORITIES = {
-    "low": ticket_events.TICKET_PRIORITY_LOW,
-    "normal": ticket_events.TICKET_PRIORITY_NORMAL,
-    "high": ticket_events.TICKET_PRIORITY_HIGH,
-    "urgent": ticket_events.TICKET_PRIORITY_URGENT,
-}
-
 
 # -- the plan (pure: a function of seed and count) -------------------------------------------
 
@@ -453,12 +241,12 @@ def _address(rng: random.Random, culture: Culture, label: str) -> events.PostalA
 
 def _consents(rng: random.Random) -> tuple[list[Consent], list[Consent]]:
     grants = [
-        Consent(channel, purpose, rng.choice(CONSENT_SOURCES))
-        for channel, purpose, share in CONSENT_CHOICES
+        Consent(channel, purpose, rng.choice(data().consent_sources))
+        for channel, purpose, share in data().consent_choices
         if rng.random() < share
     ]
     revocations = [
-        Consent(g.channel, g.purpose, rng.choice(REVOKE_SOURCES))
+        Consent(g.channel, g.purpose, rng.choice(data().revoke_sources))
         for g in grants
         if rng.random() < (0.3 if g.purpose == "marketing" else 0.1)
     ]
@@ -466,7 +254,7 @@ def _consents(rng: random.Random) -> tuple[list[Consent], list[Consent]]:
 
 
 def _person(index: int, rng: random.Random) -> CustomerPlan:
-    culture = rng.choice(CULTURES)
+    culture = rng.choice(data().cultures)
     female = rng.random() < 0.5
     given = rng.choice(culture.given_female if female else culture.given_male)
     surname_pair = rng.choice(culture.surnames)
@@ -479,7 +267,7 @@ def _person(index: int, rng: random.Random) -> CustomerPlan:
     if rng.random() < 0.2:
         emails.append(f"{last}.{first}@mail.example.org")
     phones = [phone_number(rng, culture.country, mobile=True) for _ in range(rng.randint(0, 2))]
-    source, channel = rng.choice(ACQUISITION)
+    source, channel = rng.choice(data().acquisition)
     plan = CustomerPlan(
         index=index,
         kind="person",
@@ -487,7 +275,7 @@ def _person(index: int, rng: random.Random) -> CustomerPlan:
         emails=emails,
         phones=phones,
         owner=f"emp-{rng.randint(1, OWNERS):04d}" if rng.random() < 0.6 else "",
-        tags=sorted(set(rng.sample(TAGS, rng.randint(0, 2)))),
+        tags=sorted(set(rng.sample(data().tags, rng.randint(0, 2)))),
         source=source,
         channel=channel,
     )
@@ -497,7 +285,7 @@ def _person(index: int, rng: random.Random) -> CustomerPlan:
         plan.late_owner = f"emp-{rng.randint(1, OWNERS):04d}"
     plan.grants, plan.revocations = _consents(rng)
     if rng.random() < 0.25:
-        add = [t for t in rng.sample(TAGS, 2) if t not in plan.tags][:1]
+        add = [t for t in rng.sample(data().tags, 2) if t not in plan.tags][:1]
         remove = plan.tags[:1] if plan.tags and rng.random() < 0.5 else []
         if add or remove:
             plan.tag_change = (add, remove)
@@ -508,16 +296,16 @@ def _person(index: int, rng: random.Random) -> CustomerPlan:
     if rng.random() < 0.1:
         plan.new_email = f"{first}.{last}.{rng.randint(100, 999)}@{culture.email_domain}"
     plan.move_roll = rng.random()
-    plan.move_role = rng.choice(ROLES)
+    plan.move_role = rng.choice(data().roles)
     return plan
 
 
 def _organisation(index: int, rng: random.Random) -> CustomerPlan:
-    culture = rng.choice(CULTURES)
+    culture = rng.choice(data().cultures)
     last = rng.choice(culture.surnames)[0]
     name = rng.choice(culture.companies).format(last=last)
     domain = f"{_slug(last)}-{index}.example"
-    source, channel = rng.choice(ACQUISITION)
+    source, channel = rng.choice(data().acquisition)
     plan = CustomerPlan(
         index=index,
         kind="organisation",
@@ -525,7 +313,7 @@ def _organisation(index: int, rng: random.Random) -> CustomerPlan:
         emails=[f"{rng.choice(('info', 'office', 'hello', 'kontakt'))}@{domain}"],
         phones=[phone_number(rng, culture.country, mobile=False)],
         owner=f"emp-{rng.randint(1, OWNERS):04d}",
-        tags=sorted({"b2b", *rng.sample(TAGS, rng.randint(0, 1))}),
+        tags=sorted({"b2b", *rng.sample(data().tags, rng.randint(0, 1))}),
         source=source,
         channel=channel,
     )
@@ -536,7 +324,7 @@ def _organisation(index: int, rng: random.Random) -> CustomerPlan:
     if rng.random() < 0.5:
         plan.grants.append(Consent("post", "marketing", "signed-contract"))
     persons = rng.sample(range(index + 1, index + BLOCK), rng.randint(1, 3))
-    plan.contacts = [(p, rng.choice(ROLES)) for p in sorted(persons)]
+    plan.contacts = [(p, rng.choice(data().roles)) for p in sorted(persons)]
     return plan
 
 
@@ -545,16 +333,16 @@ def _weighted(rng: random.Random, choices: tuple[tuple[str, float], ...]) -> str
 
 
 def _ticket(rng: random.Random, inbound: bool) -> TicketPlan:
-    category = rng.choice(sorted(TICKET_SUBJECTS))
+    category = rng.choice(sorted(data().ticket_subjects))
     ticket = TicketPlan(
-        channel=_weighted(rng, TICKET_CHANNELS),
+        channel=_weighted(rng, data().ticket_channels),
         category=category,
-        subject=rng.choice(TICKET_SUBJECTS[category]),
+        subject=rng.choice(data().ticket_subjects[category]),
         priority=_weighted(rng, (("low", 0.15), ("normal", 0.6), ("high", 0.2), ("urgent", 0.05))),
     )
     steps = ticket.steps
     if rng.random() < 0.8:
-        steps.append(("assign", f"emp-{rng.randint(1, OWNERS):04d}/{rng.choice(QUEUES)}"))
+        steps.append(("assign", f"emp-{rng.randint(1, OWNERS):04d}/{rng.choice(data().queues)}"))
     if inbound and rng.random() < 0.4:
         steps.append(("inbound", str(rng.randint(40, 900)) if rng.random() < 0.5 else "message"))
     if rng.random() < 0.5:
@@ -620,6 +408,7 @@ class _Reply(Protocol):
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp", bound=_Reply)
+Out = TypeVar("Out")
 Script = Callable[[], Awaitable[None]]
 
 RETRYABLE = {
@@ -664,6 +453,10 @@ class DemoRun:
         self.links: dict[int, tuple[str, str]] = {}
         """person index -> (organisation id, link id) of the link made in the contacts phase."""
         self.ticket_ids: dict[int, list[str]] = {}
+        self.tokens: dict[int, str] = {}
+        """plan index -> consistency token of the customer's latest command."""
+        self.at_risk: set[int] = set()
+        """plan indexes of the customers the timeline flags as at risk."""
         self.stats = Stats()
         self.failure: BaseException | None = None
 
@@ -676,13 +469,31 @@ class DemoRun:
         request: Req,
         what: str,
         service: str = "customer",
+        *,
+        of: int,
     ) -> Resp:
-        """One command, retried with its request id (so at most one effect) when retryable."""
+        """One command about customer `of` (its plan index), retried with its request id (so
+        at most one effect) when retryable."""
+        reply = await self.retrying(method, request, what, service)
+        self.stats.commands += 1
+        if reply.result.replayed:
+            self.stats.replayed += 1
+        self.tokens[of] = reply.result.consistency_token
+        self.progress.advance(self.task)
+        return reply
+
+    async def retrying(
+        self,
+        method: grpc.aio.UnaryUnaryMultiCallable[Req, Out],
+        request: Req,
+        what: str,
+        service: str,
+    ) -> Out:
+        """One call, again after a retryable failure (a command with the same request id)."""
         delay = 0.05
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
-                reply = await method(request, timeout=self.timeout)
-                break
+                return await method(request, timeout=self.timeout)
             except grpc.RpcError as exc:
                 if exc.code() not in RETRYABLE or attempt == MAX_ATTEMPTS:
                     error = self.client.failure(exc, service)
@@ -692,11 +503,7 @@ class DemoRun:
                 self.stats.retries += 1
                 await asyncio.sleep(delay * random.uniform(0.5, 1.5))
                 delay = min(delay * 2, 2.0)
-        self.stats.commands += 1
-        if reply.result.replayed:
-            self.stats.replayed += 1
-        self.progress.advance(self.task)
-        return reply
+        raise AssertionError("unreachable")
 
     async def phase(self, name: str, scripts: list[Script]) -> None:
         """Run scripts (each one customer's or organisation's sequence) `concurrency` at once."""
@@ -723,9 +530,7 @@ class DemoRun:
         async def script() -> None:
             request = api.RegisterCustomerRequest(
                 request_id=self.rid(p.index, "register"),
-                kind=events.CUSTOMER_KIND_ORGANISATION
-                if p.kind == "organisation"
-                else events.CUSTOMER_KIND_PERSON,
+                kind=CUSTOMER_KINDS.value(p.kind),
                 display_name=p.name,
                 emails=p.emails,
                 phones=p.phones,
@@ -738,6 +543,7 @@ class DemoRun:
                 self.client.stub("customer", CustomerServiceStub).RegisterCustomer,
                 request,
                 "register",
+                of=p.index,
             )
             self.ids[p.index] = reply.result.aggregate_id
 
@@ -756,6 +562,7 @@ class DemoRun:
                         address=address,
                     ),
                     "add address",
+                    of=p.index,
                 )
             if p.late_owner:
                 await self.call(
@@ -766,6 +573,7 @@ class DemoRun:
                         owner_id=p.late_owner,
                     ),
                     "assign owner",
+                    of=p.index,
                 )
             for c in p.grants:
                 await self.call(
@@ -773,11 +581,12 @@ class DemoRun:
                     api.GrantConsentRequest(
                         request_id=self.rid(p.index, f"grant-{c.channel}-{c.purpose}"),
                         customer_id=cid,
-                        channel=CHANNELS[c.channel],
-                        purpose=PURPOSES[c.purpose],
+                        channel=CONSENT_CHANNELS.value(c.channel),
+                        purpose=CONSENT_PURPOSES.value(c.purpose),
                         source=c.source,
                     ),
                     "grant consent",
+                    of=p.index,
                 )
 
         return script
@@ -794,6 +603,7 @@ class DemoRun:
                         role=role,
                     ),
                     "link contact person",
+                    of=org.index,
                 )
                 self.links[person] = (self.ids[org.index], reply.link_id)
                 self.stats.links += 1
@@ -810,11 +620,12 @@ class DemoRun:
                     api.RevokeConsentRequest(
                         request_id=self.rid(p.index, f"revoke-{c.channel}-{c.purpose}"),
                         customer_id=cid,
-                        channel=CHANNELS[c.channel],
-                        purpose=PURPOSES[c.purpose],
+                        channel=CONSENT_CHANNELS.value(c.channel),
+                        purpose=CONSENT_PURPOSES.value(c.purpose),
                         source=c.source,
                     ),
                     "revoke consent",
+                    of=p.index,
                 )
             if p.tag_change:
                 add, remove = p.tag_change
@@ -827,6 +638,7 @@ class DemoRun:
                         remove=remove,
                     ),
                     "change tags",
+                    of=p.index,
                 )
             if p.rename:
                 await self.call(
@@ -837,6 +649,7 @@ class DemoRun:
                         display_name=p.rename,
                     ),
                     "rename",
+                    of=p.index,
                 )
             if p.new_email:
                 await self.call(
@@ -847,6 +660,7 @@ class DemoRun:
                         email=p.new_email,
                     ),
                     "add e-mail",
+                    of=p.index,
                 )
                 await self.call(
                     stub.RemoveEmail,
@@ -856,6 +670,7 @@ class DemoRun:
                         email=p.emails[0],
                     ),
                     "remove e-mail",
+                    of=p.index,
                 )
 
         return script
@@ -874,6 +689,7 @@ class DemoRun:
                     link_id=link_id,
                 ),
                 "end contact-person link",
+                of=p.index,
             )
             await self.call(
                 stub.LinkContactPerson,
@@ -884,6 +700,7 @@ class DemoRun:
                     role=role,
                 ),
                 "link contact person",
+                of=p.index,
             )
             self.stats.moves += 1
 
@@ -898,25 +715,26 @@ class DemoRun:
                     desk.OpenTicketRequest(
                         request_id=self.rid(p.index, f"ticket-{n}-open"),
                         customer_id=self.ids[p.index],
-                        channel=DESK_CHANNELS[t.channel],
+                        channel=TICKET_CHANNELS.value(t.channel),
                         subject=t.subject,
                         category=t.category,
-                        priority=DESK_PRIORITIES[t.priority],
+                        priority=TICKET_PRIORITIES.value(t.priority),
                     ),
                     "open ticket",
                     "service-desk",
+                    of=p.index,
                 )
                 ticket_id = opened.result.aggregate_id
                 self.ticket_ids.setdefault(p.index, []).append(ticket_id)
                 self.stats.tickets += 1
                 for k, (step, arg) in enumerate(t.steps):
                     rid = self.rid(p.index, f"ticket-{n}-{k}-{step}")
-                    await self.ticket_step(stub, rid, ticket_id, t, step, arg)
+                    await self.ticket_step(stub, p.index, rid, ticket_id, t, step, arg)
 
         return script
 
     async def ticket_step(
-        self, stub: Any, rid: str, ticket_id: str, t: TicketPlan, step: str, arg: str
+        self, stub: Any, index: int, rid: str, ticket_id: str, t: TicketPlan, step: str, arg: str
     ) -> None:
         """One step of a ticket's plan, as one command."""
         method: Any
@@ -929,12 +747,6 @@ class DemoRun:
             )
         elif step in ("inbound", "outbound", "note"):
             call = arg.isdigit()
-            kinds = {
-                ("inbound", True): ticket_events.INTERACTION_KIND_INBOUND_CALL,
-                ("inbound", False): ticket_events.INTERACTION_KIND_INBOUND_MESSAGE,
-                ("outbound", False): ticket_events.INTERACTION_KIND_OUTBOUND_MESSAGE,
-                ("note", False): ticket_events.INTERACTION_KIND_INTERNAL_NOTE,
-            }
             body = {
                 "inbound": f"Any news about “{t.subject}”?",
                 "outbound": "We are on it and will get back to you within two working days.",
@@ -943,11 +755,11 @@ class DemoRun:
             method, request = (
                 stub.RecordInteraction,
                 desk.RecordInteractionRequest(
-                    kind=kinds[(step, call)],
+                    kind=INTERACTION_KINDS.value(
+                        "note" if step == "note" else f"{step}-{'call' if call else 'message'}"
+                    ),
                     # our written replies go by e-mail; the rest take the ticket's channel
-                    channel=ticket_events.TICKET_CHANNEL_EMAIL
-                    if step == "outbound"
-                    else ticket_events.TICKET_CHANNEL_UNSPECIFIED,
+                    channel=TICKET_CHANNELS.value_or_zero("email" if step == "outbound" else ""),
                     body="" if call else body,
                     duration_seconds=int(arg) if call else 0,
                 ),
@@ -967,7 +779,7 @@ class DemoRun:
             method, request = stub.ReopenTicket, desk.ReopenTicketRequest(reason=arg)
         request.request_id = rid
         request.ticket_id = ticket_id
-        await self.call(method, request, f"ticket {step}", "service-desk")
+        await self.call(method, request, f"ticket {step}", "service-desk", of=index)
 
     async def run(self) -> None:
         plans = self.plans
@@ -980,6 +792,22 @@ class DemoRun:
         await self.phase("changing companies", [self.move_script(p) for p in movers])
         with_tickets = [p for p in plans if p.tickets]
         await self.phase("service-desk tickets", [self.tickets_script(p) for p in with_tickets])
+        await self.phase("asking the timeline", [self.profile_script(p) for p in plans])
+
+    def profile_script(self, p: CustomerPlan) -> Script:
+        """Read the customer's profile once the timeline has its latest command: at risk?"""
+
+        async def script() -> None:
+            request = timeline_api.GetProfileRequest(
+                customer_id=self.ids[p.index], wait_for=self.tokens.get(p.index, "")
+            )
+            stub = self.client.stub("timeline", TimelineServiceStub)
+            reply = await self.retrying(stub.GetProfile, request, "read a profile", "timeline")
+            if reply.profile.at_risk:
+                self.at_risk.add(p.index)
+            self.progress.advance(self.task)
+
+        return script
 
 
 def count_commands(plans: list[CustomerPlan]) -> int:
@@ -1008,7 +836,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "Deterministic for a seed; running it again changes nothing."
         ),
     )
-    parser.add_argument("--customers", type=positive_int, required=True, metavar="N")
+    parser.add_argument(
+        "--customers", type=positive_int, required=True, metavar="N", help="how many customers"
+    )
     parser.add_argument("--seed", type=int, default=42, metavar="S", help="default 42")
     parser.add_argument(
         "--concurrency",
@@ -1027,7 +857,7 @@ def _summary(plans: list[CustomerPlan], run: DemoRun, seed: int, seconds: float)
     contacts = [p for p in people if p.index in run.links]
     examples = orgs[:1] + (movers or contacts)[:1]
     examples += [p for p in people if p not in examples][: 4 - len(examples)]
-    at_risk = [p for p in plans if sum(t.contacts() for t in p.tickets) >= 4]
+    at_risk = [p for p in plans if p.index in run.at_risk]
     phone_tickets = [
         (p, run.ticket_ids[p.index][n])
         for p in plans
@@ -1073,7 +903,7 @@ async def _load(args: argparse.Namespace, plans: list[CustomerPlan], out: Output
     )
     async with AsyncClient(args) as client:
         with progress:
-            task = progress.add_task("starting", total=count_commands(plans))
+            task = progress.add_task("starting", total=count_commands(plans) + len(plans))
             run = DemoRun(client, plans, args.seed, args.concurrency, args.timeout, progress, task)
             await run.run()
     return run

@@ -23,13 +23,11 @@ from c360.customer.v1.customer_service_pb2_grpc import CustomerServiceStub
 from c360.events.v1 import customer_events_pb2 as events
 from c360_cli.client import Client, CliError
 from c360_cli.output import Output
+from c360_cli.words import CUSTOMER_KINDS
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
-KINDS = {
-    "person": events.CUSTOMER_KIND_PERSON,
-    "organisation": events.CUSTOMER_KIND_ORGANISATION,
-    "organization": events.CUSTOMER_KIND_ORGANISATION,
-}
+SPELLINGS = {"organization": "organisation"}
+"""Other spellings of kinds that files may use."""
 SHOWN_REJECTIONS = 20
 ROWS_PER_MESSAGE = 200
 
@@ -42,7 +40,7 @@ def register(subparsers: Subparsers) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("file", metavar="FILE", type=Path)
+    p.add_argument("file", metavar="FILE", type=Path, help="a .csv or .jsonl file")
     p.add_argument("--format", choices=["csv", "jsonl"], help="default: from the file name")
     p.set_defaults(func=run)
 
@@ -60,12 +58,17 @@ def _text(record: dict[str, Any], key: str) -> str:
     return "" if value is None else str(value)
 
 
+def _kind(record: dict[str, Any]) -> str:
+    kind = _text(record, "kind").strip().lower()
+    return SPELLINGS.get(kind, kind)
+
+
 def to_row(row: int, record: dict[str, Any]) -> api.ImportRow:
     """One file record as an import row; the service validates it."""
     request = api.ImportRow(
         row=row,
         external_key=_text(record, "external_key"),
-        kind=KINDS.get(_text(record, "kind").strip().lower(), events.CUSTOMER_KIND_UNSPECIFIED),
+        kind=CUSTOMER_KINDS.value_or_zero(_kind(record)),
         display_name=_text(record, "name"),
         emails=_list(record.get("email")),
         phones=_list(record.get("phone")),

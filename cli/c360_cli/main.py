@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 from c360_cli import (
+    call,
     customer_cmds,
     deadletter,
     demo,
@@ -37,6 +38,7 @@ REGISTRARS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]],
     verify.register,
     subscribe.register,
     deadletter.register,
+    call.register,
 ]
 
 

@@ -21,6 +21,7 @@ from c360.common.v1 import command_pb2
 from c360.customer.v1 import customer_service_pb2 as customer_api
 from c360.events.v1 import customer_events_pb2 as events
 from c360.timeline.v1 import timeline_service_pb2 as timeline_api
+from c360_cli.words import CONSENT_CHANNELS, CONSENT_PURPOSES, CUSTOMER_KINDS
 
 ID_COLUMNS = {"customer", "duplicate", "id", "link", "organisation", "person"}
 """Table columns that hold UUIDs."""
@@ -77,23 +78,6 @@ def struct_json(struct: struct_pb2.Struct) -> dict[str, JSONValue]:
     return dict(_tidy(json_format.MessageToDict(struct)))
 
 
-def enum_label(name: str, prefix: str) -> str:
-    """`CUSTOMER_KIND_PERSON` -> `person` (prefix `CUSTOMER_KIND_`)."""
-    return name.removeprefix(prefix).lower()
-
-
-def kind_label(value: events.CustomerKind.ValueType) -> str:
-    return enum_label(events.CustomerKind.Name(value), "CUSTOMER_KIND_")
-
-
-def channel_label(value: events.ConsentChannel.ValueType) -> str:
-    return enum_label(events.ConsentChannel.Name(value), "CONSENT_CHANNEL_")
-
-
-def purpose_label(value: events.ConsentPurpose.ValueType) -> str:
-    return enum_label(events.ConsentPurpose.Name(value), "CONSENT_PURPOSE_")
-
-
 def result_json(
     result: command_pb2.CommandResult, subject: str = "customer"
 ) -> dict[str, JSONValue]:
@@ -121,7 +105,7 @@ def customer_json(c: customer_api.Customer) -> dict[str, JSONValue]:
     return {
         "customer_id": c.customer_id,
         "version": c.version,
-        "kind": kind_label(c.kind),
+        "kind": CUSTOMER_KINDS.word(c.kind),
         "display_name": c.display_name,
         "emails": list(c.emails),
         "phones": list(c.phones),
@@ -132,8 +116,8 @@ def customer_json(c: customer_api.Customer) -> dict[str, JSONValue]:
         "tags": list(c.tags),
         "consents": [
             {
-                "channel": channel_label(x.channel),
-                "purpose": purpose_label(x.purpose),
+                "channel": CONSENT_CHANNELS.word(x.channel),
+                "purpose": CONSENT_PURPOSES.word(x.purpose),
                 "granted": x.granted,
                 "source": x.source,
                 "decided_at": iso_field(x, "decided_at"),

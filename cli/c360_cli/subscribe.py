@@ -77,7 +77,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "stored, also those the stream no longer holds (read from the services' stores)."
         ),
     )
-    parser.add_argument("--durable", type=_durable, required=True, metavar="NAME")
+    parser.add_argument(
+        "--durable",
+        type=_durable,
+        required=True,
+        metavar="NAME",
+        help="the consumer's name: a later run with it goes on where this one stopped",
+    )
     parser.add_argument(
         "--subject",
         type=_subject,

@@ -3,90 +3,197 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
-from typing import Any, TypeAlias
+from typing import Any
 
 from rich.table import Table
 from rich.text import Text
 
-from c360.events.v1 import ticket_events_pb2 as events
 from c360.service_desk.v1 import service_desk_service_pb2 as api
 from c360.service_desk.v1.service_desk_service_pb2_grpc import ServiceDeskServiceStub
-from c360_cli.argtypes import versioned, whole_in
+from c360_cli.argtypes import whole_in
 from c360_cli.client import Client
-from c360_cli.output import (
-    JSONValue,
-    Output,
-    entry_json,
-    enum_label,
-    iso_field,
-    profile_json,
-    short_time,
+from c360_cli.commands import Api, Arg, Command, Subparsers, add_commands
+from c360_cli.output import JSONValue, Output, entry_json, iso_field, profile_json, short_time
+from c360_cli.words import INTERACTION_KINDS, TICKET_CHANNELS, TICKET_PRIORITIES, TICKET_STATES
+
+SERVICE_DESK = Api("service-desk", ServiceDeskServiceStub, "ticket", whole_in(0, 2**63 - 1))
+ID = Arg("ticket_id", "ticket_id", "the ticket's id", metavar="ID")
+AGENT = Arg("--agent", "agent_id", "the agent's employee id", metavar="EMPLOYEE_ID")
+
+
+def _recorded(request: api.RecordInteractionRequest) -> str:
+    kind = INTERACTION_KINDS.word(request.kind)
+    return "note added" if kind == "note" else f"{kind.replace('-', ' ')} recorded"
+
+
+COMMANDS = (
+    Command(
+        "open",
+        "open a ticket for a customer",
+        SERVICE_DESK,
+        "OpenTicket",
+        api.OpenTicketRequest,
+        (
+            Arg("--customer", "customer_id", "the customer's id", metavar="ID", required=True),
+            Arg(
+                "--channel",
+                "channel",
+                ", ".join(TICKET_CHANNELS.words),
+                required=True,
+                words=TICKET_CHANNELS,
+            ),
+            Arg("--subject", "subject", "what it is about, in one line", required=True),
+            Arg("--description", "description", "the details", default=""),
+            Arg("--category", "category", "e.g. billing, delivery (default general)", default=""),
+            Arg(
+                "--priority",
+                "priority",
+                f"{', '.join(TICKET_PRIORITIES.words)} (default normal)",
+                default="normal",
+                words=TICKET_PRIORITIES,
+            ),
+            Arg("--request-id", "request_id", "idempotency key", metavar="ID", default=""),
+        ),
+        verb="ticket opened",
+        request_id=False,
+        description="Open a ticket.",
+    ),
+    Command(
+        "assign",
+        "give a ticket to an agent and/or a queue",
+        SERVICE_DESK,
+        "AssignTicket",
+        api.AssignTicketRequest,
+        (ID, AGENT, Arg("--queue", "queue", "the queue, e.g. billing", metavar="QUEUE")),
+        verb="ticket assigned",
+        expected_version=True,
+    ),
+    Command(
+        "note",
+        "record an internal note, a message or a call",
+        SERVICE_DESK,
+        "RecordInteraction",
+        api.RecordInteractionRequest,
+        (
+            ID,
+            Arg(
+                "text",
+                "body",
+                "the note's or the message's text",
+                metavar="TEXT",
+                default="",
+                optional=True,
+            ),
+            Arg(
+                "--kind",
+                "kind",
+                ", ".join(INTERACTION_KINDS.words),
+                default="note",
+                words=INTERACTION_KINDS,
+            ),
+            Arg("--channel", "channel", "of a message or call", words=TICKET_CHANNELS),
+            Arg(
+                "--duration",
+                "duration_seconds",
+                "a call's length",
+                metavar="SECONDS",
+                default=0,
+                type=whole_in(0, 86_400),
+            ),
+            Arg("--agent", "agent_id", "who recorded it (employee id)", metavar="EMPLOYEE_ID"),
+        ),
+        verb=_recorded,
+        shows=("interaction_id",),
+        expected_version=True,
+    ),
+    Command(
+        "priority",
+        "change a ticket's priority",
+        SERVICE_DESK,
+        "ChangePriority",
+        api.ChangePriorityRequest,
+        (
+            ID,
+            Arg(
+                "priority",
+                "priority",
+                ", ".join(TICKET_PRIORITIES.words),
+                metavar="PRIORITY",
+                words=TICKET_PRIORITIES,
+            ),
+            Arg("--reason", "reason", "why", default=""),
+        ),
+        verb="priority changed",
+        expected_version=True,
+    ),
+    Command(
+        "escalate",
+        "escalate a ticket one level",
+        SERVICE_DESK,
+        "EscalateTicket",
+        api.EscalateTicketRequest,
+        (
+            ID,
+            Arg("--reason", "reason", "why it needs escalating", required=True),
+            Arg("--queue", "queue", "move it to this queue", metavar="QUEUE", default=""),
+        ),
+        verb="ticket escalated",
+        expected_version=True,
+    ),
+    Command(
+        "resolve",
+        "resolve a ticket",
+        SERVICE_DESK,
+        "ResolveTicket",
+        api.ResolveTicketRequest,
+        (
+            ID,
+            Arg("--resolution", "resolution", "how it was solved", metavar="TEXT", required=True),
+            AGENT,
+        ),
+        verb="ticket resolved",
+        expected_version=True,
+    ),
+    Command(
+        "reopen",
+        "reopen a resolved ticket",
+        SERVICE_DESK,
+        "ReopenTicket",
+        api.ReopenTicketRequest,
+        (ID, Arg("--reason", "reason", "why it is open again", default="")),
+        verb="ticket reopened",
+        expected_version=True,
+    ),
+    Command(
+        "close",
+        "close a ticket for good",
+        SERVICE_DESK,
+        "CloseTicket",
+        api.CloseTicketRequest,
+        (ID, Arg("--reason", "reason", "why it is closed", default="")),
+        verb="ticket closed",
+        expected_version=True,
+    ),
+    Command(
+        "rate",
+        "record the customer's satisfaction, 1 to 5",
+        SERVICE_DESK,
+        "RateTicket",
+        api.RateTicketRequest,
+        (
+            ID,
+            Arg(
+                "score", "score", "1 (poor) to 5 (excellent)", metavar="SCORE", type=whole_in(1, 5)
+            ),
+            Arg("--comment", "comment", "the customer's words", default=""),
+        ),
+        verb="ticket rated",
+        expected_version=True,
+    ),
 )
-
-Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
-Handler = Callable[[argparse.Namespace], int]
-
-CHANNELS = {
-    "phone": events.TICKET_CHANNEL_PHONE,
-    "ivr": events.TICKET_CHANNEL_IVR,
-    "email": events.TICKET_CHANNEL_EMAIL,
-    "sms": events.TICKET_CHANNEL_SMS,
-    "web-form": events.TICKET_CHANNEL_WEB_FORM,
-    "chat": events.TICKET_CHANNEL_CHAT,
-    "fax": events.TICKET_CHANNEL_FAX,
-    "in-person": events.TICKET_CHANNEL_IN_PERSON,
-}
-PRIORITIES = {
-    "low": events.TICKET_PRIORITY_LOW,
-    "normal": events.TICKET_PRIORITY_NORMAL,
-    "high": events.TICKET_PRIORITY_HIGH,
-    "urgent": events.TICKET_PRIORITY_URGENT,
-}
-STATES = {
-    "open": events.TICKET_STATE_OPEN,
-    "resolved": events.TICKET_STATE_RESOLVED,
-    "closed": events.TICKET_STATE_CLOSED,
-}
-KINDS = {
-    "note": events.INTERACTION_KIND_INTERNAL_NOTE,
-    "inbound-message": events.INTERACTION_KIND_INBOUND_MESSAGE,
-    "outbound-message": events.INTERACTION_KIND_OUTBOUND_MESSAGE,
-    "inbound-call": events.INTERACTION_KIND_INBOUND_CALL,
-    "outbound-call": events.INTERACTION_KIND_OUTBOUND_CALL,
-}
-
-
-def _choice(names: dict[str, Any]) -> Callable[[str], str]:
-    """An argparse type accepting a name with - or _ (web-form, web_form)."""
-
-    def parse(text: str) -> str:
-        name = text.strip().lower().replace("_", "-")
-        if name not in names:
-            raise argparse.ArgumentTypeError(f"must be one of {', '.join(names)}")
-        return name
-
-    return parse
 
 
 # -- labels and JSON ----------------------------------------------------------------------------
-
-
-def channel_label(value: int) -> str:
-    return enum_label(events.TicketChannel.Name(value), "TICKET_CHANNEL_").replace("_", "-")  # type: ignore[arg-type]
-
-
-def priority_label(value: int) -> str:
-    return enum_label(events.TicketPriority.Name(value), "TICKET_PRIORITY_")  # type: ignore[arg-type]
-
-
-def state_label(value: int) -> str:
-    return enum_label(events.TicketState.Name(value), "TICKET_STATE_")  # type: ignore[arg-type]
-
-
-def kind_label(value: int) -> str:
-    name = enum_label(events.InteractionKind.Name(value), "INTERACTION_KIND_")  # type: ignore[arg-type]
-    return "note" if name == "internal_note" else name.replace("_", "-")
 
 
 def ticket_json(t: api.Ticket) -> dict[str, JSONValue]:
@@ -94,20 +201,20 @@ def ticket_json(t: api.Ticket) -> dict[str, JSONValue]:
         "ticket_id": t.ticket_id,
         "version": t.version,
         "customer_id": t.customer_id,
-        "state": state_label(t.state),
-        "channel": channel_label(t.channel),
+        "state": TICKET_STATES.word(t.state),
+        "channel": TICKET_CHANNELS.word(t.channel),
         "subject": t.subject,
         "description": t.description,
         "category": t.category,
-        "priority": priority_label(t.priority),
+        "priority": TICKET_PRIORITIES.word(t.priority),
         "agent_id": t.agent_id,
         "queue": t.queue,
         "escalation_level": t.escalation_level,
         "interactions": [
             {
                 "interaction_id": i.interaction_id,
-                "kind": kind_label(i.kind),
-                "channel": channel_label(i.channel) if i.channel else None,
+                "kind": INTERACTION_KINDS.word(i.kind),
+                "channel": TICKET_CHANNELS.word(i.channel) if i.channel else None,
                 "body": i.body,
                 "duration_seconds": i.duration_seconds,
                 "agent_id": i.agent_id,
@@ -131,11 +238,11 @@ def summary_json(t: api.TicketSummary) -> dict[str, JSONValue]:
         "ticket_id": t.ticket_id,
         "version": t.version,
         "customer_id": t.customer_id,
-        "state": state_label(t.state),
-        "channel": channel_label(t.channel),
+        "state": TICKET_STATES.word(t.state),
+        "channel": TICKET_CHANNELS.word(t.channel),
         "subject": t.subject,
         "category": t.category,
-        "priority": priority_label(t.priority),
+        "priority": TICKET_PRIORITIES.word(t.priority),
         "agent_id": t.agent_id,
         "queue": t.queue,
         "escalation_level": t.escalation_level,
@@ -156,28 +263,6 @@ def context_json(c: api.CustomerContext) -> dict[str, JSONValue]:
 # -- the command tree ---------------------------------------------------------------------------
 
 
-def _command(
-    subparsers: Subparsers, name: str, handler: Handler, help_text: str
-) -> argparse.ArgumentParser:
-    """A command on an existing ticket, with the options every such command shares."""
-    parser = subparsers.add_parser(name, help=help_text, description=help_text)
-    parser.add_argument("ticket_id", metavar="ID")
-    parser.add_argument(
-        "--request-id",
-        default="",
-        metavar="ID",
-        help="idempotency key: a retry with the same id changes nothing and gets the same answer",
-    )
-    parser.add_argument(
-        "--expected-version",
-        type=whole_in(0, 2**63 - 1),
-        metavar="N",
-        help="refuse (conflict) unless the ticket is still at version N",
-    )
-    parser.set_defaults(func=handler)
-    return parser
-
-
 def register(subparsers: Subparsers) -> None:
     """Add `ticket` and its subcommands."""
     parser = subparsers.add_parser(
@@ -187,203 +272,36 @@ def register(subparsers: Subparsers) -> None:
     )
     sub = parser.add_subparsers(title="commands", dest="ticket_command", metavar="COMMAND")
     sub.required = True
-
-    p = sub.add_parser("open", help="open a ticket for a customer", description="Open a ticket.")
-    p.add_argument("--customer", required=True, metavar="ID", help="the customer's id")
-    p.add_argument("--channel", required=True, type=_choice(CHANNELS), help=", ".join(CHANNELS))
-    p.add_argument("--subject", required=True)
-    p.add_argument("--description", default="")
-    p.add_argument("--category", default="", help="e.g. billing, delivery (default general)")
-    p.add_argument("--priority", type=_choice(PRIORITIES), default="normal")
-    p.add_argument("--request-id", default="", metavar="ID", help="idempotency key")
-    p.set_defaults(func=_open)
-
-    p = _command(sub, "assign", _assign, "give a ticket to an agent and/or a queue")
-    p.add_argument("--agent", default="", metavar="EMPLOYEE_ID")
-    p.add_argument("--queue", default="", metavar="QUEUE")
-
-    p = _command(sub, "note", _note, "record an internal note, a message or a call")
-    p.add_argument("text", nargs="?", default="", metavar="TEXT")
-    p.add_argument("--kind", type=_choice(KINDS), default="note", help=", ".join(KINDS))
-    p.add_argument("--channel", type=_choice(CHANNELS), help="of a message or call")
-    p.add_argument("--duration", type=whole_in(0, 86_400), default=0, metavar="SECONDS")
-    p.add_argument("--agent", default="", metavar="EMPLOYEE_ID")
-
-    p = _command(sub, "priority", _priority, "change a ticket's priority")
-    p.add_argument("priority", type=_choice(PRIORITIES), metavar="PRIORITY")
-    p.add_argument("--reason", default="")
-
-    p = _command(sub, "escalate", _escalate, "escalate a ticket one level")
-    p.add_argument("--reason", required=True)
-    p.add_argument("--queue", default="", metavar="QUEUE", help="move it to this queue")
-
-    p = _command(sub, "resolve", _resolve, "resolve a ticket")
-    p.add_argument("--resolution", required=True, metavar="TEXT")
-    p.add_argument("--agent", default="", metavar="EMPLOYEE_ID")
-
-    p = _command(sub, "reopen", _reopen, "reopen a resolved ticket")
-    p.add_argument("--reason", default="")
-
-    p = _command(sub, "close", _close, "close a ticket for good")
-    p.add_argument("--reason", default="")
-
-    p = _command(sub, "rate", _rate, "record the customer's satisfaction, 1 to 5")
-    p.add_argument("score", type=whole_in(1, 5), metavar="SCORE")
-    p.add_argument("--comment", default="")
+    add_commands(sub, COMMANDS, {})
 
     p = sub.add_parser(
         "show",
         help="show a ticket with the customer's 360 context",
         description="Show a ticket and, beside it, the customer's 360 profile and latest entries.",
     )
-    p.add_argument("ticket_id", metavar="ID")
+    p.add_argument("ticket_id", metavar="ID", help="the ticket's id")
     p.set_defaults(func=_show)
 
     p = sub.add_parser("list", help="list tickets, newest first", description="List tickets.")
-    p.add_argument("--customer", default="", metavar="ID")
-    p.add_argument("--state", type=_choice(STATES))
-    p.add_argument("--agent", default="", metavar="EMPLOYEE_ID")
-    p.add_argument("--queue", default="", metavar="QUEUE")
-    p.add_argument("--priority", type=_choice(PRIORITIES))
-    p.add_argument("--limit", type=whole_in(1, 200), default=50, metavar="N")
-    p.add_argument("--page-token", default="", metavar="TOKEN")
+    p.add_argument("--customer", default="", metavar="ID", help="only this customer's")
+    p.add_argument(
+        "--state", type=TICKET_STATES.parse, help=f"only {', '.join(TICKET_STATES.words)} ones"
+    )
+    p.add_argument("--agent", default="", metavar="EMPLOYEE_ID", help="only this agent's")
+    p.add_argument("--queue", default="", metavar="QUEUE", help="only this queue's")
+    p.add_argument(
+        "--priority",
+        type=TICKET_PRIORITIES.parse,
+        help=f"only {', '.join(TICKET_PRIORITIES.words)} ones",
+    )
+    p.add_argument(
+        "--limit", type=whole_in(1, 200), default=50, metavar="N", help="page size (default 50)"
+    )
+    p.add_argument("--page-token", default="", metavar="TOKEN", help="next_page_token of a page")
     p.set_defaults(func=_list)
 
 
-# -- handlers -----------------------------------------------------------------------------------
-
-
-def _open(args: argparse.Namespace) -> int:
-    request = api.OpenTicketRequest(
-        request_id=args.request_id,
-        customer_id=args.customer,
-        channel=CHANNELS[args.channel],
-        subject=args.subject,
-        description=args.description,
-        category=args.category,
-        priority=PRIORITIES[args.priority],
-    )
-    with Client(args) as client:
-        reply = client.stub("service-desk", ServiceDeskServiceStub).OpenTicket(
-            request, timeout=args.timeout
-        )
-    Output(args.json).result("ticket opened", reply.result, "ticket")
-    return 0
-
-
-def _assign(args: argparse.Namespace) -> int:
-    request = api.AssignTicketRequest(
-        request_id=args.request_id,
-        ticket_id=args.ticket_id,
-        agent_id=args.agent,
-        queue=args.queue,
-    )
-    with Client(args) as client:
-        reply = client.stub("service-desk", ServiceDeskServiceStub).AssignTicket(
-            versioned(request, args), timeout=args.timeout
-        )
-    Output(args.json).result("ticket assigned", reply.result, "ticket")
-    return 0
-
-
-def _note(args: argparse.Namespace) -> int:
-    request = api.RecordInteractionRequest(
-        request_id=args.request_id,
-        ticket_id=args.ticket_id,
-        kind=KINDS[args.kind],
-        channel=CHANNELS[args.channel] if args.channel else events.TICKET_CHANNEL_UNSPECIFIED,
-        body=args.text,
-        duration_seconds=args.duration,
-        agent_id=args.agent,
-    )
-    with Client(args) as client:
-        reply = client.stub("service-desk", ServiceDeskServiceStub).RecordInteraction(
-            versioned(request, args), timeout=args.timeout
-        )
-    what = "note added" if args.kind == "note" else f"{args.kind.replace('-', ' ')} recorded"
-    Output(args.json).result(what, reply.result, "ticket", interaction_id=reply.interaction_id)
-    return 0
-
-
-def _priority(args: argparse.Namespace) -> int:
-    request = api.ChangePriorityRequest(
-        request_id=args.request_id,
-        ticket_id=args.ticket_id,
-        priority=PRIORITIES[args.priority],
-        reason=args.reason,
-    )
-    with Client(args) as client:
-        reply = client.stub("service-desk", ServiceDeskServiceStub).ChangePriority(
-            versioned(request, args), timeout=args.timeout
-        )
-    Output(args.json).result("priority changed", reply.result, "ticket")
-    return 0
-
-
-def _escalate(args: argparse.Namespace) -> int:
-    request = api.EscalateTicketRequest(
-        request_id=args.request_id, ticket_id=args.ticket_id, reason=args.reason, queue=args.queue
-    )
-    with Client(args) as client:
-        reply = client.stub("service-desk", ServiceDeskServiceStub).EscalateTicket(
-            versioned(request, args), timeout=args.timeout
-        )
-    Output(args.json).result("ticket escalated", reply.result, "ticket")
-    return 0
-
-
-def _resolve(args: argparse.Namespace) -> int:
-    request = api.ResolveTicketRequest(
-        request_id=args.request_id,
-        ticket_id=args.ticket_id,
-        resolution=args.resolution,
-        agent_id=args.agent,
-    )
-    with Client(args) as client:
-        reply = client.stub("service-desk", ServiceDeskServiceStub).ResolveTicket(
-            versioned(request, args), timeout=args.timeout
-        )
-    Output(args.json).result("ticket resolved", reply.result, "ticket")
-    return 0
-
-
-def _reopen(args: argparse.Namespace) -> int:
-    request = api.ReopenTicketRequest(
-        request_id=args.request_id, ticket_id=args.ticket_id, reason=args.reason
-    )
-    with Client(args) as client:
-        reply = client.stub("service-desk", ServiceDeskServiceStub).ReopenTicket(
-            versioned(request, args), timeout=args.timeout
-        )
-    Output(args.json).result("ticket reopened", reply.result, "ticket")
-    return 0
-
-
-def _close(args: argparse.Namespace) -> int:
-    request = api.CloseTicketRequest(
-        request_id=args.request_id, ticket_id=args.ticket_id, reason=args.reason
-    )
-    with Client(args) as client:
-        reply = client.stub("service-desk", ServiceDeskServiceStub).CloseTicket(
-            versioned(request, args), timeout=args.timeout
-        )
-    Output(args.json).result("ticket closed", reply.result, "ticket")
-    return 0
-
-
-def _rate(args: argparse.Namespace) -> int:
-    request = api.RateTicketRequest(
-        request_id=args.request_id,
-        ticket_id=args.ticket_id,
-        score=args.score,
-        comment=args.comment,
-    )
-    with Client(args) as client:
-        reply = client.stub("service-desk", ServiceDeskServiceStub).RateTicket(
-            versioned(request, args), timeout=args.timeout
-        )
-    Output(args.json).result("ticket rated", reply.result, "ticket")
-    return 0
+# -- reads --------------------------------------------------------------------------------------
 
 
 def _show(args: argparse.Namespace) -> int:
@@ -399,10 +317,10 @@ def _show(args: argparse.Namespace) -> int:
     rows: list[tuple[str, Any]] = [
         ("id", t.ticket_id),
         ("customer", t.customer_id),
-        ("state", state_label(t.state)),
-        ("channel", channel_label(t.channel)),
+        ("state", TICKET_STATES.word(t.state)),
+        ("channel", TICKET_CHANNELS.word(t.channel)),
         ("category", t.category),
-        ("priority", priority_label(t.priority)),
+        ("priority", TICKET_PRIORITIES.word(t.priority)),
         ("agent / queue", " / ".join(x for x in (t.agent_id, t.queue) if x)),
         ("escalation level", t.escalation_level),
         ("opened", short_time(iso_field(t, "opened_at"))),
@@ -423,8 +341,8 @@ def _show(args: argparse.Namespace) -> int:
             text = i.body or (f"{i.duration_seconds} s" if i.duration_seconds else "")
             table.add_row(
                 short_time(iso_field(i, "recorded_at")),
-                kind_label(i.kind),
-                channel_label(i.channel) if i.channel else "",
+                INTERACTION_KINDS.word(i.kind),
+                TICKET_CHANNELS.word(i.channel) if i.channel else "",
                 i.agent_id,
                 Text(text),
             )
@@ -475,10 +393,10 @@ def _show_context(out: Output, c: api.CustomerContext) -> None:
 def _list(args: argparse.Namespace) -> int:
     request = api.ListTicketsRequest(
         customer_id=args.customer,
-        state=STATES[args.state] if args.state else events.TICKET_STATE_UNSPECIFIED,
+        state=TICKET_STATES.value_or_zero(args.state or ""),
         agent_id=args.agent,
         queue=args.queue,
-        priority=PRIORITIES[args.priority] if args.priority else events.TICKET_PRIORITY_UNSPECIFIED,
+        priority=TICKET_PRIORITIES.value_or_zero(args.priority or ""),
         page_size=args.limit,
         page_token=args.page_token,
     )
@@ -502,8 +420,8 @@ def _list(args: argparse.Namespace) -> int:
             [
                 t.ticket_id,
                 short_time(iso_field(t, "opened_at")),
-                state_label(t.state),
-                priority_label(t.priority),
+                TICKET_STATES.word(t.state),
+                TICKET_PRIORITIES.word(t.priority),
                 t.subject,
                 " / ".join(x for x in (t.agent_id, t.queue) if x),
             ]

@@ -41,7 +41,7 @@ def register(subparsers: Subparsers) -> None:
         help="list a customer's timeline, newest first",
         description="List a customer's timeline entries, newest first.",
     )
-    p.add_argument("customer_id", metavar="ID")
+    p.add_argument("customer_id", metavar="ID", help="the customer's id")
     p.add_argument(
         "--wait-for",
         default="",
@@ -86,7 +86,7 @@ def register(subparsers: Subparsers) -> None:
     psub = profile.add_subparsers(title="commands", dest="profile_command", metavar="COMMAND")
     psub.required = True
     p = psub.add_parser("show", help="show a customer's 360 profile")
-    p.add_argument("customer_id", metavar="ID")
+    p.add_argument("customer_id", metavar="ID", help="the customer's id")
     p.add_argument("--wait-for", default="", metavar="TOKEN", help="consistency token to wait for")
     p.add_argument(
         "--as-of",
@@ -101,7 +101,9 @@ def register(subparsers: Subparsers) -> None:
         help="find customers by name prefix, e-mail or phone",
         description="Find customers by name prefix, exact e-mail or exact phone number.",
     )
-    p.add_argument("text", metavar="TEXT")
+    p.add_argument(
+        "text", metavar="TEXT", help="a name's beginning, an e-mail address or a phone number"
+    )
     p.add_argument("--limit", type=positive_int, default=20, metavar="N", help="at most N hits")
     p.set_defaults(func=_search)
 

@@ -1,0 +1,129 @@
+"""The CLI's command table and vocabulary, checked against the registry and the contract."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import pytest
+
+from c360.customer.v1 import customer_service_pb2 as customer_api
+from c360.events.v1 import customer_events_pb2 as customer_events
+from c360.events.v1 import ticket_events_pb2 as ticket_events
+from c360.service_desk.v1 import service_desk_service_pb2 as desk_api
+from c360_cli import customer_cmds, ticket_cmds
+from c360_cli.commands import Command
+from c360_cli.main import build_parser
+from c360_cli.words import INTERACTION_KINDS, TICKET_CHANNELS
+from c360_platform import registry
+
+COMMANDS = [*customer_cmds.COMMANDS, *ticket_cmds.COMMANDS]
+
+
+class _Recorder:
+    """A channel that only records the method paths a stub asks it for."""
+
+    def __init__(self) -> None:
+        self.paths: set[str] = set()
+
+    def _record(self, path: str, *args: Any, **kwargs: Any) -> None:
+        self.paths.add(path)
+
+    unary_unary = unary_stream = stream_unary = stream_stream = _record
+
+
+def _has_path(message: Any, path: str) -> bool:
+    *outer, last = path.split(".")
+    for name in outer:
+        field = message.fields_by_name.get(name)
+        if field is None or field.message_type is None:
+            return False
+        message = field.message_type
+    return last in message.fields_by_name
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: c.path)
+def test_each_command_matches_its_service_and_request(command: Command) -> None:
+    spec = registry.service(command.api.service)
+    channel = _Recorder()
+    command.api.stub(channel)  # type: ignore[arg-type]
+    assert f"/{spec.api}/{command.rpc}" in channel.paths
+    request = command.request.DESCRIPTOR
+    for arg in command.args:
+        assert _has_path(request, arg.field), f"{request.full_name} has no {arg.field}"
+    if command.request_id:
+        assert "request_id" in request.fields_by_name
+    if command.expected_version:
+        assert "expected_version" in request.fields_by_name
+
+
+def _parse(*argv: str) -> argparse.Namespace:
+    return build_parser().parse_args(list(argv))
+
+
+def _command(args: argparse.Namespace) -> Command:
+    command = args.func.__self__
+    assert isinstance(command, Command)
+    return command
+
+
+def test_every_argument_has_help() -> None:
+    def walk(parser: argparse.ArgumentParser, path: str) -> list[str]:
+        missing = []
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    missing += walk(child, f"{path} {name}")
+            elif not action.help:
+                missing.append(f"{path} {action.option_strings or action.dest}")
+        return missing
+
+    assert walk(build_parser(), "c360") == []
+
+
+def test_a_command_builds_its_request_with_nested_fields_and_versions() -> None:
+    args = _parse(
+        "customer", "address", "add", "C1", "--line", "Hauptstr. 1", "--line", "Hof",
+        "--city", "Köln", "--country", "DE", "--expected-version", "3",
+    )  # fmt: skip
+    assert _command(args).build(args) == customer_api.AddPostalAddressRequest(
+        customer_id="C1",
+        expected_version=3,
+        address=customer_events.PostalAddress(
+            lines=["Hauptstr. 1", "Hof"], city="Köln", country="DE"
+        ),
+    )
+
+
+def test_enum_options_take_words() -> None:
+    args = _parse(
+        "customer", "consent", "grant", "C1", "--channel", "sms", "--purpose", "service",
+        "--source", "app", "--request-id", "r1",
+    )  # fmt: skip
+    assert _command(args).build(args) == customer_api.GrantConsentRequest(
+        request_id="r1",
+        customer_id="C1",
+        channel=customer_events.CONSENT_CHANNEL_SMS,
+        purpose=customer_events.CONSENT_PURPOSE_SERVICE,
+        source="app",
+    )
+    args = _parse("ticket", "note", "T1", "--kind", "Inbound_Call", "--duration", "60")
+    request = _command(args).build(args)
+    assert request == desk_api.RecordInteractionRequest(
+        ticket_id="T1", kind=ticket_events.INTERACTION_KIND_INBOUND_CALL, duration_seconds=60
+    )
+    verb = _command(args).verb
+    assert not isinstance(verb, str)
+    assert verb(request) == "inbound call recorded"
+
+
+def test_the_cli_spells_the_platform_words_with_dashes() -> None:
+    assert TICKET_CHANNELS.words[4] == "web-form"
+    assert TICKET_CHANNELS.word(ticket_events.TICKET_CHANNEL_IN_PERSON) == "in-person"
+    assert TICKET_CHANNELS.value("web-form") == ticket_events.TICKET_CHANNEL_WEB_FORM
+    assert TICKET_CHANNELS.parse("WEB_FORM") == "web-form"
+    assert TICKET_CHANNELS.word(0) == ""
+    assert INTERACTION_KINDS.word(ticket_events.INTERACTION_KIND_INTERNAL_NOTE) == "note"
+    assert INTERACTION_KINDS.value("note") == ticket_events.INTERACTION_KIND_INTERNAL_NOTE
+    with pytest.raises(argparse.ArgumentTypeError, match="must be one of phone, ivr"):
+        TICKET_CHANNELS.parse("pigeon")
