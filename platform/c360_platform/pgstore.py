@@ -103,9 +103,7 @@ def _applied(datastore: PostgresDatastore, name: str) -> str | None:
     try:
         with datastore.transaction(commit=False) as curs:
             curs.execute(
-                SQL("SELECT digest FROM {} WHERE name = %s").format(
-                    _ddl_table(datastore.schema)
-                ),
+                SQL("SELECT digest FROM {} WHERE name = %s").format(_ddl_table(datastore.schema)),
                 (name,),
             )
             row = curs.fetchone()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -16,12 +17,30 @@ from pathlib import Path
 _PR_SET_PDEATHSIG = 1
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it)."""
+_LOWEST = 10000
+
+
+def _ephemeral_low() -> int:
+    """The lowest port the kernel hands to outgoing connections (32768 by default)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_port(count: int = 1) -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago, with the `count - 1` ports after
+    it free too. It lies below the kernel's ephemeral range, where no outgoing connection can
+    take it between this look and the bind (a random pick keeps concurrent callers apart)."""
+    high = _ephemeral_low() - count
+    for _ in range(200):
+        port = random.randrange(_LOWEST, max(high, _LOWEST + 1))
+        if all(port_is_free(port + i) for i in range(count)):
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+        chosen: int = sock.getsockname()[1]
+        return chosen
 
 
 def port_is_free(port: int) -> bool:

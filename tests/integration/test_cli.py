@@ -53,7 +53,7 @@ def up(tmp_path: Path, database_url: str, fresh_nats_url: str) -> Iterator[Up]:
     env = dict(os.environ, C360_POSTGRES_URL=database_url, NATS_URL=fresh_nats_url)
     command = [sys.executable, "-m", "c360_cli.main", "up", "--home", str(home)]
     proc = subprocess.Popen(
-        [*command, "--base-port", str(free_port())],
+        [*command, "--base-port", str(free_port(count=8))],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -37,7 +37,7 @@ def home(tmp_path: Path, database_url: str) -> Iterator[Path]:
     env["C360_POSTGRES_URL"] = database_url
     command = [sys.executable, "-m", "c360_cli.main", "up", "--home", str(home)]
     proc = subprocess.Popen(
-        [*command, "--base-port", str(free_port())],
+        [*command, "--base-port", str(free_port(count=8))],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
