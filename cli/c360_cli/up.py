@@ -15,7 +15,7 @@ from typing import IO
 from c360_platform import natsauth, registry
 from c360_platform.catchup import EVENT_LOG_SERVICE
 from c360_platform.deployment import Deployment
-from c360_platform.embedded import EmbeddedRuntime
+from c360_platform.embedded import EmbeddedRuntime, RuntimeBusyError
 from c360_platform.processes import atomic_write_text
 from c360_platform.supervisor import Supervisor, serving
 
@@ -111,6 +111,13 @@ def run(args: argparse.Namespace) -> int:
     home = Path(args.home).absolute()
     logs = home / "logs"
     endpoints_path = home / "endpoints.json"
+    runtime = EmbeddedRuntime(home)
+    try:
+        # First of all: a second `c360 up` here must leave the running one's files alone.
+        runtime.claim()
+    except RuntimeBusyError as exc:
+        _say(f"c360 up: {exc}; it keeps running (endpoints in {_display(endpoints_path)})")
+        return 1
     logs.mkdir(parents=True, exist_ok=True)
     endpoints_path.unlink(missing_ok=True)  # stale after a crash; written again when ready
 
@@ -125,9 +132,7 @@ def run(args: argparse.Namespace) -> int:
     passwords: dict[str, str] = {}
     if not os.environ.get("NATS_URL"):
         passwords = natsauth.load_passwords(home / "nats" / "users.json", natsauth.roles())
-    runtime = EmbeddedRuntime(
-        home, nats_config=natsauth.authorization(passwords) if passwords else ""
-    )
+        runtime.nats_config = natsauth.authorization(passwords)
 
     def nats_url(role: str) -> str:
         if role not in passwords:

@@ -133,6 +133,16 @@ class EmbeddedServer:
         """The pid a previous owner's server on this data directory wrote, if any."""
         return None
 
+    def clear_stale_locks(self) -> None:
+        """Remove lock files a dead server left behind (called after `stop_orphan`)."""
+
+    def owns_pid(self, pid: int) -> bool:
+        """Whether `pid` is a live server of this kind (not a zombie, not a reused pid)."""
+        if not pid_alive(pid):
+            return False
+        cmdline = pid_cmdline(pid)
+        return cmdline is None or any(self.binary_name in part for part in cmdline[:1])
+
     # -- lifecycle --------------------------------------------------------------------------
 
     def stop_orphan(self) -> None:
@@ -140,11 +150,8 @@ class EmbeddedServer:
         if self.running:
             return
         pid = self.orphan_pid()
-        if pid is None or not pid_alive(pid):
-            return
-        cmdline = pid_cmdline(pid)
-        if cmdline is not None and not any(self.binary_name in part for part in cmdline[:1]):
-            return  # the pid was reused by something else
+        if pid is None or not self.owns_pid(pid):
+            return  # gone, a zombie, or the pid was reused by something else
         self.note(f"stopping orphaned {self.kind} {pid}")
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, self.stop_signal)
@@ -175,6 +182,7 @@ class EmbeddedServer:
         self._proc = None
         self.prepare()
         self.stop_orphan()
+        self.clear_stale_locks()
         if self._port is None:
             self._port = free_port()
         deadline = time.monotonic() + self.ready_timeout
@@ -480,6 +488,28 @@ class EmbeddedPostgres(EmbeddedServer):
             return None
         return pid
 
+    def clear_stale_locks(self) -> None:
+        """After a crash, `postmaster.pid` and the socket's lock file name a server that is
+        gone, or a pid now taken by another process (or a zombie), which PostgreSQL takes for
+        a live server ("lock file already exists"). Such files are removed; a live server's
+        never (`stop_orphan` has stopped ours already, so a live owner here is not ours)."""
+        if self.running:
+            return
+        pid_file = self.pgdata / "postmaster.pid"
+        try:
+            pid = int(pid_file.read_text().splitlines()[0])
+        except (OSError, ValueError, IndexError):
+            return
+        if self.owns_pid(pid):
+            return
+        self.note(f"removing the lock files of postmaster {pid}, which is gone")
+        pid_file.unlink(missing_ok=True)
+        for lock in self.socket_dir.glob(".s.PGSQL.*.lock"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                if int(lock.read_text().splitlines()[0]) == pid:
+                    lock.unlink()
+                    Path(str(lock).removesuffix(".lock")).unlink(missing_ok=True)
+
     def stop(self) -> None:
         """Fast shutdown (SIGINT), SIGKILL after 30 s. Safe to call repeatedly."""
         had = self._proc is not None
@@ -640,7 +670,12 @@ class EmbeddedRuntime:
         """The servers this runtime started (not those the environment named)."""
         return [s for s in (self.postgres, self.nats) if s is not None]
 
-    def _acquire_lock(self) -> None:
+    def claim(self) -> None:
+        """Take this directory for this process (`RuntimeBusyError` if another live process
+        has it), before anything in it is touched. Idempotent; `stop` gives it back."""
+        if self._lock is not None:
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
         lock = (self.root / "runtime.lock").open("ab")
         try:
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -669,11 +704,11 @@ class EmbeddedRuntime:
         return free_port()
 
     def start(self) -> EmbeddedRuntime:
-        """Start what the environment does not provide. Idempotent."""
-        if self._lock is not None:
+        """Start what the environment does not provide (claiming the directory first).
+        Idempotent."""
+        if self._postgres_url is not None:
             return self
-        self.root.mkdir(parents=True, exist_ok=True)
-        self._acquire_lock()
+        self.claim()
         try:
             recorded = self._recorded_ports()
             state: dict[str, int] = {}

@@ -54,16 +54,23 @@ async def lead(
     standby_poll: float = 1.0,
 ) -> None:
     """Run `work` whenever the lock is ours, until `stop` is set; `close` ends each turn."""
+    failing = False
     while not stop.is_set():
         try:
             if not await lock.try_acquire():
                 await sleep_or_stop(stop, standby_poll)
                 continue
             await work()
+            failing = False
         except asyncio.CancelledError:
             raise
-        except Exception:
-            _log.exception("%s failed; retrying", name)
+        except Exception as exc:
+            # The whole story once; while the failure lasts (a server down), a line a second.
+            if failing:
+                _log.warning("%s failed again (%s: %s); retrying", name, type(exc).__name__, exc)
+            else:
+                _log.exception("%s failed; retrying every %.0f s", name, RETRY_SECONDS)
+            failing = True
             await close()
             await sleep_or_stop(stop, RETRY_SECONDS)
     await close()

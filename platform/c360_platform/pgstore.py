@@ -9,12 +9,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
 import psycopg
 from eventsourcing.persistence import Notification, ProgrammingError, StoredEvent
+from eventsourcing.persistence import OperationalError as StoreOperationalError
 from eventsourcing.postgres import (
     PostgresApplicationRecorder,
     PostgresDatastore,
@@ -26,6 +27,7 @@ from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composable, Composed, Identifier
 
 from c360_platform.locks import lock_key
+from c360_platform.pgpool import CHECKOUT_TIMEOUT, make_patient
 from c360_platform.store import (
     AnyOf,
     CommandOutcome,
@@ -61,7 +63,13 @@ def postgres_env(url: str, schema: str, *, pool_size: int = 10) -> dict[str, str
         "POSTGRES_SCHEMA": schema,
         "POSTGRES_POOL_SIZE": str(pool_size),
         "POSTGRES_MAX_OVERFLOW": str(pool_size),
-        "POSTGRES_CONNECT_TIMEOUT": "10",
+        # The library uses it as the pool's checkout timeout too: with PostgreSQL down a
+        # call fails (UNAVAILABLE) within about a second instead of hanging to the deadline
+        # (a pool that is only busy waits on: `pgpool.make_patient`).
+        "POSTGRES_CONNECT_TIMEOUT": str(int(CHECKOUT_TIMEOUT)),
+        # A pooled connection is checked before use, so one broken by a restart of PostgreSQL
+        # is replaced at once instead of failing the call that drew it.
+        "POSTGRES_PRE_PING": "y",
         "POSTGRES_LOCK_TIMEOUT": "10",
         "TRACKING_RECORDER_TOPIC": "c360_platform.pgstore:TrackingRecorder",
     }
@@ -146,12 +154,43 @@ def schema_change(datastore: PostgresDatastore, name: str, digest: str) -> Itera
             conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
 
 
+def _once(method: Callable[..., Any]) -> Callable[..., Any]:
+    """A recorder method of the library without its retry loop (ten attempts 0.2 s apart, each
+    waiting up to the checkout timeout): with PostgreSQL down a command would hang for ~12 s.
+    c360 answers UNAVAILABLE at once instead; callers retry (commands with their request id),
+    and the relay and projector retry from their leader loop."""
+    return getattr(method, "__wrapped__", method)
+
+
+def _rerun_aborted_pipeline(method: Callable[..., Any]) -> Callable[..., Any]:
+    """`insert_events` without the library's retry loop, except for one case: the library
+    writes in pipeline mode, where a failed statement (a concurrent retry's primary key) can
+    surface as "pipeline aborted" rather than as itself; run once more, and the real error
+    (IntegrityError: the command's replay or ABORTED) comes out."""
+    inner = _once(method)
+
+    def insert_events(self: Any, *args: Any, **kwargs: Any) -> Any:
+        for attempt in range(3):
+            try:
+                return inner(self, *args, **kwargs)
+            except StoreOperationalError as exc:
+                if attempt == 2 or not isinstance(exc.__cause__, psycopg.errors.PipelineAborted):
+                    raise
+        raise AssertionError("unreachable")
+
+    return insert_events
+
+
 class _SchemaOnce:
     """Mixin for the library's PostgreSQL recorders: `create_table` runs the recorder's DDL
     only when it changed (see `schema_change`)."""
 
     datastore: PostgresDatastore
     sql_create_statements: list[Composed]
+
+    def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
+        super().__init__(datastore, **kwargs)  # type: ignore[call-arg]
+        make_patient(datastore.pool)
 
     def _ddl_name(self) -> str:
         return type(self).__qualname__
@@ -171,6 +210,10 @@ class _SchemaOnce:
 
 class TrackingRecorder(_SchemaOnce, PostgresTrackingRecorder):
     """The library's tracking recorder, whose tables are created once (not at every start)."""
+
+    insert_tracking = _once(PostgresTrackingRecorder.insert_tracking)
+    max_tracking_id = _once(PostgresTrackingRecorder.max_tracking_id)
+    has_tracking_id = _once(PostgresTrackingRecorder.has_tracking_id)
 
     def _ddl_name(self) -> str:
         return f"tracking:{self.tracking_table_name}"
@@ -201,6 +244,11 @@ def _sql(table: QueryTable, condition: Condition, params: list[Any]) -> Composab
 class EventRecorder(_SchemaOnce, PostgresApplicationRecorder):
     """The library's application recorder, plus metadata and idempotency in the same commit;
     its tables (and the query table's) are created once per change, not at every start."""
+
+    insert_events = _rerun_aborted_pipeline(PostgresApplicationRecorder.insert_events)
+    select_events = _once(PostgresApplicationRecorder.select_events)
+    select_notifications = _once(PostgresApplicationRecorder.select_notifications)
+    max_notification_id = _once(PostgresApplicationRecorder.max_notification_id)
 
     def _ddl_name(self) -> str:
         return f"events:{self.events_table_name}"

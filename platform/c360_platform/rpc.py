@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
+import nats.errors
+import psycopg
+from eventsourcing.persistence import InterfaceError as StoreInterfaceError
 from eventsourcing.persistence import OperationalError as StoreUnavailable
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
@@ -39,6 +42,20 @@ _CODES: list[tuple[type[errors.C360Error], grpc.StatusCode]] = [
 ]
 
 
+_STORE_DOWN = (
+    StoreUnavailable,  # the library's: connection refused, pool checkout timed out
+    StoreInterfaceError,  # the library's: the connection was closed under the call
+    psycopg.OperationalError,  # psycopg's own: AdminShutdown, pool timeouts (PoolTimeout)
+    psycopg.InterfaceError,
+)
+_NATS_DOWN = (
+    nats.errors.NoServersError,
+    nats.errors.ConnectionClosedError,
+    nats.errors.StaleConnectionError,
+    nats.errors.TimeoutError,
+)
+
+
 def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str, status_pb2.Status]:
     """The gRPC status (and google.rpc.Status with details) an exception maps to."""
     code = grpc.StatusCode.INTERNAL
@@ -62,9 +79,12 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str, status_pb2.Sta
             packed = any_pb2.Any()
             packed.Pack(bad)
             details.append(packed)
-    elif isinstance(exc, StoreUnavailable):
+    elif isinstance(exc, _STORE_DOWN):
         code = grpc.StatusCode.UNAVAILABLE
-        message = "the event store is unavailable; retry"
+        message = "PostgreSQL is unavailable; retry"
+    elif isinstance(exc, _NATS_DOWN):
+        code = grpc.StatusCode.UNAVAILABLE
+        message = "NATS is unavailable; retry"
     status = status_pb2.Status(code=code.value[0], message=message, details=details)
     return code, message, status
 
@@ -73,6 +93,8 @@ async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException
     code, message, status = status_for(exc)
     if code == grpc.StatusCode.INTERNAL:
         _log.error("unhandled %s", type(exc).__name__, exc_info=exc)
+    elif code == grpc.StatusCode.UNAVAILABLE:
+        _log.warning("answered UNAVAILABLE: %s: %s", type(exc).__name__, exc)
     await context.abort(
         code, message, trailing_metadata=(("grpc-status-details-bin", status.SerializeToString()),)
     )

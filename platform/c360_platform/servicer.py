@@ -3,6 +3,7 @@ application off the event loop, outcome -> reply) and its registration on a host
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
@@ -10,6 +11,7 @@ import grpc
 from google.protobuf.descriptor import ServiceDescriptor
 
 from c360_platform.commands import blocking, command_context, command_result
+from c360_platform.errors import DeadlineExceeded
 from c360_platform.rpc import Register
 from c360_platform.store import CommandContext, CommandOutcome, ServiceApplication
 
@@ -38,7 +40,16 @@ class CommandServicer(Generic[App]):
         `CommandResult`, plus the reply fields named in `extra` from what the command created.
         The command's name (for idempotency) is the request's type without `Request`."""
         ctx = command_context(type(request).__name__.removesuffix("Request"), request, context)
-        outcome = await blocking(run, ctx)
+        remaining = context.time_remaining()
+        deadline = None if remaining is None else time.monotonic() + remaining
+
+        def run_in_time() -> CommandOutcome:
+            # Checked again on the worker thread: the call may have queued for one.
+            if deadline is not None and time.monotonic() >= deadline:
+                raise DeadlineExceeded("the caller's deadline passed before the command ran")
+            return run(ctx)
+
+        outcome = await blocking(run_in_time)
         fields = {name: outcome.extra.get(name, "") for name in extra}
         return reply(result=command_result(self.app.source, outcome), **fields)
 

@@ -208,3 +208,25 @@ def test_cli_against_a_running_stack(up: Up) -> None:
     up.proc.send_signal(signal.SIGTERM)
     assert up.proc.wait(30) == 0, up.logs()
     assert not (home / "endpoints.json").exists()
+
+
+def test_a_second_up_in_the_same_folder_leaves_the_first_usable(up: Up) -> None:
+    home = up.home
+    endpoints = (home / "endpoints.json").read_text()
+    second = subprocess.run(
+        [sys.executable, "-m", "c360_cli.main", "up", "--home", str(home)],
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_TIMEOUT,
+        env=dict(os.environ),
+        check=False,
+    )
+    assert second.returncode == 1
+    assert "another process is running" in second.stderr
+    # Its files are as they were, and the CLI still reaches the running stack through them.
+    assert (home / "endpoints.json").read_text() == endpoints
+    registered = c360_json(home, "customer", "register", "--name", "Still Here")
+    assert c360_json(home, "customer", "get", registered["customer_id"])["display_name"] == (
+        "Still Here"
+    )
+    assert up.proc.poll() is None

@@ -12,11 +12,11 @@ import pytest
 from c360.events.v1 import ticket_events_pb2 as ev
 from c360.service_desk.v1 import service_desk_service_pb2 as dapi
 from c360_platform.context import ContextReader
-from c360_platform.errors import PreconditionFailed, VersionConflict
+from c360_platform.errors import DeadlineExceeded, PreconditionFailed, VersionConflict
 from c360_service_desk.api import ServiceDeskServicer
 from c360_service_desk.application import ServiceDeskApplication
 
-from .support import CALL, Clock, bad_fields, refused
+from .support import CALL, CallContext, Clock, bad_fields, refused
 
 
 @pytest.fixture
@@ -157,3 +157,24 @@ async def test_tickets_are_listed_newest_first_by_customer_state_agent_queue_pri
     assert await bad_fields(desk.ListTickets(dapi.ListTicketsRequest(page_size=201), CALL)) == [
         "page_size"
     ]
+
+
+class _Expired(CallContext):
+    """A call whose deadline passed while it waited (for a worker thread, say)."""
+
+    def time_remaining(self) -> float | None:
+        return 0.0
+
+
+EXPIRED: Any = _Expired()
+
+
+async def test_a_command_whose_deadline_has_passed_is_not_executed(
+    desk: ServiceDeskServicer,
+) -> None:
+    error = await refused(desk.OpenTicket(opening(str(uuid4())), EXPIRED), DeadlineExceeded)
+    assert "deadline" in str(error)
+    assert desk.app.head() == 0
+    # The same command in time is executed.
+    await desk.OpenTicket(opening(str(uuid4())), CALL)
+    assert desk.app.head() == 1

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from psycopg_pool import AsyncConnectionPool
-
 from c360.timeline.v1 import timeline_service_pb2 as api
 from c360.timeline.v1 import timeline_service_pb2_grpc as api_grpc
 from c360_platform import rpc
 from c360_platform.catchup import SourceDirectory
 from c360_platform.config import Settings
+from c360_platform.pgpool import CHECKOUT_TIMEOUT, PatientAsyncPool
 from c360_timeline.projector import Projector
 from c360_timeline.query import TimelineServicer
 from c360_timeline.readmodel import open_read_model
@@ -25,8 +24,15 @@ def build(settings: Settings) -> rpc.ServiceHost:
     projector = Projector(
         view, postgres_url=settings.postgres_url, nats_url=settings.nats_url, directory=directory
     )
-    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
-        settings.postgres_url, min_size=1, max_size=10, open=False
+    pool = PatientAsyncPool(
+        settings.postgres_url,
+        min_size=1,
+        max_size=10,
+        open=False,
+        # With PostgreSQL down a read answers UNAVAILABLE within a second; a connection broken
+        # by its restart is found on checkout and replaced, not handed to a query.
+        timeout=CHECKOUT_TIMEOUT,
+        check=PatientAsyncPool.check_connection,
     )
     servicer = TimelineServicer(pool, projector)
     host = rpc.ServiceHost.for_settings(settings)

@@ -1,0 +1,132 @@
+"""While PostgreSQL is down every RPC answers UNAVAILABLE (not INTERNAL, not a hang to the
+deadline); when it is back, commands, reads and the projector recover by themselves."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import grpc
+import psycopg
+import pytest
+
+from c360.timeline.v1 import timeline_service_pb2 as tapi
+from c360_platform.embedded import EmbeddedPostgres
+from c360_platform.processes import wait_pid_gone
+from tests.integration.conftest import open_stack
+from tests.integration.helpers import eventually, register
+
+pytestmark = pytest.mark.integration
+
+DEADLINE = 20.0
+
+
+async def _code(call: object) -> grpc.StatusCode:
+    try:
+        await call  # type: ignore[misc]
+    except grpc.aio.AioRpcError as error:
+        return error.code()
+    return grpc.StatusCode.OK
+
+
+async def test_postgres_down_is_unavailable_and_everything_recovers_after(
+    tmp_path: Path, fresh_nats_url: str
+) -> None:
+    pg = EmbeddedPostgres(tmp_path / "pg")
+    url = pg.start()
+    try:
+        async with open_stack(url, fresh_nats_url) as stack:
+            before = await register(stack.customer, "Before Outage", "before@example.com")
+            first = before.result.aggregate_id
+            await stack.timeline.GetTimeline(
+                tapi.GetTimelineRequest(
+                    customer_id=first, wait_for=before.result.consistency_token
+                ),
+                timeout=DEADLINE,
+            )
+
+            assert pg.pid is not None
+            os.kill(pg.pid, signal.SIGKILL)
+            assert pg.exited() is not None or wait_pid_gone(pg.pid, 10)
+
+            # Reads, commands and queries of the service's own tables: UNAVAILABLE, each
+            # answered well before the caller's deadline.
+            started = time.monotonic()
+            read = stack.timeline.GetTimeline(
+                tapi.GetTimelineRequest(customer_id=first), timeout=DEADLINE
+            )
+            assert await _code(read) == grpc.StatusCode.UNAVAILABLE
+            write = register(stack.customer, "During Outage", "during@example.com")
+            assert await _code(write) == grpc.StatusCode.UNAVAILABLE
+            assert time.monotonic() - started < DEADLINE
+
+            assert pg.start() == url  # same data, same port
+            # Back: reads answer again, a command is stored, and the projector shows it.
+            after = None
+            refusals: set[grpc.StatusCode] = set()
+
+            async def accepted() -> bool:
+                nonlocal after
+                try:
+                    after = await register(stack.customer, "After Outage", "after@example.com")
+                except grpc.aio.AioRpcError as error:
+                    refusals.add(error.code())
+                    return False
+                return True
+
+            await eventually(accepted, timeout=30, what="a command after the restart")
+            assert refusals <= {grpc.StatusCode.UNAVAILABLE}
+            assert after is not None
+            shown = await stack.timeline.GetTimeline(
+                tapi.GetTimelineRequest(
+                    customer_id=after.result.aggregate_id,
+                    wait_for=after.result.consistency_token,
+                ),
+                timeout=DEADLINE,
+            )
+            assert [e.type for e in shown.entries] == ["customer.registered"]
+            again = await stack.timeline.GetTimeline(
+                tapi.GetTimelineRequest(customer_id=first), timeout=DEADLINE
+            )
+            assert len(again.entries) == 1
+    finally:
+        pg.stop()
+
+
+def test_stale_lock_files_of_a_dead_postmaster_are_cleared_and_a_live_ones_kept(
+    tmp_path: Path,
+) -> None:
+    pg = EmbeddedPostgres(tmp_path / "pg")
+    url = pg.start()
+    try:
+        # A live server's lock files are never touched.
+        EmbeddedPostgres(tmp_path / "pg").clear_stale_locks()
+        assert (pg.pgdata / "postmaster.pid").exists()
+        assert pg.pid is not None
+        os.kill(pg.pid, signal.SIGKILL)
+        assert pg.exited() is not None or wait_pid_gone(pg.pid, 10)
+        # After the crash its pid is taken by an unrelated live process of the server's own
+        # account (as after a reboot): PostgreSQL alone would refuse to start ("lock file
+        # already exists").
+        options = pg.spawn_options()
+        options.pop("cwd", None)
+        squatter = subprocess.Popen(["sleep", "60"], **options)
+        try:
+            pid_file = pg.pgdata / "postmaster.pid"
+            lines = pid_file.read_text().splitlines()
+            pid_file.write_text("\n".join([str(squatter.pid), *lines[1:]]) + "\n")
+            for lock in pg.socket_dir.glob(".s.PGSQL.*.lock"):
+                rest = lock.read_text().splitlines()[1:]
+                lock.write_text("\n".join([str(squatter.pid), *rest]) + "\n")
+            assert pg.start() == url
+            with psycopg.connect(url) as conn:
+                assert conn.execute("SELECT 1").fetchone() == (1,)
+            assert squatter.poll() is None  # and the unrelated process lives on
+        finally:
+            squatter.kill()
+            squatter.wait()
+    finally:
+        pg.stop()
