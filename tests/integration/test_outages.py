@@ -1,8 +1,11 @@
-"""While PostgreSQL is down every RPC answers UNAVAILABLE (not INTERNAL, not a hang to the
-deadline); when it is back, commands, reads and the projector recover by themselves."""
+"""Outages and restarts: while PostgreSQL is down every RPC answers UNAVAILABLE (not INTERNAL,
+not a hang to the deadline) and everything recovers by itself when it is back; a timeline
+replica started under load disturbs nothing."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import signal
 import subprocess
@@ -13,10 +16,15 @@ import grpc
 import psycopg
 import pytest
 
+from c360.customer.v1 import customer_service_pb2 as capi
 from c360.timeline.v1 import timeline_service_pb2 as tapi
+from c360.timeline.v1 import timeline_service_pb2_grpc as tgrpc
+from c360_platform import registry
+from c360_platform.deployment import Deployment
 from c360_platform.embedded import EmbeddedPostgres
 from c360_platform.processes import wait_pid_gone
-from tests.integration.conftest import open_stack
+from c360_platform.supervisor import stop_hosts
+from tests.integration.conftest import Stack, open_stack
 from tests.integration.helpers import eventually, register
 
 pytestmark = pytest.mark.integration
@@ -130,3 +138,60 @@ def test_stale_lock_files_of_a_dead_postmaster_are_cleared_and_a_live_ones_kept(
             squatter.wait()
     finally:
         pg.stop()
+
+
+async def test_a_timeline_replica_started_under_load_disturbs_no_projector(
+    stack: Stack, database_url: str, fresh_nats_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    done = asyncio.Event()
+    replies: list[capi.RegisterCustomerResponse] = []
+
+    async def load(writer: int) -> None:
+        n = 0
+        while not done.is_set():
+            n += 1
+            name, email = f"Load {writer}-{n}", f"load{writer}-{n}@example.com"
+            replies.append(await register(stack.customer, name, email))
+
+    writers = asyncio.gather(*(load(w) for w in range(8)))
+    try:
+        await eventually(lambda: _at_least(replies, 5), what="load")
+        # Replicas start (schema check, projector standing by, query API up) and stop while
+        # the active projector writes, as a rolling deploy would do.
+        replica = Deployment.plan(database_url, fresh_nats_url, fresh_ports=True)
+        for _ in range(5):
+            host = registry.service(registry.TIMELINE).builder()(replica.settings("timeline"))
+            await host.start()
+            channel = grpc.aio.insecure_channel(replica.addresses[registry.TIMELINE])
+            try:
+                seen = await tgrpc.TimelineServiceStub(channel).GetTimeline(
+                    tapi.GetTimelineRequest(
+                        customer_id=replies[0].result.aggregate_id,
+                        wait_for=replies[0].result.consistency_token,
+                    ),
+                    timeout=DEADLINE,
+                )
+                assert [e.type for e in seen.entries] == ["customer.registered"]
+            finally:
+                await channel.close(None)
+            await stop_hosts({"timeline": host})
+    finally:
+        done.set()
+        await writers
+    last = replies[-1].result
+    await stack.timeline.GetTimeline(
+        tapi.GetTimelineRequest(customer_id=last.aggregate_id, wait_for=last.consistency_token),
+        timeout=DEADLINE,
+    )
+    for reply in replies:  # every command projected exactly once
+        shown = await stack.timeline.GetTimeline(
+            tapi.GetTimelineRequest(customer_id=reply.result.aggregate_id), timeout=DEADLINE
+        )
+        assert [e.type for e in shown.entries] == ["customer.registered"]
+    troubles = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert troubles == []
+
+
+async def _at_least(items: list[object], n: int) -> bool:
+    return len(items) >= n
