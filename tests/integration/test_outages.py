@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
@@ -193,5 +194,5 @@ async def test_a_timeline_replica_started_under_load_disturbs_no_projector(
     assert troubles == []
 
 
-async def _at_least(items: list[object], n: int) -> bool:
+async def _at_least(items: Sequence[object], n: int) -> bool:
     return len(items) >= n
