@@ -14,7 +14,7 @@ PYPROJECTS := pyproject.toml $(wildcard proto/pyproject.toml platform/pyproject.
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: all venv proto run test test-unit lint breaking bench docs lock clean
+.PHONY: all venv proto run test test-unit lint breaking bench chaos docs lock clean
 all: proto
 
 $(UV):
@@ -89,6 +89,9 @@ docs: proto
 
 bench: proto
 	$(BIN)/python -m bench.run
+
+chaos: proto  ## fault suite under load (not part of make test): make chaos ARGS='--faults 20'
+	$(BIN)/python -m tools.chaos $(ARGS)
 
 clean:
 	rm -rf gen $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache bench/results
