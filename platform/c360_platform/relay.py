@@ -28,7 +28,7 @@ from c360_platform.leader import lead, sleep_or_stop, unless_stopped
 from c360_platform.locks import AdvisoryLock
 from c360_platform.pgstore import EventRecorder
 from c360_platform.store import EventMetadata, ServiceApplication
-from c360_platform.streams import StreamSettings, ensure_stream
+from c360_platform.streams import RECONNECT_WAIT, StreamSettings, ensure_stream
 
 _log = logging.getLogger(__name__)
 RELAY = "relay"
@@ -115,11 +115,20 @@ class OutboxRelay:
         self.js: JetStreamContext | None = None
         self.active = asyncio.Event()
         self.published = 0
+        self.disconnected = asyncio.Event()
+        """Set when the NATS connection drops: the acks in flight will not come."""
+
+    async def _on_disconnect(self) -> None:
+        self.disconnected.set()
 
     async def connect(self) -> JetStreamContext:
         if self.js is None:
             self.nc = await nats.connect(
-                self.nats_url, name=f"c360-relay-{self.source}", max_reconnect_attempts=-1
+                self.nats_url,
+                name=f"c360-relay-{self.source}",
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=RECONNECT_WAIT,
+                disconnected_cb=self._on_disconnect,
             )
             self.js = self.nc.jetstream(publish_async_max_pending=self.window)
             await ensure_stream(self.js, self.stream)
@@ -147,6 +156,7 @@ class OutboxRelay:
         if not rows:
             return after
         tracer = telemetry.tracer("c360.relay")
+        self.disconnected.clear()
         acks: list[asyncio.Future[Any]] = []
         for notification, meta in rows:
             stored = StoredEnvelope(self.app, self.contract, notification, meta)
@@ -173,9 +183,30 @@ class OutboxRelay:
                         stream=self.stream.name,
                     )
                 )
-        await asyncio.wait_for(asyncio.gather(*acks), timeout=self.ack_timeout)
+        await self._acknowledged(acks)
         self.published += len(rows)
         return rows[-1][0].id
+
+    async def _acknowledged(self, acks: list[asyncio.Future[Any]]) -> None:
+        """Wait for every ack, but not past a dropped connection (after which they never come:
+        the batch is published again from the stored position, de-duplicated by its ids)."""
+        acked = asyncio.ensure_future(asyncio.gather(*acks))
+        dropped = asyncio.ensure_future(self.disconnected.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {acked, dropped}, timeout=self.ack_timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            dropped.cancel()
+        if acked in done:
+            acked.result()
+            return
+        acked.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await acked
+        if dropped in done:
+            raise ConnectionError("the NATS connection dropped before the stream acknowledged")
+        raise TimeoutError(f"the stream did not acknowledge within {self.ack_timeout:.0f} s")
 
     def advance(self, position: int) -> None:
         """Record that everything up to this position is in the stream."""

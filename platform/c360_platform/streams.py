@@ -84,3 +84,7 @@ async def ensure_stream(js: JetStreamContext, settings: StreamSettings) -> None:
             except NotFoundError:
                 raise exc from None
     await js.update_stream(config=settings.config())
+
+
+RECONNECT_WAIT = 0.5
+"""Seconds between a c360 client's attempts to reconnect to NATS (nats-py's default is 2)."""

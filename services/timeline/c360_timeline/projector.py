@@ -30,7 +30,7 @@ from c360_platform.envelope import SUBJECT_ROOT, UnknownEventType, unpack
 from c360_platform.errors import PreconditionFailed
 from c360_platform.leader import lead, unless_stopped
 from c360_platform.locks import AdvisoryLock
-from c360_platform.streams import StreamSettings, ensure_stream
+from c360_platform.streams import RECONNECT_WAIT, StreamSettings, ensure_stream
 from c360_timeline.inbound import ErpIntake
 from c360_timeline.readmodel import ReadModel
 
@@ -82,7 +82,10 @@ class Projector:
     async def connect(self) -> JetStreamContext.PullSubscription:
         if self.js is None:
             self.nc = await nats.connect(
-                self.nats_url, name=f"c360-projector-{self.durable}", max_reconnect_attempts=-1
+                self.nats_url,
+                name=f"c360-projector-{self.durable}",
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=RECONNECT_WAIT,
             )
             self.js = self.nc.jetstream()
             await ensure_stream(self.js, self.stream)
