@@ -190,7 +190,13 @@ async def test_a_timeline_replica_started_under_load_disturbs_no_projector(
             tapi.GetTimelineRequest(customer_id=reply.result.aggregate_id), timeout=DEADLINE
         )
         assert [e.type for e in shown.entries] == ["customer.registered"]
-    troubles = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    # c360's own warnings and errors (the projector's failures among them); other tests'
+    # clients of servers already gone may log in the same session.
+    troubles = [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno >= logging.WARNING and r.name.startswith("c360")
+    ]
     assert troubles == []
 
 
