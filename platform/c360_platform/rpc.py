@@ -20,10 +20,13 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection_pb2 as reflection_messages
+from grpc_reflection.v1alpha import reflection_pb2_grpc as reflection_grpc
+from grpc_reflection.v1alpha._async import ReflectionServicer
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from c360_platform import errors, telemetry
+from c360_platform import errors, inbound, telemetry
 
 if TYPE_CHECKING:
     from c360_platform.config import Settings
@@ -131,6 +134,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
                 span = start_span()
                 token = otel_context.attach(trace.set_span_in_context(span))
                 try:
+                    inbound.check(request)
                     return await inner(request, context)
                 except Exception as exc:
                     await _fail(span, context, exc)
@@ -143,13 +147,25 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 single_reply(handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=inbound.tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.stream_unary is not None:
+            inner_su = handler.stream_unary
+
+            async def stream_unary(
+                requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]
+            ) -> Any:
+                async def checked() -> AsyncIterator[Any]:
+                    async for request in requests:
+                        inbound.check(request)
+                        yield request
+
+                return await inner_su(checked(), context)
+
             return grpc.stream_unary_rpc_method_handler(
-                single_reply(handler.stream_unary),
-                request_deserializer=handler.request_deserializer,
+                single_reply(stream_unary),
+                request_deserializer=inbound.tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
@@ -161,6 +177,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
                 span = start_span()
                 token = otel_context.attach(trace.set_span_in_context(span))
                 try:
+                    inbound.check(request)
                     async for item in inner_us(request, context):
                         yield item
                 except Exception as exc:
@@ -171,7 +188,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
 
             return grpc.unary_stream_rpc_method_handler(
                 unary_stream,
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=inbound.tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         return handler
@@ -193,6 +210,39 @@ async def _fail(
 def _is_abort(exc: BaseException) -> bool:
     """context.abort() ends a call by raising AbortError: let it (and cancellation) through."""
     return isinstance(exc, (grpc.aio.AbortError, grpc.aio.UsageError, asyncio.CancelledError))
+
+
+class Health(HealthServicer):  # type: ignore[misc]
+    """grpc.health.v1.Health, with List (the asyncio servicer of grpcio-health-checking
+    leaves it unimplemented)."""
+
+    async def List(
+        self, request: health_pb2.HealthListRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> health_pb2.HealthListResponse:
+        return health_pb2.HealthListResponse(
+            statuses={
+                name: health_pb2.HealthCheckResponse(status=status)
+                for name, status in self._server_status.items()
+            }
+        )
+
+
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
+
+
+def _reflection_v1(servicer: Any) -> grpc.GenericRpcHandler[Any, Any]:
+    """Server reflection under its v1 name too (grpcio-reflection serves only v1alpha): the
+    v1 messages are the v1alpha ones renamed, field for field, so the same servicer answers."""
+    return grpc.method_handlers_generic_handler(
+        REFLECTION_V1,
+        {
+            "ServerReflectionInfo": grpc.stream_stream_rpc_method_handler(
+                servicer.ServerReflectionInfo,
+                request_deserializer=reflection_messages.ServerReflectionRequest.FromString,
+                response_serializer=reflection_messages.ServerReflectionResponse.SerializeToString,
+            )
+        },
+    )
 
 
 Register = Callable[[grpc.aio.Server], None]
@@ -220,7 +270,7 @@ class ServiceHost:
             interceptors=[ServerInterceptor()],
             options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 16 << 20)],
         )
-        self.health = HealthServicer()
+        self.health = Health()
         self.stop_event = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
         self.bound_port = 0
@@ -247,14 +297,16 @@ class ServiceHost:
             register(self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         names = [n for n, _ in self.services]
-        reflection.enable_server_reflection(
+        reflected = ReflectionServicer(
             [
                 *names,
                 health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                 reflection.SERVICE_NAME,
-            ],
-            self.server,
+                REFLECTION_V1,
+            ]
         )
+        reflection_grpc.add_ServerReflectionServicer_to_server(reflected, self.server)
+        self.server.add_generic_rpc_handlers((_reflection_v1(reflected),))
         self.bound_port = self.server.add_insecure_port(f"{self.host}:{self.port}")
         await self.server.start()
         for task in self.background:

@@ -78,8 +78,14 @@ class Projector:
         self.applied = 0
         self._saved_at = 0.0
         self.next_sweep = 0.0
+        self._connecting = asyncio.Lock()
 
     async def connect(self) -> JetStreamContext.PullSubscription:
+        # Both feeds' loops connect on their first turn: one connection, not one each.
+        async with self._connecting:
+            return await self._connect()
+
+    async def _connect(self) -> JetStreamContext.PullSubscription:
         if self.js is None:
             self.nc = await nats.connect(
                 self.nats_url,
