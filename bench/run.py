@@ -272,6 +272,7 @@ async def phases(run: Run) -> None:
         run.addresses["customer"],
         run.addresses["timeline"],
         run.addresses["echo"],
+        token=run.stack.token,
     )
     poll = cfg.poll_ms / 1000.0
     m = run.measures

@@ -18,6 +18,7 @@ from c360.customer.v1 import customer_service_pb2_grpc as customer_grpc
 from c360.events.v1 import customer_events_pb2 as events
 from c360.timeline.v1 import timeline_service_pb2 as timeline_api
 from c360.timeline.v1 import timeline_service_pb2_grpc as timeline_grpc
+from c360_platform.channels import aio_channel
 
 if TYPE_CHECKING:
     from c360.customer.v1.customer_service_pb2_grpc import CustomerServiceAsyncStub
@@ -55,10 +56,11 @@ class Clients:
     last_customer: str = ""
     rng: random.Random = field(default_factory=lambda: random.Random(360))
     channels: list[grpc.aio.Channel] = field(default_factory=list)
+    token: str = ""
 
     def __post_init__(self) -> None:
-        customer_channel = grpc.aio.insecure_channel(self.customer_addr)
-        timeline_channel = grpc.aio.insecure_channel(self.timeline_addr)
+        customer_channel = aio_channel(self.customer_addr, self.token)
+        timeline_channel = aio_channel(self.timeline_addr, self.token)
         echo_channel = grpc.aio.insecure_channel(self.echo_addr)
         self.channels = [customer_channel, timeline_channel, echo_channel]
         self.customer: CustomerServiceAsyncStub = customer_grpc.CustomerServiceStub(

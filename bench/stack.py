@@ -15,6 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
+from c360_platform import auth
 from c360_platform.deployment import Deployment
 from c360_platform.embedded import EmbeddedNats, EmbeddedPostgres
 from c360_platform.processes import free_port
@@ -52,6 +53,8 @@ class Stack:
     postgres: EmbeddedPostgres | None = None
     nats: EmbeddedNats | None = None
     supervisor: Supervisor | None = None
+    token: str = ""
+    """An agent's token of the deployment, for the load."""
     _admin_url: str = ""
     _database: str = ""
 
@@ -79,6 +82,8 @@ class Stack:
         """Every registered service, plus `extra` servers (name -> argv, `{port}` replaced by a
         free port), started by the platform's supervisor; their addresses once all are ready."""
         deployment = Deployment.plan(self.postgres_url, self.nats_url)
+        # The load comes from an application with an agent's token, as in production.
+        self.token = deployment.token(auth.Role.AGENT, "bench:load")
         supervisor = Supervisor(deployment, self.log_dir)
         self.supervisor = supervisor
         for name, argv in extra.items():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,6 +14,8 @@ from typing import Any, TypeVar
 
 import grpc
 from google.rpc import error_details_pb2, status_pb2
+
+from c360_platform import auth, channels
 
 S = TypeVar("S")
 EXIT_FAILURE = 1
@@ -85,6 +88,12 @@ def parse_addr(text: str) -> tuple[str, str]:
     if not port.isdigit():
         raise argparse.ArgumentTypeError(f"not a port number in {text!r}")
     return name.strip(), f"{host or '127.0.0.1'}:{port}"
+
+
+def load_token(args: argparse.Namespace) -> str:
+    """--token, else $C360_TOKEN, else the operator's token `c360 up` wrote to HOME/auth."""
+    given = getattr(args, "token", "") or os.environ.get("C360_TOKEN", "")
+    return given or auth.home_token(Path(args.home))
 
 
 def load_endpoints(args: argparse.Namespace) -> Endpoints:
@@ -214,6 +223,7 @@ class _Connections:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.endpoints = load_endpoints(args)
+        self.token = load_token(args)
         self.timeout: float | None = args.timeout
         self._last: tuple[str, str] | None = None
 
@@ -239,7 +249,7 @@ class Client(_Connections):
     def _channel(self, service: str) -> grpc.Channel:
         address = self._address(service)
         if service not in self._channels:
-            self._channels[service] = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+            self._channels[service] = channels.channel(address, self.token, CHANNEL_OPTIONS)
         return self._channels[service]
 
     def stub(self, service: str, kind: Callable[[grpc.Channel], S]) -> S:
@@ -278,7 +288,7 @@ class AsyncClient(_Connections):
     def _channel(self, service: str) -> grpc.aio.Channel:
         address = self._address(service)
         if service not in self._channels:
-            self._channels[service] = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+            self._channels[service] = channels.aio_channel(address, self.token, CHANNEL_OPTIONS)
         return self._channels[service]
 
     def stub(self, service: str, kind: Callable[[grpc.aio.Channel], S]) -> S:

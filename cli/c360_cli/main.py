@@ -16,6 +16,7 @@ from c360_cli import (
     subscribe,
     ticket_cmds,
     timeline_cmds,
+    token_cmd,
     up,
     verify,
 )
@@ -26,6 +27,7 @@ GLOBAL_DEFAULTS: dict[str, Any] = {
     "home": ".c360",
     "addr": [],
     "timeout": 15.0,
+    "token": "",
 }
 """Defaults of the options every (sub)command accepts; applied after parsing."""
 
@@ -39,6 +41,7 @@ REGISTRARS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]],
     subscribe.register,
     deadletter.register,
     call.register,
+    token_cmd.register,
 ]
 
 
@@ -78,6 +81,12 @@ def add_global_options(parser: argparse.ArgumentParser) -> None:
         metavar="NAME=HOST:PORT",
         default=argparse.SUPPRESS,
         help="a service's address instead of endpoints.json's (repeatable; see `c360 services`)",
+    )
+    group.add_argument(
+        "--token",
+        metavar="TOKEN",
+        default=argparse.SUPPRESS,
+        help="bearer token of the calls (default $C360_TOKEN, else HOME/auth/operator.token)",
     )
     group.add_argument(
         "--timeout",

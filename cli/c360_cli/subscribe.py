@@ -17,7 +17,7 @@ from google.protobuf import json_format
 from nats.js.errors import NotFoundError
 
 from c360_cli.argtypes import positive_int, whole_number
-from c360_cli.client import CliError, endpoints_path
+from c360_cli.client import CliError, endpoints_path, load_token
 from c360_cli.output import parse_time
 from c360_platform import subjects
 from c360_platform.catchup import CatchUpConsumer, CatchUpError, Event, SourceDirectory, StartAt
@@ -208,7 +208,8 @@ async def follow(args: argparse.Namespace, out: IO[str]) -> int:
         )
     except Exception as exc:
         raise CliError(f"cannot connect to NATS ({exc}); is `c360 up` running?") from None
-    directory = SourceDirectory(sources)
+    # The stores' catch-up reads admit integration, service and operator tokens.
+    directory = SourceDirectory(sources, token=load_token(args))
     stream = StreamSettings.from_env()
     try:
         js = nc.jetstream()

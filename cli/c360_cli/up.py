@@ -12,7 +12,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO
 
-from c360_platform import natsauth, registry
+from c360_platform import auth, natsauth, registry
 from c360_platform.catchup import EVENT_LOG_SERVICE
 from c360_platform.deployment import Deployment
 from c360_platform.embedded import EmbeddedRuntime, RuntimeBusyError
@@ -148,11 +148,14 @@ def run(args: argparse.Namespace) -> int:
             return 1
         if stop.is_set():
             return 0
+        secret = auth.home_secret(home)
+        auth.write_role_tokens(home, auth.Authority(secret))
         deployment = Deployment.plan(
             runtime.postgres_url,
             runtime.nats_url,
             base_port=args.base_port,
             nats_url_for=nats_url,
+            auth_secret=secret,
         )
         supervisor = Supervisor(
             deployment,

@@ -38,7 +38,7 @@ from nats.js.errors import APIError, NotFoundError
 from c360.events.v1 import envelope_pb2
 from c360.events.v1 import event_log_pb2 as log_api
 from c360.events.v1 import event_log_pb2_grpc as log_grpc
-from c360_platform import envelope, subjects
+from c360_platform import channels, envelope, subjects
 from c360_platform.streams import StreamSettings
 
 _log = logging.getLogger(__name__)
@@ -103,14 +103,17 @@ class SourceDirectory:
     """Where each source's catch-up read is: the deployment's services, asked (by the standard
     gRPC health check) whether they serve EventLogService. A service's name is its source."""
 
-    def __init__(self, services: Mapping[str, str], exclude: Iterable[str] = ()) -> None:
+    def __init__(
+        self, services: Mapping[str, str], exclude: Iterable[str] = (), token: str = ""
+    ) -> None:
         self.services = dict(services)
+        self.token = token
         self.exclude = set(exclude)
         self._channels: dict[str, grpc.aio.Channel] = {}
 
     def _channel(self, address: str) -> grpc.aio.Channel:
         if address not in self._channels:
-            self._channels[address] = grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
+            self._channels[address] = channels.aio_channel(address, self.token, _CHANNEL_OPTIONS)
         return self._channels[address]
 
     async def sources(self) -> dict[str, str]:

@@ -20,6 +20,8 @@ class Settings:
     C360_TIMELINE_ADDR host:port of the timeline query API, for services that read it
     C360_SERVICES      every service of the deployment, "name=host:port,name=host:port";
                        consumers find the catch-up read (ReadEvents) of each source here
+    C360_AUTH_SECRET   the secret every port checks bearer tokens with (see auth.py)
+    C360_TOKEN         the service's own token, for its calls to other services
     """
 
     service: str
@@ -29,6 +31,10 @@ class Settings:
     grpc_port: int
     timeline_addr: str
     services: dict[str, str] = field(default_factory=dict)
+    auth_secret: str = ""
+    """C360_AUTH_SECRET: the deployment's token secret (every port checks tokens with it)."""
+    token: str = ""
+    """C360_TOKEN: this service's own token (role service), for its calls to other services."""
 
     @classmethod
     def from_env(cls, service: str, default_port: int) -> Settings:
@@ -40,6 +46,8 @@ class Settings:
             grpc_port=int(os.environ.get("C360_GRPC_PORT", str(default_port))),
             timeline_addr=os.environ.get("C360_TIMELINE_ADDR", "127.0.0.1:50052"),
             services=parse_services(os.environ.get("C360_SERVICES", "")),
+            auth_secret=os.environ.get("C360_AUTH_SECRET", ""),
+            token=os.environ.get("C360_TOKEN", ""),
         )
 
 

@@ -14,6 +14,7 @@ import grpc
 
 from c360.timeline.v1 import timeline_service_pb2 as tapi
 from c360.timeline.v1 import timeline_service_pb2_grpc as tapi_grpc
+from c360_platform import channels
 
 _log = logging.getLogger(__name__)
 RECENT_ENTRIES = 5
@@ -32,16 +33,17 @@ class CustomerContext:
 class ContextReader:
     """Reads profiles from the timeline query API at `address` (host:port), within `timeout`."""
 
-    def __init__(self, address: str, *, timeout: float = 2.0) -> None:
+    def __init__(self, address: str, *, timeout: float = 2.0, token: str = "") -> None:
         self.address = address
+        self.token = token
         self.timeout = timeout
         self._channel: grpc.aio.Channel | None = None
 
     def _stub(self) -> tapi_grpc.TimelineServiceAsyncStub:
         if self._channel is None:
             # Created lazily, inside the serving event loop.
-            self._channel = grpc.aio.insecure_channel(
-                self.address, options=[("grpc.enable_http_proxy", 0)]
+            self._channel = channels.aio_channel(
+                self.address, self.token, options=[("grpc.enable_http_proxy", 0)]
             )
         return tapi_grpc.TimelineServiceStub(self._channel)
 

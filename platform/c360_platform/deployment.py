@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from c360_platform import registry
+from c360_platform import auth, registry
 from c360_platform.config import Settings, format_services
 from c360_platform.processes import free_port, port_is_free
 from c360_platform.registry import ServiceSpec
@@ -43,6 +43,12 @@ class Deployment:
     nats_url_for: Callable[[str], str] | None = None
     """The NATS URL (with credentials) of a role, when the server has users per role."""
     specs: Mapping[str, ServiceSpec] = field(default_factory=registry.services)
+    auth_secret: str = field(default_factory=auth.new_secret)
+    """The secret every port checks tokens with (`auth`); a new one unless given."""
+
+    def token(self, role: auth.Role, subject: str) -> str:
+        """A token of this deployment for `subject` (an id, never a person's name)."""
+        return auth.Authority(self.auth_secret).issue(subject, role)
 
     @classmethod
     def plan(
@@ -54,6 +60,7 @@ class Deployment:
         fresh_ports: bool = False,
         nats_url_for: Callable[[str], str] | None = None,
         specs: Mapping[str, ServiceSpec] | None = None,
+        auth_secret: str | None = None,
     ) -> Deployment:
         """Every registered service (or `specs`) on ports chosen now: the defaults (moved to
         `base_port`) where free, or ports the OS picks for all of them (`fresh_ports`)."""
@@ -64,6 +71,7 @@ class Deployment:
             pick_ports(chosen.values(), base_port, fresh=fresh_ports),
             nats_url_for=nats_url_for,
             specs=chosen,
+            auth_secret=auth_secret or auth.new_secret(),
         )
 
     @property
@@ -84,6 +92,8 @@ class Deployment:
             grpc_port=self.ports[name],
             timeline_addr=addresses.get(registry.TIMELINE, ""),
             services=addresses,
+            auth_secret=self.auth_secret,
+            token=self.token(auth.Role.SERVICE, f"service:{name}"),
         )
 
     def environment(self, name: str) -> dict[str, str]:
@@ -97,4 +107,6 @@ class Deployment:
             "C360_GRPC_PORT": str(s.grpc_port),
             "C360_TIMELINE_ADDR": s.timeline_addr,
             "C360_SERVICES": format_services(s.services),
+            "C360_AUTH_SECRET": s.auth_secret,
+            "C360_TOKEN": s.token,
         }

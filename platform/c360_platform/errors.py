@@ -55,3 +55,11 @@ class Unavailable(C360Error):
 
 class DeadlineExceeded(C360Error):
     """The wait the caller allowed ran out before the answer was ready (DEADLINE_EXCEEDED)."""
+
+
+class Unauthenticated(C360Error):
+    """The call carries no valid credentials (UNAUTHENTICATED)."""
+
+
+class PermissionDenied(C360Error):
+    """The caller's role may not make this call (PERMISSION_DENIED)."""

@@ -11,6 +11,7 @@ import grpc
 from c360.events.v1 import event_log_pb2 as api
 from c360.events.v1 import event_log_pb2_grpc as api_grpc
 from c360_platform import rpc
+from c360_platform.auth import Role, requires
 from c360_platform.config import Settings
 from c360_platform.relay import Contract, OutboxRelay, StoredEnvelope
 from c360_platform.store import ServiceApplication
@@ -35,6 +36,7 @@ class EventLogServicer(api_grpc.EventLogServiceServicer):
             StoredEnvelope(self.app, self.contract, n, m).pack() for n, m in rows if n.id <= head
         ]
 
+    @requires(Role.INTEGRATION, Role.SERVICE, Role.OPERATOR)
     async def ReadEvents(
         self, request: api.ReadEventsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[api.ReadEventsResponse]:
@@ -63,7 +65,7 @@ def serve_event_log(host: rpc.ServiceHost, app: ServiceApplication, contract: Co
     def add(server: grpc.aio.Server) -> None:
         api_grpc.add_EventLogServiceServicer_to_server(servicer, server)
 
-    host.add(SERVICE_NAME, add)
+    host.add(SERVICE_NAME, add, servicer)
 
 
 def publish_events(

@@ -26,7 +26,7 @@ from grpc_reflection.v1alpha._async import ReflectionServicer
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from c360_platform import errors, inbound, telemetry
+from c360_platform import auth, errors, inbound, telemetry
 
 if TYPE_CHECKING:
     from c360_platform.config import Settings
@@ -42,6 +42,8 @@ _CODES: list[tuple[type[errors.C360Error], grpc.StatusCode]] = [
     (errors.VersionConflict, grpc.StatusCode.ABORTED),
     (errors.Unavailable, grpc.StatusCode.UNAVAILABLE),
     (errors.DeadlineExceeded, grpc.StatusCode.DEADLINE_EXCEEDED),
+    (errors.Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
+    (errors.PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
 ]
 
 
@@ -103,8 +105,39 @@ async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException
     )
 
 
+_audit = logging.getLogger("c360.audit")
+OPEN_PREFIXES = ("/grpc.health.v1.Health/",)
+"""Calls that need no token (load balancers and probes check health)."""
+REFLECTION_PREFIXES = ("/grpc.reflection.",)
+
+
 class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
-    """One span per call (parent from the caller's traceparent) and exception -> status."""
+    """Authentication and the role check, one span per call (parent from the caller's
+    traceparent), the request checks of `inbound`, and exception -> status."""
+
+    def __init__(
+        self,
+        authority: auth.Authority | None = None,
+        roles: dict[str, frozenset[auth.Role]] | None = None,
+    ) -> None:
+        self.authority = authority
+        self.roles = roles if roles is not None else {}
+        """Method path -> the roles it admits (filled as services are added to the host)."""
+
+    def authorize(self, method: str, metadata: Any) -> None:
+        """Raise Unauthenticated / PermissionDenied unless the caller may call `method`."""
+        if self.authority is None or method.startswith(OPEN_PREFIXES):
+            return
+        if method.startswith(REFLECTION_PREFIXES):
+            allowed = auth.ANY_ROLE
+        else:
+            allowed = self.roles.get(method, auth.DEFAULT_ROLES)
+        try:
+            principal = self.authority.authorize(metadata or (), allowed)
+        except errors.C360Error as exc:
+            _audit.warning("refused %s: %s", method, exc)
+            raise
+        _audit.info("%s by %s (%s)", method, principal.subject, principal.role)
 
     async def intercept_service(
         self,
@@ -134,6 +167,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
                 span = start_span()
                 token = otel_context.attach(trace.set_span_in_context(span))
                 try:
+                    self.authorize(method, context.invocation_metadata())
                     inbound.check(request)
                     return await inner(request, context)
                 except Exception as exc:
@@ -177,6 +211,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
                 span = start_span()
                 token = otel_context.attach(trace.set_span_in_context(span))
                 try:
+                    self.authorize(method, context.invocation_metadata())
                     inbound.check(request)
                     async for item in inner_us(request, context):
                         yield item
@@ -189,6 +224,24 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             return grpc.unary_stream_rpc_method_handler(
                 unary_stream,
                 request_deserializer=inbound.tolerant(handler.request_deserializer),
+                response_serializer=handler.response_serializer,
+            )
+        if handler.stream_stream is not None:  # reflection
+            inner_ss = handler.stream_stream
+
+            async def stream_stream(
+                requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]
+            ) -> AsyncIterator[Any]:
+                try:
+                    self.authorize(method, context.invocation_metadata())
+                except errors.C360Error as exc:
+                    await _abort(context, exc)
+                async for item in inner_ss(requests, context):
+                    yield item
+
+            return grpc.stream_stream_rpc_method_handler(
+                stream_stream,
+                request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         return handler
@@ -265,9 +318,13 @@ class ServiceHost:
     """What the service is built of (its application, relay, projector), by role, for
     operators' tools and tests."""
 
+    authority: auth.Authority | None = None
+    """Checks every call's token; None only where no secret is configured (a warning)."""
+
     def __post_init__(self) -> None:
+        self.interceptor = ServerInterceptor(self.authority)
         self.server = grpc.aio.server(
-            interceptors=[ServerInterceptor()],
+            interceptors=[self.interceptor],
             options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 16 << 20)],
         )
         self.health = Health()
@@ -278,10 +335,21 @@ class ServiceHost:
     @classmethod
     def for_settings(cls, settings: Settings) -> ServiceHost:
         """The host of a service on the address its settings name."""
-        return cls(settings.service, settings.grpc_port, settings.grpc_host)
+        authority = auth.Authority(settings.auth_secret) if settings.auth_secret else None
+        if authority is None:
+            _log.warning("%s: no C360_AUTH_SECRET: every caller is admitted", settings.service)
+        return cls(settings.service, settings.grpc_port, settings.grpc_host, authority=authority)
 
-    def add(self, full_name: str, register: Register) -> None:
+    def add(self, full_name: str, register: Register, servicer: object | None = None) -> None:
+        """Serve a gRPC service; the roles its methods admit come from `servicer`'s
+        `@auth.requires` marks (every method admits auth.DEFAULT_ROLES otherwise)."""
         self.services.append((full_name, register))
+        if servicer is not None:
+            from google.protobuf import descriptor_pool
+
+            for method in descriptor_pool.Default().FindServiceByName(full_name).methods:
+                path = f"/{full_name}/{method.name}"
+                self.interceptor.roles[path] = auth.roles_of(servicer, method.name)
 
     def part(self, role: str, kind: type[T]) -> T:
         """One of the parts the service was built of, checked to be of `kind`."""

@@ -56,11 +56,11 @@ class CommandServicer(Generic[App]):
 
 def registration(
     servicer: S, add: Callable[[S, grpc.aio.Server], None], descriptor: ServiceDescriptor
-) -> tuple[str, Register]:
+) -> tuple[str, Register, S]:
     """(full service name, register) for `ServiceHost.add`: the generated `add_…_to_server`
     function applied to the servicer, under the name health and reflection report."""
 
     def register(server: grpc.aio.Server) -> None:
         add(servicer, server)
 
-    return descriptor.full_name, register
+    return descriptor.full_name, register, servicer

@@ -19,6 +19,8 @@ from c360.customer.v1 import customer_service_pb2_grpc as customer_grpc
 from c360.service_desk.v1 import service_desk_service_pb2_grpc as desk_grpc
 from c360.timeline.v1 import timeline_service_pb2_grpc as timeline_grpc
 from c360_customer.application import CustomerApplication
+from c360_platform import auth
+from c360_platform.channels import aio_channel
 from c360_platform.deployment import Deployment
 from c360_platform.embedded import EmbeddedNats
 from c360_platform.rpc import ServiceHost
@@ -65,6 +67,11 @@ class Stack:
     nats_url: str
     hosts: dict[str, ServiceHost]
     channels: dict[str, grpc.aio.Channel]
+    """Channels whose calls carry an operator's token (every RPC admits it)."""
+    deployment: Deployment
+
+    def token(self, role: auth.Role) -> str:
+        return self.deployment.token(role, f"test:{role}")
 
     def stub(self, service: str, kind: Callable[[grpc.aio.Channel], S]) -> S:
         """An asyncio stub of `kind` for the named service."""
@@ -111,11 +118,12 @@ async def open_stack(database_url: str, fresh_nats_url: str) -> AsyncIterator[St
     (started by the platform's supervisor, from the same `Deployment` as `c360 up`)."""
     deployment = Deployment.plan(database_url, fresh_nats_url, fresh_ports=True)
     hosts = await Supervisor(deployment, Path(os.devnull)).start_hosts()
+    operator = deployment.token(auth.Role.OPERATOR, "test:operator")
     channels = {
-        name: grpc.aio.insecure_channel(address) for name, address in deployment.addresses.items()
+        name: aio_channel(address, operator) for name, address in deployment.addresses.items()
     }
     try:
-        yield Stack(database_url, fresh_nats_url, hosts, channels)
+        yield Stack(database_url, fresh_nats_url, hosts, channels, deployment)
     finally:
         for channel in channels.values():
             await channel.close(None)

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from c360_cli.main import main
+from c360_platform import auth
 
 from .conftest import Stack
 
@@ -24,7 +25,7 @@ class Cli:
     the stack's addresses and its output captured."""
 
     def __init__(self, stack: Stack, home: Path, capsys: pytest.CaptureFixture[str]) -> None:
-        self.options = ["--home", str(home)]
+        self.options = ["--home", str(home), "--token", stack.token(auth.Role.OPERATOR)]
         for name, host in stack.hosts.items():
             self.options += ["--addr", f"{name}=127.0.0.1:{host.bound_port}"]
         self.capsys = capsys

@@ -15,6 +15,7 @@ import pytest
 
 from c360.customer.v1 import customer_service_pb2 as capi
 from c360_customer.application import CustomerApplication
+from c360_platform import auth
 from c360_platform.pgstore import postgres_env
 from c360_platform.store import RowQuery
 
@@ -28,9 +29,10 @@ async def _one(row: capi.ImportRow) -> AsyncIterator[capi.ImportCustomersRequest
     yield capi.ImportCustomersRequest(rows=[row])
 
 
-def _cli(port: int, *args: str) -> Any:
+def _cli(port: int, token: str, *args: str) -> Any:
+    command = [sys.executable, "-m", "c360_cli.main", "--addr", f"customer=127.0.0.1:{port}"]
     done = subprocess.run(
-        [sys.executable, "-m", "c360_cli.main", "--addr", f"customer=127.0.0.1:{port}", *args],
+        [*command, "--token", token, *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -43,9 +45,10 @@ async def test_cli_lists_duplicates_of_one_customer_and_the_report(stack: Stack)
     a = (await register(stack.customer, "Jānis Žirnovskis", "Janis@Example.LV")).result
     b = (await register(stack.customer, "Janis Zhirnovskis", "janis@example.lv")).result
     port = stack.hosts["customer"].bound_port
+    agent = stack.token(auth.Role.AGENT)
     one, report = await asyncio.gather(
-        asyncio.to_thread(_cli, port, "customer", "duplicates", a.aggregate_id, "--json"),
-        asyncio.to_thread(_cli, port, "customer", "duplicates", "--json"),
+        asyncio.to_thread(_cli, port, agent, "customer", "duplicates", a.aggregate_id, "--json"),
+        asyncio.to_thread(_cli, port, agent, "customer", "duplicates", "--json"),
     )
     assert one["customer_id"] == a.aggregate_id
     assert [(c["customer_id"], c["reasons"]) for c in one["candidates"]] == [

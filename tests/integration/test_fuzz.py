@@ -22,6 +22,8 @@ from google.protobuf.message import Message
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from c360_platform import auth
+from c360_platform.channels import channel as token_channel
 from c360_platform.store import ServiceApplication
 from tests.integration.conftest import Stack, open_stack
 
@@ -232,7 +234,8 @@ def test_every_unary_rpc_answers_generated_requests_with_a_success_or_a_clean_re
     running: Running,
 ) -> None:
     assert len(running.methods) >= 20  # every service's API is reached
-    channels = {name: grpc.insecure_channel(a) for name, a in running.addresses.items()}
+    operator = running.stack.token(auth.Role.OPERATOR)
+    channels = {name: token_channel(a, operator) for name, a in running.addresses.items()}
     seen: dict[str, set[grpc.StatusCode]] = {}
 
     requests = st.sampled_from(running.methods).flatmap(

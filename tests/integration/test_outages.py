@@ -20,7 +20,8 @@ import pytest
 from c360.customer.v1 import customer_service_pb2 as capi
 from c360.timeline.v1 import timeline_service_pb2 as tapi
 from c360.timeline.v1 import timeline_service_pb2_grpc as tgrpc
-from c360_platform import registry
+from c360_platform import auth, registry
+from c360_platform.channels import aio_channel
 from c360_platform.deployment import Deployment
 from c360_platform.embedded import EmbeddedPostgres
 from c360_platform.processes import wait_pid_gone
@@ -160,11 +161,18 @@ async def test_a_timeline_replica_started_under_load_disturbs_no_projector(
         await eventually(lambda: _at_least(replies, 5), what="load")
         # Replicas start (schema check, projector standing by, query API up) and stop while
         # the active projector writes, as a rolling deploy would do.
-        replica = Deployment.plan(database_url, fresh_nats_url, fresh_ports=True)
+        replica = Deployment.plan(
+            database_url,
+            fresh_nats_url,
+            fresh_ports=True,
+            auth_secret=stack.deployment.auth_secret,
+        )
         for _ in range(5):
             host = registry.service(registry.TIMELINE).builder()(replica.settings("timeline"))
             await host.start()
-            channel = grpc.aio.insecure_channel(replica.addresses[registry.TIMELINE])
+            channel = aio_channel(
+                replica.addresses[registry.TIMELINE], stack.token(auth.Role.AGENT)
+            )
             try:
                 seen = await tgrpc.TimelineServiceStub(channel).GetTimeline(
                     tapi.GetTimelineRequest(

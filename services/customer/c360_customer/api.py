@@ -16,6 +16,7 @@ from c360.events.v1 import customer_events_pb2 as ev
 from c360_customer.application import CustomerApplication, CustomerView, ImportRow
 from c360_customer.contract import CHANNELS, KINDS, PURPOSES, address_message
 from c360_customer.domain import Customer
+from c360_platform.auth import Role, requires
 from c360_platform.commands import blocking, expected_version, parse_id
 from c360_platform.consistency import ConsistencyToken
 from c360_platform.envelope import timestamp
@@ -307,6 +308,7 @@ class CustomerServicer(CommandServicer[CustomerApplication], api_grpc.CustomerSe
         view = await blocking(self.app.view, customer_id, as_of)
         return api.GetCustomerResponse(customer=customer_message(view))
 
+    @requires(Role.OPERATOR)
     async def MergeCustomers(
         self, request: api.MergeCustomersRequest, context: Ctx
     ) -> api.MergeCustomersResponse:
@@ -322,6 +324,7 @@ class CustomerServicer(CommandServicer[CustomerApplication], api_grpc.CustomerSe
             extra=["merge_id"],
         )
 
+    @requires(Role.OPERATOR)
     async def UnmergeCustomer(
         self, request: api.UnmergeCustomerRequest, context: Ctx
     ) -> api.UnmergeCustomerResponse:
@@ -397,7 +400,7 @@ def _import_row(row: api.ImportRow) -> ImportRow:
     )
 
 
-def servicer_registration(app: CustomerApplication) -> tuple[str, Any]:
+def servicer_registration(app: CustomerApplication) -> tuple[str, Any, Any]:
     """The customer API on a host: `host.add(*servicer_registration(app))`."""
     return registration(
         CustomerServicer(app),

@@ -283,7 +283,9 @@ def _target(request: Any) -> tuple[UUID, int | None]:
     return parse_id("ticket_id", request.ticket_id), expected_version(request)
 
 
-def servicer_registration(app: ServiceDeskApplication, context: ContextReader) -> tuple[str, Any]:
+def servicer_registration(
+    app: ServiceDeskApplication, context: ContextReader
+) -> tuple[str, Any, Any]:
     """The service-desk API on a host: `host.add(*servicer_registration(app, context))`."""
     return registration(
         ServiceDeskServicer(app, context),

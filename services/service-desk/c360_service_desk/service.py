@@ -14,7 +14,7 @@ from c360_service_desk.contract import CONTRACT
 
 def build(settings: Settings) -> rpc.ServiceHost:
     app = open_application(ServiceDeskApplication, settings)
-    context = ContextReader(settings.timeline_addr)
+    context = ContextReader(settings.timeline_addr, token=settings.token)
     host = rpc.ServiceHost.for_settings(settings)
     host.add(*servicer_registration(app, context))
     host.on_close.append(context.close)

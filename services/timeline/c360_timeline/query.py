@@ -18,6 +18,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from c360.timeline.v1 import timeline_service_pb2 as api
 from c360.timeline.v1 import timeline_service_pb2_grpc as api_grpc
+from c360_platform.auth import Role, requires
 from c360_platform.commands import parse_id
 from c360_platform.consistency import ConsistencyToken
 from c360_platform.envelope import timestamp
@@ -442,6 +443,7 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
             ]
         )
 
+    @requires(Role.OPERATOR)
     async def RebuildReadModel(
         self, request: api.RebuildReadModelRequest, context: Ctx
     ) -> AsyncIterator[api.RebuildReadModelResponse]:

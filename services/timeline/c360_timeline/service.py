@@ -20,7 +20,7 @@ SERVICE_NAME = api.DESCRIPTOR.services_by_name["TimelineService"].full_name
 def build(settings: Settings) -> rpc.ServiceHost:
     view = open_read_model(settings.postgres_url)
     # The services whose stores fill in what the stream no longer holds.
-    directory = SourceDirectory(settings.services, exclude={settings.service})
+    directory = SourceDirectory(settings.services, exclude={settings.service}, token=settings.token)
     projector = Projector(
         view, postgres_url=settings.postgres_url, nats_url=settings.nats_url, directory=directory
     )
@@ -40,7 +40,7 @@ def build(settings: Settings) -> rpc.ServiceHost:
     def add(server: Any) -> None:
         api_grpc.add_TimelineServiceServicer_to_server(servicer, server)
 
-    host.add(SERVICE_NAME, add)
+    host.add(SERVICE_NAME, add, servicer)
 
     host.on_start.append(pool.open)
     host.background.append(projector.run)

@@ -1,0 +1,55 @@
+"""`c360 token create`: issue a bearer token of a role, signed with this home's secret."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from c360_cli.client import CliError
+from c360_platform import auth
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "token",
+        help="issue bearer tokens for applications and people (operator)",
+        description="Issue bearer tokens signed with HOME/auth/secret (written by `c360 up`).",
+    )
+    sub = p.add_subparsers(dest="token_command", metavar="COMMAND", required=True)
+    create = sub.add_parser("create", help="print a new token of a role")
+    create.add_argument(
+        "--role",
+        required=True,
+        choices=[str(r) for r in auth.Role],
+        help="agent: customer data; integration: event logs; operator: everything;"
+        " service: service-to-service",
+    )
+    create.add_argument(
+        "--name",
+        required=True,
+        help="who holds it, as an id (e.g. app:erp-bridge); shown in the audit log, so no PII",
+    )
+    create.add_argument(
+        "--days", type=float, default=None, help="valid for this many days (default: no expiry)"
+    )
+    create.set_defaults(func=create_token)
+
+
+def create_token(args: argparse.Namespace) -> int:
+    path = Path(args.home) / "auth" / "secret"
+    try:
+        secret = path.read_text().strip()
+    except OSError:
+        raise CliError(f"no secret at {path}: run `c360 up` once (it creates it)") from None
+    if "@" in args.name or " " in args.name:
+        raise CliError("--name: use an id such as app:erp-bridge, not a person's name or e-mail")
+    valid_for = args.days * 86400 if args.days is not None else None
+    token = auth.Authority(secret).issue(args.name, auth.Role(args.role), valid_for=valid_for)
+    if args.json:
+        json.dump({"token": token, "role": args.role, "name": args.name}, sys.stdout)
+        print()
+    else:
+        print(token)
+    return 0

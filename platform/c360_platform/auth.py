@@ -1,0 +1,184 @@
+"""Who may call what: bearer tokens with a role, checked on every gRPC port.
+
+A token is `c360.<payload>.<signature>`: the payload (base64url JSON) names the holder
+(`sub`, an id such as "service:timeline" or "app:erp-bridge", never a person's name) and the
+role; the signature is HMAC-SHA256 under the deployment's secret (`C360_AUTH_SECRET`), so
+every service checks a token without a look-up. Roles:
+
+- agent: read and write customer-facing data (every RPC unless it says otherwise)
+- integration: read the event logs (ReadEvents), as ERP systems do
+- operator: everything an agent may, plus rebuilds, merges and unmerges
+- service: what one c360 service asks of another (reads, the event logs, commands)
+
+An RPC states the roles it admits with `@requires(...)` on its servicer method; health checks
+need no token; reflection needs any valid one.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, TypeVar
+
+from c360_platform.errors import PermissionDenied, Unauthenticated
+
+F = TypeVar("F", bound=Callable[..., Any])
+PREFIX = "c360"
+METADATA_KEY = "authorization"
+
+
+class Role(StrEnum):
+    AGENT = "agent"
+    INTEGRATION = "integration"
+    OPERATOR = "operator"
+    SERVICE = "service"
+
+
+DEFAULT_ROLES = frozenset({Role.AGENT, Role.OPERATOR, Role.SERVICE})
+"""Who may call an RPC that states nothing: customer-facing reads and writes."""
+ANY_ROLE = frozenset(Role)
+_ROLES_ATTRIBUTE = "__c360_roles__"
+
+
+def requires(*roles: Role) -> Callable[[F], F]:
+    """Declare the roles that may call this servicer method."""
+
+    def mark(method: F) -> F:
+        setattr(method, _ROLES_ATTRIBUTE, frozenset(roles))
+        return method
+
+    return mark
+
+
+def roles_of(servicer: object, method: str) -> frozenset[Role]:
+    """The roles a servicer's method admits (DEFAULT_ROLES unless it says otherwise)."""
+    found = getattr(getattr(servicer, method, None), _ROLES_ATTRIBUTE, None)
+    return found if isinstance(found, frozenset) else DEFAULT_ROLES
+
+
+@dataclass(frozen=True)
+class Principal:
+    subject: str
+    role: Role
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class Authority:
+    """Issues and checks the tokens of one deployment (one secret)."""
+
+    def __init__(self, secret: str) -> None:
+        if len(secret) < 32:
+            raise ValueError("C360_AUTH_SECRET must be at least 32 characters")
+        self._key = secret.encode()
+
+    @classmethod
+    def from_env(cls) -> Authority | None:
+        secret = os.environ.get("C360_AUTH_SECRET", "")
+        return cls(secret) if secret else None
+
+    def _sign(self, payload: str) -> str:
+        return _b64(hmac.new(self._key, payload.encode(), hashlib.sha256).digest())
+
+    def issue(self, subject: str, role: Role, *, valid_for: float | None = None) -> str:
+        claims: dict[str, Any] = {"sub": subject, "role": str(role), "iat": int(time.time())}
+        if valid_for is not None:
+            claims["exp"] = int(time.time() + valid_for)
+        payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
+        return f"{PREFIX}.{payload}.{self._sign(payload)}"
+
+    def verify(self, token: str) -> Principal:
+        """The holder of a valid token; Unauthenticated otherwise (never says which part)."""
+        prefix, _, rest = token.partition(".")
+        payload, _, signature = rest.partition(".")
+        if prefix != PREFIX or not payload or not signature:
+            raise Unauthenticated("not a c360 bearer token")
+        if not hmac.compare_digest(self._sign(payload), signature):
+            raise Unauthenticated("the token's signature does not match this deployment")
+        try:
+            claims = json.loads(_unb64(payload))
+            role = Role(claims["role"])
+            subject = str(claims["sub"])
+        except (ValueError, KeyError, TypeError):
+            raise Unauthenticated("the token's claims are not readable") from None
+        expires = claims.get("exp")
+        if isinstance(expires, int) and expires < time.time():
+            raise Unauthenticated("the token has expired; ask an operator for a new one")
+        return Principal(subject, role)
+
+    def authorize(self, metadata: Iterable[tuple[str, Any]], allowed: frozenset[Role]) -> Principal:
+        """The caller of an RPC that admits `allowed`, from its `authorization` metadata."""
+        header = next((v for k, v in metadata if k == METADATA_KEY and isinstance(v, str)), "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthenticated(
+                "this call needs a bearer token (metadata 'authorization: Bearer <token>');"
+                " `c360 token create --role ROLE` issues one"
+            )
+        principal = self.verify(token.strip())
+        if principal.role not in allowed:
+            needed = ", ".join(sorted(allowed))
+            raise PermissionDenied(f"role {principal.role} may not make this call (needs {needed})")
+        return principal
+
+
+def new_secret() -> str:
+    return secrets.token_urlsafe(48)
+
+
+def _private_write(path: Path, text: str) -> None:
+    """Write a file only its owner may read (0600), in a directory only they may enter."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path.parent, 0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    os.chmod(path, 0o600)
+
+
+def home_secret(home: Path) -> str:
+    """HOME/auth/secret (0600), created on first use: tokens issued stay valid across runs."""
+    path = home / "auth" / "secret"
+    try:
+        found = path.read_text().strip()
+    except FileNotFoundError:
+        found = ""
+    if not found:
+        found = new_secret()
+        _private_write(path, found + "\n")
+    return found
+
+
+def write_role_tokens(home: Path, authority: Authority) -> None:
+    """HOME/auth/<role>.token (0600) for the people at this machine: the CLI uses the
+    operator's; agent and integration ones are there to hand to applications."""
+    for role in (Role.OPERATOR, Role.AGENT, Role.INTEGRATION):
+        _private_write(
+            home / "auth" / f"{role}.token", authority.issue(f"local:{role}", role) + "\n"
+        )
+
+
+def home_token(home: Path, role: Role = Role.OPERATOR) -> str:
+    try:
+        return (home / "auth" / f"{role}.token").read_text().strip()
+    except OSError:
+        return ""
+
+
+def bearer_metadata(token: str) -> tuple[tuple[str, str], ...]:
+    return ((METADATA_KEY, f"Bearer {token}"),) if token else ()

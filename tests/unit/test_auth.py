@@ -1,0 +1,50 @@
+"""Tokens: signed per deployment, with a role, optionally expiring; checked per RPC."""
+
+from __future__ import annotations
+
+import pytest
+
+from c360_platform.auth import ANY_ROLE, DEFAULT_ROLES, Authority, Role, requires, roles_of
+from c360_platform.errors import PermissionDenied, Unauthenticated
+
+SECRET = "s" * 40
+
+
+def _metadata(token: str) -> list[tuple[str, str]]:
+    return [("authorization", f"Bearer {token}")]
+
+
+def test_a_token_names_its_holder_and_role_and_only_its_deployment_accepts_it() -> None:
+    authority = Authority(SECRET)
+    token = authority.issue("app:erp-bridge", Role.INTEGRATION)
+    assert authority.verify(token).subject == "app:erp-bridge"
+    assert authority.verify(token).role == Role.INTEGRATION
+    with pytest.raises(Unauthenticated, match="signature"):
+        Authority("t" * 40).verify(token)
+    prefix, _payload, signature = token.split(".")
+    forged = Authority(SECRET).issue("app:erp-bridge", Role.OPERATOR).split(".")[1]
+    with pytest.raises(Unauthenticated):
+        authority.verify(f"{prefix}.{forged}.{signature}")  # a role swapped in
+    with pytest.raises(Unauthenticated, match="expired"):
+        authority.verify(authority.issue("app:x", Role.AGENT, valid_for=-1))
+
+
+def test_calls_without_a_token_or_with_a_role_the_rpc_does_not_admit_are_refused() -> None:
+    authority = Authority(SECRET)
+    with pytest.raises(Unauthenticated, match="bearer token"):
+        authority.authorize([], DEFAULT_ROLES)
+    integration = authority.issue("app:erp", Role.INTEGRATION)
+    with pytest.raises(PermissionDenied, match="role integration"):
+        authority.authorize(_metadata(integration), DEFAULT_ROLES)
+    assert authority.authorize(_metadata(integration), ANY_ROLE).role == Role.INTEGRATION
+
+
+def test_servicer_methods_declare_their_roles() -> None:
+    class Servicer:
+        @requires(Role.OPERATOR)
+        async def Rebuild(self) -> None: ...
+
+        async def Read(self) -> None: ...
+
+    assert roles_of(Servicer(), "Rebuild") == {Role.OPERATOR}
+    assert roles_of(Servicer(), "Read") == DEFAULT_ROLES
