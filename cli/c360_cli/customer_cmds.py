@@ -50,6 +50,13 @@ GROUPS = {
 }
 """Help of the commands that hold commands."""
 
+REGION = Arg(
+    "--default-region",
+    "default_region",
+    "country (e.g. DE) of numbers written without +country code",
+    metavar="CC",
+)
+
 COMMANDS = (
     Command(
         "register",
@@ -61,6 +68,7 @@ COMMANDS = (
             Arg("--name", "display_name", "display name", required=True),
             Arg("--email", "emails", "e-mail address (repeatable)", metavar="E", repeated=True),
             Arg("--phone", "phones", "phone number (repeatable)", metavar="P", repeated=True),
+            REGION,
             Arg(
                 "--kind",
                 "kind",
@@ -141,7 +149,7 @@ COMMANDS = (
         CUSTOMER,
         "AddPhone",
         api.AddPhoneRequest,
-        (ID, Arg("value", "phone", "the phone number", metavar="PHONE")),
+        (ID, Arg("value", "phone", "the phone number", metavar="PHONE"), REGION),
         verb="phone added",
         expected_version=True,
     ),
@@ -151,7 +159,7 @@ COMMANDS = (
         CUSTOMER,
         "RemovePhone",
         api.RemovePhoneRequest,
-        (ID, Arg("value", "phone", "the phone number", metavar="PHONE")),
+        (ID, Arg("value", "phone", "the phone number", metavar="PHONE"), REGION),
         verb="phone removed",
         expected_version=True,
     ),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 from enum import Enum
 from typing import TypeVar
@@ -18,6 +19,9 @@ _TAG = re.compile(r"^[a-z0-9][a-z0-9_\-:.]{0,63}$")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _EMPLOYEE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$")
+_INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
+"""Zero-width characters and bidirectional controls: in a name they hide or reorder what a
+reader sees ("Trojan source"), so two names that look the same differ."""
 
 
 class Violations:
@@ -44,6 +48,17 @@ class Violations:
             self.add(field, "must not contain control characters")
         if len(cleaned) > max_len:
             self.add(field, f"must be at most {max_len} characters")
+        return cleaned
+
+    def name(self, field: str, value: str, *, required: bool = True, max_len: int = 200) -> str:
+        """A person's or organisation's name: a single-line text in Unicode NFC (so that the
+        same name is stored the same way however it was typed), without zero-width or
+        bidirectional-control characters."""
+        cleaned = unicodedata.normalize(
+            "NFC", self.text(field, value, required=required, max_len=max_len)
+        )
+        if _INVISIBLE.search(cleaned):
+            self.add(field, "must not contain zero-width or text-direction control characters")
         return cleaned
 
     def paragraphs(
@@ -81,10 +96,26 @@ class Violations:
         # Mailbox names are case-insensitive at every provider that matters to a CRM.
         return f"{local.lower()}@{domain.lower()}"
 
-    def phone(self, field: str, value: str, default_region: str = "DE") -> str:
-        """A phone number in E.164 (+4930123456); local numbers are read in default_region."""
+    def phone(self, field: str, value: str, default_region: str = "") -> str:
+        """A phone number in E.164 (+4930123456). A number without its country code is read
+        in `default_region` (ISO 3166-1, e.g. "DE"); without one it is refused, because the
+        same digits are a different line in every country."""
+        text = value.strip()
+        if text.startswith("00"):  # the international call prefix of most countries
+            text = "+" + text[2:]
+        region = default_region.strip().upper()
+        if region and not _COUNTRY.match(region):
+            self.add("default_region", "must be an ISO 3166-1 alpha-2 code such as DE")
+            return value
+        if not text.startswith("+") and not region:
+            self.add(
+                field,
+                "has no country code: write it as +<country code> <number>, or say which"
+                " country it belongs to (default_region)",
+            )
+            return value
         try:
-            parsed = phonenumbers.parse(value.strip(), default_region)
+            parsed = phonenumbers.parse(text, region or None)
         except phonenumbers.NumberParseException:
             self.add(field, "not a valid phone number")
             return value

@@ -24,8 +24,9 @@ def test_consistency_token_round_trip() -> None:
 def test_email_and_phone_normalisation() -> None:
     v = Violations()
     assert v.email("email", " Ada.Lovelace@Example.COM ") == "ada.lovelace@example.com"
-    assert v.phone("phone", "030 901820") == "+4930901820"
+    assert v.phone("phone", "030 901820", "DE") == "+4930901820"
     assert v.phone("phone", "+44 20 7946 0958") == "+442079460958"
+    assert v.phone("phone", "0049 30 901820") == "+4930901820"
     v.check()
     v.email("email", "ada@")
     v.phone("phone", "+49 1")
@@ -35,6 +36,30 @@ def test_email_and_phone_normalisation() -> None:
         "email: not a valid address",
         "phone: not a valid phone number",
     ]
+
+
+def test_a_number_without_country_code_needs_its_country() -> None:
+    v = Violations()
+    v.phone("phones[0]", "(202) 555-0143")
+    v.phone("phone", "202 555 0143", "usa")
+    with pytest.raises(InvalidArgument) as caught:
+        v.check()
+    assert [x.field for x in caught.value.violations] == ["phones[0]", "default_region"]
+    assert "country code" in caught.value.violations[0].description
+    assert "default_region" in caught.value.violations[0].description
+    assert Violations().phone("phone", "(202) 555-0143", "us") == "+12025550143"
+
+
+def test_names_are_nfc_and_free_of_invisible_and_direction_characters() -> None:
+    v = Violations()
+    decomposed = "Ja\u0304nis"  # "ā" as a plus a combining macron
+    assert v.name("display_name", decomposed) == "J\u0101nis"
+    v.check()
+    v.name("display_name", "Ann\u202eatsoc")
+    v.name("contact", "A\u200bnn")
+    with pytest.raises(InvalidArgument) as caught:
+        v.check()
+    assert [x.field for x in caught.value.violations] == ["display_name", "contact"]
 
 
 def test_client_mistakes_never_map_to_internal() -> None:

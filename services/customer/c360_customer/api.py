@@ -111,6 +111,7 @@ class CustomerServicer(CommandServicer[CustomerApplication], api_grpc.CustomerSe
                 display_name=request.display_name,
                 emails=list(request.emails),
                 phones=list(request.phones),
+                default_region=request.default_region,
                 addresses=[_address_dict(a) for a in request.addresses],
                 acquisition_source=request.acquisition_source,
                 acquisition_channel=request.acquisition_channel,
@@ -156,7 +157,9 @@ class CustomerServicer(CommandServicer[CustomerApplication], api_grpc.CustomerSe
             request,
             context,
             api.AddPhoneResponse,
-            lambda ctx: self.app.add_phone(ctx, cid, version, request.phone),
+            lambda ctx: self.app.add_phone(
+                ctx, cid, version, request.phone, request.default_region
+            ),
         )
 
     async def RemovePhone(
@@ -167,7 +170,9 @@ class CustomerServicer(CommandServicer[CustomerApplication], api_grpc.CustomerSe
             request,
             context,
             api.RemovePhoneResponse,
-            lambda ctx: self.app.remove_phone(ctx, cid, version, request.phone),
+            lambda ctx: self.app.remove_phone(
+                ctx, cid, version, request.phone, request.default_region
+            ),
         )
 
     async def AddPostalAddress(

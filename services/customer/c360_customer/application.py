@@ -127,7 +127,12 @@ class CustomerApplication(ServiceApplication):
     def query_row(self, aggregate: Aggregate) -> dict[str, Any] | None:
         return directory_row(aggregate) if isinstance(aggregate, Customer) else None
 
+    default_region = ""
+    """The country of phone numbers given without a country code, when the request names
+    none (C360_DEFAULT_REGION); "" refuses such numbers."""
+
     def register(self, ctx: CommandContext, **fields: Any) -> CommandOutcome:
+        fields["default_region"] = fields.get("default_region") or self.default_region
         return self.create(ctx, lambda: domain.register_customer(**fields))
 
     def load_active(self, customer_id: UUID, expected_version: int | None = None) -> Customer:
@@ -245,14 +250,26 @@ class CustomerApplication(ServiceApplication):
         return self._change(ctx, customer_id, version, lambda c: c.remove_email(email))
 
     def add_phone(
-        self, ctx: CommandContext, customer_id: UUID, version: int | None, phone: str
+        self,
+        ctx: CommandContext,
+        customer_id: UUID,
+        version: int | None,
+        phone: str,
+        default_region: str = "",
     ) -> CommandOutcome:
-        return self._change(ctx, customer_id, version, lambda c: c.add_phone(phone))
+        region = default_region or self.default_region
+        return self._change(ctx, customer_id, version, lambda c: c.add_phone(phone, region))
 
     def remove_phone(
-        self, ctx: CommandContext, customer_id: UUID, version: int | None, phone: str
+        self,
+        ctx: CommandContext,
+        customer_id: UUID,
+        version: int | None,
+        phone: str,
+        default_region: str = "",
     ) -> CommandOutcome:
-        return self._change(ctx, customer_id, version, lambda c: c.remove_phone(phone))
+        region = default_region or self.default_region
+        return self._change(ctx, customer_id, version, lambda c: c.remove_phone(phone, region))
 
     def add_postal_address(
         self,

@@ -142,7 +142,7 @@ class Customer(Aggregate):
 
     def rename(self, display_name: str) -> None:
         v = Violations()
-        name = v.text("display_name", display_name)
+        name = v.name("display_name", display_name)
         v.check()
         if name != self.display_name:
             self._renamed(name)
@@ -179,9 +179,9 @@ class Customer(Aggregate):
     def _email_removed(self, email: str) -> None:
         self.emails.remove(email)
 
-    def add_phone(self, phone: str) -> None:
+    def add_phone(self, phone: str, default_region: str = "") -> None:
         v = Violations()
-        normalised = v.phone("phone", phone)
+        normalised = v.phone("phone", phone, default_region)
         v.check()
         if normalised in self.phones:
             return
@@ -193,9 +193,9 @@ class Customer(Aggregate):
     def _phone_added(self, phone: str) -> None:
         self.phones.append(phone)
 
-    def remove_phone(self, phone: str) -> None:
+    def remove_phone(self, phone: str, default_region: str = "") -> None:
         v = Violations()
-        normalised = v.phone("phone", phone)
+        normalised = v.phone("phone", phone, default_region)
         v.check()
         if normalised not in self.phones:
             raise NotFound("the customer has no such phone number")
@@ -368,14 +368,17 @@ def register_customer(
     owner_id: str = "",
     tags: list[str] | None = None,
     customer_id: uuid.UUID | None = None,
+    default_region: str = "",
 ) -> Customer:
     """Validate and normalise a registration, then create the customer (with a given id,
     when the id is derived from an external key)."""
     v = Violations()
     k = v.enum("kind", kind, Kind)
-    name = v.text("display_name", display_name)
+    name = v.name("display_name", display_name)
     clean_emails = list(dict.fromkeys(v.email(f"emails[{i}]", e) for i, e in enumerate(emails)))
-    clean_phones = list(dict.fromkeys(v.phone(f"phones[{i}]", p) for i, p in enumerate(phones)))
+    clean_phones = list(
+        dict.fromkeys(v.phone(f"phones[{i}]", p, default_region) for i, p in enumerate(phones))
+    )
     clean_addresses = [_address(v, f"addresses[{i}]", a) for i, a in enumerate(addresses)]
     if len(clean_emails) > MAX_CONTACT_POINTS:
         v.add("emails", f"must be at most {MAX_CONTACT_POINTS}")
@@ -466,6 +469,10 @@ def import_customer(external_key: str, **fields: Any) -> Customer:
         raise InvalidArgument.one("external_key", "is required")
     if len(key) > MAX_EXTERNAL_KEY:
         raise InvalidArgument.one("external_key", f"must be at most {MAX_EXTERNAL_KEY} characters")
+    if not fields.get("default_region"):
+        # A row's local phone numbers are read in the country of its first address.
+        countries = [str(a.get("country", "")) for a in fields.get("addresses") or []]
+        fields["default_region"] = next((c for c in countries if c), "")
     return register_customer(customer_id=id_for_external_key(key), **fields)
 
 

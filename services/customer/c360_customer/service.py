@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from c360_customer.api import servicer_registration
 from c360_customer.application import CustomerApplication
 from c360_customer.contract import CONTRACT
@@ -13,6 +15,8 @@ from c360_platform.pgstore import open_application
 
 def build(settings: Settings) -> rpc.ServiceHost:
     app = open_application(CustomerApplication, settings)
+    # The country of phone numbers written without a country code, if requests name none.
+    app.default_region = os.environ.get("C360_DEFAULT_REGION", "").strip().upper()
     host = rpc.ServiceHost.for_settings(settings)
     host.add(*servicer_registration(app))
     # The outbox relay, and the catch-up read (ReadEvents) of the store beside the API.
