@@ -106,6 +106,10 @@ def endpoints(home: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+INBOX = "_INBOX_erp"
+"""The `erp` user may read replies only under its own inbox prefix."""
+
+
 def erp_url(home: Path) -> str:
     """The `erp` user's NATS URL: it may read c360.> and publish only on erp.>."""
     data = endpoints(home)
@@ -117,7 +121,7 @@ def erp_url(home: Path) -> str:
 
 async def follow(home: Path, db_path: Path, drain: bool) -> int:
     """Turn registered customers into debtors; ack each event after its effect committed."""
-    nc = await nats.connect(erp_url(home), name=DURABLE)
+    nc = await nats.connect(erp_url(home), name=DURABLE, inbox_prefix=INBOX)
     js = nc.jetstream()
     config = ConsumerConfig(
         durable_name=DURABLE,
@@ -166,7 +170,7 @@ def _payload(packed: AnyMessage) -> Any:
 
 async def publish(home: Path, subject: str, event: erp.ErpEvent) -> None:
     """Publish one ErpEvent; its event id is the de-duplication id, so a resend is harmless."""
-    nc = await nats.connect(erp_url(home), name=DURABLE)
+    nc = await nats.connect(erp_url(home), name=DURABLE, inbox_prefix=INBOX)
     try:
         await nc.jetstream().publish(
             subject, event.SerializeToString(), headers={"Nats-Msg-Id": event.event_id}

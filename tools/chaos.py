@@ -173,6 +173,7 @@ class Chaos:
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.5,
             error_cb=counted,
+            inbox_prefix="_INBOX_erp",  # the only inbox the `erp` user may read
         )
         js = nc.jetstream()
         n = 0

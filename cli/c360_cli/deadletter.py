@@ -14,6 +14,7 @@ from nats.js import JetStreamContext
 from c360_cli.argtypes import positive_int
 from c360_cli.client import EXIT_BAD_INPUT, CliError, load_endpoints
 from c360_cli.output import Output
+from c360_platform import natsauth
 from c360_platform.deadletter import (
     DeadLetter,
     DeadLetterNotFound,
@@ -79,7 +80,9 @@ def _with_jetstream(
 
     async def main() -> T:
         try:
-            nc = await nats.connect(url, name="c360-deadletter", connect_timeout=5)
+            nc = await nats.connect(
+                url, name="c360-deadletter", connect_timeout=5, **natsauth.client_options(url)
+            )
         except Exception as exc:
             raise CliError(f"cannot connect to NATS ({exc}); is `c360 up` running?") from None
         try:

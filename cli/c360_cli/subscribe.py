@@ -19,7 +19,7 @@ from nats.js.errors import NotFoundError
 from c360_cli.argtypes import positive_int, whole_number
 from c360_cli.client import CliError, endpoints_path, load_token
 from c360_cli.output import parse_time
-from c360_platform import subjects
+from c360_platform import natsauth, subjects
 from c360_platform.catchup import CatchUpConsumer, CatchUpError, Event, SourceDirectory, StartAt
 from c360_platform.envelope import SUBJECT_ROOT, UnknownEventType, unpack
 from c360_platform.streams import StreamSettings
@@ -204,7 +204,11 @@ async def follow(args: argparse.Namespace, out: IO[str]) -> int:
 
     try:
         nc = await nats.connect(
-            url, name=f"c360-subscribe-{args.durable}", connect_timeout=5, error_cb=on_error
+            url,
+            name=f"c360-subscribe-{args.durable}",
+            connect_timeout=5,
+            error_cb=on_error,
+            **natsauth.client_options(url),
         )
     except Exception as exc:
         raise CliError(f"cannot connect to NATS ({exc}); is `c360 up` running?") from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import signal
@@ -157,6 +158,8 @@ def run(args: argparse.Namespace) -> int:
             nats_url_for=nats_url,
             auth_secret=secret,
         )
+        if passwords:  # streams are the admin's to create and configure, not the services'
+            asyncio.run(natsauth.prepare_streams(nats_url(natsauth.ADMIN)))
         supervisor = Supervisor(
             deployment,
             logs,

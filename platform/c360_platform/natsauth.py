@@ -15,7 +15,7 @@ import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from c360_platform import registry
 from c360_platform.envelope import SUBJECT_ROOT
@@ -52,8 +52,41 @@ def _consumers_of(stream: str) -> tuple[str, ...]:
 
 
 def _ensure(stream: str) -> tuple[str, ...]:
-    """Create the stream or update its limits at start (streams.ensure_stream)."""
-    return tuple(_api("STREAM", verb, stream) for verb in ("INFO", "CREATE", "UPDATE"))
+    """Look the stream up at start (streams.ensure_stream); creating it or changing its
+    settings is the admin's (`prepare_streams`, run by `c360 up` or a deployment Job)."""
+    return (_api("STREAM", "INFO", stream),)
+
+
+def inbox_prefix(role: str) -> str:
+    """Where a role's replies come back: only that role may subscribe there, so no one
+    reads another role's JetStream deliveries or API answers."""
+    return f"_INBOX_{role}"
+
+
+def client_options(url: str) -> dict[str, str]:
+    """nats.connect keyword arguments for a URL with a role's credentials (its inbox)."""
+    user = urlsplit(url).username
+    return {"inbox_prefix": inbox_prefix(unquote(user))} if user and user != ADMIN else {}
+
+
+async def prepare_streams(admin_url: str) -> None:
+    """Create c360's streams, or bring their settings up to date, as the admin (services
+    may only look them up)."""
+    import nats
+
+    from c360_platform.streams import ensure_stream
+
+    nc = await nats.connect(admin_url, connect_timeout=10)
+    try:
+        js = nc.jetstream()
+        for stream in (
+            StreamSettings.from_env(),
+            StreamSettings.inbound(),
+            StreamSettings.dead_letters(),
+        ):
+            await ensure_stream(js, stream)
+    finally:
+        await nc.close()
 
 
 def _stream(name: str) -> StreamSettings:
@@ -68,7 +101,7 @@ def permissions_for(role: str) -> Permissions | None:
     the registry, whose spec says what it publishes, consumes and dead-letters."""
     events = StreamSettings.from_env().name
     inbound = StreamSettings.inbound()
-    replies = "_INBOX.>"
+    replies = f"{inbox_prefix(role)}.>"
     if role == ADMIN:
         return None
     if role == ERP:

@@ -22,7 +22,7 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from opentelemetry import trace
 
-from c360_platform import envelope, telemetry
+from c360_platform import envelope, natsauth, telemetry
 from c360_platform.envelope import Envelope
 from c360_platform.leader import lead, sleep_or_stop, unless_stopped
 from c360_platform.locks import AdvisoryLock
@@ -129,6 +129,7 @@ class OutboxRelay:
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=RECONNECT_WAIT,
                 disconnected_cb=self._on_disconnect,
+                **natsauth.client_options(self.nats_url),
             )
             self.js = self.nc.jetstream(publish_async_max_pending=self.window)
             await ensure_stream(self.js, self.stream)

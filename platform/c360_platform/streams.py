@@ -70,9 +70,13 @@ class StreamSettings:
 
 
 async def ensure_stream(js: JetStreamContext, settings: StreamSettings) -> None:
-    """Create the stream, or update its limits in place; stored messages are kept."""
+    """Create the stream, or update its limits in place when they differ (stored messages
+    are kept); a stream already as configured is left alone, so a user who may only look
+    streams up passes here once the admin prepared them."""
     try:
-        await js.stream_info(settings.name)
+        info = await js.stream_info(settings.name)
+        if _same(info.config, settings.config()):
+            return
     except NotFoundError:
         try:
             await js.add_stream(config=settings.config())
@@ -84,6 +88,21 @@ async def ensure_stream(js: JetStreamContext, settings: StreamSettings) -> None:
             except NotFoundError:
                 raise exc from None
     await js.update_stream(config=settings.config())
+
+
+def _same(current: StreamConfig, wanted: StreamConfig) -> bool:
+    """Whether the settings c360 manages are as wanted (unset and the server's default of
+    each compare equal)."""
+    defaults = {"max_age": 0, "max_bytes": -1, "duplicate_window": 120, "num_replicas": 1}
+
+    def norm(config: StreamConfig, name: str) -> object:
+        value = getattr(config, name)
+        if value is None:
+            value = defaults.get(name)
+        return sorted(value) if isinstance(value, list) else value
+
+    names = ("subjects", "max_age", "max_bytes", "duplicate_window", "num_replicas", "storage")
+    return all(norm(current, n) == norm(wanted, n) for n in names)
 
 
 RECONNECT_WAIT = 0.5

@@ -35,7 +35,9 @@ def users(tmp_path: Path) -> Iterator[dict[str, str]]:
     server = EmbeddedNats(tmp_path / "nats")
     try:
         url = server.start(natsauth.authorization(passwords))
-        yield {role: natsauth.url_for(url, role, pw) for role, pw in passwords.items()}
+        urls = {role: natsauth.url_for(url, role, pw) for role, pw in passwords.items()}
+        asyncio.run(natsauth.prepare_streams(urls[natsauth.ADMIN]))  # as `c360 up` does
+        yield urls
     finally:
         server.stop()
 
@@ -51,8 +53,20 @@ class Connection:
         async def on_error(exc: Exception) -> None:
             self.refused.append(str(exc))
 
-        self.nc = await nats.connect(url, error_cb=on_error)
+        self.nc = await nats.connect(url, error_cb=on_error, **natsauth.client_options(url))
         return self.nc
+
+    async def subscribe(self, subject: str) -> str:
+        """Subscribe, then wait for the server's verdict: '' if accepted, else its refusal."""
+        assert self.nc is not None
+        before = len(self.refused)
+        await self.nc.subscribe(subject)
+        await self.nc.flush()
+        for _ in range(50):
+            if len(self.refused) > before:
+                return self.refused[-1]
+            await asyncio.sleep(0.01)
+        return ""
 
     async def publish(self, subject: str) -> str:
         """Publish, then wait for the server's verdict: '' if accepted, else its refusal."""
@@ -109,6 +123,14 @@ async def test_each_role_publishes_only_on_its_own_subjects(
     assert "permissions violation" in await customer.publish("erp.invoice.issued")
     assert "permissions violation" in await timeline.publish("c360.customer.x")
     assert await admin.publish("c360.customer.x") == ""
+    # No one reads another role's replies (the timeline's deliveries carry customer data)...
+    assert "permissions violation" in await customer.subscribe("_INBOX.>")
+    assert "permissions violation" in await customer.subscribe("_INBOX_timeline.>")
+    assert "permissions violation" in await erp_user.subscribe("_INBOX_timeline.>")
+    assert await customer.subscribe("_INBOX_customer.>") == ""
+    # ...and streams are configured by the admin only.
+    assert "permissions violation" in await customer.publish("$JS.API.STREAM.UPDATE.C360")
+    assert "permissions violation" in await erp_user.publish("$JS.API.STREAM.DELETE.C360")
     with pytest.raises(nats.errors.Error, match="Authorization Violation"):
         await nats.connect(
             users["erp"].replace("erp:", "erp:wrong"), allow_reconnect=False, connect_timeout=5
@@ -125,7 +147,7 @@ async def test_every_part_does_its_work_with_its_own_credentials(
     )
     view = open_read_model(database_url)
     projector = Projector(view, postgres_url=database_url, nats_url=users["timeline"])
-    nc = await nats.connect(users["erp"])
+    nc = await nats.connect(users["erp"], **natsauth.client_options(users["erp"]))
     try:
         for i in range(3):
             app.register(
@@ -136,7 +158,7 @@ async def test_every_part_does_its_work_with_its_own_credentials(
                 phones=[],
                 addresses=[],
             )
-        await relay.publish_once()  # creates the stream and publishes, as `customer`
+        await relay.publish_once()  # publishes on the admin's stream, as `customer`
         assert relay.position() == 3
         while await projector.process_batch(timeout=0.5):  # as `timeline`
             pass
@@ -150,7 +172,7 @@ async def test_every_part_does_its_work_with_its_own_credentials(
         assert [e.envelope.source_position for e in batch.events] == [1, 2, 3]
         await erp.commit(batch)
         ack = await nc.jetstream().publish("erp.invoice.issued", b"not an ErpEvent")
-        assert ack.stream == "ERP"  # created by the timeline, written to by the ERP
+        assert ack.stream == "ERP"  # prepared by the admin, written to by the ERP
         while await projector.intake.process_batch(timeout=0.5):  # dead-letters it
             pass
         assert projector.intake.rejected == 1

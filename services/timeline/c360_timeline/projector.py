@@ -24,7 +24,7 @@ from nats.js import JetStreamContext
 from opentelemetry import trace
 
 from c360.events.v1 import envelope_pb2
-from c360_platform import telemetry
+from c360_platform import natsauth, telemetry
 from c360_platform.catchup import CatchUpConsumer, SourceDirectory, StartAt
 from c360_platform.envelope import SUBJECT_ROOT, UnknownEventType, unpack
 from c360_platform.errors import PreconditionFailed
@@ -92,6 +92,7 @@ class Projector:
                 name=f"c360-projector-{self.durable}",
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=RECONNECT_WAIT,
+                **natsauth.client_options(self.nats_url),
             )
             self.js = self.nc.jetstream()
             await ensure_stream(self.js, self.stream)
