@@ -16,6 +16,7 @@ import importlib.util
 import json
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import stat
@@ -24,12 +25,14 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
 import psycopg
+import psycopg.sql
 
 from c360_platform.processes import (
     atomic_write_text,
@@ -368,10 +371,62 @@ class EmbeddedPostgres(EmbeddedServer):
 
     @property
     def url(self) -> str:
-        """`postgresql://postgres@127.0.0.1:PORT/postgres`; valid once started."""
+        """`postgresql://postgres:PASSWORD@127.0.0.1:PORT/postgres`; valid once started."""
         if self._port is None:
             raise RuntimeError("EmbeddedPostgres has not been started")
-        return f"postgresql://postgres@127.0.0.1:{self._port}/postgres"
+        password = urllib.parse.quote(self.password(), safe="")
+        return f"postgresql://postgres:{password}@127.0.0.1:{self._port}/postgres"
+
+    @property
+    def password_file(self) -> Path:
+        return self.data_dir / "superuser.password"
+
+    def password(self) -> str:
+        """The superuser's password, generated on first use into a file only its owner may
+        read: every connection, over TCP or the socket, must give it (scram-sha-256), so
+        another local account cannot use the server (trust let any of them in)."""
+        try:
+            return self.password_file.read_text().strip()
+        except FileNotFoundError:
+            pass
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        password = secrets.token_urlsafe(32)
+        fd = os.open(self.password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(password + "\n")
+        return password
+
+    def start(self) -> str:
+        url = super().start()
+        self._require_passwords()
+        return url
+
+    def _require_passwords(self) -> None:
+        """A cluster made before passwords (trust): give the superuser its password, then
+        switch every rule of pg_hba.conf to scram-sha-256 and reload."""
+        hba = self.pgdata / "pg_hba.conf"
+        text = hba.read_text()
+        rules = [line for line in text.splitlines() if line and not line.startswith("#")]
+        if not any(line.split()[-1] == "trust" for line in rules if line.split()):
+            return
+        self.note("requiring passwords (scram-sha-256) of a cluster made with trust")
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute("SET password_encryption = 'scram-sha-256'")
+            conn.execute(
+                psycopg.sql.SQL("ALTER ROLE postgres PASSWORD {}").format(
+                    psycopg.sql.Literal(self.password())
+                )
+            )
+            lines = [
+                " ".join([*line.split()[:-1], "scram-sha-256"])
+                if line and not line.startswith("#") and line.split()[-1:] == ["trust"]
+                else line
+                for line in text.splitlines()
+            ]
+            stat_before = os.stat(hba)
+            hba.write_text("\n".join(lines) + "\n")
+            os.chown(hba, stat_before.st_uid, stat_before.st_gid)
+            conn.execute("SELECT pg_reload_conf()")
 
     @property
     def socket_dir(self) -> Path:
@@ -437,15 +492,27 @@ class EmbeddedPostgres(EmbeddedServer):
         if self._identity is not None:  # the server's account creates it in its own home
             staging.mkdir(mode=0o700)
             os.lchown(staging, *self._identity)
-        result = self._run(
-            str(self._bin / "initdb"),
-            "-D",
-            str(staging),
-            "--auth=trust",
-            "-U",
-            "postgres",
-            "--encoding=utf8",
-        )
+        # The superuser's password, readable by the server's account only while initdb runs.
+        pwfile = real.parent / "pwfile.initdb"
+        fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(self.password() + "\n")
+        if self._identity is not None:
+            os.lchown(pwfile, *self._identity)
+        try:
+            result = self._run(
+                str(self._bin / "initdb"),
+                "-D",
+                str(staging),
+                "--auth-host=scram-sha-256",
+                "--auth-local=scram-sha-256",
+                f"--pwfile={pwfile}",
+                "-U",
+                "postgres",
+                "--encoding=utf8",
+            )
+        finally:
+            pwfile.unlink(missing_ok=True)
         if result.returncode != 0:
             raise RuntimeError(f"initdb failed; tail of {self.log_path}:\n{self.tail()}")
         if real.exists():  # an incomplete leftover without PG_VERSION

@@ -127,3 +127,18 @@ def test_runtime_reuses_its_ports_and_refuses_a_second_owner(
         assert (runtime.postgres_url, runtime.nats_url) == urls
         with psycopg.connect(runtime.postgres_url) as conn:
             assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_postgres_admits_only_who_knows_the_superusers_password(tmp_path: Path) -> None:
+    pg = EmbeddedPostgres(tmp_path / "pg")
+    try:
+        url = pg.start()
+        assert os.stat(pg.password_file).st_mode & 0o077 == 0  # the owner's alone
+        with psycopg.connect(url) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        anonymous = url.replace(f":{pg.password()}@", "@")
+        for attempt in (anonymous, url.replace(pg.password(), "guess")):
+            with pytest.raises(psycopg.OperationalError, match="password"):
+                psycopg.connect(attempt, connect_timeout=5)
+    finally:
+        pg.stop()
