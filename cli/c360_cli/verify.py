@@ -91,7 +91,10 @@ def compare(conn: psycopg.Connection[Any], sources: list[str]) -> Report:
     """One consistent comparison (a single repeatable-read snapshot) of stores and timeline."""
     report = Report()
     entries = sql.Identifier(TIMELINE_SCHEMA, "entries")
-    have_entries = _exists(conn, TIMELINE_SCHEMA, "entries")
+    tracking = sql.Identifier(TIMELINE_SCHEMA, "timeline_tracking")
+    have_entries = _exists(conn, TIMELINE_SCHEMA, "entries") and _exists(
+        conn, TIMELINE_SCHEMA, "timeline_tracking"
+    )
     if have_entries:
         row = conn.execute(
             sql.SQL("SELECT count(*) FILTER (WHERE source = ANY(%s)), count(*) FROM {}").format(
@@ -123,18 +126,22 @@ def compare(conn: psycopg.Connection[Any], sources: list[str]) -> Report:
                 sql.SQL("SELECT count(*) FROM {} WHERE source = %s").format(entries), (source,)
             ).fetchone()
             stats["timeline_entries"] = int(row[0]) if row else 0
+            # An event about no customer (a product, a price list) has no entry; the
+            # projection tracked it as applied in the transaction that would have written one.
             anti_join = sql.SQL(
                 "FROM {events} e WHERE NOT EXISTS"
                 " (SELECT 1 FROM {entries} t WHERE t.source = %s"
                 " AND t.position = e.notification_id)"
-            ).format(events=events, entries=entries)
-            row = conn.execute(sql.SQL("SELECT count(*) ") + anti_join, (source,)).fetchone()
+                " AND NOT EXISTS (SELECT 1 FROM {tracking} k WHERE k.application_name = %s"
+                " AND k.notification_id = e.notification_id)"
+            ).format(events=events, entries=entries, tracking=tracking)
+            row = conn.execute(sql.SQL("SELECT count(*) ") + anti_join, (source, source)).fetchone()
             stats["missing"] = int(row[0]) if row else 0
             sample = conn.execute(
                 sql.SQL("SELECT e.notification_id ")
                 + anti_join
                 + sql.SQL(" ORDER BY e.notification_id LIMIT %s"),
-                (source, SAMPLE),
+                (source, source, SAMPLE),
             ).fetchall()
         else:
             stats["missing"] = stats["stored_events"]

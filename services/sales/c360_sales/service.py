@@ -1,0 +1,41 @@
+"""Composition root of the sales service: settings -> application, relay, ERP follower,
+quote expiry, gRPC host."""
+
+from __future__ import annotations
+
+import asyncio
+
+from c360_platform import rpc
+from c360_platform.commands import blocking
+from c360_platform.config import Settings
+from c360_platform.eventlog import publish_events
+from c360_platform.leader import sleep_or_stop
+from c360_platform.pgstore import open_application
+from c360_sales.api import servicer_registration
+from c360_sales.application import SalesApplication
+from c360_sales.contract import CONTRACT
+from c360_sales.customers import CUSTOMER_SERVICE, GrpcCustomerRegistry
+from c360_sales.erp_orders import ErpOrderFollower
+
+EXPIRY_SECONDS = 60.0
+
+
+def build(settings: Settings) -> rpc.ServiceHost:
+    app = open_application(SalesApplication, settings)
+    customers = GrpcCustomerRegistry(settings.services.get(CUSTOMER_SERVICE, ""))
+    host = rpc.ServiceHost.for_settings(settings)
+    host.add(*servicer_registration(app, customers))
+    host.on_close.append(customers.close)
+    follower = ErpOrderFollower(app, settings.nats_url)
+    host.background.append(follower.run)
+    host.parts.update(erp_follower=follower)
+
+    async def expire_quotes(stop: asyncio.Event) -> None:
+        """Sent quotes past their validity date expire (an event each), once a minute."""
+        while not stop.is_set():
+            await blocking(app.expire_quotes)
+            await sleep_or_stop(stop, EXPIRY_SECONDS)
+
+    host.background.append(expire_quotes)
+    publish_events(host, app, CONTRACT, settings)
+    return host
