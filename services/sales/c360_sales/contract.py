@@ -125,6 +125,9 @@ _LEADS: dict[type, Mapper] = {
         customer_id=e.customer_id,
         customer_registered=e.customer_registered,
         opportunity_id=e.opportunity_id,
+        channel=CHANNELS.value(e.channel),
+        agent_id=e.agent_id,
+        captured_at=e.captured_at,
     ),
     Lead.Disqualified: lambda e: lead_pb.LeadDisqualified(
         customer_id=e.customer_id,

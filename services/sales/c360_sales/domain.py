@@ -278,10 +278,25 @@ class Lead(Aggregate):
             raise PreconditionFailed(
                 f"lead {self.id} belongs to customer {self.customer_id}: convert it for that one"
             )
-        self._converted(customer_id, registered, opportunity_id)
+        self._converted(
+            customer_id,
+            registered,
+            opportunity_id,
+            self.channel,
+            self.agent_id,
+            self.created_on.isoformat(),
+        )
 
     @event("Converted")
-    def _converted(self, customer_id: str, customer_registered: bool, opportunity_id: str) -> None:
+    def _converted(
+        self,
+        customer_id: str,
+        customer_registered: bool,
+        opportunity_id: str,
+        channel: str,
+        agent_id: str,
+        captured_at: str,
+    ) -> None:
         self.customer_id = customer_id
         self.customer_registered = customer_registered
         self.opportunity_id = opportunity_id

@@ -90,7 +90,12 @@ def _lead_assigned(d: Doc) -> str:
 
 
 def _converted(d: Doc) -> str:
-    text = "Lead converted into an opportunity"
+    start = f"Lead captured by {_spoken(CHANNELS.of_name(d.get('channel', '')))}"
+    if d.get("captured_at"):
+        start += f" on {d['captured_at'][:10]}"
+    if d.get("agent_id"):
+        start += f", worked by {d['agent_id']},"
+    text = f"{start} converted into an opportunity"
     return text + (" (customer registered for it)" if d.get("customer_registered") else "")
 
 
