@@ -531,3 +531,53 @@ async def test_price_list_document_as_of_an_earlier_version(sales: SalesServicer
 
 def test_every_sales_event_has_a_published_message() -> None:
     assert CONTRACT.unmapped() == []
+
+
+async def test_the_pipeline_and_forecast_as_of_each_past_moment_equal_what_was_read_then(
+    sales: SalesServicer,
+) -> None:
+    await setup_catalogue(sales)
+    customers = [str(uuid4()) for _ in range(3)]
+    deals = [
+        await open_deal(sales, c, amount)
+        for c, amount in zip(customers, ("100", "250", "4000"), strict=True)
+    ]
+    steps: list[tuple[str, Any]] = [
+        ("move", (deals[0], "proposal")),
+        ("update", sapi.UpdateOpportunityRequest(opportunity_id=deals[1], probability=80)),
+        ("move", (deals[1], "negotiation")),
+        ("win", deals[0]),
+        ("lose", deals[2]),
+        ("reopen", deals[2]),
+        ("move", (deals[2], "negotiation")),
+    ]
+    seen: list[tuple[datetime, Any, Any]] = []
+
+    async def read(at: datetime | None = None) -> tuple[Any, Any]:
+        when = {"as_of": ts(at)} if at else {}
+        pipeline = await sales.GetPipeline(sapi.GetPipelineRequest(**when), CALL)
+        forecast = await sales.GetForecast(sapi.GetForecastRequest(**when), CALL)
+        return list(pipeline.rows), list(forecast.rows)
+
+    for kind, arg in steps:
+        await asyncio.sleep(0.002)
+        moment = datetime.now(UTC)
+        seen.append((moment, *(await read())))
+        await asyncio.sleep(0.002)
+        if kind == "move":
+            await sales.MoveOpportunityStage(
+                sapi.MoveOpportunityStageRequest(opportunity_id=arg[0], stage=arg[1]), CALL
+            )
+        elif kind == "update":
+            await sales.UpdateOpportunity(arg, CALL)
+        elif kind == "win":
+            await sales.WinOpportunity(sapi.WinOpportunityRequest(opportunity_id=arg), CALL)
+        elif kind == "lose":
+            await sales.LoseOpportunity(
+                sapi.LoseOpportunityRequest(opportunity_id=arg, reason="price"), CALL
+            )
+        else:
+            await sales.ReopenOpportunity(sapi.ReopenOpportunityRequest(opportunity_id=arg), CALL)
+    assert len({str(rows) for _, rows, _ in seen}) > 3  # the pipeline did change
+    for moment, pipeline, forecast in seen:
+        assert await read(moment) == (pipeline, forecast)
