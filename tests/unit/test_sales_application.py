@@ -554,9 +554,12 @@ async def test_the_pipeline_and_forecast_as_of_each_past_moment_equal_what_was_r
     seen: list[tuple[datetime, Any, Any]] = []
 
     async def read(at: datetime | None = None) -> tuple[Any, Any]:
-        when = {"as_of": ts(at)} if at else {}
-        pipeline = await sales.GetPipeline(sapi.GetPipelineRequest(**when), CALL)
-        forecast = await sales.GetForecast(sapi.GetForecastRequest(**when), CALL)
+        pipeline_request, forecast_request = sapi.GetPipelineRequest(), sapi.GetForecastRequest()
+        if at is not None:
+            pipeline_request.as_of.CopyFrom(ts(at))
+            forecast_request.as_of.CopyFrom(ts(at))
+        pipeline = await sales.GetPipeline(pipeline_request, CALL)
+        forecast = await sales.GetForecast(forecast_request, CALL)
         return list(pipeline.rows), list(forecast.rows)
 
     for kind, arg in steps:
