@@ -955,6 +955,30 @@ def _forecast(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    request = api.GetSalesReportRequest(reports=args.reports, period=args.period)
+    reply = _call(args, "GetSalesReport", request)
+    out = Output(args.json)
+    if args.csv:
+        writer = csv.writer(sys.stdout)
+        for t in reply.tables:
+            writer.writerow(["report", *t.columns])
+            for row in t.rows:
+                writer.writerow([t.name, *row.cells])
+        return 0
+    if out.json_mode:
+        out.json(
+            {
+                t.name: [dict(zip(t.columns, row.cells, strict=True)) for row in t.rows]
+                for t in reply.tables
+            }
+        )
+        return 0
+    for t in reply.tables:
+        out.table(list(t.columns), [list(row.cells) for row in t.rows], title=t.name)
+    return 0
+
+
 # -- the command tree ---------------------------------------------------------------------------
 
 
@@ -1108,6 +1132,25 @@ def register(subparsers: Subparsers) -> None:
     _request_id(q)
     q.set_defaults(func=_define_pipeline)
     nested.add_parser("list", help="list pipelines and their stages").set_defaults(func=_pipelines)
+
+    sub = _group(subparsers, "sales", "sales reports")
+    p = sub.add_parser(
+        "report",
+        help="leads, conversion, owners, lost reasons, revenue (tables, --json, --csv)",
+        description="Sales reports from the current state: leads per period by channel,"
+        " industry, territory and position; conversion lead -> opportunity -> won; win rate,"
+        " average deal and cycle time per owner; lost reasons; revenue per product and"
+        " territory.",
+    )
+    p.add_argument(
+        "reports",
+        nargs="*",
+        metavar="REPORT",
+        help="leads, conversion, owners, lost, revenue (default: all)",
+    )
+    p.add_argument("--period", choices=["month", "quarter"], default="month", help="default month")
+    p.add_argument("--csv", action="store_true", help="CSV on stdout (report, columns...)")
+    p.set_defaults(func=_report)
 
     p = subparsers.add_parser(
         "forecast",

@@ -584,3 +584,61 @@ async def test_the_pipeline_and_forecast_as_of_each_past_moment_equal_what_was_r
     assert len({str(rows) for _, rows, _ in seen}) > 3  # the pipeline did change
     for moment, pipeline, forecast in seen:
         assert await read(moment) == (pipeline, forecast)
+
+
+async def test_sales_reports_count_leads_conversion_owners_lost_reasons_and_revenue(
+    sales: SalesServicer, clock: Clock
+) -> None:
+    await setup_catalogue(sales)
+    for n in range(3):
+        lead_id = await captured(sales, industry="retail" if n else "logistics")
+        await sales.AssignLead(sapi.AssignLeadRequest(lead_id=lead_id, agent_id="emp-7"), CALL)
+        if n == 2:
+            continue
+        await sales.QualifyLead(sapi.QualifyLeadRequest(lead_id=lead_id), CALL)
+        converted = await sales.ConvertLead(
+            sapi.ConvertLeadRequest(lead_id=lead_id, register_customer=True, pipeline_id="default"),
+            CALL,
+        )
+        oid = converted.opportunity_id
+        clock.advance(days=4)
+        if n == 0:
+            await sales.LoseOpportunity(
+                sapi.LoseOpportunityRequest(opportunity_id=oid, reason="price", competitor="Acme"),
+                CALL,
+            )
+            continue
+        qid = (
+            await sales.DraftQuote(
+                sapi.DraftQuoteRequest(opportunity_id=oid, price_list="standard"), CALL
+            )
+        ).result.aggregate_id
+        await sales.AddQuoteLine(
+            sapi.AddQuoteLineRequest(quote_id=qid, product="SUPPORT-Y", quantity="4"), CALL
+        )
+        await sales.SendQuote(sapi.SendQuoteRequest(quote_id=qid), CALL)
+        order_id = (await sales.AcceptQuote(sapi.AcceptQuoteRequest(quote_id=qid), CALL)).order_id
+        await sales.WinOpportunity(sapi.WinOpportunityRequest(opportunity_id=oid), CALL)
+        sales.app.record_fulfilment(
+            CommandContext(command="RecordFulfilment", request_id="erp:1"),
+            UUID(order_id),
+            erp_event_id="1",
+            delivered={"l1": "4"},
+            reference="DN-1",
+            on=clock().date(),
+        )
+    reply = await sales.GetSalesReport(sapi.GetSalesReportRequest(), CALL)
+    tables = {t.name: [list(r.cells) for r in t.rows] for t in reply.tables}
+    month = datetime.now(UTC).strftime("%Y-%m")  # leads count in the month they were recorded
+    assert [month, "industry", "retail", "2"] in tables["leads"]
+    assert [month, "channel", "phone", "3"] in tables["leads"]
+    assert tables["conversion"] == [[month, "3", "2", "1", "66.7", "50.0", "33.3"]]
+    assert tables["owners"] == [["emp-7", "2", "1", "50.0", "5000.00", "4.0", "EUR"]]
+    assert tables["lost"] == [["price", "Acme", "1", "5000.00", "EUR"]]
+    assert tables["revenue"] == [
+        ["product", "SUPPORT-Y", "200.00", "EUR"],
+        ["territory", "ch-north", "200.00", "EUR"],
+    ]
+    assert await bad_fields(
+        sales.GetSalesReport(sapi.GetSalesReportRequest(reports=["nope"]), CALL)
+    ) == ["reports"]

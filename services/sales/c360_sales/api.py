@@ -933,6 +933,24 @@ class SalesServicer(CommandServicer[SalesApplication], api_grpc.SalesServiceServ
             as_of=_ts(at or self.app.clock()),
         )
 
+    async def GetSalesReport(
+        self, request: api.GetSalesReportRequest, context: Ctx
+    ) -> api.GetSalesReportResponse:
+        period = request.period.strip().lower() or "month"
+        if period not in ("month", "quarter"):
+            raise InvalidArgument.one("period", "must be month or quarter")
+        tables = await blocking(self.app.reports, list(request.reports), period)
+        return api.GetSalesReportResponse(
+            tables=[
+                api.ReportTable(
+                    name=t.name,
+                    columns=t.columns,
+                    rows=[api.ReportRow(cells=row) for row in t.rows],
+                )
+                for t in tables
+            ]
+        )
+
 
 def _kind_query(kind: str) -> RowQuery:
     return RowQuery(Eq("kind", kind))

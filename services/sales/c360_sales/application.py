@@ -29,7 +29,7 @@ from c360_platform.store import (
     ServiceApplication,
     schema_for,
 )
-from c360_sales import domain, pricing
+from c360_sales import domain, pricing, reports
 from c360_sales.domain import (
     Checks,
     Lead,
@@ -888,6 +888,33 @@ class SalesApplication(ServiceApplication):
                     b.weighted += o.weighted
             b.opportunity_ids.append(str(o.id))
         return [buckets[k] for k in sorted(buckets)]
+
+    def _all(self, kind: type[A], name: str) -> list[A]:
+        rows = self.rows(RowQuery(Eq("kind", name)))
+        return [a for r in rows if (a := self.find(kind, r["id"])) is not None]
+
+    def reports(self, names: Sequence[str], period: str) -> list[reports.Table]:
+        """The sales reports named (every one when none), from the current aggregates."""
+        wanted = list(names) or list(reports.REPORTS)
+        unknown = [n for n in wanted if n not in reports.REPORTS]
+        if unknown:
+            raise InvalidArgument.one("reports", f"one of {', '.join(reports.REPORTS)}")
+        leads = self._all(Lead, "lead") if {"leads", "conversion"} & set(wanted) else []
+        deals = self._all(Opportunity, "opportunity")
+        out: list[reports.Table] = []
+        for name in wanted:
+            if name == "leads":
+                out.append(reports.leads_table(leads, period))
+            elif name == "conversion":
+                out.append(reports.conversion_table(leads, deals, period))
+            elif name == "owners":
+                out.append(reports.owners_table(deals))
+            elif name == "lost":
+                out.append(reports.lost_table(deals))
+            else:
+                territories = {str(o.id): o.territory for o in deals}
+                out.append(reports.revenue_table(self._all(Order, "order"), territories))
+        return out
 
 
 MAX_LINE_TEXT = 200
