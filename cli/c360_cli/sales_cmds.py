@@ -11,6 +11,7 @@ from typing import Any
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
+from c360.events.v1 import sales_activity_events_pb2 as aev
 from c360.events.v1 import sales_events_pb2 as lev
 from c360.events.v1 import sales_opportunity_events_pb2 as oev
 from c360.events.v1 import sales_order_events_pb2 as ordev
@@ -39,6 +40,8 @@ ORDER_STATES = CliWords(Words(ordev.OrderState))
 SCOPES = CliWords(Words(prev.PriceScope))
 COMPUTATIONS = CliWords(Words(prev.PriceComputation))
 BASES = CliWords(Words(prev.PriceBase))
+ACTIVITY_KINDS = CliWords(Words(aev.ActivityKind))
+ACTIVITY_STATES = CliWords(Words(aev.ActivityState))
 
 
 def _api(subject: str) -> Api:
@@ -47,6 +50,7 @@ def _api(subject: str) -> Api:
 
 LEAD, OPPORTUNITY, QUOTE, ORDER = _api("lead"), _api("opportunity"), _api("quote"), _api("order")
 PRODUCT, PRICE_LIST = _api("product"), _api("price_list")
+ACTIVITY = _api("activity")
 
 
 class Flag(Arg):
@@ -403,6 +407,68 @@ ORDER_COMMANDS = (
 )
 
 
+ACTIVITY_COMMANDS = (
+    Command(
+        "schedule",
+        "plan a call, meeting, e-mail or task",
+        ACTIVITY,
+        "ScheduleActivity",
+        api.ScheduleActivityRequest,
+        (
+            Arg(
+                "--kind",
+                "kind",
+                ", ".join(ACTIVITY_KINDS.words),
+                required=True,
+                words=ACTIVITY_KINDS,
+            ),
+            Arg("--subject", "subject", "what it is about", required=True),
+            Arg("--due", "due_at", "due time (ISO-8601)", metavar="TIME", type=parse_time),
+            Arg("--agent", "agent_id", "the agent's employee id", metavar="EMPLOYEE_ID"),
+            Arg("--customer", "customer_id", "the customer's id", metavar="ID"),
+            Arg("--lead", "lead_id", "the lead's id", metavar="ID"),
+            Arg("--opportunity", "opportunity_id", "the opportunity's id", metavar="ID"),
+            Arg("--notes", "notes", "details"),
+        ),
+        verb="activity scheduled",
+    ),
+    Command(
+        "reschedule",
+        "move an activity's due time or give it to another agent",
+        ACTIVITY,
+        "RescheduleActivity",
+        api.RescheduleActivityRequest,
+        (
+            _id("activity_id", "activity"),
+            Arg("--due", "due_at", "new due time (ISO-8601)", metavar="TIME", type=parse_time),
+            Arg("--agent", "agent_id", "new agent", metavar="EMPLOYEE_ID"),
+        ),
+        verb="activity rescheduled",
+        expected_version=True,
+    ),
+    Command(
+        "done",
+        "record that an activity was done, and how it went",
+        ACTIVITY,
+        "CompleteActivity",
+        api.CompleteActivityRequest,
+        (_id("activity_id", "activity"), Arg("--outcome", "outcome", "how it went")),
+        verb="activity done",
+        expected_version=True,
+    ),
+    Command(
+        "cancel",
+        "drop an open activity",
+        ACTIVITY,
+        "CancelActivity",
+        api.CancelActivityRequest,
+        (_id("activity_id", "activity"), Arg("--reason", "reason", "why")),
+        verb="activity cancelled",
+        expected_version=True,
+    ),
+)
+
+
 # -- JSON and rows ------------------------------------------------------------------------------
 
 
@@ -426,6 +492,8 @@ _ENUMS = [
     SCOPES,
     COMPUTATIONS,
     BASES,
+    ACTIVITY_KINDS,
+    ACTIVITY_STATES,
 ]
 
 
@@ -955,6 +1023,37 @@ def _forecast(args: argparse.Namespace) -> int:
     return 0
 
 
+def _activities(args: argparse.Namespace) -> int:
+    request = api.ListActivitiesRequest(
+        agent_id=args.agent,
+        customer_id=args.customer,
+        state=ACTIVITY_STATES.value_or_zero(args.state or ""),
+        due=args.due or "",
+        limit=args.limit,
+    )
+    reply = _call(args, "ListActivities", request)
+    out = Output(args.json)
+    if out.json_mode:
+        out.json({"activities": [as_json(a) for a in reply.activities]})
+        return 0
+    out.table(
+        ["id", "due (UTC)", "kind", "agent", "state", "subject"],
+        [
+            [
+                a.activity_id,
+                short_time(a.due_at.ToJsonString()) + (" !" if a.overdue else ""),
+                ACTIVITY_KINDS.word(a.kind),
+                a.agent_id,
+                ACTIVITY_STATES.word(a.state),
+                a.subject,
+            ]
+            for a in reply.activities
+        ],
+        caption="! overdue",
+    )
+    return 0
+
+
 def _report(args: argparse.Namespace) -> int:
     request = api.GetSalesReportRequest(reports=args.reports, period=args.period)
     reply = _call(args, "GetSalesReport", request)
@@ -1132,6 +1231,15 @@ def register(subparsers: Subparsers) -> None:
     _request_id(q)
     q.set_defaults(func=_define_pipeline)
     nested.add_parser("list", help="list pipelines and their stages").set_defaults(func=_pipelines)
+
+    sub = _group(subparsers, "activity", "agents' calls, meetings, e-mails and tasks")
+    add_commands(sub, ACTIVITY_COMMANDS, {})
+    p = _read(sub, "list", "an agent's call list: activities by due time", _activities)
+    p.add_argument("--agent", default="", metavar="EMPLOYEE_ID", help="only this agent's")
+    p.add_argument("--customer", default="", metavar="ID", help="only this customer's")
+    p.add_argument("--state", type=ACTIVITY_STATES.parse, help=", ".join(ACTIVITY_STATES.words))
+    p.add_argument("--due", choices=["overdue", "upcoming"], help="open ones past or before due")
+    p.add_argument("--limit", type=whole_in(1, 200), default=50, metavar="N", help="at most N")
 
     sub = _group(subparsers, "sales", "sales reports")
     p = sub.add_parser(

@@ -227,6 +227,33 @@ async def test_lead_to_fulfilled_order_in_the_timeline_profile_pipeline_and_veri
     forecast = await sales.GetForecast(sapi.GetForecastRequest(as_of=ts(before_win)))
     assert [(r.period, r.weighted_amount) for r in forecast.rows] == [("2026-12", "720.00")]
 
+    # ERP reports an invoice overdue: a call lands on the responsible employee's list.
+    nc = await nats.connect(stack.nats_url)
+    try:
+        overdue = erp.ErpEvent(event_id=str(uuid.uuid4()), customer_id=customer_id)
+        overdue.occurred_at.GetCurrentTime()
+        overdue.invoice_overdue.CopyFrom(
+            erp.InvoiceOverdue(
+                invoice_number="INV-2026-000981",
+                amount_due=erp.Money(currency="EUR", amount="1800.00"),
+                due_date="2026-11-01",
+                days_overdue=30,
+            )
+        )
+        await nc.jetstream().publish(
+            "erp.invoice.overdue",
+            overdue.SerializeToString(),
+            headers={"Nats-Msg-Id": overdue.event_id},
+        )
+    finally:
+        await nc.close()
+
+    async def on_call_list() -> bool:
+        found = await sales.ListActivities(sapi.ListActivitiesRequest(agent_id="emp-7"))
+        return any("INV-2026-000981" in a.subject for a in found.activities)
+
+    await eventually(on_call_list, what="the overdue invoice's call on emp-7's list")
+
     async def verified() -> bool:
         with psycopg.connect(stack.postgres_url, autocommit=True) as conn:
             report = compare(conn, [s.name for s in event_sources()])

@@ -74,3 +74,14 @@ def test_sales_commands_from_lead_to_order_with_pipeline_as_of_and_forecast(
     assert code == 0
     assert "proposal" in out
     assert "1440.00" in out
+    call = c("activity", "schedule", "--kind", "call", "--subject", "Ask about the rollout",
+             "--due", "2026-01-05T09:00:00Z", "--agent", "emp-3",
+             "--customer", converted["customer_id"])  # fmt: skip
+    listed = c("activity", "list", "--agent", "emp-3", "--due", "overdue")["activities"]
+    assert [(a["activity_id"], a["kind"], a["overdue"]) for a in listed] == [
+        (call["activity_id"], "call", True)
+    ]
+    c("activity", "done", call["activity_id"], "--outcome", "rollout in March")
+    assert c("activity", "list", "--agent", "emp-3", "--due", "overdue")["activities"] == []
+    report = c("sales", "report", "conversion")
+    assert report["conversion"][0]["won"] == "1"

@@ -6,13 +6,15 @@ illegal transitions, idempotent replay and nothing stored on a refusal."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from c360.erp.v1 import erp_events_pb2 as erp
+from c360.events.v1 import sales_activity_events_pb2 as aev
 from c360.events.v1 import sales_events_pb2 as lev
 from c360.events.v1 import sales_opportunity_events_pb2 as oev
 from c360.events.v1 import sales_order_events_pb2 as ordev
@@ -27,6 +29,7 @@ from c360_sales.api import SalesServicer
 from c360_sales.application import SalesApplication
 from c360_sales.contract import CONTRACT
 from c360_sales.customers import NewCustomer
+from c360_sales.erp_orders import ErpOrderFollower
 
 from .support import CALL, Clock, bad_fields, refused
 
@@ -642,3 +645,85 @@ async def test_sales_reports_count_leads_conversion_owners_lost_reasons_and_reve
     assert await bad_fields(
         sales.GetSalesReport(sapi.GetSalesReportRequest(reports=["nope"]), CALL)
     ) == ["reports"]
+
+
+async def test_activities_make_an_agents_call_list_with_overdue_ones_first(
+    sales: SalesServicer, clock: Clock
+) -> None:
+    customer = str(uuid4())
+
+    async def schedule(subject: str, hours: float, agent: str = "emp-7") -> str:
+        due = ts(clock() + timedelta(hours=hours))
+        reply = await sales.ScheduleActivity(
+            sapi.ScheduleActivityRequest(
+                kind=aev.ACTIVITY_KIND_CALL,
+                subject=subject,
+                due_at=due,
+                agent_id=agent,
+                customer_id=customer,
+            ),
+            CALL,
+        )
+        return str(reply.result.aggregate_id)
+
+    later = await schedule("Talk about the renewal", 48)
+    soon = await schedule("Confirm the meeting", 2)
+    await schedule("Someone else's", 1, agent="emp-8")
+    clock.advance(hours=3)
+    listed = await sales.ListActivities(sapi.ListActivitiesRequest(agent_id="emp-7"), CALL)
+    assert [(a.activity_id, a.overdue) for a in listed.activities] == [
+        (soon, True),
+        (later, False),
+    ]
+    overdue = await sales.ListActivities(
+        sapi.ListActivitiesRequest(agent_id="emp-7", due="overdue"), CALL
+    )
+    assert [a.activity_id for a in overdue.activities] == [soon]
+    await sales.CompleteActivity(
+        sapi.CompleteActivityRequest(activity_id=soon, outcome="Meeting on Friday"), CALL
+    )
+    error = await refused(
+        sales.CancelActivity(sapi.CancelActivityRequest(activity_id=soon), CALL),
+        PreconditionFailed,
+    )
+    assert "is done: cannot cancel it" in str(error)
+    await sales.RescheduleActivity(
+        sapi.RescheduleActivityRequest(activity_id=later, agent_id="emp-8"), CALL
+    )
+    mine = await sales.ListActivities(
+        sapi.ListActivitiesRequest(agent_id="emp-7", due="upcoming"), CALL
+    )
+    assert list(mine.activities) == []
+    assert await bad_fields(
+        sales.ScheduleActivity(sapi.ScheduleActivityRequest(kind=aev.ACTIVITY_KIND_TASK), CALL)
+    ) == ["customer_id", "due_at", "subject"]
+
+
+async def test_an_overdue_invoice_from_erp_puts_a_call_on_the_owners_list_once(
+    sales: SalesServicer,
+) -> None:
+    owners: dict[str, str] = {}
+
+    async def owner_of(customer_id: str) -> str:
+        return owners.get(customer_id, "")
+
+    follower = ErpOrderFollower(sales.app, "nats://unused", owner_of)
+    customer = str(uuid4())
+    owners[customer] = "emp-9"
+    event = erp.ErpEvent(event_id=str(uuid4()), customer_id=customer)
+    event.occurred_at.FromDatetime(datetime(2026, 3, 1, tzinfo=UTC))
+    event.invoice_overdue.CopyFrom(
+        erp.InvoiceOverdue(
+            invoice_number="INV-7",
+            amount_due=erp.Money(currency="EUR", amount="120.00"),
+            due_date="2026-02-01",
+            days_overdue=28,
+        )
+    )
+    assert await follower.follow_up(event)
+    assert await follower.follow_up(event)  # a resend: replayed, nothing new
+    calls = await sales.ListActivities(sapi.ListActivitiesRequest(agent_id="emp-9"), CALL)
+    [call] = calls.activities
+    assert (call.kind, call.customer_id, call.overdue) == (aev.ACTIVITY_KIND_CALL, customer, True)
+    assert call.subject.startswith("Invoice INV-7 is 28 days overdue (120.00 EUR)")
+    assert call.origin == "erp invoice overdue INV-7"

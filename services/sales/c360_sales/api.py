@@ -22,6 +22,8 @@ from c360_platform.store import Condition, Eq, RowQuery
 from c360_sales import domain
 from c360_sales.application import Bucket, Page, SalesApplication
 from c360_sales.contract import (
+    ACTIVITY_KINDS,
+    ACTIVITY_STATES,
     BASES,
     CHANNELS,
     COMPUTATIONS,
@@ -40,7 +42,7 @@ from c360_sales.contract import (
     stage_message,
 )
 from c360_sales.customers import CustomerRegistry, NewCustomer
-from c360_sales.domain import Lead, Opportunity, Order, Pipeline, Product, Quote
+from c360_sales.domain import Activity, Lead, Opportunity, Order, Pipeline, Product, Quote
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 MAX_PAGE = 200
@@ -950,6 +952,106 @@ class SalesServicer(CommandServicer[SalesApplication], api_grpc.SalesServiceServ
                 for t in tables
             ]
         )
+
+    # -- activities ------------------------------------------------------------------------
+
+    async def ScheduleActivity(
+        self, request: api.ScheduleActivityRequest, context: Ctx
+    ) -> api.ScheduleActivityResponse:
+        fields = {
+            "kind": ACTIVITY_KINDS.word(request.kind),
+            "subject": request.subject,
+            "due_at": _time(request, "due_at"),
+            "agent_id": request.agent_id,
+            "customer_id": request.customer_id,
+            "lead_id": request.lead_id,
+            "opportunity_id": request.opportunity_id,
+            "notes": request.notes,
+        }
+        return await self.command(
+            request,
+            context,
+            api.ScheduleActivityResponse,
+            lambda ctx: self.app.schedule_activity(ctx, **fields),
+        )
+
+    async def RescheduleActivity(
+        self, request: api.RescheduleActivityRequest, context: Ctx
+    ) -> api.RescheduleActivityResponse:
+        aid, version = _target(request, "activity_id")
+        due = _time(request, "due_at")
+        return await self.command(
+            request,
+            context,
+            api.RescheduleActivityResponse,
+            lambda ctx: self.app.reschedule_activity(ctx, aid, version, due, request.agent_id),
+        )
+
+    async def CompleteActivity(
+        self, request: api.CompleteActivityRequest, context: Ctx
+    ) -> api.CompleteActivityResponse:
+        aid, version = _target(request, "activity_id")
+        return await self.command(
+            request,
+            context,
+            api.CompleteActivityResponse,
+            lambda ctx: self.app.complete_activity(ctx, aid, version, request.outcome),
+        )
+
+    async def CancelActivity(
+        self, request: api.CancelActivityRequest, context: Ctx
+    ) -> api.CancelActivityResponse:
+        aid, version = _target(request, "activity_id")
+        return await self.command(
+            request,
+            context,
+            api.CancelActivityResponse,
+            lambda ctx: self.app.cancel_activity(ctx, aid, version, request.reason),
+        )
+
+    async def ListActivities(
+        self, request: api.ListActivitiesRequest, context: Ctx
+    ) -> api.ListActivitiesResponse:
+        due = request.due.strip().lower()
+        if due not in ("", "overdue", "upcoming"):
+            raise InvalidArgument.one("due", "must be overdue or upcoming")
+        if request.limit > MAX_PAGE:
+            raise InvalidArgument.one("limit", f"must be at most {MAX_PAGE}")
+        customer = str(parse_id("customer_id", request.customer_id)) if request.customer_id else ""
+        found = await blocking(
+            lambda: self.app.list_activities(
+                agent_id=request.agent_id.strip(),
+                customer_id=customer,
+                state=ACTIVITY_STATES.parse("state", request.state, optional=True),
+                due=due,
+                limit=request.limit or DEFAULT_PAGE,
+            )
+        )
+        now = self.app.clock()
+        return api.ListActivitiesResponse(activities=[activity_message(a, now) for a in found])
+
+
+def activity_message(a: Activity, now: datetime) -> api.Activity:
+    return api.Activity(
+        activity_id=str(a.id),
+        version=a.version,
+        kind=ACTIVITY_KINDS.value(a.kind),
+        state=ACTIVITY_STATES.value(a.state),
+        subject=a.subject,
+        due_at=timestamp(a.due_at),
+        agent_id=a.agent_id,
+        customer_id=a.customer_id,
+        lead_id=a.lead_id,
+        opportunity_id=a.opportunity_id,
+        notes=a.notes,
+        origin=a.origin,
+        outcome=a.outcome,
+        overdue=a.overdue(now),
+    )
+
+
+def _time(request: Any, field: str) -> datetime | None:
+    return getattr(request, field).ToDatetime(tzinfo=UTC) if request.HasField(field) else None
 
 
 def _kind_query(kind: str) -> RowQuery:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 from uuid import UUID, uuid4
@@ -31,6 +31,7 @@ from c360_platform.store import (
 )
 from c360_sales import domain, pricing, reports
 from c360_sales.domain import (
+    Activity,
     Checks,
     Lead,
     Opportunity,
@@ -90,6 +91,7 @@ KINDS: dict[type, str] = {
     PriceList: "price_list",
     Quote: "quote",
     Order: "order",
+    Activity: "activity",
 }
 LIST_ORDER = ("created_at", "id")
 
@@ -164,6 +166,16 @@ def _row(a: Aggregate) -> dict[str, Any]:
             amount=domain.money_text(a.totals.gross),
             number=a.order_number,
         )
+    elif isinstance(a, Activity):
+        base.update(
+            state=a.state,
+            customer_id=a.customer_id,
+            agent_id=a.agent_id,
+            channel=a.kind,
+            name=a.subject,
+            parent_id=a.opportunity_id or a.lead_id,
+            expected_close=a.due_at.astimezone(UTC).isoformat(),
+        )
     elif isinstance(a, Product):
         base.update(
             state="active" if a.active else "inactive",
@@ -217,7 +229,7 @@ class SalesApplication(ServiceApplication):
 
     name = schema_for(SOURCE)
     source = SOURCE
-    snapshotting_intervals = {Lead: 100, Opportunity: 100, Quote: 100, Order: 100}
+    snapshotting_intervals = {Lead: 100, Opportunity: 100, Quote: 100, Order: 100, Activity: 100}
     query_table = INDEX
 
     def query_row(self, aggregate: Aggregate) -> dict[str, Any] | None:
@@ -915,6 +927,56 @@ class SalesApplication(ServiceApplication):
                 territories = {str(o.id): o.territory for o in deals}
                 out.append(reports.revenue_table(self._all(Order, "order"), territories))
         return out
+
+    # -- activities ------------------------------------------------------------------------
+
+    def schedule_activity(self, ctx: CommandContext, **fields: Any) -> CommandOutcome:
+        return self.create(ctx, lambda: domain.schedule_activity(**fields))
+
+    def reschedule_activity(
+        self,
+        ctx: CommandContext,
+        activity_id: UUID,
+        version: int | None,
+        due_at: datetime | None,
+        agent_id: str,
+    ) -> CommandOutcome:
+        return self.change(
+            ctx, Activity, activity_id, version, lambda a: a.reschedule(due_at, agent_id)
+        )
+
+    def complete_activity(
+        self, ctx: CommandContext, activity_id: UUID, version: int | None, outcome: str
+    ) -> CommandOutcome:
+        return self.change(ctx, Activity, activity_id, version, lambda a: a.complete(outcome))
+
+    def cancel_activity(
+        self, ctx: CommandContext, activity_id: UUID, version: int | None, reason: str
+    ) -> CommandOutcome:
+        return self.change(ctx, Activity, activity_id, version, lambda a: a.cancel(reason))
+
+    def list_activities(
+        self, *, agent_id: str, customer_id: str, state: str, due: str, limit: int
+    ) -> list[Activity]:
+        """By due time, earliest first; `due` "overdue" or "upcoming" keeps open ones only."""
+        conditions: list[Condition] = [Eq("kind", "activity")]
+        if agent_id:
+            conditions.append(Eq("agent_id", agent_id))
+        if customer_id:
+            conditions.append(Eq("customer_id", customer_id))
+        if state or due:
+            conditions.append(Eq("state", state or domain.ActivityState.OPEN.value))
+        rows = self.rows(RowQuery(AllOf(tuple(conditions))))
+        now = self.clock().astimezone(UTC).isoformat()
+        if due == "overdue":
+            rows = [r for r in rows if r["expected_close"] < now]
+        elif due == "upcoming":
+            rows = [r for r in rows if r["expected_close"] >= now]
+        rows.sort(key=lambda r: (r["expected_close"], str(r["id"])))
+        return [a for r in rows[:limit] if (a := self.find(Activity, r["id"])) is not None]
+
+    def get_activity(self, activity_id: UUID) -> Activity:
+        return self.load(Activity, activity_id)
 
 
 MAX_LINE_TEXT = 200

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from c360.events.v1 import sales_activity_events_pb2 as act_pb
 from c360.events.v1 import sales_events_pb2 as lead_pb
 from c360.events.v1 import sales_opportunity_events_pb2 as opp_pb
 from c360.events.v1 import sales_order_events_pb2 as order_pb
@@ -14,8 +15,10 @@ from c360.events.v1 import sales_product_events_pb2 as product_pb
 from c360.events.v1 import sales_quote_events_pb2 as quote_pb
 from c360.events.v1 import sales_team_events_pb2 as team_pb
 from c360_platform.contract import EventContract, Mapper, Published
+from c360_platform.envelope import timestamp
 from c360_platform.vocabulary import Words
 from c360_sales.domain import (
+    Activity,
     Lead,
     Opportunity,
     Order,
@@ -39,6 +42,8 @@ COMPUTATIONS = Words(price_pb.PriceComputation)
 BASES = Words(price_pb.PriceBase)
 QUOTE_STATES = Words(quote_pb.QuoteState)
 ORDER_STATES = Words(order_pb.OrderState)
+ACTIVITY_KINDS = Words(act_pb.ActivityKind)
+ACTIVITY_STATES = Words(act_pb.ActivityState)
 
 Money = lead_pb.SalesMoney
 
@@ -323,6 +328,30 @@ _ORDERS: dict[type, Mapper] = {
 }
 
 
+_ACTIVITIES: dict[type, Mapper] = {
+    Activity.Scheduled: lambda e: act_pb.ActivityScheduled(
+        customer_id=e.customer_id,
+        kind=ACTIVITY_KINDS.value(e.kind),
+        subject=e.subject,
+        due_at=timestamp(e.due_at),
+        agent_id=e.agent_id,
+        lead_id=e.lead_id,
+        opportunity_id=e.opportunity_id,
+        notes=e.notes,
+        origin=e.origin,
+    ),
+    Activity.Rescheduled: lambda e: act_pb.ActivityRescheduled(
+        customer_id=e.customer_id, due_at=timestamp(e.due_at), agent_id=e.agent_id
+    ),
+    Activity.Completed: lambda e: act_pb.ActivityCompleted(
+        customer_id=e.customer_id, outcome=e.outcome
+    ),
+    Activity.Cancelled: lambda e: act_pb.ActivityCancelled(
+        customer_id=e.customer_id, reason=e.reason
+    ),
+}
+
+
 def _customer(e: Any) -> str:
     return str(getattr(e, "customer_id", ""))
 
@@ -336,6 +365,7 @@ CONTRACT = EventContract(
     Published(PriceList, "price_list", _PRICE_LISTS, customer=lambda e: ""),
     Published(Quote, "quote", _QUOTES, customer=_customer),
     Published(Order, "order", _ORDERS, customer=_customer),
+    Published(Activity, "activity", _ACTIVITIES, customer=_customer),
 )
 """Every sales event and its published message. Leads not yet linked to a customer, teams,
 pipelines, products and price lists are about no customer (empty envelope customer_id)."""

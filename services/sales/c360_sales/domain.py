@@ -1492,3 +1492,145 @@ class Order(Aggregate):
     def _unrealised(self, customer_id: str, reason: str, previous_state: str) -> None:
         self.state = OrderState.UNREALISED.value
         self.reason = reason
+
+
+# -- activities -------------------------------------------------------------------------------
+
+
+class ActivityKind(StrEnum):
+    CALL = "call"
+    MEETING = "meeting"
+    EMAIL = "email"
+    TASK = "task"
+
+
+class ActivityState(StrEnum):
+    OPEN = "open"
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+
+class Activity(Aggregate):
+    """A call, meeting, e-mail or task of an agent, due by a time, about a customer, a lead or
+    an opportunity."""
+
+    if TYPE_CHECKING:
+        Scheduled: ClassVar[type[Aggregate.Event]]
+        Rescheduled: ClassVar[type[Aggregate.Event]]
+        Completed: ClassVar[type[Aggregate.Event]]
+        Cancelled: ClassVar[type[Aggregate.Event]]
+
+    @event("Scheduled")
+    def __init__(
+        self,
+        customer_id: str,
+        kind: str,
+        subject: str,
+        due_at: datetime,
+        agent_id: str,
+        lead_id: str,
+        opportunity_id: str,
+        notes: str,
+        origin: str,
+    ) -> None:
+        self.customer_id = customer_id
+        self.kind = kind
+        self.subject = subject
+        self.due_at = due_at
+        self.agent_id = agent_id
+        self.lead_id = lead_id
+        self.opportunity_id = opportunity_id
+        self.notes = notes
+        self.origin = origin
+        self.state = ActivityState.OPEN.value
+        self.outcome = ""
+
+    def _require(self, action: str) -> None:
+        _require("activity", self.id, self.state, action, ActivityState.OPEN.value)
+
+    def reschedule(self, due_at: datetime | None, agent_id: str) -> None:
+        v = Checks()
+        agent = v.employee_id("agent_id", agent_id)
+        if due_at is None and not agent:
+            v.add("due_at", "a new due time or agent is required")
+        v.check()
+        self._require("reschedule it")
+        new = (due_at or self.due_at, agent or self.agent_id)
+        if new != (self.due_at, self.agent_id):
+            self._rescheduled(self.customer_id, *new)
+
+    @event("Rescheduled")
+    def _rescheduled(self, customer_id: str, due_at: datetime, agent_id: str) -> None:
+        self.due_at = due_at
+        self.agent_id = agent_id
+
+    def complete(self, outcome: str) -> None:
+        v = Checks()
+        text = v.paragraphs("outcome", outcome, required=False, max_len=MAX_REASON * 4)
+        v.check()
+        self._require("complete it")
+        self._completed(self.customer_id, text)
+
+    @event("Completed")
+    def _completed(self, customer_id: str, outcome: str) -> None:
+        self.state = ActivityState.DONE.value
+        self.outcome = outcome
+
+    def cancel(self, reason: str) -> None:
+        v = Checks()
+        why = v.text("reason", reason, required=False, max_len=MAX_REASON)
+        v.check()
+        self._require("cancel it")
+        self._cancelled(self.customer_id, why)
+
+    @event("Cancelled")
+    def _cancelled(self, customer_id: str, reason: str) -> None:
+        self.state = ActivityState.CANCELLED.value
+
+    def overdue(self, now: datetime) -> bool:
+        return self.state == ActivityState.OPEN.value and self.due_at < now
+
+
+def schedule_activity(
+    *,
+    kind: str,
+    subject: str,
+    due_at: datetime | None,
+    agent_id: str = "",
+    customer_id: str = "",
+    lead_id: str = "",
+    opportunity_id: str = "",
+    notes: str = "",
+    origin: str = "",
+) -> Activity:
+    v = Checks()
+    k = v.enum("kind", kind, ActivityKind)
+    title = v.text("subject", subject, max_len=MAX_NAME)
+    if due_at is None:
+        v.add("due_at", "is required")
+    agent = v.employee_id("agent_id", agent_id)
+    ids = {
+        name: v.uuid(name, value.strip()) if value.strip() else ""
+        for name, value in (
+            ("customer_id", customer_id),
+            ("lead_id", lead_id),
+            ("opportunity_id", opportunity_id),
+        )
+    }
+    if not any(ids.values()):
+        v.add("customer_id", "a customer, a lead or an opportunity is required")
+    text = v.paragraphs("notes", notes, required=False, max_len=MAX_TEXT)
+    v.check()
+    assert k is not None
+    assert due_at is not None
+    return Activity(
+        customer_id=ids["customer_id"],
+        kind=k.value,
+        subject=title,
+        due_at=due_at,
+        agent_id=agent,
+        lead_id=ids["lead_id"],
+        opportunity_id=ids["opportunity_id"],
+        notes=text,
+        origin=origin,
+    )

@@ -1,7 +1,10 @@
-"""The sales view of orders follows ERP: a durable consumer of erp.order.> (the ERP stream)
-records each delivery ERP reports on its order, once per ERP event id (the command's request
-id), and acknowledges it only then. A message that names no order of ours, or that the order's
-state refuses, is logged by ids and acknowledged: the timeline dead-letters malformed ones."""
+"""Sales follows ERP: a durable consumer of erp.> (the ERP stream) records each delivery ERP
+reports on an order, and for each overdue invoice schedules a follow-up call with the
+customer's responsible employee (the owner in the customer's profile, read from the timeline),
+so the customer lands on that employee's call list. Each is one command whose request id is
+the ERP event id, so a resend changes nothing; the message is acknowledged only then. A
+message that names no order of ours, or that the order's state refuses, is logged by ids and
+acknowledged: the timeline dead-letters malformed ones."""
 
 from __future__ import annotations
 
@@ -9,7 +12,8 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from datetime import date
+from collections.abc import Awaitable, Callable
+from datetime import UTC, date
 
 import nats
 from nats.aio.client import Client
@@ -26,15 +30,21 @@ from c360_platform.streams import StreamSettings, ensure_stream
 from c360_sales.application import SalesApplication
 
 _log = logging.getLogger(__name__)
-SUBJECT = "erp.order.>"
-DURABLE = "sales-erp-orders"
+SUBJECT = "erp.>"
+DURABLE = "sales-erp"
+
+OwnerOf = Callable[[str], Awaitable[str]]
+"""The responsible employee of a customer ("" when unknown)."""
 
 
 class ErpOrderFollower:
     """Applies ERP's order deliveries to the sales orders."""
 
-    def __init__(self, app: SalesApplication, nats_url: str, *, batch_size: int = 64) -> None:
+    def __init__(
+        self, app: SalesApplication, nats_url: str, owner_of: OwnerOf, *, batch_size: int = 64
+    ) -> None:
         self.app = app
+        self.owner_of = owner_of
         self.nats_url = nats_url
         self.batch_size = batch_size
         self.stream = StreamSettings.inbound()
@@ -88,9 +98,44 @@ class ErpOrderFollower:
         except Exception:
             await msg.ack()
             return
-        if event.WhichOneof("event") == "order_delivered":
+        case = event.WhichOneof("event")
+        if case == "order_delivered":
             await self.apply(event)
+        elif case == "invoice_overdue":
+            await self.follow_up(event)
         await msg.ack()
+
+    async def follow_up(self, event: erp.ErpEvent) -> bool:
+        """A call for the customer's responsible employee about an overdue invoice."""
+        d = event.invoice_overdue
+        ctx = CommandContext(
+            command="ScheduleActivity",
+            request_id=f"erp:{event.event_id}",
+            fingerprint=fingerprint(event.SerializeToString(deterministic=True)),
+            correlation_id=event.event_id,
+            causation_id=event.event_id,
+        )
+        try:
+            owner = await self.owner_of(event.customer_id)
+            await blocking(
+                self.app.schedule_activity,
+                ctx,
+                kind="call",
+                subject=(
+                    f"Invoice {d.invoice_number} is {d.days_overdue} days overdue"
+                    f" ({d.amount_due.amount} {d.amount_due.currency}): call the customer"
+                ),
+                due_at=event.occurred_at.ToDatetime(tzinfo=UTC),
+                agent_id=owner,
+                customer_id=event.customer_id,
+                origin=f"erp invoice overdue {d.invoice_number}",
+            )
+        except (ValueError, C360Error) as exc:
+            _log.warning(
+                "ERP overdue invoice %s: no follow-up: %s", event.event_id, type(exc).__name__
+            )
+            return False
+        return True
 
     async def apply(self, event: erp.ErpEvent) -> bool:
         """Record one delivery; False (logged) when it names no order of ours or is refused."""

@@ -8,6 +8,7 @@ import asyncio
 from c360_platform import rpc
 from c360_platform.commands import blocking
 from c360_platform.config import Settings
+from c360_platform.context import ContextReader
 from c360_platform.eventlog import publish_events
 from c360_platform.leader import sleep_or_stop
 from c360_platform.pgstore import open_application
@@ -26,7 +27,19 @@ def build(settings: Settings) -> rpc.ServiceHost:
     host = rpc.ServiceHost.for_settings(settings)
     host.add(*servicer_registration(app, customers))
     host.on_close.append(customers.close)
-    follower = ErpOrderFollower(app, settings.nats_url)
+    context = ContextReader(settings.timeline_addr)
+    host.on_close.append(context.close)
+
+    async def owner_of(customer_id: str) -> str:
+        """The customer's responsible employee: its owner, else its latest deal's owner."""
+        found = await context.read(customer_id)
+        if not found.available or found.profile is None:
+            return ""
+        sales = found.profile.attributes.fields.get("sales")
+        deal_owner = sales.struct_value.fields.get("owner_id") if sales else None
+        return found.profile.owner_id or (deal_owner.string_value if deal_owner else "")
+
+    follower = ErpOrderFollower(app, settings.nats_url, owner_of)
     host.background.append(follower.run)
     host.parts.update(erp_follower=follower)
 

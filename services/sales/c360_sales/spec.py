@@ -10,7 +10,9 @@ SPEC = ServiceSpec(
     contract="c360_sales.contract:CONTRACT",
     build="c360_sales.service:build",
     summary="leads, pipelines and opportunities, price lists, quotes and orders to ERP",
-    # ERP's answers about orders (erp.order.>) are read from the ERP stream.
+    # ERP's deliveries and overdue invoices (erp.>) are read from the ERP stream.
     consumes=("ERP",),
+    # The responsible employee of a customer with an overdue invoice comes from its profile.
+    reads_timeline=True,
     domain=("domain", "pricing"),
 )

@@ -1,11 +1,12 @@
-"""Sales (source `sales`): summaries of lead, opportunity, quote and order events, and the
+"""Sales (source `sales`): summaries of lead, opportunity, quote, order and activity events, and the
 `sales` part of the profile, which clients read in Profile.attributes["sales"].
 
 The part keeps the customer's open opportunities (with their weighted value, amount x
-probability, summed per currency), open quotes (draft or sent), every order with its state
-(`orders_by_state` counts them), the lifetime value (net value of fulfilled orders, per
-currency), the last purchase, the products bought (SKUs), the responsible employee (owner of
-the latest opportunity) and how many leads the customer came through. Events about no
+probability, summed per currency), the agents' open activities, open quotes (draft or
+sent), every order with its state (`orders_by_state` counts them), the lifetime value (net
+value of fulfilled orders, per currency), the last purchase, the products bought (SKUs), the
+responsible employee (owner of the latest opportunity) and how many leads the customer came
+through. Events about no
 customer (products, price lists, teams, pipelines, unlinked leads) never reach a profile.
 Provenance paths: "sales.opportunities[<id>]", "sales.quotes[<id>]", "sales.orders[<id>]",
 "sales.lifetime_value.<currency>", "sales.last_purchase".
@@ -17,6 +18,7 @@ from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 
 # Imported for their payload types: entry_for unpacks them from the envelopes.
+from c360.events.v1 import sales_activity_events_pb2 as act_ev
 from c360.events.v1 import sales_events_pb2 as lead_ev
 from c360.events.v1 import sales_opportunity_events_pb2 as opp_ev
 from c360.events.v1 import sales_order_events_pb2 as order_ev
@@ -46,6 +48,7 @@ REASONS = Words(lead_ev.DisqualifyReason)
 RULES = Words(lead_ev.AssignmentRule)
 FORECAST = Words(opp_ev.ForecastCategory)
 ORDER_STATES = Words(order_ev.OrderState)
+ACTIVITY_KINDS = Words(act_ev.ActivityKind)
 
 
 def _money(m: Doc | None) -> str:
@@ -176,6 +179,18 @@ SUMMARIES: dict[str, Callable[[Doc], str]] = {
     ),
     "c360.events.v1.OrderFulfilled": lambda d: f"Order fulfilled: {_money(d.get('gross_total'))}",
     "c360.events.v1.OrderUnrealised": lambda d: with_reason("Order unrealised", d),
+    "c360.events.v1.ActivityScheduled": lambda d: (
+        f"{_spoken(ACTIVITY_KINDS.of_name(d.get('kind', ''))).capitalize()} planned"
+        f" for {d.get('agent_id') or 'nobody yet'}, due {str(d.get('due_at', ''))[:16]}:"
+        f" {snippet(d.get('subject', ''))}"
+    ),
+    "c360.events.v1.ActivityRescheduled": lambda d: (
+        f"Activity moved to {str(d.get('due_at', ''))[:16]} ({d.get('agent_id', '')})"
+    ),
+    "c360.events.v1.ActivityCompleted": lambda d: (
+        "Activity done" + (f": {snippet(d['outcome'])}" if d.get("outcome") else "")
+    ),
+    "c360.events.v1.ActivityCancelled": lambda d: with_reason("Activity cancelled", d),
 }
 
 
@@ -195,6 +210,7 @@ def empty_sales() -> Doc:
         "last_purchase": None,
         "products_bought": [],
         "owner_id": "",
+        "open_activities": {},
     }
 
 
@@ -354,6 +370,28 @@ def _opportunity_updated(o: Doc, d: Doc) -> None:
     o["owner_id"] = d.get("owner_id", "")
 
 
+def _activity_scheduled(p: Doc, part: Doc, entry: Entry) -> None:
+    d = entry.details
+    part.setdefault("open_activities", {})[entry.aggregate_id] = {
+        "kind": ACTIVITY_KINDS.of_name(d.get("kind", "")),
+        "subject": d.get("subject", ""),
+        "due_at": d.get("due_at", ""),
+        "agent_id": d.get("agent_id", ""),
+    }
+
+
+def _activity_rescheduled(p: Doc, part: Doc, entry: Entry) -> None:
+    found = part.setdefault("open_activities", {}).get(entry.aggregate_id)
+    if found is not None:
+        found.update(
+            due_at=entry.details.get("due_at", ""), agent_id=entry.details.get("agent_id", "")
+        )
+
+
+def _activity_closed(p: Doc, part: Doc, entry: Entry) -> None:
+    part.setdefault("open_activities", {}).pop(entry.aggregate_id, None)
+
+
 FOLDS: dict[str, Fold] = {
     kind: _sales(fold)
     for kind, fold in {
@@ -379,6 +417,10 @@ FOLDS: dict[str, Fold] = {
         "order.confirmed": _order_state("pending"),
         "order.fulfilled": _order_fulfilled,
         "order.unrealised": _order_state("unrealised"),
+        "activity.scheduled": _activity_scheduled,
+        "activity.rescheduled": _activity_rescheduled,
+        "activity.completed": _activity_closed,
+        "activity.cancelled": _activity_closed,
     }.items()
 }
 
@@ -403,6 +445,9 @@ def join(p: Doc, other: Doc) -> None:
         copy_provenance(p, other, "sales.last_purchase")
     part["products_bought"] = sorted({*part["products_bought"], *theirs["products_bought"]})
     part["owner_id"] = part["owner_id"] or theirs["owner_id"]
+    mine = part.setdefault("open_activities", {})
+    for activity_id, activity in theirs.get("open_activities", {}).items():
+        mine.setdefault(activity_id, activity)
     _recount(part)
 
 
