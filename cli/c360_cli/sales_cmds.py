@@ -1054,6 +1054,21 @@ def _activities(args: argparse.Namespace) -> int:
     return 0
 
 
+def _classes(args: argparse.Namespace) -> int:
+    request = api.GetCustomerClassesRequest(customer_id=args.customer, as_of=args.as_of)
+    reply = _call(args, "GetCustomerClasses", request)
+    out = Output(args.json)
+    if out.json_mode:
+        out.json(as_json(reply))
+        return 0
+    out.table(
+        ["customer", "class", "reason"],
+        [[c.customer_id, k.name, k.reason] for c in reply.customers for k in c.classes],
+        title=f"customer classes as of {short_time(reply.as_of.ToJsonString())}",
+    )
+    return 0
+
+
 def _report(args: argparse.Namespace) -> int:
     request = api.GetSalesReportRequest(reports=args.reports, period=args.period)
     reply = _call(args, "GetSalesReport", request)
@@ -1259,6 +1274,15 @@ def register(subparsers: Subparsers) -> None:
     p.add_argument("--period", choices=["month", "quarter"], default="month", help="default month")
     p.add_argument("--csv", action="store_true", help="CSV on stdout (report, columns...)")
     p.set_defaults(func=_report)
+    p = sub.add_parser(
+        "classes",
+        help="customer classes: key, loyal, low-profit, trend alert, debtor (with reasons)",
+        description="Classify customers from their sales history, each class with its reason;"
+        " now or as of a past time.",
+    )
+    p.add_argument("--customer", default="", metavar="ID", help="only this customer")
+    p.add_argument("--as-of", type=parse_time, metavar="TIME", help="as it stood then")
+    p.set_defaults(func=_classes)
 
     p = subparsers.add_parser(
         "forecast",

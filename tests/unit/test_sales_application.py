@@ -727,3 +727,40 @@ async def test_an_overdue_invoice_from_erp_puts_a_call_on_the_owners_list_once(
     assert (call.kind, call.customer_id, call.overdue) == (aev.ACTIVITY_KIND_CALL, customer, True)
     assert call.subject.startswith("Invoice INV-7 is 28 days overdue (120.00 EUR)")
     assert call.origin == "erp invoice overdue INV-7"
+
+
+async def test_a_fulfilled_order_makes_its_customer_key_and_not_before(
+    sales: SalesServicer, clock: Clock
+) -> None:
+    await setup_catalogue(sales)
+    customer = str(uuid4())
+    oid = await open_deal(sales, customer)
+    qid = (
+        await sales.DraftQuote(
+            sapi.DraftQuoteRequest(opportunity_id=oid, price_list="standard"), CALL
+        )
+    ).result.aggregate_id
+    await sales.AddQuoteLine(
+        sapi.AddQuoteLineRequest(quote_id=qid, product="SUPPORT-Y", quantity="2"), CALL
+    )
+    await sales.SendQuote(sapi.SendQuoteRequest(quote_id=qid), CALL)
+    order_id = (await sales.AcceptQuote(sapi.AcceptQuoteRequest(quote_id=qid), CALL)).order_id
+    await asyncio.sleep(0.01)
+    before = datetime.now(UTC)
+    await asyncio.sleep(0.01)
+    sales.app.record_fulfilment(
+        CommandContext(command="RecordFulfilment", request_id="erp:9"),
+        UUID(order_id),
+        erp_event_id="9",
+        delivered={"l1": "2"},
+        reference="DN-9",
+        on=clock().date(),
+    )
+    now = await sales.GetCustomerClasses(sapi.GetCustomerClassesRequest(customer_id=customer), CALL)
+    assert [(k.name, k.reason) for k in now.customers[0].classes] == [
+        ("key", "#1 of 1 by 12-month revenue: 100.00 EUR")
+    ]
+    then_request = sapi.GetCustomerClassesRequest(customer_id=customer)
+    then_request.as_of.CopyFrom(ts(before))
+    then = await sales.GetCustomerClasses(then_request, CALL)
+    assert list(then.customers[0].classes) == []

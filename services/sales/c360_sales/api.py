@@ -1030,6 +1030,30 @@ class SalesServicer(CommandServicer[SalesApplication], api_grpc.SalesServiceServ
         now = self.app.clock()
         return api.ListActivitiesResponse(activities=[activity_message(a, now) for a in found])
 
+    async def GetCustomerClasses(
+        self, request: api.GetCustomerClassesRequest, context: Ctx
+    ) -> api.GetCustomerClassesResponse:
+        customer = str(parse_id("customer_id", request.customer_id)) if request.customer_id else ""
+        at = _as_of(request)
+        found = await blocking(self.app.classify, at)
+        chosen = [found[customer]] if customer in found else []
+        if not customer:
+            chosen = [found[c] for c in sorted(found)]
+        return api.GetCustomerClassesResponse(
+            customers=[
+                api.CustomerClasses(
+                    customer_id=c.customer_id,
+                    classes=[
+                        api.CustomerClass(name=n, reason=r) for n, r in sorted(c.found.items())
+                    ],
+                )
+                for c in chosen
+            ]
+            if chosen or not customer
+            else [api.CustomerClasses(customer_id=customer)],
+            as_of=_ts(at or self.app.clock()),
+        )
+
 
 def activity_message(a: Activity, now: datetime) -> api.Activity:
     return api.Activity(

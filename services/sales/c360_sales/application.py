@@ -29,7 +29,7 @@ from c360_platform.store import (
     ServiceApplication,
     schema_for,
 )
-from c360_sales import domain, pricing, reports
+from c360_sales import classes, domain, pricing, reports
 from c360_sales.domain import (
     Activity,
     Checks,
@@ -977,6 +977,52 @@ class SalesApplication(ServiceApplication):
 
     def get_activity(self, activity_id: UUID) -> Activity:
         return self.load(Activity, activity_id)
+
+    # -- classification ----------------------------------------------------------------------
+
+    def classify(self, at: datetime | None = None) -> dict[str, classes.Classes]:
+        """Every customer's classes from the orders (and overdue-invoice follow-ups) as they
+        stood at `at` (now when None), judged on that day."""
+        now = at or self.clock()
+        purchases: list[classes.Purchase] = []
+        for row in self.rows(RowQuery(Eq("kind", "order"))):
+            if at is not None and row["created_at"] > at:
+                continue
+            order = self.find(Order, row["id"]) if at is None else self.as_of(Order, row["id"], at)
+            if order is None or order.state != domain.OrderState.FULFILLED.value:
+                continue
+            cost = sum(
+                (dec(line["unit_cost"]) * dec(line["quantity"]) for line in order.lines),
+                Decimal(0),
+            )
+            purchases.append(
+                classes.Purchase(
+                    order.customer_id,
+                    date.fromisoformat(order.fulfilled_on),
+                    order.currency,
+                    order.totals.net,
+                    cost,
+                )
+            )
+        debts: dict[str, list[str]] = {}
+        for row in self.rows(RowQuery(Eq("kind", "activity"))):
+            if at is not None and row["created_at"] > at:
+                continue
+            activity = (
+                self.find(Activity, row["id"])
+                if at is None
+                else self.as_of(Activity, row["id"], at)
+            )
+            prefix = "erp invoice overdue "
+            if (
+                activity is not None
+                and activity.origin.startswith(prefix)
+                and activity.state == domain.ActivityState.OPEN.value
+                and activity.customer_id
+            ):
+                invoices = debts.setdefault(activity.customer_id, [])
+                invoices.append(activity.origin.removeprefix(prefix))
+        return classes.classify(purchases, debts, now.date())
 
 
 MAX_LINE_TEXT = 200

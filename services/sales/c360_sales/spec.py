@@ -14,5 +14,5 @@ SPEC = ServiceSpec(
     consumes=("ERP",),
     # The responsible employee of a customer with an overdue invoice comes from its profile.
     reads_timeline=True,
-    domain=("domain", "pricing"),
+    domain=("domain", "pricing", "reports", "classes"),
 )
