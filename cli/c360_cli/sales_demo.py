@@ -17,13 +17,14 @@ import random
 import tomllib
 import uuid
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import nats
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from c360.erp.v1 import erp_events_pb2 as erp
 from c360.events.v1 import sales_events_pb2 as lev
@@ -31,6 +32,7 @@ from c360.events.v1 import sales_order_events_pb2 as oev
 from c360.sales.v1 import sales_service_pb2 as sapi
 from c360.sales.v1.sales_service_pb2_grpc import SalesServiceStub
 from c360_cli.sales_cmds import (
+    ACTIVITY_KINDS,
     CHANNELS,
     FORECAST,
     REASONS,
@@ -92,6 +94,7 @@ class SalesStats:
     orders: int = 0
     deliveries: int = 0
     prospects: int = 0
+    activities: int = 0
     examples: dict[str, str] = field(default_factory=dict)
 
 
@@ -240,7 +243,7 @@ class SalesDemo:
         )
         self.stats.leads += 1
         lead_id = lead.result.aggregate_id
-        await self.call(
+        assigned = await self.call(
             "AssignLead",
             sapi.AssignLeadRequest(lead_id=lead_id, rule=RULES.value(deal.rule.replace("_", "-"))),
             "assign a lead",
@@ -295,6 +298,21 @@ class SalesDemo:
             await self.call("UpdateOpportunity", update, "update an opportunity", i, "update")
         if deal.outcome == "open":
             self.stats.open += 1
+            await self.call(
+                "ScheduleActivity",
+                sapi.ScheduleActivityRequest(
+                    kind=ACTIVITY_KINDS.value("call" if deal.split_delivery else "meeting"),
+                    subject=f"Next step on {plan.name}",
+                    due_at=_due(deal.close),
+                    agent_id=assigned.agent_id,
+                    opportunity_id=oid,
+                    customer_id=self.run.ids[i],
+                ),
+                "schedule an activity",
+                i,
+                "activity",
+            )
+            self.stats.activities += 1
             return
         if deal.outcome == "lost":
             await self.lose(i, oid, deal)
@@ -427,7 +445,7 @@ class SalesDemo:
 
     async def phases(self) -> None:
         """Every sales phase, after the customers exist."""
-        extra = 4 + len(data()["products"]) + sum(8 for _ in self.deals) + len(self.run.plans) // 5
+        extra = 4 + len(data()["products"]) + sum(9 for _ in self.deals) + len(self.run.plans) // 5
         self.run.progress.update(self.run.task, total=self.run.progress.tasks[0].total + extra)
         await self.run.phase("sales catalogue", [self.setup])
         await self.run.phase("leads and deals", [self.deal_script(d) for d in self.deals])
@@ -447,8 +465,17 @@ class SalesDemo:
             "still_open": s.open,
             "orders": s.orders,
             "erp_deliveries": s.deliveries,
+            "activities": s.activities,
             "sales_examples": dict(s.examples),
         }
+
+
+def _due(close: str) -> Timestamp:
+    """The activity's due time: two weeks before the expected close, at 09:00 UTC."""
+    day = date.fromisoformat(close) - timedelta(days=14)
+    ts = Timestamp()
+    ts.FromDatetime(datetime(day.year, day.month, day.day, 9, tzinfo=UTC))
+    return ts
 
 
 def _delivery(order: Any, n: int, lines: list[tuple[str, str]]) -> erp.ErpEvent:

@@ -764,3 +764,45 @@ async def test_a_fulfilled_order_makes_its_customer_key_and_not_before(
     then_request.as_of.CopyFrom(ts(before))
     then = await sales.GetCustomerClasses(then_request, CALL)
     assert list(then.customers[0].classes) == []
+
+
+async def test_a_revision_keeps_the_lines_as_they_were_priced(sales: SalesServicer) -> None:
+    await setup_catalogue(sales)
+    oid = await open_deal(sales, str(uuid4()))
+    first = (
+        await sales.DraftQuote(
+            sapi.DraftQuoteRequest(opportunity_id=oid, price_list="standard"), CALL
+        )
+    ).result.aggregate_id
+    await sales.AddQuoteLine(
+        sapi.AddQuoteLineRequest(quote_id=first, product="ROUTER-X", quantity="1"), CALL
+    )
+    await sales.SendQuote(sapi.SendQuoteRequest(quote_id=first), CALL)
+    await sales.DeclineQuote(sapi.DeclineQuoteRequest(quote_id=first, reason="too dear"), CALL)
+    await sales.DefinePriceList(sapi.DefinePriceListRequest(name="standard", currency="EUR"), CALL)
+    second = (
+        await sales.DraftQuote(
+            sapi.DraftQuoteRequest(
+                opportunity_id=oid, price_list="standard", revises_quote_id=first
+            ),
+            CALL,
+        )
+    ).result.aggregate_id
+    await sales.AddQuoteLine(
+        sapi.AddQuoteLineRequest(quote_id=second, product="ROUTER-X", quantity="1"), CALL
+    )
+    q = (await sales.GetQuote(sapi.GetQuoteRequest(quote_id=second), CALL)).quote
+    assert (q.revision, q.revises_quote_id) == (2, first)
+    assert [(x.line_id, x.unit_price, x.rule_id) for x in q.lines] == [
+        ("l1", "180.50", "hw-10"),  # as priced on the first quote
+        ("l2", "200.00", ""),  # priced from the list as it is now
+    ]
+    other = await open_deal(sales, str(uuid4()))
+    assert await bad_fields(
+        sales.DraftQuote(
+            sapi.DraftQuoteRequest(
+                opportunity_id=other, price_list="standard", revises_quote_id=first
+            ),
+            CALL,
+        )
+    ) == ["revises_quote_id"]
