@@ -548,6 +548,20 @@ def _lead_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lead_matches(args: argparse.Namespace) -> int:
+    reply = _call(args, "FindLeadCustomers", api.FindLeadCustomersRequest(lead_id=args.lead_id))
+    out = Output(args.json)
+    if out.json_mode:
+        out.json(as_json(reply))
+        return 0
+    out.table(
+        ["customer", "name", "kind", "matched on"],
+        [[m.customer_id, m.display_name, m.kind, ", ".join(m.matched_on)] for m in reply.matches],
+        title="convert with: c360 lead convert LEAD --customer ID --pipeline P",
+    )
+    return 0
+
+
 def _lead_list(args: argparse.Namespace) -> int:
     request = api.ListLeadsRequest(
         state=LEAD_STATES.value_or_zero(args.state or ""),
@@ -1128,6 +1142,13 @@ def register(subparsers: Subparsers) -> None:
     sub = _group(subparsers, "lead", "capture, assign, qualify, convert and show leads")
     add_commands(sub, LEAD_COMMANDS, {})
     _read(sub, "show", "show a lead", _lead_show, "lead_id")
+    _read(
+        sub,
+        "matches",
+        "customers the lead may already be (by e-mail, phone, name)",
+        _lead_matches,
+        "lead_id",
+    )
     p = _read(sub, "list", "list leads, newest first", _lead_list)
     p.add_argument("--state", type=LEAD_STATES.parse, help=", ".join(LEAD_STATES.words))
     p.add_argument("--agent", default="", metavar="EMPLOYEE_ID", help="only this agent's")

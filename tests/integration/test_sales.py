@@ -254,6 +254,17 @@ async def test_lead_to_fulfilled_order_in_the_timeline_profile_pipeline_and_veri
 
     await eventually(on_call_list, what="the overdue invoice's call on emp-7's list")
 
+    # A second lead from the same person: the timeline's search finds the customer.
+    again = await sales.CaptureLead(
+        sapi.CaptureLeadRequest(
+            channel=lev.LEAD_CHANNEL_EMAIL, person_name="Anna Berg", email="anna@berg.example"
+        )
+    )
+    found = await sales.FindLeadCustomers(
+        sapi.FindLeadCustomersRequest(lead_id=again.result.aggregate_id)
+    )
+    assert [(m.customer_id, m.matched_on[0]) for m in found.matches] == [(customer_id, "email")]
+
     async def verified() -> bool:
         with psycopg.connect(stack.postgres_url, autocommit=True) as conn:
             report = compare(conn, [s.name for s in event_sources()])

@@ -806,3 +806,41 @@ async def test_a_revision_keeps_the_lines_as_they_were_priced(sales: SalesServic
             CALL,
         )
     ) == ["revises_quote_id"]
+
+
+class FakeSearch:
+    """Our own search port, faked: customers by e-mail, phone and name prefix."""
+
+    def __init__(self, customers: list[tuple[str, str, str, str]]) -> None:
+        self.customers = customers  # (id, name, email, phone)
+
+    async def search(self, text: str) -> list[tuple[str, str, str, str]]:
+        hits = []
+        for cid, name, email, phone in self.customers:
+            if text == email:
+                hits.append((cid, name, "person", "email"))
+            elif text == phone:
+                hits.append((cid, name, "person", "phone"))
+            elif name.lower().startswith(text.lower()):
+                hits.append((cid, name, "person", "name"))
+        return hits
+
+
+async def test_a_leads_possible_customers_strongest_evidence_first(
+    clock: Clock, customers: FakeCustomers
+) -> None:
+    search = FakeSearch(
+        [
+            ("c-name", "Anna Berg", "other@example.com", ""),
+            ("c-mail", "A. Berg", "anna@berg.example", ""),
+            ("c-both", "Berg Logistics", "", "+41441234567"),
+        ]
+    )
+    sales = SalesServicer(SalesApplication.in_memory(clock=clock), customers, search)
+    lead_id = await captured(sales)
+    found = await sales.FindLeadCustomers(sapi.FindLeadCustomersRequest(lead_id=lead_id), CALL)
+    assert [(m.customer_id, list(m.matched_on)) for m in found.matches] == [
+        ("c-mail", ["email"]),
+        ("c-both", ["phone", "name"]),
+        ("c-name", ["name"]),
+    ]

@@ -41,7 +41,7 @@ from c360_sales.contract import (
     rule_message,
     stage_message,
 )
-from c360_sales.customers import CustomerRegistry, NewCustomer
+from c360_sales.customers import CustomerRegistry, CustomerSearch, NewCustomer, matches
 from c360_sales.domain import Activity, Lead, Opportunity, Order, Pipeline, Product, Quote
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
@@ -267,9 +267,15 @@ def _buckets_amounts(b: Bucket) -> dict[str, str]:
 class SalesServicer(CommandServicer[SalesApplication], api_grpc.SalesServiceServicer):
     """gRPC servicer for c360.sales.v1.SalesService."""
 
-    def __init__(self, app: SalesApplication, customers: CustomerRegistry) -> None:
+    def __init__(
+        self,
+        app: SalesApplication,
+        customers: CustomerRegistry,
+        search: CustomerSearch | None = None,
+    ) -> None:
         super().__init__(app)
         self.customers = customers
+        self.search = search
 
     # -- leads -----------------------------------------------------------------------------------
 
@@ -418,6 +424,26 @@ class SalesServicer(CommandServicer[SalesApplication], api_grpc.SalesServiceServ
             context,
             api.ReopenLeadResponse,
             lambda ctx: self.app.reopen_lead(ctx, lid, version, request.reason),
+        )
+
+    async def FindLeadCustomers(
+        self, request: api.FindLeadCustomersRequest, context: Ctx
+    ) -> api.FindLeadCustomersResponse:
+        lead = await blocking(self.app.get_lead, parse_id("lead_id", request.lead_id))
+        if self.search is None:
+            return api.FindLeadCustomersResponse()
+        texts = [lead.email, lead.phone, lead.company_name, lead.person_name]
+        found = await matches(self.search, texts)
+        return api.FindLeadCustomersResponse(
+            matches=[
+                api.LeadCustomerMatch(
+                    customer_id=m.customer_id,
+                    display_name=m.display_name,
+                    kind=m.kind,
+                    matched_on=m.matched_on,
+                )
+                for m in found
+            ]
         )
 
     async def GetLead(self, request: api.GetLeadRequest, context: Ctx) -> api.GetLeadResponse:
@@ -1095,10 +1121,12 @@ def _new_customer(lead: Lead) -> NewCustomer:
     )
 
 
-def servicer_registration(app: SalesApplication, customers: CustomerRegistry) -> tuple[str, Any]:
-    """The sales API on a host: `host.add(*servicer_registration(app, customers))`."""
+def servicer_registration(
+    app: SalesApplication, customers: CustomerRegistry, search: CustomerSearch | None = None
+) -> tuple[str, Any]:
+    """The sales API on a host: `host.add(*servicer_registration(app, customers, search))`."""
     return registration(
-        SalesServicer(app, customers),
+        SalesServicer(app, customers, search),
         api_grpc.add_SalesServiceServicer_to_server,
         api.DESCRIPTOR.services_by_name["SalesService"],
     )

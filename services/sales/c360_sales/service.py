@@ -15,7 +15,7 @@ from c360_platform.pgstore import open_application
 from c360_sales.api import servicer_registration
 from c360_sales.application import SalesApplication
 from c360_sales.contract import CONTRACT
-from c360_sales.customers import CUSTOMER_SERVICE, GrpcCustomerRegistry
+from c360_sales.customers import CUSTOMER_SERVICE, GrpcCustomerRegistry, TimelineSearch
 from c360_sales.erp_orders import ErpOrderFollower
 
 EXPIRY_SECONDS = 60.0
@@ -25,8 +25,10 @@ def build(settings: Settings) -> rpc.ServiceHost:
     app = open_application(SalesApplication, settings)
     customers = GrpcCustomerRegistry(settings.services.get(CUSTOMER_SERVICE, ""))
     host = rpc.ServiceHost.for_settings(settings)
-    host.add(*servicer_registration(app, customers))
+    search = TimelineSearch(settings.timeline_addr)
+    host.add(*servicer_registration(app, customers, search))
     host.on_close.append(customers.close)
+    host.on_close.append(search.close)
     context = ContextReader(settings.timeline_addr)
     host.on_close.append(context.close)
 
