@@ -254,6 +254,40 @@ async def test_lead_to_fulfilled_order_in_the_timeline_profile_pipeline_and_veri
 
     await eventually(on_call_list, what="the overdue invoice's call on emp-7's list")
 
+    # Classes are recorded when they start: the customer is key (its only revenue) and a
+    # debtor (the open call about the overdue invoice); the timeline and profile show them.
+    sales_app = stack.hosts["sales"].parts["app"]
+    before_classes = datetime.now(UTC)
+    await asyncio.sleep(0.05)
+    assert await asyncio.to_thread(sales_app.reclassify) == 1
+
+    async def classified() -> bool:
+        found = await stack.timeline.GetProfile(tapi.GetProfileRequest(customer_id=customer_id))
+        return "classes" in json_format.MessageToDict(found.profile.attributes)["sales"] and bool(
+            json_format.MessageToDict(found.profile.attributes)["sales"]["classes"]
+        )
+
+    await eventually(classified, what="the customer's classes in the profile")
+    profile = (
+        await stack.timeline.GetProfile(tapi.GetProfileRequest(customer_id=customer_id))
+    ).profile
+    classes = json_format.MessageToDict(profile.attributes)["sales"]["classes"]
+    assert classes == {
+        "debtor": "overdue: INV-2026-000981",
+        "key": "#1 of 1 by 12-month revenue: 1800.00 EUR",
+    }
+    then_profile = await stack.timeline.GetProfile(
+        tapi.GetProfileRequest(customer_id=customer_id, as_of=ts(before_classes))
+    )
+    assert json_format.MessageToDict(then_profile.profile.attributes)["sales"]["classes"] == {}
+    timeline = await stack.timeline.GetTimeline(
+        tapi.GetTimelineRequest(customer_id=customer_id, page_size=5)
+    )
+    assert any(
+        e.type == "customer_classes.changed" and "Became key" in e.summary
+        for e in timeline.entries
+    )
+
     # A second lead from the same person: the timeline's search finds the customer.
     again = await sales.CaptureLead(
         sapi.CaptureLeadRequest(

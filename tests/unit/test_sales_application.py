@@ -29,6 +29,7 @@ from c360_sales.api import SalesServicer
 from c360_sales.application import SalesApplication
 from c360_sales.contract import CONTRACT
 from c360_sales.customers import NewCustomer
+from c360_sales.domain import named_id
 from c360_sales.erp_orders import ErpOrderFollower
 
 from .support import CALL, Clock, bad_fields, refused
@@ -844,3 +845,39 @@ async def test_a_leads_possible_customers_strongest_evidence_first(
         ("c-both", ["phone", "name"]),
         ("c-name", ["name"]),
     ]
+
+
+async def test_classes_are_recorded_when_they_start_and_end(
+    sales: SalesServicer, clock: Clock
+) -> None:
+    owners: dict[str, str] = {}
+
+    async def owner_of(customer_id: str) -> str:
+        return owners.get(customer_id, "")
+
+    customer = str(uuid4())
+    event = erp.ErpEvent(event_id=str(uuid4()), customer_id=customer)
+    event.occurred_at.FromDatetime(datetime(2026, 3, 1, tzinfo=UTC))
+    event.invoice_overdue.CopyFrom(
+        erp.InvoiceOverdue(
+            invoice_number="INV-8",
+            amount_due=erp.Money(currency="EUR", amount="10.00"),
+            due_date="2026-02-01",
+            days_overdue=28,
+        )
+    )
+    await ErpOrderFollower(sales.app, "nats://unused", owner_of).follow_up(event)
+    assert sales.app.reclassify() == 1
+    assert sales.app.reclassify() == 0  # nothing started or ended since
+    [call] = (await sales.ListActivities(sapi.ListActivitiesRequest(), CALL)).activities
+    await sales.CompleteActivity(sapi.CompleteActivityRequest(activity_id=call.activity_id), CALL)
+    assert sales.app.reclassify() == 1
+    published = [
+        CONTRACT.publication(e).payload
+        for e in sales.app.events.get(named_id("customer_classes", customer))
+    ]
+    assert [
+        ([c.name for c in p.started], [c.name for c in p.ended], [c.name for c in p.classes])
+        for p in published
+    ] == [(["debtor"], [], ["debtor"]), ([], ["debtor"], [])]
+    assert published[0].started[0].reason == "overdue: INV-8"

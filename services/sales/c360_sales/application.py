@@ -33,6 +33,7 @@ from c360_sales import classes, domain, pricing, reports
 from c360_sales.domain import (
     Activity,
     Checks,
+    CustomerClasses,
     Lead,
     Opportunity,
     Order,
@@ -92,6 +93,7 @@ KINDS: dict[type, str] = {
     Quote: "quote",
     Order: "order",
     Activity: "activity",
+    CustomerClasses: "customer_classes",
 }
 LIST_ORDER = ("created_at", "id")
 
@@ -176,6 +178,8 @@ def _row(a: Aggregate) -> dict[str, Any]:
             parent_id=a.opportunity_id or a.lead_id,
             expected_close=a.due_at.astimezone(UTC).isoformat(),
         )
+    elif isinstance(a, CustomerClasses):
+        base.update(customer_id=a.customer_id, name=",".join(sorted(a.classes)))
     elif isinstance(a, Product):
         base.update(
             state="active" if a.active else "inactive",
@@ -1023,6 +1027,28 @@ class SalesApplication(ServiceApplication):
                 invoices = debts.setdefault(activity.customer_id, [])
                 invoices.append(activity.origin.removeprefix(prefix))
         return classes.classify(purchases, debts, now.date())
+
+    def reclassify(self) -> int:
+        """Record, per customer, the classes that started or ended since the last time (one
+        save each); returns how many customers changed."""
+        found = self.classify()
+        changed = 0
+        recorded = {
+            r["customer_id"]: r["id"] for r in self.rows(RowQuery(Eq("kind", "customer_classes")))
+        }
+        for customer in sorted(set(found) | set(recorded)):
+            now = found[customer].found if customer in found else {}
+            key = recorded.get(customer)
+            held = self.find(CustomerClasses, key) if key is not None else None
+            if held is None:
+                if not now:
+                    continue
+                held = domain.first_classes(customer, now)
+            elif not held.update(now):
+                continue
+            self.save(held)
+            changed += 1
+        return changed
 
 
 MAX_LINE_TEXT = 200

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from c360.events.v1 import sales_activity_events_pb2 as act_pb
+from c360.events.v1 import sales_classification_events_pb2 as class_pb
 from c360.events.v1 import sales_events_pb2 as lead_pb
 from c360.events.v1 import sales_opportunity_events_pb2 as opp_pb
 from c360.events.v1 import sales_order_events_pb2 as order_pb
@@ -19,6 +20,7 @@ from c360_platform.envelope import timestamp
 from c360_platform.vocabulary import Words
 from c360_sales.domain import (
     Activity,
+    CustomerClasses,
     Lead,
     Opportunity,
     Order,
@@ -352,6 +354,21 @@ _ACTIVITIES: dict[type, Mapper] = {
 }
 
 
+def _changes(items: list[dict[str, str]]) -> list[Any]:
+    return [class_pb.CustomerClassChange(name=c["name"], reason=c["reason"]) for c in items]
+
+
+_CLASSES: dict[type, Mapper] = {
+    kind: lambda e: class_pb.CustomerClassesChanged(
+        customer_id=e.customer_id,
+        started=_changes(e.started),
+        ended=_changes(e.ended),
+        classes=_changes(e.classes),
+    )
+    for kind in (CustomerClasses.Classified, CustomerClasses.Reclassified)
+}
+
+
 def _customer(e: Any) -> str:
     return str(getattr(e, "customer_id", ""))
 
@@ -366,6 +383,7 @@ CONTRACT = EventContract(
     Published(Quote, "quote", _QUOTES, customer=_customer),
     Published(Order, "order", _ORDERS, customer=_customer),
     Published(Activity, "activity", _ACTIVITIES, customer=_customer),
+    Published(CustomerClasses, "customer_classes", _CLASSES, customer=_customer),
 )
 """Every sales event and its published message. Leads not yet linked to a customer, teams,
 pipelines, products and price lists are about no customer (empty envelope customer_id)."""

@@ -1634,3 +1634,64 @@ def schedule_activity(
         notes=text,
         origin=origin,
     )
+
+
+# -- customer classes -------------------------------------------------------------------------
+
+
+class CustomerClasses(Aggregate):
+    """The classes a customer holds, with their reasons; each start and end is an event."""
+
+    if TYPE_CHECKING:
+        Classified: ClassVar[type[Aggregate.Event]]
+        Reclassified: ClassVar[type[Aggregate.Event]]
+
+    @staticmethod
+    def create_id(
+        customer_id: str,
+        started: list[dict[str, str]],
+        ended: list[dict[str, str]],
+        classes: list[dict[str, str]],
+    ) -> uuid.UUID:
+        return named_id("customer_classes", customer_id)
+
+    @event("Classified")
+    def __init__(
+        self,
+        customer_id: str,
+        started: list[dict[str, str]],
+        ended: list[dict[str, str]],
+        classes: list[dict[str, str]],
+    ) -> None:
+        self.customer_id = customer_id
+        self.classes = {c["name"]: c["reason"] for c in classes}
+
+    def update(self, now: Mapping[str, str]) -> bool:
+        """Record the classes that hold now (name -> reason); True if any started or ended.
+        A class that still holds keeps its first reason (no event for a changed figure)."""
+        started = [
+            {"name": n, "reason": r} for n, r in sorted(now.items()) if n not in self.classes
+        ]
+        ended = [{"name": n, "reason": r} for n, r in sorted(self.classes.items()) if n not in now]
+        if not started and not ended:
+            return False
+        kept = {n: r for n, r in self.classes.items() if n in now}
+        kept.update({c["name"]: c["reason"] for c in started})
+        current = [{"name": n, "reason": r} for n, r in sorted(kept.items())]
+        self._reclassified(self.customer_id, started, ended, current)
+        return True
+
+    @event("Reclassified")
+    def _reclassified(
+        self,
+        customer_id: str,
+        started: list[dict[str, str]],
+        ended: list[dict[str, str]],
+        classes: list[dict[str, str]],
+    ) -> None:
+        self.classes = {c["name"]: c["reason"] for c in classes}
+
+
+def first_classes(customer_id: str, now: Mapping[str, str]) -> CustomerClasses:
+    started = [{"name": n, "reason": r} for n, r in sorted(now.items())]
+    return CustomerClasses(customer_id=customer_id, started=started, ended=[], classes=started)

@@ -4,6 +4,7 @@ quote expiry, gRPC host."""
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from c360_platform import rpc
 from c360_platform.commands import blocking
@@ -19,6 +20,7 @@ from c360_sales.customers import CUSTOMER_SERVICE, GrpcCustomerRegistry, Timelin
 from c360_sales.erp_orders import ErpOrderFollower
 
 EXPIRY_SECONDS = 60.0
+_log = logging.getLogger(__name__)
 
 
 def build(settings: Settings) -> rpc.ServiceHost:
@@ -46,9 +48,14 @@ def build(settings: Settings) -> rpc.ServiceHost:
     host.parts.update(erp_follower=follower)
 
     async def expire_quotes(stop: asyncio.Event) -> None:
-        """Sent quotes past their validity date expire (an event each), once a minute."""
+        """Once a minute: sent quotes past their validity date expire, and customers' classes
+        that started or ended are recorded (an event each)."""
         while not stop.is_set():
-            await blocking(app.expire_quotes)
+            try:
+                await blocking(app.expire_quotes)
+                await blocking(app.reclassify)
+            except Exception:  # another replica's change first, a store hiccup: next round
+                _log.warning("quote expiry or reclassification failed; retrying", exc_info=True)
             await sleep_or_stop(stop, EXPIRY_SECONDS)
 
     host.background.append(expire_quotes)

@@ -9,7 +9,9 @@ responsible employee (owner of the latest opportunity) and how many leads the cu
 through. Events about no
 customer (products, price lists, teams, pipelines, unlinked leads) never reach a profile.
 Provenance paths: "sales.opportunities[<id>]", "sales.quotes[<id>]", "sales.orders[<id>]",
-"sales.lifetime_value.<currency>", "sales.last_purchase".
+"sales.lifetime_value.<currency>", "sales.last_purchase", "sales.classes". The classes (key,
+loyal, low_profit, trend_alert, debtor, each with its reason) are the sales service's
+CustomerClassesChanged events, so `profile show --as-of` shows those of that date.
 """
 
 from __future__ import annotations
@@ -19,16 +21,17 @@ from decimal import Decimal, InvalidOperation
 
 # Imported for their payload types: entry_for unpacks them from the envelopes.
 from c360.events.v1 import sales_activity_events_pb2 as act_ev
-from c360.events.v1 import sales_events_pb2 as lead_ev
-from c360.events.v1 import sales_opportunity_events_pb2 as opp_ev
-from c360.events.v1 import sales_order_events_pb2 as order_ev
 from c360.events.v1 import (
+    sales_classification_events_pb2,  # noqa: F401
     sales_pipeline_events_pb2,  # noqa: F401
     sales_price_list_events_pb2,  # noqa: F401
     sales_product_events_pb2,  # noqa: F401
     sales_quote_events_pb2,  # noqa: F401
     sales_team_events_pb2,  # noqa: F401
 )
+from c360.events.v1 import sales_events_pb2 as lead_ev
+from c360.events.v1 import sales_opportunity_events_pb2 as opp_ev
+from c360.events.v1 import sales_order_events_pb2 as order_ev
 from c360_platform.vocabulary import Words
 from c360_timeline.projection import (
     Doc,
@@ -191,6 +194,15 @@ SUMMARIES: dict[str, Callable[[Doc], str]] = {
         "Activity done" + (f": {snippet(d['outcome'])}" if d.get("outcome") else "")
     ),
     "c360.events.v1.ActivityCancelled": lambda d: with_reason("Activity cancelled", d),
+    "c360.events.v1.CustomerClassesChanged": lambda d: "; ".join(
+        [
+            *(
+                f"Became {c['name'].replace('_', ' ')}: {c.get('reason', '')}"
+                for c in d.get("started", [])
+            ),
+            *(f"No longer {c['name'].replace('_', ' ')}" for c in d.get("ended", [])),
+        ]
+    ),
 }
 
 
@@ -211,6 +223,7 @@ def empty_sales() -> Doc:
         "products_bought": [],
         "owner_id": "",
         "open_activities": {},
+        "classes": {},
     }
 
 
@@ -392,6 +405,11 @@ def _activity_closed(p: Doc, part: Doc, entry: Entry) -> None:
     part.setdefault("open_activities", {}).pop(entry.aggregate_id, None)
 
 
+def _classes(p: Doc, part: Doc, entry: Entry) -> None:
+    part["classes"] = {c["name"]: c.get("reason", "") for c in entry.details.get("classes", [])}
+    set_by(p, "sales.classes", entry)
+
+
 FOLDS: dict[str, Fold] = {
     kind: _sales(fold)
     for kind, fold in {
@@ -421,6 +439,7 @@ FOLDS: dict[str, Fold] = {
         "activity.rescheduled": _activity_rescheduled,
         "activity.completed": _activity_closed,
         "activity.cancelled": _activity_closed,
+        "customer_classes.changed": _classes,
     }.items()
 }
 
@@ -445,6 +464,9 @@ def join(p: Doc, other: Doc) -> None:
         copy_provenance(p, other, "sales.last_purchase")
     part["products_bought"] = sorted({*part["products_bought"], *theirs["products_bought"]})
     part["owner_id"] = part["owner_id"] or theirs["owner_id"]
+    classes = part.setdefault("classes", {})
+    for name, reason in theirs.get("classes", {}).items():
+        classes.setdefault(name, reason)
     mine = part.setdefault("open_activities", {})
     for activity_id, activity in theirs.get("open_activities", {}).items():
         mine.setdefault(activity_id, activity)
