@@ -284,8 +284,7 @@ async def test_lead_to_fulfilled_order_in_the_timeline_profile_pipeline_and_veri
         tapi.GetTimelineRequest(customer_id=customer_id, page_size=5)
     )
     assert any(
-        e.type == "customer_classes.changed" and "Became key" in e.summary
-        for e in timeline.entries
+        e.type == "customer_classes.changed" and "Became key" in e.summary for e in timeline.entries
     )
 
     # A second lead from the same person: the timeline's search finds the customer.
