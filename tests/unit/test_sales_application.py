@@ -872,7 +872,7 @@ async def test_classes_are_recorded_when_they_start_and_end(
     [call] = (await sales.ListActivities(sapi.ListActivitiesRequest(), CALL)).activities
     await sales.CompleteActivity(sapi.CompleteActivityRequest(activity_id=call.activity_id), CALL)
     assert sales.app.reclassify() == 1
-    published = [
+    published: list[Any] = [
         CONTRACT.publication(e).payload
         for e in sales.app.events.get(named_id("customer_classes", customer))
     ]
