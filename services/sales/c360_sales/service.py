@@ -19,7 +19,9 @@ from c360_sales.contract import CONTRACT
 from c360_sales.customers import CUSTOMER_SERVICE, GrpcCustomerRegistry, TimelineSearch
 from c360_sales.erp_orders import ErpOrderFollower
 
-EXPIRY_SECONDS = 60.0
+ROUND_SECONDS = 600.0
+"""How often quotes past their date expire and customers' classes are recorded (and once at
+start). Both follow dates (days), so ten minutes late is soon enough."""
 _log = logging.getLogger(__name__)
 
 
@@ -48,15 +50,15 @@ def build(settings: Settings) -> rpc.ServiceHost:
     host.parts.update(erp_follower=follower)
 
     async def expire_quotes(stop: asyncio.Event) -> None:
-        """Once a minute: sent quotes past their validity date expire, and customers' classes
-        that started or ended are recorded (an event each)."""
+        """At start and every ROUND_SECONDS: sent quotes past their validity date expire, and
+        customers' classes that started or ended are recorded (an event each)."""
         while not stop.is_set():
             try:
                 await blocking(app.expire_quotes)
                 await blocking(app.reclassify)
             except Exception:  # another replica's change first, a store hiccup: next round
                 _log.warning("quote expiry or reclassification failed; retrying", exc_info=True)
-            await sleep_or_stop(stop, EXPIRY_SECONDS)
+            await sleep_or_stop(stop, ROUND_SECONDS)
 
     host.background.append(expire_quotes)
     publish_events(host, app, CONTRACT, settings)
