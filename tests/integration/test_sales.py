@@ -11,6 +11,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import grpc
 import nats
 import psycopg
 import pytest
@@ -31,7 +32,7 @@ from c360_platform.envelope import unpack
 from c360_platform.registry import event_sources
 
 from .conftest import Stack
-from .helpers import eventually
+from .helpers import bad_fields, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -310,3 +311,39 @@ def _get_customer(customer_id: str) -> Any:
     from c360.customer.v1 import customer_service_pb2 as capi
 
     return capi.GetCustomerRequest(customer_id=customer_id)
+
+
+async def test_sales_refusals_map_to_grpc_status_codes_and_store_nothing(stack: Stack) -> None:
+    sales = stack.stub("sales", sapi_grpc.SalesServiceStub)
+    app = stack.hosts["sales"].parts["app"]
+    before = app.head()
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await sales.CaptureLead(
+            sapi.CaptureLeadRequest(
+                channel=lev.LEAD_CHANNEL_CAMPAIGN,
+                person_name="X",
+                estimated_value=lev.SalesMoney(currency="XYZ", amount="-1"),
+            )
+        )
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert sorted(bad_fields(caught.value)) == [
+        "campaign_id",
+        "estimated_value.amount",
+        "estimated_value.currency",
+    ]
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await sales.GetLead(sapi.GetLeadRequest(lead_id=str(uuid.uuid4())))
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    assert app.head() == before
+    lead = await sales.CaptureLead(
+        sapi.CaptureLeadRequest(channel=lev.LEAD_CHANNEL_SMS, person_name="Jo")
+    )
+    lead_id = lead.result.aggregate_id
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await sales.ReopenLead(sapi.ReopenLeadRequest(lead_id=lead_id))
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "is new: cannot reopen it" in (caught.value.details() or "")
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await sales.QualifyLead(sapi.QualifyLeadRequest(lead_id=lead_id, expected_version=7))
+    assert caught.value.code() == grpc.StatusCode.ABORTED
+    assert app.head() == before + 1
