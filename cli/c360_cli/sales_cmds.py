@@ -21,6 +21,8 @@ from c360.events.v1 import sales_quote_events_pb2 as qev
 from c360.events.v1 import sales_team_events_pb2 as tev
 from c360.sales.v1 import sales_service_pb2 as api
 from c360.sales.v1.sales_service_pb2_grpc import SalesServiceStub
+from c360.timeline.v1 import timeline_service_pb2 as tapi
+from c360.timeline.v1.timeline_service_pb2_grpc import TimelineServiceStub
 from c360_cli.argtypes import whole_in
 from c360_cli.client import Client
 from c360_cli.commands import Api, Arg, Command, Subparsers, add_commands
@@ -1083,6 +1085,69 @@ def _classes(args: argparse.Namespace) -> int:
     return 0
 
 
+def _customer(args: argparse.Namespace) -> int:
+    """The sales part of the customer's 360 profile (the timeline's), now or as of a time."""
+    request = tapi.GetProfileRequest(customer_id=args.customer_id, as_of=args.as_of)
+    with Client(args) as client:
+        reply = client.stub("timeline", TimelineServiceStub).GetProfile(
+            request, timeout=args.timeout
+        )
+    attributes = json_format.MessageToDict(reply.profile.attributes)
+    part: dict[str, Any] = attributes.get("sales") or {}
+    out = Output(args.json)
+    if out.json_mode:
+        out.json(part)
+        return 0
+
+    def money(values: dict[str, Any]) -> str:
+        return ", ".join(f"{v} {c}" for c, v in sorted(values.items())) or "-"
+
+    orders = part.get("orders", {})
+    last = part.get("last_purchase") or {}
+    rows: list[tuple[str, Any]] = [
+        ("responsible", part.get("owner_id", "")),
+        (
+            "open opportunities",
+            f"{int(part.get('open_opportunity_count', 0))}, weighted"
+            f" {money(part.get('open_weighted', {}))}",
+        ),
+        ("open quotes", len(part.get("quotes", {}))),
+        (
+            "orders",
+            ", ".join(f"{k} {int(v)}" for k, v in sorted(part.get("orders_by_state", {}).items()))
+            or "-",
+        ),
+        ("lifetime value", money(part.get("lifetime_value", {}))),
+        (
+            "last purchase",
+            f"{last.get('order_number', '')} on {last.get('on', '')}:"
+            f" {last.get('amount', '')} {last.get('currency', '')}"
+            if last
+            else "-",
+        ),
+        ("products bought", ", ".join(part.get("products_bought", [])) or "-"),
+        (
+            "classes",
+            [f"{k}: {v}" for k, v in sorted(part.get("classes", {}).items())] or "-",
+        ),
+        (
+            "open activities",
+            [
+                f"{a.get('due_at', '')[:16]} {a.get('kind', '')} {a.get('agent_id', '')}:"
+                f" {a.get('subject', '')}"
+                for a in part.get("open_activities", {}).values()
+            ]
+            or "-",
+        ),
+        ("orders (all)", [f"{o['order_number']} {o['state']}" for o in orders.values()] or "-"),
+    ]
+    title = f"sales: {reply.profile.display_name or args.customer_id}"
+    if args.as_of:
+        title += f" (as of {short_time(args.as_of.ToJsonString())})"
+    out.kv_panel(title, rows)
+    return 0
+
+
 def _report(args: argparse.Namespace) -> int:
     request = api.GetSalesReportRequest(reports=args.reports, period=args.period)
     reply = _call(args, "GetSalesReport", request)
@@ -1295,6 +1360,16 @@ def register(subparsers: Subparsers) -> None:
     p.add_argument("--period", choices=["month", "quarter"], default="month", help="default month")
     p.add_argument("--csv", action="store_true", help="CSV on stdout (report, columns...)")
     p.set_defaults(func=_report)
+    p = sub.add_parser(
+        "customer",
+        help="a customer's sales at a glance (the 360 profile's sales part)",
+        description="Open deals and their weighted value, quotes, orders by state, lifetime"
+        " value, last purchase, products bought, classes and open activities of a customer,"
+        " from the timeline's 360 profile; now or as of a past time.",
+    )
+    p.add_argument("customer_id", metavar="ID", help="the customer's id")
+    p.add_argument("--as-of", type=parse_time, metavar="TIME", help="as it stood then")
+    p.set_defaults(func=_customer)
     p = sub.add_parser(
         "classes",
         help="customer classes: key, loyal, low-profit, trend alert, debtor (with reasons)",

@@ -85,3 +85,12 @@ def test_sales_commands_from_lead_to_order_with_pipeline_as_of_and_forecast(
     assert c("activity", "list", "--agent", "emp-3", "--due", "overdue")["activities"] == []
     report = c("sales", "report", "conversion")
     assert report["conversion"][0]["won"] == "1"
+    deadline = time.monotonic() + 15
+    glance = c("sales", "customer", converted["customer_id"])
+    while glance.get("orders_by_state") != {"pending": 1} and time.monotonic() < deadline:
+        time.sleep(0.2)  # the timeline applies the latest events a moment later
+        glance = c("sales", "customer", converted["customer_id"])
+    assert glance["orders_by_state"] == {"pending": 1}
+    assert glance["owner_id"] == "emp-3"
+    code, out, _ = cli.run("sales", "customer", converted["customer_id"])
+    assert code == 0 and "lifetime value" in out and "pending 1" in out
