@@ -41,6 +41,7 @@ from c360.timeline.v1.timeline_service_pb2_grpc import TimelineServiceStub
 from c360_cli.argtypes import positive_int
 from c360_cli.client import AsyncClient, CliError
 from c360_cli.output import Output
+from c360_cli.sales_demo import SalesDemo
 from c360_cli.words import (
     CONSENT_CHANNELS,
     CONSENT_PURPOSES,
@@ -458,6 +459,7 @@ class DemoRun:
         self.at_risk: set[int] = set()
         """plan indexes of the customers the timeline flags as at risk."""
         self.stats = Stats()
+        self.sales: SalesDemo | None = None
         self.failure: BaseException | None = None
 
     def rid(self, index: int, step: str) -> str:
@@ -792,6 +794,8 @@ class DemoRun:
         await self.phase("changing companies", [self.move_script(p) for p in movers])
         with_tickets = [p for p in plans if p.tickets]
         await self.phase("service-desk tickets", [self.tickets_script(p) for p in with_tickets])
+        self.sales = SalesDemo(self)
+        await self.sales.phases()
         await self.phase("asking the timeline", [self.profile_script(p) for p in plans])
 
     def profile_script(self, p: CustomerPlan) -> Script:
@@ -832,7 +836,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description=(
             "Register people and organisations with contact points, addresses, owners, tags, "
             "consent, contact persons and later changes, through the customer gRPC API; then "
-            "service-desk tickets across channels (a few customers call four times: at risk). "
+            "service-desk tickets across channels (a few customers call four times: at risk); "
+            "then sales: a catalogue, price lists, leads, opportunities through the pipeline, "
+            "quotes, orders and their ERP deliveries. "
             "Deterministic for a seed; running it again changes nothing."
         ),
     )
@@ -873,6 +879,7 @@ def _summary(plans: list[CustomerPlan], run: DemoRun, seed: int, seconds: float)
         "company_changes": run.stats.moves,
         "tickets": run.stats.tickets,
         "at_risk_customers": len(at_risk),
+        **(run.sales.summary() if run.sales else {}),
         "commands": run.stats.commands,
         "replayed": run.stats.replayed,
         "retries": run.stats.retries,
@@ -923,7 +930,8 @@ def run(args: argparse.Namespace) -> int:
         [
             (k.replace("_", " "), v)
             for k, v in summary.items()
-            if k not in {"examples", "seed", "at_risk_examples", "ticket_examples"}
+            if k
+            not in {"examples", "seed", "at_risk_examples", "ticket_examples", "sales_examples"}
         ],
     )
     out.table(
