@@ -291,7 +291,7 @@ def receive_payment(
 async def deliver(home: Path, db_path: Path, drain: bool) -> int:
     """Deliver every confirmed sales order in full and tell c360 (erp.order.delivered); the
     delivery's event id derives from the order, so a repeat publishes the same event."""
-    nc = await nats.connect(erp_url(home), name=ORDERS_DURABLE)
+    nc = await nats.connect(erp_url(home), name=ORDERS_DURABLE, inbox_prefix=INBOX)
     js = nc.jetstream()
     config = ConsumerConfig(
         durable_name=ORDERS_DURABLE,

@@ -41,6 +41,7 @@ from c360_cli.sales_cmds import (
     parse_rule,
     parse_stage,
 )
+from c360_platform import natsauth
 
 SALES = "sales"
 _ERP_NAMESPACE = uuid.UUID("3e1c0d5a-7b6f-4c36-a1e2-c360de30e7b1")
@@ -416,7 +417,7 @@ class SalesDemo:
         url = _erp_nats_url(Path(self.run.client.endpoints.source))
         if not url or not self.orders:
             return
-        nc = await nats.connect(url, name="c360-demo-erp")
+        nc = await nats.connect(url, name="c360-demo-erp", **natsauth.client_options(url))
         try:
             js = nc.jetstream()
             for order_id, split in self.orders:

@@ -1123,7 +1123,7 @@ def _new_customer(lead: Lead) -> NewCustomer:
 
 def servicer_registration(
     app: SalesApplication, customers: CustomerRegistry, search: CustomerSearch | None = None
-) -> tuple[str, Any]:
+) -> tuple[str, Any, Any]:
     """The sales API on a host: `host.add(*servicer_registration(app, customers, search))`."""
     return registration(
         SalesServicer(app, customers, search),

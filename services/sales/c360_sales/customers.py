@@ -15,6 +15,7 @@ from c360.customer.v1 import customer_service_pb2_grpc as capi_grpc
 from c360.events.v1 import customer_events_pb2 as cev
 from c360.timeline.v1 import timeline_service_pb2 as tapi
 from c360.timeline.v1 import timeline_service_pb2_grpc as tapi_grpc
+from c360_platform import channels
 from c360_platform.errors import InvalidArgument, PreconditionFailed, Unavailable
 
 CUSTOMER_SERVICE = "customer"
@@ -44,17 +45,18 @@ class CustomerRegistry(Protocol):
 class GrpcCustomerRegistry:
     """The customer service's RegisterCustomer at `address` (host:port)."""
 
-    def __init__(self, address: str, *, timeout: float = 5.0) -> None:
+    def __init__(self, address: str, *, timeout: float = 5.0, token: str = "") -> None:
         self.address = address
         self.timeout = timeout
+        self.token = token
         self._channel: grpc.aio.Channel | None = None
 
     def _stub(self) -> capi_grpc.CustomerServiceAsyncStub:
         if not self.address:
             raise Unavailable("no customer service address (C360_SERVICES has no 'customer')")
         if self._channel is None:
-            self._channel = grpc.aio.insecure_channel(
-                self.address, options=[("grpc.enable_http_proxy", 0)]
+            self._channel = channels.aio_channel(
+                self.address, self.token, options=[("grpc.enable_http_proxy", 0)]
             )
         return capi_grpc.CustomerServiceStub(self._channel)
 
@@ -118,15 +120,16 @@ class CustomerSearch(Protocol):
 class TimelineSearch:
     """The timeline's SearchCustomers at `address`: (customer id, name, kind, matched on)."""
 
-    def __init__(self, address: str, *, timeout: float = 3.0) -> None:
+    def __init__(self, address: str, *, timeout: float = 3.0, token: str = "") -> None:
         self.address = address
         self.timeout = timeout
+        self.token = token
         self._channel: grpc.aio.Channel | None = None
 
     async def search(self, text: str) -> list[tuple[str, str, str, str]]:
         if self._channel is None:
-            self._channel = grpc.aio.insecure_channel(
-                self.address, options=[("grpc.enable_http_proxy", 0)]
+            self._channel = channels.aio_channel(
+                self.address, self.token, options=[("grpc.enable_http_proxy", 0)]
             )
         stub = tapi_grpc.TimelineServiceStub(self._channel)
         try:

@@ -22,11 +22,12 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from c360.erp.v1 import erp_events_pb2 as erp
+from c360_platform import natsauth
 from c360_platform.commands import blocking
 from c360_platform.errors import C360Error
 from c360_platform.leader import sleep_or_stop, unless_stopped
 from c360_platform.store import CommandContext, fingerprint
-from c360_platform.streams import StreamSettings, ensure_stream
+from c360_platform.streams import RECONNECT_WAIT, StreamSettings, ensure_stream
 from c360_sales.application import SalesApplication
 
 _log = logging.getLogger(__name__)
@@ -53,7 +54,11 @@ class ErpOrderFollower:
 
     async def _subscribe(self) -> JetStreamContext.PullSubscription:
         self.nc = await nats.connect(
-            self.nats_url, name="c360-sales-erp", max_reconnect_attempts=-1
+            self.nats_url,
+            name="c360-sales-erp",
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=RECONNECT_WAIT,
+            **natsauth.client_options(self.nats_url),
         )
         js = self.nc.jetstream()
         await ensure_stream(js, self.stream)

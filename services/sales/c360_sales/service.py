@@ -27,13 +27,15 @@ _log = logging.getLogger(__name__)
 
 def build(settings: Settings) -> rpc.ServiceHost:
     app = open_application(SalesApplication, settings)
-    customers = GrpcCustomerRegistry(settings.services.get(CUSTOMER_SERVICE, ""))
+    customers = GrpcCustomerRegistry(
+        settings.services.get(CUSTOMER_SERVICE, ""), token=settings.token
+    )
     host = rpc.ServiceHost.for_settings(settings)
-    search = TimelineSearch(settings.timeline_addr)
+    search = TimelineSearch(settings.timeline_addr, token=settings.token)
     host.add(*servicer_registration(app, customers, search))
     host.on_close.append(customers.close)
     host.on_close.append(search.close)
-    context = ContextReader(settings.timeline_addr)
+    context = ContextReader(settings.timeline_addr, token=settings.token)
     host.on_close.append(context.close)
 
     async def owner_of(customer_id: str) -> str:
