@@ -13,11 +13,12 @@ from pathlib import Path
 from types import FrameType
 from typing import IO
 
-from c360_platform import auth, natsauth, registry
+from c360_platform import auth, natsauth, pgroles, registry
 from c360_platform.catchup import EVENT_LOG_SERVICE
 from c360_platform.deployment import Deployment
 from c360_platform.embedded import EmbeddedRuntime, RuntimeBusyError
 from c360_platform.processes import atomic_write_text
+from c360_platform.store import schema_for
 from c360_platform.supervisor import Supervisor, serving
 
 DEFAULT_HOME = "./.c360"
@@ -149,6 +150,19 @@ def run(args: argparse.Namespace) -> int:
             return 1
         if stop.is_set():
             return 0
+        postgres_url_for = None
+        if runtime.postgres is not None:  # ours: each service gets a role of its own
+            schemas = {name: schema_for(name) for name in registry.services()}
+            database = pgroles.database_of(runtime.postgres_url)
+            pg_passwords = pgroles.load_passwords(
+                home / "auth" / "postgres-roles.json",
+                [pgroles.role_name(database, s) for s in schemas.values()],
+            )
+            role_urls = pgroles.prepare(runtime.postgres_url, schemas.values(), pg_passwords)
+
+            def postgres_url_for(name: str) -> str:
+                return role_urls[schemas[name]]
+
         secret = auth.home_secret(home)
         auth.write_role_tokens(home, auth.Authority(secret))
         deployment = Deployment.plan(
@@ -157,6 +171,7 @@ def run(args: argparse.Namespace) -> int:
             base_port=args.base_port,
             nats_url_for=nats_url,
             auth_secret=secret,
+            postgres_url_for=postgres_url_for,
         )
         if passwords:  # streams are the admin's to create and configure, not the services'
             asyncio.run(natsauth.prepare_streams(nats_url(natsauth.ADMIN)))

@@ -41,6 +41,8 @@ class Deployment:
     ports: Mapping[str, int]
     host: str = "127.0.0.1"
     nats_url_for: Callable[[str], str] | None = None
+    postgres_url_for: Callable[[str], str] | None = None
+    """The PostgreSQL URL (its own role) of a service, when each has one (`pgroles`)."""
     """The NATS URL (with credentials) of a role, when the server has users per role."""
     specs: Mapping[str, ServiceSpec] = field(default_factory=registry.services)
     auth_secret: str = field(default_factory=auth.new_secret)
@@ -61,6 +63,7 @@ class Deployment:
         nats_url_for: Callable[[str], str] | None = None,
         specs: Mapping[str, ServiceSpec] | None = None,
         auth_secret: str | None = None,
+        postgres_url_for: Callable[[str], str] | None = None,
     ) -> Deployment:
         """Every registered service (or `specs`) on ports chosen now: the defaults (moved to
         `base_port`) where free, or ports the OS picks for all of them (`fresh_ports`)."""
@@ -70,6 +73,7 @@ class Deployment:
             nats_url,
             pick_ports(chosen.values(), base_port, fresh=fresh_ports),
             nats_url_for=nats_url_for,
+            postgres_url_for=postgres_url_for,
             specs=chosen,
             auth_secret=auth_secret or auth.new_secret(),
         )
@@ -86,7 +90,9 @@ class Deployment:
         addresses = self.addresses
         return Settings(
             service=name,
-            postgres_url=self.postgres_url,
+            postgres_url=(
+                self.postgres_url_for(name) if self.postgres_url_for else self.postgres_url
+            ),
             nats_url=self.nats_for(name),
             grpc_host=self.host,
             grpc_port=self.ports[name],

@@ -78,6 +78,9 @@ def postgres_env(url: str, schema: str, *, pool_size: int = 10) -> dict[str, str
 def ensure_schema(url: str, schema: str) -> None:
     """Create the service's schema if it is missing (the library creates tables, not schemas)."""
     with psycopg.connect(url, autocommit=True) as conn:
+        # Looked up first: a service's own role owns its schema but may not create schemas.
+        if conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone():
+            return
         conn.execute(SQL("CREATE SCHEMA IF NOT EXISTS {}").format(Identifier(schema)))
 
 

@@ -113,10 +113,16 @@ async def stack(database_url: str, fresh_nats_url: str) -> AsyncIterator[Stack]:
 
 
 @contextlib.asynccontextmanager
-async def open_stack(database_url: str, fresh_nats_url: str) -> AsyncIterator[Stack]:
+async def open_stack(
+    database_url: str,
+    fresh_nats_url: str,
+    postgres_url_for: Callable[[str], str] | None = None,
+) -> AsyncIterator[Stack]:
     """Every registered service in this process on one database and nats-server, until exit
     (started by the platform's supervisor, from the same `Deployment` as `c360 up`)."""
-    deployment = Deployment.plan(database_url, fresh_nats_url, fresh_ports=True)
+    deployment = Deployment.plan(
+        database_url, fresh_nats_url, fresh_ports=True, postgres_url_for=postgres_url_for
+    )
     hosts = await Supervisor(deployment, Path(os.devnull)).start_hosts()
     operator = deployment.token(auth.Role.OPERATOR, "test:operator")
     channels = {

@@ -1,0 +1,135 @@
+"""Least privilege in PostgreSQL: one login role per service, owning only its schema.
+
+A service's role (`<database>_<schema>`, e.g. `postgres_customer`) may log in to its
+database and owns its schema and everything in it; it is no superuser, may not create
+databases or roles, and has no rights on the other services' schemas or on `public`. Only the
+administrator (the URL `c360 up` and operators hold) prepares roles, so a service that is
+compromised reads and changes its own store and nothing else — and cannot run programs on
+the server (`COPY … FROM PROGRAM` is a superuser's).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Iterable
+from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import psycopg
+from psycopg.sql import SQL, Identifier, Literal
+
+from c360_platform.processes import atomic_write_text
+
+
+def role_name(database: str, schema: str) -> str:
+    return f"{database}_{schema}"[:63]
+
+
+def database_of(url: str) -> str:
+    return urlsplit(url).path.lstrip("/") or "postgres"
+
+
+def url_for(admin_url: str, role: str, password: str) -> str:
+    """`admin_url` (same server and database) with the role's credentials."""
+    parts = urlsplit(admin_url)
+    host = parts.hostname or "127.0.0.1"
+    netloc = f"{quote(role, safe='')}:{quote(password, safe='')}@{host}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def load_passwords(path: Path, roles: Iterable[str]) -> dict[str, str]:
+    """The password of each role, kept in `path` (0600); missing ones are generated."""
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError):
+        stored = {}
+    passwords = {str(k): str(v) for k, v in stored.items()} if isinstance(stored, dict) else {}
+    missing = [r for r in roles if r not in passwords]
+    for role in missing:
+        passwords[role] = secrets.token_urlsafe(24)
+    if missing:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(passwords, indent=2) + "\n")
+        os.chmod(path, 0o600)
+    return passwords
+
+
+def prepare(admin_url: str, schemas: Iterable[str], passwords: dict[str, str]) -> dict[str, str]:
+    """Create or update each schema's role, give it its schema and what is in it, and take
+    every other right from it; {schema: URL the service connects with}."""
+    database = database_of(admin_url)
+    urls: dict[str, str] = {}
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute("SET password_encryption = 'scram-sha-256'")
+        conn.execute(SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(Identifier(database)))
+        conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+        for schema in schemas:
+            role = role_name(database, schema)
+            password = passwords[role]
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+            verb = "ALTER" if exists else "CREATE"
+            conn.execute(
+                SQL(
+                    "{} ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION PASSWORD {}"
+                ).format(SQL(verb), Identifier(role), Literal(password))
+            )
+            conn.execute(
+                SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}").format(
+                    Identifier(database), Identifier(role)
+                )
+            )
+            conn.execute(
+                SQL("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}").format(
+                    Identifier(schema), Identifier(role)
+                )
+            )
+            conn.execute(
+                SQL("ALTER SCHEMA {} OWNER TO {}").format(Identifier(schema), Identifier(role))
+            )
+            _hand_over(conn, schema, role)
+            urls[schema] = url_for(admin_url, role, password)
+    return urls
+
+
+def _hand_over(conn: psycopg.Connection[tuple[object, ...]], schema: str, role: str) -> None:
+    """Make `role` the owner of what an earlier (superuser) run created in `schema`."""
+    kinds = {"r": "TABLE", "p": "TABLE", "S": "SEQUENCE", "v": "VIEW", "m": "MATERIALIZED VIEW"}
+    rows = conn.execute(
+        "SELECT c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " JOIN pg_roles r ON r.oid = c.relowner WHERE n.nspname = %s AND r.rolname <> %s"
+        " AND c.relkind IN ('r', 'p', 'S', 'v', 'm')",
+        (schema, role),
+    ).fetchall()
+    for name, kind in rows:
+        conn.execute(
+            SQL("ALTER {} {}.{} OWNER TO {}").format(
+                SQL(kinds[str(kind)]), Identifier(schema), Identifier(str(name)), Identifier(role)
+            )
+        )
+    types = conn.execute(
+        "SELECT t.typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace"
+        " JOIN pg_roles r ON r.oid = t.typowner WHERE n.nspname = %s AND r.rolname <> %s"
+        " AND t.typtype = 'c' AND NOT EXISTS (SELECT 1 FROM pg_class c"
+        " WHERE c.reltype = t.oid AND c.relkind <> 'c')",
+        (schema, role),
+    ).fetchall()
+    functions = conn.execute(
+        "SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n"
+        " ON n.oid = p.pronamespace JOIN pg_roles r ON r.oid = p.proowner"
+        " WHERE n.nspname = %s AND r.rolname <> %s",
+        (schema, role),
+    ).fetchall()
+    for (signature,) in functions:
+        conn.execute(
+            SQL("ALTER ROUTINE {} OWNER TO {}").format(SQL(str(signature)), Identifier(role))
+        )
+    for (name,) in types:
+        conn.execute(
+            SQL("ALTER TYPE {}.{} OWNER TO {}").format(
+                Identifier(schema), Identifier(str(name)), Identifier(role)
+            )
+        )
