@@ -20,7 +20,7 @@ from grpc_reflection.v1alpha import reflection
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from c360_platform import errors, telemetry
+from c360_platform import errors, metrics, telemetry
 
 if TYPE_CHECKING:
     from c360_platform.config import Settings
@@ -195,7 +195,7 @@ class ServiceHost:
 
     def __post_init__(self) -> None:
         self.server = grpc.aio.server(
-            interceptors=[ServerInterceptor()],
+            interceptors=[metrics.RpcMetrics(self.name), ServerInterceptor()],
             options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 16 << 20)],
         )
         self.health = HealthServicer()
