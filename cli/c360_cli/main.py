@@ -13,6 +13,7 @@ from c360_cli import (
     customer_cmds,
     deadletter,
     demo,
+    ops,
     subscribe,
     ticket_cmds,
     timeline_cmds,
@@ -39,6 +40,7 @@ REGISTRARS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]],
     subscribe.register,
     deadletter.register,
     call.register,
+    ops.register,
 ]
 
 
