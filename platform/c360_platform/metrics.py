@@ -153,14 +153,16 @@ async def sample_relay(relay: OutboxRelay) -> None:
 
 
 async def sample_projector(projector: Any) -> None:
-    """A JetStream projector (duck-typed: `durable`, `active`, and while active its pull
-    `consumer` and `js`): its lock, its lag and the dead-letter count."""
+    """A JetStream projector (duck-typed: `durable`, `active`, and while active its `consumer`,
+    a pull subscription or an object holding one as `sub`, and `js`): its lock, its lag and the
+    dead-letter count."""
     consumer_name = str(getattr(projector, "durable", "projector"))
     active = bool(getattr(projector, "active", None) and projector.active.is_set())
     PROJECTOR_ACTIVE.labels(consumer_name).set(1 if active else 0)
     consumer = getattr(projector, "consumer", None)
-    if active and consumer is not None:
-        info = await consumer.consumer_info()
+    subscription = getattr(consumer, "sub", consumer)
+    if active and subscription is not None:
+        info = await subscription.consumer_info()
         PROJECTOR_LAG.labels(consumer_name).set(
             (info.num_pending or 0) + (info.num_ack_pending or 0)
         )
@@ -191,12 +193,21 @@ def watch(host: ServiceHost, every: float = SAMPLE_EVERY) -> None:
     host.background.append(sampler)
 
 
-def serve_from_env() -> int | None:
-    """Serve /metrics on $C360_METRICS_PORT, if set; returns the port."""
+def serve(port: int, host: str = "0.0.0.0") -> Any:
+    """Serve /metrics on a port of its own (a daemon thread); returns the server, whose
+    shutdown() stops it."""
+    server, _ = start_http_server(port, addr=host)
+    _log.info("metrics on %s:%s/metrics", host, port)
+    return server
+
+
+def serve_from_env() -> Any:
+    """Serve /metrics on $C360_METRICS_PORT (and $C360_METRICS_HOST), if set."""
     text = os.environ.get("C360_METRICS_PORT", "").strip()
     if not text:
         return None
-    port = int(text)
-    start_http_server(port, addr=os.environ.get("C360_METRICS_HOST", "0.0.0.0"))
-    _log.info("metrics on :%s/metrics", port)
-    return port
+    try:
+        return serve(int(text), os.environ.get("C360_METRICS_HOST", "0.0.0.0"))
+    except OSError as exc:  # e.g. several services on one machine given the same port
+        _log.warning("metrics: cannot serve on port %s (%s); running without", text, exc)
+        return None
