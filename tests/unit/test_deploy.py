@@ -6,6 +6,7 @@ from functools import cache
 from typing import Any
 
 import pytest
+import yaml
 
 from c360_platform import registry
 from tools import deploy_check, render_deploy
@@ -150,3 +151,33 @@ def test_dev_is_small_and_prod_is_replicated() -> None:
 def test_no_secret_values_in_git() -> None:
     for overlay in overlays():
         assert not [o for o in rendered(overlay) if o["kind"] == "Secret"]
+
+
+def test_a_service_added_to_the_registry_is_deployed_without_an_edit_under_deploy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    billing = registry.ServiceSpec(
+        name="billing",
+        package="c360_billing",
+        default_port=50077,
+        api="c360.billing.v1.BillingService",
+        build="c360_billing.service:build",
+    )
+    specs = {**registry.services(), "billing": billing}
+    monkeypatch.setattr(registry, "services", lambda: specs)
+    files = render_deploy.rendered()
+    base = render_deploy.DEPLOY / "base"
+    assert "services/billing.yaml" in files[base / "kustomization.yaml"]
+    assert "billing=billing:50077" in files[base / "settings.yaml"]
+    objects = list(yaml.safe_load_all(files[base / "services" / "billing.yaml"]))
+    kinds = {o["kind"] for o in objects}
+    assert kinds == {
+        "ServiceAccount",
+        "Deployment",
+        "Service",
+        "PodDisruptionBudget",
+        "HorizontalPodAutoscaler",
+    }
+    policies = render_deploy.DEPLOY / "components" / "network-policies"
+    assert "services/billing.yaml" in files[policies / "kustomization.yaml"]
+    assert render_deploy.stale(files) != []  # `make deploy` would write it
