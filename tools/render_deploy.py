@@ -99,7 +99,8 @@ def deployment(spec: ServiceSpec) -> dict[str, Any]:
         "kind": "Deployment",
         "metadata": {"name": spec.name, "labels": pod_labels},
         "spec": {
-            "replicas": 2,
+            # No `replicas`: the HorizontalPodAutoscaler owns the count (a count here would be
+            # reset by every `kubectl apply`); its minReplicas is the floor.
             "revisionHistoryLimit": 5,
             "selector": {"matchLabels": labels(spec)},
             "strategy": {

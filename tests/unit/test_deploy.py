@@ -132,20 +132,38 @@ def test_every_workload_has_a_disruption_budget_and_a_network_policy(overlay: st
 
 
 def test_dev_is_small_and_prod_is_replicated() -> None:
-    def replicas(overlay: str) -> dict[str, int]:
-        return {
-            o["metadata"]["name"]: o["spec"]["replicas"]
-            for o in workloads(rendered(overlay))
+    def floors(overlay: str) -> dict[str, int]:
+        """Each workload's least replica count: its autoscaler's minimum, else its own."""
+        objects = rendered(overlay)
+        found = {
+            o["metadata"]["name"]: o["spec"].get("replicas", 1)
+            for o in workloads(objects)
             if o["kind"] != "Job"
         }
+        for hpa in (o for o in objects if o["kind"] == "HorizontalPodAutoscaler"):
+            found[hpa["spec"]["scaleTargetRef"]["name"]] = hpa["spec"]["minReplicas"]
+        return found
 
-    assert set(replicas("dev").values()) == {1}
-    prod = replicas("prod")
+    assert set(floors("dev").values()) == {1}
+    prod = floors("prod")
     assert all(prod[name] >= 2 for name in registry.services())
     assert prod["nats"] == 3
     (cluster,) = [o for o in rendered("prod") if o["kind"] == "Cluster"]
     assert cluster["spec"]["instances"] == 3
     assert cluster["spec"]["postgresql"]["synchronous"]["method"] == "any"
+
+
+def test_every_service_is_scaled_by_its_autoscaler() -> None:
+    for overlay in overlays():
+        objects = rendered(overlay)
+        targets = {
+            o["spec"]["scaleTargetRef"]["name"]
+            for o in objects
+            if o["kind"] == "HorizontalPodAutoscaler"
+        }
+        assert set(registry.services()) <= targets
+    prod = [o for o in rendered("prod") if o["kind"] == "Deployment"]
+    assert all("replicas" not in o["spec"] for o in prod), "the HPA owns the count"
 
 
 def test_no_secret_values_in_git() -> None:
