@@ -279,7 +279,8 @@ def rendered() -> dict[Path, str]:
         files[base / "services" / f"{name}.yaml"] = dump(*service_objects(spec))
     files[base / "settings.yaml"] = dump(settings(specs))
     files[base / "kustomization.yaml"] = kustomization(
-        ["settings.yaml", "prepare-job.yaml", *(f"services/{n}.yaml" for n in specs)]
+        ["settings.yaml", "prepare-job.yaml", "operator-role.yaml"]
+        + [f"services/{n}.yaml" for n in specs]
     )
     policies = DEPLOY / "components" / "network-policies"
     for name, spec in specs.items():
