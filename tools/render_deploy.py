@@ -197,8 +197,8 @@ def service_objects(spec: ServiceSpec) -> list[dict[str, Any]]:
 
 def network_policy(spec: ServiceSpec) -> dict[str, Any]:
     """Who may call the service: c360's own pods (every service reads the timeline; the
-    timeline reads each source's catch-up API; c360 Jobs), API clients labelled
-    c360.io/api-client=true, and metrics scrapers labelled c360.io/metrics-scraper=true."""
+    timeline reads each source's catch-up API; c360 Jobs) and API clients labelled
+    c360.io/api-client=true; the metrics port from anywhere."""
     grpc_port = [{"protocol": "TCP", "port": spec.default_port}]
     return {
         "apiVersion": "networking.k8s.io/v1",
@@ -220,12 +220,10 @@ def network_policy(spec: ServiceSpec) -> dict[str, Any]:
                     "ports": grpc_port,
                 },
                 {
-                    "from": [
-                        {
-                            "namespaceSelector": {},
-                            "podSelector": {"matchLabels": {"c360.io/metrics-scraper": "true"}},
-                        }
-                    ],
+                    # /metrics from any address: Prometheus wherever it runs, and the API
+                    # server's pod proxy (`c360 ops status`), whose address no pod selector
+                    # can name. Counts and lags only: no customer data on this port.
+                    "from": [{"ipBlock": {"cidr": "0.0.0.0/0"}}, {"ipBlock": {"cidr": "::/0"}}],
                     "ports": [{"protocol": "TCP", "port": METRICS_PORT}],
                 },
             ],
