@@ -14,7 +14,7 @@ PYPROJECTS := pyproject.toml $(wildcard proto/pyproject.toml platform/pyproject.
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: all venv proto run test test-unit lint breaking bench chaos docs lock clean
+.PHONY: all venv proto run test test-unit lint breaking bench chaos docs lock clean image deploy deploy-check
 all: proto
 
 $(UV):
@@ -67,6 +67,7 @@ lint: proto $(BUF)
 	$(BUF) lint proto
 	$(MAKE) --no-print-directory breaking
 	$(BIN)/python tools/gen_event_docs.py --check docs/events.md
+	$(MAKE) --no-print-directory deploy-check
 
 # The published contract stays wire- and JSON-compatible (buf breaking, WIRE_JSON rules) with
 # the last landed one: tools/contract_base.sh picks HEAD with uncommitted proto changes, else
@@ -86,6 +87,21 @@ breaking: $(BUF)
 # docs/events.md: subjects, fields and an example of every published and inbound message.
 docs: proto
 	$(BIN)/python tools/gen_event_docs.py docs/events.md
+
+# The image of every service and the CLI (Containerfile); printed, not run: nothing here builds
+# images. IMAGE=registry/name:tag names it; podman or docker take the same arguments.
+IMAGE ?= localhost/c360:dev
+CONTAINER_TOOL ?= podman
+image:
+	@echo "$(CONTAINER_TOOL) build -f Containerfile -t $(IMAGE) ."
+
+# deploy/: the per-service manifests from the service registry (tools/render_deploy.py).
+deploy: proto
+	$(BIN)/python tools/render_deploy.py
+
+# Both overlays rendered (kubectl kustomize) and every object validated strictly.
+deploy-check: proto
+	$(BIN)/python tools/deploy_check.py
 
 bench: proto
 	$(BIN)/python -m bench.run

@@ -13,6 +13,7 @@ from c360_cli import (
     customer_cmds,
     deadletter,
     demo,
+    ops,
     sales_cmds,
     subscribe,
     ticket_cmds,
@@ -44,6 +45,7 @@ REGISTRARS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]],
     deadletter.register,
     call.register,
     token_cmd.register,
+    ops.register,
 ]
 
 

@@ -47,8 +47,17 @@ class Settings:
             timeline_addr=os.environ.get("C360_TIMELINE_ADDR", "127.0.0.1:50052"),
             services=parse_services(os.environ.get("C360_SERVICES", "")),
             auth_secret=os.environ.get("C360_AUTH_SECRET", ""),
-            token=os.environ.get("C360_TOKEN", ""),
+            token=os.environ.get("C360_TOKEN", "") or _own_token(service),
         )
+
+
+def _own_token(service: str) -> str:
+    """Without C360_TOKEN, a service that holds the deployment's secret signs its own
+    service token (on Kubernetes every pod gets the secret, not a token)."""
+    from c360_platform.auth import Authority, Role
+
+    secret = os.environ.get("C360_AUTH_SECRET", "")
+    return Authority(secret).issue(f"service:{service}", Role.SERVICE) if secret else ""
 
 
 def parse_services(text: str) -> dict[str, str]:

@@ -26,7 +26,7 @@ from grpc_reflection.v1alpha._async import ReflectionServicer
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from c360_platform import auth, errors, inbound, telemetry
+from c360_platform import auth, errors, inbound, metrics, telemetry
 
 if TYPE_CHECKING:
     from c360_platform.config import Settings
@@ -324,7 +324,7 @@ class ServiceHost:
     def __post_init__(self) -> None:
         self.interceptor = ServerInterceptor(self.authority)
         self.server = grpc.aio.server(
-            interceptors=[self.interceptor],
+            interceptors=[metrics.RpcMetrics(self.name), self.interceptor],
             options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 16 << 20)],
         )
         self.health = Health()

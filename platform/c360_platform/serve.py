@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from c360_platform import registry, rpc
+from c360_platform import metrics, registry, rpc
 from c360_platform.config import Settings
 from c360_platform.telemetry import configure
 
@@ -32,10 +32,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     spec = registry.service(args.name)
     settings = Settings.from_env(spec.name, spec.default_port)
     build = spec.builder()
+    metrics.serve_from_env()
 
     async def start() -> rpc.ServiceHost:
         configure(spec.name)
-        return build(settings)
+        host = build(settings)
+        metrics.watch(host)
+        return host
 
     rpc.run(start)
     return 0

@@ -1,0 +1,658 @@
+"""`c360 ops`: operating c360 on Kubernetes through the `kubernetes` client.
+
+    c360 ops status                  per Deployment: replicas, lock holders, lags, dead letters
+    c360 ops rebuild                 create the `timeline rebuild` Job and follow it
+    c360 ops logs SERVICE            the logs of a service's pods
+    c360 ops rollout-restart SERVICE restart a service's pods one by one (as kubectl does)
+    c360 ops prepare                 (in the prepare Job) schemas and JetStream streams
+    c360 ops secrets                 print the NATS user Secrets to pipe into `kubectl apply -f -`
+
+The cluster comes from --kubeconfig/--context (else $KUBECONFIG or ~/.kube/config), or from the
+pod's service account when run in a cluster; the namespace from -n, else the context's, else
+`c360`. The Job and pod settings the generated manifests share (tools/render_deploy.py) live
+here too, so that a Job this command creates is the one deploy/ describes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import os
+import secrets
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.text import Text
+
+from c360_cli.client import CliError
+from c360_cli.output import Output
+from c360_platform import registry
+
+IMAGE = "c360"
+"""The image name in the manifests; overlays (kustomize `images:`) say where it comes from."""
+SETTINGS = "c360-settings"
+"""The ConfigMap of non-secret settings every c360 pod reads."""
+POSTGRES_SECRET = "c360-pg-app"  # noqa: S105 (a Secret's name)
+"""The Secret with the PostgreSQL URL (key `uri`): CloudNativePG makes it for the Cluster
+c360-pg; without the component, the operator provides one of that name."""
+NATS_SECRET = "c360-nats-users"  # noqa: S105
+"""The Secret with each role's NATS URL and credentials, one key per role (`c360 ops secrets`)."""
+AUTH_SECRET = "c360-auth"  # noqa: S105
+"""The Secret with the deployment's token secret (key `secret`; `c360 ops secrets`)."""
+NATS_AUTH_SECRET = "c360-nats-auth"  # noqa: S105
+"""The Secret with the NATS server's authorization block (auth.conf)."""
+PART_OF = "app.kubernetes.io/part-of=c360"
+METRICS_PORT = 9090
+NAMESPACE = "c360"
+
+POD_SECURITY: dict[str, Any] = {
+    "runAsNonRoot": True,
+    "runAsUser": 10001,
+    "runAsGroup": 10001,
+    "fsGroup": 10001,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+CONTAINER_SECURITY: dict[str, Any] = {
+    "runAsNonRoot": True,
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "privileged": False,
+    "capabilities": {"drop": ["ALL"]},
+}
+JOB_RESOURCES: dict[str, Any] = {
+    "requests": {"cpu": "100m", "memory": "128Mi"},
+    "limits": {"cpu": "500m", "memory": "256Mi"},
+}
+
+
+def credentials_env(role: str) -> list[dict[str, Any]]:
+    """The environment a c360 process of `role` gets from Secrets (never from git)."""
+    return [
+        {
+            "name": "C360_POSTGRES_URL",
+            "valueFrom": {"secretKeyRef": {"name": POSTGRES_SECRET, "key": "uri"}},
+        },
+        {"name": "NATS_URL", "valueFrom": {"secretKeyRef": {"name": NATS_SECRET, "key": role}}},
+        {
+            "name": "C360_AUTH_SECRET",
+            "valueFrom": {"secretKeyRef": {"name": AUTH_SECRET, "key": "secret"}},
+        },
+    ]
+
+
+def job(
+    name: str, command: list[str], *, role: str | None, labels: dict[str, str]
+) -> dict[str, Any]:
+    """A hardened Job running the c360 CLI (with `role`'s credentials, if it needs any)."""
+    pod_labels = {"app.kubernetes.io/part-of": "c360", **labels}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "labels": pod_labels},
+        "spec": {
+            "backoffLimit": 3,
+            "ttlSecondsAfterFinished": 86400,
+            "template": {
+                "metadata": {"labels": pod_labels},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "securityContext": POD_SECURITY,
+                    "containers": [
+                        {
+                            "name": "c360",
+                            "image": IMAGE,
+                            "imagePullPolicy": "IfNotPresent",
+                            "command": command,
+                            "envFrom": [{"configMapRef": {"name": SETTINGS}}],
+                            "env": credentials_env(role) if role else [],
+                            "resources": JOB_RESOURCES,
+                            "securityContext": CONTAINER_SECURITY,
+                            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108
+                        }
+                    ],
+                    "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+                },
+            },
+        },
+    }
+
+
+def rebuild_job(name: str = "c360-timeline-rebuild", image: str = IMAGE) -> dict[str, Any]:
+    """The Job that runs `c360 timeline rebuild` against the timeline Service."""
+    timeline = registry.service(registry.TIMELINE)
+    command = [
+        "c360",
+        "--addr",
+        f"{timeline.name}={timeline.name}:{timeline.default_port}",
+        "timeline",
+        "rebuild",
+    ]
+    # It only calls the timeline's API: no database or NATS credentials.
+    made = job(name, command, role=None, labels={"app.kubernetes.io/component": "rebuild"})
+    made["spec"]["backoffLimit"] = 0
+    made["spec"]["template"]["spec"]["containers"][0]["image"] = image
+    return made
+
+
+def prepare_job(name: str = "c360-prepare") -> dict[str, Any]:
+    """The Job that creates the schemas and streams (`c360 ops prepare`), as the admin role."""
+    made = job(
+        name,
+        ["c360", "ops", "prepare"],
+        role="admin",
+        labels={"app.kubernetes.io/component": "prepare"},
+    )
+    made["spec"]["ttlSecondsAfterFinished"] = 600
+    return made
+
+
+# -- the cluster ---------------------------------------------------------------------------
+
+
+@dataclass
+class Cluster:
+    """The API clients and the namespace the command works in."""
+
+    apps: Any
+    core: Any
+    batch: Any
+    namespace: str
+
+
+def connect(args: argparse.Namespace) -> Cluster:
+    from kubernetes import client
+    from kubernetes import config as kube_config
+
+    config: Any = kube_config  # the client's config module is untyped
+
+    kubeconfig = args.kubeconfig or os.environ.get("KUBECONFIG")
+    default = Path.home() / ".kube" / "config"
+    namespace = args.namespace
+    if kubeconfig or default.is_file() or args.context:
+        try:
+            config.load_kube_config(config_file=kubeconfig, context=args.context)
+            _, active = config.list_kube_config_contexts(config_file=kubeconfig)
+            if args.context:
+                contexts, _ = config.list_kube_config_contexts(config_file=kubeconfig)
+                active = next((c for c in contexts if c["name"] == args.context), active)
+        except (config.ConfigException, OSError) as exc:
+            raise CliError(f"cannot load the kubeconfig: {exc}") from None
+        namespace = namespace or (active or {}).get("context", {}).get("namespace")
+    else:
+        try:
+            config.load_incluster_config()
+        except config.ConfigException as exc:
+            raise CliError(f"no kubeconfig and not in a cluster: {exc}") from None
+        ns_file = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+        namespace = namespace or (ns_file.read_text().strip() if ns_file.is_file() else None)
+    return Cluster(
+        apps=client.AppsV1Api(),
+        core=client.CoreV1Api(),
+        batch=client.BatchV1Api(),
+        namespace=namespace or NAMESPACE,
+    )
+
+
+def _api_error(exc: Exception, what: str) -> CliError:
+    status = getattr(exc, "status", None)
+    reason = getattr(exc, "reason", None) or str(exc)
+    return CliError(f"{what}: {status or ''} {reason}".strip())
+
+
+# -- status --------------------------------------------------------------------------------
+
+
+@dataclass
+class PodMetrics:
+    """What a pod's /metrics says about its locks and lags."""
+
+    relay_active: dict[str, bool] = field(default_factory=dict)
+    relay_lag: dict[str, float] = field(default_factory=dict)
+    projector_active: dict[str, bool] = field(default_factory=dict)
+    projector_lag: dict[str, float] = field(default_factory=dict)
+    dead_letters: float | None = None
+
+
+def parse_metrics(text: str) -> PodMetrics:
+    found = PodMetrics()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels, value = sample.labels, sample.value
+            if sample.name == "c360_relay_active":
+                found.relay_active[labels.get("source", "")] = value >= 1
+            elif sample.name == "c360_relay_lag_events":
+                found.relay_lag[labels.get("source", "")] = value
+            elif sample.name == "c360_projector_active":
+                found.projector_active[labels.get("consumer", "")] = value >= 1
+            elif sample.name == "c360_projector_lag_messages":
+                found.projector_lag[labels.get("consumer", "")] = value
+            elif sample.name == "c360_dead_letters":
+                found.dead_letters = value
+    return found
+
+
+def pod_metrics(cluster: Cluster, pod: str) -> PodMetrics | None:
+    """A pod's metrics through the API server's pod proxy (None if it does not answer)."""
+    try:
+        text = cluster.core.connect_get_namespaced_pod_proxy_with_path(
+            f"{pod}:{METRICS_PORT}", cluster.namespace, "metrics"
+        )
+    except Exception:
+        return None
+    return parse_metrics(text if isinstance(text, str) else str(text))
+
+
+@dataclass
+class Row:
+    service: str
+    desired: int
+    ready: int
+    pods: list[str]
+    leaders: list[str]
+    relay_lag: float | None
+    projector_lag: float | None
+    dead_letters: float | None
+    unreachable: list[str]
+
+    @property
+    def healthy(self) -> bool:
+        return (
+            self.ready >= self.desired
+            and not self.unreachable
+            and not (self.dead_letters or 0)
+            and (self.relay_lag or 0) < LAG_WARNING
+            and (self.projector_lag or 0) < LAG_WARNING
+        )
+
+
+LAG_WARNING = 1000
+"""A lag at or above this many events or messages shows red."""
+
+
+def _selector(match: dict[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(match.items()))
+
+
+def collect(cluster: Cluster) -> list[Row]:
+    try:
+        deployments = cluster.apps.list_namespaced_deployment(
+            cluster.namespace, label_selector=PART_OF
+        ).items
+    except Exception as exc:
+        raise _api_error(exc, f"cannot list deployments in {cluster.namespace}") from None
+    rows: list[Row] = []
+    for deployment in sorted(deployments, key=lambda d: d.metadata.name):
+        name = deployment.metadata.name
+        selector = _selector(deployment.spec.selector.match_labels or {})
+        pods = cluster.core.list_namespaced_pod(cluster.namespace, label_selector=selector).items
+        names = sorted(p.metadata.name for p in pods if p.status and p.status.phase == "Running")
+        leaders: list[str] = []
+        relay_lag = projector_lag = dead = None
+        unreachable: list[str] = []
+        for pod in names:
+            found = pod_metrics(cluster, pod)
+            if found is None:
+                unreachable.append(pod)
+                continue
+            for source, active in found.relay_active.items():
+                if active:
+                    leaders.append(f"relay {source}: {pod}")
+                    relay_lag = found.relay_lag.get(source, relay_lag)
+            for consumer, active in found.projector_active.items():
+                if active:
+                    leaders.append(f"projector {consumer}: {pod}")
+                    projector_lag = found.projector_lag.get(consumer, projector_lag)
+                    dead = found.dead_letters
+        status = deployment.status
+        rows.append(
+            Row(
+                service=name,
+                desired=deployment.spec.replicas or 0,
+                ready=(status.ready_replicas or 0) if status else 0,
+                pods=names,
+                leaders=leaders,
+                relay_lag=relay_lag,
+                projector_lag=projector_lag,
+                dead_letters=dead,
+                unreachable=unreachable,
+            )
+        )
+    return rows
+
+
+def _figure(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def _status(args: argparse.Namespace) -> int:
+    cluster = connect(args)
+    rows = collect(cluster)
+    out = Output(args.json)
+    if out.json_mode:
+        out.json(
+            {
+                "namespace": cluster.namespace,
+                "deployments": [
+                    {
+                        "name": r.service,
+                        "desired": r.desired,
+                        "ready": r.ready,
+                        "pods": r.pods,
+                        "leaders": r.leaders,
+                        "relay_lag": r.relay_lag,
+                        "projector_lag": r.projector_lag,
+                        "dead_letters": r.dead_letters,
+                        "unreachable_metrics": r.unreachable,
+                        "healthy": r.healthy,
+                    }
+                    for r in rows
+                ],
+            }
+        )
+        return 0 if all(r.healthy for r in rows) else 1
+
+    def red(text: str, bad: bool) -> Text:
+        return Text(text, style="bold red" if bad else "")
+
+    out.table(
+        ["deployment", "ready", "lock holders", "relay lag", "proj. lag", "dead"],
+        [
+            [
+                red(r.service, not r.healthy),
+                red(f"{r.ready}/{r.desired}", r.ready < r.desired),
+                "\n".join(r.leaders) or ("no metrics" if r.unreachable else "-"),
+                red(_figure(r.relay_lag), (r.relay_lag or 0) >= LAG_WARNING),
+                red(_figure(r.projector_lag), (r.projector_lag or 0) >= LAG_WARNING),
+                red(_figure(r.dead_letters), bool(r.dead_letters)),
+            ]
+            for r in rows
+        ],
+        caption=f"namespace {cluster.namespace}" if rows else f"no c360 in {cluster.namespace}",
+    )
+    return 0 if all(r.healthy for r in rows) else 1
+
+
+# -- rebuild -------------------------------------------------------------------------------
+
+
+def _rebuild(args: argparse.Namespace) -> int:
+    cluster = connect(args)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M%S")
+    name = f"c360-timeline-rebuild-{stamp}"
+    image = args.image or _running_image(cluster) or IMAGE
+    body = rebuild_job(name, image)
+    try:
+        cluster.batch.create_namespaced_job(cluster.namespace, body)
+    except Exception as exc:
+        raise _api_error(exc, f"cannot create the Job {name}") from None
+    out = Output(args.json)
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=out.err,
+        transient=args.json,
+    )
+    outcome = "running"
+    deadline = time.monotonic() + args.wait
+    with progress:
+        task = progress.add_task(f"Job {name}: starting")
+        while time.monotonic() < deadline:
+            status = cluster.batch.read_namespaced_job_status(name, cluster.namespace).status
+            active, done, failed = status.active or 0, status.succeeded or 0, status.failed or 0
+            if done:
+                outcome = "succeeded"
+                break
+            if failed:
+                outcome = "failed"
+                break
+            progress.update(task, description=f"Job {name}: {'running' if active else 'pending'}")
+            time.sleep(args.poll)
+        progress.update(task, description=f"Job {name}: {outcome}")
+    last = _job_log(cluster, name)
+    if out.json_mode:
+        out.json({"job": name, "namespace": cluster.namespace, "outcome": outcome, "log": last})
+    else:
+        out.print(f"Job {name} {outcome}" + (f": {last.splitlines()[-1]}" if last else ""))
+    return 0 if outcome == "succeeded" else 1
+
+
+def _running_image(cluster: Cluster) -> str | None:
+    """The image the timeline Deployment runs, so that the Job runs the same release."""
+    try:
+        found = cluster.apps.read_namespaced_deployment(registry.TIMELINE, cluster.namespace)
+    except Exception:
+        return None
+    image: str | None = found.spec.template.spec.containers[0].image
+    return image
+
+
+def _job_log(cluster: Cluster, job_name: str) -> str:
+    pods = cluster.core.list_namespaced_pod(
+        cluster.namespace, label_selector=f"job-name={job_name}"
+    ).items
+    for pod in pods:
+        try:
+            text: str = cluster.core.read_namespaced_pod_log(pod.metadata.name, cluster.namespace)
+        except Exception:  # noqa: S112 — the next pod may have it
+            continue
+        return text.strip()
+    return ""
+
+
+# -- logs, rollout-restart -----------------------------------------------------------------
+
+
+def _service_name(name: str) -> str:
+    if name not in registry.services():
+        raise CliError(f"no service {name!r}; installed: {', '.join(registry.services())}")
+    return name
+
+
+def _logs(args: argparse.Namespace) -> int:
+    cluster = connect(args)
+    service = _service_name(args.service)
+    selector = f"app.kubernetes.io/name={service},{PART_OF}"
+    pods = cluster.core.list_namespaced_pod(cluster.namespace, label_selector=selector).items
+    if not pods:
+        raise CliError(f"no pods of {service} in {cluster.namespace}")
+    out = Output(args.json)
+    logs: dict[str, list[str]] = {}
+    for pod in sorted(pods, key=lambda p: p.metadata.name):
+        name = pod.metadata.name
+        try:
+            text = cluster.core.read_namespaced_pod_log(
+                name, cluster.namespace, tail_lines=args.tail, container="service"
+            )
+        except Exception as exc:
+            raise _api_error(exc, f"cannot read the log of {name}") from None
+        logs[name] = str(text).splitlines()
+    if out.json_mode:
+        out.json({"service": service, "pods": logs})
+    else:
+        for name, lines in logs.items():
+            for line in lines:
+                print(f"{name} | {line}")
+    return 0
+
+
+def _rollout_restart(args: argparse.Namespace) -> int:
+    cluster = connect(args)
+    service = _service_name(args.service)
+    now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    patch = {
+        "spec": {
+            "template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": now}}}
+        }
+    }
+    try:
+        cluster.apps.patch_namespaced_deployment(service, cluster.namespace, patch)
+    except Exception as exc:
+        raise _api_error(exc, f"cannot restart {service}") from None
+    out = Output(args.json)
+    if out.json_mode:
+        out.json({"deployment": service, "namespace": cluster.namespace, "restarted_at": now})
+    else:
+        out.print(f"deployment {service} in {cluster.namespace} restarting (restartedAt {now})")
+    return 0
+
+
+# -- prepare, secrets ------------------------------------------------------------------------
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    """Each service's PostgreSQL schema and the JetStream streams, before the services start
+    (their tables are made by the first process, once, under the schema's lock)."""
+    import nats
+
+    from c360_platform.config import DEFAULT_NATS_URL, DEFAULT_POSTGRES_URL
+    from c360_platform.pgstore import ensure_schema
+    from c360_platform.store import schema_for
+    from c360_platform.streams import StreamSettings, ensure_stream
+
+    postgres_url = os.environ.get("C360_POSTGRES_URL", DEFAULT_POSTGRES_URL)
+    nats_url = os.environ.get("NATS_URL", DEFAULT_NATS_URL)
+    out = Output(args.json)
+    schemas = [schema_for(name) for name in registry.services()]
+    for schema in schemas:
+        ensure_schema(postgres_url, schema)
+    streams = [StreamSettings.from_env(), StreamSettings.inbound(), StreamSettings.dead_letters()]
+
+    async def ensure() -> None:
+        nc = await nats.connect(nats_url, name="c360-prepare")
+        try:
+            js = nc.jetstream()
+            for settings in streams:
+                await ensure_stream(js, settings)
+        finally:
+            await nc.close()
+
+    asyncio.run(ensure())
+    if out.json_mode:
+        out.json({"schemas": schemas, "streams": [s.name for s in streams]})
+    else:
+        out.print(f"schemas: {', '.join(schemas)}; streams: {', '.join(s.name for s in streams)}")
+    return 0
+
+
+def secrets_manifests(nats_url: str, roles: Iterable[str]) -> list[dict[str, Any]]:
+    """The NATS server's authorization block and each role's URL, with fresh passwords."""
+    from c360_platform import auth, natsauth
+
+    passwords = {role: secrets.token_urlsafe(24) for role in roles}
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": AUTH_SECRET, "labels": {"app.kubernetes.io/part-of": "c360"}},
+            "type": "Opaque",
+            "stringData": {"secret": auth.new_secret()},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": NATS_AUTH_SECRET, "labels": {"app.kubernetes.io/part-of": "c360"}},
+            "type": "Opaque",
+            "stringData": {"auth.conf": natsauth.authorization(passwords)},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": NATS_SECRET, "labels": {"app.kubernetes.io/part-of": "c360"}},
+            "type": "Opaque",
+            "stringData": {
+                role: natsauth.url_for(nats_url, role, password)
+                for role, password in passwords.items()
+            },
+        },
+    ]
+
+
+def _secrets(args: argparse.Namespace) -> int:
+    from c360_platform import natsauth
+
+    docs = secrets_manifests(args.nats_url, natsauth.roles())
+    print("---\n".join(yaml.safe_dump(d, sort_keys=False) for d in docs), end="")
+    return 0
+
+
+# -- the commands ----------------------------------------------------------------------------
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    ops = subparsers.add_parser(
+        "ops",
+        help="operate c360 on Kubernetes (status, rebuild, logs, rollout-restart)",
+        description="Operate c360 on Kubernetes through the API server.",
+    )
+    sub = ops.add_subparsers(title="commands", dest="ops_command", metavar="COMMAND")
+    sub.required = True
+
+    def cluster_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("-n", "--namespace", metavar="NS", help="default: the context's, or c360")
+        p.add_argument("--context", metavar="NAME", help="the kubeconfig context to use")
+        p.add_argument("--kubeconfig", metavar="FILE", help="default: $KUBECONFIG, ~/.kube/config")
+
+    p = sub.add_parser(
+        "status",
+        help="replicas, lock holders, lags and dead letters per Deployment",
+        description="Per Deployment: ready/desired replicas, which pod holds each relay and the"
+        " projector lock, relay and projector lag and dead letters from the pods' metrics."
+        " Exits 1 when something is red.",
+    )
+    cluster_options(p)
+    p.set_defaults(func=_status)
+
+    p = sub.add_parser(
+        "rebuild",
+        help="run the timeline rebuild Job and follow it",
+        description="Create a Job running `c360 timeline rebuild` and wait for its end.",
+    )
+    cluster_options(p)
+    p.add_argument("--image", metavar="IMAGE", help="default: the timeline Deployment's image")
+    p.add_argument("--wait", type=float, default=3600.0, metavar="SECONDS", help="give up after")
+    p.add_argument("--poll", type=float, default=2.0, metavar="SECONDS", help=argparse.SUPPRESS)
+    p.set_defaults(func=_rebuild)
+
+    p = sub.add_parser("logs", help="a service's pod logs", description="Print a service's logs.")
+    cluster_options(p)
+    p.add_argument("service", metavar="SERVICE", help="a registered service")
+    p.add_argument("--tail", type=int, default=200, metavar="N", help="last N lines of each pod")
+    p.set_defaults(func=_logs)
+
+    p = sub.add_parser(
+        "rollout-restart",
+        help="restart a service's pods (rolling)",
+        description="Restart a service's pods one by one, as `kubectl rollout restart` does.",
+    )
+    cluster_options(p)
+    p.add_argument("service", metavar="SERVICE", help="a registered service")
+    p.set_defaults(func=_rollout_restart)
+
+    p = sub.add_parser(
+        "prepare",
+        help="create schemas and streams (run by the prepare Job)",
+        description="Create each service's PostgreSQL schema and the JetStream streams, from"
+        " C360_POSTGRES_URL and NATS_URL.",
+    )
+    p.set_defaults(func=_prepare)
+
+    p = sub.add_parser(
+        "secrets",
+        help="print the NATS user Secrets (pipe into kubectl apply -f -)",
+        description="Print Secrets with fresh passwords: the NATS server's authorization block"
+        f" ({NATS_AUTH_SECRET}) and each role's URL ({NATS_SECRET}).",
+    )
+    p.add_argument(
+        "--nats-url", default="nats://nats:4222", metavar="URL", help="the NATS Service's URL"
+    )
+    p.set_defaults(func=_secrets)

@@ -1,0 +1,201 @@
+"""deploy/: generated from the service registry, and every workload hardened in both overlays."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import pytest
+import yaml
+
+from c360_platform import registry
+from tools import deploy_check, render_deploy
+
+WORKLOADS = {"Deployment", "StatefulSet", "Job"}
+
+
+@cache
+def rendered(overlay: str) -> tuple[dict[str, Any], ...]:
+    return tuple(deploy_check.render(deploy_check.DEPLOY / "overlays" / overlay))
+
+
+def overlays() -> list[str]:
+    return [p.name for p in deploy_check.OVERLAYS]
+
+
+def workloads(objects: tuple[dict[str, Any], ...]) -> list[dict[str, Any]]:
+    return [o for o in objects if o["kind"] in WORKLOADS]
+
+
+def pod_labels(workload: dict[str, Any]) -> dict[str, str]:
+    labels: dict[str, str] = workload["spec"]["template"]["metadata"]["labels"]
+    return labels
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """A label selector with matchLabels only (the only form deploy/ uses), non-empty."""
+    match = selector.get("matchLabels") or {}
+    return bool(match) and all(labels.get(k) == v for k, v in match.items())
+
+
+def test_the_generated_manifests_are_up_to_date() -> None:
+    assert render_deploy.stale(render_deploy.rendered()) == [], "run `make deploy`"
+
+
+def test_both_overlays_exist() -> None:
+    assert {"dev", "prod"} <= set(overlays())
+
+
+@pytest.mark.parametrize("overlay", overlays())
+def test_every_registered_service_has_its_deployment(overlay: str) -> None:
+    objects = rendered(overlay)
+    deployments = {o["metadata"]["name"] for o in objects if o["kind"] == "Deployment"}
+    assert set(registry.services()) <= deployments
+    for spec in registry.services().values():
+        for kind in ("Service", "ServiceAccount", "PodDisruptionBudget", "HorizontalPodAutoscaler"):
+            assert any(o["kind"] == kind and o["metadata"]["name"] == spec.name for o in objects), (
+                f"{overlay}: no {kind} for {spec.name}"
+            )
+
+
+@pytest.mark.parametrize("overlay", overlays())
+def test_every_container_is_hardened(overlay: str) -> None:
+    found = workloads(rendered(overlay))
+    found += [o for o in deploy_check.templates() if o["kind"] in WORKLOADS]
+    assert found
+    for workload in found:
+        name = deploy_check.name_of(workload)
+        pod = workload["spec"]["template"]["spec"]
+        pod_security = pod.get("securityContext", {})
+        assert pod_security.get("seccompProfile", {}).get("type") == "RuntimeDefault", name
+        for container in pod.get("initContainers", []) + pod["containers"]:
+            security = container.get("securityContext", {})
+            non_root = security.get("runAsNonRoot", pod_security.get("runAsNonRoot"))
+            assert non_root is True, f"{name}: {container['name']} may run as root"
+            assert security.get("runAsUser", pod_security.get("runAsUser", 0)) != 0, name
+            assert security.get("allowPrivilegeEscalation") is False, name
+            assert security.get("privileged", False) is False, name
+            assert security.get("readOnlyRootFilesystem") is True, name
+            assert security.get("capabilities", {}).get("drop") == ["ALL"], name
+            assert not security.get("capabilities", {}).get("add"), name
+            limits = container.get("resources", {}).get("limits", {})
+            requests = container.get("resources", {}).get("requests", {})
+            assert {"cpu", "memory"} <= set(limits), f"{name}: limits missing"
+            assert {"cpu", "memory"} <= set(requests), f"{name}: requests missing"
+            if workload["kind"] != "Job":
+                for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+                    assert probe in container, f"{name}: no {probe}"
+
+
+@pytest.mark.parametrize("overlay", overlays())
+def test_services_use_native_grpc_probes_and_drain(overlay: str) -> None:
+    for workload in workloads(rendered(overlay)):
+        name = workload["metadata"]["name"]
+        if workload["kind"] != "Deployment" or name not in registry.services():
+            continue
+        spec = registry.service(name)
+        pod = workload["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        assert container["command"] == ["c360-service", name]
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            assert container[probe]["grpc"]["port"] == spec.default_port
+        assert container["lifecycle"]["preStop"]["sleep"]["seconds"] > 0
+        assert pod["terminationGracePeriodSeconds"] > 20
+        assert pod["topologySpreadConstraints"]
+        assert pod["serviceAccountName"] == name
+        annotations = workload["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true"
+
+
+@pytest.mark.parametrize("overlay", overlays())
+def test_every_workload_has_a_disruption_budget_and_a_network_policy(overlay: str) -> None:
+    objects = rendered(overlay)
+    budgets = [o for o in objects if o["kind"] == "PodDisruptionBudget"]
+    policies = [o for o in objects if o["kind"] == "NetworkPolicy"]
+    assert any(
+        p["spec"]["podSelector"] == {}
+        and set(p["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+        and not p["spec"].get("ingress")
+        and not p["spec"].get("egress")
+        for p in policies
+    ), "no default deny-all policy"
+    for workload in workloads(objects):
+        if workload["kind"] == "Job":
+            continue
+        name = deploy_check.name_of(workload)
+        labels = pod_labels(workload)
+        assert any(selects(b["spec"]["selector"], labels) for b in budgets), f"{name}: no PDB"
+        assert any(
+            selects(p["spec"]["podSelector"], labels) and "Ingress" in p["spec"]["policyTypes"]
+            for p in policies
+        ), f"{name}: no NetworkPolicy admitting its clients"
+
+
+def test_dev_is_small_and_prod_is_replicated() -> None:
+    def floors(overlay: str) -> dict[str, int]:
+        """Each workload's least replica count: its autoscaler's minimum, else its own."""
+        objects = rendered(overlay)
+        found = {
+            o["metadata"]["name"]: o["spec"].get("replicas", 1)
+            for o in workloads(objects)
+            if o["kind"] != "Job"
+        }
+        for hpa in (o for o in objects if o["kind"] == "HorizontalPodAutoscaler"):
+            found[hpa["spec"]["scaleTargetRef"]["name"]] = hpa["spec"]["minReplicas"]
+        return found
+
+    assert set(floors("dev").values()) == {1}
+    prod = floors("prod")
+    assert all(prod[name] >= 2 for name in registry.services())
+    assert prod["nats"] == 3
+    (cluster,) = [o for o in rendered("prod") if o["kind"] == "Cluster"]
+    assert cluster["spec"]["instances"] == 3
+    assert cluster["spec"]["postgresql"]["synchronous"]["method"] == "any"
+
+
+def test_every_service_is_scaled_by_its_autoscaler() -> None:
+    for overlay in overlays():
+        objects = rendered(overlay)
+        targets = {
+            o["spec"]["scaleTargetRef"]["name"]
+            for o in objects
+            if o["kind"] == "HorizontalPodAutoscaler"
+        }
+        assert set(registry.services()) <= targets
+    prod = [o for o in rendered("prod") if o["kind"] == "Deployment"]
+    assert all("replicas" not in o["spec"] for o in prod), "the HPA owns the count"
+
+
+def test_no_secret_values_in_git() -> None:
+    for overlay in overlays():
+        assert not [o for o in rendered(overlay) if o["kind"] == "Secret"]
+
+
+def test_a_service_added_to_the_registry_is_deployed_without_an_edit_under_deploy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    billing = registry.ServiceSpec(
+        name="billing",
+        package="c360_billing",
+        default_port=50077,
+        api="c360.billing.v1.BillingService",
+        build="c360_billing.service:build",
+    )
+    specs = {**registry.services(), "billing": billing}
+    monkeypatch.setattr(registry, "services", lambda: specs)
+    files = render_deploy.rendered()
+    base = render_deploy.DEPLOY / "base"
+    assert "services/billing.yaml" in files[base / "kustomization.yaml"]
+    assert "billing=billing:50077" in files[base / "settings.yaml"]
+    objects = list(yaml.safe_load_all(files[base / "services" / "billing.yaml"]))
+    kinds = {o["kind"] for o in objects}
+    assert kinds == {
+        "ServiceAccount",
+        "Deployment",
+        "Service",
+        "PodDisruptionBudget",
+        "HorizontalPodAutoscaler",
+    }
+    policies = render_deploy.DEPLOY / "components" / "network-policies"
+    assert "services/billing.yaml" in files[policies / "kustomization.yaml"]
+    assert render_deploy.stale(files) != []  # `make deploy` would write it

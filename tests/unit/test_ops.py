@@ -1,0 +1,188 @@
+"""`c360 ops` against a fake Kubernetes API server the test starts (tests/unit/fake_kubernetes)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from c360_cli.main import main
+from tests.unit.fake_kubernetes import State, serve
+
+NAMESPACE = "c360-test"
+IMAGE = "registry.example.com/c360:0.2.0"
+
+
+def _metrics(*lines: str) -> str:
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[tuple[State, Path]]:
+    state = State()
+    customer = state.deployment("customer", replicas=2, ready=2, image=IMAGE)
+    state.pod(
+        "customer-7d9f-a",
+        customer,
+        metrics=_metrics(
+            'c360_relay_active{source="customer"} 1.0',
+            'c360_relay_lag_events{source="customer"} 3.0',
+        ),
+        log="one\ntwo\nthree",
+    )
+    state.pod(
+        "customer-7d9f-b",
+        customer,
+        metrics=_metrics(
+            'c360_relay_active{source="customer"} 0.0',
+            'c360_relay_lag_events{source="customer"} 0.0',
+        ),
+        log="four",
+    )
+    timeline = state.deployment("timeline", replicas=2, ready=1, image=IMAGE)
+    state.pod(
+        "timeline-5c4b-a",
+        timeline,
+        metrics=_metrics(
+            'c360_projector_active{consumer="timeline"} 1.0',
+            'c360_projector_lag_messages{consumer="timeline"} 1500.0',
+            "c360_dead_letters 2.0",
+        ),
+    )
+    state.pod("timeline-5c4b-b", timeline, phase="Pending")
+    desk = state.deployment("service-desk", replicas=1, ready=1, image=IMAGE)
+    state.pod("service-desk-6f7a-a", desk, metrics=None)
+    kubeconfig = tmp_path / "kubeconfig"
+    with serve(state, kubeconfig, NAMESPACE):
+        yield state, kubeconfig
+
+
+def test_status_shows_replicas_lock_holders_lags_and_dead_letters(
+    cluster: tuple[State, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    state, kubeconfig = cluster
+    code = main(["ops", "status", "--kubeconfig", str(kubeconfig), "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert report["namespace"] == NAMESPACE
+    rows = {d["name"]: d for d in report["deployments"]}
+    assert set(rows) == {"customer", "timeline", "service-desk"}
+    customer, timeline, desk = rows["customer"], rows["timeline"], rows["service-desk"]
+    assert (customer["ready"], customer["desired"]) == (2, 2)
+    assert customer["leaders"] == ["relay customer: customer-7d9f-a"]
+    assert customer["relay_lag"] == 3
+    assert customer["healthy"] is True
+    assert timeline["leaders"] == ["projector timeline: timeline-5c4b-a"]
+    assert timeline["pods"] == ["timeline-5c4b-a"]  # the Pending one is not running
+    assert (timeline["projector_lag"], timeline["dead_letters"]) == (1500, 2)
+    assert timeline["healthy"] is False
+    assert desk["unreachable_metrics"] == ["service-desk-6f7a-a"]
+    assert desk["healthy"] is False
+    assert code == 1  # something is red
+    assert all(f"/namespaces/{NAMESPACE}/" in r for r in state.requests)
+
+
+def test_status_table_names_the_pods_holding_the_locks(
+    cluster: tuple[State, Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _, kubeconfig = cluster
+    monkeypatch.setenv("COLUMNS", "100")
+    main(["ops", "status", "--kubeconfig", str(kubeconfig)])
+    out = capsys.readouterr().out
+    assert "relay customer: customer-7d9f-a" in out
+    assert "projector timeline: timeline-5c4b-a" in out
+    assert "1/2" in out
+    assert "1,500" in out
+    assert max(len(line) for line in out.splitlines()) <= 100
+
+
+def test_the_namespace_flag_overrides_the_context(
+    cluster: tuple[State, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    state, kubeconfig = cluster
+    main(["ops", "status", "-n", "elsewhere", "--kubeconfig", str(kubeconfig), "--json"])
+    assert json.loads(capsys.readouterr().out)["deployments"] == []
+    assert state.requests == ["GET /apis/apps/v1/namespaces/elsewhere/deployments"]
+
+
+def test_rebuild_creates_the_job_with_the_running_image_and_follows_it(
+    cluster: tuple[State, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    state, kubeconfig = cluster
+    state.job_statuses = [{"active": 1}, {"active": 1}, {"succeeded": 1}]
+    state.job_log = "read model rebuilt: 10 of 10 events applied"
+    code = main(["ops", "rebuild", "--kubeconfig", str(kubeconfig), "--poll", "0.01", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert report["outcome"] == "succeeded"
+    assert report["log"] == "read model rebuilt: 10 of 10 events applied"
+    (job,) = state.jobs.values()
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == IMAGE
+    assert container["command"][-2:] == ["timeline", "rebuild"]
+    assert "timeline=timeline:50052" in container["command"]
+    assert container["securityContext"]["runAsNonRoot"] is True
+
+
+def test_a_failed_rebuild_exits_1(
+    cluster: tuple[State, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    state, kubeconfig = cluster
+    state.job_statuses = [{"failed": 1}]
+    code = main(["ops", "rebuild", "--kubeconfig", str(kubeconfig), "--poll", "0.01", "--json"])
+    assert code == 1
+    assert json.loads(capsys.readouterr().out)["outcome"] == "failed"
+
+
+def test_logs_prefix_each_line_with_its_pod(
+    cluster: tuple[State, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, kubeconfig = cluster
+    code = main(["ops", "logs", "customer", "--tail", "2", "--kubeconfig", str(kubeconfig)])
+    assert code == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "customer-7d9f-a | two",
+        "customer-7d9f-a | three",
+        "customer-7d9f-b | four",
+    ]
+
+
+def test_rollout_restart_patches_the_pod_template(
+    cluster: tuple[State, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    state, kubeconfig = cluster
+    code = main(["ops", "rollout-restart", "timeline", "--kubeconfig", str(kubeconfig)])
+    assert code == 0
+    ((name, patch),) = state.patches
+    assert name == "timeline"
+    annotations = patch["spec"]["template"]["metadata"]["annotations"]
+    assert "kubectl.kubernetes.io/restartedAt" in annotations
+    assert "restarting" in capsys.readouterr().out
+
+
+def test_an_unknown_service_is_refused_without_calling_the_cluster(
+    cluster: tuple[State, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    state, kubeconfig = cluster
+    code = main(["ops", "rollout-restart", "billing", "--kubeconfig", str(kubeconfig)])
+    assert code == 1
+    assert "no service 'billing'" in capsys.readouterr().err
+    assert state.patches == []
+
+
+def test_secrets_give_every_role_a_url_and_the_server_its_users(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import yaml
+
+    from c360_platform import natsauth
+
+    assert main(["ops", "secrets", "--nats-url", "nats://nats:4222"]) == 0
+    auth, users = list(yaml.safe_load_all(capsys.readouterr().out))
+    assert set(users["stringData"]) == set(natsauth.roles())
+    password = users["stringData"]["customer"].split(":")[2].split("@")[0]
+    assert password in auth["stringData"]["auth.conf"]
+    assert users["stringData"]["customer"].endswith("@nats:4222")
