@@ -181,7 +181,8 @@ def test_secrets_give_every_role_a_url_and_the_server_its_users(
     from c360_platform import natsauth
 
     assert main(["ops", "secrets", "--nats-url", "nats://nats:4222"]) == 0
-    auth, users = list(yaml.safe_load_all(capsys.readouterr().out))
+    tokens, auth, users = list(yaml.safe_load_all(capsys.readouterr().out))
+    assert len(tokens["stringData"]["secret"]) >= 32  # the gRPC token secret, fresh
     assert set(users["stringData"]) == set(natsauth.roles())
     password = users["stringData"]["customer"].split(":")[2].split("@")[0]
     assert password in auth["stringData"]["auth.conf"]
