@@ -14,7 +14,7 @@ PYPROJECTS := pyproject.toml $(wildcard proto/pyproject.toml platform/pyproject.
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: all venv proto run test test-unit lint breaking bench chaos docs lock clean image deploy deploy-check
+.PHONY: all venv proto run test test-unit lint breaking bench chaos failover docs lock clean image deploy deploy-check
 all: proto
 
 $(UV):
@@ -105,6 +105,9 @@ deploy-check: proto
 
 bench: proto
 	$(BIN)/python -m bench.run
+
+failover: proto  ## two sets of services, kill -9 of the active one: time to the survivors' first visible command
+	$(BIN)/python -m tools.failover $(ARGS)
 
 chaos: proto  ## fault suite under load (not part of make test): make chaos ARGS='--faults 20'
 	$(BIN)/python -m tools.chaos $(ARGS)

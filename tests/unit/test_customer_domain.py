@@ -169,3 +169,11 @@ def test_tags_change_only_what_differs() -> None:
     c.collect_events()
     c.change_tags(["VIP"], ["unknown"])
     assert c.collect_events() == []
+
+
+def test_a_list_over_its_limit_is_refused_before_its_items_are_read() -> None:
+    many = [f"not an address {i}" for i in range(5_000)]
+    with pytest.raises(InvalidArgument) as caught:
+        register_customer(kind="person", display_name="Ann", emails=many, phones=[], addresses=[])
+    # One violation for the list, none for its 5,000 (invalid) items.
+    assert [v.field for v in caught.value.violations] == ["emails"]

@@ -375,23 +375,43 @@ def register_customer(
     v = Violations()
     k = v.enum("kind", kind, Kind)
     name = v.name("display_name", display_name)
-    clean_emails = list(dict.fromkeys(v.email(f"emails[{i}]", e) for i, e in enumerate(emails)))
-    clean_phones = list(
-        dict.fromkeys(v.phone(f"phones[{i}]", p, default_region) for i, p in enumerate(phones))
+    # Counts first: a list over its limit is refused before any of its items is looked at
+    # (validating thousands of addresses would hold the service for seconds).
+    over = {
+        name: limit
+        for name, items, limit in (
+            ("emails", emails, MAX_CONTACT_POINTS),
+            ("phones", phones, MAX_CONTACT_POINTS),
+            ("addresses", addresses, MAX_ADDRESSES),
+            ("tags", tags or [], MAX_TAGS),
+        )
+        if len(items) > limit
+    }
+    for name, limit in over.items():
+        v.add(name, f"must be at most {limit}")
+    clean_emails = (
+        []
+        if "emails" in over
+        else list(dict.fromkeys(v.email(f"emails[{i}]", e) for i, e in enumerate(emails)))
     )
-    clean_addresses = [_address(v, f"addresses[{i}]", a) for i, a in enumerate(addresses)]
-    if len(clean_emails) > MAX_CONTACT_POINTS:
-        v.add("emails", f"must be at most {MAX_CONTACT_POINTS}")
-    if len(clean_phones) > MAX_CONTACT_POINTS:
-        v.add("phones", f"must be at most {MAX_CONTACT_POINTS}")
-    if len(clean_addresses) > MAX_ADDRESSES:
-        v.add("addresses", f"must be at most {MAX_ADDRESSES}")
+    clean_phones = (
+        []
+        if "phones" in over
+        else list(
+            dict.fromkeys(v.phone(f"phones[{i}]", p, default_region) for i, p in enumerate(phones))
+        )
+    )
+    clean_addresses = (
+        []
+        if "addresses" in over
+        else [_address(v, f"addresses[{i}]", a) for i, a in enumerate(addresses)]
+    )
     source = v.text("acquisition_source", acquisition_source, required=False, max_len=64)
     channel = v.text("acquisition_channel", acquisition_channel, required=False, max_len=64)
     owner = _owner(v, "owner_id", owner_id)
-    clean_tags = sorted({v.tag(f"tags[{i}]", t) for i, t in enumerate(tags or [])})
-    if len(clean_tags) > MAX_TAGS:
-        v.add("tags", f"must be at most {MAX_TAGS}")
+    clean_tags = (
+        [] if "tags" in over else sorted({v.tag(f"tags[{i}]", t) for i, t in enumerate(tags or [])})
+    )
     v.check()
     assert k is not None
     return Customer(  # type: ignore[call-arg]  # id is declared on the class
