@@ -153,6 +153,8 @@ def run(args: argparse.Namespace) -> int:
     rejected = sorted(
         [(r.row, r.reason) for r in reply.rejected] + unreadable, key=lambda item: item[0]
     )
+    # 0: every row in; 1: some rows rejected; 2: nothing could be imported.
+    status = 0 if not rejected else (2 if reply.created + reply.unchanged == 0 else 1)
     if out.json_mode:
         out.json(
             {
@@ -162,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
                 "consistency_token": reply.consistency_token,
             }
         )
-        return 0
+        return status
     out.print(
         f"created {reply.created}, unchanged {reply.unchanged}, rejected {len(rejected)}"
         f" (token {reply.consistency_token})"
@@ -174,4 +176,4 @@ def run(args: argparse.Namespace) -> int:
         out.print(table)
         if len(rejected) > SHOWN_REJECTIONS:
             out.note(f"... and {len(rejected) - SHOWN_REJECTIONS} more (use --json for all)")
-    return 0
+    return status

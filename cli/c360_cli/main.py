@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
+import json
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -121,6 +123,13 @@ def _suppress_global_defaults(parser: argparse.ArgumentParser) -> None:
                 _suppress_global_defaults(child)
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("c360-cli")
+    except importlib.metadata.PackageNotFoundError:
+        return "(not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole `c360` command tree."""
     parser = _Parser(
@@ -132,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
         parser.add_subparsers(title="commands", dest="command", metavar="COMMAND"),
     )
     subparsers.required = True
+    parser.add_argument(
+        "--version", action="version", version=f"c360 {_version()}", help="print the version"
+    )
     for register in REGISTRARS:
         register(subparsers)
     _suppress_global_defaults(parser)
@@ -152,7 +164,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(func(args))
     except CliError as exc:
-        print(exc.message, file=sys.stderr)
+        if getattr(args, "json", False):  # scripts parse errors too
+            print(json.dumps({"error": exc.message, "exit_code": exc.exit_code}), file=sys.stderr)
+        else:
+            print(exc.message, file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130

@@ -12,7 +12,7 @@ from rich.text import Text
 from c360.timeline.v1 import timeline_service_pb2 as api
 from c360.timeline.v1.timeline_service_pb2_grpc import TimelineServiceStub
 from c360_cli.argtypes import positive_int
-from c360_cli.client import Client
+from c360_cli.client import EXIT_FAILURE, Client, CliError
 from c360_cli.output import (
     Output,
     entry_json,
@@ -146,6 +146,16 @@ def _show(args: argparse.Namespace) -> int:
         page = client.stub("timeline", TimelineServiceStub).GetTimeline(
             request, timeout=args.timeout
         )
+        unfiltered = not (
+            args.page_token or args.source or args.type or args.since or args.until or args.as_of
+        )
+        if unfiltered and not page.entries and not args.follow:
+            # Every customer's timeline starts with its registration: none means no customer.
+            raise CliError(
+                f"no timeline for {args.customer_id}: no such customer, or not projected yet"
+                " (pass --wait-for with the command's consistency token)",
+                EXIT_FAILURE,
+            )
         if out.json_mode:
             out.json(
                 {

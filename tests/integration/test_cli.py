@@ -232,3 +232,23 @@ def test_a_second_up_in_the_same_folder_leaves_the_first_usable(up: Up) -> None:
         "Still Here"
     )
     assert up.proc.poll() is None
+
+
+def test_import_and_errors_exit_as_scripts_expect(up: Up, tmp_path: Path) -> None:
+    home = up.home
+    sample = Path(__file__).parents[2] / "examples" / "customers.csv"
+    first = c360_json(home, "customer", "import", str(sample))
+    assert (first["created"], first["rejected"]) == (6, [])
+    again = c360_json(home, "customer", "import", str(sample))
+    assert (again["created"], again["unchanged"]) == (0, 6)
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("external_key,kind,name,email\nx-1,person,,nobody@\nx-2,robot,R2,\n")
+    done = c360(home, "customer", "import", str(bad), "--json")
+    assert done.returncode == 2  # nothing could be imported
+    assert len(json.loads(done.stdout)["rejected"]) == 2
+
+    unknown = c360(home, "timeline", "show", "00000000-0000-4000-8000-000000000000", "--json")
+    assert unknown.returncode == 1
+    assert "no such customer" in json.loads(unknown.stderr)["error"]
+    assert c360(home, "--version").stdout.startswith("c360 ")

@@ -127,3 +127,21 @@ def test_the_cli_spells_the_platform_words_with_dashes() -> None:
     assert INTERACTION_KINDS.value("note") == ticket_events.INTERACTION_KIND_INTERNAL_NOTE
     with pytest.raises(argparse.ArgumentTypeError, match="must be one of phone, ivr"):
         TICKET_CHANNELS.parse("pigeon")
+
+
+def test_every_option_of_every_command_has_help() -> None:
+    import argparse
+
+    from c360_cli.main import build_parser
+
+    def missing(parser: argparse.ArgumentParser, path: str) -> list[str]:
+        found = []
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    found += missing(child, f"{path} {name}")
+            elif not action.help and action.dest != "help":
+                found.append(f"{path} {'/'.join(action.option_strings) or action.dest}")
+        return found
+
+    assert missing(build_parser(), "c360") == []
