@@ -117,11 +117,16 @@ async def open_stack(
     database_url: str,
     fresh_nats_url: str,
     postgres_url_for: Callable[[str], str] | None = None,
+    auth_secret: str | None = None,
 ) -> AsyncIterator[Stack]:
     """Every registered service in this process on one database and nats-server, until exit
     (started by the platform's supervisor, from the same `Deployment` as `c360 up`)."""
     deployment = Deployment.plan(
-        database_url, fresh_nats_url, fresh_ports=True, postgres_url_for=postgres_url_for
+        database_url,
+        fresh_nats_url,
+        fresh_ports=True,
+        postgres_url_for=postgres_url_for,
+        auth_secret=auth_secret,
     )
     hosts = await Supervisor(deployment, Path(os.devnull)).start_hosts()
     operator = deployment.token(auth.Role.OPERATOR, "test:operator")
