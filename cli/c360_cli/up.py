@@ -158,7 +158,12 @@ def run(args: argparse.Namespace) -> int:
                 home / "auth" / "postgres-roles.json",
                 [pgroles.role_name(database, s) for s in schemas.values()],
             )
-            role_urls = pgroles.prepare(runtime.postgres_url, schemas.values(), pg_passwords)
+            role_urls = pgroles.prepare(
+                runtime.postgres_url,
+                schemas.values(),
+                pg_passwords,
+                may_create_schemas=[schemas[registry.TIMELINE]],
+            )
 
             def postgres_url_for(name: str) -> str:
                 return role_urls[schemas[name]]

@@ -58,9 +58,17 @@ def load_passwords(path: Path, roles: Iterable[str]) -> dict[str, str]:
     return passwords
 
 
-def prepare(admin_url: str, schemas: Iterable[str], passwords: dict[str, str]) -> dict[str, str]:
+def prepare(
+    admin_url: str,
+    schemas: Iterable[str],
+    passwords: dict[str, str],
+    may_create_schemas: Iterable[str] = (),
+) -> dict[str, str]:
     """Create or update each schema's role, give it its schema and what is in it, and take
-    every other right from it; {schema: URL the service connects with}."""
+    every other right from it; {schema: URL the service connects with}. The roles of
+    `may_create_schemas` may also create schemas (the timeline rebuilds beside its live
+    read model, in a schema of its own, and swaps it in)."""
+    creators = set(may_create_schemas)
     database = database_of(admin_url)
     urls: dict[str, str] = {}
     with psycopg.connect(admin_url, autocommit=True) as conn:
@@ -77,9 +85,10 @@ def prepare(admin_url: str, schemas: Iterable[str], passwords: dict[str, str]) -
                     "{} ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION PASSWORD {}"
                 ).format(SQL(verb), Identifier(role), Literal(password))
             )
+            rights = "CONNECT, TEMPORARY, CREATE" if schema in creators else "CONNECT, TEMPORARY"
             conn.execute(
-                SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}").format(
-                    Identifier(database), Identifier(role)
+                SQL("GRANT {} ON DATABASE {} TO {}").format(
+                    SQL(rights), Identifier(database), Identifier(role)
                 )
             )
             conn.execute(

@@ -24,7 +24,9 @@ async def test_services_run_on_roles_that_reach_only_their_own_schema(
     passwords = pgroles.load_passwords(
         tmp_path / "roles.json", [pgroles.role_name(database, s) for s in schemas.values()]
     )
-    urls = pgroles.prepare(database_url, schemas.values(), passwords)
+    urls = pgroles.prepare(
+        database_url, schemas.values(), passwords, may_create_schemas=["timeline"]
+    )
     async with open_stack(database_url, fresh_nats_url, lambda name: urls[schemas[name]]) as stack:
         reply = await register(stack.customer, "Least Privilege", "lp@example.com")
         shown = await stack.timeline.GetTimeline(
@@ -34,6 +36,19 @@ async def test_services_run_on_roles_that_reach_only_their_own_schema(
             timeout=20,
         )
         assert [e.type for e in shown.entries] == ["customer.registered"]
+        # The timeline's role rebuilds beside the live read model and swaps it in.
+        rebuilt = [r async for r in stack.timeline.RebuildReadModel(tapi.RebuildReadModelRequest())]
+        assert rebuilt[-1].done
+        assert (
+            len(
+                (
+                    await stack.timeline.GetTimeline(
+                        tapi.GetTimelineRequest(customer_id=reply.result.aggregate_id)
+                    )
+                ).entries
+            )
+            == 1
+        )
     with psycopg.connect(urls["customer"], autocommit=True) as conn:
         assert conn.execute("SELECT count(*) FROM customer.customer_events").fetchone() == (1,)
         for refused in (
@@ -45,4 +60,4 @@ async def test_services_run_on_roles_that_reach_only_their_own_schema(
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(refused)
     # Preparing again (every `c360 up` does) changes nothing that works.
-    assert pgroles.prepare(database_url, schemas.values(), passwords) == urls
+    assert pgroles.prepare(database_url, schemas.values(), passwords, ["timeline"]) == urls

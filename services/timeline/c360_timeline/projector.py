@@ -32,7 +32,7 @@ from c360_platform.leader import lead, unless_stopped
 from c360_platform.locks import AdvisoryLock
 from c360_platform.streams import RECONNECT_WAIT, StreamSettings, ensure_stream
 from c360_timeline.inbound import ErpIntake
-from c360_timeline.readmodel import ReadModel
+from c360_timeline.readmodel import ReadModel, open_shadow, take_over
 
 _log = logging.getLogger(__name__)
 DURABLE = "timeline"
@@ -64,6 +64,7 @@ class Projector:
         self.durable = durable
         self.batch_size = batch_size
         self.directory = directory or SourceDirectory({})
+        self.postgres_url = postgres_url
         self.lock = AdvisoryLock(postgres_url, f"c360.projector.{durable}")
         self.nc: NATS | None = None
         self.js: JetStreamContext | None = None
@@ -224,7 +225,9 @@ class Projector:
             return await asyncio.to_thread(self.view.sweep, datetime.now(UTC) - SETTLE)
 
     async def rebuild(self) -> AsyncIterator[tuple[int, int]]:
-        """Empty the read model and replay every event into it, yielding (applied, total).
+        """Replay every event into a new read model beside the live one, then make it the
+        live one in one transaction, yielding (applied, total). Queries answer from the live
+        model all along (as it stood when the rebuild began) and from the new one after.
 
         The same path as any new subscriber from the start: the stream, and before it, what
         only the services' stores still hold. `total` is an estimate (the stream's messages)
@@ -238,26 +241,44 @@ class Projector:
             total = 0
             for name in (self.stream.name, self.intake.stream.name):
                 total += int((await self.js.stream_info(name)).state.messages)
-            await self.consumer.delete()
-            self.consumer = None
-            await self.intake.delete()
-            await asyncio.to_thread(self.view.truncate)
-            await self.connect()
-            consumer = self.consumer
-            assert consumer is not None
-            before = self.applied + self.intake.applied
-            yield 0, total
-            while True:
-                taken = await self.process_batch(timeout=0.5)
-                taken += await self.intake.process_batch(timeout=0.1)
-                applied = self.applied + self.intake.applied - before
-                if taken:
-                    yield applied, max(total, applied)
-                    continue
-                if consumer.filling or await consumer.pending():
-                    continue
-                if await self.intake.pending() == 0:
-                    break
-            await self.sweep()
+            live = self.view
+            shadow = await asyncio.to_thread(open_shadow, live, self.postgres_url)
+            await self._restart_consumers()
+            self.view = self.intake.view = shadow
+            done = False
+            try:
+                await self.connect()
+                consumer = self.consumer
+                assert consumer is not None
+                before = self.applied + self.intake.applied
+                yield 0, total
+                while True:
+                    taken = await self.process_batch(timeout=0.5)
+                    taken += await self.intake.process_batch(timeout=0.1)
+                    applied = self.applied + self.intake.applied - before
+                    if taken:
+                        yield applied, max(total, applied)
+                        continue
+                    if consumer.filling or await consumer.pending():
+                        continue
+                    if await self.intake.pending() == 0:
+                        break
+                await self.sweep()
+                await asyncio.to_thread(take_over, live, shadow)
+                done = True
+            finally:
+                self.view = self.intake.view = live  # its schema now holds the new tables
+                if not done:
+                    # The consumers moved on with the shadow: the live model resumes from
+                    # its own tracking (what it applied is skipped, nothing is lost).
+                    await self._restart_consumers()
             applied = self.applied + self.intake.applied - before
             yield applied, applied
+
+    async def _restart_consumers(self) -> None:
+        """Delete both durable consumers; `connect` makes them again from the read model's
+        applied positions."""
+        if self.consumer is not None:
+            await self.consumer.delete()
+            self.consumer = None
+        await self.intake.delete()

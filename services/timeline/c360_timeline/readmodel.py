@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+import psycopg
 from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresFactory
 from eventsourcing.utils import Environment
@@ -326,6 +327,33 @@ class ReadModel(TrackingRecorder):
                 (self.table_migration_identifier,),
             )
             return {r["application_name"]: int(r["p"]) for r in curs.fetchall()}
+
+
+def shadow_schema(schema: str) -> str:
+    """Where a rebuild fills the new read model beside the live one."""
+    return f"{schema}_rebuild"
+
+
+def open_shadow(live: ReadModel, postgres_url: str) -> ReadModel:
+    """An empty read model in the live one's shadow schema (an earlier, unfinished one is
+    dropped first), with the live one's churn rule."""
+    schema = shadow_schema(live.datastore.schema)
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(Identifier(schema)))
+    return open_read_model(postgres_url, schema, live.rule)
+
+
+def take_over(live: ReadModel, shadow: ReadModel) -> None:
+    """Make the shadow's tables the live schema's in one transaction (queries answer from
+    the old tables until it commits and from the new ones after), then drop the old ones."""
+    name, new = live.datastore.schema, shadow.datastore.schema
+    old = f"{name}_old"
+    with live.datastore.transaction(commit=True) as curs:
+        curs.execute(SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(Identifier(old)))
+        curs.execute(SQL("ALTER SCHEMA {} RENAME TO {}").format(Identifier(name), Identifier(old)))
+        curs.execute(SQL("ALTER SCHEMA {} RENAME TO {}").format(Identifier(new), Identifier(name)))
+    with live.datastore.transaction(commit=True) as curs:
+        curs.execute(SQL("DROP SCHEMA {} CASCADE").format(Identifier(old)))
 
 
 def open_read_model(
