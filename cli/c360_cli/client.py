@@ -91,9 +91,15 @@ def parse_addr(text: str) -> tuple[str, str]:
 
 
 def load_token(args: argparse.Namespace) -> str:
-    """--token, else $C360_TOKEN, else the operator's token `c360 up` wrote to HOME/auth."""
+    """--token, else $C360_TOKEN, else an operator's token signed with $C360_AUTH_SECRET (a
+    Job in the cluster), else the operator's token `c360 up` wrote to HOME/auth."""
     given = getattr(args, "token", "") or os.environ.get("C360_TOKEN", "")
-    return given or auth.home_token(Path(args.home))
+    if given:
+        return given
+    secret = os.environ.get("C360_AUTH_SECRET", "")
+    if secret:  # a Job in the cluster holds the deployment's secret, not a token
+        return auth.Authority(secret).issue("job:c360-cli", auth.Role.OPERATOR, valid_for=3600)
+    return auth.home_token(Path(args.home))
 
 
 def load_endpoints(args: argparse.Namespace) -> Endpoints:
