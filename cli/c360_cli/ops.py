@@ -136,8 +136,15 @@ def rebuild_job(name: str = "c360-timeline-rebuild", image: str = IMAGE) -> dict
         "timeline",
         "rebuild",
     ]
-    # It only calls the timeline's API: no database or NATS credentials.
+    # It only calls the timeline's API: no database or NATS credentials, only the token
+    # secret it signs its operator token with (RebuildReadModel is an operator's).
     made = job(name, command, role=None, labels={"app.kubernetes.io/component": "rebuild"})
+    made["spec"]["template"]["spec"]["containers"][0]["env"] = [
+        {
+            "name": "C360_AUTH_SECRET",
+            "valueFrom": {"secretKeyRef": {"name": AUTH_SECRET, "key": "secret"}},
+        }
+    ]
     made["spec"]["backoffLimit"] = 0
     made["spec"]["template"]["spec"]["containers"][0]["image"] = image
     return made
