@@ -479,7 +479,9 @@ def register(subparsers: Subparsers) -> None:
     p = sub.add_parser("list", help="list segments", description="List segments.")
     p.set_defaults(func=_segment_list)
     p = sub.add_parser(
-        "preview", help="size and sample of a condition tree, nothing saved", description=""
+        "preview",
+        help="size and sample of a condition tree, nothing saved",
+        description="Preview a condition tree: how many profiles match, and a sample.",
     )
     p.add_argument("--condition", required=True, type=condition_text, help=CONDITION_HELP)
     p.add_argument("--sample", type=whole_in(0, 100), default=10, metavar="N", help="sample size")
@@ -487,7 +489,9 @@ def register(subparsers: Subparsers) -> None:
     p = sub.add_parser("members", help="a segment's members, now or --as-of a time")
     p.add_argument("segment", metavar="SEGMENT", help="id or name")
     p.add_argument("--as-of", type=parse_time, metavar="TIME", help="membership then")
-    p.add_argument("--limit", type=whole_in(1, 1000), default=100, metavar="N")
+    p.add_argument(
+        "--limit", type=whole_in(1, 1000), default=100, metavar="N", help="at most N (default 100)"
+    )
     p.set_defaults(func=_segment_members)
     p = sub.add_parser("why", help="why a customer is (not) in a segment")
     p.add_argument("segment", metavar="SEGMENT", help="id or name")
