@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from uuid import UUID
@@ -22,10 +22,11 @@ from c360_platform.commands import (
     expected_version,
     parse_id,
 )
+from c360_platform.consistency import ConsistencyToken
 from c360_platform.envelope import timestamp
 from c360_platform.errors import InvalidArgument
 from c360_platform.servicer import CommandServicer, registration
-from c360_platform.store import RowQuery, where
+from c360_platform.store import CommandContext, CommandOutcome, RowQuery, where
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 R = TypeVar("R")
@@ -52,6 +53,21 @@ class MarketingServicer(CommandServicer[Any], api_grpc.MarketingServiceServicer)
         super().__init__(marketing.plans)
         self.marketing = marketing
         self.catch_up = catch_up
+
+    async def command(
+        self,
+        request: Any,
+        context: Ctx,
+        reply: Callable[..., R],
+        run: Callable[[CommandContext], CommandOutcome],
+        *,
+        extra: Sequence[str] = (),
+    ) -> R:
+        """A command on the plans (segments, campaigns): they are on no timeline, so the
+        reply carries no consistency token."""
+        answer = await super().command(request, context, reply, run, extra=extra)
+        answer.result.consistency_token = ""  # type: ignore[attr-defined]
+        return answer
 
     # -- segments ------------------------------------------------------------------------------
 
@@ -219,7 +235,9 @@ class MarketingServicer(CommandServicer[Any], api_grpc.MarketingServiceServicer)
         version = expected_version(request)
         ctx = command_context(name, request, context)
         outcome = await blocking(self.marketing.change_campaign, ctx, cid, version, act)
-        return reply(result=command_result(self.app.source, outcome))
+        result = command_result(self.app.source, outcome)
+        result.consistency_token = ""  # the plans are on no timeline
+        return reply(result=result)
 
     async def ApproveCampaign(
         self, request: api.ApproveCampaignRequest, context: Ctx
@@ -279,7 +297,11 @@ class MarketingServicer(CommandServicer[Any], api_grpc.MarketingServiceServicer)
         # Consent as of now: the profile facts brought up to the timeline's latest first.
         await self.catch_up()
         outcome, chosen = await blocking(self.marketing.send, ctx, cid, version, launch)
-        return reply(result=command_result(self.app.source, outcome), round=_round(chosen, outcome))
+        result = command_result(self.app.source, outcome)
+        # The touches are on the customers' timelines: wait for them with this token.
+        head = await blocking(self.marketing.people.head)
+        result.consistency_token = str(ConsistencyToken(self.marketing.people.source, head))
+        return reply(result=result, round=_round(chosen, outcome))
 
     async def LaunchCampaign(
         self, request: api.LaunchCampaignRequest, context: Ctx
