@@ -9,6 +9,7 @@ effect is committed and dropping repeats by event id, and JetStream publishes of
     python examples/erp_bridge.py debtors              # the debtor accounts
     python examples/erp_bridge.py invoice CUSTOMER_ID --amount 1250.00 [--currency EUR]
     python examples/erp_bridge.py pay INVOICE_NUMBER [--amount 500.00]
+    python examples/erp_bridge.py deliver [--drain]  # confirmed sales orders are delivered
 
 State lives in --db (default .c360/erp-bridge.sqlite); c360's addresses in --home/endpoints.json.
 """
@@ -36,6 +37,7 @@ from nats.js.errors import NotFoundError
 from c360.erp.v1 import erp_events_pb2 as erp
 from c360.events.v1 import customer_events_pb2 as customer_events
 from c360.events.v1 import envelope_pb2
+from c360.events.v1 import sales_order_events_pb2 as order_events
 
 DURABLE = "erp-bridge"
 STREAM = "C360"
@@ -53,7 +55,13 @@ CREATE TABLE IF NOT EXISTS payments (
   payment_reference TEXT PRIMARY KEY, invoice_number TEXT NOT NULL REFERENCES invoices,
   amount TEXT NOT NULL, received_on TEXT NOT NULL, event_id TEXT UNIQUE NOT NULL);
 CREATE TABLE IF NOT EXISTS applied_events (event_id TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS deliveries (
+  order_id TEXT PRIMARY KEY, order_number TEXT NOT NULL, customer_id TEXT NOT NULL,
+  delivery_reference TEXT NOT NULL, delivered_on TEXT NOT NULL, event_id TEXT UNIQUE NOT NULL);
 """
+ORDERS_DURABLE = "erp-bridge-orders"
+ORDERS_SUBJECT = "c360.sales.order.confirmed"
+_DELIVERY_NAMESPACE = uuid.UUID("b7d1e2f3-0a4b-4c5d-8e6f-c360e7b1de11")
 
 
 class BridgeError(Exception):
@@ -276,6 +284,77 @@ def receive_payment(
     return row
 
 
+async def deliver(home: Path, db_path: Path, drain: bool) -> int:
+    """Deliver every confirmed sales order in full and tell c360 (erp.order.delivered); the
+    delivery's event id derives from the order, so a repeat publishes the same event."""
+    nc = await nats.connect(erp_url(home), name=ORDERS_DURABLE)
+    js = nc.jetstream()
+    config = ConsumerConfig(
+        durable_name=ORDERS_DURABLE,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_policy=AckPolicy.EXPLICIT,
+        max_ack_pending=64,
+        filter_subject=ORDERS_SUBJECT,
+    )
+    delivered = 0
+    try:
+        sub = await js.pull_subscribe(
+            ORDERS_SUBJECT, durable=ORDERS_DURABLE, stream=STREAM, config=config
+        )
+        with ledger(db_path) as db:
+            while True:
+                try:
+                    msgs = await sub.fetch(64, timeout=1)
+                except TimeoutError:
+                    msgs = []
+                for msg in msgs:
+                    env = envelope_pb2.Envelope.FromString(msg.data)
+                    confirmed = order_events.OrderConfirmed()
+                    if env.payload.Unpack(confirmed):
+                        event = _delivery(db, env, confirmed)
+                        await js.publish(
+                            "erp.order.delivered",
+                            event.SerializeToString(),
+                            headers={"Nats-Msg-Id": event.event_id},
+                        )
+                        delivered += 1
+                    await msg.ack()
+                if drain and not msgs:
+                    info = await sub.consumer_info()
+                    if info.num_pending == 0 and info.num_ack_pending == 0:
+                        break
+    finally:
+        await nc.close()
+    print(json.dumps({"orders_delivered": delivered}))
+    return 0
+
+
+def _delivery(
+    db: sqlite3.Connection, env: envelope_pb2.Envelope, order: order_events.OrderConfirmed
+) -> erp.ErpEvent:
+    """The delivery of a confirmed order (recorded once in the ledger) as an ErpEvent."""
+    event_id = str(uuid.uuid5(_DELIVERY_NAMESPACE, env.aggregate_id))
+    reference = f"DN-{order.order_number.removeprefix('SO-')}"
+    with db:
+        db.execute(
+            "INSERT OR IGNORE INTO deliveries VALUES (?, ?, ?, ?, ?, ?)",
+            (env.aggregate_id, order.order_number, env.customer_id, reference,
+             date.today().isoformat(), event_id),
+        )  # fmt: skip
+    row = db.execute("SELECT * FROM deliveries WHERE order_id = ?", (env.aggregate_id,)).fetchone()
+    event = _event(env.customer_id, event_id)
+    event.order_delivered.CopyFrom(
+        erp.OrderDelivered(
+            order_id=env.aggregate_id,
+            order_number=order.order_number,
+            delivery_reference=row["delivery_reference"],
+            delivered_on=row["delivered_on"],
+            lines=[erp.DeliveredLine(line_id=x.line_id, quantity=x.quantity) for x in order.lines],
+        )
+    )
+    return event
+
+
 def debtors(db_path: Path) -> list[dict[str, Any]]:
     with ledger(db_path) as db:
         rows = db.execute(
@@ -303,6 +382,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--amount", required=True)
     p.add_argument("--currency", default="EUR")
     p.add_argument("--due-days", type=int, default=30)
+    p = sub.add_parser("deliver", help="deliver every confirmed sales order, tell c360")
+    p.add_argument("--drain", action="store_true", help="exit once caught up")
     p = sub.add_parser("pay", help="record a payment of an invoice and publish it to c360")
     p.add_argument("invoice_number")
     p.add_argument("--amount", help="default: what is still open")
@@ -311,6 +392,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "follow":
             return asyncio.run(follow(args.home, db_path, args.drain))
+        if args.command == "deliver":
+            return asyncio.run(deliver(args.home, db_path, args.drain))
         if args.command == "debtors":
             result: Any = debtors(db_path)
         elif args.command == "invoice":

@@ -42,6 +42,7 @@ from c360_cli.argtypes import positive_int
 from c360_cli.client import AsyncClient, CliError
 from c360_cli.marketing_demo import MarketingDemo
 from c360_cli.output import Output
+from c360_cli.sales_demo import SalesDemo
 from c360_cli.words import (
     CONSENT_CHANNELS,
     CONSENT_PURPOSES,
@@ -459,6 +460,7 @@ class DemoRun:
         self.at_risk: set[int] = set()
         """plan indexes of the customers the timeline flags as at risk."""
         self.stats = Stats()
+        self.sales: SalesDemo | None = None
         self.failure: BaseException | None = None
         self.marketing: MarketingDemo | None = None
 
@@ -794,6 +796,8 @@ class DemoRun:
         await self.phase("changing companies", [self.move_script(p) for p in movers])
         with_tickets = [p for p in plans if p.tickets]
         await self.phase("service-desk tickets", [self.tickets_script(p) for p in with_tickets])
+        self.sales = SalesDemo(self)
+        await self.sales.phases()
         self.marketing = MarketingDemo(self)
         await self.marketing.phases()
         await self.phase("asking the timeline", [self.profile_script(p) for p in plans])
@@ -837,6 +841,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "Register people and organisations with contact points, addresses, owners, tags, "
             "consent, contact persons and later changes, through the customer gRPC API; then "
             "service-desk tickets across channels (a few customers call four times: at risk); "
+            "then sales: a catalogue, price lists, leads, opportunities through the pipeline, "
+            "quotes, orders and their ERP deliveries; "
             "then marketing: payments that give a lifetime value, segments, two finished "
             "campaigns with costs and the provider's reports, and a running one. "
             "Deterministic for a seed; running it again changes nothing."
@@ -879,6 +885,7 @@ def _summary(plans: list[CustomerPlan], run: DemoRun, seed: int, seconds: float)
         "company_changes": run.stats.moves,
         "tickets": run.stats.tickets,
         "at_risk_customers": len(at_risk),
+        **(run.sales.summary() if run.sales else {}),
         "commands": run.stats.commands,
         "replayed": run.stats.replayed,
         "retries": run.stats.retries,
@@ -931,7 +938,14 @@ def run(args: argparse.Namespace) -> int:
             (k.replace("_", " "), v)
             for k, v in summary.items()
             if k
-            not in {"examples", "seed", "at_risk_examples", "ticket_examples", "marketing_examples"}
+            not in {
+                "examples",
+                "seed",
+                "at_risk_examples",
+                "ticket_examples",
+                "sales_examples",
+                "marketing_examples",
+            }
         ],
     )
     out.table(

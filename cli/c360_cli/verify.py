@@ -58,6 +58,8 @@ class Report:
     stored_events: int = 0
     timeline_entries: int = 0
     """Entries of the sources' events (what must match the stores one to one)."""
+    about_no_customer: int = 0
+    """Stored events about no customer (a product, a price list): tracked, no entry."""
     other_entries: int = 0
     """Entries no store holds: those the projection derives (the churn signal)."""
     missing: int = 0
@@ -76,6 +78,7 @@ class Report:
             "stored_events": self.stored_events,
             "timeline_entries": self.timeline_entries,
             "other_entries": self.other_entries,
+            "about_no_customer": self.about_no_customer,
             "missing": {"count": self.missing, "sample": self.missing_sample},
             "doubled": {"count": self.doubled, "sample": self.doubled_sample},
             "sources": self.per_source,
@@ -91,7 +94,10 @@ def compare(conn: psycopg.Connection[Any], sources: list[str]) -> Report:
     """One consistent comparison (a single repeatable-read snapshot) of stores and timeline."""
     report = Report()
     entries = sql.Identifier(TIMELINE_SCHEMA, "entries")
-    have_entries = _exists(conn, TIMELINE_SCHEMA, "entries")
+    tracking = sql.Identifier(TIMELINE_SCHEMA, "timeline_tracking")
+    have_entries = _exists(conn, TIMELINE_SCHEMA, "entries") and _exists(
+        conn, TIMELINE_SCHEMA, "timeline_tracking"
+    )
     if have_entries:
         row = conn.execute(
             sql.SQL("SELECT count(*) FILTER (WHERE source = ANY(%s)), count(*) FROM {}").format(
@@ -111,7 +117,7 @@ def compare(conn: psycopg.Connection[Any], sources: list[str]) -> Report:
         report.doubled_sample = [f"{s}:{p}" for s, p, _ in doubled[:SAMPLE]]
     for source in sources:
         schema, table = schema_for(source), events_table_for(source)
-        stats = {"stored_events": 0, "timeline_entries": 0, "missing": 0}
+        stats = {"stored_events": 0, "timeline_entries": 0, "about_no_customer": 0, "missing": 0}
         report.per_source[source] = stats
         if not _exists(conn, schema, table):
             continue
@@ -123,18 +129,31 @@ def compare(conn: psycopg.Connection[Any], sources: list[str]) -> Report:
                 sql.SQL("SELECT count(*) FROM {} WHERE source = %s").format(entries), (source,)
             ).fetchone()
             stats["timeline_entries"] = int(row[0]) if row else 0
+            # An event about no customer (a product, a price list) has no entry; the
+            # projection tracked it as applied in the transaction that would have written one.
             anti_join = sql.SQL(
                 "FROM {events} e WHERE NOT EXISTS"
                 " (SELECT 1 FROM {entries} t WHERE t.source = %s"
                 " AND t.position = e.notification_id)"
-            ).format(events=events, entries=entries)
-            row = conn.execute(sql.SQL("SELECT count(*) ") + anti_join, (source,)).fetchone()
+                " AND NOT EXISTS (SELECT 1 FROM {tracking} k WHERE k.application_name = %s"
+                " AND k.notification_id = e.notification_id)"
+            ).format(events=events, entries=entries, tracking=tracking)
+            row = conn.execute(sql.SQL("SELECT count(*) ") + anti_join, (source, source)).fetchone()
             stats["missing"] = int(row[0]) if row else 0
+            row = conn.execute(
+                sql.SQL(
+                    "SELECT count(*) FROM {events} e WHERE NOT EXISTS"
+                    " (SELECT 1 FROM {entries} t WHERE t.source = %s"
+                    " AND t.position = e.notification_id)"
+                ).format(events=events, entries=entries),
+                (source,),
+            ).fetchone()
+            stats["about_no_customer"] = (int(row[0]) if row else 0) - stats["missing"]
             sample = conn.execute(
                 sql.SQL("SELECT e.notification_id ")
                 + anti_join
                 + sql.SQL(" ORDER BY e.notification_id LIMIT %s"),
-                (source, SAMPLE),
+                (source, source, SAMPLE),
             ).fetchall()
         else:
             stats["missing"] = stats["stored_events"]
@@ -145,6 +164,7 @@ def compare(conn: psycopg.Connection[Any], sources: list[str]) -> Report:
                 (SAMPLE,),
             ).fetchall()
         report.stored_events += stats["stored_events"]
+        report.about_no_customer += stats["about_no_customer"]
         report.missing += stats["missing"]
         room = SAMPLE - len(report.missing_sample)
         report.missing_sample.extend(f"{source}:{r[0]}" for r in sample[: max(room, 0)])
@@ -191,6 +211,7 @@ def run(args: argparse.Namespace) -> int:
                 ["stored events", report.stored_events],
                 ["timeline entries", report.timeline_entries],
                 ["derived entries", report.other_entries],
+                ["events about no customer", report.about_no_customer],
                 ["missing", _counted(report.missing, report.missing_sample)],
                 ["doubled", _counted(report.doubled, report.doubled_sample)],
                 ["ok", report.ok],

@@ -32,6 +32,7 @@ AGGREGATES: dict[str, str] = {
     "PaymentReceived": "payment",
     "InvoiceOverdue": "invoice",
     "CreditLimitChanged": "credit_limit",
+    "OrderDelivered": "order",
 }
 """The ERP aggregate each payload is about; its subject is erp.<aggregate>.<event>."""
 
@@ -126,6 +127,17 @@ def _validate(case: str, event: Any, v: _Violations) -> str:
         v.money(p + "amount_due", event.amount_due, event.HasField("amount_due"))
         v.day(p + "due_date", event.due_date)
         return str(event.invoice_number)
+    if case == "order_delivered":
+        order = v.uuid(p + "order_id", event.order_id)
+        v.text(p + "delivery_reference", event.delivery_reference)
+        v.day(p + "delivered_on", event.delivered_on)
+        if not event.lines:
+            v.add(p + "lines", "at least one delivered line is required")
+        for i, line in enumerate(event.lines):
+            v.text(f"{p}lines[{i}].line_id", line.line_id)
+            if not _AMOUNT.match(line.quantity) or Decimal(line.quantity) <= 0:
+                v.add(f"{p}lines[{i}].quantity", "must be a decimal number more than zero")
+        return f"{order}:{event.delivery_reference}"
     v.money(p + "credit_limit", event.credit_limit, event.HasField("credit_limit"), positive=False)
     if event.HasField("previous_credit_limit"):
         v.money(p + "previous_credit_limit", event.previous_credit_limit, True, positive=False)

@@ -163,6 +163,12 @@ class ReadModel(TrackingRecorder):
                 return 0
             for e in fresh:
                 self._insert_tracking(curs, Tracking(e.source, e.position))
+            # Events about no customer (a product, a price list, a lead not yet linked) are
+            # tracked as applied but make no entry: a timeline is a customer's.
+            unattached = sum(1 for e in fresh if not e.customer_id)
+            fresh = [e for e in fresh if e.customer_id]
+            if not fresh:
+                return unattached
             # One event at two positions (an ERP message sent twice) takes effect once.
             curs.execute(
                 SQL("SELECT event_id FROM {} WHERE event_id = ANY(%s::uuid[])").format(
@@ -174,7 +180,7 @@ class ReadModel(TrackingRecorder):
             first = {e.event_id: e for e in reversed(fresh) if e.event_id not in known}
             fresh = [e for e in fresh if first.get(e.event_id) is e]
             if not fresh:
-                return 0
+                return unattached
             customer_ids = sorted({e.customer_id for e in fresh})
             curs.execute(
                 SQL(
@@ -191,7 +197,7 @@ class ReadModel(TrackingRecorder):
                 rows.extend([e, *observe(profile, e, self.rule)])
                 profiles[e.customer_id] = profile
             self._write(curs, rows, [profiles[cid] for cid in customer_ids])
-        return len(fresh)
+        return len(fresh) + unattached
 
     def sweep(self, now: datetime) -> int:
         """Clear the at-risk flags whose window has passed by `now`, each with its timeline

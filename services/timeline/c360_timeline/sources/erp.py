@@ -43,6 +43,9 @@ SUMMARIES: dict[str, Callable[[Doc], str]] = {
     "c360.erp.v1.CreditLimitChanged": lambda d: (
         f"Credit limit set to {_money(d.get('credit_limit', {}))}"
     ),
+    "c360.erp.v1.OrderDelivered": lambda d: (
+        f"ERP delivered order {d.get('order_number', '')} ({d.get('delivery_reference', '')})"
+    ),
 }
 
 

@@ -1,0 +1,165 @@
+"""Customers as sales sees them, over gRPC only (never another service's code): registering a
+lead's customer with the customer service (its address from the deployment's service
+addresses, C360_SERVICES), and finding the customers a lead may already be (the timeline's
+SearchCustomers by e-mail, phone and name, at C360_TIMELINE_ADDR)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import grpc
+
+from c360.customer.v1 import customer_service_pb2 as capi
+from c360.customer.v1 import customer_service_pb2_grpc as capi_grpc
+from c360.events.v1 import customer_events_pb2 as cev
+from c360.timeline.v1 import timeline_service_pb2 as tapi
+from c360.timeline.v1 import timeline_service_pb2_grpc as tapi_grpc
+from c360_platform.errors import InvalidArgument, PreconditionFailed, Unavailable
+
+CUSTOMER_SERVICE = "customer"
+
+
+@dataclass(frozen=True)
+class NewCustomer:
+    """What a lead tells about the customer to register."""
+
+    request_id: str
+    """Derived from the lead, so a retried conversion registers the same customer."""
+    organisation: bool
+    display_name: str
+    emails: tuple[str, ...]
+    phones: tuple[str, ...]
+    owner_id: str
+    acquisition_source: str
+    acquisition_channel: str
+
+
+class CustomerRegistry(Protocol):
+    """Registers customers (the port ConvertLead uses)."""
+
+    async def register(self, customer: NewCustomer) -> str: ...
+
+
+class GrpcCustomerRegistry:
+    """The customer service's RegisterCustomer at `address` (host:port)."""
+
+    def __init__(self, address: str, *, timeout: float = 5.0) -> None:
+        self.address = address
+        self.timeout = timeout
+        self._channel: grpc.aio.Channel | None = None
+
+    def _stub(self) -> capi_grpc.CustomerServiceAsyncStub:
+        if not self.address:
+            raise Unavailable("no customer service address (C360_SERVICES has no 'customer')")
+        if self._channel is None:
+            self._channel = grpc.aio.insecure_channel(
+                self.address, options=[("grpc.enable_http_proxy", 0)]
+            )
+        return capi_grpc.CustomerServiceStub(self._channel)
+
+    async def register(self, customer: NewCustomer) -> str:
+        kind = (
+            cev.CustomerKind.CUSTOMER_KIND_ORGANISATION
+            if customer.organisation
+            else cev.CustomerKind.CUSTOMER_KIND_PERSON
+        )
+        request = capi.RegisterCustomerRequest(
+            request_id=customer.request_id,
+            kind=kind,
+            display_name=customer.display_name,
+            emails=customer.emails,
+            phones=customer.phones,
+            owner_id=customer.owner_id,
+            acquisition_source=customer.acquisition_source,
+            acquisition_channel=customer.acquisition_channel,
+        )
+        try:
+            reply = await self._stub().RegisterCustomer(request, timeout=self.timeout)
+        except grpc.aio.AioRpcError as exc:
+            code = exc.code()
+            if code == grpc.StatusCode.INVALID_ARGUMENT:
+                raise InvalidArgument.one(
+                    "register_customer",
+                    f"the customer service refused the lead's data: {exc.details()}",
+                ) from None
+            if code in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.ALREADY_EXISTS):
+                raise PreconditionFailed(f"the customer service refused: {exc.details()}") from None
+            raise Unavailable(
+                f"the customer service at {self.address} answered {code.name}; retry"
+            ) from None
+        return str(reply.result.aggregate_id)
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close(None)
+            self._channel = None
+
+
+@dataclass(frozen=True)
+class Match:
+    """A customer a lead may already be, and what matched."""
+
+    customer_id: str
+    display_name: str
+    kind: str
+    matched_on: tuple[str, ...]
+
+
+MATCH_ORDER = {"email": 0, "phone": 1, "name": 2}
+
+
+class CustomerSearch(Protocol):
+    """Finds customers by an e-mail, a phone or a name prefix (the port lead matching uses)."""
+
+    async def search(self, text: str) -> list[tuple[str, str, str, str]]: ...
+
+
+class TimelineSearch:
+    """The timeline's SearchCustomers at `address`: (customer id, name, kind, matched on)."""
+
+    def __init__(self, address: str, *, timeout: float = 3.0) -> None:
+        self.address = address
+        self.timeout = timeout
+        self._channel: grpc.aio.Channel | None = None
+
+    async def search(self, text: str) -> list[tuple[str, str, str, str]]:
+        if self._channel is None:
+            self._channel = grpc.aio.insecure_channel(
+                self.address, options=[("grpc.enable_http_proxy", 0)]
+            )
+        stub = tapi_grpc.TimelineServiceStub(self._channel)
+        try:
+            reply = await stub.SearchCustomers(
+                tapi.SearchCustomersRequest(text=text, limit=20), timeout=self.timeout
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise Unavailable(
+                f"the timeline service at {self.address} answered {exc.code().name}; retry"
+            ) from None
+        return [(h.customer_id, h.display_name, h.kind, h.matched_on) for h in reply.hits]
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close(None)
+            self._channel = None
+
+
+async def matches(search: CustomerSearch, texts: list[str]) -> list[Match]:
+    """The customers found for any of `texts` (the lead's e-mail, phone, names), the strongest
+    evidence first (e-mail, phone, name), then by name."""
+    found: dict[str, tuple[str, str, set[str]]] = {}
+    for text in texts:
+        if not text.strip():
+            continue
+        for customer_id, name, kind, matched_on in await search.search(text):
+            entry = found.setdefault(customer_id, (name, kind, set()))
+            entry[2].add(matched_on)
+    ranked = sorted(
+        found.items(),
+        key=lambda item: (min(MATCH_ORDER.get(m, 3) for m in item[1][2]), item[1][0], item[0]),
+    )
+    return [
+        Match(cid, name, kind, tuple(sorted(on, key=lambda m: MATCH_ORDER.get(m, 3))))
+        for cid, (name, kind, on) in ranked
+    ]

@@ -1,0 +1,177 @@
+"""Sales follows ERP: a durable consumer of erp.> (the ERP stream) records each delivery ERP
+reports on an order, and for each overdue invoice schedules a follow-up call with the
+customer's responsible employee (the owner in the customer's profile, read from the timeline),
+so the customer lands on that employee's call list. Each is one command whose request id is
+the ERP event id, so a resend changes nothing; the message is acknowledged only then. A
+message that names no order of ours, or that the order's state refuses, is logged by ids and
+acknowledged: the timeline dead-letters malformed ones."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, date
+
+import nats
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from c360.erp.v1 import erp_events_pb2 as erp
+from c360_platform.commands import blocking
+from c360_platform.errors import C360Error
+from c360_platform.leader import sleep_or_stop, unless_stopped
+from c360_platform.store import CommandContext, fingerprint
+from c360_platform.streams import StreamSettings, ensure_stream
+from c360_sales.application import SalesApplication
+
+_log = logging.getLogger(__name__)
+SUBJECT = "erp.>"
+DURABLE = "sales-erp"
+
+OwnerOf = Callable[[str], Awaitable[str]]
+"""The responsible employee of a customer ("" when unknown)."""
+
+
+class ErpOrderFollower:
+    """Applies ERP's order deliveries to the sales orders."""
+
+    def __init__(
+        self, app: SalesApplication, nats_url: str, owner_of: OwnerOf, *, batch_size: int = 64
+    ) -> None:
+        self.app = app
+        self.owner_of = owner_of
+        self.nats_url = nats_url
+        self.batch_size = batch_size
+        self.stream = StreamSettings.inbound()
+        self.nc: Client | None = None
+        self.applied = 0
+
+    async def _subscribe(self) -> JetStreamContext.PullSubscription:
+        self.nc = await nats.connect(
+            self.nats_url, name="c360-sales-erp", max_reconnect_attempts=-1
+        )
+        js = self.nc.jetstream()
+        await ensure_stream(js, self.stream)
+        return await js.pull_subscribe(
+            SUBJECT,
+            durable=DURABLE,
+            stream=self.stream.name,
+            config=ConsumerConfig(
+                durable_name=DURABLE,
+                deliver_policy=DeliverPolicy.ALL,
+                ack_policy=AckPolicy.EXPLICIT,
+                ack_wait=30,
+                max_ack_pending=self.batch_size,
+                filter_subject=SUBJECT,
+            ),
+        )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Follow until `stop`; reconnect a second after a failure."""
+        while not stop.is_set():
+            try:
+                sub = await self._subscribe()
+                while not stop.is_set():
+                    try:
+                        msgs = await unless_stopped(stop, sub.fetch(self.batch_size, timeout=1.0))
+                    except (TimeoutError, nats.errors.TimeoutError):
+                        continue
+                    for msg in msgs or []:
+                        await self.handle(msg)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                _log.exception("following ERP orders failed; retrying")
+                await sleep_or_stop(stop, 1.0)
+            finally:
+                await self.close()
+
+    async def handle(self, msg: Msg) -> None:
+        event = erp.ErpEvent()
+        try:
+            event.ParseFromString(msg.data)
+        except Exception:
+            await msg.ack()
+            return
+        case = event.WhichOneof("event")
+        if case == "order_delivered":
+            await self.apply(event)
+        elif case == "invoice_overdue":
+            await self.follow_up(event)
+        await msg.ack()
+
+    async def follow_up(self, event: erp.ErpEvent) -> bool:
+        """A call for the customer's responsible employee about an overdue invoice."""
+        d = event.invoice_overdue
+        ctx = CommandContext(
+            command="ScheduleActivity",
+            request_id=f"erp:{event.event_id}",
+            fingerprint=fingerprint(event.SerializeToString(deterministic=True)),
+            correlation_id=event.event_id,
+            causation_id=event.event_id,
+        )
+        try:
+            owner = await self.owner_of(event.customer_id)
+            await blocking(
+                self.app.schedule_activity,
+                ctx,
+                kind="call",
+                subject=(
+                    f"Invoice {d.invoice_number} is {d.days_overdue} days overdue"
+                    f" ({d.amount_due.amount} {d.amount_due.currency}): call the customer"
+                ),
+                due_at=event.occurred_at.ToDatetime(tzinfo=UTC),
+                agent_id=owner,
+                customer_id=event.customer_id,
+                origin=f"erp invoice overdue {d.invoice_number}",
+            )
+        except (ValueError, C360Error) as exc:
+            _log.warning(
+                "ERP overdue invoice %s: no follow-up: %s", event.event_id, type(exc).__name__
+            )
+            return False
+        return True
+
+    async def apply(self, event: erp.ErpEvent) -> bool:
+        """Record one delivery; False (logged) when it names no order of ours or is refused."""
+        d = event.order_delivered
+        ctx = CommandContext(
+            command="RecordFulfilment",
+            request_id=f"erp:{event.event_id}",
+            fingerprint=fingerprint(event.SerializeToString(deterministic=True)),
+            correlation_id=event.event_id,
+            causation_id=event.event_id,
+        )
+        try:
+            order_id = uuid.UUID(d.order_id)
+            on = date.fromisoformat(d.delivered_on)
+            await blocking(
+                self.app.record_fulfilment,
+                ctx,
+                order_id,
+                erp_event_id=event.event_id,
+                delivered={line.line_id: line.quantity for line in d.lines},
+                reference=d.delivery_reference,
+                on=on,
+            )
+        except (ValueError, C360Error) as exc:
+            _log.warning(
+                "ERP delivery %s for order %s not recorded: %s",
+                event.event_id,
+                d.order_id,
+                type(exc).__name__,
+            )
+            return False
+        self.applied += 1
+        return True
+
+    async def close(self) -> None:
+        if self.nc is not None:
+            with contextlib.suppress(Exception):
+                await self.nc.close()
+            self.nc = None

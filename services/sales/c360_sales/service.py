@@ -1,0 +1,65 @@
+"""Composition root of the sales service: settings -> application, relay, ERP follower,
+quote expiry, gRPC host."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from c360_platform import rpc
+from c360_platform.commands import blocking
+from c360_platform.config import Settings
+from c360_platform.context import ContextReader
+from c360_platform.eventlog import publish_events
+from c360_platform.leader import sleep_or_stop
+from c360_platform.pgstore import open_application
+from c360_sales.api import servicer_registration
+from c360_sales.application import SalesApplication
+from c360_sales.contract import CONTRACT
+from c360_sales.customers import CUSTOMER_SERVICE, GrpcCustomerRegistry, TimelineSearch
+from c360_sales.erp_orders import ErpOrderFollower
+
+ROUND_SECONDS = 600.0
+"""How often quotes past their date expire and customers' classes are recorded (and once at
+start). Both follow dates (days), so ten minutes late is soon enough."""
+_log = logging.getLogger(__name__)
+
+
+def build(settings: Settings) -> rpc.ServiceHost:
+    app = open_application(SalesApplication, settings)
+    customers = GrpcCustomerRegistry(settings.services.get(CUSTOMER_SERVICE, ""))
+    host = rpc.ServiceHost.for_settings(settings)
+    search = TimelineSearch(settings.timeline_addr)
+    host.add(*servicer_registration(app, customers, search))
+    host.on_close.append(customers.close)
+    host.on_close.append(search.close)
+    context = ContextReader(settings.timeline_addr)
+    host.on_close.append(context.close)
+
+    async def owner_of(customer_id: str) -> str:
+        """The customer's responsible employee: its owner, else its latest deal's owner."""
+        found = await context.read(customer_id)
+        if not found.available or found.profile is None:
+            return ""
+        sales = found.profile.attributes.fields.get("sales")
+        deal_owner = sales.struct_value.fields.get("owner_id") if sales else None
+        return found.profile.owner_id or (deal_owner.string_value if deal_owner else "")
+
+    follower = ErpOrderFollower(app, settings.nats_url, owner_of)
+    host.background.append(follower.run)
+    host.parts.update(erp_follower=follower)
+
+    async def expire_quotes(stop: asyncio.Event) -> None:
+        """At start and every ROUND_SECONDS: sent quotes past their validity date expire, and
+        customers' classes that started or ended are recorded (an event each)."""
+        while not stop.is_set():
+            try:
+                await blocking(app.expire_quotes)
+                await blocking(app.reclassify)
+            except Exception:  # another replica's change first, a store hiccup: next round
+                _log.warning("quote expiry or reclassification failed; retrying", exc_info=True)
+            await sleep_or_stop(stop, ROUND_SECONDS)
+
+    host.background.append(expire_quotes)
+    publish_events(host, app, CONTRACT, settings)
+    return host

@@ -1,0 +1,883 @@
+"""The sales application and API in memory: leads from capture to conversion (with a fake of
+our own customer-registry port), assignment rules, opportunities, quotes priced from a price
+list, orders and ERP deliveries, the pipeline and forecast as of a past time; bad input,
+illegal transitions, idempotent replay and nothing stored on a refusal."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from c360.erp.v1 import erp_events_pb2 as erp
+from c360.events.v1 import sales_activity_events_pb2 as aev
+from c360.events.v1 import sales_events_pb2 as lev
+from c360.events.v1 import sales_opportunity_events_pb2 as oev
+from c360.events.v1 import sales_order_events_pb2 as ordev
+from c360.events.v1 import sales_pipeline_events_pb2 as pev
+from c360.events.v1 import sales_price_list_events_pb2 as prev
+from c360.events.v1 import sales_quote_events_pb2 as qev
+from c360.events.v1 import sales_team_events_pb2 as tev
+from c360.sales.v1 import sales_service_pb2 as sapi
+from c360_platform.errors import NotFound, PreconditionFailed, VersionConflict
+from c360_platform.store import CommandContext
+from c360_sales.api import SalesServicer
+from c360_sales.application import SalesApplication
+from c360_sales.contract import CONTRACT
+from c360_sales.customers import NewCustomer
+from c360_sales.domain import named_id
+from c360_sales.erp_orders import ErpOrderFollower
+
+from .support import CALL, Clock, bad_fields, refused
+
+
+class FakeCustomers:
+    """Our own port, faked: remembers registrations by request id (as the service does)."""
+
+    def __init__(self) -> None:
+        self.registered: dict[str, tuple[str, NewCustomer]] = {}
+
+    async def register(self, customer: NewCustomer) -> str:
+        found = self.registered.get(customer.request_id)
+        if found is None:
+            found = (str(uuid4()), customer)
+            self.registered[customer.request_id] = found
+        return found[0]
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
+
+
+@pytest.fixture
+def customers() -> FakeCustomers:
+    return FakeCustomers()
+
+
+@pytest.fixture
+def sales(clock: Clock, customers: FakeCustomers) -> SalesServicer:
+    return SalesServicer(SalesApplication.in_memory(clock=clock), customers)
+
+
+STAGES = [
+    pev.PipelineStage(key="qualification", name="Qualification", probability=10),
+    pev.PipelineStage(key="proposal", name="Proposal", probability=40),
+    pev.PipelineStage(key="negotiation", name="Negotiation", probability=70),
+    pev.PipelineStage(key="won", name="Won", won=True),
+    pev.PipelineStage(key="lost", name="Lost", lost=True),
+]
+
+
+async def setup_catalogue(sales: SalesServicer) -> None:
+    await sales.DefinePipeline(sapi.DefinePipelineRequest(name="default", stages=STAGES), CALL)
+    for sku, category, price, cost in (
+        ("ROUTER-X", "hardware", "200.00", "120.00"),
+        ("SUPPORT-Y", "services", "50.00", "20.00"),
+    ):
+        await sales.DefineProduct(
+            sapi.DefineProductRequest(
+                sku=sku,
+                name=sku.title(),
+                category=category,
+                list_price=lev.SalesMoney(currency="EUR", amount=price),
+                cost=cost,
+            ),
+            CALL,
+        )
+    await sales.DefinePriceList(
+        sapi.DefinePriceListRequest(
+            name="standard",
+            currency="EUR",
+            rules=[
+                prev.PriceRule(
+                    rule_id="hw-10",
+                    scope=prev.PRICE_SCOPE_CATEGORY,
+                    target="hardware",
+                    computation=prev.PRICE_COMPUTATION_FORMULA,
+                    base=prev.PRICE_BASE_LIST_PRICE,
+                    discount_percent="10",
+                    rounding="1",
+                    surcharge="0.5",
+                ),
+            ],
+        ),
+        CALL,
+    )
+
+
+def phone_lead(**extra: Any) -> sapi.CaptureLeadRequest:
+    fields: dict[str, Any] = {
+        "channel": lev.LEAD_CHANNEL_PHONE,
+        "person_name": "Anna Berg",
+        "company_name": "Berg Logistics",
+        "email": "anna@berg.example",
+        "phone": "+41 44 123 45 67",
+        "position": "Head of Purchasing",
+        "industry": "Logistics",
+        "territory": "CH-North",
+        "interest_products": ["ROUTER-X"],
+        "estimated_value": lev.SalesMoney(currency="EUR", amount="5000"),
+    }
+    fields.update(extra)
+    return sapi.CaptureLeadRequest(**fields)
+
+
+async def captured(sales: SalesServicer, **extra: Any) -> str:
+    return str((await sales.CaptureLead(phone_lead(**extra), CALL)).result.aggregate_id)
+
+
+def stored(sales: SalesServicer) -> int:
+    return sales.app.head()
+
+
+async def test_a_phone_lead_is_assigned_qualified_and_converted_into_a_new_customer(
+    sales: SalesServicer, customers: FakeCustomers
+) -> None:
+    await setup_catalogue(sales)
+    lead_id = await captured(sales)
+    lead = (await sales.GetLead(sapi.GetLeadRequest(lead_id=lead_id), CALL)).lead
+    assert (lead.state, lead.territory, lead.industry) == (
+        lev.LEAD_STATE_NEW,
+        "ch-north",
+        "logistics",
+    )
+    assert lead.phone == "+41441234567"
+    await sales.AssignLead(sapi.AssignLeadRequest(lead_id=lead_id, agent_id="emp-7"), CALL)
+    await sales.QualifyLead(sapi.QualifyLeadRequest(lead_id=lead_id, note="budget ok"), CALL)
+    request = sapi.ConvertLeadRequest(
+        request_id="conv-1", lead_id=lead_id, register_customer=True, pipeline_id="default"
+    )
+    reply = await sales.ConvertLead(request, CALL)
+    again = await sales.ConvertLead(request, CALL)
+    assert again.result.replayed
+    assert again.opportunity_id == reply.opportunity_id
+    assert again.customer_id == reply.customer_id
+    assert reply.customer_registered
+    ((customer_id, new),) = customers.registered.values()
+    assert reply.customer_id == customer_id
+    assert (new.display_name, new.organisation, new.owner_id) == ("Berg Logistics", True, "emp-7")
+    assert new.emails == ("anna@berg.example",)
+    assert new.acquisition_channel == "phone"
+    o = (
+        await sales.GetOpportunity(
+            sapi.GetOpportunityRequest(opportunity_id=reply.opportunity_id), CALL
+        )
+    ).opportunity
+    assert (o.customer_id, o.stage, o.probability, o.owner_id) == (
+        customer_id,
+        "qualification",
+        10,
+        "emp-7",
+    )
+    assert (o.amount.amount, o.weighted_amount, o.lead_id) == ("5000", "500.00", lead_id)
+    lead = (await sales.GetLead(sapi.GetLeadRequest(lead_id=lead_id), CALL)).lead
+    assert (lead.state, lead.customer_id) == (lev.LEAD_STATE_CONVERTED, customer_id)
+
+
+async def test_lead_state_machine_refuses_illegal_transitions_and_stores_nothing(
+    sales: SalesServicer,
+) -> None:
+    await setup_catalogue(sales)
+    lead_id = await captured(sales)
+    before = stored(sales)
+    error = await refused(
+        sales.ConvertLead(
+            sapi.ConvertLeadRequest(
+                lead_id=lead_id, customer_id=str(uuid4()), pipeline_id="default"
+            ),
+            CALL,
+        ),
+        PreconditionFailed,
+    )
+    assert "is new: cannot convert it (only when qualified)" in str(error)
+    await refused(
+        sales.ReopenLead(sapi.ReopenLeadRequest(lead_id=lead_id), CALL), PreconditionFailed
+    )
+    assert stored(sales) == before
+    await sales.DisqualifyLead(
+        sapi.DisqualifyLeadRequest(
+            lead_id=lead_id, reason=lev.DISQUALIFY_REASON_LOST_TO_COMPETITOR, competitor="Acme"
+        ),
+        CALL,
+    )
+    error = await refused(sales.QualifyLead(sapi.QualifyLeadRequest(lead_id=lead_id), CALL))
+    assert "is disqualified" in str(error)
+    await sales.ReopenLead(sapi.ReopenLeadRequest(lead_id=lead_id, reason="called back"), CALL)
+    lead = (await sales.GetLead(sapi.GetLeadRequest(lead_id=lead_id), CALL)).lead
+    assert lead.state == lev.LEAD_STATE_NEW
+    assert await bad_fields(
+        sales.DisqualifyLead(sapi.DisqualifyLeadRequest(lead_id=lead_id), CALL)
+    ) == ["reason"]
+    with pytest.raises(VersionConflict):
+        await sales.QualifyLead(sapi.QualifyLeadRequest(lead_id=lead_id, expected_version=1), CALL)
+
+
+async def test_capture_names_every_bad_field(sales: SalesServicer) -> None:
+    before = stored(sales)
+    fields = await bad_fields(
+        sales.CaptureLead(
+            sapi.CaptureLeadRequest(
+                channel=lev.LEAD_CHANNEL_CAMPAIGN,
+                email="not-an-address",
+                estimated_value=lev.SalesMoney(currency="XYZ", amount="-5"),
+            ),
+            CALL,
+        )
+    )
+    assert fields == [
+        "campaign_id",
+        "email",
+        "estimated_value.amount",
+        "estimated_value.currency",
+        "person_name",
+    ]
+    assert await bad_fields(sales.CaptureLead(sapi.CaptureLeadRequest(person_name="x"), CALL)) == [
+        "channel"
+    ]
+    assert stored(sales) == before
+    campaign = str(uuid4())
+    lead_id = await captured(sales, channel=lev.LEAD_CHANNEL_CAMPAIGN, campaign_id=campaign)
+    page = await sales.ListLeads(sapi.ListLeadsRequest(campaign_id=campaign), CALL)
+    assert [lead.lead_id for lead in page.leads] == [lead_id]
+
+
+async def test_leads_are_assigned_round_robin_by_territory_and_by_capacity(
+    sales: SalesServicer,
+) -> None:
+    members = [
+        tev.TeamMember(agent_id="emp-1", territories=["ch-north"], capacity=1),
+        tev.TeamMember(agent_id="emp-2", territories=["ch-south"], capacity=5),
+        tev.TeamMember(agent_id="emp-3", territories=["ch-north"], capacity=5),
+    ]
+    await sales.DefineSalesTeam(sapi.DefineSalesTeamRequest(name="north", members=members), CALL)
+
+    async def assign(rule: Any, **lead: Any) -> str:
+        lead_id = await captured(sales, team="north", **lead)
+        reply = await sales.AssignLead(sapi.AssignLeadRequest(lead_id=lead_id, rule=rule), CALL)
+        return reply.agent_id
+
+    rr = lev.ASSIGNMENT_RULE_ROUND_ROBIN
+    assert [await assign(rr) for _ in range(4)] == ["emp-1", "emp-2", "emp-3", "emp-1"]
+    by_territory = lev.ASSIGNMENT_RULE_TERRITORY
+    assert [await assign(by_territory, territory="CH-North") for _ in range(2)] == [
+        "emp-3",
+        "emp-1",
+    ]
+    error = await refused(
+        sales.AssignLead(
+            sapi.AssignLeadRequest(
+                lead_id=await captured(sales, team="north", territory="at"), rule=by_territory
+            ),
+            CALL,
+        ),
+        PreconditionFailed,
+    )
+    assert "covers territory at" in str(error)
+    # emp-1 holds 3 open leads (capacity 1): full; emp-2 holds 1, emp-3 holds 2 of 5.
+    assert await assign(lev.ASSIGNMENT_RULE_CAPACITY) == "emp-2"
+    lead_id = await captured(sales)
+    await refused(
+        sales.AssignLead(sapi.AssignLeadRequest(lead_id=lead_id, rule=rr), CALL)
+    )  # no team on the lead and none given
+    await refused(
+        sales.AssignLead(sapi.AssignLeadRequest(lead_id=lead_id, rule=rr, team="south"), CALL),
+        NotFound,
+    )
+
+
+async def open_deal(sales: SalesServicer, customer_id: str, amount: str = "10000") -> str:
+    reply = await sales.OpenOpportunity(
+        sapi.OpenOpportunityRequest(
+            customer_id=customer_id,
+            name="Routers for Berg",
+            pipeline="default",
+            owner_id="emp-7",
+            amount=lev.SalesMoney(currency="EUR", amount=amount),
+            expected_close="2026-04-15",
+        ),
+        CALL,
+    )
+    return str(reply.result.aggregate_id)
+
+
+def ts(at: datetime) -> Timestamp:
+    out = Timestamp()
+    out.FromDatetime(at)
+    return out
+
+
+async def test_opportunity_moves_wins_and_the_pipeline_as_of_before_the_win_shows_it_open(
+    sales: SalesServicer, clock: Clock
+) -> None:
+    await setup_catalogue(sales)
+    oid = await open_deal(sales, str(uuid4()))
+    await sales.MoveOpportunityStage(
+        sapi.MoveOpportunityStageRequest(opportunity_id=oid, stage="proposal"), CALL
+    )
+    o = (
+        await sales.GetOpportunity(sapi.GetOpportunityRequest(opportunity_id=oid), CALL)
+    ).opportunity
+    assert (o.stage, o.probability, o.manual_probability) == ("proposal", 40, False)
+    await sales.UpdateOpportunity(
+        sapi.UpdateOpportunityRequest(
+            opportunity_id=oid, probability=55, forecast_category=oev.FORECAST_CATEGORY_COMMIT
+        ),
+        CALL,
+    )
+    await sales.MoveOpportunityStage(
+        sapi.MoveOpportunityStageRequest(opportunity_id=oid, stage="negotiation"), CALL
+    )
+    o = (
+        await sales.GetOpportunity(sapi.GetOpportunityRequest(opportunity_id=oid), CALL)
+    ).opportunity
+    assert (o.probability, o.manual_probability) == (55, True)  # a manual probability stays
+    pipeline = await sales.GetPipeline(sapi.GetPipelineRequest(), CALL)
+    assert [(r.stage, r.count, r.amount, r.weighted_amount) for r in pipeline.rows] == [
+        ("negotiation", 1, "10000.00", "5500.00")
+    ]
+    forecast = await sales.GetForecast(sapi.GetForecastRequest(period="quarter"), CALL)
+    assert [(r.period, r.forecast_category, r.weighted_amount) for r in forecast.rows] == [
+        ("2026-Q2", oev.FORECAST_CATEGORY_COMMIT, "5500.00")
+    ]
+    await asyncio.sleep(0.01)
+    before_win = datetime.now(UTC)
+    await asyncio.sleep(0.01)
+    clock.advance(days=10)
+    error = await refused(
+        sales.MoveOpportunityStage(
+            sapi.MoveOpportunityStageRequest(opportunity_id=oid, stage="won"), CALL
+        ),
+        PreconditionFailed,
+    )
+    assert "win or lose it instead" in str(error)
+    await sales.WinOpportunity(
+        sapi.WinOpportunityRequest(opportunity_id=oid, actual_amount="9500"), CALL
+    )
+    o = (
+        await sales.GetOpportunity(sapi.GetOpportunityRequest(opportunity_id=oid), CALL)
+    ).opportunity
+    assert (o.state, o.stage, o.forecast_category, o.actual_amount.amount) == (
+        oev.OPPORTUNITY_STATE_WON,
+        "won",
+        oev.FORECAST_CATEGORY_WON,
+        "9500",
+    )
+    assert [v.stage for v in o.stage_history] == ["qualification", "proposal", "negotiation", "won"]
+    assert o.stage_history[2].seconds == 10 * 24 * 3600
+    assert (await sales.GetPipeline(sapi.GetPipelineRequest(), CALL)).rows == []
+    then = await sales.GetPipeline(sapi.GetPipelineRequest(as_of=ts(before_win)), CALL)
+    assert [(r.stage, r.count, r.weighted_amount) for r in then.rows] == [
+        ("negotiation", 1, "5500.00")
+    ]
+    won = await sales.GetForecast(sapi.GetForecastRequest(), CALL)
+    assert [(r.period, r.won_amount) for r in won.rows] == [("2026-03", "9500.00")]
+    error = await refused(
+        sales.LoseOpportunity(sapi.LoseOpportunityRequest(opportunity_id=oid, reason="x"), CALL)
+    )
+    assert "is won: cannot lose it" in str(error)
+    await sales.ReopenOpportunity(sapi.ReopenOpportunityRequest(opportunity_id=oid), CALL)
+    o = (
+        await sales.GetOpportunity(sapi.GetOpportunityRequest(opportunity_id=oid), CALL)
+    ).opportunity
+    assert (o.state, o.stage, o.probability) == (oev.OPPORTUNITY_STATE_OPEN, "qualification", 10)
+
+
+async def test_quote_lines_are_priced_once_and_an_accepted_quote_orders_and_erp_fulfils(
+    sales: SalesServicer, clock: Clock
+) -> None:
+    await setup_catalogue(sales)
+    customer = str(uuid4())
+    oid = await open_deal(sales, customer)
+    qid = (
+        await sales.DraftQuote(
+            sapi.DraftQuoteRequest(
+                opportunity_id=oid, price_list="standard", valid_until="2026-03-31"
+            ),
+            CALL,
+        )
+    ).result.aggregate_id
+    line = await sales.AddQuoteLine(
+        sapi.AddQuoteLineRequest(quote_id=qid, product="ROUTER-X", quantity="3", tax_rate="8.1"),
+        CALL,
+    )
+    await sales.AddQuoteLine(
+        sapi.AddQuoteLineRequest(quote_id=qid, product="SUPPORT-Y", quantity="2"), CALL
+    )
+    assert line.line_id == "l1"
+    # The list changes after the line was added: the line keeps its price.
+    await sales.DefinePriceList(sapi.DefinePriceListRequest(name="standard", currency="EUR"), CALL)
+    q = (await sales.GetQuote(sapi.GetQuoteRequest(quote_id=qid), CALL)).quote
+    router, support = q.lines
+    # 200 - 10% = 180, rounded to 1 = 180, + 0.50 = 180.50
+    assert (router.unit_price, router.rule_id, router.net_amount) == ("180.50", "hw-10", "541.50")
+    assert (support.unit_price, support.rule_id) == ("50.00", "")
+    assert (q.net_total.amount, q.tax_total.amount, q.gross_total.amount) == (
+        "641.50",
+        "43.86",
+        "685.36",
+    )
+    assert await bad_fields(
+        sales.AddQuoteLine(
+            sapi.AddQuoteLineRequest(quote_id=qid, product="ROUTER-X", quantity="-1"), CALL
+        )
+    ) == ["quantity"]
+    await refused(
+        sales.AcceptQuote(sapi.AcceptQuoteRequest(quote_id=qid), CALL), PreconditionFailed
+    )
+    await sales.SendQuote(sapi.SendQuoteRequest(quote_id=qid), CALL)
+    error = await refused(
+        sales.AddQuoteLine(
+            sapi.AddQuoteLineRequest(quote_id=qid, product="ROUTER-X", quantity="1"), CALL
+        )
+    )
+    assert f"quote {qid} is sent: cannot add a line" in str(error)
+    accepted = await sales.AcceptQuote(
+        sapi.AcceptQuoteRequest(quote_id=qid, request_id="acc"), CALL
+    )
+    assert (
+        await sales.AcceptQuote(sapi.AcceptQuoteRequest(quote_id=qid, request_id="acc"), CALL)
+    ).order_id == accepted.order_id
+    order = (await sales.GetOrder(sapi.GetOrderRequest(order_id=accepted.order_id), CALL)).order
+    assert (order.state, order.gross_total.amount, len(order.lines)) == (
+        ordev.ORDER_STATE_PENDING,
+        "685.36",
+        2,
+    )
+    assert order.order_number.startswith("SO-2026-")
+    app = sales.app
+    first = str(uuid4())
+    ctx = CommandContext(command="RecordFulfilment", request_id=f"erp:{first}")
+    app.record_fulfilment(
+        ctx,
+        UUID(order.order_id),
+        erp_event_id=first,
+        delivered={"l1": "2"},
+        reference="DN-1",
+        on=clock().date(),
+    )
+    assert app.get_order(UUID(order.order_id)).state == "pending"
+    second = str(uuid4())
+    app.record_fulfilment(
+        CommandContext(command="RecordFulfilment", request_id=f"erp:{second}"),
+        UUID(order.order_id),
+        erp_event_id=second,
+        delivered={"l1": "1", "l2": "2"},
+        reference="DN-2",
+        on=clock().date(),
+    )
+    done = app.get_order(UUID(order.order_id))
+    assert done.state == "fulfilled"
+    assert [line["fulfilled_quantity"] for line in done.lines] == ["3", "2"]
+    error = await refused(
+        sales.UnrealiseOrder(sapi.UnrealiseOrderRequest(order_id=order.order_id, reason="x"), CALL)
+    )
+    assert "is fulfilled" in str(error)
+
+
+async def test_sent_quotes_expire_after_their_validity_date(
+    sales: SalesServicer, clock: Clock
+) -> None:
+    await setup_catalogue(sales)
+    oid = await open_deal(sales, str(uuid4()))
+    qid = (
+        await sales.DraftQuote(
+            sapi.DraftQuoteRequest(
+                opportunity_id=oid, price_list="standard", valid_until="2026-03-05"
+            ),
+            CALL,
+        )
+    ).result.aggregate_id
+    await sales.AddQuoteLine(
+        sapi.AddQuoteLineRequest(quote_id=qid, product="ROUTER-X", quantity="1"), CALL
+    )
+    await sales.SendQuote(sapi.SendQuoteRequest(quote_id=qid), CALL)
+    assert sales.app.expire_quotes() == 0
+    clock.advance(days=4)
+    assert sales.app.expire_quotes() == 1
+    q = (await sales.GetQuote(sapi.GetQuoteRequest(quote_id=qid), CALL)).quote
+    assert q.state == qev.QUOTE_STATE_EXPIRED
+
+
+async def test_price_list_document_as_of_an_earlier_version(sales: SalesServicer) -> None:
+    await setup_catalogue(sales)
+    await asyncio.sleep(0.01)
+    before = datetime.now(UTC)
+    await asyncio.sleep(0.01)
+    await sales.DefinePriceList(sapi.DefinePriceListRequest(name="standard", currency="EUR"), CALL)
+    now = await sales.GetPriceList(sapi.GetPriceListRequest(price_list="standard"), CALL)
+    then = await sales.GetPriceList(
+        sapi.GetPriceListRequest(price_list="standard", as_of=ts(before)), CALL
+    )
+    assert [(p.sku, p.unit_price) for p in now.prices] == [
+        ("ROUTER-X", "200.00"),
+        ("SUPPORT-Y", "50.00"),
+    ]
+    assert [(p.sku, p.unit_price, p.rule_id) for p in then.prices] == [
+        ("ROUTER-X", "180.50", "hw-10"),
+        ("SUPPORT-Y", "50.00", ""),
+    ]
+    assert await bad_fields(
+        sales.DefinePriceList(
+            sapi.DefinePriceListRequest(
+                name="bad",
+                currency="EUR",
+                rules=[prev.PriceRule(computation=prev.PRICE_COMPUTATION_FIXED)],
+            ),
+            CALL,
+        )
+    ) == ["rules[0].fixed_price", "rules[0].scope"]
+
+
+def test_every_sales_event_has_a_published_message() -> None:
+    assert CONTRACT.unmapped() == []
+
+
+async def test_the_pipeline_and_forecast_as_of_each_past_moment_equal_what_was_read_then(
+    sales: SalesServicer,
+) -> None:
+    await setup_catalogue(sales)
+    customers = [str(uuid4()) for _ in range(3)]
+    deals = [
+        await open_deal(sales, c, amount)
+        for c, amount in zip(customers, ("100", "250", "4000"), strict=True)
+    ]
+    steps: list[tuple[str, Any]] = [
+        ("move", (deals[0], "proposal")),
+        ("update", sapi.UpdateOpportunityRequest(opportunity_id=deals[1], probability=80)),
+        ("move", (deals[1], "negotiation")),
+        ("win", deals[0]),
+        ("lose", deals[2]),
+        ("reopen", deals[2]),
+        ("move", (deals[2], "negotiation")),
+    ]
+    seen: list[tuple[datetime, Any, Any]] = []
+
+    async def read(at: datetime | None = None) -> tuple[Any, Any]:
+        pipeline_request, forecast_request = sapi.GetPipelineRequest(), sapi.GetForecastRequest()
+        if at is not None:
+            pipeline_request.as_of.CopyFrom(ts(at))
+            forecast_request.as_of.CopyFrom(ts(at))
+        pipeline = await sales.GetPipeline(pipeline_request, CALL)
+        forecast = await sales.GetForecast(forecast_request, CALL)
+        return list(pipeline.rows), list(forecast.rows)
+
+    for kind, arg in steps:
+        await asyncio.sleep(0.002)
+        moment = datetime.now(UTC)
+        seen.append((moment, *(await read())))
+        await asyncio.sleep(0.002)
+        if kind == "move":
+            await sales.MoveOpportunityStage(
+                sapi.MoveOpportunityStageRequest(opportunity_id=arg[0], stage=arg[1]), CALL
+            )
+        elif kind == "update":
+            await sales.UpdateOpportunity(arg, CALL)
+        elif kind == "win":
+            await sales.WinOpportunity(sapi.WinOpportunityRequest(opportunity_id=arg), CALL)
+        elif kind == "lose":
+            await sales.LoseOpportunity(
+                sapi.LoseOpportunityRequest(opportunity_id=arg, reason="price"), CALL
+            )
+        else:
+            await sales.ReopenOpportunity(sapi.ReopenOpportunityRequest(opportunity_id=arg), CALL)
+    assert len({str(rows) for _, rows, _ in seen}) > 3  # the pipeline did change
+    for moment, pipeline, forecast in seen:
+        assert await read(moment) == (pipeline, forecast)
+
+
+async def test_sales_reports_count_leads_conversion_owners_lost_reasons_and_revenue(
+    sales: SalesServicer, clock: Clock
+) -> None:
+    await setup_catalogue(sales)
+    for n in range(3):
+        lead_id = await captured(sales, industry="retail" if n else "logistics")
+        await sales.AssignLead(sapi.AssignLeadRequest(lead_id=lead_id, agent_id="emp-7"), CALL)
+        if n == 2:
+            continue
+        await sales.QualifyLead(sapi.QualifyLeadRequest(lead_id=lead_id), CALL)
+        converted = await sales.ConvertLead(
+            sapi.ConvertLeadRequest(lead_id=lead_id, register_customer=True, pipeline_id="default"),
+            CALL,
+        )
+        oid = converted.opportunity_id
+        clock.advance(days=4)
+        if n == 0:
+            await sales.LoseOpportunity(
+                sapi.LoseOpportunityRequest(opportunity_id=oid, reason="price", competitor="Acme"),
+                CALL,
+            )
+            continue
+        qid = (
+            await sales.DraftQuote(
+                sapi.DraftQuoteRequest(opportunity_id=oid, price_list="standard"), CALL
+            )
+        ).result.aggregate_id
+        await sales.AddQuoteLine(
+            sapi.AddQuoteLineRequest(quote_id=qid, product="SUPPORT-Y", quantity="4"), CALL
+        )
+        await sales.SendQuote(sapi.SendQuoteRequest(quote_id=qid), CALL)
+        order_id = (await sales.AcceptQuote(sapi.AcceptQuoteRequest(quote_id=qid), CALL)).order_id
+        await sales.WinOpportunity(sapi.WinOpportunityRequest(opportunity_id=oid), CALL)
+        sales.app.record_fulfilment(
+            CommandContext(command="RecordFulfilment", request_id="erp:1"),
+            UUID(order_id),
+            erp_event_id="1",
+            delivered={"l1": "4"},
+            reference="DN-1",
+            on=clock().date(),
+        )
+    reply = await sales.GetSalesReport(sapi.GetSalesReportRequest(), CALL)
+    tables = {t.name: [list(r.cells) for r in t.rows] for t in reply.tables}
+    month = datetime.now(UTC).strftime("%Y-%m")  # leads count in the month they were recorded
+    assert [month, "industry", "retail", "2"] in tables["leads"]
+    assert [month, "channel", "phone", "3"] in tables["leads"]
+    assert tables["conversion"] == [[month, "3", "2", "1", "66.7", "50.0", "33.3"]]
+    assert tables["owners"] == [["emp-7", "2", "1", "50.0", "5000.00", "4.0", "EUR"]]
+    assert tables["lost"] == [["price", "Acme", "1", "5000.00", "EUR"]]
+    assert tables["revenue"] == [
+        ["product", "SUPPORT-Y", "200.00", "EUR"],
+        ["territory", "ch-north", "200.00", "EUR"],
+    ]
+    assert await bad_fields(
+        sales.GetSalesReport(sapi.GetSalesReportRequest(reports=["nope"]), CALL)
+    ) == ["reports"]
+
+
+async def test_activities_make_an_agents_call_list_with_overdue_ones_first(
+    sales: SalesServicer, clock: Clock
+) -> None:
+    customer = str(uuid4())
+
+    async def schedule(subject: str, hours: float, agent: str = "emp-7") -> str:
+        due = ts(clock() + timedelta(hours=hours))
+        reply = await sales.ScheduleActivity(
+            sapi.ScheduleActivityRequest(
+                kind=aev.ACTIVITY_KIND_CALL,
+                subject=subject,
+                due_at=due,
+                agent_id=agent,
+                customer_id=customer,
+            ),
+            CALL,
+        )
+        return str(reply.result.aggregate_id)
+
+    later = await schedule("Talk about the renewal", 48)
+    soon = await schedule("Confirm the meeting", 2)
+    await schedule("Someone else's", 1, agent="emp-8")
+    clock.advance(hours=3)
+    listed = await sales.ListActivities(sapi.ListActivitiesRequest(agent_id="emp-7"), CALL)
+    assert [(a.activity_id, a.overdue) for a in listed.activities] == [
+        (soon, True),
+        (later, False),
+    ]
+    overdue = await sales.ListActivities(
+        sapi.ListActivitiesRequest(agent_id="emp-7", due="overdue"), CALL
+    )
+    assert [a.activity_id for a in overdue.activities] == [soon]
+    await sales.CompleteActivity(
+        sapi.CompleteActivityRequest(activity_id=soon, outcome="Meeting on Friday"), CALL
+    )
+    error = await refused(
+        sales.CancelActivity(sapi.CancelActivityRequest(activity_id=soon), CALL),
+        PreconditionFailed,
+    )
+    assert "is done: cannot cancel it" in str(error)
+    await sales.RescheduleActivity(
+        sapi.RescheduleActivityRequest(activity_id=later, agent_id="emp-8"), CALL
+    )
+    mine = await sales.ListActivities(
+        sapi.ListActivitiesRequest(agent_id="emp-7", due="upcoming"), CALL
+    )
+    assert list(mine.activities) == []
+    assert await bad_fields(
+        sales.ScheduleActivity(sapi.ScheduleActivityRequest(kind=aev.ACTIVITY_KIND_TASK), CALL)
+    ) == ["customer_id", "due_at", "subject"]
+
+
+async def test_an_overdue_invoice_from_erp_puts_a_call_on_the_owners_list_once(
+    sales: SalesServicer,
+) -> None:
+    owners: dict[str, str] = {}
+
+    async def owner_of(customer_id: str) -> str:
+        return owners.get(customer_id, "")
+
+    follower = ErpOrderFollower(sales.app, "nats://unused", owner_of)
+    customer = str(uuid4())
+    owners[customer] = "emp-9"
+    event = erp.ErpEvent(event_id=str(uuid4()), customer_id=customer)
+    event.occurred_at.FromDatetime(datetime(2026, 3, 1, tzinfo=UTC))
+    event.invoice_overdue.CopyFrom(
+        erp.InvoiceOverdue(
+            invoice_number="INV-7",
+            amount_due=erp.Money(currency="EUR", amount="120.00"),
+            due_date="2026-02-01",
+            days_overdue=28,
+        )
+    )
+    assert await follower.follow_up(event)
+    assert await follower.follow_up(event)  # a resend: replayed, nothing new
+    calls = await sales.ListActivities(sapi.ListActivitiesRequest(agent_id="emp-9"), CALL)
+    [call] = calls.activities
+    assert (call.kind, call.customer_id, call.overdue) == (aev.ACTIVITY_KIND_CALL, customer, True)
+    assert call.subject.startswith("Invoice INV-7 is 28 days overdue (120.00 EUR)")
+    assert call.origin == "erp invoice overdue INV-7"
+
+
+async def test_a_fulfilled_order_makes_its_customer_key_and_not_before(
+    sales: SalesServicer, clock: Clock
+) -> None:
+    await setup_catalogue(sales)
+    customer = str(uuid4())
+    oid = await open_deal(sales, customer)
+    qid = (
+        await sales.DraftQuote(
+            sapi.DraftQuoteRequest(opportunity_id=oid, price_list="standard"), CALL
+        )
+    ).result.aggregate_id
+    await sales.AddQuoteLine(
+        sapi.AddQuoteLineRequest(quote_id=qid, product="SUPPORT-Y", quantity="2"), CALL
+    )
+    await sales.SendQuote(sapi.SendQuoteRequest(quote_id=qid), CALL)
+    order_id = (await sales.AcceptQuote(sapi.AcceptQuoteRequest(quote_id=qid), CALL)).order_id
+    await asyncio.sleep(0.01)
+    before = datetime.now(UTC)
+    await asyncio.sleep(0.01)
+    sales.app.record_fulfilment(
+        CommandContext(command="RecordFulfilment", request_id="erp:9"),
+        UUID(order_id),
+        erp_event_id="9",
+        delivered={"l1": "2"},
+        reference="DN-9",
+        on=clock().date(),
+    )
+    now = await sales.GetCustomerClasses(sapi.GetCustomerClassesRequest(customer_id=customer), CALL)
+    assert [(k.name, k.reason) for k in now.customers[0].classes] == [
+        ("key", "#1 of 1 by 12-month revenue: 100.00 EUR")
+    ]
+    then_request = sapi.GetCustomerClassesRequest(customer_id=customer)
+    then_request.as_of.CopyFrom(ts(before))
+    then = await sales.GetCustomerClasses(then_request, CALL)
+    assert list(then.customers[0].classes) == []
+
+
+async def test_a_revision_keeps_the_lines_as_they_were_priced(sales: SalesServicer) -> None:
+    await setup_catalogue(sales)
+    oid = await open_deal(sales, str(uuid4()))
+    first = (
+        await sales.DraftQuote(
+            sapi.DraftQuoteRequest(opportunity_id=oid, price_list="standard"), CALL
+        )
+    ).result.aggregate_id
+    await sales.AddQuoteLine(
+        sapi.AddQuoteLineRequest(quote_id=first, product="ROUTER-X", quantity="1"), CALL
+    )
+    await sales.SendQuote(sapi.SendQuoteRequest(quote_id=first), CALL)
+    await sales.DeclineQuote(sapi.DeclineQuoteRequest(quote_id=first, reason="too dear"), CALL)
+    await sales.DefinePriceList(sapi.DefinePriceListRequest(name="standard", currency="EUR"), CALL)
+    second = (
+        await sales.DraftQuote(
+            sapi.DraftQuoteRequest(
+                opportunity_id=oid, price_list="standard", revises_quote_id=first
+            ),
+            CALL,
+        )
+    ).result.aggregate_id
+    await sales.AddQuoteLine(
+        sapi.AddQuoteLineRequest(quote_id=second, product="ROUTER-X", quantity="1"), CALL
+    )
+    q = (await sales.GetQuote(sapi.GetQuoteRequest(quote_id=second), CALL)).quote
+    assert (q.revision, q.revises_quote_id) == (2, first)
+    assert [(x.line_id, x.unit_price, x.rule_id) for x in q.lines] == [
+        ("l1", "180.50", "hw-10"),  # as priced on the first quote
+        ("l2", "200.00", ""),  # priced from the list as it is now
+    ]
+    other = await open_deal(sales, str(uuid4()))
+    assert await bad_fields(
+        sales.DraftQuote(
+            sapi.DraftQuoteRequest(
+                opportunity_id=other, price_list="standard", revises_quote_id=first
+            ),
+            CALL,
+        )
+    ) == ["revises_quote_id"]
+
+
+class FakeSearch:
+    """Our own search port, faked: customers by e-mail, phone and name prefix."""
+
+    def __init__(self, customers: list[tuple[str, str, str, str]]) -> None:
+        self.customers = customers  # (id, name, email, phone)
+
+    async def search(self, text: str) -> list[tuple[str, str, str, str]]:
+        hits = []
+        for cid, name, email, phone in self.customers:
+            if text == email:
+                hits.append((cid, name, "person", "email"))
+            elif text == phone:
+                hits.append((cid, name, "person", "phone"))
+            elif name.lower().startswith(text.lower()):
+                hits.append((cid, name, "person", "name"))
+        return hits
+
+
+async def test_a_leads_possible_customers_strongest_evidence_first(
+    clock: Clock, customers: FakeCustomers
+) -> None:
+    search = FakeSearch(
+        [
+            ("c-name", "Anna Berg", "other@example.com", ""),
+            ("c-mail", "A. Berg", "anna@berg.example", ""),
+            ("c-both", "Berg Logistics", "", "+41441234567"),
+        ]
+    )
+    sales = SalesServicer(SalesApplication.in_memory(clock=clock), customers, search)
+    lead_id = await captured(sales)
+    found = await sales.FindLeadCustomers(sapi.FindLeadCustomersRequest(lead_id=lead_id), CALL)
+    assert [(m.customer_id, list(m.matched_on)) for m in found.matches] == [
+        ("c-mail", ["email"]),
+        ("c-both", ["phone", "name"]),
+        ("c-name", ["name"]),
+    ]
+
+
+async def test_classes_are_recorded_when_they_start_and_end(
+    sales: SalesServicer, clock: Clock
+) -> None:
+    owners: dict[str, str] = {}
+
+    async def owner_of(customer_id: str) -> str:
+        return owners.get(customer_id, "")
+
+    customer = str(uuid4())
+    event = erp.ErpEvent(event_id=str(uuid4()), customer_id=customer)
+    event.occurred_at.FromDatetime(datetime(2026, 3, 1, tzinfo=UTC))
+    event.invoice_overdue.CopyFrom(
+        erp.InvoiceOverdue(
+            invoice_number="INV-8",
+            amount_due=erp.Money(currency="EUR", amount="10.00"),
+            due_date="2026-02-01",
+            days_overdue=28,
+        )
+    )
+    await ErpOrderFollower(sales.app, "nats://unused", owner_of).follow_up(event)
+    assert sales.app.reclassify() == 1
+    assert sales.app.reclassify() == 0  # nothing started or ended since
+    [call] = (await sales.ListActivities(sapi.ListActivitiesRequest(), CALL)).activities
+    await sales.CompleteActivity(sapi.CompleteActivityRequest(activity_id=call.activity_id), CALL)
+    assert sales.app.reclassify() == 1
+    published: list[Any] = [
+        CONTRACT.publication(e).payload
+        for e in sales.app.events.get(named_id("customer_classes", customer))
+    ]
+    assert [
+        ([c.name for c in p.started], [c.name for c in p.ended], [c.name for c in p.classes])
+        for p in published
+    ] == [(["debtor"], [], ["debtor"]), ([], ["debtor"], [])]
+    assert published[0].started[0].reason == "overdue: INV-8"

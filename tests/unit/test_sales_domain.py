@@ -1,0 +1,134 @@
+"""The sales state machines, pure: quotes and orders refuse what their state does not allow,
+naming the state; deliveries count once per ERP event; lead routing rules."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from uuid import uuid4
+
+import pytest
+
+from c360_platform.errors import InvalidArgument, PreconditionFailed
+from c360_sales import domain, pricing
+from c360_sales.domain import Order, Product, Quote, SalesTeam
+
+DAY = date(2026, 3, 2)
+
+
+def quote(valid_until: str = "2026-03-31") -> Quote:
+    return Quote(
+        customer_id=str(uuid4()), opportunity_id=str(uuid4()), price_list_id="l",
+        currency="EUR", valid_until=valid_until, revision=1, revises_quote_id="", lines=[],
+    )  # fmt: skip
+
+
+def with_line(q: Quote) -> Quote:
+    product = Product(
+        sku="A", name="A", category="c", unit="unit", currency="EUR",
+        list_price="10.00", cost="4.00", active=True,
+    )  # fmt: skip
+    q.add_line(
+        product=product, quantity="2", price=pricing.Price(Decimal("10"), "", "list"),
+        discount_percent="10", tax_rate="20", description="",
+    )  # fmt: skip
+    return q
+
+
+def test_quote_totals_and_transitions() -> None:
+    q = with_line(quote())
+    assert (q.totals.net, q.totals.tax, q.totals.gross) == (
+        Decimal("18.00"),
+        Decimal("3.60"),
+        Decimal("21.60"),
+    )
+    with pytest.raises(PreconditionFailed, match="is draft: cannot decline it"):
+        q.decline("no")
+    q.send()
+    with pytest.raises(PreconditionFailed, match="is sent: cannot remove a line"):
+        q.remove_line("l1")
+    q.decline("too expensive")
+    assert q.state == "declined"
+    with pytest.raises(PreconditionFailed, match="is declined: cannot cancel it"):
+        q.cancel("x")
+    empty = quote()
+    with pytest.raises(PreconditionFailed, match="has no lines"):
+        empty.send()
+    empty.cancel("opportunity lost")
+    assert empty.state == "cancelled"
+
+
+def test_a_quote_past_its_validity_cannot_be_accepted_and_expires() -> None:
+    q = with_line(quote("2026-03-01"))
+    q.send()
+    with pytest.raises(PreconditionFailed, match="valid until 2026-03-01"):
+        q.accept(str(uuid4()), DAY)
+    assert q.expire_if_due(DAY)
+    assert not q.expire_if_due(DAY)
+    assert q.state == "expired"
+
+
+def order() -> Order:
+    order_id = uuid4()
+    lines = [
+        {"line_id": "l1", "product_id": "p", "sku": "A", "description": "A", "quantity": "2",
+         "unit_price": "10.00", "net_amount": "20.00", "tax_rate": "0", "unit_cost": "4"},
+    ]  # fmt: skip
+    return Order(
+        order_id=str(order_id), customer_id=str(uuid4()), quote_id="", opportunity_id="",
+        currency="EUR", lines=lines, order_number=domain.order_number(order_id, DAY),
+    )  # fmt: skip
+
+
+def test_order_states_follow_confirmation_and_deliveries_once_per_erp_event() -> None:
+    o = order()
+    assert o.state == "planned"
+    with pytest.raises(PreconditionFailed, match="is planned: cannot record a delivery"):
+        o.record_fulfilment("e1", {"l1": "1"}, "DN-1", DAY)
+    o.confirm()
+    with pytest.raises(InvalidArgument):
+        o.record_fulfilment("e1", {"l9": "1"}, "DN-1", DAY)
+    o.record_fulfilment("e1", {"l1": "1"}, "DN-1", DAY)
+    o.record_fulfilment("e1", {"l1": "1"}, "DN-1", DAY)  # the same ERP event again: no effect
+    assert (o.state, o.lines[0]["fulfilled_quantity"]) == ("pending", "1")
+    o.record_fulfilment("e2", {"l1": "1"}, "DN-2", DAY)
+    assert (o.state, o.fulfilled_on) == ("fulfilled", "2026-03-02")
+    with pytest.raises(PreconditionFailed, match="is fulfilled: cannot mark it unrealised"):
+        o.unrealise("customer cancelled")
+    lapsed = order()
+    lapsed.unrealise("lapsed")
+    assert (lapsed.state, lapsed.reason) == ("unrealised", "lapsed")
+    with pytest.raises(PreconditionFailed, match="is unrealised: cannot confirm it"):
+        lapsed.confirm()
+
+
+def test_round_robin_continues_after_the_last_routed_agent_even_when_members_change() -> None:
+    team = SalesTeam(
+        name="north", members=domain.team_members([{"agent_id": "a"}, {"agent_id": "b"}])
+    )
+    picked = []
+    for i in range(3):
+        agent = domain.choose_agent(team, "round_robin", "", {})
+        team.route(f"lead-{i}", agent, "round_robin")
+        picked.append(agent)
+    assert picked == ["a", "b", "a"]
+    team.redefine(domain.team_members([{"agent_id": "c"}, {"agent_id": "a"}, {"agent_id": "b"}]))
+    assert domain.choose_agent(team, "round_robin", "", {}) == "b"
+    with pytest.raises(InvalidArgument):
+        domain.team_members([{"agent_id": "a"}, {"agent_id": "a"}])
+
+
+def test_pipeline_stages_need_an_open_stage_and_closed_stages_force_their_probability() -> None:
+    stages = domain.pipeline_stages(
+        [{"key": "new", "probability": 20}, {"key": "won", "won": True, "probability": 3}]
+    )
+    assert [s["probability"] for s in stages] == [20, 100]
+    with pytest.raises(InvalidArgument) as caught:
+        domain.pipeline_stages(
+            [{"key": "won", "won": True}, {"key": "Bad Key", "probability": 120, "lost": True}]
+        )
+    assert sorted(v.field for v in caught.value.violations) == [
+        "stages",
+        "stages[1].key",
+        "stages[1].probability",
+    ]
