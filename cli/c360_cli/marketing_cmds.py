@@ -156,6 +156,24 @@ CAMPAIGN_COMMANDS = (
 )
 
 
+LEAD_LIST_COMMANDS = (
+    Command(
+        "build",
+        "a campaign's responders (or a segment's members) as leads for sales",
+        Api("marketing", MarketingServiceStub, "lead list"),
+        "BuildLeadList",
+        api.BuildLeadListRequest,
+        (
+            Arg("name", "name", "the list's name", metavar="NAME"),
+            Arg("--campaign", "campaign_id", "the campaign the leads come from", required=True),
+            Arg("--segment", "segment", "its members instead of the responders", default=""),
+        ),
+        verb="lead list built",
+        shows=("lead_list_id",),
+    ),
+)
+
+
 # -- JSON ---------------------------------------------------------------------------------------
 
 
@@ -457,11 +475,74 @@ def _campaign_results(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_lead_list(out: Output, x: api.LeadList) -> None:
+    handed = sum(1 for e in x.entries if e.lead_id)
+    out.table(
+        ["customer", "name", "territory", "lead", "agent"],
+        [[e.customer_id, e.name, e.territory, e.lead_id, e.agent_id] for e in x.entries],
+        title=f"lead list {x.name}: {handed}/{len(x.entries)} handed to sales",
+    )
+
+
+def _lead_list_distribute(args: argparse.Namespace) -> int:
+    request = api.DistributeLeadListRequest(
+        request_id=args.request_id, lead_list_id=args.lead_list_id, team=args.team, rule=args.rule
+    )
+    with Client(args) as client:
+        reply = _stub(client).DistributeLeadList(request, timeout=args.timeout)
+    out = Output(args.json)
+    if out.json_mode:
+        out.json(_message_json(reply))
+    else:
+        _print_lead_list(out, reply.lead_list)
+    return 0
+
+
+def _lead_list_show(args: argparse.Namespace) -> int:
+    with Client(args) as client:
+        reply = _stub(client).GetLeadList(
+            api.GetLeadListRequest(lead_list_id=args.lead_list_id), timeout=args.timeout
+        )
+    out = Output(args.json)
+    if out.json_mode:
+        out.json(_message_json(reply))
+    else:
+        _print_lead_list(out, reply.lead_list)
+    return 0
+
+
 # -- the command tree ---------------------------------------------------------------------------
 
 
 def register(subparsers: Subparsers) -> None:
-    """Add `segment` and `campaign` and their subcommands."""
+    """Add `segment`, `campaign` and `leadlist` and their subcommands."""
+    parser = subparsers.add_parser(
+        "leadlist",
+        help="lead lists for sales: build from a campaign, distribute to agents",
+        description="Lead lists: a campaign's responders handed to sales agents as leads.",
+    )
+    sub = parser.add_subparsers(title="commands", dest="leadlist_command", metavar="COMMAND")
+    sub.required = True
+    add_commands(sub, LEAD_LIST_COMMANDS, {})
+    p = sub.add_parser(
+        "distribute",
+        help="hand every entry to sales as a lead, assigned within a team by a rule",
+        description="Each entry becomes a lead in the sales service (channel campaign).",
+    )
+    p.add_argument("lead_list_id", metavar="ID", help="the lead list's id")
+    p.add_argument("--team", required=True, help="the sales team whose agents get the leads")
+    p.add_argument(
+        "--rule",
+        choices=("round_robin", "territory", "capacity"),
+        default="round_robin",
+        help="how sales assigns them (default round_robin)",
+    )
+    p.add_argument("--request-id", default="", metavar="ID", help="idempotency key")
+    p.set_defaults(func=_lead_list_distribute)
+    p = sub.add_parser("show", help="a lead list with each entry's lead and agent")
+    p.add_argument("lead_list_id", metavar="ID", help="the lead list's id")
+    p.set_defaults(func=_lead_list_show)
+
     parser = subparsers.add_parser(
         "segment",
         help="live segments: define, preview, members, why",

@@ -21,9 +21,13 @@ from c360.erp.v1 import erp_events_pb2 as erp
 from c360.events.v1 import customer_events_pb2 as cev
 from c360.events.v1 import envelope_pb2
 from c360.events.v1 import marketing_events_pb2 as mev
+from c360.events.v1 import sales_events_pb2 as sev
+from c360.events.v1 import sales_team_events_pb2 as steam
 from c360.marketing.v1 import delivery_pb2
 from c360.marketing.v1 import marketing_service_pb2 as mapi
 from c360.marketing.v1 import marketing_service_pb2_grpc as mapi_grpc
+from c360.sales.v1 import sales_service_pb2 as sapi
+from c360.sales.v1 import sales_service_pb2_grpc as sales_grpc
 from c360.timeline.v1 import timeline_service_pb2 as tapi
 from c360_marketing.application import Marketing
 from c360_platform.store import RowQuery, where
@@ -216,6 +220,32 @@ async def test_a_revocation_leaves_the_segment_is_excluded_and_reports_show_in_r
         section = json_format.MessageToDict(profile.profile.attributes)["marketing"]
         assert section["last_touch"]["campaign_name"] == "Spring in Rīga"
         assert section["last_response"]["kind"] == "unsubscribed"
+
+        # Ada clicked: a responder, handed to sales as a lead of the campaign (over gRPC).
+        sales = stack.stub("sales", sales_grpc.SalesServiceStub)
+        await sales.DefineSalesTeam(
+            sapi.DefineSalesTeamRequest(
+                name="field",
+                members=[steam.TeamMember(agent_id="emp-0007", territories=["lv"], capacity=5)],
+            )
+        )
+        built = await marketing.BuildLeadList(
+            mapi.BuildLeadListRequest(name="spring responders", campaign_id=cid)
+        )
+        request = mapi.DistributeLeadListRequest(
+            request_id="distribute-1", lead_list_id=built.lead_list_id, team="field"
+        )
+        distributed = await marketing.DistributeLeadList(request)
+        [entry] = distributed.lead_list.entries
+        assert (entry.customer_id, entry.agent_id) == (ada, "emp-0007")
+        lead = (await sales.GetLead(sapi.GetLeadRequest(lead_id=entry.lead_id))).lead
+        assert (lead.channel, lead.campaign_id) == (sev.LEAD_CHANNEL_CAMPAIGN, cid)
+        assert (lead.customer_id, lead.person_name, lead.agent_id) == (ada, "Ada Ozola", "emp-0007")
+        # A retry hands over nothing twice.
+        again_list = await marketing.DistributeLeadList(request)
+        assert again_list.result.replayed
+        leads = await sales.ListLeads(sapi.ListLeadsRequest(campaign_id=cid))
+        assert [x.lead_id for x in leads.leads] == [entry.lead_id]
     finally:
         await nc.close()
 

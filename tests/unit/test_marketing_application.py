@@ -264,3 +264,27 @@ def test_campaign_states(mk: Marketing) -> None:
         "channel",
         "starts_on",
     ]
+
+
+def test_a_lead_list_holds_the_responders_or_the_segments_members(mk: Marketing) -> None:
+    define(mk)
+    cid = plan(mk)
+    mk.change_campaign(ctx(), cid, None, lambda c: c.approve(""))
+    mk.send(ctx(), cid, None, launch=True)
+    touches = {
+        str(r["customer_id"]): r["row_id"] for r in mk.people.rows(RowQuery(where(kind="touch")))
+    }
+    with pytest.raises(PreconditionFailed, match="empty"):
+        mk.build_lead_list(ctx(), name="nobody yet", campaign_id=cid, segment="")
+    mk.record_report(touches[BOB], "opened", "r1", "", mk.clock())
+    mk.record_report(touches[BOB], "replied", "r2", "call me", mk.clock())
+    outcome = mk.build_lead_list(ctx(), name="responders", campaign_id=cid, segment="")
+    responders = mk.lead_list(UUID(outcome.extra["lead_list_id"]))
+    assert [(e["customer_id"], e["email"]) for e in responders.entries] == [
+        (BOB, "bob@example.com")
+    ]
+    outcome = mk.build_lead_list(ctx(), name="members", campaign_id=cid, segment="latvia")
+    members = mk.lead_list(UUID(outcome.extra["lead_list_id"]))
+    assert [e["name"] for e in members.entries] == ["Ada", "Bob"]
+    mk.record_distribution(ctx(), members.id, "field", "round_robin", {ADA: {"lead_id": "l-1"}})
+    assert [e["customer_id"] for e in mk.lead_list(members.id).pending()] == [BOB]

@@ -10,11 +10,14 @@ from uuid import UUID
 
 import grpc
 
+from c360.events.v1 import sales_events_pb2 as sev
 from c360.marketing.v1 import marketing_service_pb2 as api
 from c360.marketing.v1 import marketing_service_pb2_grpc as api_grpc
+from c360.sales.v1 import sales_service_pb2 as sapi
+from c360.sales.v1 import sales_service_pb2_grpc as sales_grpc
 from c360_marketing.application import Marketing, ResultRow
 from c360_marketing.contract import CHANNELS
-from c360_marketing.domain import Audience, Campaign, Membership, Segment
+from c360_marketing.domain import Audience, Campaign, LeadList, Membership, Segment
 from c360_platform.commands import (
     blocking,
     command_context,
@@ -24,9 +27,10 @@ from c360_platform.commands import (
 )
 from c360_platform.consistency import ConsistencyToken
 from c360_platform.envelope import timestamp
-from c360_platform.errors import InvalidArgument
+from c360_platform.errors import InvalidArgument, PreconditionFailed
 from c360_platform.servicer import CommandServicer, registration
 from c360_platform.store import CommandContext, CommandOutcome, RowQuery, where
+from c360_platform.vocabulary import Words
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 R = TypeVar("R")
@@ -49,10 +53,29 @@ def _decimal_text(value: Any) -> str:
 class MarketingServicer(CommandServicer[Any], api_grpc.MarketingServiceServicer):
     """gRPC servicer for c360.marketing.v1.MarketingService."""
 
-    def __init__(self, marketing: Marketing, catch_up: CatchUp) -> None:
+    def __init__(self, marketing: Marketing, catch_up: CatchUp, sales_addr: str = "") -> None:
         super().__init__(marketing.plans)
         self.marketing = marketing
         self.catch_up = catch_up
+        self.sales_addr = sales_addr
+        self._sales: grpc.aio.Channel | None = None
+
+    def sales(self) -> sales_grpc.SalesServiceAsyncStub:
+        """The sales service's API (its published contract; never its code)."""
+        if not self.sales_addr:
+            raise PreconditionFailed(
+                "no sales service in this deployment: leads cannot be handed over"
+            )
+        if self._sales is None:
+            self._sales = grpc.aio.insecure_channel(
+                self.sales_addr, options=[("grpc.enable_http_proxy", 0)]
+            )
+        return sales_grpc.SalesServiceStub(self._sales)
+
+    async def close(self) -> None:
+        if self._sales is not None:
+            await self._sales.close(None)
+            self._sales = None
 
     async def command(
         self,
@@ -358,6 +381,119 @@ class MarketingServicer(CommandServicer[Any], api_grpc.MarketingServiceServicer)
             expected_responses=campaign.plan["expected_responses"],
         )
 
+    # -- lead lists ----------------------------------------------------------------------------
+
+    async def BuildLeadList(
+        self, request: api.BuildLeadListRequest, context: Ctx
+    ) -> api.BuildLeadListResponse:
+        cid = parse_id("campaign_id", request.campaign_id)
+        return await self.command(
+            request,
+            context,
+            api.BuildLeadListResponse,
+            lambda ctx: self.marketing.build_lead_list(
+                ctx, name=request.name, campaign_id=cid, segment=request.segment
+            ),
+            extra=["lead_list_id"],
+        )
+
+    async def DistributeLeadList(
+        self, request: api.DistributeLeadListRequest, context: Ctx
+    ) -> api.DistributeLeadListResponse:
+        lid = parse_id("lead_list_id", request.lead_list_id)
+        rule = request.rule.strip() or "round_robin"
+        if rule not in DISTRIBUTION_RULES:
+            raise InvalidArgument.one("rule", f"must be one of {', '.join(DISTRIBUTION_RULES)}")
+        team = request.team.strip()
+        if not team:
+            raise InvalidArgument.one("team", "is required: the sales team whose agents get them")
+        ctx = command_context("DistributeLeadList", request, context)
+        lead_list = await blocking(self.marketing.lead_list, lid)
+        stub = self.sales()
+        leads: dict[str, dict[str, str]] = {}
+        refused: grpc.aio.AioRpcError | None = None
+        for entry in lead_list.pending():
+            # Request ids from the list and the customer: a retry hands over nothing twice.
+            key = f"lead-list:{lid}:{entry['customer_id']}"
+            try:
+                captured = await stub.CaptureLead(_capture(lead_list, entry, team, key), timeout=10)
+                lead_id = captured.result.aggregate_id
+                assigned = await stub.AssignLead(
+                    sapi.AssignLeadRequest(
+                        request_id=f"{key}:assign",
+                        lead_id=lead_id,
+                        rule=ASSIGNMENT_RULES.value(rule),
+                        team=team,
+                    ),
+                    timeout=10,
+                )
+            except grpc.aio.AioRpcError as exc:
+                refused = exc
+                break
+            leads[entry["customer_id"]] = {"lead_id": lead_id, "agent_id": assigned.agent_id}
+        outcome = await blocking(self.marketing.record_distribution, ctx, lid, team, rule, leads)
+        if refused is not None:
+            raise PreconditionFailed(
+                f"the sales service refused a lead ({refused.code().name}: {refused.details()});"
+                f" {len(leads)} handed over now, the rest on a retry"
+            )
+        result = command_result(self.app.source, outcome)
+        result.consistency_token = ""
+        found = await blocking(self.marketing.lead_list, lid)
+        return api.DistributeLeadListResponse(result=result, lead_list=lead_list_message(found))
+
+    async def GetLeadList(
+        self, request: api.GetLeadListRequest, context: Ctx
+    ) -> api.GetLeadListResponse:
+        lid = parse_id("lead_list_id", request.lead_list_id)
+        found = await blocking(self.marketing.lead_list, lid)
+        return api.GetLeadListResponse(lead_list=lead_list_message(found))
+
+
+DISTRIBUTION_RULES = ("round_robin", "territory", "capacity")
+ASSIGNMENT_RULES = Words(sev.AssignmentRule)
+
+
+def _capture(
+    lead_list: LeadList, entry: dict[str, str], team: str, request_id: str
+) -> sapi.CaptureLeadRequest:
+    organisation = entry["kind"] == "organisation"
+    return sapi.CaptureLeadRequest(
+        request_id=request_id,
+        channel=sev.LEAD_CHANNEL_CAMPAIGN,
+        campaign_id=lead_list.campaign_id,
+        source=f"lead list {lead_list.name}",
+        customer_id=entry["customer_id"],
+        person_name="" if organisation else entry["name"],
+        company_name=entry["name"] if organisation else "",
+        email=entry["email"],
+        phone=entry["phone"],
+        territory=entry["territory"].lower(),
+        team=team,
+    )
+
+
+def lead_list_message(x: LeadList) -> api.LeadList:
+    return api.LeadList(
+        lead_list_id=str(x.id),
+        name=x.name,
+        campaign_id=x.campaign_id,
+        segment_id=x.segment_id,
+        version=x.version,
+        entries=[
+            api.LeadListEntry(
+                customer_id=e["customer_id"],
+                name=e["name"],
+                email=e["email"],
+                phone=e["phone"],
+                territory=e["territory"],
+                lead_id=x.leads.get(e["customer_id"], {}).get("lead_id", ""),
+                agent_id=x.leads.get(e["customer_id"], {}).get("agent_id", ""),
+            )
+            for e in x.entries
+        ],
+    )
+
 
 def _where(**equal: Any) -> RowQuery:
     return RowQuery(where(**{k: (UUID(v) if k == "customer_id" else v) for k, v in equal.items()}))
@@ -423,10 +559,10 @@ def campaign_message(c: Campaign) -> api.Campaign:
     )
 
 
-def servicer_registration(marketing: Marketing, catch_up: CatchUp) -> tuple[str, Any]:
-    """The marketing API on a host: `host.add(*servicer_registration(marketing, catch_up))`."""
+def servicer_registration(servicer: MarketingServicer) -> tuple[str, Any]:
+    """The marketing API on a host: `host.add(*servicer_registration(servicer))`."""
     return registration(
-        MarketingServicer(marketing, catch_up),
+        servicer,
         api_grpc.add_MarketingServiceServicer_to_server,
         api.DESCRIPTOR.services_by_name["MarketingService"],
     )

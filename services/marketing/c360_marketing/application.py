@@ -18,7 +18,7 @@ from eventsourcing.domain import Aggregate
 
 from c360_marketing import conditions, domain
 from c360_marketing.conditions import Facts, Tree
-from c360_marketing.domain import Campaign, Membership, Segment, Touch
+from c360_marketing.domain import Campaign, LeadList, Membership, Segment, Touch
 from c360_platform.errors import AlreadyExists, InvalidArgument, NotFound
 from c360_platform.store import (
     CommandContext,
@@ -91,6 +91,14 @@ class PlanningApplication(ServiceApplication):
                 "kind": "segment",
                 "name": aggregate.name,
                 "state": "",
+                "created_at": aggregate.created_on,
+            }
+        if isinstance(aggregate, LeadList):
+            return {
+                "plan_id": aggregate.id,
+                "kind": "lead_list",
+                "name": aggregate.name,
+                "state": f"{len(aggregate.leads)}/{len(aggregate.entries)}",
                 "created_at": aggregate.created_on,
             }
         if isinstance(aggregate, Campaign):
@@ -570,6 +578,58 @@ class Marketing:
             touch.convert(facts.lifetime_value.get(touch.currency, Decimal(0)), ATTRIBUTION, now)
             if touch.pending_events:
                 self.people.save(touch)
+
+    # -- lead lists ----------------------------------------------------------------------------
+
+    def build_lead_list(
+        self, ctx: CommandContext, *, name: str, campaign_id: UUID, segment: str
+    ) -> CommandOutcome:
+        """A campaign's responders (clicked or replied), or the members of `segment` for the
+        campaign, as a list of leads to hand to sales."""
+
+        def decide() -> Decision[LeadList]:
+            campaign = self.campaign(campaign_id)
+            segment_id = ""
+            if segment.strip():
+                try:
+                    found = self.segment(segment)
+                except NotFound:
+                    raise InvalidArgument.one("segment", "no such segment") from None
+                segment_id = str(found.id)
+                rows = self.people.rows(
+                    RowQuery(where(kind="membership", segment_id=segment_id, member=True))
+                )
+                ids = {str(r["customer_id"]) for r in rows}
+            else:
+                ids = {
+                    str(r["customer_id"])
+                    for r in self._touches(campaign_id=str(campaign.id))
+                    if domain.touch_counts(r["responses"])["responded"]
+                }
+            people = [self.facts[i] for i in ids if i in self.facts]
+            lead_list = domain.build_lead_list(
+                name=name, campaign_id=str(campaign.id), segment_id=segment_id, people=people
+            )
+            return Decision(lead_list, [lead_list], {"lead_list_id": str(lead_list.id)})
+
+        with self.lock:
+            return self.plans.execute(ctx, decide)
+
+    def lead_list(self, lead_list_id: UUID) -> LeadList:
+        return self.plans.load(LeadList, lead_list_id)
+
+    def record_distribution(
+        self,
+        ctx: CommandContext,
+        lead_list_id: UUID,
+        team: str,
+        rule: str,
+        leads: dict[str, dict[str, str]],
+    ) -> CommandOutcome:
+        with self.lock:
+            return self.plans.change(
+                ctx, LeadList, lead_list_id, None, lambda x: x.distributed(team, rule, leads)
+            )
 
     def results(self, campaign: Campaign, by: str) -> tuple[ResultRow, list[ResultRow]]:
         if by not in ("", "segment", "region", "channel"):

@@ -538,3 +538,60 @@ def touch_counts(responses: Iterable[str]) -> Mapping[str, bool]:
         "bounced": bool(seen & {"soft_bounced", "hard_bounced", "failed"}),
         "unsubscribed": "unsubscribed" in seen,
     }
+
+
+# -- lead lists ---------------------------------------------------------------------------------
+
+
+class LeadList(Aggregate):
+    """Customers handed to sales as leads of a campaign: its responders, or the members of a
+    segment; each entry, once distributed, names its lead in the sales service and its agent."""
+
+    if TYPE_CHECKING:
+        Built: ClassVar[type[Aggregate.Event]]
+        Distributed: ClassVar[type[Aggregate.Event]]
+
+    @event("Built")
+    def __init__(
+        self, name: str, campaign_id: str, segment_id: str, entries: list[dict[str, str]]
+    ) -> None:
+        self.name = name
+        self.campaign_id = campaign_id
+        self.segment_id = segment_id
+        self.entries = entries
+        self.leads: dict[str, dict[str, str]] = {}
+        """customer id -> {lead_id, agent_id} of the entries distributed."""
+
+    def pending(self) -> list[dict[str, str]]:
+        return [e for e in self.entries if e["customer_id"] not in self.leads]
+
+    def distributed(self, team: str, rule: str, leads: dict[str, dict[str, str]]) -> None:
+        fresh = {k: v for k, v in leads.items() if k not in self.leads}
+        if fresh:
+            self._distributed(team, rule, fresh)
+
+    @event("Distributed")
+    def _distributed(self, team: str, rule: str, leads: dict[str, dict[str, str]]) -> None:
+        self.leads.update(leads)
+
+
+def build_lead_list(
+    *, name: str, campaign_id: str, segment_id: str, people: Iterable[Facts]
+) -> LeadList:
+    v = Violations()
+    clean = v.text("name", name, max_len=MAX_NAME)
+    v.check()
+    entries = [
+        {
+            "customer_id": f.customer_id,
+            "name": f.display_name,
+            "kind": f.kind,
+            "email": f.emails[0] if f.emails else "",
+            "phone": f.phones[0] if f.phones else "",
+            "territory": f.region,
+        }
+        for f in sorted(people, key=lambda f: (f.display_name, f.customer_id))
+    ]
+    if not entries:
+        raise PreconditionFailed("the lead list would be empty: no responders or members")
+    return LeadList(name=clean, campaign_id=campaign_id, segment_id=segment_id, entries=entries)

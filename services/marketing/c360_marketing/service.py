@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from c360_marketing.api import servicer_registration
+from c360_marketing.api import MarketingServicer, servicer_registration
 from c360_marketing.application import Marketing, PeopleApplication, PlanningApplication
 from c360_marketing.contract import CONTRACT
 from c360_marketing.follower import DeliveryReports, ProfileFollower
@@ -23,7 +23,9 @@ def build(settings: Settings) -> rpc.ServiceHost:
     marketing = Marketing(plans, people, utc_now)
     follower = ProfileFollower(marketing, settings.timeline_addr)
     host = rpc.ServiceHost.for_settings(settings)
-    host.add(*servicer_registration(marketing, follower.catch_up))
+    servicer = MarketingServicer(marketing, follower.catch_up, settings.services.get("sales", ""))
+    host.add(*servicer_registration(servicer))
+    host.on_close.append(servicer.close)
     host.background.append(follower.run)
     host.on_close.append(follower.close)
     assert SPEC.partner is not None
