@@ -180,3 +180,57 @@ def test_evaluation_over_facts_matches_the_truth_of_each_condition(data: st.Data
     # The deciding condition of a typed leaf agrees with the verdict (through any nots).
     if verdict.path in values and "not" not in verdict.path:
         assert values[verdict.path] == verdict.member
+
+
+def test_sales_facts_classes_products_and_purchase_recency() -> None:
+    recent = ada(
+        classes=frozenset({"loyal"}),
+        products=frozenset({"ROUTER-X"}),
+        days_since_purchase=12,
+    )
+    never = ada()
+    within_30 = conditions.parse({"field": "days_since_purchase", "op": "lte", "value": 30})
+    assert conditions.evaluate(within_30, recent).member
+    assert not conditions.evaluate(within_30, never).member
+    lapsed = conditions.parse({"field": "days_since_purchase", "op": "gt", "value": 90})
+    assert conditions.evaluate(lapsed, never).member
+    bought = conditions.parse({"field": "products_bought", "value": "router-x"})
+    assert conditions.evaluate(bought, recent).member
+    key_or_loyal = conditions.parse({"field": "class", "op": "has_any", "value": ["key", "loyal"]})
+    assert conditions.evaluate(key_or_loyal, recent).member
+    assert conditions.actual(conditions.leaves(within_30)[0][1], never) == "never bought"
+
+
+def test_facts_from_a_profile_take_the_larger_lifetime_value_never_the_sum() -> None:
+    from datetime import date
+
+    from google.protobuf import struct_pb2
+
+    from c360.timeline.v1 import timeline_service_pb2 as tapi
+    from c360_marketing.profiles import facts_of
+
+    attributes = struct_pb2.Struct()
+    attributes.update(
+        {
+            "addresses": [{"country": "LV", "region": "Riga", "city": "Rīga", "lines": ["A 1"]}],
+            "consent": {"email/marketing": {"granted": False}},
+            "erp": {"paid_total": {"EUR": "500.00", "USD": "20"}},
+            "sales": {
+                "lifetime_value": {"EUR": "800.00"},
+                "last_purchase": {"on": "2026-11-20"},
+                "products_bought": ["ROUTER-X"],
+                "classes": {"loyal": "5 orders"},
+            },
+        }
+    )
+    facts = facts_of(
+        tapi.Profile(customer_id="c", kind="person", attributes=attributes), date(2026, 12, 1)
+    )
+    assert facts.lifetime_value == {"EUR": Decimal("800.00"), "USD": Decimal("20")}
+    assert facts.consent == {"email/marketing": False}
+    assert (facts.countries, facts.region, facts.postal) == (
+        frozenset({"LV"}),
+        "RIGA",
+        "A 1, Rīga, LV",
+    )
+    assert (facts.days_since_purchase, facts.classes) == (11, frozenset({"loyal"}))

@@ -51,6 +51,12 @@ class Facts:
     """The first postal address on one line ("" if none)."""
     region: str = ""
     """The customer's region for results: the first address's region, else its country."""
+    classes: frozenset[str] = frozenset()
+    """The sales service's classification: key, loyal, low_profit, trend_alert, debtor."""
+    products: frozenset[str] = frozenset()
+    """The SKUs the customer bought (fulfilled orders)."""
+    days_since_purchase: int | None = None
+    """Days from the last purchase to when the facts were read; None: never bought."""
 
 
 # -- the fields ---------------------------------------------------------------------------------
@@ -78,6 +84,9 @@ FIELDS: dict[str, FieldSpec] = {
     "open_tickets": FieldSpec(NUMBER_OPS, "number"),
     "support_contacts_30d": FieldSpec(NUMBER_OPS, "number"),
     "at_risk": FieldSpec(("eq",), "bool"),
+    "class": FieldSpec(("has", "has_any", "has_all"), "tags"),
+    "products_bought": FieldSpec(("has", "has_any", "has_all"), "tags"),
+    "days_since_purchase": FieldSpec(NUMBER_OPS, "number"),
     "segment": FieldSpec(("member", "not_member"), "segment"),
 }
 
@@ -278,6 +287,11 @@ def actual(leaf: Tree, facts: Facts) -> str:
         "open_tickets": facts.open_tickets,
         "support_contacts_30d": facts.support_contacts_30d,
         "at_risk": facts.at_risk,
+        "class": ", ".join(sorted(facts.classes)),
+        "products_bought": ", ".join(sorted(facts.products)),
+        "days_since_purchase": (
+            "never bought" if facts.days_since_purchase is None else facts.days_since_purchase
+        ),
     }[name]
     return str(value).lower() if isinstance(value, bool) else str(value)
 
@@ -290,6 +304,11 @@ def _compare(op: str, have: Decimal, want: Decimal) -> bool:
         "lte": have <= want,
         "eq": have == want,
     }[op]
+
+
+def _has(c: Tree, present: frozenset[str] | set[str]) -> bool:
+    wanted = set(c["value"])
+    return wanted <= present if c["op"] == "has_all" else bool(wanted & present)
 
 
 def _codes(op: str, have: frozenset[str] | str, value: Any) -> bool:
@@ -305,9 +324,7 @@ _TESTS: dict[str, Callable[[Tree, Facts], bool]] = {
     "region": lambda c, f: _codes(c["op"], f.regions, c["value"]),
     "owner": lambda c, f: _codes(c["op"], f.owner, c["value"]),
     "kind": lambda c, f: (f.kind == c["value"]) == (c["op"] == "eq"),
-    "tags": lambda c, f: (
-        set(c["value"]) <= f.tags if c["op"] == "has_all" else bool(set(c["value"]) & f.tags)
-    ),
+    "tags": lambda c, f: _has(c, f.tags),
     "consent": lambda c, f: (
         (f.consent.get(f"{c['channel']}/{c['purpose']}") is True) == (c["op"] == "granted")
     ),
@@ -319,6 +336,14 @@ _TESTS: dict[str, Callable[[Tree, Facts], bool]] = {
         c["op"], Decimal(f.support_contacts_30d), Decimal(c["value"])
     ),
     "at_risk": lambda c, f: f.at_risk == c["value"],
+    "class": lambda c, f: _has(c, f.classes),
+    "products_bought": lambda c, f: _has(c, {p.lower() for p in f.products}),
+    # Never bought: no purchase is within any number of days, and is longer ago than any.
+    "days_since_purchase": lambda c, f: (
+        c["op"] == "gt"
+        if f.days_since_purchase is None
+        else _compare(c["op"], Decimal(f.days_since_purchase), Decimal(c["value"]))
+    ),
     "segment": lambda c, f: (c["value"] in f.segments) == (c["op"] == "member"),
 }
 

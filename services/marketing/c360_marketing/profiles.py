@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -18,10 +19,20 @@ def _decimal(text: Any) -> Decimal:
         return Decimal(0)
 
 
-def facts_of(profile: tapi.Profile) -> Facts:
+def _days_since(text: str, today: date) -> int | None:
+    try:
+        return (today - date.fromisoformat(text[:10])).days
+    except ValueError:
+        return None
+
+
+def facts_of(profile: tapi.Profile, today: date | None = None) -> Facts:
     """What segments may ask of a profile: the customer's own fields (kind, tags, owner,
     addresses, consent), the service desk's (open tickets, contacts in 30 days, the churn
-    signal) and the ERP's payments (lifetime value per currency)."""
+    signal), the sales part's (classes, products bought, the last purchase) and the lifetime
+    value per currency: the larger of the sales part's (fulfilled orders) and the ERP's
+    payments (never their sum: an order's invoice paid is the same money)."""
+    today = today or datetime.now(UTC).date()
     attributes: dict[str, Any] = json_format.MessageToDict(profile.attributes)
     addresses = [a for a in attributes.get("addresses", []) if isinstance(a, dict)]
     consent = {
@@ -41,6 +52,11 @@ def facts_of(profile: tapi.Profile) -> Facts:
         )
         if x
     )
+    sales = attributes.get("sales") or {}
+    value: dict[str, Decimal] = {c: _decimal(v) for c, v in paid.items()}
+    for currency, amount in (sales.get("lifetime_value") or {}).items():
+        value[currency] = max(value.get(currency, Decimal(0)), _decimal(amount))
+    last = sales.get("last_purchase") or {}
     desk = profile.service_desk
     return Facts(
         customer_id=profile.customer_id,
@@ -51,7 +67,7 @@ def facts_of(profile: tapi.Profile) -> Facts:
         tags=frozenset(profile.tags),
         owner=profile.owner_id,
         consent=consent,
-        lifetime_value={c: _decimal(v) for c, v in paid.items()},
+        lifetime_value=value,
         open_tickets=desk.open_ticket_count,
         support_contacts_30d=desk.tickets_last_30_days,
         at_risk=profile.at_risk,
@@ -59,4 +75,7 @@ def facts_of(profile: tapi.Profile) -> Facts:
         phones=tuple(profile.phones),
         postal=postal,
         region=(first.get("region") or first.get("country") or "").upper(),
+        classes=frozenset((sales.get("classes") or {}).keys()),
+        products=frozenset(sales.get("products_bought") or []),
+        days_since_purchase=_days_since(str(last.get("on", "")), today) if last else None,
     )
