@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import time
 from datetime import UTC
 from uuid import UUID
 
@@ -35,6 +37,8 @@ from c360_platform.vocabulary import Words
 _log = logging.getLogger(__name__)
 PAGE = 200
 IDLE = 0.2
+REFRESH = float(os.environ.get("C360_MARKETING_REFRESH_SECONDS", "3600"))
+"""How often every profile is read again (conditions that change with time alone)."""
 DURABLE = "marketing"
 CONSENT_CHANNELS = Words(cev.ConsentChannel)
 
@@ -45,12 +49,16 @@ def _channel(address: str) -> grpc.aio.Channel:
 
 class ProfileFollower:
     """Follows the timeline's changed profiles from a cursor kept in memory: at start it reads
-    every profile once (memberships already stored are not repeated), then the changes."""
+    every profile once (memberships already stored are not repeated), then the changes; and
+    every `refresh` seconds every profile again, for the conditions that change with time
+    alone (support contacts in 30 days, the churn signal, days since the last purchase)."""
 
-    def __init__(self, marketing: Marketing, timeline_addr: str) -> None:
+    def __init__(self, marketing: Marketing, timeline_addr: str, refresh: float = REFRESH) -> None:
         self.marketing = marketing
         self.timeline_addr = timeline_addr
+        self.refresh = refresh
         self.cursor = 0
+        self.refreshed = time.monotonic()
         self.mutex = asyncio.Lock()
         self._channel: grpc.aio.Channel | None = None
 
@@ -78,6 +86,9 @@ class ProfileFollower:
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            if time.monotonic() - self.refreshed > self.refresh:
+                async with self.mutex:
+                    self.cursor, self.refreshed = 0, time.monotonic()
             try:
                 changed = await self.poll()
                 evaluated = await blocking(self.marketing.reevaluate)
