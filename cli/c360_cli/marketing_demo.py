@@ -1,6 +1,7 @@
 """The marketing part of `c360 demo`: payments on account for a share of the customers (so they
 have a lifetime value; played as the `erp` user), segments, two finished campaigns with costs
-and the provider's reports (played as the `delivery` user), and a running one. Data in
+and the provider's reports (played as the `delivery` user), and a running one; the first
+campaign's responders handed to the sales demo's team as leads. Data in
 data/marketing_demo.toml.
 
 Deterministic for a seed: payments and reports have ids derived from it (c360 and JetStream
@@ -24,7 +25,10 @@ from typing import Any
 import nats
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from c360.customer.v1 import customer_service_pb2 as capi
+from c360.customer.v1.customer_service_pb2_grpc import CustomerServiceStub
 from c360.erp.v1 import erp_events_pb2 as erp
+from c360.events.v1 import customer_events_pb2 as cev
 from c360.events.v1 import envelope_pb2
 from c360.events.v1 import marketing_events_pb2 as mev
 from c360.marketing.v1 import delivery_pb2
@@ -32,6 +36,7 @@ from c360.marketing.v1 import marketing_service_pb2 as mapi
 from c360.marketing.v1.marketing_service_pb2_grpc import MarketingServiceStub
 from c360.timeline.v1.timeline_service_pb2 import GetProfileRequest
 from c360.timeline.v1.timeline_service_pb2_grpc import TimelineServiceStub
+from c360_cli.client import CliError
 from c360_cli.marketing_cmds import CHANNELS
 
 MARKETING = "marketing"
@@ -90,6 +95,9 @@ class MarketingDemo:
         self.segments: dict[str, str] = {}
         self.campaigns: dict[str, str] = {}
         self.last_paid = ""
+        self.responding: dict[str, int] = {}
+        """campaign id -> touches this run reported a click or a reply on."""
+        self.lead_list = ""
 
     def stub(self) -> Any:
         return self.run.client.stub(MARKETING, MarketingServiceStub)
@@ -105,7 +113,6 @@ class MarketingDemo:
         if not url:
             return
         d = data()
-        low, high = d["paid_range"]
         nc = await nats.connect(url, name="c360-demo-erp-payments")
         try:
             js = nc.jetstream()
@@ -113,6 +120,9 @@ class MarketingDemo:
                 rng = random.Random(f"{self.run.seed}:pay:{p.index}")
                 if p.index not in self.run.ids or rng.random() >= d["paid_share"]:
                     continue
+                country = p.addresses[0].country if p.addresses else ""
+                big = country in d["big_spenders"]
+                low, high = d["big_range"] if big else d["paid_range"]
                 event_id = str(uuid.uuid5(_IDS, f"{self.run.seed}:payment:{p.index}"))
                 event = erp.ErpEvent(
                     event_id=event_id,
@@ -135,18 +145,55 @@ class MarketingDemo:
         finally:
             await nc.close()
 
+    def signup_script(self, p: Any) -> Callable[[], Awaitable[None]]:
+        async def script() -> None:
+            request = capi.GrantConsentRequest(
+                request_id=self.run.rid(p.index, "marketing-newsletter-signup"),
+                customer_id=self.run.ids[p.index],
+                channel=cev.CONSENT_CHANNEL_EMAIL,
+                purpose=cev.CONSENT_PURPOSE_MARKETING,
+                source="newsletter-signup",
+            )
+            stub = self.run.client.stub("customer", CustomerServiceStub)
+            await self.run.call(stub.GrantConsent, request, "grant consent", of=p.index)
+
+        return script
+
+    def signups(self) -> list[Any]:
+        """Customers who never decided on marketing by e-mail and sign up now."""
+        found = []
+        for p in self.run.plans:
+            decided = any(
+                (c.channel, c.purpose) == ("email", "marketing") for c in p.grants + p.revocations
+            )
+            rng = random.Random(f"{self.run.seed}:signup:{p.index}")
+            if (
+                not decided
+                and p.index in self.run.ids
+                and p.emails
+                and rng.random() < data()["signup_share"]
+            ):
+                found.append(p)
+        return found
+
     async def define(self) -> None:
         for s in data()["segments"]:
             # Segments named in a condition are resolved by the service (name -> id).
             text = json.dumps(s["condition"])
-            reply = await self.call(
-                "DefineSegment",
-                mapi.DefineSegmentRequest(
-                    name=s["name"], description=s["description"], condition=text
-                ),
-                "define a segment",
-                f"segment-{s['name']}",
+            request = mapi.DefineSegmentRequest(
+                name=s["name"], description=s["description"], condition=text
             )
+            try:
+                reply = await self.call(
+                    "DefineSegment", request, "define a segment", f"segment-{s['name']}"
+                )
+            except CliError as exc:
+                # Defined by a demo of another seed: the same segment serves this one.
+                if "already exists" not in exc.message:
+                    raise
+                found = await self.stub().GetSegment(mapi.GetSegmentRequest(segment=s["name"]))
+                self.segments[s["name"]] = found.segment.segment_id
+                continue
             self.segments[s["name"]] = reply.segment_id or reply.result.aggregate_id
 
     async def evaluated(self) -> None:
@@ -252,8 +299,13 @@ class MarketingDemo:
     async def _report(self, js: Any, data: bytes) -> None:
         """The provider's reports on one touch, drawn from the seed."""
         env = envelope_pb2.Envelope.FromString(data)
+        sent = mev.TouchSent()
+        env.payload.Unpack(sent)
         rng = random.Random(f"{self.run.seed}:touch:{env.aggregate_id}")
-        for kind, detail in outcomes(rng):
+        found = outcomes(rng)
+        if {"clicked", "replied"} & {kind for kind, _ in found}:
+            self.responding[sent.campaign_id] = self.responding.get(sent.campaign_id, 0) + 1
+        for kind, detail in found:
             report = delivery_pb2.DeliveryReport(
                 report_id=str(uuid.uuid5(_IDS, f"{env.aggregate_id}:{kind}")),
                 touch_id=env.aggregate_id,
@@ -266,6 +318,34 @@ class MarketingDemo:
                 headers={"Nats-Msg-Id": report.report_id},
             )
             self.reports += 1
+
+    async def leads(self) -> None:
+        """The first campaign's responders, handed to the sales demo's team as leads."""
+        first = data()["campaigns"][0]["name"]
+        cid = self.campaigns[first]
+        request = mapi.CampaignResultsRequest(campaign_id=cid)
+        for _ in range(300):  # until marketing has taken this run's reports
+            results = await self.stub().CampaignResults(request, timeout=10)
+            if results.total.responded >= self.responding.get(cid, 0):
+                break
+            await asyncio.sleep(0.1)
+        if not results.total.responded or "sales" not in self.run.client.endpoints.addresses:
+            return
+        built = await self.call(
+            "BuildLeadList",
+            mapi.BuildLeadListRequest(name=f"{first} responders", campaign_id=cid),
+            "build a lead list",
+            "lead-list",
+        )
+        self.lead_list = built.lead_list_id or built.result.aggregate_id
+        await self.call(
+            "DistributeLeadList",
+            mapi.DistributeLeadListRequest(
+                lead_list_id=self.lead_list, team="field", rule="round_robin"
+            ),
+            "distribute a lead list",
+            "lead-list-distribute",
+        )
 
     async def finish(self) -> None:
         for c in data()["campaigns"]:
@@ -281,14 +361,20 @@ class MarketingDemo:
     async def phases(self) -> None:
         """Every marketing phase, after the customers exist."""
         d = data()
-        extra = len(d["segments"]) + sum(3 + len(c.get("costs", [])) for c in d["campaigns"])
+        extra = 2 + len(d["segments"]) + sum(3 + len(c.get("costs", [])) for c in d["campaigns"])
         self.run.progress.update(self.run.task, total=self.run.progress.tasks[0].total + extra)
+        signups = self.signups()
+        self.run.progress.update(
+            self.run.task, total=self.run.progress.tasks[0].total + len(signups)
+        )
+        await self.run.phase("newsletter sign-ups", [self.signup_script(p) for p in signups])
         await self.run.phase("ERP payments", [self.pay])
         await self.run.phase("segments", [self.define])
         await self.run.phase("segments evaluated", [self.evaluated])
         for c in d["campaigns"]:
             await self.run.phase(f"campaign {c['name']}", [self.campaign_script(c)])
         await self.run.phase("provider reports", [self.report])
+        await self.run.phase("lead lists for sales", [self.leads])
         await self.run.phase("campaigns finished", [self.finish])
 
     def summary(self) -> dict[str, Any]:
@@ -300,5 +386,6 @@ class MarketingDemo:
             "marketing_examples": {
                 "segment": "latvia-high-value",
                 "campaigns": self.campaigns,
+                "lead_list": self.lead_list,
             },
         }

@@ -153,23 +153,30 @@ def test_a_campaign_checks_consent_at_each_send(mk: Marketing, clock: Clock) -> 
     with pytest.raises(PreconditionFailed, match="planned"):
         mk.send(ctx(), cid, None, launch=True)
     mk.change_campaign(ctx(), cid, None, lambda c: c.approve(""))
-    _, first = mk.send(ctx("launch"), cid, None, launch=True)
-    assert [s.customer_id for s in first.sends] == [ADA, BOB]
-    # Bob revokes after the launch: he leaves the segment, and is no longer sent to.
+    # Bob revokes after the plan, before the launch: he leaves the segment and is counted.
     mk.observe([person(BOB, "Bob", consent={"email/marketing": False})])
+    _, first = mk.send(ctx("launch"), cid, None, launch=True)
+    assert [s.customer_id for s in first.sends] == [ADA]
+    assert first.exclusions == {"revoked": 1}
+    # Ada revokes after the launch: later sends do not reach her, and say why.
+    mk.observe([person(ADA, "Ada", consent={"email/marketing": False})])
     mk.observe([person(CID, "Cid", consent={"email/marketing": True})])
-    assert [m.customer_id for m in mk.members(mk.segment("latvia"), None)] == [ADA, CID]
+    assert [m.customer_id for m in mk.members(mk.segment("latvia"), None)] == [CID]
     _, second = mk.send(ctx("again"), cid, None, launch=False)
     assert [s.customer_id for s in second.sends] == [CID]
-    assert second.exclusions == {"already_reached": 1}
+    assert second.exclusions == {"revoked": 2}
+    _, third = mk.send(ctx("third"), cid, None, launch=False)
+    assert third.exclusions == {"already_reached": 1, "revoked": 2}
     campaign = mk.campaign(cid)
-    assert campaign.sent == 3
-    assert campaign.actual_cost == Decimal("1.50")
+    assert campaign.sent == 2
+    assert campaign.actual_cost == Decimal("1.00")
 
 
 def test_exclusions_are_counted_by_reason() -> None:
-    def candidate(facts: Facts, touches: int = 0, reached: bool = False) -> domain.Candidate:
-        return domain.Candidate(facts, "s", touches, reached)
+    def candidate(
+        facts: Facts, touches: int = 0, reached: bool = False, member: bool = True
+    ) -> domain.Candidate:
+        return domain.Candidate(facts, "s", touches, reached, member)
 
     chosen = domain.audience(
         "email",
@@ -180,6 +187,7 @@ def test_exclusions_are_counted_by_reason() -> None:
             candidate(person("d", "Dan", emails=())),
             candidate(person("e", "Eve"), touches=2),
             candidate(person("f", "Fay"), reached=True),
+            candidate(person("h", "Hal"), member=False),
             candidate(person("g", "Gus")),
         ],
         frequency_cap=2,
@@ -190,12 +198,13 @@ def test_exclusions_are_counted_by_reason() -> None:
     assert chosen.exclusions == {
         "already_reached": 1,
         "frequency_cap": 1,
+        "left_segment": 1,
         "no_consent": 1,
         "no_contact_point": 1,
         "over_budget": 1,
         "revoked": 1,
     }
-    assert chosen.size == 7
+    assert chosen.size == 8
 
 
 def test_provider_reports_count_once_and_unsubscribes_revoke(mk: Marketing, clock: Clock) -> None:

@@ -506,23 +506,28 @@ class Marketing:
             since = now - timedelta(days=plan["frequency_days"])
             reached = {str(r["customer_id"]) for r in self._touches(campaign_id=str(campaign.id))}
             candidates: dict[str, domain.Candidate] = {}
-            for segment_id in plan["segment_ids"]:
-                rows = self.people.rows(
-                    RowQuery(where(kind="membership", segment_id=segment_id, member=True))
+            # Members now, then those who left since the campaign was planned: they are
+            # counted with the reason (a revocation after the launch shows as "revoked").
+            rows = [
+                r
+                for segment_id in plan["segment_ids"]
+                for r in self.people.rows(RowQuery(where(kind="membership", segment_id=segment_id)))
+                if r["member"] or r["changed_at"] >= campaign.created_on
+            ]
+            rows.sort(key=lambda r: (not r["member"], str(r["customer_id"])))
+            for r in rows:
+                cid = str(r["customer_id"])
+                facts = self.facts.get(cid)
+                if cid in candidates or facts is None:
+                    continue
+                recent = [
+                    t
+                    for t in self._touches(customer_id=UUID(cid), channel=plan["channel"])
+                    if t["created_at"] >= since
+                ]
+                candidates[cid] = domain.Candidate(
+                    facts, r["segment_id"], len(recent), cid in reached, r["member"]
                 )
-                for r in sorted(rows, key=lambda r: str(r["customer_id"])):
-                    cid = str(r["customer_id"])
-                    facts = self.facts.get(cid)
-                    if cid in candidates or facts is None:
-                        continue
-                    recent = [
-                        t
-                        for t in self._touches(customer_id=UUID(cid), channel=plan["channel"])
-                        if t["created_at"] >= since
-                    ]
-                    candidates[cid] = domain.Candidate(
-                        facts, segment_id, len(recent), cid in reached
-                    )
             chosen = domain.audience(
                 plan["channel"],
                 candidates.values(),

@@ -219,6 +219,8 @@ class Candidate:
     """Touches on the campaign's channel within the frequency period, of any campaign."""
     reached: bool
     """This campaign reached them already."""
+    member: bool = True
+    """False: they left the segment after the campaign was planned (counted, never sent)."""
 
 
 @dataclass(frozen=True)
@@ -254,7 +256,9 @@ def audience(
     budget_left: Decimal,
 ) -> Audience:
     """Who a send reaches, and everyone else counted by reason, checked in this order:
-    already reached, no consent, revoked, no contact point, frequency cap, over budget."""
+    no consent, revoked (consent first: a revocation shows as such), already reached, left
+    the segment (since the campaign was planned,
+    for another reason than consent), no contact point, frequency cap, over budget."""
     sends: list[Send] = []
     excluded: Counter[str] = Counter()
     size = 0
@@ -263,12 +267,14 @@ def audience(
         size += 1
         decided = c.facts.consent.get(f"{channel}/marketing")
         address = contact_point(channel, c.facts)
-        if c.reached:
-            excluded["already_reached"] += 1
-        elif decided is None:
+        if decided is None:
             excluded["no_consent"] += 1
         elif decided is False:
             excluded["revoked"] += 1
+        elif c.reached:
+            excluded["already_reached"] += 1
+        elif not c.member:
+            excluded["left_segment"] += 1
         elif not address:
             excluded["no_contact_point"] += 1
         elif frequency_cap and c.touches_in_period >= frequency_cap:
