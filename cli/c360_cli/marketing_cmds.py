@@ -472,6 +472,11 @@ def _campaign_results(args: argparse.Namespace) -> int:
         title=f"budget {reply.budget} {reply.currency}, expected responses"
         f" {reply.expected_responses}",
     )
+    if reply.forecast_basis:
+        out.print(
+            f"forecast: {reply.forecast_responses:.1f} responses, {reply.forecast_revenue}"
+            f" {reply.currency} revenue ({reply.forecast_basis})"
+        )
     return 0
 
 

@@ -297,3 +297,20 @@ def test_a_lead_list_holds_the_responders_or_the_segments_members(mk: Marketing)
     assert [e["name"] for e in members.entries] == ["Ada", "Bob"]
     mk.record_distribution(ctx(), members.id, "field", "round_robin", {ADA: {"lead_id": "l-1"}})
     assert [e["customer_id"] for e in mk.lead_list(members.id).pending()] == [BOB]
+
+
+def test_a_forecast_learns_from_completed_campaigns_on_the_same_segments(mk: Marketing) -> None:
+    define(mk)
+    past = plan(mk, name="Past")
+    for step in (lambda c: c.approve(""), lambda c: c.launch("")):
+        mk.change_campaign(ctx(), past, None, step)
+    mk.send(ctx(), past, None, launch=False)
+    rows = mk.people.rows(RowQuery(where(kind="touch", campaign_id=str(past))))
+    mk.record_report(rows[0]["row_id"], "clicked", "r1", "", mk.clock())
+    upcoming = plan(mk, name="Next")
+    assert mk.forecast(mk.campaign(upcoming)) == (0.0, Decimal(0), "")  # nothing completed yet
+    mk.change_campaign(ctx(), past, None, lambda c: c.complete(""))
+    responses, revenue, basis = mk.forecast(mk.campaign(upcoming))
+    # One response in two sends, for the segment's two members.
+    assert (responses, revenue) == (1.0, Decimal("0.00"))
+    assert basis == "from 1 completed email campaign on the same segments (2 sends), for 2 sends"

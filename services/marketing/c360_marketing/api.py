@@ -373,7 +373,11 @@ class MarketingServicer(CommandServicer[Any], api_grpc.MarketingServiceServicer)
         cid = parse_id("campaign_id", request.campaign_id)
         campaign = await blocking(self.marketing.campaign, cid)
         total, rows = await blocking(self.marketing.results, campaign, request.by.strip())
+        responses, revenue, basis = await blocking(self.marketing.forecast, campaign)
         return api.CampaignResultsResponse(
+            forecast_responses=round(responses, 2),
+            forecast_revenue=_decimal_text(revenue),
+            forecast_basis=basis,
             total=_result(total),
             rows=[_result(r) for r in rows],
             currency=campaign.plan["currency"],

@@ -636,6 +636,47 @@ class Marketing:
                 ctx, LeadList, lead_list_id, None, lambda x: x.distributed(team, rule, leads)
             )
 
+    def forecast(self, campaign: Campaign) -> tuple[float, Decimal, str]:
+        """Responses and revenue past campaigns predict for this one: completed campaigns on
+        the same channel sharing a target segment (else any on the channel); their rates per
+        send times this campaign's sends, or before a send its segments' members."""
+        plan = campaign.plan
+        done = [
+            c
+            for c in self.campaigns()
+            if c.id != campaign.id
+            and c.state == domain.State.COMPLETED
+            and c.plan["channel"] == plan["channel"]
+        ]
+        similar = [c for c in done if set(c.plan["segment_ids"]) & set(plan["segment_ids"])]
+        basis = similar or done
+        if not basis:
+            return 0.0, Decimal(0), ""
+        sent = responded = 0
+        revenue = Decimal(0)
+        for c in basis:
+            for r in self._touches(campaign_id=str(c.id)):
+                sent += 1
+                responded += domain.touch_counts(r["responses"])["responded"]
+                revenue += Decimal(r["revenue"])
+        if not sent:
+            return 0.0, Decimal(0), ""
+        reach = campaign.sent or len(
+            {
+                str(r["customer_id"])
+                for sid in plan["segment_ids"]
+                for r in self.people.rows(
+                    RowQuery(where(kind="membership", segment_id=sid, member=True))
+                )
+            }
+        )
+        kind = "on the same segments" if similar else "on the same channel"
+        words = (
+            f"from {len(basis)} completed {plan['channel']} campaign{'s' if len(basis) > 1 else ''}"
+            f" {kind} ({sent} sends), for {reach} sends"
+        )
+        return responded / sent * reach, (revenue / sent * reach).quantize(Decimal("0.01")), words
+
     def results(self, campaign: Campaign, by: str) -> tuple[ResultRow, list[ResultRow]]:
         if by not in ("", "segment", "region", "channel"):
             raise InvalidArgument.one("by", "must be segment, region, channel or empty")
