@@ -174,6 +174,47 @@ LEAD_LIST_COMMANDS = (
 )
 
 
+CALL_LIST = Api("marketing", MarketingServiceStub, "call list")
+CALL_LIST_COMMANDS = (
+    Command(
+        "build",
+        "share a phone campaign's audience (who may be called now) among agents",
+        CALL_LIST,
+        "BuildCallList",
+        api.BuildCallListRequest,
+        (
+            Arg("name", "name", "the list's name", metavar="NAME"),
+            Arg("--campaign", "campaign_id", "the phone campaign", required=True),
+            Arg("--agent", "agents", "an agent's employee id (repeatable)", repeated=True),
+        ),
+        verb="call list built",
+        shows=("call_list_id",),
+    ),
+    Command(
+        "record",
+        "record a call: reached, no_answer, call_back, not_interested, interested (-> lead)",
+        CALL_LIST,
+        "RecordCall",
+        api.RecordCallRequest,
+        (
+            Arg("call_list_id", "call_list_id", "the call list's id", metavar="ID"),
+            Arg("customer_id", "customer_id", "the customer called", metavar="CUSTOMER"),
+            Arg("--agent", "agent_id", "who called (employee id)", required=True),
+            Arg(
+                "--outcome",
+                "outcome",
+                "reached, no_answer, call_back, not_interested or interested",
+                required=True,
+            ),
+            Arg("--call-back-at", "call_back_at", "when to call back", type=parse_time),
+            Arg("--note", "note", "what was said", default=""),
+        ),
+        verb="call recorded",
+        shows=("lead_id",),
+    ),
+)
+
+
 # -- JSON ---------------------------------------------------------------------------------------
 
 
@@ -516,11 +557,51 @@ def _lead_list_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _next_call(args: argparse.Namespace) -> int:
+    with Client(args) as client:
+        reply = _stub(client).NextCall(
+            api.NextCallRequest(call_list_id=args.call_list_id, agent_id=args.agent),
+            timeout=args.timeout,
+        )
+    out = Output(args.json)
+    if out.json_mode:
+        out.json(_message_json(reply))
+        return 0
+    if not reply.HasField("entry"):
+        out.print(f"nothing to call: {reply.remaining} open")
+        return 0
+    e = reply.entry
+    out.kv_panel(
+        f"call {e.name or e.customer_id}",
+        [
+            ("customer", e.customer_id),
+            ("phone", e.phone),
+            ("last outcome", e.outcome or "not called yet"),
+            ("call back at", short_time(iso_field(e, "call_back_at"))),
+            ("still to call", reply.remaining),
+        ],
+    )
+    return 0
+
+
 # -- the command tree ---------------------------------------------------------------------------
 
 
 def register(subparsers: Subparsers) -> None:
-    """Add `segment`, `campaign` and `leadlist` and their subcommands."""
+    """Add `segment`, `campaign`, `leadlist` and `calllist` and their subcommands."""
+    parser = subparsers.add_parser(
+        "calllist",
+        help="telemarketing call lists: build, next call, record the outcome",
+        description="Call lists: a phone campaign's audience shared among agents.",
+    )
+    sub = parser.add_subparsers(title="commands", dest="calllist_command", metavar="COMMAND")
+    sub.required = True
+    add_commands(sub, CALL_LIST_COMMANDS, {})
+    p = sub.add_parser("next", help="an agent's next call", description="An agent's next call.")
+    p.add_argument("call_list_id", metavar="ID", help="the call list's id")
+    p.add_argument("--agent", required=True, help="the agent's employee id")
+    p.set_defaults(func=_next_call)
+
     parser = subparsers.add_parser(
         "leadlist",
         help="lead lists for sales: build from a campaign, distribute to agents",

@@ -270,3 +270,68 @@ async def test_the_delivery_provider_publishes_only_on_its_own_subjects(
     await provider.nc.flush()
     await asyncio.sleep(0.1)
     assert any("c360.customer.>" in refused for refused in provider.refused)
+
+
+async def test_an_interested_call_becomes_a_lead_of_the_calling_agent(stack: Stack) -> None:
+    marketing = stack.stub("marketing", mapi_grpc.MarketingServiceStub)
+    reply = await stack.customer.RegisterCustomer(
+        capi.RegisterCustomerRequest(
+            kind=cev.CUSTOMER_KIND_PERSON, display_name="Ivo Liepa", phones=["+37120000009"]
+        )
+    )
+    ivo = reply.result.aggregate_id
+    await stack.customer.GrantConsent(
+        capi.GrantConsentRequest(
+            customer_id=ivo,
+            channel=cev.CONSENT_CHANNEL_PHONE,
+            purpose=cev.CONSENT_PURPOSE_MARKETING,
+            source="shop",
+        )
+    )
+    phone_ok = {"field": "consent", "channel": "phone", "purpose": "marketing"}
+    await marketing.DefineSegment(
+        mapi.DefineSegmentRequest(name="callable", condition=json.dumps(phone_ok))
+    )
+
+    async def member() -> bool:
+        found = await marketing.ListMembers(mapi.ListMembersRequest(segment="callable"))
+        return [m.customer_id for m in found.members] == [ivo]
+
+    await eventually(member, what="Ivo in the segment")
+    planned = await marketing.PlanCampaign(
+        mapi.PlanCampaignRequest(
+            name="Call round",
+            channel=mev.MARKETING_CHANNEL_PHONE,
+            segments=["callable"],
+            starts_on="2026-12-01",
+            ends_on="2026-12-31",
+            budget=mapi.Money(amount="500", currency="EUR"),
+        )
+    )
+    built = await marketing.BuildCallList(
+        mapi.BuildCallListRequest(
+            name="december", campaign_id=planned.campaign_id, agents=["emp-0003"]
+        )
+    )
+    nxt = await marketing.NextCall(
+        mapi.NextCallRequest(call_list_id=built.call_list_id, agent_id="emp-0003")
+    )
+    assert (nxt.entry.customer_id, nxt.entry.phone, nxt.remaining) == (ivo, "+37120000009", 1)
+    recorded = await marketing.RecordCall(
+        mapi.RecordCallRequest(
+            call_list_id=built.call_list_id,
+            customer_id=ivo,
+            agent_id="emp-0003",
+            outcome="interested",
+            note="wants a quote",
+        )
+    )
+    sales = stack.stub("sales", sales_grpc.SalesServiceStub)
+    lead = (await sales.GetLead(sapi.GetLeadRequest(lead_id=recorded.lead_id))).lead
+    assert (lead.channel, lead.campaign_id) == (sev.LEAD_CHANNEL_CAMPAIGN, planned.campaign_id)
+    assert (lead.customer_id, lead.agent_id) == (ivo, "emp-0003")
+    done = await marketing.NextCall(
+        mapi.NextCallRequest(call_list_id=built.call_list_id, agent_id="emp-0003")
+    )
+    assert not done.HasField("entry")
+    assert done.remaining == 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -314,3 +314,53 @@ def test_a_forecast_learns_from_completed_campaigns_on_the_same_segments(mk: Mar
     # One response in two sends, for the segment's two members.
     assert (responses, revenue) == (1.0, Decimal("0.00"))
     assert basis == "from 1 completed email campaign on the same segments (2 sends), for 2 sends"
+
+
+def test_a_call_list_shares_who_may_be_called_and_records_outcomes(
+    mk: Marketing, clock: Clock
+) -> None:
+    mk.observe(
+        [
+            person(
+                ADA,
+                "Ada",
+                consent={"email/marketing": True, "phone/marketing": True},
+                phones=("+37120000001",),
+            ),
+            person(
+                BOB,
+                "Bob",
+                consent={"email/marketing": True, "phone/marketing": True},
+                phones=("+37120000002",),
+            ),
+        ]
+    )
+    define(mk)
+    email_campaign = plan(mk)
+    with pytest.raises(PreconditionFailed, match="phone campaigns"):
+        mk.build_call_list(ctx(), name="x", campaign_id=email_campaign, agents=["emp-1"])
+    cid = plan(mk, name="Call them", channel="phone")
+    outcome = mk.build_call_list(
+        ctx(), name="spring calls", campaign_id=cid, agents=["emp-1", "emp-2"]
+    )
+    calls = mk.call_list(UUID(outcome.extra["call_list_id"]))
+    assert [(e["customer_id"], e["agent_id"]) for e in calls.entries] == [
+        (ADA, "emp-1"),
+        (BOB, "emp-2"),
+    ]
+    first = calls.next_for("emp-1", clock.now)
+    assert first is not None
+    assert first["phone"] == "+37120000001"
+    back = clock.now + timedelta(hours=2)
+    mk.record_call(ctx(), calls.id, ADA, "emp-1", "call_back", back, "busy")
+    assert mk.call_list(calls.id).next_for("emp-1", clock.now) is None  # not due yet
+    assert mk.call_list(calls.id).next_for("emp-1", back) is not None
+    with pytest.raises(PreconditionFailed, match="emp-2's list"):
+        mk.record_call(ctx(), calls.id, BOB, "emp-1", "reached", None, "")
+    with pytest.raises(InvalidArgument) as caught:
+        mk.record_call(ctx(), calls.id, ADA, "emp-1", "call_back", None, "")
+    assert [v.field for v in caught.value.violations] == ["call_back_at"]
+    mk.record_call(ctx(), calls.id, ADA, "emp-1", "interested", None, "wants a quote")
+    assert mk.call_list(calls.id).next_for("emp-1", back) is None
+    with pytest.raises(PreconditionFailed, match="called already"):
+        mk.record_call(ctx(), calls.id, ADA, "emp-1", "reached", None, "")

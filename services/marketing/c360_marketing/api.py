@@ -17,7 +17,15 @@ from c360.sales.v1 import sales_service_pb2 as sapi
 from c360.sales.v1 import sales_service_pb2_grpc as sales_grpc
 from c360_marketing.application import Marketing, ResultRow
 from c360_marketing.contract import CHANNELS
-from c360_marketing.domain import Audience, Campaign, LeadList, Membership, Segment
+from c360_marketing.domain import (
+    FINAL,
+    Audience,
+    CallList,
+    Campaign,
+    LeadList,
+    Membership,
+    Segment,
+)
 from c360_platform.commands import (
     blocking,
     command_context,
@@ -452,6 +460,105 @@ class MarketingServicer(CommandServicer[Any], api_grpc.MarketingServiceServicer)
         lid = parse_id("lead_list_id", request.lead_list_id)
         found = await blocking(self.marketing.lead_list, lid)
         return api.GetLeadListResponse(lead_list=lead_list_message(found))
+
+    # -- call lists ----------------------------------------------------------------------------
+
+    async def BuildCallList(
+        self, request: api.BuildCallListRequest, context: Ctx
+    ) -> api.BuildCallListResponse:
+        cid = parse_id("campaign_id", request.campaign_id)
+        await self.catch_up()  # consent as of now
+        return await self.command(
+            request,
+            context,
+            api.BuildCallListResponse,
+            lambda ctx: self.marketing.build_call_list(
+                ctx, name=request.name, campaign_id=cid, agents=list(request.agents)
+            ),
+            extra=["call_list_id"],
+        )
+
+    async def NextCall(self, request: api.NextCallRequest, context: Ctx) -> api.NextCallResponse:
+        lid = parse_id("call_list_id", request.call_list_id)
+        found = await blocking(self.marketing.call_list, lid)
+        agent = request.agent_id.strip()
+        entry = found.next_for(agent, self.marketing.clock())
+        mine = [e for e in found.entries if e["agent_id"] == agent]
+        remaining = sum(
+            1 for e in mine if found.state.get(e["customer_id"], {}).get("outcome") not in FINAL
+        )
+        return api.NextCallResponse(
+            entry=_call_entry(found, entry) if entry else None, remaining=remaining
+        )
+
+    async def RecordCall(
+        self, request: api.RecordCallRequest, context: Ctx
+    ) -> api.RecordCallResponse:
+        lid = parse_id("call_list_id", request.call_list_id)
+        customer = str(parse_id("customer_id", request.customer_id))
+        back = (
+            request.call_back_at.ToDatetime(tzinfo=UTC)
+            if request.HasField("call_back_at")
+            else None
+        )
+        ctx = command_context("RecordCall", request, context)
+        outcome = await blocking(
+            self.marketing.record_call,
+            ctx,
+            lid,
+            customer,
+            request.agent_id.strip(),
+            request.outcome.strip(),
+            back,
+            request.note,
+        )
+        result = command_result(self.app.source, outcome)
+        result.consistency_token = ""
+        lead_id = ""
+        if request.outcome.strip() == "interested":
+            found = await blocking(self.marketing.call_list, lid)
+            entry = found.entry(customer)
+            capture = sapi.CaptureLeadRequest(
+                request_id=f"call-list:{lid}:{customer}",
+                channel=sev.LEAD_CHANNEL_CAMPAIGN,
+                campaign_id=found.campaign_id,
+                source=f"call list {found.name}",
+                customer_id=customer,
+                person_name=entry["name"],
+                phone=entry["phone"],
+                description=request.note,
+            )
+            try:
+                stub = self.sales()
+                captured = await stub.CaptureLead(capture, timeout=10)
+                lead_id = captured.result.aggregate_id
+                await stub.AssignLead(
+                    sapi.AssignLeadRequest(
+                        request_id=f"call-list:{lid}:{customer}:assign",
+                        lead_id=lead_id,
+                        agent_id=entry["agent_id"],
+                        rule=sev.ASSIGNMENT_RULE_MANUAL,
+                    ),
+                    timeout=10,
+                )
+            except grpc.aio.AioRpcError as exc:
+                raise PreconditionFailed(
+                    f"the call is recorded, but the sales service refused the lead"
+                    f" ({exc.code().name}: {exc.details()}); retry with the same request id"
+                ) from None
+        return api.RecordCallResponse(result=result, lead_id=lead_id)
+
+
+def _call_entry(found: CallList, e: dict[str, str]) -> api.CallEntry:
+    state = found.state.get(e["customer_id"], {})
+    return api.CallEntry(
+        customer_id=e["customer_id"],
+        name=e["name"],
+        phone=e["phone"],
+        agent_id=e["agent_id"],
+        outcome=state.get("outcome", ""),
+        call_back_at=_ts(state.get("call_back_at")),
+    )
 
 
 DISTRIBUTION_RULES = ("round_robin", "territory", "capacity")

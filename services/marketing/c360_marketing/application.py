@@ -18,8 +18,9 @@ from eventsourcing.domain import Aggregate
 
 from c360_marketing import conditions, domain
 from c360_marketing.conditions import Facts, Tree
-from c360_marketing.domain import Campaign, LeadList, Membership, Segment, Touch
+from c360_marketing.domain import CallList, Campaign, LeadList, Membership, Segment, Touch
 from c360_platform.errors import AlreadyExists, InvalidArgument, NotFound
+from c360_platform.errors import PreconditionFailed as FailedPrecondition
 from c360_platform.store import (
     CommandContext,
     CommandOutcome,
@@ -91,6 +92,14 @@ class PlanningApplication(ServiceApplication):
                 "kind": "segment",
                 "name": aggregate.name,
                 "state": "",
+                "created_at": aggregate.created_on,
+            }
+        if isinstance(aggregate, CallList):
+            return {
+                "plan_id": aggregate.id,
+                "kind": "call_list",
+                "name": aggregate.name,
+                "state": f"{len(aggregate.state)}/{len(aggregate.entries)}",
                 "created_at": aggregate.created_on,
             }
         if isinstance(aggregate, LeadList):
@@ -488,6 +497,37 @@ class Marketing:
     def _touches(self, **equal: Any) -> list[dict[str, Any]]:
         return self.people.rows(RowQuery(where(kind="touch", **equal)))
 
+    def _candidates(self, campaign: Campaign, now: datetime) -> dict[str, domain.Candidate]:
+        """The members of the campaign's segments, and those who left them since it was
+        planned, with their touches on its channel in the frequency period."""
+        plan = campaign.plan
+        since = now - timedelta(days=plan["frequency_days"])
+        reached = {str(r["customer_id"]) for r in self._touches(campaign_id=str(campaign.id))}
+        candidates: dict[str, domain.Candidate] = {}
+        # Members now, then those who left since the campaign was planned: they are
+        # counted with the reason (a revocation after the launch shows as "revoked").
+        rows = [
+            r
+            for segment_id in plan["segment_ids"]
+            for r in self.people.rows(RowQuery(where(kind="membership", segment_id=segment_id)))
+            if r["member"] or r["changed_at"] >= campaign.created_on
+        ]
+        rows.sort(key=lambda r: (not r["member"], str(r["customer_id"])))
+        for r in rows:
+            cid = str(r["customer_id"])
+            facts = self.facts.get(cid)
+            if cid in candidates or facts is None:
+                continue
+            recent = [
+                t
+                for t in self._touches(customer_id=UUID(cid), channel=plan["channel"])
+                if t["created_at"] >= since
+            ]
+            candidates[cid] = domain.Candidate(
+                facts, r["segment_id"], len(recent), cid in reached, r["member"]
+            )
+        return candidates
+
     def send(
         self, ctx: CommandContext, campaign_id: UUID, version: int | None, launch: bool
     ) -> tuple[CommandOutcome, domain.Audience]:
@@ -503,31 +543,7 @@ class Marketing:
             campaign.require_sending()
             plan = campaign.plan
             now = self.clock()
-            since = now - timedelta(days=plan["frequency_days"])
-            reached = {str(r["customer_id"]) for r in self._touches(campaign_id=str(campaign.id))}
-            candidates: dict[str, domain.Candidate] = {}
-            # Members now, then those who left since the campaign was planned: they are
-            # counted with the reason (a revocation after the launch shows as "revoked").
-            rows = [
-                r
-                for segment_id in plan["segment_ids"]
-                for r in self.people.rows(RowQuery(where(kind="membership", segment_id=segment_id)))
-                if r["member"] or r["changed_at"] >= campaign.created_on
-            ]
-            rows.sort(key=lambda r: (not r["member"], str(r["customer_id"])))
-            for r in rows:
-                cid = str(r["customer_id"])
-                facts = self.facts.get(cid)
-                if cid in candidates or facts is None:
-                    continue
-                recent = [
-                    t
-                    for t in self._touches(customer_id=UUID(cid), channel=plan["channel"])
-                    if t["created_at"] >= since
-                ]
-                candidates[cid] = domain.Candidate(
-                    facts, r["segment_id"], len(recent), cid in reached, r["member"]
-                )
+            candidates = self._candidates(campaign, now)
             chosen = domain.audience(
                 plan["channel"],
                 candidates.values(),
@@ -634,6 +650,64 @@ class Marketing:
         with self.lock:
             return self.plans.change(
                 ctx, LeadList, lead_list_id, None, lambda x: x.distributed(team, rule, leads)
+            )
+
+    # -- call lists ----------------------------------------------------------------------------
+
+    def build_call_list(
+        self, ctx: CommandContext, *, name: str, campaign_id: UUID, agents: list[str]
+    ) -> CommandOutcome:
+        """A phone campaign's audience at this moment (consent for phone marketing, a phone
+        number, the frequency cap), shared among the agents in turn."""
+
+        def decide() -> Decision[CallList]:
+            campaign = self.campaign(campaign_id)
+            if campaign.plan["channel"] != domain.Channel.PHONE:
+                raise FailedPrecondition(
+                    f"campaign {campaign.id} is a {campaign.plan['channel']} campaign;"
+                    " call lists are for phone campaigns"
+                )
+            chosen = domain.audience(
+                domain.Channel.PHONE,
+                self._candidates(campaign, self.clock()).values(),
+                frequency_cap=campaign.plan["frequency_cap"],
+                cost_per_send=Decimal(0),
+                budget_left=Decimal(1),
+            )
+            names = {cid: f.display_name for cid, f in self.facts.items()}
+            call_list = domain.build_call_list(
+                name=name,
+                campaign_id=str(campaign.id),
+                agents=agents,
+                sends=chosen.sends,
+                names=names,
+            )
+            return Decision(call_list, [call_list], {"call_list_id": str(call_list.id)})
+
+        with self.lock:
+            return self.plans.execute(ctx, decide)
+
+    def call_list(self, call_list_id: UUID) -> CallList:
+        return self.plans.load(CallList, call_list_id)
+
+    def record_call(
+        self,
+        ctx: CommandContext,
+        call_list_id: UUID,
+        customer_id: str,
+        agent_id: str,
+        outcome: str,
+        call_back_at: datetime | None,
+        note: str,
+    ) -> CommandOutcome:
+        at = self.clock()
+        with self.lock:
+            return self.plans.change(
+                ctx,
+                CallList,
+                call_list_id,
+                None,
+                lambda c: c.record(customer_id, agent_id, outcome, call_back_at, note, at),
             )
 
     def forecast(self, campaign: Campaign) -> tuple[float, Decimal, str]:

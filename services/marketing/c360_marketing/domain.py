@@ -601,3 +601,142 @@ def build_lead_list(
     if not entries:
         raise PreconditionFailed("the lead list would be empty: no responders or members")
     return LeadList(name=clean, campaign_id=campaign_id, segment_id=segment_id, entries=entries)
+
+
+# -- call lists ---------------------------------------------------------------------------------
+
+
+class CallOutcome(StrEnum):
+    REACHED = "reached"
+    NO_ANSWER = "no_answer"
+    CALL_BACK = "call_back"
+    NOT_INTERESTED = "not_interested"
+    INTERESTED = "interested"
+
+
+FINAL = {CallOutcome.REACHED, CallOutcome.NOT_INTERESTED, CallOutcome.INTERESTED}
+"""Outcomes after which a customer is not called again for this list."""
+
+
+class CallList(Aggregate):
+    """A telemarketing campaign's customers shared among agents; each agent works through
+    theirs, recording the outcome of every call."""
+
+    if TYPE_CHECKING:
+        Built: ClassVar[type[Aggregate.Event]]
+        CallRecorded: ClassVar[type[Aggregate.Event]]
+
+    @event("Built")
+    def __init__(self, name: str, campaign_id: str, entries: list[dict[str, str]]) -> None:
+        self.name = name
+        self.campaign_id = campaign_id
+        self.entries = entries
+        self.calls: list[dict[str, Any]] = []
+        self.state: dict[str, dict[str, Any]] = {}
+        """customer id -> its latest outcome and call-back time."""
+
+    def entry(self, customer_id: str) -> dict[str, str]:
+        for e in self.entries:
+            if e["customer_id"] == customer_id:
+                return e
+        raise PreconditionFailed(f"customer {customer_id} is not on call list {self.id}")
+
+    def next_for(self, agent_id: str, now: datetime) -> dict[str, str] | None:
+        """The agent's next call: a call-back that is due, else the first never called, else
+        one that did not answer; None when the agent's list is done."""
+        mine = [e for e in self.entries if e["agent_id"] == agent_id]
+        due = [
+            e
+            for e in mine
+            if self.state.get(e["customer_id"], {}).get("outcome") == CallOutcome.CALL_BACK
+            and self.state[e["customer_id"]]["call_back_at"] <= now
+        ]
+        fresh = [e for e in mine if e["customer_id"] not in self.state]
+        retry = [
+            e
+            for e in mine
+            if self.state.get(e["customer_id"], {}).get("outcome") == CallOutcome.NO_ANSWER
+        ]
+        found = (due or fresh or retry)[:1]
+        return found[0] if found else None
+
+    def record(
+        self,
+        customer_id: str,
+        agent_id: str,
+        outcome: str,
+        call_back_at: datetime | None,
+        note: str,
+        at: datetime,
+    ) -> None:
+        v = Violations()
+        o = v.enum("outcome", outcome, CallOutcome)
+        agent = v.employee_id("agent_id", agent_id)
+        text = v.text("note", note, required=False, max_len=MAX_TEXT)
+        if o == CallOutcome.CALL_BACK and call_back_at is None:
+            v.add("call_back_at", "is required for call_back")
+        if o != CallOutcome.CALL_BACK and call_back_at is not None:
+            v.add("call_back_at", "only a call_back has one")
+        v.check()
+        assert o is not None
+        entry = self.entry(customer_id)
+        if entry["agent_id"] != agent:
+            raise PreconditionFailed(
+                f"customer {customer_id} is on {entry['agent_id']}'s list, not {agent}'s"
+            )
+        if self.state.get(customer_id, {}).get("outcome") in FINAL:
+            raise PreconditionFailed(
+                f"customer {customer_id} was called already: {self.state[customer_id]['outcome']}"
+            )
+        self._recorded(customer_id, agent, o.value, call_back_at, text, at)
+
+    @event("CallRecorded")
+    def _recorded(
+        self,
+        customer_id: str,
+        agent_id: str,
+        outcome: str,
+        call_back_at: datetime | None,
+        note: str,
+        at: datetime,
+    ) -> None:
+        call = {
+            "customer_id": customer_id,
+            "agent_id": agent_id,
+            "outcome": outcome,
+            "call_back_at": call_back_at,
+            "note": note,
+            "at": at,
+        }
+        self.calls.append(call)
+        self.state[customer_id] = call
+
+
+def build_call_list(
+    *,
+    name: str,
+    campaign_id: str,
+    agents: list[str],
+    sends: Iterable[Send],
+    names: Mapping[str, str],
+) -> CallList:
+    """The campaign's reachable audience (consent for phone marketing, a phone number), shared
+    among the agents in turn."""
+    v = Violations()
+    clean = v.text("name", name, max_len=MAX_NAME)
+    people = [v.employee_id(f"agents[{i}]", a) for i, a in enumerate(agents)]
+    if not people:
+        v.add("agents", "at least one agent is required")
+    v.check()
+    entries = [
+        {
+            "customer_id": s.customer_id,
+            "name": names.get(s.customer_id, ""),
+            "phone": s.address,
+            "agent_id": people[i % len(people)],
+        }
+        for i, s in enumerate(sorted(sends, key=lambda s: s.customer_id))
+    ]
+    if not entries:
+        raise PreconditionFailed("the call list would be empty: nobody may be called")
+    return CallList(name=clean, campaign_id=campaign_id, entries=entries)
