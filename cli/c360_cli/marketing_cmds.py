@@ -584,11 +584,39 @@ def _next_call(args: argparse.Namespace) -> int:
     return 0
 
 
+def _offers(args: argparse.Namespace) -> int:
+    with Client(args) as client:
+        reply = _stub(client).GetOffers(
+            api.GetOffersRequest(customer_id=args.customer_id, limit=args.limit),
+            timeout=args.timeout,
+        )
+    out = Output(args.json)
+    if out.json_mode:
+        out.json(_message_json(reply))
+        return 0
+    channels = ", ".join(reply.reachable_by) or "none: no marketing consent"
+    out.table(
+        ["product", "confidence", "why"],
+        [[o.sku, f"{o.confidence:.0%}", o.reason] for o in reply.offers],
+        title=f"offers (marketing allowed by: {channels})",
+        caption=None if reply.offers else "no offer: no purchase history to learn from",
+    )
+    return 0
+
+
 # -- the command tree ---------------------------------------------------------------------------
 
 
 def register(subparsers: Subparsers) -> None:
-    """Add `segment`, `campaign`, `leadlist` and `calllist` and their subcommands."""
+    """Add `segment`, `campaign`, `leadlist`, `calllist` and `offers`."""
+    p = subparsers.add_parser(
+        "offers",
+        help="one-to-one offers for a customer, with the reason",
+        description="Products the customer lacks, ranked from what similar buyers bought.",
+    )
+    p.add_argument("customer_id", metavar="CUSTOMER", help="the customer's id")
+    p.add_argument("--limit", type=whole_in(1, 20), default=5, metavar="N", help="default 5")
+    p.set_defaults(func=_offers)
     parser = subparsers.add_parser(
         "calllist",
         help="telemarketing call lists: build, next call, record the outcome",

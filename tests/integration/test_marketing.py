@@ -11,6 +11,7 @@ import json
 import time
 import uuid
 
+import grpc
 import nats
 import pytest
 from google.protobuf import json_format
@@ -335,3 +336,8 @@ async def test_an_interested_call_becomes_a_lead_of_the_calling_agent(stack: Sta
     )
     assert not done.HasField("entry")
     assert done.remaining == 0
+    offered = await marketing.GetOffers(mapi.GetOffersRequest(customer_id=ivo))
+    assert (list(offered.offers), list(offered.reachable_by)) == ([], ["phone"])
+    with pytest.raises(grpc.aio.AioRpcError) as unknown:
+        await marketing.GetOffers(mapi.GetOffersRequest(customer_id=str(uuid.uuid4())))
+    assert unknown.value.code() == grpc.StatusCode.NOT_FOUND

@@ -364,3 +364,23 @@ def test_a_call_list_shares_who_may_be_called_and_records_outcomes(
     assert mk.call_list(calls.id).next_for("emp-1", back) is None
     with pytest.raises(PreconditionFailed, match="called already"):
         mk.record_call(ctx(), calls.id, ADA, "emp-1", "reached", None, "")
+
+
+def test_a_personalised_campaign_sends_each_customer_their_first_offer(mk: Marketing) -> None:
+    buyers = [
+        person(f"00000000-0000-4000-8000-0000000000{i:02d}", f"B{i}", products=frozenset(p))
+        for i, p in enumerate([{"A", "C"}, {"A", "C"}, {"A"}])
+    ]
+    mk.observe([*buyers, person(ADA, "Ada", products=frozenset({"A"}))])
+    define(mk)
+    cid = plan(mk, offer="personalised")
+    mk.change_campaign(ctx(), cid, None, lambda c: c.approve(""))
+    mk.send(ctx(), cid, None, launch=True)
+    offered = {
+        str(r["customer_id"]): mk.people.load(Touch, r["row_id"])
+        for r in mk.people.rows(RowQuery(where(kind="touch")))
+    }
+    sent = mk.people.events.get(offered[ADA].id)
+    assert [getattr(e, "offer", None) for e in sent] == ["C"]
+    # Bob bought nothing: no history to learn from, no offer.
+    assert [getattr(e, "offer", None) for e in mk.people.events.get(offered[BOB].id)] == [""]

@@ -234,3 +234,31 @@ def test_facts_from_a_profile_take_the_larger_lifetime_value_never_the_sum() -> 
         "A 1, Rīga, LV",
     )
     assert (facts.days_since_purchase, facts.classes) == (11, frozenset({"loyal"}))
+
+
+def test_offers_rank_what_buyers_of_the_same_products_bought_next() -> None:
+    from c360_marketing.offers import offers_for, reachable
+
+    def buyer(i: int, *skus: str) -> Facts:
+        return Facts(customer_id=f"c{i}", products=frozenset(skus))
+
+    crowd = [
+        buyer(1, "A", "B", "C"),
+        buyer(2, "A", "C"),
+        buyer(3, "A", "D"),
+        buyer(4, "B", "D"),
+        buyer(5, "B", "D"),
+        buyer(6, "E"),
+    ]
+    me = Facts(
+        customer_id="me",
+        products=frozenset({"A", "B"}),
+        consent={"email/marketing": True, "sms/marketing": False},
+    )
+    found = offers_for(me, crowd)
+    # D: 2 of the 3 who bought B (67 %) beats 1 of 3 via A; C: 2 of 3 who bought A.
+    assert [(o.sku, o.because, o.support) for o in found] == [("C", "A", 3), ("D", "B", 3)]
+    assert found[0].reason == "bought A; 67% of the 3 customers who bought A also bought C"
+    assert all(o.sku not in me.products for o in found)
+    assert offers_for(Facts(customer_id="new"), crowd) == []
+    assert reachable(me) == ["email"]

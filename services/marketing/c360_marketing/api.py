@@ -15,6 +15,7 @@ from c360.marketing.v1 import marketing_service_pb2 as api
 from c360.marketing.v1 import marketing_service_pb2_grpc as api_grpc
 from c360.sales.v1 import sales_service_pb2 as sapi
 from c360.sales.v1 import sales_service_pb2_grpc as sales_grpc
+from c360_marketing import offers
 from c360_marketing.application import Marketing, ResultRow
 from c360_marketing.contract import CHANNELS
 from c360_marketing.domain import (
@@ -35,7 +36,7 @@ from c360_platform.commands import (
 )
 from c360_platform.consistency import ConsistencyToken
 from c360_platform.envelope import timestamp
-from c360_platform.errors import InvalidArgument, PreconditionFailed
+from c360_platform.errors import InvalidArgument, NotFound, PreconditionFailed
 from c360_platform.servicer import CommandServicer, registration
 from c360_platform.store import CommandContext, CommandOutcome, RowQuery, where
 from c360_platform.vocabulary import Words
@@ -476,6 +477,30 @@ class MarketingServicer(CommandServicer[Any], api_grpc.MarketingServiceServicer)
                 ctx, name=request.name, campaign_id=cid, agents=list(request.agents)
             ),
             extra=["call_list_id"],
+        )
+
+    async def GetOffers(self, request: api.GetOffersRequest, context: Ctx) -> api.GetOffersResponse:
+        customer = str(parse_id("customer_id", request.customer_id))
+        if request.limit > 20:
+            raise InvalidArgument.one("limit", "must be at most 20")
+        facts = self.marketing.facts.get(customer)
+        if facts is None:
+            raise NotFound(f"marketing has no profile of customer {customer} (yet)")
+        found = await blocking(
+            offers.offers_for, facts, list(self.marketing.facts.values()), request.limit or 5
+        )
+        return api.GetOffersResponse(
+            offers=[
+                api.ProductOffer(
+                    sku=o.sku,
+                    confidence=round(o.confidence, 4),
+                    because=o.because,
+                    support=o.support,
+                    reason=o.reason,
+                )
+                for o in found
+            ],
+            reachable_by=offers.reachable(facts),
         )
 
     async def NextCall(self, request: api.NextCallRequest, context: Ctx) -> api.NextCallResponse:

@@ -16,7 +16,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
-from c360_marketing import conditions, domain
+from c360_marketing import conditions, domain, offers
 from c360_marketing.conditions import Facts, Tree
 from c360_marketing.domain import CallList, Campaign, LeadList, Membership, Segment, Touch
 from c360_platform.errors import AlreadyExists, InvalidArgument, NotFound
@@ -562,7 +562,7 @@ class Marketing:
                     region=s.region,
                     cost=plan["cost_per_send"],
                     currency=plan["currency"],
-                    offer=plan["offer"],
+                    offer=self._offer(plan["offer"], s.customer_id),
                     lifetime_value=str(
                         self.facts[s.customer_id].lifetime_value.get(plan["currency"], 0)
                     ),
@@ -574,6 +574,13 @@ class Marketing:
                 self.people.save(*touches)
             outcome = self.plans.execute(ctx, lambda: Decision(campaign, [campaign]))
             return outcome, chosen
+
+    def _offer(self, offer: str, customer_id: str) -> str:
+        """The campaign's offer; "personalised": the customer's first one-to-one offer."""
+        if offer.lower() not in ("personalised", "personalized"):
+            return offer
+        found = offers.offers_for(self.facts[customer_id], self.facts.values(), limit=1)
+        return found[0].sku if found else ""
 
     def record_report(
         self, touch_id: UUID, kind: str, report_id: str, detail: str, at: datetime

@@ -13,5 +13,5 @@ SPEC = ServiceSpec(
     reads_timeline=True,
     consumes=("DELIVERY",),
     partner=Partner(role="delivery", stream="DELIVERY", subjects=("delivery.>",)),
-    domain=("domain", "conditions"),
+    domain=("domain", "conditions", "offers"),
 )
