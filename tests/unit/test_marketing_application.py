@@ -384,3 +384,24 @@ def test_a_personalised_campaign_sends_each_customer_their_first_offer(mk: Marke
     assert [getattr(e, "offer", None) for e in sent] == ["C"]
     # Bob bought nothing: no history to learn from, no offer.
     assert [getattr(e, "offer", None) for e in mk.people.events.get(offered[BOB].id)] == [""]
+
+
+def test_a_segment_of_a_campaigns_responders(mk: Marketing) -> None:
+    define(mk)
+    cid = plan(mk)
+    mk.change_campaign(ctx(), cid, None, lambda c: c.approve(""))
+    mk.send(ctx(), cid, None, launch=True)
+    responders = json.dumps({"field": "campaign_response", "value": str(cid)})
+    define(mk, "spring responders", responders)
+    segment = mk.segment("spring responders")
+    assert mk.members(segment, None) == []
+    touch = mk.people.rows(RowQuery(where(kind="touch", customer_id=UUID(ADA))))[0]
+    mk.record_report(touch["row_id"], "clicked", "r1", "", mk.clock())
+    # The response reaches the profile (a marketing entry); the follower sees Ada change.
+    mk.observe([mk.facts[ADA]])
+    assert [m.customer_id for m in mk.members(segment, None)] == [ADA]
+    why = mk.explain(segment, ADA, None)
+    assert why.condition == f"responded to campaign {cid}"
+    with pytest.raises(InvalidArgument) as caught:
+        define(mk, "bad", json.dumps({"field": "campaign_response", "value": "nope"}))
+    assert [v.field for v in caught.value.violations] == ["condition.value"]

@@ -262,6 +262,12 @@ class Marketing:
         """Segments a tree names must exist and not lead back to the segment itself."""
         known = {str(s.id): s for s in self.segments()}
         for path, leaf in conditions.leaves(tree):
+            if leaf["field"] == "campaign_response":
+                try:
+                    leaf["value"] = str(self.campaign(UUID(leaf["value"])).id)
+                except (ValueError, NotFound):
+                    raise InvalidArgument.one(f"{path}.value", "no such campaign") from None
+                continue
             if leaf["field"] != "segment":
                 continue
             target = leaf["value"]
@@ -328,7 +334,12 @@ class Marketing:
         return frozenset(r["segment_id"] for r in rows)
 
     def _with_segments(self, facts: Facts) -> Facts:
-        return replace(facts, segments=self._members_of(facts.customer_id))
+        """The facts with what marketing itself knows: segments and campaign responses."""
+        touches = self._touches(customer_id=UUID(facts.customer_id))
+        responded = frozenset(
+            t["campaign_id"] for t in touches if domain.touch_counts(t["responses"])["responded"]
+        )
+        return replace(facts, segments=self._members_of(facts.customer_id), responded=responded)
 
     def _ordered(self, segments: list[Segment]) -> list[Segment]:
         """Segments after those they refer to."""

@@ -57,6 +57,9 @@ class Facts:
     """The SKUs the customer bought (fulfilled orders)."""
     days_since_purchase: int | None = None
     """Days from the last purchase to when the facts were read; None: never bought."""
+    responded: frozenset[str] = frozenset()
+    """The campaigns the customer responded to (clicked or replied), from marketing's own
+    touches, like `segments`."""
 
 
 # -- the fields ---------------------------------------------------------------------------------
@@ -88,6 +91,7 @@ FIELDS: dict[str, FieldSpec] = {
     "products_bought": FieldSpec(("has", "has_any", "has_all"), "tags"),
     "days_since_purchase": FieldSpec(NUMBER_OPS, "number"),
     "segment": FieldSpec(("member", "not_member"), "segment"),
+    "campaign_response": FieldSpec(("responded", "not_responded"), "segment"),
 }
 
 
@@ -212,7 +216,8 @@ def _leaf(raw: dict[str, Any], path: str, v: Violations) -> Tree:
         leaf["value"] = value
     elif spec.value == "segment":
         if not isinstance(value, str) or not value.strip():
-            v.add(where, "must be a segment id")
+            what = "a campaign id" if name == "campaign_response" else "a segment id or name"
+            v.add(where, f"must be {what}")
         else:
             leaf["value"] = value.strip()
     return leaf
@@ -234,6 +239,11 @@ def leaves(tree: Tree, path: str = ROOT) -> list[tuple[str, Tree]]:
 def segments_used(tree: Tree) -> set[str]:
     """The segments a tree asks about (membership of another segment)."""
     return {leaf["value"] for _, leaf in leaves(tree) if leaf["field"] == "segment"}
+
+
+def campaigns_used(tree: Tree) -> set[str]:
+    """The campaigns a tree asks about (responses to a campaign)."""
+    return {leaf["value"] for _, leaf in leaves(tree) if leaf["field"] == "campaign_response"}
 
 
 _OP_WORDS = {
@@ -259,6 +269,9 @@ def describe(leaf: Tree, names: Mapping[str, str] | None = None) -> str:
     if name == "segment":
         target = (names or {}).get(leaf["value"], leaf["value"])
         return f"{'member' if op == 'member' else 'not member'} of segment {target}"
+    if name == "campaign_response":
+        verb = "responded" if op == "responded" else "did not respond"
+        return f"{verb} to campaign {leaf['value']}"
     value = leaf.get("value")
     shown = ", ".join(value) if isinstance(value, list) else str(value).lower()
     if isinstance(value, str) and name != "at_risk":
@@ -278,6 +291,8 @@ def actual(leaf: Tree, facts: Facts) -> str:
         return f"{facts.lifetime_value.get(leaf['currency'], Decimal(0))} {leaf['currency']}"
     if name == "segment":
         return "member" if leaf["value"] in facts.segments else "not member"
+    if name == "campaign_response":
+        return "responded" if leaf["value"] in facts.responded else "no response"
     value: Any = {
         "country": ", ".join(sorted(facts.countries)),
         "region": ", ".join(sorted(facts.regions)),
@@ -345,6 +360,7 @@ _TESTS: dict[str, Callable[[Tree, Facts], bool]] = {
         else _compare(c["op"], Decimal(f.days_since_purchase), Decimal(c["value"]))
     ),
     "segment": lambda c, f: (c["value"] in f.segments) == (c["op"] == "member"),
+    "campaign_response": lambda c, f: (c["value"] in f.responded) == (c["op"] == "responded"),
 }
 
 
