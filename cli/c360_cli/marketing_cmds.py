@@ -716,6 +716,9 @@ def register(subparsers: Subparsers) -> None:
     p = sub.add_parser("results", help="sent, delivered, opened, ... with cost and ROI")
     p.add_argument("campaign_id", metavar="ID", help="the campaign's id")
     p.add_argument(
-        "--by", choices=("", "segment", "region", "channel"), default="", help="a breakdown"
+        "--by",
+        choices=("", "segment", "region", "channel", "product"),
+        default="",
+        help="a breakdown (product: the offer each touch made)",
     )
     p.set_defaults(func=_campaign_results)

@@ -384,6 +384,9 @@ def test_a_personalised_campaign_sends_each_customer_their_first_offer(mk: Marke
     assert [getattr(e, "offer", None) for e in sent] == ["C"]
     # Bob bought nothing: no history to learn from, no offer.
     assert [getattr(e, "offer", None) for e in mk.people.events.get(offered[BOB].id)] == [""]
+    _, by_product = mk.results(mk.campaign(cid), "product")
+    assert {r.key: r.counts["sent"] for r in by_product}["C"] == 2  # Ada and B2
+    assert "no offer" in {r.key for r in by_product}
 
 
 def test_a_segment_of_a_campaigns_responders(mk: Marketing) -> None:

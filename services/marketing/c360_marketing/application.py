@@ -66,6 +66,7 @@ PEOPLE = QueryTable(
         ("revenue", "text NOT NULL"),
         ("created_at", "timestamptz NOT NULL"),
         ("changed_at", "timestamptz NOT NULL"),
+        ("offer", "text NOT NULL DEFAULT ''"),
     ),
     indexes=(
         ("kind", "segment_id", "customer_id"),
@@ -147,6 +148,7 @@ class PeopleApplication(ServiceApplication):
                 "responses": [],
                 "cost": "0",
                 "revenue": "0",
+                "offer": "",
             }
         if isinstance(aggregate, Touch):
             return base | {
@@ -160,6 +162,7 @@ class PeopleApplication(ServiceApplication):
                 "responses": sorted(aggregate.responses),
                 "cost": aggregate.cost,
                 "revenue": aggregate.revenue,
+                "offer": aggregate.offer,
             }
         return None
 
@@ -770,8 +773,8 @@ class Marketing:
         return responded / sent * reach, (revenue / sent * reach).quantize(Decimal("0.01")), words
 
     def results(self, campaign: Campaign, by: str) -> tuple[ResultRow, list[ResultRow]]:
-        if by not in ("", "segment", "region", "channel"):
-            raise InvalidArgument.one("by", "must be segment, region, channel or empty")
+        if by not in ("", "segment", "region", "channel", "product"):
+            raise InvalidArgument.one("by", "must be segment, region, channel, product or empty")
         rows = self._touches(campaign_id=str(campaign.id))
         names = {str(s.id): s.name for s in self.segments()}
         fixed = campaign.recorded_costs
@@ -812,6 +815,7 @@ class Marketing:
                 "segment": names.get(r["segment_id"], r["segment_id"]),
                 "region": r["region"] or "unknown",
                 "channel": r["channel"],
+                "product": r.get("offer") or "no offer",
             }[by]
             groups.setdefault(key, []).append(r)
         return total, [summed(k, g) for k, g in sorted(groups.items())]

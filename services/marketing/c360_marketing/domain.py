@@ -488,6 +488,7 @@ class Touch(Aggregate):
         self.region = region
         self.cost = cost
         self.currency = currency
+        self.offer = offer
         self.lifetime_value = lifetime_value
         """The customer's lifetime value in the campaign's currency when it was sent."""
         self.reports: set[str] = set()
