@@ -17,6 +17,7 @@ import random
 import tomllib
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -98,6 +99,8 @@ class MarketingDemo:
         self.responding: dict[str, int] = {}
         """campaign id -> touches this run reported a click or a reply on."""
         self.lead_list = ""
+        self.clicked: set[str] = set()
+        """customers who clicked a touch this run (some buy again: the campaigns' revenue)."""
 
     def stub(self) -> Any:
         return self.run.client.stub(MARKETING, MarketingServiceStub)
@@ -305,6 +308,7 @@ class MarketingDemo:
         found = outcomes(rng)
         if {"clicked", "replied"} & {kind for kind, _ in found}:
             self.responding[sent.campaign_id] = self.responding.get(sent.campaign_id, 0) + 1
+            self.clicked.add(env.customer_id)
         for kind, detail in found:
             report = delivery_pb2.DeliveryReport(
                 report_id=str(uuid.uuid5(_IDS, f"{env.aggregate_id}:{kind}")),
@@ -318,6 +322,40 @@ class MarketingDemo:
                 headers={"Nats-Msg-Id": report.report_id},
             )
             self.reports += 1
+
+    async def buy_again(self) -> None:
+        """Play ERP again: half of those who clicked pay for a new order now, which the
+        campaigns that touched them within 30 days count as revenue."""
+        url = self.users.get("erp")
+        if not url or not self.clicked:
+            return
+        nc = await nats.connect(url, name="c360-demo-erp-repeat")
+        try:
+            js = nc.jetstream()
+            for customer_id in sorted(self.clicked):
+                rng = random.Random(f"{self.run.seed}:again:{customer_id}")
+                if rng.random() >= 0.5:
+                    continue
+                event_id = str(uuid.uuid5(_IDS, f"{self.run.seed}:repeat:{customer_id}"))
+                event = erp.ErpEvent(
+                    event_id=event_id,
+                    customer_id=customer_id,
+                    erp_system="c360-demo",
+                    payment_received=erp.PaymentReceived(
+                        payment_reference=f"DEMO-{self.run.seed}-R-{customer_id[:8]}",
+                        amount=erp.Money(currency="EUR", amount=f"{rng.randint(80, 900)}.00"),
+                        received_on=datetime.now(UTC).date().isoformat(),
+                    ),
+                )
+                event.occurred_at.GetCurrentTime()
+                await js.publish(
+                    "erp.payment.received",
+                    event.SerializeToString(),
+                    headers={"Nats-Msg-Id": event_id},
+                )
+                self.payments += 1
+        finally:
+            await nc.close()
 
     async def leads(self) -> None:
         """The first campaign's responders, handed to the sales demo's team as leads."""
@@ -375,6 +413,7 @@ class MarketingDemo:
             await self.run.phase(f"campaign {c['name']}", [self.campaign_script(c)])
         await self.run.phase("provider reports", [self.report])
         await self.run.phase("lead lists for sales", [self.leads])
+        await self.run.phase("responders buy again", [self.buy_again])
         await self.run.phase("campaigns finished", [self.finish])
 
     def summary(self) -> dict[str, Any]:
