@@ -129,6 +129,18 @@ CAMPAIGN_COMMANDS = (
                 type=whole_in(0, 366),
                 default=30,
             ),
+            Arg(
+                "--trigger",
+                "trigger",
+                "send by itself: registration_anniversary or overdue_invoice",
+                default="",
+            ),
+            Arg(
+                "--purpose",
+                "purpose",
+                "consent purpose checked: marketing (default) or service (reminders)",
+                default="",
+            ),
         ),
         verb="campaign planned",
         shows=("campaign_id",),

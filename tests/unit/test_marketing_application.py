@@ -408,3 +408,61 @@ def test_a_segment_of_a_campaigns_responders(mk: Marketing) -> None:
     with pytest.raises(InvalidArgument) as caught:
         define(mk, "bad", json.dumps({"field": "campaign_response", "value": "nope"}))
     assert [v.field for v in caught.value.violations] == ["condition.value"]
+
+
+def test_an_overdue_invoice_reminder_sends_by_itself_on_service_consent(
+    mk: Marketing, clock: Clock
+) -> None:
+    mk.observe(
+        [
+            person(ADA, "Ada", consent={"email/service": True}, overdue_invoices=("INV-7",)),
+            person(BOB, "Bob", consent={"email/service": True}),
+            person(CID, "Cid", consent={"email/marketing": True}, overdue_invoices=("INV-9",)),
+        ]
+    )
+    define(mk, "everyone", json.dumps({"field": "country", "value": "LV"}))
+    with pytest.raises(InvalidArgument) as caught:
+        mk.plan_campaign(ctx(), ["everyone"], **_fields(purpose="service"))
+    assert [v.field for v in caught.value.violations] == ["purpose"]
+    outcome = mk.plan_campaign(
+        ctx(), ["everyone"], **_fields(trigger="overdue_invoice", purpose="service")
+    )
+    cid = UUID(outcome.extra["campaign_id"])
+    assert mk.triggered() == 0  # not running
+    for step in (lambda c: c.approve(""), lambda c: c.launch("")):
+        mk.change_campaign(ctx(), cid, None, step)
+    # Ada is due and allows service e-mails; Cid is due but allows only marketing.
+    assert mk.triggered() == 1
+    assert mk.campaign(cid).rounds[-1]["exclusions"] == {"no_consent": 1}
+    assert mk.triggered() == 0  # reminded this week already: no new round
+    rounds = len(mk.campaign(cid).rounds)
+    clock.advance(days=8)
+    assert mk.triggered() == 1  # a week later, still overdue: reminded again
+    assert len(mk.campaign(cid).rounds) == rounds + 1
+
+
+def test_an_anniversary_fires_on_the_day_from_the_second_year() -> None:
+    from datetime import date
+
+    facts = Facts(customer_id="c", first_seen=date(2024, 12, 3))
+    assert domain.fires("registration_anniversary", facts, date(2026, 12, 3))
+    assert not domain.fires("registration_anniversary", facts, date(2026, 12, 4))
+    assert not domain.fires("registration_anniversary", facts, date(2024, 12, 3))
+    assert not domain.fires("registration_anniversary", Facts(customer_id="n"), date(2026, 1, 1))
+
+
+def _fields(**changes: Any) -> dict[str, Any]:
+    return {
+        "name": "Reminder",
+        "objective": "",
+        "channel": "email",
+        "starts_on": "2026-01-01",
+        "ends_on": "2026-12-31",
+        "budget": "100",
+        "budget_currency": "EUR",
+        "cost_per_send": "0.01",
+        "expected_responses": 0,
+        "offer": "",
+        "frequency_cap": 0,
+        "frequency_days": 30,
+    } | changes

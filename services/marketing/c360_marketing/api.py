@@ -245,6 +245,8 @@ class MarketingServicer(CommandServicer[Any], api_grpc.MarketingServiceServicer)
             "offer": request.offer,
             "frequency_cap": request.frequency_cap,
             "frequency_days": request.frequency_days,
+            "trigger": request.trigger.strip(),
+            "purpose": request.purpose.strip(),
         }
         return await self.command(
             request,
@@ -692,6 +694,8 @@ def campaign_message(c: Campaign) -> api.Campaign:
         ],
         actual_cost=_decimal_text(c.actual_cost),
         sent=c.sent,
+        trigger=p.get("trigger", ""),
+        purpose=p.get("purpose", "marketing"),
     )
 
 

@@ -516,7 +516,14 @@ class Marketing:
         planned, with their touches on its channel in the frequency period."""
         plan = campaign.plan
         since = now - timedelta(days=plan["frequency_days"])
-        reached = {str(r["customer_id"]) for r in self._touches(campaign_id=str(campaign.id))}
+        trigger = plan.get("trigger", "")
+        # A triggered campaign reaches a customer again once its period has passed.
+        again = now - domain.TRIGGERS[trigger][0] if trigger else None
+        reached = {
+            str(r["customer_id"])
+            for r in self._touches(campaign_id=str(campaign.id))
+            if again is None or r["created_at"] >= again
+        }
         candidates: dict[str, domain.Candidate] = {}
         # Members now, then those who left since the campaign was planned: they are
         # counted with the reason (a revocation after the launch shows as "revoked").
@@ -532,6 +539,8 @@ class Marketing:
             facts = self.facts.get(cid)
             if cid in candidates or facts is None:
                 continue
+            if trigger and not domain.fires(trigger, facts, now.date()):
+                continue  # not due: no exclusion either
             recent = [
                 t
                 for t in self._touches(customer_id=UUID(cid), channel=plan["channel"])
@@ -555,39 +564,63 @@ class Marketing:
             if launch:
                 campaign.launch("")
             campaign.require_sending()
-            plan = campaign.plan
-            now = self.clock()
-            candidates = self._candidates(campaign, now)
-            chosen = domain.audience(
-                plan["channel"],
-                candidates.values(),
-                frequency_cap=plan["frequency_cap"],
-                cost_per_send=campaign.cost_per_send,
-                budget_left=campaign.budget_left,
-            )
-            touches = [
-                Touch(
-                    customer_id=s.customer_id,
-                    campaign_id=str(campaign.id),
-                    campaign_name=plan["name"],
-                    channel=plan["channel"],
-                    address=s.address,
-                    segment_id=s.segment_id,
-                    region=s.region,
-                    cost=plan["cost_per_send"],
-                    currency=plan["currency"],
-                    offer=self._offer(plan["offer"], s.customer_id),
-                    lifetime_value=str(
-                        self.facts[s.customer_id].lifetime_value.get(plan["currency"], 0)
-                    ),
-                )
-                for s in chosen.sends
-            ]
-            campaign.record_round(now, chosen.size, len(touches), chosen.exclusions)
-            if touches:
-                self.people.save(*touches)
+            chosen = self._round(campaign, self.clock())
             outcome = self.plans.execute(ctx, lambda: Decision(campaign, [campaign]))
             return outcome, chosen
+
+    def _round(self, campaign: Campaign, now: datetime) -> domain.Audience:
+        """One send of a running campaign: its audience now, its touches saved (before the
+        campaign, which the caller saves with the round)."""
+        plan = campaign.plan
+        chosen = self._audience(campaign, now)
+        touches = [
+            Touch(
+                customer_id=s.customer_id,
+                campaign_id=str(campaign.id),
+                campaign_name=plan["name"],
+                channel=plan["channel"],
+                address=s.address,
+                segment_id=s.segment_id,
+                region=s.region,
+                cost=plan["cost_per_send"],
+                currency=plan["currency"],
+                offer=self._offer(plan["offer"], s.customer_id),
+                lifetime_value=str(
+                    self.facts[s.customer_id].lifetime_value.get(plan["currency"], 0)
+                ),
+            )
+            for s in chosen.sends
+        ]
+        campaign.record_round(now, chosen.size, len(touches), chosen.exclusions)
+        if touches:
+            self.people.save(*touches)
+        return chosen
+
+    def _audience(self, campaign: Campaign, now: datetime) -> domain.Audience:
+        plan = campaign.plan
+        return domain.audience(
+            plan["channel"],
+            self._candidates(campaign, now).values(),
+            frequency_cap=plan["frequency_cap"],
+            cost_per_send=campaign.cost_per_send,
+            budget_left=campaign.budget_left,
+            purpose=plan.get("purpose", "marketing"),
+        )
+
+    def triggered(self) -> int:
+        """Send the running campaigns with a trigger to whom it fires now (a round only when
+        someone is due); returns how many touches were sent."""
+        sent = 0
+        with self.lock:
+            for campaign in self.campaigns():
+                if campaign.state != domain.State.RUNNING or not campaign.plan.get("trigger"):
+                    continue
+                if not self._audience(campaign, self.clock()).sends:
+                    continue  # nobody due: no round
+                chosen = self._round(campaign, self.clock())
+                self.plans.save(campaign)
+                sent += len(chosen.sends)
+        return sent
 
     def _offer(self, offer: str, customer_id: str) -> str:
         """The campaign's offer; "personalised": the customer's first one-to-one offer."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -57,6 +58,10 @@ class Facts:
     """The SKUs the customer bought (fulfilled orders)."""
     days_since_purchase: int | None = None
     """Days from the last purchase to when the facts were read; None: never bought."""
+    first_seen: date | None = None
+    """When the customer first appeared (the profile's first_seen_at), for anniversaries."""
+    overdue_invoices: tuple[str, ...] = ()
+    """Invoice numbers the ERP reports overdue and not settled."""
     responded: frozenset[str] = frozenset()
     """The campaigns the customer responded to (clicked or replied), from marketing's own
     touches, like `segments`."""

@@ -254,6 +254,7 @@ def audience(
     frequency_cap: int,
     cost_per_send: Decimal,
     budget_left: Decimal,
+    purpose: str = "marketing",
 ) -> Audience:
     """Who a send reaches, and everyone else counted by reason, checked in this order:
     no consent, revoked (consent first: a revocation shows as such), already reached, left
@@ -265,7 +266,7 @@ def audience(
     spent = Decimal(0)
     for c in candidates:
         size += 1
-        decided = c.facts.consent.get(f"{channel}/marketing")
+        decided = c.facts.consent.get(f"{channel}/{purpose}")
         address = contact_point(channel, c.facts)
         if decided is None:
             excluded["no_consent"] += 1
@@ -423,6 +424,8 @@ def plan_campaign(
     offer: str,
     frequency_cap: int,
     frequency_days: int,
+    trigger: str = "",
+    purpose: str = "",
 ) -> Campaign:
     v = Violations()
     plan: dict[str, Any] = {
@@ -437,7 +440,11 @@ def plan_campaign(
         "offer": v.text("offer", offer, required=False, max_len=MAX_NAME),
         "frequency_cap": frequency_cap,
         "frequency_days": frequency_days or 30,
+        "trigger": v.choice("trigger", trigger, ("", *TRIGGERS)),
+        "purpose": v.choice("purpose", purpose or "marketing", ("marketing", "service")),
     }
+    if plan["purpose"] == "service" and trigger != "overdue_invoice":
+        v.add("purpose", "service is for reminders (trigger overdue_invoice) only")
     if not segment_ids:
         v.add("segments", "at least one target segment is required")
     days: list[date] = []
@@ -453,6 +460,33 @@ def plan_campaign(
         v.add("frequency_days", "must be at most 366")
     v.check()
     return Campaign(plan=plan)
+
+
+# -- triggered campaigns ------------------------------------------------------------------------
+
+TRIGGERS: dict[str, tuple[timedelta, str]] = {
+    "registration_anniversary": (
+        timedelta(days=300),
+        "a year or more since they became a customer, to the day",
+    ),
+    "overdue_invoice": (timedelta(days=7), "an invoice overdue (a weekly reminder)"),
+}
+"""A running campaign with a trigger sends by itself, to the members for whom it fires, at
+most once per period (the first value) per customer."""
+
+
+def fires(trigger: str, facts: Facts, today: date) -> bool:
+    """Whether a campaign's trigger fires for the customer today."""
+    if trigger == "registration_anniversary":
+        first = facts.first_seen
+        return (
+            first is not None
+            and today.year > first.year
+            and (first.month, first.day) == (today.month, today.day)
+        )
+    if trigger == "overdue_invoice":
+        return bool(facts.overdue_invoices)
+    return True
 
 
 # -- touches ------------------------------------------------------------------------------------

@@ -39,6 +39,8 @@ PAGE = 200
 IDLE = 0.2
 REFRESH = float(os.environ.get("C360_MARKETING_REFRESH_SECONDS", "3600"))
 """How often every profile is read again (conditions that change with time alone)."""
+TRIGGER_CHECK = 60.0
+"""How often running campaigns with a trigger (anniversaries, overdue invoices) send."""
 DURABLE = "marketing"
 CONSENT_CHANNELS = Words(cev.ConsentChannel)
 
@@ -59,6 +61,7 @@ class ProfileFollower:
         self.refresh = refresh
         self.cursor = 0
         self.refreshed = time.monotonic()
+        self.triggers_checked = 0.0
         self.mutex = asyncio.Lock()
         self._channel: grpc.aio.Channel | None = None
 
@@ -92,6 +95,9 @@ class ProfileFollower:
             try:
                 changed = await self.poll()
                 evaluated = await blocking(self.marketing.reevaluate)
+                if time.monotonic() - self.triggers_checked > TRIGGER_CHECK:
+                    self.triggers_checked = time.monotonic()
+                    await blocking(self.marketing.triggered)
             except grpc.aio.AioRpcError as exc:
                 _log.warning("timeline unavailable for changed profiles: %s", exc.code().name)
                 changed = evaluated = 0

@@ -78,4 +78,10 @@ def facts_of(profile: tapi.Profile, today: date | None = None) -> Facts:
         classes=frozenset((sales.get("classes") or {}).keys()),
         products=frozenset(sales.get("products_bought") or []),
         days_since_purchase=_days_since(str(last.get("on", "")), today) if last else None,
+        first_seen=(
+            profile.first_seen_at.ToDatetime(tzinfo=UTC).date()
+            if profile.HasField("first_seen_at")
+            else None
+        ),
+        overdue_invoices=tuple(erp.get("overdue_invoices") or ()),
     )
