@@ -40,6 +40,7 @@ from c360.timeline.v1 import timeline_service_pb2 as timeline_api
 from c360.timeline.v1.timeline_service_pb2_grpc import TimelineServiceStub
 from c360_cli.argtypes import positive_int
 from c360_cli.client import AsyncClient, CliError
+from c360_cli.marketing_demo import MarketingDemo
 from c360_cli.output import Output
 from c360_cli.sales_demo import SalesDemo
 from c360_cli.words import (
@@ -461,6 +462,7 @@ class DemoRun:
         self.stats = Stats()
         self.sales: SalesDemo | None = None
         self.failure: BaseException | None = None
+        self.marketing: MarketingDemo | None = None
 
     def rid(self, index: int, step: str) -> str:
         return f"demo-{self.seed}-{index}-{step}"
@@ -796,6 +798,8 @@ class DemoRun:
         await self.phase("service-desk tickets", [self.tickets_script(p) for p in with_tickets])
         self.sales = SalesDemo(self)
         await self.sales.phases()
+        self.marketing = MarketingDemo(self)
+        await self.marketing.phases()
         await self.phase("asking the timeline", [self.profile_script(p) for p in plans])
 
     def profile_script(self, p: CustomerPlan) -> Script:
@@ -838,7 +842,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "consent, contact persons and later changes, through the customer gRPC API; then "
             "service-desk tickets across channels (a few customers call four times: at risk); "
             "then sales: a catalogue, price lists, leads, opportunities through the pipeline, "
-            "quotes, orders and their ERP deliveries. "
+            "quotes, orders and their ERP deliveries; "
+            "then marketing: payments that give a lifetime value, segments, two finished "
+            "campaigns with costs and the provider's reports, and a running one. "
             "Deterministic for a seed; running it again changes nothing."
         ),
     )
@@ -897,6 +903,7 @@ def _summary(plans: list[CustomerPlan], run: DemoRun, seed: int, seconds: float)
             {"ticket_id": ticket_id, "customer_id": run.ids.get(p.index, ""), "channel": "phone"}
             for p, ticket_id in phone_tickets[:3]
         ],
+        **(run.marketing.summary() if run.marketing else {}),
     }
 
 
@@ -931,7 +938,14 @@ def run(args: argparse.Namespace) -> int:
             (k.replace("_", " "), v)
             for k, v in summary.items()
             if k
-            not in {"examples", "seed", "at_risk_examples", "ticket_examples", "sales_examples"}
+            not in {
+                "examples",
+                "seed",
+                "at_risk_examples",
+                "ticket_examples",
+                "sales_examples",
+                "marketing_examples",
+            }
         ],
     )
     out.table(

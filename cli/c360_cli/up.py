@@ -18,7 +18,6 @@ from c360_platform.catchup import EVENT_LOG_SERVICE
 from c360_platform.deployment import Deployment
 from c360_platform.embedded import EmbeddedRuntime, RuntimeBusyError
 from c360_platform.processes import atomic_write_text
-from c360_platform.store import schema_for
 from c360_platform.supervisor import Supervisor, serving
 
 DEFAULT_HOME = "./.c360"
@@ -152,7 +151,8 @@ def run(args: argparse.Namespace) -> int:
             return 0
         postgres_url_for = None
         if runtime.postgres is not None:  # ours: each service gets a role of its own
-            schemas = {name: schema_for(name) for name in registry.services()}
+            owned = {name: spec.schemas for name, spec in registry.services().items()}
+            schemas = {name: each[0] for name, each in owned.items()}
             database = pgroles.database_of(runtime.postgres_url)
             pg_passwords = pgroles.load_passwords(
                 home / "auth" / "postgres-roles.json",
@@ -160,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
             )
             role_urls = pgroles.prepare(
                 runtime.postgres_url,
-                schemas.values(),
+                owned.values(),
                 pg_passwords,
                 may_create_schemas=[schemas[registry.TIMELINE]],
             )

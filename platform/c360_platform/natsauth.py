@@ -1,7 +1,8 @@
 """NATS users and subject permissions per role, for the embedded nats-server's configuration.
 
 Roles: `admin` (operators and tools: no limits), `erp` (reads c360.> events, publishes only on
-erp.>), and one per registered service, as its spec says: a business service publishes only
+erp.>), one per partner a service declares (reads that service's events, publishes only on its
+own subjects), and one per registered service, as its spec says: a business service publishes only
 on c360.<service>.>; the timeline reads c360.> and erp.> and writes dead letters. Passwords
 are generated once and kept in a file only the owner can read; each role connects with a URL
 carrying its credentials.
@@ -83,6 +84,7 @@ async def prepare_streams(admin_url: str) -> None:
             StreamSettings.from_env(),
             StreamSettings.inbound(),
             StreamSettings.dead_letters(),
+            *_partner_streams(),
         ):
             await ensure_stream(js, stream)
     finally:
@@ -90,10 +92,49 @@ async def prepare_streams(admin_url: str) -> None:
 
 
 def _stream(name: str) -> StreamSettings:
-    for settings in (StreamSettings.from_env(), StreamSettings.inbound()):
+    for settings in (StreamSettings.from_env(), StreamSettings.inbound(), *_partner_streams()):
         if settings.name == name:
             return settings
-    raise ValueError(f"no stream {name!r} (known: C360, ERP)")
+    raise ValueError(f"no stream {name!r} (known: C360, ERP and the services' partners')")
+
+
+def _partners() -> dict[str, registry.Partner]:
+    """The partners the services declare, by role."""
+    return {s.partner.role: s.partner for s in registry.services().values() if s.partner}
+
+
+def _partner_streams() -> list[StreamSettings]:
+    return [StreamSettings.partner(p.stream, p.subjects) for p in _partners().values()]
+
+
+def _integrator(
+    role: str, publish_on: tuple[str, ...], inbound: str, reads: tuple[str, ...]
+) -> Permissions:
+    """An outside system: publishes only on its own subjects (stream `inbound`), reads the
+    event stream through consumers of its own (never the projector's)."""
+    events = StreamSettings.from_env().name
+    return Permissions(
+        publish=(
+            *publish_on,
+            _api("INFO"),
+            _api("STREAM", "INFO", events),
+            _api("STREAM", "INFO", inbound),
+            _api("STREAM", "MSG", "GET", events),
+            *_consumers_of(events),
+        ),
+        subscribe=(*reads, f"{inbox_prefix(role)}.>"),
+        deny_publish=tuple(
+            subject
+            for durable in PROJECTOR_DURABLES
+            for subject in (
+                _api("CONSUMER", "*", events, durable),
+                _api("CONSUMER", "*", events, durable, ">"),
+                _api("CONSUMER", "DURABLE", "CREATE", events, durable),
+                _api("CONSUMER", "MSG", "NEXT", events, durable),
+                f"$JS.ACK.{events}.{durable}.>",
+            )
+        ),
+    )
 
 
 def permissions_for(role: str) -> Permissions | None:
@@ -105,27 +146,12 @@ def permissions_for(role: str) -> Permissions | None:
     if role == ADMIN:
         return None
     if role == ERP:
-        return Permissions(
-            publish=(
-                f"{inbound.subjects[0]}",
-                _api("INFO"),
-                _api("STREAM", "INFO", events),
-                _api("STREAM", "INFO", inbound.name),
-                _api("STREAM", "MSG", "GET", events),
-                *_consumers_of(events),
-            ),
-            subscribe=(f"{SUBJECT_ROOT}.>", replies),
-            deny_publish=tuple(
-                subject
-                for durable in PROJECTOR_DURABLES
-                for subject in (
-                    _api("CONSUMER", "*", events, durable),
-                    _api("CONSUMER", "*", events, durable, ">"),
-                    _api("CONSUMER", "DURABLE", "CREATE", events, durable),
-                    _api("CONSUMER", "MSG", "NEXT", events, durable),
-                    f"$JS.ACK.{events}.{durable}.>",
-                )
-            ),
+        return _integrator(role, (inbound.subjects[0],), inbound.name, (f"{SUBJECT_ROOT}.>",))
+    partner = _partners().get(role)
+    if partner is not None:
+        owner = next(s for s in registry.services().values() if s.partner == partner)
+        return _integrator(
+            role, partner.subjects, partner.stream, (f"{SUBJECT_ROOT}.{owner.name}.>",)
         )
     spec = registry.service(role)
     publish: list[str] = [_api("INFO")]
@@ -148,7 +174,7 @@ def permissions_for(role: str) -> Permissions | None:
 
 def roles() -> list[str]:
     """Every role of this deployment: the operators', ERP's and one per registered service."""
-    return list(dict.fromkeys([ADMIN, ERP, *registry.services()]))
+    return list(dict.fromkeys([ADMIN, ERP, *registry.services(), *_partners()]))
 
 
 def load_passwords(path: Path, roles: Iterable[str]) -> dict[str, str]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -60,14 +60,14 @@ def load_passwords(path: Path, roles: Iterable[str]) -> dict[str, str]:
 
 def prepare(
     admin_url: str,
-    schemas: Iterable[str],
+    schemas: Iterable[str | Sequence[str]],
     passwords: dict[str, str],
     may_create_schemas: Iterable[str] = (),
 ) -> dict[str, str]:
-    """Create or update each schema's role, give it its schema and what is in it, and take
-    every other right from it; {schema: URL the service connects with}. The roles of
-    `may_create_schemas` may also create schemas (the timeline rebuilds beside its live
-    read model, in a schema of its own, and swaps it in)."""
+    """Create or update each service's role (named after its first schema), give it its
+    schemas and what is in them, and take every other right from it; {first schema: URL the
+    service connects with}. The roles of `may_create_schemas` may also create schemas (the
+    timeline rebuilds beside its live read model, in a schema of its own, and swaps it in)."""
     creators = set(may_create_schemas)
     database = database_of(admin_url)
     urls: dict[str, str] = {}
@@ -75,7 +75,9 @@ def prepare(
         conn.execute("SET password_encryption = 'scram-sha-256'")
         conn.execute(SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(Identifier(database)))
         conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
-        for schema in schemas:
+        for owned in schemas:
+            owned = (owned,) if isinstance(owned, str) else tuple(owned)
+            schema = owned[0]
             role = role_name(database, schema)
             password = passwords[role]
             exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
@@ -91,15 +93,16 @@ def prepare(
                     SQL(rights), Identifier(database), Identifier(role)
                 )
             )
-            conn.execute(
-                SQL("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}").format(
-                    Identifier(schema), Identifier(role)
+            for each in owned:
+                conn.execute(
+                    SQL("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}").format(
+                        Identifier(each), Identifier(role)
+                    )
                 )
-            )
-            conn.execute(
-                SQL("ALTER SCHEMA {} OWNER TO {}").format(Identifier(schema), Identifier(role))
-            )
-            _hand_over(conn, schema, role)
+                conn.execute(
+                    SQL("ALTER SCHEMA {} OWNER TO {}").format(Identifier(each), Identifier(role))
+                )
+                _hand_over(conn, each, role)
             urls[schema] = url_for(admin_url, role, password)
     return urls
 

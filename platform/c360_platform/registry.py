@@ -21,6 +21,20 @@ TIMELINE = "timeline"
 
 
 @dataclass(frozen=True)
+class Partner:
+    """An outside system a service works with over NATS (a delivery provider): it reads the
+    service's events and publishes only on subjects of its own, kept in a stream the
+    service consumes. It gets a NATS user named `role`, as ERP does."""
+
+    role: str
+    """Its NATS user (`delivery`)."""
+    stream: str
+    """The JetStream stream of what it publishes (`DELIVERY`)."""
+    subjects: tuple[str, ...]
+    """The only subjects it may publish on (`delivery.>`)."""
+
+
+@dataclass(frozen=True)
 class ServiceSpec:
     """A service as the rest of c360 sees it: declared in its package's `spec` module and
     registered under the entry point group `c360.services` in its pyproject.toml."""
@@ -48,8 +62,18 @@ class ServiceSpec:
     """JetStream streams it reads with durable consumers of its own (by stream name)."""
     dead_letters: bool = False
     """It stores messages it cannot take on the dead-letter stream."""
+    partner: Partner | None = None
+    """An outside system that reads its events and publishes back on subjects of its own
+    (its stream belongs in `consumes`)."""
     domain: tuple[str, ...] = ("domain",)
     """Its modules that must do no I/O (relative to the package), checked by `make lint`."""
+    more_stores: tuple[str, ...] = ()
+    """The sources of stores it keeps besides its own (each a schema its role owns)."""
+
+    @property
+    def schemas(self) -> tuple[str, ...]:
+        """The PostgreSQL schemas it owns: its own store's first."""
+        return tuple(s.replace("-", "_") for s in (self.name, *self.more_stores))
 
     def builder(self) -> Callable[[Settings], ServiceHost]:
         """The build function, imported on first use."""

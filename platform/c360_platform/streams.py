@@ -45,6 +45,16 @@ class StreamSettings:
         )
 
     @classmethod
+    def partner(cls, name: str, subjects: tuple[str, ...]) -> StreamSettings:
+        """What a service's partner publishes back (delivery reports), kept like ERP's."""
+        return cls(
+            name=name,
+            subjects=subjects,
+            duplicate_window=float(os.environ.get("C360_STREAM_DUPLICATE_WINDOW_SECONDS", "600")),
+            replicas=int(os.environ.get("C360_STREAM_REPLICAS", "1")),
+        )
+
+    @classmethod
     def dead_letters(cls) -> StreamSettings:
         """Messages a consumer could not take (deadletter.<consumer>.<subject>), kept until
         replayed or deleted."""

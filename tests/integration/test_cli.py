@@ -190,8 +190,9 @@ def test_cli_against_a_running_stack(up: Up) -> None:
     shown = c360_json(home, "timeline", "show", organisation, "--limit", "500")
     assert len(shown["entries"]) >= 3
     rebuilt = c360_json(home, "timeline", "rebuild")
-    # every stored event, the merge's three, and the ERP deliveries the demo published
-    stored = report["stored_events"] + 3 + demo["erp_deliveries"]
+    # every stored event, the merge's three, and the ERP events the demo published (the
+    # sales part's deliveries, the marketing part's payments)
+    stored = report["stored_events"] + 3 + demo["erp_deliveries"] + demo["erp_payments"]
     assert rebuilt["applied"] == rebuilt["total"] == stored
     reshown = c360_json(home, "timeline", "show", organisation, "--limit", "500")
     assert _without_cursor(reshown["entries"]) == _without_cursor(shown["entries"])

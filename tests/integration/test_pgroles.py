@@ -9,7 +9,6 @@ import pytest
 
 from c360.timeline.v1 import timeline_service_pb2 as tapi
 from c360_platform import pgroles, registry
-from c360_platform.store import schema_for
 from tests.integration.conftest import open_stack
 from tests.integration.helpers import register
 
@@ -19,14 +18,13 @@ pytestmark = pytest.mark.integration
 async def test_services_run_on_roles_that_reach_only_their_own_schema(
     database_url: str, fresh_nats_url: str, tmp_path: Path
 ) -> None:
-    schemas = {name: schema_for(name) for name in registry.services()}
+    owned = {name: spec.schemas for name, spec in registry.services().items()}
+    schemas = {name: each[0] for name, each in owned.items()}
     database = pgroles.database_of(database_url)
     passwords = pgroles.load_passwords(
         tmp_path / "roles.json", [pgroles.role_name(database, s) for s in schemas.values()]
     )
-    urls = pgroles.prepare(
-        database_url, schemas.values(), passwords, may_create_schemas=["timeline"]
-    )
+    urls = pgroles.prepare(database_url, owned.values(), passwords, may_create_schemas=["timeline"])
     async with open_stack(database_url, fresh_nats_url, lambda name: urls[schemas[name]]) as stack:
         reply = await register(stack.customer, "Least Privilege", "lp@example.com")
         shown = await stack.timeline.GetTimeline(
@@ -60,4 +58,4 @@ async def test_services_run_on_roles_that_reach_only_their_own_schema(
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(refused)
     # Preparing again (every `c360 up` does) changes nothing that works.
-    assert pgroles.prepare(database_url, schemas.values(), passwords, ["timeline"]) == urls
+    assert pgroles.prepare(database_url, owned.values(), passwords, ["timeline"]) == urls

@@ -186,6 +186,7 @@ def test_a_new_source_is_one_new_module(new_source: Callable[[str, str], None]) 
         "customer",
         "service-desk",
         "erp",
+        "marketing",
         "sales",
         "loyalty",
     }

@@ -443,6 +443,32 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
             ]
         )
 
+    async def ListChangedProfiles(
+        self, request: api.ListChangedProfilesRequest, context: Ctx
+    ) -> api.ListChangedProfilesResponse:
+        if request.limit > MAX_PAGE:
+            raise InvalidArgument.one("limit", f"must be at most {MAX_PAGE}")
+        limit = request.limit or 100
+        # Each customer once, at its latest entry after the cursor: a page ends at a change,
+        # so everyone changed up to the returned cursor is in this page or an earlier one.
+        async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(
+                f"SELECT c.seq, p.doc FROM (SELECT customer_id, max(entry_seq) AS seq"
+                f" FROM {SCHEMA}.entries WHERE entry_seq > %s GROUP BY customer_id"
+                f" ORDER BY seq LIMIT %s) c JOIN {SCHEMA}.profiles p USING (customer_id)"
+                " ORDER BY c.seq",
+                (request.after_cursor, limit),
+            )
+            rows = await cur.fetchall()
+        now = datetime.now(UTC)
+        return api.ListChangedProfilesResponse(
+            profiles=[
+                api.ChangedProfile(profile=profile_message(dict(r["doc"]), now), cursor=r["seq"])
+                for r in rows
+            ],
+            cursor=rows[-1]["seq"] if rows else request.after_cursor,
+        )
+
     @requires(Role.OPERATOR)
     async def RebuildReadModel(
         self, request: api.RebuildReadModelRequest, context: Ctx

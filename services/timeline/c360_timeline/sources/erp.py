@@ -1,7 +1,8 @@
 """The ERP's invoices, payments and credit limits (source `erp`): their summaries and the `erp`
 part of the profile, which clients read in Profile.attributes.
 
-The part is the customer's account: balances per currency (issued minus paid), open invoices
+The part is the customer's account: balances per currency (issued minus paid), everything paid
+per currency (`paid_total`, the lifetime value segments ask about), open invoices
 (one stays open until payments referring to it cover it, and counts as overdue from
 InvoiceOverdue until then), the last payment and the credit limit. Provenance paths:
 "erp.open_invoices[<number>]", "erp.outstanding.<currency>", "erp.last_payment",
@@ -56,6 +57,7 @@ def empty_account() -> Doc:
         "open_invoices": {},
         "last_payment": None,
         "credit_limit": None,
+        "paid_total": {},
     }
 
 
@@ -78,6 +80,8 @@ def _invoice_issued(account: Doc, d: Doc) -> None:
 def _payment_received(account: Doc, d: Doc) -> None:
     money = d.get("amount", {})
     _add(account["outstanding"], money["currency"], money["amount"], -1)
+    # Everything the customer ever paid, per currency: their lifetime value to segments.
+    _add(account.setdefault("paid_total", {}), money["currency"], money["amount"])
     account["last_payment"] = {
         "payment_reference": d.get("payment_reference", ""),
         "amount": money["amount"],
@@ -157,6 +161,8 @@ def join(p: Doc, other: Doc) -> None:
         account["outstanding"][currency] = str(total)
         if currency not in survivor_currencies:
             copy_provenance(p, other, f"erp.outstanding.{currency}")
+    for currency, amount in theirs.get("paid_total", {}).items():
+        _add(account.setdefault("paid_total", {}), currency, amount)
     for number, invoice in theirs["open_invoices"].items():
         if number not in account["open_invoices"]:
             account["open_invoices"][number] = invoice

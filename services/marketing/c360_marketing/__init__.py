@@ -1,0 +1,1 @@
+"""c360 marketing: live segments and consent-aware campaigns."""

@@ -1,0 +1,854 @@
+"""The marketing applications and what connects them: the plans' store (segments and
+campaigns), the people store (memberships and touches, published), and `Marketing`, which
+keeps every customer's profile facts as the timeline last reported them and evaluates
+segments, sends and reports over both stores.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate
+
+from c360_marketing import conditions, domain, offers
+from c360_marketing.conditions import Facts, Tree
+from c360_marketing.domain import CallList, Campaign, LeadList, Membership, Segment, Touch
+from c360_platform.errors import AlreadyExists, InvalidArgument, NotFound
+from c360_platform.errors import PreconditionFailed as FailedPrecondition
+from c360_platform.store import (
+    CommandContext,
+    CommandOutcome,
+    Decision,
+    QueryTable,
+    RowQuery,
+    ServiceApplication,
+    schema_for,
+    where,
+)
+
+SOURCE = "marketing"
+PLANS_SOURCE = "marketing-plans"
+ATTRIBUTION = timedelta(days=30)
+"""A growth of the lifetime value within this time after a touch is the touch's revenue."""
+
+PLANS = QueryTable(
+    name="plans",
+    columns=(
+        ("plan_id", "uuid"),
+        ("kind", "text NOT NULL"),
+        ("name", "text NOT NULL"),
+        ("state", "text NOT NULL"),
+        ("created_at", "timestamptz NOT NULL"),
+    ),
+    indexes=(("kind", "created_at", "plan_id"), ("name",)),
+)
+"""One row per segment and campaign, for look-ups by name and lists."""
+
+PEOPLE = QueryTable(
+    name="people",
+    columns=(
+        ("row_id", "uuid"),
+        ("kind", "text NOT NULL"),
+        ("customer_id", "uuid NOT NULL"),
+        ("segment_id", "text NOT NULL"),
+        ("campaign_id", "text NOT NULL"),
+        ("member", "boolean NOT NULL"),
+        ("channel", "text NOT NULL"),
+        ("region", "text NOT NULL"),
+        ("responses", "text[] NOT NULL"),
+        ("cost", "text NOT NULL"),
+        ("revenue", "text NOT NULL"),
+        ("created_at", "timestamptz NOT NULL"),
+        ("changed_at", "timestamptz NOT NULL"),
+        ("offer", "text NOT NULL DEFAULT ''"),
+    ),
+    indexes=(
+        ("kind", "segment_id", "customer_id"),
+        ("kind", "campaign_id", "row_id"),
+        ("kind", "customer_id", "created_at"),
+    ),
+)
+"""One row per membership and per touch."""
+
+
+class PlanningApplication(ServiceApplication):
+    """Segments and campaigns: marketing's own plans. Not facts about a customer, so kept in a
+    store of their own that is not published (the timeline is per customer)."""
+
+    name = schema_for(PLANS_SOURCE)
+    source = PLANS_SOURCE
+    snapshotting_intervals = {Campaign: 50}
+    query_table = PLANS
+
+    def query_row(self, aggregate: Aggregate) -> dict[str, Any] | None:
+        if isinstance(aggregate, Segment):
+            return {
+                "plan_id": aggregate.id,
+                "kind": "segment",
+                "name": aggregate.name,
+                "state": "",
+                "created_at": aggregate.created_on,
+            }
+        if isinstance(aggregate, CallList):
+            return {
+                "plan_id": aggregate.id,
+                "kind": "call_list",
+                "name": aggregate.name,
+                "state": f"{len(aggregate.state)}/{len(aggregate.entries)}",
+                "created_at": aggregate.created_on,
+            }
+        if isinstance(aggregate, LeadList):
+            return {
+                "plan_id": aggregate.id,
+                "kind": "lead_list",
+                "name": aggregate.name,
+                "state": f"{len(aggregate.leads)}/{len(aggregate.entries)}",
+                "created_at": aggregate.created_on,
+            }
+        if isinstance(aggregate, Campaign):
+            return {
+                "plan_id": aggregate.id,
+                "kind": "campaign",
+                "name": aggregate.plan["name"],
+                "state": aggregate.state,
+                "created_at": aggregate.created_on,
+            }
+        return None
+
+
+class PeopleApplication(ServiceApplication):
+    """Memberships and touches: what marketing did and learned about each customer."""
+
+    name = schema_for(SOURCE)
+    source = SOURCE
+    snapshotting_intervals = {Membership: 100, Touch: 100}
+    query_table = PEOPLE
+
+    def query_row(self, aggregate: Aggregate) -> dict[str, Any] | None:
+        base = {
+            "row_id": aggregate.id,
+            "created_at": aggregate.created_on,
+            "changed_at": aggregate.modified_on,
+        }
+        if isinstance(aggregate, Membership):
+            return base | {
+                "kind": "membership",
+                "customer_id": UUID(aggregate.customer_id),
+                "segment_id": aggregate.segment_id,
+                "campaign_id": "",
+                "member": aggregate.member,
+                "channel": "",
+                "region": "",
+                "responses": [],
+                "cost": "0",
+                "revenue": "0",
+                "offer": "",
+            }
+        if isinstance(aggregate, Touch):
+            return base | {
+                "kind": "touch",
+                "customer_id": UUID(aggregate.customer_id),
+                "segment_id": aggregate.segment_id,
+                "campaign_id": aggregate.campaign_id,
+                "member": False,
+                "channel": aggregate.channel,
+                "region": aggregate.region,
+                "responses": sorted(aggregate.responses),
+                "cost": aggregate.cost,
+                "revenue": aggregate.revenue,
+                "offer": aggregate.offer,
+            }
+        return None
+
+    def at(self, kind: type[Any], aggregate_id: UUID, as_of: datetime | None) -> Any | None:
+        """An aggregate now or as it was at `as_of` (None if it did not exist then)."""
+        if as_of is None:
+            try:
+                return self.load(kind, aggregate_id)
+            except NotFound:
+                return None
+        version = None
+        for e in self.events.get(aggregate_id):
+            if getattr(e, "timestamp") > as_of:  # noqa: B009 (not in the protocol)
+                break
+            version = e.originator_version
+        return None if version is None else self.repository.get(aggregate_id, version=version)
+
+
+@dataclass
+class Progress:
+    """How far the evaluation of everyone on a segment's current version is."""
+
+    version: int
+    evaluated: int = 0
+    total: int = 0
+
+
+@dataclass(frozen=True)
+class Revocation:
+    """A consent to end in the customer service, because of a provider report."""
+
+    customer_id: str
+    channel: str
+    report_id: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class Explanation:
+    evaluated: bool
+    member: bool = False
+    since: datetime | None = None
+    condition_path: str = ""
+    condition: str = ""
+    cause: str = ""
+    segment_version: int = 0
+    conditions: list[tuple[str, str, bool, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    key: str
+    counts: dict[str, int]
+    revenue: Decimal
+    cost: Decimal
+
+
+class Marketing:
+    """Segments evaluated over the customers' profile facts, campaigns sent to who may be
+    reached, and the provider's reports. Its methods block (the stores): call them off the
+    event loop. One lock keeps evaluations and sends in order."""
+
+    def __init__(
+        self, plans: PlanningApplication, people: PeopleApplication, clock: Callable[[], datetime]
+    ) -> None:
+        self.plans = plans
+        self.people = people
+        self.clock = clock
+        self.facts: dict[str, Facts] = {}
+        self.progress: dict[str, Progress] = {}
+        self.lock = threading.RLock()
+
+    @classmethod
+    def in_memory(cls, clock: Callable[[], datetime]) -> Marketing:
+        return cls(
+            PlanningApplication.in_memory(clock=clock),
+            PeopleApplication.in_memory(clock=clock),
+            clock,
+        )
+
+    # -- segments ------------------------------------------------------------------------------
+
+    def segment(self, ref: str) -> Segment:
+        """A segment by id or name (NOT_FOUND)."""
+        ref = ref.strip()
+        try:
+            return self.plans.load(Segment, UUID(ref))
+        except ValueError:
+            rows = self.plans.rows(RowQuery(where(kind="segment", name=ref), limit=1))
+            if not rows:
+                raise NotFound(f"no segment named {ref!r}") from None
+            return self.plans.load(Segment, rows[0]["plan_id"])
+
+    def segments(self) -> list[Segment]:
+        rows = self.plans.rows(RowQuery(where(kind="segment")))
+        found = [self.plans.load(Segment, r["plan_id"]) for r in rows]
+        return sorted(found, key=lambda s: s.name)
+
+    def _check_references(self, tree: Tree, own_id: str = "") -> None:
+        """Segments a tree names must exist and not lead back to the segment itself."""
+        known = {str(s.id): s for s in self.segments()}
+        for path, leaf in conditions.leaves(tree):
+            if leaf["field"] == "campaign_response":
+                try:
+                    leaf["value"] = str(self.campaign(UUID(leaf["value"])).id)
+                except (ValueError, NotFound):
+                    raise InvalidArgument.one(f"{path}.value", "no such campaign") from None
+                continue
+            if leaf["field"] != "segment":
+                continue
+            target = leaf["value"]
+            if target not in known:
+                by_name = [i for i, s in known.items() if s.name == target]
+                if not by_name:
+                    raise InvalidArgument.one(f"{path}.value", "no such segment")
+                leaf["value"] = target = by_name[0]
+            pending, seen = [target], set()
+            while pending:
+                current = pending.pop()
+                if current == own_id:
+                    raise InvalidArgument.one(f"{path}.value", "refers back to this segment")
+                if current in seen or current not in known:
+                    continue
+                seen.add(current)
+                pending.extend(conditions.segments_used(known[current].condition))
+
+    def define_segment(
+        self, ctx: CommandContext, *, name: str, description: str, condition: str
+    ) -> CommandOutcome:
+        def decide() -> Decision[Segment]:
+            segment = domain.define_segment(name=name, description=description, condition=condition)
+            self._check_references(segment.condition)
+            if self.plans.rows(RowQuery(where(kind="segment", name=segment.name), limit=1)):
+                raise AlreadyExists(f"a segment named {segment.name!r} exists")
+            return Decision(segment, [segment], {"segment_id": str(segment.id)})
+
+        with self.lock:
+            outcome = self.plans.execute(ctx, decide)
+            self.progress.setdefault(str(outcome.aggregate_id), Progress(0))
+        return outcome
+
+    def revise_segment(
+        self,
+        ctx: CommandContext,
+        segment_id: UUID,
+        version: int | None,
+        condition: str,
+        description: str,
+    ) -> CommandOutcome:
+        tree = conditions.parse_json(condition)
+        self._check_references(tree, str(segment_id))
+        with self.lock:
+            outcome = self.plans.change(
+                ctx, Segment, segment_id, version, lambda s: s.revise(tree, description)
+            )
+            self.progress.setdefault(str(segment_id), Progress(0))
+        return outcome
+
+    def preview(self, condition: str, sample_size: int) -> tuple[int, int, list[Facts]]:
+        tree = conditions.parse_json(condition)
+        self._check_references(tree)
+        with self.lock:
+            people = [self._with_segments(f) for f in self.facts.values()]
+        matched = [f for f in people if conditions.evaluate(tree, f).member]
+        matched.sort(key=lambda f: (f.display_name, f.customer_id))
+        return len(matched), len(people), matched[:sample_size]
+
+    def _members_of(self, customer_id: str) -> frozenset[str]:
+        rows = self.people.rows(
+            RowQuery(where(kind="membership", customer_id=UUID(customer_id), member=True))
+        )
+        return frozenset(r["segment_id"] for r in rows)
+
+    def _with_segments(self, facts: Facts) -> Facts:
+        """The facts with what marketing itself knows: segments and campaign responses."""
+        touches = self._touches(customer_id=UUID(facts.customer_id))
+        responded = frozenset(
+            t["campaign_id"] for t in touches if domain.touch_counts(t["responses"])["responded"]
+        )
+        return replace(facts, segments=self._members_of(facts.customer_id), responded=responded)
+
+    def _ordered(self, segments: list[Segment]) -> list[Segment]:
+        """Segments after those they refer to."""
+        by_id = {str(s.id): s for s in segments}
+        done: list[Segment] = []
+        seen: set[str] = set()
+
+        def visit(s: Segment) -> None:
+            if str(s.id) in seen:
+                return
+            seen.add(str(s.id))
+            for used in sorted(conditions.segments_used(s.condition)):
+                if used in by_id:
+                    visit(by_id[used])
+            done.append(s)
+
+        for s in segments:
+            visit(s)
+        return done
+
+    def _evaluate(self, segment: Segment, before: Facts | None, after: Facts, cause: str) -> bool:
+        """Save the customer's entry or leave if the segment's verdict changed; True if so."""
+        tree = segment.condition
+        now = conditions.values(tree, after)
+        verdict = conditions.decide(tree, now)
+        path = verdict.path
+        if before is not None:
+            path = conditions.changed_condition(tree, conditions.values(tree, before), now)
+        names = {str(s.id): s.name for s in self.segments()} if "segment" in str(tree) else {}
+        text = conditions.text_of(tree, path, names)
+        mid = domain.membership_id(str(segment.id), after.customer_id)
+        existing = self.people.at(Membership, mid, None)
+        if existing is None:
+            if not verdict.member:
+                return False
+            membership = Membership(
+                segment_id=str(segment.id),
+                customer_id=after.customer_id,
+                segment_name=segment.name,
+                segment_version=segment.version,
+                condition_path=path,
+                condition=text,
+                cause=cause,
+            )
+        else:
+            membership = existing
+            membership.change(verdict.member, segment.name, segment.version, path, text, cause)
+        if not membership.pending_events:
+            return False
+        self.people.save(membership)
+        return True
+
+    def observe(self, changed: Iterable[Facts]) -> int:
+        """Take the customers' new facts and evaluate every segment for them; returns how many
+        memberships changed."""
+        changes = 0
+        with self.lock:
+            segments = self._ordered(self.segments())
+            for fresh in changed:
+                before = self.facts.get(fresh.customer_id)
+                self.facts[fresh.customer_id] = fresh
+                prior = None if before is None else self._with_segments(before)
+                for segment in segments:
+                    after = self._with_segments(fresh)
+                    if prior is not None:
+                        prior = replace(prior, segments=after.segments)
+                    changes += self._evaluate(segment, prior, after, "profile_changed")
+                self._attribute(fresh)
+        return changes
+
+    def reevaluate(self, batch: int = 200) -> int:
+        """Evaluate everyone on segments whose current version has not been evaluated yet, a
+        batch at a time (progress in `self.progress`); returns how many were evaluated now."""
+        done = 0
+        with self.lock:
+            for segment in self._ordered(self.segments()):
+                key = str(segment.id)
+                progress = self.progress.get(key)
+                if progress is None or progress.version != segment.version:
+                    progress = self.progress[key] = Progress(segment.version)
+                people = sorted(self.facts)
+                progress.total = len(people)
+                if progress.evaluated >= progress.total:
+                    continue
+                for customer_id in people[progress.evaluated : progress.evaluated + batch]:
+                    after = self._with_segments(self.facts[customer_id])
+                    self._evaluate(segment, None, after, "segment_revised")
+                    progress.evaluated += 1
+                    done += 1
+                if done >= batch:
+                    break
+        return done
+
+    def members(self, segment: Segment, as_of: datetime | None) -> list[Membership]:
+        rows = self.people.rows(RowQuery(where(kind="membership", segment_id=str(segment.id))))
+        found = [self.people.at(Membership, r["row_id"], as_of) for r in rows]
+        members = [m for m in found if m is not None and m.member]
+        return sorted(members, key=lambda m: (m.modified_on, m.customer_id))
+
+    def explain(self, segment: Segment, customer_id: str, as_of: datetime | None) -> Explanation:
+        mid = domain.membership_id(str(segment.id), customer_id)
+        membership = self.people.at(Membership, mid, as_of)
+        tree = segment.condition
+        facts = self.facts.get(customer_id)
+        listed: list[tuple[str, str, bool, str]] = []
+        if facts is not None:
+            facts = self._with_segments(facts)
+            names = {str(s.id): s.name for s in self.segments()}
+            listed = [
+                (
+                    path,
+                    conditions.describe(leaf, names),
+                    conditions.holds(leaf, facts),
+                    conditions.actual(leaf, facts),
+                )
+                for path, leaf in conditions.leaves(tree)
+            ]
+        if membership is None:
+            return Explanation(evaluated=facts is not None and as_of is None, conditions=listed)
+        return Explanation(
+            evaluated=True,
+            member=membership.member,
+            since=membership.modified_on,
+            condition_path=membership.condition_path,
+            condition=membership.condition,
+            cause=membership.cause,
+            segment_version=membership.segment_version,
+            conditions=listed,
+        )
+
+    # -- campaigns -----------------------------------------------------------------------------
+
+    def plan_campaign(
+        self, ctx: CommandContext, segments: list[str], **plan: Any
+    ) -> CommandOutcome:
+        def decide() -> Decision[Campaign]:
+            ids = []
+            for i, ref in enumerate(segments):
+                try:
+                    ids.append(str(self.segment(ref).id))
+                except NotFound:
+                    raise InvalidArgument.one(f"segments[{i}]", "no such segment") from None
+            campaign = domain.plan_campaign(segment_ids=ids, **plan)
+            return Decision(campaign, [campaign], {"campaign_id": str(campaign.id)})
+
+        return self.plans.execute(ctx, decide)
+
+    def change_campaign(
+        self,
+        ctx: CommandContext,
+        campaign_id: UUID,
+        version: int | None,
+        act: Callable[[Campaign], None],
+    ) -> CommandOutcome:
+        with self.lock:
+            return self.plans.change(ctx, Campaign, campaign_id, version, act)
+
+    def campaign(self, campaign_id: UUID) -> Campaign:
+        return self.plans.load(Campaign, campaign_id)
+
+    def campaigns(self) -> list[Campaign]:
+        rows = self.plans.rows(RowQuery(where(kind="campaign")))
+        found = [self.plans.load(Campaign, r["plan_id"]) for r in rows]
+        return sorted(found, key=lambda c: c.created_on, reverse=True)
+
+    def _touches(self, **equal: Any) -> list[dict[str, Any]]:
+        return self.people.rows(RowQuery(where(kind="touch", **equal)))
+
+    def _candidates(self, campaign: Campaign, now: datetime) -> dict[str, domain.Candidate]:
+        """The members of the campaign's segments, and those who left them since it was
+        planned, with their touches on its channel in the frequency period."""
+        plan = campaign.plan
+        since = now - timedelta(days=plan["frequency_days"])
+        trigger = plan.get("trigger", "")
+        # A triggered campaign reaches a customer again once its period has passed.
+        again = now - domain.TRIGGERS[trigger][0] if trigger else None
+        reached = {
+            str(r["customer_id"])
+            for r in self._touches(campaign_id=str(campaign.id))
+            if again is None or r["created_at"] >= again
+        }
+        candidates: dict[str, domain.Candidate] = {}
+        # Members now, then those who left since the campaign was planned: they are
+        # counted with the reason (a revocation after the launch shows as "revoked").
+        rows = [
+            r
+            for segment_id in plan["segment_ids"]
+            for r in self.people.rows(RowQuery(where(kind="membership", segment_id=segment_id)))
+            if r["member"] or r["changed_at"] >= campaign.created_on
+        ]
+        rows.sort(key=lambda r: (not r["member"], str(r["customer_id"])))
+        for r in rows:
+            cid = str(r["customer_id"])
+            facts = self.facts.get(cid)
+            if cid in candidates or facts is None:
+                continue
+            if trigger and not domain.fires(trigger, facts, now.date()):
+                continue  # not due: no exclusion either
+            recent = [
+                t
+                for t in self._touches(customer_id=UUID(cid), channel=plan["channel"])
+                if t["created_at"] >= since
+            ]
+            candidates[cid] = domain.Candidate(
+                facts, r["segment_id"], len(recent), cid in reached, r["member"]
+            )
+        return candidates
+
+    def send(
+        self, ctx: CommandContext, campaign_id: UUID, version: int | None, launch: bool
+    ) -> tuple[CommandOutcome, domain.Audience]:
+        """Launch (if `launch`) and send to the audience at this moment: the members of the
+        target segments not reached yet who have consent for the channel and marketing now."""
+        with self.lock:
+            campaign = self.plans.load(Campaign, campaign_id, version)
+            earlier = self.plans.replay(ctx)
+            if earlier is not None:
+                return earlier, domain.Audience([], dict(campaign.rounds[-1]["exclusions"]), 0)
+            if launch:
+                campaign.launch("")
+            campaign.require_sending()
+            chosen = self._round(campaign, self.clock())
+            outcome = self.plans.execute(ctx, lambda: Decision(campaign, [campaign]))
+            return outcome, chosen
+
+    def _round(self, campaign: Campaign, now: datetime) -> domain.Audience:
+        """One send of a running campaign: its audience now, its touches saved (before the
+        campaign, which the caller saves with the round)."""
+        plan = campaign.plan
+        chosen = self._audience(campaign, now)
+        touches = [
+            Touch(
+                customer_id=s.customer_id,
+                campaign_id=str(campaign.id),
+                campaign_name=plan["name"],
+                channel=plan["channel"],
+                address=s.address,
+                segment_id=s.segment_id,
+                region=s.region,
+                cost=plan["cost_per_send"],
+                currency=plan["currency"],
+                offer=self._offer(plan["offer"], s.customer_id),
+                lifetime_value=str(
+                    self.facts[s.customer_id].lifetime_value.get(plan["currency"], 0)
+                ),
+            )
+            for s in chosen.sends
+        ]
+        campaign.record_round(now, chosen.size, len(touches), chosen.exclusions)
+        if touches:
+            self.people.save(*touches)
+        return chosen
+
+    def _audience(self, campaign: Campaign, now: datetime) -> domain.Audience:
+        plan = campaign.plan
+        return domain.audience(
+            plan["channel"],
+            self._candidates(campaign, now).values(),
+            frequency_cap=plan["frequency_cap"],
+            cost_per_send=campaign.cost_per_send,
+            budget_left=campaign.budget_left,
+            purpose=plan.get("purpose", "marketing"),
+        )
+
+    def triggered(self) -> int:
+        """Send the running campaigns with a trigger to whom it fires now (a round only when
+        someone is due); returns how many touches were sent."""
+        sent = 0
+        with self.lock:
+            for campaign in self.campaigns():
+                if campaign.state != domain.State.RUNNING or not campaign.plan.get("trigger"):
+                    continue
+                if not self._audience(campaign, self.clock()).sends:
+                    continue  # nobody due: no round
+                chosen = self._round(campaign, self.clock())
+                self.plans.save(campaign)
+                sent += len(chosen.sends)
+        return sent
+
+    def _offer(self, offer: str, customer_id: str) -> str:
+        """The campaign's offer; "personalised": the customer's first one-to-one offer."""
+        if offer.lower() not in ("personalised", "personalized"):
+            return offer
+        found = offers.offers_for(self.facts[customer_id], self.facts.values(), limit=1)
+        return found[0].sku if found else ""
+
+    def record_report(
+        self, touch_id: UUID, kind: str, report_id: str, detail: str, at: datetime
+    ) -> Revocation | None:
+        """A provider's report on a touch, once; an unsubscribe or a hard bounce asks for the
+        customer's consent to marketing on that channel to end (also on a repeat, so that a
+        revocation that failed is asked again; the customer service takes it once)."""
+        with self.lock:
+            touch = self.people.load(Touch, touch_id)
+            if touch.respond(kind, report_id, detail, at):
+                self.people.save(touch)
+        if kind in {r.value for r in domain.REVOKING}:
+            return Revocation(touch.customer_id, touch.channel, report_id, kind)
+        return None
+
+    def _attribute(self, facts: Facts) -> None:
+        """A customer's lifetime value grew: touches within the attribution window get it."""
+        now = self.clock()
+        for row in self._touches(customer_id=UUID(facts.customer_id)):
+            if row["revenue"] != "0" or row["created_at"] + ATTRIBUTION < now:
+                continue
+            touch = self.people.load(Touch, row["row_id"])
+            touch.convert(facts.lifetime_value.get(touch.currency, Decimal(0)), ATTRIBUTION, now)
+            if touch.pending_events:
+                self.people.save(touch)
+
+    # -- lead lists ----------------------------------------------------------------------------
+
+    def build_lead_list(
+        self, ctx: CommandContext, *, name: str, campaign_id: UUID, segment: str
+    ) -> CommandOutcome:
+        """A campaign's responders (clicked or replied), or the members of `segment` for the
+        campaign, as a list of leads to hand to sales."""
+
+        def decide() -> Decision[LeadList]:
+            campaign = self.campaign(campaign_id)
+            segment_id = ""
+            if segment.strip():
+                try:
+                    found = self.segment(segment)
+                except NotFound:
+                    raise InvalidArgument.one("segment", "no such segment") from None
+                segment_id = str(found.id)
+                rows = self.people.rows(
+                    RowQuery(where(kind="membership", segment_id=segment_id, member=True))
+                )
+                ids = {str(r["customer_id"]) for r in rows}
+            else:
+                ids = {
+                    str(r["customer_id"])
+                    for r in self._touches(campaign_id=str(campaign.id))
+                    if domain.touch_counts(r["responses"])["responded"]
+                }
+            people = [self.facts[i] for i in ids if i in self.facts]
+            lead_list = domain.build_lead_list(
+                name=name, campaign_id=str(campaign.id), segment_id=segment_id, people=people
+            )
+            return Decision(lead_list, [lead_list], {"lead_list_id": str(lead_list.id)})
+
+        with self.lock:
+            return self.plans.execute(ctx, decide)
+
+    def lead_list(self, lead_list_id: UUID) -> LeadList:
+        return self.plans.load(LeadList, lead_list_id)
+
+    def record_distribution(
+        self,
+        ctx: CommandContext,
+        lead_list_id: UUID,
+        team: str,
+        rule: str,
+        leads: dict[str, dict[str, str]],
+    ) -> CommandOutcome:
+        with self.lock:
+            return self.plans.change(
+                ctx, LeadList, lead_list_id, None, lambda x: x.distributed(team, rule, leads)
+            )
+
+    # -- call lists ----------------------------------------------------------------------------
+
+    def build_call_list(
+        self, ctx: CommandContext, *, name: str, campaign_id: UUID, agents: list[str]
+    ) -> CommandOutcome:
+        """A phone campaign's audience at this moment (consent for phone marketing, a phone
+        number, the frequency cap), shared among the agents in turn."""
+
+        def decide() -> Decision[CallList]:
+            campaign = self.campaign(campaign_id)
+            if campaign.plan["channel"] != domain.Channel.PHONE:
+                raise FailedPrecondition(
+                    f"campaign {campaign.id} is a {campaign.plan['channel']} campaign;"
+                    " call lists are for phone campaigns"
+                )
+            chosen = domain.audience(
+                domain.Channel.PHONE,
+                self._candidates(campaign, self.clock()).values(),
+                frequency_cap=campaign.plan["frequency_cap"],
+                cost_per_send=Decimal(0),
+                budget_left=Decimal(1),
+            )
+            names = {cid: f.display_name for cid, f in self.facts.items()}
+            call_list = domain.build_call_list(
+                name=name,
+                campaign_id=str(campaign.id),
+                agents=agents,
+                sends=chosen.sends,
+                names=names,
+            )
+            return Decision(call_list, [call_list], {"call_list_id": str(call_list.id)})
+
+        with self.lock:
+            return self.plans.execute(ctx, decide)
+
+    def call_list(self, call_list_id: UUID) -> CallList:
+        return self.plans.load(CallList, call_list_id)
+
+    def record_call(
+        self,
+        ctx: CommandContext,
+        call_list_id: UUID,
+        customer_id: str,
+        agent_id: str,
+        outcome: str,
+        call_back_at: datetime | None,
+        note: str,
+    ) -> CommandOutcome:
+        at = self.clock()
+        with self.lock:
+            return self.plans.change(
+                ctx,
+                CallList,
+                call_list_id,
+                None,
+                lambda c: c.record(customer_id, agent_id, outcome, call_back_at, note, at),
+            )
+
+    def forecast(self, campaign: Campaign) -> tuple[float, Decimal, str]:
+        """Responses and revenue past campaigns predict for this one: completed campaigns on
+        the same channel sharing a target segment (else any on the channel); their rates per
+        send times this campaign's sends, or before a send its segments' members."""
+        plan = campaign.plan
+        done = [
+            c
+            for c in self.campaigns()
+            if c.id != campaign.id
+            and c.state == domain.State.COMPLETED
+            and c.plan["channel"] == plan["channel"]
+        ]
+        similar = [c for c in done if set(c.plan["segment_ids"]) & set(plan["segment_ids"])]
+        basis = similar or done
+        if not basis:
+            return 0.0, Decimal(0), ""
+        sent = responded = 0
+        revenue = Decimal(0)
+        for c in basis:
+            for r in self._touches(campaign_id=str(c.id)):
+                sent += 1
+                responded += domain.touch_counts(r["responses"])["responded"]
+                revenue += Decimal(r["revenue"])
+        if not sent:
+            return 0.0, Decimal(0), ""
+        reach = campaign.sent or len(
+            {
+                str(r["customer_id"])
+                for sid in plan["segment_ids"]
+                for r in self.people.rows(
+                    RowQuery(where(kind="membership", segment_id=sid, member=True))
+                )
+            }
+        )
+        kind = "on the same segments" if similar else "on the same channel"
+        words = (
+            f"from {len(basis)} completed {plan['channel']} campaign{'s' if len(basis) > 1 else ''}"
+            f" {kind} ({sent} sends), for {reach} sends"
+        )
+        return responded / sent * reach, (revenue / sent * reach).quantize(Decimal("0.01")), words
+
+    def results(self, campaign: Campaign, by: str) -> tuple[ResultRow, list[ResultRow]]:
+        if by not in ("", "segment", "region", "channel", "product"):
+            raise InvalidArgument.one("by", "must be segment, region, channel, product or empty")
+        rows = self._touches(campaign_id=str(campaign.id))
+        names = {str(s.id): s.name for s in self.segments()}
+        fixed = campaign.recorded_costs
+        total_sent = len(rows)
+
+        def summed(key: str, group: list[dict[str, Any]]) -> ResultRow:
+            counts = {
+                k: 0
+                for k in (
+                    "sent",
+                    "delivered",
+                    "opened",
+                    "clicked",
+                    "responded",
+                    "bounced",
+                    "unsubscribed",
+                    "converted",
+                )
+            }
+            revenue = cost = Decimal(0)
+            for r in group:
+                counts["sent"] += 1
+                for flag, on in domain.touch_counts(r["responses"]).items():
+                    counts[flag] += on
+                counts["converted"] += r["revenue"] != "0"
+                revenue += Decimal(r["revenue"])
+                cost += Decimal(r["cost"])
+            # Recorded costs are shared by the groups in proportion to their sends.
+            share = fixed * len(group) / total_sent if total_sent else fixed
+            return ResultRow(key, counts, revenue, cost + share)
+
+        total = summed("total", rows)
+        if not by:
+            return total, []
+        groups: dict[str, list[dict[str, Any]]] = {}
+        for r in rows:
+            key = {
+                "segment": names.get(r["segment_id"], r["segment_id"]),
+                "region": r["region"] or "unknown",
+                "channel": r["channel"],
+                "product": r.get("offer") or "no offer",
+            }[by]
+            groups.setdefault(key, []).append(r)
+        return total, [summed(k, g) for k, g in sorted(groups.items())]

@@ -1,0 +1,87 @@
+"""The timeline's Profile (its published read contract) -> the facts segments ask about."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from google.protobuf import json_format
+
+from c360.timeline.v1 import timeline_service_pb2 as tapi
+from c360_marketing.conditions import Facts
+
+
+def _decimal(text: Any) -> Decimal:
+    try:
+        return Decimal(str(text))
+    except InvalidOperation:
+        return Decimal(0)
+
+
+def _days_since(text: str, today: date) -> int | None:
+    try:
+        return (today - date.fromisoformat(text[:10])).days
+    except ValueError:
+        return None
+
+
+def facts_of(profile: tapi.Profile, today: date | None = None) -> Facts:
+    """What segments may ask of a profile: the customer's own fields (kind, tags, owner,
+    addresses, consent), the service desk's (open tickets, contacts in 30 days, the churn
+    signal), the sales part's (classes, products bought, the last purchase) and the lifetime
+    value per currency: the larger of the sales part's (fulfilled orders) and the ERP's
+    payments (never their sum: an order's invoice paid is the same money)."""
+    today = today or datetime.now(UTC).date()
+    attributes: dict[str, Any] = json_format.MessageToDict(profile.attributes)
+    addresses = [a for a in attributes.get("addresses", []) if isinstance(a, dict)]
+    consent = {
+        key: bool(decision.get("granted"))
+        for key, decision in attributes.get("consent", {}).items()
+        if isinstance(decision, dict)
+    }
+    erp = attributes.get("erp") or {}
+    paid = erp.get("paid_total") or {}
+    first = addresses[0] if addresses else {}
+    postal = ", ".join(
+        x
+        for x in (
+            *first.get("lines", []),
+            f"{first.get('postal_code', '')} {first.get('city', '')}".strip(),
+            first.get("country", ""),
+        )
+        if x
+    )
+    sales = attributes.get("sales") or {}
+    value: dict[str, Decimal] = {c: _decimal(v) for c, v in paid.items()}
+    for currency, amount in (sales.get("lifetime_value") or {}).items():
+        value[currency] = max(value.get(currency, Decimal(0)), _decimal(amount))
+    last = sales.get("last_purchase") or {}
+    desk = profile.service_desk
+    return Facts(
+        customer_id=profile.customer_id,
+        display_name=profile.display_name,
+        kind=profile.kind,
+        countries=frozenset(a.get("country", "").upper() for a in addresses if a.get("country")),
+        regions=frozenset(a.get("region", "").upper() for a in addresses if a.get("region")),
+        tags=frozenset(profile.tags),
+        owner=profile.owner_id,
+        consent=consent,
+        lifetime_value=value,
+        open_tickets=desk.open_ticket_count,
+        support_contacts_30d=desk.tickets_last_30_days,
+        at_risk=profile.at_risk,
+        emails=tuple(profile.emails),
+        phones=tuple(profile.phones),
+        postal=postal,
+        region=(first.get("region") or first.get("country") or "").upper(),
+        classes=frozenset((sales.get("classes") or {}).keys()),
+        products=frozenset(sales.get("products_bought") or []),
+        days_since_purchase=_days_since(str(last.get("on", "")), today) if last else None,
+        first_seen=(
+            profile.first_seen_at.ToDatetime(tzinfo=UTC).date()
+            if profile.HasField("first_seen_at")
+            else None
+        ),
+        overdue_invoices=tuple(erp.get("overdue_invoices") or ()),
+    )

@@ -1,0 +1,468 @@
+"""The marketing application in memory: live segments from profile facts, explanations,
+membership as of a time, campaigns with consent checked at each send, provider reports once,
+results with cost and ROI."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+import pytest
+
+from c360_marketing import domain
+from c360_marketing.application import Marketing
+from c360_marketing.conditions import Facts
+from c360_marketing.domain import Campaign, Touch
+from c360_platform.errors import AlreadyExists, InvalidArgument, PreconditionFailed
+from c360_platform.store import CommandContext, RowQuery, where
+from tests.unit.support import Clock
+
+LATVIA = json.dumps(
+    {
+        "all": [
+            {"field": "country", "value": "LV"},
+            {"field": "lifetime_value", "op": "gt", "value": 1000},
+            {"field": "consent", "channel": "email", "purpose": "marketing"},
+        ]
+    }
+)
+ADA = "00000000-0000-4000-8000-00000000000a"
+BOB = "00000000-0000-4000-8000-00000000000b"
+CID = "00000000-0000-4000-8000-00000000000c"
+
+
+def person(customer_id: str, name: str, **changes: Any) -> Facts:
+    base: dict[str, Any] = {
+        "customer_id": customer_id,
+        "display_name": name,
+        "countries": frozenset({"LV"}),
+        "region": "LV",
+        "lifetime_value": {"EUR": Decimal("1500")},
+        "consent": {"email/marketing": True},
+        "emails": (f"{name.lower()}@example.com",),
+    }
+    return Facts(**(base | changes))
+
+
+def ctx(request_id: str = "") -> CommandContext:
+    return CommandContext(command="Test", request_id=request_id, fingerprint=request_id)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    # Events carry the library's timestamps (real time): the clock starts there.
+    return Clock(datetime.now(UTC))
+
+
+@pytest.fixture
+def mk(clock: Clock) -> Marketing:
+    m = Marketing.in_memory(clock)
+    m.observe([person(ADA, "Ada"), person(BOB, "Bob"), person(CID, "Cid", consent={})])
+    return m
+
+
+def define(mk: Marketing, name: str = "latvia", condition: str = LATVIA) -> str:
+    outcome = mk.define_segment(ctx(), name=name, description="", condition=condition)
+    mk.reevaluate()
+    return outcome.extra["segment_id"]
+
+
+def test_a_new_segment_evaluates_everyone_with_progress(mk: Marketing) -> None:
+    sid = define(mk)
+    segment = mk.segment("latvia")
+    assert str(segment.id) == sid
+    assert [m.customer_id for m in mk.members(segment, None)] == [ADA, BOB]
+    assert mk.progress[sid].evaluated == mk.progress[sid].total == 3
+    size, total, sample = mk.preview(LATVIA, 1)
+    assert (size, total, [f.display_name for f in sample]) == (2, 3, ["Ada"])
+
+
+def test_refusals_name_the_field_and_store_nothing(mk: Marketing) -> None:
+    define(mk)
+    with pytest.raises(AlreadyExists):
+        define(mk)
+    bad = json.dumps({"any": [{"field": "segment", "value": "nope"}]})
+    with pytest.raises(InvalidArgument) as caught:
+        define(mk, "other", bad)
+    assert [v.field for v in caught.value.violations] == ["condition.any[0].value"]
+    assert len(mk.segments()) == 1
+
+
+def test_a_revoked_consent_leaves_the_segment_naming_the_condition(
+    mk: Marketing, clock: Clock
+) -> None:
+    define(mk)
+    segment = mk.segment("latvia")
+    entered_at = datetime.now(UTC)
+    clock.advance(days=1)
+    mk.observe([person(ADA, "Ada", consent={"email/marketing": False})])
+    why = mk.explain(segment, ADA, None)
+    assert not why.member
+    assert why.condition_path == "condition.all[2]"
+    assert why.condition == "consent email/marketing granted"
+    assert why.cause == "profile_changed"
+    assert ("condition.all[2]", "consent email/marketing granted", False, "revoked") in (
+        why.conditions
+    )
+    # As of the day before, Ada was a member; and she is not one now.
+    assert ADA in [m.customer_id for m in mk.members(segment, entered_at)]
+    assert ADA not in [m.customer_id for m in mk.members(segment, None)]
+    assert mk.explain(segment, ADA, entered_at).member
+
+
+def test_a_segment_of_a_segment_follows_it(mk: Marketing) -> None:
+    sid = define(mk)
+    vip = json.dumps(
+        {"all": [{"field": "segment", "value": sid}, {"not": {"field": "at_risk", "value": True}}]}
+    )
+    define(mk, "latvia-calm", vip)
+    calm = mk.segment("latvia-calm")
+    assert [m.customer_id for m in mk.members(calm, None)] == [ADA, BOB]
+    mk.observe([person(BOB, "Bob", countries=frozenset({"EE"}))])
+    assert [m.customer_id for m in mk.members(calm, None)] == [ADA]
+    why = mk.explain(calm, BOB, None)
+    assert why.condition.startswith("member of segment")
+
+
+def plan(mk: Marketing, **changes: Any) -> UUID:
+    fields: dict[str, Any] = {
+        "name": "Spring offer",
+        "objective": "sell more",
+        "channel": "email",
+        "starts_on": "2026-03-01",
+        "ends_on": "2026-03-31",
+        "budget": "100",
+        "budget_currency": "EUR",
+        "cost_per_send": "0.50",
+        "expected_responses": 1,
+        "offer": "10% off",
+        "frequency_cap": 0,
+        "frequency_days": 30,
+    } | changes
+    outcome = mk.plan_campaign(ctx(), ["latvia"], **fields)
+    return UUID(outcome.extra["campaign_id"])
+
+
+def test_a_campaign_checks_consent_at_each_send(mk: Marketing, clock: Clock) -> None:
+    define(mk)
+    cid = plan(mk)
+    with pytest.raises(PreconditionFailed, match="planned"):
+        mk.send(ctx(), cid, None, launch=True)
+    mk.change_campaign(ctx(), cid, None, lambda c: c.approve(""))
+    # Bob revokes after the plan, before the launch: he leaves the segment and is counted.
+    mk.observe([person(BOB, "Bob", consent={"email/marketing": False})])
+    _, first = mk.send(ctx("launch"), cid, None, launch=True)
+    assert [s.customer_id for s in first.sends] == [ADA]
+    assert first.exclusions == {"revoked": 1}
+    # Ada revokes after the launch: later sends do not reach her, and say why.
+    mk.observe([person(ADA, "Ada", consent={"email/marketing": False})])
+    mk.observe([person(CID, "Cid", consent={"email/marketing": True})])
+    assert [m.customer_id for m in mk.members(mk.segment("latvia"), None)] == [CID]
+    _, second = mk.send(ctx("again"), cid, None, launch=False)
+    assert [s.customer_id for s in second.sends] == [CID]
+    assert second.exclusions == {"revoked": 2}
+    _, third = mk.send(ctx("third"), cid, None, launch=False)
+    assert third.exclusions == {"already_reached": 1, "revoked": 2}
+    campaign = mk.campaign(cid)
+    assert campaign.sent == 2
+    assert campaign.actual_cost == Decimal("1.00")
+
+
+def test_exclusions_are_counted_by_reason() -> None:
+    def candidate(
+        facts: Facts, touches: int = 0, reached: bool = False, member: bool = True
+    ) -> domain.Candidate:
+        return domain.Candidate(facts, "s", touches, reached, member)
+
+    chosen = domain.audience(
+        "email",
+        [
+            candidate(person(ADA, "Ada")),
+            candidate(person(BOB, "Bob", consent={})),
+            candidate(person(CID, "Cid", consent={"email/marketing": False})),
+            candidate(person("d", "Dan", emails=())),
+            candidate(person("e", "Eve"), touches=2),
+            candidate(person("f", "Fay"), reached=True),
+            candidate(person("h", "Hal"), member=False),
+            candidate(person("g", "Gus")),
+        ],
+        frequency_cap=2,
+        cost_per_send=Decimal("1"),
+        budget_left=Decimal("1"),
+    )
+    assert [s.customer_id for s in chosen.sends] == [ADA]
+    assert chosen.exclusions == {
+        "already_reached": 1,
+        "frequency_cap": 1,
+        "left_segment": 1,
+        "no_consent": 1,
+        "no_contact_point": 1,
+        "over_budget": 1,
+        "revoked": 1,
+    }
+    assert chosen.size == 8
+
+
+def test_provider_reports_count_once_and_unsubscribes_revoke(mk: Marketing, clock: Clock) -> None:
+    define(mk)
+    cid = plan(mk)
+    mk.change_campaign(ctx(), cid, None, lambda c: c.approve(""))
+    mk.send(ctx(), cid, None, launch=True)
+    touches = {
+        str(r["customer_id"]): r["row_id"] for r in mk.people.rows(RowQuery(where(kind="touch")))
+    }
+    now = clock.now
+    assert mk.record_report(touches[ADA], "delivered", "r1", "", now) is None
+    assert mk.record_report(touches[ADA], "clicked", "r2", "https://x", now) is None
+    assert mk.record_report(touches[ADA], "clicked", "r2", "https://x", now) is None
+    revocation = mk.record_report(touches[BOB], "unsubscribed", "r3", "", now)
+    assert revocation is not None
+    assert (revocation.customer_id, revocation.channel) == (BOB, "email")
+    # A repeat asks again (the customer service takes it once), and records nothing more.
+    assert mk.record_report(touches[BOB], "unsubscribed", "r3", "", now) == revocation
+    ada_touch = mk.people.load(Touch, touches[ADA])
+    assert ada_touch.version == 3  # sent, delivered, clicked: the repeat changed nothing
+    # Ada pays 300 EUR more within the attribution window: revenue of the touch.
+    clock.advance(days=2)
+    mk.observe([person(ADA, "Ada", lifetime_value={"EUR": Decimal("1800")})])
+    mk.change_campaign(ctx(), cid, None, lambda c: c.record_cost("fixed", "9", "design", now))
+    total, by_region = mk.results(mk.campaign(cid), "region")
+    assert total.counts["sent"] == 2
+    assert total.counts["clicked"] == 1
+    assert total.counts["responded"] == 1
+    assert total.counts["unsubscribed"] == 1
+    assert total.counts["converted"] == 1
+    assert total.revenue == Decimal("300")
+    assert total.cost == Decimal("10.00")
+    assert [r.key for r in by_region] == ["LV"]
+
+
+def test_reports_on_unknown_kinds_are_refused(mk: Marketing) -> None:
+    define(mk)
+    cid = plan(mk)
+    mk.change_campaign(ctx(), cid, None, lambda c: c.approve(""))
+    mk.send(ctx(), cid, None, launch=True)
+    row = mk.people.rows(RowQuery(where(kind="touch")))[0]
+    with pytest.raises(InvalidArgument):
+        mk.record_report(row["row_id"], "teleported", "r9", "", mk.clock())
+
+
+def test_campaign_states(mk: Marketing) -> None:
+    define(mk)
+    cid = plan(mk)
+    steps: list[Callable[[Campaign], None]] = [
+        lambda c: c.approve(""),
+        lambda c: c.launch(""),
+        lambda c: c.pause(""),
+        lambda c: c.resume(""),
+        lambda c: c.complete(""),
+    ]
+    for step in steps:
+        mk.change_campaign(ctx(), cid, None, step)
+    assert mk.campaign(cid).state == "completed"
+    with pytest.raises(PreconditionFailed, match="completed"):
+        mk.change_campaign(ctx(), cid, None, lambda c: c.cancel(""))
+    with pytest.raises(InvalidArgument) as caught:
+        plan(mk, budget="-1", starts_on="soon", channel="pigeon")
+    assert sorted(v.field for v in caught.value.violations) == [
+        "budget.amount",
+        "channel",
+        "starts_on",
+    ]
+
+
+def test_a_lead_list_holds_the_responders_or_the_segments_members(mk: Marketing) -> None:
+    define(mk)
+    cid = plan(mk)
+    mk.change_campaign(ctx(), cid, None, lambda c: c.approve(""))
+    mk.send(ctx(), cid, None, launch=True)
+    touches = {
+        str(r["customer_id"]): r["row_id"] for r in mk.people.rows(RowQuery(where(kind="touch")))
+    }
+    with pytest.raises(PreconditionFailed, match="empty"):
+        mk.build_lead_list(ctx(), name="nobody yet", campaign_id=cid, segment="")
+    mk.record_report(touches[BOB], "opened", "r1", "", mk.clock())
+    mk.record_report(touches[BOB], "replied", "r2", "call me", mk.clock())
+    outcome = mk.build_lead_list(ctx(), name="responders", campaign_id=cid, segment="")
+    responders = mk.lead_list(UUID(outcome.extra["lead_list_id"]))
+    assert [(e["customer_id"], e["email"]) for e in responders.entries] == [
+        (BOB, "bob@example.com")
+    ]
+    outcome = mk.build_lead_list(ctx(), name="members", campaign_id=cid, segment="latvia")
+    members = mk.lead_list(UUID(outcome.extra["lead_list_id"]))
+    assert [e["name"] for e in members.entries] == ["Ada", "Bob"]
+    mk.record_distribution(ctx(), members.id, "field", "round_robin", {ADA: {"lead_id": "l-1"}})
+    assert [e["customer_id"] for e in mk.lead_list(members.id).pending()] == [BOB]
+
+
+def test_a_forecast_learns_from_completed_campaigns_on_the_same_segments(mk: Marketing) -> None:
+    define(mk)
+    past = plan(mk, name="Past")
+    for step in (lambda c: c.approve(""), lambda c: c.launch("")):
+        mk.change_campaign(ctx(), past, None, step)
+    mk.send(ctx(), past, None, launch=False)
+    rows = mk.people.rows(RowQuery(where(kind="touch", campaign_id=str(past))))
+    mk.record_report(rows[0]["row_id"], "clicked", "r1", "", mk.clock())
+    upcoming = plan(mk, name="Next")
+    assert mk.forecast(mk.campaign(upcoming)) == (0.0, Decimal(0), "")  # nothing completed yet
+    mk.change_campaign(ctx(), past, None, lambda c: c.complete(""))
+    responses, revenue, basis = mk.forecast(mk.campaign(upcoming))
+    # One response in two sends, for the segment's two members.
+    assert (responses, revenue) == (1.0, Decimal("0.00"))
+    assert basis == "from 1 completed email campaign on the same segments (2 sends), for 2 sends"
+
+
+def test_a_call_list_shares_who_may_be_called_and_records_outcomes(
+    mk: Marketing, clock: Clock
+) -> None:
+    mk.observe(
+        [
+            person(
+                ADA,
+                "Ada",
+                consent={"email/marketing": True, "phone/marketing": True},
+                phones=("+37120000001",),
+            ),
+            person(
+                BOB,
+                "Bob",
+                consent={"email/marketing": True, "phone/marketing": True},
+                phones=("+37120000002",),
+            ),
+        ]
+    )
+    define(mk)
+    email_campaign = plan(mk)
+    with pytest.raises(PreconditionFailed, match="phone campaigns"):
+        mk.build_call_list(ctx(), name="x", campaign_id=email_campaign, agents=["emp-1"])
+    cid = plan(mk, name="Call them", channel="phone")
+    outcome = mk.build_call_list(
+        ctx(), name="spring calls", campaign_id=cid, agents=["emp-1", "emp-2"]
+    )
+    calls = mk.call_list(UUID(outcome.extra["call_list_id"]))
+    assert [(e["customer_id"], e["agent_id"]) for e in calls.entries] == [
+        (ADA, "emp-1"),
+        (BOB, "emp-2"),
+    ]
+    first = calls.next_for("emp-1", clock.now)
+    assert first is not None
+    assert first["phone"] == "+37120000001"
+    back = clock.now + timedelta(hours=2)
+    mk.record_call(ctx(), calls.id, ADA, "emp-1", "call_back", back, "busy")
+    assert mk.call_list(calls.id).next_for("emp-1", clock.now) is None  # not due yet
+    assert mk.call_list(calls.id).next_for("emp-1", back) is not None
+    with pytest.raises(PreconditionFailed, match="emp-2's list"):
+        mk.record_call(ctx(), calls.id, BOB, "emp-1", "reached", None, "")
+    with pytest.raises(InvalidArgument) as caught:
+        mk.record_call(ctx(), calls.id, ADA, "emp-1", "call_back", None, "")
+    assert [v.field for v in caught.value.violations] == ["call_back_at"]
+    mk.record_call(ctx(), calls.id, ADA, "emp-1", "interested", None, "wants a quote")
+    assert mk.call_list(calls.id).next_for("emp-1", back) is None
+    with pytest.raises(PreconditionFailed, match="called already"):
+        mk.record_call(ctx(), calls.id, ADA, "emp-1", "reached", None, "")
+
+
+def test_a_personalised_campaign_sends_each_customer_their_first_offer(mk: Marketing) -> None:
+    buyers = [
+        person(f"00000000-0000-4000-8000-0000000000{i:02d}", f"B{i}", products=frozenset(p))
+        for i, p in enumerate([{"A", "C"}, {"A", "C"}, {"A"}])
+    ]
+    mk.observe([*buyers, person(ADA, "Ada", products=frozenset({"A"}))])
+    define(mk)
+    cid = plan(mk, offer="personalised")
+    mk.change_campaign(ctx(), cid, None, lambda c: c.approve(""))
+    mk.send(ctx(), cid, None, launch=True)
+    offered = {
+        str(r["customer_id"]): mk.people.load(Touch, r["row_id"])
+        for r in mk.people.rows(RowQuery(where(kind="touch")))
+    }
+    sent = mk.people.events.get(offered[ADA].id)
+    assert [getattr(e, "offer", None) for e in sent] == ["C"]
+    # Bob bought nothing: no history to learn from, no offer.
+    assert [getattr(e, "offer", None) for e in mk.people.events.get(offered[BOB].id)] == [""]
+    _, by_product = mk.results(mk.campaign(cid), "product")
+    assert {r.key: r.counts["sent"] for r in by_product}["C"] == 2  # Ada and B2
+    assert "no offer" in {r.key for r in by_product}
+
+
+def test_a_segment_of_a_campaigns_responders(mk: Marketing) -> None:
+    define(mk)
+    cid = plan(mk)
+    mk.change_campaign(ctx(), cid, None, lambda c: c.approve(""))
+    mk.send(ctx(), cid, None, launch=True)
+    responders = json.dumps({"field": "campaign_response", "value": str(cid)})
+    define(mk, "spring responders", responders)
+    segment = mk.segment("spring responders")
+    assert mk.members(segment, None) == []
+    touch = mk.people.rows(RowQuery(where(kind="touch", customer_id=UUID(ADA))))[0]
+    mk.record_report(touch["row_id"], "clicked", "r1", "", mk.clock())
+    # The response reaches the profile (a marketing entry); the follower sees Ada change.
+    mk.observe([mk.facts[ADA]])
+    assert [m.customer_id for m in mk.members(segment, None)] == [ADA]
+    why = mk.explain(segment, ADA, None)
+    assert why.condition == f"responded to campaign {cid}"
+    with pytest.raises(InvalidArgument) as caught:
+        define(mk, "bad", json.dumps({"field": "campaign_response", "value": "nope"}))
+    assert [v.field for v in caught.value.violations] == ["condition.value"]
+
+
+def test_an_overdue_invoice_reminder_sends_by_itself_on_service_consent(
+    mk: Marketing, clock: Clock
+) -> None:
+    mk.observe(
+        [
+            person(ADA, "Ada", consent={"email/service": True}, overdue_invoices=("INV-7",)),
+            person(BOB, "Bob", consent={"email/service": True}),
+            person(CID, "Cid", consent={"email/marketing": True}, overdue_invoices=("INV-9",)),
+        ]
+    )
+    define(mk, "everyone", json.dumps({"field": "country", "value": "LV"}))
+    with pytest.raises(InvalidArgument) as caught:
+        mk.plan_campaign(ctx(), ["everyone"], **_fields(purpose="service"))
+    assert [v.field for v in caught.value.violations] == ["purpose"]
+    outcome = mk.plan_campaign(
+        ctx(), ["everyone"], **_fields(trigger="overdue_invoice", purpose="service")
+    )
+    cid = UUID(outcome.extra["campaign_id"])
+    assert mk.triggered() == 0  # not running
+    for step in (lambda c: c.approve(""), lambda c: c.launch("")):
+        mk.change_campaign(ctx(), cid, None, step)
+    # Ada is due and allows service e-mails; Cid is due but allows only marketing.
+    assert mk.triggered() == 1
+    assert mk.campaign(cid).rounds[-1]["exclusions"] == {"no_consent": 1}
+    assert mk.triggered() == 0  # reminded this week already: no new round
+    rounds = len(mk.campaign(cid).rounds)
+    clock.advance(days=8)
+    assert mk.triggered() == 1  # a week later, still overdue: reminded again
+    assert len(mk.campaign(cid).rounds) == rounds + 1
+
+
+def test_an_anniversary_fires_on_the_day_from_the_second_year() -> None:
+    from datetime import date
+
+    facts = Facts(customer_id="c", first_seen=date(2024, 12, 3))
+    assert domain.fires("registration_anniversary", facts, date(2026, 12, 3))
+    assert not domain.fires("registration_anniversary", facts, date(2026, 12, 4))
+    assert not domain.fires("registration_anniversary", facts, date(2024, 12, 3))
+    assert not domain.fires("registration_anniversary", Facts(customer_id="n"), date(2026, 1, 1))
+
+
+def _fields(**changes: Any) -> dict[str, Any]:
+    return {
+        "name": "Reminder",
+        "objective": "",
+        "channel": "email",
+        "starts_on": "2026-01-01",
+        "ends_on": "2026-12-31",
+        "budget": "100",
+        "budget_currency": "EUR",
+        "cost_per_send": "0.01",
+        "expected_responses": 0,
+        "offer": "",
+        "frequency_cap": 0,
+        "frequency_days": 30,
+    } | changes

@@ -1,0 +1,108 @@
+"""Marketing's events in the timeline and the profile's marketing part, without servers."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from google.protobuf import message
+
+from c360.events.v1 import marketing_events_pb2 as ev
+from c360_platform.envelope import Publication, pack
+from c360_timeline.projection import Doc, Entry, empty_profile, entry_for, fold
+from c360_timeline.sources.marketing import join
+
+T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+CUSTOMER = str(uuid.uuid4())
+SEGMENT = str(uuid.uuid4())
+
+
+def entry(aggregate: str, kind: str, payload: message.Message, at: datetime, n: int) -> Entry:
+    return entry_for(
+        pack(
+            source="marketing",
+            publication=Publication(kind, CUSTOMER, payload),
+            aggregate_id=uuid.UUID(aggregate),
+            aggregate_version=n,
+            position=n,
+            occurred_at=at,
+        )
+    )
+
+
+def test_memberships_touches_and_responses_fold_into_the_marketing_part() -> None:
+    membership, touch = str(uuid.uuid4()), str(uuid.uuid4())
+    entered = entry(
+        membership,
+        "membership",
+        ev.SegmentEntered(
+            segment_id=SEGMENT,
+            segment_name="latvia-high-value",
+            segment_version=1,
+            condition_path="condition.all[1]",
+            condition="lifetime value > 1000 EUR",
+            cause="profile_changed",
+        ),
+        T0,
+        1,
+    )
+    sent = entry(
+        touch,
+        "touch",
+        ev.TouchSent(
+            campaign_id="c-1",
+            campaign_name="Winter in Latvia",
+            channel=ev.MARKETING_CHANNEL_EMAIL,
+            address="ada@example.lv",
+            offer="10 % off",
+        ),
+        T0 + timedelta(hours=1),
+        2,
+    )
+    clicked = entry(
+        touch,
+        "touch",
+        ev.TouchResponded(campaign_id="c-1", kind=ev.TOUCH_RESPONSE_KIND_CLICKED, report_id="r"),
+        T0 + timedelta(hours=2),
+        3,
+    )
+    left = entry(
+        membership,
+        "membership",
+        ev.SegmentLeft(
+            segment_id=SEGMENT,
+            segment_name="latvia-high-value",
+            condition="consent email/marketing granted",
+        ),
+        T0 + timedelta(hours=3),
+        4,
+    )
+    assert [e.type for e in (entered, sent, clicked, left)] == [
+        "membership.segment_entered",
+        "touch.sent",
+        "touch.responded",
+        "membership.segment_left",
+    ]
+    assert entered.summary == ("Entered segment “latvia-high-value”: lifetime value > 1000 EUR")
+    assert sent.summary == "Campaign “Winter in Latvia” sent by e-mail (offer: 10 % off)"
+    assert clicked.summary == "Campaign response: clicked"
+    assert left.summary == "Left segment “latvia-high-value”: consent email/marketing granted"
+
+    p: Doc = empty_profile(CUSTOMER)
+    for e in (entered, sent, clicked):
+        p = fold(p, e)
+    part = p["marketing"]
+    assert list(part["segments"]) == [SEGMENT]
+    assert part["last_touch"]["campaign_name"] == "Winter in Latvia"
+    assert (part["last_response"]["kind"], part["response_rate"]) == ("clicked", 1.0)
+    assert p["provenance"][f"marketing.segments[{SEGMENT}]"]["event_id"] == entered.event_id
+    # Marketing's entries are not contacts by the customer.
+    assert p["last_contact_at"] == ""
+    p = fold(p, left)
+    assert p["marketing"]["segments"] == {}
+    assert f"marketing.segments[{SEGMENT}]" not in p["provenance"]
+
+    other = fold(empty_profile(CUSTOMER), entered)
+    join(p, other)
+    assert list(p["marketing"]["segments"]) == [SEGMENT]
+    assert p["marketing"]["touches"] == 1

@@ -1,0 +1,264 @@
+"""Segment condition trees: parsing with paths, evaluation, and the explanation of a change
+(hypothesis: the condition named really is the one that flipped the result)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from c360_marketing import conditions
+from c360_marketing.conditions import Facts
+from c360_platform.errors import InvalidArgument
+
+LATVIA_LTV_EMAIL = {
+    "all": [
+        {"field": "country", "op": "eq", "value": "lv"},
+        {"field": "lifetime_value", "op": "gt", "value": 1000},
+        {"field": "consent", "channel": "email", "purpose": "marketing"},
+    ]
+}
+
+
+def ada(**changes: Any) -> Facts:
+    base: dict[str, Any] = {
+        "customer_id": "c-1",
+        "countries": frozenset({"LV"}),
+        "lifetime_value": {"EUR": Decimal("1500")},
+        "consent": {"email/marketing": True},
+    }
+    return Facts(**(base | changes))
+
+
+def violations(raw: Any) -> list[str]:
+    with pytest.raises(InvalidArgument) as caught:
+        conditions.parse(raw)
+    return sorted(v.field for v in caught.value.violations)
+
+
+def test_the_latvia_segment_holds_and_names_the_failing_condition() -> None:
+    tree = conditions.parse(LATVIA_LTV_EMAIL)
+    assert conditions.evaluate(tree, ada()) == conditions.Verdict(True, "condition")
+    poor = ada(lifetime_value={"EUR": Decimal("900")})
+    assert conditions.evaluate(tree, poor) == conditions.Verdict(False, "condition.all[1]")
+    revoked = ada(consent={"email/marketing": False})
+    assert conditions.evaluate(tree, revoked) == conditions.Verdict(False, "condition.all[2]")
+    assert conditions.text_of(tree, "condition.all[2]") == "consent email/marketing granted"
+    assert conditions.text_of(tree, "condition.all[0]") == "country = LV"
+
+
+def test_unknown_fields_and_wrong_types_are_named_by_path() -> None:
+    assert violations(
+        {
+            "all": [
+                {"field": "shoe_size", "value": 42},
+                {"any": [{"field": "lifetime_value", "op": "gt", "value": "lots"}]},
+                {"not": {"field": "consent", "channel": "pigeon"}},
+                {"field": "tags", "op": "eq", "value": "vip"},
+            ]
+        }
+    ) == [
+        "condition.all[0].field",
+        "condition.all[1].any[0].value",
+        "condition.all[2].not.channel",
+        "condition.all[3].op",
+    ]
+    assert violations([]) == ["condition"]
+    assert violations({"all": []}) == ["condition.all"]
+    with pytest.raises(InvalidArgument) as caught:
+        conditions.parse_json("{not json")
+    assert [v.field for v in caught.value.violations] == ["condition"]
+
+
+def test_every_field_evaluates() -> None:
+    facts = Facts(
+        customer_id="c-2",
+        kind="organisation",
+        countries=frozenset({"EE"}),
+        regions=frozenset({"HARJU"}),
+        tags=frozenset({"vip", "b2b"}),
+        owner="emp-1",
+        open_tickets=2,
+        support_contacts_30d=5,
+        at_risk=True,
+        segments=frozenset({"s-1"}),
+    )
+    held = {
+        "kind": {"field": "kind", "value": "organisation"},
+        "region": {"field": "region", "op": "in", "value": ["harju", "tartu"]},
+        "tags": {"field": "tags", "op": "has_all", "value": ["vip", "b2b"]},
+        "owner": {"field": "owner", "op": "ne", "value": "emp-2"},
+        "open": {"field": "open_tickets", "op": "gte", "value": 2},
+        "contacts": {"field": "support_contacts_30d", "op": "gt", "value": 4},
+        "risk": {"field": "at_risk", "value": True},
+        "segment": {"field": "segment", "value": "s-1"},
+        "no_consent": {"field": "consent", "op": "not_granted", "channel": "sms"},
+    }
+    for name, raw in held.items():
+        assert conditions.evaluate(conditions.parse(raw), facts).member, name
+    assert not conditions.evaluate(
+        conditions.parse({"field": "country", "op": "not_in", "value": ["EE"]}), facts
+    ).member
+
+
+# -- the explanation of a change ----------------------------------------------------------------
+
+LEAVES = [
+    {"field": "country", "op": "eq", "value": "LV"},
+    {"field": "consent", "channel": "email"},
+    {"field": "lifetime_value", "op": "gt", "value": 1000},
+    {"field": "tags", "op": "has", "value": "vip"},
+    {"field": "at_risk", "value": True},
+]
+
+
+def trees(depth: int = 3) -> st.SearchStrategy[Any]:
+    leaf = st.sampled_from(LEAVES)
+    return st.recursive(
+        leaf,
+        lambda children: st.one_of(
+            st.lists(children, min_size=1, max_size=3).map(lambda cs: {"all": cs}),
+            st.lists(children, min_size=1, max_size=3).map(lambda cs: {"any": cs}),
+            children.map(lambda c: {"not": c}),
+        ),
+        max_leaves=8,
+    )
+
+
+def truth_values(tree: conditions.Tree) -> st.SearchStrategy[dict[str, bool]]:
+    paths = [p for p, _ in conditions.leaves(tree)]
+    return st.fixed_dictionaries({p: st.booleans() for p in paths})
+
+
+@given(st.data())
+def test_a_single_flipped_condition_is_the_one_named(data: st.DataObject) -> None:
+    tree = conditions.parse(data.draw(trees()))
+    before = data.draw(truth_values(tree))
+    path = data.draw(st.sampled_from(sorted(before)))
+    after = dict(before) | {path: not before[path]}
+    if conditions.decide(tree, before).member == conditions.decide(tree, after).member:
+        return  # that condition did not matter here
+    assert conditions.changed_condition(tree, before, after) == path
+
+
+@given(st.data())
+def test_the_named_condition_changed_and_alone_undoes_the_flip_when_one_can(
+    data: st.DataObject,
+) -> None:
+    tree = conditions.parse(data.draw(trees()))
+    before = data.draw(truth_values(tree))
+    after = data.draw(truth_values(tree))
+    was, now = conditions.decide(tree, before).member, conditions.decide(tree, after).member
+    if was == now:
+        return
+    named = conditions.changed_condition(tree, before, after)
+    assert before[named] != after[named]
+    single = [
+        p
+        for p in after
+        if before[p] != after[p] and conditions.decide(tree, after | {p: before[p]}).member == was
+    ]
+    if single:
+        assert conditions.decide(tree, after | {named: before[named]}).member == was
+
+
+@given(st.data())
+def test_evaluation_over_facts_matches_the_truth_of_each_condition(data: st.DataObject) -> None:
+    tree = conditions.parse(data.draw(trees()))
+    facts = ada(
+        countries=data.draw(st.sampled_from([frozenset(), frozenset({"LV"})])),
+        consent=data.draw(st.sampled_from([{}, {"email/marketing": True}])),
+        tags=data.draw(st.sampled_from([frozenset(), frozenset({"vip"})])),
+        at_risk=data.draw(st.booleans()),
+    )
+    verdict = conditions.evaluate(tree, facts)
+    values = conditions.values(tree, facts)
+    assert verdict == conditions.decide(tree, values)
+    # The deciding condition of a typed leaf agrees with the verdict (through any nots).
+    if verdict.path in values and "not" not in verdict.path:
+        assert values[verdict.path] == verdict.member
+
+
+def test_sales_facts_classes_products_and_purchase_recency() -> None:
+    recent = ada(
+        classes=frozenset({"loyal"}),
+        products=frozenset({"ROUTER-X"}),
+        days_since_purchase=12,
+    )
+    never = ada()
+    within_30 = conditions.parse({"field": "days_since_purchase", "op": "lte", "value": 30})
+    assert conditions.evaluate(within_30, recent).member
+    assert not conditions.evaluate(within_30, never).member
+    lapsed = conditions.parse({"field": "days_since_purchase", "op": "gt", "value": 90})
+    assert conditions.evaluate(lapsed, never).member
+    bought = conditions.parse({"field": "products_bought", "value": "router-x"})
+    assert conditions.evaluate(bought, recent).member
+    key_or_loyal = conditions.parse({"field": "class", "op": "has_any", "value": ["key", "loyal"]})
+    assert conditions.evaluate(key_or_loyal, recent).member
+    assert conditions.actual(conditions.leaves(within_30)[0][1], never) == "never bought"
+
+
+def test_facts_from_a_profile_take_the_larger_lifetime_value_never_the_sum() -> None:
+    from datetime import date
+
+    from google.protobuf import struct_pb2
+
+    from c360.timeline.v1 import timeline_service_pb2 as tapi
+    from c360_marketing.profiles import facts_of
+
+    attributes = struct_pb2.Struct()
+    attributes.update(
+        {
+            "addresses": [{"country": "LV", "region": "Riga", "city": "Rīga", "lines": ["A 1"]}],
+            "consent": {"email/marketing": {"granted": False}},
+            "erp": {"paid_total": {"EUR": "500.00", "USD": "20"}},
+            "sales": {
+                "lifetime_value": {"EUR": "800.00"},
+                "last_purchase": {"on": "2026-11-20"},
+                "products_bought": ["ROUTER-X"],
+                "classes": {"loyal": "5 orders"},
+            },
+        }
+    )
+    facts = facts_of(
+        tapi.Profile(customer_id="c", kind="person", attributes=attributes), date(2026, 12, 1)
+    )
+    assert facts.lifetime_value == {"EUR": Decimal("800.00"), "USD": Decimal("20")}
+    assert facts.consent == {"email/marketing": False}
+    assert (facts.countries, facts.region, facts.postal) == (
+        frozenset({"LV"}),
+        "RIGA",
+        "A 1, Rīga, LV",
+    )
+    assert (facts.days_since_purchase, facts.classes) == (11, frozenset({"loyal"}))
+
+
+def test_offers_rank_what_buyers_of_the_same_products_bought_next() -> None:
+    from c360_marketing.offers import offers_for, reachable
+
+    def buyer(i: int, *skus: str) -> Facts:
+        return Facts(customer_id=f"c{i}", products=frozenset(skus))
+
+    crowd = [
+        buyer(1, "A", "B", "C"),
+        buyer(2, "A", "C"),
+        buyer(3, "A", "D"),
+        buyer(4, "B", "D"),
+        buyer(5, "B", "D"),
+        buyer(6, "E"),
+    ]
+    me = Facts(
+        customer_id="me",
+        products=frozenset({"A", "B"}),
+        consent={"email/marketing": True, "sms/marketing": False},
+    )
+    found = offers_for(me, crowd)
+    # D: 2 of the 3 who bought B (67 %) beats 1 of 3 via A; C: 2 of 3 who bought A.
+    assert [(o.sku, o.because, o.support) for o in found] == [("C", "A", 3), ("D", "B", 3)]
+    assert found[0].reason == "bought A; 67% of the 3 customers who bought A also bought C"
+    assert all(o.sku not in me.products for o in found)
+    assert offers_for(Facts(customer_id="new"), crowd) == []
+    assert reachable(me) == ["email"]
