@@ -11,16 +11,18 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
+from c360_platform.errors import VersionConflict
 from c360_platform.store import (
     CommandContext,
     CommandOutcome,
     Condition,
+    Eq,
     QueryTable,
     RowQuery,
     ServiceApplication,
     schema_for,
 )
-from c360_service_desk import domain
+from c360_service_desk import contacts, domain
 from c360_service_desk.domain import Ticket
 
 SOURCE = "service-desk"
@@ -41,6 +43,9 @@ TICKETS = QueryTable(
         ("version", "bigint NOT NULL"),
         ("opened_at", "timestamptz NOT NULL"),
         ("updated_at", "timestamptz NOT NULL"),
+        ("sla_policy", "text NOT NULL DEFAULT ''"),
+        ("sla_watch", "boolean NOT NULL DEFAULT false"),
+        ("sla_next_at", "timestamptz"),
     ),
     indexes=(
         ("opened_at", "ticket_id"),
@@ -48,6 +53,7 @@ TICKETS = QueryTable(
         ("state", "opened_at", "ticket_id"),
         ("agent_id", "opened_at", "ticket_id"),
         ("queue", "opened_at", "ticket_id"),
+        ("sla_watch", "ticket_id"),
     ),
 )
 """One row per ticket for ListTickets, kept in the same transaction as the ticket's events."""
@@ -75,6 +81,7 @@ class ServiceDeskApplication(ServiceApplication):
         if not isinstance(aggregate, Ticket):
             return None
         t = aggregate
+        next_at = t.next_sla_moment() if t.state == domain.State.OPEN else None
         return {
             "ticket_id": t.id,
             "customer_id": UUID(t.customer_id),
@@ -89,10 +96,68 @@ class ServiceDeskApplication(ServiceApplication):
             "version": t.version,
             "opened_at": t.created_on,
             "updated_at": t.modified_on,
+            "sla_policy": t.sla_policy,
+            "sla_watch": next_at is not None,
+            "sla_next_at": next_at,
         }
 
     def open_ticket(self, ctx: CommandContext, **fields: Any) -> CommandOutcome:
-        return self.create(ctx, lambda: domain.open_ticket(**fields))
+        """A new ticket, with the SLA policy it matches, its clocks started now."""
+        return self.create(ctx, lambda: domain.open_ticket(**fields, at=self.clock()))
+
+    def hold(
+        self,
+        ctx: CommandContext,
+        ticket_id: UUID,
+        version: int | None,
+        waiting_for: str,
+        reason: str,
+    ) -> CommandOutcome:
+        return self._change(
+            ctx, ticket_id, version, lambda t: t.wait(waiting_for, reason, self.clock())
+        )
+
+    def resume(self, ctx: CommandContext, ticket_id: UUID, version: int | None) -> CommandOutcome:
+        return self._change(ctx, ticket_id, version, lambda t: t.resume(self.clock()))
+
+    def record_contact(self, ctx: CommandContext, **fields: Any) -> CommandOutcome:
+        """A contact that needs no ticket; `started_at` None is now."""
+        now = self.clock()
+        started = fields.pop("started_at", None) or now
+        return self.create(
+            ctx, lambda: contacts.record_contact(**fields, started_at=started, now=now)
+        )
+
+    def get_contact(self, contact_id: UUID) -> contacts.Contact:
+        return self.load(contacts.Contact, contact_id)
+
+    def check_slas(self, batch: int = 200) -> int:
+        """The scheduler's round: every open ticket with a warning or breach due by now gets
+        it written (each at the moment it fell due). Returns the events written. A ticket
+        changed concurrently is left for the next round."""
+        now = self.clock()
+        written = 0
+        after: tuple[Any, ...] | None = None
+        while True:
+            rows = self.rows(RowQuery(Eq("sla_watch", True), ("ticket_id",), after, batch))
+            for row in rows:
+                if row["sla_next_at"] is None or row["sla_next_at"] > now:
+                    continue
+                try:
+                    before = self.load(Ticket, row["ticket_id"]).version
+                    outcome = self.change(
+                        CommandContext(command="CheckSla"),
+                        Ticket,
+                        row["ticket_id"],
+                        before,
+                        lambda t: t.settle_sla(now),
+                    )
+                except VersionConflict:
+                    continue
+                written += outcome.version - before
+            if len(rows) < batch:
+                return written
+            after = (rows[-1]["ticket_id"],)
 
     def _change(
         self,
@@ -138,7 +203,10 @@ class ServiceDeskApplication(ServiceApplication):
     def change_priority(
         self, ctx: CommandContext, ticket_id: UUID, version: int | None, priority: str, reason: str
     ) -> CommandOutcome:
-        return self._change(ctx, ticket_id, version, lambda t: t.change_priority(priority, reason))
+        """A new priority; the SLA policy and targets follow it."""
+        return self._change(
+            ctx, ticket_id, version, lambda t: t.change_priority(priority, reason, self.clock())
+        )
 
     def escalate(
         self, ctx: CommandContext, ticket_id: UUID, version: int | None, reason: str, queue: str
