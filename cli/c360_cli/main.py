@@ -10,6 +10,7 @@ from typing import Any, cast
 
 from c360_cli import (
     call,
+    contact_cmds,
     customer_cmds,
     deadletter,
     demo,
@@ -35,6 +36,7 @@ REGISTRARS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]],
     up.register,
     customer_cmds.register,
     ticket_cmds.register,
+    contact_cmds.register,
     timeline_cmds.register,
     demo.register,
     verify.register,

@@ -94,3 +94,35 @@ def test_ticket_commands_show_context_and_four_contacts_flag_the_customer(
     # 4 opened with their SLA policy; 2 targets met, resolved; closed
     assert report["sources"]["service-desk"]["stored_events"] == 12
     assert report["other_entries"] == 1  # the at-risk flag
+
+    # SLA clocks on screen: on hold, resumed; the targets with due time and status
+    second = tickets[1]
+    held = c360_json("ticket", "hold", second, "--waiting-for", "customer", "--reason", "photo")
+    assert held["ticket_id"] == second
+    paused = c360_json("ticket", "show", second)["ticket"]
+    assert paused["waiting_for"] == "customer"
+    assert {t["status"] for t in paused["sla_targets"]} == {"paused"}
+    c360_json("ticket", "resume", second)
+    code, out, _ = cli.run("ticket", "show", second)
+    assert code == 0
+    assert "SLA: policy normal" in out
+    assert "first-response" in out
+    code, _, err = cli.run("ticket", "resume", second)
+    assert code == 1
+    assert "not waiting" in err
+
+    # a contact that needs no ticket, in the profile's contact history
+    recorded = c360_json(
+        "contact", "record", "--customer", cid, "--channel", "sms", "--direction", "outbound",
+        "--outcome", "information", "--note", "Your router ships today",
+    )  # fmt: skip
+    profile = c360_json("profile", "show", cid, "--wait-for", recorded["consistency_token"])
+    assert profile["service_desk"]["contacts_total"] == 1
+    assert profile["service_desk"]["recent_contacts"][0]["channel"] == "sms"
+    code, out, _ = cli.run("profile", "show", cid)
+    assert "contact history" in out
+    code, _, err = cli.run(
+        "contact", "record", "--customer", cid, "--channel", "sms", "--outcome", "self-service"
+    )
+    assert code != 0
+    assert "outcome" in err
