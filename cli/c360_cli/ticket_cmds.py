@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rich.table import Table
@@ -13,7 +14,15 @@ from c360.service_desk.v1.service_desk_service_pb2_grpc import ServiceDeskServic
 from c360_cli.argtypes import whole_in
 from c360_cli.client import Client
 from c360_cli.commands import Api, Arg, Command, Subparsers, add_commands
-from c360_cli.output import JSONValue, Output, entry_json, iso_field, profile_json, short_time
+from c360_cli.output import (
+    JSONValue,
+    Output,
+    entry_json,
+    iso_field,
+    parse_time,
+    profile_json,
+    short_time,
+)
 from c360_cli.words import (
     INTERACTION_KINDS,
     SLA_TARGET_KINDS,
@@ -387,6 +396,29 @@ def register(subparsers: Subparsers) -> None:
     p.add_argument("--page-token", default="", metavar="TOKEN", help="next_page_token of a page")
     p.set_defaults(func=_list)
 
+    p = sub.add_parser(
+        "sla-report",
+        help="SLA compliance per policy, queue, agent and channel",
+        description="SLA compliance of the tickets opened in a period (default: the last 30"
+        " days): per policy, queue, agent and channel, how many met every target, how many"
+        " breached one, how many still run.",
+    )
+    p.add_argument(
+        "--from",
+        dest="opened_from",
+        type=parse_time,
+        metavar="TIME",
+        help="tickets opened at or after TIME (default 30 days ago)",
+    )
+    p.add_argument(
+        "--to",
+        dest="opened_to",
+        type=parse_time,
+        metavar="TIME",
+        help="tickets opened before TIME (default now)",
+    )
+    p.set_defaults(func=_sla_report)
+
 
 # -- reads --------------------------------------------------------------------------------------
 
@@ -518,5 +550,55 @@ def _list(args: argparse.Namespace) -> int:
         ],
         caption=caption if reply.tickets else "no ticket found",
         no_wrap={"opened (UTC)", "state", "priority"},
+    )
+    return 0
+
+
+def _sla_report(args: argparse.Namespace) -> int:
+    now = datetime.now(UTC)
+    request = api.GetSlaComplianceRequest()
+    if args.opened_to is not None:
+        request.opened_to.CopyFrom(args.opened_to)
+    else:
+        request.opened_to.FromDatetime(now + timedelta(seconds=1))
+    if args.opened_from is not None:
+        request.opened_from.CopyFrom(args.opened_from)
+    else:
+        request.opened_from.FromDatetime(now - timedelta(days=30))
+    with Client(args) as client:
+        reply = client.stub("service-desk", ServiceDeskServiceStub).GetSlaCompliance(
+            request, timeout=args.timeout
+        )
+    rows = [
+        {
+            "dimension": r.dimension,
+            "value": r.value,
+            "tickets": r.tickets,
+            "met": r.met,
+            "breached": r.breached,
+            "running": r.running,
+            "compliance": round(r.compliance, 4) if r.HasField("compliance") else None,
+        }
+        for r in reply.rows
+    ]
+    out = Output(args.json)
+    if out.json_mode:
+        out.json({"rows": rows})
+        return 0
+    out.table(
+        ["by", "value", "tickets", "met", "breached", "running", "compliance"],
+        [
+            [
+                r["dimension"],
+                r["value"],
+                r["tickets"],
+                r["met"],
+                r["breached"],
+                r["running"],
+                f"{r['compliance']:.0%}" if r["compliance"] is not None else "-",
+            ]
+            for r in rows
+        ],
+        caption=None if rows else "no ticket under an SLA policy in the period",
     )
     return 0

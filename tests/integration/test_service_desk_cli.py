@@ -126,3 +126,13 @@ def test_ticket_commands_show_context_and_four_contacts_flag_the_customer(
     )
     assert code != 0
     assert "outcome" in err
+
+    # SLA compliance of the period: three normal tickets (the chat one has its own policy),
+    # one resolved in time
+    report = c360_json("ticket", "sla-report")
+    rows = {(r["dimension"], r["value"]): r for r in report["rows"]}
+    normal = rows[("policy", "normal")]
+    assert (normal["tickets"], normal["met"], normal["running"]) == (3, 1, 2)
+    assert rows[("policy", "chat")]["tickets"] == 1
+    code, out, _ = cli.run("ticket", "sla-report")
+    assert "compliance" in out

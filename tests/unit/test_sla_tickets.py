@@ -3,7 +3,7 @@ and servicer in memory (a hand-moved clock, no servers)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 from zoneinfo import ZoneInfo
 
@@ -312,3 +312,41 @@ async def test_bad_contacts_name_every_field_and_store_nothing(
         )
     ) == ["direction"]
     assert desk.app.head() == 0
+
+
+async def test_sla_compliance_per_policy_queue_agent_and_channel(
+    desk: ServiceDeskServicer, clock: Clock
+) -> None:
+    on_time = await open_ticket(desk)
+    await desk.AssignTicket(
+        dapi.AssignTicketRequest(ticket_id=on_time, agent_id="emp-0001", queue="cards"), CALL
+    )
+    await desk.ResolveTicket(dapi.ResolveTicketRequest(ticket_id=on_time, resolution="ok"), CALL)
+    late = await open_ticket(desk)
+    running = await open_ticket(desk, priority=ev.TICKET_PRIORITY_LOW)
+    clock.advance(hours=2)  # the second high ticket's first response is breached
+    desk.app.check_slas()
+    assert late != running
+    # (the period is of the tickets' recording time, the wall clock's)
+    now = datetime.now(UTC)
+    request = dapi.GetSlaComplianceRequest()
+    request.opened_from.FromDatetime(now - timedelta(hours=1))
+    request.opened_to.FromDatetime(now + timedelta(hours=1))
+    reply = await desk.GetSlaCompliance(request, CALL)
+    rows = {(r.dimension, r.value): r for r in reply.rows}
+    high = rows[("policy", "high")]
+    assert (high.tickets, high.met, high.breached, high.running) == (2, 1, 1, 0)
+    assert high.compliance == 0.5
+    low = rows[("policy", "low")]
+    assert (low.tickets, low.running) == (1, 1)
+    assert not low.HasField("compliance")
+    assert rows[("agent", "emp-0001")].compliance == 1.0
+    assert rows[("queue", "-")].tickets == 2
+    assert rows[("channel", "phone")].tickets == 3
+    # A period before the tickets: nothing.
+    request.opened_to.FromDatetime(now - timedelta(hours=1))
+    request.opened_from.FromDatetime(now - timedelta(days=1))
+    assert list((await desk.GetSlaCompliance(request, CALL)).rows) == []
+    assert await bad_fields(desk.GetSlaCompliance(dapi.GetSlaComplianceRequest(), CALL)) == [
+        "opened_from"
+    ]

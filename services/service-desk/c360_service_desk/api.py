@@ -315,6 +315,29 @@ class ServiceDeskServicer(
             lambda ctx: self.app.record_contact(ctx, **fields),
         )
 
+    async def GetSlaCompliance(
+        self, request: api.GetSlaComplianceRequest, context: Ctx
+    ) -> api.GetSlaComplianceResponse:
+        missing = [f for f in ("opened_from", "opened_to") if not request.HasField(f)]
+        if missing:
+            raise InvalidArgument.one(missing[0], "is required")
+        start = request.opened_from.ToDatetime(tzinfo=UTC)
+        end = request.opened_to.ToDatetime(tzinfo=UTC)
+        if end <= start:
+            raise InvalidArgument.one("opened_to", "must be after opened_from")
+        rows = await blocking(self.app.sla_compliance, start, end)
+        return api.GetSlaComplianceResponse(
+            rows=[
+                api.SlaComplianceRow(
+                    **r,
+                    compliance=r["met"] / (r["met"] + r["breached"])
+                    if r["met"] + r["breached"]
+                    else None,
+                )
+                for r in rows
+            ]
+        )
+
     async def GetTicket(self, request: api.GetTicketRequest, context: Ctx) -> api.GetTicketResponse:
         ticket_id = parse_id("ticket_id", request.ticket_id)
         ticket = await blocking(self.app.get_ticket, ticket_id)

@@ -13,6 +13,7 @@ from eventsourcing.domain import Aggregate
 
 from c360_platform.errors import VersionConflict
 from c360_platform.store import (
+    AllOf,
     CommandContext,
     CommandOutcome,
     Condition,
@@ -24,6 +25,7 @@ from c360_platform.store import (
 )
 from c360_service_desk import contacts, domain
 from c360_service_desk.domain import Ticket
+from c360_service_desk.sla import TargetStatus
 
 SOURCE = "service-desk"
 
@@ -46,6 +48,8 @@ TICKETS = QueryTable(
         ("sla_policy", "text NOT NULL DEFAULT ''"),
         ("sla_watch", "boolean NOT NULL DEFAULT false"),
         ("sla_next_at", "timestamptz"),
+        ("sla_breaches", "integer NOT NULL DEFAULT 0"),
+        ("sla_open", "boolean NOT NULL DEFAULT false"),
     ),
     indexes=(
         ("opened_at", "ticket_id"),
@@ -99,6 +103,10 @@ class ServiceDeskApplication(ServiceApplication):
             "sla_policy": t.sla_policy,
             "sla_watch": next_at is not None,
             "sla_next_at": next_at,
+            "sla_breaches": sum(
+                1 for x in t.sla_targets.values() if x["status"] == TargetStatus.BREACHED
+            ),
+            "sla_open": any(x["status"] in domain.OPEN_TARGETS for x in t.sla_targets.values()),
         }
 
     def open_ticket(self, ctx: CommandContext, **fields: Any) -> CommandOutcome:
@@ -239,6 +247,53 @@ class ServiceDeskApplication(ServiceApplication):
         self, ctx: CommandContext, ticket_id: UUID, version: int | None, score: int, comment: str
     ) -> CommandOutcome:
         return self._change(ctx, ticket_id, version, lambda t: t.rate(score, comment))
+
+    def sla_compliance(
+        self, opened_from: datetime, opened_to: datetime, batch: int = 500
+    ) -> list[dict[str, Any]]:
+        """SLA compliance of the tickets opened in [opened_from, opened_to), per policy, queue,
+        agent and channel: tickets under a policy, those with a breach, those whose targets
+        were all met, those still running; compliance = met / settled."""
+        groups: dict[tuple[str, str], dict[str, Any]] = {}
+        after: tuple[Any, ...] | None = (opened_to, UUID(int=0))
+        while after is not None:
+            rows = self.rows(RowQuery(AllOf(()), LIST_ORDER, after, batch))
+            for r in rows:
+                if r["opened_at"] < opened_from:
+                    after = None
+                    break
+                if not r["sla_policy"]:
+                    continue
+                for dimension, value in (
+                    ("policy", r["sla_policy"]),
+                    ("queue", r["queue"] or "-"),
+                    ("agent", r["agent_id"] or "-"),
+                    ("channel", r["channel"]),
+                ):
+                    g = groups.setdefault(
+                        (dimension, value),
+                        {
+                            "dimension": dimension,
+                            "value": value,
+                            "tickets": 0,
+                            "breached": 0,
+                            "met": 0,
+                            "running": 0,
+                        },
+                    )
+                    g["tickets"] += 1
+                    if r["sla_breaches"]:
+                        g["breached"] += 1
+                    elif r["sla_open"]:
+                        g["running"] += 1
+                    else:
+                        g["met"] += 1
+            else:
+                after = (
+                    (rows[-1]["opened_at"], rows[-1]["ticket_id"]) if len(rows) == batch else None
+                )
+        order = {"policy": 0, "queue": 1, "agent": 2, "channel": 3}
+        return sorted(groups.values(), key=lambda g: (order[g["dimension"]], g["value"]))
 
     def get_ticket(self, ticket_id: UUID) -> Ticket:
         return self.load(Ticket, ticket_id)
