@@ -200,6 +200,17 @@ def service_desk_json(d: timeline_api.ServiceDeskSummary) -> dict[str, JSONValue
             }
             for c in d.recent_contacts
         ],
+        "service_contracts": [
+            {
+                "contract_id": c.contract_id,
+                "name": c.name,
+                "services": list(c.services),
+                "starts_on": c.starts_on,
+                "ends_on": c.ends_on,
+                "state": c.state,
+            }
+            for c in d.service_contracts
+        ],
     }
 
 

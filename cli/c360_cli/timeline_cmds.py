@@ -253,6 +253,16 @@ def _profile(args: argparse.Namespace) -> int:
                 f" {desk['sla_breaches']} SLA breaches",
             )
         )
+        if desk["service_contracts"]:
+            rows.append(
+                (
+                    "service contracts",
+                    [
+                        f"{c['name']}: {c['starts_on']} to {c['ends_on']} ({c['state']})"
+                        for c in desk["service_contracts"]
+                    ],
+                )
+            )
         if desk["contacts_total"]:
             rows.append(
                 (

@@ -136,3 +136,19 @@ def test_ticket_commands_show_context_and_four_contacts_flag_the_customer(
     assert rows[("policy", "chat")]["tickets"] == 1
     code, out, _ = cli.run("ticket", "sla-report")
     assert "compliance" in out
+
+    # a service contract: created, and in the profile
+    contract = c360_json(
+        "contract", "create", "--customer", cid, "--name", "Router care", "--service",
+        "router-care", "--starts", "2026-01-01", "--ends", "2099-12-31",
+    )  # fmt: skip
+    profile = c360_json("profile", "show", cid, "--wait-for", contract["consistency_token"])
+    assert [
+        (c["contract_id"], c["state"]) for c in profile["service_desk"]["service_contracts"]
+    ] == [(contract["contract_id"], "active")]
+    code, _, err = cli.run(
+        "contract", "create", "--customer", cid, "--name", "x", "--starts", "2027-01-01",
+        "--ends", "2026-01-01",
+    )  # fmt: skip
+    assert code != 0
+    assert "ends_on" in err

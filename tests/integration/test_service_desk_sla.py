@@ -136,3 +136,38 @@ async def test_ivr_contacts_show_in_the_contact_history_and_count_as_support_con
     assert timeline.entries[-1].summary == (
         "IVR contact from the customer (menu billing > balance), 1 min 0 s: self-service"
     )
+
+
+async def test_a_contract_ending_within_its_warning_days_is_warned_by_the_scheduler(
+    stack: Stack,
+) -> None:
+    cid = (await register(stack.customer, "Lena Berg", "lena@example.se")).result.aggregate_id
+    ends = (datetime.now(UTC) + timedelta(days=20)).date()
+    created = await stack.service_desk.CreateServiceContract(
+        dapi.CreateServiceContractRequest(
+            customer_id=cid,
+            name="Router care",
+            services=["router-care"],
+            starts_on="2026-01-01",
+            ends_on=ends.isoformat(),
+        )
+    )
+    contract_id = created.result.aggregate_id
+    # The scheduler on the host (every 5 s) writes the warning; wait for it in the timeline.
+    summaries: list[str] = []
+    for _ in range(100):
+        timeline = await stack.timeline.GetTimeline(
+            tapi.GetTimelineRequest(customer_id=cid, sources=["service-desk"]), timeout=10
+        )
+        summaries = [e.summary for e in timeline.entries]
+        if len(summaries) == 2:
+            break
+        await asyncio.sleep(0.2)
+    assert summaries == [
+        f"Service contract “Router care” ends in 20 days ({ends.isoformat()}): time to renew",
+        f"Service contract “Router care” from 2026-01-01 to {ends.isoformat()} (router-care)",
+    ]
+    profile = (await stack.timeline.GetProfile(tapi.GetProfileRequest(customer_id=cid))).profile
+    assert [(c.contract_id, c.state) for c in profile.service_desk.service_contracts] == [
+        (contract_id, "expiring")
+    ]

@@ -315,6 +315,24 @@ class ServiceDeskServicer(
             lambda ctx: self.app.record_contact(ctx, **fields),
         )
 
+    async def CreateServiceContract(
+        self, request: api.CreateServiceContractRequest, context: Ctx
+    ) -> api.CreateServiceContractResponse:
+        fields = {
+            "customer_id": request.customer_id,
+            "name": request.name,
+            "services": list(request.services),
+            "starts_on": request.starts_on,
+            "ends_on": request.ends_on,
+            "warning_days": request.warning_days,
+        }
+        return await self.command(
+            request,
+            context,
+            api.CreateServiceContractResponse,
+            lambda ctx: self.app.create_contract(ctx, **fields),
+        )
+
     async def GetSlaCompliance(
         self, request: api.GetSlaComplianceRequest, context: Ctx
     ) -> api.GetSlaComplianceResponse:
@@ -354,7 +372,7 @@ class ServiceDeskServicer(
     ) -> api.ListTicketsResponse:
         if request.page_size > MAX_PAGE:
             raise InvalidArgument.one("page_size", f"must be at most {MAX_PAGE}")
-        filters: list[Eq] = []
+        filters: list[Eq] = [Eq("kind", "ticket")]
         if request.customer_id:
             filters.append(Eq("customer_id", parse_id("customer_id", request.customer_id)))
         if request.state:

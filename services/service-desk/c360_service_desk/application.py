@@ -23,8 +23,9 @@ from c360_platform.store import (
     ServiceApplication,
     schema_for,
 )
-from c360_service_desk import contacts, domain
+from c360_service_desk import contacts, domain, service_contracts
 from c360_service_desk.domain import Ticket
+from c360_service_desk.service_contracts import ServiceContract
 from c360_service_desk.sla import TargetStatus
 
 SOURCE = "service-desk"
@@ -50,6 +51,7 @@ TICKETS = QueryTable(
         ("sla_next_at", "timestamptz"),
         ("sla_breaches", "integer NOT NULL DEFAULT 0"),
         ("sla_open", "boolean NOT NULL DEFAULT false"),
+        ("kind", "text NOT NULL DEFAULT 'ticket'"),
     ),
     indexes=(
         ("opened_at", "ticket_id"),
@@ -60,7 +62,10 @@ TICKETS = QueryTable(
         ("sla_watch", "ticket_id"),
     ),
 )
-"""One row per ticket for ListTickets, kept in the same transaction as the ticket's events."""
+"""One row per ticket for ListTickets, kept in the same transaction as the ticket's events.
+Service contracts have a row too (kind "service_contract"; ticket_id is the contract's id,
+subject its name, opened_at its creation), for the scheduler's sla_watch/sla_next_at: the
+platform gives a service one query table."""
 
 LIST_ORDER = ("opened_at", "ticket_id")
 
@@ -82,6 +87,8 @@ class ServiceDeskApplication(ServiceApplication):
     query_table = TICKETS
 
     def query_row(self, aggregate: Aggregate) -> dict[str, Any] | None:
+        if isinstance(aggregate, ServiceContract):
+            return self._contract_row(aggregate)
         if not isinstance(aggregate, Ticket):
             return None
         t = aggregate
@@ -107,7 +114,38 @@ class ServiceDeskApplication(ServiceApplication):
                 1 for x in t.sla_targets.values() if x["status"] == TargetStatus.BREACHED
             ),
             "sla_open": any(x["status"] in domain.OPEN_TARGETS for x in t.sla_targets.values()),
+            "kind": "ticket",
         }
+
+    def _contract_row(self, c: ServiceContract) -> dict[str, Any]:
+        next_at = c.next_moment()
+        return {
+            "ticket_id": c.id,
+            "customer_id": UUID(c.customer_id),
+            "state": "expired" if c.expired else "active",
+            "priority": "",
+            "channel": "",
+            "category": "service_contract",
+            "subject": c.name,
+            "agent_id": "",
+            "queue": "",
+            "escalation_level": 0,
+            "version": c.version,
+            "opened_at": c.created_on,
+            "updated_at": c.modified_on,
+            "sla_policy": "",
+            "sla_watch": next_at is not None,
+            "sla_next_at": next_at,
+            "sla_breaches": 0,
+            "sla_open": False,
+            "kind": "service_contract",
+        }
+
+    def create_contract(self, ctx: CommandContext, **fields: Any) -> CommandOutcome:
+        return self.create(ctx, lambda: service_contracts.create_contract(**fields))
+
+    def get_contract(self, contract_id: UUID) -> ServiceContract:
+        return self.load(ServiceContract, contract_id)
 
     def open_ticket(self, ctx: CommandContext, **fields: Any) -> CommandOutcome:
         """A new ticket, with the SLA policy it matches, its clocks started now."""
@@ -141,7 +179,8 @@ class ServiceDeskApplication(ServiceApplication):
 
     def check_slas(self, batch: int = 200) -> int:
         """The scheduler's round: every open ticket with a warning or breach due by now gets
-        it written (each at the moment it fell due). Returns the events written. A ticket
+        it written (each at the moment it fell due), every service contract its expiry warning
+        or expiry. Returns the events written. A ticket
         changed concurrently is left for the next round."""
         now = self.clock()
         written = 0
@@ -151,14 +190,17 @@ class ServiceDeskApplication(ServiceApplication):
             for row in rows:
                 if row["sla_next_at"] is None or row["sla_next_at"] > now:
                     continue
+                kind: Any = ServiceContract if row["kind"] == "service_contract" else Ticket
                 try:
-                    before = self.load(Ticket, row["ticket_id"]).version
+                    before = self.load(kind, row["ticket_id"]).version
                     outcome = self.change(
                         CommandContext(command="CheckSla"),
-                        Ticket,
+                        kind,
                         row["ticket_id"],
                         before,
-                        lambda t: t.settle_sla(now),
+                        lambda a: (
+                            a.settle(now) if isinstance(a, ServiceContract) else a.settle_sla(now)
+                        ),
                     )
                 except VersionConflict:
                     continue
@@ -262,7 +304,7 @@ class ServiceDeskApplication(ServiceApplication):
                 if r["opened_at"] < opened_from:
                     after = None
                     break
-                if not r["sla_policy"]:
+                if not r["sla_policy"] or r["kind"] != "ticket":
                     continue
                 for dimension, value in (
                     ("policy", r["sla_policy"]),

@@ -6,12 +6,14 @@ from datetime import datetime
 from typing import Any
 
 from c360.events.v1 import contact_events_pb2 as cpb
+from c360.events.v1 import service_contract_events_pb2 as spb
 from c360.events.v1 import ticket_events_pb2 as pb
 from c360_platform.contract import EventContract, Mapper, Published
 from c360_platform.envelope import timestamp
 from c360_platform.vocabulary import Words
 from c360_service_desk.contacts import Contact
 from c360_service_desk.domain import Ticket
+from c360_service_desk.service_contracts import ServiceContract
 
 CHANNELS = Words(pb.TicketChannel)
 PRIORITIES = Words(pb.TicketPriority)
@@ -136,9 +138,33 @@ _CONTACT_MESSAGES: dict[type, Mapper] = {
 }
 
 
+_SERVICE_CONTRACT_MESSAGES: dict[type, Mapper] = {
+    ServiceContract.Signed: lambda e: spb.ServiceContractCreated(
+        customer_id=e.customer_id,
+        name=e.name,
+        services=e.services,
+        starts_on=e.starts_on,
+        ends_on=e.ends_on,
+        warning_days=e.warning_days,
+    ),
+    ServiceContract.ExpiryNear: lambda e: spb.ServiceContractExpiryNear(
+        customer_id=e.customer_id, name=e.name, ends_on=e.ends_on, days_left=e.days_left
+    ),
+    ServiceContract.Expired: lambda e: spb.ServiceContractExpired(
+        customer_id=e.customer_id, name=e.name, ends_on=e.ends_on
+    ),
+}
+
+
 CONTRACT = EventContract(
     Published(Ticket, "ticket", _MESSAGES, customer=lambda e: str(e.customer_id)),
     Published(Contact, "contact", _CONTACT_MESSAGES, customer=lambda e: str(e.customer_id)),
+    Published(
+        ServiceContract,
+        "service_contract",
+        _SERVICE_CONTRACT_MESSAGES,
+        customer=lambda e: str(e.customer_id),
+    ),
 )
 """Every Ticket and Contact event and its published message; the envelope's customer is the
 ticket's (contact's) customer (every event names it)."""

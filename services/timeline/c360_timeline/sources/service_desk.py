@@ -172,6 +172,18 @@ SUMMARIES: dict[str, Callable[[Doc], str]] = {
     "c360.events.v1.TicketSlaMet": lambda d: f"SLA {_target(d)} target met",
     "c360.events.v1.TicketSlaCancelled": lambda d: with_reason("SLA targets cancelled", d),
     "c360.events.v1.ContactRecorded": _contact,
+    "c360.events.v1.ServiceContractCreated": lambda d: (
+        f"Service contract “{d.get('name', '')}” from {d.get('starts_on', '')}"
+        f" to {d.get('ends_on', '')}"
+        + (f" ({', '.join(d['services'])})" if d.get("services") else "")
+    ),
+    "c360.events.v1.ServiceContractExpiryNear": lambda d: (
+        f"Service contract “{d.get('name', '')}” ends in {d.get('days_left', 0)} days"
+        f" ({d.get('ends_on', '')}): time to renew"
+    ),
+    "c360.events.v1.ServiceContractExpired": lambda d: (
+        f"Service contract “{d.get('name', '')}” expired (ended {d.get('ends_on', '')})"
+    ),
     "c360.events.v1.TicketOpened": _opened,
     "c360.events.v1.TicketAssigned": _assigned,
     "c360.events.v1.TicketInteractionRecorded": _interaction,
@@ -205,6 +217,7 @@ def empty_service_desk() -> Doc:
         "contacts_total": 0,
         "recent_contact_times": [],
         "recent_contacts": [],
+        "service_contracts": {},
     }
 
 
@@ -306,6 +319,27 @@ def _fold_contact(p: Doc, entry: Entry) -> str:
     return str(contact["channel"])
 
 
+def _fold_contract(state: str) -> Callable[[Doc, Entry], str]:
+    """A service contract created ("active"), nearing its end, or expired."""
+
+    def fold(p: Doc, entry: Entry) -> str:
+        desk, d = _desk(p), entry.details
+        contracts = dict(desk["service_contracts"])
+        known = contracts.get(entry.aggregate_id, {})
+        contracts[entry.aggregate_id] = {
+            "name": d.get("name", known.get("name", "")),
+            "services": d.get("services", known.get("services", [])),
+            "starts_on": d.get("starts_on", known.get("starts_on", "")),
+            "ends_on": d.get("ends_on", known.get("ends_on", "")),
+            "state": state,
+        }
+        desk["service_contracts"] = contracts
+        set_by(p, f"service_desk.service_contracts[{entry.aggregate_id}]", entry)
+        return ""
+
+    return fold
+
+
 def _assign(ticket: Doc, d: Doc) -> None:
     ticket["agent_id"] = d.get("agent_id", "")
     ticket["queue"] = d.get("queue", "")
@@ -357,6 +391,9 @@ FOLDS: dict[str, Fold] = {
         ),
         "ticket.sla_breached": _fold_breached,
         "contact.recorded": _fold_contact,
+        "service_contract.created": _fold_contract("active"),
+        "service_contract.expiry_near": _fold_contract("expiring"),
+        "service_contract.expired": _fold_contract("expired"),
     }.items()
 }
 
@@ -425,6 +462,10 @@ def join(p: Doc, other: Doc) -> None:
     )[:RECENT_CONTACTS]
     if theirs["recent_contacts"]:
         copy_provenance(p, other, "service_desk.recent_contacts")
+    for contract_id, contract in theirs["service_contracts"].items():
+        if contract_id not in desk["service_contracts"]:
+            desk["service_contracts"] = {**desk["service_contracts"], contract_id: contract}
+            copy_provenance(p, other, f"service_desk.service_contracts[{contract_id}]")
 
 
 # -- the Profile's typed service-desk field -----------------------------------------------------
@@ -481,6 +522,19 @@ def service_desk_message(desk: Doc, now: datetime) -> api.ServiceDeskSummary:
                 agent_id=c["agent_id"],
             )
             for c in desk.get("recent_contacts", [])
+        ],
+        service_contracts=[
+            api.ServiceContractOverview(
+                contract_id=cid,
+                name=c["name"],
+                services=c["services"],
+                starts_on=c["starts_on"],
+                ends_on=c["ends_on"],
+                state=c["state"],
+            )
+            for cid, c in sorted(
+                desk.get("service_contracts", {}).items(), key=lambda x: (x[1]["ends_on"], x[0])
+            )
         ],
     )
 
