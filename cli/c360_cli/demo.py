@@ -218,6 +218,8 @@ class CustomerPlan:
     move_role: str = ""
     tickets: list[TicketPlan] = field(default_factory=list)
     ivr: list[ContactPlan] = field(default_factory=list)
+    contract_end: int | None = None
+    """Organisations: the day their service contract ends, in days after the demo's day."""
 
 
 def _slug(text: str) -> str:
@@ -431,6 +433,10 @@ def build_plan(customers: int, seed: int) -> list[CustomerPlan]:
         plan = make(index, rng)
         plan.tickets = _tickets(index, plan.kind, seed)
         plan.ivr = [] if plan.tickets else _ivr_contacts(index, seed)
+        if plan.kind == "organisation":
+            plan.contract_end = random.Random(f"c360-demo-contract:{seed}:{index}").randrange(
+                -10, 120
+            )
         plans.append(plan)
     for org in plans[::BLOCK]:
         org.contacts = [(p, role) for p, role in org.contacts if p < customers]
@@ -472,6 +478,7 @@ class Stats:
     moves: int = 0
     tickets: int = 0
     contacts: int = 0
+    contracts: int = 0
 
 
 class DemoRun:
@@ -812,6 +819,32 @@ class DemoRun:
 
         return script
 
+    def contract_script(self, p: CustomerPlan) -> Script:
+        """The organisation's service contract: a year long, ending around the demo's day
+        (some ended, some within the 30 days that warn, most later)."""
+
+        async def script() -> None:
+            assert p.contract_end is not None
+            stub = self.client.stub("service-desk", ServiceDeskServiceStub)
+            ends = self.day + timedelta(days=p.contract_end)
+            await self.call(
+                stub.CreateServiceContract,
+                desk.CreateServiceContractRequest(
+                    request_id=self.rid(p.index, f"contract-{self.day.isoformat()}"),
+                    customer_id=self.ids[p.index],
+                    name="Business support",
+                    services=["broadband", "router-care"],
+                    starts_on=(ends - timedelta(days=364)).isoformat(),
+                    ends_on=ends.isoformat(),
+                ),
+                "create service contract",
+                "service-desk",
+                of=p.index,
+            )
+            self.stats.contracts += 1
+
+        return script
+
     async def ticket_step(
         self, stub: Any, index: int, rid: str, ticket_id: str, t: TicketPlan, step: str, arg: str
     ) -> None:
@@ -873,6 +906,8 @@ class DemoRun:
         await self.phase("service-desk tickets", [self.tickets_script(p) for p in with_tickets])
         callers = [p for p in plans if p.ivr]
         await self.phase("a day of IVR contacts", [self.ivr_script(p) for p in callers])
+        signed = [p for p in plans if p.contract_end is not None]
+        await self.phase("service contracts", [self.contract_script(p) for p in signed])
         await self.phase("asking the timeline", [self.profile_script(p) for p in plans])
 
     def profile_script(self, p: CustomerPlan) -> Script:
@@ -899,6 +934,7 @@ def count_commands(plans: list[CustomerPlan]) -> int:
         total += len(p.contacts) + len(p.revocations) + (1 if p.tag_change else 0)
         total += (1 if p.rename else 0) + (2 if p.new_email else 0) + (2 if p.move else 0)
         total += sum(1 + len(t.steps) for t in p.tickets) + len(p.ivr)
+        total += 1 if p.contract_end is not None else 0
     return total
 
 
@@ -954,6 +990,7 @@ def _summary(plans: list[CustomerPlan], run: DemoRun, seed: int, seconds: float)
         "company_changes": run.stats.moves,
         "tickets": run.stats.tickets,
         "ivr_contacts": run.stats.contacts,
+        "service_contracts": run.stats.contracts,
         "at_risk_customers": len(at_risk),
         "commands": run.stats.commands,
         "replayed": run.stats.replayed,
