@@ -10,6 +10,7 @@ with a warning point.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
@@ -73,11 +74,11 @@ class BusinessCalendar:
         """The same hours and holidays, kept in another zone (a ticket's)."""
         return BusinessCalendar(self.name, time_zone, self.hours, self.holidays)
 
-    def _windows(self, start: datetime) -> list[tuple[datetime, datetime]]:
-        """Working windows (UTC) from the local day of `start` on, for MAX_DAYS days."""
+    def _windows(self, start: datetime) -> Iterator[tuple[datetime, datetime]]:
+        """Working windows (UTC) from the local day of `start` on, for at most MAX_DAYS days,
+        made as they are asked for."""
         tz = ZoneInfo(self.time_zone)
         day = start.astimezone(tz).date()
-        windows = []
         for offset in range(MAX_DAYS):
             d = day + timedelta(days=offset)
             hours = self.hours.get(d.weekday())
@@ -86,8 +87,7 @@ class BusinessCalendar:
             opens = datetime.combine(d, hours[0], tz).astimezone(UTC)
             closes = datetime.combine(d, hours[1], tz).astimezone(UTC)
             if closes > opens:
-                windows.append((opens, closes))
-        return windows
+                yield opens, closes
 
     def add(self, start: datetime, minutes: int) -> datetime:
         """The moment `minutes` business minutes after `start` (UTC). Zero minutes: `start`
