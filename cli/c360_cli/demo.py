@@ -14,12 +14,15 @@ import time
 import tomllib
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from datetime import time as dt_time
 from functools import cache
 from importlib import resources
 from typing import Any, Protocol, TypeVar
 
 import grpc
 import phonenumbers
+from google.protobuf.timestamp_pb2 import Timestamp
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -46,6 +49,8 @@ from c360_cli.sales_demo import SalesDemo
 from c360_cli.words import (
     CONSENT_CHANNELS,
     CONSENT_PURPOSES,
+    CONTACT_DIRECTIONS,
+    CONTACT_OUTCOMES,
     CUSTOMER_KINDS,
     INTERACTION_KINDS,
     TICKET_CHANNELS,
@@ -94,6 +99,7 @@ class DemoData:
     queues: tuple[str, ...]
     ticket_channels: tuple[tuple[str, float], ...]
     ticket_subjects: dict[str, tuple[str, ...]]
+    ivr_paths: tuple[tuple[tuple[str, ...], str], ...]
 
 
 def _culture(raw: dict[str, Any]) -> Culture:
@@ -129,6 +135,7 @@ def data() -> DemoData:
         queues=tuple(raw["queues"]),
         ticket_channels=tuple(raw["ticket_channels"].items()),
         ticket_subjects={k: tuple(v) for k, v in raw["ticket_subjects"].items()},
+        ivr_paths=tuple((tuple(path), outcome) for path, outcome in raw["ivr_paths"]),
     )
 
 
@@ -143,6 +150,9 @@ TICKET_SHARE = 0.35
 """Share of customers with tickets (one, sometimes two)."""
 CHURN_SHARE = 0.05
 """Share of people who contact the service desk four times: the churn signal's cases."""
+IVR_SHARE = 0.3
+"""Share of customers without tickets who call the IVR on the demo's day (one to three times,
+so never four support contacts: the churn signal's cases stay the ticket ones)."""
 
 # -- the plan (pure: a function of seed and count) -------------------------------------------
 
@@ -169,6 +179,17 @@ class TicketPlan:
     def contacts(self) -> int:
         """Support contacts it makes: its opening and its inbound calls and messages."""
         return 1 + sum(1 for step, _ in self.steps if step == "inbound")
+
+
+@dataclass(frozen=True)
+class ContactPlan:
+    """One IVR session on the demo's day: seconds after midnight UTC, menu path, outcome."""
+
+    second_of_day: int
+    path: tuple[str, ...]
+    outcome: str
+    duration_seconds: int
+    agent: str
 
 
 @dataclass
@@ -198,6 +219,9 @@ class CustomerPlan:
     move_roll: float = 1.0
     move_role: str = ""
     tickets: list[TicketPlan] = field(default_factory=list)
+    ivr: list[ContactPlan] = field(default_factory=list)
+    contract_end: int | None = None
+    """Organisations: the day their service contract ends, in days after the demo's day."""
 
 
 def _slug(text: str) -> str:
@@ -381,6 +405,27 @@ def _tickets(index: int, kind: str, seed: int) -> list[TicketPlan]:
     return tickets
 
 
+def _ivr_contacts(index: int, seed: int) -> list[ContactPlan]:
+    """Customer `index`'s IVR sessions on the demo's day (a generator of their own)."""
+    rng = random.Random(f"c360-demo-ivr:{seed}:{index}")
+    if rng.random() >= IVR_SHARE:
+        return []
+    contacts = []
+    for _ in range(rng.choice([1, 1, 1, 2, 2, 3])):
+        path, outcome = rng.choice(data().ivr_paths)
+        transferred = outcome == "transferred"
+        contacts.append(
+            ContactPlan(
+                second_of_day=rng.randrange(7 * 3600, 21 * 3600),
+                path=path,
+                outcome=outcome,
+                duration_seconds=rng.randrange(20, 180) + (rng.randrange(60, 600) * transferred),
+                agent=f"emp-{rng.randrange(1, OWNERS + 1):04d}" if transferred else "",
+            )
+        )
+    return sorted(contacts, key=lambda c: c.second_of_day)
+
+
 def build_plan(customers: int, seed: int) -> list[CustomerPlan]:
     """The demo set: customer i depends only on (seed, i), so a larger set extends a smaller."""
     plans = []
@@ -389,6 +434,11 @@ def build_plan(customers: int, seed: int) -> list[CustomerPlan]:
         make = _organisation if index % BLOCK == 0 else _person
         plan = make(index, rng)
         plan.tickets = _tickets(index, plan.kind, seed)
+        plan.ivr = [] if plan.tickets else _ivr_contacts(index, seed)
+        if plan.kind == "organisation":
+            plan.contract_end = random.Random(f"c360-demo-contract:{seed}:{index}").randrange(
+                -10, 120
+            )
         plans.append(plan)
     for org in plans[::BLOCK]:
         org.contacts = [(p, role) for p, role in org.contacts if p < customers]
@@ -429,6 +479,8 @@ class Stats:
     links: int = 0
     moves: int = 0
     tickets: int = 0
+    contacts: int = 0
+    contracts: int = 0
 
 
 class DemoRun:
@@ -463,6 +515,8 @@ class DemoRun:
         self.sales: SalesDemo | None = None
         self.failure: BaseException | None = None
         self.marketing: MarketingDemo | None = None
+        self.day = (datetime.now(UTC) - timedelta(days=1)).date()
+        """The day the IVR contacts are of: yesterday (UTC)."""
 
     def rid(self, index: int, step: str) -> str:
         return f"demo-{self.seed}-{index}-{step}"
@@ -737,6 +791,64 @@ class DemoRun:
 
         return script
 
+    def ivr_script(self, p: CustomerPlan) -> Script:
+        """The customer's IVR sessions of yesterday (UTC): contacts that needed no ticket."""
+
+        async def script() -> None:
+            stub = self.client.stub("service-desk", ServiceDeskServiceStub)
+            day = self.day
+            for n, c in enumerate(p.ivr):
+                started = Timestamp()
+                started.FromDatetime(
+                    datetime.combine(day, dt_time(0), UTC) + timedelta(seconds=c.second_of_day)
+                )
+                await self.call(
+                    stub.RecordContact,
+                    desk.RecordContactRequest(
+                        request_id=self.rid(p.index, f"ivr-{day.isoformat()}-{n}"),
+                        customer_id=self.ids[p.index],
+                        channel=TICKET_CHANNELS.value("ivr"),
+                        direction=CONTACT_DIRECTIONS.value("inbound"),
+                        started_at=started,
+                        duration_seconds=c.duration_seconds,
+                        outcome=CONTACT_OUTCOMES.value(c.outcome.replace("_", "-")),
+                        agent_id=c.agent,
+                        ivr_path=list(c.path),
+                    ),
+                    "record IVR contact",
+                    "service-desk",
+                    of=p.index,
+                )
+                self.stats.contacts += 1
+
+        return script
+
+    def contract_script(self, p: CustomerPlan) -> Script:
+        """The organisation's service contract: a year long, ending around the demo's day
+        (some ended, some within the 30 days that warn, most later)."""
+
+        async def script() -> None:
+            assert p.contract_end is not None
+            stub = self.client.stub("service-desk", ServiceDeskServiceStub)
+            ends = self.day + timedelta(days=p.contract_end)
+            await self.call(
+                stub.CreateServiceContract,
+                desk.CreateServiceContractRequest(
+                    request_id=self.rid(p.index, f"contract-{self.day.isoformat()}"),
+                    customer_id=self.ids[p.index],
+                    name="Business support",
+                    services=["broadband", "router-care"],
+                    starts_on=(ends - timedelta(days=364)).isoformat(),
+                    ends_on=ends.isoformat(),
+                ),
+                "create service contract",
+                "service-desk",
+                of=p.index,
+            )
+            self.stats.contracts += 1
+
+        return script
+
     async def ticket_step(
         self, stub: Any, index: int, rid: str, ticket_id: str, t: TicketPlan, step: str, arg: str
     ) -> None:
@@ -800,6 +912,10 @@ class DemoRun:
         await self.sales.phases()
         self.marketing = MarketingDemo(self)
         await self.marketing.phases()
+        callers = [p for p in plans if p.ivr]
+        await self.phase("a day of IVR contacts", [self.ivr_script(p) for p in callers])
+        signed = [p for p in plans if p.contract_end is not None]
+        await self.phase("service contracts", [self.contract_script(p) for p in signed])
         await self.phase("asking the timeline", [self.profile_script(p) for p in plans])
 
     def profile_script(self, p: CustomerPlan) -> Script:
@@ -825,7 +941,8 @@ def count_commands(plans: list[CustomerPlan]) -> int:
         total += 1 + len(p.addresses) + (1 if p.late_owner else 0) + len(p.grants)
         total += len(p.contacts) + len(p.revocations) + (1 if p.tag_change else 0)
         total += (1 if p.rename else 0) + (2 if p.new_email else 0) + (2 if p.move else 0)
-        total += sum(1 + len(t.steps) for t in p.tickets)
+        total += sum(1 + len(t.steps) for t in p.tickets) + len(p.ivr)
+        total += 1 if p.contract_end is not None else 0
     return total
 
 
@@ -884,6 +1001,8 @@ def _summary(plans: list[CustomerPlan], run: DemoRun, seed: int, seconds: float)
         "contact_links": run.stats.links,
         "company_changes": run.stats.moves,
         "tickets": run.stats.tickets,
+        "ivr_contacts": run.stats.contacts,
+        "service_contracts": run.stats.contracts,
         "at_risk_customers": len(at_risk),
         **(run.sales.summary() if run.sales else {}),
         "commands": run.stats.commands,

@@ -12,6 +12,7 @@ from typing import Any, cast
 
 from c360_cli import (
     call,
+    contact_cmds,
     customer_cmds,
     deadletter,
     demo,
@@ -41,6 +42,7 @@ REGISTRARS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]],
     customer_cmds.register,
     ticket_cmds.register,
     marketing_cmds.register,
+    contact_cmds.register,
     timeline_cmds.register,
     sales_cmds.register,
     demo.register,

@@ -172,6 +172,8 @@ def service_desk_json(d: timeline_api.ServiceDeskSummary) -> dict[str, JSONValue
                 "queue": t.queue,
                 "escalation_level": t.escalation_level,
                 "opened_at": iso_field(t, "opened_at"),
+                "sla_policy": t.sla_policy,
+                "sla_breaches": t.sla_breaches,
             }
             for t in d.open_tickets
         ],
@@ -183,6 +185,32 @@ def service_desk_json(d: timeline_api.ServiceDeskSummary) -> dict[str, JSONValue
             round(d.mean_satisfaction, 2) if d.HasField("mean_satisfaction") else None
         ),
         "ratings": d.ratings,
+        "sla_breaches": d.sla_breaches,
+        "contacts_total": d.contacts_total,
+        "contacts_last_30_days": d.contacts_last_30_days,
+        "recent_contacts": [
+            {
+                "contact_id": c.contact_id,
+                "channel": c.channel,
+                "direction": c.direction,
+                "outcome": c.outcome,
+                "at": iso_field(c, "at"),
+                "duration_seconds": c.duration_seconds,
+                "agent_id": c.agent_id,
+            }
+            for c in d.recent_contacts
+        ],
+        "service_contracts": [
+            {
+                "contract_id": c.contract_id,
+                "name": c.name,
+                "services": list(c.services),
+                "starts_on": c.starts_on,
+                "ends_on": c.ends_on,
+                "state": c.state,
+            }
+            for c in d.service_contracts
+        ],
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rich.table import Table
@@ -13,8 +14,24 @@ from c360.service_desk.v1.service_desk_service_pb2_grpc import ServiceDeskServic
 from c360_cli.argtypes import whole_in
 from c360_cli.client import Client
 from c360_cli.commands import Api, Arg, Command, Subparsers, add_commands
-from c360_cli.output import JSONValue, Output, entry_json, iso_field, profile_json, short_time
-from c360_cli.words import INTERACTION_KINDS, TICKET_CHANNELS, TICKET_PRIORITIES, TICKET_STATES
+from c360_cli.output import (
+    JSONValue,
+    Output,
+    entry_json,
+    iso_field,
+    parse_time,
+    profile_json,
+    short_time,
+)
+from c360_cli.words import (
+    INTERACTION_KINDS,
+    SLA_TARGET_KINDS,
+    SLA_TARGET_STATUSES,
+    TICKET_CHANNELS,
+    TICKET_PRIORITIES,
+    TICKET_STATES,
+    WAITING_FOR,
+)
 
 SERVICE_DESK = Api("service-desk", ServiceDeskServiceStub, "ticket", whole_in(0, 2**63 - 1))
 ID = Arg("ticket_id", "ticket_id", "the ticket's id", metavar="ID")
@@ -51,6 +68,13 @@ COMMANDS = (
                 f"{', '.join(TICKET_PRIORITIES.words)} (default normal)",
                 default="normal",
                 words=TICKET_PRIORITIES,
+            ),
+            Arg(
+                "--time-zone",
+                "time_zone",
+                "IANA zone the SLA calendar's hours are read in (default UTC)",
+                metavar="ZONE",
+                default="",
             ),
             Arg("--request-id", "request_id", "idempotency key", metavar="ID", default=""),
         ),
@@ -138,6 +162,36 @@ COMMANDS = (
             Arg("--queue", "queue", "move it to this queue", metavar="QUEUE", default=""),
         ),
         verb="ticket escalated",
+        expected_version=True,
+    ),
+    Command(
+        "hold",
+        "put a ticket on hold: its SLA clocks stop",
+        SERVICE_DESK,
+        "HoldTicket",
+        api.HoldTicketRequest,
+        (
+            ID,
+            Arg(
+                "--waiting-for",
+                "waiting_for",
+                ", ".join(WAITING_FOR.words),
+                default="customer",
+                words=WAITING_FOR,
+            ),
+            Arg("--reason", "reason", "what it waits for", default=""),
+        ),
+        verb="ticket on hold",
+        expected_version=True,
+    ),
+    Command(
+        "resume",
+        "end a ticket's wait: its SLA clocks run again",
+        SERVICE_DESK,
+        "ResumeTicket",
+        api.ResumeTicketRequest,
+        (ID,),
+        verb="ticket resumed",
         expected_version=True,
     ),
     Command(
@@ -230,7 +284,49 @@ def ticket_json(t: api.Ticket) -> dict[str, JSONValue]:
         "resolved_at": iso_field(t, "resolved_at"),
         "closed_at": iso_field(t, "closed_at"),
         "updated_at": iso_field(t, "updated_at"),
+        "time_zone": t.time_zone,
+        "waiting_for": WAITING_FOR.word(t.waiting_for) if t.waiting_for else None,
+        "sla_policy": t.sla_policy,
+        "sla_targets": [
+            {
+                "target": SLA_TARGET_KINDS.word(s.kind),
+                "minutes": s.minutes,
+                "due_at": iso_field(s, "due_at"),
+                "remaining_minutes": (
+                    s.remaining_minutes if s.HasField("remaining_minutes") else None
+                ),
+                "status": SLA_TARGET_STATUSES.word(s.status),
+                "met_at": iso_field(s, "met_at"),
+            }
+            for s in t.sla_targets
+        ],
     }
+
+
+def _business_time(minutes: int) -> str:
+    hours, rest = divmod(minutes, 60)
+    return f"{hours}h{rest:02d}"
+
+
+def _sla_table(t: api.Ticket) -> Table:
+    """Each SLA target: its business time, due time, what is left of it, its status."""
+    title = f"SLA: policy {t.sla_policy}" + (f" ({t.time_zone})" if t.time_zone else "")
+    table = Table(title=title, title_justify="left", expand=False)
+    for column in ("target", "of", "due (UTC)", "left", "status"):
+        table.add_column(column, no_wrap=True)
+    for s in t.sla_targets:
+        status = SLA_TARGET_STATUSES.word(s.status)
+        style = {"breached": "bold red", "nearing-breach": "yellow", "met": "green"}.get(status)
+        if s.HasField("met_at"):
+            status += f" {short_time(iso_field(s, 'met_at'))[5:16]}"
+        table.add_row(
+            SLA_TARGET_KINDS.word(s.kind),
+            _business_time(s.minutes),
+            short_time(iso_field(s, "due_at"))[:16],
+            _business_time(s.remaining_minutes) if s.HasField("remaining_minutes") else "",
+            Text(status, style=style or ""),
+        )
+    return table
 
 
 def summary_json(t: api.TicketSummary) -> dict[str, JSONValue]:
@@ -300,6 +396,29 @@ def register(subparsers: Subparsers) -> None:
     p.add_argument("--page-token", default="", metavar="TOKEN", help="next_page_token of a page")
     p.set_defaults(func=_list)
 
+    p = sub.add_parser(
+        "sla-report",
+        help="SLA compliance per policy, queue, agent and channel",
+        description="SLA compliance of the tickets opened in a period (default: the last 30"
+        " days): per policy, queue, agent and channel, how many met every target, how many"
+        " breached one, how many still run.",
+    )
+    p.add_argument(
+        "--from",
+        dest="opened_from",
+        type=parse_time,
+        metavar="TIME",
+        help="tickets opened at or after TIME (default 30 days ago)",
+    )
+    p.add_argument(
+        "--to",
+        dest="opened_to",
+        type=parse_time,
+        metavar="TIME",
+        help="tickets opened before TIME (default now)",
+    )
+    p.set_defaults(func=_sla_report)
+
 
 # -- reads --------------------------------------------------------------------------------------
 
@@ -332,7 +451,9 @@ def _show(args: argparse.Namespace) -> int:
         rows.append(("resolution", Text(t.resolution)))
     if t.HasField("rating"):
         rows.append(("rating", f"{t.rating}/5 {t.rating_comment}".strip()))
-    extra: list[Any] = []
+    if t.waiting_for:
+        rows.append(("on hold", f"waiting for the {WAITING_FOR.word(t.waiting_for)}"))
+    extra: list[Any] = [_sla_table(t)] if t.sla_targets else []
     if t.interactions:
         table = Table(title="interactions", title_justify="left", expand=False)
         for column in ("at", "kind", "channel", "agent", "text"):
@@ -429,5 +550,55 @@ def _list(args: argparse.Namespace) -> int:
         ],
         caption=caption if reply.tickets else "no ticket found",
         no_wrap={"opened (UTC)", "state", "priority"},
+    )
+    return 0
+
+
+def _sla_report(args: argparse.Namespace) -> int:
+    now = datetime.now(UTC)
+    request = api.GetSlaComplianceRequest()
+    if args.opened_to is not None:
+        request.opened_to.CopyFrom(args.opened_to)
+    else:
+        request.opened_to.FromDatetime(now + timedelta(seconds=1))
+    if args.opened_from is not None:
+        request.opened_from.CopyFrom(args.opened_from)
+    else:
+        request.opened_from.FromDatetime(now - timedelta(days=30))
+    with Client(args) as client:
+        reply = client.stub("service-desk", ServiceDeskServiceStub).GetSlaCompliance(
+            request, timeout=args.timeout
+        )
+    rows = [
+        {
+            "dimension": r.dimension,
+            "value": r.value,
+            "tickets": r.tickets,
+            "met": r.met,
+            "breached": r.breached,
+            "running": r.running,
+            "compliance": round(r.compliance, 4) if r.HasField("compliance") else None,
+        }
+        for r in reply.rows
+    ]
+    out = Output(args.json)
+    if out.json_mode:
+        out.json({"rows": rows})
+        return 0
+    out.table(
+        ["by", "value", "tickets", "met", "breached", "running", "compliance"],
+        [
+            [
+                r["dimension"],
+                r["value"],
+                r["tickets"],
+                r["met"],
+                r["breached"],
+                r["running"],
+                f"{r['compliance']:.0%}" if r["compliance"] is not None else "-",
+            ]
+            for r in rows
+        ],
+        caption=None if rows else "no ticket under an SLA policy in the period",
     )
     return 0

@@ -259,9 +259,35 @@ def _profile(args: argparse.Namespace) -> int:
                 f"{desk['open_ticket_count']} open, {desk['tickets_last_30_days']} in 30 days,"
                 f" {desk['tickets_total']} in all; last contact"
                 f" {short_time(desk['last_contact_at'])} {desk['last_contact_channel']};"
-                f" satisfaction {mean if mean is not None else '-'} ({desk['ratings']} ratings)",
+                f" satisfaction {mean if mean is not None else '-'} ({desk['ratings']} ratings);"
+                f" {desk['sla_breaches']} SLA breaches",
             )
         )
+        if desk["service_contracts"]:
+            rows.append(
+                (
+                    "service contracts",
+                    [
+                        f"{c['name']}: {c['starts_on']} to {c['ends_on']} ({c['state']})"
+                        for c in desk["service_contracts"]
+                    ],
+                )
+            )
+        if desk["contacts_total"]:
+            rows.append(
+                (
+                    "contact history",
+                    [
+                        f"{desk['contacts_total']} contacts without a ticket,"
+                        f" {desk['contacts_last_30_days']} in 30 days; latest:",
+                        *(
+                            f"{short_time(c['at'])} {c['channel']} {c['direction']}"
+                            f" {c['outcome'].replace('_', '-')}"
+                            for c in desk["recent_contacts"][:5]
+                        ),
+                    ],
+                )
+            )
     for key, value in sorted(doc["attributes"].items()):
         rows.append((key.replace("_", " "), value))
     title = p.display_name

@@ -6,6 +6,7 @@ import argparse
 from collections.abc import Mapping
 from typing import Any
 
+from c360.events.v1 import contact_events_pb2 as contact_events
 from c360.events.v1 import customer_events_pb2 as customer_events
 from c360.events.v1 import ticket_events_pb2 as ticket_events
 from c360_platform.vocabulary import Words
@@ -55,3 +56,8 @@ TICKET_CHANNELS = CliWords(Words(ticket_events.TicketChannel))
 TICKET_PRIORITIES = CliWords(Words(ticket_events.TicketPriority))
 TICKET_STATES = CliWords(Words(ticket_events.TicketState))
 INTERACTION_KINDS = CliWords(Words(ticket_events.InteractionKind), {"internal_note": "note"})
+WAITING_FOR = CliWords(Words(ticket_events.TicketWaitingFor))
+SLA_TARGET_KINDS = CliWords(Words(ticket_events.SlaTargetKind))
+SLA_TARGET_STATUSES = CliWords(Words(ticket_events.SlaTargetStatus))
+CONTACT_DIRECTIONS = CliWords(Words(contact_events.ContactDirection))
+CONTACT_OUTCOMES = CliWords(Words(contact_events.ContactOutcome))

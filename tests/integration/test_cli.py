@@ -154,6 +154,8 @@ def test_cli_against_a_running_stack(up: Up) -> None:
     demo = c360_json(home, "demo", "--customers", "30", "--seed", "7")
     assert demo["customers"] == 30
     assert demo["organisations"] >= 1
+    assert demo["ivr_contacts"] > 0
+    assert demo["service_contracts"] == demo["organisations"]
     report = c360_json(home, "verify")
     assert report["ok"] is True, report
     assert report["missing"]["count"] == 0

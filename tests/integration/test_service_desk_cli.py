@@ -91,5 +91,64 @@ def test_ticket_commands_show_context_and_four_contacts_flag_the_customer(
 
     report = c360_json("verify")
     assert report["ok"] is True, report
-    assert report["sources"]["service-desk"]["stored_events"] == 6
+    # 4 opened with their SLA policy; 2 targets met, resolved; closed
+    assert report["sources"]["service-desk"]["stored_events"] == 12
     assert report["other_entries"] == 1  # the at-risk flag
+
+    # SLA clocks on screen: on hold, resumed; the targets with due time and status
+    second = tickets[1]
+    held = c360_json("ticket", "hold", second, "--waiting-for", "customer", "--reason", "photo")
+    assert held["ticket_id"] == second
+    paused = c360_json("ticket", "show", second)["ticket"]
+    assert paused["waiting_for"] == "customer"
+    assert {t["status"] for t in paused["sla_targets"]} == {"paused"}
+    c360_json("ticket", "resume", second)
+    code, out, _ = cli.run("ticket", "show", second)
+    assert code == 0
+    assert "SLA: policy normal" in out
+    assert "first-response" in out
+    code, _, err = cli.run("ticket", "resume", second)
+    assert code == 1
+    assert "not waiting" in err
+
+    # a contact that needs no ticket, in the profile's contact history
+    recorded = c360_json(
+        "contact", "record", "--customer", cid, "--channel", "sms", "--direction", "outbound",
+        "--outcome", "information", "--note", "Your router ships today",
+    )  # fmt: skip
+    profile = c360_json("profile", "show", cid, "--wait-for", recorded["consistency_token"])
+    assert profile["service_desk"]["contacts_total"] == 1
+    assert profile["service_desk"]["recent_contacts"][0]["channel"] == "sms"
+    code, out, _ = cli.run("profile", "show", cid)
+    assert "contact history" in out
+    code, _, err = cli.run(
+        "contact", "record", "--customer", cid, "--channel", "sms", "--outcome", "self-service"
+    )
+    assert code != 0
+    assert "outcome" in err
+
+    # SLA compliance of the period: three normal tickets (the chat one has its own policy),
+    # one resolved in time
+    report = c360_json("ticket", "sla-report")
+    rows = {(r["dimension"], r["value"]): r for r in report["rows"]}
+    normal = rows[("policy", "normal")]
+    assert (normal["tickets"], normal["met"], normal["running"]) == (3, 1, 2)
+    assert rows[("policy", "chat")]["tickets"] == 1
+    code, out, _ = cli.run("ticket", "sla-report")
+    assert "compliance" in out
+
+    # a service contract: created, and in the profile
+    contract = c360_json(
+        "contract", "create", "--customer", cid, "--name", "Router care", "--service",
+        "router-care", "--starts", "2026-01-01", "--ends", "2099-12-31",
+    )  # fmt: skip
+    profile = c360_json("profile", "show", cid, "--wait-for", contract["consistency_token"])
+    assert [
+        (c["contract_id"], c["state"]) for c in profile["service_desk"]["service_contracts"]
+    ] == [(contract["contract_id"], "active")]
+    code, _, err = cli.run(
+        "contract", "create", "--customer", cid, "--name", "x", "--starts", "2027-01-01",
+        "--ends", "2026-01-01",
+    )  # fmt: skip
+    assert code != 0
+    assert "ends_on" in err

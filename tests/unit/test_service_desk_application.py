@@ -62,7 +62,7 @@ async def test_ticket_commands_are_idempotent_and_conflicts_are_aborted(
     retry = await desk.RecordInteraction(note, CALL)
     assert (retry.interaction_id, retry.result.replayed) == (first.interaction_id, True)
     assert retry.result.consistency_token == first.result.consistency_token
-    assert desk.app.event_recorder.count_events() == 2
+    assert desk.app.event_recorder.count_events() == 3  # opened, its SLA policy applied, the note
     assert await bad_fields(
         desk.OpenTicket(opening(customer, "Other", request_id="open-1"), CALL)
     ) == ["request_id"]
@@ -71,7 +71,7 @@ async def test_ticket_commands_are_idempotent_and_conflicts_are_aborted(
     assert await bad_fields(
         desk.OpenTicket(dapi.OpenTicketRequest(customer_id="nobody", subject=" "), CALL)
     ) == ["channel", "customer_id", "subject"]
-    assert desk.app.event_recorder.count_events() == 2
+    assert desk.app.event_recorder.count_events() == 3
 
 
 async def test_bad_input_is_refused_before_the_state_is_looked_at(
@@ -100,7 +100,7 @@ async def test_bad_input_is_refused_before_the_state_is_looked_at(
         PreconditionFailed,
     )
     assert f"ticket {tid} is closed: cannot resolve it" in str(refusal)
-    assert desk.app.event_recorder.count_events() == 2
+    assert desk.app.event_recorder.count_events() == 4  # opened, SLA applied, SLA cancelled, closed
 
 
 async def test_resolution_and_calls_are_recorded_at_the_clock_of_the_application(
@@ -177,4 +177,4 @@ async def test_a_command_whose_deadline_has_passed_is_not_executed(
     assert desk.app.head() == 0
     # The same command in time is executed.
     await desk.OpenTicket(opening(str(uuid4())), CALL)
-    assert desk.app.head() == 1
+    assert desk.app.head() == 2  # the ticket and its SLA policy

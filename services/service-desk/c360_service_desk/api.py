@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -22,9 +22,14 @@ from c360_platform.store import AllOf, Eq
 from c360_service_desk.application import ServiceDeskApplication
 from c360_service_desk.contract import (
     CHANNELS,
+    DIRECTIONS,
     INTERACTION_KINDS,
+    OUTCOMES,
     PRIORITIES,
     STATES,
+    TARGET_KINDS,
+    TARGET_STATUSES,
+    WAITING_FOR,
     channel_value,
 )
 from c360_service_desk.domain import Ticket
@@ -34,7 +39,21 @@ MAX_PAGE = 200
 DEFAULT_PAGE = 50
 
 
-def ticket_message(t: Ticket) -> api.Ticket:
+def sla_views(t: Ticket, now: datetime) -> list[api.SlaTargetView]:
+    return [
+        api.SlaTargetView(
+            kind=TARGET_KINDS.value(v["target"]),
+            minutes=v["minutes"],
+            due_at=timestamp(v["due_at"]) if v["due_at"] and v["status"] != "met" else None,
+            remaining_minutes=v["remaining_minutes"],
+            status=TARGET_STATUSES.value(v["status"]),
+            met_at=timestamp(v["met_at"]) if v["met_at"] else None,
+        )
+        for v in t.sla_view(now)
+    ]
+
+
+def ticket_message(t: Ticket, now: datetime | None = None) -> api.Ticket:
     return api.Ticket(
         ticket_id=str(t.id),
         version=t.version,
@@ -68,6 +87,10 @@ def ticket_message(t: Ticket) -> api.Ticket:
         resolved_at=timestamp(t.resolved_at) if t.resolved_at else None,
         closed_at=timestamp(t.closed_at) if t.closed_at else None,
         updated_at=timestamp(t.modified_on),
+        sla_policy=t.sla_policy,
+        sla_targets=sla_views(t, now) if now is not None else [],
+        waiting_for=WAITING_FOR.value_or_zero(t.waiting_for),
+        time_zone=t.time_zone,
     )
 
 
@@ -134,6 +157,7 @@ class ServiceDeskServicer(
             "description": request.description,
             "category": request.category,
             "priority": PRIORITIES.word(request.priority),
+            "time_zone": request.time_zone,
         }
         return await self.command(
             request,
@@ -243,6 +267,95 @@ class ServiceDeskServicer(
             lambda ctx: self.app.rate(ctx, tid, version, request.score, request.comment),
         )
 
+    async def HoldTicket(
+        self, request: api.HoldTicketRequest, context: Ctx
+    ) -> api.HoldTicketResponse:
+        tid, version = _target(request)
+        waiting_for = WAITING_FOR.parse("waiting_for", request.waiting_for)
+        return await self.command(
+            request,
+            context,
+            api.HoldTicketResponse,
+            lambda ctx: self.app.hold(ctx, tid, version, waiting_for, request.reason),
+        )
+
+    async def ResumeTicket(
+        self, request: api.ResumeTicketRequest, context: Ctx
+    ) -> api.ResumeTicketResponse:
+        tid, version = _target(request)
+        return await self.command(
+            request,
+            context,
+            api.ResumeTicketResponse,
+            lambda ctx: self.app.resume(ctx, tid, version),
+        )
+
+    async def RecordContact(
+        self, request: api.RecordContactRequest, context: Ctx
+    ) -> api.RecordContactResponse:
+        fields = {
+            "customer_id": request.customer_id,
+            "channel": CHANNELS.parse("channel", request.channel),
+            "direction": DIRECTIONS.parse("direction", request.direction),
+            "outcome": OUTCOMES.parse("outcome", request.outcome),
+            "started_at": (
+                request.started_at.ToDatetime(tzinfo=UTC)
+                if request.HasField("started_at")
+                else None
+            ),
+            "duration_seconds": request.duration_seconds,
+            "agent_id": request.agent_id,
+            "ivr_path": list(request.ivr_path),
+            "note": request.note,
+        }
+        return await self.command(
+            request,
+            context,
+            api.RecordContactResponse,
+            lambda ctx: self.app.record_contact(ctx, **fields),
+        )
+
+    async def CreateServiceContract(
+        self, request: api.CreateServiceContractRequest, context: Ctx
+    ) -> api.CreateServiceContractResponse:
+        fields = {
+            "customer_id": request.customer_id,
+            "name": request.name,
+            "services": list(request.services),
+            "starts_on": request.starts_on,
+            "ends_on": request.ends_on,
+            "warning_days": request.warning_days,
+        }
+        return await self.command(
+            request,
+            context,
+            api.CreateServiceContractResponse,
+            lambda ctx: self.app.create_contract(ctx, **fields),
+        )
+
+    async def GetSlaCompliance(
+        self, request: api.GetSlaComplianceRequest, context: Ctx
+    ) -> api.GetSlaComplianceResponse:
+        missing = [f for f in ("opened_from", "opened_to") if not request.HasField(f)]
+        if missing:
+            raise InvalidArgument.one(missing[0], "is required")
+        start = request.opened_from.ToDatetime(tzinfo=UTC)
+        end = request.opened_to.ToDatetime(tzinfo=UTC)
+        if end <= start:
+            raise InvalidArgument.one("opened_to", "must be after opened_from")
+        rows = await blocking(self.app.sla_compliance, start, end)
+        return api.GetSlaComplianceResponse(
+            rows=[
+                api.SlaComplianceRow(
+                    **r,
+                    compliance=r["met"] / (r["met"] + r["breached"])
+                    if r["met"] + r["breached"]
+                    else None,
+                )
+                for r in rows
+            ]
+        )
+
     async def GetTicket(self, request: api.GetTicketRequest, context: Ctx) -> api.GetTicketResponse:
         ticket_id = parse_id("ticket_id", request.ticket_id)
         ticket = await blocking(self.app.get_ticket, ticket_id)
@@ -250,14 +363,16 @@ class ServiceDeskServicer(
         # The context includes this ticket's latest change if the timeline keeps up.
         token = str(ConsistencyToken(self.app.source, position))
         found = await self.context.read(ticket.customer_id, wait_for=token)
-        return api.GetTicketResponse(ticket=ticket_message(ticket), context=context_message(found))
+        return api.GetTicketResponse(
+            ticket=ticket_message(ticket, self.app.clock()), context=context_message(found)
+        )
 
     async def ListTickets(
         self, request: api.ListTicketsRequest, context: Ctx
     ) -> api.ListTicketsResponse:
         if request.page_size > MAX_PAGE:
             raise InvalidArgument.one("page_size", f"must be at most {MAX_PAGE}")
-        filters: list[Eq] = []
+        filters: list[Eq] = [Eq("kind", "ticket")]
         if request.customer_id:
             filters.append(Eq("customer_id", parse_id("customer_id", request.customer_id)))
         if request.state:

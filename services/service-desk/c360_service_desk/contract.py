@@ -2,17 +2,47 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
+from c360.events.v1 import contact_events_pb2 as cpb
+from c360.events.v1 import service_contract_events_pb2 as spb
 from c360.events.v1 import ticket_events_pb2 as pb
 from c360_platform.contract import EventContract, Mapper, Published
+from c360_platform.envelope import timestamp
 from c360_platform.vocabulary import Words
+from c360_service_desk.contacts import Contact
 from c360_service_desk.domain import Ticket
+from c360_service_desk.service_contracts import ServiceContract
 
 CHANNELS = Words(pb.TicketChannel)
 PRIORITIES = Words(pb.TicketPriority)
 STATES = Words(pb.TicketState)
 INTERACTION_KINDS = Words(pb.InteractionKind)
+TARGET_KINDS = Words(pb.SlaTargetKind)
+TARGET_STATUSES = Words(pb.SlaTargetStatus)
+WAITING_FOR = Words(pb.TicketWaitingFor)
+DIRECTIONS = Words(cpb.ContactDirection)
+OUTCOMES = Words(cpb.ContactOutcome)
+
+
+def _at(text: str) -> Any:
+    return timestamp(datetime.fromisoformat(text)) if text else None
+
+
+def sla_targets(targets: dict[str, dict[str, Any]]) -> list[pb.SlaTarget]:
+    return [
+        pb.SlaTarget(
+            kind=TARGET_KINDS.value(kind),
+            minutes=t["minutes"],
+            warning_minutes=t["warn_minutes"],
+            consumed_minutes=t["consumed"],
+            due_at=_at(t["due_at"]),
+            warn_at=_at(t["warn_at"]),
+            status=TARGET_STATUSES.value(t["status"]),
+        )
+        for kind, t in targets.items()
+    ]
 
 
 def channel_value(value: str) -> Any:
@@ -63,11 +93,78 @@ _MESSAGES: dict[type, Mapper] = {
     Ticket.Rated: lambda e: pb.TicketRated(
         customer_id=e.customer_id, score=e.score, comment=e.comment
     ),
+    Ticket.SlaApplied: lambda e: pb.TicketSlaApplied(
+        customer_id=e.customer_id,
+        policy=e.policy,
+        reason=e.reason,
+        time_zone=e.time_zone,
+        targets=sla_targets(e.targets),
+    ),
+    Ticket.SlaPaused: lambda e: pb.TicketSlaPaused(
+        customer_id=e.customer_id,
+        waiting_for=WAITING_FOR.value(e.waiting_for),
+        reason=e.reason,
+        targets=sla_targets(e.targets),
+    ),
+    Ticket.SlaResumed: lambda e: pb.TicketSlaResumed(
+        customer_id=e.customer_id, targets=sla_targets(e.targets)
+    ),
+    Ticket.SlaWarned: lambda e: pb.TicketSlaWarning(
+        customer_id=e.customer_id, target=TARGET_KINDS.value(e.target), warn_at=_at(e.warn_at)
+    ),
+    Ticket.SlaBreached: lambda e: pb.TicketSlaBreached(
+        customer_id=e.customer_id, target=TARGET_KINDS.value(e.target), due_at=_at(e.due_at)
+    ),
+    Ticket.SlaMet: lambda e: pb.TicketSlaMet(
+        customer_id=e.customer_id, target=TARGET_KINDS.value(e.target), met_at=_at(e.met_at)
+    ),
+    Ticket.SlaCancelled: lambda e: pb.TicketSlaCancelled(
+        customer_id=e.customer_id, reason=e.reason
+    ),
+}
+
+_CONTACT_MESSAGES: dict[type, Mapper] = {
+    Contact.Recorded: lambda e: cpb.ContactRecorded(
+        customer_id=e.customer_id,
+        channel=CHANNELS.value(e.channel),
+        direction=DIRECTIONS.value(e.direction),
+        started_at=timestamp(e.started_at),
+        duration_seconds=e.duration_seconds,
+        outcome=OUTCOMES.value(e.outcome),
+        agent_id=e.agent_id,
+        ivr_path=e.ivr_path,
+        note=e.note,
+    ),
+}
+
+
+_SERVICE_CONTRACT_MESSAGES: dict[type, Mapper] = {
+    ServiceContract.Signed: lambda e: spb.ServiceContractCreated(
+        customer_id=e.customer_id,
+        name=e.name,
+        services=e.services,
+        starts_on=e.starts_on,
+        ends_on=e.ends_on,
+        warning_days=e.warning_days,
+    ),
+    ServiceContract.ExpiryNear: lambda e: spb.ServiceContractExpiryNear(
+        customer_id=e.customer_id, name=e.name, ends_on=e.ends_on, days_left=e.days_left
+    ),
+    ServiceContract.Expired: lambda e: spb.ServiceContractExpired(
+        customer_id=e.customer_id, name=e.name, ends_on=e.ends_on
+    ),
 }
 
 
 CONTRACT = EventContract(
-    Published(Ticket, "ticket", _MESSAGES, customer=lambda e: str(e.customer_id))
+    Published(Ticket, "ticket", _MESSAGES, customer=lambda e: str(e.customer_id)),
+    Published(Contact, "contact", _CONTACT_MESSAGES, customer=lambda e: str(e.customer_id)),
+    Published(
+        ServiceContract,
+        "service_contract",
+        _SERVICE_CONTRACT_MESSAGES,
+        customer=lambda e: str(e.customer_id),
+    ),
 )
-"""Every Ticket event and its published message; the envelope's customer is the ticket's
-customer (every ticket event names it)."""
+"""Every Ticket and Contact event and its published message; the envelope's customer is the
+ticket's (contact's) customer (every event names it)."""

@@ -18,6 +18,8 @@ from eventsourcing.domain import Aggregate, event
 
 from c360_platform.errors import PreconditionFailed
 from c360_platform.validation import Violations
+from c360_service_desk import sla
+from c360_service_desk.sla import TargetKind, TargetStatus
 
 MAX_SUBJECT = 200
 MAX_TEXT = 10_000
@@ -62,6 +64,32 @@ class InteractionKind(StrEnum):
 
 
 CALLS = {InteractionKind.INBOUND_CALL, InteractionKind.OUTBOUND_CALL}
+RESPONSES = {InteractionKind.OUTBOUND_MESSAGE, InteractionKind.OUTBOUND_CALL}
+"""What meets the first-response target: a message or call to the customer."""
+
+
+class WaitingFor(StrEnum):
+    """Why a ticket's SLA clock is paused."""
+
+    CUSTOMER = "customer"
+    THIRD_PARTY = "third_party"
+
+
+RUNNING = (TargetStatus.IN_PROGRESS, TargetStatus.NEARING_BREACH)
+"""Target states whose clock runs."""
+OPEN_TARGETS = (*RUNNING, TargetStatus.PAUSED)
+"""Target states that are not settled yet."""
+
+
+_NO_TARGETS: dict[str, dict[str, Any]] = {}
+
+
+def _iso(at: datetime) -> str:
+    return at.isoformat()
+
+
+def _time(text: str) -> datetime:
+    return datetime.fromisoformat(text)
 
 
 class Ticket(Aggregate):
@@ -77,6 +105,20 @@ class Ticket(Aggregate):
         Reopened: ClassVar[type[Aggregate.Event]]
         Closed: ClassVar[type[Aggregate.Event]]
         Rated: ClassVar[type[Aggregate.Event]]
+        SlaApplied: ClassVar[type[Aggregate.Event]]
+        SlaPaused: ClassVar[type[Aggregate.Event]]
+        SlaResumed: ClassVar[type[Aggregate.Event]]
+        SlaWarned: ClassVar[type[Aggregate.Event]]
+        SlaBreached: ClassVar[type[Aggregate.Event]]
+        SlaMet: ClassVar[type[Aggregate.Event]]
+        SlaCancelled: ClassVar[type[Aggregate.Event]]
+
+    time_zone = ""
+    sla_policy = ""
+    sla_targets = _NO_TARGETS
+    waiting_for = ""
+    """(Class defaults: snapshots taken before SLAs existed lack these; event methods assign
+    new values, never change these in place.)"""
 
     @event("Opened")
     def __init__(
@@ -105,6 +147,10 @@ class Ticket(Aggregate):
         self.reopened_count = 0
         self.resolved_at: datetime | None = None
         self.closed_at: datetime | None = None
+        self.time_zone = ""
+        self.sla_policy = ""
+        self.sla_targets = {}
+        self.waiting_for = ""
 
     def _require(self, action: str, *allowed: State) -> None:
         """FAILED_PRECONDITION, naming the current state, unless the ticket is in `allowed`."""
@@ -182,6 +228,9 @@ class Ticket(Aggregate):
         else:
             channel_value = self.channel
         interaction_id = str(uuid.uuid4())
+        if k in RESPONSES:
+            self.settle_sla(at)
+            self._meet(TargetKind.FIRST_RESPONSE, at)
         self._interaction_recorded(
             self.customer_id,
             interaction_id,
@@ -220,7 +269,7 @@ class Ticket(Aggregate):
 
     # -- priority and escalation ------------------------------------------------------------
 
-    def change_priority(self, priority: str, reason: str) -> None:
+    def change_priority(self, priority: str, reason: str, at: datetime | None = None) -> None:
         v = Violations()
         p = v.enum("priority", priority, Priority)
         why = v.text("reason", reason, required=False, max_len=MAX_REASON)
@@ -228,7 +277,10 @@ class Ticket(Aggregate):
         assert p is not None
         self._require("change the priority of", State.OPEN)
         if p.value != self.priority:
+            previous = self.priority
             self._priority_changed(self.customer_id, p.value, self.priority, why)
+            if at is not None:
+                self.apply_sla(at, f"priority changed from {previous} to {p.value}")
 
     @event("PriorityChanged")
     def _priority_changed(
@@ -251,6 +303,215 @@ class Ticket(Aggregate):
         if queue:
             self.queue = queue
 
+    # -- service-level agreement ------------------------------------------------------------
+
+    def calendar(self) -> sla.BusinessCalendar | None:
+        policy = sla.policy_named(self.sla_policy)
+        if policy is None:
+            return None
+        return policy.calendar.in_zone(self.time_zone or policy.calendar.time_zone)
+
+    def apply_sla(self, at: datetime, reason: str, time_zone: str = "") -> None:
+        """Give the ticket the policy its priority and channel match, its targets counted
+        from `at` (on opening) or carried over with the business time used (on a change)."""
+        self.settle_sla(at)
+        policy = sla.policy_for(self.priority, self.channel)
+        if policy is None or policy.name == self.sla_policy:
+            return
+        zone_name = time_zone or self.time_zone or policy.calendar.time_zone
+        cal = policy.calendar.in_zone(zone_name)
+        old_cal = self.calendar()
+        targets: dict[str, dict[str, Any]] = {}
+        for target in policy.targets:
+            old = self.sla_targets.get(target.kind)
+            if old is not None and old["status"] not in OPEN_TARGETS:
+                targets[target.kind] = dict(old)
+                continue
+            used = 0
+            warned = False
+            paused = bool(self.waiting_for)
+            if old is not None:
+                used = old["consumed"]
+                if old["running_since"] and old_cal is not None:
+                    used += old_cal.minutes_between(_time(old["running_since"]), at)
+                warned = old["warned"]
+            targets[target.kind] = _target_state(
+                cal, target.minutes, target.warn_minutes, used, at, warned, paused
+            )
+        self._sla_applied(self.customer_id, policy.name, reason, zone_name, targets)
+
+    @event("SlaApplied")
+    def _sla_applied(
+        self,
+        customer_id: str,
+        policy: str,
+        reason: str,
+        time_zone: str,
+        targets: dict[str, dict[str, Any]],
+    ) -> None:
+        self.sla_policy = policy
+        self.time_zone = time_zone
+        self.sla_targets = {k: dict(v) for k, v in targets.items()}
+
+    def _due_moments(self, at: datetime) -> list[tuple[datetime, int, str]]:
+        """(moment, 0 warning / 1 breach, target) of the running targets due by `at`."""
+        due: list[tuple[datetime, int, str]] = []
+        for kind, t in self.sla_targets.items():
+            if t["status"] not in RUNNING:
+                continue
+            if not t["warned"] and t["warn_at"] and _time(t["warn_at"]) <= at:
+                due.append((_time(t["warn_at"]), 0, kind))
+            if t["due_at"] and _time(t["due_at"]) <= at:
+                due.append((_time(t["due_at"]), 1, kind))
+        return sorted(due)
+
+    def settle_sla(self, at: datetime) -> None:
+        """Write the warnings and breaches that fell due by `at`, in the order they fell due
+        (the scheduler calls this; so does every command that stops or moves a clock, so a
+        breach is decided by the times alone, not by when the scheduler ran)."""
+        for moment, breach, kind in self._due_moments(at):
+            if breach:
+                self._sla_breached(self.customer_id, kind, _iso(moment))
+            else:
+                self._sla_warned(self.customer_id, kind, _iso(moment))
+
+    def next_sla_moment(self) -> datetime | None:
+        """When the scheduler next has something to write for this ticket."""
+        moments = [
+            _time(t[key])
+            for t in self.sla_targets.values()
+            if t["status"] in RUNNING
+            for key in ("warn_at", "due_at")
+            if t[key] and not (key == "warn_at" and t["warned"])
+        ]
+        return min(moments) if moments else None
+
+    @event("SlaWarned")
+    def _sla_warned(self, customer_id: str, target: str, warn_at: str) -> None:
+        t = dict(self.sla_targets[target], warned=True, status=TargetStatus.NEARING_BREACH)
+        self.sla_targets = {**self.sla_targets, target: t}
+
+    @event("SlaBreached")
+    def _sla_breached(self, customer_id: str, target: str, due_at: str) -> None:
+        t = dict(self.sla_targets[target], status=TargetStatus.BREACHED, warned=True)
+        self.sla_targets = {**self.sla_targets, target: t}
+
+    def _meet(self, kind: str, at: datetime) -> None:
+        t = self.sla_targets.get(kind)
+        late = t is not None and t["status"] == TargetStatus.BREACHED and not t["met_at"]
+        if t is not None and (t["status"] in OPEN_TARGETS or late):
+            self._sla_met(self.customer_id, kind, _iso(at))
+
+    @event("SlaMet")
+    def _sla_met(self, customer_id: str, target: str, met_at: str) -> None:
+        t = dict(self.sla_targets[target], met_at=met_at)
+        if t["status"] != TargetStatus.BREACHED:  # met late: it stays breached
+            t["status"] = TargetStatus.MET
+        self.sla_targets = {**self.sla_targets, target: t}
+
+    def _cancel_sla(self, reason: str) -> None:
+        if any(t["status"] in OPEN_TARGETS for t in self.sla_targets.values()):
+            self._sla_cancelled(self.customer_id, reason)
+
+    @event("SlaCancelled")
+    def _sla_cancelled(self, customer_id: str, reason: str) -> None:
+        self.sla_targets = {
+            k: dict(t, status=TargetStatus.CANCELLED) if t["status"] in OPEN_TARGETS else t
+            for k, t in self.sla_targets.items()
+        }
+
+    def wait(self, waiting_for: str, reason: str, at: datetime) -> None:
+        """Pause the SLA clock: the ticket waits for the customer or a third party."""
+        v = Violations()
+        w = v.enum("waiting_for", waiting_for, WaitingFor)
+        why = v.text("reason", reason, required=False, max_len=MAX_REASON)
+        v.check()
+        assert w is not None
+        self._require("put on hold", State.OPEN)
+        if self.waiting_for:
+            raise PreconditionFailed(
+                f"ticket {self.id} is open and waiting for the {self.waiting_for} already"
+            )
+        self.settle_sla(at)
+        cal = self.calendar()
+        targets = {}
+        for kind, t in self.sla_targets.items():
+            if t["status"] in RUNNING and cal is not None:
+                used = t["consumed"] + cal.minutes_between(_time(t["running_since"]), at)
+                t = dict(
+                    t,
+                    consumed=used,
+                    running_since="",
+                    due_at="",
+                    warn_at="",
+                    status=TargetStatus.PAUSED,
+                )
+            targets[kind] = t
+        self._sla_paused(self.customer_id, w.value, why, targets)
+
+    @event("SlaPaused")
+    def _sla_paused(
+        self,
+        customer_id: str,
+        waiting_for: str,
+        reason: str,
+        targets: dict[str, dict[str, Any]],
+    ) -> None:
+        self.waiting_for = waiting_for
+        self.sla_targets = {k: dict(v) for k, v in targets.items()}
+
+    def resume(self, at: datetime) -> None:
+        """Restart the SLA clock where it stopped."""
+        if not self.waiting_for:
+            raise PreconditionFailed(f"ticket {self.id} is {self.state} and not waiting")
+        self._resume(at)
+
+    def _resume(self, at: datetime) -> None:
+        cal = self.calendar()
+        targets = {}
+        for kind, t in self.sla_targets.items():
+            if t["status"] == TargetStatus.PAUSED and cal is not None:
+                t = _target_state(
+                    cal, t["minutes"], t["warn_minutes"], t["consumed"], at, t["warned"], False
+                )
+            targets[kind] = t
+        self._sla_resumed(self.customer_id, targets)
+
+    @event("SlaResumed")
+    def _sla_resumed(self, customer_id: str, targets: dict[str, dict[str, Any]]) -> None:
+        self.waiting_for = ""
+        self.sla_targets = {k: dict(v) for k, v in targets.items()}
+
+    def sla_view(self, now: datetime) -> list[dict[str, Any]]:
+        """Each target as views show it: due time, remaining business minutes, status (a
+        running target past its warning point or due time reads as nearing breach or
+        breached even before the scheduler has written it)."""
+        cal = self.calendar()
+        view = []
+        for kind, t in self.sla_targets.items():
+            status = t["status"]
+            remaining: int | None = None
+            if status in RUNNING and cal is not None and t["due_at"]:
+                due = _time(t["due_at"])
+                remaining = cal.minutes_between(now, due) if now < due else 0
+                if now >= due:
+                    status = TargetStatus.BREACHED
+                elif t["warn_at"] and _time(t["warn_at"]) <= now:
+                    status = TargetStatus.NEARING_BREACH
+            elif status == TargetStatus.PAUSED:
+                remaining = max(t["minutes"] - t["consumed"], 0)
+            view.append(
+                {
+                    "target": kind,
+                    "minutes": t["minutes"],
+                    "due_at": _time(t["due_at"]) if t["due_at"] else None,
+                    "remaining_minutes": remaining,
+                    "status": status,
+                    "met_at": _time(t["met_at"]) if t.get("met_at") else None,
+                }
+            )
+        return view
+
     # -- resolution and closing -------------------------------------------------------------
 
     def resolve(self, resolution: str, agent_id: str, at: datetime) -> None:
@@ -259,6 +520,9 @@ class Ticket(Aggregate):
         agent = v.employee_id("agent_id", agent_id)
         v.check()
         self._require("resolve", State.OPEN)
+        self.settle_sla(at)
+        self._meet(TargetKind.FIRST_RESPONSE, at)
+        self._meet(TargetKind.RESOLUTION, at)
         self._resolved(self.customer_id, text, agent or self.agent_id, at)
 
     @event("Resolved")
@@ -266,6 +530,7 @@ class Ticket(Aggregate):
         self, customer_id: str, resolution: str, agent_id: str, resolved_at: datetime
     ) -> None:
         self.state = State.RESOLVED.value
+        self.waiting_for = ""
         self.resolution = resolution
         self.resolved_at = resolved_at
         self.rating = None
@@ -292,6 +557,8 @@ class Ticket(Aggregate):
         why = v.text("reason", reason, required=False, max_len=MAX_REASON)
         v.check()
         self._require("close", State.OPEN, State.RESOLVED)
+        self.settle_sla(at)
+        self._cancel_sla("closed without a resolution")
         self._closed(self.customer_id, why, self.state, at)
 
     @event("Closed")
@@ -299,6 +566,7 @@ class Ticket(Aggregate):
         self, customer_id: str, reason: str, previous_state: str, closed_at: datetime
     ) -> None:
         self.state = State.CLOSED.value
+        self.waiting_for = ""
         self.closed_at = closed_at
 
     # -- satisfaction -----------------------------------------------------------------------
@@ -324,6 +592,41 @@ class Ticket(Aggregate):
         self.rating_comment = comment
 
 
+def _target_state(
+    cal: sla.BusinessCalendar,
+    minutes: int,
+    warn_minutes: int,
+    used: int,
+    at: datetime,
+    warned: bool,
+    paused: bool,
+) -> dict[str, Any]:
+    """A target with `used` business minutes spent, its clock (re)started at `at` unless
+    paused: due when the rest is spent, warned when the warning point is reached."""
+    state: dict[str, Any] = {
+        "minutes": minutes,
+        "warn_minutes": warn_minutes,
+        "consumed": used,
+        "warned": warned,
+        "met_at": "",
+    }
+    if paused:
+        return {
+            **state,
+            "running_since": "",
+            "due_at": "",
+            "warn_at": "",
+            "status": TargetStatus.PAUSED,
+        }
+    return {
+        **state,
+        "running_since": _iso(at),
+        "due_at": _iso(cal.add(at, max(minutes - used, 0))),
+        "warn_at": "" if warned else _iso(cal.add(at, max(warn_minutes - used, 0))),
+        "status": TargetStatus.NEARING_BREACH if warned else TargetStatus.IN_PROGRESS,
+    }
+
+
 def open_ticket(
     *,
     customer_id: str,
@@ -332,6 +635,8 @@ def open_ticket(
     description: str = "",
     category: str = "",
     priority: str = "",
+    time_zone: str = "",
+    at: datetime | None = None,
 ) -> Ticket:
     """Validate and normalise a new ticket, then open it."""
     v = Violations()
@@ -341,10 +646,13 @@ def open_ticket(
     text = v.paragraphs("description", description, required=False, max_len=MAX_TEXT)
     kind = v.tag("category", category) if category.strip() else DEFAULT_CATEGORY
     p = v.enum("priority", priority or Priority.NORMAL.value, Priority)
+    zone_name = time_zone.strip()
+    if zone_name and sla.zone(zone_name) is None:
+        v.add("time_zone", "not an IANA time zone such as Europe/Berlin")
     v.check()
     assert ch is not None
     assert p is not None
-    return Ticket(
+    ticket = Ticket(
         customer_id=customer,
         channel=ch.value,
         subject=title,
@@ -352,3 +660,6 @@ def open_ticket(
         category=kind,
         priority=p.value,
     )
+    if at is not None:
+        ticket.apply_sla(at, "opened", zone_name)
+    return ticket

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+
 from c360_platform import rpc
+from c360_platform.commands import blocking
 from c360_platform.config import Settings
 from c360_platform.context import ContextReader
 from c360_platform.eventlog import publish_events
@@ -10,6 +15,29 @@ from c360_platform.pgstore import open_application
 from c360_service_desk.api import servicer_registration
 from c360_service_desk.application import ServiceDeskApplication
 from c360_service_desk.contract import CONTRACT
+
+SLA_CHECK_SECONDS = 5.0
+"""How often the scheduler looks for SLA warnings and breaches that fell due. The events carry
+the moment they fell due, not the moment the scheduler ran, so this only delays them."""
+
+_log = logging.getLogger(__name__)
+
+
+def sla_scheduler(app: ServiceDeskApplication, every: float = SLA_CHECK_SECONDS) -> rpc.Background:
+    """The background task writing SLA warnings and breaches as they fall due."""
+
+    async def run(stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                written = await blocking(app.check_slas)
+                if written:
+                    _log.info("SLA scheduler wrote %d warning or breach events", written)
+            except Exception:
+                _log.exception("SLA scheduler round failed; retrying next round")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every)
+
+    return run
 
 
 def build(settings: Settings) -> rpc.ServiceHost:
@@ -20,4 +48,5 @@ def build(settings: Settings) -> rpc.ServiceHost:
     host.on_close.append(context.close)
     # The outbox relay, and the catch-up read (ReadEvents) of the store beside the API.
     publish_events(host, app, CONTRACT, settings)
+    host.background.append(sla_scheduler(app))
     return host

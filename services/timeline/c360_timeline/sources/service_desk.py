@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from c360.events.v1 import contact_events_pb2 as cev
 from c360.events.v1 import ticket_events_pb2 as ev
 from c360.timeline.v1 import timeline_service_pb2 as api
 from c360_platform.envelope import timestamp
@@ -36,6 +37,12 @@ RECENT_TICKET_DAYS = 30
 CHANNELS = Words(ev.TicketChannel)
 PRIORITIES = Words(ev.TicketPriority)
 INTERACTION_KINDS = Words(ev.InteractionKind)
+TARGET_KINDS = Words(ev.SlaTargetKind)
+WAITING_FOR = Words(ev.TicketWaitingFor)
+DIRECTIONS = Words(cev.ContactDirection)
+OUTCOMES = Words(cev.ContactOutcome)
+RECENT_CONTACTS = 20
+"""Contact-centre records the profile lists (the count covers all of them)."""
 
 
 def _channel(value: str) -> str:
@@ -63,6 +70,26 @@ def _duration(seconds: int) -> str:
 
 def _time(text: str) -> datetime:
     return datetime.fromisoformat(text)
+
+
+def _clock(text: str) -> str:
+    """An RFC 3339 time of the details -> "2026-03-09 12:00 UTC"."""
+    if not text:
+        return "?"
+    return _time(text.replace("Z", "+00:00")).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _target(d: Doc) -> str:
+    kind: str = TARGET_KINDS.of_name(d.get("target", ""))
+    return {"first_response": "first-response", "resolution": "resolution"}.get(kind, "SLA")
+
+
+def _due_list(d: Doc) -> str:
+    return "; ".join(
+        f"{TARGET_KINDS.of_name(t.get('kind', '')).replace('_', ' ')} by {_clock(t['due_at'])}"
+        for t in d.get("targets", [])
+        if t.get("due_at")
+    )
 
 
 # -- summaries ----------------------------------------------------------------------------------
@@ -104,7 +131,59 @@ def _escalated(d: Doc) -> str:
     return with_reason(text, d)
 
 
+def _sla_applied(d: Doc) -> str:
+    due = _due_list(d)
+    text = f"SLA policy {d.get('policy', '')} ({d.get('reason', '')})"
+    return f"{text}: {due}" if due else text
+
+
+def _contact(d: Doc) -> str:
+    channel = _spoken(_channel(d.get("channel", "")))
+    direction = DIRECTIONS.of_name(d.get("direction", ""))
+    outcome = OUTCOMES.of_name(d.get("outcome", "")).replace("_", "-")
+    path = d.get("ivr_path", [])
+    text = f"{channel} contact {'from' if direction == 'inbound' else 'to'} the customer"
+    text = text[0].upper() + text[1:]
+    if path:
+        text += f" (menu {' > '.join(path)})"
+    if d.get("duration_seconds"):
+        text += f", {_duration(d['duration_seconds'])}"
+    if outcome:
+        text += f": {outcome}"
+    return text
+
+
 SUMMARIES: dict[str, Callable[[Doc], str]] = {
+    "c360.events.v1.TicketSlaApplied": _sla_applied,
+    "c360.events.v1.TicketSlaPaused": lambda d: with_reason(
+        f"SLA clock paused: waiting for the"
+        f" {WAITING_FOR.of_name(d.get('waiting_for', '')).replace('_', ' ')}",
+        d,
+    ),
+    "c360.events.v1.TicketSlaResumed": lambda d: (
+        "SLA clock resumed" + (f": {_due_list(d)}" if _due_list(d) else "")
+    ),
+    "c360.events.v1.TicketSlaWarning": lambda d: (
+        f"SLA {_target(d)} target nearing breach (warning point {_clock(d.get('warn_at', ''))})"
+    ),
+    "c360.events.v1.TicketSlaBreached": lambda d: (
+        f"SLA {_target(d)} target breached (was due {_clock(d.get('due_at', ''))})"
+    ),
+    "c360.events.v1.TicketSlaMet": lambda d: f"SLA {_target(d)} target met",
+    "c360.events.v1.TicketSlaCancelled": lambda d: with_reason("SLA targets cancelled", d),
+    "c360.events.v1.ContactRecorded": _contact,
+    "c360.events.v1.ServiceContractCreated": lambda d: (
+        f"Service contract “{d.get('name', '')}” from {d.get('starts_on', '')}"
+        f" to {d.get('ends_on', '')}"
+        + (f" ({', '.join(d['services'])})" if d.get("services") else "")
+    ),
+    "c360.events.v1.ServiceContractExpiryNear": lambda d: (
+        f"Service contract “{d.get('name', '')}” ends in {d.get('days_left', 0)} days"
+        f" ({d.get('ends_on', '')}): time to renew"
+    ),
+    "c360.events.v1.ServiceContractExpired": lambda d: (
+        f"Service contract “{d.get('name', '')}” expired (ended {d.get('ends_on', '')})"
+    ),
     "c360.events.v1.TicketOpened": _opened,
     "c360.events.v1.TicketAssigned": _assigned,
     "c360.events.v1.TicketInteractionRecorded": _interaction,
@@ -134,7 +213,20 @@ def empty_service_desk() -> Doc:
         "last_contact_channel": "",
         "rating_sum": 0,
         "ratings": 0,
+        "sla_breaches": 0,
+        "contacts_total": 0,
+        "recent_contact_times": [],
+        "recent_contacts": [],
+        "service_contracts": {},
     }
+
+
+def _desk(p: Doc) -> Doc:
+    """The profile's part, with the keys later versions added (profiles kept from before)."""
+    desk: Doc = p[SECTION]
+    for key, value in empty_service_desk().items():
+        desk.setdefault(key, value)
+    return desk
 
 
 TicketFold = Callable[[Doc, Entry], str]
@@ -190,6 +282,64 @@ def _on_ticket(change: Callable[[Doc, Doc], None]) -> TicketFold:
     return fold
 
 
+def _fold_breached(p: Doc, entry: Entry) -> str:
+    desk = _desk(p)
+    desk["sla_breaches"] += 1
+    ticket = desk["tickets"].get(entry.aggregate_id)
+    if ticket is not None:
+        ticket["sla_breaches"] = ticket.get("sla_breaches", 0) + 1
+        set_by(p, f"service_desk.tickets[{entry.aggregate_id}]", entry)
+    return ""
+
+
+def _fold_contact(p: Doc, entry: Entry) -> str:
+    """A contact-centre record: counted, listed (the latest few), and the customer's last
+    contact with the desk."""
+    desk, d, at = _desk(p), entry.details, entry.occurred_at
+    started = d.get("started_at", "")
+    when = _time(started.replace("Z", "+00:00")) if started else at
+    desk["contacts_total"] += 1
+    since = at - timedelta(days=RECENT_TICKET_DAYS)
+    times = [t for t in desk["recent_contact_times"] if _time(t) > since]
+    desk["recent_contact_times"] = sorted([*times, when.isoformat()], key=_time)
+    contact = {
+        "contact_id": entry.aggregate_id,
+        "channel": _channel(d.get("channel", "")),
+        "direction": DIRECTIONS.of_name(d.get("direction", "")),
+        "outcome": OUTCOMES.of_name(d.get("outcome", "")),
+        "at": when.isoformat(),
+        "duration_seconds": int(d.get("duration_seconds", 0)),
+        "agent_id": d.get("agent_id", ""),
+    }
+    recent = sorted(
+        [*desk["recent_contacts"], contact], key=lambda c: (c["at"], c["contact_id"]), reverse=True
+    )
+    desk["recent_contacts"] = recent[:RECENT_CONTACTS]
+    set_by(p, "service_desk.recent_contacts", entry)
+    return str(contact["channel"])
+
+
+def _fold_contract(state: str) -> Callable[[Doc, Entry], str]:
+    """A service contract created ("active"), nearing its end, or expired."""
+
+    def fold(p: Doc, entry: Entry) -> str:
+        desk, d = _desk(p), entry.details
+        contracts = dict(desk["service_contracts"])
+        known = contracts.get(entry.aggregate_id, {})
+        contracts[entry.aggregate_id] = {
+            "name": d.get("name", known.get("name", "")),
+            "services": d.get("services", known.get("services", [])),
+            "starts_on": d.get("starts_on", known.get("starts_on", "")),
+            "ends_on": d.get("ends_on", known.get("ends_on", "")),
+            "state": state,
+        }
+        desk["service_contracts"] = contracts
+        set_by(p, f"service_desk.service_contracts[{entry.aggregate_id}]", entry)
+        return ""
+
+    return fold
+
+
 def _assign(ticket: Doc, d: Doc) -> None:
     ticket["agent_id"] = d.get("agent_id", "")
     ticket["queue"] = d.get("queue", "")
@@ -236,6 +386,14 @@ FOLDS: dict[str, Fold] = {
         "ticket.reopened": _on_ticket(lambda ticket, d: ticket.update(state="open")),
         "ticket.closed": _fold_closed,
         "ticket.rated": _fold_rated,
+        "ticket.sla_applied": _on_ticket(
+            lambda ticket, d: ticket.update(sla_policy=d.get("policy", ""))
+        ),
+        "ticket.sla_breached": _fold_breached,
+        "contact.recorded": _fold_contact,
+        "service_contract.created": _fold_contract("active"),
+        "service_contract.expiry_near": _fold_contract("expiring"),
+        "service_contract.expired": _fold_contract("expired"),
     }.items()
 }
 
@@ -247,15 +405,26 @@ def _interaction_contact(d: Doc) -> SupportContact | None:
     return SupportContact(kind, _channel(d.get("channel", "")))
 
 
+def _recorded_contact(d: Doc) -> SupportContact | None:
+    """An inbound contact-centre record: a call (phone, IVR) or a message."""
+    if DIRECTIONS.of_name(d.get("direction", "")) != "inbound":
+        return None
+    channel = _channel(d.get("channel", ""))
+    return SupportContact(
+        "inbound_call" if channel in ("phone", "ivr") else "inbound_message", channel
+    )
+
+
 _CONTACTS: dict[str, Callable[[Doc], SupportContact | None]] = {
     "ticket.opened": lambda d: SupportContact("ticket_opened", _channel(d.get("channel", ""))),
     "ticket.interaction_recorded": _interaction_contact,
+    "contact.recorded": _recorded_contact,
 }
 
 
 def support_contact(entry: Entry) -> SupportContact | None:
-    """A ticket opened, or an inbound call or message on a ticket (what the customer did, not
-    what we did)."""
+    """A ticket opened, an inbound call or message on a ticket, or an inbound contact-centre
+    record (what the customer did, not what we did)."""
     found = _CONTACTS.get(entry.type)
     return found(entry.details) if found else None
 
@@ -263,7 +432,7 @@ def support_contact(entry: Entry) -> SupportContact | None:
 def join(p: Doc, other: Doc) -> None:
     """Open tickets are the survivor's then the duplicate's not present; counts and ratings
     add up; the last contact is the later one."""
-    desk, theirs = p[SECTION], other[SECTION]
+    desk, theirs = _desk(p), _desk(other)
     for ticket_id, ticket in theirs["tickets"].items():
         if ticket_id not in desk["tickets"]:
             desk["tickets"][ticket_id] = ticket
@@ -281,6 +450,22 @@ def join(p: Doc, other: Doc) -> None:
         copy_provenance(p, other, "service_desk.last_contact_at")
     desk["rating_sum"] += theirs["rating_sum"]
     desk["ratings"] += theirs["ratings"]
+    desk["sla_breaches"] += theirs["sla_breaches"]
+    desk["contacts_total"] += theirs["contacts_total"]
+    desk["recent_contact_times"] = sorted(
+        [*desk["recent_contact_times"], *theirs["recent_contact_times"]], key=_time
+    )
+    desk["recent_contacts"] = sorted(
+        [*desk["recent_contacts"], *theirs["recent_contacts"]],
+        key=lambda c: (c["at"], c["contact_id"]),
+        reverse=True,
+    )[:RECENT_CONTACTS]
+    if theirs["recent_contacts"]:
+        copy_provenance(p, other, "service_desk.recent_contacts")
+    for contract_id, contract in theirs["service_contracts"].items():
+        if contract_id not in desk["service_contracts"]:
+            desk["service_contracts"] = {**desk["service_contracts"], contract_id: contract}
+            copy_provenance(p, other, f"service_desk.service_contracts[{contract_id}]")
 
 
 # -- the Profile's typed service-desk field -----------------------------------------------------
@@ -309,6 +494,8 @@ def service_desk_message(desk: Doc, now: datetime) -> api.ServiceDeskSummary:
                 queue=t["queue"],
                 escalation_level=t["escalation_level"],
                 opened_at=_ts(t["opened_at"]),
+                sla_policy=t.get("sla_policy", ""),
+                sla_breaches=t.get("sla_breaches", 0),
             )
             for tid, t in open_tickets
         ],
@@ -319,6 +506,36 @@ def service_desk_message(desk: Doc, now: datetime) -> api.ServiceDeskSummary:
         last_contact_at=_ts(desk["last_contact_at"]),
         mean_satisfaction=desk["rating_sum"] / desk["ratings"] if desk["ratings"] else None,
         ratings=desk["ratings"],
+        sla_breaches=desk.get("sla_breaches", 0),
+        contacts_total=desk.get("contacts_total", 0),
+        contacts_last_30_days=sum(
+            1 for at in desk.get("recent_contact_times", []) if _time(at) > since
+        ),
+        recent_contacts=[
+            api.ContactOverview(
+                contact_id=c["contact_id"],
+                channel=c["channel"],
+                direction=c["direction"],
+                outcome=c["outcome"],
+                at=_ts(c["at"]),
+                duration_seconds=c["duration_seconds"],
+                agent_id=c["agent_id"],
+            )
+            for c in desk.get("recent_contacts", [])
+        ],
+        service_contracts=[
+            api.ServiceContractOverview(
+                contract_id=cid,
+                name=c["name"],
+                services=c["services"],
+                starts_on=c["starts_on"],
+                ends_on=c["ends_on"],
+                state=c["state"],
+            )
+            for cid, c in sorted(
+                desk.get("service_contracts", {}).items(), key=lambda x: (x[1]["ends_on"], x[0])
+            )
+        ],
     )
 
 

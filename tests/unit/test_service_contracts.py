@@ -1,0 +1,154 @@
+"""Service contracts with expiry, through the service desk's servicer in memory, and their
+entries in the timeline and profile."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from uuid import UUID, uuid4
+
+import pytest
+
+from c360.events.v1 import service_contract_events_pb2 as sev
+from c360.service_desk.v1 import service_desk_service_pb2 as dapi
+from c360_platform.context import ContextReader
+from c360_platform.envelope import Publication, pack
+from c360_service_desk.api import ServiceDeskServicer
+from c360_service_desk.application import ServiceDeskApplication
+from c360_service_desk.contract import CONTRACT
+from c360_timeline.projection import entry_for
+from c360_timeline.query import profile_message
+
+from .support import CALL, Clock, bad_fields
+from .test_ticket_projection import replay
+
+NOW = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(NOW)
+
+
+@pytest.fixture
+def desk(clock: Clock) -> ServiceDeskServicer:
+    return ServiceDeskServicer(
+        ServiceDeskApplication.in_memory(clock=clock), ContextReader("127.0.0.1:1")
+    )
+
+
+def kinds(desk: ServiceDeskServicer, contract_id: str) -> list[str]:
+    return [type(e).__name__ for e in desk.app.repository.event_store.get(UUID(contract_id))]
+
+
+async def test_a_contract_is_warned_before_its_end_and_expires_once(
+    desk: ServiceDeskServicer, clock: Clock
+) -> None:
+    reply = await desk.CreateServiceContract(
+        dapi.CreateServiceContractRequest(
+            customer_id=str(uuid4()),
+            name="Router care",
+            services=["router-care", "broadband"],
+            starts_on="2026-01-01",
+            ends_on="2027-02-28",
+        ),
+        CALL,
+    )
+    cid = reply.result.aggregate_id
+    assert desk.app.check_slas() == 0
+    clock.now = datetime(2027, 1, 29, 0, 0, tzinfo=UTC)  # 30 days before the end
+    assert desk.app.check_slas() == 1
+    assert desk.app.check_slas() == 0
+    clock.now = datetime(2027, 2, 28, 23, 59, tzinfo=UTC)  # the last day: still valid
+    assert desk.app.check_slas() == 0
+    clock.now = datetime(2027, 3, 1, 0, 0, tzinfo=UTC)
+    assert desk.app.check_slas() == 1
+    clock.now += timedelta(days=400)
+    assert desk.app.check_slas() == 0
+    assert kinds(desk, cid) == [
+        "Signed",
+        "ExpiryNear",
+        "Expired",
+    ]
+    events = list(desk.app.repository.event_store.get(UUID(cid)))
+    near = CONTRACT.publication(events[1]).payload
+    assert isinstance(near, sev.ServiceContractExpiryNear)
+    assert (near.days_left, near.ends_on) == (30, "2027-02-28")
+    assert desk.app.get_contract(UUID(cid)).expired
+    # Contracts are not tickets.
+    listed = await desk.ListTickets(dapi.ListTicketsRequest(), CALL)
+    assert list(listed.tickets) == []
+
+
+async def test_a_contract_past_its_end_expires_without_a_warning(
+    desk: ServiceDeskServicer,
+) -> None:
+    reply = await desk.CreateServiceContract(
+        dapi.CreateServiceContractRequest(
+            customer_id=str(uuid4()), name="Old", starts_on="2025-01-01", ends_on="2025-12-31"
+        ),
+        CALL,
+    )
+    assert desk.app.check_slas() == 1
+    assert kinds(desk, reply.result.aggregate_id)[1:] == ["Expired"]
+
+
+async def test_bad_contracts_name_every_field(desk: ServiceDeskServicer) -> None:
+    assert await bad_fields(
+        desk.CreateServiceContract(
+            dapi.CreateServiceContractRequest(
+                customer_id="x",
+                name=" ",
+                starts_on="2027-01-01",
+                ends_on="2026-01-01",
+                warning_days=400,
+            ),
+            CALL,
+        )
+    ) == ["customer_id", "ends_on", "name", "warning_days"]
+    assert await bad_fields(
+        desk.CreateServiceContract(
+            dapi.CreateServiceContractRequest(
+                customer_id=str(uuid4()), name="x", starts_on="soon", ends_on="2026-13-01"
+            ),
+            CALL,
+        )
+    ) == ["ends_on", "starts_on"]
+    assert desk.app.head() == 0
+
+
+def test_contracts_show_on_the_timeline_and_in_the_profile() -> None:
+    customer, contract_id = str(uuid4()), uuid.uuid4()
+    payloads = [
+        sev.ServiceContractCreated(
+            customer_id=customer, name="Router care", starts_on="2026-01-01", ends_on="2027-02-28"
+        ),
+        sev.ServiceContractExpiryNear(
+            customer_id=customer, name="Router care", ends_on="2027-02-28", days_left=30
+        ),
+    ]
+    entries = [
+        entry_for(
+            pack(
+                source="service-desk",
+                publication=Publication("service_contract", customer, payload),
+                aggregate_id=contract_id,
+                aggregate_version=n + 1,
+                position=n + 1,
+                occurred_at=NOW + timedelta(days=n),
+            )
+        )
+        for n, payload in enumerate(payloads)
+    ]
+    assert [e.type for e in entries] == [
+        "service_contract.created",
+        "service_contract.expiry_near",
+    ]
+    assert entries[1].summary == (
+        "Service contract “Router care” ends in 30 days (2027-02-28): time to renew"
+    )
+    profile, _ = replay(entries)
+    shown = profile_message(profile, now=NOW + timedelta(days=2)).service_desk
+    assert [(c.name, c.ends_on, c.state) for c in shown.service_contracts] == [
+        ("Router care", "2027-02-28", "expiring")
+    ]

@@ -1,0 +1,112 @@
+"""Business-time arithmetic of SLA calendars: across weekends, holidays and time zones (with
+their daylight-saving changes), with no servers."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from c360_service_desk.sla import WEEKDAYS_9_TO_17, BusinessCalendar, policy_for
+
+BERLIN = ZoneInfo("Europe/Berlin")
+NINE_TO_FIVE = BusinessCalendar("test", "Europe/Berlin", WEEKDAYS_9_TO_17)
+
+
+def local(year: int, month: int, day: int, hour: int, minute: int) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=BERLIN)
+
+
+def test_friday_after_hours_plus_four_business_hours_is_monday_one_pm() -> None:
+    # Friday 6 March 2026 17:30: nothing left of Friday; Monday 09:00 + 4 h.
+    due = NINE_TO_FIVE.add(local(2026, 3, 6, 17, 30), 240)
+    assert due.astimezone(BERLIN) == local(2026, 3, 9, 13, 0)
+
+
+def test_friday_afternoon_carries_into_monday() -> None:
+    # One hour on Friday (16:00-17:00), three on Monday: due 12:00.
+    due = NINE_TO_FIVE.add(local(2026, 3, 6, 16, 0), 240)
+    assert due.astimezone(BERLIN) == local(2026, 3, 9, 12, 0)
+
+
+def test_holidays_are_skipped() -> None:
+    easter = BusinessCalendar(
+        "easter", "Europe/Berlin", WEEKDAYS_9_TO_17, frozenset({date(2026, 4, 3), date(2026, 4, 6)})
+    )
+    # Thursday 2 April 16:00 + 2 h: Good Friday and Easter Monday are closed.
+    due = easter.add(local(2026, 4, 2, 16, 0), 120)
+    assert due.astimezone(BERLIN) == local(2026, 4, 7, 10, 0)
+    assert easter.minutes_between(local(2026, 4, 2, 16, 0), due) == 120
+
+
+def test_working_hours_are_local_across_a_daylight_saving_change() -> None:
+    # Berlin moves to summer time on Sunday 29 March 2026: Friday 09:00 is 08:00 UTC, Monday
+    # 09:00 is 07:00 UTC.
+    due = NINE_TO_FIVE.add(local(2026, 3, 27, 16, 0), 120)
+    assert due == datetime(2026, 3, 30, 8, 0, tzinfo=UTC)
+    assert due.astimezone(BERLIN) == local(2026, 3, 30, 10, 0)
+
+
+def test_the_same_policy_in_another_zone_keeps_local_hours() -> None:
+    tokyo = NINE_TO_FIVE.in_zone("Asia/Tokyo")
+    start = datetime(2026, 3, 6, 8, 30, tzinfo=ZoneInfo("Asia/Tokyo"))
+    assert tokyo.add(start, 60) == datetime(2026, 3, 6, 10, 0, tzinfo=ZoneInfo("Asia/Tokyo"))
+
+
+def test_a_calendar_without_working_hours_or_zone_is_refused() -> None:
+    with pytest.raises(ValueError, match="time zone"):
+        BusinessCalendar("x", "Mars/Olympus", WEEKDAYS_9_TO_17)
+    with pytest.raises(ValueError, match="working hours"):
+        BusinessCalendar("x", "UTC", {})
+    with pytest.raises(ValueError, match="weekday 2"):
+        BusinessCalendar("x", "UTC", {2: (time(17), time(9))})
+
+
+def test_policies_match_priority_then_channel() -> None:
+    high = policy_for("high", "phone")
+    chat = policy_for("normal", "chat")
+    assert high is not None
+    assert high.name == "high"
+    assert chat is not None
+    assert chat.name == "chat"
+    normal = policy_for("normal", "email")
+    assert normal is not None
+    assert normal.name == "normal"
+
+
+ZONES = st.sampled_from(["UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata"])
+STARTS = st.datetimes(
+    min_value=datetime(2025, 1, 1), max_value=datetime(2028, 12, 31), timezones=st.just(UTC)
+)
+HOLIDAYS = st.frozensets(
+    st.dates(min_value=date(2025, 1, 1), max_value=date(2029, 3, 31)), max_size=40
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(zone=ZONES, start=STARTS, minutes=st.integers(0, 5000), holidays=HOLIDAYS)
+def test_adding_business_minutes_is_undone_by_counting_them(
+    zone: str, start: datetime, minutes: int, holidays: frozenset[date]
+) -> None:
+    cal = BusinessCalendar("p", zone, WEEKDAYS_9_TO_17, holidays)
+    due = cal.add(start, minutes)
+    assert due >= start
+    assert cal.minutes_between(start, due) == minutes
+    # The moment it falls due is working time, on a working day that is no holiday.
+    there = due.astimezone(ZoneInfo(zone))
+    assert there.weekday() < 5
+    assert there.date() not in holidays
+    assert time(9) <= there.time() <= time(17)
+
+
+@settings(max_examples=150, deadline=None)
+@given(zone=ZONES, start=STARTS, a=st.integers(0, 3000), b=st.integers(0, 3000))
+def test_business_time_adds_up(zone: str, start: datetime, a: int, b: int) -> None:
+    cal = BusinessCalendar("p", zone, WEEKDAYS_9_TO_17)
+    assert cal.add(cal.add(start, a), b) == cal.add(start, a + b) or a == 0 or b == 0
+    # Never more business minutes than wall-clock minutes.
+    end = cal.add(start, a + b)
+    assert cal.minutes_between(start, end) <= (end - start) / timedelta(minutes=1)
