@@ -164,9 +164,10 @@ def test_cli_against_a_running_stack(up: Up) -> None:
     assert report["timeline_entries"] + report["about_no_customer"] == report["stored_events"]
 
     # running the same demo again replays every command and stores nothing new
+    # (The services' schedulers — SLA clocks, contract dates, classes — may store events of
+    # their own at any moment, so the store's count is not compared.)
     again = c360_json(home, "demo", "--customers", "30", "--seed", "7")
     assert again["replayed"] == again["commands"] == demo["commands"]
-    assert c360_json(home, "verify")["stored_events"] == report["stored_events"]
 
     # search finds a demo customer by name
     example = demo["examples"][1]
@@ -195,7 +196,13 @@ def test_cli_against_a_running_stack(up: Up) -> None:
     # every stored event, the merge's three, and the ERP events the demo published (the
     # sales part's deliveries, the marketing part's payments)
     stored = report["stored_events"] + 3 + demo["erp_deliveries"] + demo["erp_payments"]
-    assert rebuilt["applied"] == rebuilt["total"] == stored
+    assert rebuilt["applied"] == rebuilt["total"] >= stored
+    rechecked = c360_json(home, "verify")
+    assert (rechecked["ok"], rechecked["missing"]["count"], rechecked["doubled"]["count"]) == (
+        True,
+        0,
+        0,
+    )
     reshown = c360_json(home, "timeline", "show", organisation, "--limit", "500")
     assert _without_cursor(reshown["entries"]) == _without_cursor(shown["entries"])
     again_both = c360_json(home, "timeline", "show", customer_id)

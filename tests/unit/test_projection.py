@@ -165,3 +165,18 @@ def test_profile_as_of_folds_only_what_had_occurred() -> None:
     for entry in entries:
         live = fold(live, entry)
     assert profile_as_of(str(CUSTOMER), entries, T0 + timedelta(days=1), rule) == live
+
+
+def test_the_companys_own_bookkeeping_is_no_contact_with_the_customer() -> None:
+    history = [
+        ev.CustomerRegistered(kind=ev.CUSTOMER_KIND_PERSON, display_name="Ada Lovelace"),
+        ev.EmailAdded(email="countess@example.org"),  # the customer told us: a contact
+        ev.OwnerAssigned(owner_id="emp-7"),  # we decided: none
+        ev.TagsChanged(added=["vip"]),
+    ]
+    profile = empty_profile(str(CUSTOMER))
+    for i, payload in enumerate(history, start=1):
+        entry = entry_for(envelope(payload, i, T0 + timedelta(minutes=i)))  # type: ignore[arg-type]
+        profile = fold(profile, entry)
+    assert profile["touches"]["customer"]["count"] == 4  # all on the timeline
+    assert profile["last_contact_at"] == (T0 + timedelta(minutes=2)).isoformat()

@@ -92,6 +92,9 @@ class SourcePlugin:
     without one the part reaches clients in Profile.attributes."""
     contact: bool = True
     """Whether its entries are contacts with the customer (`last_contact_at`)."""
+    internal: Callable[[Entry], bool] | None = None
+    """Which of its entries are the company's own bookkeeping (an owner assigned, a ticket
+    closed, an SLA clock): not contacts with the customer, though on the timeline."""
 
 
 @dataclass(frozen=True)
@@ -287,7 +290,10 @@ def fold(profile: Doc, entry: Entry) -> Doc:
     touches["count"] += 1
     touches["last_at"] = max(touches["last_at"], at)
     source = found.sources.get(entry.source)
-    if (source is None or source.contact) and at >= p["last_contact_at"]:
+    contact = source is None or (
+        source.contact and not (source.internal is not None and source.internal(entry))
+    )
+    if contact and at >= p["last_contact_at"]:
         p["last_contact_at"] = at
         p["last_contact_source"] = entry.source
         set_by(p, "last_contact_at", entry)

@@ -300,8 +300,24 @@ def join(p: Doc, other: Doc) -> None:
             copy_provenance(p, other, f"contact_persons[{link_id}]")
 
 
+INTERNAL = frozenset(
+    {
+        "customer.owner_assigned",
+        "customer.tags_changed",
+        "customer.contact_person_linked",
+        "customer.contact_person_link_ended",
+        "customer.merged_into",
+        "customer.duplicate_absorbed",
+        "customer.unmerged",
+        "customer.duplicate_released",
+    }
+)
+"""The company's own changes to the record: on the timeline, but no contact with the customer."""
+
+
 PLUGIN = SourcePlugin(
     name="customer",
+    internal=lambda e: e.type in INTERNAL,
     summaries=SUMMARIES,
     folds=FOLDS,
     empty_section=own_fields,

@@ -539,8 +539,24 @@ def service_desk_message(desk: Doc, now: datetime) -> api.ServiceDeskSummary:
     )
 
 
+_BOOKKEEPING = frozenset(
+    {"ticket.assigned", "ticket.priority_changed", "ticket.escalated", "ticket.closed"}
+)
+
+
+def _internal(entry: Entry) -> bool:
+    """The desk's own handling of a case (assignment, priority, escalation, closing, SLA
+    clocks, contract dates, internal notes): not a contact with the customer."""
+    return (
+        entry.type in _BOOKKEEPING
+        or entry.type.startswith(("ticket.sla_", "service_contract."))
+        or _interaction_kind(entry.details) == "internal_note"
+    )
+
+
 PLUGIN = SourcePlugin(
     name="service-desk",
+    internal=_internal,
     summaries=SUMMARIES,
     folds=FOLDS,
     section=SECTION,
