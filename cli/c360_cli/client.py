@@ -71,7 +71,7 @@ class Endpoints:
     source: str
 
     def address(self, service: str) -> str | None:
-        """The address of a service by its name ("customer", "timeline", ...)."""
+        """The address of a service by its registered name (see `c360 services`)."""
         return self.addresses.get(service)
 
 
