@@ -11,16 +11,14 @@ carrying its credentials.
 from __future__ import annotations
 
 import json
-import os
-import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 from c360_platform import registry
+from c360_platform.credentials import load_passwords as load_passwords
+from c360_platform.credentials import url_for as url_for
 from c360_platform.envelope import SUBJECT_ROOT
-from c360_platform.processes import atomic_write_text
 from c360_platform.streams import StreamSettings
 
 ADMIN = "admin"
@@ -177,25 +175,6 @@ def roles() -> list[str]:
     return list(dict.fromkeys([ADMIN, ERP, *registry.services(), *_partners()]))
 
 
-def load_passwords(path: Path, roles: Iterable[str]) -> dict[str, str]:
-    """The password of each role, kept in `path` (mode 0600); missing ones are generated."""
-    try:
-        stored = json.loads(path.read_text())
-    except (OSError, ValueError):
-        stored = {}
-    passwords = {str(k): str(v) for k, v in stored.items()} if isinstance(stored, dict) else {}
-    changed = False
-    for role in roles:
-        if role not in passwords:
-            passwords[role] = secrets.token_urlsafe(24)
-            changed = True
-    if changed:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, json.dumps(passwords, indent=2) + "\n")
-        os.chmod(path, 0o600)
-    return passwords
-
-
 def _list(subjects: Iterable[str]) -> str:
     return "[" + ", ".join(json.dumps(s) for s in subjects) + "]"
 
@@ -218,13 +197,3 @@ def authorization(passwords: Mapping[str, str]) -> str:
         lines.append(entry + "}")
     lines += ["  ]", "}"]
     return "\n".join(lines) + "\n"
-
-
-def url_for(url: str, role: str, password: str) -> str:
-    """`url` with the role's credentials: nats://erp:…@127.0.0.1:4222."""
-    parts = urlsplit(url)
-    host = parts.hostname or "127.0.0.1"
-    netloc = f"{quote(role, safe='')}:{quote(password, safe='')}@{host}"
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit(parts._replace(netloc=netloc))

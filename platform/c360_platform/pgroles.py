@@ -10,17 +10,14 @@ the server (`COPY … FROM PROGRAM` is a superuser's).
 
 from __future__ import annotations
 
-import json
-import os
-import secrets
 from collections.abc import Iterable, Sequence
-from pathlib import Path
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import psycopg
 from psycopg.sql import SQL, Identifier, Literal
 
-from c360_platform.processes import atomic_write_text
+from c360_platform.credentials import load_passwords as load_passwords
+from c360_platform.credentials import url_for
 
 
 def role_name(database: str, schema: str) -> str:
@@ -29,33 +26,6 @@ def role_name(database: str, schema: str) -> str:
 
 def database_of(url: str) -> str:
     return urlsplit(url).path.lstrip("/") or "postgres"
-
-
-def url_for(admin_url: str, role: str, password: str) -> str:
-    """`admin_url` (same server and database) with the role's credentials."""
-    parts = urlsplit(admin_url)
-    host = parts.hostname or "127.0.0.1"
-    netloc = f"{quote(role, safe='')}:{quote(password, safe='')}@{host}"
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-def load_passwords(path: Path, roles: Iterable[str]) -> dict[str, str]:
-    """The password of each role, kept in `path` (0600); missing ones are generated."""
-    try:
-        stored = json.loads(path.read_text())
-    except (OSError, ValueError):
-        stored = {}
-    passwords = {str(k): str(v) for k, v in stored.items()} if isinstance(stored, dict) else {}
-    missing = [r for r in roles if r not in passwords]
-    for role in missing:
-        passwords[role] = secrets.token_urlsafe(24)
-    if missing:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, json.dumps(passwords, indent=2) + "\n")
-        os.chmod(path, 0o600)
-    return passwords
 
 
 def prepare(

@@ -15,7 +15,7 @@ import nats.errors
 import psycopg
 from eventsourcing.persistence import InterfaceError as StoreInterfaceError
 from eventsourcing.persistence import OperationalError as StoreUnavailable
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, descriptor_pool
 from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
@@ -345,8 +345,6 @@ class ServiceHost:
         `@auth.requires` marks (every method admits auth.DEFAULT_ROLES otherwise)."""
         self.services.append((full_name, register))
         if servicer is not None:
-            from google.protobuf import descriptor_pool
-
             for method in descriptor_pool.Default().FindServiceByName(full_name).methods:
                 path = f"/{full_name}/{method.name}"
                 self.interceptor.roles[path] = auth.roles_of(servicer, method.name)

@@ -52,3 +52,12 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.05)
+
+
+async def status_of(call: Awaitable[Any]) -> grpc.StatusCode:
+    """The status code a call ends with (OK if it succeeds)."""
+    try:
+        await call
+    except grpc.aio.AioRpcError as error:
+        return error.code()
+    return grpc.StatusCode.OK

@@ -7,23 +7,16 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from c360.customer.v1 import customer_service_pb2_grpc as cgrpc
 from c360.timeline.v1 import timeline_service_pb2 as tapi
 from c360.timeline.v1 import timeline_service_pb2_grpc as tgrpc
 from c360_platform import auth
 from c360_platform.channels import aio_channel
 from c360_platform.deployment import Deployment
 from tests.integration.conftest import Stack
-from tests.integration.helpers import register, registration
+from tests.integration.helpers import register, registration, status_of
 
 pytestmark = pytest.mark.integration
-
-
-async def _code(call: object) -> grpc.StatusCode:
-    try:
-        await call  # type: ignore[misc]
-    except grpc.aio.AioRpcError as error:
-        return error.code()
-    return grpc.StatusCode.OK
 
 
 async def test_tokens_and_roles_on_every_port(stack: Stack) -> None:
@@ -35,18 +28,16 @@ async def test_tokens_and_roles_on_every_port(stack: Stack) -> None:
     forged = aio_channel(address["customer"], stranger.token(auth.Role.OPERATOR, "x"))
     agent_timeline = aio_channel(address["timeline"], stack.token(auth.Role.AGENT))
     try:
-        from c360.customer.v1 import customer_service_pb2_grpc as cgrpc
-
         request = registration("Anna", "anna@example.com")
-        assert await _code(cgrpc.CustomerServiceStub(anonymous).RegisterCustomer(request)) == (
+        assert await status_of(cgrpc.CustomerServiceStub(anonymous).RegisterCustomer(request)) == (
             grpc.StatusCode.UNAUTHENTICATED
         )
-        assert await _code(cgrpc.CustomerServiceStub(forged).RegisterCustomer(request)) == (
+        assert await status_of(cgrpc.CustomerServiceStub(forged).RegisterCustomer(request)) == (
             grpc.StatusCode.UNAUTHENTICATED
         )
-        assert await _code(cgrpc.CustomerServiceStub(integration).RegisterCustomer(request)) == (
-            grpc.StatusCode.PERMISSION_DENIED
-        )
+        assert await status_of(
+            cgrpc.CustomerServiceStub(integration).RegisterCustomer(request)
+        ) == (grpc.StatusCode.PERMISSION_DENIED)
         assert stack.customer_app.head() == 0  # nothing stored by the refusals
         await register(cgrpc.CustomerServiceStub(agent), "Anna", "anna@example.com")
         assert stack.customer_app.head() == 1

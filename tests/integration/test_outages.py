@@ -27,19 +27,11 @@ from c360_platform.embedded import EmbeddedPostgres
 from c360_platform.processes import wait_pid_gone
 from c360_platform.supervisor import stop_hosts
 from tests.integration.conftest import Stack, open_stack
-from tests.integration.helpers import eventually, register
+from tests.integration.helpers import eventually, register, status_of
 
 pytestmark = pytest.mark.integration
 
 DEADLINE = 20.0
-
-
-async def _code(call: object) -> grpc.StatusCode:
-    try:
-        await call  # type: ignore[misc]
-    except grpc.aio.AioRpcError as error:
-        return error.code()
-    return grpc.StatusCode.OK
 
 
 async def test_postgres_down_is_unavailable_and_everything_recovers_after(
@@ -68,9 +60,9 @@ async def test_postgres_down_is_unavailable_and_everything_recovers_after(
             read = stack.timeline.GetTimeline(
                 tapi.GetTimelineRequest(customer_id=first), timeout=DEADLINE
             )
-            assert await _code(read) == grpc.StatusCode.UNAVAILABLE
+            assert await status_of(read) == grpc.StatusCode.UNAVAILABLE
             write = register(stack.customer, "During Outage", "during@example.com")
-            assert await _code(write) == grpc.StatusCode.UNAVAILABLE
+            assert await status_of(write) == grpc.StatusCode.UNAVAILABLE
             assert time.monotonic() - started < DEADLINE
 
             assert pg.start() == url  # same data, same port
