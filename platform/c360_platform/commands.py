@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import grpc
@@ -69,3 +71,20 @@ def expected_version(request: message.Message) -> int | None:
 async def blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run a blocking library call (the event store) off the event loop."""
     return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+COMMAND_THREADS = 32
+"""Commands deciding (or waiting for their batch to commit) at once per process: enough for
+the group-commit writer to gather batches under load (the event loop's default pool has
+cores + 4 threads); most of them wait on PostgreSQL, not on the interpreter."""
+_command_pool: ThreadPoolExecutor | None = None
+
+
+async def in_command_thread(fn: Callable[[], T]) -> T:
+    """Run a command (decide, then wait for its write) on a thread of the command pool."""
+    global _command_pool
+    if _command_pool is None:  # made on first use: after a worker process was forked
+        _command_pool = ThreadPoolExecutor(COMMAND_THREADS, thread_name_prefix="command")
+    loop = asyncio.get_running_loop()
+    call = contextvars.copy_context().run
+    return await loop.run_in_executor(_command_pool, call, fn)

@@ -22,6 +22,9 @@ class Settings:
                        consumers find the catch-up read (ReadEvents) of each source here
     C360_AUTH_SECRET   the secret every port checks bearer tokens with (see auth.py)
     C360_TOKEN         the service's own token, for its calls to other services
+    C360_GROUP_COMMIT  0 turns group commit off (each command commits alone; see writer.py)
+    C360_WORKERS       server processes of the service on its one port (see workers.py)
+    C360_CPU_PROCESSES processes for CPU-heavy work such as validating a bulk import
     """
 
     service: str
@@ -35,6 +38,8 @@ class Settings:
     """C360_AUTH_SECRET: the deployment's token secret (every port checks tokens with it)."""
     token: str = ""
     """C360_TOKEN: this service's own token (role service), for its calls to other services."""
+    group_commit: bool = field(default_factory=lambda: group_commit_from_env())
+    """C360_GROUP_COMMIT: commands' saves go through one batching writer (default on)."""
 
     @classmethod
     def from_env(cls, service: str, default_port: int) -> Settings:
@@ -49,6 +54,56 @@ class Settings:
             auth_secret=os.environ.get("C360_AUTH_SECRET", ""),
             token=os.environ.get("C360_TOKEN", "") or _own_token(service),
         )
+
+
+def _flag(name: str, default: bool) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value in ("1", "y", "yes", "true", "on"):
+        return True
+    if value in ("0", "n", "no", "false", "off"):
+        return False
+    raise ValueError(f"{name}: {value!r} is not a yes/no value (1 or 0)")
+
+
+def _count(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        count = int(value)
+    except ValueError:
+        raise ValueError(f"{name}: {value!r} is not a number") from None
+    if count < 1:
+        raise ValueError(f"{name}: must be at least 1, not {count}")
+    return count
+
+
+def group_commit_from_env() -> bool:
+    """C360_GROUP_COMMIT (default on)."""
+    return _flag("C360_GROUP_COMMIT", True)
+
+
+def workers_from_env() -> int:
+    """C360_WORKERS: server processes per service. Default 1: the embedded local stack and the
+    tests run every service on one small machine; the deploy manifests set it to the cores
+    of a service's pod."""
+    return _count("C360_WORKERS", 1)
+
+
+def cpu_processes_from_env() -> int:
+    """C360_CPU_PROCESSES: processes for CPU-heavy work (bulk import validation). Default:
+    the cores this process may use, less one for the event loop (at least 1)."""
+    return _count("C360_CPU_PROCESSES", max(1, available_cores() - 1))
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 def _own_token(service: str) -> str:

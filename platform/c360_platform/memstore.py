@@ -17,7 +17,7 @@ from c360_platform.store import (
     EventMetadata,
     QueryTable,
     RowQuery,
-    SaveContext,
+    commands_of,
     holds,
 )
 
@@ -36,33 +36,45 @@ class MemoryEventRecorder(POPOApplicationRecorder):
 
     def _assert_uniqueness(self, stored_events: Sequence[_StoredEvent], **kwargs: Any) -> None:
         super()._assert_uniqueness(stored_events, **kwargs)
-        save: SaveContext | None = kwargs.get("c360")
-        if save is not None and save.context.request_id in self._requests:
-            raise IntegrityError(f"request id {save.context.request_id!r} recorded already")
+        seen: set[str] = set()
+        for save, _ in commands_of(stored_events, kwargs):
+            request_id = save.context.request_id if save is not None else ""
+            if request_id and (request_id in self._requests or request_id in seen):
+                raise IntegrityError(f"request id {request_id!r} recorded already")
+            seen.add(request_id)
 
     def _update_table(
         self, stored_events: Sequence[_StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
-        ids = super()._update_table(stored_events, **kwargs) or []
+        ids = list(super()._update_table(stored_events, **kwargs) or [])
         rows: list[dict[str, Any]] = kwargs.get("c360_rows") or []
         if rows and self.query_table is not None:
             self._upsert(rows)
-        save: SaveContext | None = kwargs.get("c360")
-        if save is None:
-            return ids
-        ctx = save.context
-        meta = EventMetadata(ctx.correlation_id, ctx.causation_id, ctx.traceparent, ctx.tracestate)
-        for event in stored_events:
-            self._metadata[(UUID(str(event.originator_id)), event.originator_version)] = meta
-        if ctx.request_id:
-            outcome = CommandOutcome(
-                save.aggregate_id,
-                save.version,
-                max(ids, default=0),
-                replayed=True,
-                extra=dict(save.extra),
+        position = {
+            (e.originator_id, e.originator_version): i
+            for e, i in zip(stored_events, ids, strict=True)
+        }
+        for save, events in commands_of(stored_events, kwargs):
+            if save is None:
+                continue
+            ctx = save.context
+            meta = EventMetadata(
+                ctx.correlation_id, ctx.causation_id, ctx.traceparent, ctx.tracestate
             )
-            self._requests[ctx.request_id] = (ctx.command, ctx.fingerprint, outcome)
+            for event in events:
+                self._metadata[(UUID(str(event.originator_id)), event.originator_version)] = meta
+            if ctx.request_id:
+                outcome = CommandOutcome(
+                    save.aggregate_id,
+                    save.version,
+                    max(
+                        (position.get((e.originator_id, e.originator_version), 0) for e in events),
+                        default=0,
+                    ),
+                    replayed=True,
+                    extra=dict(save.extra),
+                )
+                self._requests[ctx.request_id] = (ctx.command, ctx.fingerprint, outcome)
         return ids
 
     # -- the query table --------------------------------------------------------------------

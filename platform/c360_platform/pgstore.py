@@ -38,8 +38,8 @@ from c360_platform.store import (
     Overlaps,
     QueryTable,
     RowQuery,
-    SaveContext,
     ServiceApplication,
+    commands_of,
     schema_for,
 )
 
@@ -88,7 +88,10 @@ def open_application(kind: type[App], settings: Settings) -> App:
     """The service's application on its own schema of the PostgreSQL server in `settings`."""
     schema = schema_for(settings.service)
     ensure_schema(settings.postgres_url, schema)
-    return kind(env=postgres_env(settings.postgres_url, schema))
+    app = kind(env=postgres_env(settings.postgres_url, schema))
+    if settings.group_commit:
+        app.attach_writer()
+    return app
 
 
 # -- schema changes, once -----------------------------------------------------------------------
@@ -286,55 +289,68 @@ class EventRecorder(_SchemaOnce, PostgresApplicationRecorder):
     def _insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> None:
-        save: SaveContext | None = kwargs.get("c360")
         rows: list[dict[str, Any]] = kwargs.get("c360_rows") or []
         super()._insert_events(curs, stored_events, **kwargs)
         if rows and self.query_table is not None:
             self._upsert_rows(curs, self.query_table, rows)
-        if save is None:
-            return
-        ctx = save.context
-        if stored_events:
-            curs.executemany(
-                SQL("INSERT INTO {0}.{1} VALUES (%s, %s, %s, %s, %s, %s)").format(
-                    Identifier(self.datastore.schema), self.metadata_table
-                ),
-                [
-                    (
-                        e.originator_id,
-                        e.originator_version,
-                        ctx.correlation_id,
-                        ctx.causation_id,
-                        ctx.traceparent,
-                        ctx.tracestate,
-                    )
-                    for e in stored_events
-                ],
-            )
-        if ctx.request_id:
-            # A concurrent retry with the same id fails here on the primary key, so the
-            # whole transaction (events included) is rolled back: one effect only.
-            curs.execute(
-                SQL(
-                    "INSERT INTO {0}.{1} (request_id, command, fingerprint, aggregate_id,"
-                    " version, changes, extra) VALUES (%s, %s, %s, %s, %s, %s, %s)"
-                ).format(Identifier(self.datastore.schema), self.idempotency_table),
+        metadata: list[tuple[Any, ...]] = []
+        requests: list[tuple[Any, ...]] = []
+        for save, events in commands_of(stored_events, kwargs):
+            if save is None:
+                continue
+            ctx = save.context
+            metadata.extend(
                 (
-                    ctx.request_id,
-                    ctx.command,
-                    ctx.fingerprint,
-                    save.aggregate_id,
-                    save.version,
-                    # The events it appended, to find their log position on a replay.
-                    json.dumps(
-                        [
-                            {"id": str(e.originator_id), "v": e.originator_version}
-                            for e in stored_events
-                        ]
-                    ),
-                    json.dumps(save.extra),
-                ),
+                    e.originator_id,
+                    e.originator_version,
+                    ctx.correlation_id,
+                    ctx.causation_id,
+                    ctx.traceparent,
+                    ctx.tracestate,
+                )
+                for e in events
             )
+            if ctx.request_id:
+                requests.append(
+                    (
+                        ctx.request_id,
+                        ctx.command,
+                        ctx.fingerprint,
+                        save.aggregate_id,
+                        save.version,
+                        # The events it appended, to find their log position on a replay.
+                        json.dumps(
+                            [
+                                {"id": str(e.originator_id), "v": e.originator_version}
+                                for e in events
+                            ]
+                        ),
+                        json.dumps(save.extra),
+                    )
+                )
+        if not (metadata or requests):
+            return
+        # Synced here, before the events' table lock: a conflict (an aggregate version or a
+        # request id another transaction recorded) raises as itself (IntegrityError), not as
+        # "pipeline aborted" later, and the group-commit writer can isolate its command.
+        with curs.connection.pipeline():
+            if metadata:
+                curs.executemany(
+                    SQL("INSERT INTO {0}.{1} VALUES (%s, %s, %s, %s, %s, %s)").format(
+                        Identifier(self.datastore.schema), self.metadata_table
+                    ),
+                    metadata,
+                )
+            if requests:
+                # A concurrent retry with the same id fails here on the primary key, so the
+                # whole transaction (events included) is rolled back: one effect only.
+                curs.executemany(
+                    SQL(
+                        "INSERT INTO {0}.{1} (request_id, command, fingerprint, aggregate_id,"
+                        " version, changes, extra) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+                    ).format(Identifier(self.datastore.schema), self.idempotency_table),
+                    requests,
+                )
 
     def add_query_table(self, table: QueryTable) -> None:
         """Create the service's query table if missing (or changed), and keep it with every

@@ -10,7 +10,7 @@ from typing import Any, Generic, TypeVar
 import grpc
 from google.protobuf.descriptor import ServiceDescriptor
 
-from c360_platform.commands import blocking, command_context, command_result
+from c360_platform.commands import command_context, command_result, in_command_thread
 from c360_platform.errors import DeadlineExceeded
 from c360_platform.rpc import Register
 from c360_platform.store import CommandContext, CommandOutcome, ServiceApplication
@@ -49,7 +49,7 @@ class CommandServicer(Generic[App]):
                 raise DeadlineExceeded("the caller's deadline passed before the command ran")
             return run(ctx)
 
-        outcome = await blocking(run_in_time)
+        outcome = await in_command_thread(run_in_time)
         fields = {name: outcome.extra.get(name, "") for name in extra}
         return reply(result=command_result(self.app.source, outcome), **fields)
 

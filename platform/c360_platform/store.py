@@ -16,14 +16,17 @@ import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_checkable
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.domain import Aggregate, DomainEventProtocol, MutableOrImmutableAggregate
-from eventsourcing.persistence import IntegrityError, Notification, Recording
+from eventsourcing.persistence import IntegrityError, Notification, Recording, StoredEvent
 
 from c360_platform.errors import InvalidArgument, NotFound, VersionConflict
+
+if TYPE_CHECKING:
+    from c360_platform.writer import Writer
 
 A = TypeVar("A", bound=Aggregate)
 App = TypeVar("App", bound="ServiceApplication")
@@ -91,6 +94,24 @@ class SaveContext:
     aggregate_id: UUID
     version: int
     extra: dict[str, str]
+
+
+def commands_of(
+    stored_events: Sequence[StoredEvent], kwargs: Mapping[str, Any]
+) -> list[tuple[SaveContext | None, Sequence[StoredEvent]]]:
+    """The commands of one `insert_events` call, each with its own events: one command
+    (`c360=SaveContext`), or a batch of the group-commit writer (`c360_batch=[(SaveContext,
+    number of events)]`, the events in the same order)."""
+    batch: list[tuple[SaveContext | None, int]] | None = kwargs.get("c360_batch")
+    if batch is None:
+        save: SaveContext | None = kwargs.get("c360")
+        return [(save, stored_events)] if save is not None else []
+    commands: list[tuple[SaveContext | None, Sequence[StoredEvent]]] = []
+    start = 0
+    for save, count in batch:
+        commands.append((save, stored_events[start : start + count]))
+        start += count
+    return commands
 
 
 def fingerprint(data: bytes) -> str:
@@ -291,6 +312,59 @@ class ServiceApplication(Application[UUID]):
             ]
         return super().save(*objs, **kwargs)
 
+    writer: Writer | None = None
+    """The group-commit writer (writer.py) commands' saves go through, if one is attached
+    (`attach_writer`; the PostgreSQL composition root does it unless C360_GROUP_COMMIT=0)."""
+
+    def attach_writer(self, **options: Any) -> Writer:
+        """Save commands through a group-commit writer of this application's own."""
+        from c360_platform.writer import Writer
+
+        self.writer = Writer(self.recorder, name=f"writer-{self.name}", **options)
+        return self.writer
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        super().close()
+
+    def record(
+        self, changed: Sequence[Aggregate], save: SaveContext | None = None
+    ) -> list[Recording[UUID]]:
+        """Append a command's changes with what it records beside them: through the
+        group-commit writer if there is one (batched with concurrent commands), else in a
+        save of its own. Same effects either way (rows, snapshots, the aggregate cache)."""
+        if self.writer is None:
+            return self.save(*changed, c360=save)
+        rows = (
+            [row for a in changed if a.pending_events and (row := self.query_row(a)) is not None]
+            if self.query_table is not None
+            else []
+        )
+        processing: ProcessingEvent[UUID] = ProcessingEvent()
+        processing.collect_events(*changed)
+        stored = [self.mapper.to_stored_event(e) for e in processing.events]
+        ids = self.writer.write(stored, save, rows)
+        recordings = [
+            Recording(
+                d,
+                Notification(
+                    originator_id=s.originator_id,
+                    originator_version=s.originator_version,
+                    topic=s.topic,
+                    state=s.state,
+                    id=i,
+                ),
+            )
+            for d, s, i in zip(processing.events, stored, ids, strict=True)
+        ]
+        if self.repository.cache and not self.repository.fastforward:
+            for aggregate_id, aggregate in processing.aggregates.items():
+                self.repository.cache.put(aggregate_id, aggregate)
+        self._take_snapshots(processing)
+        self._notify(recordings)
+        return recordings
+
     def backfill_query_table(self, batch: int = 500) -> int:
         """Build the query table from the aggregates when it is empty but the store is not
         (a store from before the table existed). Runs at start, before the service answers;
@@ -366,7 +440,7 @@ class ServiceApplication(Application[UUID]):
             )
         save = SaveContext(ctx, subject.id, subject.version, decision.extra)
         try:
-            recordings = self.save(*decision.changed, c360=save)
+            recordings = self.record(decision.changed, save)
         except IntegrityError:
             earlier = self.replay(ctx)
             if earlier is not None:

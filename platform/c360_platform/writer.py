@@ -1,0 +1,164 @@
+"""Group commit: one writer per application saves the commands decided concurrently in as few
+transactions as it can.
+
+A command is decided as before (on its own thread: replay check, loads, the aggregate's
+command method), and its stored events, idempotency record, metadata and query-table rows
+go to the writer (`Writer.write` waits for the answer). The writer thread takes every command
+waiting, up to `MAX_BATCH`, and records them with ONE `insert_events` call: one transaction,
+one `LOCK TABLE … IN EXCLUSIVE MODE`, one commit flush for the lot. While it commits, the
+next batch forms in its queue, so batches grow with the load and a lone command waits for
+nobody (no fixed sleep).
+
+One command's conflict must not fail the others: when a batch fails with an integrity error
+(a concurrent change of the same aggregate version, a request id recorded already) it is
+split in halves and each half retried, down to the command at fault, which alone gets the
+error (its caller answers ABORTED, or replays the earlier request). Any other error
+(PostgreSQL down) fails the whole batch: each caller answers UNAVAILABLE as it did alone.
+
+Commands on the same aggregate keep their order: the queue is first come, first written,
+and events are appended in batch order, so the log order is the order of the writes.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from eventsourcing.persistence import ApplicationRecorder, IntegrityError, StoredEvent
+
+from c360_platform.store import CommandRecorder, SaveContext
+
+MAX_BATCH = 256
+"""Commands per transaction at most (a bound on one transaction's size and lock time)."""
+IDLE_EXIT = 5.0
+"""Seconds without work after which the writer thread ends (the next write starts another):
+an application that is dropped leaves no thread behind."""
+
+
+@dataclass
+class Write:
+    """One command's share of a batch: its events, who asked, its query-table rows."""
+
+    events: Sequence[StoredEvent]
+    save: SaveContext | None
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    done: Future[list[int]] = field(default_factory=Future)
+    """Resolved with the notification ids of `events` (in order), or the error."""
+
+
+@dataclass
+class WriterStats:
+    """What the writer did (for tests, metrics and the bench)."""
+
+    transactions: int = 0
+    commands: int = 0
+    largest_batch: int = 0
+    isolated: int = 0
+    """Commands answered with an integrity error of their own after a batch was split."""
+
+
+class Writer:
+    """The group-commit writer of one application's recorder (see the module docstring)."""
+
+    def __init__(
+        self, recorder: ApplicationRecorder, *, name: str = "writer", max_batch: int = MAX_BATCH
+    ) -> None:
+        if not isinstance(recorder, CommandRecorder):
+            raise TypeError("the group-commit writer needs a c360 recorder")
+        self.recorder: ApplicationRecorder = recorder
+        self.name = name
+        self.max_batch = max_batch
+        self.stats = WriterStats()
+        self._queue: deque[Write] = deque()
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def write(
+        self,
+        events: Sequence[StoredEvent],
+        save: SaveContext | None,
+        rows: list[dict[str, Any]] | None = None,
+    ) -> list[int]:
+        """Record one command's events (blocking until its batch committed); their
+        notification ids. Raises the library's IntegrityError if this command conflicts."""
+        return self.submit(Write(events, save, rows or [])).result()
+
+    def submit(self, item: Write) -> Future[list[int]]:
+        """Queue a command's write; its future resolves when its batch has committed."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError(f"{self.name} is closed")
+            self._queue.append(item)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+                self._thread.start()
+            else:
+                self._wake.notify()
+        return item.done
+
+    def close(self) -> None:
+        """Write what is queued, then stop the thread."""
+        with self._lock:
+            self._closed = True
+            thread = self._thread
+            self._wake.notify()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+
+    def _next_batch(self) -> list[Write] | None:
+        with self._lock:
+            while not self._queue:
+                if self._closed or not self._wake.wait(timeout=IDLE_EXIT):
+                    if self._queue:
+                        break
+                    self._thread = None
+                    return None
+            batch: list[Write] = []
+            while self._queue and len(batch) < self.max_batch:
+                batch.append(self._queue.popleft())
+            return batch
+
+    def _run(self) -> None:
+        while (batch := self._next_batch()) is not None:
+            self._write(batch)
+
+    def _write(self, batch: list[Write]) -> None:
+        """Record a batch in one transaction; on an integrity error, bisect."""
+        try:
+            ids = self._insert(batch)
+        except IntegrityError as exc:
+            if len(batch) == 1:
+                self.stats.isolated += 1
+                batch[0].done.set_exception(exc)
+                return
+            middle = len(batch) // 2
+            self._write(batch[:middle])
+            self._write(batch[middle:])
+            return
+        except BaseException as exc:  # every caller gets it (PostgreSQL down)
+            for item in batch:
+                item.done.set_exception(exc)
+            return
+        self.stats.transactions += 1
+        self.stats.commands += len(batch)
+        self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
+        start = 0
+        for item in batch:
+            end = start + len(item.events)
+            item.done.set_result(list(ids[start:end]))
+            start = end
+
+    def _insert(self, batch: list[Write]) -> Sequence[int]:
+        events = [e for item in batch for e in item.events]
+        rows = [r for item in batch for r in item.rows]
+        saves = [(item.save, len(item.events)) for item in batch]
+        ids = self.recorder.insert_events(events, c360_batch=saves, c360_rows=rows)
+        if ids is None or len(ids) != len(events):
+            raise RuntimeError("the recorder did not return a notification id per event")
+        return list(ids)

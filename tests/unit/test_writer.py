@@ -1,0 +1,177 @@
+"""The group-commit writer in memory: commands waiting together are written in one call of
+the recorder, and one command's conflict fails that command alone."""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+from uuid import UUID
+
+import pytest
+
+from c360_customer.application import CustomerApplication
+from c360_platform.errors import InvalidArgument, VersionConflict
+from c360_platform.store import CommandContext, CommandOutcome, RowQuery
+
+
+class Gate:
+    """Holds the recorder's first insert until released, so that later commands queue up
+    behind it and form one batch; counts the inserts and their sizes."""
+
+    def __init__(self, app: CustomerApplication) -> None:
+        self.release = threading.Event()
+        self.entered = threading.Event()
+        self.sizes: list[int] = []
+        recorder: Any = app.recorder
+        inner = recorder.insert_events
+
+        def insert_events(events: Any, **kwargs: Any) -> Any:
+            self.entered.set()
+            self.release.wait(10)
+            self.sizes.append(len(kwargs.get("c360_batch") or [None]))
+            return inner(events, **kwargs)
+
+        recorder.insert_events = insert_events
+
+
+def ctx(
+    request_id: str = "", command: str = "RegisterCustomer", digest: str = ""
+) -> CommandContext:
+    return CommandContext(command=command, request_id=request_id, fingerprint=digest or request_id)
+
+
+def register(app: CustomerApplication, name: str, request_id: str = "") -> CommandOutcome:
+    return app.register(
+        ctx(request_id),
+        kind="person",
+        display_name=name,
+        emails=[f"{name}@example.com"],
+        phones=[],
+        addresses=[],
+    )
+
+
+def run_together(
+    app: CustomerApplication, gate: Gate, first: Callable[[], Any], rest: list[Callable[[], Any]]
+) -> list[Any]:
+    """`first` enters the writer and is held there; `rest` queue behind it; then go."""
+
+    def attempt(fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except Exception as exc:  # the answer under test
+            return exc
+
+    writer = app.writer
+    assert writer is not None
+    with ThreadPoolExecutor(len(rest) + 1) as pool:
+        held = pool.submit(attempt, first)
+        assert gate.entered.wait(10)
+        queued = [pool.submit(attempt, fn) for fn in rest]
+        while len(writer._queue) < len(rest):  # every one decided and waiting
+            threading.Event().wait(0.01)
+        gate.release.set()
+        return [held.result(), *(f.result() for f in queued)]
+
+
+@pytest.fixture
+def app() -> CustomerApplication:
+    application = CustomerApplication.in_memory()
+    application.attach_writer()
+    return application
+
+
+def test_commands_waiting_together_are_one_write(app: CustomerApplication) -> None:
+    gate = Gate(app)
+    answers = run_together(
+        app,
+        gate,
+        lambda: register(app, "first"),
+        [functools.partial(register, app, f"person{i}", f"r{i}") for i in range(20)],
+    )
+    assert all(isinstance(a, CommandOutcome) for a in answers)
+    assert gate.sizes == [1, 20]
+    assert app.event_recorder.count_events() == 21
+    positions = sorted(a.position for a in answers)
+    assert positions == list(range(1, 22))  # each its own event's position
+    writer = app.writer
+    assert writer is not None
+    assert writer.stats.largest_batch == 20
+    # The batched commands' request ids and rows were recorded with their events.
+    again = register(app, "person7", "r7")
+    assert again.replayed
+    assert again.aggregate_id == answers[8].aggregate_id
+    assert len(app.rows(RowQuery())) == 21
+
+
+def test_a_conflict_in_a_batch_fails_that_command_alone(app: CustomerApplication) -> None:
+    base = register(app, "ada")
+    other = register(app, "grace")
+    gate = Gate(app)
+
+    def rename(cid: UUID, name: str, version: int | None = 1) -> Callable[[], Any]:
+        return lambda: app.rename(ctx(), cid, version, name)
+
+    answers = run_together(
+        app,
+        gate,
+        lambda: register(app, "first"),
+        [
+            lambda: register(app, "x", "dup"),
+            rename(base.aggregate_id, "Ada A"),
+            lambda: register(app, "y"),
+            rename(base.aggregate_id, "Ada B"),  # same expected version as the one before
+            lambda: register(app, "x", "dup"),  # same request again: a replay, no effect
+            lambda: app.register(
+                ctx("dup", digest="other"),
+                kind="person",
+                display_name="z",
+                emails=[],
+                phones=[],
+                addresses=[],
+            ),  # the same request id for another request
+            rename(other.aggregate_id, "Grace H", None),
+        ],
+    )
+    first, dup, ada_a, y, ada_b, dup_again, reused, grace = answers
+    for ok in (first, dup, ada_a, y, grace):
+        assert isinstance(ok, CommandOutcome)
+        assert not ok.replayed
+    assert isinstance(ada_b, VersionConflict)
+    assert isinstance(dup_again, CommandOutcome)
+    assert dup_again.replayed
+    assert dup_again.aggregate_id == dup.aggregate_id
+    assert isinstance(reused, InvalidArgument)
+    # Exactly the effects of the commands that succeeded, each once.
+    assert app.event_recorder.count_events() == 2 + 5
+    assert app.get_customer(base.aggregate_id).display_name == "Ada A"
+    assert app.get_customer(base.aggregate_id).version == 2
+    assert app.get_customer(other.aggregate_id).display_name == "Grace H"
+    writer = app.writer
+    assert writer is not None
+    assert writer.stats.isolated == 3  # ada_b, dup_again and reused failed alone
+    # The log keeps the order in which the commands were written.
+    log = app.event_recorder.select_with_metadata(0, 100)
+    assert [n.id for n, _ in log] == sorted(n.id for n, _ in log)
+
+
+def test_without_a_writer_commands_save_alone() -> None:
+    app = CustomerApplication.in_memory()
+    assert app.writer is None
+    outcome = register(app, "solo", "r1")
+    assert outcome.position == 1
+    assert register(app, "solo", "r1").replayed
+
+
+def test_a_closed_writer_refuses_and_its_thread_ends(app: CustomerApplication) -> None:
+    register(app, "before")
+    writer = app.writer
+    assert writer is not None
+    thread = writer._thread
+    app.close()
+    assert thread is None or not thread.is_alive()
+    with pytest.raises(RuntimeError, match="closed"):
+        register(app, "after")
