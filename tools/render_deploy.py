@@ -62,10 +62,22 @@ def container(spec: ServiceSpec) -> dict[str, Any]:
         "env": [
             {"name": "C360_GRPC_PORT", "value": str(spec.default_port)},
             {"name": "OTEL_SERVICE_NAME", "value": f"c360-{spec.name}"},
+            # One server process (workers.py) per core of the container's CPU limit (rounded
+            # up): an interpreter uses about one core, so the workers use what the pod has.
+            {
+                "name": "C360_WORKERS",
+                "valueFrom": {
+                    "resourceFieldRef": {
+                        "containerName": "service",
+                        "resource": "limits.cpu",
+                        "divisor": "1",
+                    }
+                },
+            },
             *ops.credentials_env(spec.name),
         ],
         "resources": {
-            # One process per pod: the GIL keeps it to about one core.
+            # C360_WORKERS follows limits.cpu: raise both in an overlay for more cores a pod.
             "requests": {"cpu": "250m", "memory": "256Mi"},
             "limits": {"cpu": "1", "memory": "512Mi"},
         },

@@ -40,6 +40,8 @@ class Settings:
     """C360_TOKEN: this service's own token (role service), for its calls to other services."""
     group_commit: bool = field(default_factory=lambda: group_commit_from_env())
     """C360_GROUP_COMMIT: commands' saves go through one batching writer (default on)."""
+    workers: int = field(default_factory=lambda: workers_from_env())
+    """C360_WORKERS: server processes on the service's port (SO_REUSEPORT; workers.py)."""
 
     @classmethod
     def from_env(cls, service: str, default_port: int) -> Settings:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -320,12 +321,18 @@ class ServiceHost:
 
     authority: auth.Authority | None = None
     """Checks every call's token; None only where no secret is configured (a warning)."""
+    reuse_port: bool = False
+    """Listen with SO_REUSEPORT (several worker processes on one port, workers.py); off
+    otherwise, so that a second server on a port in use fails instead of sharing it."""
 
     def __post_init__(self) -> None:
         self.interceptor = ServerInterceptor(self.authority)
         self.server = grpc.aio.server(
             interceptors=[metrics.RpcMetrics(self.name), self.interceptor],
-            options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 16 << 20)],
+            options=[
+                ("grpc.so_reuseport", int(self.reuse_port)),
+                ("grpc.max_receive_message_length", 16 << 20),
+            ],
         )
         self.health = Health()
         self.stop_event = asyncio.Event()
@@ -338,7 +345,13 @@ class ServiceHost:
         authority = auth.Authority(settings.auth_secret) if settings.auth_secret else None
         if authority is None:
             _log.warning("%s: no C360_AUTH_SECRET: every caller is admitted", settings.service)
-        return cls(settings.service, settings.grpc_port, settings.grpc_host, authority=authority)
+        return cls(
+            settings.service,
+            settings.grpc_port,
+            settings.grpc_host,
+            authority=authority,
+            reuse_port=settings.workers > 1,
+        )
 
     def add(self, full_name: str, register: Register, servicer: object | None = None) -> None:
         """Serve a gRPC service; the roles its methods admit come from `servicer`'s
@@ -411,8 +424,11 @@ class ServiceHost:
 
 def run(build: Callable[[], Awaitable[ServiceHost]]) -> None:
     """Entry point of a service process."""
+    worker = os.environ.get("C360_WORKER", "")
+    # With several worker processes (workers.py) each line says which one wrote it.
+    where = f" [worker {worker} pid %(process)d]" if worker else ""
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=logging.INFO, format=f"%(asctime)s %(levelname)s{where} %(name)s: %(message)s"
     )
 
     async def main() -> None:

@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from c360_platform import metrics, registry, rpc
+from c360_platform import metrics, registry, rpc, workers
 from c360_platform.config import Settings
 from c360_platform.telemetry import configure
 
@@ -32,16 +32,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     spec = registry.service(args.name)
     settings = Settings.from_env(spec.name, spec.default_port)
     build = spec.builder()
-    metrics.serve_from_env()
 
-    async def start() -> rpc.ServiceHost:
-        configure(spec.name)
-        host = build(settings)
-        metrics.watch(host)
-        return host
+    def serve() -> int:
+        if workers.worker_index() in (None, 0):  # one /metrics port per pod
+            metrics.serve_from_env()
 
-    rpc.run(start)
-    return 0
+        async def start() -> rpc.ServiceHost:
+            configure(spec.name)
+            host = build(settings)
+            metrics.watch(host)
+            return host
+
+        rpc.run(start)
+        return 0
+
+    if settings.workers > 1:
+        # Forked now: imports done, nothing of gRPC created yet (see workers.py).
+        return workers.run_workers(settings.workers, serve)
+    return serve()
 
 
 if __name__ == "__main__":
