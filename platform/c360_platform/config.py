@@ -69,7 +69,7 @@ def _flag(name: str, default: bool) -> bool:
     raise ValueError(f"{name}: {value!r} is not a yes/no value (1 or 0)")
 
 
-def _count(name: str, default: int) -> int:
+def _count(name: str, default: int, least: int = 1) -> int:
     value = os.environ.get(name, "").strip()
     if not value:
         return default
@@ -77,8 +77,8 @@ def _count(name: str, default: int) -> int:
         count = int(value)
     except ValueError:
         raise ValueError(f"{name}: {value!r} is not a number") from None
-    if count < 1:
-        raise ValueError(f"{name}: must be at least 1, not {count}")
+    if count < least:
+        raise ValueError(f"{name}: must be at least {least}, not {count}")
     return count
 
 
@@ -95,9 +95,10 @@ def workers_from_env() -> int:
 
 
 def cpu_processes_from_env() -> int:
-    """C360_CPU_PROCESSES: processes for CPU-heavy work (bulk import validation). Default:
-    the cores this process may use, less one for the event loop (at least 1)."""
-    return _count("C360_CPU_PROCESSES", max(1, available_cores() - 1))
+    """C360_CPU_PROCESSES: processes for CPU-heavy work (bulk import validation; cpu.py).
+    Default: the cores this process may use, less one for its own interpreter; 0 (one
+    core) means none: the work is done in the service's process."""
+    return _count("C360_CPU_PROCESSES", available_cores() - 1, least=0)
 
 
 def available_cores() -> int:

@@ -365,6 +365,17 @@ class ServiceApplication(Application[UUID]):
         self._notify(recordings)
         return recordings
 
+    def record_stored(
+        self, events: Sequence[StoredEvent], rows: list[dict[str, Any]] | None = None
+    ) -> list[int]:
+        """Append events encoded already (e.g. by a CPU pool's process) with their query-table
+        rows, in one transaction (batched with concurrent commands through the writer, if
+        there is one); their notification ids."""
+        if self.writer is not None:
+            return self.writer.write(events, None, rows)
+        ids = self.recorder.insert_events(list(events), c360_rows=rows or [])
+        return list(ids or [])
+
     def backfill_query_table(self, batch: int = 500) -> int:
         """Build the query table from the aggregates when it is empty but the store is not
         (a store from before the table existed). Runs at start, before the service answers;

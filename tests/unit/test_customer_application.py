@@ -3,7 +3,9 @@ replay, conflicts, merge chains, imports and duplicates, with no servers."""
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import AsyncIterator
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 from uuid import UUID
 
@@ -15,7 +17,7 @@ from c360_customer.api import CustomerServicer
 from c360_customer.application import CustomerApplication, ImportRow
 from c360_customer.domain import id_for_external_key
 from c360_platform.errors import InvalidArgument, NotFound, PreconditionFailed, VersionConflict
-from c360_platform.store import CommandContext
+from c360_platform.store import CommandContext, RowQuery
 
 from .support import CALL, Clock, bad_fields, refused
 
@@ -323,6 +325,39 @@ def test_the_importer_stores_batches_in_order_while_validating_the_next(
         (5, "external_key: repeats an earlier row"),
     ]
     assert report.position == app.head() == 2
+
+
+def test_an_import_validated_in_a_process_pool_gives_the_same_report(
+    app: CustomerApplication,
+) -> None:
+    def row(n: int, key: str, email: str) -> ImportRow:
+        fields = {"kind": "person", "display_name": f"P {n}", "emails": [email], "phones": []}
+        return ImportRow(n, key, {**fields, "addresses": []})
+
+    batches = [
+        [row(10 * b + i, f"k{10 * b + i}", f"p{10 * b + i}@example.com") for i in range(5)]
+        for b in range(8)
+    ]
+    batches[3].append(row(39, "k1", "again@example.com"))  # repeats a row of batch 0
+    batches[6].append(row(69, "k70", "bad@"))
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(2, mp_context=spawn) as pool:
+        report = app.importer(lambda: pool).run(batches)
+    assert (report.created, report.unchanged) == (40, 0)
+    assert report.rejected == [
+        (39, "external_key: repeats an earlier row"),
+        (69, "emails[0]: not a valid address"),
+    ]
+    assert report.position == app.head() == 40
+    # Stored in row order, with their directory rows.
+    log = app.event_recorder.select_with_metadata(0, 100)
+    assert [n.originator_id for n, _ in log] == [
+        id_for_external_key(f"k{n}") for n in range(80) if n % 10 < 5
+    ]
+    assert len(app.rows(RowQuery())) == 40
+    with ProcessPoolExecutor(1, mp_context=spawn) as pool:
+        again = app.importer(lambda: pool).run(batches)
+    assert (again.created, again.unchanged) == (0, 40)
 
 
 async def test_duplicates_by_email_in_another_case_and_a_transliterated_name(

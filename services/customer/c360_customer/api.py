@@ -19,6 +19,7 @@ from c360_customer.domain import Customer
 from c360_platform.auth import Role, requires
 from c360_platform.commands import blocking, expected_version, parse_id
 from c360_platform.consistency import ConsistencyToken
+from c360_platform.cpu import cpu_pool
 from c360_platform.envelope import timestamp
 from c360_platform.errors import InvalidArgument
 from c360_platform.servicer import CommandServicer, registration
@@ -281,7 +282,7 @@ class CustomerServicer(CommandServicer[CustomerApplication], api_grpc.CustomerSe
     async def ImportCustomers(
         self, request_iterator: AsyncIterator[api.ImportCustomersRequest], context: Ctx
     ) -> api.ImportCustomersResponse:
-        importer = self.app.importer()
+        importer = self.app.importer(cpu_pool)
         batch: list[ImportRow] = []
         try:
             async for message in request_iterator:
@@ -291,7 +292,7 @@ class CustomerServicer(CommandServicer[CustomerApplication], api_grpc.CustomerSe
                         continue
                     batch.append(_import_row(row))
                     if len(batch) >= IMPORT_BATCH:
-                        # Validated here while the batch before is stored (see Importer).
+                        # Validated while the batch before is stored (see Importer).
                         await blocking(importer.add, batch)
                         batch = []
             if batch:

@@ -3,18 +3,20 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, Mapper, StoredEvent
 
 from c360_customer import domain, duplicates
 from c360_customer.domain import Customer
+from c360_platform.cpu import MapperOf
 from c360_platform.errors import InvalidArgument, NotFound, PreconditionFailed
 from c360_platform.store import (
     AllOf,
@@ -73,12 +75,49 @@ class ImportReport:
     position: int = 0
 
 
+@dataclass(frozen=True)
+class PreparedCustomer:
+    """A validated import row, ready to store: its customer's id, the customer's first
+    events (encoded for the store) and its directory row."""
+
+    row: int
+    customer_id: UUID
+    events: list[StoredEvent]
+    directory: dict[str, Any]
+
+
 @dataclass
 class PreparedImport:
     """A validated batch: the customers to create, and (row, reason) for the rejected rows."""
 
-    customers: list[Customer] = field(default_factory=list)
+    customers: list[PreparedCustomer] = field(default_factory=list)
     rejected: list[tuple[int, str]] = field(default_factory=list)
+
+
+def prepare_rows(mapper: Mapper[UUID], rows: list[ImportRow]) -> PreparedImport:
+    """Validate rows and build and encode their customers: CPU only, no I/O, so that it can
+    run in a process of the CPU pool (`c360_platform.cpu`; the mapper travels with it)."""
+    prepared = PreparedImport()
+    for row in rows:
+        try:
+            customer = domain.import_customer(row.external_key, **row.fields)
+        except InvalidArgument as bad:
+            prepared.rejected.append((row.row, str(bad)))
+            continue
+        events = [mapper.to_stored_event(e) for e in customer.collect_events()]
+        prepared.customers.append(
+            PreparedCustomer(row.row, customer.id, events, directory_row(customer))
+        )
+    return prepared
+
+
+def prepare_rows_in_pool(mapper: MapperOf, rows: list[ImportRow]) -> PreparedImport:
+    """`prepare_rows` in a process of the CPU pool."""
+    return prepare_rows(mapper.get(), rows)
+
+
+IMPORT_CHUNKS_IN_FLIGHT = 4
+"""Batches of an import being validated in the CPU pool at once (ahead of the store)."""
 
 
 def directory_row(customer: Customer) -> dict[str, Any]:
@@ -370,38 +409,39 @@ class CustomerApplication(ServiceApplication):
         `seen` holds the ids of earlier rows of the same import, so that a repeated external
         key is reported wherever it repeats.
         """
-        prepared = PreparedImport()
-        for row in rows:
-            try:
-                customer = domain.import_customer(row.external_key, **row.fields)
-            except InvalidArgument as bad:
-                prepared.rejected.append((row.row, str(bad)))
+        return self.dedupe(prepare_rows(self.mapper, rows), seen)
+
+    @staticmethod
+    def dedupe(prepared: PreparedImport, seen: set[UUID]) -> PreparedImport:
+        """Reject the rows whose external key an earlier row of the import had (`seen`)."""
+        kept = PreparedImport(rejected=list(prepared.rejected))
+        for customer in prepared.customers:
+            if customer.customer_id in seen:
+                kept.rejected.append((customer.row, "external_key: repeats an earlier row"))
                 continue
-            if customer.id in seen:
-                prepared.rejected.append((row.row, "external_key: repeats an earlier row"))
-                continue
-            seen.add(customer.id)
-            prepared.customers.append(customer)
-        return prepared
+            seen.add(customer.customer_id)
+            kept.customers.append(customer)
+        return kept
 
     def store_import(self, prepared: PreparedImport) -> ImportReport:
-        """Save the new customers of a prepared batch in one transaction; customers whose
-        external key was imported before are left unchanged."""
+        """Save the new customers of a prepared batch in one transaction (through the
+        group-commit writer if there is one); customers whose external key was imported
+        before are left unchanged."""
         report = ImportReport(rejected=list(prepared.rejected))
         for attempt in (1, 2, 3):
-            known = self.event_recorder.existing([c.id for c in prepared.customers])
-            new = [c for c in prepared.customers if c.id not in known]
+            known = self.event_recorder.existing([c.customer_id for c in prepared.customers])
+            new = [c for c in prepared.customers if c.customer_id not in known]
+            events = [e for c in new for e in c.events]
+            rows = [c.directory for c in new]
             try:
-                # `save` writes the new customers' directory rows in the same transaction.
-                recordings = self.save(*new) if new else []
+                ids = self.record_stored(events, rows) if new else []
             except IntegrityError:
                 if attempt == 3:
                     raise
                 continue  # a concurrent import created some of them: look again
             report.unchanged = len(prepared.customers) - len(new)
             report.created = len(new)
-            if recordings:
-                report.position = max(r.notification.id for r in recordings)
+            report.position = max(ids, default=0)
             break
         return report
 
@@ -409,9 +449,10 @@ class CustomerApplication(ServiceApplication):
         """Validate and store one batch of rows (one commit)."""
         return self.store_import(self.prepare_import(rows, set()))
 
-    def importer(self) -> Importer:
-        """An import in batches: each batch is validated while the one before is stored."""
-        return Importer(self)
+    def importer(self, pool: Callable[[], Executor | None] | None = None) -> Importer:
+        """An import in batches: each batch is validated (in the processes of the executor
+        `pool` gives, if any) while the one before is stored."""
+        return Importer(self, pool)
 
     def get_customer(self, customer_id: UUID, as_of: datetime | None = None) -> Customer:
         """The customer now, or as it was at `as_of`: replayed up to its last event recorded
@@ -467,15 +508,23 @@ class CustomerApplication(ServiceApplication):
 
 
 class Importer:
-    """One bulk import: batches are validated (CPU) in the caller's thread while the batch
-    before is stored by a writer thread of its own; stores run one at a time, in order."""
+    """One bulk import: batches are validated (CPU) in the caller's thread, or from the second
+    batch on in the CPU pool's processes when there is one (several batches at once: an import
+    of one batch never waits for the pool to start), while the batch before is stored by a
+    thread of the import's own; stores run one at a time, in row order."""
 
-    def __init__(self, app: CustomerApplication) -> None:
+    def __init__(
+        self, app: CustomerApplication, pool: Callable[[], Executor | None] | None = None
+    ) -> None:
         self.app = app
+        self._pool_of = pool
+        self.pool: Executor | None = None
+        self._batches = 0
         self.report = ImportReport()
         self.seen: set[UUID] = set()
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="import")
         self._storing: Future[ImportReport] | None = None
+        self._preparing: deque[Future[PreparedImport]] = deque()
 
     def reject(self, row: int, reason: str) -> None:
         """A row refused before validation (e.g. an enum value the API could not read)."""
@@ -490,17 +539,34 @@ class Importer:
             self.report.rejected.extend(done.rejected)
             self.report.position = max(self.report.position, done.position)
 
-    def add(self, rows: list[ImportRow]) -> None:
-        """Validate a batch, then hand it to the writer once the batch before is stored."""
-        prepared = self.app.prepare_import(rows, self.seen)
+    def _store(self, prepared: PreparedImport) -> None:
+        """Hand a validated batch to the store once the batch before is stored."""
+        kept = self.app.dedupe(prepared, self.seen)
         self._collect()
-        self._storing = self._writer.submit(self.app.store_import, prepared)
+        self._storing = self._writer.submit(self.app.store_import, kept)
+
+    def add(self, rows: list[ImportRow]) -> None:
+        """Validate a batch (in the pool, or here), then store it after the ones before."""
+        self._batches += 1
+        if self._batches == 2 and self._pool_of is not None:
+            self.pool = self._pool_of()
+        if self.pool is None:
+            self._store(prepare_rows(self.app.mapper, rows))
+            return
+        mapper = MapperOf.of(self.app)
+        self._preparing.append(self.pool.submit(prepare_rows_in_pool, mapper, rows))
+        while len(self._preparing) > IMPORT_CHUNKS_IN_FLIGHT:
+            self._store(self._preparing.popleft().result())
 
     def finish(self) -> ImportReport:
         """Wait for the last store; the whole import's report (rejections by row)."""
         try:
+            while self._preparing:
+                self._store(self._preparing.popleft().result())
             self._collect()
         finally:
+            for pending in self._preparing:
+                pending.cancel()
             self._writer.shutdown(wait=True)
         if self.report.position == 0:
             self.report.position = self.app.head()

@@ -1,0 +1,79 @@
+"""CPU-heavy work off the service's interpreter: a pool of `C360_CPU_PROCESSES` processes.
+
+A service process runs one interpreter; Python code (validating a bulk import's rows,
+building its aggregates, encoding their events) holds it and starves the event loop. Work
+handed to this pool runs on the machine's other cores. The pool's processes are spawned
+(never forked: the service runs gRPC and threads, and a forked copy of those can hang), on
+first use, and kept for the process's life. With `C360_CPU_PROCESSES=0` (the default on a
+single core, where a pool cannot pay) there is no pool and callers do the work themselves.
+"""
+
+from __future__ import annotations
+
+import atexit
+import multiprocessing
+import threading
+from concurrent.futures import Executor, ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from eventsourcing.application import Application
+from eventsourcing.persistence import Mapper
+from eventsourcing.utils import get_topic, resolve_topic
+
+from c360_platform.config import cpu_processes_from_env
+
+_lock = threading.Lock()
+_pool: ProcessPoolExecutor | None = None
+_made = False
+
+
+def cpu_pool() -> Executor | None:
+    """The process pool for CPU-heavy work, or None when there should be none."""
+    global _pool, _made
+    with _lock:
+        if not _made:
+            _made = True
+            count = cpu_processes_from_env()
+            if count > 0:
+                _pool = ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("spawn"))
+                atexit.register(_pool.shutdown, wait=False, cancel_futures=True)
+        return _pool
+
+
+MAPPER_SETTINGS = (
+    "MAPPER_TOPIC",
+    "TRANSCODER_TOPIC",
+    "COMPRESSOR_TOPIC",
+    "CIPHER_TOPIC",
+    "CIPHER_KEY",
+)
+"""The `eventsourcing` settings that decide how events are encoded (and nothing else: the
+pool's processes get no connection settings)."""
+
+
+@dataclass(frozen=True)
+class MapperOf:
+    """How a pool process gets an application's mapper (events -> stored events), which does
+    not pickle itself: the application class and the settings that shape its encoding."""
+
+    application: str
+    """The application class's topic (module:Class)."""
+    settings: tuple[tuple[str, str], ...]
+
+    @classmethod
+    def of(cls, app: Application[Any]) -> MapperOf:
+        settings = tuple((k, str(app.env[k])) for k in MAPPER_SETTINGS if app.env.get(k))
+        return cls(get_topic(type(app)), settings)
+
+    def get(self) -> Mapper[Any]:
+        """The mapper, made once per process (an in-memory instance of the application)."""
+        found = _mappers.get(self)
+        if found is None:
+            kind = resolve_topic(self.application)
+            env = {**dict(self.settings), "PERSISTENCE_MODULE": "c360_platform.memstore:Factory"}
+            found = _mappers[self] = kind(env=env).mapper
+        return found
+
+
+_mappers: dict[MapperOf, Mapper[Any]] = {}
