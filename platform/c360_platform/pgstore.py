@@ -17,8 +17,10 @@ import psycopg
 from eventsourcing.persistence import Notification, ProgrammingError, StoredEvent
 from eventsourcing.persistence import OperationalError as StoreOperationalError
 from eventsourcing.postgres import (
+    PostgresAggregateRecorder,
     PostgresApplicationRecorder,
     PostgresDatastore,
+    PostgresFactory,
     PostgresTrackingRecorder,
 )
 from psycopg import Cursor
@@ -53,7 +55,7 @@ def postgres_env(url: str, schema: str, *, pool_size: int = 10) -> dict[str, str
     """The `eventsourcing` environment for a PostgreSQL URL and a schema of the service's own."""
     params = conninfo_to_dict(url)
     return {
-        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "PERSISTENCE_MODULE": "c360_platform.pgstore:Factory",
         "APPLICATION_RECORDER_TOPIC": "c360_platform.pgstore:EventRecorder",
         "POSTGRES_DBNAME": str(params.get("dbname") or "postgres"),
         "POSTGRES_HOST": str(params.get("host") or "127.0.0.1"),
@@ -227,6 +229,21 @@ class TrackingRecorder(_SchemaOnce, PostgresTrackingRecorder):
     def _schema_known(self) -> None:
         super()._schema_known()
         self.tracking_table_exists = True
+
+
+class SnapshotRecorder(_SchemaOnce, PostgresAggregateRecorder):
+    """The library's recorder of snapshots, whose table is created once under the schema's
+    lock: the processes of one service (C360_WORKERS) start together, and the library's
+    `CREATE TABLE IF NOT EXISTS` races with itself on the same table's type."""
+
+    def _ddl_name(self) -> str:
+        return f"aggregate:{self.events_table_name}"
+
+
+class Factory(PostgresFactory):
+    """The library's PostgreSQL factory with c360's snapshot recorder."""
+
+    aggregate_recorder_class = SnapshotRecorder
 
 
 def _sql(table: QueryTable, condition: Condition, params: list[Any]) -> Composable:
