@@ -9,6 +9,17 @@ from typing import Any, TypeVar
 R = TypeVar("R")
 
 
+def parse_addr(text: str) -> tuple[str, str]:
+    """An argparse type for --addr NAME=HOST:PORT."""
+    name, sep, address = text.partition("=")
+    if not sep or not name.strip() or ":" not in address:
+        raise argparse.ArgumentTypeError(f"not NAME=HOST:PORT: {text!r} (e.g. customer=:50051)")
+    host, _, port = address.strip().rpartition(":")
+    if not port.isdigit():
+        raise argparse.ArgumentTypeError(f"not a port number in {text!r}")
+    return name.strip(), f"{host or '127.0.0.1'}:{port}"
+
+
 def whole_number(text: str, minimum: int, why: str) -> int:
     """An int of at least `minimum`; `why` says what the minimum is about."""
     try:

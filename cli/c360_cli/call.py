@@ -16,7 +16,8 @@ from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 
 import c360
-from c360_cli.client import EXIT_BAD_INPUT, Client, CliError
+from c360_cli.client import Client
+from c360_cli.errors import EXIT_BAD_INPUT, CliError
 from c360_cli.output import Output
 from c360_platform import registry
 

@@ -15,11 +15,10 @@ from typing import Any, TypeVar
 import grpc
 from google.rpc import error_details_pb2, status_pb2
 
+from c360_cli.errors import EXIT_BAD_INPUT, EXIT_FAILURE, CliError
 from c360_platform import auth, channels
 
 S = TypeVar("S")
-EXIT_FAILURE = 1
-EXIT_BAD_INPUT = 2
 
 CHANNEL_OPTIONS: list[tuple[str, Any]] = [("grpc.enable_http_proxy", 0)]
 
@@ -51,15 +50,6 @@ _INDEXED_NAMES = {
 }
 
 
-class CliError(Exception):
-    """A failure to report as one message on stderr and an exit status, without a traceback."""
-
-    def __init__(self, message: str, exit_code: int = EXIT_FAILURE) -> None:
-        super().__init__(message)
-        self.message = message
-        self.exit_code = exit_code
-
-
 @dataclass(frozen=True)
 class Endpoints:
     """Addresses of the running stack, as `c360 up` wrote them (--addr overrides)."""
@@ -77,17 +67,6 @@ class Endpoints:
 
 def endpoints_path(home: str | Path) -> Path:
     return Path(home) / "endpoints.json"
-
-
-def parse_addr(text: str) -> tuple[str, str]:
-    """An argparse type for --addr NAME=HOST:PORT."""
-    name, sep, address = text.partition("=")
-    if not sep or not name.strip() or ":" not in address:
-        raise argparse.ArgumentTypeError(f"not NAME=HOST:PORT: {text!r} (e.g. customer=:50051)")
-    host, _, port = address.strip().rpartition(":")
-    if not port.isdigit():
-        raise argparse.ArgumentTypeError(f"not a port number in {text!r}")
-    return name.strip(), f"{host or '127.0.0.1'}:{port}"
 
 
 def load_token(args: argparse.Namespace) -> str:
@@ -220,7 +199,10 @@ def as_cli_error(
     error: grpc.RpcError, service: str | None = None, address: str | None = None
 ) -> CliError:
     exit_code, message = format_rpc_error(error, service, address)
-    return CliError(message, exit_code)
+    code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
+    violations = _bad_request(error) if code == grpc.StatusCode.INVALID_ARGUMENT else []
+    field = field_name(violations[0][0]) if violations else None
+    return CliError(message, exit_code, code=code.name, field=field)
 
 
 class _Connections:

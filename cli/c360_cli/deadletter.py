@@ -12,7 +12,8 @@ import nats
 from nats.js import JetStreamContext
 
 from c360_cli.argtypes import positive_int
-from c360_cli.client import EXIT_BAD_INPUT, CliError, load_endpoints
+from c360_cli.client import load_endpoints
+from c360_cli.errors import EXIT_BAD_INPUT, CliError
 from c360_cli.output import Output
 from c360_platform import natsauth
 from c360_platform.deadletter import (

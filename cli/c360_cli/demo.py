@@ -42,7 +42,8 @@ from c360.service_desk.v1.service_desk_service_pb2_grpc import ServiceDeskServic
 from c360.timeline.v1 import timeline_service_pb2 as timeline_api
 from c360.timeline.v1.timeline_service_pb2_grpc import TimelineServiceStub
 from c360_cli.argtypes import positive_int
-from c360_cli.client import AsyncClient, CliError
+from c360_cli.client import AsyncClient
+from c360_cli.errors import CliError
 from c360_cli.marketing_demo import MarketingDemo
 from c360_cli.output import Output
 from c360_cli.sales_demo import SalesDemo

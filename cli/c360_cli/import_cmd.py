@@ -21,7 +21,8 @@ from rich.table import Table
 from c360.customer.v1 import customer_service_pb2 as api
 from c360.customer.v1.customer_service_pb2_grpc import CustomerServiceStub
 from c360.events.v1 import customer_events_pb2 as events
-from c360_cli.client import Client, CliError
+from c360_cli.client import Client
+from c360_cli.errors import CliError
 from c360_cli.output import Output
 from c360_cli.words import CUSTOMER_KINDS
 
@@ -153,8 +154,8 @@ def run(args: argparse.Namespace) -> int:
     rejected = sorted(
         [(r.row, r.reason) for r in reply.rejected] + unreadable, key=lambda item: item[0]
     )
-    # 0: every row in; 1: some rows rejected; 2: nothing could be imported.
-    status = 0 if not rejected else (2 if reply.created + reply.unchanged == 0 else 1)
+    # 0: every row in; 1: rows rejected (some or all: the file was read, rows were refused).
+    status = 1 if rejected else 0
     if out.json_mode:
         out.json(
             {

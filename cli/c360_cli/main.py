@@ -3,30 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import importlib.metadata
 import json
 import os
+import re
+import subprocess
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, cast
+from pathlib import Path
+from typing import Any, NoReturn, cast
 
-from c360_cli import (
-    call,
-    contact_cmds,
-    customer_cmds,
-    deadletter,
-    demo,
-    marketing_cmds,
-    ops,
-    sales_cmds,
-    subscribe,
-    ticket_cmds,
-    timeline_cmds,
-    token_cmd,
-    up,
-    verify,
-)
-from c360_cli.client import CliError, parse_addr
+from c360_cli import catalogue
+from c360_cli.argtypes import parse_addr
+from c360_cli.errors import EXIT_BAD_INPUT, CliError
 
 GLOBAL_DEFAULTS: dict[str, Any] = {
     "json": False,
@@ -36,23 +26,6 @@ GLOBAL_DEFAULTS: dict[str, Any] = {
     "token": "",
 }
 """Defaults of the options every (sub)command accepts; applied after parsing."""
-
-REGISTRARS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
-    up.register,
-    customer_cmds.register,
-    ticket_cmds.register,
-    marketing_cmds.register,
-    contact_cmds.register,
-    timeline_cmds.register,
-    sales_cmds.register,
-    demo.register,
-    verify.register,
-    subscribe.register,
-    deadletter.register,
-    call.register,
-    token_cmd.register,
-    ops.register,
-]
 
 
 def _positive_seconds(text: str) -> float:
@@ -108,12 +81,22 @@ def add_global_options(parser: argparse.ArgumentParser) -> None:
 
 
 class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser that carries the global options; later definitions win."""
+    """An ArgumentParser that carries the global options; later definitions win. Usage
+    errors exit 2, as JSON on stderr when the command line asks for --json."""
+
+    json_errors = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("conflict_handler", "resolve")
         super().__init__(*args, **kwargs)
         add_global_options(self)
+
+    def error(self, message: str) -> NoReturn:
+        if _Parser.json_errors:
+            error = CliError(f"{self.prog}: {message}", EXIT_BAD_INPUT, code="USAGE")
+            print(json.dumps(error.as_json()), file=sys.stderr)
+            self.exit(EXIT_BAD_INPUT)
+        super().error(message)
 
 
 def _suppress_global_defaults(parser: argparse.ArgumentParser) -> None:
@@ -134,8 +117,72 @@ def _version() -> str:
         return "(not installed)"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The whole `c360` command tree."""
+def _commit() -> str | None:
+    """The git commit of the checkout the CLI runs from, if it runs from one."""
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = out.stdout.strip()
+    if out.returncode != 0 or not commit:
+        return None
+    dirty = subprocess.run(
+        ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+        capture_output=True,
+        text=True,
+        timeout=5,
+        check=False,
+    )
+    return commit + ("+changes" if dirty.stdout.strip() else "")
+
+
+def _contracts() -> list[str]:
+    """The published contract's packages the CLI was built with (c360.<area>.vN)."""
+    import c360  # the generated package; its folders are the contract's packages
+
+    found: list[str] = []
+    for root in map(Path, c360.__path__):
+        for area in sorted(p for p in root.iterdir() if p.is_dir() and p.name.isidentifier()):
+            found += [
+                f"c360.{area.name}.{v.name}"
+                for v in sorted(area.iterdir())
+                if v.is_dir() and re.fullmatch(r"v\d+", v.name)
+            ]
+    return found
+
+
+def version_text() -> str:
+    """What `c360 --version` prints: version, commit, contract versions."""
+    commit = _commit()
+    lines = [f"c360 {_version()}" + (f" (commit {commit})" if commit else "")]
+    lines.append("contracts: " + ", ".join(_contracts()))
+    return "\n".join(lines)
+
+
+class _VersionAction(argparse.Action):
+    """--version, computed only when asked for (it runs git)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        kwargs.setdefault("nargs", 0)
+        kwargs.setdefault("default", argparse.SUPPRESS)
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        print(version_text())
+        parser.exit()
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The `c360` command tree. With `argv`, only the module of the command it names is
+    imported and registered (the other commands are catalogue entries, enough for `--help`);
+    without, the whole tree (completion scripts and tests walk it)."""
     parser = _Parser(
         prog="c360",
         description="Operate c360: run the stack, record customers, read timelines, verify.",
@@ -146,18 +193,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers.required = True
     parser.add_argument(
-        "--version", action="version", version=f"c360 {_version()}", help="print the version"
+        "--version",
+        action=_VersionAction,
+        help="print the version, the git commit and the contract versions",
     )
-    for register in REGISTRARS:
-        register(subparsers)
+    wanted = catalogue.MODULES if argv is None else (catalogue.module_of(list(argv)),)
+    registered: set[str] = set()
+    for name, module, help_text in catalogue.COMMANDS:
+        if module in wanted:
+            if module not in registered:
+                registered.add(module)
+                importlib.import_module(f"c360_cli.{module}").register(subparsers)
+        else:
+            subparsers.add_parser(name, help=help_text, description=help_text, add_help=False)
     _suppress_global_defaults(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; the return value is the process exit status."""
-    parser = build_parser()
-    args = parser.parse_args(list(argv) if argv is not None else None)
+    words = list(sys.argv[1:] if argv is None else argv)
+    _Parser.json_errors = "--json" in words
+    parser = build_parser(words)
+    args = parser.parse_args(words)
     for name, default in GLOBAL_DEFAULTS.items():
         if not hasattr(args, name):
             setattr(args, name, default)
@@ -169,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(func(args))
     except CliError as exc:
         if getattr(args, "json", False):  # scripts parse errors too
-            print(json.dumps({"error": exc.message, "exit_code": exc.exit_code}), file=sys.stderr)
+            print(json.dumps(exc.as_json()), file=sys.stderr)
         else:
             print(exc.message, file=sys.stderr)
         return exc.exit_code

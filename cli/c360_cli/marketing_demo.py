@@ -37,7 +37,7 @@ from c360.marketing.v1 import marketing_service_pb2 as mapi
 from c360.marketing.v1.marketing_service_pb2_grpc import MarketingServiceStub
 from c360.timeline.v1.timeline_service_pb2 import GetProfileRequest
 from c360.timeline.v1.timeline_service_pb2_grpc import TimelineServiceStub
-from c360_cli.client import CliError
+from c360_cli.errors import CliError
 from c360_cli.marketing_cmds import CHANNELS
 from c360_platform import natsauth
 

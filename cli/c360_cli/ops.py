@@ -31,7 +31,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from c360_cli.client import CliError
+from c360_cli.errors import CliError
 from c360_cli.output import Output
 from c360_platform import registry
 

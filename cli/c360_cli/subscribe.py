@@ -17,7 +17,8 @@ from google.protobuf import json_format
 from nats.js.errors import NotFoundError
 
 from c360_cli.argtypes import positive_int, whole_number
-from c360_cli.client import CliError, endpoints_path, load_token
+from c360_cli.client import endpoints_path, load_token
+from c360_cli.errors import CliError
 from c360_cli.output import parse_time
 from c360_platform import natsauth, subjects
 from c360_platform.catchup import CatchUpConsumer, CatchUpError, Event, SourceDirectory, StartAt

@@ -12,7 +12,8 @@ from rich.text import Text
 from c360.timeline.v1 import timeline_service_pb2 as api
 from c360.timeline.v1.timeline_service_pb2_grpc import TimelineServiceStub
 from c360_cli.argtypes import positive_int
-from c360_cli.client import EXIT_FAILURE, Client, CliError
+from c360_cli.client import Client
+from c360_cli.errors import EXIT_FAILURE, CliError
 from c360_cli.output import (
     Output,
     entry_json,

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from c360_cli.client import CliError
+from c360_cli.errors import CliError
 from c360_platform import auth
 
 

@@ -11,7 +11,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from c360_cli.client import CliError, load_endpoints
+from c360_cli.client import load_endpoints
+from c360_cli.errors import CliError
 from c360_cli.output import Output
 from c360_platform import registry
 from c360_platform.store import events_table_for, schema_for

@@ -255,10 +255,10 @@ def test_import_and_errors_exit_as_scripts_expect(up: Up, tmp_path: Path) -> Non
     bad = tmp_path / "bad.csv"
     bad.write_text("external_key,kind,name,email\nx-1,person,,nobody@\nx-2,robot,R2,\n")
     done = c360(home, "customer", "import", str(bad), "--json")
-    assert done.returncode == 2  # nothing could be imported
+    assert done.returncode == 1  # rows refused, nothing imported
     assert len(json.loads(done.stdout)["rejected"]) == 2
 
     unknown = c360(home, "timeline", "show", "00000000-0000-4000-8000-000000000000", "--json")
     assert unknown.returncode == 1
-    assert "no such customer" in json.loads(unknown.stderr)["error"]
+    assert "no such customer" in json.loads(unknown.stderr)["error"]["message"]
     assert c360(home, "--version").stdout.startswith("c360 ")

@@ -1,0 +1,134 @@
+"""The CLI's entry: a catalogue that agrees with the command modules, `--help` without the
+heavy imports, JSON errors, `--version`, completion and `c360 logs`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from c360_cli import catalogue, logs
+from c360_cli.main import build_parser, main, version_text
+
+
+def _commands(parser: argparse.ArgumentParser) -> list[tuple[str, str | None]]:
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    helps = {a.dest: a.help for a in sub._choices_actions}
+    return [(name, helps.get(name)) for name in sub.choices]
+
+
+def test_the_catalogue_lists_what_the_modules_register() -> None:
+    registered = _commands(build_parser())
+    assert registered == [(name, help_text) for name, _, help_text in catalogue.COMMANDS]
+
+
+@pytest.mark.parametrize(("name", "module"), [(n, m) for n, m, _ in catalogue.COMMANDS])
+def test_each_command_is_registered_by_the_module_the_catalogue_names(
+    name: str, module: str
+) -> None:
+    parser = build_parser([name])
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    # The named module's commands are real parsers (with their options); others are stubs.
+    assert sub.choices[name].add_help
+    others = [n for n, m, _ in catalogue.COMMANDS if m != module]
+    assert all(not sub.choices[o].add_help for o in others)
+
+
+@pytest.mark.parametrize(
+    ("argv", "module"),
+    [
+        (["--help"], None),
+        (["ticket", "list"], "ticket_cmds"),
+        (["--home", "ticket", "customer", "get"], "customer_cmds"),
+        (["--timeout=3", "--json", "profile", "show", "x"], "timeline_cmds"),
+        (["--addr", "customer=:1", "search", "x"], "timeline_cmds"),
+        (["nosuchcommand"], None),
+        (["--", "ticket"], None),
+    ],
+)
+def test_the_command_is_found_after_global_options(argv: list[str], module: str | None) -> None:
+    assert catalogue.module_of(argv) == module
+
+
+def test_help_imports_neither_grpc_nor_protobuf_nor_rich() -> None:
+    probe = (
+        "import sys, contextlib, io\n"
+        "from c360_cli.main import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    try:\n"
+        "        main(['--help'])\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "heavy = ['grpc', 'google.protobuf', 'rich', 'psycopg', 'nats']\n"
+        "print(','.join(m for m in heavy if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == ""
+
+
+def test_usage_errors_under_json_are_json_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--json", "logs", "--lines", "many"])
+    assert exited.value.code == 2
+    error = json.loads(capsys.readouterr().err)["error"]
+    assert error["code"] == "USAGE"
+    assert "--lines" in error["message"]
+
+
+def test_cli_errors_under_json_name_code_and_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "customer.log").write_text("one\n")
+    assert main(["--json", "--home", str(tmp_path), "logs", "sales"]) == 1
+    error = json.loads(capsys.readouterr().err)["error"]
+    assert error == {
+        "code": "NOT_FOUND",
+        "message": f"no log named 'sales' in {tmp_path / 'logs'}; there are: customer",
+        "field": "service",
+    }
+
+
+def test_version_names_the_contract_packages() -> None:
+    text = version_text()
+    assert text.startswith("c360 ")
+    assert "c360.customer.v1" in text
+    assert "c360.timeline.v1" in text
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh"])
+def test_completion_scripts_know_subcommands_and_options(
+    shell: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["completion", shell]) == 0
+    script = capsys.readouterr().out
+    assert "c360" in script
+    assert "duplicates" in script  # a subcommand of customer
+    assert "--min-score" in script  # an option of that subcommand
+
+
+def test_logs_tail_reads_the_last_lines_of_a_large_file(tmp_path: Path) -> None:
+    path = tmp_path / "big.log"
+    path.write_text("".join(f"line {i}\n" for i in range(50_000)))
+    assert logs.tail(path, 3) == ["line 49997", "line 49998", "line 49999"]
+    assert logs.tail(path, 0) == []
+    short = tmp_path / "short.log"
+    short.write_text("a\nb")  # no newline at the end
+    assert logs.tail(short, 10) == ["a", "b"]
+
+
+def test_logs_without_a_service_lists_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "logs").mkdir()
+    for name in ("customer", "timeline"):
+        (tmp_path / "logs" / f"{name}.log").write_text("x\n")
+    assert main(["--home", str(tmp_path), "logs"]) == 0
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert listed == ["customer", "timeline"]
