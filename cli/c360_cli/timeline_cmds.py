@@ -11,6 +11,7 @@ from rich.text import Text
 
 from c360.timeline.v1 import timeline_service_pb2 as api
 from c360.timeline.v1.timeline_service_pb2_grpc import TimelineServiceStub
+from c360_cli import profile_view
 from c360_cli.argtypes import positive_int
 from c360_cli.client import Client
 from c360_cli.errors import EXIT_FAILURE, CliError
@@ -94,6 +95,11 @@ def register(subparsers: Subparsers) -> None:
         type=parse_time,
         metavar="TIME",
         help="the profile as it was at TIME (e.g. 2026-03-01T12:00:00Z)",
+    )
+    p.add_argument(
+        "--provenance",
+        action="store_true",
+        help="also list which event set each field (always in --json)",
     )
     p.set_defaults(func=_profile)
 
@@ -225,95 +231,64 @@ def _profile(args: argparse.Namespace) -> int:
     request = api.GetProfileRequest(
         customer_id=args.customer_id, wait_for=args.wait_for, as_of=args.as_of
     )
-    with Client(args) as client:
-        reply = client.stub("timeline", TimelineServiceStub).GetProfile(
-            request, timeout=args.timeout
-        )
     out = Output(args.json)
-    doc = profile_json(reply.profile)
-    if out.json_mode:
-        out.json(doc)
-        return 0
-    p = reply.profile
-    rows: list[tuple[str, Any]] = [
-        ("id", p.customer_id),
-        ("kind", p.kind),
-        ("e-mails", list(p.emails)),
-        ("phones", list(p.phones)),
-        ("owner", p.owner_id),
-        ("tags", list(p.tags)),
-        ("first seen", short_time(doc["first_seen_at"])),
-        ("last contact", f"{short_time(doc['last_contact_at'])} {p.last_contact_source}".strip()),
-        ("updated", short_time(doc["updated_at"])),
-        (
-            "touches",
-            [f"{t['source']}: {t['count']}" for t in doc["touches"]],
-        ),
-    ]
-    rows.append(("at risk", _at_risk_text(doc)))
-    desk = doc["service_desk"]
-    if desk:
-        mean = desk["mean_satisfaction"]
-        rows.append(
-            (
-                "service desk",
-                f"{desk['open_ticket_count']} open, {desk['tickets_last_30_days']} in 30 days,"
-                f" {desk['tickets_total']} in all; last contact"
-                f" {short_time(desk['last_contact_at'])} {desk['last_contact_channel']};"
-                f" satisfaction {mean if mean is not None else '-'} ({desk['ratings']} ratings);"
-                f" {desk['sla_breaches']} SLA breaches",
-            )
+    with Client(args) as client:
+        stub = client.stub("timeline", TimelineServiceStub)
+        reply = stub.GetProfile(request, timeout=args.timeout)
+        doc = profile_json(reply.profile)
+        if out.json_mode:
+            out.json(doc)
+            return 0
+        page = stub.GetTimeline(
+            api.GetTimelineRequest(
+                customer_id=args.customer_id,
+                page_size=profile_view.LATEST_ENTRIES,
+                as_of=args.as_of,
+            ),
+            timeout=args.timeout,
         )
-        if desk["service_contracts"]:
-            rows.append(
-                (
-                    "service contracts",
-                    [
-                        f"{c['name']}: {c['starts_on']} to {c['ends_on']} ({c['state']})"
-                        for c in desk["service_contracts"]
-                    ],
-                )
-            )
-        if desk["contacts_total"]:
-            rows.append(
-                (
-                    "contact history",
-                    [
-                        f"{desk['contacts_total']} contacts without a ticket,"
-                        f" {desk['contacts_last_30_days']} in 30 days; latest:",
-                        *(
-                            f"{short_time(c['at'])} {c['channel']} {c['direction']}"
-                            f" {c['outcome'].replace('_', '-')}"
-                            for c in desk["recent_contacts"][:5]
-                        ),
-                    ],
-                )
-            )
-    for key, value in sorted(doc["attributes"].items()):
-        rows.append((key.replace("_", " "), value))
-    title = p.display_name
-    if args.as_of:
-        title += f" (as of {short_time(iso_field(request, 'as_of'))})"
-    out.kv_panel(title, rows)
-    out.table(
-        ["field", "set by", "source", "occurred at (UTC)", "event"],
-        [
-            [r["field"], r["type"], r["source"], short_time(r["occurred_at"]), r["event_id"]]
-            for r in doc["provenance"]
-        ],
-        title="where each field came from",
-        no_wrap={"occurred at (UTC)", "event"},
-    )
+        entries = [entry_json(e) for e in page.entries]
+        names = _person_names(stub, doc, args)
+    as_of = iso_field(request, "as_of") if args.as_of else None
+    out.print(profile_view.screen(doc, entries, names, as_of))
+    if args.provenance:
+        out.table(
+            ["field", "set by", "occurred at (UTC)", "event"],
+            [
+                [
+                    r["field"],
+                    f"{r['source']}: {r['type']}",
+                    short_time(r["occurred_at"]),
+                    r["event_id"],
+                ]
+                for r in doc["provenance"]
+            ],
+            title="where each field came from",
+            no_wrap={"occurred at (UTC)", "event"},
+        )
     return 0
 
 
-def _at_risk_text(doc: dict[str, Any]) -> str:
-    if not doc["at_risk"]:
-        return "no"
-    since, until = short_time(doc["at_risk_since"]), short_time(doc["at_risk_until"])
-    lines = [f"YES since {since}, until {until} unless a new contact comes"]
-    lines += [f"  {short_time(r['at'])}  {r['summary']}" for r in doc["at_risk_reasons"]]
-    return "\n".join(lines)
+def _person_names(
+    stub: TimelineServiceStub, doc: dict[str, Any], args: argparse.Namespace
+) -> dict[str, str]:
+    """The names of an organisation's current contact persons (their profiles), best effort:
+    a person the timeline does not know yet is shown by id alone."""
+    persons = (doc.get("attributes") or {}).get("contact_persons") or {}
+    names: dict[str, str] = {}
+    for link in list(persons.values())[:10]:
+        person_id = link.get("person_id", "")
+        if not person_id or link.get("valid_until"):
+            continue
+        try:
+            reply = stub.GetProfile(
+                api.GetProfileRequest(customer_id=person_id, as_of=args.as_of),
+                timeout=args.timeout,
+            )
+        except grpc.RpcError:
+            continue
+        names[person_id] = reply.profile.display_name
+    return names
 
 
 def _search(args: argparse.Namespace) -> int:

@@ -1,0 +1,309 @@
+"""`c360 profile show` for people: the screen an agent wants when the customer calls.
+
+Built from the profile's JSON (`output.profile_json`), the newest timeline entries and the
+names of the contact persons; no I/O here, so the layout is unit-tested at 100 and 80 columns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from rich import box
+from rich.console import Group, RenderableType
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from c360_cli.output import short_time
+from c360_cli.words import CONSENT_CHANNELS, CONSENT_PURPOSES
+
+Doc = Mapping[str, Any]
+
+LATEST_ENTRIES = 5
+"""How many of the newest timeline entries the screen shows."""
+OPEN_TICKETS = 5
+"""How many open tickets it lists (the count says if there are more)."""
+
+
+def short_id(value: str) -> str:
+    """The first 8 hex digits of a UUID (what the CLI shows; accepted back where unique)."""
+    return value[:8] if len(value) == 36 and value.count("-") == 4 else value
+
+
+def money(amounts: Mapping[str, Any]) -> str:
+    """{"EUR": "7728.00", ...} as "7,728.00 EUR, ..."."""
+    parts = []
+    for currency, amount in sorted(amounts.items()):
+        try:
+            parts.append(f"{Decimal(str(amount)):,.2f} {currency}")
+        except InvalidOperation:
+            parts.append(f"{amount} {currency}")
+    return ", ".join(parts)
+
+
+def _address(a: Doc) -> str:
+    place = " ".join(p for p in (a.get("postal_code", ""), a.get("city", "")) if p)
+    parts = [*a.get("lines", []), place, a.get("region", ""), a.get("country", "")]
+    text = ", ".join(p for p in parts if p)
+    return f"{a['label']}: {text}" if a.get("label") else text
+
+
+def consent_grid(consent: Doc) -> Table | Text:
+    """Consent as purpose by channel: yes, no (revoked) or · (never asked)."""
+    if not consent:
+        return Text("none recorded")
+    grid = Table(box=None, padding=(0, 1), show_header=True, header_style="dim")
+    grid.add_column("")
+    channels = CONSENT_CHANNELS.words
+    for channel in channels:
+        grid.add_column(channel, justify="center")
+    for purpose in CONSENT_PURPOSES.words:
+        cells = []
+        for channel in channels:
+            decision = consent.get(f"{channel.replace('-', '_')}/{purpose.replace('-', '_')}")
+            if decision is None:
+                cells.append(Text("·", style="dim"))
+            elif decision.get("granted"):
+                cells.append(Text("yes", style="green"))
+            else:
+                cells.append(Text("no", style="red"))
+        grid.add_row(purpose, *cells)
+    return grid
+
+
+def minute(text: str | None) -> str:
+    """A UTC time to the minute ("2026-12-04 02:04"), as the screen shows times."""
+    return short_time(text)[:16]
+
+
+def _at_risk(doc: Doc) -> Text:
+    if not doc.get("at_risk"):
+        return Text("no")
+    text = Text("YES", style="bold red")
+    text.append(f" since {minute(doc.get('at_risk_since'))}")
+    if doc.get("at_risk_until"):
+        text.append(f", until {minute(doc.get('at_risk_until'))} unless a new contact comes")
+    for reason in doc.get("at_risk_reasons", []):
+        text.append(f"\n{minute(reason.get('at'))}  {reason.get('summary', '')}")
+    return text
+
+
+def _sales(part: Doc) -> str:
+    bits = []
+    if part.get("lifetime_value"):
+        bits.append(f"lifetime value {money(part['lifetime_value'])}")
+    states = part.get("orders_by_state") or {}
+    if states:
+        bits.append("orders: " + ", ".join(f"{n} {s}" for s, n in sorted(states.items())))
+    if part.get("open_opportunity_count"):
+        weighted = money(part.get("open_weighted") or {})
+        bits.append(
+            f"{part['open_opportunity_count']} open opportunities"
+            + (f" (weighted {weighted})" if weighted else "")
+        )
+    last = part.get("last_purchase")
+    if last:
+        bits.append(
+            f"last purchase {last.get('order_number', '')} on {last.get('on', '')}"
+            f" ({money({last.get('currency', ''): last.get('amount', '')})})"
+        )
+    if part.get("leads"):
+        bits.append(f"{part['leads']} leads")
+    return "; ".join(bits) or "nothing yet"
+
+
+def _marketing(part: Doc) -> str:
+    bits = []
+    segments = [s.get("name", "") for s in (part.get("segments") or {}).values()]
+    if segments:
+        bits.append("segments " + ", ".join(sorted(segments)))
+    if part.get("touches"):
+        rate = part.get("response_rate")
+        bits.append(
+            f"{part['touches']} campaign touches"
+            + (f", {float(rate):.0%} responded" if rate is not None else "")
+        )
+    return "; ".join(bits) or "nothing yet"
+
+
+def _erp(part: Doc) -> str:
+    bits = []
+    if part.get("outstanding") and any(Decimal(str(v)) for v in part["outstanding"].values()):
+        bits.append(f"outstanding {money(part['outstanding'])}")
+    overdue = part.get("overdue_invoices") or []
+    if overdue:
+        bits.append(f"{len(overdue)} invoices overdue")
+    if part.get("credit_limit"):
+        limit = part["credit_limit"]
+        if isinstance(limit, Mapping):
+            bits.append(f"credit limit {money({limit.get('currency', ''): limit.get('amount')})}")
+    last = part.get("last_payment")
+    if isinstance(last, Mapping) and last.get("at"):
+        bits.append(f"last payment {short_time(last.get('at'))}")
+    return "; ".join(bits) or "no open items"
+
+
+def _service(desk: Doc) -> str:
+    mean = desk.get("mean_satisfaction")
+    text = (
+        f"{desk.get('open_ticket_count', 0)} open, {desk.get('tickets_last_30_days', 0)} in"
+        f" 30 days, {desk.get('tickets_total', 0)} in all; satisfaction"
+        f" {f'{mean:.1f}' if isinstance(mean, int | float) else '-'}"
+        f" ({desk.get('ratings', 0)} ratings); {desk.get('sla_breaches', 0)} SLA breaches"
+    )
+    if desk.get("contacts_total"):
+        text += (
+            f"; {desk['contacts_total']} contacts without a ticket"
+            f" ({desk.get('contacts_last_30_days', 0)} in 30 days)"
+        )
+    return text
+
+
+def facts(doc: Doc, person_names: Mapping[str, str]) -> list[tuple[str, RenderableType | str]]:
+    """The panel's rows: (label, value)."""
+    attributes: Doc = doc.get("attributes") or {}
+    rows: list[tuple[str, RenderableType | str]] = [("id", doc.get("customer_id", ""))]
+    if doc.get("merged_into"):
+        rows.append(("merged into", doc["merged_into"]))
+    rows.append(("e-mail", ", ".join(doc.get("emails", [])) or "-"))
+    rows.append(("phone", ", ".join(doc.get("phones", [])) or "-"))
+    addresses = attributes.get("addresses") or []
+    if addresses:
+        rows.append(("address", "\n".join(_address(a) for a in addresses)))
+    owner = doc.get("owner_id") or "-"
+    tags = ", ".join(doc.get("tags", []))
+    rows.append(("owner", owner + (f"   tags: {tags}" if tags else "")))
+    persons = attributes.get("contact_persons") or {}
+    current = [p for p in persons.values() if not p.get("valid_until")]
+    if current:
+        rows.append(
+            (
+                "contact persons",
+                "\n".join(
+                    f"{p.get('role') or 'contact'}: "
+                    f"{person_names.get(p.get('person_id', ''), '')} "
+                    f"({short_id(p.get('person_id', ''))})".replace(":  (", ": (")
+                    for p in current
+                ),
+            )
+        )
+    if doc.get("kind") == "organisation" and not current:
+        rows.append(("contact persons", "-"))
+    rows.append(("consent", consent_grid(attributes.get("consent") or {})))
+    sales: Doc = attributes.get("sales") or {}
+    classes = sales.get("classes") or {}
+    if classes:
+        rows.append(
+            (
+                "classes",
+                "\n".join(
+                    f"{name}: {reason}" if reason else name
+                    for name, reason in sorted(classes.items())
+                ),
+            )
+        )
+    rows.append(("at risk", _at_risk(doc)))
+    touches = sum(int(t.get("count", 0)) for t in doc.get("touches", []))
+    last = doc.get("last_contact_at")
+    seen = f"first {minute(doc.get('first_seen_at'))}; last contact "
+    seen += f"{minute(last)} ({doc.get('last_contact_source', '')})" if last else "none yet"
+    rows.append(("seen", f"{seen}; {touches} touches"))
+    if sales:
+        rows.append(("sales", _sales(sales)))
+    if attributes.get("marketing"):
+        rows.append(("marketing", _marketing(attributes["marketing"])))
+    if attributes.get("erp"):
+        rows.append(("ERP", _erp(attributes["erp"])))
+    desk: Doc = doc.get("service_desk") or {}
+    if desk:
+        rows.append(("service", _service(desk)))
+        contracts = desk.get("service_contracts") or []
+        if contracts:
+            rows.append(
+                (
+                    "contracts",
+                    "\n".join(
+                        f"{c['name']}: {c['starts_on']} to {c['ends_on']} ({c['state']})"
+                        for c in contracts
+                    ),
+                )
+            )
+    return rows
+
+
+def open_tickets(desk: Doc) -> Table | None:
+    tickets = (desk or {}).get("open_tickets") or []
+    if not tickets:
+        return None
+    count = int(desk.get("open_ticket_count", len(tickets)))
+    more = count - min(len(tickets), OPEN_TICKETS)
+    table = Table(
+        box=box.SIMPLE_HEAD,
+        title="open tickets" + (f" (newest {OPEN_TICKETS} of {count})" if more > 0 else ""),
+        title_justify="left",
+        expand=True,
+        pad_edge=False,
+        show_edge=False,
+    )
+    table.add_column("ticket", no_wrap=True)
+    table.add_column("priority", no_wrap=True)
+    table.add_column("opened (UTC)", no_wrap=True)
+    table.add_column("subject", ratio=1, overflow="fold")
+    table.add_column("agent", no_wrap=True)
+    newest = sorted(tickets, key=lambda t: t.get("opened_at") or "", reverse=True)
+    for t in newest[:OPEN_TICKETS]:
+        table.add_row(
+            short_id(t.get("ticket_id", "")),
+            t.get("priority", ""),
+            minute(t.get("opened_at")),
+            t.get("subject", ""),
+            t.get("agent_id") or "-",
+        )
+    return table
+
+
+def latest(entries: Sequence[Doc]) -> Table | None:
+    if not entries:
+        return None
+    table = Table(
+        box=box.SIMPLE_HEAD,
+        title="latest on the timeline",
+        title_justify="left",
+        expand=True,
+        pad_edge=False,
+        show_edge=False,
+    )
+    table.add_column("when (UTC)", no_wrap=True)
+    table.add_column("source", no_wrap=True)
+    table.add_column("what", ratio=1, overflow="fold")
+    for e in entries[:LATEST_ENTRIES]:
+        table.add_row(minute(e.get("occurred_at")), e.get("source", ""), e.get("summary"))
+    return table
+
+
+def screen(
+    doc: Doc,
+    entries: Sequence[Doc] = (),
+    person_names: Mapping[str, str] | None = None,
+    as_of: str | None = None,
+) -> Group:
+    """The whole screen: the panel of facts, the open tickets, the latest entries."""
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
+    for label, value in facts(doc, person_names or {}):
+        grid.add_row(Text(label), Text(value) if isinstance(value, str) else value)
+    title = Text(doc.get("display_name") or "(no name)", style="bold")
+    title.append(f" · {doc.get('kind', '')} · {short_id(doc.get('customer_id', ''))}")
+    if as_of:
+        title.append(f" · as of {minute(as_of)}")
+    parts: list[RenderableType] = [Panel(grid, title=title, title_align="left")]
+    tickets = open_tickets(doc.get("service_desk") or {})
+    if tickets is not None:
+        parts.append(tickets)
+    recent = latest(entries)
+    if recent is not None:
+        parts.append(recent)
+    return Group(*parts)

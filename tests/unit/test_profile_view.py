@@ -1,0 +1,157 @@
+"""`c360 profile show`'s screen: everything an agent needs on one 40-line screen at 100
+columns, nothing cut, and still readable at 80."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from c360_cli import profile_view
+
+SUBJECT = "Router keeps dropping the connection every evening since the firmware update"
+
+
+def _doc() -> dict[str, Any]:
+    return {
+        "customer_id": "466108df-7384-4f33-a901-e967e4aece59",
+        "kind": "organisation",
+        "display_name": "Liepiņš Kokapstrāde SIA",
+        "emails": ["hello@liepins-0.example"],
+        "phones": ["+37163124230"],
+        "owner_id": "emp-0024",
+        "tags": ["b2b"],
+        "attributes": {
+            "addresses": [
+                {
+                    "label": "headquarters",
+                    "lines": ["Brīvības iela 132"],
+                    "postal_code": "LV-1050",
+                    "city": "Rīga",
+                    "region": "",
+                    "country": "LV",
+                }
+            ],
+            "consent": {
+                "email/service": {"granted": True},
+                "email/marketing": {"granted": True},
+                "sms/marketing": {"granted": False},
+            },
+            "contact_persons": {
+                "l1": {"person_id": "4bedc759-de95-47de-bdd6-a5d8e8651dcc", "role": "buyer"},
+                "l2": {
+                    "person_id": "5bedc759-de95-47de-bdd6-a5d8e8651dcc",
+                    "role": "old",
+                    "valid_until": "2026-01-01T00:00:00Z",
+                },
+            },
+            "sales": {
+                "lifetime_value": {"EUR": "7728.00"},
+                "orders_by_state": {"fulfilled": 1},
+                "open_opportunity_count": 1,
+                "open_weighted": {"EUR": "1200.00"},
+                "classes": {"key account": "revenue over 5,000 EUR in 12 months"},
+            },
+            "marketing": {
+                "segments": {"s1": {"name": "vip-or-b2b"}},
+                "touches": 3,
+                "response_rate": 0.3333,
+            },
+        },
+        "touches": [{"source": "customer", "count": 5}, {"source": "sales", "count": 22}],
+        "first_seen_at": "2026-12-04T02:03:45Z",
+        "last_contact_at": "2026-12-04T02:04:33Z",
+        "last_contact_source": "service-desk",
+        "at_risk": True,
+        "at_risk_since": "2026-12-04T02:04:00Z",
+        "at_risk_until": "2027-01-03T02:04:00Z",
+        "at_risk_reasons": [{"at": "2026-12-04T02:04:00Z", "summary": "4th support contact"}],
+        "service_desk": {
+            "open_ticket_count": 2,
+            "open_tickets": [
+                {
+                    "ticket_id": "5fe8704c-f2fc-4f72-9c1b-f9114932b557",
+                    "subject": SUBJECT,
+                    "priority": "high",
+                    "agent_id": "emp-0015",
+                    "opened_at": "2026-12-04T02:03:51Z",
+                },
+                {
+                    "ticket_id": "6fe8704c-f2fc-4f72-9c1b-f9114932b557",
+                    "subject": "Invoice address wrong",
+                    "priority": "normal",
+                    "agent_id": "",
+                    "opened_at": "2026-12-03T02:03:51Z",
+                },
+            ],
+            "tickets_last_30_days": 4,
+            "tickets_total": 9,
+            "mean_satisfaction": 4.5,
+            "ratings": 2,
+            "sla_breaches": 1,
+            "contacts_total": 3,
+            "contacts_last_30_days": 1,
+            "service_contracts": [
+                {
+                    "name": "Business support",
+                    "starts_on": "2026-01-05",
+                    "ends_on": "2027-01-04",
+                    "state": "active",
+                }
+            ],
+        },
+        "provenance": [{"field": "display_name"}] * 40,
+    }
+
+
+def _entries() -> list[dict[str, Any]]:
+    return [
+        {"occurred_at": f"2026-12-04T02:0{i}:00Z", "source": "sales", "summary": f"Step {i}"}
+        for i in range(8)
+    ]
+
+
+def _render(width: int, doc: dict[str, Any]) -> list[str]:
+    console = Console(file=io.StringIO(), width=width, color_system=None)
+    names = {"4bedc759-de95-47de-bdd6-a5d8e8651dcc": "Michał Dąbrowski"}
+    console.print(profile_view.screen(doc, _entries(), names))
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    return str(text).splitlines()
+
+
+@pytest.mark.parametrize("width", [100, 80])
+def test_the_screen_fits_and_cuts_nothing(width: int) -> None:
+    lines = _render(width, _doc())
+    assert all(len(line) <= width for line in lines)
+    text = " ".join(" ".join(line.strip("│ ").split()) for line in lines)
+    if width == 100:
+        assert len(lines) <= 40
+    # The whole subject, wrapped at word boundaries: no word cut.
+    assert set(SUBJECT.split()) <= set(text.split())
+    for words in ("Michał Dąbrowski (4bedc759)", "key account", "4th support contact"):
+        assert words in text
+    assert "old:" not in text  # an ended contact person is not current
+    assert "7,728.00 EUR" in text
+    assert "5fe8704c" in text
+    assert "5fe8704c-f2fc" not in text
+
+
+def test_the_consent_grid_marks_granted_revoked_and_never_asked() -> None:
+    lines = _render(100, _doc())
+    header = next(i for i, line in enumerate(lines) if "email" in line and "post" in line)
+    marketing, service = (lines[header + k].strip("│ ").split() for k in (1, 2))
+    assert marketing[-5:] == ["marketing", "yes", "no", "·", "·"]
+    assert service[-5:] == ["service", "yes", "·", "·", "·"]
+
+
+def test_provenance_is_not_on_the_screen() -> None:
+    assert not any("display_name" in line for line in _render(100, _doc()))
+
+
+def test_a_new_person_without_anything_yet() -> None:
+    doc = {"customer_id": "x", "kind": "person", "display_name": "Bob", "attributes": {}}
+    text = "\n".join(_render(100, doc))
+    assert "none recorded" in text
+    assert "Bob" in text
