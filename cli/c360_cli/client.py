@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import grpc
 from google.rpc import error_details_pb2, status_pb2
 
+from c360_cli import short_ids
 from c360_cli.errors import EXIT_BAD_INPUT, EXIT_FAILURE, CliError
 from c360_platform import auth, channels
 
@@ -233,11 +234,24 @@ class Client(_Connections):
     def __init__(self, args: argparse.Namespace) -> None:
         super().__init__(args)
         self._channels: dict[str, grpc.Channel] = {}
+        self._raw: dict[str, grpc.Channel] = {}
+
+    def _raw_channel(self, service: str, address: str) -> grpc.Channel:
+        if service not in self._raw:
+            self._raw[service] = channels.channel(address, self.token, CHANNEL_OPTIONS)
+        return self._raw[service]
+
+    def _resolve(self, kind: str, prefix: str) -> list[str]:
+        """Full ids of `kind` that begin with `prefix`, from every service's event log."""
+        every = [self._raw_channel(n, a) for n, a in sorted(self.endpoints.addresses.items())]
+        return short_ids.Resolver(every, self.timeout)(kind, prefix)
 
     def _channel(self, service: str) -> grpc.Channel:
         address = self._address(service)
         if service not in self._channels:
-            self._channels[service] = channels.channel(address, self.token, CHANNEL_OPTIONS)
+            self._channels[service] = grpc.intercept_channel(
+                self._raw_channel(service, address), short_ids.ShortIdInterceptor(self._resolve)
+            )
         return self._channels[service]
 
     def stub(self, service: str, kind: Callable[[grpc.Channel], S]) -> S:
@@ -249,9 +263,10 @@ class Client(_Connections):
         return self._channel(service)
 
     def close(self) -> None:
-        for channel in self._channels.values():
+        for channel in self._raw.values():
             channel.close()
         self._channels.clear()
+        self._raw.clear()
 
     def __enter__(self) -> Client:
         return self

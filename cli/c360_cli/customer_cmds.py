@@ -15,6 +15,7 @@ from c360_cli import import_cmd
 from c360_cli.argtypes import version_number
 from c360_cli.client import Client
 from c360_cli.commands import Api, Arg, Command, Subparsers, add_commands
+from c360_cli.names import customer_names
 from c360_cli.output import Output, customer_json, iso_field, parse_time, short_time
 from c360_cli.words import CONSENT_CHANNELS, CONSENT_PURPOSES, CUSTOMER_KINDS
 
@@ -354,13 +355,20 @@ def _duplicates(args: argparse.Namespace) -> int:
             elif not candidates:
                 out.note(f"no likely duplicates of {args.customer_id}")
             else:
+                names = customer_names(client, [c["customer_id"] for c in candidates], args.timeout)
                 out.table(
-                    ("customer", "score", "reasons"),
+                    ("customer", "name", "score", "reasons"),
                     [
-                        (c["customer_id"], f"{c['score']:.3f}", "; ".join(c["reasons"]))
+                        (
+                            c["customer_id"],
+                            names.get(c["customer_id"], ""),
+                            f"{c['score']:.3f}",
+                            "; ".join(c["reasons"]),
+                        )
                         for c in candidates
                     ],
                     title=f"likely duplicates of {args.customer_id}",
+                    no_wrap={"score"},
                 )
             return 0
         request = api.DuplicateReportRequest(min_score=args.min_score, limit=args.limit)
@@ -376,18 +384,35 @@ def _duplicates(args: argparse.Namespace) -> int:
             )
             for p in reply.pairs
         ]
+        names = (
+            {}
+            if out.json_mode
+            else customer_names(
+                client,
+                [i for p in pairs for i in (p["customer_id"], p["duplicate_id"])],
+                args.timeout,
+            )
+        )
     if out.json_mode:
         out.json({"pairs": pairs})
     elif not pairs:
         out.note("no likely duplicates")
     else:
         out.table(
-            ("customer", "duplicate", "score", "reasons"),
+            ("customer", "name", "duplicate", "its name", "score", "reasons"),
             [
-                (p["customer_id"], p["duplicate_id"], f"{p['score']:.3f}", "; ".join(p["reasons"]))
+                (
+                    p["customer_id"],
+                    names.get(p["customer_id"], ""),
+                    p["duplicate_id"],
+                    names.get(p["duplicate_id"], ""),
+                    f"{p['score']:.3f}",
+                    "; ".join(p["reasons"]),
+                )
                 for p in pairs
             ],
             title=f"likely duplicates: {len(pairs)} pairs",
+            no_wrap={"customer", "duplicate", "score"},
         )
     return 0
 

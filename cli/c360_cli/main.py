@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, cast
 
-from c360_cli import catalogue
+from c360_cli import catalogue, display
 from c360_cli.argtypes import parse_addr
 from c360_cli.errors import EXIT_BAD_INPUT, CliError
 
@@ -24,6 +24,7 @@ GLOBAL_DEFAULTS: dict[str, Any] = {
     "addr": [],
     "timeout": 15.0,
     "token": "",
+    "wide": False,
 }
 """Defaults of the options every (sub)command accepts; applied after parsing."""
 
@@ -70,6 +71,12 @@ def add_global_options(parser: argparse.ArgumentParser) -> None:
         metavar="TOKEN",
         default=argparse.SUPPRESS,
         help="bearer token of the calls (default $C360_TOKEN, else HOME/auth/operator.token)",
+    )
+    group.add_argument(
+        "--wide",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="whole ids in lists (else their first 8 digits, which commands accept back)",
     )
     group.add_argument(
         "--timeout",
@@ -219,6 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, default in GLOBAL_DEFAULTS.items():
         if not hasattr(args, name):
             setattr(args, name, default)
+    display.wide = bool(args.wide)
     func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
     if func is None:
         parser.print_help(sys.stderr)

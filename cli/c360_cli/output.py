@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import re
 import sys
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -21,10 +24,21 @@ from c360.common.v1 import command_pb2
 from c360.customer.v1 import customer_service_pb2 as customer_api
 from c360.events.v1 import customer_events_pb2 as events
 from c360.timeline.v1 import timeline_service_pb2 as timeline_api
+from c360_cli import display
 from c360_cli.words import CONSENT_CHANNELS, CONSENT_PURPOSES, CUSTOMER_KINDS
 
 ID_COLUMNS = {"customer", "duplicate", "id", "link", "organisation", "person"}
 """Table columns that hold UUIDs."""
+SHORT_COLUMN = 20
+"""Columns whose longest line is at most this wide stay on one line; longer ones wrap."""
+LEAST_WIDTH = 8
+"""No column is made narrower than this (or than its own longest line)."""
+NARROW = 12
+"""Long columns other than the main text give way down to this width (and wrap)."""
+FLEX_MIN_WIDTH = 24
+"""The least width the wrapping column is given before the others give way."""
+PAGE_CAPTION = "more: --page-token "
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 JSONValue = Any
 """Anything json.dumps accepts: dict/list/str/int/float/bool/None."""
@@ -305,6 +319,14 @@ class Output:
         sys.stdout.write(text + "\n")
         sys.stdout.flush()
 
+    def paged(self, enabled: bool = True) -> contextlib.AbstractContextManager[Any]:
+        """Print through the pager ($PAGER, else less) when asked and stdout is a terminal
+        (a long list, `--all`); otherwise print as usual."""
+        if enabled and not self.json_mode and sys.stdout.isatty():
+            os.environ.setdefault("LESS", "-FRX")  # no pager for what fits; keep colours
+            return self.console.pager(styles=True)
+        return contextlib.nullcontext()
+
     def print(self, *renderables: Any) -> None:
         self.console.print(*renderables)
 
@@ -353,26 +375,132 @@ class Output:
         title: str | None = None,
         caption: str | None = None,
         no_wrap: Collection[str] = (),
+        drop: Sequence[str] = (),
     ) -> None:
-        table = Table(title=title, caption=caption, box=box.SIMPLE_HEAD, title_justify="left")
-        for column in columns:
-            # ids stay on one line: they are for copying
-            wide = column in ID_COLUMNS
-            table.add_column(
-                column,
-                overflow="fold",
-                no_wrap=wide or column in no_wrap,
-                min_width=36 if wide else None,
+        """A table that fits the terminal: ids shortened to their first 8 digits (unless
+        --wide), short columns kept on one line, long texts wrapped at word boundaries in
+        their own column. A caption naming the next page's token goes on a line of its own,
+        never wrapped, so that it can be copied."""
+        cells = [[_cell(v, shorten=not display.wide) for v in row] for row in rows]
+        longest = [
+            max(
+                [len(column)]
+                + [len(line) for row in cells for line in row[i].plain.splitlines() or [""]]
             )
-        for row in rows:
-            table.add_row(*(_cell(v) for v in row))
+            for i, column in enumerate(columns)
+        ]
+        dropped = [columns.index(c) for c in drop if c in columns]
+        # Cell padding (none on the outer edges) and one blank between two columns.
+        last = len(columns) - 1
+        pads = [(i > 0) + (i < last) for i in range(len(columns))]
+        words = [
+            max((len(w) for row in cells for w in row[i].plain.split()), default=0)
+            for i in range(len(columns))
+        ]
+        widths = fit_widths(
+            longest,
+            self.console.width - sum(pads) - last,
+            fixed=[c in no_wrap or (c in ID_COLUMNS and display.wide) for c in columns],
+            drop=dropped,
+            words=words,
+        )
+        shown = [i for i, w in enumerate(widths) if w > 0]
+        if len(shown) < len(columns):  # fewer columns, fewer gaps: lay out what is left again
+            again = fit_widths(
+                [longest[i] for i in shown],
+                self.console.width - 3 * (len(shown) - 1),
+                fixed=[columns[i] in no_wrap for i in shown],
+                words=[words[i] for i in shown],
+            )
+            widths = [0] * len(columns)
+            for i, width in zip(shown, again, strict=True):
+                widths[i] = width
+        cells = [[row[i] for i in shown] for row in cells]
+        table = Table(
+            title=title,
+            box=box.SIMPLE_HEAD,
+            title_justify="left",
+            pad_edge=False,
+            show_edge=False,
+        )
+        for i in shown:
+            table.add_column(
+                columns[i],
+                overflow="fold",
+                no_wrap=widths[i] >= longest[i],
+                width=widths[i],
+            )
+        for row in cells:
+            table.add_row(*row)
+        page = caption is not None and caption.startswith(PAGE_CAPTION)
+        if caption is not None and not page:
+            table.caption = caption
         self.console.print(table)
+        if page and caption is not None:
+            self.console.print(Text(caption), soft_wrap=True)
 
 
-def _cell(value: Any) -> Text:
-    """A table cell; plain text, never rich markup (names may contain brackets)."""
+def fit_widths(
+    longest: Sequence[int],
+    room: int,
+    fixed: Sequence[bool],
+    drop: Sequence[int] = (),
+    words: Sequence[int] | None = None,
+) -> list[int]:
+    """Content widths for a table whose columns' longest lines are `longest`, in `room`
+    characters (padding already taken off); 0 for a column left out. What fits keeps its
+    width. Otherwise columns give way in this order: the longest text (it wraps) down to
+    FLEX_MIN_WIDTH; the other long columns down to NARROW; the columns in `drop` are left out,
+    one after the other; last, the longest text down to a few characters. `fixed` columns
+    (ids, times, states) never wrap. `words`: each column's longest word, which a column
+    does not go below while it can help it (so an e-mail address is not cut)."""
+    word = list(words) if words is not None else [0] * len(longest)
+    movable = [i for i, f in enumerate(fixed) if not f]
+    if sum(longest) <= room or not movable:
+        return list(longest)
+    flex = max(movable, key=lambda i: longest[i])
+
+    def layout(left_out: set[int]) -> list[int]:
+        widths = [0 if i in left_out else n for i, n in enumerate(longest)]
+
+        def shrink(i: int, floor: int) -> None:
+            over = sum(widths) - room
+            if over > 0 and widths[i] > floor:
+                widths[i] = max(floor, widths[i] - over)
+
+        shrink(flex, min(longest[flex], max(FLEX_MIN_WIDTH, word[flex])))
+        for i in sorted(movable, key=lambda i: -longest[i]):
+            if i != flex:
+                shrink(i, min(longest[i], max(NARROW, word[i])))
+        return widths
+
+    left_out: set[int] = set()
+    widths = layout(left_out)
+    for i in drop:
+        if sum(widths) <= room:
+            break
+        if i != flex:
+            left_out.add(i)
+            widths = layout(left_out)
+    if sum(widths) > room:  # still too wide: every column that wraps down to a few characters
+        for i in [flex, *sorted(movable, key=lambda i: -widths[i])]:
+            over = sum(widths) - room
+            if over > 0 and widths[i] > LEAST_WIDTH:
+                widths[i] = max(LEAST_WIDTH, widths[i] - over)
+    else:  # room left (a column was left out): the main text gets it back first
+        for i in [flex, *movable]:
+            if i not in left_out:
+                widths[i] = min(longest[i], widths[i] + room - sum(widths))
+    return widths
+
+
+def _cell(value: Any, *, shorten: bool = False) -> Text:
+    """A table cell; plain text, never rich markup (names may contain brackets). With
+    `shorten`, a whole id is its first 8 digits (commands accept those back)."""
     if isinstance(value, Text):
         return value
+    if shorten and isinstance(value, str) and _UUID.match(value):
+        return Text(value[:8])
     if value is None:
         return Text("")
     if isinstance(value, bool):

@@ -153,12 +153,21 @@ def _service(desk: Doc) -> str:
         f" {f'{mean:.1f}' if isinstance(mean, int | float) else '-'}"
         f" ({desk.get('ratings', 0)} ratings); {desk.get('sla_breaches', 0)} SLA breaches"
     )
-    if desk.get("contacts_total"):
-        text += (
-            f"; {desk['contacts_total']} contacts without a ticket"
-            f" ({desk.get('contacts_last_30_days', 0)} in 30 days)"
-        )
     return text
+
+
+def _contact_history(desk: Doc) -> str:
+    """Contacts that needed no ticket (IVR, calls, SMS): how many, and the latest three."""
+    lines = [
+        f"{desk['contacts_total']} without a ticket, {desk.get('contacts_last_30_days', 0)}"
+        " in 30 days"
+    ]
+    for c in (desk.get("recent_contacts") or [])[:3]:
+        lines.append(
+            f"{minute(c.get('at'))} {c.get('channel', '')} {c.get('direction', '')}"
+            f" {str(c.get('outcome', '')).replace('_', '-')}"
+        )
+    return "\n".join(lines)
 
 
 def facts(doc: Doc, person_names: Mapping[str, str]) -> list[tuple[str, RenderableType | str]]:
@@ -219,6 +228,8 @@ def facts(doc: Doc, person_names: Mapping[str, str]) -> list[tuple[str, Renderab
     desk: Doc = doc.get("service_desk") or {}
     if desk:
         rows.append(("service", _service(desk)))
+        if desk.get("contacts_total"):
+            rows.append(("contact history", _contact_history(desk)))
         contracts = desk.get("service_contracts") or []
         if contracts:
             rows.append(

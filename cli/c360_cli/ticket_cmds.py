@@ -14,7 +14,9 @@ from c360.service_desk.v1.service_desk_service_pb2_grpc import ServiceDeskServic
 from c360_cli.argtypes import whole_in
 from c360_cli.client import Client
 from c360_cli.commands import Api, Arg, Command, Subparsers, add_commands
+from c360_cli.names import customer_names
 from c360_cli.output import (
+    PAGE_CAPTION,
     JSONValue,
     Output,
     entry_json,
@@ -394,6 +396,11 @@ def register(subparsers: Subparsers) -> None:
         "--limit", type=whole_in(1, 200), default=50, metavar="N", help="page size (default 50)"
     )
     p.add_argument("--page-token", default="", metavar="TOKEN", help="next_page_token of a page")
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="every page, one after the other (through a pager on a terminal)",
+    )
     p.set_defaults(func=_list)
 
     p = sub.add_parser(
@@ -521,36 +528,49 @@ def _list(args: argparse.Namespace) -> int:
         page_size=args.limit,
         page_token=args.page_token,
     )
-    with Client(args) as client:
-        reply = client.stub("service-desk", ServiceDeskServiceStub).ListTickets(
-            request, timeout=args.timeout
-        )
     out = Output(args.json)
+    tickets: list[api.TicketSummary] = []
+    with Client(args) as client:
+        stub = client.stub("service-desk", ServiceDeskServiceStub)
+        while True:
+            reply = stub.ListTickets(request, timeout=args.timeout)
+            tickets += reply.tickets
+            if not (args.all and reply.next_page_token):
+                break
+            request.page_token = reply.next_page_token
+        names = (
+            {}
+            if out.json_mode
+            else customer_names(client, (t.customer_id for t in tickets), args.timeout)
+        )
     if out.json_mode:
         out.json(
             {
-                "tickets": [summary_json(t) for t in reply.tickets],
+                "tickets": [summary_json(t) for t in tickets],
                 "next_page_token": reply.next_page_token,
             }
         )
         return 0
-    caption = f"more: --page-token {reply.next_page_token}" if reply.next_page_token else None
-    out.table(
-        ["id", "opened (UTC)", "state", "priority", "subject", "agent / queue"],
-        [
+    caption = f"{PAGE_CAPTION}{reply.next_page_token}" if reply.next_page_token else None
+    with out.paged(args.all):
+        out.table(
+            ["id", "opened (UTC)", "state", "priority", "customer", "subject", "agent / queue"],
             [
-                t.ticket_id,
-                short_time(iso_field(t, "opened_at")),
-                TICKET_STATES.word(t.state),
-                TICKET_PRIORITIES.word(t.priority),
-                t.subject,
-                " / ".join(x for x in (t.agent_id, t.queue) if x),
-            ]
-            for t in reply.tickets
-        ],
-        caption=caption if reply.tickets else "no ticket found",
-        no_wrap={"opened (UTC)", "state", "priority"},
-    )
+                [
+                    t.ticket_id,
+                    short_time(iso_field(t, "opened_at"))[:16],
+                    TICKET_STATES.word(t.state),
+                    TICKET_PRIORITIES.word(t.priority),
+                    names.get(t.customer_id) or t.customer_id,
+                    t.subject,
+                    " / ".join(x for x in (t.agent_id, t.queue) if x),
+                ]
+                for t in tickets
+            ],
+            caption=caption if tickets else "no ticket found",
+            no_wrap={"id", "opened (UTC)", "state", "priority"},
+            drop=["agent / queue", "opened (UTC)"],
+        )
     return 0
 
 

@@ -184,6 +184,7 @@ def _show(args: argparse.Namespace) -> int:
                 + (f" as of {short_time(iso_field(request, 'as_of'))}" if args.as_of else ""),
                 caption=caption,
                 no_wrap={"occurred at (UTC)", "type"},
+                drop=["recorded under", "type"],
             )
         if args.follow:
             after = max((e.cursor for e in page.entries), default=0)

@@ -14,10 +14,13 @@ from c360_platform import rpc
 from c360_platform.auth import Role, requires
 from c360_platform.config import Settings
 from c360_platform.relay import Contract, OutboxRelay, StoredEnvelope
-from c360_platform.store import ServiceApplication
+from c360_platform.store import ServiceApplication, kind_of, prefix_range
+from c360_platform.validation import Violations
 
 SERVICE_NAME = api.DESCRIPTOR.services_by_name["EventLogService"].full_name
 PAGE_SIZE = 500
+MIN_PREFIX = 4
+MAX_RESOLVED = 100
 
 
 class EventLogServicer(api_grpc.EventLogServiceServicer):
@@ -56,6 +59,32 @@ class EventLogServicer(api_grpc.EventLogServiceServicer):
                 remaining -= len(page)
         if not sent:
             yield api.ReadEventsResponse(source=self.app.source, head_position=head)
+
+    async def ResolveIds(
+        self, request: api.ResolveIdsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> api.ResolveIdsResponse:
+        violations = Violations()
+        digits = request.prefix.replace("-", "")
+        if len(digits) < MIN_PREFIX:
+            violations.add("prefix", f"must have at least {MIN_PREFIX} hexadecimal digits")
+        try:
+            low, high = prefix_range(request.prefix)
+        except ValueError as exc:
+            violations.add("prefix", str(exc))
+        if request.limit > MAX_RESOLVED:
+            violations.add("limit", f"must be at most {MAX_RESOLVED}")
+        violations.check()
+        limit = request.limit or 10
+        # Kinds are filtered after the read: ask for more than `limit` when filtering.
+        found = await asyncio.to_thread(
+            self.app.event_recorder.ids_in_range, low, high, limit if not request.kind else 1000
+        )
+        ids = []
+        for aggregate_id, topic in found:
+            kind = kind_of(topic)
+            if not request.kind or kind == request.kind:
+                ids.append(api.ResolvedId(id=str(aggregate_id), kind=kind))
+        return api.ResolveIdsResponse(ids=ids[:limit])
 
 
 def serve_event_log(host: rpc.ServiceHost, app: ServiceApplication, contract: Contract) -> None:

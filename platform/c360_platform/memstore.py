@@ -149,6 +149,15 @@ class MemoryEventRecorder(POPOApplicationRecorder):
         with self._database_lock:
             return {i for i in aggregate_ids if self._stored_events_index.get(str(i))}
 
+    def ids_in_range(self, low: UUID, high: UUID, limit: int) -> list[tuple[UUID, str]]:
+        with self._database_lock:
+            found = sorted(
+                (UUID(str(e.originator_id)), e.topic)
+                for e in self._stored_events
+                if e.originator_version == 1 and low <= UUID(str(e.originator_id)) <= high
+            )
+        return found[:limit]
+
     def count_events(self) -> int:
         with self._database_lock:
             return len(self._stored_events)

@@ -590,6 +590,20 @@ class EventRecorder(_SchemaOnce, PostgresApplicationRecorder):
             )
             return {r["originator_id"] for r in curs.fetchall()}
 
+    def ids_in_range(self, low: UUID, high: UUID, limit: int) -> list[tuple[UUID, str]]:
+        """The aggregates whose ids lie in [low, high] with their first event's topic
+        (the primary key's index answers it: no scan)."""
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                SQL(
+                    "SELECT originator_id, topic FROM {}"
+                    " WHERE originator_id BETWEEN %s AND %s AND originator_version = 1"
+                    " ORDER BY originator_id LIMIT %s"
+                ).format(self._table(self.events_table_name)),
+                (low, high, limit),
+            )
+            return [(r["originator_id"], r["topic"]) for r in curs.fetchall()]
+
     def count_events(self) -> int:
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(

@@ -13,6 +13,7 @@ Naming, in one place: source "service-desk" keeps its events in schema `service_
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -254,8 +255,25 @@ class CommandRecorder(Protocol):
         self, after: int, limit: int
     ) -> list[tuple[Notification, EventMetadata]]: ...
     def existing(self, aggregate_ids: list[UUID]) -> set[UUID]: ...
+    def ids_in_range(self, low: UUID, high: UUID, limit: int) -> list[tuple[UUID, str]]: ...
     def count_events(self) -> int: ...
     def max_notification_id(self) -> int | None: ...
+
+
+def prefix_range(prefix: str) -> tuple[UUID, UUID]:
+    """The lowest and highest UUIDs that begin with `prefix` (hex digits; dashes ignored):
+    a short id as people copy it from a list ("466108df"). ValueError if it is not hex."""
+    digits = prefix.replace("-", "").lower()
+    if not digits or len(digits) > 32 or not all(c in "0123456789abcdef" for c in digits):
+        raise ValueError("not the beginning of an id (hexadecimal digits)")
+    return UUID(digits.ljust(32, "0")), UUID(digits.ljust(32, "f"))
+
+
+def kind_of(topic: str) -> str:
+    """The aggregate kind of an event topic, as a word: "pkg.domain:ServiceContract.Signed"
+    is "service_contract"."""
+    name = topic.rpartition(":")[2].split(".")[0]
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
 # -- the application ----------------------------------------------------------------------------

@@ -1,0 +1,129 @@
+"""Short ids typed back: a request's id field holding the beginning of an id ("466108df", as
+lists show ids) is completed before the call, by asking the services which of their aggregates
+of that kind begin so (EventLogService.ResolveIds). Unique: the full id goes out; none: NOT
+FOUND (exit 1); several: the candidates are named (exit 2)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import grpc
+from google.protobuf.message import Message
+
+from c360.events.v1 import event_log_pb2 as log_api
+from c360.events.v1 import event_log_pb2_grpc as log_grpc
+from c360_cli.errors import EXIT_BAD_INPUT, EXIT_FAILURE, CliError
+
+SHORT = re.compile(r"^[0-9a-fA-F]{4,8}(-[0-9a-fA-F]{0,4}){0,3}$")
+"""The beginning of an id, 4 hex digits at least, shorter than a whole one."""
+
+ALIASES = {
+    "survivor": "customer",
+    "duplicate": "customer",
+    "person": "customer",
+    "organisation": "customer",
+    "contract": "service_contract",
+}
+"""Id fields whose name is not their aggregate's kind."""
+
+NOT_AGGREGATES = frozenset({"request", "address", "link", "event", "merge"})
+"""`*_id` fields that are not aggregate ids (left as they are)."""
+
+
+def kind_of_field(name: str) -> str | None:
+    """The aggregate kind an id field refers to ("ticket_id" -> "ticket"), None if none."""
+    if not name.endswith("_id"):
+        return None
+    stem = name[: -len("_id")]
+    if stem in NOT_AGGREGATES:
+        return None
+    return ALIASES.get(stem, stem)
+
+
+def is_short(value: str) -> bool:
+    return bool(SHORT.match(value))
+
+
+Resolve = Callable[[str, str], list[str]]
+"""(kind, prefix) -> the full ids of that kind beginning so."""
+
+
+def complete(request: Message, resolve: Resolve) -> Message:
+    """`request` with its short ids completed (a copy; the request itself if none were)."""
+    changes: dict[str, str] = {}
+    for field, value in request.ListFields():
+        if field.type != field.TYPE_STRING or field.is_repeated:
+            continue
+        kind = kind_of_field(field.name)
+        if kind is None or not isinstance(value, str) or not is_short(value):
+            continue
+        found = resolve(kind, value)
+        label = field.name.removesuffix("_id").replace("_", " ")
+        if not found:
+            raise CliError(
+                f"no {label} id begins with {value}",
+                EXIT_FAILURE,
+                code="NOT_FOUND",
+                field=field.name,
+            )
+        if len(found) > 1:
+            raise CliError(
+                f"{value} is the beginning of {len(found)} {kind.replace('_', ' ')} ids"
+                f" ({', '.join(found[:5])}{', …' if len(found) > 5 else ''}): give more digits",
+                EXIT_BAD_INPUT,
+                code="AMBIGUOUS",
+                field=field.name,
+            )
+        changes[field.name] = found[0]
+    if not changes:
+        return request
+    completed = type(request)()
+    completed.CopyFrom(request)
+    for name, value in changes.items():
+        setattr(completed, name, value)
+    return completed
+
+
+class Resolver:
+    """Asks each service's EventLogService for ids by prefix, on channels of its own."""
+
+    def __init__(self, channels: Iterable[grpc.Channel], timeout: float | None) -> None:
+        self.stubs = [log_grpc.EventLogServiceStub(c) for c in channels]
+        self.timeout = timeout
+
+    def __call__(self, kind: str, prefix: str) -> list[str]:
+        found: list[str] = []
+        for stub in self.stubs:
+            try:
+                reply = stub.ResolveIds(
+                    log_api.ResolveIdsRequest(prefix=prefix, kind=kind, limit=10),
+                    timeout=self.timeout,
+                )
+            except grpc.RpcError as exc:
+                if exc.code() in (grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.UNAVAILABLE):
+                    continue  # a service without an event log of its own, or one that is down
+                raise
+            found += [r.id for r in reply.ids if r.id not in found]
+        return found
+
+
+class ShortIdInterceptor(
+    grpc.UnaryUnaryClientInterceptor,  # type: ignore[type-arg]
+    grpc.UnaryStreamClientInterceptor,  # type: ignore[type-arg]
+):
+    """Completes short ids in every request a CLI channel sends."""
+
+    def __init__(self, resolve: Resolve) -> None:
+        self.resolve = resolve
+
+    def intercept_unary_unary(
+        self, continuation: Callable[..., Any], details: Any, request: Any
+    ) -> Any:
+        return continuation(details, complete(request, self.resolve))
+
+    def intercept_unary_stream(
+        self, continuation: Callable[..., Any], details: Any, request: Any
+    ) -> Any:
+        return continuation(details, complete(request, self.resolve))

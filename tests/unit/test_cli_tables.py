@@ -1,0 +1,108 @@
+"""The CLI's tables fit the terminal: short ids, long texts wrapped at word boundaries in
+their own column, columns that give way in order, page tokens never wrapped."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from rich.console import Console
+
+from c360_cli import display, output
+from c360_cli.output import FLEX_MIN_WIDTH, Output, fit_widths
+
+TICKET = "7e9cf30d-5da9-4215-a0a1-250582093f18"
+SUBJECT = "Router keeps dropping the connection every evening since the firmware update"
+TOKEN = (
+    "WyIyMDI2LTEyLTA0VDAyOjAzOjU1LjMwMDU1MiswMDowMCIsICJkYWIwODk0Ni1mZjA5LTRlYzYtOGFmOS1j"
+    "OGRkYmE2ZWE5MWEiXQ=="
+)
+
+
+def _print_table(width: int, *, wide: bool = False) -> list[str]:
+    display.wide = wide
+    try:
+        out = Output(False)
+        out.console = Console(file=io.StringIO(), width=width, color_system=None)
+        out.table(
+            ["id", "opened (UTC)", "state", "customer", "subject", "agent / queue"],
+            [
+                [
+                    TICKET,
+                    "2026-12-04 02:03",
+                    "resolved",
+                    "Joanna Dąbrowska",
+                    SUBJECT,
+                    "emp-0008 / complaints",
+                ]
+            ],
+            caption=f"{output.PAGE_CAPTION}{TOKEN}",
+            no_wrap={"opened (UTC)", "state"},
+            drop=["agent / queue", "opened (UTC)"],
+        )
+        return str(out.console.file.getvalue()).splitlines()  # type: ignore[attr-defined]
+    finally:
+        display.wide = False
+
+
+@pytest.mark.parametrize("width", [100, 80])
+def test_rows_fit_and_no_word_is_cut(width: int) -> None:
+    lines = _print_table(width)
+    body = [line for line in lines if not line.startswith("more:")]
+    assert all(len(line) <= width for line in body)
+    words = {w for line in body for w in line.split()}
+    assert set(SUBJECT.split()) <= words
+    assert "7e9cf30d" in words  # the short id
+    assert TICKET not in " ".join(lines)
+
+
+def test_the_page_token_is_on_a_line_of_its_own_and_whole() -> None:
+    lines = _print_table(80)
+    assert lines[-1] == f"more: --page-token {TOKEN}"
+
+
+def test_wide_shows_whole_ids() -> None:
+    assert TICKET in " ".join(_print_table(140, wide=True))
+
+
+def test_at_80_columns_the_droppable_columns_go_first() -> None:
+    header = _print_table(80)[0]
+    assert "agent / queue" not in header
+    assert "subject" in header
+    assert "customer" in header
+
+
+def test_what_fits_keeps_its_width() -> None:
+    assert fit_widths([8, 10, 30], 60, [True, False, False]) == [8, 10, 30]
+
+
+def test_the_longest_text_gives_way_first_then_the_others() -> None:
+    widths = fit_widths([8, 16, 60], 60, [True, False, False])
+    assert widths == [8, 16, 36]
+    widths = fit_widths([8, 30, 60], 40, [True, False, False])
+    assert widths[2] >= FLEX_MIN_WIDTH - 8  # the main text keeps some room
+    assert sum(widths) <= 40
+
+
+def test_a_long_word_is_not_cut_while_another_column_can_give() -> None:
+    widths = fit_widths([8, 30, 40], 70, [True, False, False], words=[8, 10, 31])
+    assert widths[2] >= 31
+
+
+@given(
+    st.lists(st.integers(1, 80), min_size=1, max_size=8),
+    st.integers(20, 200),
+    st.data(),
+)
+def test_widths_never_exceed_the_room_unless_fixed_columns_do(
+    longest: list[int], room: int, data: st.DataObject
+) -> None:
+    fixed = data.draw(st.lists(st.booleans(), min_size=len(longest), max_size=len(longest)))
+    widths = fit_widths(longest, room, fixed)
+    assert all(0 <= w <= n for w, n in zip(widths, longest, strict=True))
+    assert all(w == n for w, n, f in zip(widths, longest, fixed, strict=True) if f)
+    floor = sum(n for n, f in zip(longest, fixed, strict=True) if f)
+    movable_floor = sum(min(8, n) for n, f in zip(longest, fixed, strict=True) if not f)
+    assert sum(widths) <= max(room, floor + movable_floor)
