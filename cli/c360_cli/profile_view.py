@@ -147,13 +147,12 @@ def _erp(part: Doc) -> str:
 
 def _service(desk: Doc) -> str:
     mean = desk.get("mean_satisfaction")
-    text = (
+    return (
         f"{desk.get('open_ticket_count', 0)} open, {desk.get('tickets_last_30_days', 0)} in"
         f" 30 days, {desk.get('tickets_total', 0)} in all; satisfaction"
         f" {f'{mean:.1f}' if isinstance(mean, int | float) else '-'}"
         f" ({desk.get('ratings', 0)} ratings); {desk.get('sla_breaches', 0)} SLA breaches"
     )
-    return text
 
 
 def _contact_history(desk: Doc) -> str:
