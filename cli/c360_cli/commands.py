@@ -58,12 +58,17 @@ class Arg:
     choices: bool = False
     """With `words`: argparse `choices` (exact words, listed in the usage line); otherwise any
     case and `-` or `_` are accepted."""
+    flag: bool = False
+    """An option without a value for a bool field (true when given)."""
 
     @property
     def dest(self) -> str:
         return self.name.lstrip("-").replace("-", "_")
 
     def add_to(self, parser: argparse.ArgumentParser) -> None:
+        if self.flag:
+            parser.add_argument(self.name, action="store_true", help=self.help)
+            return
         options: dict[str, Any] = {"help": self.help}
         if self.metavar is not None:
             options["metavar"] = self.metavar

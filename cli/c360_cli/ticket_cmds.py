@@ -78,6 +78,13 @@ COMMANDS = (
                 metavar="ZONE",
                 default="",
             ),
+            Arg(
+                "--allow-unknown-customer",
+                "allow_unknown_customer",
+                "open it although the timeline does not know the customer (a call logged"
+                " before the caller is registered); without it such an id is refused",
+                flag=True,
+            ),
             Arg("--request-id", "request_id", "idempotency key", metavar="ID", default=""),
         ),
         verb="ticket opened",

@@ -7,6 +7,7 @@ with the reason.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 
@@ -15,9 +16,12 @@ import grpc
 from c360.timeline.v1 import timeline_service_pb2 as tapi
 from c360.timeline.v1 import timeline_service_pb2_grpc as tapi_grpc
 from c360_platform import channels
+from c360_platform.errors import Unavailable
 
 _log = logging.getLogger(__name__)
 RECENT_ENTRIES = 5
+KNOWN_GRACE = 2.0
+"""How long a customer not (yet) on the timeline is looked for before it counts as unknown."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,31 @@ class ContextReader:
             tapi.GetProfileRequest(customer_id=customer_id), timeout=self.timeout / 2
         )
         return reply.profile
+
+    async def knows(self, customer_id: str, grace: float = KNOWN_GRACE) -> bool:
+        """Whether the timeline has a profile of the customer. A customer registered a moment
+        ago may not be projected yet: NOT_FOUND is asked again for up to `grace` seconds.
+        Unavailable (naming the timeline) when it cannot be asked."""
+        stub = self._stub()
+        deadline = asyncio.get_running_loop().time() + grace
+        pause = 0.02
+        while True:
+            try:
+                await stub.GetProfile(
+                    tapi.GetProfileRequest(customer_id=customer_id), timeout=self.timeout
+                )
+                return True
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.NOT_FOUND:
+                    raise Unavailable(
+                        f"cannot check that customer {customer_id} exists:"
+                        f" {self._reason(exc, customer_id)}"
+                    ) from None
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                return False
+            await asyncio.sleep(min(pause, left))
+            pause *= 2
 
     def _reason(self, exc: grpc.aio.AioRpcError, customer_id: str) -> str:
         code = exc.code()

@@ -186,3 +186,28 @@ async def test_a_ticket_answers_with_its_context_marked_unavailable_without_the_
     assert shown.context.available is False
     assert "timeline service" in shown.context.unavailable_reason
     assert not shown.context.HasField("profile")
+    # Without the timeline, whether a customer exists cannot be checked: UNAVAILABLE, nothing
+    # stored; a call logged on purpose for an unknown customer still goes in.
+    before = stack.desk_app.event_recorder.count_events()
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await open_ticket(stack, cid)
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "timeline" in (refused.value.details() or "")
+    allowed = opening(cid)
+    allowed.allow_unknown_customer = True
+    await stack.service_desk.OpenTicket(allowed)
+    assert stack.desk_app.event_recorder.count_events() > before
+
+
+async def test_a_ticket_for_a_customer_nobody_knows_is_refused(stack: Stack) -> None:
+    typo = "00000000-0000-4000-8000-00000000abcd"
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await open_ticket(stack, typo)
+    assert refused.value.code() == grpc.StatusCode.NOT_FOUND
+    assert "allow_unknown_customer" in (refused.value.details() or "")
+    assert stack.desk_app.event_recorder.count_events() == 0
+    logged = opening(typo)
+    logged.allow_unknown_customer = True
+    tid = (await stack.service_desk.OpenTicket(logged)).result.aggregate_id
+    shown = await stack.service_desk.GetTicket(dapi.GetTicketRequest(ticket_id=tid))
+    assert shown.ticket.customer_id == typo

@@ -34,6 +34,7 @@ def desk(clock: Clock) -> ServiceDeskServicer:
 
 def opening(customer_id: str, subject: str = "Parcel lost", request_id: str = "") -> Any:
     return dapi.OpenTicketRequest(
+        allow_unknown_customer=True,  # no timeline in these tests
         request_id=request_id,
         customer_id=customer_id,
         channel=ev.TICKET_CHANNEL_PHONE,
@@ -69,7 +70,10 @@ async def test_ticket_commands_are_idempotent_and_conflicts_are_aborted(
     stale = dapi.EscalateTicketRequest(ticket_id=tid, expected_version=1, reason="angry")
     await refused(desk.EscalateTicket(stale, CALL), VersionConflict)
     assert await bad_fields(
-        desk.OpenTicket(dapi.OpenTicketRequest(customer_id="nobody", subject=" "), CALL)
+        desk.OpenTicket(
+            dapi.OpenTicketRequest(allow_unknown_customer=True, customer_id="nobody", subject=" "),
+            CALL,
+        )
     ) == ["channel", "customer_id", "subject"]
     assert desk.app.event_recorder.count_events() == 3
 
@@ -80,7 +84,12 @@ async def test_bad_input_is_refused_before_the_state_is_looked_at(
     tid = await open_ticket(desk, str(uuid4()))
     assert await bad_fields(
         desk.OpenTicket(
-            dapi.OpenTicketRequest(customer_id="42", channel=ev.TICKET_CHANNEL_SMS, subject=" "),
+            dapi.OpenTicketRequest(
+                allow_unknown_customer=True,
+                customer_id="42",
+                channel=ev.TICKET_CHANNEL_SMS,
+                subject=" ",
+            ),
             CALL,
         )
     ) == ["customer_id", "subject"]

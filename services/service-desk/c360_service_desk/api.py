@@ -16,7 +16,7 @@ from c360_platform.commands import blocking, expected_version, parse_id
 from c360_platform.consistency import ConsistencyToken
 from c360_platform.context import ContextReader, CustomerContext
 from c360_platform.envelope import timestamp
-from c360_platform.errors import InvalidArgument
+from c360_platform.errors import InvalidArgument, NotFound
 from c360_platform.servicer import CommandServicer, registration
 from c360_platform.store import AllOf, Eq
 from c360_service_desk.application import ServiceDeskApplication
@@ -159,6 +159,13 @@ class ServiceDeskServicer(
             "priority": PRIORITIES.word(request.priority),
             "time_zone": request.time_zone,
         }
+        if not request.allow_unknown_customer and _is_uuid(request.customer_id):
+            if not await self.context.knows(request.customer_id):
+                raise NotFound(
+                    f"customer {request.customer_id} is not known to the timeline; check the"
+                    " id, or set allow_unknown_customer to open a ticket for a customer not"
+                    " registered yet"
+                )
         return await self.command(
             request,
             context,
@@ -391,6 +398,14 @@ class ServiceDeskServicer(
             tickets=[summary_message(r) for r in page.rows],
             next_page_token=_encode_token(page.after) if page.after else "",
         )
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        UUID(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _target(request: Any) -> tuple[UUID, int | None]:
