@@ -159,13 +159,16 @@ class ServiceDeskServicer(
             "priority": PRIORITIES.word(request.priority),
             "time_zone": request.time_zone,
         }
-        if not request.allow_unknown_customer and _is_uuid(request.customer_id):
-            if not await self.context.knows(request.customer_id):
-                raise NotFound(
-                    f"customer {request.customer_id} is not known to the timeline; check the"
-                    " id, or set allow_unknown_customer to open a ticket for a customer not"
-                    " registered yet"
-                )
+        if (
+            not request.allow_unknown_customer
+            and _is_uuid(request.customer_id)
+            and not await self.context.knows(request.customer_id)
+        ):
+            raise NotFound(
+                f"customer {request.customer_id} is not known to the timeline; check the"
+                " id, or set allow_unknown_customer to open a ticket for a customer not"
+                " registered yet"
+            )
         return await self.command(
             request,
             context,
