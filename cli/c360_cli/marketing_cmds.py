@@ -544,7 +544,10 @@ def _print_lead_list(out: Output, x: api.LeadList) -> None:
 
 def _lead_list_distribute(args: argparse.Namespace) -> int:
     request = api.DistributeLeadListRequest(
-        request_id=args.request_id, lead_list_id=args.lead_list_id, team=args.team, rule=args.rule
+        request_id=args.request_id,
+        lead_list_id=args.lead_list_id,
+        team=args.team,
+        rule=args.rule.replace("-", "_"),
     )
     with Client(args) as client:
         reply = _stub(client).DistributeLeadList(request, timeout=args.timeout)
@@ -659,9 +662,10 @@ def register(subparsers: Subparsers) -> None:
     p.add_argument("--team", required=True, help="the sales team whose agents get the leads")
     p.add_argument(
         "--rule",
-        choices=("round_robin", "territory", "capacity"),
-        default="round_robin",
-        help="how sales assigns them (default round_robin)",
+        type=lambda text: text.replace("_", "-"),
+        choices=("round-robin", "territory", "capacity"),
+        default="round-robin",
+        help="how sales assigns them (default round-robin)",
     )
     p.add_argument("--request-id", default="", metavar="ID", help="idempotency key")
     p.set_defaults(func=_lead_list_distribute)

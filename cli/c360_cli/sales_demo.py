@@ -441,6 +441,24 @@ class SalesDemo:
                         headers={"Nats-Msg-Id": event.event_id},
                     )
                     self.stats.deliveries += 1
+            if self.orders:
+                # An ERP that writes a date its own way: c360 refuses the message and keeps it
+                # as a dead letter with the reason (`c360 deadletter list`, then `replay`).
+                order_id, _ = self.orders[0]
+                reply = await self.run.retrying(
+                    self.stub().GetOrder,
+                    sapi.GetOrderRequest(order_id=order_id),
+                    "get an order",
+                    SALES,
+                )
+                lines = [(x.line_id, x.quantity) for x in reply.order.lines]
+                bad = _delivery(reply.order, 99, lines)
+                bad.order_delivered.delivered_on = date.today().strftime("%d/%m/%Y")
+                await js.publish(
+                    "erp.order.delivered",
+                    bad.SerializeToString(),
+                    headers={"Nats-Msg-Id": bad.event_id},
+                )
         finally:
             await nc.close()
 

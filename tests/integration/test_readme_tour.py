@@ -1,0 +1,83 @@
+"""The README's tour runs as written: every command of it, in order, against `c360 up` after
+`c360 demo` (a smaller demo, for time), with the ids it prints filled in where the README
+writes <customer_id> and the like. A command whose comment says "refused" must fail with a
+message; every other one must succeed."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from .test_cli import Up, up  # noqa: F401  (the fixture)
+from .tour import ROOT, Step, Tour, steps
+
+pytestmark = pytest.mark.integration
+
+DEMO_AS_WRITTEN = "c360 demo --customers 200"
+DEMO_HERE = "c360 demo --customers 60"
+
+
+def _first(items: list[dict[str, object]], key: str, **match: object) -> str:
+    for item in items:
+        if all(item.get(k) == v for k, v in match.items()):
+            return str(item[key])
+    raise AssertionError(f"no {match} among {len(items)}")
+
+
+def lookups() -> dict[str, object]:
+    """How a user finds what the README leaves to them (a lookup, not a step of the tour)."""
+    return {
+        "time": lambda t: datetime.now(UTC).isoformat(),
+        "command": lambda t: "customer",
+        "survivor_id": lambda t: _pair(t)["customer_id"],
+        "duplicate_id": lambda t: _pair(t)["duplicate_id"],
+        "id": lambda t: t.c360_json("deadletter", "list")["dead_letters"][0]["id"],
+        "lead_id": lambda t: next(
+            str(lead["lead_id"])
+            for lead in t.c360_json("lead", "list", "--limit", "200")["leads"]
+            if "Berg Logistik" in str(lead)
+        ),
+        "order_id": lambda t: t.c360_json("order", "list")["orders"][0]["order_id"],
+        "winter_campaign_id": lambda t: _first(
+            t.c360_json("campaign", "list")["campaigns"], "campaign_id", name="Winter in Latvia"
+        ),
+        "campaign_id": lambda t: _first(
+            t.c360_json("campaign", "list")["campaigns"], "campaign_id", state="finished"
+        ),
+        "phone_campaign_id": lambda t: _first(
+            t.c360_json("campaign", "list")["campaigns"], "campaign_id", channel="phone"
+        ),
+        "called_customer_id": lambda t: t.c360_json(
+            "calllist", "next", t.values["call_list_id"], "--agent", "emp-0003"
+        )["entry"]["customer_id"],
+    }
+
+
+def _pair(tour: Tour) -> dict[str, str]:
+    pairs = tour.c360_json("customer", "duplicates", "--min-score", "0.8")["pairs"]
+    assert pairs, "the demo made no likely duplicates"
+    return {k: str(v) for k, v in pairs[0].items()}
+
+
+def test_every_command_of_the_readme_tour(up: Up, tmp_path: Path) -> None:  # noqa: F811
+    written = steps((ROOT / "README.md").read_text())
+    assert any(s.command == DEMO_AS_WRITTEN for s in written), "the tour starts with the demo"
+    tour = Tour(up.home, tmp_path / "terminal", lookups=lookups())  # type: ignore[arg-type]
+    failures: list[str] = []
+    for step in written:
+        step = step if step.command != DEMO_AS_WRITTEN else Step(step.line, DEMO_HERE, "")
+        try:
+            code, _, err = tour.run(step)
+        except AssertionError as missing:
+            failures.append(str(missing))
+            continue
+        command = tour.ran[-1][1]
+        if step.refused and (code == 0 or not err.strip()):
+            failures.append(f"README line {step.line}: {command!r} was not refused")
+        if not step.refused and code != 0:
+            failures.append(f"README line {step.line}: {command!r} exit {code}: {err[-500:]}")
+        if "Traceback" in err:
+            failures.append(f"README line {step.line}: {command!r} printed a traceback")
+    assert not failures, "\n".join(failures) + f"\n{up.logs()[-3000:]}"
