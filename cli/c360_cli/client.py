@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 
 from c360_cli import short_ids
@@ -20,6 +21,7 @@ from c360_cli.errors import EXIT_BAD_INPUT, EXIT_FAILURE, CliError
 from c360_platform import auth, channels
 
 S = TypeVar("S")
+M = TypeVar("M", bound=Message)
 
 CHANNEL_OPTIONS: list[tuple[str, Any]] = [("grpc.enable_http_proxy", 0)]
 
@@ -245,6 +247,11 @@ class Client(_Connections):
         """Full ids of `kind` that begin with `prefix`, from every service's event log."""
         every = [self._raw_channel(n, a) for n, a in sorted(self.endpoints.addresses.items())]
         return short_ids.Resolver(every, self.timeout)(kind, prefix)
+
+    def complete(self, request: M) -> M:
+        """`request` with the short ids of its *_id fields completed (what every call does
+        anyway), for a command that also shows them."""
+        return short_ids.complete(request, self._resolve)  # type: ignore[return-value]
 
     def _channel(self, service: str) -> grpc.Channel:
         address = self._address(service)

@@ -13,8 +13,8 @@ from nats.js import JetStreamContext
 
 from c360_cli.argtypes import positive_int
 from c360_cli.client import load_endpoints
-from c360_cli.errors import EXIT_BAD_INPUT, CliError
-from c360_cli.output import Output
+from c360_cli.errors import EXIT_FAILURE, CliError
+from c360_cli.output import Output, short_time
 from c360_platform import natsauth
 from c360_platform.deadletter import (
     DeadLetter,
@@ -106,7 +106,7 @@ def _list(args: argparse.Namespace) -> int:
         return 0
     out.table(
         ["id", "failed at (UTC)", "subject", "consumer", "reason"],
-        [[x.id, x.failed_at, x.subject, x.consumer, x.reason] for x in letters],
+        [[x.id, short_time(x.failed_at)[:16], x.subject, x.consumer, x.reason] for x in letters],
         no_wrap={"id", "failed at (UTC)", "subject"},
     )
     return 0
@@ -116,7 +116,7 @@ def _replay(args: argparse.Namespace) -> int:
     try:
         letter = _with_jetstream(args, lambda js: replay(js, args.id))
     except DeadLetterNotFound as exc:
-        raise CliError(str(exc), EXIT_BAD_INPUT) from None
+        raise CliError(str(exc), EXIT_FAILURE, code="NOT_FOUND", field="id") from None
     out = Output(args.json)
     if out.json_mode:
         out.json({"replayed": _letter_json(letter)})

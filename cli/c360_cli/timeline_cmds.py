@@ -16,6 +16,7 @@ from c360_cli.argtypes import positive_int
 from c360_cli.client import Client
 from c360_cli.errors import EXIT_FAILURE, CliError
 from c360_cli.output import (
+    PAGE_CAPTION,
     Output,
     entry_json,
     hit_json,
@@ -73,6 +74,11 @@ def register(subparsers: Subparsers) -> None:
         "--limit", type=positive_int, default=50, metavar="N", help="page size (default 50)"
     )
     p.add_argument("--page-token", default="", metavar="TOKEN", help="next_page_token of a page")
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="every page, one after the other (through a pager on a terminal)",
+    )
     p.set_defaults(func=_show)
 
     p = sub.add_parser(
@@ -150,42 +156,50 @@ def _show(args: argparse.Namespace) -> int:
         as_of=args.as_of,
     )
     with Client(args) as client:
-        page = client.stub("timeline", TimelineServiceStub).GetTimeline(
-            request, timeout=args.timeout
-        )
+        request = client.complete(request)
+        customer_id = request.customer_id
+        stub = client.stub("timeline", TimelineServiceStub)
+        page = stub.GetTimeline(request, timeout=args.timeout)
+        entries = list(page.entries)
+        while args.all and page.next_page_token:
+            request.page_token = page.next_page_token
+            page = stub.GetTimeline(request, timeout=args.timeout)
+            entries += page.entries
         unfiltered = not (
             args.page_token or args.source or args.type or args.since or args.until or args.as_of
         )
-        if unfiltered and not page.entries and not args.follow:
+        if unfiltered and not entries and not args.follow:
             # Every customer's timeline starts with its registration: none means no customer.
             raise CliError(
-                f"no timeline for {args.customer_id}: no such customer, or not projected yet"
+                f"no timeline for {customer_id}: no such customer, or not projected yet"
                 " (pass --wait-for with the command's consistency token)",
                 EXIT_FAILURE,
+                code="NOT_FOUND",
             )
         if out.json_mode:
             out.json(
                 {
-                    "customer_id": args.customer_id,
-                    "entries": [entry_json(e) for e in page.entries],
+                    "customer_id": customer_id,
+                    "entries": [entry_json(e) for e in entries],
                     "next_page_token": page.next_page_token,
                 },
                 compact=args.follow,  # one JSON document per line when streaming follows
             )
         else:
-            caption = f"more: --page-token {page.next_page_token}" if page.next_page_token else None
+            caption = f"{PAGE_CAPTION}{page.next_page_token}" if page.next_page_token else None
             # A survivor's timeline holds its duplicates' entries: show whose each one is.
-            merged = any(e.customer_id != args.customer_id for e in page.entries)
-            out.table(
-                ["occurred at (UTC)", "source", "type", "summary"]
-                + (["recorded under"] if merged else []),
-                [_entry_row(e) + ([e.customer_id] if merged else []) for e in page.entries],
-                title=f"timeline of {args.customer_id}"
-                + (f" as of {short_time(iso_field(request, 'as_of'))}" if args.as_of else ""),
-                caption=caption,
-                no_wrap={"occurred at (UTC)", "type"},
-                drop=["recorded under", "type"],
-            )
+            merged = any(e.customer_id != customer_id for e in entries)
+            with out.paged(args.all and not args.follow):
+                out.table(
+                    ["occurred at (UTC)", "source", "type", "summary"]
+                    + (["recorded under"] if merged else []),
+                    [_entry_row(e) + ([e.customer_id] if merged else []) for e in entries],
+                    title=f"timeline of {customer_id[:8]}"
+                    + (f" as of {short_time(iso_field(request, 'as_of'))}" if args.as_of else ""),
+                    caption=caption,
+                    no_wrap={"occurred at (UTC)", "type"},
+                    drop=["recorded under", "type"],
+                )
         if args.follow:
             after = max((e.cursor for e in page.entries), default=0)
             _follow(client, out, args, after)
