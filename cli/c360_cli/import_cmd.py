@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeAlias
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from c360.customer.v1 import customer_service_pb2 as api
@@ -124,6 +123,15 @@ def run(args: argparse.Namespace) -> int:
         total = sum(1 for line in handle if line.strip()) - (1 if fmt == "csv" else 0)
     out = Output(args.json)
     unreadable: list[tuple[int, str]] = []
+    # Imported here: the other customer commands start faster without it.
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     progress = Progress(
         TextColumn("importing"),
         BarColumn(),
