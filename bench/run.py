@@ -27,7 +27,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from bench import pgwait, rawsave
+from bench import pgwait, rawsave, targets
 from bench.cpu import CpuMeter
 from bench.measure import Measure, closed_loop, id_source, rate_info, shown
 from bench.report import Ratio, cpu_table, plots, table, write_json
@@ -39,6 +39,9 @@ from c360.events.v1 import customer_events_pb2 as events
 RESULTS = Path(__file__).resolve().parent / "results"
 PROBES_UNDER_LOAD = 2
 BASELINES = {"echo", "raw_save_1", "raw_save_n", "raw_save_batch"}
+IDLE_SETTLE_S = 2.0
+"""After the services report ready, this long before their idle memory is read."""
+
 RATIOS = [
     Ratio("register", "echo"),
     Ratio("register", "raw_save_n"),
@@ -223,6 +226,13 @@ async def start_services(run: Run) -> None:
     run.addresses = await stack.start_services({"echo": ["-m", "bench.echo", "--port", "{port}"]})
     run.facts["services_ready_s"] = round(time.monotonic() - started, 2)
     run.progress.update(task, total=1, completed=1, info=f"{run.facts['services_ready_s']} s")
+    await asyncio.sleep(IDLE_SETTLE_S)  # started, nothing asked yet: each service idle
+    services = {
+        name: pid
+        for name, pid in stack.pids().items()
+        if name not in ("postgres", "nats", "bench", "echo")
+    }
+    run.facts["idle_rss_mb"] = {k: round(v, 1) for k, v in targets.rss_mb(services).items()}
 
 
 async def load_phase(
@@ -419,8 +429,12 @@ def main(argv: list[str] | None = None) -> int:
         f" {os.cpu_count()} CPUs"
     )
     try:
+        with console.status("timing `c360 --help`"):
+            facts["cli_help_s"] = round(targets.cli_help_seconds(), 3)
+        infra_started = time.monotonic()
         with console.status("starting PostgreSQL and NATS"):
             stack.start_infra()
+        facts["infra_ready_s"] = round(time.monotonic() - infra_started, 2)
         facts["postgres"] = (
             "C360_POSTGRES_URL (fresh database)"
             if os.environ.get("C360_POSTGRES_URL")
@@ -471,6 +485,8 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[yellow]slow graceful stop after SIGTERM (s):[/] {slow}")
     if cpu:
         console.print(cpu_table(cpu, waits))
+    standing = targets.rows(shown_measures, facts)
+    console.print(targets.table(standing))
     written = plots(shown_measures, cfg.out, subtitle) if cfg.plots and shown_measures else []
     doc: dict[str, Any] = {
         "schema": "c360-bench/1",
@@ -484,6 +500,7 @@ def main(argv: list[str] | None = None) -> int:
         "facts": facts,
         "measures": {k: m.summary() for k, m in shown_measures.items()},
         "ratios": {r.name: r.values(shown_measures) for r in RATIOS},
+        "targets": standing,
         "cpu_percent_of_one_core": cpu,
         "postgres_backends_by_state": waits,
         "freshness_samples_ms": {

@@ -1,0 +1,207 @@
+"""Where c360 stands against its targets (issue 12), each figure beside its target.
+
+A benchmark is not a test: nothing here fails the run. A row the bench does not measure yet
+says so instead of showing a number.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from bench.measure import Measure
+
+Facts = dict[str, Any]
+Measures = dict[str, Measure]
+
+
+@dataclass(frozen=True)
+class Target:
+    """One target: what is measured, its goal (`at_least` or at most `limit`), the figure."""
+
+    what: str
+    unit: str
+    limit: float
+    at_least: bool
+    figure: Callable[[Measures, Facts], float | None]
+    note: Callable[[Measures, Facts], str] = lambda m, f: ""
+
+    def row(self, measures: Measures, facts: Facts) -> dict[str, Any]:
+        try:
+            value = self.figure(measures, facts)
+        except (KeyError, TypeError, ZeroDivisionError):
+            value = None
+        if value is None:
+            status = "not measured"
+        elif (value >= self.limit) if self.at_least else (value <= self.limit):
+            status = "meets"
+        else:
+            status = "misses"
+        return {
+            "what": self.what,
+            "value": None if value is None else round(value, 3),
+            "target": f"{'≥' if self.at_least else '≤'} {self.limit:,g}{self.unit}",
+            "status": status,
+            "note": self.note(measures, facts) if value is not None else "",
+        }
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or not b else a / b
+
+
+def _items(m: Measure) -> float | None:
+    return None if m.throughput is None else m.throughput * m.items_per_op
+
+
+def _ms(key: str, p: float) -> Callable[[Measures, Facts], float | None]:
+    return lambda m, f: m[key].ms(p) if key in m else None
+
+
+def _missing(m: Measures, f: Facts) -> float | None:
+    return None
+
+
+TARGETS = [
+    Target(
+        "RegisterCustomer throughput / bare gRPC echo",
+        "x",
+        0.6,
+        True,
+        lambda m, f: _ratio(m["register"].throughput, m["echo"].throughput),
+    ),
+    Target(
+        "RegisterCustomer throughput / raw save loop (one save per event, same concurrency)",
+        "x",
+        3,
+        True,
+        lambda m, f: _ratio(m["register"].throughput, m["raw_save_n"].throughput),
+    ),
+    Target("RegisterCustomer p99 at half of peak throughput", " ms", 25, False, _missing),
+    Target(
+        "command → visible in GetTimeline, p50",
+        " ms",
+        15,
+        False,
+        _ms("fresh_waitfor_load", 50),
+        lambda m, f: (
+            f"under the RegisterCustomer load ({m['register'].throughput or 0:,.0f}/s),"
+            " not a paced 500/s"
+        ),
+    ),
+    Target(
+        "command → visible in GetTimeline, p99",
+        " ms",
+        100,
+        False,
+        _ms("fresh_waitfor_load", 99),
+        lambda m, f: "same samples",
+    ),
+    Target(
+        "GetTimeline first page p99",
+        " ms",
+        5,
+        False,
+        _ms("get_timeline", 99),
+        lambda m, f: "customers with a few entries, not 10,000",
+    ),
+    Target("GetTimeline p99 at 1M stored entries / at 100k", "x", 1.2, False, _missing),
+    Target("import rows/s", "/s", 10_000, True, lambda m, f: _items(m["import"])),
+    Target(
+        "import rows/s / raw batched save",
+        "x",
+        0.8,
+        True,
+        lambda m, f: _ratio(_items(m["import"]), _items(m["raw_save_batch"])),
+    ),
+    Target("timeline rebuild events/s", "/s", 20_000, True, _missing),
+    Target("relay / raw nats-py async publish", "x", 0.8, True, _missing),
+    Target(
+        "whole stack ready (PostgreSQL, NATS, services)",
+        " s",
+        10,
+        False,
+        lambda m, f: f["infra_ready_s"] + f["services_ready_s"],
+    ),
+    Target(
+        "idle service RSS, the largest",
+        " MB",
+        100,
+        False,
+        lambda m, f: max(f["idle_rss_mb"].values()),
+        lambda m, f: ", ".join(f"{k} {v:.0f}" for k, v in sorted(f["idle_rss_mb"].items())),
+    ),
+    Target(
+        "c360 --help",
+        " s",
+        0.3,
+        False,
+        lambda m, f: f["cli_help_s"],
+        lambda m, f: "median of 5 runs of the console script",
+    ),
+]
+
+
+def rows(measures: Measures, facts: Facts) -> list[dict[str, Any]]:
+    return [t.row(measures, facts) for t in TARGETS]
+
+
+def table(found: list[dict[str, Any]]) -> Table:
+    t = Table(title="Where it stands (issue 12's targets)", title_justify="left")
+    t.add_column("target of", overflow="fold")
+    t.add_column("figure", justify="right", no_wrap=True)
+    t.add_column("target", justify="right", no_wrap=True)
+    t.add_column("", no_wrap=True)
+    t.add_column("note", overflow="fold")
+    styles = {"meets": "green", "misses": "red", "not measured": "dim"}
+    for r in found:
+        value = r["value"]
+        shown = "-" if value is None else (f"{value:,.3g}" if value < 100 else f"{value:,.0f}")
+        t.add_row(
+            r["what"],
+            shown,
+            r["target"],
+            f"[{styles[r['status']]}]{r['status']}[/]",
+            r["note"],
+        )
+    return t
+
+
+def rss_mb(pids: dict[str, int]) -> dict[str, float]:
+    """Resident memory of each process, in MB (VmRSS; Linux)."""
+    found: dict[str, float] = {}
+    for name, pid in pids.items():
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                found[name] = int(line.split()[1]) / 1024
+    return found
+
+
+def cli_help_seconds(runs: int = 5) -> float:
+    """Median wall time of `c360 --help` (the console script beside this interpreter)."""
+    script = Path(sys.executable).parent / "c360"
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "c360_cli.main"]
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run(
+            [*command, "--help"],
+            stdout=subprocess.DEVNULL,
+            check=True,
+            env={**os.environ, "COLUMNS": "100"},
+        )
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
