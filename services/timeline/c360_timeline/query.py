@@ -23,6 +23,7 @@ from c360_platform.commands import parse_id
 from c360_platform.consistency import ConsistencyToken
 from c360_platform.envelope import timestamp
 from c360_platform.errors import DeadlineExceeded, InvalidArgument, NotFound, Unavailable
+from c360_platform.notify import Notifications
 from c360_timeline.projection import (
     DERIVED_SOURCE,
     ChurnRule,
@@ -38,6 +39,12 @@ Ctx = grpc.aio.ServicerContext[Any, Any]
 MAX_PAGE = 500
 DEFAULT_PAGE = 50
 MAX_WAIT = 10.0
+PUSH_FALLBACK_S = 0.25
+"""A read-your-writes wait looks again this often even without a push (one missed NOTIFY)."""
+WATCH_FALLBACK_S = 2.0
+"""A watch with pushes looks again this often all the same."""
+WATCH_POLL_S = 0.25
+"""A watch without pushes (LISTEN down) looks this often."""
 MAX_DEPTH = 100
 # The survivor and every customer merged into it at a time (transitively: A into B, B into C),
 # in merge order; `infinity` for now (only merges not undone).
@@ -236,9 +243,12 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
         pool: AsyncConnectionPool[Any],
         projector: Projector | None,
         rule: ChurnRule | None = None,
+        notifications: Notifications | None = None,
     ) -> None:
         self.pool = pool
         self.projector = projector
+        self.notifications = notifications
+        """The projector's commits, pushed (LISTEN); without it, waits poll."""
         # The churn rule the projector applies, for profiles folded again as of a time.
         self.rule = rule or (projector.view.rule if projector else churn_rule_from_env())
 
@@ -260,15 +270,23 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
         remaining = context.time_remaining()
         budget = min(MAX_WAIT, remaining if remaining is not None else MAX_WAIT)
         deadline = time.monotonic() + budget
-        # A cheap indexed look-up; short pauses keep the wait close to the real lag.
+        # A cheap indexed look-up, again at each projector commit (pushed), or after short
+        # pauses when nothing pushes.
         pause = 0.005
-        while await self._applied(token.source) < token.position:
-            if time.monotonic() + pause > deadline:
+        while True:
+            seen = self.notifications.generation if self.notifications else 0
+            if await self._applied(token.source) >= token.position:
+                return
+            left = deadline - time.monotonic()
+            if left <= 0:
                 raise DeadlineExceeded(
                     f"the timeline has not applied {token} yet; retry or pass a longer deadline"
                 )
-            await asyncio.sleep(pause)
-            pause = min(pause * 1.5, 0.025)
+            if self.notifications is not None and self.notifications.connected:
+                await self.notifications.changed(seen, min(PUSH_FALLBACK_S, left))
+            else:
+                await asyncio.sleep(min(pause, left))
+                pause = min(pause * 1.5, 0.025)
 
     async def GetTimeline(
         self, request: api.GetTimelineRequest, context: Ctx
@@ -320,6 +338,7 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
         customer_id = parse_id("customer_id", request.customer_id)
         cursor = request.after_cursor
         while True:
+            seen = self.notifications.generation if self.notifications else 0
             # The customer and those merged into it now, in the same statement (one snapshot)
             # as the entries: a merge while watching adds the duplicate's new entries from
             # then on; its older history is in GetTimeline.
@@ -331,8 +350,13 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
             for r in rows:
                 cursor = r["entry_seq"]
                 yield api.WatchTimelineResponse(entry=entry_message(r))
-            if not rows:
-                await asyncio.sleep(0.25)
+            if rows:
+                continue
+            if self.notifications is not None and self.notifications.connected:
+                # Woken by the projector's next commit; a look now and then all the same.
+                await self.notifications.changed(seen, WATCH_FALLBACK_S)
+            else:
+                await asyncio.sleep(WATCH_POLL_S)
 
     async def _group(self, customer_id: Any, as_of: datetime | None) -> list[str]:
         """The customer and the customers merged into it (then, or now), survivor first."""

@@ -60,6 +60,10 @@ def name_key(name: str) -> str:
     return " ".join(unidecode(name).lower().split())
 
 
+NOTIFY_CHANNEL = "c360_timeline"
+"""The projector NOTIFYs here in each transaction that applies events (query.py LISTENs)."""
+
+
 class ReadModel(TrackingRecorder):
     """Timeline entries and 360 profiles, with tracking records in the same transaction."""
 
@@ -164,6 +168,9 @@ class ReadModel(TrackingRecorder):
                 return 0
             for e in fresh:
                 self._insert_tracking(curs, Tracking(e.source, e.position))
+            # Delivered at commit, once per transaction (PostgreSQL folds repeats): it wakes
+            # the watches and read-your-writes waits of every timeline process.
+            curs.execute("SELECT pg_notify(%s, '')", (NOTIFY_CHANNEL,))
             # Events about no customer (a product, a price list, a lead not yet linked) are
             # tracked as applied but make no entry: a timeline is a customer's.
             unattached = sum(1 for e in fresh if not e.customer_id)
@@ -271,7 +278,7 @@ class ReadModel(TrackingRecorder):
                 for p in profiles
             ],
         )
-        curs.execute("SELECT pg_notify('c360_timeline', '')")
+        curs.execute("SELECT pg_notify(%s, '')", (NOTIFY_CHANNEL,))
 
     def _record_merges(self, curs: Cursor[DictRow], rows: list[Entry]) -> None:
         """Keep `merges` from the duplicates' merge and unmerge entries (upserts, so the order

@@ -9,10 +9,11 @@ from c360.timeline.v1 import timeline_service_pb2_grpc as api_grpc
 from c360_platform import rpc
 from c360_platform.catchup import SourceDirectory
 from c360_platform.config import Settings
+from c360_platform.notify import Notifications
 from c360_platform.pgpool import CHECKOUT_TIMEOUT, PatientAsyncPool
 from c360_timeline.projector import Projector
 from c360_timeline.query import TimelineServicer
-from c360_timeline.readmodel import open_read_model
+from c360_timeline.readmodel import NOTIFY_CHANNEL, open_read_model
 
 SERVICE_NAME = api.DESCRIPTOR.services_by_name["TimelineService"].full_name
 
@@ -34,7 +35,9 @@ def build(settings: Settings) -> rpc.ServiceHost:
         timeout=CHECKOUT_TIMEOUT,
         check=PatientAsyncPool.check_connection,
     )
-    servicer = TimelineServicer(pool, projector)
+    # One LISTEN for the whole process: watches and waits are woken by the projector's commits.
+    notifications = Notifications(settings.postgres_url, NOTIFY_CHANNEL)
+    servicer = TimelineServicer(pool, projector, notifications=notifications)
     host = rpc.ServiceHost.for_settings(settings)
 
     def add(server: Any) -> None:
@@ -44,6 +47,7 @@ def build(settings: Settings) -> rpc.ServiceHost:
 
     host.on_start.append(pool.open)
     host.background.append(projector.run)
+    host.background.append(notifications.run)
     host.on_close.append(pool.close)
-    host.parts.update(projector=projector, view=view)
+    host.parts.update(projector=projector, view=view, notifications=notifications)
     return host

@@ -1,0 +1,66 @@
+"""Watches and read-your-writes waits are woken by the projector's commits (one LISTEN per
+timeline process), not by polling: many idle watchers leave the read side answering, and each
+of them gets a new entry."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from c360.customer.v1 import customer_service_pb2 as capi
+from c360.timeline.v1 import timeline_service_pb2 as tapi
+from c360_platform.notify import Notifications
+
+from .conftest import Stack
+from .helpers import eventually, register
+
+pytestmark = pytest.mark.integration
+
+WATCHERS = 200
+
+
+async def test_idle_watchers_cost_no_polling_and_all_see_the_next_entry(stack: Stack) -> None:
+    pushed = stack.hosts["timeline"].part("notifications", Notifications)
+
+    async def listening() -> bool:
+        return pushed.connected
+
+    await eventually(listening, what="the timeline LISTENing")
+    ada = (await register(stack.customer, "Ada Lovelace", "ada@example.com")).result
+    bob = (await register(stack.customer, "Bob Babbage", "bob@example.com")).result
+    await stack.timeline.GetTimeline(
+        tapi.GetTimelineRequest(customer_id=ada.aggregate_id, wait_for=ada.consistency_token)
+    )
+    first = await stack.timeline.GetTimeline(tapi.GetTimelineRequest(customer_id=ada.aggregate_id))
+    after = max(e.cursor for e in first.entries)
+    calls = [
+        stack.timeline.WatchTimeline(
+            tapi.WatchTimelineRequest(customer_id=ada.aggregate_id, after_cursor=after)
+        )
+        for _ in range(WATCHERS)
+    ]
+    streams = [c.__aiter__() for c in calls]
+    nexts = [asyncio.ensure_future(s.__anext__()) for s in streams]
+    try:
+        await asyncio.sleep(1.0)  # every watcher has looked once and is waiting now
+        assert not any(n.done() for n in nexts)
+        # The read side answers beside them (they hold no pooled connection while waiting).
+        read = await stack.timeline.GetTimeline(
+            tapi.GetTimelineRequest(customer_id=bob.aggregate_id, wait_for=bob.consistency_token),
+            timeout=5,
+        )
+        assert [e.type for e in read.entries] == ["customer.registered"]
+        woken_before = pushed.generation
+        await stack.customer.RenameCustomer(
+            capi.RenameCustomerRequest(customer_id=ada.aggregate_id, display_name="Ada King")
+        )
+        got = await asyncio.wait_for(asyncio.gather(*nexts), 10)
+        assert {g.entry.type for g in got} == {"customer.renamed"}
+        assert len(got) == WATCHERS
+        assert pushed.generation > woken_before  # the wake-up came from the projector's NOTIFY
+    finally:
+        for c in calls:
+            c.cancel()
+        for n in nexts:
+            n.cancel()
