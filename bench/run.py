@@ -39,6 +39,8 @@ from c360.events.v1 import customer_events_pb2 as events
 RESULTS = Path(__file__).resolve().parent / "results"
 PROBES_UNDER_LOAD = 2
 BASELINES = {"echo", "raw_save_1", "raw_save_n", "raw_save_batch"}
+IDLE_WATCHERS = 1000
+"""WatchTimeline streams left open (and idle) during the second GetTimeline phase."""
 IDLE_SETTLE_S = 2.0
 """After the services report ready, this long before their idle memory is read."""
 
@@ -47,6 +49,7 @@ RATIOS = [
     Ratio("register", "raw_save_n"),
     Ratio("register", "raw_save_1"),
     Ratio("get_timeline", "echo"),
+    Ratio("get_timeline_watched", "get_timeline"),
     Ratio("import", "raw_save_batch", latency=False, per_item=True),
 ]
 METHOD_NOTES = [
@@ -154,6 +157,7 @@ def new_measures(cfg: Config) -> dict[str, Measure]:
         ),
         Measure("register", "RegisterCustomer"),
         Measure("get_timeline", "GetTimeline"),
+        Measure("get_timeline_watched", f"GetTimeline, {IDLE_WATCHERS:,} idle watches"),
         Measure("fresh_visible_load", "freshness poll, load", unit="sample"),
         Measure("fresh_waitfor_load", "freshness wait_for, load", unit="sample"),
         Measure("fresh_visible_idle", "freshness poll, idle", unit="sample"),
@@ -329,6 +333,8 @@ async def phases(run: Run) -> None:
                 poll=poll,
             )
         await load_phase(run, "get_timeline", clients.get_timeline, cfg.seconds)
+        async with clients.idle_watchers(IDLE_WATCHERS):
+            await load_phase(run, "get_timeline_watched", clients.get_timeline, cfg.seconds)
         await import_phase(run, clients)
     finally:
         await clients.close()

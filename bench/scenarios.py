@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from c360.timeline.v1.timeline_service_pb2_grpc import TimelineServiceAsyncStub
 
 CALL_TIMEOUT = 30.0
+WATCHERS_SETTLE_S = 3.0
 VISIBLE_TIMEOUT = 30.0
 
 
@@ -109,6 +111,30 @@ class Clients:
         )
         if not reply.entries:
             raise NotVisibleError(f"customer {customer_id} has an empty timeline")
+
+    @contextlib.asynccontextmanager
+    async def idle_watchers(self, count: int) -> AsyncIterator[None]:
+        """`count` WatchTimeline streams on customers that get no new entries, open (and
+        waiting) while the block runs; on a channel of their own, as other clients' would be."""
+        channel = aio_channel(self.timeline_addr, self.token)
+        stub = timeline_grpc.TimelineServiceStub(channel)
+        calls = [
+            stub.WatchTimeline(
+                timeline_api.WatchTimelineRequest(
+                    customer_id=self.customers[i % len(self.customers)], after_cursor=2**62
+                )
+            )
+            for i in range(count)
+        ]
+        waiting = [asyncio.ensure_future(c.__aiter__().__anext__()) for c in calls]
+        try:
+            await asyncio.sleep(WATCHERS_SETTLE_S)  # each has looked once and waits now
+            yield
+        finally:
+            for c in calls:
+                c.cancel()
+            await asyncio.gather(*waiting, return_exceptions=True)
+            await channel.close(None)
 
     async def poll_visible(self, customer_id: str, poll: float) -> None:
         """Read the timeline (no wait_for) every `poll` seconds until the customer's entry shows."""
