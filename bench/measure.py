@@ -204,6 +204,45 @@ async def closed_loop(
         measure.elapsed += time.monotonic() - started
 
 
+async def paced_loop(
+    measure: Measure,
+    op: Callable[[int], Awaitable[None]],
+    *,
+    rate: float,
+    seconds: float,
+    ids: Iterator[int],
+) -> None:
+    """Start a call every 1/`rate` seconds for `seconds` (an open loop: a slow answer does not
+    slow the arrivals, as with independent clients); record each into `measure`. Latency is
+    taken from the moment a call was due, so falling behind shows in it."""
+    started = time.monotonic()
+    interval = 1.0 / rate
+    pending: set[asyncio.Task[None]] = set()
+
+    async def one(i: int, due_ns: int) -> None:
+        try:
+            await op(i)
+        except Exception as exc:  # counted and reported: a bench, not a test
+            measure.fail(describe(exc))
+            return
+        measure.record_ns(time.perf_counter_ns() - due_ns)
+        measure.tick(time.monotonic() - started)
+
+    n = 0
+    origin_ns = time.perf_counter_ns()
+    while (due := n * interval) < seconds:
+        delay = started + due - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        task = asyncio.create_task(one(next(ids), origin_ns + int(due * 1e9)))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+        n += 1
+    if pending:
+        await asyncio.wait(pending)
+    measure.elapsed += time.monotonic() - started
+
+
 def id_source(start: int = 0) -> Iterator[int]:
     """Unique, increasing request numbers shared by every worker of a run."""
     return itertools.count(start)

@@ -29,7 +29,7 @@ from rich.progress import (
 
 from bench import pgwait, rawsave, targets
 from bench.cpu import CpuMeter
-from bench.measure import Measure, closed_loop, id_source, rate_info, shown
+from bench.measure import Measure, closed_loop, id_source, paced_loop, rate_info, shown
 from bench.report import Ratio, cpu_table, plots, table, write_json
 from bench.scenarios import Clients
 from bench.stack import Stack
@@ -156,6 +156,8 @@ def new_measures(cfg: Config) -> dict[str, Measure]:
             "raw_save_batch", f"raw save, {cfg.batch}/save", unit="save", items_per_op=cfg.batch
         ),
         Measure("register", "RegisterCustomer"),
+        Measure("register_half", "RegisterCustomer, paced at half of peak"),
+        Measure("fresh_waitfor_half", "freshness wait_for, half of peak", unit="sample"),
         Measure("get_timeline", "GetTimeline"),
         Measure("get_timeline_watched", f"GetTimeline, {IDLE_WATCHERS:,} idle watches"),
         Measure("fresh_visible_load", "freshness poll, load", unit="sample"),
@@ -317,6 +319,7 @@ async def phases(run: Run) -> None:
         shown_catch_up = "not within 120 s" if catch_up is None else f"{catch_up * 1000:.0f} ms"
         run.progress.update(task, total=1, completed=1, info=shown_catch_up)
 
+        await half_peak_phase(run, clients, poll)
         idle_started = time.monotonic()
 
         def idle_info() -> str:
@@ -338,6 +341,33 @@ async def phases(run: Run) -> None:
         await import_phase(run, clients)
     finally:
         await clients.close()
+
+
+async def half_peak_phase(run: Run, clients: Clients, poll: float) -> None:
+    """RegisterCustomer paced at half of the peak the closed loop reached (an open loop), with
+    freshness probes beside it: the latency and freshness a service at half load gives."""
+    peak = run.measures["register"].throughput
+    if not peak:
+        return
+    rate = peak / 2
+    measure = run.measures["register_half"]
+    seconds = run.cfg.register_seconds
+    origin = time.monotonic()
+    info = rate_info(measure, lambda: origin)
+    label = f"{measure.label} ({rate:,.0f}/s)"
+    async with shown(run.progress, label, seconds, info), run.observe(measure.label):
+        unused = Measure("fresh_visible_half", "unused", unit="sample")
+        await asyncio.gather(
+            paced_loop(measure, clients.register_op, rate=rate, seconds=seconds, ids=run.ids),
+            clients.freshness(
+                unused,
+                run.measures["fresh_waitfor_half"],
+                until=origin + seconds,
+                origin=origin,
+                poll=poll,
+            ),
+        )
+    measure.notes = {"rate_per_s": round(rate, 1)}
 
 
 async def import_phase(run: Run, clients: Clients) -> None:
