@@ -124,30 +124,25 @@ def _version() -> str:
         return "(not installed)"
 
 
-def _commit() -> str | None:
-    """The git commit of the checkout the CLI runs from, if it runs from one."""
+def _git(*args: str) -> str | None:
+    """What git prints for the checkout the CLI runs from (None: no git, or not a checkout)."""
     here = Path(__file__).resolve().parent
     try:
-        out = subprocess.run(
-            ["git", "-C", str(here), "rev-parse", "--short=12", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
+        done = subprocess.run(
+            ["git", "-C", str(here), *args], capture_output=True, text=True, timeout=5, check=False
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    commit = out.stdout.strip()
-    if out.returncode != 0 or not commit:
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def _commit() -> str | None:
+    """The git commit of the checkout the CLI runs from, if it runs from one."""
+    commit = _git("rev-parse", "--short=12", "HEAD")
+    if not commit:
         return None
-    dirty = subprocess.run(
-        ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
-        capture_output=True,
-        text=True,
-        timeout=5,
-        check=False,
-    )
-    return commit + ("+changes" if dirty.stdout.strip() else "")
+    dirty = _git("status", "--porcelain", "--untracked-files=no")
+    return commit + ("+changes" if dirty else "")
 
 
 def _contracts() -> list[str]:
@@ -222,7 +217,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     _Parser.json_errors = "--json" in words
     parser = build_parser(words)
-    args = parser.parse_args(words)
+    try:
+        args = parser.parse_args(words)  # --help and --version print here
+    except BrokenPipeError:
+        return _reader_gone()
     for name, default in GLOBAL_DEFAULTS.items():
         if not hasattr(args, name):
             setattr(args, name, default)
@@ -242,10 +240,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
-        # The reader (e.g. `| head`) went away: stop quietly, without a second error at exit.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 1
+        return _reader_gone()
+
+
+def _reader_gone() -> int:
+    """The reader (e.g. `| head`) went away: stop quietly, without a second error at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 1
 
 
 if __name__ == "__main__":

@@ -243,25 +243,35 @@ def facts(doc: Doc, person_names: Mapping[str, str]) -> list[tuple[str, Renderab
     return rows
 
 
+def _list(title: str, columns: Sequence[str], *, text: str) -> Table:
+    """A list under the panel, as wide as it: the `text` column takes the room and wraps."""
+    table = Table(
+        box=box.SIMPLE_HEAD,
+        title=title,
+        title_justify="left",
+        expand=True,
+        pad_edge=False,
+        show_edge=False,
+    )
+    for column in columns:
+        if column == text:
+            table.add_column(column, ratio=1, overflow="fold")
+        else:
+            table.add_column(column, no_wrap=True)
+    return table
+
+
 def open_tickets(desk: Doc) -> Table | None:
     tickets = (desk or {}).get("open_tickets") or []
     if not tickets:
         return None
     count = int(desk.get("open_ticket_count", len(tickets)))
     more = count - min(len(tickets), OPEN_TICKETS)
-    table = Table(
-        box=box.SIMPLE_HEAD,
-        title="open tickets" + (f" (newest {OPEN_TICKETS} of {count})" if more > 0 else ""),
-        title_justify="left",
-        expand=True,
-        pad_edge=False,
-        show_edge=False,
+    table = _list(
+        "open tickets" + (f" (newest {OPEN_TICKETS} of {count})" if more > 0 else ""),
+        ["ticket", "priority", "opened (UTC)", "subject", "agent"],
+        text="subject",
     )
-    table.add_column("ticket", no_wrap=True)
-    table.add_column("priority", no_wrap=True)
-    table.add_column("opened (UTC)", no_wrap=True)
-    table.add_column("subject", ratio=1, overflow="fold")
-    table.add_column("agent", no_wrap=True)
     newest = sorted(tickets, key=lambda t: t.get("opened_at") or "", reverse=True)
     for t in newest[:OPEN_TICKETS]:
         table.add_row(
@@ -277,17 +287,7 @@ def open_tickets(desk: Doc) -> Table | None:
 def latest(entries: Sequence[Doc]) -> Table | None:
     if not entries:
         return None
-    table = Table(
-        box=box.SIMPLE_HEAD,
-        title="latest on the timeline",
-        title_justify="left",
-        expand=True,
-        pad_edge=False,
-        show_edge=False,
-    )
-    table.add_column("when (UTC)", no_wrap=True)
-    table.add_column("source", no_wrap=True)
-    table.add_column("what", ratio=1, overflow="fold")
+    table = _list("latest on the timeline", ["when (UTC)", "source", "what"], text="what")
     for e in entries[:LATEST_ENTRIES]:
         table.add_row(minute(e.get("occurred_at")), e.get("source", ""), e.get("summary"))
     return table

@@ -78,8 +78,13 @@ def postgres_env(url: str, schema: str, *, pool_size: int = 10) -> dict[str, str
 
 
 def ensure_schema(url: str, schema: str) -> None:
-    """Create the service's schema if it is missing (the library creates tables, not schemas)."""
-    with psycopg.connect(url, autocommit=True) as conn:
+    """Create the service's schema if it is missing (the library creates tables, not schemas).
+    The processes of one service start together (C360_WORKERS) and `CREATE SCHEMA IF NOT
+    EXISTS` races with itself, so the check and the creation hold an advisory lock."""
+    with psycopg.connect(url) as conn, conn.transaction():
+        conn.execute(
+            "SELECT pg_advisory_xact_lock(%s)", (lock_key(f"c360.create-schema.{schema}"),)
+        )
         # Looked up first: a service's own role owns its schema but may not create schemas.
         if conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone():
             return

@@ -1,5 +1,5 @@
-"""The processes of one service start together (C360_WORKERS): each recorder's tables are
-created once, under the schema's advisory lock, however many processes create them at once."""
+"""The processes of one service start together (C360_WORKERS): the schema and each recorder's
+tables are created once, under advisory locks, however many processes create them at once."""
 
 from __future__ import annotations
 
@@ -20,13 +20,13 @@ ROUNDS = 4
 def test_recorders_created_at_once_by_many_processes(database_url: str) -> None:
     for round_ in range(ROUNDS):
         schema = f"race_{round_}"
-        ensure_schema(database_url, schema)
         barrier = threading.Barrier(PROCESSES)
 
         def start(_: int, schema: str = schema, barrier: threading.Barrier = barrier) -> None:
+            barrier.wait()
+            ensure_schema(database_url, schema)
             factory = Factory(postgres_env(database_url, schema, pool_size=1))
             try:
-                barrier.wait()
                 factory.aggregate_recorder("snapshots")
                 factory.application_recorder()
             finally:

@@ -40,7 +40,8 @@ async def test_two_workers_share_the_port_and_one_relay(
     supervisor.start()
     log = tmp_path / "customer.log"
     try:
-        assert await asyncio.to_thread(supervisor.wait_ready, threading.Event(), 60.0)
+        ready = await asyncio.to_thread(supervisor.wait_ready, threading.Event(), 60.0)
+        assert ready, log.read_text()[-4000:] if log.exists() else "no log"
         token = deployment.token(auth.Role.OPERATOR, "test:operator")
         address = deployment.addresses["customer"]
         # A channel argument of its own keeps each channel on a connection of its own.

@@ -77,8 +77,9 @@ def steps(readme: str) -> list[Step]:
     return found
 
 
-def _open_quote(text: str) -> bool:
-    """Whether a quote opened in `text` (before any comment) is still open at its end."""
+def _unquoted(text: str) -> Iterator[tuple[int, str]]:
+    """(index, character) of `text` outside single or double quotes, up to a comment (a #
+    after a blank), which is yielded as (index, "#") and ends it."""
     quote = ""
     for i, ch in enumerate(text):
         if quote:
@@ -86,38 +87,32 @@ def _open_quote(text: str) -> bool:
         elif ch in "'\"":
             quote = ch
         elif ch == "#" and i > 0 and text[i - 1] == " ":
-            return False
-    return bool(quote)
+            yield i, "#"
+            return
+        else:
+            yield i, ch
+    if quote:
+        yield len(text), quote  # still open at the end
+
+
+def _open_quote(text: str) -> bool:
+    """Whether a quote opened in `text` (before any comment) is still open at its end."""
+    return any(i == len(text) and ch in "'\"" for i, ch in _unquoted(text))
 
 
 def _split_comment(text: str) -> tuple[str, str]:
     """The command and its trailing `# comment` (a # outside quotes after a blank)."""
-    quote = ""
-    for i, ch in enumerate(text):
-        if quote:
-            quote = "" if ch == quote else quote
-        elif ch in "'\"":
-            quote = ch
-        elif ch == "#" and i > 0 and text[i - 1] == " ":
+    for i, ch in _unquoted(text):
+        if ch == "#":
             return text[:i].rstrip(), text[i + 1 :].strip()
     return text.strip(), ""
 
 
 def _split_commands(command: str) -> list[str]:
     """`a; b` as two commands (a ; outside quotes)."""
-    parts, quote, current = [], "", ""
-    for ch in command:
-        if quote:
-            quote = "" if ch == quote else quote
-        elif ch in "'\"":
-            quote = ch
-        elif ch == ";":
-            parts.append(current.strip())
-            current = ""
-            continue
-        current += ch
-    parts.append(current.strip())
-    return [p for p in parts if p]
+    cuts = [i for i, ch in _unquoted(command) if ch == ";" and i < len(command)]
+    bounds = zip([-1, *cuts], [*cuts, len(command)], strict=True)
+    return [p for a, b in bounds if (p := command[a + 1 : b].strip())]
 
 
 @dataclass
