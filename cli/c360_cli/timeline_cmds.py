@@ -93,7 +93,18 @@ def register(subparsers: Subparsers) -> None:
     )
     psub = profile.add_subparsers(title="commands", dest="profile_command", metavar="COMMAND")
     psub.required = True
-    p = psub.add_parser("show", help="show a customer's 360 profile")
+    p = psub.add_parser(
+        "show",
+        help="show a customer's 360 profile",
+        description=(
+            "Show a customer's 360 profile: identity and contact points, consent, owner,"
+            " classes, at-risk with reasons, open tickets, the newest timeline entries."
+            " 'Last contact' is the last contact with the customer: a ticket opened, a call or"
+            " message in or out, a meeting, a campaign response. Internal actions (an owner"
+            " assigned, tags, a ticket assigned or closed, SLA clocks) are touches, counted in"
+            " 'touches', but not contacts."
+        ),
+    )
     p.add_argument("customer_id", metavar="ID", help="the customer's id")
     p.add_argument("--wait-for", default="", metavar="TOKEN", help="consistency token to wait for")
     p.add_argument(
