@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -320,6 +321,20 @@ async def phases(run: Run) -> None:
         run.progress.update(task, total=1, completed=1, info=shown_catch_up)
 
         await half_peak_phase(run, clients, poll)
+        with contextlib.suppress(subprocess.CalledProcessError):
+            run.facts["cli_read_s"] = round(
+                await asyncio.to_thread(
+                    targets.cli_seconds,
+                    "--addr",
+                    f"customer={run.addresses['customer']}",
+                    "--token",
+                    run.stack.token,
+                    "customer",
+                    "get",
+                    clients.customers[0],
+                ),
+                3,
+            )
         idle_started = time.monotonic()
 
         def idle_info() -> str:
