@@ -13,12 +13,14 @@ from eventsourcing.persistence import StoredEvent as _StoredEvent
 from eventsourcing.popo import POPOApplicationRecorder, POPOFactory
 
 from c360_platform.store import (
+    ROW_TABLE,
     CommandOutcome,
     EventMetadata,
     QueryTable,
     RowQuery,
     commands_of,
     holds,
+    match_score,
 )
 
 
@@ -28,7 +30,9 @@ class MemoryEventRecorder(POPOApplicationRecorder):
     def __init__(self) -> None:
         super().__init__()
         self.query_table: QueryTable | None = None
-        self._rows: dict[Any, dict[str, Any]] = {}
+        """The main query table (the first added); `query_tables` has it and the others."""
+        self.query_tables: dict[str, QueryTable] = {}
+        self._rows: dict[str, dict[Any, dict[str, Any]]] = {}
         self._metadata: dict[tuple[UUID, int], EventMetadata] = {}
         self._requests: dict[str, tuple[str, str, CommandOutcome]] = {}
 
@@ -80,13 +84,21 @@ class MemoryEventRecorder(POPOApplicationRecorder):
     # -- the query table --------------------------------------------------------------------
 
     def add_query_table(self, table: QueryTable) -> None:
-        self.query_table = table
+        if self.query_table is None:
+            self.query_table = table
+        self.query_tables[table.name] = table
+        self._rows.setdefault(table.name, {})
+
+    def _table_of(self, name: str) -> QueryTable:
+        if self.query_table is None:
+            raise RuntimeError("this application has no query table")
+        return self.query_tables[name] if name else self.query_table
 
     def _upsert(self, rows: list[dict[str, Any]]) -> None:
-        assert self.query_table is not None
-        names = self.query_table.column_names()
         for row in rows:
-            self._rows[row[self.query_table.key]] = {n: row[n] for n in names}
+            table = self._table_of(row.get(ROW_TABLE, ""))
+            names = table.column_names()
+            self._rows[table.name][row[table.key]] = {n: row[n] for n in names}
 
     def upsert_rows(self, rows: list[dict[str, Any]]) -> None:
         if self.query_table is None or not rows:
@@ -95,16 +107,13 @@ class MemoryEventRecorder(POPOApplicationRecorder):
             self._upsert(rows)
 
     def query_table_is_empty(self) -> bool:
-        if self.query_table is None:
-            raise RuntimeError("this application has no query table")
-        return not self._rows
+        return not self._rows[self._table_of("").name]
 
     def select(self, query: RowQuery) -> list[dict[str, Any]]:
-        if self.query_table is None:
-            raise RuntimeError("this application has no query table")
-        query.check(self.query_table)
+        table = self._table_of(query.table)
+        query.check(table)
         with self._database_lock:
-            rows = [dict(r) for r in self._rows.values() if holds(query.condition, r)]
+            rows = [dict(r) for r in self._rows[table.name].values() if holds(query.condition, r)]
         if query.after is not None:
             after = query.after
             rows = [r for r in rows if tuple(r[c] for c in query.order) < after]
@@ -112,6 +121,9 @@ class MemoryEventRecorder(POPOApplicationRecorder):
         if query.prefer is not None:
             prefer = query.prefer
             rows.sort(key=lambda r: not holds(prefer, r))  # stable: order kept within
+        if query.rank is not None:
+            rank = query.rank
+            rows.sort(key=lambda r: -match_score(rank, r))
         return rows if query.limit is None else rows[: query.limit]
 
     # -- what commands and the relay read ---------------------------------------------------

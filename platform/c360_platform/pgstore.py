@@ -31,11 +31,13 @@ from psycopg.sql import SQL, Composable, Composed, Identifier
 from c360_platform.locks import lock_key
 from c360_platform.pgpool import CHECKOUT_TIMEOUT, make_patient
 from c360_platform.store import (
+    ROW_TABLE,
     AnyOf,
     CommandOutcome,
     Condition,
     Eq,
     EventMetadata,
+    Matches,
     Ne,
     Overlaps,
     QueryTable,
@@ -251,6 +253,14 @@ class Factory(PostgresFactory):
     aggregate_recorder_class = SnapshotRecorder
 
 
+def _tsquery(m: Matches, params: list[Any]) -> Composable:
+    """A text-search query of `m`'s words: all of them in web-search syntax, or any one."""
+    params.extend((m.config, m.text))
+    if m.any_word:
+        return SQL("replace(plainto_tsquery(%s::regconfig, %s)::text, ' & ', ' | ')::tsquery")
+    return SQL("websearch_to_tsquery(%s::regconfig, %s)")
+
+
 def _sql(table: QueryTable, condition: Condition, params: list[Any]) -> Composable:
     """A condition as SQL, its parameters appended to `params`."""
     if isinstance(condition, Eq | Ne):
@@ -262,6 +272,8 @@ def _sql(table: QueryTable, condition: Condition, params: list[Any]) -> Composab
         return SQL("{} && %s::{}").format(
             Identifier(condition.column), SQL(table.array_type(condition.column))
         )
+    if isinstance(condition, Matches):
+        return SQL("{} @@ {}").format(Identifier(condition.column), _tsquery(condition, params))
     parts = [_sql(table, c, params) for c in condition.conditions]
     if not parts:
         return SQL("false" if isinstance(condition, AnyOf) else "true")
@@ -284,6 +296,8 @@ class EventRecorder(_SchemaOnce, PostgresApplicationRecorder):
     def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"):
         super().__init__(datastore, events_table_name=events_table_name)
         self.query_table: QueryTable | None = None
+        """The main query table (the first added); `query_tables` has it and the others."""
+        self.query_tables: dict[str, QueryTable] = {}
         schema = Identifier(self.datastore.schema)
         self.metadata_table = Identifier(f"{events_table_name}_metadata")
         self.idempotency_table = Identifier(f"{events_table_name}_requests")
@@ -314,7 +328,7 @@ class EventRecorder(_SchemaOnce, PostgresApplicationRecorder):
         rows: list[dict[str, Any]] = kwargs.get("c360_rows") or []
         super()._insert_events(curs, stored_events, **kwargs)
         if rows and self.query_table is not None:
-            self._upsert_rows(curs, self.query_table, rows)
+            self._upsert_rows(curs, rows)
         metadata: list[tuple[Any, ...]] = []
         requests: list[tuple[Any, ...]] = []
         for save, events in commands_of(stored_events, kwargs):
@@ -375,9 +389,11 @@ class EventRecorder(_SchemaOnce, PostgresApplicationRecorder):
                 )
 
     def add_query_table(self, table: QueryTable) -> None:
-        """Create the service's query table if missing (or changed), and keep it with every
-        command."""
-        self.query_table = table
+        """Create a query table of the service if missing (or changed), and keep it with every
+        command. The first added is the main one."""
+        if self.query_table is None:
+            self.query_table = table
+        self.query_tables[table.name] = table
         digest = _digest([repr(table)])
         with schema_change(self.datastore, f"query:{table.name}", digest) as needed:
             if needed:
@@ -424,10 +440,10 @@ class EventRecorder(_SchemaOnce, PostgresApplicationRecorder):
                     )
                 )
 
-    def _query_table(self) -> QueryTable:
+    def _query_table(self, name: str = "") -> QueryTable:
         if self.query_table is None:
             raise RuntimeError("this application has no query table")
-        return self.query_table
+        return self.query_tables[name] if name else self.query_table
 
     def upsert_rows(self, rows: list[dict[str, Any]]) -> None:
         """Write query-table rows in a transaction of their own (backfills only: commands
@@ -435,7 +451,7 @@ class EventRecorder(_SchemaOnce, PostgresApplicationRecorder):
         if self.query_table is None or not rows:
             return
         with self.datastore.transaction(commit=True) as curs:
-            self._upsert_rows(curs, self.query_table, rows)
+            self._upsert_rows(curs, rows)
 
     def query_table_is_empty(self) -> bool:
         table = self._query_table()
@@ -459,24 +475,41 @@ class EventRecorder(_SchemaOnce, PostgresApplicationRecorder):
             )
             return [r["originator_id"] for r in curs.fetchall()]
 
-    def _upsert_rows(
-        self, curs: Cursor[DictRow], table: QueryTable, rows: list[dict[str, Any]]
-    ) -> None:
-        names = table.column_names()
-        curs.executemany(
-            SQL("INSERT INTO {0} ({1}) VALUES ({2}) ON CONFLICT ({3}) DO UPDATE SET {4}").format(
-                self._table(table.name),
-                SQL(", ").join(Identifier(n) for n in names),
-                SQL(", ").join(SQL("%s") for _ in names),
-                Identifier(table.key),
-                SQL(", ").join(SQL("{0} = EXCLUDED.{0}").format(Identifier(n)) for n in names[1:]),
-            ),
-            [tuple(row[n] for n in names) for row in rows],
-        )
+    def _upsert_rows(self, curs: Cursor[DictRow], rows: list[dict[str, Any]]) -> None:
+        by_table: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            by_table.setdefault(row.get(ROW_TABLE, ""), []).append(row)
+        for name, table_rows in by_table.items():
+            table = self._query_table(name)
+            names = table.column_names()
+            search = {n for n, kind in table.columns if kind.split()[0] == "tsvector"}
+            upsert = SQL("INSERT INTO {0} ({1}) VALUES ({2}) ON CONFLICT ({3}) DO UPDATE SET {4}")
+            curs.executemany(
+                upsert.format(
+                    self._table(table.name),
+                    SQL(", ").join(Identifier(n) for n in names),
+                    SQL(", ").join(
+                        SQL("to_tsvector(%s::regconfig, %s)") if n in search else SQL("%s")
+                        for n in names
+                    ),
+                    Identifier(table.key),
+                    SQL(", ").join(
+                        SQL("{0} = EXCLUDED.{0}").format(Identifier(n)) for n in names[1:]
+                    ),
+                ),
+                [
+                    tuple(
+                        v
+                        for n in names
+                        for v in ((row[n].config, row[n].text) if n in search else (row[n],))
+                    )
+                    for row in table_rows
+                ],
+            )
 
     def select(self, query: RowQuery) -> list[dict[str, Any]]:
         """Query-table rows (see `RowQuery`), in one indexed statement."""
-        table = self._query_table()
+        table = self._query_table(query.table)
         query.check(table)
         params: list[Any] = []
         conditions = [_sql(table, query.condition, params)]
@@ -487,6 +520,12 @@ class EventRecorder(_SchemaOnce, PostgresApplicationRecorder):
             )
             params.extend(query.after)
         ordering: list[Composable] = []
+        if query.rank is not None:
+            ordering.append(
+                SQL("ts_rank({}, {}) DESC").format(
+                    Identifier(query.rank.column), _tsquery(query.rank, params)
+                )
+            )
         if query.prefer is not None:
             ordering.append(SQL("({}) DESC").format(_sql(table, query.prefer, params)))
         ordering += [SQL("{} DESC").format(Identifier(c)) for c in query.order]

@@ -151,6 +151,26 @@ class QueryTable:
         return kind
 
 
+ROW_TABLE = "_table"
+"""A query row carrying this key goes to the table of that name (one of the service's
+`more_tables`); without it, to the service's main query table."""
+
+
+@dataclass(frozen=True)
+class Searchable:
+    """The value of a text-search (`tsvector`) column: `text` analysed with the text-search
+    configuration `config` (PostgreSQL's `to_tsvector(config, text)`; "simple" analyses no
+    language: lower case, no stemming, no stop words)."""
+
+    config: str
+    text: str
+
+
+def words(text: str) -> set[str]:
+    """The lower-cased words of a text (the in-memory stand-in for a text-search analysis)."""
+    return set(re.findall(r"\w+", text.lower()))
+
+
 @dataclass(frozen=True)
 class Eq:
     """`column` equals `value`."""
@@ -176,6 +196,18 @@ class Overlaps:
 
 
 @dataclass(frozen=True)
+class Matches:
+    """The text-search `column` holds the words of `text` analysed with `config`: all of
+    them (PostgreSQL's web-search syntax: quotes, `or`, `-word`), or with `any_word` at least
+    one (for suggestions made from a longer text)."""
+
+    column: str
+    config: str
+    text: str
+    any_word: bool = False
+
+
+@dataclass(frozen=True)
 class AnyOf:
     """At least one of the conditions holds."""
 
@@ -189,7 +221,7 @@ class AllOf:
     conditions: tuple[Condition, ...]
 
 
-Condition = Eq | Ne | Overlaps | AnyOf | AllOf
+Condition = Eq | Ne | Overlaps | Matches | AnyOf | AllOf
 
 
 def where(**equal: Any) -> AllOf:
@@ -211,14 +243,27 @@ def holds(condition: Condition, row: Mapping[str, Any]) -> bool:
         return bool(row[condition.column] != condition.value)
     if isinstance(condition, Overlaps):
         return not set(row[condition.column]).isdisjoint(condition.values)
+    if isinstance(condition, Matches):
+        return match_score(condition, row) > 0
     if isinstance(condition, AnyOf):
         return any(holds(c, row) for c in condition.conditions)
     return all(holds(c, row) for c in condition.conditions)
 
 
+def match_score(m: Matches, row: Mapping[str, Any]) -> int:
+    """In memory: how many of the query's words the row's text holds (0 unless all of them
+    are there, without `any_word`)."""
+    value = row[m.column]
+    have = words(value.text) if isinstance(value, Searchable) else set()
+    wanted = words(m.text)
+    found = len(wanted & have)
+    return found if m.any_word or (wanted and found == len(wanted)) else 0
+
+
 @dataclass(frozen=True)
 class RowQuery:
-    """Rows of a query table: those meeting `condition`, those meeting `prefer` first, then in
+    """Rows of a query table (the service's main one, or `table` of its `more_tables`): those
+    meeting `condition`, the best `rank` matches first, then those meeting `prefer`, then in
     descending `order` (whose last column must be unique), after the keyset `after` (the
     order values of the last row of the previous page), at most `limit`."""
 
@@ -227,11 +272,15 @@ class RowQuery:
     after: tuple[Any, ...] | None = None
     limit: int | None = None
     prefer: Condition | None = None
+    table: str = ""
+    rank: Matches | None = None
 
     def check(self, table: QueryTable) -> None:
         used = columns_of(self.condition) | set(self.order)
         if self.prefer is not None:
             used |= columns_of(self.prefer)
+        if self.rank is not None:
+            used.add(self.rank.column)
         unknown = used - set(table.column_names())
         if unknown:
             raise ValueError(f"not columns of {table.name}: {sorted(unknown)}")
@@ -295,6 +344,9 @@ class ServiceApplication(Application[UUID]):
     source: str = ""
     query_table: QueryTable | None = None
     """The service's own query table, if it has one; rows come from `query_row`."""
+    more_tables: tuple[QueryTable, ...] = ()
+    """Further query tables (with a main one): `query_row` sends a row to one of them by
+    naming it under ROW_TABLE. Only the main table is backfilled from an older store."""
 
     def __init__(self, env: Mapping[str, str] | None = None, *, clock: Clock = utc_now) -> None:
         super().__init__(env)
@@ -302,6 +354,8 @@ class ServiceApplication(Application[UUID]):
         """Now, for the times a command records (a consent decision, a call)."""
         if self.query_table is not None:
             self.event_recorder.add_query_table(self.query_table)
+            for table in self.more_tables:
+                self.event_recorder.add_query_table(table)
             self.backfill_query_table()
 
     @classmethod

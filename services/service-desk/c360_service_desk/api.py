@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import grpc
@@ -19,24 +20,36 @@ from c360_platform.envelope import timestamp
 from c360_platform.errors import InvalidArgument, NotFound
 from c360_platform.servicer import CommandServicer, registration
 from c360_platform.store import AllOf, Eq
+from c360_platform.validation import Violations
 from c360_service_desk.application import ServiceDeskApplication
 from c360_service_desk.contract import (
+    ARTICLE_STATES,
     CHANNELS,
     DIRECTIONS,
     INTERACTION_KINDS,
+    LINK_KINDS,
     OUTCOMES,
     PRIORITIES,
     STATES,
     TARGET_KINDS,
     TARGET_STATUSES,
     WAITING_FOR,
+    WORK_ORDER_STATES,
     channel_value,
 )
 from c360_service_desk.domain import Ticket
+from c360_service_desk.field_service import WorkOrder, money
+from c360_service_desk.knowledge import Article
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
+R = TypeVar("R")
 MAX_PAGE = 200
 DEFAULT_PAGE = 50
+MAX_SEARCH = 50
+DEFAULT_SEARCH = 10
+MAX_SUGGEST = 20
+DEFAULT_SUGGEST = 5
+MAX_SEARCH_TEXT = 500
 
 
 def sla_views(t: Ticket, now: datetime) -> list[api.SlaTargetView]:
@@ -91,6 +104,15 @@ def ticket_message(t: Ticket, now: datetime | None = None) -> api.Ticket:
         sla_targets=sla_views(t, now) if now is not None else [],
         waiting_for=WAITING_FOR.value_or_zero(t.waiting_for),
         time_zone=t.time_zone,
+        articles=[
+            api.TicketArticle(
+                article_id=a["article_id"],
+                title=a["title"],
+                kind=LINK_KINDS.value(a["kind"]),
+                article_version=a["version"],
+            )
+            for a in t.articles
+        ],
     )
 
 
@@ -237,11 +259,14 @@ class ServiceDeskServicer(
         self, request: api.ResolveTicketRequest, context: Ctx
     ) -> api.ResolveTicketResponse:
         tid, version = _target(request)
+        article = parse_id("article_id", request.article_id) if request.article_id else None
         return await self.command(
             request,
             context,
             api.ResolveTicketResponse,
-            lambda ctx: self.app.resolve(ctx, tid, version, request.resolution, request.agent_id),
+            lambda ctx: self.app.resolve(
+                ctx, tid, version, request.resolution, request.agent_id, article
+            ),
         )
 
     async def ReopenTicket(
@@ -401,6 +426,437 @@ class ServiceDeskServicer(
             tickets=[summary_message(r) for r in page.rows],
             next_page_token=_encode_token(page.after) if page.after else "",
         )
+
+    # -- the knowledge base -----------------------------------------------------------------
+
+    async def CreateArticle(
+        self, request: api.CreateArticleRequest, context: Ctx
+    ) -> api.CreateArticleResponse:
+        fields = {
+            "title": request.title,
+            "body": request.body,
+            "category": request.category,
+            "language": request.language,
+            "keywords": list(request.keywords),
+            "author_id": request.author_id,
+        }
+        return await self.command(
+            request,
+            context,
+            api.CreateArticleResponse,
+            lambda ctx: self.app.create_article(ctx, **fields),
+        )
+
+    async def _on_article(
+        self, request: Any, context: Ctx, reply: Callable[..., R], act: Callable[[Article], None]
+    ) -> R:
+        aid = parse_id("article_id", request.article_id)
+        # A vote expects no version: votes of many people must not conflict.
+        has_version = "expected_version" in request.DESCRIPTOR.fields_by_name
+        version = expected_version(request) if has_version else None
+        return await self.command(
+            request, context, reply, lambda ctx: self.app.change_article(ctx, aid, version, act)
+        )
+
+    async def ReviseArticle(
+        self, request: api.ReviseArticleRequest, context: Ctx
+    ) -> api.ReviseArticleResponse:
+        keywords = list(request.keywords)
+        return await self._on_article(
+            request,
+            context,
+            api.ReviseArticleResponse,
+            lambda a: a.revise(request.title, request.body, request.category, keywords),
+        )
+
+    async def SubmitArticle(
+        self, request: api.SubmitArticleRequest, context: Ctx
+    ) -> api.SubmitArticleResponse:
+        return await self._on_article(
+            request, context, api.SubmitArticleResponse, lambda a: a.submit()
+        )
+
+    async def PublishArticle(
+        self, request: api.PublishArticleRequest, context: Ctx
+    ) -> api.PublishArticleResponse:
+        return await self._on_article(
+            request, context, api.PublishArticleResponse, lambda a: a.publish(request.reviewer_id)
+        )
+
+    async def ArchiveArticle(
+        self, request: api.ArchiveArticleRequest, context: Ctx
+    ) -> api.ArchiveArticleResponse:
+        return await self._on_article(
+            request, context, api.ArchiveArticleResponse, lambda a: a.archive(request.reason)
+        )
+
+    async def VoteArticle(
+        self, request: api.VoteArticleRequest, context: Ctx
+    ) -> api.VoteArticleResponse:
+        ticket = str(parse_id("ticket_id", request.ticket_id)) if request.ticket_id else ""
+        return await self._on_article(
+            request,
+            context,
+            api.VoteArticleResponse,
+            lambda a: a.vote(request.helpful, ticket),
+        )
+
+    async def LinkArticle(
+        self, request: api.LinkArticleRequest, context: Ctx
+    ) -> api.LinkArticleResponse:
+        tid = parse_id("ticket_id", request.ticket_id)
+        aid = parse_id("article_id", request.article_id)
+        kind = LINK_KINDS.parse("kind", request.kind)
+        return await self.command(
+            request,
+            context,
+            api.LinkArticleResponse,
+            lambda ctx: self.app.link_article(ctx, tid, aid, kind),
+        )
+
+    async def GetArticle(
+        self, request: api.GetArticleRequest, context: Ctx
+    ) -> api.GetArticleResponse:
+        aid = parse_id("article_id", request.article_id)
+        return api.GetArticleResponse(
+            article=article_message(await blocking(self.app.get_article, aid))
+        )
+
+    async def ListArticles(
+        self, request: api.ListArticlesRequest, context: Ctx
+    ) -> api.ListArticlesResponse:
+        if request.page_size > MAX_PAGE:
+            raise InvalidArgument.one("page_size", f"must be at most {MAX_PAGE}")
+        filters: list[Eq] = []
+        if request.state:
+            filters.append(Eq("state", ARTICLE_STATES.parse("state", request.state)))
+        if request.category:
+            filters.append(Eq("category", request.category.strip().lower()))
+        page = await blocking(
+            self.app.list_articles,
+            AllOf(tuple(filters)),
+            _decode_token(request.page_token),
+            request.page_size or DEFAULT_PAGE,
+        )
+        return api.ListArticlesResponse(
+            articles=[article_summary(r) for r in page.rows],
+            next_page_token=_encode_token(page.after) if page.after else "",
+        )
+
+    async def SearchArticles(
+        self, request: api.SearchArticlesRequest, context: Ctx
+    ) -> api.SearchArticlesResponse:
+        v = Violations()
+        text = v.text("text", request.text, max_len=MAX_SEARCH_TEXT)
+        language = request.language.strip().lower()
+        if language and not (len(language) == 2 and language.isascii() and language.isalpha()):
+            v.add("language", "must be a two-letter ISO 639-1 code, e.g. en or de")
+        if request.limit > MAX_SEARCH:
+            v.add("limit", f"must be at most {MAX_SEARCH}")
+        v.check()
+        rows = await blocking(
+            self.app.search_articles, text, language, request.limit or DEFAULT_SEARCH
+        )
+        return api.SearchArticlesResponse(articles=[article_summary(r) for r in rows])
+
+    async def SuggestArticles(
+        self, request: api.SuggestArticlesRequest, context: Ctx
+    ) -> api.SuggestArticlesResponse:
+        tid = parse_id("ticket_id", request.ticket_id)
+        if request.limit > MAX_SUGGEST:
+            raise InvalidArgument.one("limit", f"must be at most {MAX_SUGGEST}")
+        rows = await blocking(self.app.suggest_articles, tid, request.limit or DEFAULT_SUGGEST)
+        return api.SuggestArticlesResponse(articles=[article_summary(r) for r in rows])
+
+    async def GetKnowledgeReport(
+        self, request: api.GetKnowledgeReportRequest, context: Ctx
+    ) -> api.GetKnowledgeReportResponse:
+        start, end = _period(request, "resolved_from", "resolved_to")
+        found = await blocking(self.app.knowledge_report, start, end)
+        return api.GetKnowledgeReportResponse(
+            rows=[api.KnowledgeReportRow(**r) for r in found.rows],
+            top_articles=[api.ArticleUsage(**a) for a in found.top_articles],
+        )
+
+    # -- field service ----------------------------------------------------------------------
+
+    async def CreateWorkOrder(
+        self, request: api.CreateWorkOrderRequest, context: Ctx
+    ) -> api.CreateWorkOrderResponse:
+        fields = {
+            "customer_id": request.customer_id,
+            "summary": request.summary,
+            "ticket_id": request.ticket_id,
+            "contract_id": request.contract_id,
+            "region": request.region,
+            "currency": request.currency,
+        }
+        if (
+            not request.allow_unknown_customer
+            and _is_uuid(request.customer_id)
+            and not await self.context.knows(request.customer_id)
+        ):
+            raise NotFound(
+                f"customer {request.customer_id} is not known to the timeline; check the id,"
+                " or set allow_unknown_customer"
+            )
+        return await self.command(
+            request,
+            context,
+            api.CreateWorkOrderResponse,
+            lambda ctx: self.app.create_work_order(ctx, **fields),
+        )
+
+    async def _on_work_order(
+        self,
+        request: Any,
+        context: Ctx,
+        reply: Callable[..., R],
+        act: Callable[[WorkOrder], Any],
+        extra: tuple[str, ...] = (),
+    ) -> R:
+        wid = parse_id("work_order_id", request.work_order_id)
+        version = expected_version(request)
+        return await self.command(
+            request,
+            context,
+            reply,
+            lambda ctx: self.app.change_work_order(ctx, wid, version, act),
+            extra=extra,
+        )
+
+    async def ScheduleWorkOrder(
+        self, request: api.ScheduleWorkOrderRequest, context: Ctx
+    ) -> api.ScheduleWorkOrderResponse:
+        v = Violations()
+        for name in ("window_start", "window_end"):
+            if not request.HasField(name):
+                v.add(name, "is required")
+        v.check()
+        start = request.window_start.ToDatetime(tzinfo=UTC)
+        end = request.window_end.ToDatetime(tzinfo=UTC)
+        return await self._on_work_order(
+            request,
+            context,
+            api.ScheduleWorkOrderResponse,
+            lambda w: w.schedule(request.technician_id, start, end),
+        )
+
+    async def StartWorkOrderTravel(
+        self, request: api.StartWorkOrderTravelRequest, context: Ctx
+    ) -> api.StartWorkOrderTravelResponse:
+        return await self._on_work_order(
+            request,
+            context,
+            api.StartWorkOrderTravelResponse,
+            lambda w: w.start_travel(self.app.clock()),
+        )
+
+    async def StartWorkOrderWork(
+        self, request: api.StartWorkOrderWorkRequest, context: Ctx
+    ) -> api.StartWorkOrderWorkResponse:
+        return await self._on_work_order(
+            request,
+            context,
+            api.StartWorkOrderWorkResponse,
+            lambda w: w.start_work(self.app.clock()),
+        )
+
+    async def RecordWorkOrderPart(
+        self, request: api.RecordWorkOrderPartRequest, context: Ctx
+    ) -> api.RecordWorkOrderPartResponse:
+        return await self._on_work_order(
+            request,
+            context,
+            api.RecordWorkOrderPartResponse,
+            lambda w: w.use_part(
+                request.sku, request.description, request.quantity, request.unit_cost
+            ),
+            extra=("line_id",),
+        )
+
+    async def RecordWorkOrderLabour(
+        self, request: api.RecordWorkOrderLabourRequest, context: Ctx
+    ) -> api.RecordWorkOrderLabourResponse:
+        return await self._on_work_order(
+            request,
+            context,
+            api.RecordWorkOrderLabourResponse,
+            lambda w: w.record_labour(request.technician_id, request.minutes, request.hourly_rate),
+            extra=("line_id",),
+        )
+
+    async def CompleteWorkOrder(
+        self, request: api.CompleteWorkOrderRequest, context: Ctx
+    ) -> api.CompleteWorkOrderResponse:
+        return await self._on_work_order(
+            request,
+            context,
+            api.CompleteWorkOrderResponse,
+            lambda w: w.complete(request.fixed, request.note, self.app.clock()),
+        )
+
+    async def CancelWorkOrder(
+        self, request: api.CancelWorkOrderRequest, context: Ctx
+    ) -> api.CancelWorkOrderResponse:
+        return await self._on_work_order(
+            request, context, api.CancelWorkOrderResponse, lambda w: w.cancel(request.reason)
+        )
+
+    async def RateWorkOrder(
+        self, request: api.RateWorkOrderRequest, context: Ctx
+    ) -> api.RateWorkOrderResponse:
+        return await self._on_work_order(
+            request,
+            context,
+            api.RateWorkOrderResponse,
+            lambda w: w.rate(request.score, request.comment),
+        )
+
+    async def GetWorkOrder(
+        self, request: api.GetWorkOrderRequest, context: Ctx
+    ) -> api.GetWorkOrderResponse:
+        wid = parse_id("work_order_id", request.work_order_id)
+        found = await blocking(self.app.get_work_order, wid)
+        return api.GetWorkOrderResponse(work_order=work_order_message(found))
+
+    async def ListWorkOrders(
+        self, request: api.ListWorkOrdersRequest, context: Ctx
+    ) -> api.ListWorkOrdersResponse:
+        if request.page_size > MAX_PAGE:
+            raise InvalidArgument.one("page_size", f"must be at most {MAX_PAGE}")
+        filters: list[Eq] = []
+        if request.customer_id:
+            filters.append(Eq("customer_id", parse_id("customer_id", request.customer_id)))
+        if request.technician_id:
+            filters.append(Eq("technician_id", request.technician_id.strip()))
+        if request.state:
+            filters.append(Eq("state", WORK_ORDER_STATES.parse("state", request.state)))
+        page = await blocking(
+            self.app.list_work_orders,
+            AllOf(tuple(filters)),
+            _decode_token(request.page_token),
+            request.page_size or DEFAULT_PAGE,
+        )
+        return api.ListWorkOrdersResponse(
+            work_orders=[work_order_summary(r) for r in page.rows],
+            next_page_token=_encode_token(page.after) if page.after else "",
+        )
+
+    async def GetFieldServiceReport(
+        self, request: api.GetFieldServiceReportRequest, context: Ctx
+    ) -> api.GetFieldServiceReportResponse:
+        start, end = _period(request, "completed_from", "completed_to")
+        rows = await blocking(self.app.field_service_report, start, end)
+        return api.GetFieldServiceReportResponse(
+            rows=[api.FieldServiceReportRow(**r) for r in rows]
+        )
+
+
+def _period(request: Any, start_field: str, end_field: str) -> tuple[datetime, datetime]:
+    """A report's [start, end) from two required timestamps."""
+    missing = [f for f in (start_field, end_field) if not request.HasField(f)]
+    if missing:
+        raise InvalidArgument.one(missing[0], "is required")
+    start = getattr(request, start_field).ToDatetime(tzinfo=UTC)
+    end = getattr(request, end_field).ToDatetime(tzinfo=UTC)
+    if end <= start:
+        raise InvalidArgument.one(end_field, f"must be after {start_field}")
+    return start, end
+
+
+def _content(c: dict[str, Any] | None) -> api.ArticleContent | None:
+    if c is None:
+        return None
+    return api.ArticleContent(
+        title=c["title"], body=c["body"], category=c["category"], keywords=c["keywords"]
+    )
+
+
+def article_message(a: Article) -> api.Article:
+    return api.Article(
+        article_id=str(a.id),
+        version=a.version,
+        state=ARTICLE_STATES.value(a.state),
+        language=a.language,
+        author_id=a.author_id,
+        working_version=a.working_version,
+        working=_content(a.working),
+        published_version=a.published_version,
+        published=_content(a.published),
+        used_to_resolve=a.used,
+        suggested=a.suggested,
+        helpful_votes=a.helpful,
+        unhelpful_votes=a.not_helpful,
+        created_at=timestamp(a.created_on),
+        updated_at=timestamp(a.modified_on),
+    )
+
+
+def article_summary(r: dict[str, Any]) -> api.ArticleSummary:
+    return api.ArticleSummary(
+        article_id=str(r["article_id"]),
+        version=r["version"],
+        state=ARTICLE_STATES.value(r["state"]),
+        title=r["title"],
+        category=r["category"],
+        language=r["language"],
+        published_version=r["published_version"],
+        used_to_resolve=r["used"],
+        helpful_votes=r["helpful"],
+        unhelpful_votes=r["not_helpful"],
+        updated_at=timestamp(r["updated_at"]),
+    )
+
+
+def _maybe(at: datetime | None) -> Any:
+    return timestamp(at) if at is not None else None
+
+
+def work_order_message(w: WorkOrder) -> api.WorkOrder:
+    return api.WorkOrder(
+        work_order_id=str(w.id),
+        version=w.version,
+        customer_id=w.customer_id,
+        state=WORK_ORDER_STATES.value(w.state),
+        summary=w.summary,
+        ticket_id=w.ticket_id,
+        contract_id=w.contract_id,
+        region=w.region,
+        currency=w.currency,
+        technician_id=w.technician_id,
+        window_start=_maybe(w.window_start),
+        window_end=_maybe(w.window_end),
+        travel_started_at=_maybe(w.travel_started_at),
+        work_started_at=_maybe(w.work_started_at),
+        completed_at=_maybe(w.completed_at),
+        fixed=w.fixed,
+        lines=[
+            api.WorkOrderLine(**{k: v for k, v in line.items() if k != "kind"}, kind=line["kind"])
+            for line in w.lines
+        ],
+        cost=money(w.cost),
+        satisfaction=w.satisfaction,
+        created_at=timestamp(w.created_on),
+        updated_at=timestamp(w.modified_on),
+    )
+
+
+def work_order_summary(r: dict[str, Any]) -> api.WorkOrderSummary:
+    return api.WorkOrderSummary(
+        work_order_id=str(r["work_order_id"]),
+        version=r["version"],
+        customer_id=str(r["customer_id"]),
+        state=WORK_ORDER_STATES.value(r["state"]),
+        summary=r["summary"],
+        technician_id=r["technician_id"],
+        region=r["region"],
+        window_start=_maybe(r["window_start"]),
+        cost=money(r["cost"]),
+        currency=r["currency"],
+        satisfaction=r["satisfaction"],
+        created_at=timestamp(r["created_at"]),
+    )
 
 
 def _is_uuid(text: str) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -13,18 +13,26 @@ from eventsourcing.domain import Aggregate
 
 from c360_platform.errors import VersionConflict
 from c360_platform.store import (
+    ROW_TABLE,
     AllOf,
+    AnyOf,
     CommandContext,
     CommandOutcome,
     Condition,
+    Decision,
     Eq,
+    Matches,
+    Ne,
     QueryTable,
     RowQuery,
+    Searchable,
     ServiceApplication,
     schema_for,
 )
-from c360_service_desk import contacts, domain, service_contracts
+from c360_service_desk import contacts, domain, field_service, knowledge, reports, service_contracts
 from c360_service_desk.domain import Ticket
+from c360_service_desk.field_service import WorkOrder
+from c360_service_desk.knowledge import Article
 from c360_service_desk.service_contracts import ServiceContract
 from c360_service_desk.sla import TargetStatus
 
@@ -52,8 +60,11 @@ TICKETS = QueryTable(
         ("sla_breaches", "integer NOT NULL DEFAULT 0"),
         ("sla_open", "boolean NOT NULL DEFAULT false"),
         ("kind", "text NOT NULL DEFAULT 'ticket'"),
+        ("resolved_at", "timestamptz NOT NULL DEFAULT '1970-01-01T00:00:00Z'"),
+        ("resolved_with_article", "boolean NOT NULL DEFAULT false"),
     ),
     indexes=(
+        ("resolved_at", "ticket_id"),
         ("opened_at", "ticket_id"),
         ("customer_id", "opened_at", "ticket_id"),
         ("state", "opened_at", "ticket_id"),
@@ -68,6 +79,114 @@ subject its name, opened_at its creation), for the scheduler's sla_watch/sla_nex
 platform gives a service one query table."""
 
 LIST_ORDER = ("opened_at", "ticket_id")
+NEVER = datetime(1970, 1, 1, tzinfo=UTC)
+"""resolved_at/completed_at of a row whose ticket (visit) is not resolved (completed)."""
+
+ARTICLES = QueryTable(
+    name="articles",
+    columns=(
+        ("article_id", "uuid"),
+        ("state", "text NOT NULL"),
+        ("title", "text NOT NULL"),
+        ("category", "text NOT NULL"),
+        ("language", "text NOT NULL"),
+        ("serving", "boolean NOT NULL"),
+        ("published_version", "integer NOT NULL"),
+        ("used", "integer NOT NULL"),
+        ("helpful", "integer NOT NULL"),
+        ("not_helpful", "integer NOT NULL"),
+        ("version", "bigint NOT NULL"),
+        ("updated_at", "timestamptz NOT NULL"),
+        ("search", "tsvector NOT NULL"),
+    ),
+    indexes=(("updated_at", "article_id"), ("state", "updated_at", "article_id")),
+    gin_indexes=("search",),
+)
+"""One row per knowledge article; `search` holds the published version's title (twice, so
+that it weighs more), keywords and body, analysed in the article's language."""
+
+WORK_ORDERS = QueryTable(
+    name="work_orders",
+    columns=(
+        ("work_order_id", "uuid"),
+        ("customer_id", "uuid NOT NULL"),
+        ("ticket_id", "text NOT NULL"),
+        ("state", "text NOT NULL"),
+        ("summary", "text NOT NULL"),
+        ("technician_id", "text NOT NULL"),
+        ("region", "text NOT NULL"),
+        ("currency", "text NOT NULL"),
+        ("cost", "numeric NOT NULL"),
+        ("window_start", "timestamptz"),
+        ("work_started_at", "timestamptz"),
+        ("completed_at", "timestamptz NOT NULL"),
+        ("fixed", "boolean NOT NULL"),
+        ("satisfaction", "integer NOT NULL"),
+        ("version", "bigint NOT NULL"),
+        ("created_at", "timestamptz NOT NULL"),
+    ),
+    indexes=(
+        ("created_at", "work_order_id"),
+        ("customer_id", "created_at", "work_order_id"),
+        ("technician_id", "created_at", "work_order_id"),
+        ("state", "created_at", "work_order_id"),
+        ("ticket_id", "completed_at", "work_order_id"),
+        ("completed_at", "work_order_id"),
+    ),
+)
+"""One row per work order, for lists and the field-service report."""
+WORK_ORDER_ORDER = ("created_at", "work_order_id")
+
+
+def _article_row(a: Article) -> dict[str, Any]:
+    live = a.published if a.serving else None
+    text = " ".join([live["title"], live["title"], *live["keywords"], live["body"]]) if live else ""
+    return {
+        ROW_TABLE: ARTICLES.name,
+        "article_id": a.id,
+        "state": a.state,
+        "title": a.title,
+        "category": (a.published or a.working)["category"],
+        "language": a.language,
+        "serving": a.serving,
+        "published_version": a.published_version,
+        "used": a.used,
+        "helpful": a.helpful,
+        "not_helpful": a.not_helpful,
+        "version": a.version,
+        "updated_at": a.modified_on,
+        "search": Searchable(knowledge.text_search_config(a.language), text),
+    }
+
+
+def _work_order_row(w: WorkOrder) -> dict[str, Any]:
+    return {
+        ROW_TABLE: WORK_ORDERS.name,
+        "work_order_id": w.id,
+        "customer_id": UUID(w.customer_id),
+        "ticket_id": w.ticket_id,
+        "state": w.state,
+        "summary": w.summary,
+        "technician_id": w.technician_id,
+        "region": w.region,
+        "currency": w.currency,
+        "cost": w.cost,
+        "window_start": w.window_start,
+        "work_started_at": w.work_started_at,
+        "completed_at": w.completed_at or NEVER,
+        "fixed": w.fixed,
+        "satisfaction": w.satisfaction,
+        "version": w.version,
+        "created_at": w.created_on,
+    }
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a list: rows newest first, and the keyset of the last row if more."""
+
+    rows: list[dict[str, Any]]
+    after: tuple[datetime, UUID] | None
 
 
 @dataclass(frozen=True)
@@ -85,10 +204,15 @@ class ServiceDeskApplication(ServiceApplication):
     source = SOURCE
     snapshotting_intervals = {Ticket: 100}
     query_table = TICKETS
+    more_tables = (ARTICLES, WORK_ORDERS)
 
     def query_row(self, aggregate: Aggregate) -> dict[str, Any] | None:
         if isinstance(aggregate, ServiceContract):
             return self._contract_row(aggregate)
+        if isinstance(aggregate, Article):
+            return _article_row(aggregate)
+        if isinstance(aggregate, WorkOrder):
+            return _work_order_row(aggregate)
         if not isinstance(aggregate, Ticket):
             return None
         t = aggregate
@@ -115,6 +239,10 @@ class ServiceDeskApplication(ServiceApplication):
             ),
             "sla_open": any(x["status"] in domain.OPEN_TARGETS for x in t.sla_targets.values()),
             "kind": "ticket",
+            "resolved_at": t.resolved_at
+            if t.state != domain.State.OPEN and t.resolved_at
+            else NEVER,
+            "resolved_with_article": t.resolved_with_article,
         }
 
     def _contract_row(self, c: ServiceContract) -> dict[str, Any]:
@@ -139,6 +267,8 @@ class ServiceDeskApplication(ServiceApplication):
             "sla_breaches": 0,
             "sla_open": False,
             "kind": "service_contract",
+            "resolved_at": NEVER,
+            "resolved_with_article": False,
         }
 
     def create_contract(self, ctx: CommandContext, **fields: Any) -> CommandOutcome:
@@ -263,18 +393,6 @@ class ServiceDeskApplication(ServiceApplication):
     ) -> CommandOutcome:
         return self._change(ctx, ticket_id, version, lambda t: t.escalate(reason, queue))
 
-    def resolve(
-        self,
-        ctx: CommandContext,
-        ticket_id: UUID,
-        version: int | None,
-        resolution: str,
-        agent_id: str,
-    ) -> CommandOutcome:
-        return self._change(
-            ctx, ticket_id, version, lambda t: t.resolve(resolution, agent_id, self.clock())
-        )
-
     def reopen(
         self, ctx: CommandContext, ticket_id: UUID, version: int | None, reason: str
     ) -> CommandOutcome:
@@ -351,3 +469,238 @@ class ServiceDeskApplication(ServiceApplication):
         page = rows[:limit]
         last = page[-1] if len(rows) > limit else None
         return TicketPage(page, (last["opened_at"], last["ticket_id"]) if last else None)
+
+    # -- the knowledge base -----------------------------------------------------------------
+
+    def create_article(self, ctx: CommandContext, **fields: Any) -> CommandOutcome:
+        return self.create(ctx, lambda: knowledge.draft_article(**fields))
+
+    def get_article(self, article_id: UUID) -> Article:
+        return self.load(Article, article_id)
+
+    def change_article(
+        self,
+        ctx: CommandContext,
+        article_id: UUID,
+        version: int | None,
+        act: Callable[[Article], None],
+    ) -> CommandOutcome:
+        return self.change(ctx, Article, article_id, version, act)
+
+    def link_article(
+        self, ctx: CommandContext, ticket_id: UUID, article_id: UUID, kind: str
+    ) -> CommandOutcome:
+        """Link a published article to a ticket: the ticket records the link, the article
+        counts the use, in one transaction."""
+
+        def decide() -> Decision[Ticket]:
+            ticket = self.load(Ticket, ticket_id)
+            article = self.load(Article, article_id)
+            self._link(ticket, article, kind)
+            return Decision(ticket, [ticket, article])
+
+        return self.execute(ctx, decide)
+
+    def _link(self, ticket: Ticket, article: Article, kind: str) -> None:
+        """The ticket records the link, the article counts the use (once per ticket)."""
+        k = article.linkable(kind)
+        if ticket.link_article(str(article.id), article.title, k, article.published_version):
+            article.link(str(ticket.id), k)
+
+    def resolve(
+        self,
+        ctx: CommandContext,
+        ticket_id: UUID,
+        version: int | None,
+        resolution: str,
+        agent_id: str,
+        article_id: UUID | None = None,
+    ) -> CommandOutcome:
+        """Resolve the ticket; with an article, link it as used to resolve in the same step."""
+
+        def decide() -> Decision[Ticket]:
+            ticket = self.load(Ticket, ticket_id, version)
+            changed: list[Aggregate] = [ticket]
+            if article_id is not None:
+                article = self.load(Article, article_id)
+                ticket._require("resolve", domain.State.OPEN)
+                self._link(ticket, article, knowledge.LinkKind.USED_TO_RESOLVE)
+                changed.append(article)
+            ticket.resolve(resolution, agent_id, self.clock())
+            return Decision(ticket, changed)
+
+        return self.execute(ctx, decide)
+
+    def list_articles(
+        self, condition: Condition, after: tuple[datetime, UUID] | None, limit: int
+    ) -> Page:
+        rows = self.rows(
+            RowQuery(condition, ("updated_at", "article_id"), after, limit + 1, table="articles")
+        )
+        page = rows[:limit]
+        last = page[-1] if len(rows) > limit else None
+        return Page(page, (last["updated_at"], last["article_id"]) if last else None)
+
+    def search_articles(
+        self, text: str, language: str, limit: int, *, any_word: bool = False
+    ) -> list[dict[str, Any]]:
+        """Published articles matching `text`, best first. Each language's articles are
+        searched with its own analysis (stemming, stop words) of the text."""
+        languages = [language] if language else [*knowledge.TEXT_SEARCH_CONFIGS, ""]
+        per_language: list[Condition] = []
+        for lang in languages:
+            config = knowledge.text_search_config(lang)
+            match = Matches("search", config, text, any_word=any_word)
+            if lang:
+                per_language.append(AllOf((Eq("language", lang), match)))
+        if not language:
+            # Articles in languages without a configuration of their own: "simple".
+            simple = Matches("search", "simple", text, any_word=any_word)
+            others = tuple(Eq("language", lang) for lang in knowledge.TEXT_SEARCH_CONFIGS)
+            per_language.append(AllOf((simple, _none_of(others))))
+        rank = Matches("search", "simple", text, any_word=True)
+        return self.rows(
+            RowQuery(
+                AllOf((Eq("serving", True), AnyOf(tuple(per_language)))),
+                ("updated_at", "article_id"),
+                None,
+                limit,
+                table="articles",
+                rank=rank,
+            )
+        )
+
+    def suggest_articles(self, ticket_id: UUID, limit: int) -> list[dict[str, Any]]:
+        """Published articles sharing words with the ticket's subject and description,
+        those sharing the most first; articles linked to the ticket already left out."""
+        ticket = self.load(Ticket, ticket_id)
+        text = f"{ticket.subject} {ticket.description}"
+        linked = {a["article_id"] for a in ticket.articles}
+        found = self.search_articles(text, "", limit + len(linked), any_word=True)
+        return [r for r in found if str(r["article_id"]) not in linked][:limit]
+
+    def knowledge_report(
+        self, resolved_from: datetime, resolved_to: datetime, batch: int = 500
+    ) -> reports.KnowledgeReport:
+        resolved: list[reports.Resolution] = []
+        for r in self._rows_between(
+            Eq("kind", "ticket"), ("resolved_at", "ticket_id"), resolved_from, resolved_to, batch
+        ):
+            articles = []
+            if r["resolved_with_article"]:
+                articles = [
+                    (a["article_id"], a["title"])
+                    for a in self.load(Ticket, r["ticket_id"]).articles
+                    if a["kind"] == knowledge.LinkKind.USED_TO_RESOLVE
+                ]
+            resolved.append(reports.Resolution(r["opened_at"], r["resolved_at"], articles))
+        return reports.knowledge_report(resolved)
+
+    def _rows_between(
+        self,
+        condition: Condition,
+        order: tuple[str, str],
+        start: datetime,
+        end: datetime,
+        batch: int,
+        table: str = "",
+    ) -> list[dict[str, Any]]:
+        """Rows whose `order[0]` time is in [start, end), newest first, read in pages."""
+        found: list[dict[str, Any]] = []
+        after: tuple[Any, ...] | None = (end, UUID(int=0))
+        while after is not None:
+            rows = self.rows(RowQuery(condition, order, after, batch, table=table))
+            for r in rows:
+                if r[order[0]] < start:
+                    return found
+                found.append(r)
+            after = (rows[-1][order[0]], rows[-1][order[1]]) if len(rows) == batch else None
+        return found
+
+    # -- field service ----------------------------------------------------------------------
+
+    def create_work_order(self, ctx: CommandContext, **fields: Any) -> CommandOutcome:
+        return self.create(ctx, lambda: field_service.create_work_order(**fields))
+
+    def get_work_order(self, work_order_id: UUID) -> WorkOrder:
+        return self.load(WorkOrder, work_order_id)
+
+    def change_work_order(
+        self,
+        ctx: CommandContext,
+        work_order_id: UUID,
+        version: int | None,
+        act: Callable[[WorkOrder], Any],
+    ) -> CommandOutcome:
+        """A command on a work order; `act` may return the id of a line it added."""
+
+        def run(w: WorkOrder) -> dict[str, str] | None:
+            line_id = act(w)
+            return {"line_id": line_id} if isinstance(line_id, str) else None
+
+        return self.change(ctx, WorkOrder, work_order_id, version, run)
+
+    def list_work_orders(
+        self, condition: Condition, after: tuple[datetime, UUID] | None, limit: int
+    ) -> Page:
+        rows = self.rows(
+            RowQuery(condition, WORK_ORDER_ORDER, after, limit + 1, table="work_orders")
+        )
+        page = rows[:limit]
+        last = page[-1] if len(rows) > limit else None
+        return Page(page, (last["created_at"], last["work_order_id"]) if last else None)
+
+    def field_service_report(
+        self, completed_from: datetime, completed_to: datetime, batch: int = 500
+    ) -> list[dict[str, Any]]:
+        """The visits completed in [completed_from, completed_to), by technician and region;
+        a visit is a first-time fix if it fixed the problem and no visit on the same ticket
+        was completed before it."""
+        rows = self._rows_between(
+            Eq("state", field_service.WorkOrderState.COMPLETED.value),
+            ("completed_at", "work_order_id"),
+            completed_from,
+            completed_to,
+            batch,
+            table="work_orders",
+        )
+        first: dict[str, tuple[datetime, UUID]] = {}
+        for ticket_id in {r["ticket_id"] for r in rows if r["ticket_id"]}:
+            earliest = self.rows(
+                RowQuery(
+                    AllOf(
+                        (
+                            Eq("ticket_id", ticket_id),
+                            Eq("state", field_service.WorkOrderState.COMPLETED.value),
+                        )
+                    ),
+                    ("completed_at", "work_order_id"),
+                    table="work_orders",
+                )
+            )
+            last = earliest[-1]
+            first[ticket_id] = (last["completed_at"], last["work_order_id"])
+        visits = [
+            reports.Visit(
+                technician_id=r["technician_id"] or "-",
+                region=r["region"],
+                currency=r["currency"],
+                cost=r["cost"],
+                created_at=r["created_at"],
+                work_started_at=r["work_started_at"],
+                completed_at=r["completed_at"],
+                first_time_fix=bool(r["fixed"])
+                and (
+                    not r["ticket_id"]
+                    or first[r["ticket_id"]] == (r["completed_at"], r["work_order_id"])
+                ),
+                satisfaction=r["satisfaction"],
+            )
+            for r in rows
+        ]
+        return reports.field_service_report(visits)
+
+
+def _none_of(conditions: tuple[Eq, ...]) -> Condition:
+    """None of the equalities holds."""
+    return AllOf(tuple(Ne(c.column, c.value) for c in conditions))

@@ -6,6 +6,8 @@ from datetime import datetime
 from typing import Any
 
 from c360.events.v1 import contact_events_pb2 as cpb
+from c360.events.v1 import field_service_events_pb2 as fpb
+from c360.events.v1 import knowledge_events_pb2 as kpb
 from c360.events.v1 import service_contract_events_pb2 as spb
 from c360.events.v1 import ticket_events_pb2 as pb
 from c360_platform.contract import EventContract, Mapper, Published
@@ -13,6 +15,8 @@ from c360_platform.envelope import timestamp
 from c360_platform.vocabulary import Words
 from c360_service_desk.contacts import Contact
 from c360_service_desk.domain import Ticket
+from c360_service_desk.field_service import WorkOrder
+from c360_service_desk.knowledge import Article
 from c360_service_desk.service_contracts import ServiceContract
 
 CHANNELS = Words(pb.TicketChannel)
@@ -24,6 +28,9 @@ TARGET_STATUSES = Words(pb.SlaTargetStatus)
 WAITING_FOR = Words(pb.TicketWaitingFor)
 DIRECTIONS = Words(cpb.ContactDirection)
 OUTCOMES = Words(cpb.ContactOutcome)
+LINK_KINDS = Words(pb.ArticleLinkKind)
+ARTICLE_STATES = Words(kpb.ArticleState)
+WORK_ORDER_STATES = Words(fpb.WorkOrderState)
 
 
 def _at(text: str) -> Any:
@@ -121,6 +128,95 @@ _MESSAGES: dict[type, Mapper] = {
     Ticket.SlaCancelled: lambda e: pb.TicketSlaCancelled(
         customer_id=e.customer_id, reason=e.reason
     ),
+    Ticket.ArticleLinked: lambda e: pb.TicketArticleLinked(
+        customer_id=e.customer_id,
+        article_id=e.article_id,
+        title=e.title,
+        kind=LINK_KINDS.value(e.kind),
+        article_version=e.version,
+    ),
+}
+
+_ARTICLE_MESSAGES: dict[type, Mapper] = {
+    Article.Drafted: lambda e: kpb.ArticleDrafted(
+        title=e.title,
+        body=e.body,
+        category=e.category,
+        language=e.language,
+        keywords=e.keywords,
+        author_id=e.author_id,
+    ),
+    Article.Revised: lambda e: kpb.ArticleRevised(
+        title=e.title, body=e.body, category=e.category, keywords=e.keywords, version=e.version
+    ),
+    Article.Submitted: lambda e: kpb.ArticleSubmitted(version=e.version),
+    Article.Published: lambda e: kpb.ArticlePublished(
+        version=e.version, title=e.title, category=e.category, reviewer_id=e.reviewer_id
+    ),
+    Article.Archived: lambda e: kpb.ArticleArchived(reason=e.reason),
+    Article.Linked: lambda e: kpb.ArticleLinked(
+        ticket_id=e.ticket_id, kind=LINK_KINDS.value(e.kind), version=e.version
+    ),
+    Article.Voted: lambda e: kpb.ArticleVoted(
+        helpful=e.helpful, ticket_id=e.ticket_id, version=e.version
+    ),
+}
+
+_WORK_ORDER_MESSAGES: dict[type, Mapper] = {
+    WorkOrder.Opened: lambda e: fpb.WorkOrderCreated(
+        customer_id=e.customer_id,
+        summary=e.summary,
+        ticket_id=e.ticket_id,
+        contract_id=e.contract_id,
+        region=e.region,
+        currency=e.currency,
+    ),
+    WorkOrder.Scheduled: lambda e: fpb.WorkOrderScheduled(
+        customer_id=e.customer_id,
+        technician_id=e.technician_id,
+        window_start=timestamp(e.window_start),
+        window_end=timestamp(e.window_end),
+        previous_technician_id=e.previous_technician_id,
+    ),
+    WorkOrder.TravelStarted: lambda e: fpb.WorkOrderTravelStarted(
+        customer_id=e.customer_id, technician_id=e.technician_id, at=timestamp(e.at)
+    ),
+    WorkOrder.WorkStarted: lambda e: fpb.WorkOrderWorkStarted(
+        customer_id=e.customer_id, technician_id=e.technician_id, at=timestamp(e.at)
+    ),
+    WorkOrder.PartUsed: lambda e: fpb.WorkOrderPartUsed(
+        customer_id=e.customer_id,
+        line_id=e.line_id,
+        sku=e.sku,
+        description=e.description,
+        quantity=e.quantity,
+        unit_cost=e.unit_cost,
+        cost=e.cost,
+    ),
+    WorkOrder.LabourRecorded: lambda e: fpb.WorkOrderLabourRecorded(
+        customer_id=e.customer_id,
+        line_id=e.line_id,
+        technician_id=e.technician_id,
+        minutes=e.minutes,
+        hourly_rate=e.hourly_rate,
+        cost=e.cost,
+    ),
+    WorkOrder.Completed: lambda e: fpb.WorkOrderCompleted(
+        customer_id=e.customer_id,
+        fixed=e.fixed,
+        note=e.note,
+        cost=e.cost,
+        currency=e.currency,
+        at=timestamp(e.at),
+    ),
+    WorkOrder.Cancelled: lambda e: fpb.WorkOrderCancelled(
+        customer_id=e.customer_id,
+        reason=e.reason,
+        previous_state=WORK_ORDER_STATES.value(e.previous_state),
+    ),
+    WorkOrder.Rated: lambda e: fpb.WorkOrderRated(
+        customer_id=e.customer_id, score=e.score, comment=e.comment
+    ),
 }
 
 _CONTACT_MESSAGES: dict[type, Mapper] = {
@@ -165,6 +261,9 @@ CONTRACT = EventContract(
         _SERVICE_CONTRACT_MESSAGES,
         customer=lambda e: str(e.customer_id),
     ),
+    Published(Article, "article", _ARTICLE_MESSAGES, customer=lambda e: ""),
+    Published(WorkOrder, "work_order", _WORK_ORDER_MESSAGES, customer=lambda e: str(e.customer_id)),
 )
-"""Every Ticket and Contact event and its published message; the envelope's customer is the
-ticket's (contact's) customer (every event names it)."""
+"""Every service-desk event and its published message; the envelope's customer is the
+ticket's (contact's, contract's, work order's) customer (every event names it). Knowledge
+articles are about no customer: a link to a customer's ticket is the ticket's event."""

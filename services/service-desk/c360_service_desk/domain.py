@@ -112,13 +112,15 @@ class Ticket(Aggregate):
         SlaBreached: ClassVar[type[Aggregate.Event]]
         SlaMet: ClassVar[type[Aggregate.Event]]
         SlaCancelled: ClassVar[type[Aggregate.Event]]
+        ArticleLinked: ClassVar[type[Aggregate.Event]]
 
     time_zone = ""
     sla_policy = ""
     sla_targets = _NO_TARGETS
     waiting_for = ""
-    """(Class defaults: snapshots taken before SLAs existed lack these; event methods assign
-    new values, never change these in place.)"""
+    articles: tuple[dict[str, Any], ...] = ()
+    """(Class defaults: snapshots taken before SLAs and knowledge articles existed lack these;
+    event methods assign new values, never change these in place.)"""
 
     @event("Opened")
     def __init__(
@@ -513,6 +515,30 @@ class Ticket(Aggregate):
         return view
 
     # -- resolution and closing -------------------------------------------------------------
+
+    # -- knowledge articles -----------------------------------------------------------------
+
+    def link_article(self, article_id: str, title: str, kind: str, version: int) -> bool:
+        """Link a published knowledge article (the caller has checked it is one); False if
+        the ticket has that link already (nothing recorded)."""
+        self._require("link an article to", State.OPEN, State.RESOLVED)
+        if any(a["article_id"] == article_id and a["kind"] == kind for a in self.articles):
+            return False
+        self._article_linked(self.customer_id, article_id, title, kind, version)
+        return True
+
+    @event("ArticleLinked")
+    def _article_linked(
+        self, customer_id: str, article_id: str, title: str, kind: str, version: int
+    ) -> None:
+        self.articles = (
+            *self.articles,
+            {"article_id": article_id, "title": title, "kind": kind, "version": version},
+        )
+
+    @property
+    def resolved_with_article(self) -> bool:
+        return any(a["kind"] == "used_to_resolve" for a in self.articles)
 
     def resolve(self, resolution: str, agent_id: str, at: datetime) -> None:
         v = Violations()

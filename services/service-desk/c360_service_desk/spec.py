@@ -11,5 +11,13 @@ SPEC = ServiceSpec(
     build="c360_service_desk.service:build",
     summary="tickets from every channel, with the customer's 360 context beside them",
     reads_timeline=True,
-    domain=("domain", "sla", "contacts", "service_contracts"),
+    domain=(
+        "domain",
+        "sla",
+        "contacts",
+        "service_contracts",
+        "knowledge",
+        "field_service",
+        "reports",
+    ),
 )

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from c360.events.v1 import contact_events_pb2 as cev
+from c360.events.v1 import field_service_events_pb2 as fev
 from c360.events.v1 import ticket_events_pb2 as ev
 from c360.timeline.v1 import timeline_service_pb2 as api
 from c360_platform.envelope import timestamp
@@ -41,6 +42,8 @@ TARGET_KINDS = Words(ev.SlaTargetKind)
 WAITING_FOR = Words(ev.TicketWaitingFor)
 DIRECTIONS = Words(cev.ContactDirection)
 OUTCOMES = Words(cev.ContactOutcome)
+LINK_KINDS = Words(ev.ArticleLinkKind)
+WORK_ORDER_STATES = Words(fev.WorkOrderState)
 RECENT_CONTACTS = 20
 """Contact-centre records the profile lists (the count covers all of them)."""
 
@@ -153,7 +156,75 @@ def _contact(d: Doc) -> str:
     return text
 
 
+def _article_linked(d: Doc) -> str:
+    kind = LINK_KINDS.of_name(d.get("kind", ""))
+    how = "used to resolve the ticket" if kind == "used_to_resolve" else "suggested"
+    return f"Knowledge article “{d.get('title', '')}” {how}"
+
+
+def _window(d: Doc) -> str:
+    start, end = d.get("window_start", ""), d.get("window_end", "")
+    if not start:
+        return ""
+    text = _clock(start)
+    if end:
+        end_text = _clock(end)
+        same_day = end_text[:10] == text[:10]
+        text += f" to {end_text[11:] if same_day else end_text}"
+    return text
+
+
+def _visit_completed(d: Doc) -> str:
+    outcome = "fixed" if d.get("fixed") else "not fixed"
+    text = (
+        f"On-site visit completed ({outcome}), cost {d.get('cost', '0.00')} {d.get('currency', '')}"
+    )
+    return text + (f": {snippet(d['note'])}" if d.get("note") else "")
+
+
 SUMMARIES: dict[str, Callable[[Doc], str]] = {
+    # Articles are about no customer (their entries are on no timeline); said for listeners.
+    "c360.events.v1.ArticleDrafted": lambda d: f"Knowledge article “{d.get('title', '')}” drafted",
+    "c360.events.v1.ArticleRevised": lambda d: (
+        f"Knowledge article “{d.get('title', '')}” revised (version {d.get('version', 0)})"
+    ),
+    "c360.events.v1.ArticleSubmitted": lambda d: (
+        f"Knowledge article version {d.get('version', 0)} sent for review"
+    ),
+    "c360.events.v1.ArticlePublished": lambda d: (
+        f"Knowledge article “{d.get('title', '')}” published (version {d.get('version', 0)})"
+    ),
+    "c360.events.v1.ArticleArchived": lambda d: with_reason("Knowledge article archived", d),
+    "c360.events.v1.ArticleLinked": lambda d: (
+        f"Knowledge article linked to a ticket ({LINK_KINDS.of_name(d.get('kind', ''))})"
+    ),
+    "c360.events.v1.ArticleVoted": lambda d: (
+        "Knowledge article found helpful" if d.get("helpful") else "Knowledge article not helpful"
+    ),
+    "c360.events.v1.TicketArticleLinked": _article_linked,
+    "c360.events.v1.WorkOrderCreated": lambda d: (
+        f"On-site visit requested: {snippet(d.get('summary', ''))}"
+    ),
+    "c360.events.v1.WorkOrderScheduled": lambda d: (
+        f"On-site visit scheduled with {d.get('technician_id', '')}, {_window(d)}"
+    ),
+    "c360.events.v1.WorkOrderTravelStarted": lambda d: (
+        f"Technician {d.get('technician_id', '')} on the way"
+    ),
+    "c360.events.v1.WorkOrderWorkStarted": lambda d: (
+        f"Technician {d.get('technician_id', '')} started work on site"
+    ),
+    "c360.events.v1.WorkOrderPartUsed": lambda d: (
+        f"Part {d.get('sku', '')}, quantity {d.get('quantity', '')}, used ({d.get('cost', '')})"
+    ),
+    "c360.events.v1.WorkOrderLabourRecorded": lambda d: (
+        f"Labour {d.get('minutes', 0)} min recorded ({d.get('cost', '')})"
+    ),
+    "c360.events.v1.WorkOrderCompleted": _visit_completed,
+    "c360.events.v1.WorkOrderCancelled": lambda d: with_reason("On-site visit cancelled", d),
+    "c360.events.v1.WorkOrderRated": lambda d: (
+        f"Customer rated the on-site visit {d.get('score', 0)}/5"
+    ),
     "c360.events.v1.TicketSlaApplied": _sla_applied,
     "c360.events.v1.TicketSlaPaused": lambda d: with_reason(
         f"SLA clock paused: waiting for the"
@@ -218,6 +289,11 @@ def empty_service_desk() -> Doc:
         "recent_contact_times": [],
         "recent_contacts": [],
         "service_contracts": {},
+        "work_orders": {},
+        "visits_completed": 0,
+        "visit_rating_sum": 0,
+        "visit_ratings": 0,
+        "resolved_with_article": 0,
     }
 
 
@@ -340,6 +416,50 @@ def _fold_contract(state: str) -> Callable[[Doc, Entry], str]:
     return fold
 
 
+def _fold_work_order(state: str) -> Callable[[Doc, Entry], str]:
+    """A work order opened or moved on: open ones are listed, final ones leave the list
+    (completed ones are counted)."""
+
+    def fold(p: Doc, entry: Entry) -> str:
+        desk, d, wid = _desk(p), entry.details, entry.aggregate_id
+        orders = dict(desk["work_orders"])
+        path = f"service_desk.work_orders[{wid}]"
+        if state in ("completed", "cancelled"):
+            if orders.pop(wid, None) is not None:
+                unset(p, path)
+            if state == "completed":
+                desk["visits_completed"] += 1
+        else:
+            known = orders.get(wid, {})
+            orders[wid] = {
+                "summary": d.get("summary", known.get("summary", "")),
+                "state": state,
+                "technician_id": d.get("technician_id", known.get("technician_id", "")),
+                "window_start": d.get("window_start", known.get("window_start", "")),
+                "window_end": d.get("window_end", known.get("window_end", "")),
+                "created_at": known.get("created_at", entry.occurred_at.isoformat()),
+            }
+            set_by(p, path, entry)
+        desk["work_orders"] = orders
+        return ""
+
+    return fold
+
+
+def _fold_visit_rated(p: Doc, entry: Entry) -> str:
+    desk = _desk(p)
+    desk["visit_rating_sum"] += int(entry.details.get("score", 0))
+    desk["visit_ratings"] += 1
+    set_by(p, "service_desk.visit_ratings", entry)
+    return ""
+
+
+def _fold_article_linked(p: Doc, entry: Entry) -> str:
+    if LINK_KINDS.of_name(entry.details.get("kind", "")) == "used_to_resolve":
+        _desk(p)["resolved_with_article"] += 1
+    return ""
+
+
 def _assign(ticket: Doc, d: Doc) -> None:
     ticket["agent_id"] = d.get("agent_id", "")
     ticket["queue"] = d.get("queue", "")
@@ -394,6 +514,14 @@ FOLDS: dict[str, Fold] = {
         "service_contract.created": _fold_contract("active"),
         "service_contract.expiry_near": _fold_contract("expiring"),
         "service_contract.expired": _fold_contract("expired"),
+        "ticket.article_linked": _fold_article_linked,
+        "work_order.created": _fold_work_order("unscheduled"),
+        "work_order.scheduled": _fold_work_order("scheduled"),
+        "work_order.travel_started": _fold_work_order("travelling"),
+        "work_order.work_started": _fold_work_order("in_progress"),
+        "work_order.completed": _fold_work_order("completed"),
+        "work_order.cancelled": _fold_work_order("cancelled"),
+        "work_order.rated": _fold_visit_rated,
     }.items()
 }
 
@@ -466,6 +594,12 @@ def join(p: Doc, other: Doc) -> None:
         if contract_id not in desk["service_contracts"]:
             desk["service_contracts"] = {**desk["service_contracts"], contract_id: contract}
             copy_provenance(p, other, f"service_desk.service_contracts[{contract_id}]")
+    for wid, order in theirs["work_orders"].items():
+        if wid not in desk["work_orders"]:
+            desk["work_orders"] = {**desk["work_orders"], wid: order}
+            copy_provenance(p, other, f"service_desk.work_orders[{wid}]")
+    for key in ("visits_completed", "visit_rating_sum", "visit_ratings", "resolved_with_article"):
+        desk[key] += theirs[key]
 
 
 # -- the Profile's typed service-desk field -----------------------------------------------------
@@ -536,11 +670,40 @@ def service_desk_message(desk: Doc, now: datetime) -> api.ServiceDeskSummary:
                 desk.get("service_contracts", {}).items(), key=lambda x: (x[1]["ends_on"], x[0])
             )
         ],
+        open_work_orders=[
+            api.WorkOrderOverview(
+                work_order_id=wid,
+                summary=w["summary"],
+                state=w["state"],
+                technician_id=w["technician_id"],
+                window_start=_ts(w["window_start"].replace("Z", "+00:00")),
+                window_end=_ts(w["window_end"].replace("Z", "+00:00")),
+            )
+            for wid, w in sorted(
+                desk.get("work_orders", {}).items(), key=lambda x: (x[1]["created_at"], x[0])
+            )
+        ],
+        visits_completed=desk.get("visits_completed", 0),
+        visit_ratings=desk.get("visit_ratings", 0),
+        mean_visit_satisfaction=(
+            desk["visit_rating_sum"] / desk["visit_ratings"] if desk.get("visit_ratings") else None
+        ),
+        tickets_resolved_with_article=desk.get("resolved_with_article", 0),
     )
 
 
 _BOOKKEEPING = frozenset(
     {"ticket.assigned", "ticket.priority_changed", "ticket.escalated", "ticket.closed"}
+)
+
+
+_VISIT_BOOKKEEPING = frozenset(
+    {
+        "work_order.travel_started",
+        "work_order.work_started",
+        "work_order.part_used",
+        "work_order.labour_recorded",
+    }
 )
 
 
@@ -550,6 +713,7 @@ def _internal(entry: Entry) -> bool:
     return (
         entry.type in _BOOKKEEPING
         or entry.type.startswith(("ticket.sla_", "service_contract."))
+        or entry.type in _VISIT_BOOKKEEPING
         or _interaction_kind(entry.details) == "internal_note"
     )
 

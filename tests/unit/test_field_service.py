@@ -1,0 +1,327 @@
+"""Field service through the service desk's servicer in memory: the work-order lifecycle,
+parts, labour and cost, satisfaction, and the report (cost per visit, time to complete,
+first-time fixes, satisfaction by technician and region)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from uuid import UUID, uuid4
+
+import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
+from hypothesis import given
+from hypothesis import strategies as st
+
+from c360.events.v1 import field_service_events_pb2 as fev
+from c360.service_desk.v1 import service_desk_service_pb2 as dapi
+from c360_platform.context import ContextReader
+from c360_platform.envelope import Publication, pack
+from c360_platform.errors import PreconditionFailed
+from c360_platform.validation import Violations
+from c360_service_desk.api import ServiceDeskServicer
+from c360_service_desk.application import ServiceDeskApplication
+from c360_service_desk.contract import CONTRACT
+from c360_service_desk.field_service import _decimal, create_work_order
+from c360_service_desk.reports import Visit, field_service_report
+from c360_timeline.projection import Entry, entry_for
+from c360_timeline.query import profile_message
+
+from .support import CALL, Clock, bad_fields, refused
+from .test_ticket_projection import replay
+
+NOW = datetime.now(UTC)
+"""Work orders take their creation time from the wall clock (the event's timestamp)."""
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(NOW)
+
+
+@pytest.fixture
+def desk(clock: Clock) -> ServiceDeskServicer:
+    return ServiceDeskServicer(
+        ServiceDeskApplication.in_memory(clock=clock), ContextReader("127.0.0.1:1")
+    )
+
+
+def ts(at: datetime) -> Timestamp:
+    t = Timestamp()
+    t.FromDatetime(at)
+    return t
+
+
+async def visit(
+    desk: ServiceDeskServicer,
+    clock: Clock,
+    *,
+    technician: str = "emp-7",
+    region: str = "north",
+    ticket_id: str = "",
+    fixed: bool = True,
+    score: int = 0,
+) -> str:
+    made = await desk.CreateWorkOrder(
+        dapi.CreateWorkOrderRequest(
+            customer_id=str(uuid4()),
+            summary="Router replacement",
+            ticket_id=ticket_id,
+            region=region,
+            allow_unknown_customer=True,
+        ),
+        CALL,
+    )
+    wid = made.result.aggregate_id
+    await desk.ScheduleWorkOrder(
+        dapi.ScheduleWorkOrderRequest(
+            work_order_id=wid,
+            technician_id=technician,
+            window_start=ts(clock.now + timedelta(hours=1)),
+            window_end=ts(clock.now + timedelta(hours=3)),
+        ),
+        CALL,
+    )
+    clock.advance(hours=1)
+    await desk.StartWorkOrderTravel(dapi.StartWorkOrderTravelRequest(work_order_id=wid), CALL)
+    clock.advance(minutes=30)
+    await desk.StartWorkOrderWork(dapi.StartWorkOrderWorkRequest(work_order_id=wid), CALL)
+    await desk.RecordWorkOrderPart(
+        dapi.RecordWorkOrderPartRequest(
+            work_order_id=wid, sku="rtr-200", quantity="1", unit_cost="89.90"
+        ),
+        CALL,
+    )
+    await desk.RecordWorkOrderLabour(
+        dapi.RecordWorkOrderLabourRequest(work_order_id=wid, minutes=90, hourly_rate="60.00"),
+        CALL,
+    )
+    clock.advance(minutes=90)
+    await desk.CompleteWorkOrder(
+        dapi.CompleteWorkOrderRequest(work_order_id=wid, fixed=fixed, note="swapped"), CALL
+    )
+    if score:
+        await desk.RateWorkOrder(dapi.RateWorkOrderRequest(work_order_id=wid, score=score), CALL)
+    return wid
+
+
+async def test_a_visit_runs_its_course_and_costs_its_lines(
+    desk: ServiceDeskServicer, clock: Clock
+) -> None:
+    wid = await visit(desk, clock, score=4)
+    got = (await desk.GetWorkOrder(dapi.GetWorkOrderRequest(work_order_id=wid), CALL)).work_order
+    assert got.state == fev.WORK_ORDER_STATE_COMPLETED
+    assert (got.cost, got.currency, got.satisfaction, got.fixed) == ("179.90", "EUR", 4, True)
+    assert [(line.kind, line.cost) for line in got.lines] == [
+        ("part", "89.90"),
+        ("labour", "90.00"),
+    ]
+    events = list(desk.app.repository.event_store.get(UUID(wid)))
+    assert [type(e).__name__ for e in events] == [
+        "Opened",
+        "Scheduled",
+        "TravelStarted",
+        "WorkStarted",
+        "PartUsed",
+        "LabourRecorded",
+        "Completed",
+        "Rated",
+    ]
+    completed = CONTRACT.publication(events[6]).payload
+    assert isinstance(completed, fev.WorkOrderCompleted)
+    assert (completed.cost, completed.currency) == ("179.90", "EUR")
+    # Rated once; completed is final.
+    error = await refused(
+        desk.RateWorkOrder(dapi.RateWorkOrderRequest(work_order_id=wid, score=5), CALL),
+        PreconditionFailed,
+    )
+    assert "rated already" in str(error)
+    error = await refused(
+        desk.CancelWorkOrder(dapi.CancelWorkOrderRequest(work_order_id=wid, reason="x"), CALL),
+        PreconditionFailed,
+    )
+    assert "is completed" in str(error)
+    listed = await desk.ListWorkOrders(dapi.ListWorkOrdersRequest(technician_id="emp-7"), CALL)
+    assert [(w.work_order_id, w.cost) for w in listed.work_orders] == [(wid, "179.90")]
+
+
+async def test_illegal_steps_name_the_state(desk: ServiceDeskServicer) -> None:
+    made = await desk.CreateWorkOrder(
+        dapi.CreateWorkOrderRequest(
+            customer_id=str(uuid4()), summary="Dish alignment", allow_unknown_customer=True
+        ),
+        CALL,
+    )
+    wid = made.result.aggregate_id
+    error = await refused(
+        desk.StartWorkOrderWork(dapi.StartWorkOrderWorkRequest(work_order_id=wid), CALL),
+        PreconditionFailed,
+    )
+    assert "is unscheduled" in str(error)
+    error = await refused(
+        desk.RecordWorkOrderPart(
+            dapi.RecordWorkOrderPartRequest(
+                work_order_id=wid, sku="x", quantity="1", unit_cost="1"
+            ),
+            CALL,
+        ),
+        PreconditionFailed,
+    )
+    assert "only when in progress" in str(error)
+    await desk.CancelWorkOrder(
+        dapi.CancelWorkOrderRequest(work_order_id=wid, reason="no need"), CALL
+    )
+    error = await refused(
+        desk.ScheduleWorkOrder(
+            dapi.ScheduleWorkOrderRequest(
+                work_order_id=wid,
+                technician_id="emp-1",
+                window_start=ts(NOW),
+                window_end=ts(NOW + timedelta(hours=1)),
+            ),
+            CALL,
+        ),
+        PreconditionFailed,
+    )
+    assert "is cancelled" in str(error)
+
+
+async def test_bad_work_orders_name_every_field(desk: ServiceDeskServicer) -> None:
+    assert await bad_fields(
+        desk.CreateWorkOrder(
+            dapi.CreateWorkOrderRequest(
+                customer_id="nobody",
+                summary="",
+                ticket_id="t-1",
+                currency="euro",
+                allow_unknown_customer=True,
+            ),
+            CALL,
+        )
+    ) == ["currency", "customer_id", "summary", "ticket_id"]
+    assert desk.app.head() == 0
+    made = await desk.CreateWorkOrder(
+        dapi.CreateWorkOrderRequest(
+            customer_id=str(uuid4()), summary="x", allow_unknown_customer=True
+        ),
+        CALL,
+    )
+    assert await bad_fields(
+        desk.ScheduleWorkOrder(
+            dapi.ScheduleWorkOrderRequest(
+                work_order_id=made.result.aggregate_id,
+                window_start=ts(NOW + timedelta(hours=2)),
+                window_end=ts(NOW),
+            ),
+            CALL,
+        )
+    ) == ["technician_id", "window_end"]
+
+
+async def test_the_report_counts_first_time_fixes_per_ticket(
+    desk: ServiceDeskServicer, clock: Clock
+) -> None:
+    ticket = str(uuid4())
+    # Two visits on one ticket: the first did not fix it, so neither is a first-time fix.
+    await visit(desk, clock, ticket_id=ticket, fixed=False, score=2)
+    await visit(desk, clock, ticket_id=ticket, fixed=True, score=4)
+    await visit(desk, clock, technician="emp-8", region="south", fixed=True, score=5)
+    report = await desk.GetFieldServiceReport(
+        dapi.GetFieldServiceReportRequest(
+            completed_from=ts(NOW), completed_to=ts(clock.now + timedelta(seconds=1))
+        ),
+        CALL,
+    )
+    rows = {(r.dimension, r.value): r for r in report.rows}
+    assert rows[("all", "-")].visits == 3
+    assert rows[("all", "-")].cost_per_visit == "179.90"
+    assert rows[("technician", "emp-7")].first_time_fixes == 0
+    assert rows[("technician", "emp-8")].first_time_fix_rate == 1.0
+    assert rows[("technician", "emp-7")].mean_satisfaction == 3.0
+    assert rows[("region", "south")].mean_satisfaction == 5.0
+    assert rows[("region", "north")].median_hours_on_site == 1.5
+
+
+@given(
+    lines=st.lists(
+        st.tuples(
+            st.decimals(min_value=Decimal("0.001"), max_value=Decimal(999), places=3),
+            st.decimals(min_value=Decimal(0), max_value=Decimal(9999), places=2),
+        ),
+        max_size=8,
+    )
+)
+def test_the_cost_is_the_sum_of_the_lines_rounded_per_line(
+    lines: list[tuple[Decimal, Decimal]],
+) -> None:
+    w = create_work_order(
+        customer_id=str(uuid4()), summary="x", ticket_id="", contract_id="", region="", currency=""
+    )
+    w.schedule("emp-1", NOW, NOW + timedelta(hours=1))
+    w.start_travel(NOW)
+    w.start_work(NOW)
+    for qty, unit in lines:
+        w.use_part("p-1", "", str(qty), str(unit))
+    expected = sum(((q * u).quantize(Decimal("0.01")) for q, u in lines), Decimal(0))
+    assert w.cost == expected
+
+
+def test_amounts_are_checked() -> None:
+    for text, ok in (("1", True), ("0.5", True), ("-1", False), ("nan", False), ("1.001", False)):
+        v = Violations()
+        assert (_decimal(v, "x", text, Decimal(100), places=2) is not None) == ok
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    rows = field_service_report(
+        [
+            Visit("a", "n", "EUR", Decimal("10"), t0, None, t0 + timedelta(hours=4), True, 0),
+            Visit("a", "n", "USD", Decimal("30"), t0, None, t0 + timedelta(hours=2), False, 3),
+        ]
+    )
+    # Costs in different currencies are never added up.
+    assert [
+        (r["dimension"], r["currency"], r["total_cost"]) for r in rows if r["dimension"] == "all"
+    ] == [
+        ("all", "EUR", "10.00"),
+        ("all", "USD", "30.00"),
+    ]
+
+
+async def test_visits_show_on_the_timeline_and_in_the_profile(
+    desk: ServiceDeskServicer, clock: Clock
+) -> None:
+    wid = await visit(desk, clock, score=5)
+    other = await desk.CreateWorkOrder(
+        dapi.CreateWorkOrderRequest(
+            customer_id=str(uuid4()), summary="Second visit", allow_unknown_customer=True
+        ),
+        CALL,
+    )
+    # Both visits' events as one customer's (the second was made for another id).
+    customer = desk.app.get_work_order(UUID(wid)).customer_id
+    entries: list[Entry] = []
+    for aggregate in (wid, other.result.aggregate_id):
+        for n, event in enumerate(desk.app.repository.event_store.get(UUID(aggregate))):
+            payload = CONTRACT.publication(event).payload
+            envelope = pack(
+                source="service-desk",
+                publication=Publication("work_order", customer, payload),
+                aggregate_id=UUID(aggregate),
+                aggregate_version=n + 1,
+                position=len(entries) + 1,
+                occurred_at=clock.now,
+            )
+            entries.append(entry_for(envelope))
+    summaries = [e.summary for e in entries]
+    assert "On-site visit completed (fixed), cost 179.90 EUR: swapped" in summaries
+    assert "Customer rated the on-site visit 5/5" in summaries
+    assert any(s.startswith("On-site visit scheduled with emp-7, ") for s in summaries)
+    profile, _ = replay(entries)
+    shown = profile_message(profile, now=clock.now).service_desk
+    assert (shown.visits_completed, shown.visit_ratings, shown.mean_visit_satisfaction) == (
+        1,
+        1,
+        5.0,
+    )
+    assert [(w.summary, w.state) for w in shown.open_work_orders] == [
+        ("Second visit", "unscheduled")
+    ]
