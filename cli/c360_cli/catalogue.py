@@ -26,6 +26,8 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ),
     ("segment", "marketing_cmds", "live segments: define, preview, members, why"),
     ("campaign", "marketing_cmds", "plan, approve, launch and follow campaigns"),
+    ("kb", "kb_cmds", "the knowledge base: write, review, publish, search and suggest articles"),
+    ("visit", "visit_cmds", "field service: on-site visits, their cost and the report"),
     ("contract", "contact_cmds", "service contracts with expiry"),
     ("contact", "contact_cmds", "record contact-centre contacts that need no ticket"),
     ("timeline", "timeline_cmds", "a customer's timeline; rebuild the read model"),

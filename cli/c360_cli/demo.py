@@ -12,6 +12,7 @@ import asyncio
 import random
 import time
 import tomllib
+import zlib
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -101,6 +102,8 @@ class DemoData:
     ticket_channels: tuple[tuple[str, float], ...]
     ticket_subjects: dict[str, tuple[str, ...]]
     ivr_paths: tuple[tuple[tuple[str, ...], str], ...]
+    articles: tuple[dict[str, Any], ...] = ()
+    """Knowledge articles: category, title, keywords, body."""
 
 
 def _culture(raw: dict[str, Any]) -> Culture:
@@ -136,6 +139,7 @@ def data() -> DemoData:
         queues=tuple(raw["queues"]),
         ticket_channels=tuple(raw["ticket_channels"].items()),
         ticket_subjects={k: tuple(v) for k, v in raw["ticket_subjects"].items()},
+        articles=tuple(raw.get("articles", [])),
         ivr_paths=tuple((tuple(path), outcome) for path, outcome in raw["ivr_paths"]),
     )
 
@@ -482,6 +486,9 @@ class Stats:
     tickets: int = 0
     contacts: int = 0
     contracts: int = 0
+    articles: int = 0
+    resolved_with_article: int = 0
+    visits: int = 0
 
 
 class DemoRun:
@@ -516,6 +523,8 @@ class DemoRun:
         self.sales: SalesDemo | None = None
         self.failure: BaseException | None = None
         self.marketing: MarketingDemo | None = None
+        self.articles: dict[str, str] = {}
+        """ticket category -> id of the published knowledge article about it."""
         self.day = (datetime.now(UTC) - timedelta(days=1)).date()
         """The day the IVR contacts are of: yesterday (UTC)."""
 
@@ -824,6 +833,117 @@ class DemoRun:
 
         return script
 
+    def article_script(self, article: dict[str, Any]) -> Script:
+        """A knowledge article written, reviewed and published (about no customer)."""
+
+        async def script() -> None:
+            stub = self.client.stub("service-desk", ServiceDeskServiceStub)
+            rid = f"demo-{self.seed}-kb-{article['category']}"
+            made = await self.retrying(
+                stub.CreateArticle,
+                desk.CreateArticleRequest(
+                    request_id=f"{rid}-create",
+                    title=article["title"],
+                    body=article["body"],
+                    category=article["category"],
+                    keywords=article["keywords"],
+                    author_id="emp-0900",
+                ),
+                "write a knowledge article",
+                "service-desk",
+            )
+            article_id = made.result.aggregate_id
+            submitted = await self.retrying(
+                stub.SubmitArticle,
+                desk.SubmitArticleRequest(request_id=f"{rid}-submit", article_id=article_id),
+                "submit a knowledge article",
+                "service-desk",
+            )
+            published = await self.retrying(
+                stub.PublishArticle,
+                desk.PublishArticleRequest(
+                    request_id=f"{rid}-publish", article_id=article_id, reviewer_id="emp-0901"
+                ),
+                "publish a knowledge article",
+                "service-desk",
+            )
+            self.articles[article["category"]] = article_id
+            self.stats.articles += 1
+            self.stats.commands += 3
+            self.stats.replayed += sum(r.result.replayed for r in (made, submitted, published))
+            self.progress.advance(self.task, 3)
+
+        return script
+
+    def visit_script(self, p: CustomerPlan, contract_id: str) -> Script:
+        """An on-site visit under the organisation's contract, from request to rating."""
+
+        async def script() -> None:
+            stub = self.client.stub("service-desk", ServiceDeskServiceStub)
+            rid = self.rid(p.index, f"visit-{self.day.isoformat()}")
+            made = await self.call(
+                stub.CreateWorkOrder,
+                desk.CreateWorkOrderRequest(
+                    request_id=f"{rid}-create",
+                    customer_id=self.ids[p.index],
+                    summary="Replace the office router",
+                    contract_id=contract_id,
+                    region=REGIONS[p.index % len(REGIONS)],
+                ),
+                "request an on-site visit",
+                "service-desk",
+                of=p.index,
+            )
+            wid = made.result.aggregate_id
+            start = Timestamp()
+            start.FromDatetime(datetime.combine(self.day, dt_time(9), UTC))
+            end = Timestamp()
+            end.FromDatetime(datetime.combine(self.day, dt_time(12), UTC))
+            technician = f"emp-{1100 + p.index % 4:04d}"
+            steps: list[tuple[str, Any, Any]] = [
+                (
+                    "schedule",
+                    stub.ScheduleWorkOrder,
+                    desk.ScheduleWorkOrderRequest(
+                        technician_id=technician, window_start=start, window_end=end
+                    ),
+                ),
+                ("travel", stub.StartWorkOrderTravel, desk.StartWorkOrderTravelRequest()),
+                ("start", stub.StartWorkOrderWork, desk.StartWorkOrderWorkRequest()),
+                (
+                    "part",
+                    stub.RecordWorkOrderPart,
+                    desk.RecordWorkOrderPartRequest(
+                        sku="rtr-200",
+                        description="Business router",
+                        quantity="1",
+                        unit_cost="149.00",
+                    ),
+                ),
+                (
+                    "labour",
+                    stub.RecordWorkOrderLabour,
+                    desk.RecordWorkOrderLabourRequest(
+                        minutes=30 + 15 * (p.index % 4), hourly_rate="75.00"
+                    ),
+                ),
+                (
+                    "complete",
+                    stub.CompleteWorkOrder,
+                    desk.CompleteWorkOrderRequest(
+                        fixed=p.index % 5 != 0, note="Router replaced and tested."
+                    ),
+                ),
+                ("rate", stub.RateWorkOrder, desk.RateWorkOrderRequest(score=3 + p.index % 3)),
+            ]
+            for step, method, request in steps:
+                request.request_id = f"{rid}-{step}"
+                request.work_order_id = wid
+                await self.call(method, request, f"visit {step}", "service-desk", of=p.index)
+            self.stats.visits += 1
+
+        return script
+
     def contract_script(self, p: CustomerPlan) -> Script:
         """The organisation's service contract: a year long, ending around the demo's day
         (some ended, some within the 30 days that warn, most later)."""
@@ -832,7 +952,7 @@ class DemoRun:
             assert p.contract_end is not None
             stub = self.client.stub("service-desk", ServiceDeskServiceStub)
             ends = self.day + timedelta(days=p.contract_end)
-            await self.call(
+            created = await self.call(
                 stub.CreateServiceContract,
                 desk.CreateServiceContractRequest(
                     request_id=self.rid(p.index, f"contract-{self.day.isoformat()}"),
@@ -847,6 +967,8 @@ class DemoRun:
                 of=p.index,
             )
             self.stats.contracts += 1
+            if visits(p):
+                await self.visit_script(p, created.result.aggregate_id)()
 
         return script
 
@@ -887,7 +1009,17 @@ class DemoRun:
                 desk.EscalateTicketRequest(reason="Customer asked for a supervisor", queue=arg),
             )
         elif step == "resolve":
-            method, request = stub.ResolveTicket, desk.ResolveTicketRequest(resolution=arg)
+            # Two in three resolutions of a category with an article use it (decided by the
+            # request id, so a second run decides the same).
+            article = self.articles.get(t.category, "")
+            if article and zlib.crc32(rid.encode()) % 3:
+                self.stats.resolved_with_article += 1
+            else:
+                article = ""
+            method, request = (
+                stub.ResolveTicket,
+                desk.ResolveTicketRequest(resolution=arg, article_id=article),
+            )
         elif step == "rate":
             method, request = stub.RateTicket, desk.RateTicketRequest(score=int(arg))
         elif step == "close":
@@ -907,6 +1039,7 @@ class DemoRun:
         await self.phase("changes and withdrawals", [self.changes_script(p) for p in plans])
         movers = [p for p in plans if p.move is not None and p.index in self.links]
         await self.phase("changing companies", [self.move_script(p) for p in movers])
+        await self.phase("knowledge base", [self.article_script(a) for a in data().articles])
         with_tickets = [p for p in plans if p.tickets]
         await self.phase("service-desk tickets", [self.tickets_script(p) for p in with_tickets])
         self.sales = SalesDemo(self)
@@ -944,7 +1077,17 @@ def count_commands(plans: list[CustomerPlan]) -> int:
         total += (1 if p.rename else 0) + (2 if p.new_email else 0) + (2 if p.move else 0)
         total += sum(1 + len(t.steps) for t in p.tickets) + len(p.ivr)
         total += 1 if p.contract_end is not None else 0
-    return total
+        total += VISIT_COMMANDS if p.contract_end is not None and visits(p) else 0
+    return total + 3 * len(data().articles)
+
+
+VISIT_COMMANDS = 8
+REGIONS = ("north", "south", "east", "west")
+
+
+def visits(p: CustomerPlan) -> bool:
+    """Whether the organisation gets an on-site visit under its contract (every other one)."""
+    return p.index % 2 == 0
 
 
 # -- the command ------------------------------------------------------------------------------
@@ -1004,6 +1147,9 @@ def _summary(plans: list[CustomerPlan], run: DemoRun, seed: int, seconds: float)
         "tickets": run.stats.tickets,
         "ivr_contacts": run.stats.contacts,
         "service_contracts": run.stats.contracts,
+        "knowledge_articles": run.stats.articles,
+        "tickets_resolved_with_article": run.stats.resolved_with_article,
+        "on_site_visits": run.stats.visits,
         "at_risk_customers": len(at_risk),
         **(run.sales.summary() if run.sales else {}),
         "commands": run.stats.commands,

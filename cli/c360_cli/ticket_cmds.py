@@ -26,6 +26,7 @@ from c360_cli.output import (
     short_time,
 )
 from c360_cli.words import (
+    ARTICLE_LINK_KINDS,
     INTERACTION_KINDS,
     SLA_TARGET_KINDS,
     SLA_TARGET_STATUSES,
@@ -213,6 +214,13 @@ COMMANDS = (
             ID,
             Arg("--resolution", "resolution", "how it was solved", metavar="TEXT", required=True),
             AGENT,
+            Arg(
+                "--article",
+                "article_id",
+                "a published knowledge article used to resolve it (linked to the ticket)",
+                metavar="ARTICLE_ID",
+                default="",
+            ),
         ),
         verb="ticket resolved",
         expected_version=True,
@@ -467,6 +475,13 @@ def _show(args: argparse.Namespace) -> int:
         rows.append(("rating", f"{t.rating}/5 {t.rating_comment}".strip()))
     if t.waiting_for:
         rows.append(("on hold", f"waiting for the {WAITING_FOR.word(t.waiting_for)}"))
+    if t.articles:
+        rows.append(
+            (
+                "articles",
+                [f"{a.title} ({ARTICLE_LINK_KINDS.word(a.kind)})" for a in t.articles],
+            )
+        )
     extra: list[Any] = [_sla_table(t)] if t.sla_targets else []
     if t.interactions:
         table = Table(title="interactions", title_justify="left", expand=False)

@@ -8,6 +8,8 @@ from typing import Any
 
 from c360.events.v1 import contact_events_pb2 as contact_events
 from c360.events.v1 import customer_events_pb2 as customer_events
+from c360.events.v1 import field_service_events_pb2 as field_service_events
+from c360.events.v1 import knowledge_events_pb2 as knowledge_events
 from c360.events.v1 import ticket_events_pb2 as ticket_events
 from c360_platform.vocabulary import Words
 
@@ -61,3 +63,6 @@ SLA_TARGET_KINDS = CliWords(Words(ticket_events.SlaTargetKind))
 SLA_TARGET_STATUSES = CliWords(Words(ticket_events.SlaTargetStatus))
 CONTACT_DIRECTIONS = CliWords(Words(contact_events.ContactDirection))
 CONTACT_OUTCOMES = CliWords(Words(contact_events.ContactOutcome))
+ARTICLE_STATES = CliWords(Words(knowledge_events.ArticleState))
+ARTICLE_LINK_KINDS = CliWords(Words(ticket_events.ArticleLinkKind), {"used_to_resolve": "resolved"})
+WORK_ORDER_STATES = CliWords(Words(field_service_events.WorkOrderState))

@@ -23,16 +23,15 @@ from c360_service_desk.reports import Resolution, knowledge_report
 
 from .support import CALL, Clock, bad_fields, refused
 
-NOW = datetime.now(UTC)
-"""Tickets take their opening time from the wall clock (the event's timestamp), so the tests'
-clock starts there."""
 ROUTER = "Restart the router"
 ROUTER_BODY = "When the internet connection drops, unplug the router for thirty seconds."
 
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock(NOW)
+    """Tickets take their opening time from the wall clock (the event's timestamp), so the
+    tests' clock starts there."""
+    return Clock(datetime.now(UTC))
 
 
 @pytest.fixture
@@ -138,6 +137,7 @@ async def test_bad_articles_name_every_field_and_store_nothing(desk: ServiceDesk
 async def test_resolving_with_an_article_links_it_and_counts_its_use(
     desk: ServiceDeskServicer, clock: Clock
 ) -> None:
+    start = clock.now
     aid = await published(desk, ROUTER, ROUTER_BODY, keywords=["internet"])
     draft = await desk.CreateArticle(
         dapi.CreateArticleRequest(title="Draft", body="router text", author_id="emp-1"), CALL
@@ -191,11 +191,11 @@ async def test_resolving_with_an_article_links_it_and_counts_its_use(
     other = await ticket(desk, "Bill too high")
     clock.advance(hours=6)
     await desk.ResolveTicket(dapi.ResolveTicketRequest(ticket_id=other, resolution="ok"), CALL)
-    start, end = Timestamp(), Timestamp()
-    start.FromDatetime(NOW - timedelta(minutes=1))
-    end.FromDatetime(clock.now + timedelta(seconds=1))
+    since, until = Timestamp(), Timestamp()
+    since.FromDatetime(start - timedelta(minutes=1))
+    until.FromDatetime(clock.now + timedelta(seconds=1))
     report = await desk.GetKnowledgeReport(
-        dapi.GetKnowledgeReportRequest(resolved_from=start, resolved_to=end), CALL
+        dapi.GetKnowledgeReportRequest(resolved_from=since, resolved_to=until), CALL
     )
     assert [(r.with_article, r.tickets) for r in report.rows] == [(True, 1), (False, 1)]
     assert [r.median_hours for r in report.rows] == [
