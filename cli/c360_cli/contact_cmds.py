@@ -3,11 +3,21 @@
 
 from __future__ import annotations
 
+import argparse
+
 from c360.service_desk.v1 import service_desk_service_pb2 as api
 from c360.service_desk.v1.service_desk_service_pb2_grpc import ServiceDeskServiceStub
 from c360_cli.argtypes import whole_in
+from c360_cli.client import Client
 from c360_cli.commands import Api, Arg, Command, Subparsers, add_commands
-from c360_cli.words import CONTACT_DIRECTIONS, CONTACT_OUTCOMES, TICKET_CHANNELS
+from c360_cli.output import JSONValue, Output
+from c360_cli.words import (
+    ALLOWANCE_UNITS,
+    CONSUME_ON,
+    CONTACT_DIRECTIONS,
+    CONTACT_OUTCOMES,
+    TICKET_CHANNELS,
+)
 
 CONTACTS = Api("service-desk", ServiceDeskServiceStub, "contact", whole_in(0, 2**63 - 1))
 CONTRACTS = Api("service-desk", ServiceDeskServiceStub, "contract", whole_in(0, 2**63 - 1))
@@ -99,13 +109,56 @@ CONTRACT_COMMANDS = (
                 default=0,
                 type=whole_in(0, 365),
             ),
+            Arg(
+                "--allowance",
+                "allowance",
+                "cases or hours per period (with --unit; default: unlimited)",
+                metavar="N",
+                default=0,
+                type=whole_in(0, 100_000),
+            ),
+            Arg(
+                "--unit",
+                "allowance_unit",
+                ", ".join(ALLOWANCE_UNITS.words),
+                words=ALLOWANCE_UNITS,
+            ),
+            Arg(
+                "--consume-on",
+                "consume_on",
+                f"{', '.join(CONSUME_ON.words)} (default: open; hours on resolution)",
+                words=CONSUME_ON,
+            ),
+            Arg("--sla-policy", "sla_policy", "an SLA policy it grants (premium)", default=""),
+            Arg("--value", "value_amount", "what a period is worth (1200.00)", default=""),
+            Arg("--currency", "value_currency", "the value's currency (EUR)", default=""),
             Arg("--request-id", "request_id", "idempotency key", metavar="ID", default=""),
         ),
         verb="service contract created",
         request_id=False,
         description=(
-            "Create a service contract. An expiry warning is written on the customer's timeline"
-            " --warning-days before its last day, and its expiry the day after."
+            "Create a service contract. Tickets of the customer opened while it is valid are"
+            " served under it until its allowance is used up (cases or hours per period, or"
+            " unlimited), with the SLA policy it grants. An expiry warning is written on the"
+            " customer's timeline --warning-days before its last day, with a renewal"
+            " opportunity for the customer's owner in sales, and its expiry the day after."
+        ),
+    ),
+    Command(
+        "renew",
+        "renew a contract for its next period",
+        CONTRACTS,
+        "RenewServiceContract",
+        api.RenewServiceContractRequest,
+        (
+            Arg("contract_id", "contract_id", "the contract's id", metavar="ID"),
+            Arg("--ends", "ends_on", "the new period's last day", metavar="DATE", required=True),
+        ),
+        verb="service contract renewed",
+        expected_version=True,
+        description=(
+            "Renew a contract: its next period starts the day after its current end, with the"
+            " allowance again; the contract keeps its history."
         ),
     ),
 )
@@ -115,12 +168,19 @@ def register(subparsers: Subparsers) -> None:
     """Add `contact`, `contract` and their subcommands."""
     parser = subparsers.add_parser(
         "contract",
-        help="service contracts with expiry",
+        help="service contracts: entitlements, expiry and renewal",
         description="Service contracts (the service-desk service's commands).",
     )
     sub = parser.add_subparsers(title="commands", dest="contract_command", metavar="COMMAND")
     sub.required = True
     add_commands(sub, CONTRACT_COMMANDS, {})
+    p = sub.add_parser(
+        "show",
+        help="a contract today: its period, allowance used and left",
+        description="Show a service contract as of today.",
+    )
+    p.add_argument("contract_id", metavar="ID", help="the contract's id")
+    p.set_defaults(func=_show_contract)
     parser = subparsers.add_parser(
         "contact",
         help="record contact-centre contacts that need no ticket",
@@ -129,3 +189,56 @@ def register(subparsers: Subparsers) -> None:
     sub = parser.add_subparsers(title="commands", dest="contact_command", metavar="COMMAND")
     sub.required = True
     add_commands(sub, COMMANDS, {})
+
+
+def _show_contract(args: argparse.Namespace) -> int:
+    with Client(args) as client:
+        c = (
+            client.stub("service-desk", ServiceDeskServiceStub)
+            .GetServiceContract(
+                api.GetServiceContractRequest(contract_id=args.contract_id), timeout=args.timeout
+            )
+            .contract
+        )
+    unit = ALLOWANCE_UNITS.word(c.allowance_unit)
+    doc: dict[str, JSONValue] = {
+        "contract_id": c.contract_id,
+        "version": c.version,
+        "customer_id": c.customer_id,
+        "name": c.name,
+        "services": list(c.services),
+        "period": c.period,
+        "starts_on": c.starts_on,
+        "ends_on": c.ends_on,
+        "state": c.state,
+        "allowance_unit": unit,
+        "allowance": c.allowance,
+        "used": c.used,
+        "remaining": c.remaining if c.HasField("remaining") else None,
+        "consume_on": CONSUME_ON.word(c.consume_on),
+        "sla_policy": c.sla_policy,
+        "value": f"{c.value_amount} {c.value_currency}".strip(),
+    }
+    out = Output(args.json)
+    if out.json_mode:
+        out.json(doc)
+        return 0
+    left = "unlimited" if unit == "unlimited" else f"{c.allowance} {unit}, {c.remaining} left"
+    if unit == "hours":
+        left = f"{c.allowance} hours, {c.remaining} minutes left"
+    out.kv_panel(
+        c.name,
+        [
+            ("id", c.contract_id),
+            ("customer", c.customer_id),
+            ("state", c.state),
+            ("period", f"{c.period}: {c.starts_on} to {c.ends_on}"),
+            ("covers", list(c.services) or "all services"),
+            ("allowance", left),
+            ("consumed on", CONSUME_ON.word(c.consume_on)),
+            ("SLA policy", c.sla_policy or "by priority"),
+            ("value", doc["value"] or "-"),
+            ("version", c.version),
+        ],
+    )
+    return 0

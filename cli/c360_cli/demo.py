@@ -49,6 +49,7 @@ from c360_cli.marketing_demo import MarketingDemo
 from c360_cli.output import Output
 from c360_cli.sales_demo import SalesDemo
 from c360_cli.words import (
+    ALLOWANCE_UNITS,
     CONSENT_CHANNELS,
     CONSENT_PURPOSES,
     CONTACT_DIRECTIONS,
@@ -961,6 +962,12 @@ class DemoRun:
                     services=["broadband", "router-care"],
                     starts_on=(ends - timedelta(days=364)).isoformat(),
                     ends_on=ends.isoformat(),
+                    # Twelve cases a year; every third organisation has premium support.
+                    allowance_unit=ALLOWANCE_UNITS.value("cases"),
+                    allowance=12,
+                    sla_policy="premium" if p.index % 3 == 0 else "",
+                    value_amount="1800.00",
+                    value_currency="EUR",
                 ),
                 "create service contract",
                 "service-desk",
@@ -1040,6 +1047,8 @@ class DemoRun:
         movers = [p for p in plans if p.move is not None and p.index in self.links]
         await self.phase("changing companies", [self.move_script(p) for p in movers])
         await self.phase("knowledge base", [self.article_script(a) for a in data().articles])
+        signed = [p for p in plans if p.contract_end is not None]
+        await self.phase("service contracts", [self.contract_script(p) for p in signed])
         with_tickets = [p for p in plans if p.tickets]
         await self.phase("service-desk tickets", [self.tickets_script(p) for p in with_tickets])
         self.sales = SalesDemo(self)
@@ -1048,8 +1057,6 @@ class DemoRun:
         await self.marketing.phases()
         callers = [p for p in plans if p.ivr]
         await self.phase("a day of IVR contacts", [self.ivr_script(p) for p in callers])
-        signed = [p for p in plans if p.contract_end is not None]
-        await self.phase("service contracts", [self.contract_script(p) for p in signed])
         await self.phase("asking the timeline", [self.profile_script(p) for p in plans])
 
     def profile_script(self, p: CustomerPlan) -> Script:

@@ -26,7 +26,9 @@ from c360_cli.output import (
     short_time,
 )
 from c360_cli.words import (
+    ALLOWANCE_UNITS,
     ARTICLE_LINK_KINDS,
+    CONSUME_ON,
     INTERACTION_KINDS,
     SLA_TARGET_KINDS,
     SLA_TARGET_STATUSES,
@@ -85,6 +87,12 @@ COMMANDS = (
                 "open it although the timeline does not know the customer (a call logged"
                 " before the caller is registered); without it such an id is refused",
                 flag=True,
+            ),
+            Arg(
+                "--service",
+                "service",
+                "the product or service it is about (the contract covering it entitles it)",
+                default="",
             ),
             Arg("--request-id", "request_id", "idempotency key", metavar="ID", default=""),
         ),
@@ -221,6 +229,14 @@ COMMANDS = (
                 metavar="ARTICLE_ID",
                 default="",
             ),
+            Arg(
+                "--work-minutes",
+                "work_minutes",
+                "time spent (for a contract counting hours; default: the ticket's call time)",
+                metavar="MINUTES",
+                default=0,
+                type=whole_in(0, 7 * 24 * 60),
+            ),
         ),
         verb="ticket resolved",
         expected_version=True,
@@ -268,7 +284,29 @@ COMMANDS = (
 
 
 def ticket_json(t: api.Ticket) -> dict[str, JSONValue]:
+    e = t.entitlement
     return {
+        "entitlement": (
+            {
+                "contract_id": e.contract_id,
+                "contract_name": e.contract_name,
+                "unit": ALLOWANCE_UNITS.word(e.unit),
+                "consume_on": CONSUME_ON.word(e.consume_on),
+                "consumed": e.consumed,
+            }
+            if t.HasField("entitlement")
+            else None
+        ),
+        "entitlement_note": t.entitlement_note,
+        "customer_classes": list(t.customer_classes),
+        "articles": [
+            {
+                "article_id": a.article_id,
+                "title": a.title,
+                "kind": ARTICLE_LINK_KINDS.word(a.kind),
+            }
+            for a in t.articles
+        ],
         "ticket_id": t.ticket_id,
         "version": t.version,
         "customer_id": t.customer_id,
@@ -475,6 +513,14 @@ def _show(args: argparse.Namespace) -> int:
         rows.append(("rating", f"{t.rating}/5 {t.rating_comment}".strip()))
     if t.waiting_for:
         rows.append(("on hold", f"waiting for the {WAITING_FOR.word(t.waiting_for)}"))
+    if t.HasField("entitlement"):
+        e = t.entitlement
+        use = "used" if e.consumed else f"used on {CONSUME_ON.word(e.consume_on)}"
+        rows.append(("entitlement", f"{e.contract_name} ({ALLOWANCE_UNITS.word(e.unit)}, {use})"))
+    elif t.entitlement_note:
+        rows.append(("entitlement", Text(f"none: {t.entitlement_note}", style="yellow")))
+    if t.customer_classes:
+        rows.append(("customer classes", list(t.customer_classes)))
     if t.articles:
         rows.append(
             (

@@ -10,6 +10,7 @@ from c360.events.v1 import contact_events_pb2 as contact_events
 from c360.events.v1 import customer_events_pb2 as customer_events
 from c360.events.v1 import field_service_events_pb2 as field_service_events
 from c360.events.v1 import knowledge_events_pb2 as knowledge_events
+from c360.events.v1 import service_contract_events_pb2 as service_contract_events
 from c360.events.v1 import ticket_events_pb2 as ticket_events
 from c360_platform.vocabulary import Words
 
@@ -66,3 +67,5 @@ CONTACT_OUTCOMES = CliWords(Words(contact_events.ContactOutcome))
 ARTICLE_STATES = CliWords(Words(knowledge_events.ArticleState))
 ARTICLE_LINK_KINDS = CliWords(Words(ticket_events.ArticleLinkKind), {"used_to_resolve": "resolved"})
 WORK_ORDER_STATES = CliWords(Words(field_service_events.WorkOrderState))
+ALLOWANCE_UNITS = CliWords(Words(service_contract_events.AllowanceUnit))
+CONSUME_ON = CliWords(Words(service_contract_events.ConsumeOn))

@@ -84,18 +84,24 @@ class ContextReader:
         return reply.profile
 
     async def knows(self, customer_id: str, grace: float = KNOWN_GRACE) -> bool:
-        """Whether the timeline has a profile of the customer. A customer registered a moment
-        ago may not be projected yet: NOT_FOUND is asked again for up to `grace` seconds.
-        Unavailable (naming the timeline) when it cannot be asked."""
+        """Whether the timeline has a profile of the customer (see `known_profile`)."""
+        return await self.known_profile(customer_id, grace) is not None
+
+    async def known_profile(
+        self, customer_id: str, grace: float = KNOWN_GRACE
+    ) -> tapi.Profile | None:
+        """The customer's profile, None if the timeline has none. A customer registered a
+        moment ago may not be projected yet: NOT_FOUND is asked again for up to `grace`
+        seconds. Unavailable (naming the timeline) when it cannot be asked."""
         stub = self._stub()
         deadline = asyncio.get_running_loop().time() + grace
         pause = 0.02
         while True:
             try:
-                await stub.GetProfile(
+                reply = await stub.GetProfile(
                     tapi.GetProfileRequest(customer_id=customer_id), timeout=self.timeout
                 )
-                return True
+                return reply.profile
             except grpc.aio.AioRpcError as exc:
                 if exc.code() != grpc.StatusCode.NOT_FOUND:
                     raise Unavailable(
@@ -104,7 +110,7 @@ class ContextReader:
                     ) from None
             left = deadline - asyncio.get_running_loop().time()
             if left <= 0:
-                return False
+                return None
             await asyncio.sleep(min(pause, left))
             pause *= 2
 

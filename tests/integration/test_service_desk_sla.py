@@ -160,10 +160,11 @@ async def test_a_contract_ending_within_its_warning_days_is_warned_by_the_schedu
             tapi.GetTimelineRequest(customer_id=cid, sources=["service-desk"]), timeout=10
         )
         summaries = [e.summary for e in timeline.entries]
-        if len(summaries) == 2:
+        if len(summaries) == 3:
             break
         await asyncio.sleep(0.2)
     assert summaries == [
+        "Renewal of service contract “Router care” handed to sales",
         f"Service contract “Router care” ends in 20 days ({ends.isoformat()}): time to renew",
         f"Service contract “Router care” from 2026-01-01 to {ends.isoformat()} (router-care)",
     ]

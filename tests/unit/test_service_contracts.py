@@ -57,7 +57,7 @@ async def test_a_contract_is_warned_before_its_end_and_expires_once(
     cid = reply.result.aggregate_id
     assert desk.app.check_slas() == 0
     clock.now = datetime(2027, 1, 29, 0, 0, tzinfo=UTC)  # 30 days before the end
-    assert desk.app.check_slas() == 1
+    assert desk.app.check_slas() == 2  # the warning, and the renewal due (for sales)
     assert desk.app.check_slas() == 0
     clock.now = datetime(2027, 2, 28, 23, 59, tzinfo=UTC)  # the last day: still valid
     assert desk.app.check_slas() == 0
@@ -68,6 +68,7 @@ async def test_a_contract_is_warned_before_its_end_and_expires_once(
     assert kinds(desk, cid) == [
         "Signed",
         "ExpiryNear",
+        "RenewalDue",
         "Expired",
     ]
     events = list(desk.app.repository.event_store.get(UUID(cid)))

@@ -8,26 +8,19 @@ acknowledged: the timeline dead-letters malformed ones."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date
 
-import nats
-from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from c360.erp.v1 import erp_events_pb2 as erp
-from c360_platform import natsauth
 from c360_platform.commands import blocking
 from c360_platform.errors import C360Error
-from c360_platform.leader import sleep_or_stop, unless_stopped
+from c360_platform.follow import DurableFollower
 from c360_platform.store import CommandContext, fingerprint
-from c360_platform.streams import RECONNECT_WAIT, StreamSettings, ensure_stream
+from c360_platform.streams import StreamSettings
 from c360_sales.application import SalesApplication
 
 _log = logging.getLogger(__name__)
@@ -38,63 +31,23 @@ OwnerOf = Callable[[str], Awaitable[str]]
 """The responsible employee of a customer ("" when unknown)."""
 
 
-class ErpOrderFollower:
+class ErpOrderFollower(DurableFollower):
     """Applies ERP's order deliveries to the sales orders."""
 
     def __init__(
         self, app: SalesApplication, nats_url: str, owner_of: OwnerOf, *, batch_size: int = 64
     ) -> None:
+        super().__init__(
+            nats_url,
+            StreamSettings.inbound(),
+            SUBJECT,
+            DURABLE,
+            name="c360-sales-erp",
+            batch_size=batch_size,
+        )
         self.app = app
         self.owner_of = owner_of
-        self.nats_url = nats_url
-        self.batch_size = batch_size
-        self.stream = StreamSettings.inbound()
-        self.nc: Client | None = None
         self.applied = 0
-
-    async def _subscribe(self) -> JetStreamContext.PullSubscription:
-        self.nc = await nats.connect(
-            self.nats_url,
-            name="c360-sales-erp",
-            max_reconnect_attempts=-1,
-            reconnect_time_wait=RECONNECT_WAIT,
-            **natsauth.client_options(self.nats_url),
-        )
-        js = self.nc.jetstream()
-        await ensure_stream(js, self.stream)
-        return await js.pull_subscribe(
-            SUBJECT,
-            durable=DURABLE,
-            stream=self.stream.name,
-            config=ConsumerConfig(
-                durable_name=DURABLE,
-                deliver_policy=DeliverPolicy.ALL,
-                ack_policy=AckPolicy.EXPLICIT,
-                ack_wait=30,
-                max_ack_pending=self.batch_size,
-                filter_subject=SUBJECT,
-            ),
-        )
-
-    async def run(self, stop: asyncio.Event) -> None:
-        """Follow until `stop`; reconnect a second after a failure."""
-        while not stop.is_set():
-            try:
-                sub = await self._subscribe()
-                while not stop.is_set():
-                    try:
-                        msgs = await unless_stopped(stop, sub.fetch(self.batch_size, timeout=1.0))
-                    except (TimeoutError, nats.errors.TimeoutError):
-                        continue
-                    for msg in msgs or []:
-                        await self.handle(msg)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                _log.exception("following ERP orders failed; retrying")
-                await sleep_or_stop(stop, 1.0)
-            finally:
-                await self.close()
 
     async def handle(self, msg: Msg) -> None:
         event = erp.ErpEvent()
@@ -174,9 +127,3 @@ class ErpOrderFollower:
             return False
         self.applied += 1
         return True
-
-    async def close(self) -> None:
-        if self.nc is not None:
-            with contextlib.suppress(Exception):
-                await self.nc.close()
-            self.nc = None

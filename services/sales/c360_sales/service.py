@@ -18,6 +18,7 @@ from c360_sales.application import SalesApplication
 from c360_sales.contract import CONTRACT
 from c360_sales.customers import CUSTOMER_SERVICE, GrpcCustomerRegistry, TimelineSearch
 from c360_sales.erp_orders import ErpOrderFollower
+from c360_sales.renewals import ContractRenewals
 
 ROUND_SECONDS = 600.0
 """How often quotes past their date expire and customers' classes are recorded (and once at
@@ -49,7 +50,9 @@ def build(settings: Settings) -> rpc.ServiceHost:
 
     follower = ErpOrderFollower(app, settings.nats_url, owner_of)
     host.background.append(follower.run)
-    host.parts.update(erp_follower=follower)
+    renewals = ContractRenewals(app, settings.nats_url, owner_of)
+    host.background.append(renewals.run)
+    host.parts.update(erp_follower=follower, renewals=renewals)
 
     async def expire_quotes(stop: asyncio.Event) -> None:
         """At start and every ROUND_SECONDS: sent quotes past their validity date expire, and

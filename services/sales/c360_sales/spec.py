@@ -10,8 +10,9 @@ SPEC = ServiceSpec(
     contract="c360_sales.contract:CONTRACT",
     build="c360_sales.service:build",
     summary="leads, pipelines and opportunities, price lists, quotes and orders to ERP",
-    # ERP's deliveries and overdue invoices (erp.>) are read from the ERP stream.
-    consumes=("ERP",),
+    # ERP's deliveries and overdue invoices (erp.>) are read from the ERP stream; service
+    # contracts whose renewal is due (c360.service-desk.service_contract.renewal_due) from C360.
+    consumes=("ERP", "C360"),
     # The responsible employee of a customer with an overdue invoice comes from its profile.
     reads_timeline=True,
     domain=("domain", "pricing", "reports", "classes"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -17,14 +17,16 @@ from c360_platform.commands import blocking, expected_version, parse_id
 from c360_platform.consistency import ConsistencyToken
 from c360_platform.context import ContextReader, CustomerContext
 from c360_platform.envelope import timestamp
-from c360_platform.errors import InvalidArgument, NotFound
+from c360_platform.errors import InvalidArgument, NotFound, Unavailable
 from c360_platform.servicer import CommandServicer, registration
 from c360_platform.store import AllOf, Eq
 from c360_platform.validation import Violations
 from c360_service_desk.application import ServiceDeskApplication
 from c360_service_desk.contract import (
+    ALLOWANCE_UNITS,
     ARTICLE_STATES,
     CHANNELS,
+    CONSUME_ON,
     DIRECTIONS,
     INTERACTION_KINDS,
     LINK_KINDS,
@@ -40,6 +42,7 @@ from c360_service_desk.contract import (
 from c360_service_desk.domain import Ticket
 from c360_service_desk.field_service import WorkOrder, money
 from c360_service_desk.knowledge import Article
+from c360_service_desk.service_contracts import ServiceContract
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 R = TypeVar("R")
@@ -50,6 +53,8 @@ DEFAULT_SEARCH = 10
 MAX_SUGGEST = 20
 DEFAULT_SUGGEST = 5
 MAX_SEARCH_TEXT = 500
+MAX_WORK_MINUTES = 7 * 24 * 60
+NO_CONTRACT = "no service contract when it opened"
 
 
 def sla_views(t: Ticket, now: datetime) -> list[api.SlaTargetView]:
@@ -104,6 +109,19 @@ def ticket_message(t: Ticket, now: datetime | None = None) -> api.Ticket:
         sla_targets=sla_views(t, now) if now is not None else [],
         waiting_for=WAITING_FOR.value_or_zero(t.waiting_for),
         time_zone=t.time_zone,
+        entitlement=(
+            api.TicketEntitlement(
+                contract_id=t.entitlement["contract_id"],
+                contract_name=t.entitlement["name"],
+                consume_on=CONSUME_ON.value(t.entitlement["consume_on"]),
+                unit=ALLOWANCE_UNITS.value(t.entitlement["unit"]),
+                consumed=t.entitlement["consumed"],
+            )
+            if t.entitlement
+            else None
+        ),
+        entitlement_note=t.entitlement_note or ("" if t.entitlement else NO_CONTRACT),
+        customer_classes=list(t.customer_classes),
         articles=[
             api.TicketArticle(
                 article_id=a["article_id"],
@@ -181,21 +199,27 @@ class ServiceDeskServicer(
             "priority": PRIORITIES.word(request.priority),
             "time_zone": request.time_zone,
         }
-        if (
-            not request.allow_unknown_customer
-            and _is_uuid(request.customer_id)
-            and not await self.context.knows(request.customer_id)
-        ):
-            raise NotFound(
-                f"customer {request.customer_id} is not known to the timeline; check the"
-                " id, or set allow_unknown_customer to open a ticket for a customer not"
-                " registered yet"
-            )
+        classes: list[str] = []
+        if _is_uuid(request.customer_id):
+            try:
+                profile = await self.context.known_profile(request.customer_id)
+            except Unavailable:
+                if not request.allow_unknown_customer:
+                    raise
+                profile = None  # logged without the timeline: no classes to go by
+            if profile is None and not request.allow_unknown_customer:
+                raise NotFound(
+                    f"customer {request.customer_id} is not known to the timeline; check the"
+                    " id, or set allow_unknown_customer to open a ticket for a customer not"
+                    " registered yet"
+                )
+            classes = customer_classes(profile)
+        service = request.service
         return await self.command(
             request,
             context,
             api.OpenTicketResponse,
-            lambda ctx: self.app.open_ticket(ctx, **fields),
+            lambda ctx: self.app.open_ticket(ctx, service=service, classes=classes, **fields),
         )
 
     async def AssignTicket(
@@ -260,12 +284,20 @@ class ServiceDeskServicer(
     ) -> api.ResolveTicketResponse:
         tid, version = _target(request)
         article = parse_id("article_id", request.article_id) if request.article_id else None
+        if request.work_minutes > MAX_WORK_MINUTES:
+            raise InvalidArgument.one("work_minutes", f"must be at most {MAX_WORK_MINUTES}")
         return await self.command(
             request,
             context,
             api.ResolveTicketResponse,
             lambda ctx: self.app.resolve(
-                ctx, tid, version, request.resolution, request.agent_id, article
+                ctx,
+                tid,
+                version,
+                request.resolution,
+                request.agent_id,
+                article,
+                request.work_minutes,
             ),
         )
 
@@ -360,6 +392,14 @@ class ServiceDeskServicer(
             "starts_on": request.starts_on,
             "ends_on": request.ends_on,
             "warning_days": request.warning_days,
+            "allowance_unit": ALLOWANCE_UNITS.parse(
+                "allowance_unit", request.allowance_unit, optional=True
+            ),
+            "allowance": request.allowance,
+            "consume_on": CONSUME_ON.parse("consume_on", request.consume_on, optional=True),
+            "sla_policy": request.sla_policy,
+            "value_amount": request.value_amount,
+            "value_currency": request.value_currency,
         }
         return await self.command(
             request,
@@ -367,6 +407,25 @@ class ServiceDeskServicer(
             api.CreateServiceContractResponse,
             lambda ctx: self.app.create_contract(ctx, **fields),
         )
+
+    async def RenewServiceContract(
+        self, request: api.RenewServiceContractRequest, context: Ctx
+    ) -> api.RenewServiceContractResponse:
+        cid = parse_id("contract_id", request.contract_id)
+        version = expected_version(request)
+        return await self.command(
+            request,
+            context,
+            api.RenewServiceContractResponse,
+            lambda ctx: self.app.renew_contract(ctx, cid, version, request.ends_on),
+        )
+
+    async def GetServiceContract(
+        self, request: api.GetServiceContractRequest, context: Ctx
+    ) -> api.GetServiceContractResponse:
+        cid = parse_id("contract_id", request.contract_id)
+        c = await blocking(self.app.get_contract, cid)
+        return api.GetServiceContractResponse(contract=contract_message(c, self.app.clock().date()))
 
     async def GetSlaCompliance(
         self, request: api.GetSlaComplianceRequest, context: Ctx
@@ -751,6 +810,41 @@ class ServiceDeskServicer(
         return api.GetFieldServiceReportResponse(
             rows=[api.FieldServiceReportRow(**r) for r in rows]
         )
+
+
+def customer_classes(profile: Any) -> list[str]:
+    """The classes sales gave the customer, from its profile ("key", "loyal")."""
+    if profile is None:
+        return []
+    sales = profile.attributes.fields.get("sales")
+    classes = sales.struct_value.fields.get("classes") if sales is not None else None
+    return sorted(classes.struct_value.fields) if classes is not None else []
+
+
+def contract_message(c: ServiceContract, today: date) -> api.ServiceContract:
+    """The contract as of `today`: the period it is in, what that period has used."""
+    day = min(max(today, date.fromisoformat(c.starts_on)), date.fromisoformat(c.ends_on))
+    period = c.period_on(day)
+    left = c.remaining(day)
+    return api.ServiceContract(
+        contract_id=str(c.id),
+        version=c.version,
+        customer_id=c.customer_id,
+        name=c.name,
+        services=c.services,
+        starts_on=c.period_start(period),
+        ends_on=c.ends_on,
+        period=period,
+        state="expired" if c.expired else ("expiring" if c.warned else "active"),
+        allowance_unit=ALLOWANCE_UNITS.value(c.allowance_unit),
+        allowance=c.allowance,
+        used=c.used(day),
+        remaining=left,
+        consume_on=CONSUME_ON.value(c.consume_on),
+        sla_policy=c.sla_policy,
+        value_amount=c.value_amount,
+        value_currency=c.value_currency,
+    )
 
 
 def _period(request: Any, start_field: str, end_field: str) -> tuple[datetime, datetime]:

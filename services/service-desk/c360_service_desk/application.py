@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 from uuid import UUID
 
@@ -29,7 +29,15 @@ from c360_platform.store import (
     ServiceApplication,
     schema_for,
 )
-from c360_service_desk import contacts, domain, field_service, knowledge, reports, service_contracts
+from c360_service_desk import (
+    contacts,
+    domain,
+    field_service,
+    knowledge,
+    reports,
+    service_contracts,
+    sla,
+)
 from c360_service_desk.domain import Ticket
 from c360_service_desk.field_service import WorkOrder
 from c360_service_desk.knowledge import Article
@@ -272,14 +280,94 @@ class ServiceDeskApplication(ServiceApplication):
         }
 
     def create_contract(self, ctx: CommandContext, **fields: Any) -> CommandOutcome:
-        return self.create(ctx, lambda: service_contracts.create_contract(**fields))
+        policies = tuple(p.name for p in sla.POLICIES)
+        return self.create(
+            ctx, lambda: service_contracts.create_contract(**fields, known_policies=policies)
+        )
+
+    def renew_contract(
+        self, ctx: CommandContext, contract_id: UUID, version: int | None, ends_on: str
+    ) -> CommandOutcome:
+        return self.change(ctx, ServiceContract, contract_id, version, lambda c: c.renew(ends_on))
+
+    def contracts_of(self, customer_id: UUID) -> list[ServiceContract]:
+        """The customer's service contracts, the one ending first first."""
+        rows = self.rows(
+            RowQuery(
+                AllOf((Eq("kind", "service_contract"), Eq("customer_id", customer_id))),
+                LIST_ORDER,
+            )
+        )
+        found = [self.load(ServiceContract, r["ticket_id"]) for r in rows]
+        return sorted(found, key=lambda c: (c.ends_on, str(c.id)))
+
+    def _entitlement(
+        self, customer_id: str, service: str, day: date
+    ) -> tuple[ServiceContract | None, str]:
+        """The contract a new ticket is served under, or why there is none."""
+        try:
+            customer = UUID(customer_id)
+        except ValueError:
+            return None, ""  # the ticket's validation names the field
+        contracts = self.contracts_of(customer)
+        if not contracts:
+            return None, ""  # the common case: nothing to note (the view says so)
+        reasons = []
+        for c in contracts:
+            reason = c.refusal(day, service)
+            if not reason:
+                return c, ""
+            reasons.append(reason)
+        return None, "; ".join(reasons)
 
     def get_contract(self, contract_id: UUID) -> ServiceContract:
         return self.load(ServiceContract, contract_id)
 
-    def open_ticket(self, ctx: CommandContext, **fields: Any) -> CommandOutcome:
-        """A new ticket, with the SLA policy it matches, its clocks started now."""
-        return self.create(ctx, lambda: domain.open_ticket(**fields, at=self.clock()))
+    def open_ticket(
+        self,
+        ctx: CommandContext,
+        *,
+        service: str = "",
+        classes: list[str] | None = None,
+        **fields: Any,
+    ) -> CommandOutcome:
+        """A new ticket: served under the customer's valid service contract for `service`
+        (consuming its allowance now, if the contract says so) or marked as served without
+        one; then the SLA policy it matches (or its contract grants), clocks started now. A
+        contract changed concurrently (another ticket's use) is read again."""
+
+        def decide() -> Decision[Ticket]:
+            now = self.clock()
+            contract, reason = self._entitlement(
+                fields.get("customer_id", ""), service.strip().lower(), now.date()
+            )
+            grant = (
+                domain.Grant(
+                    str(contract.id),
+                    contract.name,
+                    contract.consume_on,
+                    contract.allowance_unit,
+                    contract.sla_policy,
+                )
+                if contract is not None
+                else None
+            )
+            ticket = domain.open_ticket(
+                **fields, at=now, classes=classes, grant=grant, no_grant=reason
+            )
+            changed: list[Aggregate] = [ticket]
+            if contract is not None and contract.consume_on == service_contracts.ConsumeOn.OPEN:
+                contract.consume(str(ticket.id), now.date())
+                changed.append(contract)
+            return Decision(ticket, changed)
+
+        for attempt in range(3):
+            try:
+                return self.execute(ctx, decide)
+            except VersionConflict:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     def hold(
         self,
@@ -515,6 +603,7 @@ class ServiceDeskApplication(ServiceApplication):
         resolution: str,
         agent_id: str,
         article_id: UUID | None = None,
+        work_minutes: int = 0,
     ) -> CommandOutcome:
         """Resolve the ticket; with an article, link it as used to resolve in the same step."""
 
@@ -527,6 +616,12 @@ class ServiceDeskApplication(ServiceApplication):
                 self._link(ticket, article, knowledge.LinkKind.USED_TO_RESOLVE)
                 changed.append(article)
             ticket.resolve(resolution, agent_id, self.clock())
+            if ticket.consumes_on_resolution() and ticket.entitlement is not None:
+                contract = self.load(ServiceContract, UUID(ticket.entitlement["contract_id"]))
+                minutes = work_minutes or ticket.work_minutes()
+                day = self.clock().date()
+                ticket.record_consumption(contract.consume(str(ticket.id), day, minutes))
+                changed.append(contract)
             return Decision(ticket, changed)
 
         return self.execute(ctx, decide)

@@ -29,6 +29,8 @@ WAITING_FOR = Words(pb.TicketWaitingFor)
 DIRECTIONS = Words(cpb.ContactDirection)
 OUTCOMES = Words(cpb.ContactOutcome)
 LINK_KINDS = Words(pb.ArticleLinkKind)
+ALLOWANCE_UNITS = Words(spb.AllowanceUnit)
+CONSUME_ON = Words(spb.ConsumeOn)
 ARTICLE_STATES = Words(kpb.ArticleState)
 WORK_ORDER_STATES = Words(fpb.WorkOrderState)
 
@@ -128,6 +130,19 @@ _MESSAGES: dict[type, Mapper] = {
     Ticket.SlaCancelled: lambda e: pb.TicketSlaCancelled(
         customer_id=e.customer_id, reason=e.reason
     ),
+    Ticket.Entitled: lambda e: pb.TicketEntitled(
+        customer_id=e.customer_id,
+        contract_id=e.contract_id,
+        contract_name=e.contract_name,
+        consume_on=e.consume_on,
+        unit=e.unit,
+        sla_policy=e.sla_policy,
+    ),
+    Ticket.NotEntitled: lambda e: pb.TicketNotEntitled(customer_id=e.customer_id, reason=e.reason),
+    Ticket.EntitlementConsumed: lambda e: pb.TicketEntitlementConsumed(
+        customer_id=e.customer_id, contract_id=e.contract_id, unit=e.unit, amount=e.amount
+    ),
+    Ticket.Classified: lambda e: pb.TicketClassified(customer_id=e.customer_id, classes=e.classes),
     Ticket.ArticleLinked: lambda e: pb.TicketArticleLinked(
         customer_id=e.customer_id,
         article_id=e.article_id,
@@ -248,6 +263,39 @@ _SERVICE_CONTRACT_MESSAGES: dict[type, Mapper] = {
     ),
     ServiceContract.Expired: lambda e: spb.ServiceContractExpired(
         customer_id=e.customer_id, name=e.name, ends_on=e.ends_on
+    ),
+    ServiceContract.TermsSet: lambda e: spb.ServiceContractTermsSet(
+        customer_id=e.customer_id,
+        allowance_unit=ALLOWANCE_UNITS.value(e.allowance_unit),
+        allowance=e.allowance,
+        consume_on=CONSUME_ON.value(e.consume_on),
+        sla_policy=e.sla_policy,
+        value_amount=e.value_amount,
+        value_currency=e.value_currency,
+    ),
+    ServiceContract.Consumed: lambda e: spb.ServiceContractConsumed(
+        customer_id=e.customer_id,
+        ticket_id=e.ticket_id,
+        unit=ALLOWANCE_UNITS.value(e.unit),
+        amount=e.amount,
+        remaining=e.remaining,
+        period=e.period,
+    ),
+    ServiceContract.Renewed: lambda e: spb.ServiceContractRenewed(
+        customer_id=e.customer_id,
+        name=e.name,
+        starts_on=e.starts_on,
+        ends_on=e.ends_on,
+        period=e.period,
+    ),
+    ServiceContract.RenewalDue: lambda e: spb.ServiceContractRenewalDue(
+        customer_id=e.customer_id,
+        name=e.name,
+        ends_on=e.ends_on,
+        period=e.period,
+        services=e.services,
+        value_amount=e.value_amount,
+        value_currency=e.value_currency,
     ),
 }
 

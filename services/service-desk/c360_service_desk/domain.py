@@ -10,6 +10,7 @@ its publication (and later per-customer encryption) knows whose it is without th
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -84,6 +85,17 @@ OPEN_TARGETS = (*RUNNING, TargetStatus.PAUSED)
 _NO_TARGETS: dict[str, dict[str, Any]] = {}
 
 
+@dataclass(frozen=True)
+class Grant:
+    """A service contract's entitlement, as a ticket is served under it."""
+
+    contract_id: str
+    name: str
+    consume_on: str
+    unit: str
+    sla_policy: str
+
+
 def _iso(at: datetime) -> str:
     return at.isoformat()
 
@@ -113,12 +125,21 @@ class Ticket(Aggregate):
         SlaMet: ClassVar[type[Aggregate.Event]]
         SlaCancelled: ClassVar[type[Aggregate.Event]]
         ArticleLinked: ClassVar[type[Aggregate.Event]]
+        Entitled: ClassVar[type[Aggregate.Event]]
+        NotEntitled: ClassVar[type[Aggregate.Event]]
+        EntitlementConsumed: ClassVar[type[Aggregate.Event]]
+        Classified: ClassVar[type[Aggregate.Event]]
 
     time_zone = ""
     sla_policy = ""
     sla_targets = _NO_TARGETS
     waiting_for = ""
     articles: tuple[dict[str, Any], ...] = ()
+    entitlement: dict[str, Any] | None = None
+    """The service contract the ticket is served under: contract_id, name, consume_on, unit,
+    sla_policy, consumed (bool). None: no entitlement (see `entitlement_note`)."""
+    entitlement_note = ""
+    customer_classes: tuple[str, ...] = ()
     """(Class defaults: snapshots taken before SLAs and knowledge articles existed lack these;
     event methods assign new values, never change these in place.)"""
 
@@ -317,7 +338,8 @@ class Ticket(Aggregate):
         """Give the ticket the policy its priority and channel match, its targets counted
         from `at` (on opening) or carried over with the business time used (on a change)."""
         self.settle_sla(at)
-        policy = sla.policy_for(self.priority, self.channel)
+        granted = self.entitlement["sla_policy"] if self.entitlement else ""
+        policy = sla.policy_for(self.priority, self.channel, self.customer_classes, granted)
         if policy is None or policy.name == self.sla_policy:
             return
         zone_name = time_zone or self.time_zone or policy.calendar.time_zone
@@ -516,6 +538,82 @@ class Ticket(Aggregate):
 
     # -- resolution and closing -------------------------------------------------------------
 
+    # -- entitlement and classification -----------------------------------------------------
+
+    def classify(self, classes: list[str]) -> None:
+        """The customer's classes when the ticket opened (for SLA policy conditions)."""
+        if classes:
+            self._classified(self.customer_id, sorted(set(classes)))
+
+    @event("Classified")
+    def _classified(self, customer_id: str, classes: list[str]) -> None:
+        self.customer_classes = tuple(classes)
+
+    def entitle(self, grant: Grant) -> None:
+        """Served under a contract (which, if it consumes on opening, records the use)."""
+        self._entitled(
+            self.customer_id,
+            grant.contract_id,
+            grant.name,
+            grant.consume_on,
+            grant.unit,
+            grant.sla_policy,
+        )
+
+    @event("Entitled")
+    def _entitled(
+        self,
+        customer_id: str,
+        contract_id: str,
+        contract_name: str,
+        consume_on: str,
+        unit: str,
+        sla_policy: str,
+    ) -> None:
+        self.entitlement = {
+            "contract_id": contract_id,
+            "name": contract_name,
+            "consume_on": consume_on,
+            "unit": unit,
+            "sla_policy": sla_policy,
+            "consumed": consume_on == "open",
+        }
+        self.entitlement_note = ""
+
+    def not_entitled(self, reason: str) -> None:
+        """Served without an entitlement: no valid contract with allowance left."""
+        self._not_entitled(self.customer_id, reason)
+
+    @event("NotEntitled")
+    def _not_entitled(self, customer_id: str, reason: str) -> None:
+        self.entitlement = None
+        self.entitlement_note = reason
+
+    def consumes_on_resolution(self) -> bool:
+        e = self.entitlement
+        return e is not None and e["consume_on"] == "resolution" and not e["consumed"]
+
+    def work_minutes(self) -> int:
+        """Time spent on the ticket as its calls show (whole minutes, rounded up)."""
+        seconds = sum(int(i["duration_seconds"]) for i in self.interactions)
+        return -(-seconds // 60)
+
+    def record_consumption(self, amount: int) -> None:
+        assert self.entitlement is not None
+        self._entitlement_consumed(
+            self.customer_id,
+            self.entitlement["contract_id"],
+            self.entitlement["unit"],
+            amount,
+        )
+
+    @event("EntitlementConsumed")
+    def _entitlement_consumed(
+        self, customer_id: str, contract_id: str, unit: str, amount: int
+    ) -> None:
+        assert self.entitlement is not None
+        self.entitlement = {**self.entitlement, "consumed": True}
+
     # -- knowledge articles -----------------------------------------------------------------
 
     def link_article(self, article_id: str, title: str, kind: str, version: int) -> bool:
@@ -663,8 +761,12 @@ def open_ticket(
     priority: str = "",
     time_zone: str = "",
     at: datetime | None = None,
+    classes: list[str] | None = None,
+    grant: Grant | None = None,
+    no_grant: str = "",
 ) -> Ticket:
-    """Validate and normalise a new ticket, then open it."""
+    """Validate and normalise a new ticket, then open it: its customer's classes, its
+    entitlement (`grant`, or the reason there is none), then its SLA policy."""
     v = Violations()
     customer = v.uuid("customer_id", customer_id.strip())
     ch = v.enum("channel", channel, Channel)
@@ -686,6 +788,11 @@ def open_ticket(
         category=kind,
         priority=p.value,
     )
+    ticket.classify(classes or [])
+    if grant is not None:
+        ticket.entitle(grant)
+    elif no_grant:
+        ticket.not_entitled(no_grant)
     if at is not None:
         ticket.apply_sla(at, "opened", zone_name)
     return ticket

@@ -4,8 +4,8 @@ targets. Pure Python, no I/O: every function takes the times it works on.
 A business calendar has a time zone, working hours per weekday and dated public holidays.
 Business time only passes inside working hours on working days, in the calendar's zone (so a
 day's hours are local hours, daylight-saving changes included). A policy matches tickets by
-priority and channel and sets targets in business minutes (first response, resolution), each
-with a warning point.
+priority, channel and customer class (or is granted by a service contract) and sets targets in
+business minutes (first response, resolution), each with a warning point.
 """
 
 from __future__ import annotations
@@ -131,16 +131,25 @@ class Target:
 
 @dataclass(frozen=True)
 class SlaPolicy:
-    """Targets for tickets of some priorities (and channels; empty = every one)."""
+    """Targets for tickets of some priorities, and of some channels and customer classes
+    (empty: every one). A policy `granted_only` applies only to tickets whose service
+    contract grants it."""
 
     name: str
     calendar: BusinessCalendar
     priorities: tuple[str, ...]
     targets: tuple[Target, ...]
     channels: tuple[str, ...] = ()
+    customer_classes: tuple[str, ...] = ()
+    granted_only: bool = False
 
-    def matches(self, priority: str, channel: str) -> bool:
-        return priority in self.priorities and (not self.channels or channel in self.channels)
+    def matches(self, priority: str, channel: str, classes: tuple[str, ...] = ()) -> bool:
+        return (
+            not self.granted_only
+            and priority in self.priorities
+            and (not self.channels or channel in self.channels)
+            and (not self.customer_classes or not set(self.customer_classes).isdisjoint(classes))
+        )
 
 
 WEEKDAYS_9_TO_17 = {day: (time(9), time(17)) for day in range(5)}
@@ -163,7 +172,16 @@ STANDARD = BusinessCalendar(
 )
 """Monday to Friday 09:00-17:00 in the ticket's time zone, closed on the dated holidays."""
 
+ALL_PRIORITIES = ("low", "normal", "high", "urgent")
+
 POLICIES: tuple[SlaPolicy, ...] = (
+    SlaPolicy(
+        "premium",
+        STANDARD,
+        ALL_PRIORITIES,
+        (Target(TargetKind.FIRST_RESPONSE, 30), Target(TargetKind.RESOLUTION, 240)),
+        granted_only=True,
+    ),
     SlaPolicy(
         "urgent",
         STANDARD,
@@ -175,6 +193,13 @@ POLICIES: tuple[SlaPolicy, ...] = (
         STANDARD,
         ("high",),
         (Target(TargetKind.FIRST_RESPONSE, 60), Target(TargetKind.RESOLUTION, 240)),
+    ),
+    SlaPolicy(
+        "key-account",
+        STANDARD,
+        ("low", "normal"),
+        (Target(TargetKind.FIRST_RESPONSE, 60), Target(TargetKind.RESOLUTION, 480)),
+        customer_classes=("key",),
     ),
     SlaPolicy(
         "chat",
@@ -196,11 +221,15 @@ POLICIES: tuple[SlaPolicy, ...] = (
         (Target(TargetKind.FIRST_RESPONSE, 480), Target(TargetKind.RESOLUTION, 2400)),
     ),
 )
-"""The desk's policies, first match wins."""
+"""The desk's policies: the one a ticket's service contract grants, else the first that
+matches its priority, channel and customer classes."""
 
 
-def policy_for(priority: str, channel: str) -> SlaPolicy | None:
-    return next((p for p in POLICIES if p.matches(priority, channel)), None)
+def policy_for(
+    priority: str, channel: str, classes: tuple[str, ...] = (), granted: str = ""
+) -> SlaPolicy | None:
+    found = policy_named(granted) if granted else None
+    return found or next((p for p in POLICIES if p.matches(priority, channel, classes)), None)
 
 
 def policy_named(name: str) -> SlaPolicy | None:

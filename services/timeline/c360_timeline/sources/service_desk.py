@@ -14,6 +14,7 @@ from typing import Any
 
 from c360.events.v1 import contact_events_pb2 as cev
 from c360.events.v1 import field_service_events_pb2 as fev
+from c360.events.v1 import service_contract_events_pb2 as sev
 from c360.events.v1 import ticket_events_pb2 as ev
 from c360.timeline.v1 import timeline_service_pb2 as api
 from c360_platform.envelope import timestamp
@@ -44,6 +45,7 @@ DIRECTIONS = Words(cev.ContactDirection)
 OUTCOMES = Words(cev.ContactOutcome)
 LINK_KINDS = Words(ev.ArticleLinkKind)
 WORK_ORDER_STATES = Words(fev.WorkOrderState)
+ALLOWANCE_UNITS = Words(sev.AllowanceUnit)
 RECENT_CONTACTS = 20
 """Contact-centre records the profile lists (the count covers all of them)."""
 
@@ -156,6 +158,26 @@ def _contact(d: Doc) -> str:
     return text
 
 
+def _amount(d: Doc) -> str:
+    """1 case, 3 cases, 90 minutes (an amount of a contract's allowance)."""
+    amount = int(d.get("amount", 0))
+    unit = ALLOWANCE_UNITS.of_name(d.get("unit", "")) or d.get("unit", "")
+    if unit == "hours":
+        return f"{amount} min"
+    return f"{amount} case" + ("" if amount == 1 else "s")
+
+
+def _terms(d: Doc) -> str:
+    unit = ALLOWANCE_UNITS.of_name(d.get("allowance_unit", ""))
+    allowance = (
+        "unlimited support" if unit in ("", "unlimited") else f"{d.get('allowance', 0)} {unit}"
+    )
+    text = f"Contract terms: {allowance} a period"
+    if d.get("sla_policy"):
+        text += f", SLA policy {d['sla_policy']}"
+    return text
+
+
 def _article_linked(d: Doc) -> str:
     kind = LINK_KINDS.of_name(d.get("kind", ""))
     how = "used to resolve the ticket" if kind == "used_to_resolve" else "suggested"
@@ -202,6 +224,32 @@ SUMMARIES: dict[str, Callable[[Doc], str]] = {
         "Knowledge article found helpful" if d.get("helpful") else "Knowledge article not helpful"
     ),
     "c360.events.v1.TicketArticleLinked": _article_linked,
+    "c360.events.v1.TicketEntitled": lambda d: (
+        f"Served under service contract “{d.get('contract_name', '')}”"
+        + (f" (SLA policy {d['sla_policy']})" if d.get("sla_policy") else "")
+    ),
+    "c360.events.v1.TicketNotEntitled": lambda d: with_reason("Served without an entitlement", d),
+    "c360.events.v1.TicketEntitlementConsumed": lambda d: f"Contract allowance used: {_amount(d)}",
+    "c360.events.v1.TicketClassified": lambda d: (
+        f"Customer classes when opened: {', '.join(d.get('classes', []))}"
+    ),
+    "c360.events.v1.ServiceContractTermsSet": _terms,
+    "c360.events.v1.ServiceContractConsumed": lambda d: (
+        f"Service contract allowance used: {_amount(d)}"
+        + (f", {_amount({**d, 'amount': d['remaining']})} left" if "remaining" in d else "")
+    ),
+    "c360.events.v1.ServiceContractRenewed": lambda d: (
+        f"Service contract “{d.get('name', '')}” renewed: {d.get('starts_on', '')}"
+        f" to {d.get('ends_on', '')}"
+    ),
+    "c360.events.v1.ServiceContractRenewalDue": lambda d: (
+        f"Renewal of service contract “{d.get('name', '')}” handed to sales"
+        + (
+            f" (worth {d['value_amount']} {d.get('value_currency', '')})"
+            if d.get("value_amount")
+            else ""
+        )
+    ),
     "c360.events.v1.WorkOrderCreated": lambda d: (
         f"On-site visit requested: {snippet(d.get('summary', ''))}"
     ),
@@ -514,6 +562,7 @@ FOLDS: dict[str, Fold] = {
         "service_contract.created": _fold_contract("active"),
         "service_contract.expiry_near": _fold_contract("expiring"),
         "service_contract.expired": _fold_contract("expired"),
+        "service_contract.renewed": _fold_contract("active"),
         "ticket.article_linked": _fold_article_linked,
         "work_order.created": _fold_work_order("unscheduled"),
         "work_order.scheduled": _fold_work_order("scheduled"),
