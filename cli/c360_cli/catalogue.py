@@ -28,6 +28,11 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("campaign", "marketing_cmds", "plan, approve, launch and follow campaigns"),
     ("kb", "kb_cmds", "the knowledge base: write, review, publish, search and suggest articles"),
     ("visit", "visit_cmds", "field service: on-site visits, their cost and the report"),
+    (
+        "calendar",
+        "calendar_cmds",
+        "SLA business calendars: working hours and public holidays (iCalendar import)",
+    ),
     ("contract", "contact_cmds", "service contracts: entitlements, expiry and renewal"),
     ("contact", "contact_cmds", "record contact-centre contacts that need no ticket"),
     ("timeline", "timeline_cmds", "a customer's timeline; rebuild the read model"),

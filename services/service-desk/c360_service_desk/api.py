@@ -11,6 +11,7 @@ from uuid import UUID
 
 import grpc
 
+from c360.events.v1 import service_contract_events_pb2 as sev
 from c360.service_desk.v1 import service_desk_service_pb2 as api
 from c360.service_desk.v1 import service_desk_service_pb2_grpc as api_grpc
 from c360_platform.commands import blocking, expected_version, parse_id
@@ -21,6 +22,7 @@ from c360_platform.errors import InvalidArgument, NotFound, Unavailable
 from c360_platform.servicer import CommandServicer, registration
 from c360_platform.store import AllOf, Eq
 from c360_platform.validation import Violations
+from c360_service_desk import sla
 from c360_service_desk.application import ServiceDeskApplication
 from c360_service_desk.contract import (
     ALLOWANCE_UNITS,
@@ -41,6 +43,7 @@ from c360_service_desk.contract import (
 )
 from c360_service_desk.domain import Ticket
 from c360_service_desk.field_service import WorkOrder, money
+from c360_service_desk.holidays import HolidayCalendar, calendar_id
 from c360_service_desk.knowledge import Article
 from c360_service_desk.service_contracts import ServiceContract
 
@@ -57,7 +60,7 @@ MAX_WORK_MINUTES = 7 * 24 * 60
 NO_CONTRACT = "no service contract when it opened"
 
 
-def sla_views(t: Ticket, now: datetime) -> list[api.SlaTargetView]:
+def sla_views(t: Ticket, now: datetime, calendars: sla.Calendars) -> list[api.SlaTargetView]:
     return [
         api.SlaTargetView(
             kind=TARGET_KINDS.value(v["target"]),
@@ -67,11 +70,13 @@ def sla_views(t: Ticket, now: datetime) -> list[api.SlaTargetView]:
             status=TARGET_STATUSES.value(v["status"]),
             met_at=timestamp(v["met_at"]) if v["met_at"] else None,
         )
-        for v in t.sla_view(now)
+        for v in t.sla_view(now, calendars)
     ]
 
 
-def ticket_message(t: Ticket, now: datetime | None = None) -> api.Ticket:
+def ticket_message(
+    t: Ticket, now: datetime | None = None, calendars: sla.Calendars = sla.builtin_calendar
+) -> api.Ticket:
     return api.Ticket(
         ticket_id=str(t.id),
         version=t.version,
@@ -106,7 +111,7 @@ def ticket_message(t: Ticket, now: datetime | None = None) -> api.Ticket:
         closed_at=timestamp(t.closed_at) if t.closed_at else None,
         updated_at=timestamp(t.modified_on),
         sla_policy=t.sla_policy,
-        sla_targets=sla_views(t, now) if now is not None else [],
+        sla_targets=sla_views(t, now, calendars) if now is not None else [],
         waiting_for=WAITING_FOR.value_or_zero(t.waiting_for),
         time_zone=t.time_zone,
         entitlement=(
@@ -427,6 +432,47 @@ class ServiceDeskServicer(
         c = await blocking(self.app.get_contract, cid)
         return api.GetServiceContractResponse(contract=contract_message(c, self.app.clock().date()))
 
+    async def ImportHolidays(
+        self, request: api.ImportHolidaysRequest, context: Ctx
+    ) -> api.ImportHolidaysResponse:
+        name = request.calendar.strip() or "standard"
+        source = " ".join(request.source.split())[:200]
+
+        def reply(result: Any, added: str) -> api.ImportHolidaysResponse:
+            return api.ImportHolidaysResponse(result=result, added=int(added or 0))
+
+        return await self.command(
+            request,
+            context,
+            reply,
+            lambda ctx: self.app.import_holidays(ctx, name, request.ics, source),
+            extra=["added"],
+        )
+
+    async def GetCalendar(
+        self, request: api.GetCalendarRequest, context: Ctx
+    ) -> api.GetCalendarResponse:
+        name = request.calendar.strip() or "standard"
+        policies = [p.name for p in sla.POLICIES if p.calendar.name == name]
+        if not policies:
+            raise NotFound(f"no business calendar {name!r}")
+        cal = await blocking(self.app.calendars, name)
+        stored = await blocking(self.app.find, HolidayCalendar, calendar_id(name))
+        names = stored.holidays if stored is not None else {}
+        return api.GetCalendarResponse(
+            name=cal.name,
+            time_zone=cal.time_zone,
+            hours=[
+                api.WorkingHours(weekday=day + 1, opens=f"{h[0]:%H:%M}", closes=f"{h[1]:%H:%M}")
+                for day, h in sorted(cal.hours.items())
+            ],
+            holidays=[
+                sev.Holiday(date=d.isoformat(), name=names.get(d.isoformat(), ""))
+                for d in sorted(cal.holidays)
+            ],
+            policies=policies,
+        )
+
     async def GetSlaCompliance(
         self, request: api.GetSlaComplianceRequest, context: Ctx
     ) -> api.GetSlaComplianceResponse:
@@ -458,7 +504,8 @@ class ServiceDeskServicer(
         token = str(ConsistencyToken(self.app.source, position))
         found = await self.context.read(ticket.customer_id, wait_for=token)
         return api.GetTicketResponse(
-            ticket=ticket_message(ticket, self.app.clock()), context=context_message(found)
+            ticket=ticket_message(ticket, self.app.clock(), self.app.calendars),
+            context=context_message(found),
         )
 
     async def ListTickets(

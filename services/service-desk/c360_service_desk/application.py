@@ -9,9 +9,10 @@ from datetime import UTC, date, datetime
 from typing import Any
 from uuid import UUID
 
+from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.domain import Aggregate
 
-from c360_platform.errors import VersionConflict
+from c360_platform.errors import InvalidArgument, VersionConflict
 from c360_platform.store import (
     ROW_TABLE,
     AllOf,
@@ -40,9 +41,10 @@ from c360_service_desk import (
 )
 from c360_service_desk.domain import Ticket
 from c360_service_desk.field_service import WorkOrder
+from c360_service_desk.holidays import HolidayCalendar, calendar_id, parse_ics
 from c360_service_desk.knowledge import Article
 from c360_service_desk.service_contracts import ServiceContract
-from c360_service_desk.sla import TargetStatus
+from c360_service_desk.sla import BusinessCalendar, TargetStatus
 
 SOURCE = "service-desk"
 
@@ -285,6 +287,40 @@ class ServiceDeskApplication(ServiceApplication):
             ctx, lambda: service_contracts.create_contract(**fields, known_policies=policies)
         )
 
+    # -- business calendars -----------------------------------------------------------------
+
+    def calendars(self, name: str) -> BusinessCalendar:
+        """The business calendar `name` with its imported holidays (what the ticket commands
+        compute due times with)."""
+        builtin = sla.builtin_calendar(name)
+        stored = self.find(HolidayCalendar, calendar_id(name))
+        return builtin if stored is None else sla.with_holidays(builtin, stored.days())
+
+    def find(self, kind: type[Any], aggregate_id: UUID) -> Any:
+        """The aggregate, None if there is none."""
+        try:
+            return self.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            return None
+
+    def import_holidays(
+        self, ctx: CommandContext, name: str, ics: bytes, source: str
+    ) -> CommandOutcome:
+        """Add an iCalendar file's holidays (recurring ones for five years from today) to a
+        business calendar; `extra["added"]` is how many days were new."""
+        known = {p.calendar.name for p in sla.POLICIES}
+        if name not in known:
+            raise InvalidArgument.one("calendar", f"must be one of {', '.join(sorted(known))}")
+        days = parse_ics(ics, self.clock().date().replace(year=self.clock().year + 5))
+
+        def decide() -> Decision[HolidayCalendar]:
+            found = self.find(HolidayCalendar, calendar_id(name))
+            cal = found if found is not None else HolidayCalendar(name=name)
+            added = cal.import_days(days, source)
+            return Decision(cal, [cal], {"added": str(added)})
+
+        return self.execute(ctx, decide)
+
     def renew_contract(
         self, ctx: CommandContext, contract_id: UUID, version: int | None, ends_on: str
     ) -> CommandOutcome:
@@ -353,7 +389,12 @@ class ServiceDeskApplication(ServiceApplication):
                 else None
             )
             ticket = domain.open_ticket(
-                **fields, at=now, classes=classes, grant=grant, no_grant=reason
+                **fields,
+                at=now,
+                classes=classes,
+                grant=grant,
+                no_grant=reason,
+                calendars=self.calendars,
             )
             changed: list[Aggregate] = [ticket]
             if contract is not None and contract.consume_on == service_contracts.ConsumeOn.OPEN:
@@ -378,11 +419,16 @@ class ServiceDeskApplication(ServiceApplication):
         reason: str,
     ) -> CommandOutcome:
         return self._change(
-            ctx, ticket_id, version, lambda t: t.wait(waiting_for, reason, self.clock())
+            ctx,
+            ticket_id,
+            version,
+            lambda t: t.wait(waiting_for, reason, self.clock(), self.calendars),
         )
 
     def resume(self, ctx: CommandContext, ticket_id: UUID, version: int | None) -> CommandOutcome:
-        return self._change(ctx, ticket_id, version, lambda t: t.resume(self.clock()))
+        return self._change(
+            ctx, ticket_id, version, lambda t: t.resume(self.clock(), self.calendars)
+        )
 
     def record_contact(self, ctx: CommandContext, **fields: Any) -> CommandOutcome:
         """A contact that needs no ticket; `started_at` None is now."""
@@ -473,7 +519,10 @@ class ServiceDeskApplication(ServiceApplication):
     ) -> CommandOutcome:
         """A new priority; the SLA policy and targets follow it."""
         return self._change(
-            ctx, ticket_id, version, lambda t: t.change_priority(priority, reason, self.clock())
+            ctx,
+            ticket_id,
+            version,
+            lambda t: t.change_priority(priority, reason, self.clock(), self.calendars),
         )
 
     def escalate(

@@ -16,6 +16,7 @@ from c360_platform.vocabulary import Words
 from c360_service_desk.contacts import Contact
 from c360_service_desk.domain import Ticket
 from c360_service_desk.field_service import WorkOrder
+from c360_service_desk.holidays import HolidayCalendar
 from c360_service_desk.knowledge import Article
 from c360_service_desk.service_contracts import ServiceContract
 
@@ -300,6 +301,15 @@ _SERVICE_CONTRACT_MESSAGES: dict[type, Mapper] = {
 }
 
 
+_HOLIDAY_MESSAGES: dict[type, Mapper] = {
+    HolidayCalendar.Started: lambda e: spb.HolidayCalendarStarted(name=e.name),
+    HolidayCalendar.Imported: lambda e: spb.HolidaysImported(
+        holidays=[spb.Holiday(date=day, name=name) for day, name in e.holidays],
+        source=e.source,
+    ),
+}
+
+
 CONTRACT = EventContract(
     Published(Ticket, "ticket", _MESSAGES, customer=lambda e: str(e.customer_id)),
     Published(Contact, "contact", _CONTACT_MESSAGES, customer=lambda e: str(e.customer_id)),
@@ -310,6 +320,7 @@ CONTRACT = EventContract(
         customer=lambda e: str(e.customer_id),
     ),
     Published(Article, "article", _ARTICLE_MESSAGES, customer=lambda e: ""),
+    Published(HolidayCalendar, "holiday_calendar", _HOLIDAY_MESSAGES, customer=lambda e: ""),
     Published(WorkOrder, "work_order", _WORK_ORDER_MESSAGES, customer=lambda e: str(e.customer_id)),
 )
 """Every service-desk event and its published message; the envelope's customer is the

@@ -292,7 +292,13 @@ class Ticket(Aggregate):
 
     # -- priority and escalation ------------------------------------------------------------
 
-    def change_priority(self, priority: str, reason: str, at: datetime | None = None) -> None:
+    def change_priority(
+        self,
+        priority: str,
+        reason: str,
+        at: datetime | None = None,
+        calendars: sla.Calendars = sla.builtin_calendar,
+    ) -> None:
         v = Violations()
         p = v.enum("priority", priority, Priority)
         why = v.text("reason", reason, required=False, max_len=MAX_REASON)
@@ -303,7 +309,8 @@ class Ticket(Aggregate):
             previous = self.priority
             self._priority_changed(self.customer_id, p.value, self.priority, why)
             if at is not None:
-                self.apply_sla(at, f"priority changed from {previous} to {p.value}")
+                reason_text = f"priority changed from {previous} to {p.value}"
+                self.apply_sla(at, reason_text, calendars=calendars)
 
     @event("PriorityChanged")
     def _priority_changed(
@@ -328,13 +335,24 @@ class Ticket(Aggregate):
 
     # -- service-level agreement ------------------------------------------------------------
 
-    def calendar(self) -> sla.BusinessCalendar | None:
+    def calendar(
+        self, calendars: sla.Calendars = sla.builtin_calendar
+    ) -> sla.BusinessCalendar | None:
+        """The business calendar of the ticket's policy (its holidays from `calendars`), in
+        the ticket's time zone."""
         policy = sla.policy_named(self.sla_policy)
         if policy is None:
             return None
-        return policy.calendar.in_zone(self.time_zone or policy.calendar.time_zone)
+        cal = calendars(policy.calendar.name)
+        return cal.in_zone(self.time_zone or cal.time_zone)
 
-    def apply_sla(self, at: datetime, reason: str, time_zone: str = "") -> None:
+    def apply_sla(
+        self,
+        at: datetime,
+        reason: str,
+        time_zone: str = "",
+        calendars: sla.Calendars = sla.builtin_calendar,
+    ) -> None:
         """Give the ticket the policy its priority and channel match, its targets counted
         from `at` (on opening) or carried over with the business time used (on a change)."""
         self.settle_sla(at)
@@ -343,8 +361,8 @@ class Ticket(Aggregate):
         if policy is None or policy.name == self.sla_policy:
             return
         zone_name = time_zone or self.time_zone or policy.calendar.time_zone
-        cal = policy.calendar.in_zone(zone_name)
-        old_cal = self.calendar()
+        cal = calendars(policy.calendar.name).in_zone(zone_name)
+        old_cal = self.calendar(calendars)
         targets: dict[str, dict[str, Any]] = {}
         for target in policy.targets:
             old = self.sla_targets.get(target.kind)
@@ -444,7 +462,13 @@ class Ticket(Aggregate):
             for k, t in self.sla_targets.items()
         }
 
-    def wait(self, waiting_for: str, reason: str, at: datetime) -> None:
+    def wait(
+        self,
+        waiting_for: str,
+        reason: str,
+        at: datetime,
+        calendars: sla.Calendars = sla.builtin_calendar,
+    ) -> None:
         """Pause the SLA clock: the ticket waits for the customer or a third party."""
         v = Violations()
         w = v.enum("waiting_for", waiting_for, WaitingFor)
@@ -457,7 +481,7 @@ class Ticket(Aggregate):
                 f"ticket {self.id} is open and waiting for the {self.waiting_for} already"
             )
         self.settle_sla(at)
-        cal = self.calendar()
+        cal = self.calendar(calendars)
         targets = {}
         for kind, t in self.sla_targets.items():
             if t["status"] in RUNNING and cal is not None:
@@ -484,14 +508,14 @@ class Ticket(Aggregate):
         self.waiting_for = waiting_for
         self.sla_targets = {k: dict(v) for k, v in targets.items()}
 
-    def resume(self, at: datetime) -> None:
+    def resume(self, at: datetime, calendars: sla.Calendars = sla.builtin_calendar) -> None:
         """Restart the SLA clock where it stopped."""
         if not self.waiting_for:
             raise PreconditionFailed(f"ticket {self.id} is {self.state} and not waiting")
-        self._resume(at)
+        self._resume(at, calendars)
 
-    def _resume(self, at: datetime) -> None:
-        cal = self.calendar()
+    def _resume(self, at: datetime, calendars: sla.Calendars) -> None:
+        cal = self.calendar(calendars)
         targets = {}
         for kind, t in self.sla_targets.items():
             if t["status"] == TargetStatus.PAUSED and cal is not None:
@@ -506,11 +530,13 @@ class Ticket(Aggregate):
         self.waiting_for = ""
         self.sla_targets = {k: dict(v) for k, v in targets.items()}
 
-    def sla_view(self, now: datetime) -> list[dict[str, Any]]:
+    def sla_view(
+        self, now: datetime, calendars: sla.Calendars = sla.builtin_calendar
+    ) -> list[dict[str, Any]]:
         """Each target as views show it: due time, remaining business minutes, status (a
         running target past its warning point or due time reads as nearing breach or
         breached even before the scheduler has written it)."""
-        cal = self.calendar()
+        cal = self.calendar(calendars)
         view = []
         for kind, t in self.sla_targets.items():
             status = t["status"]
@@ -764,6 +790,7 @@ def open_ticket(
     classes: list[str] | None = None,
     grant: Grant | None = None,
     no_grant: str = "",
+    calendars: sla.Calendars = sla.builtin_calendar,
 ) -> Ticket:
     """Validate and normalise a new ticket, then open it: its customer's classes, its
     entitlement (`grant`, or the reason there is none), then its SLA policy."""
@@ -794,5 +821,5 @@ def open_ticket(
     elif no_grant:
         ticket.not_entitled(no_grant)
     if at is not None:
-        ticket.apply_sla(at, "opened", zone_name)
+        ticket.apply_sla(at, "opened", zone_name, calendars)
     return ticket

@@ -10,7 +10,7 @@ business minutes (first response, resolution), each with a warning point.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
@@ -230,6 +230,21 @@ def policy_for(
 ) -> SlaPolicy | None:
     found = policy_named(granted) if granted else None
     return found or next((p for p in POLICIES if p.matches(priority, channel, classes)), None)
+
+
+Calendars = Callable[[str], BusinessCalendar]
+"""The business calendar of a name, with its holidays (the built-in ones and those imported)."""
+
+
+def builtin_calendar(name: str) -> BusinessCalendar:
+    """The calendar of that name as the code defines it (no imported holidays)."""
+    return next(p.calendar for p in POLICIES if p.calendar.name == name)
+
+
+def with_holidays(calendar: BusinessCalendar, days: frozenset[date]) -> BusinessCalendar:
+    return BusinessCalendar(
+        calendar.name, calendar.time_zone, calendar.hours, calendar.holidays | days
+    )
 
 
 def policy_named(name: str) -> SlaPolicy | None:

@@ -19,5 +19,6 @@ SPEC = ServiceSpec(
         "knowledge",
         "field_service",
         "reports",
+        "holidays",
     ),
 )

@@ -223,6 +223,13 @@ SUMMARIES: dict[str, Callable[[Doc], str]] = {
     "c360.events.v1.ArticleVoted": lambda d: (
         "Knowledge article found helpful" if d.get("helpful") else "Knowledge article not helpful"
     ),
+    "c360.events.v1.HolidayCalendarStarted": lambda d: (
+        f"Holidays kept for the {d.get('name', '')} business calendar"
+    ),
+    "c360.events.v1.HolidaysImported": lambda d: (
+        f"{len(d.get('holidays', []))} public holidays imported"
+        + (f" from {d['source']}" if d.get("source") else "")
+    ),
     "c360.events.v1.TicketArticleLinked": _article_linked,
     "c360.events.v1.TicketEntitled": lambda d: (
         f"Served under service contract “{d.get('contract_name', '')}”"
