@@ -14,6 +14,7 @@ from c360.events.v1 import ticket_events_pb2 as ev
 from c360.service_desk.v1 import service_desk_service_pb2 as dapi
 from c360_platform.context import ContextReader
 from c360_platform.errors import PreconditionFailed
+from c360_platform.store import Eq, RowQuery
 from c360_service_desk.api import ServiceDeskServicer, ticket_message
 from c360_service_desk.application import ServiceDeskApplication
 from c360_service_desk.contract import CONTRACT
@@ -133,14 +134,15 @@ async def test_a_ticket_answered_and_resolved_in_time_is_never_breached(
         ),
         CALL,
     )
-    clock.advance(minutes=100)
+    # The reply started the next-update target (2 h, warned at 90 min): resolved within it.
+    clock.advance(minutes=60)
     await desk.ResolveTicket(dapi.ResolveTicketRequest(ticket_id=tid, resolution="Done"), CALL)
     clock.advance(days=10)
     assert desk.app.check_slas() == 0
     kinds = events_of(desk, tid)
     assert "SlaBreached" not in kinds
     assert "SlaWarned" not in kinds
-    assert kinds.count("SlaMet") == 2
+    assert kinds.count("SlaMet") == 3
     view = targets(desk, tid)
     assert {v.status for v in view.values()} == {ev.SLA_TARGET_STATUS_MET}
     assert view["SLA_TARGET_KIND_FIRST_RESPONSE"].met_at.ToDatetime(tzinfo=UTC) == datetime(
@@ -352,3 +354,36 @@ async def test_sla_compliance_per_policy_queue_agent_and_channel(
     assert await bad_fields(desk.GetSlaCompliance(dapi.GetSlaComplianceRequest(), CALL)) == [
         "opened_from"
     ]
+
+
+async def test_the_next_update_target_starts_again_at_every_reply(
+    desk: ServiceDeskServicer, clock: Clock
+) -> None:
+    tid = await open_ticket(desk)  # high: next update within 2 business hours of each reply
+    assert "SLA_TARGET_KIND_NEXT_UPDATE" not in targets(desk, tid)  # not before a reply
+
+    async def reply() -> None:
+        await desk.RecordInteraction(
+            dapi.RecordInteractionRequest(
+                ticket_id=tid, kind=ev.INTERACTION_KIND_OUTBOUND_MESSAGE, body="On it."
+            ),
+            CALL,
+        )
+
+    clock.advance(minutes=10)
+    await reply()
+    first_due = targets(desk, tid)["SLA_TARGET_KIND_NEXT_UPDATE"].due_at.ToDatetime(tzinfo=UTC)
+    assert first_due == clock.now + timedelta(hours=2)
+    clock.advance(minutes=150)  # past due: one breach
+    assert desk.app.check_slas() == 2  # the warning, then the breach
+    await reply()  # late, and the next cycle starts
+    view = targets(desk, tid)["SLA_TARGET_KIND_NEXT_UPDATE"]
+    assert view.status == ev.SLA_TARGET_STATUS_IN_PROGRESS
+    assert view.due_at.ToDatetime(tzinfo=UTC) == clock.now + timedelta(hours=2)
+    # The earlier breach still counts in the ticket's row (what the compliance report reads).
+    row = desk.app.rows(RowQuery(Eq("ticket_id", UUID(tid))))[0]
+    assert row["sla_breaches"] >= 1
+    clock.advance(minutes=30)
+    await desk.ResolveTicket(dapi.ResolveTicketRequest(ticket_id=tid, resolution="Done"), CALL)
+    assert targets(desk, tid)["SLA_TARGET_KIND_NEXT_UPDATE"].status == ev.SLA_TARGET_STATUS_MET
+    assert events_of(desk, tid).count("SlaRestarted") == 2

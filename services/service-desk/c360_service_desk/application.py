@@ -44,7 +44,7 @@ from c360_service_desk.field_service import WorkOrder
 from c360_service_desk.holidays import HolidayCalendar, calendar_id, parse_ics
 from c360_service_desk.knowledge import Article
 from c360_service_desk.service_contracts import ServiceContract
-from c360_service_desk.sla import BusinessCalendar, TargetStatus
+from c360_service_desk.sla import BusinessCalendar
 
 SOURCE = "service-desk"
 
@@ -244,9 +244,7 @@ class ServiceDeskApplication(ServiceApplication):
             "sla_policy": t.sla_policy,
             "sla_watch": next_at is not None,
             "sla_next_at": next_at,
-            "sla_breaches": sum(
-                1 for x in t.sla_targets.values() if x["status"] == TargetStatus.BREACHED
-            ),
+            "sla_breaches": t.breaches(),
             "sla_open": any(x["status"] in domain.OPEN_TARGETS for x in t.sla_targets.values()),
             "kind": "ticket",
             "resolved_at": t.resolved_at
@@ -509,6 +507,7 @@ class ServiceDeskApplication(ServiceApplication):
                 channel=channel,
                 duration_seconds=duration_seconds,
                 agent_id=agent_id,
+                calendars=self.calendars,
             )
             return {"interaction_id": interaction_id}
 

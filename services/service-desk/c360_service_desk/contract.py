@@ -128,6 +128,11 @@ _MESSAGES: dict[type, Mapper] = {
     Ticket.SlaMet: lambda e: pb.TicketSlaMet(
         customer_id=e.customer_id, target=TARGET_KINDS.value(e.target), met_at=_at(e.met_at)
     ),
+    Ticket.SlaRestarted: lambda e: pb.TicketSlaRestarted(
+        customer_id=e.customer_id,
+        target=TARGET_KINDS.value(e.target),
+        targets=sla_targets(e.targets),
+    ),
     Ticket.SlaCancelled: lambda e: pb.TicketSlaCancelled(
         customer_id=e.customer_id, reason=e.reason
     ),

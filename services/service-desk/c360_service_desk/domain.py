@@ -124,6 +124,7 @@ class Ticket(Aggregate):
         SlaBreached: ClassVar[type[Aggregate.Event]]
         SlaMet: ClassVar[type[Aggregate.Event]]
         SlaCancelled: ClassVar[type[Aggregate.Event]]
+        SlaRestarted: ClassVar[type[Aggregate.Event]]
         ArticleLinked: ClassVar[type[Aggregate.Event]]
         Entitled: ClassVar[type[Aggregate.Event]]
         NotEntitled: ClassVar[type[Aggregate.Event]]
@@ -221,6 +222,7 @@ class Ticket(Aggregate):
         channel: str = "",
         duration_seconds: int = 0,
         agent_id: str = "",
+        calendars: sla.Calendars = sla.builtin_calendar,
     ) -> str:
         """Add a message, call or internal note; returns the interaction's id."""
         v = Violations()
@@ -254,6 +256,7 @@ class Ticket(Aggregate):
         if k in RESPONSES:
             self.settle_sla(at)
             self._meet(TargetKind.FIRST_RESPONSE, at)
+            self._next_update(at, calendars)
         self._interaction_recorded(
             self.customer_id,
             interaction_id,
@@ -366,6 +369,8 @@ class Ticket(Aggregate):
         targets: dict[str, dict[str, Any]] = {}
         for target in policy.targets:
             old = self.sla_targets.get(target.kind)
+            if target.kind == TargetKind.NEXT_UPDATE and old is None:
+                continue  # it starts at the first response
             if old is not None and old["status"] not in OPEN_TARGETS:
                 targets[target.kind] = dict(old)
                 continue
@@ -406,6 +411,41 @@ class Ticket(Aggregate):
             if t["due_at"] and _time(t["due_at"]) <= at:
                 due.append((_time(t["due_at"]), 1, kind))
         return sorted(due)
+
+    def _next_update(self, at: datetime, calendars: sla.Calendars) -> None:
+        """A reply to the customer: the next-update target (if the policy has one) starts
+        again from `at`; a cycle that breached is counted in `breached_before`."""
+        policy = sla.policy_named(self.sla_policy)
+        cal = self.calendar(calendars)
+        target = next(
+            (t for t in (policy.targets if policy else ()) if t.kind == TargetKind.NEXT_UPDATE),
+            None,
+        )
+        if target is None or cal is None or self.state != State.OPEN:
+            return
+        old = self.sla_targets.get(TargetKind.NEXT_UPDATE)
+        before = 0
+        if old is not None:
+            before = old.get("breached_before", 0) + (old["status"] == TargetStatus.BREACHED)
+        state = _target_state(
+            cal, target.minutes, target.warn_minutes, 0, at, False, bool(self.waiting_for)
+        )
+        state["breached_before"] = before
+        targets = {**self.sla_targets, TargetKind.NEXT_UPDATE: state}
+        self._sla_restarted(self.customer_id, TargetKind.NEXT_UPDATE, targets)
+
+    @event("SlaRestarted")
+    def _sla_restarted(
+        self, customer_id: str, target: str, targets: dict[str, dict[str, Any]]
+    ) -> None:
+        self.sla_targets = {k: dict(v) for k, v in targets.items()}
+
+    def breaches(self) -> int:
+        """Targets breached, counting each breached cycle of the next-update target."""
+        return sum(
+            (t["status"] == TargetStatus.BREACHED) + t.get("breached_before", 0)
+            for t in self.sla_targets.values()
+        )
 
     def settle_sla(self, at: datetime) -> None:
         """Write the warnings and breaches that fell due by `at`, in the order they fell due
@@ -672,6 +712,7 @@ class Ticket(Aggregate):
         self._require("resolve", State.OPEN)
         self.settle_sla(at)
         self._meet(TargetKind.FIRST_RESPONSE, at)
+        self._meet(TargetKind.NEXT_UPDATE, at)
         self._meet(TargetKind.RESOLUTION, at)
         self._resolved(self.customer_id, text, agent or self.agent_id, at)
 

@@ -5,7 +5,8 @@ A business calendar has a time zone, working hours per weekday and dated public 
 Business time only passes inside working hours on working days, in the calendar's zone (so a
 day's hours are local hours, daylight-saving changes included). A policy matches tickets by
 priority, channel and customer class (or is granted by a service contract) and sets targets in
-business minutes (first response, resolution), each with a warning point.
+business minutes (first response, resolution, and for some the next update: from each reply
+to the customer to the next), each with a warning point.
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ hours at all is refused when it is made, so this only bounds holiday-heavy calen
 class TargetKind:
     FIRST_RESPONSE = "first_response"
     RESOLUTION = "resolution"
+    NEXT_UPDATE = "next_update"
+    """Starts at the first response, and again at every later one (until resolution)."""
 
 
-TARGET_KINDS = (TargetKind.FIRST_RESPONSE, TargetKind.RESOLUTION)
+TARGET_KINDS = (TargetKind.FIRST_RESPONSE, TargetKind.RESOLUTION, TargetKind.NEXT_UPDATE)
 
 
 class TargetStatus:
@@ -179,20 +182,32 @@ POLICIES: tuple[SlaPolicy, ...] = (
         "premium",
         STANDARD,
         ALL_PRIORITIES,
-        (Target(TargetKind.FIRST_RESPONSE, 30), Target(TargetKind.RESOLUTION, 240)),
+        (
+            Target(TargetKind.FIRST_RESPONSE, 30),
+            Target(TargetKind.NEXT_UPDATE, 120),
+            Target(TargetKind.RESOLUTION, 240),
+        ),
         granted_only=True,
     ),
     SlaPolicy(
         "urgent",
         STANDARD,
         ("urgent",),
-        (Target(TargetKind.FIRST_RESPONSE, 30), Target(TargetKind.RESOLUTION, 120)),
+        (
+            Target(TargetKind.FIRST_RESPONSE, 30),
+            Target(TargetKind.NEXT_UPDATE, 60),
+            Target(TargetKind.RESOLUTION, 120),
+        ),
     ),
     SlaPolicy(
         "high",
         STANDARD,
         ("high",),
-        (Target(TargetKind.FIRST_RESPONSE, 60), Target(TargetKind.RESOLUTION, 240)),
+        (
+            Target(TargetKind.FIRST_RESPONSE, 60),
+            Target(TargetKind.NEXT_UPDATE, 120),
+            Target(TargetKind.RESOLUTION, 240),
+        ),
     ),
     SlaPolicy(
         "key-account",
@@ -212,7 +227,11 @@ POLICIES: tuple[SlaPolicy, ...] = (
         "normal",
         STANDARD,
         ("normal",),
-        (Target(TargetKind.FIRST_RESPONSE, 240), Target(TargetKind.RESOLUTION, 1440)),
+        (
+            Target(TargetKind.FIRST_RESPONSE, 240),
+            Target(TargetKind.NEXT_UPDATE, 480),
+            Target(TargetKind.RESOLUTION, 1440),
+        ),
     ),
     SlaPolicy(
         "low",

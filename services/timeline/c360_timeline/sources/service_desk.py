@@ -86,7 +86,12 @@ def _clock(text: str) -> str:
 
 def _target(d: Doc) -> str:
     kind: str = TARGET_KINDS.of_name(d.get("target", ""))
-    return {"first_response": "first-response", "resolution": "resolution"}.get(kind, "SLA")
+    names = {
+        "first_response": "first-response",
+        "resolution": "resolution",
+        "next_update": "next-update",
+    }
+    return names.get(kind, "SLA")
 
 
 def _due_list(d: Doc) -> str:
@@ -134,6 +139,16 @@ def _escalated(d: Doc) -> str:
     if d.get("queue"):
         text += f" (queue {d['queue']})"
     return with_reason(text, d)
+
+
+def _next_update_due(d: Doc) -> str:
+    kind = TARGET_KINDS.of_name(d.get("target", ""))
+    due = next(
+        (t.get("due_at", "") for t in d.get("targets", []) if t.get("kind") == d.get("target")),
+        "",
+    )
+    what = "next update" if kind == "next_update" else f"SLA {_target(d)} target"
+    return f"The customer's {what} is due {_clock(due)}" if due else f"{what} paused"
 
 
 def _sla_applied(d: Doc) -> str:
@@ -296,6 +311,7 @@ SUMMARIES: dict[str, Callable[[Doc], str]] = {
         f"SLA {_target(d)} target breached (was due {_clock(d.get('due_at', ''))})"
     ),
     "c360.events.v1.TicketSlaMet": lambda d: f"SLA {_target(d)} target met",
+    "c360.events.v1.TicketSlaRestarted": _next_update_due,
     "c360.events.v1.TicketSlaCancelled": lambda d: with_reason("SLA targets cancelled", d),
     "c360.events.v1.ContactRecorded": _contact,
     "c360.events.v1.ServiceContractCreated": lambda d: (
