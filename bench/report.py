@@ -267,3 +267,41 @@ def plots(measures: dict[str, Measure], out: Path, subtitle: str) -> list[Path]:
         plt.close(fig)
         written.append(path)
     return written
+
+
+def sweep_plot(by_concurrency: dict[str, list[dict[str, Any]]], out: Path, subtitle: str) -> Path:
+    """Throughput (left axis) and p99 latency (right, dashed) against calls in flight."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    right = ax.twinx()
+    for name, rows in sorted(by_concurrency.items()):
+        xs = [r["concurrency"] for r in rows]
+        line = ax.plot(xs, [r["per_s"] for r in rows], marker="o", label=f"{name} calls/s")
+        right.plot(
+            xs,
+            [r["p99_ms"] or 0 for r in rows],
+            linestyle="--",
+            color=line[0].get_color(),
+            label=f"{name} p99 ms",
+        )
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xticks([1, 2, 4, 8, 16, 32, 64], ["1", "2", "4", "8", "16", "32", "64"])
+    ax.set_xlabel("calls in flight (closed loop)")
+    ax.set_ylabel("calls per second (log)")
+    right.set_ylabel("p99 latency (ms), dashed")
+    right.set_yscale("log")
+    handles = ax.get_legend_handles_labels()
+    more = right.get_legend_handles_labels()
+    ax.legend(handles[0] + more[0], handles[1] + more[1], loc="upper left", fontsize=8)
+    ax.set_title(f"Throughput against concurrency\n{subtitle}", fontsize=10)
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    path = out / "throughput_vs_concurrency.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -28,10 +28,10 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from bench import pgwait, rawsave, targets
+from bench import pgwait, rawsave, sweeps, targets
 from bench.cpu import CpuMeter
 from bench.measure import Measure, closed_loop, id_source, paced_loop, rate_info, shown
-from bench.report import Ratio, cpu_table, plots, table, write_json
+from bench.report import Ratio, cpu_table, plots, sweep_plot, table, write_json
 from bench.scenarios import Clients
 from bench.stack import Stack
 from c360.customer.v1 import customer_service_pb2 as customer_api
@@ -282,6 +282,7 @@ async def phases(run: Run) -> None:
     await raw_phase(run, "raw_save_1", 1, 1)
     await raw_phase(run, "raw_save_n", n, 1)
     await raw_phase(run, "raw_save_batch", 1, cfg.batch)
+    await relay_phase(run)
     await start_services(run)
     clients = Clients(
         run.run_id,
@@ -353,9 +354,62 @@ async def phases(run: Run) -> None:
         await load_phase(run, "get_timeline", clients.get_timeline, cfg.seconds)
         async with clients.idle_watchers(IDLE_WATCHERS):
             await load_phase(run, "get_timeline_watched", clients.get_timeline, cfg.seconds)
+        await sweep_phase(run, "echo", clients.echo)
+        await sweep_phase(run, "register", clients.register_op)
         await import_phase(run, clients)
+        await rebuild_phase(run)
     finally:
         await clients.close()
+
+
+async def relay_phase(run: Run) -> None:
+    """The outbox relay against raw nats-py publishing of the same messages."""
+    limit = 5_000 if run.cfg.quick else 20_000
+    task = run.progress.add_task("outbox relay vs raw nats-py publish", total=None, info="")
+    async with run.observe("relay vs raw publish"):
+        found = await sweeps.relay_vs_raw(run.stack.postgres_url, run.stack.nats_url, limit)
+    run.facts["relay"] = found
+    run.progress.update(
+        task,
+        total=1,
+        completed=1,
+        info=f"{found['relay_per_s']:,.0f} vs {found['raw_publish_per_s']:,.0f} events/s",
+    )
+
+
+async def sweep_phase(run: Run, name: str, op: Callable[[int], Awaitable[None]]) -> None:
+    """Closed-loop throughput of `op` at 1 ... 64 calls in flight."""
+    seconds = 0.8 if run.cfg.quick else 3.0
+    warmup = 0.3 if run.cfg.quick else 1.0
+    levels = sweeps.LEVELS
+    label = f"{name} at 1-64 in flight"
+    task = run.progress.add_task(label, total=len(levels), info="")
+
+    def on_level(level: int) -> None:
+        run.progress.update(task, completed=levels.index(level), info=f"{level} in flight")
+
+    async with run.observe(label):
+        found = await sweeps.concurrency_sweep(op, run.ids, seconds, warmup, on_level)
+    run.facts.setdefault("by_concurrency", {})[name] = found
+    best = max(found, key=lambda r: r["per_s"])
+    run.progress.update(
+        task,
+        completed=len(levels),
+        info=f"peak {best['per_s']:,.0f}/s at {best['concurrency']}",
+    )
+
+
+async def rebuild_phase(run: Run) -> None:
+    """`c360 timeline rebuild`: the read model dropped and rebuilt from everything stored."""
+    task = run.progress.add_task("timeline rebuild", total=None, info="")
+
+    def progress(applied: int, total: int) -> None:
+        run.progress.update(task, total=total or None, completed=applied, info=f"{applied:,}")
+
+    async with run.observe("timeline rebuild"):
+        found = await sweeps.rebuild(run.addresses["timeline"], run.stack.operator_token, progress)
+    run.facts["rebuild"] = found
+    run.progress.update(task, info=f"{found['per_s'] or 0:,.0f} events/s")
 
 
 async def half_peak_phase(run: Run, clients: Clients, poll: float) -> None:
@@ -539,6 +593,8 @@ def main(argv: list[str] | None = None) -> int:
     standing = targets.rows(shown_measures, facts)
     console.print(targets.table(standing))
     written = plots(shown_measures, cfg.out, subtitle) if cfg.plots and shown_measures else []
+    if cfg.plots and facts.get("by_concurrency"):
+        written.append(sweep_plot(facts["by_concurrency"], cfg.out, subtitle))
     doc: dict[str, Any] = {
         "schema": "c360-bench/1",
         "run_id": run_id,

@@ -55,6 +55,8 @@ class Stack:
     supervisor: Supervisor | None = None
     token: str = ""
     """An agent's token of the deployment, for the load."""
+    operator_token: str = ""
+    """An operator's, for the rebuild."""
     _admin_url: str = ""
     _database: str = ""
 
@@ -84,6 +86,7 @@ class Stack:
         deployment = Deployment.plan(self.postgres_url, self.nats_url)
         # The load comes from an application with an agent's token, as in production.
         self.token = deployment.token(auth.Role.AGENT, "bench:load")
+        self.operator_token = deployment.token(auth.Role.OPERATOR, "bench:operator")
         supervisor = Supervisor(deployment, self.log_dir)
         self.supervisor = supervisor
         for name, argv in extra.items():

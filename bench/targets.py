@@ -157,8 +157,36 @@ TARGETS = [
         True,
         lambda m, f: _ratio(_items(m["import"]), _items(m["raw_save_batch"])),
     ),
-    Target("timeline rebuild events/s", "/s", 20_000, True, _missing),
-    Target("relay / raw nats-py async publish", "x", 0.8, True, _missing),
+    Target(
+        "timeline rebuild events/s",
+        "/s",
+        20_000,
+        True,
+        lambda m, f: f["rebuild"]["per_s"],
+        lambda m, f: f"{f['rebuild']['events']:,} events in {f['rebuild']['seconds']} s",
+    ),
+    Target(
+        "relay / raw nats-py async publish",
+        "x",
+        0.8,
+        True,
+        lambda m, f: _ratio(f["relay"]["relay_per_s"], f["relay"]["raw_publish_per_s"]),
+        lambda m, f: (
+            f"{f['relay']['relay_per_s']:,.0f} vs {f['relay']['raw_publish_per_s']:,.0f}"
+            f" events/s, {f['relay']['events']:,} events"
+        ),
+    ),
+    Target(
+        "RegisterCustomer peak over 1-64 in flight / echo's peak",
+        "x",
+        0.6,
+        True,
+        lambda m, f: _ratio(
+            max(r["per_s"] for r in f["by_concurrency"]["register"]),
+            max(r["per_s"] for r in f["by_concurrency"]["echo"]),
+        ),
+        lambda m, f: "each at its best concurrency (throughput_vs_concurrency.png)",
+    ),
     Target(
         "whole stack ready (PostgreSQL, NATS, services)",
         " s",
