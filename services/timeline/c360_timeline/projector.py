@@ -253,8 +253,12 @@ class Projector:
                 before = self.applied + self.intake.applied
                 yield 0, total
                 while True:
+                    # c360's events until none is left, then ERP's: a fetch that finds the
+                    # other stream empty costs its whole timeout, and a batch of ERP events
+                    # after every batch of c360's kept the rebuild waiting most of the time.
                     taken = await self.process_batch(timeout=0.5)
-                    taken += await self.intake.process_batch(timeout=0.1)
+                    if not taken:
+                        taken = await self.intake.process_batch(timeout=0.1)
                     applied = self.applied + self.intake.applied - before
                     if taken:
                         yield applied, max(total, applied)
