@@ -44,6 +44,10 @@ SETTLE = timedelta(seconds=60)
 """A flag clears in the read model this long after its window passed."""
 
 
+REBUILD_BATCH = 1024
+"""Events per transaction while a rebuild replays (live projection uses `batch_size`)."""
+
+
 class Projector:
     """Pulls envelopes in batches and applies each batch in one transaction."""
 
@@ -245,6 +249,8 @@ class Projector:
             shadow = await asyncio.to_thread(open_shadow, live, self.postgres_url)
             await self._restart_consumers()
             self.view = self.intake.view = shadow
+            # Larger batches while replaying: fewer transactions, fetches and acks per event.
+            live_batch, self.batch_size = self.batch_size, REBUILD_BATCH
             done = False
             try:
                 await self.connect()
@@ -270,7 +276,10 @@ class Projector:
                 await self.sweep()
                 await asyncio.to_thread(take_over, live, shadow)
                 done = True
+                # The live consumer takes its usual batches again.
+                await self._restart_consumers()
             finally:
+                self.batch_size = live_batch
                 self.view = self.intake.view = live  # its schema now holds the new tables
                 if not done:
                     # The consumers moved on with the shadow: the live model resumes from
