@@ -45,6 +45,20 @@ class PreconditionFailed(C360Error):
     """The thing is not in a state that allows the command (FAILED_PRECONDITION)."""
 
 
+def require_state(
+    kind: str, aggregate_id: object, state: str, action: str, allowed: Iterable[str]
+) -> None:
+    """FAILED_PRECONDITION naming the state, unless `state` is one of `allowed`: "article … is
+    in review: cannot publish it (only when draft)" (states spoken: `in_review` -> in review)."""
+    names = [str(a) for a in allowed]
+    if state not in names:
+        spoken = " or ".join(n.replace("_", " ") for n in names)
+        raise PreconditionFailed(
+            f"{kind} {aggregate_id} is {state.replace('_', ' ')}: cannot {action} it"
+            f" (only when {spoken})"
+        )
+
+
 class VersionConflict(C360Error):
     """Someone else changed the aggregate first; reload and retry (ABORTED)."""
 

@@ -22,7 +22,7 @@ from eventsourcing.domain import Aggregate, event
 
 from c360_marketing import conditions
 from c360_marketing.conditions import Facts, Tree
-from c360_platform.errors import PreconditionFailed
+from c360_platform.errors import PreconditionFailed, require_state
 from c360_platform.validation import Violations
 
 MAX_NAME = 120
@@ -311,11 +311,7 @@ class Campaign(Aggregate):
         self.sent = 0
 
     def _require(self, action: str, *allowed: State) -> None:
-        if self.state not in allowed:
-            states = " or ".join(s.value for s in allowed)
-            raise PreconditionFailed(
-                f"campaign {self.id} is {self.state}: cannot {action} it (only when {states})"
-            )
+        require_state("campaign", self.id, self.state, action, allowed)
 
     def approve(self, reason: str) -> None:
         self._require("approve", State.PLANNED)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from eventsourcing.domain import Aggregate, event
 
-from c360_platform.errors import PreconditionFailed
+from c360_platform.errors import PreconditionFailed, require_state
 from c360_platform.validation import Violations
 from c360_service_desk import sla
 from c360_service_desk.sla import TargetKind, TargetStatus
@@ -178,11 +178,7 @@ class Ticket(Aggregate):
 
     def _require(self, action: str, *allowed: State) -> None:
         """FAILED_PRECONDITION, naming the current state, unless the ticket is in `allowed`."""
-        if self.state not in allowed:
-            states = " or ".join(s.value for s in allowed)
-            raise PreconditionFailed(
-                f"ticket {self.id} is {self.state}: cannot {action} it (only when {states})"
-            )
+        require_state("ticket", self.id, self.state, action, allowed)
 
     # -- assignment -------------------------------------------------------------------------
 

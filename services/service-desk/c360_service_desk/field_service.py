@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from eventsourcing.domain import Aggregate, event
 
-from c360_platform.errors import PreconditionFailed
+from c360_platform.errors import PreconditionFailed, require_state
 from c360_platform.validation import Violations
 
 MAX_SUMMARY = 200
@@ -42,10 +42,6 @@ class WorkOrderState(StrEnum):
 
 
 FINAL = (WorkOrderState.COMPLETED, WorkOrderState.CANCELLED)
-
-
-def _spoken(state: str) -> str:
-    return state.replace("_", " ")
 
 
 def money(amount: Decimal) -> str:
@@ -106,12 +102,7 @@ class WorkOrder(Aggregate):
         )
 
     def _require(self, action: str, *allowed: WorkOrderState) -> None:
-        if self.state not in allowed:
-            states = " or ".join(_spoken(s.value) for s in allowed)
-            raise PreconditionFailed(
-                f"work order {self.id} is {_spoken(self.state)}: cannot {action} it"
-                f" (only when {states})"
-            )
+        require_state("work order", self.id, self.state, action, allowed)
 
     def schedule(self, technician_id: str, window_start: datetime, window_end: datetime) -> None:
         """Give the visit a technician and a time window (again: a reschedule)."""

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from eventsourcing.domain import Aggregate, event
 
-from c360_platform.errors import PreconditionFailed
+from c360_platform.errors import PreconditionFailed, require_state
 from c360_platform.validation import Violations
 
 MAX_TITLE = 200
@@ -115,12 +115,7 @@ class Article(Aggregate):
         return str((self.published or self.working)["title"])
 
     def _require(self, action: str, *allowed: ArticleState) -> None:
-        if self.state not in allowed:
-            states = " or ".join(s.value.replace("_", " ") for s in allowed)
-            raise PreconditionFailed(
-                f"article {self.id} is {self.state.replace('_', ' ')}: cannot {action} it"
-                f" (only when {states})"
-            )
+        require_state("article", self.id, self.state, action, allowed)
 
     def revise(self, title: str, body: str, category: str, keywords: list[str]) -> None:
         """New text for the working version; on a published article, its next version (a
