@@ -478,6 +478,14 @@ class ServiceApplication(Application[UUID]):
         """The position of the newest event in the store (0 when empty)."""
         return self.event_recorder.max_notification_id() or 0
 
+    def find(self, kind: type[A], aggregate_id: UUID) -> A | None:
+        """The aggregate of that id and kind, None if there is none."""
+        try:
+            found: Any = self.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            return None
+        return found if isinstance(found, kind) else None
+
     def load(self, kind: type[A], aggregate_id: UUID, expected_version: int | None = None) -> A:
         """Get an aggregate, NOT_FOUND if missing, ABORTED if it moved past expected_version."""
         try:

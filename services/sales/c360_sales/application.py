@@ -12,7 +12,6 @@ from decimal import Decimal
 from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
-from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.domain import Aggregate
 
 from c360_platform.errors import InvalidArgument, NotFound, PreconditionFailed
@@ -243,13 +242,6 @@ class SalesApplication(ServiceApplication):
 
     def today(self) -> date:
         return self.clock().date()
-
-    def find(self, kind: type[A], aggregate_id: UUID) -> A | None:
-        try:
-            found: Any = self.repository.get(aggregate_id)
-        except AggregateNotFoundError:
-            return None
-        return found if isinstance(found, kind) else None
 
     def _define(
         self,

@@ -9,7 +9,6 @@ from datetime import UTC, date, datetime
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.domain import Aggregate
 
 from c360_platform.errors import InvalidArgument, VersionConflict
@@ -293,13 +292,6 @@ class ServiceDeskApplication(ServiceApplication):
         builtin = sla.builtin_calendar(name)
         stored = self.find(HolidayCalendar, calendar_id(name))
         return builtin if stored is None else sla.with_holidays(builtin, stored.days())
-
-    def find(self, kind: type[Any], aggregate_id: UUID) -> Any:
-        """The aggregate, None if there is none."""
-        try:
-            return self.repository.get(aggregate_id)
-        except AggregateNotFoundError:
-            return None
 
     def import_holidays(
         self, ctx: CommandContext, name: str, ics: bytes, source: str
