@@ -28,7 +28,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from bench import pgwait, rawsave, sweeps, targets
+from bench import pgwait, rawsave, readscale, sweeps, targets
 from bench.cpu import CpuMeter
 from bench.measure import Measure, closed_loop, id_source, paced_loop, rate_info, shown
 from bench.report import Ratio, cpu_table, plots, sweep_plot, table, write_json
@@ -82,6 +82,8 @@ class Config:
     out: Path
     plots: bool
     import_rows: int = 20_000
+    read_scale: int = 0
+    """Timeline entries of the read-side phase (0: skipped); measured at a tenth and at all."""
 
     @property
     def warmup(self) -> float:
@@ -128,6 +130,15 @@ def parse_args(argv: list[str] | None) -> Config:
         default=None,
         help="rows of the bulk import (20,000; quick 4,000)",
     )
+    parser.add_argument(
+        "--read-scale",
+        type=int,
+        default=0,
+        metavar="ENTRIES",
+        help="also load ENTRIES timeline entries (10 per customer, straight into the customer"
+        " store, relayed and projected) and measure GetTimeline/GetProfile at a tenth and at"
+        " all of them; 1000000 is the issue's figure (long: the projection sets the pace)",
+    )
     args = parser.parse_args(argv)
     if args.concurrency < 1:
         parser.error("--concurrency must be at least 1")
@@ -143,6 +154,7 @@ def parse_args(argv: list[str] | None) -> Config:
         out=args.out,
         plots=not args.no_plots,
         import_rows=args.import_rows or (4_000 if args.quick else 20_000),
+        read_scale=max(0, args.read_scale),
     )
 
 
@@ -167,6 +179,15 @@ def new_measures(cfg: Config) -> dict[str, Measure]:
         Measure("fresh_waitfor_idle", "freshness wait_for, idle", unit="sample"),
         Measure("import", "ImportCustomers", unit="import", items_per_op=cfg.import_rows),
     ]
+    if cfg.read_scale:
+        tenth = f"{cfg.read_scale // 10:,}"
+        whole = f"{cfg.read_scale:,}"
+        items += [
+            Measure("timeline_small", f"GetTimeline at {tenth} entries"),
+            Measure("profile_small", f"GetProfile at {tenth} entries"),
+            Measure("timeline_large", f"GetTimeline at {whole} entries"),
+            Measure("profile_large", f"GetProfile at {whole} entries"),
+        ]
     return {m.key: m for m in items}
 
 
@@ -358,6 +379,8 @@ async def phases(run: Run) -> None:
         await sweep_phase(run, "register", clients.register_op)
         await import_phase(run, clients)
         await rebuild_phase(run)
+        if cfg.read_scale:
+            await read_scale_phase(run, clients)
     finally:
         await clients.close()
 
@@ -410,6 +433,42 @@ async def rebuild_phase(run: Run) -> None:
         found = await sweeps.rebuild(run.addresses["timeline"], run.stack.operator_token, progress)
     run.facts["rebuild"] = found
     run.progress.update(task, info=f"{found['per_s'] or 0:,.0f} events/s")
+
+
+async def read_scale_phase(run: Run, clients: Clients) -> None:
+    """Fill the timeline to a tenth of `read_scale` entries, measure GetTimeline's first page
+    and GetProfile of random filled customers; fill to all of them, measure again."""
+    customers = run.cfg.read_scale // readscale.EVENTS_PER_CUSTOMER
+    app = await asyncio.to_thread(readscale.open_store, run.stack.postgres_url)
+    filled: list[str] = []
+    try:
+        for size, part in (("small", customers // 10), ("large", customers - customers // 10)):
+            label = f"fill to {(len(filled) + part) * readscale.EVENTS_PER_CUSTOMER:,} entries"
+            task = run.progress.add_task(label, total=part, info="")
+            t0 = time.monotonic()
+
+            def saved(n: int, task: Any = task) -> None:
+                run.progress.update(task, completed=n, info=f"{n:,} customers")
+
+            async with run.observe(label):
+                ids, position = await asyncio.to_thread(
+                    readscale.fill, app, run.run_id, len(filled), part, saved
+                )
+                filled += ids
+                run.progress.update(task, info="relayed and projected ...")
+                await clients.visible(ids[-1], f"customer:{position}", timeout=3600)
+            run.facts[f"read_scale_{size}_fill_s"] = readscale.elapsed_since(t0)
+            run.progress.update(task, info=f"{readscale.elapsed_since(t0)} s")
+            clients_pool = readscale.sample(filled, 2_000)
+            saved_customers, clients.customers = clients.customers, clients_pool
+            try:
+                await load_phase(run, f"timeline_{size}", clients.get_timeline, run.cfg.seconds)
+                await load_phase(run, f"profile_{size}", clients.get_profile, run.cfg.seconds)
+            finally:
+                clients.customers = saved_customers
+    finally:
+        await asyncio.to_thread(app.close)
+    run.facts["read_scale_entries"] = len(filled) * readscale.EVENTS_PER_CUSTOMER
 
 
 async def half_peak_phase(run: Run, clients: Clients, poll: float) -> None:

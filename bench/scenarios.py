@@ -191,6 +191,27 @@ class Clients:
                 continue
             into.sample(at, time.perf_counter_ns() - replied)
 
+    async def get_profile(self, i: int) -> None:
+        """A random registered customer's 360 profile."""
+        customer_id = self.customers[self.rng.randrange(len(self.customers))]
+        await self.timeline.GetProfile(
+            timeline_api.GetProfileRequest(customer_id=customer_id), timeout=CALL_TIMEOUT
+        )
+
+    async def visible(self, customer_id: str, token: str, timeout: float) -> None:
+        """Wait until the timeline has applied `token` (a customer's entries are visible)."""
+        deadline = time.monotonic() + timeout
+        request = timeline_api.GetTimelineRequest(
+            customer_id=customer_id, page_size=1, wait_for=token
+        )
+        while time.monotonic() < deadline:
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                reply = await self.timeline.GetTimeline(request, timeout=CALL_TIMEOUT)
+                if reply.entries:
+                    return
+            await asyncio.sleep(0.5)
+        raise NotVisibleError(f"{customer_id} not visible within {timeout:.0f} s")
+
     async def catch_up(self, poll: float, timeout: float = 120.0) -> float | None:
         """Seconds until the last registered customer is visible (None: not within timeout)."""
         if not self.last_customer:

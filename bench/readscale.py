@@ -1,0 +1,72 @@
+"""The read side at scale (issue 12, part 6): customers and their events written straight
+into the customer service's store (batched saves of the service's own application, not one
+RPC per event), relayed and projected as any other, then GetTimeline's first page and
+GetProfile measured at a tenth of the entries and again at all of them."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+
+from c360_customer.application import CustomerApplication
+from c360_customer.domain import Customer, register_customer
+from c360_platform.pgstore import postgres_env
+from c360_platform.store import schema_for
+
+EVENTS_PER_CUSTOMER = 10
+CUSTOMERS_PER_SAVE = 100
+
+
+def open_store(postgres_url: str) -> CustomerApplication:
+    """The customer service's own application on its own schema (the service is running:
+    its relay publishes what this writes, as it would the service's)."""
+    return CustomerApplication(env=postgres_env(postgres_url, schema_for("customer"), pool_size=2))
+
+
+def customer(run_id: str, n: int, events: int) -> Customer:
+    """A person with `events` events: registered, then owners and tags changed."""
+    c = register_customer(
+        kind="person",
+        display_name=f"Scale Customer {run_id} {n}",
+        emails=[f"scale.{run_id}.{n}@example.com"],
+        phones=[],
+        addresses=[],
+    )
+    for k in range(events - 1):
+        if k % 2:
+            c.assign_owner(f"emp-{k:04d}")
+        else:
+            c.change_tags([f"t{k}"], [])
+    return c
+
+
+def fill(
+    app: CustomerApplication,
+    run_id: str,
+    start: int,
+    count: int,
+    progress: Callable[[int], None],
+) -> tuple[list[str], int]:
+    """Save customers start ... start+count-1; their ids and the log position of the last
+    save (for a consistency token)."""
+    ids: list[str] = []
+    position = 0
+    for first in range(start, start + count, CUSTOMERS_PER_SAVE):
+        batch = [
+            customer(run_id, n, EVENTS_PER_CUSTOMER)
+            for n in range(first, min(start + count, first + CUSTOMERS_PER_SAVE))
+        ]
+        recordings = app.save(*batch)
+        position = max(r.notification.id for r in recordings)
+        ids += [str(c.id) for c in batch]
+        progress(len(ids))
+    return ids, position
+
+
+def sample(ids: list[str], k: int, seed: int = 360) -> list[str]:
+    return random.Random(seed).sample(ids, min(k, len(ids)))
+
+
+def elapsed_since(t0: float) -> float:
+    return round(time.monotonic() - t0, 1)
