@@ -82,6 +82,8 @@ class Config:
     out: Path
     plots: bool
     import_rows: int = 20_000
+    relay_inline: bool = False
+    """The relays inside the services' processes (C360_RELAY=inline), to compare."""
     read_scale: int = 0
     """Timeline entries of the read-side phase (0: skipped); measured at a tenth and at all."""
 
@@ -139,6 +141,12 @@ def parse_args(argv: list[str] | None) -> Config:
         " store, relayed and projected) and measure GetTimeline/GetProfile at a tenth and at"
         " all of them; 1000000 is the issue's figure (long: the projection sets the pace)",
     )
+    parser.add_argument(
+        "--relay-inline",
+        action="store_true",
+        help="run each service's outbox relay inside its API process (C360_RELAY=inline),"
+        " not in a process of its own as `c360 up` does: to compare the two",
+    )
     args = parser.parse_args(argv)
     if args.concurrency < 1:
         parser.error("--concurrency must be at least 1")
@@ -155,6 +163,7 @@ def parse_args(argv: list[str] | None) -> Config:
         plots=not args.no_plots,
         import_rows=args.import_rows or (4_000 if args.quick else 20_000),
         read_scale=max(0, args.read_scale),
+        relay_inline=args.relay_inline,
     )
 
 
@@ -586,7 +595,7 @@ def main(argv: list[str] | None = None) -> int:
     interrupted = False
     failure: BaseException | None = None
     workdir = tempfile.TemporaryDirectory(prefix="c360-bench-")
-    stack = Stack(Path(workdir.name), cfg.out / "logs")
+    stack = Stack(Path(workdir.name), cfg.out / "logs", relay_apart=not cfg.relay_inline)
     console.print(
         f"[bold]c360 bench[/] run {run_id}: concurrency {cfg.concurrency},"
         f" {cfg.seconds:g} s per load phase{' (quick)' if cfg.quick else ''},"

@@ -55,6 +55,8 @@ class Stack:
     supervisor: Supervisor | None = None
     token: str = ""
     """An agent's token of the deployment, for the load."""
+    relay_apart: bool = True
+    """Each service's outbox relay in a process of its own, as `c360 up` runs them."""
     operator_token: str = ""
     """An operator's, for the rebuild."""
     _admin_url: str = ""
@@ -83,7 +85,7 @@ class Stack:
     async def start_services(self, extra: dict[str, list[str]]) -> dict[str, str]:
         """Every registered service, plus `extra` servers (name -> argv, `{port}` replaced by a
         free port), started by the platform's supervisor; their addresses once all are ready."""
-        deployment = Deployment.plan(self.postgres_url, self.nats_url)
+        deployment = Deployment.plan(self.postgres_url, self.nats_url, relay_apart=self.relay_apart)
         # The load comes from an application with an agent's token, as in production.
         self.token = deployment.token(auth.Role.AGENT, "bench:load")
         self.operator_token = deployment.token(auth.Role.OPERATOR, "bench:operator")

@@ -207,6 +207,95 @@ def service_objects(spec: ServiceSpec) -> list[dict[str, Any]]:
     ]
 
 
+def relay_labels(spec: ServiceSpec) -> dict[str, str]:
+    return {"app.kubernetes.io/name": f"{spec.name}-relay", **PART_OF}
+
+
+def relay_objects(spec: ServiceSpec) -> list[dict[str, Any]]:
+    """The service's outbox relay in pods of its own (`c360-service NAME --relay`): the API
+    pods run with C360_RELAY=process and leave publishing to it. One replica: its advisory
+    lock keeps one relay active anyway, and a rollout's new pod stands by until the old one
+    has let go. Health on the gRPC port (probes), /metrics as the services'."""
+    name = f"{spec.name}-relay"
+    pod_labels = {**relay_labels(spec), "app.kubernetes.io/component": "relay"}
+    relay = container(spec)
+    relay["command"] = ["c360-service", spec.name, "--relay"]
+    relay["env"] = [e for e in relay["env"] if e["name"] != "C360_WORKERS"]
+    relay["env"] = [
+        *relay["env"][:1],
+        {"name": "OTEL_SERVICE_NAME", "value": f"c360-{name}"},
+        *relay["env"][2:],
+    ]
+    relay["resources"] = {
+        "requests": {"cpu": "100m", "memory": "128Mi"},
+        "limits": {"cpu": "1", "memory": "256Mi"},
+    }
+    relay.pop("lifecycle")  # nothing to drain: it publishes from the stored position
+    return [
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name, "labels": pod_labels},
+            "spec": {
+                "revisionHistoryLimit": 5,
+                "selector": {"matchLabels": relay_labels(spec)},
+                "strategy": {
+                    "type": "RollingUpdate",
+                    "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+                },
+                "template": {
+                    "metadata": {
+                        "labels": pod_labels,
+                        "annotations": {
+                            "prometheus.io/scrape": "true",
+                            "prometheus.io/port": str(METRICS_PORT),
+                            "prometheus.io/path": "/metrics",
+                        },
+                    },
+                    "spec": {
+                        "serviceAccountName": spec.name,
+                        "automountServiceAccountToken": False,
+                        "enableServiceLinks": False,
+                        "terminationGracePeriodSeconds": GRACE,
+                        "securityContext": ops.POD_SECURITY,
+                        "containers": [relay],
+                        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+                    },
+                },
+            },
+        },
+        {
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": {"name": name, "labels": relay_labels(spec)},
+            "spec": {
+                "maxUnavailable": 1,
+                "selector": {"matchLabels": relay_labels(spec)},
+                "unhealthyPodEvictionPolicy": "AlwaysAllow",
+            },
+        },
+    ]
+
+
+def relay_network_policy(spec: ServiceSpec) -> dict[str, Any]:
+    """Nobody calls a relay: only /metrics is open (its egress is c360's, in c360.yaml)."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": f"{spec.name}-relay-ingress", "labels": relay_labels(spec)},
+        "spec": {
+            "podSelector": {"matchLabels": relay_labels(spec)},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {
+                    "from": [{"ipBlock": {"cidr": "0.0.0.0/0"}}, {"ipBlock": {"cidr": "::/0"}}],
+                    "ports": [{"protocol": "TCP", "port": METRICS_PORT}],
+                }
+            ],
+        },
+    }
+
+
 def network_policy(spec: ServiceSpec) -> dict[str, Any]:
     """Who may call the service: c360's own pods (every service reads the timeline; the
     timeline reads each source's catch-up API; c360 Jobs) and API clients labelled
@@ -256,6 +345,8 @@ def settings(specs: dict[str, ServiceSpec]) -> dict[str, Any]:
             "C360_SERVICES": ",".join(f"{n}={a}" for n, a in addresses.items()),
             "C360_TIMELINE_ADDR": addresses.get(registry.TIMELINE, ""),
             "C360_STREAM_REPLICAS": "3",
+            # Each service's outbox relay runs in its own Deployment (NAME-relay).
+            "C360_RELAY": "process",
         },
     }
 
@@ -286,7 +377,8 @@ def rendered() -> dict[Path, str]:
     files: dict[Path, str] = {}
     base = DEPLOY / "base"
     for name, spec in specs.items():
-        files[base / "services" / f"{name}.yaml"] = dump(*service_objects(spec))
+        relay = relay_objects(spec) if spec.publishes_events else []
+        files[base / "services" / f"{name}.yaml"] = dump(*service_objects(spec), *relay)
     files[base / "settings.yaml"] = dump(settings(specs))
     files[base / "kustomization.yaml"] = kustomization(
         ["settings.yaml", "prepare-job.yaml", "operator-role.yaml"]
@@ -294,7 +386,8 @@ def rendered() -> dict[Path, str]:
     )
     policies = DEPLOY / "components" / "network-policies"
     for name, spec in specs.items():
-        files[policies / "services" / f"{name}.yaml"] = dump(network_policy(spec))
+        relay = [relay_network_policy(spec)] if spec.publishes_events else []
+        files[policies / "services" / f"{name}.yaml"] = dump(network_policy(spec), *relay)
     files[policies / "kustomization.yaml"] = kustomization(
         ["c360.yaml", *(f"services/{n}.yaml" for n in specs)], kind="Component"
     )

@@ -177,6 +177,8 @@ def run(args: argparse.Namespace) -> int:
             nats_url_for=nats_url,
             auth_secret=secret,
             postgres_url_for=postgres_url_for,
+            # Each service's relay in a process of its own, off the API's interpreter.
+            relay_apart=True,
         )
         if passwords:  # streams are the admin's to create and configure, not the services'
             asyncio.run(natsauth.prepare_streams(nats_url(natsauth.ADMIN)))

@@ -25,6 +25,8 @@ class Settings:
     C360_GROUP_COMMIT  0 turns group commit off (each command commits alone; see writer.py)
     C360_WORKERS       server processes of the service on its one port (see workers.py)
     C360_CPU_PROCESSES processes for CPU-heavy work such as validating a bulk import
+    C360_RELAY         "process": the outbox relay runs in a process of its own
+                       (`c360-service NAME --relay`), not beside the API; "inline" (default)
     """
 
     service: str
@@ -42,6 +44,9 @@ class Settings:
     """C360_GROUP_COMMIT: commands' saves go through one batching writer (default on)."""
     workers: int = field(default_factory=lambda: workers_from_env())
     """C360_WORKERS: server processes on the service's port (SO_REUSEPORT; workers.py)."""
+    relay_apart: bool = field(default_factory=lambda: relay_apart_from_env())
+    """C360_RELAY=process: the service's API processes leave the outbox relay to a process of
+    its own, so that publishing does not compete with requests for one interpreter."""
 
     @classmethod
     def from_env(cls, service: str, default_port: int) -> Settings:
@@ -92,6 +97,14 @@ def workers_from_env() -> int:
     tests run every service on one small machine; the deploy manifests set it to the cores
     of a service's pod."""
     return _count("C360_WORKERS", 1)
+
+
+def relay_apart_from_env() -> bool:
+    """C360_RELAY: "process" (a relay process of its own) or "inline" (default)."""
+    value = os.environ.get("C360_RELAY", "").strip().lower() or "inline"
+    if value not in ("inline", "process"):
+        raise ValueError(f"C360_RELAY: {value!r} is not inline or process")
+    return value == "process"
 
 
 def cpu_processes_from_env() -> int:

@@ -47,6 +47,9 @@ class Deployment:
     specs: Mapping[str, ServiceSpec] = field(default_factory=registry.services)
     auth_secret: str = field(default_factory=auth.new_secret)
     """The secret every port checks tokens with (`auth`); a new one unless given."""
+    relay_apart: bool = False
+    """Each event-publishing service's outbox relay runs as a process of its own
+    (`c360-service NAME --relay`; C360_RELAY=process), as `c360 up` and the manifests run it."""
 
     def token(self, role: auth.Role, subject: str) -> str:
         """A token of this deployment for `subject` (an id, never a person's name)."""
@@ -64,6 +67,7 @@ class Deployment:
         specs: Mapping[str, ServiceSpec] | None = None,
         auth_secret: str | None = None,
         postgres_url_for: Callable[[str], str] | None = None,
+        relay_apart: bool = False,
     ) -> Deployment:
         """Every registered service (or `specs`) on ports chosen now: the defaults (moved to
         `base_port`) where free, or ports the OS picks for all of them (`fresh_ports`)."""
@@ -76,6 +80,7 @@ class Deployment:
             postgres_url_for=postgres_url_for,
             specs=chosen,
             auth_secret=auth_secret or auth.new_secret(),
+            relay_apart=relay_apart,
         )
 
     @property
@@ -115,4 +120,11 @@ class Deployment:
             "C360_SERVICES": format_services(s.services),
             "C360_AUTH_SECRET": s.auth_secret,
             "C360_TOKEN": s.token,
+            "C360_RELAY": "process" if self.relay_apart else "inline",
         }
+
+    def relays(self) -> list[str]:
+        """The services whose relay runs as a process of its own (none unless relay_apart)."""
+        if not self.relay_apart:
+            return []
+        return [name for name, spec in self.specs.items() if spec.publishes_events]

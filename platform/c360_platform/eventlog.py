@@ -105,7 +105,8 @@ def publish_events(
     relay = OutboxRelay(
         app, contract, postgres_url=settings.postgres_url, nats_url=settings.nats_url
     )
-    host.background.append(relay.run)
+    if not settings.relay_apart:  # else `c360-service NAME --relay` runs it (relayd.py)
+        host.background.append(relay.run)
     host.parts.update(app=app, relay=relay)
     serve_event_log(host, app, contract)
     return relay

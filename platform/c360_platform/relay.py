@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -243,6 +244,9 @@ class OutboxRelay:
             assert self.lock.conn is not None
             await self.lock.conn.execute(f'LISTEN "{self.channel}"')
             position = await asyncio.to_thread(self.position)
+            _log.info(
+                "relay %s active in pid %d from position %d", self.source, os.getpid(), position
+            )
             while not stop.is_set():
                 end = await self.publish_batch(position)
                 if end > position:

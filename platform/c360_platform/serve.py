@@ -6,10 +6,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from c360_platform import metrics, registry, rpc, workers
 from c360_platform.config import Settings
+from c360_platform.relay import OutboxRelay
 from c360_platform.telemetry import configure
 
 
@@ -26,12 +28,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         choices=names,
         help=f"the service to run ({', '.join(names)}); default $C360_SERVICE",
     )
+    parser.add_argument(
+        "--relay",
+        action="store_true",
+        help="run only the service's outbox relay (where the API processes run with"
+        " C360_RELAY=process), with gRPC health on C360_GRPC_PORT",
+    )
     args = parser.parse_args(argv)
     if not args.name:
         parser.error("name a service (or set C360_SERVICE)")
     spec = registry.service(args.name)
     settings = Settings.from_env(spec.name, spec.default_port)
     build = spec.builder()
+    if args.relay:
+        return relay_only(spec.name, replace(settings, relay_apart=False, workers=1), build)
 
     def serve() -> int:
         if workers.worker_index() in (None, 0):  # one /metrics port per pod
@@ -50,6 +60,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Forked now: imports done, nothing of gRPC created yet (see workers.py).
         return workers.run_workers(settings.workers, serve)
     return serve()
+
+
+def relay_only(name: str, settings: Settings, build: Callable[[Settings], rpc.ServiceHost]) -> int:
+    """The service's outbox relay in a process of its own: the service is built as usual (its
+    application, its contract, the relay), then serves health only and runs only the relay;
+    one relay is active per service however many such processes run (its advisory lock)."""
+    metrics.serve_from_env()
+
+    async def start() -> rpc.ServiceHost:
+        configure(f"{name}-relay")
+        host = build(settings)
+        relay = host.part("relay", OutboxRelay)
+        host.name = f"{name}-relay"
+        host.services.clear()
+        host.background[:] = [relay.run]
+        metrics.watch(host)
+        return host
+
+    rpc.run(start)
+    return 0
 
 
 if __name__ == "__main__":

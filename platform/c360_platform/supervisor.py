@@ -25,7 +25,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from c360_platform.deployment import Deployment
 from c360_platform.embedded import EmbeddedServer
-from c360_platform.processes import child_preexec, tail
+from c360_platform.processes import child_preexec, free_port, tail
 from c360_platform.rpc import ServiceHost
 
 _log = logging.getLogger(__name__)
@@ -136,6 +136,13 @@ class Supervisor:
             if name not in self.processes:
                 argv = [sys.executable, "-m", "c360_platform.serve", name]
                 self.add(name, argv, self.deployment.environment(name), addresses[name])
+        for name in self.deployment.relays():
+            relay = f"{name}-relay"
+            if relay not in self.processes:
+                port = free_port()
+                env = {**self.deployment.environment(name), "C360_GRPC_PORT": str(port)}
+                argv = [sys.executable, "-m", "c360_platform.serve", name, "--relay"]
+                self.add(relay, argv, env, f"{self.deployment.host}:{port}")
         for process in self.processes.values():
             process.spawn()
 

@@ -139,6 +139,9 @@ def test_cli_against_a_running_stack(up: Up) -> None:
     assert entry["source"] == "customer"
     assert entry["occurred_at"].endswith("Z")
     assert "Ieva Žirnovska" in entry["summary"]
+    # Its events reached the timeline through the customer service's relay, a process of its own.
+    assert "relay customer active in pid" in (home / "logs" / "customer-relay.log").read_text()
+    assert "relay customer active" not in (home / "logs" / "customer.log").read_text()
     assert {"event_id", "details", "cursor", "summary"} <= entry.keys()
 
     # bad input: refused naming the field, without a traceback, and nothing stored
