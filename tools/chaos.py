@@ -4,7 +4,7 @@
 service). Writers register customers and open tickets with request ids (retried with the same
 id until acknowledged), and an ERP stand-in publishes invoices on `erp.>` (retried with the same
 de-duplication id). Meanwhile, one at a time and at random moments, kill -9 hits each service
-process (which holds its API and its active relay; the timeline's holds the active projector),
+process (its API; the timeline's holds the active projector), each service's relay process,
 nats-server and the postmaster. After each fault a probe (a registration and a ticket, read
 back from the timeline with their consistency tokens) measures the time until the projection
 was current again. At the end `c360 verify` must be ok and every acknowledged command and
@@ -95,6 +95,9 @@ def pid_of(up: int, target: str) -> int | None:
         if target == "nats-server" and Path(cmdline[0]).name == "nats-server":
             return pid
         if "c360_platform.serve" in cmdline and cmdline[-1] == target:
+            return pid
+        relay = cmdline[-2:] == [target.removesuffix("-relay"), "--relay"]
+        if "c360_platform.serve" in cmdline and target.endswith("-relay") and relay:
             return pid
     return None
 
@@ -232,7 +235,8 @@ class Chaos:
             )
 
     async def faults(self, count: int, rng: random.Random) -> list[Fault]:
-        targets = [*registry.services(), "nats-server", "postgres"]
+        relays = [f"{s.name}-relay" for s in registry.services().values() if s.publishes_events]
+        targets = [*registry.services(), *relays, "nats-server", "postgres"]
         plan: list[str] = []
         while len(plan) < count:
             rng.shuffle(targets)
