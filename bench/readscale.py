@@ -64,6 +64,26 @@ def fill(
     return ids, position
 
 
+def long_history(
+    app: CustomerApplication, run_id: str, events: int, per_save: int = 1_000
+) -> tuple[str, int]:
+    """One customer with `events` events (registered, then its owner changed back and forth),
+    saved `per_save` events at a time; its id and the log position of the last save."""
+    c = register_customer(
+        kind="person",
+        display_name=f"Long History {run_id}",
+        emails=[f"long.{run_id}@example.com"],
+        phones=[],
+        addresses=[],
+    )
+    position = 0
+    for n in range(1, events):
+        c.assign_owner(f"emp-{n % 2:04d}")
+        if n % per_save == 0 or n == events - 1:
+            position = max(r.notification.id for r in app.save(c))
+    return str(c.id), position
+
+
 def sample(ids: list[str], k: int, seed: int = 360) -> list[str]:
     return random.Random(seed).sample(ids, min(k, len(ids)))
 

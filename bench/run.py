@@ -42,6 +42,8 @@ PROBES_UNDER_LOAD = 2
 BASELINES = {"echo", "raw_save_1", "raw_save_n", "raw_save_batch"}
 IDLE_WATCHERS = 1000
 """WatchTimeline streams left open (and idle) during the second GetTimeline phase."""
+LONG_HISTORY = 10_000
+"""Entries of the one customer whose first timeline page is measured on its own."""
 IDLE_SETTLE_S = 2.0
 """After the services report ready, this long before their idle memory is read."""
 
@@ -182,6 +184,7 @@ def new_measures(cfg: Config) -> dict[str, Measure]:
         Measure("fresh_waitfor_half", "freshness wait_for, half of peak", unit="sample"),
         Measure("get_timeline", "GetTimeline"),
         Measure("get_timeline_watched", f"GetTimeline, {IDLE_WATCHERS:,} idle watches"),
+        Measure("get_timeline_long", f"GetTimeline, a customer of {LONG_HISTORY:,} entries"),
         Measure("fresh_visible_load", "freshness poll, load", unit="sample"),
         Measure("fresh_waitfor_load", "freshness wait_for, load", unit="sample"),
         Measure("fresh_visible_idle", "freshness poll, idle", unit="sample"),
@@ -384,6 +387,7 @@ async def phases(run: Run) -> None:
         await load_phase(run, "get_timeline", clients.get_timeline, cfg.seconds)
         async with clients.idle_watchers(IDLE_WATCHERS):
             await load_phase(run, "get_timeline_watched", clients.get_timeline, cfg.seconds)
+        await long_history_phase(run, clients)
         await sweep_phase(run, "echo", clients.echo)
         await sweep_phase(run, "register", clients.register_op)
         await import_phase(run, clients)
@@ -442,6 +446,27 @@ async def rebuild_phase(run: Run) -> None:
         found = await sweeps.rebuild(run.addresses["timeline"], run.stack.operator_token, progress)
     run.facts["rebuild"] = found
     run.progress.update(task, info=f"{found['per_s'] or 0:,.0f} events/s")
+
+
+async def long_history_phase(run: Run, clients: Clients) -> None:
+    """GetTimeline's first page for one customer with LONG_HISTORY entries (its events saved
+    straight into the customer store, relayed and projected)."""
+    task = run.progress.add_task(f"a customer of {LONG_HISTORY:,} entries", total=None, info="")
+    app = await asyncio.to_thread(readscale.open_store, run.stack.postgres_url)
+    try:
+        customer_id, position = await asyncio.to_thread(
+            readscale.long_history, app, run.run_id, LONG_HISTORY
+        )
+    finally:
+        await asyncio.to_thread(app.close)
+    run.progress.update(task, info="relayed and projected ...")
+    await clients.visible(customer_id, f"customer:{position}", timeout=600)
+    run.progress.update(task, total=1, completed=1, info="visible")
+    saved, clients.customers = clients.customers, [customer_id]
+    try:
+        await load_phase(run, "get_timeline_long", clients.get_timeline, run.cfg.seconds)
+    finally:
+        clients.customers = saved
 
 
 async def read_scale_phase(run: Run, clients: Clients) -> None:

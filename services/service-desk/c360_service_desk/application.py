@@ -1,5 +1,7 @@
-"""The service-desk application: commands and queries over the Ticket aggregate (an
-`eventsourcing.Application`, so saves are atomic and the notification log is the outbox)."""
+"""The service-desk application: commands and queries over tickets, contact-centre records,
+service contracts, knowledge articles, work orders and the holiday calendars (an
+`eventsourcing.Application`, so saves are atomic and the notification log is the outbox).
+Its query tables: tickets (contracts share it), articles (with text search), work orders."""
 
 from __future__ import annotations
 
