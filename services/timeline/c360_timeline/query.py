@@ -299,8 +299,11 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
         await self.wait_for(request.wait_for, context)
         as_of = request.as_of.ToDatetime(tzinfo=UTC) if request.HasField("as_of") else None
         group = await self._group(customer_id, as_of)
-        where = ["customer_id = ANY(%s::uuid[])"]
-        params: list[Any] = [group]
+        # One customer (the usual case): equality, so that the index on (customer_id,
+        # occurred_at DESC, ...) yields the page in order and the scan stops at LIMIT; with
+        # `= ANY(array)` PostgreSQL reads every entry of the customer and sorts them.
+        where = ["customer_id = %s::uuid" if len(group) == 1 else "customer_id = ANY(%s::uuid[])"]
+        params: list[Any] = [group[0] if len(group) == 1 else group]
         if request.sources:
             where.append("source = ANY(%s)")
             params.append(list(request.sources))
