@@ -511,8 +511,7 @@ class ServiceDeskServicer(
     async def ListTickets(
         self, request: api.ListTicketsRequest, context: Ctx
     ) -> api.ListTicketsResponse:
-        if request.page_size > MAX_PAGE:
-            raise InvalidArgument.one("page_size", f"must be at most {MAX_PAGE}")
+        size = _page_size(request)
         filters: list[Eq] = [Eq("kind", "ticket")]
         if request.customer_id:
             filters.append(Eq("customer_id", parse_id("customer_id", request.customer_id)))
@@ -525,9 +524,7 @@ class ServiceDeskServicer(
         if request.priority:
             filters.append(Eq("priority", PRIORITIES.parse("priority", request.priority)))
         after = _decode_token(request.page_token)
-        page = await blocking(
-            self.app.list_tickets, AllOf(tuple(filters)), after, request.page_size or DEFAULT_PAGE
-        )
+        page = await blocking(self.app.list_tickets, AllOf(tuple(filters)), after, size)
         return api.ListTicketsResponse(
             tickets=[summary_message(r) for r in page.rows],
             next_page_token=_encode_token(page.after) if page.after else "",
@@ -631,8 +628,7 @@ class ServiceDeskServicer(
     async def ListArticles(
         self, request: api.ListArticlesRequest, context: Ctx
     ) -> api.ListArticlesResponse:
-        if request.page_size > MAX_PAGE:
-            raise InvalidArgument.one("page_size", f"must be at most {MAX_PAGE}")
+        size = _page_size(request)
         filters: list[Eq] = []
         if request.state:
             filters.append(Eq("state", ARTICLE_STATES.parse("state", request.state)))
@@ -642,7 +638,7 @@ class ServiceDeskServicer(
             self.app.list_articles,
             AllOf(tuple(filters)),
             _decode_token(request.page_token),
-            request.page_size or DEFAULT_PAGE,
+            size,
         )
         return api.ListArticlesResponse(
             articles=[article_summary(r) for r in page.rows],
@@ -829,8 +825,7 @@ class ServiceDeskServicer(
     async def ListWorkOrders(
         self, request: api.ListWorkOrdersRequest, context: Ctx
     ) -> api.ListWorkOrdersResponse:
-        if request.page_size > MAX_PAGE:
-            raise InvalidArgument.one("page_size", f"must be at most {MAX_PAGE}")
+        size = _page_size(request)
         filters: list[Eq] = []
         if request.customer_id:
             filters.append(Eq("customer_id", parse_id("customer_id", request.customer_id)))
@@ -842,7 +837,7 @@ class ServiceDeskServicer(
             self.app.list_work_orders,
             AllOf(tuple(filters)),
             _decode_token(request.page_token),
-            request.page_size or DEFAULT_PAGE,
+            size,
         )
         return api.ListWorkOrdersResponse(
             work_orders=[work_order_summary(r) for r in page.rows],
@@ -998,6 +993,13 @@ def work_order_summary(r: dict[str, Any]) -> api.WorkOrderSummary:
         satisfaction=r["satisfaction"],
         created_at=timestamp(r["created_at"]),
     )
+
+
+def _page_size(request: Any) -> int:
+    """A list request's page size (DEFAULT_PAGE when 0), refused above MAX_PAGE."""
+    if request.page_size > MAX_PAGE:
+        raise InvalidArgument.one("page_size", f"must be at most {MAX_PAGE}")
+    return int(request.page_size or DEFAULT_PAGE)
 
 
 def _is_uuid(text: str) -> bool:
