@@ -57,7 +57,8 @@ def register(app: CustomerApplication, name: str, request_id: str = "") -> Comma
 def run_together(
     app: CustomerApplication, gate: Gate, first: Callable[[], Any], rest: list[Callable[[], Any]]
 ) -> list[Any]:
-    """`first` enters the writer and is held there; `rest` queue behind it; then go."""
+    """`first` enters the writer and is held there; `rest` queue behind it, in their order;
+    then go."""
 
     def attempt(fn: Callable[[], Any]) -> Any:
         try:
@@ -70,9 +71,13 @@ def run_together(
     with ThreadPoolExecutor(len(rest) + 1) as pool:
         held = pool.submit(attempt, first)
         assert gate.entered.wait(10)
-        queued = [pool.submit(attempt, fn) for fn in rest]
-        while len(writer._queue) < len(rest):  # every one decided and waiting
-            threading.Event().wait(0.01)
+        queued = []
+        for n, fn in enumerate(rest, 1):
+            queued.append(pool.submit(attempt, fn))
+            # Decided and waiting before the next one starts: the queue's order is the list's
+            # (threads started together could overtake each other on a busy machine).
+            while len(writer._queue) < n:
+                threading.Event().wait(0.001)
         gate.release.set()
         return [held.result(), *(f.result() for f in queued)]
 
