@@ -151,43 +151,54 @@ class OutboxRelay:
 
     async def publish_batch(self, after: int) -> int:
         """Publish the events after a position and wait for every ack; returns the last one."""
-        js = await self.connect()
+        await self.connect()
         rows = await asyncio.to_thread(
             self.app.event_recorder.select_with_metadata, after, self.batch_size
         )
         if not rows:
             return after
+        tracing = telemetry.enabled()
         tracer = telemetry.tracer("c360.relay")
         self.disconnected.clear()
         acks: list[asyncio.Future[Any]] = []
         for notification, meta in rows:
             stored = StoredEnvelope(self.app, self.contract, notification, meta)
-            parent = telemetry.context_from(meta.traceparent, meta.tracestate)
             subject = stored.subject
+            if not tracing:  # no span to make: the stored trace context travels as it is
+                acks.append(await self._publish(stored, meta.traceparent, meta.tracestate))
+                continue
+            parent = telemetry.context_from(meta.traceparent, meta.tracestate)
             with tracer.start_as_current_span(
                 f"publish {subject}", context=parent, kind=trace.SpanKind.PRODUCER
             ) as span:
                 span.set_attribute("messaging.system", "nats")
                 span.set_attribute("c360.source_position", notification.id)
-                # The producer span's context when tracing is on, else the stored one.
                 traceparent, tracestate = telemetry.current_trace_headers()
-                packed = stored.pack(traceparent, tracestate)
-                headers = {"Nats-Msg-Id": envelope.msg_id(self.source, notification.id)}
-                if traceparent:
-                    headers["traceparent"] = traceparent
-                    if tracestate:
-                        headers["tracestate"] = tracestate
-                acks.append(
-                    await js.publish_async(
-                        subject,
-                        packed.SerializeToString(),
-                        headers=headers,
-                        stream=self.stream.name,
-                    )
-                )
+                acks.append(await self._publish(stored, traceparent, tracestate))
         await self._acknowledged(acks)
         self.published += len(rows)
         return rows[-1][0].id
+
+    async def _publish(
+        self, stored: StoredEnvelope, traceparent: str, tracestate: str
+    ) -> asyncio.Future[Any]:
+        """Publish one stored event; its ack to come. The envelope is the stored one, byte for
+        byte what the catch-up read serves (its trace context the command's); the headers carry
+        `traceparent`/`tracestate`, the producer span's when tracing is on."""
+        assert self.js is not None
+        position = stored.notification.id
+        headers = {"Nats-Msg-Id": envelope.msg_id(self.source, position)}
+        if traceparent:
+            headers["traceparent"] = traceparent
+            if tracestate:
+                headers["tracestate"] = tracestate
+        ack: asyncio.Future[Any] = await self.js.publish_async(
+            stored.subject,
+            stored.pack().SerializeToString(),
+            headers=headers,
+            stream=self.stream.name,
+        )
+        return ack
 
     async def _acknowledged(self, acks: list[asyncio.Future[Any]]) -> None:
         """Wait for every ack, but not past a dropped connection (after which they never come:

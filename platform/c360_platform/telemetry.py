@@ -68,6 +68,11 @@ def configure(service_name: str, exporter: SpanExporter | None = None) -> bool:
     return True
 
 
+def enabled() -> bool:
+    """Whether this process records spans (`configure` installed a provider)."""
+    return _configured
+
+
 def tracer(name: str = "c360") -> trace.Tracer:
     return trace.get_tracer(name)
 
