@@ -200,16 +200,9 @@ class Page:
     after: tuple[datetime, UUID] | None
 
 
-@dataclass(frozen=True)
-class TicketPage:
-    """One page of ListTickets: rows newest first, and the keyset of the last row if more."""
-
-    rows: list[dict[str, Any]]
-    after: tuple[datetime, UUID] | None
-
-
 class ServiceDeskApplication(ServiceApplication):
-    """Tickets: opening, assignment, interactions, priority, escalation, resolution, rating."""
+    """Tickets (opening, assignment, interactions, priority, escalation, resolution, rating,
+    SLA clocks), contacts, service contracts, knowledge articles, work orders, calendars."""
 
     name = schema_for(SOURCE)
     source = SOURCE
@@ -592,13 +585,24 @@ class ServiceDeskApplication(ServiceApplication):
         """The log position of the ticket's latest event (for a consistency token)."""
         return self.event_recorder.position_of(ticket_id)
 
-    def list_tickets(
-        self, condition: Condition, after: tuple[datetime, UUID] | None, limit: int
-    ) -> TicketPage:
-        rows = self.rows(RowQuery(condition, LIST_ORDER, after, limit + 1))
+    def _page(
+        self,
+        order: tuple[str, str],
+        condition: Condition,
+        after: tuple[datetime, UUID] | None,
+        limit: int,
+        table: str = "",
+    ) -> Page:
+        """One page of a query table's rows in descending `order`, after a keyset."""
+        rows = self.rows(RowQuery(condition, order, after, limit + 1, table=table))
         page = rows[:limit]
         last = page[-1] if len(rows) > limit else None
-        return TicketPage(page, (last["opened_at"], last["ticket_id"]) if last else None)
+        return Page(page, (last[order[0]], last[order[1]]) if last else None)
+
+    def list_tickets(
+        self, condition: Condition, after: tuple[datetime, UUID] | None, limit: int
+    ) -> Page:
+        return self._page(LIST_ORDER, condition, after, limit)
 
     # -- the knowledge base -----------------------------------------------------------------
 
@@ -671,12 +675,7 @@ class ServiceDeskApplication(ServiceApplication):
     def list_articles(
         self, condition: Condition, after: tuple[datetime, UUID] | None, limit: int
     ) -> Page:
-        rows = self.rows(
-            RowQuery(condition, ("updated_at", "article_id"), after, limit + 1, table="articles")
-        )
-        page = rows[:limit]
-        last = page[-1] if len(rows) > limit else None
-        return Page(page, (last["updated_at"], last["article_id"]) if last else None)
+        return self._page(("updated_at", "article_id"), condition, after, limit, "articles")
 
     def search_articles(
         self, text: str, language: str, limit: int, *, any_word: bool = False
@@ -780,12 +779,7 @@ class ServiceDeskApplication(ServiceApplication):
     def list_work_orders(
         self, condition: Condition, after: tuple[datetime, UUID] | None, limit: int
     ) -> Page:
-        rows = self.rows(
-            RowQuery(condition, WORK_ORDER_ORDER, after, limit + 1, table="work_orders")
-        )
-        page = rows[:limit]
-        last = page[-1] if len(rows) > limit else None
-        return Page(page, (last["created_at"], last["work_order_id"]) if last else None)
+        return self._page(WORK_ORDER_ORDER, condition, after, limit, "work_orders")
 
     def field_service_report(
         self, completed_from: datetime, completed_to: datetime, batch: int = 500
