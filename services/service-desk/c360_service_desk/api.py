@@ -554,9 +554,7 @@ class ServiceDeskServicer(
         self, request: Any, context: Ctx, reply: Callable[..., R], act: Callable[[Article], None]
     ) -> R:
         aid = parse_id("article_id", request.article_id)
-        # A vote expects no version: votes of many people must not conflict.
-        has_version = "expected_version" in request.DESCRIPTOR.fields_by_name
-        version = expected_version(request) if has_version else None
+        version = expected_version(request)
         return await self.command(
             request, context, reply, lambda ctx: self.app.change_article(ctx, aid, version, act)
         )
@@ -596,12 +594,16 @@ class ServiceDeskServicer(
     async def VoteArticle(
         self, request: api.VoteArticleRequest, context: Ctx
     ) -> api.VoteArticleResponse:
+        aid = parse_id("article_id", request.article_id)
         ticket = str(parse_id("ticket_id", request.ticket_id)) if request.ticket_id else ""
-        return await self._on_article(
+        # A voter names no version (it cannot know one): the article as it is now.
+        return await self.command(
             request,
             context,
             api.VoteArticleResponse,
-            lambda a: a.vote(request.helpful, ticket),
+            lambda ctx: self.app.change_article(
+                ctx, aid, None, lambda a: a.vote(request.helpful, ticket)
+            ),
         )
 
     async def LinkArticle(
