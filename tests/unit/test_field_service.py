@@ -22,7 +22,8 @@ from c360_platform.validation import Violations
 from c360_service_desk.api import ServiceDeskServicer
 from c360_service_desk.application import ServiceDeskApplication
 from c360_service_desk.contract import CONTRACT
-from c360_service_desk.field_service import _decimal, create_work_order
+from c360_service_desk.field_service import create_work_order
+from c360_service_desk.money import amount
 from c360_service_desk.reports import Visit, field_service_report
 from c360_timeline.projection import Entry, entry_for
 from c360_timeline.query import profile_message
@@ -270,7 +271,7 @@ def test_the_cost_is_the_sum_of_the_lines_rounded_per_line(
 def test_amounts_are_checked() -> None:
     for text, ok in (("1", True), ("0.5", True), ("-1", False), ("nan", False), ("1.001", False)):
         v = Violations()
-        assert (_decimal(v, "x", text, Decimal(100), places=2) is not None) == ok
+        assert (amount(v, "x", text, Decimal(100), places=2) is not None) == ok
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     rows = field_service_report(
         [

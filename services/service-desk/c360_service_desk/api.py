@@ -42,9 +42,10 @@ from c360_service_desk.contract import (
     channel_value,
 )
 from c360_service_desk.domain import Ticket
-from c360_service_desk.field_service import WorkOrder, money
+from c360_service_desk.field_service import WorkOrder
 from c360_service_desk.holidays import HolidayCalendar, calendar_id
 from c360_service_desk.knowledge import Article
+from c360_service_desk.money import money
 from c360_service_desk.service_contracts import ServiceContract
 
 Ctx = grpc.aio.ServicerContext[Any, Any]

@@ -9,10 +9,9 @@ the work order's currency. After completion the customer may rate the visit (1-5
 
 from __future__ import annotations
 
-import re
 import uuid
 from datetime import datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -20,6 +19,8 @@ from eventsourcing.domain import Aggregate, event
 
 from c360_platform.errors import PreconditionFailed, require_state
 from c360_platform.validation import Violations
+from c360_service_desk.money import amount, money
+from c360_service_desk.money import currency as money_currency
 
 MAX_SUMMARY = 200
 MAX_NOTE = 5_000
@@ -28,8 +29,6 @@ MAX_WINDOW = timedelta(days=2)
 MAX_QUANTITY = Decimal(10_000)
 MAX_UNIT_COST = Decimal(1_000_000)
 MAX_LABOUR_MINUTES = 24 * 60
-_CURRENCY = re.compile(r"^[A-Z]{3}$")
-CENT = Decimal("0.01")
 
 
 class WorkOrderState(StrEnum):
@@ -42,11 +41,6 @@ class WorkOrderState(StrEnum):
 
 
 FINAL = (WorkOrderState.COMPLETED, WorkOrderState.CANCELLED)
-
-
-def money(amount: Decimal) -> str:
-    """An amount as text with two decimals ("12.50")."""
-    return str(amount.quantize(CENT))
 
 
 class WorkOrder(Aggregate):
@@ -161,8 +155,8 @@ class WorkOrder(Aggregate):
         v = Violations()
         part = v.tag("sku", sku)
         text = v.text("description", description, required=False, max_len=MAX_SUMMARY)
-        qty = _decimal(v, "quantity", quantity, MAX_QUANTITY, places=3)
-        unit = _decimal(v, "unit_cost", unit_cost, MAX_UNIT_COST, places=2, zero=True)
+        qty = amount(v, "quantity", quantity, MAX_QUANTITY, places=3)
+        unit = amount(v, "unit_cost", unit_cost, MAX_UNIT_COST, places=2, zero=True)
         self._can_add_line(v)
         assert qty is not None
         assert unit is not None
@@ -200,7 +194,7 @@ class WorkOrder(Aggregate):
         who = v.employee_id("technician_id", technician_id)
         if not 1 <= minutes <= MAX_LABOUR_MINUTES:
             v.add("minutes", f"must be 1 to {MAX_LABOUR_MINUTES}")
-        rate = _decimal(v, "hourly_rate", hourly_rate, MAX_UNIT_COST, places=2, zero=True)
+        rate = amount(v, "hourly_rate", hourly_rate, MAX_UNIT_COST, places=2, zero=True)
         self._can_add_line(v)
         assert rate is not None
         line_id = str(uuid.uuid4())
@@ -284,28 +278,6 @@ class WorkOrder(Aggregate):
         self.satisfaction_comment = comment
 
 
-def _decimal(
-    v: Violations, field: str, text: str, limit: Decimal, *, places: int, zero: bool = False
-) -> Decimal | None:
-    """A positive decimal (or zero when allowed) below `limit`, at most `places` decimals."""
-    try:
-        number = Decimal(text.strip())
-    except InvalidOperation:
-        v.add(field, "must be a decimal number such as 12.50")
-        return None
-    if not number.is_finite() or number < 0 or (number == 0 and not zero):
-        v.add(field, "must be a positive number" if not zero else "must not be negative")
-        return None
-    if number >= limit:
-        v.add(field, f"must be below {limit}")
-        return None
-    exponent = number.as_tuple().exponent
-    if isinstance(exponent, int) and -exponent > places:
-        v.add(field, f"at most {places} decimals")
-        return None
-    return number
-
-
 def create_work_order(
     *,
     customer_id: str,
@@ -322,9 +294,7 @@ def create_work_order(
     ticket = v.uuid("ticket_id", ticket_id.strip()) if ticket_id.strip() else ""
     contract = v.uuid("contract_id", contract_id.strip()) if contract_id.strip() else ""
     area = v.tag("region", region) if region.strip() else ""
-    code = currency.strip().upper() or "EUR"
-    if not _CURRENCY.match(code):
-        v.add("currency", "must be an ISO 4217 code such as EUR")
+    code = money_currency(v, "currency", currency, default="EUR")
     v.check()
     return WorkOrder(
         customer_id=customer,

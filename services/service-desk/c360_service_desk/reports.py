@@ -10,7 +10,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from c360_service_desk.field_service import money
+from c360_service_desk.money import money
 
 HOUR = 3600.0
 TOP_ARTICLES = 20

@@ -17,7 +17,7 @@ continues; an expired contract can be renewed too.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from enum import StrEnum
 from typing import TYPE_CHECKING, ClassVar
 
@@ -25,11 +25,13 @@ from eventsourcing.domain import Aggregate, event
 
 from c360_platform.errors import PreconditionFailed
 from c360_platform.validation import Violations
+from c360_service_desk.money import amount, currency, money
 
 DEFAULT_WARNING_DAYS = 30
 MAX_WARNING_DAYS = 365
 MAX_SERVICES = 20
 MAX_ALLOWANCE = 100_000
+MAX_VALUE = Decimal(1_000_000_000)
 
 
 class AllowanceUnit(StrEnum):
@@ -356,18 +358,10 @@ def create_contract(
     return contract
 
 
-def _value(v: Violations, amount: str, currency: str) -> tuple[str, str]:
+def _value(v: Violations, text: str, code: str) -> tuple[str, str]:
     """The contract's value per period (what a renewal is worth), optional."""
-    if not amount.strip() and not currency.strip():
+    if not text.strip() and not code.strip():
         return "", ""
-    code = currency.strip().upper()
-    if len(code) != 3 or not code.isalpha() or not code.isascii():
-        v.add("value.currency", "must be an ISO 4217 code such as EUR")
-    try:
-        number = Decimal(amount.strip())
-    except InvalidOperation:
-        v.add("value.amount", "must be a decimal number such as 1200.00")
-        return "", code
-    if not number.is_finite() or number < 0:
-        v.add("value.amount", "must not be negative")
-    return str(number.quantize(Decimal("0.01"))) if number.is_finite() else "", code
+    unit = currency(v, "value.currency", code)
+    number = amount(v, "value.amount", text, MAX_VALUE, places=6, zero=True)
+    return (money(number) if number is not None else ""), unit

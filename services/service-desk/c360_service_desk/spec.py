@@ -20,5 +20,6 @@ SPEC = ServiceSpec(
         "field_service",
         "reports",
         "holidays",
+        "money",
     ),
 )

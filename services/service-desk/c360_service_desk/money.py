@@ -1,0 +1,47 @@
+"""Amounts of money in the service desk (visit costs, a contract's value): decimal strings
+with two decimals in an ISO 4217 currency. Pure: parsing and formatting, no I/O."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+
+from c360_platform.validation import Violations
+
+CENT = Decimal("0.01")
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+
+
+def money(amount: Decimal) -> str:
+    """An amount as text with two decimals ("12.50")."""
+    return str(amount.quantize(CENT))
+
+
+def amount(
+    v: Violations, field: str, text: str, limit: Decimal, *, places: int, zero: bool = False
+) -> Decimal | None:
+    """A positive decimal (or zero when allowed) below `limit`, at most `places` decimals."""
+    try:
+        number = Decimal(text.strip())
+    except InvalidOperation:
+        v.add(field, "must be a decimal number such as 12.50")
+        return None
+    if not number.is_finite() or number < 0 or (number == 0 and not zero):
+        v.add(field, "must be a positive number" if not zero else "must not be negative")
+        return None
+    if number >= limit:
+        v.add(field, f"must be below {limit}")
+        return None
+    exponent = number.as_tuple().exponent
+    if isinstance(exponent, int) and -exponent > places:
+        v.add(field, f"at most {places} decimals")
+        return None
+    return number
+
+
+def currency(v: Violations, field: str, text: str, default: str = "") -> str:
+    """An ISO 4217 code, upper-cased (`default` when empty)."""
+    code = text.strip().upper() or default
+    if not _CURRENCY.match(code):
+        v.add(field, "must be an ISO 4217 code such as EUR")
+    return code
