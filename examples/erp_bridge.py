@@ -4,6 +4,9 @@ payments published back to c360 on erp.>.
 It integrates only through the published contract (the protos in proto/), the way a real ERP
 would: a durable JetStream consumer as the `erp` user, acknowledging each event after its
 effect is committed and dropping repeats by event id, and JetStream publishes of ErpEvents.
+Names arrive sealed (docs/events.md, "Personal data"): the bridge opens them with the keys
+CustomerService.GetDataKeys gives its integration token, and blanks a debtor's name when the
+customer is forgotten.
 
     python examples/erp_bridge.py follow [--drain]     # registered customers become debtors
     python examples/erp_bridge.py debtors              # the debtor accounts
@@ -18,7 +21,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
+import re
 import sqlite3
 import sys
 import uuid
@@ -29,11 +34,16 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+import grpc
 import nats
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from google.protobuf.any_pb2 import Any as AnyMessage
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
+from c360.customer.v1 import customer_service_pb2 as customer_api
+from c360.customer.v1 import customer_service_pb2_grpc as customer_grpc
 from c360.erp.v1 import erp_events_pb2 as erp
 from c360.events.v1 import customer_events_pb2 as customer_events
 from c360.events.v1 import envelope_pb2
@@ -76,6 +86,8 @@ def ledger(path: Path) -> Iterator[sqlite3.Connection]:
     path.parent.mkdir(parents=True, exist_ok=True)
     with closing(sqlite3.connect(path)) as db:
         db.row_factory = sqlite3.Row
+        # A name overwritten (a forgotten customer's) leaves no copy in the file's free pages.
+        db.execute("PRAGMA secure_delete = ON")
         db.executescript(SCHEMA)
         yield db
 
@@ -100,6 +112,44 @@ def rename_debtor(db: sqlite3.Connection, event_id: str, customer_id: str, name:
             return
         db.execute("INSERT INTO applied_events VALUES (?)", (event_id,))
         db.execute("UPDATE debtors SET name = ? WHERE customer_id = ?", (name, customer_id))
+
+
+# --------------------------------------------------------------------------- sealed names
+
+SEALED = re.compile(r"pii1~([0-9a-f]{32})~([A-Za-z0-9_-]+)~")
+FORGOTTEN = "[forgotten]"
+
+
+def data_key(home: Path, customer_id: str) -> bytes | None:
+    """The customer's key, from the customer service (None once it is forgotten)."""
+    token = (home / "auth" / "integration.token").read_text().strip()
+    address = (endpoints(home).get("services") or {}).get("customer")
+    if not address:
+        raise BridgeError(f"{home}/endpoints.json names no customer service")
+    with grpc.insecure_channel(address) as channel:
+        reply = customer_grpc.CustomerServiceStub(channel).GetDataKeys(
+            customer_api.GetDataKeysRequest(customer_ids=[customer_id]),
+            metadata=(("authorization", f"Bearer {token}"),),
+            timeout=10,
+        )
+    return next((bytes(k.key) for k in reply.keys if not k.forgotten), None)
+
+
+def opened(text: str, key: bytes | None) -> str:
+    """`text` with its sealed values opened: AES-256-GCM, nonce first, the customer id as
+    associated data."""
+
+    def one(match: re.Match[str]) -> str:
+        body = match.group(2)
+        raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+        if key is None:
+            return FORGOTTEN
+        try:
+            return AESGCM(key).decrypt(raw[:12], raw[12:], bytes.fromhex(match.group(1))).decode()
+        except InvalidTag:
+            return FORGOTTEN
+
+    return SEALED.sub(one, text)
 
 
 # --------------------------------------------------------------------------- c360
@@ -138,7 +188,7 @@ async def follow(home: Path, db_path: Path, drain: bool) -> int:
         max_ack_pending=64,
         filter_subject=SUBJECT,
     )
-    opened = 0
+    count = 0
     try:
         sub = await js.pull_subscribe(SUBJECT, durable=DURABLE, stream=STREAM, config=config)
         with ledger(db_path) as db:
@@ -151,11 +201,14 @@ async def follow(home: Path, db_path: Path, drain: bool) -> int:
                     env = envelope_pb2.Envelope.FromString(msg.data)
                     payload = _payload(env.payload)
                     if isinstance(payload, customer_events.CustomerRegistered):
-                        opened += open_debtor(
-                            db, env.event_id, env.customer_id, payload.display_name
-                        )
+                        name = opened(payload.display_name, data_key(home, env.customer_id))
+                        count += open_debtor(db, env.event_id, env.customer_id, name)
                     elif isinstance(payload, customer_events.CustomerRenamed):
-                        rename_debtor(db, env.event_id, env.customer_id, payload.display_name)
+                        name = opened(payload.display_name, data_key(home, env.customer_id))
+                        rename_debtor(db, env.event_id, env.customer_id, name)
+                    elif isinstance(payload, customer_events.CustomerForgotten):
+                        # The ledger keeps the account (invoices are kept by law), not the name.
+                        rename_debtor(db, env.event_id, env.customer_id, FORGOTTEN)
                     await msg.ack()
                 if drain and not msgs:
                     info = await sub.consumer_info()
@@ -163,12 +216,16 @@ async def follow(home: Path, db_path: Path, drain: bool) -> int:
                         break
     finally:
         await nc.close()
-    print(json.dumps({"debtors_opened": opened}))
+    print(json.dumps({"debtors_opened": count}))
     return 0
 
 
 def _payload(packed: AnyMessage) -> Any:
-    for cls in (customer_events.CustomerRegistered, customer_events.CustomerRenamed):
+    for cls in (
+        customer_events.CustomerRegistered,
+        customer_events.CustomerRenamed,
+        customer_events.CustomerForgotten,
+    ):
         if packed.Is(cls.DESCRIPTOR):
             message = cls()
             packed.Unpack(message)

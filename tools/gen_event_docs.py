@@ -269,6 +269,19 @@ def render(files: list[ProtoFile], pool: descriptor_pool.DescriptorPool) -> str:
         "Examples are the protobuf JSON form (field names as in the `.proto`), which is also what",
         "`c360 subscribe` prints as `payload`.",
         "",
+        "## Personal data",
+        "",
+        "Personal data in customer events (names, e-mails, phones, the personal parts of postal",
+        "addresses, merge reasons) is sealed with a key of the customer it belongs to before it",
+        "is stored, so the streams carry it sealed too. A sealed value is a string:",
+        "`pii1~<customer id, 32 hex digits>~<base64url, unpadded: 12-byte nonce | AES-256-GCM",
+        "ciphertext and tag>~`, with the customer id's 16 bytes as associated data. Consumers",
+        "with an integration or service token get keys from `CustomerService.GetDataKeys`",
+        "(`c360 subscribe` opens them unless given `--sealed`). `ForgetCustomer` deletes the",
+        "key and publishes `CustomerForgotten`: from then on the customer's values cannot be",
+        'opened anywhere (c360 shows them as "[forgotten]"); drop what you hold of them. The',
+        "examples below show values in clear.",
+        "",
     ]
     envelope_file = next(pf for pf in files if pf.name == f"{PUBLISHED_DIR}/envelope.proto")
     env_desc = pool.FindMessageTypeByName(ENVELOPE)

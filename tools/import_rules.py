@@ -20,7 +20,15 @@ from pathlib import Path
 import c360_platform
 from c360_platform import registry
 
-PURE_PLATFORM = ("errors", "validation", "vocabulary", "envelope", "consistency", "subjects")
+PURE_PLATFORM = (
+    "errors",
+    "validation",
+    "vocabulary",
+    "envelope",
+    "consistency",
+    "subjects",
+    "pii",
+)
 """Platform modules domain code may use: no I/O, no adapters."""
 IO_PACKAGES = ("grpc", "grpc_health", "grpc_reflection", "nats", "psycopg", "psycopg_pool")
 

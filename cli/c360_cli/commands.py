@@ -142,12 +142,21 @@ class Command:
             method = getattr(client.stub(self.api.service, self.api.stub), self.rpc)
             reply = method(request, timeout=args.timeout)
         shown = {
-            name: str(getattr(reply if name in reply.DESCRIPTOR.fields_by_name else request, name))
+            name: _shown(
+                getattr(reply if name in reply.DESCRIPTOR.fields_by_name else request, name)
+            )
             for name in self.shows
         }
         verb = self.verb if isinstance(self.verb, str) else self.verb(request)
         Output(args.json).result(verb, reply.result, self.api.subject, **shown)
         return 0
+
+
+def _shown(value: Any) -> str:
+    """A reply field as the result line shows it (a repeated one comma-separated)."""
+    if isinstance(value, str | int | float | bool):
+        return str(value)
+    return ", ".join(str(v) for v in value)
 
 
 def _group(subparsers: Subparsers, name: str, help_text: str) -> Subparsers:

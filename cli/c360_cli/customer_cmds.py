@@ -115,6 +115,25 @@ COMMANDS = (
         shows=("merge_id",),
     ),
     Command(
+        "forget",
+        "erase a customer on request (GDPR): its key is deleted, its personal data unreadable"
+        " everywhere; the events stay (operators only)",
+        CUSTOMER,
+        "ForgetCustomer",
+        api.ForgetCustomerRequest,
+        (
+            Arg("customer_id", "customer_id", "the customer to forget", metavar="ID"),
+            Arg(
+                "--with-merged",
+                "with_merged",
+                "also forget the duplicates merged into it",
+                flag=True,
+            ),
+        ),
+        verb="forgotten",
+        shows=("forgotten_ids",),
+    ),
+    Command(
         "rename",
         "change the display name",
         CUSTOMER,
@@ -437,6 +456,11 @@ def show_customer(out: Output, c: api.Customer) -> None:
     rows: list[tuple[str, Any]] = [
         ("id", c.customer_id),
         *([("merged into", Text(c.merged_into, style="yellow"))] if c.merged_into else []),
+        *(
+            [("forgotten", Text(f"erased on request {iso_field(c, 'forgotten_at')}", style="red"))]
+            if c.HasField("forgotten_at")
+            else []
+        ),
         *([("absorbed", list(c.absorbed))] if c.absorbed else []),
         ("kind", CUSTOMER_KINDS.word(c.kind)),
         ("version", c.version),

@@ -153,6 +153,7 @@ def customer_json(c: customer_api.Customer) -> dict[str, JSONValue]:
         "updated_at": iso_field(c, "updated_at"),
         "merged_into": c.merged_into,
         "absorbed": list(c.absorbed),
+        "forgotten_at": iso_field(c, "forgotten_at"),
     }
 
 

@@ -175,6 +175,8 @@ def facts(doc: Doc, person_names: Mapping[str, str]) -> list[tuple[str, Renderab
     rows: list[tuple[str, RenderableType | str]] = [("id", doc.get("customer_id", ""))]
     if doc.get("merged_into"):
         rows.append(("merged into", doc["merged_into"]))
+    if attributes.get("forgotten_at"):
+        rows.append(("forgotten", f"erased on request {attributes['forgotten_at']}"))
     rows.append(("e-mail", ", ".join(doc.get("emails", [])) or "-"))
     rows.append(("phone", ", ".join(doc.get("phones", [])) or "-"))
     addresses = attributes.get("addresses") or []

@@ -20,9 +20,11 @@ from c360_cli.argtypes import positive_int, whole_number
 from c360_cli.client import endpoints_path, load_token
 from c360_cli.errors import CliError
 from c360_cli.output import parse_time
-from c360_platform import natsauth, subjects
+from c360_platform import natsauth, pii, subjects
 from c360_platform.catchup import CatchUpConsumer, CatchUpError, Event, SourceDirectory, StartAt
+from c360_platform.datakeys import DataKeys
 from c360_platform.envelope import SUBJECT_ROOT, UnknownEventType, unpack
+from c360_platform.errors import C360Error
 from c360_platform.streams import StreamSettings
 
 _DURABLE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -125,6 +127,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="exit once every event so far is printed, instead of following new ones",
     )
     parser.add_argument(
+        "--sealed",
+        action="store_true",
+        help="print personal data as published (sealed) instead of opening it with the keys"
+        " of the customer service (GetDataKeys)",
+    )
+    parser.add_argument(
         "--nats-url",
         metavar="URL",
         help=f"NATS to connect to (default: endpoints.json's {ROLE!r} user, else nats_url)",
@@ -132,8 +140,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(func=run)
 
 
-def _endpoints(args: argparse.Namespace) -> tuple[str, dict[str, str]]:
-    """(NATS URL, {source: catch-up read address}) from the flags and endpoints.json."""
+def _endpoints(args: argparse.Namespace) -> tuple[str, dict[str, str], dict[str, str]]:
+    """(NATS URL, {source: catch-up read address}, {service: address}) from the flags and
+    endpoints.json."""
     path = endpoints_path(args.home)
     try:
         data = json.loads(path.read_text())
@@ -150,7 +159,12 @@ def _endpoints(args: argparse.Namespace) -> tuple[str, dict[str, str]]:
             " `c360 up` or pass --nats-url"
         )
     sources = data.get("event_sources")
-    return url, {str(k): str(v) for k, v in (sources or {}).items()}
+    services = data.get("services") if isinstance(data.get("services"), dict) else {}
+    return (
+        url,
+        {str(k): str(v) for k, v in (sources or {}).items()},
+        {str(k): str(v) for k, v in (services or {}).items()},
+    )
 
 
 def line_of(event: Event) -> dict[str, Any]:
@@ -190,7 +204,8 @@ def _say(message: str) -> None:
 
 
 async def follow(args: argparse.Namespace, out: IO[str]) -> int:
-    url, sources = _endpoints(args)
+    url, sources, services = _endpoints(args)
+    keys = None if args.sealed else DataKeys(services, load_token(args))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -242,8 +257,14 @@ async def follow(args: argparse.Namespace, out: IO[str]) -> int:
             )
         while not stop.is_set():
             batch = await consumer.next_batch(timeout=1.0)
-            for event in batch.events:
-                out.write(json.dumps(line_of(event), ensure_ascii=False) + "\n")
+            lines = [line_of(event) for event in batch.events]
+            if keys is not None and (customers := pii.subjects(lines)):
+                try:
+                    lines = pii.reveal_all(lines, await asyncio.to_thread(keys, customers))
+                except C360Error as exc:
+                    raise CliError(f"{exc}; pass --sealed to print what was published") from None
+            for line in lines:
+                out.write(json.dumps(line, ensure_ascii=False) + "\n")
             out.flush()  # every line is out before any of them is acknowledged
             for msg in batch.undecodable:
                 _say(f"skipping a message on {msg.subject} that is not a c360 envelope")
@@ -263,6 +284,8 @@ async def follow(args: argparse.Namespace, out: IO[str]) -> int:
         raise CliError(str(exc)) from None
     finally:
         await directory.close()
+        if keys is not None:
+            keys.close()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(nc.close(), timeout=2)
 

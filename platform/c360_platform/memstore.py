@@ -98,6 +98,8 @@ class MemoryEventRecorder(POPOApplicationRecorder):
         for row in rows:
             table = self._table_of(row.get(ROW_TABLE, ""))
             names = table.column_names()
+            if table.write_once and row[table.key] in self._rows[table.name]:
+                continue
             self._rows[table.name][row[table.key]] = {n: row[n] for n in names}
 
     def upsert_rows(self, rows: list[dict[str, Any]]) -> None:

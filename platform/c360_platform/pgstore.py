@@ -483,7 +483,11 @@ class EventRecorder(_SchemaOnce, PostgresApplicationRecorder):
             table = self._query_table(name)
             names = table.column_names()
             search = {n for n, kind in table.columns if kind.split()[0] == "tsvector"}
-            upsert = SQL("INSERT INTO {0} ({1}) VALUES ({2}) ON CONFLICT ({3}) DO UPDATE SET {4}")
+            upsert = SQL(
+                "INSERT INTO {0} ({1}) VALUES ({2}) ON CONFLICT ({3}) DO NOTHING"
+                if table.write_once
+                else "INSERT INTO {0} ({1}) VALUES ({2}) ON CONFLICT ({3}) DO UPDATE SET {4}"
+            )
             curs.executemany(
                 upsert.format(
                     self._table(table.name),

@@ -58,7 +58,7 @@ class StoredEnvelope:
         self.app = app
         self.notification = notification
         self.meta = meta
-        self.event = app.mapper.to_domain_event(notification)
+        self.event = app.publishing_mapper.to_domain_event(notification)
         self.publication = contract.publication(self.event)
         self.subject = envelope.subject_for(
             app.source, self.publication.aggregate_type, self.publication.payload.DESCRIPTOR.name

@@ -22,7 +22,13 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.domain import Aggregate, DomainEventProtocol, MutableOrImmutableAggregate
-from eventsourcing.persistence import IntegrityError, Notification, Recording, StoredEvent
+from eventsourcing.persistence import (
+    IntegrityError,
+    Mapper,
+    Notification,
+    Recording,
+    StoredEvent,
+)
 
 from c360_platform.errors import InvalidArgument, NotFound, VersionConflict
 
@@ -135,6 +141,9 @@ class QueryTable:
     """B-tree indexes, each a tuple of columns."""
     gin_indexes: tuple[str, ...] = ()
     """Array columns indexed with GIN (for overlap `&&` and containment `@>`)."""
+    write_once: bool = False
+    """A row, once written, is never changed: a later write of its key is ignored (keys that
+    concurrent processes may each try to create, the first one kept)."""
 
     @property
     def key(self) -> str:
@@ -367,6 +376,18 @@ class ServiceApplication(Application[UUID]):
         """The query-table row of a changed aggregate (None: the aggregate has no row)."""
         return None
 
+    def query_rows(self, aggregate: Aggregate) -> list[dict[str, Any]]:
+        """Every query-table row a changed aggregate writes (by default its `query_row`); an
+        application whose aggregates keep rows in several tables says so here."""
+        row = self.query_row(aggregate)
+        return [] if row is None else [row]
+
+    @property
+    def publishing_mapper(self) -> Mapper[UUID]:
+        """The mapper the relay and the catch-up read decode stored events with: the
+        application's own unless it reveals what its store keeps sealed (`pii`)."""
+        return self.mapper
+
     def save(
         self,
         *objs: MutableOrImmutableAggregate[UUID] | DomainEventProtocol[UUID] | None,
@@ -378,9 +399,8 @@ class ServiceApplication(Application[UUID]):
             kwargs["c360_rows"] = [
                 row
                 for a in objs
-                if isinstance(a, Aggregate)
-                and a.pending_events
-                and (row := self.query_row(a)) is not None
+                if isinstance(a, Aggregate) and a.pending_events
+                for row in self.query_rows(a)
             ]
         return super().save(*objs, **kwargs)
 
@@ -409,7 +429,7 @@ class ServiceApplication(Application[UUID]):
         if self.writer is None:
             return self.save(*changed, c360=save)
         rows = (
-            [row for a in changed if a.pending_events and (row := self.query_row(a)) is not None]
+            [row for a in changed if a.pending_events for row in self.query_rows(a)]
             if self.query_table is not None
             else []
         )
@@ -459,7 +479,7 @@ class ServiceApplication(Application[UUID]):
         after: UUID | None = None
         while ids := recorder.aggregate_ids(after, batch):
             after = ids[-1]
-            rows = [row for i in ids if (row := self.query_row(self.repository.get(i))) is not None]
+            rows = [row for i in ids for row in self.query_rows(self.repository.get(i))]
             recorder.upsert_rows(rows)
             written += len(rows)
         return written

@@ -105,3 +105,16 @@ def test_a_registered_customer_becomes_a_debtor_and_its_invoice_reaches_c360(hom
     assert account["outstanding"] == {"EUR": "1000.00"}
     assert account["open_invoices"][invoice["invoice_number"]]["paid"] == "250.00"
     assert account["last_payment"]["amount"] == "250.00"
+
+    # Forgotten on request: the ERP gets CustomerForgotten and keeps the account without the
+    # name (its ledger file holds no copy of it either); the invoices stay on the timeline.
+    forgot = c360(home, "customer", "forget", customer_id)
+    assert forgot["forgotten_ids"] == customer_id
+    assert bridge(home, "follow", "--drain") == {"debtors_opened": 0}
+    [debtor] = bridge(home, "debtors")
+    assert (debtor["customer_id"], debtor["name"]) == (customer_id, "[forgotten]")
+    assert b"Dupont SA" not in (home / "erp-bridge.sqlite").read_bytes()
+    shown = c360(home, "timeline", "show", customer_id, "--wait-for", forgot["consistency_token"])
+    assert {"payment.received", "invoice.issued", "customer.forgotten"} <= {
+        e["type"] for e in shown["entries"]
+    }

@@ -5,6 +5,7 @@ replica started under load disturbs nothing."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
@@ -159,8 +160,13 @@ async def test_a_timeline_replica_started_under_load_disturbs_no_projector(
             fresh_ports=True,
             auth_secret=stack.deployment.auth_secret,
         )
+        # The replica finds the other services where the deployment runs them.
+        settings = dataclasses.replace(
+            replica.settings("timeline"),
+            services={**stack.deployment.addresses, "timeline": replica.addresses["timeline"]},
+        )
         for _ in range(5):
-            host = registry.service(registry.TIMELINE).builder()(replica.settings("timeline"))
+            host = registry.service(registry.TIMELINE).builder()(settings)
             await host.start()
             channel = aio_channel(
                 replica.addresses[registry.TIMELINE], stack.token(auth.Role.AGENT)

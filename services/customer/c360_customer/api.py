@@ -32,6 +32,7 @@ IMPORT_BATCH = 250
 DEFAULT_DUPLICATES = 20
 MAX_DUPLICATES = 1000
 REPORT_CHUNK = 500
+MAX_KEYS = 1000
 
 
 def _address_dict(a: ev.PostalAddress) -> dict[str, Any]:
@@ -92,6 +93,7 @@ def customer_message(view: CustomerView | Customer) -> api.Customer:
         updated_at=timestamp(c.modified_on),
         merged_into=view.merged_into,
         absorbed=[str(d.id) for d in view.absorbed],
+        forgotten_at=timestamp(c.forgotten_at) if c.forgotten_at else None,
     )
 
 
@@ -341,6 +343,36 @@ class CustomerServicer(CommandServicer[CustomerApplication], api_grpc.CustomerSe
             api.UnmergeCustomerResponse,
             lambda ctx: self.app.unmerge(ctx, customer_id),
             extra=["merge_id"],
+        )
+
+    @requires(Role.OPERATOR)
+    async def ForgetCustomer(
+        self, request: api.ForgetCustomerRequest, context: Ctx
+    ) -> api.ForgetCustomerResponse:
+        customer_id = parse_id("customer_id", request.customer_id)
+        return await self.command(
+            request,
+            context,
+            lambda result, forgotten_ids: api.ForgetCustomerResponse(
+                result=result, forgotten_ids=[i for i in forgotten_ids.split(",") if i]
+            ),
+            lambda ctx: self.app.forget(ctx, customer_id, request.with_merged),
+            extra=["forgotten_ids"],
+        )
+
+    @requires(Role.SERVICE, Role.INTEGRATION, Role.OPERATOR)
+    async def GetDataKeys(
+        self, request: api.GetDataKeysRequest, context: Ctx
+    ) -> api.GetDataKeysResponse:
+        if len(request.customer_ids) > MAX_KEYS:
+            raise InvalidArgument.one("customer_ids", f"must be at most {MAX_KEYS}")
+        ids = [parse_id(f"customer_ids[{i}]", c) for i, c in enumerate(request.customer_ids)]
+        found = await blocking(self.app.data_keys, ids)
+        return api.GetDataKeysResponse(
+            keys=[
+                api.DataKey(customer_id=str(i), key=key or b"", forgotten=key is None)
+                for i, key in sorted(found.items())
+            ]
         )
 
     async def FindDuplicates(

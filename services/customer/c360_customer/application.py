@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,7 +18,10 @@ from c360_customer import domain, duplicates
 from c360_customer.domain import Customer
 from c360_platform.cpu import MapperOf
 from c360_platform.errors import InvalidArgument, NotFound, PreconditionFailed
+from c360_platform.keyring import INDEX_KEYS, KEYS, Keyring, SealingMapper
+from c360_platform.pii import BlindIndex, Keys, Sealer, new_key, reveal, seal
 from c360_platform.store import (
+    ROW_TABLE,
     AllOf,
     AnyOf,
     CommandContext,
@@ -29,6 +32,7 @@ from c360_platform.store import (
     Overlaps,
     QueryTable,
     RowQuery,
+    SaveContext,
     ServiceApplication,
     schema_for,
 )
@@ -45,12 +49,23 @@ DIRECTORY = QueryTable(
         ("phones", "text[] NOT NULL"),
         # Merged customers are not candidates; an unmerge makes them candidates again.
         ("merged", "boolean NOT NULL DEFAULT false"),
+        ("email_values", "text[] NOT NULL DEFAULT '{}'"),
+        ("phone_values", "text[] NOT NULL DEFAULT '{}'"),
+        # Forgotten customers keep a row without personal data, and are never candidates.
+        ("forgotten", "boolean NOT NULL DEFAULT false"),
     ),
     indexes=(("name_key",),),
     gin_indexes=("emails", "phones", "name_words"),
 )
 """One row per customer for duplicate detection, kept in the same transaction as the
-customer's events (`name_key` and `name_words` from `duplicates`)."""
+customer's events. It holds no personal data in clear: `name_key`, `name_words`, `emails` and
+`phones` are blind indexes (keyed hashes, from `duplicates` and the contact points) that find
+candidates; `display_name`, `email_values` and `phone_values` are sealed with the customer's
+key and revealed to score the candidates."""
+
+SEALER = Sealer(domain.PERSONAL_FIELDS)
+DIRECTORY_INDEX = "directory"
+"""The name of the directory's blind-index key in `INDEX_KEYS`."""
 
 MAX_CANDIDATE_ROWS = 1000
 """At most this many directory rows are scored for one customer (exact matches first)."""
@@ -78,12 +93,12 @@ class ImportReport:
 @dataclass(frozen=True)
 class PreparedCustomer:
     """A validated import row, ready to store: its customer's id, the customer's first
-    events (encoded for the store) and its directory row."""
+    events (sealed and encoded for the store), its directory row and its key."""
 
     row: int
     customer_id: UUID
     events: list[StoredEvent]
-    directory: dict[str, Any]
+    rows: list[dict[str, Any]]
 
 
 @dataclass
@@ -94,9 +109,12 @@ class PreparedImport:
     rejected: list[tuple[int, str]] = field(default_factory=list)
 
 
-def prepare_rows(mapper: Mapper[UUID], rows: list[ImportRow]) -> PreparedImport:
-    """Validate rows and build and encode their customers: CPU only, no I/O, so that it can
-    run in a process of the CPU pool (`c360_platform.cpu`; the mapper travels with it)."""
+def prepare_rows(mapper: Mapper[UUID], rows: list[ImportRow], index_key: bytes) -> PreparedImport:
+    """Validate rows and build, seal and encode their customers, each with a new key: CPU
+    only, no I/O, so that it can run in a process of the CPU pool (`c360_platform.cpu`; the
+    mapper travels with it, and the directory's index key)."""
+    assert isinstance(mapper, SealingMapper)
+    index = BlindIndex(index_key)
     prepared = PreparedImport()
     for row in rows:
         try:
@@ -104,34 +122,61 @@ def prepare_rows(mapper: Mapper[UUID], rows: list[ImportRow]) -> PreparedImport:
         except InvalidArgument as bad:
             prepared.rejected.append((row.row, str(bad)))
             continue
-        events = [mapper.to_stored_event(e) for e in customer.collect_events()]
+        key_row = mapper.keyring.create(customer.id)
+        try:
+            events = [mapper.to_stored_event(e) for e in customer.collect_events()]
+        finally:
+            mapper.keyring.settle([customer.id], saved=False)
         prepared.customers.append(
-            PreparedCustomer(row.row, customer.id, events, directory_row(customer))
+            PreparedCustomer(
+                row.row,
+                customer.id,
+                events,
+                [directory_row(customer, index, key_row["key"]), key_row],
+            )
         )
     return prepared
 
 
-def prepare_rows_in_pool(mapper: MapperOf, rows: list[ImportRow]) -> PreparedImport:
+def prepare_rows_in_pool(
+    mapper: MapperOf, rows: list[ImportRow], index_key: bytes
+) -> PreparedImport:
     """`prepare_rows` in a process of the CPU pool."""
-    return prepare_rows(mapper.get(), rows)
+    return prepare_rows(mapper.get(), rows, index_key)
 
 
 IMPORT_CHUNKS_IN_FLIGHT = 4
 """Batches of an import being validated in the CPU pool at once (ahead of the store)."""
 
 
-def directory_row(customer: Customer) -> dict[str, Any]:
-    """The customer's row of the directory."""
-    key = duplicates.name_key(customer.display_name)
-    return {
+def directory_row(customer: Customer, index: BlindIndex, key: bytes | None) -> dict[str, Any]:
+    """The customer's row of the directory: blind indexes and values sealed under `key` (a
+    forgotten customer's row, or one without a key, holds none)."""
+    row: dict[str, Any] = {
         "customer_id": customer.id,
         "kind": customer.kind,
-        "display_name": customer.display_name,
-        "name_key": key,
-        "name_words": duplicates.name_words(key),
-        "emails": list(customer.emails),
-        "phones": list(customer.phones),
+        "display_name": "",
+        "name_key": "",
+        "name_words": [],
+        "emails": [],
+        "phones": [],
+        "email_values": [],
+        "phone_values": [],
         "merged": bool(customer.merged_into),
+        "forgotten": customer.forgotten_at is not None,
+    }
+    if customer.forgotten_at is not None or key is None:
+        return row
+    name = duplicates.name_key(customer.display_name)
+    return {
+        **row,
+        "display_name": seal(key, customer.id, customer.display_name),
+        "name_key": index(name) if name else "",
+        "name_words": index.all(duplicates.name_words(name)),
+        "emails": index.all(customer.emails),
+        "phones": index.all(customer.phones),
+        "email_values": [seal(key, customer.id, e) for e in customer.emails],
+        "phone_values": [seal(key, customer.id, p) for p in customer.phones],
     }
 
 
@@ -160,11 +205,83 @@ class CustomerApplication(ServiceApplication):
 
     source = "customer"
     name = schema_for(source)
-    snapshotting_intervals = {Customer: 100}
+    # No snapshots: a snapshot would hold the customer's personal data outside its events.
     query_table = DIRECTORY
+    more_tables = (KEYS, INDEX_KEYS)
 
-    def query_row(self, aggregate: Aggregate) -> dict[str, Any] | None:
-        return directory_row(aggregate) if isinstance(aggregate, Customer) else None
+    def __init__(self, env: Any = None, **kwargs: Any) -> None:
+        self.keyring = Keyring(lambda query: self.rows(query))
+        """The customers' keys (the key table, `pii.KEYS`): events are sealed with them."""
+        self._index: BlindIndex | None = None
+        self._index_key = b""
+        super().__init__(env, **kwargs)
+        self._published = self.sealing_mapper.sealed()
+
+    def construct_mapper(self) -> Mapper[UUID]:
+        return SealingMapper(super().construct_mapper(), SEALER, self.keyring)
+
+    @property
+    def sealing_mapper(self) -> SealingMapper:
+        assert isinstance(self.mapper, SealingMapper)
+        return self.mapper
+
+    @property
+    def publishing_mapper(self) -> Mapper[UUID]:
+        """Stored events as they are published: personal data stays sealed."""
+        return self._published
+
+    @property
+    def index_key(self) -> bytes:
+        """The directory's blind-index key: made by the first process that needs it."""
+        if not self._index_key:
+            query = RowQuery(Eq("name", DIRECTORY_INDEX), table=INDEX_KEYS.name)
+            found = self.rows(query)
+            if not found:
+                self.event_recorder.upsert_rows(
+                    [{ROW_TABLE: INDEX_KEYS.name, "name": DIRECTORY_INDEX, "key": new_key()}]
+                )
+                found = self.rows(query)
+            self._index_key = bytes(found[0]["key"])
+        return self._index_key
+
+    @property
+    def index(self) -> BlindIndex:
+        if self._index is None:
+            self._index = BlindIndex(self.index_key)
+        return self._index
+
+    def query_rows(self, aggregate: Aggregate) -> list[dict[str, Any]]:
+        """The customer's directory row and, with its first event (or the first event since
+        sealing began), its new key; with its Forgotten event, its key's deletion."""
+        if not isinstance(aggregate, Customer):
+            return []
+        if aggregate.forgotten_at is not None:
+            forgotten = any(isinstance(e, Customer.Forgotten) for e in aggregate.pending_events)
+            keys = [self.keyring.forget(aggregate.id, aggregate.forgotten_at)] if forgotten else []
+            return [directory_row(aggregate, self.index, None), *keys]
+        created = bool(aggregate.pending_events) and (
+            aggregate.pending_events[0].originator_version == 1
+        )
+        known = {} if created else self.keyring.lookup([aggregate.id])
+        key_rows = [self.keyring.create(aggregate.id)] if aggregate.id not in known else []
+        key = self.keyring.key_for_write(aggregate.id)
+        return [directory_row(aggregate, self.index, key), *key_rows]
+
+    def record(self, changed: Sequence[Aggregate], save: SaveContext | None = None) -> Any:
+        """The platform's record; the keys made for the changes are settled after it."""
+        ids = [a.id for a in changed]
+        try:
+            recordings = super().record(changed, save)
+        except BaseException:
+            self.keyring.settle(ids, saved=False)
+            raise
+        self.keyring.settle(ids, saved=True)
+        return recordings
+
+    def data_keys(self, customer_ids: list[UUID]) -> Keys:
+        """The keys of these customers (None: forgotten); customers without one are left out
+        (`GetDataKeys`, for the consumers that reveal what the customer events seal)."""
+        return self.keyring.lookup(customer_ids)
 
     default_region = ""
     """The country of phone numbers given without a country code, when the request names
@@ -178,6 +295,7 @@ class CustomerApplication(ServiceApplication):
         """The customer for a command: FAILED_PRECONDITION naming the final survivor if it was
         merged into another."""
         customer = self.load(Customer, customer_id, expected_version)
+        customer.refuse_if_forgotten()
         if customer.merged_into:
             survivor = self.final_survivor(customer)
             raise PreconditionFailed(
@@ -253,6 +371,22 @@ class CustomerApplication(ServiceApplication):
             survivor = self.load(Customer, UUID(duplicate.merged_into))
             merge_id = domain.unmerge_customer(duplicate, survivor)
             return Decision(duplicate, [duplicate, survivor], {"merge_id": merge_id})
+
+        return self.execute(ctx, decide)
+
+    def forget(self, ctx: CommandContext, customer_id: UUID, with_merged: bool) -> CommandOutcome:
+        """Erase a customer on request (and, `with_merged`, the duplicates merged into it):
+        a Forgotten event on each, saved with the deletion of their keys, so what their events
+        sealed can no longer be read anywhere. The ids forgotten are in
+        `extra["forgotten_ids"]` (comma-separated)."""
+
+        def decide() -> Decision[Customer]:
+            customer = self.load(Customer, customer_id)
+            group = [customer, *(self.absorbed_group(customer) if with_merged else [])]
+            domain.forget_customers(group, self.clock())
+            ids = ",".join(str(c.id) for c in group)
+            changed: list[Aggregate] = list(group)
+            return Decision(customer, changed, {"forgotten_ids": ids})
 
         return self.execute(ctx, decide)
 
@@ -409,7 +543,7 @@ class CustomerApplication(ServiceApplication):
         `seen` holds the ids of earlier rows of the same import, so that a repeated external
         key is reported wherever it repeats.
         """
-        return self.dedupe(prepare_rows(self.mapper, rows), seen)
+        return self.dedupe(prepare_rows(self.mapper, rows, self.index_key), seen)
 
     @staticmethod
     def dedupe(prepared: PreparedImport, seen: set[UUID]) -> PreparedImport:
@@ -432,7 +566,7 @@ class CustomerApplication(ServiceApplication):
             known = self.event_recorder.existing([c.customer_id for c in prepared.customers])
             new = [c for c in prepared.customers if c.customer_id not in known]
             events = [e for c in new for e in c.events]
-            rows = [c.directory for c in new]
+            rows = [row for c in new for row in c.rows]
             try:
                 ids = self.record_stored(events, rows) if new else []
             except IntegrityError:
@@ -475,14 +609,25 @@ class CustomerApplication(ServiceApplication):
 
     def find_duplicates(self, customer_id: UUID, limit: int) -> list[duplicates.Candidate]:
         """The customer's likely duplicates, best first: directory rows sharing an e-mail, a
-        phone, the name key or a long name word (all indexed), scored by `duplicates.rank`."""
-        subject = _identity(directory_row(self.get_customer(customer_id)))
+        phone, the name key or a long name word (blind indexes, all indexed), revealed and
+        scored by `duplicates.rank`."""
+        customer = self.get_customer(customer_id)
+        if customer.forgotten_at is not None:
+            raise PreconditionFailed(f"customer {customer_id} is forgotten")
+        subject = duplicates.Identity(
+            customer_id=str(customer.id),
+            kind=customer.kind,
+            display_name=customer.display_name,
+            emails=tuple(customer.emails),
+            phones=tuple(customer.phones),
+        )
         key = duplicates.name_key(subject.display_name)
+        index = self.index
         exact = AnyOf(
             (
-                Overlaps("emails", subject.emails),
-                Overlaps("phones", subject.phones),
-                *([Eq("name_key", key)] if key else []),
+                Overlaps("emails", index.all(subject.emails)),
+                Overlaps("phones", index.all(subject.phones)),
+                *([Eq("name_key", index(key))] if key else []),
             )
         )
         query = RowQuery(
@@ -491,20 +636,28 @@ class CustomerApplication(ServiceApplication):
                     Ne("customer_id", customer_id),
                     Eq("kind", subject.kind),
                     Eq("merged", False),
-                    AnyOf((exact, Overlaps("name_words", duplicates.name_words(key)))),
+                    Eq("forgotten", False),
+                    AnyOf((exact, Overlaps("name_words", index.all(duplicates.name_words(key))))),
                 )
             ),
             prefer=exact,
             limit=MAX_CANDIDATE_ROWS,
         )
-        others = [_identity(row) for row in self.rows(query)]
-        return duplicates.rank(subject, others)[:limit]
+        return duplicates.rank(subject, self._identities(self.rows(query)))[:limit]
 
     def duplicate_report(self, min_score: float) -> list[duplicates.Pair]:
         """Every pair of likely duplicates over all customers, each once, best first (the
-        whole directory is read and blocked in memory: fine for tens of thousands)."""
-        identities = [_identity(row) for row in self.rows(RowQuery(Eq("merged", False)))]
+        whole directory is read, revealed and blocked in memory: fine for tens of
+        thousands)."""
+        rows = self.rows(RowQuery(AllOf((Eq("merged", False), Eq("forgotten", False)))))
+        identities = self._identities(rows)
         return duplicates.find_pairs(identities, max(min_score, duplicates.CANDIDATE_SCORE))
+
+    def _identities(self, rows: list[dict[str, Any]]) -> list[duplicates.Identity]:
+        """Directory rows revealed with their customers' keys (rows without one are left
+        out: nothing of them can be compared)."""
+        keys = self.keyring.keys(row["customer_id"] for row in rows)
+        return [_identity(row, keys) for row in rows if keys.get(row["customer_id"])]
 
 
 class Importer:
@@ -551,10 +704,12 @@ class Importer:
         if self._batches == 2 and self._pool_of is not None:
             self.pool = self._pool_of()
         if self.pool is None:
-            self._store(prepare_rows(self.app.mapper, rows))
+            self._store(prepare_rows(self.app.mapper, rows, self.app.index_key))
             return
         mapper = MapperOf.of(self.app)
-        self._preparing.append(self.pool.submit(prepare_rows_in_pool, mapper, rows))
+        self._preparing.append(
+            self.pool.submit(prepare_rows_in_pool, mapper, rows, self.app.index_key)
+        )
         while len(self._preparing) > IMPORT_CHUNKS_IN_FLIGHT:
             self._store(self._preparing.popleft().result())
 
@@ -583,11 +738,11 @@ class Importer:
         return report
 
 
-def _identity(row: dict[str, Any]) -> duplicates.Identity:
+def _identity(row: dict[str, Any], keys: Keys) -> duplicates.Identity:
     return duplicates.Identity(
         customer_id=str(row["customer_id"]),
         kind=row["kind"],
-        display_name=row["display_name"],
-        emails=tuple(row["emails"]),
-        phones=tuple(row["phones"]),
+        display_name=reveal(row["display_name"], keys),
+        emails=tuple(reveal(e, keys) for e in row["email_values"]),
+        phones=tuple(reveal(p, keys) for p in row["phone_values"]),
     )

@@ -101,6 +101,7 @@ _MESSAGES: dict[type, Mapper] = {
         reason=e.reason,
         conflicts=[_conflict(c) for c in e.conflicts],
     ),
+    Customer.Forgotten: lambda e: pb.CustomerForgotten(forgotten_at=timestamp(e.forgotten_at)),
     Customer.Unmerged: lambda e: pb.CustomerUnmerged(
         survivor_id=e.survivor_id, merge_id=e.merge_id
     ),

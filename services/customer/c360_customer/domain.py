@@ -78,6 +78,8 @@ def _address(v: Violations, field: str, raw: dict[str, Any]) -> dict[str, Any]:
 
 
 _NO_ABSORBED: Mapping[str, str] = MappingProxyType({})
+FORGOTTEN_NAME = "[forgotten]"
+"""A forgotten customer's name (and what any of its personal data reads as)."""
 
 
 class Customer(Aggregate):
@@ -102,6 +104,7 @@ class Customer(Aggregate):
         DuplicateAbsorbed: ClassVar[type[Aggregate.Event]]
         Unmerged: ClassVar[type[Aggregate.Event]]
         DuplicateReleased: ClassVar[type[Aggregate.Event]]
+        Forgotten: ClassVar[type[Aggregate.Event]]
 
     # Declared so that an id can be given at creation (imports derive it from external keys).
     id: uuid.UUID
@@ -112,6 +115,10 @@ class Customer(Aggregate):
     merged_into = ""
     merge_id = ""
     absorbed = _NO_ABSORBED
+    # When the customer was forgotten (erased on request), None while not.
+    if TYPE_CHECKING:
+        forgotten_at: datetime | None
+    forgotten_at = None
 
     @event("Registered")
     def __init__(
@@ -325,6 +332,29 @@ class Customer(Aggregate):
 
     def current_links(self) -> list[dict[str, Any]]:
         return [link for link in self.links.values() if link["valid_until"] is None]
+
+    # -- erasure ----------------------------------------------------------------------------
+
+    def forget(self, at: datetime) -> None:
+        """Erase the customer on request: its personal data is gone from now on (the store
+        deletes its key with this event); what happened, and when, stays."""
+        if self.forgotten_at is not None:
+            raise PreconditionFailed(
+                f"customer {self.id} is forgotten already (since {self.forgotten_at.isoformat()})"
+            )
+        self._forgotten(at)
+
+    @event("Forgotten")
+    def _forgotten(self, forgotten_at: datetime) -> None:
+        self.forgotten_at = forgotten_at
+        self.display_name = FORGOTTEN_NAME
+        self.emails = []
+        self.phones = []
+        self.addresses = []
+
+    def refuse_if_forgotten(self) -> None:
+        if self.forgotten_at is not None:
+            raise PreconditionFailed(f"customer {self.id} is forgotten: it takes no more changes")
 
     # -- merges -----------------------------------------------------------------------------
 
@@ -544,6 +574,8 @@ def merge_customers(
     v.check()
     if survivor.id == duplicate.id:
         raise InvalidArgument.one("duplicate_id", "must differ from survivor_id")
+    survivor.refuse_if_forgotten()
+    duplicate.refuse_if_forgotten()
     if duplicate.merged_into:
         raise PreconditionFailed(
             f"customer {duplicate.id} was merged into {duplicate.merged_into} already"
@@ -573,6 +605,8 @@ def unmerge_customer(duplicate: Customer, survivor: Customer) -> str:
     duplicate, `DuplicateReleased` on the survivor. Returns the merge id undone."""
     if not duplicate.merged_into:
         raise PreconditionFailed(f"customer {duplicate.id} is not merged")
+    duplicate.refuse_if_forgotten()
+    survivor.refuse_if_forgotten()
     if duplicate.merged_into != str(survivor.id) or str(duplicate.id) not in survivor.absorbed:
         raise PreconditionFailed(
             f"customer {duplicate.id} was merged into {duplicate.merged_into}, not {survivor.id}"
@@ -617,3 +651,46 @@ def combine(survivor: Customer, duplicates: Iterable[Customer]) -> Combined:
         for link_id, link in d.links.items():
             links.setdefault(link_id, link)
     return Combined(emails, phones, addresses, tags, consents, links)
+
+
+def forget_customers(customers: Iterable[Customer], at: datetime) -> None:
+    """Forget a customer together with the duplicates merged into it (each records its own
+    Forgotten); refused as a whole if one of them is forgotten already."""
+    group = list(customers)
+    for customer in group:
+        if customer.forgotten_at is not None:
+            customer.forget(at)  # raises, naming it
+    for customer in group:
+        customer.forget(at)
+
+
+PERSONAL_FIELDS: Mapping[type, tuple[str, ...]] = MappingProxyType(
+    {
+        Customer.Registered: (
+            "display_name",
+            "emails[]",
+            "phones[]",
+            "addresses[].label",
+            "addresses[].lines[]",
+            "addresses[].postal_code",
+            "addresses[].city",
+            "addresses[].region",
+        ),
+        Customer.Renamed: ("display_name",),
+        Customer.EmailAdded: ("email",),
+        Customer.EmailRemoved: ("email",),
+        Customer.PhoneAdded: ("phone",),
+        Customer.PhoneRemoved: ("phone",),
+        Customer.PostalAddressAdded: (
+            "address.label",
+            "address.lines[]",
+            "address.postal_code",
+            "address.city",
+            "address.region",
+        ),
+        Customer.MergedInto: ("reason",),
+        Customer.DuplicateAbsorbed: ("reason",),
+    }
+)
+"""The personal data in each event (free texts included: a merge's reason may name people):
+sealed with the customer's key in the store and on the streams."""

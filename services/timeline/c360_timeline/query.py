@@ -8,7 +8,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import phonenumbers
@@ -18,9 +18,11 @@ from psycopg_pool import AsyncConnectionPool
 
 from c360.timeline.v1 import timeline_service_pb2 as api
 from c360.timeline.v1 import timeline_service_pb2_grpc as api_grpc
+from c360_platform import pii
 from c360_platform.auth import Role, requires
 from c360_platform.commands import parse_id
 from c360_platform.consistency import ConsistencyToken
+from c360_platform.datakeys import no_keys
 from c360_platform.envelope import timestamp
 from c360_platform.errors import DeadlineExceeded, InvalidArgument, NotFound, Unavailable
 from c360_platform.notify import Notifications
@@ -33,7 +35,9 @@ from c360_timeline.projection import (
     registry,
 )
 from c360_timeline.projector import Projector
-from c360_timeline.readmodel import SCHEMA, churn_rule_from_env, name_key
+from c360_timeline.readmodel import MAX_PREFIX, SCHEMA, KeySource, churn_rule_from_env, name_key
+
+T = TypeVar("T")
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 MAX_PAGE = 500
@@ -245,13 +249,35 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
         projector: Projector | None,
         rule: ChurnRule | None = None,
         notifications: Notifications | None = None,
+        keys: KeySource = no_keys,
     ) -> None:
         self.pool = pool
+        self.keys = keys
+        self._index: pii.BlindIndex | None = None
+        """The customers' data keys: what entries and profiles keep sealed is revealed with
+        them on the way out (a forgotten customer's reads "[forgotten]")."""
         self.projector = projector
         self.notifications = notifications
         """The projector's commits, pushed (LISTEN); without it, waits poll."""
         # The churn rule the projector applies, for profiles folded again as of a time.
         self.rule = rule or (projector.view.rule if projector else churn_rule_from_env())
+
+    async def _opened(self, value: T) -> T:
+        """`value` (rows, a profile document) with the sealed values in it revealed."""
+        ids = pii.subjects(value)
+        if not ids:
+            return value
+        keys = await asyncio.to_thread(self.keys, ids)
+        opened: T = pii.reveal_all(value, keys)
+        return opened
+
+    async def _opened_profile(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """A profile document revealed; a value two merged customers both had (sealed under
+        each one's key) once."""
+        opened = await self._opened(doc)
+        for field in ("emails", "phones"):
+            opened[field] = list(dict.fromkeys(opened[field]))
+        return opened
 
     async def _applied(self, source: str) -> int:
         async with self.pool.connection() as conn:
@@ -330,7 +356,7 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
         async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(sql, params)
             rows = await cur.fetchall()
-        page = rows[:size]
+        page = await self._opened(rows[:size])
         token = _encode_token(page[-1]) if len(rows) > size else ""
         return api.GetTimelineResponse(
             entries=[entry_message(r) for r in page], next_page_token=token
@@ -351,6 +377,7 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
                     WATCH_SQL, {"root": customer_id, "at": "infinity", "after": cursor}
                 )
                 rows = await cur.fetchall()
+            rows = await self._opened(rows)
             for r in rows:
                 cursor = r["entry_seq"]
                 yield api.WatchTimelineResponse(entry=entry_message(r))
@@ -406,6 +433,7 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
         if doc is None:
             when = f" as of {as_of.isoformat()}" if as_of else ""
             raise NotFound(f"no profile for customer {customer_id}{when}")
+        doc = await self._opened_profile(doc)
         return api.GetProfileResponse(
             profile=profile_message(doc, as_of, merged_into=survivor, absorbed=group[1:])
         )
@@ -438,27 +466,29 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
         if request.limit > 100:
             raise InvalidArgument.one("limit", "must be at most 100")
         limit = request.limit or 20
-        # Best first: a name that starts with the text, then one with a word that does.
+        # Best first: a name that starts with the text, then one with a later word that does.
+        # The profiles hold blind indexes of these (keyed hashes), not the values.
+        index = await self._search_index()
         rank, where = "0", ""
         if "@" in text:
-            matched, where, params = "email", "emails @> ARRAY[%s]", [text.lower()]
+            matched, where, params = "email", "emails @> ARRAY[%s]", [index(text.lower())]
         elif phone := _phone(text):
-            matched, where, params = "phone", "phones @> ARRAY[%s]", [phone]
+            matched, where, params = "phone", "phones @> ARRAY[%s]", [index(phone)]
         else:
-            key = name_key(text)
-            pattern = key.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            key = index(name_key(text)[:MAX_PREFIX])
             matched = "name"
-            rank = "CASE WHEN name_key LIKE %s THEN 0 ELSE 1 END"
-            where = "(name_key LIKE %s OR name_key LIKE %s)"
-            params = [pattern + "%", pattern + "%", "% " + pattern + "%"]
+            rank = "CASE WHEN name_starts @> ARRAY[%s] THEN 0 ELSE 1 END"
+            where = "(name_starts @> ARRAY[%s] OR word_starts @> ARRAY[%s])"
+            params = [key, key, key]
         async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(
                 f"SELECT customer_id, display_name, kind, {rank} AS rank"
                 f" FROM {SCHEMA}.profiles WHERE {where}"
-                " ORDER BY rank, name_key, customer_id LIMIT %s",
+                " ORDER BY rank, customer_id LIMIT %s",
                 [*params, limit],
             )
-            rows = await cur.fetchall()
+            rows = await self._opened(await cur.fetchall())
+        rows.sort(key=lambda r: (r["rank"], name_key(r["display_name"]), str(r["customer_id"])))
         return api.SearchCustomersResponse(
             hits=[
                 api.SearchHit(
@@ -470,6 +500,19 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
                 for r in rows
             ]
         )
+
+    async def _search_index(self) -> pii.BlindIndex:
+        """The key of the profiles' search columns (the projector made it; read once)."""
+        if self._index is None:
+            async with self.pool.connection() as conn:
+                cur = await conn.execute(
+                    f"SELECT key FROM {SCHEMA}.index_keys WHERE name = 'search'"
+                )
+                row = await cur.fetchone()
+            if row is None:
+                raise Unavailable("the timeline's read model is not set up yet")
+            self._index = pii.BlindIndex(bytes(row[0]))
+        return self._index
 
     async def ListChangedProfiles(
         self, request: api.ListChangedProfilesRequest, context: Ctx
@@ -489,10 +532,11 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
             )
             rows = await cur.fetchall()
         now = datetime.now(UTC)
+        docs = [await self._opened_profile(dict(r["doc"])) for r in rows]
         return api.ListChangedProfilesResponse(
             profiles=[
-                api.ChangedProfile(profile=profile_message(dict(r["doc"]), now), cursor=r["seq"])
-                for r in rows
+                api.ChangedProfile(profile=profile_message(doc, now), cursor=r["seq"])
+                for doc, r in zip(docs, rows, strict=True)
             ],
             cursor=rows[-1]["seq"] if rows else request.after_cursor,
         )

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 import psycopg
 from eventsourcing.persistence import Tracking
@@ -23,6 +24,8 @@ from psycopg.sql import SQL, Identifier
 from unidecode import unidecode
 
 from c360.events.v1 import envelope_pb2
+from c360_platform import pii
+from c360_platform.datakeys import no_keys
 from c360_platform.pgstore import TrackingRecorder, ensure_schema, postgres_env
 from c360_timeline.projection import (
     ChurnRule,
@@ -60,6 +63,23 @@ def name_key(name: str) -> str:
     return " ".join(unidecode(name).lower().split())
 
 
+MAX_PREFIX = 24
+"""Name prefixes longer than this are not indexed (a search text is cut to this length)."""
+
+
+def name_starts(key: str) -> list[str]:
+    """The prefixes of a name key a search may give (the whole name's, up to MAX_PREFIX)."""
+    return [key[:n] for n in range(1, min(len(key), MAX_PREFIX) + 1)]
+
+
+def word_starts(key: str) -> list[str]:
+    """The prefixes of each word of a name key after the first."""
+    return sorted({p for word in key.split()[1:] for p in name_starts(word)})
+
+
+KeySource = Callable[[Iterable[UUID]], pii.Keys]
+
+
 NOTIFY_CHANNEL = "c360_timeline"
 """The projector NOTIFYs here in each transaction that applies events (query.py LISTENs)."""
 
@@ -70,6 +90,13 @@ class ReadModel(TrackingRecorder):
     def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
         super().__init__(datastore, **kwargs)
         self.rule = ChurnRule()
+        self.keys: KeySource = no_keys
+        """The customers' data keys: what the profiles' search columns are made from (the
+        entries and profiles keep what the events sealed, sealed)."""
+        self.index_key = b""
+        self.index = pii.BlindIndex(b"")
+        """The search columns' key (`open_read_model` reads it from `index_keys`)."""
+        self.index_keys = SQL("{}.index_keys").format(Identifier(self.datastore.schema))
         s = Identifier(self.datastore.schema)
         self.entries = SQL("{}.entries").format(s)
         self.profiles = SQL("{}.profiles").format(s)
@@ -122,6 +149,27 @@ class ReadModel(TrackingRecorder):
                 SQL("CREATE INDEX IF NOT EXISTS profiles_by_phone ON {} USING gin (phones)").format(
                     self.profiles
                 ),
+                # Search without names in clear: blind indexes of the name's prefixes and of
+                # its later words' (and `emails`, `phones` hold blind indexes too).
+                SQL(
+                    "ALTER TABLE {} ADD COLUMN IF NOT EXISTS name_starts text[] NOT NULL"
+                    " DEFAULT '{{}}'"
+                ).format(self.profiles),
+                SQL(
+                    "ALTER TABLE {} ADD COLUMN IF NOT EXISTS word_starts text[] NOT NULL"
+                    " DEFAULT '{{}}'"
+                ).format(self.profiles),
+                SQL(
+                    "CREATE INDEX IF NOT EXISTS profiles_by_name_start ON {} USING gin"
+                    " (name_starts)"
+                ).format(self.profiles),
+                SQL(
+                    "CREATE INDEX IF NOT EXISTS profiles_by_word_start ON {} USING gin"
+                    " (word_starts)"
+                ).format(self.profiles),
+                SQL(
+                    "CREATE TABLE IF NOT EXISTS {} (name text PRIMARY KEY, key bytea NOT NULL)"
+                ).format(self.index_keys),
                 # Who is (or was) merged into whom, from the duplicate's merge and unmerge
                 # events: the groups of GetTimeline and GetProfile, now and as of a time.
                 SQL(
@@ -254,23 +302,31 @@ class ReadModel(TrackingRecorder):
                 for e in rows
             ],
         )
+        keys = self.keys(
+            {
+                i
+                for p in profiles
+                for i in pii.subjects([p["display_name"], p["emails"], p["phones"]])
+            }
+        )
         curs.executemany(
             SQL(
                 "INSERT INTO {} (customer_id, kind, display_name, name_key, emails, phones,"
-                " doc, updated_at, at_risk_until) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " name_starts, word_starts, doc, updated_at, at_risk_until)"
+                " VALUES (%s, %s, %s, '', %s, %s, %s, %s, %s, %s, %s)"
                 " ON CONFLICT (customer_id) DO UPDATE SET kind = EXCLUDED.kind,"
-                " display_name = EXCLUDED.display_name, name_key = EXCLUDED.name_key,"
-                " emails = EXCLUDED.emails, phones = EXCLUDED.phones, doc = EXCLUDED.doc,"
-                " updated_at = EXCLUDED.updated_at, at_risk_until = EXCLUDED.at_risk_until"
+                " display_name = EXCLUDED.display_name, name_key = '',"
+                " emails = EXCLUDED.emails, phones = EXCLUDED.phones,"
+                " name_starts = EXCLUDED.name_starts, word_starts = EXCLUDED.word_starts,"
+                " doc = EXCLUDED.doc, updated_at = EXCLUDED.updated_at,"
+                " at_risk_until = EXCLUDED.at_risk_until"
             ).format(self.profiles),
             [
                 (
                     p["customer_id"],
                     p["kind"],
                     p["display_name"],
-                    name_key(p["display_name"]),
-                    p["emails"],
-                    p["phones"],
+                    *self._search_columns(p, keys),
                     json.dumps(p),
                     p["updated_at"] or None,
                     at_risk_until(p),
@@ -279,6 +335,43 @@ class ReadModel(TrackingRecorder):
             ],
         )
         curs.execute("SELECT pg_notify(%s, '')", (NOTIFY_CHANNEL,))
+
+    def _search_columns(self, p: Doc, keys: pii.Keys) -> tuple[list[str], ...]:
+        """A profile's blind indexes: e-mails, phones, name prefixes, later words' prefixes
+        (none of what cannot be read: a forgotten customer's data, or values sealed under a
+        key this process cannot get)."""
+
+        def readable(values: list[str]) -> list[str]:
+            opened = [pii.reveal(v, keys) for v in values]
+            return [v for v in opened if v and pii.FORGOTTEN not in v and "pii1~" not in v]
+
+        name = readable([p["display_name"]])
+        key = name_key(name[0]) if name else ""
+        return (
+            self.index.all(e.lower() for e in readable(p["emails"])),
+            self.index.all(readable(p["phones"])),
+            self.index.all(name_starts(key)),
+            self.index.all(word_starts(key)),
+        )
+
+    def load_index_key(self, key: bytes | None = None) -> None:
+        """Use `key` for the search columns (a rebuild's shadow takes the live one's), else
+        the one in `index_keys`, made by the first process that needs one."""
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                SQL(
+                    "INSERT INTO {} (name, key) VALUES ('search', %s) ON CONFLICT (name) DO {}"
+                ).format(
+                    self.index_keys,
+                    SQL("UPDATE SET key = EXCLUDED.key" if key else "NOTHING"),
+                ),
+                (key or pii.new_key(),),
+            )
+            curs.execute(SQL("SELECT key FROM {} WHERE name = 'search'").format(self.index_keys))
+            row = curs.fetchone()
+        assert row is not None
+        self.index_key = bytes(row["key"])
+        self.index = pii.BlindIndex(self.index_key)
 
     def _record_merges(self, curs: Cursor[DictRow], rows: list[Entry]) -> None:
         """Keep `merges` from the duplicates' merge and unmerge entries (upserts, so the order
@@ -347,7 +440,9 @@ def open_shadow(live: ReadModel, postgres_url: str) -> ReadModel:
     schema = shadow_schema(live.datastore.schema)
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         conn.execute(SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(Identifier(schema)))
-    return open_read_model(postgres_url, schema, live.rule)
+    shadow = open_read_model(postgres_url, schema, live.rule, index_key=live.index_key)
+    shadow.keys = live.keys
+    return shadow
 
 
 def take_over(live: ReadModel, shadow: ReadModel) -> None:
@@ -364,14 +459,19 @@ def take_over(live: ReadModel, shadow: ReadModel) -> None:
 
 
 def open_read_model(
-    postgres_url: str, schema: str = SCHEMA, rule: ChurnRule | None = None
+    postgres_url: str,
+    schema: str = SCHEMA,
+    rule: ChurnRule | None = None,
+    *,
+    index_key: bytes | None = None,
 ) -> ReadModel:
     """The read model on a PostgreSQL URL, tables created if missing; the churn rule from
-    the environment unless given."""
+    the environment unless given; the search columns' key its own unless given."""
     ensure_schema(postgres_url, schema)
     env = postgres_env(postgres_url, schema)
     env["SINGLE_ROW_TRACKING"] = "f"
     factory = PostgresFactory(Environment("Timeline", env))
     view = factory.tracking_recorder(ReadModel)
     view.rule = rule or churn_rule_from_env()
+    view.load_index_key(index_key)
     return view

@@ -9,6 +9,7 @@ from c360.timeline.v1 import timeline_service_pb2_grpc as api_grpc
 from c360_platform import rpc
 from c360_platform.catchup import SourceDirectory
 from c360_platform.config import Settings
+from c360_platform.datakeys import DataKeys
 from c360_platform.notify import Notifications
 from c360_platform.pgpool import CHECKOUT_TIMEOUT, PatientAsyncPool
 from c360_timeline.projector import Projector
@@ -20,6 +21,10 @@ SERVICE_NAME = api.DESCRIPTOR.services_by_name["TimelineService"].full_name
 
 def build(settings: Settings) -> rpc.ServiceHost:
     view = open_read_model(settings.postgres_url)
+    # The customers' data keys, asked of the service that holds them: the read model keeps
+    # what events sealed sealed, makes its search columns and reveals on the way out with them.
+    keys = DataKeys(settings.services, settings.token)
+    view.keys = keys
     # The services whose stores fill in what the stream no longer holds.
     directory = SourceDirectory(settings.services, exclude={settings.service}, token=settings.token)
     projector = Projector(
@@ -37,7 +42,7 @@ def build(settings: Settings) -> rpc.ServiceHost:
     )
     # One LISTEN for the whole process: watches and waits are woken by the projector's commits.
     notifications = Notifications(settings.postgres_url, NOTIFY_CHANNEL)
-    servicer = TimelineServicer(pool, projector, notifications=notifications)
+    servicer = TimelineServicer(pool, projector, notifications=notifications, keys=keys)
     host = rpc.ServiceHost.for_settings(settings)
 
     def add(server: Any) -> None:
@@ -49,5 +54,10 @@ def build(settings: Settings) -> rpc.ServiceHost:
     host.background.append(projector.run)
     host.background.append(notifications.run)
     host.on_close.append(pool.close)
+
+    async def close_keys() -> None:
+        keys.close()
+
+    host.on_close.append(close_keys)
     host.parts.update(projector=projector, view=view, notifications=notifications)
     return host

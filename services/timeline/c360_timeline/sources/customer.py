@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from c360.events.v1 import customer_events_pb2 as ev
+from c360_platform.pii import FORGOTTEN
 from c360_platform.vocabulary import Words
 from c360_timeline.projection import (
     Doc,
@@ -96,6 +97,9 @@ SUMMARIES: dict[str, Callable[[Doc], str]] = {
     "c360.events.v1.DuplicateReleased": lambda d: (
         f"Customer {d.get('duplicate_id', '')} unmerged from this one"
     ),
+    "c360.events.v1.CustomerForgotten": lambda d: (
+        "Customer forgotten on request: personal data erased"
+    ),
     "c360.events.v1.CustomerRegistered": _registered,
     "c360.events.v1.CustomerRenamed": lambda d: f"Renamed to “{d.get('display_name', '')}”",
     "c360.events.v1.EmailAdded": lambda d: f"E-mail {d.get('email', '')} added",
@@ -121,6 +125,7 @@ def own_fields() -> Doc:
     phones, owner, tags)."""
     return {
         "addresses": [],
+        "forgotten_at": "",
         "acquisition": {"source": "", "channel": ""},
         "consent": {},
         "contact_persons": {},
@@ -249,7 +254,23 @@ def _fold_contact_person_link_ended(p: Doc, entry: Entry) -> None:
         set_by(p, f"contact_persons[{d['link_id']}]", entry)
 
 
+def _fold_forgotten(p: Doc, entry: Entry) -> None:
+    """Erased on request: the personal fields go (what the earlier entries sealed can no
+    longer be read either); the rest of the profile stays."""
+    p["display_name"] = FORGOTTEN
+    for field in ("emails", "phones"):
+        for value in p[field]:
+            unset(p, f"{field}[{value}]")
+        p[field] = []
+    for address in p["addresses"]:
+        unset(p, f"addresses[{address.get('address_id', '')}]")
+    p["addresses"] = []
+    p["forgotten_at"] = entry.details.get("forgotten_at", entry.occurred_at.isoformat())
+    set_by(p, "display_name", entry)
+
+
 FOLDS: dict[str, Fold] = {
+    "customer.forgotten": _fold_forgotten,
     "customer.registered": _fold_registered,
     "customer.renamed": _fold_renamed,
     "customer.email_added": _contact_data_added("emails", "email"),
@@ -310,6 +331,7 @@ INTERNAL = frozenset(
         "customer.duplicate_absorbed",
         "customer.unmerged",
         "customer.duplicate_released",
+        "customer.forgotten",
     }
 )
 """The company's own changes to the record: on the timeline, but no contact with the customer."""

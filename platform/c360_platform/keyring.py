@@ -1,0 +1,152 @@
+"""The customers' data keys in the store of the service that holds them, and the mapper that
+seals events with them on the way into the store (see `pii`)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import DomainEventProtocol
+from eventsourcing.persistence import Mapper, StoredEvent
+from eventsourcing.utils import get_topic
+
+from c360_platform.pii import Sealer, new_key, reveal, seal
+from c360_platform.store import ROW_TABLE, AnyOf, Eq, QueryTable, RowQuery
+
+KEYS = QueryTable(
+    name="pii_keys",
+    columns=(
+        ("customer_id", "uuid"),
+        # NULL once the customer is forgotten: the row stays, so no key is ever made again.
+        ("key", "bytea"),
+        ("forgotten_at", "timestamptz"),
+    ),
+)
+"""One data key per customer, written in the transaction of the customer's first event (a
+key and the events sealed with it are stored together or not at all)."""
+
+INDEX_KEYS = QueryTable(
+    name="index_keys",
+    columns=(("name", "text"), ("key", "bytea NOT NULL")),
+    write_once=True,
+)
+"""The keys of a service's blind indexes, made once (by whichever process starts first)."""
+
+KEY_CACHE_SECONDS = 2.0
+"""How long a process trusts a key it read (the loads of one command read it once); a forget
+in another process is seen at most this late, and the Forgotten event is read regardless."""
+
+
+class Keyring:
+    """The customers' data keys, read from the service's key table (`KEYS`) through its
+    application; keys of customers being created wait here until their first save."""
+
+    def __init__(self, rows: Callable[[RowQuery], list[dict[str, Any]]]) -> None:
+        self._rows = rows
+        self._lock = threading.Lock()
+        self._pending: dict[UUID, bytes] = {}
+        self._cache: dict[UUID, tuple[float, bytes | None]] = {}
+
+    def create(self, customer_id: UUID) -> dict[str, Any]:
+        """A new key for a customer being created: its key-table row, to save with the
+        customer's first events (the mapper seals them with it meanwhile)."""
+        key = new_key()
+        with self._lock:
+            self._pending[customer_id] = key
+        return {ROW_TABLE: KEYS.name, "customer_id": customer_id, "key": key, "forgotten_at": None}
+
+    def forget(self, customer_id: UUID, at: datetime) -> dict[str, Any]:
+        """The key-table row that deletes a customer's key (save it with the Forgotten event)."""
+        with self._lock:
+            self._pending.pop(customer_id, None)
+            self._cache[customer_id] = (time.monotonic() + KEY_CACHE_SECONDS, None)
+        return {ROW_TABLE: KEYS.name, "customer_id": customer_id, "key": None, "forgotten_at": at}
+
+    def settle(self, customer_ids: Iterable[UUID], saved: bool) -> None:
+        """After a save: the pending keys of these customers are stored now, or were not."""
+        now = time.monotonic()
+        with self._lock:
+            for customer_id in customer_ids:
+                key = self._pending.pop(customer_id, None)
+                if saved and key is not None:
+                    self._cache[customer_id] = (now + KEY_CACHE_SECONDS, key)
+
+    def lookup(self, customer_ids: Iterable[UUID]) -> dict[UUID, bytes | None]:
+        """Key-table entries of these customers: their key, or None if they were forgotten;
+        customers with no entry (none yet, or from before sealing) are left out."""
+        now = time.monotonic()
+        found: dict[UUID, bytes | None] = {}
+        wanted: list[UUID] = []
+        with self._lock:
+            for customer_id in set(customer_ids):
+                if customer_id in self._pending:
+                    found[customer_id] = self._pending[customer_id]
+                elif (hit := self._cache.get(customer_id)) is not None and hit[0] > now:
+                    found[customer_id] = hit[1]
+                else:
+                    wanted.append(customer_id)
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            rows = self._rows(
+                RowQuery(AnyOf(tuple(Eq("customer_id", i) for i in chunk)), table=KEYS.name)
+            )
+            with self._lock:
+                for row in rows:
+                    key = bytes(row["key"]) if row["key"] is not None else None
+                    found[row["customer_id"]] = key
+                    self._cache[row["customer_id"]] = (now + KEY_CACHE_SECONDS, key)
+                if len(self._cache) > 100_000:
+                    self._cache.clear()
+        return found
+
+    def keys(self, customer_ids: Iterable[UUID]) -> dict[UUID, bytes | None]:
+        """Keys to reveal with: None for forgotten customers and those without a key."""
+        ids = list(customer_ids)
+        found = self.lookup(ids)
+        return {i: found.get(i) for i in ids}
+
+    def key_for_write(self, customer_id: UUID) -> bytes | None:
+        """The key to seal a customer's new event with (None: none, the values stay as they
+        are; an event of a forgotten customer carries no personal data)."""
+        return self.lookup([customer_id]).get(customer_id)
+
+
+class SealingMapper(Mapper[UUID]):
+    """The library's mapper with the personal fields of events sealed on the way into the
+    store and revealed on the way out (`reveal=False`: kept sealed, as they are published)."""
+
+    def __init__(
+        self, base: Mapper[UUID], sealer: Sealer, keyring: Keyring, *, reveal: bool = True
+    ) -> None:
+        super().__init__(base.transcoder, base.compressor, base.cipher)
+        self.sealer = sealer
+        self.keyring = keyring
+        self.reveals = reveal
+
+    def sealed(self) -> SealingMapper:
+        """This mapper, leaving personal fields sealed when reading."""
+        return SealingMapper(self, self.sealer, self.keyring, reveal=False)
+
+    def to_stored_event(self, domain_event: DomainEventProtocol[UUID]) -> StoredEvent:
+        topic = get_topic(type(domain_event))
+        if not self.sealer.personal(topic):
+            return super().to_stored_event(domain_event)
+        customer_id = domain_event.originator_id
+        key = self.keyring.key_for_write(customer_id)
+        copy = object.__new__(type(domain_event))
+        state = dict(vars(domain_event))
+        if key is not None:
+            self.sealer.change(topic, state, lambda v: seal(key, customer_id, v))
+        object.__setattr__(copy, "__dict__", state)
+        return super().to_stored_event(copy)
+
+    def to_domain_event(self, stored_event: StoredEvent) -> DomainEventProtocol[UUID]:
+        event = super().to_domain_event(stored_event)
+        if self.reveals and self.sealer.personal(stored_event.topic):
+            keys = self.keyring.keys([event.originator_id])
+            self.sealer.change(stored_event.topic, vars(event), lambda v: reveal(v, keys))
+        return event

@@ -1,0 +1,173 @@
+"""Erasure by crypto-shredding: personal data is sealed with a key of the customer it belongs
+to before it reaches a store, a stream or a read model; deleting the key erases it everywhere.
+
+A sealed value is a string, so it fits every text field of a stored event and of a published
+message: `pii1~<customer id, 32 hex>~<base64url(nonce | AES-256-GCM ciphertext)>~`, with the
+customer id as associated data (a value cannot be moved to another customer). The `~` ends the
+token, so tokens can be found inside longer texts (a timeline summary embeds them).
+
+- `seal` / `reveal`: one value, and every token inside a text or a JSON-like structure.
+- `Sealer`: the personal fields of each domain event class, by path (`display_name`,
+  `emails[]`, `addresses[].lines[]`, `address.city`), sealed and revealed in an event's state.
+- `BlindIndex`: keyed hashes of normalised values (e-mails, phones, name words), so that a
+  store can find equal values without holding them.
+
+Who holds the keys: the customer service, in a key table of its own store (`keyring.KEYS`; a
+KMS can take its place later); consumers with the right role ask it for keys (`GetDataKeys`,
+`datakeys`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+from uuid import UUID
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from eventsourcing.utils import get_topic
+
+KEY_BYTES = 32
+NONCE_BYTES = 12
+FORGOTTEN = "[forgotten]"
+"""What a sealed value reads as once its customer's key is deleted."""
+TOKEN = re.compile(r"pii1~([0-9a-f]{32})~([A-Za-z0-9_-]+)~")
+
+Keys = Mapping[UUID, bytes | None]
+"""Customer id -> key (None: forgotten, or not known here)."""
+
+
+def new_key() -> bytes:
+    return os.urandom(KEY_BYTES)
+
+
+def is_sealed(text: str) -> bool:
+    return TOKEN.fullmatch(text) is not None
+
+
+def seal(key: bytes, customer_id: UUID, text: str) -> str:
+    """`text` sealed under the customer's key ("" and sealed values stay as they are).
+
+    Deterministic (a synthetic nonce, the keyed hash of the text, as in SIV): one value of a
+    customer always seals the same, so that an e-mail removed matches the one added and
+    read models can compare values they cannot read. Only equality within one customer's
+    values shows; different values never share a nonce."""
+    if not text or is_sealed(text):
+        return text
+    nonce = hmac.new(key, b"c360 nonce\x00" + text.encode(), hashlib.sha256).digest()[:NONCE_BYTES]
+    box = AESGCM(key).encrypt(nonce, text.encode(), customer_id.bytes)
+    body = base64.urlsafe_b64encode(nonce + box).rstrip(b"=").decode()
+    return f"pii1~{customer_id.hex}~{body}~"
+
+
+def _open(match: re.Match[str], keys: Keys) -> str:
+    customer_id = UUID(hex=match.group(1))
+    key = keys.get(customer_id)
+    if key is None:
+        return FORGOTTEN
+    body = match.group(2)
+    try:
+        raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+        return AESGCM(key).decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], customer_id.bytes).decode()
+    except (InvalidTag, ValueError, binascii.Error):
+        return FORGOTTEN  # not sealed under this key: it cannot be read
+
+
+def reveal(text: str, keys: Keys) -> str:
+    """`text` with every sealed value in it opened (FORGOTTEN where the key is gone)."""
+    if "pii1~" not in text:
+        return text
+    return TOKEN.sub(lambda m: _open(m, keys), text)
+
+
+def reveal_all(value: Any, keys: Keys) -> Any:
+    """A JSON-like value (dicts, lists, strings) with every sealed string in it opened."""
+    if isinstance(value, str):
+        return reveal(value, keys)
+    if isinstance(value, dict):  # keys too: a profile's provenance paths name values
+        return {
+            (reveal(k, keys) if isinstance(k, str) else k): reveal_all(v, keys)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [reveal_all(v, keys) for v in value]
+    return value
+
+
+def subjects(value: Any) -> set[UUID]:
+    """The customers whose keys the sealed values in a JSON-like value name."""
+    found: set[UUID] = set()
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "pii1~" in item:
+                found.update(UUID(hex=m.group(1)) for m in TOKEN.finditer(item))
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+            stack.extend(k for k in item if isinstance(k, str))
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return found
+
+
+# -- personal fields of domain events -----------------------------------------------------------
+
+
+def _apply(value: Any, path: list[str], change: Callable[[str], str]) -> Any:
+    """`value` with `change` applied to the strings `path` names (each part a key, `[]`
+    suffixed for a list)."""
+    if not path:
+        return change(value) if isinstance(value, str) else value
+    head, rest = path[0], path[1:]
+    if not isinstance(value, dict) or head.removesuffix("[]") not in value:
+        return value
+    name = head.removesuffix("[]")
+    inner = value[name]
+    if head.endswith("[]"):
+        changed: Any = [_apply(item, rest, change) for item in inner or []]
+    else:
+        changed = _apply(inner, rest, change)
+    return {**value, name: changed}
+
+
+class Sealer:
+    """The personal fields of domain events, by event class: sealed in an event's state
+    before it is stored, revealed when it is read back."""
+
+    def __init__(self, fields: Mapping[type, Iterable[str]]) -> None:
+        self.paths = {
+            get_topic(cls): [p.split(".") for p in paths] for cls, paths in fields.items()
+        }
+
+    def personal(self, topic: str) -> bool:
+        return topic in self.paths
+
+    def change(self, topic: str, state: dict[str, Any], change: Callable[[str], str]) -> None:
+        """Apply `change` to the personal strings of an event's state, in place."""
+        for path in self.paths.get(topic, ()):
+            state.update(_apply(state, path, change))
+
+
+# -- blind indexes ------------------------------------------------------------------------------
+
+
+class BlindIndex:
+    """Keyed hashes of values: equal values give equal hashes, and the hashes say nothing of
+    the values without the index key (which stays in the service that owns the index)."""
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    def __call__(self, value: str) -> str:
+        digest = hmac.new(self._key, value.encode(), hashlib.sha256).hexdigest()
+        return f"bi1~{digest[:32]}"
+
+    def all(self, values: Iterable[str]) -> list[str]:
+        return [self(v) for v in values if v]

@@ -1,0 +1,201 @@
+"""Erasure by crypto-shredding on a live stack: ForgetCustomer deletes the customer's key, so
+its name, e-mail, phone and address can be read nowhere any more — not in the customer store,
+the directory, the event streams, the timeline or the profile — while the history of what
+happened stays and the stores' files hold none of it in clear."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import grpc
+import nats
+import psycopg
+import pytest
+
+from c360.customer.v1 import customer_service_pb2 as capi
+from c360.customer.v1 import customer_service_pb2_grpc as customer_grpc
+from c360.events.v1 import customer_events_pb2 as ev
+from c360.events.v1 import event_log_pb2 as logapi
+from c360.events.v1 import event_log_pb2_grpc as log_grpc
+from c360.timeline.v1 import timeline_service_pb2 as tapi
+from c360_platform import auth
+from c360_platform.channels import aio_channel
+from c360_platform.pii import FORGOTTEN
+
+from .conftest import Stack
+from .helpers import eventually, status_of
+
+pytestmark = pytest.mark.integration
+
+
+def _files_holding(root: Path, needles: list[bytes]) -> dict[bytes, list[str]]:
+    """Which files under `root` hold each needle, in clear."""
+    found: dict[bytes, list[str]] = {n: [] for n in needles}
+    for path in root.rglob("*"):
+        if not path.is_file() or path.is_symlink():
+            continue
+        try:
+            data = path.read_bytes()
+        except OSError:
+            continue  # a socket, or a file removed meanwhile
+        for needle in needles:
+            if needle in data:
+                found[needle].append(str(path.relative_to(root)))
+    return found
+
+
+async def _stream_payloads(nats_url: str) -> list[bytes]:
+    """Every message of the C360 stream, as stored."""
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        info = await js.stream_info("C360")
+        return [
+            (await js.get_msg("C360", seq)).data or b""
+            for seq in range(info.state.first_seq, info.state.last_seq + 1)
+        ]
+    finally:
+        await nc.close()
+
+
+async def test_a_forgotten_customer_reads_nowhere_and_is_in_no_file(
+    stack: Stack, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    name, renamed = f"Zebulon Quartermaine{tag}", f"Zebulon Q. Quartermaine{tag}"
+    email, phone = f"zebulon.{tag}@example.org", "+4930901820"
+    street = f"Geheimweg {tag}"
+    marker = f"scanmarker{tag}"  # a tag: not personal data, stored in clear (the scan's control)
+    first = await stack.customer.RegisterCustomer(
+        capi.RegisterCustomerRequest(
+            kind=ev.CUSTOMER_KIND_PERSON,
+            display_name=name,
+            emails=[email],
+            phones=[phone],
+            addresses=[ev.PostalAddress(lines=[street], city="Berlin", country="DE")],
+            tags=[marker],
+        )
+    )
+    cid = first.result.aggregate_id
+    await stack.customer.RenameCustomer(
+        capi.RenameCustomerRequest(customer_id=cid, display_name=renamed)
+    )
+    twin = await stack.customer.RegisterCustomer(
+        capi.RegisterCustomerRequest(
+            kind=ev.CUSTOMER_KIND_PERSON, display_name=f"Zeb Quartermaine{tag}", emails=[email]
+        )
+    )
+    twin_id = twin.result.aggregate_id
+    merged = await stack.customer.MergeCustomers(
+        capi.MergeCustomersRequest(
+            survivor_id=cid, duplicate_id=twin_id, reason=f"same person as {name}"
+        )
+    )
+    token = merged.result.consistency_token
+
+    # Before: every reader shows the data (revealed with the key).
+    profile = (
+        await stack.timeline.GetProfile(tapi.GetProfileRequest(customer_id=cid, wait_for=token))
+    ).profile
+    assert (profile.display_name, list(profile.emails), list(profile.phones)) == (
+        renamed,
+        [email],
+        [phone],
+    )
+    entries = (
+        await stack.timeline.GetTimeline(tapi.GetTimelineRequest(customer_id=cid, page_size=100))
+    ).entries
+    assert any(name in e.summary for e in entries)
+    hits = await stack.timeline.SearchCustomers(tapi.SearchCustomersRequest(text="zebulon q"))
+    assert [h.display_name for h in hits.hits if h.customer_id == cid] == [renamed]
+    by_mail = await stack.timeline.SearchCustomers(tapi.SearchCustomersRequest(text=email))
+    assert cid in [h.customer_id for h in by_mail.hits]
+    dupes = await stack.customer.FindDuplicates(capi.FindDuplicatesRequest(customer_id=cid))
+    assert dupes.candidates == []  # its only duplicate is merged
+
+    # Agents may not forget; operators may.
+    agent = aio_channel(stack.deployment.addresses["customer"], stack.token(auth.Role.AGENT))
+    try:
+        refused = customer_grpc.CustomerServiceStub(agent).ForgetCustomer(
+            capi.ForgetCustomerRequest(customer_id=cid)
+        )
+        assert await status_of(refused) == grpc.StatusCode.PERMISSION_DENIED
+    finally:
+        await agent.close(None)
+    forgot = await stack.customer.ForgetCustomer(
+        capi.ForgetCustomerRequest(customer_id=cid, with_merged=True)
+    )
+    assert sorted(forgot.forgotten_ids) == sorted([cid, twin_id])
+    again = stack.customer.ForgetCustomer(capi.ForgetCustomerRequest(customer_id=cid))
+    assert await status_of(again) == grpc.StatusCode.FAILED_PRECONDITION
+    rename = stack.customer.RenameCustomer(
+        capi.RenameCustomerRequest(customer_id=cid, display_name="Someone Else")
+    )
+    assert await status_of(rename) == grpc.StatusCode.FAILED_PRECONDITION
+
+    # The customer service: the state reads as forgotten, its history too.
+    got = (await stack.customer.GetCustomer(capi.GetCustomerRequest(customer_id=cid))).customer
+    assert (got.display_name, list(got.emails), list(got.phones), list(got.addresses)) == (
+        FORGOTTEN,
+        [],
+        [],
+        [],
+    )
+    assert got.HasField("forgotten_at")
+    assert list(got.tags) == [marker]  # what is not personal stays
+    keys = await stack.customer.GetDataKeys(capi.GetDataKeysRequest(customer_ids=[cid, twin_id]))
+    assert [(k.forgotten, k.key) for k in keys.keys] == [(True, b""), (True, b"")]
+
+    # The timeline: the forget applied, the entries stay, their personal data does not.
+    token = forgot.result.consistency_token
+    profile = (
+        await stack.timeline.GetProfile(tapi.GetProfileRequest(customer_id=cid, wait_for=token))
+    ).profile
+    assert (profile.display_name, list(profile.emails), list(profile.phones)) == (FORGOTTEN, [], [])
+
+    async def erased() -> bool:
+        # A timeline process trusts a key it read for a few seconds (CACHE_SECONDS).
+        page = await stack.timeline.GetTimeline(
+            tapi.GetTimelineRequest(customer_id=cid, page_size=100)
+        )
+        text = " ".join(e.summary + str(e.details) for e in page.entries)
+        return name not in text and email not in text and FORGOTTEN in text
+
+    await eventually(erased, timeout=20, what="the timeline to read the entries as forgotten")
+    page = await stack.timeline.GetTimeline(tapi.GetTimelineRequest(customer_id=cid, page_size=100))
+    types = {e.type for e in page.entries}
+    assert {"customer.registered", "customer.renamed", "customer.forgotten"} <= types
+    for text in ("zebulon", email, phone):
+        found = await stack.timeline.SearchCustomers(tapi.SearchCustomersRequest(text=text))
+        assert cid not in [h.customer_id for h in found.hits], text
+
+    # The event streams: the catch-up read and JetStream carry the sealed values only, and
+    # subscribers got CustomerForgotten.
+    log = log_grpc.EventLogServiceStub(stack.channels["customer"])
+    events = [
+        e
+        async for reply in log.ReadEvents(logapi.ReadEventsRequest(limit=1000))
+        for e in reply.envelopes
+    ]
+    assert "c360.events.v1.CustomerForgotten" in {e.event_type for e in events}
+    stored = [e.SerializeToString() for e in events] + await _stream_payloads(stack.nats_url)
+    for needle in (name, renamed, email, phone, street):
+        assert not any(needle.encode() in m for m in stored), needle
+    assert any(b"CustomerForgotten" in m for m in stored)
+
+    # The files: PostgreSQL's (tables and WAL, after a checkpoint), JetStream's store and the
+    # logs hold none of the personal data in clear, and do hold the tag (the scan can see).
+    with psycopg.connect(stack.postgres_url, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
+        row = conn.execute("SHOW data_directory").fetchone()
+    assert row is not None
+    needles = [s.encode() for s in (name, renamed, email, phone, street)]
+    control = marker.encode()
+    for root in (Path(row[0]), tmp_path):
+        holding = _files_holding(root, [*needles, control])
+        assert holding[control], f"the scan of {root} does not see what is stored in clear"
+        leaks = {n.decode(): files for n, files in holding.items() if files and n != control}
+        assert leaks == {}, f"personal data in clear under {root}"
+    for needle in (name, renamed, email, phone, street):
+        assert needle not in caplog.text

@@ -1,0 +1,207 @@
+"""Crypto-shredding in memory: sealing and revealing values, the personal fields of customer
+events sealed in the store and as published, and ForgetCustomer (no servers)."""
+
+from __future__ import annotations
+
+import uuid
+from uuid import UUID
+
+import pytest
+
+from c360.customer.v1 import customer_service_pb2 as capi
+from c360.events.v1 import customer_events_pb2 as ev
+from c360_customer.api import CustomerServicer
+from c360_customer.application import CustomerApplication, ImportRow
+from c360_customer.contract import CONTRACT
+from c360_customer.domain import Customer
+from c360_platform import pii
+from c360_platform.errors import PreconditionFailed
+from c360_platform.store import RowQuery
+
+from .support import CALL, Clock, refused
+
+NAME, EMAIL, PHONE, STREET = "Zoë Quartermaine", "zoe@example.org", "+4930901820", "Hinterhof 7"
+
+
+def test_a_sealed_value_opens_with_its_customers_key_only() -> None:
+    key, other = pii.new_key(), pii.new_key()
+    a, b = uuid.uuid4(), uuid.uuid4()
+    token = pii.seal(key, a, NAME)
+    assert NAME not in token
+    assert pii.is_sealed(token)
+    assert token == pii.seal(key, a, NAME)  # deterministic: equal values compare equal
+    assert pii.seal(key, a, "Zoe") != token
+    assert pii.reveal(f"Renamed to “{token}”.", {a: key}) == f"Renamed to “{NAME}”."
+    assert pii.reveal(token, {a: other}) == pii.FORGOTTEN  # a wrong key opens nothing
+    assert pii.reveal(token, {a: None}) == pii.FORGOTTEN
+    moved = token.replace(a.hex, b.hex)  # the customer id is associated data
+    assert pii.reveal(moved, {b: key}) == pii.FORGOTTEN
+    assert pii.seal(key, a, "") == ""
+    assert pii.seal(key, a, token) == token
+
+
+def test_reveal_all_opens_values_and_keys_of_nested_documents() -> None:
+    key, a = pii.new_key(), uuid.uuid4()
+    email = pii.seal(key, a, EMAIL)
+    doc = {"emails": [email], "provenance": {f"emails[{email}]": {"n": 1}}, "n": 3}
+    assert pii.subjects(doc) == {a}
+    assert pii.reveal_all(doc, {a: key}) == {
+        "emails": [EMAIL],
+        "provenance": {f"emails[{EMAIL}]": {"n": 1}},
+        "n": 3,
+    }
+
+
+def test_the_blind_index_compares_without_the_value() -> None:
+    index = pii.BlindIndex(pii.new_key())
+    assert index(EMAIL) == index(EMAIL) != index("zoe@example.com")
+    assert EMAIL not in index(EMAIL)
+    assert pii.BlindIndex(pii.new_key())(EMAIL) != index(EMAIL)
+
+
+@pytest.fixture
+def app() -> CustomerApplication:
+    return CustomerApplication.in_memory(clock=Clock())
+
+
+@pytest.fixture
+def api(app: CustomerApplication) -> CustomerServicer:
+    return CustomerServicer(app)
+
+
+async def _register(api: CustomerServicer, name: str = NAME, email: str = EMAIL) -> str:
+    reply = await api.RegisterCustomer(
+        capi.RegisterCustomerRequest(
+            kind=ev.CUSTOMER_KIND_PERSON,
+            display_name=name,
+            emails=[email],
+            phones=[PHONE],
+            addresses=[ev.PostalAddress(lines=[STREET], city="Berlin", country="DE")],
+        ),
+        CALL,
+    )
+    return reply.result.aggregate_id
+
+
+def _stored_text(app: CustomerApplication) -> str:
+    """Every stored event's state and every directory row, as text."""
+    events = [n.state.decode() for n in app.notification_log.select(start=1, limit=10)]
+    return " ".join(events) + " ".join(str(r) for r in app.rows(RowQuery()))
+
+
+async def test_personal_fields_are_sealed_in_the_store_and_as_published(
+    app: CustomerApplication, api: CustomerServicer
+) -> None:
+    cid = await _register(api)
+    await api.AddEmail(capi.AddEmailRequest(customer_id=cid, email="z2@example.org"), CALL)
+    stored = _stored_text(app)
+    for clear in (NAME, EMAIL, "z2@example.org", PHONE, STREET):
+        assert clear not in stored, clear
+    assert "Berlin" not in stored
+    assert '"DE"' in stored
+    customer = app.get_customer(UUID(cid))
+    assert (customer.display_name, customer.emails) == (NAME, [EMAIL, "z2@example.org"])
+    # As published: the relay reads with the mapper that keeps the values sealed.
+    [first, *_] = app.notification_log.select(start=1, limit=10)
+    published = CONTRACT.publication(app.publishing_mapper.to_domain_event(first)).payload
+    assert isinstance(published, ev.CustomerRegistered)
+    assert pii.is_sealed(published.display_name)
+    assert pii.is_sealed(published.emails[0])
+    keys = app.data_keys([UUID(cid)])
+    assert pii.reveal(published.display_name, keys) == NAME
+
+
+async def test_duplicates_are_found_through_blind_indexes(
+    app: CustomerApplication, api: CustomerServicer
+) -> None:
+    a = await _register(api)
+    b = await _register(api, "Zoe Quartermaine", EMAIL)
+    [found] = app.find_duplicates(UUID(a), 10)
+    assert found.customer_id == b
+    assert f"same e-mail {EMAIL}" in found.reasons
+    [pair] = app.duplicate_report(0.5)
+    assert {pair.customer_id, pair.duplicate_id} == {a, b}
+
+
+async def test_a_forgotten_customer_cannot_be_read_or_changed(
+    app: CustomerApplication, api: CustomerServicer
+) -> None:
+    survivor = await _register(api)
+    twin = await _register(api, "Zoe Q.", "zq@example.org")
+    await api.MergeCustomers(
+        capi.MergeCustomersRequest(survivor_id=survivor, duplicate_id=twin, reason="same"), CALL
+    )
+    reply = await api.ForgetCustomer(
+        capi.ForgetCustomerRequest(customer_id=survivor, with_merged=True), CALL
+    )
+    assert list(reply.forgotten_ids) == [survivor, twin]
+    for cid in (survivor, twin):
+        customer = app.get_customer(UUID(cid))
+        assert (customer.display_name, customer.emails, customer.phones) == (
+            pii.FORGOTTEN,
+            [],
+            [],
+        )
+        assert customer.forgotten_at is not None
+    assert app.data_keys([UUID(survivor), UUID(twin)]) == {UUID(survivor): None, UUID(twin): None}
+    # The history stays, unreadable: the state as of before the forget shows no data.
+    history = list(app.events.get(UUID(survivor)))
+    assert [type(e).__name__ for e in history][-1] == "Forgotten"
+    assert getattr(history[0], "display_name") == pii.FORGOTTEN  # noqa: B009
+    rows = {str(r["customer_id"]): r for r in app.rows(RowQuery())}
+    assert rows[survivor]["forgotten"]
+    assert rows[survivor]["emails"] == []
+    error = await refused(
+        api.RenameCustomer(
+            capi.RenameCustomerRequest(customer_id=survivor, display_name="X"), CALL
+        ),
+        PreconditionFailed,
+    )
+    assert "forgotten" in str(error)
+    error = await refused(
+        api.ForgetCustomer(capi.ForgetCustomerRequest(customer_id=twin), CALL), PreconditionFailed
+    )
+    assert "forgotten already" in str(error)
+    with pytest.raises(PreconditionFailed):
+        app.find_duplicates(UUID(survivor), 10)
+
+
+async def test_forgetting_one_of_a_merge_leaves_the_other_readable(
+    app: CustomerApplication, api: CustomerServicer
+) -> None:
+    survivor = await _register(api)
+    twin = await _register(api, "Zoe Q.", "zq@example.org")
+    await api.MergeCustomers(
+        capi.MergeCustomersRequest(survivor_id=survivor, duplicate_id=twin, reason="same"), CALL
+    )
+    await api.ForgetCustomer(capi.ForgetCustomerRequest(customer_id=survivor), CALL)
+    assert app.get_customer(UUID(twin)).display_name == "Zoe Q."
+
+
+def test_an_import_seals_each_row_under_a_key_of_its_own(app: CustomerApplication) -> None:
+    report = app.import_batch(
+        [
+            ImportRow(
+                i,
+                f"crm-{i}",
+                {
+                    "kind": "person",
+                    "display_name": f"Importée {i}",
+                    "emails": [f"i{i}@x.org"],
+                    "phones": [],
+                    "addresses": [],
+                },
+            )
+            for i in range(3)
+        ]
+    )
+    assert report.created == 3
+    stored = _stored_text(app)
+    assert "Importée" not in stored
+    assert "@x.org" not in stored
+    ids = [r["customer_id"] for r in app.rows(RowQuery())]
+    keys = app.data_keys(ids)
+    assert len({keys[i] for i in ids}) == 3
+    names = sorted(app.get_customer(i).display_name for i in ids)
+    assert names == ["Importée 0", "Importée 1", "Importée 2"]
+    assert isinstance(app.get_customer(ids[0]), Customer)
