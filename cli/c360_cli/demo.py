@@ -490,6 +490,14 @@ class Stats:
     articles: int = 0
     resolved_with_article: int = 0
     visits: int = 0
+    forgotten: int = 0
+
+
+def erased(plans: list[CustomerPlan]) -> CustomerPlan | None:
+    """The person who asks to be forgotten (GDPR art. 17): the last one, with enough people
+    for the summary's examples to be others."""
+    people = [p for p in plans if p.kind == "person"]
+    return people[-1] if len(people) >= 6 else None
 
 
 class DemoRun:
@@ -1057,7 +1065,22 @@ class DemoRun:
         await self.marketing.phases()
         callers = [p for p in plans if p.ivr]
         await self.phase("a day of IVR contacts", [self.ivr_script(p) for p in callers])
+        forgotten = erased(plans)
+        await self.phase("an erasure request", [self.forget_script(forgotten)] if forgotten else [])
         await self.phase("asking the timeline", [self.profile_script(p) for p in plans])
+
+    def forget_script(self, p: CustomerPlan) -> Script:
+        """A customer's request to be forgotten: its personal data becomes unreadable."""
+
+        async def script() -> None:
+            request = api.ForgetCustomerRequest(
+                request_id=self.rid(p.index, "forget"), customer_id=self.ids[p.index]
+            )
+            stub = self.client.stub("customer", CustomerServiceStub)
+            await self.call(stub.ForgetCustomer, request, "forget a customer", of=p.index)
+            self.stats.forgotten += 1
+
+        return script
 
     def profile_script(self, p: CustomerPlan) -> Script:
         """Read the customer's profile once the timeline has its latest command: at risk?"""
@@ -1085,7 +1108,7 @@ def count_commands(plans: list[CustomerPlan]) -> int:
         total += sum(1 + len(t.steps) for t in p.tickets) + len(p.ivr)
         total += 1 if p.contract_end is not None else 0
         total += VISIT_COMMANDS if p.contract_end is not None and visits(p) else 0
-    return total + 3 * len(data().articles)
+    return total + 3 * len(data().articles) + (1 if erased(plans) else 0)
 
 
 VISIT_COMMANDS = 8
@@ -1158,6 +1181,7 @@ def _summary(plans: list[CustomerPlan], run: DemoRun, seed: int, seconds: float)
         "tickets_resolved_with_article": run.stats.resolved_with_article,
         "on_site_visits": run.stats.visits,
         "at_risk_customers": len(at_risk),
+        "forgotten_customers": run.stats.forgotten,
         **(run.sales.summary() if run.sales else {}),
         "commands": run.stats.commands,
         "replayed": run.stats.replayed,

@@ -19,6 +19,8 @@ from c360_platform.errors import Unavailable
 
 KEY_SERVICE = "c360.customer.v1.CustomerService"
 BATCH = 1000
+_UNKNOWN = b"unknown"
+"""Cached for a customer the key holder does not know (a key is 32 bytes, never this)."""
 CACHE_SECONDS = 5.0
 """How long a key (or a customer's being forgotten) is trusted before it is asked again."""
 
@@ -34,7 +36,8 @@ class DataKeys:
         self.token = token
         self.ttl = ttl
         self._lock = threading.Lock()
-        self._cache: dict[UUID, tuple[float, bytes | None]] = {}
+        self._cache: dict[UUID, tuple[float, bytes]] = {}
+        """Customer id -> (until when, key; b"" once forgotten; _UNKNOWN if not known)."""
         self._stub: api_grpc.CustomerServiceStub | None = None
         self._channels: list[grpc.Channel] = []
 
@@ -58,9 +61,11 @@ class DataKeys:
     def forget(self, customer_id: UUID) -> None:
         """Stop trusting what is known of this customer's key (it was just forgotten)."""
         with self._lock:
-            self._cache[customer_id] = (time.monotonic() + self.ttl, None)
+            self._cache[customer_id] = (time.monotonic() + self.ttl, b"")
 
-    def __call__(self, customer_ids: Iterable[UUID]) -> dict[UUID, bytes | None]:
+    def lookup(self, customer_ids: Iterable[UUID]) -> dict[UUID, bytes | None]:
+        """Key, or None once forgotten, of the customers the key holder knows (others left
+        out); UNAVAILABLE when it cannot be asked."""
         now = time.monotonic()
         found: dict[UUID, bytes | None] = {}
         wanted: list[UUID] = []
@@ -68,7 +73,8 @@ class DataKeys:
             for customer_id in set(customer_ids):
                 hit = self._cache.get(customer_id)
                 if hit is not None and hit[0] > now:
-                    found[customer_id] = hit[1]
+                    if hit[1] is not _UNKNOWN:
+                        found[customer_id] = hit[1] or None
                 else:
                     wanted.append(customer_id)
         for start in range(0, len(wanted), BATCH):
@@ -82,15 +88,26 @@ class DataKeys:
                 raise Unavailable(
                     f"the customers' data keys cannot be read now: {exc.code()}"
                 ) from None
-            got = {UUID(k.customer_id): (None if k.forgotten else bytes(k.key)) for k in reply.keys}
+            got = {UUID(k.customer_id): (b"" if k.forgotten else bytes(k.key)) for k in reply.keys}
             with self._lock:
                 for customer_id in chunk:
-                    key = got.get(customer_id)
-                    found[customer_id] = key
-                    self._cache[customer_id] = (now + self.ttl, key)
+                    entry = got.get(customer_id, _UNKNOWN)
+                    self._cache[customer_id] = (now + self.ttl, entry)
+                    if entry is not _UNKNOWN:
+                        found[customer_id] = entry or None
                 if len(self._cache) > 200_000:
                     self._cache.clear()
         return found
+
+    def keys(self, customer_ids: Iterable[UUID]) -> dict[UUID, bytes | None]:
+        """Keys to reveal with: None for forgotten customers and those the holder does not
+        know."""
+        ids = list(customer_ids)
+        found = self.lookup(ids)
+        return {i: found.get(i) for i in ids}
+
+    def __call__(self, customer_ids: Iterable[UUID]) -> dict[UUID, bytes | None]:
+        return self.keys(customer_ids)
 
     def close(self) -> None:
         for channel in self._channels:

@@ -7,14 +7,15 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import Mapper, StoredEvent
 from eventsourcing.utils import get_topic
 
-from c360_platform.pii import Sealer, new_key, reveal, seal
+from c360_platform import pii
+from c360_platform.pii import FORGOTTEN, Sealer, new_key, reveal, seal
 from c360_platform.store import ROW_TABLE, AnyOf, Eq, QueryTable, RowQuery
 
 KEYS = QueryTable(
@@ -109,10 +110,38 @@ class Keyring:
         found = self.lookup(ids)
         return {i: found.get(i) for i in ids}
 
-    def key_for_write(self, customer_id: UUID) -> bytes | None:
-        """The key to seal a customer's new event with (None: none, the values stay as they
-        are; an event of a forgotten customer carries no personal data)."""
-        return self.lookup([customer_id]).get(customer_id)
+
+class KeySource(Protocol):
+    """Where a sealing mapper gets keys: the key table (`Keyring`, in the service that holds
+    them), the key holder over gRPC (`datakeys.DataKeys`), or `LocalKeys` in memory."""
+
+    def lookup(self, customer_ids: Iterable[UUID]) -> dict[UUID, bytes | None]:
+        """Key or None (forgotten) for the customers the key holder knows; others left out."""
+        ...
+
+    def keys(self, customer_ids: Iterable[UUID]) -> dict[UUID, bytes | None]:
+        """Keys to reveal with: None for forgotten and unknown customers."""
+        ...
+
+
+class LocalKeys:
+    """Keys made in memory on first use (an application on the in-memory store: tests and
+    tools, where no key holder runs)."""
+
+    def __init__(self) -> None:
+        self._keys: dict[UUID, bytes | None] = {}
+        self._lock = threading.Lock()
+
+    def lookup(self, customer_ids: Iterable[UUID]) -> dict[UUID, bytes | None]:
+        with self._lock:
+            return {i: self._keys.setdefault(i, new_key()) for i in customer_ids}
+
+    def keys(self, customer_ids: Iterable[UUID]) -> dict[UUID, bytes | None]:
+        return self.lookup(customer_ids)
+
+    def forget(self, customer_id: UUID) -> None:
+        with self._lock:
+            self._keys[customer_id] = None
 
 
 class SealingMapper(Mapper[UUID]):
@@ -120,33 +149,55 @@ class SealingMapper(Mapper[UUID]):
     store and revealed on the way out (`reveal=False`: kept sealed, as they are published)."""
 
     def __init__(
-        self, base: Mapper[UUID], sealer: Sealer, keyring: Keyring, *, reveal: bool = True
+        self,
+        base: Mapper[UUID],
+        sealer: Sealer,
+        keyring: KeySource | Callable[[], KeySource],
+        *,
+        reveal: bool = True,
     ) -> None:
         super().__init__(base.transcoder, base.compressor, base.cipher)
         self.sealer = sealer
-        self.keyring = keyring
+        self._keys = keyring
         self.reveals = reveal
+
+    @property
+    def keyring(self) -> KeySource:
+        """The key source (given, or got from the callable given: set after construction)."""
+        keys = self._keys
+        return keys() if callable(keys) else keys
 
     def sealed(self) -> SealingMapper:
         """This mapper, leaving personal fields sealed when reading."""
-        return SealingMapper(self, self.sealer, self.keyring, reveal=False)
+        return SealingMapper(self, self.sealer, self._keys, reveal=False)
 
     def to_stored_event(self, domain_event: DomainEventProtocol[UUID]) -> StoredEvent:
         topic = get_topic(type(domain_event))
         if not self.sealer.personal(topic):
             return super().to_stored_event(domain_event)
-        customer_id = domain_event.originator_id
-        key = self.keyring.key_for_write(customer_id)
-        copy = object.__new__(type(domain_event))
         state = dict(vars(domain_event))
-        if key is not None:
-            self.sealer.change(topic, state, lambda v: seal(key, customer_id, v))
+        customer_id = self.sealer.owner(state, domain_event.originator_id)
+        copy = object.__new__(type(domain_event))
+        if customer_id is not None:
+            found = self.keyring.lookup([customer_id])
+            if customer_id in found:
+                key = found[customer_id]
+                # A forgotten customer's new events keep no personal data at all.
+                self.sealer.change(
+                    topic,
+                    state,
+                    (lambda v: seal(key, customer_id, v)) if key else (lambda v: FORGOTTEN),
+                )
+            # else: no key holder knows the customer (a ticket logged for an unknown id);
+            # there is no one whose erasure would cover the values: they stay as they are.
         object.__setattr__(copy, "__dict__", state)
         return super().to_stored_event(copy)
 
     def to_domain_event(self, stored_event: StoredEvent) -> DomainEventProtocol[UUID]:
         event = super().to_domain_event(stored_event)
         if self.reveals and self.sealer.personal(stored_event.topic):
-            keys = self.keyring.keys([event.originator_id])
-            self.sealer.change(stored_event.topic, vars(event), lambda v: reveal(v, keys))
+            state = vars(event)
+            ids = pii.subjects([v for v in state.values() if isinstance(v, str | list | dict)])
+            keys = self.keyring.keys(ids) if ids else {}
+            self.sealer.change(stored_event.topic, state, lambda v: reveal(v, keys))
         return event

@@ -93,11 +93,12 @@ def ensure_schema(url: str, schema: str) -> None:
         conn.execute(SQL("CREATE SCHEMA IF NOT EXISTS {}").format(Identifier(schema)))
 
 
-def open_application(kind: type[App], settings: Settings) -> App:
-    """The service's application on its own schema of the PostgreSQL server in `settings`."""
+def open_application(kind: type[App], settings: Settings, **options: Any) -> App:
+    """The service's application on its own schema of the PostgreSQL server in `settings`
+    (`options`: keyword arguments of the application's constructor)."""
     schema = schema_for(settings.service)
     ensure_schema(settings.postgres_url, schema)
-    app = kind(env=postgres_env(settings.postgres_url, schema))
+    app = kind(env=postgres_env(settings.postgres_url, schema), **options)
     if settings.group_commit:
         app.attach_writer()
     return app

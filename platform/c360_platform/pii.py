@@ -37,7 +37,8 @@ KEY_BYTES = 32
 NONCE_BYTES = 12
 FORGOTTEN = "[forgotten]"
 """What a sealed value reads as once its customer's key is deleted."""
-TOKEN = re.compile(r"pii1~([0-9a-f]{32})~([A-Za-z0-9_-]+)~")
+TOKEN = re.compile(r"pii1~([0-9a-f]{32})~([A-Za-z0-9_-]+)~(?:(\d{1,4})~)?")
+"""A sealed value, optionally followed by `<n>~`: reveal it cut to n characters (`clip`)."""
 
 Keys = Mapping[UUID, bytes | None]
 """Customer id -> key (None: forgotten, or not known here)."""
@@ -49,6 +50,21 @@ def new_key() -> bytes:
 
 def is_sealed(text: str) -> bool:
     return TOKEN.fullmatch(text) is not None
+
+
+def snippet(text: str, limit: int) -> str:
+    """The text on one line, cut to `limit` characters."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
+
+
+def clip(sealed: str, limit: int) -> str:
+    """A sealed value marked to be revealed as its `snippet` of `limit` characters (a summary
+    cannot cut a text it cannot read)."""
+    match = TOKEN.fullmatch(sealed)
+    if match is None:
+        return snippet(sealed, limit)
+    return f"pii1~{match.group(1)}~{match.group(2)}~{limit}~"
 
 
 def seal(key: bytes, customer_id: UUID, text: str) -> str:
@@ -74,9 +90,11 @@ def _open(match: re.Match[str], keys: Keys) -> str:
     body = match.group(2)
     try:
         raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
-        return AESGCM(key).decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], customer_id.bytes).decode()
+        text = AESGCM(key).decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], customer_id.bytes)
     except (InvalidTag, ValueError, binascii.Error):
         return FORGOTTEN  # not sealed under this key: it cannot be read
+    limit = match.group(3)
+    return snippet(text.decode(), int(limit)) if limit else text.decode()
 
 
 def reveal(text: str, keys: Keys) -> str:
@@ -141,10 +159,22 @@ class Sealer:
     """The personal fields of domain events, by event class: sealed in an event's state
     before it is stored, revealed when it is read back."""
 
-    def __init__(self, fields: Mapping[type, Iterable[str]]) -> None:
+    def __init__(self, fields: Mapping[type, Iterable[str]], *, owner: str = "") -> None:
         self.paths = {
             get_topic(cls): [p.split(".") for p in paths] for cls, paths in fields.items()
         }
+        self.owner_field = owner
+        """The event field naming the customer whose key seals it ("": the aggregate's id,
+        as for the customer's own events)."""
+
+    def owner(self, state: Mapping[str, Any], originator_id: UUID) -> UUID | None:
+        """The customer whose key seals an event of this state (None: about no customer)."""
+        if not self.owner_field:
+            return originator_id
+        try:
+            return UUID(str(state.get(self.owner_field) or ""))
+        except ValueError:
+            return None
 
     def personal(self, topic: str) -> bool:
         return topic in self.paths

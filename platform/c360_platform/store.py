@@ -39,6 +39,10 @@ A = TypeVar("A", bound=Aggregate)
 App = TypeVar("App", bound="ServiceApplication")
 
 
+IN_MEMORY = "c360_platform.memstore:Factory"
+"""The persistence module of applications on the in-memory store."""
+
+
 def schema_for(source: str) -> str:
     """The PostgreSQL schema of a source's store ("service-desk" -> "service_desk"); also the
     `eventsourcing` application name, so that its table is `events_table_for(source)`."""
@@ -370,7 +374,7 @@ class ServiceApplication(Application[UUID]):
     @classmethod
     def in_memory(cls: type[App], *, clock: Clock = utc_now) -> App:
         """The application on the in-memory recorder: no servers (unit tests, tools)."""
-        return cls(env={"PERSISTENCE_MODULE": "c360_platform.memstore:Factory"}, clock=clock)
+        return cls(env={"PERSISTENCE_MODULE": IN_MEMORY}, clock=clock)
 
     def query_row(self, aggregate: Aggregate) -> dict[str, Any] | None:
         """The query-table row of a changed aggregate (None: the aggregate has no row)."""

@@ -219,6 +219,52 @@ def test_cli_against_a_running_stack(up: Up) -> None:
     assert {e["customer_id"] for e in alone["entries"]} == {customer_id}
     assert c360_json(home, "verify")["ok"] is True
 
+    # An erasure: afterwards the customer, its ticket, its timeline and the services' logs
+    # show none of its personal data, and every event is still in the timeline once.
+    secret = {"name": "Quintus Forgetme", "email": "quintus.forgetme@example.org"}
+    erased = c360_json(
+        home, "customer", "register", "--name", secret["name"], "--email", secret["email"]
+    )
+    c360_json(
+        home, "timeline", "show", erased["customer_id"], "--wait-for", erased["consistency_token"]
+    )  # the desk opens tickets for customers the timeline knows
+    ticket = c360_json(
+        home,
+        "ticket",
+        "open",
+        "--customer",
+        erased["customer_id"],
+        "--channel",
+        "email",
+        "--subject",
+        f"Invoice for {secret['name']}",
+    )
+    forgot = c360_json(home, "customer", "forget", erased["customer_id"])
+    gone = c360_json(home, "customer", "get", erased["customer_id"])
+    assert (gone["display_name"], gone["emails"], bool(gone["forgotten_at"])) == (
+        "[forgotten]",
+        [],
+        True,
+    )
+    shown = c360_json(
+        home, "timeline", "show", erased["customer_id"], "--wait-for", forgot["consistency_token"]
+    )
+    assert "customer.forgotten" in {e["type"] for e in shown["entries"]}
+    deadline = time.monotonic() + 20  # the services trust a key they read for 5 s
+    while True:
+        texts = json.dumps(c360_json(home, "timeline", "show", erased["customer_id"]))
+        texts += json.dumps(c360_json(home, "ticket", "show", ticket["ticket_id"]))
+        leaked = [value for value in secret.values() if value in texts]
+        if not leaked or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert leaked == []
+    assert "[forgotten]" in texts
+    logs = "".join(p.read_text(errors="replace") for p in (home / "logs").glob("*.log"))
+    assert logs, "no service logs to scan"
+    assert all(value not in logs for value in secret.values())
+    assert c360_json(home, "verify")["ok"] is True
+
     # `c360 up` stops cleanly on SIGTERM
     up.proc.send_signal(signal.SIGTERM)
     assert up.proc.wait(30) == 0, up.logs()

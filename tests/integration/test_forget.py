@@ -18,6 +18,8 @@ from c360.customer.v1 import customer_service_pb2_grpc as customer_grpc
 from c360.events.v1 import customer_events_pb2 as ev
 from c360.events.v1 import event_log_pb2 as logapi
 from c360.events.v1 import event_log_pb2_grpc as log_grpc
+from c360.events.v1 import ticket_events_pb2 as tev
+from c360.service_desk.v1 import service_desk_service_pb2 as dapi
 from c360.timeline.v1 import timeline_service_pb2 as tapi
 from c360_platform import auth
 from c360_platform.channels import aio_channel
@@ -92,6 +94,22 @@ async def test_a_forgotten_customer_reads_nowhere_and_is_in_no_file(
             survivor_id=cid, duplicate_id=twin_id, reason=f"same person as {name}"
         )
     )
+    # The service desk's free texts about the customer are sealed with its key too.
+    complaint = f"Mrs Quartermaine{tag} says the parcel for {street} never came"
+    ticket = await stack.service_desk.OpenTicket(
+        dapi.OpenTicketRequest(
+            customer_id=cid,
+            channel=tev.TICKET_CHANNEL_EMAIL,
+            subject=f"Parcel for {name}",
+            description=complaint,
+            category="delivery",
+        )
+    )
+    tid = ticket.result.aggregate_id
+    shown = (await stack.service_desk.GetTicket(dapi.GetTicketRequest(ticket_id=tid))).ticket
+    assert (shown.subject, shown.description) == (f"Parcel for {name}", complaint)
+    listed = await stack.service_desk.ListTickets(dapi.ListTicketsRequest(customer_id=cid))
+    assert [t.subject for t in listed.tickets] == [f"Parcel for {name}"]
     token = merged.result.consistency_token
 
     # Before: every reader shows the data (revealed with the key).
@@ -170,6 +188,15 @@ async def test_a_forgotten_customer_reads_nowhere_and_is_in_no_file(
         found = await stack.timeline.SearchCustomers(tapi.SearchCustomersRequest(text=text))
         assert cid not in [h.customer_id for h in found.hits], text
 
+    # The service desk: the ticket stays, its texts read as forgotten (after the key caches).
+    async def ticket_erased() -> bool:
+        got = await stack.service_desk.GetTicket(dapi.GetTicketRequest(ticket_id=tid))
+        return (got.ticket.subject, got.ticket.description) == (FORGOTTEN, FORGOTTEN)
+
+    await eventually(ticket_erased, timeout=20, what="the ticket's texts to read as forgotten")
+    listed = await stack.service_desk.ListTickets(dapi.ListTicketsRequest(customer_id=cid))
+    assert [t.subject for t in listed.tickets] == [FORGOTTEN]
+
     # The event streams: the catch-up read and JetStream carry the sealed values only, and
     # subscribers got CustomerForgotten.
     log = log_grpc.EventLogServiceStub(stack.channels["customer"])
@@ -190,7 +217,7 @@ async def test_a_forgotten_customer_reads_nowhere_and_is_in_no_file(
         conn.execute("CHECKPOINT")
         row = conn.execute("SHOW data_directory").fetchone()
     assert row is not None
-    needles = [s.encode() for s in (name, renamed, email, phone, street)]
+    needles = [s.encode() for s in (name, renamed, email, phone, street, complaint)]
     control = marker.encode()
     for root in (Path(row[0]), tmp_path):
         holding = _files_holding(root, [*needles, control])

@@ -10,13 +10,20 @@ import pytest
 
 from c360.customer.v1 import customer_service_pb2 as capi
 from c360.events.v1 import customer_events_pb2 as ev
+from c360.events.v1 import ticket_events_pb2 as tev
+from c360.service_desk.v1 import service_desk_service_pb2 as dapi
 from c360_customer.api import CustomerServicer
 from c360_customer.application import CustomerApplication, ImportRow
 from c360_customer.contract import CONTRACT
 from c360_customer.domain import Customer
 from c360_platform import pii
+from c360_platform.context import ContextReader
 from c360_platform.errors import PreconditionFailed
-from c360_platform.store import RowQuery
+from c360_platform.keyring import LocalKeys
+from c360_platform.store import Eq, RowQuery
+from c360_service_desk.api import ServiceDeskServicer
+from c360_service_desk.application import ServiceDeskApplication
+from c360_service_desk.domain import Ticket
 
 from .support import CALL, Clock, refused
 
@@ -205,3 +212,52 @@ def test_an_import_seals_each_row_under_a_key_of_its_own(app: CustomerApplicatio
     names = sorted(app.get_customer(i).display_name for i in ids)
     assert names == ["Importée 0", "Importée 1", "Importée 2"]
     assert isinstance(app.get_customer(ids[0]), Customer)
+
+
+async def test_the_service_desk_seals_its_free_texts_with_the_customers_key() -> None:
+    app = ServiceDeskApplication.in_memory(clock=Clock())
+    desk = ServiceDeskServicer(app, ContextReader("127.0.0.1:1"))
+    customer = uuid.uuid4()
+    opened = await desk.OpenTicket(
+        dapi.OpenTicketRequest(
+            allow_unknown_customer=True,
+            customer_id=str(customer),
+            channel=tev.TICKET_CHANNEL_PHONE,
+            subject=f"Parcel for {NAME}",
+            description=f"Deliver to {STREET}",
+            category="delivery",
+        ),
+        CALL,
+    )
+    tid = opened.result.aggregate_id
+    await desk.RecordInteraction(
+        dapi.RecordInteractionRequest(
+            ticket_id=tid, kind=tev.INTERACTION_KIND_INTERNAL_NOTE, body=f"Rang {PHONE}"
+        ),
+        CALL,
+    )
+    stored = " ".join(n.state.decode() for n in app.notification_log.select(start=1, limit=10))
+    stored += " ".join(str(r) for r in app.rows(RowQuery()))
+    for clear in (NAME, STREET, PHONE):
+        assert clear not in stored, clear
+    ticket = app.load(Ticket, UUID(tid))
+    assert (ticket.subject, ticket.description) == (f"Parcel for {NAME}", f"Deliver to {STREET}")
+    page = app.list_tickets(Eq("customer_id", customer), None, 10)
+    assert [r["subject"] for r in page.rows] == [f"Parcel for {NAME}"]
+    # The customer is forgotten: the ticket stays, its texts cannot be read any more, and
+    # later events about it keep none.
+    keys = app.keys
+    assert isinstance(keys, LocalKeys)
+    keys.forget(customer)
+    ticket = app.load(Ticket, UUID(tid))
+    assert (ticket.subject, ticket.description) == (pii.FORGOTTEN, pii.FORGOTTEN)
+    await desk.RecordInteraction(
+        dapi.RecordInteractionRequest(
+            ticket_id=tid, kind=tev.INTERACTION_KIND_INTERNAL_NOTE, body="Called back"
+        ),
+        CALL,
+    )
+    ticket = app.load(Ticket, UUID(tid))
+    assert [i["body"] for i in ticket.interactions] == [pii.FORGOTTEN, pii.FORGOTTEN]
+    states = [n.state.decode() for n in app.notification_log.select(start=1, limit=10)]
+    assert not any("Called back" in state for state in states)

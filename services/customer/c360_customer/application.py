@@ -114,6 +114,8 @@ def prepare_rows(mapper: Mapper[UUID], rows: list[ImportRow], index_key: bytes) 
     only, no I/O, so that it can run in a process of the CPU pool (`c360_platform.cpu`; the
     mapper travels with it, and the directory's index key)."""
     assert isinstance(mapper, SealingMapper)
+    keyring = mapper.keyring
+    assert isinstance(keyring, Keyring)
     index = BlindIndex(index_key)
     prepared = PreparedImport()
     for row in rows:
@@ -122,11 +124,11 @@ def prepare_rows(mapper: Mapper[UUID], rows: list[ImportRow], index_key: bytes) 
         except InvalidArgument as bad:
             prepared.rejected.append((row.row, str(bad)))
             continue
-        key_row = mapper.keyring.create(customer.id)
+        key_row = keyring.create(customer.id)
         try:
             events = [mapper.to_stored_event(e) for e in customer.collect_events()]
         finally:
-            mapper.keyring.settle([customer.id], saved=False)
+            keyring.settle([customer.id], saved=False)
         prepared.customers.append(
             PreparedCustomer(
                 row.row,
@@ -264,7 +266,7 @@ class CustomerApplication(ServiceApplication):
         )
         known = {} if created else self.keyring.lookup([aggregate.id])
         key_rows = [self.keyring.create(aggregate.id)] if aggregate.id not in known else []
-        key = self.keyring.key_for_write(aggregate.id)
+        key = self.keyring.lookup([aggregate.id]).get(aggregate.id)
         return [directory_row(aggregate, self.index, key), *key_rows]
 
     def record(self, changed: Sequence[Aggregate], save: SaveContext | None = None) -> Any:

@@ -10,6 +10,7 @@ from c360_platform import rpc
 from c360_platform.commands import blocking
 from c360_platform.config import Settings
 from c360_platform.context import ContextReader
+from c360_platform.datakeys import DataKeys
 from c360_platform.eventlog import publish_events
 from c360_platform.pgstore import open_application
 from c360_service_desk.api import servicer_registration
@@ -41,11 +42,19 @@ def sla_scheduler(app: ServiceDeskApplication, every: float = SLA_CHECK_SECONDS)
 
 
 def build(settings: Settings) -> rpc.ServiceHost:
-    app = open_application(ServiceDeskApplication, settings)
+    # The customers' keys, from the service that holds them: the desk's free texts are sealed
+    # with them (and revealed), so a customer's erasure covers its tickets too.
+    keys = DataKeys(settings.services, settings.token)
+    app = open_application(ServiceDeskApplication, settings, keys=keys)
     context = ContextReader(settings.timeline_addr, token=settings.token)
     host = rpc.ServiceHost.for_settings(settings)
     host.add(*servicer_registration(app, context))
     host.on_close.append(context.close)
+
+    async def close_keys() -> None:
+        keys.close()
+
+    host.on_close.append(close_keys)
     # The outbox relay, and the catch-up read (ReadEvents) of the store beside the API.
     publish_events(host, app, CONTRACT, settings)
     host.background.append(sla_scheduler(app))

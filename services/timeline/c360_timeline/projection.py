@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 from google.protobuf import json_format, message
 
 from c360.events.v1 import envelope_pb2
+from c360_platform import pii
 from c360_platform.envelope import short_type, unpack
 
 Doc = dict[str, Any]
@@ -149,9 +150,11 @@ def registry() -> Registry:
 
 
 def snippet(text: str, limit: int = 80) -> str:
-    """The text on one line, cut to `limit` characters (for summaries)."""
-    line = " ".join(text.split())
-    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
+    """The text on one line, cut to `limit` characters (for summaries); a sealed text is cut
+    when it is revealed (`pii.clip`)."""
+    if pii.is_sealed(text):
+        return pii.clip(text, limit)
+    return pii.snippet(text, limit)
 
 
 def with_reason(text: str, d: Doc) -> str:
