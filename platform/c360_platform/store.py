@@ -30,9 +30,12 @@ from eventsourcing.persistence import (
     StoredEvent,
 )
 
+from c360_platform import pii
 from c360_platform.errors import InvalidArgument, NotFound, VersionConflict
+from c360_platform.pii import Sealer
 
 if TYPE_CHECKING:
+    from c360_platform.keyring import KeySource
     from c360_platform.writer import Writer
 
 A = TypeVar("A", bound=Aggregate)
@@ -361,7 +364,23 @@ class ServiceApplication(Application[UUID]):
     """Further query tables (with a main one): `query_row` sends a row to one of them by
     naming it under ROW_TABLE. Only the main table is backfilled from an older store."""
 
-    def __init__(self, env: Mapping[str, str] | None = None, *, clock: Clock = utc_now) -> None:
+    sealer: Sealer | None = None
+    """The personal fields of this service's events (`pii.Sealer`), if it has any: sealed in
+    the store with the keys of the customers they are about (`keys`), revealed when read, kept
+    sealed as published (`publishing_mapper`)."""
+
+    def __init__(
+        self,
+        env: Mapping[str, str] | None = None,
+        *,
+        clock: Clock = utc_now,
+        keys: KeySource | None = None,
+    ) -> None:
+        self.keys = keys
+        """The customers' data keys, for a service with a `sealer`: the key table in the
+        service that holds them, `datakeys.DataKeys` in the others (given by the composition
+        root), `LocalKeys` on the in-memory store unless given."""
+        self._publishing: Mapper[UUID] | None = None
         super().__init__(env)
         self.clock = clock
         """Now, for the times a command records (a consent decision, a call)."""
@@ -386,11 +405,50 @@ class ServiceApplication(Application[UUID]):
         row = self.query_row(aggregate)
         return [] if row is None else [row]
 
+    def construct_mapper(self) -> Mapper[UUID]:
+        mapper = super().construct_mapper()
+        if self.sealer is None:
+            return mapper
+        from c360_platform.keyring import LocalKeys, SealingMapper
+
+        if self.keys is None and self.env.get("PERSISTENCE_MODULE") == IN_MEMORY:
+            self.keys = LocalKeys()
+        return SealingMapper(mapper, self.sealer, self.key_source)
+
+    def key_source(self) -> KeySource:
+        """The customers' data keys (an application with a sealer needs them)."""
+        if self.keys is None:
+            raise RuntimeError(f"{self.source or self.name} has no source of customers' keys")
+        return self.keys
+
     @property
     def publishing_mapper(self) -> Mapper[UUID]:
         """The mapper the relay and the catch-up read decode stored events with: the
-        application's own unless it reveals what its store keeps sealed (`pii`)."""
-        return self.mapper
+        application's own, or its sealing view (personal fields stay sealed, as published)."""
+        from c360_platform.keyring import SealingMapper
+
+        if not isinstance(self.mapper, SealingMapper):
+            return self.mapper
+        if self._publishing is None:
+            self._publishing = self.mapper.sealed()
+        return self._publishing
+
+    def sealed_text(self, customer_id: UUID, text: str) -> str:
+        """A text about a customer, sealed as its events seal it (for a query row): under its
+        key; "[forgotten]" once it is forgotten; as it is if no key holder knows it."""
+        found = self.key_source().lookup([customer_id])
+        if customer_id not in found:
+            return text
+        key = found[customer_id]
+        return pii.seal(key, customer_id, text) if key else pii.FORGOTTEN
+
+    def revealed(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Query rows with the sealed texts in them opened (None-keyed: "[forgotten]")."""
+        ids = pii.subjects(rows)
+        if not ids:
+            return rows
+        keys = self.key_source().keys(ids)
+        return [pii.reveal_all(r, keys) for r in rows]
 
     def save(
         self,

@@ -31,6 +31,7 @@ from c360.sales.v1 import sales_service_pb2 as sapi
 from c360.sales.v1 import sales_service_pb2_grpc as sales_grpc
 from c360.timeline.v1 import timeline_service_pb2 as tapi
 from c360_marketing.application import Marketing
+from c360_platform.pii import reveal
 from c360_platform.store import RowQuery, where
 
 from .conftest import Stack
@@ -165,7 +166,11 @@ async def test_a_revocation_leaves_the_segment_is_excluded_and_reports_show_in_r
         envelope = envelope_pb2.Envelope.FromString(msg.data)
         sent = mev.TouchSent()
         envelope.payload.Unpack(sent)
-        assert (envelope.customer_id, sent.address) == (ada, "ada@example.lv")
+        # Sealed, as the provider receives it; it opens with Ada's key (GetDataKeys).
+        assert envelope.customer_id == ada
+        assert "ada@example.lv" not in sent.address
+        keys = stack.customer_app.data_keys([uuid.UUID(ada)])
+        assert reveal(sent.address, keys) == "ada@example.lv"
         touch_id = envelope.aggregate_id
 
         # The provider reports on its own subjects; a report sent twice counts once.

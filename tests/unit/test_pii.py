@@ -21,6 +21,9 @@ from c360_platform.context import ContextReader
 from c360_platform.errors import PreconditionFailed
 from c360_platform.keyring import LocalKeys
 from c360_platform.store import Eq, RowQuery
+from c360_sales.api import SalesServicer
+from c360_sales.application import SalesApplication
+from c360_sales.domain import Lead
 from c360_service_desk.api import ServiceDeskServicer
 from c360_service_desk.application import ServiceDeskApplication
 from c360_service_desk.domain import Ticket
@@ -261,3 +264,26 @@ async def test_the_service_desk_seals_its_free_texts_with_the_customers_key() ->
     assert [i["body"] for i in ticket.interactions] == [pii.FORGOTTEN, pii.FORGOTTEN]
     states = [n.state.decode() for n in app.notification_log.select(start=1, limit=10)]
     assert not any("Called back" in state for state in states)
+
+
+async def test_sales_seals_what_a_lead_says_of_a_customer() -> None:
+    from .test_sales_application import FakeCustomers, captured
+
+    app = SalesApplication.in_memory(clock=Clock())
+    sales = SalesServicer(app, FakeCustomers())
+    customer = uuid.uuid4()
+    of_customer = await captured(sales, customer_id=str(customer), person_name=NAME)
+    prospect = await captured(sales, person_name="Pia Prospect", email="pia@example.org")
+    stored = " ".join(n.state.decode() for n in app.notification_log.select(start=1, limit=10))
+    stored += " ".join(str(r) for r in app.rows(RowQuery()))
+    assert NAME not in stored
+    assert "anna@berg.example" not in stored  # the customer's lead's e-mail
+    # A prospect (a lead of no customer yet) has no key holder: its data is as captured.
+    assert "Pia Prospect" in stored
+    assert "pia@example.org" in stored
+    assert app.load(Lead, UUID(of_customer)).person_name == NAME
+    assert app.load(Lead, UUID(prospect)).person_name == "Pia Prospect"
+    keys = app.keys
+    assert isinstance(keys, LocalKeys)
+    keys.forget(customer)
+    assert app.load(Lead, UUID(of_customer)).person_name == pii.FORGOTTEN

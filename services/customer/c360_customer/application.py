@@ -211,26 +211,14 @@ class CustomerApplication(ServiceApplication):
     query_table = DIRECTORY
     more_tables = (KEYS, INDEX_KEYS)
 
+    sealer = SEALER
+
     def __init__(self, env: Any = None, **kwargs: Any) -> None:
         self.keyring = Keyring(lambda query: self.rows(query))
-        """The customers' keys (the key table, `pii.KEYS`): events are sealed with them."""
+        """The customers' keys (the key table, `keyring.KEYS`): events are sealed with them."""
         self._index: BlindIndex | None = None
         self._index_key = b""
-        super().__init__(env, **kwargs)
-        self._published = self.sealing_mapper.sealed()
-
-    def construct_mapper(self) -> Mapper[UUID]:
-        return SealingMapper(super().construct_mapper(), SEALER, self.keyring)
-
-    @property
-    def sealing_mapper(self) -> SealingMapper:
-        assert isinstance(self.mapper, SealingMapper)
-        return self.mapper
-
-    @property
-    def publishing_mapper(self) -> Mapper[UUID]:
-        """Stored events as they are published: personal data stays sealed."""
-        return self._published
+        super().__init__(env, keys=self.keyring, **kwargs)
 
     @property
     def index_key(self) -> bytes:

@@ -21,6 +21,7 @@ from c360_marketing.conditions import Facts, Tree
 from c360_marketing.domain import CallList, Campaign, LeadList, Membership, Segment, Touch
 from c360_platform.errors import AlreadyExists, InvalidArgument, NotFound
 from c360_platform.errors import PreconditionFailed as FailedPrecondition
+from c360_platform.pii import Sealer
 from c360_platform.store import (
     CommandContext,
     CommandOutcome,
@@ -77,6 +78,16 @@ PEOPLE = QueryTable(
 """One row per membership and per touch."""
 
 
+PLANS_PERSONAL: dict[type, tuple[str, ...]] = {CallList.CallRecorded: ("note",)}
+"""What an agent noted of a call to a customer: sealed with that customer's key."""
+PEOPLE_PERSONAL: dict[type, tuple[str, ...]] = {
+    Touch.Sent: ("address",),
+    Touch.Responded: ("detail",),
+}
+"""The e-mail address or phone number a touch went to, and what the provider reported of it
+(a bounce can quote the address): sealed with the customer's key."""
+
+
 class PlanningApplication(ServiceApplication):
     """Segments and campaigns: marketing's own plans. Not facts about a customer, so kept in a
     store of their own that is not published (the timeline is per customer)."""
@@ -84,6 +95,7 @@ class PlanningApplication(ServiceApplication):
     name = schema_for(PLANS_SOURCE)
     source = PLANS_SOURCE
     snapshotting_intervals = {Campaign: 50}
+    sealer = Sealer(PLANS_PERSONAL, owner="customer_id")
     query_table = PLANS
 
     def query_row(self, aggregate: Aggregate) -> dict[str, Any] | None:
@@ -127,7 +139,9 @@ class PeopleApplication(ServiceApplication):
 
     name = schema_for(SOURCE)
     source = SOURCE
-    snapshotting_intervals = {Membership: 100, Touch: 100}
+    # No snapshots of touches: they would hold the address outside the sealed event.
+    snapshotting_intervals = {Membership: 100}
+    sealer = Sealer(PEOPLE_PERSONAL, owner="customer_id")
     query_table = PEOPLE
 
     def query_row(self, aggregate: Aggregate) -> dict[str, Any] | None:

@@ -11,15 +11,19 @@ from c360_marketing.follower import DeliveryReports, ProfileFollower
 from c360_marketing.spec import SPEC
 from c360_platform import rpc
 from c360_platform.config import Settings
+from c360_platform.datakeys import DataKeys
 from c360_platform.eventlog import publish_events
 from c360_platform.pgstore import open_application
 from c360_platform.store import utc_now
 
 
 def build(settings: Settings) -> rpc.ServiceHost:
-    people = open_application(PeopleApplication, settings)
+    # The customers' keys, from the service that holds them: the addresses touches went to
+    # and agents' call notes are sealed with them (and revealed).
+    keys = DataKeys(settings.services, settings.token)
+    people = open_application(PeopleApplication, settings, keys=keys)
     plans_settings = replace(settings, service=PlanningApplication.source)
-    plans = open_application(PlanningApplication, plans_settings)
+    plans = open_application(PlanningApplication, plans_settings, keys=keys)
     marketing = Marketing(plans, people, utc_now)
     follower = ProfileFollower(marketing, settings.timeline_addr, token=settings.token)
     host = rpc.ServiceHost.for_settings(settings)
@@ -28,6 +32,11 @@ def build(settings: Settings) -> rpc.ServiceHost:
     )
     host.add(*servicer_registration(servicer))
     host.on_close.append(servicer.close)
+
+    async def close_keys() -> None:
+        keys.close()
+
+    host.on_close.append(close_keys)
     host.background.append(follower.run)
     host.on_close.append(follower.close)
     assert SPEC.partner is not None

@@ -15,6 +15,7 @@ from uuid import UUID, uuid4
 from eventsourcing.domain import Aggregate
 
 from c360_platform.errors import InvalidArgument, NotFound, PreconditionFailed
+from c360_platform.pii import Sealer
 from c360_platform.store import (
     AllOf,
     AnyOf,
@@ -227,16 +228,42 @@ def period_of(day: str, period: str) -> str:
     return day[:7]
 
 
+PERSONAL_FIELDS: dict[type, tuple[str, ...]] = {
+    Lead.Captured: ("person_name", "company_name", "email", "phone", "description"),
+    Lead.Qualified: ("note",),
+    Lead.Disqualified: ("note",),
+    Lead.Reopened: ("reason",),
+    Opportunity.Opened: ("name",),
+    Opportunity.Lost: ("reason",),
+    Activity.Scheduled: ("subject", "notes"),
+    Activity.Completed: ("outcome",),
+    Activity.Cancelled: ("reason",),
+}
+"""Who a lead is, and the free texts of leads, deals and activities (an opportunity made from
+a lead is named after it): sealed with the key of the customer the event is about. A lead
+captured for no customer yet (a prospect) has no key holder: its data stays as it is."""
+
+NAMED = frozenset({"lead", "opportunity", "activity"})
+"""The kinds whose index rows' `name` is one of those texts."""
+
+
 class SalesApplication(ServiceApplication):
     """Leads, opportunities and pipelines, products and price lists, quotes and orders."""
 
     name = schema_for(SOURCE)
     source = SOURCE
-    snapshotting_intervals = {Lead: 100, Opportunity: 100, Quote: 100, Order: 100, Activity: 100}
+    # Leads, opportunities and activities have no snapshots: they would hold the sealed texts.
+    snapshotting_intervals = {Quote: 100, Order: 100}
+    sealer = Sealer(PERSONAL_FIELDS, owner="customer_id")
     query_table = INDEX
 
     def query_row(self, aggregate: Aggregate) -> dict[str, Any] | None:
-        return _row(aggregate) if type(aggregate) in KINDS else None
+        if type(aggregate) not in KINDS:
+            return None
+        row = _row(aggregate)
+        if row["kind"] in NAMED and row["customer_id"]:
+            row["name"] = self.sealed_text(UUID(row["customer_id"]), row["name"])
+        return row
 
     # -- helpers ---------------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from c360_platform import rpc
 from c360_platform.commands import blocking
 from c360_platform.config import Settings
 from c360_platform.context import ContextReader
+from c360_platform.datakeys import DataKeys
 from c360_platform.eventlog import publish_events
 from c360_platform.leader import sleep_or_stop
 from c360_platform.pgstore import open_application
@@ -27,7 +28,10 @@ _log = logging.getLogger(__name__)
 
 
 def build(settings: Settings) -> rpc.ServiceHost:
-    app = open_application(SalesApplication, settings)
+    # The customers' keys, from the service that holds them: what leads, deals and activities
+    # say of a customer is sealed with them (and revealed).
+    keys = DataKeys(settings.services, settings.token)
+    app = open_application(SalesApplication, settings, keys=keys)
     customers = GrpcCustomerRegistry(
         settings.services.get(CUSTOMER_SERVICE, ""), token=settings.token
     )
@@ -35,6 +39,11 @@ def build(settings: Settings) -> rpc.ServiceHost:
     search = TimelineSearch(settings.timeline_addr, token=settings.token)
     host.add(*servicer_registration(app, customers, search))
     host.on_close.append(customers.close)
+
+    async def close_keys() -> None:
+        keys.close()
+
+    host.on_close.append(close_keys)
     host.on_close.append(search.close)
     context = ContextReader(settings.timeline_addr, token=settings.token)
     host.on_close.append(context.close)

@@ -12,13 +12,10 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import Mapper
 
 from c360_platform import pii
 from c360_platform.errors import InvalidArgument, VersionConflict
-from c360_platform.keyring import KeySource, LocalKeys, SealingMapper
 from c360_platform.store import (
-    IN_MEMORY,
     ROW_TABLE,
     AllOf,
     AnyOf,
@@ -233,47 +230,9 @@ class ServiceDeskApplication(ServiceApplication):
     name = schema_for(SOURCE)
     source = SOURCE
     # No snapshots of tickets: they would hold the free texts outside the sealed events.
+    sealer = SEALER
     query_table = TICKETS
     more_tables = (ARTICLES, WORK_ORDERS)
-
-    def __init__(self, env: Any = None, *, keys: KeySource | None = None, **options: Any) -> None:
-        self.keys = keys
-        """The customers' data keys (`datakeys.DataKeys` in a deployment, given by the
-        composition root); in memory, `LocalKeys` unless given."""
-        super().__init__(env, **options)
-
-    def construct_mapper(self) -> Mapper[UUID]:
-        if self.keys is None and self.env.get("PERSISTENCE_MODULE") == IN_MEMORY:
-            self.keys = LocalKeys()
-        return SealingMapper(super().construct_mapper(), SEALER, self._key_source)
-
-    def _key_source(self) -> KeySource:
-        if self.keys is None:
-            raise RuntimeError("the service desk has no source of the customers' data keys")
-        return self.keys
-
-    @property
-    def publishing_mapper(self) -> Mapper[UUID]:
-        """Stored events as they are published: free texts stay sealed."""
-        mapper = self.mapper
-        assert isinstance(mapper, SealingMapper)
-        return mapper.sealed()
-
-    def _sealed(self, customer_id: UUID, text: str) -> str:
-        """A free text of a query row, sealed as the customer's events seal it."""
-        found = self._key_source().lookup([customer_id])
-        if customer_id not in found:
-            return text  # a customer nobody knows: see SealingMapper
-        key = found[customer_id]
-        return pii.seal(key, customer_id, text) if key else pii.FORGOTTEN
-
-    def revealed(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Query rows with their sealed texts opened."""
-        ids = pii.subjects([r.get("subject", "") + r.get("summary", "") for r in rows])
-        if not ids:
-            return rows
-        keys = self._key_source().keys(ids)
-        return [pii.reveal_all(r, keys) for r in rows]
 
     def query_row(self, aggregate: Aggregate) -> dict[str, Any] | None:
         if isinstance(aggregate, ServiceContract):
@@ -283,7 +242,7 @@ class ServiceDeskApplication(ServiceApplication):
         if isinstance(aggregate, WorkOrder):
             return {
                 **_work_order_row(aggregate),
-                "summary": self._sealed(UUID(aggregate.customer_id), aggregate.summary),
+                "summary": self.sealed_text(UUID(aggregate.customer_id), aggregate.summary),
             }
         if not isinstance(aggregate, Ticket):
             return None
@@ -296,7 +255,7 @@ class ServiceDeskApplication(ServiceApplication):
             "priority": t.priority,
             "channel": t.channel,
             "category": t.category,
-            "subject": self._sealed(UUID(t.customer_id), t.subject),
+            "subject": self.sealed_text(UUID(t.customer_id), t.subject),
             "agent_id": t.agent_id,
             "queue": t.queue,
             "escalation_level": t.escalation_level,
