@@ -63,6 +63,24 @@ class DataKeys:
         with self._lock:
             self._cache[customer_id] = (time.monotonic() + self.ttl, b"")
 
+    def known(self, customer_ids: Iterable[UUID]) -> dict[UUID, bytes | None]:
+        """`keys` of the customers in the cache (forgotten or unknown ones: None); the others
+        left out. Never blocks."""
+        now = time.monotonic()
+        found: dict[UUID, bytes | None] = {}
+        with self._lock:
+            for customer_id in customer_ids:
+                hit = self._cache.get(customer_id)
+                if hit is not None and hit[0] > now:
+                    found[customer_id] = None if hit[1] is _UNKNOWN else (hit[1] or None)
+        return found
+
+    def cached(self, customer_ids: Iterable[UUID]) -> dict[UUID, bytes | None] | None:
+        """`keys` from the cache alone, without blocking; None if any must be asked for."""
+        wanted = set(customer_ids)
+        found = self.known(wanted)
+        return found if len(found) == len(wanted) else None
+
     def lookup(self, customer_ids: Iterable[UUID]) -> dict[UUID, bytes | None]:
         """Key, or None once forgotten, of the customers the key holder knows (others left
         out); UNAVAILABLE when it cannot be asked."""
@@ -108,6 +126,10 @@ class DataKeys:
 
     def __call__(self, customer_ids: Iterable[UUID]) -> dict[UUID, bytes | None]:
         return self.keys(customer_ids)
+
+    async def aclose(self) -> None:
+        """`close`, for a host's on_close."""
+        self.close()
 
     def close(self) -> None:
         for channel in self._channels:

@@ -20,7 +20,7 @@ from c360_platform import pii
 from c360_platform.context import ContextReader
 from c360_platform.errors import PreconditionFailed
 from c360_platform.keyring import LocalKeys
-from c360_platform.store import Eq, RowQuery
+from c360_platform.store import Eq, RowQuery, ServiceApplication
 from c360_sales.api import SalesServicer
 from c360_sales.application import SalesApplication
 from c360_sales.domain import Lead
@@ -93,9 +93,19 @@ async def _register(api: CustomerServicer, name: str = NAME, email: str = EMAIL)
     return reply.result.aggregate_id
 
 
-def _stored_text(app: CustomerApplication) -> str:
+def _stored_states(app: ServiceApplication) -> list[str]:
+    """Every stored event's state, as text."""
+    states: list[str] = []
+    start = 1
+    while batch := app.notification_log.select(start=start, limit=10):
+        states += [n.state.decode() for n in batch]
+        start = batch[-1].id + 1
+    return states
+
+
+def _stored_text(app: ServiceApplication) -> str:
     """Every stored event's state and every directory row, as text."""
-    events = [n.state.decode() for n in app.notification_log.select(start=1, limit=10)]
+    events = _stored_states(app)
     return " ".join(events) + " ".join(str(r) for r in app.rows(RowQuery()))
 
 
@@ -133,14 +143,20 @@ async def test_duplicates_are_found_through_blind_indexes(
     assert {pair.customer_id, pair.duplicate_id} == {a, b}
 
 
-async def test_a_forgotten_customer_cannot_be_read_or_changed(
-    app: CustomerApplication, api: CustomerServicer
-) -> None:
+async def _merged_pair(api: CustomerServicer) -> tuple[str, str]:
+    """A survivor and the duplicate merged into it."""
     survivor = await _register(api)
     twin = await _register(api, "Zoe Q.", "zq@example.org")
     await api.MergeCustomers(
         capi.MergeCustomersRequest(survivor_id=survivor, duplicate_id=twin, reason="same"), CALL
     )
+    return survivor, twin
+
+
+async def test_a_forgotten_customer_cannot_be_read_or_changed(
+    app: CustomerApplication, api: CustomerServicer
+) -> None:
+    survivor, twin = await _merged_pair(api)
     reply = await api.ForgetCustomer(
         capi.ForgetCustomerRequest(customer_id=survivor, with_merged=True), CALL
     )
@@ -179,11 +195,7 @@ async def test_a_forgotten_customer_cannot_be_read_or_changed(
 async def test_forgetting_one_of_a_merge_leaves_the_other_readable(
     app: CustomerApplication, api: CustomerServicer
 ) -> None:
-    survivor = await _register(api)
-    twin = await _register(api, "Zoe Q.", "zq@example.org")
-    await api.MergeCustomers(
-        capi.MergeCustomersRequest(survivor_id=survivor, duplicate_id=twin, reason="same"), CALL
-    )
+    survivor, twin = await _merged_pair(api)
     await api.ForgetCustomer(capi.ForgetCustomerRequest(customer_id=survivor), CALL)
     assert app.get_customer(UUID(twin)).display_name == "Zoe Q."
 
@@ -239,8 +251,7 @@ async def test_the_service_desk_seals_its_free_texts_with_the_customers_key() ->
         ),
         CALL,
     )
-    stored = " ".join(n.state.decode() for n in app.notification_log.select(start=1, limit=10))
-    stored += " ".join(str(r) for r in app.rows(RowQuery()))
+    stored = _stored_text(app)
     for clear in (NAME, STREET, PHONE):
         assert clear not in stored, clear
     ticket = app.load(Ticket, UUID(tid))
@@ -262,8 +273,7 @@ async def test_the_service_desk_seals_its_free_texts_with_the_customers_key() ->
     )
     ticket = app.load(Ticket, UUID(tid))
     assert [i["body"] for i in ticket.interactions] == [pii.FORGOTTEN, pii.FORGOTTEN]
-    states = [n.state.decode() for n in app.notification_log.select(start=1, limit=10)]
-    assert not any("Called back" in state for state in states)
+    assert not any("Called back" in state for state in _stored_states(app))
 
 
 async def test_sales_seals_what_a_lead_says_of_a_customer() -> None:
@@ -274,8 +284,7 @@ async def test_sales_seals_what_a_lead_says_of_a_customer() -> None:
     customer = uuid.uuid4()
     of_customer = await captured(sales, customer_id=str(customer), person_name=NAME)
     prospect = await captured(sales, person_name="Pia Prospect", email="pia@example.org")
-    stored = " ".join(n.state.decode() for n in app.notification_log.select(start=1, limit=10))
-    stored += " ".join(str(r) for r in app.rows(RowQuery()))
+    stored = _stored_text(app)
     assert NAME not in stored
     assert "anna@berg.example" not in stored  # the customer's lead's e-mail
     # A prospect (a lead of no customer yet) has no key holder: its data is as captured.

@@ -33,10 +33,7 @@ def build(settings: Settings) -> rpc.ServiceHost:
     host.add(*servicer_registration(servicer))
     host.on_close.append(servicer.close)
 
-    async def close_keys() -> None:
-        keys.close()
-
-    host.on_close.append(close_keys)
+    host.on_close.append(keys.aclose)
     host.background.append(follower.run)
     host.on_close.append(follower.close)
     assert SPEC.partner is not None

@@ -40,10 +40,7 @@ def build(settings: Settings) -> rpc.ServiceHost:
     host.add(*servicer_registration(app, customers, search))
     host.on_close.append(customers.close)
 
-    async def close_keys() -> None:
-        keys.close()
-
-    host.on_close.append(close_keys)
+    host.on_close.append(keys.aclose)
     host.on_close.append(search.close)
     context = ContextReader(settings.timeline_addr, token=settings.token)
     host.on_close.append(context.close)

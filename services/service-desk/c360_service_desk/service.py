@@ -51,10 +51,7 @@ def build(settings: Settings) -> rpc.ServiceHost:
     host.add(*servicer_registration(app, context))
     host.on_close.append(context.close)
 
-    async def close_keys() -> None:
-        keys.close()
-
-    host.on_close.append(close_keys)
+    host.on_close.append(keys.aclose)
     # The outbox relay, and the catch-up read (ReadEvents) of the store beside the API.
     publish_events(host, app, CONTRACT, settings)
     host.background.append(sla_scheduler(app))

@@ -28,7 +28,7 @@ from c360_platform import natsauth, telemetry
 from c360_platform.catchup import CatchUpConsumer, SourceDirectory, StartAt
 from c360_platform.envelope import SUBJECT_ROOT, UnknownEventType, unpack
 from c360_platform.errors import PreconditionFailed
-from c360_platform.leader import lead, unless_stopped
+from c360_platform.leader import lead, sleep_or_stop, unless_stopped
 from c360_platform.locks import AdvisoryLock
 from c360_platform.streams import RECONNECT_WAIT, StreamSettings, ensure_stream
 from c360_timeline.inbound import ErpIntake
@@ -37,6 +37,8 @@ from c360_timeline.readmodel import ReadModel, open_shadow, take_over
 _log = logging.getLogger(__name__)
 DURABLE = "timeline"
 STATE_INTERVAL = 1.0
+REINDEX_PAUSE = 1.0
+"""How soon the reindexer looks again for stale search columns when it found none."""
 """Seconds between saves of the durable's floor (its watermarks live in the tracking table)."""
 SWEEP_EVERY = 5.0
 """Seconds between sweeps of expired at-risk flags (only while caught up)."""
@@ -81,6 +83,8 @@ class Projector:
         self.mutex = asyncio.Lock()
         self.active = asyncio.Event()
         self.applied = 0
+        self.applied_batch = asyncio.Event()
+        """Set when a batch applied events (wakes the reindexer)."""
         self._saved_at = 0.0
         self.next_sweep = 0.0
         self._connecting = asyncio.Lock()
@@ -183,6 +187,8 @@ class Projector:
         if save:
             self._saved_at = now
         self.applied += applied
+        if applied:
+            self.applied_batch.set()
         return len(batch)
 
     async def run(self, stop: asyncio.Event, *, standby_poll: float = 1.0) -> None:
@@ -194,6 +200,7 @@ class Projector:
             done = asyncio.Event()
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._follow_inbound(stop, done))
+                group.create_task(self._reindex(stop, done))
                 try:
                     while not stop.is_set():
                         async with self.mutex:
@@ -214,6 +221,23 @@ class Projector:
             name="projector (resumes from the durable consumer)",
             standby_poll=standby_poll,
         )
+
+    async def _reindex(self, stop: asyncio.Event, done: asyncio.Event) -> None:
+        """Beside the projection: fill the search columns it left stale (the customers whose
+        keys it did not hold), asking for the keys off its path."""
+        while not stop.is_set() and not done.is_set():
+            try:
+                indexed = await asyncio.to_thread(self.view.reindex)
+            except Exception:  # the key holder or PostgreSQL is away: again shortly
+                _log.warning("search columns not filled yet; retrying", exc_info=True)
+                indexed = 0
+                await sleep_or_stop(stop, 1.0)
+            if not indexed:
+                # Woken by the next batch applied (its new customers' keys are fetched at
+                # once, usually before the first read of them asks), else a look now and then.
+                self.applied_batch.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.applied_batch.wait(), REINDEX_PAUSE)
 
     async def _follow_inbound(self, stop: asyncio.Event, done: asyncio.Event) -> None:
         """The ERP feed, beside the main one, for as long as this projector is active."""

@@ -267,8 +267,16 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
         ids = pii.subjects(value)
         if not ids:
             return value
-        keys = await asyncio.to_thread(self.keys, ids)
-        opened: T = pii.reveal_all(value, keys)
+        cached = getattr(self.keys, "cached", None)  # DataKeys answers from its cache at once
+        hit: pii.Keys | None = cached(ids) if cached is not None else None
+        keys = hit if hit is not None else await asyncio.to_thread(self.keys, ids)
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                f"SELECT customer_id FROM {SCHEMA}.forgotten WHERE customer_id = ANY(%s)",
+                (list(ids),),
+            )
+            gone = {row[0] for row in await cur.fetchall()}
+        opened: T = pii.reveal_all(value, {i: None if i in gone else k for i, k in keys.items()})
         return opened
 
     async def _opened_profile(self, doc: dict[str, Any]) -> dict[str, Any]:
@@ -466,6 +474,12 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
         if request.limit > 100:
             raise InvalidArgument.one("limit", "must be at most 100")
         limit = request.limit or 20
+        # Profiles the projection left stale (new customers) are indexed first: a search
+        # finds what GetProfile shows.
+        if self.projector is not None and await asyncio.to_thread(
+            self.projector.view.stale_searches
+        ):
+            await asyncio.to_thread(self.projector.view.reindex)
         # Best first: a name that starts with the text, then one with a later word that does.
         # The profiles hold blind indexes of these (keyed hashes), not the values.
         index = await self._search_index()

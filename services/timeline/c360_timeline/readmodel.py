@@ -67,6 +67,11 @@ MAX_PREFIX = 24
 """Name prefixes longer than this are not indexed (a search text is cut to this length)."""
 
 
+def _searched(p: Mapping[str, Any]) -> set[UUID]:
+    """The customers whose keys a profile's search columns are made with."""
+    return pii.subjects([p["display_name"], p["emails"], p["phones"]])
+
+
 def name_starts(key: str) -> list[str]:
     """The prefixes of a name key a search may give (the whole name's, up to MAX_PREFIX)."""
     return [key[:n] for n in range(1, min(len(key), MAX_PREFIX) + 1)]
@@ -79,6 +84,12 @@ def word_starts(key: str) -> list[str]:
 
 KeySource = Callable[[Iterable[UUID]], pii.Keys]
 
+
+FORGOTTEN_TYPE = "customer.forgotten"
+"""The entry of a customer's erasure (`forgotten` records who)."""
+KEY_CACHE_SECONDS = 60.0
+"""How long the timeline trusts a key it read: a forget is seen at once all the same (the
+`forgotten` table, kept with the entries)."""
 
 NOTIFY_CHANNEL = "c360_timeline"
 """The projector NOTIFYs here in each transaction that applies events (query.py LISTENs)."""
@@ -101,6 +112,7 @@ class ReadModel(TrackingRecorder):
         self.entries = SQL("{}.entries").format(s)
         self.profiles = SQL("{}.profiles").format(s)
         self.merges = SQL("{}.merges").format(s)
+        self.forgotten = SQL("{}.forgotten").format(s)
         self.tracking = SQL("{}.{}").format(s, Identifier(self.tracking_table_name))
         self.sql_create_statements.extend(
             [
@@ -160,6 +172,14 @@ class ReadModel(TrackingRecorder):
                     " DEFAULT '{{}}'"
                 ).format(self.profiles),
                 SQL(
+                    "ALTER TABLE {} ADD COLUMN IF NOT EXISTS search_stale boolean NOT NULL"
+                    " DEFAULT false"
+                ).format(self.profiles),
+                SQL(
+                    "CREATE INDEX IF NOT EXISTS profiles_search_stale ON {} (customer_id)"
+                    " WHERE search_stale"
+                ).format(self.profiles),
+                SQL(
                     "CREATE INDEX IF NOT EXISTS profiles_by_name_start ON {} USING gin"
                     " (name_starts)"
                 ).format(self.profiles),
@@ -170,6 +190,12 @@ class ReadModel(TrackingRecorder):
                 SQL(
                     "CREATE TABLE IF NOT EXISTS {} (name text PRIMARY KEY, key bytea NOT NULL)"
                 ).format(self.index_keys),
+                # Who was forgotten: reads treat their keys as gone at once, whatever a
+                # process may still hold of them (its key cache).
+                SQL(
+                    "CREATE TABLE IF NOT EXISTS {} (customer_id uuid PRIMARY KEY,"
+                    " forgotten_at timestamptz NOT NULL)"
+                ).format(self.forgotten),
                 # Who is (or was) merged into whom, from the duplicate's merge and unmerge
                 # events: the groups of GetTimeline and GetProfile, now and as of a time.
                 SQL(
@@ -279,6 +305,12 @@ class ReadModel(TrackingRecorder):
     def _write(self, curs: Cursor[DictRow], rows: list[Entry], profiles: list[Doc]) -> None:
         """Insert entries and upsert profiles, then wake the watchers."""
         self._record_merges(curs, rows)
+        forgotten = [(e.customer_id, e.occurred_at) for e in rows if e.type == FORGOTTEN_TYPE]
+        if forgotten:
+            curs.executemany(
+                SQL("INSERT INTO {} VALUES (%s, %s) ON CONFLICT DO NOTHING").format(self.forgotten),
+                forgotten,
+            )
         curs.executemany(
             SQL(
                 "INSERT INTO {} (event_id, customer_id, occurred_at, source, position, type,"
@@ -302,22 +334,20 @@ class ReadModel(TrackingRecorder):
                 for e in rows
             ],
         )
-        keys = self.keys(
-            {
-                i
-                for p in profiles
-                for i in pii.subjects([p["display_name"], p["emails"], p["phones"]])
-            }
-        )
+        # Search columns from the keys at hand; a profile whose keys are not (a new customer)
+        # is marked stale and indexed by `reindex` right after, so that no key has to be asked
+        # for while the entries wait to become visible.
+        known = self.known_keys({i for p in profiles for i in _searched(p)})
         curs.executemany(
             SQL(
                 "INSERT INTO {} (customer_id, kind, display_name, name_key, emails, phones,"
-                " name_starts, word_starts, doc, updated_at, at_risk_until)"
-                " VALUES (%s, %s, %s, '', %s, %s, %s, %s, %s, %s, %s)"
+                " name_starts, word_starts, search_stale, doc, updated_at, at_risk_until)"
+                " VALUES (%s, %s, %s, '', %s, %s, %s, %s, %s, %s, %s, %s)"
                 " ON CONFLICT (customer_id) DO UPDATE SET kind = EXCLUDED.kind,"
                 " display_name = EXCLUDED.display_name, name_key = '',"
                 " emails = EXCLUDED.emails, phones = EXCLUDED.phones,"
                 " name_starts = EXCLUDED.name_starts, word_starts = EXCLUDED.word_starts,"
+                " search_stale = EXCLUDED.search_stale,"
                 " doc = EXCLUDED.doc, updated_at = EXCLUDED.updated_at,"
                 " at_risk_until = EXCLUDED.at_risk_until"
             ).format(self.profiles),
@@ -326,7 +356,11 @@ class ReadModel(TrackingRecorder):
                     p["customer_id"],
                     p["kind"],
                     p["display_name"],
-                    *self._search_columns(p, keys),
+                    *(
+                        (*self._search_columns(p, known), False)
+                        if _searched(p) <= known.keys()
+                        else ([], [], [], [], True)
+                    ),
                     json.dumps(p),
                     p["updated_at"] or None,
                     at_risk_until(p),
@@ -335,6 +369,51 @@ class ReadModel(TrackingRecorder):
             ],
         )
         curs.execute("SELECT pg_notify(%s, '')", (NOTIFY_CHANNEL,))
+
+    def known_keys(self, customer_ids: set[UUID]) -> pii.Keys:
+        """The keys of these customers this process holds now, without asking for any."""
+        known = getattr(self.keys, "known", None)
+        return known(customer_ids) if known is not None else self.keys(customer_ids)
+
+    def stale_searches(self) -> bool:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE search_stale)").format(self.profiles)
+            )
+            row = curs.fetchone()
+        return bool(row and row["exists"])
+
+    def reindex(self, limit: int = 500) -> int:
+        """Fill the search columns of profiles marked stale (asking for their keys first,
+        outside any transaction). Returns how many were indexed."""
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                SQL(
+                    "SELECT display_name, emails, phones FROM {} WHERE search_stale LIMIT %s"
+                ).format(self.profiles),
+                (limit,),
+            )
+            wanted = {i for r in curs.fetchall() for i in _searched(r)}
+        if not wanted:
+            return 0
+        keys = self.keys(wanted)
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                SQL(
+                    "SELECT customer_id, doc FROM {} WHERE search_stale ORDER BY customer_id"
+                    " LIMIT %s FOR UPDATE SKIP LOCKED"
+                ).format(self.profiles),
+                (limit,),
+            )
+            docs = [r["doc"] for r in curs.fetchall() if _searched(r["doc"]) <= keys.keys()]
+            curs.executemany(
+                SQL(
+                    "UPDATE {} SET emails = %s, phones = %s, name_starts = %s, word_starts = %s,"
+                    " search_stale = false WHERE customer_id = %s"
+                ).format(self.profiles),
+                [(*self._search_columns(doc, keys), doc["customer_id"]) for doc in docs],
+            )
+        return len(docs)
 
     def _search_columns(self, p: Doc, keys: pii.Keys) -> tuple[list[str], ...]:
         """A profile's blind indexes: e-mails, phones, name prefixes, later words' prefixes
@@ -408,8 +487,8 @@ class ReadModel(TrackingRecorder):
         """Empty the read model and its tracking (for a rebuild), in one transaction."""
         with self.datastore.transaction(commit=True) as curs:
             curs.execute(
-                SQL("TRUNCATE {}, {}, {} RESTART IDENTITY").format(
-                    self.entries, self.profiles, self.merges
+                SQL("TRUNCATE {}, {}, {}, {} RESTART IDENTITY").format(
+                    self.entries, self.profiles, self.merges, self.forgotten
                 )
             )
             curs.execute(

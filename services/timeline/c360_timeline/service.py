@@ -14,7 +14,7 @@ from c360_platform.notify import Notifications
 from c360_platform.pgpool import CHECKOUT_TIMEOUT, PatientAsyncPool
 from c360_timeline.projector import Projector
 from c360_timeline.query import TimelineServicer
-from c360_timeline.readmodel import NOTIFY_CHANNEL, open_read_model
+from c360_timeline.readmodel import KEY_CACHE_SECONDS, NOTIFY_CHANNEL, open_read_model
 
 SERVICE_NAME = api.DESCRIPTOR.services_by_name["TimelineService"].full_name
 
@@ -23,7 +23,7 @@ def build(settings: Settings) -> rpc.ServiceHost:
     view = open_read_model(settings.postgres_url)
     # The customers' data keys, asked of the service that holds them: the read model keeps
     # what events sealed sealed, makes its search columns and reveals on the way out with them.
-    keys = DataKeys(settings.services, settings.token)
+    keys = DataKeys(settings.services, settings.token, ttl=KEY_CACHE_SECONDS)
     view.keys = keys
     # The services whose stores fill in what the stream no longer holds.
     directory = SourceDirectory(settings.services, exclude={settings.service}, token=settings.token)
@@ -55,9 +55,6 @@ def build(settings: Settings) -> rpc.ServiceHost:
     host.background.append(notifications.run)
     host.on_close.append(pool.close)
 
-    async def close_keys() -> None:
-        keys.close()
-
-    host.on_close.append(close_keys)
+    host.on_close.append(keys.aclose)
     host.parts.update(projector=projector, view=view, notifications=notifications)
     return host
