@@ -126,13 +126,26 @@ def data_key(home: Path, customer_id: str) -> bytes | None:
     address = (endpoints(home).get("services") or {}).get("customer")
     if not address:
         raise BridgeError(f"{home}/endpoints.json names no customer service")
-    with grpc.insecure_channel(address) as channel:
+    with _channel(home, address) as channel:
         reply = customer_grpc.CustomerServiceStub(channel).GetDataKeys(
             customer_api.GetDataKeysRequest(customer_ids=[customer_id]),
             metadata=(("authorization", f"Bearer {token}"),),
             timeout=10,
         )
     return next((bytes(k.key) for k in reply.keys if not k.forgotten), None)
+
+
+def _channel(home: Path, address: str) -> grpc.Channel:
+    """A channel to c360: TLS with the integration certificate endpoints.json names."""
+    files = endpoints(home).get("tls_integration")
+    if not isinstance(files, dict):
+        return grpc.insecure_channel(address)  # a c360 without TLS (its mesh does it)
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=Path(files["ca"]).read_bytes(),
+        private_key=Path(files["key"]).read_bytes(),
+        certificate_chain=Path(files["cert"]).read_bytes(),
+    )
+    return grpc.secure_channel(address, credentials)
 
 
 def opened(text: str, key: bytes | None) -> str:

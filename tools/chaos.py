@@ -43,7 +43,7 @@ from c360.service_desk.v1 import service_desk_service_pb2 as dapi
 from c360.service_desk.v1 import service_desk_service_pb2_grpc as dgrpc
 from c360.timeline.v1 import timeline_service_pb2 as tapi
 from c360.timeline.v1 import timeline_service_pb2_grpc as tgrpc
-from c360_platform import auth, registry
+from c360_platform import auth, registry, tls
 from c360_platform.channels import aio_channel
 from c360_platform.processes import free_port, pid_alive, pid_cmdline
 
@@ -120,6 +120,7 @@ class Chaos:
         self.up = up
         self.endpoints = endpoints
         services = endpoints["services"]
+        tls.use(tls.TlsFiles.from_document(endpoints.get("tls")))  # `c360 up` serves TLS
         token = auth.home_token(home, auth.Role.AGENT)
         self.channels = {name: aio_channel(addr, token) for name, addr in services.items()}
         self.customer = cgrpc.CustomerServiceStub(self.channels["customer"])

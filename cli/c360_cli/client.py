@@ -18,7 +18,7 @@ from google.rpc import error_details_pb2, status_pb2
 
 from c360_cli import short_ids
 from c360_cli.errors import EXIT_BAD_INPUT, EXIT_FAILURE, CliError
-from c360_platform import auth, channels
+from c360_platform import auth, channels, tls
 
 S = TypeVar("S")
 M = TypeVar("M", bound=Message)
@@ -84,6 +84,13 @@ def load_token(args: argparse.Namespace) -> str:
     return auth.home_token(Path(args.home))
 
 
+def use_tls(endpoints: dict[str, Any]) -> None:
+    """Call with the certificate endpoints.json names (`c360 up` serves TLS), unless the
+    environment names one (C360_TLS_*)."""
+    if tls.TlsFiles.from_env() is None:
+        tls.use(tls.TlsFiles.from_document(endpoints.get("tls")))
+
+
 def load_endpoints(args: argparse.Namespace) -> Endpoints:
     """Read HOME/endpoints.json (if present) and apply --addr NAME=HOST:PORT."""
     path = endpoints_path(args.home)
@@ -96,6 +103,7 @@ def load_endpoints(args: argparse.Namespace) -> Endpoints:
         raise CliError(f"cannot read {path}: {exc}") from None
     if isinstance(loaded, dict):
         data = loaded
+    use_tls(data)
 
     def text(key: str) -> str | None:
         value = data.get(key)

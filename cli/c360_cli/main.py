@@ -241,6 +241,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return _reader_gone()
+    finally:
+        # A command run inside another process (tests) leaves its TLS choice behind it.
+        chosen = sys.modules.get("c360_platform.tls")
+        if chosen is not None:
+            chosen.forget_choice()
 
 
 def _reader_gone() -> int:

@@ -17,7 +17,7 @@ from google.protobuf import json_format
 from nats.js.errors import NotFoundError
 
 from c360_cli.argtypes import positive_int, whole_number
-from c360_cli.client import endpoints_path, load_token
+from c360_cli.client import endpoints_path, load_token, use_tls
 from c360_cli.errors import CliError
 from c360_cli.output import parse_time
 from c360_platform import natsauth, pii, subjects
@@ -151,6 +151,7 @@ def _endpoints(args: argparse.Namespace) -> tuple[str, dict[str, str], dict[str,
     except (OSError, ValueError) as exc:
         raise CliError(f"cannot read {path}: {exc}") from None
     data = data if isinstance(data, dict) else {}
+    use_tls(data)
     users = data.get("nats_users") if isinstance(data.get("nats_users"), dict) else {}
     url = args.nats_url or (users or {}).get(ROLE) or data.get("nats_url")
     if not isinstance(url, str) or not url:

@@ -9,6 +9,7 @@ from typing import Any
 import grpc
 import grpc.aio
 
+from c360_platform import tls
 from c360_platform.auth import bearer_metadata
 
 
@@ -97,10 +98,20 @@ def aio_channel(
     """An asyncio channel to `address` whose calls carry `token` (none if empty)."""
     kinds = (_AioUnaryUnary, _AioUnaryStream, _AioStreamUnary, _AioStreamStream)
     interceptors: Any = [kind(token) for kind in kinds] if token else None
+    files = tls.current()
+    if files is not None:
+        return grpc.aio.secure_channel(
+            address, files.channel_credentials(), options=list(options), interceptors=interceptors
+        )
     return grpc.aio.insecure_channel(address, options=list(options), interceptors=interceptors)
 
 
 def channel(address: str, token: str = "", options: Sequence[tuple[str, Any]] = ()) -> grpc.Channel:
     """A blocking channel to `address` whose calls carry `token` (none if empty)."""
-    plain = grpc.insecure_channel(address, options=list(options))
+    files = tls.current()
+    plain = (
+        grpc.secure_channel(address, files.channel_credentials(), options=list(options))
+        if files is not None
+        else grpc.insecure_channel(address, options=list(options))
+    )
     return grpc.intercept_channel(plain, _Bearer(token)) if token else plain

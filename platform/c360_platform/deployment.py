@@ -13,6 +13,7 @@ from c360_platform import auth, registry
 from c360_platform.config import Settings, format_services
 from c360_platform.processes import free_port, port_is_free
 from c360_platform.registry import ServiceSpec
+from c360_platform.tls import TlsFiles
 
 
 def pick_ports(
@@ -48,6 +49,8 @@ class Deployment:
     auth_secret: str = field(default_factory=auth.new_secret)
     """The secret every port checks tokens with (`auth`); a new one unless given."""
     relay_apart: bool = False
+    tls: TlsFiles | None = None
+    """The services' certificate (and the authority's) when their ports use TLS."""
     """Each event-publishing service's outbox relay runs as a process of its own
     (`c360-service NAME --relay`; C360_RELAY=process), as `c360 up` and the manifests run it."""
 
@@ -68,6 +71,7 @@ class Deployment:
         auth_secret: str | None = None,
         postgres_url_for: Callable[[str], str] | None = None,
         relay_apart: bool = False,
+        tls: TlsFiles | None = None,
     ) -> Deployment:
         """Every registered service (or `specs`) on ports chosen now: the defaults (moved to
         `base_port`) where free, or ports the OS picks for all of them (`fresh_ports`)."""
@@ -81,6 +85,7 @@ class Deployment:
             specs=chosen,
             auth_secret=auth_secret or auth.new_secret(),
             relay_apart=relay_apart,
+            tls=tls,
         )
 
     @property
@@ -121,6 +126,7 @@ class Deployment:
             "C360_AUTH_SECRET": s.auth_secret,
             "C360_TOKEN": s.token,
             "C360_RELAY": "process" if self.relay_apart else "inline",
+            **(self.tls.env() if self.tls else {}),
         }
 
     def relays(self) -> list[str]:

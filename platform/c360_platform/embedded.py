@@ -667,7 +667,8 @@ class EmbeddedNats(EmbeddedServer):
             return None
 
     def command(self, port: int) -> list[str]:
-        if self._monitor_port is None:
+        # Two ports picked free one after the other can be the same (neither was bound yet).
+        while self._monitor_port is None or self._monitor_port == port:
             self._monitor_port = free_port()
         config = nats_config(
             port=port,

@@ -27,7 +27,7 @@ from grpc_reflection.v1alpha._async import ReflectionServicer
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from c360_platform import auth, errors, inbound, metrics, telemetry
+from c360_platform import auth, errors, inbound, metrics, telemetry, tls
 
 if TYPE_CHECKING:
     from c360_platform.config import Settings
@@ -386,7 +386,12 @@ class ServiceHost:
         )
         reflection_grpc.add_ServerReflectionServicer_to_server(reflected, self.server)
         self.server.add_generic_rpc_handlers((_reflection_v1(reflected),))
-        self.bound_port = self.server.add_insecure_port(f"{self.host}:{self.port}")
+        files = tls.served()
+        self.bound_port = (
+            self.server.add_secure_port(f"{self.host}:{self.port}", files.server_credentials())
+            if files is not None
+            else self.server.add_insecure_port(f"{self.host}:{self.port}")
+        )
         await self.server.start()
         for task in self.background:
             self.tasks.append(asyncio.create_task(task(self.stop_event)))

@@ -23,6 +23,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from c360_platform import channels
 from c360_platform.deployment import Deployment
 from c360_platform.embedded import EmbeddedServer
 from c360_platform.processes import child_preexec, free_port, tail
@@ -42,7 +43,7 @@ def serving(address: str, timeout: float = 1.0, service: str = "") -> bool:
     """True if the standard gRPC health check of the whole server (or of one of its gRPC
     services) answers SERVING."""
     options = [("grpc.enable_http_proxy", 0)]
-    with grpc.insecure_channel(address, options=options) as channel:
+    with channels.channel(address, "", options) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         try:
             response = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)

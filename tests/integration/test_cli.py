@@ -15,8 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from c360.customer.v1 import customer_service_pb2 as capi
+from c360.customer.v1 import customer_service_pb2_grpc as customer_grpc
 from c360_platform.processes import free_port
 
 pytestmark = pytest.mark.integration
@@ -269,6 +273,45 @@ def test_cli_against_a_running_stack(up: Up) -> None:
     up.proc.send_signal(signal.SIGTERM)
     assert up.proc.wait(30) == 0, up.logs()
     assert not (home / "endpoints.json").exists()
+
+
+def _health(channel: grpc.Channel) -> Any:
+    return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+
+
+def test_every_port_serves_tls_to_holders_of_the_deployments_certificates(up: Up) -> None:
+    endpoints = json.loads((up.home / "endpoints.json").read_text())
+    address = endpoints["services"]["customer"]
+    ca = Path(endpoints["tls"]["ca"]).read_bytes()
+    # Plain text, and TLS without a client certificate: refused before any RPC.
+    for credentials in (None, grpc.ssl_channel_credentials(ca)):
+        channel = (
+            grpc.insecure_channel(address)
+            if credentials is None
+            else grpc.secure_channel(address, credentials)
+        )
+        with channel, pytest.raises(grpc.RpcError) as refused:
+            _health(channel)
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    # The integration certificate (endpoints.json's, to hand to integrators): health answers;
+    # a call still needs a token of a role that may make it.
+    files = endpoints["tls_integration"]
+    mutual = grpc.ssl_channel_credentials(
+        ca, Path(files["key"]).read_bytes(), Path(files["cert"]).read_bytes()
+    )
+    with grpc.secure_channel(address, mutual) as channel:
+        assert _health(channel).status == health_pb2.HealthCheckResponse.SERVING
+        with pytest.raises(grpc.RpcError) as refused:
+            customer_grpc.CustomerServiceStub(channel).GetCustomer(
+                capi.GetCustomerRequest(customer_id="00000000-0000-4000-8000-000000000001"),
+                timeout=5,
+            )
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    # The keys are the owner's alone; the CLI uses its certificate without flags.
+    for name in ("ca.key", "service.key", "operator.key", "integration.key"):
+        assert (up.home / "tls" / name).stat().st_mode & 0o777 == 0o600
+    registered = c360_json(up.home, "customer", "register", "--name", "Tl Ess")
+    assert registered["customer_id"]
 
 
 def test_a_second_up_in_the_same_folder_leaves_the_first_usable(up: Up) -> None:
