@@ -58,11 +58,6 @@ class DataKeys:
             return self._stub
         raise Unavailable("no service of this deployment holds the customers' data keys")
 
-    def forget(self, customer_id: UUID) -> None:
-        """Stop trusting what is known of this customer's key (it was just forgotten)."""
-        with self._lock:
-            self._cache[customer_id] = (time.monotonic() + self.ttl, b"")
-
     def known(self, customer_ids: Iterable[UUID]) -> dict[UUID, bytes | None]:
         """`keys` of the customers in the cache (forgotten or unknown ones: None); the others
         left out. Never blocks."""

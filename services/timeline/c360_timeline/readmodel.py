@@ -144,9 +144,11 @@ class ReadModel(TrackingRecorder):
                     " emails text[] NOT NULL, phones text[] NOT NULL,"
                     " doc jsonb NOT NULL, updated_at timestamptz)"
                 ).format(self.profiles),
-                SQL(
-                    "CREATE INDEX IF NOT EXISTS profiles_by_name ON {} (name_key text_pattern_ops)"
-                ).format(self.profiles),
+                # `name_key` stays empty since names are sealed (search: name_starts and
+                # word_starts); the index that served it goes.
+                SQL("DROP INDEX IF EXISTS {}.profiles_by_name").format(
+                    Identifier(self.datastore.schema)
+                ),
                 # When each at-risk flag clears, for the sweep.
                 SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS at_risk_until timestamptz").format(
                     self.profiles
