@@ -261,6 +261,17 @@ async def snapshot(url: str) -> dict[str, list[Any]]:
     import psycopg
 
     async with await psycopg.AsyncConnection.connect(url) as conn:
+
+        async def indexed() -> bool:
+            # New customers' search columns are filled just after their entries (the
+            # reindexer beside the projector): compare the rows once they are.
+            cur = await conn.execute(
+                "SELECT NOT EXISTS (SELECT 1 FROM timeline.profiles WHERE search_stale)"
+            )
+            row = await cur.fetchone()
+            return bool(row and row[0])
+
+        await eventually(indexed, what="the search columns to be filled")
         out: dict[str, list[Any]] = {}
         for table, order in [
             ("entries", "entry_seq"),
