@@ -24,15 +24,15 @@ def open_store(postgres_url: str) -> CustomerApplication:
     return CustomerApplication(env=postgres_env(postgres_url, schema_for("customer"), pool_size=2))
 
 
+def _person(name: str, email: str) -> Customer:
+    return register_customer(
+        kind="person", display_name=name, emails=[email], phones=[], addresses=[]
+    )
+
+
 def customer(run_id: str, n: int, events: int) -> Customer:
     """A person with `events` events: registered, then owners and tags changed."""
-    c = register_customer(
-        kind="person",
-        display_name=f"Scale Customer {run_id} {n}",
-        emails=[f"scale.{run_id}.{n}@example.com"],
-        phones=[],
-        addresses=[],
-    )
+    c = _person(f"Scale Customer {run_id} {n}", f"scale.{run_id}.{n}@example.com")
     for k in range(events - 1):
         if k % 2:
             c.assign_owner(f"emp-{k:04d}")
@@ -69,13 +69,7 @@ def long_history(
 ) -> tuple[str, int]:
     """One customer with `events` events (registered, then its owner changed back and forth),
     saved `per_save` events at a time; its id and the log position of the last save."""
-    c = register_customer(
-        kind="person",
-        display_name=f"Long History {run_id}",
-        emails=[f"long.{run_id}@example.com"],
-        phones=[],
-        addresses=[],
-    )
+    c = _person(f"Long History {run_id}", f"long.{run_id}@example.com")
     position = 0
     for n in range(1, events):
         c.assign_owner(f"emp-{n % 2:04d}")

@@ -104,17 +104,25 @@ def spread(spec: ServiceSpec) -> list[dict[str, Any]]:
     ]
 
 
-def deployment(spec: ServiceSpec) -> dict[str, Any]:
-    pod_labels = {**labels(spec), "app.kubernetes.io/component": "service"}
+def workload(
+    spec: ServiceSpec,
+    name: str,
+    pod_labels: dict[str, str],
+    selector: dict[str, str],
+    containers: list[dict[str, Any]],
+    spread_over: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """A Deployment of the service's pods (its API, or its relay): the same rollout, metrics
+    annotations, account and pod security for both."""
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": spec.name, "labels": pod_labels},
+        "metadata": {"name": name, "labels": pod_labels},
         "spec": {
             # No `replicas`: the HorizontalPodAutoscaler owns the count (a count here would be
             # reset by every `kubectl apply`); its minReplicas is the floor.
             "revisionHistoryLimit": 5,
-            "selector": {"matchLabels": labels(spec)},
+            "selector": {"matchLabels": selector},
             "strategy": {
                 "type": "RollingUpdate",
                 "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
@@ -134,13 +142,20 @@ def deployment(spec: ServiceSpec) -> dict[str, Any]:
                     "enableServiceLinks": False,
                     "terminationGracePeriodSeconds": GRACE,
                     "securityContext": ops.POD_SECURITY,
-                    "topologySpreadConstraints": spread(spec),
-                    "containers": [container(spec)],
+                    **({"topologySpreadConstraints": spread_over} if spread_over else {}),
+                    "containers": containers,
                     "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
                 },
             },
         },
     }
+
+
+def deployment(spec: ServiceSpec) -> dict[str, Any]:
+    pod_labels = {**labels(spec), "app.kubernetes.io/component": "service"}
+    return workload(
+        spec, spec.name, pod_labels, labels(spec), [container(spec)], spread_over=spread(spec)
+    )
 
 
 def service_objects(spec: ServiceSpec) -> list[dict[str, Any]]:
@@ -232,38 +247,7 @@ def relay_objects(spec: ServiceSpec) -> list[dict[str, Any]]:
     }
     relay.pop("lifecycle")  # nothing to drain: it publishes from the stored position
     return [
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": name, "labels": pod_labels},
-            "spec": {
-                "revisionHistoryLimit": 5,
-                "selector": {"matchLabels": relay_labels(spec)},
-                "strategy": {
-                    "type": "RollingUpdate",
-                    "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
-                },
-                "template": {
-                    "metadata": {
-                        "labels": pod_labels,
-                        "annotations": {
-                            "prometheus.io/scrape": "true",
-                            "prometheus.io/port": str(METRICS_PORT),
-                            "prometheus.io/path": "/metrics",
-                        },
-                    },
-                    "spec": {
-                        "serviceAccountName": spec.name,
-                        "automountServiceAccountToken": False,
-                        "enableServiceLinks": False,
-                        "terminationGracePeriodSeconds": GRACE,
-                        "securityContext": ops.POD_SECURITY,
-                        "containers": [relay],
-                        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
-                    },
-                },
-            },
-        },
+        workload(spec, name, pod_labels, relay_labels(spec), [relay]),
         {
             "apiVersion": "policy/v1",
             "kind": "PodDisruptionBudget",
