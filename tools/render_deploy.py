@@ -35,6 +35,10 @@ METRICS_PORT = 9090
 GRACE = 30
 """terminationGracePeriodSeconds: the preStop pause, then the server's drain (ServiceHost.grace,
 10 s for calls in flight and 10 s for background work) fit inside it."""
+HEALTH_PORT = 9091
+"""Every pod serves grpc.health.v1 (and nothing else) in plain text here (C360_HEALTH_PORT):
+the gRPC port admits only holders of a certificate of the deployment's authority, which the
+kubelet's gRPC probes cannot show."""
 PRESTOP_SECONDS = 5
 """The endpoints controller and kube-proxy stop sending new calls before SIGTERM arrives."""
 
@@ -43,12 +47,14 @@ def labels(spec: ServiceSpec) -> dict[str, str]:
     return {"app.kubernetes.io/name": spec.name, **PART_OF}
 
 
-def grpc_probe(spec: ServiceSpec, **timing: int) -> dict[str, Any]:
-    """A native gRPC probe: grpc.health.v1.Health/Check of the server ("" = the whole server)."""
-    return {"grpc": {"port": spec.default_port}, **timing}
+def grpc_probe(**timing: int) -> dict[str, Any]:
+    """A native gRPC probe: grpc.health.v1.Health/Check of the server ("" = the whole server),
+    on the plain health-only port."""
+    return {"grpc": {"port": HEALTH_PORT}, **timing}
 
 
 def container(spec: ServiceSpec) -> dict[str, Any]:
+    tls_env, _, tls_mount = ops.tls_env(spec.name)
     return {
         "name": "service",
         "image": ops.IMAGE,
@@ -57,11 +63,15 @@ def container(spec: ServiceSpec) -> dict[str, Any]:
         "ports": [
             {"name": "grpc", "containerPort": spec.default_port, "protocol": "TCP"},
             {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"},
+            {"name": "health", "containerPort": HEALTH_PORT, "protocol": "TCP"},
         ],
         "envFrom": [{"configMapRef": {"name": ops.SETTINGS}}],
         "env": [
             {"name": "C360_GRPC_PORT", "value": str(spec.default_port)},
             {"name": "OTEL_SERVICE_NAME", "value": f"c360-{spec.name}"},
+            {"name": "C360_HEALTH_PORT", "value": str(HEALTH_PORT)},
+            # Mutual TLS on the gRPC port, and the certificate its calls to others show.
+            *tls_env,
             # One server process (workers.py) per core of the container's CPU limit (rounded
             # up): an interpreter uses about one core, so the workers use what the pod has.
             {
@@ -82,11 +92,14 @@ def container(spec: ServiceSpec) -> dict[str, Any]:
             "limits": {"cpu": "1", "memory": "512Mi"},
         },
         "securityContext": ops.CONTAINER_SECURITY,
-        "startupProbe": grpc_probe(spec, periodSeconds=2, failureThreshold=60),
-        "readinessProbe": grpc_probe(spec, periodSeconds=5, failureThreshold=2),
-        "livenessProbe": grpc_probe(spec, periodSeconds=10, failureThreshold=3),
+        "startupProbe": grpc_probe(periodSeconds=2, failureThreshold=60),
+        "readinessProbe": grpc_probe(periodSeconds=5, failureThreshold=2),
+        "livenessProbe": grpc_probe(periodSeconds=10, failureThreshold=3),
         "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SECONDS}}},
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 (an emptyDir)
+        "volumeMounts": [
+            {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 (an emptyDir)
+            tls_mount,
+        ],
     }
 
 
@@ -144,7 +157,10 @@ def workload(
                     "securityContext": ops.POD_SECURITY,
                     **({"topologySpreadConstraints": spread_over} if spread_over else {}),
                     "containers": containers,
-                    "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+                    "volumes": [
+                        {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+                        ops.tls_env(spec.name)[1],  # the service's certificate
+                    ],
                 },
             },
         },
@@ -230,7 +246,7 @@ def relay_objects(spec: ServiceSpec) -> list[dict[str, Any]]:
     """The service's outbox relay in pods of its own (`c360-service NAME --relay`): the API
     pods run with C360_RELAY=process and leave publishing to it. One replica: its advisory
     lock keeps one relay active anyway, and a rollout's new pod stands by until the old one
-    has let go. Health on the gRPC port (probes), /metrics as the services'."""
+    has let go. Health on the health-only port (probes), /metrics as the services'."""
     name = f"{spec.name}-relay"
     pod_labels = {**relay_labels(spec), "app.kubernetes.io/component": "relay"}
     relay = container(spec)
@@ -261,8 +277,16 @@ def relay_objects(spec: ServiceSpec) -> list[dict[str, Any]]:
     ]
 
 
+OPEN_PORTS = [
+    {"protocol": "TCP", "port": METRICS_PORT},
+    {"protocol": "TCP", "port": HEALTH_PORT},
+]
+"""The ports any address may reach: /metrics and the health-only port."""
+
+
 def relay_network_policy(spec: ServiceSpec) -> dict[str, Any]:
-    """Nobody calls a relay: only /metrics is open (its egress is c360's, in c360.yaml)."""
+    """Nobody calls a relay: only /metrics and health are open (its egress is c360's, in
+    c360.yaml)."""
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -273,7 +297,7 @@ def relay_network_policy(spec: ServiceSpec) -> dict[str, Any]:
             "ingress": [
                 {
                     "from": [{"ipBlock": {"cidr": "0.0.0.0/0"}}, {"ipBlock": {"cidr": "::/0"}}],
-                    "ports": [{"protocol": "TCP", "port": METRICS_PORT}],
+                    "ports": OPEN_PORTS,
                 }
             ],
         },
@@ -307,9 +331,11 @@ def network_policy(spec: ServiceSpec) -> dict[str, Any]:
                 {
                     # /metrics from any address: Prometheus wherever it runs, and the API
                     # server's pod proxy (`c360 ops status`), whose address no pod selector
-                    # can name. Counts and lags only: no customer data on this port.
+                    # can name. Counts and lags only: no customer data on this port. Health
+                    # from the kubelet (the node's address) where the CNI applies policies to
+                    # it: serving or not, nothing else.
                     "from": [{"ipBlock": {"cidr": "0.0.0.0/0"}}, {"ipBlock": {"cidr": "::/0"}}],
-                    "ports": [{"protocol": "TCP", "port": METRICS_PORT}],
+                    "ports": OPEN_PORTS,
                 },
             ],
         },

@@ -5,7 +5,8 @@
     c360 ops logs SERVICE            the logs of a service's pods
     c360 ops rollout-restart SERVICE restart a service's pods one by one (as kubectl does)
     c360 ops prepare                 (in the prepare Job) schemas and JetStream streams
-    c360 ops secrets                 print the NATS user Secrets to pipe into `kubectl apply -f -`
+    c360 ops secrets                 print the Secrets (tokens, NATS users, certificates) to pipe
+                                     into `kubectl apply -f -`
 
 The cluster comes from --kubeconfig/--context (else $KUBECONFIG or ~/.kube/config), or from the
 pod's service account when run in a cluster; the namespace from -n, else the context's, else
@@ -48,6 +49,38 @@ AUTH_SECRET = "c360-auth"  # noqa: S105
 """The Secret with the deployment's token secret (key `secret`; `c360 ops secrets`)."""
 NATS_AUTH_SECRET = "c360-nats-auth"  # noqa: S105
 """The Secret with the NATS server's authorization block (auth.conf)."""
+TLS_AUTHORITY_SECRET = "c360-tls-authority"  # noqa: S105
+"""The deployment's certificate authority (tls.crt, tls.key): the shape a cert-manager CA
+Issuer reads, so cert-manager can issue and renew the certificates below instead."""
+TLS_MOUNT = "/etc/c360/tls"
+"""Where a pod finds its certificate (tls.crt, tls.key) and the authority's (ca.crt)."""
+TLS_CLIENTS = ("operator", "integration")
+"""Certificates for callers that serve nothing: Jobs and people running the CLI (operator),
+integrations such as an ERP bridge (integration)."""
+
+
+def tls_secret(identity: str) -> str:
+    """The kubernetes.io/tls Secret of a service's certificate, or of a client's."""
+    return f"c360-tls-{identity}"
+
+
+def tls_env(identity: str) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
+    """The environment, volume and mount that give a pod `identity`'s certificate: its ports
+    then serve mutual TLS and its channels show the certificate (c360_platform.tls)."""
+    env = [
+        {"name": "C360_TLS_CA", "value": f"{TLS_MOUNT}/ca.crt"},
+        {"name": "C360_TLS_CERT", "value": f"{TLS_MOUNT}/tls.crt"},
+        {"name": "C360_TLS_KEY", "value": f"{TLS_MOUNT}/tls.key"},
+    ]
+    # 0440: owned by root, group fsGroup (10001, the process's group); nobody else reads it.
+    volume = {
+        "name": "tls",
+        "secret": {"secretName": tls_secret(identity), "defaultMode": 0o440},
+    }
+    mount = {"name": "tls", "mountPath": TLS_MOUNT, "readOnly": True}
+    return env, volume, mount
+
+
 PART_OF = "app.kubernetes.io/part-of=c360"
 METRICS_PORT = 9090
 NAMESPACE = "c360"
@@ -139,14 +172,20 @@ def rebuild_job(name: str = "c360-timeline-rebuild", image: str = IMAGE) -> dict
     # It only calls the timeline's API: no database or NATS credentials, only the token
     # secret it signs its operator token with (RebuildReadModel is an operator's).
     made = job(name, command, role=None, labels={"app.kubernetes.io/component": "rebuild"})
-    made["spec"]["template"]["spec"]["containers"][0]["env"] = [
+    # It calls the timeline's port, which serves mutual TLS: the operator's certificate.
+    env, volume, mount = tls_env("operator")
+    pod = made["spec"]["template"]["spec"]
+    pod["containers"][0]["env"] = [
         {
             "name": "C360_AUTH_SECRET",
             "valueFrom": {"secretKeyRef": {"name": AUTH_SECRET, "key": "secret"}},
-        }
+        },
+        *env,
     ]
+    pod["containers"][0]["volumeMounts"].append(mount)
+    pod["volumes"].append(volume)
     made["spec"]["backoffLimit"] = 0
-    made["spec"]["template"]["spec"]["containers"][0]["image"] = image
+    pod["containers"][0]["image"] = image
     return made
 
 
@@ -551,6 +590,36 @@ def _prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def tls_manifests(
+    namespace: str, services: Iterable[str], domain: str = "cluster.local"
+) -> list[dict[str, Any]]:
+    """A fresh certificate authority and, signed by it, a certificate per service naming its
+    Service (in `namespace`, cluster domain `domain`) and one per client (TLS_CLIENTS)."""
+    from c360_platform import tls
+
+    authority = tls.Authority.create("c360 authority")
+    ca = authority.cert_pem.decode()
+    meta = {"app.kubernetes.io/part-of": "c360"}
+
+    def secret(name: str, cert: bytes, key: bytes, with_ca: bool = True) -> dict[str, Any]:
+        data = {"tls.crt": cert.decode(), "tls.key": key.decode()}
+        return {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name, "labels": meta},
+            "type": "kubernetes.io/tls",
+            "stringData": {**data, **({"ca.crt": ca} if with_ca else {})},
+        }
+
+    made = [secret(TLS_AUTHORITY_SECRET, authority.cert_pem, authority.key_pem, False)]
+    for name in services:
+        cert, key = authority.issue(f"c360 {name}", tls.service_names(name, namespace, domain))
+        made.append(secret(tls_secret(name), cert, key))
+    for client in TLS_CLIENTS:
+        made.append(secret(tls_secret(client), *authority.issue(f"c360 {client}")))
+    return made
+
+
 def secrets_manifests(nats_url: str, roles: Iterable[str]) -> list[dict[str, Any]]:
     """The NATS server's authorization block and each role's URL, with fresh passwords."""
     from c360_platform import auth, natsauth
@@ -588,6 +657,7 @@ def _secrets(args: argparse.Namespace) -> int:
     from c360_platform import natsauth
 
     docs = secrets_manifests(args.nats_url, natsauth.roles())
+    docs += tls_manifests(args.namespace, registry.services(), args.cluster_domain)
     print("---\n".join(yaml.safe_dump(d, sort_keys=False) for d in docs), end="")
     return 0
 
@@ -655,11 +725,27 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     p = sub.add_parser(
         "secrets",
-        help="print the NATS user Secrets (pipe into kubectl apply -f -)",
-        description="Print Secrets with fresh passwords: the NATS server's authorization block"
-        f" ({NATS_AUTH_SECRET}) and each role's URL ({NATS_SECRET}).",
+        help="print the deployment's Secrets: tokens, NATS users, certificates",
+        description=f"Print Secrets with fresh values: the token secret ({AUTH_SECRET}), the NATS"
+        f" server's authorization block ({NATS_AUTH_SECRET}) and each role's URL ({NATS_SECRET}),"
+        f" a certificate authority ({TLS_AUTHORITY_SECRET}) and, signed by it, a certificate"
+        f" per service naming its Service and one per client ({tls_secret('operator')},"
+        f" {tls_secret('integration')}).",
     )
     p.add_argument(
         "--nats-url", default="nats://nats:4222", metavar="URL", help="the NATS Service's URL"
+    )
+    p.add_argument(
+        "-n",
+        "--namespace",
+        default=NAMESPACE,
+        metavar="NS",
+        help=f"the namespace the certificates name the Services in (default {NAMESPACE})",
+    )
+    p.add_argument(
+        "--cluster-domain",
+        default="cluster.local",
+        metavar="DOMAIN",
+        help="the cluster's DNS domain (default cluster.local)",
     )
     p.set_defaults(func=_secrets)

@@ -17,6 +17,9 @@ class Settings:
     NATS_URL           the NATS server with JetStream
     C360_GRPC_HOST     the address to listen on (127.0.0.1; 0.0.0.0 in a cluster)
     C360_GRPC_PORT     the gRPC port
+    C360_HEALTH_PORT   a second, plain port serving grpc.health.v1 only (unset: none), for
+                       probes that cannot show a client certificate where the gRPC port
+                       serves mutual TLS (the kubelet's)
     C360_TIMELINE_ADDR host:port of the timeline query API, for services that read it
     C360_SERVICES      every service of the deployment, "name=host:port,name=host:port";
                        consumers find the catch-up read (ReadEvents) of each source here
@@ -44,6 +47,8 @@ class Settings:
     """C360_GROUP_COMMIT: commands' saves go through one batching writer (default on)."""
     workers: int = field(default_factory=lambda: workers_from_env())
     """C360_WORKERS: server processes on the service's port (SO_REUSEPORT; workers.py)."""
+    health_port: int | None = field(default_factory=lambda: health_port_from_env())
+    """C360_HEALTH_PORT: a plain port with grpc.health.v1 only (the kubelet's probes)."""
     relay_apart: bool = field(default_factory=lambda: relay_apart_from_env())
     """C360_RELAY=process: the service's API processes leave the outbox relay to a process of
     its own, so that publishing does not compete with requests for one interpreter."""
@@ -97,6 +102,13 @@ def workers_from_env() -> int:
     tests run every service on one small machine; the deploy manifests set it to the cores
     of a service's pod."""
     return _count("C360_WORKERS", 1)
+
+
+def health_port_from_env() -> int | None:
+    """C360_HEALTH_PORT (unset or empty: no health-only port)."""
+    if not os.environ.get("C360_HEALTH_PORT", "").strip():
+        return None
+    return _count("C360_HEALTH_PORT", 0, least=1)
 
 
 def relay_apart_from_env() -> bool:

@@ -324,6 +324,9 @@ class ServiceHost:
     reuse_port: bool = False
     """Listen with SO_REUSEPORT (several worker processes on one port, workers.py); off
     otherwise, so that a second server on a port in use fails instead of sharing it."""
+    health_port: int | None = None
+    """A plain port serving grpc.health.v1 only, for probes that cannot show a client
+    certificate where `port` serves mutual TLS (the kubelet's); None: no such port."""
 
     def __post_init__(self) -> None:
         self.interceptor = ServerInterceptor(self.authority)
@@ -338,6 +341,8 @@ class ServiceHost:
         self.stop_event = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
         self.bound_port = 0
+        self.health_server: grpc.aio.Server | None = None
+        self.health_bound_port = 0
 
     @classmethod
     def for_settings(cls, settings: Settings) -> ServiceHost:
@@ -351,6 +356,7 @@ class ServiceHost:
             settings.grpc_host,
             authority=authority,
             reuse_port=settings.workers > 1,
+            health_port=settings.health_port,
         )
 
     def add(self, full_name: str, register: Register, servicer: object | None = None) -> None:
@@ -393,6 +399,17 @@ class ServiceHost:
             else self.server.add_insecure_port(f"{self.host}:{self.port}")
         )
         await self.server.start()
+        if self.health_port is not None:
+            # Health and nothing else: no reflection, no service, so nothing a token or a
+            # certificate would guard is reachable on it.
+            self.health_server = grpc.aio.server(
+                options=[("grpc.so_reuseport", int(self.reuse_port))]
+            )
+            health_pb2_grpc.add_HealthServicer_to_server(self.health, self.health_server)
+            self.health_bound_port = self.health_server.add_insecure_port(
+                f"{self.host}:{self.health_port}"
+            )
+            await self.health_server.start()
         for task in self.background:
             self.tasks.append(asyncio.create_task(task(self.stop_event)))
         for n in ["", *names]:
@@ -405,6 +422,8 @@ class ServiceHost:
         await self.health.enter_graceful_shutdown()
         self.stop_event.set()
         await self.server.stop(self.grace)
+        if self.health_server is not None:
+            await self.health_server.stop(0)
         if self.tasks:
             done, pending = await asyncio.wait(self.tasks, timeout=self.grace)
             for task in pending:

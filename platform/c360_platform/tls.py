@@ -136,18 +136,21 @@ def _name(common: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
 
 
-def local_authority(folder: Path, identities: Iterable[str] = IDENTITIES) -> dict[str, TlsFiles]:
-    """The authority in `folder` and a certificate per identity, made where missing (keys
-    0600, the folder 0700). Certificates name localhost and the loopback addresses, and may
-    serve and call (server and client authentication)."""
-    ca_cert, ca_key = folder / "ca.crt", folder / "ca.key"
-    now = datetime.datetime.now(datetime.UTC)
-    if not (ca_cert.exists() and ca_key.exists()):
+@dataclass(frozen=True)
+class Authority:
+    """A deployment's certificate authority (ECDSA P-256) and what it signs."""
+
+    certificate: x509.Certificate
+    key: ec.EllipticCurvePrivateKey
+
+    @classmethod
+    def create(cls, name: str = CA_NAME) -> Authority:
+        now = datetime.datetime.now(datetime.UTC)
         key = ec.generate_private_key(ec.SECP256R1())
         cert = (
             x509.CertificateBuilder()
-            .subject_name(_name(CA_NAME))
-            .issuer_name(_name(CA_NAME))
+            .subject_name(_name(name))
+            .issuer_name(_name(name))
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=5))
@@ -169,37 +172,80 @@ def local_authority(folder: Path, identities: Iterable[str] = IDENTITIES) -> dic
             )
             .sign(key, hashes.SHA256())
         )
-        _write(ca_key, _key_pem(key), private=True)
-        _write(ca_cert, cert.public_bytes(serialization.Encoding.PEM), private=False)
-    authority = x509.load_pem_x509_certificate(ca_cert.read_bytes())
-    signer = serialization.load_pem_private_key(ca_key.read_bytes(), password=None)
-    assert isinstance(signer, ec.EllipticCurvePrivateKey)
+        return cls(cert, key)
+
+    @classmethod
+    def load(cls, cert_pem: bytes, key_pem: bytes) -> Authority:
+        key = serialization.load_pem_private_key(key_pem, password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise ValueError("the authority's key is not an EC key")
+        return cls(x509.load_pem_x509_certificate(cert_pem), key)
+
+    @property
+    def cert_pem(self) -> bytes:
+        return self.certificate.public_bytes(serialization.Encoding.PEM)
+
+    @property
+    def key_pem(self) -> bytes:
+        return _key_pem(self.key)
+
+    def issue(
+        self, common: str, dns_names: Iterable[str] = (), addresses: Iterable[str] = ()
+    ) -> tuple[bytes, bytes]:
+        """A certificate (PEM) and its key (PEM) for `common`, naming `dns_names` and
+        `addresses`; it may serve and call (server and client authentication)."""
+        now = datetime.datetime.now(datetime.UTC)
+        key = ec.generate_private_key(ec.SECP256R1())
+        names: list[x509.GeneralName] = [x509.DNSName(n) for n in dns_names]
+        names += [x509.IPAddress(ipaddress.ip_address(a)) for a in addresses]
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(_name(common))
+            .issuer_name(self.certificate.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=VALID_DAYS))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.ExtendedKeyUsage(
+                    [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+                ),
+                critical=False,
+            )
+        )
+        if names:
+            builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+        cert = builder.sign(self.key, hashes.SHA256())
+        return cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)
+
+
+def service_names(service: str, namespace: str, domain: str = "cluster.local") -> list[str]:
+    """The names a Kubernetes Service is reached by, for its certificate."""
+    return [
+        service,
+        f"{service}.{namespace}",
+        f"{service}.{namespace}.svc",
+        f"{service}.{namespace}.svc.{domain}",
+    ]
+
+
+def local_authority(folder: Path, identities: Iterable[str] = IDENTITIES) -> dict[str, TlsFiles]:
+    """The authority in `folder` and a certificate per identity, made where missing (keys
+    0600, the folder 0700). Certificates name localhost and the loopback addresses, and may
+    serve and call (server and client authentication)."""
+    ca_cert, ca_key = folder / "ca.crt", folder / "ca.key"
+    if not (ca_cert.exists() and ca_key.exists()):
+        made_authority = Authority.create()
+        _write(ca_key, made_authority.key_pem, private=True)
+        _write(ca_cert, made_authority.cert_pem, private=False)
+    authority = Authority.load(ca_cert.read_bytes(), ca_key.read_bytes())
     made: dict[str, TlsFiles] = {}
     for identity in identities:
         files = TlsFiles(ca_cert, folder / f"{identity}.crt", folder / f"{identity}.key")
         if not (files.cert.exists() and files.key.exists()):
-            key = ec.generate_private_key(ec.SECP256R1())
-            names: list[x509.GeneralName] = [x509.DNSName(n) for n in SERVER_NAMES]
-            names += [x509.IPAddress(ipaddress.ip_address(a)) for a in SERVER_ADDRESSES]
-            cert = (
-                x509.CertificateBuilder()
-                .subject_name(_name(f"c360 {identity}"))
-                .issuer_name(authority.subject)
-                .public_key(key.public_key())
-                .serial_number(x509.random_serial_number())
-                .not_valid_before(now - datetime.timedelta(minutes=5))
-                .not_valid_after(now + datetime.timedelta(days=VALID_DAYS))
-                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-                .add_extension(x509.SubjectAlternativeName(names), critical=False)
-                .add_extension(
-                    x509.ExtendedKeyUsage(
-                        [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-                    ),
-                    critical=False,
-                )
-                .sign(signer, hashes.SHA256())
-            )
-            _write(files.key, _key_pem(key), private=True)
-            _write(files.cert, cert.public_bytes(serialization.Encoding.PEM), private=False)
+            cert_pem, key_pem = authority.issue(f"c360 {identity}", SERVER_NAMES, SERVER_ADDRESSES)
+            _write(files.key, key_pem, private=True)
+            _write(files.cert, cert_pem, private=False)
         made[identity] = files
     return made

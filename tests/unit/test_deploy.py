@@ -97,8 +97,12 @@ def test_services_use_native_grpc_probes_and_drain(overlay: str) -> None:
         pod = workload["spec"]["template"]["spec"]
         (container,) = pod["containers"]
         assert container["command"] == ["c360-service", name]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        health = int(env["C360_HEALTH_PORT"])
+        assert health != spec.default_port
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-            assert container[probe]["grpc"]["port"] == spec.default_port
+            # The kubelet probes the plain health-only port: it has no client certificate.
+            assert container[probe]["grpc"]["port"] == health
         assert container["lifecycle"]["preStop"]["sleep"]["seconds"] > 0
         assert pod["terminationGracePeriodSeconds"] > 20
         assert pod["topologySpreadConstraints"]
@@ -164,6 +168,45 @@ def test_every_service_is_scaled_by_its_autoscaler() -> None:
         assert set(registry.services()) <= targets
     prod = [o for o in rendered("prod") if o["kind"] == "Deployment"]
     assert all("replicas" not in o["spec"] for o in prod), "the HPA owns the count"
+
+
+@pytest.mark.parametrize("overlay", overlays())
+def test_every_grpc_port_serves_mutual_tls_with_the_services_own_certificate(
+    overlay: str,
+) -> None:
+    """Each service's pods (API and relay) mount the Secret `c360 ops secrets` makes for it, and
+    the rebuild Job the operator's; the certificate names the Service it is reached by."""
+    from c360_cli import ops
+
+    objects = rendered(overlay)
+    deployments = [o for o in objects if o["kind"] == "Deployment"]
+    checked = set()
+    for spec in registry.services().values():
+        for name in (spec.name, f"{spec.name}-relay"):
+            found = [d for d in deployments if d["metadata"]["name"] == name]
+            if not found:
+                continue
+            pod = found[0]["spec"]["template"]["spec"]
+            (container,) = pod["containers"]
+            env = {e["name"]: e.get("value") for e in container["env"]}
+            volumes = {v["name"]: v for v in pod["volumes"]}
+            mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+            assert volumes["tls"]["secret"]["secretName"] == f"c360-tls-{spec.name}", name
+            assert volumes["tls"]["secret"]["defaultMode"] & 0o007 == 0, name
+            for variable, file in (
+                ("C360_TLS_CA", "ca.crt"),
+                ("C360_TLS_CERT", "tls.crt"),
+                ("C360_TLS_KEY", "tls.key"),
+            ):
+                assert env[variable] == f"{mounts['tls']}/{file}", (name, variable)
+            checked.add(name)
+    assert set(registry.services()) <= checked
+    (rebuild,) = [o for o in deploy_check.templates() if o["kind"] == "Job"]
+    pod = rebuild["spec"]["template"]["spec"]
+    assert {v["name"]: v for v in pod["volumes"]}["tls"]["secret"]["secretName"] == (
+        ops.tls_secret("operator")
+    )
+    assert {e["name"] for e in pod["containers"][0]["env"]} >= {"C360_TLS_CERT", "C360_TLS_KEY"}
 
 
 def test_no_secret_values_in_git() -> None:

@@ -181,9 +181,54 @@ def test_secrets_give_every_role_a_url_and_the_server_its_users(
     from c360_platform import natsauth
 
     assert main(["ops", "secrets", "--nats-url", "nats://nats:4222"]) == 0
-    tokens, auth, users = list(yaml.safe_load_all(capsys.readouterr().out))
+    tokens, auth, users, *certificates = list(yaml.safe_load_all(capsys.readouterr().out))
+    assert {c["metadata"]["name"] for c in certificates} >= {"c360-tls-authority"}
     assert len(tokens["stringData"]["secret"]) >= 32  # the gRPC token secret, fresh
     assert set(users["stringData"]) == set(natsauth.roles())
     password = users["stringData"]["customer"].split(":")[2].split("@")[0]
     assert password in auth["stringData"]["auth.conf"]
     assert users["stringData"]["customer"].endswith("@nats:4222")
+
+
+def test_secrets_give_each_service_a_certificate_for_its_service_name(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import yaml
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from c360_platform import registry
+
+    argv = ["ops", "secrets", "-n", "crm", "--cluster-domain", "k8s.example"]
+    assert main(argv) == 0
+    secrets = {
+        d["metadata"]["name"]: d
+        for d in yaml.safe_load_all(capsys.readouterr().out)
+        if d["type"] == "kubernetes.io/tls"
+    }
+    expected = {"c360-tls-authority", "c360-tls-operator", "c360-tls-integration"}
+    expected |= {f"c360-tls-{name}" for name in registry.services()}
+    assert set(secrets) == expected
+    authority = x509.load_pem_x509_certificate(
+        secrets["c360-tls-authority"]["stringData"]["tls.crt"].encode()
+    )
+    assert authority.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    assert "ca.crt" not in secrets["c360-tls-authority"]["stringData"]
+    public = authority.public_key()
+    assert isinstance(public, ec.EllipticCurvePublicKey)
+    for name, secret in secrets.items():
+        if name == "c360-tls-authority":
+            continue
+        data = secret["stringData"]
+        assert data["ca.crt"] == secrets["c360-tls-authority"]["stringData"]["tls.crt"]
+        cert = x509.load_pem_x509_certificate(data["tls.crt"].encode())
+        cert.verify_directly_issued_by(authority)
+        service = name.removeprefix("c360-tls-")
+        if service in registry.services():
+            names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+            assert names.value.get_values_for_type(x509.DNSName) == [
+                service,
+                f"{service}.crm",
+                f"{service}.crm.svc",
+                f"{service}.crm.svc.k8s.example",
+            ]

@@ -1,0 +1,88 @@
+"""A service as the cluster runs it: mutual TLS on its gRPC port with a certificate naming its
+Service (`c360 ops secrets`), and a plain port with health only for the kubelet's probes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from c360_platform import rpc, tls
+
+
+def _write(folder: Path, name: str, pem: bytes) -> Path:
+    path = folder / name
+    path.write_bytes(pem)
+    return path
+
+
+async def _check(channel: grpc.aio.Channel) -> int:
+    reply = await health_pb2_grpc.HealthStub(channel).Check(
+        health_pb2.HealthCheckRequest(), timeout=5
+    )
+    return int(reply.status)
+
+
+async def test_the_health_port_answers_probes_and_nothing_else_while_grpc_needs_a_certificate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    authority = tls.Authority.create()
+    ca = _write(tmp_path, "ca.crt", authority.cert_pem)
+    cert, key = authority.issue("c360 customer", tls.service_names("customer", "crm"))
+    monkeypatch.setenv("C360_TLS_CA", str(ca))
+    monkeypatch.setenv("C360_TLS_CERT", str(_write(tmp_path, "tls.crt", cert)))
+    monkeypatch.setenv("C360_TLS_KEY", str(_write(tmp_path, "tls.key", key)))
+    operator_cert, operator_key = authority.issue("c360 operator")
+    stranger = tls.Authority.create("another authority")
+    stranger_cert, stranger_key = stranger.issue("c360 operator")
+
+    host = rpc.ServiceHost("customer", 0, health_port=0)
+    port = await host.start()
+    health = f"127.0.0.1:{host.health_bound_port}"
+    address = f"127.0.0.1:{port}"
+    try:
+        # The probe's view: plain text, no certificate, health answers.
+        async with grpc.aio.insecure_channel(health) as channel:
+            assert await _check(channel) == health_pb2.HealthCheckResponse.SERVING
+            # ... and nothing else is served there: not even reflection.
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                stream = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
+                    iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5
+                )
+                async for _ in stream:
+                    pass
+            assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+        def mutual(cert_pem: bytes, key_pem: bytes, name: str) -> grpc.aio.Channel:
+            credentials = grpc.ssl_channel_credentials(authority.cert_pem, key_pem, cert_pem)
+            return grpc.aio.secure_channel(
+                address, credentials, options=[("grpc.ssl_target_name_override", name)]
+            )
+
+        # The gRPC port: refused in plain text and to a certificate of another authority.
+        async with grpc.aio.insecure_channel(address) as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await _check(channel)
+            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        async with mutual(stranger_cert, stranger_key, "customer.crm.svc") as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await _check(channel)
+            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        # The operator's certificate reaches the Service by its cluster names, and the client
+        # refuses the server under a name its certificate does not carry.
+        for name in ("customer", "customer.crm.svc.cluster.local"):
+            async with mutual(operator_cert, operator_key, name) as channel:
+                assert await _check(channel) == health_pb2.HealthCheckResponse.SERVING
+        async with mutual(operator_cert, operator_key, "sales.crm.svc") as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await _check(channel)
+            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        await host.stop()
+    async with grpc.aio.insecure_channel(health) as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as gone:
+            await _check(channel)
+        assert gone.value.code() == grpc.StatusCode.UNAVAILABLE
