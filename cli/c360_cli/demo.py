@@ -332,6 +332,12 @@ def _person(index: int, rng: random.Random) -> CustomerPlan:
     return plan
 
 
+def contact_person(index: int, rng: random.Random) -> tuple[str, str]:
+    """A person's name and e-mail, made as the demo's customers' are (a prospect's contact)."""
+    plan = _person(index, rng)
+    return plan.name, plan.emails[0]
+
+
 def _organisation(index: int, rng: random.Random) -> CustomerPlan:
     culture = rng.choice(data().cultures)
     last = rng.choice(culture.surnames)[0]

@@ -170,6 +170,16 @@ LEAD_COMMANDS = (
         verb="lead reopened",
         expected_version=True,
     ),
+    Command(
+        "forget",
+        "erase a prospect's lead on request (GDPR): its key is deleted, its personal data"
+        " unreadable everywhere; a customer's lead goes with the customer (operators only)",
+        LEAD,
+        "ForgetLead",
+        api.ForgetLeadRequest,
+        (_id("lead_id", "lead"),),
+        verb="lead forgotten",
+    ),
 )
 
 OPPORTUNITY_COMMANDS = (

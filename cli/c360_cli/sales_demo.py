@@ -95,6 +95,7 @@ class SalesStats:
     orders: int = 0
     deliveries: int = 0
     prospects: int = 0
+    forgotten_leads: int = 0
     activities: int = 0
     examples: dict[str, str] = field(default_factory=dict)
 
@@ -375,12 +376,16 @@ class SalesDemo:
         self.stats.examples.setdefault("customer", self.run.ids[i])
 
     def prospect_script(self, n: int) -> Any:
-        """A lead from someone who is not a customer: left new, or disqualified."""
+        """A lead from someone who is not a customer: left new, or disqualified; the first
+        prospect's contact asks to be forgotten (ForgetLead)."""
 
         async def script() -> None:
+            from c360_cli.demo import contact_person
+
             rng = random.Random(f"c360-demo-prospect:{self.run.seed}:{n}")
             d = data()
             index = len(self.run.plans) + n
+            person, email = contact_person(index, rng)
             lead = await self.call(
                 "CaptureLead",
                 sapi.CaptureLeadRequest(
@@ -388,6 +393,8 @@ class SalesDemo:
                     campaign_id=rng.choice(d["campaigns"]),
                     source="demo lead list",
                     company_name=f"Prospect {n + 1} {rng.choice(d['industries']).title()} Ltd",
+                    person_name=person,
+                    email=email,
                     industry=rng.choice(d["industries"]),
                     position=rng.choice(d["positions"]),
                     territory=rng.choice(list(d["territories"].values())),
@@ -397,7 +404,17 @@ class SalesDemo:
                 index,
                 "prospect",
             )
-            if rng.random() < 0.5:
+            if n == 0:
+                await self.call(
+                    "ForgetLead",
+                    sapi.ForgetLeadRequest(lead_id=lead.result.aggregate_id),
+                    "forget a prospect's lead",
+                    index,
+                    "prospect-forget",
+                )
+                self.stats.forgotten_leads += 1
+                self.stats.examples.setdefault("forgotten_lead", lead.result.aggregate_id)
+            elif rng.random() < 0.5:
                 await self.call(
                     "DisqualifyLead",
                     sapi.DisqualifyLeadRequest(
@@ -464,7 +481,7 @@ class SalesDemo:
 
     async def phases(self) -> None:
         """Every sales phase, after the customers exist."""
-        extra = 4 + len(data()["products"]) + sum(9 for _ in self.deals) + len(self.run.plans) // 5
+        extra = 5 + len(data()["products"]) + sum(9 for _ in self.deals) + len(self.run.plans) // 5
         self.run.progress.update(self.run.task, total=self.run.progress.tasks[0].total + extra)
         await self.run.phase("sales catalogue", [self.setup])
         await self.run.phase("leads and deals", [self.deal_script(d) for d in self.deals])
@@ -478,6 +495,7 @@ class SalesDemo:
         s = self.stats
         return {
             "sales_leads": s.leads + s.prospects,
+            "forgotten_leads": s.forgotten_leads,
             "opportunities": s.opportunities,
             "won": s.won,
             "lost": s.lost,

@@ -42,15 +42,27 @@ KEY_CACHE_SECONDS = 2.0
 in another process is seen at most this late, and the Forgotten event is read regardless."""
 
 
+ABSENT_CACHE_SECONDS = 60.0
+"""How long a keyring that remembers absent ids (`Keyring.remember_absent`) trusts that an id
+has no key of its own."""
+
+
 class Keyring:
     """The customers' data keys, read from the service's key table (`KEYS`) through its
     application; keys of customers being created wait here until their first save."""
 
-    def __init__(self, rows: Callable[[RowQuery], list[dict[str, Any]]]) -> None:
+    def __init__(
+        self, rows: Callable[[RowQuery], list[dict[str, Any]]], *, remember_absent: bool = False
+    ) -> None:
         self._rows = rows
         self._lock = threading.Lock()
         self._pending: dict[UUID, bytes] = {}
         self._cache: dict[UUID, tuple[float, bytes | None]] = {}
+        self._absent: dict[UUID, float] = {}
+        self.remember_absent = remember_absent
+        """Also cache that an id has no entry (a keyring asked mostly for others' subjects,
+        `WithOwnKeys`): ids are never reused, and a key is made only for a new subject, in
+        this process, before it is first looked up elsewhere."""
 
     def create(self, customer_id: UUID) -> dict[str, Any]:
         """A new key for a customer being created: its key-table row, to save with the
@@ -88,7 +100,7 @@ class Keyring:
                     found[customer_id] = self._pending[customer_id]
                 elif (hit := self._cache.get(customer_id)) is not None and hit[0] > now:
                     found[customer_id] = hit[1]
-                else:
+                elif self._absent.get(customer_id, 0.0) <= now:
                     wanted.append(customer_id)
         for start in range(0, len(wanted), 500):
             chunk = wanted[start : start + 500]
@@ -100,12 +112,40 @@ class Keyring:
                     key = bytes(row["key"]) if row["key"] is not None else None
                     found[row["customer_id"]] = key
                     self._cache[row["customer_id"]] = (now + KEY_CACHE_SECONDS, key)
+                if self.remember_absent:
+                    for customer_id in chunk:
+                        if customer_id not in found:
+                            self._absent[customer_id] = now + ABSENT_CACHE_SECONDS
                 if len(self._cache) > 100_000:
                     self._cache.clear()
+                if len(self._absent) > 100_000:
+                    self._absent.clear()
         return found
 
     def keys(self, customer_ids: Iterable[UUID]) -> dict[UUID, bytes | None]:
         """Keys to reveal with: None for forgotten customers and those without a key."""
+        ids = list(customer_ids)
+        found = self.lookup(ids)
+        return {i: found.get(i) for i in ids}
+
+
+class WithOwnKeys:
+    """Keys of the service's own data subjects (its `Keyring`: people who are no customer,
+    such as prospects' leads) before those of the customers (`others`: the key holder)."""
+
+    def __init__(self, own: Keyring, others: KeySource) -> None:
+        self.own = own
+        self.others = others
+
+    def lookup(self, customer_ids: Iterable[UUID]) -> dict[UUID, bytes | None]:
+        wanted = set(customer_ids)
+        found = self.own.lookup(wanted)
+        rest = wanted - found.keys()
+        if rest:
+            found.update(self.others.lookup(rest))
+        return found
+
+    def keys(self, customer_ids: Iterable[UUID]) -> dict[UUID, bytes | None]:
         ids = list(customer_ids)
         found = self.lookup(ids)
         return {i: found.get(i) for i in ids}
@@ -176,7 +216,7 @@ class SealingMapper(Mapper[UUID]):
         if not self.sealer.personal(topic):
             return super().to_stored_event(domain_event)
         state = dict(vars(domain_event))
-        customer_id = self.sealer.owner(state, domain_event.originator_id)
+        customer_id = self.sealer.owner(state, domain_event.originator_id, topic)
         copy = object.__new__(type(domain_event))
         if customer_id is not None:
             found = self.keyring.lookup([customer_id])

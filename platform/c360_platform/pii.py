@@ -159,20 +159,34 @@ class Sealer:
     """The personal fields of domain events, by event class: sealed in an event's state
     before it is stored, revealed when it is read back."""
 
-    def __init__(self, fields: Mapping[type, Iterable[str]], *, owner: str = "") -> None:
+    def __init__(
+        self,
+        fields: Mapping[type, Iterable[str]],
+        *,
+        owner: str = "",
+        own: Iterable[type] = (),
+    ) -> None:
         self.paths = {
             get_topic(cls): [p.split(".") for p in paths] for cls, paths in fields.items()
         }
         self.owner_field = owner
         """The event field naming the customer whose key seals it ("": the aggregate's id,
         as for the customer's own events)."""
+        self.own_prefixes = tuple(f"{get_topic(cls)}." for cls in own)
+        """Events of these aggregates about no customer are sealed with the aggregate's own
+        id as their subject: the aggregate is about a person who is no customer (yet), such
+        as a prospect's lead, and the service keeps that key itself."""
 
-    def owner(self, state: Mapping[str, Any], originator_id: UUID) -> UUID | None:
-        """The customer whose key seals an event of this state (None: about no customer)."""
+    def owner(self, state: Mapping[str, Any], originator_id: UUID, topic: str = "") -> UUID | None:
+        """The data subject whose key seals an event of this state: the customer it names,
+        else (for an aggregate of `own`) the aggregate itself; None: about nobody."""
         if not self.owner_field:
             return originator_id
+        named = str(state.get(self.owner_field) or "")
+        if not named and topic.startswith(self.own_prefixes):
+            return originator_id
         try:
-            return UUID(str(state.get(self.owner_field) or ""))
+            return UUID(named)
         except ValueError:
             return None
 

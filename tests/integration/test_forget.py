@@ -1,7 +1,8 @@
 """Erasure by crypto-shredding on a live stack: ForgetCustomer deletes the customer's key, so
 its name, e-mail, phone and address can be read nowhere any more — not in the customer store,
 the directory, the event streams, the timeline or the profile — while the history of what
-happened stays and the stores' files hold none of it in clear."""
+happened stays and the stores' files hold none of it in clear. ForgetLead does the same for a
+prospect's lead, and a lead converted from a prospect's goes with its customer."""
 
 from __future__ import annotations
 
@@ -18,7 +19,11 @@ from c360.customer.v1 import customer_service_pb2_grpc as customer_grpc
 from c360.events.v1 import customer_events_pb2 as ev
 from c360.events.v1 import event_log_pb2 as logapi
 from c360.events.v1 import event_log_pb2_grpc as log_grpc
+from c360.events.v1 import sales_events_pb2 as lev
+from c360.events.v1 import sales_pipeline_events_pb2 as pev
 from c360.events.v1 import ticket_events_pb2 as tev
+from c360.sales.v1 import sales_service_pb2 as sapi
+from c360.sales.v1 import sales_service_pb2_grpc as sales_grpc
 from c360.service_desk.v1 import service_desk_service_pb2 as dapi
 from c360.timeline.v1 import timeline_service_pb2 as tapi
 from c360_platform import auth
@@ -59,6 +64,20 @@ async def _stream_payloads(nats_url: str) -> list[bytes]:
         ]
     finally:
         await nc.close()
+
+
+def _scan_for_leaks(postgres_url: str, roots: list[Path], needles: list[str], control: str) -> None:
+    """Fail if a file under PostgreSQL's data directory (after a checkpoint) or `roots` holds
+    one of `needles` in clear; `control`, stored in clear, must be seen (the scan works)."""
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
+        row = conn.execute("SHOW data_directory").fetchone()
+    assert row is not None
+    for root in (Path(row[0]), *roots):
+        holding = _files_holding(root, [*(n.encode() for n in needles), control.encode()])
+        assert holding[control.encode()], f"the scan of {root} does not see what is in clear"
+        leaks = {n.decode(): f for n, f in holding.items() if f and n != control.encode()}
+        assert leaks == {}, f"personal data in clear under {root}"
 
 
 async def test_a_forgotten_customer_reads_nowhere_and_is_in_no_file(
@@ -213,16 +232,97 @@ async def test_a_forgotten_customer_reads_nowhere_and_is_in_no_file(
 
     # The files: PostgreSQL's (tables and WAL, after a checkpoint), JetStream's store and the
     # logs hold none of the personal data in clear, and do hold the tag (the scan can see).
-    with psycopg.connect(stack.postgres_url, autocommit=True) as conn:
-        conn.execute("CHECKPOINT")
-        row = conn.execute("SHOW data_directory").fetchone()
-    assert row is not None
-    needles = [s.encode() for s in (name, renamed, email, phone, street, complaint)]
-    control = marker.encode()
-    for root in (Path(row[0]), tmp_path):
-        holding = _files_holding(root, [*needles, control])
-        assert holding[control], f"the scan of {root} does not see what is stored in clear"
-        leaks = {n.decode(): files for n, files in holding.items() if files and n != control}
-        assert leaks == {}, f"personal data in clear under {root}"
+    _scan_for_leaks(
+        stack.postgres_url, [tmp_path], [name, renamed, email, phone, street, complaint], marker
+    )
     for needle in (name, renamed, email, phone, street):
         assert needle not in caplog.text
+
+
+async def test_a_forgotten_prospects_lead_reads_nowhere_and_is_in_no_file(
+    stack: Stack, tmp_path: Path
+) -> None:
+    sales = stack.stub("sales", sales_grpc.SalesServiceStub)
+    tag = uuid.uuid4().hex[:8]
+    marker = f"fairmarker{tag}"  # where the leads came from: not personal, stored in clear
+    pia, pia_mail = f"Pia Prospektova{tag}", f"pia.{tag}@example.org"
+    wish = f"Pia{tag} wants twelve routers for the depot"
+    olaf, olaf_mail = f"Olaf Umwandler{tag}", f"olaf.{tag}@example.org"
+    prospect = await sales.CaptureLead(
+        sapi.CaptureLeadRequest(
+            channel=lev.LEAD_CHANNEL_EVENT,
+            source=marker,
+            person_name=pia,
+            email=pia_mail,
+            phone="+4930901821",
+            description=wish,
+        )
+    )
+    pid = prospect.result.aggregate_id
+    # A second prospect becomes a customer: its lead's early events keep the lead's own key.
+    converting = await sales.CaptureLead(
+        sapi.CaptureLeadRequest(
+            channel=lev.LEAD_CHANNEL_EVENT,
+            source=marker,
+            person_name=olaf,
+            email=olaf_mail,
+            estimated_value=lev.SalesMoney(currency="EUR", amount="1200"),
+        )
+    )
+    oid = converting.result.aggregate_id
+    await sales.DefinePipeline(
+        sapi.DefinePipelineRequest(
+            name="default",
+            stages=[
+                pev.PipelineStage(key="qualification", name="Qualification", probability=10),
+                pev.PipelineStage(key="won", name="Won", won=True),
+                pev.PipelineStage(key="lost", name="Lost", lost=True),
+            ],
+        )
+    )
+    await sales.QualifyLead(sapi.QualifyLeadRequest(lead_id=oid))
+    converted = await sales.ConvertLead(
+        sapi.ConvertLeadRequest(lead_id=oid, register_customer=True, pipeline_id="default")
+    )
+    cid = converted.customer_id
+    shown = (await sales.GetLead(sapi.GetLeadRequest(lead_id=pid))).lead
+    assert (shown.person_name, shown.email, shown.description) == (pia, pia_mail, wish)
+
+    # Agents may not forget; a customer's lead goes with its customer.
+    agent = aio_channel(stack.deployment.addresses["sales"], stack.token(auth.Role.AGENT))
+    try:
+        refused = sales_grpc.SalesServiceStub(agent).ForgetLead(sapi.ForgetLeadRequest(lead_id=pid))
+        assert await status_of(refused) == grpc.StatusCode.PERMISSION_DENIED
+    finally:
+        await agent.close(None)
+    refused = sales.ForgetLead(sapi.ForgetLeadRequest(lead_id=oid))
+    assert await status_of(refused) == grpc.StatusCode.FAILED_PRECONDITION
+
+    await sales.ForgetLead(sapi.ForgetLeadRequest(lead_id=pid))
+    again = sales.ForgetLead(sapi.ForgetLeadRequest(lead_id=pid))
+    assert await status_of(again) == grpc.StatusCode.FAILED_PRECONDITION
+    gone = (await sales.GetLead(sapi.GetLeadRequest(lead_id=pid))).lead
+    assert gone.HasField("forgotten_at")
+    assert (gone.person_name, gone.email, gone.phone, gone.description) == (FORGOTTEN,) * 4
+    assert gone.source == marker
+
+    # The customer the other prospect became is forgotten: sales forgets its lead too (it
+    # follows CustomerForgotten), and with it the lead's own key.
+    await stack.customer.ForgetCustomer(capi.ForgetCustomerRequest(customer_id=cid))
+
+    async def converted_lead_forgotten() -> bool:
+        lead = (await sales.GetLead(sapi.GetLeadRequest(lead_id=oid))).lead
+        return lead.HasField("forgotten_at") and lead.person_name == FORGOTTEN
+
+    await eventually(converted_lead_forgotten, timeout=20, what="the converted lead forgotten")
+    listed = await sales.ListLeads(sapi.ListLeadsRequest(page_size=200))
+    names = " ".join(x.person_name + x.company_name + x.email for x in listed.leads)
+    assert pia not in names
+    assert olaf not in names
+
+    # The streams carry the lead's values sealed, and LeadForgotten for both leads.
+    stored = await _stream_payloads(stack.nats_url)
+    for needle in (pia, pia_mail, wish, olaf, olaf_mail):
+        assert not any(needle.encode() in m for m in stored), needle
+    assert sum(b"LeadForgotten" in m for m in stored) == 2
+    _scan_for_leaks(stack.postgres_url, [tmp_path], [pia, pia_mail, wish, olaf, olaf_mail], marker)

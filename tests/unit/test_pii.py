@@ -11,6 +11,7 @@ import pytest
 from c360.customer.v1 import customer_service_pb2 as capi
 from c360.events.v1 import customer_events_pb2 as ev
 from c360.events.v1 import ticket_events_pb2 as tev
+from c360.sales.v1 import sales_service_pb2 as sapi
 from c360.service_desk.v1 import service_desk_service_pb2 as dapi
 from c360_customer.api import CustomerServicer
 from c360_customer.application import CustomerApplication, ImportRow
@@ -276,23 +277,72 @@ async def test_the_service_desk_seals_its_free_texts_with_the_customers_key() ->
     assert not any("Called back" in state for state in _stored_states(app))
 
 
-async def test_sales_seals_what_a_lead_says_of_a_customer() -> None:
+async def test_sales_seals_what_a_lead_says_of_a_customer_or_of_a_prospect() -> None:
     from .test_sales_application import FakeCustomers, captured
 
     app = SalesApplication.in_memory(clock=Clock())
     sales = SalesServicer(app, FakeCustomers())
     customer = uuid.uuid4()
     of_customer = await captured(sales, customer_id=str(customer), person_name=NAME)
-    prospect = await captured(sales, person_name="Pia Prospect", email="pia@example.org")
+    prospect = await captured(
+        sales, person_name="Pia Prospect", company_name="Prospekt AG", email="pia@example.org"
+    )
     stored = _stored_text(app)
     assert NAME not in stored
     assert "anna@berg.example" not in stored  # the customer's lead's e-mail
-    # A prospect (a lead of no customer yet) has no key holder: its data is as captured.
-    assert "Pia Prospect" in stored
-    assert "pia@example.org" in stored
+    # A prospect's lead (of no customer yet) is sealed with a key of its own: in its events
+    # and in its index row's name.
+    for text in ("Pia Prospect", "Prospekt AG", "pia@example.org"):
+        assert text not in stored
+    assert pii.is_sealed(app.rows(RowQuery(Eq("id", UUID(prospect))))[0]["name"])
     assert app.load(Lead, UUID(of_customer)).person_name == NAME
     assert app.load(Lead, UUID(prospect)).person_name == "Pia Prospect"
+    listed = await sales.ListLeads(sapi.ListLeadsRequest(), CALL)
+    assert {x.company_name or x.person_name for x in listed.leads} >= {"Prospekt AG"}
     keys = app.keys
     assert isinstance(keys, LocalKeys)
     keys.forget(customer)
     assert app.load(Lead, UUID(of_customer)).person_name == pii.FORGOTTEN
+    # Forgetting the prospect: operators only; a customer's lead goes with its customer.
+    await refused(
+        sales.ForgetLead(sapi.ForgetLeadRequest(lead_id=of_customer), CALL), PreconditionFailed
+    )
+    await sales.ForgetLead(sapi.ForgetLeadRequest(lead_id=prospect), CALL)
+    lead = (await sales.GetLead(sapi.GetLeadRequest(lead_id=prospect), CALL)).lead
+    assert lead.HasField("forgotten_at")
+    assert (lead.person_name, lead.company_name, lead.email) == (pii.FORGOTTEN,) * 3
+    assert app.load(Lead, UUID(prospect)).email == pii.FORGOTTEN
+    for refusal in (
+        sales.ForgetLead(sapi.ForgetLeadRequest(lead_id=prospect), CALL),
+        sales.QualifyLead(sapi.QualifyLeadRequest(lead_id=prospect, note="again"), CALL),
+    ):
+        await refused(refusal, PreconditionFailed)
+    assert "Pia Prospect" not in _stored_text(app)
+
+
+async def test_a_converted_prospects_lead_is_forgotten_with_its_customer() -> None:
+    """A prospect's lead, converted for a customer, keeps its early events under its own key:
+    forgetting the customer forgets the lead (what the published CustomerForgotten makes
+    the sales service do), and with it that key."""
+    from .test_sales_application import FakeCustomers, captured, setup_catalogue
+
+    app = SalesApplication.in_memory(clock=Clock())
+    sales = SalesServicer(app, FakeCustomers())
+    await setup_catalogue(sales)
+    lead = await captured(sales, person_name="Pia Prospect", email="pia@example.org")
+    await sales.QualifyLead(sapi.QualifyLeadRequest(lead_id=lead), CALL)
+    converted = await sales.ConvertLead(
+        sapi.ConvertLeadRequest(lead_id=lead, register_customer=True, pipeline_id="default"),
+        CALL,
+    )
+    customer = converted.customer_id
+    assert app.load(Lead, UUID(lead)).person_name == "Pia Prospect"
+    keys = app.keys
+    assert isinstance(keys, LocalKeys)
+    keys.forget(UUID(customer))  # the customer service forgot the customer
+    assert app.load(Lead, UUID(lead)).person_name == "Pia Prospect"  # its own key, still
+    assert app.forget_leads_of(customer, cause="event-1") == [UUID(lead)]
+    assert app.forget_leads_of(customer, cause="event-1") == []  # a redelivery: nothing more
+    assert app.forget_leads_of(customer, cause="event-2") == []  # forgotten already
+    assert app.load(Lead, UUID(lead)).person_name == pii.FORGOTTEN
+    assert app.prospects.keys([UUID(lead)]) == {UUID(lead): None}

@@ -14,6 +14,7 @@ import grpc
 
 from c360.sales.v1 import sales_service_pb2 as api
 from c360.sales.v1 import sales_service_pb2_grpc as api_grpc
+from c360_platform.auth import Role, requires
 from c360_platform.commands import blocking, expected_version, parse_id
 from c360_platform.envelope import timestamp
 from c360_platform.errors import InvalidArgument
@@ -78,6 +79,7 @@ def lead_message(lead: Lead) -> api.Lead:
         opportunity_id=lead.opportunity_id,
         captured_at=_ts(lead.created_on),
         updated_at=_ts(lead.modified_on),
+        forgotten_at=_ts(lead.forgotten_at),
     )
 
 
@@ -424,6 +426,18 @@ class SalesServicer(CommandServicer[SalesApplication], api_grpc.SalesServiceServ
             context,
             api.ReopenLeadResponse,
             lambda ctx: self.app.reopen_lead(ctx, lid, version, request.reason),
+        )
+
+    @requires(Role.OPERATOR)
+    async def ForgetLead(
+        self, request: api.ForgetLeadRequest, context: Ctx
+    ) -> api.ForgetLeadResponse:
+        lid = parse_id("lead_id", request.lead_id)
+        return await self.command(
+            request,
+            context,
+            api.ForgetLeadResponse,
+            lambda ctx: self.app.forget_lead(ctx, lid),
         )
 
     async def FindLeadCustomers(

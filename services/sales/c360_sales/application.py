@@ -9,12 +9,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID, uuid4
 
 from eventsourcing.domain import Aggregate
 
 from c360_platform.errors import InvalidArgument, NotFound, PreconditionFailed
+from c360_platform.keyring import KEYS, Keyring, KeySource, WithOwnKeys
 from c360_platform.pii import Sealer
 from c360_platform.store import (
     AllOf,
@@ -45,6 +46,11 @@ from c360_sales.domain import (
     dec,
     named_id,
 )
+
+if TYPE_CHECKING:
+    from eventsourcing.persistence import Recording
+
+    from c360_platform.store import SaveContext
 
 SOURCE = "sales"
 A = TypeVar("A", bound=Aggregate)
@@ -241,7 +247,9 @@ PERSONAL_FIELDS: dict[type, tuple[str, ...]] = {
 }
 """Who a lead is, and the free texts of leads, deals and activities (an opportunity made from
 a lead is named after it): sealed with the key of the customer the event is about. A lead
-captured for no customer yet (a prospect) has no key holder: its data stays as it is."""
+captured for no customer (a prospect's) is sealed with a key of its own, which the sales
+service keeps (`SalesApplication.prospects`) and deletes when the lead is forgotten: by
+ForgetLead, or with the customer it was converted for."""
 
 NAMED = frozenset({"lead", "opportunity", "activity"})
 """The kinds whose index rows' `name` is one of those texts."""
@@ -254,8 +262,22 @@ class SalesApplication(ServiceApplication):
     source = SOURCE
     # Leads, opportunities and activities have no snapshots: they would hold the sealed texts.
     snapshotting_intervals = {Quote: 100, Order: 100}
-    sealer = Sealer(PERSONAL_FIELDS, owner="customer_id")
+    sealer = Sealer(PERSONAL_FIELDS, owner="customer_id", own=(Lead,))
     query_table = INDEX
+    more_tables = (KEYS,)
+
+    def __init__(self, env: Any = None, **kwargs: Any) -> None:
+        self.prospects = Keyring(lambda query: self.rows(query), remember_absent=True)
+        """The keys of prospects' leads (leads captured for no customer), in this service's
+        key table (`keyring.KEYS`, the lead's id as the subject)."""
+        self._subjects: KeySource | None = None
+        super().__init__(env, **kwargs)
+
+    def key_source(self) -> KeySource:
+        """Prospects' keys (this service's own), then the customers' (their key holder)."""
+        if self._subjects is None:
+            self._subjects = WithOwnKeys(self.prospects, super().key_source())
+        return self._subjects
 
     def query_row(self, aggregate: Aggregate) -> dict[str, Any] | None:
         if type(aggregate) not in KINDS:
@@ -263,7 +285,36 @@ class SalesApplication(ServiceApplication):
         row = _row(aggregate)
         if row["kind"] in NAMED and row["customer_id"]:
             row["name"] = self.sealed_text(UUID(row["customer_id"]), row["name"])
+        elif row["kind"] == "lead" and row["name"]:
+            row["name"] = self.sealed_text(aggregate.id, row["name"])
         return row
+
+    def query_rows(self, aggregate: Aggregate) -> list[dict[str, Any]]:
+        """The index row and, for a prospect's lead, its key: made with its first event (it
+        seals the lead's events and its row's name), deleted with its Forgotten event."""
+        keys: list[dict[str, Any]] = []
+        if isinstance(aggregate, Lead) and aggregate.pending_events:
+            first = aggregate.pending_events[0].originator_version == 1
+            if aggregate.forgotten_at is not None:
+                if any(isinstance(e, Lead.Forgotten) for e in aggregate.pending_events):
+                    keys.append(self.prospects.forget(aggregate.id, aggregate.forgotten_at))
+            elif first and not aggregate.customer_id:
+                keys.append(self.prospects.create(aggregate.id))
+        return [*super().query_rows(aggregate), *keys]
+
+    def record(
+        self, changed: Sequence[Aggregate], save: SaveContext | None = None
+    ) -> list[Recording[UUID]]:
+        """The platform's record; the prospects' keys made for the changes are settled after
+        it (stored, or dropped with a failed save)."""
+        ids = [a.id for a in changed if isinstance(a, Lead)]
+        try:
+            recordings = super().record(changed, save)
+        except BaseException:
+            self.prospects.settle(ids, saved=False)
+            raise
+        self.prospects.settle(ids, saved=True)
+        return recordings
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -378,6 +429,41 @@ class SalesApplication(ServiceApplication):
         self, ctx: CommandContext, lead_id: UUID, version: int | None, reason: str
     ) -> CommandOutcome:
         return self._lead(ctx, lead_id, version, lambda lead: lead.reopen(reason))
+
+    def forget_lead(self, ctx: CommandContext, lead_id: UUID) -> CommandOutcome:
+        """Erase a prospect's lead on request (GDPR art. 17): its Forgotten event, saved with
+        the deletion of its key. A customer's lead is forgotten with the customer."""
+        return self._forgotten_lead(ctx, lead_id, with_customer=False)
+
+    def forget_leads_of(self, customer_id: str, cause: str) -> list[UUID]:
+        """The leads of a customer who was forgotten (`cause`: the CustomerForgotten event's
+        id), each forgotten in turn (a lead converted from a prospect's still had a key of its
+        own); those forgotten already are skipped. The ids forgotten now."""
+        rows = self.rows(
+            RowQuery(AllOf((Eq("kind", "lead"), Eq("customer_id", customer_id))), limit=10_000)
+        )
+        done: list[UUID] = []
+        for row in rows:
+            ctx = CommandContext(
+                command="ForgetLead",
+                request_id=f"forgotten-customer:{cause}:{row['id']}",
+                correlation_id=cause,
+                causation_id=cause,
+            )
+            try:
+                outcome = self._forgotten_lead(ctx, row["id"], with_customer=True)
+            except PreconditionFailed:
+                continue  # forgotten already
+            if not outcome.replayed:
+                done.append(row["id"])
+        return done
+
+    def _forgotten_lead(
+        self, ctx: CommandContext, lead_id: UUID, *, with_customer: bool
+    ) -> CommandOutcome:
+        return self._lead(
+            ctx, lead_id, None, lambda lead: lead.forget(self.clock(), with_customer=with_customer)
+        )
 
     def get_lead(self, lead_id: UUID) -> Lead:
         return self.load(Lead, lead_id)

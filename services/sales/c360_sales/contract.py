@@ -143,6 +143,9 @@ _LEADS: dict[type, Mapper] = {
         competitor=e.competitor,
     ),
     Lead.Reopened: lambda e: lead_pb.LeadReopened(customer_id=e.customer_id, reason=e.reason),
+    Lead.Forgotten: lambda e: lead_pb.LeadForgotten(
+        customer_id=e.customer_id, forgotten_at=timestamp(e.forgotten_at)
+    ),
 }
 
 _TEAMS: dict[type, Mapper] = {

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from eventsourcing.domain import Aggregate, event
 
 from c360_platform.errors import PreconditionFailed
+from c360_platform.pii import FORGOTTEN
 from c360_platform.validation import Violations
 from c360_sales import pricing
 
@@ -196,6 +197,10 @@ class Lead(Aggregate):
         Converted: ClassVar[type[Aggregate.Event]]
         Disqualified: ClassVar[type[Aggregate.Event]]
         Reopened: ClassVar[type[Aggregate.Event]]
+        Forgotten: ClassVar[type[Aggregate.Event]]
+        # When the person behind the lead was forgotten (erased on request), None while not.
+        forgotten_at: datetime | None
+    forgotten_at = None
 
     @event("Captured")
     def __init__(
@@ -240,6 +245,8 @@ class Lead(Aggregate):
         self.customer_registered = False
 
     def _require(self, action: str, *allowed: str) -> None:
+        if self.forgotten_at is not None:
+            raise PreconditionFailed(f"lead {self.id} is forgotten: it takes no more changes")
         _require("lead", self.id, self.state, action, *allowed)
 
     @property
@@ -328,6 +335,28 @@ class Lead(Aggregate):
     def _reopened(self, customer_id: str, reason: str) -> None:
         self.state = LeadState.NEW.value
         self.disqualify_reason = ""
+
+    def forget(self, at: datetime, *, with_customer: bool = False) -> None:
+        """Erase the person behind the lead on request: a prospect's lead (sealed with a key of
+        its own, deleted with this event) on its own; a customer's lead only `with_customer`,
+        when that customer is forgotten. What happened, and when, stays."""
+        if self.forgotten_at is not None:
+            raise PreconditionFailed(
+                f"lead {self.id} is forgotten already (since {self.forgotten_at.isoformat()})"
+            )
+        if self.customer_id and not with_customer:
+            raise PreconditionFailed(
+                f"lead {self.id} belongs to customer {self.customer_id}: forget the customer"
+                " (its leads are forgotten with it)"
+            )
+        self._forgotten(self.customer_id, at)
+
+    @event("Forgotten")
+    def _forgotten(self, customer_id: str, forgotten_at: datetime) -> None:
+        self.forgotten_at = forgotten_at
+        for name in ("person_name", "company_name", "email", "phone", "description"):
+            if getattr(self, name):
+                setattr(self, name, FORGOTTEN)
 
 
 def capture_lead(

@@ -1,5 +1,5 @@
 """Composition root of the sales service: settings -> application, relay, ERP follower,
-quote expiry, gRPC host."""
+contract renewals, forgotten customers' leads, quote expiry, gRPC host."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from c360_sales.application import SalesApplication
 from c360_sales.contract import CONTRACT
 from c360_sales.customers import CUSTOMER_SERVICE, GrpcCustomerRegistry, TimelineSearch
 from c360_sales.erp_orders import ErpOrderFollower
+from c360_sales.forgotten import ForgottenCustomers
 from c360_sales.renewals import ContractRenewals
 
 ROUND_SECONDS = 600.0
@@ -58,7 +59,9 @@ def build(settings: Settings) -> rpc.ServiceHost:
     host.background.append(follower.run)
     renewals = ContractRenewals(app, settings.nats_url, owner_of)
     host.background.append(renewals.run)
-    host.parts.update(erp_follower=follower, renewals=renewals)
+    forgotten = ForgottenCustomers(app, settings.nats_url)
+    host.background.append(forgotten.run)
+    host.parts.update(erp_follower=follower, renewals=renewals, forgotten_customers=forgotten)
 
     async def expire_quotes(stop: asyncio.Event) -> None:
         """At start and every ROUND_SECONDS: sent quotes past their validity date expire, and

@@ -11,7 +11,9 @@ SPEC = ServiceSpec(
     build="c360_sales.service:build",
     summary="leads, pipelines and opportunities, price lists, quotes and orders to ERP",
     # ERP's deliveries and overdue invoices (erp.>) are read from the ERP stream; service
-    # contracts whose renewal is due (c360.service-desk.service_contract.renewal_due) from C360.
+    # contracts whose renewal is due (c360.service-desk.service_contract.renewal_due) and
+    # forgotten customers, whose leads are forgotten with them (c360.customer.customer.forgotten),
+    # from C360.
     consumes=("ERP", "C360"),
     # The responsible employee of a customer with an overdue invoice comes from its profile.
     reads_timeline=True,

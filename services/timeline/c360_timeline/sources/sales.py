@@ -136,6 +136,7 @@ SUMMARIES: dict[str, Callable[[Doc], str]] = {
     "c360.events.v1.LeadConverted": _converted,
     "c360.events.v1.LeadDisqualified": _disqualified,
     "c360.events.v1.LeadReopened": lambda d: with_reason("Lead reopened", d),
+    "c360.events.v1.LeadForgotten": lambda d: "Lead forgotten with the customer",
     "c360.events.v1.SalesTeamDefined": lambda d: f"Sales team {d.get('name', '')} defined",
     "c360.events.v1.LeadRouted": lambda d: f"Lead routed to {d.get('agent_id', '')}",
     "c360.events.v1.PipelineDefined": lambda d: f"Pipeline {d.get('name', '')} defined",
