@@ -28,7 +28,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from bench import pgwait, rawsave, readscale, sweeps, targets
+from bench import pgwait, profile, rawsave, readscale, sweeps, targets
 from bench.cpu import CpuMeter
 from bench.measure import Measure, closed_loop, id_source, paced_loop, rate_info, shown
 from bench.report import Ratio, cpu_table, plots, sweep_plot, table, write_json
@@ -88,6 +88,8 @@ class Config:
     """The relays inside the services' processes (C360_RELAY=inline), to compare."""
     read_scale: int = 0
     """Timeline entries of the read-side phase (0: skipped); measured at a tenth and at all."""
+    profile: bool = False
+    """Record each server process with py-spy during every phase (profiles/ in `out`)."""
 
     @property
     def warmup(self) -> float:
@@ -144,6 +146,13 @@ def parse_args(argv: list[str] | None) -> Config:
         " all of them; 1000000 is the issue's figure (long: the projection sets the pace)",
     )
     parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="record every c360 server with py-spy during each phase: the frames they spend"
+        " their time in (table and bench.json) and a flame graph each (profiles/); sampling"
+        " slows the stack a little, so compare figures of unprofiled runs",
+    )
+    parser.add_argument(
         "--relay-inline",
         action="store_true",
         help="run each service's outbox relay inside its API process (C360_RELAY=inline),"
@@ -166,6 +175,7 @@ def parse_args(argv: list[str] | None) -> Config:
         import_rows=args.import_rows or (4_000 if args.quick else 20_000),
         read_scale=max(0, args.read_scale),
         relay_inline=args.relay_inline,
+        profile=args.profile,
     )
 
 
@@ -217,16 +227,23 @@ class Run:
     waits: dict[str, dict[str, float]]
     facts: dict[str, Any]
     addresses: dict[str, str] = field(default_factory=dict)
+    profiler: profile.Profiler | None = None
 
     @contextlib.asynccontextmanager
     async def observe(self, phase: str) -> AsyncIterator[None]:
         """CPU use per process and PostgreSQL backend states while the block runs."""
         meter = CpuMeter(self.stack.pids())
         self.waits[phase] = {}
+        profiling = (
+            self.profiler.recording(phase, self.stack.pids())
+            if self.profiler is not None
+            else contextlib.nullcontext()
+        )
         meter.start()
         try:
-            async with pgwait.sampled(self.stack.postgres_url, self.waits[phase]):
-                yield
+            with profiling:
+                async with pgwait.sampled(self.stack.postgres_url, self.waits[phase]):
+                    yield
         finally:
             self.cpu[phase] = meter.percent()
 
@@ -619,6 +636,7 @@ def main(argv: list[str] | None = None) -> int:
     run_id = uuid.uuid4().hex[:8]
     interrupted = False
     failure: BaseException | None = None
+    run: Run | None = None
     workdir = tempfile.TemporaryDirectory(prefix="c360-bench-")
     stack = Stack(Path(workdir.name), cfg.out / "logs", relay_apart=not cfg.relay_inline)
     console.print(
@@ -654,6 +672,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         with Progress(*columns, console=console) as progress:
             run = Run(cfg, stack, progress, measures, run_id, id_source(), cpu, waits, facts)
+            if cfg.profile:
+                executable = profile.py_spy()
+                if executable is None:
+                    raise RuntimeError("--profile needs py-spy (a dev dependency: make venv)")
+                run.profiler = profile.Profiler(cfg.out / "profiles", executable)
             asyncio.run(phases(run))
     except KeyboardInterrupt:
         interrupted = True
@@ -683,6 +706,9 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[yellow]slow graceful stop after SIGTERM (s):[/] {slow}")
     if cpu:
         console.print(cpu_table(cpu, waits))
+    profiles = run.profiler.found if run is not None and run.profiler is not None else {}
+    if profiles:
+        console.print(profile.table(profiles))
     standing = targets.rows(shown_measures, facts)
     console.print(targets.table(standing))
     written = plots(shown_measures, cfg.out, subtitle) if cfg.plots and shown_measures else []
@@ -707,6 +733,7 @@ def main(argv: list[str] | None = None) -> int:
             k: m.samples for k, m in shown_measures.items() if k.startswith("fresh_")
         },
         "plots": [p.name for p in written],
+        "profiles": profiles,
         "method": METHOD_NOTES,
     }
     json_path = cfg.out / "bench.json"
