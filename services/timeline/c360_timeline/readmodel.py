@@ -34,7 +34,7 @@ from c360_timeline.projection import (
     at_risk_until,
     empty_profile,
     entry_for,
-    fold,
+    fold_into,
     observe,
     sweep,
 )
@@ -276,8 +276,9 @@ class ReadModel(TrackingRecorder):
             profiles = {str(r["customer_id"]): r["doc"] for r in curs.fetchall()}
             rows: list[Entry] = []
             for e in fresh:
+                # The documents were just read (or made): folded in place, no copy per entry.
                 profile = profiles.get(e.customer_id) or empty_profile(e.customer_id)
-                profile = fold(profile, e)
+                profile = fold_into(profile, e)
                 rows.extend([e, *observe(profile, e, self.rule)])
                 profiles[e.customer_id] = profile
             self._write(curs, rows, [profiles[cid] for cid in customer_ids])
