@@ -153,7 +153,7 @@ async def test_a_projector_dying_mid_batch_leaves_no_partial_effect(
     register_many(app, 6)
     envelopes = envelopes_of(app)
     calls = 0
-    real_fold = projection.fold
+    real_fold = projection.fold_into
 
     def failing_fold(profile: Any, entry: Any) -> Any:
         nonlocal calls
@@ -162,12 +162,12 @@ async def test_a_projector_dying_mid_batch_leaves_no_partial_effect(
             raise RuntimeError("process killed mid-batch")
         return real_fold(profile, entry)
 
-    monkeypatch.setattr("c360_timeline.readmodel.fold", failing_fold)
+    monkeypatch.setattr("c360_timeline.readmodel.fold_into", failing_fold)
     with pytest.raises(RuntimeError):
         view.apply(envelopes)
     assert await count(view, "entries") == 0
     assert await count(view, "timeline_tracking") == 0
-    monkeypatch.setattr("c360_timeline.readmodel.fold", real_fold)
+    monkeypatch.setattr("c360_timeline.readmodel.fold_into", real_fold)
     assert view.apply(envelopes) == 6
     assert view.apply(envelopes) == 0
     assert await count(view, "entries") == 6
