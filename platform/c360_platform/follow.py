@@ -8,18 +8,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import TypeVar
 
 import nats
+from google.protobuf.message import Message
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from c360.events.v1 import envelope_pb2
 from c360_platform import natsauth
+from c360_platform.envelope import UnknownEventType, unpack
 from c360_platform.leader import sleep_or_stop, unless_stopped
 from c360_platform.streams import RECONNECT_WAIT, StreamSettings, ensure_stream
 
 _log = logging.getLogger(__name__)
+M = TypeVar("M", bound=Message)
 
 
 class DurableFollower:
@@ -48,6 +53,22 @@ class DurableFollower:
     async def handle(self, msg: Msg) -> None:
         """Act on one message, then acknowledge it (or nak it to have it again later)."""
         raise NotImplementedError
+
+    @staticmethod
+    async def published(msg: Msg, kind: type[M]) -> tuple[envelope_pb2.Envelope, M] | None:
+        """A c360 message's envelope and its payload, if the payload is a `kind`; any other
+        message, or one that does not decode, is acknowledged here (not the follower's to
+        judge: the timeline dead-letters malformed ones) and gives None."""
+        envelope = envelope_pb2.Envelope()
+        try:
+            envelope.ParseFromString(msg.data)
+            payload = unpack(envelope)
+        except (ValueError, UnknownEventType):
+            payload = None
+        if not isinstance(payload, kind):
+            await msg.ack()
+            return None
+        return envelope, payload
 
     async def _subscribe(self) -> JetStreamContext.PullSubscription:
         self.nc = await nats.connect(

@@ -35,7 +35,7 @@ from c360_platform.errors import InvalidArgument, NotFound, VersionConflict
 from c360_platform.pii import Sealer
 
 if TYPE_CHECKING:
-    from c360_platform.keyring import KeySource
+    from c360_platform.keyring import Keyring, KeySource
     from c360_platform.writer import Writer
 
 A = TypeVar("A", bound=Aggregate)
@@ -368,6 +368,10 @@ class ServiceApplication(Application[UUID]):
     """The personal fields of this service's events (`pii.Sealer`), if it has any: sealed in
     the store with the keys of the customers they are about (`keys`), revealed when read, kept
     sealed as published (`publishing_mapper`)."""
+    key_table: Keyring | None = None
+    """The keys this service holds itself, if any (`keyring.Keyring` on its key table): a key
+    made for a command's change (`query_rows` saves its row with the change) seals the
+    change's events meanwhile, and is settled by `record`: kept once saved, dropped if not."""
 
     def __init__(
         self,
@@ -487,7 +491,22 @@ class ServiceApplication(Application[UUID]):
     ) -> list[Recording[UUID]]:
         """Append a command's changes with what it records beside them: through the
         group-commit writer if there is one (batched with concurrent commands), else in a
-        save of its own. Same effects either way (rows, snapshots, the aggregate cache)."""
+        save of its own. Same effects either way (rows, snapshots, the aggregate cache).
+        Keys made for the changes (`key_table`) are settled after."""
+        if self.key_table is None:
+            return self._record_changes(changed, save)
+        ids = [a.id for a in changed]
+        try:
+            recordings = self._record_changes(changed, save)
+        except BaseException:
+            self.key_table.settle(ids, saved=False)
+            raise
+        self.key_table.settle(ids, saved=True)
+        return recordings
+
+    def _record_changes(
+        self, changed: Sequence[Aggregate], save: SaveContext | None
+    ) -> list[Recording[UUID]]:
         if self.writer is None:
             return self.save(*changed, c360=save)
         rows = (

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -32,7 +32,6 @@ from c360_platform.store import (
     Overlaps,
     QueryTable,
     RowQuery,
-    SaveContext,
     ServiceApplication,
     schema_for,
 )
@@ -214,7 +213,7 @@ class CustomerApplication(ServiceApplication):
     sealer = SEALER
 
     def __init__(self, env: Any = None, **kwargs: Any) -> None:
-        self.keyring = Keyring(lambda query: self.rows(query))
+        self.keyring = self.key_table = Keyring(lambda query: self.rows(query))
         """The customers' keys (the key table, `keyring.KEYS`): events are sealed with them."""
         self._index: BlindIndex | None = None
         self._index_key = b""
@@ -256,17 +255,6 @@ class CustomerApplication(ServiceApplication):
         key_rows = [self.keyring.create(aggregate.id)] if aggregate.id not in known else []
         key = self.keyring.lookup([aggregate.id]).get(aggregate.id)
         return [directory_row(aggregate, self.index, key), *key_rows]
-
-    def record(self, changed: Sequence[Aggregate], save: SaveContext | None = None) -> Any:
-        """The platform's record; the keys made for the changes are settled after it."""
-        ids = [a.id for a in changed]
-        try:
-            recordings = super().record(changed, save)
-        except BaseException:
-            self.keyring.settle(ids, saved=False)
-            raise
-        self.keyring.settle(ids, saved=True)
-        return recordings
 
     def data_keys(self, customer_ids: list[UUID]) -> Keys:
         """The keys of these customers (None: forgotten); customers without one are left out

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
 from eventsourcing.domain import Aggregate
@@ -46,11 +46,6 @@ from c360_sales.domain import (
     dec,
     named_id,
 )
-
-if TYPE_CHECKING:
-    from eventsourcing.persistence import Recording
-
-    from c360_platform.store import SaveContext
 
 SOURCE = "sales"
 A = TypeVar("A", bound=Aggregate)
@@ -267,7 +262,9 @@ class SalesApplication(ServiceApplication):
     more_tables = (KEYS,)
 
     def __init__(self, env: Any = None, **kwargs: Any) -> None:
-        self.prospects = Keyring(lambda query: self.rows(query), remember_absent=True)
+        self.prospects = self.key_table = Keyring(
+            lambda query: self.rows(query), remember_absent=True
+        )
         """The keys of prospects' leads (leads captured for no customer), in this service's
         key table (`keyring.KEYS`, the lead's id as the subject)."""
         self._subjects: KeySource | None = None
@@ -301,20 +298,6 @@ class SalesApplication(ServiceApplication):
             elif first and not aggregate.customer_id:
                 keys.append(self.prospects.create(aggregate.id))
         return [*super().query_rows(aggregate), *keys]
-
-    def record(
-        self, changed: Sequence[Aggregate], save: SaveContext | None = None
-    ) -> list[Recording[UUID]]:
-        """The platform's record; the prospects' keys made for the changes are settled after
-        it (stored, or dropped with a failed save)."""
-        ids = [a.id for a in changed if isinstance(a, Lead)]
-        try:
-            recordings = super().record(changed, save)
-        except BaseException:
-            self.prospects.settle(ids, saved=False)
-            raise
-        self.prospects.settle(ids, saved=True)
-        return recordings
 
     # -- helpers ---------------------------------------------------------------------------------
 

@@ -14,9 +14,7 @@ import logging
 from nats.aio.msg import Msg
 
 from c360.events.v1 import customer_events_pb2 as cev
-from c360.events.v1 import envelope_pb2
 from c360_platform.commands import blocking
-from c360_platform.envelope import UnknownEventType, unpack
 from c360_platform.follow import DurableFollower
 from c360_platform.streams import StreamSettings
 from c360_sales.application import SalesApplication
@@ -44,16 +42,10 @@ class ForgottenCustomers(DurableFollower):
         """Leads forgotten by this follower since it started."""
 
     async def handle(self, msg: Msg) -> None:
-        envelope = envelope_pb2.Envelope()
-        try:
-            envelope.ParseFromString(msg.data)
-            event = unpack(envelope)
-        except (ValueError, UnknownEventType):
-            await msg.ack()  # not ours to judge: the timeline dead-letters malformed ones
+        found = await self.published(msg, cev.CustomerForgotten)
+        if found is None:
             return
-        if not isinstance(event, cev.CustomerForgotten):
-            await msg.ack()
-            return
+        envelope, _ = found
         customer_id = envelope.customer_id or envelope.aggregate_id
         try:
             done = await blocking(self.app.forget_leads_of, customer_id, envelope.event_id)

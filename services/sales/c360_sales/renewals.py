@@ -17,7 +17,6 @@ from nats.aio.msg import Msg
 from c360.events.v1 import envelope_pb2
 from c360.events.v1 import service_contract_events_pb2 as sev
 from c360_platform.commands import blocking
-from c360_platform.envelope import UnknownEventType, unpack
 from c360_platform.errors import C360Error, NotFound
 from c360_platform.follow import DurableFollower
 from c360_platform.store import CommandContext, fingerprint
@@ -58,16 +57,10 @@ class ContractRenewals(DurableFollower):
         self.opened = 0
 
     async def handle(self, msg: Msg) -> None:
-        envelope = envelope_pb2.Envelope()
-        try:
-            envelope.ParseFromString(msg.data)
-            due = unpack(envelope)
-        except (ValueError, UnknownEventType):
-            await msg.ack()  # not ours to judge: the timeline dead-letters malformed ones
+        found = await self.published(msg, sev.ServiceContractRenewalDue)
+        if found is None:
             return
-        if not isinstance(due, sev.ServiceContractRenewalDue):
-            await msg.ack()
-            return
+        envelope, due = found
         if await self.open(envelope, due):
             await msg.ack()
         else:
