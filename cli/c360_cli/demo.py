@@ -332,12 +332,6 @@ def _person(index: int, rng: random.Random) -> CustomerPlan:
     return plan
 
 
-def contact_person(index: int, rng: random.Random) -> tuple[str, str]:
-    """A person's name and e-mail, made as the demo's customers' are (a prospect's contact)."""
-    plan = _person(index, rng)
-    return plan.name, plan.emails[0]
-
-
 def _organisation(index: int, rng: random.Random) -> CustomerPlan:
     culture = rng.choice(data().cultures)
     last = rng.choice(culture.surnames)[0]
@@ -542,6 +536,12 @@ class DemoRun:
         """ticket category -> id of the published knowledge article about it."""
         self.day = (datetime.now(UTC) - timedelta(days=1)).date()
         """The day the IVR contacts are of: yesterday (UTC)."""
+
+    @staticmethod
+    def contact_person(index: int, rng: random.Random) -> tuple[str, str]:
+        """A person's name and e-mail, made as the customers' are (a prospect's contact)."""
+        plan = _person(index, rng)
+        return plan.name, plan.emails[0]
 
     def rid(self, index: int, step: str) -> str:
         return f"demo-{self.seed}-{index}-{step}"

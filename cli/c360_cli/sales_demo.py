@@ -380,12 +380,10 @@ class SalesDemo:
         prospect's contact asks to be forgotten (ForgetLead)."""
 
         async def script() -> None:
-            from c360_cli.demo import contact_person
-
             rng = random.Random(f"c360-demo-prospect:{self.run.seed}:{n}")
             d = data()
             index = len(self.run.plans) + n
-            person, email = contact_person(index, rng)
+            person, email = self.run.contact_person(index, rng)
             lead = await self.call(
                 "CaptureLead",
                 sapi.CaptureLeadRequest(

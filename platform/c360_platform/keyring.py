@@ -28,7 +28,9 @@ KEYS = QueryTable(
     ),
 )
 """One data key per customer, written in the transaction of the customer's first event (a
-key and the events sealed with it are stored together or not at all)."""
+key and the events sealed with it are stored together or not at all). A service that keeps
+keys of people who are no customer keys them by its own aggregate's id in the same column
+(sales: a prospect's lead)."""
 
 INDEX_KEYS = QueryTable(
     name="index_keys",
