@@ -153,3 +153,49 @@ async def test_profile_of_an_unknown_customer_is_not_found(stack: Stack) -> None
             tapi.GetProfileRequest(customer_id="00000000-0000-0000-0000-000000000001")
         )
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_search_follows_who_the_customer_is_through_other_entries(stack: Stack) -> None:
+    """Entries that leave name, e-mails and phones as they were (tags here) keep the search
+    columns as they were; a rename or a removed e-mail changes them."""
+    reply = await stack.customer.RegisterCustomer(
+        capi.RegisterCustomerRequest(
+            kind=ev.CUSTOMER_KIND_PERSON,
+            display_name="Ottilie Quenzel",
+            emails=["ottilie@quenzel.example"],
+        )
+    )
+    cid = reply.result.aggregate_id
+
+    async def found(text: str, after: str) -> list[str]:
+        await stack.timeline.GetProfile(
+            tapi.GetProfileRequest(customer_id=cid, wait_for=after), timeout=10
+        )
+        # New profiles' search columns are filled just after their entries (reindex).
+        for _ in range(100):
+            hits = await stack.timeline.SearchCustomers(tapi.SearchCustomersRequest(text=text))
+            if cid in [h.customer_id for h in hits.hits]:
+                return [h.display_name for h in hits.hits if h.customer_id == cid]
+            await asyncio.sleep(0.05)
+        return []
+
+    token = reply.result.consistency_token
+    assert await found("ottilie@quenzel.example", token) == ["Ottilie Quenzel"]
+    tagged = await stack.customer.ChangeTags(
+        capi.ChangeTagsRequest(customer_id=cid, add=["vip", "newsletter"])
+    )
+    token = tagged.result.consistency_token
+    assert await found("ottilie@quenzel.example", token) == ["Ottilie Quenzel"]
+    assert await found("quenz", token) == ["Ottilie Quenzel"]
+    renamed = await stack.customer.RenameCustomer(
+        capi.RenameCustomerRequest(customer_id=cid, display_name="Ottilie Brandauer")
+    )
+    removed = await stack.customer.RemoveEmail(
+        capi.RemoveEmailRequest(customer_id=cid, email="ottilie@quenzel.example")
+    )
+    token = removed.result.consistency_token
+    assert renamed.result.consistency_token
+    assert await found("brandau", token) == ["Ottilie Brandauer"]
+    for gone in ("quenz", "ottilie@quenzel.example"):
+        hits = await stack.timeline.SearchCustomers(tapi.SearchCustomersRequest(text=gone))
+        assert cid not in [h.customer_id for h in hits.hits], gone

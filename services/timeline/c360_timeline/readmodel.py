@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -65,6 +65,11 @@ def name_key(name: str) -> str:
 
 MAX_PREFIX = 24
 """Name prefixes longer than this are not indexed (a search text is cut to this length)."""
+
+
+def _identity(p: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What a profile's search columns are made of (as it stands now: a copy)."""
+    return (p["display_name"], tuple(p["emails"]), tuple(p["phones"]))
 
 
 def _searched(p: Mapping[str, Any]) -> set[UUID]:
@@ -268,12 +273,17 @@ class ReadModel(TrackingRecorder):
             customer_ids = sorted({e.customer_id for e in fresh})
             curs.execute(
                 SQL(
-                    "SELECT customer_id, doc FROM {} WHERE customer_id = ANY(%s::uuid[])"
-                    " ORDER BY customer_id FOR UPDATE"
+                    "SELECT customer_id, doc, search_stale FROM {}"
+                    " WHERE customer_id = ANY(%s::uuid[]) ORDER BY customer_id FOR UPDATE"
                 ).format(self.profiles),
                 (customer_ids,),
             )
-            profiles = {str(r["customer_id"]): r["doc"] for r in curs.fetchall()}
+            profiles: dict[str, Doc] = {}
+            indexed: dict[str, tuple[Any, ...]] = {}
+            for r in curs.fetchall():
+                profiles[str(r["customer_id"])] = r["doc"]
+                if not r["search_stale"]:
+                    indexed[str(r["customer_id"])] = _identity(r["doc"])
             rows: list[Entry] = []
             for e in fresh:
                 # The documents were just read (or made): folded in place, no copy per entry.
@@ -281,7 +291,12 @@ class ReadModel(TrackingRecorder):
                 profile = fold_into(profile, e)
                 rows.extend([e, *observe(profile, e, self.rule)])
                 profiles[e.customer_id] = profile
-            self._write(curs, rows, [profiles[cid] for cid in customer_ids])
+            # Most entries (a ticket, an order) leave who the customer is as it was: their
+            # search columns stay as they are, with no key and no hash to compute again.
+            unchanged = {
+                cid for cid in customer_ids if indexed.get(cid) == _identity(profiles[cid])
+            }
+            self._write(curs, rows, [profiles[cid] for cid in customer_ids], unchanged)
         return len(fresh) + unattached
 
     def sweep(self, now: datetime) -> int:
@@ -305,8 +320,15 @@ class ReadModel(TrackingRecorder):
                 self._write(curs, rows, profiles)
         return len(rows)
 
-    def _write(self, curs: Cursor[DictRow], rows: list[Entry], profiles: list[Doc]) -> None:
-        """Insert entries and upsert profiles, then wake the watchers."""
+    def _write(
+        self,
+        curs: Cursor[DictRow],
+        rows: list[Entry],
+        profiles: list[Doc],
+        unchanged: Collection[str] = (),
+    ) -> None:
+        """Insert entries and upsert profiles (those named in `unchanged` keep their search
+        columns: what they are made of did not change), then wake the watchers."""
         self._record_merges(curs, rows)
         forgotten = [(e.customer_id, e.occurred_at) for e in rows if e.type == FORGOTTEN_TYPE]
         if forgotten:
@@ -335,6 +357,25 @@ class ReadModel(TrackingRecorder):
                     e.aggregate_version,
                 )
                 for e in rows
+            ],
+        )
+        kept = [p for p in profiles if p["customer_id"] in unchanged]
+        profiles = [p for p in profiles if p["customer_id"] not in unchanged]
+        curs.executemany(
+            SQL(
+                "UPDATE {} SET kind = %s, display_name = %s, doc = %s, updated_at = %s,"
+                " at_risk_until = %s WHERE customer_id = %s"
+            ).format(self.profiles),
+            [
+                (
+                    p["kind"],
+                    p["display_name"],
+                    json.dumps(p),
+                    p["updated_at"] or None,
+                    at_risk_until(p),
+                    p["customer_id"],
+                )
+                for p in kept
             ],
         )
         # Search columns from the keys at hand; a profile whose keys are not (a new customer)
