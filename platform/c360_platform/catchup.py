@@ -211,6 +211,7 @@ class CatchUpConsumer:
         ack_wait: float = 30.0,
         max_deliver: int = -1,
         warn: Callable[[str], None] | None = None,
+        batches_in_flight: int = 1,
     ) -> None:
         self.js = js
         self.stream = stream
@@ -218,6 +219,10 @@ class CatchUpConsumer:
         self.subject = subjects.check_pattern(subject)
         self.directory = directory
         self.batch_size = batch_size
+        self.batches_in_flight = batches_in_flight
+        """Batches the durable delivers before the first is acknowledged (when it is made).
+        One keeps order through a redelivery; two let a caller fetch the next batch while it
+        handles one, for a caller that starts over on any failure (a rebuild)."""
         self.ack_wait = ack_wait
         self.max_deliver = max_deliver
         self.warn = warn or _log.warning
@@ -287,7 +292,7 @@ class CatchUpConsumer:
                 ack_wait=self.ack_wait,
                 max_deliver=self.max_deliver,
                 # One batch in flight: a redelivery comes before anything newer (order).
-                max_ack_pending=self.batch_size,
+                max_ack_pending=self.batch_size * self.batches_in_flight,
                 filter_subject=self.subject,
                 metadata=self.metadata(),
                 **start.policy(),

@@ -25,7 +25,7 @@ from opentelemetry import trace
 
 from c360.events.v1 import envelope_pb2
 from c360_platform import natsauth, telemetry
-from c360_platform.catchup import CatchUpConsumer, SourceDirectory, StartAt
+from c360_platform.catchup import Batch, CatchUpConsumer, SourceDirectory, StartAt
 from c360_platform.envelope import SUBJECT_ROOT, UnknownEventType, unpack
 from c360_platform.errors import PreconditionFailed
 from c360_platform.leader import lead, sleep_or_stop, unless_stopped
@@ -69,6 +69,8 @@ class Projector:
         self.stream = stream or StreamSettings.from_env()
         self.durable = durable
         self.batch_size = batch_size
+        self.batches_in_flight = 1
+        """Two while a rebuild replays: it fetches a batch while it applies the one before."""
         self.directory = directory or SourceDirectory({})
         self.postgres_url = postgres_url
         self.lock = AdvisoryLock(postgres_url, f"c360.projector.{durable}")
@@ -115,6 +117,7 @@ class Projector:
                 f"{SUBJECT_ROOT}.>",
                 self.directory,
                 batch_size=self.batch_size,
+                batches_in_flight=self.batches_in_flight,
             )
             # The read model's tracking says how far each source is applied.
             marks = await asyncio.to_thread(self.view.applied_positions)
@@ -145,7 +148,11 @@ class Projector:
         found = await (unless_stopped(stop, waiting) if stop is not None else waiting)
         if found is None:
             return 0
-        batch = found
+        return await self.apply_batch(found)
+
+    async def apply_batch(self, batch: Batch) -> int:
+        """Apply a batch the consumer handed out, then ack it; how many it held."""
+        assert self.consumer is not None
         for msg in batch.undecodable:
             _log.error("dropping a message on %s that is not an envelope", msg.subject)
             await msg.term()
@@ -275,7 +282,9 @@ class Projector:
             self.view = self.intake.view = shadow
             # Larger batches while replaying: fewer transactions, fetches and acks per event.
             live_batch, self.batch_size = self.batch_size, REBUILD_BATCH
+            self.batches_in_flight = 2
             done = False
+            ahead: asyncio.Future[Batch] | None = None
             try:
                 await self.connect()
                 consumer = self.consumer
@@ -286,8 +295,17 @@ class Projector:
                     # c360's events until none is left, then ERP's: a fetch that finds the
                     # other stream empty costs its whole timeout, and a batch of ERP events
                     # after every batch of c360's kept the rebuild waiting most of the time.
-                    taken = await self.process_batch(timeout=0.5)
-                    if not taken:
+                    # The next batch is fetched while this one is applied (two in flight);
+                    # any failure ends the rebuild, and the consumers start over.
+                    if ahead is None:
+                        ahead = asyncio.ensure_future(consumer.next_batch(0.5))
+                    batch = await ahead
+                    ahead = None
+                    taken = len(batch)
+                    if taken:
+                        ahead = asyncio.ensure_future(consumer.next_batch(0.5))
+                        await self.apply_batch(batch)
+                    else:
                         taken = await self.intake.process_batch(timeout=0.1)
                     applied = self.applied + self.intake.applied - before
                     if taken:
@@ -303,7 +321,11 @@ class Projector:
                 # The live consumer takes its usual batches again.
                 await self._restart_consumers()
             finally:
-                self.batch_size = live_batch
+                if ahead is not None:
+                    ahead.cancel()
+                    with contextlib.suppress(BaseException):
+                        await ahead
+                self.batch_size, self.batches_in_flight = live_batch, 1
                 self.view = self.intake.view = live  # its schema now holds the new tables
                 if not done:
                     # The consumers moved on with the shadow: the live model resumes from
