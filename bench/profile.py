@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -190,7 +191,7 @@ def flame_plot(stacks: Stacks, path: Path, title: str, least: float = 0.005) -> 
                 (x, d),
                 width,
                 0.95,
-                facecolor=colours(0.25 + 0.6 * ((hash(frame) % 97) / 97)),
+                facecolor=colours(0.25 + 0.6 * ((zlib.crc32(frame.encode()) % 97) / 97)),
                 edgecolor="white",
                 linewidth=0.3,
             )
