@@ -37,9 +37,9 @@ from c360_timeline.readmodel import ReadModel, open_shadow, take_over
 _log = logging.getLogger(__name__)
 DURABLE = "timeline"
 STATE_INTERVAL = 1.0
+"""Seconds between saves of the durable's floor (its watermarks live in the tracking table)."""
 REINDEX_PAUSE = 1.0
 """How soon the reindexer looks again for stale search columns when it found none."""
-"""Seconds between saves of the durable's floor (its watermarks live in the tracking table)."""
 SWEEP_EVERY = 5.0
 """Seconds between sweeps of expired at-risk flags (only while caught up)."""
 SETTLE = timedelta(seconds=60)
