@@ -9,6 +9,7 @@ PostgreSQL is down, and a burst of load is never mistaken for an outage.
 
 from __future__ import annotations
 
+import select
 import time
 from typing import Any
 
@@ -87,3 +88,21 @@ class PatientAsyncPool(AsyncConnectionPool[Any]):
             except PoolTimeout:
                 if time.monotonic() >= give_up or not await server_answers_async(self):
                     raise
+
+    @staticmethod
+    async def check_if_disturbed(conn: psycopg.AsyncConnection[Any]) -> None:
+        """A check on checkout without a round trip for a connection that is well.
+
+        An idle connection has nothing to read: the server writes only when asked. A socket
+        with something to read means the server spoke unasked (the end of the stream when it
+        went away, a notice that it is shutting down), and only then does the check ask it a
+        query, which fails if the connection is broken so that the pool replaces it rather
+        than hand it to a query. The check every checkout made before cost a round trip per
+        read; this one costs a `select()` call.
+        """
+        try:
+            disturbed = bool(select.select([conn.fileno()], [], [], 0)[0])
+        except (OSError, ValueError, psycopg.Error):
+            disturbed = True  # closed already: the query below says so
+        if disturbed:
+            await AsyncConnectionPool.check_connection(conn)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from c360_platform import auth
 from c360_platform.auth import ANY_ROLE, DEFAULT_ROLES, Authority, Role, requires, roles_of
 from c360_platform.errors import PermissionDenied, Unauthenticated
 
@@ -27,6 +28,26 @@ def test_a_token_names_its_holder_and_role_and_only_its_deployment_accepts_it() 
         authority.verify(f"{prefix}.{forged}.{signature}")  # a role swapped in
     with pytest.raises(Unauthenticated, match="expired"):
         authority.verify(authority.issue("app:x", Role.AGENT, valid_for=-1))
+
+
+def test_a_token_verified_once_still_expires_and_a_bad_one_is_never_remembered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    authority = Authority(SECRET)
+    now = 1_900_000_000.0
+    monkeypatch.setattr("c360_platform.auth.time.time", lambda: now)
+    token = authority.issue("app:x", Role.AGENT, valid_for=60)
+    assert authority.verify(token).subject == "app:x"  # remembered from here on
+    now += 61
+    with pytest.raises(Unauthenticated, match="expired"):
+        authority.verify(token)
+    prefix, payload, _ = token.split(".")
+    for _ in range(2):  # refused the second time too
+        with pytest.raises(Unauthenticated, match="signature"):
+            authority.verify(f"{prefix}.{payload}.{'A' * 43}")
+    many = [authority.issue(f"app:{i}", Role.AGENT) for i in range(auth.VERIFIED_TOKENS + 5)]
+    assert [authority.verify(t).subject for t in many] == [f"app:{i}" for i in range(len(many))]
+    assert len(authority._verified) <= auth.VERIFIED_TOKENS
 
 
 def test_calls_without_a_token_or_with_a_role_the_rpc_does_not_admit_are_refused() -> None:

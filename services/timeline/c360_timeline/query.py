@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -13,6 +14,7 @@ from typing import Any, TypeVar
 import grpc
 import phonenumbers
 from google.protobuf import struct_pb2
+from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
@@ -40,6 +42,7 @@ from c360_timeline.readmodel import MAX_PREFIX, SCHEMA, KeySource, churn_rule_fr
 T = TypeVar("T")
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
+Conn = AsyncConnection[Any]
 MAX_PAGE = 500
 DEFAULT_PAGE = 50
 MAX_WAIT = 10.0
@@ -262,16 +265,26 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
         # The churn rule the projector applies, for profiles folded again as of a time.
         self.rule = rule or (projector.view.rule if projector else churn_rule_from_env())
 
-    async def _opened(self, value: T) -> T:
-        """`value` (rows, a profile document) with the sealed values in it revealed."""
+    @contextlib.asynccontextmanager
+    async def _connection(self, conn: Conn | None) -> AsyncIterator[Conn]:
+        """`conn` if the caller holds one (a request's reads share one checkout), else one
+        of the pool's."""
+        if conn is not None:
+            yield conn
+            return
+        async with self.pool.connection() as fresh:
+            yield fresh
+
+    async def _opened(self, value: T, conn: Conn | None = None) -> T:
+        """`value` (rows, profile documents) with the sealed values in it revealed."""
         ids = pii.subjects(value)
         if not ids:
             return value
         cached = getattr(self.keys, "cached", None)  # DataKeys answers from its cache at once
         hit: pii.Keys | None = cached(ids) if cached is not None else None
         keys = hit if hit is not None else await asyncio.to_thread(self.keys, ids)
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(
+        async with self._connection(conn) as c:
+            cur = await c.execute(
                 f"SELECT customer_id FROM {SCHEMA}.forgotten WHERE customer_id = ANY(%s)",
                 (list(ids),),
             )
@@ -279,12 +292,15 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
         opened: T = pii.reveal_all(value, {i: None if i in gone else k for i, k in keys.items()})
         return opened
 
-    async def _opened_profile(self, doc: dict[str, Any]) -> dict[str, Any]:
-        """A profile document revealed; a value two merged customers both had (sealed under
-        each one's key) once."""
-        opened = await self._opened(doc)
-        for field in ("emails", "phones"):
-            opened[field] = list(dict.fromkeys(opened[field]))
+    async def _opened_profiles(
+        self, docs: list[dict[str, Any]], conn: Conn | None = None
+    ) -> list[dict[str, Any]]:
+        """Profile documents revealed (one look-up for all); a value two merged customers both
+        had (sealed under each one's key) once."""
+        opened = await self._opened(docs, conn)
+        for doc in opened:
+            for field in ("emails", "phones"):
+                doc[field] = list(dict.fromkeys(doc[field]))
         return opened
 
     async def _applied(self, source: str) -> int:
@@ -332,39 +348,41 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
         size = request.page_size or DEFAULT_PAGE
         await self.wait_for(request.wait_for, context)
         as_of = request.as_of.ToDatetime(tzinfo=UTC) if request.HasField("as_of") else None
-        group = await self._group(customer_id, as_of)
-        # One customer (the usual case): equality, so that the index on (customer_id,
-        # occurred_at DESC, ...) yields the page in order and the scan stops at LIMIT; with
-        # `= ANY(array)` PostgreSQL reads every entry of the customer and sorts them.
-        where = ["customer_id = %s::uuid" if len(group) == 1 else "customer_id = ANY(%s::uuid[])"]
-        params: list[Any] = [group[0] if len(group) == 1 else group]
+        params: dict[str, Any] = {"root": customer_id, "at": as_of or "infinity", "size": size + 1}
+        where = ["customer_id = g.id"]
         if request.sources:
-            where.append("source = ANY(%s)")
-            params.append(list(request.sources))
+            where.append("source = ANY(%(sources)s)")
+            params["sources"] = list(request.sources)
         if request.types:
-            where.append("type = ANY(%s)")
-            params.append(list(request.types))
+            where.append("type = ANY(%(types)s)")
+            params["types"] = list(request.types)
         if request.HasField("since"):
-            where.append("occurred_at >= %s")
-            params.append(request.since.ToDatetime(tzinfo=UTC))
+            where.append("occurred_at >= %(since)s")
+            params["since"] = request.since.ToDatetime(tzinfo=UTC)
         if request.HasField("until"):
-            where.append("occurred_at < %s")
-            params.append(request.until.ToDatetime(tzinfo=UTC))
-        if request.HasField("as_of"):
-            where.append("occurred_at <= %s")
-            params.append(request.as_of.ToDatetime(tzinfo=UTC))
+            where.append("occurred_at < %(until)s")
+            params["until"] = request.until.ToDatetime(tzinfo=UTC)
+        if as_of is not None:
+            where.append("occurred_at <= %(as_of)s")
+            params["as_of"] = as_of
         if request.page_token:
-            where.append("(occurred_at, source, position) < (%s, %s, %s)")
-            params.extend(_decode_token(request.page_token))
+            where.append("(occurred_at, source, position) < (%(t_at)s, %(t_source)s, %(t_pos)s)")
+            params["t_at"], params["t_source"], params["t_pos"] = _decode_token(request.page_token)
+        # The customer and those merged into it, and a page of each one's entries, in one
+        # statement: per customer, equality on the index on (customer_id, occurred_at DESC,
+        # ...) yields its entries in order and the scan stops at LIMIT (`= ANY(array)` would
+        # read every entry of the group and sort them); the pages are merged and cut.
+        order = "ORDER BY occurred_at DESC, source DESC, position DESC LIMIT %(size)s"
         sql = (
-            f"SELECT {ENTRY_COLUMNS} FROM {SCHEMA}.entries WHERE {' AND '.join(where)}"
-            " ORDER BY occurred_at DESC, source DESC, position DESC LIMIT %s"
+            f"{GROUP_CTE} SELECT p.* FROM (SELECT DISTINCT id FROM grp) g CROSS JOIN LATERAL"
+            f" (SELECT {ENTRY_COLUMNS} FROM {SCHEMA}.entries WHERE {' AND '.join(where)}"
+            f" {order}) p {order}"
         )
-        params.append(size + 1)
-        async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(sql, params)
-            rows = await cur.fetchall()
-        page = await self._opened(rows[:size])
+        async with self.pool.connection() as conn:
+            async with conn.cursor(row_factory=dict_row) as cur:
+                await cur.execute(sql, params)
+                rows = await cur.fetchall()
+            page = await self._opened(rows[:size], conn)
         token = _encode_token(page[-1]) if len(rows) > size else ""
         return api.GetTimelineResponse(
             entries=[entry_message(r) for r in page], next_page_token=token
@@ -384,8 +402,7 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
                 await cur.execute(
                     WATCH_SQL, {"root": customer_id, "at": "infinity", "after": cursor}
                 )
-                rows = await cur.fetchall()
-            rows = await self._opened(rows)
+                rows = await self._opened(await cur.fetchall(), conn)
             for r in rows:
                 cursor = r["entry_seq"]
                 yield api.WatchTimelineResponse(entry=entry_message(r))
@@ -397,32 +414,30 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
             else:
                 await asyncio.sleep(WATCH_POLL_S)
 
-    async def _group(self, customer_id: Any, as_of: datetime | None) -> list[str]:
+    @staticmethod
+    async def _group(conn: Conn, customer_id: Any, as_of: datetime | None) -> list[str]:
         """The customer and the customers merged into it (then, or now), survivor first."""
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(GROUP_SQL, {"root": customer_id, "at": as_of or "infinity"})
-            rows = await cur.fetchall()
-        return list(dict.fromkeys(str(r[0]) for r in rows))
+        cur = await conn.execute(GROUP_SQL, {"root": customer_id, "at": as_of or "infinity"})
+        return list(dict.fromkeys(str(r[0]) for r in await cur.fetchall()))
 
-    async def _final_survivor(self, customer_id: Any, as_of: datetime | None) -> str:
+    @staticmethod
+    async def _final_survivor(conn: Conn, customer_id: Any, as_of: datetime | None) -> str:
         """The end of the customer's merge chain (then, or now); "" if it is not merged."""
         current, survivor = str(customer_id), ""
-        async with self.pool.connection() as conn:
-            for _ in range(MAX_DEPTH):
-                cur = await conn.execute(SURVIVOR_SQL, {"id": current, "at": as_of or "infinity"})
-                row = await cur.fetchone()
-                if row is None:
-                    break
-                current = survivor = str(row[0])
+        for _ in range(MAX_DEPTH):
+            cur = await conn.execute(SURVIVOR_SQL, {"id": current, "at": as_of or "infinity"})
+            row = await cur.fetchone()
+            if row is None:
+                break
+            current = survivor = str(row[0])
         return survivor
 
-    async def _profile_doc(self, customer_id: Any) -> dict[str, Any] | None:
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                f"SELECT doc FROM {SCHEMA}.profiles WHERE customer_id = %s",
-                (customer_id,),
-            )
-            row = await cur.fetchone()
+    @staticmethod
+    async def _profile_doc(conn: Conn, customer_id: Any) -> dict[str, Any] | None:
+        cur = await conn.execute(
+            f"SELECT doc FROM {SCHEMA}.profiles WHERE customer_id = %s", (customer_id,)
+        )
+        row = await cur.fetchone()
         return dict(row[0]) if row else None
 
     async def GetProfile(
@@ -431,26 +446,29 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
         customer_id = parse_id("customer_id", request.customer_id)
         await self.wait_for(request.wait_for, context)
         as_of = request.as_of.ToDatetime(tzinfo=UTC) if request.HasField("as_of") else None
-        group = await self._group(customer_id, as_of)
-        survivor = await self._final_survivor(customer_id, as_of)
-        if as_of is None and len(group) == 1:
-            doc = await self._profile_doc(customer_id)
-        else:
-            # A survivor's profile, or one as of a time: folded again from the entries.
-            doc = await self._profile_doc_as_of(group, as_of or datetime.now(UTC))
-        if doc is None:
-            when = f" as of {as_of.isoformat()}" if as_of else ""
-            raise NotFound(f"no profile for customer {customer_id}{when}")
-        doc = await self._opened_profile(doc)
+        async with self.pool.connection() as conn:
+            group = await self._group(conn, customer_id, as_of)
+            survivor = await self._final_survivor(conn, customer_id, as_of)
+            if as_of is None and len(group) == 1:
+                doc = await self._profile_doc(conn, customer_id)
+            else:
+                # A survivor's profile, or one as of a time: folded again from the entries.
+                doc = await self._profile_doc_as_of(conn, group, as_of or datetime.now(UTC))
+            if doc is None:
+                when = f" as of {as_of.isoformat()}" if as_of else ""
+                raise NotFound(f"no profile for customer {customer_id}{when}")
+            (doc,) = await self._opened_profiles([doc], conn)
         return api.GetProfileResponse(
             profile=profile_message(doc, as_of, merged_into=survivor, absorbed=group[1:])
         )
 
-    async def _profile_doc_as_of(self, group: list[str], as_of: datetime) -> dict[str, Any] | None:
+    async def _profile_doc_as_of(
+        self, conn: Conn, group: list[str], as_of: datetime
+    ) -> dict[str, Any] | None:
         """The profile of `group[0]` folded again from the entries that occurred by `as_of`,
         in the order the read model applied them, joined with those of the customers merged
         into it then (`group[1:]`)."""
-        async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        async with conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(
                 f"SELECT {ENTRY_COLUMNS} FROM {SCHEMA}.entries"
                 " WHERE customer_id = ANY(%s::uuid[]) AND occurred_at <= %s AND source <> %s"
@@ -501,7 +519,7 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
                 " ORDER BY rank, customer_id LIMIT %s",
                 [*params, limit],
             )
-            rows = await self._opened(await cur.fetchall())
+            rows = await self._opened(await cur.fetchall(), conn)
         rows.sort(key=lambda r: (r["rank"], name_key(r["display_name"]), str(r["customer_id"])))
         return api.SearchCustomersResponse(
             hits=[
@@ -545,8 +563,8 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
                 (request.after_cursor, limit),
             )
             rows = await cur.fetchall()
+            docs = await self._opened_profiles([dict(r["doc"]) for r in rows], conn)
         now = datetime.now(UTC)
-        docs = [await self._opened_profile(dict(r["doc"])) for r in rows]
         return api.ListChangedProfilesResponse(
             profiles=[
                 api.ChangedProfile(profile=profile_message(doc, now), cursor=r["seq"])

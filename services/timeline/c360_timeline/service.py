@@ -38,7 +38,10 @@ def build(settings: Settings) -> rpc.ServiceHost:
         # With PostgreSQL down a read answers UNAVAILABLE within a second; a connection broken
         # by its restart is found on checkout and replaced, not handed to a query.
         timeout=CHECKOUT_TIMEOUT,
-        check=PatientAsyncPool.check_connection,
+        check=PatientAsyncPool.check_if_disturbed,
+        # Every read is one statement or a few that need no common snapshot: no BEGIN and
+        # COMMIT around them.
+        kwargs={"autocommit": True},
     )
     # One LISTEN for the whole process: watches and waits are woken by the projector's commits.
     notifications = Notifications(settings.postgres_url, NOTIFY_CHANNEL)
