@@ -195,6 +195,10 @@ def new_measures(cfg: Config) -> dict[str, Measure]:
         Measure("get_timeline", "GetTimeline"),
         Measure("get_timeline_watched", f"GetTimeline, {IDLE_WATCHERS:,} idle watches"),
         Measure("get_timeline_long", f"GetTimeline, a customer of {LONG_HISTORY:,} entries"),
+        Measure(
+            "get_timeline_long_one",
+            f"GetTimeline, {LONG_HISTORY:,} entries, 1 in flight",
+        ),
         Measure("fresh_visible_load", "freshness poll, load", unit="sample"),
         Measure("fresh_waitfor_load", "freshness wait_for, load", unit="sample"),
         Measure("fresh_visible_idle", "freshness poll, idle", unit="sample"),
@@ -299,15 +303,17 @@ async def load_phase(
     seconds: float,
     *,
     during: Callable[[float, float], Awaitable[None]] | None = None,
+    concurrency: int | None = None,
 ) -> None:
-    """Warm up, then keep `concurrency` calls of `op` in flight for `seconds`."""
+    """Warm up, then keep `concurrency` (the run's) calls of `op` in flight for `seconds`."""
     cfg = run.cfg
+    in_flight = concurrency or cfg.concurrency
     measure = run.measures[key]
     t0 = time.monotonic()
     phase_start = t0 + cfg.warmup
 
     async def warm() -> None:
-        await closed_loop(None, op, concurrency=cfg.concurrency, seconds=cfg.warmup, ids=run.ids)
+        await closed_loop(None, op, concurrency=in_flight, seconds=cfg.warmup, ids=run.ids)
 
     info = rate_info(measure, lambda: phase_start)
 
@@ -319,7 +325,7 @@ async def load_phase(
         async with run.observe(measure.label):
             origin = time.monotonic()
             jobs: list[Awaitable[None]] = [
-                closed_loop(measure, op, concurrency=cfg.concurrency, seconds=seconds, ids=run.ids)
+                closed_loop(measure, op, concurrency=in_flight, seconds=seconds, ids=run.ids)
             ]
             if during is not None:
                 jobs.append(during(origin, origin + seconds))
@@ -482,6 +488,11 @@ async def long_history_phase(run: Run, clients: Clients) -> None:
     saved, clients.customers = clients.customers, [customer_id]
     try:
         await load_phase(run, "get_timeline_long", clients.get_timeline, run.cfg.seconds)
+        # Its latency alone (one call at a time): what the read costs, without the queue that
+        # the closed loop's calls in flight wait in.
+        await load_phase(
+            run, "get_timeline_long_one", clients.get_timeline, run.cfg.seconds, concurrency=1
+        )
     finally:
         clients.customers = saved
 
@@ -630,7 +641,7 @@ def main(argv: list[str] | None = None) -> int:
     measures = new_measures(cfg)
     cpu: dict[str, dict[str, float]] = {}
     waits: dict[str, dict[str, float]] = {}
-    facts: dict[str, Any] = {}
+    facts: dict[str, Any] = {"concurrency": cfg.concurrency}
     started_at = datetime.now(UTC)
     t0 = time.monotonic()
     run_id = uuid.uuid4().hex[:8]

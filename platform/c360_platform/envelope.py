@@ -7,7 +7,7 @@ import pkgutil
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from google.protobuf import any_pb2, message, symbol_database
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -32,6 +32,7 @@ ENVELOPE_VERSION = 1
 SUBJECT_ROOT = "c360"
 _EVENT_NAMESPACE = uuid.UUID("6f1f1c0e-3c36-4c36-9c36-c360c360c360")
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def snake(name: str) -> str:
@@ -73,9 +74,10 @@ class Publication:
 
 
 def timestamp(moment: datetime) -> Timestamp:
-    ts = Timestamp()
-    ts.FromDatetime(moment)
-    return ts
+    """`moment` as a protobuf Timestamp (a naive one taken as UTC, as `FromDatetime` does),
+    by integer arithmetic: a page of timeline entries makes fifty of these."""
+    delta = (moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)) - _EPOCH
+    return Timestamp(seconds=delta.days * 86_400 + delta.seconds, nanos=delta.microseconds * 1_000)
 
 
 def pack(

@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import json
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -119,6 +120,18 @@ def reveal_all(value: Any, keys: Keys) -> Any:
 
 def subjects(value: Any) -> set[UUID]:
     """The customers whose keys the sealed values in a JSON-like value name."""
+    try:
+        # The value as JSON text (C speed), other values (times, ids) as their text, which
+        # holds no sealed value: one scan of one string instead of a walk in Python.
+        text = json.dumps(value, default=str)
+    except (TypeError, ValueError):  # keys JSON cannot write (a tuple): walk it
+        return _subjects_walk(value)
+    if "pii1~" not in text:
+        return set()
+    return {UUID(hex=m.group(1)) for m in TOKEN.finditer(text)}
+
+
+def _subjects_walk(value: Any) -> set[UUID]:
     found: set[UUID] = set()
     stack = [value]
     while stack:

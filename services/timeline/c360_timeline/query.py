@@ -75,9 +75,11 @@ SURVIVOR_SQL = (
     " ORDER BY merged_at DESC LIMIT 1"
 )
 ENTRY_COLUMNS = (
-    "entry_seq, event_id, customer_id, occurred_at, source, position, type, summary, details,"
-    " aggregate_id, aggregate_version"
+    "entry_seq, event_id::text AS event_id, customer_id::text AS customer_id, occurred_at,"
+    " source, position, type, summary, details, aggregate_id::text AS aggregate_id,"
+    " aggregate_version"
 )
+"""An entry's columns; ids as text, as the replies carry them."""
 # Entries after a cursor of a customer and of those merged into it now, in arrival order.
 WATCH_SQL = (
     GROUP_CTE + f" SELECT {ENTRY_COLUMNS} FROM {SCHEMA}.entries"
@@ -292,6 +294,16 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
         opened: T = pii.reveal_all(value, {i: None if i in gone else k for i, k in keys.items()})
         return opened
 
+    async def _opened_entries(
+        self, rows: list[dict[str, Any]], conn: Conn | None = None
+    ) -> list[dict[str, Any]]:
+        """Entry rows with their summaries and details revealed: the only columns that can
+        hold sealed values, so the others are not searched for them."""
+        parts = await self._opened([[r["summary"], r["details"]] for r in rows], conn)
+        for r, (summary, details) in zip(rows, parts, strict=True):
+            r["summary"], r["details"] = summary, details
+        return rows
+
     async def _opened_profiles(
         self, docs: list[dict[str, Any]], conn: Conn | None = None
     ) -> list[dict[str, Any]]:
@@ -382,7 +394,7 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
             async with conn.cursor(row_factory=dict_row) as cur:
                 await cur.execute(sql, params)
                 rows = await cur.fetchall()
-            page = await self._opened(rows[:size], conn)
+            page = await self._opened_entries(rows[:size], conn)
         token = _encode_token(page[-1]) if len(rows) > size else ""
         return api.GetTimelineResponse(
             entries=[entry_message(r) for r in page], next_page_token=token
@@ -402,7 +414,7 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
                 await cur.execute(
                     WATCH_SQL, {"root": customer_id, "at": "infinity", "after": cursor}
                 )
-                rows = await self._opened(await cur.fetchall(), conn)
+                rows = await self._opened_entries(await cur.fetchall(), conn)
             for r in rows:
                 cursor = r["entry_seq"]
                 yield api.WatchTimelineResponse(entry=entry_message(r))
