@@ -8,8 +8,10 @@ import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
+from uuid import UUID
 
 import grpc
 import phonenumbers
@@ -245,6 +247,14 @@ def profile_message(
     )
 
 
+@dataclass(frozen=True)
+class Forgotten:
+    """Which of some customers (`among`) are forgotten (`gone`), as one statement read it."""
+
+    among: set[UUID]
+    gone: set[UUID]
+
+
 class TimelineServicer(api_grpc.TimelineServiceServicer):
     """gRPC servicer for c360.timeline.v1.TimelineService."""
 
@@ -277,29 +287,35 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
         async with self.pool.connection() as fresh:
             yield fresh
 
-    async def _opened(self, value: T, conn: Conn | None = None) -> T:
-        """`value` (rows, profile documents) with the sealed values in it revealed."""
+    async def _opened(
+        self, value: T, conn: Conn | None = None, known: Forgotten | None = None
+    ) -> T:
+        """`value` (rows, profile documents) with the sealed values in it revealed; `known`:
+        which customers of a group are forgotten, read already (no look-up for those)."""
         ids = pii.subjects(value)
         if not ids:
             return value
         cached = getattr(self.keys, "cached", None)  # DataKeys answers from its cache at once
         hit: pii.Keys | None = cached(ids) if cached is not None else None
         keys = hit if hit is not None else await asyncio.to_thread(self.keys, ids)
-        async with self._connection(conn) as c:
-            cur = await c.execute(
-                f"SELECT customer_id FROM {SCHEMA}.forgotten WHERE customer_id = ANY(%s)",
-                (list(ids),),
-            )
-            gone = {row[0] for row in await cur.fetchall()}
+        if known is not None and ids <= known.among:
+            gone = known.gone
+        else:
+            async with self._connection(conn) as c:
+                cur = await c.execute(
+                    f"SELECT customer_id FROM {SCHEMA}.forgotten WHERE customer_id = ANY(%s)",
+                    (list(ids),),
+                )
+                gone = {row[0] for row in await cur.fetchall()}
         opened: T = pii.reveal_all(value, {i: None if i in gone else k for i, k in keys.items()})
         return opened
 
     async def _opened_entries(
-        self, rows: list[dict[str, Any]], conn: Conn | None = None
+        self, rows: list[dict[str, Any]], conn: Conn | None = None, known: Forgotten | None = None
     ) -> list[dict[str, Any]]:
         """Entry rows with their summaries and details revealed: the only columns that can
         hold sealed values, so the others are not searched for them."""
-        parts = await self._opened([[r["summary"], r["details"]] for r in rows], conn)
+        parts = await self._opened([[r["summary"], r["details"]] for r in rows], conn, known)
         for r, (summary, details) in zip(rows, parts, strict=True):
             r["summary"], r["details"] = summary, details
         return rows
@@ -385,8 +401,14 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
         # ...) yields its entries in order and the scan stops at LIMIT (`= ANY(array)` would
         # read every entry of the group and sort them); the pages are merged and cut.
         order = "ORDER BY occurred_at DESC, source DESC, position DESC LIMIT %(size)s"
+        # Each row also carries the group and which of it is forgotten (computed once, not per
+        # row): what revealing the page needs, in the same round trip.
         sql = (
-            f"{GROUP_CTE} SELECT p.* FROM (SELECT DISTINCT id FROM grp) g CROSS JOIN LATERAL"
+            f"{GROUP_CTE} SELECT p.*,"
+            " (SELECT array_agg(id) FROM grp) AS group_ids,"
+            f" (SELECT array_agg(customer_id) FROM {SCHEMA}.forgotten"
+            "  WHERE customer_id IN (SELECT id FROM grp)) AS group_gone"
+            " FROM (SELECT DISTINCT id FROM grp) g CROSS JOIN LATERAL"
             f" (SELECT {ENTRY_COLUMNS} FROM {SCHEMA}.entries WHERE {' AND '.join(where)}"
             f" {order}) p {order}"
         )
@@ -394,7 +416,10 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
             async with conn.cursor(row_factory=dict_row) as cur:
                 await cur.execute(sql, params)
                 rows = await cur.fetchall()
-            page = await self._opened_entries(rows[:size], conn)
+            known = None
+            if rows:
+                known = Forgotten(set(rows[0]["group_ids"]), set(rows[0]["group_gone"] or ()))
+            page = await self._opened_entries(rows[:size], conn, known)
         token = _encode_token(page[-1]) if len(rows) > size else ""
         return api.GetTimelineResponse(
             entries=[entry_message(r) for r in page], next_page_token=token
