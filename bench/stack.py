@@ -85,7 +85,12 @@ class Stack:
     async def start_services(self, extra: dict[str, list[str]]) -> dict[str, str]:
         """Every registered service, plus `extra` servers (name -> argv, `{port}` replaced by a
         free port), started by the platform's supervisor; their addresses once all are ready."""
-        deployment = Deployment.plan(self.postgres_url, self.nats_url, relay_apart=self.relay_apart)
+        # Ports below the kernel's ephemeral range (not the defaults, 50051 and on, which lie
+        # in it): an outgoing connection of a service starting first cannot take the port of
+        # one starting after it ("address already in use").
+        deployment = Deployment.plan(
+            self.postgres_url, self.nats_url, relay_apart=self.relay_apart, fresh_ports=True
+        )
         # The load comes from an application with an agent's token, as in production.
         self.token = deployment.token(auth.Role.AGENT, "bench:load")
         self.operator_token = deployment.token(auth.Role.OPERATOR, "bench:operator")
