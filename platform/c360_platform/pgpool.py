@@ -58,10 +58,31 @@ async def server_answers_async(pool: AsyncConnectionPool[Any]) -> bool:
     return True
 
 
+def disturbed(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> bool:
+    """Whether an idle connection's server spoke unasked. An idle connection has nothing to
+    read: the server writes only when asked, so a socket with something to read holds the
+    end of the stream (the server went away) or a notice that it is shutting down."""
+    try:
+        return bool(select.select([conn.fileno()], [], [], 0)[0])
+    except (OSError, ValueError, psycopg.Error):
+        return True  # closed already
+
+
+def check_if_disturbed(conn: psycopg.Connection[Any]) -> None:
+    """A pool's check on checkout without a round trip for a connection that is well: the
+    check query is sent only to a `disturbed` connection, and fails if it is broken, so that
+    the pool replaces it rather than hand it to a query."""
+    if disturbed(conn):
+        ConnectionPool.check_connection(conn)
+
+
 def make_patient(pool: ConnectionPool[Any]) -> None:
-    """Give a (library-made) pool the behaviour above; idempotent."""
+    """Give a (library-made) pool the behaviour above, and the check on checkout of
+    `check_if_disturbed` where it checked with a query (the library's pre-ping); idempotent."""
     if getattr(pool, "_c360_patient", False):
         return
+    if getattr(pool, "_check", None) is not None:
+        pool._check = check_if_disturbed  # psycopg_pool's own attribute: set at construction
     getconn = pool.getconn
 
     def patient_getconn(timeout: float | None = None) -> Any:
@@ -91,18 +112,7 @@ class PatientAsyncPool(AsyncConnectionPool[Any]):
 
     @staticmethod
     async def check_if_disturbed(conn: psycopg.AsyncConnection[Any]) -> None:
-        """A check on checkout without a round trip for a connection that is well.
-
-        An idle connection has nothing to read: the server writes only when asked. A socket
-        with something to read means the server spoke unasked (the end of the stream when it
-        went away, a notice that it is shutting down), and only then does the check ask it a
-        query, which fails if the connection is broken so that the pool replaces it rather
-        than hand it to a query. The check every checkout made before cost a round trip per
-        read; this one costs a `select()` call.
-        """
-        try:
-            disturbed = bool(select.select([conn.fileno()], [], [], 0)[0])
-        except (OSError, ValueError, psycopg.Error):
-            disturbed = True  # closed already: the query below says so
-        if disturbed:
+        """`check_if_disturbed` for an asyncio pool: a `select()` call per checkout, a query
+        only for a `disturbed` connection (where a check with a query cost a round trip)."""
+        if disturbed(conn):
             await AsyncConnectionPool.check_connection(conn)

@@ -8,9 +8,9 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from c360_platform.pgpool import PatientAsyncPool
+from c360_platform.pgpool import PatientAsyncPool, make_patient
 
 pytestmark = pytest.mark.integration
 
@@ -86,3 +86,43 @@ async def test_a_connection_that_is_well_is_not_asked_anything(
     finally:
         await pool.close()
     assert checked == []
+
+
+def test_a_services_store_pool_replaces_a_dropped_connection_without_asking_well_ones(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The library's pool with its pre-ping (a query per checkout), made patient: the check
+    # asks only a connection whose server spoke unasked.
+    checked: list[object] = []
+    original = ConnectionPool.check_connection
+
+    def counting(conn: psycopg.Connection[Any]) -> None:
+        checked.append(conn)
+        original(conn)
+
+    monkeypatch.setattr(ConnectionPool, "check_connection", staticmethod(counting))
+    pool = ConnectionPool(
+        database_url,
+        min_size=1,
+        max_size=1,
+        open=False,
+        check=ConnectionPool.check_connection,
+        kwargs={"autocommit": True},
+    )
+    make_patient(pool)
+    pool.open(wait=True)
+    try:
+        for _ in range(20):
+            with pool.connection() as conn:
+                first = conn.execute("SELECT pg_backend_pid()").fetchone()
+        assert checked == []
+        assert first is not None
+        with psycopg.connect(database_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s, 5000)", (first[0],))
+        with pool.connection() as conn:
+            again = conn.execute("SELECT pg_backend_pid()").fetchone()
+        assert again is not None
+        assert again[0] != first[0]
+        assert len(checked) == 1  # the dropped one, found and replaced
+    finally:
+        pool.close()
