@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast, runtime_checkable
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
@@ -572,8 +572,12 @@ class ServiceApplication(Application[UUID]):
     @property
     def event_recorder(self) -> CommandRecorder:
         recorder = self.recorder
-        assert isinstance(recorder, CommandRecorder), "configure a c360 recorder"
-        return recorder
+        # Checked once per recorder: an isinstance of a runtime protocol walks its members
+        # (some microseconds, several times a command).
+        if recorder is not getattr(self, "_checked_recorder", None):
+            assert isinstance(recorder, CommandRecorder), "configure a c360 recorder"
+            self._checked_recorder = recorder
+        return cast(CommandRecorder, recorder)
 
     def head(self) -> int:
         """The position of the newest event in the store (0 when empty)."""
