@@ -1,5 +1,11 @@
 """Runs one registered service as a process: `c360-service NAME` or
-`python -m c360_platform.serve NAME` (NAME defaults to $C360_SERVICE)."""
+`python -m c360_platform.serve NAME` (NAME defaults to $C360_SERVICE).
+
+What the server needs is imported in `main`, not here: a process of the CPU pool (`cpu`) is
+spawned, and a spawned process imports its parent's main module, this one. Importing gRPC,
+NATS, telemetry and every service there cost each pool process about a second of CPU and
+40 MB before its first task (a bulk import's first rows waited for it).
+"""
 
 from __future__ import annotations
 
@@ -7,15 +13,20 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from typing import TYPE_CHECKING
 
-from c360_platform import metrics, registry, rpc, workers
-from c360_platform.config import Settings
-from c360_platform.relay import OutboxRelay
-from c360_platform.telemetry import configure
+if TYPE_CHECKING:
+    from c360_platform import rpc
+    from c360_platform.config import Settings
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from dataclasses import replace
+
+    from c360_platform import metrics, registry, rpc, workers
+    from c360_platform.config import Settings
+    from c360_platform.telemetry import configure
+
     parser = argparse.ArgumentParser(
         prog="c360-service",
         description="Run one c360 service; its settings come from the environment.",
@@ -66,6 +77,10 @@ def relay_only(name: str, settings: Settings, build: Callable[[Settings], rpc.Se
     """The service's outbox relay in a process of its own: the service is built as usual (its
     application, its contract, the relay), then serves health only and runs only the relay;
     one relay is active per service however many such processes run (its advisory lock)."""
+    from c360_platform import metrics, rpc
+    from c360_platform.relay import OutboxRelay
+    from c360_platform.telemetry import configure
+
     metrics.serve_from_env()
 
     async def start() -> rpc.ServiceHost:
