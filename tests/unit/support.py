@@ -3,6 +3,8 @@ a settable clock, and applications on the in-memory recorder (no servers)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -59,3 +61,12 @@ async def bad_fields(call: Awaitable[Any]) -> list[str]:
 
 
 Factory = Callable[[], Any]
+
+
+def loaded_after(code: str, heavy: list[str]) -> list[str]:
+    """The modules of `heavy` a fresh interpreter has imported after running `code`."""
+    probe = f"import sys\n{code}\nprint(','.join(m for m in {heavy!r} if m in sys.modules))\n"
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    return [m for m in out.strip().split(",") if m]

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from c360_cli import catalogue, logs
 from c360_cli.main import build_parser, main, version_text
+
+from .support import loaded_after
 
 
 def _commands(parser: argparse.ArgumentParser) -> list[tuple[str, str | None]]:
@@ -55,21 +55,16 @@ def test_the_command_is_found_after_global_options(argv: list[str], module: str 
 
 
 def test_help_imports_neither_grpc_nor_protobuf_nor_rich() -> None:
-    probe = (
-        "import sys, contextlib, io\n"
+    code = (
+        "import contextlib, io\n"
         "from c360_cli.main import main\n"
         "with contextlib.redirect_stdout(io.StringIO()):\n"
         "    try:\n"
         "        main(['--help'])\n"
         "    except SystemExit:\n"
-        "        pass\n"
-        "heavy = ['grpc', 'google.protobuf', 'rich', 'psycopg', 'nats']\n"
-        "print(','.join(m for m in heavy if m in sys.modules))\n"
+        "        pass"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
-    ).stdout
-    assert out.strip() == ""
+    assert loaded_after(code, ["grpc", "google.protobuf", "rich", "psycopg", "nats"]) == []
 
 
 def test_usage_errors_under_json_are_json_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
