@@ -530,11 +530,12 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
             raise InvalidArgument.one("limit", "must be at most 100")
         limit = request.limit or 20
         # Profiles the projection left stale (new customers) are indexed first: a search
-        # finds what GetProfile shows.
+        # finds what GetProfile shows. Those the background reindex is filling right now are
+        # waited for, not skipped (the search would miss them until it commits).
         if self.projector is not None and await asyncio.to_thread(
             self.projector.view.stale_searches
         ):
-            await asyncio.to_thread(self.projector.view.reindex)
+            await asyncio.to_thread(self.projector.view.reindex, wait=True)
         # Best first: a name that starts with the text, then one with a later word that does.
         # The profiles hold blind indexes of these (keyed hashes), not the values.
         index = await self._search_index()

@@ -427,9 +427,10 @@ class ReadModel(TrackingRecorder):
             row = curs.fetchone()
         return bool(row and row["exists"])
 
-    def reindex(self, limit: int = 500) -> int:
+    def reindex(self, limit: int = 500, *, wait: bool = False) -> int:
         """Fill the search columns of profiles marked stale (asking for their keys first,
-        outside any transaction). Returns how many were indexed."""
+        outside any transaction). Returns how many were indexed. Profiles another reindex is
+        filling are skipped, or with `wait` waited for (a search must find what it filled)."""
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(
                 SQL(
@@ -449,7 +450,7 @@ class ReadModel(TrackingRecorder):
                     "SELECT customer_id, doc->'display_name' AS display_name,"
                     " doc->'emails' AS emails, doc->'phones' AS phones"
                     " FROM {} WHERE search_stale ORDER BY customer_id"
-                    " LIMIT %s FOR UPDATE SKIP LOCKED"
+                    " LIMIT %s FOR UPDATE" + ("" if wait else " SKIP LOCKED")
                 ).format(self.profiles),
                 (limit,),
             )
