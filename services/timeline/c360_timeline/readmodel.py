@@ -15,7 +15,6 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
-from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresFactory
 from eventsourcing.utils import Environment
 from psycopg import Cursor
@@ -247,8 +246,7 @@ class ReadModel(TrackingRecorder):
             fresh = [e for e in entries if (e.source, e.position) not in done]
             if not fresh:
                 return 0
-            for e in fresh:
-                self._insert_tracking(curs, Tracking(e.source, e.position))
+            self._record_tracking(curs, fresh)
             # Delivered at commit, once per transaction (PostgreSQL folds repeats): it wakes
             # the watches and read-your-writes waits of every timeline process.
             curs.execute("SELECT pg_notify(%s, '')", (NOTIFY_CHANNEL,))
@@ -298,6 +296,18 @@ class ReadModel(TrackingRecorder):
             }
             self._write(curs, rows, [profiles[cid] for cid in customer_ids], unchanged)
         return len(fresh) + unattached
+
+    def _record_tracking(self, curs: Cursor[DictRow], entries: Sequence[Entry]) -> None:
+        """The library's tracking records of these events, in one statement (its own insert
+        is a round trip per record)."""
+        self._check_has_multi_row_tracking_table(curs)
+        curs.execute(
+            SQL(
+                "INSERT INTO {} (application_name, notification_id)"
+                " SELECT * FROM unnest(%s::text[], %s::bigint[])"
+            ).format(self.tracking),
+            ([e.source for e in entries], [e.position for e in entries]),
+        )
 
     def sweep(self, now: datetime) -> int:
         """Clear the at-risk flags whose window has passed by `now`, each with its timeline
