@@ -190,6 +190,15 @@ class Batch:
 
 
 def _seq(msg: Msg) -> int:
+    """The message's stream sequence, read from its ack subject: `$JS.ACK.<stream>.<consumer>.
+    <delivered>.<stream seq>...` (9 tokens), or with a domain and an account hash before the
+    stream (11 or more). nats-py's `metadata` gives the same, and builds all the rest as well
+    (a time, two dataclasses) at every message."""
+    tokens = (msg.reply or "").split(".", 8)
+    if tokens[:2] == ["$JS", "ACK"] and len(tokens) == 9:
+        if "." not in tokens[8]:
+            return int(tokens[5])
+        return int(tokens[7])
     return int(msg.metadata.sequence.stream)
 
 

@@ -118,14 +118,21 @@ class UnknownEventType(ValueError):
     """The payload's type is not in the published contract this reader knows."""
 
 
+def payload_class(envelope: envelope_pb2.Envelope) -> type[message.Message]:
+    """The class of an envelope's payload, without decoding it (UnknownEventType if the
+    contract this reader knows has no such type)."""
+    name = envelope.payload.TypeName()
+    try:
+        cls: type[message.Message] = symbol_database.Default().GetSymbol(name)
+    except KeyError:
+        raise UnknownEventType(name) from None
+    return cls
+
+
 def unpack(envelope: envelope_pb2.Envelope) -> message.Message:
     """The typed payload of an envelope."""
     name = envelope.payload.TypeName()
-    try:
-        cls = symbol_database.Default().GetSymbol(name)
-    except KeyError:
-        raise UnknownEventType(name) from None
-    payload: message.Message = cls()
+    payload = payload_class(envelope)()
     if not envelope.payload.Unpack(payload):
         raise UnknownEventType(name)
     return payload

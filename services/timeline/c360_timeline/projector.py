@@ -26,7 +26,7 @@ from opentelemetry import trace
 from c360.events.v1 import envelope_pb2
 from c360_platform import natsauth, telemetry
 from c360_platform.catchup import Batch, CatchUpConsumer, SourceDirectory, StartAt
-from c360_platform.envelope import SUBJECT_ROOT, UnknownEventType, unpack
+from c360_platform.envelope import SUBJECT_ROOT, UnknownEventType, payload_class
 from c360_platform.errors import PreconditionFailed
 from c360_platform.leader import lead, sleep_or_stop, unless_stopped
 from c360_platform.locks import AdvisoryLock
@@ -150,8 +150,10 @@ class Projector:
             return 0
         return await self.apply_batch(found)
 
-    async def apply_batch(self, batch: Batch) -> int:
-        """Apply a batch the consumer handed out, then ack it; how many it held."""
+    async def apply_batch(self, batch: Batch, *, traced: bool = True) -> int:
+        """Apply a batch the consumer handed out, then ack it; how many it held. Each event
+        applied is a span of its command's trace unless `traced` is False (a rebuild's replay
+        of the whole history: a span each would flood the tracing backend with old traces)."""
         assert self.consumer is not None
         for msg in batch.undecodable:
             _log.error("dropping a message on %s that is not an envelope", msg.subject)
@@ -159,7 +161,7 @@ class Projector:
         envelopes: list[envelope_pb2.Envelope] = []
         for event in batch.events:
             try:
-                unpack(event.envelope)
+                payload_class(event.envelope)
             except UnknownEventType as exc:
                 # A newer contract than this timeline knows: upgrade it, then rebuild.
                 _log.error(
@@ -177,7 +179,7 @@ class Projector:
                 context=telemetry.context_from(e.traceparent, e.tracestate),
                 kind=trace.SpanKind.CONSUMER,
             )
-            for e in envelopes
+            for e in (envelopes if traced else ())
         ]
         try:
             applied = 0
@@ -304,7 +306,7 @@ class Projector:
                     taken = len(batch)
                     if taken:
                         ahead = asyncio.ensure_future(consumer.next_batch(0.5))
-                        await self.apply_batch(batch)
+                        await self.apply_batch(batch, traced=False)
                     else:
                         taken = await self.intake.process_batch(timeout=0.1)
                     applied = self.applied + self.intake.applied - before
