@@ -233,7 +233,16 @@ class ReadModel(TrackingRecorder):
                 entries.append(entry_for(env))
         if not entries:
             return 0
-        with self.datastore.transaction(commit=True) as curs:
+        attached = [e for e in entries if e.customer_id]
+        # In one round trip: BEGIN, what is applied already, which events are in, and the
+        # profiles these events change (locked); the writes then go in a second one, with
+        # the COMMIT (a pipeline: each statement no longer waits for the one before).
+        with (
+            self.datastore.get_connection() as conn,
+            conn.pipeline(),
+            conn.transaction(),
+        ):
+            curs, in_entries, in_profiles = conn.cursor(), conn.cursor(), conn.cursor()
             curs.execute(
                 SQL(
                     "SELECT application_name, notification_id FROM {}"
@@ -242,6 +251,20 @@ class ReadModel(TrackingRecorder):
                 ).format(self.tracking),
                 ([e.source for e in entries], [e.position for e in entries]),
             )
+            if attached:
+                in_entries.execute(
+                    SQL("SELECT event_id FROM {} WHERE event_id = ANY(%s::uuid[])").format(
+                        self.entries
+                    ),
+                    ([e.event_id for e in attached],),
+                )
+                in_profiles.execute(
+                    SQL(
+                        "SELECT customer_id, doc, search_stale FROM {}"
+                        " WHERE customer_id = ANY(%s::uuid[]) ORDER BY customer_id FOR UPDATE"
+                    ).format(self.profiles),
+                    (sorted({e.customer_id for e in attached}),),
+                )
             done = {(r["application_name"], r["notification_id"]) for r in curs.fetchall()}
             fresh = [e for e in entries if (e.source, e.position) not in done]
             if not fresh:
@@ -257,28 +280,15 @@ class ReadModel(TrackingRecorder):
             if not fresh:
                 return unattached
             # One event at two positions (an ERP message sent twice) takes effect once.
-            curs.execute(
-                SQL("SELECT event_id FROM {} WHERE event_id = ANY(%s::uuid[])").format(
-                    self.entries
-                ),
-                ([e.event_id for e in fresh],),
-            )
-            known = {str(r["event_id"]) for r in curs.fetchall()}
+            known = {str(r["event_id"]) for r in in_entries.fetchall()}
             first = {e.event_id: e for e in reversed(fresh) if e.event_id not in known}
             fresh = [e for e in fresh if first.get(e.event_id) is e]
             if not fresh:
                 return unattached
             customer_ids = sorted({e.customer_id for e in fresh})
-            curs.execute(
-                SQL(
-                    "SELECT customer_id, doc, search_stale FROM {}"
-                    " WHERE customer_id = ANY(%s::uuid[]) ORDER BY customer_id FOR UPDATE"
-                ).format(self.profiles),
-                (customer_ids,),
-            )
             profiles: dict[str, Doc] = {}
             indexed: dict[str, tuple[Any, ...]] = {}
-            for r in curs.fetchall():
+            for r in in_profiles.fetchall():
                 profiles[str(r["customer_id"])] = r["doc"]
                 if not r["search_stale"]:
                     indexed[str(r["customer_id"])] = _identity(r["doc"])
