@@ -89,6 +89,15 @@ def word_starts(key: str) -> list[str]:
 KeySource = Callable[[Iterable[UUID]], pii.Keys]
 
 
+def _rows(rows: Iterable[Mapping[str, Any]]) -> str:
+    """Rows as one JSON array, for a statement that reads them with `jsonb_to_recordset`."""
+    return json.dumps(list(rows), separators=(",", ":"))
+
+
+def _iso(at: datetime | None) -> str | None:
+    return at.isoformat() if at is not None else None
+
+
 FORGOTTEN_TYPE = "customer.forgotten"
 """The entry of a customer's erasure (`forgotten` records who)."""
 KEY_CACHE_SECONDS = 60.0
@@ -371,82 +380,104 @@ class ReadModel(TrackingRecorder):
                 self._sql("INSERT INTO {forgotten} VALUES (%s, %s) ON CONFLICT DO NOTHING"),
                 forgotten,
             )
-        curs.executemany(
+        # Each of these is one statement of one JSON parameter (the rows), not an executemany:
+        # psycopg sends each row of an executemany on its own (a write to the socket, and a
+        # wake-up of the server, per row), which cost more than all the rest of a batch.
+        curs.execute(
             self._sql(
-                "INSERT INTO {entries} (event_id, customer_id, occurred_at, source, position, type,"
-                " summary, details, aggregate_id, aggregate_version)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (event_id) DO NOTHING"
+                "INSERT INTO {entries} (event_id, customer_id, occurred_at, source, position,"
+                " type, summary, details, aggregate_id, aggregate_version)"
+                " SELECT e, c, o, s, p, t, m, d, a, v FROM ROWS FROM (jsonb_to_recordset(%s::jsonb)"
+                " AS (e uuid, c uuid, o timestamptz, s text, p bigint, t text, m text, d jsonb,"
+                " a uuid, v bigint)) WITH ORDINALITY AS r (e, c, o, s, p, t, m, d, a, v, n)"
+                " ORDER BY n ON CONFLICT (event_id) DO NOTHING"
             ),
-            [
-                (
-                    e.event_id,
-                    e.customer_id,
-                    e.occurred_at,
-                    e.source,
-                    e.position,
-                    e.type,
-                    e.summary,
-                    json.dumps(e.details),
-                    e.aggregate_id,
-                    e.aggregate_version,
-                )
-                for e in rows
-            ],
+            (
+                _rows(
+                    {
+                        "e": e.event_id,
+                        "c": e.customer_id,
+                        "o": e.occurred_at.isoformat(),
+                        "s": e.source,
+                        "p": e.position,
+                        "t": e.type,
+                        "m": e.summary,
+                        "d": e.details,
+                        "a": e.aggregate_id,
+                        "v": e.aggregate_version,
+                    }
+                    for e in rows
+                ),
+            ),
         )
         kept = [p for p in profiles if p["customer_id"] in unchanged]
         profiles = [p for p in profiles if p["customer_id"] not in unchanged]
-        curs.executemany(
-            self._sql(
-                "UPDATE {profiles} SET kind = %s, display_name = %s, doc = %s, updated_at = %s,"
-                " at_risk_until = %s WHERE customer_id = %s"
-            ),
-            [
+        if kept:
+            curs.execute(
+                self._sql(
+                    "UPDATE {profiles} AS p SET kind = r.k, display_name = r.n, doc = r.d,"
+                    " updated_at = r.u, at_risk_until = r.r FROM jsonb_to_recordset(%s::jsonb)"
+                    " AS r (c uuid, k text, n text, d jsonb, u timestamptz, r timestamptz)"
+                    " WHERE p.customer_id = r.c"
+                ),
                 (
-                    p["kind"],
-                    p["display_name"],
-                    json.dumps(p),
-                    p["updated_at"] or None,
-                    at_risk_until(p),
-                    p["customer_id"],
-                )
-                for p in kept
-            ],
-        )
-        # Search columns from the keys at hand; a profile whose keys are not (a new customer)
-        # is marked stale and indexed by `reindex` right after, so that no key has to be asked
-        # for while the entries wait to become visible.
-        known = self.known_keys({i for p in profiles for i in _searched(p)})
-        curs.executemany(
-            self._sql(
-                "INSERT INTO {profiles} (customer_id, kind, display_name, name_key, emails, phones,"
-                " name_starts, word_starts, search_stale, doc, updated_at, at_risk_until)"
-                " VALUES (%s, %s, %s, '', %s, %s, %s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (customer_id) DO UPDATE SET kind = EXCLUDED.kind,"
-                " display_name = EXCLUDED.display_name, name_key = '',"
-                " emails = EXCLUDED.emails, phones = EXCLUDED.phones,"
-                " name_starts = EXCLUDED.name_starts, word_starts = EXCLUDED.word_starts,"
-                " search_stale = EXCLUDED.search_stale,"
-                " doc = EXCLUDED.doc, updated_at = EXCLUDED.updated_at,"
-                " at_risk_until = EXCLUDED.at_risk_until"
-            ),
-            [
-                (
-                    p["customer_id"],
-                    p["kind"],
-                    p["display_name"],
-                    *(
-                        (*self._search_columns(p, known), False)
-                        if _searched(p) <= known.keys()
-                        else ([], [], [], [], True)
+                    _rows(
+                        {
+                            "c": p["customer_id"],
+                            "k": p["kind"],
+                            "n": p["display_name"],
+                            "d": p,
+                            "u": p["updated_at"] or None,
+                            "r": _iso(at_risk_until(p)),
+                        }
+                        for p in kept
                     ),
-                    json.dumps(p),
-                    p["updated_at"] or None,
-                    at_risk_until(p),
+                ),
+            )
+        if profiles:
+            # Search columns from the keys at hand; a profile whose keys are not (a new
+            # customer) is marked stale and indexed by `reindex` right after, so that no key
+            # has to be asked for while the entries wait to become visible.
+            known = self.known_keys({i for p in profiles for i in _searched(p)})
+
+            def row(p: Doc) -> dict[str, Any]:
+                readable = _searched(p) <= known.keys()
+                empty: tuple[list[str], ...] = ([], [], [], [])
+                emails, phones, starts, words = (
+                    self._search_columns(p, known) if readable else empty
                 )
-                for p in profiles
-            ],
-        )
+                return {
+                    "c": p["customer_id"],
+                    "k": p["kind"],
+                    "n": p["display_name"],
+                    "e": emails,
+                    "p": phones,
+                    "s": starts,
+                    "w": words,
+                    "x": not readable,
+                    "d": p,
+                    "u": p["updated_at"] or None,
+                    "r": _iso(at_risk_until(p)),
+                }
+
+            curs.execute(
+                self._sql(
+                    "INSERT INTO {profiles} (customer_id, kind, display_name, name_key, emails,"
+                    " phones, name_starts, word_starts, search_stale, doc, updated_at,"
+                    " at_risk_until)"
+                    " SELECT c, k, n, '', e, p, s, w, x, d, u, r FROM jsonb_to_recordset(%s::jsonb)"
+                    " AS (c uuid, k text, n text, e text[], p text[], s text[], w text[],"
+                    " x boolean, d jsonb, u timestamptz, r timestamptz)"
+                    " ON CONFLICT (customer_id) DO UPDATE SET kind = EXCLUDED.kind,"
+                    " display_name = EXCLUDED.display_name, name_key = '',"
+                    " emails = EXCLUDED.emails, phones = EXCLUDED.phones,"
+                    " name_starts = EXCLUDED.name_starts, word_starts = EXCLUDED.word_starts,"
+                    " search_stale = EXCLUDED.search_stale,"
+                    " doc = EXCLUDED.doc, updated_at = EXCLUDED.updated_at,"
+                    " at_risk_until = EXCLUDED.at_risk_until"
+                ),
+                (_rows(row(p) for p in profiles),),
+            )
         curs.execute("SELECT pg_notify(%s, '')", (NOTIFY_CHANNEL,))
 
     def known_keys(self, customer_ids: set[UUID]) -> pii.Keys:
