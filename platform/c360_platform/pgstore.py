@@ -10,6 +10,8 @@ import contextlib
 import hashlib
 import json
 from collections.abc import Callable, Iterator, Sequence
+from datetime import date, datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
@@ -282,6 +284,17 @@ def _sql(table: QueryTable, condition: Condition, params: list[Any]) -> Composab
     return SQL("({})").format(glue.join(parts))
 
 
+def _json_value(value: Any) -> Any:
+    """A query-table value JSON cannot write, as text its column's type reads."""
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, bytes | bytearray | memoryview):
+        return "\\x" + bytes(value).hex()
+    if isinstance(value, UUID | Decimal):
+        return str(value)
+    raise TypeError(f"a query table cannot hold {type(value).__name__}")
+
+
 class EventRecorder(_SchemaOnce, PostgresApplicationRecorder):
     """The library's application recorder, plus metadata and idempotency in the same commit;
     its tables (and the query table's) are created once per change, not at every start."""
@@ -339,69 +352,73 @@ class EventRecorder(_SchemaOnce, PostgresApplicationRecorder):
         super()._insert_events(curs, stored_events, **kwargs)
         if rows and self.query_table is not None:
             self._upsert_rows(curs, rows)
-        metadata: list[tuple[Any, ...]] = []
-        requests: list[tuple[Any, ...]] = []
+        metadata: list[dict[str, Any]] = []
+        requests: list[dict[str, Any]] = []
         for save, events in commands_of(stored_events, kwargs):
             if save is None:
                 continue
             ctx = save.context
             metadata.extend(
-                (
-                    e.originator_id,
-                    e.originator_version,
-                    ctx.correlation_id,
-                    ctx.causation_id,
-                    ctx.traceparent,
-                    ctx.tracestate,
-                )
+                {
+                    "i": str(e.originator_id),
+                    "v": e.originator_version,
+                    "c": ctx.correlation_id,
+                    "k": ctx.causation_id,
+                    "t": ctx.traceparent,
+                    "s": ctx.tracestate,
+                }
                 for e in events
             )
             if ctx.request_id:
                 requests.append(
-                    (
-                        ctx.request_id,
-                        ctx.command,
-                        ctx.fingerprint,
-                        save.aggregate_id,
-                        save.version,
+                    {
+                        "r": ctx.request_id,
+                        "c": ctx.command,
+                        "f": ctx.fingerprint,
+                        "a": str(save.aggregate_id),
+                        "v": save.version,
                         # The events it appended, to find their log position on a replay.
-                        json.dumps(
-                            [
-                                {"id": str(e.originator_id), "v": e.originator_version}
-                                for e in events
-                            ]
-                        ),
-                        json.dumps(save.extra),
-                    )
+                        "h": [
+                            {"id": str(e.originator_id), "v": e.originator_version} for e in events
+                        ],
+                        "x": save.extra,
+                    }
                 )
         if not (metadata or requests):
             return
         # Synced here, before the events' table lock: a conflict (an aggregate version or a
         # request id another transaction recorded) raises as itself (IntegrityError), not as
         # "pipeline aborted" later, and the group-commit writer can isolate its command.
+        # One statement each for all the commands of the transaction, their rows in one JSON
+        # parameter: psycopg's executemany sends each row by itself (a socket write and a
+        # wake-up of the server per row).
         with curs.connection.pipeline():
             if metadata:
-                curs.executemany(
+                curs.execute(
                     self._statement(
                         "metadata",
-                        lambda: SQL("INSERT INTO {0}.{1} VALUES (%s, %s, %s, %s, %s, %s)").format(
-                            Identifier(self.datastore.schema), self.metadata_table
-                        ),
+                        lambda: SQL(
+                            "INSERT INTO {0}.{1} (originator_id, originator_version,"
+                            " correlation_id, causation_id, traceparent, tracestate)"
+                            " SELECT * FROM jsonb_to_recordset(%s::jsonb)"
+                            " AS (i uuid, v bigint, c text, k text, t text, s text)"
+                        ).format(Identifier(self.datastore.schema), self.metadata_table),
                     ),
-                    metadata,
+                    (json.dumps(metadata, separators=(",", ":")),),
                 )
             if requests:
                 # A concurrent retry with the same id fails here on the primary key, so the
                 # whole transaction (events included) is rolled back: one effect only.
-                curs.executemany(
+                curs.execute(
                     self._statement(
                         "requests",
                         lambda: SQL(
                             "INSERT INTO {0}.{1} (request_id, command, fingerprint, aggregate_id,"
-                            " version, changes, extra) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+                            " version, changes, extra) SELECT * FROM jsonb_to_recordset(%s::jsonb)"
+                            " AS (r text, c text, f text, a uuid, v bigint, h jsonb, x jsonb)"
                         ).format(Identifier(self.datastore.schema), self.idempotency_table),
                     ),
-                    requests,
+                    (json.dumps(requests, separators=(",", ":")),),
                 )
 
     def add_query_table(self, table: QueryTable) -> None:
@@ -493,6 +510,9 @@ class EventRecorder(_SchemaOnce, PostgresApplicationRecorder):
             return [r["originator_id"] for r in curs.fetchall()]
 
     def _upsert_rows(self, curs: Cursor[DictRow], rows: list[dict[str, Any]]) -> None:
+        """Each query table's rows in one statement, the rows in one JSON parameter (an
+        executemany would send each row by itself). A key given twice takes effect as the
+        rows one after the other would: the last one, or the first if rows are written once."""
         by_table: dict[str, list[dict[str, Any]]] = {}
         for row in rows:
             by_table.setdefault(row.get(ROW_TABLE, ""), []).append(row)
@@ -504,33 +524,49 @@ class EventRecorder(_SchemaOnce, PostgresApplicationRecorder):
             def upsert(
                 table: QueryTable = table, names: list[str] = names, search: set[str] = search
             ) -> Composable:
+                # Columns as r0, r1, ... (a search column as its config and text, c0 and t0).
+                fields = [
+                    SQL("c{0} regconfig, t{0} text").format(SQL(str(i)))
+                    if n in search
+                    else SQL("r{} {}").format(SQL(str(i)), SQL(kind.split()[0]))
+                    for i, (n, kind) in enumerate(table.columns)
+                ]
+                values = [
+                    SQL("to_tsvector(c{0}, t{0})").format(SQL(str(i)))
+                    if n in search
+                    else SQL("r{}").format(SQL(str(i)))
+                    for i, n in enumerate(names)
+                ]
                 return SQL(
-                    "INSERT INTO {0} ({1}) VALUES ({2}) ON CONFLICT ({3}) DO NOTHING"
-                    if table.write_once
-                    else "INSERT INTO {0} ({1}) VALUES ({2}) ON CONFLICT ({3}) DO UPDATE SET {4}"
+                    "INSERT INTO {0} ({1}) SELECT {2} FROM jsonb_to_recordset(%s::jsonb) AS ({3})"
+                    " ON CONFLICT ({4}) DO " + ("NOTHING" if table.write_once else "UPDATE SET {5}")
                 ).format(
                     self._table(table.name),
                     SQL(", ").join(Identifier(n) for n in names),
-                    SQL(", ").join(
-                        SQL("to_tsvector(%s::regconfig, %s)") if n in search else SQL("%s")
-                        for n in names
-                    ),
+                    SQL(", ").join(values),
+                    SQL(", ").join(fields),
                     Identifier(table.key),
                     SQL(", ").join(
                         SQL("{0} = EXCLUDED.{0}").format(Identifier(n)) for n in names[1:]
                     ),
                 )
 
-            curs.executemany(
+            keyed: dict[Any, dict[str, Any]] = {}
+            for row in table_rows:
+                if not (table.write_once and row[table.key] in keyed):
+                    keyed[row[table.key]] = row
+            records = []
+            for row in keyed.values():
+                record: dict[str, Any] = {}
+                for i, n in enumerate(names):
+                    if n in search:
+                        record[f"c{i}"], record[f"t{i}"] = row[n].config, row[n].text
+                    else:
+                        record[f"r{i}"] = row[n]
+                records.append(record)
+            curs.execute(
                 self._statement(f"upsert:{table.name}", upsert),
-                [
-                    tuple(
-                        v
-                        for n in names
-                        for v in ((row[n].config, row[n].text) if n in search else (row[n],))
-                    )
-                    for row in table_rows
-                ],
+                (json.dumps(records, separators=(",", ":"), default=_json_value),),
             )
 
     def select(self, query: RowQuery) -> list[dict[str, Any]]:
