@@ -520,13 +520,28 @@ class ReadModel(TrackingRecorder):
                 (limit,),
             )
             docs = [r for r in curs.fetchall() if _searched(r) <= keys.keys()]
-            curs.executemany(
-                self._sql(
-                    "UPDATE {profiles} SET emails = %s, phones = %s, name_starts = %s,"
-                    " word_starts = %s, search_stale = false WHERE customer_id = %s"
-                ),
-                [(*self._search_columns(doc, keys), doc["customer_id"]) for doc in docs],
-            )
+            if docs:
+                curs.execute(
+                    self._sql(
+                        "UPDATE {profiles} AS p SET emails = r.e, phones = r.p,"
+                        " name_starts = r.s, word_starts = r.w, search_stale = false"
+                        " FROM jsonb_to_recordset(%s::jsonb)"
+                        " AS r (c uuid, e text[], p text[], s text[], w text[])"
+                        " WHERE p.customer_id = r.c"
+                    ),
+                    (
+                        _rows(
+                            dict(
+                                zip(
+                                    "cepsw",
+                                    (str(doc["customer_id"]), *self._search_columns(doc, keys)),
+                                    strict=True,
+                                )
+                            )
+                            for doc in docs
+                        ),
+                    ),
+                )
         return len(docs)
 
     def _search_columns(self, p: Doc, keys: pii.Keys) -> tuple[list[str], ...]:
