@@ -529,20 +529,14 @@ class ReadModel(TrackingRecorder):
                         " AS r (c uuid, e text[], p text[], s text[], w text[])"
                         " WHERE p.customer_id = r.c"
                     ),
-                    (
-                        _rows(
-                            dict(
-                                zip(
-                                    "cepsw",
-                                    (str(doc["customer_id"]), *self._search_columns(doc, keys)),
-                                    strict=True,
-                                )
-                            )
-                            for doc in docs
-                        ),
-                    ),
+                    (_rows(self._search_row(doc, keys) for doc in docs),),
                 )
         return len(docs)
+
+    def _search_row(self, doc: Doc, keys: pii.Keys) -> dict[str, Any]:
+        """A profile's search columns as a row of the reindex's UPDATE."""
+        emails, phones, starts, words = self._search_columns(doc, keys)
+        return {"c": str(doc["customer_id"]), "e": emails, "p": phones, "s": starts, "w": words}
 
     def _search_columns(self, p: Doc, keys: pii.Keys) -> tuple[list[str], ...]:
         """A profile's blind indexes: e-mails, phones, name prefixes, later words' prefixes
