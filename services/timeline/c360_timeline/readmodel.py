@@ -438,10 +438,11 @@ class ReadModel(TrackingRecorder):
             # Search columns from the keys at hand; a profile whose keys are not (a new
             # customer) is marked stale and indexed by `reindex` right after, so that no key
             # has to be asked for while the entries wait to become visible.
-            known = self.known_keys({i for p in profiles for i in _searched(p)})
+            searched = [_searched(p) for p in profiles]
+            known = self.known_keys(set().union(*searched))
 
-            def row(p: Doc) -> dict[str, Any]:
-                readable = _searched(p) <= known.keys()
+            def row(p: Doc, needs: set[UUID]) -> dict[str, Any]:
+                readable = needs <= known.keys()
                 empty: tuple[list[str], ...] = ([], [], [], [])
                 emails, phones, starts, words = (
                     self._search_columns(p, known) if readable else empty
@@ -476,7 +477,7 @@ class ReadModel(TrackingRecorder):
                     " doc = EXCLUDED.doc, updated_at = EXCLUDED.updated_at,"
                     " at_risk_until = EXCLUDED.at_risk_until"
                 ),
-                (_rows(row(p) for p in profiles),),
+                (_rows(map(row, profiles, searched)),),
             )
         curs.execute("SELECT pg_notify(%s, '')", (NOTIFY_CHANNEL,))
 
