@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -284,6 +284,15 @@ def _sql(table: QueryTable, condition: Condition, params: list[Any]) -> Composab
     return SQL("({})").format(glue.join(parts))
 
 
+def json_rows(
+    rows: Iterable[Mapping[str, Any]], default: Callable[[Any], Any] | None = None
+) -> str:
+    """Rows as one JSON array, the parameter of a statement that reads them all at once with
+    `jsonb_to_recordset` (psycopg's executemany sends each row by itself: a socket write and
+    a wake-up of the server per row)."""
+    return json.dumps(list(rows), separators=(",", ":"), default=default)
+
+
 def _json_value(value: Any) -> Any:
     """A query-table value JSON cannot write, as text its column's type reads."""
     if isinstance(value, datetime | date):
@@ -389,9 +398,7 @@ class EventRecorder(_SchemaOnce, PostgresApplicationRecorder):
         # Synced here, before the events' table lock: a conflict (an aggregate version or a
         # request id another transaction recorded) raises as itself (IntegrityError), not as
         # "pipeline aborted" later, and the group-commit writer can isolate its command.
-        # One statement each for all the commands of the transaction, their rows in one JSON
-        # parameter: psycopg's executemany sends each row by itself (a socket write and a
-        # wake-up of the server per row).
+        # One statement each for all the commands of the transaction (`json_rows`).
         with curs.connection.pipeline():
             if metadata:
                 curs.execute(
@@ -404,7 +411,7 @@ class EventRecorder(_SchemaOnce, PostgresApplicationRecorder):
                             " AS (i uuid, v bigint, c text, k text, t text, s text)"
                         ).format(Identifier(self.datastore.schema), self.metadata_table),
                     ),
-                    (json.dumps(metadata, separators=(",", ":")),),
+                    (json_rows(metadata),),
                 )
             if requests:
                 # A concurrent retry with the same id fails here on the primary key, so the
@@ -418,7 +425,7 @@ class EventRecorder(_SchemaOnce, PostgresApplicationRecorder):
                             " AS (r text, c text, f text, a uuid, v bigint, h jsonb, x jsonb)"
                         ).format(Identifier(self.datastore.schema), self.idempotency_table),
                     ),
-                    (json.dumps(requests, separators=(",", ":")),),
+                    (json_rows(requests),),
                 )
 
     def add_query_table(self, table: QueryTable) -> None:
@@ -510,9 +517,9 @@ class EventRecorder(_SchemaOnce, PostgresApplicationRecorder):
             return [r["originator_id"] for r in curs.fetchall()]
 
     def _upsert_rows(self, curs: Cursor[DictRow], rows: list[dict[str, Any]]) -> None:
-        """Each query table's rows in one statement, the rows in one JSON parameter (an
-        executemany would send each row by itself). A key given twice takes effect as the
-        rows one after the other would: the last one, or the first if rows are written once."""
+        """Each query table's rows in one statement (`json_rows`). A key given twice takes
+        effect as the rows one after the other would: the last one, or the first if rows are
+        written once."""
         by_table: dict[str, list[dict[str, Any]]] = {}
         for row in rows:
             by_table.setdefault(row.get(ROW_TABLE, ""), []).append(row)
@@ -566,7 +573,7 @@ class EventRecorder(_SchemaOnce, PostgresApplicationRecorder):
                 records.append(record)
             curs.execute(
                 self._statement(f"upsert:{table.name}", upsert),
-                (json.dumps(records, separators=(",", ":"), default=_json_value),),
+                (json_rows(records, _json_value),),
             )
 
     def select(self, query: RowQuery) -> list[dict[str, Any]]:

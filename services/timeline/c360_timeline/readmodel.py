@@ -7,7 +7,6 @@ redelivered, re-published or replayed is recognised and changes nothing.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -25,7 +24,7 @@ from unidecode import unidecode
 from c360.events.v1 import envelope_pb2
 from c360_platform import pii
 from c360_platform.datakeys import no_keys
-from c360_platform.pgstore import TrackingRecorder, ensure_schema, postgres_env
+from c360_platform.pgstore import TrackingRecorder, ensure_schema, json_rows, postgres_env
 from c360_timeline.projection import (
     ChurnRule,
     Doc,
@@ -87,11 +86,6 @@ def word_starts(key: str) -> list[str]:
 
 
 KeySource = Callable[[Iterable[UUID]], pii.Keys]
-
-
-def _rows(rows: Iterable[Mapping[str, Any]]) -> str:
-    """Rows as one JSON array, for a statement that reads them with `jsonb_to_recordset`."""
-    return json.dumps(list(rows), separators=(",", ":"))
 
 
 def _iso(at: datetime | None) -> str | None:
@@ -380,9 +374,8 @@ class ReadModel(TrackingRecorder):
                 self._sql("INSERT INTO {forgotten} VALUES (%s, %s) ON CONFLICT DO NOTHING"),
                 forgotten,
             )
-        # Each of these is one statement of one JSON parameter (the rows), not an executemany:
-        # psycopg sends each row of an executemany on its own (a write to the socket, and a
-        # wake-up of the server, per row), which cost more than all the rest of a batch.
+        # Each of these is one statement of one JSON parameter (`json_rows`), not an
+        # executemany, whose row-by-row sending cost more than all the rest of a batch.
         curs.execute(
             self._sql(
                 "INSERT INTO {entries} (event_id, customer_id, occurred_at, source, position,"
@@ -393,7 +386,7 @@ class ReadModel(TrackingRecorder):
                 " ORDER BY n ON CONFLICT (event_id) DO NOTHING"
             ),
             (
-                _rows(
+                json_rows(
                     {
                         "e": e.event_id,
                         "c": e.customer_id,
@@ -421,7 +414,7 @@ class ReadModel(TrackingRecorder):
                     " WHERE p.customer_id = r.c"
                 ),
                 (
-                    _rows(
+                    json_rows(
                         {
                             "c": p["customer_id"],
                             "k": p["kind"],
@@ -477,7 +470,7 @@ class ReadModel(TrackingRecorder):
                     " doc = EXCLUDED.doc, updated_at = EXCLUDED.updated_at,"
                     " at_risk_until = EXCLUDED.at_risk_until"
                 ),
-                (_rows(map(row, profiles, searched)),),
+                (json_rows(map(row, profiles, searched)),),
             )
         curs.execute("SELECT pg_notify(%s, '')", (NOTIFY_CHANNEL,))
 
@@ -530,7 +523,7 @@ class ReadModel(TrackingRecorder):
                         " AS r (c uuid, e text[], p text[], s text[], w text[])"
                         " WHERE p.customer_id = r.c"
                     ),
-                    (_rows(self._search_row(doc, keys) for doc in docs),),
+                    (json_rows(self._search_row(doc, keys) for doc in docs),),
                 )
         return len(docs)
 
