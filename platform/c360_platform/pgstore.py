@@ -354,6 +354,56 @@ class EventRecorder(_SchemaOnce, PostgresApplicationRecorder):
             found = self._statements[key] = build().as_bytes(None)
         return found
 
+    def _insert_stored_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> None:
+        """The library's insert of the events (its table lock, its NOTIFY, then the events,
+        their notification ids returned in order), with its statements composed once and the
+        events sent as one JSON parameter. The library sends them as an array of a composite
+        type, which psycopg dumps field by field in Python: about a third of a group-commit
+        transaction's CPU, and of an import's store."""
+        schema, table = Identifier(self.datastore.schema), Identifier(self.events_table_name)
+        curs.execute(
+            self._statement(
+                "lock timeout",
+                lambda: SQL("SET LOCAL lock_timeout = '{0}s'").format(self.datastore.lock_timeout),
+            ),
+            prepare=True,
+        )
+        curs.execute(
+            self._statement(
+                "lock", lambda: SQL("LOCK TABLE {0}.{1} IN EXCLUSIVE MODE").format(schema, table)
+            ),
+            prepare=True,
+        )
+        curs.execute(
+            self._statement(
+                "notify", lambda: SQL("NOTIFY {0}").format(Identifier(self.channel_name))
+            )
+        )
+        curs.execute(
+            self._statement(
+                "events",
+                lambda: SQL(
+                    "INSERT INTO {0}.{1} (originator_id, originator_version, topic, state)"
+                    " SELECT i, v, t, s FROM ROWS FROM (jsonb_to_recordset(%s::jsonb)"
+                    " AS (i uuid, v bigint, t text, s bytea)) WITH ORDINALITY AS r (i, v, t, s, n)"
+                    " ORDER BY n RETURNING notification_id"
+                ).format(schema, table),
+            ),
+            (
+                json_rows(
+                    {
+                        "i": str(e.originator_id),
+                        "v": e.originator_version,
+                        "t": e.topic,
+                        "s": "\\x" + e.state.hex(),
+                    }
+                    for e in stored_events
+                ),
+            ),
+        )
+
     def _insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> None:
