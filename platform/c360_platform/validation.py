@@ -9,7 +9,7 @@ from enum import Enum
 from typing import TypeVar
 
 import phonenumbers
-from email_validator import EmailNotValidError, validate_email
+from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 
 from c360_platform.errors import FieldViolation, InvalidArgument
 
@@ -22,6 +22,29 @@ _EMPLOYEE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$")
 _INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
 """Zero-width characters and bidirectional controls: in a name they hide or reorder what a
 reader sees ("Trojan source"), so two names that look the same differ."""
+
+_PLAIN_EMAIL = re.compile(
+    r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*"
+    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
+)
+"""An ASCII address of the everyday kind (letters, digits, _ + - and single dots before the
+@; a host name with a letters-only top-level domain after it), which `email_validator` accepts
+as it is but spends ~90 us on; `Violations.email` checks the rest of its rules (lengths, no
+"--" label, no special-use domain) and leaves every other address to it."""
+
+
+def plain_email(value: str) -> str | None:
+    """An everyday ASCII address lower-cased, as `Violations.email` would normalise it, found
+    without `email_validator`; None for any other text (valid or not: it decides those)."""
+    address = value.strip()
+    if not _PLAIN_EMAIL.fullmatch(address) or len(address) > 254:
+        return None
+    local, _, domain = address.lower().rpartition("@")
+    if len(local) > 64 or len(domain) > 253 or "--" in domain:
+        return None
+    if any(domain == d or domain.endswith("." + d) for d in SPECIAL_USE_DOMAIN_NAMES):
+        return None
+    return f"{local}@{domain}"
 
 
 class Violations:
@@ -87,6 +110,9 @@ class Violations:
 
     def email(self, field: str, value: str) -> str:
         """An e-mail address, normalised (domain lower-cased, Unicode NFC); no DNS look-up."""
+        plain = plain_email(value)
+        if plain is not None:
+            return plain
         try:
             result = validate_email(value.strip(), check_deliverability=False)
         except EmailNotValidError:
