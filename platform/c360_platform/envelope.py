@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import importlib
 import pkgutil
 import re
@@ -31,6 +33,7 @@ Envelope = envelope_pb2.Envelope
 ENVELOPE_VERSION = 1
 SUBJECT_ROOT = "c360"
 _EVENT_NAMESPACE = uuid.UUID("6f1f1c0e-3c36-4c36-9c36-c360c360c360")
+_EVENT_NAMESPACE_BYTES = _EVENT_NAMESPACE.bytes
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -49,14 +52,28 @@ def short_type(aggregate_type: str, payload_name: str) -> str:
     return f"{aggregate_type}.{name}"
 
 
+@functools.lru_cache(maxsize=4096)
 def subject_for(source: str, aggregate_type: str, payload_name: str) -> str:
-    """c360.<area>.<aggregate>.<event>; never carries ids or personal data."""
+    """c360.<area>.<aggregate>.<event>; never carries ids or personal data. Kept per name (a
+    few hundred at most): the relay asks for each event it publishes."""
     return f"{SUBJECT_ROOT}.{source}.{short_type(aggregate_type, payload_name)}"
 
 
-def event_id(source: str, aggregate_id: uuid.UUID, version: int) -> str:
-    """A stable id for a stored event: the same on every re-publication and rebuild."""
-    return str(uuid.uuid5(_EVENT_NAMESPACE, f"{source}:{aggregate_id}:{version}"))
+def event_id(source: str, aggregate_id: uuid.UUID | str, version: int) -> str:
+    """A stable id for a stored event: the same on every re-publication and rebuild. It is
+    `uuid.uuid5(_EVENT_NAMESPACE, "<source>:<aggregate id>:<version>")`, written out: the
+    SHA-1 of the namespace and the name, version and variant bits set, as text, without the
+    two `UUID` objects `uuid5` makes (the relay makes one id per event it publishes)."""
+    digest = bytearray(
+        hashlib.sha1(
+            _EVENT_NAMESPACE_BYTES + f"{source}:{aggregate_id}:{version}".encode(),
+            usedforsecurity=False,
+        ).digest()[:16]
+    )
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def msg_id(source: str, position: int) -> str:
@@ -95,12 +112,13 @@ def pack(
 ) -> envelope_pb2.Envelope:
     payload = any_pb2.Any()
     payload.Pack(publication.payload, type_url_prefix="type.c360.dev/")
+    aggregate = str(aggregate_id)
     return Envelope(
-        event_id=event_id(source, aggregate_id, aggregate_version),
+        event_id=event_id(source, aggregate, aggregate_version),
         source=source,
         event_type=publication.payload.DESCRIPTOR.full_name,
         customer_id=publication.customer_id,
-        aggregate_id=str(aggregate_id),
+        aggregate_id=aggregate,
         aggregate_type=publication.aggregate_type,
         aggregate_version=aggregate_version,
         source_position=position,
