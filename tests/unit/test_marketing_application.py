@@ -241,6 +241,44 @@ def test_provider_reports_count_once_and_unsubscribes_revoke(mk: Marketing, cloc
     assert [r.key for r in by_region] == ["LV"]
 
 
+def test_touches_are_attributed_only_when_a_lifetime_value_changed(
+    mk: Marketing, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    define(mk)
+    cid = plan(mk)
+    mk.change_campaign(ctx(), cid, None, lambda c: c.approve(""))
+    mk.send(ctx(), cid, None, launch=True)
+    attributed: list[str] = []
+    attribute = mk._attribute
+
+    def counted(facts: Facts) -> None:
+        attributed.append(facts.customer_id)
+        attribute(facts)
+
+    monkeypatch.setattr(mk, "_attribute", counted)
+    clock.advance(days=1)
+    # Profiles changed in other ways, and new customers without a lifetime value: the touches
+    # are not looked up (a query per changed profile before).
+    mk.observe([person(ADA, "Ada", region="EE"), person(BOB, "Bob", region="EE")])
+    mk.observe(
+        [person(f"00000000-0000-4000-8000-{i:012}", "New", lifetime_value={}) for i in range(50)]
+    )
+    assert attributed == []
+    # Ada's value grows: her touches are looked up, and the growth is the touch's revenue.
+    mk.observe([person(ADA, "Ada", region="EE", lifetime_value={"EUR": Decimal("1800")})])
+    assert attributed == [ADA]
+    # Seen again at the same value: nothing to attribute, nothing doubled.
+    mk.observe([person(ADA, "Ada", region="LV", lifetime_value={"EUR": Decimal("1800")})])
+    assert attributed == [ADA]
+    total, _ = mk.results(mk.campaign(cid), "region")
+    assert total.counts["converted"] == 1
+    assert total.revenue == Decimal("300")
+    # A customer first seen with a value (after a restart, say) is attributed.
+    dan = "00000000-0000-4000-8000-0000000000dd"
+    mk.observe([person(dan, "Dan", lifetime_value={"EUR": Decimal("5")})])
+    assert attributed == [ADA, dan]
+
+
 def test_reports_on_unknown_kinds_are_refused(mk: Marketing) -> None:
     define(mk)
     cid = plan(mk)

@@ -38,6 +38,18 @@ PLANS_SOURCE = "marketing-plans"
 ATTRIBUTION = timedelta(days=30)
 """A growth of the lifetime value within this time after a touch is the touch's revenue."""
 
+
+def _may_convert(before: Facts | None, fresh: Facts) -> bool:
+    """Whether a customer's new facts can give a touch revenue (`Touch.convert`: the growth of
+    the lifetime value since the send). Only a lifetime value above zero that differs from the
+    one last seen can: a touch sent since then was sent at that value, and the touches sent
+    before were attributed when it was seen. Most changes of a profile (every one of an
+    import, of a rebuild's replay) are not such, and need no look-up of touches."""
+    if not any(amount > 0 for amount in fresh.lifetime_value.values()):
+        return False
+    return before is None or before.lifetime_value != fresh.lifetime_value
+
+
 PLANS = QueryTable(
     name="plans",
     columns=(
@@ -424,7 +436,8 @@ class Marketing:
                     if prior is not None:
                         prior = replace(prior, segments=after.segments)
                     changes += self._evaluate(segment, prior, after, "profile_changed")
-                self._attribute(fresh)
+                if _may_convert(before, fresh):
+                    self._attribute(fresh)
         return changes
 
     def reevaluate(self, batch: int = 200) -> int:
