@@ -126,6 +126,13 @@ def test_a_segment_of_a_segment_follows_it(mk: Marketing) -> None:
     assert [m.customer_id for m in mk.members(calm, None)] == [ADA]
     why = mk.explain(calm, BOB, None)
     assert why.condition.startswith("member of segment")
+    # A new customer enters both in one observation: the second sees the first's entry.
+    dan = "00000000-0000-4000-8000-0000000000dd"
+    mk.observe([person(dan, "Dan")])
+    assert dan in [m.customer_id for m in mk.members(calm, None)]
+    # Bob comes back: he re-enters the first, and so the second.
+    mk.observe([person(BOB, "Bob")])
+    assert BOB in [m.customer_id for m in mk.members(calm, None)]
 
 
 def plan(mk: Marketing, **changes: Any) -> UUID:

@@ -391,6 +391,12 @@ class Marketing:
 
     def _evaluate(self, segment: Segment, before: Facts | None, after: Facts, cause: str) -> bool:
         """Save the customer's entry or leave if the segment's verdict changed; True if so."""
+        return self._judge(segment, before, after, cause)[0]
+
+    def _judge(
+        self, segment: Segment, before: Facts | None, after: Facts, cause: str
+    ) -> tuple[bool, bool]:
+        """`_evaluate`, and whether the customer is a member of the segment now."""
         tree = segment.condition
         now = conditions.values(tree, after)
         verdict = conditions.decide(tree, now)
@@ -403,7 +409,7 @@ class Marketing:
         existing = self.people.at(Membership, mid, None)
         if existing is None:
             if not verdict.member:
-                return False
+                return False, False
             membership = Membership(
                 segment_id=str(segment.id),
                 customer_id=after.customer_id,
@@ -417,9 +423,9 @@ class Marketing:
             membership = existing
             membership.change(verdict.member, segment.name, segment.version, path, text, cause)
         if not membership.pending_events:
-            return False
+            return False, membership.member
         self.people.save(membership)
-        return True
+        return True, membership.member
 
     def observe(self, changed: Iterable[Facts]) -> int:
         """Take the customers' new facts and evaluate every segment for them; returns how many
@@ -430,12 +436,22 @@ class Marketing:
             for fresh in changed:
                 before = self.facts.get(fresh.customer_id)
                 self.facts[fresh.customer_id] = fresh
-                prior = None if before is None else self._with_segments(before)
+                # The segments and responses are read once per customer; the memberships are
+                # then kept here as each segment decides (a later segment may ask about an
+                # earlier one's), not read again for every segment.
+                seen = self._with_segments(fresh) if segments else fresh
+                members = set(seen.segments)
+                prior = None if before is None else replace(before, responded=seen.responded)
                 for segment in segments:
-                    after = self._with_segments(fresh)
+                    after = replace(seen, segments=frozenset(members))
                     if prior is not None:
                         prior = replace(prior, segments=after.segments)
-                    changes += self._evaluate(segment, prior, after, "profile_changed")
+                    entered_or_left, member = self._judge(segment, prior, after, "profile_changed")
+                    changes += entered_or_left
+                    if member:
+                        members.add(str(segment.id))
+                    else:
+                        members.discard(str(segment.id))
                 if _may_convert(before, fresh):
                     self._attribute(fresh)
         return changes
