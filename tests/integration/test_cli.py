@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -50,12 +51,13 @@ def _pump(stream: IO[str], lines: queue.Queue[str], output: list[str]) -> None:
         lines.put(line)
 
 
-@pytest.fixture
-def up(tmp_path: Path, database_url: str, fresh_nats_url: str) -> Iterator[Up]:
-    """`c360 up` on a fresh database and nats-server, ready when it printed its ready line."""
-    home = tmp_path / "home"
-    env = dict(os.environ, C360_POSTGRES_URL=database_url, NATS_URL=fresh_nats_url)
-    command = [sys.executable, "-m", "c360_cli.main", "up", "--home", str(home)]
+BIND_FAILED = "Failed to bind to address"
+"""What a service of `c360 up` logs when another process took its port between the fixture's
+look and the bind (the look cannot reserve it): then `up` is started again on new ports."""
+
+
+def _start_up(command: list[str], env: dict[str, str], home: Path) -> Up:
+    """One `c360 up` on a fresh range of ports, ready; pytest.fail if it stopped otherwise."""
     proc = subprocess.Popen(
         [*command, "--base-port", str(free_port(count=8))],
         stdout=subprocess.PIPE,
@@ -75,18 +77,48 @@ def up(tmp_path: Path, database_url: str, fresh_nats_url: str) -> Iterator[Up]:
                 pytest.fail(f"c360 up did not become ready:\n{running.logs()}")
             try:
                 if "ready" in lines.get(timeout=min(remaining, 1.0)):
-                    break
+                    return running
             except queue.Empty:
                 continue
+    except BaseException:
+        _stop(proc)
+        raise
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextlib.contextmanager
+def running_up(home: Path, env: dict[str, str]) -> Iterator[Up]:
+    """`c360 up --home home` with `env`, ready when it printed its ready line; stopped after.
+    Started again on new ports (three times at most) if a port was taken meanwhile."""
+    command = [sys.executable, "-m", "c360_cli.main", "up", "--home", str(home)]
+    for attempt in (1, 2, 3):
+        try:
+            running = _start_up(command, env, home)
+            break
+        except pytest.fail.Exception as failed:
+            if attempt == 3 or BIND_FAILED not in str(failed):
+                raise
+    try:
         yield running
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        _stop(running.proc)
+
+
+@pytest.fixture
+def up(tmp_path: Path, database_url: str, fresh_nats_url: str) -> Iterator[Up]:
+    """`c360 up` on a fresh database and nats-server."""
+    env = dict(os.environ, C360_POSTGRES_URL=database_url, NATS_URL=fresh_nats_url)
+    with running_up(tmp_path / "home", env) as running:
+        yield running
 
 
 def c360(home: Path, *args: str) -> subprocess.CompletedProcess[str]:

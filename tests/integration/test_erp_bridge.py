@@ -4,62 +4,29 @@ from __future__ import annotations
 
 import json
 import os
-import queue
-import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pytest
 
-from c360_platform.processes import free_port
+from .test_cli import running_up
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 BRIDGE = ROOT / "examples" / "erp_bridge.py"
 
 
-def _pump(stream: IO[str], lines: queue.Queue[str], seen: list[str]) -> None:
-    for line in stream:
-        seen.append(line)
-        lines.put(line)
-
-
 @pytest.fixture
 def home(tmp_path: Path, database_url: str) -> Iterator[Path]:
     """`c360 up` with its own embedded nats-server (users and permissions generated)."""
-    home = tmp_path / "home"
     env = {k: v for k, v in os.environ.items() if k != "NATS_URL"}
     env["C360_POSTGRES_URL"] = database_url
-    command = [sys.executable, "-m", "c360_cli.main", "up", "--home", str(home)]
-    proc = subprocess.Popen(
-        [*command, "--base-port", str(free_port(count=8))],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )
-    assert proc.stdout is not None
-    lines: queue.Queue[str] = queue.Queue()
-    seen: list[str] = []
-    threading.Thread(target=_pump, args=(proc.stdout, lines, seen), daemon=True).start()
-    try:
-        deadline = time.monotonic() + 90
-        while "ready" not in (lines.get(timeout=max(0.1, deadline - time.monotonic())) or ""):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("c360 up did not become ready:\n" + "".join(seen))
-        yield home
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with running_up(tmp_path / "home", env) as running:
+        yield running.home
 
 
 def run(*command: str) -> Any:
