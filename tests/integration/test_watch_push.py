@@ -11,6 +11,7 @@ import pytest
 from c360.customer.v1 import customer_service_pb2 as capi
 from c360.timeline.v1 import timeline_service_pb2 as tapi
 from c360_platform.notify import Notifications
+from c360_timeline.readmodel import customer_topic
 
 from .conftest import Stack
 from .helpers import eventually, register
@@ -51,6 +52,26 @@ async def test_idle_watchers_cost_no_polling_and_all_see_the_next_entry(stack: S
             timeout=5,
         )
         assert [e.type for e in read.entries] == ["customer.registered"]
+        # Another customer's commit wakes none of them (each would look at the database):
+        # they are still waiting on the same futures after it is visible.
+        topic = customer_topic(ada.aggregate_id)
+        other = bob
+        while customer_topic(other.aggregate_id) == topic:  # 1 in 4,096: another customer
+            other = (await register(stack.customer, "Cid Other", "cid@example.com")).result
+        waiting = set(pushed._waiting[topic])
+        assert len(waiting) == WATCHERS
+        renamed = await stack.customer.RenameCustomer(
+            capi.RenameCustomerRequest(customer_id=other.aggregate_id, display_name="Bob King")
+        )
+        await stack.timeline.GetTimeline(
+            tapi.GetTimelineRequest(
+                customer_id=other.aggregate_id, wait_for=renamed.result.consistency_token
+            ),
+            timeout=5,
+        )
+        await asyncio.sleep(0.2)
+        assert set(pushed._waiting[topic]) == waiting
+        assert not any(n.done() for n in nexts)
         woken_before = pushed.generation
         await stack.customer.RenameCustomer(
             capi.RenameCustomerRequest(customer_id=ada.aggregate_id, display_name="Ada King")

@@ -39,7 +39,14 @@ from c360_timeline.projection import (
     registry,
 )
 from c360_timeline.projector import Projector
-from c360_timeline.readmodel import MAX_PREFIX, SCHEMA, KeySource, churn_rule_from_env, name_key
+from c360_timeline.readmodel import (
+    MAX_PREFIX,
+    SCHEMA,
+    KeySource,
+    churn_rule_from_env,
+    customer_topic,
+    name_key,
+)
 
 T = TypeVar("T")
 
@@ -430,8 +437,10 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
     ) -> AsyncIterator[api.WatchTimelineResponse]:
         customer_id = parse_id("customer_id", request.customer_id)
         cursor = request.after_cursor
+        # The topics of the customer and of those merged into it (see below).
+        topics = [customer_topic(customer_id)]
         while True:
-            seen = self.notifications.generation if self.notifications else 0
+            seen = self.notifications.mark(topics) if self.notifications else 0
             # The customer and those merged into it now, in the same statement (one snapshot)
             # as the entries: a merge while watching adds the duplicate's new entries from
             # then on; its older history is in GetTimeline.
@@ -440,14 +449,21 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
                     WATCH_SQL, {"root": customer_id, "at": "infinity", "after": cursor}
                 )
                 rows = await self._opened_entries(await cur.fetchall(), conn)
+                group = await self._group(conn, customer_id, None)
+            # A merge since the last look names the survivor's topic; the group, and so the
+            # topics to wait for, are read again at every look (a changed group makes `seen`
+            # stale, and the next wait returns at once: one look more).
+            topics = sorted({customer_topic(member) for member in group} or set(topics))
             for r in rows:
                 cursor = r["entry_seq"]
                 yield api.WatchTimelineResponse(entry=entry_message(r))
             if rows:
                 continue
             if self.notifications is not None and self.notifications.connected:
-                # Woken by the projector's next commit; a look now and then all the same.
-                await self.notifications.changed(seen, WATCH_FALLBACK_S)
+                # Woken by the projector's commits that name one of the topics (not by every
+                # commit: a thousand idle watches are not a thousand looks per commit); a
+                # look now and then all the same.
+                await self.notifications.changed_for(topics, seen, WATCH_FALLBACK_S)
             else:
                 await asyncio.sleep(WATCH_POLL_S)
 

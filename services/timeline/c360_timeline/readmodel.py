@@ -22,7 +22,7 @@ from psycopg.sql import SQL, Identifier
 from unidecode import unidecode
 
 from c360.events.v1 import envelope_pb2
-from c360_platform import pii
+from c360_platform import notify, pii
 from c360_platform.datakeys import no_keys
 from c360_platform.pgstore import TrackingRecorder, ensure_schema, json_rows, postgres_env
 from c360_timeline.projection import (
@@ -99,7 +99,27 @@ KEY_CACHE_SECONDS = 60.0
 `forgotten` table, kept with the entries)."""
 
 NOTIFY_CHANNEL = "c360_timeline"
-"""The projector NOTIFYs here in each transaction that applies events (query.py LISTENs)."""
+"""The projector NOTIFYs here in each transaction that applies events (query.py LISTENs),
+naming the customers whose entries it added by their `customer_topic`s."""
+
+
+def customer_topic(customer_id: UUID | str) -> str:
+    """The wake-up topic of a customer's watches: the first three hex digits of its id (4,096
+    topics), so that a commit names a thousand customers in 4 KB, and a watch is woken by the
+    commits about its customer and about a few hundredth of the others."""
+    return str(customer_id)[:3]
+
+
+def changed_topics(entries: Iterable[Entry]) -> list[str]:
+    """The topics of the customers these entries are about, and of the survivors of the merges
+    among them (a survivor's watch then takes in the duplicate's later entries)."""
+    topics = {customer_topic(e.customer_id) for e in entries if e.customer_id}
+    topics.update(
+        customer_topic(e.details["survivor_id"])
+        for e in entries
+        if e.type == "customer.merged_into" and e.details.get("survivor_id")
+    )
+    return sorted(topics)
 
 
 class ReadModel(TrackingRecorder):
@@ -288,9 +308,11 @@ class ReadModel(TrackingRecorder):
             if not fresh:
                 return 0
             self._record_tracking(curs, fresh)
-            # Delivered at commit, once per transaction (PostgreSQL folds repeats): it wakes
-            # the watches and read-your-writes waits of every timeline process.
-            curs.execute("SELECT pg_notify(%s, '')", (NOTIFY_CHANNEL,))
+            # Delivered at commit: it wakes the read-your-writes waits of every timeline
+            # process, and the watches of the customers it names.
+            curs.execute(
+                "SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, notify.payload(changed_topics(fresh)))
+            )
             # Events about no customer (a product, a price list, a lead not yet linked) are
             # tracked as applied but make no entry: a timeline is a customer's.
             unattached = sum(1 for e in fresh if not e.customer_id)
@@ -472,7 +494,8 @@ class ReadModel(TrackingRecorder):
                 ),
                 (json_rows(map(row, profiles, searched)),),
             )
-        curs.execute("SELECT pg_notify(%s, '')", (NOTIFY_CHANNEL,))
+        # Search waits look again; no watch has anything new (no topic).
+        curs.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, notify.payload(())))
 
     def known_keys(self, customer_ids: set[UUID]) -> pii.Keys:
         """The keys of these customers this process holds now, without asking for any."""
