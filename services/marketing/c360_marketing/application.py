@@ -7,7 +7,7 @@ segments, sends and reports over both stores.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -389,12 +389,25 @@ class Marketing:
             visit(s)
         return done
 
-    def _evaluate(self, segment: Segment, before: Facts | None, after: Facts, cause: str) -> bool:
-        """Save the customer's entry or leave if the segment's verdict changed; True if so."""
-        return self._judge(segment, before, after, cause)[0]
+    def _evaluate(
+        self,
+        segment: Segment,
+        before: Facts | None,
+        after: Facts,
+        cause: str,
+        names: Mapping[str, str] | None = None,
+    ) -> bool:
+        """Save the customer's entry or leave if the segment's verdict changed; True if so.
+        `names`: the segments' names by id, if the caller has them (else read when needed)."""
+        return self._judge(segment, before, after, cause, names)[0]
 
     def _judge(
-        self, segment: Segment, before: Facts | None, after: Facts, cause: str
+        self,
+        segment: Segment,
+        before: Facts | None,
+        after: Facts,
+        cause: str,
+        names: Mapping[str, str] | None = None,
     ) -> tuple[bool, bool]:
         """`_evaluate`, and whether the customer is a member of the segment now."""
         tree = segment.condition
@@ -403,7 +416,10 @@ class Marketing:
         path = verdict.path
         if before is not None:
             path = conditions.changed_condition(tree, conditions.values(tree, before), now)
-        names = {str(s.id): s.name for s in self.segments()} if "segment" in str(tree) else {}
+        if "segment" not in str(tree):
+            names = {}
+        elif names is None:
+            names = {str(s.id): s.name for s in self.segments()}
         text = conditions.text_of(tree, path, names)
         mid = domain.membership_id(str(segment.id), after.customer_id)
         existing = self.people.at(Membership, mid, None)
@@ -433,6 +449,7 @@ class Marketing:
         changes = 0
         with self.lock:
             segments = self._ordered(self.segments())
+            names = {str(s.id): s.name for s in segments}
             for fresh in changed:
                 before = self.facts.get(fresh.customer_id)
                 self.facts[fresh.customer_id] = fresh
@@ -446,7 +463,9 @@ class Marketing:
                     after = replace(seen, segments=frozenset(members))
                     if prior is not None:
                         prior = replace(prior, segments=after.segments)
-                    entered_or_left, member = self._judge(segment, prior, after, "profile_changed")
+                    entered_or_left, member = self._judge(
+                        segment, prior, after, "profile_changed", names
+                    )
                     changes += entered_or_left
                     if member:
                         members.add(str(segment.id))
@@ -461,7 +480,9 @@ class Marketing:
         batch at a time (progress in `self.progress`); returns how many were evaluated now."""
         done = 0
         with self.lock:
-            for segment in self._ordered(self.segments()):
+            segments = self._ordered(self.segments())
+            names = {str(s.id): s.name for s in segments}
+            for segment in segments:
                 key = str(segment.id)
                 progress = self.progress.get(key)
                 if progress is None or progress.version != segment.version:
@@ -472,7 +493,7 @@ class Marketing:
                     continue
                 for customer_id in people[progress.evaluated : progress.evaluated + batch]:
                     after = self._with_segments(self.facts[customer_id])
-                    self._evaluate(segment, None, after, "segment_revised")
+                    self._evaluate(segment, None, after, "segment_revised", names)
                     progress.evaluated += 1
                     done += 1
                 if done >= batch:
