@@ -396,20 +396,10 @@ class Marketing:
         after: Facts,
         cause: str,
         names: Mapping[str, str] | None = None,
-    ) -> bool:
-        """Save the customer's entry or leave if the segment's verdict changed; True if so.
-        `names`: the segments' names by id, if the caller has them (else read when needed)."""
-        return self._judge(segment, before, after, cause, names)[0]
-
-    def _judge(
-        self,
-        segment: Segment,
-        before: Facts | None,
-        after: Facts,
-        cause: str,
-        names: Mapping[str, str] | None = None,
     ) -> tuple[bool, bool]:
-        """`_evaluate`, and whether the customer is a member of the segment now."""
+        """Save the customer's entry or leave if the segment's verdict changed: whether it
+        did, and whether the customer is a member now. `names`: the segments' names by id, if
+        the caller has them (else read when a condition shows one)."""
         tree = segment.condition
         now = conditions.values(tree, after)
         verdict = conditions.decide(tree, now)
@@ -463,7 +453,7 @@ class Marketing:
                     after = replace(seen, segments=frozenset(members))
                     if prior is not None:
                         prior = replace(prior, segments=after.segments)
-                    entered_or_left, member = self._judge(
+                    entered_or_left, member = self._evaluate(
                         segment, prior, after, "profile_changed", names
                     )
                     changes += entered_or_left

@@ -106,11 +106,11 @@ naming the customers whose entries it added by their `customer_topic`s."""
 def customer_topic(customer_id: UUID | str) -> str:
     """The wake-up topic of a customer's watches: the first three hex digits of its id (4,096
     topics), so that a commit names a thousand customers in 4 KB, and a watch is woken by the
-    commits about its customer and about a few hundredth of the others."""
+    commits about its customer and by one in 4,096 of the others."""
     return str(customer_id)[:3]
 
 
-def changed_topics(entries: Iterable[Entry]) -> list[str]:
+def changed_topics(entries: Iterable[Entry]) -> set[str]:
     """The topics of the customers these entries are about, and of the survivors of the merges
     among them (a survivor's watch then takes in the duplicate's later entries)."""
     topics = {customer_topic(e.customer_id) for e in entries if e.customer_id}
@@ -119,7 +119,7 @@ def changed_topics(entries: Iterable[Entry]) -> list[str]:
         for e in entries
         if e.type == "customer.merged_into" and e.details.get("survivor_id")
     )
-    return sorted(topics)
+    return topics
 
 
 class ReadModel(TrackingRecorder):
