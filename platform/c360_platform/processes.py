@@ -13,6 +13,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 _PR_SET_PDEATHSIG = 1
 
@@ -133,7 +134,7 @@ def wait_pid_gone(pid: int, timeout: float) -> bool:
     return not pid_alive(pid)
 
 
-def stop_child(proc: subprocess.Popen[bytes] | None, sig: int, timeout: float) -> None:
+def stop_child(proc: subprocess.Popen[Any] | None, sig: int, timeout: float) -> None:
     if proc is None or proc.poll() is not None:
         return
     with contextlib.suppress(ProcessLookupError):

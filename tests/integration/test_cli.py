@@ -22,7 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from c360.customer.v1 import customer_service_pb2 as capi
 from c360.customer.v1 import customer_service_pb2_grpc as customer_grpc
-from c360_platform.processes import free_port
+from c360_platform.processes import free_port, stop_child
 
 pytestmark = pytest.mark.integration
 
@@ -81,18 +81,8 @@ def _start_up(command: list[str], env: dict[str, str], home: Path) -> Up:
             except queue.Empty:
                 continue
     except BaseException:
-        _stop(proc)
+        stop_child(proc, signal.SIGTERM, 30)
         raise
-
-
-def _stop(proc: subprocess.Popen[str]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @contextlib.contextmanager
@@ -110,7 +100,7 @@ def running_up(home: Path, env: dict[str, str]) -> Iterator[Up]:
     try:
         yield running
     finally:
-        _stop(running.proc)
+        stop_child(running.proc, signal.SIGTERM, 30)
 
 
 @pytest.fixture
