@@ -393,13 +393,16 @@ class EventRecorder(_SchemaOnce, PostgresApplicationRecorder):
             ),
             (
                 json_rows(
-                    {
-                        "i": str(e.originator_id),
-                        "v": e.originator_version,
-                        "t": e.topic,
-                        "s": "\\x" + e.state.hex(),
-                    }
-                    for e in stored_events
+                    (
+                        {
+                            "i": e.originator_id,
+                            "v": e.originator_version,
+                            "t": e.topic,
+                            "s": e.state,
+                        }
+                        for e in stored_events
+                    ),
+                    default=_json_value,  # the id as text, the state as bytea's hex
                 ),
             ),
         )
