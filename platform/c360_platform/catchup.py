@@ -27,7 +27,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import grpc
-import nats
 from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from nats.aio.msg import Msg
@@ -39,6 +38,7 @@ from c360.events.v1 import envelope_pb2
 from c360.events.v1 import event_log_pb2 as log_api
 from c360.events.v1 import event_log_pb2_grpc as log_grpc
 from c360_platform import channels, envelope, subjects
+from c360_platform.pull import Puller
 from c360_platform.streams import StreamSettings
 
 _log = logging.getLogger(__name__)
@@ -236,7 +236,7 @@ class CatchUpConsumer:
         self.max_deliver = max_deliver
         self.warn = warn or _log.warning
         self.config: ConsumerConfig | None = None
-        self.sub: JetStreamContext.PullSubscription | None = None
+        self.sub: Puller | None = None
         self.origin = "start"
         self.floor = 0
         self.watermarks: dict[str, int] = {}
@@ -297,7 +297,9 @@ class CatchUpConsumer:
                 self.floor = start.seq - 1
             config = ConsumerConfig(
                 durable_name=self.durable,
-                ack_policy=AckPolicy.EXPLICIT,
+                # A batch is handled in order and acknowledged at once: its last message
+                # acknowledges it all (durables made before this keep one ack per message).
+                ack_policy=AckPolicy.ALL,
                 ack_wait=self.ack_wait,
                 max_deliver=self.max_deliver,
                 # One batch in flight: a redelivery comes before anything newer (order).
@@ -322,8 +324,16 @@ class CatchUpConsumer:
         self.config = info.config
         if watermarks is not None:
             self.watermarks = dict(watermarks)
-        self.sub = await self.js.pull_subscribe_bind(self.durable, self.stream.name)
+        await self._subscribe()
         return self.created
+
+    async def _subscribe(self) -> None:
+        """A new inbox for the durable's batches; what the old one still held or receives is
+        dropped (it comes again, or was handed out)."""
+        if self.sub is not None:
+            await self.sub.close()
+        self.sub = Puller(self.js, self.stream.name, self.durable)
+        await self.sub.open()
 
     async def _rewind_to_ack_floor(self) -> None:
         """Deliver the unacknowledged messages again now, not after the ack wait (JetStream's
@@ -345,7 +355,7 @@ class CatchUpConsumer:
             self._fill = None
         if self.sub is not None:
             with contextlib.suppress(Exception):
-                await self.sub.unsubscribe()
+                await self.sub.close()
             self.sub = None
 
     async def delete(self) -> None:
@@ -391,11 +401,9 @@ class CatchUpConsumer:
                     if self._rewind:
                         # Messages fetched before the gap was seen were never handed out.
                         await self._rewind_to_ack_floor()
+                        await self._subscribe()
                         self._rewind = False
-            try:
-                msgs = await self.sub.fetch(self.batch_size, timeout=timeout)
-            except (TimeoutError, nats.errors.TimeoutError):
-                msgs = []
+            msgs = await self.sub.fetch(self.batch_size, timeout=timeout)
             first = await self._overtaken(msgs)
             if first is None:
                 return self._from_stream(msgs)
@@ -502,5 +510,9 @@ class CatchUpConsumer:
             self.floor = max(self.floor, *(_seq(m) for m in handled))
         if save and (handled or batch.events):
             await self.save()
+        if self.config is not None and self.config.ack_policy == AckPolicy.ALL:
+            if batch.msgs:
+                await batch.msgs[-1].ack()
+            return
         for msg in batch.msgs:
             await msg.ack()

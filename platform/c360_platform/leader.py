@@ -27,15 +27,20 @@ async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(stop.wait(), timeout=seconds)
 
 
-async def unless_stopped(stop: asyncio.Event, waiting: Awaitable[T]) -> T | None:
-    """Await `waiting` (an idle wait: a fetch, a notification) unless `stop` comes first,
-    in which case it is cancelled and None returned. Never use it around work in progress."""
+async def unless_stopped(
+    stop: asyncio.Event, waiting: Awaitable[T], *more: asyncio.Event | None
+) -> T | None:
+    """Await `waiting` (an idle wait: a fetch, a notification) unless `stop` (or one of
+    `more`) is set first, in which case it is cancelled and None returned. Never use it
+    around work in progress."""
     task = asyncio.ensure_future(waiting)
-    stopped = asyncio.ensure_future(stop.wait())
+    events = [stop, *(event for event in more if event is not None)]
+    stopped = [asyncio.ensure_future(event.wait()) for event in events]
     try:
-        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({task, *stopped}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        stopped.cancel()
+        for waiter in stopped:
+            waiter.cancel()
     if task.done():
         return task.result()
     task.cancel()

@@ -134,7 +134,10 @@ async def test_republished_beyond_the_dedup_window_and_redelivered_events_apply_
         view, postgres_url=database_url, nats_url=fresh_nats_url, stream=no_window, batch_size=7
     )
     closing.append(projector)
-    sub = await projector.connect()
+    await projector.connect()
+    assert projector.consumer is not None
+    sub = projector.consumer.sub
+    assert sub is not None
     # A projector that applied a batch and died before acknowledging it: redelivery follows.
     msgs = await sub.fetch(7, timeout=5)
     await asyncio.to_thread(view.apply, [envelope_pb2.Envelope.FromString(m.data) for m in msgs])

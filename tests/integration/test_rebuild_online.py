@@ -53,3 +53,59 @@ async def test_reads_during_a_rebuild_never_fail_nor_show_an_empty_timeline(stac
     assert set(sizes) == {complete}  # every read saw the whole timeline, never less
     after = await stack.timeline.GetTimeline(request)
     assert len(after.entries) == complete
+
+
+async def test_a_rebuild_does_not_wait_for_the_feeds_idle_fetches(stack: Stack) -> None:
+    """The live feeds hold their mutexes while they wait for new events; a rebuild ends
+    those waits instead of waiting them out."""
+    registered = await register(stack.customer, "Idle", "idle@example.com")
+    await stack.timeline.GetTimeline(
+        tapi.GetTimelineRequest(
+            customer_id=registered.result.aggregate_id,
+            wait_for=registered.result.consistency_token,
+        ),
+        timeout=20,
+    )
+    stack.projector.idle_wait = 120.0  # from the feeds' next wait on
+    await asyncio.sleep(2.5)  # both feeds are in such a wait now
+    replies = stack.timeline.RebuildReadModel(tapi.RebuildReadModelRequest(), timeout=60)
+    progress = [(reply.applied, reply.done) async for reply in replies]
+    assert progress[-1] == (1, True)
+
+
+async def test_a_rebuild_ends_while_commands_keep_coming_and_misses_none(stack: Stack) -> None:
+    """The replay goes up to the stream's head as it began; what comes after is the live
+    feed's, from the new model's tracking. Commands never pause long enough for a fetch to
+    find the stream empty, and every one of them is in the new model after."""
+    for i in range(20):
+        await register(stack.customer, f"Before {i}", f"before{i}@example.com")
+    writing = asyncio.Event()
+    writing.set()
+    registered: list[capi.RegisterCustomerResponse] = []
+
+    async def keep_writing() -> None:
+        while writing.is_set():
+            n = len(registered)
+            registered.append(await register(stack.customer, f"During {n}", f"d{n}@example.com"))
+
+    writer = asyncio.create_task(keep_writing())
+    try:
+        await asyncio.sleep(0.5)
+        replies = stack.timeline.RebuildReadModel(tapi.RebuildReadModelRequest(), timeout=60)
+        progress = [(reply.applied, reply.done) async for reply in replies]
+        await asyncio.sleep(0.5)  # commands after the rebuild, too
+    finally:
+        writing.clear()
+        await writer
+    assert progress[-1][1]
+    assert progress[-1][0] >= 21  # at least every event stored as it began
+    last = registered[-1].result
+    await stack.timeline.GetTimeline(
+        tapi.GetTimelineRequest(customer_id=last.aggregate_id, wait_for=last.consistency_token),
+        timeout=20,
+    )
+    for reply in registered:
+        page = await stack.timeline.GetTimeline(
+            tapi.GetTimelineRequest(customer_id=reply.result.aggregate_id)
+        )
+        assert len(page.entries) == 1

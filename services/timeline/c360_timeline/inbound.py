@@ -93,16 +93,22 @@ class ErpIntake:
         info = await self.js.consumer_info(self.stream.name, self.durable)
         return int(info.num_pending) + int(info.num_ack_pending)
 
-    async def process_batch(self, timeout: float = 1.0, stop: asyncio.Event | None = None) -> int:
+    async def process_batch(
+        self,
+        timeout: float = 1.0,
+        stop: asyncio.Event | None = None,
+        pause: asyncio.Event | None = None,
+    ) -> int:
         """Fetch one batch, apply or dead-letter each message, then ack. Returns how many.
-        Waiting for a batch ends early when `stop` is set."""
+        Waiting for a batch ends early when `stop` (or `pause`: a rebuild wants the feed) is
+        set."""
         assert self.js is not None, "open() first"
         if self.sub is None:
             await self.open(self.js)
         assert self.sub is not None
         try:
             waiting = self.sub.fetch(self.batch_size, timeout=timeout)
-            found = await (unless_stopped(stop, waiting) if stop is not None else waiting)
+            found = await (unless_stopped(stop, waiting, pause) if stop is not None else waiting)
         except (TimeoutError, nats.errors.TimeoutError):
             return 0
         if found is None:

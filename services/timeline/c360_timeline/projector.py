@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import nats
@@ -71,6 +71,9 @@ class Projector:
         self.batch_size = batch_size
         self.batches_in_flight = 1
         """Two while a rebuild replays: it fetches a batch while it applies the one before."""
+        self.idle_wait = 1.0
+        """Seconds a fetch waits for new events before the loop looks around (its lock, the
+        sweep); a stop or a rebuild ends the wait at once."""
         self.directory = directory or SourceDirectory({})
         self.postgres_url = postgres_url
         self.lock = AdvisoryLock(postgres_url, f"c360.projector.{durable}")
@@ -83,6 +86,8 @@ class Projector:
         self.writing = asyncio.Lock()
         self.intake = ErpIntake(view, batch_size=batch_size, writing=self.writing)
         self.mutex = asyncio.Lock()
+        self.wanted = asyncio.Event()
+        """Set while a rebuild waits for the feeds' mutexes: their idle waits end at once."""
         self.active = asyncio.Event()
         self.applied = 0
         self.applied_batch = asyncio.Event()
@@ -91,12 +96,12 @@ class Projector:
         self.next_sweep = 0.0
         self._connecting = asyncio.Lock()
 
-    async def connect(self) -> JetStreamContext.PullSubscription:
+    async def connect(self) -> None:
         # Both feeds' loops connect on their first turn: one connection, not one each.
         async with self._connecting:
-            return await self._connect()
+            await self._connect()
 
-    async def _connect(self) -> JetStreamContext.PullSubscription:
+    async def _connect(self) -> None:
         if self.js is None:
             self.nc = await nats.connect(
                 self.nats_url,
@@ -123,8 +128,6 @@ class Projector:
             marks = await asyncio.to_thread(self.view.applied_positions)
             await consumer.open(StartAt.beginning(), watermarks=marks)
             self.consumer = consumer
-        assert self.consumer.sub is not None
-        return self.consumer.sub
 
     async def close(self) -> None:
         await self.lock.release()
@@ -138,14 +141,20 @@ class Projector:
         self.nc = self.js = self.consumer = None
         self.active.clear()
 
-    async def process_batch(self, timeout: float = 1.0, stop: asyncio.Event | None = None) -> int:
+    async def process_batch(
+        self,
+        timeout: float = 1.0,
+        stop: asyncio.Event | None = None,
+        pause: asyncio.Event | None = None,
+    ) -> int:
         """Take one batch (from the stream, or from the stores while healing a gap), apply
         it, then ack it. Returns how many events and messages it held. Waiting for a batch
-        (not applying one) ends early when `stop` is set."""
+        (not applying one) ends early when `stop` (or `pause`: a rebuild wants the feed) is
+        set."""
         await self.connect()
         assert self.consumer is not None
         waiting = self.consumer.next_batch(timeout)
-        found = await (unless_stopped(stop, waiting) if stop is not None else waiting)
+        found = await (unless_stopped(stop, waiting, pause) if stop is not None else waiting)
         if found is None:
             return 0
         return await self.apply_batch(found)
@@ -213,7 +222,9 @@ class Projector:
                 try:
                     while not stop.is_set():
                         async with self.mutex:
-                            fetched = await self.process_batch(stop=stop)
+                            fetched = await self.process_batch(
+                                self.idle_wait, stop=stop, pause=self.wanted
+                            )
                             if fetched == 0 and time.monotonic() >= self.next_sweep:
                                 await self.sweep()
                         if fetched == 0 and not await self.lock.still_held():
@@ -253,7 +264,7 @@ class Projector:
         while not stop.is_set() and not done.is_set():
             async with self.intake.mutex:
                 await self.connect()
-                await self.intake.process_batch(stop=stop)
+                await self.intake.process_batch(self.idle_wait, stop=stop, pause=self.wanted)
 
     async def sweep(self) -> int:
         """Clear the at-risk flags whose window passed (SETTLE ago); returns how many."""
@@ -271,70 +282,85 @@ class Projector:
         until the end, when it is the number of events applied."""
         if not self.active.is_set():
             raise PreconditionFailed("this replica is not the active projector; retry")
-        async with self.mutex, self.intake.mutex:
+        # The feeds hand over their mutexes as soon as they are idle, not when a wait for
+        # the next batch times out.
+        self.wanted.set()
+        try:
+            async with self.mutex, self.intake.mutex:
+                self.wanted.clear()
+                async with contextlib.aclosing(self._rebuild()) as steps:
+                    async for progress in steps:
+                        yield progress
+        finally:
+            self.wanted.clear()
+
+    async def _rebuild(self) -> AsyncGenerator[tuple[int, int], None]:
+        """The rebuild, the feeds' mutexes held."""
+        await self.connect()
+        assert self.js is not None
+        assert self.consumer is not None
+        ours = (await self.js.stream_info(self.stream.name)).state
+        erp = (await self.js.stream_info(self.intake.stream.name)).state
+        total, head = int(ours.messages) + int(erp.messages), int(ours.last_seq)
+        live = self.view
+        shadow = await asyncio.to_thread(open_shadow, live, self.postgres_url)
+        await self._restart_consumers()
+        self.view = self.intake.view = shadow
+        # Larger batches while replaying: fewer transactions, fetches and acks per event.
+        live_batch, self.batch_size = self.batch_size, REBUILD_BATCH
+        self.batches_in_flight = 2
+        done = False
+        ahead: asyncio.Future[Batch] | None = None
+        try:
             await self.connect()
-            assert self.js is not None
-            assert self.consumer is not None
-            total = 0
-            for name in (self.stream.name, self.intake.stream.name):
-                total += int((await self.js.stream_info(name)).state.messages)
-            live = self.view
-            shadow = await asyncio.to_thread(open_shadow, live, self.postgres_url)
-            await self._restart_consumers()
-            self.view = self.intake.view = shadow
-            # Larger batches while replaying: fewer transactions, fetches and acks per event.
-            live_batch, self.batch_size = self.batch_size, REBUILD_BATCH
-            self.batches_in_flight = 2
-            done = False
-            ahead: asyncio.Future[Batch] | None = None
-            try:
-                await self.connect()
-                consumer = self.consumer
-                assert consumer is not None
-                before = self.applied + self.intake.applied
-                yield 0, total
-                while True:
-                    # c360's events until none is left, then ERP's: a fetch that finds the
-                    # other stream empty costs its whole timeout, and a batch of ERP events
-                    # after every batch of c360's kept the rebuild waiting most of the time.
-                    # The next batch is fetched while this one is applied (two in flight);
-                    # any failure ends the rebuild, and the consumers start over.
-                    if ahead is None:
-                        ahead = asyncio.ensure_future(consumer.next_batch(0.5))
-                    batch = await ahead
-                    ahead = None
-                    taken = len(batch)
-                    if taken:
-                        ahead = asyncio.ensure_future(consumer.next_batch(0.5))
-                        await self.apply_batch(batch, traced=False)
-                    else:
-                        taken = await self.intake.process_batch(timeout=0.1)
+            consumer = self.consumer
+            assert consumer is not None
+            before = self.applied + self.intake.applied
+            yield 0, total
+            # c360's events up to the stream's head as the rebuild began (what comes after
+            # is the live consumer's, from the new model's tracking), then ERP's: a fetch
+            # that finds a stream empty costs its whole timeout, so none is made of one
+            # that is known to be done. The next batch is fetched while this one is applied
+            # (two in flight); any failure ends the rebuild, and the consumers start over.
+            while True:
+                if ahead is None:
+                    ahead = asyncio.ensure_future(consumer.next_batch(0.5))
+                batch = await ahead
+                ahead = None
+                if len(batch):
+                    ahead = asyncio.ensure_future(consumer.next_batch(0.5))
+                    await self.apply_batch(batch, traced=False)
                     applied = self.applied + self.intake.applied - before
-                    if taken:
-                        yield applied, max(total, applied)
-                        continue
-                    if consumer.filling or await consumer.pending():
-                        continue
-                    if await self.intake.pending() == 0:
-                        break
-                await self.sweep()
-                await asyncio.to_thread(take_over, live, shadow)
-                done = True
-                # The live consumer takes its usual batches again.
+                    yield applied, max(total, applied)
+                if consumer.filling:
+                    continue
+                if consumer.floor >= head or not (len(batch) or await consumer.pending()):
+                    break
+            while True:
+                taken = await self.intake.process_batch(timeout=0.1)
+                if taken:
+                    applied = self.applied + self.intake.applied - before
+                    yield applied, max(total, applied)
+                elif await self.intake.pending() == 0:
+                    break
+            await self.sweep()
+            await asyncio.to_thread(take_over, live, shadow)
+            done = True
+            # The live consumer takes its usual batches again.
+            await self._restart_consumers()
+        finally:
+            if ahead is not None:
+                ahead.cancel()
+                with contextlib.suppress(BaseException):
+                    await ahead
+            self.batch_size, self.batches_in_flight = live_batch, 1
+            self.view = self.intake.view = live  # its schema now holds the new tables
+            if not done:
+                # The consumers moved on with the shadow: the live model resumes from
+                # its own tracking (what it applied is skipped, nothing is lost).
                 await self._restart_consumers()
-            finally:
-                if ahead is not None:
-                    ahead.cancel()
-                    with contextlib.suppress(BaseException):
-                        await ahead
-                self.batch_size, self.batches_in_flight = live_batch, 1
-                self.view = self.intake.view = live  # its schema now holds the new tables
-                if not done:
-                    # The consumers moved on with the shadow: the live model resumes from
-                    # its own tracking (what it applied is skipped, nothing is lost).
-                    await self._restart_consumers()
-            applied = self.applied + self.intake.applied - before
-            yield applied, applied
+        applied = self.applied + self.intake.applied - before
+        yield applied, applied
 
     async def _restart_consumers(self) -> None:
         """Delete both durable consumers; `connect` makes them again from the read model's
