@@ -27,7 +27,7 @@ import json
 from collections import deque
 from typing import TYPE_CHECKING
 
-from nats.js.api import Header, StatusCode
+from nats.js.api import ConsumerInfo, Header, StatusCode
 from nats.js.errors import APIError
 
 if TYPE_CHECKING:
@@ -49,6 +49,8 @@ class Puller:
     def __init__(self, js: JetStreamContext, stream: str, durable: str) -> None:
         # The connection and API prefix (a domain's, if any) of the context, as nats-py's
         # own pull subscriptions take them.
+        self._js = js
+        self._stream, self._durable = stream, durable
         self._nc: NATS = js._nc
         prefix: str = js._prefix
         self._next_subject = f"{prefix}.CONSUMER.MSG.NEXT.{stream}.{durable}"
@@ -69,6 +71,11 @@ class Puller:
             sub, self._sub = self._sub, None
             await sub.unsubscribe()
         self._messages.clear()
+
+    async def consumer_info(self) -> ConsumerInfo:
+        """The durable's state (its pending messages), as a pull subscription gives it."""
+        info: ConsumerInfo = await self._js.consumer_info(self._stream, self._durable)
+        return info
 
     async def _take(self, msg: Msg) -> None:
         status = msg.headers.get(Header.STATUS) if msg.headers and not msg.data else None
