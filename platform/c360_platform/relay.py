@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from typing import Any, Protocol
+from typing import Protocol
 from uuid import UUID
 
 import nats
@@ -28,6 +28,7 @@ from c360_platform.envelope import Envelope
 from c360_platform.leader import lead, sleep_or_stop, unless_stopped
 from c360_platform.locks import AdvisoryLock
 from c360_platform.pgstore import EventRecorder
+from c360_platform.publish import BatchPublisher
 from c360_platform.store import EventMetadata, ServiceApplication
 from c360_platform.streams import RECONNECT_WAIT, StreamSettings, ensure_stream
 
@@ -114,6 +115,7 @@ class OutboxRelay:
         self.tracking: PostgresTrackingRecorder = app.factory.tracking_recorder()  # type: ignore[assignment]
         self.nc: NATS | None = None
         self.js: JetStreamContext | None = None
+        self.publisher: BatchPublisher | None = None
         self.active = asyncio.Event()
         self.published = 0
         self.disconnected = asyncio.Event()
@@ -121,6 +123,8 @@ class OutboxRelay:
 
     async def _on_disconnect(self) -> None:
         self.disconnected.set()
+        if self.publisher is not None:
+            self.publisher.fail(ConnectionError("the NATS connection dropped"))
 
     async def connect(self) -> JetStreamContext:
         if self.js is None:
@@ -132,8 +136,10 @@ class OutboxRelay:
                 disconnected_cb=self._on_disconnect,
                 **natsauth.client_options(self.nats_url),
             )
-            self.js = self.nc.jetstream(publish_async_max_pending=self.window)
+            self.js = self.nc.jetstream()
             await ensure_stream(self.js, self.stream)
+            self.publisher = BatchPublisher(self.nc, window=self.window)
+            await self.publisher.open()
         return self.js
 
     async def close(self) -> None:
@@ -144,6 +150,7 @@ class OutboxRelay:
                 await asyncio.wait_for(self.nc.close(), timeout=2)
         self.nc = None
         self.js = None
+        self.publisher = None
         self.active.clear()
 
     def position(self) -> int:
@@ -160,12 +167,13 @@ class OutboxRelay:
         tracing = telemetry.enabled()
         tracer = telemetry.tracer("c360.relay")
         self.disconnected.clear()
-        acks: list[asyncio.Future[Any]] = []
+        assert self.publisher is not None
+        self.publisher.reset()
         for notification, meta in rows:
             stored = StoredEnvelope(self.app, self.contract, notification, meta)
             subject = stored.subject
             if not tracing:  # no span to make: the stored trace context travels as it is
-                acks.append(await self._publish(stored, meta.traceparent, meta.tracestate))
+                await self._publish(stored, meta.traceparent, meta.tracestate)
                 continue
             parent = telemetry.context_from(meta.traceparent, meta.tracestate)
             with tracer.start_as_current_span(
@@ -174,36 +182,37 @@ class OutboxRelay:
                 span.set_attribute("messaging.system", "nats")
                 span.set_attribute("c360.source_position", notification.id)
                 traceparent, tracestate = telemetry.current_trace_headers()
-                acks.append(await self._publish(stored, traceparent, tracestate))
-        await self._acknowledged(acks)
+                await self._publish(stored, traceparent, tracestate)
+        await self._acknowledged()
         self.published += len(rows)
         return rows[-1][0].id
 
-    async def _publish(
-        self, stored: StoredEnvelope, traceparent: str, tracestate: str
-    ) -> asyncio.Future[Any]:
-        """Publish one stored event; its ack to come. The envelope is the stored one, byte for
+    async def _publish(self, stored: StoredEnvelope, traceparent: str, tracestate: str) -> None:
+        """Publish one stored event (its ack to come). The envelope is the stored one, byte for
         byte what the catch-up read serves (its trace context the command's); the headers carry
-        `traceparent`/`tracestate`, the producer span's when tracing is on."""
-        assert self.js is not None
+        `traceparent`/`tracestate`, the producer span's when tracing is on, and the stream
+        expected to store it."""
+        assert self.publisher is not None
         position = stored.notification.id
-        headers = {"Nats-Msg-Id": envelope.msg_id(self.source, position)}
+        headers = {
+            "Nats-Msg-Id": envelope.msg_id(self.source, position),
+            "Nats-Expected-Stream": self.stream.name,
+        }
         if traceparent:
             headers["traceparent"] = traceparent
             if tracestate:
                 headers["tracestate"] = tracestate
-        ack: asyncio.Future[Any] = await self.js.publish_async(
-            stored.subject,
-            stored.pack().SerializeToString(),
-            headers=headers,
-            stream=self.stream.name,
+        await self.publisher.publish(
+            stored.subject, stored.pack().SerializeToString(), headers=headers
         )
-        return ack
 
-    async def _acknowledged(self, acks: list[asyncio.Future[Any]]) -> None:
-        """Wait for every ack, but not past a dropped connection (after which they never come:
-        the batch is published again from the stored position, de-duplicated by its ids)."""
-        acked = asyncio.ensure_future(asyncio.gather(*acks))
+    async def _acknowledged(self) -> None:
+        """Wait for every ack of the batch, but not past a dropped connection (after which
+        they never come: the batch is published again from the stored position, de-duplicated
+        by its ids) nor past the ack timeout."""
+        assert self.publisher is not None
+        publisher = self.publisher
+        acked = asyncio.ensure_future(publisher.acknowledged())
         dropped = asyncio.ensure_future(self.disconnected.wait())
         try:
             done, _ = await asyncio.wait(
@@ -217,6 +226,7 @@ class OutboxRelay:
         acked.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await acked
+        publisher.reset()
         if dropped in done:
             raise ConnectionError("the NATS connection dropped before the stream acknowledged")
         raise TimeoutError(f"the stream did not acknowledge within {self.ack_timeout:.0f} s")
