@@ -14,13 +14,13 @@ import nats
 from google.protobuf.message import Message
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from c360.events.v1 import envelope_pb2
 from c360_platform import natsauth
 from c360_platform.envelope import UnknownEventType, unpack
 from c360_platform.leader import sleep_or_stop, unless_stopped
+from c360_platform.pull import Puller, durable_puller
 from c360_platform.streams import RECONNECT_WAIT, StreamSettings, ensure_stream
 
 _log = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ class DurableFollower:
             return None
         return envelope, payload
 
-    async def _subscribe(self) -> JetStreamContext.PullSubscription:
+    async def _subscribe(self) -> Puller:
         self.nc = await nats.connect(
             self.nats_url,
             name=self.name,
@@ -80,11 +80,10 @@ class DurableFollower:
         )
         js = self.nc.jetstream()
         await ensure_stream(js, self.stream)
-        return await js.pull_subscribe(
-            self.subject,
-            durable=self.durable,
-            stream=self.stream.name,
-            config=ConsumerConfig(
+        return await durable_puller(
+            js,
+            self.stream.name,
+            ConsumerConfig(
                 durable_name=self.durable,
                 deliver_policy=DeliverPolicy.ALL,
                 ack_policy=AckPolicy.EXPLICIT,
@@ -100,10 +99,7 @@ class DurableFollower:
             try:
                 sub = await self._subscribe()
                 while not stop.is_set():
-                    try:
-                        msgs = await unless_stopped(stop, sub.fetch(self.batch_size, timeout=1.0))
-                    except (TimeoutError, nats.errors.TimeoutError):
-                        continue
+                    msgs = await unless_stopped(stop, sub.fetch(self.batch_size, timeout=1.0))
                     for msg in msgs or []:
                         await self.handle(msg)
             except asyncio.CancelledError:

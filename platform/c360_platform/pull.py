@@ -27,8 +27,8 @@ import json
 from collections import deque
 from typing import TYPE_CHECKING
 
-from nats.js.api import ConsumerInfo, Header, StatusCode
-from nats.js.errors import APIError
+from nats.js.api import ConsumerConfig, ConsumerInfo, Header, StatusCode
+from nats.js.errors import APIError, NotFoundError
 
 if TYPE_CHECKING:
     from nats.aio.client import Client as NATS
@@ -150,3 +150,17 @@ class Puller:
                 break
             await self._until(left)
         return self._handed(batch)
+
+
+async def durable_puller(js: JetStreamContext, stream: str, config: ConsumerConfig) -> Puller:
+    """A `Puller` on the durable `config.durable_name` of `stream`, made from `config` if it
+    does not exist yet (an existing one is bound as it is, as nats-py's `pull_subscribe`
+    does)."""
+    assert config.durable_name, "a durable consumer has a name"
+    try:
+        await js.consumer_info(stream, config.durable_name)
+    except NotFoundError:
+        await js.add_consumer(stream, config)
+    puller = Puller(js, stream, config.durable_name)
+    await puller.open()
+    return puller

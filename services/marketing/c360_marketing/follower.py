@@ -16,7 +16,6 @@ from uuid import UUID
 import grpc
 import nats
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import NotFoundError
 
 from c360.customer.v1 import customer_service_pb2 as capi
 from c360.customer.v1 import customer_service_pb2_grpc as capi_grpc
@@ -31,6 +30,7 @@ from c360_platform import channels, natsauth
 from c360_platform.commands import blocking
 from c360_platform.errors import C360Error
 from c360_platform.leader import sleep_or_stop
+from c360_platform.pull import durable_puller
 from c360_platform.registry import Partner
 from c360_platform.streams import StreamSettings, ensure_stream
 from c360_platform.vocabulary import Words
@@ -164,11 +164,10 @@ class DeliveryReports:
             js = nc.jetstream()
             await ensure_stream(js, self.stream)
             subject = self.stream.subjects[0]
-            sub = await js.pull_subscribe(
-                subject,
-                durable=DURABLE,
-                stream=self.stream.name,
-                config=ConsumerConfig(
+            sub = await durable_puller(
+                js,
+                self.stream.name,
+                ConsumerConfig(
                     durable_name=DURABLE,
                     deliver_policy=DeliverPolicy.ALL,
                     ack_policy=AckPolicy.EXPLICIT,
@@ -178,11 +177,7 @@ class DeliveryReports:
             )
             customers = capi_grpc.CustomerServiceStub(channel)
             while not stop.is_set():
-                try:
-                    msgs = await sub.fetch(64, timeout=0.5)
-                except (TimeoutError, NotFoundError, nats.errors.TimeoutError):
-                    continue
-                for msg in msgs:
+                for msg in await sub.fetch(64, timeout=0.5):
                     await self._take(msg.data, customers)
                     await msg.ack()
         finally:

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 
-import nats
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -20,6 +19,7 @@ from nats.js.errors import NotFoundError
 from c360.events.v1 import envelope_pb2
 from c360_platform.deadletter import dead_letter
 from c360_platform.leader import unless_stopped
+from c360_platform.pull import Puller, durable_puller
 from c360_platform.streams import StreamSettings, ensure_stream
 from c360_timeline import erp_inbound
 from c360_timeline.readmodel import ReadModel
@@ -48,7 +48,7 @@ class ErpIntake:
         self.durable = durable
         self.batch_size = batch_size
         self.js: JetStreamContext | None = None
-        self.sub: JetStreamContext.PullSubscription | None = None
+        self.sub: Puller | None = None
         self.mutex = asyncio.Lock()
         self.applied = 0
         self.rejected = 0
@@ -69,12 +69,7 @@ class ErpIntake:
         self.js = js
         await ensure_stream(js, self.stream)
         await ensure_stream(js, StreamSettings.dead_letters())
-        self.sub = await js.pull_subscribe(
-            f"{erp_inbound.SUBJECT_ROOT}.>",
-            durable=self.durable,
-            stream=self.stream.name,
-            config=self.consumer_config(),
-        )
+        self.sub = await durable_puller(js, self.stream.name, self.consumer_config())
         with contextlib.suppress(Exception):  # a previous holder's unacked batch: now, in order
             await js.reset_consumer(self.stream.name, self.durable)
 
@@ -83,6 +78,9 @@ class ErpIntake:
 
     async def delete(self) -> None:
         """Forget the durable's position (a rebuild replays the whole ERP stream)."""
+        if self.sub is not None:
+            with contextlib.suppress(Exception):  # the connection went first
+                await self.sub.close()
         if self.js is not None:
             with contextlib.suppress(NotFoundError):
                 await self.js.delete_consumer(self.stream.name, self.durable)
@@ -106,14 +104,10 @@ class ErpIntake:
         if self.sub is None:
             await self.open(self.js)
         assert self.sub is not None
-        try:
-            waiting = self.sub.fetch(self.batch_size, timeout=timeout)
-            found = await (unless_stopped(stop, waiting, pause) if stop is not None else waiting)
-        except (TimeoutError, nats.errors.TimeoutError):
+        waiting = self.sub.fetch(self.batch_size, timeout=timeout)
+        msgs = await (unless_stopped(stop, waiting, pause) if stop is not None else waiting)
+        if not msgs:
             return 0
-        if found is None:
-            return 0
-        msgs = found
         envelopes: list[envelope_pb2.Envelope] = []
         rejected: list[tuple[Msg, str]] = []
         for msg in msgs:
