@@ -64,10 +64,13 @@ class StartAt:
     kind: str = "start"
     seq: int = 0
     time: datetime | None = None
+    handled: int = 0
+    """From the start, with the stream's messages up to this sequence handled already (a
+    subscriber that replayed them another way, like the timeline's rebuild)."""
 
     @classmethod
-    def beginning(cls) -> StartAt:
-        return cls("start")
+    def beginning(cls, handled: int = 0) -> StartAt:
+        return cls("start", handled=handled)
 
     @classmethod
     def sequence(cls, seq: int) -> StartAt:
@@ -93,6 +96,11 @@ class StartAt:
         if self.kind == "time" and self.time is not None:
             stamp = self.time.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
             return {"deliver_policy": DeliverPolicy.BY_START_TIME, "opt_start_time": stamp}
+        if self.handled:
+            return {
+                "deliver_policy": DeliverPolicy.BY_START_SEQUENCE,
+                "opt_start_seq": self.handled + 1,
+            }
         return {"deliver_policy": DeliverPolicy.ALL}
 
 
@@ -292,7 +300,7 @@ class CatchUpConsumer:
                     f"durable {self.durable} does not exist yet; say where it starts:"
                     " --from-start, --from-seq N or --from-time T"
                 )
-            self.origin, self.floor, self.watermarks = start.origin, 0, {}
+            self.origin, self.floor, self.watermarks = start.origin, start.handled, {}
             if start.kind == "seq":
                 self.floor = start.seq - 1
             config = ConsumerConfig(

@@ -109,3 +109,28 @@ async def test_a_rebuild_ends_while_commands_keep_coming_and_misses_none(stack: 
             tapi.GetTimelineRequest(customer_id=reply.result.aggregate_id)
         )
         assert len(page.entries) == 1
+
+
+async def test_after_a_rebuild_the_live_feed_starts_where_the_replay_ended(stack: Stack) -> None:
+    """The live durable made after the swap starts past what the replay applied: it does not
+    read the whole stream again to drop it (which, for a large stream, would hold back every
+    new event for as long)."""
+    for i in range(30):
+        await register(stack.customer, f"Replayed {i}", f"replayed{i}@example.com")
+    replies = stack.timeline.RebuildReadModel(tapi.RebuildReadModelRequest(), timeout=60)
+    progress = [(reply.applied, reply.done) async for reply in replies]
+    assert progress[-1] == (30, True)
+    after = await register(stack.customer, "After", "after@example.com")
+    page = await stack.timeline.GetTimeline(
+        tapi.GetTimelineRequest(
+            customer_id=after.result.aggregate_id, wait_for=after.result.consistency_token
+        ),
+        timeout=20,
+    )
+    assert len(page.entries) == 1
+    consumer = stack.projector.consumer
+    assert consumer is not None
+    assert consumer.sub is not None
+    delivered = (await consumer.sub.consumer_info()).delivered
+    assert delivered is not None
+    assert delivered.consumer_seq == 1  # the one event after the rebuild, not all 31

@@ -95,6 +95,9 @@ class Projector:
         self._saved_at = 0.0
         self.next_sweep = 0.0
         self._connecting = asyncio.Lock()
+        self._handled = 0
+        """Where the next durable starts: after the messages a rebuild applied (0: from the
+        start, dropping what the read model's tracking holds)."""
 
     async def connect(self) -> None:
         # Both feeds' loops connect on their first turn: one connection, not one each.
@@ -126,7 +129,8 @@ class Projector:
             )
             # The read model's tracking says how far each source is applied.
             marks = await asyncio.to_thread(self.view.applied_positions)
-            await consumer.open(StartAt.beginning(), watermarks=marks)
+            handled, self._handled = self._handled, 0
+            await consumer.open(StartAt.beginning(handled), watermarks=marks)
             self.consumer = consumer
 
     async def close(self) -> None:
@@ -346,8 +350,11 @@ class Projector:
             await self.sweep()
             await asyncio.to_thread(take_over, live, shadow)
             done = True
-            # The live consumer takes its usual batches again.
+            # The live consumer takes its usual batches again, after what the replay applied
+            # (not from the stream's start, dropping all of it again).
+            handled = consumer.floor
             await self._restart_consumers()
+            self._handled = handled
         finally:
             if ahead is not None:
                 ahead.cancel()
