@@ -14,6 +14,7 @@ import grpc
 import nats
 import pytest
 import pytest_asyncio
+from nats.aio.client import Client as NATS
 
 from c360.customer.v1 import customer_service_pb2_grpc as customer_grpc
 from c360.service_desk.v1 import service_desk_service_pb2_grpc as desk_grpc
@@ -30,6 +31,15 @@ from c360_service_desk.application import ServiceDeskApplication
 from c360_timeline.projector import Projector
 
 S = TypeVar("S")
+
+
+@pytest_asyncio.fixture
+async def session_nc(nats_url: str) -> AsyncIterator[NATS]:
+    """A client of the session's nats-server (tests that make streams of their own there)."""
+    client = await nats.connect(nats_url)
+    yield client
+    with contextlib.suppress(Exception):
+        await client.close()
 
 
 @pytest.fixture

@@ -5,11 +5,9 @@ them fails the batch."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections.abc import AsyncIterator
 
-import nats
 import pytest
 import pytest_asyncio
 from nats.aio.client import Client as NATS
@@ -20,12 +18,9 @@ from c360_platform.publish import BatchPublisher
 pytestmark = pytest.mark.integration
 
 
-@pytest_asyncio.fixture
-async def nc(nats_url: str) -> AsyncIterator[NATS]:
-    client = await nats.connect(nats_url)
-    yield client
-    with contextlib.suppress(Exception):
-        await client.close()
+@pytest.fixture
+def nc(session_nc: NATS) -> NATS:
+    return session_nc
 
 
 @pytest_asyncio.fixture

@@ -7,11 +7,8 @@ import asyncio
 import contextlib
 import random
 import uuid
-from collections.abc import AsyncIterator
 
-import nats
 import pytest
-import pytest_asyncio
 from nats.aio.client import Client as NATS
 from nats.js.api import AckPolicy, ConsumerConfig
 
@@ -25,12 +22,9 @@ from .helpers import eventually
 pytestmark = pytest.mark.integration
 
 
-@pytest_asyncio.fixture
-async def nc(nats_url: str) -> AsyncIterator[NATS]:
-    client = await nats.connect(nats_url)
-    yield client
-    with contextlib.suppress(Exception):
-        await client.close()
+@pytest.fixture
+def nc(session_nc: NATS) -> NATS:
+    return session_nc
 
 
 async def a_stream(nc: NATS, max_ack_pending: int = 1000) -> tuple[str, str]:
