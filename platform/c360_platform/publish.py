@@ -62,7 +62,7 @@ class BatchPublisher:
         except ValueError:
             return
         if n not in self._pending:
-            return  # a message of an abandoned batch
+            return  # a message of an earlier batch
         if not msg.data or b'"error"' in msg.data:
             self._error = self._error or _failure(msg)
         self._pending.discard(n)

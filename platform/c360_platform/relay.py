@@ -118,13 +118,13 @@ class OutboxRelay:
         self.publisher: BatchPublisher | None = None
         self.active = asyncio.Event()
         self.published = 0
-        self.disconnected = asyncio.Event()
-        """Set when the NATS connection drops: the acks in flight will not come."""
 
     async def _on_disconnect(self) -> None:
-        self.disconnected.set()
+        # The acks in flight will not come: the batch fails now, not at the ack timeout.
         if self.publisher is not None:
-            self.publisher.fail(ConnectionError("the NATS connection dropped"))
+            self.publisher.fail(
+                ConnectionError("the NATS connection dropped before the stream acknowledged")
+            )
 
     async def connect(self) -> JetStreamContext:
         if self.js is None:
@@ -166,9 +166,8 @@ class OutboxRelay:
             return after
         tracing = telemetry.enabled()
         tracer = telemetry.tracer("c360.relay")
-        self.disconnected.clear()
         assert self.publisher is not None
-        self.publisher.reset()
+        self.publisher.reset()  # a drop while idle does not fail this batch
         for notification, meta in rows:
             stored = StoredEnvelope(self.app, self.contract, notification, meta)
             subject = stored.subject
@@ -207,29 +206,17 @@ class OutboxRelay:
         )
 
     async def _acknowledged(self) -> None:
-        """Wait for every ack of the batch, but not past a dropped connection (after which
-        they never come: the batch is published again from the stored position, de-duplicated
-        by its ids) nor past the ack timeout."""
+        """Wait for every ack of the batch, but not past a dropped connection (the publisher
+        fails the batch then: its acks never come, and it is published again from the stored
+        position, de-duplicated by its ids) nor past the ack timeout."""
         assert self.publisher is not None
-        publisher = self.publisher
-        acked = asyncio.ensure_future(publisher.acknowledged())
-        dropped = asyncio.ensure_future(self.disconnected.wait())
         try:
-            done, _ = await asyncio.wait(
-                {acked, dropped}, timeout=self.ack_timeout, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            dropped.cancel()
-        if acked in done:
-            acked.result()
-            return
-        acked.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await acked
-        publisher.reset()
-        if dropped in done:
-            raise ConnectionError("the NATS connection dropped before the stream acknowledged")
-        raise TimeoutError(f"the stream did not acknowledge within {self.ack_timeout:.0f} s")
+            await asyncio.wait_for(self.publisher.acknowledged(), self.ack_timeout)
+        except TimeoutError:
+            self.publisher.reset()
+            raise TimeoutError(
+                f"the stream did not acknowledge within {self.ack_timeout:.0f} s"
+            ) from None
 
     def advance(self, position: int) -> None:
         """Record that everything up to this position is in the stream."""
