@@ -9,7 +9,7 @@ from c360.timeline.v1 import timeline_service_pb2 as tapi
 from c360_platform import telemetry
 
 from .conftest import Stack
-from .helpers import registration
+from .helpers import eventually, registration
 
 pytestmark = pytest.mark.integration
 
@@ -38,11 +38,20 @@ async def test_one_trace_runs_from_the_command_to_the_timeline(
         ),
         timeout=10,
     )
+
+    def in_trace() -> set[str]:
+        finished = spans.get_finished_spans()
+        return {s.name for s in finished if format(s.context.trace_id, "032x") == TRACE_ID}
+
+    async def projected() -> bool:
+        # The projector ends its span once its thread's commit returns to the event loop: a
+        # reader woken by the commit can answer a moment before.
+        return "project c360.events.v1.CustomerRegistered" in in_trace()
+
+    await eventually(projected, timeout=5, what="the projector's span")
+    assert "/c360.customer.v1.CustomerService/RegisterCustomer" in in_trace()
+    assert "publish c360.customer.customer.registered" in in_trace()
     finished = spans.get_finished_spans()
-    in_trace = {s.name for s in finished if format(s.context.trace_id, "032x") == TRACE_ID}
-    assert "/c360.customer.v1.CustomerService/RegisterCustomer" in in_trace
-    assert "publish c360.customer.customer.registered" in in_trace
-    assert "project c360.events.v1.CustomerRegistered" in in_trace
     for span in finished:
         for value in (span.attributes or {}).values():
             assert "ada@example.com" not in str(value)
