@@ -8,10 +8,11 @@ import importlib
 import pkgutil
 import re
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from google.protobuf import any_pb2, message, symbol_database
+from google.protobuf.descriptor import Descriptor
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from c360.events import v1 as events_v1
@@ -81,9 +82,9 @@ def msg_id(source: str, position: int) -> str:
     return f"{source}:{position}"
 
 
-@dataclass(frozen=True)
-class Publication:
-    """A domain event as its service publishes it: payload, aggregate type and customer."""
+class Publication(NamedTuple):
+    """A domain event as its service publishes it: payload, aggregate type and customer (a
+    tuple: the relay makes one for each event it publishes)."""
 
     aggregate_type: str
     customer_id: str
@@ -95,6 +96,15 @@ def timestamp(moment: datetime) -> Timestamp:
     by integer arithmetic: a page of timeline entries makes fifty of these."""
     delta = (moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)) - _EPOCH
     return Timestamp(seconds=delta.days * 86_400 + delta.seconds, nanos=delta.microseconds * 1_000)
+
+
+TYPE_URL_PREFIX = "type.c360.dev/"
+
+
+@functools.cache
+def type_url(descriptor: Descriptor) -> str:
+    """The payload's type URL in an envelope's `Any` (what `Any.Pack` would write)."""
+    return TYPE_URL_PREFIX + descriptor.full_name
 
 
 def pack(
@@ -110,13 +120,13 @@ def pack(
     traceparent: str = "",
     tracestate: str = "",
 ) -> envelope_pb2.Envelope:
-    payload = any_pb2.Any()
-    payload.Pack(publication.payload, type_url_prefix="type.c360.dev/")
+    message = publication.payload
+    payload = any_pb2.Any(type_url=type_url(message.DESCRIPTOR), value=message.SerializeToString())
     aggregate = str(aggregate_id)
     return Envelope(
         event_id=event_id(source, aggregate, aggregate_version),
         source=source,
-        event_type=publication.payload.DESCRIPTOR.full_name,
+        event_type=message.DESCRIPTOR.full_name,
         customer_id=publication.customer_id,
         aggregate_id=aggregate,
         aggregate_type=publication.aggregate_type,

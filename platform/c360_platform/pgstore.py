@@ -27,7 +27,7 @@ from eventsourcing.postgres import (
 )
 from psycopg import Cursor
 from psycopg.conninfo import conninfo_to_dict
-from psycopg.rows import DictRow
+from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Composable, Composed, Identifier
 
 from c360_platform.locks import lock_key
@@ -716,10 +716,13 @@ class EventRecorder(_SchemaOnce, PostgresApplicationRecorder):
         """Notifications after a position, each with its metadata, in log order."""
         schema = Identifier(self.datastore.schema)
         with self.datastore.transaction(commit=False) as curs:
-            curs.execute(
+            # Rows as tuples, not the pool's dicts: the relay reads every event here.
+            cursor = curs.connection.cursor(row_factory=tuple_row)
+            cursor.execute(
                 SQL(
                     "SELECT e.notification_id, e.originator_id, e.originator_version, e.topic,"
-                    " e.state, m.correlation_id, m.causation_id, m.traceparent, m.tracestate"
+                    " e.state, coalesce(m.correlation_id, ''), coalesce(m.causation_id, ''),"
+                    " coalesce(m.traceparent, ''), coalesce(m.tracestate, '')"
                     " FROM {0}.{1} e LEFT JOIN {0}.{2} m"
                     " ON m.originator_id = e.originator_id"
                     " AND m.originator_version = e.originator_version"
@@ -727,24 +730,29 @@ class EventRecorder(_SchemaOnce, PostgresApplicationRecorder):
                 ).format(schema, Identifier(self.events_table_name), self.metadata_table),
                 (after, limit),
             )
-            rows = curs.fetchall()
+            rows = cursor.fetchall()
         return [
             (
                 Notification(
-                    id=r["notification_id"],
-                    originator_id=r["originator_id"],
-                    originator_version=r["originator_version"],
-                    topic=r["topic"],
-                    state=bytes(r["state"]),
+                    id=position,
+                    originator_id=originator_id,
+                    originator_version=version,
+                    topic=topic,
+                    state=bytes(state),
                 ),
-                EventMetadata(
-                    correlation_id=r["correlation_id"] or "",
-                    causation_id=r["causation_id"] or "",
-                    traceparent=r["traceparent"] or "",
-                    tracestate=r["tracestate"] or "",
-                ),
+                EventMetadata(correlation, causation, traceparent, tracestate),
             )
-            for r in rows
+            for (
+                position,
+                originator_id,
+                version,
+                topic,
+                state,
+                correlation,
+                causation,
+                traceparent,
+                tracestate,
+            ) in rows
         ]
 
     def existing(self, aggregate_ids: list[UUID]) -> set[UUID]:

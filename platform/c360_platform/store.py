@@ -17,7 +17,16 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast, runtime_checkable
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Generic,
+    NamedTuple,
+    Protocol,
+    TypeVar,
+    cast,
+    runtime_checkable,
+)
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
@@ -89,9 +98,9 @@ class CommandOutcome:
     extra: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class EventMetadata:
-    """Per-event metadata kept beside the event for the published envelope."""
+class EventMetadata(NamedTuple):
+    """Per-event metadata kept beside the event for the published envelope (a tuple: the
+    relay reads one with every event)."""
 
     correlation_id: str = ""
     causation_id: str = ""
