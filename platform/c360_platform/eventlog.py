@@ -35,8 +35,11 @@ class EventLogServicer(api_grpc.EventLogServiceServicer):
 
     def _page(self, after: int, limit: int, head: int) -> list[Any]:
         rows = self.app.event_recorder.select_with_metadata(after, limit)
+        mapper = self.app.publishing_mapper
         return [
-            StoredEnvelope(self.app, self.contract, n, m).pack() for n, m in rows if n.id <= head
+            StoredEnvelope(self.app, self.contract, n, m, mapper).pack()
+            for n, m in rows
+            if n.id <= head
         ]
 
     @requires(Role.INTEGRATION, Role.SERVICE, Role.OPERATOR)

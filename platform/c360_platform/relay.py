@@ -1,9 +1,11 @@
 """Outbox relay: publishes the store's notification log to JetStream without loss.
 
-The stored position advances only after JetStream acknowledged every message of a batch;
-a crash in between re-publishes the batch with the same Nats-Msg-Id (<service>:<position>),
-which JetStream's duplicate window drops and the projector's tracking ignores beyond it.
-Publishes are pipelined (async with a bounded window). One relay per service is active.
+The stored position advances only past what JetStream acknowledged storing; a crash in
+between re-publishes from it with the same Nats-Msg-Id (<service>:<position>), which
+JetStream's duplicate window drops and the projector's tracking ignores beyond it. A backlog
+goes out as one fast-ingest batch (acknowledged every hundred messages, stored in order
+without gaps), pages read ahead and positions written while the next page is published; on a
+stream without fast batches, one ack per message. One relay per service is active.
 """
 
 from __future__ import annotations
@@ -12,12 +14,14 @@ import asyncio
 import contextlib
 import logging
 import os
-from typing import Protocol
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 from uuid import UUID
 
 import nats
 from eventsourcing.domain import DomainEventProtocol
-from eventsourcing.persistence import IntegrityError, Notification, Tracking
+from eventsourcing.persistence import IntegrityError, Mapper, Notification, Tracking
 from eventsourcing.postgres import PostgresTrackingRecorder
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
@@ -28,12 +32,19 @@ from c360_platform.envelope import Envelope
 from c360_platform.leader import lead, sleep_or_stop, unless_stopped
 from c360_platform.locks import AdvisoryLock
 from c360_platform.pgstore import EventRecorder
-from c360_platform.publish import BatchPublisher
+from c360_platform.publish import Batches, BatchPublisher, FastBatchPublisher, FastIngestRefused
 from c360_platform.store import EventMetadata, ServiceApplication
 from c360_platform.streams import RECONNECT_WAIT, StreamSettings, ensure_stream
 
 _log = logging.getLogger(__name__)
 RELAY = "relay"
+
+
+Page = list[tuple[Notification, EventMetadata]]
+"""Stored events with their metadata, in log order."""
+FAST_FROM = 32
+"""A backlog from this many events on goes out as a fast-ingest batch: below it, one ack per
+message is sooner (the batch's two round trips cost more than the acks it saves)."""
 
 
 class Contract(Protocol):
@@ -49,17 +60,21 @@ class StoredEnvelope:
     event read from the store is the same message, with the same id, as the one published.
     """
 
+    __slots__ = ("app", "event", "meta", "notification", "publication", "subject")
+
     def __init__(
         self,
         app: ServiceApplication,
         contract: Contract,
         notification: Notification,
         meta: EventMetadata,
+        mapper: Mapper[UUID] | None = None,
     ) -> None:
+        """`mapper`: the application's `publishing_mapper`, if the caller holds it already."""
         self.app = app
         self.notification = notification
         self.meta = meta
-        self.event = app.publishing_mapper.to_domain_event(notification)
+        self.event = (mapper or app.publishing_mapper).to_domain_event(notification)
         self.publication = contract.publication(self.event)
         self.subject = envelope.subject_for(
             app.source, self.publication.aggregate_type, self.publication.payload.DESCRIPTOR.name
@@ -116,15 +131,24 @@ class OutboxRelay:
         self.nc: NATS | None = None
         self.js: JetStreamContext | None = None
         self.publisher: BatchPublisher | None = None
+        """One ack per message: for a page of fewer than `FAST_FROM` events (an ack comes
+        back one round trip after the message), and where the stream has no fast batches."""
+        self.batches: FastBatchPublisher | None = None
+        """Fast-ingest batches, where the stream allows them (None for good once a server
+        refused one): for a backlog (two round trips, then one ack per hundred messages)."""
+        self.fast = True
         self.active = asyncio.Event()
         self.published = 0
+        self._ahead: tuple[int, asyncio.Future[Page]] | None = None
+        """The page after a position, read while the stream stores the one before it."""
 
     async def _on_disconnect(self) -> None:
         # The acks in flight will not come: the batch fails now, not at the ack timeout.
-        if self.publisher is not None:
-            self.publisher.fail(
-                ConnectionError("the NATS connection dropped before the stream acknowledged")
-            )
+        for publisher in (self.publisher, self.batches):
+            if publisher is not None:
+                publisher.fail(
+                    ConnectionError("the NATS connection dropped before the stream acknowledged")
+                )
 
     async def connect(self) -> JetStreamContext:
         if self.js is None:
@@ -137,12 +161,18 @@ class OutboxRelay:
                 **natsauth.client_options(self.nats_url),
             )
             self.js = self.nc.jetstream()
-            await ensure_stream(self.js, self.stream)
+            config = await ensure_stream(self.js, self.stream)
             self.publisher = BatchPublisher(self.nc, window=self.window)
             await self.publisher.open()
+            if self.fast and config.allow_batched:
+                self.batches = FastBatchPublisher(self.nc)
+                await self.batches.open()
         return self.js
 
     async def close(self) -> None:
+        if self._ahead is not None:
+            await asyncio.gather(self._ahead[1], return_exceptions=True)
+            self._ahead = None
         await self.lock.release()
         if self.nc is not None:
             # Every message we care about was acknowledged already: close, don't drain.
@@ -151,47 +181,135 @@ class OutboxRelay:
         self.nc = None
         self.js = None
         self.publisher = None
+        self.batches = None
         self.active.clear()
 
     def position(self) -> int:
         return self.tracking.max_tracking_id(RELAY) or 0
 
     async def publish_batch(self, after: int) -> int:
-        """Publish the events after a position and wait for every ack; returns the last one."""
-        await self.connect()
-        rows = await asyncio.to_thread(
-            self.app.event_recorder.select_with_metadata, after, self.batch_size
+        """Publish the page of events after a position and wait for every ack (no position is
+        written); returns the last one published."""
+        return await self._refusing_fast(self._publish_pages, after, None, 1)
+
+    async def publish_backlog(
+        self, position: int, stop: asyncio.Event | None = None, *, limit: int | None = None
+    ) -> int:
+        """Publish page after page from a position until the log has no more (or `stop` is
+        set, or about `limit` events were published), writing the position as each page is
+        known stored; returns the last position published."""
+        return await self._refusing_fast(self._publish_pages, position, stop, limit, True)
+
+    async def _refusing_fast(self, publish: Callable[..., Awaitable[int]], *args: Any) -> int:
+        try:
+            return await publish(*args)
+        except FastIngestRefused:
+            # A server that does not take fast batches (the stream's leader may be newer than
+            # the server we reach): what it stored is dropped as duplicates the second time.
+            _log.warning("relay %s: fast batches refused; one ack per message", self.source)
+            self.fast = False
+            if self.batches is not None:
+                await self.batches.close()
+                self.batches = None
+            return await publish(*args)
+
+    def _read(self, after: int) -> asyncio.Future[Page]:
+        return asyncio.ensure_future(
+            asyncio.to_thread(self.app.event_recorder.select_with_metadata, after, self.batch_size)
         )
-        if not rows:
-            return after
+
+    async def _page(self, after: int) -> Page:
+        """The stored events after a position (read ahead while the page before it was
+        published, if it was full)."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            position, reading = ahead
+            if position == after:
+                return await reading
+            await asyncio.gather(reading, return_exceptions=True)  # not this page: dropped
+        return await self._read(after)
+
+    async def _publish_pages(
+        self,
+        position: int,
+        stop: asyncio.Event | None,
+        limit: int | None,
+        advance: bool = False,
+    ) -> int:
+        """Publish pages after `position` as one batch of the publisher; the batch ends (one
+        wait for the stream's acknowledgements) when a page is not full, when `stop` is set
+        or when `limit` events were published. With `advance`, the position of each page the
+        stream acknowledged is written, in a thread, while the next one is published: one
+        write per page, and no wait for the acknowledgements between pages."""
+        await self.connect()
+        rows = await self._page(position)
+        publisher: Batches | None = self.publisher
+        if self.batches is not None and len(rows) >= FAST_FROM:
+            publisher = self.batches
+        assert publisher is not None
+        publisher.reset()  # a drop while idle does not fail this batch
+        pages: deque[tuple[int, int, int]] = deque()
+        """(messages of the batch through the page, its last position, its events)"""
+        writing: asyncio.Future[None] | None = None
+        read = 0
+        try:
+            while True:
+                read += len(rows)
+                more = len(rows) == self.batch_size and not (stop is not None and stop.is_set())
+                if limit is not None and read >= limit:
+                    more = False
+                if more:
+                    # A backlog: the next page is read while this one is published.
+                    self._ahead = (rows[-1][0].id, self._read(rows[-1][0].id))
+                if rows:
+                    await self._publish_rows(publisher, rows)
+                    position = rows[-1][0].id
+                    pages.append((publisher.sent, position, len(rows)))
+                if more:
+                    stored = publisher.stored
+                else:
+                    stored = publisher.sent
+                    await self._acknowledged(publisher)  # the batch ends: all of it is stored
+                through = None
+                while pages and pages[0][0] <= stored:
+                    _, through, count = pages.popleft()
+                    self.published += count
+                if advance and through is not None:
+                    if writing is not None:
+                        await writing
+                    writing = asyncio.ensure_future(asyncio.to_thread(self.advance, through))
+                if not more:
+                    return position
+                rows = await self._page(position)
+        finally:
+            if writing is not None:
+                await writing
+
+    async def _publish_rows(self, publisher: Batches, rows: Page) -> None:
         tracing = telemetry.enabled()
         tracer = telemetry.tracer("c360.relay")
-        assert self.publisher is not None
-        self.publisher.reset()  # a drop while idle does not fail this batch
+        mapper = self.app.publishing_mapper
         for notification, meta in rows:
-            stored = StoredEnvelope(self.app, self.contract, notification, meta)
-            subject = stored.subject
+            stored = StoredEnvelope(self.app, self.contract, notification, meta, mapper)
             if not tracing:  # no span to make: the stored trace context travels as it is
-                await self._publish(stored, meta.traceparent, meta.tracestate)
+                await self._publish(publisher, stored, meta.traceparent, meta.tracestate)
                 continue
             parent = telemetry.context_from(meta.traceparent, meta.tracestate)
             with tracer.start_as_current_span(
-                f"publish {subject}", context=parent, kind=trace.SpanKind.PRODUCER
+                f"publish {stored.subject}", context=parent, kind=trace.SpanKind.PRODUCER
             ) as span:
                 span.set_attribute("messaging.system", "nats")
                 span.set_attribute("c360.source_position", notification.id)
                 traceparent, tracestate = telemetry.current_trace_headers()
-                await self._publish(stored, traceparent, tracestate)
-        await self._acknowledged()
-        self.published += len(rows)
-        return rows[-1][0].id
+                await self._publish(publisher, stored, traceparent, tracestate)
 
-    async def _publish(self, stored: StoredEnvelope, traceparent: str, tracestate: str) -> None:
+    async def _publish(
+        self, publisher: Batches, stored: StoredEnvelope, traceparent: str, tracestate: str
+    ) -> None:
         """Publish one stored event (its ack to come). The envelope is the stored one, byte for
         byte what the catch-up read serves (its trace context the command's); the headers carry
         `traceparent`/`tracestate`, the producer span's when tracing is on, and the stream
         expected to store it."""
-        assert self.publisher is not None
         position = stored.notification.id
         headers = {
             "Nats-Msg-Id": envelope.msg_id(self.source, position),
@@ -201,19 +319,16 @@ class OutboxRelay:
             headers["traceparent"] = traceparent
             if tracestate:
                 headers["tracestate"] = tracestate
-        await self.publisher.publish(
-            stored.subject, stored.pack().SerializeToString(), headers=headers
-        )
+        await publisher.publish(stored.subject, stored.pack().SerializeToString(), headers=headers)
 
-    async def _acknowledged(self) -> None:
+    async def _acknowledged(self, publisher: Batches) -> None:
         """Wait for every ack of the batch, but not past a dropped connection (the publisher
         fails the batch then: its acks never come, and it is published again from the stored
         position, de-duplicated by its ids) nor past the ack timeout."""
-        assert self.publisher is not None
         try:
-            await asyncio.wait_for(self.publisher.acknowledged(), self.ack_timeout)
+            await asyncio.wait_for(publisher.acknowledged(), self.ack_timeout)
         except TimeoutError:
-            self.publisher.reset()
+            publisher.reset()
             raise TimeoutError(
                 f"the stream did not acknowledge within {self.ack_timeout:.0f} s"
             ) from None
@@ -256,11 +371,9 @@ class OutboxRelay:
                 "relay %s active in pid %d from position %d", self.source, os.getpid(), position
             )
             while not stop.is_set():
-                end = await self.publish_batch(position)
-                if end > position:
-                    await asyncio.to_thread(self.advance, end)
-                    position = end
-                    continue
+                position = await self.publish_backlog(position, stop)
+                if stop.is_set():
+                    break
                 if not await self.lock.still_held():
                     _log.warning("relay %s lost its lock; standing by", self.source)
                     await self.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 
@@ -20,6 +21,9 @@ class StreamSettings:
     max_bytes: int = -1
     duplicate_window: float = 600.0
     replicas: int = 1
+    batched: bool = True
+    """Allow fast-ingest batches (`allow_batched`, where the server has them: 2.14+): the
+    outbox relays publish to the event stream that way."""
 
     @classmethod
     def from_env(cls) -> StreamSettings:
@@ -76,28 +80,41 @@ class StreamSettings:
             # JetStream refuses a duplicate window longer than the retention.
             duplicate_window=min(self.duplicate_window, self.max_age or self.duplicate_window),
             num_replicas=self.replicas,
+            allow_batched=True if self.batched else None,
         )
 
 
-async def ensure_stream(js: JetStreamContext, settings: StreamSettings) -> None:
+FAST_INGEST_API_LEVEL = 4
+"""The JetStream API level of the servers that take fast-ingest batches (2.14)."""
+
+
+async def ensure_stream(js: JetStreamContext, settings: StreamSettings) -> StreamConfig:
     """Create the stream, or update its limits in place when they differ (stored messages
     are kept); a stream already as configured is left alone, so a user who may only look
-    streams up passes here once the admin prepared them."""
+    streams up passes here once the admin prepared them. Returns the stream's configuration
+    as the server has it."""
+    wanted = settings.config()
+    if settings.batched and not await _takes_fast_batches(js):
+        wanted = dataclasses.replace(wanted, allow_batched=None)
     try:
         info = await js.stream_info(settings.name)
-        if _same(info.config, settings.config()):
-            return
+        if _same(info.config, wanted):
+            return info.config
     except NotFoundError:
         try:
-            await js.add_stream(config=settings.config())
-            return
+            return (await js.add_stream(config=wanted)).config
         except Exception as exc:
             # Another replica created it between our look and our add; update below.
             try:
                 await js.stream_info(settings.name)
             except NotFoundError:
                 raise exc from None
-    await js.update_stream(config=settings.config())
+    return (await js.update_stream(config=wanted)).config
+
+
+async def _takes_fast_batches(js: JetStreamContext) -> bool:
+    level = (await js.account_info()).api.level
+    return level is not None and level >= FAST_INGEST_API_LEVEL
 
 
 def _same(current: StreamConfig, wanted: StreamConfig) -> bool:
@@ -112,7 +129,9 @@ def _same(current: StreamConfig, wanted: StreamConfig) -> bool:
         return sorted(value) if isinstance(value, list) else value
 
     names = ("subjects", "max_age", "max_bytes", "duplicate_window", "num_replicas", "storage")
-    return all(norm(current, n) == norm(wanted, n) for n in names)
+    return all(norm(current, n) == norm(wanted, n) for n in names) and bool(
+        current.allow_batched
+    ) == bool(wanted.allow_batched)
 
 
 RECONNECT_WAIT = 0.5

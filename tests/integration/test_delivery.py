@@ -90,28 +90,70 @@ async def closing() -> AsyncIterator[list[OutboxRelay | Projector]]:
         await thing.close()
 
 
+@pytest.mark.parametrize("fast", [True, False], ids=["fast-batches", "ack-per-message"])
 async def test_relay_crash_between_publish_and_position_update_loses_and_doubles_nothing(
-    app: CustomerApplication, database_url: str, fresh_nats_url: str, closing: list[Any]
+    app: CustomerApplication,
+    database_url: str,
+    fresh_nats_url: str,
+    closing: list[Any],
+    fast: bool,
 ) -> None:
-    register_many(app, 40)
-    crashed = make_relay(app, database_url, fresh_nats_url, batch_size=25)
+    register_many(app, 100)
+    stream = StreamSettings(batched=fast)
+    crashed = make_relay(app, database_url, fresh_nats_url, batch_size=40, stream=stream)
     closing.append(crashed)
     last = await crashed.publish_batch(crashed.position())
     assert last > 0
     assert crashed.position() == 0  # published and acknowledged, position not yet stored
     await crashed.close()  # the process dies here
 
-    successor = make_relay(app, database_url, fresh_nats_url, batch_size=25)
+    successor = make_relay(app, database_url, fresh_nats_url, batch_size=40, stream=stream)
     closing.append(successor)
-    while await successor.publish_once() and successor.position() < 40:
-        pass
+    await successor.connect()
+    assert (successor.batches is not None) == fast
+    # The whole log, pages of 40 in one batch (the first page again: dropped as duplicates).
+    assert await successor.publish_backlog(0) == app.recorder.max_notification_id()
     assert successor.position() == app.recorder.max_notification_id()
     messages = await stream_messages(fresh_nats_url)
     ids = [msg_id for msg_id, _ in messages]
-    assert len(ids) == 40 == len(set(ids))
+    assert len(ids) == 100 == len(set(ids))
     assert ids == [f"customer:{env.source_position}" for _, env in messages]
     positions = [env.source_position for _, env in messages]
     assert positions == sorted(positions)  # per-source order kept
+
+
+async def test_a_backlog_goes_out_in_a_fast_batch_and_a_few_events_with_an_ack_each(
+    app: CustomerApplication, database_url: str, fresh_nats_url: str, closing: list[Any]
+) -> None:
+    register_many(app, 70)
+    relay = make_relay(app, database_url, fresh_nats_url, batch_size=50)
+    closing.append(relay)
+    await relay.connect()
+    assert relay.publisher is not None
+    assert relay.batches is not None
+    counts = {"fast": 0, "each": 0}
+
+    def counted(publisher: Any, kind: str) -> None:
+        publish = publisher.publish
+
+        async def counting(*args: Any, **kwargs: Any) -> None:
+            counts[kind] += 1
+            await publish(*args, **kwargs)
+
+        publisher.publish = counting
+
+    counted(relay.batches, "fast")
+    counted(relay.publisher, "each")
+    backlog = app.recorder.max_notification_id()
+    assert await relay.publish_backlog(0) == backlog
+    assert counts == {"fast": 70, "each": 0}  # pages of 50 and 20, one fast batch
+    register_many(app, 3, start=70)
+    assert await relay.publish_backlog(backlog) == app.recorder.max_notification_id()
+    assert counts == {"fast": 70, "each": 3}
+    assert relay.position() == app.recorder.max_notification_id()
+    positions = [env.source_position for _, env in await stream_messages(fresh_nats_url)]
+    assert positions == sorted(set(positions))
+    assert len(positions) == 73
 
 
 async def test_republished_beyond_the_dedup_window_and_redelivered_events_apply_once(
