@@ -504,9 +504,16 @@ class ReadModel(TrackingRecorder):
 
     def stale_searches(self) -> bool:
         with self.datastore.transaction(commit=False) as curs:
-            curs.execute(self._sql("SELECT EXISTS (SELECT 1 FROM {profiles} WHERE search_stale)"))
-            row = curs.fetchone()
-        return bool(row and row["exists"])
+            # Through the partial index (its order), as `reindex` reads: the planner may
+            # otherwise scan every profile, when statistics taken during a burst of new
+            # customers say half of them are stale.
+            curs.execute(
+                self._sql(
+                    "SELECT customer_id FROM {profiles} WHERE search_stale"
+                    " ORDER BY customer_id LIMIT 1"
+                )
+            )
+            return curs.fetchone() is not None
 
     def reindex(self, limit: int = 500, *, wait: bool = False) -> int:
         """Fill the search columns of profiles marked stale (asking for their keys first,
@@ -516,7 +523,10 @@ class ReadModel(TrackingRecorder):
             curs.execute(
                 self._sql(
                     "SELECT display_name, emails, phones FROM {profiles}"
-                    " WHERE search_stale LIMIT %s"
+                    # In the partial index's order: without it the planner may scan every
+                    # profile for the few that are stale (statistics taken during a burst of
+                    # new customers say half are): 8 ms at 20,000 profiles instead of 2.
+                    " WHERE search_stale ORDER BY customer_id LIMIT %s"
                 ),
                 (limit,),
             )
