@@ -7,6 +7,7 @@ Span attributes never carry personal data: ids of aggregates and positions only.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Mapping
@@ -73,7 +74,11 @@ def enabled() -> bool:
     return _configured
 
 
+@functools.cache
 def tracer(name: str = "c360") -> trace.Tracer:
+    """The named tracer, made once (`trace.get_tracer` looks the provider up in the process's
+    environment on every call; before `configure` it is a proxy that follows the provider
+    set later)."""
     return trace.get_tracer(name)
 
 
