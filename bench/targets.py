@@ -195,7 +195,8 @@ TARGETS = [
         lambda m, f: _ratio(f["relay"]["relay_per_s"], f["relay"]["raw_publish_per_s"]),
         lambda m, f: (
             f"{f['relay']['relay_per_s']:,.0f} vs {f['relay']['raw_publish_per_s']:,.0f}"
-            f" events/s, {f['relay']['events']:,} events"
+            f" events/s, {f['relay']['events']:,} events, medians of"
+            f" {f['relay'].get('rounds', 1)} alternating rounds"
         ),
     ),
     Target(
