@@ -186,8 +186,9 @@ class FastBatchPublisher:
     message (a flow it may lower, never raise) and, in `fail` mode, stores the batch in order
     without gaps: an acknowledgement of message n says 1..n are stored. The batch ends with an
     end-of-batch message (operation 3, not stored) whose reply is the PubAck of the batch,
-    counting what it stored. One ack per `flow` messages instead of one per message: the
-    JetStream side of the relay costs about two thirds of what `BatchPublisher`'s did.
+    counting the messages it took (those dropped as duplicates included). One ack per `flow`
+    messages instead of one per message: 7.7 us of CPU per message against `BatchPublisher`'s
+    11.6 (30,000 messages of 480 bytes, three headers).
 
     A gap (a message the server never saw), an error for any message (a stream other than the
     expected one), or a status (no stream takes the subject) ends the batch: `acknowledged`
@@ -197,7 +198,13 @@ class FastBatchPublisher:
     """
 
     def __init__(
-        self, nc: NATS, *, flow: int = 100, outstanding: int = 2, ping_after: float = 1.0
+        self,
+        nc: NATS,
+        *,
+        flow: int = 100,
+        outstanding: int = 2,
+        ping_after: float = 1.0,
+        silence: float = 10.0,
     ) -> None:
         self._nc = nc
         self.flow = flow
@@ -207,6 +214,9 @@ class FastBatchPublisher:
         self.ping_after = ping_after
         """Ask the server for its last acknowledgement again after this long without one
         (an acknowledgement can be lost; a later one covers the earlier)."""
+        self.silence = silence
+        """Give the batch up (TimeoutError) after this long without any answer: no stream
+        answers on the subject, or the server hangs without dropping the connection."""
         self._inbox = nc.new_inbox()
         self._sub: Subscription | None = None
         self._prefix = ""
@@ -285,12 +295,19 @@ class FastBatchPublisher:
         self._signal()
 
     async def _until(self, done: Callable[[], bool], ping: bool) -> None:
+        loop = asyncio.get_running_loop()
+        heard = loop.time()
         while not done() and self._error is None:
-            self._wake = asyncio.get_running_loop().create_future()
+            self._wake = loop.create_future()
             try:
                 await asyncio.wait_for(asyncio.shield(self._wake), self.ping_after)
+                heard = loop.time()
             except TimeoutError:
-                if ping:  # ask again for the last acknowledgement (operation 4)
+                if loop.time() - heard >= self.silence:
+                    self._error = TimeoutError(
+                        f"no answer to a fast batch within {self.silence:.0f} s"
+                    )
+                elif ping:  # ask again for the last acknowledgement (operation 4)
                     await self._send(self._last_subject, b"", self._sent, 4, None)
             finally:
                 self._wake = None
@@ -327,10 +344,10 @@ class FastBatchPublisher:
         if self._stored is None:
             await self._send(self._last_subject, b"", self._sent + 1, 3, None)
             await self._until(lambda: self._stored is not None, ping=True)
-        sent, stored = self._sent, self._stored
+        sent, took = self._sent, self._stored
         self.reset()
-        if stored != sent:
-            raise APIError(description=f"the stream stored {stored} of the batch's {sent} messages")
+        if took != sent:
+            raise APIError(description=f"the stream took {took} of the batch's {sent} messages")
 
 
 def _flow_failure(msg: Msg) -> Exception:
@@ -340,8 +357,8 @@ def _flow_failure(msg: Msg) -> Exception:
     body = json.loads(msg.data)
     if body.get("type") == "gap":
         return APIError(
-            description=f"the stream missed messages {body.get('last_seq')} to {body.get('seq')}"
-            " of a fast batch"
+            description=f"the stream missed a fast batch's messages from {body.get('last_seq')}"
+            f" up to {body.get('seq')}"
         )
     error = body.get("error") or {}
     return APIError(

@@ -195,3 +195,21 @@ async def test_a_server_storing_a_fast_batch_message_as_a_plain_publish_is_told_
     finally:
         await publisher.close()
         await responder.unsubscribe()
+
+
+async def test_a_fast_batch_nobody_answers_is_given_up(nc: NATS) -> None:
+    """A subject a plain subscriber takes (no stream): no answer comes, and the relay is not
+    left waiting on its first message for ever."""
+    silent = f"silent{uuid.uuid4().hex[:10]}"
+    listener = await nc.subscribe(silent)
+    publisher = FastBatchPublisher(nc, ping_after=0.1, silence=0.5)
+    await publisher.open()
+    try:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(batch(publisher, [(silent, b"x", {"Nats-Msg-Id": "q"})]), 10)
+        stream = await a_stream(nc)
+        await asyncio.wait_for(batch(publisher, [(f"{stream}.m", b"y", {"Nats-Msg-Id": "y"})]), 10)
+        assert await stored(nc, stream) == [b"y"]
+    finally:
+        await publisher.close()
+        await listener.unsubscribe()
