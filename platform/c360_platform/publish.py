@@ -332,7 +332,7 @@ class FastBatchPublisher:
         await self._send(subject, payload, self._sent, 0 if self._sent == 1 else 1, headers)
         if self._sent == 1:
             await self._until(lambda: self._started or self._stored is not None, ping=False)
-        else:
+        elif self._sent >= self._acked + self._every * self.outstanding or self._error:
             await self._until(
                 lambda: self._sent < self._acked + self._every * self.outstanding, ping=True
             )
