@@ -629,11 +629,19 @@ class ServiceApplication(Application[UUID]):
             )
         return outcome
 
-    def execute(self, ctx: CommandContext, decide: Callable[[], Decision[A]]) -> CommandOutcome:
-        """Run a command once: replay a retry, else decide, then append atomically."""
-        earlier = self.replay(ctx)
-        if earlier is not None:
-            return earlier
+    def execute(
+        self, ctx: CommandContext, decide: Callable[[], Decision[A]], *, pure: bool = False
+    ) -> CommandOutcome:
+        """Run a command once: replay a retry, else decide, then append atomically.
+
+        `pure`: `decide` reads nothing (it validates its input and builds new aggregates), so
+        a retry decides as the first attempt did and is recognised when it is appended (its
+        request id is recorded already: the append fails whole) and answered from there, with
+        no look for the request id first (a round trip on every command)."""
+        if not pure:
+            earlier = self.replay(ctx)
+            if earlier is not None:
+                return earlier
         decision = decide()
         subject = decision.subject
         if not any(a.pending_events for a in decision.changed):
@@ -677,11 +685,14 @@ class ServiceApplication(Application[UUID]):
 
         return self.execute(ctx, decide)
 
-    def create(self, ctx: CommandContext, make: Callable[[], A]) -> CommandOutcome:
-        """A command that creates one aggregate (`make` validates and builds it)."""
+    def create(
+        self, ctx: CommandContext, make: Callable[[], A], *, pure: bool = False
+    ) -> CommandOutcome:
+        """A command that creates one aggregate (`make` validates and builds it; `pure`: it
+        reads nothing of the store, see `execute`)."""
 
         def decide() -> Decision[A]:
             aggregate = make()
             return Decision(aggregate, [aggregate])
 
-        return self.execute(ctx, decide)
+        return self.execute(ctx, decide, pure=pure)

@@ -181,6 +181,29 @@ async def test_a_retry_replays_the_first_answer_and_a_reused_id_is_refused(
     assert api.app.event_recorder.count_events() == 2
 
 
+async def test_a_registration_does_not_look_its_request_id_up_first(
+    api: CustomerServicer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RegisterCustomer decides from its input alone: a first request is appended without a
+    look for its request id; a retry is told when its append meets the id recorded."""
+    recorder = api.app.event_recorder
+    looked_up: list[str] = []
+    find_outcome = recorder.find_outcome
+
+    def counting(request_id: str) -> Any:
+        looked_up.append(request_id)
+        return find_outcome(request_id)
+
+    monkeypatch.setattr(recorder, "find_outcome", counting)
+    request = registration("Ada Lovelace", "ada@example.com", request_id="reg-2")
+    first = await api.RegisterCustomer(request, CALL)
+    assert looked_up == []
+    again = await api.RegisterCustomer(request, CALL)
+    assert looked_up == ["reg-2"]
+    assert (again.result.aggregate_id, again.result.replayed) == (first.result.aggregate_id, True)
+    assert recorder.count_events() == 1
+
+
 async def test_a_stale_expected_version_is_a_conflict(api: CustomerServicer) -> None:
     cid = await register(api, "Ada Lovelace", "ada@example.com")
     await api.RenameCustomer(

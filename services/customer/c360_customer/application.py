@@ -267,7 +267,9 @@ class CustomerApplication(ServiceApplication):
 
     def register(self, ctx: CommandContext, **fields: Any) -> CommandOutcome:
         fields["default_region"] = fields.get("default_region") or self.default_region
-        return self.create(ctx, lambda: domain.register_customer(**fields))
+        # The domain's registration reads nothing: a retry is told by its request id when
+        # it is appended, not asked for first.
+        return self.create(ctx, lambda: domain.register_customer(**fields), pure=True)
 
     def load_active(self, customer_id: UUID, expected_version: int | None = None) -> Customer:
         """The customer for a command: FAILED_PRECONDITION naming the final survivor if it was
