@@ -55,30 +55,57 @@ class Batches(Protocol):
     def fail(self, error: Exception) -> None: ...
 
 
-class BatchPublisher:
-    """Publishes to JetStream with at most `window` messages unacknowledged."""
+class _Replies:
+    """A publisher's inbox: the server's replies to its messages (`<inbox>.<token>...`) come
+    to one callback, which records the batch's first error and wakes the waiting publish."""
 
-    def __init__(self, nc: NATS, *, window: int = 256) -> None:
+    _replies = ".*"
+    """The inbox's subjects, after the inbox."""
+
+    def __init__(self, nc: NATS) -> None:
         self._nc = nc
-        self.window = window
         self._inbox = nc.new_inbox()
-        self._cut = len(self._inbox) + 1
         self._sub: Subscription | None = None
-        self._next = 0
-        self._first = 1
-        self._pending: set[int] = set()
         self._error: Exception | None = None
         self._wake: asyncio.Future[None] | None = None
-        self._wanted = 0
 
     async def open(self) -> None:
-        self._sub = await self._nc.subscribe(f"{self._inbox}.*", cb=self._acknowledge)
+        self._sub = await self._nc.subscribe(f"{self._inbox}{self._replies}", cb=self._reply)
 
     async def close(self) -> None:
         if self._sub is not None:
             sub, self._sub = self._sub, None
             await sub.unsubscribe()
         self.reset()
+
+    async def _reply(self, msg: Msg) -> None:
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        raise NotImplementedError
+
+    def fail(self, error: Exception) -> None:
+        """End the batch with `error` (the connection dropped: its acks will not come); a
+        publish or `acknowledged` waiting now, or called next, raises it."""
+        self._error = self._error or error
+        self._signal()
+
+    def _signal(self) -> None:
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
+
+
+class BatchPublisher(_Replies):
+    """Publishes to JetStream with at most `window` messages unacknowledged."""
+
+    def __init__(self, nc: NATS, *, window: int = 256) -> None:
+        super().__init__(nc)
+        self.window = window
+        self._cut = len(self._inbox) + 1
+        self._next = 0
+        self._first = 1
+        self._pending: set[int] = set()
+        self._wanted = 0
 
     @property
     def unacknowledged(self) -> int:
@@ -94,7 +121,7 @@ class BatchPublisher:
         """How many of the batch's first messages the stream acknowledged, all of them."""
         return (min(self._pending) if self._pending else self._next + 1) - self._first
 
-    async def _acknowledge(self, msg: Msg) -> None:
+    async def _reply(self, msg: Msg) -> None:
         try:
             n = int(msg.subject[self._cut :])
         except ValueError:
@@ -147,13 +174,6 @@ class BatchPublisher:
         self._first = self._next + 1
         self._error = None
 
-    def fail(self, error: Exception) -> None:
-        """End the batch with `error` (the connection dropped: its acks will not come); a
-        publish or `acknowledged` waiting now, or called next, raises it."""
-        self._error = self._error or error
-        if self._wake is not None and not self._wake.done():
-            self._wake.set_result(None)
-
 
 def _failure(msg: Msg) -> Exception:
     """The error an acknowledgement reports: a status (503: no stream takes the subject) or
@@ -177,7 +197,7 @@ class FastIngestRefused(Exception):
     before 2.14): publish one acknowledgement per message instead."""
 
 
-class FastBatchPublisher:
+class FastBatchPublisher(_Replies):
     """Publishes each batch as a JetStream fast-ingest batch (ADR-50, nats-server 2.14+, a
     stream with `allow_batched`).
 
@@ -197,6 +217,8 @@ class FastBatchPublisher:
     Nats-Expected-Stream headers keep their meaning in a fast batch.
     """
 
+    _replies = ".>"
+
     def __init__(
         self,
         nc: NATS,
@@ -206,7 +228,7 @@ class FastBatchPublisher:
         ping_after: float = 1.0,
         silence: float = 10.0,
     ) -> None:
-        self._nc = nc
+        super().__init__(nc)
         self.flow = flow
         """Acknowledge every `flow`th message at most (the server may ask for more often)."""
         self.outstanding = outstanding
@@ -217,8 +239,6 @@ class FastBatchPublisher:
         self.silence = silence
         """Give the batch up (TimeoutError) after this long without any answer: no stream
         answers on the subject, or the server hangs without dropping the connection."""
-        self._inbox = nc.new_inbox()
-        self._sub: Subscription | None = None
         self._prefix = ""
         self._sent = 0
         self._acked = 0
@@ -226,17 +246,6 @@ class FastBatchPublisher:
         self._started = False
         self._last_subject = ""
         self._stored: int | None = None
-        self._error: Exception | None = None
-        self._wake: asyncio.Future[None] | None = None
-        self.reset()
-
-    async def open(self) -> None:
-        self._sub = await self._nc.subscribe(f"{self._inbox}.>", cb=self._reply)
-
-    async def close(self) -> None:
-        if self._sub is not None:
-            sub, self._sub = self._sub, None
-            await sub.unsubscribe()
         self.reset()
 
     @property
@@ -260,14 +269,6 @@ class FastBatchPublisher:
         self._started = False
         self._stored = None
         self._error = None
-
-    def fail(self, error: Exception) -> None:
-        self._error = self._error or error
-        self._signal()
-
-    def _signal(self) -> None:
-        if self._wake is not None and not self._wake.done():
-            self._wake.set_result(None)
 
     async def _reply(self, msg: Msg) -> None:
         if not msg.subject.startswith(self._prefix):
