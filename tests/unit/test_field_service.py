@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
@@ -327,3 +328,33 @@ async def test_visits_show_on_the_timeline_and_in_the_profile(
     assert [(w.summary, w.state) for w in shown.open_work_orders] == [
         ("Second visit", "unscheduled")
     ]
+
+
+async def test_a_work_order_created_again_with_its_request_id_replays_the_first_answer(
+    desk: ServiceDeskServicer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CreateWorkOrder decides from its input alone: no look for its request id first; a
+    retry is told when its append meets the recorded id, and answered as the first time."""
+    recorder = desk.app.event_recorder
+    looked_up: list[str] = []
+    find_outcome = recorder.find_outcome
+
+    def counting(request_id: str) -> Any:
+        looked_up.append(request_id)
+        return find_outcome(request_id)
+
+    monkeypatch.setattr(recorder, "find_outcome", counting)
+    request = dapi.CreateWorkOrderRequest(
+        request_id="wo-1",
+        customer_id=str(uuid4()),
+        summary="Router replacement",
+        region="north",
+        allow_unknown_customer=True,
+    )
+    first = await desk.CreateWorkOrder(request, CALL)
+    assert looked_up == []
+    head = desk.app.head()
+    again = await desk.CreateWorkOrder(request, CALL)
+    assert looked_up == ["wo-1"]
+    assert (again.result.aggregate_id, again.result.replayed) == (first.result.aggregate_id, True)
+    assert desk.app.head() == head

@@ -179,6 +179,30 @@ async def test_a_phone_lead_is_assigned_qualified_and_converted_into_a_new_custo
     assert (lead.state, lead.customer_id) == (lev.LEAD_STATE_CONVERTED, customer_id)
 
 
+async def test_a_lead_captured_again_with_its_request_id_replays_the_first_answer(
+    sales: SalesServicer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CaptureLead decides from its input alone: no look for its request id first; a retry
+    is told when its append meets the recorded id, and answered as the first time."""
+    recorder = sales.app.event_recorder
+    looked_up: list[str] = []
+    find_outcome = recorder.find_outcome
+
+    def counting(request_id: str) -> Any:
+        looked_up.append(request_id)
+        return find_outcome(request_id)
+
+    monkeypatch.setattr(recorder, "find_outcome", counting)
+    first = await sales.CaptureLead(phone_lead(request_id="lead-1"), CALL)
+    assert looked_up == []
+    head = stored(sales)
+    again = await sales.CaptureLead(phone_lead(request_id="lead-1"), CALL)
+    assert looked_up == ["lead-1"]
+    assert (again.result.aggregate_id, again.result.replayed) == (first.result.aggregate_id, True)
+    assert again.result.consistency_token == first.result.consistency_token
+    assert stored(sales) == head
+
+
 async def test_lead_state_machine_refuses_illegal_transitions_and_stores_nothing(
     sales: SalesServicer,
 ) -> None:

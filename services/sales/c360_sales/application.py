@@ -325,7 +325,7 @@ class SalesApplication(ServiceApplication):
     # -- leads -----------------------------------------------------------------------------------
 
     def capture_lead(self, ctx: CommandContext, **fields: Any) -> CommandOutcome:
-        return self.create(ctx, lambda: domain.capture_lead(**fields))
+        return self.create(ctx, lambda: domain.capture_lead(**fields), pure=True)
 
     def assign_lead(
         self,
@@ -1023,7 +1023,7 @@ class SalesApplication(ServiceApplication):
     # -- activities ------------------------------------------------------------------------
 
     def schedule_activity(self, ctx: CommandContext, **fields: Any) -> CommandOutcome:
-        return self.create(ctx, lambda: domain.schedule_activity(**fields))
+        return self.create(ctx, lambda: domain.schedule_activity(**fields), pure=True)
 
     def reschedule_activity(
         self,

@@ -634,7 +634,7 @@ class ServiceDeskApplication(ServiceApplication):
     # -- the knowledge base -----------------------------------------------------------------
 
     def create_article(self, ctx: CommandContext, **fields: Any) -> CommandOutcome:
-        return self.create(ctx, lambda: knowledge.draft_article(**fields))
+        return self.create(ctx, lambda: knowledge.draft_article(**fields), pure=True)
 
     def get_article(self, article_id: UUID) -> Article:
         return self.load(Article, article_id)
@@ -783,7 +783,7 @@ class ServiceDeskApplication(ServiceApplication):
     # -- field service ----------------------------------------------------------------------
 
     def create_work_order(self, ctx: CommandContext, **fields: Any) -> CommandOutcome:
-        return self.create(ctx, lambda: field_service.create_work_order(**fields))
+        return self.create(ctx, lambda: field_service.create_work_order(**fields), pure=True)
 
     def get_work_order(self, work_order_id: UUID) -> WorkOrder:
         return self.load(WorkOrder, work_order_id)
