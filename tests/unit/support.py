@@ -70,3 +70,17 @@ def loaded_after(code: str, heavy: list[str]) -> list[str]:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     ).stdout
     return [m for m in out.strip().split(",") if m]
+
+
+def outcome_lookups(monkeypatch: pytest.MonkeyPatch, app: Any) -> list[str]:
+    """The request ids `app` looks up for an earlier answer from now on (the list grows)."""
+    recorder = app.event_recorder
+    looked_up: list[str] = []
+    find_outcome = recorder.find_outcome
+
+    def counting(request_id: str) -> Any:
+        looked_up.append(request_id)
+        return find_outcome(request_id)
+
+    monkeypatch.setattr(recorder, "find_outcome", counting)
+    return looked_up

@@ -19,7 +19,7 @@ from c360_customer.domain import id_for_external_key
 from c360_platform.errors import InvalidArgument, NotFound, PreconditionFailed, VersionConflict
 from c360_platform.store import CommandContext, RowQuery
 
-from .support import CALL, Clock, bad_fields, refused
+from .support import CALL, Clock, bad_fields, outcome_lookups, refused
 
 
 @pytest.fixture
@@ -187,14 +187,7 @@ async def test_a_registration_does_not_look_its_request_id_up_first(
     """RegisterCustomer decides from its input alone: a first request is appended without a
     look for its request id; a retry is told when its append meets the id recorded."""
     recorder = api.app.event_recorder
-    looked_up: list[str] = []
-    find_outcome = recorder.find_outcome
-
-    def counting(request_id: str) -> Any:
-        looked_up.append(request_id)
-        return find_outcome(request_id)
-
-    monkeypatch.setattr(recorder, "find_outcome", counting)
+    looked_up = outcome_lookups(monkeypatch, api.app)
     request = registration("Ada Lovelace", "ada@example.com", request_id="reg-2")
     first = await api.RegisterCustomer(request, CALL)
     assert looked_up == []

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
@@ -29,7 +28,7 @@ from c360_service_desk.reports import Visit, field_service_report
 from c360_timeline.projection import Entry, entry_for
 from c360_timeline.query import profile_message
 
-from .support import CALL, Clock, bad_fields, refused
+from .support import CALL, Clock, bad_fields, outcome_lookups, refused
 from .test_ticket_projection import replay
 
 NOW = datetime.now(UTC)
@@ -335,15 +334,7 @@ async def test_a_work_order_created_again_with_its_request_id_replays_the_first_
 ) -> None:
     """CreateWorkOrder decides from its input alone: no look for its request id first; a
     retry is told when its append meets the recorded id, and answered as the first time."""
-    recorder = desk.app.event_recorder
-    looked_up: list[str] = []
-    find_outcome = recorder.find_outcome
-
-    def counting(request_id: str) -> Any:
-        looked_up.append(request_id)
-        return find_outcome(request_id)
-
-    monkeypatch.setattr(recorder, "find_outcome", counting)
+    looked_up = outcome_lookups(monkeypatch, desk.app)
     request = dapi.CreateWorkOrderRequest(
         request_id="wo-1",
         customer_id=str(uuid4()),

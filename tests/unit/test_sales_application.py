@@ -32,7 +32,7 @@ from c360_sales.customers import NewCustomer
 from c360_sales.domain import named_id
 from c360_sales.erp_orders import ErpOrderFollower
 
-from .support import CALL, Clock, bad_fields, refused
+from .support import CALL, Clock, bad_fields, outcome_lookups, refused
 
 
 class FakeCustomers:
@@ -184,15 +184,7 @@ async def test_a_lead_captured_again_with_its_request_id_replays_the_first_answe
 ) -> None:
     """CaptureLead decides from its input alone: no look for its request id first; a retry
     is told when its append meets the recorded id, and answered as the first time."""
-    recorder = sales.app.event_recorder
-    looked_up: list[str] = []
-    find_outcome = recorder.find_outcome
-
-    def counting(request_id: str) -> Any:
-        looked_up.append(request_id)
-        return find_outcome(request_id)
-
-    monkeypatch.setattr(recorder, "find_outcome", counting)
+    looked_up = outcome_lookups(monkeypatch, sales.app)
     first = await sales.CaptureLead(phone_lead(request_id="lead-1"), CALL)
     assert looked_up == []
     head = stored(sales)
