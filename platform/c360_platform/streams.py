@@ -22,8 +22,9 @@ class StreamSettings:
     duplicate_window: float = 600.0
     replicas: int = 1
     batched: bool = True
-    """Allow fast-ingest batches (`allow_batched`, where the server has them: 2.14+): the
-    outbox relays publish to the event stream that way."""
+    """Allow fast-ingest batches (`allow_batched`) where the server has them (JetStream API
+    level 4: 2.14+). Every c360 stream allows them; the outbox relays publish their backlogs
+    to the event stream that way."""
 
     @classmethod
     def from_env(cls) -> StreamSettings:
