@@ -7,7 +7,7 @@ import base64
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -95,6 +95,35 @@ WATCH_SQL = (
     " WHERE customer_id IN (SELECT id FROM grp) AND entry_seq > %(after)s"
     " ORDER BY entry_seq LIMIT 500"
 )
+
+
+PAGE_PLAN = "SET LOCAL enable_sort = off"
+"""How a page is planned: each member's entries in the order of entries_by_customer, up to the
+page, and never all of them sorted. The planner sizes a member (a join's value) by the
+average entries per customer; where that is below the page (most customers freshly registered,
+with an entry each), reading in order saves nothing by its estimate, and it may read all of a
+long history to sort it instead: 7 ms for the first page of 10,000 entries, against 0.1 ms.
+The merged pages are still sorted (no plan goes without that)."""
+
+
+def page_sql(where: Sequence[str]) -> str:
+    """GetTimeline's page: the customer (`root`) and those merged into it, and a page (`size`)
+    of each one's entries that match `where` (conditions on `entries`, with `g.id` for the
+    member), in one statement. Per customer, equality on the index on (customer_id,
+    occurred_at DESC, ...) yields its entries in order and the scan stops at LIMIT
+    (`= ANY(array)` would read every entry of the group and sort them); the pages are merged
+    and cut. Each row also carries the group and which of it is forgotten (computed once, not
+    per row): what revealing the page needs, in the same round trip."""
+    order = "ORDER BY occurred_at DESC, source DESC, position DESC LIMIT %(size)s"
+    return (
+        f"{GROUP_CTE} SELECT p.*,"
+        " (SELECT array_agg(id) FROM grp) AS group_ids,"
+        f" (SELECT array_agg(customer_id) FROM {SCHEMA}.forgotten"
+        "  WHERE customer_id IN (SELECT id FROM grp)) AS group_gone"
+        " FROM (SELECT DISTINCT id FROM grp) g CROSS JOIN LATERAL"
+        f" (SELECT {ENTRY_COLUMNS} FROM {SCHEMA}.entries WHERE {' AND '.join(where)}"
+        f" {order}) p {order}"
+    )
 
 
 def _struct(doc: dict[str, Any]) -> struct_pb2.Struct:
@@ -403,25 +432,12 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
         if request.page_token:
             where.append("(occurred_at, source, position) < (%(t_at)s, %(t_source)s, %(t_pos)s)")
             params["t_at"], params["t_source"], params["t_pos"] = _decode_token(request.page_token)
-        # The customer and those merged into it, and a page of each one's entries, in one
-        # statement: per customer, equality on the index on (customer_id, occurred_at DESC,
-        # ...) yields its entries in order and the scan stops at LIMIT (`= ANY(array)` would
-        # read every entry of the group and sort them); the pages are merged and cut.
-        order = "ORDER BY occurred_at DESC, source DESC, position DESC LIMIT %(size)s"
-        # Each row also carries the group and which of it is forgotten (computed once, not per
-        # row): what revealing the page needs, in the same round trip.
-        sql = (
-            f"{GROUP_CTE} SELECT p.*,"
-            " (SELECT array_agg(id) FROM grp) AS group_ids,"
-            f" (SELECT array_agg(customer_id) FROM {SCHEMA}.forgotten"
-            "  WHERE customer_id IN (SELECT id FROM grp)) AS group_gone"
-            " FROM (SELECT DISTINCT id FROM grp) g CROSS JOIN LATERAL"
-            f" (SELECT {ENTRY_COLUMNS} FROM {SCHEMA}.entries WHERE {' AND '.join(where)}"
-            f" {order}) p {order}"
-        )
         async with self.pool.connection() as conn:
-            async with conn.cursor(row_factory=dict_row) as cur:
-                await cur.execute(sql, params)
+            # Sent together, the two run in one implicit transaction: the plan's setting holds
+            # for this statement alone.
+            async with conn.pipeline(), conn.cursor(row_factory=dict_row) as cur:
+                await cur.execute(PAGE_PLAN)
+                await cur.execute(page_sql(where), params)
                 rows = await cur.fetchall()
             known = None
             if rows:
