@@ -4,15 +4,20 @@ answer all along, and never from an empty or half-filled timeline."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+import psycopg
 import pytest
 
 from c360.customer.v1 import customer_service_pb2 as capi
 from c360.timeline.v1 import timeline_service_pb2 as tapi
+from c360_timeline.readmodel import SCHEMA
 from tests.integration.conftest import Stack
 from tests.integration.helpers import register
 
 pytestmark = pytest.mark.integration
+
+CUSTOMERS = 40
 
 
 async def test_reads_during_a_rebuild_never_fail_nor_show_an_empty_timeline(stack: Stack) -> None:
@@ -134,3 +139,53 @@ async def test_after_a_rebuild_the_live_feed_starts_where_the_replay_ended(stack
     delivered = (await consumer.sub.consumer_info()).delivered
     assert delivered is not None
     assert delivered.consumer_seq == 1  # the one event after the rebuild, not all 31
+
+
+async def _model(postgres_url: str) -> tuple[dict[str, Any], list[tuple[Any, ...]]]:
+    """The read model's profiles (documents by customer) and entries, as stored."""
+    async with await psycopg.AsyncConnection.connect(postgres_url) as conn:
+        profiles = await (
+            await conn.execute(f"SELECT customer_id, doc FROM {SCHEMA}.profiles")
+        ).fetchall()
+        entries = await (
+            await conn.execute(
+                f"SELECT entry_seq, event_id, customer_id, type, summary, details"
+                f" FROM {SCHEMA}.entries ORDER BY entry_seq"
+            )
+        ).fetchall()
+        merges = await (
+            await conn.execute(f"SELECT duplicate_id, survivor_id FROM {SCHEMA}.merges")
+        ).fetchall()
+    assert merges  # the replay below has a merge to keep
+    return {str(cid): doc for cid, doc in profiles}, [tuple(e) for e in entries]
+
+
+async def test_a_rebuild_of_many_customers_makes_the_model_it_replaces(stack: Stack) -> None:
+    # Many customers, each with a history, and a merge (two customers' rows written from one
+    # customer's events): the whole model as it stood, not one customer's timeline.
+    ids = []
+    for i in range(CUSTOMERS):
+        registered = await register(stack.customer, f"Lane {i}", f"lane{i}@example.com")
+        ids.append(registered.result.aggregate_id)
+        await stack.customer.AddEmail(
+            capi.AddEmailRequest(customer_id=ids[-1], email=f"second{i}@example.com")
+        )
+    for i in range(0, CUSTOMERS, 3):
+        await stack.customer.RenameCustomer(
+            capi.RenameCustomerRequest(customer_id=ids[i], display_name=f"Lane {i} renamed")
+        )
+    merged = await stack.customer.MergeCustomers(
+        capi.MergeCustomersRequest(survivor_id=ids[0], duplicate_id=ids[1], reason="same")
+    )
+    await stack.timeline.GetTimeline(
+        tapi.GetTimelineRequest(customer_id=ids[0], wait_for=merged.result.consistency_token),
+        timeout=20,
+    )
+    before = await _model(stack.postgres_url)
+    assert len(before[0]) == CUSTOMERS
+    progress = [
+        (r.applied, r.done)
+        async for r in stack.timeline.RebuildReadModel(tapi.RebuildReadModelRequest())
+    ]
+    assert progress[-1] == (len(before[1]), True)
+    assert await _model(stack.postgres_url) == before
