@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from c360_timeline.query import PAGE_PLAN, page_sql
+from c360_timeline.query import PAGE_OPTIONS, page_sql
 from c360_timeline.readmodel import SCHEMA, open_read_model
 
 pytestmark = pytest.mark.integration
@@ -44,12 +44,12 @@ def test_a_long_historys_first_page_reads_a_page(database_url: str, page: int) -
             conn.execute(insert.format(customer="gen_random_uuid()"), (ONE_ENTRY_CUSTOMERS,))
             conn.execute(insert.format(customer="%s::uuid"), (long, LONG_HISTORY))
             conn.execute(f"ANALYZE {SCHEMA}.entries")
-            with conn.pipeline():  # as GetTimeline sends them: one implicit transaction
-                conn.execute(PAGE_PLAN)
-                explained = conn.execute(
-                    "EXPLAIN (ANALYZE, FORMAT JSON) " + page_sql(["customer_id = g.id"]),
-                    {"root": long, "at": "infinity", "size": page + 1},
-                ).fetchone()
+        # On a connection as GetTimeline's page has them.
+        with psycopg.connect(database_url, autocommit=True, options=PAGE_OPTIONS) as conn:
+            explained = conn.execute(
+                "EXPLAIN (ANALYZE, FORMAT JSON) " + page_sql(["customer_id = g.id"]),
+                {"root": long, "at": "infinity", "size": page + 1},
+            ).fetchone()
         assert explained is not None
         plan = explained[0] if isinstance(explained[0], list) else json.loads(explained[0])
         scans = _scans(plan[0]["Plan"])

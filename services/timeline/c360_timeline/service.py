@@ -13,7 +13,7 @@ from c360_platform.datakeys import DataKeys
 from c360_platform.notify import Notifications
 from c360_platform.pgpool import CHECKOUT_TIMEOUT, PatientAsyncPool
 from c360_timeline.projector import Projector
-from c360_timeline.query import TimelineServicer
+from c360_timeline.query import PAGE_OPTIONS, TimelineServicer
 from c360_timeline.readmodel import KEY_CACHE_SECONDS, NOTIFY_CHANNEL, open_read_model
 
 SERVICE_NAME = api.DESCRIPTOR.services_by_name["TimelineService"].full_name
@@ -30,8 +30,36 @@ def build(settings: Settings) -> rpc.ServiceHost:
     projector = Projector(
         view, postgres_url=settings.postgres_url, nats_url=settings.nats_url, directory=directory
     )
-    pool = PatientAsyncPool(
-        settings.postgres_url,
+    pool = read_pool(settings.postgres_url)
+    pages = read_pool(settings.postgres_url, options=PAGE_OPTIONS)
+    # One LISTEN for the whole process: watches and waits are woken by the projector's commits.
+    notifications = Notifications(settings.postgres_url, NOTIFY_CHANNEL)
+    servicer = TimelineServicer(
+        pool, projector, notifications=notifications, keys=keys, pages=pages
+    )
+    host = rpc.ServiceHost.for_settings(settings)
+
+    def add(server: Any) -> None:
+        api_grpc.add_TimelineServiceServicer_to_server(servicer, server)
+
+    host.add(SERVICE_NAME, add, servicer)
+
+    host.on_start.append(pool.open)
+    host.on_start.append(pages.open)
+    host.background.append(projector.run)
+    host.background.append(notifications.run)
+    host.on_close.append(pool.close)
+    host.on_close.append(pages.close)
+
+    host.on_close.append(keys.aclose)
+    host.parts.update(projector=projector, view=view, notifications=notifications)
+    return host
+
+
+def read_pool(postgres_url: str, **connect: Any) -> PatientAsyncPool:
+    """A pool of the query API's (`connect`: more connection parameters)."""
+    return PatientAsyncPool(
+        postgres_url,
         min_size=1,
         max_size=10,
         open=False,
@@ -41,23 +69,5 @@ def build(settings: Settings) -> rpc.ServiceHost:
         check=PatientAsyncPool.check_if_disturbed,
         # Every read is one statement or a few that need no common snapshot: no BEGIN and
         # COMMIT around them.
-        kwargs={"autocommit": True},
+        kwargs={"autocommit": True, **connect},
     )
-    # One LISTEN for the whole process: watches and waits are woken by the projector's commits.
-    notifications = Notifications(settings.postgres_url, NOTIFY_CHANNEL)
-    servicer = TimelineServicer(pool, projector, notifications=notifications, keys=keys)
-    host = rpc.ServiceHost.for_settings(settings)
-
-    def add(server: Any) -> None:
-        api_grpc.add_TimelineServiceServicer_to_server(servicer, server)
-
-    host.add(SERVICE_NAME, add, servicer)
-
-    host.on_start.append(pool.open)
-    host.background.append(projector.run)
-    host.background.append(notifications.run)
-    host.on_close.append(pool.close)
-
-    host.on_close.append(keys.aclose)
-    host.parts.update(projector=projector, view=view, notifications=notifications)
-    return host
