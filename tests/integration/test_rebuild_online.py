@@ -14,6 +14,7 @@ from c360.timeline.v1 import timeline_service_pb2 as tapi
 from c360_timeline.readmodel import SCHEMA
 from tests.integration.conftest import Stack
 from tests.integration.helpers import register
+from tests.integration.test_delivery import snapshot
 
 pytestmark = pytest.mark.integration
 
@@ -141,23 +142,13 @@ async def test_after_a_rebuild_the_live_feed_starts_where_the_replay_ended(stack
     assert delivered.consumer_seq == 1  # the one event after the rebuild, not all 31
 
 
-async def _model(postgres_url: str) -> tuple[dict[str, Any], list[tuple[Any, ...]]]:
-    """The read model's profiles (documents by customer) and entries, as stored."""
+async def _merges(postgres_url: str) -> list[tuple[Any, ...]]:
     async with await psycopg.AsyncConnection.connect(postgres_url) as conn:
-        profiles = await (
-            await conn.execute(f"SELECT customer_id, doc FROM {SCHEMA}.profiles")
-        ).fetchall()
-        entries = await (
-            await conn.execute(
-                f"SELECT entry_seq, event_id, customer_id, type, summary, details"
-                f" FROM {SCHEMA}.entries ORDER BY entry_seq"
-            )
-        ).fetchall()
-        merges = await (
-            await conn.execute(f"SELECT duplicate_id, survivor_id FROM {SCHEMA}.merges")
-        ).fetchall()
-    assert merges  # the replay below has a merge to keep
-    return {str(cid): doc for cid, doc in profiles}, [tuple(e) for e in entries]
+        cur = await conn.execute(
+            f"SELECT merge_id, duplicate_id, survivor_id, merged_at, unmerged_at"
+            f" FROM {SCHEMA}.merges ORDER BY merge_id"
+        )
+        return [tuple(r) for r in await cur.fetchall()]
 
 
 async def test_a_rebuild_of_many_customers_makes_the_model_it_replaces(stack: Stack) -> None:
@@ -181,11 +172,13 @@ async def test_a_rebuild_of_many_customers_makes_the_model_it_replaces(stack: St
         tapi.GetTimelineRequest(customer_id=ids[0], wait_for=merged.result.consistency_token),
         timeout=20,
     )
-    before = await _model(stack.postgres_url)
-    assert len(before[0]) == CUSTOMERS
+    before, merges = await snapshot(stack.postgres_url), await _merges(stack.postgres_url)
+    assert len(before["profiles"]) == CUSTOMERS
+    assert merges  # the replay below has a merge to keep
     progress = [
         (r.applied, r.done)
         async for r in stack.timeline.RebuildReadModel(tapi.RebuildReadModelRequest())
     ]
-    assert progress[-1] == (len(before[1]), True)
-    assert await _model(stack.postgres_url) == before
+    assert progress[-1] == (len(before["entries"]), True)
+    assert await snapshot(stack.postgres_url) == before
+    assert await _merges(stack.postgres_url) == merges
