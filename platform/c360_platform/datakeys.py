@@ -1,12 +1,14 @@
 """The customers' data keys as a consumer gets them: asked of the service that holds them
 (`c360.customer.v1.CustomerService/GetDataKeys`, found among the deployment's services by the
-standard health check) and kept for a few seconds, so that a forget is seen soon."""
+standard health check) and kept for a few seconds, so that a forget is seen soon. A key read
+late in its time is asked again in the background while the cached one answers."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from uuid import UUID
 
 import grpc
@@ -23,6 +25,20 @@ _UNKNOWN = b"unknown"
 """Cached for a customer the key holder does not know (a key is 32 bytes, never this)."""
 CACHE_SECONDS = 5.0
 """How long a key (or a customer's being forgotten) is trusted before it is asked again."""
+REFRESH_AFTER = 0.75
+"""Share of a key's time in the cache after which a read of it has it asked again in the
+background (refresh-ahead), the cached key answering meanwhile: keys that are read keep being
+known, and keys fetched together (a burst of new customers) do not all expire together, each
+read of them then waiting for the key holder."""
+GATHER = 0.5
+"""Seconds the background refresh waits for more due keys before it asks (at most a fifth of
+the part of a key's time in which a read has it refreshed): one request for many keys, not one
+for each read."""
+RETRY_AFTER = 1.0
+"""Seconds before a failed background refresh is tried again (reads go on from the cache;
+once a key expires, its read asks, and fails, as without the refresh)."""
+
+_log = logging.getLogger(__name__)
 
 
 class DataKeys:
@@ -30,20 +46,37 @@ class DataKeys:
     know. Thread-safe; blocking (async callers run it in a thread)."""
 
     def __init__(
-        self, services: Mapping[str, str], token: str, *, ttl: float = CACHE_SECONDS
+        self,
+        services: Mapping[str, str],
+        token: str,
+        *,
+        ttl: float = CACHE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.services = dict(services)
         self.token = token
         self.ttl = ttl
+        self.clock = clock
         self._lock = threading.Lock()
         self._cache: dict[UUID, tuple[float, bytes]] = {}
         """Customer id -> (until when, key; b"" once forgotten; _UNKNOWN if not known)."""
         self._stub: api_grpc.CustomerServiceStub | None = None
         self._channels: list[grpc.Channel] = []
+        self._finding = threading.Lock()
+        self._due: set[UUID] = set()
+        """Customers whose cached keys were read late in their time: to be asked again."""
+        self._asking: set[UUID] = set()
+        """Those of them being asked for now."""
+        self._stop = threading.Event()
+        self._refresher: threading.Thread | None = None
+        self._retry_at = 0.0
+        self._closed = False
 
     def _find(self) -> api_grpc.CustomerServiceStub:
-        if self._stub is not None:
-            return self._stub
+        with self._finding:
+            return self._stub or self._found()
+
+    def _found(self) -> api_grpc.CustomerServiceStub:
         for _, address in sorted(self.services.items()):
             channel = channels.channel(address, self.token)
             try:
@@ -58,16 +91,65 @@ class DataKeys:
             return self._stub
         raise Unavailable("no service of this deployment holds the customers' data keys")
 
+    def _hit(self, customer_id: UUID, now: float) -> tuple[float, bytes] | None:
+        """The cached entry, if still good (hold the lock); one read late in its time is
+        marked due for a refresh."""
+        hit = self._cache.get(customer_id)
+        if hit is None or hit[0] <= now:
+            return None
+        if hit[0] - now < self.ttl * (1 - REFRESH_AFTER) and customer_id not in self._asking:
+            self._due.add(customer_id)
+        return hit
+
+    def _refresh_due(self) -> None:
+        """Start the background refresh if keys are due and none runs (hold the lock)."""
+        idle = self._refresher is None and not self._closed
+        if self._due and idle and self.clock() >= self._retry_at:
+            self._refresher = threading.Thread(
+                target=self._refresh, name="c360-datakeys-refresh", daemon=True
+            )
+            self._refresher.start()
+
+    def _refresh(self) -> None:
+        """Ask for the due keys, a batch at a time, until none is due."""
+        gather = min(GATHER, self.ttl * (1 - REFRESH_AFTER) / 5)
+        while True:
+            self._stop.wait(gather)
+            with self._lock:
+                if self._closed or not self._due:
+                    self._refresher = None
+                    return
+                chunk = [self._due.pop() for _ in range(min(BATCH, len(self._due)))]
+                self._asking.update(chunk)
+            try:
+                self._fetch(chunk, self.clock())
+            except Exception as exc:  # the thread must not die: reads would never refresh again
+                _log.warning(
+                    "refreshing %d data keys failed (retried in %.0f s): %s",
+                    len(chunk),
+                    RETRY_AFTER,
+                    exc,
+                )
+                with self._lock:
+                    self._due.clear()
+                    self._asking.clear()
+                    self._retry_at = self.clock() + RETRY_AFTER
+                    self._refresher = None
+                return
+            with self._lock:
+                self._asking.difference_update(chunk)
+
     def known(self, customer_ids: Iterable[UUID]) -> dict[UUID, bytes | None]:
         """`keys` of the customers in the cache (forgotten or unknown ones: None); the others
         left out. Never blocks."""
-        now = time.monotonic()
+        now = self.clock()
         found: dict[UUID, bytes | None] = {}
         with self._lock:
             for customer_id in customer_ids:
-                hit = self._cache.get(customer_id)
-                if hit is not None and hit[0] > now:
+                hit = self._hit(customer_id, now)
+                if hit is not None:
                     found[customer_id] = None if hit[1] is _UNKNOWN else (hit[1] or None)
+            self._refresh_due()
         return found
 
     def cached(self, customer_ids: Iterable[UUID]) -> dict[UUID, bytes | None] | None:
@@ -79,37 +161,43 @@ class DataKeys:
     def lookup(self, customer_ids: Iterable[UUID]) -> dict[UUID, bytes | None]:
         """Key, or None once forgotten, of the customers the key holder knows (others left
         out); UNAVAILABLE when it cannot be asked."""
-        now = time.monotonic()
+        now = self.clock()
         found: dict[UUID, bytes | None] = {}
         wanted: list[UUID] = []
         with self._lock:
             for customer_id in set(customer_ids):
-                hit = self._cache.get(customer_id)
-                if hit is not None and hit[0] > now:
-                    if hit[1] is not _UNKNOWN:
-                        found[customer_id] = hit[1] or None
-                else:
+                hit = self._hit(customer_id, now)
+                if hit is None:
                     wanted.append(customer_id)
+                elif hit[1] is not _UNKNOWN:
+                    found[customer_id] = hit[1] or None
+            self._refresh_due()
         for start in range(0, len(wanted), BATCH):
-            chunk = wanted[start : start + BATCH]
-            try:
-                reply = self._find().GetDataKeys(
-                    api.GetDataKeysRequest(customer_ids=[str(i) for i in chunk]), timeout=10
-                )
-            except grpc.RpcError as exc:
-                self._stub = None
-                raise Unavailable(
-                    f"the customers' data keys cannot be read now: {exc.code()}"
-                ) from None
-            got = {UUID(k.customer_id): (b"" if k.forgotten else bytes(k.key)) for k in reply.keys}
-            with self._lock:
-                for customer_id in chunk:
-                    entry = got.get(customer_id, _UNKNOWN)
-                    self._cache[customer_id] = (now + self.ttl, entry)
-                    if entry is not _UNKNOWN:
-                        found[customer_id] = entry or None
-                if len(self._cache) > 200_000:
-                    self._cache.clear()
+            found.update(self._fetch(wanted[start : start + BATCH], now))
+        return found
+
+    def _fetch(self, chunk: list[UUID], now: float) -> dict[UUID, bytes | None]:
+        """Ask the key holder for up to BATCH customers' keys and cache what it says (as of
+        `now`, taken before asking); the keys of those it knows."""
+        try:
+            reply = self._find().GetDataKeys(
+                api.GetDataKeysRequest(customer_ids=[str(i) for i in chunk]), timeout=10
+            )
+        except grpc.RpcError as exc:
+            self._stub = None
+            raise Unavailable(
+                f"the customers' data keys cannot be read now: {exc.code()}"
+            ) from None
+        got = {UUID(k.customer_id): (b"" if k.forgotten else bytes(k.key)) for k in reply.keys}
+        found: dict[UUID, bytes | None] = {}
+        with self._lock:
+            for customer_id in chunk:
+                entry = got.get(customer_id, _UNKNOWN)
+                self._cache[customer_id] = (now + self.ttl, entry)
+                if entry is not _UNKNOWN:
+                    found[customer_id] = entry or None
+            if len(self._cache) > 200_000:
+                self._cache.clear()
         return found
 
     def keys(self, customer_ids: Iterable[UUID]) -> dict[UUID, bytes | None]:
@@ -127,6 +215,10 @@ class DataKeys:
         self.close()
 
     def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._due.clear()
+        self._stop.set()
         for channel in self._channels:
             channel.close()
         self._channels.clear()
