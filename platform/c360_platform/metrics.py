@@ -148,7 +148,8 @@ async def sample_relay(relay: OutboxRelay) -> None:
     active = relay.active.is_set()
     RELAY_ACTIVE.labels(source).set(1 if active else 0)
     stored = await asyncio.to_thread(relay.app.recorder.max_notification_id)
-    published = await asyncio.to_thread(relay.position)
+    # The acknowledged position, not only the written one (written at most once a second).
+    published = max(relay.acknowledged, await asyncio.to_thread(relay.position))
     RELAY_LAG.labels(source).set(max(0, (stored or 0) - published))
 
 

@@ -5,7 +5,9 @@ between re-publishes from it with the same Nats-Msg-Id (<service>:<position>), w
 JetStream's duplicate window drops and the projector's tracking ignores beyond it. A backlog
 goes out as one fast-ingest batch (acknowledged every hundred messages, stored in order
 without gaps), pages read ahead and positions written while the next page is published; on a
-stream without fast batches, one ack per message. One relay per service is active.
+stream without fast batches, one ack per message. While events trickle in, the running relay
+writes its position at most once a second (`ADVANCE_EVERY`), not after each. One relay per
+service is active.
 """
 
 from __future__ import annotations
@@ -45,6 +47,13 @@ Page = list[tuple[Notification, EventMetadata]]
 """Stored events with their metadata, in log order."""
 LOCK_CHECK_INTERVAL = 1.0
 """Seconds between two looks at the relay's lock session while it keeps being woken."""
+ADVANCE_EVERY = 1.0
+"""Seconds between two writes of the running relay's position while events trickle in (a
+page that is not full at a time): the position is where a successor starts, not a receipt,
+and a successor re-publishes at most this much more, which the stream's duplicate window
+drops as after any crash. A backlog writes it page by page; a relay with nothing more to
+publish, this long after its last write. One write for each command would cost a commit
+(a flush) of its own and a thread hop in the relay."""
 FAST_FROM = 32
 """A backlog from this many events on goes out as a fast-ingest batch: below it, one ack per
 message is sooner (the batch's two round trips cost more than the acks it saves)."""
@@ -144,6 +153,12 @@ class OutboxRelay:
         self.published = 0
         self._ahead: tuple[int, asyncio.Future[Page]] | None = None
         """The page after a position, read while the stream stores the one before it."""
+        self.acknowledged = 0
+        """The last position the stream acknowledged storing (of this relay's publishing)."""
+        self._unsaved: int | None = None
+        """An acknowledged position not written yet (see ADVANCE_EVERY)."""
+        self._saved_at = -ADVANCE_EVERY
+        """When (monotonic) the position was last written."""
 
     async def _on_disconnect(self) -> None:
         # The acks in flight will not come: the batch fails now, not at the ack timeout.
@@ -176,6 +191,10 @@ class OutboxRelay:
         if self._ahead is not None:
             await asyncio.gather(self._ahead[1], return_exceptions=True)
             self._ahead = None
+        if self._unsaved is not None:  # acknowledged: true whoever holds the lock now
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self.advance, self._unsaved)
+            self._unsaved = None
         await self.lock.release()
         if self.nc is not None:
             # Every message we care about was acknowledged already: close, don't drain.
@@ -196,12 +215,29 @@ class OutboxRelay:
         return await self._refusing_fast(self._publish_pages, after, None, 1)
 
     async def publish_backlog(
-        self, position: int, stop: asyncio.Event | None = None, *, limit: int | None = None
+        self,
+        position: int,
+        stop: asyncio.Event | None = None,
+        *,
+        limit: int | None = None,
+        lazy: bool = False,
     ) -> int:
         """Publish page after page from a position until the log has no more (or `stop` is
         set, or about `limit` events were published), writing the position as each page is
-        known stored; returns the last position published."""
-        return await self._refusing_fast(self._publish_pages, position, stop, limit, True)
+        known stored; returns the last position published. `lazy`: the last page's position
+        is left to `store_due` if one was written less than ADVANCE_EVERY ago."""
+        return await self._refusing_fast(self._publish_pages, position, stop, limit, True, lazy)
+
+    def _due_in(self) -> float:
+        """Seconds until an unwritten position is due to be written (0: now)."""
+        return max(0.0, self._saved_at + ADVANCE_EVERY - time.monotonic())
+
+    async def store_due(self) -> None:
+        """Write the acknowledged position if one is waiting and due."""
+        if self._unsaved is not None and self._due_in() == 0:
+            position, self._unsaved = self._unsaved, None
+            self._saved_at = time.monotonic()
+            await asyncio.to_thread(self.advance, position)
 
     async def _refusing_fast(self, publish: Callable[..., Awaitable[int]], *args: Any) -> int:
         try:
@@ -238,6 +274,7 @@ class OutboxRelay:
         stop: asyncio.Event | None,
         limit: int | None,
         advance: bool = False,
+        lazy: bool = False,
     ) -> int:
         """Publish pages after `position` as one batch of the publisher; the batch ends (one
         wait for the stream's acknowledgements) when a page is not full, when `stop` is set
@@ -277,10 +314,16 @@ class OutboxRelay:
                 while pages and pages[0][0] <= stored:
                     _, through, count = pages.popleft()
                     self.published += count
+                if through is not None:
+                    self.acknowledged = max(self.acknowledged, through)
                 if advance and through is not None:
-                    if writing is not None:
-                        await writing
-                    writing = asyncio.ensure_future(asyncio.to_thread(self.advance, through))
+                    if lazy and not more and self._due_in() > 0:
+                        self._unsaved = through  # written by `store_due`, within a second
+                    else:
+                        if writing is not None:
+                            await writing
+                        self._unsaved, self._saved_at = None, time.monotonic()
+                        writing = asyncio.ensure_future(asyncio.to_thread(self.advance, through))
                 if not more:
                     return position
                 rows = await self._page(position)
@@ -375,7 +418,7 @@ class OutboxRelay:
             )
             checked = time.monotonic()
             while not stop.is_set():
-                position = await self.publish_backlog(position, stop)
+                position = await self.publish_backlog(position, stop, lazy=True)
                 if stop.is_set():
                     break
                 # The session holding the lock is looked at once a second, not at every
@@ -386,7 +429,9 @@ class OutboxRelay:
                         await self.close()
                         return
                     checked = time.monotonic()
-                await self._wait_for_news(stop, 0.5)
+                due = self._due_in() if self._unsaved is not None else 0.5
+                await self._wait_for_news(stop, min(0.5, due))
+                await self.store_due()
 
         await lead(
             self.lock,

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Iterator
+from functools import partial
 from typing import Any
 
 import nats
@@ -18,7 +20,7 @@ from c360.timeline.v1 import timeline_service_pb2 as tapi
 from c360_customer.application import CustomerApplication
 from c360_customer.contract import CONTRACT as CUSTOMER_CONTRACT
 from c360_platform.pgstore import ensure_schema, postgres_env
-from c360_platform.relay import OutboxRelay
+from c360_platform.relay import ADVANCE_EVERY, OutboxRelay
 from c360_platform.store import CommandContext
 from c360_platform.streams import StreamSettings
 from c360_timeline import projection
@@ -274,6 +276,41 @@ async def test_a_standby_relay_takes_over_when_the_active_one_dies(
     await eventually(lambda: _position(standby, 10), what="the standby to publish")
     stop_standby.set()
     await standby_task
+    ids = [msg_id for msg_id, _ in await stream_messages(fresh_nats_url)]
+    assert len(ids) == 10 == len(set(ids))
+
+
+async def test_a_running_relay_writes_its_position_once_a_second_not_for_each_event(
+    app: CustomerApplication, database_url: str, fresh_nats_url: str, closing: list[Any]
+) -> None:
+    """Events coming one at a time are each published at once, but the position is written
+    at most once a second meanwhile (each write is a commit), and within a second of the
+    last; the stream has each event once."""
+    relay = make_relay(app, database_url, fresh_nats_url)
+    closing.append(relay)
+    writes: list[int] = []
+    advance = relay.advance
+
+    def counted(position: int) -> None:
+        writes.append(position)
+        advance(position)
+
+    relay.advance = counted  # type: ignore[method-assign]
+    stop = asyncio.Event()
+    task = asyncio.create_task(relay.run(stop))
+    await asyncio.wait_for(relay.active.wait(), 10)
+    started = time.monotonic()
+    for i in range(10):
+        register_many(app, 1, start=i)
+        await eventually(partial(_published, relay, i + 1), what=f"event {i + 1} published")
+    elapsed = time.monotonic() - started
+    # One round (a page of one event) for each: before, a write for each.
+    assert len(writes) <= 2 + int(elapsed / ADVANCE_EVERY), (writes, elapsed)
+    head = app.recorder.max_notification_id() or 0
+    await eventually(lambda: _position(relay, head), timeout=3 * ADVANCE_EVERY + 2)
+    assert writes == sorted(writes)
+    stop.set()
+    await task
     ids = [msg_id for msg_id, _ in await stream_messages(fresh_nats_url)]
     assert len(ids) == 10 == len(set(ids))
 
