@@ -68,9 +68,9 @@ class DataKeys:
         self._asking: set[UUID] = set()
         """Those of them being asked for now."""
         self._stop = threading.Event()
+        """Set once closed: no refresh from then on."""
         self._refresher: threading.Thread | None = None
         self._retry_at = 0.0
-        self._closed = False
 
     def _find(self) -> api_grpc.CustomerServiceStub:
         with self._finding:
@@ -103,7 +103,7 @@ class DataKeys:
 
     def _refresh_due(self) -> None:
         """Start the background refresh if keys are due and none runs (hold the lock)."""
-        idle = self._refresher is None and not self._closed
+        idle = self._refresher is None and not self._stop.is_set()
         if self._due and idle and self.clock() >= self._retry_at:
             self._refresher = threading.Thread(
                 target=self._refresh, name="c360-datakeys-refresh", daemon=True
@@ -116,7 +116,7 @@ class DataKeys:
         while True:
             self._stop.wait(gather)
             with self._lock:
-                if self._closed or not self._due:
+                if self._stop.is_set() or not self._due:
                     self._refresher = None
                     return
                 chunk = [self._due.pop() for _ in range(min(BATCH, len(self._due)))]
@@ -216,9 +216,8 @@ class DataKeys:
 
     def close(self) -> None:
         with self._lock:
-            self._closed = True
+            self._stop.set()
             self._due.clear()
-        self._stop.set()
         for channel in self._channels:
             channel.close()
         self._channels.clear()
