@@ -477,10 +477,10 @@ class Marketing:
                 progress = self.progress.get(key)
                 if progress is None or progress.version != segment.version:
                     progress = self.progress[key] = Progress(segment.version)
-                people = sorted(self.facts)
-                progress.total = len(people)
+                progress.total = len(self.facts)
                 if progress.evaluated >= progress.total:
-                    continue
+                    continue  # everyone evaluated: not sorted again (each round comes here)
+                people = sorted(self.facts)
                 for customer_id in people[progress.evaluated : progress.evaluated + batch]:
                     after = self._with_segments(self.facts[customer_id])
                     self._evaluate(segment, None, after, "segment_revised", names)

@@ -38,6 +38,9 @@ from c360_platform.vocabulary import Words
 _log = logging.getLogger(__name__)
 PAGE = 200
 IDLE = 0.2
+"""Seconds between two asks for changed profiles once a page was not full (caught up)."""
+REEVALUATE_BATCH = 200
+"""Customers evaluated for revised segments in one round."""
 REFRESH = float(os.environ.get("C360_MARKETING_REFRESH_SECONDS", "3600"))
 """How often every profile is read again (conditions that change with time alone)."""
 TRIGGER_CHECK = 60.0
@@ -98,7 +101,7 @@ class ProfileFollower:
                     self.cursor, self.refreshed = 0, time.monotonic()
             try:
                 changed = await self.poll()
-                evaluated = await blocking(self.marketing.reevaluate)
+                evaluated = await blocking(self.marketing.reevaluate, REEVALUATE_BATCH)
                 if time.monotonic() - self.triggers_checked > TRIGGER_CHECK:
                     self.triggers_checked = time.monotonic()
                     await blocking(self.marketing.triggered)
@@ -106,7 +109,9 @@ class ProfileFollower:
                 _log.warning("timeline unavailable for changed profiles: %s", exc.code().name)
                 changed = evaluated = 0
                 await sleep_or_stop(stop, 1.0)
-            if not changed and not evaluated:
+            if changed < PAGE and evaluated < REEVALUATE_BATCH:
+                # Caught up: the next changes are asked for in IDLE, many in one page, not
+                # one round (a call, the profiles' keys, an evaluation) per command.
                 await sleep_or_stop(stop, IDLE)
 
     async def close(self) -> None:

@@ -1,0 +1,75 @@
+"""Marketing's follower of the timeline's changed profiles (a timeline stub of the test's own,
+no servers): caught up, it asks again after IDLE, many changes in one page, not once per
+change; a full page is followed at once."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from c360.timeline.v1 import timeline_service_pb2 as tapi
+from c360_marketing.application import Marketing
+from c360_marketing.follower import IDLE, PAGE, ProfileFollower
+from tests.unit.support import Clock
+
+
+class Timeline:
+    """ListChangedProfiles as the timeline answers it: `pages` lists how many changed
+    profiles each call finds (after them: `then` each)."""
+
+    def __init__(self, pages: list[int], then: int) -> None:
+        self.pages = pages
+        self.then = then
+        self.calls: list[float] = []
+        self.cursor = 0
+
+    async def ListChangedProfiles(
+        self, request: tapi.ListChangedProfilesRequest, timeout: float
+    ) -> tapi.ListChangedProfilesResponse:
+        self.calls.append(time.monotonic())
+        n = self.pages.pop(0) if self.pages else self.then
+        changed = []
+        for _ in range(min(n, request.limit)):
+            self.cursor += 1
+            profile = tapi.Profile(customer_id=str(uuid.uuid4()), display_name="Ada", kind="person")
+            changed.append(tapi.ChangedProfile(profile=profile, cursor=self.cursor))
+        return tapi.ListChangedProfilesResponse(profiles=changed, cursor=self.cursor)
+
+
+class Follower(ProfileFollower):
+    def __init__(self, timeline: Timeline) -> None:
+        super().__init__(Marketing.in_memory(Clock(datetime.now(UTC))), "unused:0")
+        self.timeline = timeline
+
+    def _stub(self) -> Any:
+        return self.timeline
+
+
+async def follow(follower: Follower, seconds: float) -> None:
+    stop = asyncio.Event()
+    task = asyncio.create_task(follower.run(stop))
+    await asyncio.sleep(seconds)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+
+
+def test_a_follower_caught_up_asks_once_per_idle_while_changes_keep_coming() -> None:
+    timeline = Timeline([], then=1)  # every call finds a change: the stack under load
+    follower = Follower(timeline)
+    asyncio.run(follow(follower, 5 * IDLE))
+    assert 4 <= len(timeline.calls) <= 7, len(timeline.calls)
+    assert follower.cursor == timeline.cursor
+    assert len(follower.marketing.facts) == timeline.cursor  # every change taken in
+
+
+def test_a_full_page_is_followed_at_once() -> None:
+    timeline = Timeline([PAGE, PAGE, PAGE], then=0)  # a backlog, then nothing
+    follower = Follower(timeline)
+    asyncio.run(follow(follower, 2.5 * IDLE))
+    assert len(timeline.calls) >= 4
+    first, after_backlog = timeline.calls[0], timeline.calls[3]
+    assert after_backlog - first < IDLE / 2  # the pages of the backlog one after the other
+    assert len(follower.marketing.facts) == 3 * PAGE
