@@ -1,7 +1,10 @@
 """The customers' data keys as a consumer gets them: asked of the service that holds them
 (`c360.customer.v1.CustomerService/GetDataKeys`, found among the deployment's services by the
 standard health check) and kept for a few seconds, so that a forget is seen soon. A key read
-late in its time is asked again in the background while the cached one answers."""
+late in its time is asked again in the background while the cached one answers. A key being
+asked for is asked once: a read that needs it meanwhile waits for that answer, and a consumer
+that knows it will need keys soon (the timeline, as it projects a new customer) can have them
+asked for ahead (`prefetch`)."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from uuid import UUID
 
 import grpc
@@ -35,8 +39,10 @@ GATHER = 0.5
 the part of a key's time in which a read has it refreshed): one request for many keys, not one
 for each read."""
 RETRY_AFTER = 1.0
-"""Seconds before a failed background refresh is tried again (reads go on from the cache;
-once a key expires, its read asks, and fails, as without the refresh)."""
+"""Seconds before a failed background ask (a refresh, a prefetch) is tried again (reads go on
+from the cache; once a key expires, its read asks, and fails, as without the refresh)."""
+ASK_TIMEOUT = 10.0
+"""Seconds a request for keys may take."""
 
 _log = logging.getLogger(__name__)
 
@@ -71,6 +77,10 @@ class DataKeys:
         """Set once closed: no refresh from then on."""
         self._refresher: threading.Thread | None = None
         self._retry_at = 0.0
+        self._asked: dict[UUID, threading.Event] = {}
+        """Customers whose keys a request is out for (not in the cache, or expired) -> set
+        when it is answered or failed: a read of them waits for it instead of asking again."""
+        self._prefetcher: ThreadPoolExecutor | None = None
 
     def _find(self) -> api_grpc.CustomerServiceStub:
         with self._finding:
@@ -139,18 +149,36 @@ class DataKeys:
             with self._lock:
                 self._asking.difference_update(chunk)
 
-    def known(self, customer_ids: Iterable[UUID]) -> dict[UUID, bytes | None]:
+    def known(self, customer_ids: Iterable[UUID], *, wait: float = 0.0) -> dict[UUID, bytes | None]:
         """`keys` of the customers in the cache (forgotten or unknown ones: None); the others
-        left out. Never blocks."""
+        left out. Asks for none; with `wait`, waits up to that many seconds for the answer to
+        a request out for some of them already (a `prefetch`), else never blocks."""
+        wanted = set(customer_ids)
+        found, out = self._known(wanted)
+        if wait > 0 and out:
+            deadline = time.monotonic() + wait
+            for answered in out:
+                if not answered.wait(max(0.0, deadline - time.monotonic())):
+                    break
+            found.update(self._known(wanted - found.keys())[0])
+        return found
+
+    def _known(
+        self, customer_ids: Iterable[UUID]
+    ) -> tuple[dict[UUID, bytes | None], set[threading.Event]]:
+        """The cached keys, and the requests out for some of the others."""
         now = self.clock()
         found: dict[UUID, bytes | None] = {}
+        out: set[threading.Event] = set()
         with self._lock:
             for customer_id in customer_ids:
                 hit = self._hit(customer_id, now)
                 if hit is not None:
                     found[customer_id] = None if hit[1] is _UNKNOWN else (hit[1] or None)
+                elif (answered := self._asked.get(customer_id)) is not None:
+                    out.add(answered)
             self._refresh_due()
-        return found
+        return found, out
 
     def cached(self, customer_ids: Iterable[UUID]) -> dict[UUID, bytes | None] | None:
         """`keys` from the cache alone, without blocking; None if any must be asked for."""
@@ -160,28 +188,105 @@ class DataKeys:
 
     def lookup(self, customer_ids: Iterable[UUID]) -> dict[UUID, bytes | None]:
         """Key, or None once forgotten, of the customers the key holder knows (others left
-        out); UNAVAILABLE when it cannot be asked."""
+        out); UNAVAILABLE when it cannot be asked. Keys a request is out for already are
+        waited for, not asked again (asked here if that request failed)."""
+        found, joined = self._lookup(customer_ids, join=True)
+        if joined:
+            deadline = time.monotonic() + ASK_TIMEOUT
+            for answered in {self._asked_event(i) for i in joined} - {None}:
+                assert answered is not None
+                answered.wait(max(0.0, deadline - time.monotonic()))
+            found.update(self._lookup(joined, join=False)[0])
+        return found
+
+    def _asked_event(self, customer_id: UUID) -> threading.Event | None:
+        with self._lock:
+            return self._asked.get(customer_id)
+
+    def _lookup(
+        self, customer_ids: Iterable[UUID], *, join: bool
+    ) -> tuple[dict[UUID, bytes | None], list[UUID]]:
+        """The keys of the cache, those asked for now (in BATCH-sized requests); and, with
+        `join`, the customers another request is out for, left to the caller."""
         now = self.clock()
         found: dict[UUID, bytes | None] = {}
         wanted: list[UUID] = []
+        joined: list[UUID] = []
         with self._lock:
             for customer_id in set(customer_ids):
                 hit = self._hit(customer_id, now)
-                if hit is None:
+                if hit is not None:
+                    if hit[1] is not _UNKNOWN:
+                        found[customer_id] = hit[1] or None
+                elif join and customer_id in self._asked:
+                    joined.append(customer_id)
+                else:
                     wanted.append(customer_id)
-                elif hit[1] is not _UNKNOWN:
-                    found[customer_id] = hit[1] or None
             self._refresh_due()
-        for start in range(0, len(wanted), BATCH):
-            found.update(self._fetch(wanted[start : start + BATCH], now))
-        return found
+            answered = self._claim(wanted)
+        try:
+            for start in range(0, len(wanted), BATCH):
+                found.update(self._fetch(wanted[start : start + BATCH], now))
+        finally:
+            self._answered(wanted, answered)
+        return found, joined
+
+    def _claim(self, customer_ids: list[UUID]) -> threading.Event:
+        """Mark these customers' keys as asked for (hold the lock); the event is set by
+        `_answered`."""
+        answered = threading.Event()
+        for customer_id in customer_ids:
+            self._asked[customer_id] = answered
+        return answered
+
+    def _answered(self, customer_ids: list[UUID], answered: threading.Event) -> None:
+        with self._lock:
+            for customer_id in customer_ids:
+                if self._asked.get(customer_id) is answered:
+                    del self._asked[customer_id]
+        answered.set()
+
+    def prefetch(self, customer_ids: Iterable[UUID]) -> None:
+        """Have the keys of these customers that are not in the cache asked for in the
+        background (never blocks, never fails: a failed ask is logged and the next prefetch
+        waits RETRY_AFTER); `known(..., wait=)` and reads wait for the answer."""
+        now = self.clock()
+        with self._lock:
+            if self._stop.is_set() or now < self._retry_at:
+                return
+            wanted = [
+                i for i in set(customer_ids) if i not in self._asked and self._hit(i, now) is None
+            ][:BATCH]
+            if not wanted:
+                return
+            answered = self._claim(wanted)
+            if self._prefetcher is None:
+                self._prefetcher = ThreadPoolExecutor(1, thread_name_prefix="c360-datakeys")
+            prefetcher = self._prefetcher
+        prefetcher.submit(self._prefetch, wanted, answered, now)
+
+    def _prefetch(self, wanted: list[UUID], answered: threading.Event, now: float) -> None:
+        try:
+            if not self._stop.is_set():  # closed: its channels are, too
+                self._fetch(wanted, now)
+        except Exception as exc:  # a read that needs them asks (and fails) itself
+            _log.warning(
+                "asking ahead for %d data keys failed (not again for %.0f s): %s",
+                len(wanted),
+                RETRY_AFTER,
+                exc,
+            )
+            with self._lock:
+                self._retry_at = self.clock() + RETRY_AFTER
+        finally:
+            self._answered(wanted, answered)
 
     def _fetch(self, chunk: list[UUID], now: float) -> dict[UUID, bytes | None]:
         """Ask the key holder for up to BATCH customers' keys and cache what it says (as of
         `now`, taken before asking); the keys of those it knows."""
         try:
             reply = self._find().GetDataKeys(
-                api.GetDataKeysRequest(customer_ids=[str(i) for i in chunk]), timeout=10
+                api.GetDataKeysRequest(customer_ids=[str(i) for i in chunk]), timeout=ASK_TIMEOUT
             )
         except grpc.RpcError as exc:
             self._stub = None
@@ -218,6 +323,9 @@ class DataKeys:
         with self._lock:
             self._stop.set()
             self._due.clear()
+            prefetcher, self._prefetcher = self._prefetcher, None
+        if prefetcher is not None:
+            prefetcher.shutdown(wait=False)  # what it holds is answered, not asked
         for channel in self._channels:
             channel.close()
         self._channels.clear()

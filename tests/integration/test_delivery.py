@@ -345,8 +345,8 @@ async def snapshot(url: str) -> dict[str, list[Any]]:
     async with await psycopg.AsyncConnection.connect(url) as conn:
 
         async def indexed() -> bool:
-            # New customers' search columns are filled just after their entries (the
-            # reindexer beside the projector): compare the rows once they are.
+            # New customers' search columns are filled with their entries, or just after
+            # them (the reindexer beside the projector): compare the rows once they are.
             cur = await conn.execute(
                 "SELECT NOT EXISTS (SELECT 1 FROM timeline.profiles WHERE search_stale)"
             )

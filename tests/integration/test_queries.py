@@ -171,7 +171,8 @@ async def test_search_follows_who_the_customer_is_through_other_entries(stack: S
         await stack.timeline.GetProfile(
             tapi.GetProfileRequest(customer_id=cid, wait_for=after), timeout=10
         )
-        # New profiles' search columns are filled just after their entries (reindex).
+        # New profiles' search columns are filled with their entries, or just after them
+        # when the keys were not there in time (reindex).
         for _ in range(100):
             hits = await stack.timeline.SearchCustomers(tapi.SearchCustomersRequest(text=text))
             if cid in [h.customer_id for h in hits.hits]:

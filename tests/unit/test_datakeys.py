@@ -1,6 +1,7 @@
 """The data-key cache consumers read customers' keys through (`datakeys.DataKeys`), against a
 key holder of the test's own (no servers): keys read late in their time are asked again in
-the background, many in one request, while the cached ones answer."""
+the background, many in one request, while the cached ones answer; a key being asked for is
+asked once, whoever needs it meanwhile (a prefetch, reads)."""
 
 from __future__ import annotations
 
@@ -11,69 +12,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 from uuid import UUID
 
-import grpc
 import pytest
 
-from c360.customer.v1 import customer_service_pb2 as api
-from c360_platform.datakeys import GATHER, DataKeys
+from c360_platform.datakeys import GATHER, RETRY_AFTER
 from c360_platform.errors import Unavailable
-
-TTL = 5.0
-
-
-class KeyHolder:
-    """Answers GetDataKeys as the customer service would; records each request."""
-
-    def __init__(self) -> None:
-        self.keys: dict[str, bytes] = {}
-        self.forgotten: set[str] = set()
-        self.requests: list[list[str]] = []
-        self.down = False
-        self.asked = threading.Condition()
-
-    def GetDataKeys(self, request: api.GetDataKeysRequest, timeout: float) -> Any:
-        with self.asked:
-            self.requests.append(list(request.customer_ids))
-            self.asked.notify_all()
-        if self.down:
-            raise Down()
-        found = [
-            api.DataKey(customer_id=i, forgotten=True)
-            if i in self.forgotten
-            else api.DataKey(customer_id=i, key=self.keys[i])
-            for i in request.customer_ids
-            if i in self.keys or i in self.forgotten
-        ]
-        return api.GetDataKeysResponse(keys=found)
-
-    def wait_for(self, count: int) -> None:
-        """Until `count` requests were made (the background refresh's included)."""
-        with self.asked:
-            assert self.asked.wait_for(lambda: len(self.requests) >= count, timeout=10)
-
-
-class Down(grpc.RpcError):
-    def code(self) -> grpc.StatusCode:
-        return grpc.StatusCode.UNAVAILABLE
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class Keys(DataKeys):
-    """DataKeys asking the test's key holder instead of finding one among services."""
-
-    def __init__(self, holder: KeyHolder, clock: Callable[[], float]) -> None:
-        super().__init__({}, "token", ttl=TTL, clock=clock)
-        self.holder = holder
-
-    def _found(self) -> Any:
-        return self.holder
+from tests.keyholder import TTL, Clock, KeyHolder, Keys
 
 
 @pytest.fixture
@@ -173,3 +116,96 @@ def test_a_closed_cache_refreshes_nothing(world: Any) -> None:
     time.sleep(GATHER)
     assert keys._refresher is None
     assert len(holder.requests) == 1
+
+
+def in_thread(call: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
+    """Run `call` in a thread; its result (or exception) lands in the list."""
+    out: list[Any] = []
+
+    def run() -> None:
+        try:
+            out.append(call())
+        except Exception as exc:
+            out.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, out
+
+
+def test_reads_of_a_key_being_asked_for_wait_for_that_answer_and_ask_nothing(
+    world: Any,
+) -> None:
+    holder, _clock, keys = world
+    ada, bea = customers(holder, 2)
+    holder.gate.clear()
+    first, got_first = in_thread(lambda: keys.keys([ada]))
+    holder.wait_for(1)
+    # Asked for already: the second read waits for the first's answer; its other customer
+    # is asked for on its own.
+    second, got_second = in_thread(lambda: keys.keys([ada, bea]))
+    holder.wait_for(2)
+    time.sleep(0.05)
+    assert not got_second, "the read answered before the key it waits for came"
+    holder.gate.set()
+    first.join(10)
+    second.join(10)
+    assert got_first == [{ada: ada.bytes * 2}]
+    assert got_second == [{ada: ada.bytes * 2, bea: bea.bytes * 2}]
+    assert sorted(holder.requests) == sorted([[str(ada)], [str(bea)]])
+
+
+def test_a_prefetch_asks_once_for_what_is_not_held_and_known_waits_for_it(world: Any) -> None:
+    holder, _clock, keys = world
+    ada, bea, cy = customers(holder, 3)
+    keys.keys([ada])
+    holder.gate.clear()
+    keys.prefetch([ada, bea, cy])  # returns at once: the holder has not answered
+    holder.wait_for(2)
+    assert sorted(holder.requests[1]) == sorted([str(bea), str(cy)])
+    # Without waiting: only what is held; a short wait that ends before the answer: the same.
+    assert keys.known([ada, bea]) == {ada: ada.bytes * 2}
+    assert keys.known([ada, bea], wait=0.05) == {ada: ada.bytes * 2}
+    waiting, got = in_thread(lambda: keys.known([ada, bea, cy], wait=10))
+    reading, read = in_thread(lambda: keys.keys([cy]))
+    time.sleep(0.05)
+    assert not got
+    assert not read
+    holder.gate.set()
+    waiting.join(10)
+    reading.join(10)
+    assert got == [{ada: ada.bytes * 2, bea: bea.bytes * 2, cy: cy.bytes * 2}]
+    assert read == [{cy: cy.bytes * 2}]
+    keys.prefetch([ada, bea, cy])  # all held now: nothing to ask
+    time.sleep(0.05)
+    assert len(holder.requests) == 2
+
+
+def test_a_failed_prefetch_leaves_the_read_to_ask_and_pauses_prefetching(world: Any) -> None:
+    holder, clock, keys = world
+    ada, bea = customers(holder, 2)
+    holder.down = True
+    keys.prefetch([ada])
+    holder.wait_for(1)
+    assert keys.known([ada], wait=10) == {}  # answered (by a failure): no wait to the end
+    with pytest.raises(Unavailable):  # the read asks itself, as without the prefetch
+        keys.keys([ada])
+    assert len(holder.requests) == 2
+    holder.down = False
+    keys.prefetch([bea])  # within RETRY_AFTER of the failure: not asked
+    time.sleep(0.05)
+    assert len(holder.requests) == 2
+    clock.now += RETRY_AFTER
+    keys.prefetch([bea])
+    holder.wait_for(3)
+    assert keys.known([bea], wait=10) == {bea: bea.bytes * 2}
+
+
+def test_a_closed_cache_prefetches_nothing(world: Any) -> None:
+    holder, _clock, keys = world
+    (ada,) = customers(holder, 1)
+    keys.close()
+    keys.prefetch([ada])
+    time.sleep(0.05)
+    assert holder.requests == []
+    assert keys.known([ada], wait=0.05) == {}

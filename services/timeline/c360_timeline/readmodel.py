@@ -97,6 +97,11 @@ FORGOTTEN_TYPE = "customer.forgotten"
 KEY_CACHE_SECONDS = 60.0
 """How long the timeline trusts a key it read: a forget is seen at once all the same (the
 `forgotten` table, kept with the entries)."""
+KEY_WAIT = 0.025
+"""Seconds a batch's profiles wait, before they are written, for the keys asked for as the
+batch began (a new customer's): with them the search columns are made at once, and the first
+read of the customer finds the key; without them in time, the profile is indexed by `reindex`
+after."""
 
 NOTIFY_CHANNEL = "c360_timeline"
 """The projector NOTIFYs here in each transaction that applies events (query.py LISTENs),
@@ -122,6 +127,17 @@ def changed_topics(entries: Iterable[Entry]) -> set[str]:
     return topics
 
 
+def _ids(values: Iterable[str]) -> set[UUID]:
+    """The customer ids among these texts (an ERP message may name one that is not)."""
+    found = set()
+    for value in set(values):
+        try:
+            found.add(UUID(value))
+        except ValueError:
+            continue
+    return found
+
+
 class ReadModel(TrackingRecorder):
     """Timeline entries and 360 profiles, with tracking records in the same transaction."""
 
@@ -131,6 +147,9 @@ class ReadModel(TrackingRecorder):
         self.keys: KeySource = no_keys
         """The customers' data keys: what the profiles' search columns are made from (the
         entries and profiles keep what the events sealed, sealed)."""
+        self.prefetch = True
+        """Ask for the keys of a batch's customers as it begins (see KEY_WAIT); a rebuild's
+        model does not: its search columns are filled by `reindex` at the end."""
         self.index_key = b""
         self.index = pii.BlindIndex(b"")
         """The search columns' key (`open_read_model` reads it from `index_keys`)."""
@@ -274,6 +293,10 @@ class ReadModel(TrackingRecorder):
         if not entries:
             return 0
         attached = [e for e in entries if e.customer_id]
+        prefetch = getattr(self.keys, "prefetch", None) if self.prefetch else None
+        if prefetch is not None and attached:
+            # Asked while the batch is read and folded; the profiles' writes wait for them.
+            prefetch(_ids(e.customer_id for e in attached))
         # In one round trip: BEGIN, what is applied already, which events are in, and the
         # profiles these events change (locked); the writes then go in a second one, with
         # the COMMIT (a pipeline: each statement no longer waits for the one before).
@@ -498,9 +521,13 @@ class ReadModel(TrackingRecorder):
         curs.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, notify.payload(())))
 
     def known_keys(self, customer_ids: set[UUID]) -> pii.Keys:
-        """The keys of these customers this process holds now, without asking for any."""
+        """The keys of these customers this process holds now, without asking for any (those
+        asked for already waited for, KEY_WAIT at most)."""
         known = getattr(self.keys, "known", None)
-        return known(customer_ids) if known is not None else self.keys(customer_ids)
+        if known is None:
+            return self.keys(customer_ids)
+        found: pii.Keys = known(customer_ids, wait=KEY_WAIT if self.prefetch else 0.0)
+        return found
 
     def stale_searches(self) -> bool:
         with self.datastore.transaction(commit=False) as curs:
@@ -671,6 +698,7 @@ def open_shadow(live: ReadModel, postgres_url: str) -> ReadModel:
         conn.execute(SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(Identifier(schema)))
     shadow = open_read_model(postgres_url, schema, live.rule, index_key=live.index_key)
     shadow.keys = live.keys
+    shadow.prefetch = False
     return shadow
 
 

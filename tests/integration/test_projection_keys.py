@@ -1,0 +1,98 @@
+"""The projection asks for a new customer's key as its batch begins and makes the profile's
+search columns in the batch's transaction when the key comes in time (KEY_WAIT); when it does
+not, the profile is marked stale and the reindexer fills it, as before. Against the read model
+on a real PostgreSQL and a key holder of the test's own."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+import pytest
+
+from c360.events.v1 import customer_events_pb2 as ev
+from c360_platform import pii
+from c360_platform.envelope import Envelope, Publication, pack
+from c360_timeline.readmodel import KEY_WAIT, SCHEMA, ReadModel, open_read_model
+from tests.keyholder import Clock, KeyHolder, Keys
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def world(database_url: str) -> Iterator[tuple[ReadModel, KeyHolder, Keys]]:
+    view = open_read_model(database_url)
+    holder = KeyHolder()
+    keys = Keys(holder, Clock())
+    view.keys = keys
+    try:
+        yield view, holder, keys
+    finally:
+        keys.close()
+        view.datastore.close()
+
+
+def registered(holder: KeyHolder, position: int, email: str) -> tuple[uuid.UUID, Envelope]:
+    """A new customer's registration as the customer service publishes it (sealed)."""
+    cid, key = uuid.uuid4(), pii.new_key()
+    holder.keys[str(cid)] = key
+    payload = ev.CustomerRegistered(
+        kind=ev.CUSTOMER_KIND_PERSON,
+        display_name=pii.seal(key, cid, "Ada Quenzel"),
+        emails=[pii.seal(key, cid, email)],
+    )
+    envelope = pack(
+        source="customer",
+        publication=Publication("customer", str(cid), payload),
+        aggregate_id=cid,
+        aggregate_version=1,
+        position=position,
+        occurred_at=datetime.now(UTC),
+    )
+    return cid, envelope
+
+
+def search_row(url: str, cid: uuid.UUID) -> dict[str, Any]:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            f"SELECT search_stale, emails, name_starts FROM {SCHEMA}.profiles"
+            " WHERE customer_id = %s",
+            (cid,),
+        ).fetchone()
+    assert row is not None
+    return {"stale": row[0], "emails": row[1], "name_starts": row[2]}
+
+
+def test_a_new_customers_profile_is_indexed_in_its_batch(world: Any, database_url: str) -> None:
+    view, holder, keys = world
+    cid, envelope = registered(holder, 1, "ada@quenzel.example")
+    assert view.apply([envelope]) == 1
+    row = search_row(database_url, cid)
+    assert row["stale"] is False
+    assert row["emails"] == [view.index("ada@quenzel.example")]
+    assert row["name_starts"]
+    assert view.reindex() == 0  # nothing left to the reindexer
+    assert holder.requests == [[str(cid)]]  # asked once, ahead
+    assert keys.cached([cid]) == {cid: holder.keys[str(cid)]}  # the first read asks nothing
+
+
+def test_a_key_that_comes_late_leaves_the_profile_to_the_reindexer(
+    world: Any, database_url: str
+) -> None:
+    view, holder, _keys = world
+    cid, envelope = registered(holder, 1, "bea@quenzel.example")
+    holder.gate.clear()  # the key holder answers only when the test says
+    started = time.monotonic()
+    assert view.apply([envelope]) == 1
+    assert time.monotonic() - started < KEY_WAIT + 1.0  # waited KEY_WAIT, not for the answer
+    assert search_row(database_url, cid)["stale"] is True
+    holder.gate.set()
+    assert view.reindex() == 1
+    row = search_row(database_url, cid)
+    assert row["stale"] is False
+    assert row["emails"] == [view.index("bea@quenzel.example")]
+    assert len(holder.requests) == 1  # the reindex found the key the prefetch brought
