@@ -192,16 +192,13 @@ class DataKeys:
         waited for, not asked again (asked here if that request failed)."""
         found, joined = self._lookup(customer_ids, join=True)
         if joined:
+            with self._lock:
+                out = {a for i in joined if (a := self._asked.get(i)) is not None}
             deadline = time.monotonic() + ASK_TIMEOUT
-            for answered in {self._asked_event(i) for i in joined} - {None}:
-                assert answered is not None
+            for answered in out:
                 answered.wait(max(0.0, deadline - time.monotonic()))
             found.update(self._lookup(joined, join=False)[0])
         return found
-
-    def _asked_event(self, customer_id: UUID) -> threading.Event | None:
-        with self._lock:
-            return self._asked.get(customer_id)
 
     def _lookup(
         self, customer_ids: Iterable[UUID], *, join: bool
@@ -223,6 +220,8 @@ class DataKeys:
                 else:
                     wanted.append(customer_id)
             self._refresh_due()
+            if not wanted:
+                return found, joined
             answered = self._claim(wanted)
         try:
             for start in range(0, len(wanted), BATCH):
