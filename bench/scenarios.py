@@ -191,6 +191,20 @@ class Clients:
                 continue
             into.sample(at, time.perf_counter_ns() - replied)
 
+    async def read_each(self, customer_ids: list[str], in_flight: int = 16) -> None:
+        """GetProfile of each of these customers once, `in_flight` at a time: the timeline
+        then holds their data keys (asked of the customer service at a customer's first read
+        and kept a minute)."""
+        gate = asyncio.Semaphore(in_flight)
+
+        async def one(customer_id: str) -> None:
+            async with gate:
+                await self.timeline.GetProfile(
+                    timeline_api.GetProfileRequest(customer_id=customer_id), timeout=CALL_TIMEOUT
+                )
+
+        await asyncio.gather(*(one(c) for c in customer_ids))
+
     async def get_profile(self, i: int) -> None:
         """A random registered customer's 360 profile."""
         customer_id = self.customers[self.rng.randrange(len(self.customers))]

@@ -6,6 +6,7 @@ says so instead of showing a number.
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import subprocess
@@ -298,6 +299,29 @@ def cli_seconds(*args: str, runs: int = 5) -> float:
         if n:
             times.append(time.perf_counter() - started)
     return statistics.median(times)
+
+
+def cli_verify(postgres_url: str, home: Path, wait: float = 120.0) -> dict[str, Any]:
+    """`c360 verify --json` against the bench's database (`home`: a state directory of its
+    own, so that an endpoints.json of `make run` in the working directory is not read):
+    every stored event of every service in the timeline exactly once, as a user checks it
+    after a run. What it printed, with its exit status."""
+    script = Path(sys.executable).parent / "c360"
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "c360_cli.main"]
+    env = {**os.environ, "C360_POSTGRES_URL": postgres_url}
+    done = subprocess.run(
+        [*command, "--home", str(home), "--json", "verify", "--wait", f"{wait:g}"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=wait + 120,
+    )
+    try:
+        found: dict[str, Any] = json.loads(done.stdout)
+    except ValueError:
+        found = {"ok": False, "error": (done.stderr or done.stdout).strip()[-500:]}
+    found["exit_status"] = done.returncode
+    return found
 
 
 def cli_help_seconds(runs: int = 5) -> float:
