@@ -284,12 +284,17 @@ def rss_mb(pids: dict[str, int]) -> dict[str, float]:
     return found
 
 
+def cli_command() -> list[str]:
+    """The `c360` console script beside this interpreter (or the module, if not installed)."""
+    script = Path(sys.executable).parent / "c360"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "c360_cli.main"]
+
+
 def cli_seconds(*args: str, runs: int = 5) -> float:
     """Median wall time of `c360 ARGS` (the console script beside this interpreter), after
     one run that is not counted. Python may write its bytecode cache, as on a user's machine
     (some sandboxes set PYTHONDONTWRITEBYTECODE, and every start then compiles ~0.25 s)."""
-    script = Path(sys.executable).parent / "c360"
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "c360_cli.main"]
+    command = cli_command()
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env["COLUMNS"] = "100"
     times = []
@@ -306,11 +311,9 @@ def cli_verify(postgres_url: str, home: Path, wait: float = 120.0) -> dict[str, 
     own, so that an endpoints.json of `make run` in the working directory is not read):
     every stored event of every service in the timeline exactly once, as a user checks it
     after a run. What it printed, with its exit status."""
-    script = Path(sys.executable).parent / "c360"
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "c360_cli.main"]
     env = {**os.environ, "C360_POSTGRES_URL": postgres_url}
     done = subprocess.run(
-        [*command, "--home", str(home), "--json", "verify", "--wait", f"{wait:g}"],
+        [*cli_command(), "--home", str(home), "--json", "verify", "--wait", f"{wait:g}"],
         capture_output=True,
         text=True,
         env=env,
