@@ -1,10 +1,11 @@
 """The customers' data keys as a consumer gets them: asked of the service that holds them
 (`c360.customer.v1.CustomerService/GetDataKeys`, found among the deployment's services by the
 standard health check) and kept for a few seconds, so that a forget is seen soon. A key read
-late in its time is asked again in the background while the cached one answers. A key being
-asked for is asked once: a read that needs it meanwhile waits for that answer, and a consumer
-that knows it will need keys soon (the timeline, as it projects a new customer) can have them
-asked for ahead (`prefetch`)."""
+late in its time is asked again in the background while the cached one answers. Keys not in
+the cache are asked for by one thread of the cache's own: a read that needs a key being asked
+for waits for that answer, keys wanted while a request is out go together in the next one, and
+a consumer that knows it will need keys soon (the timeline, as it projects a new customer) can
+have them asked for ahead (`prefetch`)."""
 
 from __future__ import annotations
 
@@ -78,9 +79,17 @@ class DataKeys:
         self._refresher: threading.Thread | None = None
         self._retry_at = 0.0
         self._asked: dict[UUID, threading.Event] = {}
-        """Customers whose keys a request is out for (not in the cache, or expired) -> set
-        when it is answered or failed: a read of them waits for it instead of asking again."""
-        self._prefetcher: ThreadPoolExecutor | None = None
+        """Customers whose keys are asked for (queued, or a request is out) -> set when that
+        request is answered or failed: a read of them waits for it instead of asking again."""
+        self._queued: list[UUID] = []
+        """Keys for the asking thread's next request."""
+        self._next: threading.Event | None = None
+        """Set when the next request is answered or failed."""
+        self._asker_busy = False
+        """The asking thread is at work (it takes what is queued until nothing is)."""
+        self._asker: ThreadPoolExecutor | None = None
+        self._failure = ""
+        """Why the last request failed ("" once one succeeds again)."""
 
     def _find(self) -> api_grpc.CustomerServiceStub:
         with self._finding:
@@ -188,62 +197,95 @@ class DataKeys:
 
     def lookup(self, customer_ids: Iterable[UUID]) -> dict[UUID, bytes | None]:
         """Key, or None once forgotten, of the customers the key holder knows (others left
-        out); UNAVAILABLE when it cannot be asked. Keys a request is out for already are
-        waited for, not asked again (asked here if that request failed)."""
-        found, joined = self._lookup(customer_ids, join=True)
-        if joined:
-            with self._lock:
-                out = {a for i in joined if (a := self._asked.get(i)) is not None}
-            deadline = time.monotonic() + ASK_TIMEOUT
-            for answered in out:
-                answered.wait(max(0.0, deadline - time.monotonic()))
-            found.update(self._lookup(joined, join=False)[0])
-        return found
-
-    def _lookup(
-        self, customer_ids: Iterable[UUID], *, join: bool
-    ) -> tuple[dict[UUID, bytes | None], list[UUID]]:
-        """The keys of the cache, those asked for now (in BATCH-sized requests); and, with
-        `join`, the customers another request is out for, left to the caller."""
+        out); UNAVAILABLE when it cannot be asked. What the cache does not hold is asked for
+        in the asking thread's next request, with every other key wanted meanwhile (a key
+        a request is out for already is waited for, not asked again)."""
+        wanted = set(customer_ids)
         now = self.clock()
         found: dict[UUID, bytes | None] = {}
-        wanted: list[UUID] = []
-        joined: list[UUID] = []
+        out: set[threading.Event] = set()
         with self._lock:
-            for customer_id in set(customer_ids):
+            for customer_id in wanted:
                 hit = self._hit(customer_id, now)
                 if hit is not None:
                     if hit[1] is not _UNKNOWN:
                         found[customer_id] = hit[1] or None
-                elif join and customer_id in self._asked:
-                    joined.append(customer_id)
+                elif (answered := self._asked.get(customer_id)) is not None:
+                    out.add(answered)
                 else:
-                    wanted.append(customer_id)
+                    out.add(self._queue_ask(customer_id))
             self._refresh_due()
-            if not wanted:
-                return found, joined
-            answered = self._claim(wanted)
-        try:
-            for start in range(0, len(wanted), BATCH):
-                found.update(self._fetch(wanted[start : start + BATCH], now))
-        finally:
-            self._answered(wanted, answered)
-        return found, joined
-
-    def _claim(self, customer_ids: list[UUID]) -> threading.Event:
-        """Mark these customers' keys as asked for (hold the lock); the event is set by
-        `_answered`."""
-        answered = threading.Event()
-        for customer_id in customer_ids:
-            self._asked[customer_id] = answered
-        return answered
-
-    def _answered(self, customer_ids: list[UUID], answered: threading.Event) -> None:
+        if not out:
+            return found
+        deadline = time.monotonic() + ASK_TIMEOUT
+        for answered in out:
+            answered.wait(max(0.0, deadline - time.monotonic()))
+        now = self.clock()
         with self._lock:
-            for customer_id in customer_ids:
-                if self._asked.get(customer_id) is answered:
-                    del self._asked[customer_id]
-        answered.set()
+            for customer_id in wanted - found.keys():
+                hit = self._cache.get(customer_id)
+                if hit is None or hit[0] <= now:  # its request failed (or timed out)
+                    raise Unavailable(
+                        f"the customers' data keys cannot be read now: {self._failure}"
+                    )
+                if hit[1] is not _UNKNOWN:
+                    found[customer_id] = hit[1] or None
+        return found
+
+    def _queue_ask(self, customer_id: UUID) -> threading.Event:
+        """Have this customer's key asked for in the asking thread's next request (hold the
+        lock); the event is set when that request is answered or failed."""
+        if self._stop.is_set():  # closed: nothing is asked any more
+            closed = threading.Event()
+            closed.set()
+            self._failure = "closed"
+            return closed
+        if self._next is None:
+            self._next = threading.Event()
+        self._asked[customer_id] = self._next
+        self._queued.append(customer_id)
+        if not self._asker_busy:
+            self._asker_busy = True
+            if self._asker is None:
+                self._asker = ThreadPoolExecutor(1, thread_name_prefix="c360-datakeys")
+            self._asker.submit(self._ask_rounds)
+        return self._next
+
+    def _ask_rounds(self) -> None:
+        """The asking thread: one request (BATCH keys a call) for all the keys queued, again
+        while more were queued meanwhile."""
+        while True:
+            with self._lock:
+                chunk, answered = self._queued, self._next
+                self._queued, self._next = [], None
+                if not chunk or answered is None:
+                    self._asker_busy = False
+                    return
+                closed = self._stop.is_set()
+            now = self.clock()
+            try:
+                if closed:  # its channels are, too: the reads waiting raise UNAVAILABLE
+                    raise Unavailable("closed")
+                for start in range(0, len(chunk), BATCH):
+                    self._fetch(chunk[start : start + BATCH], now)
+            except Exception as exc:  # the waiting reads raise UNAVAILABLE
+                with self._lock:
+                    first, self._failure = not self._failure, str(exc)
+                    self._retry_at = self.clock() + RETRY_AFTER
+                (_log.warning if first else _log.debug)(
+                    "asking for %d data keys failed (not asked ahead for %.0f s): %s",
+                    len(chunk),
+                    RETRY_AFTER,
+                    exc,
+                )
+            else:
+                self._failure = ""
+            finally:
+                with self._lock:
+                    for customer_id in chunk:
+                        if self._asked.get(customer_id) is answered:
+                            del self._asked[customer_id]
+                answered.set()
 
     def prefetch(self, customer_ids: Iterable[UUID]) -> None:
         """Have the keys of these customers that are not in the cache asked for in the
@@ -253,32 +295,9 @@ class DataKeys:
         with self._lock:
             if self._stop.is_set() or now < self._retry_at:
                 return
-            wanted = [
-                i for i in set(customer_ids) if i not in self._asked and self._hit(i, now) is None
-            ][:BATCH]
-            if not wanted:
-                return
-            answered = self._claim(wanted)
-            if self._prefetcher is None:
-                self._prefetcher = ThreadPoolExecutor(1, thread_name_prefix="c360-datakeys")
-            prefetcher = self._prefetcher
-        prefetcher.submit(self._prefetch, wanted, answered, now)
-
-    def _prefetch(self, wanted: list[UUID], answered: threading.Event, now: float) -> None:
-        try:
-            if not self._stop.is_set():  # closed: its channels are, too
-                self._fetch(wanted, now)
-        except Exception as exc:  # a read that needs them asks (and fails) itself
-            _log.warning(
-                "asking ahead for %d data keys failed (not again for %.0f s): %s",
-                len(wanted),
-                RETRY_AFTER,
-                exc,
-            )
-            with self._lock:
-                self._retry_at = self.clock() + RETRY_AFTER
-        finally:
-            self._answered(wanted, answered)
+            for customer_id in set(customer_ids):
+                if customer_id not in self._asked and self._hit(customer_id, now) is None:
+                    self._queue_ask(customer_id)
 
     def _fetch(self, chunk: list[UUID], now: float) -> dict[UUID, bytes | None]:
         """Ask the key holder for up to BATCH customers' keys and cache what it says (as of
@@ -295,13 +314,13 @@ class DataKeys:
         got = {UUID(k.customer_id): (b"" if k.forgotten else bytes(k.key)) for k in reply.keys}
         found: dict[UUID, bytes | None] = {}
         with self._lock:
+            if len(self._cache) + len(chunk) > 200_000:  # before: the reads waiting find these
+                self._cache.clear()
             for customer_id in chunk:
                 entry = got.get(customer_id, _UNKNOWN)
                 self._cache[customer_id] = (now + self.ttl, entry)
                 if entry is not _UNKNOWN:
                     found[customer_id] = entry or None
-            if len(self._cache) > 200_000:
-                self._cache.clear()
         return found
 
     def keys(self, customer_ids: Iterable[UUID]) -> dict[UUID, bytes | None]:
@@ -322,9 +341,9 @@ class DataKeys:
         with self._lock:
             self._stop.set()
             self._due.clear()
-            prefetcher, self._prefetcher = self._prefetcher, None
-        if prefetcher is not None:
-            prefetcher.shutdown(wait=False)  # what it holds is answered, not asked
+            asker, self._asker = self._asker, None
+        if asker is not None:
+            asker.shutdown(wait=False)  # what it holds is answered, not asked
         for channel in self._channels:
             channel.close()
         self._channels.clear()

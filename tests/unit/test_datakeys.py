@@ -1,7 +1,8 @@
 """The data-key cache consumers read customers' keys through (`datakeys.DataKeys`), against a
 key holder of the test's own (no servers): keys read late in their time are asked again in
 the background, many in one request, while the cached ones answer; a key being asked for is
-asked once, whoever needs it meanwhile (a prefetch, reads)."""
+asked once, whoever needs it meanwhile (a prefetch, reads), and keys wanted while a request
+is out go together in the next one."""
 
 from __future__ import annotations
 
@@ -133,26 +134,31 @@ def in_thread(call: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
     return thread, out
 
 
-def test_reads_of_a_key_being_asked_for_wait_for_that_answer_and_ask_nothing(
+def test_keys_wanted_while_a_request_is_out_are_asked_for_together_in_the_next_one(
     world: Any,
 ) -> None:
     holder, _clock, keys = world
-    ada, bea = customers(holder, 2)
+    ada, bea, cy = customers(holder, 3)
     holder.gate.clear()
     first, got_first = in_thread(lambda: keys.keys([ada]))
     holder.wait_for(1)
-    # Asked for already: the second read waits for the first's answer; its other customer
-    # is asked for on its own.
+    # Ada's key is asked for already: the second read waits for that answer; Bea's and Cy's
+    # keys, wanted by two reads meanwhile, wait for the next request, one for both.
     second, got_second = in_thread(lambda: keys.keys([ada, bea]))
-    holder.wait_for(2)
+    third, got_third = in_thread(lambda: keys.keys([cy]))
     time.sleep(0.05)
-    assert not got_second, "the read answered before the key it waits for came"
+    assert not got_second, "the read answered before the keys it waits for came"
+    assert not got_third
+    assert len(holder.requests) == 1
     holder.gate.set()
-    first.join(10)
-    second.join(10)
+    for thread in (first, second, third):
+        thread.join(10)
     assert got_first == [{ada: ada.bytes * 2}]
     assert got_second == [{ada: ada.bytes * 2, bea: bea.bytes * 2}]
-    assert sorted(holder.requests) == sorted([[str(ada)], [str(bea)]])
+    assert got_third == [{cy: cy.bytes * 2}]
+    assert holder.requests[0] == [str(ada)]
+    assert sorted(holder.requests[1]) == sorted([str(bea), str(cy)])
+    assert len(holder.requests) == 2
 
 
 def test_a_prefetch_asks_once_for_what_is_not_held_and_known_waits_for_it(world: Any) -> None:
