@@ -225,9 +225,8 @@ class DataKeys:
             for customer_id in wanted - found.keys():
                 hit = self._cache.get(customer_id)
                 if hit is None or hit[0] <= now:  # its request failed (or timed out)
-                    raise Unavailable(
-                        f"the customers' data keys cannot be read now: {self._failure}"
-                    )
+                    why = self._failure or "no answer in time"
+                    raise Unavailable(f"the customers' data keys cannot be read now: {why}")
                 if hit[1] is not _UNKNOWN:
                     found[customer_id] = hit[1] or None
         return found
