@@ -298,9 +298,9 @@ class DataKeys:
                 if customer_id not in self._asked and self._hit(customer_id, now) is None:
                     self._queue_ask(customer_id)
 
-    def _fetch(self, chunk: list[UUID], now: float) -> dict[UUID, bytes | None]:
+    def _fetch(self, chunk: list[UUID], now: float) -> None:
         """Ask the key holder for up to BATCH customers' keys and cache what it says (as of
-        `now`, taken before asking); the keys of those it knows."""
+        `now`, taken before asking)."""
         try:
             reply = self._find().GetDataKeys(
                 api.GetDataKeysRequest(customer_ids=[str(i) for i in chunk]), timeout=ASK_TIMEOUT
@@ -311,16 +311,11 @@ class DataKeys:
                 f"the customers' data keys cannot be read now: {exc.code()}"
             ) from None
         got = {UUID(k.customer_id): (b"" if k.forgotten else bytes(k.key)) for k in reply.keys}
-        found: dict[UUID, bytes | None] = {}
         with self._lock:
             if len(self._cache) + len(chunk) > 200_000:  # before: the reads waiting find these
                 self._cache.clear()
             for customer_id in chunk:
-                entry = got.get(customer_id, _UNKNOWN)
-                self._cache[customer_id] = (now + self.ttl, entry)
-                if entry is not _UNKNOWN:
-                    found[customer_id] = entry or None
-        return found
+                self._cache[customer_id] = (now + self.ttl, got.get(customer_id, _UNKNOWN))
 
     def keys(self, customer_ids: Iterable[UUID]) -> dict[UUID, bytes | None]:
         """Keys to reveal with: None for forgotten customers and those the holder does not
