@@ -22,13 +22,13 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-import json
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from uuid import UUID
 
+import orjson
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from eventsourcing.utils import get_topic
@@ -123,7 +123,7 @@ def subjects(value: Any) -> set[UUID]:
     try:
         # The value as JSON text (C speed), other values (times, ids) as their text, which
         # holds no sealed value: one scan of one string instead of a walk in Python.
-        text = json.dumps(value, default=str)
+        text = orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
     except (TypeError, ValueError):  # keys JSON cannot write (a tuple): walk it
         return _subjects_walk(value)
     if "pii1~" not in text:
