@@ -8,7 +8,7 @@ import importlib
 import pkgutil
 import re
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 from google.protobuf import any_pb2, message, symbol_database
@@ -44,8 +44,10 @@ def snake(name: str) -> str:
     return _CAMEL.sub("_", name).lower()
 
 
+@functools.lru_cache(maxsize=4096)
 def short_type(aggregate_type: str, payload_name: str) -> str:
-    """The event's short name: CustomerRegistered on a customer -> customer.registered."""
+    """The event's short name: CustomerRegistered on a customer -> customer.registered. Kept
+    per name (a few hundred at most): the projection asks for each entry it makes."""
     name = snake(payload_name)
     prefix = aggregate_type + "_"
     if name.startswith(prefix):
@@ -149,7 +151,14 @@ class UnknownEventType(ValueError):
 def payload_class(envelope: envelope_pb2.Envelope) -> type[message.Message]:
     """The class of an envelope's payload, without decoding it (UnknownEventType if the
     contract this reader knows has no such type)."""
-    name = envelope.payload.TypeName()
+    return _class_of(envelope.payload.type_url)
+
+
+@functools.lru_cache(maxsize=1024)
+def _class_of(type_url: str) -> type[message.Message]:
+    """The payload class a type URL names, kept per URL once found (an unknown one is looked
+    up again each time: a newer contract's types may be imported later)."""
+    name = type_url.rpartition("/")[2]
     try:
         cls: type[message.Message] = symbol_database.Default().GetSymbol(name)
     except KeyError:
@@ -158,12 +167,15 @@ def payload_class(envelope: envelope_pb2.Envelope) -> type[message.Message]:
 
 
 def unpack(envelope: envelope_pb2.Envelope) -> message.Message:
-    """The typed payload of an envelope."""
-    name = envelope.payload.TypeName()
-    payload = payload_class(envelope)()
-    if not envelope.payload.Unpack(payload):
-        raise UnknownEventType(name)
-    return payload
+    """The typed payload of an envelope (its class is the one its type URL names: what
+    `Any.Unpack` would check)."""
+    return _class_of(envelope.payload.type_url).FromString(envelope.payload.value)
+
+
+def moment(ts: Timestamp) -> datetime:
+    """A protobuf Timestamp as an aware UTC datetime, what `ts.ToDatetime(tzinfo=UTC)` gives,
+    by integer arithmetic (the projection makes one per entry)."""
+    return _EPOCH + timedelta(seconds=ts.seconds, microseconds=ts.nanos // 1_000)
 
 
 def subject_of(envelope: envelope_pb2.Envelope) -> str:

@@ -9,7 +9,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import given
 from hypothesis import strategies as st
 
-from c360_platform.envelope import timestamp
+from c360_platform.envelope import moment, timestamp
 
 zones = st.one_of(
     st.none(),
@@ -24,3 +24,11 @@ def test_timestamp_is_protobufs_own(moment: datetime, zone: timezone | None) -> 
     expected = Timestamp()
     expected.FromDatetime(moment)
     assert timestamp(moment) == expected
+
+
+@given(st.integers(-62_135_596_800, 253_402_300_799), st.integers(0, 999_999_999))
+def test_moment_is_protobufs_own(seconds: int, nanos: int) -> None:
+    # The projection's reading of an envelope's time, against protobuf's ToDatetime.
+    ts = Timestamp(seconds=seconds, nanos=nanos)
+    assert moment(ts) == ts.ToDatetime(tzinfo=UTC)
+    assert moment(ts).utcoffset() == timedelta(0)

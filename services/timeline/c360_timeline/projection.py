@@ -19,14 +19,14 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from google.protobuf import json_format, message
 
 from c360.events.v1 import envelope_pb2
 from c360_platform import pii
-from c360_platform.envelope import short_type, unpack
+from c360_platform.envelope import moment, short_type, unpack
 
 Doc = dict[str, Any]
 DERIVED_SOURCE = "timeline"
@@ -208,7 +208,7 @@ def details_of(payload: message.Message) -> Doc:
 
 
 def occurred_at(env: envelope_pb2.Envelope) -> datetime:
-    return env.occurred_at.ToDatetime(tzinfo=UTC)
+    return moment(env.occurred_at)
 
 
 def entry_for(env: envelope_pb2.Envelope) -> Entry:
