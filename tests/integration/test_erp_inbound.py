@@ -65,6 +65,12 @@ async def test_erp_events_are_validated_applied_or_dead_lettered_and_replayed_af
 ) -> None:
     reply = await register(stack.customer, "Müller GmbH", "ap@mueller.example")
     customer_id = reply.result.aggregate_id
+    # The profile's name comes from the customer's own feed, beside the ERP one: seen first,
+    # so that the profile read below has it however far behind that feed is.
+    await stack.timeline.GetTimeline(
+        tapi.GetTimelineRequest(customer_id=customer_id, wait_for=reply.result.consistency_token),
+        timeout=30,
+    )
     nc = await nats.connect(stack.nats_url)
     js = nc.jetstream()
 
