@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.metadata
 import json
 import os
 import re
@@ -93,10 +92,11 @@ class _Parser(argparse.ArgumentParser):
 
     json_errors = False
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, stub: bool = False, **kwargs: Any) -> None:
         kwargs.setdefault("conflict_handler", "resolve")
         super().__init__(*args, **kwargs)
-        add_global_options(self)
+        if not stub:  # a command not run this time is a name and a help line only
+            add_global_options(self)
 
     def error(self, message: str) -> NoReturn:
         if _Parser.json_errors:
@@ -118,6 +118,8 @@ def _suppress_global_defaults(parser: argparse.ArgumentParser) -> None:
 
 
 def _version() -> str:
+    import importlib.metadata  # ~50 ms, only for --version
+
     try:
         return importlib.metadata.version("c360-cli")
     except importlib.metadata.PackageNotFoundError:
@@ -207,7 +209,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
                 registered.add(module)
                 importlib.import_module(f"c360_cli.{module}").register(subparsers)
         else:
-            subparsers.add_parser(name, help=help_text, description=help_text, add_help=False)
+            subparsers.add_parser(
+                name, help=help_text, description=help_text, add_help=False, stub=True
+            )
     _suppress_global_defaults(parser)
     return parser
 

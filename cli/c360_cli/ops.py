@@ -595,9 +595,9 @@ def tls_manifests(
 ) -> list[dict[str, Any]]:
     """A fresh certificate authority and, signed by it, a certificate per service naming its
     Service (in `namespace`, cluster domain `domain`) and one per client (TLS_CLIENTS)."""
-    from c360_platform import tls
+    from c360_platform import certificates
 
-    authority = tls.Authority.create("c360 authority")
+    authority = certificates.Authority.create("c360 authority")
     ca = authority.cert_pem.decode()
     meta = {"app.kubernetes.io/part-of": "c360"}
 
@@ -613,7 +613,8 @@ def tls_manifests(
 
     made = [secret(TLS_AUTHORITY_SECRET, authority.cert_pem, authority.key_pem, False)]
     for name in services:
-        cert, key = authority.issue(f"c360 {name}", tls.service_names(name, namespace, domain))
+        names = certificates.service_names(name, namespace, domain)
+        cert, key = authority.issue(f"c360 {name}", names)
         made.append(secret(tls_secret(name), cert, key))
     for client in TLS_CLIENTS:
         made.append(secret(tls_secret(client), *authority.issue(f"c360 {client}")))

@@ -13,7 +13,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO
 
-from c360_platform import auth, natsauth, pgroles, registry, tls
+from c360_platform import auth, certificates, natsauth, pgroles, registry, tls
 from c360_platform.catchup import EVENT_LOG_SERVICE
 from c360_platform.deployment import Deployment
 from c360_platform.embedded import EmbeddedRuntime, RuntimeBusyError
@@ -172,8 +172,8 @@ def run(args: argparse.Namespace) -> int:
         auth.write_role_tokens(home, auth.Authority(secret))
         # Every port serves TLS and admits only callers with a certificate of this
         # deployment's authority (HOME/tls); this process checks health as the operator.
-        certificates = tls.local_authority(home / "tls")
-        tls.use(certificates["operator"])
+        issued = certificates.local_authority(home / "tls")
+        tls.use(issued["operator"])
         deployment = Deployment.plan(
             runtime.postgres_url,
             runtime.nats_url,
@@ -183,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
             postgres_url_for=postgres_url_for,
             # Each service's relay in a process of its own, off the API's interpreter.
             relay_apart=True,
-            tls=certificates["service"],
+            tls=issued["service"],
         )
         if passwords:  # streams are the admin's to create and configure, not the services'
             asyncio.run(natsauth.prepare_streams(nats_url(natsauth.ADMIN)))
@@ -203,8 +203,8 @@ def run(args: argparse.Namespace) -> int:
         # Also under one key, so that readers need not know the services' names.
         document["services"] = addresses
         # The certificates callers show: the CLI's, and one to hand to integrations.
-        document["tls"] = certificates["operator"].document()
-        document["tls_integration"] = certificates["integration"].document()
+        document["tls"] = issued["operator"].document()
+        document["tls_integration"] = issued["integration"].document()
         if passwords:  # a NATS URL with credentials per role, for integrators and services
             document["nats_users"] = {
                 role: nats_url(role) for role in passwords if role != natsauth.ADMIN

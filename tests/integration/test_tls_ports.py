@@ -10,7 +10,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from c360_platform import rpc, tls
+from c360_platform import certificates, rpc
 
 
 def _write(folder: Path, name: str, pem: bytes) -> Path:
@@ -37,14 +37,14 @@ async def _services(channel: grpc.aio.Channel) -> list[str]:
 async def test_the_health_port_answers_probes_and_nothing_else_while_grpc_needs_a_certificate(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    authority = tls.Authority.create()
+    authority = certificates.Authority.create()
     ca = _write(tmp_path, "ca.crt", authority.cert_pem)
-    cert, key = authority.issue("c360 customer", tls.service_names("customer", "crm"))
+    cert, key = authority.issue("c360 customer", certificates.service_names("customer", "crm"))
     monkeypatch.setenv("C360_TLS_CA", str(ca))
     monkeypatch.setenv("C360_TLS_CERT", str(_write(tmp_path, "tls.crt", cert)))
     monkeypatch.setenv("C360_TLS_KEY", str(_write(tmp_path, "tls.key", key)))
     operator_cert, operator_key = authority.issue("c360 operator")
-    stranger = tls.Authority.create("another authority")
+    stranger = certificates.Authority.create("another authority")
     stranger_cert, stranger_key = stranger.issue("c360 operator")
 
     host = rpc.ServiceHost("customer", 0, health_port=0)

@@ -1,0 +1,163 @@
+"""A deployment's certificate authority and the certificates it signs (ECDSA P-256): what
+`c360 up` makes under HOME/tls and `c360 ops` makes for a cluster. Apart from `tls`, which
+only reads the files, because the cryptography package costs a CLI command ~50 ms to import.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from c360_platform.tls import TlsFiles
+
+CA_NAME = "c360 local authority"
+SERVER_NAMES = ("localhost",)
+SERVER_ADDRESSES = ("127.0.0.1", "::1")
+VALID_DAYS = 825
+IDENTITIES = ("service", "operator", "integration")
+"""The certificates `c360 up` makes: one the services share (server and client), one for
+people at the terminal (the CLI), one to hand to integrations (the ERP bridge)."""
+
+
+def _write(path: Path, data: bytes, private: bool) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+    os.chmod(path, 0o600 if private else 0o644)
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def _name(common: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
+
+
+@dataclass(frozen=True)
+class Authority:
+    """A deployment's certificate authority (ECDSA P-256) and what it signs."""
+
+    certificate: x509.Certificate
+    key: ec.EllipticCurvePrivateKey
+
+    @classmethod
+    def create(cls, name: str = CA_NAME) -> Authority:
+        now = datetime.datetime.now(datetime.UTC)
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(_name(name))
+            .issuer_name(_name(name))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=VALID_DAYS))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .sign(key, hashes.SHA256())
+        )
+        return cls(cert, key)
+
+    @classmethod
+    def load(cls, cert_pem: bytes, key_pem: bytes) -> Authority:
+        key = serialization.load_pem_private_key(key_pem, password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise ValueError("the authority's key is not an EC key")
+        return cls(x509.load_pem_x509_certificate(cert_pem), key)
+
+    @property
+    def cert_pem(self) -> bytes:
+        return self.certificate.public_bytes(serialization.Encoding.PEM)
+
+    @property
+    def key_pem(self) -> bytes:
+        return _key_pem(self.key)
+
+    def issue(
+        self, common: str, dns_names: Iterable[str] = (), addresses: Iterable[str] = ()
+    ) -> tuple[bytes, bytes]:
+        """A certificate (PEM) and its key (PEM) for `common`, naming `dns_names` and
+        `addresses`; it may serve and call (server and client authentication)."""
+        now = datetime.datetime.now(datetime.UTC)
+        key = ec.generate_private_key(ec.SECP256R1())
+        names: list[x509.GeneralName] = [x509.DNSName(n) for n in dns_names]
+        names += [x509.IPAddress(ipaddress.ip_address(a)) for a in addresses]
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(_name(common))
+            .issuer_name(self.certificate.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=VALID_DAYS))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.ExtendedKeyUsage(
+                    [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+                ),
+                critical=False,
+            )
+        )
+        if names:
+            builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+        cert = builder.sign(self.key, hashes.SHA256())
+        return cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)
+
+
+def service_names(service: str, namespace: str, domain: str = "cluster.local") -> list[str]:
+    """The names a Kubernetes Service is reached by, for its certificate."""
+    return [
+        service,
+        f"{service}.{namespace}",
+        f"{service}.{namespace}.svc",
+        f"{service}.{namespace}.svc.{domain}",
+    ]
+
+
+def local_authority(folder: Path, identities: Iterable[str] = IDENTITIES) -> dict[str, TlsFiles]:
+    """The authority in `folder` and a certificate per identity, made where missing (keys
+    0600, the folder 0700). Certificates name localhost and the loopback addresses, and may
+    serve and call (server and client authentication)."""
+    ca_cert, ca_key = folder / "ca.crt", folder / "ca.key"
+    if not (ca_cert.exists() and ca_key.exists()):
+        made_authority = Authority.create()
+        _write(ca_key, made_authority.key_pem, private=True)
+        _write(ca_cert, made_authority.cert_pem, private=False)
+    authority = Authority.load(ca_cert.read_bytes(), ca_key.read_bytes())
+    made: dict[str, TlsFiles] = {}
+    for identity in identities:
+        files = TlsFiles(ca_cert, folder / f"{identity}.crt", folder / f"{identity}.key")
+        if not (files.cert.exists() and files.key.exists()):
+            cert_pem, key_pem = authority.issue(f"c360 {identity}", SERVER_NAMES, SERVER_ADDRESSES)
+            _write(files.key, key_pem, private=True)
+            _write(files.cert, cert_pem, private=False)
+        made[identity] = files
+    return made
