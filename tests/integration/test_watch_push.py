@@ -43,8 +43,15 @@ async def test_idle_watchers_cost_no_polling_and_all_see_the_next_entry(stack: S
     ]
     streams = [c.__aiter__() for c in calls]
     nexts = [asyncio.ensure_future(s.__anext__()) for s in streams]
+    topic = customer_topic(ada.aggregate_id)
+
+    async def all_waiting() -> bool:
+        return len(pushed._waiting.get(topic, ())) == WATCHERS
+
     try:
-        await asyncio.sleep(1.0)  # every watcher has looked once and is waiting now
+        # Every watcher has looked once and is waiting now (a fixed second was too short for
+        # 200 first looks in a clean-clone CI run: 142 were waiting).
+        await eventually(all_waiting, what=f"{WATCHERS} watchers waiting")
         assert not any(n.done() for n in nexts)
         # The read side answers beside them (they hold no pooled connection while waiting).
         read = await stack.timeline.GetTimeline(
@@ -54,7 +61,6 @@ async def test_idle_watchers_cost_no_polling_and_all_see_the_next_entry(stack: S
         assert [e.type for e in read.entries] == ["customer.registered"]
         # Another customer's commit wakes none of them (each would look at the database):
         # they are still waiting on the same futures after it is visible.
-        topic = customer_topic(ada.aggregate_id)
         other = bob
         while customer_topic(other.aggregate_id) == topic:  # 1 in 4,096: another customer
             other = (await register(stack.customer, "Cid Other", "cid@example.com")).result
