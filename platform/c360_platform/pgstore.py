@@ -30,6 +30,7 @@ from psycopg import Cursor
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Composable, Composed, Identifier
+from psycopg.types.json import set_json_loads
 
 from c360_platform.locks import lock_key
 from c360_platform.pgpool import CHECKOUT_TIMEOUT, make_patient
@@ -305,6 +306,30 @@ def json_rows(
         return orjson.dumps(listed, default=default, option=_ORJSON_OPTIONS).decode()
     except orjson.JSONEncodeError:
         return json.dumps(listed, separators=(",", ":"), default=default)
+
+
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_LONG_NUMBER = b"0" * 19
+
+
+def json_loads(data: bytes | bytearray | memoryview | str) -> Any:
+    """JSON text as `json.loads` reads it, by orjson (about a third of the time: a page of
+    timeline entries' details) where that reads the same values. Not where it would not: a
+    run of 19 digits or more (orjson reads an integer past 64 bits as a float; the run may
+    as well be in a text: `json` reads that too), or a text orjson refuses (`NaN`, `1e400`,
+    a lone surrogate: `json` reads them, or refuses them as before)."""
+    raw = data.encode() if isinstance(data, str) else bytes(data)
+    if _LONG_NUMBER not in raw.translate(_DIGITS_AS_ZERO):  # C speed, ~1 us for 200 bytes
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(raw)
+
+
+def use_json_loads(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> None:
+    """Read the connection's json and jsonb columns with `json_loads`."""
+    set_json_loads(json_loads, conn)
 
 
 def _json_value(value: Any) -> Any:

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from c360_platform import telemetry
 from c360_platform.consistency import ConsistencyToken
 from c360_platform.errors import InvalidArgument, NotFound, VersionConflict
-from c360_platform.pgstore import _json_value, json_rows
+from c360_platform.pgstore import _json_value, json_loads, json_rows
 from c360_platform.rpc import status_for
 from c360_platform.validation import Violations
 
@@ -132,6 +132,37 @@ def test_json_rows_writes_what_the_standard_encoder_wrote(rows: list[dict[str, A
     # from it as from the standard library's text (ids, times, amounts, bytes alike).
     expected = json.dumps(rows, separators=(",", ":"), default=_json_value)
     assert json.loads(json_rows(rows, _json_value)) == json.loads(expected)
+
+
+_json_read = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),  # past 64 bits too: read by `json` then
+        st.integers(-(2**64), 2**64),
+        st.floats(allow_nan=False),  # infinity as 1e400, in the text below
+        st.text(),
+    ),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@given(_json_read)
+def test_json_loads_reads_what_the_standard_decoder_reads(value: Any) -> None:
+    text = json.dumps(value).replace("Infinity", "1e400")
+    expected = json.loads(text)
+    for data in (text, text.encode(), memoryview(text.encode())):
+        read = json_loads(data)
+        assert read == expected
+        assert json.dumps(read) == json.dumps(expected)  # 1 stays 1, not 1.0
+
+
+def test_json_loads_refuses_what_the_standard_decoder_refuses() -> None:
+    with pytest.raises(json.JSONDecodeError, match="Expecting value"):
+        json_loads(b'{"a": ')
 
 
 def test_json_rows_refuses_what_a_query_table_cannot_hold() -> None:

@@ -12,6 +12,7 @@ from c360_platform.config import Settings
 from c360_platform.datakeys import DataKeys
 from c360_platform.notify import Notifications
 from c360_platform.pgpool import CHECKOUT_TIMEOUT, PatientAsyncPool
+from c360_platform.pgstore import use_json_loads
 from c360_timeline.projector import Projector
 from c360_timeline.query import PAGE_OPTIONS, TimelineServicer
 from c360_timeline.readmodel import KEY_CACHE_SECONDS, NOTIFY_CHANNEL, open_read_model
@@ -70,4 +71,9 @@ def read_pool(postgres_url: str, **connect: Any) -> PatientAsyncPool:
         # Every read is one statement or a few that need no common snapshot: no BEGIN and
         # COMMIT around them.
         kwargs={"autocommit": True, **connect},
+        configure=_reads_json,
     )
+
+
+async def _reads_json(conn: Any) -> None:
+    use_json_loads(conn)
