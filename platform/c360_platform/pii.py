@@ -137,19 +137,24 @@ def reveal_items(items: list[Any], keys: Keys) -> list[Any]:
 
 
 def _holds_sealed(value: Any) -> bool:
+    text = _scan_text(value)
+    return text is None or "pii1~" in text  # None: JSON cannot write it; walked
+
+
+def _scan_text(value: Any) -> str | None:
+    """The value as JSON text (C speed), other values (times, ids) as their text, which holds
+    no sealed value: one scan of one string instead of a walk in Python. None: keys JSON
+    cannot write (a tuple)."""
     try:
-        return b"pii1~" in orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS)
-    except (TypeError, ValueError):  # keys JSON cannot write (a tuple): walk it
-        return True
+        return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    except (TypeError, ValueError):
+        return None
 
 
 def subjects(value: Any) -> set[UUID]:
     """The customers whose keys the sealed values in a JSON-like value name."""
-    try:
-        # The value as JSON text (C speed), other values (times, ids) as their text, which
-        # holds no sealed value: one scan of one string instead of a walk in Python.
-        text = orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
-    except (TypeError, ValueError):  # keys JSON cannot write (a tuple): walk it
+    text = _scan_text(value)
+    if text is None:
         return _subjects_walk(value)
     if "pii1~" not in text:
         return set()

@@ -71,6 +71,8 @@ def read_pool(postgres_url: str, **connect: Any) -> PatientAsyncPool:
         # Every read is one statement or a few that need no common snapshot: no BEGIN and
         # COMMIT around them.
         kwargs={"autocommit": True, **connect},
+        # json and jsonb columns (entries' details, profiles) read by orjson where it reads
+        # what the standard decoder reads (`json_loads`).
         configure=_reads_json,
     )
 
