@@ -83,10 +83,6 @@ def seal(key: bytes, customer_id: UUID, text: str) -> str:
     return f"pii1~{customer_id.hex}~{body}~"
 
 
-def _open(match: re.Match[str], keys: Keys) -> str:
-    return _opened(match.group(1), match.group(2), match.group(3), keys)
-
-
 @functools.lru_cache(maxsize=4096)
 def _customer(customer_hex: str) -> UUID:
     """The customer a sealed value names: made once per id (parsing one costs 1-4 us, and a
@@ -94,16 +90,18 @@ def _customer(customer_hex: str) -> UUID:
     return UUID(hex=customer_hex)
 
 
-def _opened(customer_hex: str, body: str, limit: str | None, keys: Keys) -> str:
-    customer_id = _customer(customer_hex)
+def _open(match: re.Match[str], keys: Keys) -> str:
+    customer_id = _customer(match.group(1))
     key = keys.get(customer_id)
     if key is None:
         return FORGOTTEN
+    body = match.group(2)
     try:
         raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
         text = AESGCM(key).decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], customer_id.bytes)
     except (InvalidTag, ValueError, binascii.Error):
         return FORGOTTEN  # not sealed under this key: it cannot be read
+    limit = match.group(3)
     return snippet(text.decode(), int(limit)) if limit else text.decode()
 
 
