@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import types
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -11,7 +16,7 @@ from google.rpc import error_details_pb2
 from hypothesis import given
 from hypothesis import strategies as st
 
-from c360_platform import telemetry
+from c360_platform import defer_import, telemetry
 from c360_platform.consistency import ConsistencyToken
 from c360_platform.errors import InvalidArgument, NotFound, VersionConflict
 from c360_platform.pgstore import _json_value, json_loads, json_rows
@@ -168,3 +173,42 @@ def test_json_loads_refuses_what_the_standard_decoder_refuses() -> None:
 def test_json_rows_refuses_what_a_query_table_cannot_hold() -> None:
     with pytest.raises(TypeError, match="cannot hold object"):
         json_rows([{"x": object()}], _json_value)
+
+
+PROBE = """
+import os
+os.environ["C360_PROBE_RUNS"] = str(int(os.environ.get("C360_PROBE_RUNS", "0")) + 1)
+VALUE = 42
+"""
+
+
+def test_a_deferred_module_runs_once_on_the_first_read_of_an_attribute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "c360_probe_module.py").write_text(PROBE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv("C360_PROBE_RUNS", raising=False)
+    monkeypatch.delitem(sys.modules, "c360_probe_module", raising=False)
+    defer_import("c360_probe_module")
+    try:
+        import c360_probe_module  # type: ignore[import-not-found]
+
+        assert "C360_PROBE_RUNS" not in os.environ  # imported, not run
+        assert c360_probe_module.VALUE == 42
+        assert os.environ["C360_PROBE_RUNS"] == "1"
+        import c360_probe_module as again
+
+        assert again.VALUE == 42
+        assert type(sys.modules["c360_probe_module"]) is types.ModuleType  # the real one now
+        assert os.environ["C360_PROBE_RUNS"] == "1"
+    finally:
+        sys.modules.pop("c360_probe_module", None)
+    defer_import("c360_no_such_module")
+    assert "c360_no_such_module" not in sys.modules
+
+
+def test_nats_is_imported_without_its_websocket_dependency() -> None:
+    # aiohttp (~0.4 s of CPU per process) is loaded only if a ws:// connection uses it.
+    code = "import c360_platform, nats, sys; print(type(sys.modules.get('aiohttp')).__name__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() in ("_Deferred", "NoneType")
