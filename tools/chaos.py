@@ -85,8 +85,11 @@ def children(parent: int) -> list[int]:
 
 
 def pid_of(up: int, target: str) -> int | None:
-    """The live process of `target` among `c360 up`'s children."""
-    for pid in children(up):
+    """The live process of `target` among `c360 up`'s children (the embedded servers) and
+    grandchildren (the services, forked from its zygote, show their `c360_platform.serve`
+    command line as one title)."""
+    near = children(up)
+    for pid in [*near, *(grandchild for child in near for grandchild in children(child))]:
         cmdline = pid_cmdline(pid) or []
         if not pid_alive(pid) or not cmdline:
             continue
@@ -94,10 +97,11 @@ def pid_of(up: int, target: str) -> int | None:
             return pid
         if target == "nats-server" and Path(cmdline[0]).name == "nats-server":
             return pid
-        if "c360_platform.serve" in cmdline and cmdline[-1] == target:
+        words = " ".join(cmdline).split()
+        if "c360_platform.serve" in words and words[-1] == target:
             return pid
-        relay = cmdline[-2:] == [target.removesuffix("-relay"), "--relay"]
-        if "c360_platform.serve" in cmdline and target.endswith("-relay") and relay:
+        relay = words[-2:] == [target.removesuffix("-relay"), "--relay"]
+        if "c360_platform.serve" in words and target.endswith("-relay") and relay:
             return pid
     return None
 

@@ -28,6 +28,7 @@ from c360_platform.deployment import Deployment
 from c360_platform.embedded import EmbeddedServer
 from c360_platform.processes import child_preexec, free_port, tail
 from c360_platform.rpc import ServiceHost
+from c360_platform.zygote import Forked, Zygote, ZygoteGone
 
 _log = logging.getLogger(__name__)
 
@@ -69,14 +70,22 @@ class ServiceProcess:
     argv: list[str]
     env: dict[str, str]
     log_path: Path
-    proc: subprocess.Popen[bytes] | None = None
+    proc: subprocess.Popen[bytes] | Forked | None = None
     restarts: collections.deque[float] = field(default_factory=collections.deque)
+    zygote: Zygote | None = None
+    """Where the process is forked from (`argv` is then `python -m MODULE ...`); None: exec'd."""
 
     def spawn(self) -> None:
         with self.log_path.open("ab") as log:
             stamp = time.strftime("%Y-%m-%d %H:%M:%S")
             log.write(f"--- c360: starting {self.name} on {self.address} at {stamp}\n".encode())
             log.flush()
+            if self.zygote is not None:
+                try:
+                    self.proc = self.zygote.spawn(self.argv, self.env, self.log_path)
+                    return
+                except ZygoteGone as exc:
+                    _log.warning("%s: %s; starting it as a new interpreter", self.name, exc)
             self.proc = subprocess.Popen(
                 self.argv,
                 stdin=subprocess.DEVNULL,
@@ -118,16 +127,33 @@ class Supervisor:
         """Embedded servers (PostgreSQL, NATS) watched beside the services."""
         self._server_restarts: dict[int, collections.deque[float]] = {}
         self.stop_seconds: dict[str, float] = {}
+        self.zygote = Zygote(log_dir / "zygote.log", {**self.base_env, "PYTHONUNBUFFERED": "1"})
+        """Forks the services' processes (`zygote.py`): each starts without importing the
+        platform again."""
 
     # -- processes --------------------------------------------------------------------------
 
-    def add(self, name: str, argv: list[str], env: Mapping[str, str], address: str) -> None:
-        """A process to run beside the services (e.g. the bench's echo server)."""
+    def add(
+        self,
+        name: str,
+        argv: list[str],
+        env: Mapping[str, str],
+        address: str,
+        *,
+        forked: bool = False,
+    ) -> None:
+        """A process to run beside the services (e.g. the bench's echo server); `forked`: argv
+        is `[python, -m, MODULE, ...]`, forked from the zygote."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         full_env = {**self.base_env, **env}
         full_env.setdefault("PYTHONUNBUFFERED", "1")
         self.processes[name] = ServiceProcess(
-            name, address, argv, full_env, self.log_dir / f"{name}.log"
+            name,
+            address,
+            argv,
+            full_env,
+            self.log_dir / f"{name}.log",
+            zygote=self.zygote if forked else None,
         )
 
     def start(self) -> None:
@@ -136,14 +162,15 @@ class Supervisor:
         for name in self.deployment.ports:
             if name not in self.processes:
                 argv = [sys.executable, "-m", "c360_platform.serve", name]
-                self.add(name, argv, self.deployment.environment(name), addresses[name])
+                env = self.deployment.environment(name)
+                self.add(name, argv, env, addresses[name], forked=True)
         for name in self.deployment.relays():
             relay = f"{name}-relay"
             if relay not in self.processes:
                 port = free_port()
                 env = {**self.deployment.environment(name), "C360_GRPC_PORT": str(port)}
                 argv = [sys.executable, "-m", "c360_platform.serve", name, "--relay"]
-                self.add(relay, argv, env, f"{self.deployment.host}:{port}")
+                self.add(relay, argv, env, f"{self.deployment.host}:{port}", forked=True)
         for process in self.processes.values():
             process.spawn()
 
@@ -243,6 +270,7 @@ class Supervisor:
                 process.proc.kill()
                 process.proc.wait()
             self.stop_seconds[process.name] = round(time.monotonic() - started, 1)
+        self.zygote.stop()
 
     def pids(self) -> dict[str, int]:
         """The pid of each running process, by name."""
