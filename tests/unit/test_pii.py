@@ -3,6 +3,7 @@ events sealed in the store and as published, and ForgetCustomer (no servers)."""
 
 from __future__ import annotations
 
+import hmac
 import uuid
 from typing import Any
 from uuid import UUID
@@ -406,3 +407,12 @@ async def test_a_converted_prospects_lead_is_forgotten_with_its_customer() -> No
     assert app.forget_leads_of(customer, cause="event-2") == []  # forgotten already
     assert app.load(Lead, UUID(lead)).person_name == pii.FORGOTTEN
     assert app.prospects.keys([UUID(lead)]) == {UUID(lead): None}
+
+
+@given(st.binary(min_size=1, max_size=130), st.text(max_size=80))
+def test_a_blind_index_is_hmac_sha256_of_the_value(key: bytes, value: str) -> None:
+    # Its key is set up once and copied per value; the hashes stay those stored so far.
+    expected = "bi1~" + hmac.digest(key, value.encode(), "sha256")[:16].hex()
+    index = pii.BlindIndex(key)
+    assert index(value) == expected
+    assert index(value) == expected  # the keyed state is not consumed by a value
