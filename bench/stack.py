@@ -19,7 +19,8 @@ from c360_platform import auth
 from c360_platform.deployment import Deployment
 from c360_platform.embedded import EmbeddedNats, EmbeddedPostgres
 from c360_platform.processes import free_port
-from c360_platform.supervisor import Supervisor
+from c360_platform.supervisor import Supervisor, zygote_for
+from c360_platform.zygote import Zygote
 
 _STOP_TIMEOUT = 20.0
 
@@ -53,6 +54,8 @@ class Stack:
     postgres: EmbeddedPostgres | None = None
     nats: EmbeddedNats | None = None
     supervisor: Supervisor | None = None
+    zygote: Zygote | None = None
+    """Started with PostgreSQL and NATS (it imports meanwhile); the services are forked from it."""
     token: str = ""
     """An agent's token of the deployment, for the load."""
     relay_apart: bool = True
@@ -63,7 +66,9 @@ class Stack:
     _database: str = ""
 
     def start_infra(self) -> None:
-        """PostgreSQL and NATS (start them from the main thread: parent-death signals)."""
+        """PostgreSQL and NATS (start them from the main thread: parent-death signals), and
+        the zygote the services will be forked from."""
+        self.zygote = zygote_for(self.log_dir)
         env_pg = os.environ.get("C360_POSTGRES_URL")
         if env_pg:
             self._admin_url = env_pg
@@ -94,7 +99,7 @@ class Stack:
         # The load comes from an application with an agent's token, as in production.
         self.token = deployment.token(auth.Role.AGENT, "bench:load")
         self.operator_token = deployment.token(auth.Role.OPERATOR, "bench:operator")
-        supervisor = Supervisor(deployment, self.log_dir)
+        supervisor = Supervisor(deployment, self.log_dir, zygote=self.zygote)
         self.supervisor = supervisor
         for name, argv in extra.items():
             port = free_port()
@@ -130,6 +135,9 @@ class Stack:
         try:
             self.stop_children()
         finally:
+            if self.zygote is not None:
+                self.zygote.stop()
+                self.zygote = None
             if self.nats is not None:
                 self.nats.stop()
                 self.nats = None

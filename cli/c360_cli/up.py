@@ -18,7 +18,7 @@ from c360_platform.catchup import EVENT_LOG_SERVICE
 from c360_platform.deployment import Deployment
 from c360_platform.embedded import EmbeddedRuntime, RuntimeBusyError
 from c360_platform.processes import atomic_write_text
-from c360_platform.supervisor import Supervisor, serving
+from c360_platform.supervisor import Supervisor, serving, zygote_for
 
 DEFAULT_HOME = "./.c360"
 DEFAULT_BASE_PORT = registry.BASE_PORT
@@ -141,6 +141,8 @@ def run(args: argparse.Namespace) -> int:
         return natsauth.url_for(runtime.nats_url, role, passwords[role])
 
     supervisor: Supervisor | None = None
+    # The services' processes are forked from it; it imports while PostgreSQL and NATS start.
+    zygote = zygote_for(logs)
     try:
         try:
             runtime.start()
@@ -192,6 +194,7 @@ def run(args: argparse.Namespace) -> int:
             logs,
             say=lambda text: _say(f"c360 up: {text}"),
             servers=runtime.servers,
+            zygote=zygote,
         )
         supervisor.start()
         if not supervisor.wait_ready(stop) or stop.is_set():
@@ -221,6 +224,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if supervisor is not None:
             supervisor.stop()
+        zygote.stop()
         runtime.stop()
         endpoints_path.unlink(missing_ok=True)
         for sig, handler in previous.items():

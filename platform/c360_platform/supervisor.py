@@ -117,6 +117,7 @@ class Supervisor:
         environment: Mapping[str, str] | None = None,
         say: Say | None = None,
         servers: Iterable[EmbeddedServer] = (),
+        zygote: Zygote | None = None,
     ) -> None:
         self.deployment = deployment
         self.log_dir = log_dir
@@ -127,9 +128,10 @@ class Supervisor:
         """Embedded servers (PostgreSQL, NATS) watched beside the services."""
         self._server_restarts: dict[int, collections.deque[float]] = {}
         self.stop_seconds: dict[str, float] = {}
-        self.zygote = Zygote(log_dir / "zygote.log", {**self.base_env, "PYTHONUNBUFFERED": "1"})
+        self.zygote = zygote or Zygote(log_dir / "zygote.log", self.base_env)
         """Forks the services' processes (`zygote.py`): each starts without importing the
-        platform again."""
+        platform again. A caller may start one early (`zygote_for`), while it starts the
+        servers the services need."""
 
     # -- processes --------------------------------------------------------------------------
 
@@ -294,6 +296,16 @@ class Supervisor:
             await stop_hosts(hosts)
             raise
         return hosts
+
+
+def zygote_for(log_dir: Path, environment: Mapping[str, str] | None = None) -> Zygote:
+    """A zygote for a supervisor of `log_dir`, started now: it imports while the caller starts
+    PostgreSQL and NATS, not after them."""
+    zygote = Zygote(
+        log_dir / "zygote.log", dict(os.environ if environment is None else environment)
+    )
+    zygote.start()
+    return zygote
 
 
 async def stop_hosts(hosts: Mapping[str, ServiceHost]) -> None:

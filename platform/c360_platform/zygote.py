@@ -264,15 +264,22 @@ class Zygote:
             self._codes[pid] = code
             self._changed.notify_all()
 
+    def start(self) -> None:
+        """Start the zygote now if it is not running (it imports while the caller goes on:
+        `c360 up` starts it before PostgreSQL and NATS); `spawn` waits for it."""
+        with self._changed:
+            if self.proc is None or self.proc.poll() is not None:
+                self.proc = self._start()
+
     def spawn(self, argv: Sequence[str], env: Mapping[str, str], log_path: Path) -> Forked:
         """Fork what `argv` (`[python, "-m", module, *args]`) would exec, with `env`, its output
         appended to `log_path`; raises ZygoteGone if the zygote cannot (its log says why)."""
         if len(argv) < 3 or argv[1] != "-m":
             raise ValueError(f"the zygote runs modules (python -m MODULE ...), not {argv}")
+        self.start()
         with self._changed:
-            if self.proc is None or self.proc.poll() is not None:
-                self.proc = self._start()
             proc, pids = self.proc, self._pids
+        assert proc is not None
         assert proc.stdin is not None
         request = {
             "module": argv[2],
