@@ -36,7 +36,7 @@ from typing import Any
 
 import setproctitle
 
-from c360_platform.processes import child_preexec, pid_alive
+from c360_platform.processes import child_preexec, wait_pid_gone
 
 PRELOAD = (
     "c360_platform.rpc",
@@ -58,6 +58,9 @@ which each child runs as `__main__` (it imports all of this in its `main`)."""
 
 SPAWN_TIMEOUT = 30.0
 """Seconds a spawn waits for the zygote's answer (it imports first, once)."""
+ORPHAN_TIMEOUT = 15.0
+"""Seconds the children of a zygote that died have to drain (their parent-death signal is
+SIGTERM) before they are killed."""
 
 
 # -- the zygote ---------------------------------------------------------------------------------
@@ -194,8 +197,8 @@ class Forked:
 
 
 class Zygote:
-    """The supervisor's handle on the zygote: started on the first spawn (and again after it
-    died), stopped with the supervisor."""
+    """The supervisor's handle on the zygote: started early (`start`) or by the first spawn,
+    again by a spawn after it died, stopped with the supervisor."""
 
     def __init__(self, log_path: Path, env: Mapping[str, str]) -> None:
         self.log_path = log_path
@@ -249,11 +252,9 @@ class Zygote:
         proc.wait()
         with self._changed:
             orphans = list(self._live)
-        deadline = time.monotonic() + 15.0
+        deadline = time.monotonic() + ORPHAN_TIMEOUT
         for pid in orphans:
-            while pid_alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            if pid_alive(pid):
+            if not wait_pid_gone(pid, max(0.0, deadline - time.monotonic())):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
             self._record(pid, -int(signal.SIGTERM))
