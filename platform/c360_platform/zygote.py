@@ -208,6 +208,8 @@ class Zygote:
         self._codes: dict[int, int] = {}
         self._live: set[int] = set()
         self._changed = threading.Condition()
+        self._spawning = threading.Lock()
+        """One request at a time: the answers come in the requests' order."""
 
     def exit_code(self, pid: int) -> int | None:
         with self._changed:
@@ -267,7 +269,9 @@ class Zygote:
 
     def start(self) -> None:
         """Start the zygote now if it is not running (it imports while the caller goes on:
-        `c360 up` starts it before PostgreSQL and NATS); `spawn` waits for it."""
+        `c360 up` starts it before PostgreSQL and NATS); `spawn` waits for it. Start it from a
+        thread that lives as long as its children: its parent-death signal follows the thread
+        that started it (see `child_preexec`)."""
         with self._changed:
             if self.proc is None or self.proc.poll() is not None:
                 self.proc = self._start()
@@ -289,9 +293,10 @@ class Zygote:
             "log": str(log_path),
         }
         try:
-            proc.stdin.write(json.dumps(request).encode() + b"\n")
-            proc.stdin.flush()
-            pid = pids.get(timeout=SPAWN_TIMEOUT)
+            with self._spawning:
+                proc.stdin.write(json.dumps(request).encode() + b"\n")
+                proc.stdin.flush()
+                pid = pids.get(timeout=SPAWN_TIMEOUT)
         except (OSError, queue.Empty) as exc:
             raise ZygoteGone(f"the zygote did not fork {argv[2]}; see {self.log_path}") from exc
         if pid < 0:

@@ -11,12 +11,13 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from c360_platform.processes import pid_alive, pid_cmdline
-from c360_platform.zygote import Zygote
+from c360_platform.zygote import Forked, Zygote
 
 SLEEPER = """
 import atexit, os, sys, time
@@ -103,3 +104,21 @@ def test_a_stop_and_the_zygotes_death_end_its_children(zygote: Zygote, tmp_path:
     assert third.wait(30) == 0
     assert zygote.proc is not old
     assert "greeting: hello" in third_log.read_text()
+
+
+def test_spawns_from_several_threads_each_get_their_own_child(
+    zygote: Zygote, tmp_path: Path
+) -> None:
+    def spawn(index: int) -> Forked:
+        log = tmp_path / f"child-{index}.log"
+        return zygote.spawn([sys.executable, "-m", "sleeper", str(index)], _child_env(), log)
+
+    # Started from this thread: the zygote's parent-death signal follows the thread that
+    # started it, and the pool's threads end before the children are waited for.
+    zygote.start()
+    with ThreadPoolExecutor(8) as pool:
+        children = list(pool.map(spawn, range(8)))
+    for index, child in enumerate(children):
+        assert child.wait(30) == index
+        assert f"args: ['{index}']" in (tmp_path / f"child-{index}.log").read_text()
+    assert len({child.pid for child in children}) == 8
