@@ -128,7 +128,7 @@ class Supervisor:
         """Embedded servers (PostgreSQL, NATS) watched beside the services."""
         self._server_restarts: dict[int, collections.deque[float]] = {}
         self.stop_seconds: dict[str, float] = {}
-        self.zygote = zygote or Zygote(log_dir / "zygote.log", self.base_env)
+        self.zygote = zygote or _zygote(log_dir, self.base_env)
         """Forks the services' processes (`zygote.py`): each starts without importing the
         platform again. A caller may start one early (`zygote_for`), while it starts the
         servers the services need."""
@@ -298,12 +298,15 @@ class Supervisor:
         return hosts
 
 
+def _zygote(log_dir: Path, environment: Mapping[str, str]) -> Zygote:
+    """The zygote of a supervisor of `log_dir` (not started: the first spawn starts it)."""
+    return Zygote(log_dir / "zygote.log", environment)
+
+
 def zygote_for(log_dir: Path, environment: Mapping[str, str] | None = None) -> Zygote:
     """A zygote for a supervisor of `log_dir`, started now: it imports while the caller starts
     PostgreSQL and NATS, not after them."""
-    zygote = Zygote(
-        log_dir / "zygote.log", dict(os.environ if environment is None else environment)
-    )
+    zygote = _zygote(log_dir, os.environ if environment is None else environment)
     zygote.start()
     return zygote
 
