@@ -81,6 +81,51 @@ def test_a_new_segment_evaluates_everyone_with_progress(mk: Marketing) -> None:
     assert (size, total, [f.display_name for f in sample]) == (2, 3, ["Ada"])
 
 
+def test_a_customer_observed_after_a_revision_is_evaluated_once(mk: Marketing) -> None:
+    sid = define(mk)
+    dan = "00000000-0000-4000-8000-00000000000d"
+    mk.observe([person(dan, "Dan")])
+    # Evaluated on arrival, counted in the round's progress; the round has nothing left.
+    assert mk.progress[sid].evaluated == mk.progress[sid].total == 4
+    assert mk.reevaluate() == 0
+    segment = mk.segment("latvia")
+    assert [m.customer_id for m in mk.members(segment, None)] == [ADA, BOB, dan]
+
+
+def test_after_a_restart_reading_every_profile_is_the_only_evaluation(mk: Marketing) -> None:
+    sid = define(mk)
+    # A new process over the same stores: its follower reads every profile first.
+    again = Marketing(mk.plans, mk.people, mk.clock)
+    again.observe([person(ADA, "Ada"), person(BOB, "Bob"), person(CID, "Cid", consent={})])
+    assert again.progress[sid].evaluated == again.progress[sid].total == 3
+    assert again.reevaluate() == 0
+    assert [m.customer_id for m in again.members(again.segment("latvia"), None)] == [ADA, BOB]
+
+
+def test_observing_loads_only_the_memberships_a_verdict_changes(
+    mk: Marketing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    define(mk)
+    define(mk, "in lv", json.dumps({"field": "country", "value": "LV"}))
+    loads: list[UUID] = []
+    at = mk.people.at
+
+    def counted(kind: Any, aggregate_id: UUID, as_of: Any) -> Any:
+        loads.append(aggregate_id)
+        return at(kind, aggregate_id, as_of)
+
+    monkeypatch.setattr(mk.people, "at", counted)
+    # Nothing changes for either segment: Ada stays in both, Cid in "in lv" only.
+    mk.observe([person(ADA, "Ada"), person(CID, "Cid", consent={})])
+    assert loads == []
+    # Ada's consent goes: she leaves "latvia" (loaded, changed), stays in "in lv".
+    mk.observe([person(ADA, "Ada", consent={})])
+    latvia = mk.segment("latvia")
+    assert loads == [domain.membership_id(str(latvia.id), ADA)]
+    assert [m.customer_id for m in mk.members(latvia, None)] == [BOB]
+    assert [m.customer_id for m in mk.members(mk.segment("in lv"), None)] == [ADA, BOB, CID]
+
+
 def test_refusals_name_the_field_and_store_nothing(mk: Marketing) -> None:
     define(mk)
     with pytest.raises(AlreadyExists):

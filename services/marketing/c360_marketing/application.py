@@ -23,9 +23,12 @@ from c360_platform.errors import AlreadyExists, InvalidArgument, NotFound
 from c360_platform.errors import PreconditionFailed as FailedPrecondition
 from c360_platform.pii import Sealer
 from c360_platform.store import (
+    AllOf,
+    AnyOf,
     CommandContext,
     CommandOutcome,
     Decision,
+    Eq,
     QueryTable,
     RowQuery,
     ServiceApplication,
@@ -209,11 +212,24 @@ class PeopleApplication(ServiceApplication):
 
 @dataclass
 class Progress:
-    """How far the evaluation of everyone on a segment's current version is."""
+    """How far the evaluation of everyone on a segment's current version is: the customers
+    known when the version was first seen (`pending`, in order) are evaluated a batch at a
+    time by `reevaluate`; those first observed after it were evaluated as they arrived
+    (`arrived`), and count as evaluated."""
 
     version: int
-    evaluated: int = 0
-    total: int = 0
+    pending: list[str] = field(default_factory=list)
+    at: int = 0
+    """How many of `pending` are evaluated."""
+    arrived: int = 0
+
+    @property
+    def evaluated(self) -> int:
+        return self.at + self.arrived
+
+    @property
+    def total(self) -> int:
+        return len(self.pending) + self.arrived
 
 
 @dataclass(frozen=True)
@@ -260,6 +276,8 @@ class Marketing:
         self.facts: dict[str, Facts] = {}
         self.progress: dict[str, Progress] = {}
         self.lock = threading.RLock()
+        self._segments: tuple[int, list[Segment]] = (-1, [])
+        """The plans store's head when the segments were read, and what was read."""
 
     @classmethod
     def in_memory(cls, clock: Callable[[], datetime]) -> Marketing:
@@ -283,9 +301,16 @@ class Marketing:
             return self.plans.load(Segment, rows[0]["plan_id"])
 
     def segments(self) -> list[Segment]:
-        rows = self.plans.rows(RowQuery(where(kind="segment")))
-        found = [self.plans.load(Segment, r["plan_id"]) for r in rows]
-        return sorted(found, key=lambda s: s.name)
+        """Every segment, by name: read again only when the plans store has moved (a plan
+        saved by this process or another), not at each of the follower's rounds."""
+        head = self.plans.head()
+        at, found = self._segments
+        if at != head:
+            rows = self.plans.rows(RowQuery(where(kind="segment")))
+            found = [self.plans.load(Segment, r["plan_id"]) for r in rows]
+            found.sort(key=lambda s: s.name)
+            self._segments = (head, found)
+        return list(found)
 
     def _check_references(self, tree: Tree, own_id: str = "") -> None:
         """Segments a tree names must exist and not lead back to the segment itself."""
@@ -356,19 +381,31 @@ class Marketing:
         matched.sort(key=lambda f: (f.display_name, f.customer_id))
         return len(matched), len(people), matched[:sample_size]
 
-    def _members_of(self, customer_id: str) -> frozenset[str]:
+    def _known_of(self, facts: Facts) -> tuple[Facts, dict[str, bool]]:
+        """The facts with what marketing itself knows (segments, campaign responses), and the
+        customer's memberships, in or out (whether a member, by segment id): one read."""
         rows = self.people.rows(
-            RowQuery(where(kind="membership", customer_id=UUID(customer_id), member=True))
+            RowQuery(
+                AllOf(
+                    (
+                        AnyOf((Eq("kind", "membership"), Eq("kind", "touch"))),
+                        Eq("customer_id", UUID(facts.customer_id)),
+                    )
+                )
+            )
         )
-        return frozenset(r["segment_id"] for r in rows)
+        memberships = {r["segment_id"]: r["member"] for r in rows if r["kind"] == "membership"}
+        responded = frozenset(
+            r["campaign_id"]
+            for r in rows
+            if r["kind"] == "touch" and domain.touch_counts(r["responses"])["responded"]
+        )
+        segments = frozenset(s for s, member in memberships.items() if member)
+        return replace(facts, segments=segments, responded=responded), memberships
 
     def _with_segments(self, facts: Facts) -> Facts:
         """The facts with what marketing itself knows: segments and campaign responses."""
-        touches = self._touches(customer_id=UUID(facts.customer_id))
-        responded = frozenset(
-            t["campaign_id"] for t in touches if domain.touch_counts(t["responses"])["responded"]
-        )
-        return replace(facts, segments=self._members_of(facts.customer_id), responded=responded)
+        return self._known_of(facts)[0]
 
     def _ordered(self, segments: list[Segment]) -> list[Segment]:
         """Segments after those they refer to."""
@@ -396,13 +433,18 @@ class Marketing:
         after: Facts,
         cause: str,
         names: Mapping[str, str] | None = None,
+        memberships: Mapping[str, bool] | None = None,
     ) -> tuple[bool, bool]:
         """Save the customer's entry or leave if the segment's verdict changed: whether it
         did, and whether the customer is a member now. `names`: the segments' names by id, if
-        the caller has them (else read when a condition shows one)."""
+        the caller has them (else read when a condition shows one); `memberships`: the
+        customer's (as `_memberships_of`), if the caller read them: then a verdict that
+        leaves the customer where its membership (or the lack of one) says loads nothing."""
         tree = segment.condition
         now = conditions.values(tree, after)
         verdict = conditions.decide(tree, now)
+        if memberships is not None and memberships.get(str(segment.id), False) == verdict.member:
+            return False, verdict.member
         path = verdict.path
         if before is not None:
             path = conditions.changed_condition(tree, conditions.values(tree, before), now)
@@ -442,28 +484,43 @@ class Marketing:
             names = {str(s.id): s.name for s in segments}
             for fresh in changed:
                 before = self.facts.get(fresh.customer_id)
+                if before is None:
+                    # Evaluated on every segment's current version below: no round of
+                    # `reevaluate` comes back to this customer. (At start, the follower's
+                    # first reading of every profile is the only evaluation of everyone.)
+                    for segment in segments:
+                        self._progress(segment).arrived += 1
                 self.facts[fresh.customer_id] = fresh
-                # The segments and responses are read once per customer; the memberships are
-                # then kept here as each segment decides (a later segment may ask about an
-                # earlier one's), not read again for every segment.
-                seen = self._with_segments(fresh) if segments else fresh
-                members = set(seen.segments)
+                # The memberships and responses are read once per customer; the memberships
+                # are then kept here as each segment decides (a later segment may ask about
+                # an earlier one's), not read again for every segment, and a membership is
+                # loaded only where the verdict changes it.
+                seen, memberships = self._known_of(fresh) if segments else (fresh, {})
                 prior = None if before is None else replace(before, responded=seen.responded)
                 for segment in segments:
-                    after = replace(seen, segments=frozenset(members))
+                    members = frozenset(s for s, member in memberships.items() if member)
+                    after = replace(seen, segments=members)
                     if prior is not None:
                         prior = replace(prior, segments=after.segments)
                     entered_or_left, member = self._evaluate(
-                        segment, prior, after, "profile_changed", names
+                        segment, prior, after, "profile_changed", names, memberships
                     )
                     changes += entered_or_left
-                    if member:
-                        members.add(str(segment.id))
-                    else:
-                        members.discard(str(segment.id))
+                    if member or str(segment.id) in memberships:
+                        memberships[str(segment.id)] = member
                 if _may_convert(before, fresh):
                     self._attribute(fresh)
         return changes
+
+    def _progress(self, segment: Segment) -> Progress:
+        """The evaluation of everyone on the segment's current version, begun the first time
+        that version is seen: who is known then is pending; who is observed later is
+        evaluated on arrival."""
+        key = str(segment.id)
+        progress = self.progress.get(key)
+        if progress is None or progress.version != segment.version:
+            progress = self.progress[key] = Progress(segment.version, sorted(self.facts))
+        return progress
 
     def reevaluate(self, batch: int = 200) -> int:
         """Evaluate everyone on segments whose current version has not been evaluated yet, a
@@ -473,18 +530,11 @@ class Marketing:
             segments = self._ordered(self.segments())
             names = {str(s.id): s.name for s in segments}
             for segment in segments:
-                key = str(segment.id)
-                progress = self.progress.get(key)
-                if progress is None or progress.version != segment.version:
-                    progress = self.progress[key] = Progress(segment.version)
-                progress.total = len(self.facts)
-                if progress.evaluated >= progress.total:
-                    continue  # everyone evaluated: not sorted again (each round comes here)
-                people = sorted(self.facts)
-                for customer_id in people[progress.evaluated : progress.evaluated + batch]:
-                    after = self._with_segments(self.facts[customer_id])
-                    self._evaluate(segment, None, after, "segment_revised", names)
-                    progress.evaluated += 1
+                progress = self._progress(segment)
+                for customer_id in progress.pending[progress.at : progress.at + batch]:
+                    after, memberships = self._known_of(self.facts[customer_id])
+                    self._evaluate(segment, None, after, "segment_revised", names, memberships)
+                    progress.at += 1
                     done += 1
                 if done >= batch:
                     break
