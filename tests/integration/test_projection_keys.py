@@ -1,6 +1,6 @@
 """The projection asks for a new customer's key as its batch begins and makes the profile's
 search columns in the batch's transaction when the key comes in time (KEY_WAIT); when it does
-not, the profile is marked stale and the reindexer fills it, as before. Against the read model
+not, the profile is marked stale and the reindexer, woken for it, fills it. Against the read model
 on a real PostgreSQL and a key holder of the test's own."""
 
 from __future__ import annotations
@@ -76,6 +76,7 @@ def test_a_new_customers_profile_is_indexed_in_its_batch(world: Any, database_ur
     assert row["emails"] == [view.index("ada@quenzel.example")]
     assert row["name_starts"]
     assert view.reindex() == 0  # nothing left to the reindexer
+    assert view.take_stale_written() is False  # nor woken for it
     assert holder.requests == [[str(cid)]]  # asked once, ahead
     assert keys.cached([cid]) == {cid: holder.keys[str(cid)]}  # the first read asks nothing
 
@@ -90,6 +91,8 @@ def test_a_key_that_comes_late_leaves_the_profile_to_the_reindexer(
     assert view.apply([envelope]) == 1
     assert time.monotonic() - started < KEY_WAIT + 1.0  # waited KEY_WAIT, not for the answer
     assert search_row(database_url, cid)["stale"] is True
+    assert view.take_stale_written() is True  # the projector wakes the reindexer
+    assert view.take_stale_written() is False  # once
     holder.gate.set()
     assert view.reindex() == 1
     row = search_row(database_url, cid)

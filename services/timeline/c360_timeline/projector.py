@@ -90,8 +90,9 @@ class Projector:
         """Set while a rebuild waits for the feeds' mutexes: their idle waits end at once."""
         self.active = asyncio.Event()
         self.applied = 0
-        self.applied_batch = asyncio.Event()
-        """Set when a batch applied events (wakes the reindexer)."""
+        self.left_stale = asyncio.Event()
+        """Set when a batch left search columns stale (wakes the reindexer at once; others
+        are found by its look every REINDEX_PAUSE)."""
         self._saved_at = 0.0
         self.next_sweep = 0.0
         self._connecting = asyncio.Lock()
@@ -209,8 +210,8 @@ class Projector:
         if save:
             self._saved_at = now
         self.applied += applied
-        if applied:
-            self.applied_batch.set()
+        if self.view.take_stale_written():
+            self.left_stale.set()
         return len(batch)
 
     async def run(self, stop: asyncio.Event, *, standby_poll: float = 1.0) -> None:
@@ -250,6 +251,9 @@ class Projector:
         """Beside the projection: fill the search columns it left stale (the customers whose
         keys it did not hold), asking for the keys off its path."""
         while not stop.is_set() and not done.is_set():
+            # Cleared before the look, not after: a batch that leaves stale columns while
+            # the look runs (after its read) wakes the next one.
+            self.left_stale.clear()
             try:
                 indexed = await asyncio.to_thread(self.view.reindex)
             except Exception:  # the key holder or PostgreSQL is away: again shortly
@@ -257,11 +261,11 @@ class Projector:
                 indexed = 0
                 await sleep_or_stop(stop, 1.0)
             if not indexed:
-                # Woken by the next batch applied (its new customers' keys are fetched at
-                # once, usually before the first read of them asks), else a look now and then.
-                self.applied_batch.clear()
+                # Woken by the next batch that left search columns stale (its new customers'
+                # keys are fetched at once, usually before the first read of them asks), else
+                # a look now and then (a batch whose keys were at hand leaves none: no look).
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.applied_batch.wait(), REINDEX_PAUSE)
+                    await asyncio.wait_for(self.left_stale.wait(), REINDEX_PAUSE)
 
     async def _follow_inbound(self, stop: asyncio.Event, done: asyncio.Event) -> None:
         """The ERP feed, beside the main one, for as long as this projector is active."""

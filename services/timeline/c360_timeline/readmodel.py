@@ -153,6 +153,9 @@ class ReadModel(TrackingRecorder):
         self.index_key = b""
         self.index = pii.BlindIndex(b"")
         """The search columns' key (`open_read_model` reads it from `index_keys`)."""
+        self.stale_written = False
+        """Set when a write left search columns stale (a profile whose keys were not at
+        hand), for `take_stale_written`."""
         self.index_keys = SQL("{}.index_keys").format(Identifier(self.datastore.schema))
         s = Identifier(self.datastore.schema)
         self.entries = SQL("{}.entries").format(s)
@@ -499,6 +502,9 @@ class ReadModel(TrackingRecorder):
                     "r": _iso(at_risk_until(p)),
                 }
 
+            upserted = list(map(row, profiles, searched))
+            if any(r["x"] for r in upserted):
+                self.stale_written = True
             curs.execute(
                 self._sql(
                     "INSERT INTO {profiles} (customer_id, kind, display_name, name_key, emails,"
@@ -515,7 +521,7 @@ class ReadModel(TrackingRecorder):
                     " doc = EXCLUDED.doc, updated_at = EXCLUDED.updated_at,"
                     " at_risk_until = EXCLUDED.at_risk_until"
                 ),
-                (json_rows(map(row, profiles, searched)),),
+                (json_rows(upserted),),
             )
         # Search waits look again; no watch has anything new (no topic).
         curs.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, notify.payload(())))
@@ -528,6 +534,11 @@ class ReadModel(TrackingRecorder):
             return self.keys(customer_ids)
         found: pii.Keys = known(customer_ids, wait=KEY_WAIT if self.prefetch else 0.0)
         return found
+
+    def take_stale_written(self) -> bool:
+        """Whether a write left search columns stale since the last call (then cleared)."""
+        written, self.stale_written = self.stale_written, False
+        return written
 
     def stale_searches(self) -> bool:
         with self.datastore.transaction(commit=False) as curs:
