@@ -438,7 +438,7 @@ class Marketing:
         """Save the customer's entry or leave if the segment's verdict changed: whether it
         did, and whether the customer is a member now. `names`: the segments' names by id, if
         the caller has them (else read when a condition shows one); `memberships`: the
-        customer's (as `_memberships_of`), if the caller read them: then a verdict that
+        customer's (as `_known_of` reads them), if the caller has them: then a verdict that
         leaves the customer where its membership (or the lack of one) says loads nothing."""
         tree = segment.condition
         now = conditions.values(tree, after)
