@@ -11,9 +11,11 @@ import pytest
 from c360.events.v1 import ticket_events_pb2 as ev
 from c360.service_desk.v1 import service_desk_service_pb2 as dapi
 from c360.timeline.v1 import timeline_service_pb2 as tapi
+from c360_platform.notify import Notifications
+from c360_timeline.readmodel import customer_topic
 
 from .conftest import Stack
-from .helpers import register
+from .helpers import eventually, register
 from .test_delivery import snapshot
 
 pytestmark = pytest.mark.integration
@@ -158,11 +160,30 @@ async def test_the_fourth_support_contact_flags_the_customer_at_risk(stack: Stac
         pass
     assert await snapshot(stack.postgres_url) == before
 
-    # when the window has passed with no new contact, the sweep clears the flag
+    # when the window has passed with no new contact, the sweep clears the flag; a watch of
+    # the customer, waiting, is woken by the sweep's commit (not by its look every 30 s)
     view = stack.projector.view
     until = four.at_risk_until.ToDatetime(tzinfo=UTC)
     assert await asyncio.to_thread(view.sweep, until - timedelta(seconds=1)) == 0
+    everything = await stack.timeline.GetTimeline(
+        tapi.GetTimelineRequest(customer_id=cid, page_size=100), timeout=10
+    )
+    watch = stack.timeline.WatchTimeline(
+        tapi.WatchTimelineRequest(
+            customer_id=cid, after_cursor=max(e.cursor for e in everything.entries)
+        )
+    )
+    stream = watch.__aiter__()
+    waiting = stack.hosts["timeline"].part("notifications", Notifications)._waiting
+
+    async def watch_waits() -> bool:
+        return customer_topic(cid) in waiting
+
+    await eventually(watch_waits, what="the watch waiting for its customer's commits")
     assert await asyncio.to_thread(view.sweep, until) == 1
+    woken = await asyncio.wait_for(stream.__anext__(), 5)
+    watch.cancel()
+    assert woken.entry.type == "customer.at_risk_cleared"
     cleared = await stack.timeline.GetTimeline(
         tapi.GetTimelineRequest(customer_id=cid, sources=["timeline"]), timeout=10
     )

@@ -370,7 +370,8 @@ class ReadModel(TrackingRecorder):
             unchanged = {
                 cid for cid in customer_ids if indexed.get(cid) == _identity(profiles[cid])
             }
-            self._write(curs, rows, [profiles[cid] for cid in customer_ids], unchanged)
+            # Its notification (above) names these customers: the writes add none.
+            self._write(curs, rows, [profiles[cid] for cid in customer_ids], unchanged, wake=False)
         return len(fresh) + unattached
 
     def _record_tracking(self, curs: Cursor[DictRow], entries: Sequence[Entry]) -> None:
@@ -412,9 +413,13 @@ class ReadModel(TrackingRecorder):
         rows: list[Entry],
         profiles: list[Doc],
         unchanged: Collection[str] = (),
+        *,
+        wake: bool = True,
     ) -> None:
         """Insert entries and upsert profiles (those named in `unchanged` keep their search
-        columns: what they are made of did not change), then wake the watchers."""
+        columns: what they are made of did not change), then wake the watches of their
+        customers and the read-your-writes waits (unless `wake` is False: the caller's
+        transaction notifies them already)."""
         self._record_merges(curs, rows)
         forgotten = [(e.customer_id, e.occurred_at) for e in rows if e.type == FORGOTTEN_TYPE]
         if forgotten:
@@ -523,8 +528,10 @@ class ReadModel(TrackingRecorder):
                 ),
                 (json_rows(upserted),),
             )
-        # Search waits look again; no watch has anything new (no topic).
-        curs.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, notify.payload(())))
+        if wake:
+            curs.execute(
+                "SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, notify.payload(changed_topics(rows)))
+            )
 
     def known_keys(self, customer_ids: set[UUID]) -> pii.Keys:
         """The keys of these customers this process holds now, without asking for any (those
