@@ -3,12 +3,12 @@
 A service process spends most of its start importing what every service imports (gRPC,
 psycopg, the eventsourcing library, NATS, OpenTelemetry, Prometheus, the event contract): about
 1.8 s of CPU each (of ~2.3 s before it serves), paid by the nine processes of `c360 up` at once
-on the same cores. The
-supervisor starts one zygote (`python -m c360_platform.zygote`) that imports the platform once
-(`PRELOAD`: platform modules only, no service's code) and then forks each service process
-from it: the child imports only its own service and runs `c360_platform.serve` as the exec'd
-process would, with its own environment, log and process group. Forked before anything of
-gRPC exists in the zygote (as the workers are: see workers.py).
+on the same cores. The supervisor starts one zygote (`python -m c360_platform.zygote`) that
+imports the platform once (`PRELOAD`: platform modules only, no service's code) and then forks
+each service process from it: the child imports only its own service and runs
+`c360_platform.serve` as the exec'd process would, with its own environment, log and process
+group. Forked before anything of gRPC exists in the zygote (as the workers are: see
+workers.py).
 
 The protocol is JSON lines on the zygote's stdin and stdout: a request {"module", "argv", "env",
 "log"} (what `python -m MODULE ARGV` would run) is answered {"pid"}; each child that exits is
