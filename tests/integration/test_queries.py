@@ -6,11 +6,16 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import grpc
+import psycopg
 import pytest
+from psycopg.rows import dict_row
 
 from c360.customer.v1 import customer_service_pb2 as capi
 from c360.events.v1 import customer_events_pb2 as ev
 from c360.timeline.v1 import timeline_service_pb2 as tapi
+from c360_timeline.entries import entry_message
+from c360_timeline.query import ENTRY_COLUMNS
+from c360_timeline.readmodel import SCHEMA
 
 from .conftest import Stack
 from .helpers import bad_fields, register
@@ -200,3 +205,44 @@ async def test_search_follows_who_the_customer_is_through_other_entries(stack: S
     for gone in ("quenz", "ottilie@quenzel.example"):
         hits = await stack.timeline.SearchCustomers(tapi.SearchCustomersRequest(text=gone))
         assert cid not in [h.customer_id for h in hits.hits], gone
+
+
+async def test_each_entrys_kept_reply_is_the_one_its_columns_make(stack: Stack) -> None:
+    """A row keeps its entry's reply as bytes (c360_timeline.entries); a reply read from
+    them is the one the row's columns make, and the kept bytes hold no sealed field."""
+    reply = await register(stack.customer, "Grace Hopper", "grace@example.com")
+    cid = reply.result.aggregate_id
+    await stack.customer.AddPhone(capi.AddPhoneRequest(customer_id=cid, phone="+44 20 7946 0018"))
+    await stack.customer.AssignOwner(capi.AssignOwnerRequest(customer_id=cid, owner_id="u-7"))
+    granted = await stack.customer.GrantConsent(
+        capi.GrantConsentRequest(
+            customer_id=cid,
+            channel=ev.CONSENT_CHANNEL_EMAIL,
+            purpose=ev.CONSENT_PURPOSE_MARKETING,
+            source="web-form",
+        )
+    )
+    page = await stack.timeline.GetTimeline(
+        tapi.GetTimelineRequest(customer_id=cid, wait_for=granted.result.consistency_token),
+        timeout=10,
+    )
+    assert len(page.entries) == 4
+    async with await psycopg.AsyncConnection.connect(stack.postgres_url) as conn:
+        cur = conn.cursor(row_factory=dict_row)
+        await cur.execute(f"SELECT {ENTRY_COLUMNS}, message, sealed FROM {SCHEMA}.entries")
+        rows = await cur.fetchall()
+    assert {r["customer_id"] for r in rows} >= {cid}
+    assert all(r["message"] is not None for r in rows)
+    # Registration and the phone hold sealed values; the owner and the consent do not.
+    sealed = {r["type"] for r in rows if r["customer_id"] == cid and r["sealed"]}
+    assert sealed == {"customer.registered", "customer.phone_added"}
+    for r in rows:
+        assert entry_message(r) == entry_message({**r, "message": None, "sealed": None})
+        kept = tapi.TimelineEntry.FromString(r["message"])
+        assert (kept.summary, dict(kept.details)) == (
+            ("", {}) if r["sealed"] else (r["summary"], r["details"])
+        )
+    # The reply revealed the sealed entries' fields (the columns hold them sealed).
+    served = {e.type: e for e in page.entries}
+    assert "Grace Hopper" in served["customer.registered"].summary
+    assert served["customer.owner_assigned"].cursor > served["customer.registered"].cursor

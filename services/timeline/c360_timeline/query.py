@@ -30,6 +30,7 @@ from c360_platform.datakeys import no_keys
 from c360_platform.envelope import timestamp
 from c360_platform.errors import DeadlineExceeded, InvalidArgument, NotFound, Unavailable
 from c360_platform.notify import Notifications
+from c360_timeline.entries import entry_message, needs_columns, put_entry
 from c360_timeline.projection import (
     DERIVED_SOURCE,
     ChurnRule,
@@ -89,9 +90,17 @@ ENTRY_COLUMNS = (
     " aggregate_version"
 )
 """An entry's columns; ids as text, as the replies carry them."""
+REPLY_COLUMNS = (
+    ENTRY_COLUMNS.replace(
+        " details,", " CASE WHEN message IS NULL OR sealed THEN details END AS details,"
+    )
+    + ", message, sealed"
+)
+"""What a reply's entries are made of (`entries.put_entry`): the kept message, and the details
+only where the message lacks them (read as JSON, the largest part of a row's cost)."""
 # Entries after a cursor of a customer and of those merged into it now, in arrival order.
 WATCH_SQL = (
-    GROUP_CTE + f" SELECT {ENTRY_COLUMNS} FROM {SCHEMA}.entries"
+    GROUP_CTE + f" SELECT {REPLY_COLUMNS} FROM {SCHEMA}.entries"
     " WHERE customer_id IN (SELECT id FROM grp) AND entry_seq > %(after)s"
     " ORDER BY entry_seq LIMIT 500"
 )
@@ -124,7 +133,7 @@ def page_sql(where: Sequence[str]) -> str:
         f" (SELECT array_agg(customer_id) FROM {SCHEMA}.forgotten"
         "  WHERE customer_id IN (SELECT id FROM grp)) AS group_gone"
         " FROM (SELECT DISTINCT id FROM grp) g CROSS JOIN LATERAL"
-        f" (SELECT {ENTRY_COLUMNS} FROM {SCHEMA}.entries WHERE {' AND '.join(where)}"
+        f" (SELECT {REPLY_COLUMNS} FROM {SCHEMA}.entries WHERE {' AND '.join(where)}"
         f" {order}) p {order}"
     )
 
@@ -133,25 +142,6 @@ def _struct(doc: dict[str, Any]) -> struct_pb2.Struct:
     s = struct_pb2.Struct()
     s.update(doc)
     return s
-
-
-def entry_message(r: dict[str, Any]) -> api.TimelineEntry:
-    entry = api.TimelineEntry(
-        event_id=str(r["event_id"]),
-        customer_id=str(r["customer_id"]),
-        occurred_at=timestamp(r["occurred_at"]),
-        source=r["source"],
-        type=r["type"],
-        summary=r["summary"],
-        source_position=r["position"],
-        aggregate_id=str(r["aggregate_id"]),
-        aggregate_version=r["aggregate_version"],
-        cursor=r["entry_seq"],
-    )
-    # Filled in place: a Struct given to the constructor is built, then copied (a sixth of
-    # the entry's cost).
-    entry.details.update(r["details"])
-    return entry
 
 
 def _encode_token(r: dict[str, Any]) -> str:
@@ -361,10 +351,12 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
     async def _opened_entries(
         self, rows: list[dict[str, Any]], conn: Conn | None = None, known: Forgotten | None = None
     ) -> list[dict[str, Any]]:
-        """Entry rows with their summaries and details revealed: the only columns that can
-        hold sealed values, so the others are not searched for them."""
-        parts = await self._opened([[r["summary"], r["details"]] for r in rows], conn, known)
-        for r, (summary, details) in zip(rows, parts, strict=True):
+        """Entry rows with their summaries and details revealed where the reply is made
+        from them (`entries.needs_columns`): the only columns that can hold sealed values, so
+        the others are not searched for them."""
+        needed = [r for r in rows if needs_columns(r)]
+        parts = await self._opened([[r["summary"], r["details"]] for r in needed], conn, known)
+        for r, (summary, details) in zip(needed, parts, strict=True):
             r["summary"], r["details"] = summary, details
         return rows
 
@@ -452,10 +444,12 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
             if rows:
                 known = Forgotten(set(rows[0]["group_ids"]), set(rows[0]["group_gone"] or ()))
             page = await self._opened_entries(rows[:size], conn, known)
-        token = _encode_token(page[-1]) if len(rows) > size else ""
-        return api.GetTimelineResponse(
-            entries=[entry_message(r) for r in page], next_page_token=token
+        reply = api.GetTimelineResponse(
+            next_page_token=_encode_token(page[-1]) if len(rows) > size else ""
         )
+        for r in page:
+            put_entry(reply.entries.add(), r)
+        return reply
 
     async def WatchTimeline(
         self, request: api.WatchTimelineRequest, context: Ctx

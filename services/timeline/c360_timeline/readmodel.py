@@ -7,6 +7,7 @@ redelivered, re-published or replayed is recognised and changes nothing.
 
 from __future__ import annotations
 
+import base64
 import os
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -25,6 +26,7 @@ from c360.events.v1 import envelope_pb2
 from c360_platform import notify, pii
 from c360_platform.datakeys import no_keys
 from c360_platform.pgstore import TrackingRecorder, ensure_schema, json_rows, postgres_env
+from c360_timeline.entries import stored
 from c360_timeline.projection import (
     ChurnRule,
     Doc,
@@ -115,6 +117,25 @@ def customer_topic(customer_id: UUID | str) -> str:
     return str(customer_id)[:3]
 
 
+def _entry_row(e: Entry) -> dict[str, Any]:
+    """An entry as a row of `_write`'s insert, with its reply (`entries.stored`) in base64."""
+    message, sealed = stored(e)
+    return {
+        "e": e.event_id,
+        "c": e.customer_id,
+        "o": e.occurred_at.isoformat(),
+        "s": e.source,
+        "p": e.position,
+        "t": e.type,
+        "m": e.summary,
+        "d": e.details,
+        "a": e.aggregate_id,
+        "v": e.aggregate_version,
+        "b": base64.b64encode(message).decode(),
+        "x": sealed,
+    }
+
+
 def changed_topics(entries: Iterable[Entry]) -> set[str]:
     """The topics of the customers these entries are about, and of the survivors of the merges
     among them (a survivor's watch then takes in the duplicate's later entries)."""
@@ -179,6 +200,12 @@ class ReadModel(TrackingRecorder):
                     " details jsonb NOT NULL,"
                     " aggregate_id uuid NOT NULL,"
                     " aggregate_version bigint NOT NULL)"
+                ).format(self.entries),
+                # Each entry's reply, made as it is written (c360_timeline.entries): NULL in
+                # rows written before, which are made from their columns at each read.
+                SQL(
+                    "ALTER TABLE {} ADD COLUMN IF NOT EXISTS message bytea,"
+                    " ADD COLUMN IF NOT EXISTS sealed boolean"
                 ).format(self.entries),
                 SQL(
                     "CREATE INDEX IF NOT EXISTS entries_by_customer ON {}"
@@ -432,29 +459,15 @@ class ReadModel(TrackingRecorder):
         curs.execute(
             self._sql(
                 "INSERT INTO {entries} (event_id, customer_id, occurred_at, source, position,"
-                " type, summary, details, aggregate_id, aggregate_version)"
-                " SELECT e, c, o, s, p, t, m, d, a, v FROM ROWS FROM (jsonb_to_recordset(%s::jsonb)"
+                " type, summary, details, aggregate_id, aggregate_version, message, sealed)"
+                " SELECT e, c, o, s, p, t, m, d, a, v, decode(b, 'base64'), x"
+                " FROM ROWS FROM (jsonb_to_recordset(%s::jsonb)"
                 " AS (e uuid, c uuid, o timestamptz, s text, p bigint, t text, m text, d jsonb,"
-                " a uuid, v bigint)) WITH ORDINALITY AS r (e, c, o, s, p, t, m, d, a, v, n)"
+                " a uuid, v bigint, b text, x boolean))"
+                " WITH ORDINALITY AS r (e, c, o, s, p, t, m, d, a, v, b, x, n)"
                 " ORDER BY n ON CONFLICT (event_id) DO NOTHING"
             ),
-            (
-                json_rows(
-                    {
-                        "e": e.event_id,
-                        "c": e.customer_id,
-                        "o": e.occurred_at.isoformat(),
-                        "s": e.source,
-                        "p": e.position,
-                        "t": e.type,
-                        "m": e.summary,
-                        "d": e.details,
-                        "a": e.aggregate_id,
-                        "v": e.aggregate_version,
-                    }
-                    for e in rows
-                ),
-            ),
+            (json_rows(_entry_row(e) for e in rows),),
         )
         kept = [p for p in profiles if p["customer_id"] in unchanged]
         profiles = [p for p in profiles if p["customer_id"] not in unchanged]

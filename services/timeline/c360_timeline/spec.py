@@ -12,5 +12,5 @@ SPEC = ServiceSpec(
     publishes_events=False,
     consumes=("C360", "ERP"),
     dead_letters=True,
-    domain=("projection", "erp_inbound", "sources"),
+    domain=("projection", "entries", "erp_inbound", "sources"),
 )
