@@ -134,10 +134,12 @@ def reveal_items(items: list[Any], keys: Keys) -> list[Any]:
     is left as it is. Whether it does is one look at its JSON text (C speed), not a walk in
     Python: most entries of a timeline page hold none, and walking them all was a tenth of
     the page's CPU."""
-    return [reveal_all(item, keys) if _holds_sealed(item) else item for item in items]
+    return [reveal_all(item, keys) if holds_sealed(item) else item for item in items]
 
 
-def _holds_sealed(value: Any) -> bool:
+def holds_sealed(value: Any) -> bool:
+    """Whether a JSON-like value may hold a sealed value (one look at its JSON text); True
+    also for text that only looks like the start of one, which revealing leaves as it is."""
     text = _scan_text(value)
     return text is None or "pii1~" in text  # None: JSON cannot write it; walked
 

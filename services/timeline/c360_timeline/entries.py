@@ -37,7 +37,7 @@ def _as_stored(uuid_text: str) -> str:
 def stored(entry: Entry) -> tuple[bytes, bool]:
     """The message a row keeps for this entry, and whether it leaves out the summary and
     details (they hold a sealed value)."""
-    sealed = bool(pii.subjects([entry.summary, entry.details]))
+    sealed = pii.holds_sealed([entry.summary, entry.details])
     message = api.TimelineEntry(
         event_id=_as_stored(entry.event_id),
         customer_id=_as_stored(entry.customer_id),
