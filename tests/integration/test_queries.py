@@ -246,3 +246,17 @@ async def test_each_entrys_kept_reply_is_the_one_its_columns_make(stack: Stack) 
     served = {e.type: e for e in page.entries}
     assert "Grace Hopper" in served["customer.registered"].summary
     assert served["customer.owner_assigned"].cursor > served["customer.registered"].cursor
+    # Rows as written before they kept a message read as the same page and watch.
+    async with await psycopg.AsyncConnection.connect(stack.postgres_url) as conn:
+        await conn.execute(
+            f"UPDATE {SCHEMA}.entries SET message = NULL, sealed = NULL WHERE customer_id = %s",
+            (cid,),
+        )
+        await conn.commit()
+    again = await stack.timeline.GetTimeline(tapi.GetTimelineRequest(customer_id=cid))
+    assert list(again.entries) == list(page.entries)
+    watch = stack.timeline.WatchTimeline(tapi.WatchTimelineRequest(customer_id=cid))
+    stream = watch.__aiter__()
+    watched = [(await asyncio.wait_for(stream.__anext__(), 10)).entry for _ in page.entries]
+    watch.cancel()
+    assert sorted(watched, key=lambda e: e.cursor) == sorted(page.entries, key=lambda e: e.cursor)
