@@ -749,27 +749,27 @@ class EventRecorder(_SchemaOnce, PostgresApplicationRecorder):
             row = curs.fetchone()
         return int(row["notification_id"]) if row else 0
 
-    def select_with_metadata(
-        self, after: int, limit: int
-    ) -> list[tuple[Notification, EventMetadata]]:
-        """Notifications after a position, each with its metadata, in log order."""
-        schema = Identifier(self.datastore.schema)
-        with self.datastore.transaction(commit=False) as curs:
-            # Rows as tuples, not the pool's dicts: the relay reads every event here.
-            cursor = curs.connection.cursor(row_factory=tuple_row)
-            cursor.execute(
-                SQL(
-                    "SELECT e.notification_id, e.originator_id, e.originator_version, e.topic,"
-                    " e.state, coalesce(m.correlation_id, ''), coalesce(m.causation_id, ''),"
-                    " coalesce(m.traceparent, ''), coalesce(m.tracestate, '')"
-                    " FROM {0}.{1} e LEFT JOIN {0}.{2} m"
-                    " ON m.originator_id = e.originator_id"
-                    " AND m.originator_version = e.originator_version"
-                    " WHERE e.notification_id > %s ORDER BY e.notification_id LIMIT %s"
-                ).format(schema, Identifier(self.events_table_name), self.metadata_table),
-                (after, limit),
-            )
-            rows = cursor.fetchall()
+    def _with_metadata_statement(self) -> bytes:
+        """Notifications after a position (%s) with their metadata, in log order, at most %s."""
+        return self._statement(
+            "with metadata",
+            lambda: SQL(
+                "SELECT e.notification_id, e.originator_id, e.originator_version, e.topic,"
+                " e.state, coalesce(m.correlation_id, ''), coalesce(m.causation_id, ''),"
+                " coalesce(m.traceparent, ''), coalesce(m.tracestate, '')"
+                " FROM {0}.{1} e LEFT JOIN {0}.{2} m"
+                " ON m.originator_id = e.originator_id"
+                " AND m.originator_version = e.originator_version"
+                " WHERE e.notification_id > %s ORDER BY e.notification_id LIMIT %s"
+            ).format(
+                Identifier(self.datastore.schema),
+                Identifier(self.events_table_name),
+                self.metadata_table,
+            ),
+        )
+
+    @staticmethod
+    def _with_metadata(rows: Sequence[tuple[Any, ...]]) -> list[tuple[Notification, EventMetadata]]:
         return [
             (
                 Notification(
@@ -793,6 +793,26 @@ class EventRecorder(_SchemaOnce, PostgresApplicationRecorder):
                 tracestate,
             ) in rows
         ]
+
+    def select_with_metadata(
+        self, after: int, limit: int
+    ) -> list[tuple[Notification, EventMetadata]]:
+        """Notifications after a position, each with its metadata, in log order."""
+        # One statement on an autocommit connection (its own snapshot): no BEGIN and ROLLBACK
+        # around it. Rows as tuples, not the pool's dicts: the relay reads every event here.
+        with self.datastore.get_connection() as conn:
+            cursor = conn.cursor(row_factory=tuple_row)
+            cursor.execute(self._with_metadata_statement(), (after, limit))
+            return self._with_metadata(cursor.fetchall())
+
+    async def select_with_metadata_async(
+        self, conn: psycopg.AsyncConnection[Any], after: int, limit: int
+    ) -> list[tuple[Notification, EventMetadata]]:
+        """`select_with_metadata` on an async connection of the caller's (autocommit): the
+        relay reads on its event loop, without a thread hop per read."""
+        async with conn.cursor(row_factory=tuple_row) as cursor:
+            await cursor.execute(self._with_metadata_statement(), (after, limit))
+            return self._with_metadata(await cursor.fetchall())
 
     def existing(self, aggregate_ids: list[UUID]) -> set[UUID]:
         """Which of these aggregates have events already."""

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from uuid import UUID
 
 import nats
+import psycopg
 from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import IntegrityError, Mapper, Notification, Tracking
 from eventsourcing.postgres import PostgresTrackingRecorder
@@ -137,6 +138,7 @@ class OutboxRelay:
         recorder = app.recorder
         if not isinstance(recorder, EventRecorder):
             raise TypeError("the outbox relay needs the application on PostgreSQL")
+        self.recorder = recorder
         self.channel = recorder.channel_name
         """Where the store NOTIFYs each insert (the relay LISTENs there)."""
         self.tracking: PostgresTrackingRecorder = app.factory.tracking_recorder()  # type: ignore[assignment]
@@ -159,6 +161,8 @@ class OutboxRelay:
         """An acknowledged position not written yet (see ADVANCE_EVERY)."""
         self._saved_at = -ADVANCE_EVERY
         """When (monotonic) the position was last written."""
+        self.reader: psycopg.AsyncConnection[Any] | None = None
+        """Where pages are read (opened at the first read, closed with the relay)."""
 
     async def _on_disconnect(self) -> None:
         # The acks in flight will not come: the batch fails now, not at the ack timeout.
@@ -196,6 +200,10 @@ class OutboxRelay:
                 await asyncio.to_thread(self.advance, self._unsaved)
             self._unsaved = None
         await self.lock.release()
+        if self.reader is not None:
+            with contextlib.suppress(Exception):
+                await self.reader.close()
+            self.reader = None
         if self.nc is not None:
             # Every message we care about was acknowledged already: close, don't drain.
             with contextlib.suppress(Exception):
@@ -252,10 +260,25 @@ class OutboxRelay:
                 self.batches = None
             return await publish(*args)
 
-    def _read(self, after: int) -> asyncio.Future[Page]:
+    def _read_ahead(self, after: int) -> asyncio.Future[Page]:
+        """The page after a position, read in a thread while the one before it is published
+        (a backlog: the rows are turned into notifications beside the publishing)."""
         return asyncio.ensure_future(
-            asyncio.to_thread(self.app.event_recorder.select_with_metadata, after, self.batch_size)
+            asyncio.to_thread(self.recorder.select_with_metadata, after, self.batch_size)
         )
+
+    async def _select(self, after: int) -> Page:
+        """The page after a position, read on the relay's own connection, on its event loop:
+        the read after each wake-up (a command or a few), where a thread cost a hop each way
+        and its own BEGIN and ROLLBACK."""
+        if self.reader is None or self.reader.closed:
+            self.reader = await psycopg.AsyncConnection.connect(
+                self.postgres_url,
+                autocommit=True,
+                application_name=f"c360 relay {self.source}",
+                connect_timeout=10,
+            )
+        return await self.recorder.select_with_metadata_async(self.reader, after, self.batch_size)
 
     async def _page(self, after: int) -> Page:
         """The stored events after a position (read ahead while the page before it was
@@ -266,7 +289,7 @@ class OutboxRelay:
             if position == after:
                 return await reading
             await asyncio.gather(reading, return_exceptions=True)  # not this page: dropped
-        return await self._read(after)
+        return await self._select(after)
 
     async def _publish_pages(
         self,
@@ -300,7 +323,7 @@ class OutboxRelay:
                     more = False
                 if more:
                     # A backlog: the next page is read while this one is published.
-                    self._ahead = (rows[-1][0].id, self._read(rows[-1][0].id))
+                    self._ahead = (rows[-1][0].id, self._read_ahead(rows[-1][0].id))
                 if rows:
                     await self._publish_rows(publisher, rows)
                     position = rows[-1][0].id
