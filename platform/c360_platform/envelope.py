@@ -11,7 +11,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
-from google.protobuf import any_pb2, message, symbol_database
+from google.protobuf import message, symbol_database
 from google.protobuf.descriptor import Descriptor
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -62,21 +62,21 @@ def subject_for(source: str, aggregate_type: str, payload_name: str) -> str:
     return f"{SUBJECT_ROOT}.{source}.{short_type(aggregate_type, payload_name)}"
 
 
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
+"""A hex digit with the RFC 4122 variant bits set (10xx)."""
+
+
 def event_id(source: str, aggregate_id: uuid.UUID | str, version: int) -> str:
     """A stable id for a stored event: the same on every re-publication and rebuild. It is
     `uuid.uuid5(_EVENT_NAMESPACE, "<source>:<aggregate id>:<version>")`, written out: the
-    SHA-1 of the namespace and the name, version and variant bits set, as text, without the
-    two `UUID` objects `uuid5` makes (the relay makes one id per event it publishes)."""
-    digest = bytearray(
-        hashlib.sha1(
-            _EVENT_NAMESPACE_BYTES + f"{source}:{aggregate_id}:{version}".encode(),
-            usedforsecurity=False,
-        ).digest()[:16]
-    )
-    digest[6] = (digest[6] & 0x0F) | 0x50
-    digest[8] = (digest[8] & 0x3F) | 0x80
-    h = digest.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    SHA-1 of the namespace and the name as hex, its version digit 5 and its variant digit
+    set, without the two `UUID` objects `uuid5` makes (the relay makes one id per event it
+    publishes)."""
+    h = hashlib.sha1(
+        _EVENT_NAMESPACE_BYTES + f"{source}:{aggregate_id}:{version}".encode(),
+        usedforsecurity=False,
+    ).hexdigest()
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
 
 
 def msg_id(source: str, position: int) -> str:
@@ -93,11 +93,19 @@ class Publication(NamedTuple):
     payload: message.Message
 
 
-def timestamp(moment: datetime) -> Timestamp:
-    """`moment` as a protobuf Timestamp (a naive one taken as UTC, as `FromDatetime` does),
-    by integer arithmetic: a page of timeline entries makes fifty of these."""
+def set_time(target: Timestamp, moment: datetime) -> None:
+    """Set a protobuf Timestamp to `moment` (a naive one taken as UTC, as `FromDatetime`
+    does), by integer arithmetic."""
     delta = (moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)) - _EPOCH
-    return Timestamp(seconds=delta.days * 86_400 + delta.seconds, nanos=delta.microseconds * 1_000)
+    target.seconds = delta.days * 86_400 + delta.seconds
+    target.nanos = delta.microseconds * 1_000
+
+
+def timestamp(moment: datetime) -> Timestamp:
+    """`moment` as a protobuf Timestamp: a page of timeline entries makes fifty of these."""
+    made = Timestamp()
+    set_time(made, moment)
+    return made
 
 
 TYPE_URL_PREFIX = "type.c360.dev/"
@@ -122,10 +130,12 @@ def pack(
     traceparent: str = "",
     tracestate: str = "",
 ) -> envelope_pb2.Envelope:
+    """The envelope of a stored event. Its two messages (the time, the payload) are filled in
+    place: made apart and passed in, each is copied into the envelope (11 us an envelope,
+    against 6.5; the relay packs one per event it publishes)."""
     message = publication.payload
-    payload = any_pb2.Any(type_url=type_url(message.DESCRIPTOR), value=message.SerializeToString())
     aggregate = str(aggregate_id)
-    return Envelope(
+    packed = Envelope(
         event_id=event_id(source, aggregate, aggregate_version),
         source=source,
         event_type=message.DESCRIPTOR.full_name,
@@ -134,14 +144,17 @@ def pack(
         aggregate_type=publication.aggregate_type,
         aggregate_version=aggregate_version,
         source_position=position,
-        occurred_at=timestamp(occurred_at),
         correlation_id=correlation_id,
         causation_id=causation_id,
         traceparent=traceparent,
         tracestate=tracestate,
-        payload=payload,
         envelope_version=ENVELOPE_VERSION,
     )
+    set_time(packed.occurred_at, occurred_at)
+    payload = packed.payload
+    payload.type_url = type_url(message.DESCRIPTOR)
+    payload.value = message.SerializeToString()
+    return packed
 
 
 class UnknownEventType(ValueError):

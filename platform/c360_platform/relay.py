@@ -180,6 +180,10 @@ class OutboxRelay:
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=RECONNECT_WAIT,
                 disconnected_cb=self._on_disconnect,
+                # Every subject it publishes on is made from its contract's names and every
+                # reply subject from its inboxes, none from a caller's text: nats-py's two
+                # checks of each message's subjects (against a CRLF in them) are skipped.
+                skip_subject_validation=True,
                 **natsauth.client_options(self.nats_url),
             )
             self.js = self.nc.jetstream()
