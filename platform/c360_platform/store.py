@@ -17,9 +17,11 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from json.scanner import make_scanner
 from typing import (
     TYPE_CHECKING,
     Any,
+    ClassVar,
     Generic,
     NamedTuple,
     Protocol,
@@ -33,11 +35,13 @@ from eventsourcing.application import AggregateNotFoundError, Application, Proce
 from eventsourcing.domain import Aggregate, DomainEventProtocol, MutableOrImmutableAggregate
 from eventsourcing.persistence import (
     IntegrityError,
+    JSONTranscoder,
     Mapper,
     Notification,
     Recording,
     StoredEvent,
 )
+from eventsourcing.utils import get_topic
 
 from c360_platform import pii
 from c360_platform.errors import InvalidArgument, NotFound, VersionConflict
@@ -363,9 +367,35 @@ class Decision(Generic[A]):
     extra: dict[str, str] = field(default_factory=dict)
 
 
+class EventTranscoder(JSONTranscoder):
+    """The library's JSON transcoder, reading a stored event's state with its decoder's own
+    scanner: `JSONDecoder.decode` wraps the same scan (same object hook, same values) in two
+    whitespace matches and a check, 2.4 of the 8 us a customer's registration takes to read
+    (the relay, the catch-up read and every aggregate load read each stored event). The
+    library writes no whitespace around a state; one that has some, or is not JSON, goes
+    through `decode` as before (its error is `decode`'s)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        # The scan `self.decoder` makes for itself (`JSONDecoder.__init__`), made the same way.
+        self._scan: Callable[[str, int], tuple[Any, int]] = make_scanner(cast(Any, self.decoder))
+
+    def decode(self, data: bytes) -> Any:
+        text = data.decode("utf8")
+        try:
+            value, end = self._scan(text, 0)
+        except StopIteration:
+            end = -1
+        if end != len(text):
+            return self.decoder.decode(text)
+        return value
+
+
 class ServiceApplication(Application[UUID]):
     """An `eventsourcing` application with idempotent, conflict-checked commands."""
 
+    env: ClassVar[dict[str, str]] = {"TRANSCODER_TOPIC": get_topic(EventTranscoder)}
+    """Defaults of the library's settings (the environment and the `env` given win)."""
     source: str = ""
     query_table: QueryTable | None = None
     """The service's own query table, if it has one; rows come from `query_row`."""
