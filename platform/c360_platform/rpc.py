@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -457,6 +458,11 @@ def run(build: Callable[[], Awaitable[ServiceHost]]) -> None:
 
     async def main() -> None:
         host = await build()
+        # What the process made to serve (its modules, descriptors, application) lives as
+        # long as it does: out of the collector's sight, a full collection looks only at what
+        # requests made, not at ~60,000 objects more (25 ms of CPU each time, on the path of
+        # whichever call it interrupts).
+        gc.freeze()
         await host.serve_until_signalled()
 
     asyncio.run(main())

@@ -20,6 +20,7 @@ do.
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib
 import json
 import os
@@ -109,6 +110,9 @@ def main() -> int:
         importlib.import_module(name)
     with_parent = child_preexec(signal.SIGTERM)  # made here: it compares with our pid
     setproctitle.getproctitle()  # finds the command line's memory while environ is as exec'd
+    # What the children inherit, out of the collector's sight: their collections would write
+    # to every inherited object's header, copying the pages the zygote shares with them.
+    gc.freeze()
     request = _fork_on_request()
     if request is None:
         return 0
