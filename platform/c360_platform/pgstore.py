@@ -799,9 +799,10 @@ class EventRecorder(_SchemaOnce, PostgresApplicationRecorder):
     ) -> list[tuple[Notification, EventMetadata]]:
         """Notifications after a position, each with its metadata, in log order."""
         # One statement on an autocommit connection (its own snapshot): no BEGIN and ROLLBACK
-        # around it. Rows as tuples, not the pool's dicts: the relay reads every event here.
+        # around it. Rows as tuples, not the pool's dicts, and in binary (a state as it is,
+        # not as hex; an id as 16 bytes, not text to parse): the relay reads every event here.
         with self.datastore.get_connection() as conn:
-            cursor = conn.cursor(row_factory=tuple_row)
+            cursor = conn.cursor(row_factory=tuple_row, binary=True)
             cursor.execute(self._with_metadata_statement(), (after, limit))
             return self._with_metadata(cursor.fetchall())
 
@@ -810,7 +811,7 @@ class EventRecorder(_SchemaOnce, PostgresApplicationRecorder):
     ) -> list[tuple[Notification, EventMetadata]]:
         """`select_with_metadata` on an async connection of the caller's (autocommit): the
         relay reads on its event loop, without a thread hop per read."""
-        async with conn.cursor(row_factory=tuple_row) as cursor:
+        async with conn.cursor(row_factory=tuple_row, binary=True) as cursor:
             await cursor.execute(self._with_metadata_statement(), (after, limit))
             return self._with_metadata(await cursor.fetchall())
 

@@ -4,13 +4,14 @@ events, a version conflict fails the whole transaction, and the insert NOTIFYs t
 
 from __future__ import annotations
 
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import psycopg
 import pytest
 from eventsourcing.persistence import IntegrityError, StoredEvent
 
 from c360_platform.pgstore import EventRecorder, Factory, ensure_schema, postgres_env
+from c360_platform.store import EventMetadata
 
 pytestmark = pytest.mark.integration
 
@@ -53,3 +54,38 @@ def test_states_ids_in_order_conflicts_and_notify(database_url: str) -> None:
     ]
     assert len(stored) == 4  # nothing of the failed transaction (two's version 3) is kept
     assert [n.channel for n in notified] == [recorder.channel_name]
+
+
+async def test_the_relays_reads_give_the_librarys_notifications(database_url: str) -> None:
+    """The relay's reads of the log (in a thread, and on its own connection on its event
+    loop) take rows in binary: the same notifications, byte for byte and type for type, as
+    the library's own read, each with its metadata (none stored here: empty)."""
+    ensure_schema(database_url, "read_log")
+    factory = Factory(postgres_env(database_url, "read_log", pool_size=1))
+    recorder = factory.application_recorder()
+    assert isinstance(recorder, EventRecorder)
+    one, two = uuid4(), uuid4()
+    try:
+        recorder.insert_events(
+            [
+                StoredEvent(one, 1, "topic:A", bytes(range(256))),
+                StoredEvent(two, 1, "topic:B", b""),
+                StoredEvent(one, 2, "topic:A", "Ünïcode".encode()),
+            ]
+        )
+        library = recorder.select_notifications(start=1, limit=10)
+        in_thread = recorder.select_with_metadata(0, 10)
+        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+            on_loop = await recorder.select_with_metadata_async(conn, 0, 10)
+        after_first = recorder.select_with_metadata(library[0].id, 1)
+    finally:
+        factory.close()
+    assert len(library) == 3
+    for read in (in_thread, on_loop):
+        assert [n for n, _ in read] == library
+        assert [m for _, m in read] == [EventMetadata("", "", "", "")] * 3
+        for notification, _ in read:
+            assert type(notification.originator_id) is UUID
+            assert type(notification.state) is bytes
+            assert type(notification.id) is int
+    assert [n for n, _ in after_first] == library[1:2]
