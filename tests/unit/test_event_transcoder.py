@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -32,7 +31,7 @@ _states = st.recursive(
         st.text(),
         st.uuids(),
         st.datetimes(timezones=st.timezones()),
-        st.decimals(allow_nan=False, allow_infinity=False).map(Decimal),
+        st.decimals(allow_nan=False, allow_infinity=False),
     ),
     lambda inner: st.one_of(
         st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)
