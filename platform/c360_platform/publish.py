@@ -223,14 +223,17 @@ class FastBatchPublisher(_Replies):
         self,
         nc: NATS,
         *,
-        flow: int = 100,
-        outstanding: int = 2,
+        flow: int = 250,
+        outstanding: int = 4,
         ping_after: float = 1.0,
         silence: float = 10.0,
     ) -> None:
         super().__init__(nc)
         self.flow = flow
-        """Acknowledge every `flow`th message at most (the server may ask for more often)."""
+        """Acknowledge every `flow`th message at most (the server may ask for more often).
+        250 and 4 flows ahead: a backlog relayed 8,509 events/s where 100 and 2 flows ahead
+        made 7,918 (the relay's backlog of 20,000 events in one process, the settings
+        alternating, medians of 4 rounds); fewer acknowledgements to read, more in flight."""
         self.outstanding = outstanding
         """Publish at most this many flows ahead of the last acknowledgement."""
         self.ping_after = ping_after

@@ -3,7 +3,7 @@
 The stored position advances only past what JetStream acknowledged storing; a crash in
 between re-publishes from it with the same Nats-Msg-Id (<service>:<position>), which
 JetStream's duplicate window drops and the projector's tracking ignores beyond it. A backlog
-goes out as one fast-ingest batch (acknowledged every hundred messages, stored in order
+goes out as one fast-ingest batch (acknowledged every 250 messages, stored in order
 without gaps), pages read ahead and positions written while the next page is published; on a
 stream without fast batches, one ack per message. While events trickle in, the running relay
 writes its position at most once a second (`ADVANCE_EVERY`), not after each. One relay per
@@ -149,7 +149,7 @@ class OutboxRelay:
         back one round trip after the message), and where the stream has no fast batches."""
         self.batches: FastBatchPublisher | None = None
         """Fast-ingest batches, where the stream allows them (None for good once a server
-        refused one): for a backlog (two round trips, then one ack per hundred messages)."""
+        refused one): for a backlog (two round trips, then one ack per 250 messages)."""
         self.fast = True
         self.active = asyncio.Event()
         self.published = 0
