@@ -15,7 +15,7 @@ from eventsourcing.persistence import Mapper, StoredEvent
 from eventsourcing.utils import get_topic
 
 from c360_platform import pii
-from c360_platform.pii import FORGOTTEN, Sealer, new_key, reveal, seal
+from c360_platform.pii import FORGOTTEN, Sealer, Sealing, new_key, reveal
 from c360_platform.store import ROW_TABLE, AnyOf, Eq, QueryTable, RowQuery
 
 KEYS = QueryTable(
@@ -228,7 +228,7 @@ class SealingMapper(Mapper[UUID]):
                 self.sealer.change(
                     topic,
                     state,
-                    (lambda v: seal(key, customer_id, v)) if key else (lambda v: FORGOTTEN),
+                    Sealing(key, customer_id) if key else (lambda v: FORGOTTEN),
                 )
             # else: no key holder knows the customer (a ticket logged for an unknown id);
             # there is no one whose erasure would cover the values: they stay as they are.

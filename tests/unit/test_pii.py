@@ -3,12 +3,14 @@ events sealed in the store and as published, and ForgetCustomer (no servers)."""
 
 from __future__ import annotations
 
+import base64
 import hmac
 import uuid
 from typing import Any
 from uuid import UUID
 
 import pytest
+from eventsourcing.utils import get_topic
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -409,6 +411,24 @@ async def test_a_converted_prospects_lead_is_forgotten_with_its_customer() -> No
     assert app.prospects.keys([UUID(lead)]) == {UUID(lead): None}
 
 
+@given(st.binary(min_size=32, max_size=32), st.lists(st.text(min_size=1, max_size=80)))
+def test_a_sealed_values_nonce_is_the_keyed_hash_of_its_text(key: bytes, texts: list[str]) -> None:
+    # As it has been since values were first sealed (`hmac.digest`): a value seals as it did
+    # before, whether alone or with others of its customer.
+    customer_id = UUID(int=7)
+    sealing = pii.Sealing(key, customer_id)
+    for text in texts:
+        token = sealing(text)
+        assert token == pii.seal(key, customer_id, text)
+        match = pii.TOKEN.fullmatch(token)
+        assert match is not None
+        body = match.group(2)
+        raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+        nonce = hmac.digest(key, b"c360 nonce\x00" + text.encode(), "sha256")
+        assert raw[: pii.NONCE_BYTES] == nonce[: pii.NONCE_BYTES]
+        assert pii.reveal(token, {customer_id: key}) == text
+
+
 @given(st.binary(min_size=1, max_size=130), st.text(max_size=80))
 def test_a_blind_index_is_hmac_sha256_of_the_value(key: bytes, value: str) -> None:
     # Its key is set up once and copied per value; the hashes stay those stored so far.
@@ -416,3 +436,40 @@ def test_a_blind_index_is_hmac_sha256_of_the_value(key: bytes, value: str) -> No
     index = pii.BlindIndex(key)
     assert index(value) == expected
     assert index(value) == expected  # the keyed state is not consumed by a value
+
+
+def test_the_sealer_changes_the_personal_fields_and_leaves_the_events_own_values() -> None:
+    class Moved:
+        pass
+
+    sealer = pii.Sealer(
+        {Moved: ["name", "emails[]", "addresses[].lines[]", "addresses[].city", "site.city"]}
+    )
+    lines = ["1 Main St", "Floor 2"]
+    address = {"lines": lines, "city": "Berlin", "country": "DE"}
+    event = {
+        "name": "Ada",
+        "emails": ["ada@example.com"],
+        "addresses": [address],
+        "site": {"city": "Paris", "country": "FR"},
+        "phones": ["+4930123"],
+    }
+    state = dict(event)
+    sealer.change(get_topic(Moved), state, str.upper)
+    assert state == {
+        "name": "ADA",
+        "emails": ["ADA@EXAMPLE.COM"],
+        "addresses": [{"lines": ["1 MAIN ST", "FLOOR 2"], "city": "BERLIN", "country": "DE"}],
+        "site": {"city": "PARIS", "country": "FR"},
+        "phones": ["+4930123"],  # not a personal field of this event
+    }
+    # What the state shared with the event is copied where it changed, not changed in it.
+    assert lines == ["1 Main St", "Floor 2"]
+    assert address["city"] == "Berlin"
+    assert event["emails"] == ["ada@example.com"]
+    assert event["site"] == {"city": "Paris", "country": "FR"}
+    # Fields an event does not have, or has empty, stay as they are.
+    sparse: dict[str, Any] = {"name": "", "addresses": None}
+    sealer.change(get_topic(Moved), sparse, str.upper)
+    assert sparse == {"name": "", "addresses": []}
+    assert not sealer.personal("some.Other")

@@ -19,7 +19,7 @@ from c360_customer.domain import Customer
 from c360_platform.cpu import MapperOf
 from c360_platform.errors import InvalidArgument, NotFound, PreconditionFailed
 from c360_platform.keyring import INDEX_KEYS, KEYS, Keyring, SealingMapper
-from c360_platform.pii import BlindIndex, Keys, Sealer, new_key, reveal, seal
+from c360_platform.pii import BlindIndex, Keys, Sealer, Sealing, new_key, reveal
 from c360_platform.store import (
     ROW_TABLE,
     AllOf,
@@ -169,15 +169,16 @@ def directory_row(customer: Customer, index: BlindIndex, key: bytes | None) -> d
     if customer.forgotten_at is not None or key is None:
         return row
     name = duplicates.name_key(customer.display_name)
+    seal = Sealing(key, customer.id)
     return {
         **row,
-        "display_name": seal(key, customer.id, customer.display_name),
+        "display_name": seal(customer.display_name),
         "name_key": index(name) if name else "",
         "name_words": index.all(duplicates.name_words(name)),
         "emails": index.all(customer.emails),
         "phones": index.all(customer.phones),
-        "email_values": [seal(key, customer.id, e) for e in customer.emails],
-        "phone_values": [seal(key, customer.id, p) for p in customer.phones],
+        "email_values": [seal(e) for e in customer.emails],
+        "phone_values": [seal(p) for p in customer.phones],
     }
 
 
