@@ -21,10 +21,29 @@ T = TypeVar("T")
 RETRY_SECONDS = 1.0
 
 
+async def wait_at_most(waiting: Awaitable[object], seconds: float) -> bool:
+    """Await `waiting` for at most `seconds` (cancelled then); whether it finished.
+
+    Every idle wait with a timeout goes through this, not `asyncio.wait_for`: Python 3.11's
+    returns the result when the awaited thing finishes in the same turn of the loop as a
+    cancellation of the waiting task, and the cancellation is lost (CPython gh-86296, fixed
+    in 3.12). A loop around such a wait then goes on waiting: a feed told to pause for a
+    rebuild went on with its fetch, for as long as its idle wait, with the mutex the rebuild
+    needed."""
+    scope = asyncio.timeout(seconds)
+    try:
+        async with scope:
+            await waiting
+    except TimeoutError:
+        if not scope.expired():
+            raise  # raised by what was awaited, not by the wait's end
+        return False
+    return True
+
+
 async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
     """Sleep, but wake as soon as `stop` is set."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    await wait_at_most(stop.wait(), seconds)
 
 
 async def unless_stopped(

@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 import grpc
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
+from c360_platform.leader import wait_at_most
+
 if TYPE_CHECKING:
     from c360_platform.relay import OutboxRelay
     from c360_platform.rpc import ServiceHost
@@ -188,8 +190,7 @@ def watch(host: ServiceHost, every: float = SAMPLE_EVERY) -> None:
                         await sample_projector(part)
                 except Exception as exc:  # a metric is never worth a failed service
                     _log.debug("metrics: sampling %s failed: %s", role, exc)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), every)
+            await wait_at_most(stop.wait(), every)
 
     host.background.append(sampler)
 

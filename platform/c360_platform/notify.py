@@ -16,12 +16,13 @@ commit about one of them. A notification that names nothing ("") wakes every wai
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Collection, Iterable
 
 import psycopg
 from psycopg import sql
+
+from c360_platform.leader import wait_at_most
 
 _log = logging.getLogger(__name__)
 RECONNECT_S = 1.0
@@ -97,8 +98,7 @@ class Notifications:
         for topic in topics:
             self._waiting.setdefault(topic, set()).add(future)
         try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(future, timeout)
+            await wait_at_most(future, timeout)
         finally:
             self._all_waiting.discard(future)
             for topic in topics:
@@ -115,8 +115,7 @@ class Notifications:
         if self.generation != seen:
             return True
         event = self._changed
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), timeout)
+        await wait_at_most(event.wait(), timeout)
         return self.generation != seen
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -127,8 +126,7 @@ class Notifications:
                 _log.warning("LISTEN %s lost (%s); again in %.0f s", self.channel, exc, RECONNECT_S)
             self.connected = False
             self.deliver("")  # whatever was missed: every waiter looks again
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), RECONNECT_S)
+            await wait_at_most(stop.wait(), RECONNECT_S)
 
     async def _listen(self, stop: asyncio.Event) -> None:
         conn = await psycopg.AsyncConnection.connect(

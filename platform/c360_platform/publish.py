@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Protocol
 from nats.js.api import Header
 from nats.js.errors import APIError
 
+from c360_platform.leader import wait_at_most
+
 if TYPE_CHECKING:
     from nats.aio.client import Client as NATS
     from nats.aio.msg import Msg
@@ -304,10 +306,9 @@ class FastBatchPublisher(_Replies):
         while not done() and self._error is None:
             self._wake = loop.create_future()
             try:
-                await asyncio.wait_for(asyncio.shield(self._wake), self.ping_after)
-                heard = loop.time()
-            except TimeoutError:
-                if loop.time() - heard >= self.silence:
+                if await wait_at_most(asyncio.shield(self._wake), self.ping_after):
+                    heard = loop.time()
+                elif loop.time() - heard >= self.silence:
                     self._error = TimeoutError(
                         f"no answer to a fast batch within {self.silence:.0f} s"
                     )

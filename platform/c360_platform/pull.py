@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING
 from nats.js.api import ConsumerConfig, ConsumerInfo, Header, StatusCode
 from nats.js.errors import APIError, NotFoundError
 
+from c360_platform.leader import wait_at_most
+
 if TYPE_CHECKING:
     from nats.aio.client import Client as NATS
     from nats.aio.msg import Msg
@@ -109,9 +111,8 @@ class Puller:
         """Wait for the next reply to arrive, at most `timeout` seconds."""
         self._wake = asyncio.get_running_loop().create_future()
         try:
-            await asyncio.wait_for(self._wake, timeout)
-        except TimeoutError:
-            pass
+            # Not asyncio.wait_for: a fetch cancelled as a reply arrives must end (see it).
+            await wait_at_most(self._wake, timeout)
         finally:
             self._wake = None
 

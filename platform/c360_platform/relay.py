@@ -33,7 +33,7 @@ from opentelemetry import trace
 
 from c360_platform import envelope, natsauth, telemetry
 from c360_platform.envelope import Envelope
-from c360_platform.leader import lead, sleep_or_stop, unless_stopped
+from c360_platform.leader import lead, sleep_or_stop, unless_stopped, wait_at_most
 from c360_platform.locks import AdvisoryLock
 from c360_platform.pgstore import EventRecorder
 from c360_platform.publish import Batches, BatchPublisher, FastBatchPublisher, FastIngestRefused
@@ -398,13 +398,9 @@ class OutboxRelay:
         """Wait for every ack of the batch, but not past a dropped connection (the publisher
         fails the batch then: its acks never come, and it is published again from the stored
         position, de-duplicated by its ids) nor past the ack timeout."""
-        try:
-            await asyncio.wait_for(publisher.acknowledged(), self.ack_timeout)
-        except TimeoutError:
+        if not await wait_at_most(publisher.acknowledged(), self.ack_timeout):
             publisher.reset()
-            raise TimeoutError(
-                f"the stream did not acknowledge within {self.ack_timeout:.0f} s"
-            ) from None
+            raise TimeoutError(f"the stream did not acknowledge within {self.ack_timeout:.0f} s")
 
     def advance(self, position: int) -> None:
         """Record that everything up to this position is in the stream."""

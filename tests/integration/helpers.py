@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import io
 import sys
 import threading
@@ -75,6 +76,10 @@ def _awaits(task: asyncio.Task[Any]) -> list[str]:
     lines: list[str] = []
     link: Any = task.get_coro()
     while link is not None:
+        if type(link).__name__ == "async_generator_asend":
+            # `async for` over an async generator awaits this object, which does not name its
+            # generator; the garbage collector's view of what it refers to does.
+            link = next((r for r in gc.get_referents(link) if hasattr(r, "ag_frame")), link)
         frame = getattr(link, "cr_frame", None) or getattr(link, "ag_frame", None)
         frame = frame or getattr(link, "gi_frame", None)
         if frame is None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from c360_platform import rpc
@@ -12,6 +11,7 @@ from c360_platform.config import Settings
 from c360_platform.context import ContextReader
 from c360_platform.datakeys import DataKeys
 from c360_platform.eventlog import publish_events
+from c360_platform.leader import wait_at_most
 from c360_platform.pgstore import open_application
 from c360_service_desk.api import servicer_registration
 from c360_service_desk.application import ServiceDeskApplication
@@ -35,8 +35,7 @@ def sla_scheduler(app: ServiceDeskApplication, every: float = SLA_CHECK_SECONDS)
                     _log.info("SLA scheduler wrote %d warning or breach events", written)
             except Exception:
                 _log.exception("SLA scheduler round failed; retrying next round")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), every)
+            await wait_at_most(stop.wait(), every)
 
     return run
 

@@ -28,7 +28,7 @@ from c360_platform import natsauth, telemetry
 from c360_platform.catchup import Batch, CatchUpConsumer, SourceDirectory, StartAt
 from c360_platform.envelope import SUBJECT_ROOT, UnknownEventType, payload_class
 from c360_platform.errors import PreconditionFailed
-from c360_platform.leader import lead, sleep_or_stop, unless_stopped
+from c360_platform.leader import lead, sleep_or_stop, unless_stopped, wait_at_most
 from c360_platform.locks import AdvisoryLock
 from c360_platform.streams import RECONNECT_WAIT, StreamSettings, ensure_stream
 from c360_timeline.inbound import ErpIntake
@@ -264,8 +264,7 @@ class Projector:
                 # Woken by the next batch that left search columns stale (its new customers'
                 # keys are fetched at once, usually before the first read of them asks), else
                 # a look now and then (a batch whose keys were at hand leaves none: no look).
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.left_stale.wait(), REINDEX_PAUSE)
+                await wait_at_most(self.left_stale.wait(), REINDEX_PAUSE)
 
     async def _follow_inbound(self, stop: asyncio.Event, done: asyncio.Event) -> None:
         """The ERP feed, beside the main one, for as long as this projector is active."""
