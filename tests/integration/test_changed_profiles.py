@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import grpc
 import pytest
+from google.protobuf.field_mask_pb2 import FieldMask
 
 from c360.customer.v1 import customer_service_pb2 as capi
 from c360.timeline.v1 import timeline_service_pb2 as tapi
@@ -59,3 +60,37 @@ async def test_changed_profiles_from_a_cursor(stack: Stack) -> None:
         await changed(stack, 0, 501)
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert bad_fields(refused.value) == ["limit"]
+
+
+async def test_a_read_mask_gives_the_fields_it_names_as_the_whole_profile_has_them(
+    stack: Stack,
+) -> None:
+    reply = await register(stack.customer, "Dee Mask", "dee.mask@example.com")
+    customer_id = reply.result.aggregate_id
+    tagged = await stack.customer.ChangeTags(
+        capi.ChangeTagsRequest(customer_id=customer_id, add=["vip"])
+    )
+    await stack.timeline.GetProfile(
+        tapi.GetProfileRequest(customer_id=customer_id, wait_for=tagged.result.consistency_token)
+    )
+    full = {p.profile.customer_id: p for p in (await changed(stack, 0)).profiles}[customer_id]
+    # What the mask leaves out:
+    assert full.profile.provenance
+    assert full.profile.touches
+    paths = ["customer_id", "display_name", "emails", "tags", "attributes", "at_risk"]
+    masked_page = await stack.timeline.ListChangedProfiles(
+        tapi.ListChangedProfilesRequest(after_cursor=0, read_mask=FieldMask(paths=paths))
+    )
+    masked = {p.profile.customer_id: p for p in masked_page.profiles}[customer_id]
+    expected = tapi.Profile()
+    FieldMask(paths=paths).MergeMessage(full.profile, expected)
+    assert masked.profile == expected
+    assert masked.profile.display_name == "Dee Mask"  # revealed, as in the whole profile
+    assert list(masked.profile.emails) == ["dee.mask@example.com"]
+    assert masked.cursor == full.cursor
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stack.timeline.ListChangedProfiles(
+            tapi.ListChangedProfilesRequest(read_mask=FieldMask(paths=["tags", "profile.tags"]))
+        )
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert bad_fields(refused.value) == ["read_mask.paths[1]"]

@@ -236,6 +236,50 @@ def test_facts_from_a_profile_take_the_larger_lifetime_value_never_the_sum() -> 
     assert (facts.days_since_purchase, facts.classes) == (11, frozenset({"loyal"}))
 
 
+def test_the_facts_need_only_the_fields_marketing_asks_the_timeline_for() -> None:
+    from datetime import date
+
+    from google.protobuf import struct_pb2, timestamp_pb2
+    from google.protobuf.field_mask_pb2 import FieldMask
+
+    from c360.timeline.v1 import timeline_service_pb2 as tapi
+    from c360_marketing.profiles import FACT_FIELDS, facts_of
+
+    attributes = struct_pb2.Struct()
+    attributes.update(
+        {
+            "addresses": [{"country": "DE", "region": "BE", "city": "Berlin", "lines": ["B 2"]}],
+            "consent": {"email/marketing": {"granted": True}},
+            "erp": {"paid_total": {"EUR": "10"}, "overdue_invoices": ["INV-1"]},
+            "sales": {"lifetime_value": {"EUR": "12"}, "last_purchase": {"on": "2026-11-01"}},
+        }
+    )
+    seen = timestamp_pb2.Timestamp(seconds=1_780_000_000)
+    full = tapi.Profile(
+        customer_id="c",
+        kind="person",
+        display_name="Ada",
+        emails=["ada@example.com"],
+        phones=["+4930123456"],
+        owner_id="u-1",
+        tags=["vip"],
+        attributes=attributes,
+        service_desk=tapi.ServiceDeskSummary(open_ticket_count=2, tickets_last_30_days=3),
+        at_risk=True,
+        first_seen_at=seen,
+        last_contact_source="service-desk",
+        touches=[tapi.SourceTouches(source="customer", count=4, last_at=seen)],
+        provenance=[tapi.FieldProvenance(field="display_name", source="customer")],
+    )
+    masked = tapi.Profile()
+    FieldMask(paths=FACT_FIELDS).MergeMessage(full, masked)
+    assert not masked.provenance
+    assert not masked.touches
+    assert not masked.last_contact_source
+    today = date(2026, 12, 1)
+    assert facts_of(masked, today) == facts_of(full, today)
+
+
 def test_offers_rank_what_buyers_of_the_same_products_bought_next() -> None:
     from c360_marketing.offers import offers_for, reachable
 

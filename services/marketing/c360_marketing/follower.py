@@ -15,6 +15,7 @@ from uuid import UUID
 
 import grpc
 import nats
+from google.protobuf.field_mask_pb2 import FieldMask
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from c360.customer.v1 import customer_service_pb2 as capi
@@ -25,7 +26,7 @@ from c360.timeline.v1 import timeline_service_pb2 as tapi
 from c360.timeline.v1 import timeline_service_pb2_grpc as tapi_grpc
 from c360_marketing.application import Marketing, Revocation
 from c360_marketing.contract import RESPONSES
-from c360_marketing.profiles import facts_of
+from c360_marketing.profiles import FACT_FIELDS, facts_of
 from c360_platform import channels, natsauth
 from c360_platform.commands import blocking
 from c360_platform.errors import C360Error
@@ -81,7 +82,10 @@ class ProfileFollower:
         """One page of changes applied; returns how many profiles it held."""
         async with self.mutex:
             reply = await self._stub().ListChangedProfiles(
-                tapi.ListChangedProfilesRequest(after_cursor=self.cursor, limit=PAGE), timeout=10
+                tapi.ListChangedProfilesRequest(
+                    after_cursor=self.cursor, limit=PAGE, read_mask=FieldMask(paths=FACT_FIELDS)
+                ),
+                timeout=10,
             )
             if reply.profiles:
                 facts = [facts_of(p.profile) for p in reply.profiles]

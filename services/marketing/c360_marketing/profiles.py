@@ -26,6 +26,23 @@ def _days_since(text: str, today: date) -> int | None:
         return None
 
 
+FACT_FIELDS = (
+    "customer_id",
+    "kind",
+    "display_name",
+    "emails",
+    "phones",
+    "owner_id",
+    "tags",
+    "attributes",
+    "service_desk",
+    "at_risk",
+    "first_seen_at",
+)
+"""The Profile fields `facts_of` reads: all that marketing asks the timeline for (its read
+mask); provenance, touches and the rest are neither revealed nor sent."""
+
+
 def facts_of(profile: tapi.Profile, today: date | None = None) -> Facts:
     """What segments may ask of a profile: the customer's own fields (kind, tags, owner,
     addresses, consent), the service desk's (open tickets, contacts in 30 days, the churn

@@ -7,7 +7,7 @@ import base64
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -16,6 +16,7 @@ from uuid import UUID
 import grpc
 import phonenumbers
 from google.protobuf import struct_pb2
+from google.protobuf.field_mask_pb2 import FieldMask
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
@@ -28,7 +29,13 @@ from c360_platform.commands import parse_id
 from c360_platform.consistency import ConsistencyToken
 from c360_platform.datakeys import no_keys
 from c360_platform.envelope import timestamp
-from c360_platform.errors import DeadlineExceeded, InvalidArgument, NotFound, Unavailable
+from c360_platform.errors import (
+    DeadlineExceeded,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+)
 from c360_platform.notify import Notifications
 from c360_timeline.entries import entry_message, needs_columns, put_entry
 from c360_timeline.projection import (
@@ -234,49 +241,95 @@ CORE_FIELDS = frozenset(
 """The profile document's keys that Profile carries in fields of its own."""
 
 
+_FIELDS: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "customer_id": lambda d: d["customer_id"],
+    "kind": lambda d: d["kind"],
+    "display_name": lambda d: d["display_name"],
+    "emails": lambda d: d["emails"],
+    "phones": lambda d: d["phones"],
+    "owner_id": lambda d: d["owner_id"],
+    "tags": lambda d: d["tags"],
+    "touches": lambda d: [
+        api.SourceTouches(source=s, count=t["count"], last_at=_ts(t["last_at"]))
+        for s, t in sorted(d["touches"].items())
+    ],
+    "last_contact_at": lambda d: _ts(d["last_contact_at"]),
+    "last_contact_source": lambda d: d["last_contact_source"],
+    "first_seen_at": lambda d: _ts(d["first_seen_at"]),
+    "updated_at": lambda d: _ts(d["updated_at"]),
+    "provenance": lambda d: provenance_messages(d),
+}
+"""The Profile fields made from the document's key of the same name."""
+AT_RISK_FIELDS = frozenset({"at_risk", "at_risk_since", "at_risk_until", "at_risk_reasons"})
+"""The Profile fields made from the document's churn signal."""
+PROFILE_FIELDS = frozenset(api.Profile.DESCRIPTOR.fields_by_name)
+
+
+def _typed_sections() -> dict[str, Any]:
+    """The plug-ins whose profile section has a typed Profile field of its name."""
+    return {p.section: p for p in registry().plugins if p.typed_profile is not None}
+
+
+def profile_fields(mask: FieldMask) -> frozenset[str] | None:
+    """The Profile fields a read mask names (None: all of them); INVALID_ARGUMENT names
+    each path that is not one."""
+    if not mask.paths:
+        return None
+    unknown = [f"read_mask.paths[{i}]" for i, p in enumerate(mask.paths) if p not in PROFILE_FIELDS]
+    if unknown:
+        raise InvalidArgument(
+            FieldViolation(f, "not a field of Profile (top-level names only)") for f in unknown
+        )
+    return frozenset(mask.paths)
+
+
+def needed_parts(doc: dict[str, Any], fields: frozenset[str] | None) -> dict[str, Any]:
+    """The part of a profile document that `fields` are made of (a smaller one to reveal; a
+    copy either way: revealing sets its keys)."""
+    if fields is None:
+        return dict(doc)
+    sections = _typed_sections()
+    attributes = "attributes" in fields
+    churn = not AT_RISK_FIELDS.isdisjoint(fields)
+    return {
+        k: v
+        for k, v in doc.items()
+        if k in fields
+        or k == "customer_id"
+        or (k == "churn" and churn)
+        or (attributes and k not in CORE_FIELDS and k not in sections)
+    }
+
+
 def profile_message(
     doc: dict[str, Any],
     now: datetime | None = None,
     merged_into: str = "",
     absorbed: list[str] | None = None,
+    fields: frozenset[str] | None = None,
 ) -> api.Profile:
     """The Profile of a profile document: core fields, each plug-in's typed field (from its
-    section), and the rest of the document in `attributes`."""
+    section), and the rest of the document in `attributes`; only `fields` (None: all)."""
     now = now or datetime.now(UTC)
-    typed: dict[str, Any] = {
-        plugin.section: plugin.typed_profile(doc[plugin.section], now)
-        for plugin in registry().plugins
-        if plugin.typed_profile is not None and plugin.section in doc
-    }
-
-    def ts(text: str) -> Any:
-        return timestamp(datetime.fromisoformat(text)) if text else None
-
-    return api.Profile(
-        customer_id=doc["customer_id"],
-        kind=doc["kind"],
-        display_name=doc["display_name"],
-        emails=doc["emails"],
-        phones=doc["phones"],
-        owner_id=doc["owner_id"],
-        tags=doc["tags"],
-        attributes=_struct(
-            {k: v for k, v in doc.items() if k not in CORE_FIELDS and k not in typed}
-        ),
-        touches=[
-            api.SourceTouches(source=s, count=t["count"], last_at=ts(t["last_at"]))
-            for s, t in sorted(doc["touches"].items())
-        ],
-        last_contact_at=ts(doc["last_contact_at"]),
-        last_contact_source=doc["last_contact_source"],
-        first_seen_at=ts(doc["first_seen_at"]),
-        updated_at=ts(doc["updated_at"]),
-        provenance=provenance_messages(doc),
-        merged_into=merged_into,
-        absorbed=absorbed or [],
-        **typed,
-        **_at_risk(doc, now),
+    wanted = PROFILE_FIELDS if fields is None else fields
+    sections = _typed_sections()
+    values: dict[str, Any] = {name: make(doc) for name, make in _FIELDS.items() if name in wanted}
+    values.update(
+        (section, plugin.typed_profile(doc[section], now))
+        for section, plugin in sections.items()
+        if section in wanted and section in doc
     )
+    if "attributes" in wanted:
+        values["attributes"] = _struct(
+            {k: v for k, v in doc.items() if k not in CORE_FIELDS and k not in sections}
+        )
+    if not AT_RISK_FIELDS.isdisjoint(wanted):
+        values.update((k, v) for k, v in _at_risk(doc, now).items() if k in wanted)
+    if "merged_into" in wanted:
+        values["merged_into"] = merged_into
+    if "absorbed" in wanted:
+        values["absorbed"] = absorbed or []
+    return api.Profile(**values)
 
 
 @dataclass(frozen=True)
@@ -368,7 +421,8 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
         opened = await self._opened(docs, conn)
         for doc in opened:
             for field in ("emails", "phones"):
-                doc[field] = list(dict.fromkeys(doc[field]))
+                if field in doc:
+                    doc[field] = list(dict.fromkeys(doc[field]))
         return opened
 
     async def _applied(self, source: str) -> int:
@@ -624,6 +678,7 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
     ) -> api.ListChangedProfilesResponse:
         if request.limit > MAX_PAGE:
             raise InvalidArgument.one("limit", f"must be at most {MAX_PAGE}")
+        fields = profile_fields(request.read_mask)
         limit = request.limit or 100
         # Each customer once, at its latest entry after the cursor: a page ends at a change,
         # so everyone changed up to the returned cursor is in this page or an earlier one.
@@ -636,11 +691,14 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
                 (request.after_cursor, limit),
             )
             rows = await cur.fetchall()
-            docs = await self._opened_profiles([dict(r["doc"]) for r in rows], conn)
+            # Only what the fields asked for are made of is revealed.
+            docs = await self._opened_profiles([needed_parts(r["doc"], fields) for r in rows], conn)
         now = datetime.now(UTC)
         return api.ListChangedProfilesResponse(
             profiles=[
-                api.ChangedProfile(profile=profile_message(doc, now), cursor=r["seq"])
+                api.ChangedProfile(
+                    profile=profile_message(doc, now, fields=fields), cursor=r["seq"]
+                )
                 for doc, r in zip(docs, rows, strict=True)
             ],
             cursor=rows[-1]["seq"] if rows else request.after_cursor,
