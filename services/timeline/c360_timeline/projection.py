@@ -49,6 +49,17 @@ class Entry:
     aggregate_id: str
     aggregate_version: int
 
+    @functools.cached_property
+    def provenance(self) -> Doc:
+        """What the provenance map records of this entry for each field it set: made once,
+        the same for all of them (a registration sets some ten)."""
+        return {
+            "source": self.source,
+            "type": self.type,
+            "occurred_at": self.occurred_at.isoformat(),
+            "event_id": self.event_id,
+        }
+
 
 # -- source plug-ins ----------------------------------------------------------------------------
 
@@ -169,19 +180,9 @@ def with_reason(text: str, d: Doc) -> str:
 # the profile (a phone removed, a ticket closed) leaves the map too.
 
 
-def provenance_of(entry: Entry) -> Doc:
-    """What the provenance map records of the entry that set a field."""
-    return {
-        "source": entry.source,
-        "type": entry.type,
-        "occurred_at": entry.occurred_at.isoformat(),
-        "event_id": entry.event_id,
-    }
-
-
 def set_by(p: Doc, path: str, entry: Entry) -> None:
     """Record `entry` as what set the field at `path`."""
-    p.setdefault("provenance", {})[path] = provenance_of(entry)
+    p.setdefault("provenance", {})[path] = entry.provenance
 
 
 def unset(p: Doc, path: str) -> None:
