@@ -4,6 +4,9 @@ The relay of each service and the timeline's projector share this loop: `lead()`
 until the lock is ours, runs the work until it returns (stop, or the lock's session lost),
 and after a failure closes what the work opened and tries again a second later. A standby
 takes over within a poll of the holder's death (its session ends, and with it the lock).
+
+Beside it, the idle waits of the platform's loops (theirs and the others'): `wait_at_most`,
+`sleep_or_stop`, `unless_stopped`.
 """
 
 from __future__ import annotations

@@ -691,7 +691,7 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
                 (request.after_cursor, limit),
             )
             rows = await cur.fetchall()
-            # Only what the fields asked for are made of is revealed.
+            # Revealed: only the parts of each document that the fields asked for need.
             docs = await self._opened_profiles([needed_parts(r["doc"], fields) for r in rows], conn)
         now = datetime.now(UTC)
         return api.ListChangedProfilesResponse(
