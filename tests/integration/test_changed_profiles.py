@@ -3,6 +3,10 @@ changed after the cursor, each once at its latest change, in pages that lose nob
 
 from __future__ import annotations
 
+import asyncio
+import time
+from datetime import timedelta
+
 import grpc
 import pytest
 from google.protobuf.field_mask_pb2 import FieldMask
@@ -94,3 +98,40 @@ async def test_a_read_mask_gives_the_fields_it_names_as_the_whole_profile_has_th
         )
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert bad_fields(refused.value) == ["read_mask.paths[1]"]
+
+
+async def test_an_ask_with_max_wait_is_answered_at_the_next_change(stack: Stack) -> None:
+    before = await register(stack.customer, "Eve Before", "eve.before@example.com")
+    await stack.timeline.GetProfile(
+        tapi.GetProfileRequest(
+            customer_id=before.result.aggregate_id, wait_for=before.result.consistency_token
+        )
+    )
+    caught_up = (await changed(stack, 0)).cursor
+
+    def waiting(after: int, seconds: float) -> tapi.ListChangedProfilesRequest:
+        request = tapi.ListChangedProfilesRequest(after_cursor=after)
+        request.max_wait.FromTimedelta(timedelta(seconds=seconds))
+        return request
+
+    # Nothing changes: an empty answer after the wait, the cursor where it was.
+    started = time.monotonic()
+    idle = await stack.timeline.ListChangedProfiles(waiting(caught_up, 0.4), timeout=10)
+    assert time.monotonic() - started >= 0.35
+    assert (list(idle.profiles), idle.cursor) == ([], caught_up)
+    # A change while the ask waits: answered with it, long before the wait's end.
+    ask = asyncio.ensure_future(
+        stack.timeline.ListChangedProfiles(waiting(caught_up, 8.0), timeout=20)
+    )
+    await asyncio.sleep(0.3)
+    assert not ask.done()
+    started = time.monotonic()
+    await register(stack.customer, "Eve After", "eve.after@example.com")
+    answered = await asyncio.wait_for(ask, 10)
+    assert time.monotonic() - started < 4.0
+    assert [p.profile.display_name for p in answered.profiles] == ["Eve After"]
+    assert answered.cursor > caught_up
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stack.timeline.ListChangedProfiles(waiting(0, -1.0))
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert bad_fields(refused.value) == ["max_wait"]

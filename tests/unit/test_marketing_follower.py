@@ -12,7 +12,7 @@ from typing import Any
 
 from c360.timeline.v1 import timeline_service_pb2 as tapi
 from c360_marketing.application import Marketing
-from c360_marketing.follower import IDLE, PAGE, ProfileFollower
+from c360_marketing.follower import IDLE, LONG_WAIT, PAGE, ProfileFollower
 from tests.unit.support import Clock
 
 
@@ -24,13 +24,17 @@ class Timeline:
         self.pages = pages
         self.then = then
         self.calls: list[float] = []
+        self.waits: list[float] = []
         self.cursor = 0
 
     async def ListChangedProfiles(
         self, request: tapi.ListChangedProfilesRequest, timeout: float
     ) -> tapi.ListChangedProfilesResponse:
         self.calls.append(time.monotonic())
+        self.waits.append(request.max_wait.ToTimedelta().total_seconds())
         n = self.pages.pop(0) if self.pages else self.then
+        if n == 0 and self.waits[-1] > 0:
+            await asyncio.sleep(self.waits[-1])  # nothing changes while the ask waits
         changed = []
         for _ in range(min(n, request.limit)):
             self.cursor += 1
@@ -75,3 +79,33 @@ def test_a_full_page_is_followed_at_once() -> None:
     # at least; 2 IDLE leaves room for a loaded machine (0.104 s was seen in CI).
     assert after_backlog - first < 2 * IDLE
     assert len(follower.marketing.facts) == 3 * PAGE
+
+
+def test_a_caught_up_follower_asks_once_and_waits_at_the_timeline_for_the_next_change() -> None:
+    timeline = Timeline([3], then=0)  # three changes, then none
+    follower = Follower(timeline)
+    asyncio.run(follow(follower, 10 * IDLE))
+    # The first ask (at once), then one that waits at the timeline: not one every IDLE.
+    assert timeline.waits == [0.0, LONG_WAIT]
+    assert timeline.calls[1] - timeline.calls[0] >= IDLE  # changes of IDLE in one page
+    assert len(follower.marketing.facts) == 3
+
+
+def test_a_nudge_ends_the_long_wait_at_once() -> None:
+    timeline = Timeline([], then=0)
+    follower = Follower(timeline)
+
+    async def nudged() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(follower.run(stop))
+        await asyncio.sleep(3 * IDLE)  # in its long wait now
+        assert timeline.waits == [0.0, LONG_WAIT]
+        follower.nudge()  # a segment was revised
+        await asyncio.sleep(2 * IDLE)
+        stop.set()
+        await asyncio.wait_for(task, 5)
+
+    asyncio.run(nudged())
+    # Woken: it evaluated, paused IDLE and asked again (waiting again), well before LONG_WAIT.
+    assert timeline.waits == [0.0, LONG_WAIT, LONG_WAIT]
+    assert timeline.calls[2] - timeline.calls[1] < LONG_WAIT / 2

@@ -64,12 +64,20 @@ class MarketingServicer(CommandServicer[Any], api_grpc.MarketingServiceServicer)
     """gRPC servicer for c360.marketing.v1.MarketingService."""
 
     def __init__(
-        self, marketing: Marketing, catch_up: CatchUp, sales_addr: str = "", token: str = ""
+        self,
+        marketing: Marketing,
+        catch_up: CatchUp,
+        sales_addr: str = "",
+        token: str = "",
+        nudge: Callable[[], None] = lambda: None,
     ) -> None:
         super().__init__(marketing.plans)
         self.token = token
         self.marketing = marketing
         self.catch_up = catch_up
+        self.nudge = nudge
+        """Tells the profile follower that a segment's version waits for its evaluation (the
+        follower may be in a long wait for the timeline's next change)."""
         self.sales_addr = sales_addr
         self._sales: grpc.aio.Channel | None = None
 
@@ -129,7 +137,7 @@ class MarketingServicer(CommandServicer[Any], api_grpc.MarketingServiceServicer)
     async def DefineSegment(
         self, request: api.DefineSegmentRequest, context: Ctx
     ) -> api.DefineSegmentResponse:
-        return await self.command(
+        reply = await self.command(
             request,
             context,
             api.DefineSegmentResponse,
@@ -141,13 +149,15 @@ class MarketingServicer(CommandServicer[Any], api_grpc.MarketingServiceServicer)
             ),
             extra=["segment_id"],
         )
+        self.nudge()
+        return reply
 
     async def ReviseSegment(
         self, request: api.ReviseSegmentRequest, context: Ctx
     ) -> api.ReviseSegmentResponse:
         sid = parse_id("segment_id", request.segment_id)
         version = expected_version(request)
-        return await self.command(
+        reply = await self.command(
             request,
             context,
             api.ReviseSegmentResponse,
@@ -155,6 +165,8 @@ class MarketingServicer(CommandServicer[Any], api_grpc.MarketingServiceServicer)
                 ctx, sid, version, request.condition, request.description
             ),
         )
+        self.nudge()
+        return reply
 
     async def PreviewSegment(
         self, request: api.PreviewSegmentRequest, context: Ctx

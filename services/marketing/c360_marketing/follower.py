@@ -10,7 +10,7 @@ import contextlib
 import logging
 import os
 import time
-from datetime import UTC
+from datetime import UTC, timedelta
 from uuid import UUID
 
 import grpc
@@ -30,7 +30,7 @@ from c360_marketing.profiles import FACT_FIELDS, facts_of
 from c360_platform import channels, natsauth
 from c360_platform.commands import blocking
 from c360_platform.errors import C360Error
-from c360_platform.leader import sleep_or_stop
+from c360_platform.leader import sleep_or_stop, unless_stopped
 from c360_platform.pull import durable_puller
 from c360_platform.registry import Partner
 from c360_platform.streams import StreamSettings, ensure_stream
@@ -40,6 +40,9 @@ _log = logging.getLogger(__name__)
 PAGE = 200
 IDLE = 0.2
 """Seconds between two asks for changed profiles once a page was not full (caught up)."""
+LONG_WAIT = 10.0
+"""How long the timeline holds a caught-up follower's ask while nothing changes (it answers
+at its next commit): one call in that time, not one every IDLE."""
 REEVALUATE_BATCH = 200
 """Customers evaluated for revised segments in one round."""
 REFRESH = float(os.environ.get("C360_MARKETING_REFRESH_SECONDS", "3600"))
@@ -71,6 +74,7 @@ class ProfileFollower:
         self.refreshed = time.monotonic()
         self.triggers_checked = 0.0
         self.mutex = asyncio.Lock()
+        self.nudged = asyncio.Event()
         self._channel: grpc.aio.Channel | None = None
 
     def _stub(self) -> tapi_grpc.TimelineServiceAsyncStub:
@@ -78,20 +82,44 @@ class ProfileFollower:
             self._channel = _channel(self.timeline_addr, self.token)
         return tapi_grpc.TimelineServiceStub(self._channel)
 
-    async def poll(self) -> int:
-        """One page of changes applied; returns how many profiles it held."""
+    async def poll(self, wait: float = 0.0, stop: asyncio.Event | None = None) -> int:
+        """One page of changes applied; returns how many profiles it held. With `wait` (a
+        caught-up follower), the timeline answers at its next commit or after `wait` seconds;
+        that ask is made outside the mutex (a send's catch-up does not wait for it) and ends
+        early when `stop` is set or the follower is nudged."""
+        if wait <= 0:
+            async with self.mutex:
+                return await self._take(await self._ask(self.cursor, 0.0))
+        cursor = self.cursor
+        reply = await unless_stopped(stop or asyncio.Event(), self._ask(cursor, wait), self.nudged)
+        if reply is None:
+            return 0
         async with self.mutex:
-            reply = await self._stub().ListChangedProfiles(
-                tapi.ListChangedProfilesRequest(
-                    after_cursor=self.cursor, limit=PAGE, read_mask=FieldMask(paths=FACT_FIELDS)
-                ),
-                timeout=10,
-            )
-            if reply.profiles:
-                facts = [facts_of(p.profile) for p in reply.profiles]
-                await blocking(self.marketing.observe, facts)
-            self.cursor = reply.cursor
-            return len(reply.profiles)
+            if self.cursor != cursor:
+                return 0  # a catch-up read from there meanwhile: the next round asks again
+            return await self._take(reply)
+
+    async def _ask(self, cursor: int, wait: float) -> tapi.ListChangedProfilesResponse:
+        request = tapi.ListChangedProfilesRequest(
+            after_cursor=cursor, limit=PAGE, read_mask=FieldMask(paths=FACT_FIELDS)
+        )
+        if wait > 0:
+            request.max_wait.FromTimedelta(timedelta(seconds=wait))
+        reply: tapi.ListChangedProfilesResponse = await self._stub().ListChangedProfiles(
+            request, timeout=10 + wait
+        )
+        return reply
+
+    async def _take(self, reply: tapi.ListChangedProfilesResponse) -> int:
+        if reply.profiles:
+            facts = [facts_of(p.profile) for p in reply.profiles]
+            await blocking(self.marketing.observe, facts)
+        self.cursor = reply.cursor
+        return len(reply.profiles)
+
+    def nudge(self) -> None:
+        """A segment's version waits for its evaluation: end a long wait for changes now."""
+        self.nudged.set()
 
     async def catch_up(self) -> None:
         """Every change the timeline has applied by now (before a send: consent as of now)."""
@@ -99,12 +127,18 @@ class ProfileFollower:
             pass
 
     async def run(self, stop: asyncio.Event) -> None:
+        caught_up = False
         while not stop.is_set():
             if time.monotonic() - self.refreshed > self.refresh:
                 async with self.mutex:
                     self.cursor, self.refreshed = 0, time.monotonic()
+                caught_up = False
             try:
-                changed = await self.poll()
+                if caught_up:
+                    changed = await self.poll(min(LONG_WAIT, self._until_due()), stop)
+                else:
+                    changed = await self.poll()
+                self.nudged.clear()  # what was revised by now is evaluated next; later: nudged
                 evaluated = await blocking(self.marketing.reevaluate, REEVALUATE_BATCH)
                 if time.monotonic() - self.triggers_checked > TRIGGER_CHECK:
                     self.triggers_checked = time.monotonic()
@@ -113,10 +147,18 @@ class ProfileFollower:
                 _log.warning("timeline unavailable for changed profiles: %s", exc.code().name)
                 changed = evaluated = 0
                 await sleep_or_stop(stop, 1.0)
-            if changed < PAGE and evaluated < REEVALUATE_BATCH:
-                # Caught up: the next changes are asked for in IDLE, many in one page, not
-                # one round (a call, the profiles' keys, an evaluation) per command.
+            caught_up = changed < PAGE and evaluated < REEVALUATE_BATCH
+            if caught_up:
+                # The next changes are asked for in IDLE, many in one page, not one round (a
+                # call, the profiles' keys, an evaluation) per command; that ask waits at the
+                # timeline for the next change, rather than asking again every IDLE.
                 await sleep_or_stop(stop, IDLE)
+
+    def _until_due(self) -> float:
+        """Seconds until the next trigger check or refresh (a long wait ends by then)."""
+        now = time.monotonic()
+        due = min(self.triggers_checked + TRIGGER_CHECK, self.refreshed + self.refresh)
+        return max(IDLE, due - now)
 
     async def close(self) -> None:
         if self._channel is not None:

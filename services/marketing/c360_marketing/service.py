@@ -28,7 +28,11 @@ def build(settings: Settings) -> rpc.ServiceHost:
     follower = ProfileFollower(marketing, settings.timeline_addr, token=settings.token)
     host = rpc.ServiceHost.for_settings(settings)
     servicer = MarketingServicer(
-        marketing, follower.catch_up, settings.services.get("sales", ""), token=settings.token
+        marketing,
+        follower.catch_up,
+        settings.services.get("sales", ""),
+        token=settings.token,
+        nudge=follower.nudge,
     )
     host.add(*servicer_registration(servicer))
     host.on_close.append(servicer.close)

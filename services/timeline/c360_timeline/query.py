@@ -65,6 +65,9 @@ DEFAULT_PAGE = 50
 MAX_WAIT = 10.0
 PUSH_FALLBACK_S = 0.25
 """A read-your-writes wait looks again this often even without a push (one missed NOTIFY)."""
+CHANGED_FALLBACK_S = 2.0
+"""A ListChangedProfiles that waits for a change looks again this often if nothing pushes
+(the LISTEN fan-out wakes it at the projection's next commit)."""
 WATCH_FALLBACK_S = 30.0
 """A watch with pushes looks again this often all the same (a thousand idle watches then cost
 about 33 small queries a second; every watch is woken anyway when the LISTEN reconnects)."""
@@ -679,20 +682,33 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
         if request.limit > MAX_PAGE:
             raise InvalidArgument.one("limit", f"must be at most {MAX_PAGE}")
         fields = profile_fields(request.read_mask)
+        wait = request.max_wait.ToTimedelta().total_seconds()
+        if wait < 0:
+            raise InvalidArgument.one("max_wait", "must not be negative")
+        budget, remaining = min(wait, MAX_WAIT), context.time_remaining()
+        if remaining is not None:  # the empty answer must reach the caller before its deadline
+            budget = min(budget, max(0.0, remaining - 0.5))
+        deadline = time.monotonic() + budget
         limit = request.limit or 100
-        # Each customer once, at its latest entry after the cursor: a page ends at a change,
-        # so everyone changed up to the returned cursor is in this page or an earlier one.
-        async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(
-                f"SELECT c.seq, p.doc FROM (SELECT customer_id, max(entry_seq) AS seq"
-                f" FROM {SCHEMA}.entries WHERE entry_seq > %s GROUP BY customer_id"
-                f" ORDER BY seq LIMIT %s) c JOIN {SCHEMA}.profiles p USING (customer_id)"
-                " ORDER BY c.seq",
-                (request.after_cursor, limit),
-            )
-            rows = await cur.fetchall()
-            # Revealed: only the parts of each document that the fields asked for need.
-            docs = await self._opened_profiles([needed_parts(r["doc"], fields) for r in rows], conn)
+        while True:
+            seen = self.notifications.generation if self.notifications else 0
+            async with self.pool.connection() as conn:
+                rows = await self._changed_profiles(conn, request.after_cursor, limit)
+                if rows:
+                    # Revealed: only the parts of each document that the fields asked for need.
+                    docs = [needed_parts(r["doc"], fields) for r in rows]
+                    docs = await self._opened_profiles(docs, conn)
+                    break
+            # Nothing changed: wait for the projection's next commit (pushed, as the watches
+            # are), looking again now and then if nothing pushes; no connection held.
+            left = deadline - time.monotonic()
+            if left <= 0:
+                docs = []
+                break
+            if self.notifications is not None and self.notifications.connected:
+                await self.notifications.changed(seen, min(CHANGED_FALLBACK_S, left))
+            else:
+                await asyncio.sleep(min(PUSH_FALLBACK_S, left))
         now = datetime.now(UTC)
         return api.ListChangedProfilesResponse(
             profiles=[
@@ -703,6 +719,22 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
             ],
             cursor=rows[-1]["seq"] if rows else request.after_cursor,
         )
+
+    async def _changed_profiles(
+        self, conn: Conn, after_cursor: int, limit: int
+    ) -> list[dict[str, Any]]:
+        """Each customer changed after the cursor once, at its latest entry: a page ends at a
+        change, so everyone changed up to the returned cursor is in this page or an earlier
+        one."""
+        async with conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(
+                f"SELECT c.seq, p.doc FROM (SELECT customer_id, max(entry_seq) AS seq"
+                f" FROM {SCHEMA}.entries WHERE entry_seq > %s GROUP BY customer_id"
+                f" ORDER BY seq LIMIT %s) c JOIN {SCHEMA}.profiles p USING (customer_id)"
+                " ORDER BY c.seq",
+                (after_cursor, limit),
+            )
+            return await cur.fetchall()
 
     @requires(Role.OPERATOR)
     async def RebuildReadModel(
