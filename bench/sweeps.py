@@ -64,7 +64,8 @@ async def relay_vs_raw(
     postgres_url: str, nats_url: str, limit: int, rounds: int = RELAY_ROUNDS
 ) -> dict[str, Any]:
     """The outbox relay publishing up to `limit` stored events (the raw-save phases' customers,
-    schema bench_raw) to a stream of the bench's own, as it relays a backlog, beside nats-py
+    schema bench_raw) to a stream of the bench's own, as it relays a backlog (connected, and
+    with its CPU pool's process ready to read pages ahead, as a running relay), beside nats-py
     publishing the same messages with publish_async (window of 256) and awaiting every ack;
     `rounds` of each, alternating, each on a fresh stream: events/s of each (medians)."""
     app = await asyncio.to_thread(rawsave.open_app, postgres_url, 2)
@@ -78,8 +79,18 @@ async def relay_vs_raw(
         for round_ in range(rounds):
             await ensure_stream(js, RELAY_STREAM)
             relay = OutboxRelay(
-                app, CONTRACT, postgres_url=postgres_url, nats_url=nats_url, stream=RELAY_STREAM
+                app,
+                CONTRACT,
+                postgres_url=postgres_url,
+                nats_url=nats_url,
+                stream=RELAY_STREAM,
+                pool=True,
             )
+            # As a running relay is: connected, its pool process (if any) ready.
+            await relay.connect()
+            warming = relay.start_pool()
+            if warming is not None:
+                await warming
             started = time.perf_counter()
             try:
                 await relay.publish_backlog(0, limit=limit)

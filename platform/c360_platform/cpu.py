@@ -57,7 +57,7 @@ class MapperOf:
     """How a pool process gets an application's mapper (events -> stored events), which does
     not pickle itself: the application class and the settings that shape its encoding."""
 
-    application: str
+    application_topic: str
     """The application class's topic (module:Class)."""
     settings: tuple[tuple[str, str], ...]
 
@@ -66,14 +66,19 @@ class MapperOf:
         settings = tuple((k, str(app.env[k])) for k in MAPPER_SETTINGS if app.env.get(k))
         return cls(get_topic(type(app)), settings)
 
-    def get(self) -> Mapper[Any]:
-        """The mapper, made once per process (an in-memory instance of the application)."""
-        found = _mappers.get(self)
+    def application(self) -> Application[Any]:
+        """An in-memory instance of the application, made once per process: its mappers
+        encode and decode as the service's own do."""
+        found = _applications.get(self)
         if found is None:
-            kind = resolve_topic(self.application)
+            kind = resolve_topic(self.application_topic)
             env = {**dict(self.settings), "PERSISTENCE_MODULE": "c360_platform.memstore:Factory"}
-            found = _mappers[self] = kind(env=env).mapper
+            found = _applications[self] = kind(env=env)
         return found
 
+    def get(self) -> Mapper[Any]:
+        """The mapper (events -> stored events and back, revealing what it seals)."""
+        return self.application().mapper
 
-_mappers: dict[MapperOf, Mapper[Any]] = {}
+
+_applications: dict[MapperOf, Application[Any]] = {}

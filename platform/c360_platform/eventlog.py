@@ -106,7 +106,7 @@ def publish_events(
     """Everything a business service does with its events: the outbox relay as a background
     task of `host`, and the catch-up read beside its API."""
     relay = OutboxRelay(
-        app, contract, postgres_url=settings.postgres_url, nats_url=settings.nats_url
+        app, contract, postgres_url=settings.postgres_url, nats_url=settings.nats_url, pool=True
     )
     if not settings.relay_apart:  # else `c360-service NAME --relay` runs it (relayd.py)
         host.background.append(relay.run)

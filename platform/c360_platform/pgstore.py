@@ -749,7 +749,7 @@ class EventRecorder(_SchemaOnce, PostgresApplicationRecorder):
             row = curs.fetchone()
         return int(row["notification_id"]) if row else 0
 
-    def _with_metadata_statement(self) -> bytes:
+    def with_metadata_statement(self) -> bytes:
         """Notifications after a position (%s) with their metadata, in log order, at most %s."""
         return self._statement(
             "with metadata",
@@ -769,7 +769,7 @@ class EventRecorder(_SchemaOnce, PostgresApplicationRecorder):
         )
 
     @staticmethod
-    def _with_metadata(rows: Sequence[tuple[Any, ...]]) -> list[tuple[Notification, EventMetadata]]:
+    def with_metadata(rows: Sequence[tuple[Any, ...]]) -> list[tuple[Notification, EventMetadata]]:
         return [
             (
                 Notification(
@@ -803,8 +803,8 @@ class EventRecorder(_SchemaOnce, PostgresApplicationRecorder):
         # not as hex; an id as 16 bytes, not text to parse): the relay reads every event here.
         with self.datastore.get_connection() as conn:
             cursor = conn.cursor(row_factory=tuple_row, binary=True)
-            cursor.execute(self._with_metadata_statement(), (after, limit))
-            return self._with_metadata(cursor.fetchall())
+            cursor.execute(self.with_metadata_statement(), (after, limit))
+            return self.with_metadata(cursor.fetchall())
 
     async def select_with_metadata_async(
         self, conn: psycopg.AsyncConnection[Any], after: int, limit: int
@@ -812,8 +812,8 @@ class EventRecorder(_SchemaOnce, PostgresApplicationRecorder):
         """`select_with_metadata` on an async connection of the caller's (autocommit): the
         relay reads on its event loop, without a thread hop per read."""
         async with conn.cursor(row_factory=tuple_row, binary=True) as cursor:
-            await cursor.execute(self._with_metadata_statement(), (after, limit))
-            return self._with_metadata(await cursor.fetchall())
+            await cursor.execute(self.with_metadata_statement(), (after, limit))
+            return self.with_metadata(await cursor.fetchall())
 
     def existing(self, aggregate_ids: list[UUID]) -> set[UUID]:
         """Which of these aggregates have events already."""

@@ -4,8 +4,9 @@ The stored position advances only past what JetStream acknowledged storing; a cr
 between re-publishes from it with the same Nats-Msg-Id (<service>:<position>), which
 JetStream's duplicate window drops and the projector's tracking ignores beyond it. A backlog
 goes out as one fast-ingest batch (acknowledged every 250 messages, stored in order
-without gaps), pages read ahead and positions written while the next page is published; on a
-stream without fast batches, one ack per message. While events trickle in, the running relay
+without gaps), pages read ahead (by a process of the CPU pool, once one is ready) and
+positions written while the next page is published; on a stream without fast batches, one
+ack per message. While events trickle in, the running relay
 writes its position at most once a second (`ADVANCE_EVERY`), not after each. One relay per
 service is active.
 """
@@ -14,11 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import os
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -30,8 +35,10 @@ from eventsourcing.postgres import PostgresTrackingRecorder
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from opentelemetry import trace
+from psycopg.rows import tuple_row
 
-from c360_platform import envelope, natsauth, telemetry
+from c360_platform import envelope, natsauth, registry, telemetry
+from c360_platform.cpu import MapperOf, cpu_pool
 from c360_platform.envelope import Envelope
 from c360_platform.leader import lead, sleep_or_stop, unless_stopped, wait_at_most
 from c360_platform.locks import AdvisoryLock
@@ -44,8 +51,13 @@ _log = logging.getLogger(__name__)
 RELAY = "relay"
 
 
-Page = list[tuple[Notification, EventMetadata]]
+Rows = list[tuple[Notification, EventMetadata]]
 """Stored events with their metadata, in log order."""
+Outgoing = tuple[int, str, bytes, str, str]
+"""A stored event as the relay publishes it: its position, subject, envelope (serialized),
+and the trace context stored with it (traceparent, tracestate). A tuple: a page of them
+comes back from a process of the CPU pool."""
+Page = list[Outgoing]
 LOCK_CHECK_INTERVAL = 1.0
 """Seconds between two looks at the relay's lock session while it keeps being woken."""
 ADVANCE_EVERY = 1.0
@@ -110,6 +122,83 @@ class StoredEnvelope:
         )
 
 
+def outgoing(stored: StoredEnvelope) -> Outgoing:
+    """A stored event as the relay publishes it."""
+    meta = stored.meta
+    return (
+        stored.notification.id,
+        stored.subject,
+        stored.pack().SerializeToString(),
+        meta.traceparent,
+        meta.tracestate,
+    )
+
+
+@dataclass(frozen=True)
+class PageSource:
+    """How a process of the CPU pool reads and packs pages of one service's log (see
+    `OutboxRelay._read_ahead`): what pickles, no connection and no application. The process
+    opens a connection of its own and decodes with an in-memory instance of the service's
+    application (`MapperOf`), whose publishing mapper decodes as the service's does."""
+
+    postgres_url: str
+    statement: bytes
+    """The recorder's notifications-with-metadata statement (after %s, at most %s)."""
+    application: MapperOf
+    contract: str
+    """`module:attribute` of the service's published contract (its `ServiceSpec.contract`)."""
+    source: str
+
+
+_readers: dict[str, psycopg.Connection[Any]] = {}
+"""A pool process's connection to each store it reads pages of."""
+
+
+def _reader(source: PageSource) -> psycopg.Connection[Any]:
+    conn = _readers.get(source.postgres_url)
+    if conn is None or conn.closed:
+        conn = _readers[source.postgres_url] = psycopg.connect(
+            source.postgres_url,
+            autocommit=True,
+            application_name=f"c360 relay {source.source} pages",
+            connect_timeout=10,
+        )
+    return conn
+
+
+def _contract(reference: str) -> Contract:
+    module, _, attribute = reference.partition(":")
+    found: Contract = getattr(importlib.import_module(module), attribute)
+    return found
+
+
+def ready_page_source(source: PageSource) -> int:
+    """In a pool process: connect and build what `packed_page` needs (the first use imports
+    the service's code); returns the process's id."""
+    _reader(source)
+    source.application.application()
+    _contract(source.contract)
+    return os.getpid()
+
+
+def packed_page(source: PageSource, after: int, limit: int) -> Page:
+    """In a pool process: the stored events after a position, at most `limit`, packed as the
+    relay publishes them (what `OutboxRelay._pack` makes of the same rows)."""
+    conn = _reader(source)
+    try:
+        with conn.cursor(row_factory=tuple_row, binary=True) as cursor:
+            cursor.execute(source.statement, (after, limit))
+            rows = EventRecorder.with_metadata(cursor.fetchall())
+    except psycopg.Error as exc:
+        conn.close()
+        # psycopg's errors do not all pickle back to the relay's process: the text does.
+        raise ConnectionError(f"reading the log after {after}: {exc}") from None
+    app = source.application.application()
+    assert isinstance(app, ServiceApplication)
+    contract, mapper = _contract(source.contract), app.publishing_mapper
+    return [outgoing(StoredEnvelope(app, contract, n, meta, mapper)) for n, meta in rows]
+
+
 class OutboxRelay:
     """Tails one application's notification log and publishes each event once."""
 
@@ -124,7 +213,10 @@ class OutboxRelay:
         batch_size: int = 500,
         window: int = 256,
         ack_timeout: float = 10.0,
+        pool: Executor | bool = False,
     ) -> None:
+        """`pool`: a backlog's pages are read ahead by a process of this pool, or of the CPU
+        pool (`True`: `C360_CPU_PROCESSES`), once it is ready (see `_read_ahead`)."""
         self.app = app
         self.source = app.source
         self.contract = contract
@@ -155,6 +247,12 @@ class OutboxRelay:
         self.published = 0
         self._ahead: tuple[int, asyncio.Future[Page]] | None = None
         """The page after a position, read while the stream stores the one before it."""
+        self._pool: Executor | None = None if isinstance(pool, bool) else pool
+        self._use_pool = pool is not False
+        self._pages: PageSource | None = None
+        self._pool_state = "unused" if self._use_pool else "off"
+        """The CPU pool's part in reading ahead: unused (no backlog yet), warming (a pool
+        process is getting ready), ready, or off (no pool, or it failed)."""
         self.acknowledged = 0
         """The last position the stream acknowledged storing (of this relay's publishing)."""
         self._unsaved: int | None = None
@@ -265,13 +363,82 @@ class OutboxRelay:
             return await publish(*args)
 
     def _read_ahead(self, after: int) -> asyncio.Future[Page]:
-        """The page after a position, read in a thread while the one before it is published
-        (a backlog: the rows are turned into notifications beside the publishing)."""
-        return asyncio.ensure_future(
-            asyncio.to_thread(self.recorder.select_with_metadata, after, self.batch_size)
-        )
+        """The page after a position, read while the one before it is published (a backlog).
 
-    async def _select(self, after: int) -> Page:
+        Once a process of the CPU pool is ready, that process reads and packs the page: the
+        decoding and packing (some 60 us an event) then run on another core while this one
+        publishes (some 25), and a backlog goes out at the pace of the slower of the two,
+        not of their sum. Until then (and where there is no pool), the page is read in a
+        thread and packed here."""
+        if self._pool_state == "ready":
+            assert self._pool is not None
+            assert self._pages is not None
+            try:
+                reading = self._pool.submit(packed_page, self._pages, after, self.batch_size)
+            except (BrokenProcessPool, RuntimeError) as gone:  # broken, or shut down
+                self._pool_off(repr(gone))
+            else:
+                return asyncio.wrap_future(reading)
+        return asyncio.ensure_future(self._read_here(after))
+
+    async def _read_here(self, after: int) -> Page:
+        rows = await asyncio.to_thread(self.recorder.select_with_metadata, after, self.batch_size)
+        return self._pack(rows)
+
+    def _pack(self, rows: Rows) -> Page:
+        """Stored events as the relay publishes them, packed in this process."""
+        app, contract, mapper = self.app, self.contract, self.app.publishing_mapper
+        return [outgoing(StoredEnvelope(app, contract, n, meta, mapper)) for n, meta in rows]
+
+    def _page_source(self) -> PageSource | None:
+        """What a pool process needs to read this relay's pages; None where the relay's
+        contract is not the one its service declares (nothing a pool process could import)."""
+        with contextlib.suppress(KeyError):
+            spec = registry.service(self.source)
+            if spec.contract and spec.event_contract() is self.contract:
+                return PageSource(
+                    self.postgres_url,
+                    self.recorder.with_metadata_statement(),
+                    MapperOf.of(self.app),
+                    spec.contract,
+                    self.source,
+                )
+        return None
+
+    def start_pool(self) -> asyncio.Future[int] | None:
+        """A backlog: get a process of the CPU pool ready to read pages ahead, once (pages
+        go on being read here until it is); the readiness to wait for, if it was started
+        now. A relay that only ever trickles never starts one."""
+        if self._pool_state != "unused":
+            return None
+        self._pool_state = "off"
+        pool = self._pool or cpu_pool()
+        source = self._page_source() if pool is not None else None
+        if pool is None or source is None:
+            return None
+        self._pool, self._pages, self._pool_state = pool, source, "warming"
+        warming = asyncio.wrap_future(pool.submit(ready_page_source, source))
+        warming.add_done_callback(self._pool_warmed)
+        return warming
+
+    def _pool_warmed(self, done: asyncio.Future[int]) -> None:
+        if self._pool_state != "warming":
+            return
+        failed = done.cancelled() or done.exception() is not None
+        if failed:
+            self._pool_off(repr(done.exception()) if not done.cancelled() else "cancelled")
+            return
+        self._pool_state = "ready"
+        _log.info("relay %s: pages read ahead in process %d", self.source, done.result())
+
+    def _pool_off(self, why: str) -> None:
+        _log.warning(
+            "relay %s: the CPU pool reads no pages (%s); reading them here", self.source, why
+        )
+        self._pool_state = "off"
+        self._pool = None
+
+    async def _select(self, after: int) -> Rows:
         """The page after a position, read on the relay's own connection, on its event loop:
         the read after each wake-up (a command or a few), where a thread cost a hop each way
         and its own BEGIN and ROLLBACK."""
@@ -291,9 +458,13 @@ class OutboxRelay:
         if ahead is not None:
             position, reading = ahead
             if position == after:
-                return await reading
-            await asyncio.gather(reading, return_exceptions=True)  # not this page: dropped
-        return await self._select(after)
+                try:
+                    return await reading
+                except BrokenProcessPool as gone:  # the pool's process ended: read here
+                    self._pool_off(repr(gone))
+            else:
+                await asyncio.gather(reading, return_exceptions=True)  # not this page: dropped
+        return self._pack(await self._select(after))
 
     async def _publish_pages(
         self,
@@ -327,10 +498,11 @@ class OutboxRelay:
                     more = False
                 if more:
                     # A backlog: the next page is read while this one is published.
-                    self._ahead = (rows[-1][0].id, self._read_ahead(rows[-1][0].id))
+                    self.start_pool()
+                    self._ahead = (rows[-1][0], self._read_ahead(rows[-1][0]))
                 if rows:
                     await self._publish_rows(publisher, rows)
-                    position = rows[-1][0].id
+                    position = rows[-1][0]
                     pages.append((publisher.sent, position, len(rows)))
                 if more:
                     stored = publisher.stored
@@ -358,32 +530,35 @@ class OutboxRelay:
             if writing is not None:
                 await writing
 
-    async def _publish_rows(self, publisher: Batches, rows: Page) -> None:
+    async def _publish_rows(self, publisher: Batches, page: Page) -> None:
         tracing = telemetry.enabled()
         tracer = telemetry.tracer("c360.relay")
-        mapper = self.app.publishing_mapper
-        for notification, meta in rows:
-            stored = StoredEnvelope(self.app, self.contract, notification, meta, mapper)
+        for position, subject, data, traceparent, tracestate in page:
             if not tracing:  # no span to make: the stored trace context travels as it is
-                await self._publish(publisher, stored, meta.traceparent, meta.tracestate)
+                await self._publish(publisher, position, subject, data, traceparent, tracestate)
                 continue
-            parent = telemetry.context_from(meta.traceparent, meta.tracestate)
+            parent = telemetry.context_from(traceparent, tracestate)
             with tracer.start_as_current_span(
-                f"publish {stored.subject}", context=parent, kind=trace.SpanKind.PRODUCER
+                f"publish {subject}", context=parent, kind=trace.SpanKind.PRODUCER
             ) as span:
                 span.set_attribute("messaging.system", "nats")
-                span.set_attribute("c360.source_position", notification.id)
-                traceparent, tracestate = telemetry.current_trace_headers()
-                await self._publish(publisher, stored, traceparent, tracestate)
+                span.set_attribute("c360.source_position", position)
+                producer, state = telemetry.current_trace_headers()
+                await self._publish(publisher, position, subject, data, producer, state)
 
     async def _publish(
-        self, publisher: Batches, stored: StoredEnvelope, traceparent: str, tracestate: str
+        self,
+        publisher: Batches,
+        position: int,
+        subject: str,
+        data: bytes,
+        traceparent: str,
+        tracestate: str,
     ) -> None:
         """Publish one stored event (its ack to come). The envelope is the stored one, byte for
         byte what the catch-up read serves (its trace context the command's); the headers carry
         `traceparent`/`tracestate`, the producer span's when tracing is on, and the stream
         expected to store it."""
-        position = stored.notification.id
         headers = {
             "Nats-Msg-Id": envelope.msg_id(self.source, position),
             "Nats-Expected-Stream": self.stream.name,
@@ -392,7 +567,7 @@ class OutboxRelay:
             headers["traceparent"] = traceparent
             if tracestate:
                 headers["tracestate"] = tracestate
-        await publisher.publish(stored.subject, stored.pack().SerializeToString(), headers=headers)
+        await publisher.publish(subject, data, headers=headers)
 
     async def _acknowledged(self, publisher: Batches) -> None:
         """Wait for every ack of the batch, but not past a dropped connection (the publisher

@@ -5,8 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import multiprocessing
+import os
+import signal
 import time
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from functools import partial
 from typing import Any
 
@@ -20,7 +24,7 @@ from c360.timeline.v1 import timeline_service_pb2 as tapi
 from c360_customer.application import CustomerApplication
 from c360_customer.contract import CONTRACT as CUSTOMER_CONTRACT
 from c360_platform.pgstore import ensure_schema, postgres_env
-from c360_platform.relay import ADVANCE_EVERY, OutboxRelay
+from c360_platform.relay import ADVANCE_EVERY, OutboxRelay, StoredEnvelope
 from c360_platform.store import CommandContext
 from c360_platform.streams import StreamSettings
 from c360_timeline import projection
@@ -156,6 +160,84 @@ async def test_a_backlog_goes_out_in_a_fast_batch_and_a_few_events_with_an_ack_e
     positions = [env.source_position for _, env in await stream_messages(fresh_nats_url)]
     assert positions == sorted(set(positions))
     assert len(positions) == 73
+
+
+@pytest.fixture
+def pool() -> Iterator[ProcessPoolExecutor]:
+    """A process pool of its own (spawned, as the CPU pool is): shut down after the test,
+    so its process's connection to the store goes with it."""
+    executor = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+    yield executor
+    executor.shutdown(wait=True, cancel_futures=True)
+
+
+def counting_submits(pool: ProcessPoolExecutor, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the functions given to the pool from now on."""
+    submitted: list[str] = []
+    submit = pool.submit
+
+    def spy(fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        submitted.append(fn.__name__)
+        return submit(fn, *args, **kwargs)
+
+    monkeypatch.setattr(pool, "submit", spy)
+    return submitted
+
+
+async def test_a_backlog_read_ahead_in_a_pool_process_goes_out_byte_for_byte_as_stored(
+    app: CustomerApplication,
+    database_url: str,
+    fresh_nats_url: str,
+    closing: list[Any],
+    pool: ProcessPoolExecutor,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    register_many(app, 130)
+    relay = make_relay(app, database_url, fresh_nats_url, batch_size=40, pool=pool)
+    closing.append(relay)
+    await relay.connect()
+    warming = relay.start_pool()
+    assert warming is not None
+    assert await warming != os.getpid()
+    submitted = counting_submits(pool, monkeypatch)
+
+    assert await relay.publish_backlog(0) == app.recorder.max_notification_id()
+
+    # Pages of 40, 40, 40 and 10: the first read here, the three after it by the pool.
+    assert submitted == ["packed_page"] * 3
+    assert relay.position() == app.recorder.max_notification_id()
+    messages = await stream_messages(fresh_nats_url)
+    rows = app.event_recorder.select_with_metadata(0, 1000)
+    assert len(messages) == len(rows) == 130
+    for (msg_id, published), (notification, meta) in zip(messages, rows, strict=True):
+        assert msg_id == f"customer:{notification.id}"
+        stored = StoredEnvelope(app, CUSTOMER_CONTRACT, notification, meta).pack()
+        assert published.SerializeToString() == stored.SerializeToString()
+
+
+async def test_a_relay_whose_pool_process_died_reads_its_pages_itself(
+    app: CustomerApplication,
+    database_url: str,
+    fresh_nats_url: str,
+    closing: list[Any],
+    pool: ProcessPoolExecutor,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    register_many(app, 100)
+    relay = make_relay(app, database_url, fresh_nats_url, batch_size=30, pool=pool)
+    closing.append(relay)
+    await relay.connect()
+    warming = relay.start_pool()
+    assert warming is not None
+    os.kill(await warming, signal.SIGKILL)
+
+    with caplog.at_level(logging.WARNING, logger="c360_platform.relay"):
+        assert await relay.publish_backlog(0) == app.recorder.max_notification_id()
+
+    assert "the CPU pool reads no pages" in caplog.text
+    positions = [env.source_position for _, env in await stream_messages(fresh_nats_url)]
+    assert len(positions) == 100
+    assert positions == sorted(set(positions))
 
 
 async def test_republished_beyond_the_dedup_window_and_redelivered_events_apply_once(
