@@ -342,6 +342,29 @@ def _sweep_shared_data(root: Path) -> None:
         shutil.rmtree(entry, ignore_errors=True)
 
 
+def _admits_by_password(home: Path) -> bool:
+    """The shared cluster in `home` asks every client for a password (a cluster made before
+    passwords trusts its clients until `_require_passwords` changes that)."""
+    try:
+        text = (home / "pgdata" / "pg_hba.conf").read_text()
+    except OSError:
+        return False
+    rules = [line.split() for line in text.splitlines() if line and not line.startswith("#")]
+    return bool(rules) and all(rule[-1] != "trust" for rule in rules if rule)
+
+
+def _discard_orphaned_cluster(home: Path) -> None:
+    """Remove the shared cluster of a folder that is gone, unless its server still runs."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        pid = int((home / "pgdata" / "postmaster.pid").read_text().splitlines()[0])
+        if pid_alive(pid):
+            raise RuntimeError(
+                f"the PostgreSQL server of a removed folder still runs on {home} (pid {pid}):"
+                " stop it (or wait for its `c360 up` to end), then start again"
+            )
+    shutil.rmtree(home)
+
+
 class EmbeddedPostgres(EmbeddedServer):
     """A PostgreSQL server (the `pgserver` wheel's binaries) listening on 127.0.0.1:port.
 
@@ -455,6 +478,12 @@ class EmbeddedPostgres(EmbeddedServer):
         _sweep_shared_data(root)
         self._install = _reachable_install(self._wheel_install, root)
         home = root / f"data-{_digest(str(self.data_dir))}"
+        if home.exists() and not self.password_file.exists() and _admits_by_password(home):
+            # The cluster of a folder that was removed and made again (`rm -rf .c360`): its
+            # superuser's password went with the folder, so it would admit no one, and the
+            # folder's data is meant to be gone with it.
+            _discard_orphaned_cluster(home)
+            self.note(f"removed the cluster of a removed {self.data_dir}: starting afresh")
         if not home.exists():
             home.mkdir(mode=0o700)
             (home / "owner").write_text(f"{self.data_dir}\n")

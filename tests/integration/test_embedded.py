@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -142,3 +143,24 @@ def test_postgres_admits_only_who_knows_the_superusers_password(tmp_path: Path) 
                 psycopg.connect(attempt, connect_timeout=5)
     finally:
         pg.stop()
+
+
+def test_a_folder_removed_and_made_again_gets_a_cluster_of_its_own(tmp_path: Path) -> None:
+    """Removing the folder (`rm -rf .c360`, to start afresh) removes its data, also as root,
+    where the cluster itself lives in the shared directory (its password went with the
+    folder: the old cluster would admit no one)."""
+    first = EmbeddedPostgres(tmp_path / "pg")
+    try:
+        with psycopg.connect(first.start(), autocommit=True) as conn:
+            conn.execute("CREATE TABLE kv (k text PRIMARY KEY, v text NOT NULL)")
+    finally:
+        first.stop()
+    shutil.rmtree(tmp_path / "pg")
+
+    again = EmbeddedPostgres(tmp_path / "pg")
+    try:
+        with psycopg.connect(again.start(), autocommit=True) as conn:
+            found = conn.execute("SELECT to_regclass('kv') IS NULL").fetchone()
+        assert found == (True,)
+    finally:
+        again.stop()
