@@ -135,12 +135,14 @@ def page_sql(where: Sequence[str]) -> str:
     occurred_at DESC, ...) yields its entries in order and the scan stops at LIMIT
     (`= ANY(array)` would read every entry of the group and sort them); the pages are merged
     and cut. Each row also carries the group and which of it is forgotten (computed once, not
-    per row): what revealing the page needs, in the same round trip."""
+    per row): what revealing the page needs, in the same round trip. They come as text (ids
+    with a space between), read from the first row only: as arrays of uuid, each row's copy
+    was parsed into UUIDs, a quarter of the page's reading."""
     order = "ORDER BY occurred_at DESC, source DESC, position DESC LIMIT %(size)s"
     return (
         f"{GROUP_CTE} SELECT p.*,"
-        " (SELECT array_agg(id) FROM grp) AS group_ids,"
-        f" (SELECT array_agg(customer_id) FROM {SCHEMA}.forgotten"
+        " (SELECT array_to_string(array_agg(id), ' ') FROM grp) AS group_ids,"
+        f" (SELECT array_to_string(array_agg(customer_id), ' ') FROM {SCHEMA}.forgotten"
         "  WHERE customer_id IN (SELECT id FROM grp)) AS group_gone"
         " FROM (SELECT DISTINCT id FROM grp) g CROSS JOIN LATERAL"
         f" (SELECT {REPLY_COLUMNS} FROM {SCHEMA}.entries WHERE {' AND '.join(where)}"
@@ -494,12 +496,17 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
             where.append("(occurred_at, source, position) < (%(t_at)s, %(t_source)s, %(t_pos)s)")
             params["t_at"], params["t_source"], params["t_pos"] = _decode_token(request.page_token)
         async with self.pages.connection() as conn:
-            async with conn.cursor(row_factory=dict_row) as cur:
+            # Binary: the kept messages as they are (not as hex), times and numbers unparsed.
+            async with conn.cursor(row_factory=dict_row, binary=True) as cur:
                 await cur.execute(page_sql(where), params)
                 rows = await cur.fetchall()
             known = None
             if rows:
-                known = Forgotten(set(rows[0]["group_ids"]), set(rows[0]["group_gone"] or ()))
+                first = rows[0]
+                known = Forgotten(
+                    {UUID(i) for i in first["group_ids"].split()},
+                    {UUID(i) for i in (first["group_gone"] or "").split()},
+                )
             page = await self._opened_entries(rows[:size], conn, known)
         reply = api.GetTimelineResponse(
             next_page_token=_encode_token(page[-1]) if len(rows) > size else ""
