@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
@@ -120,18 +123,77 @@ def relay_apart_from_env() -> bool:
 
 
 def cpu_processes_from_env() -> int:
-    """C360_CPU_PROCESSES: processes for CPU-heavy work (bulk import validation; cpu.py).
-    Default: the cores this process may use, less one for its own interpreter; 0 (one
-    core) means none: the work is done in the service's process."""
+    """C360_CPU_PROCESSES: processes for CPU-heavy work (a bulk import's validation, a relay's
+    backlog pages; cpu.py). Default: the cores this process may use, less one for its own
+    interpreter; 0 (one core) means none: the work is done in the service's process."""
     return _count("C360_CPU_PROCESSES", available_cores() - 1, least=0)
 
 
-def available_cores() -> int:
-    """The cores this process may run on (its CPU affinity, not the machine's count)."""
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+PROC_CGROUP = Path("/proc/self/cgroup")
+
+
+def available_cores(cgroup_root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_CGROUP) -> int:
+    """The cores this process may use: those it may run on (its CPU affinity, not the
+    machine's count), and no more than its cgroup's CPU quota allows, rounded up (a
+    container's CPU limit: a pod limited to one CPU sees every core of its node, and a pool
+    sized by them would only share that one CPU, and its memory limit)."""
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
+    quota = cgroup_cpu_quota(cgroup_root, proc_cgroup)
+    return max(1, min(cores, math.ceil(quota))) if quota is not None else cores
+
+
+def cgroup_cpu_quota(cgroup_root: Path, proc_cgroup: Path) -> float | None:
+    """CPUs a second this process's cgroup and its ancestors allow at most (the lowest
+    quota over its period), or None without a quota: cgroup v2's `cpu.max`, else v1's
+    `cpu.cfs_quota_us` and `cpu.cfs_period_us`."""
+    try:
+        lines = proc_cgroup.read_text().splitlines()
+    except OSError:
+        return None
+    found: list[float] = []
+    names: tuple[str, ...]
+    for line in lines:
+        fields = line.split(":", 2)
+        if len(fields) != 3:
+            continue
+        _, controllers, path = fields
+        if controllers == "":  # v2: the unified hierarchy
+            base, names = cgroup_root, ("cpu.max",)
+            hybrid = not (cgroup_root / "cgroup.controllers").exists()
+            if hybrid and (cgroup_root / "unified").is_dir():
+                base = cgroup_root / "unified"  # v2 mounted beside v1's controllers
+        elif "cpu" in controllers.split(","):
+            base, names = cgroup_root / controllers, ("cpu.cfs_quota_us", "cpu.cfs_period_us")
+            if not base.is_dir():
+                base = cgroup_root / "cpu"
+        else:
+            continue
+        found.extend(_quotas(base, path, names))
+    return min(found) if found else None
+
+
+def _quotas(base: Path, path: str, names: tuple[str, ...]) -> list[float]:
+    """The quotas set on the cgroup at `path` under `base` and on its ancestors."""
+    quotas: list[float] = []
+    parts = [p for p in path.split("/") if p]
+    for depth in range(len(parts), -1, -1):
+        where = base.joinpath(*parts[:depth])
+        try:
+            if len(names) == 1:
+                limit, _, period = (where / names[0]).read_text().strip().partition(" ")
+            else:
+                limit = (where / names[0]).read_text().strip()
+                period = (where / names[1]).read_text().strip()
+        except OSError:
+            continue
+        with contextlib.suppress(ValueError, ZeroDivisionError):
+            if limit not in ("max", "-1"):
+                quotas.append(int(limit) / int(period or "100000"))
+    return quotas
 
 
 def _own_token(service: str) -> str:
