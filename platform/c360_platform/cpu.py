@@ -1,11 +1,13 @@
 """CPU-heavy work off the service's interpreter: a pool of `C360_CPU_PROCESSES` processes.
 
 A service process runs one interpreter; Python code (validating a bulk import's rows,
-building its aggregates, encoding their events) holds it and starves the event loop. Work
-handed to this pool runs on the machine's other cores. The pool's processes are spawned
-(never forked: the service runs gRPC and threads, and a forked copy of those can hang), on
-first use, and kept for the process's life. With `C360_CPU_PROCESSES=0` (the default on a
-single core, where a pool cannot pay) there is no pool and callers do the work themselves.
+building its aggregates, encoding their events; decoding and packing a relay's backlog)
+holds it and starves the event loop. Work handed to this pool runs on the machine's other
+cores (as many as the process may use: its affinity and its cgroup's CPU quota). The
+pool's processes are spawned (never forked: the service runs gRPC and threads, and a forked
+copy of those can hang), on first use, and kept for the process's life. With
+`C360_CPU_PROCESSES=0` (the default on a single core, where a pool cannot pay) there is no
+pool and callers do the work themselves.
 """
 
 from __future__ import annotations

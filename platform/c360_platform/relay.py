@@ -3,12 +3,11 @@
 The stored position advances only past what JetStream acknowledged storing; a crash in
 between re-publishes from it with the same Nats-Msg-Id (<service>:<position>), which
 JetStream's duplicate window drops and the projector's tracking ignores beyond it. A backlog
-goes out as one fast-ingest batch (acknowledged every 250 messages, stored in order
-without gaps), pages read ahead (by a process of the CPU pool, once one is ready) and
-positions written while the next page is published; on a stream without fast batches, one
-ack per message. While events trickle in, the running relay
-writes its position at most once a second (`ADVANCE_EVERY`), not after each. One relay per
-service is active.
+goes out as one fast-ingest batch (acknowledged every 250 messages, stored in order without
+gaps), pages read ahead (by a process of the CPU pool, once one is ready) and positions
+written while the next page is published; on a stream without fast batches, one ack per
+message. While events trickle in, the running relay writes its position at most once a
+second (`ADVANCE_EVERY`), not after each. One relay per service is active.
 """
 
 from __future__ import annotations

@@ -184,6 +184,24 @@ def counting_submits(pool: ProcessPoolExecutor, monkeypatch: pytest.MonkeyPatch)
     return submitted
 
 
+async def pooled_relay(
+    app: CustomerApplication,
+    database_url: str,
+    nats_url: str,
+    pool: ProcessPoolExecutor,
+    batch_size: int,
+    closing: list[Any],
+) -> tuple[OutboxRelay, int]:
+    """A connected relay whose pool process is ready to read pages (closed with the test);
+    that process's id."""
+    relay = make_relay(app, database_url, nats_url, batch_size=batch_size, pool=pool)
+    closing.append(relay)
+    await relay.connect()
+    warming = relay.start_pool()
+    assert warming is not None
+    return relay, await warming
+
+
 async def test_a_backlog_read_ahead_in_a_pool_process_goes_out_byte_for_byte_as_stored(
     app: CustomerApplication,
     database_url: str,
@@ -193,12 +211,8 @@ async def test_a_backlog_read_ahead_in_a_pool_process_goes_out_byte_for_byte_as_
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     register_many(app, 130)
-    relay = make_relay(app, database_url, fresh_nats_url, batch_size=40, pool=pool)
-    closing.append(relay)
-    await relay.connect()
-    warming = relay.start_pool()
-    assert warming is not None
-    assert await warming != os.getpid()
+    relay, pid = await pooled_relay(app, database_url, fresh_nats_url, pool, 40, closing)
+    assert pid != os.getpid()
     submitted = counting_submits(pool, monkeypatch)
 
     assert await relay.publish_backlog(0) == app.recorder.max_notification_id()
@@ -224,12 +238,8 @@ async def test_a_relay_whose_pool_process_died_reads_its_pages_itself(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     register_many(app, 100)
-    relay = make_relay(app, database_url, fresh_nats_url, batch_size=30, pool=pool)
-    closing.append(relay)
-    await relay.connect()
-    warming = relay.start_pool()
-    assert warming is not None
-    os.kill(await warming, signal.SIGKILL)
+    relay, pid = await pooled_relay(app, database_url, fresh_nats_url, pool, 30, closing)
+    os.kill(pid, signal.SIGKILL)
 
     with caplog.at_level(logging.WARNING, logger="c360_platform.relay"):
         assert await relay.publish_backlog(0) == app.recorder.max_notification_id()
