@@ -66,6 +66,11 @@ and a successor re-publishes at most this much more, which the stream's duplicat
 drops as after any crash. A backlog writes it page by page; a relay with nothing more to
 publish, this long after its last write. One write for each command would cost a commit
 (a flush) of its own and a thread hop in the relay."""
+POOL_AFTER = 20_000
+"""A backlog this long (events of one batch, not caught up yet) has a process of the CPU pool
+made ready to read pages ahead (`start_pool`): starting one costs 1.4 s of CPU and 1.3 s
+(a spawned interpreter importing the service and building its application in memory),
+which a shorter backlog, relayed in a couple of seconds, would not win back."""
 FAST_FROM = 32
 """A backlog from this many events on goes out as a fast-ingest batch: below it, one ack per
 message is sooner (the batch's two round trips cost more than the acks it saves)."""
@@ -405,9 +410,9 @@ class OutboxRelay:
         return None
 
     def start_pool(self) -> asyncio.Future[int] | None:
-        """A backlog: get a process of the CPU pool ready to read pages ahead, once (pages
-        go on being read here until it is); the readiness to wait for, if it was started
-        now. A relay that only ever trickles never starts one."""
+        """A long backlog (`POOL_AFTER`): get a process of the CPU pool ready to read pages
+        ahead, once (pages go on being read here until it is); the readiness to wait for, if
+        it was started now. A relay that only trickles, or catches up soon, never starts one."""
         if self._pool_state != "unused":
             return None
         self._pool_state = "off"
@@ -497,7 +502,8 @@ class OutboxRelay:
                     more = False
                 if more:
                     # A backlog: the next page is read while this one is published.
-                    self.start_pool()
+                    if read >= POOL_AFTER:
+                        self.start_pool()
                     self._ahead = (rows[-1][0], self._read_ahead(rows[-1][0]))
                 if rows:
                     await self._publish_rows(publisher, rows)

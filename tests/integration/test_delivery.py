@@ -23,6 +23,7 @@ from c360.events.v1 import envelope_pb2
 from c360.timeline.v1 import timeline_service_pb2 as tapi
 from c360_customer.application import CustomerApplication
 from c360_customer.contract import CONTRACT as CUSTOMER_CONTRACT
+from c360_platform import relay as relay_module
 from c360_platform.pgstore import ensure_schema, postgres_env
 from c360_platform.relay import ADVANCE_EVERY, OutboxRelay, StoredEnvelope
 from c360_platform.store import CommandContext
@@ -227,6 +228,30 @@ async def test_a_backlog_read_ahead_in_a_pool_process_goes_out_byte_for_byte_as_
         assert msg_id == f"customer:{notification.id}"
         stored = StoredEnvelope(app, CUSTOMER_CONTRACT, notification, meta).pack()
         assert published.SerializeToString() == stored.SerializeToString()
+
+
+async def test_only_a_long_backlog_gets_a_pool_process_to_read_ahead(
+    app: CustomerApplication,
+    database_url: str,
+    fresh_nats_url: str,
+    closing: list[Any],
+    pool: ProcessPoolExecutor,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    register_many(app, 130)
+    submitted = counting_submits(pool, monkeypatch)
+    short = make_relay(app, database_url, fresh_nats_url, batch_size=40, pool=pool)
+    closing.append(short)
+    assert await short.publish_backlog(0) == app.recorder.max_notification_id()
+    assert submitted == []  # 130 events: caught up before a process could be ready
+
+    monkeypatch.setattr(relay_module, "POOL_AFTER", 80)
+    long = make_relay(app, database_url, fresh_nats_url, batch_size=40, pool=pool)
+    closing.append(long)
+    assert await long.publish_backlog(0) == app.recorder.max_notification_id()
+    assert submitted[:1] == ["ready_page_source"]  # asked for after the page through 80
+    await asyncio.wrap_future(pool.submit(os.getpid))  # after it: the warm-up has ended
+    await asyncio.sleep(0)  # and its callback has run, on this loop
 
 
 async def test_a_relay_whose_pool_process_died_reads_its_pages_itself(
