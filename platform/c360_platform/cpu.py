@@ -31,16 +31,32 @@ _made = False
 
 
 def cpu_pool() -> Executor | None:
-    """The process pool for CPU-heavy work, or None when there should be none."""
+    """The process pool for CPU-heavy work, or None when there should be none. A pool one of
+    whose processes died (killed, out of memory) is broken for good, every submit raising
+    BrokenProcessPool: the next caller gets a new one."""
     global _pool, _made
     with _lock:
         if not _made:
             _made = True
             count = cpu_processes_from_env()
             if count > 0:
-                _pool = ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("spawn"))
-                atexit.register(_pool.shutdown, wait=False, cancel_futures=True)
+                _pool = _new_pool(count)
+        elif _pool is not None and _broken(_pool):
+            _pool.shutdown(wait=False, cancel_futures=True)
+            _pool = _new_pool(cpu_processes_from_env())
         return _pool
+
+
+def _new_pool(count: int) -> ProcessPoolExecutor:
+    pool = ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("spawn"))
+    atexit.register(pool.shutdown, wait=False, cancel_futures=True)
+    return pool
+
+
+def _broken(pool: ProcessPoolExecutor) -> bool:
+    """Whether the pool is broken (CPython's ProcessPoolExecutor keeps it in `_broken`, the
+    reason or False, and has no public way to ask)."""
+    return bool(getattr(pool, "_broken", False))
 
 
 MAPPER_SETTINGS = (
