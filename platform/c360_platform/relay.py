@@ -252,9 +252,8 @@ class OutboxRelay:
         self._ahead: tuple[int, asyncio.Future[Page]] | None = None
         """The page after a position, read while the stream stores the one before it."""
         self._pool: Executor | None = None if isinstance(pool, bool) else pool
-        self._use_pool = pool is not False
         self._pages: PageSource | None = None
-        self._pool_state = "unused" if self._use_pool else "off"
+        self._pool_state = "off" if pool is False else "unused"
         """The CPU pool's part in reading ahead: unused (no backlog yet), warming (a pool
         process is getting ready), ready, or off (no pool, or it failed)."""
         self.acknowledged = 0
