@@ -22,12 +22,13 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import grpc
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
+from c360_platform.intercept import WrappingInterceptor
 from c360_platform.leader import wait_at_most
 
 if TYPE_CHECKING:
@@ -82,25 +83,26 @@ def code_of(exc: BaseException | None, context: grpc.aio.ServicerContext[Any, An
     return status_for(exc)[0].name
 
 
-class RpcMetrics(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+class RpcMetrics(WrappingInterceptor):
     """Counts and times every call of a server, by method and status code."""
 
     def __init__(self, service: str) -> None:
+        super().__init__()
         self.service = service
+        self._children: dict[tuple[str, str], tuple[Any, Any]] = {}
 
     def _observe(self, method: str, code: str, started: float) -> None:
-        RPC_REQUESTS.labels(self.service, method, code).inc()
-        RPC_DURATION.labels(self.service, method, code).observe(time.perf_counter() - started)
+        # The labelled children, looked up once per method and code (`labels` takes a lock).
+        children = self._children.get((method, code))
+        if children is None:
+            children = self._children[method, code] = (
+                RPC_REQUESTS.labels(self.service, method, code),
+                RPC_DURATION.labels(self.service, method, code),
+            )
+        children[0].inc()
+        children[1].observe(time.perf_counter() - started)
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Any:
-        handler: Any = await continuation(handler_call_details)
-        if handler is None:
-            return handler
-        method = handler_call_details.method
+    def wrap(self, method: str, handler: Any) -> Any:
         observe = self._observe
 
         def single(inner: Any) -> Any:

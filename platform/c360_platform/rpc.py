@@ -8,7 +8,7 @@ import gc
 import logging
 import os
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -29,6 +29,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from c360_platform import auth, errors, inbound, metrics, telemetry, tls
+from c360_platform.intercept import WrappingInterceptor
 
 if TYPE_CHECKING:
     from c360_platform.config import Settings
@@ -113,7 +114,7 @@ OPEN_PREFIXES = ("/grpc.health.v1.Health/",)
 REFLECTION_PREFIXES = ("/grpc.reflection.",)
 
 
-class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+class ServerInterceptor(WrappingInterceptor):
     """Authentication and the role check, one span per call (parent from the caller's
     traceparent), the request checks of `inbound`, and exception -> status."""
 
@@ -122,6 +123,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         authority: auth.Authority | None = None,
         roles: dict[str, frozenset[auth.Role]] | None = None,
     ) -> None:
+        super().__init__()
         self.authority = authority
         self.roles = roles if roles is not None else {}
         """Method path -> the roles it admits (filled as services are added to the host)."""
@@ -141,21 +143,10 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             raise
         _audit.info("%s by %s (%s)", method, principal.subject, principal.role)
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Any:
-        handler: Any = await continuation(handler_call_details)
-        if handler is None:
-            return handler
-        method = handler_call_details.method
-        metadata = {
-            k: v for k, v in (handler_call_details.invocation_metadata or ()) if isinstance(v, str)
-        }
+    def wrap(self, method: str, handler: Any) -> Any:
         tracer = telemetry.tracer("c360.grpc")
 
-        def start_span() -> trace.Span:
+        def start_span(metadata: Mapping[str, str]) -> trace.Span:
             parent = telemetry.context_from_metadata(metadata)
             span = tracer.start_span(method, context=parent, kind=trace.SpanKind.SERVER)
             span.set_attribute("rpc.system", "grpc")
@@ -166,10 +157,11 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             """Wrap a unary-unary or stream-unary behaviour (one reply)."""
 
             async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-                span = start_span()
+                metadata = context.invocation_metadata()
+                span = start_span(text_metadata(metadata))
                 token = otel_context.attach(trace.set_span_in_context(span))
                 try:
-                    self.authorize(method, context.invocation_metadata())
+                    self.authorize(method, metadata)
                     inbound.check(request)
                     return await inner(request, context)
                 except Exception as exc:
@@ -210,10 +202,11 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             async def unary_stream(
                 request: Any, context: grpc.aio.ServicerContext[Any, Any]
             ) -> AsyncIterator[Any]:
-                span = start_span()
+                metadata = context.invocation_metadata()
+                span = start_span(text_metadata(metadata))
                 token = otel_context.attach(trace.set_span_in_context(span))
                 try:
-                    self.authorize(method, context.invocation_metadata())
+                    self.authorize(method, metadata)
                     inbound.check(request)
                     async for item in inner_us(request, context):
                         yield item
@@ -247,6 +240,11 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
                 response_serializer=handler.response_serializer,
             )
         return handler
+
+
+def text_metadata(metadata: Any) -> dict[str, str]:
+    """A call's metadata without its binary (-bin) values."""
+    return {k: v for k, v in (metadata or ()) if isinstance(v, str)}
 
 
 async def _fail(
