@@ -33,6 +33,8 @@ class Settings:
     C360_CPU_PROCESSES processes for CPU-heavy work such as validating a bulk import
     C360_RELAY         "process": the outbox relay runs in a process of its own
                        (`c360-service NAME --relay`), not beside the API; "inline" (default)
+    C360_EVENT_LOOP    "uvloop" (default): a service process's asyncio loop is uvloop's;
+                       "asyncio": the standard library's
     """
 
     service: str
@@ -120,6 +122,17 @@ def relay_apart_from_env() -> bool:
     if value not in ("inline", "process"):
         raise ValueError(f"C360_RELAY: {value!r} is not inline or process")
     return value == "process"
+
+
+EVENT_LOOPS = ("uvloop", "asyncio")
+
+
+def event_loop_from_env() -> str:
+    """C360_EVENT_LOOP: "uvloop" (default) or "asyncio"."""
+    value = os.environ.get("C360_EVENT_LOOP", "").strip().lower() or EVENT_LOOPS[0]
+    if value not in EVENT_LOOPS:
+        raise ValueError(f"C360_EVENT_LOOP: {value!r} is not uvloop or asyncio")
+    return value
 
 
 def cpu_processes_from_env() -> int:

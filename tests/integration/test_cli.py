@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -290,6 +291,10 @@ def test_cli_against_a_running_stack(up: Up) -> None:
     assert logs, "no service logs to scan"
     assert all(value not in logs for value in secret.values())
     assert c360_json(home, "verify")["ok"] is True
+    # Every process served all of the above on uvloop (C360_EVENT_LOOP's default).
+    loops = re.findall(r" serving on \S+ \(event loop: (\w+)\)", logs)
+    assert len(loops) >= 5, logs[-3000:]
+    assert set(loops) == {"uvloop"}
 
     # `c360 up` stops cleanly on SIGTERM
     up.proc.send_signal(signal.SIGTERM)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -12,6 +13,7 @@ from typing import Any
 
 import grpc
 import pytest
+import uvloop
 from google.rpc import error_details_pb2
 from hypothesis import given
 from hypothesis import strategies as st
@@ -20,7 +22,7 @@ from c360_platform import defer_import, telemetry
 from c360_platform.consistency import ConsistencyToken
 from c360_platform.errors import InvalidArgument, NotFound, VersionConflict
 from c360_platform.pgstore import _json_value, json_loads, json_rows
-from c360_platform.rpc import status_for
+from c360_platform.rpc import loop_factory, status_for
 from c360_platform.validation import Violations
 
 
@@ -212,3 +214,18 @@ def test_nats_is_imported_without_its_websocket_dependency() -> None:
     code = "import c360_platform, nats, sys; print(type(sys.modules.get('aiohttp')).__name__)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() in ("_Deferred", "NoneType")
+
+
+def test_a_service_process_runs_on_uvloop_unless_told_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("C360_EVENT_LOOP", raising=False)
+    factory = loop_factory()
+    assert factory is not None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        assert isinstance(runner.get_loop(), uvloop.Loop)
+    monkeypatch.setenv("C360_EVENT_LOOP", "asyncio")
+    assert loop_factory() is None
+    monkeypatch.setenv("C360_EVENT_LOOP", "tokio")
+    with pytest.raises(ValueError, match="C360_EVENT_LOOP"):
+        loop_factory()
