@@ -65,8 +65,12 @@ class DataKeys:
         self.ttl = ttl
         self.clock = clock
         self._lock = threading.Lock()
-        self._cache: dict[UUID, tuple[float, bytes]] = {}
-        """Customer id -> (until when, key; b"" once forgotten; _UNKNOWN if not known)."""
+        self._cache: dict[int, tuple[float, bytes]] = {}
+        """Customer id (its 128-bit number) -> (until when, key; b"" once forgotten; _UNKNOWN
+        if not known). Numbers, not UUIDs: a UUID is an object the garbage collector
+        tracks, and this cache holds up to 200,000 of them for the process's life; a full
+        collection walked every one of them, on the path of whichever call it interrupted
+        (ints, floats and bytes, and tuples and dicts of them only, it leaves alone)."""
         self._stub: api_grpc.CustomerServiceStub | None = None
         self._channels: list[grpc.Channel] = []
         self._finding = threading.Lock()
@@ -113,7 +117,7 @@ class DataKeys:
     def _hit(self, customer_id: UUID, now: float) -> tuple[float, bytes] | None:
         """The cached entry, if still good (hold the lock); one read late in its time is
         marked due for a refresh."""
-        hit = self._cache.get(customer_id)
+        hit = self._cache.get(customer_id.int)
         if hit is None or hit[0] <= now:
             return None
         if hit[0] - now < self.ttl * (1 - REFRESH_AFTER) and customer_id not in self._asking:
@@ -223,7 +227,7 @@ class DataKeys:
         now = self.clock()
         with self._lock:
             for customer_id in wanted - found.keys():
-                hit = self._cache.get(customer_id)
+                hit = self._cache.get(customer_id.int)
                 if hit is None or hit[0] <= now:  # its request failed (or timed out)
                     why = self._failure or "no answer in time"
                     raise Unavailable(f"the customers' data keys cannot be read now: {why}")
@@ -315,7 +319,7 @@ class DataKeys:
             if len(self._cache) + len(chunk) > 200_000:  # before: the reads waiting find these
                 self._cache.clear()
             for customer_id in chunk:
-                self._cache[customer_id] = (now + self.ttl, got.get(customer_id, _UNKNOWN))
+                self._cache[customer_id.int] = (now + self.ttl, got.get(customer_id, _UNKNOWN))
 
     def keys(self, customer_ids: Iterable[UUID]) -> dict[UUID, bytes | None]:
         """Keys to reveal with: None for forgotten customers and those the holder does not

@@ -6,6 +6,7 @@ is out go together in the next one."""
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 import uuid
@@ -215,3 +216,14 @@ def test_a_closed_cache_prefetches_nothing(world: Any) -> None:
     time.sleep(0.05)
     assert holder.requests == []
     assert keys.known([ada], wait=0.05) == {}
+
+
+def test_the_cache_leaves_the_garbage_collector_nothing_to_walk(world: Any) -> None:
+    """A process's cache holds up to 200,000 keys for its life: a full collection that
+    walked each of them (as UUID objects) paused the timeline for tens of milliseconds."""
+    holder, _, keys = world
+    ids = customers(holder, 50)
+    assert keys.keys(ids) == {i: i.bytes * 2 for i in ids}
+    gc.collect()
+    assert len(keys._cache) == 50
+    assert not gc.is_tracked(keys._cache)

@@ -515,6 +515,18 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
             put_entry(reply.entries.add(), r)
         return reply
 
+    async def _watch_look(
+        self, customer_id: UUID, cursor: int
+    ) -> tuple[list[dict[str, Any]], list[str]]:
+        """A watch's look: its customer's entries after `cursor`, and the customer's group.
+        A method of its own so that its cursor (with psycopg's loaders and dumpers of its
+        columns) is gone when the look is: an idle watch waits holding its rows only."""
+        async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(WATCH_SQL, {"root": customer_id, "at": "infinity", "after": cursor})
+            rows = await self._opened_entries(await cur.fetchall(), conn)
+            group = await self._group(conn, customer_id, None)
+        return rows, group
+
     async def WatchTimeline(
         self, request: api.WatchTimelineRequest, context: Ctx
     ) -> AsyncIterator[api.WatchTimelineResponse]:
@@ -527,12 +539,7 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
             # The customer and those merged into it now, in the same statement (one snapshot)
             # as the entries: a merge while watching adds the duplicate's new entries from
             # then on; its older history is in GetTimeline.
-            async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-                await cur.execute(
-                    WATCH_SQL, {"root": customer_id, "at": "infinity", "after": cursor}
-                )
-                rows = await self._opened_entries(await cur.fetchall(), conn)
-                group = await self._group(conn, customer_id, None)
+            rows, group = await self._watch_look(customer_id, cursor)
             # A merge since the last look names the survivor's topic; the group, and so the
             # topics to wait for, are read again at every look (a changed group makes `seen`
             # stale, and the next wait returns at once: one look more).
