@@ -53,6 +53,7 @@ PRELOAD = (
     "c360_platform.contract",
     "c360_platform.eventlog",
     "c360_platform.relay",
+    "uvloop",  # the loop of every service process (rpc.loop_factory), made after the fork
 )
 """What the zygote imports before it forks: what every service's process imports (and the
 relay, which four of the five run in a process of their own). Not `c360_platform.serve`,
