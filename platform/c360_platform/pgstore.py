@@ -289,6 +289,32 @@ def _sql(table: QueryTable, condition: Condition, params: list[Any]) -> Composab
 _ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
 
 
+@contextlib.contextmanager
+def pipelined_transaction(conn: psycopg.Connection[Any]) -> Iterator[None]:
+    """One transaction whose statements go in pipeline mode, its BEGIN sent with the first of
+    them and its COMMIT with the last. psycopg's `transaction()` in a pipeline syncs right
+    after its BEGIN: a round trip to the server of its own, before any statement is sent.
+    For a connection in autocommit mode (the library's pool's are). The block's statements
+    are sent when a result is fetched and at its end; a failed statement (or an exception
+    in the block) rolls the whole transaction back."""
+    if not conn.autocommit:
+        raise ProgrammingError("pipelined_transaction needs a connection in autocommit mode")
+    try:
+        with conn.pipeline():
+            conn.execute("BEGIN")
+            yield
+            conn.execute("COMMIT")
+    except BaseException:
+        # The pipeline is synced and left: what remains is a transaction open or aborted.
+        if conn.info.transaction_status in (
+            psycopg.pq.TransactionStatus.INTRANS,
+            psycopg.pq.TransactionStatus.INERROR,
+        ):
+            with contextlib.suppress(psycopg.Error):
+                conn.execute("ROLLBACK")
+        raise
+
+
 def json_rows(
     rows: Iterable[Mapping[str, Any]], default: Callable[[Any], Any] | None = None
 ) -> str:

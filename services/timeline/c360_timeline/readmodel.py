@@ -25,7 +25,13 @@ from unidecode import unidecode
 from c360.events.v1 import envelope_pb2
 from c360_platform import notify, pii
 from c360_platform.datakeys import no_keys
-from c360_platform.pgstore import TrackingRecorder, ensure_schema, json_rows, postgres_env
+from c360_platform.pgstore import (
+    TrackingRecorder,
+    ensure_schema,
+    json_rows,
+    pipelined_transaction,
+    postgres_env,
+)
 from c360_timeline.entries import stored
 from c360_timeline.projection import (
     ChurnRule,
@@ -330,11 +336,7 @@ class ReadModel(TrackingRecorder):
         # In one round trip: BEGIN, what is applied already, which events are in, and the
         # profiles these events change (locked); the writes then go in a second one, with
         # the COMMIT (a pipeline: each statement no longer waits for the one before).
-        with (
-            self.datastore.get_connection() as conn,
-            conn.pipeline(),
-            conn.transaction(),
-        ):
+        with self.datastore.get_connection() as conn, pipelined_transaction(conn):
             curs, in_entries, in_profiles = conn.cursor(), conn.cursor(), conn.cursor()
             curs.execute(
                 self._sql(
