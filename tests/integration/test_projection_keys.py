@@ -1,11 +1,11 @@
-"""The projection asks for a new customer's key as its batch begins and makes the profile's
-search columns in the batch's transaction when the key comes in time (KEY_WAIT); when it does
-not, the profile is marked stale and the reindexer, woken for it, fills it. Against the read model
-on a real PostgreSQL and a key holder of the test's own."""
+"""The projection asks for a new customer's key in the background as its batch begins, and
+never waits for it: a profile whose keys the process holds gets its search columns in the
+batch's transaction; one whose keys it does not hold is written stale at once, and the
+reindexer, woken for it, fills it with the key the prefetch brought. Against the read model on
+a real PostgreSQL and a key holder of the test's own."""
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -17,7 +17,7 @@ import pytest
 from c360.events.v1 import customer_events_pb2 as ev
 from c360_platform import pii
 from c360_platform.envelope import Envelope, Publication, pack
-from c360_timeline.readmodel import KEY_WAIT, SCHEMA, ReadModel, open_read_model
+from c360_timeline.readmodel import SCHEMA, ReadModel, open_read_model
 from tests.keyholder import Clock, KeyHolder, Keys
 
 pytestmark = pytest.mark.integration
@@ -67,35 +67,49 @@ def search_row(url: str, cid: uuid.UUID) -> dict[str, Any]:
     return {"stale": row[0], "emails": row[1], "name_starts": row[2]}
 
 
-def test_a_new_customers_profile_is_indexed_in_its_batch(world: Any, database_url: str) -> None:
-    view, holder, keys = world
-    cid, envelope = registered(holder, 1, "ada@quenzel.example")
-    assert view.apply([envelope]) == 1
-    row = search_row(database_url, cid)
-    assert row["stale"] is False
-    assert row["emails"] == [view.index("ada@quenzel.example")]
-    assert row["name_starts"]
-    assert view.reindex() == 0  # nothing left to the reindexer
-    assert view.take_stale_written() is False  # nor woken for it
-    assert holder.requests == [[str(cid)]]  # asked once, ahead
-    assert keys.cached([cid]) == {cid: holder.keys[str(cid)]}  # the first read asks nothing
-
-
-def test_a_key_that_comes_late_leaves_the_profile_to_the_reindexer(
-    world: Any, database_url: str
+def test_a_batch_does_not_wait_for_a_new_customers_key(
+    world: Any, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    view, holder, _keys = world
+    view, holder, keys = world
+    waits: list[float] = []
+    known = keys.known
+
+    def recorded(customer_ids: Any, *, wait: float = 0.0) -> Any:
+        waits.append(wait)
+        return known(customer_ids, wait=wait)
+
+    monkeypatch.setattr(keys, "known", recorded)
     cid, envelope = registered(holder, 1, "bea@quenzel.example")
     holder.gate.clear()  # the key holder answers only when the test says
-    started = time.monotonic()
-    assert view.apply([envelope]) == 1
-    assert time.monotonic() - started < KEY_WAIT + 1.0  # waited KEY_WAIT, not for the answer
-    assert search_row(database_url, cid)["stale"] is True
-    assert view.take_stale_written() is True  # the projector wakes the reindexer
-    assert view.take_stale_written() is False  # once
-    holder.gate.set()
+    try:
+        assert view.apply([envelope]) == 1  # committed while the key request is unanswered
+        holder.wait_for(1)  # asked ahead, as the batch began
+        assert not holder.gate.is_set()
+        assert waits == [0.0]  # the keys at hand, none waited for
+        assert search_row(database_url, cid)["stale"] is True
+        assert view.take_stale_written() is True  # the projector wakes the reindexer
+        assert view.take_stale_written() is False  # once
+    finally:
+        holder.gate.set()
     assert view.reindex() == 1
     row = search_row(database_url, cid)
     assert row["stale"] is False
     assert row["emails"] == [view.index("bea@quenzel.example")]
-    assert len(holder.requests) == 1  # the reindex found the key the prefetch brought
+    assert row["name_starts"]
+    assert holder.requests == [[str(cid)]]  # asked once: the reindex found the prefetch's key
+    assert keys.cached([cid]) == {cid: holder.keys[str(cid)]}  # the first read asks nothing
+
+
+def test_a_profile_whose_keys_are_held_is_indexed_in_its_batch(
+    world: Any, database_url: str
+) -> None:
+    view, holder, keys = world
+    cid, envelope = registered(holder, 1, "cy@quenzel.example")
+    assert keys([cid]) == {cid: holder.keys[str(cid)]}  # read before (the cache holds it)
+    assert view.apply([envelope]) == 1
+    row = search_row(database_url, cid)
+    assert row["stale"] is False
+    assert row["emails"] == [view.index("cy@quenzel.example")]
+    assert view.reindex() == 0  # nothing left to the reindexer
+    assert view.take_stale_written() is False  # nor woken for it
+    assert len(holder.requests) == 1  # the read's request only
