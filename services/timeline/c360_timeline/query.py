@@ -114,6 +114,14 @@ WATCH_SQL = (
     " WHERE customer_id IN (SELECT id FROM grp) AND entry_seq > %(after)s"
     " ORDER BY entry_seq LIMIT 500"
 )
+# The customers changed after a cursor, each once at its latest entry, oldest change first:
+# a range of the profiles' `last_seq` index (a page reads its own rows, not every entry after
+# the cursor grouped by customer, as it once did: a follower reading all profiles from 0 read
+# the entries some profiles/page times over).
+CHANGED_SQL = (
+    f"SELECT last_seq AS seq, doc FROM {SCHEMA}.profiles WHERE last_seq > %s"
+    " ORDER BY last_seq LIMIT %s"
+)
 
 
 PAGE_OPTIONS = "-c enable_sort=off"
@@ -739,15 +747,9 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
     ) -> list[dict[str, Any]]:
         """Each customer changed after the cursor once, at its latest entry: a page ends at a
         change, so everyone changed up to the returned cursor is in this page or an earlier
-        one."""
+        one (CHANGED_SQL)."""
         async with conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(
-                f"SELECT c.seq, p.doc FROM (SELECT customer_id, max(entry_seq) AS seq"
-                f" FROM {SCHEMA}.entries WHERE entry_seq > %s GROUP BY customer_id"
-                f" ORDER BY seq LIMIT %s) c JOIN {SCHEMA}.profiles p USING (customer_id)"
-                " ORDER BY c.seq",
-                (after_cursor, limit),
-            )
+            await cur.execute(CHANGED_SQL, (after_cursor, limit))
             return await cur.fetchall()
 
     @requires(Role.OPERATOR)

@@ -106,6 +106,10 @@ KEY_CACHE_SECONDS = 60.0
 """How long the timeline trusts a key it read: a forget is seen at once all the same (the
 `forgotten` table, kept with the entries)."""
 
+LAST_SEQ = "(SELECT max(entry_seq) FROM {entries} WHERE customer_id = r.c)"
+"""A profile's `last_seq` as its write finds it: its customer's latest entry, the batch's
+entries inserted already (through `entries_by_arrival`, one index entry read)."""
+
 NOTIFY_CHANNEL = "c360_timeline"
 """The projector NOTIFYs here in each transaction that applies events (query.py LISTENs),
 naming the customers whose entries it added by their `customer_topic`s."""
@@ -271,6 +275,21 @@ class ReadModel(TrackingRecorder):
                     "CREATE INDEX IF NOT EXISTS profiles_by_word_start ON {} USING gin"
                     " (word_starts)"
                 ).format(self.profiles),
+                # Each profile's latest entry (its `entry_seq`), written with the profile: the
+                # changed profiles after a cursor are a range of this index, where grouping the
+                # entries after the cursor by customer read all of them for each page (a follower
+                # reading every profile from 0 read the entries some N/page times over). Filled
+                # from the entries where empty (the DDL runs once per change of it).
+                SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS last_seq bigint").format(
+                    self.profiles
+                ),
+                SQL(
+                    "UPDATE {profiles} AS p SET last_seq = (SELECT max(entry_seq) FROM {entries}"
+                    " WHERE customer_id = p.customer_id) WHERE p.last_seq IS NULL"
+                ).format(profiles=self.profiles, entries=self.entries),
+                SQL("CREATE INDEX IF NOT EXISTS profiles_by_last_seq ON {} (last_seq)").format(
+                    self.profiles
+                ),
                 SQL(
                     "CREATE TABLE IF NOT EXISTS {} (name text PRIMARY KEY, key bytea NOT NULL)"
                 ).format(self.index_keys),
@@ -476,7 +495,8 @@ class ReadModel(TrackingRecorder):
             curs.execute(
                 self._sql(
                     "UPDATE {profiles} AS p SET kind = r.k, display_name = r.n, doc = r.d,"
-                    " updated_at = r.u, at_risk_until = r.r FROM jsonb_to_recordset(%s::jsonb)"
+                    " updated_at = r.u, at_risk_until = r.r, last_seq = " + LAST_SEQ + ""
+                    " FROM jsonb_to_recordset(%s::jsonb)"
                     " AS r (c uuid, k text, n text, d jsonb, u timestamptz, r timestamptz)"
                     " WHERE p.customer_id = r.c"
                 ),
@@ -528,9 +548,10 @@ class ReadModel(TrackingRecorder):
                 self._sql(
                     "INSERT INTO {profiles} (customer_id, kind, display_name, name_key, emails,"
                     " phones, name_starts, word_starts, search_stale, doc, updated_at,"
-                    " at_risk_until)"
-                    " SELECT c, k, n, '', e, p, s, w, x, d, u, r FROM jsonb_to_recordset(%s::jsonb)"
-                    " AS (c uuid, k text, n text, e text[], p text[], s text[], w text[],"
+                    " at_risk_until, last_seq)"
+                    " SELECT c, k, n, '', e, p, s, w, x, d, u, r, " + LAST_SEQ + ""
+                    " FROM jsonb_to_recordset(%s::jsonb)"
+                    " AS r (c uuid, k text, n text, e text[], p text[], s text[], w text[],"
                     " x boolean, d jsonb, u timestamptz, r timestamptz)"
                     " ON CONFLICT (customer_id) DO UPDATE SET kind = EXCLUDED.kind,"
                     " display_name = EXCLUDED.display_name, name_key = '',"
@@ -538,7 +559,7 @@ class ReadModel(TrackingRecorder):
                     " name_starts = EXCLUDED.name_starts, word_starts = EXCLUDED.word_starts,"
                     " search_stale = EXCLUDED.search_stale,"
                     " doc = EXCLUDED.doc, updated_at = EXCLUDED.updated_at,"
-                    " at_risk_until = EXCLUDED.at_risk_until"
+                    " at_risk_until = EXCLUDED.at_risk_until, last_seq = EXCLUDED.last_seq"
                 ),
                 (json_rows(upserted),),
             )
