@@ -40,6 +40,14 @@ STATE_INTERVAL = 1.0
 """Seconds between saves of the durable's floor (its watermarks live in the tracking table)."""
 REINDEX_PAUSE = 1.0
 """How soon the reindexer looks again for stale search columns when it found none."""
+REINDEX_GATHER = 0.25
+"""Seconds the reindexer lets the stale profiles of the next batches gather after a look
+that did not fill a whole page (`REINDEX_LIMIT`): under a stream of new customers each batch
+leaves a few, and one transaction for those of a quarter second costs the projection's
+PostgreSQL and process less than one per batch (registrations/s at 16 in flight, /tmp/rb:
+398 and 377 without it, 433 and 399 with it). A search fills what is stale itself first."""
+REINDEX_LIMIT = 500
+"""Profiles a look of the reindexer fills at most (a full page: it looks again at once)."""
 SWEEP_EVERY = 5.0
 """Seconds between sweeps of expired at-risk flags (only while caught up)."""
 SETTLE = timedelta(seconds=60)
@@ -255,16 +263,20 @@ class Projector:
             # the look runs (after its read) wakes the next one.
             self.left_stale.clear()
             try:
-                indexed = await asyncio.to_thread(self.view.reindex)
+                indexed = await asyncio.to_thread(self.view.reindex, REINDEX_LIMIT)
             except Exception:  # the key holder or PostgreSQL is away: again shortly
                 _log.warning("search columns not filled yet; retrying", exc_info=True)
                 indexed = 0
                 await sleep_or_stop(stop, 1.0)
+            if indexed >= REINDEX_LIMIT:
+                continue  # more are stale (a backlog): the next page at once
             if not indexed:
                 # Woken by the next batch that left search columns stale (its new customers'
                 # keys are fetched at once, usually before the first read of them asks), else
                 # a look now and then (a batch whose keys were at hand leaves none: no look).
                 await wait_at_most(self.left_stale.wait(), REINDEX_PAUSE)
+            # What the batches of the next moment leave, filled together.
+            await sleep_or_stop(stop, REINDEX_GATHER)
 
     async def _follow_inbound(self, stop: asyncio.Event, done: asyncio.Event) -> None:
         """The ERP feed, beside the main one, for as long as this projector is active."""

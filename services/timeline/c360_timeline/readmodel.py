@@ -495,8 +495,8 @@ class ReadModel(TrackingRecorder):
             curs.execute(
                 self._sql(
                     "UPDATE {profiles} AS p SET kind = r.k, display_name = r.n, doc = r.d,"
-                    " updated_at = r.u, at_risk_until = r.r, last_seq = " + LAST_SEQ + ""
-                    " FROM jsonb_to_recordset(%s::jsonb)"
+                    " updated_at = r.u, at_risk_until = r.r, last_seq = " + LAST_SEQ + " FROM"
+                    " jsonb_to_recordset(%s::jsonb)"
                     " AS r (c uuid, k text, n text, d jsonb, u timestamptz, r timestamptz)"
                     " WHERE p.customer_id = r.c"
                 ),
@@ -549,8 +549,8 @@ class ReadModel(TrackingRecorder):
                     "INSERT INTO {profiles} (customer_id, kind, display_name, name_key, emails,"
                     " phones, name_starts, word_starts, search_stale, doc, updated_at,"
                     " at_risk_until, last_seq)"
-                    " SELECT c, k, n, '', e, p, s, w, x, d, u, r, " + LAST_SEQ + ""
-                    " FROM jsonb_to_recordset(%s::jsonb)"
+                    " SELECT c, k, n, '', e, p, s, w, x, d, u, r, " + LAST_SEQ + " FROM"
+                    " jsonb_to_recordset(%s::jsonb)"
                     " AS r (c uuid, k text, n text, e text[], p text[], s text[], w text[],"
                     " x boolean, d jsonb, u timestamptz, r timestamptz)"
                     " ON CONFLICT (customer_id) DO UPDATE SET kind = EXCLUDED.kind,"
