@@ -41,6 +41,7 @@ from c360_platform.store import (
     Condition,
     Eq,
     EventMetadata,
+    In,
     Matches,
     Ne,
     Overlaps,
@@ -272,6 +273,12 @@ def _sql(table: QueryTable, condition: Condition, params: list[Any]) -> Composab
         params.append(condition.value)
         op = "=" if isinstance(condition, Eq) else "<>"
         return SQL("{} {} %s").format(Identifier(condition.column), SQL(op))
+    if isinstance(condition, In):
+        params.append(list(condition.values))
+        column_type = table.column_type(condition.column)
+        if column_type.endswith("[]"):
+            raise ValueError(f"{table.name}.{condition.column} is an array column: Overlaps")
+        return SQL("{} = ANY(%s::{}[])").format(Identifier(condition.column), SQL(column_type))
     if isinstance(condition, Overlaps):
         params.append(list(condition.values))
         return SQL("{} && %s::{}").format(

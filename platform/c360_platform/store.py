@@ -172,9 +172,13 @@ class QueryTable:
     def column_names(self) -> list[str]:
         return [name for name, _ in self.columns]
 
+    def column_type(self, column: str) -> str:
+        """The SQL type of a column (`uuid`, `text[]`)."""
+        return dict(self.columns)[column].split()[0]
+
     def array_type(self, column: str) -> str:
         """The SQL array type of an array column (`text[]`)."""
-        kind = dict(self.columns)[column].split()[0]
+        kind = self.column_type(column)
         if not kind.endswith("[]"):
             raise ValueError(f"{self.name}.{column} is not an array column")
         return kind
@@ -217,6 +221,14 @@ class Ne:
 
 
 @dataclass(frozen=True)
+class In:
+    """`column` equals one of `values` (none: false)."""
+
+    column: str
+    values: Sequence[Any]
+
+
+@dataclass(frozen=True)
 class Overlaps:
     """The array `column` shares an element with `values`."""
 
@@ -250,7 +262,7 @@ class AllOf:
     conditions: tuple[Condition, ...]
 
 
-Condition = Eq | Ne | Overlaps | Matches | AnyOf | AllOf
+Condition = Eq | Ne | In | Overlaps | Matches | AnyOf | AllOf
 
 
 def where(**equal: Any) -> AllOf:
@@ -270,6 +282,8 @@ def holds(condition: Condition, row: Mapping[str, Any]) -> bool:
         return bool(row[condition.column] == condition.value)
     if isinstance(condition, Ne):
         return bool(row[condition.column] != condition.value)
+    if isinstance(condition, In):
+        return row[condition.column] in set(condition.values)
     if isinstance(condition, Overlaps):
         return not set(row[condition.column]).isdisjoint(condition.values)
     if isinstance(condition, Matches):

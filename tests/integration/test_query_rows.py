@@ -6,12 +6,22 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 from uuid import uuid4
 
 import pytest
 
 from c360_platform.pgstore import EventRecorder, Factory, ensure_schema, postgres_env
-from c360_platform.store import ROW_TABLE, QueryTable, Searchable
+from c360_platform.store import (
+    ROW_TABLE,
+    AllOf,
+    In,
+    Ne,
+    QueryTable,
+    RowQuery,
+    Searchable,
+    holds,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -93,3 +103,41 @@ def test_rows_of_every_column_type_and_a_key_given_twice(database_url: str) -> N
     assert other["secret"] is None
     assert other["done"] is True
     assert [bytes(r["key"]) for r in names] == [b"kept"]
+
+
+def test_in_selects_the_rows_whose_column_is_one_of_the_values(database_url: str) -> None:
+    """`In` in PostgreSQL (`= ANY` of the column's type) and in memory (`holds`) alike; no
+    values select nothing; an array column is refused (Overlaps is for those)."""
+    ensure_schema(database_url, "query_in")
+    factory = Factory(postgres_env(database_url, "query_in", pool_size=1))
+    recorder = factory.application_recorder()
+    assert isinstance(recorder, EventRecorder)
+    recorder.add_query_table(ITEMS)
+    ids = [uuid4() for _ in range(4)]
+    rows: list[dict[str, Any]] = [
+        {
+            "item_id": i,
+            "title": f"t{n}",
+            "tags": [],
+            "cost": Decimal(n),
+            "due_at": None,
+            "done": False,
+            "secret": None,
+            "search": Searchable("simple", ""),
+        }
+        for n, i in enumerate(ids)
+    ]
+    try:
+        with recorder.datastore.transaction(commit=True) as curs:
+            recorder._upsert_rows(curs, rows)
+        for wanted in ([ids[1], ids[3], uuid4()], [ids[0]], []):
+            query = RowQuery(AllOf((In("item_id", wanted), Ne("title", "t3"))))
+            found = sorted(r["item_id"] for r in recorder.select(query))
+            expected = sorted(i for i in wanted if i in ids and i != ids[3])
+            assert found == expected
+            kept = [r["item_id"] for r in rows if holds(query.condition, r)]
+            assert sorted(kept) == expected
+        with pytest.raises(ValueError, match="array column"):
+            recorder.select(RowQuery(In("tags", ["a"])))
+    finally:
+        factory.close()

@@ -7,7 +7,7 @@ segments, sends and reports over both stores.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -29,6 +29,7 @@ from c360_platform.store import (
     CommandOutcome,
     Decision,
     Eq,
+    In,
     QueryTable,
     RowQuery,
     ServiceApplication,
@@ -39,6 +40,8 @@ from c360_platform.store import (
 SOURCE = "marketing"
 PLANS_SOURCE = "marketing-plans"
 ATTRIBUTION = timedelta(days=30)
+KNOWN_CHUNK = 500
+"""Customers whose memberships and responses one read fetches (`_known_of_many`)."""
 """A growth of the lifetime value within this time after a touch is the touch's revenue."""
 
 
@@ -376,7 +379,7 @@ class Marketing:
         tree = conditions.parse_json(condition)
         self._check_references(tree)
         with self.lock:
-            people = [self._with_segments(f) for f in self.facts.values()]
+            people = [f for f, _ in self._known_of_many(list(self.facts.values()))]
         matched = [f for f in people if conditions.evaluate(tree, f).member]
         matched.sort(key=lambda f: (f.display_name, f.customer_id))
         return len(matched), len(people), matched[:sample_size]
@@ -384,24 +387,38 @@ class Marketing:
     def _known_of(self, facts: Facts) -> tuple[Facts, dict[str, bool]]:
         """The facts with what marketing itself knows (segments, campaign responses), and the
         customer's memberships, in or out (whether a member, by segment id): one read."""
-        rows = self.people.rows(
-            RowQuery(
+        return self._known_of_many([facts])[0]
+
+    def _known_of_many(self, people: Sequence[Facts]) -> list[tuple[Facts, dict[str, bool]]]:
+        """`_known_of` of each of these customers, in their order: one read for up to
+        KNOWN_CHUNK of them (a page of changed profiles, a round of evaluation, a preview of
+        everyone), where one read each cost a round trip to PostgreSQL per customer."""
+        rows_of: dict[UUID, list[dict[str, Any]]] = {}
+        ids = list(dict.fromkeys(UUID(f.customer_id) for f in people))
+        for start in range(0, len(ids), KNOWN_CHUNK):
+            chunk = ids[start : start + KNOWN_CHUNK]
+            query = RowQuery(
                 AllOf(
                     (
                         AnyOf((Eq("kind", "membership"), Eq("kind", "touch"))),
-                        Eq("customer_id", UUID(facts.customer_id)),
+                        In("customer_id", chunk),
                     )
                 )
             )
-        )
-        memberships = {r["segment_id"]: r["member"] for r in rows if r["kind"] == "membership"}
-        responded = frozenset(
-            r["campaign_id"]
-            for r in rows
-            if r["kind"] == "touch" and domain.touch_counts(r["responses"])["responded"]
-        )
-        segments = frozenset(s for s, member in memberships.items() if member)
-        return replace(facts, segments=segments, responded=responded), memberships
+            for r in self.people.rows(query):
+                rows_of.setdefault(r["customer_id"], []).append(r)
+        known = []
+        for facts in people:
+            rows = rows_of.get(UUID(facts.customer_id), [])
+            memberships = {r["segment_id"]: r["member"] for r in rows if r["kind"] == "membership"}
+            responded = frozenset(
+                r["campaign_id"]
+                for r in rows
+                if r["kind"] == "touch" and domain.touch_counts(r["responses"])["responded"]
+            )
+            segments = frozenset(s for s, member in memberships.items() if member)
+            known.append((replace(facts, segments=segments, responded=responded), memberships))
+        return known
 
     def _with_segments(self, facts: Facts) -> Facts:
         """The facts with what marketing itself knows: segments and campaign responses."""
@@ -482,7 +499,15 @@ class Marketing:
         with self.lock:
             segments = self._ordered(self.segments())
             names = {str(s.id): s.name for s in segments}
-            for fresh in changed:
+            changed = list(changed)
+            # The memberships and responses of the page's customers, in one read.
+            known = self._known_of_many(changed) if segments else [(f, {}) for f in changed]
+            evaluated: set[str] = set()
+            for fresh, read in zip(changed, known, strict=True):
+                if segments and fresh.customer_id in evaluated:
+                    read = self._known_of(fresh)  # twice in the batch: as the first left it
+                evaluated.add(fresh.customer_id)
+                seen, memberships = read
                 before = self.facts.get(fresh.customer_id)
                 if before is None:
                     # Evaluated on every segment's current version below: no round of
@@ -491,11 +516,10 @@ class Marketing:
                     for segment in segments:
                         self._progress(segment).arrived += 1
                 self.facts[fresh.customer_id] = fresh
-                # The memberships and responses are read once per customer; the memberships
-                # are then kept here as each segment decides (a later segment may ask about
-                # an earlier one's), not read again for every segment, and a membership is
-                # loaded only where the verdict changes it.
-                seen, memberships = self._known_of(fresh) if segments else (fresh, {})
+                # The memberships and responses were read once per customer (above); the
+                # memberships are then kept here as each segment decides (a later segment may
+                # ask about an earlier one's), not read again for every segment, and a
+                # membership is loaded only where the verdict changes it.
                 prior = None if before is None else replace(before, responded=seen.responded)
                 for segment in segments:
                     members = frozenset(s for s, member in memberships.items() if member)
@@ -531,8 +555,9 @@ class Marketing:
             names = {str(s.id): s.name for s in segments}
             for segment in segments:
                 progress = self._progress(segment)
-                for customer_id in progress.pending[progress.at : progress.at + batch]:
-                    after, memberships = self._known_of(self.facts[customer_id])
+                pending = progress.pending[progress.at : progress.at + batch]
+                known = self._known_of_many([self.facts[c] for c in pending])
+                for after, memberships in known:
                     self._evaluate(segment, None, after, "segment_revised", names, memberships)
                     progress.at += 1
                     done += 1
