@@ -1,10 +1,13 @@
 """Marketing's follower of the timeline's changed profiles (a timeline stub of the test's own,
 no servers): caught up, it asks again after IDLE, many changes in one page, not once per
-change; a full page is followed at once."""
+change; a full page is followed at once; a pass over every profile, once done, settles what it
+read out of the collector's sight (once per pass)."""
 
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 import uuid
 from datetime import UTC, datetime
@@ -47,6 +50,9 @@ class Follower(ProfileFollower):
     def __init__(self, timeline: Timeline) -> None:
         super().__init__(Marketing.in_memory(Clock(datetime.now(UTC))), "unused:0")
         self.timeline = timeline
+        self.settled: list[int] = []
+        """The cursor at each call of `settle` (the test process's collector is left as is)."""
+        self.settle = lambda: self.settled.append(self.cursor)
 
     def _stub(self) -> Any:
         return self.timeline
@@ -109,3 +115,30 @@ def test_a_nudge_ends_the_long_wait_at_once() -> None:
     # Woken: it evaluated, paused IDLE and asked again (waiting again), well before LONG_WAIT.
     assert timeline.waits == [0.0, LONG_WAIT, LONG_WAIT]
     assert timeline.calls[2] - timeline.calls[1] < LONG_WAIT / 2
+
+
+def test_a_pass_over_every_profile_settles_once_it_is_done() -> None:
+    timeline = Timeline([PAGE, PAGE, 3, 1, 1], then=0)  # everyone, then a few changes
+    follower = Follower(timeline)
+    asyncio.run(follow(follower, 5 * IDLE))
+    assert follower.settled == [2 * PAGE + 3]  # at the end of the pass, not after the changes
+    assert follower.cursor == 2 * PAGE + 5
+    follower.refreshed -= follower.refresh  # due: every profile again, a second pass
+    timeline.pages = [PAGE, 2]
+    asyncio.run(follow(follower, 3 * IDLE))
+    assert follower.settled == [2 * PAGE + 3, 2 * PAGE + 5 + PAGE + 2]
+
+
+def test_settling_leaves_the_collector_nothing_of_what_was_read() -> None:
+    """What `settle_long_lived` does (in a process of its own: it freezes what it finds)."""
+    code = (
+        "import gc\n"
+        "from c360_marketing.follower import settle_long_lived\n"
+        "facts = [{'id': str(i), 'tags': frozenset({'a'})} for i in range(10000)]\n"
+        "before = len(gc.get_objects())\n"
+        "settle_long_lived()\n"
+        "assert gc.get_freeze_count() >= 20000, gc.get_freeze_count()\n"
+        "assert len(gc.get_objects()) < before // 10, (len(gc.get_objects()), before)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

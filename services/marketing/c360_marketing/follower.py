@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import time
+from collections.abc import Callable
 from datetime import UTC, timedelta
 from uuid import UUID
 
@@ -57,6 +59,16 @@ def _channel(address: str, token: str) -> grpc.aio.Channel:
     return channels.aio_channel(address, token, options=[("grpc.enable_http_proxy", 0)])
 
 
+def settle_long_lived() -> None:
+    """Collect what is garbage now, then move everything left out of the collector's sight
+    (`gc.freeze`): the facts of every customer, read by a pass over all profiles, live until
+    they change (then freed by reference counting: they hold no cycles), and each full
+    collection walked all of them: up to 734 ms of CPU at 164,890 customers, stealing a core
+    from the other services now and then. What a later change makes is collected as usual."""
+    gc.collect()
+    gc.freeze()
+
+
 class ProfileFollower:
     """Follows the timeline's changed profiles from a cursor kept in memory: at start it reads
     every profile once (memberships already stored are not repeated), then the changes; and
@@ -75,6 +87,8 @@ class ProfileFollower:
         self.triggers_checked = 0.0
         self.mutex = asyncio.Lock()
         self.nudged = asyncio.Event()
+        self.settle: Callable[[], None] = settle_long_lived
+        """Called when a pass over every profile is done (at start, after each refresh)."""
         self._channel: grpc.aio.Channel | None = None
 
     def _stub(self) -> tapi_grpc.TimelineServiceAsyncStub:
@@ -128,11 +142,12 @@ class ProfileFollower:
 
     async def run(self, stop: asyncio.Event) -> None:
         caught_up = False
+        full_pass = True  # from cursor 0: every profile
         while not stop.is_set():
             if time.monotonic() - self.refreshed > self.refresh:
                 async with self.mutex:
                     self.cursor, self.refreshed = 0, time.monotonic()
-                caught_up = False
+                caught_up, full_pass = False, True
             try:
                 if caught_up:
                     changed = await self.poll(min(LONG_WAIT, self._until_due()), stop)
@@ -148,6 +163,9 @@ class ProfileFollower:
                 changed = evaluated = 0
                 await sleep_or_stop(stop, 1.0)
             caught_up = changed < PAGE and evaluated < REEVALUATE_BATCH
+            if caught_up and full_pass:
+                full_pass = False
+                self.settle()
             if caught_up:
                 # The next changes are asked for in IDLE, many in one page, not one round (a
                 # call, the profiles' keys, an evaluation) per command; that ask waits at the
