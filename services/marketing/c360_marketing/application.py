@@ -40,9 +40,9 @@ from c360_platform.store import (
 SOURCE = "marketing"
 PLANS_SOURCE = "marketing-plans"
 ATTRIBUTION = timedelta(days=30)
+"""A growth of the lifetime value within this time after a touch is the touch's revenue."""
 KNOWN_CHUNK = 500
 """Customers whose memberships and responses one read fetches (`_known_of_many`)."""
-"""A growth of the lifetime value within this time after a touch is the touch's revenue."""
 
 
 def _may_convert(before: Facts | None, fresh: Facts) -> bool:
