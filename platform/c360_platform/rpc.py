@@ -448,8 +448,26 @@ class ServiceHost:
         await self.stop()
 
 
+_serving_alone = False
+"""Set by `run`: this process serves its service alone (its heap is the service's own)."""
+
+
+def settle_long_lived() -> None:
+    """Collect what is garbage now, then move everything left out of the collector's sight
+    (`gc.freeze`), for a service that has just read a large state it keeps (marketing's facts
+    of every customer): each full collection walked it otherwise. What is frozen and later
+    becomes garbage is still freed by reference counting (not if it is part of a cycle).
+    Only in a process that serves one service alone (`run`); elsewhere (the tests' stack of
+    every service in one process) the heap is not the service's to freeze."""
+    if _serving_alone:
+        gc.collect()
+        gc.freeze()
+
+
 def run(build: Callable[[], Awaitable[ServiceHost]]) -> None:
     """Entry point of a service process."""
+    global _serving_alone
+    _serving_alone = True
     worker = os.environ.get("C360_WORKER", "")
     # With several worker processes (workers.py) each line says which one wrote it.
     where = f" [worker {worker} pid %(process)d]" if worker else ""

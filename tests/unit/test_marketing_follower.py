@@ -129,16 +129,28 @@ def test_a_pass_over_every_profile_settles_once_it_is_done() -> None:
     assert follower.settled == [2 * PAGE + 3, 2 * PAGE + 5 + PAGE + 2]
 
 
-def test_settling_leaves_the_collector_nothing_of_what_was_read() -> None:
-    """What `settle_long_lived` does (in a process of its own: it freezes what it finds)."""
+def test_settling_freezes_only_in_a_process_that_serves_alone() -> None:
+    """What `settle_long_lived` does, in processes of their own (it freezes what it finds):
+    nothing where services share the process (the tests' stack); in a service's process
+    (`rpc.run` marks it), what is alive leaves the collector's sight."""
     code = (
-        "import gc\n"
-        "from c360_marketing.follower import settle_long_lived\n"
+        "import gc, sys\n"
+        "from c360_platform import rpc\n"
+        "rpc._serving_alone = sys.argv[1] == 'alone'\n"
         "facts = [{'id': str(i), 'tags': frozenset({'a'})} for i in range(10000)]\n"
         "before = len(gc.get_objects())\n"
-        "settle_long_lived()\n"
-        "assert gc.get_freeze_count() >= 20000, gc.get_freeze_count()\n"
-        "assert len(gc.get_objects()) < before // 10, (len(gc.get_objects()), before)\n"
+        "rpc.settle_long_lived()\n"
+        "print(gc.get_freeze_count(), len(gc.get_objects()), before)\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
+    counts = {}
+    for mode in ("alone", "shared"):
+        done = subprocess.run(
+            [sys.executable, "-c", code, mode], capture_output=True, text=True, check=True
+        )
+        counts[mode] = [int(n) for n in done.stdout.split()]
+    frozen, tracked, before = counts["alone"]
+    assert frozen >= 20_000  # the facts and their tag sets
+    assert tracked < before // 10
+    frozen, tracked, before = counts["shared"]
+    assert frozen == 0
+    assert tracked >= before
