@@ -1,6 +1,7 @@
 """The events of a transaction are inserted by one statement (their states carried as JSON):
 every byte of a state reads back as written, notification ids are given in the order of the
-events, a version conflict fails the whole transaction, and the insert NOTIFYs the relay."""
+events, a version conflict fails the whole transaction, and the insert NOTIFYs the relay. A
+transaction of commands (metadata, request ids, events) is one round trip to the server."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from uuid import UUID, uuid4
 import psycopg
 import pytest
 from eventsourcing.persistence import IntegrityError, StoredEvent
+from psycopg._pipeline_base import BasePipeline
 
 from c360_platform.pgstore import EventRecorder, Factory, ensure_schema, postgres_env
-from c360_platform.store import EventMetadata
+from c360_platform.store import CommandContext, EventMetadata, SaveContext
 
 pytestmark = pytest.mark.integration
 
@@ -89,3 +91,57 @@ async def test_the_relays_reads_give_the_librarys_notifications(database_url: st
             assert type(notification.state) is bytes
             assert type(notification.id) is int
     assert [n for n, _ in after_first] == library[1:2]
+
+
+def _command(request_id: str, aggregate_id: UUID) -> SaveContext:
+    ctx = CommandContext(
+        command="Register", request_id=request_id, fingerprint="f", correlation_id="c"
+    )
+    return SaveContext(ctx, aggregate_id, 1, {})
+
+
+def test_a_batch_of_commands_is_one_round_trip(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """BEGIN, metadata, request ids, the table lock, the events and COMMIT are synced once
+    (each sync is a round trip to the server, and the table lock was held across those
+    after it); a request id recorded already still fails the whole batch as an
+    IntegrityError of its own (the group-commit writer isolates the command by it), with
+    nothing of the batch kept."""
+    ensure_schema(database_url, "one_round_trip")
+    factory = Factory(postgres_env(database_url, "one_round_trip", pool_size=1))
+    recorder = factory.application_recorder()
+    assert isinstance(recorder, EventRecorder)
+    syncs: list[int] = []
+    enqueue = BasePipeline._enqueue_sync
+
+    def counted(self: BasePipeline) -> None:
+        syncs.append(1)
+        enqueue(self)
+
+    one, two, three = uuid4(), uuid4(), uuid4()
+    try:
+        monkeypatch.setattr(BasePipeline, "_enqueue_sync", counted)
+        ids = recorder.insert_events(
+            [StoredEvent(one, 1, "topic:A", b"1"), StoredEvent(two, 1, "topic:A", b"2")],
+            c360_batch=[(_command("r-1", one), 1), (_command("r-2", two), 1)],
+        )
+        first = len(syncs)
+        with pytest.raises(IntegrityError):
+            recorder.insert_events(
+                [StoredEvent(three, 1, "topic:A", b"3"), StoredEvent(two, 2, "topic:A", b"x")],
+                c360_batch=[(_command("r-3", three), 1), (_command("r-2", two), 1)],
+            )
+        monkeypatch.undo()
+        stored = recorder.select_notifications(start=1, limit=10)
+        outcome = recorder.find_outcome("r-2")
+        lost = recorder.find_outcome("r-3")
+    finally:
+        factory.close()
+    assert first == 1
+    assert ids is not None
+    assert len(ids) == 2
+    assert [(n.originator_id, n.originator_version) for n in stored] == [(one, 1), (two, 1)]
+    assert outcome is not None
+    assert outcome[0] == "Register"
+    assert lost is None
