@@ -317,8 +317,14 @@ def pipelined_transaction(conn: psycopg.Connection[Any]) -> Iterator[None]:
             psycopg.pq.TransactionStatus.INTRANS,
             psycopg.pq.TransactionStatus.INERROR,
         ):
+            # Through `rollback()`, not as a statement: it also forgets every statement the
+            # connection prepared (DEALLOCATE ALL). A statement psycopg prepares as it
+            # crosses its threshold is taken for prepared at once; in a pipeline aborted
+            # before its turn the server never parsed it, and each later use would fail
+            # ("prepared statement does not exist"). ROLLBACK run as a statement forgets
+            # them only until psycopg prepares the ROLLBACK itself (its sixth).
             with contextlib.suppress(psycopg.Error):
-                conn.execute("ROLLBACK")
+                conn.rollback()
         raise
 
 

@@ -4,6 +4,7 @@ written and the connection idle and usable."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 
 import psycopg
@@ -75,3 +76,35 @@ def test_it_needs_autocommit(database_url: str) -> None:
         transaction = pipelined_transaction(conn)
         with pytest.raises(ProgrammingError, match="autocommit"):
             transaction.__enter__()
+
+
+def _fail_then_select(conn: psycopg.Connection[tuple[int]], selects: bool) -> None:
+    """A transaction whose first write fails, with a statement after it if `selects`."""
+    with contextlib.suppress(psycopg.errors.UniqueViolation), pipelined_transaction(conn):
+        conn.execute("INSERT INTO pipelined VALUES (1)")
+        if selects:
+            conn.execute("SELECT %s::int + 1", (0,))
+
+
+def _select(conn: psycopg.Connection[tuple[int]], i: int) -> tuple[int] | None:
+    with pipelined_transaction(conn):
+        return conn.execute("SELECT %s::int + 1", (i,)).fetchone()
+
+
+def test_statements_of_failed_transactions_are_not_taken_for_prepared(
+    conn: psycopg.Connection[tuple[int]],
+) -> None:
+    """psycopg prepares a statement as it is run for the sixth time and takes it for prepared
+    at once; in a pipeline that failed before its turn the server never parsed it. Each
+    rollback forgets the connection's prepared statements, so that its later uses do not fail
+    with "prepared statement does not exist" (a ROLLBACK run as a statement stopped doing so
+    once psycopg had prepared the ROLLBACK itself, at its sixth)."""
+    conn.execute("INSERT INTO pipelined VALUES (1)")
+    for _ in range(6):
+        _fail_then_select(conn, selects=False)
+    got = [_select(conn, 0)]
+    for _ in range(6):  # the select's second to sixth runs, each after a failed statement
+        _fail_then_select(conn, selects=True)
+    got += [_select(conn, i) for i in (1, 2)]
+    assert got == [(1,), (2,), (3,)]
+    assert conn.info.transaction_status == TransactionStatus.IDLE
