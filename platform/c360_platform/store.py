@@ -681,7 +681,17 @@ class ServiceApplication(Application[UUID]):
         `pure`: `decide` reads nothing (it validates its input and builds new aggregates), so
         a retry decides as the first attempt did and is recognised when it is appended (its
         request id is recorded already: the append fails whole) and answered from there, with
-        no look for the request id first (a round trip on every command)."""
+        no look for the request id first (a round trip on every command).
+
+        While it decides, the group-commit writer's next batch waits for its write."""
+        if self.writer is None:
+            return self._execute(ctx, decide, pure=pure)
+        with self.writer.deciding():
+            return self._execute(ctx, decide, pure=pure)
+
+    def _execute(
+        self, ctx: CommandContext, decide: Callable[[], Decision[A]], *, pure: bool
+    ) -> CommandOutcome:
         if not pure:
             earlier = self.replay(ctx)
             if earlier is not None:

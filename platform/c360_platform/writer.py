@@ -15,15 +15,24 @@ split in halves and each half retried, down to the command at fault, which alone
 error (its caller answers ABORTED, or replays the earlier request). Any other error
 (PostgreSQL down) fails the whole batch: each caller answers UNAVAILABLE as it did alone.
 
+A batch waits for the commands taken on but not written yet as it forms (`deciding`), up to
+GATHER: with commands in flight, the one whose write arrives first would otherwise go alone
+(a transaction is one round trip), and at saturation every command would pay for a
+transaction, a commit flush and the relay's and projection's work per transaction of its own.
+With none on its way, nothing waits.
+
 Commands on the same aggregate keep their order: the queue is first come, first written,
 and events are appended in batch order, so the log order is the order of the writes.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import threading
+import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +43,8 @@ from c360_platform.store import CommandRecorder, SaveContext
 
 MAX_BATCH = 256
 """Commands per transaction at most (a bound on one transaction's size and lock time)."""
+GATHER = 0.002
+"""Seconds at most a batch waits for the commands being decided as it forms (see above)."""
 IDLE_EXIT = 5.0
 """Seconds without work after which the writer thread ends (the next write starts another):
 an application that is dropped leaves no thread behind."""
@@ -51,6 +62,19 @@ class Write:
 
 
 @dataclass
+class _Expectation:
+    """A command a writer's batches wait for until it writes (`Writer.deciding`)."""
+
+    writer: Writer
+    settled: bool = False
+
+
+_EXPECTED: contextvars.ContextVar[_Expectation | None] = contextvars.ContextVar(
+    "c360_writer_expected", default=None
+)
+
+
+@dataclass
 class WriterStats:
     """What the writer did (for tests, metrics and the bench)."""
 
@@ -65,19 +89,55 @@ class Writer:
     """The group-commit writer of one application's recorder (see the module docstring)."""
 
     def __init__(
-        self, recorder: ApplicationRecorder, *, name: str = "writer", max_batch: int = MAX_BATCH
+        self,
+        recorder: ApplicationRecorder,
+        *,
+        name: str = "writer",
+        max_batch: int = MAX_BATCH,
+        gather: float = GATHER,
     ) -> None:
         if not isinstance(recorder, CommandRecorder):
             raise TypeError("the group-commit writer needs a c360 recorder")
         self.recorder: ApplicationRecorder = recorder
         self.name = name
         self.max_batch = max_batch
+        self.gather = gather
         self.stats = WriterStats()
         self._queue: deque[Write] = deque()
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._deciding = 0
+        """Commands on their way here (`deciding`) whose writes have not come yet."""
+
+    @contextlib.contextmanager
+    def deciding(self) -> Iterator[None]:
+        """Around a command from the moment it is taken on (its call's handler, on the event
+        loop, or its decision, on a thread) until its write is submitted, or it ends without
+        one: a batch forming meanwhile waits for it (up to `gather`). The expectation goes
+        with the context (`contextvars`: the command's thread gets the handler's); within
+        one, a nested `deciding` adds nothing."""
+        if _EXPECTED.get() is not None:
+            yield
+            return
+        expectation = _Expectation(self)
+        with self._lock:
+            self._deciding += 1
+        reset = _EXPECTED.set(expectation)
+        try:
+            yield
+        finally:
+            _EXPECTED.reset(reset)
+            with self._lock:
+                self._settle(expectation)
+
+    def _settle(self, expectation: _Expectation | None) -> None:
+        """The command expected wrote, or will not (hold the lock)."""
+        if expectation is not None and expectation.writer is self and not expectation.settled:
+            expectation.settled = True
+            self._deciding -= 1
+            self._wake.notify()
 
     def write(
         self,
@@ -95,6 +155,7 @@ class Writer:
             if self._closed:
                 raise RuntimeError(f"{self.name} is closed")
             self._queue.append(item)
+            self._settle(_EXPECTED.get())
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
                 self._thread.start()
@@ -119,6 +180,12 @@ class Writer:
                         break
                     self._thread = None
                     return None
+            gather_until = time.monotonic() + self.gather
+            while self._deciding > 0 and len(self._queue) < self.max_batch and not self._closed:
+                left = gather_until - time.monotonic()
+                if left <= 0:
+                    break
+                self._wake.wait(left)
             batch: list[Write] = []
             while self._queue and len(batch) < self.max_batch:
                 batch.append(self._queue.popleft())

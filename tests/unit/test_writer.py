@@ -1,10 +1,12 @@
 """The group-commit writer in memory: commands waiting together are written in one call of
-the recorder, and one command's conflict fails that command alone."""
+the recorder, one command's conflict fails that command alone, and a batch waits (a
+little) for the commands on their way."""
 
 from __future__ import annotations
 
 import functools
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -180,3 +182,75 @@ def test_a_closed_writer_refuses_and_its_thread_ends(app: CustomerApplication) -
     assert thread is None or not thread.is_alive()
     with pytest.raises(RuntimeError, match="closed"):
         register(app, "after")
+
+
+class Sizes:
+    """Records the size of each batch the recorder is given."""
+
+    def __init__(self, app: CustomerApplication) -> None:
+        self.sizes: list[int] = []
+        recorder: Any = app.recorder
+        inner = recorder.insert_events
+
+        def insert_events(events: Any, **kwargs: Any) -> Any:
+            self.sizes.append(len(kwargs.get("c360_batch") or [None]))
+            return inner(events, **kwargs)
+
+        recorder.insert_events = insert_events
+
+
+def test_a_batch_waits_for_a_command_on_its_way() -> None:
+    """A command taken on (its handler entered `deciding`) and not written yet: the batch
+    that forms meanwhile waits for it, and the two go in one transaction."""
+    app = CustomerApplication.in_memory()
+    writer = app.attach_writer(gather=10.0)
+    sizes = Sizes(app)
+    deciding, first_queued = threading.Event(), threading.Event()
+    original = writer.submit
+
+    def submit(item: Any) -> Any:
+        done = original(item)
+        first_queued.set()
+        return done
+
+    writer.submit = submit  # type: ignore[method-assign]
+    with ThreadPoolExecutor(2) as pool:
+        hold = threading.Event()
+
+        def second() -> Any:
+            with writer.deciding():
+                deciding.set()
+                hold.wait(10)  # decided only once the first command's write is queued
+                return register(app, "second")
+
+        later = pool.submit(second)
+        assert deciding.wait(10)
+        first = pool.submit(register, app, "first")
+        assert first_queued.wait(10)
+        hold.set()
+        answers = [first.result(10), later.result(10)]
+    assert all(isinstance(a, CommandOutcome) for a in answers)
+    assert sizes.sizes == [2]  # one transaction for both
+
+
+def test_a_batch_waits_for_commands_on_their_way_at_most_gather() -> None:
+    app = CustomerApplication.in_memory()
+    writer = app.attach_writer(gather=0.05)
+    sizes = Sizes(app)
+    # This thread's command takes its time to decide; another's write goes alone after 0.05 s.
+    with writer.deciding(), ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(register, app, "alone").result(10)
+    assert isinstance(answer, CommandOutcome)
+    assert sizes.sizes == [1]
+
+
+def test_with_no_command_on_its_way_a_write_goes_at_once() -> None:
+    app = CustomerApplication.in_memory()
+    writer = app.attach_writer(gather=10.0)
+    sizes = Sizes(app)
+    started = time.monotonic()
+    answer = register(app, "alone")
+    assert time.monotonic() - started < 5.0  # not the 10 s a batch may wait for deciders
+    assert isinstance(answer, CommandOutcome)
+    assert sizes.sizes == [1]
+    assert writer.stats.transactions == 1
