@@ -184,7 +184,7 @@ def _once(method: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _rerun_aborted_pipeline(method: Callable[..., Any]) -> Callable[..., Any]:
-    """`insert_events` without the library's retry loop, except for one case: the library
+    """`insert_events` run once (no retry loop like the library's), except for one case: it
     writes in pipeline mode, where a failed statement (a concurrent retry's primary key) can
     surface as "pipeline aborted" rather than as itself; run once more, and the real error
     (IntegrityError: the command's replay or ABORTED) comes out."""

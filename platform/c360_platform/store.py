@@ -683,7 +683,8 @@ class ServiceApplication(Application[UUID]):
         request id is recorded already: the append fails whole) and answered from there, with
         no look for the request id first (a round trip on every command).
 
-        While it decides, the group-commit writer's next batch waits for its write."""
+        Until it writes (or ends without a write), the group-commit writer's next batch waits
+        for it (`Writer.deciding`; a call's handler marks it already)."""
         if self.writer is None:
             return self._execute(ctx, decide, pure=pure)
         with self.writer.deciding():

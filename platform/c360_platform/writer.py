@@ -44,7 +44,7 @@ from c360_platform.store import CommandRecorder, SaveContext
 MAX_BATCH = 256
 """Commands per transaction at most (a bound on one transaction's size and lock time)."""
 GATHER = 0.002
-"""Seconds at most a batch waits for the commands being decided as it forms (see above)."""
+"""Seconds at most a batch waits for the commands on their way as it forms (see above)."""
 IDLE_EXIT = 5.0
 """Seconds without work after which the writer thread ends (the next write starts another):
 an application that is dropped leaves no thread behind."""
