@@ -21,10 +21,13 @@ from c360_platform.store import CommandContext, CommandOutcome, RowQuery
 
 class Gate:
     """Holds the recorder's first insert until released, so that later commands queue up
-    behind it and form one batch; counts the inserts and their sizes."""
+    behind it and form one batch; counts the inserts and their sizes (`hold=False`: only
+    counts)."""
 
-    def __init__(self, app: CustomerApplication) -> None:
+    def __init__(self, app: CustomerApplication, *, hold: bool = True) -> None:
         self.release = threading.Event()
+        if not hold:
+            self.release.set()
         self.entered = threading.Event()
         self.sizes: list[int] = []
         recorder: Any = app.recorder
@@ -184,27 +187,12 @@ def test_a_closed_writer_refuses_and_its_thread_ends(app: CustomerApplication) -
         register(app, "after")
 
 
-class Sizes:
-    """Records the size of each batch the recorder is given."""
-
-    def __init__(self, app: CustomerApplication) -> None:
-        self.sizes: list[int] = []
-        recorder: Any = app.recorder
-        inner = recorder.insert_events
-
-        def insert_events(events: Any, **kwargs: Any) -> Any:
-            self.sizes.append(len(kwargs.get("c360_batch") or [None]))
-            return inner(events, **kwargs)
-
-        recorder.insert_events = insert_events
-
-
 def test_a_batch_waits_for_a_command_on_its_way() -> None:
     """A command taken on (its handler entered `deciding`) and not written yet: the batch
     that forms meanwhile waits for it, and the two go in one transaction."""
     app = CustomerApplication.in_memory()
     writer = app.attach_writer(gather=10.0)
-    sizes = Sizes(app)
+    sizes = Gate(app, hold=False)
     deciding, first_queued = threading.Event(), threading.Event()
     original = writer.submit
 
@@ -236,7 +224,7 @@ def test_a_batch_waits_for_a_command_on_its_way() -> None:
 def test_a_batch_waits_for_commands_on_their_way_at_most_gather() -> None:
     app = CustomerApplication.in_memory()
     writer = app.attach_writer(gather=0.05)
-    sizes = Sizes(app)
+    sizes = Gate(app, hold=False)
     # This thread's command takes its time to decide; another's write goes alone after 0.05 s.
     with writer.deciding(), ThreadPoolExecutor(1) as pool:
         answer = pool.submit(register, app, "alone").result(10)
@@ -247,7 +235,7 @@ def test_a_batch_waits_for_commands_on_their_way_at_most_gather() -> None:
 def test_with_no_command_on_its_way_a_write_goes_at_once() -> None:
     app = CustomerApplication.in_memory()
     writer = app.attach_writer(gather=10.0)
-    sizes = Sizes(app)
+    sizes = Gate(app, hold=False)
     started = time.monotonic()
     answer = register(app, "alone")
     assert time.monotonic() - started < 5.0  # not the 10 s a batch may wait for deciders
