@@ -28,7 +28,7 @@ from grpc_reflection.v1alpha._async import ReflectionServicer
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from c360_platform import auth, config, errors, inbound, metrics, telemetry, tls
+from c360_platform import audit, auth, config, errors, inbound, metrics, telemetry, tls
 from c360_platform.intercept import WrappingInterceptor
 
 if TYPE_CHECKING:
@@ -108,7 +108,6 @@ async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException
     )
 
 
-_audit = logging.getLogger("c360.audit")
 OPEN_PREFIXES = ("/grpc.health.v1.Health/",)
 """Calls that need no token (load balancers and probes check health)."""
 REFLECTION_PREFIXES = ("/grpc.reflection.",)
@@ -125,6 +124,7 @@ class ServerInterceptor(WrappingInterceptor):
     ) -> None:
         super().__init__()
         self.authority = authority
+        self.audit = audit.AuditTrail()
         self.roles = roles if roles is not None else {}
         """Method path -> the roles it admits (filled as services are added to the host)."""
 
@@ -139,9 +139,9 @@ class ServerInterceptor(WrappingInterceptor):
         try:
             principal = self.authority.authorize(metadata or (), allowed)
         except errors.C360Error as exc:
-            _audit.warning("refused %s: %s", method, exc)
+            self.audit.refused(method, exc)
             raise
-        _audit.info("%s by %s (%s)", method, principal.subject, principal.role)
+        self.audit.admitted(method, principal.subject, principal.role)
 
     def wrap(self, method: str, handler: Any) -> Any:
         tracer = telemetry.tracer("c360.grpc")
@@ -436,6 +436,7 @@ class ServiceHost:
         for close in self.on_close:
             with contextlib.suppress(Exception):
                 await close()
+        self.interceptor.audit.flush()
 
     async def serve_until_signalled(self) -> None:
         loop = asyncio.get_running_loop()
