@@ -22,11 +22,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from google.protobuf import json_format, message
+from google.protobuf import message
 
 from c360.events.v1 import envelope_pb2
 from c360_platform import pii
 from c360_platform.envelope import moment, short_type, unpack
+from c360_timeline.details import details_of
 
 Doc = dict[str, Any]
 DERIVED_SOURCE = "timeline"
@@ -200,12 +201,6 @@ def copy_provenance(p: Doc, other: Doc, path: str) -> None:
 
 
 # -- entries ------------------------------------------------------------------------------------
-
-
-def details_of(payload: message.Message) -> Doc:
-    return json_format.MessageToDict(
-        payload, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
-    )
 
 
 def occurred_at(env: envelope_pb2.Envelope) -> datetime:
