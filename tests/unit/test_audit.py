@@ -91,3 +91,15 @@ async def test_nothing_waits_when_the_audit_log_is_off(lines: Lines) -> None:
     audit.admitted("/c.v1.S/Get", "app:crm", "integration")
     audit.flush()
     assert lines.records == []
+
+
+def test_a_line_whose_loop_ended_is_written_by_the_next_call_on_another(lines: Lines) -> None:
+    audit = trail()
+
+    async def call(method: str) -> None:
+        audit.admitted(method, "app:crm", "integration")
+
+    asyncio.run(call("/c.v1.S/First"))  # its loop ends before the timer's turn
+    assert lines.records == []
+    asyncio.run(call("/c.v1.S/Second"))
+    assert lines.texts[0] == "/c.v1.S/First by app:crm (integration)"
