@@ -49,13 +49,9 @@ class CommandServicer(Generic[App]):
                 raise DeadlineExceeded("the caller's deadline passed before the command ran")
             return run(ctx)
 
-        writer = getattr(self.app, "writer", None)
-        if writer is None:
+        # From here until its write, the writer's next batch waits for this command.
+        with self.app.deciding():
             outcome = await in_command_thread(run_in_time)
-        else:
-            # From here until its write, the writer's next batch waits for this command.
-            with writer.deciding():
-                outcome = await in_command_thread(run_in_time)
         fields = {name: outcome.extra.get(name, "") for name in extra}
         return reply(result=command_result(self.app.source, outcome), **fields)
 

@@ -12,6 +12,7 @@ Naming, in one place: source "service-desk" keeps its events in schema `service_
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -534,6 +535,11 @@ class ServiceApplication(Application[UUID]):
         self.writer = Writer(self.recorder, name=f"writer-{self.name}", **options)
         return self.writer
 
+    def deciding(self) -> contextlib.AbstractContextManager[None]:
+        """Around a command until its write: the writer's next batch waits for it
+        (`Writer.deciding`); nothing without a writer."""
+        return self.writer.deciding() if self.writer is not None else contextlib.nullcontext()
+
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
@@ -684,10 +690,8 @@ class ServiceApplication(Application[UUID]):
         no look for the request id first (a round trip on every command).
 
         Until it writes (or ends without a write), the group-commit writer's next batch waits
-        for it (`Writer.deciding`; a call's handler marks it already)."""
-        if self.writer is None:
-            return self._execute(ctx, decide, pure=pure)
-        with self.writer.deciding():
+        for it (`deciding`; a call's handler marks it already)."""
+        with self.deciding():
             return self._execute(ctx, decide, pure=pure)
 
     def _execute(
