@@ -12,9 +12,12 @@ pool and callers do the work themselves.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
+import logging
 import multiprocessing
 import threading
+from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +28,7 @@ from eventsourcing.utils import get_topic, resolve_topic
 
 from c360_platform.config import cpu_processes_from_env
 
+_log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _pool: ProcessPoolExecutor | None = None
 _made = False
@@ -100,3 +104,55 @@ class MapperOf:
 
 
 _applications: dict[MapperOf, Application[Any]] = {}
+
+
+class Warmed:
+    """A process of the CPU pool made ready for one kind of work when a backlog of it first
+    shows (a spawned interpreter importing the work's modules costs a second or two of CPU
+    and of waiting, which a trickle of that work would never win back), then used for every
+    large enough piece of it. Until it is ready, and where there is no pool, the caller does
+    the work itself. A pool that breaks (its process killed) is not used again by this
+    process's `Warmed`: its work goes on in the caller."""
+
+    def __init__(self, what: str, ready: Callable[[], int]) -> None:
+        self.what = what
+        self.ready = ready
+        """Run by the pool's process once (a module-level function: it pickles by name): it
+        imports what the work needs and returns the process's pid."""
+        self.state = "unused"
+        """unused (no backlog yet), warming, ready, or off (no pool, or it failed)."""
+        self._pool: Executor | None = None
+
+    @property
+    def pool(self) -> Executor | None:
+        """The pool to hand the work to, once it is ready."""
+        return self._pool if self.state == "ready" else None
+
+    def warm(self) -> asyncio.Future[int] | None:
+        """A backlog showed (on the event loop): get a pool process ready, once. Returns the
+        readiness to wait for, if it was started now."""
+        if self.state != "unused":
+            return None
+        pool = cpu_pool()
+        if pool is None:
+            self.state = "off"
+            return None
+        self._pool, self.state = pool, "warming"
+        warming = asyncio.wrap_future(pool.submit(self.ready))
+        warming.add_done_callback(self._warmed)
+        return warming
+
+    def _warmed(self, done: asyncio.Future[int]) -> None:
+        if self.state != "warming":
+            return
+        if done.cancelled() or done.exception() is not None:
+            self.off(repr(done.exception()) if not done.cancelled() else "cancelled")
+            return
+        self.state = "ready"
+        _log.info("%s: in process %d of the CPU pool", self.what, done.result())
+
+    def off(self, why: str) -> None:
+        """The pool failed (its process ended): the work is done by the caller from now on."""
+        _log.warning("%s: not in the CPU pool (%s); done here", self.what, why)
+        self.state = "off"
+        self._pool = None

@@ -16,6 +16,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
+from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime, timedelta
 
 import nats
@@ -26,13 +27,14 @@ from opentelemetry import trace
 from c360.events.v1 import envelope_pb2
 from c360_platform import natsauth, telemetry
 from c360_platform.catchup import Batch, CatchUpConsumer, SourceDirectory, StartAt
+from c360_platform.cpu import Warmed
 from c360_platform.envelope import SUBJECT_ROOT, UnknownEventType, payload_class
 from c360_platform.errors import PreconditionFailed
 from c360_platform.leader import lead, sleep_or_stop, unless_stopped, wait_at_most
 from c360_platform.locks import AdvisoryLock
 from c360_platform.streams import RECONNECT_WAIT, StreamSettings, ensure_stream
 from c360_timeline.inbound import ErpIntake
-from c360_timeline.readmodel import ReadModel, open_shadow, take_over
+from c360_timeline.readmodel import ReadModel, open_shadow, ready_for_search, take_over
 
 _log = logging.getLogger(__name__)
 DURABLE = "timeline"
@@ -98,6 +100,7 @@ class Projector:
         """Set while a rebuild waits for the feeds' mutexes: their idle waits end at once."""
         self.active = asyncio.Event()
         self.applied = 0
+        self.search_pool = Warmed("search columns of stale profiles", ready_for_search)
         self.left_stale = asyncio.Event()
         """Set when a batch left search columns stale (wakes the reindexer at once; others
         are found by its look every REINDEX_PAUSE)."""
@@ -263,13 +266,21 @@ class Projector:
             # the look runs (after its read) wakes the next one.
             self.left_stale.clear()
             try:
-                indexed = await asyncio.to_thread(self.view.reindex, REINDEX_LIMIT)
+                indexed = await asyncio.to_thread(
+                    self.view.reindex, REINDEX_LIMIT, pool=self.search_pool.pool
+                )
+            except BrokenProcessPool as gone:  # its process ended: filled here from now on
+                self.search_pool.off(repr(gone))
+                continue
             except Exception:  # the key holder or PostgreSQL is away: again shortly
                 _log.warning("search columns not filled yet; retrying", exc_info=True)
                 indexed = 0
                 await sleep_or_stop(stop, 1.0)
             if indexed >= REINDEX_LIMIT:
-                continue  # more are stale (a backlog): the next page at once
+                # More are stale (a backlog: a rebuild, a bulk import): the next page at once,
+                # and a process of the CPU pool made ready to fill the pages after it.
+                self.search_pool.warm()
+                continue
             if not indexed:
                 # Woken by the next batch that left search columns stale (its new customers'
                 # keys are fetched at once, usually before the first read of them asks), else

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import os
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from concurrent.futures import Executor
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -94,6 +95,7 @@ def word_starts(key: str) -> list[str]:
 
 
 KeySource = Callable[[Iterable[UUID]], pii.Keys]
+SearchColumns = tuple[list[str], list[str], list[str], list[str]]
 
 
 def _iso(at: datetime | None) -> str | None:
@@ -162,6 +164,54 @@ def _ids(values: Iterable[str]) -> set[UUID]:
         except ValueError:
             continue
     return found
+
+
+def search_columns(index: pii.BlindIndex, p: Mapping[str, Any], keys: pii.Keys) -> SearchColumns:
+    """A profile's blind indexes: e-mails, phones, name prefixes, later words' prefixes
+    (none of what cannot be read: a forgotten customer's data, or values sealed under a
+    key this process cannot get)."""
+
+    def readable(values: list[str]) -> list[str]:
+        opened = [pii.reveal(v, keys) for v in values]
+        return [v for v in opened if v and pii.FORGOTTEN not in v and "pii1~" not in v]
+
+    name = readable([p["display_name"]])
+    key = name_key(name[0]) if name else ""
+    return (
+        index.all(e.lower() for e in readable(p["emails"])),
+        index.all(readable(p["phones"])),
+        index.all(name_starts(key)),
+        index.all(word_starts(key)),
+    )
+
+
+_INDEXES: dict[bytes, pii.BlindIndex] = {}
+
+
+def search_rows(
+    index_key: bytes,
+    docs: Sequence[Mapping[str, Any]],
+    keys: pii.Keys,
+    index: pii.BlindIndex | None = None,
+) -> str:
+    """The search columns of profiles (their customer id, display name, e-mails and phones)
+    as the JSON rows of the reindex's UPDATE. Its arguments are all it needs, so that a
+    process of the CPU pool can make them: opening the sealed values and some forty keyed
+    hashes a profile are most of a reindex's CPU, which during a rebuild or after a bulk
+    import held the timeline's interpreter beside the projection."""
+    if index is None:
+        index = _INDEXES.get(index_key) or _INDEXES.setdefault(index_key, pii.BlindIndex(index_key))
+
+    def row(doc: Mapping[str, Any]) -> dict[str, Any]:
+        emails, phones, starts, words = search_columns(index, doc, keys)
+        return {"c": str(doc["customer_id"]), "e": emails, "p": phones, "s": starts, "w": words}
+
+    return json_rows(map(row, docs))
+
+
+def ready_for_search() -> int:
+    """In a process of the CPU pool: this module imported (the first task's wait); its pid."""
+    return os.getpid()
 
 
 class ReadModel(TrackingRecorder):
@@ -523,9 +573,9 @@ class ReadModel(TrackingRecorder):
 
             def row(p: Doc, needs: set[UUID]) -> dict[str, Any]:
                 readable = needs <= known.keys()
-                empty: tuple[list[str], ...] = ([], [], [], [])
+                empty: SearchColumns = ([], [], [], [])
                 emails, phones, starts, words = (
-                    self._search_columns(p, known) if readable else empty
+                    search_columns(self.index, p, known) if readable else empty
                 )
                 return {
                     "c": p["customer_id"],
@@ -597,10 +647,11 @@ class ReadModel(TrackingRecorder):
             )
             return curs.fetchone() is not None
 
-    def reindex(self, limit: int = 500, *, wait: bool = False) -> int:
+    def reindex(self, limit: int = 500, *, wait: bool = False, pool: Executor | None = None) -> int:
         """Fill the search columns of profiles marked stale (asking for their keys first,
         outside any transaction). Returns how many were indexed. Profiles another reindex is
-        filling are skipped, or with `wait` waited for (a search must find what it filled)."""
+        filling are skipped, or with `wait` waited for (a search must find what it filled).
+        With `pool`, a process of it makes their blind indexes (`search_rows`)."""
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(
                 self._sql(
@@ -638,32 +689,19 @@ class ReadModel(TrackingRecorder):
                         " AS r (c uuid, e text[], p text[], s text[], w text[])"
                         " WHERE p.customer_id = r.c"
                     ),
-                    (json_rows(self._search_row(doc, keys) for doc in docs),),
+                    (self._search_rows(docs, keys, pool),),
                 )
         return len(docs)
 
-    def _search_row(self, doc: Doc, keys: pii.Keys) -> dict[str, Any]:
-        """A profile's search columns as a row of the reindex's UPDATE."""
-        emails, phones, starts, words = self._search_columns(doc, keys)
-        return {"c": str(doc["customer_id"]), "e": emails, "p": phones, "s": starts, "w": words}
-
-    def _search_columns(self, p: Doc, keys: pii.Keys) -> tuple[list[str], ...]:
-        """A profile's blind indexes: e-mails, phones, name prefixes, later words' prefixes
-        (none of what cannot be read: a forgotten customer's data, or values sealed under a
-        key this process cannot get)."""
-
-        def readable(values: list[str]) -> list[str]:
-            opened = [pii.reveal(v, keys) for v in values]
-            return [v for v in opened if v and pii.FORGOTTEN not in v and "pii1~" not in v]
-
-        name = readable([p["display_name"]])
-        key = name_key(name[0]) if name else ""
-        return (
-            self.index.all(e.lower() for e in readable(p["emails"])),
-            self.index.all(readable(p["phones"])),
-            self.index.all(name_starts(key)),
-            self.index.all(word_starts(key)),
-        )
+    def _search_rows(self, docs: list[DictRow], keys: pii.Keys, pool: Executor | None) -> str:
+        """The reindex's rows, made by a process of `pool` if there is one (a backlog of
+        stale profiles: a rebuild, a bulk import), else here."""
+        if pool is not None:
+            # Only the keys these profiles are sealed under go across, as a plain dict.
+            needed = {i: keys[i] for i in set().union(*map(_searched, docs)) if i in keys}
+            made: str = pool.submit(search_rows, self.index_key, docs, needed).result()
+            return made
+        return search_rows(self.index_key, docs, keys, self.index)
 
     def load_index_key(self, key: bytes | None = None) -> None:
         """Use `key` for the search columns (a rebuild's shadow takes the live one's), else
