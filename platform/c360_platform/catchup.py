@@ -510,13 +510,15 @@ class CatchUpConsumer:
             self._warned.add(source)
             self.warn(message)
 
+    def floor_after(self, batch: Batch) -> int:
+        """Where the floor stands once `batch` is committed."""
+        return max([self.floor, *(_seq(m) for m in (*batch.msgs, *batch.undecodable))])
+
     async def commit(self, batch: Batch, *, save: bool = True) -> None:
         """After the batch's events were handled: store the state (unless `save` is False,
         for a consumer that keeps its watermarks elsewhere), then acknowledge the messages."""
-        handled = [*batch.msgs, *batch.undecodable]
-        if handled:
-            self.floor = max(self.floor, *(_seq(m) for m in handled))
-        if save and (handled or batch.events):
+        self.floor = self.floor_after(batch)
+        if save and (batch.msgs or batch.undecodable or batch.events):
             await self.save()
         if self.config is not None and self.config.ack_policy == AckPolicy.ALL:
             if batch.msgs:

@@ -11,6 +11,7 @@ import pytest
 
 from c360.customer.v1 import customer_service_pb2 as capi
 from c360.timeline.v1 import timeline_service_pb2 as tapi
+from c360_timeline import projector
 from c360_timeline.readmodel import SCHEMA
 from tests.integration.conftest import Stack
 from tests.integration.helpers import register, within
@@ -157,9 +158,16 @@ async def _merges(postgres_url: str) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in await cur.fetchall()]
 
 
-async def test_a_rebuild_of_many_customers_makes_the_model_it_replaces(stack: Stack) -> None:
+@pytest.mark.parametrize("batch", [None, 3])
+async def test_a_rebuild_of_many_customers_makes_the_model_it_replaces(
+    stack: Stack, batch: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Many customers, each with a history, and a merge (two customers' rows written from one
-    # customer's events): the whole model as it stood, not one customer's timeline.
+    # customer's events): the whole model as it stood, not one customer's timeline. In
+    # batches of three, a customer's events fall in batches one after the other, each read
+    # and folded while the writes of the one before run (the shadow's carry).
+    if batch is not None:
+        monkeypatch.setattr(projector, "REBUILD_BATCH", batch)
     ids = []
     for i in range(CUSTOMERS):
         registered = await register(stack.customer, f"Lane {i}", f"lane{i}@example.com")

@@ -34,7 +34,13 @@ from c360_platform.leader import lead, sleep_or_stop, unless_stopped, wait_at_mo
 from c360_platform.locks import AdvisoryLock
 from c360_platform.streams import RECONNECT_WAIT, StreamSettings, ensure_stream
 from c360_timeline.inbound import ErpIntake
-from c360_timeline.readmodel import ReadModel, open_shadow, ready_for_search, take_over
+from c360_timeline.readmodel import (
+    Carry,
+    ReadModel,
+    open_shadow,
+    ready_for_search,
+    take_over,
+)
 
 _log = logging.getLogger(__name__)
 DURABLE = "timeline"
@@ -179,6 +185,29 @@ class Projector:
         """Apply a batch the consumer handed out, then ack it; how many it held. Each event
         applied is a span of its command's trace unless `traced` is False (a rebuild's replay
         of the whole history: a span each would flood the tracing backend with old traces)."""
+        envelopes = await self._envelopes(batch)
+        tracer = telemetry.tracer("c360.projector")
+        spans = [
+            tracer.start_span(
+                "project " + e.event_type,
+                context=telemetry.context_from(e.traceparent, e.tracestate),
+                kind=trace.SpanKind.CONSUMER,
+            )
+            for e in (envelopes if traced else ())
+        ]
+        try:
+            applied = 0
+            if envelopes:
+                async with self.writing:
+                    applied = await asyncio.to_thread(self.view.apply, envelopes)
+        finally:
+            for span in spans:
+                span.end()
+        await self._committed(batch, applied)
+        return len(batch)
+
+    async def _envelopes(self, batch: Batch) -> list[envelope_pb2.Envelope]:
+        """The batch's envelopes this timeline can apply (what is not one is dropped)."""
         assert self.consumer is not None
         for msg in batch.undecodable:
             _log.error("dropping a message on %s that is not an envelope", msg.subject)
@@ -197,24 +226,12 @@ class Projector:
                 )
                 continue
             envelopes.append(event.envelope)
-        tracer = telemetry.tracer("c360.projector")
-        spans = [
-            tracer.start_span(
-                "project " + e.event_type,
-                context=telemetry.context_from(e.traceparent, e.tracestate),
-                kind=trace.SpanKind.CONSUMER,
-            )
-            for e in (envelopes if traced else ())
-        ]
-        try:
-            applied = 0
-            if envelopes:
-                async with self.writing:
-                    applied = await asyncio.to_thread(self.view.apply, envelopes)
-        finally:
-            for span in spans:
-                span.end()
-        # The tracking table holds the watermarks; the durable keeps its floor, now and then.
+        return envelopes
+
+    async def _committed(self, batch: Batch, applied: int) -> None:
+        """After a batch's transaction committed: ack it (the tracking table holds the
+        watermarks; the durable keeps its floor, now and then)."""
+        assert self.consumer is not None
         now = time.monotonic()
         save = self.consumer.filling or now - self._saved_at > STATE_INTERVAL
         await self.consumer.commit(batch, save=save)
@@ -223,7 +240,6 @@ class Projector:
         self.applied += applied
         if self.view.take_stale_written():
             self.left_stale.set()
-        return len(batch)
 
     async def run(self, stop: asyncio.Event, *, standby_poll: float = 1.0) -> None:
         """Project until `stop` is set: stand by until the lock is ours, then follow both
@@ -341,6 +357,7 @@ class Projector:
         self.batches_in_flight = 2
         done = False
         ahead: asyncio.Future[Batch] | None = None
+        in_commit: tuple[Batch, asyncio.Future[int]] | None = None
         try:
             await self.connect()
             consumer = self.consumer
@@ -352,20 +369,34 @@ class Projector:
             # that finds a stream empty costs its whole timeout, so none is made of one
             # that is known to be done. The next batch is fetched while this one is applied
             # (two in flight); any failure ends the rebuild, and the consumers start over.
-            while True:
-                if ahead is None:
-                    ahead = asyncio.ensure_future(consumer.next_batch(0.5))
-                batch = await ahead
-                ahead = None
-                if len(batch):
-                    ahead = asyncio.ensure_future(consumer.next_batch(0.5))
-                    await self.apply_batch(batch, traced=False)
-                    applied = self.applied + self.intake.applied - before
-                    yield applied, max(total, applied)
-                if consumer.filling:
-                    continue
-                if consumer.floor >= head or not (len(batch) or await consumer.pending()):
-                    break
+            # Each batch is read and folded while the writes of the one before run in
+            # PostgreSQL (the shadow's `carry`), and acknowledged once they committed.
+            shadow.carry = Carry()
+            async with self.writing:
+                while True:
+                    if ahead is None:
+                        ahead = asyncio.ensure_future(consumer.next_batch(0.5))
+                    batch = await ahead
+                    ahead = None
+                    reached = consumer.floor
+                    if len(batch):
+                        ahead = asyncio.ensure_future(consumer.next_batch(0.5))
+                        reached = consumer.floor_after(batch)
+                        envelopes = await self._envelopes(batch)
+                        begun = await asyncio.to_thread(shadow.begin, envelopes)
+                        if in_commit is not None:
+                            await self._written(in_commit)
+                        in_commit = (batch, asyncio.ensure_future(asyncio.to_thread(begun.commit)))
+                        applied = self.applied + self.intake.applied - before
+                        yield applied, max(total, applied)
+                    if consumer.filling:
+                        continue
+                    if reached >= head or not (len(batch) or await consumer.pending()):
+                        break
+                if in_commit is not None:
+                    await self._written(in_commit)
+                    in_commit = None
+            shadow.carry = None
             while True:
                 taken = await self.intake.process_batch(timeout=0.1)
                 if taken:
@@ -386,6 +417,12 @@ class Projector:
                 ahead.cancel()
                 with contextlib.suppress(BaseException):
                     await ahead
+            if in_commit is not None:
+                # Its thread goes on to its end (its transaction commits or rolls back):
+                # waited for before the consumers and the views change under it.
+                with contextlib.suppress(BaseException):
+                    await in_commit[1]
+            shadow.carry = None
             self.batch_size, self.batches_in_flight = live_batch, 1
             self.view = self.intake.view = live  # its schema now holds the new tables
             if not done:
@@ -394,6 +431,11 @@ class Projector:
                 await self._restart_consumers()
         applied = self.applied + self.intake.applied - before
         yield applied, applied
+
+    async def _written(self, writing: tuple[Batch, asyncio.Future[int]]) -> None:
+        """Wait for a replayed batch's writes to commit, then acknowledge it."""
+        batch, committing = writing
+        await self._committed(batch, await committing)
 
     async def _restart_consumers(self) -> None:
         """Delete both durable consumers; `connect` makes them again from the read model's

@@ -8,9 +8,11 @@ redelivered, re-published or replayed is recognised and changes nothing.
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import Executor
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -214,6 +216,33 @@ def ready_for_search() -> int:
     return os.getpid()
 
 
+@dataclass
+class Begun:
+    """A batch `ReadModel.begin` made ready: its transaction open, its writes not yet sent."""
+
+    applied: int
+    """The events it applies."""
+    ending: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    """Its transaction and pooled connection, ended by `commit` (nothing for an empty batch)."""
+
+    def commit(self) -> int:
+        """Send the writes and COMMIT (on another thread than `begin` if need be: one at a
+        time per batch); the events applied."""
+        self.ending.close()
+        return self.applied
+
+
+@dataclass
+class Carry:
+    """What a batch hands to the next one when batches overlap (`ReadModel.carry`)."""
+
+    profiles: dict[str, tuple[Doc, tuple[Any, ...] | None]] = field(default_factory=dict)
+    """The documents it folded (as it writes them), each with what its search columns are
+    made of (None: written stale)."""
+    events: set[str] = field(default_factory=set)
+    """The events it wrote (one event at two positions takes effect once)."""
+
+
 class ReadModel(TrackingRecorder):
     """Timeline entries and 360 profiles, with tracking records in the same transaction."""
 
@@ -230,6 +259,13 @@ class ReadModel(TrackingRecorder):
         not at hand is written stale, and the reindexer fills its search columns right after.
         A rebuild's model does not ask: its search columns are filled by `reindex` at the
         end."""
+        self.carry: Carry | None = None
+        """Set (to an empty `Carry`) while a rebuild's replay begins each batch while the writes
+        of the one before it run (`begin`, then `Begun.commit`): the next batch folds on the
+        documents the one before made, not on the table's (where they may not be yet), and
+        reads none of those from it. Only where one writer follows its batches in order (the
+        replay, which commits them in order and fails as a whole on any error). None: each
+        batch reads what it folds on."""
         self.index_key = b""
         self.index = pii.BlindIndex(b"")
         """The search columns' key (`open_read_model` reads it from `index_keys`)."""
@@ -387,6 +423,12 @@ class ReadModel(TrackingRecorder):
     def apply(self, envelopes: Sequence[envelope_pb2.Envelope]) -> int:
         """Apply a batch in one transaction; events applied before are skipped. Returns the
         number of events applied now."""
+        return self.begin(envelopes).commit()
+
+    def begin(self, envelopes: Sequence[envelope_pb2.Envelope]) -> Begun:
+        """A batch read and folded, its writes made ready in its transaction (the profiles it
+        changes locked), not yet sent: `commit` sends them. A rebuild's replay begins the
+        next batch while this one's writes run in PostgreSQL (`carry`)."""
         entries: list[Entry] = []
         seen: set[tuple[str, int]] = set()
         for env in envelopes:
@@ -395,7 +437,7 @@ class ReadModel(TrackingRecorder):
                 seen.add(key)
                 entries.append(entry_for(env))
         if not entries:
-            return 0
+            return Begun(0)
         attached = [e for e in entries if e.customer_id]
         prefetch = getattr(self.keys, "prefetch", None) if self.prefetch else None
         if prefetch is not None and attached:
@@ -404,71 +446,118 @@ class ReadModel(TrackingRecorder):
         # In one round trip: BEGIN, what is applied already, which events are in, and the
         # profiles these events change (locked); the writes then go in a second one, with
         # the COMMIT (a pipeline: each statement no longer waits for the one before).
-        with self.datastore.get_connection() as conn, pipelined_transaction(conn):
-            curs, in_entries, in_profiles = conn.cursor(), conn.cursor(), conn.cursor()
-            curs.execute(
+        with contextlib.ExitStack() as stack:
+            conn = stack.enter_context(self.datastore.get_connection())
+            stack.enter_context(pipelined_transaction(conn))
+            applied = self._prepare(conn, entries, attached)
+            # Still open: `commit` ends it (on an error above, the stack rolled it back).
+            return Begun(applied, stack.pop_all())
+
+    def _prepare(
+        self, conn: psycopg.Connection[DictRow], entries: list[Entry], attached: list[Entry]
+    ) -> int:
+        """`begin`'s work in its transaction; how many events it applies."""
+        carry = self.carry
+        if carry is not None:
+            # The batch before (its writes may not be committed yet) folded these profiles
+            # and wrote these events: its documents are the ones to fold on, not the table's.
+            attached = [e for e in attached if e.event_id not in carry.events]
+        curs, in_entries, in_profiles = conn.cursor(), conn.cursor(), conn.cursor()
+        curs.execute(
+            self._sql(
+                "SELECT application_name, notification_id FROM {tracking}"
+                " WHERE (application_name, notification_id) IN"
+                " (SELECT * FROM unnest(%s::text[], %s::bigint[]))"
+            ),
+            ([e.source for e in entries], [e.position for e in entries]),
+        )
+        if attached:
+            in_entries.execute(
+                self._sql("SELECT event_id FROM {entries} WHERE event_id = ANY(%s::uuid[])"),
+                ([e.event_id for e in attached],),
+            )
+            in_profiles.execute(
                 self._sql(
-                    "SELECT application_name, notification_id FROM {tracking}"
-                    " WHERE (application_name, notification_id) IN"
-                    " (SELECT * FROM unnest(%s::text[], %s::bigint[]))"
+                    "SELECT customer_id, doc, search_stale FROM {profiles}"
+                    " WHERE customer_id = ANY(%s::uuid[]) ORDER BY customer_id FOR UPDATE"
                 ),
-                ([e.source for e in entries], [e.position for e in entries]),
-            )
-            if attached:
-                in_entries.execute(
-                    self._sql("SELECT event_id FROM {entries} WHERE event_id = ANY(%s::uuid[])"),
-                    ([e.event_id for e in attached],),
-                )
-                in_profiles.execute(
-                    self._sql(
-                        "SELECT customer_id, doc, search_stale FROM {profiles}"
-                        " WHERE customer_id = ANY(%s::uuid[]) ORDER BY customer_id FOR UPDATE"
+                (
+                    sorted(
+                        {e.customer_id for e in attached}
+                        - (carry.profiles.keys() if carry is not None else set())
                     ),
-                    (sorted({e.customer_id for e in attached}),),
-                )
-            done = {(r["application_name"], r["notification_id"]) for r in curs.fetchall()}
-            fresh = [e for e in entries if (e.source, e.position) not in done]
-            if not fresh:
-                return 0
-            self._record_tracking(curs, fresh)
-            # Delivered at commit: it wakes the read-your-writes waits of every timeline
-            # process, and the watches of the customers it names.
-            curs.execute(
-                "SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, notify.payload(changed_topics(fresh)))
+                ),
             )
-            # Events about no customer (a product, a price list, a lead not yet linked) are
-            # tracked as applied but make no entry: a timeline is a customer's.
-            unattached = sum(1 for e in fresh if not e.customer_id)
-            fresh = [e for e in fresh if e.customer_id]
+        done = {(r["application_name"], r["notification_id"]) for r in curs.fetchall()}
+        fresh = [e for e in entries if (e.source, e.position) not in done]
+        if not fresh:
+            return 0
+        self._record_tracking(curs, fresh)
+        # Delivered at commit: it wakes the read-your-writes waits of every timeline
+        # process, and the watches of the customers it names.
+        curs.execute(
+            "SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, notify.payload(changed_topics(fresh)))
+        )
+        # Events about no customer (a product, a price list, a lead not yet linked) are
+        # tracked as applied but make no entry: a timeline is a customer's.
+        unattached = sum(1 for e in fresh if not e.customer_id)
+        fresh = [e for e in fresh if e.customer_id]
+        if not fresh:
+            return unattached
+        if carry is not None:
+            fresh = [e for e in fresh if e.event_id not in carry.events]
             if not fresh:
                 return unattached
-            # One event at two positions (an ERP message sent twice) takes effect once.
-            known = {str(r["event_id"]) for r in in_entries.fetchall()}
-            first = {e.event_id: e for e in reversed(fresh) if e.event_id not in known}
-            fresh = [e for e in fresh if first.get(e.event_id) is e]
-            if not fresh:
-                return unattached
-            customer_ids = sorted({e.customer_id for e in fresh})
-            profiles: dict[str, Doc] = {}
-            indexed: dict[str, tuple[Any, ...]] = {}
-            for r in in_profiles.fetchall():
-                profiles[str(r["customer_id"])] = r["doc"]
-                if not r["search_stale"]:
-                    indexed[str(r["customer_id"])] = _identity(r["doc"])
-            rows: list[Entry] = []
-            for e in fresh:
-                # The documents were just read (or made): folded in place, no copy per entry.
-                profile = profiles.get(e.customer_id) or empty_profile(e.customer_id)
-                profile = fold_into(profile, e)
-                rows.extend([e, *observe(profile, e, self.rule)])
-                profiles[e.customer_id] = profile
-            # Most entries (a ticket, an order) leave who the customer is as it was: their
-            # search columns stay as they are, with no key and no hash to compute again.
-            unchanged = {
-                cid for cid in customer_ids if indexed.get(cid) == _identity(profiles[cid])
-            }
-            # Its notification (above) names these customers: the writes add none.
-            self._write(curs, rows, [profiles[cid] for cid in customer_ids], unchanged, wake=False)
+        # One event at two positions (an ERP message sent twice) takes effect once.
+        known = {str(r["event_id"]) for r in in_entries.fetchall()}
+        first = {e.event_id: e for e in reversed(fresh) if e.event_id not in known}
+        fresh = [e for e in fresh if first.get(e.event_id) is e]
+        if not fresh:
+            return unattached
+        customer_ids = sorted({e.customer_id for e in fresh})
+        profiles: dict[str, Doc] = {}
+        indexed: dict[str, tuple[Any, ...]] = {}
+        for r in in_profiles.fetchall():
+            profiles[str(r["customer_id"])] = r["doc"]
+            if not r["search_stale"]:
+                indexed[str(r["customer_id"])] = _identity(r["doc"])
+        if carry is not None:
+            for cid in customer_ids:
+                if cid in carry.profiles:
+                    profiles[cid], identity = carry.profiles[cid]
+                    if identity is not None:
+                        indexed[cid] = identity
+        rows: list[Entry] = []
+        for e in fresh:
+            # The documents were just read (or made): folded in place, no copy per entry.
+            profile = profiles.get(e.customer_id) or empty_profile(e.customer_id)
+            profile = fold_into(profile, e)
+            rows.extend([e, *observe(profile, e, self.rule)])
+            profiles[e.customer_id] = profile
+        # Most entries (a ticket, an order) leave who the customer is as it was: their
+        # search columns stay as they are, with no key and no hash to compute again.
+        unchanged = {cid for cid in customer_ids if indexed.get(cid) == _identity(profiles[cid])}
+        # Its notification (above) names these customers: the writes add none.
+        stale = self._write(
+            curs, rows, [profiles[cid] for cid in customer_ids], unchanged, wake=False
+        )
+        if carry is not None:
+            # What the next batch folds on: these documents as this batch writes them,
+            # and what their search columns were made of (None: written stale).
+            self.carry = Carry(
+                {
+                    cid: (
+                        profiles[cid],
+                        indexed[cid]
+                        if cid in unchanged
+                        else None
+                        if cid in stale
+                        else _identity(profiles[cid]),
+                    )
+                    for cid in customer_ids
+                },
+                {e.event_id for e in fresh},
+            )
         return len(fresh) + unattached
 
     def _record_tracking(self, curs: Cursor[DictRow], entries: Sequence[Entry]) -> None:
@@ -512,11 +601,12 @@ class ReadModel(TrackingRecorder):
         unchanged: Collection[str] = (),
         *,
         wake: bool = True,
-    ) -> None:
+    ) -> set[str]:
         """Insert entries and upsert profiles (those named in `unchanged` keep their search
         columns: what they are made of did not change), then wake the watches of their
         customers and the read-your-writes waits (unless `wake` is False: the caller's
-        transaction notifies them already)."""
+        transaction notifies them already). Returns the customers whose profiles it wrote
+        with stale search columns."""
         self._record_merges(curs, rows)
         forgotten = [(e.customer_id, e.occurred_at) for e in rows if e.type == FORGOTTEN_TYPE]
         if forgotten:
@@ -539,6 +629,7 @@ class ReadModel(TrackingRecorder):
             ),
             (json_rows(_entry_row(e) for e in rows),),
         )
+        stale: set[str] = set()
         kept = [p for p in profiles if p["customer_id"] in unchanged]
         profiles = [p for p in profiles if p["customer_id"] not in unchanged]
         if kept:
@@ -592,7 +683,8 @@ class ReadModel(TrackingRecorder):
                 }
 
             upserted = list(map(row, profiles, searched))
-            if any(r["x"] for r in upserted):
+            stale = {r["c"] for r in upserted if r["x"]}
+            if stale:
                 self.stale_written = True
             curs.execute(
                 self._sql(
@@ -617,6 +709,7 @@ class ReadModel(TrackingRecorder):
             curs.execute(
                 "SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, notify.payload(changed_topics(rows)))
             )
+        return stale
 
     def known_keys(self, customer_ids: set[UUID]) -> pii.Keys:
         """The keys of these customers this process holds now, without asking for any and
