@@ -114,31 +114,42 @@ class Warmed:
     the work itself. A pool that breaks (its process killed) is not used again by this
     process's `Warmed`: its work goes on in the caller."""
 
-    def __init__(self, what: str, ready: Callable[[], int]) -> None:
-        self.what = what
+    def __init__(
+        self,
+        ready: Callable[..., int],
+        *,
+        ready_log: str,
+        off_log: str,
+        pool: Executor | None = None,
+    ) -> None:
+        self.ready_log = ready_log
+        """Logged once a process is ready (%d: its pid)."""
+        self.off_log = off_log
+        """Logged when the pool fails (%s: why); the work goes on in the caller."""
         self.ready = ready
-        """Run by the pool's process once (a module-level function: it pickles by name): it
-        imports what the work needs and returns the process's pid."""
+        """Run by the pool's process once (a module-level function: it pickles by name), with
+        `warm`'s arguments: it imports what the work needs and returns the process's pid."""
         self.state = "unused"
         """unused (no backlog yet), warming, ready, or off (no pool, or it failed)."""
-        self._pool: Executor | None = None
+        self._pool = pool
+        """The pool to warm (None: the CPU pool, `cpu_pool`)."""
 
     @property
     def pool(self) -> Executor | None:
         """The pool to hand the work to, once it is ready."""
         return self._pool if self.state == "ready" else None
 
-    def warm(self) -> asyncio.Future[int] | None:
+    def warm(self, *args: Any) -> asyncio.Future[int] | None:
         """A backlog showed (on the event loop): get a pool process ready, once. Returns the
         readiness to wait for, if it was started now."""
         if self.state != "unused":
             return None
-        pool = cpu_pool()
+        pool = self._pool or cpu_pool()
         if pool is None:
             self.state = "off"
             return None
         self._pool, self.state = pool, "warming"
-        warming = asyncio.wrap_future(pool.submit(self.ready))
+        warming = asyncio.wrap_future(pool.submit(self.ready, *args))
         warming.add_done_callback(self._warmed)
         return warming
 
@@ -149,10 +160,12 @@ class Warmed:
             self.off(repr(done.exception()) if not done.cancelled() else "cancelled")
             return
         self.state = "ready"
-        _log.info("%s: in process %d of the CPU pool", self.what, done.result())
+        _log.info(self.ready_log, done.result())
 
-    def off(self, why: str) -> None:
-        """The pool failed (its process ended): the work is done by the caller from now on."""
-        _log.warning("%s: not in the CPU pool (%s); done here", self.what, why)
+    def off(self, why: str = "") -> None:
+        """The work is done by the caller from now on: the pool failed (`why`: its process
+        ended, logged), or the caller has none of this work for a pool (no `why`)."""
+        if why:
+            _log.warning(self.off_log, why)
         self.state = "off"
         self._pool = None

@@ -37,7 +37,7 @@ from opentelemetry import trace
 from psycopg.rows import tuple_row
 
 from c360_platform import envelope, natsauth, registry, telemetry
-from c360_platform.cpu import MapperOf, cpu_pool
+from c360_platform.cpu import MapperOf, Warmed
 from c360_platform.envelope import Envelope
 from c360_platform.leader import lead, sleep_or_stop, unless_stopped, wait_at_most
 from c360_platform.locks import AdvisoryLock
@@ -251,11 +251,16 @@ class OutboxRelay:
         self.published = 0
         self._ahead: tuple[int, asyncio.Future[Page]] | None = None
         """The page after a position, read while the stream stores the one before it."""
-        self._pool: Executor | None = None if isinstance(pool, bool) else pool
         self._pages: PageSource | None = None
-        self._pool_state = "off" if pool is False else "unused"
-        """The CPU pool's part in reading ahead: unused (no backlog yet), warming (a pool
-        process is getting ready), ready, or off (no pool, or it failed)."""
+        self._warmed = Warmed(
+            ready_page_source,
+            ready_log=f"relay {self.source}: pages read ahead in process %d",
+            off_log=f"relay {self.source}: the CPU pool reads no pages (%s); reading them here",
+            pool=None if isinstance(pool, bool) else pool,
+        )
+        """The CPU pool's part in reading ahead (a process made ready once a backlog shows)."""
+        if pool is False:
+            self._warmed.off()
         self.acknowledged = 0
         """The last position the stream acknowledged storing (of this relay's publishing)."""
         self._unsaved: int | None = None
@@ -373,13 +378,13 @@ class OutboxRelay:
         publishes (some 25), and a backlog goes out at the pace of the slower of the two,
         not of their sum. Until then (and where there is no pool), the page is read in a
         thread and packed here."""
-        if self._pool_state == "ready":
-            assert self._pool is not None
+        pool = self._warmed.pool
+        if pool is not None:
             assert self._pages is not None
             try:
-                reading = self._pool.submit(packed_page, self._pages, after, self.batch_size)
+                reading = pool.submit(packed_page, self._pages, after, self.batch_size)
             except (BrokenProcessPool, RuntimeError) as gone:  # broken, or shut down
-                self._pool_off(repr(gone))
+                self._warmed.off(repr(gone))
             else:
                 return asyncio.wrap_future(reading)
         return asyncio.ensure_future(self._read_here(after))
@@ -412,34 +417,14 @@ class OutboxRelay:
         """A long backlog (`POOL_AFTER`): get a process of the CPU pool ready to read pages
         ahead, once (pages go on being read here until it is); the readiness to wait for, if
         it was started now. A relay that only trickles, or catches up soon, never starts one."""
-        if self._pool_state != "unused":
+        if self._warmed.state != "unused":
             return None
-        self._pool_state = "off"
-        pool = self._pool or cpu_pool()
-        source = self._page_source() if pool is not None else None
-        if pool is None or source is None:
+        source = self._page_source()
+        if source is None:
+            self._warmed.off()
             return None
-        self._pool, self._pages, self._pool_state = pool, source, "warming"
-        warming = asyncio.wrap_future(pool.submit(ready_page_source, source))
-        warming.add_done_callback(self._pool_warmed)
-        return warming
-
-    def _pool_warmed(self, done: asyncio.Future[int]) -> None:
-        if self._pool_state != "warming":
-            return
-        failed = done.cancelled() or done.exception() is not None
-        if failed:
-            self._pool_off(repr(done.exception()) if not done.cancelled() else "cancelled")
-            return
-        self._pool_state = "ready"
-        _log.info("relay %s: pages read ahead in process %d", self.source, done.result())
-
-    def _pool_off(self, why: str) -> None:
-        _log.warning(
-            "relay %s: the CPU pool reads no pages (%s); reading them here", self.source, why
-        )
-        self._pool_state = "off"
-        self._pool = None
+        self._pages = source
+        return self._warmed.warm(source)
 
     async def _select(self, after: int) -> Rows:
         """The page after a position, read on the relay's own connection, on its event loop:
@@ -464,7 +449,7 @@ class OutboxRelay:
                 try:
                     return await reading
                 except BrokenProcessPool as gone:  # the pool's process ended: read here
-                    self._pool_off(repr(gone))
+                    self._warmed.off(repr(gone))
             else:
                 await asyncio.gather(reading, return_exceptions=True)  # not this page: dropped
         return self._pack(await self._select(after))

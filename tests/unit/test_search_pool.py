@@ -74,7 +74,7 @@ async def test_a_pool_is_warmed_once_used_when_ready_and_given_up_when_it_breaks
     monkeypatch.setenv("C360_CPU_PROCESSES", "1")
     monkeypatch.setattr(cpu, "_made", False)
     monkeypatch.setattr(cpu, "_pool", None)
-    warmed = cpu.Warmed("search columns", ready_for_search)
+    warmed = cpu.Warmed(ready_for_search, ready_log="ready in %d", off_log="off: %s")
     assert warmed.pool is None
     assert warmed.state == "unused"
     warming = warmed.warm()
@@ -105,7 +105,7 @@ def test_without_a_pool_the_work_stays_here(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("C360_CPU_PROCESSES", "0")
     monkeypatch.setattr(cpu, "_made", False)
     monkeypatch.setattr(cpu, "_pool", None)
-    warmed = cpu.Warmed("search columns", ready_for_search)
+    warmed = cpu.Warmed(ready_for_search, ready_log="ready in %d", off_log="off: %s")
     assert warmed.warm() is None
     assert warmed.state == "off"
     assert warmed.pool is None

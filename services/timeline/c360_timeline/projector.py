@@ -106,7 +106,11 @@ class Projector:
         """Set while a rebuild waits for the feeds' mutexes: their idle waits end at once."""
         self.active = asyncio.Event()
         self.applied = 0
-        self.search_pool = Warmed("search columns of stale profiles", ready_for_search)
+        self.search_pool = Warmed(
+            ready_for_search,
+            ready_log="search columns of stale profiles: made in process %d of the CPU pool",
+            off_log="the CPU pool makes no search columns (%s); making them here",
+        )
         self.left_stale = asyncio.Event()
         """Set when a batch left search columns stale (wakes the reindexer at once; others
         are found by its look every REINDEX_PAUSE)."""
