@@ -257,8 +257,9 @@ class ReadModel(TrackingRecorder):
         batch begins, in the background: the reindexer (and the first read of a new customer)
         then finds them at hand. The batch does not wait for them: a profile whose keys are
         not at hand is written stale, and the reindexer fills its search columns right after.
-        A rebuild's model does not ask: its search columns are filled by `reindex` at the
-        end."""
+        A rebuild's model does not ask: its new profiles are written stale and `reindex`
+        fills them beside the replay and after the take-over (see docs/architecture.md,
+        Rebuild)."""
         self.carry: Carry | None = None
         """Set (to an empty `Carry`) while a rebuild's replay begins each batch while the writes
         of the one before it run (`begin`, then `Begun.commit`): the next batch folds on the
