@@ -140,14 +140,16 @@ async def rebuild(
     timeline_addr: str, token: str, on_progress: Callable[[int, int], None]
 ) -> dict[str, Any]:
     """Drop and rebuild the timeline's read model from the stream (RebuildReadModel, an
-    operator's call); events applied per second of the whole rebuild."""
+    operator's call); events applied per second of the whole rebuild (its search columns
+    and indexes included: it ends when the new model has taken over)."""
     channel = aio_channel(timeline_addr, token)
     try:
         stub: Any = tapi_grpc.TimelineServiceStub(channel)
         started = time.perf_counter()
-        applied = total = 0
+        applied = total = indexed = 0
         async for progress in stub.RebuildReadModel(tapi.RebuildReadModelRequest(), timeout=900):
             applied, total = progress.applied, progress.total
+            indexed = progress.profiles_indexed
             on_progress(applied, total)
             if progress.done:
                 break
@@ -156,6 +158,7 @@ async def rebuild(
         await channel.close(None)
     return {
         "events": applied,
+        "profiles_indexed": indexed,
         "seconds": round(seconds, 2),
         "per_s": round(applied / seconds, 1) if seconds else None,
     }

@@ -6,7 +6,14 @@ import argparse
 from typing import Any, TypeAlias, cast
 
 import grpc
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.text import Text
 
 from c360.timeline.v1 import timeline_service_pb2 as api
@@ -338,9 +345,9 @@ def _search(args: argparse.Namespace) -> int:
 
 def _rebuild(args: argparse.Namespace) -> int:
     out = Output(args.json)
-    applied = total = 0
+    last = api.RebuildReadModelResponse()
     progress = Progress(
-        TextColumn("rebuilding read model"),
+        TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
@@ -348,16 +355,36 @@ def _rebuild(args: argparse.Namespace) -> int:
         transient=args.json,
     )
     with Client(args) as client, progress:
-        task = progress.add_task("rebuild", total=None)
-        for reply in client.stub("timeline", TimelineServiceStub).RebuildReadModel(
+        events = progress.add_task("rebuilding read model", total=None)
+        # Once its events are applied: the search columns the replay left to fill.
+        search: TaskID | None = None
+        for last in client.stub("timeline", TimelineServiceStub).RebuildReadModel(
             api.RebuildReadModelRequest()
         ):
-            applied, total = reply.applied, reply.total
-            progress.update(task, completed=applied, total=total or None)
-            if reply.done:
+            progress.update(events, completed=last.applied, total=last.total or None)
+            if last.profiles_to_index:
+                if search is None:
+                    search = progress.add_task("filling search columns", total=None)
+                progress.update(
+                    search, completed=last.profiles_indexed, total=last.profiles_to_index
+                )
+            if last.done:
                 break
     if out.json_mode:
-        out.json({"applied": applied, "total": total})
+        out.json(
+            {
+                "applied": last.applied,
+                "total": last.total,
+                "profiles_indexed": last.profiles_indexed,
+                "profiles_to_index": last.profiles_to_index,
+            }
+        )
     else:
-        out.print(f"read model rebuilt: {applied} of {total} events applied")
+        filled = (
+            f"; search columns of {last.profiles_indexed} of {last.profiles_to_index}"
+            " profiles filled"
+            if last.profiles_to_index
+            else ""
+        )
+        out.print(f"read model rebuilt: {last.applied} of {last.total} events applied{filled}")
     return 0

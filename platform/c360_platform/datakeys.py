@@ -9,6 +9,7 @@ have them asked for ahead (`prefetch`)."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -30,6 +31,8 @@ _UNKNOWN = b"unknown"
 """Cached for a customer the key holder does not know (a key is 32 bytes, never this)."""
 CACHE_SECONDS = 5.0
 """How long a key (or a customer's being forgotten) is trusted before it is asked again."""
+CACHE_SIZE = 200_000
+"""Keys a process holds at most (the older half goes when more come)."""
 REFRESH_AFTER = 0.75
 """Share of a key's time in the cache after which a read of it has it asked again in the
 background (refresh-ahead), the cached key answering meanwhile: keys that are read keep being
@@ -316,8 +319,12 @@ class DataKeys:
             ) from None
         got = {UUID(k.customer_id): (b"" if k.forgotten else bytes(k.key)) for k in reply.keys}
         with self._lock:
-            if len(self._cache) + len(chunk) > 200_000:  # before: the reads waiting find these
-                self._cache.clear()
+            if len(self._cache) + len(chunk) > CACHE_SIZE:
+                # The older half goes (a dict keeps the order they came in): the keys other
+                # requests just brought stay for the reads waiting for them, which a whole
+                # clear took away from them (UNAVAILABLE for a read that was answered).
+                for number in list(itertools.islice(self._cache, len(self._cache) // 2)):
+                    del self._cache[number]
             for customer_id in chunk:
                 self._cache[customer_id.int] = (now + self.ttl, got.get(customer_id, _UNKNOWN))
 

@@ -227,6 +227,10 @@ def test_cli_against_a_running_stack(up: Up) -> None:
     # sales part's deliveries, the marketing part's payments)
     stored = report["stored_events"] + 3 + demo["erp_deliveries"] + demo["erp_payments"]
     assert rebuilt["applied"] == rebuilt["total"] >= stored
+    # It took over with every profile's search columns filled: a search finds at once.
+    assert rebuilt["profiles_indexed"] == rebuilt["profiles_to_index"]
+    found = c360_json(home, "search", example["display_name"], "--limit", "100")
+    assert example["customer_id"] in [h["customer_id"] for h in found["hits"]]
     rechecked = c360_json(home, "verify")
     assert (rechecked["ok"], rechecked["missing"]["count"], rechecked["doubled"]["count"]) == (
         True,

@@ -16,6 +16,7 @@ from uuid import UUID
 
 import pytest
 
+from c360_platform import datakeys
 from c360_platform.datakeys import GATHER, RETRY_AFTER
 from c360_platform.errors import Unavailable
 from tests.keyholder import TTL, Clock, KeyHolder, Keys
@@ -227,3 +228,22 @@ def test_the_cache_leaves_the_garbage_collector_nothing_to_walk(world: Any) -> N
     gc.collect()
     assert len(keys._cache) == 50
     assert not gc.is_tracked(keys._cache)
+
+
+def test_a_full_cache_drops_its_older_half_and_keeps_what_was_just_asked_for(
+    world: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rebuild asks for hundreds of thousands of keys, pages of them at once: a full cache
+    that was emptied whole took the keys one page had just been answered with from that
+    page's read (UNAVAILABLE for keys the key holder had given)."""
+    monkeypatch.setattr(datakeys, "CACHE_SIZE", 10)
+    holder, _, keys = world
+    first, second = customers(holder, 8), customers(holder, 4)
+    assert keys.keys(first) == {i: i.bytes * 2 for i in first}
+    assert keys.keys(second) == {i: i.bytes * 2 for i in second}
+    assert len(holder.requests) == 2
+    # The older half (four of the first eight) went; the new ones stay.
+    assert keys.known(second) == {i: i.bytes * 2 for i in second}
+    kept = keys.known(first)
+    assert len(kept) == 4
+    assert kept == {i: i.bytes * 2 for i in kept}

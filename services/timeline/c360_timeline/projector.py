@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import nats
@@ -29,7 +30,7 @@ from c360_platform import natsauth, telemetry
 from c360_platform.catchup import Batch, CatchUpConsumer, SourceDirectory, StartAt
 from c360_platform.cpu import Warmed
 from c360_platform.envelope import SUBJECT_ROOT, UnknownEventType, payload_class
-from c360_platform.errors import PreconditionFailed
+from c360_platform.errors import PreconditionFailed, Unavailable
 from c360_platform.leader import lead, sleep_or_stop, unless_stopped, wait_at_most
 from c360_platform.locks import AdvisoryLock
 from c360_platform.streams import RECONNECT_WAIT, StreamSettings, ensure_stream
@@ -37,6 +38,7 @@ from c360_timeline.inbound import ErpIntake
 from c360_timeline.readmodel import (
     Carry,
     ReadModel,
+    build_indexes,
     open_shadow,
     ready_for_search,
     take_over,
@@ -64,6 +66,24 @@ SETTLE = timedelta(seconds=60)
 
 REBUILD_BATCH = 1024
 """Events per transaction while a rebuild replays (live projection uses `batch_size`)."""
+FILL_PAGE = 1000
+"""Profiles per transaction as a rebuild fills the search columns its replay left stale."""
+FILL_IN_FLIGHT = 2
+"""Pages of that fill under way at once: one's keys asked for while another's columns are
+made and written."""
+
+
+@dataclass(frozen=True)
+class RebuildProgress:
+    """How far a rebuild is: its events, then the search columns of its profiles."""
+
+    applied: int
+    total: int
+    """Events applied, of about how many (the streams' messages; exact at the end)."""
+    indexed: int = 0
+    to_index: int = 0
+    """Profiles whose search columns it filled, of how many its replay left stale (the
+    customers whose keys it did not hold): it takes over once they are filled."""
 
 
 class Projector:
@@ -114,6 +134,9 @@ class Projector:
         self.left_stale = asyncio.Event()
         """Set when a batch left search columns stale (wakes the reindexer at once; others
         are found by its look every REINDEX_PAUSE)."""
+        self.rebuilding = False
+        """A rebuild runs: it fills its model's search columns itself, after its replay (the
+        reindexer beside it only took the interpreter from the replay)."""
         self._saved_at = 0.0
         self.next_sweep = 0.0
         self._connecting = asyncio.Lock()
@@ -282,6 +305,9 @@ class Projector:
         """Beside the projection: fill the search columns it left stale (the customers whose
         keys it did not hold), asking for the keys off its path."""
         while not stop.is_set() and not done.is_set():
+            if self.rebuilding:
+                await sleep_or_stop(stop, REINDEX_PAUSE)
+                continue
             # Cleared before the look, not after: a batch that leaves stale columns while
             # the look runs (after its read) wakes the next one.
             self.left_stale.clear()
@@ -322,9 +348,10 @@ class Projector:
         async with self.writing:
             return await asyncio.to_thread(self.view.sweep, datetime.now(UTC) - SETTLE)
 
-    async def rebuild(self) -> AsyncIterator[tuple[int, int]]:
-        """Replay every event into a new read model beside the live one, then make it the
-        live one in one transaction, yielding (applied, total). Queries answer from the live
+    async def rebuild(self) -> AsyncIterator[RebuildProgress]:
+        """Replay every event into a new read model beside the live one, fill the search
+        columns its replay left stale and build its read path's indexes, then make it the
+        live one in one transaction, yielding its progress. Queries answer from the live
         model all along (as it stood when the rebuild began) and from the new one after.
 
         The same path as any new subscriber from the start: the stream, and before it, what
@@ -343,9 +370,13 @@ class Projector:
                         yield progress
         finally:
             self.wanted.clear()
+            self.rebuilding = False
 
-    async def _rebuild(self) -> AsyncGenerator[tuple[int, int], None]:
+    async def _rebuild(self) -> AsyncGenerator[RebuildProgress, None]:
         """The rebuild, the feeds' mutexes held."""
+        self.rebuilding = True
+        # Where its search columns are made, once its events are applied.
+        self.search_pool.warm()
         await self.connect()
         assert self.js is not None
         assert self.consumer is not None
@@ -360,6 +391,7 @@ class Projector:
         live_batch, self.batch_size = self.batch_size, REBUILD_BATCH
         self.batches_in_flight = 2
         done = False
+        indexed = to_index = 0
         ahead: asyncio.Future[Batch] | None = None
         in_commit: tuple[Batch, asyncio.Future[int]] | None = None
         try:
@@ -367,7 +399,7 @@ class Projector:
             consumer = self.consumer
             assert consumer is not None
             before = self.applied + self.intake.applied
-            yield 0, total
+            yield RebuildProgress(0, total)
             # c360's events up to the stream's head as the rebuild began (what comes after
             # is the live consumer's, from the new model's tracking), then ERP's: a fetch
             # that finds a stream empty costs its whole timeout, so none is made of one
@@ -392,7 +424,7 @@ class Projector:
                             await self._written(in_commit)
                         in_commit = (batch, asyncio.ensure_future(asyncio.to_thread(begun.commit)))
                         applied = self.applied + self.intake.applied - before
-                        yield applied, max(total, applied)
+                        yield RebuildProgress(applied, max(total, applied))
                     if consumer.filling:
                         continue
                     if reached >= head or not (len(batch) or await consumer.pending()):
@@ -405,10 +437,14 @@ class Projector:
                 taken = await self.intake.process_batch(timeout=0.1)
                 if taken:
                     applied = self.applied + self.intake.applied - before
-                    yield applied, max(total, applied)
+                    yield RebuildProgress(applied, max(total, applied))
                 elif await self.intake.pending() == 0:
                     break
             await self.sweep()
+            applied = self.applied + self.intake.applied - before
+            async for indexed, to_index in self._fill_search(shadow):
+                yield RebuildProgress(applied, applied, indexed, to_index)
+            await asyncio.to_thread(build_indexes, shadow)
             await asyncio.to_thread(take_over, live, shadow)
             done = True
             # The live consumer takes its usual batches again, after what the replay applied
@@ -434,7 +470,55 @@ class Projector:
                 # its own tracking (what it applied is skipped, nothing is lost).
                 await self._restart_consumers()
         applied = self.applied + self.intake.applied - before
-        yield applied, applied
+        yield RebuildProgress(applied, applied, indexed, to_index)
+
+    async def _fill_search(self, shadow: ReadModel) -> AsyncIterator[tuple[int, int]]:
+        """Fill the search columns the replay left stale (its model is written by no one
+        else now), in pages, made by the CPU pool's process once it is ready; yields (filled,
+        of how many). A key holder that cannot be asked ends it early: the model takes over
+        with those columns stale, and the reindexer fills them once it answers (a rebuild
+        does not fail for that)."""
+        to_index = await asyncio.to_thread(shadow.count_stale)
+        indexed, after = 0, None
+        pages: set[asyncio.Future[int]] = set()
+        yield indexed, to_index
+        try:
+            while True:
+                docs = await asyncio.to_thread(shadow.stale_after, after, FILL_PAGE)
+                if docs:
+                    after = str(docs[-1]["customer_id"])
+                    pool = self.search_pool.pool
+                    pages.add(
+                        asyncio.ensure_future(asyncio.to_thread(shadow.index_stale, docs, pool))
+                    )
+                broken = False
+                while pages and (len(pages) >= FILL_IN_FLIGHT or not docs):
+                    finished, pages = await asyncio.wait(pages, return_when=asyncio.FIRST_COMPLETED)
+                    for page in finished:
+                        try:
+                            indexed += page.result()
+                        except BrokenProcessPool as gone:
+                            self.search_pool.off(repr(gone))
+                            broken = True
+                    yield indexed, to_index
+                if broken:
+                    # Its process ended: made here from now on, looking again from the first
+                    # profile (the pages it failed are still stale, the others are not).
+                    after = None
+                elif not docs:
+                    return
+        except Unavailable as away:
+            left = str(away)
+        finally:
+            for page in pages:
+                with contextlib.suppress(BaseException):
+                    await page
+        _log.warning(
+            "the rebuilt model takes over with %d profiles' search columns stale (%s): the"
+            " reindexer fills them",
+            to_index - indexed,
+            left,
+        )
 
     async def _written(self, writing: tuple[Batch, asyncio.Future[int]]) -> None:
         """Wait for a replayed batch's writes to commit, then acknowledge it."""

@@ -758,9 +758,23 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
     ) -> AsyncIterator[api.RebuildReadModelResponse]:
         if self.projector is None:
             raise Unavailable("this replica runs no projector")
-        async for applied, total in self.projector.rebuild():
-            yield api.RebuildReadModelResponse(applied=applied, total=total, done=False)
-        yield api.RebuildReadModelResponse(applied=total, total=total, done=True)
+        last = None
+        async for last in self.projector.rebuild():
+            yield api.RebuildReadModelResponse(
+                applied=last.applied,
+                total=last.total,
+                done=False,
+                profiles_indexed=last.indexed,
+                profiles_to_index=last.to_index,
+            )
+        if last is not None:
+            yield api.RebuildReadModelResponse(
+                applied=last.total,
+                total=last.total,
+                done=True,
+                profiles_indexed=last.indexed,
+                profiles_to_index=last.to_index,
+            )
 
 
 def _phone(text: str) -> str:

@@ -22,7 +22,7 @@ from eventsourcing.postgres import PostgresDatastore, PostgresFactory
 from eventsourcing.utils import Environment
 from psycopg import Cursor
 from psycopg.rows import DictRow
-from psycopg.sql import SQL, Identifier
+from psycopg.sql import SQL, Identifier, Literal
 from unidecode import unidecode
 
 from c360.events.v1 import envelope_pb2
@@ -774,18 +774,58 @@ class ReadModel(TrackingRecorder):
                 (limit,),
             )
             docs = [r for r in curs.fetchall() if _searched(r) <= keys.keys()]
-            if docs:
-                curs.execute(
-                    self._sql(
-                        "UPDATE {profiles} AS p SET emails = r.e, phones = r.p,"
-                        " name_starts = r.s, word_starts = r.w, search_stale = false"
-                        " FROM jsonb_to_recordset(%s::jsonb)"
-                        " AS r (c uuid, e text[], p text[], s text[], w text[])"
-                        " WHERE p.customer_id = r.c"
-                    ),
-                    (self._search_rows(docs, keys, pool),),
-                )
+            self._fill(curs, docs, keys, pool)
         return len(docs)
+
+    def count_stale(self) -> int:
+        """How many profiles' search columns are stale."""
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(self._sql("SELECT count(*) AS n FROM {profiles} WHERE search_stale"))
+            row = curs.fetchone()
+        return int(row["n"]) if row else 0
+
+    def stale_after(self, after: str | None, limit: int) -> list[DictRow]:
+        """Up to `limit` profiles with stale search columns after customer `after` (in
+        customer order), with what their search columns are made of: a rebuild's pages of
+        `index_stale`."""
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                self._sql(
+                    "SELECT customer_id, doc->'display_name' AS display_name,"
+                    " doc->'emails' AS emails, doc->'phones' AS phones"
+                    " FROM {profiles} WHERE search_stale AND customer_id > %s"
+                    " ORDER BY customer_id LIMIT %s"
+                ),
+                (after or "00000000-0000-0000-0000-000000000000", limit),
+            )
+            return curs.fetchall()
+
+    def index_stale(self, docs: list[DictRow], pool: Executor | None = None) -> int:
+        """Fill the search columns of these profiles (from `stale_after`), asking for their
+        keys; returns how many it filled (a customer whose key the key holder does not know
+        stays stale). Locks nothing: only for a model no one else writes (a rebuild's, once
+        its events are applied). UNAVAILABLE if the key holder cannot be asked."""
+        keys = self.keys({i for r in docs for i in _searched(r)})
+        docs = [r for r in docs if _searched(r) <= keys.keys()]
+        with self.datastore.transaction(commit=True) as curs:
+            self._fill(curs, docs, keys, pool)
+        return len(docs)
+
+    def _fill(
+        self, curs: Cursor[DictRow], docs: list[DictRow], keys: pii.Keys, pool: Executor | None
+    ) -> None:
+        """Write the search columns of these profiles, made from their fields and keys."""
+        if docs:
+            curs.execute(
+                self._sql(
+                    "UPDATE {profiles} AS p SET emails = r.e, phones = r.p,"
+                    " name_starts = r.s, word_starts = r.w, search_stale = false"
+                    " FROM jsonb_to_recordset(%s::jsonb)"
+                    " AS r (c uuid, e text[], p text[], s text[], w text[])"
+                    " WHERE p.customer_id = r.c"
+                ),
+                (self._search_rows(docs, keys, pool),),
+            )
 
     def _search_rows(self, docs: list[DictRow], keys: pii.Keys, pool: Executor | None) -> str:
         """The reindex's rows, made by a process of `pool` if there is one (a backlog of
@@ -877,16 +917,47 @@ def shadow_schema(schema: str) -> str:
     return f"{schema}_rebuild"
 
 
+DEFERRED_INDEXES = (
+    "entries_by_customer",
+    "profiles_by_email",
+    "profiles_by_phone",
+    "profiles_by_name_start",
+    "profiles_by_word_start",
+    "profiles_by_last_seq",
+)
+"""The read path's indexes, which the projection's own statements never use: a rebuild's
+model is filled without them and has them built once, before it takes over (one sort per
+index, where keeping them up to date cost PostgreSQL every row's entries again, the four
+GIN indexes some forty keys a profile, and the search columns' second write as much)."""
+
+INDEX_BUILD_MEMORY = "256MB"
+"""PostgreSQL's `maintenance_work_mem` for those builds (its default, 64MB, sorts a rebuild
+of 700,000 profiles' blind indexes on disk)."""
+
+
 def open_shadow(live: ReadModel, postgres_url: str) -> ReadModel:
     """An empty read model in the live one's shadow schema (an earlier, unfinished one is
-    dropped first), with the live one's churn rule."""
+    dropped first), with the live one's churn rule, without its DEFERRED_INDEXES
+    (`build_indexes` makes them)."""
     schema = shadow_schema(live.datastore.schema)
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         conn.execute(SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(Identifier(schema)))
     shadow = open_read_model(postgres_url, schema, live.rule, index_key=live.index_key)
     shadow.keys = live.keys
     shadow.prefetch = False
+    with shadow.datastore.transaction(commit=True) as curs:
+        for name in DEFERRED_INDEXES:
+            curs.execute(SQL("DROP INDEX {}.{}").format(Identifier(schema), Identifier(name)))
     return shadow
+
+
+def build_indexes(shadow: ReadModel) -> None:
+    """Build a rebuild's DEFERRED_INDEXES: its tables' statements run again (each creates
+    what is missing only), so that its indexes are the ones the live model has."""
+    with shadow.datastore.transaction(commit=True) as curs:
+        curs.execute(SQL("SET LOCAL maintenance_work_mem = {}").format(Literal(INDEX_BUILD_MEMORY)))
+        for statement in shadow.sql_create_statements:
+            curs.execute(statement, prepare=False)
 
 
 def take_over(live: ReadModel, shadow: ReadModel) -> None:
