@@ -14,7 +14,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 import psycopg
@@ -216,6 +216,39 @@ def ready_for_search() -> int:
     return os.getpid()
 
 
+class Sink(Protocol):
+    """Where writes go: a cursor, or `Writes` to send them later."""
+
+    def execute(self, query: Any, params: Any = None, /) -> object: ...
+
+    def executemany(self, query: Any, params_seq: Iterable[Any], /) -> object: ...
+
+
+class Writes:
+    """Statements kept to be sent later, in the order given (a batch's writes, made ready by
+    `ReadModel.begin`, sent by `Begun.commit`). Executed on the batch's cursor as they are
+    made, a pipeline sends them as soon as its buffer fills: a replayed batch's insert of a
+    customer the batch before it also inserts could run first, and that batch's insert then
+    waited for this one's transaction, which waits for that batch to commit (a rebuild hung
+    for good)."""
+
+    def __init__(self) -> None:
+        self.statements: list[tuple[bool, Any, Any]] = []
+
+    def execute(self, query: Any, params: Any = None) -> None:
+        self.statements.append((False, query, params))
+
+    def executemany(self, query: Any, params_seq: Iterable[Any]) -> None:
+        self.statements.append((True, query, list(params_seq)))
+
+    def send(self, curs: Cursor[DictRow]) -> None:
+        for many, query, params in self.statements:
+            if many:
+                curs.executemany(query, params)
+            else:
+                curs.execute(query, params)
+
+
 @dataclass
 class Begun:
     """A batch `ReadModel.begin` made ready: its transaction open, its writes not yet sent."""
@@ -224,11 +257,16 @@ class Begun:
     """The events it applies."""
     ending: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
     """Its transaction and pooled connection, ended by `commit` (nothing for an empty batch)."""
+    writes: Writes = field(default_factory=Writes)
+    cursor: Cursor[DictRow] | None = None
+    """Where `writes` go (None: nothing to send)."""
 
     def commit(self) -> int:
         """Send the writes and COMMIT (on another thread than `begin` if need be: one at a
         time per batch); the events applied."""
-        self.ending.close()
+        with self.ending:
+            if self.cursor is not None:
+                self.writes.send(self.cursor)
         return self.applied
 
 
@@ -450,14 +488,21 @@ class ReadModel(TrackingRecorder):
         with contextlib.ExitStack() as stack:
             conn = stack.enter_context(self.datastore.get_connection())
             stack.enter_context(pipelined_transaction(conn))
-            applied = self._prepare(conn, entries, attached)
-            # Still open: `commit` ends it (on an error above, the stack rolled it back).
-            return Begun(applied, stack.pop_all())
+            writes = Writes()
+            applied = self._prepare(conn, entries, attached, writes)
+            # Still open: `commit` sends the writes and ends it (on an error above, the stack
+            # rolled it back).
+            return Begun(applied, stack.pop_all(), writes, conn.cursor())
 
     def _prepare(
-        self, conn: psycopg.Connection[DictRow], entries: list[Entry], attached: list[Entry]
+        self,
+        conn: psycopg.Connection[DictRow],
+        entries: list[Entry],
+        attached: list[Entry],
+        writes: Writes,
     ) -> int:
-        """`begin`'s work in its transaction; how many events it applies."""
+        """`begin`'s reads in its transaction, and its writes made ready in `writes`; how
+        many events it applies."""
         carry = self.carry
         if carry is not None:
             # The batch before (its writes may not be committed yet) folded these profiles
@@ -493,10 +538,11 @@ class ReadModel(TrackingRecorder):
         fresh = [e for e in entries if (e.source, e.position) not in done]
         if not fresh:
             return 0
-        self._record_tracking(curs, fresh)
+        self._check_has_multi_row_tracking_table(curs)
+        self._record_tracking(writes, fresh)
         # Delivered at commit: it wakes the read-your-writes waits of every timeline
         # process, and the watches of the customers it names.
-        curs.execute(
+        writes.execute(
             "SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, notify.payload(changed_topics(fresh)))
         )
         # Events about no customer (a product, a price list, a lead not yet linked) are
@@ -540,7 +586,7 @@ class ReadModel(TrackingRecorder):
         unchanged = {cid for cid in customer_ids if indexed.get(cid) == _identity(profiles[cid])}
         # Its notification (above) names these customers: the writes add none.
         stale = self._write(
-            curs, rows, [profiles[cid] for cid in customer_ids], unchanged, wake=False
+            writes, rows, [profiles[cid] for cid in customer_ids], unchanged, wake=False
         )
         if carry is not None:
             # What the next batch folds on: these documents as this batch writes them,
@@ -561,10 +607,9 @@ class ReadModel(TrackingRecorder):
             )
         return len(fresh) + unattached
 
-    def _record_tracking(self, curs: Cursor[DictRow], entries: Sequence[Entry]) -> None:
+    def _record_tracking(self, curs: Sink, entries: Sequence[Entry]) -> None:
         """The library's tracking records of these events, in one statement (its own insert
-        is a round trip per record)."""
-        self._check_has_multi_row_tracking_table(curs)
+        is a round trip per record; `_check_has_multi_row_tracking_table` before it)."""
         curs.execute(
             self._sql(
                 "INSERT INTO {tracking} (application_name, notification_id)"
@@ -596,7 +641,7 @@ class ReadModel(TrackingRecorder):
 
     def _write(
         self,
-        curs: Cursor[DictRow],
+        curs: Sink,
         rows: list[Entry],
         profiles: list[Doc],
         unchanged: Collection[str] = (),
@@ -856,7 +901,7 @@ class ReadModel(TrackingRecorder):
         self.index_key = bytes(row["key"])
         self.index = pii.BlindIndex(self.index_key)
 
-    def _record_merges(self, curs: Cursor[DictRow], rows: list[Entry]) -> None:
+    def _record_merges(self, curs: Sink, rows: list[Entry]) -> None:
         """Keep `merges` from the duplicates' merge and unmerge entries (upserts, so the order
         of the two within a batch or a replay does not matter)."""
         for e in rows:
