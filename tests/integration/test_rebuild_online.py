@@ -12,10 +12,11 @@ import pytest
 from c360.customer.v1 import customer_service_pb2 as capi
 from c360.timeline.v1 import timeline_service_pb2 as tapi
 from c360_platform.datakeys import DataKeys
+from c360_platform.errors import Unavailable
 from c360_timeline import projector
 from c360_timeline.readmodel import SCHEMA
 from tests.integration.conftest import Stack
-from tests.integration.helpers import register, within
+from tests.integration.helpers import eventually, register, within
 from tests.integration.test_delivery import snapshot
 
 pytestmark = pytest.mark.integration
@@ -222,3 +223,43 @@ async def _indexes(postgres_url: str) -> list[tuple[Any, ...]]:
             (SCHEMA,),
         )
         return [tuple(r) for r in await cur.fetchall()]
+
+
+async def test_a_rebuild_whose_key_holder_is_away_takes_over_and_leaves_the_rest_to_the_reindexer(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    ids = [(await register(stack.customer, f"Mo {i}", f"mo{i}@example.com")) for i in range(4)]
+    last = ids[-1].result
+    await stack.timeline.GetTimeline(
+        tapi.GetTimelineRequest(customer_id=last.aggregate_id, wait_for=last.consistency_token),
+        timeout=20,
+    )
+    keys = stack.projector.view.keys
+    assert isinstance(keys, DataKeys)
+    monkeypatch.setattr(keys, "_cache", {})
+    lookup = keys.lookup
+
+    def away(customer_ids: Any) -> Any:
+        raise Unavailable("the customers' data keys cannot be read now: down for the test")
+
+    monkeypatch.setattr(keys, "lookup", away)
+    progress = [r async for r in stack.timeline.RebuildReadModel(tapi.RebuildReadModelRequest())]
+    assert progress[-1].done
+    assert progress[-1].profiles_to_index > progress[-1].profiles_indexed == 0
+    assert "search columns stale" in caplog.text
+    async with await psycopg.AsyncConnection.connect(stack.postgres_url) as conn:
+        cur = await conn.execute(f"SELECT count(*) FROM {SCHEMA}.profiles WHERE search_stale")
+        assert await cur.fetchone() == (progress[-1].profiles_to_index,)
+    # The key holder answers again: the reindexer fills them (a search finds them then).
+    monkeypatch.setattr(keys, "lookup", lookup)
+    found = await stack.timeline.SearchCustomers(
+        tapi.SearchCustomersRequest(text="mo3@example.com")
+    )
+    assert [h.customer_id for h in found.hits] == [last.aggregate_id]
+
+    async def filled() -> bool:
+        async with await psycopg.AsyncConnection.connect(stack.postgres_url) as conn:
+            cur = await conn.execute(f"SELECT count(*) FROM {SCHEMA}.profiles WHERE search_stale")
+            return await cur.fetchone() == (0,)
+
+    await eventually(filled, what="the reindexer to fill the rest")

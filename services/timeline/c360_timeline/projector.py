@@ -68,9 +68,9 @@ REBUILD_BATCH = 1024
 """Events per transaction while a rebuild replays (live projection uses `batch_size`)."""
 FILL_PAGE = 1000
 """Profiles per transaction as a rebuild fills the search columns its replay left stale."""
-FILL_IN_FLIGHT = 2
+FILL_IN_FLIGHT = 3
 """Pages of that fill under way at once: one's keys asked for while another's columns are
-made and written."""
+made and a third's written."""
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import base64
 import contextlib
 import os
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -22,7 +22,7 @@ from eventsourcing.postgres import PostgresDatastore, PostgresFactory
 from eventsourcing.utils import Environment
 from psycopg import Cursor
 from psycopg.rows import DictRow
-from psycopg.sql import SQL, Identifier, Literal
+from psycopg.sql import SQL, Composed, Identifier, Literal
 from unidecode import unidecode
 
 from c360.events.v1 import envelope_pb2
@@ -997,12 +997,33 @@ def open_shadow(live: ReadModel, postgres_url: str) -> ReadModel:
 
 
 def build_indexes(shadow: ReadModel) -> None:
-    """Build a rebuild's DEFERRED_INDEXES: its tables' statements run again (each creates
-    what is missing only), so that its indexes are the ones the live model has."""
+    """Build a rebuild's DEFERRED_INDEXES, two at a time (each build is one backend's work,
+    the GIN ones a sort of some forty keys a profile: 13.7 s for `name_starts` of 680,000
+    profiles), then run its tables' statements again (each creates what is missing only),
+    so that its indexes are the ones the live model has."""
+    statements = [
+        next(s for s in shadow.sql_create_statements if f" {name} ON " in s.as_string())
+        for name in DEFERRED_INDEXES
+    ]
+
+    def build(statement: Composed) -> None:
+        with shadow.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                SQL("SET LOCAL maintenance_work_mem = {}").format(Literal(INDEX_BUILD_MEMORY))
+            )
+            curs.execute(statement, prepare=False)
+
+    with ThreadPoolExecutor(2, thread_name_prefix="c360-index-build") as builders:
+        # The longest first (name prefixes, then later words' prefixes), the others beside.
+        list(builders.map(build, sorted(statements, key=_build_order)))
     with shadow.datastore.transaction(commit=True) as curs:
-        curs.execute(SQL("SET LOCAL maintenance_work_mem = {}").format(Literal(INDEX_BUILD_MEMORY)))
         for statement in shadow.sql_create_statements:
             curs.execute(statement, prepare=False)
+
+
+def _build_order(statement: Composed) -> int:
+    text = statement.as_string()
+    return 0 if "name_starts" in text else 1 if "word_starts" in text else 2
 
 
 def take_over(live: ReadModel, shadow: ReadModel) -> None:
