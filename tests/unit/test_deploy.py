@@ -157,6 +157,22 @@ def test_dev_is_small_and_prod_is_replicated() -> None:
     assert cluster["spec"]["postgresql"]["synchronous"]["method"] == "any"
 
 
+@pytest.mark.parametrize("overlay", overlays())
+def test_postgresqls_shared_buffers_fit_its_memory_limit(overlay: str) -> None:
+    """At most a quarter of the pod's memory limit: buffers once filled count against it,
+    and the rest is for connections, sorts and the page cache."""
+    (cluster,) = [o for o in rendered(overlay) if o["kind"] == "Cluster"]
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "kB": 2**10, "MB": 2**20, "GB": 2**30}
+
+    def size(text: str) -> int:
+        number, unit = text[:-2], text[-2:]
+        return int(number) * units[unit]
+
+    limit = size(cluster["spec"]["resources"]["limits"]["memory"])
+    buffers = size(cluster["spec"]["postgresql"]["parameters"]["shared_buffers"])
+    assert buffers * 4 <= limit, f"{overlay}: shared_buffers {buffers} of a {limit} limit"
+
+
 def test_every_service_is_scaled_by_its_autoscaler() -> None:
     for overlay in overlays():
         objects = rendered(overlay)
