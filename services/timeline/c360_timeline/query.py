@@ -46,7 +46,7 @@ from c360_timeline.projection import (
     profile_as_of,
     registry,
 )
-from c360_timeline.projector import Projector
+from c360_timeline.projector import Projector, RebuildProgress
 from c360_timeline.readmodel import (
     MAX_PREFIX,
     SCHEMA,
@@ -760,21 +760,19 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
             raise Unavailable("this replica runs no projector")
         last = None
         async for last in self.projector.rebuild():
-            yield api.RebuildReadModelResponse(
-                applied=last.applied,
-                total=last.total,
-                done=False,
-                profiles_indexed=last.indexed,
-                profiles_to_index=last.to_index,
-            )
-        if last is not None:
-            yield api.RebuildReadModelResponse(
-                applied=last.total,
-                total=last.total,
-                done=True,
-                profiles_indexed=last.indexed,
-                profiles_to_index=last.to_index,
-            )
+            yield _rebuild_progress(last, done=False)
+        if last is not None:  # its last report is of every event applied
+            yield _rebuild_progress(last, done=True)
+
+
+def _rebuild_progress(progress: RebuildProgress, *, done: bool) -> api.RebuildReadModelResponse:
+    return api.RebuildReadModelResponse(
+        applied=progress.applied,
+        total=progress.total,
+        done=done,
+        profiles_indexed=progress.indexed,
+        profiles_to_index=progress.to_index,
+    )
 
 
 def _phone(text: str) -> str:
