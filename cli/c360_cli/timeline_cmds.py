@@ -364,10 +364,10 @@ def _rebuild(args: argparse.Namespace) -> int:
             progress.update(events, completed=last.applied, total=last.total or None)
             if last.profiles_to_index:
                 if search is None:
-                    search = progress.add_task("filling search columns", total=None)
-                progress.update(
-                    search, completed=last.profiles_indexed, total=last.profiles_to_index
-                )
+                    search = progress.add_task(
+                        "filling search columns", total=last.profiles_to_index
+                    )
+                progress.update(search, completed=last.profiles_indexed)
             if last.done:
                 break
     if out.json_mode:
