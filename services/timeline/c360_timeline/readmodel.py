@@ -114,6 +114,13 @@ LAST_SEQ = "(SELECT max(entry_seq) FROM {entries} WHERE customer_id = r.c)"
 """A profile's `last_seq` as its write finds it: its customer's latest entry, the batch's
 entries inserted already (through `entries_by_arrival`, one index entry read)."""
 
+SEARCHED_FIELDS = (
+    "SELECT customer_id, doc->'display_name' AS display_name,"
+    " doc->'emails' AS emails, doc->'phones' AS phones"
+)
+"""A profile's search columns are made of these fields, not of its whole document: the server
+picks them out, and the reindex and a rebuild's fill decode a few values instead of it all."""
+
 NOTIFY_CHANNEL = "c360_timeline"
 """The projector NOTIFYs here in each transaction that applies events (query.py LISTENs),
 naming the customers whose entries it added by their `customer_topic`s."""
@@ -807,13 +814,9 @@ class ReadModel(TrackingRecorder):
             return 0
         keys = self.keys(wanted)
         with self.datastore.transaction(commit=True) as curs:
-            # Only what the search columns are made of, not the whole profile document: the
-            # server picks the fields out, this process decodes a few values instead of it all.
             curs.execute(
                 self._sql(
-                    "SELECT customer_id, doc->'display_name' AS display_name,"
-                    " doc->'emails' AS emails, doc->'phones' AS phones"
-                    " FROM {profiles} WHERE search_stale ORDER BY customer_id"
+                    SEARCHED_FIELDS + " FROM {profiles} WHERE search_stale ORDER BY customer_id"
                     " LIMIT %s FOR UPDATE" + ("" if wait else " SKIP LOCKED")
                 ),
                 (limit,),
@@ -836,9 +839,7 @@ class ReadModel(TrackingRecorder):
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(
                 self._sql(
-                    "SELECT customer_id, doc->'display_name' AS display_name,"
-                    " doc->'emails' AS emails, doc->'phones' AS phones"
-                    " FROM {profiles} WHERE search_stale AND customer_id > %s"
+                    SEARCHED_FIELDS + " FROM {profiles} WHERE search_stale AND customer_id > %s"
                     " ORDER BY customer_id LIMIT %s"
                 ),
                 (after or "00000000-0000-0000-0000-000000000000", limit),
