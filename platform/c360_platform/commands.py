@@ -7,7 +7,7 @@ import contextvars
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import grpc
 from google.protobuf import message
@@ -16,7 +16,7 @@ from c360.common.v1 import command_pb2
 from c360_platform import telemetry
 from c360_platform.consistency import ConsistencyToken
 from c360_platform.errors import InvalidArgument
-from c360_platform.store import CommandContext, CommandOutcome, fingerprint
+from c360_platform.store import CommandContext, CommandOutcome, Steps, fingerprint
 
 T = TypeVar("T")
 MAX_REQUEST_ID = 128
@@ -88,3 +88,46 @@ async def in_command_thread(fn: Callable[[], T]) -> T:
     loop = asyncio.get_running_loop()
     call = contextvars.copy_context().run
     return await loop.run_in_executor(_command_pool, call, fn)
+
+
+_driving: set[asyncio.Task[Any]] = set()
+"""Commands being driven on the event loop (held here: a task only the loop knows of may be
+collected before it ends)."""
+
+
+def _resumed(steps: Steps[T], exc: Exception) -> tuple[bool, Any]:
+    """`steps.throw(exc)` off the event loop: (True, the outcome) if that ended the steps,
+    else (False, the next write). StopIteration cannot cross an asyncio future."""
+    try:
+        return False, steps.throw(exc)
+    except StopIteration as done:
+        return True, done.value
+
+
+async def _drive(steps: Steps[T]) -> T:
+    try:
+        waiting = next(steps)
+        while True:
+            try:
+                ids = await asyncio.wrap_future(waiting)
+            except Exception as exc:
+                # What follows a failed write may read the store (a retry's first answer):
+                # not on the event loop.
+                ended, value = await asyncio.to_thread(_resumed, steps, exc)
+                if ended:
+                    return cast(T, value)
+                waiting = value
+            else:
+                waiting = steps.send(ids)
+    except StopIteration as done:
+        return cast(T, done.value)
+
+
+async def run_on_loop(steps: Steps[T]) -> T:
+    """Drive a command's steps on the event loop: it decides here and its caller awaits its
+    write with no thread of its own. A call cancelled meanwhile does not stop the command
+    (as a command thread would not stop): it finishes, and settles its keys and cache."""
+    task = asyncio.ensure_future(_drive(steps))
+    _driving.add(task)
+    task.add_done_callback(_driving.discard)
+    return await asyncio.shield(task)

@@ -10,10 +10,21 @@ from typing import Any, Generic, TypeVar
 import grpc
 from google.protobuf.descriptor import ServiceDescriptor
 
-from c360_platform.commands import command_context, command_result, in_command_thread
+from c360_platform.commands import (
+    command_context,
+    command_result,
+    in_command_thread,
+    run_on_loop,
+)
 from c360_platform.errors import DeadlineExceeded
 from c360_platform.rpc import Register
-from c360_platform.store import CommandContext, CommandOutcome, ServiceApplication
+from c360_platform.store import (
+    CommandContext,
+    CommandOutcome,
+    Deferred,
+    ServiceApplication,
+    on_loop,
+)
 
 App = TypeVar("App", bound=ServiceApplication)
 R = TypeVar("R")
@@ -35,11 +46,25 @@ class CommandServicer(Generic[App]):
         run: Callable[[CommandContext], CommandOutcome],
         *,
         extra: Sequence[str] = (),
+        decide_on_loop: bool = False,
     ) -> R:
         """Run a command of the application off the event loop and build its reply: the
         `CommandResult`, plus the reply fields named in `extra` from what the command created.
-        The command's name (for idempotency) is the request's type without `Request`."""
+        The command's name (for idempotency) is the request's type without `Request`.
+
+        `decide_on_loop`: `run` is a pure creation (`ServiceApplication.execute`'s `pure`)
+        of an application that `decides_on_loop`: it is decided on the event loop and its
+        write awaited there, with no command thread (a thread hop and a blocked thread
+        less per command); where the application cannot, it runs on a thread as others do."""
         ctx = command_context(type(request).__name__.removesuffix("Request"), request, context)
+        if decide_on_loop and self.app.decides_on_loop:
+            with self.app.deciding():
+                with on_loop():
+                    deferred = run(ctx)
+                if not isinstance(deferred, Deferred):
+                    raise RuntimeError(f"{ctx.command} did not run as a command on the loop")
+                outcome = await run_on_loop(deferred.steps)
+            return self._reply(reply, outcome, extra)
         remaining = context.time_remaining()
         deadline = None if remaining is None else time.monotonic() + remaining
 
@@ -52,6 +77,9 @@ class CommandServicer(Generic[App]):
         # From here until its write, the writer's next batch waits for this command.
         with self.app.deciding():
             outcome = await in_command_thread(run_in_time)
+        return self._reply(reply, outcome, extra)
+
+    def _reply(self, reply: Callable[..., R], outcome: CommandOutcome, extra: Sequence[str]) -> R:
         fields = {name: outcome.extra.get(name, "") for name in extra}
         return reply(result=command_result(self.app.source, outcome), **fields)
 

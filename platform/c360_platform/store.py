@@ -13,9 +13,11 @@ Naming, in one place: source "service-desk" keeps its events in schema `service_
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import hashlib
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from json.scanner import make_scanner
@@ -54,6 +56,42 @@ if TYPE_CHECKING:
 
 A = TypeVar("A", bound=Aggregate)
 App = TypeVar("App", bound="ServiceApplication")
+T = TypeVar("T")
+
+Steps = Generator["Future[list[int]]", list[int], T]
+"""A command's way through its writes: it yields each write it handed to the group-commit
+writer and is sent the write's notification ids (or thrown its error) once it committed.
+`run_steps` drives it on a thread; a call's handler awaits it on its event loop
+(`commands.run_on_loop`)."""
+
+
+def run_steps(steps: Steps[T]) -> T:
+    """Drive a command's steps on this thread, waiting here for each of its writes."""
+    try:
+        waiting = next(steps)
+        while True:
+            try:
+                ids = waiting.result()
+            except Exception as exc:
+                waiting = steps.throw(exc)
+            else:
+                waiting = steps.send(ids)
+    except StopIteration as done:
+        return cast(T, done.value)
+
+
+_ON_LOOP: contextvars.ContextVar[bool] = contextvars.ContextVar("c360_on_loop", default=False)
+
+
+@contextlib.contextmanager
+def on_loop() -> Iterator[None]:
+    """Around a command its call's handler runs on the event loop: `execute` then hands back
+    the command's steps undriven (`Deferred`) for the handler to await."""
+    reset = _ON_LOOP.set(True)
+    try:
+        yield
+    finally:
+        _ON_LOOP.reset(reset)
 
 
 IN_MEMORY = "c360_platform.memstore:Factory"
@@ -101,6 +139,17 @@ class CommandOutcome:
     position: int
     replayed: bool = False
     extra: dict[str, str] = field(default_factory=dict)
+
+
+class Deferred(CommandOutcome):
+    """A command taken on by a handler on its event loop (`on_loop`): not run yet; `steps`
+    decide it and write it as the handler drives them, and end with its outcome."""
+
+    def __init__(self, steps: Steps[CommandOutcome]) -> None:
+        super().__init__(UUID(int=0), 0, 0)
+        object.__setattr__(self, "steps", steps)
+
+    steps: Steps[CommandOutcome]
 
 
 class EventMetadata(NamedTuple):
@@ -552,11 +601,16 @@ class ServiceApplication(Application[UUID]):
         group-commit writer if there is one (batched with concurrent commands), else in a
         save of its own. Same effects either way (rows, snapshots, the aggregate cache).
         Keys made for the changes (`key_table`) are settled after."""
+        return run_steps(self._record_steps(changed, save))
+
+    def _record_steps(
+        self, changed: Sequence[Aggregate], save: SaveContext | None
+    ) -> Steps[list[Recording[UUID]]]:
         if self.key_table is None:
-            return self._record_changes(changed, save)
+            return (yield from self._record_changes(changed, save))
         ids = [a.id for a in changed]
         try:
-            recordings = self._record_changes(changed, save)
+            recordings = yield from self._record_changes(changed, save)
         except BaseException:
             self.key_table.settle(ids, saved=False)
             raise
@@ -565,7 +619,7 @@ class ServiceApplication(Application[UUID]):
 
     def _record_changes(
         self, changed: Sequence[Aggregate], save: SaveContext | None
-    ) -> list[Recording[UUID]]:
+    ) -> Steps[list[Recording[UUID]]]:
         if self.writer is None:
             return self.save(*changed, c360=save)
         rows = (
@@ -576,7 +630,7 @@ class ServiceApplication(Application[UUID]):
         processing: ProcessingEvent[UUID] = ProcessingEvent()
         processing.collect_events(*changed)
         stored = [self.mapper.to_stored_event(e) for e in processing.events]
-        ids = self.writer.write(stored, save, rows)
+        ids = yield self.writer.enqueue(stored, save, rows)
         recordings = [
             Recording(
                 d,
@@ -690,13 +744,36 @@ class ServiceApplication(Application[UUID]):
         no look for the request id first (a round trip on every command).
 
         Until it writes (or ends without a write), the group-commit writer's next batch waits
-        for it (`deciding`; a call's handler marks it already)."""
-        with self.deciding():
-            return self._execute(ctx, decide, pure=pure)
+        for it (`deciding`; a call's handler marks it already).
 
-    def _execute(
+        Called from a call's handler that runs the command on its event loop (`on_loop`), a
+        pure command returns a `Deferred` outcome there: decided and handed to the writer,
+        the handler awaits its write."""
+        steps = self._execute_steps(ctx, decide, pure=pure)
+        if _ON_LOOP.get():
+            if not (pure and self.decides_on_loop):
+                raise RuntimeError(
+                    f"{ctx.command} reads the store or asks for keys as it decides: run it on"
+                    " a command thread, not on the event loop"
+                )
+            return Deferred(steps)
+        with self.deciding():
+            return run_steps(steps)
+
+    @property
+    def decides_on_loop(self) -> bool:
+        """A pure command of this application can be decided on the event loop: it seals with
+        keys it makes itself (or seals nothing), its changes go to a group-commit writer,
+        and nothing after the write touches the store (no snapshots)."""
+        return (
+            self.writer is not None
+            and (self.sealer is None or self.key_table is not None)
+            and not self.snapshotting_intervals
+        )
+
+    def _execute_steps(
         self, ctx: CommandContext, decide: Callable[[], Decision[A]], *, pure: bool
-    ) -> CommandOutcome:
+    ) -> Steps[CommandOutcome]:
         if not pure:
             earlier = self.replay(ctx)
             if earlier is not None:
@@ -712,7 +789,7 @@ class ServiceApplication(Application[UUID]):
             )
         save = SaveContext(ctx, subject.id, subject.version, decision.extra)
         try:
-            recordings = self.record(decision.changed, save)
+            recordings = yield from self._record_steps(decision.changed, save)
         except IntegrityError:
             earlier = self.replay(ctx)
             if earlier is not None:

@@ -147,7 +147,17 @@ class Writer:
     ) -> list[int]:
         """Record one command's events (blocking until its batch committed); their
         notification ids. Raises the library's IntegrityError if this command conflicts."""
-        return self.submit(Write(events, save, rows or [])).result()
+        return self.enqueue(events, save, rows).result()
+
+    def enqueue(
+        self,
+        events: Sequence[StoredEvent],
+        save: SaveContext | None,
+        rows: list[dict[str, Any]] | None = None,
+    ) -> Future[list[int]]:
+        """Queue one command's write (`write` without the wait): a future of its
+        notification ids, or of the IntegrityError if this command conflicts."""
+        return self.submit(Write(events, save, rows or []))
 
     def submit(self, item: Write) -> Future[list[int]]:
         """Queue a command's write; its future resolves when its batch has committed."""

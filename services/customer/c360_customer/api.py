@@ -121,6 +121,7 @@ class CustomerServicer(CommandServicer[CustomerApplication], api_grpc.CustomerSe
                 owner_id=request.owner_id,
                 tags=list(request.tags),
             ),
+            decide_on_loop=True,
         )
 
     async def RenameCustomer(

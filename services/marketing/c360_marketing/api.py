@@ -106,10 +106,13 @@ class MarketingServicer(CommandServicer[Any], api_grpc.MarketingServiceServicer)
         run: Callable[[CommandContext], CommandOutcome],
         *,
         extra: Sequence[str] = (),
+        decide_on_loop: bool = False,
     ) -> R:
         """A command on the plans (segments, campaigns): they are on no timeline, so the
         reply carries no consistency token."""
-        answer = await super().command(request, context, reply, run, extra=extra)
+        answer = await super().command(
+            request, context, reply, run, extra=extra, decide_on_loop=decide_on_loop
+        )
         answer.result.consistency_token = ""  # type: ignore[attr-defined]
         return answer
 
