@@ -628,7 +628,11 @@ class ServiceApplication(Application[UUID]):
             else []
         )
         processing: ProcessingEvent[UUID] = ProcessingEvent()
-        processing.collect_events(*changed)
+        for one in changed:
+            # What `ProcessingEvent.collect_events` does for an aggregate, without its two
+            # checks against runtime protocols (each walks the protocol's members).
+            processing.events.extend(one.collect_events())
+            processing.aggregates[one.id] = one
         stored = [self.mapper.to_stored_event(e) for e in processing.events]
         ids = yield self.writer.enqueue(stored, save, rows)
         recordings = [

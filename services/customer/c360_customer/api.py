@@ -368,7 +368,8 @@ class CustomerServicer(CommandServicer[CustomerApplication], api_grpc.CustomerSe
         if len(request.customer_ids) > MAX_KEYS:
             raise InvalidArgument.one("customer_ids", f"must be at most {MAX_KEYS}")
         ids = [parse_id(f"customer_ids[{i}]", c) for i, c in enumerate(request.customer_ids)]
-        found = await blocking(self.app.data_keys, ids)
+        held = self.app.keyring.cached(ids)  # the usual ask: customers just made
+        found = held if held is not None else await blocking(self.app.data_keys, ids)
         return api.GetDataKeysResponse(
             keys=[
                 api.DataKey(customer_id=str(i), key=key or b"", forgotten=key is None)
