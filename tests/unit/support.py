@@ -11,7 +11,9 @@ from typing import Any, TypeVar
 
 import pytest
 
+from c360_customer.application import CustomerApplication
 from c360_platform.errors import C360Error, InvalidArgument
+from c360_platform.store import CommandContext, CommandOutcome
 
 T = TypeVar("T")
 
@@ -84,3 +86,22 @@ def outcome_lookups(monkeypatch: pytest.MonkeyPatch, app: Any) -> list[str]:
 
     monkeypatch.setattr(recorder, "find_outcome", counting)
     return looked_up
+
+
+def command_ctx(
+    request_id: str = "", command: str = "RegisterCustomer", digest: str = ""
+) -> CommandContext:
+    """A command's context (its fingerprint the request id, unless given)."""
+    return CommandContext(command=command, request_id=request_id, fingerprint=digest or request_id)
+
+
+def register_named(app: CustomerApplication, name: str, request_id: str = "") -> CommandOutcome:
+    """A person registered under `name`, with one e-mail made of it."""
+    return app.register(
+        command_ctx(request_id),
+        kind="person",
+        display_name=name,
+        emails=[f"{name}@example.com"],
+        phones=[],
+        addresses=[],
+    )

@@ -13,22 +13,10 @@ import pytest
 
 from c360_customer.application import CustomerApplication
 from c360_platform import commands
-from c360_platform.store import CommandContext, CommandOutcome, Deferred, on_loop
+from c360_platform.store import CommandOutcome, Deferred, on_loop
 
-
-def ctx(request_id: str) -> CommandContext:
-    return CommandContext(command="RegisterCustomer", request_id=request_id, fingerprint="f")
-
-
-def register(app: CustomerApplication, name: str, request_id: str = "") -> CommandOutcome:
-    return app.register(
-        ctx(request_id),
-        kind="person",
-        display_name=name,
-        emails=[f"{name}@example.com"],
-        phones=[],
-        addresses=[],
-    )
+from .support import command_ctx as ctx
+from .support import register_named as register
 
 
 async def on_the_loop(app: CustomerApplication, name: str, request_id: str = "") -> CommandOutcome:

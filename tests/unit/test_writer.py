@@ -16,7 +16,10 @@ import pytest
 
 from c360_customer.application import CustomerApplication
 from c360_platform.errors import InvalidArgument, VersionConflict
-from c360_platform.store import CommandContext, CommandOutcome, RowQuery
+from c360_platform.store import CommandOutcome, RowQuery
+
+from .support import command_ctx as ctx
+from .support import register_named as register
 
 
 class Gate:
@@ -40,23 +43,6 @@ class Gate:
             return inner(events, **kwargs)
 
         recorder.insert_events = insert_events
-
-
-def ctx(
-    request_id: str = "", command: str = "RegisterCustomer", digest: str = ""
-) -> CommandContext:
-    return CommandContext(command=command, request_id=request_id, fingerprint=digest or request_id)
-
-
-def register(app: CustomerApplication, name: str, request_id: str = "") -> CommandOutcome:
-    return app.register(
-        ctx(request_id),
-        kind="person",
-        display_name=name,
-        emails=[f"{name}@example.com"],
-        phones=[],
-        addresses=[],
-    )
 
 
 def run_together(
