@@ -141,12 +141,15 @@ class CommandOutcome:
     extra: dict[str, str] = field(default_factory=dict)
 
 
+_NOTHING_YET = UUID(int=0)
+
+
 class Deferred(CommandOutcome):
     """A command taken on by a handler on its event loop (`on_loop`): not run yet; `steps`
     decide it and write it as the handler drives them, and end with its outcome."""
 
     def __init__(self, steps: Steps[CommandOutcome]) -> None:
-        super().__init__(UUID(int=0), 0, 0)
+        super().__init__(_NOTHING_YET, 0, 0)
         object.__setattr__(self, "steps", steps)
 
     steps: Steps[CommandOutcome]
