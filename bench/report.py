@@ -138,6 +138,43 @@ def cpu_table(cpu: dict[str, dict[str, float]], waits: dict[str, dict[str, float
     return t
 
 
+def cpu_per_call(
+    cpu: dict[str, dict[str, float]], measures: dict[str, Measure]
+) -> dict[str, dict[str, float]]:
+    """Milliseconds of each process's CPU per successful call, for the phases whose measure is
+    a loop of calls (one item each): the phase's CPU (% of one core) over its throughput.
+    Where a call's cost goes, process by process (the load generator's own included)."""
+    found: dict[str, dict[str, float]] = {}
+    for m in measures.values():
+        row, throughput = cpu.get(m.label), m.throughput
+        if row is None or not throughput or m.items_per_op != 1:
+            continue
+        found[m.label] = {
+            name: round(percent * 10 / throughput, 3) for name, percent in row.items() if percent
+        }
+    return found
+
+
+def cpu_per_call_table(per_call: dict[str, dict[str, float]]) -> Table:
+    """`cpu_per_call` as a table: the processes that spent at least 0.05 ms a call in some
+    phase, and the sum of all of them."""
+    names: list[str] = []
+    for row in per_call.values():
+        names.extend(n for n, ms in row.items() if ms >= 0.05 and n not in names)
+    t = Table(
+        title="Per call: ms of CPU per successful call (the phase's CPU over its throughput)",
+        title_justify="left",
+    )
+    t.add_column("phase", no_wrap=True)
+    t.add_column("all", justify="right")
+    for name in names:
+        t.add_column(name, justify="right")
+    for phase, row in per_call.items():
+        cells = [f"{row[n]:.2f}" if n in row else "-" for n in names]
+        t.add_row(phase, f"{sum(row.values()):.2f}", *cells)
+    return t
+
+
 def write_json(path: Path, doc: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc, indent=2) + "\n")

@@ -31,7 +31,16 @@ from rich.progress import (
 from bench import pgwait, profile, rawsave, readscale, sweeps, targets
 from bench.cpu import CpuMeter
 from bench.measure import Measure, closed_loop, id_source, paced_loop, rate_info, shown
-from bench.report import Ratio, cpu_table, plots, sweep_plot, table, write_json
+from bench.report import (
+    Ratio,
+    cpu_per_call,
+    cpu_per_call_table,
+    cpu_table,
+    plots,
+    sweep_plot,
+    table,
+    write_json,
+)
 from bench.scenarios import Clients
 from bench.stack import Stack
 from c360.customer.v1 import customer_service_pb2 as customer_api
@@ -755,8 +764,11 @@ def main(argv: list[str] | None = None) -> int:
     slow = {k: v for k, v in stack.stop_seconds.items() if v > 5}
     if slow:
         console.print(f"[yellow]slow graceful stop after SIGTERM (s):[/] {slow}")
+    per_call = cpu_per_call(cpu, shown_measures)
     if cpu:
         console.print(cpu_table(cpu, waits))
+    if per_call:
+        console.print(cpu_per_call_table(per_call))
     profiles = run.profiler.found if run is not None and run.profiler is not None else {}
     if profiles:
         console.print(profile.table(profiles))
@@ -779,6 +791,7 @@ def main(argv: list[str] | None = None) -> int:
         "ratios": {r.name: r.values(shown_measures) for r in RATIOS},
         "targets": standing,
         "cpu_percent_of_one_core": cpu,
+        "cpu_ms_per_call": per_call,
         "postgres_backends_by_state": waits,
         "freshness_samples_ms": {
             k: m.samples for k, m in shown_measures.items() if k.startswith("fresh_")
