@@ -48,8 +48,9 @@ class CommandServicer(Generic[App]):
         extra: Sequence[str] = (),
         decide_on_loop: bool = False,
     ) -> R:
-        """Run a command of the application off the event loop and build its reply: the
-        `CommandResult`, plus the reply fields named in `extra` from what the command created.
+        """Run a command of the application (on a command thread, or with `decide_on_loop` on
+        the event loop) and build its reply: the `CommandResult`, plus the reply fields named
+        in `extra` from what the command created.
         The command's name (for idempotency) is the request's type without `Request`.
 
         `decide_on_loop`: `run` is a pure creation (`ServiceApplication.execute`'s `pure`)
