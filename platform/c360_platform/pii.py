@@ -314,12 +314,29 @@ class BlindIndex:
         self._inner = _SHA256(block.translate(_IPAD))
         self._outer = _SHA256(block.translate(_OPAD))
 
-    def __call__(self, value: str) -> str:
+    def _mac(self, value: str) -> bytes:
         inner = self._inner.copy()
         inner.update(value.encode())
         outer = self._outer.copy()
         outer.update(inner.digest())
-        return "bi1~" + str(outer.hexdigest())[:32]
+        mac: bytes = outer.digest()
+        return mac
+
+    def __call__(self, value: str) -> str:
+        return "bi1~" + self._mac(value)[:16].hex()
 
     def all(self, values: Iterable[str]) -> list[str]:
         return [self(v) for v in values if v]
+
+    def token(self, value: str) -> int:
+        """`value`'s search token: the first eight bytes of its HMAC (the text form's first
+        sixteen hex digits) as a signed 64-bit integer, a PostgreSQL bigint. A store that
+        keeps many per row and indexes them (the timeline's search columns, some forty a
+        profile) holds a quarter of the text form's bytes, and its GIN indexes compare
+        integers, not collated text. A false match needs another stored value's token to be
+        the searched one's: at a million distinct values in an index, about one search in
+        2e13."""
+        return int.from_bytes(self._mac(value)[:8], "big", signed=True)
+
+    def tokens(self, values: Iterable[str]) -> list[int]:
+        return [self.token(v) for v in values if v]

@@ -43,7 +43,7 @@ def test_a_searchs_reindex_waits_for_a_profile_another_reindex_holds(database_ur
             held.set()
             time.sleep(HOLD_S)
             conn.execute(
-                f"UPDATE {SCHEMA}.profiles SET name_starts = '{{zir}}', search_stale = false"
+                f"UPDATE {SCHEMA}.profiles SET name_starts = '{{1}}', search_stale = false"
                 " WHERE customer_id = %s",
                 (cid,),
             )

@@ -436,6 +436,11 @@ def test_a_blind_index_is_hmac_sha256_of_the_value(key: bytes, value: str) -> No
     index = pii.BlindIndex(key)
     assert index(value) == expected
     assert index(value) == expected  # the keyed state is not consumed by a value
+    # The search token is the text form's first 64 bits, as a signed integer: what the
+    # timeline's migration makes of a stored text token is the value's token now.
+    token = index.token(value)
+    assert token == int.from_bytes(bytes.fromhex(expected[4:20]), "big", signed=True)
+    assert -(2**63) <= token < 2**63
 
 
 def test_the_sealer_changes_the_personal_fields_and_leaves_the_events_own_values() -> None:

@@ -655,14 +655,18 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
         index = await self._search_index()
         rank, where = "0", ""
         if "@" in text:
-            matched, where, params = "email", "emails @> ARRAY[%s]", [index(text.lower())]
+            matched, where, params = (
+                "email",
+                "emails @> ARRAY[%s::bigint]",
+                [index.token(text.lower())],
+            )
         elif phone := _phone(text):
-            matched, where, params = "phone", "phones @> ARRAY[%s]", [index(phone)]
+            matched, where, params = "phone", "phones @> ARRAY[%s::bigint]", [index.token(phone)]
         else:
-            key = index(name_key(text)[:MAX_PREFIX])
+            key = index.token(name_key(text)[:MAX_PREFIX])
             matched = "name"
-            rank = "CASE WHEN name_starts @> ARRAY[%s] THEN 0 ELSE 1 END"
-            where = "(name_starts @> ARRAY[%s] OR word_starts @> ARRAY[%s])"
+            rank = "CASE WHEN name_starts @> ARRAY[%s::bigint] THEN 0 ELSE 1 END"
+            where = "(name_starts @> ARRAY[%s::bigint] OR word_starts @> ARRAY[%s::bigint])"
             params = [key, key, key]
         async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(

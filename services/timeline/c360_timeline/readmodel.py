@@ -22,7 +22,7 @@ from eventsourcing.postgres import PostgresDatastore, PostgresFactory
 from eventsourcing.utils import Environment
 from psycopg import Cursor
 from psycopg.rows import DictRow
-from psycopg.sql import SQL, Composed, Identifier
+from psycopg.sql import SQL, Composed, Identifier, Literal
 from unidecode import unidecode
 
 from c360.events.v1 import envelope_pb2
@@ -97,7 +97,7 @@ def word_starts(key: str) -> list[str]:
 
 
 KeySource = Callable[[Iterable[UUID]], pii.Keys]
-SearchColumns = tuple[list[str], list[str], list[str], list[str]]
+SearchColumns = tuple[list[int], list[int], list[int], list[int]]
 
 
 def _iso(at: datetime | None) -> str | None:
@@ -187,10 +187,10 @@ def search_columns(index: pii.BlindIndex, p: Mapping[str, Any], keys: pii.Keys) 
     name = readable([p["display_name"]])
     key = name_key(name[0]) if name else ""
     return (
-        index.all(e.lower() for e in readable(p["emails"])),
-        index.all(readable(p["phones"])),
-        index.all(name_starts(key)),
-        index.all(word_starts(key)),
+        index.tokens(e.lower() for e in readable(p["emails"])),
+        index.tokens(readable(p["phones"])),
+        index.tokens(name_starts(key)),
+        index.tokens(word_starts(key)),
     )
 
 
@@ -359,7 +359,7 @@ class ReadModel(TrackingRecorder):
                     "CREATE TABLE IF NOT EXISTS {} ("
                     " customer_id uuid PRIMARY KEY,"
                     " kind text NOT NULL, display_name text NOT NULL, name_key text NOT NULL,"
-                    " emails text[] NOT NULL, phones text[] NOT NULL,"
+                    " emails bigint[] NOT NULL, phones bigint[] NOT NULL,"
                     " doc jsonb NOT NULL, updated_at timestamptz)"
                 ).format(self.profiles),
                 # `name_key` stays empty since names are sealed (search: name_starts and
@@ -384,13 +384,38 @@ class ReadModel(TrackingRecorder):
                 # Search without names in clear: blind indexes of the name's prefixes and of
                 # its later words' (and `emails`, `phones` hold blind indexes too).
                 SQL(
-                    "ALTER TABLE {} ADD COLUMN IF NOT EXISTS name_starts text[] NOT NULL"
+                    "ALTER TABLE {} ADD COLUMN IF NOT EXISTS name_starts bigint[] NOT NULL"
                     " DEFAULT '{{}}'"
                 ).format(self.profiles),
                 SQL(
-                    "ALTER TABLE {} ADD COLUMN IF NOT EXISTS word_starts text[] NOT NULL"
+                    "ALTER TABLE {} ADD COLUMN IF NOT EXISTS word_starts bigint[] NOT NULL"
                     " DEFAULT '{{}}'"
                 ).format(self.profiles),
+                # Search columns of text tokens ("bi1~" and 32 hex digits, before 64-bit
+                # integer ones): each token becomes its first 64 bits, the integer the same
+                # value's token is now (no value has to be read again), and the GIN indexes
+                # are built again on the integers.
+                SQL(
+                    "DO $$ BEGIN IF EXISTS (SELECT 1 FROM information_schema.columns"
+                    " WHERE table_schema = {schema} AND table_name = 'profiles'"
+                    " AND column_name = 'emails' AND udt_name = '_text') THEN"
+                    " CREATE FUNCTION pg_temp.search_tokens(t text[]) RETURNS bigint[]"
+                    " LANGUAGE sql IMMUTABLE AS 'SELECT coalesce(array_agg("
+                    "(''x'' || substr(x, 5, 16))::bit(64)::bigint ORDER BY n), ''{{}}'')"
+                    " FROM unnest(t) WITH ORDINALITY AS u (x, n)';"
+                    " ALTER TABLE {profiles} ALTER COLUMN name_starts DROP DEFAULT,"
+                    " ALTER COLUMN word_starts DROP DEFAULT;"
+                    " ALTER TABLE {profiles}"
+                    " ALTER COLUMN emails TYPE bigint[] USING pg_temp.search_tokens(emails),"
+                    " ALTER COLUMN phones TYPE bigint[] USING pg_temp.search_tokens(phones),"
+                    " ALTER COLUMN name_starts TYPE bigint[]"
+                    " USING pg_temp.search_tokens(name_starts),"
+                    " ALTER COLUMN word_starts TYPE bigint[]"
+                    " USING pg_temp.search_tokens(word_starts);"
+                    " ALTER TABLE {profiles} ALTER COLUMN name_starts SET DEFAULT '{{}}',"
+                    " ALTER COLUMN word_starts SET DEFAULT '{{}}';"
+                    " END IF; END $$"
+                ).format(schema=Literal(self.datastore.schema), profiles=self.profiles),
                 SQL(
                     "ALTER TABLE {} ADD COLUMN IF NOT EXISTS search_stale boolean NOT NULL"
                     " DEFAULT false"
@@ -746,7 +771,7 @@ class ReadModel(TrackingRecorder):
                     " at_risk_until, last_seq)"
                     " SELECT c, k, n, '', e, p, s, w, x, d, u, r, " + LAST_SEQ + " FROM"
                     " jsonb_to_recordset(%s::jsonb)"
-                    " AS r (c uuid, k text, n text, e text[], p text[], s text[], w text[],"
+                    " AS r (c uuid, k text, n text, e bigint[], p bigint[], s bigint[], w bigint[],"
                     " x boolean, d jsonb, u timestamptz, r timestamptz)"
                     " ON CONFLICT (customer_id) DO UPDATE SET kind = EXCLUDED.kind,"
                     " display_name = EXCLUDED.display_name, name_key = '',"
@@ -867,7 +892,7 @@ class ReadModel(TrackingRecorder):
                     "UPDATE {profiles} AS p SET emails = r.e, phones = r.p,"
                     " name_starts = r.s, word_starts = r.w, search_stale = false"
                     " FROM jsonb_to_recordset(%s::jsonb)"
-                    " AS r (c uuid, e text[], p text[], s text[], w text[])"
+                    " AS r (c uuid, e bigint[], p bigint[], s bigint[], w bigint[])"
                     " WHERE p.customer_id = r.c"
                 ),
                 (self._search_rows(docs, keys, pool),),
