@@ -306,3 +306,51 @@ def test_offers_rank_what_buyers_of_the_same_products_bought_next() -> None:
     assert all(o.sku not in me.products for o in found)
     assert offers_for(Facts(customer_id="new"), crowd) == []
     assert reachable(me) == ["email"]
+
+
+def test_customers_alike_share_their_facts_values_and_differ_where_they_differ() -> None:
+    from datetime import date
+
+    from c360.timeline.v1 import timeline_service_pb2 as tapi
+    from c360_marketing import profiles
+    from c360_marketing.profiles import facts_of
+
+    def profile(customer_id: str, granted: bool, value: str) -> tapi.Profile:
+        p = tapi.Profile(customer_id=customer_id, kind="person", owner_id="u-7", tags=["vip"])
+        p.attributes.update(
+            {
+                "addresses": [{"country": "de", "region": "be"}],
+                "consent": {"email/marketing": {"granted": granted}},
+                "sales": {"lifetime_value": {"EUR": value}, "classes": {"loyal": True}},
+            }
+        )
+        return p
+
+    today = date(2026, 12, 1)
+    a, b = facts_of(profile("a", True, "1"), today), facts_of(profile("b", True, "1"), today)
+    for name in ("kind", "owner", "tags", "countries", "regions", "consent", "classes"):
+        assert getattr(a, name) is getattr(b, name), name
+    assert a.lifetime_value is b.lifetime_value
+    assert (a.countries, a.consent, a.lifetime_value) == (
+        frozenset({"DE"}),
+        {"email/marketing": True},
+        {"EUR": Decimal(1)},
+    )
+    c = facts_of(profile("c", False, "2"), today)
+    assert c.consent == {"email/marketing": False}
+    assert c.lifetime_value == {"EUR": Decimal(2)}
+    assert c.tags is a.tags
+    # A consent and a value equal as items ({"x": True} == {"x": Decimal(1)}) stay apart.
+    consent = profiles._shared_map("consent", {"x": True})
+    value = profiles._shared_map("lifetime_value", {"x": Decimal(1)})
+    assert consent is not value
+    assert value["x"].__class__ is Decimal
+    # Past the limit, values are no longer kept to be shared (they stay correct).
+    kept = len(profiles._SHARED)
+    try:
+        profiles.SHARED_LIMIT = kept
+        e = facts_of(profile("e", True, "99"), today)
+        assert e.lifetime_value == {"EUR": Decimal(99)}
+        assert len(profiles._SHARED) == kept
+    finally:
+        profiles.SHARED_LIMIT = 100_000

@@ -27,10 +27,11 @@ KINDS = ("person", "organisation")
 Tree = dict[str, Any]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Facts:
     """What a segment may ask of one customer's 360 profile (and of marketing's own
-    memberships: `segments`)."""
+    memberships: `segments`). Marketing keeps one per customer in memory (`facts_of` shares
+    the values many customers have alike); slots, not an instance dictionary each."""
 
     customer_id: str
     display_name: str = ""

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Iterable
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeVar
 
 from google.protobuf import json_format
 
 from c360.timeline.v1 import timeline_service_pb2 as tapi
 from c360_marketing.conditions import Facts
+
+V = TypeVar("V")
+T = TypeVar("T")
 
 
 def _decimal(text: Any) -> Decimal:
@@ -41,6 +45,34 @@ FACT_FIELDS = (
 )
 """The Profile fields `facts_of` reads: all that marketing asks the timeline for (its read
 mask); provenance, touches and the rest are neither revealed nor sent."""
+
+
+SHARED_LIMIT = 100_000
+"""How many distinct values `_shared` keeps (past it, new values are not shared)."""
+_SHARED: dict[Hashable, Any] = {}
+
+
+def _shared(value: V, key: Hashable = None) -> V:
+    """One instance of equal values (by `key`, else the value itself): marketing keeps every
+    customer's facts, and most customers' countries, tags, consent, classes, owner and kind
+    are those of many others. A shared dict is never changed (facts are read only)."""
+    key = value if key is None else key
+    found: V | None = _SHARED.get(key)
+    if found is not None:
+        return found
+    if len(_SHARED) < SHARED_LIMIT:
+        _SHARED[key] = value
+    return value
+
+
+def _shared_set(values: Iterable[str]) -> frozenset[str]:
+    return _shared(frozenset(values))
+
+
+def _shared_map(field: str, mapping: dict[str, T]) -> dict[str, T]:
+    """The field's name in the key: a consent {"x": True} and a value {"x": Decimal(1)} are
+    equal as items, not as facts."""
+    return _shared(mapping, (field, frozenset(mapping.items())))
 
 
 def facts_of(profile: tapi.Profile, today: date | None = None) -> Facts:
@@ -78,22 +110,22 @@ def facts_of(profile: tapi.Profile, today: date | None = None) -> Facts:
     return Facts(
         customer_id=profile.customer_id,
         display_name=profile.display_name,
-        kind=profile.kind,
-        countries=frozenset(a.get("country", "").upper() for a in addresses if a.get("country")),
-        regions=frozenset(a.get("region", "").upper() for a in addresses if a.get("region")),
-        tags=frozenset(profile.tags),
-        owner=profile.owner_id,
-        consent=consent,
-        lifetime_value=value,
+        kind=_shared(profile.kind),
+        countries=_shared_set(a.get("country", "").upper() for a in addresses if a.get("country")),
+        regions=_shared_set(a.get("region", "").upper() for a in addresses if a.get("region")),
+        tags=_shared_set(profile.tags),
+        owner=_shared(profile.owner_id),
+        consent=_shared_map("consent", consent),
+        lifetime_value=_shared_map("lifetime_value", value),
         open_tickets=desk.open_ticket_count,
         support_contacts_30d=desk.tickets_last_30_days,
         at_risk=profile.at_risk,
         emails=tuple(profile.emails),
         phones=tuple(profile.phones),
         postal=postal,
-        region=(first.get("region") or first.get("country") or "").upper(),
-        classes=frozenset((sales.get("classes") or {}).keys()),
-        products=frozenset(sales.get("products_bought") or []),
+        region=_shared((first.get("region") or first.get("country") or "").upper()),
+        classes=_shared_set((sales.get("classes") or {}).keys()),
+        products=_shared_set(sales.get("products_bought") or []),
         days_since_purchase=_days_since(str(last.get("on", "")), today) if last else None,
         first_seen=(
             profile.first_seen_at.ToDatetime(tzinfo=UTC).date()
