@@ -345,6 +345,8 @@ def test_customers_alike_share_their_facts_values_and_differ_where_they_differ()
     value = profiles._shared_map("lifetime_value", {"x": Decimal(1)})
     assert consent is not value
     assert value["x"].__class__ is Decimal
+    written = profiles._shared_map("lifetime_value", {"x": Decimal("1.00")})
+    assert str(written["x"]) == "1.00"
     # Past the limit, values are no longer kept to be shared (they stay correct).
     kept = len(profiles._SHARED)
     try:

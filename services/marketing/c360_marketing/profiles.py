@@ -70,9 +70,10 @@ def _shared_set(values: Iterable[str]) -> frozenset[str]:
 
 
 def _shared_map(field: str, mapping: dict[str, T]) -> dict[str, T]:
-    """The field's name in the key: a consent {"x": True} and a value {"x": Decimal(1)} are
-    equal as items, not as facts."""
-    return _shared(mapping, (field, frozenset(mapping.items())))
+    """Keyed by the field's name and the values as written: a consent {"x": True} and a value
+    {"x": Decimal(1)} are equal as items, not as facts, and a value of "10.50" is shown as
+    written, not as the "10.5" of another customer."""
+    return _shared(mapping, (field, frozenset((k, str(v)) for k, v in mapping.items())))
 
 
 def facts_of(profile: tapi.Profile, today: date | None = None) -> Facts:
