@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -9,7 +10,16 @@ from google.protobuf import message
 
 from c360.events.v1 import customer_events_pb2 as ev
 from c360_platform.envelope import Publication, pack, subject_for, unpack
-from c360_timeline.projection import ChurnRule, Entry, empty_profile, entry_for, fold, profile_as_of
+from c360_timeline.projection import (
+    ChurnRule,
+    Entry,
+    empty_profile,
+    entry_for,
+    fold,
+    loaded_doc,
+    profile_as_of,
+    stored_doc,
+)
 from c360_timeline.readmodel import name_key
 
 CUSTOMER = uuid.uuid4()
@@ -180,3 +190,35 @@ def test_the_companys_own_bookkeeping_is_no_contact_with_the_customer() -> None:
         profile = fold(profile, entry)
     assert profile["touches"]["customer"]["count"] == 4  # all on the timeline
     assert profile["last_contact_at"] == (T0 + timedelta(minutes=2)).isoformat()
+
+
+def test_a_stored_profile_names_each_entry_of_its_provenance_once() -> None:
+    entries = _history(
+        [
+            ev.CustomerRegistered(
+                kind=ev.CUSTOMER_KIND_PERSON, display_name="Ada", phones=["+4930111"]
+            ),
+            ev.CustomerRenamed(display_name="Ada Lovelace"),
+        ]
+    )
+    profile = empty_profile(str(CUSTOMER))
+    for entry in entries:
+        profile = fold(profile, entry)
+    before = json.loads(json.dumps(profile))
+    kept = json.loads(json.dumps(stored_doc(profile)))  # as PostgreSQL gives it back
+    assert profile == before  # the profile itself is left as it is
+    assert sorted(r["event_id"] for r in kept["origins"]) == sorted(e.event_id for e in entries)
+    assert set(kept["provenance"]) == set(profile["provenance"])
+    assert len(json.dumps(kept)) < len(json.dumps(profile))
+    assert loaded_doc(kept) == profile
+    # Stored the same whatever the order its map was filled in (a rebuild's rows are the
+    # live model's).
+    reordered = {**profile, "provenance": dict(reversed(profile["provenance"].items()))}
+    assert json.dumps(stored_doc(reordered)) == json.dumps(stored_doc(profile))
+    # Folded again after a load and stored: still each entry once.
+    again = fold(loaded_doc(json.loads(json.dumps(stored_doc(profile)))), entries[1])
+    assert len(stored_doc(again)["origins"]) == 2
+    # A profile stored before `origins` is read as it was; one without provenance is as is.
+    assert loaded_doc(json.loads(json.dumps(profile))) == profile
+    bare = {"customer_id": str(CUSTOMER)}
+    assert stored_doc(bare) is bare

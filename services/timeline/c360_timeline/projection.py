@@ -191,6 +191,39 @@ def unset(p: Doc, path: str) -> None:
     p.setdefault("provenance", {}).pop(path, None)
 
 
+def stored_doc(p: Doc) -> Doc:
+    """A profile as the read model stores it: each entry its provenance names once, in
+    `origins`, and each field path with the index of its entry there (a registration sets
+    some ten fields: one entry's reference ten times was half of a new profile's document).
+    A shallow copy: `p` is left as it is. `loaded_doc` undoes it."""
+    provenance = p.get("provenance")
+    if not provenance:
+        return p
+    origins: list[Doc] = []
+    at: dict[object, int] = {}
+    paths: dict[str, int] = {}
+    # In the paths' order, not the map's: the same profile is stored the same (a rebuild's
+    # rows are the live model's), however its map was filled.
+    for path, ref in sorted(provenance.items()):
+        # An entry's reference is the same wherever it came from (its fold, a load, a merge).
+        key = ref.get("event_id") or id(ref)
+        i = at.get(key)
+        if i is None:
+            i = at[key] = len(origins)
+            origins.append(ref)
+        paths[path] = i
+    return {**p, "provenance": paths, "origins": origins}
+
+
+def loaded_doc(doc: Doc) -> Doc:
+    """A stored profile as the fold and the reads use it (`stored_doc` undone), in place; one
+    stored before `origins` is as it was."""
+    origins = doc.pop("origins", None)
+    if origins is not None:
+        doc["provenance"] = {path: origins[i] for path, i in doc["provenance"].items()}
+    return doc
+
+
 def copy_provenance(p: Doc, other: Doc, path: str) -> None:
     """Take the provenance of a field joined from `other` (a merged duplicate's profile)."""
     found = other.get("provenance", {}).get(path)

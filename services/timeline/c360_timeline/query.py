@@ -43,6 +43,7 @@ from c360_timeline.projection import (
     ChurnRule,
     Entry,
     group_profile,
+    loaded_doc,
     profile_as_of,
     registry,
 )
@@ -589,7 +590,7 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
             f"SELECT doc FROM {SCHEMA}.profiles WHERE customer_id = %s", (customer_id,)
         )
         row = await cur.fetchone()
-        return dict(row[0]) if row else None
+        return loaded_doc(dict(row[0])) if row else None
 
     async def GetProfile(
         self, request: api.GetProfileRequest, context: Ctx
@@ -722,7 +723,7 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
                 rows = await self._changed_profiles(conn, request.after_cursor, limit)
                 if rows:
                     # Revealed: only the parts of each document that the fields asked for need.
-                    docs = [needed_parts(r["doc"], fields) for r in rows]
+                    docs = [needed_parts(loaded_doc(r["doc"]), fields) for r in rows]
                     docs = await self._opened_profiles(docs, conn)
                     break
             # Nothing changed: wait for the projection's next commit (pushed, as the watches

@@ -44,7 +44,9 @@ from c360_timeline.projection import (
     empty_profile,
     entry_for,
     fold_into,
+    loaded_doc,
     observe,
+    stored_doc,
     sweep,
 )
 
@@ -597,7 +599,7 @@ class ReadModel(TrackingRecorder):
         profiles: dict[str, Doc] = {}
         indexed: dict[str, tuple[Any, ...]] = {}
         for r in in_profiles.fetchall():
-            profiles[str(r["customer_id"])] = r["doc"]
+            profiles[str(r["customer_id"])] = loaded_doc(r["doc"])
             if not r["search_stale"]:
                 indexed[str(r["customer_id"])] = _identity(r["doc"])
         if carry is not None:
@@ -664,7 +666,7 @@ class ReadModel(TrackingRecorder):
             profiles: list[Doc] = []
             rows: list[Entry] = []
             for r in curs.fetchall():
-                profile, derived = sweep(r["doc"], now, self.rule)
+                profile, derived = sweep(loaded_doc(r["doc"]), now, self.rule)
                 profiles.append(profile)
                 rows.extend(derived)
             if rows:
@@ -725,7 +727,7 @@ class ReadModel(TrackingRecorder):
                             "c": p["customer_id"],
                             "k": p["kind"],
                             "n": p["display_name"],
-                            "d": p,
+                            "d": stored_doc(p),
                             "u": p["updated_at"] or None,
                             "r": _iso(at_risk_until(p)),
                         }
@@ -755,7 +757,7 @@ class ReadModel(TrackingRecorder):
                     "s": starts,
                     "w": words,
                     "x": not readable,
-                    "d": p,
+                    "d": stored_doc(p),
                     "u": p["updated_at"] or None,
                     "r": _iso(at_risk_until(p)),
                 }
