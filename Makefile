@@ -14,16 +14,17 @@ PYPROJECTS := pyproject.toml $(wildcard proto/pyproject.toml platform/pyproject.
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: all venv proto run test test-unit lint breaking bench chaos failover docs lock clean image deploy deploy-check
+.PHONY: all venv proto bytecode run test test-unit lint breaking bench chaos failover docs lock clean image deploy deploy-check
 all: proto
 
 $(UV):
 	$(PY) -m venv $(TOOLS)/uv
 	$(TOOLS)/uv/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
-# The virtualenv is built from the lock file only; `make lock` refreshes the lock.
+# The virtualenv is built from the lock file only; `make lock` refreshes the lock. Its modules'
+# bytecode is written as they are installed (see `bytecode` below for why).
 $(BIN)/.synced: $(UV) $(PYPROJECTS) uv.lock
-	$(UV) sync --frozen --all-packages --python $(PY) --quiet
+	$(UV) sync --frozen --all-packages --python $(PY) --quiet --compile-bytecode
 	touch $@
 
 venv: $(BIN)/.synced
@@ -42,16 +43,24 @@ gen/.stamp: $(BIN)/.synced $(PROTOS)
 
 proto: gen/.stamp
 
+# The workspace's own modules' bytecode (a module changed since is compiled again; ~0.1 s when
+# none is). Python writes it as it imports, unless PYTHONDONTWRITEBYTECODE is set (CI runners,
+# sandboxes and images often set it): then every process compiles again what it imports, each
+# service, each CPU-pool worker, each test worker and CLI call: importing the timeline's modules
+# took 1.13 s of a new interpreter without the virtualenv's bytecode and ours, 0.55 s with it.
+bytecode: proto
+	$(BIN)/python -m compileall -q -j0 platform services cli gen bench tools
+
 lock: $(UV)
 	$(UV) lock --python $(PY)
 
-run: proto
+run: bytecode
 	$(BIN)/c360 up
 
-test: proto
+test: bytecode
 	$(BIN)/pytest -q -n auto
 
-test-unit: proto
+test-unit: bytecode
 	$(BIN)/pytest -q tests/unit
 
 $(BUF):
@@ -103,13 +112,13 @@ deploy: proto
 deploy-check: proto
 	$(BIN)/python tools/deploy_check.py
 
-bench: proto
+bench: bytecode
 	$(BIN)/python -m bench.run
 
-failover: proto  ## two sets of services, kill -9 of the active one: time to the survivors' first visible command
+failover: bytecode  ## two sets of services, kill -9 of the active one: time to the survivors' first visible command
 	$(BIN)/python -m tools.failover $(ARGS)
 
-chaos: proto  ## fault suite under load (not part of make test): make chaos ARGS='--faults 20'
+chaos: bytecode  ## fault suite under load (not part of make test): make chaos ARGS='--faults 20'
 	$(BIN)/python -m tools.chaos $(ARGS)
 
 clean:
