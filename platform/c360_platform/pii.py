@@ -294,6 +294,14 @@ _IPAD = bytes(x ^ 0x36 for x in range(256))
 _OPAD = bytes(x ^ 0x5C for x in range(256))
 
 
+SHORT_TOKEN = 4
+"""Values of at most this many characters have their search tokens kept (`BlindIndex.token`):
+a name's first letters, which most profiles share with others ("m", "ma", "mar", "mari"),
+and which name nobody."""
+SHORT_TOKENS_KEPT = 100_000
+"""At most this many short values' tokens kept per index (past it, they are made each time)."""
+
+
 def _block_key(key: bytes) -> bytes:
     """An HMAC key as one block of SHA-256 (RFC 2104: hashed if longer, padded with zeros)."""
     block = _SHA256().block_size
@@ -313,6 +321,8 @@ class BlindIndex:
         block = _block_key(key)
         self._inner = _SHA256(block.translate(_IPAD))
         self._outer = _SHA256(block.translate(_OPAD))
+        self._short: dict[str, int] = {}
+        """Tokens of values of at most SHORT_TOKEN characters, by value."""
 
     def _mac(self, value: str) -> bytes:
         inner = self._inner.copy()
@@ -335,8 +345,18 @@ class BlindIndex:
         profile) holds a quarter of the text form's bytes, and its GIN indexes compare
         integers, not collated text. A false match needs another stored value's token to be
         the searched one's: at a million distinct values in an index, about one search in
-        2e13."""
-        return int.from_bytes(self._mac(value)[:8], "big", signed=True)
+        2e13.
+
+        A short value's token is kept (SHORT_TOKEN): of the forty-odd tokens of a profile's
+        name prefixes, those of its words' first letters are the ones most profiles share."""
+        if len(value) > SHORT_TOKEN:
+            return int.from_bytes(self._mac(value)[:8], "big", signed=True)
+        token = self._short.get(value)
+        if token is None:
+            token = int.from_bytes(self._mac(value)[:8], "big", signed=True)
+            if len(self._short) < SHORT_TOKENS_KEPT:
+                self._short[value] = token
+        return token
 
     def tokens(self, values: Iterable[str]) -> list[int]:
         return [self.token(v) for v in values if v]

@@ -443,6 +443,29 @@ def test_a_blind_index_is_hmac_sha256_of_the_value(key: bytes, value: str) -> No
     assert -(2**63) <= token < 2**63
 
 
+def test_short_values_tokens_are_kept_per_index_and_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    key, other_key = pii.new_key(), pii.new_key()
+    index, other = pii.BlindIndex(key), pii.BlindIndex(other_key)
+
+    def mac_token(k: bytes, value: str) -> int:
+        return int.from_bytes(hmac.digest(k, value.encode(), "sha256")[:8], "big", signed=True)
+
+    # A name's first letters: the same token whether made or kept, each index its own key's.
+    for value in ("m", "ma", "mar", "mari", "mari", "ma"):
+        assert index.token(value) == mac_token(key, value)
+        assert other.token(value) == mac_token(other_key, value)
+    assert sorted(index._short) == ["m", "ma", "mar", "mari"]
+    # Longer values are made each time, never kept.
+    assert index.token("maria") == mac_token(key, "maria")
+    assert "maria" not in index._short
+    # Past the bound nothing more is kept, and the tokens stay right.
+    monkeypatch.setattr(pii, "SHORT_TOKENS_KEPT", 5)
+    assert index.tokens(["x", "xy", "", "z"]) == [mac_token(key, v) for v in ("x", "xy", "z")]
+    assert sorted(index._short) == ["m", "ma", "mar", "mari", "x"]
+
+
 def test_the_sealer_changes_the_personal_fields_and_leaves_the_events_own_values() -> None:
     class Moved:
         pass
