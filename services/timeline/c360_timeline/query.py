@@ -37,6 +37,8 @@ from c360_platform.errors import (
     Unavailable,
 )
 from c360_platform.notify import Notifications
+from c360_platform.pgstore import json_loads
+from c360_platform.turns import Turns
 from c360_timeline.entries import entry_message, needs_columns, put_entry
 from c360_timeline.projection import (
     DERIVED_SOURCE,
@@ -74,6 +76,8 @@ WATCH_FALLBACK_S = 30.0
 about 33 small queries a second; every watch is woken anyway when the LISTEN reconnects)."""
 WATCH_POLL_S = 0.25
 """A watch without pushes (LISTEN down) looks this often."""
+_AT_ONCE = 50
+"""Values `_opened` reveals in one go (a page of entries); more are revealed in turns."""
 MAX_DEPTH = 100
 # The survivor and every customer merged into it at a time (transitively: A into B, B into C),
 # in merge order; `infinity` for now (only merges not undone).
@@ -120,7 +124,7 @@ WATCH_SQL = (
 # the cursor grouped by customer, as it once did: a follower reading all profiles from 0 read
 # the entries some profiles/page times over).
 CHANGED_SQL = (
-    f"SELECT last_seq AS seq, doc FROM {SCHEMA}.profiles WHERE last_seq > %s"
+    f"SELECT last_seq AS seq, doc::text AS doc FROM {SCHEMA}.profiles WHERE last_seq > %s"
     " ORDER BY last_seq LIMIT %s"
 )
 
@@ -395,7 +399,11 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
     ) -> list[T]:
         """`value` (rows, profile documents) with the sealed values in it revealed; `known`:
         which customers of a group are forgotten, read already (no look-up for those)."""
-        ids = pii.subjects(value)
+        many = len(value) > _AT_ONCE
+        if many:  # a page of changed profiles: in turns, other calls served between
+            ids = set().union(*await Turns().map(pii.subjects, value))
+        else:
+            ids = pii.subjects(value)
         if not ids:
             return value
         cached = getattr(self.keys, "cached", None)  # DataKeys answers from its cache at once
@@ -410,10 +418,11 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
                     (list(ids),),
                 )
                 gone = {row[0] for row in await cur.fetchall()}
-        opened: list[T] = pii.reveal_items(
-            value, {i: None if i in gone else k for i, k in keys.items()}
-        )
-        return opened
+        usable = {i: None if i in gone else k for i, k in keys.items()}
+        if not many:
+            opened: list[T] = pii.reveal_items(value, usable)
+            return opened
+        return await Turns().map(lambda item: pii.reveal_items([item], usable)[0], value)
 
     async def _opened_entries(
         self, rows: list[dict[str, Any]], conn: Conn | None = None, known: Forgotten | None = None
@@ -717,13 +726,18 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
             budget = min(budget, max(0.0, remaining - 0.5))
         deadline = time.monotonic() + budget
         limit = request.limit or 100
+        turns = Turns()
         while True:
             seen = self.notifications.generation if self.notifications else 0
             async with self.pool.connection() as conn:
                 rows = await self._changed_profiles(conn, request.after_cursor, limit)
                 if rows:
                     # Revealed: only the parts of each document that the fields asked for need.
-                    docs = [needed_parts(loaded_doc(r["doc"]), fields) for r in rows]
+                    # A page of many profiles is made in turns (Turns: other calls are served
+                    # between, not behind all of it).
+                    docs = await turns.map(
+                        lambda r: needed_parts(loaded_doc(json_loads(r["doc"])), fields), rows
+                    )
                     docs = await self._opened_profiles(docs, conn)
                     break
             # Nothing changed: wait for the projection's next commit (pushed, as the watches
@@ -737,15 +751,15 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
             else:
                 await asyncio.sleep(min(PUSH_FALLBACK_S, left))
         now = datetime.now(UTC)
-        return api.ListChangedProfilesResponse(
-            profiles=[
-                api.ChangedProfile(
-                    profile=profile_message(doc, now, fields=fields), cursor=r["seq"]
-                )
-                for doc, r in zip(docs, rows, strict=True)
-            ],
-            cursor=rows[-1]["seq"] if rows else request.after_cursor,
+        reply = api.ListChangedProfilesResponse(
+            cursor=rows[-1]["seq"] if rows else request.after_cursor
         )
+        for doc, r in zip(docs, rows, strict=True):
+            if turns.due():
+                await turns.give()
+            changed = reply.profiles.add(cursor=r["seq"])
+            changed.profile.CopyFrom(profile_message(doc, now, fields=fields))
+        return reply
 
     async def _changed_profiles(
         self, conn: Conn, after_cursor: int, limit: int
