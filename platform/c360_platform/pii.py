@@ -156,7 +156,12 @@ def reveal_items(items: list[Any], keys: Keys) -> list[Any]:
     is left as it is. Whether it does is one look at its JSON text (C speed), not a walk in
     Python: most entries of a timeline page hold none, and walking them all was a tenth of
     the page's CPU."""
-    return [reveal_all(item, keys) if holds_sealed(item) else item for item in items]
+    return [reveal_item(item, keys) for item in items]
+
+
+def reveal_item(item: Any, keys: Keys) -> Any:
+    """One item of `reveal_items`."""
+    return reveal_all(item, keys) if holds_sealed(item) else item
 
 
 def holds_sealed(value: Any) -> bool:

@@ -77,7 +77,8 @@ about 33 small queries a second; every watch is woken anyway when the LISTEN rec
 WATCH_POLL_S = 0.25
 """A watch without pushes (LISTEN down) looks this often."""
 _AT_ONCE = 50
-"""Values `_opened` reveals in one go (a page of entries); more are revealed in turns."""
+"""Values `_opened` reveals in one go (a page of entries); more are revealed in turns
+(`Turns`)."""
 MAX_DEPTH = 100
 # The survivor and every customer merged into it at a time (transitively: A into B, B into C),
 # in merge order; `infinity` for now (only merges not undone).
@@ -395,13 +396,19 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
             yield fresh
 
     async def _opened(
-        self, value: list[T], conn: Conn | None = None, known: Forgotten | None = None
+        self,
+        value: list[T],
+        conn: Conn | None = None,
+        known: Forgotten | None = None,
+        turns: Turns | None = None,
     ) -> list[T]:
         """`value` (rows, profile documents) with the sealed values in it revealed; `known`:
-        which customers of a group are forgotten, read already (no look-up for those)."""
-        many = len(value) > _AT_ONCE
-        if many:  # a page of changed profiles: in turns, other calls served between
-            ids = set().union(*await Turns().map(pii.subjects, value))
+        which customers of a group are forgotten, read already (no look-up for those);
+        `turns`: the caller's, to make them in (more than _AT_ONCE values get their own)."""
+        if turns is None and len(value) > _AT_ONCE:
+            turns = Turns()
+        if turns is not None:  # other calls served between (a page of changed profiles)
+            ids = set().union(*await turns.map(pii.subjects, value))
         else:
             ids = pii.subjects(value)
         if not ids:
@@ -419,10 +426,10 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
                 )
                 gone = {row[0] for row in await cur.fetchall()}
         usable = {i: None if i in gone else k for i, k in keys.items()}
-        if not many:
-            opened: list[T] = pii.reveal_items(value, usable)
-            return opened
-        return await Turns().map(lambda item: pii.reveal_items([item], usable)[0], value)
+        if turns is not None:
+            return await turns.map(lambda item: pii.reveal_item(item, usable), value)
+        opened: list[T] = pii.reveal_items(value, usable)
+        return opened
 
     async def _opened_entries(
         self, rows: list[dict[str, Any]], conn: Conn | None = None, known: Forgotten | None = None
@@ -437,11 +444,11 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
         return rows
 
     async def _opened_profiles(
-        self, docs: list[dict[str, Any]], conn: Conn | None = None
+        self, docs: list[dict[str, Any]], conn: Conn | None = None, turns: Turns | None = None
     ) -> list[dict[str, Any]]:
         """Profile documents revealed (one look-up for all); a value two merged customers both
         had (sealed under each one's key) once."""
-        opened = await self._opened(docs, conn)
+        opened = await self._opened(docs, conn, turns=turns)
         for doc in opened:
             for field in ("emails", "phones"):
                 if field in doc:
@@ -738,7 +745,7 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
                     docs = await turns.map(
                         lambda r: needed_parts(loaded_doc(json_loads(r["doc"])), fields), rows
                     )
-                    docs = await self._opened_profiles(docs, conn)
+                    docs = await self._opened_profiles(docs, conn, turns)
                     break
             # Nothing changed: wait for the projection's next commit (pushed, as the watches
             # are), looking again now and then if nothing pushes; no connection held.
