@@ -122,6 +122,10 @@ async def stack(database_url: str, fresh_nats_url: str) -> AsyncIterator[Stack]:
         yield opened
 
 
+PORT_ATTEMPTS = 3
+"""Stacks planned again when a port picked free was taken before its host bound it."""
+
+
 @contextlib.asynccontextmanager
 async def open_stack(
     database_url: str,
@@ -131,14 +135,23 @@ async def open_stack(
 ) -> AsyncIterator[Stack]:
     """Every registered service in this process on one database and nats-server, until exit
     (started by the platform's supervisor, from the same `Deployment` as `c360 up`)."""
-    deployment = Deployment.plan(
-        database_url,
-        fresh_nats_url,
-        fresh_ports=True,
-        postgres_url_for=postgres_url_for,
-        auth_secret=auth_secret,
-    )
-    hosts = await Supervisor(deployment, Path(os.devnull)).start_hosts()
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        deployment = Deployment.plan(
+            database_url,
+            fresh_nats_url,
+            fresh_ports=True,
+            postgres_url_for=postgres_url_for,
+            auth_secret=auth_secret,
+        )
+        try:
+            hosts = await Supervisor(deployment, Path(os.devnull)).start_hosts()
+            break
+        except RuntimeError as exc:
+            # Ports are picked free before the hosts bind them, one after another; another
+            # test worker's stack or nats-server may bind one in between (CI38). The hosts
+            # started are stopped already: plan again.
+            if "Failed to bind" not in str(exc) or attempt == PORT_ATTEMPTS:
+                raise
     operator = deployment.token(auth.Role.OPERATOR, "test:operator")
     channels = {
         name: aio_channel(address, operator) for name, address in deployment.addresses.items()
