@@ -1,15 +1,20 @@
-"""GetTimeline reads a long history's first page, not the whole history, whatever the other
+"""GetTimeline reads a long history's page, not the whole history, whatever the other
 customers are like: where most have one entry each (as freshly registered ones do), the
-planner, sizing a customer by the average, would read all of a long one to sort it."""
+planner, sizing a customer by the average, would read all of a long one to sort it. Its
+connections plan each form of the statement once (a generic plan, PAGE_OPTIONS): each form
+(the filters a request has) is checked as it is planned there."""
 
 from __future__ import annotations
 
 import json
+import re
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from c360_timeline.query import PAGE_OPTIONS, page_sql
 from c360_timeline.readmodel import SCHEMA, open_read_model
@@ -18,6 +23,48 @@ pytestmark = pytest.mark.integration
 
 ONE_ENTRY_CUSTOMERS = 12_000
 LONG_HISTORY = 10_000
+NOW = datetime.now(UTC)
+FORMS: dict[str, tuple[list[str], dict[str, Any]]] = {
+    "first page": ([], {}),
+    "next page": (
+        ["(occurred_at, source, position) < (%(t_at)s, %(t_source)s, %(t_pos)s)"],
+        {"t_at": NOW - timedelta(minutes=100), "t_source": "customer", "t_pos": 100},
+    ),
+    "sources": (["source = ANY(%(sources)s)"], {"sources": ["customer"]}),
+    "types": (["type = ANY(%(types)s)"], {"types": ["customer.noted"]}),
+    "since and until": (
+        ["occurred_at >= %(since)s", "occurred_at < %(until)s"],
+        {"since": NOW - timedelta(days=365), "until": NOW + timedelta(days=1)},
+    ),
+    "as of": (["occurred_at <= %(as_of)s"], {"as_of": NOW + timedelta(days=1)}),
+}
+"""Each form of GetTimeline's statement (`GetTimeline`'s `where`), with values under which
+every entry of the long history matches: a page is the most any of them may read."""
+TYPES = {
+    "root": "uuid",
+    "at": "timestamptz",
+    "size": "bigint",
+    "t_at": "timestamptz",
+    "t_source": "text",
+    "t_pos": "bigint",
+    "sources": "text[]",
+    "types": "text[]",
+    "since": "timestamptz",
+    "until": "timestamptz",
+    "as_of": "timestamptz",
+}
+
+
+def _prepared(statement: str) -> tuple[str, list[str]]:
+    """`statement` with $n for its named parameters, and their names in that order."""
+    names: list[str] = []
+
+    def number(match: re.Match[str]) -> str:
+        if match.group(1) not in names:
+            names.append(match.group(1))
+        return f"${names.index(match.group(1)) + 1}"
+
+    return re.sub(r"%\((\w+)\)s", number, statement), names
 
 
 def _scans(plan: dict[str, Any]) -> list[dict[str, Any]]:
@@ -44,19 +91,31 @@ def test_a_long_historys_first_page_reads_a_page(database_url: str, page: int) -
             conn.execute(insert.format(customer="gen_random_uuid()"), (ONE_ENTRY_CUSTOMERS,))
             conn.execute(insert.format(customer="%s::uuid"), (long, LONG_HISTORY))
             conn.execute(f"ANALYZE {SCHEMA}.entries")
-        # On a connection as GetTimeline's page has them.
+        # On a connection as GetTimeline's pages have them, each form prepared and run as a
+        # prepared statement is from its fifth use on (the connection's plan of it).
         with psycopg.connect(database_url, autocommit=True, options=PAGE_OPTIONS) as conn:
-            explained = conn.execute(
-                "EXPLAIN (ANALYZE, FORMAT JSON) " + page_sql(["customer_id = g.id"]),
-                {"root": long, "at": "infinity", "size": page + 1},
-            ).fetchone()
-        assert explained is not None
-        plan = explained[0] if isinstance(explained[0], list) else json.loads(explained[0])
-        scans = _scans(plan[0]["Plan"])
-        assert scans, "the plan reads no entries"
-        # The scan stops at the page (the last row tells whether there is a next one); the
-        # other way reads all LONG_HISTORY of them.
-        assert [s["Actual Rows"] for s in scans] == [page + 1]
-        assert {s["Index Name"] for s in scans} == {"entries_by_customer"}
+            for form, (where, values) in FORMS.items():
+                text, names = _prepared(page_sql(["customer_id = g.id", *where]))
+                params = {"root": long, "at": "infinity", "size": page + 1, **values}
+                conn.execute(f"PREPARE page ({', '.join(TYPES[n] for n in names)}) AS {text}")
+                # The values as literals: a utility statement takes no parameters of its own.
+                values_sql = sql.SQL(", ").join(
+                    sql.SQL("{}::{}").format(sql.Literal(params[n]), sql.SQL(TYPES[n]))
+                    for n in names
+                )
+                explained = conn.execute(
+                    sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE page ({})").format(values_sql)
+                ).fetchone()
+                conn.execute("DEALLOCATE page")
+                assert explained is not None
+                plan = explained[0] if isinstance(explained[0], list) else json.loads(explained[0])
+                # A plan for any values (theirs would be written in it): the parameters are.
+                assert "$2" in json.dumps(plan), form
+                scans = _scans(plan[0]["Plan"])
+                assert scans, f"{form}: the plan reads no entries"
+                # The scan stops at the page (the last row tells whether there is a next
+                # one); the other way reads all LONG_HISTORY of them.
+                assert [s["Actual Rows"] for s in scans] == [page + 1], form
+                assert {s["Index Name"] for s in scans} == {"entries_by_customer"}, form
     finally:
         view.datastore.close()
