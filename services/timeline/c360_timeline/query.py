@@ -100,6 +100,18 @@ SURVIVOR_SQL = (
     " AND (unmerged_at IS NULL OR unmerged_at > %(at)s::timestamptz)"
     " ORDER BY merged_at DESC LIMIT 1"
 )
+# GetProfile's reads in one round trip: the customer's group (survivor first, then in merge
+# order, as GROUP_SQL), which of it is forgotten, the customer it was merged into (one step of
+# the chain; SURVIVOR_SQL goes on from there), and its profile document.
+PROFILE_SQL = (
+    GROUP_CTE + " SELECT"
+    " (SELECT array_to_string(array_agg(id ORDER BY depth, merged_at, id), ' ') FROM grp)"
+    " AS group_ids,"
+    f" (SELECT array_to_string(array_agg(customer_id), ' ') FROM {SCHEMA}.forgotten"
+    "  WHERE customer_id IN (SELECT id FROM grp)) AS group_gone,"
+    f" ({SURVIVOR_SQL.replace('%(id)s', '%(root)s::uuid')}) AS survivor,"
+    f" (SELECT doc FROM {SCHEMA}.profiles WHERE customer_id = %(root)s::uuid) AS doc"
+)
 ENTRY_COLUMNS = (
     "entry_seq, event_id::text AS event_id, customer_id::text AS customer_id, occurred_at,"
     " source, position, type, summary, details, aggregate_id::text AS aggregate_id,"
@@ -452,11 +464,15 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
         return rows
 
     async def _opened_profiles(
-        self, docs: list[dict[str, Any]], conn: Conn | None = None, turns: Turns | None = None
+        self,
+        docs: list[dict[str, Any]],
+        conn: Conn | None = None,
+        turns: Turns | None = None,
+        known: Forgotten | None = None,
     ) -> list[dict[str, Any]]:
         """Profile documents revealed (one look-up for all); a value two merged customers both
         had (sealed under each one's key) once."""
-        opened = await self._opened(docs, conn, turns=turns)
+        opened = await self._opened(docs, conn, known, turns)
         for doc in opened:
             for field in ("emails", "phones"):
                 if field in doc:
@@ -608,14 +624,6 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
             current = survivor = str(row[0])
         return survivor
 
-    @staticmethod
-    async def _profile_doc(conn: Conn, customer_id: Any) -> dict[str, Any] | None:
-        cur = await conn.execute(
-            f"SELECT doc FROM {SCHEMA}.profiles WHERE customer_id = %s", (customer_id,)
-        )
-        row = await cur.fetchone()
-        return loaded_doc(dict(row[0])) if row else None
-
     async def GetProfile(
         self, request: api.GetProfileRequest, context: Ctx
     ) -> api.GetProfileResponse:
@@ -623,17 +631,23 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
         await self.wait_for(request.wait_for, context)
         as_of = request.as_of.ToDatetime(tzinfo=UTC) if request.HasField("as_of") else None
         async with self.pool.connection() as conn:
-            group = await self._group(conn, customer_id, as_of)
-            survivor = await self._final_survivor(conn, customer_id, as_of)
+            cur = await conn.execute(PROFILE_SQL, {"root": customer_id, "at": as_of or "infinity"})
+            row = await cur.fetchone()
+            assert row is not None  # one row, whatever the customer
+            group_ids, gone, survivor, stored = row
+            group = list(dict.fromkeys(group_ids.split()))
+            known = Forgotten({UUID(i) for i in group}, {UUID(i) for i in (gone or "").split()})
+            if survivor:  # merged: the end of its chain
+                survivor = await self._final_survivor(conn, survivor, as_of) or str(survivor)
             if as_of is None and len(group) == 1:
-                doc = await self._profile_doc(conn, customer_id)
+                doc = loaded_doc(dict(stored)) if stored else None
             else:
                 # A survivor's profile, or one as of a time: folded again from the entries.
                 doc = await self._profile_doc_as_of(conn, group, as_of or datetime.now(UTC))
             if doc is None:
                 when = f" as of {as_of.isoformat()}" if as_of else ""
                 raise NotFound(f"no profile for customer {customer_id}{when}")
-            (doc,) = await self._opened_profiles([doc], conn)
+            (doc,) = await self._opened_profiles([doc], conn, known=known)
         return api.GetProfileResponse(
             profile=profile_message(doc, as_of, merged_into=survivor, absorbed=group[1:])
         )
