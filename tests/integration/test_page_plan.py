@@ -14,9 +14,11 @@ from typing import Any
 
 import psycopg
 import pytest
+from google.protobuf import timestamp_pb2
 from psycopg import sql
 
-from c360_timeline.query import PAGE_OPTIONS, page_sql
+from c360.timeline.v1 import timeline_service_pb2 as api
+from c360_timeline.query import PAGE_OPTIONS, _encode_token, page_query
 from c360_timeline.readmodel import SCHEMA, open_read_model
 
 pytestmark = pytest.mark.integration
@@ -24,21 +26,26 @@ pytestmark = pytest.mark.integration
 ONE_ENTRY_CUSTOMERS = 12_000
 LONG_HISTORY = 10_000
 NOW = datetime.now(UTC)
-FORMS: dict[str, tuple[list[str], dict[str, Any]]] = {
-    "first page": ([], {}),
-    "next page": (
-        ["(occurred_at, source, position) < (%(t_at)s, %(t_source)s, %(t_pos)s)"],
-        {"t_at": NOW - timedelta(minutes=100), "t_source": "customer", "t_pos": 100},
+
+
+def _at(moment: datetime) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
+
+
+_NEXT = {"occurred_at": NOW - timedelta(minutes=100), "source": "customer", "position": 100}
+FORMS = {
+    "first page": api.GetTimelineRequest(),
+    "next page": api.GetTimelineRequest(page_token=_encode_token(_NEXT)),
+    "sources": api.GetTimelineRequest(sources=["customer"]),
+    "types": api.GetTimelineRequest(types=["customer.noted"]),
+    "since and until": api.GetTimelineRequest(
+        since=_at(NOW - timedelta(days=365)), until=_at(NOW + timedelta(days=1))
     ),
-    "sources": (["source = ANY(%(sources)s)"], {"sources": ["customer"]}),
-    "types": (["type = ANY(%(types)s)"], {"types": ["customer.noted"]}),
-    "since and until": (
-        ["occurred_at >= %(since)s", "occurred_at < %(until)s"],
-        {"since": NOW - timedelta(days=365), "until": NOW + timedelta(days=1)},
-    ),
-    "as of": (["occurred_at <= %(as_of)s"], {"as_of": NOW + timedelta(days=1)}),
+    "as of": api.GetTimelineRequest(as_of=_at(NOW + timedelta(days=1))),
 }
-"""Each form of GetTimeline's statement (`GetTimeline`'s `where`), with values under which
+"""Each form of GetTimeline's statement (the filters a request has), with values under which
 every entry of the long history matches: a page is the most any of them may read."""
 TYPES = {
     "root": "uuid",
@@ -94,9 +101,9 @@ def test_a_long_historys_first_page_reads_a_page(database_url: str, page: int) -
         # On a connection as GetTimeline's pages have them, each form prepared and run as a
         # prepared statement is from its fifth use on (the connection's plan of it).
         with psycopg.connect(database_url, autocommit=True, options=PAGE_OPTIONS) as conn:
-            for form, (where, values) in FORMS.items():
-                text, names = _prepared(page_sql(["customer_id = g.id", *where]))
-                params = {"root": long, "at": "infinity", "size": page + 1, **values}
+            for form, request in FORMS.items():
+                statement, params = page_query(request, long, page)
+                text, names = _prepared(statement)
                 conn.execute(f"PREPARE page ({', '.join(TYPES[n] for n in names)}) AS {text}")
                 # The values as literals: a utility statement takes no parameters of its own.
                 values_sql = sql.SQL(", ").join(
