@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -178,18 +178,36 @@ class Clients:
             replied = time.perf_counter_ns()
             at = time.monotonic() - origin
             customer_id = reply.result.aggregate_id
-            try:
-                if by_polling:
-                    await self.poll_visible(customer_id, poll)
-                else:
-                    await self.wait_visible(customer_id, reply.result.consistency_token)
-            except grpc.aio.AioRpcError as exc:
-                into.fail(rpc_error(exc))
-                continue
-            except NotVisibleError as exc:
-                into.fail(str(exc))
-                continue
-            into.sample(at, time.perf_counter_ns() - replied)
+            if by_polling:
+                await self.timed(into, at, replied, self.poll_visible(customer_id, poll))
+            else:
+                await self.waited(into, at, replied, reply)
+
+    async def waited(
+        self,
+        into: Measure,
+        at: float,
+        replied: int,
+        reply: customer_api.RegisterCustomerResponse,
+    ) -> None:
+        """Time reply (at `replied`, perf_counter_ns) -> visible by one wait_for read."""
+        result = reply.result
+        await self.timed(
+            into, at, replied, self.wait_visible(result.aggregate_id, result.consistency_token)
+        )
+
+    @staticmethod
+    async def timed(into: Measure, at: float, replied: int, seen: Awaitable[None]) -> None:
+        """Await `seen`; record the time since `replied` into `into`, or why it failed."""
+        try:
+            await seen
+        except grpc.aio.AioRpcError as exc:
+            into.fail(rpc_error(exc))
+            return
+        except NotVisibleError as exc:
+            into.fail(str(exc))
+            return
+        into.sample(at, time.perf_counter_ns() - replied)
 
     async def read_each(self, customer_ids: list[str], in_flight: int = 16) -> None:
         """GetProfile of each of these customers once, `in_flight` at a time: the timeline
