@@ -9,6 +9,7 @@ from typing import Any
 
 from rich.table import Table
 
+from bench.cpu import ms_per_call
 from bench.measure import Measure
 
 
@@ -149,9 +150,7 @@ def cpu_per_call(
         row, throughput = cpu.get(m.label), m.throughput
         if row is None or not throughput or m.items_per_op != 1:
             continue
-        found[m.label] = {
-            name: round(percent * 10 / throughput, 3) for name, percent in row.items() if percent
-        }
+        found[m.label] = ms_per_call(row, throughput)
     return found
 
 
@@ -307,14 +306,25 @@ def plots(measures: dict[str, Measure], out: Path, subtitle: str) -> list[Path]:
 
 
 def sweep_plot(by_concurrency: dict[str, list[dict[str, Any]]], out: Path, subtitle: str) -> Path:
-    """Throughput (left axis) and p99 latency (right, dashed) against calls in flight."""
+    """Throughput (left axis) and p99 latency (right, dashed) against calls in flight; below,
+    the CPU a call costs all of the stack's processes at each level (where measured)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(9, 5.5))
+    with_cpu = any(r.get("cpu_ms_per_call_all") for rows in by_concurrency.values() for r in rows)
+    fig, axes = plt.subplots(
+        2 if with_cpu else 1,
+        1,
+        figsize=(9, 8.5 if with_cpu else 5.5),
+        squeeze=False,
+        sharex=True,
+        gridspec_kw={"height_ratios": [3, 2]} if with_cpu else None,
+    )
+    ax = axes[0][0]
     right = ax.twinx()
+    ticks = sorted({r["concurrency"] for rows in by_concurrency.values() for r in rows})
     for name, rows in sorted(by_concurrency.items()):
         xs = [r["concurrency"] for r in rows]
         line = ax.plot(xs, [r["per_s"] for r in rows], marker="o", label=f"{name} calls/s")
@@ -325,10 +335,17 @@ def sweep_plot(by_concurrency: dict[str, list[dict[str, Any]]], out: Path, subti
             color=line[0].get_color(),
             label=f"{name} p99 ms",
         )
+        if with_cpu:
+            axes[1][0].plot(
+                xs,
+                [r.get("cpu_ms_per_call_all") or float("nan") for r in rows],
+                marker="o",
+                color=line[0].get_color(),
+                label=f"{name}: all processes",
+            )
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
-    ax.set_xticks([1, 2, 4, 8, 16, 32, 64], ["1", "2", "4", "8", "16", "32", "64"])
-    ax.set_xlabel("calls in flight (closed loop)")
+    ax.set_xticks(ticks, [str(t) for t in ticks])
     ax.set_ylabel("calls per second (log)")
     right.set_ylabel("p99 latency (ms), dashed")
     right.set_yscale("log")
@@ -337,6 +354,14 @@ def sweep_plot(by_concurrency: dict[str, list[dict[str, Any]]], out: Path, subti
     ax.legend(handles[0] + more[0], handles[1] + more[1], loc="upper left", fontsize=8)
     ax.set_title(f"Throughput against concurrency\n{subtitle}", fontsize=10)
     ax.grid(True, alpha=0.3)
+    bottom = axes[-1][0]
+    if with_cpu:
+        bottom.set_ylabel("CPU ms per call")
+        bottom.set_ylim(bottom=0)
+        bottom.legend(loc="upper right", fontsize=8)
+        bottom.grid(True, alpha=0.3)
+        bottom.set_xticks(ticks, [str(t) for t in ticks])
+    bottom.set_xlabel("calls in flight (closed loop)")
     fig.tight_layout()
     path = out / "throughput_vs_concurrency.png"
     fig.savefig(path, dpi=110)

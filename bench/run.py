@@ -454,7 +454,8 @@ async def relay_phase(run: Run) -> None:
 
 
 async def sweep_phase(run: Run, name: str, op: Callable[[int], Awaitable[None]]) -> None:
-    """Closed-loop throughput of `op` at 1 ... 64 calls in flight."""
+    """Closed-loop throughput of `op` at 1 ... 64 calls in flight, and the CPU each call
+    costs the stack's processes at each level."""
     seconds = 0.8 if run.cfg.quick else 3.0
     warmup = 0.3 if run.cfg.quick else 1.0
     levels = sweeps.LEVELS
@@ -465,7 +466,9 @@ async def sweep_phase(run: Run, name: str, op: Callable[[int], Awaitable[None]])
         run.progress.update(task, completed=levels.index(level), info=f"{level} in flight")
 
     async with run.observe(label):
-        found = await sweeps.concurrency_sweep(op, run.ids, seconds, warmup, on_level)
+        found = await sweeps.concurrency_sweep(
+            op, run.ids, seconds, warmup, on_level, pids=run.stack.pids()
+        )
     run.facts.setdefault("by_concurrency", {})[name] = found
     best = max(found, key=lambda r: r["per_s"])
     run.progress.update(

@@ -12,6 +12,7 @@ from typing import Any
 import nats
 
 from bench import rawsave
+from bench.cpu import CpuMeter, ms_per_call
 from bench.measure import Measure, closed_loop
 from c360.timeline.v1 import timeline_service_pb2 as tapi
 from c360.timeline.v1 import timeline_service_pb2_grpc as tapi_grpc
@@ -34,24 +35,32 @@ async def concurrency_sweep(
     seconds: float,
     warmup: float,
     on_level: Callable[[int], None] = lambda c: None,
+    pids: dict[str, int] | None = None,
 ) -> list[dict[str, Any]]:
     """Throughput and latency of `op` with 1, 2, 4 ... 64 calls in flight, `seconds` each
-    (after a short warm-up at that level)."""
+    (after a short warm-up at that level); with `pids`, also each process's CPU per call at
+    each level (ms: its CPU over the level's throughput), and their sum."""
     found = []
     for level in LEVELS:
         on_level(level)
         await closed_loop(None, op, concurrency=level, seconds=warmup, ids=ids)
         m = Measure(f"c{level}", f"{level} in flight")
+        meter = CpuMeter(pids) if pids else None
+        if meter is not None:
+            meter.start()
         await closed_loop(m, op, concurrency=level, seconds=seconds, ids=ids)
-        found.append(
-            {
-                "concurrency": level,
-                "per_s": round(m.throughput or 0.0, 1),
-                "p50_ms": m.ms(50),
-                "p99_ms": m.ms(99),
-                "errors": m.error_count,
-            }
-        )
+        row: dict[str, Any] = {
+            "concurrency": level,
+            "per_s": round(m.throughput or 0.0, 1),
+            "p50_ms": m.ms(50),
+            "p99_ms": m.ms(99),
+            "errors": m.error_count,
+        }
+        if meter is not None and m.throughput:
+            per_call = ms_per_call(meter.percent(), m.throughput)
+            row["cpu_ms_per_call"] = per_call
+            row["cpu_ms_per_call_all"] = round(sum(per_call.values()), 3)
+        found.append(row)
     return found
 
 

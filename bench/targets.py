@@ -76,6 +76,21 @@ def _echo_p99(f: Facts, level: int) -> str:
     return "not measured"
 
 
+def _register_cpu(f: Facts) -> str:
+    """The stack's CPU per registration at the fewest and the most calls in flight of the
+    sweep, as text: with few in flight each call costs more (bench/README)."""
+    rows = [
+        r for r in f.get("by_concurrency", {}).get("register", []) if r.get("cpu_ms_per_call_all")
+    ]
+    if not rows:
+        return "not measured"
+    low, high = rows[0], rows[-1]
+    return (
+        f"{low['cpu_ms_per_call_all']:.1f} ms at {low['concurrency']} in flight,"
+        f" {high['cpu_ms_per_call_all']:.1f} at {high['concurrency']}"
+    )
+
+
 def _missing(m: Measures, f: Facts) -> float | None:
     return None
 
@@ -103,7 +118,8 @@ TARGETS = [
         _ms("register_half", 99),
         lambda m, f: (
             f"paced at {m['register_half'].notes.get('rate_per_s', 0):,.0f}/s,"
-            " latency from when each call was due"
+            " latency from when each call was due; CPU a registration costs the stack:"
+            f" {_register_cpu(f)}"
         ),
     ),
     Target(
