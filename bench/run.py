@@ -157,8 +157,8 @@ def parse_args(argv: list[str] | None) -> Config:
         metavar="ENTRIES",
         help="load ENTRIES timeline entries (10 per customer, straight into the customer"
         " store, relayed and projected) and measure GetTimeline/GetProfile at a tenth and at"
-        f" all of them ({READ_SCALE:,}; quick: 0, none; the fill takes some 3 minutes"
-        " on 2 cores)",
+        f" all of them ({READ_SCALE:,}; quick: 0, none; the fill takes some 3-6"
+        " minutes on 2 cores)",
     )
     parser.add_argument(
         "--profile",
