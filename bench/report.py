@@ -360,7 +360,6 @@ def sweep_plot(by_concurrency: dict[str, list[dict[str, Any]]], out: Path, subti
         bottom.set_ylim(bottom=0)
         bottom.legend(loc="upper right", fontsize=8)
         bottom.grid(True, alpha=0.3)
-        bottom.set_xticks(ticks, [str(t) for t in ticks])
     bottom.set_xlabel("calls in flight (closed loop)")
     fig.tight_layout()
     path = out / "throughput_vs_concurrency.png"
