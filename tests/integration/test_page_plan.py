@@ -18,7 +18,7 @@ from google.protobuf import timestamp_pb2
 from psycopg import sql
 
 from c360.timeline.v1 import timeline_service_pb2 as api
-from c360_timeline.query import PAGE_OPTIONS, _encode_token, page_query
+from c360_timeline.query import PAGE_OPTIONS, entry_token, page_query
 from c360_timeline.readmodel import SCHEMA, open_read_model
 
 pytestmark = pytest.mark.integration
@@ -37,7 +37,7 @@ def _at(moment: datetime) -> timestamp_pb2.Timestamp:
 _NEXT = {"occurred_at": NOW - timedelta(minutes=100), "source": "customer", "position": 100}
 FORMS = {
     "first page": api.GetTimelineRequest(),
-    "next page": api.GetTimelineRequest(page_token=_encode_token(_NEXT)),
+    "next page": api.GetTimelineRequest(page_token=entry_token(_NEXT)),
     "sources": api.GetTimelineRequest(sources=["customer"]),
     "types": api.GetTimelineRequest(types=["customer.noted"]),
     "since and until": api.GetTimelineRequest(

@@ -16,6 +16,7 @@ from c360.events.v1 import customer_events_pb2 as ev
 from c360_customer.application import CustomerApplication, CustomerView, ImportRow
 from c360_customer.contract import CHANNELS, KINDS, PURPOSES, address_message
 from c360_customer.domain import Customer
+from c360_platform import paging
 from c360_platform.auth import Role, requires
 from c360_platform.commands import blocking, expected_version, parse_id
 from c360_platform.consistency import ConsistencyToken
@@ -381,11 +382,10 @@ class CustomerServicer(CommandServicer[CustomerApplication], api_grpc.CustomerSe
         self, request: api.FindDuplicatesRequest, context: Ctx
     ) -> api.FindDuplicatesResponse:
         customer_id = parse_id("customer_id", request.customer_id)
-        if request.limit > MAX_DUPLICATES:
-            raise InvalidArgument.one("limit", f"must be at most {MAX_DUPLICATES}")
-        found = await blocking(
-            self.app.find_duplicates, customer_id, request.limit or DEFAULT_DUPLICATES
+        limit = paging.count(
+            request.limit, maximum=MAX_DUPLICATES, default=DEFAULT_DUPLICATES, field="limit"
         )
+        found = await blocking(self.app.find_duplicates, customer_id, limit)
         return api.FindDuplicatesResponse(
             candidates=[
                 api.DuplicateCandidate(

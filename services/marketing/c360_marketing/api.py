@@ -27,7 +27,7 @@ from c360_marketing.domain import (
     Membership,
     Segment,
 )
-from c360_platform import channels
+from c360_platform import channels, paging
 from c360_platform.commands import (
     blocking,
     command_context,
@@ -174,11 +174,8 @@ class MarketingServicer(CommandServicer[Any], api_grpc.MarketingServiceServicer)
     async def PreviewSegment(
         self, request: api.PreviewSegmentRequest, context: Ctx
     ) -> api.PreviewSegmentResponse:
-        if request.sample_size > 100:
-            raise InvalidArgument.one("sample_size", "must be at most 100")
-        size, total, sample = await blocking(
-            self.marketing.preview, request.condition, request.sample_size or 10
-        )
+        wanted = paging.count(request.sample_size, maximum=100, default=10, field="sample_size")
+        size, total, sample = await blocking(self.marketing.preview, request.condition, wanted)
         return api.PreviewSegmentResponse(
             size=size,
             profiles=total,
@@ -205,8 +202,7 @@ class MarketingServicer(CommandServicer[Any], api_grpc.MarketingServiceServicer)
     async def ListMembers(
         self, request: api.ListMembersRequest, context: Ctx
     ) -> api.ListMembersResponse:
-        if request.limit > 1000:
-            raise InvalidArgument.one("limit", "must be at most 1000")
+        limit = paging.count(request.limit, maximum=1000, default=100, field="limit")
         segment = await blocking(self.marketing.segment, request.segment)
         members: list[Membership] = await blocking(self.marketing.members, segment, _as_of(request))
         facts = self.marketing.facts
@@ -221,7 +217,7 @@ class MarketingServicer(CommandServicer[Any], api_grpc.MarketingServiceServicer)
                     condition_path=m.condition_path,
                     condition=m.condition,
                 )
-                for m in members[: request.limit or 100]
+                for m in members[:limit]
             ],
             total=len(members),
         )
@@ -502,14 +498,11 @@ class MarketingServicer(CommandServicer[Any], api_grpc.MarketingServiceServicer)
 
     async def GetOffers(self, request: api.GetOffersRequest, context: Ctx) -> api.GetOffersResponse:
         customer = str(parse_id("customer_id", request.customer_id))
-        if request.limit > 20:
-            raise InvalidArgument.one("limit", "must be at most 20")
+        limit = paging.count(request.limit, maximum=20, default=5, field="limit")
         facts = self.marketing.facts.get(customer)
         if facts is None:
             raise NotFound(f"marketing has no profile of customer {customer} (yet)")
-        found = await blocking(
-            offers.offers_for, facts, list(self.marketing.facts.values()), request.limit or 5
-        )
+        found = await blocking(offers.offers_for, facts, list(self.marketing.facts.values()), limit)
         return api.GetOffersResponse(
             offers=[
                 api.ProductOffer(

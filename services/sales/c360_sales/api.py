@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -14,6 +12,7 @@ import grpc
 
 from c360.sales.v1 import sales_service_pb2 as api
 from c360.sales.v1 import sales_service_pb2_grpc as api_grpc
+from c360_platform import paging
 from c360_platform.auth import Role, requires
 from c360_platform.commands import blocking, expected_version, parse_id
 from c360_platform.envelope import timestamp
@@ -200,28 +199,6 @@ def product_message(p: Product) -> api.Product:
         active=p.active,
         version=p.version,
     )
-
-
-def _encode_token(after: tuple[datetime, UUID]) -> str:
-    return base64.urlsafe_b64encode(
-        json.dumps([after[0].isoformat(), str(after[1])]).encode()
-    ).decode()
-
-
-def _decode_token(token: str) -> tuple[datetime, UUID] | None:
-    if not token:
-        return None
-    try:
-        at, key = json.loads(base64.urlsafe_b64decode(token.encode()))
-        return datetime.fromisoformat(at), UUID(key)
-    except (ValueError, TypeError):
-        raise InvalidArgument.one("page_token", "not a token from a previous page") from None
-
-
-def _page_size(size: int) -> int:
-    if size > MAX_PAGE:
-        raise InvalidArgument.one("page_size", f"must be at most {MAX_PAGE}")
-    return size or DEFAULT_PAGE
 
 
 def _as_of(request: Any) -> datetime | None:
@@ -465,9 +442,9 @@ class SalesServicer(CommandServicer[SalesApplication], api_grpc.SalesServiceServ
         return api.GetLeadResponse(lead=lead_message(lead))
 
     async def _page(self, kind: str, filters: Sequence[Condition], size: int, token: str) -> Page:
-        return await blocking(
-            self.app.list_rows, kind, list(filters), _decode_token(token), _page_size(size)
-        )
+        after = paging.read_keyset_token(token)
+        size = paging.count(size, maximum=MAX_PAGE, default=DEFAULT_PAGE)
+        return await blocking(self.app.list_rows, kind, list(filters), after, size)
 
     async def ListLeads(self, request: api.ListLeadsRequest, context: Ctx) -> api.ListLeadsResponse:
         filters: list[Condition] = []
@@ -485,7 +462,7 @@ class SalesServicer(CommandServicer[SalesApplication], api_grpc.SalesServiceServ
         leads = await blocking(lambda: [self.app.get_lead(r["id"]) for r in page.rows])
         return api.ListLeadsResponse(
             leads=[lead_message(lead) for lead in leads],
-            next_page_token=_encode_token(page.after) if page.after else "",
+            next_page_token=paging.keyset_token(page.after) if page.after else "",
         )
 
     async def DefineSalesTeam(
@@ -661,7 +638,7 @@ class SalesServicer(CommandServicer[SalesApplication], api_grpc.SalesServiceServ
         now = self.app.clock()
         return api.ListOpportunitiesResponse(
             opportunities=[opportunity_message(o, now) for o in found],
-            next_page_token=_encode_token(page.after) if page.after else "",
+            next_page_token=paging.keyset_token(page.after) if page.after else "",
         )
 
     # -- products and price lists ----------------------------------------------------------------
@@ -870,7 +847,7 @@ class SalesServicer(CommandServicer[SalesApplication], api_grpc.SalesServiceServ
         found = await blocking(lambda: [self.app.get_quote(r["id"]) for r in page.rows])
         return api.ListQuotesResponse(
             quotes=[quote_message(q) for q in found],
-            next_page_token=_encode_token(page.after) if page.after else "",
+            next_page_token=paging.keyset_token(page.after) if page.after else "",
         )
 
     # -- orders ----------------------------------------------------------------------------------
@@ -913,7 +890,7 @@ class SalesServicer(CommandServicer[SalesApplication], api_grpc.SalesServiceServ
         found = await blocking(lambda: [self.app.get_order(r["id"]) for r in page.rows])
         return api.ListOrdersResponse(
             orders=[order_message(o) for o in found],
-            next_page_token=_encode_token(page.after) if page.after else "",
+            next_page_token=paging.keyset_token(page.after) if page.after else "",
         )
 
     # -- reads -----------------------------------------------------------------------------------
@@ -1055,8 +1032,7 @@ class SalesServicer(CommandServicer[SalesApplication], api_grpc.SalesServiceServ
         due = request.due.strip().lower()
         if due not in ("", "overdue", "upcoming"):
             raise InvalidArgument.one("due", "must be overdue or upcoming")
-        if request.limit > MAX_PAGE:
-            raise InvalidArgument.one("limit", f"must be at most {MAX_PAGE}")
+        limit = paging.count(request.limit, maximum=MAX_PAGE, default=DEFAULT_PAGE, field="limit")
         customer = str(parse_id("customer_id", request.customer_id)) if request.customer_id else ""
         found = await blocking(
             lambda: self.app.list_activities(
@@ -1064,7 +1040,7 @@ class SalesServicer(CommandServicer[SalesApplication], api_grpc.SalesServiceServ
                 customer_id=customer,
                 state=ACTIVITY_STATES.parse("state", request.state, optional=True),
                 due=due,
-                limit=request.limit or DEFAULT_PAGE,
+                limit=limit,
             )
         )
         now = self.app.clock()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
@@ -14,6 +12,7 @@ import grpc
 from c360.events.v1 import service_contract_events_pb2 as sev
 from c360.service_desk.v1 import service_desk_service_pb2 as api
 from c360.service_desk.v1 import service_desk_service_pb2_grpc as api_grpc
+from c360_platform import paging
 from c360_platform.commands import blocking, expected_version, parse_id
 from c360_platform.consistency import ConsistencyToken
 from c360_platform.context import ContextReader, CustomerContext
@@ -165,22 +164,6 @@ def context_message(c: CustomerContext) -> api.CustomerContext:
         profile=c.profile,
         recent_entries=c.recent,
     )
-
-
-def _encode_token(after: tuple[datetime, UUID]) -> str:
-    return base64.urlsafe_b64encode(
-        json.dumps([after[0].isoformat(), str(after[1])]).encode()
-    ).decode()
-
-
-def _decode_token(token: str) -> tuple[datetime, UUID] | None:
-    if not token:
-        return None
-    try:
-        at, ticket_id = json.loads(base64.urlsafe_b64decode(token.encode()))
-        return datetime.fromisoformat(at), UUID(ticket_id)
-    except (ValueError, TypeError):
-        raise InvalidArgument.one("page_token", "not a token from a previous page") from None
 
 
 class ServiceDeskServicer(
@@ -512,7 +495,7 @@ class ServiceDeskServicer(
     async def ListTickets(
         self, request: api.ListTicketsRequest, context: Ctx
     ) -> api.ListTicketsResponse:
-        size = _page_size(request)
+        size = paging.count(request.page_size, maximum=MAX_PAGE, default=DEFAULT_PAGE)
         filters: list[Eq] = [Eq("kind", "ticket")]
         if request.customer_id:
             filters.append(Eq("customer_id", parse_id("customer_id", request.customer_id)))
@@ -524,11 +507,11 @@ class ServiceDeskServicer(
             filters.append(Eq("queue", request.queue.strip().lower()))
         if request.priority:
             filters.append(Eq("priority", PRIORITIES.parse("priority", request.priority)))
-        after = _decode_token(request.page_token)
+        after = paging.read_keyset_token(request.page_token)
         page = await blocking(self.app.list_tickets, AllOf(tuple(filters)), after, size)
         return api.ListTicketsResponse(
             tickets=[summary_message(r) for r in page.rows],
-            next_page_token=_encode_token(page.after) if page.after else "",
+            next_page_token=paging.keyset_token(page.after) if page.after else "",
         )
 
     # -- the knowledge base -----------------------------------------------------------------
@@ -631,7 +614,7 @@ class ServiceDeskServicer(
     async def ListArticles(
         self, request: api.ListArticlesRequest, context: Ctx
     ) -> api.ListArticlesResponse:
-        size = _page_size(request)
+        size = paging.count(request.page_size, maximum=MAX_PAGE, default=DEFAULT_PAGE)
         filters: list[Eq] = []
         if request.state:
             filters.append(Eq("state", ARTICLE_STATES.parse("state", request.state)))
@@ -640,12 +623,12 @@ class ServiceDeskServicer(
         page = await blocking(
             self.app.list_articles,
             AllOf(tuple(filters)),
-            _decode_token(request.page_token),
+            paging.read_keyset_token(request.page_token),
             size,
         )
         return api.ListArticlesResponse(
             articles=[article_summary(r) for r in page.rows],
-            next_page_token=_encode_token(page.after) if page.after else "",
+            next_page_token=paging.keyset_token(page.after) if page.after else "",
         )
 
     async def SearchArticles(
@@ -668,9 +651,10 @@ class ServiceDeskServicer(
         self, request: api.SuggestArticlesRequest, context: Ctx
     ) -> api.SuggestArticlesResponse:
         tid = parse_id("ticket_id", request.ticket_id)
-        if request.limit > MAX_SUGGEST:
-            raise InvalidArgument.one("limit", f"must be at most {MAX_SUGGEST}")
-        rows = await blocking(self.app.suggest_articles, tid, request.limit or DEFAULT_SUGGEST)
+        limit = paging.count(
+            request.limit, maximum=MAX_SUGGEST, default=DEFAULT_SUGGEST, field="limit"
+        )
+        rows = await blocking(self.app.suggest_articles, tid, limit)
         return api.SuggestArticlesResponse(articles=[article_summary(r) for r in rows])
 
     async def GetKnowledgeReport(
@@ -828,7 +812,7 @@ class ServiceDeskServicer(
     async def ListWorkOrders(
         self, request: api.ListWorkOrdersRequest, context: Ctx
     ) -> api.ListWorkOrdersResponse:
-        size = _page_size(request)
+        size = paging.count(request.page_size, maximum=MAX_PAGE, default=DEFAULT_PAGE)
         filters: list[Eq] = []
         if request.customer_id:
             filters.append(Eq("customer_id", parse_id("customer_id", request.customer_id)))
@@ -839,12 +823,12 @@ class ServiceDeskServicer(
         page = await blocking(
             self.app.list_work_orders,
             AllOf(tuple(filters)),
-            _decode_token(request.page_token),
+            paging.read_keyset_token(request.page_token),
             size,
         )
         return api.ListWorkOrdersResponse(
             work_orders=[work_order_summary(r) for r in page.rows],
-            next_page_token=_encode_token(page.after) if page.after else "",
+            next_page_token=paging.keyset_token(page.after) if page.after else "",
         )
 
     async def GetFieldServiceReport(
@@ -996,13 +980,6 @@ def work_order_summary(r: dict[str, Any]) -> api.WorkOrderSummary:
         satisfaction=r["satisfaction"],
         created_at=timestamp(r["created_at"]),
     )
-
-
-def _page_size(request: Any) -> int:
-    """A list request's page size (DEFAULT_PAGE when 0), refused above MAX_PAGE."""
-    if request.page_size > MAX_PAGE:
-        raise InvalidArgument.one("page_size", f"must be at most {MAX_PAGE}")
-    return int(request.page_size or DEFAULT_PAGE)
 
 
 def _is_uuid(text: str) -> bool:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import json
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -23,7 +21,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from c360.timeline.v1 import timeline_service_pb2 as api
 from c360.timeline.v1 import timeline_service_pb2_grpc as api_grpc
-from c360_platform import pii
+from c360_platform import paging, pii
 from c360_platform.auth import Role, requires
 from c360_platform.commands import parse_id
 from c360_platform.consistency import ConsistencyToken
@@ -210,7 +208,9 @@ def page_query(
         params["as_of"] = as_of
     if request.page_token:
         where.append("(occurred_at, source, position) < (%(t_at)s, %(t_source)s, %(t_pos)s)")
-        params["t_at"], params["t_source"], params["t_pos"] = _decode_token(request.page_token)
+        params["t_at"], params["t_source"], params["t_pos"] = paging.read_token(
+            request.page_token, datetime.fromisoformat, str, int
+        )
     return page_sql(where), params
 
 
@@ -220,17 +220,9 @@ def _struct(doc: dict[str, Any]) -> struct_pb2.Struct:
     return s
 
 
-def _encode_token(r: dict[str, Any]) -> str:
-    key = [r["occurred_at"].isoformat(), r["source"], r["position"]]
-    return base64.urlsafe_b64encode(json.dumps(key).encode()).decode()
-
-
-def _decode_token(token: str) -> tuple[datetime, str, int]:
-    try:
-        at, source, position = json.loads(base64.urlsafe_b64decode(token.encode()))
-        return datetime.fromisoformat(at), str(source), int(position)
-    except (ValueError, TypeError):
-        raise InvalidArgument.one("page_token", "not a token from a previous page") from None
+def entry_token(r: Mapping[str, Any]) -> str:
+    """The page token of a page of a timeline that ends at this entry (its sort key)."""
+    return paging.token(r["occurred_at"], r["source"], r["position"])
 
 
 def _ts(text: str) -> Any:
@@ -549,9 +541,7 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
         self, request: api.GetTimelineRequest, context: Ctx
     ) -> api.GetTimelineResponse:
         customer_id = parse_id("customer_id", request.customer_id)
-        if request.page_size > MAX_PAGE:
-            raise InvalidArgument.one("page_size", f"must be at most {MAX_PAGE}")
-        size = request.page_size or DEFAULT_PAGE
+        size = paging.count(request.page_size, maximum=MAX_PAGE, default=DEFAULT_PAGE)
         await self.wait_for(request.wait_for, context)
         statement, params = page_query(request, customer_id, size)
         async with self.pages.connection() as conn:
@@ -568,7 +558,7 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
                 )
             page = await self._opened_entries(rows[:size], conn, known)
         reply = api.GetTimelineResponse(
-            next_page_token=_encode_token(page[-1]) if len(rows) > size else ""
+            next_page_token=entry_token(page[-1]) if len(rows) > size else ""
         )
         for r in page:
             put_entry(reply.entries.add(), r)
@@ -689,9 +679,7 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
             raise InvalidArgument.one("text", "is required")
         if len(text) > 200:
             raise InvalidArgument.one("text", "must be at most 200 characters")
-        if request.limit > 100:
-            raise InvalidArgument.one("limit", "must be at most 100")
-        limit = request.limit or 20
+        limit = paging.count(request.limit, maximum=100, default=20, field="limit")
         # Profiles the projection left stale (new customers) are indexed first: a search
         # finds what GetProfile shows. Those the background reindex is filling right now are
         # waited for, not skipped (the search would miss them until it commits).
@@ -754,8 +742,7 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
     async def ListChangedProfiles(
         self, request: api.ListChangedProfilesRequest, context: Ctx
     ) -> api.ListChangedProfilesResponse:
-        if request.limit > MAX_PAGE:
-            raise InvalidArgument.one("limit", f"must be at most {MAX_PAGE}")
+        limit = paging.count(request.limit, maximum=MAX_PAGE, default=100, field="limit")
         fields = profile_fields(request.read_mask)
         wait = request.max_wait.ToTimedelta().total_seconds()
         if wait < 0:
@@ -764,7 +751,6 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
         if remaining is not None:  # the empty answer must reach the caller before its deadline
             budget = min(budget, max(0.0, remaining - 0.5))
         deadline = time.monotonic() + budget
-        limit = request.limit or 100
         turns = Turns()
         while True:
             seen = self.notifications.generation if self.notifications else 0
