@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import grpc
@@ -27,11 +27,19 @@ class EventLogServicer(api_grpc.EventLogServiceServicer):
     """Streams a service's stored events after a position, packed as its relay publishes them."""
 
     def __init__(
-        self, app: ServiceApplication, contract: Contract, page_size: int = PAGE_SIZE
+        self,
+        app: ServiceApplication,
+        contract: Contract,
+        page_size: int = PAGE_SIZE,
+        *,
+        also: Sequence[ServiceApplication] = (),
     ) -> None:
         self.app = app
         self.contract = contract
         self.page_size = page_size
+        self.stores = (app, *also)
+        """Where ResolveIds looks: the published store, and the service's other stores (a
+        short id of any aggregate a user sees, published or not: marketing's campaigns)."""
 
     def _page(self, after: int, limit: int, head: int) -> list[Any]:
         rows = self.app.event_recorder.select_with_metadata(after, limit)
@@ -79,20 +87,26 @@ class EventLogServicer(api_grpc.EventLogServiceServicer):
         violations.check()
         limit = request.limit or 10
         # Kinds are filtered after the read: ask for more than `limit` when filtering.
-        found = await asyncio.to_thread(
-            self.app.event_recorder.ids_in_range, low, high, limit if not request.kind else 1000
-        )
+        wanted = limit if not request.kind else 1000
         ids = []
-        for aggregate_id, topic in found:
-            kind = kind_of(topic)
-            if not request.kind or kind == request.kind:
-                ids.append(api.ResolvedId(id=str(aggregate_id), kind=kind))
+        for store in self.stores:
+            found = await asyncio.to_thread(store.event_recorder.ids_in_range, low, high, wanted)
+            for aggregate_id, topic in found:
+                kind = kind_of(topic)
+                if not request.kind or kind == request.kind:
+                    ids.append(api.ResolvedId(id=str(aggregate_id), kind=kind))
         return api.ResolveIdsResponse(ids=ids[:limit])
 
 
-def serve_event_log(host: rpc.ServiceHost, app: ServiceApplication, contract: Contract) -> None:
-    """Offer the catch-up read of `app`'s store on `host` (health reports it by name)."""
-    servicer = EventLogServicer(app, contract)
+def serve_event_log(
+    host: rpc.ServiceHost,
+    app: ServiceApplication,
+    contract: Contract,
+    also: Sequence[ServiceApplication] = (),
+) -> None:
+    """Offer the catch-up read of `app`'s store on `host` (health reports it by name), and
+    the resolution of short ids in it and in the stores `also` names."""
+    servicer = EventLogServicer(app, contract, also=also)
 
     def add(server: grpc.aio.Server) -> None:
         api_grpc.add_EventLogServiceServicer_to_server(servicer, server)
@@ -101,15 +115,21 @@ def serve_event_log(host: rpc.ServiceHost, app: ServiceApplication, contract: Co
 
 
 def publish_events(
-    host: rpc.ServiceHost, app: ServiceApplication, contract: Contract, settings: Settings
+    host: rpc.ServiceHost,
+    app: ServiceApplication,
+    contract: Contract,
+    settings: Settings,
+    *,
+    also: Sequence[ServiceApplication] = (),
 ) -> OutboxRelay:
     """Everything a business service does with its events: the outbox relay as a background
-    task of `host`, and the catch-up read beside its API."""
+    task of `host`, and the catch-up read beside its API (short ids resolved in `app`'s store
+    and in those of `also`, the service's stores that publish nothing)."""
     relay = OutboxRelay(
         app, contract, postgres_url=settings.postgres_url, nats_url=settings.nats_url, pool=True
     )
     if not settings.relay_apart:  # else `c360-service NAME --relay` runs it (relayd.py)
         host.background.append(relay.run)
     host.parts.update(app=app, relay=relay)
-    serve_event_log(host, app, contract)
+    serve_event_log(host, app, contract, also)
     return relay

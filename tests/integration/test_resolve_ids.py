@@ -3,11 +3,16 @@ them (what the CLI does before a call); bad prefixes refused with the field name
 
 from __future__ import annotations
 
+import json
+
 import grpc
 import pytest
 
 from c360.events.v1 import event_log_pb2 as log_api
 from c360.events.v1 import event_log_pb2_grpc as log_grpc
+from c360.events.v1 import marketing_events_pb2 as mev
+from c360.marketing.v1 import marketing_service_pb2 as mapi
+from c360.marketing.v1 import marketing_service_pb2_grpc as mapi_grpc
 
 from .conftest import Stack
 from .helpers import bad_fields, register
@@ -40,3 +45,33 @@ async def test_bad_prefixes_are_refused_naming_the_field(stack: Stack) -> None:
             await log.ResolveIds(request)
         assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert field in bad_fields(refused.value)
+
+
+async def test_ids_of_a_store_that_publishes_nothing_are_found_too(stack: Stack) -> None:
+    """Marketing's campaigns and segments live in its plans' store, whose events are not
+    published: their short ids, as `campaign list` and `segment list` show them, are
+    completed all the same."""
+    marketing = stack.stub("marketing", mapi_grpc.MarketingServiceStub)
+    condition = json.dumps({"field": "country", "value": "LV"})
+    segment = await marketing.DefineSegment(
+        mapi.DefineSegmentRequest(name="short-ids", condition=condition)
+    )
+    planned = await marketing.PlanCampaign(
+        mapi.PlanCampaignRequest(
+            name="Short ids",
+            channel=mev.MARKETING_CHANNEL_EMAIL,
+            segments=["short-ids"],
+            starts_on="2026-12-01",
+            ends_on="2026-12-31",
+            budget=mapi.Money(amount="100", currency="EUR"),
+        )
+    )
+    log = stack.stub("marketing", log_grpc.EventLogServiceStub)
+    found = await log.ResolveIds(
+        log_api.ResolveIdsRequest(prefix=planned.campaign_id[:8], kind="campaign")
+    )
+    assert [(r.id, r.kind) for r in found.ids] == [(planned.campaign_id, "campaign")]
+    # A segment is named by its name, its id, or the beginning of its id.
+    short = segment.segment_id[:8]
+    shown = await marketing.GetSegment(mapi.GetSegmentRequest(segment=short))
+    assert (shown.segment.segment_id, shown.segment.name) == (segment.segment_id, "short-ids")

@@ -17,7 +17,7 @@ from c360_marketing import domain
 from c360_marketing.application import Marketing
 from c360_marketing.conditions import Facts
 from c360_marketing.domain import Campaign, Touch
-from c360_platform.errors import AlreadyExists, InvalidArgument, PreconditionFailed
+from c360_platform.errors import AlreadyExists, InvalidArgument, NotFound, PreconditionFailed
 from c360_platform.store import CommandContext, RowQuery, where
 from tests.unit.support import Clock
 
@@ -556,3 +556,35 @@ def _fields(**changes: Any) -> dict[str, Any]:
         "frequency_cap": 0,
         "frequency_days": 30,
     } | changes
+
+
+def test_a_segment_is_found_by_id_name_or_the_beginning_of_its_id(mk: Marketing) -> None:
+    sid = define(mk)
+    assert mk.segment(sid).name == "latvia"
+    assert mk.segment(" latvia ").id == UUID(sid)
+    assert mk.segment(sid[:8]).id == UUID(sid)  # as `segment list` shows it
+    assert mk.segment(sid[:8].upper()).id == UUID(sid)
+    with pytest.raises(NotFound, match="no segment named 'ffff0000'"):
+        mk.segment("ffff0000" if not sid.startswith("ffff0000") else "0000ffff")
+    # Too short to be an id's beginning: a name that no segment has.
+    with pytest.raises(NotFound):
+        mk.segment(sid[:3])
+    # A name comes before an id's beginning.
+    named = define(mk, name=sid[:8], condition=LATVIA)
+    assert mk.segment(sid[:8]).id == UUID(named)
+
+
+def test_the_beginning_of_several_segments_ids_is_refused_naming_the_field(
+    mk: Marketing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = iter(
+        [UUID("c6275b1e-0000-4000-8000-000000000001"), UUID("c6275b1e-0000-4000-8000-0000000000b2")]
+    )
+    monkeypatch.setattr(domain.Segment, "create_id", staticmethod(lambda *a, **k: next(ids)))
+    define(mk, name="one")
+    define(mk, name="two")
+    with pytest.raises(InvalidArgument) as refused:
+        mk.segment("c6275b1e")
+    assert [v.field for v in refused.value.violations] == ["segment"]
+    assert "beginning of 2 segment ids" in str(refused.value)
+    assert mk.segment("c6275b1e-0000-4000-8000-0000000000b").name == "two"

@@ -33,6 +33,8 @@ from c360_platform.store import (
     QueryTable,
     RowQuery,
     ServiceApplication,
+    kind_of,
+    prefix_range,
     schema_for,
     where,
 )
@@ -293,15 +295,37 @@ class Marketing:
     # -- segments ------------------------------------------------------------------------------
 
     def segment(self, ref: str) -> Segment:
-        """A segment by id or name (NOT_FOUND)."""
+        """A segment by id, by name, or by the beginning of its id as lists show it
+        ("c6275b1e"; a name comes first). NOT_FOUND; INVALID_ARGUMENT on `segment` when that
+        beginning is several segments' ids."""
         ref = ref.strip()
         try:
-            return self.plans.load(Segment, UUID(ref))
+            segment_id = UUID(ref)
         except ValueError:
             rows = self.plans.rows(RowQuery(where(kind="segment", name=ref), limit=1))
-            if not rows:
+            if rows:
+                return self.plans.load(Segment, rows[0]["plan_id"])
+            found = self._segments_beginning(ref)
+            if len(found) > 1:
+                raise InvalidArgument.one(
+                    "segment",
+                    f"{ref} is the beginning of {len(found)} segment ids: give more digits",
+                ) from None
+            if not found:
                 raise NotFound(f"no segment named {ref!r}") from None
-            return self.plans.load(Segment, rows[0]["plan_id"])
+            segment_id = found[0]
+        return self.plans.load(Segment, segment_id)
+
+    def _segments_beginning(self, prefix: str) -> list[UUID]:
+        """The ids of the segments that begin with `prefix` (4 hex digits at least)."""
+        try:
+            low, high = prefix_range(prefix)
+        except ValueError:
+            return []
+        if len(prefix.replace("-", "")) < 4:
+            return []
+        found = self.plans.event_recorder.ids_in_range(low, high, 1000)
+        return [i for i, topic in found if kind_of(topic) == "segment"]
 
     def segments(self) -> list[Segment]:
         """Every segment, by name: read again only when the plans store has moved (a plan

@@ -50,6 +50,7 @@ def build(settings: Settings) -> rpc.ServiceHost:
     )
     host.background.append(reports.run)
     host.parts.update(marketing=marketing, follower=follower, reports=reports, plans=plans)
-    # The outbox relay of the people store (memberships, touches), and its catch-up read.
-    publish_events(host, people, CONTRACT, settings)
+    # The outbox relay of the people store (memberships, touches), and its catch-up read;
+    # short ids typed back are looked up in the plans' store too (campaigns, lead lists).
+    publish_events(host, people, CONTRACT, settings, also=[plans])
     return host
