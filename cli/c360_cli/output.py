@@ -342,23 +342,30 @@ class Output:
         subject: str = "customer",
         **extra: str,
     ) -> None:
-        """A command's reply: JSON, or one line saying what happened (to which `subject`:
-        customer, ticket) and the token."""
+        """A command's reply: JSON, or a line saying what happened (to which `subject`:
+        customer, ticket), what else the reply names on the next (wrapped between words to
+        fit the terminal), and the token to wait for, if the command has one (what no
+        timeline shows, a campaign's plan, has none)."""
         if self.json_mode:
             self.json({**result_json(result, subject), **extra})
             return
         line = Text()
         line.append(what, style="bold green")
         line.append(f"  {subject} {result.aggregate_id}  version {result.version}")
-        for key, value in extra.items():
-            line.append(f"  {key.replace('_', ' ')} {value}")
         if result.replayed:
             line.append("  (replayed: an earlier request with this id)", style="yellow")
         self.console.print(line, soft_wrap=True)
-        self.console.print(
-            Text.assemble(("consistency token ", "dim"), (result.consistency_token, "cyan")),
-            soft_wrap=True,
-        )
+        named = [
+            f"{key.replace('_', ' ')} {value}"
+            for key, value in extra.items()
+            if value and value != result.aggregate_id  # the subject's id is said already
+        ]
+        if named:
+            self.console.print(Text("  " + "  ".join(named)))
+        if result.consistency_token:
+            self.console.print(
+                Text.assemble(("consistency token ", "dim"), (result.consistency_token, "cyan"))
+            )
 
     def kv_panel(self, title: str, rows: Iterable[tuple[str, Any]], *extra: Any) -> None:
         grid = Table.grid(padding=(0, 2))

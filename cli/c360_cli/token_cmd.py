@@ -17,7 +17,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="issue bearer tokens for applications and people (operator)",
         description="Issue bearer tokens signed with HOME/auth/secret (written by `c360 up`).",
     )
-    sub = p.add_subparsers(dest="token_command", metavar="COMMAND", required=True)
+    sub = p.add_subparsers(title="commands", dest="token_command", metavar="COMMAND", required=True)
     create = sub.add_parser("create", help="print a new token of a role")
     create.add_argument(
         "--role",

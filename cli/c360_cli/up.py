@@ -98,9 +98,10 @@ def list_services(args: argparse.Namespace) -> int:
         )
     else:
         out.table(
-            ["service", "port", "events", "what it does"],
-            [[s.name, s.default_port, s.publishes_events, s.summary] for s in specs],
+            ["service", "port", "gRPC API", "what it does"],
+            [[s.name, s.default_port, s.api, s.summary] for s in specs],
             title=f"{len(specs)} registered services",
+            no_wrap={"gRPC API"},
         )
     return 0
 

@@ -11,6 +11,7 @@ import pytest
 
 from c360_cli import catalogue, logs
 from c360_cli.main import build_parser, main, version_text
+from c360_platform import registry
 
 from .support import loaded_after
 
@@ -127,3 +128,18 @@ def test_logs_without_a_service_lists_them(
     assert main(["--home", str(tmp_path), "logs"]) == 0
     listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
     assert listed == ["customer", "timeline"]
+
+
+def test_services_lists_each_service_with_its_port_and_grpc_api(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "100")
+    assert main(["services"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert max(len(line.rstrip()) for line in lines) <= 100
+    assert lines[1].split() == ["service", "port", "gRPC", "API", "what", "it", "does"]
+    rows = {line.split()[0]: line.split()[1:3] for line in lines[3:] if line[:1].strip()}
+    assert rows == {s.name: [str(s.default_port), s.api] for s in registry.services().values()}
+    assert main(["--json", "services"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(s["name"], s["api"]) for s in listed] == [(n, a) for n, [_, a] in rows.items()]

@@ -106,3 +106,34 @@ def test_widths_never_exceed_the_room_unless_fixed_columns_do(
     floor = sum(n for n, f in zip(longest, fixed, strict=True) if f)
     movable_floor = sum(min(8, n) for n, f in zip(longest, fixed, strict=True) if not f)
     assert sum(widths) <= max(room, floor + movable_floor)
+
+
+def _result(**extra: str) -> list[str]:
+    from c360.common.v1 import command_pb2
+
+    out = Output(False)
+    out.console = Console(file=io.StringIO(), width=100, color_system=None)
+    token = extra.pop("token", "")
+    result = command_pb2.CommandResult(aggregate_id=TICKET, version=2, consistency_token=token)
+    out.result("planned", result, "campaign", **extra)
+    text = out.console.file.getvalue()  # type: ignore[attr-defined]
+    return [line.rstrip() for line in text.splitlines()]
+
+
+def test_a_result_names_its_subject_once_and_its_token_only_if_it_has_one() -> None:
+    assert _result(campaign_id=TICKET) == [f"planned  campaign {TICKET}  version 2"]
+    assert _result(token="marketing:7") == [
+        f"planned  campaign {TICKET}  version 2",
+        "consistency token marketing:7",
+    ]
+
+
+def test_what_else_a_result_names_goes_on_its_own_lines_within_the_width() -> None:
+    lead = "0b5e2f4c-1d2a-4c3b-9e8f-{:012d}"
+    others = {f"lead_{n}_id": lead.format(n) for n in range(4)}
+    lines = _result(**others, token="sales:3")
+    assert lines[0] == f"planned  campaign {TICKET}  version 2"
+    assert lines[-1] == "consistency token sales:3"
+    assert all(len(line) <= 100 for line in lines)
+    said = " ".join(lines[1:-1])
+    assert all(f"lead {n} id {lead.format(n)}" in said for n in range(4))
