@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+from datetime import date, timedelta
 
 from c360.service_desk.v1 import service_desk_service_pb2 as api
 from c360.service_desk.v1.service_desk_service_pb2_grpc import ServiceDeskServiceStub
@@ -209,6 +210,7 @@ def _show_contract(args: argparse.Namespace) -> int:
         "services": list(c.services),
         "period": c.period,
         "starts_on": c.starts_on,
+        "period_ends_on": c.period_ends_on or c.ends_on,
         "ends_on": c.ends_on,
         "state": c.state,
         "allowance_unit": unit,
@@ -232,7 +234,8 @@ def _show_contract(args: argparse.Namespace) -> int:
             ("id", c.contract_id),
             ("customer", c.customer_id),
             ("state", c.state),
-            ("period", f"{c.period}: {c.starts_on} to {c.ends_on}"),
+            ("period", f"{c.period}: {c.starts_on} to {doc['period_ends_on']}"),
+            ("renewed", _renewed(c.period, str(doc["period_ends_on"]), c.ends_on)),
             ("covers", list(c.services) or "all services"),
             ("allowance", left),
             ("consumed on", CONSUME_ON.word(c.consume_on)),
@@ -242,3 +245,11 @@ def _show_contract(args: argparse.Namespace) -> int:
         ],
     )
     return 0
+
+
+def _renewed(period: int, period_ends_on: str, ends_on: str) -> str:
+    """The periods after today's, if the contract was renewed beyond it ("-" if not)."""
+    if ends_on <= period_ends_on:
+        return "-"
+    starts = (date.fromisoformat(period_ends_on) + timedelta(days=1)).isoformat()
+    return f"until {ends_on} (period {period + 1} from {starts})"

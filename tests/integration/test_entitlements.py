@@ -122,6 +122,7 @@ async def test_a_contract_entitles_tickets_until_its_allowance_is_used_and_is_re
     contract = await contract_now()
     assert (contract.period, contract.remaining, contract.state) == (1, 0, "active")
     assert contract.ends_on == (ends + timedelta(days=365)).isoformat()
+    assert contract.period_ends_on == ends.isoformat()
     assert not (await open_ticket()).HasField("entitlement")
     app = stack.desk_app
     real_clock = app.clock
@@ -131,6 +132,7 @@ async def test_a_contract_entitles_tickets_until_its_allowance_is_used_and_is_re
         contract = await contract_now()
         assert (contract.period, contract.remaining) == (2, 1)
         assert contract.starts_on == (ends + timedelta(days=1)).isoformat()
+        assert contract.period_ends_on == contract.ends_on
     finally:
         app.clock = real_clock
     timeline = await stack.timeline.GetTimeline(

@@ -117,6 +117,28 @@ async def test_a_customer_without_a_contract_is_served_and_marked(
     assert late.sla_policy == "normal"
 
 
+async def test_a_renewed_contract_shows_the_period_today_falls_in(
+    desk: ServiceDeskServicer, clock: Clock
+) -> None:
+    customer = str(uuid4())
+    cid = await contract(desk, customer, allowance_unit=sev.ALLOWANCE_UNIT_CASES, allowance=10)
+    assert (await ticket(desk, customer)).entitlement.contract_id == cid
+    await desk.RenewServiceContract(
+        dapi.RenewServiceContractRequest(contract_id=cid, ends_on="2027-12-31"), CALL
+    )
+
+    async def shown() -> tuple[object, ...]:
+        got = await desk.GetServiceContract(dapi.GetServiceContractRequest(contract_id=cid), CALL)
+        c = got.contract
+        return (c.period, c.starts_on, c.period_ends_on, c.ends_on, c.used, c.remaining)
+
+    # Until 2026-12-31 the first period runs, with the case it used; the renewal follows it
+    # (it was shown as "period 1: 2026-01-01 to 2027-12-31").
+    assert await shown() == (1, "2026-01-01", "2026-12-31", "2027-12-31", 1, 9)
+    clock.now = datetime(2027, 1, 1, 8, 0, tzinfo=UTC)
+    assert await shown() == (2, "2027-01-01", "2027-12-31", "2027-12-31", 0, 10)
+
+
 async def test_contracts_refuse_bad_terms(desk: ServiceDeskServicer) -> None:
     customer = str(uuid4())
     assert await bad_fields(
@@ -178,6 +200,8 @@ def test_each_period_has_its_own_allowance(uses: list[str], allowance: int) -> N
         assert c.remaining(day) == allowance - granted[period]
     assert c.period_on(date(2026, 6, 30)) == 1
     assert c.period_on(date(2026, 7, 1)) == 2
+    assert (c.period_start(1), c.period_end(1)) == ("2026-01-01", "2026-06-30")
+    assert (c.period_start(2), c.period_end(2)) == ("2026-07-01", "2026-12-31")
     assert not c.valid_on(date(2027, 1, 1))
 
 

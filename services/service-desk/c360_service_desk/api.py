@@ -862,6 +862,7 @@ def contract_message(c: ServiceContract, today: date) -> api.ServiceContract:
         name=c.name,
         services=c.services,
         starts_on=c.period_start(period),
+        period_ends_on=c.period_end(period),
         ends_on=c.ends_on,
         period=period,
         state="expired" if c.expired else ("expiring" if c.warned else "active"),

@@ -148,6 +148,13 @@ class ServiceContract(Aggregate):
     def period_start(self, period: int) -> str:
         return self.starts_on if period <= 1 else self.renewals[period - 2]
 
+    def period_end(self, period: int) -> str:
+        """The last day of `period`: the day before the next one starts (a renewal starts
+        the day after the end it extends), the contract's end for the latest."""
+        if period >= self.period:
+            return self.ends_on
+        return (date.fromisoformat(self.renewals[period - 1]) - timedelta(days=1)).isoformat()
+
     def used(self, day: date) -> int:
         return self.used_in.get(str(self.period_on(day)), 0)
 
