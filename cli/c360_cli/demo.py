@@ -198,6 +198,17 @@ class ContactPlan:
     agent: str
 
 
+@dataclass(frozen=True)
+class VisitPlan:
+    """An on-site visit: who goes where, the labour it takes, how it ends."""
+
+    technician: str
+    region: str
+    labour_minutes: int
+    fixed: bool
+    score: int
+
+
 @dataclass
 class CustomerPlan:
     """Everything the demo will do to customer `index`."""
@@ -228,6 +239,8 @@ class CustomerPlan:
     ivr: list[ContactPlan] = field(default_factory=list)
     contract_end: int | None = None
     """Organisations: the day their service contract ends, in days after the demo's day."""
+    visit: VisitPlan | None = None
+    """Organisations (every other one): the on-site visit under their contract."""
 
 
 def _slug(text: str) -> str:
@@ -445,6 +458,7 @@ def build_plan(customers: int, seed: int) -> list[CustomerPlan]:
             plan.contract_end = random.Random(f"c360-demo-contract:{seed}:{index}").randrange(
                 -10, 120
             )
+            plan.visit = _visit(index // BLOCK)
         plans.append(plan)
     for org in plans[::BLOCK]:
         org.contacts = [(p, role) for p, role in org.contacts if p < customers]
@@ -893,6 +907,9 @@ class DemoRun:
     def visit_script(self, p: CustomerPlan, contract_id: str) -> Script:
         """An on-site visit under the organisation's contract, from request to rating."""
 
+        visit = p.visit
+        assert visit is not None
+
         async def script() -> None:
             stub = self.client.stub("service-desk", ServiceDeskServiceStub)
             rid = self.rid(p.index, f"visit-{self.day.isoformat()}")
@@ -903,7 +920,7 @@ class DemoRun:
                     customer_id=self.ids[p.index],
                     summary="Replace the office router",
                     contract_id=contract_id,
-                    region=REGIONS[p.index % len(REGIONS)],
+                    region=visit.region,
                 ),
                 "request an on-site visit",
                 "service-desk",
@@ -914,13 +931,12 @@ class DemoRun:
             start.FromDatetime(datetime.combine(self.day, dt_time(9), UTC))
             end = Timestamp()
             end.FromDatetime(datetime.combine(self.day, dt_time(12), UTC))
-            technician = f"emp-{1100 + p.index % 4:04d}"
             steps: list[tuple[str, Any, Any]] = [
                 (
                     "schedule",
                     stub.ScheduleWorkOrder,
                     desk.ScheduleWorkOrderRequest(
-                        technician_id=technician, window_start=start, window_end=end
+                        technician_id=visit.technician, window_start=start, window_end=end
                     ),
                 ),
                 ("travel", stub.StartWorkOrderTravel, desk.StartWorkOrderTravelRequest()),
@@ -939,17 +955,17 @@ class DemoRun:
                     "labour",
                     stub.RecordWorkOrderLabour,
                     desk.RecordWorkOrderLabourRequest(
-                        minutes=30 + 15 * (p.index % 4), hourly_rate="75.00"
+                        minutes=visit.labour_minutes, hourly_rate="75.00"
                     ),
                 ),
                 (
                     "complete",
                     stub.CompleteWorkOrder,
                     desk.CompleteWorkOrderRequest(
-                        fixed=p.index % 5 != 0, note="Router replaced and tested."
+                        fixed=visit.fixed, note="Router replaced and tested."
                     ),
                 ),
-                ("rate", stub.RateWorkOrder, desk.RateWorkOrderRequest(score=3 + p.index % 3)),
+                ("rate", stub.RateWorkOrder, desk.RateWorkOrderRequest(score=visit.score)),
             ]
             for step, method, request in steps:
                 request.request_id = f"{rid}-{step}"
@@ -988,7 +1004,7 @@ class DemoRun:
                 of=p.index,
             )
             self.stats.contracts += 1
-            if visits(p):
+            if p.visit is not None:
                 await self.visit_script(p, created.result.aggregate_id)()
 
         return script
@@ -1113,7 +1129,7 @@ def count_commands(plans: list[CustomerPlan]) -> int:
         total += (1 if p.rename else 0) + (2 if p.new_email else 0) + (2 if p.move else 0)
         total += sum(1 + len(t.steps) for t in p.tickets) + len(p.ivr)
         total += 1 if p.contract_end is not None else 0
-        total += VISIT_COMMANDS if p.contract_end is not None and visits(p) else 0
+        total += VISIT_COMMANDS if p.contract_end is not None and p.visit is not None else 0
     return total + 3 * len(data().articles) + (1 if erased(plans) else 0)
 
 
@@ -1121,9 +1137,24 @@ VISIT_COMMANDS = 8
 REGIONS = ("north", "south", "east", "west")
 
 
-def visits(p: CustomerPlan) -> bool:
-    """Whether the organisation gets an on-site visit under its contract (every other one)."""
-    return p.index % 2 == 0
+TECHNICIANS = ("emp-1100", "emp-1101", "emp-1102", "emp-1103")
+"""Each covers two neighbouring regions."""
+
+
+def _visit(organisation: int) -> VisitPlan | None:
+    """The visit of the `organisation`-th organisation (every other one has one). Each step
+    counts the organisations visited (0, 1, 2, ...), not the customers' indexes: those are
+    multiples of BLOCK, and `index % 4` gave every visit the same technician and region."""
+    if organisation % 2:
+        return None
+    n = organisation // 2
+    return VisitPlan(
+        technician=TECHNICIANS[n // 2 % len(TECHNICIANS)],
+        region=REGIONS[n % len(REGIONS)],
+        labour_minutes=30 + 15 * (n % 4),
+        fixed=n % 5 != 4,
+        score=3 + n % 3,
+    )
 
 
 # -- the command ------------------------------------------------------------------------------
