@@ -139,6 +139,7 @@ async def test_an_imported_holiday_moves_the_due_time() -> None:
     assert await due() == datetime(2027, 5, 4, 11, 0, tzinfo=UTC)
     shown = await desk.GetCalendar(dapi.GetCalendarRequest(), CALL)
     assert ("2027-05-03", "Bridge day") in [(h.date, h.name) for h in shown.holidays]
+    assert ("2027-03-26", "Good Friday") in [(h.date, h.name) for h in shown.holidays]
     assert await bad_fields(
         desk.ImportHolidays(dapi.ImportHolidaysRequest(calendar="moon", ics=ics), CALL)
     ) == ["calendar"]

@@ -10,7 +10,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from c360_service_desk.sla import WEEKDAYS_9_TO_17, BusinessCalendar, policy_for
+from c360_service_desk.sla import (
+    STANDARD,
+    WEEKDAYS_9_TO_17,
+    BusinessCalendar,
+    easter_sunday,
+    policy_for,
+    with_holidays,
+)
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NINE_TO_FIVE = BusinessCalendar("test", "Europe/Berlin", WEEKDAYS_9_TO_17)
@@ -40,6 +47,46 @@ def test_holidays_are_skipped() -> None:
     due = easter.add(local(2026, 4, 2, 16, 0), 120)
     assert due.astimezone(BERLIN) == local(2026, 4, 7, 10, 0)
     assert easter.minutes_between(local(2026, 4, 2, 16, 0), due) == 120
+
+
+@pytest.mark.parametrize(
+    "easter",
+    [
+        date(1818, 3, 22),  # the earliest it can be
+        date(1943, 4, 25),  # the latest
+        date(2000, 4, 23),
+        date(2024, 3, 31),
+        date(2025, 4, 20),
+        date(2026, 4, 5),
+        date(2027, 3, 28),
+        date(2028, 4, 16),
+        date(2029, 4, 1),
+        date(2030, 4, 21),
+        date(2038, 4, 25),
+    ],
+)
+def test_easter_sunday(easter: date) -> None:
+    assert easter_sunday(easter.year) == easter
+
+
+def test_the_standard_calendar_closes_on_the_feasts_of_each_year_by_name() -> None:
+    # It listed 2027-04-02 and 2027-04-05 (Easter 2027 is 28 March), without names.
+    named = {d.isoformat(): n for d, n in STANDARD.names.items() if d.year == 2027}
+    assert named == {
+        "2027-01-01": "New Year's Day",
+        "2027-03-26": "Good Friday",
+        "2027-03-29": "Easter Monday",
+        "2027-12-25": "Christmas Day",
+        "2027-12-26": "Boxing Day",
+    }
+    assert STANDARD.holidays == frozenset(STANDARD.names)
+    assert {d.year for d in STANDARD.holidays} == set(range(2026, 2031))
+    assert date(2028, 4, 14) in STANDARD.holidays  # Good Friday 2028
+    # Thursday before Easter 2027, 16:00 UTC: two business hours skip Friday to Monday.
+    due = STANDARD.add(datetime(2027, 3, 25, 16, 0, tzinfo=UTC), 120)
+    assert due == datetime(2027, 3, 30, 10, 0, tzinfo=UTC)
+    kept = with_holidays(STANDARD, frozenset({date(2027, 5, 3)})).in_zone("Europe/Berlin")
+    assert kept.names[date(2027, 3, 26)] == "Good Friday"
 
 
 def test_working_hours_are_local_across_a_daylight_saving_change() -> None:

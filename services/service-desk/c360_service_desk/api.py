@@ -451,7 +451,9 @@ class ServiceDeskServicer(
                 for day, h in sorted(cal.hours.items())
             ],
             holidays=[
-                sev.Holiday(date=d.isoformat(), name=names.get(d.isoformat(), ""))
+                sev.Holiday(
+                    date=d.isoformat(), name=names.get(d.isoformat()) or cal.names.get(d, "")
+                )
                 for d in sorted(cal.holidays)
             ],
             policies=policies,

@@ -63,6 +63,8 @@ class BusinessCalendar:
     time_zone: str
     hours: dict[int, tuple[time, time]]
     holidays: frozenset[date] = field(default_factory=frozenset)
+    names: dict[date, str] = field(default_factory=dict)
+    """The holidays' names, where known ("Good Friday")."""
 
     def __post_init__(self) -> None:
         if zone(self.time_zone) is None:
@@ -75,7 +77,7 @@ class BusinessCalendar:
 
     def in_zone(self, time_zone: str) -> BusinessCalendar:
         """The same hours and holidays, kept in another zone (a ticket's)."""
-        return BusinessCalendar(self.name, time_zone, self.hours, self.holidays)
+        return BusinessCalendar(self.name, time_zone, self.hours, self.holidays, self.names)
 
     def _windows(self, start: datetime) -> Iterator[tuple[datetime, datetime]]:
         """Working windows (UTC) from the local day of `start` on, for at most MAX_DAYS days,
@@ -157,23 +159,48 @@ class SlaPolicy:
 
 WEEKDAYS_9_TO_17 = {day: (time(9), time(17)) for day in range(5)}
 
+
+def easter_sunday(year: int) -> date:
+    """Easter Sunday of `year` in the Gregorian calendar (the anonymous algorithm of 1876,
+    as Meeus gives it)."""
+    a, b, c = year % 19, year // 100, year % 100
+    d, e = divmod(b, 4)
+    g = (8 * b + 13) // 25
+    h = (19 * a + b - d - g + 15) % 30
+    i, k = divmod(c, 4)
+    weekday = (32 + 2 * e + 2 * i - h - k) % 7
+    m = (a + 11 * h + 19 * weekday) // 433
+    month = (h + weekday - 7 * m + 90) // 25
+    return date(year, month, (h + weekday - 7 * m + 33 * month + 19) % 32)
+
+
+BUILTIN_YEARS = range(2026, 2031)
+"""The years the built-in holidays are listed for (more come from iCalendar imports)."""
+
+
+def standard_holidays(years: range = BUILTIN_YEARS) -> dict[date, str]:
+    """New Year, Good Friday, Easter Monday and Christmas (two days) of each year."""
+    found: dict[date, str] = {}
+    for year in years:
+        easter = easter_sunday(year)
+        found[date(year, 1, 1)] = "New Year's Day"
+        found[easter - timedelta(days=2)] = "Good Friday"
+        found[easter + timedelta(days=1)] = "Easter Monday"
+        found[date(year, 12, 25)] = "Christmas Day"
+        found[date(year, 12, 26)] = "Boxing Day"
+    return found
+
+
+_STANDARD_HOLIDAYS = standard_holidays()
+
 STANDARD = BusinessCalendar(
     name="standard",
     time_zone="UTC",
     hours=WEEKDAYS_9_TO_17,
-    holidays=frozenset(
-        {
-            date(2026, 12, 25),
-            date(2026, 12, 26),
-            date(2027, 1, 1),
-            date(2027, 4, 2),
-            date(2027, 4, 5),
-            date(2027, 12, 25),
-            date(2027, 12, 26),
-        }
-    ),
+    holidays=frozenset(_STANDARD_HOLIDAYS),
+    names=_STANDARD_HOLIDAYS,
 )
-"""Monday to Friday 09:00-17:00 in the ticket's time zone, closed on the dated holidays."""
+"""Monday to Friday 09:00-17:00 in the ticket's time zone, closed on the built-in holidays."""
 
 ALL_PRIORITIES = ("low", "normal", "high", "urgent")
 
@@ -262,7 +289,7 @@ def builtin_calendar(name: str) -> BusinessCalendar:
 
 def with_holidays(calendar: BusinessCalendar, days: frozenset[date]) -> BusinessCalendar:
     return BusinessCalendar(
-        calendar.name, calendar.time_zone, calendar.hours, calendar.holidays | days
+        calendar.name, calendar.time_zone, calendar.hours, calendar.holidays | days, calendar.names
     )
 
 
