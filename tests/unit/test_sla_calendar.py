@@ -14,8 +14,8 @@ from c360_service_desk.sla import (
     STANDARD,
     WEEKDAYS_9_TO_17,
     BusinessCalendar,
-    easter_sunday,
     policy_for,
+    standard_holidays,
     with_holidays,
 )
 
@@ -65,8 +65,11 @@ def test_holidays_are_skipped() -> None:
         date(2038, 4, 25),
     ],
 )
-def test_easter_sunday(easter: date) -> None:
-    assert easter_sunday(easter.year) == easter
+def test_good_friday_and_easter_monday_are_closed_around_easter_sunday(easter: date) -> None:
+    holidays = standard_holidays(range(easter.year, easter.year + 1))
+    assert holidays[easter - timedelta(days=2)] == "Good Friday"
+    assert holidays[easter + timedelta(days=1)] == "Easter Monday"
+    assert easter not in holidays  # a Sunday: closed anyway
 
 
 def test_the_standard_calendar_closes_on_the_feasts_of_each_year_by_name() -> None:

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+import dateutil.easter
+
 MINUTE = timedelta(minutes=1)
 MAX_DAYS = 3 * 366
 """How far arithmetic looks for working time before it gives up (a calendar with no working
@@ -160,20 +162,6 @@ class SlaPolicy:
 WEEKDAYS_9_TO_17 = {day: (time(9), time(17)) for day in range(5)}
 
 
-def easter_sunday(year: int) -> date:
-    """Easter Sunday of `year` in the Gregorian calendar (the anonymous algorithm of 1876,
-    as Meeus gives it)."""
-    a, b, c = year % 19, year // 100, year % 100
-    d, e = divmod(b, 4)
-    g = (8 * b + 13) // 25
-    h = (19 * a + b - d - g + 15) % 30
-    i, k = divmod(c, 4)
-    weekday = (32 + 2 * e + 2 * i - h - k) % 7
-    m = (a + 11 * h + 19 * weekday) // 433
-    month = (h + weekday - 7 * m + 90) // 25
-    return date(year, month, (h + weekday - 7 * m + 33 * month + 19) % 32)
-
-
 BUILTIN_YEARS = range(2026, 2031)
 """The years the built-in holidays are listed for (more come from iCalendar imports)."""
 
@@ -182,7 +170,7 @@ def standard_holidays(years: range = BUILTIN_YEARS) -> dict[date, str]:
     """New Year, Good Friday, Easter Monday and Christmas (two days) of each year."""
     found: dict[date, str] = {}
     for year in years:
-        easter = easter_sunday(year)
+        easter = dateutil.easter.easter(year)  # Gregorian (Western) Easter Sunday
         found[date(year, 1, 1)] = "New Year's Day"
         found[easter - timedelta(days=2)] = "Good Friday"
         found[easter + timedelta(days=1)] = "Easter Monday"
