@@ -12,7 +12,7 @@ customer is forgotten.
     python examples/erp_bridge.py debtors              # the debtor accounts
     python examples/erp_bridge.py invoice CUSTOMER_ID --amount 1250.00 [--currency EUR]
     python examples/erp_bridge.py pay INVOICE_NUMBER [--amount 500.00]
-    python examples/erp_bridge.py deliver [--drain]  # confirmed sales orders are delivered
+    python examples/erp_bridge.py deliver [--drain]  # open sales orders are delivered
 
 State lives in --db (default .c360/erp-bridge.sqlite); c360's addresses in --home/endpoints.json.
 """
@@ -68,9 +68,14 @@ CREATE TABLE IF NOT EXISTS applied_events (event_id TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS deliveries (
   order_id TEXT PRIMARY KEY, order_number TEXT NOT NULL, customer_id TEXT NOT NULL,
   delivery_reference TEXT NOT NULL, delivered_on TEXT NOT NULL, event_id TEXT UNIQUE NOT NULL);
+CREATE TABLE IF NOT EXISTS orders (
+  order_id TEXT PRIMARY KEY, order_number TEXT NOT NULL, customer_id TEXT NOT NULL,
+  remaining TEXT NOT NULL, open INTEGER NOT NULL);
 """
-ORDERS_DURABLE = "erp-bridge-orders"
-ORDERS_SUBJECT = "c360.sales.order.confirmed"
+ORDERS_DURABLE = "erp-bridge-order-book"
+"""Its consumer of every order event (the bridge's first, of confirmations only, was named
+erp-bridge-orders: a durable keeps the filter it was made with)."""
+ORDERS_SUBJECT = "c360.sales.order.>"
 _DELIVERY_NAMESPACE = uuid.UUID("b7d1e2f3-0a4b-4c5d-8e6f-c360e7b1de11")
 
 
@@ -359,8 +364,14 @@ def receive_payment(
 
 
 async def deliver(home: Path, db_path: Path, drain: bool) -> int:
-    """Deliver every confirmed sales order in full and tell c360 (erp.order.delivered); the
-    delivery's event id derives from the order, so a repeat publishes the same event."""
+    """Deliver the sales orders still open and tell c360 (erp.order.delivered).
+
+    The ledger keeps an order book from c360's order events: a confirmed order is open until
+    c360 records it fulfilled or unrealised, and what another ERP (the demo's) delivered of it
+    is not delivered again. Each event is acknowledged once its effect on the book committed
+    (a repeat is dropped by its event id); once caught up, every open order is delivered,
+    what is left of each line, in one delivery whose event id derives from the order, so a
+    repeat publishes the same event."""
     nc = await nats.connect(erp_url(home), name=ORDERS_DURABLE, inbox_prefix=INBOX)
     js = nc.jetstream()
     config = ConsumerConfig(
@@ -382,18 +393,20 @@ async def deliver(home: Path, db_path: Path, drain: bool) -> int:
                 except TimeoutError:
                     msgs = []
                 for msg in msgs:
-                    env = envelope_pb2.Envelope.FromString(msg.data)
-                    confirmed = order_events.OrderConfirmed()
-                    if env.payload.Unpack(confirmed):
-                        event = _delivery(db, env, confirmed)
-                        await js.publish(
-                            "erp.order.delivered",
-                            event.SerializeToString(),
-                            headers={"Nats-Msg-Id": event.event_id},
-                        )
-                        delivered += 1
+                    book_order(db, envelope_pb2.Envelope.FromString(msg.data))
                     await msg.ack()
-                if drain and not msgs:
+                if msgs:
+                    continue
+                # Caught up: what c360 knows of the orders is in the book.
+                for event in open_deliveries(db):
+                    await js.publish(
+                        "erp.order.delivered",
+                        event.SerializeToString(),
+                        headers={"Nats-Msg-Id": event.event_id},
+                    )
+                    record_delivery(db, event)
+                    delivered += 1
+                if drain:
                     info = await sub.consumer_info()
                     if info.num_pending == 0 and info.num_ack_pending == 0:
                         break
@@ -403,30 +416,81 @@ async def deliver(home: Path, db_path: Path, drain: bool) -> int:
     return 0
 
 
-def _delivery(
-    db: sqlite3.Connection, env: envelope_pb2.Envelope, order: order_events.OrderConfirmed
-) -> erp.ErpEvent:
-    """The delivery of a confirmed order (recorded once in the ledger) as an ErpEvent."""
-    event_id = str(uuid.uuid5(_DELIVERY_NAMESPACE, env.aggregate_id))
-    reference = f"DN-{order.order_number.removeprefix('SO-')}"
+def book_order(db: sqlite3.Connection, env: envelope_pb2.Envelope) -> None:
+    """One order event's effect on the order book, once per event id."""
+    confirmed = order_events.OrderConfirmed()
+    recorded = order_events.OrderFulfilmentRecorded()
+    applied = "SELECT 1 FROM applied_events WHERE event_id = ?"
+    with db:
+        if db.execute(applied, (env.event_id,)).fetchone():
+            return
+        db.execute("INSERT INTO applied_events VALUES (?)", (env.event_id,))
+        order_id = env.aggregate_id
+        if env.payload.Unpack(confirmed):
+            remaining = {x.line_id: x.quantity for x in confirmed.lines}
+            db.execute(
+                "INSERT OR IGNORE INTO orders VALUES (?, ?, ?, ?, 1)",
+                (order_id, confirmed.order_number, env.customer_id, json.dumps(remaining)),
+            )
+        elif env.payload.Unpack(recorded):
+            row = db.execute("SELECT remaining FROM orders WHERE order_id = ?", (order_id,))
+            found = row.fetchone()
+            if found is None:
+                return
+            remaining = json.loads(found["remaining"])
+            for x in recorded.delivered:
+                if x.line_id in remaining:
+                    left = Decimal(remaining[x.line_id]) - Decimal(x.quantity)
+                    remaining[x.line_id] = str(max(left, Decimal(0)))
+            db.execute(
+                "UPDATE orders SET remaining = ?, open = open AND ? WHERE order_id = ?",
+                (json.dumps(remaining), not recorded.complete, order_id),
+            )
+        elif env.payload.Is(order_events.OrderFulfilled.DESCRIPTOR) or env.payload.Is(
+            order_events.OrderUnrealised.DESCRIPTOR
+        ):
+            db.execute("UPDATE orders SET open = 0 WHERE order_id = ?", (order_id,))
+
+
+def open_deliveries(db: sqlite3.Connection) -> list[erp.ErpEvent]:
+    """The delivery of each open order the bridge has not delivered yet: what is left of it."""
+    rows = db.execute(
+        "SELECT * FROM orders o WHERE open AND NOT EXISTS"
+        " (SELECT 1 FROM deliveries d WHERE d.order_id = o.order_id) ORDER BY rowid"
+    ).fetchall()
+    found: list[erp.ErpEvent] = []
+    for row in rows:
+        lines = [
+            erp.DeliveredLine(line_id=line_id, quantity=quantity)
+            for line_id, quantity in json.loads(row["remaining"]).items()
+            if Decimal(quantity) > 0
+        ]
+        if not lines:
+            continue
+        event = _event(row["customer_id"], str(uuid.uuid5(_DELIVERY_NAMESPACE, row["order_id"])))
+        event.order_delivered.CopyFrom(
+            erp.OrderDelivered(
+                order_id=row["order_id"],
+                order_number=row["order_number"],
+                delivery_reference=f"DN-{row['order_number'].removeprefix('SO-')}",
+                delivered_on=date.today().isoformat(),
+                lines=lines,
+            )
+        )
+        found.append(event)
+    return found
+
+
+def record_delivery(db: sqlite3.Connection, event: erp.ErpEvent) -> None:
+    """A delivery published: recorded in the ledger, its order no longer open."""
+    d = event.order_delivered
     with db:
         db.execute(
             "INSERT OR IGNORE INTO deliveries VALUES (?, ?, ?, ?, ?, ?)",
-            (env.aggregate_id, order.order_number, env.customer_id, reference,
-             date.today().isoformat(), event_id),
+            (d.order_id, d.order_number, event.customer_id, d.delivery_reference,
+             d.delivered_on, event.event_id),
         )  # fmt: skip
-    row = db.execute("SELECT * FROM deliveries WHERE order_id = ?", (env.aggregate_id,)).fetchone()
-    event = _event(env.customer_id, event_id)
-    event.order_delivered.CopyFrom(
-        erp.OrderDelivered(
-            order_id=env.aggregate_id,
-            order_number=order.order_number,
-            delivery_reference=row["delivery_reference"],
-            delivered_on=row["delivered_on"],
-            lines=[erp.DeliveredLine(line_id=x.line_id, quantity=x.quantity) for x in order.lines],
-        )
-    )
-    return event
+        db.execute("UPDATE orders SET open = 0 WHERE order_id = ?", (d.order_id,))
 
 
 def debtors(db_path: Path) -> list[dict[str, Any]]:
@@ -456,7 +520,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--amount", required=True)
     p.add_argument("--currency", default="EUR")
     p.add_argument("--due-days", type=int, default=30)
-    p = sub.add_parser("deliver", help="deliver every confirmed sales order, tell c360")
+    p = sub.add_parser("deliver", help="deliver the open sales orders, tell c360")
     p.add_argument("--drain", action="store_true", help="exit once caught up")
     p = sub.add_parser("pay", help="record a payment of an invoice and publish it to c360")
     p.add_argument("invoice_number")
