@@ -2,12 +2,16 @@
 happened to each, the way an e-mail/SMS provider would.
 
 It integrates only through the published contract (the protos in proto/): a durable JetStream
-consumer of c360.marketing.touch.sent as the `delivery` user (which may read marketing's events
-and publish only on delivery.>), and DeliveryReports published on delivery.<kind>. Outcomes are
-drawn from a seeded random generator per touch, so a rerun reports the same; each report's id
-is derived from the touch and the kind, so a report sent twice counts once in c360.
+consumer of c360.marketing.touch.> as the `delivery` user (which may read marketing's events
+and publish only on delivery.>), and DeliveryReports published on delivery.<kind>. A touch is
+reported on once: its state file (--db) keeps the touches sent and whether c360 has a report on
+each already (touch.responded: the demo reports on its own sends), and once caught up the
+provider reports on those that have none. Outcomes are drawn from a seeded random generator
+per touch, so a rerun reports the same; each report's id is derived from the touch and the
+kind, so a report sent twice counts once in c360.
 
     python examples/delivery_provider.py follow [--drain] [--seed 7]   # deliver and report
+    (state in --db, default HOME/delivery-provider.sqlite)
     python examples/delivery_provider.py report TOUCH_ID clicked [--detail URL]
 
 c360's addresses come from --home/endpoints.json (`make run` writes it).
@@ -19,8 +23,11 @@ import argparse
 import asyncio
 import json
 import random
+import sqlite3
 import sys
 import uuid
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +39,16 @@ from c360.events.v1 import envelope_pb2
 from c360.events.v1 import marketing_events_pb2 as mev
 from c360.marketing.v1 import delivery_pb2
 
-DURABLE = "delivery-provider"
+DURABLE = "delivery-provider-touches"
+"""Its consumer of every touch event (the provider's first, of sends only, was named
+delivery-provider: a durable keeps the filter it was made with)."""
 STREAM = "C360"
-SUBJECT = "c360.marketing.touch.sent"
+SUBJECT = "c360.marketing.touch.>"
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS touches (
+  touch_id TEXT PRIMARY KEY, channel TEXT NOT NULL, reported INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS applied_events (event_id TEXT PRIMARY KEY);
+"""
 _REPORTS = uuid.UUID("5d1e0c2a-7b3f-4c36-8c36-c360c360de11")
 KINDS = {
     name.removeprefix("TOUCH_RESPONSE_KIND_").lower(): value
@@ -101,8 +115,42 @@ async def publish(js: Any, message: delivery_pb2.DeliveryReport) -> None:
     )
 
 
-async def follow(home: Path, seed: int, drain: bool) -> int:
-    """Deliver every touch sent and report on it; ack each after its reports are published."""
+@contextmanager
+def state(path: Path) -> Iterator[sqlite3.Connection]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with closing(sqlite3.connect(path)) as db:
+        db.row_factory = sqlite3.Row
+        db.executescript(SCHEMA)
+        yield db
+
+
+def take(db: sqlite3.Connection, env: envelope_pb2.Envelope) -> None:
+    """One touch event's effect on the state, once per event id: a send is a touch to report
+    on, a response (a report c360 took, ours or another provider's) means it is reported."""
+    sent = mev.TouchSent()
+    with db:
+        if db.execute(
+            "SELECT 1 FROM applied_events WHERE event_id = ?", (env.event_id,)
+        ).fetchone():
+            return
+        db.execute("INSERT INTO applied_events VALUES (?)", (env.event_id,))
+        if env.payload.Unpack(sent):
+            channel = mev.MarketingChannel.Name(sent.channel).rsplit("_", 1)[-1].lower()
+            db.execute(
+                "INSERT OR IGNORE INTO touches VALUES (?, ?, 0)", (env.aggregate_id, channel)
+            )
+        elif env.payload.Is(mev.TouchResponded.DESCRIPTOR):
+            db.execute(
+                "INSERT INTO touches VALUES (?, '', 1)"
+                " ON CONFLICT (touch_id) DO UPDATE SET reported = 1",
+                (env.aggregate_id,),
+            )
+
+
+async def follow(home: Path, db_path: Path, seed: int, drain: bool) -> int:
+    """Deliver every touch sent that has no report yet and report on it; each event is
+    acknowledged once its effect on the state committed, each touch marked reported once
+    its reports are published (a crash in between publishes the same reports again)."""
     nc = await nats.connect(provider_url(home), name=DURABLE, inbox_prefix="_INBOX_delivery")
     js = nc.jetstream()
     config = ConsumerConfig(
@@ -115,24 +163,33 @@ async def follow(home: Path, seed: int, drain: bool) -> int:
     counts: dict[str, int] = {}
     try:
         sub = await js.pull_subscribe(SUBJECT, durable=DURABLE, stream=STREAM, config=config)
-        while True:
-            try:
-                msgs = await sub.fetch(64, timeout=1)
-            except TimeoutError:
-                msgs = []
-            for msg in msgs:
-                env = envelope_pb2.Envelope.FromString(msg.data)
-                sent = mev.TouchSent()
-                if env.payload.Unpack(sent):
-                    channel = mev.MarketingChannel.Name(sent.channel).rsplit("_", 1)[-1].lower()
-                    for kind, detail in outcomes(env.aggregate_id, channel, seed):
-                        await publish(js, report(env.aggregate_id, kind, detail))
+        with state(db_path) as db:
+            while True:
+                try:
+                    msgs = await sub.fetch(64, timeout=1)
+                except TimeoutError:
+                    msgs = []
+                for msg in msgs:
+                    take(db, envelope_pb2.Envelope.FromString(msg.data))
+                    await msg.ack()
+                if msgs:
+                    continue
+                # Caught up: the touches c360 has no report on are this provider's to report.
+                pending = db.execute(
+                    "SELECT touch_id, channel FROM touches WHERE NOT reported ORDER BY rowid"
+                ).fetchall()
+                for row in pending:
+                    for kind, detail in outcomes(row["touch_id"], row["channel"], seed):
+                        await publish(js, report(row["touch_id"], kind, detail))
                         counts[kind] = counts.get(kind, 0) + 1
-                await msg.ack()
-            if drain and not msgs:
-                info = await sub.consumer_info()
-                if info.num_pending == 0 and info.num_ack_pending == 0:
-                    break
+                    with db:
+                        db.execute(
+                            "UPDATE touches SET reported = 1 WHERE touch_id = ?", (row["touch_id"],)
+                        )
+                if drain:
+                    info = await sub.consumer_info()
+                    if info.num_pending == 0 and info.num_ack_pending == 0:
+                        break
     except NotFoundError:
         raise ProviderError("c360 has no event stream yet; is it running?") from None
     finally:
@@ -157,6 +214,9 @@ async def report_one(home: Path, touch_id: str, kind: str, detail: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--home", type=Path, default=Path(".c360"), help="c360 state directory")
+    parser.add_argument(
+        "--db", type=Path, help="the touches reported on (default HOME/delivery-provider.sqlite)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("follow", help="deliver c360's touches and report on each")
     p.add_argument("--drain", action="store_true", help="exit once caught up")
@@ -168,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "follow":
-            return asyncio.run(follow(args.home, args.seed, args.drain))
+            db_path = args.db or args.home / "delivery-provider.sqlite"
+            return asyncio.run(follow(args.home, db_path, args.seed, args.drain))
         return asyncio.run(report_one(args.home, args.touch_id, args.kind, args.detail))
     except ProviderError as exc:
         print(f"delivery_provider: {exc}", file=sys.stderr)

@@ -5,13 +5,19 @@ provider, as the `delivery` user, reports back; the results show it by region wi
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
+import nats
 import pytest
+
+from c360.events.v1 import marketing_events_pb2 as mev
+from c360.marketing.v1 import delivery_pb2
 
 from .test_erp_bridge import ROOT, bridge, c360, run
 from .test_erp_bridge import home as home  # a fixture: `c360 up` in a home of its own
@@ -125,3 +131,90 @@ def test_the_provider_reports_on_a_campaign_and_the_results_show_them(home: Path
     assert results["total"]["sent"] == "1"
     assert results["total"]["cost"] == "0.10"
     assert [r["key"] for r in results["rows"]] == ["LV"]
+
+
+async def _report_elsewhere(home: Path, touch_id: str) -> None:
+    """Another provider (the demo plays one) reports the touch delivered, with its own id."""
+    url = json.loads((home / "endpoints.json").read_text())["nats_users"]["delivery"]
+    message = delivery_pb2.DeliveryReport(
+        report_id=str(uuid.uuid4()),
+        touch_id=touch_id,
+        kind=mev.TOUCH_RESPONSE_KIND_DELIVERED,
+    )
+    message.occurred_at.GetCurrentTime()
+    nc = await nats.connect(url, inbox_prefix="_INBOX_delivery")
+    try:
+        await nc.jetstream().publish(
+            "delivery.delivered",
+            message.SerializeToString(),
+            headers={"Nats-Msg-Id": message.report_id},
+        )
+    finally:
+        await nc.close()
+
+
+def test_the_provider_reports_only_on_touches_no_provider_reported_on(home: Path) -> None:
+    """A touch another provider reported on (the demo reports on its own sends) is not
+    reported on again: the campaign's results stay as they were; a new touch is reported."""
+    customer_id = c360(
+        home, "customer", "register", "--name", "Anna Bērziņa", "--email", "anna@example.lv"
+    )["customer_id"]
+    c360(home, "customer", "consent", "grant", customer_id, "--channel", "email",
+         "--purpose", "marketing", "--source", "web form")  # fmt: skip
+    condition = {"field": "consent", "channel": "email", "purpose": "marketing"}
+    c360(home, "segment", "create", "mailable", "--condition", json.dumps(condition))
+    until(lambda: c360(home, "segment", "members", "mailable")["members"], "the member")
+
+    def campaign(name: str) -> str:
+        campaign_id = str(
+            c360(
+                home,
+                "campaign",
+                "plan",
+                name,
+                "--segment",
+                "mailable",
+                "--channel",
+                "email",
+                "--starts",
+                "2026-12-01",
+                "--ends",
+                "2026-12-31",
+                "--budget",
+                "50",
+                "--cost-per-send",
+                "0.10",
+            )["campaign_id"]
+        )
+        c360(home, "campaign", "approve", campaign_id)
+        assert c360(home, "campaign", "launch", campaign_id)["round"]["sent"] == "1"
+        return campaign_id
+
+    def entries(kind: str) -> list[Any]:
+        shown = c360(home, "timeline", "show", customer_id)["entries"]
+        return [e for e in shown if e["type"] == kind]
+
+    first = campaign("Reported elsewhere")
+    [sent] = until(lambda: entries("touch.sent"), "the touch on the timeline")
+    touch_id = sent.get("aggregate_id") or sent["aggregateId"]
+    asyncio.run(_report_elsewhere(home, touch_id))
+    # On the stream, as the timeline shows it: the provider's consumer reads it from there.
+    until(lambda: entries("touch.responded"), "the other provider's report")
+    before = c360(home, "campaign", "results", first)["total"]
+    assert before["delivered"] == "1"
+
+    assert provider(home, "follow", "--drain") == {"reports": {}}
+    assert c360(home, "campaign", "results", first)["total"] == before
+
+    second = campaign("Reported here")
+    done = provider(home, "follow", "--drain")
+    assert sum(done["reports"].values()) >= 1
+    until(
+        lambda: (
+            c360(home, "campaign", "results", second)["total"].get("sent") == "1"
+            and len(entries("touch.responded")) >= 2
+        ),
+        "this provider's reports",
+    )
+    assert provider(home, "follow", "--drain") == {"reports": {}}
+    assert c360(home, "campaign", "results", first)["total"] == before
