@@ -276,8 +276,11 @@ def test_provider_reports_count_once_and_unsubscribes_revoke(mk: Marketing, cloc
     assert (revocation.customer_id, revocation.channel) == (BOB, "email")
     # A repeat asks again (the customer service takes it once), and records nothing more.
     assert mk.record_report(touches[BOB], "unsubscribed", "r3", "", now) == revocation
+    # The same outcome under another id (a second provider, a resend): nothing more either.
+    assert mk.record_report(touches[ADA], "clicked", "other-r2", "https://y", now) is None
+    assert mk.record_report(touches[ADA], "delivered", "other-r1", "", now) is None
     ada_touch = mk.people.load(Touch, touches[ADA])
-    assert ada_touch.version == 3  # sent, delivered, clicked: the repeat changed nothing
+    assert ada_touch.version == 3  # sent, delivered, clicked: the repeats changed nothing
     # Ada pays 300 EUR more within the attribution window: revenue of the touch.
     clock.advance(days=2)
     mk.observe([person(ADA, "Ada", lifetime_value={"EUR": Decimal("1800")})])

@@ -526,14 +526,16 @@ class Touch(Aggregate):
         self.revenue = "0"
 
     def respond(self, kind: str, report_id: str, detail: str, reported_at: datetime) -> bool:
-        """Record a provider report once (by its id); False if it was recorded before."""
+        """Record a provider report once: False if it was recorded before, by its id or by its
+        kind (the touch was opened, whoever says so again: a second provider's report of it,
+        or a resend under a new id, changes nothing)."""
         v = Violations()
         k = v.enum("kind", kind, Response)
         rid = v.text("report_id", report_id, max_len=MAX_NAME)
         text = v.text("detail", detail, required=False, max_len=MAX_TEXT)
         v.check()
         assert k is not None
-        if rid in self.reports:
+        if rid in self.reports or k.value in self.responses:
             return False
         self._responded(self.customer_id, self.campaign_id, k.value, rid, text, reported_at)
         return True
