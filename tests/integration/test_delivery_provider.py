@@ -46,6 +46,17 @@ def until(check: Any, what: str, timeout: float = 30) -> Any:
     return found
 
 
+def _launch(home: Path, name: str, segment: str, *options: str) -> str:
+    """A December e-mail campaign on `segment`, planned, approved and launched: its id (the
+    segment's one member sent to)."""
+    plan = ["--segment", segment, "--channel", "email", "--starts", "2026-12-01"]
+    plan += ["--ends", "2026-12-31", "--budget", "50", "--cost-per-send", "0.10", *options]
+    campaign_id = str(c360(home, "campaign", "plan", name, *plan)["campaign_id"])
+    c360(home, "campaign", "approve", campaign_id)
+    assert c360(home, "campaign", "launch", campaign_id)["round"]["sent"] == "1"
+    return campaign_id
+
+
 def test_the_provider_reports_on_a_campaign_and_the_results_show_them(home: Path) -> None:
     endpoints = json.loads((home / "endpoints.json").read_text())
     assert "delivery" in endpoints["nats_users"]
@@ -90,29 +101,7 @@ def test_the_provider_reports_on_a_campaign_and_the_results_show_them(home: Path
     why = c360(home, "segment", "why", "latvia-ltv", customer_id)
     assert why["member"] is True
 
-    campaign_id = c360(
-        home,
-        "campaign",
-        "plan",
-        "Winter in Rīga",
-        "--segment",
-        "latvia-ltv",
-        "--channel",
-        "email",
-        "--starts",
-        "2026-12-01",
-        "--ends",
-        "2026-12-31",
-        "--budget",
-        "50",
-        "--cost-per-send",
-        "0.10",
-        "--expected-responses",
-        "1",
-    )["campaign_id"]
-    c360(home, "campaign", "approve", campaign_id)
-    launched = c360(home, "campaign", "launch", campaign_id)
-    assert launched["round"]["sent"] == "1"
+    campaign_id = _launch(home, "Winter in Rīga", "latvia-ltv", "--expected-responses", "1")
 
     done = provider(home, "follow", "--drain")
     assert (
@@ -165,36 +154,11 @@ def test_the_provider_reports_only_on_touches_no_provider_reported_on(home: Path
     c360(home, "segment", "create", "mailable", "--condition", json.dumps(condition))
     until(lambda: c360(home, "segment", "members", "mailable")["members"], "the member")
 
-    def campaign(name: str) -> str:
-        campaign_id = str(
-            c360(
-                home,
-                "campaign",
-                "plan",
-                name,
-                "--segment",
-                "mailable",
-                "--channel",
-                "email",
-                "--starts",
-                "2026-12-01",
-                "--ends",
-                "2026-12-31",
-                "--budget",
-                "50",
-                "--cost-per-send",
-                "0.10",
-            )["campaign_id"]
-        )
-        c360(home, "campaign", "approve", campaign_id)
-        assert c360(home, "campaign", "launch", campaign_id)["round"]["sent"] == "1"
-        return campaign_id
-
     def entries(kind: str) -> list[Any]:
         shown = c360(home, "timeline", "show", customer_id)["entries"]
         return [e for e in shown if e["type"] == kind]
 
-    first = campaign("Reported elsewhere")
+    first = _launch(home, "Reported elsewhere", "mailable")
     [sent] = until(lambda: entries("touch.sent"), "the touch on the timeline")
     touch_id = sent.get("aggregate_id") or sent["aggregateId"]
     asyncio.run(_report_elsewhere(home, touch_id))
@@ -206,7 +170,7 @@ def test_the_provider_reports_only_on_touches_no_provider_reported_on(home: Path
     assert provider(home, "follow", "--drain") == {"reports": {}}
     assert c360(home, "campaign", "results", first)["total"] == before
 
-    second = campaign("Reported here")
+    second = _launch(home, "Reported here", "mailable")
     done = provider(home, "follow", "--drain")
     assert sum(done["reports"].values()) >= 1
     until(
