@@ -388,7 +388,7 @@ class Output:
         """A table that fits the terminal: ids shortened to their first 8 digits (unless
         --wide), short columns kept on one line, long texts wrapped at word boundaries in
         their own column. A caption naming the next page's token goes on a line of its own,
-        never wrapped, so that it can be copied."""
+        never wrapped, so that it can be copied; a table without rows or caption says "none"."""
         cells = [[_cell(v, shorten=not display.wide) for v in row] for row in rows]
         longest = [
             max(
@@ -440,6 +440,8 @@ class Output:
             )
         for row in cells:
             table.add_row(*row)
+        if not cells and caption is None:
+            caption = "none"  # an empty table says so, not just its header
         page = caption is not None and caption.startswith(PAGE_CAPTION)
         if caption is not None and not page:
             table.caption = caption

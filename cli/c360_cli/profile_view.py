@@ -27,6 +27,11 @@ OPEN_TICKETS = 5
 """How many open tickets it lists (the count says if there are more)."""
 
 
+def counted(n: Any, one: str, many: str = "") -> str:
+    """ "1 lead", "2 leads", "0 leads": a count and its noun (`many` where adding s is wrong)."""
+    return f"{n} {one if str(n) == '1' else (many or one + 's')}"
+
+
 def short_id(value: str) -> str:
     """The first 8 hex digits of a UUID (what the CLI shows; accepted back where unique)."""
     return value[:8] if len(value) == 36 and value.count("-") == 4 else value
@@ -100,7 +105,7 @@ def _sales(part: Doc) -> str:
     if part.get("open_opportunity_count"):
         weighted = money(part.get("open_weighted") or {})
         bits.append(
-            f"{part['open_opportunity_count']} open opportunities"
+            counted(part["open_opportunity_count"], "open opportunity", "open opportunities")
             + (f" (weighted {weighted})" if weighted else "")
         )
     last = part.get("last_purchase")
@@ -110,7 +115,7 @@ def _sales(part: Doc) -> str:
             f" ({money({last.get('currency', ''): last.get('amount', '')})})"
         )
     if part.get("leads"):
-        bits.append(f"{part['leads']} leads")
+        bits.append(counted(part["leads"], "lead"))
     return "; ".join(bits) or "nothing yet"
 
 
@@ -122,7 +127,7 @@ def _marketing(part: Doc) -> str:
     if part.get("touches"):
         rate = part.get("response_rate")
         bits.append(
-            f"{part['touches']} campaign touches"
+            counted(part["touches"], "campaign touch", "campaign touches")
             + (f", {float(rate):.0%} responded" if rate is not None else "")
         )
     return "; ".join(bits) or "nothing yet"
@@ -134,7 +139,7 @@ def _erp(part: Doc) -> str:
         bits.append(f"outstanding {money(part['outstanding'])}")
     overdue = part.get("overdue_invoices") or []
     if overdue:
-        bits.append(f"{len(overdue)} invoices overdue")
+        bits.append(f"{counted(len(overdue), 'invoice')} overdue")
     if part.get("credit_limit"):
         limit = part["credit_limit"]
         if isinstance(limit, Mapping):
@@ -151,7 +156,8 @@ def _service(desk: Doc) -> str:
         f"{desk.get('open_ticket_count', 0)} open, {desk.get('tickets_last_30_days', 0)} in"
         f" 30 days, {desk.get('tickets_total', 0)} in all; satisfaction"
         f" {f'{mean:.1f}' if isinstance(mean, int | float) else '-'}"
-        f" ({desk.get('ratings', 0)} ratings); {desk.get('sla_breaches', 0)} SLA breaches"
+        f" ({counted(desk.get('ratings', 0), 'rating')});"
+        f" {counted(desk.get('sla_breaches', 0), 'SLA breach', 'SLA breaches')}"
     )
 
 
@@ -219,7 +225,7 @@ def facts(doc: Doc, person_names: Mapping[str, str]) -> list[tuple[str, Renderab
     last = doc.get("last_contact_at")
     seen = f"first {minute(doc.get('first_seen_at'))}; last contact "
     seen += f"{minute(last)} ({doc.get('last_contact_source', '')})" if last else "none yet"
-    rows.append(("seen", f"{seen}; {touches} touches"))
+    rows.append(("seen", f"{seen}; {counted(touches, 'touch', 'touches')}"))
     if sales:
         rows.append(("sales", _sales(sales)))
     if attributes.get("marketing"):

@@ -137,3 +137,12 @@ def test_what_else_a_result_names_goes_on_its_own_lines_within_the_width() -> No
     assert all(len(line) <= 100 for line in lines)
     said = " ".join(lines[1:-1])
     assert all(f"lead {n} id {lead.format(n)}" in said for n in range(4))
+
+
+def test_an_empty_table_says_none_under_its_header() -> None:
+    out = Output(False)
+    out.console = Console(file=io.StringIO(), width=100, color_system=None)
+    out.table(["id", "number", "state"], [])
+    lines = [line.strip() for line in out.console.file.getvalue().splitlines()]  # type: ignore[attr-defined]
+    assert lines[0].split() == ["id", "number", "state"]
+    assert lines[-1] == "none"

@@ -155,3 +155,12 @@ def test_a_new_person_without_anything_yet() -> None:
     text = "\n".join(_render(100, doc))
     assert "none recorded" in text
     assert "Bob" in text
+
+
+def test_counts_agree_with_their_nouns() -> None:
+    assert profile_view.counted(1, "lead") == "1 lead"
+    assert profile_view.counted(0, "lead") == "0 leads"
+    assert profile_view.counted(2, "SLA breach", "SLA breaches") == "2 SLA breaches"
+    assert profile_view.counted(1, "SLA breach", "SLA breaches") == "1 SLA breach"
+    desk = {"open_ticket_count": 1, "ratings": 1, "sla_breaches": 1, "mean_satisfaction": 5}
+    assert profile_view._service(desk).endswith("satisfaction 5.0 (1 rating); 1 SLA breach")
