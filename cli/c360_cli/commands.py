@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeAlias
@@ -12,6 +13,7 @@ from google.protobuf.message import Message
 
 from c360_cli.argtypes import version_number, versioned
 from c360_cli.client import Client
+from c360_cli.errors import CliError
 from c360_cli.output import Output
 from c360_cli.words import CliWords
 
@@ -138,9 +140,13 @@ class Command:
 
     def run(self, args: argparse.Namespace) -> int:
         request = self.build(args)
-        with Client(args) as client:
-            method = getattr(client.stub(self.api.service, self.api.stub), self.rpc)
-            reply = method(request, timeout=args.timeout)
+        try:
+            with Client(args) as client:
+                method = getattr(client.stub(self.api.service, self.api.stub), self.rpc)
+                reply = method(request, timeout=args.timeout)
+        except CliError as refused:
+            refused.message = self.in_options(refused.message)
+            raise
         shown = {
             name: _shown(
                 getattr(reply if name in reply.DESCRIPTOR.fields_by_name else request, name)
@@ -150,6 +156,16 @@ class Command:
         verb = self.verb if isinstance(self.verb, str) else self.verb(request)
         Output(args.json).result(verb, reply.result, self.api.subject, **shown)
         return 0
+
+    def in_options(self, text: str) -> str:
+        """A service's text with the request fields it names as this command's options: it
+        says "set allow_unknown_customer", the user types --allow-unknown-customer. Only
+        fields of more than one word (an API's identifiers); "email: not a valid address"
+        reads as it is."""
+        for arg in self.args:
+            if arg.name.startswith("--") and "_" in arg.field:
+                text = re.sub(rf"\b{re.escape(arg.field)}\b", arg.name, text)
+        return text
 
 
 def _shown(value: Any) -> str:

@@ -151,4 +151,4 @@ def test_ticket_commands_show_context_and_four_contacts_flag_the_customer(
         "--ends", "2026-01-01",
     )  # fmt: skip
     assert code != 0
-    assert "ends_on" in err
+    assert "--ends: must not be before --starts" in err  # the options, not ends_on, starts_on

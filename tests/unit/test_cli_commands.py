@@ -145,3 +145,17 @@ def test_every_option_of_every_command_has_help() -> None:
         return found
 
     assert missing(build_parser(), "c360") == []
+
+
+def test_a_refusal_names_the_commands_options_not_their_request_fields() -> None:
+    [ticket_open] = [c for c in ticket_cmds.COMMANDS if c.rpc == "OpenTicket"]
+    said = (
+        "no customer 00000000-0000-4000-8000-00000000abcd: check the id, or set"
+        " allow_unknown_customer to open a ticket for a customer not registered yet"
+    )
+    assert ticket_open.in_options(said) == said.replace(
+        "allow_unknown_customer", "--allow-unknown-customer"
+    )
+    # One-word fields read as words: "email: not a valid address" stays as it is.
+    [register] = [c for c in customer_cmds.COMMANDS if c.rpc == "RegisterCustomer"]
+    assert register.in_options("email: not a valid address") == "email: not a valid address"
