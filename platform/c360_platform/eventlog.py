@@ -14,12 +14,11 @@ from c360_platform import rpc
 from c360_platform.auth import Role, requires
 from c360_platform.config import Settings
 from c360_platform.relay import Contract, OutboxRelay, StoredEnvelope
-from c360_platform.store import ServiceApplication, kind_of, prefix_range
+from c360_platform.store import MIN_PREFIX, ServiceApplication, kind_of, prefix_range
 from c360_platform.validation import Violations
 
 SERVICE_NAME = api.DESCRIPTOR.services_by_name["EventLogService"].full_name
 PAGE_SIZE = 500
-MIN_PREFIX = 4
 MAX_RESOLVED = 100
 
 

@@ -25,10 +25,11 @@ def count(asked: int, *, maximum: int, default: int, field: str = "page_size") -
 
 def token(*key: datetime | UUID | str | int) -> str:
     """The token of a page that ends at the row with this sort key."""
-    values = [k.isoformat() if isinstance(k, datetime) else k for k in key]
-    return base64.urlsafe_b64encode(
-        json.dumps([str(v) if isinstance(v, UUID) else v for v in values]).encode()
-    ).decode()
+    values = [
+        k.isoformat() if isinstance(k, datetime) else str(k) if isinstance(k, UUID) else k
+        for k in key
+    ]
+    return base64.urlsafe_b64encode(json.dumps(values).encode()).decode()
 
 
 def read_token(text: str, *kinds: Callable[[Any], Any]) -> tuple[Any, ...]:

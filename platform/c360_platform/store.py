@@ -405,6 +405,10 @@ class CommandRecorder(Protocol):
     def max_notification_id(self) -> int | None: ...
 
 
+MIN_PREFIX = 4
+"""Hex digits an id's beginning needs at least to be looked up (fewer match too many)."""
+
+
 def prefix_range(prefix: str) -> tuple[UUID, UUID]:
     """The lowest and highest UUIDs that begin with `prefix` (hex digits; dashes ignored):
     a short id as people copy it from a list ("466108df"). ValueError if it is not hex."""

@@ -23,6 +23,7 @@ from c360_platform.errors import AlreadyExists, InvalidArgument, NotFound
 from c360_platform.errors import PreconditionFailed as FailedPrecondition
 from c360_platform.pii import Sealer
 from c360_platform.store import (
+    MIN_PREFIX,
     AllOf,
     AnyOf,
     CommandContext,
@@ -317,12 +318,12 @@ class Marketing:
         return self.plans.load(Segment, segment_id)
 
     def _segments_beginning(self, prefix: str) -> list[UUID]:
-        """The ids of the segments that begin with `prefix` (4 hex digits at least)."""
+        """The ids of the segments that begin with `prefix` (MIN_PREFIX hex digits at least)."""
+        if len(prefix.replace("-", "")) < MIN_PREFIX:
+            return []
         try:
             low, high = prefix_range(prefix)
         except ValueError:
-            return []
-        if len(prefix.replace("-", "")) < 4:
             return []
         found = self.plans.event_recorder.ids_in_range(low, high, 1000)
         return [i for i, topic in found if kind_of(topic) == "segment"]
