@@ -42,7 +42,8 @@ from c360.marketing.v1 import delivery_pb2
 DURABLE = "delivery-provider-touches"
 """Its consumer of every touch event (the provider's first, of sends only, was named
 delivery-provider: a durable keeps the filter it was made with)."""
-STREAM = "C360"
+STREAM = "C360_MARKETING"
+"""Marketing's events, copied from C360 for the provider: the only stream it may read."""
 SUBJECT = "c360.marketing.touch.>"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS touches (

@@ -281,7 +281,7 @@ class MarketingDemo:
             sub = await js.pull_subscribe(
                 subject,
                 durable="c360-demo-delivery",
-                stream="C360",
+                stream=natsauth.feed_of("marketing").name,
                 config=ConsumerConfig(
                     durable_name="c360-demo-delivery",
                     deliver_policy=DeliverPolicy.ALL,

@@ -556,37 +556,23 @@ def _rollout_restart(args: argparse.Namespace) -> int:
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    """Each service's PostgreSQL schema and the JetStream streams, before the services start
+    """Each service's PostgreSQL schemas and the JetStream streams, before the services start
     (their tables are made by the first process, once, under the schema's lock)."""
-    import nats
-
+    from c360_platform import natsauth
     from c360_platform.config import DEFAULT_NATS_URL, DEFAULT_POSTGRES_URL
     from c360_platform.pgstore import ensure_schema
-    from c360_platform.store import schema_for
-    from c360_platform.streams import StreamSettings, ensure_stream
 
     postgres_url = os.environ.get("C360_POSTGRES_URL", DEFAULT_POSTGRES_URL)
     nats_url = os.environ.get("NATS_URL", DEFAULT_NATS_URL)
     out = Output(args.json)
-    schemas = [schema_for(name) for name in registry.services()]
+    schemas = [schema for spec in registry.services().values() for schema in spec.schemas]
     for schema in schemas:
         ensure_schema(postgres_url, schema)
-    streams = [StreamSettings.from_env(), StreamSettings.inbound(), StreamSettings.dead_letters()]
-
-    async def ensure() -> None:
-        nc = await nats.connect(nats_url, name="c360-prepare")
-        try:
-            js = nc.jetstream()
-            for settings in streams:
-                await ensure_stream(js, settings)
-        finally:
-            await nc.close()
-
-    asyncio.run(ensure())
+    streams = asyncio.run(natsauth.prepare_streams(nats_url))
     if out.json_mode:
-        out.json({"schemas": schemas, "streams": [s.name for s in streams]})
+        out.json({"schemas": schemas, "streams": streams})
     else:
-        out.print(f"schemas: {', '.join(schemas)}; streams: {', '.join(s.name for s in streams)}")
+        out.print(f"schemas: {', '.join(schemas)}; streams: {', '.join(streams)}")
     return 0
 
 

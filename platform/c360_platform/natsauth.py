@@ -1,9 +1,11 @@
 """NATS users and subject permissions per role, for the embedded nats-server's configuration.
 
-Roles: `admin` (operators and tools: no limits), `erp` (reads c360.> events, publishes only on
-erp.>), one per partner a service declares (reads that service's events, publishes only on its
-own subjects), and one per registered service, as its spec says: a business service publishes only
-on c360.<service>.>; the timeline reads c360.> and erp.> and writes dead letters. Passwords
+Roles: `admin` (operators and tools: no limits), `erp` (reads c360.> events on consumers of
+its own, publishes only on erp.>), one per partner a service declares (reads that service's
+events from a feed stream of their own, publishes only on its own subjects), and one per
+registered service, as its spec says: a business service publishes only on c360.<service>.>
+and touches only the durable consumers it declares; the timeline reads c360.> and erp.> and
+writes dead letters. Passwords
 are generated once and kept in a file only the owner can read; each role connects with a URL
 carrying its credentials.
 """
@@ -23,8 +25,6 @@ from c360_platform.streams import StreamSettings
 
 ADMIN = "admin"
 ERP = "erp"
-PROJECTOR_DURABLES = (registry.TIMELINE,)
-"""Durables on the event stream that belong to c360: integrators may not touch them."""
 
 
 @dataclass(frozen=True)
@@ -40,13 +40,15 @@ def _api(*parts: str) -> str:
     return "$JS.API." + ".".join(parts)
 
 
-def _consumers_of(stream: str) -> tuple[str, ...]:
-    """Create, bind, fetch from, reset, delete and acknowledge consumers on `stream`."""
+def _consumers_of(stream: str, durable: str = "*") -> tuple[str, ...]:
+    """Create, bind, fetch from, reset, delete and acknowledge the consumer `durable` of
+    `stream` (any of its consumers with "*")."""
     return (
-        _api("CONSUMER", "*", stream, ">"),
-        _api("CONSUMER", "DURABLE", "CREATE", stream, ">"),
-        _api("CONSUMER", "MSG", "NEXT", stream, ">"),
-        f"$JS.ACK.{stream}.>",
+        _api("CONSUMER", "*", stream, durable),
+        _api("CONSUMER", "*", stream, durable, ">"),  # created with its filter in the subject
+        _api("CONSUMER", "DURABLE", "CREATE", stream, durable),
+        _api("CONSUMER", "MSG", "NEXT", stream, durable),
+        f"$JS.ACK.{stream}.{durable}.>",
     )
 
 
@@ -68,9 +70,21 @@ def client_options(url: str) -> dict[str, str]:
     return {"inbox_prefix": inbox_prefix(unquote(user))} if user and user != ADMIN else {}
 
 
-async def prepare_streams(admin_url: str) -> None:
+def streams() -> list[StreamSettings]:
+    """Every stream of this deployment: the events, ERP's, the dead letters, and for each
+    partner a service declares, what it publishes and the feed of events it reads."""
+    return [
+        StreamSettings.from_env(),
+        StreamSettings.inbound(),
+        StreamSettings.dead_letters(),
+        *(StreamSettings.partner(p.stream, p.subjects) for p in _partners().values()),
+        *(feed_of(owner) for owner in _partners()),
+    ]
+
+
+async def prepare_streams(admin_url: str) -> list[str]:
     """Create c360's streams, or bring their settings up to date, as the admin (services
-    may only look them up)."""
+    may only look them up); their names."""
     import nats
 
     from c360_platform.streams import ensure_stream
@@ -78,39 +92,46 @@ async def prepare_streams(admin_url: str) -> None:
     nc = await nats.connect(admin_url, connect_timeout=10)
     try:
         js = nc.jetstream()
-        for stream in (
-            StreamSettings.from_env(),
-            StreamSettings.inbound(),
-            StreamSettings.dead_letters(),
-            *_partner_streams(),
-        ):
+        every = streams()
+        for stream in every:
             await ensure_stream(js, stream)
+        return [s.name for s in every]
     finally:
         await nc.close()
 
 
 def _stream(name: str) -> StreamSettings:
-    for settings in (StreamSettings.from_env(), StreamSettings.inbound(), *_partner_streams()):
+    for settings in streams():
         if settings.name == name:
             return settings
-    raise ValueError(f"no stream {name!r} (known: C360, ERP and the services' partners')")
+    raise ValueError(f"no stream {name!r} (known: {', '.join(s.name for s in streams())})")
 
 
 def _partners() -> dict[str, registry.Partner]:
-    """The partners the services declare, by role."""
-    return {s.partner.role: s.partner for s in registry.services().values() if s.partner}
+    """The partners the services declare, by the name of the service."""
+    return {name: s.partner for name, s in registry.services().items() if s.partner}
 
 
-def _partner_streams() -> list[StreamSettings]:
-    return [StreamSettings.partner(p.stream, p.subjects) for p in _partners().values()]
+def feed_of(owner: str) -> StreamSettings:
+    """The stream a service's partner reads: a copy of that service's events only
+    (`C360_MARKETING`: c360.marketing.>)."""
+    events = StreamSettings.from_env().name
+    return StreamSettings.feed(
+        f"{events}_{owner.upper().replace('-', '_')}", f"{SUBJECT_ROOT}.{owner}.>"
+    )
 
 
 def _integrator(
-    role: str, publish_on: tuple[str, ...], inbound: str, reads: tuple[str, ...]
+    role: str,
+    publish_on: tuple[str, ...],
+    inbound: str,
+    reads: StreamSettings,
+    *,
+    deny: tuple[registry.Durable, ...] = (),
 ) -> Permissions:
     """An outside system: publishes only on its own subjects (stream `inbound`), reads the
-    event stream through consumers of its own (never the projector's)."""
-    events = StreamSettings.from_env().name
+    stream `reads` through consumers of its own (never the durables in `deny`)."""
+    events = reads.name
     return Permissions(
         publish=(
             *publish_on,
@@ -120,48 +141,36 @@ def _integrator(
             _api("STREAM", "MSG", "GET", events),
             *_consumers_of(events),
         ),
-        subscribe=(*reads, f"{inbox_prefix(role)}.>"),
-        deny_publish=tuple(
-            subject
-            for durable in PROJECTOR_DURABLES
-            for subject in (
-                _api("CONSUMER", "*", events, durable),
-                _api("CONSUMER", "*", events, durable, ">"),
-                _api("CONSUMER", "DURABLE", "CREATE", events, durable),
-                _api("CONSUMER", "MSG", "NEXT", events, durable),
-                f"$JS.ACK.{events}.{durable}.>",
-            )
-        ),
+        subscribe=(*(s for _, s in reads.sources), *reads.subjects, f"{inbox_prefix(role)}.>"),
+        deny_publish=tuple(s for d in deny for s in _consumers_of(d.stream, d.name)),
     )
 
 
 def permissions_for(role: str) -> Permissions | None:
     """The permissions of a role; None for admin (no limits). Any other role is a service of
     the registry, whose spec says what it publishes, consumes and dead-letters."""
-    events = StreamSettings.from_env().name
-    inbound = StreamSettings.inbound()
-    replies = f"{inbox_prefix(role)}.>"
+    events = StreamSettings.from_env()
     if role == ADMIN:
         return None
     if role == ERP:
-        return _integrator(role, (inbound.subjects[0],), inbound.name, (f"{SUBJECT_ROOT}.>",))
-    partner = _partners().get(role)
-    if partner is not None:
-        owner = next(s for s in registry.services().values() if s.partner == partner)
-        return _integrator(
-            role, partner.subjects, partner.stream, (f"{SUBJECT_ROOT}.{owner.name}.>",)
+        # ERP reads every event, on consumers of its own: the services' are not its to touch.
+        mine = tuple(
+            d for s in registry.services().values() for d in s.consumes if d.stream == events.name
         )
+        return _integrator(role, StreamSettings.inbound().subjects, "ERP", events, deny=mine)
+    for owner, partner in _partners().items():
+        if partner.role == role:
+            return _integrator(role, partner.subjects, partner.stream, feed_of(owner))
     spec = registry.service(role)
     publish: list[str] = [_api("INFO")]
-    subscribe: list[str] = [replies]
+    subscribe: list[str] = [f"{inbox_prefix(role)}.>"]
     if spec.publishes_events:
-        publish += [f"{SUBJECT_ROOT}.{spec.name}.>", *_ensure(events)]
-    for name in spec.consumes:
-        stream = _stream(name)
-        publish += [*_ensure(stream.name), *_consumers_of(stream.name)]
-        if stream.name == events:
-            publish.append(_api("STREAM", "MSG", "GET", events))
-        subscribe += stream.subjects
+        publish += [f"{SUBJECT_ROOT}.{spec.name}.>", *_ensure(events.name)]
+    for durable in spec.consumes:
+        publish += [*_ensure(durable.stream), *_consumers_of(durable.stream, durable.name)]
+        if durable.stream == events.name:
+            publish.append(_api("STREAM", "MSG", "GET", events.name))
+        subscribe += _stream(durable.stream).subjects
     if spec.dead_letters:
         dead = StreamSettings.dead_letters()
         publish += [f"{dead.subjects[0].removesuffix('>')}{spec.name}.>", *_ensure(dead.name)]
@@ -172,7 +181,8 @@ def permissions_for(role: str) -> Permissions | None:
 
 def roles() -> list[str]:
     """Every role of this deployment: the operators', ERP's and one per registered service."""
-    return list(dict.fromkeys([ADMIN, ERP, *registry.services(), *_partners()]))
+    partners = [p.role for p in _partners().values()]
+    return list(dict.fromkeys([ADMIN, ERP, *registry.services(), *partners]))
 
 
 def _list(subjects: Iterable[str]) -> str:

@@ -35,6 +35,17 @@ class Partner:
 
 
 @dataclass(frozen=True)
+class Durable:
+    """A durable JetStream consumer a service reads a stream with. Only that service's NATS
+    user may create, read, acknowledge or delete it; integrators may not touch it."""
+
+    stream: str
+    """The stream it reads (`C360`, `ERP`, a partner's)."""
+    name: str
+    """Its name (`sales-renewals`): the service's modules take it from here."""
+
+
+@dataclass(frozen=True)
 class ServiceSpec:
     """A service as the rest of c360 sees it: declared in its package's `spec` module and
     registered under the entry point group `c360.services` in its pyproject.toml."""
@@ -58,17 +69,22 @@ class ServiceSpec:
     catch-up read it serves; `c360 verify` reconciles it with the timeline."""
     reads_timeline: bool = False
     """It reads the customer's 360 context from the timeline over gRPC."""
-    consumes: tuple[str, ...] = ()
-    """JetStream streams it reads with durable consumers of its own (by stream name)."""
+    consumes: tuple[Durable, ...] = ()
+    """The durable consumers it reads JetStream streams with, each declared here once."""
     dead_letters: bool = False
     """It stores messages it cannot take on the dead-letter stream."""
     partner: Partner | None = None
     """An outside system that reads its events and publishes back on subjects of its own
-    (its stream belongs in `consumes`)."""
+    (a durable on its stream belongs in `consumes`)."""
     domain: tuple[str, ...] = ("domain",)
     """Its modules that must do no I/O (relative to the package), checked by `make lint`."""
     more_stores: tuple[str, ...] = ()
     """The sources of stores it keeps besides its own (each a schema its role owns)."""
+
+    @property
+    def streams(self) -> tuple[str, ...]:
+        """The streams it reads, each once."""
+        return tuple(dict.fromkeys(d.stream for d in self.consumes))
 
     @property
     def schemas(self) -> tuple[str, ...]:

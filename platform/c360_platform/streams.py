@@ -7,7 +7,13 @@ import os
 from dataclasses import dataclass
 
 from nats.js import JetStreamContext
-from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import (
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+    StreamSource,
+)
 from nats.js.errors import NotFoundError
 
 
@@ -25,6 +31,8 @@ class StreamSettings:
     """Allow fast-ingest batches (`allow_batched`) where the server has them (JetStream API
     level 4: 2.14+). Every c360 stream allows them; the outbox relays publish their backlogs
     to the event stream that way."""
+    sources: tuple[tuple[str, str], ...] = ()
+    """Streams it copies, each with the subjects it takes (a feed has no subjects of its own)."""
 
     @classmethod
     def from_env(cls) -> StreamSettings:
@@ -60,6 +68,16 @@ class StreamSettings:
         )
 
     @classmethod
+    def feed(cls, name: str, subjects: str) -> StreamSettings:
+        """A copy of the event stream's `subjects` (`c360.marketing.>`), kept as long as the
+        event stream keeps them: what an outside system may read is in a stream of its own,
+        so it reads nothing else, and touches no consumer of c360's or of another system."""
+        events = cls.from_env()
+        return dataclasses.replace(
+            events, name=name, subjects=(), sources=((events.name, subjects),), batched=False
+        )
+
+    @classmethod
     def dead_letters(cls) -> StreamSettings:
         """Messages a consumer could not take (deadletter.<consumer>.<subject>), kept until
         replayed or deleted."""
@@ -72,7 +90,8 @@ class StreamSettings:
     def config(self) -> StreamConfig:
         return StreamConfig(
             name=self.name,
-            subjects=list(self.subjects),
+            subjects=list(self.subjects) or None,
+            sources=[StreamSource(name=n, filter_subject=s) for n, s in self.sources] or None,
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
             discard=DiscardPolicy.OLD,
@@ -121,7 +140,13 @@ async def _takes_fast_batches(js: JetStreamContext) -> bool:
 def _same(current: StreamConfig, wanted: StreamConfig) -> bool:
     """Whether the settings c360 manages are as wanted (unset and the server's default of
     each compare equal)."""
-    defaults = {"max_age": 0, "max_bytes": -1, "duplicate_window": 120, "num_replicas": 1}
+    defaults: dict[str, object] = {
+        "subjects": [],
+        "max_age": 0,
+        "max_bytes": -1,
+        "duplicate_window": 120,
+        "num_replicas": 1,
+    }
 
     def norm(config: StreamConfig, name: str) -> object:
         value = getattr(config, name)
@@ -129,10 +154,15 @@ def _same(current: StreamConfig, wanted: StreamConfig) -> bool:
             value = defaults.get(name)
         return sorted(value) if isinstance(value, list) else value
 
+    def sources(config: StreamConfig) -> list[tuple[str, str | None]]:
+        return sorted((s.name, s.filter_subject) for s in config.sources or ())
+
     names = ("subjects", "max_age", "max_bytes", "duplicate_window", "num_replicas", "storage")
-    return all(norm(current, n) == norm(wanted, n) for n in names) and bool(
-        current.allow_batched
-    ) == bool(wanted.allow_batched)
+    return (
+        all(norm(current, n) == norm(wanted, n) for n in names)
+        and sources(current) == sources(wanted)
+        and bool(current.allow_batched) == bool(wanted.allow_batched)
+    )
 
 
 RECONNECT_WAIT = 0.5

@@ -137,6 +137,56 @@ async def test_each_role_publishes_only_on_its_own_subjects(
         )
 
 
+async def test_no_outside_system_touches_a_consumer_it_does_not_own(
+    users: dict[str, str], connect: type[Connection]
+) -> None:
+    """Every durable a service declares is its own: ERP may not read, reset or delete one
+    (sales forgets a forgotten customer's leads from `sales-forgotten-customers`), nor may
+    another service; the delivery provider reads marketing's events from a feed of its own
+    and has no right on the event stream at all."""
+    erp_user, sales, delivery = connect(), connect(), connect()
+    await erp_user.connect(users["erp"])
+    await sales.connect(users["sales"])
+    await delivery.connect(users["delivery"])
+    for durable in ("timeline", "sales-forgotten-customers", "sales-renewals"):
+        for api in ("CONSUMER.INFO", "CONSUMER.DELETE", "CONSUMER.MSG.NEXT"):
+            refused = await erp_user.publish(f"$JS.API.{api}.C360.{durable}")
+            assert "permissions violation" in refused, (api, durable)
+        assert "permissions violation" in await erp_user.publish(f"$JS.ACK.C360.{durable}.1")
+    assert await erp_user.publish("$JS.API.CONSUMER.INFO.C360.erp-debtors") == ""
+    assert "permissions violation" in await sales.publish("$JS.API.CONSUMER.DELETE.C360.timeline")
+    assert await sales.publish("$JS.API.CONSUMER.INFO.C360.sales-renewals") == ""
+    for subject in (
+        "$JS.API.STREAM.MSG.GET.C360",
+        "$JS.API.CONSUMER.INFO.C360.erp-debtors",
+        "$JS.API.CONSUMER.DURABLE.CREATE.C360.mine",
+        "$JS.API.CONSUMER.CREATE.C360.mine.c360.customer.>",
+    ):
+        assert "permissions violation" in await delivery.publish(subject), subject
+
+    admin = await nats.connect(users["admin"])
+    try:
+        await admin.jetstream().publish("c360.customer.customer.registered", b"customer")
+        await admin.jetstream().publish("c360.marketing.touch.sent", b"touch")
+    finally:
+        await admin.close()
+    assert delivery.nc is not None
+    before = len(delivery.refused)
+    js = delivery.nc.jetstream()
+    feed = natsauth.feed_of("marketing").name
+    sub = await js.pull_subscribe("c360.>", durable="provider", stream=feed)
+    msgs: list[bytes] = []
+    for _ in range(20):  # the feed copies from C360 in the background
+        with contextlib.suppress(nats.errors.TimeoutError):
+            for msg in await sub.fetch(10, timeout=0.5):
+                msgs.append(msg.data)
+                await msg.ack()
+        if msgs:
+            break
+    assert msgs == [b"touch"]
+    assert delivery.refused[before:] == []
+
+
 async def test_every_part_does_its_work_with_its_own_credentials(
     users: dict[str, str], database_url: str
 ) -> None:

@@ -28,6 +28,7 @@ from c360.timeline.v1 import timeline_service_pb2_grpc as tapi_grpc
 from c360_marketing.application import Marketing, Revocation
 from c360_marketing.contract import RESPONSES
 from c360_marketing.profiles import FACT_FIELDS, facts_of
+from c360_marketing.spec import DELIVERY_REPORTS
 from c360_platform import channels, natsauth
 from c360_platform.commands import blocking
 from c360_platform.errors import C360Error
@@ -51,7 +52,7 @@ REFRESH = float(os.environ.get("C360_MARKETING_REFRESH_SECONDS", "3600"))
 """How often every profile is read again (conditions that change with time alone)."""
 TRIGGER_CHECK = 60.0
 """How often running campaigns with a trigger (anniversaries, overdue invoices) send."""
-DURABLE = "marketing"
+DURABLE = DELIVERY_REPORTS.name
 CONSENT_CHANNELS = Words(cev.ConsentChannel)
 
 

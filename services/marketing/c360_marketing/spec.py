@@ -1,6 +1,9 @@
 """How the marketing service declares itself to c360 (entry point `c360.services`)."""
 
-from c360_platform.registry import Partner, ServiceSpec
+from c360_platform.registry import Durable, Partner, ServiceSpec
+
+DELIVERY_REPORTS = Durable("DELIVERY", "marketing")
+"""The delivery provider's reports on each touch (delivery.>)."""
 
 SPEC = ServiceSpec(
     name="marketing",
@@ -11,7 +14,7 @@ SPEC = ServiceSpec(
     build="c360_marketing.service:build",
     summary="live segments over the 360 profile, consent-aware campaigns, budgets and results",
     reads_timeline=True,
-    consumes=("DELIVERY",),
+    consumes=(DELIVERY_REPORTS,),
     partner=Partner(role="delivery", stream="DELIVERY", subjects=("delivery.>",)),
     domain=("domain", "conditions", "offers"),
     more_stores=("marketing-plans",),  # segments, campaigns and lists: not published

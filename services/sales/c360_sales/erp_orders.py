@@ -22,10 +22,11 @@ from c360_platform.follow import DurableFollower
 from c360_platform.store import CommandContext, fingerprint
 from c360_platform.streams import StreamSettings
 from c360_sales.application import SalesApplication
+from c360_sales.spec import ERP_ORDERS
 
 _log = logging.getLogger(__name__)
 SUBJECT = "erp.>"
-DURABLE = "sales-erp"
+DURABLE = ERP_ORDERS.name
 
 OwnerOf = Callable[[str], Awaitable[str]]
 """The responsible employee of a customer ("" when unknown)."""

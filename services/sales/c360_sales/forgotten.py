@@ -18,10 +18,11 @@ from c360_platform.commands import blocking
 from c360_platform.follow import DurableFollower
 from c360_platform.streams import StreamSettings
 from c360_sales.application import SalesApplication
+from c360_sales.spec import FORGOTTEN_CUSTOMERS
 
 _log = logging.getLogger(__name__)
 SUBJECT = "c360.customer.customer.forgotten"
-DURABLE = "sales-forgotten-customers"
+DURABLE = FORGOTTEN_CUSTOMERS.name
 RETRY_SECONDS = 5.0
 
 

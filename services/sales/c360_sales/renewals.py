@@ -23,10 +23,11 @@ from c360_platform.store import CommandContext, fingerprint
 from c360_platform.streams import StreamSettings
 from c360_sales.application import SalesApplication
 from c360_sales.erp_orders import OwnerOf
+from c360_sales.spec import RENEWALS
 
 _log = logging.getLogger(__name__)
 SUBJECT = "c360.service-desk.service_contract.renewal_due"
-DURABLE = "sales-renewals"
+DURABLE = RENEWALS.name
 PIPELINE_SETTING = "C360_RENEWAL_PIPELINE"
 RETRY_SECONDS = 60.0
 

@@ -1,6 +1,13 @@
 """How sales declares itself to c360 (entry point `c360.services`)."""
 
-from c360_platform.registry import ServiceSpec
+from c360_platform.registry import Durable, ServiceSpec
+
+ERP_ORDERS = Durable("ERP", "sales-erp")
+"""ERP's deliveries and overdue invoices (erp.>)."""
+RENEWALS = Durable("C360", "sales-renewals")
+"""Service contracts whose renewal is due (c360.service-desk.service_contract.renewal_due)."""
+FORGOTTEN_CUSTOMERS = Durable("C360", "sales-forgotten-customers")
+"""Forgotten customers, whose leads are forgotten with them (c360.customer.customer.forgotten)."""
 
 SPEC = ServiceSpec(
     name="sales",
@@ -10,11 +17,7 @@ SPEC = ServiceSpec(
     contract="c360_sales.contract:CONTRACT",
     build="c360_sales.service:build",
     summary="leads, pipelines and opportunities, price lists, quotes and orders to ERP",
-    # ERP's deliveries and overdue invoices (erp.>) are read from the ERP stream; service
-    # contracts whose renewal is due (c360.service-desk.service_contract.renewal_due) and
-    # forgotten customers, whose leads are forgotten with them (c360.customer.customer.forgotten),
-    # from C360.
-    consumes=("ERP", "C360"),
+    consumes=(ERP_ORDERS, RENEWALS, FORGOTTEN_CUSTOMERS),
     # The responsible employee of a customer with an overdue invoice comes from its profile.
     reads_timeline=True,
     domain=("domain", "pricing", "reports", "classes"),

@@ -23,9 +23,10 @@ from c360_platform.pull import Puller, durable_puller
 from c360_platform.streams import StreamSettings, ensure_stream
 from c360_timeline import erp_inbound
 from c360_timeline.readmodel import ReadModel
+from c360_timeline.spec import ERP_FEED
 
 _log = logging.getLogger(__name__)
-DURABLE = "timeline-erp"
+DURABLE = ERP_FEED.name
 CONSUMER = "timeline"
 """How the timeline names itself in dead letters (deadletter.timeline.erp.…)."""
 

@@ -43,9 +43,10 @@ from c360_timeline.readmodel import (
     ready_for_search,
     take_over,
 )
+from c360_timeline.spec import PROJECTOR
 
 _log = logging.getLogger(__name__)
-DURABLE = "timeline"
+DURABLE = PROJECTOR.name
 STATE_INTERVAL = 1.0
 """Seconds between saves of the durable's floor (its watermarks live in the tracking table)."""
 REINDEX_PAUSE = 1.0

@@ -1,6 +1,11 @@
 """How the timeline declares itself to c360 (entry point `c360.services`)."""
 
-from c360_platform.registry import ServiceSpec
+from c360_platform.registry import Durable, ServiceSpec
+
+PROJECTOR = Durable("C360", "timeline")
+"""Every event c360 publishes (c360.>), into the read model."""
+ERP_FEED = Durable("ERP", "timeline-erp")
+"""ERP's events (erp.>), validated onto the timeline or dead-lettered."""
 
 SPEC = ServiceSpec(
     name="timeline",
@@ -10,7 +15,7 @@ SPEC = ServiceSpec(
     build="c360_timeline.service:build",
     summary="the unified customer timeline, 360 profile and search, projected from every event",
     publishes_events=False,
-    consumes=("C360", "ERP"),
+    consumes=(PROJECTOR, ERP_FEED),
     dead_letters=True,
     domain=("projection", "entries", "erp_inbound", "sources"),
 )
