@@ -9,7 +9,7 @@ from __future__ import annotations
 
 COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("up", "up", "run PostgreSQL, NATS and all services locally until Ctrl-C"),
-    ("services", "up", "list the registered services (name, default port, API)"),
+    ("services", "up", "list the registered services (name, port, API)"),
     ("logs", "logs", "print (and follow) a service's log of the local stack"),
     ("customer", "customer_cmds", "register, show and change customers"),
     ("ticket", "ticket_cmds", "open, work and show service-desk tickets"),

@@ -57,8 +57,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(func=run)
     listing = subparsers.add_parser(
         "services",
-        help="list the registered services (name, default port, API)",
-        description="The services this installation knows, from the registry (`c360.services`).",
+        help="list the registered services (name, port, API)",
+        description=(
+            "The services this installation knows, from the registry (`c360.services`), with"
+            " the ports of the stack running from --home (its endpoints.json), else the"
+            " default ones."
+        ),
     )
     listing.set_defaults(func=list_services)
 
@@ -76,11 +80,19 @@ def _display(path: Path) -> str:
 
 
 def list_services(args: argparse.Namespace) -> int:
-    """`c360 up --list` / `c360 services`: what the registry holds."""
+    """`c360 up --list` / `c360 services`: what the registry holds, with the ports of the
+    stack running from HOME (its endpoints.json), else the default ones."""
+    from c360_cli.client import load_endpoints
     from c360_cli.output import Output
 
     out = Output(args.json)
     specs = list(registry.services().values())
+    running = load_endpoints(args).addresses if getattr(args, "home", None) else {}
+
+    def port(spec: registry.ServiceSpec) -> str:
+        address = running.get(spec.name)
+        return address.rpartition(":")[2] if address else str(spec.default_port)
+
     if out.json_mode:
         out.json(
             [
@@ -88,6 +100,7 @@ def list_services(args: argparse.Namespace) -> int:
                     "name": s.name,
                     "package": s.package,
                     "default_port": s.default_port,
+                    "address": running.get(s.name),
                     "api": s.api,
                     "publishes_events": s.publishes_events,
                     "reads_timeline": s.reads_timeline,
@@ -99,8 +112,9 @@ def list_services(args: argparse.Namespace) -> int:
     else:
         out.table(
             ["service", "port", "gRPC API", "what it does"],
-            [[s.name, s.default_port, s.api, s.summary] for s in specs],
-            title=f"{len(specs)} registered services",
+            [[s.name, port(s), s.api, s.summary] for s in specs],
+            title=f"{len(specs)} registered services"
+            + (", ports of the running stack" if running else ", default ports"),
             no_wrap={"gRPC API"},
         )
     return 0

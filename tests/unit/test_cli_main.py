@@ -131,15 +131,33 @@ def test_logs_without_a_service_lists_them(
 
 
 def test_services_lists_each_service_with_its_port_and_grpc_api(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("COLUMNS", "100")
-    assert main(["services"]) == 0
+    home = ["--home", str(tmp_path)]
+    assert main([*home, "services"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert max(len(line.rstrip()) for line in lines) <= 100
+    assert lines[0].strip().endswith("registered services, default ports")
     assert lines[1].split() == ["service", "port", "gRPC", "API", "what", "it", "does"]
     rows = {line.split()[0]: line.split()[1:3] for line in lines[3:] if line[:1].strip()}
     assert rows == {s.name: [str(s.default_port), s.api] for s in registry.services().values()}
-    assert main(["--json", "services"]) == 0
+    assert main([*home, "--json", "services"]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert [(s["name"], s["api"]) for s in listed] == [(n, a) for n, [_, a] in rows.items()]
+    assert {s["address"] for s in listed} == {None}
+
+
+def test_services_shows_the_ports_of_the_running_stack(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`c360 up --base-port 52051` moves every port: `c360 services` shows where they are."""
+    moved = {name: f"127.0.0.1:{s.port(52051)}" for name, s in registry.services().items()}
+    (tmp_path / "endpoints.json").write_text(json.dumps({"services": moved}))
+    assert main(["--home", str(tmp_path), "services"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].strip().endswith("registered services, ports of the running stack")
+    rows = {line.split()[0]: line.split()[1] for line in lines[3:] if line[:1].strip()}
+    assert rows == {name: address.rpartition(":")[2] for name, address in moved.items()}
+    assert main(["--home", str(tmp_path), "--json", "services"]) == 0
+    assert {s["name"]: s["address"] for s in json.loads(capsys.readouterr().out)} == moved
