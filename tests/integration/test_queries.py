@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import grpc
 import psycopg
 import pytest
+from google.protobuf import timestamp_pb2
 from psycopg.rows import dict_row
 
 from c360.customer.v1 import customer_service_pb2 as capi
@@ -82,6 +83,16 @@ async def test_page_size_and_tokens_are_validated(stack: Stack) -> None:
         (tapi.GetTimelineRequest(customer_id=cid, page_token="garbage"), "page_token"),
         (tapi.GetTimelineRequest(customer_id=cid, wait_for="nope"), "wait_for"),
         (tapi.GetTimelineRequest(customer_id="x"), "customer_id"),
+        # a filter that can match nothing: a source the timeline has not, an empty range
+        (tapi.GetTimelineRequest(customer_id=cid, sources=["sales", "ticket"]), "sources[1]"),
+        (
+            tapi.GetTimelineRequest(
+                customer_id=cid,
+                since=timestamp_pb2.Timestamp(seconds=10),
+                until=timestamp_pb2.Timestamp(seconds=10),
+            ),
+            "until",
+        ),
     ]:
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await stack.timeline.GetTimeline(request)

@@ -183,11 +183,33 @@ def page_sql(where: Sequence[str]) -> str:
     )
 
 
+def _check_filters(request: api.GetTimelineRequest) -> None:
+    """A filter that can match nothing is the caller's mistake: a source the timeline has no
+    entries of (a typo, `service_desk` for `service-desk`) or an empty time range."""
+    known = sorted({*registry().sources, DERIVED_SOURCE})
+    wrong = [
+        FieldViolation(f"sources[{i}]", f"no source {s[:40]!r}; the timeline's: {', '.join(known)}")
+        for i, s in enumerate(request.sources)
+        if s not in known
+    ]
+    since, until = request.since, request.until
+    if (
+        request.HasField("since")
+        and request.HasField("until")
+        and (until.seconds, until.nanos) <= (since.seconds, since.nanos)
+    ):
+        wrong.append(FieldViolation("until", "must be after since"))
+    if wrong:
+        raise InvalidArgument(wrong)
+
+
 def page_query(
     request: api.GetTimelineRequest, customer_id: UUID, size: int
 ) -> tuple[str, dict[str, Any]]:
     """GetTimeline's statement and its values for a request (`page_sql` with the request's
-    filters) and a page of `size` entries, plus one to tell whether there is a next page."""
+    filters) and a page of `size` entries, plus one to tell whether there is a next page.
+    INVALID_ARGUMENT for filters that can match nothing."""
+    _check_filters(request)
     as_of = request.as_of.ToDatetime(tzinfo=UTC) if request.HasField("as_of") else None
     params: dict[str, Any] = {"root": customer_id, "at": as_of or "infinity", "size": size + 1}
     where = ["customer_id = g.id"]
