@@ -239,7 +239,7 @@ def service_objects(spec: ServiceSpec) -> list[dict[str, Any]]:
 
 
 def relay_labels(spec: ServiceSpec) -> dict[str, str]:
-    return {"app.kubernetes.io/name": f"{spec.name}-relay", **PART_OF}
+    return {"app.kubernetes.io/name": ops.relay_deployment(spec.name), **PART_OF}
 
 
 def relay_objects(spec: ServiceSpec) -> list[dict[str, Any]]:
@@ -247,7 +247,7 @@ def relay_objects(spec: ServiceSpec) -> list[dict[str, Any]]:
     pods run with C360_RELAY=process and leave publishing to it. One replica: its advisory
     lock keeps one relay active anyway, and a rollout's new pod stands by until the old one
     has let go. Health on the health-only port (probes), /metrics as the services'."""
-    name = f"{spec.name}-relay"
+    name = ops.relay_deployment(spec.name)
     pod_labels = {**relay_labels(spec), "app.kubernetes.io/component": "relay"}
     relay = container(spec)
     relay["command"] = ["c360-service", spec.name, "--relay"]
@@ -290,7 +290,10 @@ def relay_network_policy(spec: ServiceSpec) -> dict[str, Any]:
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": {"name": f"{spec.name}-relay-ingress", "labels": relay_labels(spec)},
+        "metadata": {
+            "name": f"{ops.relay_deployment(spec.name)}-ingress",
+            "labels": relay_labels(spec),
+        },
         "spec": {
             "podSelector": {"matchLabels": relay_labels(spec)},
             "policyTypes": ["Ingress"],

@@ -2,8 +2,9 @@
 
     c360 ops status                  per Deployment: replicas, lock holders, lags, dead letters
     c360 ops rebuild                 create the `timeline rebuild` Job and follow it
-    c360 ops logs SERVICE            the logs of a service's pods
-    c360 ops rollout-restart SERVICE restart a service's pods one by one (as kubectl does)
+    c360 ops logs SERVICE            the logs of a service's pods (API and relay)
+    c360 ops rollout-restart SERVICE restart a service's pods one by one (as kubectl does),
+                                     its relay's too
     c360 ops prepare                 (in the prepare Job) schemas and JetStream streams
     c360 ops secrets                 print the Secrets (tokens, NATS users, certificates) to pipe
                                      into `kubectl apply -f -`
@@ -32,7 +33,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from c360_cli.errors import CliError
+from c360_cli.errors import EXIT_BAD_INPUT, CliError
 from c360_cli.output import Output
 from c360_platform import registry
 
@@ -57,6 +58,29 @@ TLS_MOUNT = "/etc/c360/tls"
 TLS_CLIENTS = ("operator", "integration")
 """Certificates for callers that serve nothing: Jobs and people running the CLI (operator),
 integrations such as an ERP bridge (integration)."""
+
+
+def relay_deployment(service: str) -> str:
+    """The Deployment of an event-publishing service's outbox relay (`c360-service NAME
+    --relay`), beside the service's own Deployment of API pods."""
+    return f"{service}-relay"
+
+
+def deployments_of(name: str) -> list[str]:
+    """The Deployments `c360 ops logs` and `rollout-restart` act on for `name`: a service's
+    API and, if it publishes events, its relay; or `NAME-relay`, the relay alone. A name
+    that is neither is refused, naming the services."""
+    services = registry.services()
+    if name in services:
+        spec = services[name]
+        return [name, relay_deployment(name)] if spec.publishes_events else [name]
+    relays = {relay_deployment(s.name): s.name for s in registry.event_sources()}
+    if name in relays:
+        return [name]
+    raise CliError(
+        f"no service {name!r}; installed: {', '.join(services)}"
+        f" (or a service's relay alone: {', '.join(relays)})"
+    )
 
 
 def tls_secret(identity: str) -> str:
@@ -308,12 +332,15 @@ class Row:
     projector_lag: float | None
     dead_letters: float | None
     unreachable: list[str]
+    unheld: list[str] = field(default_factory=list)
+    """The locks this Deployment's pods should hold and none does (`relay customer`)."""
 
     @property
     def healthy(self) -> bool:
         return (
             self.ready >= self.desired
             and not self.unreachable
+            and not self.unheld
             and not (self.dead_letters or 0)
             and (self.relay_lag or 0) < LAG_WARNING
             and (self.projector_lag or 0) < LAG_WARNING
@@ -336,6 +363,7 @@ def collect(cluster: Cluster) -> list[Row]:
     except Exception as exc:
         raise _api_error(exc, f"cannot list deployments in {cluster.namespace}") from None
     rows: list[Row] = []
+    held: set[str] = set()
     for deployment in sorted(deployments, key=lambda d: d.metadata.name):
         name = deployment.metadata.name
         selector = _selector(deployment.spec.selector.match_labels or {})
@@ -359,6 +387,7 @@ def collect(cluster: Cluster) -> list[Row]:
                     projector_lag = found.projector_lag.get(consumer, projector_lag)
                     dead = found.dead_letters
         status = deployment.status
+        held.update(leader.partition(":")[0] for leader in leaders)
         rows.append(
             Row(
                 service=name,
@@ -372,11 +401,37 @@ def collect(cluster: Cluster) -> list[Row]:
                 unreachable=unreachable,
             )
         )
+    _unheld_locks(rows, held)
     return rows
+
+
+def _unheld_locks(rows: list[Row], held: set[str]) -> None:
+    """Mark each lock that some pod should hold and none does on the Deployment that runs it:
+    an event source's relay (its NAME-relay Deployment, else its API's, where the relay runs
+    inline) and the timeline's projector. A publishing service whose relay no pod holds
+    publishes nothing, and a timeline without its projector shows nothing new."""
+    by_name = {row.service: row for row in rows}
+    wanted: list[tuple[str, tuple[str, ...]]] = [
+        (f"relay {spec.name}", (relay_deployment(spec.name), spec.name))
+        for spec in registry.event_sources()
+    ]
+    wanted.append((f"projector {registry.TIMELINE}", (registry.TIMELINE,)))
+    for lock, runners in wanted:
+        row = next((by_name[name] for name in runners if name in by_name), None)
+        if row is not None and lock not in held:
+            row.unheld.append(lock)
 
 
 def _figure(value: float | None) -> str:
     return "-" if value is None else f"{value:,.0f}"
+
+
+def _holders(row: Row) -> Text | str:
+    lines = [Text(leader) for leader in row.leaders]
+    lines += [Text(f"{lock}: no pod", style="bold red") for lock in row.unheld]
+    if not lines:
+        return "no metrics" if row.unreachable else "-"
+    return Text("\n").join(lines)
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -398,6 +453,7 @@ def _status(args: argparse.Namespace) -> int:
                         "projector_lag": r.projector_lag,
                         "dead_letters": r.dead_letters,
                         "unreachable_metrics": r.unreachable,
+                        "unheld_locks": r.unheld,
                         "healthy": r.healthy,
                     }
                     for r in rows
@@ -415,7 +471,7 @@ def _status(args: argparse.Namespace) -> int:
             [
                 red(r.service, not r.healthy),
                 red(f"{r.ready}/{r.desired}", r.ready < r.desired),
-                "\n".join(r.leaders) or ("no metrics" if r.unreachable else "-"),
+                _holders(r),
                 red(_figure(r.relay_lag), (r.relay_lag or 0) >= LAG_WARNING),
                 red(_figure(r.projector_lag), (r.projector_lag or 0) >= LAG_WARNING),
                 red(_figure(r.dead_letters), bool(r.dead_letters)),
@@ -498,19 +554,16 @@ def _job_log(cluster: Cluster, job_name: str) -> str:
 # -- logs, rollout-restart -----------------------------------------------------------------
 
 
-def _service_name(name: str) -> str:
-    if name not in registry.services():
-        raise CliError(f"no service {name!r}; installed: {', '.join(registry.services())}")
-    return name
-
-
 def _logs(args: argparse.Namespace) -> int:
+    names = deployments_of(args.service)
     cluster = connect(args)
-    service = _service_name(args.service)
-    selector = f"app.kubernetes.io/name={service},{PART_OF}"
-    pods = cluster.core.list_namespaced_pod(cluster.namespace, label_selector=selector).items
+    pods = []
+    for deployment in names:
+        selector = f"app.kubernetes.io/name={deployment},{PART_OF}"
+        found = cluster.core.list_namespaced_pod(cluster.namespace, label_selector=selector)
+        pods += found.items
     if not pods:
-        raise CliError(f"no pods of {service} in {cluster.namespace}")
+        raise CliError(f"no pods of {' or '.join(names)} in {cluster.namespace}")
     out = Output(args.json)
     logs: dict[str, list[str]] = {}
     for pod in sorted(pods, key=lambda p: p.metadata.name):
@@ -523,7 +576,7 @@ def _logs(args: argparse.Namespace) -> int:
             raise _api_error(exc, f"cannot read the log of {name}") from None
         logs[name] = str(text).splitlines()
     if out.json_mode:
-        out.json({"service": service, "pods": logs})
+        out.json({"service": args.service, "pods": logs})
     else:
         for name, lines in logs.items():
             for line in lines:
@@ -532,23 +585,29 @@ def _logs(args: argparse.Namespace) -> int:
 
 
 def _rollout_restart(args: argparse.Namespace) -> int:
+    if args.all == bool(args.services):
+        raise CliError("name the services to restart, or --all (not both)", EXIT_BAD_INPUT)
+    names = list(registry.services()) if args.all else args.services
+    deployments = [d for name in names for d in deployments_of(name)]
     cluster = connect(args)
-    service = _service_name(args.service)
     now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     patch = {
         "spec": {
             "template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": now}}}
         }
     }
-    try:
-        cluster.apps.patch_namespaced_deployment(service, cluster.namespace, patch)
-    except Exception as exc:
-        raise _api_error(exc, f"cannot restart {service}") from None
     out = Output(args.json)
+    for deployment in deployments:
+        try:
+            cluster.apps.patch_namespaced_deployment(deployment, cluster.namespace, patch)
+        except Exception as exc:
+            raise _api_error(exc, f"cannot restart {deployment}") from None
+        if not out.json_mode:
+            out.print(
+                f"deployment {deployment} in {cluster.namespace} restarting (restartedAt {now})"
+            )
     if out.json_mode:
-        out.json({"deployment": service, "namespace": cluster.namespace, "restarted_at": now})
-    else:
-        out.print(f"deployment {service} in {cluster.namespace} restarting (restartedAt {now})")
+        out.json({"deployments": deployments, "namespace": cluster.namespace, "restarted_at": now})
     return 0
 
 
@@ -687,19 +746,30 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--poll", type=float, default=2.0, metavar="SECONDS", help=argparse.SUPPRESS)
     p.set_defaults(func=_rebuild)
 
-    p = sub.add_parser("logs", help="a service's pod logs", description="Print a service's logs.")
+    p = sub.add_parser(
+        "logs",
+        help="a service's pod logs (its API and relay pods)",
+        description="Print the logs of a service's pods: its API pods and, if it publishes"
+        " events, its relay's (NAME-relay); name NAME-relay for the relay's alone.",
+    )
     cluster_options(p)
-    p.add_argument("service", metavar="SERVICE", help="a registered service")
+    p.add_argument("service", metavar="SERVICE", help="a registered service, or SERVICE-relay")
     p.add_argument("--tail", type=int, default=200, metavar="N", help="last N lines of each pod")
     p.set_defaults(func=_logs)
 
     p = sub.add_parser(
         "rollout-restart",
-        help="restart a service's pods (rolling)",
-        description="Restart a service's pods one by one, as `kubectl rollout restart` does.",
+        help="restart services' pods (rolling), their relays' too",
+        description="Restart the pods of each service named, one by one as `kubectl rollout"
+        " restart` does: its API Deployment and, if it publishes events, its relay's"
+        " (NAME-relay), so that all of them read Secrets anew. NAME-relay restarts the relay"
+        " alone.",
     )
     cluster_options(p)
-    p.add_argument("service", metavar="SERVICE", help="a registered service")
+    p.add_argument(
+        "services", nargs="*", metavar="SERVICE", help="a registered service, or SERVICE-relay"
+    )
+    p.add_argument("--all", action="store_true", help="every registered service")
     p.set_defaults(func=_rollout_restart)
 
     p = sub.add_parser(

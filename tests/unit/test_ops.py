@@ -21,25 +21,31 @@ def _metrics(*lines: str) -> str:
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[tuple[State, Path]]:
+    """The Deployments the manifests make: a service's API pods and, for one that publishes
+    events, its relay's (NAME-relay), whose pod holds the relay's lock."""
     state = State()
     customer = state.deployment("customer", replicas=2, ready=2, image=IMAGE)
     state.pod(
         "customer-7d9f-a",
         customer,
-        metrics=_metrics(
-            'c360_relay_active{source="customer"} 1.0',
-            'c360_relay_lag_events{source="customer"} 3.0',
-        ),
+        metrics=_metrics('c360_relay_active{source="customer"} 0.0'),
         log="one\ntwo\nthree",
     )
     state.pod(
         "customer-7d9f-b",
         customer,
-        metrics=_metrics(
-            'c360_relay_active{source="customer"} 0.0',
-            'c360_relay_lag_events{source="customer"} 0.0',
-        ),
+        metrics=_metrics('c360_relay_active{source="customer"} 0.0'),
         log="four",
+    )
+    relay = state.deployment("customer-relay", replicas=1, ready=1, image=IMAGE)
+    state.pod(
+        "customer-relay-8c1e-a",
+        relay,
+        metrics=_metrics(
+            'c360_relay_active{source="customer"} 1.0',
+            'c360_relay_lag_events{source="customer"} 3.0',
+        ),
+        log="published 3",
     )
     timeline = state.deployment("timeline", replicas=2, ready=1, image=IMAGE)
     state.pod(
@@ -67,12 +73,15 @@ def test_status_shows_replicas_lock_holders_lags_and_dead_letters(
     report = json.loads(capsys.readouterr().out)
     assert report["namespace"] == NAMESPACE
     rows = {d["name"]: d for d in report["deployments"]}
-    assert set(rows) == {"customer", "timeline", "service-desk"}
-    customer, timeline, desk = rows["customer"], rows["timeline"], rows["service-desk"]
+    assert set(rows) == {"customer", "customer-relay", "timeline", "service-desk"}
+    customer, relay = rows["customer"], rows["customer-relay"]
+    timeline, desk = rows["timeline"], rows["service-desk"]
     assert (customer["ready"], customer["desired"]) == (2, 2)
-    assert customer["leaders"] == ["relay customer: customer-7d9f-a"]
-    assert customer["relay_lag"] == 3
-    assert customer["healthy"] is True
+    assert customer["leaders"] == []
+    assert customer["healthy"] is True  # its relay's pod holds the lock
+    assert relay["leaders"] == ["relay customer: customer-relay-8c1e-a"]
+    assert relay["relay_lag"] == 3
+    assert relay["healthy"] is True
     assert timeline["leaders"] == ["projector timeline: timeline-5c4b-a"]
     assert timeline["pods"] == ["timeline-5c4b-a"]  # the Pending one is not running
     assert (timeline["projector_lag"], timeline["dead_letters"]) == (1500, 2)
@@ -81,6 +90,65 @@ def test_status_shows_replicas_lock_holders_lags_and_dead_letters(
     assert desk["healthy"] is False
     assert code == 1  # something is red
     assert all(f"/namespaces/{NAMESPACE}/" in r for r in state.requests)
+
+
+def _green(state: State) -> None:
+    """A customer with its relay and a timeline, all well: nothing red."""
+    customer = state.deployment("customer", replicas=1, ready=1, image=IMAGE)
+    state.pod("customer-1-a", customer, metrics=_metrics('c360_relay_active{source="customer"} 0'))
+    relay = state.deployment("customer-relay", replicas=1, ready=1, image=IMAGE)
+    state.pod(
+        "customer-relay-1-a", relay, metrics=_metrics('c360_relay_active{source="customer"} 1')
+    )
+    timeline = state.deployment("timeline", replicas=1, ready=1, image=IMAGE)
+    state.pod(
+        "timeline-1-a", timeline, metrics=_metrics('c360_projector_active{consumer="timeline"} 1')
+    )
+
+
+@pytest.mark.parametrize(
+    ("pod", "idle", "deployment", "lock"),
+    [
+        (
+            "customer-relay-1-a",
+            'c360_relay_active{source="customer"} 0',
+            "customer-relay",
+            "relay customer",
+        ),
+        (
+            "timeline-1-a",
+            'c360_projector_active{consumer="timeline"} 0',
+            "timeline",
+            "projector timeline",
+        ),
+    ],
+)
+def test_status_is_red_when_no_pod_holds_a_relay_or_the_projectors_lock(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    pod: str,
+    idle: str,
+    deployment: str,
+    lock: str,
+) -> None:
+    state = State()
+    _green(state)
+    kubeconfig = tmp_path / "kubeconfig"
+    argv = ["ops", "status", "--kubeconfig", str(kubeconfig)]
+    monkeypatch.setenv("COLUMNS", "100")
+    with serve(state, kubeconfig, NAMESPACE):
+        assert main([*argv, "--json"]) == 0
+        capsys.readouterr()
+        state.pods[pod].metrics = _metrics(idle)  # the lock is let go, and no one takes it
+        code = main([*argv, "--json"])
+        rows = {d["name"]: d for d in json.loads(capsys.readouterr().out)["deployments"]}
+        assert code == 1
+        assert rows[deployment]["unheld_locks"] == [lock]
+        assert rows[deployment]["healthy"] is False
+        assert [name for name, row in rows.items() if row["unheld_locks"]] == [deployment]
+        assert main(argv) == 1
+        assert f"{lock}: no pod" in capsys.readouterr().out
 
 
 def test_status_table_names_the_pods_holding_the_locks(
@@ -92,7 +160,7 @@ def test_status_table_names_the_pods_holding_the_locks(
     monkeypatch.setenv("COLUMNS", "100")
     main(["ops", "status", "--kubeconfig", str(kubeconfig)])
     out = capsys.readouterr().out
-    assert "relay customer: customer-7d9f-a" in out
+    assert "relay customer: customer-relay-8c1e-a" in out
     assert "projector timeline: timeline-5c4b-a" in out
     assert "1/2" in out
     assert "1,500" in out
@@ -147,30 +215,66 @@ def test_logs_prefix_each_line_with_its_pod(
         "customer-7d9f-a | two",
         "customer-7d9f-a | three",
         "customer-7d9f-b | four",
+        "customer-relay-8c1e-a | published 3",  # the service's relay is part of it
     ]
 
 
-def test_rollout_restart_patches_the_pod_template(
+def test_logs_of_a_relay_alone(
+    cluster: tuple[State, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, kubeconfig = cluster
+    assert main(["ops", "logs", "customer-relay", "--kubeconfig", str(kubeconfig)]) == 0
+    assert capsys.readouterr().out.splitlines() == ["customer-relay-8c1e-a | published 3"]
+
+
+def test_rollout_restart_patches_the_pod_template_of_the_service_and_its_relay(
     cluster: tuple[State, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     state, kubeconfig = cluster
-    code = main(["ops", "rollout-restart", "timeline", "--kubeconfig", str(kubeconfig)])
+    code = main(["ops", "rollout-restart", "customer", "--kubeconfig", str(kubeconfig)])
     assert code == 0
-    ((name, patch),) = state.patches
-    assert name == "timeline"
-    annotations = patch["spec"]["template"]["metadata"]["annotations"]
-    assert "kubectl.kubernetes.io/restartedAt" in annotations
-    assert "restarting" in capsys.readouterr().out
+    assert [name for name, _ in state.patches] == ["customer", "customer-relay"]
+    for _, patch in state.patches:
+        annotations = patch["spec"]["template"]["metadata"]["annotations"]
+        assert "kubectl.kubernetes.io/restartedAt" in annotations
+    assert capsys.readouterr().out.count("restarting") == 2
+    state.patches.clear()
+    assert main(["ops", "rollout-restart", "timeline", "--kubeconfig", str(kubeconfig)]) == 0
+    assert [name for name, _ in state.patches] == ["timeline"]  # it publishes nothing
+
+
+def test_rollout_restart_all_restarts_every_services_deployments(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from c360_platform import registry
+
+    state = State()
+    expected = []
+    for spec in registry.services().values():
+        names = [spec.name, f"{spec.name}-relay"] if spec.publishes_events else [spec.name]
+        for name in names:
+            state.deployment(name, replicas=1, ready=1, image=IMAGE)
+        expected += names
+    kubeconfig = tmp_path / "kubeconfig"
+    with serve(state, kubeconfig, NAMESPACE):
+        argv = ["ops", "rollout-restart", "--all", "--kubeconfig", str(kubeconfig), "--json"]
+        assert main(argv) == 0
+    assert [name for name, _ in state.patches] == expected
+    assert json.loads(capsys.readouterr().out)["deployments"] == expected
 
 
 def test_an_unknown_service_is_refused_without_calling_the_cluster(
     cluster: tuple[State, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     state, kubeconfig = cluster
-    code = main(["ops", "rollout-restart", "billing", "--kubeconfig", str(kubeconfig)])
-    assert code == 1
-    assert "no service 'billing'" in capsys.readouterr().err
+    requests = len(state.requests)
+    for argv in (["rollout-restart", "billing"], ["logs", "billing-relay"]):
+        assert main(["ops", *argv, "--kubeconfig", str(kubeconfig)]) == 1
+        assert "no service 'billing" in capsys.readouterr().err
+    assert main(["ops", "rollout-restart", "--kubeconfig", str(kubeconfig)]) == 2
+    assert "--all" in capsys.readouterr().err
     assert state.patches == []
+    assert len(state.requests) == requests
 
 
 def test_secrets_give_every_role_a_url_and_the_server_its_users(
