@@ -135,6 +135,72 @@ def test_every_workload_has_a_disruption_budget_and_a_network_policy(overlay: st
         ), f"{name}: no NetworkPolicy admitting its clients"
 
 
+def admits(
+    policy: dict[str, Any], port: int, labels: dict[str, str], namespace: dict[str, str] | None
+) -> bool:
+    """Whether `policy`'s ingress admits a pod with `labels` to `port`: a pod of the policy's
+    own namespace (`namespace` None) or of another namespace with labels `namespace`."""
+
+    def matches(selector: dict[str, Any] | None, found: dict[str, str]) -> bool:
+        match = (selector or {}).get("matchLabels") or {}
+        return all(found.get(k) == v for k, v in match.items())
+
+    def peer(rule: dict[str, Any]) -> bool:
+        if "ipBlock" in rule:
+            return False
+        if "namespaceSelector" in rule:
+            return namespace is not None and (
+                matches(rule["namespaceSelector"], namespace)
+                and matches(rule.get("podSelector"), labels)
+            )
+        return namespace is None and matches(rule.get("podSelector"), labels)
+
+    return any(
+        any(p["port"] == port for p in rule.get("ports", []))
+        and any(peer(r) for r in rule.get("from", []))
+        for rule in policy["spec"].get("ingress", [])
+    )
+
+
+@pytest.mark.parametrize("overlay", overlays())
+def test_labelled_integrations_reach_nats_and_nothing_else_outside_c360_does(
+    overlay: str,
+) -> None:
+    """ERP and the delivery provider publish on NATS with users of their own: their pods,
+    labelled c360.io/nats-client=true here or in a namespace labelled the same, reach port
+    4222 through the network-policies component; unlabelled pods do not."""
+    objects = rendered(overlay)
+    (nats,) = [o for o in objects if o["kind"] == "StatefulSet" and o["metadata"]["name"] == "nats"]
+    nats_pods = pod_labels(nats)
+    policies = [
+        o
+        for o in objects
+        if o["kind"] == "NetworkPolicy" and selects(o["spec"]["podSelector"], nats_pods)
+    ]
+    assert policies
+    client = {"c360.io/nats-client": "true", "app": "erp-bridge"}
+
+    def reaches(labels: dict[str, str], namespace: dict[str, str] | None) -> bool:
+        return any(admits(p, 4222, labels, namespace) for p in policies)
+
+    assert reaches(client, None)
+    assert reaches(client, {"c360.io/nats-client": "true"})
+    assert not reaches(client, {})  # a namespace must be labelled too
+    assert not reaches({"app": "erp-bridge"}, {"c360.io/nats-client": "true"})
+    assert not reaches({"app": "erp-bridge"}, None)
+    # Such a pod in c360's namespace (where everything is denied by default) may go out to NATS.
+    assert any(
+        o["kind"] == "NetworkPolicy"
+        and selects(o["spec"]["podSelector"], client)
+        and any(
+            any(selects(to.get("podSelector", {}), nats_pods) for to in rule.get("to", []))
+            and {"protocol": "TCP", "port": 4222} in rule.get("ports", [])
+            for rule in o["spec"].get("egress", [])
+        )
+        for o in objects
+    )
+
+
 def test_dev_is_small_and_prod_is_replicated() -> None:
     def floors(overlay: str) -> dict[str, int]:
         """Each workload's least replica count: its autoscaler's minimum, else its own."""
