@@ -17,7 +17,7 @@ from c360_platform import auth, certificates, natsauth, pgroles, registry, tls
 from c360_platform.catchup import EVENT_LOG_SERVICE
 from c360_platform.deployment import Deployment
 from c360_platform.embedded import EmbeddedRuntime, RuntimeBusyError
-from c360_platform.processes import atomic_write_text
+from c360_platform.processes import atomic_write_text, private_dir
 from c360_platform.supervisor import Supervisor, serving, zygote_for
 
 DEFAULT_HOME = "./.c360"
@@ -134,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
     except RuntimeBusyError as exc:
         _say(f"c360 up: {exc}; it keeps running (endpoints in {_display(endpoints_path)})")
         return 1
-    logs.mkdir(parents=True, exist_ok=True)
+    private_dir(logs)
     endpoints_path.unlink(missing_ok=True)  # stale after a crash; written again when ready
 
     stop = threading.Event()

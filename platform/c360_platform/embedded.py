@@ -38,9 +38,11 @@ from c360_platform.processes import (
     atomic_write_text,
     child_preexec,
     free_port,
+    open_log,
     pid_alive,
     pid_cmdline,
     port_is_free,
+    private_dir,
     stop_child,
     tail,
     wait_pid_gone,
@@ -113,14 +115,14 @@ class EmbeddedServer:
 
     def note(self, text: str) -> None:
         """A line of ours in the server's log."""
-        with self.log_path.open("ab") as log:
+        with open_log(self.log_path) as log:
             log.write(f"--- c360: {text}\n".encode())
 
     # -- what a subclass says ---------------------------------------------------------------
 
     def prepare(self) -> None:
         """Make the data directory ready (first use, permissions)."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.data_dir)
 
     def command(self, port: int) -> list[str]:
         raise NotImplementedError
@@ -167,7 +169,7 @@ class EmbeddedServer:
         self.note(f"starting {self.kind} on 127.0.0.1:{port}")
         options = self.spawn_options()
         options.setdefault("cwd", self.data_dir)
-        with self.log_path.open("ab") as log:
+        with open_log(self.log_path) as log:
             return subprocess.Popen(
                 self.command(port),
                 stdin=subprocess.DEVNULL,
@@ -506,7 +508,7 @@ class EmbeddedPostgres(EmbeddedServer):
     def _run(self, *cmd: str) -> subprocess.CompletedProcess[bytes]:
         options = self.spawn_options()
         options["cwd"] = self.pgdata.resolve().parent  # the server's account may enter it
-        with self.log_path.open("ab") as log:
+        with open_log(self.log_path) as log:
             return subprocess.run(
                 list(cmd), stdout=log, stderr=subprocess.STDOUT, check=False, **options
             )
@@ -772,7 +774,7 @@ class EmbeddedRuntime:
         has it), before anything in it is touched. Idempotent; `stop` gives it back."""
         if self._lock is not None:
             return
-        self.root.mkdir(parents=True, exist_ok=True)
+        private_dir(self.root)  # its passwords, secrets and logs: this user's alone
         lock = (self.root / "runtime.lock").open("ab")
         try:
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -1,4 +1,5 @@
-"""Child processes of ours: free ports, parent-death signals, pids, stopping, logs, atomic files."""
+"""Child processes of ours: free ports, parent-death signals, pids, stopping, logs, atomic files,
+private directories."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 _PR_SET_PDEATHSIG = 1
 
@@ -157,3 +158,24 @@ def atomic_write_text(path: Path, text: str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def private_dir(path: Path) -> Path:
+    """`path` as a directory only its owner may enter (0700): made if missing, and tightened
+    if it is looser (as an older `c360 up` made it), so that nothing in it is within another
+    local user's reach, whatever the modes of the files in it."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+    return path
+
+
+def open_log(path: Path) -> BinaryIO:
+    """`path` opened to append to, readable by its owner only (0600, tightened if it is
+    looser): logs hold who called what (the audit trail) and the services' errors."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    except BaseException:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "ab")

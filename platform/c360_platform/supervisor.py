@@ -26,7 +26,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from c360_platform import channels
 from c360_platform.deployment import Deployment
 from c360_platform.embedded import EmbeddedServer
-from c360_platform.processes import child_preexec, free_port, tail
+from c360_platform.processes import child_preexec, free_port, open_log, private_dir, tail
 from c360_platform.rpc import ServiceHost
 from c360_platform.zygote import Forked, Zygote, ZygoteGone
 
@@ -76,7 +76,7 @@ class ServiceProcess:
     """Where the process is forked from (`argv` is then `python -m MODULE ...`); None: exec'd."""
 
     def spawn(self) -> None:
-        with self.log_path.open("ab") as log:
+        with open_log(self.log_path) as log:
             stamp = time.strftime("%Y-%m-%d %H:%M:%S")
             log.write(f"--- c360: starting {self.name} on {self.address} at {stamp}\n".encode())
             log.flush()
@@ -146,7 +146,7 @@ class Supervisor:
     ) -> None:
         """A process to run beside the services (e.g. the bench's echo server); `forked`: argv
         is `[python, -m, MODULE, ...]`, forked from the zygote."""
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.log_dir)
         full_env = {**self.base_env, **env}
         full_env.setdefault("PYTHONUNBUFFERED", "1")
         self.processes[name] = ServiceProcess(

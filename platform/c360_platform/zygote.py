@@ -38,7 +38,7 @@ from typing import Any
 
 import setproctitle
 
-from c360_platform.processes import child_preexec, wait_pid_gone
+from c360_platform.processes import child_preexec, open_log, private_dir, wait_pid_gone
 
 PRELOAD = (
     "c360_platform.rpc",
@@ -228,8 +228,8 @@ class Zygote:
             return self._codes.get(pid)
 
     def _start(self) -> subprocess.Popen[bytes]:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
+        private_dir(self.log_path.parent)
+        with open_log(self.log_path) as log:
             proc = subprocess.Popen(
                 [sys.executable, "-u", "-m", "c360_platform.zygote"],
                 stdin=subprocess.PIPE,
