@@ -19,14 +19,13 @@ import pwd
 import secrets
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -636,13 +635,19 @@ def _conf_str(value: str | Path) -> str:
 
 
 def nats_config(
-    *, port: int, monitor_port: int, data_dir: Path, server_name: str = "c360", extra: str = ""
+    *,
+    port: int,
+    data_dir: Path,
+    monitor_port: int | None = None,
+    server_name: str = "c360",
+    extra: str = "",
 ) -> str:
-    """The nats-server configuration text; `extra` is appended (accounts, users, limits...)."""
+    """The nats-server configuration text; `extra` is appended (accounts, users, limits...).
+    The HTTP monitoring port, which asks no one for a password, is opened only if given."""
     lines = [
         f"server_name: {_conf_str(server_name)}",
         f"listen: 127.0.0.1:{port}",
-        f"http: 127.0.0.1:{monitor_port}",
+        *([f"http: 127.0.0.1:{monitor_port}"] if monitor_port is not None else []),
         f"pid_file: {_conf_str(data_dir / 'nats.pid')}",
         "jetstream {",
         f"  store_dir: {_conf_str(data_dir / 'jetstream')}",
@@ -659,6 +664,8 @@ class EmbeddedNats(EmbeddedServer):
 
     The log goes to `data_dir/nats.log`. If the starting process dies, the server gets
     SIGTERM from the kernel. `extra_config` (users and permissions) is added to nats.conf.
+    The HTTP monitoring port is opened only if `monitor_port` is given: it needs no password,
+    so any local user could read the users' names, subscriptions, streams and paths there.
     """
 
     kind = "nats-server"
@@ -698,9 +705,6 @@ class EmbeddedNats(EmbeddedServer):
             return None
 
     def command(self, port: int) -> list[str]:
-        # Two ports picked free one after the other can be the same (neither was bound yet).
-        while self._monitor_port is None or self._monitor_port == port:
-            self._monitor_port = free_port()
         config = nats_config(
             port=port,
             monitor_port=self._monitor_port,
@@ -711,12 +715,24 @@ class EmbeddedNats(EmbeddedServer):
         return [str(nats_server_binary()), "-c", str(self.config_path)]
 
     def ready(self) -> bool:
-        url = f"http://127.0.0.1:{self._monitor_port}/healthz?js-enabled-only=true"
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                return int(response.status) == 200
-        except (urllib.error.URLError, OSError):
+        """It takes clients, with JetStream on: the INFO line the server sends every new
+        connection, before any password, says so (`"jetstream": true` once JetStream has
+        started, as /healthz?js-enabled-only=true would), so no monitoring port is needed."""
+        if self._port is None:
             return False
+        try:
+            with socket.create_connection(("127.0.0.1", self._port), timeout=1) as conn:
+                conn.settimeout(1)
+                line = conn.makefile("rb").readline(1 << 16)
+        except OSError:
+            return False
+        if not line.startswith(b"INFO "):
+            return False
+        try:
+            info = json.loads(line[5:])
+        except ValueError:
+            return False
+        return isinstance(info, dict) and info.get("jetstream") is True
 
     def start(self, extra_config: str | None = None) -> str:
         """Write `nats.conf` (with `extra_config`, if given), start, and wait until JetStream
@@ -727,6 +743,21 @@ class EmbeddedNats(EmbeddedServer):
 
 
 # --------------------------------------------------------------------------- both
+
+
+def _monitor_port() -> int | None:
+    """C360_NATS_MONITOR_PORT: the embedded nats-server's HTTP monitoring port (on 127.0.0.1,
+    readable by every local user); unset, there is none."""
+    text = os.environ.get("C360_NATS_MONITOR_PORT", "").strip()
+    if not text:
+        return None
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
+    if not 0 < port < 65536:
+        raise RuntimeError(f"C360_NATS_MONITOR_PORT: {text!r} is not a port number")
+    return port
 
 
 class RuntimeBusyError(RuntimeError):
@@ -827,13 +858,10 @@ class EmbeddedRuntime:
             else:
                 EmbeddedNats(self.root / "nats").stop_orphan()
                 port = self._pick(recorded.get("nats_port"))
-                monitor = self._pick(recorded.get("nats_monitor_port"))
-                if monitor == port:
-                    monitor = free_port()
+                monitor = _monitor_port()
                 self.nats = EmbeddedNats(self.root / "nats", port, monitor, self.nats_config)
                 self._nats_url = self.nats.start()
                 state["nats_port"] = port
-                state["nats_monitor_port"] = monitor
             if state:
                 atomic_write_text(self.state_path, json.dumps(state, indent=2) + "\n")
         except BaseException:

@@ -164,3 +164,31 @@ def test_a_folder_removed_and_made_again_gets_a_cluster_of_its_own(tmp_path: Pat
         assert found == (True,)
     finally:
         again.stop()
+
+
+def test_nats_opens_no_monitoring_port_unless_asked(tmp_path: Path) -> None:
+    """Its HTTP monitoring port asks for no password (any local user would see the users,
+    subscriptions, streams and paths): the server is known ready without it, and it is opened,
+    on 127.0.0.1, only when a port is given (C360_NATS_MONITOR_PORT under `c360 up`)."""
+    import urllib.request
+
+    from c360_platform.processes import free_port
+
+    server = EmbeddedNats(tmp_path / "quiet")
+    try:
+        server.start()
+        assert server.monitor_port is None
+        assert "http" not in server.config_path.read_text()
+        assert "http monitor" not in server.log_path.read_text()
+    finally:
+        server.stop()
+
+    port = free_port()
+    server = EmbeddedNats(tmp_path / "watched", monitor_port=port)
+    try:
+        server.start()
+        assert f"http: 127.0.0.1:{port}" in server.config_path.read_text()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as answer:
+            assert answer.status == 200
+    finally:
+        server.stop()
