@@ -277,6 +277,25 @@ def _owned_dir(path: Path, mode: int) -> Path:
     return path
 
 
+def private_socket_dir(base: Path, name: str, owners: frozenset[int]) -> tuple[Path, bool]:
+    """A directory for a server's unix socket that no other account can have prepared:
+    `base/name`, made 0700 here if missing, or kept if it is a real directory (no symbolic
+    link) of one of `owners` that gives group and others nothing; else (someone else made it
+    first, in a shared `base` such as /tmp, and may read, replace or follow what goes in it) a
+    fresh directory of ours with an unguessable name beside it. The directory, and whether
+    `base/name` was refused."""
+    path = base / name
+    try:
+        path.mkdir(mode=0o700)
+        return path, False
+    except FileExistsError:
+        pass
+    info = os.lstat(path)
+    if stat.S_ISDIR(info.st_mode) and info.st_uid in owners and not info.st_mode & 0o077:
+        return path, False
+    return Path(tempfile.mkdtemp(prefix=f"{name}-", dir=base)), True
+
+
 def _pgserver_version() -> str:
     try:
         return importlib.metadata.version("pgserver")
@@ -388,6 +407,9 @@ class EmbeddedPostgres(EmbeddedServer):
         self._identity: tuple[int, int] | None = None
         self._wheel_install = postgres_bin_path().parent
         self._install = self._wheel_install
+        digest = hashlib.sha1(str(self.data_dir).encode(), usedforsecurity=False).hexdigest()
+        self._socket_name = f"c360pg-{digest[:12]}"
+        self._socket_dir = Path(tempfile.gettempdir()) / self._socket_name
 
     @property
     def _bin(self) -> Path:
@@ -454,9 +476,10 @@ class EmbeddedPostgres(EmbeddedServer):
 
     @property
     def socket_dir(self) -> Path:
-        """A short per-data-dir directory for the unix socket (path length is limited)."""
-        digest = hashlib.sha1(str(self.data_dir).encode(), usedforsecurity=False).hexdigest()
-        return Path(tempfile.gettempdir()) / f"c360pg-{digest[:12]}"
+        """A short per-data-dir directory for the unix socket (path length is limited), in
+        the temporary directory: `c360pg-<digest of the data dir>`, unless another account
+        got there first (`private_socket_dir`)."""
+        return self._socket_dir
 
     def spawn_options(self) -> dict[str, Any]:
         options: dict[str, Any] = {"cwd": self.pgdata.resolve()}
@@ -467,8 +490,17 @@ class EmbeddedPostgres(EmbeddedServer):
 
     def prepare(self) -> None:
         super().prepare()
-        self.socket_dir.mkdir(mode=0o700, exist_ok=True)
         self._identity = _pg_identity()
+        # As root, the server's account owns the directory (it is handed over below).
+        owners = frozenset({os.geteuid(), *([self._identity[0]] if self._identity else [])})
+        base = Path(tempfile.gettempdir())
+        self._socket_dir, refused = private_socket_dir(base, self._socket_name, owners)
+        if refused:
+            self.note(
+                f"{base / self._socket_name} is not a private directory of this user's (a"
+                " link, another account's, or open to others): remove it; the socket goes to"
+                f" {self._socket_dir} meanwhile"
+            )
         if self._identity is not None:
             self._share_with_server_account(*self._identity)
         self._initdb()

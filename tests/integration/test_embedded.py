@@ -192,3 +192,26 @@ def test_nats_opens_no_monitoring_port_unless_asked(tmp_path: Path) -> None:
             assert answer.status == 200
     finally:
         server.stop()
+
+
+def test_postgres_puts_its_socket_elsewhere_when_its_directory_was_squatted(
+    tmp_path: Path,
+) -> None:
+    """Another account made the predictable /tmp/c360pg-<digest> first (here: a symbolic link
+    to a directory of its own): the server's socket goes to a fresh private directory."""
+    server = EmbeddedPostgres(tmp_path / "pg")
+    squatted = server.socket_dir
+    trap = tmp_path / "trap"
+    trap.mkdir(mode=0o777)
+    squatted.symlink_to(trap)
+    try:
+        url = server.start()
+        assert server.socket_dir != squatted
+        assert list(server.socket_dir.glob(".s.PGSQL.*"))
+        assert not list(trap.iterdir())
+        with psycopg.connect(url) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        server.stop()
+        squatted.unlink()
+    assert not server.socket_dir.exists()  # removed with the server

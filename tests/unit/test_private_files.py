@@ -1,18 +1,19 @@
 """What `c360 up` keeps under its home (.c360: passwords, secrets, logs with the audit trail)
 is out of other local users' reach: the home is 0700 and the logs 0600, also when an older
-run left them looser."""
+run left them looser; and the PostgreSQL socket's directory in /tmp is one no other account
+prepared."""
 
 from __future__ import annotations
 
 import os
 import stat
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from c360_platform.embedded import EmbeddedRuntime
+from c360_platform.embedded import EmbeddedRuntime, private_socket_dir
 from c360_platform.processes import open_log, private_dir
 from c360_platform.supervisor import ServiceProcess
 
@@ -80,3 +81,56 @@ def test_the_runtimes_home_is_tightened_when_claimed(tmp_path: Path, open_umask:
         assert mode(home) == 0o700
     finally:
         runtime.stop()
+
+
+ME = frozenset({os.geteuid()})
+
+
+def test_the_socket_directory_is_made_private_or_kept_when_it_is(
+    tmp_path: Path, open_umask: None
+) -> None:
+    made, refused = private_socket_dir(tmp_path, "c360pg-abc", ME)
+    assert (made, refused) == (tmp_path / "c360pg-abc", False)
+    assert stat.S_ISDIR(os.lstat(made).st_mode)
+    assert mode(made) == 0o700
+    assert private_socket_dir(tmp_path, "c360pg-abc", ME) == (made, False)  # ours: kept
+
+
+def _link(path: Path) -> None:
+    target = path.parent / "elsewhere"
+    target.mkdir(mode=0o700)
+    path.symlink_to(target)
+
+
+def _open(path: Path) -> None:
+    path.mkdir()
+    path.chmod(0o777)
+
+
+def _file(path: Path) -> None:
+    path.write_text("")
+
+
+@pytest.mark.parametrize("hostile", [_link, _open, _file], ids=["symlink", "0777", "file"])
+def test_a_socket_directory_someone_else_prepared_is_not_used(
+    tmp_path: Path, open_umask: None, hostile: Callable[[Path], None]
+) -> None:
+    squatted = tmp_path / "c360pg-abc"
+    hostile(squatted)
+    found, refused = private_socket_dir(tmp_path, "c360pg-abc", ME)
+    assert refused
+    assert found != squatted
+    assert found.parent == tmp_path
+    assert found.name.startswith("c360pg-abc-")
+    info = os.lstat(found)
+    assert stat.S_ISDIR(info.st_mode)
+    assert info.st_uid == os.geteuid()
+    assert mode(found) == 0o700
+
+
+def test_a_socket_directory_of_another_account_is_not_used(tmp_path: Path) -> None:
+    (tmp_path / "c360pg-abc").mkdir(mode=0o700)  # ours; as if another account's below
+    stranger = frozenset({os.geteuid() + 1})
+    found, refused = private_socket_dir(tmp_path, "c360pg-abc", stranger)
+    assert refused
+    assert found != tmp_path / "c360pg-abc"
