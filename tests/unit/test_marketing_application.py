@@ -137,6 +137,23 @@ def test_refusals_name_the_field_and_store_nothing(mk: Marketing) -> None:
     assert len(mk.segments()) == 1
 
 
+def test_a_condition_nested_too_deep_is_refused_by_define_revise_and_preview(
+    mk: Marketing,
+) -> None:
+    sid = define(mk)
+    deep = "[" * 5000 + "]" * 5000
+    attempts: list[Callable[[], object]] = [
+        lambda: define(mk, "deep", deep),
+        lambda: mk.revise_segment(ctx(), UUID(sid), None, deep, ""),
+        lambda: mk.preview(deep, 10),
+    ]
+    for attempt in attempts:
+        with pytest.raises(InvalidArgument) as caught:
+            attempt()
+        assert [v.field for v in caught.value.violations] == ["condition"]
+    assert [s.revision for s in mk.segments()] == [1]
+
+
 def test_a_revoked_consent_leaves_the_segment_naming_the_condition(
     mk: Marketing, clock: Clock
 ) -> None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from typing import Any
 
@@ -71,6 +72,37 @@ def test_unknown_fields_and_wrong_types_are_named_by_path() -> None:
     with pytest.raises(InvalidArgument) as caught:
         conditions.parse_json("{not json")
     assert [v.field for v in caught.value.violations] == ["condition"]
+
+
+def refused(text: str) -> list[tuple[str, str]]:
+    with pytest.raises(InvalidArgument) as caught:
+        conditions.parse_json(text)
+    return [(v.field, v.description) for v in caught.value.violations]
+
+
+def nested(levels: int) -> str:
+    """A tree whose leaf is `levels` "all" groups deep, as JSON."""
+    tree: Any = {"field": "country", "op": "in", "value": ["LV", "EE"]}
+    for _ in range(levels):
+        tree = {"all": [tree]}
+    return json.dumps(tree)
+
+
+def test_json_nested_too_deep_or_too_long_is_refused_before_it_is_parsed() -> None:
+    # Parsed, text this deep exhausted the interpreter's stack (RecursionError).
+    assert refused("[" * 5000 + "]" * 5000) == [
+        ("condition", "brackets nested deeper than 32; a tree nests at most 12 deep")
+    ]
+    assert refused('{"all": ' * 3000 + "1" + "}" * 3000)[0][0] == "condition"
+    # Brackets inside strings (an escaped quote too) are text, not nesting.
+    brackets = json.dumps({"field": "owner", "value": '"' + "[" * 100})
+    assert conditions.parse_json(brackets)["value"] == '"' + "[" * 100
+    too_long = json.dumps({"field": "owner", "value": "x" * conditions.MAX_JSON_CHARS})
+    assert refused(too_long) == [("condition", "must be at most 50000 characters of JSON")]
+    # The deepest tree allowed parses; one level more is named by its path, as before.
+    assert conditions.parse_json(nested(conditions.MAX_DEPTH))
+    too_deep = refused(nested(conditions.MAX_DEPTH + 1))
+    assert too_deep == [("condition" + ".all[0]" * 13, "nested deeper than 12")]
 
 
 def test_every_field_evaluates() -> None:

@@ -9,17 +9,27 @@ value `currency`). Every condition has a path from the root: `condition.all[1].a
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from c360_platform.errors import InvalidArgument
 from c360_platform.validation import Violations
 
 ROOT = "condition"
 MAX_DEPTH = 12
 MAX_CONDITIONS = 200
+MAX_JSON_CHARS = 50_000
+"""The most characters a tree's JSON text may have: 200 conditions written out, with room."""
+MAX_JSON_NESTING = 32
+"""The deepest brackets may nest in a tree's JSON text: a tree of MAX_DEPTH levels needs
+two per level (an object and its list), so deeper text is refused before it is parsed (the
+parser recurses once per bracket, and deep enough text exhausts the interpreter's stack)."""
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_BRACKET = re.compile(r"[\[\]{}]")
 CONSENT_CHANNELS = ("email", "sms", "phone", "post")
 CONSENT_PURPOSES = ("marketing", "service")
 KINDS = ("person", "organisation")
@@ -103,14 +113,36 @@ FIELDS: dict[str, FieldSpec] = {
 
 def parse_json(text: str, field_name: str = ROOT) -> Tree:
     """A condition tree from its JSON text, validated (INVALID_ARGUMENT naming the path)."""
+    if len(text) > MAX_JSON_CHARS:
+        raise InvalidArgument.one(
+            field_name, f"must be at most {MAX_JSON_CHARS} characters of JSON"
+        )
+    if _nesting(text) > MAX_JSON_NESTING:
+        raise InvalidArgument.one(
+            field_name,
+            f"brackets nested deeper than {MAX_JSON_NESTING}; a tree nests at most"
+            f" {MAX_DEPTH} deep",
+        )
     try:
         raw = json.loads(text)
     except (ValueError, TypeError) as exc:
-        v = Violations()
-        v.add(field_name, f"not JSON: {exc}")
-        v.check()
-        raise AssertionError from None
+        raise InvalidArgument.one(field_name, f"not JSON: {exc}") from None
     return parse(raw)
+
+
+def _nesting(text: str) -> int:
+    """How deep the brackets of a JSON text nest, outside its strings (counted only up to
+    one past MAX_JSON_NESTING)."""
+    depth = deepest = 0
+    for bracket in _BRACKET.finditer(_JSON_STRING.sub('""', text)):
+        if bracket.group() in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > MAX_JSON_NESTING:
+                break
+        else:
+            depth -= 1
+    return deepest
 
 
 def parse(raw: Any) -> Tree:
