@@ -154,6 +154,26 @@ def test_a_condition_nested_too_deep_is_refused_by_define_revise_and_preview(
     assert [s.revision for s in mk.segments()] == [1]
 
 
+def test_a_revised_description_is_checked_as_a_defined_one(mk: Marketing) -> None:
+    sid = UUID(define(mk))
+    for description, says in [
+        ("x" * 2001, "must be at most 2000 characters"),
+        ("bell\x07", "must not contain control characters"),
+    ]:
+        with pytest.raises(InvalidArgument) as defined:
+            mk.define_segment(ctx(), name="other", description=description, condition=LATVIA)
+        with pytest.raises(InvalidArgument) as revised:
+            mk.revise_segment(ctx(), sid, None, LATVIA, description)
+        for caught in (defined, revised):
+            assert [(v.field, v.description) for v in caught.value.violations] == [
+                ("description", says)
+            ]
+    assert [(s.revision, s.description) for s in mk.segments()] == [(1, "")]
+    # Both keep the same text: trimmed, white space collapsed.
+    mk.revise_segment(ctx(), sid, None, LATVIA, "  High value,\n Latvia ")
+    assert mk.segment("latvia").description == "High value, Latvia"
+
+
 def test_a_revoked_consent_leaves_the_segment_naming_the_condition(
     mk: Marketing, clock: Clock
 ) -> None:

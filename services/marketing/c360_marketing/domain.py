@@ -106,8 +106,12 @@ class Segment(Aggregate):
         self.revised_at: datetime | None = None
 
     def revise(self, condition: Tree, description: str) -> None:
-        if condition != self.condition or (description and description != self.description):
-            self._revised(condition, description or self.description)
+        """A new version, if the condition or the description (kept when empty) changed."""
+        v = Violations()
+        text = segment_description(v, description)
+        v.check()
+        if condition != self.condition or (text and text != self.description):
+            self._revised(condition, text or self.description)
 
     @event("Revised")
     def _revised(self, condition: Tree, description: str) -> None:
@@ -116,10 +120,16 @@ class Segment(Aggregate):
         self.revision += 1
 
 
+def segment_description(v: Violations, description: str) -> str:
+    """A segment's description, as defined or revised: optional, one line of at most
+    MAX_TEXT characters, no control characters."""
+    return v.text("description", description, required=False, max_len=MAX_TEXT)
+
+
 def define_segment(*, name: str, description: str, condition: str) -> Segment:
     v = Violations()
     clean = v.text("name", name, max_len=MAX_NAME)
-    text = v.text("description", description, required=False, max_len=MAX_TEXT)
+    text = segment_description(v, description)
     v.check()
     tree = conditions.parse_json(condition)
     return Segment(name=clean, description=text, condition=tree)
