@@ -405,6 +405,43 @@ def test_campaign_states(mk: Marketing) -> None:
     ]
 
 
+def test_amounts_and_currencies_follow_the_rule_sales_follows(mk: Marketing) -> None:
+    define(mk)
+    number = (
+        "must be a decimal number such as 1250.00"
+        " (at most 15 digits before the point and 4 after it)"
+    )
+    for amount in ("1e-400", "1.123456789", "1e308", "9" * 16, "NaN", "0x10", "1,5"):
+        with pytest.raises(InvalidArgument) as caught:
+            plan(mk, budget=amount, cost_per_send=amount)
+        assert [(v.field, v.description) for v in caught.value.violations] == [
+            ("budget.amount", number),
+            ("cost_per_send", number),
+        ], amount
+    for code, says in [
+        ("XXQ", "unknown currency; one of CHF, CZK, DKK, EUR, GBP, JPY, NOK, PLN, SEK, USD"),
+        ("ÄÖÜ", "must be an ISO 4217 code such as EUR"),
+    ]:
+        with pytest.raises(InvalidArgument) as caught:
+            plan(mk, budget_currency=code)
+        assert [(v.field, v.description) for v in caught.value.violations] == [
+            ("budget.currency", says)
+        ]
+    cid = plan(mk, budget="999999999999999.9999", cost_per_send="0.0001", budget_currency="chf")
+    campaign = mk.campaign(cid)
+    assert (campaign.plan["budget"], campaign.plan["currency"]) == ("999999999999999.9999", "CHF")
+    assert campaign.plan["cost_per_send"] == "0.0001"
+    for cost in ("1e-400", "0.00001", "-5"):
+
+        def record(c: Campaign, amount: str = cost) -> None:
+            c.record_cost("other", amount, "", mk.clock())
+
+        with pytest.raises(InvalidArgument) as caught:
+            mk.change_campaign(ctx(), cid, None, record)
+        assert [v.field for v in caught.value.violations] == ["amount"]
+    assert mk.campaign(cid).costs == []
+
+
 def test_a_lead_list_holds_the_responders_or_the_segments_members(mk: Marketing) -> None:
     define(mk)
     cid = plan(mk)

@@ -9,12 +9,13 @@ and the provider's reports on it), which is published. The audience of a send is
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -27,6 +28,7 @@ from c360_platform.validation import Violations
 
 MAX_NAME = 120
 MAX_TEXT = 2000
+_CURRENCY = re.compile(r"[A-Z]{3}")
 _NAMESPACE = uuid.UUID("9b0c6d4e-1f2a-4c36-8c36-c360c360a710")
 
 
@@ -64,26 +66,41 @@ RESPONDING = {Response.CLICKED, Response.REPLIED}
 COST_KINDS = ("fixed", "agent_hours", "other")
 
 
+_AMOUNT = re.compile(r"-?[0-9]{1,15}(\.[0-9]{1,4})?")
+"""An amount as sales and the ERP feed take one: at most 15 digits before the point and 4
+after it, no exponent."""
+CURRENCIES = frozenset({"EUR", "USD", "GBP", "CHF", "SEK", "NOK", "DKK", "PLN", "CZK", "JPY"})
+"""The currencies sales accepts: a campaign's revenue is the growth of lifetime values in
+its budget's currency, so a budget is in one of them."""
+
+
 def money(v: Violations, field: str, text: str, *, required: bool = True) -> str:
-    """A non-negative decimal amount as text ("1250.00")."""
-    if not text.strip():
+    """A non-negative decimal amount as text ("1250.00"), by the rule sales follows."""
+    cleaned = text.strip()
+    if not cleaned:
         if required:
             v.add(field, "is required")
         return "0"
-    try:
-        amount = Decimal(text.strip())
-        if not amount.is_finite() or amount < 0:
-            raise InvalidOperation
-    except InvalidOperation:
-        v.add(field, "must be a non-negative amount such as 1250.00")
+    if not _AMOUNT.fullmatch(cleaned):
+        v.add(
+            field,
+            "must be a decimal number such as 1250.00"
+            " (at most 15 digits before the point and 4 after it)",
+        )
         return "0"
-    return str(amount)
+    if cleaned.startswith("-"):
+        v.add(field, "must not be negative")
+        return "0"
+    return str(Decimal(cleaned))
 
 
 def currency(v: Violations, field: str, text: str) -> str:
+    """An ISO 4217 code, upper-cased, of a currency sales accepts."""
     code = text.strip().upper()
-    if len(code) != 3 or not code.isalpha():
+    if not _CURRENCY.fullmatch(code):
         v.add(field, "must be an ISO 4217 code such as EUR")
+    elif code not in CURRENCIES:
+        v.add(field, f"unknown currency; one of {', '.join(sorted(CURRENCIES))}")
     return code
 
 
