@@ -49,7 +49,12 @@ class Words:
         return list(self._by_word)
 
     def word(self, value: int) -> str:
-        """The word of a value; "" for the zero value or one this reader does not know."""
+        """The word of a value; "" for the zero value or one this reader does not know.
+
+        For reading what another program wrote (a reply, an event, a provider's report),
+        which may be newer than this reader. A request's field is read with `parse`, or
+        `given` where the domain checks it: an unknown number there is the caller's mistake,
+        not "unspecified"."""
         return self._by_value.get(value, "")
 
     def value(self, word: str) -> Any:
@@ -78,3 +83,12 @@ class Words:
         if word is None:
             raise InvalidArgument.one(field, f"must be one of {', '.join(self._by_word)}")
         return word
+
+    def given(self, value: int) -> str:
+        """A request's enum field for the domain to check: the word, "" for the zero value,
+        and a number this reader does not know as its digits ("999"), which no word equals,
+        so the domain's check refuses it with the other offending fields, by the path it
+        knows (`rules[2].base`), where `word` would have made it "unspecified"."""
+        if value == 0:
+            return ""
+        return self._by_value.get(value, str(value))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 from uuid import UUID, uuid4
 
 import pytest
@@ -547,6 +547,21 @@ async def test_price_list_document_as_of_an_earlier_version(sales: SalesServicer
             CALL,
         )
     ) == ["rules[0].fixed_price", "rules[0].scope"]
+    # A base this contract does not have is refused by the rule's path, not dropped.
+    unknown_base = prev.PriceRule(
+        scope=prev.PRICE_SCOPE_ALL,
+        computation=prev.PRICE_COMPUTATION_PERCENT_DISCOUNT,
+        discount_percent="5",
+        base=cast(Any, 999),
+    )
+    assert await bad_fields(
+        sales.DefinePriceList(
+            sapi.DefinePriceListRequest(
+                name="bad", currency="EUR", rules=[prev.PriceRule(), unknown_base]
+            ),
+            CALL,
+        )
+    ) == ["rules[0].computation", "rules[0].scope", "rules[1].base"]
 
 
 def test_every_sales_event_has_a_published_message() -> None:

@@ -4,7 +4,7 @@ input, illegal transitions and list paging, with no servers."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
 from uuid import UUID, uuid4
 
 import pytest
@@ -129,6 +129,25 @@ async def test_resolution_and_calls_are_recorded_at_the_clock_of_the_application
     assert ticket.interactions[0]["recorded_at"] == called
     assert ticket.interactions[0]["channel"] == "phone"
     assert ticket.resolved_at == resolved
+
+
+async def test_an_unknown_channel_or_priority_number_is_refused_and_none_is_normal(
+    desk: ServiceDeskServicer,
+) -> None:
+    customer = str(uuid4())
+    for channel, priority, subject, fields in [
+        (ev.TICKET_CHANNEL_PHONE, 999, "x", ["priority"]),
+        (ev.TICKET_CHANNEL_PHONE, -1, "x", ["priority"]),
+        (999, ev.TICKET_PRIORITY_HIGH, " ", ["channel", "subject"]),
+    ]:
+        request = opening(customer, subject)
+        request.channel = cast(Any, channel)
+        request.priority = cast(Any, priority)
+        assert await bad_fields(desk.OpenTicket(request, CALL)) == fields
+    assert desk.app.event_recorder.count_events() == 0
+    # Unspecified is as before: a NORMAL ticket.
+    tid = UUID(await open_ticket(desk, customer))
+    assert desk.app.get_ticket(tid).priority == "normal"
 
 
 async def test_tickets_are_listed_newest_first_by_customer_state_agent_queue_priority(

@@ -250,7 +250,7 @@ class MarketingServicer(CommandServicer[Any], api_grpc.MarketingServiceServicer)
         plan = {
             "name": request.name,
             "objective": request.objective,
-            "channel": CHANNELS.word(request.channel) if request.channel else "",
+            "channel": CHANNELS.given(request.channel),
             "starts_on": request.starts_on,
             "ends_on": request.ends_on,
             "budget": request.budget.amount,

@@ -227,7 +227,7 @@ def _rule_dict(rule: Any) -> dict[str, str]:
         "computation": COMPUTATIONS.word(rule.computation),
         "fixed_price": rule.fixed_price,
         "discount_percent": rule.discount_percent,
-        "base": BASES.word(rule.base),
+        "base": BASES.given(rule.base),
         "base_price_list_id": rule.base_price_list_id,
         "rounding": rule.rounding,
         "surcharge": rule.surcharge,

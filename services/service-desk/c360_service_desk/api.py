@@ -178,14 +178,15 @@ class ServiceDeskServicer(
     async def OpenTicket(
         self, request: api.OpenTicketRequest, context: Ctx
     ) -> api.OpenTicketResponse:
-        # Passed as they came: the domain names every offending field at once.
+        # Passed as they came: the domain names every offending field at once (an enum's
+        # unknown number too, given as its digits; no priority is NORMAL).
         fields = {
             "customer_id": request.customer_id,
-            "channel": CHANNELS.word(request.channel),
+            "channel": CHANNELS.given(request.channel),
             "subject": request.subject,
             "description": request.description,
             "category": request.category,
-            "priority": PRIORITIES.word(request.priority),
+            "priority": PRIORITIES.given(request.priority),
             "time_zone": request.time_zone,
         }
         classes: list[str] = []
