@@ -213,5 +213,7 @@ def test_a_renewal_must_end_after_the_current_end() -> None:
         starts_on="2026-01-01",
         ends_on="2026-06-30",
     )
-    with pytest.raises(PreconditionFailed, match="must end after 2026-07-01"):
+    with pytest.raises(
+        PreconditionFailed, match="runs until 2026-06-30: a renewal must end after it"
+    ):
         c.renew("2026-06-30")

@@ -13,13 +13,15 @@ from c360.events.v1 import service_contract_events_pb2 as sev
 from c360.service_desk.v1 import service_desk_service_pb2 as dapi
 from c360_platform.context import ContextReader
 from c360_platform.envelope import Publication, pack
+from c360_platform.errors import InvalidArgument, PreconditionFailed
 from c360_service_desk.api import ServiceDeskServicer
 from c360_service_desk.application import ServiceDeskApplication
 from c360_service_desk.contract import CONTRACT
+from c360_service_desk.service_contracts import ServiceContract
 from c360_timeline.projection import entry_for
 from c360_timeline.query import profile_message
 
-from .support import CALL, Clock, bad_fields
+from .support import CALL, Clock, bad_fields, refused
 from .test_ticket_projection import replay
 
 NOW = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
@@ -92,6 +94,50 @@ async def test_a_contract_past_its_end_expires_without_a_warning(
     )
     assert desk.app.check_slas() == 1
     assert kinds(desk, reply.result.aggregate_id)[1:] == ["Expired"]
+
+
+async def test_contract_days_are_bounded_so_renewals_and_warnings_stay_days(
+    desk: ServiceDeskServicer,
+) -> None:
+    def creating(starts_on: str, ends_on: str) -> dapi.CreateServiceContractRequest:
+        return dapi.CreateServiceContractRequest(
+            customer_id=str(uuid4()), name="Care", starts_on=starts_on, ends_on=ends_on
+        )
+
+    def renewing(contract_id: str, ends_on: str) -> dapi.RenewServiceContractRequest:
+        return dapi.RenewServiceContractRequest(contract_id=contract_id, ends_on=ends_on)
+
+    says = "must be a date from 1900-01-01 through 2999-12-31"
+    error = await refused(desk.CreateServiceContract(creating("0001-01-01", "9999-12-31"), CALL))
+    assert isinstance(error, InvalidArgument)
+    assert [(v.field, v.description) for v in error.violations] == [
+        ("starts_on", says),
+        ("ends_on", says),
+    ]
+    reply = await desk.CreateServiceContract(creating("2026-01-01", "2026-12-31"), CALL)
+    cid = reply.result.aggregate_id
+    assert await bad_fields(desk.RenewServiceContract(renewing(cid, "9999-12-31"), CALL)) == [
+        "ends_on"
+    ]
+    await desk.RenewServiceContract(renewing(cid, "2999-12-31"), CALL)
+    # The last day there is: renewing it again is a precondition, not an overflow.
+    again = await refused(desk.RenewServiceContract(renewing(cid, "2999-12-31"), CALL))
+    assert isinstance(again, PreconditionFailed)
+    assert "runs until 2999-12-31: a renewal must end after it" in str(again)
+    assert desk.app.check_slas() == 0
+    shown = await desk.GetServiceContract(dapi.GetServiceContractRequest(contract_id=cid), CALL)
+    assert (shown.contract.period, shown.contract.ends_on) == (1, "2999-12-31")
+    # A contract stored before the bound, ending on the calendar's last day, is refused too.
+    legacy = ServiceContract(
+        customer_id=str(uuid4()),
+        name="Legacy",
+        services=[],
+        starts_on="2026-01-01",
+        ends_on="9999-12-31",
+        warning_days=30,
+    )
+    with pytest.raises(PreconditionFailed):
+        legacy.renew("2028-01-01")
 
 
 async def test_bad_contracts_name_every_field(desk: ServiceDeskServicer) -> None:

@@ -32,6 +32,11 @@ MAX_WARNING_DAYS = 365
 MAX_SERVICES = 20
 MAX_ALLOWANCE = 100_000
 MAX_VALUE = Decimal(1_000_000_000)
+FIRST_DAY = date(1900, 1, 1)
+LAST_DAY = date(2999, 12, 31)
+"""The days a contract may start and end on: far beyond any contract a person signs, and far
+enough inside the calendar that its warning (up to MAX_WARNING_DAYS before its end), its
+expiry and a renewal (the day after it) are days too."""
 
 
 class AllowanceUnit(StrEnum):
@@ -219,12 +224,12 @@ class ServiceContract(Aggregate):
         end = _date(v, "ends_on", ends_on)
         v.check()
         assert end is not None
-        start = date.fromisoformat(self.ends_on) + timedelta(days=1)
-        if end < start:
+        current = date.fromisoformat(self.ends_on)
+        if end <= current:
             raise PreconditionFailed(
-                f"contract {self.id} runs until {self.ends_on}: a renewal must end after"
-                f" {start.isoformat()}"
+                f"contract {self.id} runs until {self.ends_on}: a renewal must end after it"
             )
+        start = current + timedelta(days=1)  # a day, since end (at most LAST_DAY) is after it
         self._renewed(
             self.customer_id, self.name, start.isoformat(), end.isoformat(), self.period + 1
         )
@@ -296,11 +301,16 @@ class ServiceContract(Aggregate):
 
 
 def _date(v: Violations, field: str, text: str) -> date | None:
+    """A contract's day, from FIRST_DAY through LAST_DAY."""
     try:
-        return date.fromisoformat(text.strip())
+        day = date.fromisoformat(text.strip())
     except ValueError:
         v.add(field, "must be a date, YYYY-MM-DD")
         return None
+    if not FIRST_DAY <= day <= LAST_DAY:
+        v.add(field, f"must be a date from {FIRST_DAY} through {LAST_DAY}")
+        return None
+    return day
 
 
 def create_contract(
