@@ -11,7 +11,9 @@ from typing import Any, TypeVar
 
 import pytest
 
+from c360.timeline.v1 import timeline_service_pb2 as tapi
 from c360_customer.application import CustomerApplication
+from c360_platform.context import ContextReader
 from c360_platform.errors import C360Error, InvalidArgument
 from c360_platform.store import CommandContext, CommandOutcome
 
@@ -46,6 +48,24 @@ class CallContext:
 
 
 CALL: Any = CallContext()
+
+
+class KnownCustomers(ContextReader):
+    """A timeline that knows the customers it is told of (every customer when told of none),
+    without a server: what the service desk asks before it records for a customer."""
+
+    def __init__(self, *customers: str) -> None:
+        super().__init__("127.0.0.1:1")
+        self.customers = set(customers)
+
+    def know(self, customer_id: str) -> str:
+        self.customers.add(customer_id)
+        return customer_id
+
+    async def known_profile(self, customer_id: str, grace: float = 0) -> Any:
+        if self.customers and customer_id not in self.customers:
+            return None
+        return tapi.Profile(customer_id=customer_id)
 
 
 async def refused(call: Awaitable[T], kind: type[C360Error] = C360Error) -> C360Error:

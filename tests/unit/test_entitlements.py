@@ -14,14 +14,13 @@ from hypothesis import strategies as st
 from c360.events.v1 import service_contract_events_pb2 as sev
 from c360.events.v1 import ticket_events_pb2 as tev
 from c360.service_desk.v1 import service_desk_service_pb2 as dapi
-from c360_platform.context import ContextReader
 from c360_platform.errors import PreconditionFailed
 from c360_service_desk.api import ServiceDeskServicer
 from c360_service_desk.application import ServiceDeskApplication
 from c360_service_desk.service_contracts import create_contract
 from c360_service_desk.sla import policy_for
 
-from .support import CALL, Clock, bad_fields
+from .support import CALL, Clock, KnownCustomers, bad_fields
 
 TODAY = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 
@@ -33,9 +32,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def desk(clock: Clock) -> ServiceDeskServicer:
-    return ServiceDeskServicer(
-        ServiceDeskApplication.in_memory(clock=clock), ContextReader("127.0.0.1:1")
-    )
+    return ServiceDeskServicer(ServiceDeskApplication.in_memory(clock=clock), KnownCustomers())
 
 
 async def contract(desk: ServiceDeskServicer, customer: str, **terms: object) -> str:

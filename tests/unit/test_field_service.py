@@ -15,9 +15,8 @@ from hypothesis import strategies as st
 
 from c360.events.v1 import field_service_events_pb2 as fev
 from c360.service_desk.v1 import service_desk_service_pb2 as dapi
-from c360_platform.context import ContextReader
 from c360_platform.envelope import Publication, pack
-from c360_platform.errors import PreconditionFailed
+from c360_platform.errors import InvalidArgument, NotFound, PreconditionFailed
 from c360_platform.validation import Violations
 from c360_service_desk.api import ServiceDeskServicer
 from c360_service_desk.application import ServiceDeskApplication
@@ -28,7 +27,8 @@ from c360_service_desk.reports import Visit, field_service_report
 from c360_timeline.projection import Entry, entry_for
 from c360_timeline.query import profile_message
 
-from .support import CALL, Clock, bad_fields, outcome_lookups, refused
+from .support import CALL, Clock, KnownCustomers, bad_fields, outcome_lookups, refused
+from .test_service_desk_application import open_ticket
 from .test_ticket_projection import replay
 
 NOW = datetime.now(UTC)
@@ -42,9 +42,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def desk(clock: Clock) -> ServiceDeskServicer:
-    return ServiceDeskServicer(
-        ServiceDeskApplication.in_memory(clock=clock), ContextReader("127.0.0.1:1")
-    )
+    return ServiceDeskServicer(ServiceDeskApplication.in_memory(clock=clock), KnownCustomers())
 
 
 def ts(at: datetime) -> Timestamp:
@@ -60,12 +58,13 @@ async def visit(
     technician: str = "emp-7",
     region: str = "north",
     ticket_id: str = "",
+    customer_id: str = "",
     fixed: bool = True,
     score: int = 0,
 ) -> str:
     made = await desk.CreateWorkOrder(
         dapi.CreateWorkOrderRequest(
-            customer_id=str(uuid4()),
+            customer_id=customer_id or str(uuid4()),
             summary="Router replacement",
             ticket_id=ticket_id,
             region=region,
@@ -219,14 +218,54 @@ async def test_bad_work_orders_name_every_field(desk: ServiceDeskServicer) -> No
     ) == ["technician_id", "window_end"]
 
 
+async def test_a_work_order_names_only_its_customers_ticket_and_contract(
+    desk: ServiceDeskServicer,
+) -> None:
+    ada, bob = str(uuid4()), str(uuid4())
+    adas_ticket, bobs_ticket = await open_ticket(desk, ada), await open_ticket(desk, bob)
+
+    async def contract(customer_id: str) -> str:
+        made = await desk.CreateServiceContract(
+            dapi.CreateServiceContractRequest(
+                customer_id=customer_id, name="Care", starts_on="2026-01-01", ends_on="2026-12-31"
+            ),
+            CALL,
+        )
+        return made.result.aggregate_id
+
+    adas_contract, bobs_contract = await contract(ada), await contract(bob)
+
+    def ordering(ticket_id: str = "", contract_id: str = "") -> dapi.CreateWorkOrderRequest:
+        return dapi.CreateWorkOrderRequest(
+            customer_id=ada, summary="Router", ticket_id=ticket_id, contract_id=contract_id
+        )
+
+    stored = desk.app.head()
+    for request in (ordering(ticket_id=str(uuid4())), ordering(contract_id=ada)):
+        await refused(desk.CreateWorkOrder(request, CALL), NotFound)
+    for request, field in [
+        (ordering(ticket_id=bobs_ticket), "ticket_id"),
+        (ordering(ticket_id=adas_ticket, contract_id=bobs_contract), "contract_id"),
+    ]:
+        error = await refused(desk.CreateWorkOrder(request, CALL), InvalidArgument)
+        assert isinstance(error, InvalidArgument)
+        assert [v.field for v in error.violations] == [field]
+        assert f"is customer {bob}'s, not {ada}'s" in error.violations[0].description
+    assert desk.app.head() == stored
+    made = await desk.CreateWorkOrder(ordering(adas_ticket, adas_contract), CALL)
+    order = desk.app.get_work_order(UUID(made.result.aggregate_id))
+    assert (order.ticket_id, order.contract_id) == (adas_ticket, adas_contract)
+
+
 async def test_the_report_counts_first_time_fixes_per_ticket(
     desk: ServiceDeskServicer, clock: Clock
 ) -> None:
     start = clock.now
-    ticket = str(uuid4())
+    customer = str(uuid4())
+    ticket = await open_ticket(desk, customer)
     # Two visits on one ticket: the first did not fix it, so neither is a first-time fix.
-    await visit(desk, clock, ticket_id=ticket, fixed=False, score=2)
-    await visit(desk, clock, ticket_id=ticket, fixed=True, score=4)
+    await visit(desk, clock, ticket_id=ticket, customer_id=customer, fixed=False, score=2)
+    await visit(desk, clock, ticket_id=ticket, customer_id=customer, fixed=True, score=4)
     await visit(desk, clock, technician="emp-8", region="south", fixed=True, score=5)
     report = await desk.GetFieldServiceReport(
         dapi.GetFieldServiceReportRequest(

@@ -9,11 +9,12 @@ from uuid import UUID, uuid4
 
 import pytest
 
+from c360.events.v1 import contact_events_pb2 as cev
 from c360.events.v1 import service_contract_events_pb2 as sev
+from c360.events.v1 import ticket_events_pb2 as tev
 from c360.service_desk.v1 import service_desk_service_pb2 as dapi
-from c360_platform.context import ContextReader
 from c360_platform.envelope import Publication, pack
-from c360_platform.errors import InvalidArgument, PreconditionFailed
+from c360_platform.errors import InvalidArgument, NotFound, PreconditionFailed
 from c360_service_desk.api import ServiceDeskServicer
 from c360_service_desk.application import ServiceDeskApplication
 from c360_service_desk.contract import CONTRACT
@@ -21,7 +22,8 @@ from c360_service_desk.service_contracts import ServiceContract
 from c360_timeline.projection import entry_for
 from c360_timeline.query import profile_message
 
-from .support import CALL, Clock, bad_fields, refused
+from .support import CALL, Clock, KnownCustomers, bad_fields, refused
+from .test_service_desk_application import open_ticket
 from .test_ticket_projection import replay
 
 NOW = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
@@ -34,9 +36,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def desk(clock: Clock) -> ServiceDeskServicer:
-    return ServiceDeskServicer(
-        ServiceDeskApplication.in_memory(clock=clock), ContextReader("127.0.0.1:1")
-    )
+    return ServiceDeskServicer(ServiceDeskApplication.in_memory(clock=clock), KnownCustomers())
 
 
 def kinds(desk: ServiceDeskServicer, contract_id: str) -> list[str]:
@@ -138,6 +138,38 @@ async def test_contract_days_are_bounded_so_renewals_and_warnings_stay_days(
     )
     with pytest.raises(PreconditionFailed):
         legacy.renew("2028-01-01")
+
+
+async def test_a_contract_or_a_contact_for_a_customer_nobody_knows_is_not_found(
+    clock: Clock,
+) -> None:
+    known = KnownCustomers(str(uuid4()))
+    desk = ServiceDeskServicer(ServiceDeskApplication.in_memory(clock=clock), known)
+    ticket = await open_ticket(desk, str(uuid4()))  # for someone not registered yet
+
+    def contract(customer_id: str) -> dapi.CreateServiceContractRequest:
+        return dapi.CreateServiceContractRequest(
+            customer_id=customer_id, name="Care", starts_on="2026-01-01", ends_on="2026-12-31"
+        )
+
+    def contact(customer_id: str) -> dapi.RecordContactRequest:
+        return dapi.RecordContactRequest(
+            customer_id=customer_id,
+            channel=tev.TICKET_CHANNEL_PHONE,
+            direction=cev.CONTACT_DIRECTION_INBOUND,
+            outcome=cev.CONTACT_OUTCOME_RESOLVED,
+        )
+
+    stored = desk.app.head()
+    for nobody in (str(uuid4()), ticket):
+        error = await refused(desk.CreateServiceContract(contract(nobody), CALL), NotFound)
+        assert f"customer {nobody} is not known to the timeline" in str(error)
+        await refused(desk.RecordContact(contact(nobody), CALL), NotFound)
+    assert desk.app.head() == stored
+    customer = known.know(str(uuid4()))
+    await desk.CreateServiceContract(contract(customer), CALL)
+    await desk.RecordContact(contact(customer), CALL)
+    assert desk.app.head() == stored + 2
 
 
 async def test_bad_contracts_name_every_field(desk: ServiceDeskServicer) -> None:

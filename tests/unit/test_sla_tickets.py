@@ -12,7 +12,6 @@ import pytest
 from c360.events.v1 import contact_events_pb2 as cev
 from c360.events.v1 import ticket_events_pb2 as ev
 from c360.service_desk.v1 import service_desk_service_pb2 as dapi
-from c360_platform.context import ContextReader
 from c360_platform.errors import PreconditionFailed
 from c360_platform.store import Eq, RowQuery
 from c360_service_desk.api import ServiceDeskServicer, ticket_message
@@ -20,7 +19,7 @@ from c360_service_desk.application import ServiceDeskApplication
 from c360_service_desk.contract import CONTRACT
 from c360_service_desk.domain import Ticket
 
-from .support import CALL, Clock, bad_fields, refused
+from .support import CALL, Clock, KnownCustomers, bad_fields, refused
 
 BERLIN = ZoneInfo("Europe/Berlin")
 MONDAY_9 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday, calendar in UTC
@@ -34,9 +33,7 @@ def clock() -> Clock:
 @pytest.fixture
 def desk(clock: Clock) -> ServiceDeskServicer:
     # The context reader is never asked (GetTicket is not called).
-    return ServiceDeskServicer(
-        ServiceDeskApplication.in_memory(clock=clock), ContextReader("127.0.0.1:1")
-    )
+    return ServiceDeskServicer(ServiceDeskApplication.in_memory(clock=clock), KnownCustomers())
 
 
 async def open_ticket(

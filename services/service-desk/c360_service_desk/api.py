@@ -347,9 +347,19 @@ class ServiceDeskServicer(
             lambda ctx: self.app.resume(ctx, tid, version),
         )
 
+    async def _require_known(self, customer_id: str, what: str) -> None:
+        """NOT_FOUND unless the timeline knows the customer (an id that is no UUID is left to
+        the domain's check, which names it with the other offending fields)."""
+        if _is_uuid(customer_id) and not await self.context.knows(customer_id):
+            raise NotFound(
+                f"customer {customer_id} is not known to the timeline; check the id ({what} is"
+                " recorded only for a registered customer)"
+            )
+
     async def RecordContact(
         self, request: api.RecordContactRequest, context: Ctx
     ) -> api.RecordContactResponse:
+        await self._require_known(request.customer_id, "a contact")
         fields = {
             "customer_id": request.customer_id,
             "channel": CHANNELS.parse("channel", request.channel),
@@ -375,6 +385,7 @@ class ServiceDeskServicer(
     async def CreateServiceContract(
         self, request: api.CreateServiceContractRequest, context: Ctx
     ) -> api.CreateServiceContractResponse:
+        await self._require_known(request.customer_id, "a service contract")
         fields = {
             "customer_id": request.customer_id,
             "name": request.name,

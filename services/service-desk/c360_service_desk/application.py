@@ -14,7 +14,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 
 from c360_platform import pii
-from c360_platform.errors import InvalidArgument, VersionConflict
+from c360_platform.errors import InvalidArgument, NotFound, VersionConflict
 from c360_platform.store import (
     ROW_TABLE,
     AllOf,
@@ -783,7 +783,31 @@ class ServiceDeskApplication(ServiceApplication):
     # -- field service ----------------------------------------------------------------------
 
     def create_work_order(self, ctx: CommandContext, **fields: Any) -> CommandOutcome:
-        return self.create(ctx, lambda: field_service.create_work_order(**fields), pure=True)
+        """A work order; the ticket and the contract it names must be the customer's."""
+
+        def make() -> WorkOrder:
+            order = field_service.create_work_order(**fields)
+            named: list[tuple[str, str, Ticket | ServiceContract | None]] = []
+            if order.ticket_id:
+                named.append(("ticket_id", "ticket", self.find(Ticket, UUID(order.ticket_id))))
+            if order.contract_id:
+                contract = self.find(ServiceContract, UUID(order.contract_id))
+                named.append(("contract_id", "service contract", contract))
+            for field, noun, found in named:
+                given = getattr(order, field)
+                if found is None:
+                    raise NotFound(f"{noun} {given} does not exist ({field})")
+                if found.customer_id != order.customer_id:
+                    raise InvalidArgument.one(
+                        field,
+                        f"{noun} {given} is customer {found.customer_id}'s,"
+                        f" not {order.customer_id}'s",
+                    )
+            return order
+
+        # Reads nothing unless it names a ticket or a contract.
+        refers = bool(fields.get("ticket_id", "").strip() or fields.get("contract_id", "").strip())
+        return self.create(ctx, make, pure=not refers)
 
     def get_work_order(self, work_order_id: UUID) -> WorkOrder:
         return self.load(WorkOrder, work_order_id)
