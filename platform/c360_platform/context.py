@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from uuid import UUID
 
 import grpc
 
 from c360.timeline.v1 import timeline_service_pb2 as tapi
 from c360.timeline.v1 import timeline_service_pb2_grpc as tapi_grpc
 from c360_platform import channels
-from c360_platform.errors import Unavailable
+from c360_platform.errors import NotFound, PreconditionFailed, Unavailable
 
 _log = logging.getLogger(__name__)
 RECENT_ENTRIES = 5
@@ -83,6 +84,42 @@ class ContextReader:
         )
         return reply.profile
 
+    async def require_customer(
+        self, customer_id: str, what: str, *, allow_unknown: str = "", allowed: bool = False
+    ) -> tapi.Profile | None:
+        """The profile of the customer a command records `what` (a ticket, a contract) for.
+        NOT_FOUND when the timeline does not know them, unless the request's option
+        `allow_unknown` is set (`allowed`; the timeline being down is then no reason to
+        refuse either); FAILED_PRECONDITION when they are forgotten, whatever was asked: what
+        is recorded for them now would be sealed with a key that is gone, unreadable at once.
+        None for an id that is no UUID (the domain names it with the other offending fields)
+        and for an unknown customer allowed."""
+        try:
+            UUID(customer_id)
+        except ValueError:
+            return None
+        try:
+            profile = await self.known_profile(customer_id)
+        except Unavailable:
+            if allowed:
+                return None
+            raise
+        if profile is None:
+            if allowed:
+                return None
+            option = f", or set {allow_unknown} to record it anyway" if allow_unknown else ""
+            raise NotFound(
+                f"customer {customer_id} is not known to the timeline; check the id ({what} is"
+                f" recorded only for a registered customer){option}"
+            )
+        if forgotten(profile):
+            raise PreconditionFailed(
+                f"customer {customer_id} is forgotten (their personal data was erased on"
+                f" request): {what} is not recorded for them; if the person comes back,"
+                " register them again"
+            )
+        return profile
+
     async def knows(self, customer_id: str, grace: float = KNOWN_GRACE) -> bool:
         """Whether the timeline has a profile of the customer (see `known_profile`)."""
         return await self.known_profile(customer_id, grace) is not None
@@ -129,3 +166,9 @@ class ContextReader:
         if self._channel is not None:
             await self._channel.close(None)
             self._channel = None
+
+
+def forgotten(profile: tapi.Profile) -> bool:
+    """Whether the profile is of a customer forgotten on request (`forgotten_at` is set)."""
+    value = profile.attributes.fields.get("forgotten_at")
+    return value is not None and bool(value.string_value)

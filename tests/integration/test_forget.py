@@ -16,6 +16,7 @@ import pytest
 
 from c360.customer.v1 import customer_service_pb2 as capi
 from c360.customer.v1 import customer_service_pb2_grpc as customer_grpc
+from c360.events.v1 import contact_events_pb2
 from c360.events.v1 import customer_events_pb2 as ev
 from c360.events.v1 import event_log_pb2 as logapi
 from c360.events.v1 import event_log_pb2_grpc as log_grpc
@@ -190,6 +191,29 @@ async def test_a_forgotten_customer_reads_nowhere_and_is_in_no_file(
         await stack.timeline.GetProfile(tapi.GetProfileRequest(customer_id=cid, wait_for=token))
     ).profile
     assert (profile.display_name, list(profile.emails), list(profile.phones)) == (FORGOTTEN, [], [])
+    # Nothing new is recorded for them (it would be sealed with a key that is gone), even
+    # when the caller allows an unknown customer.
+    for call in (
+        stack.service_desk.OpenTicket(
+            dapi.OpenTicketRequest(
+                customer_id=cid,
+                channel=tev.TICKET_CHANNEL_PHONE,
+                subject="back again",
+                allow_unknown_customer=True,
+            )
+        ),
+        stack.service_desk.RecordContact(
+            dapi.RecordContactRequest(
+                customer_id=cid,
+                channel=tev.TICKET_CHANNEL_PHONE,
+                direction=contact_events_pb2.CONTACT_DIRECTION_INBOUND,
+            )
+        ),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await call
+        assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert f"customer {cid} is forgotten" in (caught.value.details() or "")
 
     async def erased() -> bool:
         # A timeline process trusts a key it read for a few seconds (CACHE_SECONDS).

@@ -17,7 +17,7 @@ from c360_platform.commands import blocking, expected_version, parse_id
 from c360_platform.consistency import ConsistencyToken
 from c360_platform.context import ContextReader, CustomerContext
 from c360_platform.envelope import timestamp
-from c360_platform.errors import InvalidArgument, NotFound, Unavailable
+from c360_platform.errors import InvalidArgument, NotFound
 from c360_platform.servicer import CommandServicer, registration
 from c360_platform.store import AllOf, Eq
 from c360_platform.validation import Violations
@@ -189,21 +189,14 @@ class ServiceDeskServicer(
             "priority": PRIORITIES.given(request.priority),
             "time_zone": request.time_zone,
         }
-        classes: list[str] = []
-        if _is_uuid(request.customer_id):
-            try:
-                profile = await self.context.known_profile(request.customer_id)
-            except Unavailable:
-                if not request.allow_unknown_customer:
-                    raise
-                profile = None  # logged without the timeline: no classes to go by
-            if profile is None and not request.allow_unknown_customer:
-                raise NotFound(
-                    f"customer {request.customer_id} is not known to the timeline; check the"
-                    " id, or set allow_unknown_customer to open a ticket for a customer not"
-                    " registered yet"
-                )
-            classes = customer_classes(profile)
+        # None: logged for a customer not known (yet), or without the timeline: no classes.
+        profile = await self.context.require_customer(
+            request.customer_id,
+            "a ticket",
+            allow_unknown="allow_unknown_customer",
+            allowed=request.allow_unknown_customer,
+        )
+        classes = customer_classes(profile)
         service = request.service
         return await self.command(
             request,
@@ -347,19 +340,10 @@ class ServiceDeskServicer(
             lambda ctx: self.app.resume(ctx, tid, version),
         )
 
-    async def _require_known(self, customer_id: str, what: str) -> None:
-        """NOT_FOUND unless the timeline knows the customer (an id that is no UUID is left to
-        the domain's check, which names it with the other offending fields)."""
-        if _is_uuid(customer_id) and not await self.context.knows(customer_id):
-            raise NotFound(
-                f"customer {customer_id} is not known to the timeline; check the id ({what} is"
-                " recorded only for a registered customer)"
-            )
-
     async def RecordContact(
         self, request: api.RecordContactRequest, context: Ctx
     ) -> api.RecordContactResponse:
-        await self._require_known(request.customer_id, "a contact")
+        await self.context.require_customer(request.customer_id, "a contact")
         fields = {
             "customer_id": request.customer_id,
             "channel": CHANNELS.parse("channel", request.channel),
@@ -385,7 +369,7 @@ class ServiceDeskServicer(
     async def CreateServiceContract(
         self, request: api.CreateServiceContractRequest, context: Ctx
     ) -> api.CreateServiceContractResponse:
-        await self._require_known(request.customer_id, "a service contract")
+        await self.context.require_customer(request.customer_id, "a service contract")
         fields = {
             "customer_id": request.customer_id,
             "name": request.name,
@@ -694,15 +678,12 @@ class ServiceDeskServicer(
             "region": request.region,
             "currency": request.currency,
         }
-        if (
-            not request.allow_unknown_customer
-            and _is_uuid(request.customer_id)
-            and not await self.context.knows(request.customer_id)
-        ):
-            raise NotFound(
-                f"customer {request.customer_id} is not known to the timeline; check the id,"
-                " or set allow_unknown_customer"
-            )
+        await self.context.require_customer(
+            request.customer_id,
+            "a work order",
+            allow_unknown="allow_unknown_customer",
+            allowed=request.allow_unknown_customer,
+        )
         return await self.command(
             request,
             context,
@@ -995,14 +976,6 @@ def work_order_summary(r: dict[str, Any]) -> api.WorkOrderSummary:
         satisfaction=r["satisfaction"],
         created_at=timestamp(r["created_at"]),
     )
-
-
-def _is_uuid(text: str) -> bool:
-    try:
-        UUID(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _target(request: Any) -> tuple[UUID, int | None]:
