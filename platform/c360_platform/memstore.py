@@ -18,6 +18,7 @@ from c360_platform.store import (
     EventMetadata,
     QueryTable,
     RowQuery,
+    check_sizes,
     commands_of,
     holds,
     match_score,
@@ -39,6 +40,7 @@ class MemoryEventRecorder(POPOApplicationRecorder):
     # -- one atomic step: events, metadata, request outcome, rows --------------------------
 
     def _assert_uniqueness(self, stored_events: Sequence[_StoredEvent], **kwargs: Any) -> None:
+        check_sizes(stored_events)  # as the PostgreSQL recorder: nothing it could not publish
         super()._assert_uniqueness(stored_events, **kwargs)
         seen: set[str] = set()
         for save, _ in commands_of(stored_events, kwargs):

@@ -48,6 +48,7 @@ from c360_platform.store import (
     QueryTable,
     RowQuery,
     ServiceApplication,
+    check_sizes,
     commands_of,
     schema_for,
 )
@@ -495,7 +496,9 @@ class EventRecorder(_SchemaOnce, PostgresApplicationRecorder):
         of a registration's 17 ms at 220/s), and the table lock was held across two of them.
         A failed statement fails the rest and rolls back: the first error is raised as itself
         (psycopg raises the first of a sync's results that failed), a request id or an
-        aggregate version recorded already as the library's IntegrityError."""
+        aggregate version recorded already as the library's IntegrityError. An event too
+        large to publish is refused before anything is sent (`check_sizes`)."""
+        check_sizes(stored_events)
         with self.datastore.get_connection() as conn:
             inserted = conn.cursor()
             with pipelined_transaction(conn):

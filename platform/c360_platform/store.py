@@ -194,6 +194,28 @@ def commands_of(
     return commands
 
 
+MAX_EVENT_BYTES = 256 * 1024
+"""The largest stored state of one event a store takes (bytes of its JSON). Every stored event
+is published as one NATS message, and nats-server refuses a message over its `max_payload`
+(1 MiB: its default, which the embedded server keeps, and deploy/components/nats/nats.conf
+sets); the relay could never publish a larger event, and every event after it would wait
+behind it. The envelope around the state (ids, times, trace context, the payload as protobuf,
+smaller than its JSON) stays well under 1 MiB at a quarter of it, and no command of c360's
+fields and count limits comes near it: a state this large is a request nobody meant."""
+
+
+def check_sizes(stored_events: Sequence[StoredEvent]) -> None:
+    """Refuse (INVALID_ARGUMENT naming the request, before anything is stored) a command one
+    of whose events holds more than MAX_EVENT_BYTES of state."""
+    largest = max((len(e.state) for e in stored_events), default=0)
+    if largest > MAX_EVENT_BYTES:
+        raise InvalidArgument.one(
+            "request",
+            f"this change is too large: {largest} bytes; at most {MAX_EVENT_BYTES}"
+            " (send less text, or fewer items, at once)",
+        )
+
+
 def fingerprint(data: bytes) -> str:
     """A stable digest of a request, to tell a retry from a reuse of its request id."""
     return hashlib.sha256(data).hexdigest()

@@ -39,7 +39,7 @@ from typing import Any
 
 from eventsourcing.persistence import ApplicationRecorder, IntegrityError, StoredEvent
 
-from c360_platform.store import CommandRecorder, SaveContext
+from c360_platform.store import CommandRecorder, SaveContext, check_sizes
 
 MAX_BATCH = 256
 """Commands per transaction at most (a bound on one transaction's size and lock time)."""
@@ -160,7 +160,10 @@ class Writer:
         return self.submit(Write(events, save, rows or []))
 
     def submit(self, item: Write) -> Future[list[int]]:
-        """Queue a command's write; its future resolves when its batch has committed."""
+        """Queue a command's write; its future resolves when its batch has committed. A
+        command with an event too large to publish is refused here, alone, before it joins a
+        batch (`store.check_sizes`: InvalidArgument)."""
+        check_sizes(item.events)
         with self._lock:
             if self._closed:
                 raise RuntimeError(f"{self.name} is closed")

@@ -24,6 +24,8 @@ from c360.timeline.v1 import timeline_service_pb2 as tapi
 from c360_customer.application import CustomerApplication
 from c360_customer.contract import CONTRACT as CUSTOMER_CONTRACT
 from c360_platform import relay as relay_module
+from c360_platform import store
+from c360_platform.errors import InvalidArgument
 from c360_platform.pgstore import ensure_schema, postgres_env
 from c360_platform.relay import ADVANCE_EVERY, OutboxRelay, StoredEnvelope
 from c360_platform.store import CommandContext
@@ -503,3 +505,22 @@ async def test_personal_data_stays_out_of_subjects_and_logs(
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert "Secretname" not in logged
     assert "zelda.secret" not in logged
+
+
+def test_a_store_on_postgresql_refuses_an_event_too_large_to_publish(
+    app: CustomerApplication, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    register_many(app, 1)
+    monkeypatch.setattr(store, "MAX_EVENT_BYTES", 500)
+    with pytest.raises(InvalidArgument, match="this change is too large") as refused:
+        app.register(
+            CommandContext(request_id="large", command="RegisterCustomer", fingerprint="large"),
+            kind="person",
+            display_name="x" * 200,
+            emails=[],
+            phones=[],
+            addresses=[],
+        )
+    assert [v.field for v in refused.value.violations] == ["request"]
+    assert app.event_recorder.count_events() == 1
+    assert app.event_recorder.find_outcome("large") is None

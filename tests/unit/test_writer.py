@@ -15,6 +15,7 @@ from uuid import UUID
 import pytest
 
 from c360_customer.application import CustomerApplication
+from c360_platform import store
 from c360_platform.errors import InvalidArgument, VersionConflict
 from c360_platform.store import CommandOutcome, RowQuery
 
@@ -228,3 +229,59 @@ def test_with_no_command_on_its_way_a_write_goes_at_once() -> None:
     assert isinstance(answer, CommandOutcome)
     assert sizes.sizes == [1]
     assert writer.stats.transactions == 1
+
+
+def register_large(app: CustomerApplication) -> CommandOutcome:
+    """A registration whose event holds more than 500 bytes (a name of 200 characters)."""
+    return app.register(
+        ctx("large"),
+        kind="person",
+        display_name="x" * 200,
+        emails=[],
+        phones=[],
+        addresses=[],
+    )
+
+
+def test_a_command_too_large_to_publish_is_refused_alone_in_its_batch(
+    app: CustomerApplication, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store, "MAX_EVENT_BYTES", 500)  # a registration with a long name is more
+    gate = Gate(app)
+
+    def refused() -> Any:
+        # Answered at once, while the writer is held: it never waits for (or joins) a batch.
+        with pytest.raises(InvalidArgument) as caught:
+            register_large(app)
+        return caught.value
+
+    answers = run_together(
+        app,
+        gate,
+        lambda: register(app, "first"),
+        [
+            lambda: register(app, "before"),
+            lambda: (refused(), register(app, "after"))[1],
+        ],
+    )
+    assert all(isinstance(a, CommandOutcome) for a in answers)
+    assert gate.sizes == [1, 2]
+    assert app.event_recorder.count_events() == 3
+    assert app.event_recorder.find_outcome("large") is None
+    error = refused()
+    [violation] = error.violations
+    assert violation.field == "request"
+    assert "this change is too large" in violation.description
+    assert "at most 500" in violation.description
+    assert app.event_recorder.count_events() == 3
+
+
+def test_without_a_writer_a_command_too_large_to_publish_stores_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    app = CustomerApplication.in_memory()
+    monkeypatch.setattr(store, "MAX_EVENT_BYTES", 500)
+    with pytest.raises(InvalidArgument, match="this change is too large"):
+        register_large(app)
+    assert app.event_recorder.count_events() == 0
+    assert register(app, "small").position == 1
