@@ -5,6 +5,7 @@ counters, histograms and the /metrics endpoint in one dependency-free library).
     c360_rpc_duration_seconds{service,method,code}   their latency (histogram)
     c360_relay_active{source}                        1 where this process holds the relay lock
     c360_relay_lag_events{source}                    stored position - published position
+    c360_relay_blocked_position{source}              an event too large to publish (0: none)
     c360_projector_active{consumer}                  1 where it holds the projector lock
     c360_projector_lag_messages{consumer}            stream messages not yet applied
     c360_dead_letters                                messages on the dead-letter stream
@@ -52,6 +53,12 @@ RELAY_ACTIVE = Gauge("c360_relay_active", "1 where this process holds the relay 
 RELAY_LAG = Gauge(
     "c360_relay_lag_events",
     "Events stored but not yet published (stored - published position).",
+    ["source"],
+)
+RELAY_BLOCKED = Gauge(
+    "c360_relay_blocked_position",
+    "Position of the stored event the relay is stopped at, too large for the NATS server to"
+    " take (0: none).",
     ["source"],
 )
 PROJECTOR_ACTIVE = Gauge(
@@ -155,6 +162,7 @@ async def sample_relay(relay: OutboxRelay) -> None:
     # The acknowledged position, not only the written one (written at most once a second).
     published = max(relay.acknowledged, await asyncio.to_thread(relay.position))
     RELAY_LAG.labels(source).set(max(0, (stored or 0) - published))
+    RELAY_BLOCKED.labels(source).set(relay.blocked or 0)
 
 
 async def sample_projector(projector: Any) -> None:

@@ -74,6 +74,27 @@ which a shorter backlog, relayed in a couple of seconds, would not win back."""
 FAST_FROM = 32
 """A backlog from this many events on goes out as a fast-ingest batch: below it, one ack per
 message is sooner (the batch's two round trips cost more than the acks it saves)."""
+HEADERS_ALLOWANCE = 1024
+"""Bytes kept for a message's headers (its id, the stream expected, the trace context, a
+fast batch's own) within the server's max_payload, which counts them with the envelope."""
+BLOCKED_RETRY = 60.0
+"""Seconds between two tries of a relay stopped at an event too large for the NATS server
+(`Unpublishable`): it can only go once an operator has raised the server's max_payload."""
+
+
+class Unpublishable(Exception):
+    """A stored event larger than the NATS server takes (its max_payload): it cannot be
+    published, and nothing after it may be (the stream keeps each source in log order, and no
+    event is skipped). Stores refuse such events (`store.MAX_EVENT_BYTES`); this is one stored
+    before they did, or a server whose max_payload was lowered since."""
+
+    def __init__(self, source: str, position: int, subject: str, size: int, limit: int) -> None:
+        self.position = position
+        super().__init__(
+            f"relay {source}: the event at position {position} ({subject}) is {size} bytes,"
+            f" more than the NATS server's max_payload ({limit} bytes with headers): nothing"
+            f" from it on is published; raise max_payload (nats.conf) to publish it"
+        )
 
 
 class Contract(Protocol):
@@ -263,6 +284,8 @@ class OutboxRelay:
             self._warmed.off()
         self.acknowledged = 0
         """The last position the stream acknowledged storing (of this relay's publishing)."""
+        self.blocked: int | None = None
+        """The position of an event the relay is stopped at (`Unpublishable`), None if none."""
         self._unsaved: int | None = None
         """An acknowledged position not written yet (see ADVANCE_EVERY)."""
         self._saved_at = -ADVANCE_EVERY
@@ -468,7 +491,7 @@ class OutboxRelay:
         stream acknowledged is written, in a thread, while the next one is published: one
         write per page, and no wait for the acknowledgements between pages."""
         await self.connect()
-        rows = await self._page(position)
+        rows, too_large = self._fitting(await self._page(position))
         publisher: Batches | None = self.publisher
         if self.batches is not None and len(rows) >= FAST_FROM:
             publisher = self.batches
@@ -482,7 +505,7 @@ class OutboxRelay:
             while True:
                 read += len(rows)
                 more = len(rows) == self.batch_size and not (stop is not None and stop.is_set())
-                if limit is not None and read >= limit:
+                if (limit is not None and read >= limit) or too_large is not None:
                     more = False
                 if more:
                     # A backlog: the next page is read while this one is published.
@@ -512,12 +535,24 @@ class OutboxRelay:
                             await writing
                         self._unsaved, self._saved_at = None, time.monotonic()
                         writing = asyncio.ensure_future(asyncio.to_thread(self.advance, through))
+                if too_large is not None:  # what came before it is stored (and advanced)
+                    raise too_large
                 if not more:
                     return position
-                rows = await self._page(position)
+                rows, too_large = self._fitting(await self._page(position))
         finally:
             if writing is not None:
                 await writing
+
+    def _fitting(self, page: Page) -> tuple[Page, Unpublishable | None]:
+        """The page up to its first event the NATS server would refuse as too large, and that
+        event's error (None if every event fits)."""
+        assert self.nc is not None
+        limit = self.nc.max_payload
+        for i, (position, subject, data, _, _) in enumerate(page):
+            if len(data) + HEADERS_ALLOWANCE > limit:
+                return page[:i], Unpublishable(self.source, position, subject, len(data), limit)
+        return page, None
 
     async def _publish_rows(self, publisher: Batches, page: Page) -> None:
         tracing = telemetry.enabled()
@@ -580,6 +615,15 @@ class OutboxRelay:
             await asyncio.to_thread(self.advance, end)
         return self.published
 
+    def _stopped_at(self, blocked: Unpublishable) -> None:
+        """An event that cannot be published stops the relay there: said once at ERROR (its
+        position, its size, the server's limit), shown as `blocked` (and the metric
+        c360_relay_blocked_position), tried again every BLOCKED_RETRY seconds (`run`), never
+        skipped: a successor would stop at it too, and a gap is worse than a wait."""
+        if self.blocked != blocked.position:
+            _log.error("%s", blocked)
+        self.blocked = blocked.position
+
     async def _wait_for_news(self, stop: asyncio.Event, timeout: float) -> None:
         conn = self.lock.conn
         if conn is None:
@@ -605,7 +649,13 @@ class OutboxRelay:
             )
             checked = time.monotonic()
             while not stop.is_set():
-                position = await self.publish_backlog(position, stop, lazy=True)
+                try:
+                    position = await self.publish_backlog(position, stop, lazy=True)
+                    self.blocked = None
+                except Unpublishable as blocked:
+                    stored = await asyncio.to_thread(self.position)
+                    position = max(self.acknowledged, stored)  # everything before it went
+                    self._stopped_at(blocked)
                 if stop.is_set():
                     break
                 # The session holding the lock is looked at once a second, not at every
@@ -616,8 +666,11 @@ class OutboxRelay:
                         await self.close()
                         return
                     checked = time.monotonic()
-                due = self._due_in() if self._unsaved is not None else 0.5
-                await self._wait_for_news(stop, min(0.5, due))
+                if self.blocked is not None:
+                    await sleep_or_stop(stop, BLOCKED_RETRY)
+                else:
+                    due = self._due_in() if self._unsaved is not None else 0.5
+                    await self._wait_for_news(stop, min(0.5, due))
                 await self.store_due()
 
         await lead(

@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import nats
@@ -25,6 +26,7 @@ from c360_customer.application import CustomerApplication
 from c360_customer.contract import CONTRACT as CUSTOMER_CONTRACT
 from c360_platform import relay as relay_module
 from c360_platform import store
+from c360_platform.embedded import EmbeddedNats
 from c360_platform.errors import InvalidArgument
 from c360_platform.pgstore import ensure_schema, postgres_env
 from c360_platform.relay import ADVANCE_EVERY, OutboxRelay, StoredEnvelope
@@ -505,6 +507,57 @@ async def test_personal_data_stays_out_of_subjects_and_logs(
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert "Secretname" not in logged
     assert "zelda.secret" not in logged
+
+
+async def test_a_relay_stops_at_an_event_the_server_cannot_take_and_says_where(
+    app: CustomerApplication,
+    database_url: str,
+    tmp_path: Path,
+    closing: list[Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An event stored larger than the server's max_payload (here a server that takes 2 KiB;
+    a registration with a long name and ten long e-mail addresses is more) is never skipped:
+    what came before it is published and its position written, the relay stops at it, says
+    so once at ERROR naming its position, and shows it as `blocked`."""
+    server = EmbeddedNats(tmp_path / "nats", extra_config="max_payload: 2048")
+    nats_url = server.start()
+    try:
+        register_many(app, 3)
+        app.register(
+            CommandContext(),
+            kind="person",
+            display_name="Large " + "x" * 190,
+            emails=[f"large{i}.{'y' * 50}@example.com" for i in range(10)],
+            phones=[],
+            addresses=[],
+        )
+        large = app.recorder.max_notification_id() or 0
+        register_many(app, 2, start=3)
+        relay = make_relay(app, database_url, nats_url)
+        closing.append(relay)
+        with pytest.raises(relay_module.Unpublishable, match=f"at position {large} "):
+            await relay.publish_backlog(0)
+        assert relay.position() == large - 1
+
+        stop = asyncio.Event()
+        caplog.set_level(logging.ERROR, logger=relay_module.__name__)
+        task = asyncio.create_task(relay.run(stop))
+        await eventually(lambda: _blocked(relay, large), what="the relay to stop at the event")
+        stop.set()
+        await task
+        errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert len(errors) == 1
+        assert f"the event at position {large} (c360.customer." in errors[0].getMessage()
+        assert "max_payload" in errors[0].getMessage()
+        ids = [msg_id for msg_id, _ in await stream_messages(nats_url)]
+        assert ids == [f"customer:{p}" for p in range(1, large)]
+    finally:
+        server.stop()
+
+
+async def _blocked(relay: OutboxRelay, position: int) -> bool:
+    return relay.blocked == position
 
 
 def test_a_store_on_postgresql_refuses_an_event_too_large_to_publish(
