@@ -132,3 +132,58 @@ def test_pipeline_stages_need_an_open_stage_and_closed_stages_force_their_probab
         "stages[1].key",
         "stages[1].probability",
     ]
+
+
+def fields(refused: pytest.ExceptionInfo[InvalidArgument]) -> list[str]:
+    return sorted(v.field for v in refused.value.violations)
+
+
+def test_team_members_territories_are_bounded_in_length_and_number() -> None:
+    long = "x" * (domain.MAX_KEY + 1)
+    with pytest.raises(InvalidArgument) as refused:
+        domain.team_members(
+            [
+                {"agent_id": "a", "territories": ["north", long]},
+                {"agent_id": "b", "territories": ["t"] * (domain.MAX_TERRITORIES + 1)},
+                {"agent_id": "c", "territories": ["south\x07"]},
+            ]
+        )
+    assert fields(refused) == [
+        "members[0].territories[1]",
+        "members[1].territories",
+        "members[2].territories[0]",
+    ]
+    with pytest.raises(InvalidArgument) as refused:
+        domain.team_members([{"agent_id": f"a{i}"} for i in range(domain.MAX_MEMBERS + 1)])
+    assert fields(refused) == ["members"]
+    assert "at most 100" in str(refused.value)
+    kept = domain.team_members([{"agent_id": "a", "territories": [" North ", "x" * 64]}])
+    assert kept[0]["territories"] == ["north", "x" * 64]
+
+
+def test_a_pipeline_has_a_bounded_number_of_stages() -> None:
+    with pytest.raises(InvalidArgument) as refused:
+        domain.pipeline_stages([{"key": f"s{i}"} for i in range(10_000)])
+    assert fields(refused) == ["stages"]  # one violation, not one per stage
+    assert len(domain.pipeline_stages([{"key": f"s{i}"} for i in range(domain.MAX_STAGES)])) == 30
+
+
+def test_price_rules_are_bounded_in_length_and_number() -> None:
+    long = "x" * (domain.MAX_KEY + 1)
+    with pytest.raises(InvalidArgument) as refused:
+        domain.price_rules(
+            [
+                {"scope": "all", "computation": "percent_discount"},
+                {"scope": "all", "computation": "percent_discount"},
+                {"scope": "all", "computation": "percent_discount"},
+                {"rule_id": long, "scope": "all", "computation": "percent_discount"},
+                {"scope": "product", "target": long, "computation": "percent_discount"},
+                {"scope": "all", "computation": "percent_discount", "fixed_price": long},
+            ]
+        )
+    assert fields(refused) == ["rules[3].rule_id", "rules[4].target", "rules[5].fixed_price"]
+    too_many = [{"scope": "all", "computation": "fixed", "fixed_price": "1"}] * 10_000
+    with pytest.raises(InvalidArgument) as refused:
+        domain.price_rules(too_many)
+    assert fields(refused) == ["rules"]
+    assert len(domain.price_rules(too_many[: domain.MAX_RULES])) == domain.MAX_RULES

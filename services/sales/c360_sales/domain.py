@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Sized
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
@@ -33,6 +33,16 @@ MAX_TEXT = 5_000
 MAX_REASON = 500
 MAX_LINES = 500
 MAX_PRODUCTS = 50
+MAX_KEY = 64
+"""Territories and each field of a price rule (an id, a target, a decimal, a date): short."""
+MAX_MEMBERS = 100
+"""Members of a sales team."""
+MAX_TERRITORIES = 20
+"""Territories of one team member."""
+MAX_STAGES = 30
+"""Stages of a pipeline."""
+MAX_RULES = 200
+"""Rules of a price list."""
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 _AMOUNT = re.compile(r"^-?[0-9]{1,15}(\.[0-9]{1,4})?$")
 _KEY = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,63}$")
@@ -109,6 +119,14 @@ class Checks(Violations):
         if not _KEY.match(cleaned):
             self.add(field, "must be 1-64 of a-z 0-9 _ - starting with a letter or digit")
         return cleaned
+
+    def at_most(self, field: str, items: Sized, limit: int) -> bool:
+        """Whether `items` are at most `limit` (else a violation of `field`, to be raised
+        before each item is checked: thousands of items are one mistake, not thousands)."""
+        if len(items) <= limit:
+            return True
+        self.add(field, f"must be at most {limit} (there are {len(items)})")
+        return False
 
     def percent(self, field: str, value: int) -> int:
         if not 0 <= value <= 100:
@@ -465,6 +483,8 @@ def team_members(members: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     v = Checks()
     seen: set[str] = set()
     out: list[dict[str, Any]] = []
+    if not v.at_most("members", members, MAX_MEMBERS):
+        v.check()
     for i, m in enumerate(members):
         agent = v.employee_id(f"members[{i}].agent_id", str(m.get("agent_id", "")))
         if not agent:
@@ -472,8 +492,16 @@ def team_members(members: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         if agent in seen:
             v.add(f"members[{i}].agent_id", "is listed twice")
         seen.add(agent)
+        given = list(m.get("territories", ()))
+        where = f"members[{i}].territories"
         territories = sorted(
-            {str(t).strip().lower() for t in m.get("territories", ()) if str(t).strip()}
+            {
+                v.text(f"{where}[{j}]", str(t), max_len=MAX_KEY).lower()
+                for j, t in enumerate(given)
+                if str(t).strip()
+            }
+            if v.at_most(where, given, MAX_TERRITORIES)
+            else ()
         )
         out.append(
             {"agent_id": agent, "territories": territories, "capacity": int(m.get("capacity", 0))}
@@ -572,6 +600,8 @@ def pipeline_stages(stages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]
     v = Checks()
     out: list[dict[str, Any]] = []
     keys: set[str] = set()
+    if not v.at_most("stages", stages, MAX_STAGES):
+        v.check()
     for i, s in enumerate(stages):
         key = v.key(f"stages[{i}].key", str(s.get("key", "")))
         if key in keys:
@@ -1090,9 +1120,14 @@ def price_rules(rules: Sequence[Mapping[str, str]]) -> list[dict[str, str]]:
     v = Checks()
     out: list[dict[str, str]] = []
     ids: set[str] = set()
+    if not v.at_most("rules", rules, MAX_RULES):
+        v.check()
     for i, raw in enumerate(rules):
         f = f"rules[{i}]."
-        r = {name: str(raw.get(name, "") or "").strip() for name in RULE_FIELDS}
+        r = {  # each a word or a number: an id, a key, a decimal, a date
+            name: v.text(f + name, str(raw.get(name, "") or ""), required=False, max_len=MAX_KEY)
+            for name in RULE_FIELDS
+        }
         r["rule_id"] = r["rule_id"] or f"r{i + 1}"
         if r["rule_id"] in ids:
             v.add(f + "rule_id", "is used twice")
