@@ -7,6 +7,7 @@ import contextlib
 import gc
 import logging
 import os
+import re
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
@@ -64,8 +65,63 @@ _NATS_DOWN = (
 )
 
 
+MAX_MESSAGE_BYTES = 500
+"""The status message at most (UTF-8; sent percent-encoded in `grpc-message`, and again in
+`grpc-status-details-bin`). An error's text may echo what the caller sent ("no segment
+'…'"): a trailer over gRPC's metadata limits (8 KiB soft, 16 KiB hard) would turn the
+answer into RESOURCE_EXHAUSTED, so the trailers of an error stay a few KiB at most."""
+MAX_VALUE_CHARS = 64
+"""A word of an error's text (an echoed value: nothing but a value is this long without a
+space) longer than this is cut to it, with an ellipsis."""
+MAX_FIELD_BYTES = 100
+MAX_DESCRIPTION_BYTES = 300
+MAX_DETAILS_BYTES = 3000
+"""The BadRequest's violations at most (and at most inbound.MAX_REPORTED of them)."""
+_LONG_WORD = re.compile(rf"\S{{{MAX_VALUE_CHARS + 1},}}")
+
+
+def _cut(text: str, limit: int) -> str:
+    """`text` in at most `limit` bytes of UTF-8, ending in an ellipsis if it was cut."""
+    data = text.encode()
+    if len(data) <= limit:
+        return text
+    return data[: limit - 3].decode(errors="ignore") + "\u2026"
+
+
+def _cut_word(found: re.Match[str]) -> str:
+    word = found.group()
+    closing = word[len(word.rstrip("'\")]},.;:")) :][:3]  # the quote around a value stays
+    return word[:MAX_VALUE_CHARS] + "\u2026" + closing
+
+
+def shorten(text: str, limit: int) -> str:
+    """An error's text for a trailer: long words (echoed values) and the whole cut to size."""
+    return _cut(_LONG_WORD.sub(_cut_word, text), limit)
+
+
+def _bad_request(exc: errors.InvalidArgument) -> tuple[str, error_details_pb2.BadRequest]:
+    """The message and BadRequest of an INVALID_ARGUMENT: its first violations, each
+    shortened, as many as fit MAX_DETAILS_BYTES (inbound.MAX_REPORTED at most); the message
+    says how many more there were."""
+    bad = error_details_pb2.BadRequest()
+    for v in exc.violations[: inbound.MAX_REPORTED]:
+        one = error_details_pb2.BadRequest.FieldViolation(
+            field=_cut(v.field, MAX_FIELD_BYTES),
+            description=shorten(v.description, MAX_DESCRIPTION_BYTES),
+        )
+        if bad.field_violations and bad.ByteSize() + one.ByteSize() > MAX_DETAILS_BYTES:
+            break
+        bad.field_violations.append(one)
+    shown = [f"{v.field}: {v.description}" for v in bad.field_violations]
+    left = len(exc.violations) - len(shown)
+    if left:
+        shown.append(f"and {left} more")
+    return shorten("; ".join(shown), MAX_MESSAGE_BYTES), bad
+
+
 def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str, status_pb2.Status]:
-    """The gRPC status (and google.rpc.Status with details) an exception maps to."""
+    """The gRPC status (and google.rpc.Status with details) an exception maps to; its texts
+    shortened to keep the trailers small (MAX_MESSAGE_BYTES, MAX_DETAILS_BYTES)."""
     code = grpc.StatusCode.INTERNAL
     message = "internal error; the server log has the details"
     details: list[any_pb2.Any] = []
@@ -74,16 +130,9 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str, status_pb2.Sta
             if isinstance(exc, kind):
                 code = mapped
                 break
-        message = str(exc)
+        message = shorten(str(exc), MAX_MESSAGE_BYTES)
         if isinstance(exc, errors.InvalidArgument):
-            bad = error_details_pb2.BadRequest(
-                field_violations=[
-                    error_details_pb2.BadRequest.FieldViolation(
-                        field=v.field, description=v.description
-                    )
-                    for v in exc.violations
-                ]
-            )
+            message, bad = _bad_request(exc)
             packed = any_pb2.Any()
             packed.Pack(bad)
             details.append(packed)
