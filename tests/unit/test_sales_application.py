@@ -912,3 +912,64 @@ async def test_classes_are_recorded_when_they_start_and_end(
         for p in published
     ] == [(["debtor"], [], ["debtor"]), ([], ["debtor"], [])]
     assert published[0].started[0].reason == "overdue: INV-8"
+
+
+async def test_defining_again_with_a_stale_expected_version_is_aborted_and_changes_nothing(
+    sales: SalesServicer,
+) -> None:
+    """DefineProduct, DefineSalesTeam, DefinePipeline and DefinePriceList create or change
+    what is there; with an expected_version that is not its version (0: nothing defined yet)
+    they are ABORTED, as every command on an existing aggregate is."""
+    rule = prev.PriceRule(scope=prev.PRICE_SCOPE_ALL, computation=prev.PRICE_COMPUTATION_FIXED)
+    rule.fixed_price = "9.00"
+
+    def product(name: str, version: int | None) -> Any:
+        request = sapi.DefineProductRequest(
+            sku="AUDIT-V", name=name, list_price=lev.SalesMoney(currency="EUR", amount="10")
+        )
+        if version is not None:
+            request.expected_version = version
+        return sales.DefineProduct(request, CALL)
+
+    def team(agent: str, version: int | None) -> Any:
+        request = sapi.DefineSalesTeamRequest(
+            name="north", members=[tev.TeamMember(agent_id=agent)]
+        )
+        if version is not None:
+            request.expected_version = version
+        return sales.DefineSalesTeam(request, CALL)
+
+    def pipeline(key: str, version: int | None) -> Any:
+        request = sapi.DefinePipelineRequest(
+            name="deals", stages=[pev.PipelineStage(key=key, probability=10)]
+        )
+        if version is not None:
+            request.expected_version = version
+        return sales.DefinePipeline(request, CALL)
+
+    def price_list(currency: str, version: int | None) -> Any:
+        request = sapi.DefinePriceListRequest(name="list", currency=currency, rules=[rule])
+        if version is not None:
+            request.expected_version = version
+        return sales.DefinePriceList(request, CALL)
+
+    for define, first, second in (
+        (product, "first", "second"),
+        (team, "emp-1", "emp-2"),
+        (pipeline, "new", "open"),
+        (price_list, "EUR", "USD"),
+    ):
+        await refused(define(first, 1), VersionConflict)  # nothing there: version 0
+        created = await define(first, 0)
+        assert created.result.version == 1
+        before = stored(sales)
+        for stale in (0, 2, 987, 2**64 - 1):
+            await refused(define(second, stale), VersionConflict)
+        with pytest.raises(VersionConflict):
+            await define(first, 5)  # not even a change: still refused
+        assert stored(sales) == before
+        changed = await define(second, 1)
+        assert changed.result.version == 2
+        assert (await define(second, None)).result.version == 2  # no version: as before
+    products = await sales.ListProducts(sapi.ListProductsRequest(), CALL)
+    assert [(p.sku, p.name, p.version) for p in products.products] == [("AUDIT-V", "second", 2)]

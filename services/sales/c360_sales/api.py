@@ -476,7 +476,7 @@ class SalesServicer(CommandServicer[SalesApplication], api_grpc.SalesServiceServ
             request,
             context,
             api.DefineSalesTeamResponse,
-            lambda ctx: self.app.define_team(ctx, request.name, members),
+            lambda ctx: self.app.define_team(ctx, request.name, members, expected_version(request)),
         )
 
     # -- pipelines and opportunities -------------------------------------------------------------
@@ -498,7 +498,9 @@ class SalesServicer(CommandServicer[SalesApplication], api_grpc.SalesServiceServ
             request,
             context,
             api.DefinePipelineResponse,
-            lambda ctx: self.app.define_pipeline(ctx, request.name, request.team, stages),
+            lambda ctx: self.app.define_pipeline(
+                ctx, request.name, request.team, stages, expected_version(request)
+            ),
         )
 
     async def ListPipelines(
@@ -654,6 +656,7 @@ class SalesServicer(CommandServicer[SalesApplication], api_grpc.SalesServiceServ
             lambda ctx: self.app.define_product(
                 ctx,
                 sku=request.sku,
+                expected_version=expected_version(request),
                 name=request.name,
                 category=request.category,
                 unit=request.unit,
@@ -685,7 +688,9 @@ class SalesServicer(CommandServicer[SalesApplication], api_grpc.SalesServiceServ
             request,
             context,
             api.DefinePriceListResponse,
-            lambda ctx: self.app.define_price_list(ctx, request.name, request.currency, rules),
+            lambda ctx: self.app.define_price_list(
+                ctx, request.name, request.currency, rules, expected_version(request)
+            ),
         )
 
     async def GetPriceList(

@@ -14,7 +14,7 @@ from uuid import UUID, uuid4
 
 from eventsourcing.domain import Aggregate
 
-from c360_platform.errors import InvalidArgument, NotFound, PreconditionFailed
+from c360_platform.errors import InvalidArgument, NotFound, PreconditionFailed, VersionConflict
 from c360_platform.keyring import KEYS, Keyring, KeySource, WithOwnKeys
 from c360_platform.pii import Sealer
 from c360_platform.store import (
@@ -311,9 +311,19 @@ class SalesApplication(ServiceApplication):
         key: UUID,
         make: Callable[[], A],
         change: Callable[[A], None],
+        expected_version: int | None = None,
     ) -> CommandOutcome:
+        """Define `kind` under `key`: create it, or change what is there; ABORTED if
+        `expected_version` is given and is not the version there (0: nothing defined yet)."""
+
         def decide() -> Decision[A]:
             existing = self.find(kind, key)
+            current = 0 if existing is None else existing.version
+            if expected_version is not None and expected_version != current:
+                raise VersionConflict(
+                    f"{kind.__name__.lower()} {key} is at version {current},"
+                    f" not {expected_version}; reload and retry"
+                )
             if existing is None:
                 created = make()
                 return Decision(created, [created])
@@ -517,7 +527,11 @@ class SalesApplication(ServiceApplication):
     # -- teams, pipelines, products, price lists ---------------------------------------------------
 
     def define_team(
-        self, ctx: CommandContext, name: str, members: Sequence[Mapping[str, Any]]
+        self,
+        ctx: CommandContext,
+        name: str,
+        members: Sequence[Mapping[str, Any]],
+        expected_version: int | None = None,
     ) -> CommandOutcome:
         v = Checks()
         key = v.key("name", name)
@@ -529,10 +543,16 @@ class SalesApplication(ServiceApplication):
             named_id("team", key),
             lambda: SalesTeam(name=key, members=clean),
             lambda t: t.redefine(clean),
+            expected_version,
         )
 
     def define_pipeline(
-        self, ctx: CommandContext, name: str, team: str, stages: Sequence[Mapping[str, Any]]
+        self,
+        ctx: CommandContext,
+        name: str,
+        team: str,
+        stages: Sequence[Mapping[str, Any]],
+        expected_version: int | None = None,
     ) -> CommandOutcome:
         v = Checks()
         key = v.key("name", name)
@@ -545,6 +565,7 @@ class SalesApplication(ServiceApplication):
             named_id("pipeline", key),
             lambda: Pipeline(name=key, team=clean_team, stages=clean),
             lambda p: p.redefine(clean_team, clean),
+            expected_version,
         )
 
     def pipeline(self, name_or_id: str) -> Pipeline:
@@ -566,7 +587,14 @@ class SalesApplication(ServiceApplication):
             raise NotFound(f"{prefix.replace('_', ' ')} {text} does not exist")
         return found
 
-    def define_product(self, ctx: CommandContext, *, sku: str, **fields: Any) -> CommandOutcome:
+    def define_product(
+        self,
+        ctx: CommandContext,
+        *,
+        sku: str,
+        expected_version: int | None = None,
+        **fields: Any,
+    ) -> CommandOutcome:
         clean = domain.product_fields(sku=sku, **fields)
         key = sku.strip()
         return self._define(
@@ -575,13 +603,19 @@ class SalesApplication(ServiceApplication):
             named_id("product", key),
             lambda: Product(sku=key, **clean),
             lambda p: p.redefine(**clean),
+            expected_version,
         )
 
     def product(self, sku_or_id: str) -> Product:
         return self._named(Product, "product", sku_or_id)
 
     def define_price_list(
-        self, ctx: CommandContext, name: str, currency: str, rules: Sequence[Mapping[str, str]]
+        self,
+        ctx: CommandContext,
+        name: str,
+        currency: str,
+        rules: Sequence[Mapping[str, str]],
+        expected_version: int | None = None,
     ) -> CommandOutcome:
         v = Checks()
         key = v.key("name", name)
@@ -594,6 +628,7 @@ class SalesApplication(ServiceApplication):
             named_id("price_list", key),
             lambda: PriceList(name=key, currency=code, rules=clean),
             lambda p: p.redefine(code, clean),
+            expected_version,
         )
 
     def price_list(self, name_or_id: str) -> PriceList:
