@@ -9,7 +9,7 @@ import logging
 import os
 import re
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -253,16 +253,31 @@ class ServerInterceptor(WrappingInterceptor):
             ) -> AsyncIterator[Any]:
                 metadata = context.invocation_metadata()
                 span = start_span(text_metadata(metadata))
-                token = otel_context.attach(trace.set_span_in_context(span))
+                traced = trace.set_span_in_context(span)
+                items: AsyncIterator[Any] | None = None
+                # The span's context is attached only around each step of the handler, never
+                # across a `yield`: a stream the client cancels is closed where it waits to
+                # send (GeneratorExit, often from the event loop's finalizer, in another
+                # Context), where a token attached before could not be detached.
                 try:
-                    self.authorize(method, metadata)
-                    inbound.check(request)
-                    async for item in inner_us(request, context):
+                    with _attached(traced):
+                        self.authorize(method, metadata)
+                        inbound.check(request)
+                        items = aiter(inner_us(request, context))
+                    while True:
+                        with _attached(traced):
+                            try:
+                                item = await anext(items)
+                            except StopAsyncIteration:
+                                break
                         yield item
                 except Exception as exc:
-                    await _fail(span, context, exc)
+                    with _attached(traced):
+                        await _fail(span, context, exc)
                 finally:
-                    otel_context.detach(token)
+                    if items is not None and hasattr(items, "aclose"):
+                        with _attached(traced):
+                            await items.aclose()
                     span.end()
 
             return grpc.unary_stream_rpc_method_handler(
@@ -289,6 +304,16 @@ class ServerInterceptor(WrappingInterceptor):
                 response_serializer=handler.response_serializer,
             )
         return handler
+
+
+@contextlib.contextmanager
+def _attached(context: otel_context.Context) -> Iterator[None]:
+    """A trace context made current for a step that does not yield across its end."""
+    token = otel_context.attach(context)
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
 
 
 def text_metadata(metadata: Any) -> dict[str, str]:
