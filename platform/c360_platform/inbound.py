@@ -1,7 +1,8 @@
 """What every request is checked for before its handler sees it: that it decodes, that its
 strings hold no NUL character (PostgreSQL text cannot store one) and that its timestamps are
-real instants. Each offending field is named (INVALID_ARGUMENT with google.rpc.BadRequest);
-the handler, and so the store, never sees such a request."""
+instants of the years a caller may name (validation.FIRST_YEAR to LAST_YEAR). Each offending
+field is named (INVALID_ARGUMENT with google.rpc.BadRequest); the handler, and so the store,
+never sees such a request."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from c360_platform.errors import FieldViolation, InvalidArgument
+from c360_platform.validation import FIRST_YEAR, LAST_YEAR
 
-MIN_SECONDS = -62_135_596_800
-"""0001-01-01T00:00:00Z, the first instant a google.protobuf.Timestamp may hold."""
-MAX_SECONDS = 253_402_300_799
-"""9999-12-31T23:59:59Z, the last."""
+MIN_SECONDS = -2_208_988_800
+"""1900-01-01T00:00:00Z, the first instant a request's timestamp may name (`FIRST_YEAR`;
+google.protobuf.Timestamp itself goes back to year 1, where a year's arithmetic overflows)."""
+MAX_SECONDS = 32_503_679_999
+"""2999-12-31T23:59:59Z, the last (`LAST_YEAR`)."""
 MAX_REPORTED = 20
 
 
@@ -55,7 +58,11 @@ def _walk(message: Message, path: str, found: list[FieldViolation]) -> None:
     if message.DESCRIPTOR.full_name == "google.protobuf.Timestamp":
         seconds, nanos = message.seconds, message.nanos  # type: ignore[attr-defined]
         if not (MIN_SECONDS <= seconds <= MAX_SECONDS and 0 <= nanos < 1_000_000_000):
-            found.append(FieldViolation(path or "timestamp", "not a valid time (years 1 to 9999)"))
+            found.append(
+                FieldViolation(
+                    path or "timestamp", f"not a valid time (years {FIRST_YEAR} to {LAST_YEAR})"
+                )
+            )
         return
     for field, value in message.ListFields():
         where = f"{path}.{field.name}" if path else field.name

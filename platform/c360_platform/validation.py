@@ -15,6 +15,13 @@ from c360_platform.errors import FieldViolation, InvalidArgument
 
 E = TypeVar("E", bound=Enum)
 
+FIRST_YEAR = 1900
+LAST_YEAR = 2999
+"""The years a time or date a caller gives may fall in (a request's timestamps, checked by
+`inbound`; dates such as an expected close or a price rule's validity): wide enough for any
+business date, narrow enough that a computation from it (a year back, a quarter ahead)
+stays within the years Python's dates can hold (1 to 9999)."""
+
 _TAG = re.compile(r"^[a-z0-9][a-z0-9_\-:.]{0,63}$")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")

@@ -20,6 +20,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from c360.erp.v1 import erp_events_pb2 as erp
 from c360.events.v1 import envelope_pb2
+from c360.events.v1 import sales_activity_events_pb2 as aev
 from c360.events.v1 import sales_events_pb2 as lev
 from c360.events.v1 import sales_order_events_pb2 as oev
 from c360.events.v1 import sales_pipeline_events_pb2 as pev
@@ -346,4 +347,27 @@ async def test_sales_refusals_map_to_grpc_status_codes_and_store_nothing(stack: 
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await sales.QualifyLead(sapi.QualifyLeadRequest(lead_id=lead_id, expected_version=7))
     assert caught.value.code() == grpc.StatusCode.ABORTED
+    assert app.head() == before + 1
+    # Times and dates outside the years 1900 to 2999 are refused, naming the field (a year-1
+    # as_of was INTERNAL: a year back from it overflowed).
+    for seconds in (-62_135_596_800, 253_402_300_799):  # 0001-01-01, 9999-12-31T23:59:59
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await sales.GetCustomerClasses(
+                sapi.GetCustomerClassesRequest(
+                    customer_id=str(uuid.uuid4()), as_of=Timestamp(seconds=seconds)
+                )
+            )
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert bad_fields(caught.value) == ["as_of"]
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await sales.ScheduleActivity(
+                sapi.ScheduleActivityRequest(
+                    kind=aev.ACTIVITY_KIND_CALL,
+                    subject="Call back",
+                    due_at=Timestamp(seconds=seconds),
+                    agent_id="emp-1",
+                    lead_id=lead_id,
+                )
+            )
+        assert bad_fields(caught.value) == ["due_at"]
     assert app.head() == before + 1

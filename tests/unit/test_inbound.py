@@ -23,11 +23,21 @@ def test_nul_characters_are_refused_wherever_they_are() -> None:
     assert _fields(request) == ["request_id", "emails[1]"]
 
 
-def test_timestamps_outside_years_1_to_9999_or_with_bad_nanos_are_refused() -> None:
+def test_timestamps_outside_years_1900_to_2999_or_with_bad_nanos_are_refused() -> None:
     request = tapi.GetTimelineRequest(customer_id="x")
     request.since.nanos = -1
     request.until.seconds = 253_402_300_800  # 10000-01-01
     assert _fields(request) == ["since", "until"]
+    for seconds in (-62_135_596_800, -2_208_988_801, 32_503_680_000, 253_402_300_799):
+        # 0001-01-01, 1899-12-31T23:59:59, 3000-01-01, 9999-12-31T23:59:59
+        request = tapi.GetTimelineRequest(customer_id="x")
+        request.since.seconds = seconds
+        with pytest.raises(InvalidArgument, match="years 1900 to 2999"):
+            inbound.check(request)
+    for seconds in (inbound.MIN_SECONDS, inbound.MAX_SECONDS):
+        request = tapi.GetTimelineRequest(customer_id="x")
+        request.since.seconds = seconds
+        inbound.check(request)  # the first and last instants taken
 
 
 def test_good_requests_and_undecodable_bodies() -> None:

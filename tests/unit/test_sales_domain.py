@@ -187,3 +187,19 @@ def test_price_rules_are_bounded_in_length_and_number() -> None:
         domain.price_rules(too_many)
     assert fields(refused) == ["rules"]
     assert len(domain.price_rules(too_many[: domain.MAX_RULES])) == domain.MAX_RULES
+
+
+def test_dates_are_refused_outside_the_years_1900_to_2999() -> None:
+    for day in ("0001-01-01", "1899-12-31", "3000-01-01", "9999-12-31"):
+        v = domain.Checks()
+        v.day("expected_close", day)
+        assert [x.field for x in v.items] == ["expected_close"], day
+        assert "years 1900 to 2999" in v.items[0].description
+    v = domain.Checks()
+    assert v.day("on", "1900-01-01") == "1900-01-01"
+    assert v.day("on", "2999-12-31") == "2999-12-31"
+    assert v.items == []
+    with pytest.raises(InvalidArgument) as refused:
+        domain.price_rules([{"scope": "all", "computation": "fixed", "fixed_price": "1",
+                             "valid_from": "0001-01-01", "valid_to": "9999-12-31"}])  # fmt: skip
+    assert fields(refused) == ["rules[0].valid_from", "rules[0].valid_to"]

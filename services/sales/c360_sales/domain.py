@@ -25,7 +25,7 @@ from eventsourcing.domain import Aggregate, event
 
 from c360_platform.errors import PreconditionFailed
 from c360_platform.pii import FORGOTTEN
-from c360_platform.validation import Violations
+from c360_platform.validation import FIRST_YEAR, LAST_YEAR, Violations
 from c360_sales import pricing
 
 MAX_NAME = 200
@@ -109,9 +109,12 @@ class Checks(Violations):
         try:
             if len(text) != 10:
                 raise ValueError
-            date.fromisoformat(text)
+            day = date.fromisoformat(text)
         except ValueError:
             self.add(field, "must be a date as YYYY-MM-DD")
+            return text
+        if not FIRST_YEAR <= day.year <= LAST_YEAR:
+            self.add(field, f"must be a date in the years {FIRST_YEAR} to {LAST_YEAR}")
         return text
 
     def key(self, field: str, value: str) -> str:
