@@ -202,8 +202,10 @@ def run(args: argparse.Namespace) -> int:
             relay_apart=True,
             tls=issued["service"],
         )
-        if passwords:  # streams are the admin's to create and configure, not the services'
-            asyncio.run(natsauth.prepare_streams(nats_url(natsauth.ADMIN)))
+        # Streams are the admin's to create and configure, not the services' (on a NATS of
+        # c360's own; on one NATS_URL names, the URL given is all c360 has, and it creates
+        # them too, the partners' feeds among them, which no service makes for itself).
+        asyncio.run(natsauth.prepare_streams(nats_url(natsauth.ADMIN)))
         supervisor = Supervisor(
             deployment,
             logs,
