@@ -4,7 +4,7 @@ application off the event loop, outcome -> reply) and its registration on a host
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 import grpc
@@ -16,7 +16,7 @@ from c360_platform.commands import (
     in_command_thread,
     run_on_loop,
 )
-from c360_platform.errors import DeadlineExceeded
+from c360_platform.errors import C360Error, DeadlineExceeded
 from c360_platform.rpc import Register
 from c360_platform.store import (
     CommandContext,
@@ -28,6 +28,7 @@ from c360_platform.store import (
 
 App = TypeVar("App", bound=ServiceApplication)
 R = TypeVar("R")
+T = TypeVar("T")
 S = TypeVar("S")
 Ctx = grpc.aio.ServicerContext[Any, Any]
 
@@ -79,6 +80,29 @@ class CommandServicer(Generic[App]):
         with self.app.deciding():
             outcome = await in_command_thread(run_in_time)
         return self._reply(reply, outcome, extra)
+
+    async def checked(
+        self,
+        request: Any,
+        context: Ctx,
+        reply: Callable[..., R],
+        check: Awaitable[T],
+        *,
+        extra: Sequence[str] = (),
+    ) -> tuple[T, None] | tuple[None, R]:
+        """What a check made before a command gives (`(value, None)`), or, when the check
+        refuses and the request was answered before, that first answer (`(None, reply)`):
+        a retry gets the answer of its first attempt even if what the check looked at has
+        changed since (its customer forgotten in between). The request id is looked up only
+        when the check refuses, so the commands that are not retries pay nothing."""
+        try:
+            return await check, None
+        except C360Error:
+            ctx = command_context(type(request).__name__.removesuffix("Request"), request, context)
+            outcome = await in_command_thread(lambda: self.app.replay(ctx))
+            if outcome is None:
+                raise
+            return None, self._reply(reply, outcome, extra)
 
     def _reply(self, reply: Callable[..., R], outcome: CommandOutcome, extra: Sequence[str]) -> R:
         fields = {name: outcome.extra.get(name, "") for name in extra}

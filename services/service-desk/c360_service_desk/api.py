@@ -190,12 +190,19 @@ class ServiceDeskServicer(
             "time_zone": request.time_zone,
         }
         # None: logged for a customer not known (yet), or without the timeline: no classes.
-        profile = await self.context.require_customer(
-            request.customer_id,
-            "a ticket",
-            allow_unknown="allow_unknown_customer",
-            allowed=request.allow_unknown_customer,
+        profile, answered = await self.checked(
+            request,
+            context,
+            api.OpenTicketResponse,
+            self.context.require_customer(
+                request.customer_id,
+                "a ticket",
+                allow_unknown="allow_unknown_customer",
+                allowed=request.allow_unknown_customer,
+            ),
         )
+        if answered is not None:
+            return answered
         classes = customer_classes(profile)
         service = request.service
         return await self.command(
@@ -343,7 +350,14 @@ class ServiceDeskServicer(
     async def RecordContact(
         self, request: api.RecordContactRequest, context: Ctx
     ) -> api.RecordContactResponse:
-        await self.context.require_customer(request.customer_id, "a contact")
+        _, answered = await self.checked(
+            request,
+            context,
+            api.RecordContactResponse,
+            self.context.require_customer(request.customer_id, "a contact"),
+        )
+        if answered is not None:
+            return answered
         fields = {
             "customer_id": request.customer_id,
             "channel": CHANNELS.parse("channel", request.channel),
@@ -369,7 +383,14 @@ class ServiceDeskServicer(
     async def CreateServiceContract(
         self, request: api.CreateServiceContractRequest, context: Ctx
     ) -> api.CreateServiceContractResponse:
-        await self.context.require_customer(request.customer_id, "a service contract")
+        _, answered = await self.checked(
+            request,
+            context,
+            api.CreateServiceContractResponse,
+            self.context.require_customer(request.customer_id, "a service contract"),
+        )
+        if answered is not None:
+            return answered
         fields = {
             "customer_id": request.customer_id,
             "name": request.name,
@@ -678,12 +699,19 @@ class ServiceDeskServicer(
             "region": request.region,
             "currency": request.currency,
         }
-        await self.context.require_customer(
-            request.customer_id,
-            "a work order",
-            allow_unknown="allow_unknown_customer",
-            allowed=request.allow_unknown_customer,
+        _, answered = await self.checked(
+            request,
+            context,
+            api.CreateWorkOrderResponse,
+            self.context.require_customer(
+                request.customer_id,
+                "a work order",
+                allow_unknown="allow_unknown_customer",
+                allowed=request.allow_unknown_customer,
+            ),
         )
+        if answered is not None:
+            return answered
         return await self.command(
             request,
             context,
