@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable
+from datetime import date
 from enum import Enum
 from typing import TypeVar
 
@@ -24,6 +25,7 @@ stays within the years Python's dates can hold (1 to 9999)."""
 
 _TAG = re.compile(r"^[a-z0-9][a-z0-9_\-:.]{0,63}$")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _EMPLOYEE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$")
 _INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
@@ -181,6 +183,26 @@ class Violations:
         except ValueError:
             self.add(field, f"must be one of {', '.join(str(m.value) for m in kind)}")
             return None
+
+    def day(self, field: str, value: str, *, required: bool = True) -> date | None:
+        """A calendar day written YYYY-MM-DD, in the years FIRST_YEAR to LAST_YEAR; None when
+        empty (a violation if `required`) or not such a day."""
+        text = value.strip()
+        if not text:
+            if required:
+                self.add(field, "is required (YYYY-MM-DD)")
+            return None
+        try:
+            if not _DAY.fullmatch(text):  # fromisoformat also reads 20270101 and 2027-W01-1
+                raise ValueError
+            day = date.fromisoformat(text)
+        except ValueError:
+            self.add(field, "must be a date as YYYY-MM-DD")
+            return None
+        if not FIRST_YEAR <= day.year <= LAST_YEAR:
+            self.add(field, f"must be a date in the years {FIRST_YEAR} to {LAST_YEAR}")
+            return None
+        return day
 
     def uuid(self, field: str, value: str) -> str:
         import uuid

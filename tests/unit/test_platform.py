@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import types
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,26 @@ def test_names_are_nfc_and_free_of_invisible_and_direction_characters() -> None:
     with pytest.raises(InvalidArgument) as caught:
         v.check()
     assert [x.field for x in caught.value.violations] == ["display_name", "contact"]
+
+
+def test_a_day_is_yyyy_mm_dd_in_the_years_a_caller_may_name() -> None:
+    """One reading of a calendar day for every service: contracts, campaigns, sales' dates."""
+    v = Violations()
+    assert v.day("on", " 1900-01-01 ") == date(1900, 1, 1)
+    assert v.day("on", "2999-12-31") == date(2999, 12, 31)
+    assert v.day("on", "", required=False) is None
+    assert v.items == []
+    for text, says in [
+        ("", "is required (YYYY-MM-DD)"),
+        ("20270101", "must be a date as YYYY-MM-DD"),  # fromisoformat would read it
+        ("2027-W01-1", "must be a date as YYYY-MM-DD"),
+        ("2026-02-30", "must be a date as YYYY-MM-DD"),
+        ("1899-12-31", "must be a date in the years 1900 to 2999"),
+        ("9999-12-31", "must be a date in the years 1900 to 2999"),
+    ]:
+        v = Violations()
+        assert v.day("starts_on", text) is None, text
+        assert [(x.field, x.description) for x in v.items] == [("starts_on", says)], text
 
 
 def test_client_mistakes_never_map_to_internal() -> None:

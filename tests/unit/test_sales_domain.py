@@ -196,8 +196,8 @@ def test_dates_are_refused_outside_the_years_1900_to_2999() -> None:
         assert [x.field for x in v.items] == ["expected_close"], day
         assert "years 1900 to 2999" in v.items[0].description
     v = domain.Checks()
-    assert v.day("on", "1900-01-01") == "1900-01-01"
-    assert v.day("on", "2999-12-31") == "2999-12-31"
+    assert v.day_text("on", "1900-01-01") == "1900-01-01"
+    assert v.day_text("on", "2999-12-31") == "2999-12-31"
     assert v.items == []
     with pytest.raises(InvalidArgument) as refused:
         domain.price_rules([{"scope": "all", "computation": "fixed", "fixed_price": "1",

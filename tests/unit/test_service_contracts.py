@@ -107,7 +107,7 @@ async def test_contract_days_are_bounded_so_renewals_and_warnings_stay_days(
     def renewing(contract_id: str, ends_on: str) -> dapi.RenewServiceContractRequest:
         return dapi.RenewServiceContractRequest(contract_id=contract_id, ends_on=ends_on)
 
-    says = "must be a date from 1900-01-01 through 2999-12-31"
+    says = "must be a date in the years 1900 to 2999"
     error = await refused(desk.CreateServiceContract(creating("0001-01-01", "9999-12-31"), CALL))
     assert isinstance(error, InvalidArgument)
     assert [(v.field, v.description) for v in error.violations] == [

@@ -472,11 +472,10 @@ def plan_campaign(
         v.add("segments", "at least one target segment is required")
     days: list[date] = []
     for key, text in (("starts_on", starts_on), ("ends_on", ends_on)):
-        try:
-            days.append(date.fromisoformat(text))
-            plan[key] = text
-        except ValueError:
-            v.add(key, "must be a date such as 2026-12-01")
+        day = v.day(key, text)
+        if day is not None:
+            days.append(day)
+            plan[key] = day.isoformat()
     if len(days) == 2 and days[1] < days[0]:
         v.add("ends_on", "must not be before starts_on")
     if frequency_days > 366:

@@ -697,7 +697,7 @@ class SalesServicer(CommandServicer[SalesApplication], api_grpc.SalesServiceServ
         self, request: api.GetPriceListRequest, context: Ctx
     ) -> api.GetPriceListResponse:
         v = domain.Checks()
-        on = v.day("on", request.on)
+        on = v.day_text("on", request.on)
         quantity = v.decimal("quantity", request.quantity or "1")
         if quantity is not None and quantity <= 0:
             v.add("quantity", "must be more than zero")

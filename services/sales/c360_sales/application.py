@@ -761,7 +761,7 @@ class SalesApplication(ServiceApplication):
         revises_quote_id: str,
     ) -> CommandOutcome:
         v = Checks()
-        until = v.day("valid_until", valid_until)
+        until = v.day_text("valid_until", valid_until)
         revises = v.uuid("revises_quote_id", revises_quote_id) if revises_quote_id else ""
         v.check()
 

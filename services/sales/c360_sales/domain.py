@@ -25,7 +25,7 @@ from eventsourcing.domain import Aggregate, event
 
 from c360_platform.errors import PreconditionFailed
 from c360_platform.pii import FORGOTTEN
-from c360_platform.validation import FIRST_YEAR, LAST_YEAR, Violations
+from c360_platform.validation import Violations
 from c360_sales import pricing
 
 MAX_NAME = 200
@@ -100,22 +100,10 @@ class Checks(Violations):
             self.currency(f"{field}.currency", currency), self.amount(f"{field}.amount", amount)
         )
 
-    def day(self, field: str, value: str, *, required: bool = False) -> str:
-        text = value.strip()
-        if not text:
-            if required:
-                self.add(field, "is required (YYYY-MM-DD)")
-            return ""
-        try:
-            if len(text) != 10:
-                raise ValueError
-            day = date.fromisoformat(text)
-        except ValueError:
-            self.add(field, "must be a date as YYYY-MM-DD")
-            return text
-        if not FIRST_YEAR <= day.year <= LAST_YEAR:
-            self.add(field, f"must be a date in the years {FIRST_YEAR} to {LAST_YEAR}")
-        return text
+    def day_text(self, field: str, value: str, *, required: bool = False) -> str:
+        """A day as sales keeps it: its text (YYYY-MM-DD), checked."""
+        self.day(field, value, required=required)
+        return value.strip()
 
     def key(self, field: str, value: str) -> str:
         cleaned = value.strip().lower()
@@ -746,7 +734,7 @@ class Opportunity(Aggregate):
             money = v.money("amount", *changes["amount"], required=True)
             new["currency"], new["amount"] = money.currency, money.amount
         if "expected_close" in changes:
-            new["expected_close"] = v.day("expected_close", changes["expected_close"])
+            new["expected_close"] = v.day_text("expected_close", changes["expected_close"])
         if "probability" in changes:
             p = changes["probability"]
             if p is None:
@@ -912,7 +900,7 @@ def open_opportunity(
     title = v.text("name", name, max_len=MAX_NAME)
     owner = v.employee_id("owner_id", owner_id)
     money = v.money("amount", currency, amount, required=True)
-    close = v.day("expected_close", expected_close)
+    close = v.day_text("expected_close", expected_close)
     manual = probability is not None
     if probability is not None:
         v.percent("probability", probability)
@@ -1153,8 +1141,8 @@ def price_rules(rules: Sequence[Mapping[str, str]]) -> list[dict[str, str]]:
             base = v.enum(f + "base", r["base"], pricing.Base)
             if base == pricing.Base.PRICE_LIST:
                 r["base_price_list_id"] = v.uuid(f + "base_price_list_id", r["base_price_list_id"])
-        start = v.day(f + "valid_from", r["valid_from"])
-        end = v.day(f + "valid_to", r["valid_to"])
+        start = v.day_text(f + "valid_from", r["valid_from"])
+        end = v.day_text(f + "valid_to", r["valid_to"])
         if start and end and end < start:
             v.add(f + "valid_to", "must not be before valid_from")
         out.append(r)

@@ -32,11 +32,6 @@ MAX_WARNING_DAYS = 365
 MAX_SERVICES = 20
 MAX_ALLOWANCE = 100_000
 MAX_VALUE = Decimal(1_000_000_000)
-FIRST_DAY = date(1900, 1, 1)
-LAST_DAY = date(2999, 12, 31)
-"""The days a contract may start and end on: far beyond any contract a person signs, and far
-enough inside the calendar that its warning (up to MAX_WARNING_DAYS before its end), its
-expiry and a renewal (the day after it) are days too."""
 
 
 class AllowanceUnit(StrEnum):
@@ -221,7 +216,7 @@ class ServiceContract(Aggregate):
         allowance again (the current period keeps what it has used until it ends). An
         expired contract is renewed the same way: its history continues."""
         v = Violations()
-        end = _date(v, "ends_on", ends_on)
+        end = v.day("ends_on", ends_on)
         v.check()
         assert end is not None
         current = date.fromisoformat(self.ends_on)
@@ -229,7 +224,8 @@ class ServiceContract(Aggregate):
             raise PreconditionFailed(
                 f"contract {self.id} runs until {self.ends_on}: a renewal must end after it"
             )
-        start = current + timedelta(days=1)  # a day, since end (at most LAST_DAY) is after it
+        # A day: `end` (in LAST_YEAR at the latest, `Violations.day`) is after `current`.
+        start = current + timedelta(days=1)
         self._renewed(
             self.customer_id, self.name, start.isoformat(), end.isoformat(), self.period + 1
         )
@@ -300,19 +296,6 @@ class ServiceContract(Aggregate):
         self.expired = True
 
 
-def _date(v: Violations, field: str, text: str) -> date | None:
-    """A contract's day, from FIRST_DAY through LAST_DAY."""
-    try:
-        day = date.fromisoformat(text.strip())
-    except ValueError:
-        v.add(field, "must be a date, YYYY-MM-DD")
-        return None
-    if not FIRST_DAY <= day <= LAST_DAY:
-        v.add(field, f"must be a date from {FIRST_DAY} through {LAST_DAY}")
-        return None
-    return day
-
-
 def create_contract(
     *,
     customer_id: str,
@@ -336,8 +319,8 @@ def create_contract(
     covered = [v.tag("services", s) for s in services]
     if len(covered) > MAX_SERVICES:
         v.add("services", f"at most {MAX_SERVICES}")
-    start = _date(v, "starts_on", starts_on)
-    end = _date(v, "ends_on", ends_on)
+    start = v.day("starts_on", starts_on)
+    end = v.day("ends_on", ends_on)
     if start and end and end < start:
         v.add("ends_on", "must not be before starts_on")
     days = warning_days or DEFAULT_WARNING_DAYS
