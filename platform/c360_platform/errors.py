@@ -49,12 +49,15 @@ def require_state(
     kind: str, aggregate_id: object, state: str, action: str, allowed: Iterable[str]
 ) -> None:
     """FAILED_PRECONDITION naming the state, unless `state` is one of `allowed`: "article … is
-    in review: cannot publish it (only when draft)" (states spoken: `in_review` -> in review)."""
+    in review: cannot publish it (only when draft)" (states spoken: `in_review` -> in review).
+    `action` names the thing as "it" where a verb needs it inside ("put it on hold"), else
+    "it" follows it."""
     names = [str(a) for a in allowed]
     if state not in names:
         spoken = " or ".join(n.replace("_", " ") for n in names)
+        phrase = action if " it " in f" {action} " else f"{action} it"
         raise PreconditionFailed(
-            f"{kind} {aggregate_id} is {state.replace('_', ' ')}: cannot {action} it"
+            f"{kind} {aggregate_id} is {state.replace('_', ' ')}: cannot {phrase}"
             f" (only when {spoken})"
         )
 

@@ -21,7 +21,13 @@ from hypothesis import strategies as st
 
 from c360_platform import defer_import, telemetry
 from c360_platform.consistency import ConsistencyToken
-from c360_platform.errors import InvalidArgument, NotFound, VersionConflict
+from c360_platform.errors import (
+    InvalidArgument,
+    NotFound,
+    PreconditionFailed,
+    VersionConflict,
+    require_state,
+)
 from c360_platform.pgstore import _json_value, json_loads, json_rows
 from c360_platform.rpc import loop_factory, status_for
 from c360_platform.validation import Violations
@@ -94,6 +100,17 @@ def test_a_day_is_yyyy_mm_dd_in_the_years_a_caller_may_name() -> None:
         v = Violations()
         assert v.day("starts_on", text) is None, text
         assert [(x.field, x.description) for x in v.items] == [("starts_on", says)], text
+
+
+def test_a_refused_state_change_reads_as_a_sentence() -> None:
+    for action, says in [
+        ("publish", "ticket t1 is closed: cannot publish it (only when open)"),
+        ("put it on hold", "ticket t1 is closed: cannot put it on hold (only when open)"),
+    ]:
+        with pytest.raises(PreconditionFailed) as refused:
+            require_state("ticket", "t1", "closed", action, ["open"])
+        assert str(refused.value) == says
+    require_state("article", "a1", "draft", "publish", ["draft"])  # allowed: nothing raised
 
 
 def test_client_mistakes_never_map_to_internal() -> None:

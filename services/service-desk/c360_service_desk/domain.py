@@ -511,7 +511,7 @@ class Ticket(Aggregate):
         why = v.text("reason", reason, required=False, max_len=MAX_REASON)
         v.check()
         assert w is not None
-        self._require("put on hold", State.OPEN)
+        self._require("put it on hold", State.OPEN)
         if self.waiting_for:
             raise PreconditionFailed(
                 f"ticket {self.id} is open and waiting for the {self.waiting_for} already"
