@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import date
+from decimal import Decimal
 from enum import Enum
 from typing import TypeVar
 
 import phonenumbers
+import pycountry
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 
 from c360_platform.errors import FieldViolation, InvalidArgument
@@ -25,6 +27,11 @@ stays within the years Python's dates can hold (1 to 9999)."""
 
 _TAG = re.compile(r"^[a-z0-9][a-z0-9_\-:.]{0,63}$")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
+_CURRENCY = re.compile(r"[A-Z]{3}")
+DECIMAL = re.compile(r"-?[0-9]{1,15}(\.[0-9]{1,4})?")
+"""A decimal number as c360 takes one (amounts of money: prices, budgets, costs, ERP's
+invoices; quantities, rates): plain, at most 15 digits before the point and 4 after it, no
+exponent."""
 _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _EMPLOYEE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$")
@@ -167,9 +174,44 @@ class Violations:
 
     def country(self, field: str, value: str) -> str:
         code = value.strip().upper()
-        if not _COUNTRY.match(code):
+        if not _COUNTRY.match(code) or pycountry.countries.get(alpha_2=code) is None:
             self.add(field, "must be an ISO 3166-1 alpha-2 code such as DE")
         return code
+
+    def currency(
+        self, field: str, value: str, *, default: str = "", among: Collection[str] = ()
+    ) -> str:
+        """An ISO 4217 code, upper-cased (`default` when empty); one of `among` if given (the
+        currencies a service deals in)."""
+        code = value.strip().upper() or default
+        if not _CURRENCY.fullmatch(code) or pycountry.currencies.get(alpha_3=code) is None:
+            self.add(field, "must be an ISO 4217 code such as EUR")
+        elif among and code not in among:
+            self.add(field, f"unknown currency; one of {', '.join(sorted(among))}")
+        return code
+
+    def decimal(
+        self, field: str, value: str, *, required: bool = True, negative: bool = False
+    ) -> Decimal | None:
+        """A decimal number (`DECIMAL`); None when empty (a violation if `required`) or not
+        such a number, or negative where it may not be."""
+        text = value.strip()
+        if not text:
+            if required:
+                self.add(field, "is required (a decimal number such as 1250.00)")
+            return None
+        if not DECIMAL.fullmatch(text):
+            self.add(
+                field,
+                "must be a decimal number such as 1250.00"
+                " (at most 15 digits before the point and 4 after it)",
+            )
+            return None
+        number = Decimal(text)
+        if number < 0 and not negative:
+            self.add(field, "must not be negative")
+            return None
+        return number
 
     def choice(self, field: str, value: str, allowed: Iterable[str]) -> str:
         options = list(allowed)

@@ -8,7 +8,9 @@ import os
 import subprocess
 import sys
 import types
+from collections.abc import Callable
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +113,35 @@ def test_a_refused_state_change_reads_as_a_sentence() -> None:
             require_state("ticket", "t1", "closed", action, ["open"])
         assert str(refused.value) == says
     require_state("article", "a1", "draft", "publish", ["draft"])  # allowed: nothing raised
+
+
+def test_currencies_countries_and_decimals_are_read_by_one_rule() -> None:
+    v = Violations()
+    assert v.currency("c", " huf ") == "HUF"
+    assert v.currency("c", "", default="EUR") == "EUR"
+    assert v.currency("c", "eur", among={"EUR", "USD"}) == "EUR"
+    assert v.country("country", "gb") == "GB"
+    assert v.decimal("d", "-12.5", negative=True) == Decimal("-12.5")
+    assert v.decimal("d", "", required=False) is None
+    assert v.items == []
+    iso4217 = "must be an ISO 4217 code such as EUR"
+    number = "must be a decimal number such as 1250.00 (at most 15 digits before the point and 4"
+    checks: list[tuple[Callable[[Violations], object], str]] = [
+        (lambda c: c.currency("c", "XXQ"), iso4217),
+        (lambda c: c.currency("c", "EURO"), iso4217),
+        (
+            lambda c: c.currency("c", "HUF", among={"EUR", "USD"}),
+            "unknown currency; one of EUR, USD",
+        ),
+        (lambda c: c.country("c", "UK"), "must be an ISO 3166-1 alpha-2 code such as DE"),
+        (lambda c: c.decimal("c", "1e3"), f"{number} after it)"),
+        (lambda c: c.decimal("c", "0.00001"), f"{number} after it)"),
+        (lambda c: c.decimal("c", "-1"), "must not be negative"),
+    ]
+    for check, says in checks:
+        v = Violations()
+        check(v)
+        assert [(x.field, x.description) for x in v.items] == [("c", says)]
 
 
 def test_client_mistakes_never_map_to_internal() -> None:

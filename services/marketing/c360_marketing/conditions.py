@@ -245,7 +245,9 @@ def _leaf(raw: dict[str, Any], path: str, v: Violations) -> Tree:
                 v.add(where, "must be a number")
         if name == "lifetime_value":
             currency = raw.get("currency", "EUR")
-            if not (isinstance(currency, str) and len(currency) == 3 and currency.isupper()):
+            if isinstance(currency, str):
+                currency = v.currency(f"{path}.currency", currency)
+            else:
                 v.add(f"{path}.currency", "must be an ISO 4217 code such as EUR")
             leaf["currency"] = currency
     elif spec.value == "bool":

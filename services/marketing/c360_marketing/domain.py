@@ -9,7 +9,6 @@ and the provider's reports on it), which is published. The audience of a send is
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -28,7 +27,6 @@ from c360_platform.validation import Violations
 
 MAX_NAME = 120
 MAX_TEXT = 2000
-_CURRENCY = re.compile(r"[A-Z]{3}")
 _NAMESPACE = uuid.UUID("9b0c6d4e-1f2a-4c36-8c36-c360c360a710")
 
 
@@ -66,42 +64,11 @@ RESPONDING = {Response.CLICKED, Response.REPLIED}
 COST_KINDS = ("fixed", "agent_hours", "other")
 
 
-_AMOUNT = re.compile(r"-?[0-9]{1,15}(\.[0-9]{1,4})?")
-"""An amount as sales and the ERP feed take one: at most 15 digits before the point and 4
-after it, no exponent."""
-CURRENCIES = frozenset({"EUR", "USD", "GBP", "CHF", "SEK", "NOK", "DKK", "PLN", "CZK", "JPY"})
-"""The currencies sales accepts: a campaign's revenue is the growth of lifetime values in
-its budget's currency, so a budget is in one of them."""
-
-
 def money(v: Violations, field: str, text: str, *, required: bool = True) -> str:
-    """A non-negative decimal amount as text ("1250.00"), by the rule sales follows."""
-    cleaned = text.strip()
-    if not cleaned:
-        if required:
-            v.add(field, "is required")
-        return "0"
-    if not _AMOUNT.fullmatch(cleaned):
-        v.add(
-            field,
-            "must be a decimal number such as 1250.00"
-            " (at most 15 digits before the point and 4 after it)",
-        )
-        return "0"
-    if cleaned.startswith("-"):
-        v.add(field, "must not be negative")
-        return "0"
-    return str(Decimal(cleaned))
-
-
-def currency(v: Violations, field: str, text: str) -> str:
-    """An ISO 4217 code, upper-cased, of a currency sales accepts."""
-    code = text.strip().upper()
-    if not _CURRENCY.fullmatch(code):
-        v.add(field, "must be an ISO 4217 code such as EUR")
-    elif code not in CURRENCIES:
-        v.add(field, f"unknown currency; one of {', '.join(sorted(CURRENCIES))}")
-    return code
+    """A non-negative amount as text ("1250.00"), by c360's rule (`Violations.decimal`);
+    "0" when empty or refused."""
+    number = v.decimal(field, text, required=required)
+    return "0" if number is None else str(number)
 
 
 # -- segments -----------------------------------------------------------------------------------
@@ -457,7 +424,9 @@ def plan_campaign(
         "channel": (v.enum("channel", channel, Channel) or Channel.EMAIL).value,
         "segment_ids": list(dict.fromkeys(segment_ids)),
         "budget": money(v, "budget.amount", budget),
-        "currency": currency(v, "budget.currency", budget_currency),
+        # Any currency: revenue is the growth of lifetime values (sales' orders, ERP's
+        # payments) in the budget's currency.
+        "currency": v.currency("budget.currency", budget_currency),
         "cost_per_send": money(v, "cost_per_send", cost_per_send, required=False),
         "expected_responses": expected_responses,
         "offer": v.text("offer", offer, required=False, max_len=MAX_NAME),

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Mapping, Sequence, Sized
+from collections.abc import Collection, Mapping, Sequence, Sized
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
@@ -43,8 +43,6 @@ MAX_STAGES = 30
 """Stages of a pipeline."""
 MAX_RULES = 200
 """Rules of a price list."""
-_CURRENCY = re.compile(r"^[A-Z]{3}$")
-_AMOUNT = re.compile(r"^-?[0-9]{1,15}(\.[0-9]{1,4})?$")
 _KEY = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,63}$")
 NAMESPACE = uuid.UUID("5a1e5c36-0c36-4c36-8c36-c360c3605a1e")
 CURRENCIES = frozenset({"EUR", "USD", "GBP", "CHF", "SEK", "NOK", "DKK", "PLN", "CZK", "JPY"})
@@ -63,31 +61,14 @@ def named_id(kind: str, name: str) -> uuid.UUID:
 class Checks(Violations):
     """The platform's field checks plus the ones sales needs (money, dates, keys)."""
 
-    def currency(self, field: str, value: str) -> str:
-        code = value.strip().upper()
-        if not _CURRENCY.match(code):
-            self.add(field, "must be an ISO 4217 code such as EUR")
-        elif code not in CURRENCIES:
-            self.add(field, f"unknown currency; one of {', '.join(sorted(CURRENCIES))}")
-        return code
-
-    def decimal(
-        self, field: str, value: str, *, required: bool = True, negative: bool = False
-    ) -> Decimal | None:
-        text = value.strip()
-        if not text:
-            if required:
-                self.add(field, "is required (a decimal number such as 1250.00)")
-            return None
-        if not _AMOUNT.match(text):
-            self.add(field, "must be a decimal number such as 1250.00 (at most 4 decimals)")
-            return None
-        number = Decimal(text)
-        if number < 0 and not negative:
-            self.add(field, "must not be negative")
-        return number
+    def currency(
+        self, field: str, value: str, *, default: str = "", among: Collection[str] = CURRENCIES
+    ) -> str:
+        """One of the currencies sales deals in."""
+        return super().currency(field, value, default=default, among=among)
 
     def amount(self, field: str, value: str, *, required: bool = True) -> str:
+        """An amount as sales keeps it: its text, checked ("" when empty or refused)."""
         number = self.decimal(field, value, required=required)
         return "" if number is None else str(number)
 

@@ -20,7 +20,6 @@ from eventsourcing.domain import Aggregate, event
 from c360_platform.errors import PreconditionFailed, require_state
 from c360_platform.validation import Violations
 from c360_service_desk.money import amount, money
-from c360_service_desk.money import currency as money_currency
 
 MAX_SUMMARY = 200
 MAX_NOTE = 5_000
@@ -294,7 +293,7 @@ def create_work_order(
     ticket = v.uuid("ticket_id", ticket_id.strip()) if ticket_id.strip() else ""
     contract = v.uuid("contract_id", contract_id.strip()) if contract_id.strip() else ""
     area = v.tag("region", region) if region.strip() else ""
-    code = money_currency(v, "currency", currency, default="EUR")
+    code = v.currency("currency", currency, default="EUR")
     v.check()
     return WorkOrder(
         customer_id=customer,

@@ -3,13 +3,11 @@ with two decimals in an ISO 4217 currency. Pure: parsing and formatting, no I/O.
 
 from __future__ import annotations
 
-import re
 from decimal import Decimal, InvalidOperation
 
 from c360_platform.validation import Violations
 
 CENT = Decimal("0.01")
-_CURRENCY = re.compile(r"^[A-Z]{3}$")
 
 
 def money(amount: Decimal) -> str:
@@ -37,11 +35,3 @@ def amount(
         v.add(field, f"at most {places} decimals")
         return None
     return number
-
-
-def currency(v: Violations, field: str, text: str, default: str = "") -> str:
-    """An ISO 4217 code, upper-cased (`default` when empty)."""
-    code = text.strip().upper() or default
-    if not _CURRENCY.match(code):
-        v.add(field, "must be an ISO 4217 code such as EUR")
-    return code

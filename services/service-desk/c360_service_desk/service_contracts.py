@@ -25,7 +25,7 @@ from eventsourcing.domain import Aggregate, event
 
 from c360_platform.errors import PreconditionFailed
 from c360_platform.validation import Violations
-from c360_service_desk.money import amount, currency, money
+from c360_service_desk.money import amount, money
 
 DEFAULT_WARNING_DAYS = 30
 MAX_WARNING_DAYS = 365
@@ -362,6 +362,6 @@ def _value(v: Violations, text: str, code: str) -> tuple[str, str]:
     """The contract's value per period (what a renewal is worth), optional."""
     if not text.strip() and not code.strip():
         return "", ""
-    unit = currency(v, "value.currency", code)
+    unit = v.currency("value.currency", code)
     number = amount(v, "value.amount", text, MAX_VALUE, places=6, zero=True)
     return (money(number) if number is not None else ""), unit

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from google.protobuf import any_pb2
 from google.protobuf.message import DecodeError
@@ -20,12 +21,13 @@ from google.protobuf.message import DecodeError
 from c360.erp.v1 import erp_events_pb2 as pb
 from c360.events.v1 import envelope_pb2
 from c360_platform.envelope import ENVELOPE_VERSION, short_type
+from c360_platform.validation import Violations
 
 SOURCE = "erp"
 SUBJECT_ROOT = "erp"
-_NAMESPACE = uuid.UUID("e7b1d2c3-4a5b-4c6d-8e9f-c360c360e7b1")
+T = TypeVar("T")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
-_AMOUNT = re.compile(r"^-?[0-9]{1,15}(\.[0-9]{1,4})?$")
+_NAMESPACE = uuid.UUID("e7b1d2c3-4a5b-4c6d-8e9f-c360c360e7b1")
 
 AGGREGATES: dict[str, str] = {
     "InvoiceIssued": "invoice",
@@ -75,29 +77,32 @@ class _Violations:
         elif len(value) > limit:
             self.add(field, f"must be at most {limit} characters")
 
+    def _platform(self, check: Callable[[Violations], T]) -> T:
+        """A check of the platform's (the rules every service reads values by), its
+        violations added here."""
+        checks = Violations()
+        result = check(checks)
+        for violation in checks.items:
+            self.add(violation.field, violation.description)
+        return result
+
     def day(self, field: str, value: str, *, required: bool = True) -> date | None:
-        if not value:
-            if required:
-                self.add(field, "is required (YYYY-MM-DD)")
-            return None
-        try:
-            if len(value) != 10:
-                raise ValueError
-            return date.fromisoformat(value)
-        except ValueError:
-            self.add(field, "must be a date as YYYY-MM-DD")
-            return None
+        return self._platform(lambda c: c.day(field, value, required=required))
+
+    def decimal(self, field: str, value: str) -> Decimal | None:
+        return self._platform(lambda c: c.decimal(field, value, negative=True))
 
     def money(self, field: str, value: pb.Money, present: bool, *, positive: bool = True) -> None:
         if not present:
             self.add(field, "is required")
             return
-        if not _CURRENCY.match(value.currency):
+        if not _CURRENCY.match(value.currency):  # the contract takes it only as written
             self.add(f"{field}.currency", "must be an ISO 4217 code such as EUR")
-        if not _AMOUNT.match(value.amount):
-            self.add(f"{field}.amount", "must be a decimal number such as 1250.00")
+        else:
+            self._platform(lambda c: c.currency(f"{field}.currency", value.currency))
+        amount = self.decimal(f"{field}.amount", value.amount)
+        if amount is None:
             return
-        amount = Decimal(value.amount)
         if positive and amount <= 0:
             self.add(f"{field}.amount", "must be more than zero")
         elif amount < 0:
@@ -135,8 +140,9 @@ def _validate(case: str, event: Any, v: _Violations) -> str:
             v.add(p + "lines", "at least one delivered line is required")
         for i, line in enumerate(event.lines):
             v.text(f"{p}lines[{i}].line_id", line.line_id)
-            if not _AMOUNT.match(line.quantity) or Decimal(line.quantity) <= 0:
-                v.add(f"{p}lines[{i}].quantity", "must be a decimal number more than zero")
+            quantity = v.decimal(f"{p}lines[{i}].quantity", line.quantity)
+            if quantity is not None and quantity <= 0:
+                v.add(f"{p}lines[{i}].quantity", "must be more than zero")
         return f"{order}:{event.delivery_reference}"
     v.money(p + "credit_limit", event.credit_limit, event.HasField("credit_limit"), positive=False)
     if event.HasField("previous_credit_limit"):
