@@ -196,6 +196,21 @@ def test_a_revoked_consent_leaves_the_segment_naming_the_condition(
     assert mk.explain(segment, ADA, entered_at).member
 
 
+def test_a_forgotten_customer_leaves_every_segment(mk: Marketing, clock: Clock) -> None:
+    """Forgotten on request: reached by no campaign or lead list, whatever the conditions say
+    of what the profile still holds (its country, its tags)."""
+    define(mk)
+    segment = mk.segment("latvia")
+    assert ADA in [m.customer_id for m in mk.members(segment, None)]
+    clock.advance(days=1)
+    mk.observe([person(ADA, "Ada", forgotten=True)])
+    why = mk.explain(segment, ADA, None)
+    assert (why.member, why.cause, why.condition_path) == (False, "customer_forgotten", "")
+    assert why.condition == "the customer was forgotten on request"
+    assert ADA not in [m.customer_id for m in mk.members(segment, None)]
+    assert BOB in [m.customer_id for m in mk.members(segment, None)]
+
+
 def test_a_segment_of_a_segment_follows_it(mk: Marketing) -> None:
     sid = define(mk)
     vip = json.dumps(

@@ -48,6 +48,10 @@ KNOWN_CHUNK = 500
 """Customers whose memberships and responses one read fetches (`_known_of_many`)."""
 
 
+FORGOTTEN_CAUSE = "customer_forgotten"
+"""Why a forgotten customer left a segment (SegmentLeft.cause)."""
+
+
 def _may_convert(before: Facts | None, fresh: Facts) -> bool:
     """Whether a customer's new facts can give a touch revenue (`Touch.convert`: the growth of
     the lifetime value since the send). Only a lifetime value above zero that differs from the
@@ -485,6 +489,8 @@ class Marketing:
         tree = segment.condition
         now = conditions.values(tree, after)
         verdict = conditions.decide(tree, now)
+        if after.forgotten and verdict.member:  # leaves every segment, whatever the tree says
+            verdict, cause = replace(verdict, member=False), FORGOTTEN_CAUSE
         if memberships is not None and memberships.get(str(segment.id), False) == verdict.member:
             return False, verdict.member
         path = verdict.path
@@ -495,6 +501,8 @@ class Marketing:
         elif names is None:
             names = {str(s.id): s.name for s in self.segments()}
         text = conditions.text_of(tree, path, names)
+        if cause == FORGOTTEN_CAUSE:
+            path, text = "", "the customer was forgotten on request"
         mid = domain.membership_id(str(segment.id), after.customer_id)
         existing = self.people.at(Membership, mid, None)
         if existing is None:

@@ -76,6 +76,9 @@ class Facts:
     responded: frozenset[str] = frozenset()
     """The campaigns the customer responded to (clicked or replied), from marketing's own
     touches, like `segments`."""
+    forgotten: bool = False
+    """Forgotten on request: a member of no segment (reached by no campaign or lead list),
+    whatever else its facts say."""
 
 
 # -- the fields ---------------------------------------------------------------------------------

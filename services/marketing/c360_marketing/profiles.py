@@ -134,4 +134,5 @@ def facts_of(profile: tapi.Profile, today: date | None = None) -> Facts:
             else None
         ),
         overdue_invoices=tuple(erp.get("overdue_invoices") or ()),
+        forgotten=bool(attributes.get("forgotten_at")),
     )
