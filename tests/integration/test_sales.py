@@ -18,6 +18,7 @@ import pytest
 from google.protobuf import json_format
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from c360.customer.v1 import customer_service_pb2 as capi
 from c360.erp.v1 import erp_events_pb2 as erp
 from c360.events.v1 import envelope_pb2
 from c360.events.v1 import sales_activity_events_pb2 as aev
@@ -33,7 +34,7 @@ from c360_platform.envelope import unpack
 from c360_platform.registry import event_sources
 
 from .conftest import Stack
-from .helpers import bad_fields, eventually
+from .helpers import bad_fields, eventually, register
 
 pytestmark = pytest.mark.integration
 
@@ -370,4 +371,40 @@ async def test_sales_refusals_map_to_grpc_status_codes_and_store_nothing(stack: 
                 )
             )
         assert bad_fields(caught.value) == ["due_at"]
+    assert app.head() == before + 1
+    # A customer nobody registered (a mistyped id, a ticket's id) gets no lead, opportunity or
+    # activity, and neither does a forgotten one.
+    nobody = str(uuid.uuid4())
+    registered = await register(stack.customer, "Forgotten Person", "gone@example.com")
+    forgotten = registered.result.aggregate_id
+    forgot = await stack.customer.ForgetCustomer(capi.ForgetCustomerRequest(customer_id=forgotten))
+    await stack.timeline.GetProfile(  # the timeline has applied the forget
+        tapi.GetProfileRequest(customer_id=forgotten, wait_for=forgot.result.consistency_token)
+    )
+    for customer_id, code, says in [
+        (nobody, grpc.StatusCode.NOT_FOUND, f"customer {nobody} is not known to the timeline"),
+        (forgotten, grpc.StatusCode.FAILED_PRECONDITION, f"customer {forgotten} is forgotten"),
+    ]:
+        for call in (
+            sales.CaptureLead(
+                sapi.CaptureLeadRequest(channel=lev.LEAD_CHANNEL_SMS, customer_id=customer_id)
+            ),
+            sales.OpenOpportunity(
+                sapi.OpenOpportunityRequest(
+                    customer_id=customer_id, pipeline="default", name="Renewal", owner_id="emp-1"
+                )
+            ),
+            sales.ScheduleActivity(
+                sapi.ScheduleActivityRequest(
+                    kind=aev.ACTIVITY_KIND_CALL,
+                    subject="Call back",
+                    agent_id="emp-1",
+                    customer_id=customer_id,
+                )
+            ),
+        ):
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await call
+            assert caught.value.code() == code
+            assert says in (caught.value.details() or "")
     assert app.head() == before + 1

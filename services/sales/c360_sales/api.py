@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import grpc
@@ -15,6 +15,7 @@ from c360.sales.v1 import sales_service_pb2_grpc as api_grpc
 from c360_platform import paging
 from c360_platform.auth import Role, requires
 from c360_platform.commands import blocking, expected_version, parse_id
+from c360_platform.context import ContextReader
 from c360_platform.envelope import timestamp
 from c360_platform.errors import InvalidArgument
 from c360_platform.servicer import CommandServicer, registration
@@ -45,6 +46,7 @@ from c360_sales.customers import CustomerRegistry, CustomerSearch, NewCustomer, 
 from c360_sales.domain import Activity, Lead, Opportunity, Order, Pipeline, Product, Quote
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
+R = TypeVar("R")
 MAX_PAGE = 200
 DEFAULT_PAGE = 50
 
@@ -251,10 +253,26 @@ class SalesServicer(CommandServicer[SalesApplication], api_grpc.SalesServiceServ
         app: SalesApplication,
         customers: CustomerRegistry,
         search: CustomerSearch | None = None,
+        context: ContextReader | None = None,
     ) -> None:
         super().__init__(app)
         self.customers = customers
         self.search = search
+        self.context = context
+        """The timeline, asked whether a customer a command names exists and is not forgotten
+        (None: not asked, as in the in-memory tests of sales alone)."""
+
+    async def _customer_checked(
+        self, request: Any, context: Ctx, reply: Callable[..., R], customer_id: str, what: str
+    ) -> R | None:
+        """None when the command may go on: the customer it names for `what` is known to the
+        timeline and not forgotten (or it names none); else the first answer to a retry of
+        it, or NOT_FOUND / FAILED_PRECONDITION (`ContextReader.require_customer`)."""
+        if self.context is None or not customer_id.strip():
+            return None
+        check = self.context.require_customer(customer_id.strip(), what)
+        _, answered = await self.checked(request, context, reply, check)
+        return answered
 
     # -- leads -----------------------------------------------------------------------------------
 
@@ -280,10 +298,16 @@ class SalesServicer(CommandServicer[SalesApplication], api_grpc.SalesServiceServ
             "description": request.description,
             "team": request.team,
         }
+        reply = api.CaptureLeadResponse
+        answered = await self._customer_checked(
+            request, context, reply, request.customer_id, "a lead"
+        )
+        if answered is not None:
+            return answered
         return await self.command(
             request,
             context,
-            api.CaptureLeadResponse,
+            reply,
             lambda ctx: self.app.capture_lead(ctx, **fields),
         )
 
@@ -326,6 +350,11 @@ class SalesServicer(CommandServicer[SalesApplication], api_grpc.SalesServiceServ
         currency, amount = _money(request, "amount")
         customer_id = request.customer_id.strip()
         registered = False
+        answered = await self._customer_checked(
+            request, context, api.ConvertLeadResponse, customer_id, "an opportunity"
+        )
+        if answered is not None:
+            return await self._conversion_replayed(answered, lid)
         if not customer_id:
             if not request.register_customer:
                 raise InvalidArgument.one(
@@ -374,10 +403,18 @@ class SalesServicer(CommandServicer[SalesApplication], api_grpc.SalesServiceServ
             extra=["customer_id", "opportunity_id"],
         )
         if reply.result.replayed:
-            lead = await blocking(self.app.get_lead, lid)
-            reply.customer_id, reply.opportunity_id = lead.customer_id, lead.opportunity_id
-            registered = lead.customer_registered
+            return await self._conversion_replayed(reply, lid)
         reply.customer_registered = registered
+        return reply
+
+    async def _conversion_replayed(
+        self, reply: api.ConvertLeadResponse, lid: UUID
+    ) -> api.ConvertLeadResponse:
+        """The first answer to a conversion, completed from its lead (the recorded outcome
+        holds the lead's id only)."""
+        lead = await blocking(self.app.get_lead, lid)
+        reply.customer_id, reply.opportunity_id = lead.customer_id, lead.opportunity_id
+        reply.customer_registered = lead.customer_registered
         return reply
 
     async def DisqualifyLead(
@@ -533,10 +570,16 @@ class SalesServicer(CommandServicer[SalesApplication], api_grpc.SalesServiceServ
         }
         if not request.pipeline.strip():
             raise InvalidArgument.one("pipeline", "is required (a pipeline's name or id)")
+        reply = api.OpenOpportunityResponse
+        answered = await self._customer_checked(
+            request, context, reply, request.customer_id, "an opportunity"
+        )
+        if answered is not None:
+            return answered
         return await self.command(
             request,
             context,
-            api.OpenOpportunityResponse,
+            reply,
             lambda ctx: self.app.open_opportunity(ctx, request.pipeline, **fields),
         )
 
@@ -990,10 +1033,16 @@ class SalesServicer(CommandServicer[SalesApplication], api_grpc.SalesServiceServ
             "opportunity_id": request.opportunity_id,
             "notes": request.notes,
         }
+        reply = api.ScheduleActivityResponse
+        answered = await self._customer_checked(
+            request, context, reply, request.customer_id, "an activity"
+        )
+        if answered is not None:
+            return answered
         return await self.command(
             request,
             context,
-            api.ScheduleActivityResponse,
+            reply,
             lambda ctx: self.app.schedule_activity(ctx, **fields),
         )
 
@@ -1117,11 +1166,14 @@ def _new_customer(lead: Lead) -> NewCustomer:
 
 
 def servicer_registration(
-    app: SalesApplication, customers: CustomerRegistry, search: CustomerSearch | None = None
+    app: SalesApplication,
+    customers: CustomerRegistry,
+    search: CustomerSearch | None = None,
+    context: ContextReader | None = None,
 ) -> tuple[str, Any, Any]:
-    """The sales API on a host: `host.add(*servicer_registration(app, customers, search))`."""
+    """The sales API on a host: `host.add(*servicer_registration(app, customers, ...))`."""
     return registration(
-        SalesServicer(app, customers, search),
+        SalesServicer(app, customers, search, context),
         api_grpc.add_SalesServiceServicer_to_server,
         api.DESCRIPTOR.services_by_name["SalesService"],
     )

@@ -38,12 +38,12 @@ def build(settings: Settings) -> rpc.ServiceHost:
     )
     host = rpc.ServiceHost.for_settings(settings)
     search = TimelineSearch(settings.timeline_addr, token=settings.token)
-    host.add(*servicer_registration(app, customers, search))
+    context = ContextReader(settings.timeline_addr, token=settings.token)
+    host.add(*servicer_registration(app, customers, search, context))
     host.on_close.append(customers.close)
 
     host.on_close.append(keys.aclose)
     host.on_close.append(search.close)
-    context = ContextReader(settings.timeline_addr, token=settings.token)
     host.on_close.append(context.close)
 
     async def owner_of(customer_id: str) -> str:
