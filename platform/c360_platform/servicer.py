@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import grpc
 from google.protobuf.descriptor import ServiceDescriptor
@@ -25,6 +25,10 @@ from c360_platform.store import (
     ServiceApplication,
     on_loop,
 )
+
+if TYPE_CHECKING:
+    from c360.timeline.v1 import timeline_service_pb2 as tapi
+    from c360_platform.context import ContextReader
 
 App = TypeVar("App", bound=ServiceApplication)
 R = TypeVar("R")
@@ -103,6 +107,29 @@ class CommandServicer(Generic[App]):
             if outcome is None:
                 raise
             return None, self._reply(reply, outcome, extra)
+
+    async def customer_checked(
+        self,
+        timeline: ContextReader | None,
+        request: Any,
+        context: Ctx,
+        reply: Callable[..., R],
+        customer_id: str,
+        what: str,
+        *,
+        allow_unknown: str = "",
+        allowed: bool = False,
+    ) -> tuple[tapi.Profile | None, R | None]:
+        """The profile of the customer a command records `what` for
+        (`ContextReader.require_customer`: NOT_FOUND, FAILED_PRECONDITION), through `checked`
+        (a retry gets its first answer): `(profile, None)` to go on with, `(None, reply)` to
+        answer with. Not asked without a `timeline` or a customer id: `(None, None)`."""
+        if timeline is None or not customer_id.strip():
+            return None, None
+        check = timeline.require_customer(
+            customer_id.strip(), what, allow_unknown=allow_unknown, allowed=allowed
+        )
+        return await self.checked(request, context, reply, check)
 
     def _reply(self, reply: Callable[..., R], outcome: CommandOutcome, extra: Sequence[str]) -> R:
         fields = {name: outcome.extra.get(name, "") for name in extra}

@@ -267,11 +267,10 @@ class SalesServicer(CommandServicer[SalesApplication], api_grpc.SalesServiceServ
     ) -> R | None:
         """None when the command may go on: the customer it names for `what` is known to the
         timeline and not forgotten (or it names none); else the first answer to a retry of
-        it, or NOT_FOUND / FAILED_PRECONDITION (`ContextReader.require_customer`)."""
-        if self.context is None or not customer_id.strip():
-            return None
-        check = self.context.require_customer(customer_id.strip(), what)
-        _, answered = await self.checked(request, context, reply, check)
+        it, or NOT_FOUND / FAILED_PRECONDITION (`CommandServicer.customer_checked`)."""
+        _, answered = await self.customer_checked(
+            self.context, request, context, reply, customer_id, what
+        )
         return answered
 
     # -- leads -----------------------------------------------------------------------------------

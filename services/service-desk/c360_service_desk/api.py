@@ -190,16 +190,15 @@ class ServiceDeskServicer(
             "time_zone": request.time_zone,
         }
         # None: logged for a customer not known (yet), or without the timeline: no classes.
-        profile, answered = await self.checked(
+        profile, answered = await self.customer_checked(
+            self.context,
             request,
             context,
             api.OpenTicketResponse,
-            self.context.require_customer(
-                request.customer_id,
-                "a ticket",
-                allow_unknown="allow_unknown_customer",
-                allowed=request.allow_unknown_customer,
-            ),
+            request.customer_id,
+            "a ticket",
+            allow_unknown="allow_unknown_customer",
+            allowed=request.allow_unknown_customer,
         )
         if answered is not None:
             return answered
@@ -350,11 +349,13 @@ class ServiceDeskServicer(
     async def RecordContact(
         self, request: api.RecordContactRequest, context: Ctx
     ) -> api.RecordContactResponse:
-        _, answered = await self.checked(
+        _, answered = await self.customer_checked(
+            self.context,
             request,
             context,
             api.RecordContactResponse,
-            self.context.require_customer(request.customer_id, "a contact"),
+            request.customer_id,
+            "a contact",
         )
         if answered is not None:
             return answered
@@ -383,11 +384,13 @@ class ServiceDeskServicer(
     async def CreateServiceContract(
         self, request: api.CreateServiceContractRequest, context: Ctx
     ) -> api.CreateServiceContractResponse:
-        _, answered = await self.checked(
+        _, answered = await self.customer_checked(
+            self.context,
             request,
             context,
             api.CreateServiceContractResponse,
-            self.context.require_customer(request.customer_id, "a service contract"),
+            request.customer_id,
+            "a service contract",
         )
         if answered is not None:
             return answered
@@ -699,16 +702,15 @@ class ServiceDeskServicer(
             "region": request.region,
             "currency": request.currency,
         }
-        _, answered = await self.checked(
+        _, answered = await self.customer_checked(
+            self.context,
             request,
             context,
             api.CreateWorkOrderResponse,
-            self.context.require_customer(
-                request.customer_id,
-                "a work order",
-                allow_unknown="allow_unknown_customer",
-                allowed=request.allow_unknown_customer,
-            ),
+            request.customer_id,
+            "a work order",
+            allow_unknown="allow_unknown_customer",
+            allowed=request.allow_unknown_customer,
         )
         if answered is not None:
             return answered
