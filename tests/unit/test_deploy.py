@@ -201,6 +201,30 @@ def test_labelled_integrations_reach_nats_and_nothing_else_outside_c360_does(
     )
 
 
+@pytest.mark.parametrize("overlay", overlays())
+def test_a_labelled_api_client_reaches_every_service_from_c360s_namespace_too(
+    overlay: str,
+) -> None:
+    """An API client's pod labelled c360.io/api-client=true is admitted on each service's
+    gRPC port, and in c360's own namespace (everything denied by default) may also go out."""
+    objects = rendered(overlay)
+    policies = [o for o in objects if o["kind"] == "NetworkPolicy"]
+    client = {"c360.io/api-client": "true", "app": "crm-portal"}
+    for spec in registry.services().values():
+        service = {"app.kubernetes.io/name": spec.name, "app.kubernetes.io/part-of": "c360"}
+        admitting = [p for p in policies if selects(p["spec"]["podSelector"], service)]
+        assert any(admits(p, spec.default_port, client, None) for p in admitting), spec.name
+        assert not any(admits(p, spec.default_port, {"app": "x"}, None) for p in admitting)
+        assert any(
+            selects(p["spec"]["podSelector"], client)
+            and any(
+                any(selects(to.get("podSelector", {}), service) for to in rule.get("to", []))
+                for rule in p["spec"].get("egress", [])
+            )
+            for p in policies
+        ), f"an API client in c360's namespace cannot go out to {spec.name}"
+
+
 def test_dev_is_small_and_prod_is_replicated() -> None:
     def floors(overlay: str) -> dict[str, int]:
         """Each workload's least replica count: its autoscaler's minimum, else its own."""
