@@ -287,6 +287,8 @@ class PodMetrics:
 
     relay_active: dict[str, bool] = field(default_factory=dict)
     relay_lag: dict[str, float] = field(default_factory=dict)
+    relay_blocked: dict[str, int] = field(default_factory=dict)
+    """Sources whose relay stopped at an event too large for NATS: its position."""
     projector_active: dict[str, bool] = field(default_factory=dict)
     projector_lag: dict[str, float] = field(default_factory=dict)
     dead_letters: float | None = None
@@ -301,6 +303,8 @@ def parse_metrics(text: str) -> PodMetrics:
                 found.relay_active[labels.get("source", "")] = value >= 1
             elif sample.name == "c360_relay_lag_events":
                 found.relay_lag[labels.get("source", "")] = value
+            elif sample.name == "c360_relay_blocked_position" and value > 0:
+                found.relay_blocked[labels.get("source", "")] = int(value)
             elif sample.name == "c360_projector_active":
                 found.projector_active[labels.get("consumer", "")] = value >= 1
             elif sample.name == "c360_projector_lag_messages":
@@ -334,6 +338,8 @@ class Row:
     unreachable: list[str]
     unheld: list[str] = field(default_factory=list)
     """The locks this Deployment's pods should hold and none does (`relay customer`)."""
+    blocked: list[str] = field(default_factory=list)
+    """Its relays stopped at an event too large for NATS (`relay customer at 1234`)."""
 
     @property
     def healthy(self) -> bool:
@@ -341,6 +347,7 @@ class Row:
             self.ready >= self.desired
             and not self.unreachable
             and not self.unheld
+            and not self.blocked
             and not (self.dead_letters or 0)
             and (self.relay_lag or 0) < LAG_WARNING
             and (self.projector_lag or 0) < LAG_WARNING
@@ -372,6 +379,7 @@ def collect(cluster: Cluster) -> list[Row]:
         leaders: list[str] = []
         relay_lag = projector_lag = dead = None
         unreachable: list[str] = []
+        blocked: list[str] = []
         for pod in names:
             found = pod_metrics(cluster, pod)
             if found is None:
@@ -381,6 +389,8 @@ def collect(cluster: Cluster) -> list[Row]:
                 if active:
                     leaders.append(f"relay {source}: {pod}")
                     relay_lag = found.relay_lag.get(source, relay_lag)
+                    if source in found.relay_blocked:
+                        blocked.append(f"relay {source} at {found.relay_blocked[source]}")
             for consumer, active in found.projector_active.items():
                 if active:
                     leaders.append(f"projector {consumer}: {pod}")
@@ -399,6 +409,7 @@ def collect(cluster: Cluster) -> list[Row]:
                 projector_lag=projector_lag,
                 dead_letters=dead,
                 unreachable=unreachable,
+                blocked=blocked,
             )
         )
     _unheld_locks(rows, held)
@@ -429,6 +440,10 @@ def _figure(value: float | None) -> str:
 def _holders(row: Row) -> Text | str:
     lines = [Text(leader) for leader in row.leaders]
     lines += [Text(f"{lock}: no pod", style="bold red") for lock in row.unheld]
+    lines += [
+        Text(f"{relay}: stopped, event too large for NATS", style="bold red")
+        for relay in row.blocked
+    ]
     if not lines:
         return "no metrics" if row.unreachable else "-"
     return Text("\n").join(lines)
@@ -454,6 +469,7 @@ def _status(args: argparse.Namespace) -> int:
                         "dead_letters": r.dead_letters,
                         "unreachable_metrics": r.unreachable,
                         "unheld_locks": r.unheld,
+                        "blocked_relays": r.blocked,
                         "healthy": r.healthy,
                     }
                     for r in rows

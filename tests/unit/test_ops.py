@@ -151,6 +151,32 @@ def test_status_is_red_when_no_pod_holds_a_relay_or_the_projectors_lock(
         assert f"{lock}: no pod" in capsys.readouterr().out
 
 
+def test_status_is_red_when_a_relay_stopped_at_an_event_too_large_for_nats(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The relay publishes nothing from such an event on until max_payload is raised: the
+    operator must see where it stopped."""
+    state = State()
+    _green(state)
+    state.pods["customer-relay-1-a"].metrics = _metrics(
+        'c360_relay_active{source="customer"} 1',
+        'c360_relay_blocked_position{source="customer"} 1234',
+    )
+    kubeconfig = tmp_path / "kubeconfig"
+    argv = ["ops", "status", "--kubeconfig", str(kubeconfig)]
+    monkeypatch.setenv("COLUMNS", "100")
+    with serve(state, kubeconfig, NAMESPACE):
+        code = main([*argv, "--json"])
+        rows = {d["name"]: d for d in json.loads(capsys.readouterr().out)["deployments"]}
+        assert code == 1
+        assert rows["customer-relay"]["blocked_relays"] == ["relay customer at 1234"]
+        assert rows["customer-relay"]["healthy"] is False
+        assert [n for n, row in rows.items() if not row["healthy"]] == ["customer-relay"]
+        assert main(argv) == 1
+        shown = " ".join(capsys.readouterr().out.split())
+        assert "relay customer at 1234: stopped, event too large for NATS" in shown
+
+
 def test_status_table_names_the_pods_holding_the_locks(
     cluster: tuple[State, Path],
     capsys: pytest.CaptureFixture[str],
