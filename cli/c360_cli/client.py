@@ -253,7 +253,9 @@ class Client(_Connections):
 
     def _resolve(self, kind: str, prefix: str) -> list[str]:
         """Full ids of `kind` that begin with `prefix`, from every service's event log."""
-        every = [self._raw_channel(n, a) for n, a in sorted(self.endpoints.addresses.items())]
+        every = [
+            (n, a, self._raw_channel(n, a)) for n, a in sorted(self.endpoints.addresses.items())
+        ]
         return short_ids.Resolver(every, self.timeout)(kind, prefix)
 
     def complete(self, request: M) -> M:

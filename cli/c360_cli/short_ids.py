@@ -87,25 +87,41 @@ def complete(request: Message, resolve: Resolve) -> Message:
 
 
 class Resolver:
-    """Asks each service's EventLogService for ids by prefix, on channels of its own."""
+    """Asks each service's EventLogService for ids by prefix, on channels of its own. None found
+    while a service could not be reached is not "not found": that service may hold the id."""
 
-    def __init__(self, channels: Iterable[grpc.Channel], timeout: float | None) -> None:
-        self.stubs = [log_grpc.EventLogServiceStub(c) for c in channels]
+    def __init__(
+        self, channels: Iterable[tuple[str, str, grpc.Channel]], timeout: float | None
+    ) -> None:
+        """`channels`: (service name, address, channel) of every service."""
+        self.stubs = [(n, a, log_grpc.EventLogServiceStub(c)) for n, a, c in channels]
         self.timeout = timeout
 
     def __call__(self, kind: str, prefix: str) -> list[str]:
         found: list[str] = []
-        for stub in self.stubs:
+        unreachable: list[str] = []
+        for name, address, stub in self.stubs:
             try:
                 reply = stub.ResolveIds(
                     log_api.ResolveIdsRequest(prefix=prefix, kind=kind, limit=10),
                     timeout=self.timeout,
                 )
             except grpc.RpcError as exc:
-                if exc.code() in (grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.UNAVAILABLE):
-                    continue  # a service without an event log of its own, or one that is down
+                if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+                    continue  # a service without an event log of its own
+                if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                    unreachable.append(f"the {name} service at {address}")
+                    continue
                 raise
             found += [r.id for r in reply.ids if r.id not in found]
+        if not found and unreachable:
+            raise CliError(
+                f"cannot look up which {kind.replace('_', ' ')} id begins with {prefix}:"
+                f" cannot reach {', '.join(unreachable)}; is `c360 up` running?"
+                " (or give the whole id)",
+                EXIT_FAILURE,
+                code="UNAVAILABLE",
+            )
         return found
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from uuid import UUID
 
+import grpc
 import pytest
 
 from c360.customer.v1 import customer_service_pb2 as customer_api
 from c360_cli.errors import CliError
-from c360_cli.short_ids import complete, kind_of_field
+from c360_cli.short_ids import Resolver, complete, kind_of_field
 from c360_platform.memstore import MemoryEventRecorder
 from c360_platform.store import kind_of, prefix_range
 
@@ -101,3 +102,16 @@ def test_the_in_memory_recorder_finds_ids_in_a_range() -> None:
         (UUID(BOB), "m:Ticket.E"),
     ]
     assert recorder.ids_in_range(low, high, 1) == [(UUID(ADA), "m:Customer.E")]
+
+
+def test_a_beginning_is_not_called_unknown_when_the_services_cannot_be_reached() -> None:
+    closed = grpc.insecure_channel("127.0.0.1:1")  # nothing listens on port 1
+    try:
+        resolve = Resolver([("customer", "127.0.0.1:1", closed)], timeout=5)
+        with pytest.raises(CliError) as refused:
+            complete(customer_api.GetCustomerRequest(customer_id="c135"), resolve)
+    finally:
+        closed.close()
+    assert refused.value.code == "UNAVAILABLE"
+    assert "no customer id begins" not in refused.value.message
+    assert "cannot reach the customer service at 127.0.0.1:1" in refused.value.message
