@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from c360_cli.errors import CliError
+from c360_cli.errors import EXIT_BAD_INPUT, CliError
 from c360_platform import auth
 
 
@@ -32,9 +32,24 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="who holds it, as an id (e.g. app:erp-bridge); shown in the audit log, so no PII",
     )
     create.add_argument(
-        "--days", type=float, default=None, help="valid for this many days (default: no expiry)"
+        "--days",
+        type=_days,
+        default=None,
+        metavar="DAYS",
+        help="valid for this many days (default: no expiry)",
     )
     create.set_defaults(func=create_token)
+
+
+def _days(text: str) -> float:
+    """A validity of more than 0 days (a token that has already expired is of no use)."""
+    try:
+        days = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of days: {text!r}") from None
+    if not 0 < days < 36500:  # nan and inf fail too
+        raise argparse.ArgumentTypeError("must be more than 0 (and under 100 years)")
+    return days
 
 
 def create_token(args: argparse.Namespace) -> int:
@@ -43,6 +58,8 @@ def create_token(args: argparse.Namespace) -> int:
         secret = path.read_text().strip()
     except OSError:
         raise CliError(f"no secret at {path}: run `c360 up` once (it creates it)") from None
+    if not args.name.strip():
+        raise CliError("--name: is required (an id such as app:erp-bridge)", EXIT_BAD_INPUT)
     if "@" in args.name or " " in args.name:
         raise CliError("--name: use an id such as app:erp-bridge, not a person's name or e-mail")
     valid_for = args.days * 86400 if args.days is not None else None

@@ -161,3 +161,40 @@ def test_services_shows_the_ports_of_the_running_stack(
     assert rows == {name: address.rpartition(":")[2] for name, address in moved.items()}
     assert main(["--home", str(tmp_path), "--json", "services"]) == 0
     assert {s["name"]: s["address"] for s in json.loads(capsys.readouterr().out)} == moved
+
+
+@pytest.mark.parametrize("days", ["-5", "0", "nan", "abc"])
+def test_a_token_that_would_never_be_valid_is_refused(
+    days: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "auth").mkdir()
+    (tmp_path / "auth" / "secret").write_text("s" * 32)
+    with pytest.raises(SystemExit) as exited:
+        main(
+            [
+                "--home",
+                str(tmp_path),
+                "token",
+                "create",
+                "--role",
+                "agent",
+                "--name",
+                "x",
+                "--days",
+                days,
+            ]
+        )
+    assert exited.value.code == 2
+    assert "argument --days" in capsys.readouterr().err
+
+
+def test_a_token_without_a_name_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "auth").mkdir()
+    (tmp_path / "auth" / "secret").write_text("s" * 32)
+    argv = ["--home", str(tmp_path), "token", "create", "--role", "agent", "--name", " "]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "--name: is required" in captured.err
