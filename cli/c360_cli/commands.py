@@ -159,12 +159,19 @@ class Command:
 
     def in_options(self, text: str) -> str:
         """A service's text with the request fields it names as this command's options: it
-        says "set allow_unknown_customer", the user types --allow-unknown-customer. Only
-        fields of more than one word (an API's identifiers); "email: not a valid address"
-        reads as it is."""
-        for arg in self.args:
-            if arg.name.startswith("--") and "_" in arg.field:
-                text = re.sub(rf"\b{re.escape(arg.field)}\b", arg.name, text)
+        says "set allow_unknown_customer" or "amount.amount: must be a decimal number", the
+        user types --allow-unknown-customer and --amount. Fields of more than one word or part
+        (an API's identifiers) wherever they stand; a one-word field only as the "field:" that
+        begins a line, and only when its option is spelt otherwise ("quantity:" is --qty;
+        "email: not a valid address" reads as it is)."""
+        for arg in sorted(self.args, key=lambda a: -len(a.field)):
+            if not arg.name.startswith("--"):
+                continue
+            if "_" in arg.field or "." in arg.field:
+                pattern = rf"(?<![\w.-]){re.escape(arg.field)}(?![\w.])"
+                text = re.sub(pattern, arg.name, text)
+            elif arg.dest != arg.field:
+                text = re.sub(rf"(?m)^{re.escape(arg.field)}:", f"{arg.name}:", text)
         return text
 
 

@@ -11,7 +11,7 @@ from c360.customer.v1 import customer_service_pb2 as customer_api
 from c360.events.v1 import customer_events_pb2 as customer_events
 from c360.events.v1 import ticket_events_pb2 as ticket_events
 from c360.service_desk.v1 import service_desk_service_pb2 as desk_api
-from c360_cli import customer_cmds, ticket_cmds
+from c360_cli import customer_cmds, marketing_cmds, sales_cmds, ticket_cmds
 from c360_cli.commands import Command
 from c360_cli.main import build_parser
 from c360_cli.words import INTERACTION_KINDS, TICKET_CHANNELS
@@ -159,3 +159,17 @@ def test_a_refusal_names_the_commands_options_not_their_request_fields() -> None
     # One-word fields read as words: "email: not a valid address" stays as it is.
     [register] = [c for c in customer_cmds.COMMANDS if c.rpc == "RegisterCustomer"]
     assert register.in_options("email: not a valid address") == "email: not a valid address"
+
+
+def test_a_refusal_names_the_option_of_a_nested_or_renamed_field() -> None:
+    [opportunity_open] = [c for c in sales_cmds.OPPORTUNITY_COMMANDS if c.rpc == "OpenOpportunity"]
+    said = "amount.amount: must be a decimal number such as 1250.00\namount.currency: not ISO"
+    assert opportunity_open.in_options(said) == (
+        "--amount: must be a decimal number such as 1250.00\n--currency: not ISO"
+    )
+    [quote_add] = [c for c in sales_cmds.QUOTE_COMMANDS if c.rpc == "AddQuoteLine"]
+    assert quote_add.in_options("quantity: must be more than zero") == (
+        "--qty: must be more than zero"
+    )
+    [plan] = [c for c in marketing_cmds.CAMPAIGN_COMMANDS if c.rpc == "PlanCampaign"]
+    assert plan.in_options("budget.amount: not a number") == "--budget: not a number"
