@@ -35,6 +35,13 @@ COMMANDS = (
             Arg("--contract", "contract_id", "the service contract", metavar="ID", default=""),
             Arg("--region", "region", "the service region", default=""),
             Arg("--currency", "currency", "ISO 4217 (default EUR)", default=""),
+            Arg(
+                "--allow-unknown-customer",
+                "allow_unknown_customer",
+                "create it although the timeline does not know the customer; without it such"
+                " an id is refused",
+                flag=True,
+            ),
         ),
         verb="work order created",
     ),

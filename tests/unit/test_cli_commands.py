@@ -11,7 +11,7 @@ from c360.customer.v1 import customer_service_pb2 as customer_api
 from c360.events.v1 import customer_events_pb2 as customer_events
 from c360.events.v1 import ticket_events_pb2 as ticket_events
 from c360.service_desk.v1 import service_desk_service_pb2 as desk_api
-from c360_cli import customer_cmds, marketing_cmds, sales_cmds, ticket_cmds
+from c360_cli import customer_cmds, marketing_cmds, sales_cmds, ticket_cmds, visit_cmds
 from c360_cli.commands import Command
 from c360_cli.main import build_parser
 from c360_cli.words import INTERACTION_KINDS, TICKET_CHANNELS
@@ -173,3 +173,17 @@ def test_a_refusal_names_the_option_of_a_nested_or_renamed_field() -> None:
     )
     [plan] = [c for c in marketing_cmds.CAMPAIGN_COMMANDS if c.rpc == "PlanCampaign"]
     assert plan.in_options("budget.amount: not a number") == "--budget: not a number"
+
+
+def test_an_option_a_refusal_recommends_is_one_the_command_has() -> None:
+    """The service desk refuses an unknown customer with "set allow_unknown_customer"."""
+    for command in (*ticket_cmds.COMMANDS, *visit_cmds.COMMANDS):
+        fields = {arg.field for arg in command.args}
+        if "customer_id" in fields and command.rpc in ("OpenTicket", "CreateWorkOrder"):
+            said = command.in_options("or set allow_unknown_customer to record it anyway")
+            assert said == "or set --allow-unknown-customer to record it anyway", command.path
+    parser = build_parser(["visit", "create"])
+    args = parser.parse_args(
+        ["visit", "create", "--customer", "c135", "--summary", "x", "--allow-unknown-customer"]
+    )
+    assert args.allow_unknown_customer is True
