@@ -216,6 +216,12 @@ def check_sizes(stored_events: Sequence[StoredEvent]) -> None:
         )
 
 
+def spoken(kind: type) -> str:
+    """An aggregate's class as a person names it in a message: `ServiceContract` -> "service
+    contract", `LeadList` -> "lead list"."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", kind.__name__).lower()
+
+
 def fingerprint(data: bytes) -> str:
     """A stable digest of a request, to tell a retry from a reuse of its request id."""
     return hashlib.sha256(data).hexdigest()
@@ -742,12 +748,12 @@ class ServiceApplication(Application[UUID]):
         try:
             aggregate: Any = self.repository.get(aggregate_id)
         except AggregateNotFoundError:
-            raise NotFound(f"{kind.__name__.lower()} {aggregate_id} does not exist") from None
+            raise NotFound(f"{spoken(kind)} {aggregate_id} does not exist") from None
         if not isinstance(aggregate, kind):
-            raise NotFound(f"{kind.__name__.lower()} {aggregate_id} does not exist")
+            raise NotFound(f"{spoken(kind)} {aggregate_id} does not exist")
         if expected_version is not None and aggregate.version != expected_version:
             raise VersionConflict(
-                f"{kind.__name__.lower()} {aggregate_id} is at version {aggregate.version},"
+                f"{spoken(kind)} {aggregate_id} is at version {aggregate.version},"
                 f" not {expected_version}; reload and retry"
             )
         return aggregate
@@ -828,8 +834,7 @@ class ServiceApplication(Application[UUID]):
             if earlier is not None:
                 return earlier
             raise VersionConflict(
-                f"{type(subject).__name__.lower()} {subject.id} was changed concurrently;"
-                " reload and retry"
+                f"{spoken(type(subject))} {subject.id} was changed concurrently; reload and retry"
             ) from None
         position = max(r.notification.id for r in recordings)
         return CommandOutcome(subject.id, subject.version, position, extra=decision.extra)

@@ -193,7 +193,26 @@ async def test_bad_contracts_name_every_field(desk: ServiceDeskServicer) -> None
             CALL,
         )
     ) == ["ends_on", "starts_on"]
+    for value in ("1e3", "NaN", "Infinity", "12,50"):  # a person's decimal, no exponent
+        assert await bad_fields(
+            desk.CreateServiceContract(
+                dapi.CreateServiceContractRequest(
+                    customer_id=str(uuid4()),
+                    name="x",
+                    starts_on="2026-01-01",
+                    ends_on="2026-12-31",
+                    value_amount=value,
+                    value_currency="EUR",
+                ),
+                CALL,
+            )
+        ) == ["value.amount"], value
     assert desk.app.head() == 0
+    missing = await refused(
+        desk.GetServiceContract(dapi.GetServiceContractRequest(contract_id=str(uuid4())), CALL),
+        NotFound,
+    )
+    assert " ".join(str(missing).split()[:2]) == "service contract"  # not "servicecontract"
 
 
 def test_contracts_show_on_the_timeline_and_in_the_profile() -> None:

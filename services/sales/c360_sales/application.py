@@ -29,6 +29,7 @@ from c360_platform.store import (
     RowQuery,
     ServiceApplication,
     schema_for,
+    spoken,
 )
 from c360_sales import classes, domain, pricing, reports
 from c360_sales.domain import (
@@ -321,7 +322,7 @@ class SalesApplication(ServiceApplication):
             current = 0 if existing is None else existing.version
             if expected_version is not None and expected_version != current:
                 raise VersionConflict(
-                    f"{kind.__name__.lower()} {key} is at version {current},"
+                    f"{spoken(kind)} {key} is at version {current},"
                     f" not {expected_version}; reload and retry"
                 )
             if existing is None:

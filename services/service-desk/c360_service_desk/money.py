@@ -3,11 +3,14 @@ with two decimals in an ISO 4217 currency. Pure: parsing and formatting, no I/O.
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+import re
+from decimal import Decimal
 
 from c360_platform.validation import Violations
 
 CENT = Decimal("0.01")
+_PLAIN = re.compile(r"-?[0-9]{1,15}(\.[0-9]+)?")
+"""A decimal as written by a person: no exponent ("1e3"), no NaN or infinity."""
 
 
 def money(amount: Decimal) -> str:
@@ -19,11 +22,10 @@ def amount(
     v: Violations, field: str, text: str, limit: Decimal, *, places: int, zero: bool = False
 ) -> Decimal | None:
     """A positive decimal (or zero when allowed) below `limit`, at most `places` decimals."""
-    try:
-        number = Decimal(text.strip())
-    except InvalidOperation:
+    if not _PLAIN.fullmatch(text.strip()):
         v.add(field, "must be a decimal number such as 12.50")
         return None
+    number = Decimal(text.strip())
     if not number.is_finite() or number < 0 or (number == 0 and not zero):
         v.add(field, "must be a positive number" if not zero else "must not be negative")
         return None
