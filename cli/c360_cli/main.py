@@ -239,7 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "json", False):  # scripts parse errors too
             print(json.dumps(exc.as_json()), file=sys.stderr)
         else:
-            print(exc.message, file=sys.stderr)
+            print(in_options(exc.message, options_of(parser, func)), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
@@ -250,6 +250,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         chosen = sys.modules.get("c360_platform.tls")
         if chosen is not None:
             chosen.forget_choice()
+
+
+def options_of(parser: argparse.ArgumentParser, func: Callable[..., Any]) -> dict[str, str]:
+    """The long options of the command that runs `func` and the global ones, by the request
+    field each fills (its dest): `--from` by opened_from, `--min-score` by min_score."""
+
+    def long_options(p: argparse.ArgumentParser) -> dict[str, str]:
+        return {
+            a.dest: long[0]
+            for a in p._actions
+            if (long := [o for o in a.option_strings if o.startswith("--")])
+        }
+
+    parsers = [parser]
+    while parsers:
+        found = parsers.pop()
+        if found.get_default("func") is func:
+            return long_options(parser) | long_options(found)
+        for action in found._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                parsers.extend(action.choices.values())
+    return long_options(parser)
+
+
+def in_options(text: str, options: dict[str, str]) -> str:
+    """A refusal as the user typed the command: the request fields of more than one word it
+    names ("opened_to: must be after opened_from") as the options that filled them ("--to:
+    must be after --from"); a declared command's own refusals are rewritten already
+    (`Command.in_options`), and a one-word field ("email") reads as it is."""
+    for dest, option in options.items():
+        if "_" in dest:
+            text = re.sub(rf"(?<![\w.-]){re.escape(dest)}(?![\w.])", option, text)
+    return text
 
 
 def _reader_gone() -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -198,3 +199,23 @@ def test_a_token_without_a_name_is_refused(
     captured = capsys.readouterr()
     assert captured.out == ""
     assert "--name: is required" in captured.err
+
+
+def test_a_refusal_of_a_hand_written_command_names_the_options_typed(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ticket sla-report --from … --to …` fills opened_from and opened_to: the service's
+    refusal names those fields, the user reads the options; --json keeps the service's text."""
+    from c360_cli import ticket_cmds
+    from c360_cli.errors import CliError
+
+    def refused(args: Any) -> int:
+        raise CliError("opened_to: must be after opened_from")
+
+    monkeypatch.setattr(ticket_cmds, "_sla_report", refused)
+    argv = ["ticket", "sla-report", "--from", "2027-01-01", "--to", "2026-01-01"]
+    assert main(argv) == 1
+    assert capsys.readouterr().err.strip() == "--to: must be after --from"
+    assert main(["--json", *argv]) == 1
+    error = json.loads(capsys.readouterr().err)["error"]
+    assert error["message"] == "opened_to: must be after opened_from"
