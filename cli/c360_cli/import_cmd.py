@@ -21,7 +21,7 @@ from c360.customer.v1 import customer_service_pb2 as api
 from c360.customer.v1.customer_service_pb2_grpc import CustomerServiceStub
 from c360.events.v1 import customer_events_pb2 as events
 from c360_cli.client import Client
-from c360_cli.errors import CliError
+from c360_cli.errors import EXIT_BAD_INPUT, CliError
 from c360_cli.output import Output
 from c360_cli.words import CUSTOMER_KINDS
 
@@ -90,6 +90,10 @@ def to_row(row: int, record: dict[str, Any]) -> api.ImportRow:
     return request
 
 
+FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
+"""A file's format by its name's suffix (`--format` names it for any other name)."""
+
+
 def read_rows(path: Path, fmt: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
     """(row number, record) for each record; a record that cannot be read is a reason string."""
     with path.open(newline="", encoding="utf-8-sig") as handle:
@@ -116,9 +120,16 @@ def read_rows(path: Path, fmt: str) -> Iterator[tuple[int, dict[str, Any] | str]
 
 def run(args: argparse.Namespace) -> int:
     path: Path = args.file
+    if path.is_dir():
+        raise CliError(f"{path}: a directory, not a .csv or .jsonl file", EXIT_BAD_INPUT)
     if not path.is_file():
-        raise CliError(f"{path}: no such file")
-    fmt = args.format or ("csv" if path.suffix.lower() == ".csv" else "jsonl")
+        raise CliError(f"{path}: no such file", EXIT_BAD_INPUT)
+    fmt = args.format or FORMATS.get(path.suffix.lower())
+    if fmt is None:  # README.md would be read as JSON Lines: a refusal for every line
+        raise CliError(
+            f"{path}: not a .csv or .jsonl file; name its format with --format csv or jsonl",
+            EXIT_BAD_INPUT,
+        )
     with path.open(encoding="utf-8-sig") as handle:
         total = sum(1 for line in handle if line.strip()) - (1 if fmt == "csv" else 0)
     out = Output(args.json)

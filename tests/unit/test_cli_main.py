@@ -219,3 +219,19 @@ def test_a_refusal_of_a_hand_written_command_names_the_options_typed(
     assert main(["--json", *argv]) == 1
     error = json.loads(capsys.readouterr().err)["error"]
     assert error["message"] == "opened_to: must be after opened_from"
+
+
+def test_customer_import_refuses_a_file_of_no_format_it_reads_before_reading_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """README.md read as JSON Lines gave a refusal for each of its lines; a directory was "no
+    such file". Both are refused at once, before any service is asked."""
+    notes = tmp_path / "notes.md"
+    notes.write_text("# Customers\n\nnot a table\n")
+    for target, says in [
+        (notes, "not a .csv or .jsonl file; name its format with --format csv or jsonl"),
+        (tmp_path, "a directory, not a .csv or .jsonl file"),
+        (tmp_path / "gone.csv", "no such file"),
+    ]:
+        assert main(["--home", str(tmp_path), "customer", "import", str(target)]) == 2
+        assert capsys.readouterr().err.strip() == f"{target}: {says}"
