@@ -222,6 +222,15 @@ def spoken(kind: type) -> str:
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", kind.__name__).lower()
 
 
+def require_version(kind: type, key: object, current: int, expected: int | None) -> None:
+    """ABORTED unless the caller expects no version or the one there is (`current`; 0 for
+    nothing yet): "product … is at version 2, not 1; reload and retry"."""
+    if expected is not None and expected != current:
+        raise VersionConflict(
+            f"{spoken(kind)} {key} is at version {current}, not {expected}; reload and retry"
+        )
+
+
 def fingerprint(data: bytes) -> str:
     """A stable digest of a request, to tell a retry from a reuse of its request id."""
     return hashlib.sha256(data).hexdigest()
@@ -751,11 +760,7 @@ class ServiceApplication(Application[UUID]):
             raise NotFound(f"{spoken(kind)} {aggregate_id} does not exist") from None
         if not isinstance(aggregate, kind):
             raise NotFound(f"{spoken(kind)} {aggregate_id} does not exist")
-        if expected_version is not None and aggregate.version != expected_version:
-            raise VersionConflict(
-                f"{spoken(kind)} {aggregate_id} is at version {aggregate.version},"
-                f" not {expected_version}; reload and retry"
-            )
+        require_version(kind, aggregate_id, aggregate.version, expected_version)
         return aggregate
 
     def replay(self, ctx: CommandContext) -> CommandOutcome | None:

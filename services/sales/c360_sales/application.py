@@ -14,7 +14,7 @@ from uuid import UUID, uuid4
 
 from eventsourcing.domain import Aggregate
 
-from c360_platform.errors import InvalidArgument, NotFound, PreconditionFailed, VersionConflict
+from c360_platform.errors import InvalidArgument, NotFound, PreconditionFailed
 from c360_platform.keyring import KEYS, Keyring, KeySource, WithOwnKeys
 from c360_platform.pii import Sealer
 from c360_platform.store import (
@@ -28,8 +28,8 @@ from c360_platform.store import (
     QueryTable,
     RowQuery,
     ServiceApplication,
+    require_version,
     schema_for,
-    spoken,
 )
 from c360_sales import classes, domain, pricing, reports
 from c360_sales.domain import (
@@ -320,11 +320,7 @@ class SalesApplication(ServiceApplication):
         def decide() -> Decision[A]:
             existing = self.find(kind, key)
             current = 0 if existing is None else existing.version
-            if expected_version is not None and expected_version != current:
-                raise VersionConflict(
-                    f"{spoken(kind)} {key} is at version {current},"
-                    f" not {expected_version}; reload and retry"
-                )
+            require_version(kind, key, current, expected_version)
             if existing is None:
                 created = make()
                 return Decision(created, [created])
