@@ -91,7 +91,10 @@ class ContextReader:
         NOT_FOUND when the timeline does not know them, unless the request's option
         `allow_unknown` is set (`allowed`; the timeline being down is then no reason to
         refuse either); FAILED_PRECONDITION when they are forgotten, whatever was asked: what
-        is recorded for them now would be sealed with a key that is gone, unreadable at once.
+        is recorded for them now would be sealed with a key that is gone, unreadable at once;
+        FAILED_PRECONDITION naming the survivor when they were merged into another customer,
+        as the customer service refuses commands on a merged customer: the person's record is
+        the survivor's, and work recorded on the duplicate would split again at an unmerge.
         None for an id that is no UUID (the domain names it with the other offending fields)
         and for an unknown customer allowed."""
         try:
@@ -117,6 +120,12 @@ class ContextReader:
                 f"customer {customer_id} is forgotten (their personal data was erased on"
                 f" request): {what} is not recorded for them; if the person comes back,"
                 " register them again"
+            )
+        if profile.merged_into:
+            survivor = profile.merged_into
+            raise PreconditionFailed(
+                f"customer {customer_id} was merged into customer {survivor}: record {what}"
+                f" for {survivor} (or unmerge {customer_id} first)"
             )
         return profile
 

@@ -169,6 +169,19 @@ async def test_merge_shows_both_histories_and_unmerge_restores_both_exactly(
     code, details = _refused(refused)
     assert code == grpc.StatusCode.FAILED_PRECONDITION
     assert sid in details
+    # ...and so is new work for them in another service, also for a caller that allows an
+    # unknown customer: it is recorded for the survivor, the person's record now.
+    ticket = dapi.OpenTicketRequest(
+        customer_id=did,
+        channel=tev.TICKET_CHANNEL_PHONE,
+        subject="Where is my parcel?",
+        allow_unknown_customer=True,
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stack.service_desk.OpenTicket(ticket)
+    code, details = _refused(refused)
+    assert code == grpc.StatusCode.FAILED_PRECONDITION
+    assert f"customer {did} was merged into customer {sid}: record a ticket for {sid}" in details
 
     # as of before the merge: the unmerged state
     then = await _timeline(stack.timeline, sid, as_of=merge_time)
@@ -213,10 +226,12 @@ async def test_merge_shows_both_histories_and_unmerge_restores_both_exactly(
         expected.version = now.version
         expected.updated_at.CopyFrom(now.updated_at)
         assert now == expected
-    # and the duplicate takes commands again
+    # and the duplicate takes commands again, its own and other services'
     await stack.customer.RenameCustomer(
         capi.RenameCustomerRequest(customer_id=did, display_name="Janis Z.")
     )
+    opened = await stack.service_desk.OpenTicket(ticket)
+    assert opened.result.aggregate_id
     with pytest.raises(grpc.aio.AioRpcError) as again:
         await stack.customer.UnmergeCustomer(capi.UnmergeCustomerRequest(customer_id=did))
     assert again.value.code() == grpc.StatusCode.FAILED_PRECONDITION
@@ -325,22 +340,29 @@ async def test_watching_a_survivor_follows_what_is_recorded_under_its_duplicates
 ) -> None:
     ada = (await register(stack.customer, "Ada Lovelace", "ada@example.com")).result.aggregate_id
     dup = (await register(stack.customer, "Ada King", "ada@example.com")).result.aggregate_id
+    # A ticket of the duplicate's, opened before the merge.
+    opened = await stack.service_desk.OpenTicket(
+        dapi.OpenTicketRequest(
+            customer_id=dup, channel=tev.TICKET_CHANNEL_PHONE, subject="Invoice question"
+        )
+    )
     call = stack.timeline.WatchTimeline(tapi.WatchTimelineRequest(customer_id=ada))
     stream = call.__aiter__()
     first = await asyncio.wait_for(stream.__anext__(), 10)
     assert (first.entry.type, first.entry.customer_id) == ("customer.registered", ada)
 
     await _merge(stack, ada, dup)
-    # The service desk records a call under the old id (it does not resolve merges).
-    await stack.service_desk.OpenTicket(
-        dapi.OpenTicketRequest(
-            customer_id=dup, channel=tev.TICKET_CHANNEL_PHONE, subject="Invoice question"
+    # The service desk goes on with that ticket under the old id (new tickets for the
+    # duplicate are refused, naming the survivor; its open ones carry on).
+    await stack.service_desk.ResolveTicket(
+        dapi.ResolveTicketRequest(
+            ticket_id=opened.result.aggregate_id, resolution="Explained", agent_id="agent-7"
         )
     )
     # The sources' relays publish independently, so the ticket may arrive before the merge's
     # second entry: wait for all three, in whatever order.
     expected = {
-        ("ticket.opened", dup),
+        ("ticket.resolved", dup),
         ("customer.duplicate_absorbed", ada),
         ("customer.merged_into", dup),
     }

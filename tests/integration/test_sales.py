@@ -381,9 +381,22 @@ async def test_sales_refusals_map_to_grpc_status_codes_and_store_nothing(stack: 
     await stack.timeline.GetProfile(  # the timeline has applied the forget
         tapi.GetProfileRequest(customer_id=forgotten, wait_for=forgot.result.consistency_token)
     )
+    # ...nor one merged into another: the refusal names the survivor, the id to use.
+    survivor = (await register(stack.customer, "Survivor", "kept@example.com")).result.aggregate_id
+    duplicate = (await register(stack.customer, "Duplicate", "dup@example.com")).result.aggregate_id
+    merge = await stack.customer.MergeCustomers(
+        capi.MergeCustomersRequest(
+            survivor_id=survivor, duplicate_id=duplicate, reason="one person, two sign-ups"
+        )
+    )
+    await stack.timeline.GetProfile(
+        tapi.GetProfileRequest(customer_id=duplicate, wait_for=merge.result.consistency_token)
+    )
+    merged_into = f"customer {duplicate} was merged into customer {survivor}"
     for customer_id, code, says in [
         (nobody, grpc.StatusCode.NOT_FOUND, f"customer {nobody} is not known to the timeline"),
         (forgotten, grpc.StatusCode.FAILED_PRECONDITION, f"customer {forgotten} is forgotten"),
+        (duplicate, grpc.StatusCode.FAILED_PRECONDITION, merged_into),
     ]:
         for call in (
             sales.CaptureLead(
