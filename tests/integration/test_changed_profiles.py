@@ -135,3 +135,48 @@ async def test_an_ask_with_max_wait_is_answered_at_the_next_change(stack: Stack)
         await stack.timeline.ListChangedProfiles(waiting(0, -1.0))
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert bad_fields(refused.value) == ["max_wait"]
+
+
+async def test_a_merge_and_an_unmerge_list_the_duplicate_again_with_its_survivor(
+    stack: Stack,
+) -> None:
+    """A follower learns that a customer was merged into another (marketing takes it out of
+    every segment) and that it was unmerged, from the duplicate's own changed profile; a chain
+    names its end."""
+    ids = []
+    for name in ("Eva", "Eve", "Evi"):
+        ids.append((await register(stack.customer, name, f"{name}@example.com")).result)
+    end, middle, first = (r.aggregate_id for r in ids)
+    before = (await changed(stack, 0)).cursor
+
+    async def merged(survivor: str, duplicate: str) -> None:
+        reply = await stack.customer.MergeCustomers(
+            capi.MergeCustomersRequest(
+                survivor_id=survivor, duplicate_id=duplicate, reason="one person"
+            )
+        )
+        await stack.timeline.GetProfile(
+            tapi.GetProfileRequest(customer_id=duplicate, wait_for=reply.result.consistency_token)
+        )
+
+    await merged(middle, first)
+    await merged(end, middle)
+    after = await changed(stack, before)
+    into = {p.profile.customer_id: p.profile.merged_into for p in after.profiles}
+    assert into == {first: end, middle: end, end: ""}
+    masked = await stack.timeline.ListChangedProfiles(
+        tapi.ListChangedProfilesRequest(
+            after_cursor=before, read_mask=FieldMask(paths=["customer_id", "merged_into"])
+        )
+    )
+    assert {p.profile.customer_id: p.profile.merged_into for p in masked.profiles} == into
+    unmerged = await stack.customer.UnmergeCustomer(capi.UnmergeCustomerRequest(customer_id=middle))
+    await stack.timeline.GetProfile(
+        tapi.GetProfileRequest(customer_id=middle, wait_for=unmerged.result.consistency_token)
+    )
+    again = await changed(stack, after.cursor)
+    into = {p.profile.customer_id: p.profile.merged_into for p in again.profiles}
+    assert into[middle] == ""
+    # The first one is merged into the middle one still, its chain ending there now.
+    profile = await stack.timeline.GetProfile(tapi.GetProfileRequest(customer_id=first))
+    assert profile.profile.merged_into == middle

@@ -97,10 +97,14 @@ def test_a_page_of_changed_profiles_reads_a_page(view: ReadModel, database_url: 
     assert plan is not None
     tree = plan[0] if isinstance(plan[0], list) else json.loads(plan[0])
     scans = scans_of(tree[0]["Plan"])
-    assert [s["Relation Name"] for s in scans] == ["profiles"]
+    assert sorted(s["Relation Name"] for s in scans) == ["merges", "profiles"]
     # The profiles of the page, in the index's order; grouping entries read all of them.
-    assert scans[0]["Index Name"] == "profiles_by_last_seq"
-    assert scans[0]["Actual Rows"] == page
+    (profiles,) = [s for s in scans if s["Relation Name"] == "profiles"]
+    assert profiles["Index Name"] == "profiles_by_last_seq"
+    assert profiles["Actual Rows"] == page
+    # Whom each is merged into: one look for each profile of the page, none for the others.
+    (merges,) = [s for s in scans if s["Relation Name"] == "merges"]
+    assert merges["Actual Loops"] == page
     assert [r[0] for r in seen] == sorted(latest.values())
 
 

@@ -346,3 +346,34 @@ async def test_an_interested_call_becomes_a_lead_of_the_calling_agent(stack: Sta
     with pytest.raises(grpc.aio.AioRpcError) as unknown:
         await marketing.GetOffers(mapi.GetOffersRequest(customer_id=str(uuid.uuid4())))
     assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_a_customer_merged_into_another_leaves_the_segment_until_unmerged(
+    stack: Stack,
+) -> None:
+    """Through the timeline's changed profiles (marketing's read mask names merged_into): the
+    duplicate is reached as its survivor, not twice; unmerged, it is a member again."""
+    marketing = stack.stub("marketing", mapi_grpc.MarketingServiceStub)
+    ada = await latvian(stack, "Ada Ozola", "ada@example.lv")
+    dup = await latvian(stack, "Ada Ozola", "ada.ozola@example.lv")
+    await marketing.DefineSegment(
+        mapi.DefineSegmentRequest(
+            name="latvia", condition=json.dumps({"field": "country", "value": "LV"})
+        )
+    )
+
+    async def members(expected: set[str]) -> bool:
+        reply = await marketing.ListMembers(mapi.ListMembersRequest(segment="latvia"))
+        return {m.customer_id for m in reply.members} == expected
+
+    await eventually(lambda: members({ada, dup}), what="both customers in the segment")
+    await stack.customer.MergeCustomers(
+        capi.MergeCustomersRequest(survivor_id=ada, duplicate_id=dup, reason="one person")
+    )
+    await eventually(lambda: members({ada}), timeout=10, what="the duplicate leaving")
+    why = await marketing.ExplainMembership(
+        mapi.ExplainMembershipRequest(segment="latvia", customer_id=dup)
+    )
+    assert (why.member, why.condition) == (False, f"the customer was merged into customer {ada}")
+    await stack.customer.UnmergeCustomer(capi.UnmergeCustomerRequest(customer_id=dup))
+    await eventually(lambda: members({ada, dup}), timeout=10, what="the duplicate back")

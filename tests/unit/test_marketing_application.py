@@ -211,6 +211,25 @@ def test_a_forgotten_customer_leaves_every_segment(mk: Marketing, clock: Clock) 
     assert BOB in [m.customer_id for m in mk.members(segment, None)]
 
 
+def test_a_customer_merged_into_another_leaves_every_segment_until_unmerged(
+    mk: Marketing, clock: Clock
+) -> None:
+    """A duplicate merged away is reached as its survivor (sales refuses it new leads): no
+    campaign or lead list names it; unmerged, its conditions decide again."""
+    define(mk)
+    segment = mk.segment("latvia")
+    clock.advance(days=1)
+    mk.observe([person(ADA, "Ada", merged_into=BOB)])
+    why = mk.explain(segment, ADA, None)
+    assert (why.member, why.cause, why.condition_path) == (False, "customer_merged", "")
+    assert why.condition == f"the customer was merged into customer {BOB}"
+    assert [m.customer_id for m in mk.members(segment, None)] == [BOB]
+    clock.advance(days=1)
+    mk.observe([person(ADA, "Ada")])
+    why = mk.explain(segment, ADA, None)
+    assert (why.member, why.cause) == (True, "profile_changed")
+
+
 def test_a_segment_of_a_segment_follows_it(mk: Marketing) -> None:
     sid = define(mk)
     vip = json.dumps(

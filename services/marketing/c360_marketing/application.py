@@ -50,6 +50,8 @@ KNOWN_CHUNK = 500
 
 FORGOTTEN_CAUSE = "customer_forgotten"
 """Why a forgotten customer left a segment (SegmentLeft.cause)."""
+MERGED_CAUSE = "customer_merged"
+"""Why a customer merged into another left a segment (SegmentLeft.cause)."""
 
 
 def _may_convert(before: Facts | None, fresh: Facts) -> bool:
@@ -491,6 +493,8 @@ class Marketing:
         verdict = conditions.decide(tree, now)
         if after.forgotten and verdict.member:  # leaves every segment, whatever the tree says
             verdict, cause = replace(verdict, member=False), FORGOTTEN_CAUSE
+        elif after.merged_into and verdict.member:  # so does a duplicate merged away
+            verdict, cause = replace(verdict, member=False), MERGED_CAUSE
         if memberships is not None and memberships.get(str(segment.id), False) == verdict.member:
             return False, verdict.member
         path = verdict.path
@@ -503,6 +507,8 @@ class Marketing:
         text = conditions.text_of(tree, path, names)
         if cause == FORGOTTEN_CAUSE:
             path, text = "", "the customer was forgotten on request"
+        elif cause == MERGED_CAUSE:
+            path, text = "", f"the customer was merged into customer {after.merged_into}"
         mid = domain.membership_id(str(segment.id), after.customer_id)
         existing = self.people.at(Membership, mid, None)
         if existing is None:

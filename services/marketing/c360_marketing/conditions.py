@@ -79,6 +79,9 @@ class Facts:
     forgotten: bool = False
     """Forgotten on request: a member of no segment (reached by no campaign or lead list),
     whatever else its facts say."""
+    merged_into: str = ""
+    """The customer this one was merged into, if it was: a member of no segment (the person is
+    reached as the survivor, whose record theirs joins; sales refuses new leads for them)."""
 
 
 # -- the fields ---------------------------------------------------------------------------------

@@ -42,6 +42,7 @@ FACT_FIELDS = (
     "service_desk",
     "at_risk",
     "first_seen_at",
+    "merged_into",
 )
 """The Profile fields `facts_of` reads: all that marketing asks the timeline for (its read
 mask); provenance, touches and the rest are neither revealed nor sent."""
@@ -135,4 +136,5 @@ def facts_of(profile: tapi.Profile, today: date | None = None) -> Facts:
         ),
         overdue_invoices=tuple(erp.get("overdue_invoices") or ()),
         forgotten=bool(attributes.get("forgotten_at")),
+        merged_into=profile.merged_into,
     )

@@ -135,9 +135,14 @@ WATCH_SQL = (
 # the cursor grouped by customer, as it once did: a follower reading all profiles from 0 read
 # the entries some profiles/page times over).
 CHANGED_SQL = (
-    f"SELECT last_seq AS seq, doc::text AS doc FROM {SCHEMA}.profiles WHERE last_seq > %s"
-    " ORDER BY last_seq LIMIT %s"
+    "SELECT last_seq AS seq, doc::text AS doc,"
+    f" (SELECT survivor_id::text FROM {SCHEMA}.merges m WHERE m.duplicate_id = p.customer_id"
+    "  AND m.unmerged_at IS NULL ORDER BY m.merged_at DESC LIMIT 1) AS survivor"
+    f" FROM {SCHEMA}.profiles p WHERE last_seq > %s ORDER BY last_seq LIMIT %s"
 )
+"""ListChangedProfiles' page: each changed profile once, and the customer it is merged into now
+(one step of the chain, `_final_survivor` goes on from there), if it is: a merge and an
+unmerge are the duplicate's entries, so they change its place in the page order too."""
 
 
 PAGE_OPTIONS = "-c enable_sort=off -c plan_cache_mode=force_generic_plan"
@@ -774,6 +779,7 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
             budget = min(budget, max(0.0, remaining - 0.5))
         deadline = time.monotonic() + budget
         turns = Turns()
+        survivors: list[str] = []
         while True:
             seen = self.notifications.generation if self.notifications else 0
             async with self.pool.connection() as conn:
@@ -786,6 +792,11 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
                         lambda r: needed_parts(loaded_doc(json_loads(r["doc"])), fields), rows
                     )
                     docs = await self._opened_profiles(docs, conn, turns)
+                    if fields is None or "merged_into" in fields:  # each chain's end
+                        for r in rows:
+                            step = r["survivor"] or ""
+                            end = step and await self._final_survivor(conn, step, None)
+                            survivors.append(end or step)
                     break
             # Nothing changed: wait for the projection's next commit (pushed, as the watches
             # are), looking again now and then if nothing pushes; no connection held.
@@ -801,11 +812,11 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
         reply = api.ListChangedProfilesResponse(
             cursor=rows[-1]["seq"] if rows else request.after_cursor
         )
-        for doc, r in zip(docs, rows, strict=True):
+        for doc, r, survivor in zip(docs, rows, survivors or [""] * len(docs), strict=True):
             if turns.due():
                 await turns.give()
             changed = reply.profiles.add(cursor=r["seq"])
-            changed.profile.CopyFrom(profile_message(doc, now, fields=fields))
+            changed.profile.CopyFrom(profile_message(doc, now, merged_into=survivor, fields=fields))
         return reply
 
     async def _changed_profiles(
