@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rich.console import Group, RenderableType
 from rich.table import Table
 
 from bench.cpu import ms_per_call
@@ -119,24 +120,41 @@ def table(
     return t
 
 
-def cpu_table(cpu: dict[str, dict[str, float]], waits: dict[str, dict[str, float]]) -> Table:
-    """CPU use per phase and process (% of one core), and what PostgreSQL backends did."""
+def cpu_table(
+    cpu: dict[str, dict[str, float]], waits: dict[str, dict[str, float]]
+) -> RenderableType:
+    """CPU use per phase and process (% of one core), then what PostgreSQL backends did."""
     names: list[str] = []
     for row in cpu.values():
         names.extend(n for n in row if n not in names)
+    # The processes that used at least 1 % of a core in some phase (the idle services and
+    # relays of a stack would take a column each: thirteen did not fit, every header was cut
+    # to its first letter); the others are named below the table.
+    busy = [n for n in names if max(row.get(n, 0.0) for row in cpu.values()) >= 1]
+    idle = [n for n in names if n not in busy]
     t = Table(
-        title="Per phase: CPU in % of one core; PostgreSQL backends (average count) by state",
+        title="Per phase: CPU in % of one core",
         title_justify="left",
+        caption=f"under 1 % of a core in every phase: {', '.join(idle)}" if idle else None,
+        caption_justify="left",
     )
     t.add_column("phase", no_wrap=True)
-    for name in names:
-        t.add_column(name, justify="right")
-    t.add_column("postgres backends", no_wrap=True)
+    for name in busy:
+        # A header of two short lines ("customer" / "relay"), not one cut short.
+        t.add_column(name.replace("-", "\n"), justify="right")
     for phase, row in cpu.items():
+        t.add_row(phase, *[f"{row[n]:.0f}" if n in row else "-" for n in busy])
+    backends = Table(
+        title="Per phase: PostgreSQL backends (average count) by state, the three most common",
+        title_justify="left",
+    )
+    backends.add_column("phase", no_wrap=True)
+    backends.add_column("backends")
+    for phase in cpu:
         states = waits.get(phase, {})
         top = ", ".join(f"{what} {n:g}" for what, n in list(states.items())[:3] if n >= 0.05)
-        t.add_row(phase, *[f"{row[n]:.0f}" if n in row else "-" for n in names], top)
-    return t
+        backends.add_row(phase, top or "-")
+    return Group(t, backends)
 
 
 def cpu_per_call(
