@@ -535,11 +535,22 @@ def _campaign_results(args: argparse.Namespace) -> int:
 
 def _print_lead_list(out: Output, x: api.LeadList) -> None:
     handed = sum(1 for e in x.entries if e.lead_id)
+    passed = [e for e in x.entries if e.passed_over]
     out.table(
         ["customer", "name", "territory", "lead", "agent"],
-        [[e.customer_id, e.name, e.territory, e.lead_id, e.agent_id] for e in x.entries],
-        title=f"lead list {x.name}: {handed}/{len(x.entries)} handed to sales",
+        [
+            [e.customer_id, e.name, e.territory, e.lead_id or _passed(e), e.agent_id]
+            for e in x.entries
+        ],
+        title=f"lead list {x.name}: {handed}/{len(x.entries)} handed to sales"
+        + (f", {len(passed)} passed over" if passed else ""),
     )
+    for e in passed:  # sales' refusal, as it gave it
+        out.print(Text(f"passed over {e.customer_id}: {e.passed_over}"))
+
+
+def _passed(e: api.LeadListEntry) -> str:
+    return "passed over" if e.passed_over else ""
 
 
 def _lead_list_distribute(args: argparse.Namespace) -> int:

@@ -377,3 +377,66 @@ async def test_a_customer_merged_into_another_leaves_the_segment_until_unmerged(
     assert (why.member, why.condition) == (False, f"the customer was merged into customer {ada}")
     await stack.customer.UnmergeCustomer(capi.UnmergeCustomerRequest(customer_id=dup))
     await eventually(lambda: members({ada, dup}), timeout=10, what="the duplicate back")
+
+
+async def test_a_lead_list_passes_over_a_customer_merged_away_since_it_was_built(
+    stack: Stack,
+) -> None:
+    """Sales refuses a lead for a customer merged into another: that entry is passed over
+    with the refusal, the others are handed on, and no retry offers it again (it stopped the
+    whole distribution, for good, before)."""
+    marketing = stack.stub("marketing", mapi_grpc.MarketingServiceStub)
+    sales = stack.stub("sales", sales_grpc.SalesServiceStub)
+    ada = await latvian(stack, "Ada Ozola", "ada@example.lv")
+    dup = await latvian(stack, "Ada O.", "ada.o@example.lv")
+    await marketing.DefineSegment(
+        mapi.DefineSegmentRequest(
+            name="latvia", condition=json.dumps({"field": "country", "value": "LV"})
+        )
+    )
+
+    async def members(expected: set[str]) -> bool:
+        reply = await marketing.ListMembers(mapi.ListMembersRequest(segment="latvia"))
+        return {m.customer_id for m in reply.members} == expected
+
+    await eventually(lambda: members({ada, dup}), what="both customers in the segment")
+    planned = await marketing.PlanCampaign(
+        mapi.PlanCampaignRequest(
+            name="Autumn calls",
+            channel=mev.MARKETING_CHANNEL_EMAIL,
+            segments=["latvia"],
+            starts_on="2026-09-01",
+            ends_on="2026-09-30",
+            budget=mapi.Money(amount="100", currency="EUR"),
+        )
+    )
+    built = await marketing.BuildLeadList(
+        mapi.BuildLeadListRequest(name="latvia", campaign_id=planned.campaign_id, segment="latvia")
+    )
+    merged = await stack.customer.MergeCustomers(
+        capi.MergeCustomersRequest(survivor_id=ada, duplicate_id=dup, reason="one person")
+    )
+    await stack.timeline.GetProfile(
+        tapi.GetProfileRequest(customer_id=dup, wait_for=merged.result.consistency_token)
+    )
+    await sales.DefineSalesTeam(
+        sapi.DefineSalesTeamRequest(
+            name="field",
+            members=[steam.TeamMember(agent_id="emp-0007", territories=["lv"], capacity=5)],
+        )
+    )
+    distributed = await marketing.DistributeLeadList(
+        mapi.DistributeLeadListRequest(lead_list_id=built.lead_list_id, team="field")
+    )
+    entries = {e.customer_id: e for e in distributed.lead_list.entries}
+    assert (entries[ada].agent_id, entries[ada].passed_over) == ("emp-0007", "")
+    assert (entries[dup].lead_id, entries[dup].agent_id) == ("", "")
+    assert entries[dup].passed_over.startswith(
+        f"FAILED_PRECONDITION: customer {dup} was merged into customer {ada}"
+    )
+    again = await marketing.DistributeLeadList(
+        mapi.DistributeLeadListRequest(lead_list_id=built.lead_list_id, team="field")
+    )
+    assert again.lead_list == distributed.lead_list
+    leads = await sales.ListLeads(sapi.ListLeadsRequest(campaign_id=planned.campaign_id))
+    assert [x.customer_id for x in leads.leads] == [ada]

@@ -496,6 +496,16 @@ def test_a_lead_list_holds_the_responders_or_the_segments_members(mk: Marketing)
     assert [e["name"] for e in members.entries] == ["Ada", "Bob"]
     mk.record_distribution(ctx(), members.id, "field", "round_robin", {ADA: {"lead_id": "l-1"}})
     assert [e["customer_id"] for e in mk.lead_list(members.id).pending()] == [BOB]
+    # Sales refuses Bob for good (merged into another since): passed over, with its refusal,
+    # and not offered again; a later distribution changes neither entry.
+    refusal = f"FAILED_PRECONDITION: customer {BOB} was merged into customer {ADA}"
+    mk.record_distribution(ctx(), members.id, "field", "round_robin", {}, {BOB: refusal})
+    settled = mk.lead_list(members.id)
+    assert (settled.pending(), settled.passed_over) == ([], {BOB: refusal})
+    assert settled.leads == {ADA: {"lead_id": "l-1"}}
+    later = {ADA: {"lead_id": "l-2"}, BOB: {"lead_id": "l-3"}}
+    mk.record_distribution(ctx(), members.id, "field", "round_robin", later, {ADA: "no"})
+    assert mk.lead_list(members.id).version == settled.version
 
 
 def test_a_forecast_learns_from_completed_campaigns_on_the_same_segments(mk: Marketing) -> None:

@@ -441,12 +441,22 @@ class MarketingServicer(CommandServicer[Any], api_grpc.MarketingServiceServicer)
         lead_list = await blocking(self.marketing.lead_list, lid)
         stub = self.sales()
         leads: dict[str, dict[str, str]] = {}
+        passed_over: dict[str, str] = {}
         refused: grpc.aio.AioRpcError | None = None
         for entry in lead_list.pending():
             # Request ids from the list and the customer: a retry hands over nothing twice.
             key = f"lead-list:{lid}:{entry['customer_id']}"
             try:
                 captured = await stub.CaptureLead(_capture(lead_list, entry, team, key), timeout=10)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() not in FOR_GOOD:
+                    refused = exc
+                    break
+                # This customer is no one's lead any more (forgotten, merged into another
+                # since the list was built): passed over, the others handed on.
+                passed_over[entry["customer_id"]] = f"{exc.code().name}: {exc.details()}"[:500]
+                continue
+            try:
                 lead_id = captured.result.aggregate_id
                 assigned = await stub.AssignLead(
                     sapi.AssignLeadRequest(
@@ -461,7 +471,9 @@ class MarketingServicer(CommandServicer[Any], api_grpc.MarketingServiceServicer)
                 refused = exc
                 break
             leads[entry["customer_id"]] = {"lead_id": lead_id, "agent_id": assigned.agent_id}
-        outcome = await blocking(self.marketing.record_distribution, ctx, lid, team, rule, leads)
+        outcome = await blocking(
+            self.marketing.record_distribution, ctx, lid, team, rule, leads, passed_over
+        )
         if refused is not None:
             raise PreconditionFailed(
                 f"the sales service refused a lead ({refused.code().name}: {refused.details()});"
@@ -601,6 +613,11 @@ def _call_entry(found: CallList, e: dict[str, str]) -> api.CallEntry:
 
 
 DISTRIBUTION_RULES = ("round_robin", "territory", "capacity")
+FOR_GOOD = frozenset({grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION})
+"""CaptureLead's refusals of one entry's customer, which no retry changes (forgotten, merged
+into another, unknown to the timeline): the entry is passed over, the rest are handed on. Any
+other (the request refused, sales unavailable, a deadline, AssignLead's team at capacity)
+stops the distribution there, for a retry once it is mended."""
 ASSIGNMENT_RULES = Words(sev.AssignmentRule)
 
 
@@ -639,6 +656,7 @@ def lead_list_message(x: LeadList) -> api.LeadList:
                 territory=e["territory"],
                 lead_id=x.leads.get(e["customer_id"], {}).get("lead_id", ""),
                 agent_id=x.leads.get(e["customer_id"], {}).get("agent_id", ""),
+                passed_over=x.passed_over.get(e["customer_id"], ""),
             )
             for e in x.entries
         ],

@@ -147,7 +147,8 @@ class PlanningApplication(ServiceApplication):
                 "plan_id": aggregate.id,
                 "kind": "lead_list",
                 "name": aggregate.name,
-                "state": f"{len(aggregate.leads)}/{len(aggregate.entries)}",
+                "state": f"{len(aggregate.leads)}/{len(aggregate.entries)}"
+                + (f", {len(aggregate.passed_over)} passed over" if aggregate.passed_over else ""),
                 "created_at": aggregate.created_on,
             }
         if isinstance(aggregate, Campaign):
@@ -868,10 +869,15 @@ class Marketing:
         team: str,
         rule: str,
         leads: dict[str, dict[str, str]],
+        passed_over: dict[str, str] | None = None,
     ) -> CommandOutcome:
         with self.lock:
             return self.plans.change(
-                ctx, LeadList, lead_list_id, None, lambda x: x.distributed(team, rule, leads)
+                ctx,
+                LeadList,
+                lead_list_id,
+                None,
+                lambda x: x.distributed(team, rule, leads, passed_over),
             )
 
     # -- call lists ----------------------------------------------------------------------------

@@ -579,11 +579,14 @@ def touch_counts(responses: Iterable[str]) -> Mapping[str, bool]:
 
 class LeadList(Aggregate):
     """Customers handed to sales as leads of a campaign: its responders, or the members of a
-    segment; each entry, once distributed, names its lead in the sales service and its agent."""
+    segment; each entry, once distributed, names its lead in the sales service and its agent,
+    or why sales took none (passed over: the customer was forgotten or merged into another
+    since the list was built), and is not offered again."""
 
     if TYPE_CHECKING:
         Built: ClassVar[type[Aggregate.Event]]
         Distributed: ClassVar[type[Aggregate.Event]]
+        PassedOver: ClassVar[type[Aggregate.Event]]
 
     @event("Built")
     def __init__(
@@ -595,18 +598,37 @@ class LeadList(Aggregate):
         self.entries = entries
         self.leads: dict[str, dict[str, str]] = {}
         """customer id -> {lead_id, agent_id} of the entries distributed."""
+        self.passed_over: dict[str, str] = {}
+        """customer id -> why sales took no lead for the entry (its refusal)."""
 
     def pending(self) -> list[dict[str, str]]:
-        return [e for e in self.entries if e["customer_id"] not in self.leads]
+        done = self.leads.keys() | self.passed_over.keys()
+        return [e for e in self.entries if e["customer_id"] not in done]
 
-    def distributed(self, team: str, rule: str, leads: dict[str, dict[str, str]]) -> None:
-        fresh = {k: v for k, v in leads.items() if k not in self.leads}
+    def distributed(
+        self,
+        team: str,
+        rule: str,
+        leads: dict[str, dict[str, str]],
+        passed_over: dict[str, str] | None = None,
+    ) -> None:
+        """The entries sales took (`leads`) and those it refused for good (`passed_over`:
+        customer id -> its refusal); entries settled already are left as they are."""
+        done = self.leads.keys() | self.passed_over.keys()
+        fresh = {k: v for k, v in leads.items() if k not in done}
         if fresh:
             self._distributed(team, rule, fresh)
+        refused = {k: v for k, v in (passed_over or {}).items() if k not in done}
+        if refused:
+            self._passed_over(refused)
 
     @event("Distributed")
     def _distributed(self, team: str, rule: str, leads: dict[str, dict[str, str]]) -> None:
         self.leads.update(leads)
+
+    @event("PassedOver")
+    def _passed_over(self, reasons: dict[str, str]) -> None:
+        self.passed_over.update(reasons)
 
 
 def build_lead_list(
