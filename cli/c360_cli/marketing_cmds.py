@@ -90,6 +90,20 @@ def _campaign_change(name: str, rpc: str, request: type[Message], verb: str) -> 
     )
 
 
+COST_KINDS = ("fixed", "agent_hours", "other")
+"""The kinds of a campaign's cost (RecordCampaignCostRequest.kind)."""
+
+
+def _cost_kind(text: str) -> str:
+    """An argparse type: a cost's kind as the CLI writes its words (`agent-hours`), in any case,
+    as the request takes it (`agent_hours`)."""
+    kind = text.strip().lower().replace("-", "_")
+    if kind not in COST_KINDS:
+        shown = ", ".join(k.replace("_", "-") for k in COST_KINDS)
+        raise argparse.ArgumentTypeError(f"must be one of {shown}")
+    return kind
+
+
 CAMPAIGN_COMMANDS = (
     Command(
         "plan",
@@ -152,13 +166,13 @@ CAMPAIGN_COMMANDS = (
     _campaign_change("cancel", "CancelCampaign", api.CancelCampaignRequest, "cancelled"),
     Command(
         "cost",
-        "record a cost against a campaign (fixed, agent_hours, other)",
+        "record a cost against a campaign (fixed, agent-hours, other)",
         CAMPAIGNS,
         "RecordCampaignCost",
         api.RecordCampaignCostRequest,
         (
             CAMPAIGN_ID,
-            Arg("--kind", "kind", "fixed, agent_hours or other", default="fixed"),
+            Arg("--kind", "kind", "fixed, agent-hours or other", default="fixed", type=_cost_kind),
             Arg("--amount", "amount", "in the campaign's currency", required=True),
             Arg("--note", "note", "what it was for", default=""),
         ),

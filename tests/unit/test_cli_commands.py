@@ -10,6 +10,7 @@ import pytest
 from c360.customer.v1 import customer_service_pb2 as customer_api
 from c360.events.v1 import customer_events_pb2 as customer_events
 from c360.events.v1 import ticket_events_pb2 as ticket_events
+from c360.marketing.v1 import marketing_service_pb2 as marketing_api
 from c360.service_desk.v1 import service_desk_service_pb2 as desk_api
 from c360_cli import customer_cmds, marketing_cmds, sales_cmds, ticket_cmds, visit_cmds
 from c360_cli.commands import Command
@@ -187,3 +188,12 @@ def test_an_option_a_refusal_recommends_is_one_the_command_has() -> None:
         ["visit", "create", "--customer", "c135", "--summary", "x", "--allow-unknown-customer"]
     )
     assert args.allow_unknown_customer is True
+
+
+def test_a_campaign_cost_kind_is_written_as_the_cli_writes_words() -> None:
+    args = _parse("campaign", "cost", "C1", "--kind", "Agent-Hours", "--amount", "120")
+    assert _command(args).build(args) == marketing_api.RecordCampaignCostRequest(
+        campaign_id="C1", kind="agent_hours", amount="120", note=""
+    )
+    with pytest.raises(SystemExit):
+        _parse("campaign", "cost", "C1", "--kind", "hours", "--amount", "1")
