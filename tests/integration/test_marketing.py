@@ -348,25 +348,41 @@ async def test_an_interested_call_becomes_a_lead_of_the_calling_agent(stack: Sta
     assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
 
 
-async def test_a_customer_merged_into_another_leaves_the_segment_until_unmerged(
-    stack: Stack,
-) -> None:
-    """Through the timeline's changed profiles (marketing's read mask names merged_into): the
-    duplicate is reached as its survivor, not twice; unmerged, it is a member again."""
-    marketing = stack.stub("marketing", mapi_grpc.MarketingServiceStub)
+async def latvia_members(marketing: mapi_grpc.MarketingServiceAsyncStub) -> set[str]:
+    reply = await marketing.ListMembers(mapi.ListMembersRequest(segment="latvia"))
+    return {m.customer_id for m in reply.members}
+
+
+async def two_in_latvia(
+    stack: Stack, marketing: mapi_grpc.MarketingServiceAsyncStub
+) -> tuple[str, str]:
+    """Two registrations of one person, both members of the segment "latvia"."""
     ada = await latvian(stack, "Ada Ozola", "ada@example.lv")
-    dup = await latvian(stack, "Ada Ozola", "ada.ozola@example.lv")
+    dup = await latvian(stack, "Ada O.", "ada.o@example.lv")
     await marketing.DefineSegment(
         mapi.DefineSegmentRequest(
             name="latvia", condition=json.dumps({"field": "country", "value": "LV"})
         )
     )
 
-    async def members(expected: set[str]) -> bool:
-        reply = await marketing.ListMembers(mapi.ListMembersRequest(segment="latvia"))
-        return {m.customer_id for m in reply.members} == expected
+    async def both() -> bool:
+        return await latvia_members(marketing) == {ada, dup}
 
-    await eventually(lambda: members({ada, dup}), what="both customers in the segment")
+    await eventually(both, what="both customers in the segment")
+    return ada, dup
+
+
+async def test_a_customer_merged_into_another_leaves_the_segment_until_unmerged(
+    stack: Stack,
+) -> None:
+    """Through the timeline's changed profiles (marketing's read mask names merged_into): the
+    duplicate is reached as its survivor, not twice; unmerged, it is a member again."""
+    marketing = stack.stub("marketing", mapi_grpc.MarketingServiceStub)
+    ada, dup = await two_in_latvia(stack, marketing)
+
+    async def members(expected: set[str]) -> bool:
+        return await latvia_members(marketing) == expected
+
     await stack.customer.MergeCustomers(
         capi.MergeCustomersRequest(survivor_id=ada, duplicate_id=dup, reason="one person")
     )
@@ -387,19 +403,7 @@ async def test_a_lead_list_passes_over_a_customer_merged_away_since_it_was_built
     whole distribution, for good, before)."""
     marketing = stack.stub("marketing", mapi_grpc.MarketingServiceStub)
     sales = stack.stub("sales", sales_grpc.SalesServiceStub)
-    ada = await latvian(stack, "Ada Ozola", "ada@example.lv")
-    dup = await latvian(stack, "Ada O.", "ada.o@example.lv")
-    await marketing.DefineSegment(
-        mapi.DefineSegmentRequest(
-            name="latvia", condition=json.dumps({"field": "country", "value": "LV"})
-        )
-    )
-
-    async def members(expected: set[str]) -> bool:
-        reply = await marketing.ListMembers(mapi.ListMembersRequest(segment="latvia"))
-        return {m.customer_id for m in reply.members} == expected
-
-    await eventually(lambda: members({ada, dup}), what="both customers in the segment")
+    ada, dup = await two_in_latvia(stack, marketing)
     planned = await marketing.PlanCampaign(
         mapi.PlanCampaignRequest(
             name="Autumn calls",
