@@ -130,3 +130,52 @@ async def test_the_profile_sales_part_from_deal_to_fulfilled_order_and_as_of_bef
     assert then is not None
     assert then["sales"]["orders_by_state"] == {"pending": 1}
     assert then["sales"]["lifetime_value"] == {}
+
+
+async def test_a_reopened_opportunity_comes_back_to_the_profile_with_its_amount() -> None:
+    sales = SalesServicer(SalesApplication.in_memory(clock=Clock()), NoRegistry())
+    await sales.DefinePipeline(
+        sapi.DefinePipelineRequest(
+            name="default",
+            stages=[
+                pev.PipelineStage(key="open", probability=30),
+                pev.PipelineStage(key="proposal", probability=50),
+                pev.PipelineStage(key="won", won=True),
+                pev.PipelineStage(key="lost", lost=True),
+            ],
+        ),
+        CALL,
+    )
+    customer = str(uuid4())
+    deal = await sales.OpenOpportunity(
+        sapi.OpenOpportunityRequest(
+            customer_id=customer,
+            name="Fleet renewal",
+            pipeline="default",
+            owner_id="emp-7",
+            amount=lev.SalesMoney(currency="CHF", amount="800"),
+        ),
+        CALL,
+    )
+    oid = deal.result.aggregate_id
+    await sales.LoseOpportunity(
+        sapi.LoseOpportunityRequest(opportunity_id=oid, reason="no budget"), CALL
+    )
+    await sales.ReopenOpportunity(
+        sapi.ReopenOpportunityRequest(opportunity_id=oid, stage="proposal"), CALL
+    )
+    profile = empty_profile(customer)
+    for entry in entries_of(sales.app):
+        profile = fold(profile, entry)
+    part = profile["sales"]
+    assert part["opportunities"][oid] == {
+        "name": "Fleet renewal",
+        "stage": "proposal",
+        "owner_id": "emp-7",
+        "currency": "CHF",
+        "amount": "800",
+        "probability": 50,
+        "forecast_category": "pipeline",
+    }
+    assert part["open_weighted"] == {"CHF": "400.00"}
+    assert part["closed_opportunities"] == {}

@@ -2,11 +2,12 @@
 `sales` part of the profile, which clients read in Profile.attributes["sales"].
 
 The part keeps the customer's open opportunities (with their weighted value, amount x
-probability, summed per currency), the agents' open activities, open quotes (draft or
-sent), every order with its state (`orders_by_state` counts them), the lifetime value (net
-value of fulfilled orders, per currency), the last purchase, the products bought (SKUs), the
-responsible employee (owner of the latest opportunity) and how many leads the customer came
-through. Events about no
+probability, summed per currency; won and lost ones aside in `closed_opportunities`, so that
+one reopened comes back with its name, owner and amount), the agents' open activities, open
+quotes (draft or sent), every order with its state (`orders_by_state` counts them), the
+lifetime value (net value of fulfilled orders, per currency), the last purchase, the products
+bought (SKUs), the responsible employee (owner of the latest opportunity) and how many leads
+the customer came through. Events about no
 customer (products, price lists, teams, pipelines, unlinked leads) never reach a profile.
 Provenance paths: "sales.opportunities[<id>]", "sales.quotes[<id>]", "sales.orders[<id>]",
 "sales.lifetime_value.<currency>", "sales.last_purchase", "sales.classes". The classes (key,
@@ -214,6 +215,7 @@ def empty_sales() -> Doc:
     return {
         "leads": 0,
         "opportunities": {},
+        "closed_opportunities": {},
         "open_opportunity_count": 0,
         "open_weighted": {},
         "quotes": {},
@@ -292,21 +294,24 @@ def _on_opportunity(change: Callable[[Doc, Doc], None]) -> Callable[[Doc, Doc, E
 
 
 def _opp_closed(p: Doc, part: Doc, entry: Entry) -> None:
-    if part["opportunities"].pop(entry.aggregate_id, None) is not None:
+    """A won or lost opportunity leaves the open ones; it is kept aside (name, owner, amount)
+    for a reopening, whose event carries only the stage and probability."""
+    closed = part["opportunities"].pop(entry.aggregate_id, None)
+    if closed is not None:
+        part.setdefault("closed_opportunities", {})[entry.aggregate_id] = closed
         unset(p, f"sales.opportunities[{entry.aggregate_id}]")
 
 
 def _opp_reopened(p: Doc, part: Doc, entry: Entry) -> None:
     d = entry.details
-    part["opportunities"][entry.aggregate_id] = {
-        "name": "",
-        "stage": d.get("stage", ""),
-        "owner_id": "",
-        "currency": "",
-        "amount": "0",
-        "probability": int(d.get("probability", 0)),
-        "forecast_category": "pipeline",
-    }
+    kept = part.setdefault("closed_opportunities", {}).pop(entry.aggregate_id, None)
+    o = kept or {"name": "", "owner_id": "", "currency": "", "amount": "0"}
+    o.update(
+        stage=d.get("stage", ""),
+        probability=int(d.get("probability", 0)),
+        forecast_category="pipeline",
+    )
+    part["opportunities"][entry.aggregate_id] = o
     set_by(p, f"sales.opportunities[{entry.aggregate_id}]", entry)
 
 
@@ -455,6 +460,9 @@ def join(p: Doc, other: Doc) -> None:
             if item_id not in part[key]:
                 part[key][item_id] = item
                 copy_provenance(p, other, f"sales.{key}[{item_id}]")
+    kept = part.setdefault("closed_opportunities", {})
+    for item_id, item in theirs.get("closed_opportunities", {}).items():
+        kept.setdefault(item_id, item)
     for currency, amount in theirs["lifetime_value"].items():
         if currency not in part["lifetime_value"]:
             copy_provenance(p, other, f"sales.lifetime_value.{currency}")
