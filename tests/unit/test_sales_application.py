@@ -564,6 +564,45 @@ async def test_price_list_document_as_of_an_earlier_version(sales: SalesServicer
     ) == ["rules[0].computation", "rules[0].scope", "rules[1].base"]
 
 
+async def test_a_product_rule_names_its_product_by_sku_or_id(sales: SalesServicer) -> None:
+    await setup_catalogue(sales)
+    router = str(named_id("product", "ROUTER-X"))
+
+    def fixed(target: str, price: str) -> prev.PriceRule:
+        return prev.PriceRule(
+            scope=prev.PRICE_SCOPE_PRODUCT,
+            target=target,
+            min_quantity="10",
+            computation=prev.PRICE_COMPUTATION_FIXED,
+            fixed_price=price,
+        )
+
+    await sales.DefinePriceList(
+        sapi.DefinePriceListRequest(
+            name="volume", currency="EUR", rules=[fixed("ROUTER-X", "150"), fixed(router, "99")]
+        ),
+        CALL,
+    )
+    document = await sales.GetPriceList(
+        sapi.GetPriceListRequest(price_list="volume", quantity="10"), CALL
+    )
+    assert [r.target for r in document.rules] == [router, router]
+    assert [(p.sku, p.unit_price, p.rule_id) for p in document.prices] == [
+        ("ROUTER-X", "150.00", "r1"),
+        ("SUPPORT-Y", "50.00", ""),
+    ]
+    before = stored(sales)
+    assert await bad_fields(
+        sales.DefinePriceList(
+            sapi.DefinePriceListRequest(
+                name="volume", currency="EUR", rules=[fixed("ROUTER-Z", "1"), fixed(router, "2")]
+            ),
+            CALL,
+        )
+    ) == ["rules[0].target"]
+    assert stored(sales) == before
+
+
 def test_every_sales_event_has_a_published_message() -> None:
     assert CONTRACT.unmapped() == []
 

@@ -618,7 +618,7 @@ class SalesApplication(ServiceApplication):
         key = v.key("name", name)
         code = v.currency("currency", currency)
         v.check()
-        clean = domain.price_rules(rules)
+        clean = self._product_targets(domain.price_rules(rules))
         return self._define(
             ctx,
             PriceList,
@@ -627,6 +627,21 @@ class SalesApplication(ServiceApplication):
             lambda p: p.redefine(code, clean),
             expected_version,
         )
+
+    def _product_targets(self, rules: list[dict[str, str]]) -> list[dict[str, str]]:
+        """Each product rule's target as the product's id, from its id or its SKU (the rule
+        is matched by id: a SKU kept as it was typed would never apply); INVALID_ARGUMENT
+        naming `rules[i].target` for a product that does not exist."""
+        v = Checks()
+        for i, rule in enumerate(rules):
+            if rule["scope"] != pricing.Scope.PRODUCT.value or not rule["target"]:
+                continue
+            try:
+                rule["target"] = str(self.product(rule["target"]).id)
+            except NotFound:
+                v.add(f"rules[{i}].target", f"no product {rule['target']} (its SKU or id)")
+        v.check()
+        return rules
 
     def price_list(self, name_or_id: str) -> PriceList:
         return self._named(PriceList, "price_list", name_or_id)
