@@ -249,3 +249,14 @@ def test_price_list_rules_are_validated_naming_each_field() -> None:
         "rules[1].target",
         "rules[2].valid_to",
     ]
+
+
+def test_line_nets_taxes_and_totals_round_half_up_as_prices_do() -> None:
+    assert domain.line_net("1", "0.25", "50") == Decimal("0.13")  # 0.125
+    assert domain.line_net("3", "18.99", "10") == Decimal("51.27")  # 51.273
+    assert domain.totals([{"net_amount": "10.50", "tax_rate": "5"}]).tax == Decimal("0.53")
+    assert domain.money_text(Decimal("0.125")) == "0.13"
+    assert domain.money_text(Decimal("-0.125")) == "-0.13"
+    half = Rule("h", Scope.ALL, Computation.PERCENT_DISCOUNT, discount_percent=Decimal("50"))
+    kit = pricing.Product("p-kit", "misc", "EUR", Decimal("0.25"), Decimal(0))
+    assert pricing.resolve(price_list(half), kit, Decimal(1), DAY).unit_price == Decimal("0.13")

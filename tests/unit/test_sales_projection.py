@@ -179,3 +179,27 @@ async def test_a_reopened_opportunity_comes_back_to_the_profile_with_its_amount(
     }
     assert part["open_weighted"] == {"CHF": "400.00"}
     assert part["closed_opportunities"] == {}
+
+
+async def test_the_profiles_weighted_value_rounds_half_up() -> None:
+    sales = SalesServicer(SalesApplication.in_memory(clock=Clock()), NoRegistry())
+    await sales.DefinePipeline(
+        sapi.DefinePipelineRequest(
+            name="default", stages=[pev.PipelineStage(key="open", probability=50)]
+        ),
+        CALL,
+    )
+    customer = str(uuid4())
+    await sales.OpenOpportunity(
+        sapi.OpenOpportunityRequest(
+            customer_id=customer,
+            name="Sample",
+            pipeline="default",
+            amount=lev.SalesMoney(currency="EUR", amount="0.25"),
+        ),
+        CALL,
+    )
+    profile = empty_profile(customer)
+    for entry in entries_of(sales.app):
+        profile = fold(profile, entry)
+    assert profile["sales"]["open_weighted"] == {"EUR": "0.13"}

@@ -124,7 +124,7 @@ def dec(text: str) -> Decimal:
 
 
 def money_text(value: Decimal) -> str:
-    return str(value.quantize(pricing.CENT))
+    return str(pricing.to_cent(value))
 
 
 def _require(kind: str, aggregate_id: uuid.UUID, state: str, action: str, *allowed: str) -> None:
@@ -1155,19 +1155,16 @@ class Totals:
 
 def line_net(quantity: str, unit_price: str, discount_percent: str) -> Decimal:
     gross = dec(quantity) * dec(unit_price)
-    return (gross * (1 - dec(discount_percent) / 100)).quantize(pricing.CENT)
+    return pricing.to_cent(gross * (1 - dec(discount_percent) / 100))
 
 
 def totals(lines: Sequence[Mapping[str, str]]) -> Totals:
     net = sum((dec(line["net_amount"]) for line in lines), Decimal(0))
     tax = sum(
-        (
-            (dec(line["net_amount"]) * dec(line["tax_rate"]) / 100).quantize(pricing.CENT)
-            for line in lines
-        ),
+        (pricing.to_cent(dec(line["net_amount"]) * dec(line["tax_rate"]) / 100) for line in lines),
         Decimal(0),
     )
-    return Totals(net.quantize(pricing.CENT), tax.quantize(pricing.CENT))
+    return Totals(pricing.to_cent(net), pricing.to_cent(tax))
 
 
 class Quote(Aggregate):

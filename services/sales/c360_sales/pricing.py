@@ -122,8 +122,14 @@ def round_to(value: Decimal, step: Decimal) -> Decimal:
     return (value / step).quantize(Decimal(1), rounding=ROUND_HALF_UP) * step
 
 
+def to_cent(value: Decimal) -> Decimal:
+    """`value` rounded to cents, half up (commercial rounding: 0.125 -> 0.13), as every amount
+    sales computes is: prices, line nets, taxes, totals, weighted values."""
+    return value.quantize(CENT, rounding=ROUND_HALF_UP)
+
+
 def cents(value: Decimal) -> Decimal:
-    return max(value, Decimal(0)).quantize(CENT, rounding=ROUND_HALF_UP)
+    return to_cent(max(value, Decimal(0)))
 
 
 def resolve(

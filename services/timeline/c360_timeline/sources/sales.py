@@ -18,7 +18,7 @@ CustomerClassesChanged events, so `profile show --as-of` shows those of that dat
 from __future__ import annotations
 
 from collections.abc import Callable
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 # Imported for their payload types: entry_for unpacks them from the envelopes.
 from c360.events.v1 import sales_activity_events_pb2 as act_ev
@@ -47,6 +47,8 @@ from c360_timeline.projection import (
 )
 
 SECTION = "sales"
+CENT = Decimal("0.01")
+"""Weighted values are rounded to cents half up, as the sales service rounds its amounts."""
 CHANNELS = Words(lead_ev.LeadChannel)
 REASONS = Words(lead_ev.DisqualifyReason)
 RULES = Words(lead_ev.AssignmentRule)
@@ -235,7 +237,7 @@ def _recount(part: Doc) -> None:
     weighted: Doc = {}
     for o in part["opportunities"].values():
         value = _dec(o["amount"]) * int(o["probability"]) / 100
-        _add(weighted, o["currency"], str(value.quantize(Decimal("0.01"))))
+        _add(weighted, o["currency"], str(value.quantize(CENT, rounding=ROUND_HALF_UP)))
     part["open_opportunity_count"] = len(part["opportunities"])
     part["open_weighted"] = weighted
     states: Doc = {}
