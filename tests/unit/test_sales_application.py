@@ -495,6 +495,46 @@ async def test_quote_lines_are_priced_once_and_an_accepted_quote_orders_and_erp_
     assert "is fulfilled" in str(error)
 
 
+async def quote_of(sales: SalesServicer, oid: str, *, revises: str = "") -> str:
+    """A draft quote of one ROUTER-X for the opportunity (a revision of `revises`)."""
+    qid = (
+        await sales.DraftQuote(
+            sapi.DraftQuoteRequest(
+                opportunity_id=oid, price_list="standard", revises_quote_id=revises
+            ),
+            CALL,
+        )
+    ).result.aggregate_id
+    if not revises:
+        await sales.AddQuoteLine(
+            sapi.AddQuoteLineRequest(quote_id=qid, product="ROUTER-X", quantity="1"), CALL
+        )
+    return str(qid)
+
+
+async def test_a_lost_opportunitys_quotes_are_neither_sent_nor_accepted(
+    sales: SalesServicer,
+) -> None:
+    await setup_catalogue(sales)
+    oid = await open_deal(sales, str(uuid4()))
+    sent, draft = await quote_of(sales, oid), await quote_of(sales, oid)
+    await sales.SendQuote(sapi.SendQuoteRequest(quote_id=sent), CALL)
+    await sales.LoseOpportunity(
+        sapi.LoseOpportunityRequest(opportunity_id=oid, reason="chose a competitor"), CALL
+    )
+    before = stored(sales)
+    error = await refused(sales.AcceptQuote(sapi.AcceptQuoteRequest(quote_id=sent), CALL))
+    assert isinstance(error, PreconditionFailed)
+    assert f"opportunity {oid}, which is lost: cannot accept it" in str(error)
+    error = await refused(sales.SendQuote(sapi.SendQuoteRequest(quote_id=draft), CALL))
+    assert isinstance(error, PreconditionFailed)
+    assert "which is lost: cannot send it (reopen the opportunity first)" in str(error)
+    assert stored(sales) == before
+    await sales.ReopenOpportunity(sapi.ReopenOpportunityRequest(opportunity_id=oid), CALL)
+    accepted = await sales.AcceptQuote(sapi.AcceptQuoteRequest(quote_id=sent), CALL)
+    assert accepted.order_id
+
+
 async def test_sent_quotes_expire_after_their_validity_date(
     sales: SalesServicer, clock: Clock
 ) -> None:

@@ -857,7 +857,21 @@ class SalesApplication(ServiceApplication):
     def send_quote(
         self, ctx: CommandContext, quote_id: UUID, version: int | None
     ) -> CommandOutcome:
-        return self.change(ctx, Quote, quote_id, version, lambda q: q.send())
+        def send(quote: Quote) -> None:
+            self._not_lost(quote, "send it")
+            quote.send()
+
+        return self.change(ctx, Quote, quote_id, version, send)
+
+    def _not_lost(self, quote: Quote, action: str) -> None:
+        """FAILED_PRECONDITION if the quote's opportunity was lost: its offer is off the table
+        (a won one may still have its quotes sent and accepted)."""
+        deal = self.find(Opportunity, UUID(quote.opportunity_id))
+        if deal is not None and deal.state == domain.OpportunityState.LOST.value:
+            raise PreconditionFailed(
+                f"quote {quote.id} is of opportunity {deal.id}, which is lost: cannot {action}"
+                " (reopen the opportunity first)"
+            )
 
     def decline_quote(
         self, ctx: CommandContext, quote_id: UUID, version: int | None, reason: str
@@ -879,6 +893,7 @@ class SalesApplication(ServiceApplication):
             quote = self.load(Quote, quote_id, version)
             order_id = uuid4()
             quote.accept(str(order_id), self.today())
+            self._not_lost(quote, "accept it")
             order = Order(
                 order_id=str(order_id),
                 customer_id=quote.customer_id,
