@@ -535,6 +535,37 @@ async def test_a_lost_opportunitys_quotes_are_neither_sent_nor_accepted(
     assert accepted.order_id
 
 
+async def test_a_revision_cancels_the_quote_it_revises_and_an_accepted_one_is_not_revised(
+    sales: SalesServicer,
+) -> None:
+    await setup_catalogue(sales)
+    oid = await open_deal(sales, str(uuid4()))
+    first = await quote_of(sales, oid)
+    await sales.SendQuote(sapi.SendQuoteRequest(quote_id=first), CALL)
+    second = await quote_of(sales, oid, revises=first)
+    q = (await sales.GetQuote(sapi.GetQuoteRequest(quote_id=first), CALL)).quote
+    assert (q.state, q.reason) == (
+        qev.QUOTE_STATE_CANCELLED,
+        f"revised by quote {second} (revision 2)",
+    )
+    error = await refused(sales.AcceptQuote(sapi.AcceptQuoteRequest(quote_id=first), CALL))
+    assert "is cancelled: cannot accept it" in str(error)
+    await sales.SendQuote(sapi.SendQuoteRequest(quote_id=second), CALL)
+    order = (await sales.AcceptQuote(sapi.AcceptQuoteRequest(quote_id=second), CALL)).order_id
+    before = stored(sales)
+    error = await refused(
+        sales.DraftQuote(
+            sapi.DraftQuoteRequest(
+                opportunity_id=oid, price_list="standard", revises_quote_id=second
+            ),
+            CALL,
+        )
+    )
+    assert isinstance(error, PreconditionFailed)
+    assert str(error) == f"quote {second} is accepted (order {order}): cannot revise it"
+    assert stored(sales) == before
+
+
 async def test_sent_quotes_expire_after_their_validity_date(
     sales: SalesServicer, clock: Clock
 ) -> None:

@@ -777,7 +777,7 @@ class SalesApplication(ServiceApplication):
         revises = v.uuid("revises_quote_id", revises_quote_id) if revises_quote_id else ""
         v.check()
 
-        def make() -> Quote:
+        def decide() -> Decision[Quote]:
             o = self.load(Opportunity, opportunity_id)
             if o.state != domain.OpportunityState.OPEN.value:
                 raise PreconditionFailed(
@@ -786,11 +786,16 @@ class SalesApplication(ServiceApplication):
             prices = self.price_list(price_list)
             lines: list[dict[str, str]] = []
             revision = 1
+            old: Quote | None = None
             if revises:
                 old = self.load(Quote, UUID(revises))
                 if old.opportunity_id != str(o.id):
                     raise InvalidArgument.one(
                         "revises_quote_id", "is a quote of another opportunity"
+                    )
+                if old.state == domain.QuoteState.ACCEPTED.value:
+                    raise PreconditionFailed(
+                        f"quote {old.id} is accepted (order {old.order_id}): cannot revise it"
                     )
                 lines, revision = [dict(line) for line in old.lines], old.revision + 1
                 if old.currency != prices.currency:
@@ -800,7 +805,7 @@ class SalesApplication(ServiceApplication):
                     )
             if until and until < self.today().isoformat():
                 raise InvalidArgument.one("valid_until", "must not be in the past")
-            return Quote(
+            quote = Quote(
                 customer_id=o.customer_id,
                 opportunity_id=str(o.id),
                 price_list_id=str(prices.id),
@@ -810,8 +815,15 @@ class SalesApplication(ServiceApplication):
                 revises_quote_id=revises,
                 lines=lines,
             )
+            if old is not None and old.state in (
+                domain.QuoteState.DRAFT.value,
+                domain.QuoteState.SENT.value,
+            ):
+                old.cancel(f"revised by quote {quote.id} (revision {revision})")
+                return Decision(quote, [quote, old])
+            return Decision(quote, [quote])
 
-        return self.create(ctx, make)
+        return self.execute(ctx, decide)
 
     def add_quote_line(
         self,
