@@ -246,6 +246,12 @@ OPPORTUNITY_COMMANDS = (
         (
             _id("opportunity_id", "opportunity"),
             Arg("--amount", "actual_amount", "the actual amount", metavar="AMOUNT"),
+            Arg(
+                "--closed-on",
+                "closed_on",
+                "the day it was won (default today, UTC)",
+                metavar="YYYY-MM-DD",
+            ),
         ),
         verb="opportunity won",
         expected_version=True,
@@ -260,6 +266,12 @@ OPPORTUNITY_COMMANDS = (
             _id("opportunity_id", "opportunity"),
             Arg("--reason", "reason", "why", required=True),
             Arg("--competitor", "competitor", "who won it"),
+            Arg(
+                "--closed-on",
+                "closed_on",
+                "the day it was lost (default today, UTC)",
+                metavar="YYYY-MM-DD",
+            ),
         ),
         verb="opportunity lost",
         expected_version=True,

@@ -495,6 +495,46 @@ async def test_quote_lines_are_priced_once_and_an_accepted_quote_orders_and_erp_
     assert "is fulfilled" in str(error)
 
 
+async def test_a_deal_won_or_lost_on_an_earlier_day_counts_in_that_days_period(
+    sales: SalesServicer, clock: Clock
+) -> None:
+    await setup_catalogue(sales)
+    won, lost = await open_deal(sales, str(uuid4()), "700"), await open_deal(sales, str(uuid4()))
+    before = stored(sales)
+    assert await bad_fields(
+        sales.WinOpportunity(
+            sapi.WinOpportunityRequest(opportunity_id=won, closed_on="2026-03-04"), CALL
+        )
+    ) == ["closed_on"]  # today is 2026-03-02
+    assert await bad_fields(
+        sales.LoseOpportunity(
+            sapi.LoseOpportunityRequest(opportunity_id=lost, reason="x", closed_on="2026-3-1"),
+            CALL,
+        )
+    ) == ["closed_on"]
+    assert stored(sales) == before
+    await sales.WinOpportunity(
+        sapi.WinOpportunityRequest(opportunity_id=won, closed_on="2025-12-31"), CALL
+    )
+    clock.advance(hours=11)  # 20:00 UTC: 2026-03-03 already in Kiritimati (UTC+14)
+    await sales.LoseOpportunity(
+        sapi.LoseOpportunityRequest(opportunity_id=lost, reason="x", closed_on="2026-03-03"),
+        CALL,
+    )
+    o = (
+        await sales.GetOpportunity(sapi.GetOpportunityRequest(opportunity_id=won), CALL)
+    ).opportunity
+    assert (o.closed_on, o.state) == ("2025-12-31", oev.OPPORTUNITY_STATE_WON)
+    o = (
+        await sales.GetOpportunity(sapi.GetOpportunityRequest(opportunity_id=lost), CALL)
+    ).opportunity
+    assert o.closed_on == "2026-03-03"
+    forecast = await sales.GetForecast(sapi.GetForecastRequest(period="quarter"), CALL)
+    assert [(r.period, r.forecast_category, r.won_amount) for r in forecast.rows] == [
+        ("2025-Q4", oev.FORECAST_CATEGORY_WON, "700.00")
+    ]
+
+
 async def quote_of(sales: SalesServicer, oid: str, *, revises: str = "") -> str:
     """A draft quote of one ROUTER-X for the opportunity (a revision of `revises`)."""
     qid = (

@@ -632,7 +632,7 @@ class SalesServicer(CommandServicer[SalesApplication], api_grpc.SalesServiceServ
             request,
             context,
             api.WinOpportunityResponse,
-            lambda ctx: self.app.win(ctx, oid, version, request.actual_amount),
+            lambda ctx: self.app.win(ctx, oid, version, request.actual_amount, request.closed_on),
         )
 
     async def LoseOpportunity(
@@ -643,7 +643,9 @@ class SalesServicer(CommandServicer[SalesApplication], api_grpc.SalesServiceServ
             request,
             context,
             api.LoseOpportunityResponse,
-            lambda ctx: self.app.lose(ctx, oid, version, request.reason, request.competitor),
+            lambda ctx: self.app.lose(
+                ctx, oid, version, request.reason, request.competitor, request.closed_on
+            ),
         )
 
     async def ReopenOpportunity(

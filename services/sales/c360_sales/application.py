@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 from uuid import UUID, uuid4
@@ -716,14 +716,32 @@ class SalesApplication(ServiceApplication):
             ctx, opportunity_id, version, lambda o, p: o.update(changes, p.stage(o.stage))
         )
 
+    def closing_day(self, closed_on: str) -> date:
+        """The day a deal closed: `closed_on` (YYYY-MM-DD) when given, else today (UTC). A day
+        still to come anywhere on earth (UTC+14) is INVALID_ARGUMENT naming `closed_on`."""
+        v = Checks()
+        day = v.day("closed_on", closed_on, required=False)
+        if day is not None and day > (self.clock() + timedelta(hours=14)).date():
+            v.add("closed_on", "must not be in the future")
+        v.check()
+        return day or self.today()
+
     def win(
-        self, ctx: CommandContext, opportunity_id: UUID, version: int | None, actual_amount: str
+        self,
+        ctx: CommandContext,
+        opportunity_id: UUID,
+        version: int | None,
+        actual_amount: str,
+        closed_on: str = "",
     ) -> CommandOutcome:
+        """Close as won, for `actual_amount` (the amount when empty), on `closed_on` (the
+        actual close date; today when empty)."""
+        on = self.closing_day(closed_on)
         return self._opportunity(
             ctx,
             opportunity_id,
             version,
-            lambda o, p: o.win(actual_amount, p.won_stage(), self.today(), self.clock()),
+            lambda o, p: o.win(actual_amount, p.won_stage(), on, self.clock()),
         )
 
     def lose(
@@ -733,12 +751,14 @@ class SalesApplication(ServiceApplication):
         version: int | None,
         reason: str,
         competitor: str,
+        closed_on: str = "",
     ) -> CommandOutcome:
+        on = self.closing_day(closed_on)
         return self._opportunity(
             ctx,
             opportunity_id,
             version,
-            lambda o, p: o.lose(reason, competitor, p.lost_stage(), self.today(), self.clock()),
+            lambda o, p: o.lose(reason, competitor, p.lost_stage(), on, self.clock()),
         )
 
     def reopen_opportunity(
