@@ -290,6 +290,29 @@ OPPORTUNITY_COMMANDS = (
         verb="opportunity reopened",
         expected_version=True,
     ),
+    Command(
+        "hold",
+        "put an open opportunity on hold, with the reason",
+        OPPORTUNITY,
+        "HoldOpportunity",
+        api.HoldOpportunityRequest,
+        (
+            _id("opportunity_id", "opportunity"),
+            Arg("--reason", "reason", "why it waits", required=True),
+        ),
+        verb="opportunity on hold",
+        expected_version=True,
+    ),
+    Command(
+        "resume",
+        "put an opportunity on hold in progress again",
+        OPPORTUNITY,
+        "ResumeOpportunity",
+        api.ResumeOpportunityRequest,
+        (_id("opportunity_id", "opportunity"),),
+        verb="opportunity resumed",
+        expected_version=True,
+    ),
 )
 
 PRODUCT_COMMANDS = (
@@ -621,6 +644,16 @@ def _lead_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _on_hold(part: dict[str, Any]) -> int:
+    """How many of the profile's open opportunities are on hold."""
+    return sum(1 for o in part.get("opportunities", {}).values() if o.get("on_hold"))
+
+
+def _opportunity_state(o: Any) -> str:
+    """open, won or lost; "on hold" for an open one on hold (with the reason in `show`)."""
+    return "on hold" if o.on_hold else OPPORTUNITY_STATES.word(o.state)
+
+
 def _opportunity_show(args: argparse.Namespace) -> int:
     o = _call(
         args, "GetOpportunity", api.GetOpportunityRequest(opportunity_id=args.opportunity_id)
@@ -632,7 +665,7 @@ def _opportunity_show(args: argparse.Namespace) -> int:
     rows: list[tuple[str, Any]] = [
         ("id", o.opportunity_id),
         ("customer", o.customer_id),
-        ("state", OPPORTUNITY_STATES.word(o.state)),
+        ("state", _opportunity_state(o)),
         ("stage", o.stage),
         ("owner", o.owner_id),
         ("amount", _money(o.amount)),
@@ -640,6 +673,7 @@ def _opportunity_show(args: argparse.Namespace) -> int:
         ("weighted", o.weighted_amount),
         ("forecast", FORECAST.word(o.forecast_category)),
         ("expected close", o.expected_close),
+        ("on hold", o.hold_reason),
         ("closed", f"{o.closed_on} {_money(o.actual_amount)} {o.lost_reason}".strip()),
         ("competitor / partner", " / ".join(x for x in (o.competitor, o.partner) if x)),
         ("territory", o.territory),
@@ -675,7 +709,7 @@ def _opportunity_list(args: argparse.Namespace) -> int:
             [
                 o.opportunity_id,
                 o.name,
-                OPPORTUNITY_STATES.word(o.state),
+                _opportunity_state(o),
                 o.stage,
                 _money(o.amount),
                 o.probability,
@@ -1131,7 +1165,8 @@ def _customer(args: argparse.Namespace) -> int:
         (
             "open opportunities",
             f"{int(part.get('open_opportunity_count', 0))}, weighted"
-            f" {money(part.get('open_weighted', {}))}",
+            f" {money(part.get('open_weighted', {}))}"
+            + (f"; {held} on hold" if (held := _on_hold(part)) else ""),
         ),
         ("open quotes", len(part.get("quotes", {}))),
         (

@@ -2,7 +2,8 @@
 then leads from every channel for a share of the customers (all organisations, a quarter of
 the people), worked through assignment, qualification and conversion into opportunities that
 move through the stages and end won (quote, order, ERP delivery), lost, declined or still
-open; and prospects' leads that never became customers. Data in data/sales_demo.toml.
+open (some of those on hold); and prospects' leads that never became customers. Data in
+data/sales_demo.toml.
 
 Like the rest of the demo, the plan is a function of (seed, customer index) and every command
 carries a request id made of them, so running the demo again replays instead of doubling.
@@ -92,6 +93,7 @@ class SalesStats:
     won: int = 0
     lost: int = 0
     open: int = 0
+    on_hold: int = 0
     orders: int = 0
     deliveries: int = 0
     prospects: int = 0
@@ -315,6 +317,17 @@ class SalesDemo:
                 "activity",
             )
             self.stats.activities += 1
+            if deal.split_delivery:  # some of the open deals wait for the customer
+                await self.call(
+                    "HoldOpportunity",
+                    sapi.HoldOpportunityRequest(
+                        opportunity_id=oid, reason="the customer's budget is decided in January"
+                    ),
+                    "put an opportunity on hold",
+                    i,
+                    "hold",
+                )
+                self.stats.on_hold += 1
             return
         if deal.outcome == "lost":
             await self.lose(i, oid, deal)
@@ -498,6 +511,7 @@ class SalesDemo:
             "won": s.won,
             "lost": s.lost,
             "still_open": s.open,
+            "on_hold": s.on_hold,
             "orders": s.orders,
             "erp_deliveries": s.deliveries,
             "activities": s.activities,

@@ -535,6 +535,55 @@ async def test_a_deal_won_or_lost_on_an_earlier_day_counts_in_that_days_period(
     ]
 
 
+async def test_an_opportunity_on_hold_stays_open_until_resumed_or_closed(
+    sales: SalesServicer,
+) -> None:
+    await setup_catalogue(sales)
+    oid = await open_deal(sales, str(uuid4()))
+
+    async def shown() -> Any:
+        reply = await sales.GetOpportunity(sapi.GetOpportunityRequest(opportunity_id=oid), CALL)
+        return reply.opportunity
+
+    before = stored(sales)
+    assert await bad_fields(
+        sales.HoldOpportunity(sapi.HoldOpportunityRequest(opportunity_id=oid), CALL)
+    ) == ["reason"]
+    error = await refused(
+        sales.ResumeOpportunity(sapi.ResumeOpportunityRequest(opportunity_id=oid), CALL)
+    )
+    assert isinstance(error, PreconditionFailed)
+    assert "is in progress: cannot resume it (only when on hold)" in str(error)
+    assert stored(sales) == before
+    await sales.HoldOpportunity(
+        sapi.HoldOpportunityRequest(opportunity_id=oid, reason="budget in January"), CALL
+    )
+    o = await shown()
+    assert (o.state, o.on_hold, o.hold_reason) == (
+        oev.OPPORTUNITY_STATE_OPEN,
+        True,
+        "budget in January",
+    )
+    error = await refused(
+        sales.HoldOpportunity(sapi.HoldOpportunityRequest(opportunity_id=oid, reason="x"), CALL)
+    )
+    assert "is on hold already (budget in January): resume it first" in str(error)
+    pipeline = await sales.GetPipeline(sapi.GetPipelineRequest(), CALL)
+    assert [r.count for r in pipeline.rows] == [1]  # still in the pipeline
+    await sales.ResumeOpportunity(sapi.ResumeOpportunityRequest(opportunity_id=oid), CALL)
+    assert ((await shown()).on_hold, (await shown()).hold_reason) == (False, "")
+    await sales.HoldOpportunity(
+        sapi.HoldOpportunityRequest(opportunity_id=oid, reason="again"), CALL
+    )
+    await sales.WinOpportunity(sapi.WinOpportunityRequest(opportunity_id=oid), CALL)
+    o = await shown()
+    assert (o.state, o.on_hold) == (oev.OPPORTUNITY_STATE_WON, False)
+    error = await refused(
+        sales.HoldOpportunity(sapi.HoldOpportunityRequest(opportunity_id=oid, reason="x"), CALL)
+    )
+    assert "is won: cannot put it on hold (only when open)" in str(error)
+
+
 async def quote_of(sales: SalesServicer, oid: str, *, revises: str = "") -> str:
     """A draft quote of one ROUTER-X for the opportunity (a revision of `revises`)."""
     qid = (

@@ -158,6 +158,16 @@ async def test_a_reopened_opportunity_comes_back_to_the_profile_with_its_amount(
         CALL,
     )
     oid = deal.result.aggregate_id
+    await sales.HoldOpportunity(
+        sapi.HoldOpportunityRequest(opportunity_id=oid, reason="budget in January"), CALL
+    )
+    held = empty_profile(customer)
+    for entry in entries_of(sales.app):
+        held = fold(held, entry)
+    assert held["sales"]["opportunities"][oid]["on_hold"] is True
+    assert "Opportunity put on hold: budget in January" in [
+        e.summary for e in entries_of(sales.app)
+    ]
     await sales.LoseOpportunity(
         sapi.LoseOpportunityRequest(opportunity_id=oid, reason="no budget"), CALL
     )

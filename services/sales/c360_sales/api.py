@@ -130,6 +130,8 @@ def opportunity_message(o: Opportunity, now: datetime) -> api.Opportunity:
         cycle_seconds=max(0, int((closed_at - opened).total_seconds())),
         opened_at=_ts(o.created_on),
         updated_at=_ts(o.modified_on),
+        on_hold=o.on_hold,
+        hold_reason=o.hold_reason,
     )
 
 
@@ -646,6 +648,28 @@ class SalesServicer(CommandServicer[SalesApplication], api_grpc.SalesServiceServ
             lambda ctx: self.app.lose(
                 ctx, oid, version, request.reason, request.competitor, request.closed_on
             ),
+        )
+
+    async def HoldOpportunity(
+        self, request: api.HoldOpportunityRequest, context: Ctx
+    ) -> api.HoldOpportunityResponse:
+        oid, version = _target(request, "opportunity_id")
+        return await self.command(
+            request,
+            context,
+            api.HoldOpportunityResponse,
+            lambda ctx: self.app.hold_opportunity(ctx, oid, version, request.reason),
+        )
+
+    async def ResumeOpportunity(
+        self, request: api.ResumeOpportunityRequest, context: Ctx
+    ) -> api.ResumeOpportunityResponse:
+        oid, version = _target(request, "opportunity_id")
+        return await self.command(
+            request,
+            context,
+            api.ResumeOpportunityResponse,
+            lambda ctx: self.app.resume_opportunity(ctx, oid, version),
         )
 
     async def ReopenOpportunity(

@@ -237,6 +237,7 @@ PERSONAL_FIELDS: dict[type, tuple[str, ...]] = {
     Lead.Reopened: ("reason",),
     Opportunity.Opened: ("name",),
     Opportunity.Lost: ("reason",),
+    Opportunity.PutOnHold: ("reason",),
     Activity.Scheduled: ("subject", "notes"),
     Activity.Completed: ("outcome",),
     Activity.Cancelled: ("reason",),
@@ -760,6 +761,16 @@ class SalesApplication(ServiceApplication):
             version,
             lambda o, p: o.lose(reason, competitor, p.lost_stage(), on, self.clock()),
         )
+
+    def hold_opportunity(
+        self, ctx: CommandContext, opportunity_id: UUID, version: int | None, reason: str
+    ) -> CommandOutcome:
+        return self.change(ctx, Opportunity, opportunity_id, version, lambda o: o.hold(reason))
+
+    def resume_opportunity(
+        self, ctx: CommandContext, opportunity_id: UUID, version: int | None
+    ) -> CommandOutcome:
+        return self.change(ctx, Opportunity, opportunity_id, version, lambda o: o.resume())
 
     def reopen_opportunity(
         self,

@@ -220,6 +220,10 @@ _OPPORTUNITIES: dict[type, Mapper] = {
         stage=e.stage,
         closed_on=e.closed_on,
     ),
+    Opportunity.PutOnHold: lambda e: opp_pb.OpportunityPutOnHold(
+        customer_id=e.customer_id, reason=e.reason
+    ),
+    Opportunity.Resumed: lambda e: opp_pb.OpportunityResumed(customer_id=e.customer_id),
     Opportunity.Reopened: lambda e: opp_pb.OpportunityReopened(
         customer_id=e.customer_id, stage=e.stage, reason=e.reason, probability=e.probability
     ),

@@ -2,12 +2,12 @@
 
 Lead (captured -> assigned -> qualified -> converted; disqualified and reopened), SalesTeam
 (members, territories, capacity, the round robin), Pipeline (ordered stages with default
-probabilities), Opportunity (stage, amount, probability and forecast category; won, lost,
-reopened; stage history), Product, PriceList, Quote (draft -> sent -> accepted / declined /
-expired / cancelled, lines priced once and frozen) and Order (planned, pending, fulfilled,
-unrealised). Command methods validate and check the state, then call the decorated event
-methods, so each change is written once and is the same when replayed. Every event of an
-aggregate about a customer names the customer.
+probabilities), Opportunity (stage, amount, probability and forecast category; on hold and
+resumed; won, lost, reopened; stage history), Product, PriceList, Quote (draft -> sent ->
+accepted / declined / expired / cancelled, lines priced once and frozen) and Order (planned,
+pending, fulfilled, unrealised). Command methods validate and check the state, then call the
+decorated event methods, so each change is written once and is the same when replayed. Every
+event of an aggregate about a customer names the customer.
 """
 
 from __future__ import annotations
@@ -621,6 +621,14 @@ class Opportunity(Aggregate):
         Won: ClassVar[type[Aggregate.Event]]
         Lost: ClassVar[type[Aggregate.Event]]
         Reopened: ClassVar[type[Aggregate.Event]]
+        PutOnHold: ClassVar[type[Aggregate.Event]]
+        Resumed: ClassVar[type[Aggregate.Event]]
+        # Open and waiting (HoldOpportunity), with the reason; class defaults for the
+        # opportunities opened before holds existed.
+        on_hold: bool
+        hold_reason: str
+    on_hold = False
+    hold_reason = ""
 
     @event("Opened")
     def __init__(
@@ -793,6 +801,7 @@ class Opportunity(Aggregate):
         closed_at: datetime,
     ) -> None:
         self.state = OpportunityState.WON.value
+        self._end_hold()
         self.actual_amount = actual_amount
         self.closed_on = closed_on
         self.probability = 100
@@ -823,6 +832,7 @@ class Opportunity(Aggregate):
         closed_at: datetime,
     ) -> None:
         self.state = OpportunityState.LOST.value
+        self._end_hold()
         self.lost_reason = reason
         if competitor:
             self.competitor = competitor
@@ -851,6 +861,39 @@ class Opportunity(Aggregate):
         self.closed_on = ""
         self.lost_reason = ""
         self._enter(stage, reopened_at)
+
+    def hold(self, reason: str) -> None:
+        """Put the open opportunity on hold: it keeps its stage and forecast category."""
+        v = Checks()
+        why = v.text("reason", reason, max_len=MAX_REASON)
+        v.check()
+        self._require("put it on hold", OpportunityState.OPEN.value)
+        if self.on_hold:
+            raise PreconditionFailed(
+                f"opportunity {self.id} is on hold already ({self.hold_reason}): resume it first"
+            )
+        self._put_on_hold(self.customer_id, why)
+
+    @event("PutOnHold")
+    def _put_on_hold(self, customer_id: str, reason: str) -> None:
+        self.on_hold = True
+        self.hold_reason = reason
+
+    def resume(self) -> None:
+        self._require("resume it", OpportunityState.OPEN.value)
+        if not self.on_hold:
+            raise PreconditionFailed(
+                f"opportunity {self.id} is in progress: cannot resume it (only when on hold)"
+            )
+        self._resumed(self.customer_id)
+
+    @event("Resumed")
+    def _resumed(self, customer_id: str) -> None:
+        self._end_hold()
+
+    def _end_hold(self) -> None:
+        self.on_hold = False
+        self.hold_reason = ""
 
     @property
     def weighted(self) -> Decimal:

@@ -2,12 +2,12 @@
 `sales` part of the profile, which clients read in Profile.attributes["sales"].
 
 The part keeps the customer's open opportunities (with their weighted value, amount x
-probability, summed per currency; won and lost ones aside in `closed_opportunities`, so that
-one reopened comes back with its name, owner and amount), the agents' open activities, open
-quotes (draft or sent), every order with its state (`orders_by_state` counts them), the
-lifetime value (net value of fulfilled orders, per currency), the last purchase, the products
-bought (SKUs), the responsible employee (owner of the latest opportunity) and how many leads
-the customer came through. Events about no
+probability, summed per currency; `on_hold` true on one put on hold; won and lost ones aside
+in `closed_opportunities`, so that one reopened comes back with its name, owner and amount),
+the agents' open activities, open quotes (draft or sent), every order with its state
+(`orders_by_state` counts them), the lifetime value (net value of fulfilled orders, per
+currency), the last purchase, the products bought (SKUs), the responsible employee (owner of
+the latest opportunity) and how many leads the customer came through. Events about no
 customer (products, price lists, teams, pipelines, unlinked leads) never reach a profile.
 Provenance paths: "sales.opportunities[<id>]", "sales.quotes[<id>]", "sales.orders[<id>]",
 "sales.lifetime_value.<currency>", "sales.last_purchase", "sales.classes". The classes (key,
@@ -157,6 +157,8 @@ SUMMARIES: dict[str, Callable[[Doc], str]] = {
         with_reason("Opportunity lost", d)
         + (f" (to {d['competitor']})" if d.get("competitor") else "")
     ),
+    "c360.events.v1.OpportunityPutOnHold": lambda d: with_reason("Opportunity put on hold", d),
+    "c360.events.v1.OpportunityResumed": lambda d: "Opportunity resumed after its hold",
     "c360.events.v1.OpportunityReopened": lambda d: with_reason(
         f"Opportunity reopened in stage {d.get('stage', '')}", d
     ),
@@ -300,6 +302,7 @@ def _opp_closed(p: Doc, part: Doc, entry: Entry) -> None:
     for a reopening, whose event carries only the stage and probability."""
     closed = part["opportunities"].pop(entry.aggregate_id, None)
     if closed is not None:
+        closed.pop("on_hold", None)
         part.setdefault("closed_opportunities", {})[entry.aggregate_id] = closed
         unset(p, f"sales.opportunities[{entry.aggregate_id}]")
 
@@ -430,6 +433,8 @@ FOLDS: dict[str, Fold] = {
             )
         ),
         "opportunity.updated": _on_opportunity(_opportunity_updated),
+        "opportunity.put_on_hold": _on_opportunity(lambda o, d: o.update(on_hold=True)),
+        "opportunity.resumed": _on_opportunity(lambda o, d: o.pop("on_hold", None)),
         "opportunity.won": _opp_closed,
         "opportunity.lost": _opp_closed,
         "opportunity.reopened": _opp_reopened,
