@@ -649,6 +649,11 @@ def _on_hold(part: dict[str, Any]) -> int:
     return sum(1 for o in part.get("opportunities", {}).values() if o.get("on_hold"))
 
 
+def _sources(o: Any) -> tuple[tuple[str, str], ...]:
+    """Where an opportunity came from: its lead and that lead's campaign."""
+    return (("lead", o.lead_id), ("campaign", o.campaign_id))
+
+
 def _opportunity_state(o: Any) -> str:
     """open, won or lost; "on hold" for an open one on hold (with the reason in `show`)."""
     return "on hold" if o.on_hold else OPPORTUNITY_STATES.word(o.state)
@@ -677,6 +682,7 @@ def _opportunity_show(args: argparse.Namespace) -> int:
         ("closed", f"{o.closed_on} {_money(o.actual_amount)} {o.lost_reason}".strip()),
         ("competitor / partner", " / ".join(x for x in (o.competitor, o.partner) if x)),
         ("territory", o.territory),
+        ("from", " / ".join(f"{k} {v}" for k, v in _sources(o) if v)),
         ("cycle", f"{o.cycle_seconds / 86400:.1f} days"),
         ("stages", [f"{v.stage}: {v.seconds / 86400:.1f} d" for v in o.stage_history]),
         ("version", o.version),

@@ -179,6 +179,30 @@ async def test_a_phone_lead_is_assigned_qualified_and_converted_into_a_new_custo
     assert (lead.state, lead.customer_id) == (lev.LEAD_STATE_CONVERTED, customer_id)
 
 
+async def test_an_opportunity_converted_from_a_campaigns_lead_keeps_the_campaign(
+    sales: SalesServicer,
+) -> None:
+    await setup_catalogue(sales)
+    campaign = str(uuid4())
+    lead_id = await captured(sales, channel=lev.LEAD_CHANNEL_CAMPAIGN, campaign_id=campaign)
+    await sales.QualifyLead(sapi.QualifyLeadRequest(lead_id=lead_id), CALL)
+    reply = await sales.ConvertLead(
+        sapi.ConvertLeadRequest(lead_id=lead_id, customer_id=str(uuid4()), pipeline_id="default"),
+        CALL,
+    )
+    o = (
+        await sales.GetOpportunity(
+            sapi.GetOpportunityRequest(opportunity_id=reply.opportunity_id), CALL
+        )
+    ).opportunity
+    assert (o.lead_id, o.campaign_id) == (lead_id, campaign)
+    published = [
+        CONTRACT.publication(e).payload for e in sales.app.events.get(UUID(reply.opportunity_id))
+    ]
+    assert isinstance(published[0], oev.OpportunityOpened)
+    assert published[0].campaign_id == campaign
+
+
 async def test_a_lead_captured_again_with_its_request_id_replays_the_first_answer(
     sales: SalesServicer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -132,6 +132,7 @@ def opportunity_message(o: Opportunity, now: datetime) -> api.Opportunity:
         updated_at=_ts(o.modified_on),
         on_hold=o.on_hold,
         hold_reason=o.hold_reason,
+        campaign_id=o.campaign_id,
     )
 
 

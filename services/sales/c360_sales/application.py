@@ -496,6 +496,7 @@ class SalesApplication(ServiceApplication):
                 expected_close=expected_close,
                 territory=lead.territory,
                 lead_id=str(lead.id),
+                campaign_id=lead.campaign_id,
                 at=self.clock(),
             )
             lead.convert(opportunity.customer_id, registered, str(opportunity.id))

@@ -184,6 +184,7 @@ def _opened(e: Any) -> Any:
         territory=e.territory,
         partner=e.partner,
         lead_id=e.lead_id,
+        campaign_id=getattr(e, "campaign_id", ""),
     )
 
 

@@ -649,9 +649,11 @@ class Opportunity(Aggregate):
         partner: str,
         lead_id: str,
         opened_at: datetime,
+        campaign_id: str = "",
     ) -> None:
         self.customer_id = customer_id
         self.name = name
+        self.campaign_id = campaign_id
         self.pipeline_id = pipeline_id
         self.stage = stage
         self.owner_id = owner_id
@@ -917,6 +919,7 @@ def open_opportunity(
     territory: str = "",
     partner: str = "",
     lead_id: str = "",
+    campaign_id: str = "",
     at: datetime,
 ) -> Opportunity:
     v = Checks()
@@ -958,6 +961,7 @@ def open_opportunity(
         partner=dealer,
         lead_id=lead_id,
         opened_at=at,
+        campaign_id=campaign_id,
     )
 
 
