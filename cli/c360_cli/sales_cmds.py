@@ -37,6 +37,7 @@ REASONS = CliWords(Words(lev.DisqualifyReason))
 RULES = CliWords(Words(lev.AssignmentRule))
 FORECAST = CliWords(Words(oev.ForecastCategory))
 OPPORTUNITY_STATES = CliWords(Words(oev.OpportunityState))
+LOST_STATUSES = CliWords(Words(oev.LostStatus))
 QUOTE_STATES = CliWords(Words(qev.QuoteState))
 ORDER_STATES = CliWords(Words(ordev.OrderState))
 SCOPES = CliWords(Words(prev.PriceScope))
@@ -266,6 +267,12 @@ OPPORTUNITY_COMMANDS = (
             _id("opportunity_id", "opportunity"),
             Arg("--reason", "reason", "why", required=True),
             Arg("--competitor", "competitor", "who won it"),
+            Arg(
+                "--status",
+                "status",
+                "canceled or out-sold (default: out-sold when --competitor is given)",
+                words=LOST_STATUSES,
+            ),
             Arg(
                 "--closed-on",
                 "closed_on",
@@ -534,6 +541,7 @@ _ENUMS = [
     RULES,
     FORECAST,
     OPPORTUNITY_STATES,
+    LOST_STATUSES,
     QUOTE_STATES,
     ORDER_STATES,
     SCOPES,
@@ -649,6 +657,12 @@ def _on_hold(part: dict[str, Any]) -> int:
     return sum(1 for o in part.get("opportunities", {}).values() if o.get("on_hold"))
 
 
+def _lost(o: Any) -> str:
+    """ "out-sold: price" (the status and the reason of a lost opportunity)."""
+    status = LOST_STATUSES.word(o.lost_status) if o.lost_status else ""
+    return ": ".join(x for x in (status, o.lost_reason) if x)
+
+
 def _sources(o: Any) -> tuple[tuple[str, str], ...]:
     """Where an opportunity came from: its lead and that lead's campaign."""
     return (("lead", o.lead_id), ("campaign", o.campaign_id))
@@ -679,7 +693,7 @@ def _opportunity_show(args: argparse.Namespace) -> int:
         ("forecast", FORECAST.word(o.forecast_category)),
         ("expected close", o.expected_close),
         ("on hold", o.hold_reason),
-        ("closed", f"{o.closed_on} {_money(o.actual_amount)} {o.lost_reason}".strip()),
+        ("closed", f"{o.closed_on} {_money(o.actual_amount)} {_lost(o)}".strip()),
         ("competitor / partner", " / ".join(x for x in (o.competitor, o.partner) if x)),
         ("territory", o.territory),
         ("from", " / ".join(f"{k} {v}" for k, v in _sources(o) if v)),

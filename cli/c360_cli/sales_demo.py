@@ -45,6 +45,9 @@ from c360_cli.sales_cmds import (
 from c360_platform import natsauth
 
 SALES = "sales"
+OUT_SOLD = "chose a competitor"
+"""The demo's lost reason (data/sales_demo.toml) of a deal a competitor got: out-sold, with
+the competitor; the others are canceled."""
 _ERP_NAMESPACE = uuid.UUID("3e1c0d5a-7b6f-4c36-a1e2-c360de30e7b1")
 
 
@@ -337,8 +340,10 @@ class SalesDemo:
     async def lose(self, i: int, oid: str, deal: DealPlan) -> None:
         await self.call(
             "LoseOpportunity",
-            sapi.LoseOpportunityRequest(
-                opportunity_id=oid, reason=deal.reason, competitor=deal.competitor
+            sapi.LoseOpportunityRequest(  # out-sold only when a competitor got it
+                opportunity_id=oid,
+                reason=deal.reason,
+                competitor=deal.competitor if deal.reason == OUT_SOLD else "",
             ),
             "lose an opportunity",
             i,

@@ -608,6 +608,47 @@ async def test_an_opportunity_on_hold_stays_open_until_resumed_or_closed(
     assert "is won: cannot put it on hold (only when open)" in str(error)
 
 
+async def test_a_lost_opportunity_is_canceled_or_out_sold(sales: SalesServicer) -> None:
+    await setup_catalogue(sales)
+    deals = [await open_deal(sales, str(uuid4())) for _ in range(3)]
+    before = stored(sales)
+    assert await bad_fields(
+        sales.LoseOpportunity(
+            sapi.LoseOpportunityRequest(
+                opportunity_id=deals[0], reason="price", status=cast(Any, 9)
+            ),
+            CALL,
+        )
+    ) == ["status"]
+    assert stored(sales) == before
+    for oid, competitor, status in (
+        (deals[0], "Acme", oev.LOST_STATUS_UNSPECIFIED),
+        (deals[1], "", oev.LOST_STATUS_UNSPECIFIED),
+        (deals[2], "Acme", oev.LOST_STATUS_CANCELED),
+    ):
+        await sales.LoseOpportunity(
+            sapi.LoseOpportunityRequest(
+                opportunity_id=oid, reason="price", competitor=competitor, status=status
+            ),
+            CALL,
+        )
+    shown = [
+        (
+            await sales.GetOpportunity(sapi.GetOpportunityRequest(opportunity_id=oid), CALL)
+        ).opportunity.lost_status
+        for oid in deals
+    ]
+    assert shown == [oev.LOST_STATUS_OUT_SOLD, oev.LOST_STATUS_CANCELED, oev.LOST_STATUS_CANCELED]
+    lost = CONTRACT.publication(list(sales.app.events.get(UUID(deals[0])))[-1]).payload
+    assert isinstance(lost, oev.OpportunityLost)
+    assert lost.status == oev.LOST_STATUS_OUT_SOLD
+    await sales.ReopenOpportunity(sapi.ReopenOpportunityRequest(opportunity_id=deals[0]), CALL)
+    o = (
+        await sales.GetOpportunity(sapi.GetOpportunityRequest(opportunity_id=deals[0]), CALL)
+    ).opportunity
+    assert (o.lost_status, o.lost_reason) == (oev.LOST_STATUS_UNSPECIFIED, "")
+
+
 async def quote_of(sales: SalesServicer, oid: str, *, revises: str = "") -> str:
     """A draft quote of one ROUTER-X for the opportunity (a revision of `revises`)."""
     qid = (

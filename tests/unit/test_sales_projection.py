@@ -171,6 +171,7 @@ async def test_a_reopened_opportunity_comes_back_to_the_profile_with_its_amount(
     await sales.LoseOpportunity(
         sapi.LoseOpportunityRequest(opportunity_id=oid, reason="no budget"), CALL
     )
+    assert "Opportunity lost, canceled: no budget" in [e.summary for e in entries_of(sales.app)]
     await sales.ReopenOpportunity(
         sapi.ReopenOpportunityRequest(opportunity_id=oid, stage="proposal"), CALL
     )

@@ -31,6 +31,7 @@ from c360_sales.contract import (
     DISQUALIFY_REASONS,
     FORECAST,
     LEAD_STATES,
+    LOST_STATUSES,
     OPPORTUNITY_STATES,
     ORDER_STATES,
     QUOTE_STATES,
@@ -133,6 +134,7 @@ def opportunity_message(o: Opportunity, now: datetime) -> api.Opportunity:
         on_hold=o.on_hold,
         hold_reason=o.hold_reason,
         campaign_id=o.campaign_id,
+        lost_status=LOST_STATUSES.value_or_zero(o.lost_status),
     )
 
 
@@ -642,12 +644,13 @@ class SalesServicer(CommandServicer[SalesApplication], api_grpc.SalesServiceServ
         self, request: api.LoseOpportunityRequest, context: Ctx
     ) -> api.LoseOpportunityResponse:
         oid, version = _target(request, "opportunity_id")
+        status = LOST_STATUSES.parse("status", request.status, optional=True)
         return await self.command(
             request,
             context,
             api.LoseOpportunityResponse,
             lambda ctx: self.app.lose(
-                ctx, oid, version, request.reason, request.competitor, request.closed_on
+                ctx, oid, version, request.reason, request.competitor, request.closed_on, status
             ),
         )
 

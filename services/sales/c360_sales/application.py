@@ -754,13 +754,15 @@ class SalesApplication(ServiceApplication):
         reason: str,
         competitor: str,
         closed_on: str = "",
+        status: str = "",
     ) -> CommandOutcome:
+        """Close as lost, canceled or out-sold (`status`; by the competitor when empty)."""
         on = self.closing_day(closed_on)
         return self._opportunity(
             ctx,
             opportunity_id,
             version,
-            lambda o, p: o.lose(reason, competitor, p.lost_stage(), on, self.clock()),
+            lambda o, p: o.lose(reason, competitor, p.lost_stage(), on, self.clock(), status),
         )
 
     def hold_opportunity(

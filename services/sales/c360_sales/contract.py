@@ -39,6 +39,7 @@ DISQUALIFY_REASONS = Words(lead_pb.DisqualifyReason)
 RULES = Words(lead_pb.AssignmentRule)
 FORECAST = Words(opp_pb.ForecastCategory)
 OPPORTUNITY_STATES = Words(opp_pb.OpportunityState)
+LOST_STATUSES = Words(opp_pb.LostStatus)
 SCOPES = Words(price_pb.PriceScope)
 COMPUTATIONS = Words(price_pb.PriceComputation)
 BASES = Words(price_pb.PriceBase)
@@ -220,6 +221,7 @@ _OPPORTUNITIES: dict[type, Mapper] = {
         competitor=e.competitor,
         stage=e.stage,
         closed_on=e.closed_on,
+        status=LOST_STATUSES.value_or_zero(getattr(e, "status", "")),
     ),
     Opportunity.PutOnHold: lambda e: opp_pb.OpportunityPutOnHold(
         customer_id=e.customer_id, reason=e.reason

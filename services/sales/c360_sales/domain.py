@@ -605,6 +605,13 @@ class ForecastCategory(StrEnum):
     LOST = "lost"
 
 
+class LostStatus(StrEnum):
+    """How a lost opportunity ended."""
+
+    CANCELED = "canceled"
+    OUT_SOLD = "out_sold"
+
+
 class OpportunityState(StrEnum):
     OPEN = "open"
     WON = "won"
@@ -627,8 +634,11 @@ class Opportunity(Aggregate):
         # opportunities opened before holds existed.
         on_hold: bool
         hold_reason: str
+        # canceled or out_sold once lost ("" for those lost before the status existed).
+        lost_status: str
     on_hold = False
     hold_reason = ""
+    lost_status = ""
 
     @event("Opened")
     def __init__(
@@ -812,15 +822,32 @@ class Opportunity(Aggregate):
             self._enter(stage, closed_at)
 
     def lose(
-        self, reason: str, competitor: str, stage: Stage | None, on: date, at: datetime
+        self,
+        reason: str,
+        competitor: str,
+        stage: Stage | None,
+        on: date,
+        at: datetime,
+        status: str = "",
     ) -> None:
+        """Close as lost: canceled, or out-sold (`status`; when empty, out-sold if a
+        competitor is named, else canceled)."""
         v = Checks()
         why = v.text("reason", reason, max_len=MAX_REASON)
         rival = v.text("competitor", competitor, required=False)
+        how = v.enum("status", status, LostStatus) if status else None
         v.check()
         self._require("lose it", OpportunityState.OPEN.value)
+        if how is None:
+            how = LostStatus.OUT_SOLD if rival else LostStatus.CANCELED
         self._lost(
-            self.customer_id, why, rival, stage.key if stage else self.stage, on.isoformat(), at
+            self.customer_id,
+            why,
+            rival,
+            stage.key if stage else self.stage,
+            on.isoformat(),
+            at,
+            how.value,
         )
 
     @event("Lost")
@@ -832,9 +859,11 @@ class Opportunity(Aggregate):
         stage: str,
         closed_on: str,
         closed_at: datetime,
+        status: str = "",
     ) -> None:
         self.state = OpportunityState.LOST.value
         self._end_hold()
+        self.lost_status = status
         self.lost_reason = reason
         if competitor:
             self.competitor = competitor
@@ -862,6 +891,7 @@ class Opportunity(Aggregate):
         self.actual_amount = ""
         self.closed_on = ""
         self.lost_reason = ""
+        self.lost_status = ""
         self._enter(stage, reopened_at)
 
     def hold(self, reason: str) -> None:

@@ -53,6 +53,7 @@ CHANNELS = Words(lead_ev.LeadChannel)
 REASONS = Words(lead_ev.DisqualifyReason)
 RULES = Words(lead_ev.AssignmentRule)
 FORECAST = Words(opp_ev.ForecastCategory)
+LOST_STATUSES = Words(opp_ev.LostStatus)
 ORDER_STATES = Words(order_ev.OrderState)
 ACTIVITY_KINDS = Words(act_ev.ActivityKind)
 
@@ -122,6 +123,12 @@ def _opened(d: Doc) -> str:
     )
 
 
+def _lost_status(d: Doc) -> str:
+    """ ", canceled" or ", out-sold" (nothing for a loss recorded before the status)."""
+    word = LOST_STATUSES.of_name(d.get("status", ""))
+    return f", {word.replace('_', '-')}" if word else ""
+
+
 def _line(d: Doc) -> str:
     line = d.get("line", {})
     return (
@@ -154,7 +161,7 @@ SUMMARIES: dict[str, Callable[[Doc], str]] = {
     ),
     "c360.events.v1.OpportunityWon": lambda d: f"Opportunity won: {_money(d.get('actual_amount'))}",
     "c360.events.v1.OpportunityLost": lambda d: (
-        with_reason("Opportunity lost", d)
+        with_reason(f"Opportunity lost{_lost_status(d)}", d)
         + (f" (to {d['competitor']})" if d.get("competitor") else "")
     ),
     "c360.events.v1.OpportunityPutOnHold": lambda d: with_reason("Opportunity put on hold", d),
