@@ -649,6 +649,34 @@ async def test_a_lost_opportunity_is_canceled_or_out_sold(sales: SalesServicer) 
     assert (o.lost_status, o.lost_reason) == (oev.LOST_STATUS_UNSPECIFIED, "")
 
 
+async def test_deal_amounts_finer_than_the_currencys_cents_are_refused(
+    sales: SalesServicer,
+) -> None:
+    await setup_catalogue(sales)
+    before = stored(sales)
+    assert await bad_fields(
+        sales.OpenOpportunity(
+            sapi.OpenOpportunityRequest(
+                customer_id=str(uuid4()),
+                name="Routers",
+                pipeline="default",
+                amount=lev.SalesMoney(currency="EUR", amount="1000.005"),
+            ),
+            CALL,
+        )
+    ) == ["amount.amount"]
+    oid = await open_deal(sales, str(uuid4()), "1000.50")
+    assert await bad_fields(
+        sales.WinOpportunity(
+            sapi.WinOpportunityRequest(opportunity_id=oid, actual_amount="990.125"), CALL
+        )
+    ) == ["actual_amount"]
+    assert stored(sales) == before + 1
+    await sales.WinOpportunity(
+        sapi.WinOpportunityRequest(opportunity_id=oid, actual_amount="990.10"), CALL
+    )
+
+
 async def quote_of(sales: SalesServicer, oid: str, *, revises: str = "") -> str:
     """A draft quote of one ROUTER-X for the opportunity (a revision of `revises`)."""
     qid = (
@@ -1237,3 +1265,36 @@ async def test_defining_again_with_a_stale_expected_version_is_aborted_and_chang
         assert (await define(second, None)).result.version == 2  # no version: as before
     products = await sales.ListProducts(sapi.ListProductsRequest(), CALL)
     assert [(p.sku, p.name, p.version) for p in products.products] == [("AUDIT-V", "second", 2)]
+
+
+async def test_a_renewal_opportunity_takes_the_contracts_value_rounded_to_cents(
+    sales: SalesServicer,
+) -> None:
+    """A service contract's value may have six decimals; a deal's amount has the currency's."""
+    from c360.events.v1 import envelope_pb2
+    from c360.events.v1 import service_contract_events_pb2 as sev
+    from c360_sales.renewals import ContractRenewals
+
+    await setup_catalogue(sales)
+
+    async def owner_of(customer_id: str) -> str:
+        return "emp-7"
+
+    renewals = ContractRenewals(sales.app, "nats://127.0.0.1:1", owner_of)
+    customer = str(uuid4())
+    due = sev.ServiceContractRenewalDue(
+        name="Router care",
+        ends_on="2026-12-31",
+        period=1,
+        value_currency="EUR",
+        value_amount="1200.125",
+    )
+    envelope = envelope_pb2.Envelope(
+        event_id=str(uuid4()), aggregate_id=str(uuid4()), customer_id=customer
+    )
+    assert await renewals.open(envelope, due)
+    listed = await sales.ListOpportunities(
+        sapi.ListOpportunitiesRequest(customer_id=customer), CALL
+    )
+    [o] = listed.opportunities
+    assert (o.amount.amount, o.amount.currency, o.owner_id) == ("1200.13", "EUR", "emp-7")

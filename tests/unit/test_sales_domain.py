@@ -203,3 +203,16 @@ def test_dates_are_refused_outside_the_years_1900_to_2999() -> None:
         domain.price_rules([{"scope": "all", "computation": "fixed", "fixed_price": "1",
                              "valid_from": "0001-01-01", "valid_to": "9999-12-31"}])  # fmt: skip
     assert fields(refused) == ["rules[0].valid_from", "rules[0].valid_to"]
+
+
+def test_a_deals_amount_has_no_more_decimals_than_its_currency() -> None:
+    v = domain.Checks()
+    assert v.money("amount", "EUR", "1000.50") == domain.Money("EUR", "1000.50")
+    assert v.money("amount", "JPY", "1000") == domain.Money("JPY", "1000")
+    assert v.items == []
+    assert v.money("amount", "EUR", "1000.005").amount == ""
+    assert v.money("amount", "JPY", "99.5").amount == ""
+    assert [(i.field, i.description) for i in v.items] == [
+        ("amount.amount", "at most 2 decimal places in EUR"),
+        ("amount.amount", "at most 0 decimal places in JPY"),
+    ]

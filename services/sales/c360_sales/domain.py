@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Collection, Mapping, Sequence, Sized
 from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -47,6 +47,9 @@ _KEY = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,63}$")
 NAMESPACE = uuid.UUID("5a1e5c36-0c36-4c36-8c36-c360c3605a1e")
 CURRENCIES = frozenset({"EUR", "USD", "GBP", "CHF", "SEK", "NOK", "DKK", "PLN", "CZK", "JPY"})
 """The currencies sales accepts (others are INVALID_ARGUMENT: "unknown currency")."""
+MINOR_UNITS = {"JPY": 0}
+"""Decimal places of a currency's smallest unit where not 2 (ISO 4217): the most a deal's
+amount (an opportunity's, its actual amount, a lead's estimate) may have."""
 
 
 def named_id(kind: str, name: str) -> uuid.UUID:
@@ -73,13 +76,24 @@ class Checks(Violations):
         return "" if number is None else str(number)
 
     def money(self, field: str, currency: str, amount: str, *, required: bool = False) -> Money:
+        """A deal's money: a currency of sales and an amount in its smallest unit at most."""
         if not currency.strip() and not amount.strip():
             if required:
                 self.add(field, "is required")
             return Money("", "")
-        return Money(
-            self.currency(f"{field}.currency", currency), self.amount(f"{field}.amount", amount)
-        )
+        code = self.currency(f"{field}.currency", currency)
+        return Money(code, self.in_units(f"{field}.amount", code, amount))
+
+    def in_units(self, field: str, currency: str, amount: str) -> str:
+        """An amount (as `amount`) with no more decimals than `currency` has: 1000.005 EUR is
+        refused, not rounded one way in a list and shown another in a detail."""
+        text = self.amount(field, amount)
+        places = MINOR_UNITS.get(currency, 2)
+        exponent = Decimal(text or "0").as_tuple().exponent
+        if isinstance(exponent, int) and -exponent > places:
+            self.add(field, f"at most {places} decimal places in {currency}")
+            return ""
+        return text
 
     def day_text(self, field: str, value: str, *, required: bool = False) -> str:
         """A day as sales keeps it: its text (YYYY-MM-DD), checked."""
@@ -121,6 +135,13 @@ def dec(text: str) -> Decimal:
         return Decimal(text) if text else Decimal(0)
     except InvalidOperation:
         return Decimal(0)
+
+
+def in_units(amount: str, currency: str) -> str:
+    """An amount rounded (half up) to `currency`'s smallest unit: what another system's finer
+    figure (a service contract's value) becomes as a deal's amount."""
+    places = MINOR_UNITS.get(currency, 2)
+    return str(dec(amount).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP))
 
 
 def money_text(value: Decimal) -> str:
@@ -790,7 +811,8 @@ class Opportunity(Aggregate):
 
     def win(self, actual_amount: str, stage: Stage | None, on: date, at: datetime) -> None:
         v = Checks()
-        amount = v.amount("actual_amount", actual_amount, required=False) or self.amount
+        given = actual_amount.strip()
+        amount = (v.in_units("actual_amount", self.currency, given) if given else "") or self.amount
         v.check()
         self._require("win it", OpportunityState.OPEN.value)
         self._won(

@@ -22,6 +22,7 @@ from c360_platform.follow import DurableFollower
 from c360_platform.store import CommandContext, fingerprint
 from c360_platform.streams import StreamSettings
 from c360_sales.application import SalesApplication
+from c360_sales.domain import in_units
 from c360_sales.erp_orders import OwnerOf
 from c360_sales.spec import RENEWALS
 
@@ -88,7 +89,7 @@ class ContractRenewals(DurableFollower):
                 name=f"Renewal: {due.name} (ends {due.ends_on})",
                 owner_id=owner,
                 currency=due.value_currency or "EUR",
-                amount=due.value_amount or "0",
+                amount=in_units(due.value_amount or "0", due.value_currency or "EUR"),
                 expected_close=due.ends_on,
             )
         except NotFound as exc:
