@@ -527,7 +527,8 @@ ACTIVITY_COMMANDS = (
 
 
 def as_json(message: Message) -> dict[str, JSONValue]:
-    """A message as JSON with proto field names; enum names shortened to their words."""
+    """A message as JSON with proto field names; enum names shortened to their words (an
+    unset enum, its zero value, as "")."""
     doc: dict[str, JSONValue] = json_format.MessageToDict(
         message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
     )
@@ -562,6 +563,8 @@ def _words(value: Any) -> Any:
             found = words.vocabulary.of_name(value)
             if found:
                 return found.replace("_", "-")
+            if value in words.vocabulary.descriptor.values_by_name:
+                return ""  # the zero value: not set
     return value
 
 
@@ -587,11 +590,18 @@ def _show_message(
         out.json(doc)
         return
     rows = [
-        (k.replace("_", " "), v)
+        (k.replace("_", " "), _amount(v))
         for k, v in doc.items()
         if k not in skip and v not in ("", [], {}, None)
     ]
     out.kv_panel(title, rows)
+
+
+def _amount(value: Any) -> Any:
+    """A money field ({"currency", "amount"}) as "5000 EUR"; anything else as it is."""
+    if isinstance(value, dict) and set(value) == {"currency", "amount"}:
+        return f"{value['amount']} {value['currency']}"
+    return value
 
 
 # -- reads --------------------------------------------------------------------------------------

@@ -197,3 +197,19 @@ def test_a_campaign_cost_kind_is_written_as_the_cli_writes_words() -> None:
     )
     with pytest.raises(SystemExit):
         _parse("campaign", "cost", "C1", "--kind", "hours", "--amount", "1")
+
+
+def test_sales_json_leaves_an_unset_enum_empty_and_a_panel_shows_money_as_an_amount() -> None:
+    from c360.events.v1 import sales_events_pb2 as lev
+    from c360.events.v1 import sales_price_list_events_pb2 as prev
+    from c360.sales.v1 import sales_service_pb2 as sapi
+
+    lead = sapi.Lead(
+        lead_id="l-1",
+        state=lev.LEAD_STATE_NEW,
+        estimated_value=lev.SalesMoney(currency="EUR", amount="5000"),
+    )
+    doc = sales_cmds.as_json(lead)
+    assert (doc["state"], doc["disqualify_reason"]) == ("new", "")
+    assert sales_cmds.as_json(prev.PriceRule(scope=prev.PRICE_SCOPE_ALL))["base"] == ""
+    assert sales_cmds._amount(doc["estimated_value"]) == "5000 EUR"
