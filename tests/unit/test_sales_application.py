@@ -772,6 +772,44 @@ async def test_sent_quotes_expire_after_their_validity_date(
     assert q.state == qev.QUOTE_STATE_EXPIRED
 
 
+async def test_a_draft_past_its_validity_date_is_not_sent(
+    sales: SalesServicer, clock: Clock
+) -> None:
+    await setup_catalogue(sales)
+    oid = await open_deal(sales, str(uuid4()))
+    qid = (
+        await sales.DraftQuote(
+            sapi.DraftQuoteRequest(
+                opportunity_id=oid, price_list="standard", valid_until="2026-03-05"
+            ),
+            CALL,
+        )
+    ).result.aggregate_id
+    await sales.AddQuoteLine(
+        sapi.AddQuoteLineRequest(quote_id=qid, product="ROUTER-X", quantity="1"), CALL
+    )
+    clock.advance(days=4)
+    before = stored(sales)
+    error = await refused(sales.SendQuote(sapi.SendQuoteRequest(quote_id=qid), CALL))
+    assert isinstance(error, PreconditionFailed)
+    assert str(error) == (
+        f"quote {qid} was valid until 2026-03-05: draft a revision of it with a later date"
+    )
+    assert stored(sales) == before
+    revision = (
+        await sales.DraftQuote(
+            sapi.DraftQuoteRequest(
+                opportunity_id=oid,
+                price_list="standard",
+                revises_quote_id=qid,
+                valid_until="2026-03-31",
+            ),
+            CALL,
+        )
+    ).result.aggregate_id
+    await sales.SendQuote(sapi.SendQuoteRequest(quote_id=revision), CALL)
+
+
 async def test_price_list_document_as_of_an_earlier_version(sales: SalesServicer) -> None:
     await setup_catalogue(sales)
     await asyncio.sleep(0.01)

@@ -905,7 +905,7 @@ class SalesApplication(ServiceApplication):
     ) -> CommandOutcome:
         def send(quote: Quote) -> None:
             self._not_lost(quote, "send it")
-            quote.send()
+            quote.send(self.today())
 
         return self.change(ctx, Quote, quote_id, version, send)
 

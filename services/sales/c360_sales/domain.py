@@ -1360,10 +1360,16 @@ class Quote(Aggregate):
     def _line_removed(self, customer_id: str, line_id: str) -> None:
         self.lines = [line for line in self.lines if line["line_id"] != line_id]
 
-    def send(self) -> None:
+    def send(self, today: date | None = None) -> None:
+        """Send the draft (with lines, and still valid on `today` if it has a date)."""
         self._require("send it", QuoteState.DRAFT.value)
         if not self.lines:
             raise PreconditionFailed(f"quote {self.id} has no lines: add one before sending it")
+        if today is not None and self.valid_until and today.isoformat() > self.valid_until:
+            raise PreconditionFailed(
+                f"quote {self.id} was valid until {self.valid_until}: draft a revision of it"
+                " with a later date"
+            )
         t = self.totals
         self._sent(
             self.customer_id,
