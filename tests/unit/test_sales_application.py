@@ -677,6 +677,41 @@ async def test_deal_amounts_finer_than_the_currencys_cents_are_refused(
     )
 
 
+async def test_a_deal_closed_in_a_pipeline_without_closing_stages_ends_its_cycle_then(
+    sales: SalesServicer, clock: Clock
+) -> None:
+    await sales.DefinePipeline(
+        sapi.DefinePipelineRequest(
+            name="simple", stages=[pev.PipelineStage(key="talks", probability=50)]
+        ),
+        CALL,
+    )
+    oid = (
+        await sales.OpenOpportunity(
+            sapi.OpenOpportunityRequest(
+                customer_id=str(uuid4()),
+                name="Deal",
+                pipeline="simple",
+                owner_id="emp-7",
+                amount=lev.SalesMoney(currency="EUR", amount="100"),
+            ),
+            CALL,
+        )
+    ).result.aggregate_id
+    clock.advance(days=3)
+    await sales.WinOpportunity(sapi.WinOpportunityRequest(opportunity_id=oid), CALL)
+    clock.advance(days=2)
+    o = (
+        await sales.GetOpportunity(sapi.GetOpportunityRequest(opportunity_id=oid), CALL)
+    ).opportunity
+    three_days = 3 * 86400
+    assert (o.cycle_seconds, [v.seconds for v in o.stage_history]) == (three_days, [three_days])
+    report = await sales.GetSalesReport(sapi.GetSalesReportRequest(reports=["owners"]), CALL)
+    assert [list(r.cells) for r in report.tables[0].rows] == [
+        ["emp-7", "1", "1", "100.0", "100.00", "3.0", "EUR"]
+    ]
+
+
 async def quote_of(sales: SalesServicer, oid: str, *, revises: str = "") -> str:
     """A draft quote of one ROUTER-X for the opportunity (a revision of `revises`)."""
     qid = (

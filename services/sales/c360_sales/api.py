@@ -94,7 +94,7 @@ def opportunity_message(o: Opportunity, now: datetime) -> api.Opportunity:
             datetime.fromisoformat(history[i + 1]["entered_at"]) if i + 1 < len(history) else None
         )
         closed = o.state != domain.OpportunityState.OPEN.value and left is None
-        end = left or (entered if closed else now)
+        end = left or ((o.closed_at or entered) if closed else now)
         visits.append(
             api.StageVisit(
                 stage=visit["stage"],
@@ -104,7 +104,9 @@ def opportunity_message(o: Opportunity, now: datetime) -> api.Opportunity:
             )
         )
     opened = datetime.fromisoformat(history[0]["entered_at"])
-    closed_at = datetime.fromisoformat(history[-1]["entered_at"]) if o.closed_on else now
+    closed_at = (
+        (o.closed_at or datetime.fromisoformat(history[-1]["entered_at"])) if o.closed_on else now
+    )
     return api.Opportunity(
         opportunity_id=str(o.id),
         version=o.version,

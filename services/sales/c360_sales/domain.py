@@ -660,6 +660,8 @@ class Opportunity(Aggregate):
     on_hold = False
     hold_reason = ""
     lost_status = ""
+    closed_at: datetime | None = None
+    """When it was won or lost (recorded), None while open."""
 
     @event("Opened")
     def __init__(
@@ -835,6 +837,7 @@ class Opportunity(Aggregate):
         closed_at: datetime,
     ) -> None:
         self.state = OpportunityState.WON.value
+        self.closed_at = closed_at
         self._end_hold()
         self.actual_amount = actual_amount
         self.closed_on = closed_on
@@ -884,6 +887,7 @@ class Opportunity(Aggregate):
         status: str = "",
     ) -> None:
         self.state = OpportunityState.LOST.value
+        self.closed_at = closed_at
         self._end_hold()
         self.lost_status = status
         self.lost_reason = reason
@@ -914,6 +918,7 @@ class Opportunity(Aggregate):
         self.closed_on = ""
         self.lost_reason = ""
         self.lost_status = ""
+        self.closed_at = None
         self._enter(stage, reopened_at)
 
     def hold(self, reason: str) -> None:

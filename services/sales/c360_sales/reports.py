@@ -85,7 +85,7 @@ def owners_table(opportunities: Sequence[Opportunity]) -> Table:
         s = stats[(o.owner_id or "(none)", o.currency)]
         s[0] += 1
         opened_at = datetime.fromisoformat(o.stage_history[0]["entered_at"])
-        closed_at = datetime.fromisoformat(o.stage_history[-1]["entered_at"])
+        closed_at = o.closed_at or datetime.fromisoformat(o.stage_history[-1]["entered_at"])
         s[4] += Decimal((closed_at - opened_at).total_seconds()) / 86400
         if o.state == "won":
             s[1] += 1
