@@ -383,6 +383,40 @@ async def test_sales_seals_what_a_lead_says_of_a_customer_or_of_a_prospect() -> 
     assert "Pia Prospect" not in _stored_text(app)
 
 
+async def test_every_opportunity_event_seals_the_name_it_repeats_for_the_timeline() -> None:
+    from c360.events.v1 import sales_events_pb2 as lev
+
+    from .test_sales_application import FakeCustomers, setup_catalogue
+
+    app = SalesApplication.in_memory(clock=Clock())
+    sales = SalesServicer(app, FakeCustomers())
+    await setup_catalogue(sales)
+    customer = uuid.uuid4()
+    oid = (
+        await sales.OpenOpportunity(
+            sapi.OpenOpportunityRequest(
+                customer_id=str(customer),
+                name="Routers for Müller",
+                pipeline="default",
+                amount=lev.SalesMoney(currency="EUR", amount="100"),
+            ),
+            CALL,
+        )
+    ).result.aggregate_id
+    await sales.MoveOpportunityStage(
+        sapi.MoveOpportunityStageRequest(opportunity_id=oid, stage="proposal"), CALL
+    )
+    await sales.HoldOpportunity(sapi.HoldOpportunityRequest(opportunity_id=oid, reason="x"), CALL)
+    await sales.WinOpportunity(sapi.WinOpportunityRequest(opportunity_id=oid), CALL)
+    assert "Routers for Müller" not in _stored_text(app)
+    events = list(app.events.get(UUID(oid)))
+    assert [getattr(e, "name", None) for e in events] == ["Routers for Müller"] * 4
+    keys = app.keys
+    assert isinstance(keys, LocalKeys)
+    keys.forget(customer)
+    assert {getattr(e, "name", None) for e in app.events.get(UUID(oid))} == {pii.FORGOTTEN}
+
+
 async def test_a_converted_prospects_lead_is_forgotten_with_its_customer() -> None:
     """A prospect's lead, converted for a customer, keeps its early events under its own key:
     forgetting the customer forgets the lead (what the published CustomerForgotten makes

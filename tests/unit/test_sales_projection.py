@@ -125,7 +125,7 @@ async def test_the_profile_sales_part_from_deal_to_fulfilled_order_and_as_of_bef
     assert profile["provenance"]["sales.lifetime_value.EUR"]["type"] == "order.fulfilled"
     summaries = [e.summary for e in entries]
     assert "Quote line added: 4 x KIT at 50.00" in summaries
-    assert "Opportunity won: 500 EUR" in summaries
+    assert "Opportunity “Kits” won: 500 EUR" in summaries
     then = profile_as_of(customer, entries, before_delivery, ChurnRule())
     assert then is not None
     assert then["sales"]["orders_by_state"] == {"pending": 1}
@@ -165,13 +165,15 @@ async def test_a_reopened_opportunity_comes_back_to_the_profile_with_its_amount(
     for entry in entries_of(sales.app):
         held = fold(held, entry)
     assert held["sales"]["opportunities"][oid]["on_hold"] is True
-    assert "Opportunity put on hold: budget in January" in [
+    assert "Opportunity “Fleet renewal” put on hold: budget in January" in [
         e.summary for e in entries_of(sales.app)
     ]
     await sales.LoseOpportunity(
         sapi.LoseOpportunityRequest(opportunity_id=oid, reason="no budget"), CALL
     )
-    assert "Opportunity lost, canceled: no budget" in [e.summary for e in entries_of(sales.app)]
+    assert "Opportunity “Fleet renewal” lost, canceled: no budget" in [
+        e.summary for e in entries_of(sales.app)
+    ]
     await sales.ReopenOpportunity(
         sapi.ReopenOpportunityRequest(opportunity_id=oid, stage="proposal"), CALL
     )

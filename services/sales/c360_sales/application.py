@@ -236,17 +236,23 @@ PERSONAL_FIELDS: dict[type, tuple[str, ...]] = {
     Lead.Disqualified: ("note",),
     Lead.Reopened: ("reason",),
     Opportunity.Opened: ("name",),
-    Opportunity.Lost: ("reason",),
-    Opportunity.PutOnHold: ("reason",),
+    Opportunity.StageMoved: ("name",),
+    Opportunity.Updated: ("name",),
+    Opportunity.Won: ("name",),
+    Opportunity.Lost: ("reason", "name"),
+    Opportunity.PutOnHold: ("reason", "name"),
+    Opportunity.Resumed: ("name",),
+    Opportunity.Reopened: ("name",),
     Activity.Scheduled: ("subject", "notes"),
     Activity.Completed: ("outcome",),
     Activity.Cancelled: ("reason",),
 }
 """Who a lead is, and the free texts of leads, deals and activities (an opportunity made from
-a lead is named after it): sealed with the key of the customer the event is about. A lead
-captured for no customer (a prospect's) is sealed with a key of its own, which the sales
-service keeps (`SalesApplication.prospects`) and deletes when the lead is forgotten: by
-ForgetLead, or with the customer it was converted for."""
+a lead is named after it; each opportunity event repeats its name, for the timeline): sealed
+with the key of the customer the event is about. A lead captured for no customer (a
+prospect's) is sealed with a key of its own, which the sales service keeps
+(`SalesApplication.prospects`) and deletes when the lead is forgotten: by ForgetLead, or with
+the customer it was converted for."""
 
 NAMED = frozenset({"lead", "opportunity", "activity"})
 """The kinds whose index rows' `name` is one of those texts."""

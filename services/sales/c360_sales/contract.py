@@ -189,6 +189,11 @@ def _opened(e: Any) -> Any:
     )
 
 
+def _name(e: Any) -> str:
+    """The opportunity's name an event repeats ("" in events recorded before they did)."""
+    return str(getattr(e, "name", ""))
+
+
 _OPPORTUNITIES: dict[type, Mapper] = {
     Opportunity.Opened: _opened,
     Opportunity.StageMoved: lambda e: opp_pb.OpportunityStageMoved(
@@ -196,6 +201,7 @@ _OPPORTUNITIES: dict[type, Mapper] = {
         stage=e.stage,
         previous_stage=e.previous_stage,
         probability=e.probability,
+        name=_name(e),
     ),
     Opportunity.Updated: lambda e: opp_pb.OpportunityUpdated(
         customer_id=e.customer_id,
@@ -208,12 +214,14 @@ _OPPORTUNITIES: dict[type, Mapper] = {
         territory=e.territory,
         partner=e.partner,
         owner_id=e.owner_id,
+        name=_name(e),
     ),
     Opportunity.Won: lambda e: opp_pb.OpportunityWon(
         customer_id=e.customer_id,
         actual_amount=money(e.currency, e.actual_amount),
         stage=e.stage,
         closed_on=e.closed_on,
+        name=_name(e),
     ),
     Opportunity.Lost: lambda e: opp_pb.OpportunityLost(
         customer_id=e.customer_id,
@@ -222,13 +230,20 @@ _OPPORTUNITIES: dict[type, Mapper] = {
         stage=e.stage,
         closed_on=e.closed_on,
         status=LOST_STATUSES.value_or_zero(getattr(e, "status", "")),
+        name=_name(e),
     ),
     Opportunity.PutOnHold: lambda e: opp_pb.OpportunityPutOnHold(
-        customer_id=e.customer_id, reason=e.reason
+        customer_id=e.customer_id, reason=e.reason, name=_name(e)
     ),
-    Opportunity.Resumed: lambda e: opp_pb.OpportunityResumed(customer_id=e.customer_id),
+    Opportunity.Resumed: lambda e: opp_pb.OpportunityResumed(
+        customer_id=e.customer_id, name=_name(e)
+    ),
     Opportunity.Reopened: lambda e: opp_pb.OpportunityReopened(
-        customer_id=e.customer_id, stage=e.stage, reason=e.reason, probability=e.probability
+        customer_id=e.customer_id,
+        stage=e.stage,
+        reason=e.reason,
+        probability=e.probability,
+        name=_name(e),
     ),
 }
 

@@ -723,7 +723,9 @@ class Opportunity(Aggregate):
             )
         if stage.key != self.stage:
             probability = self.probability if self.manual_probability else stage.probability
-            self._stage_moved(self.customer_id, stage.key, self.stage, probability, at)
+            self._stage_moved(
+                self.customer_id, stage.key, self.stage, probability, at, name=self.name
+            )
 
     @event("StageMoved")
     def _stage_moved(
@@ -733,6 +735,7 @@ class Opportunity(Aggregate):
         previous_stage: str,
         probability: int,
         moved_at: datetime,
+        name: str = "",
     ) -> None:
         self.probability = probability
         self._enter(stage, moved_at)
@@ -783,7 +786,7 @@ class Opportunity(Aggregate):
         v.check()
         current = {k: getattr(self, k) for k in new}
         if new != current:
-            self._updated(self.customer_id, **new)
+            self._updated(self.customer_id, **new, name=self.name)
 
     @event("Updated")
     def _updated(
@@ -799,6 +802,7 @@ class Opportunity(Aggregate):
         territory: str,
         partner: str,
         owner_id: str,
+        name: str = "",
     ) -> None:
         self.currency = currency
         self.amount = amount
@@ -824,6 +828,7 @@ class Opportunity(Aggregate):
             stage.key if stage else self.stage,
             on.isoformat(),
             at,
+            name=self.name,
         )
 
     @event("Won")
@@ -835,6 +840,7 @@ class Opportunity(Aggregate):
         stage: str,
         closed_on: str,
         closed_at: datetime,
+        name: str = "",
     ) -> None:
         self.state = OpportunityState.WON.value
         self.closed_at = closed_at
@@ -873,6 +879,7 @@ class Opportunity(Aggregate):
             on.isoformat(),
             at,
             how.value,
+            name=self.name,
         )
 
     @event("Lost")
@@ -885,6 +892,7 @@ class Opportunity(Aggregate):
         closed_on: str,
         closed_at: datetime,
         status: str = "",
+        name: str = "",
     ) -> None:
         self.state = OpportunityState.LOST.value
         self.closed_at = closed_at
@@ -904,11 +912,17 @@ class Opportunity(Aggregate):
         why = v.text("reason", reason, required=False, max_len=MAX_REASON)
         v.check()
         self._require("reopen it", OpportunityState.WON.value, OpportunityState.LOST.value)
-        self._reopened(self.customer_id, stage.key, why, stage.probability, at)
+        self._reopened(self.customer_id, stage.key, why, stage.probability, at, name=self.name)
 
     @event("Reopened")
     def _reopened(
-        self, customer_id: str, stage: str, reason: str, probability: int, reopened_at: datetime
+        self,
+        customer_id: str,
+        stage: str,
+        reason: str,
+        probability: int,
+        reopened_at: datetime,
+        name: str = "",
     ) -> None:
         self.state = OpportunityState.OPEN.value
         self.probability = probability
@@ -931,10 +945,10 @@ class Opportunity(Aggregate):
             raise PreconditionFailed(
                 f"opportunity {self.id} is on hold already ({self.hold_reason}): resume it first"
             )
-        self._put_on_hold(self.customer_id, why)
+        self._put_on_hold(self.customer_id, why, name=self.name)
 
     @event("PutOnHold")
-    def _put_on_hold(self, customer_id: str, reason: str) -> None:
+    def _put_on_hold(self, customer_id: str, reason: str, name: str = "") -> None:
         self.on_hold = True
         self.hold_reason = reason
 
@@ -944,10 +958,10 @@ class Opportunity(Aggregate):
             raise PreconditionFailed(
                 f"opportunity {self.id} is in progress: cannot resume it (only when on hold)"
             )
-        self._resumed(self.customer_id)
+        self._resumed(self.customer_id, name=self.name)
 
     @event("Resumed")
-    def _resumed(self, customer_id: str) -> None:
+    def _resumed(self, customer_id: str, name: str = "") -> None:
         self._end_hold()
 
     def _end_hold(self) -> None:

@@ -123,6 +123,11 @@ def _opened(d: Doc) -> str:
     )
 
 
+def _deal(d: Doc) -> str:
+    """“Fleet renewal” (the opportunity's name the event repeats), or nothing."""
+    return f" “{d['name']}”" if d.get("name") else ""
+
+
 def _lost_status(d: Doc) -> str:
     """ ", canceled" or ", out-sold" (nothing for a loss recorded before the status)."""
     word = LOST_STATUSES.of_name(d.get("status", ""))
@@ -152,22 +157,26 @@ SUMMARIES: dict[str, Callable[[Doc], str]] = {
     "c360.events.v1.PipelineDefined": lambda d: f"Pipeline {d.get('name', '')} defined",
     "c360.events.v1.OpportunityOpened": _opened,
     "c360.events.v1.OpportunityStageMoved": lambda d: (
-        f"Opportunity moved from {d.get('previous_stage', '')} to {d.get('stage', '')}"
+        f"Opportunity{_deal(d)} moved from {d.get('previous_stage', '')} to {d.get('stage', '')}"
         f" ({d.get('probability', 0)}%)"
     ),
     "c360.events.v1.OpportunityUpdated": lambda d: (
-        f"Opportunity updated: {_money(d.get('amount'))}, {d.get('probability', 0)}%,"
+        f"Opportunity{_deal(d)} updated: {_money(d.get('amount'))}, {d.get('probability', 0)}%,"
         f" {FORECAST.of_name(d.get('forecast_category', '')).replace('_', ' ')}"
     ),
-    "c360.events.v1.OpportunityWon": lambda d: f"Opportunity won: {_money(d.get('actual_amount'))}",
+    "c360.events.v1.OpportunityWon": lambda d: (
+        f"Opportunity{_deal(d)} won: {_money(d.get('actual_amount'))}"
+    ),
     "c360.events.v1.OpportunityLost": lambda d: (
-        with_reason(f"Opportunity lost{_lost_status(d)}", d)
+        with_reason(f"Opportunity{_deal(d)} lost{_lost_status(d)}", d)
         + (f" (to {d['competitor']})" if d.get("competitor") else "")
     ),
-    "c360.events.v1.OpportunityPutOnHold": lambda d: with_reason("Opportunity put on hold", d),
-    "c360.events.v1.OpportunityResumed": lambda d: "Opportunity resumed after its hold",
+    "c360.events.v1.OpportunityPutOnHold": lambda d: with_reason(
+        f"Opportunity{_deal(d)} put on hold", d
+    ),
+    "c360.events.v1.OpportunityResumed": lambda d: f"Opportunity{_deal(d)} resumed after its hold",
     "c360.events.v1.OpportunityReopened": lambda d: with_reason(
-        f"Opportunity reopened in stage {d.get('stage', '')}", d
+        f"Opportunity{_deal(d)} reopened in stage {d.get('stage', '')}", d
     ),
     "c360.events.v1.ProductDefined": lambda d: f"Product {d.get('sku', '')} defined",
     "c360.events.v1.PriceListDefined": lambda d: f"Price list {d.get('name', '')} defined",
@@ -317,7 +326,7 @@ def _opp_closed(p: Doc, part: Doc, entry: Entry) -> None:
 def _opp_reopened(p: Doc, part: Doc, entry: Entry) -> None:
     d = entry.details
     kept = part.setdefault("closed_opportunities", {}).pop(entry.aggregate_id, None)
-    o = kept or {"name": "", "owner_id": "", "currency": "", "amount": "0"}
+    o = kept or {"name": d.get("name", ""), "owner_id": "", "currency": "", "amount": "0"}
     o.update(
         stage=d.get("stage", ""),
         probability=int(d.get("probability", 0)),
