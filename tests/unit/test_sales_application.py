@@ -23,7 +23,7 @@ from c360.events.v1 import sales_price_list_events_pb2 as prev
 from c360.events.v1 import sales_quote_events_pb2 as qev
 from c360.events.v1 import sales_team_events_pb2 as tev
 from c360.sales.v1 import sales_service_pb2 as sapi
-from c360_platform.errors import NotFound, PreconditionFailed, VersionConflict
+from c360_platform.errors import InvalidArgument, NotFound, PreconditionFailed, VersionConflict
 from c360_platform.store import CommandContext
 from c360_sales.api import SalesServicer
 from c360_sales.application import SalesApplication
@@ -750,6 +750,27 @@ async def test_a_lost_opportunitys_quotes_are_neither_sent_nor_accepted(
     await sales.ReopenOpportunity(sapi.ReopenOpportunityRequest(opportunity_id=oid), CALL)
     accepted = await sales.AcceptQuote(sapi.AcceptQuoteRequest(quote_id=sent), CALL)
     assert accepted.order_id
+
+
+async def test_a_quote_is_in_the_currency_of_its_opportunity(sales: SalesServicer) -> None:
+    await setup_catalogue(sales)
+    await sales.DefinePriceList(sapi.DefinePriceListRequest(name="usd", currency="USD"), CALL)
+    oid = await open_deal(sales, str(uuid4()))  # EUR
+    before = stored(sales)
+    error = await refused(
+        sales.DraftQuote(sapi.DraftQuoteRequest(opportunity_id=oid, price_list="usd"), CALL),
+        InvalidArgument,
+    )
+    assert isinstance(error, InvalidArgument)
+    assert [(v.field, v.description) for v in error.violations] == [
+        (
+            "price_list",
+            "is in USD, the opportunity in EUR: quote it from a EUR list"
+            " (or change the opportunity's amount first)",
+        )
+    ]
+    assert stored(sales) == before
+    await sales.DraftQuote(sapi.DraftQuoteRequest(opportunity_id=oid, price_list="standard"), CALL)
 
 
 async def test_a_revision_cancels_the_quote_it_revises_and_an_accepted_one_is_not_revised(

@@ -824,6 +824,12 @@ class SalesApplication(ServiceApplication):
                     f"opportunity {o.id} is {o.state}: cannot quote it (only when open)"
                 )
             prices = self.price_list(price_list)
+            if o.currency and prices.currency != o.currency:
+                raise InvalidArgument.one(
+                    "price_list",
+                    f"is in {prices.currency}, the opportunity in {o.currency}: quote it from a"
+                    f" {o.currency} list (or change the opportunity's amount first)",
+                )
             lines: list[dict[str, str]] = []
             revision = 1
             old: Quote | None = None
