@@ -38,6 +38,8 @@ RULES = CliWords(Words(lev.AssignmentRule))
 FORECAST = CliWords(Words(oev.ForecastCategory))
 OPPORTUNITY_STATES = CliWords(Words(oev.OpportunityState))
 LOST_STATUSES = CliWords(Words(oev.LostStatus))
+SETTABLE_CATEGORIES = ", ".join(w for w in FORECAST.words if w not in ("won", "lost"))
+"""The forecast categories an agent sets (won and lost come with winning and losing)."""
 QUOTE_STATES = CliWords(Words(qev.QuoteState))
 ORDER_STATES = CliWords(Words(ordev.OrderState))
 SCOPES = CliWords(Words(prev.PriceScope))
@@ -200,7 +202,7 @@ OPPORTUNITY_COMMANDS = (
             Arg("--currency", "amount.currency", CURRENCY, metavar="CODE", required=True),
             Arg("--close", "expected_close", "expected close date", metavar="YYYY-MM-DD"),
             Arg("--probability", "probability", "percent, set by hand", type=whole_in(0, 100)),
-            Arg("--category", "forecast_category", ", ".join(FORECAST.words), words=FORECAST),
+            Arg("--category", "forecast_category", SETTABLE_CATEGORIES, words=FORECAST),
             Arg("--competitor", "competitor", "the competitor"),
             Arg("--territory", "territory", "the territory"),
             Arg("--partner", "partner", "the partner or dealer"),
@@ -229,7 +231,7 @@ OPPORTUNITY_COMMANDS = (
             Arg("--currency", "amount.currency", CURRENCY, metavar="CODE"),
             Arg("--close", "expected_close", "expected close date", metavar="YYYY-MM-DD"),
             Arg("--probability", "probability", "percent, set by hand", type=whole_in(0, 100)),
-            Arg("--category", "forecast_category", ", ".join(FORECAST.words), words=FORECAST),
+            Arg("--category", "forecast_category", SETTABLE_CATEGORIES, words=FORECAST),
             Arg("--competitor", "competitor", "the competitor"),
             Arg("--territory", "territory", "the territory"),
             Arg("--partner", "partner", "the partner or dealer"),
@@ -703,7 +705,7 @@ def _opportunity_show(args: argparse.Namespace) -> int:
         ("forecast", FORECAST.word(o.forecast_category)),
         ("expected close", o.expected_close),
         ("on hold", o.hold_reason),
-        ("closed", f"{o.closed_on} {_money(o.actual_amount)} {_lost(o)}".strip()),
+        ("closed", " ".join(x for x in (o.closed_on, _money(o.actual_amount), _lost(o)) if x)),
         ("competitor / partner", " / ".join(x for x in (o.competitor, o.partner) if x)),
         ("territory", o.territory),
         ("from", " / ".join(f"{k} {v}" for k, v in _sources(o) if v)),

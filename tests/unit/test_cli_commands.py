@@ -213,3 +213,14 @@ def test_sales_json_leaves_an_unset_enum_empty_and_a_panel_shows_money_as_an_amo
     assert (doc["state"], doc["disqualify_reason"]) == ("new", "")
     assert sales_cmds.as_json(prev.PriceRule(scope=prev.PRICE_SCOPE_ALL))["base"] == ""
     assert sales_cmds._amount(doc["estimated_value"]) == "5000 EUR"
+
+
+def test_the_forecast_categories_offered_are_those_an_agent_may_set() -> None:
+    """Won and lost come with winning and losing: UpdateOpportunity refuses them."""
+    offered = [
+        arg.help
+        for command in sales_cmds.OPPORTUNITY_COMMANDS
+        for arg in command.args
+        if arg.name == "--category"
+    ]
+    assert offered == ["pipeline, best-case, commit, omitted"] * 2  # open, update
