@@ -822,10 +822,45 @@ async def test_sent_quotes_expire_after_their_validity_date(
     )
     await sales.SendQuote(sapi.SendQuoteRequest(quote_id=qid), CALL)
     assert sales.app.expire_quotes() == 0
-    clock.advance(days=4)
+    clock.advance(days=4)  # 2026-03-06 09:00 UTC: still the 5th west of UTC-9
+    assert sales.app.expire_quotes() == 0
+    clock.advance(hours=3)  # the 5th has ended everywhere
     assert sales.app.expire_quotes() == 1
     q = (await sales.GetQuote(sapi.GetQuoteRequest(quote_id=qid), CALL)).quote
     assert q.state == qev.QUOTE_STATE_EXPIRED
+
+
+async def test_a_quotes_last_valid_day_lasts_until_it_has_ended_everywhere(
+    sales: SalesServicer, clock: Clock
+) -> None:
+    """Valid until 2026-03-05: on 2026-03-06 at 05:00 UTC it is still the 5th in Honolulu
+    and on Baker Island (UTC-12, until 12:00 UTC): a customer there may still accept."""
+    await setup_catalogue(sales)
+    oid = await open_deal(sales, str(uuid4()))
+    quotes = [
+        (
+            await sales.DraftQuote(
+                sapi.DraftQuoteRequest(
+                    opportunity_id=oid, price_list="standard", valid_until="2026-03-05"
+                ),
+                CALL,
+            )
+        ).result.aggregate_id
+        for _ in range(2)
+    ]
+    first, second = quotes
+    for qid in quotes:
+        await sales.AddQuoteLine(
+            sapi.AddQuoteLineRequest(quote_id=qid, product="ROUTER-X", quantity="1"), CALL
+        )
+        await sales.SendQuote(sapi.SendQuoteRequest(quote_id=qid), CALL)
+    clock.now = datetime(2026, 3, 6, 5, 0, tzinfo=UTC)
+    assert sales.app.expire_quotes() == 0
+    await sales.AcceptQuote(sapi.AcceptQuoteRequest(quote_id=first), CALL)
+    clock.now = datetime(2026, 3, 6, 12, 0, tzinfo=UTC)
+    error = await refused(sales.AcceptQuote(sapi.AcceptQuoteRequest(quote_id=second), CALL))
+    assert "was valid until 2026-03-05" in str(error)
+    assert sales.app.expire_quotes() == 1
 
 
 async def test_a_draft_past_its_validity_date_is_not_sent(
@@ -844,7 +879,7 @@ async def test_a_draft_past_its_validity_date_is_not_sent(
     await sales.AddQuoteLine(
         sapi.AddQuoteLineRequest(quote_id=qid, product="ROUTER-X", quantity="1"), CALL
     )
-    clock.advance(days=4)
+    clock.advance(days=4, hours=3)  # 2026-03-06 12:00 UTC: the 5th has ended everywhere
     before = stored(sales)
     error = await refused(sales.SendQuote(sapi.SendQuoteRequest(quote_id=qid), CALL))
     assert isinstance(error, PreconditionFailed)

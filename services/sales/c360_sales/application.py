@@ -312,6 +312,12 @@ class SalesApplication(ServiceApplication):
     def today(self) -> date:
         return self.clock().date()
 
+    def validity_day(self) -> date:
+        """The day a quote's validity is judged by: the one still running somewhere on earth
+        (UTC-12). A quote valid until the 10th may be accepted until the 10th has ended for
+        every customer, wherever they are, and expires only then."""
+        return (self.clock() - timedelta(hours=12)).date()
+
     def _define(
         self,
         ctx: CommandContext,
@@ -849,7 +855,7 @@ class SalesApplication(ServiceApplication):
                         "price_list",
                         f"the revised quote is in {old.currency}, this list in {prices.currency}",
                     )
-            if until and until < self.today().isoformat():
+            if until and until < self.validity_day().isoformat():
                 raise InvalidArgument.one("valid_until", "must not be in the past")
             quote = Quote(
                 customer_id=o.customer_id,
@@ -917,7 +923,7 @@ class SalesApplication(ServiceApplication):
     ) -> CommandOutcome:
         def send(quote: Quote) -> None:
             self._not_lost(quote, "send it")
-            quote.send(self.today())
+            quote.send(self.validity_day())
 
         return self.change(ctx, Quote, quote_id, version, send)
 
@@ -950,7 +956,7 @@ class SalesApplication(ServiceApplication):
         def decide() -> Decision[Quote]:
             quote = self.load(Quote, quote_id, version)
             order_id = uuid4()
-            quote.accept(str(order_id), self.today())
+            quote.accept(str(order_id), self.validity_day())
             self._not_lost(quote, "accept it")
             order = Order(
                 order_id=str(order_id),
@@ -972,7 +978,7 @@ class SalesApplication(ServiceApplication):
         expired = 0
         for row in self.rows(RowQuery(AllOf((Eq("kind", "quote"), Eq("state", "sent"))))):
             quote = self.find(Quote, row["id"])
-            if quote is not None and quote.expire_if_due(self.today()):
+            if quote is not None and quote.expire_if_due(self.validity_day()):
                 self.save(quote)
                 expired += 1
         return expired
