@@ -216,3 +216,24 @@ def test_a_deals_amount_has_no_more_decimals_than_its_currency() -> None:
         ("amount.amount", "at most 2 decimal places in EUR"),
         ("amount.amount", "at most 0 decimal places in JPY"),
     ]
+
+
+def test_territory_routing_rotates_among_the_members_covering_the_territory() -> None:
+    team = SalesTeam(
+        name="field",
+        members=domain.team_members(
+            [
+                {"agent_id": "emp-0001", "territories": ["de-south"]},
+                {"agent_id": "emp-0002", "territories": ["de-north"]},
+                {"agent_id": "emp-0003", "territories": ["de-south"]},
+            ]
+        ),
+    )
+    picked = []
+    for i, territory in enumerate(["de-south", "de-north"] * 3):
+        agent = domain.choose_agent(team, "territory", territory, {})
+        team.route(f"lead-{i}", agent, "territory")
+        picked.append(agent)
+    assert picked == ["emp-0001", "emp-0002", "emp-0003", "emp-0002", "emp-0001", "emp-0002"]
+    # The team-wide round robin goes on after the last agent routed anything.
+    assert domain.choose_agent(team, "round_robin", "", {}) == "emp-0003"

@@ -454,6 +454,8 @@ class SalesTeam(Aggregate):
         self.name = name
         self.members = members
         self.last_agent = ""
+        self.routed: list[str] = []
+        """The agents leads were routed to, the most recent last (each once)."""
 
     def redefine(self, members: list[dict[str, Any]]) -> None:
         if members != self.members:
@@ -469,6 +471,9 @@ class SalesTeam(Aggregate):
     @event("LeadRouted")
     def _lead_routed(self, lead_id: str, agent_id: str, rule: str) -> None:
         self.last_agent = agent_id
+        if agent_id in self.routed:
+            self.routed.remove(agent_id)
+        self.routed.append(agent_id)
 
 
 def team_members(members: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -506,8 +511,9 @@ def team_members(members: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 
 def choose_agent(team: SalesTeam, rule: str, territory: str, open_leads: Mapping[str, int]) -> str:
-    """The member a rule gives a lead to: round robin after the team's last routed agent
-    (among the members covering the territory, for TERRITORY), or the member with the most
+    """The member a rule gives a lead to: round robin after the last agent routed a lead
+    among the members it chooses from (the team, or for TERRITORY those covering the
+    territory: each turns in the territory's own rotation), or the member with the most
     room for CAPACITY (fewest open leads relative to capacity; full members are skipped)."""
     members: list[str] = [str(m["agent_id"]) for m in team.members]
     if rule == AssignmentRule.TERRITORY.value:
@@ -527,8 +533,9 @@ def choose_agent(team: SalesTeam, rule: str, territory: str, open_leads: Mapping
         if not room:
             raise PreconditionFailed(f"every member of team {team.name} is at capacity")
         return min(room)[2]
-    if team.last_agent in members:
-        return members[(members.index(team.last_agent) + 1) % len(members)]
+    last = next((a for a in reversed(team.routed) if a in members), "")
+    if last:
+        return members[(members.index(last) + 1) % len(members)]
     return members[0]
 
 
