@@ -167,3 +167,87 @@ async def test_erp_events_are_validated_applied_or_dead_lettered_and_replayed_af
     left = (await asyncio.to_thread(cli, home, "deadletter", "list"))["dead_letters"]
     assert [x["id"] for x in left] == [letters[0]["id"], letters[1]["id"]]
     await nc.close()
+
+
+async def test_a_document_taken_twice_or_paid_in_another_currency_is_dead_lettered(
+    stack: Stack, tmp_path: Path
+) -> None:
+    reply = await register(stack.customer, "Berg AG", "ap@berg.example")
+    customer_id = reply.result.aggregate_id
+    await stack.timeline.GetTimeline(
+        tapi.GetTimelineRequest(customer_id=customer_id, wait_for=reply.result.consistency_token),
+        timeout=30,
+    )
+    nc = await nats.connect(stack.nats_url)
+    js = nc.jetstream()
+    number = f"INV-{uuid.uuid4().hex[:8]}"
+
+    def paid(reference: str, amount: str, currency: str = "EUR") -> pb.ErpEvent:
+        return erp_event(
+            customer_id,
+            "payment_received",
+            pb.PaymentReceived(
+                payment_reference=reference,
+                amount=pb.Money(currency=currency, amount=amount),
+                invoice_number=number,
+                received_on="2025-03-20",
+            ),
+        )
+
+    issued, payment = invoice(customer_id, number, "1000.00"), paid(f"P-{number}", "400.00")
+    refused = [
+        invoice(customer_id, number, "1000.00"),  # the ERP exported it again, with a new id
+        paid(f"C-{number}", "600.00", "CHF"),  # an EUR invoice paid in francs
+        paid(f"P-{number}", "400.00"),  # the payment again, with a new id
+    ]
+    await js.publish("erp.invoice.issued", issued.SerializeToString())
+    await js.publish("erp.payment.received", payment.SerializeToString())
+    for message in refused:
+        subject = next(
+            s for s, case in erp_inbound.SUBJECTS.items() if case == message.WhichOneof("event")
+        )
+        await js.publish(
+            subject, message.SerializeToString(), headers={"Nats-Msg-Id": message.event_id}
+        )
+    # Sent after them: when it is on the timeline, they were taken or refused.
+    limit = erp_event(
+        customer_id,
+        "credit_limit_changed",
+        pb.CreditLimitChanged(credit_limit=pb.Money(currency="EUR", amount="5000")),
+    )
+    await js.publish("erp.credit_limit.changed", limit.SerializeToString())
+
+    async def entries() -> list[tapi.TimelineEntry]:
+        page = await stack.timeline.GetTimeline(
+            tapi.GetTimelineRequest(customer_id=customer_id, sources=["erp"])
+        )
+        return list(page.entries)
+
+    async def limit_seen() -> bool:
+        return limit.event_id in {e.event_id for e in await entries()}
+
+    await eventually(limit_seen, what="the credit limit on the timeline")
+    assert {e.event_id for e in await entries()} == {
+        issued.event_id,
+        payment.event_id,
+        limit.event_id,
+    }
+    profile = (
+        await stack.timeline.GetProfile(tapi.GetProfileRequest(customer_id=customer_id))
+    ).profile
+    account = json_format.MessageToDict(profile.attributes)["erp"]
+    assert account["outstanding"] == {"EUR": "600.00"}  # not 1600 EUR and -600 CHF
+    assert account["open_invoices"][number]["paid"] == "400.00"
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "endpoints.json").write_text(json.dumps({"nats_url": stack.nats_url}))
+    letters = (await asyncio.to_thread(cli, home, "deadletter", "list"))["dead_letters"]
+    reasons = {x["msg_id"]: x["reason"] for x in letters}
+    assert (
+        f"invoice {number} was issued already (event {issued.event_id})"
+        in (reasons[refused[0].event_id])
+    )
+    assert f"invoice {number} is in EUR, not CHF" in reasons[refused[1].event_id]
+    assert f"payment P-{number} was received already" in reasons[refused[2].event_id]
+    await nc.close()

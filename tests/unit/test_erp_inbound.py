@@ -153,3 +153,43 @@ def test_erp_provenance_names_the_invoice_and_payment_events() -> None:
     assert prov["erp.last_payment"]["type"] == "payment.received"
     assert prov["erp.outstanding.EUR"]["type"] == "payment.received"
     assert prov["erp.outstanding.EUR"]["source"] == "erp"
+
+
+def _envelopes(*messages: pb.ErpEvent) -> list[Any]:
+    subjects = {c: s for s, c in erp_inbound.SUBJECTS.items()}
+    return [
+        erp_inbound.envelope_for(subjects[str(m.WhichOneof("event"))], m.SerializeToString(), i)
+        for i, m in enumerate(messages, start=1)
+    ]
+
+
+def test_an_invoice_number_or_payment_reference_is_taken_once() -> None:
+    first, again = invoice("INV-1", "1000.00"), invoice("INV-1", "1000.00")
+    paid, paid_again = payment("400.00"), payment("400.00")
+    envelopes = _envelopes(first, again, first, paid, paid_again)
+    reasons = erp_inbound.conflicts(envelopes, {})
+    # The first of each, and a resend of the first invoice (a repeat, dropped later): taken.
+    assert [reasons[0], reasons[2], reasons[3]] == [None, None, None]
+    assert f"invoice INV-1 was issued already (event {first.event_id})" in str(reasons[1])
+    assert f"payment PAY-1 was received already (event {paid.event_id})" in str(reasons[4])
+    # Taken in an earlier batch: the same.
+    taken = {
+        envelopes[0].aggregate_id: erp_inbound.Document(first.event_id, "invoice.issued", "EUR")
+    }
+    assert erp_inbound.documents_read(envelopes[1:2]) == {envelopes[0].aggregate_id}
+    assert "was issued already" in str(erp_inbound.conflicts(envelopes[1:2], taken)[0])
+
+
+def test_a_payment_in_another_currency_than_its_invoice_is_refused() -> None:
+    chf = payment("600.00")
+    chf.payment_received.amount.currency = "CHF"
+    on_account = payment("600.00", number="", reference="PAY-2")
+    on_account.payment_received.amount.currency = "CHF"
+    reasons = erp_inbound.conflicts(_envelopes(invoice("INV-1"), chf, on_account), {})
+    assert reasons[1] == (
+        "payment_received.amount.currency: invoice INV-1 is in EUR, not CHF; a payment of it"
+        " is in EUR (convert it in the ERP), or on account without an invoice_number"
+    )
+    assert [reasons[0], reasons[2]] == [None, None]
+    # Before its invoice (in another batch, or never issued): nothing to compare with yet.
+    assert erp_inbound.conflicts(_envelopes(chf), {}) == [None]

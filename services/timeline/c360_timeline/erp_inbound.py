@@ -3,14 +3,17 @@
 An ERP publishes an `ErpEvent` on erp.<aggregate>.<event>. A valid one becomes an envelope of
 source `erp` (position: its sequence in the ERP stream) that the timeline treats like any
 other event (its plug-in is `sources/erp.py`); an invalid one is `Rejected` with a reason that
-tells the ERP what to change.
+tells the ERP what to change. A valid one may still conflict with the documents taken before
+(`conflicts`): an invoice number or payment reference taken already under another event id,
+a payment in another currency than its invoice's.
 """
 
 from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -51,6 +54,20 @@ _CASES = {
 }
 SUBJECTS: dict[str, str] = {subject_of(name): case for name, case in _CASES.items()}
 """Every subject an ERP may publish on -> the ErpEvent field that carries its payload."""
+
+
+DOCUMENT_TYPES = ("invoice.issued", "payment.received")
+"""The entry types of the ERP's documents, each taken once by its number."""
+
+
+@dataclass(frozen=True)
+class Document:
+    """An ERP document the timeline took: the event that brought it, its entry type
+    (DOCUMENT_TYPES) and its currency."""
+
+    event_id: str
+    type: str
+    currency: str
 
 
 class Rejected(ValueError):
@@ -188,7 +205,7 @@ def envelope_for(subject: str, data: bytes, position: int) -> envelope_pb2.Envel
         source=SOURCE,
         event_type=payload.DESCRIPTOR.full_name,
         customer_id=customer_id,
-        aggregate_id=str(uuid.uuid5(_NAMESPACE, f"{aggregate}:{document or customer_id}")),
+        aggregate_id=aggregate_of(aggregate, document or customer_id),
         aggregate_type=aggregate,
         aggregate_version=0,
         source_position=position,
@@ -197,3 +214,90 @@ def envelope_for(subject: str, data: bytes, position: int) -> envelope_pb2.Envel
         payload=packed,
         envelope_version=ENVELOPE_VERSION,
     )
+
+
+def aggregate_of(aggregate: str, document: str) -> str:
+    """The aggregate id of an ERP document: invoice INV-1 is always the same aggregate."""
+    return str(uuid.uuid5(_NAMESPACE, f"{aggregate}:{document}"))
+
+
+def _document(env: envelope_pb2.Envelope) -> tuple[str, Any] | None:
+    """(entry type, payload) of an envelope that brings a document; None for the others."""
+    if env.event_type == pb.InvoiceIssued.DESCRIPTOR.full_name:
+        invoice = pb.InvoiceIssued()
+        env.payload.Unpack(invoice)
+        return "invoice.issued", invoice
+    if env.event_type == pb.PaymentReceived.DESCRIPTOR.full_name:
+        payment = pb.PaymentReceived()
+        env.payload.Unpack(payment)
+        return "payment.received", payment
+    return None
+
+
+def documents_read(envelopes: Iterable[envelope_pb2.Envelope]) -> set[str]:
+    """The aggregate ids `conflicts` needs to know about: each document's own, and the
+    invoice each payment names."""
+    wanted: set[str] = set()
+    for env in envelopes:
+        found = _document(env)
+        if found is None:
+            continue
+        wanted.add(env.aggregate_id)
+        if found[0] == "payment.received" and found[1].invoice_number:
+            wanted.add(aggregate_of("invoice", found[1].invoice_number))
+    return wanted
+
+
+def conflicts(
+    envelopes: Sequence[envelope_pb2.Envelope], taken: Mapping[str, Document]
+) -> list[str | None]:
+    """For each valid envelope, in order, why it cannot be taken given the documents taken
+    before it (`taken`, by aggregate id, and the envelopes before it): None when it can.
+
+    An invoice number or a payment reference is one document: a second event bringing it
+    (another event id; a resend of the same id is a repeat, dropped later) would count it
+    twice. A payment names its invoice's currency or none: paid in another, it would settle
+    the invoice with money that is not the invoice's."""
+    known = dict(taken)
+    reasons: list[str | None] = []
+    for env in envelopes:
+        found = _document(env)
+        reason = None
+        if found is not None:
+            kind, payload = found
+            reason = _conflict(env, kind, payload, known)
+            if reason is None:
+                known.setdefault(
+                    env.aggregate_id, Document(env.event_id, kind, payload.amount.currency)
+                )
+        reasons.append(reason)
+    return reasons
+
+
+def _conflict(
+    env: envelope_pb2.Envelope, kind: str, payload: Any, known: Mapping[str, Document]
+) -> str | None:
+    before = known.get(env.aggregate_id)
+    if before is not None and before.type == kind and before.event_id != env.event_id:
+        if kind == "invoice.issued":
+            return (
+                f"invoice_issued.invoice_number: invoice {payload.invoice_number} was issued"
+                f" already (event {before.event_id}); an invoice is taken once: resend it"
+                " with its first event_id, or give a new invoice a new number"
+            )
+        return (
+            f"payment_received.payment_reference: payment {payload.payment_reference} was"
+            f" received already (event {before.event_id}); a payment is taken once: resend it"
+            " with its first event_id, or give a new payment a new reference"
+        )
+    if kind == "payment.received" and payload.invoice_number:
+        invoice = known.get(aggregate_of("invoice", payload.invoice_number))
+        currency = payload.amount.currency
+        issued = invoice is not None and invoice.type == "invoice.issued"
+        if issued and invoice is not None and invoice.currency != currency:
+            return (
+                f"payment_received.amount.currency: invoice {payload.invoice_number} is in"
+                f" {invoice.currency}, not {currency}; a payment of it is in {invoice.currency}"
+                " (convert it in the ERP), or on account without an invoice_number"
+            )
+    return None

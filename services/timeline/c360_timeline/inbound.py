@@ -1,8 +1,9 @@
 """The timeline's ERP feed: a durable consumer of erp.> that validates each message against
 c360.erp.v1, applies the valid ones like any event, and dead-letters the rest without stopping.
 
-Per batch: the valid envelopes are applied in one transaction, the rejected messages are
-stored on the dead-letter stream (reason in the headers), and only then is the batch acked.
+Per batch: the valid envelopes are applied in one transaction, the rejected messages (invalid,
+or conflicting with a document taken before: erp_inbound.conflicts) are stored on the
+dead-letter stream (reason in the headers), and only then is the batch acked.
 """
 
 from __future__ import annotations
@@ -109,17 +110,31 @@ class ErpIntake:
         msgs = await (unless_stopped(stop, waiting, pause) if stop is not None else waiting)
         if not msgs:
             return 0
-        envelopes: list[envelope_pb2.Envelope] = []
+        valid: list[tuple[Msg, envelope_pb2.Envelope]] = []
         rejected: list[tuple[Msg, str]] = []
         for msg in msgs:
             try:
-                envelopes.append(
-                    erp_inbound.envelope_for(
-                        msg.subject, msg.data, int(msg.metadata.sequence.stream)
+                valid.append(
+                    (
+                        msg,
+                        erp_inbound.envelope_for(
+                            msg.subject, msg.data, int(msg.metadata.sequence.stream)
+                        ),
                     )
                 )
             except erp_inbound.Rejected as exc:
                 rejected.append((msg, str(exc)))
+        # Only this feed writes ERP documents, one batch at a time: what it reads of them
+        # here is what the batch is applied on.
+        read = erp_inbound.documents_read(env for _, env in valid)
+        taken = await asyncio.to_thread(self.view.erp_documents, read) if read else {}
+        envelopes: list[envelope_pb2.Envelope] = []
+        reasons = erp_inbound.conflicts([env for _, env in valid], taken)
+        for (msg, env), reason in zip(valid, reasons, strict=True):
+            if reason is None:
+                envelopes.append(env)
+            else:
+                rejected.append((msg, reason))
         if envelopes:
             async with self.writing:  # shared with the main feed: one writer of profiles
                 self.applied += await asyncio.to_thread(self.view.apply, envelopes)

@@ -36,6 +36,8 @@ from c360_platform.pgstore import (
     postgres_env,
 )
 from c360_timeline.entries import stored
+from c360_timeline.erp_inbound import DOCUMENT_TYPES, Document
+from c360_timeline.erp_inbound import SOURCE as ERP_SOURCE
 from c360_timeline.projection import (
     ChurnRule,
     Doc,
@@ -356,6 +358,12 @@ class ReadModel(TrackingRecorder):
                 ).format(self.entries),
                 SQL(
                     "CREATE INDEX IF NOT EXISTS entries_by_arrival ON {} (customer_id, entry_seq)"
+                ).format(self.entries),
+                # The ERP documents taken (an invoice, a payment, by their number): the ERP
+                # intake looks each new one up (`erp_documents`), in a rebuild too.
+                SQL(
+                    "CREATE INDEX IF NOT EXISTS entries_erp_documents ON {} (aggregate_id)"
+                    " WHERE source = 'erp'"
                 ).format(self.entries),
                 SQL(
                     "CREATE TABLE IF NOT EXISTS {} ("
@@ -972,6 +980,26 @@ class ReadModel(TrackingRecorder):
                 SQL("DELETE FROM {} WHERE application_name <> %s").format(self.tracking),
                 (self.table_migration_identifier,),
             )
+
+    def erp_documents(self, aggregate_ids: Collection[str]) -> dict[str, Document]:
+        """The ERP documents (invoices issued, payments received) among `aggregate_ids` that
+        the timeline took already: by aggregate id, the event that brought each."""
+        if not aggregate_ids:
+            return {}
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                self._sql(
+                    "SELECT DISTINCT ON (aggregate_id) aggregate_id, event_id, type,"
+                    " details->'amount'->>'currency' AS currency FROM {entries}"
+                    " WHERE source = %s AND aggregate_id = ANY(%s::uuid[]) AND type = ANY(%s)"
+                    " ORDER BY aggregate_id, entry_seq"
+                ),
+                (ERP_SOURCE, sorted(aggregate_ids), list(DOCUMENT_TYPES)),
+            )
+            return {
+                str(r["aggregate_id"]): Document(str(r["event_id"]), r["type"], r["currency"] or "")
+                for r in curs.fetchall()
+            }
 
     def applied_positions(self) -> dict[str, int]:
         with self.datastore.transaction(commit=False) as curs:
