@@ -12,9 +12,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import grpc
 import nats
 import pytest
 from google.protobuf import json_format
+from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from c360.erp.v1 import erp_events_pb2 as pb
@@ -48,6 +50,19 @@ def invoice(customer_id: str, number: str, amount: str, currency: str = "EUR") -
     )
 
 
+async def erp_stream(js: JetStreamContext) -> None:
+    """Once the timeline created the ERP stream (its feed's first start)."""
+
+    async def ready() -> bool:
+        try:
+            await js.stream_info("ERP")
+        except NotFoundError:
+            return False
+        return True
+
+    await eventually(ready, what="the timeline to create the ERP stream")
+
+
 def cli(home: Path, *args: str) -> Any:
     done = subprocess.run(
         [sys.executable, "-m", "c360_cli.main", "--home", str(home), *args, "--json"],
@@ -73,15 +88,7 @@ async def test_erp_events_are_validated_applied_or_dead_lettered_and_replayed_af
     )
     nc = await nats.connect(stack.nats_url)
     js = nc.jetstream()
-
-    async def erp_stream_ready() -> bool:
-        try:
-            await js.stream_info("ERP")
-        except NotFoundError:
-            return False
-        return True
-
-    await eventually(erp_stream_ready, what="the timeline to create the ERP stream")
+    await erp_stream(js)
     inv1 = invoice(customer_id, "INV-1", "1000.00")
     paid = erp_event(
         customer_id,
@@ -180,6 +187,7 @@ async def test_a_document_taken_twice_or_paid_in_another_currency_is_dead_letter
     )
     nc = await nats.connect(stack.nats_url)
     js = nc.jetstream()
+    await erp_stream(js)
     number = f"INV-{uuid.uuid4().hex[:8]}"
 
     def paid(reference: str, amount: str, currency: str = "EUR") -> pb.ErpEvent:
@@ -250,4 +258,45 @@ async def test_a_document_taken_twice_or_paid_in_another_currency_is_dead_letter
     )
     assert f"invoice {number} is in EUR, not CHF" in reasons[refused[1].event_id]
     assert f"payment P-{number} was received already" in reasons[refused[2].event_id]
+    await nc.close()
+
+
+async def test_an_erp_event_about_a_customer_c360_does_not_have_is_dead_lettered(
+    stack: Stack, tmp_path: Path
+) -> None:
+    nc = await nats.connect(stack.nats_url)
+    js = nc.jetstream()
+    await erp_stream(js)
+    nobody = str(uuid.uuid4())
+    stray = invoice(nobody, f"INV-{uuid.uuid4().hex[:8]}", "10.00")
+    await js.publish(
+        "erp.invoice.issued", stray.SerializeToString(), headers={"Nats-Msg-Id": stray.event_id}
+    )
+    # A customer registered a moment ago, whose registration the timeline may not have
+    # applied yet: the customer service knows it, so its invoice is taken.
+    reply = await register(stack.customer, "Nord KG", "ap@nord.example")
+    customer_id = reply.result.aggregate_id
+    fresh = invoice(customer_id, f"INV-{uuid.uuid4().hex[:8]}", "20.00")
+    await js.publish(
+        "erp.invoice.issued", fresh.SerializeToString(), headers={"Nats-Msg-Id": fresh.event_id}
+    )
+
+    async def taken() -> bool:
+        page = await stack.timeline.GetTimeline(
+            tapi.GetTimelineRequest(customer_id=customer_id, sources=["erp"])
+        )
+        return [e.event_id for e in page.entries] == [fresh.event_id]
+
+    await eventually(taken, what="the new customer's invoice on the timeline")
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "endpoints.json").write_text(json.dumps({"nats_url": stack.nats_url}))
+    letters = (await asyncio.to_thread(cli, home, "deadletter", "list"))["dead_letters"]
+    reasons = {x["msg_id"]: x["reason"] for x in letters}
+    assert reasons[stray.event_id].startswith(f"customer_id: c360 has no customer {nobody};")
+    assert fresh.event_id not in reasons
+    # No profile was made up for the id.
+    with pytest.raises(grpc.aio.AioRpcError) as missing:
+        await stack.timeline.GetProfile(tapi.GetProfileRequest(customer_id=nobody))
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
     await nc.close()

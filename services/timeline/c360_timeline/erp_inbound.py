@@ -216,6 +216,14 @@ def envelope_for(subject: str, data: bytes, position: int) -> envelope_pb2.Envel
     )
 
 
+def unknown_customer(customer_id: str) -> str:
+    """The reason for a message about a customer c360 does not have."""
+    return (
+        f"customer_id: c360 has no customer {customer_id}; send the id of a customer c360"
+        " registered (the aggregate_id of c360.customer.customer.registered)"
+    )
+
+
 def aggregate_of(aggregate: str, document: str) -> str:
     """The aggregate id of an ERP document: invoice INV-1 is always the same aggregate."""
     return str(uuid.uuid5(_NAMESPACE, f"{aggregate}:{document}"))

@@ -2,8 +2,9 @@
 c360.erp.v1, applies the valid ones like any event, and dead-letters the rest without stopping.
 
 Per batch: the valid envelopes are applied in one transaction, the rejected messages (invalid,
-or conflicting with a document taken before: erp_inbound.conflicts) are stored on the
-dead-letter stream (reason in the headers), and only then is the batch acked.
+about a customer c360 does not have, or conflicting with a document taken before:
+erp_inbound.conflicts) are stored on the dead-letter stream (reason in the headers), and only
+then is the batch acked.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -19,6 +21,7 @@ from nats.js.errors import NotFoundError
 
 from c360.events.v1 import envelope_pb2
 from c360_platform.deadletter import dead_letter
+from c360_platform.errors import Unavailable
 from c360_platform.leader import unless_stopped
 from c360_platform.pull import Puller, durable_puller
 from c360_platform.streams import StreamSettings, ensure_stream
@@ -30,6 +33,8 @@ _log = logging.getLogger(__name__)
 DURABLE = ERP_FEED.name
 CONSUMER = "timeline"
 """How the timeline names itself in dead letters (deadletter.timeline.erp.…)."""
+RETRY_SECONDS = 5.0
+"""How long a batch waits when the customer service cannot say whether its customers exist."""
 
 
 class ErpIntake:
@@ -93,6 +98,24 @@ class ErpIntake:
         info = await self.js.consumer_info(self.stream.name, self.durable)
         return int(info.num_pending) + int(info.num_ack_pending)
 
+    async def _unknown_customers(self, customer_ids: set[str]) -> set[str] | None:
+        """The customers among `customer_ids` that c360 does not have: registered neither in
+        the read model nor (asked when the read model does not know them: its feed may be
+        behind) in the customer service, which lists every customer it ever registered,
+        forgotten ones too. None when the customer service cannot be asked now."""
+        if not customer_ids:
+            return set()
+        missing = customer_ids - await asyncio.to_thread(self.view.registered, customer_ids)
+        lookup = getattr(self.view.keys, "lookup", None)
+        if not missing or lookup is None:
+            return missing
+        try:
+            found = await asyncio.to_thread(lookup, [uuid.UUID(c) for c in missing])
+        except Unavailable as exc:
+            _log.warning("ERP feed waits: %s", exc)
+            return None
+        return {c for c in missing if uuid.UUID(c) not in found}
+
     async def process_batch(
         self,
         timeout: float = 1.0,
@@ -124,6 +147,15 @@ class ErpIntake:
                 )
             except erp_inbound.Rejected as exc:
                 rejected.append((msg, str(exc)))
+        unknown = await self._unknown_customers({env.customer_id for _, env in valid})
+        if unknown is None:  # the customer service cannot say now: the batch again later
+            for msg in msgs:
+                await msg.nak(delay=RETRY_SECONDS)
+            return 0
+        for msg, env in valid:
+            if env.customer_id in unknown:
+                rejected.append((msg, erp_inbound.unknown_customer(env.customer_id)))
+        valid = [(msg, env) for msg, env in valid if env.customer_id not in unknown]
         # Only this feed writes ERP documents, one batch at a time: what it reads of them
         # here is what the batch is applied on.
         read = erp_inbound.documents_read(env for _, env in valid)

@@ -981,6 +981,20 @@ class ReadModel(TrackingRecorder):
                 (self.table_migration_identifier,),
             )
 
+    def registered(self, customer_ids: Collection[str]) -> set[str]:
+        """The customers among `customer_ids` whose registration this read model applied."""
+        if not customer_ids:
+            return set()
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                self._sql(
+                    "SELECT customer_id FROM {profiles}"
+                    " WHERE customer_id = ANY(%s::uuid[]) AND kind <> ''"
+                ),
+                (sorted(customer_ids),),
+            )
+            return {str(r["customer_id"]) for r in curs.fetchall()}
+
     def erp_documents(self, aggregate_ids: Collection[str]) -> dict[str, Document]:
         """The ERP documents (invoices issued, payments received) among `aggregate_ids` that
         the timeline took already: by aggregate id, the event that brought each."""
