@@ -300,3 +300,46 @@ async def test_an_erp_event_about_a_customer_c360_does_not_have_is_dead_lettered
         await stack.timeline.GetProfile(tapi.GetProfileRequest(customer_id=nobody))
     assert missing.value.code() == grpc.StatusCode.NOT_FOUND
     await nc.close()
+
+
+async def test_a_delivery_of_an_order_sales_does_not_have_is_dead_lettered_by_sales(
+    stack: Stack, tmp_path: Path
+) -> None:
+    reply = await register(stack.customer, "Süd GmbH", "ap@sued.example")
+    customer_id = reply.result.aggregate_id
+    nc = await nats.connect(stack.nats_url)
+    js = nc.jetstream()
+    await erp_stream(js)
+    order_id = str(uuid.uuid4())
+    delivery = erp_event(
+        customer_id,
+        "order_delivered",
+        pb.OrderDelivered(
+            order_id=order_id,
+            order_number="SO-2026-00000000",
+            delivery_reference="DN-1",
+            delivered_on="2026-03-01",
+            lines=[pb.DeliveredLine(line_id="l1", quantity="1")],
+        ),
+    )
+    await js.publish(
+        "erp.order.delivered",
+        delivery.SerializeToString(),
+        headers={"Nats-Msg-Id": delivery.event_id},
+    )
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "endpoints.json").write_text(json.dumps({"nats_url": stack.nats_url}))
+
+    found: list[dict[str, Any]] = []
+
+    async def dead_lettered() -> bool:
+        letters = (await asyncio.to_thread(cli, home, "deadletter", "list"))["dead_letters"]
+        found[:] = [x for x in letters if x["msg_id"] == delivery.event_id]
+        return bool(found)
+
+    await eventually(dead_lettered, what="the delivery among the dead letters")
+    [letter] = found
+    assert (letter["consumer"], letter["subject"]) == ("sales", "erp.order.delivered")
+    assert letter["reason"] == f"order_delivered.order_id: sales has no order {order_id}"
+    await nc.close()

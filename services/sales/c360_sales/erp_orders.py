@@ -3,8 +3,11 @@ reports on an order, and for each overdue invoice schedules a follow-up call wit
 customer's responsible employee (the owner in the customer's profile, read from the timeline),
 so the customer lands on that employee's call list. Each is one command whose request id is
 the ERP event id, so a resend changes nothing; the message is acknowledged only then. A
-message that names no order of ours, or that the order's state refuses, is logged by ids and
-acknowledged: the timeline dead-letters malformed ones."""
+delivery sales cannot record (no such order, a line it does not have, an order no longer
+pending, an event id reused for another delivery) is dead-lettered
+(deadletter.sales.erp.order.delivered, the reason in its headers) and acknowledged; one that
+failed for a passing cause (the store away, a concurrent change) comes again shortly. The
+timeline dead-letters malformed messages."""
 
 from __future__ import annotations
 
@@ -13,20 +16,33 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date
 
+import nats.errors
 from nats.aio.msg import Msg
 
 from c360.erp.v1 import erp_events_pb2 as erp
 from c360_platform.commands import blocking
-from c360_platform.errors import C360Error
+from c360_platform.deadletter import dead_letter
+from c360_platform.errors import (
+    C360Error,
+    DeadlineExceeded,
+    NotFound,
+    Unavailable,
+    VersionConflict,
+)
 from c360_platform.follow import DurableFollower
 from c360_platform.store import CommandContext, fingerprint
-from c360_platform.streams import StreamSettings
+from c360_platform.streams import StreamSettings, ensure_stream
 from c360_sales.application import SalesApplication
 from c360_sales.spec import ERP_ORDERS
 
 _log = logging.getLogger(__name__)
 SUBJECT = "erp.>"
 DURABLE = ERP_ORDERS.name
+CONSUMER = "sales"
+"""How sales names itself in dead letters (deadletter.sales.erp.order.delivered)."""
+PASSING = (Unavailable, VersionConflict, DeadlineExceeded)
+"""Failures that pass: the message is taken again shortly, not dead-lettered."""
+RETRY_SECONDS = 5.0
 
 OwnerOf = Callable[[str], Awaitable[str]]
 """The responsible employee of a customer ("" when unknown)."""
@@ -49,6 +65,7 @@ class ErpOrderFollower(DurableFollower):
         self.app = app
         self.owner_of = owner_of
         self.applied = 0
+        self.dead_letters_ready = False
 
     async def handle(self, msg: Msg) -> None:
         event = erp.ErpEvent()
@@ -58,11 +75,34 @@ class ErpOrderFollower(DurableFollower):
             await msg.ack()
             return
         case = event.WhichOneof("event")
-        if case == "order_delivered":
-            await self.apply(event)
-        elif case == "invoice_overdue":
-            await self.follow_up(event)
+        try:
+            if case == "order_delivered":
+                refused = await self.apply(event)
+                if refused is not None and not await self.dead_letter(msg, refused):
+                    await msg.nak(delay=RETRY_SECONDS)
+                    return
+            elif case == "invoice_overdue":
+                await self.follow_up(event)
+        except PASSING as exc:
+            _log.warning("ERP event %s: again later: %s", event.event_id, type(exc).__name__)
+            await msg.nak(delay=RETRY_SECONDS)
+            return
         await msg.ack()
+
+    async def dead_letter(self, msg: Msg, reason: str) -> bool:
+        """Keep `msg` on the dead-letter stream with `reason`; False when NATS could not
+        take it now (the message comes again)."""
+        assert self.nc is not None, "handled while following"
+        js = self.nc.jetstream()
+        try:
+            if not self.dead_letters_ready:
+                await ensure_stream(js, StreamSettings.dead_letters())
+                self.dead_letters_ready = True
+            await dead_letter(js, msg, reason, CONSUMER)
+        except (nats.errors.Error, TimeoutError) as exc:
+            _log.warning("ERP message not dead-lettered yet: %s", type(exc).__name__)
+            return False
+        return True
 
     async def follow_up(self, event: erp.ErpEvent) -> bool:
         """A call for the customer's responsible employee about an overdue invoice."""
@@ -89,6 +129,8 @@ class ErpOrderFollower(DurableFollower):
                 customer_id=event.customer_id,
                 origin=f"erp invoice overdue {d.invoice_number}",
             )
+        except PASSING:
+            raise
         except (ValueError, C360Error) as exc:
             _log.warning(
                 "ERP overdue invoice %s: no follow-up: %s", event.event_id, type(exc).__name__
@@ -96,8 +138,9 @@ class ErpOrderFollower(DurableFollower):
             return False
         return True
 
-    async def apply(self, event: erp.ErpEvent) -> bool:
-        """Record one delivery; False (logged) when it names no order of ours or is refused."""
+    async def apply(self, event: erp.ErpEvent) -> str | None:
+        """Record one delivery; the reason (logged) when it names no order of ours or the
+        order refuses it, for the dead letter. A passing failure is raised."""
         d = event.order_delivered
         ctx = CommandContext(
             command="RecordFulfilment",
@@ -118,6 +161,8 @@ class ErpOrderFollower(DurableFollower):
                 reference=d.delivery_reference,
                 on=on,
             )
+        except PASSING:
+            raise
         except (ValueError, C360Error) as exc:
             _log.warning(
                 "ERP delivery %s for order %s not recorded: %s",
@@ -125,6 +170,10 @@ class ErpOrderFollower(DurableFollower):
                 d.order_id,
                 type(exc).__name__,
             )
-            return False
+            if isinstance(exc, NotFound):
+                return f"order_delivered.order_id: sales has no order {d.order_id}"
+            if isinstance(exc, ValueError) and not isinstance(exc, C360Error):
+                return "order_delivered: order_id must be a UUID, delivered_on a YYYY-MM-DD date"
+            return f"order_delivered: {exc}"
         self.applied += 1
-        return True
+        return None

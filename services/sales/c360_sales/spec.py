@@ -20,5 +20,7 @@ SPEC = ServiceSpec(
     consumes=(ERP_ORDERS, RENEWALS, FORGOTTEN_CUSTOMERS),
     # The responsible employee of a customer with an overdue invoice comes from its profile.
     reads_timeline=True,
+    # ERP deliveries it cannot record (deadletter.sales.erp.order.delivered).
+    dead_letters=True,
     domain=("domain", "pricing", "reports", "classes"),
 )
