@@ -226,6 +226,10 @@ def test_sales_facts_classes_products_and_purchase_recency() -> None:
     assert not conditions.evaluate(within_30, never).member
     lapsed = conditions.parse({"field": "days_since_purchase", "op": "gt", "value": 90})
     assert conditions.evaluate(lapsed, never).member
+    at_least_90 = conditions.parse({"field": "days_since_purchase", "op": "gte", "value": 90})
+    assert conditions.evaluate(at_least_90, never).member
+    exactly_90 = conditions.parse({"field": "days_since_purchase", "op": "eq", "value": 90})
+    assert not conditions.evaluate(exactly_90, never).member
     bought = conditions.parse({"field": "products_bought", "value": "router-x"})
     assert conditions.evaluate(bought, recent).member
     key_or_loyal = conditions.parse({"field": "class", "op": "has_any", "value": ["key", "loyal"]})

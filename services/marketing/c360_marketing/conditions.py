@@ -399,9 +399,10 @@ _TESTS: dict[str, Callable[[Tree, Facts], bool]] = {
     "at_risk": lambda c, f: f.at_risk == c["value"],
     "class": lambda c, f: _has(c, f.classes),
     "products_bought": lambda c, f: _has(c, {p.lower() for p in f.products}),
-    # Never bought: no purchase is within any number of days, and is longer ago than any.
+    # Never bought: no purchase is within any number of days, and is longer ago than any
+    # (at least as long ago as any, too: "gte 90" and "gt 89" pick the same customers).
     "days_since_purchase": lambda c, f: (
-        c["op"] == "gt"
+        c["op"] in ("gt", "gte")
         if f.days_since_purchase is None
         else _compare(c["op"], Decimal(f.days_since_purchase), Decimal(c["value"]))
     ),
