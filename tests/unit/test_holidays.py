@@ -58,6 +58,32 @@ def test_all_day_events_recurrences_and_exceptions_are_holidays() -> None:
     ]
 
 
+def test_a_timed_event_ending_at_midnight_is_a_holiday_of_its_own_days_only() -> None:
+    # Feeds that write a day off as 00:00 to 00:00 the next day (some Outlook exports).
+    ics = b"""BEGIN:VCALENDAR\r
+VERSION:2.0\r
+PRODID:-//c360 test//EN\r
+BEGIN:VEVENT\r
+UID:christmas-eve\r
+DTSTART;TZID=Europe/Berlin:20261224T000000\r
+DTEND;TZID=Europe/Berlin:20261225T000000\r
+SUMMARY:Christmas Eve\r
+END:VEVENT\r
+BEGIN:VEVENT\r
+UID:works-outing\r
+DTSTART:20270610T130000Z\r
+DTEND:20270611T120000Z\r
+SUMMARY:Works outing\r
+END:VEVENT\r
+END:VCALENDAR\r
+"""
+    assert parse_ics(ics, until=date(2030, 12, 31)) == {
+        "2026-12-24": "Christmas Eve",
+        "2027-06-10": "Works outing",
+        "2027-06-11": "Works outing",
+    }
+
+
 def test_bad_files_are_refused_naming_what_is_wrong() -> None:
     for data, field in (
         (b"not a calendar", "ics"),

@@ -10,7 +10,7 @@ A holiday is an all-day event (or the days a timed event touches); an event that
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from eventsourcing.domain import Aggregate, event
@@ -86,12 +86,17 @@ def parse_ics(data: bytes, until: date) -> dict[str, str]:
         if item.get("DTSTART") is None:
             raise InvalidArgument.one(where, "has no DTSTART")
         try:
-            start = _day(item.decoded("DTSTART"))
-            end = _day(item.decoded("DTEND")) if item.get("DTEND") is not None else None
+            first_moment = item.decoded("DTSTART")
+            last_moment = item.decoded("DTEND") if item.get("DTEND") is not None else None
+            start = _day(first_moment)
+            end = _day(last_moment) if last_moment is not None else None
         except Exception:
             raise InvalidArgument.one(where, "DTSTART or DTEND is not a date") from None
-        timed = isinstance(item.decoded("DTSTART"), datetime)
-        # DTEND is exclusive for all-day events; a timed event ends on the day it ends.
+        # DTEND is exclusive: an all-day event ends the day before it, a timed one touches
+        # the days up to the moment before it (00:00 to 00:00 the next day is one day).
+        if isinstance(last_moment, datetime) and end is not None and last_moment.time() == time(0):
+            end -= timedelta(days=1)
+        timed = isinstance(first_moment, datetime)
         span = ((end - start).days if end else 1) + (1 if timed and end else 0)
         span = max(span, 1)
         if span > MAX_SPAN_DAYS:
