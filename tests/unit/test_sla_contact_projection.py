@@ -133,3 +133,23 @@ def test_outbound_contacts_are_history_but_no_support_contact() -> None:
     shown = profile_message(profile, now=T0 + DAY)
     assert shown.service_desk.contacts_total == 4
     assert shown.at_risk is False
+
+
+def test_a_wait_ended_by_the_customers_reply_says_so() -> None:
+    desk = Centre()
+    tid = desk.opened(T0).aggregate_id
+    due = ev.SlaTarget(
+        kind=ev.SLA_TARGET_KIND_RESOLUTION, minutes=240, due_at=ts(T0 + timedelta(hours=4))
+    )
+    by_agent = desk.event(tid, ev.TicketSlaResumed(customer_id=desk.customer, targets=[due]), T0)
+    by_reply = desk.event(
+        tid,
+        ev.TicketSlaResumed(
+            customer_id=desk.customer, targets=[due], reason="the customer replied"
+        ),
+        T0,
+    )
+    assert by_agent.summary == "SLA clock resumed: resolution by 2026-11-02 13:00 UTC"
+    assert by_reply.summary == (
+        "SLA clock resumed (the customer replied): resolution by 2026-11-02 13:00 UTC"
+    )

@@ -384,3 +384,38 @@ async def test_the_next_update_target_starts_again_at_every_reply(
     await desk.ResolveTicket(dapi.ResolveTicketRequest(ticket_id=tid, resolution="Done"), CALL)
     assert targets(desk, tid)["SLA_TARGET_KIND_NEXT_UPDATE"].status == ev.SLA_TARGET_STATUS_MET
     assert events_of(desk, tid).count("SlaRestarted") == 2
+
+
+async def test_the_customers_reply_ends_a_wait_for_the_customer_not_one_for_a_third_party(
+    desk: ServiceDeskServicer, clock: Clock
+) -> None:
+    tid = await open_ticket(desk)  # high, Monday 09:00: resolution within 4 business hours
+
+    async def note(kind: ev.InteractionKind.ValueType) -> None:
+        body = "" if kind == ev.INTERACTION_KIND_INBOUND_CALL else "Card ends in 1234"
+        request = dapi.RecordInteractionRequest(ticket_id=tid, kind=kind, body=body)
+        await desk.RecordInteraction(request, CALL)
+
+    clock.advance(minutes=60)
+    hold = dapi.HoldTicketRequest(ticket_id=tid, waiting_for=ev.TICKET_WAITING_FOR_THIRD_PARTY)
+    await desk.HoldTicket(hold, CALL)
+    clock.advance(minutes=60)
+    await note(ev.INTERACTION_KIND_INBOUND_MESSAGE)  # the customer chases: the bank still waits
+    assert ticket(desk, tid).waiting_for == "third_party"
+    view = targets(desk, tid)["SLA_TARGET_KIND_RESOLUTION"]
+    assert (view.status, view.remaining_minutes) == (ev.SLA_TARGET_STATUS_PAUSED, 180)
+    await desk.ResumeTicket(dapi.ResumeTicketRequest(ticket_id=tid), CALL)
+
+    hold.waiting_for = ev.TICKET_WAITING_FOR_CUSTOMER  # 11:00, asks for the card number
+    await desk.HoldTicket(hold, CALL)
+    clock.advance(days=1)  # Tuesday 11:00 the customer calls back with it
+    await note(ev.INTERACTION_KIND_INBOUND_CALL)
+    assert ticket(desk, tid).waiting_for == ""
+    view = targets(desk, tid)["SLA_TARGET_KIND_RESOLUTION"]
+    assert view.status == ev.SLA_TARGET_STATUS_IN_PROGRESS
+    assert view.due_at.ToDatetime(tzinfo=UTC) == clock.now + timedelta(hours=3)
+    resumed = desk.app.repository.event_store.get(UUID(tid))
+    last = [e for e in resumed if type(e).__name__ == "SlaResumed"][-1]
+    published = CONTRACT.publication(last).payload
+    assert isinstance(published, ev.TicketSlaResumed)
+    assert published.reason == "the customer replied"

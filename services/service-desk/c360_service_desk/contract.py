@@ -117,7 +117,9 @@ _MESSAGES: dict[type, Mapper] = {
         targets=sla_targets(e.targets),
     ),
     Ticket.SlaResumed: lambda e: pb.TicketSlaResumed(
-        customer_id=e.customer_id, targets=sla_targets(e.targets)
+        customer_id=e.customer_id,
+        targets=sla_targets(e.targets),
+        reason=getattr(e, "reason", ""),  # none in events written before it existed
     ),
     Ticket.SlaWarned: lambda e: pb.TicketSlaWarning(
         customer_id=e.customer_id, target=TARGET_KINDS.value(e.target), warn_at=_at(e.warn_at)

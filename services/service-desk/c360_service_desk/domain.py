@@ -67,6 +67,9 @@ class InteractionKind(StrEnum):
 CALLS = {InteractionKind.INBOUND_CALL, InteractionKind.OUTBOUND_CALL}
 RESPONSES = {InteractionKind.OUTBOUND_MESSAGE, InteractionKind.OUTBOUND_CALL}
 """What meets the first-response target: a message or call to the customer."""
+FROM_CUSTOMER = {InteractionKind.INBOUND_MESSAGE, InteractionKind.INBOUND_CALL}
+"""What ends a wait for the customer: a message or call from them."""
+CUSTOMER_REPLIED = "the customer replied"
 
 
 class WaitingFor(StrEnum):
@@ -249,6 +252,8 @@ class Ticket(Aggregate):
         else:
             channel_value = self.channel
         interaction_id = str(uuid.uuid4())
+        if k in FROM_CUSTOMER and self.waiting_for == WaitingFor.CUSTOMER:
+            self._resume(at, calendars, CUSTOMER_REPLIED)  # the details came: clocks run
         if k in RESPONSES:
             self.settle_sla(at)
             self._meet(TargetKind.FIRST_RESPONSE, at)
@@ -550,7 +555,7 @@ class Ticket(Aggregate):
             raise PreconditionFailed(f"ticket {self.id} is {self.state} and not waiting")
         self._resume(at, calendars)
 
-    def _resume(self, at: datetime, calendars: sla.Calendars) -> None:
+    def _resume(self, at: datetime, calendars: sla.Calendars, reason: str = "") -> None:
         cal = self.calendar(calendars)
         targets = {}
         for kind, t in self.sla_targets.items():
@@ -559,10 +564,14 @@ class Ticket(Aggregate):
                     cal, t["minutes"], t["warn_minutes"], t["consumed"], at, t["warned"], False
                 )
             targets[kind] = t
-        self._sla_resumed(self.customer_id, targets)
+        self._sla_resumed(self.customer_id, targets, reason)
 
     @event("SlaResumed")
-    def _sla_resumed(self, customer_id: str, targets: dict[str, dict[str, Any]]) -> None:
+    def _sla_resumed(
+        self, customer_id: str, targets: dict[str, dict[str, Any]], reason: str = ""
+    ) -> None:
+        """`reason`: why the wait ended on its own ("" when an agent resumed; events written
+        before it existed have none)."""
         self.waiting_for = ""
         self.sla_targets = {k: dict(v) for k, v in targets.items()}
 

@@ -302,7 +302,9 @@ SUMMARIES: dict[str, Callable[[Doc], str]] = {
         d,
     ),
     "c360.events.v1.TicketSlaResumed": lambda d: (
-        "SLA clock resumed" + (f": {_due_list(d)}" if _due_list(d) else "")
+        "SLA clock resumed"
+        + (f" ({snippet(d['reason'])})" if d.get("reason") else "")
+        + (f": {_due_list(d)}" if _due_list(d) else "")
     ),
     "c360.events.v1.TicketSlaWarning": lambda d: (
         f"SLA {_target(d)} target nearing breach (warning point {_clock(d.get('warn_at', ''))})"
