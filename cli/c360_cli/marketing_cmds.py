@@ -493,6 +493,36 @@ def _campaign_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def print_results(out: Output, reply: api.CampaignResultsResponse, by: str) -> None:
+    """What the sends became, then what they cost and earned: two tables, so that every
+    count (failed and bounced apart) keeps a readable header in 80 columns."""
+    rows = [reply.total, *reply.rows]
+    out.table(
+        [by or "", "sent", "fail", "bounce", "deliv", "open", "click", "resp", "unsub", "conv"],
+        [
+            [
+                r.key,
+                r.sent,
+                r.failed,
+                r.bounced,
+                r.delivered,
+                r.opened,
+                r.clicked,
+                r.responded,
+                r.unsubscribed,
+                r.converted,
+            ]
+            for r in rows
+        ],
+        title=f"budget {reply.budget} {reply.currency}, expected responses"
+        f" {reply.expected_responses}",
+    )
+    out.table(
+        [by or "", f"revenue ({reply.currency})", "cost", "cost/response", "ROI"],
+        [[r.key, r.revenue, r.cost, r.cost_per_response, r.roi] for r in rows],
+    )
+
+
 def _campaign_results(args: argparse.Namespace) -> int:
     out = Output(args.json)
     with Client(args) as client:
@@ -503,42 +533,7 @@ def _campaign_results(args: argparse.Namespace) -> int:
     if out.json_mode:
         out.json(_message_json(reply))
         return 0
-    rows = [reply.total, *reply.rows]
-    out.table(
-        [
-            args.by or "",
-            "sent",
-            "deliv",
-            "open",
-            "click",
-            "resp",
-            "unsub",
-            "conv",
-            "revenue",
-            "cost",
-            "cost/resp",
-            "ROI",
-        ],
-        [
-            [
-                r.key,
-                r.sent,
-                r.delivered,
-                r.opened,
-                r.clicked,
-                r.responded,
-                r.unsubscribed,
-                r.converted,
-                r.revenue,
-                r.cost,
-                r.cost_per_response,
-                r.roi,
-            ]
-            for r in rows
-        ],
-        title=f"budget {reply.budget} {reply.currency}, expected responses"
-        f" {reply.expected_responses}",
-    )
+    print_results(out, reply, args.by)
     if reply.forecast_basis:
         out.print(
             f"forecast: {reply.forecast_responses:.1f} responses, {reply.forecast_revenue}"
@@ -754,7 +749,11 @@ def register(subparsers: Subparsers) -> None:
     p.set_defaults(func=_campaign_show)
     p = sub.add_parser("list", help="list campaigns, newest first")
     p.set_defaults(func=_campaign_list)
-    p = sub.add_parser("results", help="sent, delivered, opened, ... with cost and ROI")
+    p = sub.add_parser(
+        "results",
+        help="sent, failed (the provider could not send), bounced (refused), delivered,"
+        " opened, clicked, responded, unsubscribed, converted; revenue, cost and ROI",
+    )
     p.add_argument("campaign_id", metavar="ID", help="the campaign's id")
     p.add_argument(
         "--by",

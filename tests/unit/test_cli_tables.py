@@ -146,3 +146,43 @@ def test_an_empty_table_says_none_under_its_header() -> None:
     lines = [line.strip() for line in out.console.file.getvalue().splitlines()]  # type: ignore[attr-defined]
     assert lines[0].split() == ["id", "number", "state"]
     assert lines[-1] == "none"
+
+
+@pytest.mark.parametrize("width", [100, 80])
+def test_campaign_results_show_every_count_under_a_whole_header(width: int) -> None:
+    from c360.marketing.v1 import marketing_service_pb2 as mapi
+    from c360_cli.marketing_cmds import print_results
+
+    def row(key: str, sent: int) -> mapi.ResultRow:
+        return mapi.ResultRow(
+            key=key,
+            sent=sent,
+            failed=1,
+            bounced=2,
+            delivered=sent - 3,
+            opened=5,
+            clicked=2,
+            responded=2,
+            unsubscribed=1,
+            converted=1,
+            revenue="12345.00",
+            cost="1060.56",
+            cost_per_response="530.28",
+            roi="10.64",
+        )
+
+    reply = mapi.CampaignResultsResponse(
+        total=row("total", 120), rows=[row("ANDALUCÍA", 60), row("unknown", 60)], currency="EUR"
+    )
+    out = Output(False)
+    out.console = Console(file=io.StringIO(), width=width, color_system=None)
+    print_results(out, reply, "region")
+    lines = str(out.console.file.getvalue()).splitlines()  # type: ignore[attr-defined]
+    assert all(len(line) <= width for line in lines)
+    words = [w for line in lines for w in line.split()]
+    for header in ("sent", "fail", "bounce", "deliv", "open", "click", "resp", "unsub", "conv"):
+        assert header in words
+    for whole in ("ANDALUCÍA", "unknown", "cost/response", "ROI", "12345.00", "530.28"):
+        assert whole in words
+    counts = next(line for line in lines if line.startswith("total"))
+    assert counts.split()[1:4] == ["120", "1", "2"]  # sent, failed, bounced

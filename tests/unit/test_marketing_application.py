@@ -367,6 +367,28 @@ def test_provider_reports_count_once_and_unsubscribes_revoke(mk: Marketing, cloc
     assert [r.key for r in by_region] == ["LV"]
 
 
+def test_a_failed_send_is_counted_as_failed_not_as_bounced(mk: Marketing) -> None:
+    define(mk)
+    cid = plan(mk)
+    mk.change_campaign(ctx(), cid, None, lambda c: c.approve(""))
+    mk.send(ctx(), cid, None, launch=True)
+    touches = {
+        str(r["customer_id"]): r["row_id"] for r in mk.people.rows(RowQuery(where(kind="touch")))
+    }
+    assert mk.record_report(touches[ADA], "failed", "r1", "relay down", mk.clock()) is None
+    bounce = mk.record_report(touches[BOB], "hard_bounced", "r2", "no mailbox", mk.clock())
+    assert bounce is not None  # do not contact on e-mail
+    assert bounce.customer_id == BOB
+    total, _ = mk.results(mk.campaign(cid), "")
+    counts = total.counts
+    assert (counts["sent"], counts["failed"], counts["bounced"], counts["delivered"]) == (
+        2,
+        1,
+        1,
+        0,
+    )
+
+
 def test_touches_are_attributed_only_when_a_lifetime_value_changed(
     mk: Marketing, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:

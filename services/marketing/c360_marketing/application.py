@@ -992,6 +992,7 @@ class Marketing:
                 k: 0
                 for k in (
                     "sent",
+                    "failed",
                     "delivered",
                     "opened",
                     "clicked",

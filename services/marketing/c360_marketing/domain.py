@@ -569,7 +569,10 @@ def touch_counts(responses: Iterable[str]) -> Mapping[str, bool]:
         "opened": bool(seen & {"opened", "clicked", "replied"}),
         "clicked": "clicked" in seen,
         "responded": bool(seen & {r.value for r in RESPONDING}),
-        "bounced": bool(seen & {"soft_bounced", "hard_bounced", "failed"}),
+        # Failed: the provider could not send it (no mailbox ever answered); bounced: the
+        # receiving end refused it. Mautic keeps the two apart too (is_failed, DNC bounced).
+        "failed": "failed" in seen,
+        "bounced": bool(seen & {"soft_bounced", "hard_bounced"}),
         "unsubscribed": "unsubscribed" in seen,
     }
 
