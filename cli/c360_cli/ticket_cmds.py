@@ -665,6 +665,7 @@ def _sla_report(args: argparse.Namespace) -> int:
             "met": r.met,
             "breached": r.breached,
             "running": r.running,
+            "cancelled": r.cancelled,
             "compliance": round(r.compliance, 4) if r.HasField("compliance") else None,
         }
         for r in reply.rows
@@ -674,7 +675,7 @@ def _sla_report(args: argparse.Namespace) -> int:
         out.json({"rows": rows})
         return 0
     out.table(
-        ["by", "value", "tickets", "met", "breached", "running", "compliance"],
+        ["by", "value", "tickets", "met", "breached", "running", "cancelled", "met %"],
         [
             [
                 r["dimension"],
@@ -683,10 +684,12 @@ def _sla_report(args: argparse.Namespace) -> int:
                 r["met"],
                 r["breached"],
                 r["running"],
+                r["cancelled"],
                 f"{r['compliance']:.0%}" if r["compliance"] is not None else "-",
             ]
             for r in rows
         ],
+        title="compliance (met %) = met / (met + breached)" if rows else None,
         caption=None if rows else "no ticket under an SLA policy in the period",
     )
     return 0

@@ -325,6 +325,8 @@ async def test_sla_compliance_per_policy_queue_agent_and_channel(
     await desk.ResolveTicket(dapi.ResolveTicketRequest(ticket_id=on_time, resolution="ok"), CALL)
     late = await open_ticket(desk)
     running = await open_ticket(desk, priority=ev.TICKET_PRIORITY_LOW)
+    withdrawn = await open_ticket(desk, priority=ev.TICKET_PRIORITY_URGENT)
+    await desk.CloseTicket(dapi.CloseTicketRequest(ticket_id=withdrawn, reason="withdrawn"), CALL)
     clock.advance(hours=2)  # the second high ticket's first response is breached
     desk.app.check_slas()
     assert late != running
@@ -338,12 +340,16 @@ async def test_sla_compliance_per_policy_queue_agent_and_channel(
     high = rows[("policy", "high")]
     assert (high.tickets, high.met, high.breached, high.running) == (2, 1, 1, 0)
     assert high.compliance == 0.5
+    # Closed unresolved before any target fell due: cancelled, not met.
+    urgent = rows[("policy", "urgent")]
+    assert (urgent.tickets, urgent.met, urgent.breached, urgent.cancelled) == (1, 0, 0, 1)
+    assert not urgent.HasField("compliance")
     low = rows[("policy", "low")]
     assert (low.tickets, low.running) == (1, 1)
     assert not low.HasField("compliance")
     assert rows[("agent", "emp-0001")].compliance == 1.0
-    assert rows[("queue", "-")].tickets == 2
-    assert rows[("channel", "phone")].tickets == 3
+    assert rows[("queue", "-")].tickets == 3
+    assert rows[("channel", "phone")].tickets == 4
     # A period before the tickets: nothing.
     request.opened_to.FromDatetime(now - timedelta(hours=1))
     request.opened_from.FromDatetime(now - timedelta(days=1))

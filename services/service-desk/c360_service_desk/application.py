@@ -563,7 +563,8 @@ class ServiceDeskApplication(ServiceApplication):
     ) -> list[dict[str, Any]]:
         """SLA compliance of the tickets opened in [opened_from, opened_to), per policy, queue,
         agent and channel: tickets under a policy, those with a breach, those whose targets
-        were all met, those still running; compliance = met / settled."""
+        were all met, those still running, those closed unresolved without a breach (their
+        targets cancelled: neither met nor breached); compliance = met / (met + breached)."""
         groups: dict[tuple[str, str], dict[str, Any]] = {}
         after: tuple[Any, ...] | None = (opened_to, UUID(int=0))
         while after is not None:
@@ -589,6 +590,7 @@ class ServiceDeskApplication(ServiceApplication):
                             "breached": 0,
                             "met": 0,
                             "running": 0,
+                            "cancelled": 0,
                         },
                     )
                     g["tickets"] += 1
@@ -596,6 +598,8 @@ class ServiceDeskApplication(ServiceApplication):
                         g["breached"] += 1
                     elif r["sla_open"]:
                         g["running"] += 1
+                    elif r["state"] == domain.State.CLOSED and r["resolved_at"] == NEVER:
+                        g["cancelled"] += 1  # closed without a resolution: nothing was met
                     else:
                         g["met"] += 1
             else:
