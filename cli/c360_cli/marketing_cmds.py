@@ -389,6 +389,14 @@ def _segment_why(args: argparse.Namespace) -> int:
         return 0
     if not reply.evaluated:
         out.print(Text("never evaluated for this segment (then)", style="yellow"))
+    elif not reply.HasField("since"):
+        out.print(
+            Text.assemble(
+                ("never a member", "bold red"),
+                f": kept out by “{reply.condition}” ({reply.condition_path},"
+                f" version {reply.segment_version})",
+            )
+        )
     else:
         state = "member" if reply.member else "not a member"
         verb = "entered" if reply.member else "left"

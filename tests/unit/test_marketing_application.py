@@ -196,6 +196,17 @@ def test_a_revoked_consent_leaves_the_segment_naming_the_condition(
     assert mk.explain(segment, ADA, entered_at).member
 
 
+def test_a_customer_never_in_the_segment_is_told_what_keeps_them_out(mk: Marketing) -> None:
+    define(mk)
+    segment = mk.segment("latvia")
+    why = mk.explain(segment, CID, None)  # Cid never consented to e-mail marketing
+    assert (why.evaluated, why.member, why.since) == (True, False, None)
+    assert why.condition_path == "condition.all[2]"
+    assert why.condition == "consent email/marketing granted"
+    assert why.cause == ""
+    assert not mk.explain(segment, "00000000-0000-4000-8000-0000000000ff", None).evaluated
+
+
 def test_a_forgotten_customer_leaves_every_segment(mk: Marketing, clock: Clock) -> None:
     """Forgotten on request: reached by no campaign or lead list, whatever the conditions say
     of what the profile still holds (its country, its tags)."""

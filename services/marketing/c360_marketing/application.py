@@ -617,6 +617,7 @@ class Marketing:
         tree = segment.condition
         facts = self.facts.get(customer_id)
         listed: list[tuple[str, str, bool, str]] = []
+        names: dict[str, str] = {}
         if facts is not None:
             facts = self._with_segments(facts)
             names = {str(s.id): s.name for s in self.segments()}
@@ -630,7 +631,20 @@ class Marketing:
                 for path, leaf in conditions.leaves(tree)
             ]
         if membership is None:
-            return Explanation(evaluated=facts is not None and as_of is None, conditions=listed)
+            if facts is None or as_of is not None:
+                return Explanation(evaluated=facts is not None and as_of is None, conditions=listed)
+            # Never a member: no membership was ever written. The condition that keeps them
+            # out now (a verdict of member would be one not applied yet: not evaluated).
+            verdict = conditions.evaluate(tree, facts)
+            if verdict.member:
+                return Explanation(evaluated=False, conditions=listed)
+            return Explanation(
+                evaluated=True,
+                condition_path=verdict.path,
+                condition=conditions.text_of(tree, verdict.path, names),
+                segment_version=segment.version,
+                conditions=listed,
+            )
         return Explanation(
             evaluated=True,
             member=membership.member,
