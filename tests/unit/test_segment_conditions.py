@@ -392,3 +392,36 @@ def test_customers_alike_share_their_facts_values_and_differ_where_they_differ()
         assert len(profiles._SHARED) == kept
     finally:
         profiles.SHARED_LIMIT = 100_000
+
+
+def test_a_group_that_decides_is_named_by_its_members() -> None:
+    tree = conditions.parse(
+        {
+            "all": [
+                {
+                    "any": [
+                        {"field": "at_risk", "value": True},
+                        {"field": "open_tickets", "op": "gte", "value": 1},
+                    ]
+                },
+                {
+                    "not": {
+                        "any": [
+                            {"field": "country", "value": "LV"},
+                            {"field": "tags", "value": "vip"},
+                        ]
+                    }
+                },
+            ]
+        }
+    )
+    out = conditions.evaluate(tree, ada())
+    assert not out.member
+    assert conditions.text_of(tree, out.path) == "any of (at risk = true; open tickets ≥ 1)"
+    assert conditions.text_of(tree, "condition.all[1]") == (
+        "not any of (country = LV; tags has vip)"
+    )
+    assert conditions.text_of(tree, "condition") == (
+        "all of (any of (at risk = true; open tickets ≥ 1);"
+        " not any of (country = LV; tags has vip))"
+    )

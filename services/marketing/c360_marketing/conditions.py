@@ -475,17 +475,29 @@ def changed_condition(tree: Tree, before: Values, after: Values) -> str:
     return changed[0]
 
 
+MAX_TEXT = 300
+"""The most characters of a condition in words (a group lists its members)."""
+
+
 def text_of(tree: Tree, path: str, names: Mapping[str, str] | None = None) -> str:
-    """The words of the condition at `path` (a group: "all of …", "any of …")."""
+    """The words of the condition at `path`: a typed one's, or a group's members'
+    ("any of (at risk = true; open tickets ≥ 1)"), shortened to MAX_TEXT characters."""
+    text = _words(tree, path, names)
+    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
+
+
+def _words(tree: Tree, path: str, names: Mapping[str, str] | None) -> str:
     for leaf_path, leaf in leaves(tree):
         if leaf_path == path:
             return describe(leaf, names)
-    if path.endswith(".not"):
-        return "not " + text_of(tree, path.removesuffix(".not"), names)
     node = _at(tree, path)
-    if node is not None and ("all" in node or "any" in node):
-        return "every condition holds" if "all" in node else "no condition holds"
-    return path
+    if node is None:
+        return path
+    if "not" in node:
+        return "not " + _words(tree, f"{path}.not", names)
+    key = "all" if "all" in node else "any"
+    members = [_words(tree, f"{path}.{key}[{i}]", names) for i in range(len(node.get(key, [])))]
+    return f"{key} of ({'; '.join(members)})"
 
 
 def _at(tree: Tree, path: str) -> Tree | None:
