@@ -610,8 +610,11 @@ def _next_call(args: argparse.Namespace) -> int:
     if out.json_mode:
         out.json(_message_json(reply))
         return 0
+    withdrawn = (
+        f"; {reply.withdrawn} no longer to be called (consent revoked)" if reply.withdrawn else ""
+    )
     if not reply.HasField("entry"):
-        out.print(f"nothing to call: {reply.remaining} open")
+        out.print(f"nothing to call: {reply.remaining} open{withdrawn}")
         return 0
     e = reply.entry
     out.kv_panel(
@@ -621,7 +624,7 @@ def _next_call(args: argparse.Namespace) -> int:
             ("phone", e.phone),
             ("last outcome", e.outcome or "not called yet"),
             ("call back at", short_time(iso_field(e, "call_back_at"))),
-            ("still to call", reply.remaining),
+            ("still to call", f"{reply.remaining}{withdrawn}"),
         ],
     )
     return 0

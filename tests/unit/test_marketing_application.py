@@ -606,6 +606,21 @@ def test_a_call_list_shares_who_may_be_called_and_records_outcomes(
     assert mk.call_list(calls.id).next_for("emp-1", back) is None
     with pytest.raises(PreconditionFailed, match="called already"):
         mk.record_call(ctx(), calls.id, ADA, "emp-1", "reached", None, "")
+    # Bob revokes phone marketing after the list was built: he is never handed out again.
+    _, entry, remaining, withdrawn = mk.next_call(calls.id, "emp-2")
+    assert entry is not None
+    assert (entry["customer_id"], remaining, withdrawn) == (BOB, 1, 0)
+    mk.observe(
+        [
+            person(
+                BOB,
+                "Bob",
+                consent={"email/marketing": True, "phone/marketing": False},
+                phones=("+37120000002",),
+            )
+        ]
+    )
+    assert mk.next_call(calls.id, "emp-2")[1:] == (None, 0, 1)
 
 
 def test_a_personalised_campaign_sends_each_customer_their_first_offer(mk: Marketing) -> None:

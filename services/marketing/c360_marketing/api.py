@@ -19,7 +19,6 @@ from c360_marketing import offers
 from c360_marketing.application import Marketing, ResultRow
 from c360_marketing.contract import CHANNELS
 from c360_marketing.domain import (
-    FINAL,
     Audience,
     CallList,
     Campaign,
@@ -531,15 +530,14 @@ class MarketingServicer(CommandServicer[Any], api_grpc.MarketingServiceServicer)
 
     async def NextCall(self, request: api.NextCallRequest, context: Ctx) -> api.NextCallResponse:
         lid = parse_id("call_list_id", request.call_list_id)
-        found = await blocking(self.marketing.call_list, lid)
-        agent = request.agent_id.strip()
-        entry = found.next_for(agent, self.marketing.clock())
-        mine = [e for e in found.entries if e["agent_id"] == agent]
-        remaining = sum(
-            1 for e in mine if found.state.get(e["customer_id"], {}).get("outcome") not in FINAL
+        await self.catch_up()  # consent as of now
+        found, entry, remaining, withdrawn = await blocking(
+            self.marketing.next_call, lid, request.agent_id.strip()
         )
         return api.NextCallResponse(
-            entry=_call_entry(found, entry) if entry else None, remaining=remaining
+            entry=_call_entry(found, entry) if entry else None,
+            remaining=remaining,
+            withdrawn=withdrawn,
         )
 
     async def RecordCall(

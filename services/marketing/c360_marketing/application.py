@@ -932,6 +932,33 @@ class Marketing:
     def call_list(self, call_list_id: UUID) -> CallList:
         return self.plans.load(CallList, call_list_id)
 
+    def may_call(self, customer_id: str) -> bool:
+        """Whether a customer may be called for marketing now: consent to phone marketing,
+        not forgotten (what the call list checked when it was built, checked again)."""
+        facts = self.facts.get(customer_id)
+        return (
+            facts is not None
+            and not facts.forgotten
+            and facts.consent.get(f"{domain.Channel.PHONE}/marketing") is True
+        )
+
+    def next_call(
+        self, call_list_id: UUID, agent_id: str
+    ) -> tuple[CallList, dict[str, str] | None, int, int]:
+        """The agent's next call on the list, among the customers who may still be called;
+        how many of the agent's customers are still to call, and how many may no longer be
+        (consent revoked, or forgotten, since the list was built): never handed out."""
+        found = self.call_list(call_list_id)
+        entry = found.next_for(agent_id, self.clock(), self.may_call)
+        still = [
+            e["customer_id"]
+            for e in found.entries
+            if e["agent_id"] == agent_id
+            and found.state.get(e["customer_id"], {}).get("outcome") not in domain.FINAL
+        ]
+        withdrawn = sum(1 for c in still if not self.may_call(c))
+        return found, entry, len(still) - withdrawn, withdrawn
+
     def record_call(
         self,
         ctx: CommandContext,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -694,10 +694,17 @@ class CallList(Aggregate):
                 return e
         raise PreconditionFailed(f"customer {customer_id} is not on call list {self.id}")
 
-    def next_for(self, agent_id: str, now: datetime) -> dict[str, str] | None:
+    def next_for(
+        self, agent_id: str, now: datetime, may_call: Callable[[str], bool] | None = None
+    ) -> dict[str, str] | None:
         """The agent's next call: a call-back that is due, else the first never called, else
-        one that did not answer; None when the agent's list is done."""
-        mine = [e for e in self.entries if e["agent_id"] == agent_id]
+        one that did not answer; None when the agent's list is done. `may_call`: whether a
+        customer may still be called (consent can be revoked after the list was built)."""
+        mine = [
+            e
+            for e in self.entries
+            if e["agent_id"] == agent_id and (may_call is None or may_call(e["customer_id"]))
+        ]
         due = [
             e
             for e in mine
