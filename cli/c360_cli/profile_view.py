@@ -243,12 +243,25 @@ def facts(doc: Doc, person_names: Mapping[str, str]) -> list[tuple[str, Renderab
                 (
                     "contracts",
                     "\n".join(
-                        f"{c['name']}: {c['starts_on']} to {c['ends_on']} ({c['state']})"
+                        f"{c['name']} ({str(c.get('contract_id', ''))[:8]}): {c['starts_on']}"
+                        f" to {c['ends_on']} ({c['state']}){_allowance_left(c)}"
                         for c in contracts
                     ),
                 )
             )
     return rows
+
+
+def _allowance_left(contract: Doc) -> str:
+    """ "; 1 of 2 cases left", "; 1 h 30 min of 10 h left" ("" when unlimited)."""
+    if contract.get("remaining") is None:
+        return ""
+    left, allowance = int(contract["remaining"]), int(contract.get("allowance", 0))
+    if contract.get("allowance_unit") == "hours":
+        hours, minutes = divmod(left, 60)
+        text = f"{hours} h" + (f" {minutes} min" if minutes else "")
+        return f"; {text} of {allowance} h left"
+    return f"; {left} of {allowance} case{'' if allowance == 1 else 's'} left"
 
 
 def _list(title: str, columns: Sequence[str], *, text: str) -> Table:

@@ -95,11 +95,26 @@ def _doc() -> dict[str, Any]:
             "contacts_last_30_days": 1,
             "service_contracts": [
                 {
+                    "contract_id": "60f94302-3c8e-499f-adfa-76291e1c9d0c",
                     "name": "Business support",
                     "starts_on": "2026-01-05",
                     "ends_on": "2027-01-04",
                     "state": "active",
-                }
+                    "allowance_unit": "hours",
+                    "allowance": 10,
+                    "remaining": 90,
+                    "period": 1,
+                },
+                {
+                    "contract_id": "3e21a122-68e0-4f8f-aa6e-eb825cd04f3c",
+                    "name": "Router care",
+                    "starts_on": "2026-01-01",
+                    "ends_on": "2026-12-31",
+                    "state": "expiring",
+                    "allowance_unit": "unlimited",
+                    "allowance": 0,
+                    "period": 1,
+                },
             ],
         },
         "provenance": [{"field": "display_name"}] * 40,
@@ -144,6 +159,16 @@ def test_the_consent_grid_marks_granted_revoked_and_never_asked() -> None:
     marketing, service = (lines[header + k].strip("│ ").split() for k in (1, 2))
     assert marketing[-5:] == ["marketing", "yes", "no", "·", "·"]
     assert service[-5:] == ["service", "yes", "·", "·", "·"]
+
+
+def test_contracts_show_their_id_and_what_is_left_of_the_allowance() -> None:
+    text = " ".join(" ".join(line.strip("│ ").split()) for line in _render(100, _doc()))
+    assert (
+        "Business support (60f94302): 2026-01-05 to 2027-01-04 (active); 1 h 30 min of 10 h left"
+        in text
+    )
+    assert "Router care (3e21a122): 2026-01-01 to 2026-12-31 (expiring)" in text
+    assert "Router care (3e21a122): 2026-01-01 to 2026-12-31 (expiring);" not in text
 
 
 def test_provenance_is_not_on_the_screen() -> None:

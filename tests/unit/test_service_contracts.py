@@ -250,3 +250,57 @@ def test_contracts_show_on_the_timeline_and_in_the_profile() -> None:
     assert [(c.name, c.ends_on, c.state) for c in shown.service_contracts] == [
         ("Router care", "2027-02-28", "expiring")
     ]
+
+
+def test_the_profile_shows_what_is_left_of_a_contracts_allowance() -> None:
+    customer, contract_id = str(uuid4()), uuid.uuid4()
+    cases = sev.ALLOWANCE_UNIT_CASES
+
+    def used(remaining: int, period: int) -> sev.ServiceContractConsumed:
+        return sev.ServiceContractConsumed(
+            customer_id=customer, unit=cases, amount=1, remaining=remaining, period=period
+        )
+
+    payloads = [
+        sev.ServiceContractCreated(
+            customer_id=customer, name="Router care", starts_on="2026-01-01", ends_on="2026-12-31"
+        ),
+        sev.ServiceContractTermsSet(customer_id=customer, allowance_unit=cases, allowance=2),
+        used(1, 1),
+        sev.ServiceContractRenewed(
+            customer_id=customer,
+            name="Router care",
+            starts_on="2027-01-01",
+            ends_on="2027-12-31",
+            period=2,
+        ),
+        used(1, 2),
+        used(0, 1),  # a ticket of the first period resolved late: not this period's
+    ]
+    entries = [
+        entry_for(
+            pack(
+                source="service-desk",
+                publication=Publication("service_contract", customer, payload),
+                aggregate_id=contract_id,
+                aggregate_version=n + 1,
+                position=n + 1,
+                occurred_at=NOW + timedelta(days=n),
+            )
+        )
+        for n, payload in enumerate(payloads)
+    ]
+    profile, _ = replay(entries[:3])
+    [shown] = profile_message(profile, now=NOW).service_desk.service_contracts
+    assert (shown.allowance_unit, shown.allowance, shown.remaining, shown.period) == (
+        "cases",
+        2,
+        1,
+        1,
+    )
+    profile, _ = replay(entries)
+    [shown] = profile_message(profile, now=NOW).service_desk.service_contracts
+    assert (shown.starts_on, shown.remaining, shown.period) == ("2027-01-01", 1, 2)
+    unlimited, _ = replay(entries[:1])
+    [shown] = profile_message(unlimited, now=NOW).service_desk.service_contracts
+    assert (shown.allowance_unit, shown.HasField("remaining")) == ("unlimited", False)

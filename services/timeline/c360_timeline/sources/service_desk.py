@@ -469,24 +469,68 @@ def _fold_contact(p: Doc, entry: Entry) -> str:
 
 
 def _fold_contract(state: str) -> Callable[[Doc, Entry], str]:
-    """A service contract created ("active"), nearing its end, or expired."""
+    """A service contract created ("active"), nearing its end, expired, or renewed (its
+    next period, the allowance again)."""
 
     def fold(p: Doc, entry: Entry) -> str:
         desk, d = _desk(p), entry.details
         contracts = dict(desk["service_contracts"])
         known = contracts.get(entry.aggregate_id, {})
-        contracts[entry.aggregate_id] = {
+        contract = {
+            **known,
             "name": d.get("name", known.get("name", "")),
             "services": d.get("services", known.get("services", [])),
             "starts_on": d.get("starts_on", known.get("starts_on", "")),
             "ends_on": d.get("ends_on", known.get("ends_on", "")),
             "state": state,
         }
+        if entry.type == "service_contract.renewed":
+            contract["period"] = int(d.get("period", 0))
+            contract["remaining"] = _full_allowance(contract)
+        contracts[entry.aggregate_id] = contract
         desk["service_contracts"] = contracts
         set_by(p, f"service_desk.service_contracts[{entry.aggregate_id}]", entry)
         return ""
 
     return fold
+
+
+def _full_allowance(contract: Doc) -> int | None:
+    """A period's allowance in the unit `remaining` counts (minutes of hours); None when
+    unlimited."""
+    unit = contract.get("allowance_unit", "unlimited")
+    if unit == "unlimited":
+        return None
+    return int(contract.get("allowance", 0)) * (60 if unit == "hours" else 1)
+
+
+def _fold_contract_terms(p: Doc, entry: Entry) -> str:
+    """The contract's entitlement: its allowance, all of it left in the first period."""
+    desk, d = _desk(p), entry.details
+    contracts = dict(desk["service_contracts"])
+    contract = dict(contracts.get(entry.aggregate_id, {}))
+    contract["allowance_unit"] = ALLOWANCE_UNITS.of_name(d.get("allowance_unit", "")) or (
+        "unlimited"
+    )
+    contract["allowance"] = int(d.get("allowance", 0))
+    contract["remaining"] = _full_allowance(contract)
+    contracts[entry.aggregate_id] = contract
+    desk["service_contracts"] = contracts
+    return ""
+
+
+def _fold_contract_consumed(p: Doc, entry: Entry) -> str:
+    """A ticket used the allowance: what is left in the period (the latest period's)."""
+    desk, d = _desk(p), entry.details
+    contracts = dict(desk["service_contracts"])
+    contract = dict(contracts.get(entry.aggregate_id, {}))
+    period = int(d.get("period", 0))
+    if "remaining" in d and period >= int(contract.get("period", 1)):
+        contract["remaining"] = int(d["remaining"])
+        contract["period"] = period
+    contracts[entry.aggregate_id] = contract
+    desk["service_contracts"] = contracts
+    return ""
 
 
 def _fold_work_order(state: str) -> Callable[[Doc, Entry], str]:
@@ -588,6 +632,8 @@ FOLDS: dict[str, Fold] = {
         "service_contract.expiry_near": _fold_contract("expiring"),
         "service_contract.expired": _fold_contract("expired"),
         "service_contract.renewed": _fold_contract("active"),
+        "service_contract.terms_set": _fold_contract_terms,
+        "service_contract.consumed": _fold_contract_consumed,
         "ticket.article_linked": _fold_article_linked,
         "work_order.created": _fold_work_order("unscheduled"),
         "work_order.scheduled": _fold_work_order("scheduled"),
@@ -739,6 +785,10 @@ def service_desk_message(desk: Doc, now: datetime) -> api.ServiceDeskSummary:
                 starts_on=c["starts_on"],
                 ends_on=c["ends_on"],
                 state=c["state"],
+                allowance_unit=c.get("allowance_unit", "unlimited"),
+                allowance=c.get("allowance", 0),
+                remaining=c.get("remaining"),
+                period=c.get("period", 1),
             )
             for cid, c in sorted(
                 desk.get("service_contracts", {}).items(), key=lambda x: (x[1]["ends_on"], x[0])
