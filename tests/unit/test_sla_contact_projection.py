@@ -153,3 +153,34 @@ def test_a_wait_ended_by_the_customers_reply_says_so() -> None:
     assert by_reply.summary == (
         "SLA clock resumed (the customer replied): resolution by 2026-11-02 13:00 UTC"
     )
+
+
+def test_a_target_met_before_a_new_policy_is_not_shown_as_due() -> None:
+    desk = Centre()
+    tid = desk.opened(T0).aggregate_id
+    met = ev.SlaTarget(
+        kind=ev.SLA_TARGET_KIND_FIRST_RESPONSE,
+        minutes=240,
+        due_at=ts(T0 + timedelta(hours=4)),
+        status=ev.SLA_TARGET_STATUS_MET,
+    )
+    running = ev.SlaTarget(
+        kind=ev.SLA_TARGET_KIND_RESOLUTION,
+        minutes=120,
+        due_at=ts(T0 + timedelta(hours=2)),
+        status=ev.SLA_TARGET_STATUS_IN_PROGRESS,
+    )
+    applied = desk.event(
+        tid,
+        ev.TicketSlaApplied(
+            customer_id=desk.customer,
+            policy="urgent",
+            reason="priority changed from normal to urgent",
+            targets=[met, running],
+        ),
+        T0 + timedelta(minutes=30),
+    )
+    assert applied.summary == (
+        "SLA policy urgent (priority changed from normal to urgent):"
+        " resolution by 2026-11-02 11:00 UTC"
+    )

@@ -41,6 +41,7 @@ PRIORITIES = Words(ev.TicketPriority)
 INTERACTION_KINDS = Words(ev.InteractionKind)
 TARGET_KINDS = Words(ev.SlaTargetKind)
 WAITING_FOR = Words(ev.TicketWaitingFor)
+TARGET_STATUSES = Words(ev.SlaTargetStatus)
 DIRECTIONS = Words(cev.ContactDirection)
 OUTCOMES = Words(cev.ContactOutcome)
 LINK_KINDS = Words(ev.ArticleLinkKind)
@@ -94,11 +95,17 @@ def _target(d: Doc) -> str:
     return names.get(kind, "SLA")
 
 
+RUNNING = ("", "in_progress", "nearing_breach")
+"""Target states whose due time is still ahead of the ticket ("": not stated)."""
+
+
 def _due_list(d: Doc) -> str:
+    """The due times of the targets still running (a target met or breached before keeps
+    its due time in the event, but is not due any more)."""
     return "; ".join(
         f"{TARGET_KINDS.of_name(t.get('kind', '')).replace('_', ' ')} by {_clock(t['due_at'])}"
         for t in d.get("targets", [])
-        if t.get("due_at")
+        if t.get("due_at") and TARGET_STATUSES.of_name(t.get("status", "")) in RUNNING
     )
 
 
