@@ -512,7 +512,8 @@ def _show(args: argparse.Namespace) -> int:
     if t.HasField("rating"):
         rows.append(("rating", f"{t.rating}/5 {t.rating_comment}".strip()))
     if t.waiting_for:
-        rows.append(("on hold", f"waiting for the {WAITING_FOR.word(t.waiting_for)}"))
+        whom = WAITING_FOR.word(t.waiting_for).replace("-", " ")
+        rows.append(("on hold", f"waiting for the {whom}"))
     if t.HasField("entitlement"):
         e = t.entitlement
         use = "used" if e.consumed else f"used on {CONSUME_ON.word(e.consume_on)}"

@@ -408,6 +408,8 @@ async def test_the_customers_reply_ends_a_wait_for_the_customer_not_one_for_a_th
     clock.advance(minutes=60)
     await note(ev.INTERACTION_KIND_INBOUND_MESSAGE)  # the customer chases: the bank still waits
     assert ticket(desk, tid).waiting_for == "third_party"
+    again = await refused(desk.HoldTicket(hold, CALL), PreconditionFailed)
+    assert "waiting for the third party already" in str(again)
     view = targets(desk, tid)["SLA_TARGET_KIND_RESOLUTION"]
     assert (view.status, view.remaining_minutes) == (ev.SLA_TARGET_STATUS_PAUSED, 180)
     await desk.ResumeTicket(dapi.ResumeTicketRequest(ticket_id=tid), CALL)

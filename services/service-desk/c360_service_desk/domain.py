@@ -518,9 +518,8 @@ class Ticket(Aggregate):
         assert w is not None
         self._require("put it on hold", State.OPEN)
         if self.waiting_for:
-            raise PreconditionFailed(
-                f"ticket {self.id} is open and waiting for the {self.waiting_for} already"
-            )
+            whom = self.waiting_for.replace("_", " ")
+            raise PreconditionFailed(f"ticket {self.id} is open and waiting for the {whom} already")
         self.settle_sla(at)
         cal = self.calendar(calendars)
         targets = {}
