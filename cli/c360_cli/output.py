@@ -223,9 +223,30 @@ def service_desk_json(d: timeline_api.ServiceDeskSummary) -> dict[str, JSONValue
                 "starts_on": c.starts_on,
                 "ends_on": c.ends_on,
                 "state": c.state,
+                "allowance_unit": c.allowance_unit,
+                "allowance": c.allowance,
+                "remaining": c.remaining if c.HasField("remaining") else None,
+                "period": c.period,
             }
             for c in d.service_contracts
         ],
+        "open_work_orders": [
+            {
+                "work_order_id": w.work_order_id,
+                "summary": w.summary,
+                "state": w.state,
+                "technician_id": w.technician_id,
+                "window_start": iso_field(w, "window_start"),
+                "window_end": iso_field(w, "window_end"),
+            }
+            for w in d.open_work_orders
+        ],
+        "visits_completed": d.visits_completed,
+        "visit_ratings": d.visit_ratings,
+        "mean_visit_satisfaction": (
+            round(d.mean_visit_satisfaction, 2) if d.HasField("mean_visit_satisfaction") else None
+        ),
+        "tickets_resolved_with_article": d.tickets_resolved_with_article,
     }
 
 

@@ -158,7 +158,30 @@ def _service(desk: Doc) -> str:
         f" {f'{mean:.1f}' if isinstance(mean, int | float) else '-'}"
         f" ({counted(desk.get('ratings', 0), 'rating')});"
         f" {counted(desk.get('sla_breaches', 0), 'SLA breach', 'SLA breaches')}"
+        + (
+            f"; {desk['tickets_resolved_with_article']} resolved with an article"
+            if desk.get("tickets_resolved_with_article")
+            else ""
+        )
     )
+
+
+def _visits(desk: Doc) -> str:
+    """On-site visits: the open ones (state, technician, window), then those completed."""
+    lines = [
+        f"{w.get('summary', '')} ({str(w.get('work_order_id', ''))[:8]}):"
+        f" {str(w.get('state', '')).replace('_', ' ')}"
+        + (f", {w['technician_id']}" if w.get("technician_id") else "")
+        + (f", {minute(w.get('window_start'))}" if w.get("window_start") else "")
+        for w in desk.get("open_work_orders") or []
+    ]
+    mean = desk.get("mean_visit_satisfaction")
+    lines.append(
+        f"{counted(desk.get('visits_completed', 0), 'visit')} completed; satisfaction"
+        f" {f'{mean:.1f}' if isinstance(mean, int | float) else '-'}"
+        f" ({counted(desk.get('visit_ratings', 0), 'rating')})"
+    )
+    return "\n".join(lines)
 
 
 def _contact_history(desk: Doc) -> str:
@@ -237,6 +260,8 @@ def facts(doc: Doc, person_names: Mapping[str, str]) -> list[tuple[str, Renderab
         rows.append(("service", _service(desk)))
         if desk.get("contacts_total"):
             rows.append(("contact history", _contact_history(desk)))
+        if desk.get("open_work_orders") or desk.get("visits_completed"):
+            rows.append(("on-site visits", _visits(desk)))
         contracts = desk.get("service_contracts") or []
         if contracts:
             rows.append(

@@ -7,9 +7,11 @@ import io
 from typing import Any
 
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 from rich.console import Console
 
-from c360_cli import profile_view
+from c360.timeline.v1 import timeline_service_pb2 as tapi
+from c360_cli import output, profile_view
 
 SUBJECT = "Router keeps dropping the connection every evening since the firmware update"
 
@@ -169,6 +171,42 @@ def test_contracts_show_their_id_and_what_is_left_of_the_allowance() -> None:
     )
     assert "Router care (3e21a122): 2026-01-01 to 2026-12-31 (expiring)" in text
     assert "Router care (3e21a122): 2026-01-01 to 2026-12-31 (expiring);" not in text
+
+
+def test_visits_and_article_use_are_in_the_json_and_on_the_screen() -> None:
+    summary = tapi.ServiceDeskSummary(
+        open_work_orders=[
+            tapi.WorkOrderOverview(
+                work_order_id="9c1d7e2a-0000-4000-8000-000000000001",
+                summary="Replace the office router",
+                state="scheduled",
+                technician_id="emp-1100",
+                window_start=Timestamp(seconds=1796634000),  # 2026-12-07 09:00 UTC
+            )
+        ],
+        visits_completed=3,
+        visit_ratings=2,
+        mean_visit_satisfaction=4.5,
+        tickets_resolved_with_article=2,
+        service_contracts=[
+            tapi.ServiceContractOverview(
+                name="Care", allowance_unit="cases", allowance=5, remaining=3, period=2
+            )
+        ],
+    )
+    shown = output.service_desk_json(summary)
+    assert shown["open_work_orders"][0]["state"] == "scheduled"
+    assert (shown["visits_completed"], shown["mean_visit_satisfaction"]) == (3, 4.5)
+    assert shown["tickets_resolved_with_article"] == 2
+    contract = shown["service_contracts"][0]
+    assert (contract["remaining"], contract["period"]) == (3, 2)
+    doc = _doc()
+    doc["service_desk"] |= {k: v for k, v in shown.items() if "visit" in k or "work" in k}
+    doc["service_desk"]["tickets_resolved_with_article"] = 2
+    text = " ".join(" ".join(line.strip("│ ").split()) for line in _render(100, doc))
+    assert "on-site visits Replace the office router (9c1d7e2a): scheduled, emp-1100" in text
+    assert "3 visits completed; satisfaction 4.5 (2 ratings)" in text
+    assert "2 resolved with an article" in text
 
 
 def test_provenance_is_not_on_the_screen() -> None:
