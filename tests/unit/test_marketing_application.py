@@ -696,6 +696,33 @@ def test_an_overdue_invoice_reminder_sends_by_itself_on_service_consent(
     clock.advance(days=8)
     assert mk.triggered() == 1  # a week later, still overdue: reminded again
     assert len(mk.campaign(cid).rounds) == rounds + 1
+    clock.advance(days=60)  # past the campaign's last day: no reminder any more
+    assert mk.triggered() == 0
+    assert len(mk.campaign(cid).rounds) == rounds + 1
+
+
+def test_a_triggered_campaign_sends_nothing_before_its_first_day(
+    mk: Marketing, clock: Clock
+) -> None:
+    mk.observe([person(ADA, "Ada", consent={"email/service": True}, overdue_invoices=("I-1",))])
+    define(mk, "everyone", json.dumps({"field": "country", "value": "LV"}))
+    starts = clock.now.date() + timedelta(days=10)
+    outcome = mk.plan_campaign(
+        ctx(),
+        ["everyone"],
+        **_fields(
+            trigger="overdue_invoice",
+            purpose="service",
+            starts_on=starts.isoformat(),
+            ends_on=(starts + timedelta(days=30)).isoformat(),
+        ),
+    )
+    cid = UUID(outcome.extra["campaign_id"])
+    for step in (lambda c: c.approve(""), lambda c: c.launch("")):
+        mk.change_campaign(ctx(), cid, None, step)
+    assert mk.triggered() == 0
+    clock.advance(days=10)  # its first day
+    assert mk.triggered() == 1
 
 
 def test_an_anniversary_fires_on_the_day_from_the_second_year() -> None:
@@ -709,12 +736,13 @@ def test_an_anniversary_fires_on_the_day_from_the_second_year() -> None:
 
 
 def _fields(**changes: Any) -> dict[str, Any]:
+    today = datetime.now(UTC).date()  # the tests' clock starts now
     return {
         "name": "Reminder",
         "objective": "",
         "channel": "email",
-        "starts_on": "2026-01-01",
-        "ends_on": "2026-12-31",
+        "starts_on": (today - timedelta(days=30)).isoformat(),
+        "ends_on": (today + timedelta(days=60)).isoformat(),
         "budget": "100",
         "budget_currency": "EUR",
         "cost_per_send": "0.01",

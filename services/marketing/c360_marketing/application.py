@@ -792,12 +792,15 @@ class Marketing:
 
     def triggered(self) -> int:
         """Send the running campaigns with a trigger to whom it fires now (a round only when
-        someone is due); returns how many touches were sent."""
+        someone is due), on the days of their planned period only; returns how many touches
+        were sent."""
         sent = 0
         with self.lock:
             for campaign in self.campaigns():
                 if campaign.state != domain.State.RUNNING or not campaign.plan.get("trigger"):
                     continue
+                if not campaign.in_period(self.clock().date()):
+                    continue  # before its first day or after its last: it sends nothing
                 if not self._audience(campaign, self.clock()).sends:
                     continue  # nobody due: no round
                 chosen = self._round(campaign, self.clock())

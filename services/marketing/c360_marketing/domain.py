@@ -372,6 +372,11 @@ class Campaign(Aggregate):
     def require_sending(self) -> None:
         self._require("send", State.RUNNING)
 
+    def in_period(self, day: date) -> bool:
+        """Whether `day` (UTC) is within the campaign's planned period, first and last day
+        included."""
+        return str(self.plan["starts_on"]) <= day.isoformat() <= str(self.plan["ends_on"])
+
     def record_round(self, at: datetime, size: int, sent: int, exclusions: dict[str, int]) -> None:
         self._round_sent(at, size, sent, exclusions)
 
