@@ -39,7 +39,7 @@ ALLOWED: dict[str, set[str]] = {
     "resolve": {"open"},
     "reopen": {"resolved"},
     "close": {"open", "resolved"},
-    "rate": {"resolved", "closed"},
+    "rate": {"resolved"},  # a closed ticket only if it was resolved first
 }
 STATE_AFTER = {"resolve": "resolved", "reopen": "open", "close": "closed"}
 
@@ -93,6 +93,17 @@ def test_the_illegal_transitions_of_the_issue_name_the_state() -> None:
         ticket_in("open").rate(5, "")
     with pytest.raises(PreconditionFailed, match="closed is final"):
         closed.reopen("")
+
+
+def test_a_ticket_closed_after_its_resolution_is_rated_one_closed_without_none() -> None:
+    resolved_then_closed = ticket_in("resolved")
+    resolved_then_closed.close("", AT)
+    resolved_then_closed.rate(4, "")
+    assert resolved_then_closed.rating == 4
+    withdrawn = ticket_in("closed")
+    with pytest.raises(PreconditionFailed, match="closed without a resolution"):
+        withdrawn.rate(1, "never heard back")
+    assert withdrawn.rating is None
 
 
 def test_a_resolution_is_rated_once_and_a_reopened_ticket_again_after_its_next() -> None:

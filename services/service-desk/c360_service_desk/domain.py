@@ -774,6 +774,11 @@ class Ticket(Aggregate):
         text = v.paragraphs("comment", comment, required=False, max_len=MAX_REASON * 4)
         v.check()
         self._require("rate", State.RESOLVED, State.CLOSED)
+        if self.resolved_at is None:
+            raise PreconditionFailed(
+                f"ticket {self.id} is {self.state}: cannot rate it (it was closed without a"
+                " resolution: there is nothing to rate)"
+            )
         if self.rating is not None:
             raise PreconditionFailed(
                 f"ticket {self.id} is {self.state} and rated {self.rating} already: a resolution"
