@@ -387,22 +387,37 @@ def _report(args: argparse.Namespace) -> int:
     if out.json_mode:
         out.json({"rows": rows})
         return 0
-    out.table(
-        ["by", "value", "visits", "cost/visit", "h to done", "h on site", "1st fix", "satisf."],
-        [
-            [
-                r["dimension"],
-                r["value"],
-                r["visits"],
-                f"{r['cost_per_visit']} {r['currency']}",
-                hours(r["median_hours_to_complete"]),
-                hours(r["median_hours_on_site"]),
-                f"{r['first_time_fix_rate']:.0%}" if r["first_time_fix_rate"] is not None else "-",
-                f"{r['mean_satisfaction']:.1f}" if r["mean_satisfaction"] is not None else "-",
-            ]
-            for r in rows
-        ],
-        caption=None if rows else "no visit completed in the period",
-        no_wrap={"by", "visits", "cost/visit", "h to done", "h on site", "1st fix", "satisf."},
-    )
+    print_report(out, rows)
     return 0
+
+
+REPORT_COLUMNS = ("visits", "cost/visit", "h to done", "h on site", "1st fix", "satisf.")
+
+
+def print_report(out: Output, rows: list[dict[str, Any]]) -> None:
+    """One table per dimension (all visits, then by technician, by region), its values in
+    the first column: every figure whole, with its header, in 80 columns."""
+    if not rows:
+        out.table(["visits", *REPORT_COLUMNS[1:]], [], caption="no visit completed in the period")
+        return
+    dimensions = list(dict.fromkeys(r["dimension"] for r in rows))
+    for dimension in dimensions:
+        out.table(
+            ["" if dimension == "all" else dimension, *REPORT_COLUMNS],
+            [
+                [
+                    r["value"] if dimension != "all" else "all visits",
+                    r["visits"],
+                    f"{r['cost_per_visit']} {r['currency']}",
+                    hours(r["median_hours_to_complete"]),
+                    hours(r["median_hours_on_site"]),
+                    f"{r['first_time_fix_rate']:.0%}"
+                    if r["first_time_fix_rate"] is not None
+                    else "-",
+                    f"{r['mean_satisfaction']:.1f}" if r["mean_satisfaction"] is not None else "-",
+                ]
+                for r in rows
+                if r["dimension"] == dimension
+            ],
+            no_wrap=set(REPORT_COLUMNS),
+        )

@@ -186,3 +186,32 @@ def test_campaign_results_show_every_count_under_a_whole_header(width: int) -> N
         assert whole in words
     counts = next(line for line in lines if line.startswith("total"))
     assert counts.split()[1:4] == ["120", "1", "2"]  # sent, failed, bounced
+
+
+@pytest.mark.parametrize("width", [100, 80])
+def test_the_field_service_report_shows_every_figure_whole(width: int) -> None:
+    from c360_cli.visit_cmds import print_report
+
+    def row(dimension: str, value: str) -> dict[str, object]:
+        return {
+            "dimension": dimension,
+            "value": value,
+            "currency": "EUR",
+            "visits": 12,
+            "cost_per_visit": "1234.56",
+            "median_hours_to_complete": 26.5,
+            "median_hours_on_site": 1.25,
+            "first_time_fix_rate": 0.75,
+            "mean_satisfaction": 4.5,
+        }
+
+    out = Output(False)
+    out.console = Console(file=io.StringIO(), width=width, color_system=None)
+    print_report(
+        out, [row("all", "-"), row("technician", "emp-1100"), row("region", "de-south-west")]
+    )
+    lines = str(out.console.file.getvalue()).splitlines()  # type: ignore[attr-defined]
+    assert all(len(line) <= width for line in lines)
+    words = [w for line in lines for w in line.split()]
+    for whole in ("emp-1100", "de-south-west", "1234.56", "EUR", "technician", "satisf."):
+        assert whole in words
