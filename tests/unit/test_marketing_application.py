@@ -701,6 +701,26 @@ def test_an_overdue_invoice_reminder_sends_by_itself_on_service_consent(
     assert len(mk.campaign(cid).rounds) == rounds + 1
 
 
+def test_a_campaign_is_not_launched_or_sent_before_its_first_day(
+    mk: Marketing, clock: Clock
+) -> None:
+    define(mk)
+    starts = clock.now.date() + timedelta(days=3)
+    cid = plan(
+        mk,
+        starts_on=starts.isoformat(),
+        ends_on=(starts + timedelta(days=30)).isoformat(),
+    )
+    mk.change_campaign(ctx(), cid, None, lambda c: c.approve(""))
+    with pytest.raises(PreconditionFailed, match=f"starts on {starts.isoformat()}"):
+        mk.send(ctx("early"), cid, None, launch=True)
+    assert (mk.campaign(cid).state, mk.campaign(cid).sent) == ("approved", 0)  # unchanged
+    assert mk.people.rows(RowQuery(where(kind="touch"))) == []
+    clock.advance(days=3)  # its first day
+    _, first = mk.send(ctx("on time"), cid, None, launch=True)
+    assert [s.customer_id for s in first.sends] == [ADA, BOB]
+
+
 def test_a_triggered_campaign_sends_nothing_before_its_first_day(
     mk: Marketing, clock: Clock
 ) -> None:

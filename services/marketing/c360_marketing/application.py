@@ -746,7 +746,7 @@ class Marketing:
                 return earlier, domain.Audience([], dict(campaign.rounds[-1]["exclusions"]), 0)
             if launch:
                 campaign.launch("")
-            campaign.require_sending()
+            campaign.require_sending(self.clock().date())
             chosen = self._round(campaign, self.clock())
             outcome = self.plans.execute(ctx, lambda: Decision(campaign, [campaign]))
             return outcome, chosen

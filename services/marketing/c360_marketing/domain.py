@@ -369,8 +369,15 @@ class Campaign(Aggregate):
     def _cost_recorded(self, kind: str, amount: str, note: str, at: datetime) -> None:
         self.costs.append({"kind": kind, "amount": amount, "note": note, "at": at})
 
-    def require_sending(self) -> None:
+    def require_sending(self, today: date) -> None:
+        """Running, and its first day come: a campaign never goes out before its period."""
         self._require("send", State.RUNNING)
+        starts = str(self.plan["starts_on"])
+        if today.isoformat() < starts:
+            raise PreconditionFailed(
+                f"campaign {self.id} starts on {starts}: it sends from that day"
+                f" (today is {today.isoformat()}, UTC)"
+            )
 
     def in_period(self, day: date) -> bool:
         """Whether `day` (UTC) is within the campaign's planned period, first and last day
