@@ -220,6 +220,8 @@ async def test_closing_an_unresolved_ticket_cancels_its_targets(
     clock.advance(days=5)
     assert desk.app.check_slas() == 0
     assert {v.status for v in targets(desk, tid).values()} == {ev.SLA_TARGET_STATUS_CANCELLED}
+    # Not due any more: no due time (as the API says: unset once met or cancelled).
+    assert not any(v.HasField("due_at") for v in targets(desk, tid).values())
 
 
 async def test_sla_events_are_published_with_their_targets(

@@ -65,7 +65,11 @@ def sla_views(t: Ticket, now: datetime, calendars: sla.Calendars) -> list[api.Sl
         api.SlaTargetView(
             kind=TARGET_KINDS.value(v["target"]),
             minutes=v["minutes"],
-            due_at=timestamp(v["due_at"]) if v["due_at"] and v["status"] != "met" else None,
+            due_at=(
+                timestamp(v["due_at"])
+                if v["due_at"] and v["status"] not in ("met", "cancelled")
+                else None
+            ),
             remaining_minutes=v["remaining_minutes"],
             status=TARGET_STATUSES.value(v["status"]),
             met_at=timestamp(v["met_at"]) if v["met_at"] else None,
