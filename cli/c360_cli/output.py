@@ -189,6 +189,7 @@ def service_desk_json(d: timeline_api.ServiceDeskSummary) -> dict[str, JSONValue
                 "opened_at": iso_field(t, "opened_at"),
                 "sla_policy": t.sla_policy,
                 "sla_breaches": t.sla_breaches,
+                "waiting_for": t.waiting_for or None,
             }
             for t in d.open_tickets
         ],

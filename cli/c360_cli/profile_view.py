@@ -324,7 +324,12 @@ def open_tickets(desk: Doc) -> Table | None:
             short_id(t.get("ticket_id", "")),
             t.get("priority", ""),
             minute(t.get("opened_at")),
-            t.get("subject", ""),
+            t.get("subject", "")
+            + (
+                f" (on hold, waiting for the {str(t['waiting_for']).replace('_', ' ')})"
+                if t.get("waiting_for")
+                else ""
+            ),
             t.get("agent_id") or "-",
         )
     return table

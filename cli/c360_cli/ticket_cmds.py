@@ -571,7 +571,12 @@ def _show_context(out: Output, c: api.CustomerContext) -> None:
         ),
         (
             "open tickets",
-            [f"{x['subject']} ({x['channel']})" for x in desk.get("open_tickets", [])],
+            [
+                f"{x['subject']} ({x['channel']}"
+                + (", on hold" if x.get("waiting_for") else "")
+                + ")"
+                for x in desk.get("open_tickets", [])
+            ],
         ),
         (
             "last contact",

@@ -85,6 +85,7 @@ def _doc() -> dict[str, Any]:
                     "subject": "Invoice address wrong",
                     "priority": "normal",
                     "agent_id": "",
+                    "waiting_for": "customer",
                     "opened_at": "2026-12-03T02:03:51Z",
                 },
             ],
@@ -207,6 +208,13 @@ def test_visits_and_article_use_are_in_the_json_and_on_the_screen() -> None:
     assert "on-site visits Replace the office router (9c1d7e2a): scheduled, emp-1100" in text
     assert "3 visits completed; satisfaction 4.5 (2 ratings)" in text
     assert "2 resolved with an article" in text
+
+
+def test_an_open_ticket_on_hold_says_whom_it_waits_for() -> None:
+    text = " ".join(" ".join(line.strip("│ ").split()) for line in _render(100, _doc()))
+    assert "Invoice address wrong (on hold, waiting for the" in text
+    assert f"{SUBJECT} (on hold" not in text
+    assert "customer)" in text
 
 
 def test_provenance_is_not_on_the_screen() -> None:

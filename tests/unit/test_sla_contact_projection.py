@@ -184,3 +184,25 @@ def test_a_target_met_before_a_new_policy_is_not_shown_as_due() -> None:
         "SLA policy urgent (priority changed from normal to urgent):"
         " resolution by 2026-11-02 11:00 UTC"
     )
+
+
+def test_the_profile_shows_which_open_tickets_are_on_hold() -> None:
+    desk = Centre()
+    opened = desk.opened(T0)
+    tid = opened.aggregate_id
+    paused = desk.event(
+        tid,
+        ev.TicketSlaPaused(
+            customer_id=desk.customer, waiting_for=ev.TICKET_WAITING_FOR_THIRD_PARTY
+        ),
+        T0 + timedelta(minutes=5),
+    )
+    resumed = desk.event(
+        tid, ev.TicketSlaResumed(customer_id=desk.customer), T0 + timedelta(minutes=9)
+    )
+    profile, _ = replay([opened, paused])
+    [shown] = profile_message(profile, now=T0 + DAY).service_desk.open_tickets
+    assert shown.waiting_for == "third_party"
+    profile, _ = replay([opened, paused, resumed])
+    [shown] = profile_message(profile, now=T0 + DAY).service_desk.open_tickets
+    assert shown.waiting_for == ""

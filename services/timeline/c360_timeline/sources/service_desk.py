@@ -626,7 +626,9 @@ FOLDS: dict[str, Fold] = {
         "ticket.interaction_recorded": _fold_interaction,
         "ticket.priority_changed": _on_ticket(_reprioritise),
         "ticket.escalated": _on_ticket(_escalate),
-        "ticket.resolved": _on_ticket(lambda ticket, d: ticket.update(state="resolved")),
+        "ticket.resolved": _on_ticket(
+            lambda ticket, d: ticket.update(state="resolved", waiting_for="")
+        ),
         "ticket.reopened": _on_ticket(lambda ticket, d: ticket.update(state="open")),
         "ticket.closed": _fold_closed,
         "ticket.rated": _fold_rated,
@@ -634,6 +636,12 @@ FOLDS: dict[str, Fold] = {
             lambda ticket, d: ticket.update(sla_policy=d.get("policy", ""))
         ),
         "ticket.sla_breached": _fold_breached,
+        "ticket.sla_paused": _on_ticket(
+            lambda ticket, d: ticket.update(
+                waiting_for=WAITING_FOR.of_name(d.get("waiting_for", ""))
+            )
+        ),
+        "ticket.sla_resumed": _on_ticket(lambda ticket, d: ticket.update(waiting_for="")),
         "contact.recorded": _fold_contact,
         "service_contract.created": _fold_contract("active"),
         "service_contract.expiry_near": _fold_contract("expiring"),
@@ -757,6 +765,7 @@ def service_desk_message(desk: Doc, now: datetime) -> api.ServiceDeskSummary:
                 opened_at=_ts(t["opened_at"]),
                 sla_policy=t.get("sla_policy", ""),
                 sla_breaches=t.get("sla_breaches", 0),
+                waiting_for=t.get("waiting_for", ""),
             )
             for tid, t in open_tickets
         ],
