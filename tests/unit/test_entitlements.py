@@ -136,6 +136,24 @@ async def test_a_renewed_contract_shows_the_period_today_falls_in(
     assert await shown() == (2, "2027-01-01", "2027-12-31", "2027-12-31", 0, 10)
 
 
+async def test_a_contract_before_its_first_day_is_upcoming_and_entitles_nothing(
+    desk: ServiceDeskServicer, clock: Clock
+) -> None:
+    customer = str(uuid4())
+    made = await desk.CreateServiceContract(
+        dapi.CreateServiceContractRequest(
+            customer_id=customer, name="Next year", starts_on="2027-01-01", ends_on="2027-12-31"
+        ),
+        CALL,
+    )
+    request = dapi.GetServiceContractRequest(contract_id=made.result.aggregate_id)
+    assert (await desk.GetServiceContract(request, CALL)).contract.state == "upcoming"
+    assert not (await ticket(desk, customer)).HasField("entitlement")
+    clock.now = datetime(2027, 1, 1, 8, 0, tzinfo=UTC)
+    assert (await desk.GetServiceContract(request, CALL)).contract.state == "active"
+    assert (await ticket(desk, customer)).entitlement.contract_name == "Next year"
+
+
 async def test_contracts_refuse_bad_terms(desk: ServiceDeskServicer) -> None:
     customer = str(uuid4())
     assert await bad_fields(

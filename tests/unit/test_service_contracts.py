@@ -304,3 +304,11 @@ def test_the_profile_shows_what_is_left_of_a_contracts_allowance() -> None:
     unlimited, _ = replay(entries[:1])
     [shown] = profile_message(unlimited, now=NOW).service_desk.service_contracts
     assert (shown.allowance_unit, shown.HasField("remaining")) == ("unlimited", False)
+    # Before its first day the contract is upcoming; a renewal's later start is not.
+    before = datetime(2025, 12, 31, 12, 0, tzinfo=UTC)
+    assert [
+        c.state for c in profile_message(unlimited, now=before).service_desk.service_contracts
+    ] == ["upcoming"]
+    assert [c.state for c in profile_message(profile, now=NOW).service_desk.service_contracts] == [
+        "active"
+    ]

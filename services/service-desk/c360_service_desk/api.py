@@ -894,7 +894,15 @@ def contract_message(c: ServiceContract, today: date) -> api.ServiceContract:
         period_ends_on=c.period_end(period),
         ends_on=c.ends_on,
         period=period,
-        state="expired" if c.expired else ("expiring" if c.warned else "active"),
+        state=(
+            "expired"
+            if c.expired
+            else "expiring"
+            if c.warned
+            else "upcoming"
+            if today < date.fromisoformat(c.starts_on)
+            else "active"
+        ),
         allowance_unit=ALLOWANCE_UNITS.value(c.allowance_unit),
         allowance=c.allowance,
         used=c.used(day),

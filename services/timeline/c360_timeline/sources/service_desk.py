@@ -800,7 +800,14 @@ def service_desk_message(desk: Doc, now: datetime) -> api.ServiceDeskSummary:
                 services=c["services"],
                 starts_on=c["starts_on"],
                 ends_on=c["ends_on"],
-                state=c["state"],
+                state=(
+                    "upcoming"
+                    # (a renewal's period may start ahead: the contract runs until then)
+                    if c["state"] == "active"
+                    and c.get("period", 1) <= 1
+                    and c["starts_on"] > now.date().isoformat()
+                    else c["state"]
+                ),
                 allowance_unit=c.get("allowance_unit", "unlimited"),
                 allowance=c.get("allowance", 0),
                 remaining=c.get("remaining"),
