@@ -429,3 +429,28 @@ async def test_the_customers_reply_ends_a_wait_for_the_customer_not_one_for_a_th
     published = CONTRACT.publication(last).payload
     assert isinstance(published, ev.TicketSlaResumed)
     assert published.reason == "the customer replied"
+
+
+async def test_a_reopened_ticket_owes_its_resolution_again_with_the_time_it_had_used(
+    desk: ServiceDeskServicer, clock: Clock
+) -> None:
+    tid = await open_ticket(desk)  # high, Monday 09:00: resolution within 4 business hours
+    clock.advance(minutes=50)
+    await desk.ResolveTicket(dapi.ResolveTicketRequest(ticket_id=tid, resolution="Reset"), CALL)
+    assert targets(desk, tid)["SLA_TARGET_KIND_RESOLUTION"].status == ev.SLA_TARGET_STATUS_MET
+    clock.now = datetime(2026, 3, 3, 9, 0, tzinfo=UTC)  # Tuesday: "it broke again"
+    await desk.ReopenTicket(dapi.ReopenTicketRequest(ticket_id=tid, reason="again"), CALL)
+    view = targets(desk, tid)["SLA_TARGET_KIND_RESOLUTION"]
+    assert view.status == ev.SLA_TARGET_STATUS_IN_PROGRESS
+    # 50 business minutes were used before the resolution; the night in between was not.
+    assert view.due_at.ToDatetime(tzinfo=UTC) == datetime(2026, 3, 3, 12, 10, tzinfo=UTC)
+    first = targets(desk, tid)["SLA_TARGET_KIND_FIRST_RESPONSE"]
+    assert first.status == ev.SLA_TARGET_STATUS_MET  # met before: stays met
+    clock.now = datetime(2026, 3, 3, 12, 30, tzinfo=UTC)
+    assert desk.app.check_slas() == 2  # the warning, then the breach of the resolution
+    assert ticket(desk, tid).breaches() == 1
+    published = [
+        CONTRACT.publication(e).payload for e in desk.app.repository.event_store.get(UUID(tid))
+    ]
+    resumed = next(m for m in published if isinstance(m, ev.TicketSlaResumed))
+    assert resumed.reason == "the ticket was reopened"

@@ -546,7 +546,9 @@ class ServiceDeskApplication(ServiceApplication):
     def reopen(
         self, ctx: CommandContext, ticket_id: UUID, version: int | None, reason: str
     ) -> CommandOutcome:
-        return self._change(ctx, ticket_id, version, lambda t: t.reopen(reason))
+        return self._change(
+            ctx, ticket_id, version, lambda t: t.reopen(reason, self.clock(), self.calendars)
+        )
 
     def close_ticket(
         self, ctx: CommandContext, ticket_id: UUID, version: int | None, reason: str

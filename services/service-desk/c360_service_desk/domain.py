@@ -70,6 +70,7 @@ RESPONSES = {InteractionKind.OUTBOUND_MESSAGE, InteractionKind.OUTBOUND_CALL}
 FROM_CUSTOMER = {InteractionKind.INBOUND_MESSAGE, InteractionKind.INBOUND_CALL}
 """What ends a wait for the customer: a message or call from them."""
 CUSTOMER_REPLIED = "the customer replied"
+REOPENED = "the ticket was reopened"
 
 
 class WaitingFor(StrEnum):
@@ -569,8 +570,9 @@ class Ticket(Aggregate):
     def _sla_resumed(
         self, customer_id: str, targets: dict[str, dict[str, Any]], reason: str = ""
     ) -> None:
-        """`reason`: why the wait ended on its own ("" when an agent resumed; events written
-        before it existed have none)."""
+        """`reason`: why the clocks run again when no agent resumed them (the customer
+        replied, the ticket was reopened; "" when an agent resumed; events written before it
+        existed have none)."""
         self.waiting_for = ""
         self.sla_targets = {k: dict(v) for k, v in targets.items()}
 
@@ -731,7 +733,15 @@ class Ticket(Aggregate):
         self.rating = None
         self.rating_comment = ""
 
-    def reopen(self, reason: str) -> None:
+    def reopen(
+        self,
+        reason: str,
+        at: datetime | None = None,
+        calendars: sla.Calendars = sla.builtin_calendar,
+    ) -> None:
+        """Open a resolved ticket again; its resolution target (met at the resolution) runs
+        again from `at` with the business time it had used: the time while the ticket was
+        resolved counts as a pause, as Zammad and GLPI count it."""
         v = Violations()
         why = v.text("reason", reason, required=False, max_len=MAX_REASON)
         v.check()
@@ -741,6 +751,20 @@ class Ticket(Aggregate):
             )
         self._require("reopen", State.RESOLVED)
         self._reopened(self.customer_id, why)
+        if at is not None:
+            self._restart_resolution(at, calendars)
+
+    def _restart_resolution(self, at: datetime, calendars: sla.Calendars) -> None:
+        t = self.sla_targets.get(TargetKind.RESOLUTION)
+        cal = self.calendar(calendars)
+        if t is None or cal is None or t["status"] != TargetStatus.MET or not t["met_at"]:
+            return  # no target, or one breached before the resolution: it stays breached
+        used = t["consumed"]
+        if t["running_since"]:
+            used += cal.minutes_between(_time(t["running_since"]), _time(t["met_at"]))
+        again = _target_state(cal, t["minutes"], t["warn_minutes"], used, at, t["warned"], False)
+        targets = {**self.sla_targets, TargetKind.RESOLUTION: again}
+        self._sla_resumed(self.customer_id, targets, REOPENED)
 
     @event("Reopened")
     def _reopened(self, customer_id: str, reason: str) -> None:
