@@ -185,6 +185,9 @@ def test_policies_follow_classes_and_grants() -> None:
     assert name("normal", ("loyal",)) == "normal"
     assert name("high", ("key",)) == "high"
     assert name("low", (), "premium") == "premium"
+    assert name("high", (), "premium") == "premium"  # as fast to resolve, faster to answer
+    # A grant never slows a ticket down: urgent resolves within 2 h, premium within 4 h.
+    assert name("urgent", (), "premium") == "urgent"
     # A granted-only policy never matches by itself.
     assert "premium" not in {name(p) for p in ("low", "normal", "high", "urgent")}
 

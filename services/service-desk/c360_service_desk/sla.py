@@ -255,15 +255,31 @@ POLICIES: tuple[SlaPolicy, ...] = (
         (Target(TargetKind.FIRST_RESPONSE, 480), Target(TargetKind.RESOLUTION, 2400)),
     ),
 )
-"""The desk's policies: the one a ticket's service contract grants, else the first that
-matches its priority, channel and customer classes."""
+"""The desk's policies: the first that matches a ticket's priority, channel and customer
+classes, unless its service contract grants a faster one."""
+
+
+def _pace(policy: SlaPolicy) -> tuple[int, int]:
+    """(resolution, first response) minutes: the smaller, the faster the policy."""
+    minutes = {t.kind: t.minutes for t in policy.targets}
+    far = MAX_DAYS * 24 * 60
+    return (
+        minutes.get(TargetKind.RESOLUTION, far),
+        minutes.get(TargetKind.FIRST_RESPONSE, far),
+    )
 
 
 def policy_for(
     priority: str, channel: str, classes: tuple[str, ...] = (), granted: str = ""
 ) -> SlaPolicy | None:
+    """The policy a contract grants, unless the ticket's own is faster (a contract never
+    makes service slower: an urgent ticket keeps 'urgent' under a 'premium' contract); else
+    the first that matches."""
+    own = next((p for p in POLICIES if p.matches(priority, channel, classes)), None)
     found = policy_named(granted) if granted else None
-    return found or next((p for p in POLICIES if p.matches(priority, channel, classes)), None)
+    if found is None:
+        return own
+    return own if own is not None and _pace(own) < _pace(found) else found
 
 
 Calendars = Callable[[str], BusinessCalendar]
