@@ -454,3 +454,28 @@ async def test_a_reopened_ticket_owes_its_resolution_again_with_the_time_it_had_
     ]
     resumed = next(m for m in published if isinstance(m, ev.TicketSlaResumed))
     assert resumed.reason == "the ticket was reopened"
+
+
+async def test_lowering_the_priority_does_not_undo_a_breach(
+    desk: ServiceDeskServicer, clock: Clock
+) -> None:
+    tid = await open_ticket(desk)  # high: next update within 2 business hours of a reply
+    clock.advance(minutes=10)
+    await desk.RecordInteraction(
+        dapi.RecordInteractionRequest(
+            ticket_id=tid, kind=ev.INTERACTION_KIND_OUTBOUND_MESSAGE, body="On it."
+        ),
+        CALL,
+    )
+    clock.advance(minutes=150)
+    desk.app.check_slas()  # the next update is breached
+    assert ticket(desk, tid).breaches() == 1
+    await desk.ChangePriority(
+        dapi.ChangePriorityRequest(ticket_id=tid, priority=ev.TICKET_PRIORITY_LOW), CALL
+    )  # the low policy has no next-update target
+    assert ticket(desk, tid).sla_policy == "low"
+    assert ticket(desk, tid).breaches() == 1
+    row = desk.app.rows(RowQuery(Eq("ticket_id", UUID(tid))))[0]
+    assert row["sla_breaches"] == 1
+    view = targets(desk, tid)
+    assert view["SLA_TARGET_KIND_NEXT_UPDATE"].status == ev.SLA_TARGET_STATUS_BREACHED

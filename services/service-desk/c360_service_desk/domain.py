@@ -387,6 +387,21 @@ class Ticket(Aggregate):
             targets[target.kind] = _target_state(
                 cal, target.minutes, target.warn_minutes, used, at, warned, paused
             )
+        for kind, old in self.sla_targets.items():
+            if kind in targets:
+                continue
+            # A target the new policy lacks: a settled one stays as it was (a breach is not
+            # undone by a lower priority); an open one ends, keeping its earlier breaches.
+            if old["status"] not in OPEN_TARGETS:
+                targets[kind] = dict(old)
+            elif old.get("breached_before"):
+                targets[kind] = dict(
+                    old,
+                    status=TargetStatus.CANCELLED,
+                    running_since="",
+                    due_at="",
+                    warn_at="",
+                )
         self._sla_applied(self.customer_id, policy.name, reason, zone_name, targets)
 
     @event("SlaApplied")
