@@ -169,3 +169,41 @@ async def test_an_imported_holiday_moves_the_due_time() -> None:
     assert await bad_fields(
         desk.ImportHolidays(dapi.ImportHolidaysRequest(calendar="moon", ics=ics), CALL)
     ) == ["calendar"]
+
+
+async def test_an_imported_holiday_moves_the_due_times_of_open_tickets() -> None:
+    # Friday 2027-04-30 17:30 in Berlin, a high ticket opened before the import: due Monday
+    # 3 May 13:00 (warning 12:00); 3 May made a holiday afterwards: Tuesday 13:00 (12:00).
+    clock = Clock(datetime(2027, 4, 30, 15, 30, tzinfo=UTC))
+    desk = ServiceDeskServicer(
+        ServiceDeskApplication.in_memory(clock=clock), ContextReader("127.0.0.1:1")
+    )
+    opened = await desk.OpenTicket(
+        dapi.OpenTicketRequest(
+            customer_id=str(uuid4()),
+            channel=tev.TICKET_CHANNEL_PHONE,
+            subject="Card blocked",
+            priority=tev.TICKET_PRIORITY_HIGH,
+            time_zone="Europe/Berlin",
+            allow_unknown_customer=True,
+        ),
+        CALL,
+    )
+    tid = opened.result.aggregate_id
+
+    async def due() -> datetime:
+        got = await desk.GetTicket(dapi.GetTicketRequest(ticket_id=tid), CALL)
+        (resolution,) = [
+            t for t in got.ticket.sla_targets if t.kind == tev.SLA_TARGET_KIND_RESOLUTION
+        ]
+        return resolution.due_at.ToDatetime(tzinfo=UTC)
+
+    assert await due() == datetime(2027, 5, 3, 11, 0, tzinfo=UTC)
+    ics = (
+        b"BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nDTSTART;VALUE=DATE:20270503\r\n"
+        b"SUMMARY:Bridge day\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+    await desk.ImportHolidays(dapi.ImportHolidaysRequest(ics=ics, source="x.ics"), CALL)
+    assert await due() == datetime(2027, 5, 4, 11, 0, tzinfo=UTC)
+    clock.now = datetime(2027, 5, 3, 12, 0, tzinfo=UTC)  # the old due time, on the holiday
+    assert desk.app.check_slas() == 0  # no warning, no breach

@@ -319,7 +319,8 @@ class ServiceDeskApplication(ServiceApplication):
         self, ctx: CommandContext, name: str, ics: bytes, source: str
     ) -> CommandOutcome:
         """Add an iCalendar file's holidays (recurring ones for five years from today) to a
-        business calendar; `extra["added"]` is how many days were new."""
+        business calendar; `extra["added"]` is how many days were new. The open tickets'
+        running SLA targets then get their due times again on the calendar with them."""
         known = {p.calendar.name for p in sla.POLICIES}
         if name not in known:
             raise InvalidArgument.one("calendar", f"must be one of {', '.join(sorted(known))}")
@@ -331,7 +332,37 @@ class ServiceDeskApplication(ServiceApplication):
             added = cal.import_days(days, source)
             return Decision(cal, [cal], {"added": str(added)})
 
-        return self.execute(ctx, decide)
+        outcome = self.execute(ctx, decide)
+        if outcome.extra.get("added", "0") != "0" and not outcome.replayed:
+            self.recalendar_tickets(f"calendar {name}: holidays imported")
+        return outcome
+
+    def recalendar_tickets(self, reason: str, batch: int = 200) -> int:
+        """Every open ticket with a running SLA target: its due times on the calendars as
+        they are now (a ticket changed concurrently computed its own). Returns how many
+        tickets moved."""
+        moved = 0
+        after: tuple[Any, ...] | None = None
+        while True:
+            rows = self.rows(RowQuery(Eq("sla_watch", True), ("ticket_id",), after, batch))
+            for row in rows:
+                if row["kind"] != "ticket":
+                    continue
+                try:
+                    before = self.load(Ticket, row["ticket_id"]).version
+                    outcome = self.change(
+                        CommandContext(command="RecalendarSla"),
+                        Ticket,
+                        row["ticket_id"],
+                        before,
+                        lambda t: t.recalendar(reason, self.calendars),
+                    )
+                except VersionConflict:
+                    continue
+                moved += outcome.version > before
+            if len(rows) < batch:
+                return moved
+            after = (rows[-1]["ticket_id"],)
 
     def renew_contract(
         self, ctx: CommandContext, contract_id: UUID, version: int | None, ends_on: str

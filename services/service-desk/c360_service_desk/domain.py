@@ -417,6 +417,27 @@ class Ticket(Aggregate):
         self.time_zone = time_zone
         self.sla_targets = {k: dict(v) for k, v in targets.items()}
 
+    def recalendar(self, reason: str, calendars: sla.Calendars = sla.builtin_calendar) -> None:
+        """The running targets' due and warning times again, from the same business time
+        used, on the calendar as it is now (holidays imported since they were computed)."""
+        cal = self.calendar(calendars)
+        if cal is None or self.state != State.OPEN:
+            return
+        targets: dict[str, dict[str, Any]] = {}
+        for kind, t in self.sla_targets.items():
+            if t["status"] in RUNNING and t["running_since"]:
+                since = _time(t["running_since"])
+                due = _iso(cal.add(since, max(t["minutes"] - t["consumed"], 0)))
+                warn = (
+                    ""
+                    if t["warned"]
+                    else _iso(cal.add(since, max(t["warn_minutes"] - t["consumed"], 0)))
+                )
+                t = dict(t, due_at=due, warn_at=warn)
+            targets[kind] = t
+        if targets != self.sla_targets:
+            self._sla_applied(self.customer_id, self.sla_policy, reason, self.time_zone, targets)
+
     def _due_moments(self, at: datetime) -> list[tuple[datetime, int, str]]:
         """(moment, 0 warning / 1 breach, target) of the running targets due by `at`."""
         due: list[tuple[datetime, int, str]] = []
