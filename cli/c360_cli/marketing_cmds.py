@@ -641,11 +641,14 @@ def _offers(args: argparse.Namespace) -> int:
         out.json(_message_json(reply))
         return 0
     channels = ", ".join(reply.reachable_by) or "none: no marketing consent"
+    if not reply.offers:  # a line of its own: an empty table's caption wraps to its width
+        out.print(f"marketing allowed by: {channels}")
+        out.print(f"no offer: {reply.no_offer_reason or 'none found'}")
+        return 0
     out.table(
         ["product", "confidence", "why"],
         [[o.sku, f"{o.confidence:.0%}", o.reason] for o in reply.offers],
         title=f"offers (marketing allowed by: {channels})",
-        caption=None if reply.offers else "no offer: no purchase history to learn from",
     )
     return 0
 

@@ -317,7 +317,7 @@ def test_the_facts_need_only_the_fields_marketing_asks_the_timeline_for() -> Non
 
 
 def test_offers_rank_what_buyers_of_the_same_products_bought_next() -> None:
-    from c360_marketing.offers import offers_for, reachable
+    from c360_marketing.offers import offers_for, reachable, why_none
 
     def buyer(i: int, *skus: str) -> Facts:
         return Facts(customer_id=f"c{i}", products=frozenset(skus))
@@ -342,6 +342,10 @@ def test_offers_rank_what_buyers_of_the_same_products_bought_next() -> None:
     assert all(o.sku not in me.products for o in found)
     assert offers_for(Facts(customer_id="new"), crowd) == []
     assert reachable(me) == ["email"]
+    # No offer: said why, not always "no purchase history" (E's buyer has one).
+    assert offers_for(crowd[-1], crowd) == []
+    assert why_none(crowd[-1]).startswith("no product they lack was bought by enough")
+    assert why_none(Facts(customer_id="new")) == "no purchase of theirs to learn from yet"
 
 
 def test_customers_alike_share_their_facts_values_and_differ_where_they_differ() -> None:

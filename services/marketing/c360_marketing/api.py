@@ -526,6 +526,7 @@ class MarketingServicer(CommandServicer[Any], api_grpc.MarketingServiceServicer)
                 for o in found
             ],
             reachable_by=offers.reachable(facts),
+            no_offer_reason="" if found else offers.why_none(facts),
         )
 
     async def NextCall(self, request: api.NextCallRequest, context: Ctx) -> api.NextCallResponse:

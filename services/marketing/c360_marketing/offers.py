@@ -61,6 +61,16 @@ def offers_for(
     return ranked[:limit]
 
 
+def why_none(customer: Facts, min_support: int = MIN_SUPPORT) -> str:
+    """Why a customer has no offer, in words."""
+    if not customer.products:
+        return "no purchase of theirs to learn from yet"
+    return (
+        f"no product they lack was bought by enough of the customers who bought what they"
+        f" bought (a rule needs {min_support} such customers)"
+    )
+
+
 def reachable(customer: Facts) -> list[str]:
     """The channels on which the customer allows marketing (where an offer may be made)."""
     return sorted(
