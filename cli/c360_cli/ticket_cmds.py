@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from rich.table import Table
 from rich.text import Text
@@ -363,21 +364,37 @@ def _business_time(minutes: int) -> str:
     return f"{hours}h{rest:02d}"
 
 
+def _zone(name: str) -> ZoneInfo | None:
+    try:
+        return ZoneInfo(name) if name and name != "UTC" else None
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
 def _sla_table(t: api.Ticket) -> Table:
-    """Each SLA target: its business time, due time, what is left of it, its status."""
+    """Each SLA target: its business time, due time, what is left of it, its status. Times
+    in the ticket's time zone (the one its business hours are kept in), else UTC."""
+    zone = _zone(t.time_zone)
     title = f"SLA: policy {t.sla_policy}" + (f" ({t.time_zone})" if t.time_zone else "")
     table = Table(title=title, title_justify="left", expand=False)
-    for column in ("target", "of", "due (UTC)", "left", "status"):
+    for column in ("target", "of", "due (local)" if zone else "due (UTC)", "left", "status"):
         table.add_column(column, no_wrap=True)
+
+    def when(field: Any, name: str) -> str:
+        if not field.HasField(name):
+            return ""
+        moment: datetime = getattr(field, name).ToDatetime(tzinfo=UTC)
+        return (moment.astimezone(zone) if zone else moment).strftime("%Y-%m-%d %H:%M")
+
     for s in t.sla_targets:
         status = SLA_TARGET_STATUSES.word(s.status)
         style = {"breached": "bold red", "nearing-breach": "yellow", "met": "green"}.get(status)
         if s.HasField("met_at"):
-            status += f" {short_time(iso_field(s, 'met_at'))[5:16]}"
+            status += f" {when(s, 'met_at')[5:16]}"
         table.add_row(
             SLA_TARGET_KINDS.word(s.kind),
             _business_time(s.minutes),
-            short_time(iso_field(s, "due_at"))[:16],
+            when(s, "due_at"),
             _business_time(s.remaining_minutes) if s.HasField("remaining_minutes") else "",
             Text(status, style=style or ""),
         )

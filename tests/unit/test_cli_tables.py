@@ -215,3 +215,45 @@ def test_the_field_service_report_shows_every_figure_whole(width: int) -> None:
     words = [w for line in lines for w in line.split()]
     for whole in ("emp-1100", "de-south-west", "1234.56", "EUR", "technician", "satisf."):
         assert whole in words
+
+
+def test_a_tickets_sla_due_times_read_in_its_time_zone() -> None:
+    from datetime import UTC, datetime
+
+    from c360.events.v1 import ticket_events_pb2 as tev
+    from c360.service_desk.v1 import service_desk_service_pb2 as dapi
+    from c360_cli.ticket_cmds import _sla_table
+
+    def target(kind: int, due: datetime) -> dapi.SlaTargetView:
+        view = dapi.SlaTargetView(
+            kind=kind,  # type: ignore[arg-type]
+            minutes=240,
+            remaining_minutes=60,
+            status=tev.SLA_TARGET_STATUS_IN_PROGRESS,
+        )
+        view.due_at.FromDatetime(due)
+        return view
+
+    def shown(zone: str) -> str:
+        ticket = dapi.Ticket(
+            sla_policy="high",
+            time_zone=zone,
+            sla_targets=[
+                # Winter (CET, +1) and after the change to summer time (CEST, +2).
+                target(
+                    tev.SLA_TARGET_KIND_FIRST_RESPONSE, datetime(2026, 12, 8, 12, 0, tzinfo=UTC)
+                ),
+                target(tev.SLA_TARGET_KIND_RESOLUTION, datetime(2027, 3, 29, 7, 0, tzinfo=UTC)),
+            ],
+        )
+        console = Console(file=io.StringIO(), width=100, color_system=None)
+        console.print(_sla_table(ticket))
+        return str(console.file.getvalue())  # type: ignore[attr-defined]
+
+    berlin = shown("Europe/Berlin")
+    assert "due (local)" in berlin
+    assert "2026-12-08 13:00" in berlin
+    assert "2027-03-29 09:00" in berlin
+    plain = shown("")
+    assert "due (UTC)" in plain
+    assert "2026-12-08 12:00" in plain
