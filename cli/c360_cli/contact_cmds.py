@@ -225,9 +225,7 @@ def _show_contract(args: argparse.Namespace) -> int:
     if out.json_mode:
         out.json(doc)
         return 0
-    left = "unlimited" if unit == "unlimited" else f"{c.allowance} {unit}, {c.remaining} left"
-    if unit == "hours":
-        left = f"{c.allowance} hours, {c.remaining} minutes left"
+    left = allowance_text(unit, c.allowance, c.used, c.remaining)
     out.kv_panel(
         c.name,
         [
@@ -245,6 +243,26 @@ def _show_contract(args: argparse.Namespace) -> int:
         ],
     )
     return 0
+
+
+def allowance_text(unit: str, allowance: int, used: int, remaining: int) -> str:
+    """The period's allowance, what it used and what is left: '10 cases: 3 used, 7 left';
+    a use beyond the allowance (tickets entitled while it lasted, consumed on resolution)
+    shows as 'over by N'."""
+    if unit == "unlimited":
+        return f"unlimited: {used} {'case' if used == 1 else 'cases'} used" if used else "unlimited"
+    if unit == "hours":
+        total = allowance * 60
+        text = f"{allowance} h: {used} min used, {remaining} min left"
+    else:
+        total = allowance
+        text = f"{allowance} {'case' if allowance == 1 else 'cases'}: {used} used, {remaining} left"
+    over = used - total
+    return text + (
+        f" (over by {over} {'min' if unit == 'hours' else 'cases' if over > 1 else 'case'})"
+        if over > 0
+        else ""
+    )
 
 
 def _renewed(period: int, period_ends_on: str, ends_on: str) -> str:

@@ -257,3 +257,13 @@ def test_a_tickets_sla_due_times_read_in_its_time_zone() -> None:
     plain = shown("")
     assert "due (UTC)" in plain
     assert "2026-12-08 12:00" in plain
+
+
+def test_a_contracts_allowance_shows_what_was_used_and_any_use_beyond_it() -> None:
+    from c360_cli.contact_cmds import allowance_text
+
+    assert allowance_text("cases", 10, 3, 7) == "10 cases: 3 used, 7 left"
+    # Three tickets entitled while one case was left, each consumed on its resolution.
+    assert allowance_text("cases", 1, 3, 0) == "1 case: 3 used, 0 left (over by 2 cases)"
+    assert allowance_text("hours", 2, 150, 0) == "2 h: 150 min used, 0 min left (over by 30 min)"
+    assert allowance_text("unlimited", 0, 0, 0) == "unlimited"
