@@ -68,6 +68,22 @@ def _import(args: argparse.Namespace) -> int:
     return 0
 
 
+def working_hours(days: list[tuple[int, str, str]]) -> str:
+    """Weekdays in a row with the same hours as one range: 'Mon-Fri 09:00-17:00', not each
+    day apart (which wrapped between a day and its hours)."""
+    runs: list[tuple[int, int, str]] = []
+    for weekday, opens, closes in sorted(days):
+        hours = f"{opens}-{closes}"
+        if runs and runs[-1][1] == weekday - 1 and runs[-1][2] == hours:
+            runs[-1] = (runs[-1][0], weekday, hours)
+        else:
+            runs.append((weekday, weekday, hours))
+    return "; ".join(
+        f"{WEEKDAYS[first]}{'' if first == last else '-' + WEEKDAYS[last]} {hours}"
+        for first, last, hours in runs
+    )
+
+
 def _show(args: argparse.Namespace) -> int:
     with Client(args) as client:
         c = client.stub("service-desk", ServiceDeskServiceStub).GetCalendar(
@@ -93,7 +109,7 @@ def _show(args: argparse.Namespace) -> int:
         f"calendar {c.name}",
         [
             ("time zone", f"{c.time_zone} (a ticket's own zone replaces it)"),
-            ("hours", [f"{WEEKDAYS[h.weekday]} {h.opens}-{h.closes}" for h in c.hours]),
+            ("hours", working_hours([(h.weekday, h.opens, h.closes) for h in c.hours])),
             ("policies", list(c.policies)),
         ],
     )

@@ -267,3 +267,12 @@ def test_a_contracts_allowance_shows_what_was_used_and_any_use_beyond_it() -> No
     assert allowance_text("cases", 1, 3, 0) == "1 case: 3 used, 0 left (over by 2 cases)"
     assert allowance_text("hours", 2, 150, 0) == "2 h: 150 min used, 0 min left (over by 30 min)"
     assert allowance_text("unlimited", 0, 0, 0) == "unlimited"
+
+
+def test_working_hours_read_as_ranges_of_days() -> None:
+    from c360_cli.calendar_cmds import working_hours
+
+    weekdays = [(d, "09:00", "17:00") for d in range(1, 6)]  # 1 = Monday, as the API counts
+    assert working_hours(weekdays) == "Mon-Fri 09:00-17:00"
+    short_friday = [*weekdays[:4], (5, "09:00", "13:00"), (6, "10:00", "12:00")]
+    assert working_hours(short_friday) == "Mon-Thu 09:00-17:00; Fri 09:00-13:00; Sat 10:00-12:00"
