@@ -429,3 +429,16 @@ def test_a_group_that_decides_is_named_by_its_members() -> None:
         "all of (any of (at risk = true; open tickets ≥ 1);"
         " not any of (country = LV; tags has vip))"
     )
+
+
+def test_text_fields_can_ask_for_none_at_all() -> None:
+    unowned = conditions.parse({"field": "owner", "op": "empty"})
+    regionless = conditions.parse({"field": "region", "op": "not_empty"})
+    assert conditions.evaluate(unowned, ada()).member
+    assert not conditions.evaluate(unowned, ada(owner="emp-0042")).member
+    assert not conditions.evaluate(regionless, ada()).member
+    assert conditions.evaluate(regionless, ada(regions=frozenset({"RIGA"}))).member
+    assert conditions.describe(conditions.leaves(unowned)[0][1]) == "owner is empty"
+    with pytest.raises(InvalidArgument) as caught:
+        conditions.parse({"field": "owner", "op": "empty", "value": "emp-1"})
+    assert [v.field for v in caught.value.violations] == ["condition.value"]

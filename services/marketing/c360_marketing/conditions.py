@@ -86,7 +86,10 @@ class Facts:
 
 # -- the fields ---------------------------------------------------------------------------------
 
-TEXT_OPS = ("eq", "ne", "in", "not_in")
+TEXT_OPS = ("eq", "ne", "in", "not_in", "empty", "not_empty")
+"""Text fields (country, region, owner): equal, in a list, or empty (none at all: no owner,
+no address with a region), as Mautic's empty / !empty."""
+PRESENCE_OPS = ("empty", "not_empty")
 NUMBER_OPS = ("gt", "gte", "lt", "lte", "eq")
 
 
@@ -217,6 +220,9 @@ def _leaf(raw: dict[str, Any], path: str, v: Violations) -> Tree:
         leaf["purpose"] = v.choice(
             f"{path}.purpose", raw.get("purpose", "marketing"), CONSENT_PURPOSES
         )
+    elif spec.value == "code" and op in PRESENCE_OPS:
+        if "value" in raw:
+            v.add(where, f"{op} takes no value")
     elif spec.value == "code":
         many = op in ("in", "not_in")
         values = value if many and isinstance(value, list) else [value]
@@ -318,6 +324,8 @@ def describe(leaf: Tree, names: Mapping[str, str] | None = None) -> str:
     if name == "campaign_response":
         verb = "responded" if op == "responded" else "did not respond"
         return f"{verb} to campaign {leaf['value']}"
+    if op in PRESENCE_OPS:
+        return f"{name.replace('_', ' ')} {'is empty' if op == 'empty' else 'is not empty'}"
     value = leaf.get("value")
     shown = ", ".join(value) if isinstance(value, list) else str(value).lower()
     if isinstance(value, str) and name != "at_risk":
@@ -375,15 +383,17 @@ def _has(c: Tree, present: frozenset[str] | set[str]) -> bool:
 def _codes(op: str, have: frozenset[str] | str, value: Any) -> bool:
     present = {have} if isinstance(have, str) else set(have)
     present.discard("")
+    if op in PRESENCE_OPS:
+        return bool(present) == (op == "not_empty")
     wanted = set(value) if isinstance(value, list) else {value}
     hit = bool(present & wanted)
     return hit if op in ("eq", "in") else not hit
 
 
 _TESTS: dict[str, Callable[[Tree, Facts], bool]] = {
-    "country": lambda c, f: _codes(c["op"], f.countries, c["value"]),
-    "region": lambda c, f: _codes(c["op"], f.regions, c["value"]),
-    "owner": lambda c, f: _codes(c["op"], f.owner, c["value"]),
+    "country": lambda c, f: _codes(c["op"], f.countries, c.get("value")),
+    "region": lambda c, f: _codes(c["op"], f.regions, c.get("value")),
+    "owner": lambda c, f: _codes(c["op"], f.owner, c.get("value")),
     "kind": lambda c, f: (f.kind == c["value"]) == (c["op"] == "eq"),
     "tags": lambda c, f: _has(c, f.tags),
     "consent": lambda c, f: (
