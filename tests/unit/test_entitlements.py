@@ -235,3 +235,29 @@ def test_a_renewal_must_end_after_the_current_end() -> None:
         PreconditionFailed, match="runs until 2026-06-30: a renewal must end after it"
     ):
         c.renew("2026-06-30")
+
+
+async def test_cases_consumed_on_resolution_are_not_promised_twice(
+    desk: ServiceDeskServicer,
+) -> None:
+    customer = str(uuid4())
+    await contract(
+        desk,
+        customer,
+        allowance_unit=sev.ALLOWANCE_UNIT_CASES,
+        allowance=1,
+        consume_on=sev.CONSUME_ON_RESOLUTION,
+    )
+    first = await ticket(desk, customer)
+    assert first.entitlement.contract_name == "Care"
+    second = await ticket(desk, customer)  # the one case is the first ticket's
+    assert not second.HasField("entitlement")
+    assert "taken by 1 open ticket" in second.entitlement_note
+    await desk.CloseTicket(dapi.CloseTicketRequest(ticket_id=first.ticket_id), CALL)
+    third = await ticket(desk, customer)  # the first closed unresolved: the case is free
+    assert third.entitlement.contract_name == "Care"
+    await desk.ResolveTicket(
+        dapi.ResolveTicketRequest(ticket_id=third.ticket_id, resolution="done"), CALL
+    )
+    fourth = await ticket(desk, customer)
+    assert "used up" in fourth.entitlement_note

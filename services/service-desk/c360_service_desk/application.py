@@ -392,12 +392,44 @@ class ServiceDeskApplication(ServiceApplication):
         if not contracts:
             return None, ""  # the common case: nothing to note (the view says so)
         reasons = []
+        pending: dict[str, int] | None = None
         for c in contracts:
             reason = c.refusal(day, service)
+            if not reason and (c.consume_on, c.allowance_unit) == (
+                service_contracts.ConsumeOn.RESOLUTION,
+                service_contracts.AllowanceUnit.CASES,
+            ):
+                # Cases consumed on resolution: the open tickets served under the contract
+                # will each take one; a new ticket is served only if one is left after them.
+                pending = self._pending_cases(customer) if pending is None else pending
+                taken = pending.get(str(c.id), 0)
+                if taken >= (c.remaining(day) or 0):
+                    reason = (
+                        f"contract “{c.name}”: the allowance of this period is taken by"
+                        f" {taken} open ticket{'' if taken == 1 else 's'} (each uses a case"
+                        " when it is resolved)"
+                    )
             if not reason:
                 return c, ""
             reasons.append(reason)
         return None, "; ".join(reasons)
+
+    def _pending_cases(self, customer: UUID) -> dict[str, int]:
+        """Contract id -> the customer's open tickets served under it that will use a case
+        when they are resolved."""
+        rows = self.rows(
+            RowQuery(
+                AllOf((Eq("kind", "ticket"), Eq("customer_id", customer), Eq("state", "open"))),
+                LIST_ORDER,
+            )
+        )
+        found: dict[str, int] = {}
+        for r in rows:
+            t = self.load(Ticket, r["ticket_id"])
+            if t.consumes_on_resolution() and t.entitlement is not None:
+                key = str(t.entitlement["contract_id"])
+                found[key] = found.get(key, 0) + 1
+        return found
 
     def get_contract(self, contract_id: UUID) -> ServiceContract:
         return self.load(ServiceContract, contract_id)
