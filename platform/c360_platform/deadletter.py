@@ -45,7 +45,8 @@ class DeadLetter:
 
 async def dead_letter(js: JetStreamContext, msg: Msg, reason: str, consumer: str) -> None:
     """Keep `msg` (data unchanged) on deadletter.<consumer>.<subject>, reason in the headers.
-    Returns once JetStream stored it; the same message dead-lettered twice is kept once."""
+    Returns once JetStream stored it; the same message dead-lettered twice by one consumer
+    is kept once (within the stream's duplicate window), by two consumers once each."""
     meta = msg.metadata
     stream, seq = meta.stream, int(meta.sequence.stream)
     headers = {
@@ -55,7 +56,8 @@ async def dead_letter(js: JetStreamContext, msg: Msg, reason: str, consumer: str
         SEQUENCE: str(seq),
         CONSUMER: consumer,
         FAILED_AT: datetime.now(UTC).isoformat(timespec="seconds"),
-        "Nats-Msg-Id": f"{ROOT}:{stream}:{seq}",
+        # One per consumer and message: two consumers that refuse it keep a reason each.
+        "Nats-Msg-Id": f"{ROOT}:{consumer}:{stream}:{seq}",
     }
     original = (msg.headers or {}).get("Nats-Msg-Id")
     if original:

@@ -343,3 +343,49 @@ async def test_a_delivery_of_an_order_sales_does_not_have_is_dead_lettered_by_sa
     assert (letter["consumer"], letter["subject"]) == ("sales", "erp.order.delivered")
     assert letter["reason"] == f"order_delivered.order_id: sales has no order {order_id}"
     await nc.close()
+
+
+async def test_a_message_two_consumers_refuse_is_kept_with_each_ones_reason(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """The timeline refuses a delivery about a customer c360 does not have, sales one of an
+    order it does not have: each dead letter is kept, with its own reason (one id per
+    consumer and message; a repeat by the same consumer is still kept once)."""
+    nc = await nats.connect(stack.nats_url)
+    js = nc.jetstream()
+    await erp_stream(js)
+    nobody, order_id = str(uuid.uuid4()), str(uuid.uuid4())
+    delivery = erp_event(
+        nobody,
+        "order_delivered",
+        pb.OrderDelivered(
+            order_id=order_id,
+            order_number="SO-2026-00000001",
+            delivery_reference="DN-2",
+            delivered_on="2026-03-01",
+            lines=[pb.DeliveredLine(line_id="l1", quantity="1")],
+        ),
+    )
+    await js.publish(
+        "erp.order.delivered",
+        delivery.SerializeToString(),
+        headers={"Nats-Msg-Id": delivery.event_id},
+    )
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "endpoints.json").write_text(json.dumps({"nats_url": stack.nats_url}))
+    found: dict[str, str] = {}
+
+    async def both() -> bool:
+        letters = (await asyncio.to_thread(cli, home, "deadletter", "list"))["dead_letters"]
+        found.clear()
+        found.update(
+            (x["consumer"], x["reason"]) for x in letters if x["msg_id"] == delivery.event_id
+        )
+        return len(found) == 2
+
+    await eventually(both, what="the timeline's and sales' dead letters of the delivery")
+    assert found["timeline"].startswith(f"customer_id: c360 has no customer {nobody};")
+    assert found["sales"] == f"order_delivered.order_id: sales has no order {order_id}"
+    await nc.close()
+
