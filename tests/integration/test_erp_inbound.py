@@ -19,7 +19,10 @@ from google.protobuf import json_format
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
+from c360.customer.v1 import customer_service_pb2 as capi
 from c360.erp.v1 import erp_events_pb2 as pb
+from c360.sales.v1 import sales_service_pb2 as sapi
+from c360.sales.v1 import sales_service_pb2_grpc as sales_grpc
 from c360.timeline.v1 import timeline_service_pb2 as tapi
 from c360_timeline import erp_inbound
 
@@ -389,3 +392,82 @@ async def test_a_message_two_consumers_refuse_is_kept_with_each_ones_reason(
     assert found["sales"] == f"order_delivered.order_id: sales has no order {order_id}"
     await nc.close()
 
+
+async def test_an_overdue_notice_c360_refuses_becomes_no_call_and_a_merged_customers_one_does(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """Sales follows overdue notices itself: one about a customer c360 does not have, or with
+    an amount the contract refuses, is dead-lettered by sales too and schedules no call; one
+    about a customer merged into another is a call about the survivor."""
+    survivor = (await register(stack.customer, "Ost AG", "ap@ost.example")).result.aggregate_id
+    duplicate = (await register(stack.customer, "Ost A.G.", "ar@ost.example")).result
+    merged = await stack.customer.MergeCustomers(
+        capi.MergeCustomersRequest(
+            survivor_id=survivor, duplicate_id=duplicate.aggregate_id, reason="one company"
+        )
+    )
+    await stack.timeline.GetProfile(
+        tapi.GetProfileRequest(
+            customer_id=duplicate.aggregate_id, wait_for=merged.result.consistency_token
+        )
+    )
+    nc = await nats.connect(stack.nats_url)
+    js = nc.jetstream()
+    await erp_stream(js)
+
+    def overdue(customer_id: str, number: str, amount: str) -> pb.ErpEvent:
+        return erp_event(
+            customer_id,
+            "invoice_overdue",
+            pb.InvoiceOverdue(
+                invoice_number=number,
+                amount_due=pb.Money(currency="EUR", amount=amount),
+                due_date="2026-02-01",
+                days_overdue=30,
+            ),
+        )
+
+    nobody = str(uuid.uuid4())
+    notices = {
+        "stray": overdue(nobody, "INV-OV-1", "10.00"),
+        "bad": overdue(survivor, "INV-OV-2", "1e3"),
+        "merged": overdue(duplicate.aggregate_id, "INV-OV-3", "25.00"),
+    }
+    for notice in notices.values():
+        await js.publish(
+            "erp.invoice.overdue",
+            notice.SerializeToString(),
+            headers={"Nats-Msg-Id": notice.event_id},
+        )
+    sales = stack.stub("sales", sales_grpc.SalesServiceStub)
+    calls: list[tuple[str, str]] = []
+
+    async def called() -> bool:
+        listed = await sales.ListActivities(sapi.ListActivitiesRequest())
+        calls[:] = [(a.customer_id, a.subject) for a in listed.activities if "INV-OV" in a.subject]
+        return bool(calls)
+
+    await eventually(called, what="the follow-up call of the merged customer's invoice")
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "endpoints.json").write_text(json.dumps({"nats_url": stack.nats_url}))
+    found: dict[str, str] = {}
+
+    async def refused() -> bool:
+        letters = (await asyncio.to_thread(cli, home, "deadletter", "list"))["dead_letters"]
+        ids = {notices["stray"].event_id: "stray", notices["bad"].event_id: "bad"}
+        found.update(
+            (ids[x["msg_id"]], x["reason"])
+            for x in letters
+            if x["consumer"] == "sales" and x["msg_id"] in ids
+        )
+        return len(found) == 2
+
+    await eventually(refused, what="sales' dead letters of the two notices")
+    await called()  # every notice handled now: the calls they made
+    assert found["stray"].startswith(f"customer_id: c360 has no customer {nobody}")
+    assert found["bad"].startswith("invoice_overdue.amount_due.amount: must be a decimal number")
+    [(customer_id, subject)] = calls
+    assert customer_id == survivor
+    assert subject.startswith("Invoice INV-OV-3 is 30 days overdue (25.00 EUR)")
+    await nc.close()

@@ -1173,8 +1173,8 @@ async def test_an_overdue_invoice_from_erp_puts_a_call_on_the_owners_list_once(
             days_overdue=28,
         )
     )
-    assert await follower.follow_up(event)
-    assert await follower.follow_up(event)  # a resend: replayed, nothing new
+    assert await follower.follow_up(event) is None  # no refusal: called about
+    assert await follower.follow_up(event) is None  # a resend: replayed, nothing new
     calls = await sales.ListActivities(sapi.ListActivitiesRequest(agent_id="emp-9"), CALL)
     [call] = calls.activities
     assert (call.kind, call.customer_id, call.overdue) == (aev.ACTIVITY_KIND_CALL, customer, True)
@@ -1427,3 +1427,18 @@ async def test_a_renewal_opportunity_takes_the_contracts_value_rounded_to_cents(
     )
     [o] = listed.opportunities
     assert (o.amount.amount, o.amount.currency, o.owner_id) == ("1200.13", "EUR", "emp-7")
+
+
+def test_an_overdue_notice_with_an_amount_or_currency_the_contract_refuses_is_refused() -> None:
+    def refusal(amount: str, currency: str = "EUR", number: str = "INV-1") -> str | None:
+        notice = erp.InvoiceOverdue(
+            invoice_number=number, amount_due=erp.Money(currency=currency, amount=amount)
+        )
+        return ErpOrderFollower.overdue_refusal(notice)
+
+    assert refusal("120.00") is None
+    assert (refusal("1e3") or "").startswith("invoice_overdue.amount_due.amount: must be a")
+    assert refusal("0") == "invoice_overdue.amount_due.amount: must be more than zero"
+    assert (refusal("5", "eur") or "").startswith("invoice_overdue.amount_due.currency:")
+    assert (refusal("5", "XYZ") or "").startswith("invoice_overdue.amount_due.currency:")
+    assert refusal("5", number=" ") == "invoice_overdue.invoice_number: is required"

@@ -5,9 +5,12 @@ so the customer lands on that employee's call list. Each is one command whose re
 the ERP event id, so a resend changes nothing; the message is acknowledged only then. A
 delivery sales cannot record (no such order, a line it does not have, an order no longer
 pending, an event id reused for another delivery) is dead-lettered
-(deadletter.sales.erp.order.delivered, the reason in its headers) and acknowledged; one that
-failed for a passing cause (the store away, a concurrent change) comes again shortly. The
-timeline dead-letters malformed messages."""
+(deadletter.sales.erp.order.delivered, the reason in its headers) and acknowledged, and so is
+an overdue notice with an amount or currency the ERP contract refuses or about a customer c360
+does not have (deadletter.sales.erp.invoice.overdue: no call is scheduled; one about a merged
+customer is called about on its survivor, one about a forgotten customer not at all); one that
+failed for a passing cause (the store away, the timeline away, a concurrent change) comes again
+shortly. The timeline dead-letters malformed messages."""
 
 from __future__ import annotations
 
@@ -26,12 +29,14 @@ from c360_platform.errors import (
     C360Error,
     DeadlineExceeded,
     NotFound,
+    PreconditionFailed,
     Unavailable,
     VersionConflict,
 )
 from c360_platform.follow import DurableFollower
 from c360_platform.store import CommandContext, fingerprint
 from c360_platform.streams import StreamSettings, ensure_stream
+from c360_platform.validation import Violations
 from c360_sales.application import SalesApplication
 from c360_sales.spec import ERP_ORDERS
 
@@ -46,13 +51,23 @@ RETRY_SECONDS = 5.0
 
 OwnerOf = Callable[[str], Awaitable[str]]
 """The responsible employee of a customer ("" when unknown)."""
+CustomerOf = Callable[[str], Awaitable[str]]
+"""The customer an ERP message names, as c360 has it: the id to record on (a merged one's
+survivor); NotFound when c360 has no such customer, PreconditionFailed when it was forgotten,
+Unavailable when the timeline cannot say now."""
 
 
 class ErpOrderFollower(DurableFollower):
     """Applies ERP's order deliveries to the sales orders."""
 
     def __init__(
-        self, app: SalesApplication, nats_url: str, owner_of: OwnerOf, *, batch_size: int = 64
+        self,
+        app: SalesApplication,
+        nats_url: str,
+        owner_of: OwnerOf,
+        *,
+        batch_size: int = 64,
+        customer_of: CustomerOf | None = None,
     ) -> None:
         super().__init__(
             nats_url,
@@ -64,6 +79,7 @@ class ErpOrderFollower(DurableFollower):
         )
         self.app = app
         self.owner_of = owner_of
+        self.customer_of = customer_of
         self.applied = 0
         self.dead_letters_ready = False
 
@@ -82,7 +98,12 @@ class ErpOrderFollower(DurableFollower):
                     await msg.nak(delay=RETRY_SECONDS)
                     return
             elif case == "invoice_overdue":
-                await self.follow_up(event)
+                refused = self.overdue_refusal(event.invoice_overdue)
+                if refused is None:
+                    refused = await self.follow_up(event)
+                if refused is not None and not await self.dead_letter(msg, refused):
+                    await msg.nak(delay=RETRY_SECONDS)
+                    return
         except PASSING as exc:
             _log.warning("ERP event %s: again later: %s", event.event_id, type(exc).__name__)
             await msg.nak(delay=RETRY_SECONDS)
@@ -104,9 +125,36 @@ class ErpOrderFollower(DurableFollower):
             return False
         return True
 
-    async def follow_up(self, event: erp.ErpEvent) -> bool:
-        """A call for the customer's responsible employee about an overdue invoice."""
+    @staticmethod
+    def overdue_refusal(d: erp.InvoiceOverdue) -> str | None:
+        """Why an overdue notice is not followed up (for its dead letter): an amount or a
+        currency the timeline refuses too (the ERP contract's rules), else None."""
+        v = Violations()
+        field = "invoice_overdue.amount_due"
+        amount = v.decimal(f"{field}.amount", d.amount_due.amount)
+        if amount is not None and amount <= 0:
+            v.add(f"{field}.amount", "must be more than zero")
+        written = d.amount_due.currency
+        if v.currency(f"{field}.currency", written) != written:
+            v.add(f"{field}.currency", "must be an ISO 4217 code such as EUR, as written")
+        if not d.invoice_number.strip():
+            v.add("invoice_overdue.invoice_number", "is required")
+        return "; ".join(str(x) for x in v.items) or None
+
+    async def follow_up(self, event: erp.ErpEvent) -> str | None:
+        """A call for the customer's responsible employee about an overdue invoice (on the
+        survivor of a merged customer; none for a forgotten one). The reason for its dead
+        letter when c360 has no such customer; a passing failure is raised."""
         d = event.invoice_overdue
+        customer_id = event.customer_id
+        if self.customer_of is not None:
+            try:
+                customer_id = await self.customer_of(event.customer_id)
+            except NotFound as exc:
+                return str(exc)
+            except PreconditionFailed:  # forgotten: no one to call, nothing to keep
+                _log.info("ERP overdue invoice %s: customer forgotten, no call", event.event_id)
+                return None
         ctx = CommandContext(
             command="ScheduleActivity",
             request_id=f"erp:{event.event_id}",
@@ -115,7 +163,7 @@ class ErpOrderFollower(DurableFollower):
             causation_id=event.event_id,
         )
         try:
-            owner = await self.owner_of(event.customer_id)
+            owner = await self.owner_of(customer_id)
             await blocking(
                 self.app.schedule_activity,
                 ctx,
@@ -126,7 +174,7 @@ class ErpOrderFollower(DurableFollower):
                 ),
                 due_at=event.occurred_at.ToDatetime(tzinfo=UTC),
                 agent_id=owner,
-                customer_id=event.customer_id,
+                customer_id=customer_id,
                 origin=f"erp invoice overdue {d.invoice_number}",
             )
         except PASSING:
@@ -135,8 +183,7 @@ class ErpOrderFollower(DurableFollower):
             _log.warning(
                 "ERP overdue invoice %s: no follow-up: %s", event.event_id, type(exc).__name__
             )
-            return False
-        return True
+        return None
 
     async def apply(self, event: erp.ErpEvent) -> str | None:
         """Record one delivery; the reason (logged) when it names no order of ours or the

@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from c360_platform import context as timeline_context
 from c360_platform import rpc
 from c360_platform.commands import blocking
 from c360_platform.config import Settings
 from c360_platform.context import ContextReader
 from c360_platform.datakeys import DataKeys
+from c360_platform.errors import NotFound, PreconditionFailed
 from c360_platform.eventlog import publish_events
 from c360_platform.leader import sleep_or_stop
 from c360_platform.pgstore import open_application
@@ -55,7 +57,19 @@ def build(settings: Settings) -> rpc.ServiceHost:
         deal_owner = sales.struct_value.fields.get("owner_id") if sales else None
         return found.profile.owner_id or (deal_owner.string_value if deal_owner else "")
 
-    follower = ErpOrderFollower(app, settings.nats_url, owner_of)
+    async def customer_of(customer_id: str) -> str:
+        """The customer an ERP message names, as c360 has it (erp_orders.CustomerOf)."""
+        profile = await context.known_profile(customer_id)
+        if profile is None:
+            raise NotFound(
+                f"customer_id: c360 has no customer {customer_id}; send the id of a customer"
+                " c360 registered"
+            )
+        if timeline_context.forgotten(profile):
+            raise PreconditionFailed(f"customer {customer_id} is forgotten")
+        return profile.merged_into or customer_id
+
+    follower = ErpOrderFollower(app, settings.nats_url, owner_of, customer_of=customer_of)
     host.background.append(follower.run)
     renewals = ContractRenewals(app, settings.nats_url, owner_of)
     host.background.append(renewals.run)
