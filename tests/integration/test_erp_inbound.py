@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -305,22 +306,15 @@ async def test_an_erp_event_about_a_customer_c360_does_not_have_is_dead_lettered
     await nc.close()
 
 
-async def test_a_delivery_of_an_order_sales_does_not_have_is_dead_lettered_by_sales(
-    stack: Stack, tmp_path: Path
-) -> None:
-    reply = await register(stack.customer, "Süd GmbH", "ap@sued.example")
-    customer_id = reply.result.aggregate_id
-    nc = await nats.connect(stack.nats_url)
-    js = nc.jetstream()
-    await erp_stream(js)
-    order_id = str(uuid.uuid4())
+async def deliver(js: JetStreamContext, customer_id: str, order_id: str, ref: str) -> pb.ErpEvent:
+    """Publish ERP's delivery of one line of an order (as ERP does)."""
     delivery = erp_event(
         customer_id,
         "order_delivered",
         pb.OrderDelivered(
             order_id=order_id,
-            order_number="SO-2026-00000000",
-            delivery_reference="DN-1",
+            order_number=f"SO-2026-{ref}",
+            delivery_reference=f"DN-{ref}",
             delivered_on="2026-03-01",
             lines=[pb.DeliveredLine(line_id="l1", quantity="1")],
         ),
@@ -330,15 +324,39 @@ async def test_a_delivery_of_an_order_sales_does_not_have_is_dead_lettered_by_sa
         delivery.SerializeToString(),
         headers={"Nats-Msg-Id": delivery.event_id},
     )
+    return delivery
+
+
+def letters(stack: Stack, tmp_path: Path) -> Callable[[], Awaitable[list[dict[str, Any]]]]:
+    """What `c360 deadletter list --json` lists, read when called."""
     home = tmp_path / "home"
     home.mkdir()
     (home / "endpoints.json").write_text(json.dumps({"nats_url": stack.nats_url}))
 
+    async def listed() -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = (await asyncio.to_thread(cli, home, "deadletter", "list"))[
+            "dead_letters"
+        ]
+        return found
+
+    return listed
+
+
+async def test_a_delivery_of_an_order_sales_does_not_have_is_dead_lettered_by_sales(
+    stack: Stack, tmp_path: Path
+) -> None:
+    reply = await register(stack.customer, "Süd GmbH", "ap@sued.example")
+    customer_id = reply.result.aggregate_id
+    nc = await nats.connect(stack.nats_url)
+    js = nc.jetstream()
+    await erp_stream(js)
+    order_id = str(uuid.uuid4())
+    delivery = await deliver(js, customer_id, order_id, "00000000")
+    listed = letters(stack, tmp_path)
     found: list[dict[str, Any]] = []
 
     async def dead_lettered() -> bool:
-        letters = (await asyncio.to_thread(cli, home, "deadletter", "list"))["dead_letters"]
-        found[:] = [x for x in letters if x["msg_id"] == delivery.event_id]
+        found[:] = [x for x in await listed() if x["msg_id"] == delivery.event_id]
         return bool(found)
 
     await eventually(dead_lettered, what="the delivery among the dead letters")
@@ -358,32 +376,14 @@ async def test_a_message_two_consumers_refuse_is_kept_with_each_ones_reason(
     js = nc.jetstream()
     await erp_stream(js)
     nobody, order_id = str(uuid.uuid4()), str(uuid.uuid4())
-    delivery = erp_event(
-        nobody,
-        "order_delivered",
-        pb.OrderDelivered(
-            order_id=order_id,
-            order_number="SO-2026-00000001",
-            delivery_reference="DN-2",
-            delivered_on="2026-03-01",
-            lines=[pb.DeliveredLine(line_id="l1", quantity="1")],
-        ),
-    )
-    await js.publish(
-        "erp.order.delivered",
-        delivery.SerializeToString(),
-        headers={"Nats-Msg-Id": delivery.event_id},
-    )
-    home = tmp_path / "home"
-    home.mkdir()
-    (home / "endpoints.json").write_text(json.dumps({"nats_url": stack.nats_url}))
+    delivery = await deliver(js, nobody, order_id, "00000001")
+    listed = letters(stack, tmp_path)
     found: dict[str, str] = {}
 
     async def both() -> bool:
-        letters = (await asyncio.to_thread(cli, home, "deadletter", "list"))["dead_letters"]
         found.clear()
         found.update(
-            (x["consumer"], x["reason"]) for x in letters if x["msg_id"] == delivery.event_id
+            (x["consumer"], x["reason"]) for x in await listed() if x["msg_id"] == delivery.event_id
         )
         return len(found) == 2
 
@@ -448,17 +448,14 @@ async def test_an_overdue_notice_c360_refuses_becomes_no_call_and_a_merged_custo
         return bool(calls)
 
     await eventually(called, what="the follow-up call of the merged customer's invoice")
-    home = tmp_path / "home"
-    home.mkdir()
-    (home / "endpoints.json").write_text(json.dumps({"nats_url": stack.nats_url}))
+    listed = letters(stack, tmp_path)
     found: dict[str, str] = {}
 
     async def refused() -> bool:
-        letters = (await asyncio.to_thread(cli, home, "deadletter", "list"))["dead_letters"]
         ids = {notices["stray"].event_id: "stray", notices["bad"].event_id: "bad"}
         found.update(
             (ids[x["msg_id"]], x["reason"])
-            for x in letters
+            for x in await listed()
             if x["consumer"] == "sales" and x["msg_id"] in ids
         )
         return len(found) == 2

@@ -804,22 +804,26 @@ async def test_a_revision_cancels_the_quote_it_revises_and_an_accepted_one_is_no
     assert stored(sales) == before
 
 
-async def test_sent_quotes_expire_after_their_validity_date(
-    sales: SalesServicer, clock: Clock
-) -> None:
-    await setup_catalogue(sales)
-    oid = await open_deal(sales, str(uuid4()))
+async def quote_valid_until(sales: SalesServicer, oid: str, day: str) -> str:
+    """A draft quote of the deal, valid until `day`, with one line of ROUTER-X."""
     qid = (
         await sales.DraftQuote(
-            sapi.DraftQuoteRequest(
-                opportunity_id=oid, price_list="standard", valid_until="2026-03-05"
-            ),
+            sapi.DraftQuoteRequest(opportunity_id=oid, price_list="standard", valid_until=day),
             CALL,
         )
     ).result.aggregate_id
     await sales.AddQuoteLine(
         sapi.AddQuoteLineRequest(quote_id=qid, product="ROUTER-X", quantity="1"), CALL
     )
+    return qid
+
+
+async def test_sent_quotes_expire_after_their_validity_date(
+    sales: SalesServicer, clock: Clock
+) -> None:
+    await setup_catalogue(sales)
+    oid = await open_deal(sales, str(uuid4()))
+    qid = await quote_valid_until(sales, oid, "2026-03-05")
     await sales.SendQuote(sapi.SendQuoteRequest(quote_id=qid), CALL)
     assert sales.app.expire_quotes() == 0
     clock.advance(days=4)  # 2026-03-06 09:00 UTC: still the 5th west of UTC-9
@@ -837,22 +841,9 @@ async def test_a_quotes_last_valid_day_lasts_until_it_has_ended_everywhere(
     and on Baker Island (UTC-12, until 12:00 UTC): a customer there may still accept."""
     await setup_catalogue(sales)
     oid = await open_deal(sales, str(uuid4()))
-    quotes = [
-        (
-            await sales.DraftQuote(
-                sapi.DraftQuoteRequest(
-                    opportunity_id=oid, price_list="standard", valid_until="2026-03-05"
-                ),
-                CALL,
-            )
-        ).result.aggregate_id
-        for _ in range(2)
-    ]
+    quotes = [await quote_valid_until(sales, oid, "2026-03-05") for _ in range(2)]
     first, second = quotes
     for qid in quotes:
-        await sales.AddQuoteLine(
-            sapi.AddQuoteLineRequest(quote_id=qid, product="ROUTER-X", quantity="1"), CALL
-        )
         await sales.SendQuote(sapi.SendQuoteRequest(quote_id=qid), CALL)
     clock.now = datetime(2026, 3, 6, 5, 0, tzinfo=UTC)
     assert sales.app.expire_quotes() == 0
@@ -868,17 +859,7 @@ async def test_a_draft_past_its_validity_date_is_not_sent(
 ) -> None:
     await setup_catalogue(sales)
     oid = await open_deal(sales, str(uuid4()))
-    qid = (
-        await sales.DraftQuote(
-            sapi.DraftQuoteRequest(
-                opportunity_id=oid, price_list="standard", valid_until="2026-03-05"
-            ),
-            CALL,
-        )
-    ).result.aggregate_id
-    await sales.AddQuoteLine(
-        sapi.AddQuoteLineRequest(quote_id=qid, product="ROUTER-X", quantity="1"), CALL
-    )
+    qid = await quote_valid_until(sales, oid, "2026-03-05")
     clock.advance(days=4, hours=3)  # 2026-03-06 12:00 UTC: the 5th has ended everywhere
     before = stored(sales)
     error = await refused(sales.SendQuote(sapi.SendQuoteRequest(quote_id=qid), CALL))

@@ -5,7 +5,7 @@ Its query tables: tickets (contracts share it), articles (with text search), wor
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -342,26 +342,32 @@ class ServiceDeskApplication(ServiceApplication):
         they are now (a ticket changed concurrently computed its own). Returns how many
         tickets moved."""
         moved = 0
+        for row in self._sla_watched(batch):
+            if row["kind"] != "ticket":
+                continue
+            try:
+                before = self.load(Ticket, row["ticket_id"]).version
+                outcome = self.change(
+                    CommandContext(command="RecalendarSla"),
+                    Ticket,
+                    row["ticket_id"],
+                    before,
+                    lambda t: t.recalendar(reason, self.calendars),
+                )
+            except VersionConflict:
+                continue
+            moved += outcome.version > before
+        return moved
+
+    def _sla_watched(self, batch: int) -> Iterator[dict[str, Any]]:
+        """The rows of the tickets and service contracts whose SLA clocks or warnings run, read
+        in pages of `batch` (each page after the one before has been worked through)."""
         after: tuple[Any, ...] | None = None
         while True:
             rows = self.rows(RowQuery(Eq("sla_watch", True), ("ticket_id",), after, batch))
-            for row in rows:
-                if row["kind"] != "ticket":
-                    continue
-                try:
-                    before = self.load(Ticket, row["ticket_id"]).version
-                    outcome = self.change(
-                        CommandContext(command="RecalendarSla"),
-                        Ticket,
-                        row["ticket_id"],
-                        before,
-                        lambda t: t.recalendar(reason, self.calendars),
-                    )
-                except VersionConflict:
-                    continue
-                moved += outcome.version > before
+            yield from rows
             if len(rows) < batch:
-                return moved
+                return
             after = (rows[-1]["ticket_id"],)
 
     def renew_contract(
@@ -523,30 +529,25 @@ class ServiceDeskApplication(ServiceApplication):
         changed concurrently is left for the next round."""
         now = self.clock()
         written = 0
-        after: tuple[Any, ...] | None = None
-        while True:
-            rows = self.rows(RowQuery(Eq("sla_watch", True), ("ticket_id",), after, batch))
-            for row in rows:
-                if row["sla_next_at"] is None or row["sla_next_at"] > now:
-                    continue
-                kind: Any = ServiceContract if row["kind"] == "service_contract" else Ticket
-                try:
-                    before = self.load(kind, row["ticket_id"]).version
-                    outcome = self.change(
-                        CommandContext(command="CheckSla"),
-                        kind,
-                        row["ticket_id"],
-                        before,
-                        lambda a: (
-                            a.settle(now) if isinstance(a, ServiceContract) else a.settle_sla(now)
-                        ),
-                    )
-                except VersionConflict:
-                    continue
-                written += outcome.version - before
-            if len(rows) < batch:
-                return written
-            after = (rows[-1]["ticket_id"],)
+        for row in self._sla_watched(batch):
+            if row["sla_next_at"] is None or row["sla_next_at"] > now:
+                continue
+            kind: Any = ServiceContract if row["kind"] == "service_contract" else Ticket
+            try:
+                before = self.load(kind, row["ticket_id"]).version
+                outcome = self.change(
+                    CommandContext(command="CheckSla"),
+                    kind,
+                    row["ticket_id"],
+                    before,
+                    lambda a: (
+                        a.settle(now) if isinstance(a, ServiceContract) else a.settle_sla(now)
+                    ),
+                )
+            except VersionConflict:
+                continue
+            written += outcome.version - before
+        return written
 
     def _change(
         self,
