@@ -60,6 +60,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         async def start() -> rpc.ServiceHost:
             configure(spec.name)
+            rpc.reserve_ports(
+                settings.grpc_host,
+                settings.grpc_port,
+                settings.health_port,
+                reuse_port=settings.workers > 1,
+            )
             host = build(settings)
             metrics.watch(host)
             return host
@@ -85,6 +91,7 @@ def relay_only(name: str, settings: Settings, build: Callable[[Settings], rpc.Se
 
     async def start() -> rpc.ServiceHost:
         configure(f"{name}-relay")
+        rpc.reserve_ports(settings.grpc_host, settings.grpc_port, settings.health_port)
         host = build(settings)
         relay = host.part("relay", OutboxRelay)
         host.name = f"{name}-relay"
