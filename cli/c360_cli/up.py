@@ -17,7 +17,7 @@ from c360_platform import auth, certificates, natsauth, pgroles, registry, tls
 from c360_platform.catchup import EVENT_LOG_SERVICE
 from c360_platform.deployment import Deployment
 from c360_platform.embedded import EmbeddedRuntime, RuntimeBusyError
-from c360_platform.processes import atomic_write_text, private_dir
+from c360_platform.processes import PortHolds, atomic_write_text, private_dir
 from c360_platform.supervisor import Supervisor, serving, zygote_for
 
 DEFAULT_HOME = "./.c360"
@@ -156,6 +156,7 @@ def run(args: argparse.Namespace) -> int:
         return natsauth.url_for(runtime.nats_url, role, passwords[role])
 
     supervisor: Supervisor | None = None
+    holds = PortHolds()
     # The services' processes are forked from it; it imports while PostgreSQL and NATS start.
     zygote = zygote_for(logs)
     try:
@@ -202,6 +203,11 @@ def run(args: argparse.Namespace) -> int:
             relay_apart=True,
             tls=issued["service"],
         )
+        # Ours from now until each service's process starts and holds its own: the services
+        # connect to PostgreSQL, NATS and one another while the next ones start, and any of
+        # those connections could otherwise take a port still to be bound (50051... lie in
+        # the kernel's ephemeral range).
+        holds.hold(deployment.host, *deployment.ports.values())
         # Streams are the admin's to create and configure, not the services' (on a NATS of
         # c360's own; on one NATS_URL names, the URL given is all c360 has, and it creates
         # them too, the partners' feeds among them, which no service makes for itself).
@@ -212,6 +218,7 @@ def run(args: argparse.Namespace) -> int:
             say=lambda text: _say(f"c360 up: {text}"),
             servers=runtime.servers,
             zygote=zygote,
+            holds=holds,
         )
         supervisor.start()
         if not supervisor.wait_ready(stop) or stop.is_set():
@@ -241,6 +248,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if supervisor is not None:
             supervisor.stop()
+        holds.release_all()
         zygote.stop()
         runtime.stop()
         endpoints_path.unlink(missing_ok=True)

@@ -45,6 +45,48 @@ def free_port(count: int = 1) -> int:
         return chosen
 
 
+class PortHolds:
+    """Ports this process holds (bound, not listening) until it lets each go: no one else
+    binds them meanwhile, and the kernel gives no outgoing connection a local port that is
+    bound. c360's ports (50051...) lie in Linux's default ephemeral range (32768-60999), so
+    an outgoing connection (to PostgreSQL, NATS, a service) could otherwise take one before
+    its server binds it ("Address already in use"). With `reuse_port` (worker processes
+    sharing a port) a hold shares it too. A port that cannot be held (in use already, or 0:
+    any) is left for its server's bind to report as it would have."""
+
+    def __init__(self) -> None:
+        self._held: dict[int, socket.socket] = {}
+
+    def __contains__(self, port: object) -> bool:
+        return port in self._held
+
+    def hold(self, host: str, *ports: int | None, reuse_port: bool = False) -> None:
+        address = host.strip("[]") or "0.0.0.0"
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        for port in ports:
+            if not port or port in self._held:
+                continue
+            held = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                if reuse_port:
+                    held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                held.bind((address, port))
+            except OSError:
+                held.close()
+                continue
+            self._held[port] = held
+
+    def release(self, port: int | None) -> None:
+        """Let go of `port` (if held), for its server to bind it now."""
+        held = self._held.pop(port, None) if port else None
+        if held is not None:
+            held.close()
+
+    def release_all(self) -> None:
+        for port in list(self._held):
+            self.release(port)
+
+
 def port_is_free(port: int) -> bool:
     """True if nothing listens on 127.0.0.1:port (TIME_WAIT leftovers do not count)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

@@ -9,7 +9,6 @@ import logging
 import os
 import re
 import signal
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -32,6 +31,7 @@ from opentelemetry import trace
 
 from c360_platform import audit, auth, config, errors, inbound, metrics, telemetry, tls
 from c360_platform.intercept import WrappingInterceptor
+from c360_platform.processes import PortHolds
 
 if TYPE_CHECKING:
     from c360_platform.config import Settings
@@ -467,7 +467,7 @@ class ServiceHost:
         reflection_grpc.add_ServerReflectionServicer_to_server(reflected, self.server)
         self.server.add_generic_rpc_handlers((_reflection_v1(reflected),))
         files = tls.served()
-        _release(self.port)
+        held.release(self.port)
         self.bound_port = (
             self.server.add_secure_port(f"{self.host}:{self.port}", files.server_credentials())
             if files is not None
@@ -481,7 +481,7 @@ class ServiceHost:
                 options=[("grpc.so_reuseport", int(self.reuse_port))]
             )
             health_pb2_grpc.add_HealthServicer_to_server(self.health, self.health_server)
-            _release(self.health_port)
+            held.release(self.health_port)
             self.health_bound_port = self.health_server.add_insecure_port(
                 f"{self.host}:{self.health_port}"
             )
@@ -529,41 +529,17 @@ class ServiceHost:
 _serving_alone = False
 """Set by `run`: this process serves its service alone (its heap is the service's own)."""
 
-_reserved: dict[int, socket.socket] = {}
-"""The ports this process will serve on, held (bound, not listening) until its servers bind
-them (`reserve_ports`)."""
+held = PortHolds()
+"""The ports this process will serve on, held from its start until its servers bind them
+(`reserve_ports`)."""
 
 
 def reserve_ports(host: str, *ports: int | None, reuse_port: bool = False) -> None:
     """Hold the ports a service process will serve on from its start, before it connects to
-    anything: the kernel gives an outgoing connection (to PostgreSQL, NATS, another service) a
-    free local port from its ephemeral range, never one that is bound, and Linux's default
-    range (32768-60999) holds c360's ports (50051...): a timeline's own pool had taken 50052
-    before its server bound it ("Address already in use", `make run` failed). Each is released
-    just before its server binds it (`ServiceHost.start`). With `reuse_port` (worker processes
-    sharing a port) the hold shares it too. A port that cannot be held (in use already, or 0:
-    any) is left for the server's bind to report as it did."""
-    address = host.strip("[]") or "0.0.0.0"
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    for port in ports:
-        if not port or port in _reserved:
-            continue
-        hold = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            if reuse_port:
-                hold.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            hold.bind((address, port))
-        except OSError:
-            hold.close()
-            continue
-        _reserved[port] = hold
-
-
-def _release(port: int | None) -> None:
-    """Let go of a port `reserve_ports` holds, for the server to bind it now."""
-    hold = _reserved.pop(port, None) if port else None
-    if hold is not None:
-        hold.close()
+    anything (`PortHolds`: a timeline's own pool had taken 50052 before its server bound it,
+    and `make run` failed). Each is released just before its server binds it
+    (`ServiceHost.start`)."""
+    held.hold(host, *ports, reuse_port=reuse_port)
 
 
 def settle_long_lived() -> None:

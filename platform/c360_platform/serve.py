@@ -50,6 +50,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("name a service (or set C360_SERVICE)")
     spec = registry.service(args.name)
     settings = Settings.from_env(spec.name, spec.default_port)
+    if settings.workers <= 1 or args.relay:
+        # Held from the process's first moment, before its service's code is imported: the
+        # supervisor let go of them just before it started us (`Supervisor.start`). Workers
+        # hold theirs after their fork, sharing them (`start`).
+        rpc.reserve_ports(settings.grpc_host, settings.grpc_port, settings.health_port)
     build = spec.builder()
     if args.relay:
         return relay_only(spec.name, replace(settings, relay_apart=False, workers=1), build)

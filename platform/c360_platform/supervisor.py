@@ -26,7 +26,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from c360_platform import channels
 from c360_platform.deployment import Deployment
 from c360_platform.embedded import EmbeddedServer
-from c360_platform.processes import child_preexec, free_port, open_log, private_dir, tail
+from c360_platform.processes import (
+    PortHolds,
+    child_preexec,
+    free_port,
+    open_log,
+    private_dir,
+    tail,
+)
 from c360_platform.rpc import ServiceHost
 from c360_platform.zygote import Forked, Zygote, ZygoteGone
 
@@ -118,8 +125,13 @@ class Supervisor:
         say: Say | None = None,
         servers: Iterable[EmbeddedServer] = (),
         zygote: Zygote | None = None,
+        holds: PortHolds | None = None,
     ) -> None:
         self.deployment = deployment
+        self.holds = holds
+        """The services' ports, held by the caller since it chose them (`c360 up`); each is
+        let go just before its process starts, which holds it at once (`serve.main`), so
+        that no connection of a process started earlier takes it meanwhile."""
         self.log_dir = log_dir
         self.base_env = dict(os.environ if environment is None else environment)
         self.say: Say = say or (lambda text: _log.info("%s", text))
@@ -174,6 +186,8 @@ class Supervisor:
                 argv = [sys.executable, "-m", "c360_platform.serve", name, "--relay"]
                 self.add(relay, argv, env, f"{self.deployment.host}:{port}", forked=True)
         for process in self.processes.values():
+            if self.holds is not None:
+                self.holds.release(int(process.address.rpartition(":")[2]))
             process.spawn()
 
     def wait_ready(self, stop: threading.Event, timeout: float = READY_TIMEOUT) -> bool:
