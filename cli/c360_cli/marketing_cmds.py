@@ -459,7 +459,7 @@ def _campaign_show(args: argparse.Namespace) -> int:
         f"campaign {c.name}",
         [
             ("id", c.campaign_id),
-            ("state", c.state),
+            ("state", f"{c.state} ({c.state_reason})" if c.state_reason else c.state),
             ("channel", CHANNELS.word(c.channel)),
             ("segments", list(c.segment_ids)),
             ("period", f"{c.starts_on} to {c.ends_on}"),

@@ -17,7 +17,7 @@ import random
 import tomllib
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -219,15 +219,19 @@ class MarketingDemo:
 
     async def campaign(self, c: dict[str, Any]) -> None:
         name = c["name"]
-        step = f"campaign-{name}"
+        today = datetime.now(UTC).date()
+        starts_on = (today + timedelta(days=c["starts_in_days"])).isoformat()
+        ends_on = (today + timedelta(days=c["ends_in_days"])).isoformat()
+        # A run on another day plans that day's campaigns; one on the same day replays these.
+        step = f"campaign-{name}-{starts_on}"
         reply = await self.call(
             "PlanCampaign",
             mapi.PlanCampaignRequest(
                 name=name,
                 channel=CHANNELS.value(c["channel"]),
                 segments=c["segments"],
-                starts_on=c["starts_on"],
-                ends_on=c["ends_on"],
+                starts_on=starts_on,
+                ends_on=ends_on,
                 budget=mapi.Money(amount=c["budget"], currency="EUR"),
                 cost_per_send=c["cost_per_send"],
                 expected_responses=c["expected_responses"],

@@ -10,6 +10,7 @@ import json
 import sys
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -47,10 +48,12 @@ def until(check: Any, what: str, timeout: float = 30) -> Any:
 
 
 def _launch(home: Path, name: str, segment: str, *options: str) -> str:
-    """A December e-mail campaign on `segment`, planned, approved and launched: its id (the
-    segment's one member sent to)."""
-    plan = ["--segment", segment, "--channel", "email", "--starts", "2026-12-01"]
-    plan += ["--ends", "2026-12-31", "--budget", "50", "--cost-per-send", "0.10", *options]
+    """An e-mail campaign on `segment` running this month, planned, approved and launched:
+    its id (the segment's one member sent to)."""
+    today = datetime.now(UTC).date()
+    starts, ends = today - timedelta(days=15), today + timedelta(days=15)
+    plan = ["--segment", segment, "--channel", "email", "--starts", starts.isoformat()]
+    plan += ["--ends", ends.isoformat(), "--budget", "50", "--cost-per-send", "0.10", *options]
     campaign_id = str(c360(home, "campaign", "plan", name, *plan)["campaign_id"])
     c360(home, "campaign", "approve", campaign_id)
     assert c360(home, "campaign", "launch", campaign_id)["round"]["sent"] == "1"

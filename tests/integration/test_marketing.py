@@ -10,6 +10,7 @@ import asyncio
 import json
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import grpc
 import nats
@@ -49,6 +50,9 @@ SEGMENT = {
         {"field": "consent", "channel": "email", "purpose": "marketing"},
     ]
 }
+
+TODAY = datetime.now(UTC).date()
+"""A campaign sends only within its period: the tests' campaigns run around today."""
 
 
 async def latvian(stack: Stack, name: str, email: str) -> str:
@@ -148,8 +152,8 @@ async def test_a_revocation_leaves_the_segment_is_excluded_and_reports_show_in_r
                 name="Spring in Rīga",
                 channel=mev.MARKETING_CHANNEL_EMAIL,
                 segments=["latvia-ltv"],
-                starts_on="2026-03-01",
-                ends_on="2026-03-31",
+                starts_on=(TODAY - timedelta(days=30)).isoformat(),
+                ends_on=(TODAY + timedelta(days=30)).isoformat(),
                 budget=mapi.Money(amount="100", currency="EUR"),
                 cost_per_send="0.25",
                 expected_responses=1,

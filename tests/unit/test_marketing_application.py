@@ -267,8 +267,9 @@ def plan(mk: Marketing, **changes: Any) -> UUID:
         "name": "Spring offer",
         "objective": "sell more",
         "channel": "email",
-        "starts_on": "2026-03-01",
-        "ends_on": "2026-03-31",
+        # A period around the clock's day: a campaign sends only within its period.
+        "starts_on": (mk.clock().date() - timedelta(days=30)).isoformat(),
+        "ends_on": (mk.clock().date() + timedelta(days=30)).isoformat(),
         "budget": "100",
         "budget_currency": "EUR",
         "cost_per_send": "0.50",
@@ -719,6 +720,42 @@ def test_a_campaign_is_not_launched_or_sent_before_its_first_day(
     clock.advance(days=3)  # its first day
     _, first = mk.send(ctx("on time"), cid, None, launch=True)
     assert [s.customer_id for s in first.sends] == [ADA, BOB]
+
+
+def test_a_campaign_sends_nothing_after_its_last_day_and_completes(
+    mk: Marketing, clock: Clock
+) -> None:
+    define(mk)
+    ends = clock.now.date() + timedelta(days=2)
+    running = plan(mk, ends_on=ends.isoformat())
+    paused = plan(mk, name="Paused", ends_on=ends.isoformat())
+    approved = plan(mk, name="Approved", ends_on=ends.isoformat())
+    later = plan(mk, name="Later", ends_on=(ends + timedelta(days=1)).isoformat())
+    for cid in (running, paused, approved, later):
+        mk.change_campaign(ctx(), cid, None, lambda c: c.approve("ok"))
+    for cid in (running, paused, later):
+        mk.send(ctx(f"launch {cid}"), cid, None, launch=True)
+    mk.change_campaign(ctx(), paused, None, lambda c: c.pause("holiday"))
+    clock.advance(days=2)  # its last day: it still sends, and nothing completes
+    assert mk.complete_ended() == []
+    mk.send(ctx("last day"), running, None, launch=False)
+    clock.advance(days=1)  # the day after
+    sent = mk.campaign(running).sent
+    with pytest.raises(PreconditionFailed, match=f"ended on {ends.isoformat()}: it sends no more"):
+        mk.send(ctx("too late"), running, None, launch=False)
+    assert (mk.campaign(running).state, mk.campaign(running).sent) == ("running", sent)
+    # The running and the paused one complete, saying why; the approved one (never launched,
+    # its owner's to cancel) and the one with a day left do not.
+    assert sorted(mk.complete_ended()) == sorted([str(running), str(paused)])
+    for cid in (running, paused):
+        campaign = mk.campaign(cid)
+        assert (campaign.state, campaign.state_reason) == (
+            "completed",
+            f"its period ended on {ends.isoformat()}",
+        )
+    assert mk.campaign(approved).state == "approved"
+    assert (mk.campaign(later).state, mk.campaign(later).state_reason) == ("running", "")
+    assert mk.complete_ended() == []  # once
 
 
 def test_a_triggered_campaign_sends_nothing_before_its_first_day(

@@ -708,6 +708,7 @@ def campaign_message(c: Campaign) -> api.Campaign:
         frequency_cap=p["frequency_cap"],
         frequency_days=p["frequency_days"],
         state=c.state,
+        state_reason=getattr(c, "state_reason", ""),  # "" in a snapshot from before it
         costs=[
             api.CampaignCost(kind=x["kind"], amount=x["amount"], note=x["note"], at=_ts(x["at"]))
             for x in c.costs

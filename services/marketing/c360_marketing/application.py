@@ -790,6 +790,18 @@ class Marketing:
             purpose=plan.get("purpose", "marketing"),
         )
 
+    def complete_ended(self) -> list[str]:
+        """Complete the running and paused campaigns whose last day is over (UTC); returns
+        their ids."""
+        done = []
+        with self.lock:
+            today = self.clock().date()
+            for campaign in self.campaigns():
+                if campaign.complete_if_ended(today):
+                    self.plans.save(campaign)
+                    done.append(str(campaign.id))
+        return done
+
     def triggered(self) -> int:
         """Send the running campaigns with a trigger to whom it fires now (a round only when
         someone is due), on the days of their planned period only; returns how many touches

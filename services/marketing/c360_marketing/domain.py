@@ -300,6 +300,9 @@ class Campaign(Aggregate):
     def __init__(self, plan: dict[str, Any]) -> None:
         self.plan = plan
         self.state = State.PLANNED.value
+        self.state_reason = ""
+        """The reason given with the last change of state (c360's own, when it completed
+        the campaign at the end of its period)."""
         self.costs: list[dict[str, Any]] = []
         self.rounds: list[dict[str, Any]] = []
         self.sent = 0
@@ -314,6 +317,7 @@ class Campaign(Aggregate):
     @event("Approved")
     def _approved(self, reason: str) -> None:
         self.state = State.APPROVED.value
+        self.state_reason = reason
 
     def launch(self, reason: str) -> None:
         self._require("launch", State.APPROVED)
@@ -322,6 +326,7 @@ class Campaign(Aggregate):
     @event("Launched")
     def _launched(self, reason: str) -> None:
         self.state = State.RUNNING.value
+        self.state_reason = reason
 
     def pause(self, reason: str) -> None:
         self._require("pause", State.RUNNING)
@@ -330,6 +335,7 @@ class Campaign(Aggregate):
     @event("Paused")
     def _paused(self, reason: str) -> None:
         self.state = State.PAUSED.value
+        self.state_reason = reason
 
     def resume(self, reason: str) -> None:
         self._require("resume", State.PAUSED)
@@ -338,6 +344,7 @@ class Campaign(Aggregate):
     @event("Resumed")
     def _resumed(self, reason: str) -> None:
         self.state = State.RUNNING.value
+        self.state_reason = reason
 
     def complete(self, reason: str) -> None:
         self._require("complete", State.RUNNING, State.PAUSED)
@@ -346,6 +353,7 @@ class Campaign(Aggregate):
     @event("Completed")
     def _completed(self, reason: str) -> None:
         self.state = State.COMPLETED.value
+        self.state_reason = reason
 
     def cancel(self, reason: str) -> None:
         self._require("cancel", State.PLANNED, State.APPROVED, State.RUNNING, State.PAUSED)
@@ -354,6 +362,7 @@ class Campaign(Aggregate):
     @event("Cancelled")
     def _cancelled(self, reason: str) -> None:
         self.state = State.CANCELLED.value
+        self.state_reason = reason
 
     def record_cost(self, kind: str, amount: str, note: str, at: datetime) -> None:
         v = Violations()
@@ -370,7 +379,8 @@ class Campaign(Aggregate):
         self.costs.append({"kind": kind, "amount": amount, "note": note, "at": at})
 
     def require_sending(self, today: date) -> None:
-        """Running, and its first day come: a campaign never goes out before its period."""
+        """Running, and within its period: a campaign never goes out before its first day
+        nor after its last."""
         self._require("send", State.RUNNING)
         starts = str(self.plan["starts_on"])
         if today.isoformat() < starts:
@@ -378,6 +388,24 @@ class Campaign(Aggregate):
                 f"campaign {self.id} starts on {starts}: it sends from that day"
                 f" (today is {today.isoformat()}, UTC)"
             )
+        if self.ended(today):
+            raise PreconditionFailed(
+                f"campaign {self.id} ended on {self.plan['ends_on']}: it sends no more"
+                f" (today is {today.isoformat()}, UTC); plan a new one"
+            )
+
+    def ended(self, day: date) -> bool:
+        """Whether the campaign's last day (UTC) is over on `day`."""
+        return day.isoformat() > str(self.plan["ends_on"])
+
+    def complete_if_ended(self, day: date) -> bool:
+        """A running or paused campaign whose last day is over completes (as a journey with
+        an end date does in Dynamics): nothing of it is due any more, and its results are
+        final. True if it did."""
+        if self.state not in (State.RUNNING, State.PAUSED) or not self.ended(day):
+            return False
+        self._completed(f"its period ended on {self.plan['ends_on']}")
+        return True
 
     def in_period(self, day: date) -> bool:
         """Whether `day` (UTC) is within the campaign's planned period, first and last day

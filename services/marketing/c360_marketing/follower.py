@@ -51,7 +51,8 @@ REEVALUATE_BATCH = 200
 REFRESH = float(os.environ.get("C360_MARKETING_REFRESH_SECONDS", "3600"))
 """How often every profile is read again (conditions that change with time alone)."""
 TRIGGER_CHECK = 60.0
-"""How often running campaigns with a trigger (anniversaries, overdue invoices) send."""
+"""How often running campaigns with a trigger (anniversaries, overdue invoices) send, and
+campaigns whose last day is over complete."""
 DURABLE = DELIVERY_REPORTS.name
 CONSENT_CHANNELS = Words(cev.ConsentChannel)
 
@@ -151,6 +152,7 @@ class ProfileFollower:
                 evaluated = await blocking(self.marketing.reevaluate, REEVALUATE_BATCH)
                 if time.monotonic() - self.triggers_checked > TRIGGER_CHECK:
                     self.triggers_checked = time.monotonic()
+                    await blocking(self.marketing.complete_ended)
                     await blocking(self.marketing.triggered)
             except grpc.aio.AioRpcError as exc:
                 _log.warning("timeline unavailable for changed profiles: %s", exc.code().name)
