@@ -13,6 +13,7 @@ customer is forgotten.
     python examples/erp_bridge.py invoice CUSTOMER_ID --amount 1250.00 [--currency EUR]
     python examples/erp_bridge.py pay INVOICE_NUMBER [--amount 500.00]
     python examples/erp_bridge.py deliver [--drain]  # open sales orders are delivered
+    python examples/erp_bridge.py refused            # what c360 refused of ours, and why
 
 State lives in --db (default .c360/erp-bridge.sqlite); c360's addresses in --home/endpoints.json.
 """
@@ -28,7 +29,7 @@ import sqlite3
 import sys
 import uuid
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import closing, contextmanager, suppress
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -39,6 +40,7 @@ import nats
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from google.protobuf.any_pb2 import Any as AnyMessage
+from google.protobuf.message import DecodeError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
@@ -76,6 +78,11 @@ ORDERS_DURABLE = "erp-bridge-order-book"
 """Its consumer of every order event (the bridge's first, of confirmations only, was named
 erp-bridge-orders: a durable keeps the filter it was made with)."""
 ORDERS_SUBJECT = "c360.sales.order.>"
+DEAD_LETTERS = "DEADLETTER"
+DEAD_LETTER_DURABLE = "erp"
+"""The one consumer of the dead-letter stream the `erp` user may have, with this filter: the
+letters of what it published on erp.> that a c360 consumer refused (docs/consumers.md)."""
+DEAD_LETTER_SUBJECT = "deadletter.*.erp.>"
 _DELIVERY_NAMESPACE = uuid.UUID("b7d1e2f3-0a4b-4c5d-8e6f-c360e7b1de11")
 
 
@@ -463,6 +470,39 @@ def book_order(db: sqlite3.Connection, env: envelope_pb2.Envelope) -> None:
             db.execute("UPDATE orders SET open = 0 WHERE order_id = ?", (order_id,))
 
 
+async def refused(home: Path) -> list[dict[str, str]]:
+    """The letters of our messages that c360 refused since the last look (each once: they
+    are acknowledged), with the consumer that refused each and its reason."""
+    nc = await nats.connect(erp_url(home), name=DEAD_LETTER_DURABLE, inbox_prefix=INBOX)
+    found: list[dict[str, str]] = []
+    try:
+        sub = await nc.jetstream().pull_subscribe(
+            DEAD_LETTER_SUBJECT, durable=DEAD_LETTER_DURABLE, stream=DEAD_LETTERS
+        )
+        while True:
+            try:
+                msgs = await sub.fetch(64, timeout=1)
+            except TimeoutError:
+                break
+            for msg in msgs:
+                headers = msg.headers or {}
+                event = erp.ErpEvent()
+                with suppress(DecodeError):  # not an ErpEvent at all: the reason says so
+                    event.ParseFromString(msg.data)
+                found.append(
+                    {
+                        "subject": msg.subject.split(".", 2)[2],  # as we published it
+                        "event_id": event.event_id,
+                        "refused_by": headers.get("C360-Consumer", ""),
+                        "reason": headers.get("C360-Reason", ""),
+                    }
+                )
+                await msg.ack()
+    finally:
+        await nc.close()
+    return found
+
+
 def open_deliveries(db: sqlite3.Connection) -> list[erp.ErpEvent]:
     """The delivery of each open order the bridge has not delivered yet: what is left of it."""
     rows = db.execute(
@@ -536,6 +576,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("pay", help="record a payment of an invoice and publish it to c360")
     p.add_argument("invoice_number")
     p.add_argument("--amount", help="default: what is still open")
+    sub.add_parser("refused", help="what c360 refused of ours since the last look, and why")
     args = parser.parse_args(argv)
     db_path = args.db or args.home / "erp-bridge.sqlite"
     try:
@@ -545,6 +586,8 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(deliver(args.home, db_path, args.drain))
         if args.command == "debtors":
             result: Any = debtors(db_path)
+        elif args.command == "refused":
+            result = asyncio.run(refused(args.home))
         elif args.command == "invoice":
             result = issue_invoice(
                 args.home, db_path, args.customer_id, args.amount, args.currency, args.due_days

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import unquote, urlsplit
 
 from c360_platform import registry
@@ -25,6 +25,15 @@ from c360_platform.streams import StreamSettings
 
 ADMIN = "admin"
 ERP = "erp"
+ERP_DEAD_LETTERS = "erp"
+"""The one consumer of the dead-letter stream the ERP may have: its own messages' letters."""
+
+
+def erp_dead_letter_subject() -> str:
+    """The dead letters of what ERP published (`deadletter.<consumer>.erp.>`), the filter of
+    its consumer `ERP_DEAD_LETTERS`."""
+    root = StreamSettings.dead_letters().subjects[0].removesuffix(">")
+    return f"{root}*.{StreamSettings.inbound().subjects[0]}"
 
 
 @dataclass(frozen=True)
@@ -157,7 +166,19 @@ def permissions_for(role: str) -> Permissions | None:
         mine = tuple(
             d for s in registry.services().values() for d in s.consumes if d.stream == events.name
         )
-        return _integrator(role, StreamSettings.inbound().subjects, "ERP", events, deny=mine)
+        rules = _integrator(role, StreamSettings.inbound().subjects, "ERP", events, deny=mine)
+        # And the letters of its own messages that a consumer refused, with the reasons:
+        # through one consumer whose filter is in the subject that creates it (the server
+        # checks it against the consumer's), so none reads another system's letters.
+        letters, name = StreamSettings.dead_letters().name, ERP_DEAD_LETTERS
+        own = (
+            _api("STREAM", "INFO", letters),
+            _api("CONSUMER", "CREATE", letters, name, erp_dead_letter_subject()),
+            *(_api("CONSUMER", verb, letters, name) for verb in ("INFO", "DELETE")),
+            _api("CONSUMER", "MSG", "NEXT", letters, name),
+            f"$JS.ACK.{letters}.{name}.>",
+        )
+        return replace(rules, publish=(*rules.publish, *own))
     for owner, partner in _partners().items():
         if partner.role == role:
             return _integrator(role, partner.subjects, partner.stream, feed_of(owner))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -11,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import nats
 import pytest
 
 from .test_cli import running_up
@@ -85,3 +87,24 @@ def test_a_registered_customer_becomes_a_debtor_and_its_invoice_reaches_c360(hom
     assert {"payment.received", "invoice.issued", "customer.forgotten"} <= {
         e["type"] for e in shown["entries"]
     }
+
+    # A message c360 refuses: the bridge reads the letter of it, with the reason, from the
+    # dead letters of its own messages (each once).
+    asyncio.run(_publish_as_erp(home, "erp.invoice.issued", b"not an ErpEvent"))
+    deadline = time.monotonic() + 30
+    letters: list[dict[str, str]] = []
+    while not letters and time.monotonic() < deadline:
+        letters = bridge(home, "refused")
+    [letter] = letters
+    assert (letter["subject"], letter["refused_by"]) == ("erp.invoice.issued", "timeline")
+    assert "not a c360.erp.v1.ErpEvent" in letter["reason"]
+    assert bridge(home, "refused") == []
+
+
+async def _publish_as_erp(home: Path, subject: str, data: bytes) -> None:
+    url = json.loads((home / "endpoints.json").read_text())["nats_users"]["erp"]
+    nc = await nats.connect(url, inbox_prefix="_INBOX_erp")
+    try:
+        await nc.jetstream().publish(subject, data)
+    finally:
+        await nc.close()

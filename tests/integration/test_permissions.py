@@ -154,6 +154,22 @@ async def test_no_outside_system_touches_a_consumer_it_does_not_own(
             assert "permissions violation" in refused, (api, durable)
         assert "permissions violation" in await erp_user.publish(f"$JS.ACK.C360.{durable}.1")
     assert await erp_user.publish("$JS.API.CONSUMER.INFO.C360.erp-debtors") == ""
+    # Dead letters: only of its own messages (erp.>), through its one consumer there; not
+    # one without that filter, nor another consumer's, nor another system's letters.
+    dead = StreamSettings.dead_letters().name
+    own = natsauth.erp_dead_letter_subject()
+    assert await erp_user.publish(f"$JS.API.CONSUMER.CREATE.{dead}.erp.{own}") == ""
+    for subject in (
+        f"$JS.API.CONSUMER.CREATE.{dead}.erp",
+        f"$JS.API.CONSUMER.DURABLE.CREATE.{dead}.erp",
+        f"$JS.API.CONSUMER.CREATE.{dead}.erp.deadletter.marketing.delivery.>",
+        f"$JS.API.CONSUMER.CREATE.{dead}.erp.deadletter.>",
+        f"$JS.API.CONSUMER.CREATE.{dead}.ops.{own}",
+        f"$JS.API.CONSUMER.MSG.NEXT.{dead}.ops",
+        f"$JS.API.STREAM.MSG.GET.{dead}",
+        f"$JS.ACK.{dead}.ops.1",
+    ):
+        assert "permissions violation" in await erp_user.publish(subject), subject
     assert "permissions violation" in await sales.publish("$JS.API.CONSUMER.DELETE.C360.timeline")
     assert await sales.publish("$JS.API.CONSUMER.INFO.C360.sales-renewals") == ""
     for subject in (
@@ -226,6 +242,21 @@ async def test_every_part_does_its_work_with_its_own_credentials(
         while await projector.intake.process_batch(timeout=0.5):  # dead-letters it
             pass
         assert projector.intake.rejected == 1
+        # ... and reads that letter, with the reason, on the one consumer it may have there
+        letters = await nc.jetstream().pull_subscribe(
+            natsauth.erp_dead_letter_subject(),
+            durable=natsauth.ERP_DEAD_LETTERS,
+            stream=StreamSettings.dead_letters().name,
+        )
+        [letter] = await letters.fetch(1, timeout=5)
+        assert (letter.subject, letter.data) == (
+            "deadletter.timeline.erp.invoice.issued",
+            b"not an ErpEvent",
+        )
+        assert letter.headers is not None
+        assert letter.headers["C360-Consumer"] == "timeline"
+        assert "not a c360.erp.v1.ErpEvent" in letter.headers["C360-Reason"]
+        await letter.ack()
     finally:
         await nc.close()
         await relay.close()
