@@ -145,7 +145,7 @@ LEAD_COMMANDS = (
             Arg("--owner", "owner_id", "the owner (default: the lead's agent)", metavar="ID"),
         ),
         verb="lead converted",
-        shows=("customer_id", "opportunity_id"),
+        shows=("customer_id", "opportunity_id", "contact_person_id"),
         expected_version=True,
     ),
     Command(

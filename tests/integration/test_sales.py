@@ -123,6 +123,15 @@ async def test_lead_to_fulfilled_order_in_the_timeline_profile_pipeline_and_veri
     customer = await stack.customer.GetCustomer(_get_customer(customer_id))
     assert customer.customer.display_name == "Berg Logistics AG"
     assert customer.customer.owner_id == "emp-7"
+    # Its contact, the person, registered with the lead's e-mail and linked in her position.
+    [link] = customer.customer.contact_persons
+    assert (link.person_id, link.role) == (converted.contact_person_id, "Head of Purchasing")
+    person = (await stack.customer.GetCustomer(_get_customer(link.person_id))).customer
+    assert (person.display_name, list(person.emails)) == (
+        "Anna Berg",
+        ["anna@berg.example"],
+    )
+    assert list(customer.customer.emails) == []
 
     await sales.MoveOpportunityStage(
         sapi.MoveOpportunityStageRequest(opportunity_id=oid, stage="proposal")
@@ -219,6 +228,9 @@ async def test_lead_to_fulfilled_order_in_the_timeline_profile_pipeline_and_veri
     assert summaries["order.fulfilled"] == "Order fulfilled: 1800.00 EUR"
     assert summaries["lead.converted"].startswith("Lead captured by phone on ")
     assert "worked by emp-7, converted" in summaries["lead.converted"]
+    assert summaries["lead.converted"].endswith(
+        "(customer registered for it, with its contact person)"
+    )
 
     # The pipeline as it stood before the win still holds the opportunity, open.
     now = await sales.GetPipeline(sapi.GetPipelineRequest())
@@ -290,7 +302,7 @@ async def test_lead_to_fulfilled_order_in_the_timeline_profile_pipeline_and_veri
         e.type == "customer_classes.changed" and "Became key" in e.summary for e in timeline.entries
     )
 
-    # A second lead from the same person: the timeline's search finds the customer.
+    # A second lead from the same person: the timeline's search finds her (the contact).
     again = await sales.CaptureLead(
         sapi.CaptureLeadRequest(
             channel=lev.LEAD_CHANNEL_EMAIL, person_name="Anna Berg", email="anna@berg.example"
@@ -299,7 +311,9 @@ async def test_lead_to_fulfilled_order_in_the_timeline_profile_pipeline_and_veri
     found = await sales.FindLeadCustomers(
         sapi.FindLeadCustomersRequest(lead_id=again.result.aggregate_id)
     )
-    assert [(m.customer_id, m.matched_on[0]) for m in found.matches] == [(customer_id, "email")]
+    assert [(m.customer_id, m.matched_on[0]) for m in found.matches] == [
+        (converted.contact_person_id, "email")
+    ]
 
     async def verified() -> bool:
         with psycopg.connect(stack.postgres_url, autocommit=True) as conn:

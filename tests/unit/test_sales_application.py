@@ -40,6 +40,7 @@ class FakeCustomers:
 
     def __init__(self) -> None:
         self.registered: dict[str, tuple[str, NewCustomer]] = {}
+        self.links: dict[str, tuple[str, str, str]] = {}
 
     async def register(self, customer: NewCustomer) -> str:
         found = self.registered.get(customer.request_id)
@@ -47,6 +48,11 @@ class FakeCustomers:
             found = (str(uuid4()), customer)
             self.registered[customer.request_id] = found
         return found[0]
+
+    async def link_contact(
+        self, request_id: str, organisation_id: str, person_id: str, role: str
+    ) -> None:
+        self.links.setdefault(request_id, (organisation_id, person_id, role))
 
 
 @pytest.fixture
@@ -158,11 +164,24 @@ async def test_a_phone_lead_is_assigned_qualified_and_converted_into_a_new_custo
     assert again.opportunity_id == reply.opportunity_id
     assert again.customer_id == reply.customer_id
     assert reply.customer_registered
-    ((customer_id, new),) = customers.registered.values()
+    # The company and its contact, the person, linked in the lead's position (as qualifying
+    # a lead makes an account and its contact); the e-mail and phone are the person's.
+    (customer_id, new), (contact_id, person) = customers.registered.values()
     assert reply.customer_id == customer_id
     assert (new.display_name, new.organisation, new.owner_id) == ("Berg Logistics", True, "emp-7")
-    assert new.emails == ("anna@berg.example",)
+    assert (new.emails, new.phones) == ((), ())
     assert new.acquisition_channel == "phone"
+    assert (person.display_name, person.organisation, person.owner_id) == (
+        "Anna Berg",
+        False,
+        "emp-7",
+    )
+    assert (person.emails, person.phones) == (("anna@berg.example",), ("+41441234567",))
+    assert list(customers.links.values()) == [(customer_id, contact_id, "Head of Purchasing")]
+    assert reply.contact_person_id == again.contact_person_id == contact_id
+    converted = CONTRACT.publication(list(sales.app.events.get(UUID(lead_id)))[-1]).payload
+    assert isinstance(converted, lev.LeadConverted)
+    assert (converted.customer_id, converted.contact_person_id) == (customer_id, contact_id)
     o = (
         await sales.GetOpportunity(
             sapi.GetOpportunityRequest(opportunity_id=reply.opportunity_id), CALL

@@ -25,6 +25,11 @@ class NoRegistry:
     async def register(self, customer: Any) -> str:
         raise AssertionError("not called")
 
+    async def link_contact(
+        self, request_id: str, organisation_id: str, person_id: str, role: str
+    ) -> None:
+        raise AssertionError("not called")
+
 
 def entries_of(app: SalesApplication) -> list[Entry]:
     """Every stored event about a customer as the timeline receives it."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -356,6 +357,7 @@ class SalesServicer(CommandServicer[SalesApplication], api_grpc.SalesServiceServ
         currency, amount = _money(request, "amount")
         customer_id = request.customer_id.strip()
         registered = False
+        contact_id = ""
         answered = await self._customer_checked(
             request, context, api.ConvertLeadResponse, customer_id, "an opportunity"
         )
@@ -372,11 +374,39 @@ class SalesServicer(CommandServicer[SalesApplication], api_grpc.SalesServiceServ
                 customer_id = lead.customer_id
             else:
                 lead = await blocking(self.app.check_convertible, lid, version)
-                customer_id = lead.customer_id or await self.customers.register(_new_customer(lead))
                 registered = not lead.customer_id
+                if registered:
+                    customer_id, contact_id = await self._register(lead)
+                else:
+                    customer_id = lead.customer_id
         return await self._convert(
-            request, context, lid, version, customer_id, registered, currency, amount
+            request, context, lid, version, customer_id, registered, currency, amount, contact_id
         )
+
+    async def _register(self, lead: Lead) -> tuple[str, str]:
+        """The customer registered for a lead, and (a company's lead with a person's name) the
+        person registered and linked to it as its contact in the lead's position, as
+        qualifying a lead makes an account and its contact in Dynamics. The person's e-mail
+        and phone are the person's, not the company's: two customers with one address would
+        be offered as duplicates. Each step has a request id of the lead's own, so a retry
+        after a failure in between completes it. (organisation or person id, contact id)"""
+        if not (lead.company_name and lead.person_name):
+            return await self.customers.register(_new_customer(lead)), ""
+        organisation = await self.customers.register(
+            replace(_new_customer(lead), emails=(), phones=())
+        )
+        contact = await self.customers.register(
+            replace(
+                _new_customer(lead),
+                request_id=f"sales-lead-{lead.id}-contact",
+                organisation=False,
+                display_name=lead.person_name,
+            )
+        )
+        await self.customers.link_contact(
+            f"sales-lead-{lead.id}-contact-link", organisation, contact, lead.position or "contact"
+        )
+        return organisation, contact
 
     async def _convert(
         self,
@@ -388,6 +418,7 @@ class SalesServicer(CommandServicer[SalesApplication], api_grpc.SalesServiceServ
         registered: bool,
         currency: str,
         amount: str,
+        contact_id: str,
     ) -> api.ConvertLeadResponse:
         reply = await self.command(
             request,
@@ -405,12 +436,14 @@ class SalesServicer(CommandServicer[SalesApplication], api_grpc.SalesServiceServ
                 amount=amount,
                 expected_close=request.expected_close,
                 owner_id=request.owner_id,
+                contact_person_id=contact_id,
             ),
             extra=["customer_id", "opportunity_id"],
         )
         if reply.result.replayed:
             return await self._conversion_replayed(reply, lid)
         reply.customer_registered = registered
+        reply.contact_person_id = contact_id
         return reply
 
     async def _conversion_replayed(
@@ -421,6 +454,7 @@ class SalesServicer(CommandServicer[SalesApplication], api_grpc.SalesServiceServ
         lead = await blocking(self.app.get_lead, lid)
         reply.customer_id, reply.opportunity_id = lead.customer_id, lead.opportunity_id
         reply.customer_registered = lead.customer_registered
+        reply.contact_person_id = lead.contact_person_id
         return reply
 
     async def DisqualifyLead(

@@ -491,6 +491,7 @@ class SalesApplication(ServiceApplication):
         amount: str,
         expected_close: str,
         owner_id: str,
+        contact_person_id: str = "",
     ) -> CommandOutcome:
         """Link the lead to the customer and open its opportunity, in one transaction."""
 
@@ -511,7 +512,9 @@ class SalesApplication(ServiceApplication):
                 campaign_id=lead.campaign_id,
                 at=self.clock(),
             )
-            lead.convert(opportunity.customer_id, registered, str(opportunity.id))
+            lead.convert(
+                opportunity.customer_id, registered, str(opportunity.id), contact_person_id
+            )
             extra = {
                 "customer_id": opportunity.customer_id,
                 "opportunity_id": str(opportunity.id),

@@ -136,6 +136,7 @@ _LEADS: dict[type, Mapper] = {
         channel=CHANNELS.value(e.channel),
         agent_id=e.agent_id,
         captured_at=e.captured_at,
+        contact_person_id=getattr(e, "contact_person_id", ""),  # absent before it
     ),
     Lead.Disqualified: lambda e: lead_pb.LeadDisqualified(
         customer_id=e.customer_id,

@@ -37,9 +37,14 @@ class NewCustomer:
 
 
 class CustomerRegistry(Protocol):
-    """Registers customers (the port ConvertLead uses)."""
+    """Registers customers and links a person to an organisation as its contact (the port
+    ConvertLead uses)."""
 
     async def register(self, customer: NewCustomer) -> str: ...
+
+    async def link_contact(
+        self, request_id: str, organisation_id: str, person_id: str, role: str
+    ) -> None: ...
 
 
 class GrpcCustomerRegistry:
@@ -79,18 +84,31 @@ class GrpcCustomerRegistry:
         try:
             reply = await self._stub().RegisterCustomer(request, timeout=self.timeout)
         except grpc.aio.AioRpcError as exc:
-            code = exc.code()
-            if code == grpc.StatusCode.INVALID_ARGUMENT:
-                raise InvalidArgument.one(
-                    "register_customer",
-                    f"the customer service refused the lead's data: {exc.details()}",
-                ) from None
-            if code in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.ALREADY_EXISTS):
-                raise PreconditionFailed(f"the customer service refused: {exc.details()}") from None
-            raise Unavailable(
-                f"the customer service at {self.address} answered {code.name}; retry"
-            ) from None
+            raise self._refused(exc) from None
         return str(reply.result.aggregate_id)
+
+    async def link_contact(
+        self, request_id: str, organisation_id: str, person_id: str, role: str
+    ) -> None:
+        request = capi.LinkContactPersonRequest(
+            request_id=request_id, organisation_id=organisation_id, person_id=person_id, role=role
+        )
+        try:
+            await self._stub().LinkContactPerson(request, timeout=self.timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise self._refused(exc) from None
+
+    def _refused(self, exc: grpc.aio.AioRpcError) -> Exception:
+        """The customer service's refusal, as this service answers it."""
+        code = exc.code()
+        if code == grpc.StatusCode.INVALID_ARGUMENT:
+            return InvalidArgument.one(
+                "register_customer",
+                f"the customer service refused the lead's data: {exc.details()}",
+            )
+        if code in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.ALREADY_EXISTS):
+            return PreconditionFailed(f"the customer service refused: {exc.details()}")
+        return Unavailable(f"the customer service at {self.address} answered {code.name}; retry")
 
     async def close(self) -> None:
         if self._channel is not None:

@@ -254,6 +254,9 @@ class Lead(Aggregate):
         self.disqualify_reason = ""
         self.opportunity_id = ""
         self.customer_registered = False
+        self.contact_person_id = ""
+        """The person registered for the lead and linked to its organisation as its contact
+        (on conversion)."""
 
     def _require(self, action: str, *allowed: str) -> None:
         if self.forgotten_at is not None:
@@ -290,7 +293,13 @@ class Lead(Aggregate):
     def check_convertible(self) -> None:
         self._require("convert it", LeadState.QUALIFIED.value)
 
-    def convert(self, customer_id: str, registered: bool, opportunity_id: str) -> None:
+    def convert(
+        self,
+        customer_id: str,
+        registered: bool,
+        opportunity_id: str,
+        contact_person_id: str = "",
+    ) -> None:
         self.check_convertible()
         if self.customer_id and customer_id != self.customer_id:
             raise PreconditionFailed(
@@ -303,6 +312,7 @@ class Lead(Aggregate):
             self.channel,
             self.agent_id,
             self.created_on.isoformat(),
+            contact_person_id,
         )
 
     @event("Converted")
@@ -314,10 +324,12 @@ class Lead(Aggregate):
         channel: str,
         agent_id: str,
         captured_at: str,
+        contact_person_id: str = "",  # absent from conversions stored before it
     ) -> None:
         self.customer_id = customer_id
         self.customer_registered = customer_registered
         self.opportunity_id = opportunity_id
+        self.contact_person_id = contact_person_id
         self.state = LeadState.CONVERTED.value
 
     def disqualify(self, reason: str, note: str, competitor: str) -> None:

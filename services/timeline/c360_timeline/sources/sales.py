@@ -106,6 +106,8 @@ def _converted(d: Doc) -> str:
     if d.get("agent_id"):
         start += f", worked by {d['agent_id']},"
     text = f"{start} converted into an opportunity"
+    if d.get("contact_person_id"):
+        return text + " (customer registered for it, with its contact person)"
     return text + (" (customer registered for it)" if d.get("customer_registered") else "")
 
 
