@@ -28,6 +28,7 @@ PURE_PLATFORM = (
     "consistency",
     "subjects",
     "pii",
+    "currencies",
 )
 """Platform modules domain code may use: no I/O, no adapters."""
 IO_PACKAGES = ("grpc", "grpc_health", "grpc_reflection", "nats", "psycopg", "psycopg_pool")

@@ -18,6 +18,7 @@ from rich.text import Text
 
 from c360_cli.output import short_time
 from c360_cli.words import CONSENT_CHANNELS, CONSENT_PURPOSES
+from c360_platform import currencies
 
 Doc = Mapping[str, Any]
 
@@ -38,11 +39,13 @@ def short_id(value: str) -> str:
 
 
 def money(amounts: Mapping[str, Any]) -> str:
-    """{"EUR": "7728.00", ...} as "7,728.00 EUR, ..."."""
+    """{"EUR": "7728.00", "JPY": "1250"} as "7,728.00 EUR, 1,250 JPY" (each in its
+    currency's smallest unit)."""
     parts = []
     for currency, amount in sorted(amounts.items()):
+        places = currencies.minor_units(currency)
         try:
-            parts.append(f"{Decimal(str(amount)):,.2f} {currency}")
+            parts.append(f"{Decimal(str(amount)):,.{places}f} {currency}")
         except InvalidOperation:
             parts.append(f"{amount} {currency}")
     return ", ".join(parts)

@@ -5,7 +5,7 @@ first-time fixes, satisfaction by technician and region)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from uuid import UUID, uuid4
 
 import pytest
@@ -303,8 +303,29 @@ def test_the_cost_is_the_sum_of_the_lines_rounded_per_line(
     w.start_work(NOW)
     for qty, unit in lines:
         w.use_part("p-1", "", str(qty), str(unit))
-    expected = sum(((q * u).quantize(Decimal("0.01")) for q, u in lines), Decimal(0))
+    cent = Decimal("0.01")
+    expected = sum(((q * u).quantize(cent, ROUND_HALF_UP) for q, u in lines), Decimal(0))
     assert w.cost == expected
+
+
+def test_a_visit_in_yen_costs_whole_yen_and_takes_no_fractions() -> None:
+    """JPY has no minor unit (ISO 4217): a part's unit cost with sen is refused, and labour
+    is rounded half up to whole yen, as sales rounds its amounts."""
+    w = create_work_order(
+        customer_id=str(uuid4()), summary="x", ticket_id="", contract_id="", region="",
+        currency="JPY",
+    )  # fmt: skip
+    w.schedule("emp-1", NOW, NOW + timedelta(hours=1))
+    w.start_travel(NOW)
+    w.start_work(NOW)
+    with pytest.raises(InvalidArgument) as caught:
+        w.use_part("p-1", "", "1", "1500.5")
+    assert [v.field for v in caught.value.violations] == ["unit_cost"]
+    assert w.lines == []
+    w.use_part("p-1", "", "3", "1500")
+    w.record_labour("emp-1", 45, "4999")  # 3749.25
+    assert [line["cost"] for line in w.lines] == ["4500", "3749"]
+    assert w.cost == Decimal("8249")
 
 
 def test_amounts_are_checked() -> None:

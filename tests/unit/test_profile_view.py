@@ -235,3 +235,8 @@ def test_counts_agree_with_their_nouns() -> None:
     assert profile_view.counted(1, "SLA breach", "SLA breaches") == "1 SLA breach"
     desk = {"open_ticket_count": 1, "ratings": 1, "sla_breaches": 1, "mean_satisfaction": 5}
     assert profile_view._service(desk).endswith("satisfaction 5.0 (1 rating); 1 SLA breach")
+
+
+def test_amounts_show_in_their_currencys_smallest_unit() -> None:
+    shown = profile_view.money({"EUR": "7728", "JPY": "1250", "KWD": "3.5", "USD": "n/a"})
+    assert shown == "7,728.00 EUR, 1,250 JPY, 3.500 KWD, n/a USD"

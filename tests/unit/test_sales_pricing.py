@@ -252,11 +252,30 @@ def test_price_list_rules_are_validated_naming_each_field() -> None:
 
 
 def test_line_nets_taxes_and_totals_round_half_up_as_prices_do() -> None:
-    assert domain.line_net("1", "0.25", "50") == Decimal("0.13")  # 0.125
-    assert domain.line_net("3", "18.99", "10") == Decimal("51.27")  # 51.273
-    assert domain.totals([{"net_amount": "10.50", "tax_rate": "5"}]).tax == Decimal("0.53")
-    assert domain.money_text(Decimal("0.125")) == "0.13"
-    assert domain.money_text(Decimal("-0.125")) == "-0.13"
+    assert domain.line_net("1", "0.25", "50", "EUR") == Decimal("0.13")  # 0.125
+    assert domain.line_net("3", "18.99", "10", "EUR") == Decimal("51.27")  # 51.273
+    assert domain.totals([{"net_amount": "10.50", "tax_rate": "5"}], "EUR").tax == Decimal("0.53")
+    assert domain.money_text(Decimal("0.125"), "EUR") == "0.13"
+    assert domain.money_text(Decimal("-0.125"), "EUR") == "-0.13"
     half = Rule("h", Scope.ALL, Computation.PERCENT_DISCOUNT, discount_percent=Decimal("50"))
     kit = pricing.Product("p-kit", "misc", "EUR", Decimal("0.25"), Decimal(0))
     assert pricing.resolve(price_list(half), kit, Decimal(1), DAY).unit_price == Decimal("0.13")
+
+
+def test_amounts_in_yen_are_whole_yen_as_in_every_other_currency_its_smallest_unit() -> None:
+    """JPY has no minor unit (ISO 4217): a price, a line's net, its tax and the totals are
+    whole yen, rounded half up, never 98.72 JPY."""
+    assert domain.line_net("3", "1234", "5", "JPY") == Decimal("3517")  # 3516.9
+    lines = [
+        {"net_amount": "1234", "tax_rate": "8"},  # 98.72
+        {"net_amount": "3517", "tax_rate": "10"},  # 351.7
+    ]
+    t = domain.totals(lines, "JPY")
+    assert (t.net, t.tax, t.gross) == (Decimal("4751"), Decimal("451"), Decimal("5202"))
+    assert domain.money_text(Decimal("98.5"), "JPY") == "99"
+    half = Rule("h", Scope.ALL, Computation.PERCENT_DISCOUNT, discount_percent=Decimal("15"))
+    box = pricing.Product("p-box", "misc", "JPY", Decimal("1999"), Decimal(0))
+    priced = pricing.resolve(price_list(half, currency="JPY"), box, Decimal(1), DAY)
+    assert priced.unit_price == Decimal("1699")  # 1699.15
+    listed = pricing.resolve(price_list(currency="JPY"), box, Decimal(1), DAY)
+    assert (listed.unit_price, listed.note) == (Decimal("1999"), "list price 1999")

@@ -129,7 +129,7 @@ def opportunity_message(o: Opportunity, now: datetime) -> api.Opportunity:
         actual_amount=money(o.currency, o.actual_amount) if o.actual_amount else None,
         closed_on=o.closed_on,
         lost_reason=o.lost_reason,
-        weighted_amount=domain.money_text(o.weighted),
+        weighted_amount=domain.money_text(o.weighted, o.currency),
         stage_history=visits,
         cycle_seconds=max(0, int((closed_at - opened).total_seconds())),
         opened_at=_ts(o.created_on),
@@ -155,9 +155,9 @@ def quote_message(q: Quote) -> api.Quote:
         revises_quote_id=q.revises_quote_id,
         state=QUOTE_STATES.value(q.state),
         lines=[quote_line_message(line) for line in q.lines],
-        net_total=money(q.currency, domain.money_text(t.net)),
-        tax_total=money(q.currency, domain.money_text(t.tax)),
-        gross_total=money(q.currency, domain.money_text(t.gross)),
+        net_total=money(q.currency, domain.money_text(t.net, q.currency)),
+        tax_total=money(q.currency, domain.money_text(t.tax, q.currency)),
+        gross_total=money(q.currency, domain.money_text(t.gross, q.currency)),
         order_id=q.order_id,
         reason=q.reason,
         drafted_at=_ts(q.created_on),
@@ -177,9 +177,9 @@ def order_message(o: Order) -> api.Order:
         currency=o.currency,
         state=ORDER_STATES.value(o.state),
         lines=[order_line_message(line) for line in o.lines],
-        net_total=money(o.currency, domain.money_text(t.net)),
-        tax_total=money(o.currency, domain.money_text(t.tax)),
-        gross_total=money(o.currency, domain.money_text(t.gross)),
+        net_total=money(o.currency, domain.money_text(t.net, o.currency)),
+        tax_total=money(o.currency, domain.money_text(t.tax, o.currency)),
+        gross_total=money(o.currency, domain.money_text(t.gross, o.currency)),
         reason=o.reason,
         fulfilled_on=o.fulfilled_on,
         placed_at=_ts(o.created_on),
@@ -248,8 +248,8 @@ def _rule_dict(rule: Any) -> dict[str, str]:
 
 def _buckets_amounts(b: Bucket) -> dict[str, str]:
     return {
-        "amount": domain.money_text(b.amount),
-        "weighted_amount": domain.money_text(b.weighted),
+        "amount": domain.money_text(b.amount, b.currency),
+        "weighted_amount": domain.money_text(b.weighted, b.currency),
     }
 
 
@@ -827,7 +827,7 @@ class SalesServicer(CommandServicer[SalesApplication], api_grpc.SalesServiceServ
                 except Exception as exc:  # a product this list cannot price: say why
                     item.error = str(exc)
                 else:
-                    item.unit_price = domain.money_text(price.unit_price)
+                    item.unit_price = domain.money_text(price.unit_price, prices.currency)
                     item.rule_id, item.pricing_note = price.rule_id, price.note
                 priced.append(item)
             return api.GetPriceListResponse(
@@ -1057,7 +1057,7 @@ class SalesServicer(CommandServicer[SalesApplication], api_grpc.SalesServiceServ
                     owner_id=b.key[2],
                     currency=b.currency,
                     count=b.count,
-                    won_amount=domain.money_text(b.won),
+                    won_amount=domain.money_text(b.won, b.currency),
                     **_buckets_amounts(b),
                 )
                 for b in buckets

@@ -157,7 +157,7 @@ def _row(a: Aggregate) -> dict[str, Any]:
             customer_id=a.customer_id,
             parent_id=a.opportunity_id,
             currency=a.currency,
-            amount=domain.money_text(a.totals.gross),
+            amount=domain.money_text(a.totals.gross, a.currency),
             expected_close=a.valid_until,
             number=str(a.revision),
         )
@@ -167,7 +167,7 @@ def _row(a: Aggregate) -> dict[str, Any]:
             customer_id=a.customer_id,
             parent_id=a.quote_id,
             currency=a.currency,
-            amount=domain.money_text(a.totals.gross),
+            amount=domain.money_text(a.totals.gross, a.currency),
             number=a.order_number,
         )
     elif isinstance(a, Activity):

@@ -96,7 +96,8 @@ def classify(
         top = max(1, int(len(ranked) * rules.key_share))
         for rank, (customer, value) in enumerate(ranked[:top], start=1):
             of(customer).found["key"] = (
-                f"#{rank} of {len(ranked)} by 12-month revenue: {money_text(value)} {currency}"
+                f"#{rank} of {len(ranked)} by 12-month revenue:"
+                f" {money_text(value, currency)} {currency}"
             )
         for customer, value in by_customer.items():
             if value <= 0:
@@ -119,8 +120,8 @@ def classify(
             now = recent[currency].get(customer, Decimal(0))
             if baseline > 0 and now <= baseline / 2:
                 of(customer).found["trend_alert"] = (
-                    f"{money_text(now)} {currency} in the last 90 days against a baseline of"
-                    f" {money_text(baseline)} per 90 days"
+                    f"{money_text(now, currency)} {currency} in the last 90 days against a"
+                    f" baseline of {money_text(baseline, currency)} per 90 days"
                 )
     for customer, invoices in debts.items():
         if invoices:

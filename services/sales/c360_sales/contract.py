@@ -306,16 +306,16 @@ _QUOTES: dict[type, Mapper] = {
 
 
 def _placed(e: Any) -> Any:
-    t = totals(e.lines)
+    t = totals(e.lines, e.currency)
     return order_pb.OrderPlaced(
         customer_id=e.customer_id,
         quote_id=e.quote_id,
         opportunity_id=e.opportunity_id,
         currency=e.currency,
         lines=[order_line_message({**line, "fulfilled_quantity": "0"}) for line in e.lines],
-        net_total=money(e.currency, money_text(t.net)),
-        tax_total=money(e.currency, money_text(t.tax)),
-        gross_total=money(e.currency, money_text(t.gross)),
+        net_total=money(e.currency, money_text(t.net, e.currency)),
+        tax_total=money(e.currency, money_text(t.tax, e.currency)),
+        gross_total=money(e.currency, money_text(t.gross, e.currency)),
         state=ORDER_STATES.value("planned"),
         order_number=e.order_number,
     )

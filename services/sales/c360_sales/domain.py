@@ -17,12 +17,13 @@ import uuid
 from collections.abc import Collection, Mapping, Sequence, Sized
 from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from eventsourcing.domain import Aggregate, event
 
+from c360_platform import currencies
 from c360_platform.errors import PreconditionFailed
 from c360_platform.pii import FORGOTTEN
 from c360_platform.validation import Violations
@@ -47,9 +48,6 @@ _KEY = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,63}$")
 NAMESPACE = uuid.UUID("5a1e5c36-0c36-4c36-8c36-c360c3605a1e")
 CURRENCIES = frozenset({"EUR", "USD", "GBP", "CHF", "SEK", "NOK", "DKK", "PLN", "CZK", "JPY"})
 """The currencies sales accepts (others are INVALID_ARGUMENT: "unknown currency")."""
-MINOR_UNITS = {"JPY": 0}
-"""Decimal places of a currency's smallest unit where not 2 (ISO 4217): the most a deal's
-amount (an opportunity's, its actual amount, a lead's estimate) may have."""
 
 
 def named_id(kind: str, name: str) -> uuid.UUID:
@@ -88,7 +86,7 @@ class Checks(Violations):
         """An amount (as `amount`) with no more decimals than `currency` has: 1000.005 EUR is
         refused, not rounded one way in a list and shown another in a detail."""
         text = self.amount(field, amount)
-        places = MINOR_UNITS.get(currency, 2)
+        places = currencies.minor_units(currency)
         exponent = Decimal(text or "0").as_tuple().exponent
         if isinstance(exponent, int) and -exponent > places:
             self.add(field, f"at most {places} decimal places in {currency}")
@@ -140,12 +138,12 @@ def dec(text: str) -> Decimal:
 def in_units(amount: str, currency: str) -> str:
     """An amount rounded (half up) to `currency`'s smallest unit: what another system's finer
     figure (a service contract's value) becomes as a deal's amount."""
-    places = MINOR_UNITS.get(currency, 2)
-    return str(dec(amount).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP))
+    return money_text(dec(amount), currency)
 
 
-def money_text(value: Decimal) -> str:
-    return str(pricing.to_cent(value))
+def money_text(value: Decimal, currency: str) -> str:
+    """An amount sales computed, as text in `currency`'s smallest unit ("18.01", "1234")."""
+    return str(pricing.to_unit(value, currency))
 
 
 def _require(kind: str, aggregate_id: uuid.UUID, state: str, action: str, *allowed: str) -> None:
@@ -1290,18 +1288,22 @@ class Totals:
         return self.net + self.tax
 
 
-def line_net(quantity: str, unit_price: str, discount_percent: str) -> Decimal:
+def line_net(quantity: str, unit_price: str, discount_percent: str, currency: str) -> Decimal:
     gross = dec(quantity) * dec(unit_price)
-    return pricing.to_cent(gross * (1 - dec(discount_percent) / 100))
+    return pricing.to_unit(gross * (1 - dec(discount_percent) / 100), currency)
 
 
-def totals(lines: Sequence[Mapping[str, str]]) -> Totals:
+def totals(lines: Sequence[Mapping[str, str]], currency: str) -> Totals:
+    """The net and the tax of `lines`, the tax rounded per line (as each line's net is)."""
     net = sum((dec(line["net_amount"]) for line in lines), Decimal(0))
     tax = sum(
-        (pricing.to_cent(dec(line["net_amount"]) * dec(line["tax_rate"]) / 100) for line in lines),
+        (
+            pricing.to_unit(dec(line["net_amount"]) * dec(line["tax_rate"]) / 100, currency)
+            for line in lines
+        ),
         Decimal(0),
     )
-    return Totals(pricing.to_cent(net), pricing.to_cent(tax))
+    return Totals(pricing.to_unit(net, currency), pricing.to_unit(tax, currency))
 
 
 class Quote(Aggregate):
@@ -1346,7 +1348,7 @@ class Quote(Aggregate):
 
     @property
     def totals(self) -> Totals:
-        return totals(self.lines)
+        return totals(self.lines, self.currency)
 
     def add_line(
         self,
@@ -1364,7 +1366,7 @@ class Quote(Aggregate):
         line_id = f"l{len(self.lines) + 1}"
         while any(line["line_id"] == line_id for line in self.lines):
             line_id += "a"
-        unit_price = money_text(price.unit_price)
+        unit_price = money_text(price.unit_price, self.currency)
         line = {
             "line_id": line_id,
             "product_id": str(product.id),
@@ -1376,7 +1378,9 @@ class Quote(Aggregate):
             "pricing_note": price.note,
             "discount_percent": discount_percent or "0",
             "tax_rate": tax_rate or "0",
-            "net_amount": money_text(line_net(quantity, unit_price, discount_percent)),
+            "net_amount": money_text(
+                line_net(quantity, unit_price, discount_percent, self.currency), self.currency
+            ),
             "unit_cost": product.cost,
         }
         self._line_added(self.customer_id, line)
@@ -1412,9 +1416,9 @@ class Quote(Aggregate):
         self._sent(
             self.customer_id,
             self.currency,
-            money_text(t.net),
-            money_text(t.tax),
-            money_text(t.gross),
+            money_text(t.net, self.currency),
+            money_text(t.tax, self.currency),
+            money_text(t.gross, self.currency),
         )
 
     @event("Sent")
@@ -1429,7 +1433,9 @@ class Quote(Aggregate):
             raise PreconditionFailed(
                 f"quote {self.id} was valid until {self.valid_until}: revise it and send it again"
             )
-        self._accepted(self.customer_id, order_id, self.currency, money_text(self.totals.gross))
+        self._accepted(
+            self.customer_id, order_id, self.currency, money_text(self.totals.gross, self.currency)
+        )
 
     @event("Accepted")
     def _accepted(self, customer_id: str, order_id: str, currency: str, gross_total: str) -> None:
@@ -1547,7 +1553,7 @@ class Order(Aggregate):
 
     @property
     def totals(self) -> Totals:
-        return totals(self.lines)
+        return totals(self.lines, self.currency)
 
     def confirm(self) -> None:
         self._require("confirm it", OrderState.PLANNED.value)
@@ -1556,7 +1562,7 @@ class Order(Aggregate):
             self.order_number,
             self.currency,
             self.lines,
-            money_text(self.totals.gross),
+            money_text(self.totals.gross, self.currency),
         )
 
     @event("Confirmed")
@@ -1612,7 +1618,7 @@ class Order(Aggregate):
             clean,
             complete,
             self.currency,
-            money_text(value),
+            money_text(value, self.currency),
             reference,
         )
         if complete:
@@ -1620,8 +1626,8 @@ class Order(Aggregate):
             self._fulfilled(
                 self.customer_id,
                 self.currency,
-                money_text(t.gross),
-                money_text(t.net),
+                money_text(t.gross, self.currency),
+                money_text(t.net, self.currency),
                 sorted({line["product_id"] for line in self.lines}),
                 on.isoformat(),
             )

@@ -2,7 +2,8 @@
 unit price it computes (fixed, percent discount, or a formula from a base with discount,
 rounding, surcharge and a margin over cost kept between a minimum and a maximum).
 
-Amounts are `Decimal`; a resolved price is rounded to cents (half up) and never negative.
+Amounts are `Decimal`; a resolved price is rounded to its currency's smallest unit (half up:
+cents, whole yen) and never negative.
 Rules are tried most specific first (product, then category, then all), then the higher
 minimum quantity first, then in the list's order; the first that applies wins. No rule: the
 product's list price (when the list is in the product's currency).
@@ -16,7 +17,8 @@ from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 
-CENT = Decimal("0.01")
+from c360_platform import currencies
+
 HUNDRED = Decimal(100)
 MAX_DEPTH = 5
 
@@ -122,14 +124,14 @@ def round_to(value: Decimal, step: Decimal) -> Decimal:
     return (value / step).quantize(Decimal(1), rounding=ROUND_HALF_UP) * step
 
 
-def to_cent(value: Decimal) -> Decimal:
-    """`value` rounded to cents, half up (commercial rounding: 0.125 -> 0.13), as every amount
-    sales computes is: prices, line nets, taxes, totals, weighted values."""
-    return value.quantize(CENT, rounding=ROUND_HALF_UP)
+def to_unit(value: Decimal, currency: str) -> Decimal:
+    """`value` rounded to `currency`'s smallest unit, half up (`currencies.rounded`), as every
+    amount sales computes is: prices, line nets, taxes, totals, weighted values."""
+    return currencies.rounded(value, currency)
 
 
-def cents(value: Decimal) -> Decimal:
-    return to_cent(max(value, Decimal(0)))
+def _price(value: Decimal, currency: str) -> Decimal:
+    return to_unit(max(value, Decimal(0)), currency)
 
 
 def resolve(
@@ -146,13 +148,14 @@ def resolve(
     for rule in ordered(price_list.rules):
         if rule.applies(product, quantity, on):
             value, note = _compute(rule, price_list, product, quantity, on, lists, _depth)
-            return Price(cents(value), rule.rule_id, note)
+            return Price(_price(value, price_list.currency), rule.rule_id, note)
     if product.currency != price_list.currency:
         raise CannotPrice(
             f"price list {price_list.price_list_id} ({price_list.currency}) has no rule for"
             f" product {product.product_id}, whose list price is in {product.currency}"
         )
-    return Price(cents(product.list_price), "", f"list price {cents(product.list_price)}")
+    listed = _price(product.list_price, price_list.currency)
+    return Price(listed, "", f"list price {listed}")
 
 
 def _compute(

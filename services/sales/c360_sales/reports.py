@@ -101,7 +101,7 @@ def owners_table(opportunities: Sequence[Opportunity]) -> Table:
                 str(int(closed)),
                 str(int(won)),
                 _pct(int(won), int(closed)),
-                money_text(amount / won) if won else "",
+                money_text(amount / won, currency) if won else "",
                 f"{days / closed:.1f}" if closed else "",
                 currency,
             ]
@@ -119,7 +119,7 @@ def lost_table(opportunities: Sequence[Opportunity]) -> Table:
     table = Table("lost", ["reason", "competitor", "lost", "amount", "currency"])
     ranked = sorted(stats.items(), key=lambda item: (-item[1][0], item[0]))
     for (reason, rival, currency), (n, amount) in ranked:
-        table.rows.append([reason, rival, str(int(n)), money_text(amount), currency])
+        table.rows.append([reason, rival, str(int(n)), money_text(amount, currency), currency])
     return table
 
 
@@ -135,5 +135,5 @@ def revenue_table(orders: Sequence[Order], territories: dict[str, str]) -> Table
             values[("territory", region, order.currency)] += net
     table = Table("revenue", ["by", "value", "net revenue", "currency"])
     for (by, value, currency), amount in sorted(values.items()):
-        table.rows.append([by, value, money_text(amount), currency])
+        table.rows.append([by, value, money_text(amount, currency), currency])
     return table

@@ -996,7 +996,7 @@ def work_order_message(w: WorkOrder) -> api.WorkOrder:
             api.WorkOrderLine(**{k: v for k, v in line.items() if k != "kind"}, kind=line["kind"])
             for line in w.lines
         ],
-        cost=money(w.cost),
+        cost=money(w.cost, w.currency),
         satisfaction=w.satisfaction,
         created_at=timestamp(w.created_on),
         updated_at=timestamp(w.modified_on),
@@ -1013,7 +1013,7 @@ def work_order_summary(r: dict[str, Any]) -> api.WorkOrderSummary:
         technician_id=r["technician_id"],
         region=r["region"],
         window_start=_maybe(r["window_start"]),
-        cost=money(r["cost"]),
+        cost=money(r["cost"], r["currency"]),
         currency=r["currency"],
         satisfaction=r["satisfaction"],
         created_at=timestamp(r["created_at"]),

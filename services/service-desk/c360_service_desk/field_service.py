@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from eventsourcing.domain import Aggregate, event
 
+from c360_platform import currencies
 from c360_platform.errors import PreconditionFailed, require_state
 from c360_platform.validation import Violations
 from c360_service_desk.money import amount, money
@@ -155,13 +156,15 @@ class WorkOrder(Aggregate):
         part = v.tag("sku", sku)
         text = v.text("description", description, required=False, max_len=MAX_SUMMARY)
         qty = amount(v, "quantity", quantity, MAX_QUANTITY, places=3)
-        unit = amount(v, "unit_cost", unit_cost, MAX_UNIT_COST, places=2, zero=True)
+        places = currencies.minor_units(self.currency)
+        unit = amount(v, "unit_cost", unit_cost, MAX_UNIT_COST, places=places, zero=True)
         self._can_add_line(v)
         assert qty is not None
         assert unit is not None
         line_id = str(uuid.uuid4())
-        cost = money(qty * unit)
-        self._part_used(self.customer_id, line_id, part, text, str(qty), money(unit), cost)
+        cost = money(qty * unit, self.currency)
+        unit_text = money(unit, self.currency)
+        self._part_used(self.customer_id, line_id, part, text, str(qty), unit_text, cost)
         return line_id
 
     @event("PartUsed")
@@ -193,13 +196,19 @@ class WorkOrder(Aggregate):
         who = v.employee_id("technician_id", technician_id)
         if not 1 <= minutes <= MAX_LABOUR_MINUTES:
             v.add("minutes", f"must be 1 to {MAX_LABOUR_MINUTES}")
-        rate = amount(v, "hourly_rate", hourly_rate, MAX_UNIT_COST, places=2, zero=True)
+        places = currencies.minor_units(self.currency)
+        rate = amount(v, "hourly_rate", hourly_rate, MAX_UNIT_COST, places=places, zero=True)
         self._can_add_line(v)
         assert rate is not None
         line_id = str(uuid.uuid4())
-        cost = money(rate * minutes / 60)
+        cost = money(rate * minutes / 60, self.currency)
         self._labour_recorded(
-            self.customer_id, line_id, who or self.technician_id, minutes, money(rate), cost
+            self.customer_id,
+            line_id,
+            who or self.technician_id,
+            minutes,
+            money(rate, self.currency),
+            cost,
         )
         return line_id
 
@@ -230,7 +239,9 @@ class WorkOrder(Aggregate):
         text = v.paragraphs("note", note, required=False, max_len=MAX_NOTE)
         v.check()
         self._require("complete", WorkOrderState.IN_PROGRESS)
-        self._completed(self.customer_id, fixed, text, money(self.cost), self.currency, at)
+        self._completed(
+            self.customer_id, fixed, text, money(self.cost, self.currency), self.currency, at
+        )
 
     @event("Completed")
     def _completed(

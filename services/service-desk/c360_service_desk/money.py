@@ -1,21 +1,23 @@
 """Amounts of money in the service desk (visit costs, a contract's value): decimal strings
-with two decimals in an ISO 4217 currency. Pure: parsing and formatting, no I/O."""
+in an ISO 4217 currency's smallest unit (two decimals, none in JPY). Pure: parsing and
+formatting, no I/O."""
 
 from __future__ import annotations
 
 import re
 from decimal import Decimal
 
+from c360_platform import currencies
 from c360_platform.validation import Violations
 
-CENT = Decimal("0.01")
 _PLAIN = re.compile(r"-?[0-9]{1,15}(\.[0-9]+)?")
 """A decimal as written by a person: no exponent ("1e3"), no NaN or infinity."""
 
 
-def money(amount: Decimal) -> str:
-    """An amount as text with two decimals ("12.50")."""
-    return str(amount.quantize(CENT))
+def money(amount: Decimal, currency: str) -> str:
+    """An amount as text in `currency`'s smallest unit, rounded half up ("12.50", "1250"
+    JPY), as sales rounds its amounts."""
+    return str(currencies.rounded(amount, currency))
 
 
 def amount(

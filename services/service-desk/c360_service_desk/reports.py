@@ -126,8 +126,8 @@ def field_service_report(visits: list[Visit]) -> list[dict[str, Any]]:
                 "value": value,
                 "currency": currency,
                 "visits": len(group),
-                "total_cost": money(total),
-                "cost_per_visit": money(total / len(group)),
+                "total_cost": money(total, currency),
+                "cost_per_visit": money(total / len(group), currency),
                 "median_hours_to_complete": _median(
                     [_hours(v.created_at, v.completed_at) for v in group]
                 ),

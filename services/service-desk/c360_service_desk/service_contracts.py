@@ -364,4 +364,4 @@ def _value(v: Violations, text: str, code: str) -> tuple[str, str]:
         return "", ""
     unit = v.currency("value.currency", code)
     number = amount(v, "value.amount", text, MAX_VALUE, places=6, zero=True)
-    return (money(number) if number is not None else ""), unit
+    return (money(number, unit) if number is not None else ""), unit

@@ -18,7 +18,7 @@ CustomerClassesChanged events, so `profile show --as-of` shows those of that dat
 from __future__ import annotations
 
 from collections.abc import Callable
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation
 
 # Imported for their payload types: entry_for unpacks them from the envelopes.
 from c360.events.v1 import sales_activity_events_pb2 as act_ev
@@ -33,6 +33,7 @@ from c360.events.v1 import (
 from c360.events.v1 import sales_events_pb2 as lead_ev
 from c360.events.v1 import sales_opportunity_events_pb2 as opp_ev
 from c360.events.v1 import sales_order_events_pb2 as order_ev
+from c360_platform import currencies
 from c360_platform.vocabulary import Words
 from c360_timeline.projection import (
     Doc,
@@ -47,8 +48,6 @@ from c360_timeline.projection import (
 )
 
 SECTION = "sales"
-CENT = Decimal("0.01")
-"""Weighted values are rounded to cents half up, as the sales service rounds its amounts."""
 CHANNELS = Words(lead_ev.LeadChannel)
 REASONS = Words(lead_ev.DisqualifyReason)
 RULES = Words(lead_ev.AssignmentRule)
@@ -257,7 +256,8 @@ def _recount(part: Doc) -> None:
     weighted: Doc = {}
     for o in part["opportunities"].values():
         value = _dec(o["amount"]) * int(o["probability"]) / 100
-        _add(weighted, o["currency"], str(value.quantize(CENT, rounding=ROUND_HALF_UP)))
+        # Rounded to the currency's smallest unit, half up, as the sales service rounds.
+        _add(weighted, o["currency"], str(currencies.rounded(value, o["currency"])))
     part["open_opportunity_count"] = len(part["opportunities"])
     part["open_weighted"] = weighted
     states: Doc = {}
