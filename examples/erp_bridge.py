@@ -12,6 +12,7 @@ customer is forgotten.
     python examples/erp_bridge.py debtors              # the debtor accounts
     python examples/erp_bridge.py invoice CUSTOMER_ID --amount 1250.00 [--currency EUR]
     python examples/erp_bridge.py pay INVOICE_NUMBER [--amount 500.00]
+    python examples/erp_bridge.py credit INVOICE_NUMBER --amount 200.00   # goods returned
     python examples/erp_bridge.py deliver [--drain]  # open sales orders are delivered
     python examples/erp_bridge.py refused            # what c360 refused of ours, and why
 
@@ -66,6 +67,9 @@ CREATE TABLE IF NOT EXISTS invoices (
 CREATE TABLE IF NOT EXISTS payments (
   payment_reference TEXT PRIMARY KEY, invoice_number TEXT NOT NULL REFERENCES invoices,
   amount TEXT NOT NULL, received_on TEXT NOT NULL, event_id TEXT UNIQUE NOT NULL);
+CREATE TABLE IF NOT EXISTS credit_notes (
+  credit_note_number TEXT PRIMARY KEY, invoice_number TEXT NOT NULL REFERENCES invoices,
+  amount TEXT NOT NULL, issue_date TEXT NOT NULL, event_id TEXT UNIQUE NOT NULL);
 CREATE TABLE IF NOT EXISTS applied_events (event_id TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS deliveries (
   order_id TEXT PRIMARY KEY, order_number TEXT NOT NULL, customer_id TEXT NOT NULL,
@@ -348,7 +352,7 @@ def receive_payment(
         ).fetchone()
         if invoice is None:
             raise BridgeError(f"no invoice {invoice_number}; `debtors` lists the open ones")
-        open_amount = Decimal(invoice["amount"]) - Decimal(invoice["paid"])
+        open_amount = _open(db, invoice)
         paid = _amount(amount) if amount else f"{open_amount:.2f}"
         count = db.execute("SELECT count(*) FROM payments").fetchone()[0]
         row = {
@@ -378,6 +382,59 @@ def receive_payment(
                 (f"{Decimal(invoice['paid']) + Decimal(paid):.2f}", invoice_number),
             )
             asyncio.run(publish(home, "erp.payment.received", event))
+    return row
+
+
+def _open(db: sqlite3.Connection, invoice: sqlite3.Row) -> Decimal:
+    """What is still open on an invoice: its amount less what was paid and credited."""
+    credited = db.execute(
+        "SELECT coalesce(sum(CAST(amount AS REAL)), 0) FROM credit_notes WHERE invoice_number = ?",
+        (invoice["invoice_number"],),
+    ).fetchone()[0]
+    left = Decimal(invoice["amount"]) - Decimal(invoice["paid"]) - Decimal(str(credited))
+    return left.quantize(Decimal("0.01"))
+
+
+def issue_credit_note(
+    home: Path, db_path: Path, invoice_number: str, amount: str
+) -> dict[str, Any]:
+    """Credit part or all of an invoice (goods returned, a price corrected)."""
+    with ledger(db_path) as db:
+        invoice = db.execute(
+            "SELECT * FROM invoices WHERE invoice_number = ?", (invoice_number,)
+        ).fetchone()
+        if invoice is None:
+            raise BridgeError(f"no invoice {invoice_number}; `debtors` lists the open ones")
+        credited = _amount(amount)
+        if Decimal(credited) > _open(db, invoice):
+            raise BridgeError(
+                f"--amount {amount}: more than is open on {invoice_number}"
+                f" ({_open(db, invoice)} {invoice['currency']})"
+            )
+        count = db.execute("SELECT count(*) FROM credit_notes").fetchone()[0]
+        row = {
+            "credit_note_number": f"CN-{date.today().year}-{count + 1:06d}",
+            "invoice_number": invoice_number,
+            "amount": credited,
+            "issue_date": date.today().isoformat(),
+            "event_id": str(uuid.uuid4()),
+        }
+        event = _event(invoice["customer_id"], row["event_id"])
+        event.credit_note_issued.CopyFrom(
+            erp.CreditNoteIssued(
+                credit_note_number=row["credit_note_number"],
+                amount=erp.Money(currency=invoice["currency"], amount=credited),
+                invoice_number=invoice_number,
+                issue_date=row["issue_date"],
+            )
+        )
+        with db:  # published before it commits, as an invoice is
+            db.execute(
+                "INSERT INTO credit_notes VALUES (:credit_note_number, :invoice_number, :amount,"
+                " :issue_date, :event_id)",
+                row,
+            )
+            asyncio.run(publish(home, "erp.credit_note.issued", event))
     return row
 
 
@@ -548,7 +605,10 @@ def debtors(db_path: Path) -> list[dict[str, Any]]:
     with ledger(db_path) as db:
         rows = db.execute(
             "SELECT d.customer_id, d.debtor_number, d.name,"
-            " coalesce(sum(CAST(i.amount AS REAL) - CAST(i.paid AS REAL)), 0) AS open_amount"
+            " coalesce(sum(CAST(i.amount AS REAL) - CAST(i.paid AS REAL)), 0)"
+            " - coalesce((SELECT sum(CAST(c.amount AS REAL)) FROM credit_notes c"
+            " JOIN invoices ci ON ci.invoice_number = c.invoice_number"
+            " WHERE ci.customer_id = d.customer_id), 0) AS open_amount"
             " FROM debtors d LEFT JOIN invoices i ON i.customer_id = d.customer_id"
             " GROUP BY d.customer_id ORDER BY d.debtor_number"
         ).fetchall()
@@ -576,6 +636,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("pay", help="record a payment of an invoice and publish it to c360")
     p.add_argument("invoice_number")
     p.add_argument("--amount", help="default: what is still open")
+    p = sub.add_parser("credit", help="credit part of an invoice and publish it to c360")
+    p.add_argument("invoice_number")
+    p.add_argument("--amount", required=True)
     sub.add_parser("refused", help="what c360 refused of ours since the last look, and why")
     args = parser.parse_args(argv)
     db_path = args.db or args.home / "erp-bridge.sqlite"
@@ -586,6 +649,8 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(deliver(args.home, db_path, args.drain))
         if args.command == "debtors":
             result: Any = debtors(db_path)
+        elif args.command == "credit":
+            result = issue_credit_note(args.home, db_path, args.invoice_number, args.amount)
         elif args.command == "refused":
             result = asyncio.run(refused(args.home))
         elif args.command == "invoice":

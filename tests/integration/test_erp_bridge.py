@@ -59,21 +59,31 @@ def test_a_registered_customer_becomes_a_debtor_and_its_invoice_reaches_c360(hom
 
     invoice = bridge(home, "invoice", customer_id, "--amount", "1250", "--due-days", "14")
     bridge(home, "pay", invoice["invoice_number"], "--amount", "250")
+    # Two of the items come back: credited, not paid.
+    note = bridge(home, "credit", invoice["invoice_number"], "--amount", "200")
 
     deadline = time.monotonic() + 30
     while True:
         shown = c360(home, "timeline", "show", customer_id)
         erp = [e for e in shown["entries"] if e["source"] == "erp"]
-        if len(erp) == 2 or time.monotonic() > deadline:
+        if len(erp) == 3 or time.monotonic() > deadline:
             break
         time.sleep(0.2)
-    assert [e["type"] for e in erp] == ["payment.received", "invoice.issued"]
-    assert invoice["invoice_number"] in erp[1]["summary"]
+    assert [e["type"] for e in erp] == ["credit_note.issued", "payment.received", "invoice.issued"]
+    assert invoice["invoice_number"] in erp[2]["summary"]
+    assert erp[0]["summary"] == (
+        f"Credit note {note['credit_note_number']} issued: 200.00 EUR"
+        f" for invoice {invoice['invoice_number']}"
+    )
     profile = c360(home, "profile", "show", customer_id)
     account = profile["attributes"]["erp"]
-    assert account["outstanding"] == {"EUR": "1000.00"}
-    assert account["open_invoices"][invoice["invoice_number"]]["paid"] == "250.00"
+    assert account["outstanding"] == {"EUR": "800.00"}
+    open_invoice = account["open_invoices"][invoice["invoice_number"]]
+    assert (open_invoice["paid"], open_invoice["credited"]) == ("250.00", "200.00")
     assert account["last_payment"]["amount"] == "250.00"
+    assert account["paid_total"] == {"EUR": "250.00"}
+    [debtor] = bridge(home, "debtors")
+    assert debtor["open_amount"] == 800
 
     # Forgotten on request: the ERP gets CustomerForgotten and keeps the account without the
     # name (its ledger file holds no copy of it either); the invoices stay on the timeline.

@@ -190,8 +190,9 @@ class Tour:
         return code, out, err
 
     def _harvest(self, out: str) -> None:
-        """Ids and tokens a command printed, for the placeholders after it: from its JSON, or
-        from the line a command's result is ("built  lead list 1f…  version 1")."""
+        """Ids, document numbers and tokens a command printed, for the placeholders after it:
+        from its JSON, or from the line a command's result is ("built  lead list 1f…  version
+        1")."""
         for subject, found in RESULT_LINE.findall(out):
             self.values[f"{subject.strip().replace(' ', '_')}_id"] = found
         try:
@@ -202,7 +203,7 @@ class Tour:
             if (
                 isinstance(value, str)
                 and value
-                and (key.endswith("_id") or key == "consistency_token")
+                and (key.endswith(("_id", "_number")) or key == "consistency_token")
             ):
                 self.values[key] = value
 

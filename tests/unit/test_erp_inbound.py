@@ -54,6 +54,20 @@ def payment(amount: str, number: str = "INV-1", reference: str = "PAY-1") -> pb.
     )
 
 
+def credit(
+    amount: str, number: str = "INV-1", note: str = "CN-1", currency: str = "EUR"
+) -> pb.ErpEvent:
+    return erp_event(
+        "credit_note_issued",
+        pb.CreditNoteIssued(
+            credit_note_number=note,
+            amount=pb.Money(currency=currency, amount=amount),
+            invoice_number=number,
+            issue_date="2025-03-10",
+        ),
+    )
+
+
 def overdue(number: str = "INV-1") -> pb.ErpEvent:
     return erp_event(
         "invoice_overdue",
@@ -193,3 +207,41 @@ def test_a_payment_in_another_currency_than_its_invoice_is_refused() -> None:
     assert [reasons[0], reasons[2]] == [None, None]
     # Before its invoice (in another batch, or never issued): nothing to compare with yet.
     assert erp_inbound.conflicts(_envelopes(chf), {}) == [None]
+
+
+def test_a_credit_note_lowers_what_is_owed_and_settles_its_invoice_with_the_payments() -> None:
+    """Goods returned: 300 of INV-1's 1000 credited, 700 paid, and INV-1 is settled (not
+    paid: paid_total counts money received); a credit on account lowers the balance alone."""
+    profile = _account(
+        invoice("INV-1", "1000.00"),
+        overdue("INV-1"),
+        credit("300.00", "INV-1"),
+        payment("700.00", "INV-1"),
+        credit("50.00", number="", note="CN-2"),
+    )
+    account = profile["erp"]
+    assert account["outstanding"] == {"EUR": "-50.00"}  # the customer's credit
+    assert (account["open_invoices"], account["overdue_invoices"]) == ({}, [])
+    assert account["paid_total"] == {"EUR": "700.00"}
+    half = _account(invoice("INV-1", "1000.00"), credit("300.00", "INV-1"))["erp"]
+    assert half["open_invoices"]["INV-1"]["credited"] == "300.00"
+    assert half["outstanding"] == {"EUR": "700.00"}
+    [summary] = [entry_for(env).summary for env in _envelopes(credit("300.00", "INV-1"))]
+    assert summary == "Credit note CN-1 issued: 300.00 EUR for invoice INV-1"
+
+
+def test_a_credit_note_is_taken_once_and_in_its_invoices_currency() -> None:
+    first, again = credit("300.00"), credit("300.00")
+    chf = credit("100.00", note="CN-2", currency="CHF")
+    reasons = erp_inbound.conflicts(_envelopes(invoice("INV-1"), first, again, chf), {})
+    assert reasons[:2] == [None, None]
+    assert f"credit note CN-1 was issued already (event {first.event_id})" in str(reasons[2])
+    assert reasons[3] == (
+        "credit_note_issued.amount.currency: invoice INV-1 is in EUR, not CHF; a credit note"
+        " of it is in EUR (convert it in the ERP), or on account without an invoice_number"
+    )
+    refused = erp_inbound.envelope_for
+    with pytest.raises(erp_inbound.Rejected, match="credit_note_number: is required"):
+        refused("erp.credit_note.issued", credit("1", note="").SerializeToString(), 1)
+    with pytest.raises(erp_inbound.Rejected, match=r"amount\.amount: must be more than zero"):
+        refused("erp.credit_note.issued", credit("0").SerializeToString(), 1)

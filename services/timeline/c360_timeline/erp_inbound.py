@@ -38,6 +38,7 @@ AGGREGATES: dict[str, str] = {
     "InvoiceOverdue": "invoice",
     "CreditLimitChanged": "credit_limit",
     "OrderDelivered": "order",
+    "CreditNoteIssued": "credit_note",
 }
 """The ERP aggregate each payload is about; its subject is erp.<aggregate>.<event>."""
 
@@ -56,7 +57,7 @@ SUBJECTS: dict[str, str] = {subject_of(name): case for name, case in _CASES.item
 """Every subject an ERP may publish on -> the ErpEvent field that carries its payload."""
 
 
-DOCUMENT_TYPES = ("invoice.issued", "payment.received")
+DOCUMENT_TYPES = ("invoice.issued", "payment.received", "credit_note.issued")
 """The entry types of the ERP's documents, each taken once by its number."""
 
 
@@ -144,6 +145,13 @@ def _validate(case: str, event: Any, v: _Violations) -> str:
             v.text(p + "invoice_number", event.invoice_number)
         v.day(p + "received_on", event.received_on)
         return str(event.payment_reference)
+    if case == "credit_note_issued":
+        v.text(p + "credit_note_number", event.credit_note_number)
+        v.money(p + "amount", event.amount, event.HasField("amount"))
+        if event.invoice_number:
+            v.text(p + "invoice_number", event.invoice_number)
+        v.day(p + "issue_date", event.issue_date)
+        return str(event.credit_note_number)
     if case == "invoice_overdue":
         v.text(p + "invoice_number", event.invoice_number)
         v.money(p + "amount_due", event.amount_due, event.HasField("amount_due"))
@@ -239,19 +247,23 @@ def _document(env: envelope_pb2.Envelope) -> tuple[str, Any] | None:
         payment = pb.PaymentReceived()
         env.payload.Unpack(payment)
         return "payment.received", payment
+    if env.event_type == pb.CreditNoteIssued.DESCRIPTOR.full_name:
+        credit = pb.CreditNoteIssued()
+        env.payload.Unpack(credit)
+        return "credit_note.issued", credit
     return None
 
 
 def documents_read(envelopes: Iterable[envelope_pb2.Envelope]) -> set[str]:
     """The aggregate ids `conflicts` needs to know about: each document's own, and the
-    invoice each payment names."""
+    invoice each payment or credit note names."""
     wanted: set[str] = set()
     for env in envelopes:
         found = _document(env)
         if found is None:
             continue
         wanted.add(env.aggregate_id)
-        if found[0] == "payment.received" and found[1].invoice_number:
+        if found[0] != "invoice.issued" and found[1].invoice_number:
             wanted.add(aggregate_of("invoice", found[1].invoice_number))
     return wanted
 
@@ -262,10 +274,10 @@ def conflicts(
     """For each valid envelope, in order, why it cannot be taken given the documents taken
     before it (`taken`, by aggregate id, and the envelopes before it): None when it can.
 
-    An invoice number or a payment reference is one document: a second event bringing it
-    (another event id; a resend of the same id is a repeat, dropped later) would count it
-    twice. A payment names its invoice's currency or none: paid in another, it would settle
-    the invoice with money that is not the invoice's."""
+    An invoice number, a payment reference or a credit note number is one document: a
+    second event bringing it (another event id; a resend of the same id is a repeat, dropped
+    later) would count it twice. A payment or a credit note names its invoice's currency or
+    none: in another, it would settle the invoice with money that is not the invoice's."""
     known = dict(taken)
     reasons: list[str | None] = []
     for env in envelopes:
@@ -293,19 +305,31 @@ def _conflict(
                 f" already (event {before.event_id}); an invoice is taken once: resend it"
                 " with its first event_id, or give a new invoice a new number"
             )
+        if kind == "credit_note.issued":
+            return (
+                f"credit_note_issued.credit_note_number: credit note"
+                f" {payload.credit_note_number} was issued already (event {before.event_id});"
+                " a credit note is taken once: resend it with its first event_id, or give a"
+                " new credit note a new number"
+            )
         return (
             f"payment_received.payment_reference: payment {payload.payment_reference} was"
             f" received already (event {before.event_id}); a payment is taken once: resend it"
             " with its first event_id, or give a new payment a new reference"
         )
-    if kind == "payment.received" and payload.invoice_number:
+    if kind != "invoice.issued" and payload.invoice_number:
         invoice = known.get(aggregate_of("invoice", payload.invoice_number))
         currency = payload.amount.currency
         issued = invoice is not None and invoice.type == "invoice.issued"
         if issued and invoice is not None and invoice.currency != currency:
+            case, what = (
+                ("payment_received", "a payment")
+                if kind == "payment.received"
+                else ("credit_note_issued", "a credit note")
+            )
             return (
-                f"payment_received.amount.currency: invoice {payload.invoice_number} is in"
-                f" {invoice.currency}, not {currency}; a payment of it is in {invoice.currency}"
+                f"{case}.amount.currency: invoice {payload.invoice_number} is in"
+                f" {invoice.currency}, not {currency}; {what} of it is in {invoice.currency}"
                 " (convert it in the ERP), or on account without an invoice_number"
             )
     return None

@@ -1,12 +1,12 @@
-"""The ERP's invoices, payments and credit limits (source `erp`): their summaries and the `erp`
-part of the profile, which clients read in Profile.attributes.
+"""The ERP's invoices, payments, credit notes and credit limits (source `erp`): their
+summaries and the `erp` part of the profile, which clients read in Profile.attributes.
 
-The part is the customer's account: balances per currency (issued minus paid), everything paid
-per currency (`paid_total`, the lifetime value segments ask about), open invoices
-(one stays open until payments referring to it cover it, and counts as overdue from
-InvoiceOverdue until then), the last payment and the credit limit. Provenance paths:
-"erp.open_invoices[<number>]", "erp.outstanding.<currency>", "erp.last_payment",
-"erp.credit_limit".
+The part is the customer's account: balances per currency (issued minus paid minus credited),
+everything paid per currency (`paid_total`, the lifetime value segments ask about), open
+invoices (one stays open until the payments and credit notes referring to it cover it, and
+counts as overdue from InvoiceOverdue until then), the last payment and the credit limit.
+Provenance paths: "erp.open_invoices[<number>]", "erp.outstanding.<currency>",
+"erp.last_payment", "erp.credit_limit".
 """
 
 from __future__ import annotations
@@ -42,6 +42,10 @@ SUMMARIES: dict[str, Callable[[Doc], str]] = {
     ),
     "c360.erp.v1.CreditLimitChanged": lambda d: (
         f"Credit limit set to {_money(d.get('credit_limit', {}))}"
+    ),
+    "c360.erp.v1.CreditNoteIssued": lambda d: (
+        f"Credit note {d.get('credit_note_number', '')} issued: {_money(d.get('amount', {}))}"
+        + (f" for invoice {d['invoice_number']}" if d.get("invoice_number") else " on account")
     ),
     "c360.erp.v1.OrderDelivered": lambda d: (
         f"ERP delivered order {d.get('order_number', '')} ({d.get('delivery_reference', '')})"
@@ -95,6 +99,15 @@ def _payment_received(account: Doc, d: Doc) -> None:
         invoice["paid"] = str(Decimal(invoice["paid"]) + Decimal(money["amount"]))
 
 
+def _credit_note_issued(account: Doc, d: Doc) -> None:
+    money = d.get("amount", {})
+    _add(account["outstanding"], money["currency"], money["amount"], -1)
+    number = d.get("invoice_number", "")
+    if number:
+        invoice = account["open_invoices"].setdefault(number, {"paid": "0", "overdue": False})
+        invoice["credited"] = str(Decimal(invoice.get("credited", "0")) + Decimal(money["amount"]))
+
+
 def _invoice_overdue(account: Doc, d: Doc) -> None:
     invoice = account["open_invoices"].setdefault(d["invoice_number"], {"paid": "0"})
     invoice["overdue"] = True
@@ -109,8 +122,10 @@ def _credit_limit_changed(account: Doc, d: Doc) -> None:
 
 
 def _settled(invoice: Doc) -> bool:
+    """Its payments and credit notes cover it."""
     amount = invoice.get("amount")
-    return amount is not None and Decimal(invoice["paid"]) >= Decimal(amount)
+    covered = Decimal(invoice["paid"]) + Decimal(invoice.get("credited", "0"))
+    return amount is not None and covered >= Decimal(amount)
 
 
 def _provenance(p: Doc, before: Doc, entry: Entry) -> None:
@@ -182,6 +197,7 @@ PLUGIN = SourcePlugin(
     folds={
         "invoice.issued": _account_fold(_invoice_issued),
         "payment.received": _account_fold(_payment_received),
+        "credit_note.issued": _account_fold(_credit_note_issued),
         "invoice.overdue": _account_fold(_invoice_overdue),
         "credit_limit.changed": _account_fold(_credit_limit_changed),
     },
