@@ -17,6 +17,7 @@ from c360_sales.api import SalesServicer
 from c360_sales.application import SalesApplication
 from c360_sales.contract import CONTRACT
 from c360_timeline.projection import ChurnRule, Entry, empty_profile, entry_for, fold, profile_as_of
+from c360_timeline.sources.sales import CLOSED_KEPT
 
 from .support import CALL, Clock
 
@@ -197,6 +198,15 @@ async def test_a_reopened_opportunity_comes_back_to_the_profile_with_its_amount(
     }
     assert part["open_weighted"] == {"CHF": "400.00"}
     assert part["closed_opportunities"] == {}
+    # The reopening says what the deal is: it comes back whole without the copy kept aside
+    # (gone once 20 later deals closed, or from a profile folded before it was kept).
+    entries = entries_of(sales.app)
+    bare = empty_profile(customer)
+    for entry in entries[:-1]:
+        bare = fold(bare, entry)
+    bare["sales"]["closed_opportunities"] = {}
+    bare = fold(bare, entries[-1])
+    assert bare["sales"]["opportunities"][oid] == part["opportunities"][oid]
 
 
 async def test_the_profiles_weighted_value_rounds_half_up() -> None:
@@ -221,3 +231,39 @@ async def test_the_profiles_weighted_value_rounds_half_up() -> None:
     for entry in entries_of(sales.app):
         profile = fold(profile, entry)
     assert profile["sales"]["open_weighted"] == {"EUR": "0.13"}
+
+
+async def test_the_profile_keeps_only_the_latest_closed_opportunities_aside() -> None:
+    sales = SalesServicer(SalesApplication.in_memory(clock=Clock()), NoRegistry())
+    await sales.DefinePipeline(
+        sapi.DefinePipelineRequest(
+            name="default",
+            stages=[
+                pev.PipelineStage(key="open", probability=30),
+                pev.PipelineStage(key="won", won=True),
+                pev.PipelineStage(key="lost", lost=True),
+            ],
+        ),
+        CALL,
+    )
+    customer = str(uuid4())
+    closed = []
+    for n in range(CLOSED_KEPT + 5):
+        deal = await sales.OpenOpportunity(
+            sapi.OpenOpportunityRequest(
+                customer_id=customer,
+                name=f"Deal {n}",
+                pipeline="default",
+                amount=lev.SalesMoney(currency="EUR", amount="100"),
+            ),
+            CALL,
+        )
+        oid = deal.result.aggregate_id
+        await sales.LoseOpportunity(
+            sapi.LoseOpportunityRequest(opportunity_id=oid, reason="no budget"), CALL
+        )
+        closed.append(oid)
+    profile = empty_profile(customer)
+    for entry in entries_of(sales.app):
+        profile = fold(profile, entry)
+    assert sorted(profile["sales"]["closed_opportunities"]) == sorted(closed[5:])

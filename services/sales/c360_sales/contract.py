@@ -245,6 +245,10 @@ _OPPORTUNITIES: dict[type, Mapper] = {
         reason=e.reason,
         probability=e.probability,
         name=_name(e),
+        # "" (unset) in events recorded before the reopening repeated them
+        owner_id=getattr(e, "owner_id", ""),
+        amount=money(e.currency, e.amount) if getattr(e, "currency", "") else None,
+        expected_close=getattr(e, "expected_close", ""),
     ),
 }
 

@@ -929,7 +929,18 @@ class Opportunity(Aggregate):
         why = v.text("reason", reason, required=False, max_len=MAX_REASON)
         v.check()
         self._require("reopen it", OpportunityState.WON.value, OpportunityState.LOST.value)
-        self._reopened(self.customer_id, stage.key, why, stage.probability, at, name=self.name)
+        self._reopened(
+            self.customer_id,
+            stage.key,
+            why,
+            stage.probability,
+            at,
+            name=self.name,
+            owner_id=self.owner_id,
+            currency=self.currency,
+            amount=self.amount,
+            expected_close=self.expected_close,
+        )
 
     @event("Reopened")
     def _reopened(
@@ -940,6 +951,11 @@ class Opportunity(Aggregate):
         probability: int,
         reopened_at: datetime,
         name: str = "",
+        # What the deal is, repeated for readers ("" in events recorded before).
+        owner_id: str = "",
+        currency: str = "",
+        amount: str = "",
+        expected_close: str = "",
     ) -> None:
         self.state = OpportunityState.OPEN.value
         self.probability = probability

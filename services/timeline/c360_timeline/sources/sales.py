@@ -2,9 +2,10 @@
 `sales` part of the profile, which clients read in Profile.attributes["sales"].
 
 The part keeps the customer's open opportunities (with their weighted value, amount x
-probability, summed per currency; `on_hold` true on one put on hold; won and lost ones aside
-in `closed_opportunities`, so that one reopened comes back with its name, owner and amount),
-the agents' open activities, open quotes (draft or sent), every order with its state
+probability, summed per currency; `on_hold` true on one put on hold; the latest 20 won and
+lost ones aside in `closed_opportunities`, for reopenings recorded before their event said
+the deal's name, owner and amount), the agents' open activities, open quotes (draft or
+sent), every order with its state
 (`orders_by_state` counts them), the lifetime value (net value of fulfilled orders, per
 currency), the last purchase, the products bought (SKUs), the responsible employee (owner of
 the latest opportunity) and how many leads the customer came through. Events about no
@@ -315,20 +316,40 @@ def _on_opportunity(change: Callable[[Doc, Doc], None]) -> Callable[[Doc, Doc, E
     return fold
 
 
+CLOSED_KEPT = 20
+"""Closed opportunities kept aside for a reopening, the latest closed: a reopening's event
+says what the deal is (name, owner, amount) since it repeats them; kept ones serve those
+recorded before, and the profile does not grow with every deal ever closed."""
+
+
+def _keep_latest_closed(part: Doc) -> None:
+    closed = part.setdefault("closed_opportunities", {})
+    while len(closed) > CLOSED_KEPT:
+        oldest = min(closed, key=lambda i: (closed[i].get("closed_at", ""), i))
+        del closed[oldest]
+
+
 def _opp_closed(p: Doc, part: Doc, entry: Entry) -> None:
-    """A won or lost opportunity leaves the open ones; it is kept aside (name, owner, amount)
-    for a reopening, whose event carries only the stage and probability."""
+    """A won or lost opportunity leaves the open ones; the latest closed are kept aside
+    (name, owner, amount) for a reopening recorded before its event repeated them."""
     closed = part["opportunities"].pop(entry.aggregate_id, None)
     if closed is not None:
         closed.pop("on_hold", None)
+        closed["closed_at"] = entry.occurred_at.isoformat()
         part.setdefault("closed_opportunities", {})[entry.aggregate_id] = closed
+        _keep_latest_closed(part)
         unset(p, f"sales.opportunities[{entry.aggregate_id}]")
 
 
 def _opp_reopened(p: Doc, part: Doc, entry: Entry) -> None:
     d = entry.details
     kept = part.setdefault("closed_opportunities", {}).pop(entry.aggregate_id, None)
-    o = kept or {"name": d.get("name", ""), "owner_id": "", "currency": "", "amount": "0"}
+    o = kept or {"name": "", "owner_id": "", "currency": "", "amount": "0"}
+    o.pop("closed_at", None)
+    for key in ("name", "owner_id"):
+        o[key] = d.get(key) or o.get(key, "")
+    if d.get("amount"):
+        o.update(currency=d["amount"].get("currency", ""), amount=d["amount"].get("amount", "0"))
     o.update(
         stage=d.get("stage", ""),
         probability=int(d.get("probability", 0)),
@@ -488,6 +509,7 @@ def join(p: Doc, other: Doc) -> None:
     kept = part.setdefault("closed_opportunities", {})
     for item_id, item in theirs.get("closed_opportunities", {}).items():
         kept.setdefault(item_id, item)
+    _keep_latest_closed(part)
     for currency, amount in theirs["lifetime_value"].items():
         if currency not in part["lifetime_value"]:
             copy_provenance(p, other, f"sales.lifetime_value.{currency}")
