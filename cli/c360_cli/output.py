@@ -382,8 +382,16 @@ class Output:
             for key, value in extra.items()
             if value and value != result.aggregate_id  # the subject's id is said already
         ]
-        if named:
-            self.console.print(Text("  " + "  ".join(named)))
+        # As many as fit on a line, each name with its value: a narrow terminal starts a new
+        # line between two of them, never between an id and its name.
+        row = ""
+        for pair in named:
+            if row and len(row) + 2 + len(pair) > self.console.width:
+                self.console.print(Text(row), soft_wrap=True)
+                row = ""
+            row += f"  {pair}"
+        if row:
+            self.console.print(Text(row), soft_wrap=True)
         if result.consistency_token:
             self.console.print(
                 Text.assemble(("consistency token ", "dim"), (result.consistency_token, "cyan"))
