@@ -623,10 +623,20 @@ def _lead_matches(args: argparse.Namespace) -> int:
         return 0
     out.table(
         ["customer", "name", "kind", "matched on"],
-        [[m.customer_id, m.display_name, m.kind, ", ".join(m.matched_on)] for m in reply.matches],
+        [[m.customer_id, m.display_name, m.kind, _matched_on(m)] for m in reply.matches],
         title="convert with: c360 lead convert LEAD --customer ID --pipeline P",
     )
     return 0
+
+
+def _matched_on(m: api.LeadCustomerMatch) -> str:
+    """ "email, name", or for the organisation of a matched person "contact person (their
+    role)"."""
+    words = [
+        f"{w} ({m.contact_role})" if w == "contact person" and m.contact_role else w
+        for w in m.matched_on
+    ]
+    return ", ".join(words)
 
 
 def _lead_list(args: argparse.Namespace) -> int:

@@ -302,7 +302,8 @@ async def test_lead_to_fulfilled_order_in_the_timeline_profile_pipeline_and_veri
         e.type == "customer_classes.changed" and "Became key" in e.summary for e in timeline.entries
     )
 
-    # A second lead from the same person: the timeline's search finds her (the contact).
+    # A second lead from the same person: the timeline's search finds her, and then her
+    # company, whose contact person she is.
     again = await sales.CaptureLead(
         sapi.CaptureLeadRequest(
             channel=lev.LEAD_CHANNEL_EMAIL, person_name="Anna Berg", email="anna@berg.example"
@@ -311,8 +312,9 @@ async def test_lead_to_fulfilled_order_in_the_timeline_profile_pipeline_and_veri
     found = await sales.FindLeadCustomers(
         sapi.FindLeadCustomersRequest(lead_id=again.result.aggregate_id)
     )
-    assert [(m.customer_id, m.matched_on[0]) for m in found.matches] == [
-        (converted.contact_person_id, "email")
+    assert [(m.customer_id, m.matched_on[0], m.contact_role) for m in found.matches] == [
+        (converted.contact_person_id, "email", ""),
+        (customer_id, "contact person", "Head of Purchasing"),
     ]
 
     async def verified() -> bool:

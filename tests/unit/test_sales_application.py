@@ -1264,8 +1264,16 @@ async def test_a_revision_keeps_the_lines_as_they_were_priced(sales: SalesServic
 class FakeSearch:
     """Our own search port, faked: customers by e-mail, phone and name prefix."""
 
-    def __init__(self, customers: list[tuple[str, str, str, str]]) -> None:
+    def __init__(
+        self,
+        customers: list[tuple[str, str, str, str]],
+        links: dict[str, list[tuple[str, str, str]]] | None = None,
+    ) -> None:
         self.customers = customers  # (id, name, email, phone)
+        self.links = links or {}  # person id -> (organisation id, its name, role)
+
+    async def organisations_of(self, person_id: str) -> list[tuple[str, str, str]]:
+        return self.links.get(person_id, [])
 
     async def search(self, text: str) -> list[tuple[str, str, str, str]]:
         hits = []
@@ -1296,6 +1304,33 @@ async def test_a_leads_possible_customers_strongest_evidence_first(
         ("c-mail", ["email"]),
         ("c-both", ["phone", "name"]),
         ("c-name", ["name"]),
+    ]
+
+
+async def test_the_company_of_a_matched_contact_person_is_offered_after_the_person(
+    clock: Clock, customers: FakeCustomers
+) -> None:
+    """Anna's e-mail finds Anna, a person: her company, whose contact she is, comes next
+    (a company's lead is converted for the company); one found on its own is not repeated."""
+    search = FakeSearch(
+        [("c-anna", "A. Berg", "anna@berg.example", ""), ("c-own", "Berg Logistics", "", "")],
+        links={
+            "c-anna": [
+                ("c-org", "Berg Logistik GmbH", "Head of Purchasing"),
+                ("c-own", "Berg Logistics", "buyer"),
+            ]
+        },
+    )
+    sales = SalesServicer(SalesApplication.in_memory(clock=clock), customers, search)
+    lead_id = await captured(sales)
+    found = await sales.FindLeadCustomers(sapi.FindLeadCustomersRequest(lead_id=lead_id), CALL)
+    assert [
+        (m.customer_id, m.kind, list(m.matched_on), m.contact_person_id, m.contact_role)
+        for m in found.matches
+    ] == [
+        ("c-anna", "person", ["email"], "", ""),
+        ("c-org", "organisation", ["contact person"], "c-anna", "Head of Purchasing"),
+        ("c-own", "person", ["name"], "", ""),
     ]
 
 

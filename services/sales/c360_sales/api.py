@@ -509,6 +509,8 @@ class SalesServicer(CommandServicer[SalesApplication], api_grpc.SalesServiceServ
                     display_name=m.display_name,
                     kind=m.kind,
                     matched_on=m.matched_on,
+                    contact_person_id=m.contact_person_id,
+                    contact_role=m.contact_role,
                 )
                 for m in found
             ]

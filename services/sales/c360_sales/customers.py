@@ -6,9 +6,10 @@ SearchCustomers by e-mail, phone and name, at C360_TIMELINE_ADDR)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import grpc
+from google.protobuf import json_format
 
 from c360.customer.v1 import customer_service_pb2 as capi
 from c360.customer.v1 import customer_service_pb2_grpc as capi_grpc
@@ -124,15 +125,26 @@ class Match:
     display_name: str
     kind: str
     matched_on: tuple[str, ...]
+    contact_person_id: str = ""
+    """For a match on "contact person": the matched person who is this organisation's
+    contact."""
+    contact_role: str = ""
 
 
-MATCH_ORDER = {"email": 0, "phone": 1, "name": 2}
+MATCH_ORDER = {"email": 0, "phone": 1, "name": 2, "contact person": 3}
+CONTACT_PERSON = "contact person"
+"""The evidence of an organisation whose current contact person matched the lead."""
 
 
 class CustomerSearch(Protocol):
-    """Finds customers by an e-mail, a phone or a name prefix (the port lead matching uses)."""
+    """Finds customers by an e-mail, a phone or a name prefix, and the organisations a person
+    is a contact of (the port lead matching uses)."""
 
     async def search(self, text: str) -> list[tuple[str, str, str, str]]: ...
+
+    async def organisations_of(self, person_id: str) -> list[tuple[str, str, str]]:
+        """(organisation id, its name, the person's role) of the person's current links."""
+        ...
 
 
 class TimelineSearch:
@@ -160,6 +172,42 @@ class TimelineSearch:
             ) from None
         return [(h.customer_id, h.display_name, h.kind, h.matched_on) for h in reply.hits]
 
+    async def organisations_of(self, person_id: str) -> list[tuple[str, str, str]]:
+        person = await self._profile(person_id)
+        if person is None:
+            return []
+        attributes: dict[str, Any] = json_format.MessageToDict(person.attributes)
+        links: dict[str, dict[str, Any]] = attributes.get("contact_persons", {})
+        found = []
+        for link in links.values():
+            if link["person_id"] != person_id or link["valid_until"]:
+                continue  # another's link (a merged duplicate's), or one that ended
+            organisation = await self._profile(str(link["organisation_id"]))
+            if organisation is not None:
+                found.append(
+                    (organisation.customer_id, organisation.display_name, str(link["role"]))
+                )
+        return found
+
+    async def _profile(self, customer_id: str) -> tapi.Profile | None:
+        if self._channel is None:
+            self._channel = channels.aio_channel(
+                self.address, self.token, options=[("grpc.enable_http_proxy", 0)]
+            )
+        stub = tapi_grpc.TimelineServiceStub(self._channel)
+        try:
+            reply = await stub.GetProfile(
+                tapi.GetProfileRequest(customer_id=customer_id), timeout=self.timeout
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                return None
+            raise Unavailable(
+                f"the timeline service at {self.address} answered {exc.code().name}; retry"
+            ) from None
+        profile: tapi.Profile = reply.profile
+        return profile
+
     async def close(self) -> None:
         if self._channel is not None:
             await self._channel.close(None)
@@ -168,7 +216,9 @@ class TimelineSearch:
 
 async def matches(search: CustomerSearch, texts: list[str]) -> list[Match]:
     """The customers found for any of `texts` (the lead's e-mail, phone, names), the strongest
-    evidence first (e-mail, phone, name), then by name."""
+    evidence first (e-mail, phone, name), then by name; after each person found, the
+    organisations it is a current contact person of (the lead's company, most likely), on
+    "contact person"."""
     found: dict[str, tuple[str, str, set[str]]] = {}
     for text in texts:
         if not text.strip():
@@ -178,9 +228,23 @@ async def matches(search: CustomerSearch, texts: list[str]) -> list[Match]:
             entry[2].add(matched_on)
     ranked = sorted(
         found.items(),
-        key=lambda item: (min(MATCH_ORDER.get(m, 3) for m in item[1][2]), item[1][0], item[0]),
+        key=lambda item: (min(MATCH_ORDER.get(m, 4) for m in item[1][2]), item[1][0], item[0]),
     )
-    return [
-        Match(cid, name, kind, tuple(sorted(on, key=lambda m: MATCH_ORDER.get(m, 3))))
+    direct = [
+        Match(cid, name, kind, tuple(sorted(on, key=lambda m: MATCH_ORDER.get(m, 4))))
         for cid, (name, kind, on) in ranked
     ]
+    result: list[Match] = []
+    taken = {m.customer_id for m in direct}
+    for m in direct:
+        result.append(m)
+        if m.kind != "person":
+            continue
+        for organisation_id, name, role in await search.organisations_of(m.customer_id):
+            if organisation_id in taken:
+                continue  # found on its own evidence already
+            taken.add(organisation_id)
+            result.append(
+                Match(organisation_id, name, "organisation", (CONTACT_PERSON,), m.customer_id, role)
+            )
+    return result
