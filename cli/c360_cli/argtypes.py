@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 R = TypeVar("R")
@@ -18,6 +20,26 @@ def parse_addr(text: str) -> tuple[str, str]:
     if not port.isdigit():
         raise argparse.ArgumentTypeError(f"not a port number in {text!r}")
     return name.strip(), f"{host or '127.0.0.1'}:{port}"
+
+
+_DAYS_FROM_TODAY = re.compile(r"^([+-])(\d{1,5})d?$")
+NAMED_DAYS = {"yesterday": -1, "today": 0, "tomorrow": 1}
+DAY_HELP = "YYYY-MM-DD, or today, tomorrow, +30 (days from today, UTC)"
+
+
+def day(text: str) -> str:
+    """A day as the services take it (YYYY-MM-DD), also written from today: `today`,
+    `tomorrow`, `yesterday`, `+30` or `-7` (days, UTC; `+30d` too), so that a plan made
+    today reads the same tomorrow. Anything else goes to the service as it is, which names
+    the field when it is not a date."""
+    word = text.strip().lower()
+    offset = NAMED_DAYS.get(word)
+    found = _DAYS_FROM_TODAY.match(word)
+    if found is not None:
+        offset = int(found.group(2)) * (-1 if found.group(1) == "-" else 1)
+    if offset is None:
+        return text
+    return (datetime.now(UTC).date() + timedelta(days=offset)).isoformat()
 
 
 def whole_number(text: str, minimum: int, why: str) -> int:
