@@ -25,6 +25,8 @@ ALIASES = {
     "person": "customer",
     "organisation": "customer",
     "contract": "service_contract",
+    "survivor_ticket": "ticket",
+    "duplicate_ticket": "ticket",
 }
 """Id fields whose name is not their aggregate's kind."""
 

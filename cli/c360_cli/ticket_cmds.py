@@ -263,6 +263,26 @@ COMMANDS = (
         expected_version=True,
     ),
     Command(
+        "merge",
+        "close a duplicate ticket (the same request again) as merged into an open one",
+        SERVICE_DESK,
+        "MergeTickets",
+        api.MergeTicketsRequest,
+        (
+            Arg("survivor_ticket_id", "survivor_ticket_id", "the ticket that stays", metavar="ID"),
+            Arg(
+                "duplicate_ticket_id",
+                "duplicate_ticket_id",
+                "the duplicate, closed into it",
+                metavar="DUPLICATE_ID",
+            ),
+            Arg("--reason", "reason", "why they are one request", default=""),
+        ),
+        verb="tickets merged",
+        shows=("duplicate_ticket_id",),
+        expected_version=True,
+    ),
+    Command(
         "rate",
         "record the customer's satisfaction, 1 to 5",
         SERVICE_DESK,
@@ -528,6 +548,10 @@ def _show(args: argparse.Namespace) -> int:
         rows.append(("resolution", Text(t.resolution)))
     if t.HasField("rating"):
         rows.append(("rating", f"{t.rating}/5 {t.rating_comment}".strip()))
+    if t.merged_into_ticket_id:
+        rows.append(("merged into", Text(t.merged_into_ticket_id, style="yellow")))
+    if t.merged_ticket_ids:
+        rows.append(("merged tickets", list(t.merged_ticket_ids)))
     if t.waiting_for:
         whom = WAITING_FOR.word(t.waiting_for).replace("-", " ")
         rows.append(("on hold", f"waiting for the {whom}"))

@@ -40,6 +40,17 @@ def lookups() -> dict[str, object]:
             if "Berg Logistik" in str(lead)
         ),
         "order_id": lambda t: t.c360_json("order", "list")["orders"][0]["order_id"],
+        # The customer writes about the ticket's matter again, by e-mail: a second ticket.
+        "duplicate_ticket_id": lambda t: t.c360_json(
+            "ticket",
+            "open",
+            "--customer",
+            t.values["customer_id"],
+            "--channel",
+            "email",
+            "--subject",
+            "Card still blocked",
+        )["ticket_id"],
         "winter_campaign_id": lambda t: _first(
             t.c360_json("campaign", "list")["campaigns"], "campaign_id", name="Winter in Latvia"
         ),

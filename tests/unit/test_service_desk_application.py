@@ -15,6 +15,8 @@ from c360_platform.context import ContextReader
 from c360_platform.errors import DeadlineExceeded, PreconditionFailed, VersionConflict
 from c360_service_desk.api import ServiceDeskServicer
 from c360_service_desk.application import ServiceDeskApplication
+from c360_service_desk.contract import CONTRACT
+from c360_service_desk.domain import Ticket
 
 from .support import CALL, CallContext, Clock, bad_fields, refused
 
@@ -206,3 +208,50 @@ async def test_a_command_whose_deadline_has_passed_is_not_executed(
     # The same command in time is executed.
     await desk.OpenTicket(opening(str(uuid4())), CALL)
     assert desk.app.head() == 2  # the ticket and its SLA policy
+
+
+async def test_a_duplicate_ticket_merges_into_the_open_one_and_a_wrong_merge_changes_nothing(
+    desk: ServiceDeskServicer,
+) -> None:
+    """The customer wrote and then called about one parcel: the call's ticket is merged into
+    the first, closed as its duplicate with its clocks cancelled, and the first lists it."""
+    customer, other = str(uuid4()), str(uuid4())
+    first = await open_ticket(desk, customer, "Parcel lost")
+    again = await open_ticket(desk, customer, "Where is my parcel?")
+    elsewhere = await open_ticket(desk, other, "Parcel lost")
+    merge = dapi.MergeTicketsRequest(
+        request_id="merge-1",
+        survivor_ticket_id=first,
+        duplicate_ticket_id=again,
+        reason="the same parcel",
+    )
+    before = desk.app.head()
+    # Wrong merges: refused, nothing stored.
+    assert await bad_fields(
+        desk.MergeTickets(
+            dapi.MergeTicketsRequest(survivor_ticket_id=first, duplicate_ticket_id=first), CALL
+        )
+    ) == ["duplicate_ticket_id"]
+    mixed = dapi.MergeTicketsRequest(survivor_ticket_id=first, duplicate_ticket_id=elsewhere)
+    wrong = await refused(desk.MergeTickets(mixed, CALL), PreconditionFailed)
+    assert "only one customer's tickets merge" in str(wrong)
+    assert desk.app.head() == before
+    reply = await desk.MergeTickets(merge, CALL)
+    assert (await desk.MergeTickets(merge, CALL)).result.replayed
+    assert reply.result.aggregate_id == first
+    survivor = desk.app.load(Ticket, UUID(first))
+    duplicate = desk.app.load(Ticket, UUID(again))
+    assert (survivor.state, survivor.merged_tickets) == ("open", (again,))
+    assert (duplicate.state, duplicate.merged_into) == ("closed", first)
+    # The duplicate's clocks are cancelled; the survivor's run on.
+    assert {t["status"] for t in duplicate.sla_targets.values()} == {"cancelled"}
+    assert {t["status"] for t in survivor.sla_targets.values()} == {"in_progress"}
+    # The duplicate is closed now: it merges nowhere again, and nothing merges into it.
+    again_merge = dapi.MergeTicketsRequest(survivor_ticket_id=first, duplicate_ticket_id=again)
+    closed = await refused(desk.MergeTickets(again_merge, CALL), PreconditionFailed)
+    assert "is closed" in str(closed)
+    into_closed = dapi.MergeTicketsRequest(survivor_ticket_id=again, duplicate_ticket_id=first)
+    assert "is closed" in str(await refused(desk.MergeTickets(into_closed, CALL)))
+    published = [CONTRACT.publication(e).payload for e in desk.app.events.get(UUID(again))]
+    assert isinstance(published[-1], ev.TicketMergedInto)
+    assert published[-1].survivor_ticket_id == first

@@ -262,3 +262,31 @@ def test_as_of_profiles_reproduce_tickets_and_the_churn_signal_at_that_time() ->
     shown = profile_message(later, now=T0 + 40 * DAY)
     assert shown.at_risk is False
     assert shown.service_desk.tickets_last_30_days == 0
+
+
+def test_a_merged_duplicate_leaves_the_open_tickets_and_both_tickets_say_so() -> None:
+    desk = Desk()
+    first = desk.opened(T0)
+    again = desk.opened(T0 + DAY, channel=ev.TICKET_CHANNEL_EMAIL)
+    c, survivor, duplicate = desk.customer, first.aggregate_id, again.aggregate_id
+    merged = desk.event(
+        duplicate,
+        ev.TicketMergedInto(customer_id=c, survivor_ticket_id=survivor, reason="same router"),
+        T0 + 2 * DAY,
+    )
+    listed = desk.event(
+        survivor,
+        ev.TicketDuplicateMerged(
+            customer_id=c,
+            duplicate_ticket_id=duplicate,
+            duplicate_channel=ev.TICKET_CHANNEL_EMAIL,
+            reason="same router",
+        ),
+        T0 + 2 * DAY,
+    )
+    profile, _ = replay([first, again, merged, listed])
+    assert list(profile["service_desk"]["tickets"]) == [survivor]
+    assert merged.summary == f"Ticket merged into ticket {survivor[:8]} as a duplicate: same router"
+    assert listed.summary == f"Duplicate ticket {duplicate[:8]} (by e-mail) merged in: same router"
+    # Bookkeeping, not a contact with the customer.
+    assert profile["last_contact_at"] == again.occurred_at.isoformat()

@@ -131,6 +131,8 @@ def ticket_message(
         ),
         entitlement_note=t.entitlement_note or ("" if t.entitlement else NO_CONTRACT),
         customer_classes=list(t.customer_classes),
+        merged_into_ticket_id=t.merged_into,
+        merged_ticket_ids=list(t.merged_tickets),
         articles=[
             api.TicketArticle(
                 article_id=a["article_id"],
@@ -314,6 +316,19 @@ class ServiceDeskServicer(
             context,
             api.CloseTicketResponse,
             lambda ctx: self.app.close_ticket(ctx, tid, version, request.reason),
+        )
+
+    async def MergeTickets(
+        self, request: api.MergeTicketsRequest, context: Ctx
+    ) -> api.MergeTicketsResponse:
+        survivor = parse_id("survivor_ticket_id", request.survivor_ticket_id)
+        duplicate = parse_id("duplicate_ticket_id", request.duplicate_ticket_id)
+        version = expected_version(request)
+        return await self.command(
+            request,
+            context,
+            api.MergeTicketsResponse,
+            lambda ctx: self.app.merge_tickets(ctx, survivor, version, duplicate, request.reason),
         )
 
     async def RateTicket(

@@ -211,6 +211,8 @@ PERSONAL_FIELDS: dict[type, tuple[str, ...]] = {
     Ticket.Reopened: ("reason",),
     Ticket.Closed: ("reason",),
     Ticket.Rated: ("comment",),
+    Ticket.MergedInto: ("reason",),
+    Ticket.DuplicateMerged: ("reason",),
     WorkOrder.Opened: ("summary",),
     WorkOrder.Completed: ("note",),
     WorkOrder.Cancelled: ("reason",),
@@ -618,6 +620,25 @@ class ServiceDeskApplication(ServiceApplication):
         self, ctx: CommandContext, ticket_id: UUID, version: int | None, reason: str
     ) -> CommandOutcome:
         return self._change(ctx, ticket_id, version, lambda t: t.close(reason, self.clock()))
+
+    def merge_tickets(
+        self,
+        ctx: CommandContext,
+        survivor_id: UUID,
+        version: int | None,
+        duplicate_id: UUID,
+        reason: str,
+    ) -> CommandOutcome:
+        """Merge a duplicate ticket into the survivor (`Ticket.merge_into`): both saved in one
+        transaction; `version` is the survivor's."""
+
+        def decide() -> Decision[Ticket]:
+            survivor = self.load(Ticket, survivor_id, version)
+            duplicate = self.load(Ticket, duplicate_id)
+            duplicate.merge_into(survivor, reason, self.clock())
+            return Decision(survivor, [survivor, duplicate])
+
+        return self.execute(ctx, decide)
 
     def rate(
         self, ctx: CommandContext, ticket_id: UUID, version: int | None, score: int, comment: str

@@ -151,6 +151,15 @@ _MESSAGES: dict[type, Mapper] = {
         customer_id=e.customer_id, contract_id=e.contract_id, unit=e.unit, amount=e.amount
     ),
     Ticket.Classified: lambda e: pb.TicketClassified(customer_id=e.customer_id, classes=e.classes),
+    Ticket.MergedInto: lambda e: pb.TicketMergedInto(
+        customer_id=e.customer_id, survivor_ticket_id=e.survivor_ticket_id, reason=e.reason
+    ),
+    Ticket.DuplicateMerged: lambda e: pb.TicketDuplicateMerged(
+        customer_id=e.customer_id,
+        duplicate_ticket_id=e.duplicate_ticket_id,
+        duplicate_channel=CHANNELS.value(e.duplicate_channel),
+        reason=e.reason,
+    ),
     Ticket.ArticleLinked: lambda e: pb.TicketArticleLinked(
         customer_id=e.customer_id,
         article_id=e.article_id,

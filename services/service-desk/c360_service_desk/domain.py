@@ -134,6 +134,8 @@ class Ticket(Aggregate):
         NotEntitled: ClassVar[type[Aggregate.Event]]
         EntitlementConsumed: ClassVar[type[Aggregate.Event]]
         Classified: ClassVar[type[Aggregate.Event]]
+        MergedInto: ClassVar[type[Aggregate.Event]]
+        DuplicateMerged: ClassVar[type[Aggregate.Event]]
 
     time_zone = ""
     sla_policy = ""
@@ -145,8 +147,12 @@ class Ticket(Aggregate):
     sla_policy, consumed (bool). None: no entitlement (see `entitlement_note`)."""
     entitlement_note = ""
     customer_classes: tuple[str, ...] = ()
-    """(Class defaults: snapshots taken before SLAs and knowledge articles existed lack these;
-    event methods assign new values, never change these in place.)"""
+    """(Class defaults: snapshots taken before SLAs, knowledge articles and merges existed lack
+    these; event methods assign new values, never change these in place.)"""
+    merged_into = ""
+    """The ticket this one was merged into (a duplicate of it); "" if none."""
+    merged_tickets: tuple[str, ...] = ()
+    """The tickets merged into this one, in merge order."""
 
     @event("Opened")
     def __init__(
@@ -823,6 +829,44 @@ class Ticket(Aggregate):
         self.state = State.CLOSED.value
         self.waiting_for = ""
         self.closed_at = closed_at
+
+    # -- merging duplicates -----------------------------------------------------------------
+
+    def merge_into(self, survivor: Ticket, reason: str, at: datetime) -> None:
+        """This ticket is a duplicate of `survivor` (the same request by another channel, or
+        again): it closes as merged into it, its clocks cancelled (the survivor's run on),
+        and the survivor lists it. Both must be open and the same customer's."""
+        v = Violations()
+        why = v.text("reason", reason, required=False, max_len=MAX_REASON)
+        if survivor.id == self.id:
+            v.add("duplicate_ticket_id", "is the survivor itself: name another ticket")
+        v.check()
+        self._require("merge it into another", State.OPEN)
+        survivor._require("merge another into it", State.OPEN)
+        if survivor.customer_id != self.customer_id:
+            raise PreconditionFailed(
+                f"ticket {self.id} is customer {self.customer_id}'s and ticket {survivor.id}"
+                f" customer {survivor.customer_id}'s: only one customer's tickets merge"
+            )
+        self.settle_sla(at)
+        self._cancel_sla(f"merged into ticket {survivor.id}")
+        self._merged_into(self.customer_id, str(survivor.id), why, at)
+        survivor._duplicate_merged(survivor.customer_id, str(self.id), self.channel, why)
+
+    @event("MergedInto")
+    def _merged_into(
+        self, customer_id: str, survivor_ticket_id: str, reason: str, merged_at: datetime
+    ) -> None:
+        self.state = State.CLOSED.value
+        self.waiting_for = ""
+        self.closed_at = merged_at
+        self.merged_into = survivor_ticket_id
+
+    @event("DuplicateMerged")
+    def _duplicate_merged(
+        self, customer_id: str, duplicate_ticket_id: str, duplicate_channel: str, reason: str
+    ) -> None:
+        self.merged_tickets = (*self.merged_tickets, duplicate_ticket_id)
 
     # -- satisfaction -----------------------------------------------------------------------
 

@@ -348,6 +348,14 @@ SUMMARIES: dict[str, Callable[[Doc], str]] = {
     ),
     "c360.events.v1.TicketReopened": lambda d: with_reason("Ticket reopened", d),
     "c360.events.v1.TicketClosed": lambda d: with_reason("Ticket closed", d),
+    "c360.events.v1.TicketMergedInto": lambda d: with_reason(
+        f"Ticket merged into ticket {d.get('survivor_ticket_id', '')[:8]} as a duplicate", d
+    ),
+    "c360.events.v1.TicketDuplicateMerged": lambda d: with_reason(
+        f"Duplicate ticket {d.get('duplicate_ticket_id', '')[:8]}"
+        f" (by {_spoken(_channel(d.get('duplicate_channel', '')))}) merged in",
+        d,
+    ),
     "c360.events.v1.TicketRated": lambda d: f"Customer rated the ticket {d.get('score', 0)}/5",
 }
 
@@ -631,6 +639,7 @@ FOLDS: dict[str, Fold] = {
         ),
         "ticket.reopened": _on_ticket(lambda ticket, d: ticket.update(state="open")),
         "ticket.closed": _fold_closed,
+        "ticket.merged_into": _fold_closed,
         "ticket.rated": _fold_rated,
         "ticket.sla_applied": _on_ticket(
             lambda ticket, d: ticket.update(sla_policy=d.get("policy", ""))
@@ -840,7 +849,14 @@ def service_desk_message(desk: Doc, now: datetime) -> api.ServiceDeskSummary:
 
 
 _BOOKKEEPING = frozenset(
-    {"ticket.assigned", "ticket.priority_changed", "ticket.escalated", "ticket.closed"}
+    {
+        "ticket.assigned",
+        "ticket.priority_changed",
+        "ticket.escalated",
+        "ticket.closed",
+        "ticket.merged_into",
+        "ticket.duplicate_merged",
+    }
 )
 
 
