@@ -126,7 +126,8 @@ COMMANDS = (
             Arg(
                 "--with-merged",
                 "with_merged",
-                "also forget the duplicates merged into it",
+                "also forget the duplicates merged into it (a survivor of merges is"
+                " refused without them)",
                 flag=True,
             ),
         ),

@@ -14,6 +14,7 @@ from c360_customer.contract import CONTRACT as CUSTOMER_CONTRACT
 from c360_customer.domain import (
     Customer,
     combine,
+    forget_customers,
     merge_customers,
     register_customer,
     unmerge_customer,
@@ -88,6 +89,42 @@ def test_refused_merges() -> None:
         unmerge_customer(c, b)
     with pytest.raises(PreconditionFailed):
         unmerge_customer(a, c)  # not its survivor
+
+
+def test_a_survivor_is_forgotten_with_its_duplicates_or_not_at_all() -> None:
+    s, d = person("Ada", "ada@example.com"), person("Ada L", "al@example.com")
+    merge_customers(s, d, "same person")
+    s.collect_events()
+    d.collect_events()
+    # Alone, the survivor would read "[forgotten]" with the duplicate's e-mail: refused.
+    with pytest.raises(PreconditionFailed, match=f"{d.id}.*with_merged"):
+        forget_customers(s, [d], T0, with_merged=False)
+    assert (s.forgotten_at, d.forgotten_at, s.pending_events, d.pending_events) == (
+        None,
+        None,
+        [],
+        [],
+    )
+    assert combine(s, [d]).emails == ["ada@example.com", "al@example.com"]
+    assert forget_customers(s, [d], T0, with_merged=True) == [s, d]
+    assert combine(s, [d]).emails == []
+
+
+def test_forgetting_with_merged_completes_a_survivor_forgotten_alone() -> None:
+    s, d = person("Ada", "ada@example.com"), person("Ada L", "al@example.com")
+    merge_customers(s, d, "same person")
+    s.forget(T0)  # as a survivor could be forgotten alone before
+    assert forget_customers(s, [d], T0, with_merged=True) == [d]
+    assert combine(s, [d]).emails == []
+    with pytest.raises(PreconditionFailed, match="forgotten already"):
+        forget_customers(s, [d], T0, with_merged=True)
+
+
+def test_a_duplicate_forgotten_first_lets_its_survivor_be_forgotten_alone() -> None:
+    s, d = person("Ada", "ada@example.com"), person("Ada L", "al@example.com")
+    merge_customers(s, d, "same person")
+    assert forget_customers(d, [], T0, with_merged=False) == [d]
+    assert forget_customers(s, [d], T0, with_merged=False) == [s]
 
 
 def _entry(customer: uuid.UUID, payload: message.Message, version: int, at: datetime) -> Entry:

@@ -260,8 +260,25 @@ async def test_forgetting_one_of_a_merge_leaves_the_other_readable(
     app: CustomerApplication, api: CustomerServicer
 ) -> None:
     survivor, twin = await _merged_pair(api)
-    await api.ForgetCustomer(capi.ForgetCustomerRequest(customer_id=survivor), CALL)
-    assert app.get_customer(UUID(twin)).display_name == "Zoe Q."
+    await api.ForgetCustomer(capi.ForgetCustomerRequest(customer_id=twin), CALL)
+    assert app.get_customer(UUID(survivor)).display_name == NAME
+    assert app.get_customer(UUID(twin)).display_name == pii.FORGOTTEN
+
+
+async def test_a_survivor_alone_is_not_forgotten_while_its_duplicates_are_readable(
+    app: CustomerApplication, api: CustomerServicer
+) -> None:
+    survivor, twin = await _merged_pair(api)
+    error = await refused(
+        api.ForgetCustomer(capi.ForgetCustomerRequest(customer_id=survivor), CALL),
+        PreconditionFailed,
+    )
+    assert twin in str(error)
+    assert "with_merged" in str(error)
+    assert app.data_keys([UUID(survivor)])[UUID(survivor)] is not None
+    view = app.view(UUID(survivor))
+    assert view.customer.display_name == NAME
+    assert "zq@example.org" in view.combined.emails
 
 
 def test_an_import_seals_each_row_under_a_key_of_its_own(app: CustomerApplication) -> None:

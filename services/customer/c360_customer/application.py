@@ -356,15 +356,16 @@ class CustomerApplication(ServiceApplication):
         return self.execute(ctx, decide)
 
     def forget(self, ctx: CommandContext, customer_id: UUID, with_merged: bool) -> CommandOutcome:
-        """Erase a customer on request (and, `with_merged`, the duplicates merged into it):
-        a Forgotten event on each, saved with the deletion of their keys, so what their events
-        sealed can no longer be read anywhere. The ids forgotten are in
-        `extra["forgotten_ids"]` (comma-separated)."""
+        """Erase a customer on request (and, `with_merged`, the duplicates merged into it;
+        see `domain.forget_customers`): a Forgotten event on each, saved with the deletion of
+        their keys, so what their events sealed can no longer be read anywhere. The ids
+        forgotten are in `extra["forgotten_ids"]` (comma-separated)."""
 
         def decide() -> Decision[Customer]:
             customer = self.load(Customer, customer_id)
-            group = [customer, *(self.absorbed_group(customer) if with_merged else [])]
-            domain.forget_customers(group, self.clock())
+            group = domain.forget_customers(
+                customer, self.absorbed_group(customer), self.clock(), with_merged=with_merged
+            )
             ids = ",".join(str(c.id) for c in group)
             changed: list[Aggregate] = list(group)
             return Decision(customer, changed, {"forgotten_ids": ids})

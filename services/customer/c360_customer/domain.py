@@ -653,15 +653,34 @@ def combine(survivor: Customer, duplicates: Iterable[Customer]) -> Combined:
     return Combined(emails, phones, addresses, tags, consents, links)
 
 
-def forget_customers(customers: Iterable[Customer], at: datetime) -> None:
-    """Forget a customer together with the duplicates merged into it (each records its own
-    Forgotten); refused as a whole if one of them is forgotten already."""
-    group = list(customers)
-    for customer in group:
-        if customer.forgotten_at is not None:
-            customer.forget(at)  # raises, naming it
-    for customer in group:
-        customer.forget(at)
+def forget_customers(
+    customer: Customer, absorbed: Iterable[Customer], at: datetime, *, with_merged: bool
+) -> list[Customer]:
+    """Forget a customer and, `with_merged`, the duplicates merged into it (`absorbed`,
+    transitively); each records its own Forgotten. Returns those forgotten now.
+
+    A survivor is one person with its duplicates, and reads as their combined data: without
+    `with_merged` it is refused while a duplicate merged into it is not forgotten (its data
+    would go on showing under the forgotten survivor). With `with_merged` the members not
+    forgotten yet are forgotten (a survivor forgotten alone before can be completed); it is
+    refused only if every one of them is forgotten already."""
+    remaining = [d for d in absorbed if d.forgotten_at is None]
+    if not with_merged:
+        if remaining:
+            ids = ", ".join(str(d.id) for d in remaining)
+            raise PreconditionFailed(
+                f"customer {customer.id} has duplicates merged into it ({ids}): forget them"
+                " with it (with_merged), or unmerge those of another person first"
+            )
+        customer.forget(at)  # raises if forgotten already
+        return [customer]
+    group = [customer] if customer.forgotten_at is None else []
+    group += remaining
+    if not group:
+        customer.forget(at)  # raises, naming it
+    for member in group:
+        member.forget(at)
+    return group
 
 
 PERSONAL_FIELDS: Mapping[type, tuple[str, ...]] = MappingProxyType(
