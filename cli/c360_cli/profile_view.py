@@ -1,7 +1,8 @@
 """`c360 profile show` for people: the screen an agent wants when the customer calls.
 
 Built from the profile's JSON (`output.profile_json`), the newest timeline entries and the
-names of the contact persons; no I/O here, so the layout is unit-tested at 100 and 80 columns.
+names of the customers on the other side of its contact-person links (an organisation's
+persons, a person's organisations); no I/O here, so the layout is unit-tested at 100 and 80 columns.
 """
 
 from __future__ import annotations
@@ -201,8 +202,15 @@ def _contact_history(desk: Doc) -> str:
     return "\n".join(lines)
 
 
-def facts(doc: Doc, person_names: Mapping[str, str]) -> list[tuple[str, RenderableType | str]]:
-    """The panel's rows: (label, value)."""
+def _named(customer_id: str, names: Mapping[str, str]) -> str:
+    """ "Name (short id)", or "(short id)" when the name is not known."""
+    name = names.get(customer_id, "")
+    return f"{name} ({short_id(customer_id)})" if name else f"({short_id(customer_id)})"
+
+
+def facts(doc: Doc, names: Mapping[str, str]) -> list[tuple[str, RenderableType | str]]:
+    """The panel's rows: (label, value). `names`: the display names of the customers on the
+    other side of its contact-person links (by id)."""
     attributes: Doc = doc.get("attributes") or {}
     rows: list[tuple[str, RenderableType | str]] = [("id", doc.get("customer_id", ""))]
     if doc.get("merged_into"):
@@ -217,22 +225,22 @@ def facts(doc: Doc, person_names: Mapping[str, str]) -> list[tuple[str, Renderab
     owner = doc.get("owner_id") or "-"
     tags = ", ".join(doc.get("tags", []))
     rows.append(("owner", owner + (f"   tags: {tags}" if tags else "")))
-    persons = attributes.get("contact_persons") or {}
-    current = [p for p in persons.values() if not p.get("valid_until")]
-    if current:
-        rows.append(
-            (
-                "contact persons",
-                "\n".join(
-                    f"{p.get('role') or 'contact'}: "
-                    f"{person_names.get(p.get('person_id', ''), '')} "
-                    f"({short_id(p.get('person_id', ''))})".replace(":  (", ": (")
-                    for p in current
-                ),
-            )
-        )
-    if doc.get("kind") == "organisation" and not current:
-        rows.append(("contact persons", "-"))
+    links = attributes.get("contact_persons") or {}
+    current = [link for link in links.values() if not link.get("valid_until")]
+    if doc.get("kind") == "organisation":
+        # Its contact persons: "role: name (id)".
+        lines = [
+            f"{link.get('role') or 'contact'}: {_named(link.get('person_id', ''), names)}"
+            for link in current
+        ]
+        rows.append(("contact persons", "\n".join(lines) or "-"))
+    elif current:
+        # A person's side of the links: the organisations it is a contact person of.
+        lines = [
+            f"{link.get('role') or 'contact'} at {_named(link.get('organisation_id', ''), names)}"
+            for link in current
+        ]
+        rows.append(("contact for", "\n".join(lines)))
     rows.append(("consent", consent_grid(attributes.get("consent") or {})))
     sales: Doc = attributes.get("sales") or {}
     classes = sales.get("classes") or {}
@@ -350,14 +358,14 @@ def latest(entries: Sequence[Doc]) -> Table | None:
 def screen(
     doc: Doc,
     entries: Sequence[Doc] = (),
-    person_names: Mapping[str, str] | None = None,
+    names: Mapping[str, str] | None = None,
     as_of: str | None = None,
 ) -> Group:
     """The whole screen: the panel of facts, the open tickets, the latest entries."""
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column(overflow="fold")
-    for label, value in facts(doc, person_names or {}):
+    for label, value in facts(doc, names or {}):
         grid.add_row(Text(label), Text(value) if isinstance(value, str) else value)
     title = Text(doc.get("display_name") or "(no name)", style="bold")
     title.append(f" · {doc.get('kind', '')} · {short_id(doc.get('customer_id', ''))}")

@@ -281,7 +281,7 @@ def _profile(args: argparse.Namespace) -> int:
             timeout=args.timeout,
         )
         entries = [entry_json(e) for e in page.entries]
-        names = _person_names(stub, doc, args)
+        names = _linked_names(stub, doc, args)
     as_of = iso_field(request, "as_of") if args.as_of else None
     out.print(profile_view.screen(doc, entries, names, as_of))
     if args.provenance:
@@ -302,25 +302,26 @@ def _profile(args: argparse.Namespace) -> int:
     return 0
 
 
-def _person_names(
+def _linked_names(
     stub: TimelineServiceStub, doc: dict[str, Any], args: argparse.Namespace
 ) -> dict[str, str]:
-    """The names of an organisation's current contact persons (their profiles), best effort:
-    a person the timeline does not know yet is shown by id alone."""
-    persons = (doc.get("attributes") or {}).get("contact_persons") or {}
+    """The names of the customers on the other side of the current contact-person links (an
+    organisation's persons, a person's organisations; their profiles), best effort: one the
+    timeline does not know yet is shown by id alone."""
+    links = (doc.get("attributes") or {}).get("contact_persons") or {}
     names: dict[str, str] = {}
-    for link in list(persons.values())[:10]:
-        person_id = link.get("person_id", "")
-        if not person_id or link.get("valid_until"):
+    for link in list(links.values())[:10]:
+        other = link.get("organisation_id" if doc.get("kind") == "person" else "person_id", "")
+        if not other or link.get("valid_until") or other in names:
             continue
         try:
             reply = stub.GetProfile(
-                api.GetProfileRequest(customer_id=person_id, as_of=args.as_of),
+                api.GetProfileRequest(customer_id=other, as_of=args.as_of),
                 timeout=args.timeout,
             )
         except grpc.RpcError:
             continue
-        names[person_id] = reply.profile.display_name
+        names[other] = reply.profile.display_name
     return names
 
 

@@ -228,6 +228,26 @@ def test_a_new_person_without_anything_yet() -> None:
     assert "Bob" in text
 
 
+def test_a_person_shows_the_organisations_it_is_a_contact_person_of() -> None:
+    org = "466108df-7384-4f33-a901-e967e4aece59"
+    person = "4bedc759-de95-47de-bdd6-a5d8e8651dcc"
+    link = {"organisation_id": org, "person_id": person, "role": "technical buyer"}
+    ended = {**link, "organisation_id": "5" + org[1:], "role": "old", "valid_until": "2026-01-01"}
+    doc = {
+        "customer_id": person,
+        "kind": "person",
+        "display_name": "Michał Dąbrowski",
+        "attributes": {"contact_persons": {"l1": link, "l2": ended}},
+    }
+    console = Console(file=io.StringIO(), width=100, color_system=None)
+    console.print(profile_view.screen(doc, [], {org: "Liepiņš Kokapstrāde SIA"}))
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "contact for" in text
+    assert "technical buyer at Liepiņš Kokapstrāde SIA (466108df)" in text
+    assert "contact persons" not in text  # the person is not its own contact person
+    assert "old at" not in text
+
+
 def test_counts_agree_with_their_nouns() -> None:
     assert profile_view.counted(1, "lead") == "1 lead"
     assert profile_view.counted(0, "lead") == "0 leads"
