@@ -477,7 +477,8 @@ def show_customer(out: Output, c: api.Customer) -> None:
     extra: list[Any] = []
     if c.consents:
         consents = Table(title="consent", title_justify="left", expand=False)
-        for column in ("channel", "purpose", "granted", "source", "decided"):
+        # The evidence of each latest decision: when, how (source) and who recorded it.
+        for column in ("channel", "purpose", "granted", "source", "decided", "recorded by"):
             consents.add_column(column)
         for x in c.consents:
             consents.add_row(
@@ -486,6 +487,7 @@ def show_customer(out: Output, c: api.Customer) -> None:
                 Text("yes", style="green") if x.granted else Text("no", style="red"),
                 Text(x.source),
                 short_time(iso_field(x, "decided_at")),
+                Text(x.recorded_by or "-"),
             )
         extra.append(consents)
     if c.contact_persons:

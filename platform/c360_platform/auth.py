@@ -24,6 +24,7 @@ import os
 import secrets
 import time
 from collections.abc import Callable, Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -69,6 +70,18 @@ def roles_of(servicer: object, method: str) -> frozenset[Role]:
 class Principal:
     subject: str
     role: Role
+
+
+CALLER: ContextVar[Principal | None] = ContextVar("c360_caller", default=None)
+"""The caller of the gRPC call being handled (set by the server's interceptor once it
+admitted the call; None where no token is checked)."""
+
+
+def caller_subject() -> str:
+    """Who makes the call being handled: its token's subject (an id, never a person's name),
+    or "" where calls carry no token (in-process tests)."""
+    principal = CALLER.get()
+    return principal.subject if principal is not None else ""
 
 
 def _b64(data: bytes) -> str:

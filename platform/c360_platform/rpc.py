@@ -192,6 +192,8 @@ class ServerInterceptor(WrappingInterceptor):
             self.audit.refused(method, exc)
             raise
         self.audit.admitted(method, principal.subject, principal.role)
+        # For the handler (a call runs in a task, and so a context, of its own).
+        auth.CALLER.set(principal)
 
     def wrap(self, method: str, handler: Any) -> Any:
         tracer = telemetry.tracer("c360.grpc")

@@ -10,8 +10,11 @@ import grpc
 import pytest
 
 from c360.customer.v1 import customer_service_pb2 as capi
+from c360.customer.v1 import customer_service_pb2_grpc as customer_grpc
 from c360.events.v1 import customer_events_pb2 as ev
 from c360.timeline.v1 import timeline_service_pb2 as tapi
+from c360_platform import auth
+from c360_platform.channels import aio_channel
 from c360_platform.errors import VersionConflict
 from c360_platform.store import CommandContext
 
@@ -187,3 +190,42 @@ async def test_contact_person_history_reaches_both_timelines(stack: Stack) -> No
         )
         types = [e.type for e in timeline.entries]
         assert types[:2] == ["customer.contact_person_link_ended", "customer.contact_person_linked"]
+
+
+async def test_consent_evidence_says_who_recorded_each_decision(stack: Stack) -> None:
+    ada = await register(stack.customer, "Ada Lovelace", "ada@example.com")
+    cid = ada.result.aggregate_id
+    grant = capi.GrantConsentRequest(
+        customer_id=cid,
+        channel=ev.CONSENT_CHANNEL_EMAIL,
+        purpose=ev.CONSENT_PURPOSE_MARKETING,
+        source="web-form",
+    )
+    await stack.customer.GrantConsent(grant)
+    agent = aio_channel(stack.deployment.addresses["customer"], stack.token(auth.Role.AGENT))
+    try:
+        revoked = await customer_grpc.CustomerServiceStub(agent).RevokeConsent(
+            capi.RevokeConsentRequest(
+                customer_id=cid,
+                channel=ev.CONSENT_CHANNEL_EMAIL,
+                purpose=ev.CONSENT_PURPOSE_MARKETING,
+                source="phone call",
+            )
+        )
+    finally:
+        await agent.close(None)
+    customer = (await stack.customer.GetCustomer(capi.GetCustomerRequest(customer_id=cid))).customer
+    [latest] = customer.consents
+    assert (latest.granted, latest.source, latest.recorded_by) == (
+        False,
+        "phone call",
+        "test:agent",
+    )
+    timeline = await stack.timeline.GetTimeline(
+        tapi.GetTimelineRequest(customer_id=cid, wait_for=revoked.result.consistency_token),
+        timeout=10,
+    )
+    assert [e.summary for e in timeline.entries if e.type.startswith("customer.consent")] == [
+        "Consent revoked for marketing by email (phone call, recorded by test:agent)",
+        "Consent granted for marketing by email (web-form, recorded by test:operator)",
+    ]

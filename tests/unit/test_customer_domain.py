@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
+from c360.events.v1 import customer_events_pb2 as ev
+from c360_customer.contract import CONTRACT
 from c360_customer.domain import (
     Channel,
     Customer,
@@ -119,6 +122,24 @@ def test_state_rebuilt_from_events_equals_state_after_commands() -> None:
     assert copy.tags == ["b2c", "vip"]
     assert copy.consents == c.consents
     assert not copy.has_consent(Channel.EMAIL, Purpose.MARKETING)
+
+
+def test_a_consent_decision_keeps_who_recorded_it_and_older_ones_read_without() -> None:
+    c = person()
+    [registered] = c.collect_events()
+    c.decide_consent(True, "email", "marketing", "web-form", NOW, recorded_by="emp-0042")
+    [granted] = c.collect_events()
+    assert c.consents["email/marketing"]["recorded_by"] == "emp-0042"
+    published = CONTRACT.publication(granted).payload
+    assert isinstance(published, ev.ConsentGranted)
+    assert (published.source, published.recorded_by) == ("web-form", "emp-0042")
+    # An event recorded before `recorded_by` existed has no such attribute.
+    state = {k: v for k, v in granted.__dict__.items() if k != "recorded_by"}
+    older: Any = object.__new__(type(granted))
+    older.__dict__.update(state)
+    copy = older.mutate(registered.mutate(None))
+    assert copy.consents["email/marketing"]["recorded_by"] == ""
+    assert CONTRACT.publication(older).payload.recorded_by == ""  # type: ignore[attr-defined]
 
 
 def test_latest_consent_decision_wins_and_every_decision_is_kept() -> None:

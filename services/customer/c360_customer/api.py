@@ -17,7 +17,7 @@ from c360_customer.application import CustomerApplication, CustomerView, ImportR
 from c360_customer.contract import CHANNELS, KINDS, PURPOSES, address_message
 from c360_customer.domain import Customer
 from c360_platform import paging
-from c360_platform.auth import Role, requires
+from c360_platform.auth import Role, caller_subject, requires
 from c360_platform.commands import blocking, expected_version, parse_id
 from c360_platform.consistency import ConsistencyToken
 from c360_platform.cpu import cpu_pool
@@ -76,6 +76,7 @@ def customer_message(view: CustomerView | Customer) -> api.Customer:
                 granted=d["granted"],
                 source=d["source"],
                 decided_at=timestamp(d["decided_at"]),
+                recorded_by=d.get("recorded_by", ""),
             )
             for d in combined.consents.values()
         ],
@@ -243,12 +244,13 @@ class CustomerServicer(CommandServicer[CustomerApplication], api_grpc.CustomerSe
         cid, version = _target(request)
         channel = CHANNELS.parse("channel", request.channel)
         purpose = PURPOSES.parse("purpose", request.purpose)
+        recorded_by = caller_subject()  # the evidence of who recorded the decision
         return await self.command(
             request,
             context,
             reply,
             lambda ctx: self.app.decide_consent(
-                ctx, cid, version, granted, channel, purpose, request.source
+                ctx, cid, version, granted, channel, purpose, request.source, recorded_by
             ),
         )
 

@@ -472,13 +472,17 @@ class CustomerApplication(ServiceApplication):
         channel: str,
         purpose: str,
         source: str,
+        recorded_by: str = "",
     ) -> CommandOutcome:
-        """Record a consent decision, at the application's clock's now."""
+        """Record a consent decision, at the application's clock's now, by `recorded_by`
+        (the caller's token subject)."""
         return self._change(
             ctx,
             customer_id,
             version,
-            lambda c: c.decide_consent(granted, channel, purpose, source, self.clock()),
+            lambda c: c.decide_consent(
+                granted, channel, purpose, source, self.clock(), recorded_by
+            ),
         )
 
     def link_contact_person(

@@ -72,12 +72,14 @@ _MESSAGES: dict[type, Mapper] = {
         purpose=PURPOSES.value(e.purpose),
         source=e.source,
         decided_at=timestamp(e.decided_at),
+        recorded_by=getattr(e, "recorded_by", ""),
     ),
     Customer.ConsentRevoked: lambda e: pb.ConsentRevoked(
         channel=CHANNELS.value(e.channel),
         purpose=PURPOSES.value(e.purpose),
         source=e.source,
         decided_at=timestamp(e.decided_at),
+        recorded_by=getattr(e, "recorded_by", ""),
     ),
     Customer.ContactPersonLinked: lambda e: pb.ContactPersonLinked(
         link_id=e.link_id,

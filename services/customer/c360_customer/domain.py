@@ -266,9 +266,16 @@ class Customer(Aggregate):
     # -- consent ----------------------------------------------------------------------------
 
     def decide_consent(
-        self, granted: bool, channel: str, purpose: str, source: str, at: datetime
+        self,
+        granted: bool,
+        channel: str,
+        purpose: str,
+        source: str,
+        at: datetime,
+        recorded_by: str = "",
     ) -> None:
-        """Record a consent decision; every decision is kept as evidence, repeats included."""
+        """Record a consent decision; every decision is kept as evidence, repeats included:
+        when (`at`), how (`source`) and by whom (`recorded_by`: the caller's token subject)."""
         v = Violations()
         ch = v.enum("channel", channel, Channel)
         pu = v.enum("purpose", purpose, Purpose)
@@ -277,13 +284,14 @@ class Customer(Aggregate):
         assert ch is not None
         assert pu is not None
         if granted:
-            self._consent_granted(ch.value, pu.value, src, at)
+            self._consent_granted(ch.value, pu.value, src, at, recorded_by)
         else:
-            self._consent_revoked(ch.value, pu.value, src, at)
+            self._consent_revoked(ch.value, pu.value, src, at, recorded_by)
 
+    # `recorded_by` has a default: events recorded before it was read without it.
     @event("ConsentGranted")
     def _consent_granted(
-        self, channel: str, purpose: str, source: str, decided_at: datetime
+        self, channel: str, purpose: str, source: str, decided_at: datetime, recorded_by: str = ""
     ) -> None:
         self.consents[f"{channel}/{purpose}"] = {
             "channel": channel,
@@ -291,11 +299,12 @@ class Customer(Aggregate):
             "granted": True,
             "source": source,
             "decided_at": decided_at,
+            "recorded_by": recorded_by,
         }
 
     @event("ConsentRevoked")
     def _consent_revoked(
-        self, channel: str, purpose: str, source: str, decided_at: datetime
+        self, channel: str, purpose: str, source: str, decided_at: datetime, recorded_by: str = ""
     ) -> None:
         self.consents[f"{channel}/{purpose}"] = {
             "channel": channel,
@@ -303,6 +312,7 @@ class Customer(Aggregate):
             "granted": False,
             "source": source,
             "decided_at": decided_at,
+            "recorded_by": recorded_by,
         }
 
     def has_consent(self, channel: Channel, purpose: Purpose) -> bool:

@@ -54,9 +54,11 @@ def _consent(verb: str) -> Callable[[Doc], str]:
     def summary(d: Doc) -> str:
         channel = CHANNELS.of_name(d.get("channel", ""))
         purpose = PURPOSES.of_name(d.get("purpose", ""))
-        source = d.get("source", "")
+        # The evidence: how it was captured and who recorded it.
+        source, by = d.get("source", ""), d.get("recorded_by", "")
+        evidence = ", ".join(part for part in (source, f"recorded by {by}" if by else "") if part)
         text = f"Consent {verb} for {purpose} by {channel}"
-        return f"{text} ({source})" if source else text
+        return f"{text} ({evidence})" if evidence else text
 
     return summary
 
@@ -228,6 +230,7 @@ def _consent_decided(granted: bool) -> Fold:
             "granted": granted,
             "source": d.get("source", ""),
             "decided_at": d.get("decided_at", entry.occurred_at.isoformat()),
+            "recorded_by": d.get("recorded_by", ""),
         }
         set_by(p, f"consent.{key}", entry)
 
