@@ -11,7 +11,7 @@ from rich.text import Text
 from c360.customer.v1 import customer_service_pb2 as api
 from c360.customer.v1.customer_service_pb2_grpc import CustomerServiceStub
 from c360.events.v1 import customer_events_pb2 as events
-from c360_cli import import_cmd
+from c360_cli import display, import_cmd
 from c360_cli.argtypes import version_number
 from c360_cli.client import Client
 from c360_cli.commands import Api, Arg, Command, Subparsers, add_commands
@@ -479,7 +479,7 @@ def show_customer(out: Output, c: api.Customer) -> None:
         consents = Table(title="consent", title_justify="left", expand=False)
         # The evidence of each latest decision: when, how (source) and who recorded it.
         for column in ("channel", "purpose", "granted", "source", "decided", "recorded by"):
-            consents.add_column(column)
+            consents.add_column(column, overflow="fold")  # evidence is never cut
         for x in c.consents:
             consents.add_row(
                 CONSENT_CHANNELS.word(x.channel),
@@ -496,9 +496,10 @@ def show_customer(out: Output, c: api.Customer) -> None:
         for column in ("link", "organisation" if is_person else "person", "role", "from", "until"):
             links.add_column(column, overflow="fold")
         for link in c.contact_persons:
+            other = link.organisation_id if is_person else link.person_id
             links.add_row(
                 link.link_id,
-                link.organisation_id if is_person else link.person_id,
+                other if display.wide else other[:8],  # the link's id stays whole: `contact end`
                 Text(link.role),
                 short_time(iso_field(link, "valid_from")),
                 short_time(iso_field(link, "valid_until")) or Text("current", style="green"),

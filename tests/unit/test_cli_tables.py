@@ -6,11 +6,15 @@ from __future__ import annotations
 import io
 
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import given
 from hypothesis import strategies as st
 from rich.console import Console
 
+from c360.customer.v1 import customer_service_pb2 as capi
+from c360.events.v1 import customer_events_pb2 as cev
 from c360_cli import display, output
+from c360_cli.customer_cmds import show_customer
 from c360_cli.output import FLEX_MIN_WIDTH, Output, fit_widths
 
 TICKET = "7e9cf30d-5da9-4215-a0a1-250582093f18"
@@ -276,3 +280,50 @@ def test_working_hours_read_as_ranges_of_days() -> None:
     assert working_hours(weekdays) == "Mon-Fri 09:00-17:00"
     short_friday = [*weekdays[:4], (5, "09:00", "13:00"), (6, "10:00", "12:00")]
     assert working_hours(short_friday) == "Mon-Thu 09:00-17:00; Fri 09:00-13:00; Sat 10:00-12:00"
+
+
+@pytest.mark.parametrize("width", [100, 80])
+def test_a_customers_consent_evidence_and_links_are_never_cut(width: int) -> None:
+    at = Timestamp(seconds=1_796_000_000)
+    org = "e8f967a6-7321-44e2-ada1-e895d76da5d7"
+    customer = capi.Customer(
+        customer_id="4ab00d20-02cf-45e0-854b-273e179807f8",
+        kind=cev.CUSTOMER_KIND_PERSON,
+        display_name="Michał Dąbrowski",
+        consents=[
+            capi.Consent(
+                channel=cev.CONSENT_CHANNEL_PHONE,
+                purpose=cev.CONSENT_PURPOSE_MARKETING,
+                granted=True,
+                source="signed-contract",
+                decided_at=at,
+                recorded_by="app:web-shop-eu",
+            )
+        ],
+        contact_persons=[
+            capi.ContactPersonLink(
+                link_id="3507f8e5-4cd3-460c-8bbe-eeef9b423380",
+                organisation_id=org,
+                person_id="4ab00d20-02cf-45e0-854b-273e179807f8",
+                role="technical buyer",
+                valid_from=at,
+            )
+        ],
+    )
+    out = Output(False)
+    out.console = Console(file=io.StringIO(), width=width, color_system=None)
+    show_customer(out, customer)
+    text = out.console.file.getvalue()  # type: ignore[attr-defined]
+    lines = text.splitlines()
+    assert all(len(line) <= width for line in lines)
+    assert "…" not in text
+    # Each column's text, its wrapped or folded parts joined (cells split on the borders).
+    columns: dict[int, str] = {}
+    for line in lines:
+        for i, cell in enumerate(line.split("│")):
+            columns[i] = columns.get(i, "") + cell.strip()
+    for whole in ("signed-contract", "app:web-shop-eu", "3507f8e5-4cd3-460c-8bbe-eeef9b423380"):
+        assert any(whole in column for column in columns.values()), whole
+    assert "recorded" in text
+    assert "e8f967a6" in text
+    assert not any(org in column for column in columns.values())  # short, as lists show ids
