@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from c360_customer.duplicates import (
     Identity,
     blocking_keys,
@@ -24,6 +26,31 @@ def test_transliterated_names_fold_to_the_same_key() -> None:
     assert name_key("Jānis Žirnovskis") == name_key("Janis Zhirnovskis")
     assert name_key("Müller, Jürgen") == name_key("Jurgen Muller")
     assert name_key("Ada Lovelace") != name_key("Ada Lovelock")
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("Jürgen Müller", "Juergen Mueller"),  # ü written ue
+        ("Jörg Schröder", "Joerg Schroeder"),
+        ("Søren Kierkegaard", "Soeren Kierkegaard"),
+        ("Dr. Zoë Müller", "Zoe Muller"),  # a title is not part of the name
+        ("Prof. Dr. Hans Weiß", "Hans Weiss"),
+        ("Frau Anna Schmidt", "Anna Schmidt"),
+        ("Mrs. Jane O'Neil", "Jane ONeil"),  # an apostrophe does not break a word
+        ("Liam O\u2019Brien", "Liam OBrien"),
+    ],
+)
+def test_names_a_person_would_call_the_same_are_the_same_key(a: str, b: str) -> None:
+    assert name_key(a) == name_key(b)
+    found = compare(person("a", a), person("b", b))
+    assert found is not None
+    assert found.reasons in (("same name",), ("same name when transliterated",))
+
+
+def test_titles_alone_and_generations_stay() -> None:
+    assert name_key("Dr.") == "dr"  # nothing but a title: kept, not emptied
+    assert name_key("John Smith Jr.") != name_key("John Smith Sr.")
 
 
 def test_same_email_in_another_case_and_a_transliterated_name() -> None:

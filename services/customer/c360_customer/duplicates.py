@@ -4,8 +4,10 @@ Evidence, each with a weight, combines as independent signals (1 - Π(1 - w)):
 - the same normalised e-mail address (addresses are stored lower-cased): 0.9;
 - the same phone number (E.164): 0.8;
 - similar names: the names are transliterated to ASCII and folded ("Žirnovskis" and
-  "Zhirnovskis" both become "zirnovskis"), then compared word-order-insensitively with
-  Jaro-Winkler; from 0.88 similarity the weight rises from 0.45 to 0.7 for identical names.
+  "Zhirnovskis" both become "zirnovskis", "Müller" and "Mueller" "muler"), without titles
+  ("Dr.", "Frau") or apostrophes ("O'Neil" is "ONeil"), then compared
+  word-order-insensitively with Jaro-Winkler; from 0.88 similarity the weight rises from
+  0.45 to 0.7 for identical names.
 Customers of different kinds (person, organisation) are never candidates.
 
 Candidates are looked for among customers that share a blocking key (`blocking_keys`): an
@@ -33,8 +35,12 @@ MAX_WORD_BLOCK = 200
 """A name word shared by more customers than this is too common to block on in the report
 (an exact name key, e-mail or phone is always used)."""
 
-# Romanisations that spell one sound two ways (Cyrillic and Baltic names in particular).
+# Romanisations that spell one sound two ways (Cyrillic and Baltic names in particular; the
+# German and Scandinavian ae, oe, ue of ä, ö/ø, ü, which are also written a, o, u).
 _FOLDS = [
+    ("ae", "a"),
+    ("oe", "o"),
+    ("ue", "u"),
     ("zh", "z"),
     ("sch", "s"),
     ("sh", "s"),
@@ -50,6 +56,13 @@ _FOLDS = [
     ("j", "i"),
 ]
 _NOT_LETTERS = re.compile(r"[^a-z ]+")
+_APOSTROPHES = re.compile("['`\u00b4\u2019]")
+"""Inside a name, not a word break: O'Neil is ONeil."""
+TITLES = frozenset(
+    {"mr", "mrs", "ms", "miss", "mx", "dr", "prof", "sir", "dame", "herr", "frau", "mme", "mlle"}
+)
+"""Forms of address and academic titles: not part of whom a name names ("Dr. Zoë Müller" is
+Zoë Müller). Generational suffixes (Jr, Sr) are: they tell a father from his son."""
 _REPEATS = re.compile(r"(.)\1+")
 
 
@@ -85,9 +98,10 @@ class Candidate:
 
 def name_key(name: str) -> str:
     """A folded, word-sorted ASCII key of a name: equal keys sound alike."""
-    text = _NOT_LETTERS.sub(" ", unidecode(name).lower())
+    text = _NOT_LETTERS.sub(" ", _APOSTROPHES.sub("", unidecode(name).lower()))
     words = []
-    for word in text.split():
+    named = [word for word in text.split() if word not in TITLES]
+    for word in named or text.split():
         for spelled, sound in _FOLDS:
             word = word.replace(spelled, sound)
         words.append(_REPEATS.sub(r"\1", word))
