@@ -135,6 +135,7 @@ def customer_json(c: customer_api.Customer) -> dict[str, JSONValue]:
                 "granted": x.granted,
                 "source": x.source,
                 "decided_at": iso_field(x, "decided_at"),
+                "recorded_by": x.recorded_by,
             }
             for x in c.consents
         ],

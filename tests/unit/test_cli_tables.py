@@ -327,3 +327,25 @@ def test_a_customers_consent_evidence_and_links_are_never_cut(width: int) -> Non
     assert "recorded" in text
     assert "e8f967a6" in text
     assert not any(org in column for column in columns.values())  # short, as lists show ids
+
+
+def test_the_json_of_a_customer_keeps_its_consent_evidence() -> None:
+    consent = capi.Consent(
+        channel=cev.CONSENT_CHANNEL_EMAIL,
+        purpose=cev.CONSENT_PURPOSE_MARKETING,
+        granted=False,
+        source="objection by letter",
+        decided_at=Timestamp(seconds=1_796_000_000),
+        recorded_by="emp-0042",
+    )
+    doc = output.customer_json(capi.Customer(customer_id="c", consents=[consent]))
+    assert doc["consents"] == [
+        {
+            "channel": "email",
+            "purpose": "marketing",
+            "granted": False,
+            "source": "objection by letter",
+            "decided_at": "2026-11-30T00:53:20Z",
+            "recorded_by": "emp-0042",
+        }
+    ]
