@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from rich.table import Table
@@ -11,12 +15,23 @@ from rich.text import Text
 from c360.customer.v1 import customer_service_pb2 as api
 from c360.customer.v1.customer_service_pb2_grpc import CustomerServiceStub
 from c360.events.v1 import customer_events_pb2 as events
+from c360.timeline.v1 import timeline_service_pb2 as tapi
+from c360.timeline.v1.timeline_service_pb2_grpc import TimelineServiceStub
 from c360_cli import display, import_cmd
 from c360_cli.argtypes import version_number
 from c360_cli.client import Client
 from c360_cli.commands import Api, Arg, Command, Subparsers, add_commands
 from c360_cli.names import customer_names
-from c360_cli.output import Output, customer_json, iso_field, parse_time, short_time
+from c360_cli.output import (
+    JSONValue,
+    Output,
+    customer_json,
+    entry_json,
+    iso_field,
+    parse_time,
+    profile_json,
+    short_time,
+)
 from c360_cli.words import CONSENT_CHANNELS, CONSENT_PURPOSES, CUSTOMER_KINDS
 
 CUSTOMER = Api("customer", CustomerServiceStub, "customer")
@@ -325,6 +340,26 @@ def register(subparsers: Subparsers) -> None:
     import_cmd.register(sub)
 
     p = sub.add_parser(
+        "export",
+        help="everything c360 holds about a customer, as one JSON document (GDPR access)",
+        description=(
+            "A subject access export (GDPR art. 15, in a form that can be handed over): the"
+            " customer's record (a survivor's with the duplicates merged into it, each with"
+            " its own record), its consent decisions with their evidence, its 360 profile"
+            " and its whole timeline, oldest first: what the customer service, the service"
+            " desk, sales, marketing and the ERP recorded about it, with every detail. A"
+            " merged customer is exported as the survivor that holds it."
+        ),
+    )
+    p.add_argument("customer_id", metavar="ID", help="the customer's id")
+    p.add_argument(
+        "--output",
+        metavar="FILE",
+        help="write the document to FILE (readable by its owner only) instead of stdout",
+    )
+    p.set_defaults(func=_export)
+
+    p = sub.add_parser(
         "duplicates",
         help="likely duplicates of a customer, or of every customer (a report)",
         description=(
@@ -355,6 +390,90 @@ def _get(args: argparse.Namespace) -> int:
         out.json(customer_json(reply.customer))
     else:
         show_customer(out, reply.customer)
+    return 0
+
+
+EXPORT_PAGE = 500
+"""Timeline entries per page of an export (GetTimeline's largest page)."""
+
+
+def _export(args: argparse.Namespace) -> int:
+    """Gather the customer's data from the customer service and the timeline (which holds
+    every service's events about it) into one document."""
+    out = Output(args.json)
+    with Client(args) as client:
+        customers = client.stub("customer", CustomerServiceStub)
+        customer = customers.GetCustomer(
+            api.GetCustomerRequest(customer_id=args.customer_id), timeout=args.timeout
+        ).customer
+        if customer.merged_into:
+            out.note(
+                f"customer {customer.customer_id} was merged into {customer.merged_into}:"
+                " exporting that customer, which holds both"
+            )
+            customer = customers.GetCustomer(
+                api.GetCustomerRequest(customer_id=customer.merged_into), timeout=args.timeout
+            ).customer
+        merged = [
+            customers.GetCustomer(api.GetCustomerRequest(customer_id=i), timeout=args.timeout)
+            for i in customer.absorbed
+        ]
+        timeline = client.stub("timeline", TimelineServiceStub)
+        profile = timeline.GetProfile(
+            tapi.GetProfileRequest(customer_id=customer.customer_id), timeout=args.timeout
+        ).profile
+        entries: list[JSONValue] = []
+        token = ""
+        while True:
+            page = timeline.GetTimeline(
+                tapi.GetTimelineRequest(
+                    customer_id=customer.customer_id, page_size=EXPORT_PAGE, page_token=token
+                ),
+                timeout=args.timeout,
+            )
+            entries.extend(entry_json(e) for e in page.entries)
+            token = page.next_page_token
+            if not token:
+                break
+    entries.reverse()  # oldest first, as a history is read
+    sources = sorted({str(e["source"]) for e in entries if isinstance(e, dict)})
+    document: dict[str, JSONValue] = {
+        "export": {
+            "kind": "subject access export",
+            "customer_id": customer.customer_id,
+            "generated_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            "sources": sources,
+            "forgotten": customer.HasField("forgotten_at"),
+        },
+        "customer": customer_json(customer),
+        "merged_duplicates": [customer_json(m.customer) for m in merged],
+        "profile": profile_json(profile),
+        "timeline": entries,
+    }
+    if not args.output:
+        out.json(document)
+        return 0
+    path = Path(args.output)
+    text = json.dumps(document, ensure_ascii=False, indent=2) + "\n"
+    # Personal data: the file is its owner's alone from its first byte.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as file:
+        file.write(text)
+    summary = {
+        "customer_id": customer.customer_id,
+        "merged_duplicates": len(merged),
+        "timeline_entries": len(entries),
+        "sources": sources,
+        "output": str(path),
+    }
+    if out.json_mode:
+        out.json(summary)
+    else:
+        out.note(
+            f"exported customer {customer.customer_id}: its record,"
+            f" {len(merged)} merged duplicate(s), its profile and {len(entries)} timeline"
+            f" entries from {', '.join(sources) or 'no service'} to {path}"
+        )
     return 0
 
 
