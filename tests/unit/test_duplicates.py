@@ -48,6 +48,28 @@ def test_names_a_person_would_call_the_same_are_the_same_key(a: str, b: str) -> 
     assert found.reasons in (("same name",), ("same name when transliterated",))
 
 
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("ACME GmbH", "Acme"),  # the legal form is not part of the name
+        ("Muñoz Logística S.L.", "Munoz Logistica SL"),  # nor its dots
+        ("SIA Liepiņš Kokapstrāde", "Liepins Kokapstrade"),
+        ("I.B.M.", "IBM"),
+        ("Bäckerei Schmidt e.K.", "Baeckerei Schmidt"),
+    ],
+)
+def test_organisations_are_the_same_without_their_legal_form(a: str, b: str) -> None:
+    found = compare(Identity("a", "organisation", a), Identity("b", "organisation", b, emails=()))
+    assert found is not None
+    assert found.reasons in (("same name",), ("same name when transliterated",))
+
+
+def test_a_persons_name_keeps_words_that_are_legal_forms_of_companies() -> None:
+    assert name_key("Mário Sá") == "mario sa"
+    assert name_key("Mário Sá", "organisation") == "mario"
+    assert name_key("GmbH", "organisation") == "gmbh"  # nothing but a legal form: kept
+
+
 def test_titles_alone_and_generations_stay() -> None:
     assert name_key("Dr.") == "dr"  # nothing but a title: kept, not emptied
     assert name_key("John Smith Jr.") != name_key("John Smith Sr.")

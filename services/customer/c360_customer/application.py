@@ -168,7 +168,7 @@ def directory_row(customer: Customer, index: BlindIndex, key: bytes | None) -> d
     }
     if customer.forgotten_at is not None or key is None:
         return row
-    name = duplicates.name_key(customer.display_name)
+    name = duplicates.name_key(customer.display_name, customer.kind)
     seal = Sealing(key, customer.id)
     return {
         **row,
@@ -607,7 +607,7 @@ class CustomerApplication(ServiceApplication):
             emails=tuple(customer.emails),
             phones=tuple(customer.phones),
         )
-        key = duplicates.name_key(subject.display_name)
+        key = duplicates.name_key(subject.display_name, subject.kind)
         index = self.index
         exact = AnyOf(
             (

@@ -5,7 +5,8 @@ Evidence, each with a weight, combines as independent signals (1 - Π(1 - w)):
 - the same phone number (E.164): 0.8;
 - similar names: the names are transliterated to ASCII and folded ("Žirnovskis" and
   "Zhirnovskis" both become "zirnovskis", "Müller" and "Mueller" "muler"), without titles
-  ("Dr.", "Frau") or apostrophes ("O'Neil" is "ONeil"), then compared
+  ("Dr.", "Frau"), apostrophes ("O'Neil" is "ONeil") and, of an organisation, its legal
+  form ("ACME GmbH" is "ACME", "S.L." too), then compared
   word-order-insensitively with Jaro-Winkler; from 0.88 similarity the weight rises from
   0.45 to 0.7 for identical names.
 Customers of different kinds (person, organisation) are never candidates.
@@ -63,6 +64,18 @@ TITLES = frozenset(
 )
 """Forms of address and academic titles: not part of whom a name names ("Dr. Zoë Müller" is
 Zoë Müller). Generational suffixes (Jr, Sr) are: they tell a father from his son."""
+LEGAL_FORMS = frozenset(
+    {
+        "ab", "ag", "aps", "as", "asa", "bv", "co", "corp", "doo", "ek", "gmbh", "inc", "kft",
+        "kg", "llc", "llp", "ltd", "limited", "nv", "ohg", "ou", "oy", "oyj", "plc", "sa",
+        "sarl", "sas", "sia", "sl", "spa", "sro", "srl", "uab", "ug",
+    }
+)  # fmt: skip
+"""Legal forms of companies: an organisation's name without them is whom it names ("ACME
+GmbH" is ACME, "Muñoz Logística S.L." Muñoz Logística). Not dropped from people's names
+(Sá is a surname)."""
+_DOTTED = re.compile(r"\b(?:[a-z]\.){2,}")
+"""An abbreviation written with dots ("s.l.", "i.b.m."): one word."""
 _REPEATS = re.compile(r"(.)\1+")
 
 
@@ -96,11 +109,15 @@ class Candidate:
     reasons: tuple[str, ...]
 
 
-def name_key(name: str) -> str:
-    """A folded, word-sorted ASCII key of a name: equal keys sound alike."""
-    text = _NOT_LETTERS.sub(" ", _APOSTROPHES.sub("", unidecode(name).lower()))
+def name_key(name: str, kind: str = "person") -> str:
+    """A folded, word-sorted ASCII key of a name: equal keys sound alike. Titles go, and for
+    an organisation its legal form, unless nothing else is left."""
+    text = _APOSTROPHES.sub("", unidecode(name).lower())
+    text = _DOTTED.sub(lambda m: m.group().replace(".", "") + " ", text)
+    text = _NOT_LETTERS.sub(" ", text)
+    dropped = TITLES | LEGAL_FORMS if kind == "organisation" else TITLES
     words = []
-    named = [word for word in text.split() if word not in TITLES]
+    named = [word for word in text.split() if word not in dropped]
     for word in named or text.split():
         for spelled, sound in _FOLDS:
             word = word.replace(spelled, sound)
@@ -108,9 +125,10 @@ def name_key(name: str) -> str:
     return " ".join(sorted(words))
 
 
-def name_similarity(a: str, b: str) -> float:
-    """0..1: how alike two names are after transliteration and folding."""
-    ka, kb = name_key(a), name_key(b)
+def name_similarity(a: str, b: str, kind: str = "person") -> float:
+    """0..1: how alike two names (of customers of `kind`) are after transliteration and
+    folding."""
+    ka, kb = name_key(a, kind), name_key(b, kind)
     if not ka or not kb:
         return 0.0
     return float(JaroWinkler.similarity(ka, kb))
@@ -128,9 +146,9 @@ def compare(a: Identity, b: Identity) -> Candidate | None:
     for phone in sorted(set(a.phones) & set(b.phones)):
         reasons.append(f"same phone {phone}")
         weights.append(PHONE_WEIGHT)
-    similarity = name_similarity(a.display_name, b.display_name)
+    similarity = name_similarity(a.display_name, b.display_name, a.kind)
     if similarity >= NAME_THRESHOLD:
-        if name_key(a.display_name) == name_key(b.display_name):
+        if name_key(a.display_name, a.kind) == name_key(b.display_name, a.kind):
             same = a.display_name.casefold() == b.display_name.casefold()
             reasons.append("same name" if same else "same name when transliterated")
         else:
@@ -160,7 +178,7 @@ def name_words(key: str) -> list[str]:
 def blocking_keys(identity: Identity) -> list[str]:
     """The keys under which `identity` meets its candidates: customers sharing none of them
     are never compared. Keys are prefixed by their kind, and by the customer's kind."""
-    key = name_key(identity.display_name)
+    key = name_key(identity.display_name, identity.kind)
     keys = [f"e:{e}" for e in identity.emails] + [f"p:{p}" for p in identity.phones]
     if key:
         keys.append(f"n:{key}")
