@@ -107,6 +107,12 @@ BAD_REQUESTS: list[tuple[str, str, Any, list[str]]] = [
         ["channel"],
     ),
     (
+        "RevokeConsent",
+        "nothing but the customer",
+        capi.RevokeConsentRequest(customer_id="00000000-0000-0000-0000-000000000001"),
+        ["channel", "purpose", "source"],
+    ),
+    (
         "LinkContactPerson",
         "self link",
         capi.LinkContactPersonRequest(

@@ -15,7 +15,7 @@ from c360.customer.v1 import customer_service_pb2_grpc as api_grpc
 from c360.events.v1 import customer_events_pb2 as ev
 from c360_customer.application import CustomerApplication, CustomerView, ImportRow
 from c360_customer.contract import CHANNELS, KINDS, PURPOSES, address_message
-from c360_customer.domain import Customer
+from c360_customer.domain import Customer, consent_decision
 from c360_platform import paging
 from c360_platform.auth import Role, caller_subject, requires
 from c360_platform.commands import blocking, expected_version, parse_id
@@ -242,8 +242,11 @@ class CustomerServicer(CommandServicer[CustomerApplication], api_grpc.CustomerSe
         self, granted: bool, request: Any, context: Ctx, reply: Callable[..., R]
     ) -> R:
         cid, version = _target(request)
-        channel = CHANNELS.parse("channel", request.channel)
-        purpose = PURPOSES.parse("purpose", request.purpose)
+        # Every offending field at once, before the customer is looked at.
+        consent_decision(
+            CHANNELS.given(request.channel), PURPOSES.given(request.purpose), request.source
+        )
+        channel, purpose = CHANNELS.word(request.channel), PURPOSES.word(request.purpose)
         recorded_by = caller_subject()  # the evidence of who recorded the decision
         return await self.command(
             request,

@@ -47,6 +47,19 @@ def consent_key(channel: Channel, purpose: Purpose) -> str:
     return f"{channel.value}/{purpose.value}"
 
 
+def consent_decision(channel: str, purpose: str, source: str) -> tuple[Channel, Purpose, str]:
+    """A consent decision's channel, purpose and source, checked together (INVALID_ARGUMENT
+    naming every offending field)."""
+    v = Violations()
+    ch = v.enum("channel", channel, Channel)
+    pu = v.enum("purpose", purpose, Purpose)
+    src = v.text("source", source, max_len=64)
+    v.check()
+    assert ch is not None
+    assert pu is not None
+    return ch, pu, src
+
+
 def _owner(v: Violations, field: str, owner_id: str) -> str:
     owner = owner_id.strip()
     if owner and not _EMPLOYEE_ID.match(owner):
@@ -276,13 +289,7 @@ class Customer(Aggregate):
     ) -> None:
         """Record a consent decision; every decision is kept as evidence, repeats included:
         when (`at`), how (`source`) and by whom (`recorded_by`: the caller's token subject)."""
-        v = Violations()
-        ch = v.enum("channel", channel, Channel)
-        pu = v.enum("purpose", purpose, Purpose)
-        src = v.text("source", source, max_len=64)
-        v.check()
-        assert ch is not None
-        assert pu is not None
+        ch, pu, src = consent_decision(channel, purpose, source)
         if granted:
             self._consent_granted(ch.value, pu.value, src, at, recorded_by)
         else:
