@@ -190,6 +190,12 @@ async def test_contact_person_history_reaches_both_timelines(stack: Stack) -> No
         )
         types = [e.type for e in timeline.entries]
         assert types[:2] == ["customer.contact_person_link_ended", "customer.contact_person_linked"]
+        # Both timelines say who was linked to whom.
+        who = f"Person {ada.result.aggregate_id[:8]} at organisation {org.result.aggregate_id[:8]}"
+        assert [e.summary for e in timeline.entries[:2]] == [
+            f"{who}: contact-person link ended",
+            f"{who} linked as contact person: buyer",
+        ]
 
 
 async def test_consent_evidence_says_who_recorded_each_decision(stack: Stack) -> None:

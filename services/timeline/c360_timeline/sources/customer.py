@@ -82,6 +82,13 @@ def _address(d: Doc) -> str:
     return f"Postal address added ({where})" if where else "Postal address added"
 
 
+def _link(d: Doc) -> str:
+    """Who is linked to whom (on both the person's and the organisation's timeline), by the
+    short ids lists show: "Person 4ab00d20 at organisation e8f967a6"."""
+    person, organisation = d.get("person_id", "")[:8], d.get("organisation_id", "")[:8]
+    return f"Person {person} at organisation {organisation}"
+
+
 def _absorbed(d: Doc) -> str:
     text = with_reason(f"Customer {d.get('duplicate_id', '')} merged into this one", d)
     n = len(d.get("conflicts", []))
@@ -114,8 +121,10 @@ SUMMARIES: dict[str, Callable[[Doc], str]] = {
     "c360.events.v1.TagsChanged": _tags,
     "c360.events.v1.ConsentGranted": _consent("granted"),
     "c360.events.v1.ConsentRevoked": _consent("revoked"),
-    "c360.events.v1.ContactPersonLinked": lambda d: f"Contact person linked as {d.get('role', '')}",
-    "c360.events.v1.ContactPersonLinkEnded": lambda d: "Contact-person link ended",
+    "c360.events.v1.ContactPersonLinked": lambda d: (
+        f"{_link(d)} linked as contact person: {d.get('role', '')}"
+    ),
+    "c360.events.v1.ContactPersonLinkEnded": lambda d: f"{_link(d)}: contact-person link ended",
 }
 
 
