@@ -282,6 +282,54 @@ async def test_merge_chains_resolve_to_the_last_survivor_and_bad_merges_are_refu
     await refused(api.UnmergeCustomer(capi.UnmergeCustomerRequest(customer_id=c), CALL))
 
 
+async def test_a_survivor_rectifies_what_a_duplicate_merged_into_it_holds(
+    api: CustomerServicer,
+) -> None:
+    """What the survivor shows it can remove, though a duplicate holds it: the duplicate
+    itself refuses commands while merged."""
+    survivor = await register(api, "Hana Novak", "hana@example.cz")
+    twin = await api.RegisterCustomer(
+        capi.RegisterCustomerRequest(
+            kind=ev.CUSTOMER_KIND_PERSON,
+            display_name="Hana Nováková",
+            emails=["hana.old@example.cz"],
+            phones=["+420 601 123 456"],
+            addresses=[ev.PostalAddress(lines=["Old Street 1"], city="Brno", country="CZ")],
+        ),
+        CALL,
+    )
+    duplicate = twin.result.aggregate_id
+    await _merge(api, survivor, duplicate)
+    shown = (await api.GetCustomer(capi.GetCustomerRequest(customer_id=survivor), CALL)).customer
+    [address] = shown.addresses
+    await api.RemoveEmail(
+        capi.RemoveEmailRequest(customer_id=survivor, email="Hana.Old@example.cz"), CALL
+    )
+    await api.RemovePhone(
+        capi.RemovePhoneRequest(customer_id=survivor, phone="+420601123456"), CALL
+    )
+    await api.RemovePostalAddress(
+        capi.RemovePostalAddressRequest(customer_id=survivor, address_id=address.address_id),
+        CALL,
+    )
+    shown = (await api.GetCustomer(capi.GetCustomerRequest(customer_id=survivor), CALL)).customer
+    assert (list(shown.emails), list(shown.phones), list(shown.addresses)) == (
+        ["hana@example.cz"],
+        [],
+        [],
+    )
+    # Recorded on the duplicate that held them: unmerged, it comes back without them.
+    await api.UnmergeCustomer(capi.UnmergeCustomerRequest(customer_id=duplicate), CALL)
+    back = api.app.get_customer(UUID(duplicate))
+    assert (back.emails, back.phones, back.addresses) == ([], [], [])
+    assert api.app.get_customer(UUID(survivor)).emails == ["hana@example.cz"]
+    # What neither holds is NOT_FOUND, as before.
+    await refused(
+        api.RemoveEmail(capi.RemoveEmailRequest(customer_id=survivor, email="x@example.cz"), CALL),
+        NotFound,
+    )
+
+
 async def _rows(items: list[capi.ImportRow]) -> AsyncIterator[capi.ImportCustomersRequest]:
     for start in range(0, len(items), 70):
         yield capi.ImportCustomersRequest(rows=items[start : start + 70])

@@ -399,10 +399,43 @@ class CustomerApplication(ServiceApplication):
     ) -> CommandOutcome:
         return self._change(ctx, customer_id, version, lambda c: c.add_email(email))
 
+    def _remove_shown(
+        self,
+        ctx: CommandContext,
+        customer_id: UUID,
+        version: int | None,
+        holds: Callable[[Customer], bool],
+        remove: Callable[[Customer], None],
+    ) -> CommandOutcome:
+        """Remove a contact point or address the customer shows: its own, or, on a survivor,
+        one that a duplicate merged into it holds (the combined view shows it, and the
+        duplicate takes no commands of its own while merged): the removal is recorded on
+        that duplicate, so an unmerge gives it back without the value. NOT_FOUND when
+        neither holds it."""
+
+        def decide() -> Decision[Customer]:
+            customer = self.load_active(customer_id, version)
+            holder = customer
+            if not holds(customer):
+                holder = next(
+                    (d for d in self.absorbed_group(customer) if not d.forgotten_at and holds(d)),
+                    customer,
+                )
+            remove(holder)
+            return Decision(customer, [holder])
+
+        return self.execute(ctx, decide)
+
     def remove_email(
         self, ctx: CommandContext, customer_id: UUID, version: int | None, email: str
     ) -> CommandOutcome:
-        return self._change(ctx, customer_id, version, lambda c: c.remove_email(email))
+        return self._remove_shown(
+            ctx,
+            customer_id,
+            version,
+            lambda c: c.holds_email(email),
+            lambda c: c.remove_email(email),
+        )
 
     def add_phone(
         self,
@@ -424,7 +457,13 @@ class CustomerApplication(ServiceApplication):
         default_region: str = "",
     ) -> CommandOutcome:
         region = default_region or self.default_region
-        return self._change(ctx, customer_id, version, lambda c: c.remove_phone(phone, region))
+        return self._remove_shown(
+            ctx,
+            customer_id,
+            version,
+            lambda c: c.holds_phone(phone, region),
+            lambda c: c.remove_phone(phone, region),
+        )
 
     def add_postal_address(
         self,
@@ -444,8 +483,12 @@ class CustomerApplication(ServiceApplication):
     def remove_postal_address(
         self, ctx: CommandContext, customer_id: UUID, version: int | None, address_id: str
     ) -> CommandOutcome:
-        return self._change(
-            ctx, customer_id, version, lambda c: c.remove_postal_address(address_id)
+        return self._remove_shown(
+            ctx,
+            customer_id,
+            version,
+            lambda c: any(a["address_id"] == address_id for a in c.addresses),
+            lambda c: c.remove_postal_address(address_id),
         )
 
     def assign_owner(

@@ -187,6 +187,13 @@ class Customer(Aggregate):
     def _email_added(self, email: str) -> None:
         self.emails.append(email)
 
+    def holds_email(self, email: str) -> bool:
+        """Whether the address (as it would be stored) is one of the customer's own."""
+        v = Violations()
+        normalised = v.email("email", email)
+        v.check()
+        return normalised in self.emails
+
     def remove_email(self, email: str) -> None:
         v = Violations()
         normalised = v.email("email", email)
@@ -212,6 +219,13 @@ class Customer(Aggregate):
     @event("PhoneAdded")
     def _phone_added(self, phone: str) -> None:
         self.phones.append(phone)
+
+    def holds_phone(self, phone: str, default_region: str = "") -> bool:
+        """Whether the number (as it would be stored) is one of the customer's own."""
+        v = Violations()
+        normalised = v.phone("phone", phone, default_region)
+        v.check()
+        return normalised in self.phones
 
     def remove_phone(self, phone: str, default_region: str = "") -> None:
         v = Violations()
