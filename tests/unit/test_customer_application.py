@@ -330,6 +330,26 @@ async def test_a_survivor_rectifies_what_a_duplicate_merged_into_it_holds(
     )
 
 
+async def test_a_tag_removed_on_a_survivor_goes_from_its_duplicates_too(
+    api: CustomerServicer,
+) -> None:
+    survivor = await register(api, "Hana Novak", "hana@example.cz")
+    twin = await api.RegisterCustomer(
+        capi.RegisterCustomerRequest(
+            kind=ev.CUSTOMER_KIND_PERSON, display_name="Hana N.", tags=["vip", "b2c"]
+        ),
+        CALL,
+    )
+    duplicate = twin.result.aggregate_id
+    await _merge(api, survivor, duplicate)
+    await api.ChangeTags(
+        capi.ChangeTagsRequest(customer_id=survivor, add=["newsletter"], remove=["vip"]), CALL
+    )
+    shown = (await api.GetCustomer(capi.GetCustomerRequest(customer_id=survivor), CALL)).customer
+    assert list(shown.tags) == ["newsletter", "b2c"]
+    assert api.app.get_customer(UUID(duplicate)).tags == ["b2c"]
+
+
 async def _rows(items: list[capi.ImportRow]) -> AsyncIterator[capi.ImportCustomersRequest]:
     for start in range(0, len(items), 70):
         yield capi.ImportCustomersRequest(rows=items[start : start + 70])

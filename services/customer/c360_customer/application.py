@@ -504,7 +504,21 @@ class CustomerApplication(ServiceApplication):
         add: list[str],
         remove: list[str],
     ) -> CommandOutcome:
-        return self._change(ctx, customer_id, version, lambda c: c.change_tags(add, remove))
+        """Tags added go to the customer; a tag removed goes from it and, on a survivor, from
+        the duplicates merged into it that have it (the combined view shows theirs too)."""
+
+        def decide() -> Decision[Customer]:
+            customer = self.load_active(customer_id, version)
+            customer.change_tags(add, remove)  # checks the tags first
+            changed: list[Aggregate] = [customer]
+            if remove:
+                for duplicate in self.absorbed_group(customer):
+                    if not duplicate.forgotten_at:
+                        duplicate.change_tags([], remove)
+                        changed.append(duplicate)
+            return Decision(customer, changed)
+
+        return self.execute(ctx, decide)
 
     def decide_consent(
         self,
