@@ -350,6 +350,33 @@ async def test_a_tag_removed_on_a_survivor_goes_from_its_duplicates_too(
     assert api.app.get_customer(UUID(duplicate)).tags == ["b2c"]
 
 
+async def test_a_survivor_ends_a_contact_person_link_of_an_organisation_merged_into_it(
+    api: CustomerServicer,
+) -> None:
+    orgs = [
+        await api.RegisterCustomer(
+            capi.RegisterCustomerRequest(kind=ev.CUSTOMER_KIND_ORGANISATION, display_name=name),
+            CALL,
+        )
+        for name in ("ACME GmbH", "Acme")
+    ]
+    survivor, duplicate = (o.result.aggregate_id for o in orgs)
+    person = await register(api, "Ada Lovelace", "ada@example.com")
+    link = await api.LinkContactPerson(
+        capi.LinkContactPersonRequest(organisation_id=duplicate, person_id=person, role="buyer"),
+        CALL,
+    )
+    await _merge(api, survivor, duplicate)
+    shown = (await api.GetCustomer(capi.GetCustomerRequest(customer_id=survivor), CALL)).customer
+    assert [x.link_id for x in shown.contact_persons] == [link.link_id]
+    await api.EndContactPerson(
+        capi.EndContactPersonRequest(organisation_id=survivor, link_id=link.link_id), CALL
+    )
+    shown = (await api.GetCustomer(capi.GetCustomerRequest(customer_id=survivor), CALL)).customer
+    assert [x.HasField("valid_until") for x in shown.contact_persons] == [True]
+    assert api.app.get_customer(UUID(person)).current_links() == []
+
+
 async def _rows(items: list[capi.ImportRow]) -> AsyncIterator[capi.ImportCustomersRequest]:
     for start in range(0, len(items), 70):
         yield capi.ImportCustomersRequest(rows=items[start : start + 70])

@@ -569,14 +569,23 @@ class CustomerApplication(ServiceApplication):
     ) -> CommandOutcome:
         def decide() -> Decision[Customer]:
             organisation = self.load_active(organisation_id)
-            link = organisation.links.get(link_id)
-            if link is None:
+            # A survivor shows the links of the organisations merged into it: one of theirs
+            # is ended on the member that holds it.
+            holder = next(
+                (
+                    member
+                    for member in (organisation, *self.absorbed_group(organisation))
+                    if link_id in member.links
+                ),
+                None,
+            )
+            if holder is None:
                 raise NotFound(
                     f"organisation {organisation_id} has no contact-person link {link_id}"
                 )
-            person = self.load(Customer, UUID(link["person_id"]))
-            domain.end_contact_person(organisation, person, link_id, valid_until or self.clock())
-            return Decision(organisation, [organisation, person])
+            person = self.load(Customer, UUID(holder.links[link_id]["person_id"]))
+            domain.end_contact_person(holder, person, link_id, valid_until or self.clock())
+            return Decision(organisation, [holder, person])
 
         return self.execute(ctx, decide)
 
