@@ -9,6 +9,7 @@ from c360_customer.duplicates import (
     blocking_keys,
     compare,
     find_pairs,
+    mailbox,
     name_key,
     name_similarity,
     name_words,
@@ -68,6 +69,23 @@ def test_a_persons_name_keeps_words_that_are_legal_forms_of_companies() -> None:
     assert name_key("Mário Sá") == "mario sa"
     assert name_key("Mário Sá", "organisation") == "mario"
     assert name_key("GmbH", "organisation") == "gmbh"  # nothing but a legal form: kept
+
+
+def test_a_subaddress_is_the_same_mailbox() -> None:
+    assert mailbox("zoe.angstrom+shop@example.com") == "zoe.angstrom@example.com"
+    assert mailbox("zoe@example.com") == "zoe@example.com"
+    assert mailbox("+shop@example.com") == "+shop@example.com"  # no mailbox left: as it is
+    a = person("a", "Zoë Ångström", ("zoe.angstrom+shop@example.com",))
+    b = person("b", "Quentin Blake", ("zoe.angstrom@example.com",))
+    found = compare(a, b)
+    assert found is not None
+    assert found.reasons == ("same mailbox zoe.angstrom@example.com",)
+    assert found.score == 0.85
+    [pair] = find_pairs([a, b])
+    assert pair.reasons == found.reasons
+    same = compare(a, person("c", "Zoë Ångström", ("zoe.angstrom+shop@example.com",)))
+    assert same is not None
+    assert "same mailbox zoe.angstrom@example.com" not in same.reasons  # said once, as e-mail
 
 
 def test_titles_alone_and_generations_stay() -> None:

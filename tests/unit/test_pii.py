@@ -207,6 +207,17 @@ async def test_duplicates_are_found_through_blind_indexes(
     assert {pair.customer_id, pair.duplicate_id} == {a, b}
 
 
+async def test_a_subaddress_finds_its_mailbox_through_the_blind_indexes(
+    app: CustomerApplication, api: CustomerServicer
+) -> None:
+    a = await _register(api, "Zoe Q.", "zoe+shop@example.org")
+    b = await _register(api, "Quartermaine", "zoe@example.org")
+    [found] = app.find_duplicates(UUID(a), 10)
+    assert (found.customer_id, found.reasons[0]) == (b, "same mailbox zoe@example.org")
+    [found] = app.find_duplicates(UUID(b), 10)
+    assert found.customer_id == a
+
+
 async def _merged_pair(api: CustomerServicer) -> tuple[str, str]:
     """A survivor and the duplicate merged into it."""
     survivor = await _register(api)

@@ -58,9 +58,10 @@ DIRECTORY = QueryTable(
 )
 """One row per customer for duplicate detection, kept in the same transaction as the
 customer's events. It holds no personal data in clear: `name_key`, `name_words`, `emails` and
-`phones` are blind indexes (keyed hashes, from `duplicates` and the contact points) that find
-candidates; `display_name`, `email_values` and `phone_values` are sealed with the customer's
-key and revealed to score the candidates."""
+`phones` are blind indexes (keyed hashes, from `duplicates` and the contact points; `emails`
+of each address and its mailbox, `duplicates.contact_keys`) that find candidates;
+`display_name`, `email_values` and `phone_values` are sealed with the customer's key and
+revealed to score the candidates."""
 
 SEALER = Sealer(domain.PERSONAL_FIELDS)
 DIRECTORY_INDEX = "directory"
@@ -175,7 +176,7 @@ def directory_row(customer: Customer, index: BlindIndex, key: bytes | None) -> d
         "display_name": seal(customer.display_name),
         "name_key": index(name) if name else "",
         "name_words": index.all(duplicates.name_words(name)),
-        "emails": index.all(customer.emails),
+        "emails": index.all(duplicates.contact_keys(customer.emails)),
         "phones": index.all(customer.phones),
         "email_values": [seal(e) for e in customer.emails],
         "phone_values": [seal(p) for p in customer.phones],
@@ -677,7 +678,7 @@ class CustomerApplication(ServiceApplication):
         index = self.index
         exact = AnyOf(
             (
-                Overlaps("emails", index.all(subject.emails)),
+                Overlaps("emails", index.all(duplicates.contact_keys(subject.emails))),
                 Overlaps("phones", index.all(subject.phones)),
                 *([Eq("name_key", index(key))] if key else []),
             )

@@ -1,7 +1,8 @@
 """Duplicate detection: how alike two customers are, and why (a pure policy, no I/O).
 
 Evidence, each with a weight, combines as independent signals (1 - Π(1 - w)):
-- the same normalised e-mail address (addresses are stored lower-cased): 0.9;
+- the same normalised e-mail address (addresses are stored lower-cased): 0.9; the same
+  mailbox with another subaddress ("ada+shop@x.org" and "ada@x.org"): 0.85;
 - the same phone number (E.164): 0.8;
 - similar names: the names are transliterated to ASCII and folded ("Žirnovskis" and
   "Zhirnovskis" both become "zirnovskis", "Müller" and "Mueller" "muler"), without titles
@@ -25,6 +26,7 @@ from rapidfuzz.distance import JaroWinkler
 from unidecode import unidecode
 
 EMAIL_WEIGHT = 0.9
+MAILBOX_WEIGHT = 0.85
 PHONE_WEIGHT = 0.8
 NAME_THRESHOLD = 0.88
 NAME_WEIGHT_MIN = 0.45
@@ -109,6 +111,21 @@ class Candidate:
     reasons: tuple[str, ...]
 
 
+def mailbox(email: str) -> str:
+    """The mailbox an address delivers to: without its subaddress ("ada+shop@x.org" is
+    "ada@x.org"), which people add to tell senders apart."""
+    local, at, domain = email.rpartition("@")
+    if not at or "+" not in local:
+        return email
+    base = local.split("+", 1)[0]
+    return f"{base}@{domain}" if base else email
+
+
+def contact_keys(emails: tuple[str, ...] | list[str]) -> list[str]:
+    """The e-mail values duplicates are looked for by: each address and its mailbox, once."""
+    return list(dict.fromkeys([*emails, *(mailbox(e) for e in emails)]))
+
+
 def name_key(name: str, kind: str = "person") -> str:
     """A folded, word-sorted ASCII key of a name: equal keys sound alike. Titles go, and for
     an organisation its legal form, unless nothing else is left."""
@@ -143,6 +160,11 @@ def compare(a: Identity, b: Identity) -> Candidate | None:
     for email in sorted(set(a.emails) & set(b.emails)):
         reasons.append(f"same e-mail {email}")
         weights.append(EMAIL_WEIGHT)
+    shared = set(a.emails) & set(b.emails)
+    boxes = {mailbox(e) for e in a.emails if e not in shared}
+    for box in sorted(boxes & {mailbox(e) for e in b.emails if e not in shared}):
+        reasons.append(f"same mailbox {box}")
+        weights.append(MAILBOX_WEIGHT)
     for phone in sorted(set(a.phones) & set(b.phones)):
         reasons.append(f"same phone {phone}")
         weights.append(PHONE_WEIGHT)
@@ -179,7 +201,8 @@ def blocking_keys(identity: Identity) -> list[str]:
     """The keys under which `identity` meets its candidates: customers sharing none of them
     are never compared. Keys are prefixed by their kind, and by the customer's kind."""
     key = name_key(identity.display_name, identity.kind)
-    keys = [f"e:{e}" for e in identity.emails] + [f"p:{p}" for p in identity.phones]
+    keys = [f"e:{e}" for e in contact_keys(identity.emails)]
+    keys += [f"p:{p}" for p in identity.phones]
     if key:
         keys.append(f"n:{key}")
         keys.extend(f"w:{word}" for word in name_words(key))
