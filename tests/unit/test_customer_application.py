@@ -323,7 +323,14 @@ async def test_a_survivor_rectifies_what_a_duplicate_merged_into_it_holds(
     back = api.app.get_customer(UUID(duplicate))
     assert (back.emails, back.phones, back.addresses) == ([], [], [])
     assert api.app.get_customer(UUID(survivor)).emails == ["hana@example.cz"]
-    # What neither holds is NOT_FOUND, as before.
+    # An address both hold (duplicates often share one) goes from both.
+    await api.AddEmail(capi.AddEmailRequest(customer_id=duplicate, email="h@example.cz"), CALL)
+    await api.AddEmail(capi.AddEmailRequest(customer_id=survivor, email="h@example.cz"), CALL)
+    await _merge(api, survivor, duplicate)
+    await api.RemoveEmail(capi.RemoveEmailRequest(customer_id=survivor, email="h@example.cz"), CALL)
+    shown = (await api.GetCustomer(capi.GetCustomerRequest(customer_id=survivor), CALL)).customer
+    assert list(shown.emails) == ["hana@example.cz"]
+    # What none holds is NOT_FOUND, as before.
     await refused(
         api.RemoveEmail(capi.RemoveEmailRequest(customer_id=survivor, email="x@example.cz"), CALL),
         NotFound,

@@ -408,22 +408,19 @@ class CustomerApplication(ServiceApplication):
         holds: Callable[[Customer], bool],
         remove: Callable[[Customer], None],
     ) -> CommandOutcome:
-        """Remove a contact point or address the customer shows: its own, or, on a survivor,
-        one that a duplicate merged into it holds (the combined view shows it, and the
-        duplicate takes no commands of its own while merged): the removal is recorded on
-        that duplicate, so an unmerge gives it back without the value. NOT_FOUND when
-        neither holds it."""
+        """Remove a contact point or address the customer shows: its own and, on a survivor,
+        that of every duplicate merged into it holding it too (the combined view shows
+        theirs, and a duplicate takes no commands of its own while merged); each removal is
+        recorded on its holder, so an unmerge gives a duplicate back without the value.
+        NOT_FOUND when none holds it."""
 
         def decide() -> Decision[Customer]:
             customer = self.load_active(customer_id, version)
-            holder = customer
-            if not holds(customer):
-                holder = next(
-                    (d for d in self.absorbed_group(customer) if not d.forgotten_at and holds(d)),
-                    customer,
-                )
-            remove(holder)
-            return Decision(customer, [holder])
+            members = [customer, *self.absorbed_group(customer)]
+            holders = [m for m in members if not m.forgotten_at and holds(m)] or [customer]
+            for holder in holders:
+                remove(holder)  # NOT_FOUND on the customer when none holds it
+            return Decision(customer, list(holders))
 
         return self.execute(ctx, decide)
 
