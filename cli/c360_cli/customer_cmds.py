@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from c360_cli import display, import_cmd
 from c360_cli.argtypes import version_number
 from c360_cli.client import Client
 from c360_cli.commands import Api, Arg, Command, Subparsers, add_commands
+from c360_cli.errors import CliError
 from c360_cli.names import customer_names
 from c360_cli.output import (
     JSONValue,
@@ -30,12 +32,73 @@ from c360_cli.output import (
     iso_field,
     parse_time,
     profile_json,
+    result_json,
     short_time,
 )
 from c360_cli.words import CONSENT_CHANNELS, CONSENT_PURPOSES, CUSTOMER_KINDS
 
 CUSTOMER = Api("customer", CustomerServiceStub, "customer")
 ID = Arg("customer_id", "customer_id", "the customer's id", metavar="ID")
+EVERY_CHANNEL = "all"
+"""--channel of `consent revoke` for every channel at once."""
+
+
+@dataclass(frozen=True)
+class ChannelOrAll(Arg):
+    """A consent channel, or `all`."""
+
+    def add_to(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            self.name,
+            choices=[*CONSENT_CHANNELS.words, EVERY_CHANNEL],
+            required=True,
+            help=self.help,
+        )
+
+
+@dataclass(frozen=True)
+class EveryChannel(Command):
+    """`consent revoke`: with --channel all, one withdrawal per channel (an objection to
+    direct marketing covers every channel), each its own decision with its evidence; a
+    --request-id is suffixed per channel, --expected-version holds for the first."""
+
+    def run(self, args: argparse.Namespace) -> int:
+        if args.channel != EVERY_CHANNEL:
+            return super().run(args)
+        done: list[tuple[str, Any]] = []
+        try:
+            with Client(args) as client:
+                method = getattr(client.stub(self.api.service, self.api.stub), self.rpc)
+                for word in CONSENT_CHANNELS.words:
+                    one = argparse.Namespace(**vars(args))
+                    one.channel = word
+                    if args.request_id:
+                        one.request_id = f"{args.request_id}:{word}"
+                    if done:
+                        one.expected_version = None
+                    reply = method(self.build(one), timeout=args.timeout)
+                    done.append((word, reply.result))
+        except CliError as refused:
+            refused.message = self.in_options(refused.message)
+            if done:
+                refused.message += f" (revoked before: {', '.join(w for w, _ in done)})"
+            raise
+        out = Output(args.json)
+        if out.json_mode:
+            out.json(
+                {
+                    "results": [
+                        {"channel": word, **result_json(result, self.api.subject)}
+                        for word, result in done
+                    ]
+                }
+            )
+            return 0
+        for word, result in done:
+            out.result(f"consent revoked ({word})", result, self.api.subject)
+        return 0
+
+
 CONSENT = (
     ID,
     Arg(
@@ -276,13 +339,25 @@ COMMANDS = (
         verb="consent granted",
         expected_version=True,
     ),
-    Command(
+    EveryChannel(
         "consent revoke",
-        "record the withdrawal of consent",
+        "record the withdrawal of consent (--channel all: on every channel, as an objection"
+        " to marketing asks)",
         CUSTOMER,
         "RevokeConsent",
         api.RevokeConsentRequest,
-        CONSENT,
+        (
+            ID,
+            ChannelOrAll(
+                "--channel",
+                "channel",
+                "how the customer may no longer be reached; all: every channel",
+                required=True,
+                words=CONSENT_CHANNELS,
+                choices=True,
+            ),
+            *CONSENT[2:],
+        ),
         verb="consent revoked",
         expected_version=True,
     ),

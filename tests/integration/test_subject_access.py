@@ -1,4 +1,5 @@
-"""`c360 customer export`: everything c360 holds about a customer, in one document."""
+"""A data protection officer's CLI: `c360 customer export` (everything c360 holds about a
+customer, in one document) and an objection to marketing on every channel at once."""
 
 from __future__ import annotations
 
@@ -27,6 +28,11 @@ pytestmark = pytest.mark.integration
 
 
 def _export(stack: Stack, home: Path, *args: str) -> Any:
+    return _customer(stack, home, "export", *args)
+
+
+def _customer(stack: Stack, home: Path, *args: str) -> Any:
+    """`c360 customer ARGS` against the stack; its stdout as JSON, and its stderr."""
     addresses = [
         f"{service}=127.0.0.1:{stack.hosts[service].bound_port}"
         for service in ("customer", "timeline")
@@ -35,7 +41,7 @@ def _export(stack: Stack, home: Path, *args: str) -> Any:
     for address in addresses:
         command += ["--addr", address]
     done = subprocess.run(
-        [*command, "--token", stack.token(auth.Role.AGENT), "customer", "export", *args],
+        [*command, "--token", stack.token(auth.Role.AGENT), "customer", *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -99,3 +105,33 @@ async def test_an_export_holds_the_record_its_duplicates_consent_and_every_servi
     assert summary["timeline_entries"] == len(document["timeline"])
     assert stat.S_IMODE(os.stat(target).st_mode) == 0o600
     assert json.loads(target.read_text())["customer"]["customer_id"] == cid
+
+
+async def test_an_objection_revokes_marketing_on_every_channel_at_once(
+    stack: Stack, tmp_path: Path
+) -> None:
+    ada = await register(stack.customer, "Ada Objecta", "ada.objecta@example.org")
+    cid = ada.result.aggregate_id
+    args = ("consent", "revoke", cid, "--channel", "all", "--purpose", "marketing")
+    objection = (*args, "--source", "objection", "--request-id", "obj-1", "--json")
+    done, _ = await asyncio.to_thread(_customer, stack, tmp_path, *objection)
+    assert [r["channel"] for r in done["results"]] == ["email", "sms", "phone", "post"]
+    customer = (await stack.customer.GetCustomer(capi.GetCustomerRequest(customer_id=cid))).customer
+    assert sorted((c.channel, c.granted, c.source) for c in customer.consents) == [
+        (channel, False, "objection")
+        for channel in (
+            ev.CONSENT_CHANNEL_EMAIL,
+            ev.CONSENT_CHANNEL_SMS,
+            ev.CONSENT_CHANNEL_PHONE,
+            ev.CONSENT_CHANNEL_POST,
+        )
+    ]
+    # A retry with the same request id records nothing again.
+    again, _ = await asyncio.to_thread(_customer, stack, tmp_path, *objection)
+    assert [r["replayed"] for r in again["results"]] == [True] * 4
+    assert (
+        customer.version
+        == (
+            await stack.customer.GetCustomer(capi.GetCustomerRequest(customer_id=cid))
+        ).customer.version
+    )
