@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hmac
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -265,6 +266,22 @@ async def test_a_forgotten_customer_cannot_be_read_or_changed(
     assert "forgotten already" in str(error)
     with pytest.raises(PreconditionFailed):
         app.find_duplicates(UUID(survivor), 10)
+
+
+async def test_with_merged_completes_a_survivor_forgotten_alone_before(
+    app: CustomerApplication, api: CustomerServicer
+) -> None:
+    survivor, twin = await _merged_pair(api)
+    alone = app.get_customer(UUID(survivor))
+    alone.forget(datetime.now(UTC))  # as ForgetCustomer without with_merged used to
+    app.save(alone)
+    assert app.view(UUID(survivor)).combined.emails == ["zq@example.org"]
+    reply = await api.ForgetCustomer(
+        capi.ForgetCustomerRequest(customer_id=survivor, with_merged=True), CALL
+    )
+    assert list(reply.forgotten_ids) == [twin]
+    assert app.data_keys([UUID(survivor), UUID(twin)]) == {UUID(survivor): None, UUID(twin): None}
+    assert app.view(UUID(survivor)).combined.emails == []
 
 
 async def test_forgetting_one_of_a_merge_leaves_the_other_readable(
