@@ -118,6 +118,13 @@ CONSENT = (
         choices=True,
     ),
     Arg("--source", "source", "where the decision came from", metavar="S", required=True),
+    Arg(
+        "--decided-at",
+        "decided_at",
+        "when the customer decided, e.g. the date of a signed form (default now)",
+        metavar="TIME",
+        type=parse_time,
+    ),
 )
 
 GROUPS = {

@@ -6,10 +6,12 @@ from __future__ import annotations
 import multiprocessing
 from collections.abc import AsyncIterator
 from concurrent.futures import ProcessPoolExecutor
+from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from c360.customer.v1 import customer_service_pb2 as capi
 from c360.events.v1 import customer_events_pb2 as ev
@@ -235,6 +237,28 @@ async def test_consent_decisions_are_taken_at_the_clock_of_the_application(
     )
     customer = api.app.get_customer(UUID(cid))
     assert customer.consents["email/marketing"]["decided_at"] == decided
+
+
+async def test_consent_from_a_signed_form_keeps_the_date_it_was_signed(
+    api: CustomerServicer,
+) -> None:
+    cid = await register(api, "Ada Lovelace", "ada@example.com")
+    signed = Timestamp()
+    signed.FromDatetime(api.app.clock() - timedelta(days=3))
+    await api.GrantConsent(
+        capi.GrantConsentRequest(
+            customer_id=cid,
+            channel=ev.CONSENT_CHANNEL_POST,
+            purpose=ev.CONSENT_PURPOSE_MARKETING,
+            source="signed form",
+            decided_at=signed,
+        ),
+        CALL,
+    )
+    [consent] = (
+        await api.GetCustomer(capi.GetCustomerRequest(customer_id=cid), CALL)
+    ).customer.consents
+    assert consent.decided_at == signed
 
 
 async def _merge(api: CustomerServicer, survivor: str, duplicate: str) -> Any:

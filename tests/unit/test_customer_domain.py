@@ -142,6 +142,24 @@ def test_a_consent_decision_keeps_who_recorded_it_and_older_ones_read_without() 
     assert CONTRACT.publication(older).payload.recorded_by == ""  # type: ignore[attr-defined]
 
 
+def test_a_consent_decision_is_dated_when_the_customer_decided_never_out_of_order() -> None:
+    c = person()
+    signed = NOW - timedelta(days=7)
+    c.decide_consent(True, "post", "marketing", "signed form", signed, now=NOW)
+    assert c.consents["post/marketing"]["decided_at"] == signed
+    c.collect_events()
+    with pytest.raises(InvalidArgument) as caught:
+        c.decide_consent(True, "sms", "marketing", "web", NOW + timedelta(minutes=1), now=NOW)
+    assert [v.field for v in caught.value.violations] == ["decided_at"]
+    # Before the latest decision on that channel and purpose: it could not be the latest.
+    with pytest.raises(PreconditionFailed, match="post/marketing decision is from"):
+        c.decide_consent(False, "post", "marketing", "letter", signed - timedelta(days=1), now=NOW)
+    assert c.collect_events() == []
+    assert c.consents["post/marketing"]["granted"] is True
+    c.decide_consent(False, "post", "marketing", "letter", NOW - timedelta(days=1), now=NOW)
+    assert c.consents["post/marketing"]["granted"] is False
+
+
 def test_latest_consent_decision_wins_and_every_decision_is_kept() -> None:
     c = person()
     c.collect_events()

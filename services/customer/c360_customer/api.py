@@ -248,12 +248,21 @@ class CustomerServicer(CommandServicer[CustomerApplication], api_grpc.CustomerSe
         )
         channel, purpose = CHANNELS.word(request.channel), PURPOSES.word(request.purpose)
         recorded_by = caller_subject()  # the evidence of who recorded the decision
+        decided_at = _time(request.decided_at, request.HasField("decided_at"))
         return await self.command(
             request,
             context,
             reply,
             lambda ctx: self.app.decide_consent(
-                ctx, cid, version, granted, channel, purpose, request.source, recorded_by
+                ctx,
+                cid,
+                version,
+                granted,
+                channel,
+                purpose,
+                request.source,
+                recorded_by,
+                decided_at,
             ),
         )
 

@@ -528,17 +528,18 @@ class CustomerApplication(ServiceApplication):
         purpose: str,
         source: str,
         recorded_by: str = "",
+        decided_at: datetime | None = None,
     ) -> CommandOutcome:
-        """Record a consent decision, at the application's clock's now, by `recorded_by`
-        (the caller's token subject)."""
-        return self._change(
-            ctx,
-            customer_id,
-            version,
-            lambda c: c.decide_consent(
-                granted, channel, purpose, source, self.clock(), recorded_by
-            ),
-        )
+        """Record a consent decision taken at `decided_at` (default: the application's
+        clock's now), by `recorded_by` (the caller's token subject)."""
+
+        def decide(customer: Customer) -> None:
+            now = self.clock()
+            customer.decide_consent(
+                granted, channel, purpose, source, decided_at or now, recorded_by, now=now
+            )
+
+        return self._change(ctx, customer_id, version, decide)
 
     def link_contact_person(
         self,

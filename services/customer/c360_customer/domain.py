@@ -300,10 +300,23 @@ class Customer(Aggregate):
         source: str,
         at: datetime,
         recorded_by: str = "",
+        now: datetime | None = None,
     ) -> None:
         """Record a consent decision; every decision is kept as evidence, repeats included:
-        when (`at`), how (`source`) and by whom (`recorded_by`: the caller's token subject)."""
+        when (`at`: when the customer decided, `now` unless earlier), how (`source`) and by
+        whom (`recorded_by`: the caller's token subject). A decision dated before the latest
+        one on the same channel and purpose is refused: the latest is always the newest (as
+        every reader of the events takes it)."""
         ch, pu, src = consent_decision(channel, purpose, source)
+        if now is not None and at > now:
+            raise InvalidArgument.one("decided_at", "must not be in the future")
+        latest = self.consents.get(consent_key(ch, pu))
+        if latest is not None and at < latest["decided_at"]:
+            raise PreconditionFailed(
+                f"the customer's latest {ch.value}/{pu.value} decision is from"
+                f" {latest['decided_at'].isoformat()}: a decision dated before it cannot"
+                " change it"
+            )
         if granted:
             self._consent_granted(ch.value, pu.value, src, at, recorded_by)
         else:
