@@ -571,8 +571,35 @@ async def test_a_merged_customer_is_no_candidate_until_it_is_unmerged(
     await _merge(api, a, b)
     assert await candidates(a) == [c]
     assert await candidates(c) == [a]
+    # The merged customer's duplicates are its survivor's: asked of it, refused naming it.
+    refusal = await refused(
+        api.FindDuplicates(capi.FindDuplicatesRequest(customer_id=b), CALL), PreconditionFailed
+    )
+    assert f"merged into {a}" in str(refusal)
     await api.UnmergeCustomer(capi.UnmergeCustomerRequest(customer_id=b), CALL)
     assert await candidates(a) == sorted([b, c])
+
+
+async def test_a_survivor_meets_duplicates_of_what_was_merged_into_it(
+    api: CustomerServicer,
+) -> None:
+    """A third record sharing only the merged duplicate's e-mail is a duplicate of the
+    survivor, seen from either side."""
+    survivor = await register(api, "Hana Novak", "hana@example.cz")
+    duplicate = await register(api, "Hana Novakova", "hana.old@example.cz")
+    await _merge(api, survivor, duplicate)
+    third = await register(api, "H. Dvorak", "hana.old@example.cz")
+    of_survivor = await api.FindDuplicates(capi.FindDuplicatesRequest(customer_id=survivor), CALL)
+    assert [(c.customer_id, list(c.reasons)) for c in of_survivor.candidates] == [
+        (third, ["same e-mail hana.old@example.cz"])
+    ]
+    of_third = await api.FindDuplicates(capi.FindDuplicatesRequest(customer_id=third), CALL)
+    assert [(c.customer_id, list(c.reasons)) for c in of_third.candidates] == [
+        (
+            survivor,
+            ["same e-mail hana.old@example.cz", f"through {duplicate}, merged into it"],
+        )
+    ]
 
 
 def test_typed_commands_carry_what_they_create(app: CustomerApplication, clock: Clock) -> None:

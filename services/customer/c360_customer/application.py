@@ -661,17 +661,29 @@ class CustomerApplication(ServiceApplication):
     def find_duplicates(self, customer_id: UUID, limit: int) -> list[duplicates.Candidate]:
         """The customer's likely duplicates, best first: directory rows sharing an e-mail, a
         phone, the name key or a long name word (blind indexes, all indexed), revealed and
-        scored by `duplicates.rank`."""
+        scored by `duplicates.rank`. A survivor is looked at with its combined contact
+        points; a row of a customer merged into another stands for that survivor (the
+        group's own members are never candidates). A merged customer is FAILED_PRECONDITION
+        naming its survivor, whose duplicates are its."""
         customer = self.get_customer(customer_id)
         if customer.forgotten_at is not None:
             raise PreconditionFailed(f"customer {customer_id} is forgotten")
+        if customer.merged_into:
+            survivor = self.final_survivor(customer)
+            raise PreconditionFailed(
+                f"customer {customer_id} was merged into {survivor}: look for the duplicates"
+                f" of {survivor}"
+            )
+        group = self.absorbed_group(customer)
+        combined = domain.combine(customer, group)
         subject = duplicates.Identity(
             customer_id=str(customer.id),
             kind=customer.kind,
             display_name=customer.display_name,
-            emails=tuple(customer.emails),
-            phones=tuple(customer.phones),
+            emails=tuple(combined.emails),
+            phones=tuple(combined.phones),
         )
+        own = {customer.id, *(d.id for d in group)}
         key = duplicates.name_key(subject.display_name, subject.kind)
         index = self.index
         exact = AnyOf(
@@ -684,9 +696,8 @@ class CustomerApplication(ServiceApplication):
         query = RowQuery(
             AllOf(
                 (
-                    Ne("customer_id", customer_id),
+                    *(Ne("customer_id", member) for member in sorted(own)),
                     Eq("kind", subject.kind),
-                    Eq("merged", False),
                     Eq("forgotten", False),
                     AnyOf((exact, Overlaps("name_words", index.all(duplicates.name_words(key))))),
                 )
@@ -694,7 +705,27 @@ class CustomerApplication(ServiceApplication):
             prefer=exact,
             limit=MAX_CANDIDATE_ROWS,
         )
-        return duplicates.rank(subject, self._identities(self.rows(query)))[:limit]
+        rows = self.rows(query)
+        merged = {str(row["customer_id"]) for row in rows if row["merged"]}
+        found: list[duplicates.Candidate] = []
+        seen = {str(member) for member in own}
+        for candidate in duplicates.rank(subject, self._identities(rows)):  # best first
+            target, reasons = candidate.customer_id, candidate.reasons
+            if target in merged:
+                final = self.get_customer(
+                    UUID(self.final_survivor(self.get_customer(UUID(target))))
+                )
+                if final.forgotten_at is not None:
+                    continue
+                reasons = (*reasons, f"through {target}, merged into it")
+                target = str(final.id)
+            if target in seen:
+                continue
+            seen.add(target)
+            found.append(duplicates.Candidate(target, candidate.score, reasons))
+            if len(found) >= limit:
+                break
+        return found
 
     def duplicate_report(self, min_score: float) -> list[duplicates.Pair]:
         """Every pair of likely duplicates over all customers, each once, best first (the
