@@ -593,6 +593,10 @@ async def test_a_survivor_meets_duplicates_of_what_was_merged_into_it(
     assert [(c.customer_id, list(c.reasons)) for c in of_survivor.candidates] == [
         (third, ["same e-mail hana.old@example.cz"])
     ]
+    # The report over everyone: one pair, between the survivor and the third.
+    [pair] = api.app.duplicate_report(0.5)
+    assert {pair.customer_id, pair.duplicate_id} == {survivor, third}
+    assert f"through {duplicate}, merged into it" in pair.reasons
     of_third = await api.FindDuplicates(capi.FindDuplicatesRequest(customer_id=third), CALL)
     assert [(c.customer_id, list(c.reasons)) for c in of_third.candidates] == [
         (

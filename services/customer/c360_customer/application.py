@@ -731,9 +731,40 @@ class CustomerApplication(ServiceApplication):
         """Every pair of likely duplicates over all customers, each once, best first (the
         whole directory is read, revealed and blocked in memory: fine for tens of
         thousands)."""
-        rows = self.rows(RowQuery(AllOf((Eq("merged", False), Eq("forgotten", False)))))
+        rows = self.rows(RowQuery(Eq("forgotten", False)))
         identities = self._identities(rows)
-        return duplicates.find_pairs(identities, max(min_score, duplicates.CANDIDATE_SCORE))
+        pairs = duplicates.find_pairs(identities, max(min_score, duplicates.CANDIDATE_SCORE))
+        # A merged customer stands for its final survivor (as in find_duplicates): a pair
+        # within one group is no pair, and a pair met through several members is one.
+        merged = {str(row["customer_id"]) for row in rows if row["merged"]}
+        survivors: dict[str, str | None] = {}
+
+        def standing_for(customer_id: str) -> str | None:
+            if customer_id not in merged:
+                return customer_id
+            if customer_id not in survivors:
+                final = self.get_customer(
+                    UUID(self.final_survivor(self.get_customer(UUID(customer_id))))
+                )
+                survivors[customer_id] = None if final.forgotten_at else str(final.id)
+            return survivors[customer_id]
+
+        found: dict[tuple[str, str], duplicates.Pair] = {}
+        for pair in pairs:  # best first
+            a, b = standing_for(pair.customer_id), standing_for(pair.duplicate_id)
+            if a is None or b is None or a == b:
+                continue
+            through = [
+                f"through {original}, merged into it"
+                for original, standing in ((pair.customer_id, a), (pair.duplicate_id, b))
+                if original != standing
+            ]
+            first, second = sorted((a, b))
+            found.setdefault(
+                (first, second),
+                duplicates.Pair(first, second, pair.score, (*pair.reasons, *through)),
+            )
+        return sorted(found.values(), key=lambda p: (-p.score, p.customer_id, p.duplicate_id))
 
     def _identities(self, rows: list[dict[str, Any]]) -> list[duplicates.Identity]:
         """Directory rows revealed with their customers' keys (rows without one are left
