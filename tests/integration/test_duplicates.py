@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -30,8 +31,11 @@ async def _one(row: capi.ImportRow) -> AsyncIterator[capi.ImportCustomersRequest
     yield capi.ImportCustomersRequest(rows=[row])
 
 
-def _cli(port: int, token: str, *args: str) -> Any:
-    command = [sys.executable, "-m", "c360_cli.main", "--addr", f"customer=127.0.0.1:{port}"]
+def _cli(home: Path, port: int, token: str, *args: str) -> Any:
+    # A home of its own: the default ./.c360 of the checkout may be a running stack's, whose
+    # TLS settings the CLI would take to this plain port (a handshake error).
+    command = [sys.executable, "-m", "c360_cli.main", "--home", str(home)]
+    command += ["--addr", f"customer=127.0.0.1:{port}"]
     done = subprocess.run(
         [*command, "--token", token, *args],
         capture_output=True,
@@ -42,14 +46,18 @@ def _cli(port: int, token: str, *args: str) -> Any:
     return json.loads(done.stdout)
 
 
-async def test_cli_lists_duplicates_of_one_customer_and_the_report(stack: Stack) -> None:
+async def test_cli_lists_duplicates_of_one_customer_and_the_report(
+    stack: Stack, tmp_path: Path
+) -> None:
     a = (await register(stack.customer, "Jānis Žirnovskis", "Janis@Example.LV")).result
     b = (await register(stack.customer, "Janis Zhirnovskis", "janis@example.lv")).result
     port = stack.hosts["customer"].bound_port
     agent = stack.token(auth.Role.AGENT)
     one, report = await asyncio.gather(
-        asyncio.to_thread(_cli, port, agent, "customer", "duplicates", a.aggregate_id, "--json"),
-        asyncio.to_thread(_cli, port, agent, "customer", "duplicates", "--json"),
+        asyncio.to_thread(
+            _cli, tmp_path, port, agent, "customer", "duplicates", a.aggregate_id, "--json"
+        ),
+        asyncio.to_thread(_cli, tmp_path, port, agent, "customer", "duplicates", "--json"),
     )
     assert one["customer_id"] == a.aggregate_id
     assert [(c["customer_id"], c["reasons"]) for c in one["candidates"]] == [
