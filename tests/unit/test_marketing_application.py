@@ -388,9 +388,8 @@ def test_a_failed_send_is_counted_as_failed_not_as_bounced(mk: Marketing) -> Non
         str(r["customer_id"]): r["row_id"] for r in mk.people.rows(RowQuery(where(kind="touch")))
     }
     assert mk.record_report(touches[ADA], "failed", "r1", "relay down", mk.clock()) is None
-    bounce = mk.record_report(touches[BOB], "hard_bounced", "r2", "no mailbox", mk.clock())
-    assert bounce is not None  # do not contact on e-mail
-    assert bounce.customer_id == BOB
+    # A hard bounce is the address's, not the customer's decision: no consent withdrawn.
+    assert mk.record_report(touches[BOB], "hard_bounced", "r2", "no mailbox", mk.clock()) is None
     total, _ = mk.results(mk.campaign(cid), "")
     counts = total.counts
     assert (counts["sent"], counts["failed"], counts["bounced"], counts["delivered"]) == (
@@ -399,6 +398,33 @@ def test_a_failed_send_is_counted_as_failed_not_as_bounced(mk: Marketing) -> Non
         1,
         0,
     )
+
+
+def test_an_address_that_hard_bounced_is_passed_over_and_consent_stays(mk: Marketing) -> None:
+    """Bob's address bounced: the next campaign writes to his other address, and once he has
+    none that did not bounce he is counted as undeliverable; his consent is untouched."""
+    define(mk)
+    first = plan(mk)
+    mk.change_campaign(ctx(), first, None, lambda c: c.approve(""))
+    mk.send(ctx("first"), first, None, launch=True)
+    [bob_touch] = [
+        r["row_id"]
+        for r in mk.people.rows(RowQuery(where(kind="touch")))
+        if str(r["customer_id"]) == BOB
+    ]
+    assert mk.record_report(bob_touch, "hard_bounced", "r1", "no mailbox", mk.clock()) is None
+    mk.observe([person(BOB, "Bob", emails=("bob@example.com", "bob@work.example"))])
+    second = plan(mk, name="Second")
+    mk.change_campaign(ctx(), second, None, lambda c: c.approve(""))
+    _, round2 = mk.send(ctx("second"), second, None, launch=True)
+    assert {s.customer_id: s.address for s in round2.sends}[BOB] == "bob@work.example"
+    mk.observe([person(BOB, "Bob")])  # bob@example.com alone, the one that bounced
+    third = plan(mk, name="Third")
+    mk.change_campaign(ctx(), third, None, lambda c: c.approve(""))
+    _, round3 = mk.send(ctx("third"), third, None, launch=True)
+    assert BOB not in [s.customer_id for s in round3.sends]
+    assert round3.exclusions == {"undeliverable": 1}
+    assert mk.facts[BOB].consent == {"email/marketing": True}
 
 
 def test_touches_are_attributed_only_when_a_lifetime_value_changed(

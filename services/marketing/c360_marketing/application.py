@@ -724,13 +724,15 @@ class Marketing:
                 continue
             if trigger and not domain.fires(trigger, facts, now.date()):
                 continue  # not due: no exclusion either
-            recent = [
-                t
-                for t in self._touches(customer_id=UUID(cid), channel=plan["channel"])
-                if t["created_at"] >= since
-            ]
+            touches = self._touches(customer_id=UUID(cid), channel=plan["channel"])
+            recent = [t for t in touches if t["created_at"] >= since]
             candidates[cid] = domain.Candidate(
-                facts, r["segment_id"], len(recent), cid in reached, r["member"]
+                facts,
+                r["segment_id"],
+                len(recent),
+                cid in reached,
+                r["member"],
+                self._bounced(touches),
             )
         return candidates
 
@@ -802,6 +804,14 @@ class Marketing:
                     done.append(str(campaign.id))
         return done
 
+    def _bounced(self, touches: list[dict[str, Any]]) -> frozenset[str]:
+        """The addresses of these touches that hard-bounced (each touch read only then)."""
+        return frozenset(
+            self.people.load(Touch, t["row_id"]).address
+            for t in touches
+            if domain.Response.HARD_BOUNCED.value in t["responses"]
+        )
+
     def triggered(self) -> int:
         """Send the running campaigns with a trigger to whom it fires now (a round only when
         someone is due), on the days of their planned period only; returns how many touches
@@ -830,9 +840,10 @@ class Marketing:
     def record_report(
         self, touch_id: UUID, kind: str, report_id: str, detail: str, at: datetime
     ) -> Revocation | None:
-        """A provider's report on a touch, once; an unsubscribe or a hard bounce asks for the
-        customer's consent to marketing on that channel to end (also on a repeat, so that a
-        revocation that failed is asked again; the customer service takes it once)."""
+        """A provider's report on a touch, once; an unsubscribe asks for the customer's
+        consent to marketing on that channel to end (also on a repeat, so that a revocation
+        that failed is asked again; the customer service takes it once). A hard bounce
+        withdraws nothing (the customer decided nothing): later sends pass over the address."""
         with self.lock:
             touch = self.people.load(Touch, touch_id)
             if touch.respond(kind, report_id, detail, at):

@@ -57,7 +57,9 @@ class Response(StrEnum):
     REPLIED = "replied"
 
 
-REVOKING = {Response.UNSUBSCRIBED, Response.HARD_BOUNCED}
+REVOKING = {Response.UNSUBSCRIBED}
+"""Reports that are the customer's decision: an unsubscribe withdraws consent. A hard bounce
+is not theirs: the address is undeliverable, and is passed over (`contact_point`)."""
 """Reports that end the customer's consent to marketing on the touch's channel."""
 RESPONDING = {Response.CLICKED, Response.REPLIED}
 """Reports that count as a response to the campaign."""
@@ -215,6 +217,8 @@ class Candidate:
     """This campaign reached them already."""
     member: bool = True
     """False: they left the segment after the campaign was planned (counted, never sent)."""
+    bounced: frozenset[str] = frozenset()
+    """Addresses on the campaign's channel that hard-bounced a touch: undeliverable."""
 
 
 @dataclass(frozen=True)
@@ -232,13 +236,19 @@ class Audience:
     size: int
 
 
-def contact_point(channel: str, facts: Facts) -> str:
-    """Where the channel reaches the customer ("" if it cannot)."""
+def contact_points(channel: str, facts: Facts) -> list[str]:
+    """Where the channel may reach the customer, in the customer's order."""
     if channel == Channel.EMAIL:
-        return facts.emails[0] if facts.emails else ""
+        return list(facts.emails)
     if channel in (Channel.SMS, Channel.PHONE):
-        return facts.phones[0] if facts.phones else ""
-    return facts.postal
+        return list(facts.phones)
+    return [facts.postal] if facts.postal else []
+
+
+def contact_point(channel: str, facts: Facts, bounced: frozenset[str] = frozenset()) -> str:
+    """Where the channel reaches the customer: the first of their addresses that did not
+    hard-bounce ("" if none)."""
+    return next((a for a in contact_points(channel, facts) if a not in bounced), "")
 
 
 def audience(
@@ -252,8 +262,9 @@ def audience(
 ) -> Audience:
     """Who a send reaches, and everyone else counted by reason, checked in this order:
     no consent, revoked (consent first: a revocation shows as such), already reached, left
-    the segment (since the campaign was planned,
-    for another reason than consent), no contact point, frequency cap, over budget."""
+    the segment (since the campaign was planned, for another reason than consent), no
+    contact point, undeliverable (every address of theirs on the channel hard-bounced),
+    frequency cap, over budget."""
     sends: list[Send] = []
     excluded: Counter[str] = Counter()
     size = 0
@@ -261,7 +272,7 @@ def audience(
     for c in candidates:
         size += 1
         decided = c.facts.consent.get(f"{channel}/{purpose}")
-        address = contact_point(channel, c.facts)
+        address = contact_point(channel, c.facts, c.bounced)
         if decided is None:
             excluded["no_consent"] += 1
         elif decided is False:
@@ -270,8 +281,10 @@ def audience(
             excluded["already_reached"] += 1
         elif not c.member:
             excluded["left_segment"] += 1
-        elif not address:
+        elif not address and not contact_points(channel, c.facts):
             excluded["no_contact_point"] += 1
+        elif not address:
+            excluded["undeliverable"] += 1
         elif frequency_cap and c.touches_in_period >= frequency_cap:
             excluded["frequency_cap"] += 1
         elif spent + cost_per_send > budget_left:
@@ -549,6 +562,8 @@ class Touch(Aggregate):
         self.customer_id = customer_id
         self.campaign_id = campaign_id
         self.channel = channel
+        self.address = address
+        """Where it was sent (sealed in the store, revealed when read)."""
         self.segment_id = segment_id
         self.region = region
         self.cost = cost
