@@ -345,6 +345,23 @@ def test_every_port_serves_tls_to_holders_of_the_deployments_certificates(up: Up
     assert registered["customer_id"]
 
 
+def test_a_larger_demo_leaves_out_the_customer_a_smaller_one_erased(up: Up) -> None:
+    """A smaller demo erases its last person; a larger one gives that person more to do (with
+    seed 9, customer 14 of 15 changes to organisation 16, which only the larger run has). The
+    larger run replays what the smaller recorded and leaves out the forgotten person's new
+    steps; it failed on them ("customer ... is forgotten: it takes no more changes")."""
+    home = up.home
+    small = c360_json(home, "demo", "--customers", "15", "--seed", "9")
+    assert small["forgotten_customers"] == 1
+    done = c360(home, "demo", "--customers", "32", "--seed", "9", "--json")
+    assert done.returncode == 0, done.stderr
+    larger = json.loads(done.stdout)
+    assert larger["customers"] == 32
+    assert larger["forgotten_customers"] == 1  # the larger run's own last person
+    assert larger["forgotten_earlier"] == 1  # the smaller run's, left out
+    assert c360_json(home, "verify")["ok"] is True
+
+
 def test_a_second_up_in_the_same_folder_leaves_the_first_usable(up: Up) -> None:
     home = up.home
     endpoints = (home / "endpoints.json").read_text()
