@@ -418,8 +418,10 @@ class Output:
     ) -> None:
         """A table that fits the terminal: ids shortened to their first 8 digits (unless
         --wide), short columns kept on one line, long texts wrapped at word boundaries in
-        their own column. A caption naming the next page's token goes on a line of its own,
-        never wrapped, so that it can be copied; a table without rows or caption says "none"."""
+        their own column. The title goes on a line of its own above, as wide as the terminal
+        (not wrapped at a narrow table's width); a caption naming the next page's token goes
+        on a line of its own, never wrapped, so that it can be copied; a table without rows
+        says "none" (instead of a caption that explains rows: "! overdue")."""
         cells = [[_cell(v, shorten=not display.wide) for v in row] for row in rows]
         longest = [
             max(
@@ -455,13 +457,7 @@ class Output:
             for i, width in zip(shown, again, strict=True):
                 widths[i] = width
         cells = [[row[i] for i in shown] for row in cells]
-        table = Table(
-            title=title,
-            box=box.SIMPLE_HEAD,
-            title_justify="left",
-            pad_edge=False,
-            show_edge=False,
-        )
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
         for i in shown:
             table.add_column(
                 columns[i],
@@ -471,11 +467,13 @@ class Output:
             )
         for row in cells:
             table.add_row(*row)
-        if not cells and caption is None:
-            caption = "none"  # an empty table says so, not just its header
         page = caption is not None and caption.startswith(PAGE_CAPTION)
+        if not cells and not page:
+            caption = "none"  # an empty table says so, not just its header
         if caption is not None and not page:
             table.caption = caption
+        if title is not None:
+            self.console.print(Text(title, style="table.title"))
         self.console.print(table)
         if page and caption is not None:
             self.console.print(Text(caption), soft_wrap=True)

@@ -349,3 +349,24 @@ def test_the_json_of_a_customer_keeps_its_consent_evidence() -> None:
             "recorded_by": "emp-0042",
         }
     ]
+
+
+def test_a_title_longer_than_its_table_stays_on_one_line() -> None:
+    # `c360 lead matches` titled a three-column table with its hint, which wrapped at the
+    # table's width ("convert with: c360 lead convert" / "LEAD --customer ID --pipeline P").
+    out = Output(False)
+    out.console = Console(file=io.StringIO(), width=100, color_system=None)
+    title = "convert with: c360 lead convert LEAD --customer ID --pipeline P"
+    out.table(["customer", "name"], [["ab12cd34", "Ada"]], title=title)
+    lines = out.console.file.getvalue().splitlines()  # type: ignore[attr-defined]
+    assert lines[0].rstrip() == title
+    assert lines[1].split() == ["customer", "name"]
+
+
+def test_an_empty_table_says_none_also_when_its_caption_explains_rows() -> None:
+    # `c360 activity list --due overdue` with no activity showed its legend, "! overdue".
+    out = Output(False)
+    out.console = Console(file=io.StringIO(), width=100, color_system=None)
+    out.table(["id", "due (UTC)", "subject"], [], caption="! overdue")
+    lines = [line.strip() for line in out.console.file.getvalue().splitlines()]  # type: ignore[attr-defined]
+    assert lines[-1] == "none"
