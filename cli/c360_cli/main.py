@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import json
 import os
@@ -99,11 +100,37 @@ class _Parser(argparse.ArgumentParser):
             add_global_options(self)
 
     def error(self, message: str) -> NoReturn:
+        message = _did_you_mean(message)
         if _Parser.json_errors:
             error = CliError(f"{self.prog}: {message}", EXIT_BAD_INPUT, code="USAGE")
             print(json.dumps(error.as_json()), file=sys.stderr)
             self.exit(EXIT_BAD_INPUT)
         super().error(message)
+
+
+def _did_you_mean(message: str) -> str:
+    """argparse's "invalid choice: 'tiket' (choose from ...)" with ", maybe you meant
+    'ticket'?" after the word typed (as Python 3.14's argparse says it), when a choice is
+    close to it; other messages as they are."""
+    found = re.search(r"invalid choice: '([^']*)'( \(choose from (.*)\))$", message)
+    if found is None:
+        return message
+    close = difflib.get_close_matches(found.group(1), re.findall(r"'([^']*)'", found.group(3)))
+    if not close:
+        return message
+    return message[: found.start(2)] + f", maybe you meant '{close[0]}'?" + found.group(2)
+
+
+def _unrecognized(parser: argparse.ArgumentParser, extras: list[str]) -> str:
+    """argparse's "unrecognized arguments: ...", with the command's nearest option for an
+    option it does not have ("--sate": did you mean --state?)."""
+    options = [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
+    hints = []
+    for word in extras:
+        if word.startswith("--"):
+            close = difflib.get_close_matches(word.split("=", 1)[0], options, n=1)
+            hints += [f"{word.split('=', 1)[0]}: did you mean {close[0]}?"] if close else []
+    return f"unrecognized arguments: {' '.join(extras)}" + (f" ({'; '.join(hints)})" * bool(hints))
 
 
 def _suppress_global_defaults(parser: argparse.ArgumentParser) -> None:
@@ -222,7 +249,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     _Parser.json_errors = "--json" in words
     parser = build_parser(words)
     try:
-        args = parser.parse_args(words)  # --help and --version print here
+        args, extras = parser.parse_known_args(words)  # --help and --version print here
+        if extras:  # told by the command's own parser, with its usage, not c360's
+            command = parser_of(parser, getattr(args, "func", None))
+            command.error(_unrecognized(command, extras))
     except BrokenPipeError:
         return _reader_gone()
     for name, default in GLOBAL_DEFAULTS.items():
@@ -252,6 +282,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             chosen.forget_choice()
 
 
+def parser_of(
+    parser: argparse.ArgumentParser, func: Callable[..., Any] | None
+) -> argparse.ArgumentParser:
+    """The parser of the command that runs `func` (`parser` itself if none does)."""
+    parsers = [parser]
+    while parsers and func is not None:
+        found = parsers.pop()
+        if found.get_default("func") is func:
+            return found
+        for action in found._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                parsers.extend(action.choices.values())
+    return parser
+
+
 def options_of(parser: argparse.ArgumentParser, func: Callable[..., Any]) -> dict[str, str]:
     """The long options of the command that runs `func` and the global ones, by the request
     field each fills (its dest): `--from` by opened_from, `--min-score` by min_score."""
@@ -263,15 +308,7 @@ def options_of(parser: argparse.ArgumentParser, func: Callable[..., Any]) -> dic
             if (long := [o for o in a.option_strings if o.startswith("--")])
         }
 
-    parsers = [parser]
-    while parsers:
-        found = parsers.pop()
-        if found.get_default("func") is func:
-            return long_options(parser) | long_options(found)
-        for action in found._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                parsers.extend(action.choices.values())
-    return long_options(parser)
+    return long_options(parser) | long_options(parser_of(parser, func))
 
 
 def in_options(text: str, options: dict[str, str]) -> str:

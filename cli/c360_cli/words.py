@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 from collections.abc import Mapping
 from typing import Any
 
@@ -48,7 +49,9 @@ class CliWords:
         """An argparse type: a word in any case, with `-` or `_` (web-form, WEB_FORM)."""
         word = text.strip().lower().replace("_", "-")
         if word not in self._words:
-            raise argparse.ArgumentTypeError(f"must be one of {', '.join(self._words)}")
+            close = difflib.get_close_matches(word, self._words, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise argparse.ArgumentTypeError(f"must be one of {', '.join(self._words)}{hint}")
         return word
 
 

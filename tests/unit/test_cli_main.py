@@ -78,6 +78,42 @@ def test_usage_errors_under_json_are_json_on_stderr(capsys: pytest.CaptureFixtur
     assert "--lines" in error["message"]
 
 
+def test_a_mistyped_option_is_told_by_its_command_with_the_nearest_one(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # It was c360's: "usage: c360 [-h] ..." and "c360: error: unrecognized arguments: --sate
+    # open", with neither the command's usage nor the option meant.
+    with pytest.raises(SystemExit) as exited:
+        main(["ticket", "list", "--sate", "open"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: c360 ticket list ")
+    assert err.splitlines()[-1] == (
+        "c360 ticket list: error: unrecognized arguments: --sate open"
+        " (--sate: did you mean --state?)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "meant"),
+    [
+        (["tiket", "list"], "argument COMMAND: invalid choice: 'tiket', maybe you meant 'ticket'?"),
+        (["ticket", "lst"], "argument COMMAND: invalid choice: 'lst', maybe you meant 'list'?"),
+        (
+            ["ticket", "open", "--customer", "x", "--subject", "x", "--channel", "phon"],
+            "argument --channel: must be one of phone, ivr, email, sms, web-form, chat, fax,"
+            " in-person (did you mean phone?)",
+        ),
+    ],
+)
+def test_a_mistyped_command_or_word_names_the_nearest_one(
+    argv: list[str], meant: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        main(argv)
+    assert meant in capsys.readouterr().err
+
+
 def test_cli_errors_under_json_name_code_and_field(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
