@@ -704,19 +704,7 @@ def _sla_report(args: argparse.Namespace) -> int:
         reply = client.stub("service-desk", ServiceDeskServiceStub).GetSlaCompliance(
             request, timeout=args.timeout
         )
-    rows = [
-        {
-            "dimension": r.dimension,
-            "value": r.value,
-            "tickets": r.tickets,
-            "met": r.met,
-            "breached": r.breached,
-            "running": r.running,
-            "cancelled": r.cancelled,
-            "compliance": round(r.compliance, 4) if r.HasField("compliance") else None,
-        }
-        for r in reply.rows
-    ]
+    rows = sla_rows(reply)
     out = Output(args.json)
     if out.json_mode:
         out.json({"rows": rows})
@@ -740,3 +728,21 @@ def _sla_report(args: argparse.Namespace) -> int:
         caption=None if rows else "no ticket under an SLA policy in the period",
     )
     return 0
+
+
+def sla_rows(reply: api.GetSlaComplianceResponse) -> list[dict[str, Any]]:
+    """The compliance report's rows, a channel spelt as the CLI takes it (`web-form`, not
+    the service's `web_form`), so that `ticket open --channel` and `ticket list` agree."""
+    return [
+        {
+            "dimension": r.dimension,
+            "value": TICKET_CHANNELS.spelt(r.value) if r.dimension == "channel" else r.value,
+            "tickets": r.tickets,
+            "met": r.met,
+            "breached": r.breached,
+            "running": r.running,
+            "cancelled": r.cancelled,
+            "compliance": round(r.compliance, 4) if r.HasField("compliance") else None,
+        }
+        for r in reply.rows
+    ]

@@ -35,6 +35,11 @@ class CliWords:
         """The word of a value; "" for the zero value or one this CLI does not know."""
         return self._spelt.get(self.vocabulary.word(value), "")
 
+    def spelt(self, word: str) -> str:
+        """A word of the vocabulary (`web_form`) as the CLI spells it (`web-form`); one it
+        does not know as it is."""
+        return self._spelt.get(word, word)
+
     def value(self, word: str) -> Any:
         """The value of a word (KeyError naming the words if there is none)."""
         if word not in self._words:

@@ -370,3 +370,20 @@ def test_an_empty_table_says_none_also_when_its_caption_explains_rows() -> None:
     out.table(["id", "due (UTC)", "subject"], [], caption="! overdue")
     lines = [line.strip() for line in out.console.file.getvalue().splitlines()]  # type: ignore[attr-defined]
     assert lines[-1] == "none"
+
+
+def test_the_sla_report_spells_channels_as_ticket_open_takes_them() -> None:
+    # It showed the service's words, "in_person" and "web_form", beside `--channel in-person`.
+    from c360.service_desk.v1 import service_desk_service_pb2 as dapi
+    from c360_cli.ticket_cmds import sla_rows
+
+    reply = dapi.GetSlaComplianceResponse(
+        rows=[
+            dapi.SlaComplianceRow(dimension="channel", value="web_form", tickets=2, met=1),
+            dapi.SlaComplianceRow(dimension="queue", value="first_level", tickets=1),
+        ]
+    )
+    assert [(r["dimension"], r["value"]) for r in sla_rows(reply)] == [
+        ("channel", "web-form"),
+        ("queue", "first_level"),  # a queue is a name, not a word of the CLI's
+    ]
