@@ -240,7 +240,23 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
                 name, help=help_text, description=help_text, add_help=False, stub=True
             )
     _suppress_global_defaults(parser)
+    _describe_by_help(parser)
     return parser
+
+
+def _describe_by_help(parser: argparse.ArgumentParser) -> None:
+    """Give a command without a description of its own its help line as one, so that its
+    `--help` says what it does (`c360 pipeline define --help`: "Set up a pipeline or replace
+    its stages.", not only its usage), recursively."""
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        helps = {a.dest: a.help for a in action._choices_actions}
+        for name, child in action.choices.items():
+            text = helps.get(name)
+            if child.description is None and text and text != argparse.SUPPRESS:
+                child.description = text[0].upper() + text[1:] + ("" if text[-1] in ".!?" else ".")
+            _describe_by_help(child)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -114,6 +114,27 @@ def test_a_mistyped_command_or_word_names_the_nearest_one(
     assert meant in capsys.readouterr().err
 
 
+def test_every_commands_help_says_what_it_does() -> None:
+    # 14 commands' --help was their usage and options only (`c360 pipeline define --help`
+    # did not say that it replaces the stages of a pipeline of that name).
+    def undescribed(parser: argparse.ArgumentParser, path: str) -> list[str]:
+        found = []
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    found += [f"{path} {name}"] * (not child.description)
+                    found += undescribed(child, f"{path} {name}")
+        return found
+
+    assert undescribed(build_parser(), "c360") == []
+    pipeline = build_parser(["pipeline", "define"])
+    sub = next(a for a in pipeline._actions if isinstance(a, argparse._SubParsersAction))
+    nested = next(
+        a for a in sub.choices["pipeline"]._actions if isinstance(a, argparse._SubParsersAction)
+    )
+    assert nested.choices["define"].description == "Set up a pipeline or replace its stages."
+
+
 def test_cli_errors_under_json_name_code_and_field(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
