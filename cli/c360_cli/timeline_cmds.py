@@ -61,7 +61,7 @@ def register(subparsers: Subparsers) -> None:
     p.add_argument(
         "--follow",
         action="store_true",
-        help="after the page, keep printing new entries as they arrive (Ctrl-C ends)",
+        help="the page oldest first, then new entries below it as they arrive (Ctrl-C ends)",
     )
     p.add_argument(
         "--source", action="append", default=[], metavar="S", help="only this source (repeatable)"
@@ -207,11 +207,14 @@ def _show(args: argparse.Namespace) -> int:
             caption = f"{PAGE_CAPTION}{page.next_page_token}" if page.next_page_token else None
             # A survivor's timeline holds its duplicates' entries: show whose each one is.
             merged = any(e.customer_id != customer_id for e in entries)
+            # Followed, the page reads oldest first, as the entries that arrive after it
+            # (newest last, like `tail -f`); else newest first.
+            shown = entries[::-1] if args.follow else entries
             with out.paged(args.all and not args.follow):
                 out.table(
                     ["occurred at (UTC)", "source", "type", "summary"]
                     + (["recorded under"] if merged else []),
-                    [_entry_row(e) + ([e.customer_id] if merged else []) for e in entries],
+                    [_entry_row(e) + ([e.customer_id] if merged else []) for e in shown],
                     title=f"timeline of {customer_id[:8]}"
                     + (f" as of {short_time(iso_field(request, 'as_of'))}" if args.as_of else ""),
                     caption=caption,

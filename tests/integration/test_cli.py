@@ -362,6 +362,39 @@ def test_a_larger_demo_leaves_out_the_customer_a_smaller_one_erased(up: Up) -> N
     assert c360_json(home, "verify")["ok"] is True
 
 
+def test_a_followed_timeline_reads_oldest_first_with_new_entries_below(up: Up) -> None:
+    """`timeline show --follow` printed its page newest first, then the entries that arrived
+    below it: the newest at the bottom and at the top, the oldest in the middle."""
+    home = up.home
+    ada = c360_json(home, "customer", "register", "--name", "Ada Follow")
+    ada_id = ada["customer_id"]
+    owner = c360_json(home, "customer", "owner", ada_id, "emp-0042")
+    c360_json(home, "timeline", "show", ada_id, "--wait-for", owner["consistency_token"])
+    command = [sys.executable, "-m", "c360_cli.main", "--home", str(home), "timeline"]
+    follow = subprocess.Popen(
+        [*command, "show", ada_id, "--follow"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, COLUMNS="100"),
+    )
+    try:
+        time.sleep(3)  # the page is printed and the stream open
+        tags = c360_json(home, "customer", "tag", ada_id, "--add", "vip")
+        c360_json(home, "timeline", "show", ada_id, "--wait-for", tags["consistency_token"])
+        time.sleep(2)
+    finally:
+        follow.send_signal(signal.SIGINT)
+        out, _ = follow.communicate(timeout=30)
+    order = [
+        n
+        for line in out.splitlines()
+        for n, word in enumerate(("Registered", "Owner set", "Tags added"))
+        if word in line
+    ]
+    assert order == [0, 1, 2], out
+
+
 def test_a_second_up_in_the_same_folder_leaves_the_first_usable(up: Up) -> None:
     home = up.home
     endpoints = (home / "endpoints.json").read_text()
