@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
+from datetime import date
+from types import SimpleNamespace
+from typing import Any
 
-from c360_cli.demo import BLOCK, build_plan
+from rich.progress import Progress
+
+from c360_cli.demo import BLOCK, CustomerPlan, DemoRun, build_plan
 
 
 def test_visits_go_to_every_other_organisation_across_technicians_and_regions() -> None:
@@ -23,3 +29,42 @@ def test_visits_go_to_every_other_organisation_across_technicians_and_regions() 
     assert len({v.labour_minutes for v in visits}) == 4
     assert {v.fixed for v in visits} == {True, False}
     assert len({v.score for v in visits}) == 3
+
+
+def _request_ids_on(day: date, plan: CustomerPlan) -> list[str]:
+    """The request ids of an organisation's contract and visit commands, run on `day`."""
+    sent: list[str] = []
+
+    class Stub:
+        def __getattr__(self, method: str) -> str:
+            return method
+
+    class Client:
+        def stub(self, *_: object) -> Stub:
+            return Stub()
+
+    async def call(method: object, request: Any, *_: object, **__: object) -> Any:
+        sent.append(request.request_id)
+        return SimpleNamespace(result=SimpleNamespace(aggregate_id=f"id-{len(sent)}"))
+
+    progress = Progress()
+    run = DemoRun(Client(), [plan], 42, 1, 5.0, progress, progress.add_task("t"))  # type: ignore[arg-type]
+    run.ids[plan.index] = "00000000-0000-4000-8000-000000000001"
+    run.day = day
+    run.call = call  # type: ignore[method-assign]
+
+    async def contract() -> None:
+        await run.contract_script(plan)()
+
+    asyncio.run(contract())
+    return sent
+
+
+def test_a_run_on_a_later_day_replays_the_contract_and_visit_of_the_first() -> None:
+    # Their request ids named the day: every day's run gave each organisation one more
+    # "Business support" contract and one more visit (the README says: one).
+    organisation = build_plan(1, seed=42)[0]
+    assert organisation.visit is not None
+    monday = _request_ids_on(date(2026, 12, 7), organisation)
+    assert len(monday) == 1 + 8  # the contract, the visit's eight steps
+    assert _request_ids_on(date(2026, 12, 8), organisation) == monday
