@@ -1477,3 +1477,49 @@ def test_an_overdue_notice_with_an_amount_or_currency_the_contract_refuses_is_re
     assert (refusal("5", "eur") or "").startswith("invoice_overdue.amount_due.currency:")
     assert (refusal("5", "XYZ") or "").startswith("invoice_overdue.amount_due.currency:")
     assert refusal("5", number=" ") == "invoice_overdue.invoice_number: is required"
+
+
+async def test_defining_a_pipeline_again_without_a_stage_open_deals_stand_in_is_refused(
+    sales: SalesServicer,
+) -> None:
+    # It was accepted: `c360 pipeline define default` with two open stages, after the demo,
+    # left 14 open opportunities in needs-analysis and negotiation, stages it had no more.
+    await setup_catalogue(sales)
+    oid = (
+        await sales.OpenOpportunity(
+            sapi.OpenOpportunityRequest(
+                customer_id=str(uuid4()),
+                name="Deal",
+                pipeline="default",
+                owner_id="emp-7",
+                amount=lev.SalesMoney(currency="EUR", amount="100"),
+            ),
+            CALL,
+        )
+    ).result.aggregate_id
+    await sales.MoveOpportunityStage(
+        sapi.MoveOpportunityStageRequest(opportunity_id=oid, stage="negotiation"), CALL
+    )
+    without_negotiation = [s for s in STAGES if s.key != "negotiation"]
+    before = stored(sales)
+    error = await refused(
+        sales.DefinePipeline(
+            sapi.DefinePipelineRequest(name="default", stages=without_negotiation), CALL
+        ),
+        PreconditionFailed,
+    )
+    assert "1 in negotiation" in str(error)
+    assert stored(sales) == before
+    # A stage nobody stands in may go; once the deal is won, its stage may go too.
+    without_proposal = [s for s in STAGES if s.key != "proposal"]
+    await sales.DefinePipeline(
+        sapi.DefinePipelineRequest(name="default", stages=without_proposal), CALL
+    )
+    await sales.WinOpportunity(sapi.WinOpportunityRequest(opportunity_id=oid), CALL)
+    changed = await sales.DefinePipeline(
+        sapi.DefinePipelineRequest(
+            name="default", stages=[s for s in without_proposal if s.key != "negotiation"]
+        ),
+        CALL,
+    )
+    assert changed.result.version == 3

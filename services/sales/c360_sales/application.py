@@ -5,6 +5,7 @@ one transaction, and the notification log is the outbox."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -573,14 +574,42 @@ class SalesApplication(ServiceApplication):
         clean_team = v.key("team", team) if team.strip() else ""
         v.check()
         clean = domain.pipeline_stages(stages)
+
+        def redefine(pipeline: Pipeline) -> None:
+            self._refuse_stranding(pipeline, {s["key"] for s in clean})
+            pipeline.redefine(clean_team, clean)
+
         return self._define(
             ctx,
             Pipeline,
             named_id("pipeline", key),
             lambda: Pipeline(name=key, team=clean_team, stages=clean),
-            lambda p: p.redefine(clean_team, clean),
+            redefine,
             expected_version,
         )
+
+    def _refuse_stranding(self, pipeline: Pipeline, kept: set[str]) -> None:
+        """FAILED_PRECONDITION naming them if open opportunities stand in stages a new
+        definition of `pipeline` drops: they would be left in a stage it no longer has."""
+        rows = self.rows(
+            RowQuery(
+                AllOf(
+                    (
+                        Eq("kind", "opportunity"),
+                        Eq("state", domain.OpportunityState.OPEN.value),
+                        Eq("parent_id", str(pipeline.id)),
+                    )
+                )
+            )
+        )
+        stranded = Counter(r["stage"] for r in rows if r["stage"] not in kept)
+        if stranded:
+            standing = ", ".join(f"{n} in {stage}" for stage, n in sorted(stranded.items()))
+            raise PreconditionFailed(
+                f"pipeline {pipeline.name} has open opportunities in stages the new definition"
+                f" drops ({standing}): keep those stages, or move or close the opportunities"
+                " first"
+            )
 
     def pipeline(self, name_or_id: str) -> Pipeline:
         """A pipeline by name or id (NOT_FOUND naming it)."""
