@@ -624,7 +624,11 @@ def _lead_matches(args: argparse.Namespace) -> int:
     out.table(
         ["customer", "name", "kind", "matched on"],
         [[m.customer_id, m.display_name, m.kind, _matched_on(m)] for m in reply.matches],
-        title="convert with: c360 lead convert LEAD --customer ID --pipeline P",
+        title=(
+            "convert with: c360 lead convert LEAD --customer ID --pipeline P"
+            if reply.matches
+            else "no customer it may be: c360 lead convert LEAD --register --pipeline P"
+        ),
     )
     return 0
 

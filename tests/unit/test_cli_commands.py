@@ -224,3 +224,34 @@ def test_the_forecast_categories_offered_are_those_an_agent_may_set() -> None:
         if arg.name == "--category"
     ]
     assert offered == ["pipeline, best-case, commit, omitted"] * 2  # open, update
+
+
+@pytest.mark.parametrize(
+    ("matches", "hint"),
+    [
+        ([], "no customer it may be: c360 lead convert LEAD --register --pipeline P"),
+        (["x"], "convert with: c360 lead convert LEAD --customer ID --pipeline P"),
+    ],
+)
+def test_lead_matches_hints_at_the_conversion_that_fits(
+    matches: list[str],
+    hint: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # With no match it still said "convert with ... --customer ID" over an empty table.
+    from c360.sales.v1 import sales_service_pb2 as sapi
+
+    reply = sapi.FindLeadCustomersResponse(
+        matches=[
+            sapi.LeadCustomerMatch(
+                customer_id="2b64b40d-0000-4000-8000-000000000001", display_name="Anna Berg"
+            )
+            for _ in matches
+        ]
+    )
+    monkeypatch.setattr(sales_cmds, "_call", lambda *_: reply)
+    monkeypatch.setenv("COLUMNS", "100")
+    args = argparse.Namespace(lead_id="l", json=False)
+    assert sales_cmds._lead_matches(args) == 0
+    assert capsys.readouterr().out.splitlines()[0].rstrip() == hint
