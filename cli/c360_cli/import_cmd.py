@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -61,6 +62,37 @@ def _text(record: dict[str, Any], key: str) -> str:
 def _kind(record: dict[str, Any]) -> str:
     kind = _text(record, "kind").strip().lower()
     return SPELLINGS.get(kind, kind)
+
+
+COLUMNS = {
+    "display_name": "name",
+    "emails": "email",
+    "phones": "phone",
+    "owner_id": "owner",
+    "acquisition_source": "source",
+    "acquisition_channel": "channel",
+    "lines": "address_line",  # of addresses[0], the row's address
+}
+"""The file's column of each request field `to_row` fills under another name."""
+_FIELD = re.compile(r"(?:^|(?<=; ))([a-z_]+(?:\[\d+\])?(?:\.[a-z_]+(?:\[\d+\])?)*): ")
+_INDEXED = re.compile(r"^(.*)\[(\d+)\]$")
+
+
+def in_columns(reason: str) -> str:
+    """A row's refusal as the file's columns name what to change: "display_name: is
+    required; emails[2]: not a valid address" as "name: is required; email (value 3): not a
+    valid address" (the service names the fields of the request the row became)."""
+
+    def column(match: re.Match[str]) -> str:
+        field = match.group(1).removeprefix("addresses[0].")
+        field = COLUMNS.get(field, field)
+        indexed = _INDEXED.match(field)
+        if indexed:
+            name, n = COLUMNS.get(indexed.group(1), indexed.group(1)), int(indexed.group(2))
+            field = name if n == 0 else f"{name} (value {n + 1})"
+        return f"{field}: "
+
+    return _FIELD.sub(column, reason)
 
 
 def to_row(row: int, record: dict[str, Any]) -> api.ImportRow:
@@ -171,7 +203,8 @@ def run(args: argparse.Namespace) -> int:
         # No deadline: a large file takes as long as it takes; progress shows it moving.
         reply = client.stub("customer", CustomerServiceStub).ImportCustomers(requests(task))
     rejected = sorted(
-        [(r.row, r.reason) for r in reply.rejected] + unreadable, key=lambda item: item[0]
+        [(r.row, in_columns(r.reason)) for r in reply.rejected] + unreadable,
+        key=lambda item: item[0],
     )
     # 0: every row in; 1: rows rejected (some or all: the file was read, rows were refused).
     status = 1 if rejected else 0

@@ -255,3 +255,22 @@ def test_lead_matches_hints_at_the_conversion_that_fits(
     args = argparse.Namespace(lead_id="l", json=False)
     assert sales_cmds._lead_matches(args) == 0
     assert capsys.readouterr().out.splitlines()[0].rstrip() == hint
+
+
+def test_an_import_refusal_names_the_files_columns() -> None:
+    # It named the request's fields: "display_name: is required; emails[0]: ..." for a row
+    # whose columns are name and email.
+    from c360_cli.import_cmd import in_columns
+
+    reason = (
+        "display_name: is required; emails[0]: not a valid address; emails[2]: not a valid"
+        " address; phones[0]: not a valid phone number; addresses[0].country: must be an ISO"
+        " 3166-1 alpha-2 code such as DE; addresses[0].lines[1]: is too long; owner_id: must"
+        " be an employee id; kind: must be one of person, organisation"
+    )
+    assert in_columns(reason) == (
+        "name: is required; email: not a valid address; email (value 3): not a valid"
+        " address; phone: not a valid phone number; country: must be an ISO 3166-1 alpha-2"
+        " code such as DE; address_line (value 2): is too long; owner: must be an employee"
+        " id; kind: must be one of person, organisation"
+    )
