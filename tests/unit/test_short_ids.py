@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from uuid import UUID
 
 import grpc
@@ -115,3 +116,51 @@ def test_a_beginning_is_not_called_unknown_when_the_services_cannot_be_reached()
     assert refused.value.code == "UNAVAILABLE"
     assert "no customer id begins" not in refused.value.message
     assert "cannot reach the customer service at 127.0.0.1:1" in refused.value.message
+
+
+def test_every_service_is_asked_at_once_and_what_it_answered_is_said() -> None:
+    # The services were asked one after the other: with PostgreSQL down each answered
+    # UNAVAILABLE after a second or two, and `c360 customer get 3454aa7c` took 9-11 s to say
+    # "cannot reach the customer service ...; is `c360 up` running?" (it was running).
+    from concurrent import futures
+    from threading import Barrier, BrokenBarrierError
+
+    from c360.events.v1 import event_log_pb2 as log_api
+    from c360.events.v1 import event_log_pb2_grpc as log_grpc
+
+    services = ("customer", "timeline", "service-desk", "sales", "marketing")
+    together = Barrier(len(services), timeout=10)
+
+    class Unavailable(log_grpc.EventLogServiceServicer):
+        def ResolveIds(
+            self, request: log_api.ResolveIdsRequest, context: grpc.ServicerContext
+        ) -> log_api.ResolveIdsResponse:
+            try:
+                together.wait()  # passes only when every service was asked before any answered
+            except BrokenBarrierError:
+                context.abort(grpc.StatusCode.INTERNAL, "asked one after the other")
+            context.abort(grpc.StatusCode.UNAVAILABLE, "PostgreSQL is unavailable; retry")
+
+        def ReadEvents(
+            self, request: log_api.ReadEventsRequest, context: grpc.ServicerContext
+        ) -> Iterator[log_api.ReadEventsResponse]:
+            context.abort(grpc.StatusCode.UNIMPLEMENTED, "not here")
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=len(services)))
+    log_grpc.add_EventLogServiceServicer_to_server(Unavailable(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    address = f"127.0.0.1:{port}"
+    opened = [(name, address, grpc.insecure_channel(address)) for name in services]
+    try:
+        with pytest.raises(CliError) as refused:
+            Resolver(opened, timeout=20)("customer", "3454aa7c")
+    finally:
+        for _, _, channel in opened:
+            channel.close()
+        server.stop(None)
+    assert refused.value.code == "UNAVAILABLE"
+    assert f"unavailable: the customer service at {address}: PostgreSQL is unavailable" in (
+        refused.value.message
+    )
+    assert "is `c360 up` running" not in refused.value.message
