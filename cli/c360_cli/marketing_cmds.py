@@ -387,6 +387,17 @@ def _segment_why(args: argparse.Namespace) -> int:
     if out.json_mode:
         out.json(_message_json(reply))
         return 0
+    if not reply.evaluated and not reply.conditions and args.as_of is None:
+        # Marketing holds no profile of the customer: an id it never saw (a typo), or one
+        # registered within the last seconds. An empty table said nothing of this.
+        out.print(
+            Text(
+                f"not evaluated: marketing has no profile of customer {request.customer_id}"
+                " (yet: a new customer's comes within seconds; else check the id)",
+                style="yellow",
+            )
+        )
+        return 0
     if not reply.evaluated:
         out.print(Text("never evaluated for this segment (then)", style="yellow"))
     elif not reply.HasField("since"):

@@ -274,3 +274,28 @@ def test_an_import_refusal_names_the_files_columns() -> None:
         " code such as DE; address_line (value 2): is too long; owner: must be an employee"
         " id; kind: must be one of person, organisation"
     )
+
+
+def test_segment_why_says_when_marketing_has_no_profile_of_the_customer(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A mistyped customer id gave "never evaluated for this segment (then)" over an empty
+    # table of conditions.
+    import contextlib
+
+    unknown = "00000000-0000-4000-8000-00000000abcd"
+    stub = argparse.Namespace(
+        ExplainMembership=lambda *_, **__: marketing_api.ExplainMembershipResponse()
+    )
+    monkeypatch.setattr(marketing_cmds, "Client", lambda _: contextlib.nullcontext())
+    monkeypatch.setattr(marketing_cmds, "_stub", lambda _: stub)
+    monkeypatch.setenv("COLUMNS", "100")
+    args = argparse.Namespace(
+        segment="latvia-high-value", customer_id=unknown, as_of=None, json=False, timeout=5.0
+    )
+    assert marketing_cmds._segment_why(args) == 0
+    shown = " ".join(capsys.readouterr().out.split())
+    assert shown == (
+        f"not evaluated: marketing has no profile of customer {unknown} (yet: a new"
+        " customer's comes within seconds; else check the id)"
+    )
