@@ -442,3 +442,15 @@ def test_text_fields_can_ask_for_none_at_all() -> None:
     with pytest.raises(InvalidArgument) as caught:
         conditions.parse({"field": "owner", "op": "empty", "value": "emp-1"})
     assert [v.field for v in caught.value.violations] == ["condition.value"]
+
+
+def test_a_country_is_an_iso_code_as_profiles_hold_it() -> None:
+    # `{"field": "country", "value": "Latvia"}` was accepted: a segment nobody could enter.
+    code = "must be an ISO 3166-1 alpha-2 code such as DE"
+    assert refused('{"field": "country", "value": "Latvia"}') == [("condition.value", code)]
+    assert refused('{"field": "country", "op": "in", "value": ["LV", "XX"]}') == [
+        ("condition.value[1]", code)
+    ]
+    assert conditions.parse_json('{"field": "country", "value": "lv"}')["value"] == "LV"
+    # Regions are names, as addresses hold them: any text.
+    assert conditions.parse_json('{"field": "region", "value": "Bayern"}')["value"] == "BAYERN"

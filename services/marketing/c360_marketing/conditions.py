@@ -233,6 +233,9 @@ def _leaf(raw: dict[str, Any], path: str, v: Violations) -> Tree:
         else:
             norm = [str(x).strip() for x in values]
             norm = [x if name == "owner" else x.upper() for x in norm]
+            if name == "country":  # "Latvia" would never match: profiles hold codes (LV)
+                for i, code in enumerate(norm):
+                    v.country(f"{where}[{i}]" if many else where, code)
             leaf["value"] = norm if many else norm[0]
     elif spec.value == "word":
         if value not in KINDS:
