@@ -4,6 +4,7 @@ service's gRPC API."""
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import time
 from pathlib import Path
@@ -100,7 +101,9 @@ def _cost_kind(text: str) -> str:
     kind = text.strip().lower().replace("-", "_")
     if kind not in COST_KINDS:
         shown = ", ".join(k.replace("_", "-") for k in COST_KINDS)
-        raise argparse.ArgumentTypeError(f"must be one of {shown}")
+        close = difflib.get_close_matches(kind, COST_KINDS, n=1)
+        hint = f" (did you mean {close[0].replace('_', '-')}?)" if close else ""
+        raise argparse.ArgumentTypeError(f"must be one of {shown}{hint}")
     return kind
 
 

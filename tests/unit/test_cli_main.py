@@ -104,6 +104,10 @@ def test_a_mistyped_option_is_told_by_its_command_with_the_nearest_one(
             "argument --channel: must be one of phone, ivr, email, sms, web-form, chat, fax,"
             " in-person (did you mean phone?)",
         ),
+        (
+            ["campaign", "cost", "1234", "--kind", "agent-hour", "--amount", "1"],
+            "argument --kind: must be one of fixed, agent-hours, other (did you mean agent-hours?)",
+        ),
     ],
 )
 def test_a_mistyped_command_or_word_names_the_nearest_one(
