@@ -466,16 +466,19 @@ def _campaign_show(args: argparse.Namespace) -> int:
             .GetCampaign(api.GetCampaignRequest(campaign_id=args.campaign_id), timeout=args.timeout)
             .campaign
         )
-    if out.json_mode:
-        out.json(campaign_json(c))
-        return 0
+        if out.json_mode:
+            out.json(campaign_json(c))
+            return 0
+        # The segments by name, as `campaign plan --segment` took them (their ids said nothing).
+        listed = _stub(client).ListSegments(api.ListSegmentsRequest(), timeout=args.timeout)
+    names = {s.segment_id: s.name for s in listed.segments}
     out.kv_panel(
         f"campaign {c.name}",
         [
             ("id", c.campaign_id),
             ("state", f"{c.state} ({c.state_reason})" if c.state_reason else c.state),
             ("channel", CHANNELS.word(c.channel)),
-            ("segments", list(c.segment_ids)),
+            ("segments", ", ".join(names.get(i, i) for i in c.segment_ids)),
             ("period", f"{c.starts_on} to {c.ends_on}"),
             ("budget", f"{c.budget.amount} {c.budget.currency}"),
             ("cost so far", f"{c.actual_cost} {c.budget.currency} ({c.sent} sends)"),

@@ -299,3 +299,26 @@ def test_segment_why_says_when_marketing_has_no_profile_of_the_customer(
         f"not evaluated: marketing has no profile of customer {unknown} (yet: a new"
         " customer's comes within seconds; else check the id)"
     )
+
+
+def test_campaign_show_names_its_segments(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # It listed the segments' ids ("9bd320a7-352e-..."), not the names `--segment` took.
+    import contextlib
+
+    segment = "9bd320a7-352e-4564-a8e9-7df64d1697a7"
+    campaign = marketing_api.Campaign(name="Ski weeks", segment_ids=[segment])
+    stub = argparse.Namespace(
+        GetCampaign=lambda *_, **__: marketing_api.GetCampaignResponse(campaign=campaign),
+        ListSegments=lambda *_, **__: marketing_api.ListSegmentsResponse(
+            segments=[marketing_api.Segment(segment_id=segment, name="latvia-high-value")]
+        ),
+    )
+    monkeypatch.setattr(marketing_cmds, "Client", lambda _: contextlib.nullcontext())
+    monkeypatch.setattr(marketing_cmds, "_stub", lambda _: stub)
+    monkeypatch.setenv("COLUMNS", "100")
+    args = argparse.Namespace(campaign_id="c", json=False, timeout=5.0)
+    assert marketing_cmds._campaign_show(args) == 0
+    rows = [line.strip("│ ").split(None, 1) for line in capsys.readouterr().out.splitlines()]
+    assert ["segments", "latvia-high-value"] in rows
