@@ -1208,7 +1208,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "quotes, orders and their ERP deliveries; "
             "then marketing: payments that give a lifetime value, segments, two finished "
             "campaigns with costs and the provider's reports, and a running one. "
-            "Deterministic for a seed; running it again changes nothing."
+            "Deterministic for a seed: running it again changes nothing, and with more"
+            " --customers it adds the rest (those an earlier run erased are left out)."
         ),
     )
     parser.add_argument(
@@ -1256,6 +1257,8 @@ def _summary(plans: list[CustomerPlan], run: DemoRun, seed: int, seconds: float)
         "forgotten_customers": run.stats.forgotten,
         "forgotten_earlier": len(run.stats.left_out),
         **(run.sales.summary() if run.sales else {}),
+        **(run.marketing.summary() if run.marketing else {}),
+        # How the run went, after what it loaded (the marketing figures came after these).
         "commands": run.stats.commands,
         "replayed": run.stats.replayed,
         "retries": run.stats.retries,
@@ -1273,7 +1276,6 @@ def _summary(plans: list[CustomerPlan], run: DemoRun, seed: int, seconds: float)
             {"ticket_id": ticket_id, "customer_id": run.ids.get(p.index, ""), "channel": "phone"}
             for p, ticket_id in phone_tickets[:3]
         ],
-        **(run.marketing.summary() if run.marketing else {}),
     }
 
 
@@ -1290,6 +1292,9 @@ async def _load(args: argparse.Namespace, plans: list[CustomerPlan], out: Output
             task = progress.add_task("starting", total=count_commands(plans) + len(plans))
             run = DemoRun(client, plans, args.seed, args.concurrency, args.timeout, progress, task)
             await run.run()
+            # The bar's total was an estimate (the sales and marketing parts' counts are
+            # known as they go): done, it ends full at what was done, not at 2579/2602.
+            progress.update(task, total=progress.tasks[0].completed, description="done")
     return run
 
 

@@ -68,3 +68,16 @@ def test_a_run_on_a_later_day_replays_the_contract_and_visit_of_the_first() -> N
     monday = _request_ids_on(date(2026, 12, 7), organisation)
     assert len(monday) == 1 + 8  # the contract, the visit's eight steps
     assert _request_ids_on(date(2026, 12, 8), organisation) == monday
+
+
+def test_the_summary_ends_with_how_the_run_went() -> None:
+    # The marketing figures came after commands, replayed, retries and seconds.
+    from c360_cli.demo import _summary
+
+    plans = build_plan(8, seed=42)
+    progress = Progress()
+    run = DemoRun(None, plans, 42, 1, 5.0, progress, progress.add_task("t"))  # type: ignore[arg-type]
+    run.marketing = SimpleNamespace(summary=lambda: {"segments": 5})  # type: ignore[assignment]
+    shown = [k for k, v in _summary(plans, run, 42, 1.0).items() if not isinstance(v, list)]
+    assert shown[-4:] == ["commands", "replayed", "retries", "seconds"]
+    assert "segments" in shown
