@@ -162,8 +162,9 @@ class Command:
         says "set allow_unknown_customer" or "amount.amount: must be a decimal number", the
         user types --allow-unknown-customer and --amount. Fields of more than one word or part
         (an API's identifiers) wherever they stand; a one-word field only as the "field:" that
-        begins a line, and only when its option is spelt otherwise ("quantity:" is --qty;
-        "email: not a valid address" reads as it is)."""
+        begins a line, and only when its option is spelt otherwise ("quantity:" is --qty,
+        "segments[0]:" of a repeated --segment is --segment; "email: not a valid address"
+        reads as it is)."""
         for arg in sorted(self.args, key=lambda a: -len(a.field)):
             if not arg.name.startswith("--"):
                 continue
@@ -171,7 +172,9 @@ class Command:
                 pattern = rf"(?<![\w.-]){re.escape(arg.field)}(?![\w.])"
                 text = re.sub(pattern, arg.name, text)
             elif arg.dest != arg.field:
-                text = re.sub(rf"(?m)^{re.escape(arg.field)}:", f"{arg.name}:", text)
+                # A repeated option's field names its value by index ("segments[1]: ...").
+                index = r"(?:\[\d+\])?" if arg.repeated else ""
+                text = re.sub(rf"(?m)^{re.escape(arg.field)}{index}:", f"{arg.name}:", text)
         return text
 
 

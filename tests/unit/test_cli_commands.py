@@ -174,6 +174,10 @@ def test_a_refusal_names_the_option_of_a_nested_or_renamed_field() -> None:
     )
     [plan] = [c for c in marketing_cmds.CAMPAIGN_COMMANDS if c.rpc == "PlanCampaign"]
     assert plan.in_options("budget.amount: not a number") == "--budget: not a number"
+    # A repeated option's value by its index: it read "segments[0]: no such segment".
+    assert plan.in_options("segments[1]: no segment 'nosuch' (a segment's name or id)") == (
+        "--segment: no segment 'nosuch' (a segment's name or id)"
+    )
 
 
 def test_an_option_a_refusal_recommends_is_one_the_command_has() -> None:

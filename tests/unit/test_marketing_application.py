@@ -866,3 +866,28 @@ def test_the_beginning_of_several_segments_ids_is_refused_naming_the_field(
     assert [v.field for v in refused.value.violations] == ["segment"]
     assert "beginning of 2 segment ids" in str(refused.value)
     assert mk.segment("c6275b1e-0000-4000-8000-0000000000b").name == "two"
+
+
+def test_a_campaign_for_a_segment_that_does_not_exist_names_it(mk: Marketing) -> None:
+    # It said "segments[0]: no such segment", not which of the segments given.
+    define(mk)
+    with pytest.raises(InvalidArgument) as caught:
+        mk.plan_campaign(
+            ctx(),
+            ["latvia", "lativa"],
+            name="Spring",
+            objective="",
+            channel="email",
+            starts_on="2026-03-01",
+            ends_on="2026-03-31",
+            budget="100",
+            budget_currency="EUR",
+            cost_per_send="",
+            expected_responses=0,
+            offer="",
+            frequency_cap=0,
+            frequency_days=30,
+        )
+    assert [(v.field, v.description) for v in caught.value.violations] == [
+        ("segments[1]", "no segment 'lativa' (a segment's name or id)")
+    ]

@@ -667,7 +667,9 @@ class Marketing:
                 try:
                     ids.append(str(self.segment(ref).id))
                 except NotFound:
-                    raise InvalidArgument.one(f"segments[{i}]", "no such segment") from None
+                    raise InvalidArgument.one(
+                        f"segments[{i}]", f"no segment {ref!r} (a segment's name or id)"
+                    ) from None
             campaign = domain.plan_campaign(segment_ids=ids, **plan)
             return Decision(campaign, [campaign], {"campaign_id": str(campaign.id)})
 
@@ -878,7 +880,9 @@ class Marketing:
                 try:
                     found = self.segment(segment)
                 except NotFound:
-                    raise InvalidArgument.one("segment", "no such segment") from None
+                    raise InvalidArgument.one(
+                        "segment", f"no segment {segment!r} (a segment's name or id)"
+                    ) from None
                 segment_id = str(found.id)
                 rows = self.people.rows(
                     RowQuery(where(kind="membership", segment_id=segment_id, member=True))
