@@ -477,7 +477,9 @@ class SalesDemo:
             if self.orders:
                 # An ERP that writes a date its own way: c360 refuses the message and keeps it
                 # as a dead letter with the reason (`c360 deadletter list`, then `replay`).
-                order_id, _ = self.orders[0]
+                # About the same order in every run (its message id too: JetStream drops a
+                # repeat), not the first to be accepted this time (which order varied).
+                order_id, _ = min(self.orders)
                 reply = await self.run.retrying(
                     self.stub().GetOrder,
                     sapi.GetOrderRequest(order_id=order_id),

@@ -8,6 +8,7 @@ from datetime import date
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from rich.progress import Progress
 
 from c360_cli.demo import BLOCK, CustomerPlan, DemoRun, build_plan
@@ -81,3 +82,54 @@ def test_the_summary_ends_with_how_the_run_went() -> None:
     shown = [k for k, v in _summary(plans, run, 42, 1.0).items() if not isinstance(v, list)]
     assert shown[-4:] == ["commands", "replayed", "retries", "seconds"]
     assert "segments" in shown
+
+
+def test_the_erp_message_c360_refuses_is_about_the_same_order_in_every_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # It was about the order accepted first in the run, which varies with the calls'
+    # concurrency: each run sent a message of its own, and `deadletter list` grew by two.
+    import nats
+
+    from c360.sales.v1 import sales_service_pb2 as sapi
+    from c360_cli import sales_demo
+
+    published: list[str] = []
+
+    class JetStream:
+        async def publish(self, subject: str, data: bytes, headers: dict[str, str]) -> None:
+            published.append(headers["Nats-Msg-Id"])
+
+    class Nats:
+        def jetstream(self) -> JetStream:
+            return JetStream()
+
+        async def close(self) -> None:
+            pass
+
+    async def connect(*_: object, **__: object) -> Nats:
+        return Nats()
+
+    async def get_order(method: object, request: Any, *_: object) -> Any:
+        order = sapi.Order(order_id=request.order_id, customer_id="c", order_number="SO-1")
+        order.lines.add(line_id="l1", quantity="1")
+        return sapi.GetOrderResponse(order=order)  # not pending: only the refused one goes
+
+    monkeypatch.setattr(nats, "connect", connect)
+    monkeypatch.setattr(sales_demo, "_erp_nats_url", lambda _: "nats://erp@127.0.0.1:1")
+    run = SimpleNamespace(
+        plans=[],
+        seed=42,
+        retrying=get_order,
+        client=SimpleNamespace(
+            endpoints=SimpleNamespace(source="endpoints.json"),
+            stub=lambda *_: SimpleNamespace(GetOrder="GetOrder"),
+        ),
+    )
+    orders = ["6b1c0000-0000-4000-8000-000000000001", "0a2d0000-0000-4000-8000-000000000002"]
+    for accepted in (orders, orders[::-1]):
+        demo = sales_demo.SalesDemo(run)
+        demo.orders = [(o, False) for o in accepted]
+        asyncio.run(demo.deliver())
+    assert len(published) == 2
+    assert published[0] == published[1]
