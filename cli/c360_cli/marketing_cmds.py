@@ -352,7 +352,12 @@ def _segment_preview(args: argparse.Namespace) -> int:
     out.table(
         ["id", "name"],
         [[m.customer_id, m.display_name] for m in reply.sample],
-        title=f"{reply.size} of {reply.profiles} profiles match",
+        title=f"{reply.size} of {reply.profiles} profiles match"
+        + (
+            f"; a sample of {len(reply.sample)} (--sample N for more)"
+            if len(reply.sample) < reply.size
+            else ""
+        ),
     )
     return 0
 

@@ -326,3 +326,27 @@ def test_campaign_show_names_its_segments(
     assert marketing_cmds._campaign_show(args) == 0
     rows = [line.strip("│ ").split(None, 1) for line in capsys.readouterr().out.splitlines()]
     assert ["segments", "latvia-high-value"] in rows
+
+
+def test_segment_preview_says_when_it_lists_a_sample(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # "14 of 268 profiles match" over ten names read as if those were all of them.
+    import contextlib
+
+    sample = [
+        marketing_api.MemberSample(customer_id=f"{n:08x}-0000-4000-8000-000000000000")
+        for n in range(10)
+    ]
+    stub = argparse.Namespace(
+        PreviewSegment=lambda *_, **__: marketing_api.PreviewSegmentResponse(
+            size=14, profiles=268, sample=sample
+        )
+    )
+    monkeypatch.setattr(marketing_cmds, "Client", lambda _: contextlib.nullcontext())
+    monkeypatch.setattr(marketing_cmds, "_stub", lambda _: stub)
+    monkeypatch.setenv("COLUMNS", "100")
+    args = argparse.Namespace(condition="{}", sample=10, json=False, timeout=5.0)
+    assert marketing_cmds._segment_preview(args) == 0
+    first = capsys.readouterr().out.splitlines()[0].rstrip()
+    assert first == "14 of 268 profiles match; a sample of 10 (--sample N for more)"
