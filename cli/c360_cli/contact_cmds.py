@@ -8,7 +8,7 @@ from datetime import date, timedelta
 
 from c360.service_desk.v1 import service_desk_service_pb2 as api
 from c360.service_desk.v1.service_desk_service_pb2_grpc import ServiceDeskServiceStub
-from c360_cli.argtypes import whole_in
+from c360_cli.argtypes import DAY_HELP, day, whole_in
 from c360_cli.client import Client
 from c360_cli.commands import Api, Arg, Command, Subparsers, add_commands
 from c360_cli.output import JSONValue, Output
@@ -100,8 +100,22 @@ CONTRACT_COMMANDS = (
                 metavar="SERVICE",
                 repeated=True,
             ),
-            Arg("--starts", "starts_on", "first day, YYYY-MM-DD", metavar="DATE", required=True),
-            Arg("--ends", "ends_on", "last day, YYYY-MM-DD", metavar="DATE", required=True),
+            Arg(
+                "--starts",
+                "starts_on",
+                f"first day: {DAY_HELP}",
+                metavar="DAY",
+                required=True,
+                type=day,
+            ),
+            Arg(
+                "--ends",
+                "ends_on",
+                "last day (the same forms)",
+                metavar="DAY",
+                required=True,
+                type=day,
+            ),
             Arg(
                 "--warning-days",
                 "warning_days",
@@ -153,7 +167,14 @@ CONTRACT_COMMANDS = (
         api.RenewServiceContractRequest,
         (
             Arg("contract_id", "contract_id", "the contract's id", metavar="ID"),
-            Arg("--ends", "ends_on", "the new period's last day", metavar="DATE", required=True),
+            Arg(
+                "--ends",
+                "ends_on",
+                f"the new period's last day: {DAY_HELP}",
+                metavar="DAY",
+                required=True,
+                type=day,
+            ),
         ),
         verb="service contract renewed",
         expected_version=True,

@@ -23,7 +23,7 @@ from c360.sales.v1 import sales_service_pb2 as api
 from c360.sales.v1.sales_service_pb2_grpc import SalesServiceStub
 from c360.timeline.v1 import timeline_service_pb2 as tapi
 from c360.timeline.v1.timeline_service_pb2_grpc import TimelineServiceStub
-from c360_cli.argtypes import whole_in
+from c360_cli.argtypes import DAY_HELP, day, whole_in
 from c360_cli.client import Client
 from c360_cli.commands import Api, Arg, Command, Subparsers, add_commands
 from c360_cli.output import JSONValue, Output, parse_time, short_time
@@ -141,7 +141,9 @@ LEAD_COMMANDS = (
             Arg("--name", "opportunity_name", "the opportunity's name"),
             Arg("--amount", "amount.amount", "the deal's amount", metavar="AMOUNT"),
             Arg("--currency", "amount.currency", CURRENCY, metavar="CODE"),
-            Arg("--close", "expected_close", "expected close date", metavar="YYYY-MM-DD"),
+            Arg(
+                "--close", "expected_close", f"expected close: {DAY_HELP}", metavar="DAY", type=day
+            ),
             Arg("--owner", "owner_id", "the owner (default: the lead's agent)", metavar="ID"),
         ),
         verb="lead converted",
@@ -200,7 +202,9 @@ OPPORTUNITY_COMMANDS = (
             Arg("--owner", "owner_id", "the owner's employee id", metavar="EMPLOYEE_ID"),
             Arg("--amount", "amount.amount", "the deal's amount", metavar="AMOUNT", required=True),
             Arg("--currency", "amount.currency", CURRENCY, metavar="CODE", required=True),
-            Arg("--close", "expected_close", "expected close date", metavar="YYYY-MM-DD"),
+            Arg(
+                "--close", "expected_close", f"expected close: {DAY_HELP}", metavar="DAY", type=day
+            ),
             Arg("--probability", "probability", "percent, set by hand", type=whole_in(0, 100)),
             Arg("--category", "forecast_category", SETTABLE_CATEGORIES, words=FORECAST),
             Arg("--competitor", "competitor", "the competitor"),
@@ -229,7 +233,9 @@ OPPORTUNITY_COMMANDS = (
             _id("opportunity_id", "opportunity"),
             Arg("--amount", "amount.amount", "the deal's amount", metavar="AMOUNT"),
             Arg("--currency", "amount.currency", CURRENCY, metavar="CODE"),
-            Arg("--close", "expected_close", "expected close date", metavar="YYYY-MM-DD"),
+            Arg(
+                "--close", "expected_close", f"expected close: {DAY_HELP}", metavar="DAY", type=day
+            ),
             Arg("--probability", "probability", "percent, set by hand", type=whole_in(0, 100)),
             Arg("--category", "forecast_category", SETTABLE_CATEGORIES, words=FORECAST),
             Arg("--competitor", "competitor", "the competitor"),
@@ -252,8 +258,9 @@ OPPORTUNITY_COMMANDS = (
             Arg(
                 "--closed-on",
                 "closed_on",
-                "the day it was won (default today, UTC)",
-                metavar="YYYY-MM-DD",
+                "the day it was won (default today, UTC): YYYY-MM-DD, -3 (days ago)",
+                metavar="DAY",
+                type=day,
             ),
         ),
         verb="opportunity won",
@@ -278,8 +285,9 @@ OPPORTUNITY_COMMANDS = (
             Arg(
                 "--closed-on",
                 "closed_on",
-                "the day it was lost (default today, UTC)",
-                metavar="YYYY-MM-DD",
+                "the day it was lost (default today, UTC): YYYY-MM-DD, -3 (days ago)",
+                metavar="DAY",
+                type=day,
             ),
         ),
         verb="opportunity lost",
@@ -360,7 +368,7 @@ QUOTE_COMMANDS = (
                 required=True,
             ),
             Arg("--pricelist", "price_list", "the price list (name or id)", required=True),
-            Arg("--valid-until", "valid_until", "validity date", metavar="YYYY-MM-DD"),
+            Arg("--valid-until", "valid_until", f"validity: {DAY_HELP}", metavar="DAY", type=day),
             Arg("--revises", "revises_quote_id", "the quote this one revises", metavar="ID"),
         ),
         verb="quote drafted",
