@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -244,6 +245,7 @@ def run(args: argparse.Namespace) -> int:
         }
         atomic_write_text(endpoints_path, json.dumps(document, indent=2) + "\n")
         _say(f"c360 ready — endpoints in {_display(endpoints_path)}", sys.stdout)
+        _say(_next_steps(home), sys.stdout)
         return supervisor.watch(stop)
     finally:
         if supervisor is not None:
@@ -254,3 +256,25 @@ def run(args: argparse.Namespace) -> int:
         endpoints_path.unlink(missing_ok=True)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        if supervisor is not None:
+            _say(
+                "c360 stopped: every service, NATS and PostgreSQL (the data stays in"
+                f" {_display(home)})"
+            )
+
+
+def _next_steps(home: Path) -> str:
+    """What to do with a stack that is ready (from another terminal, in this folder): the
+    `c360` this one is (`.venv/bin/c360` under `make run`, unless it is on the PATH)."""
+    script = Path(sys.argv[0])
+    on_path = shutil.which("c360")
+    c360 = (
+        "c360"
+        if script.name != "c360" or (on_path and Path(on_path).resolve() == script.resolve())
+        else _display(script.absolute())
+    )
+    flag = "" if home == Path(DEFAULT_HOME).absolute() else f" --home {_display(home)}"
+    return (
+        f"  next, in another terminal here: {c360}{flag} demo (sample data), then"
+        f" {c360} --help; Ctrl-C here stops everything"
+    )

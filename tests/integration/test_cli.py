@@ -417,6 +417,24 @@ def test_a_second_up_in_the_same_folder_leaves_the_first_usable(up: Up) -> None:
     assert up.proc.poll() is None
 
 
+def _printed(up: Up, text: str) -> bool:
+    """Whether `c360 up` printed `text` (within a few seconds: a thread reads its output)."""
+    for _ in range(50):
+        if text in "".join(up.output):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_up_says_what_next_and_stops_everything_on_ctrl_c(up: Up) -> None:
+    assert _printed(up, f"c360 --home {up.home} demo (sample data)")
+    assert _printed(up, "Ctrl-C here stops everything")
+    up.proc.send_signal(signal.SIGINT)
+    assert up.proc.wait(timeout=60) == 0
+    assert _printed(up, "c360 stopped: every service, NATS and PostgreSQL")
+    assert not (up.home / "endpoints.json").exists()
+
+
 def test_import_and_errors_exit_as_scripts_expect(up: Up, tmp_path: Path) -> None:
     home = up.home
     sample = Path(__file__).parents[2] / "examples" / "customers.csv"
