@@ -308,8 +308,7 @@ def issue_invoice(
                 f"{customer_id} is no debtor yet; run `erp_bridge.py follow --drain` after"
                 " registering the customer in c360"
             )
-        count = db.execute("SELECT count(*) FROM invoices").fetchone()[0]
-        number = f"INV-{date.today().year}-{count + 1:06d}"
+        number = _document_number(db, "invoices", "INV")
         today = date.today()
         row = {
             "invoice_number": number,
@@ -347,16 +346,11 @@ def receive_payment(
     home: Path, db_path: Path, invoice_number: str, amount: str | None
 ) -> dict[str, Any]:
     with ledger(db_path) as db:
-        invoice = db.execute(
-            "SELECT * FROM invoices WHERE invoice_number = ?", (invoice_number,)
-        ).fetchone()
-        if invoice is None:
-            raise BridgeError(f"no invoice {invoice_number}; `debtors` lists the open ones")
+        invoice = _invoice(db, invoice_number)
         open_amount = _open(db, invoice)
         paid = _amount(amount) if amount else f"{open_amount:.2f}"
-        count = db.execute("SELECT count(*) FROM payments").fetchone()[0]
         row = {
-            "payment_reference": f"PAY-{date.today().year}-{count + 1:06d}",
+            "payment_reference": _document_number(db, "payments", "PAY"),
             "invoice_number": invoice_number,
             "amount": paid,
             "received_on": date.today().isoformat(),
@@ -385,6 +379,21 @@ def receive_payment(
     return row
 
 
+def _invoice(db: sqlite3.Connection, number: str) -> sqlite3.Row:
+    invoice: sqlite3.Row | None = db.execute(
+        "SELECT * FROM invoices WHERE invoice_number = ?", (number,)
+    ).fetchone()
+    if invoice is None:
+        raise BridgeError(f"no invoice {number}; `debtors` lists the open ones")
+    return invoice
+
+
+def _document_number(db: sqlite3.Connection, table: str, prefix: str) -> str:
+    """The next number of a document of ours ("PAY-2026-000002")."""
+    count = db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    return f"{prefix}-{date.today().year}-{count + 1:06d}"
+
+
 def _open(db: sqlite3.Connection, invoice: sqlite3.Row) -> Decimal:
     """What is still open on an invoice: its amount less what was paid and credited."""
     credited = db.execute(
@@ -400,20 +409,15 @@ def issue_credit_note(
 ) -> dict[str, Any]:
     """Credit part or all of an invoice (goods returned, a price corrected)."""
     with ledger(db_path) as db:
-        invoice = db.execute(
-            "SELECT * FROM invoices WHERE invoice_number = ?", (invoice_number,)
-        ).fetchone()
-        if invoice is None:
-            raise BridgeError(f"no invoice {invoice_number}; `debtors` lists the open ones")
+        invoice = _invoice(db, invoice_number)
         credited = _amount(amount)
         if Decimal(credited) > _open(db, invoice):
             raise BridgeError(
                 f"--amount {amount}: more than is open on {invoice_number}"
                 f" ({_open(db, invoice)} {invoice['currency']})"
             )
-        count = db.execute("SELECT count(*) FROM credit_notes").fetchone()[0]
         row = {
-            "credit_note_number": f"CN-{date.today().year}-{count + 1:06d}",
+            "credit_note_number": _document_number(db, "credit_notes", "CN"),
             "invoice_number": invoice_number,
             "amount": credited,
             "issue_date": date.today().isoformat(),

@@ -11,7 +11,7 @@ from typing import Any, TypeAlias
 import grpc
 from google.protobuf.message import Message
 
-from c360_cli.argtypes import version_number, versioned
+from c360_cli.argtypes import DAY_HELP, day, version_number, versioned
 from c360_cli.client import Client
 from c360_cli.errors import CliError
 from c360_cli.output import Output
@@ -191,6 +191,13 @@ def _group(subparsers: Subparsers, name: str, help_text: str) -> Subparsers:
     nested = parser.add_subparsers(title="commands", dest=f"{name}_command", metavar="COMMAND")
     nested.required = True
     return nested
+
+
+PERIOD = (
+    Arg("--starts", "starts_on", f"first day: {DAY_HELP}", metavar="DAY", required=True, type=day),
+    Arg("--ends", "ends_on", "last day (the same forms)", metavar="DAY", required=True, type=day),
+)
+"""A period's first and last day (`starts_on`, `ends_on`): a campaign's, a contract's."""
 
 
 def add_commands(

@@ -10,7 +10,7 @@ from c360.service_desk.v1 import service_desk_service_pb2 as api
 from c360.service_desk.v1.service_desk_service_pb2_grpc import ServiceDeskServiceStub
 from c360_cli.argtypes import DAY_HELP, day, whole_in
 from c360_cli.client import Client
-from c360_cli.commands import Api, Arg, Command, Subparsers, add_commands
+from c360_cli.commands import PERIOD, Api, Arg, Command, Subparsers, add_commands
 from c360_cli.output import JSONValue, Output
 from c360_cli.words import (
     ALLOWANCE_UNITS,
@@ -100,22 +100,7 @@ CONTRACT_COMMANDS = (
                 metavar="SERVICE",
                 repeated=True,
             ),
-            Arg(
-                "--starts",
-                "starts_on",
-                f"first day: {DAY_HELP}",
-                metavar="DAY",
-                required=True,
-                type=day,
-            ),
-            Arg(
-                "--ends",
-                "ends_on",
-                "last day (the same forms)",
-                metavar="DAY",
-                required=True,
-                type=day,
-            ),
+            *PERIOD,
             Arg(
                 "--warning-days",
                 "warning_days",

@@ -17,9 +17,9 @@ from rich.text import Text
 from c360.events.v1 import marketing_events_pb2 as mev
 from c360.marketing.v1 import marketing_service_pb2 as api
 from c360.marketing.v1.marketing_service_pb2_grpc import MarketingServiceStub
-from c360_cli.argtypes import DAY_HELP, day, whole_in
+from c360_cli.argtypes import whole_in
 from c360_cli.client import Client
-from c360_cli.commands import Api, Arg, Command, Subparsers, add_commands
+from c360_cli.commands import PERIOD, Api, Arg, Command, Subparsers, add_commands
 from c360_cli.output import JSONValue, Output, iso_field, parse_time, short_time
 from c360_cli.words import CliWords
 from c360_platform.vocabulary import Words
@@ -118,22 +118,7 @@ CAMPAIGN_COMMANDS = (
             Arg("name", "name", "the campaign's name", metavar="NAME"),
             Arg("--segment", "segments", "a target segment (id or name)", repeated=True),
             Arg("--channel", "channel", ", ".join(CHANNELS.words), required=True, words=CHANNELS),
-            Arg(
-                "--starts",
-                "starts_on",
-                f"first day: {DAY_HELP}",
-                metavar="DAY",
-                required=True,
-                type=day,
-            ),
-            Arg(
-                "--ends",
-                "ends_on",
-                "last day (the same forms)",
-                metavar="DAY",
-                required=True,
-                type=day,
-            ),
+            *PERIOD,
             Arg("--budget", "budget.amount", "the budget, e.g. 5000", required=True),
             Arg("--currency", "budget.currency", "ISO 4217 (default EUR)", default="EUR"),
             Arg("--cost-per-send", "cost_per_send", "cost of one send", default=""),

@@ -148,7 +148,8 @@ class CustomerSearch(Protocol):
 
 
 class TimelineSearch:
-    """The timeline's SearchCustomers at `address`: (customer id, name, kind, matched on)."""
+    """The timeline's SearchCustomers at `address` (customer id, name, kind, matched on), and
+    a person's organisations from its 360 profile (GetProfile)."""
 
     def __init__(self, address: str, *, timeout: float = 3.0, token: str = "") -> None:
         self.address = address
@@ -156,20 +157,25 @@ class TimelineSearch:
         self.token = token
         self._channel: grpc.aio.Channel | None = None
 
-    async def search(self, text: str) -> list[tuple[str, str, str, str]]:
+    def _stub(self) -> tapi_grpc.TimelineServiceAsyncStub:
         if self._channel is None:
             self._channel = channels.aio_channel(
                 self.address, self.token, options=[("grpc.enable_http_proxy", 0)]
             )
-        stub = tapi_grpc.TimelineServiceStub(self._channel)
+        return tapi_grpc.TimelineServiceStub(self._channel)
+
+    def _unavailable(self, exc: grpc.aio.AioRpcError) -> Unavailable:
+        return Unavailable(
+            f"the timeline service at {self.address} answered {exc.code().name}; retry"
+        )
+
+    async def search(self, text: str) -> list[tuple[str, str, str, str]]:
         try:
-            reply = await stub.SearchCustomers(
+            reply = await self._stub().SearchCustomers(
                 tapi.SearchCustomersRequest(text=text, limit=20), timeout=self.timeout
             )
         except grpc.aio.AioRpcError as exc:
-            raise Unavailable(
-                f"the timeline service at {self.address} answered {exc.code().name}; retry"
-            ) from None
+            raise self._unavailable(exc) from None
         return [(h.customer_id, h.display_name, h.kind, h.matched_on) for h in reply.hits]
 
     async def organisations_of(self, person_id: str) -> list[tuple[str, str, str]]:
@@ -190,21 +196,14 @@ class TimelineSearch:
         return found
 
     async def _profile(self, customer_id: str) -> tapi.Profile | None:
-        if self._channel is None:
-            self._channel = channels.aio_channel(
-                self.address, self.token, options=[("grpc.enable_http_proxy", 0)]
-            )
-        stub = tapi_grpc.TimelineServiceStub(self._channel)
         try:
-            reply = await stub.GetProfile(
+            reply = await self._stub().GetProfile(
                 tapi.GetProfileRequest(customer_id=customer_id), timeout=self.timeout
             )
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.NOT_FOUND:
                 return None
-            raise Unavailable(
-                f"the timeline service at {self.address} answered {exc.code().name}; retry"
-            ) from None
+            raise self._unavailable(exc) from None
         profile: tapi.Profile = reply.profile
         return profile
 
