@@ -377,6 +377,9 @@ def test_a_followed_timeline_reads_oldest_first_with_new_entries_below(up: Up) -
         stderr=subprocess.PIPE,
         text=True,
         env=dict(os.environ, COLUMNS="100"),
+        # Ctrl-C as at a terminal: a pytest-xdist worker ignores SIGINT, and a child
+        # inherits that (Python then installs no KeyboardInterrupt for it).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         time.sleep(3)  # the page is printed and the stream open
