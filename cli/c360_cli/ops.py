@@ -19,14 +19,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
+import json
 import os
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
@@ -36,6 +38,8 @@ from rich.text import Text
 from c360_cli.errors import EXIT_BAD_INPUT, CliError
 from c360_cli.output import Output
 from c360_platform import registry
+
+T = TypeVar("T")
 
 IMAGE = "c360"
 """The image name in the manifests; overlays (kustomize `images:`) say where it comes from."""
@@ -273,9 +277,25 @@ def connect(args: argparse.Namespace) -> Cluster:
 
 
 def _api_error(exc: Exception, what: str) -> CliError:
+    """What the API server said (its Status message names the verb, resource and user a
+    refusal is about), or that it could not be reached."""
     status = getattr(exc, "status", None)
-    reason = getattr(exc, "reason", None) or str(exc)
-    return CliError(f"{what}: {status or ''} {reason}".strip())
+    if status:
+        detail = ""
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            detail = str(json.loads(getattr(exc, "body", None) or "{}").get("message") or "")
+        reason = getattr(exc, "reason", None) or ""
+        return CliError(f"{what}: {status} {reason}" + (f": {detail}" if detail else ""))
+    cause = getattr(exc, "reason", None) or exc
+    return CliError(f"{what}: the API server did not answer ({cause})")
+
+
+def _api(what: str, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """One call to the API server; its failure a CliError saying `what` could not be done."""
+    try:
+        return call(*args, **kwargs)
+    except Exception as exc:
+        raise _api_error(exc, what) from None
 
 
 # -- status --------------------------------------------------------------------------------
@@ -363,18 +383,23 @@ def _selector(match: dict[str, str]) -> str:
 
 
 def collect(cluster: Cluster) -> list[Row]:
-    try:
-        deployments = cluster.apps.list_namespaced_deployment(
-            cluster.namespace, label_selector=PART_OF
-        ).items
-    except Exception as exc:
-        raise _api_error(exc, f"cannot list deployments in {cluster.namespace}") from None
+    deployments = _api(
+        f"cannot list deployments in {cluster.namespace}",
+        cluster.apps.list_namespaced_deployment,
+        cluster.namespace,
+        label_selector=PART_OF,
+    ).items
     rows: list[Row] = []
     held: set[str] = set()
     for deployment in sorted(deployments, key=lambda d: d.metadata.name):
         name = deployment.metadata.name
         selector = _selector(deployment.spec.selector.match_labels or {})
-        pods = cluster.core.list_namespaced_pod(cluster.namespace, label_selector=selector).items
+        pods = _api(
+            f"cannot list the pods of {name} in {cluster.namespace}",
+            cluster.core.list_namespaced_pod,
+            cluster.namespace,
+            label_selector=selector,
+        ).items
         names = sorted(p.metadata.name for p in pods if p.status and p.status.phase == "Running")
         leaders: list[str] = []
         relay_lag = projector_lag = dead = None
@@ -525,7 +550,12 @@ def _rebuild(args: argparse.Namespace) -> int:
     with progress:
         task = progress.add_task(f"Job {name}: starting")
         while time.monotonic() < deadline:
-            status = cluster.batch.read_namespaced_job_status(name, cluster.namespace).status
+            status = _api(
+                f"cannot follow the Job {name} (it was created and runs on)",
+                cluster.batch.read_namespaced_job_status,
+                name,
+                cluster.namespace,
+            ).status
             active, done, failed = status.active or 0, status.succeeded or 0, status.failed or 0
             if done:
                 outcome = "succeeded"
@@ -555,9 +585,12 @@ def _running_image(cluster: Cluster) -> str | None:
 
 
 def _job_log(cluster: Cluster, job_name: str) -> str:
-    pods = cluster.core.list_namespaced_pod(
-        cluster.namespace, label_selector=f"job-name={job_name}"
-    ).items
+    try:
+        pods = cluster.core.list_namespaced_pod(
+            cluster.namespace, label_selector=f"job-name={job_name}"
+        ).items
+    except Exception:
+        return ""  # its outcome is known; the log is a detail
     for pod in pods:
         try:
             text: str = cluster.core.read_namespaced_pod_log(pod.metadata.name, cluster.namespace)
@@ -576,7 +609,12 @@ def _logs(args: argparse.Namespace) -> int:
     pods = []
     for deployment in names:
         selector = f"app.kubernetes.io/name={deployment},{PART_OF}"
-        found = cluster.core.list_namespaced_pod(cluster.namespace, label_selector=selector)
+        found = _api(
+            f"cannot list the pods of {deployment} in {cluster.namespace}",
+            cluster.core.list_namespaced_pod,
+            cluster.namespace,
+            label_selector=selector,
+        )
         pods += found.items
     if not pods:
         raise CliError(f"no pods of {' or '.join(names)} in {cluster.namespace}")

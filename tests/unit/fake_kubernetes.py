@@ -37,6 +37,9 @@ class State:
     job_log: str = ""
     patches: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     requests: list[str] = field(default_factory=list)
+    forbidden: set[tuple[str, str]] = field(default_factory=set)
+    """What the caller's Role does not grant, as (verb, resource): ("list", "pods"),
+    ("get", "pods/proxy"), ...; the server answers 403 with the API server's message."""
 
     def deployment(self, name: str, *, replicas: int, ready: int, image: str) -> dict[str, str]:
         labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": "c360"}
@@ -103,8 +106,37 @@ class _Handler(BaseHTTPRequestHandler):
         self.state.requests.append(f"{self.command} {url.path}")
         return [unquote(p) for p in url.path.strip("/").split("/")], parse_qs(url.query)
 
+    def _refused(self, parts: list[str]) -> bool:
+        """Answer 403 as the API server does if the caller may not do this (State.forbidden)."""
+        if "namespaces" not in parts:
+            return False
+        at = parts.index("namespaces")
+        namespace, rest = parts[at + 1], parts[at + 2 :]
+        verb = {"GET": "get" if len(rest) > 1 else "list", "POST": "create", "PATCH": "patch"}
+        resource = "/".join(rest[:1] + rest[2:3])
+        if (verb[self.command], resource) not in self.state.forbidden:
+            return False
+        group = parts[1] if parts[0] == "apis" else ""
+        message = (
+            f'{rest[0]} is forbidden: User "tester" cannot {verb[self.command]} resource'
+            f' "{resource}" in API group "{group}" in the namespace "{namespace}"'
+        )
+        self._send(
+            403,
+            {
+                "kind": "Status",
+                "status": "Failure",
+                "message": message,
+                "reason": "Forbidden",
+                "code": 403,
+            },
+        )
+        return True
+
     def do_GET(self) -> None:
         parts, query = self._route()
+        if self._refused(parts):
+            return
         selector = query.get("labelSelector", [""])[0]
         state = self.state
         if "namespaces" in parts:
@@ -152,6 +184,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         parts, _ = self._route()
+        if self._refused(parts):
+            return
         match parts:
             case ["apis", "batch", "v1", "namespaces", _, "jobs"]:
                 job = self._body()
@@ -164,6 +198,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_PATCH(self) -> None:
         parts, _ = self._route()
+        if self._refused(parts):
+            return
         match parts:
             case ["apis", "apps", "v1", "namespaces", _, "deployments", name]:
                 found = self.state.deployments.get(name)

@@ -362,3 +362,48 @@ def test_secrets_give_each_service_a_certificate_for_its_service_name(
                 f"{service}.crm.svc",
                 f"{service}.crm.svc.k8s.example",
             ]
+
+
+@pytest.mark.parametrize(
+    ("argv", "denied", "what"),
+    [
+        (["status"], ("list", "deployments"), "cannot list deployments in c360-test"),
+        (["status"], ("list", "pods"), "cannot list the pods of customer in c360-test"),
+        (["logs", "customer"], ("list", "pods"), "cannot list the pods of customer in"),
+        (["logs", "customer"], ("get", "pods/log"), "cannot read the log of customer-7d9f-a"),
+        (["rollout-restart", "customer"], ("patch", "deployments"), "cannot restart customer"),
+        (["rebuild", "--poll", "0.01"], ("create", "jobs"), "cannot create the Job"),
+        (["rebuild", "--poll", "0.01"], ("get", "jobs/status"), "cannot follow the Job"),
+    ],
+)
+def test_a_permission_the_operator_lacks_is_named_in_one_line(
+    cluster: tuple[State, Path],
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    denied: tuple[str, str],
+    what: str,
+) -> None:
+    """A Role without what a command needs: the API server's refusal, which names the verb,
+    the resource and the user, in one line on stderr, and exit 1 (no traceback)."""
+    state, kubeconfig = cluster
+    state.forbidden.add(denied)
+    assert main(["ops", *argv, "--kubeconfig", str(kubeconfig)]) == 1
+    err = capsys.readouterr().err
+    assert what in err
+    assert f'403 Forbidden: {denied[1].split("/")[0]} is forbidden: User "tester" cannot' in err
+    assert f'{denied[0]} resource "{denied[1]}"' in " ".join(err.split())
+    assert "Traceback" not in err
+
+
+def test_an_api_server_that_does_not_answer_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    with serve(State(), kubeconfig, NAMESPACE):
+        pass  # the server is gone; its kubeconfig stays
+    for argv in (["status"], ["logs", "customer"], ["rollout-restart", "customer"]):
+        assert main(["ops", *argv, "--kubeconfig", str(kubeconfig)]) == 1
+        err = capsys.readouterr().err
+        assert "the API server did not answer" in err
+        assert "Connection refused" in err
+        assert "Traceback" not in err
