@@ -334,14 +334,15 @@ def parse_metrics(text: str) -> PodMetrics:
     return found
 
 
-def pod_metrics(cluster: Cluster, pod: str) -> PodMetrics | None:
-    """A pod's metrics through the API server's pod proxy (None if it does not answer)."""
+def pod_metrics(cluster: Cluster, pod: str) -> PodMetrics | str:
+    """A pod's metrics through the API server's pod proxy, or why they could not be read
+    (the pod does not answer; the operator may not use the proxy)."""
     try:
         text = cluster.core.connect_get_namespaced_pod_proxy_with_path(
             f"{pod}:{METRICS_PORT}", cluster.namespace, "metrics"
         )
-    except Exception:
-        return None
+    except Exception as exc:
+        return _api_error(exc, f"metrics of {pod}").message
     return parse_metrics(text if isinstance(text, str) else str(text))
 
 
@@ -360,11 +361,19 @@ class Row:
     """The locks this Deployment's pods should hold and none does (`relay customer`)."""
     blocked: list[str] = field(default_factory=list)
     """Its relays stopped at an event too large for NATS (`relay customer at 1234`)."""
+    unknown: list[str] = field(default_factory=list)
+    """The locks this Deployment's pods should hold, none of the pods whose metrics were
+    read does, and others' metrics could not be read: who holds them is not known."""
+    metrics_errors: list[str] = field(default_factory=list)
+    """Why a pod's metrics could not be read (`metrics of POD: 403 Forbidden: ...`)."""
+    missing: bool = False
+    """A registered service's Deployment (or its relay's) that the namespace does not have."""
 
     @property
     def healthy(self) -> bool:
         return (
-            self.ready >= self.desired
+            not self.missing
+            and self.ready >= self.desired
             and not self.unreachable
             and not self.unheld
             and not self.blocked
@@ -390,6 +399,11 @@ def collect(cluster: Cluster) -> list[Row]:
         label_selector=PART_OF,
     ).items
     rows: list[Row] = []
+    if not deployments:
+        raise CliError(
+            f"no c360 Deployments in namespace {cluster.namespace} (none labelled {PART_OF}):"
+            " is c360 installed there? Name its namespace with -n."
+        )
     held: set[str] = set()
     for deployment in sorted(deployments, key=lambda d: d.metadata.name):
         name = deployment.metadata.name
@@ -404,11 +418,13 @@ def collect(cluster: Cluster) -> list[Row]:
         leaders: list[str] = []
         relay_lag = projector_lag = dead = None
         unreachable: list[str] = []
+        errors: list[str] = []
         blocked: list[str] = []
         for pod in names:
             found = pod_metrics(cluster, pod)
-            if found is None:
+            if isinstance(found, str):
                 unreachable.append(pod)
+                errors.append(found)
                 continue
             for source, active in found.relay_active.items():
                 if active:
@@ -435,8 +451,16 @@ def collect(cluster: Cluster) -> list[Row]:
                 dead_letters=dead,
                 unreachable=unreachable,
                 blocked=blocked,
+                metrics_errors=errors,
             )
         )
+    present = {row.service for row in rows}
+    for spec in registry.services().values():
+        wanted = [spec.name, relay_deployment(spec.name)] if spec.publishes_events else [spec.name]
+        for name in wanted:
+            if name not in present:
+                rows.append(Row(name, 0, 0, [], [], None, None, None, [], missing=True))
+    rows.sort(key=lambda row: row.service)
     _unheld_locks(rows, held)
     return rows
 
@@ -453,9 +477,14 @@ def _unheld_locks(rows: list[Row], held: set[str]) -> None:
     ]
     wanted.append((f"projector {registry.TIMELINE}", (registry.TIMELINE,)))
     for lock, runners in wanted:
-        row = next((by_name[name] for name in runners if name in by_name), None)
-        if row is not None and lock not in held:
-            row.unheld.append(lock)
+        row = next(
+            (by_name[name] for name in runners if name in by_name and not by_name[name].missing),
+            None,
+        )
+        if row is None or lock in held:
+            continue
+        # A pod whose metrics were not read may hold it: unknown, not "no pod".
+        (row.unknown if row.unreachable else row.unheld).append(lock)
 
 
 def _figure(value: float | None) -> str:
@@ -463,8 +492,11 @@ def _figure(value: float | None) -> str:
 
 
 def _holders(row: Row) -> Text | str:
+    if row.missing:
+        return Text("not deployed", style="bold red")
     lines = [Text(leader) for leader in row.leaders]
     lines += [Text(f"{lock}: no pod", style="bold red") for lock in row.unheld]
+    lines += [Text(f"{lock}: unknown, no metrics", style="bold red") for lock in row.unknown]
     lines += [
         Text(f"{relay}: stopped, event too large for NATS", style="bold red")
         for relay in row.blocked
@@ -494,7 +526,10 @@ def _status(args: argparse.Namespace) -> int:
                         "dead_letters": r.dead_letters,
                         "unreachable_metrics": r.unreachable,
                         "unheld_locks": r.unheld,
+                        "unknown_locks": r.unknown,
+                        "metrics_errors": r.metrics_errors,
                         "blocked_relays": r.blocked,
+                        "missing": r.missing,
                         "healthy": r.healthy,
                     }
                     for r in rows
@@ -511,7 +546,7 @@ def _status(args: argparse.Namespace) -> int:
         [
             [
                 red(r.service, not r.healthy),
-                red(f"{r.ready}/{r.desired}", r.ready < r.desired),
+                red("-" if r.missing else f"{r.ready}/{r.desired}", r.ready < r.desired),
                 _holders(r),
                 red(_figure(r.relay_lag), (r.relay_lag or 0) >= LAG_WARNING),
                 red(_figure(r.projector_lag), (r.projector_lag or 0) >= LAG_WARNING),
@@ -519,8 +554,10 @@ def _status(args: argparse.Namespace) -> int:
             ]
             for r in rows
         ],
-        caption=f"namespace {cluster.namespace}" if rows else f"no c360 in {cluster.namespace}",
+        caption=f"namespace {cluster.namespace}",
     )
+    for error in dict.fromkeys(e for r in rows for e in r.metrics_errors):
+        out.note(error)
     return 0 if all(r.healthy for r in rows) else 1
 
 

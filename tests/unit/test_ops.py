@@ -72,7 +72,7 @@ def test_status_shows_replicas_lock_holders_lags_and_dead_letters(
     code = main(["ops", "status", "--kubeconfig", str(kubeconfig), "--json"])
     report = json.loads(capsys.readouterr().out)
     assert report["namespace"] == NAMESPACE
-    rows = {d["name"]: d for d in report["deployments"]}
+    rows = {d["name"]: d for d in report["deployments"] if not d["missing"]}
     assert set(rows) == {"customer", "customer-relay", "timeline", "service-desk"}
     customer, relay = rows["customer"], rows["customer-relay"]
     timeline, desk = rows["timeline"], rows["service-desk"]
@@ -93,17 +93,20 @@ def test_status_shows_replicas_lock_holders_lags_and_dead_letters(
 
 
 def _green(state: State) -> None:
-    """A customer with its relay and a timeline, all well: nothing red."""
-    customer = state.deployment("customer", replicas=1, ready=1, image=IMAGE)
-    state.pod("customer-1-a", customer, metrics=_metrics('c360_relay_active{source="customer"} 0'))
-    relay = state.deployment("customer-relay", replicas=1, ready=1, image=IMAGE)
-    state.pod(
-        "customer-relay-1-a", relay, metrics=_metrics('c360_relay_active{source="customer"} 1')
-    )
-    timeline = state.deployment("timeline", replicas=1, ready=1, image=IMAGE)
-    state.pod(
-        "timeline-1-a", timeline, metrics=_metrics('c360_projector_active{consumer="timeline"} 1')
-    )
+    """Every registered service's Deployment and its relay's, all well: nothing red."""
+    from c360_platform import registry
+
+    for spec in registry.services().values():
+        api = state.deployment(spec.name, replicas=1, ready=1, image=IMAGE)
+        if spec.name == registry.TIMELINE:
+            held = 'c360_projector_active{consumer="timeline"} 1'
+            state.pod(f"{spec.name}-1-a", api, metrics=_metrics(held))
+        else:
+            state.pod(f"{spec.name}-1-a", api, metrics=_metrics("c360_rpc_requests_total 0"))
+        if spec.publishes_events:
+            relay = state.deployment(f"{spec.name}-relay", replicas=1, ready=1, image=IMAGE)
+            held = f'c360_relay_active{{source="{spec.name}"}} 1'
+            state.pod(f"{spec.name}-relay-1-a", relay, metrics=_metrics(held))
 
 
 @pytest.mark.parametrize(
@@ -196,10 +199,69 @@ def test_status_table_names_the_pods_holding_the_locks(
 def test_the_namespace_flag_overrides_the_context(
     cluster: tuple[State, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """A namespace without c360 (a mistyped -n, the wrong context) is not green: exit 1,
+    saying what was looked for where."""
     state, kubeconfig = cluster
-    main(["ops", "status", "-n", "elsewhere", "--kubeconfig", str(kubeconfig), "--json"])
-    assert json.loads(capsys.readouterr().out)["deployments"] == []
-    assert state.requests == ["GET /apis/apps/v1/namespaces/elsewhere/deployments"]
+    for json_flag in ([], ["--json"]):
+        argv = ["ops", "status", "-n", "elsewhere", "--kubeconfig", str(kubeconfig)]
+        assert main([*argv, *json_flag]) == 1
+        out, err = capsys.readouterr()
+        assert out == ""
+        assert "no c360 Deployments in namespace elsewhere" in err
+    assert set(state.requests) == {"GET /apis/apps/v1/namespaces/elsewhere/deployments"}
+
+
+def test_status_is_red_for_a_registered_service_whose_deployment_is_missing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deleted Deployment (or an overlay without it) serves nothing and holds no lock."""
+    state = State()
+    _green(state)
+    kubeconfig = tmp_path / "kubeconfig"
+    argv = ["ops", "status", "--kubeconfig", str(kubeconfig)]
+    monkeypatch.setenv("COLUMNS", "100")
+    with serve(state, kubeconfig, NAMESPACE):
+        assert main([*argv, "--json"]) == 0
+        capsys.readouterr()
+        del state.deployments["timeline"]
+        del state.deployments["customer-relay"]
+        assert main([*argv, "--json"]) == 1
+        rows = {d["name"]: d for d in json.loads(capsys.readouterr().out)["deployments"]}
+        assert [n for n, row in rows.items() if row["missing"]] == ["customer-relay", "timeline"]
+        assert [n for n, row in rows.items() if not row["healthy"]] == [
+            "customer",  # its relay's lock is held nowhere: it runs in no Deployment
+            "customer-relay",
+            "timeline",
+        ]
+        assert main(argv) == 1
+        out = capsys.readouterr().out
+        assert out.count("not deployed") == 2
+
+
+def test_status_does_not_say_no_pod_holds_a_lock_when_it_could_not_read_the_metrics(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An operator whose Role lacks pods/proxy sees why the locks are unknown, not that
+    every relay and the projector stopped."""
+    state = State()
+    _green(state)
+    state.forbidden.add(("get", "pods/proxy"))
+    kubeconfig = tmp_path / "kubeconfig"
+    argv = ["ops", "status", "--kubeconfig", str(kubeconfig)]
+    monkeypatch.setenv("COLUMNS", "100")
+    with serve(state, kubeconfig, NAMESPACE):
+        assert main([*argv, "--json"]) == 1
+        rows = {d["name"]: d for d in json.loads(capsys.readouterr().out)["deployments"]}
+        assert all(not row["unheld_locks"] for row in rows.values())
+        assert rows["timeline"]["unknown_locks"] == ["projector timeline"]
+        assert rows["customer-relay"]["unknown_locks"] == ["relay customer"]
+        (error,) = rows["customer-relay"]["metrics_errors"]
+        assert error.startswith("metrics of customer-relay-1-a: 403 Forbidden: pods is forbidden")
+        assert main(argv) == 1
+        out, err = capsys.readouterr()
+        assert "no pod" not in out
+        assert "relay customer: unknown, no metrics" in " ".join(out.split())
+        assert 'cannot get resource "pods/proxy"' in " ".join(err.split())
 
 
 def test_rebuild_creates_the_job_with_the_running_image_and_follows_it(
