@@ -790,11 +790,21 @@ def secrets_manifests(nats_url: str, roles: Iterable[str]) -> list[dict[str, Any
     ]
 
 
+SECRET_KINDS = ("auth", "nats", "tls")
+"""What `c360 ops secrets --only` can make alone: the token secret; the NATS users (the
+server's and the roles' Secrets, which must change together); the certificates."""
+
+
 def _secrets(args: argparse.Namespace) -> int:
     from c360_platform import natsauth
 
-    docs = secrets_manifests(args.nats_url, natsauth.roles())
-    docs += tls_manifests(args.namespace, registry.services(), args.cluster_domain)
+    kinds = set(args.only or SECRET_KINDS)
+    made = secrets_manifests(args.nats_url, natsauth.roles())
+    docs = [
+        d for d in made if ("auth" if d["metadata"]["name"] == AUTH_SECRET else "nats") in kinds
+    ]
+    if "tls" in kinds:
+        docs += tls_manifests(args.namespace, registry.services(), args.cluster_domain)
     print("---\n".join(yaml.safe_dump(d, sort_keys=False) for d in docs), end="")
     return 0
 
@@ -895,5 +905,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default="cluster.local",
         metavar="DOMAIN",
         help="the cluster's DNS domain (default cluster.local)",
+    )
+    p.add_argument(
+        "--only",
+        action="append",
+        choices=SECRET_KINDS,
+        help="only these (repeatable), to rotate one without the others: auth (the token"
+        " secret), nats (the NATS users' passwords), tls (authority and certificates);"
+        " default: all",
     )
     p.set_defaults(func=_secrets)

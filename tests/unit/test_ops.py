@@ -469,3 +469,27 @@ def test_an_api_server_that_does_not_answer_is_named(
         assert "the API server did not answer" in err
         assert "Connection refused" in err
         assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("only", "names"),
+    [
+        (["auth"], {"c360-auth"}),
+        (["nats"], {"c360-nats-auth", "c360-nats-users"}),
+        (["auth", "nats"], {"c360-auth", "c360-nats-auth", "c360-nats-users"}),
+    ],
+)
+def test_secrets_only_rotates_what_is_named(
+    capsys: pytest.CaptureFixture[str], only: list[str], names: set[str]
+) -> None:
+    """Rotating the NATS passwords must not also replace the token secret (every token
+    refused) and the certificate authority (pods restarted with the new one refuse calls
+    from those not yet restarted, and the integrations' certificates stop working)."""
+    import yaml
+
+    argv = ["ops", "secrets", *(a for kind in only for a in ("--only", kind))]
+    assert main(argv) == 0
+    assert {d["metadata"]["name"] for d in yaml.safe_load_all(capsys.readouterr().out)} == names
+    assert main(["ops", "secrets", "--only", "tls"]) == 0
+    made = list(yaml.safe_load_all(capsys.readouterr().out))
+    assert {d["type"] for d in made} == {"kubernetes.io/tls"}
