@@ -348,3 +348,36 @@ def test_a_service_added_to_the_registry_is_deployed_without_an_edit_under_deplo
     policies = render_deploy.DEPLOY / "components" / "network-policies"
     assert "services/billing.yaml" in files[policies / "kustomization.yaml"]
     assert render_deploy.stale(files) != []  # `make deploy` would write it
+
+
+def _bytes(text: str) -> int:
+    """A size as Kubernetes (1Gi, 10G) or NATS (9G: 10^9, 9GB: 2^30 each) writes it."""
+    number = float(text.rstrip("KMGTkmgtiBb"))
+    unit = text[len(text.rstrip("KMGTkmgtiBb")) :]
+    if not unit:
+        return int(number)
+    power = "KMGT".index(unit[0].upper()) + 1
+    binary = unit[1:].lower() in ("i", "b", "ib")
+    return int(number * (2 ** (10 * power) if binary else 10 ** (3 * power)))
+
+
+@pytest.mark.parametrize("overlay", overlays())
+def test_jetstreams_store_fits_the_nats_volume(overlay: str) -> None:
+    """JetStream refuses messages at max_file_store; a disk that fills first stops it on that
+    server instead (and each server holds a replica of every stream)."""
+    import re
+
+    objects = rendered(overlay)
+    (config,) = [
+        o
+        for o in objects
+        if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("nats-config")
+    ]
+    text = "\n".join(config["data"].values())
+    (limit,) = re.findall(r"^\s*max_file_store:\s*(\S+)\s*$", text, re.MULTILINE)
+    (nats,) = [o for o in objects if o["kind"] == "StatefulSet" and o["metadata"]["name"] == "nats"]
+    (claim,) = nats["spec"]["volumeClaimTemplates"]
+    volume = _bytes(claim["spec"]["resources"]["requests"]["storage"])
+    assert _bytes(limit) <= 0.9 * volume, (
+        f"{overlay}: max_file_store {limit} on a {volume} B volume"
+    )
