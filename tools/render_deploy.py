@@ -358,6 +358,12 @@ def settings(specs: dict[str, ServiceSpec]) -> dict[str, Any]:
             "C360_SERVICES": ",".join(f"{n}={a}" for n, a in addresses.items()),
             "C360_TIMELINE_ADDR": addresses.get(registry.TIMELINE, ""),
             "C360_STREAM_REPLICAS": "3",
+            # The event stream (and the partners' copies of it) keeps 30 days: unlimited, it
+            # would fill JetStream's store (a fixed volume), and from then on the relays
+            # could publish nothing. The stores keep every event; a consumer away longer
+            # catches up from them (docs/consumers.md). ERP's stream is its only record and
+            # stays unlimited.
+            "C360_STREAM_MAX_AGE_SECONDS": str(30 * 24 * 3600),
             # Each service's outbox relay runs in its own Deployment (NAME-relay).
             "C360_RELAY": "process",
         },

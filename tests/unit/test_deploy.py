@@ -381,3 +381,24 @@ def test_jetstreams_store_fits_the_nats_volume(overlay: str) -> None:
     assert _bytes(limit) <= 0.9 * volume, (
         f"{overlay}: max_file_store {limit} on a {volume} B volume"
     )
+
+
+@pytest.mark.parametrize("overlay", overlays())
+def test_the_event_stream_is_bounded_on_the_cluster(overlay: str) -> None:
+    """Unbounded, the event stream fills JetStream's store (a fixed volume, which every
+    server holds a replica of) and the relays then publish nothing; the services' stores keep
+    every event, and a consumer away longer than the stream catches up from them."""
+    from c360_platform.streams import StreamSettings
+
+    (settings,) = [
+        o
+        for o in rendered(overlay)
+        if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "c360-settings"
+    ]
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in settings["data"].items():
+            env.setenv(name, value)
+        events = StreamSettings.from_env().config()
+    assert (events.max_age or 0) > 0 or (events.max_bytes or -1) > 0, overlay
+    assert (events.max_age or 0) >= 7 * 24 * 3600  # a consumer away for a week is still served
+    assert events.duplicate_window == 600  # the relays' re-publications are still caught
