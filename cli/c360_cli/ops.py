@@ -657,22 +657,32 @@ def _logs(args: argparse.Namespace) -> int:
         raise CliError(f"no pods of {' or '.join(names)} in {cluster.namespace}")
     out = Output(args.json)
     logs: dict[str, list[str]] = {}
+    errors: dict[str, str] = {}
     for pod in sorted(pods, key=lambda p: p.metadata.name):
         name = pod.metadata.name
         try:
             text = cluster.core.read_namespaced_pod_log(
-                name, cluster.namespace, tail_lines=args.tail, container="service"
+                name,
+                cluster.namespace,
+                tail_lines=args.tail,
+                container="service",
+                previous=args.previous,
             )
         except Exception as exc:
-            raise _api_error(exc, f"cannot read the log of {name}") from None
+            # A pod still starting (or pulling its image) has no log yet: the others' logs
+            # are what the operator needs then.
+            errors[name] = _api_error(exc, f"cannot read the log of {name}").message
+            continue
         logs[name] = str(text).splitlines()
     if out.json_mode:
-        out.json({"service": args.service, "pods": logs})
+        out.json({"service": args.service, "pods": logs, "errors": errors})
     else:
         for name, lines in logs.items():
             for line in lines:
                 print(f"{name} | {line}")
-    return 0
+        for error in errors.values():
+            out.note(error)
+    return 1 if errors else 0
 
 
 def _rollout_restart(args: argparse.Namespace) -> int:
@@ -856,6 +866,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     cluster_options(p)
     p.add_argument("service", metavar="SERVICE", help="a registered service, or SERVICE-relay")
     p.add_argument("--tail", type=int, default=200, metavar="N", help="last N lines of each pod")
+    p.add_argument(
+        "-p",
+        "--previous",
+        action="store_true",
+        help="the log of each pod's previous container (the one that crashed)",
+    )
     p.set_defaults(func=_logs)
 
     p = sub.add_parser(

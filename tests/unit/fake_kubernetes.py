@@ -23,6 +23,8 @@ class Pod:
     metrics: str | None = None
     """The text its /metrics serves; None: the proxy answers 503."""
     log: str = ""
+    previous_log: str | None = None
+    """The log of its container before the last restart; None: it never restarted."""
 
 
 @dataclass
@@ -96,6 +98,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _not_found(self) -> None:
         self._send(404, {"kind": "Status", "status": "Failure", "reason": "NotFound", "code": 404})
 
+    def _bad_request(self, message: str) -> None:
+        body = {"kind": "Status", "status": "Failure", "message": message, "code": 400}
+        self._send(400, {**body, "reason": "BadRequest"})
+
     def _body(self) -> dict[str, Any]:
         length = int(self.headers.get("Content-Length") or 0)
         loaded: dict[str, Any] = json.loads(self.rfile.read(length) or b"{}")
@@ -162,8 +168,23 @@ class _Handler(BaseHTTPRequestHandler):
                 if pod is None:
                     self._not_found()
                     return
+                container = query.get("container", ["service"])[0]
+                if pod.phase == "Pending":
+                    self._bad_request(
+                        f'container "{container}" in pod "{name}" is waiting to start:'
+                        " ContainerCreating"
+                    )
+                    return
+                log = pod.log
+                if query.get("previous", ["false"])[0] == "true":
+                    if pod.previous_log is None:
+                        self._bad_request(
+                            f'previous terminated container "{container}" in pod "{name}" not found'
+                        )
+                        return
+                    log = pod.previous_log
                 tail = int(query.get("tailLines", ["0"])[0] or 0)
-                lines = pod.log.splitlines()[-tail:] if tail else pod.log.splitlines()
+                lines = log.splitlines()[-tail:] if tail else log.splitlines()
                 self._send(200, "\n".join(lines) + "\n", "text/plain")
             case ["api", "v1", "namespaces", _, "pods", target, "proxy", "metrics"]:
                 pod = state.pods.get(target.partition(":")[0])

@@ -315,6 +315,43 @@ def test_logs_of_a_relay_alone(
     assert capsys.readouterr().out.splitlines() == ["customer-relay-8c1e-a | published 3"]
 
 
+def test_logs_of_a_pod_still_starting_do_not_hide_the_others(
+    cluster: tuple[State, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A pod pulling its image or crash-looping is when the logs are needed: the others'
+    are shown, the starting one's reason is on stderr, and the exit is 1 (partly failed)."""
+    state, kubeconfig = cluster
+    state.pods["customer-7d9f-b"].phase = "Pending"
+    code = main(["ops", "logs", "customer", "--kubeconfig", str(kubeconfig)])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert out.splitlines() == [
+        "customer-7d9f-a | one",
+        "customer-7d9f-a | two",
+        "customer-7d9f-a | three",
+        "customer-relay-8c1e-a | published 3",
+    ]
+    err = " ".join(err.split())
+    assert "cannot read the log of customer-7d9f-b: 400 Bad Request" in err
+    assert "is waiting to start" in err
+    assert main(["ops", "logs", "customer", "--kubeconfig", str(kubeconfig), "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert set(report["pods"]) == {"customer-7d9f-a", "customer-relay-8c1e-a"}
+    assert "is waiting to start" in report["errors"]["customer-7d9f-b"]
+
+
+def test_logs_previous_shows_the_container_that_crashed(
+    cluster: tuple[State, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    state, kubeconfig = cluster
+    state.pods["customer-relay-8c1e-a"].previous_log = "relay customer: NATS refused the password"
+    code = main(["ops", "logs", "customer-relay", "--previous", "--kubeconfig", str(kubeconfig)])
+    assert code == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "customer-relay-8c1e-a | relay customer: NATS refused the password"
+    ]
+
+
 def test_rollout_restart_patches_the_pod_template_of_the_service_and_its_relay(
     cluster: tuple[State, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -450,10 +487,10 @@ def test_a_permission_the_operator_lacks_is_named_in_one_line(
     state, kubeconfig = cluster
     state.forbidden.add(denied)
     assert main(["ops", *argv, "--kubeconfig", str(kubeconfig)]) == 1
-    err = capsys.readouterr().err
+    err = " ".join(capsys.readouterr().err.split())
     assert what in err
     assert f'403 Forbidden: {denied[1].split("/")[0]} is forbidden: User "tester" cannot' in err
-    assert f'{denied[0]} resource "{denied[1]}"' in " ".join(err.split())
+    assert f'{denied[0]} resource "{denied[1]}"' in err
     assert "Traceback" not in err
 
 
