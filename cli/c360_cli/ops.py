@@ -21,9 +21,11 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import json
 import os
 import secrets
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -725,15 +727,41 @@ def _prepare(args: argparse.Namespace) -> int:
     postgres_url = os.environ.get("C360_POSTGRES_URL", DEFAULT_POSTGRES_URL)
     nats_url = os.environ.get("NATS_URL", DEFAULT_NATS_URL)
     out = Output(args.json)
+    deadline = time.monotonic() + args.wait
     schemas = [schema for spec in registry.services().values() for schema in spec.schemas]
     for schema in schemas:
-        ensure_schema(postgres_url, schema)
-    streams = asyncio.run(natsauth.prepare_streams(nats_url))
+        _until_ready(
+            "PostgreSQL", functools.partial(ensure_schema, postgres_url, schema), deadline, args
+        )
+    streams = _until_ready(
+        "NATS JetStream",
+        lambda: asyncio.run(natsauth.prepare_streams(nats_url)),
+        deadline,
+        args,
+    )
     if out.json_mode:
         out.json({"schemas": schemas, "streams": streams})
     else:
         out.print(f"schemas: {', '.join(schemas)}; streams: {', '.join(streams)}")
     return 0
+
+
+def _until_ready(what: str, step: Callable[[], T], deadline: float, args: Any) -> T:
+    """`step`, again every few seconds until it succeeds or `deadline` (monotonic) passes:
+    on a new install the prepare Job starts while PostgreSQL and NATS are still starting
+    (images pulled, volumes bound, a primary or a JetStream leader elected), and a Job that
+    failed its few attempts by then leaves the streams to no one."""
+    while True:
+        try:
+            return step()
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}".strip()
+            if time.monotonic() >= deadline:
+                raise CliError(
+                    f"{what} not ready after {args.wait:g} s (--wait): {reason}"
+                ) from None
+            print(f"waiting for {what}: {reason}", file=sys.stderr, flush=True)
+            time.sleep(args.poll)
 
 
 def tls_manifests(
@@ -893,8 +921,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "prepare",
         help="create schemas and streams (run by the prepare Job)",
         description="Create each service's PostgreSQL schema and the JetStream streams, from"
-        " C360_POSTGRES_URL and NATS_URL.",
+        " C360_POSTGRES_URL and NATS_URL, waiting for both to answer.",
     )
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=900.0,
+        metavar="SECONDS",
+        help="how long PostgreSQL and NATS may take to answer (default 900)",
+    )
+    p.add_argument("--poll", type=float, default=5.0, metavar="SECONDS", help=argparse.SUPPRESS)
     p.set_defaults(func=_prepare)
 
     p = sub.add_parser(

@@ -530,3 +530,41 @@ def test_secrets_only_rotates_what_is_named(
     assert main(["ops", "secrets", "--only", "tls"]) == 0
     made = list(yaml.safe_load_all(capsys.readouterr().out))
     assert {d["type"] for d in made} == {"kubernetes.io/tls"}
+
+
+def test_prepare_waits_for_postgresql_and_nats_to_answer(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """On a new install the Job starts while PostgreSQL and NATS are still starting: it
+    waits for them (saying why), instead of failing its few attempts and leaving the streams,
+    which no service may create, to no one."""
+    from c360_platform import natsauth, pgstore
+
+    refusals = {"postgres": 2, "nats": 2}
+    made: list[str] = []
+
+    def ensure_schema(url: str, schema: str) -> None:
+        if refusals["postgres"]:
+            refusals["postgres"] -= 1
+            raise OSError("connection to server at 10.0.0.7, port 5432 failed")
+        made.append(schema)
+
+    async def prepare_streams(url: str) -> list[str]:
+        if refusals["nats"]:
+            refusals["nats"] -= 1
+            raise TimeoutError("no JetStream leader yet")
+        return ["C360"]
+
+    monkeypatch.setattr(pgstore, "ensure_schema", ensure_schema)
+    monkeypatch.setattr(natsauth, "prepare_streams", prepare_streams)
+    assert main(["ops", "prepare", "--poll", "0", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["streams"] == ["C360"]
+    assert made == json.loads(out)["schemas"]
+    assert err.count("waiting for PostgreSQL: OSError: connection to server at") == 2
+    assert err.count("waiting for NATS JetStream: TimeoutError: no JetStream leader") == 2
+
+    refusals["nats"] = 1000
+    assert main(["ops", "prepare", "--poll", "0", "--wait", "0.2"]) == 1
+    err = capsys.readouterr().err
+    assert "NATS JetStream not ready after 0.2 s (--wait): TimeoutError" in " ".join(err.split())
