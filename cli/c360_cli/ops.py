@@ -585,6 +585,7 @@ def _rebuild(args: argparse.Namespace) -> int:
         transient=args.json,
     )
     outcome = "running"
+    waiting: str | None = None
     deadline = time.monotonic() + args.wait
     with progress:
         task = progress.add_task(f"Job {name}: starting")
@@ -602,15 +603,51 @@ def _rebuild(args: argparse.Namespace) -> int:
             if failed:
                 outcome = "failed"
                 break
-            progress.update(task, description=f"Job {name}: {'running' if active else 'pending'}")
+            # A Job counts a pod that cannot start (its image not pulled, a Secret missing)
+            # as active: its container's waiting reason says what it is waiting for.
+            waiting = _job_waiting(cluster, name)
+            state = f"waiting, {waiting}" if waiting else "running" if active else "pending"
+            progress.update(task, description=f"Job {name}: {state}")
             time.sleep(args.poll)
+        if outcome != "running":
+            waiting = None
         progress.update(task, description=f"Job {name}: {outcome}")
     last = _job_log(cluster, name)
     if out.json_mode:
-        out.json({"job": name, "namespace": cluster.namespace, "outcome": outcome, "log": last})
+        out.json(
+            {
+                "job": name,
+                "namespace": cluster.namespace,
+                "outcome": outcome,
+                "waiting": waiting,
+                "log": last,
+            }
+        )
+    elif waiting:
+        out.print(f"Job {name} not started after {args.wait:g} s: {waiting}")
     else:
         out.print(f"Job {name} {outcome}" + (f": {last.splitlines()[-1]}" if last else ""))
     return 0 if outcome == "succeeded" else 1
+
+
+WAITING_TO_START = {"ContainerCreating", "PodInitializing"}
+"""Waiting reasons of a container that is on its way: not worth a word."""
+
+
+def _job_waiting(cluster: Cluster, job_name: str) -> str | None:
+    """Why the Job's pod has not started its container (`ImagePullBackOff: ...`), if so."""
+    try:
+        pods = cluster.core.list_namespaced_pod(
+            cluster.namespace, label_selector=f"job-name={job_name}"
+        ).items
+    except Exception:
+        return None  # the Job's own status is still followed
+    for pod in pods:
+        for container in (pod.status and pod.status.container_statuses) or []:
+            held = container.state and container.state.waiting
+            if held and held.reason not in WAITING_TO_START:
+                return f"{held.reason}: {held.message}" if held.message else str(held.reason)
+    return None
 
 
 def _running_image(cluster: Cluster) -> str | None:

@@ -25,6 +25,8 @@ class Pod:
     log: str = ""
     previous_log: str | None = None
     """The log of its container before the last restart; None: it never restarted."""
+    waiting: dict[str, str] | None = None
+    """Its container's waiting state ({"reason": ..., "message": ...}), if it has not started."""
 
 
 @dataclass
@@ -37,6 +39,8 @@ class State:
     job_statuses: list[dict[str, int]] = field(default_factory=list)
     """What successive reads of a Job's status answer (the last one repeats)."""
     job_log: str = ""
+    job_pod_waiting: dict[str, str] | None = None
+    """The waiting state of the pods the Jobs it creates start (None: they start)."""
     patches: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     requests: list[str] = field(default_factory=list)
     forbidden: set[tuple[str, str]] = field(default_factory=set)
@@ -74,10 +78,22 @@ def _matches(selector: str, labels: dict[str, str]) -> bool:
 
 
 def _pod_json(pod: Pod) -> dict[str, Any]:
+    status: dict[str, Any] = {"phase": pod.phase}
+    if pod.waiting is not None:
+        status["containerStatuses"] = [
+            {
+                "name": "service",
+                "image": "c360",
+                "imageID": "",
+                "ready": False,
+                "restartCount": 0,
+                "state": {"waiting": pod.waiting},
+            }
+        ]
     return {
         "metadata": {"name": pod.name, "labels": pod.labels},
         "spec": {"containers": [{"name": "service", "image": "c360"}]},
-        "status": {"phase": pod.phase},
+        "status": status,
     }
 
 
@@ -212,7 +228,13 @@ class _Handler(BaseHTTPRequestHandler):
                 job = self._body()
                 name = job["metadata"]["name"]
                 self.state.jobs[name] = job
-                self.state.pod(f"{name}-x7k2p", {"job-name": name}, log=self.state.job_log)
+                self.state.pod(
+                    f"{name}-x7k2p",
+                    {"job-name": name},
+                    log=self.state.job_log,
+                    waiting=self.state.job_pod_waiting,
+                    phase="Pending" if self.state.job_pod_waiting else "Running",
+                )
                 self._send(201, job)
             case _:
                 self._not_found()

@@ -293,6 +293,28 @@ def test_a_failed_rebuild_exits_1(
     assert json.loads(capsys.readouterr().out)["outcome"] == "failed"
 
 
+def test_rebuild_says_why_its_pod_has_not_started(
+    cluster: tuple[State, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The Job counts a pod that cannot pull its image as active: "running" for an hour
+    would hide that nothing runs."""
+    state, kubeconfig = cluster
+    state.job_statuses = [{"active": 1}]
+    state.job_pod_waiting = {
+        "reason": "ImagePullBackOff",
+        "message": 'Back-off pulling image "registry.example.com/c360:0.3.0"',
+    }
+    argv = ["ops", "rebuild", "--kubeconfig", str(kubeconfig), "--poll", "0.01", "--wait", "0.1"]
+    assert main(argv) == 1
+    out = " ".join(capsys.readouterr().out.split())
+    assert "not started after 0.1 s: ImagePullBackOff: Back-off pulling image" in out
+    assert "running" not in out
+    assert main([*argv, "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["outcome"] == "running"
+    assert report["waiting"].startswith("ImagePullBackOff: Back-off pulling image")
+
+
 def test_logs_prefix_each_line_with_its_pod(
     cluster: tuple[State, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
