@@ -283,6 +283,19 @@ OPEN_PORTS = [
 ]
 """The ports any address may reach: /metrics and the health-only port."""
 
+SCRAPERS = {
+    "from": [
+        {
+            "namespaceSelector": {},
+            "podSelector": {"matchLabels": {"c360.io/metrics-scraper": "true"}},
+        }
+    ],
+    "ports": [{"protocol": "TCP", "port": METRICS_PORT}],
+}
+"""/metrics from pods labelled c360.io/metrics-scraper=true in any namespace (as NATS's and
+PostgreSQL's monitoring ports): an ipBlock admits only addresses outside the cluster where the
+CNI names pods by identity, not address (Cilium), so Prometheus's pods need a selector."""
+
 
 def relay_network_policy(spec: ServiceSpec) -> dict[str, Any]:
     """Nobody calls a relay: only /metrics and health are open (its egress is c360's, in
@@ -301,7 +314,8 @@ def relay_network_policy(spec: ServiceSpec) -> dict[str, Any]:
                 {
                     "from": [{"ipBlock": {"cidr": "0.0.0.0/0"}}, {"ipBlock": {"cidr": "::/0"}}],
                     "ports": OPEN_PORTS,
-                }
+                },
+                SCRAPERS,
             ],
         },
     }
@@ -340,6 +354,7 @@ def network_policy(spec: ServiceSpec) -> dict[str, Any]:
                     "from": [{"ipBlock": {"cidr": "0.0.0.0/0"}}, {"ipBlock": {"cidr": "::/0"}}],
                     "ports": OPEN_PORTS,
                 },
+                SCRAPERS,
             ],
         },
     }

@@ -225,6 +225,22 @@ def test_a_labelled_api_client_reaches_every_service_from_c360s_namespace_too(
         ), f"an API client in c360's namespace cannot go out to {spec.name}"
 
 
+@pytest.mark.parametrize("overlay", overlays())
+def test_a_labelled_scraper_reaches_every_c360_pods_metrics_by_selector(overlay: str) -> None:
+    """Prometheus's pods, labelled c360.io/metrics-scraper=true in their own namespace, reach
+    /metrics of every API and relay pod by a selector, as NATS's and PostgreSQL's monitoring
+    ports: an ipBlock does not name pods where the CNI tells them by identity (Cilium)."""
+    objects = rendered(overlay)
+    policies = [o for o in objects if o["kind"] == "NetworkPolicy"]
+    scraper = {"c360.io/metrics-scraper": "true", "app.kubernetes.io/name": "prometheus"}
+    for deployment in (o for o in objects if o["kind"] == "Deployment"):
+        pods = pod_labels(deployment)
+        admitting = [p for p in policies if selects(p["spec"]["podSelector"], pods)]
+        name = deployment["metadata"]["name"]
+        assert any(admits(p, 9090, scraper, {"name": "monitoring"}) for p in admitting), name
+        assert not any(admits(p, 9090, {"app": "x"}, {"name": "monitoring"}) for p in admitting)
+
+
 def test_dev_is_small_and_prod_is_replicated() -> None:
     def floors(overlay: str) -> dict[str, int]:
         """Each workload's least replica count: its autoscaler's minimum, else its own."""
