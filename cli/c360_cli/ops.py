@@ -570,7 +570,7 @@ def _rebuild(args: argparse.Namespace) -> int:
     cluster = connect(args)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M%S")
     name = f"c360-timeline-rebuild-{stamp}"
-    image = args.image or _running_image(cluster) or IMAGE
+    image = args.image or _running_image(cluster)
     body = rebuild_job(name, image)
     try:
         cluster.batch.create_namespaced_job(cluster.namespace, body)
@@ -650,13 +650,17 @@ def _job_waiting(cluster: Cluster, job_name: str) -> str | None:
     return None
 
 
-def _running_image(cluster: Cluster) -> str | None:
-    """The image the timeline Deployment runs, so that the Job runs the same release."""
-    try:
-        found = cluster.apps.read_namespaced_deployment(registry.TIMELINE, cluster.namespace)
-    except Exception:
-        return None
-    image: str | None = found.spec.template.spec.containers[0].image
+def _running_image(cluster: Cluster) -> str:
+    """The image the timeline Deployment runs, so that the Job runs the same release (not
+    the manifests' bare `c360`, which no registry serves)."""
+    found = _api(
+        f"cannot read the image of the {registry.TIMELINE} Deployment in {cluster.namespace}"
+        " (name one with --image)",
+        cluster.apps.read_namespaced_deployment,
+        registry.TIMELINE,
+        cluster.namespace,
+    )
+    image: str = found.spec.template.spec.containers[0].image
     return image
 
 

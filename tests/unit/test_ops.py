@@ -283,6 +283,22 @@ def test_rebuild_creates_the_job_with_the_running_image_and_follows_it(
     assert container["securityContext"]["runAsNonRoot"] is True
 
 
+def test_rebuild_without_a_timeline_deployment_asks_for_the_image(
+    cluster: tuple[State, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No Job with the manifests' bare image name `c360`, which no registry serves."""
+    state, kubeconfig = cluster
+    del state.deployments["timeline"]
+    argv = ["ops", "rebuild", "--kubeconfig", str(kubeconfig), "--poll", "0.01"]
+    assert main(argv) == 1
+    assert "name one with --image" in " ".join(capsys.readouterr().err.split())
+    assert state.jobs == {}
+    state.job_statuses = [{"succeeded": 1}]
+    assert main([*argv, "--image", IMAGE]) == 0
+    (job,) = state.jobs.values()
+    assert job["spec"]["template"]["spec"]["containers"][0]["image"] == IMAGE
+
+
 def test_a_failed_rebuild_exits_1(
     cluster: tuple[State, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -494,6 +510,11 @@ def test_secrets_give_each_service_a_certificate_for_its_service_name(
         (["logs", "customer"], ("get", "pods/log"), "cannot read the log of customer-7d9f-a"),
         (["rollout-restart", "customer"], ("patch", "deployments"), "cannot restart customer"),
         (["rebuild", "--poll", "0.01"], ("create", "jobs"), "cannot create the Job"),
+        (
+            ["rebuild", "--poll", "0.01"],
+            ("get", "deployments"),
+            "cannot read the image of the timeline Deployment in c360-test (name one with",
+        ),
         (["rebuild", "--poll", "0.01"], ("get", "jobs/status"), "cannot follow the Job"),
     ],
 )
