@@ -28,6 +28,7 @@ import secrets
 import sys
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -242,6 +243,8 @@ class Cluster:
     core: Any
     batch: Any
     namespace: str
+    proxy: Any = None
+    """The core API for reads through the pod proxy (no retries); `core` if None."""
 
 
 def connect(args: argparse.Namespace) -> Cluster:
@@ -270,11 +273,16 @@ def connect(args: argparse.Namespace) -> Cluster:
             raise CliError(f"no kubeconfig and not in a cluster: {exc}") from None
         ns_file = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
         namespace = namespace or (ns_file.read_text().strip() if ns_file.is_file() else None)
+    # A read through the pod proxy is not retried: a pod that did not answer in time is
+    # reported as such (urllib3 would ask it 3 times more, each with the whole timeout).
+    once = client.Configuration.get_default_copy()
+    once.retries = False
     return Cluster(
         apps=client.AppsV1Api(),
         core=client.CoreV1Api(),
         batch=client.BatchV1Api(),
         namespace=namespace or NAMESPACE,
+        proxy=client.CoreV1Api(client.ApiClient(once)),
     )
 
 
@@ -336,12 +344,20 @@ def parse_metrics(text: str) -> PodMetrics:
     return found
 
 
+METRICS_TIMEOUT = 5.0
+"""Seconds a pod's /metrics may take through the proxy: a pod too busy to answer (or a proxy
+that hangs) is reported as such instead of holding `c360 ops status` up."""
+
+
 def pod_metrics(cluster: Cluster, pod: str) -> PodMetrics | str:
     """A pod's metrics through the API server's pod proxy, or why they could not be read
     (the pod does not answer; the operator may not use the proxy)."""
     try:
-        text = cluster.core.connect_get_namespaced_pod_proxy_with_path(
-            f"{pod}:{METRICS_PORT}", cluster.namespace, "metrics"
+        text = (cluster.proxy or cluster.core).connect_get_namespaced_pod_proxy_with_path(
+            f"{pod}:{METRICS_PORT}",
+            cluster.namespace,
+            "metrics",
+            _request_timeout=METRICS_TIMEOUT,
         )
     except Exception as exc:
         return _api_error(exc, f"metrics of {pod}").message
@@ -407,7 +423,8 @@ def collect(cluster: Cluster) -> list[Row]:
             " is c360 installed there? Name its namespace with -n."
         )
     held: set[str] = set()
-    for deployment in sorted(deployments, key=lambda d: d.metadata.name):
+    running: dict[str, list[str]] = {}
+    for deployment in deployments:
         name = deployment.metadata.name
         selector = _selector(deployment.spec.selector.match_labels or {})
         pods = _api(
@@ -416,14 +433,25 @@ def collect(cluster: Cluster) -> list[Row]:
             cluster.namespace,
             label_selector=selector,
         ).items
-        names = sorted(p.metadata.name for p in pods if p.status and p.status.phase == "Running")
+        running[name] = sorted(
+            p.metadata.name for p in pods if p.status and p.status.phase == "Running"
+        )
+    # Every pod's metrics side by side: pods that answer late delay the table by one timeout.
+    every = [pod for names in running.values() for pod in names]
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        metrics = dict(
+            zip(every, pool.map(lambda pod: pod_metrics(cluster, pod), every), strict=True)
+        )
+    for deployment in sorted(deployments, key=lambda d: d.metadata.name):
+        name = deployment.metadata.name
+        names = running[name]
         leaders: list[str] = []
         relay_lag = projector_lag = dead = None
         unreachable: list[str] = []
         errors: list[str] = []
         blocked: list[str] = []
         for pod in names:
-            found = pod_metrics(cluster, pod)
+            found = metrics[pod]
             if isinstance(found, str):
                 unreachable.append(pod)
                 errors.append(found)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ class Pod:
     log: str = ""
     previous_log: str | None = None
     """The log of its container before the last restart; None: it never restarted."""
+    metrics_delay: float = 0.0
+    """Seconds its /metrics takes to answer through the proxy (a pod too busy)."""
     waiting: dict[str, str] | None = None
     """Its container's waiting state ({"reason": ..., "message": ...}), if it has not started."""
 
@@ -105,11 +108,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, body: Any, content_type: str = "application/json") -> None:
         data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client stopped waiting (a read timeout): as a real server, say nothing
 
     def _not_found(self) -> None:
         self._send(404, {"kind": "Status", "status": "Failure", "reason": "NotFound", "code": 404})
@@ -207,6 +213,7 @@ class _Handler(BaseHTTPRequestHandler):
                 if pod is None or pod.metrics is None or not target.endswith(":9090"):
                     self._send(503, {"kind": "Status", "code": 503, "reason": "Unavailable"})
                     return
+                time.sleep(pod.metrics_delay)
                 self._send(200, pod.metrics, "text/plain; version=0.0.4")
             case ["apis", "batch", "v1", "namespaces", _, "jobs", name, "status"]:
                 job = state.jobs.get(name)

@@ -180,6 +180,38 @@ def test_status_is_red_when_a_relay_stopped_at_an_event_too_large_for_nats(
         assert "relay customer at 1234: stopped, event too large for NATS" in shown
 
 
+def test_status_does_not_wait_on_a_pod_whose_metrics_do_not_come(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pod too busy to answer (or a proxy that hangs) is reported, not waited for: the
+    status is wanted most when something is wrong."""
+    import time
+
+    from c360_cli import ops
+
+    state = State()
+    _green(state)
+    monkeypatch.setattr(ops, "METRICS_TIMEOUT", 0.5)
+    kubeconfig = tmp_path / "kubeconfig"
+    with serve(state, kubeconfig, NAMESPACE):
+        assert main(["ops", "status", "--kubeconfig", str(kubeconfig), "--json"]) == 0
+        capsys.readouterr()
+        for pod in ("customer-1-a", "sales-1-a", "timeline-1-a"):
+            state.pods[pod].metrics_delay = 3.0
+        started = time.monotonic()
+        assert main(["ops", "status", "--kubeconfig", str(kubeconfig), "--json"]) == 1
+        took = time.monotonic() - started
+    rows = {d["name"]: d for d in json.loads(capsys.readouterr().out)["deployments"]}
+    assert took < 2.5  # not 3 pods x 3 s
+    assert [n for n, row in rows.items() if row["unreachable_metrics"]] == [
+        "customer",
+        "sales",
+        "timeline",
+    ]
+    assert "timed out" in rows["timeline"]["metrics_errors"][0]
+    assert rows["timeline"]["unknown_locks"] == ["projector timeline"]
+
+
 def test_status_table_names_the_pods_holding_the_locks(
     cluster: tuple[State, Path],
     capsys: pytest.CaptureFixture[str],
