@@ -391,6 +391,7 @@ class Row:
     def healthy(self) -> bool:
         return (
             not self.missing
+            and self.desired >= 1  # scaled to 0: nothing serves (and no autoscaler acts on it)
             and self.ready >= self.desired
             and not self.unreachable
             and not self.unheld
@@ -576,7 +577,10 @@ def _status(args: argparse.Namespace) -> int:
         [
             [
                 red(r.service, not r.healthy),
-                red("-" if r.missing else f"{r.ready}/{r.desired}", r.ready < r.desired),
+                red(
+                    "-" if r.missing else f"{r.ready}/{r.desired}",
+                    r.ready < r.desired or r.desired < 1,
+                ),
                 _holders(r),
                 red(_figure(r.relay_lag), (r.relay_lag or 0) >= LAG_WARNING),
                 red(_figure(r.projector_lag), (r.projector_lag or 0) >= LAG_WARNING),

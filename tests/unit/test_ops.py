@@ -270,6 +270,21 @@ def test_status_is_red_for_a_registered_service_whose_deployment_is_missing(
         assert out.count("not deployed") == 2
 
 
+def test_status_is_red_for_a_deployment_scaled_to_zero(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`kubectl scale --replicas=0` forgotten after maintenance: nothing serves, and an
+    autoscaler does not act on a Deployment at 0; 0/0 is not ready."""
+    state = State()
+    _green(state)
+    state.deployment("customer", replicas=0, ready=0, image=IMAGE)
+    kubeconfig = tmp_path / "kubeconfig"
+    with serve(state, kubeconfig, NAMESPACE):
+        assert main(["ops", "status", "--kubeconfig", str(kubeconfig), "--json"]) == 1
+    rows = {d["name"]: d for d in json.loads(capsys.readouterr().out)["deployments"]}
+    assert [n for n, row in rows.items() if not row["healthy"]] == ["customer"]
+
+
 def test_status_does_not_say_no_pod_holds_a_lock_when_it_could_not_read_the_metrics(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
