@@ -773,18 +773,37 @@ def _rollout_restart(args: argparse.Namespace) -> int:
         }
     }
     out = Output(args.json)
+    restarted: list[str] = []
+    missing: dict[str, str] = {}
     for deployment in deployments:
         try:
             cluster.apps.patch_namespaced_deployment(deployment, cluster.namespace, patch)
         except Exception as exc:
-            raise _api_error(exc, f"cannot restart {deployment}") from None
+            error = _api_error(exc, f"cannot restart {deployment}")
+            if getattr(exc, "status", None) != 404:
+                # A refusal or an API server gone: the same for the rest. Say what restarts.
+                done = f" ({', '.join(restarted)} restarting)" if restarted else ""
+                raise CliError(error.message + done) from None
+            missing[deployment] = error.message  # one Deployment absent: restart the others
+            continue
+        restarted.append(deployment)
         if not out.json_mode:
             out.print(
                 f"deployment {deployment} in {cluster.namespace} restarting (restartedAt {now})"
             )
     if out.json_mode:
-        out.json({"deployments": deployments, "namespace": cluster.namespace, "restarted_at": now})
-    return 0
+        out.json(
+            {
+                "deployments": restarted,
+                "missing": missing,
+                "namespace": cluster.namespace,
+                "restarted_at": now,
+            }
+        )
+    else:
+        for message in missing.values():
+            out.note(message)
+    return 1 if missing else 0
 
 
 # -- prepare, secrets ------------------------------------------------------------------------

@@ -473,6 +473,32 @@ def test_rollout_restart_all_restarts_every_services_deployments(
     assert json.loads(capsys.readouterr().out)["deployments"] == expected
 
 
+def test_rollout_restart_restarts_the_others_when_one_deployment_is_missing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A missing Deployment (deleted, an overlay without it) does not stop the restart of the
+    ones after it; it is named, and the exit is 1. A refusal (the same for every other) stops
+    at once."""
+    state = State()
+    _green(state)
+    del state.deployments["customer-relay"]
+    kubeconfig = tmp_path / "kubeconfig"
+    with serve(state, kubeconfig, NAMESPACE):
+        argv = ["ops", "rollout-restart", "--all", "--kubeconfig", str(kubeconfig)]
+        assert main([*argv, "--json"]) == 1
+        report = json.loads(capsys.readouterr().out)
+        assert "customer-relay" not in report["deployments"]
+        assert set(report["deployments"]) == set(state.deployments)
+        assert "cannot restart customer-relay: 404" in report["missing"]["customer-relay"]
+        assert [name for name, _ in state.patches] == report["deployments"]
+        state.forbidden.add(("patch", "deployments"))
+        requests = len(state.requests)
+        assert main(["ops", "rollout-restart", "--all", "--kubeconfig", str(kubeconfig)]) == 1
+        err = " ".join(capsys.readouterr().err.split())
+        assert "cannot restart customer: 403 Forbidden" in err
+        assert len(state.requests) == requests + 1  # the same refusal awaits every other
+
+
 def test_an_unknown_service_is_refused_without_calling_the_cluster(
     cluster: tuple[State, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
