@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import nats
+import nats.errors
 from nats.js import JetStreamContext
 
 from c360_cli.argtypes import positive_int
@@ -88,6 +89,14 @@ def _with_jetstream(
             raise CliError(f"cannot connect to NATS ({exc}); is `c360 up` running?") from None
         try:
             return await work(nc.jetstream())
+        except (nats.errors.TimeoutError, TimeoutError):
+            # A NATS user without the right to the dead letters gets no answer at all (its
+            # requests are refused), only this.
+            raise CliError(
+                "NATS did not answer about the dead letters: the user of this URL may not read"
+                " them (use the administrator's, nats_url of endpoints.json or"
+                " --nats-url), or the server is too busy; try again"
+            ) from None
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(nc.close(), timeout=2)

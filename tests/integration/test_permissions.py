@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -262,3 +264,21 @@ async def test_every_part_does_its_work_with_its_own_credentials(
         await relay.close()
         await projector.close()
         app.close()
+
+
+def test_the_dead_letters_cli_as_a_user_who_may_not_read_them_says_so(
+    users: dict[str, str], tmp_path: Path
+) -> None:
+    """A service's NATS user gets no answer about the dead letters (its requests are
+    refused): the CLI says what to use instead, without a traceback."""
+    command = [sys.executable, "-m", "c360_cli.main", "--home", str(tmp_path), "deadletter"]
+    done = subprocess.run(
+        [*command, "list", "--nats-url", users["customer"]],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "the user of this URL may not read them" in done.stderr
+    assert "Traceback" not in done.stderr
