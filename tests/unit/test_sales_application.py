@@ -1354,6 +1354,12 @@ async def test_classes_are_recorded_when_they_start_and_end(
         )
     )
     await ErpOrderFollower(sales.app, "nats://unused", owner_of).follow_up(event)
+    # A forgotten customer (the service asks the timeline) gets nothing new recorded, and
+    # the change stays pending, never saved.
+    changes = sales.app.class_changes()
+    assert list(changes) == [customer]
+    assert sales.app.record_classes(changes, skip={customer}) == 0
+    assert list(sales.app.class_changes()) == [customer]
     assert sales.app.reclassify() == 1
     assert sales.app.reclassify() == 0  # nothing started or ended since
     [call] = (await sales.ListActivities(sapi.ListActivitiesRequest(), CALL)).activities

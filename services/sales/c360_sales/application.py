@@ -6,7 +6,7 @@ one transaction, and the notification log is the outbox."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -1277,8 +1277,25 @@ class SalesApplication(ServiceApplication):
     def reclassify(self) -> int:
         """Record, per customer, the classes that started or ended since the last time (one
         save each); returns how many customers changed."""
+        return self.record_classes(self.class_changes())
+
+    def record_classes(
+        self, changes: Mapping[str, CustomerClasses], skip: Collection[str] = ()
+    ) -> int:
+        """Save `changes` (`class_changes`), but for the customers in `skip` (forgotten:
+        nothing new is recorded for them); how many were saved."""
+        saved = 0
+        for customer, held in changes.items():
+            if customer not in skip:
+                self.save(held)
+                saved += 1
+        return saved
+
+    def class_changes(self) -> dict[str, CustomerClasses]:
+        """Per customer whose classes started or ended since the last time, its classes with
+        the change made (not saved)."""
         found = self.classify()
-        changed = 0
+        changes: dict[str, CustomerClasses] = {}
         recorded = {
             r["customer_id"]: r["id"] for r in self.rows(RowQuery(Eq("kind", "customer_classes")))
         }
@@ -1292,9 +1309,8 @@ class SalesApplication(ServiceApplication):
                 held = domain.first_classes(customer, now)
             elif not held.update(now):
                 continue
-            self.save(held)
-            changed += 1
-        return changed
+            changes[customer] = held
+        return changes
 
 
 MAX_LINE_TEXT = 200

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 
 from c360_platform import context as timeline_context
 from c360_platform import rpc
@@ -77,13 +78,28 @@ def build(settings: Settings) -> rpc.ServiceHost:
     host.background.append(forgotten.run)
     host.parts.update(erp_follower=follower, renewals=renewals, forgotten_customers=forgotten)
 
+    forgotten_ids: set[str] = set()
+    """Customers the timeline said are forgotten (for good: asked once per process)."""
+
+    async def forgotten_of(customers: Iterable[str]) -> set[str]:
+        """Of `customers`, those forgotten: nothing new is recorded for them, not even their
+        classes (their orders stay, and would classify them)."""
+        for customer in set(customers) - forgotten_ids:
+            profile = await context.known_profile(customer, grace=0)
+            if profile is not None and timeline_context.forgotten(profile):
+                forgotten_ids.add(customer)
+        return forgotten_ids & set(customers)
+
     async def expire_quotes(stop: asyncio.Event) -> None:
         """At start and every ROUND_SECONDS: sent quotes past their validity date expire, and
-        customers' classes that started or ended are recorded (an event each)."""
+        customers' classes that started or ended are recorded (an event each), but for
+        forgotten customers."""
         while not stop.is_set():
             try:
                 await blocking(app.expire_quotes)
-                await blocking(app.reclassify)
+                changes = await blocking(app.class_changes)
+                skip = await forgotten_of(changes) if changes else set()
+                await blocking(app.record_classes, changes, skip)
             except Exception:  # another replica's change first, a store hiccup: next round
                 _log.warning("quote expiry or reclassification failed; retrying", exc_info=True)
             await sleep_or_stop(stop, ROUND_SECONDS)
