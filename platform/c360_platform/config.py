@@ -35,6 +35,9 @@ class Settings:
                        (`c360-service NAME --relay`), not beside the API; "inline" (default)
     C360_EVENT_LOOP    "uvloop" (default): a service process's asyncio loop is uvloop's;
                        "asyncio": the standard library's
+    C360_PG_POOL_MIN   PostgreSQL connections an event store's pool keeps open (default 2)
+    C360_PG_POOL_MAX   and the most it opens under load (default 20): a process's share of
+                       the server's max_connections (see pg_pool_from_env)
     """
 
     service: str
@@ -107,6 +110,20 @@ def workers_from_env() -> int:
     tests run every service on one small machine; the deploy manifests set it to the cores
     of a service's pod."""
     return _count("C360_WORKERS", 1)
+
+
+def pg_pool_from_env() -> tuple[int, int]:
+    """C360_PG_POOL_MIN and C360_PG_POOL_MAX: the connections an event store's pool keeps open
+    while idle (default 2) and opens at most under load (default 20), per process. The pool
+    grows when a checkout finds every connection busy and gives back what has been idle for
+    ten minutes: idle, a deployment holds the minimum per process, not the maximum (with the
+    library's 10 open from the start, 5 services of 6 replicas held ~500 connections doing
+    nothing). Each API process, relay process and projector has one such pool."""
+    least = _count("C360_PG_POOL_MIN", 2)
+    most = _count("C360_PG_POOL_MAX", max(20, least))
+    if most < least:
+        raise ValueError(f"C360_PG_POOL_MAX: {most} is less than C360_PG_POOL_MIN ({least})")
+    return least, most
 
 
 def health_port_from_env() -> int | None:

@@ -32,6 +32,7 @@ from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Composable, Composed, Identifier
 from psycopg.types.json import set_json_loads
 
+from c360_platform.config import pg_pool_from_env
 from c360_platform.locks import lock_key
 from c360_platform.pgpool import CHECKOUT_TIMEOUT, make_patient
 from c360_platform.store import (
@@ -59,9 +60,13 @@ if TYPE_CHECKING:
 App = TypeVar("App", bound=ServiceApplication)
 
 
-def postgres_env(url: str, schema: str, *, pool_size: int = 10) -> dict[str, str]:
-    """The `eventsourcing` environment for a PostgreSQL URL and a schema of the service's own."""
+def postgres_env(url: str, schema: str, *, pool_size: int | None = None) -> dict[str, str]:
+    """The `eventsourcing` environment for a PostgreSQL URL and a schema of the service's own;
+    a pool of `pool_size` connections (growing to twice that), or as C360_PG_POOL_MIN and
+    C360_PG_POOL_MAX say (the library keeps its POOL_SIZE open and opens up to MAX_OVERFLOW
+    more under load)."""
     params = conninfo_to_dict(url)
+    least, most = (pool_size, 2 * pool_size) if pool_size else pg_pool_from_env()
     return {
         "PERSISTENCE_MODULE": "c360_platform.pgstore:Factory",
         "APPLICATION_RECORDER_TOPIC": "c360_platform.pgstore:EventRecorder",
@@ -71,8 +76,8 @@ def postgres_env(url: str, schema: str, *, pool_size: int = 10) -> dict[str, str
         "POSTGRES_USER": str(params.get("user") or "postgres"),
         "POSTGRES_PASSWORD": str(params.get("password") or ""),
         "POSTGRES_SCHEMA": schema,
-        "POSTGRES_POOL_SIZE": str(pool_size),
-        "POSTGRES_MAX_OVERFLOW": str(pool_size),
+        "POSTGRES_POOL_SIZE": str(least),
+        "POSTGRES_MAX_OVERFLOW": str(most - least),
         # The library uses it as the pool's checkout timeout too: with PostgreSQL down a
         # call fails (UNAVAILABLE) within about a second instead of hanging to the deadline
         # (a pool that is only busy waits on: `pgpool.make_patient`).

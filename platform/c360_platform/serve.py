@@ -50,6 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("name a service (or set C360_SERVICE)")
     spec = registry.service(args.name)
     settings = Settings.from_env(spec.name, spec.default_port)
+    # Which process a PostgreSQL connection is (pg_stat_activity.application_name), where
+    # every service logs in as one user (a cluster's): libpq reads it from the environment.
+    os.environ.setdefault("PGAPPNAME", f"c360 {spec.name}" + (" relay" if args.relay else ""))
     if settings.workers <= 1 or args.relay:
         # Held from the process's first moment, before its service's code is imported: the
         # supervisor let go of them just before it started us (`Supervisor.start`). Workers
