@@ -56,7 +56,7 @@ async def test_importing_the_same_rows_twice_creates_nothing_new(stack: Stack) -
     assert (again.created, again.unchanged, len(again.rejected)) == (0, 588, 12)
     assert stack.customer_app.event_recorder.count_events() == 588
 
-    customer_id = str(id_for_external_key("crm-0"))
+    customer_id = str(id_for_external_key("crm-0", stack.customer_app.import_key))
     timeline = await stack.timeline.GetTimeline(
         tapi.GetTimelineRequest(customer_id=customer_id, wait_for=first.consistency_token),
         timeout=20,

@@ -17,7 +17,11 @@ from c360.customer.v1 import customer_service_pb2 as capi
 from c360.events.v1 import customer_events_pb2 as ev
 from c360_customer.api import CustomerServicer
 from c360_customer.application import CustomerApplication, ImportRow
-from c360_customer.domain import id_for_external_key
+from c360_customer.domain import (
+    id_for_external_key,
+    legacy_id_for_external_key,
+    register_customer,
+)
 from c360_platform.errors import InvalidArgument, NotFound, PreconditionFailed, VersionConflict
 from c360_platform.store import CommandContext, RowQuery
 
@@ -451,7 +455,10 @@ async def test_an_import_rejects_bad_rows_by_number_and_a_second_creates_nothing
     again = await api.ImportCustomers(_rows(batch), CALL)
     assert (again.created, again.unchanged, len(again.rejected)) == (0, 294, 7)
     assert api.app.event_recorder.count_events() == 294
-    assert api.app.get_customer(id_for_external_key("crm-0")).display_name == ("Imported Person 0")
+    key = api.app.import_key
+    assert api.app.get_customer(id_for_external_key("crm-0", key)).display_name == (
+        "Imported Person 0"
+    )
 
 
 def test_the_importer_stores_batches_in_order_while_validating_the_next(
@@ -473,6 +480,40 @@ def test_the_importer_stores_batches_in_order_while_validating_the_next(
         (5, "external_key: repeats an earlier row"),
     ]
     assert report.position == app.head() == 2
+
+
+def test_imported_ids_need_the_deployments_key_and_old_imports_stay(
+    app: CustomerApplication,
+) -> None:
+    """An imported customer's id is not computable from its external key (often an e-mail
+    address) without the deployment's import key; a row imported under the name-based id
+    given before is found there, not created again."""
+    other = CustomerApplication.in_memory()
+    key = "ada.lovelace@example.com"
+    assert id_for_external_key(key, app.import_key) != id_for_external_key(key, other.import_key)
+    assert id_for_external_key(key, app.import_key) != legacy_id_for_external_key(key)
+    assert app.import_key == app.import_key != app.index_key
+
+    fields: dict[str, Any] = {"kind": "person", "phones": [], "addresses": []}
+    before = register_customer(
+        customer_id=legacy_id_for_external_key("crm-7"),
+        display_name="Old Import",
+        emails=["old@example.com"],
+        **fields,
+    )
+    app.save(before)
+    rows = [
+        ImportRow(1, "crm-7", {**fields, "display_name": "Old Import", "emails": []}),
+        ImportRow(2, "crm-8", {**fields, "display_name": "New Import", "emails": []}),
+    ]
+    report = app.import_batch(rows)
+    assert (report.created, report.unchanged) == (1, 1)
+    assert app.get_customer(id_for_external_key("crm-8", app.import_key)).display_name == (
+        "New Import"
+    )
+    assert app.event_recorder.existing([id_for_external_key("crm-7", app.import_key)]) == set()
+    again = app.import_batch(rows)
+    assert (again.created, again.unchanged) == (0, 2)
 
 
 def test_an_import_validated_in_a_process_pool_gives_the_same_report(
@@ -500,7 +541,7 @@ def test_an_import_validated_in_a_process_pool_gives_the_same_report(
     # Stored in row order, with their directory rows.
     log = app.event_recorder.select_with_metadata(0, 100)
     assert [n.originator_id for n, _ in log] == [
-        id_for_external_key(f"k{n}") for n in range(80) if n % 10 < 5
+        id_for_external_key(f"k{n}", app.import_key) for n in range(80) if n % 10 < 5
     ]
     assert len(app.rows(RowQuery())) == 40
     with ProcessPoolExecutor(1, mp_context=spawn) as pool:
@@ -545,14 +586,14 @@ async def test_duplicates_by_email_in_another_case_and_a_transliterated_name(
         CALL,
     )
     assert imported.created == 1
-    imported_id = str(id_for_external_key("crm-janis"))
+    imported_id = str(id_for_external_key("crm-janis", api.app.import_key))
     found = await api.FindDuplicates(capi.FindDuplicatesRequest(customer_id=a), CALL)
     assert {c.customer_id for c in found.candidates} == {b, imported_id}
     found = await api.FindDuplicates(
         capi.FindDuplicatesRequest(customer_id=imported_id, limit=1), CALL
     )
     assert [list(c.reasons) for c in found.candidates] == [["same name when transliterated"]]
-    missing = capi.FindDuplicatesRequest(customer_id=str(id_for_external_key("nobody")))
+    missing = capi.FindDuplicatesRequest(customer_id=str(id_for_external_key("nobody", b"k")))
     await refused(api.FindDuplicates(missing, CALL), NotFound)
 
 

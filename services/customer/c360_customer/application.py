@@ -65,6 +65,8 @@ revealed to score the candidates."""
 
 SEALER = Sealer(domain.PERSONAL_FIELDS)
 DIRECTORY_INDEX = "directory"
+IMPORT_IDS = "import ids"
+"""The key imported customers' ids are derived with (`domain.id_for_external_key`)."""
 """The name of the directory's blind-index key in `INDEX_KEYS`."""
 
 MAX_CANDIDATE_ROWS = 1000
@@ -99,6 +101,8 @@ class PreparedCustomer:
     customer_id: UUID
     events: list[StoredEvent]
     rows: list[dict[str, Any]]
+    legacy_id: UUID
+    """The id the row's key gave before ids were keyed: a customer under it was imported."""
 
 
 @dataclass
@@ -109,10 +113,12 @@ class PreparedImport:
     rejected: list[tuple[int, str]] = field(default_factory=list)
 
 
-def prepare_rows(mapper: Mapper[UUID], rows: list[ImportRow], index_key: bytes) -> PreparedImport:
+def prepare_rows(
+    mapper: Mapper[UUID], rows: list[ImportRow], index_key: bytes, id_key: bytes
+) -> PreparedImport:
     """Validate rows and build, seal and encode their customers, each with a new key: CPU
     only, no I/O, so that it can run in a process of the CPU pool (`c360_platform.cpu`; the
-    mapper travels with it, and the directory's index key)."""
+    mapper travels with it, and the directory's index key and the import key)."""
     assert isinstance(mapper, SealingMapper)
     keyring = mapper.keyring
     assert isinstance(keyring, Keyring)
@@ -120,7 +126,7 @@ def prepare_rows(mapper: Mapper[UUID], rows: list[ImportRow], index_key: bytes) 
     prepared = PreparedImport()
     for row in rows:
         try:
-            customer = domain.import_customer(row.external_key, **row.fields)
+            customer = domain.import_customer(row.external_key, id_key, **row.fields)
         except InvalidArgument as bad:
             prepared.rejected.append((row.row, str(bad)))
             continue
@@ -135,16 +141,17 @@ def prepare_rows(mapper: Mapper[UUID], rows: list[ImportRow], index_key: bytes) 
                 customer.id,
                 events,
                 [directory_row(customer, index, key_row["key"]), key_row],
+                domain.legacy_id_for_external_key(row.external_key.strip()),
             )
         )
     return prepared
 
 
 def prepare_rows_in_pool(
-    mapper: MapperOf, rows: list[ImportRow], index_key: bytes
+    mapper: MapperOf, rows: list[ImportRow], index_key: bytes, id_key: bytes
 ) -> PreparedImport:
     """`prepare_rows` in a process of the CPU pool."""
-    return prepare_rows(mapper.get(), rows, index_key)
+    return prepare_rows(mapper.get(), rows, index_key, id_key)
 
 
 IMPORT_CHUNKS_IN_FLIGHT = 4
@@ -218,22 +225,34 @@ class CustomerApplication(ServiceApplication):
         self.keyring = self.key_table = Keyring(lambda query: self.rows(query))
         """The customers' keys (the key table, `keyring.KEYS`): events are sealed with them."""
         self._index: BlindIndex | None = None
-        self._index_key = b""
+        self._index_key = self._import_key = b""
         super().__init__(env, keys=self.keyring, **kwargs)
 
     @property
     def index_key(self) -> bytes:
         """The directory's blind-index key: made by the first process that needs it."""
         if not self._index_key:
-            query = RowQuery(Eq("name", DIRECTORY_INDEX), table=INDEX_KEYS.name)
-            found = self.rows(query)
-            if not found:
-                self.event_recorder.upsert_rows(
-                    [{ROW_TABLE: INDEX_KEYS.name, "name": DIRECTORY_INDEX, "key": new_key()}]
-                )
-                found = self.rows(query)
-            self._index_key = bytes(found[0]["key"])
+            self._index_key = self._named_key(DIRECTORY_INDEX)
         return self._index_key
+
+    @property
+    def import_key(self) -> bytes:
+        """The key imported customers' ids are derived with: made by the first import."""
+        if not self._import_key:
+            self._import_key = self._named_key(IMPORT_IDS)
+        return self._import_key
+
+    def _named_key(self, name: str) -> bytes:
+        """The deployment's key of this name (the table is written once: of two processes
+        making it at once, both read the first one's)."""
+        query = RowQuery(Eq("name", name), table=INDEX_KEYS.name)
+        found = self.rows(query)
+        if not found:
+            self.event_recorder.upsert_rows(
+                [{ROW_TABLE: INDEX_KEYS.name, "name": name, "key": new_key()}]
+            )
+            found = self.rows(query)
+        return bytes(found[0]["key"])
 
     @property
     def index(self) -> BlindIndex:
@@ -594,7 +613,7 @@ class CustomerApplication(ServiceApplication):
         `seen` holds the ids of earlier rows of the same import, so that a repeated external
         key is reported wherever it repeats.
         """
-        return self.dedupe(prepare_rows(self.mapper, rows, self.index_key), seen)
+        return self.dedupe(prepare_rows(self.mapper, rows, self.index_key, self.import_key), seen)
 
     @staticmethod
     def dedupe(prepared: PreparedImport, seen: set[UUID]) -> PreparedImport:
@@ -614,8 +633,14 @@ class CustomerApplication(ServiceApplication):
         before are left unchanged."""
         report = ImportReport(rejected=list(prepared.rejected))
         for attempt in (1, 2, 3):
-            known = self.event_recorder.existing([c.customer_id for c in prepared.customers])
-            new = [c for c in prepared.customers if c.customer_id not in known]
+            known = self.event_recorder.existing(
+                [i for c in prepared.customers for i in (c.customer_id, c.legacy_id)]
+            )
+            new = [
+                c
+                for c in prepared.customers
+                if c.customer_id not in known and c.legacy_id not in known
+            ]
             events = [e for c in new for e in c.events]
             rows = [row for c in new for row in c.rows]
             try:
@@ -817,11 +842,15 @@ class Importer:
         if self._batches == 2 and self._pool_of is not None:
             self.pool = self._pool_of()
         if self.pool is None:
-            self._store(prepare_rows(self.app.mapper, rows, self.app.index_key))
+            self._store(
+                prepare_rows(self.app.mapper, rows, self.app.index_key, self.app.import_key)
+            )
             return
         mapper = MapperOf.of(self.app)
         self._preparing.append(
-            self.pool.submit(prepare_rows_in_pool, mapper, rows, self.app.index_key)
+            self.pool.submit(
+                prepare_rows_in_pool, mapper, rows, self.app.index_key, self.app.import_key
+            )
         )
         while len(self._preparing) > IMPORT_CHUNKS_IN_FLIGHT:
             self._store(self._preparing.popleft().result())

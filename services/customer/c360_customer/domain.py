@@ -6,6 +6,8 @@ state change is written once and is the same when the aggregate is rebuilt from 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 import uuid
 from collections.abc import Iterable, Mapping
@@ -547,17 +549,29 @@ def end_contact_person(
         )
 
 
-IMPORT_NAMESPACE = uuid.UUID("0c3600c3-6000-4c36-8c36-000000000001")
+LEGACY_IMPORT_NAMESPACE = uuid.UUID("0c3600c3-6000-4c36-8c36-000000000001")
 MAX_EXTERNAL_KEY = 128
 
 
-def id_for_external_key(external_key: str) -> uuid.UUID:
-    """The customer id an imported record gets: the same key always gives the same id."""
-    return uuid.uuid5(IMPORT_NAMESPACE, external_key)
+def id_for_external_key(external_key: str, key: bytes) -> uuid.UUID:
+    """The customer id an imported record gets: the same key always gives the same id in one
+    deployment, and only with the deployment's import key (`key`, secret) can it be computed:
+    an external key is often an e-mail address or a national customer number, and an id
+    anyone can compute from it would name the person in every event, subject and log that
+    carries the id, after an erasure too."""
+    digest = hmac.new(key, b"c360 import id\x00" + external_key.encode(), hashlib.sha256)
+    return uuid.UUID(bytes=digest.digest()[:16], version=4)
 
 
-def import_customer(external_key: str, **fields: Any) -> Customer:
-    """Validate one imported row and create its customer under the key's id."""
+def legacy_id_for_external_key(external_key: str) -> uuid.UUID:
+    """The id imports gave before ids were keyed (a name-based UUID anyone could compute): a
+    record imported then is found under it, so that importing it again creates nothing."""
+    return uuid.uuid5(LEGACY_IMPORT_NAMESPACE, external_key)
+
+
+def import_customer(external_key: str, id_key: bytes, **fields: Any) -> Customer:
+    """Validate one imported row and create its customer under the key's id (`id_key`: the
+    deployment's import key, see `id_for_external_key`)."""
     key = external_key.strip()
     if not key:
         raise InvalidArgument.one("external_key", "is required")
@@ -567,7 +581,7 @@ def import_customer(external_key: str, **fields: Any) -> Customer:
         # A row's local phone numbers are read in the country of its first address.
         countries = [str(a.get("country", "")) for a in fields.get("addresses") or []]
         fields["default_region"] = next((c for c in countries if c), "")
-    return register_customer(customer_id=id_for_external_key(key), **fields)
+    return register_customer(customer_id=id_for_external_key(key, id_key), **fields)
 
 
 # -- merge and unmerge ------------------------------------------------------------------------
