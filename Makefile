@@ -30,12 +30,15 @@ $(BIN)/.synced: $(UV) $(PYPROJECTS) uv.lock
 venv: $(BIN)/.synced
 
 # One generated package, `c360` (gen/c360/...), importable through the editable install.
-gen/.stamp: $(BIN)/.synced $(PROTOS)
+gen/.stamp: $(BIN)/.synced $(PROTOS) tools/gen_event_docs.py
 	rm -rf gen.new && mkdir -p gen.new
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m grpc_tools.protoc -Iproto \
 	  --python_out=gen.new --grpc_python_out=gen.new --mypy_out=quiet:gen.new --mypy_grpc_out=quiet:gen.new $(PROTOS)
 	find gen.new -type d -exec touch {}/__init__.py \;
 	rm -f gen.new/__init__.py
+	# Every published event's source, aggregate, type and subject (c360.events.v1.catalogue),
+	# read from the protos' comments as docs/events.md is.
+	PYTHONPATH=gen.new $(BIN)/python tools/gen_event_docs.py --catalogue gen.new/c360/events/v1/catalogue.py
 	touch gen.new/c360/py.typed
 	touch gen.new/.stamp
 	# Swap in one step so that running processes never see a half-written package.

@@ -27,7 +27,7 @@ import grpc_tools  # type: ignore[import-untyped]
 from google.protobuf import any_pb2, descriptor_pb2, descriptor_pool, json_format, message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
-from c360_platform.envelope import subject_for
+from c360_platform.envelope import short_type, snake, subject_for
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTO = ROOT / "proto"
@@ -35,6 +35,7 @@ PUBLISHED_DIR = "c360/events/v1"
 INBOUND_DIR = "c360/erp/v1"
 ENVELOPE = "c360.events.v1.Envelope"
 EVENT_LOG = "c360/events/v1/event_log.proto"
+_NOT_EVENTS = (f"{PUBLISHED_DIR}/envelope.proto", EVENT_LOG)
 _PREFIX = re.compile(r"\((c360)\.([a-z][a-z0-9-]*)\.([a-z][a-z0-9_]*)\.\*\)")
 _SUBJECT = re.compile(r"Subject:\s*([a-z0-9_.-]+[a-z0-9_])")
 _MESSAGE_PATH, _FIELD_PATH, _ENUM_PATH, _VALUE_PATH, _PACKAGE_PATH = 4, 2, 5, 2, 2
@@ -256,6 +257,70 @@ def _summary(comment: str, name: str) -> str:
     return text[:1].upper() + text[1:] + "." if text else ""
 
 
+def _subjects(pf: ProtoFile) -> tuple[str, list[str]]:
+    """The source and the aggregates an events file's leading comment names."""
+    found = [m.groups() for m in _PREFIX.finditer(pf.header)]
+    if not found:
+        raise ConventionError(
+            f"{pf.name}: its leading comment must name its subjects, e.g."
+            " '(c360.customer.customer.*)'"
+        )
+    sources = {source for _, source, _ in found}
+    if len(sources) > 1:
+        raise ConventionError(f"{pf.name}: its subjects name more than one source")
+    return found[0][1], list(dict.fromkeys(aggregate for _, _, aggregate in found))
+
+
+@dataclass(frozen=True)
+class Event:
+    """A published event of an events file: where it is and what the relay publishes it as."""
+
+    index: int
+    proto: descriptor_pb2.DescriptorProto
+    desc: Descriptor
+    comment: str
+    source: str
+    aggregate: str
+    type: str
+    subject: str
+
+
+def _events(pf: ProtoFile, pool: descriptor_pool.DescriptorPool) -> list[Event]:
+    """The events of a file. A file naming several aggregates (marketing's membership and
+    touch) gives each event the one its name begins with (TouchSent: touch), else the first,
+    unless its comment names its subject ("Subject: c360.<source>.<aggregate>.<event>."):
+    the aggregate that records it, whose type the relay puts in its subject."""
+    source, aggregates = _subjects(pf)
+    events = []
+    for i, mp in enumerate(pf.proto.message_type):
+        comment = pf.message_comment(i)
+        if not comment.startswith(f"{mp.name}:"):
+            continue
+        name = snake(mp.name)
+        aggregate = next((a for a in aggregates if name.startswith(a + "_")), aggregates[0])
+        named = _SUBJECT.search(comment)
+        if named is not None:  # "Subject: c360.<source>.<aggregate>.<event>." says which
+            aggregate = named.group(1).split(".")[2]
+            if named.group(1) != subject_for(source, aggregate, mp.name):
+                raise ConventionError(
+                    f"{pf.name}: {mp.name} is published on"
+                    f" {subject_for(source, aggregate, mp.name)}, not {named.group(1)}"
+                )
+        events.append(
+            Event(
+                i,
+                mp,
+                pool.FindMessageTypeByName(f"{pf.proto.package}.{mp.name}"),
+                comment,
+                source,
+                aggregate,
+                short_type(aggregate, mp.name),
+                subject_for(source, aggregate, mp.name),
+            )
+        )
+    return events
+
+
 def render(files: list[ProtoFile], pool: descriptor_pool.DescriptorPool) -> str:
     out: list[str] = [
         "# c360 event contract",
@@ -294,29 +359,18 @@ def render(files: list[ProtoFile], pool: descriptor_pool.DescriptorPool) -> str:
     envelope_file = next(pf for pf in files if pf.name == f"{PUBLISHED_DIR}/envelope.proto")
     env_desc = pool.FindMessageTypeByName(ENVELOPE)
     published = [
-        pf
-        for pf in files
-        if pf.name.startswith(PUBLISHED_DIR + "/")
-        and pf.name not in (envelope_file.name, EVENT_LOG)
+        pf for pf in files if pf.name.startswith(PUBLISHED_DIR + "/") and pf.name not in _NOT_EVENTS
     ]
     first_payload: Any = None
     sections: list[str] = []
     for pf in sorted(published, key=lambda p: p.name):
-        match = _PREFIX.search(pf.header)
-        if match is None:
-            raise ConventionError(
-                f"{pf.name}: its leading comment must name its subjects, e.g."
-                " '(c360.customer.customer.*)'"
-            )
-        _, source, aggregate = match.groups()
-        sections += [f"## Source `{source}`: `c360.{source}.{aggregate}.*`", ""]
+        source, aggregates = _subjects(pf)
+        named = ", ".join(f"`c360.{source}.{a}.*`" for a in aggregates)
+        sections += [f"## Source `{source}`: {named}", ""]
         sections += [_cell(pf.header), ""]
-        for i, mp in enumerate(pf.proto.message_type):
-            comment = pf.message_comment(i)
-            if not comment.startswith(f"{mp.name}:"):
-                continue
-            desc = pool.FindMessageTypeByName(f"{pf.proto.package}.{mp.name}")
-            subject = subject_for(source, aggregate, mp.name)
+        for event in _events(pf, pool):
+            i, mp, desc, comment = event.index, event.proto, event.desc, event.comment
+            subject = event.subject
             msg = example(desc, pool)
             if first_payload is None:
                 first_payload = msg
@@ -423,15 +477,55 @@ def shared_types(
     return out
 
 
+def catalogue(files: list[ProtoFile], pool: descriptor_pool.DescriptorPool) -> str:
+    """A Python module naming every published event's source, aggregate, short type and
+    subject, for code that must know them without the services' code (the timeline checks
+    the types a reader filters on against it)."""
+    rows = [
+        f"    {e.desc.full_name!r}:"
+        f" Event({e.source!r}, {e.aggregate!r}, {e.type!r}, {e.subject!r}),"
+        for pf in sorted(files, key=lambda p: p.name)
+        if pf.name.startswith(PUBLISHED_DIR + "/") and pf.name not in _NOT_EVENTS
+        for e in _events(pf, pool)
+    ]
+    return "\n".join(
+        [
+            '"""Every event c360 publishes: payload full name -> its source, aggregate, short type',
+            "and subject. Generated by tools/gen_event_docs.py --catalogue (make proto) from",
+            'proto/c360/events/v1; do not edit."""',
+            "",
+            "from typing import Final, NamedTuple",
+            "",
+            "",
+            "class Event(NamedTuple):",
+            "    source: str",
+            "    aggregate: str",
+            "    type: str",
+            "    subject: str",
+            "",
+            "",
+            "PUBLISHED: Final[dict[str, Event]] = {",
+            *rows,
+            "}",
+            "",
+        ]
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("output", nargs="?", default=str(ROOT / "docs" / "events.md"))
     parser.add_argument(
         "--check", action="store_true", help="fail if OUTPUT differs from what would be generated"
     )
+    parser.add_argument(
+        "--catalogue",
+        action="store_true",
+        help="write the Python module of published events (catalogue.py) to OUTPUT instead",
+    )
     args = parser.parse_args(argv)
     files, pool = load()
-    text = render(files, pool)
+    text = catalogue(files, pool) if args.catalogue else render(files, pool)
     target = Path(args.output)
     if args.check:
         current = target.read_text() if target.exists() else ""

@@ -39,7 +39,7 @@ FORMS = {
     "first page": api.GetTimelineRequest(),
     "next page": api.GetTimelineRequest(page_token=entry_token(_NEXT)),
     "sources": api.GetTimelineRequest(sources=["customer"]),
-    "types": api.GetTimelineRequest(types=["customer.noted"]),
+    "types": api.GetTimelineRequest(types=["customer.renamed"]),
     "since and until": api.GetTimelineRequest(
         since=_at(NOW - timedelta(days=365)), until=_at(NOW + timedelta(days=1))
     ),
@@ -92,7 +92,7 @@ def test_a_long_historys_first_page_reads_a_page(database_url: str, page: int) -
                 f"INSERT INTO {SCHEMA}.entries (event_id, customer_id, occurred_at, source,"
                 " position, type, summary, details, aggregate_id, aggregate_version)"
                 " SELECT gen_random_uuid(), {customer}, now() - n * interval '1 minute',"
-                " 'customer', n, 'customer.noted', 'note', '{{}}', gen_random_uuid(), 1"
+                " 'customer', n, 'customer.renamed', 'note', '{{}}', gen_random_uuid(), 1"
                 " FROM generate_series(1, %s) AS n"
             )
             conn.execute(insert.format(customer="gen_random_uuid()"), (ONE_ENTRY_CUSTOMERS,))

@@ -382,8 +382,13 @@ def empty_churn() -> Doc:
     return {"contacts": [], "at_risk": False, "since": "", "until": ""}
 
 
+DERIVED_TYPES = ("customer.at_risk_flagged", "customer.at_risk_cleared")
+"""The types of the entries the projection derives (source `timeline`)."""
+
+
 def _derived(customer_id: str, kind: str, at: datetime, summary: str, details: Doc) -> Entry:
     """An entry the projection derives: its id and position are functions of what it says."""
+    assert f"customer.{kind}" in DERIVED_TYPES
     event_id = uuid.uuid5(_DERIVED_NAMESPACE, f"{customer_id}:{kind}:{at.isoformat()}")
     return Entry(
         event_id=str(event_id),

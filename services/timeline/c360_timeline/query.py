@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import difflib
+import functools
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from c360.events.v1.catalogue import PUBLISHED
 from c360.timeline.v1 import timeline_service_pb2 as api
 from c360.timeline.v1 import timeline_service_pb2_grpc as api_grpc
 from c360_platform import paging, pii
@@ -26,7 +29,7 @@ from c360_platform.auth import Role, requires
 from c360_platform.commands import parse_id
 from c360_platform.consistency import ConsistencyToken
 from c360_platform.datakeys import no_keys
-from c360_platform.envelope import timestamp
+from c360_platform.envelope import short_type, timestamp
 from c360_platform.errors import (
     DeadlineExceeded,
     FieldViolation,
@@ -38,8 +41,10 @@ from c360_platform.notify import Notifications
 from c360_platform.pgstore import json_loads
 from c360_platform.turns import Turns
 from c360_timeline.entries import entry_message, needs_columns, put_entry
+from c360_timeline.erp_inbound import AGGREGATES as ERP_AGGREGATES
 from c360_timeline.projection import (
     DERIVED_SOURCE,
+    DERIVED_TYPES,
     ChurnRule,
     Entry,
     group_profile,
@@ -188,14 +193,42 @@ def page_sql(where: Sequence[str]) -> str:
     )
 
 
+@functools.cache
+def entry_types() -> frozenset[str]:
+    """Every type of entry the timeline makes: those of the published events of its sources
+    (the contract's catalogue, c360.events.v1.catalogue), of the ERP's messages, and its own."""
+    sources = registry().sources
+    return frozenset(
+        [
+            *(e.type for e in PUBLISHED.values() if e.source in sources),
+            *(short_type(aggregate, name) for name, aggregate in ERP_AGGREGATES.items()),
+            *DERIVED_TYPES,
+        ]
+    )
+
+
+def _unknown_type(text: str) -> str:
+    """Why a type filter matches nothing, with the nearest types if there are any."""
+    near = difflib.get_close_matches(text, sorted(entry_types()), n=3, cutoff=0.75)
+    hint = f"did you mean {' or '.join(near)}?" if near else "the types are in docs/events.md"
+    return f"no entry type {text[:60]!r}; {hint}"
+
+
 def _check_filters(request: api.GetTimelineRequest) -> None:
     """A filter that can match nothing is the caller's mistake: a source the timeline has no
-    entries of (a typo, `service_desk` for `service-desk`) or an empty time range."""
+    entries of (a typo, `service_desk` for `service-desk`), a type it makes no entries of
+    (`ticket.open` for `ticket.opened`) or an empty time range."""
     known = sorted({*registry().sources, DERIVED_SOURCE})
     wrong = [
         FieldViolation(f"sources[{i}]", f"no source {s[:40]!r}; the timeline's: {', '.join(known)}")
         for i, s in enumerate(request.sources)
         if s not in known
+    ]
+    types = entry_types()
+    wrong += [
+        FieldViolation(f"types[{i}]", _unknown_type(t))
+        for i, t in enumerate(request.types)
+        if t not in types
     ]
     since, until = request.since, request.until
     if (
