@@ -5,12 +5,15 @@ of them gets a new entry."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 
+import grpc
 import pytest
 
 from c360.customer.v1 import customer_service_pb2 as capi
 from c360.timeline.v1 import timeline_service_pb2 as tapi
 from c360_platform.notify import Notifications
+from c360_timeline import query
 from c360_timeline.readmodel import customer_topic
 
 from .conftest import Stack
@@ -91,3 +94,28 @@ async def test_idle_watchers_cost_no_polling_and_all_see_the_next_entry(stack: S
             c.cancel()
         for n in nexts:
             n.cancel()
+
+
+async def test_a_watch_of_a_customer_the_timeline_has_no_entry_of_ends_not_found(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A mistyped id was watched for ever; a customer registered a moment ago still gets its
+    first entry (it is projected within the wait)."""
+    monkeypatch.setattr(query, "UNKNOWN_WATCH_S", 1.5)
+    nobody = str(uuid.uuid4())
+    call = stack.timeline.WatchTimeline(tapi.WatchTimelineRequest(customer_id=nobody), timeout=20)
+    with pytest.raises(grpc.aio.AioRpcError) as ended:
+        async for _ in call:
+            pass
+    assert ended.value.code() == grpc.StatusCode.NOT_FOUND
+    assert ended.value.details() == (
+        f"the timeline has no customer {nobody}: no entry of it arrived within 1.5 s"
+    )
+
+    ada = (await register(stack.customer, "Ada Watched", "ada.watched@example.com")).result
+    watch = stack.timeline.WatchTimeline(
+        tapi.WatchTimelineRequest(customer_id=ada.aggregate_id), timeout=20
+    )
+    first = await watch.__aiter__().__anext__()
+    assert first.entry.type == "customer.registered"
+    watch.cancel()

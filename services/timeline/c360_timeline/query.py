@@ -79,6 +79,10 @@ WATCH_FALLBACK_S = 30.0
 about 33 small queries a second; every watch is woken anyway when the LISTEN reconnects)."""
 WATCH_POLL_S = 0.25
 """A watch without pushes (LISTEN down) looks this often."""
+UNKNOWN_WATCH_S = 30.0
+"""A watch of a customer the timeline has no entry of waits this long for its first one (a
+customer registered a moment ago is projected within it), then ends NOT_FOUND: a mistyped id
+is said to be one, not watched for ever."""
 _AT_ONCE = 50
 """Values `_opened` reveals in one go (a page of entries); more are revealed in turns
 (`Turns`)."""
@@ -643,6 +647,7 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
         cursor = request.after_cursor
         # The topics of the customer and of those merged into it (see below).
         topics = [customer_topic(customer_id)]
+        unknown_until: float | None = None  # while the timeline has no entry of it
         while True:
             seen = self.notifications.mark(topics) if self.notifications else 0
             # The customer and those merged into it now, in the same statement (one snapshot)
@@ -657,14 +662,39 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
                 cursor = r["entry_seq"]
                 yield api.WatchTimelineResponse(entry=entry_message(r))
             if rows:
+                unknown_until = -1.0
                 continue
+            wait = WATCH_FALLBACK_S
+            if unknown_until is None or unknown_until >= 0:
+                unknown_until = await self._unknown_until(customer_id, unknown_until)
+                if unknown_until >= 0:
+                    wait = unknown_until - time.monotonic()
+                    if wait <= 0:
+                        raise NotFound(
+                            f"the timeline has no customer {customer_id}: no entry of it"
+                            f" arrived within {UNKNOWN_WATCH_S:g} s"
+                        )
             if self.notifications is not None and self.notifications.connected:
                 # Woken by the projector's commits that name one of the topics (not by every
                 # commit: a thousand idle watches are not a thousand looks per commit); a
                 # look now and then all the same.
-                await self.notifications.changed_for(topics, seen, WATCH_FALLBACK_S)
+                await self.notifications.changed_for(topics, seen, min(WATCH_FALLBACK_S, wait))
             else:
-                await asyncio.sleep(WATCH_POLL_S)
+                await asyncio.sleep(min(WATCH_POLL_S, wait))
+
+    async def _unknown_until(self, customer_id: UUID, until: float | None) -> float:
+        """-1 once the timeline has an entry of the customer (or of one merged into it); else
+        when a watch of it gives up (`until`, or UNKNOWN_WATCH_S from now)."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                f"{GROUP_CTE} SELECT EXISTS (SELECT 1 FROM {SCHEMA}.entries"
+                " WHERE customer_id IN (SELECT id FROM grp))",
+                {"root": customer_id, "at": "infinity"},
+            )
+            row = await cur.fetchone()
+        if row is not None and row[0]:
+            return -1.0
+        return until if until is not None else time.monotonic() + UNKNOWN_WATCH_S
 
     @staticmethod
     async def _group(conn: Conn, customer_id: Any, as_of: datetime | None) -> list[str]:
