@@ -85,11 +85,12 @@ class MemoryEventRecorder(POPOApplicationRecorder):
 
     # -- the query table --------------------------------------------------------------------
 
-    def add_query_table(self, table: QueryTable) -> None:
+    def add_query_table(self, table: QueryTable) -> set[str]:
         if self.query_table is None:
             self.query_table = table
         self.query_tables[table.name] = table
         self._rows.setdefault(table.name, {})
+        return set()  # made with every column: none added
 
     def _table_of(self, name: str) -> QueryTable:
         if self.query_table is None:

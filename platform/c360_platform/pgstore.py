@@ -586,9 +586,11 @@ class EventRecorder(_SchemaOnce, PostgresApplicationRecorder):
                 (json_rows(requests),),
             )
 
-    def add_query_table(self, table: QueryTable) -> None:
+    def add_query_table(self, table: QueryTable) -> set[str]:
         """Create a query table of the service if missing (or changed), and keep it with every
-        command. The first added is the main one."""
+        command. The first added is the main one. Returns the columns this process added to
+        a table made by an older version (none if it made the table, or another process
+        altered it)."""
         if self.query_table is None:
             self.query_table = table
         self.query_tables[table.name] = table
@@ -596,14 +598,21 @@ class EventRecorder(_SchemaOnce, PostgresApplicationRecorder):
         digest = _digest([repr(table)])
         with schema_change(self.datastore, f"query:{table.name}", digest) as needed:
             if needed:
-                self._create_query_table(table)
+                return self._create_query_table(table)
+        return set()
 
-    def _create_query_table(self, table: QueryTable) -> None:
+    def _create_query_table(self, table: QueryTable) -> set[str]:
         schema = Identifier(self.datastore.schema)
         columns = SQL(", ").join(
             SQL("{} {}").format(Identifier(name), SQL(kind)) for name, kind in table.columns
         )
         with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                "SELECT column_name FROM information_schema.columns"
+                " WHERE table_schema = %s AND table_name = %s",
+                (self.datastore.schema, table.name),
+            )
+            had = {str(r["column_name"]) for r in curs.fetchall()}
             curs.execute(
                 SQL("SET LOCAL lock_timeout = '{}s'").format(SQL(str(self.datastore.lock_timeout)))
             )
@@ -638,6 +647,7 @@ class EventRecorder(_SchemaOnce, PostgresApplicationRecorder):
                         Identifier(column),
                     )
                 )
+        return set(table.column_names()) - had if had else set()
 
     def _query_table(self, name: str = "") -> QueryTable:
         if self.query_table is None:

@@ -254,6 +254,10 @@ class QueryTable:
     write_once: bool = False
     """A row, once written, is never changed: a later write of its key is ignored (keys that
     concurrent processes may each try to create, the first one kept)."""
+    refills: tuple[tuple[str, Condition], ...] = ()
+    """(column, condition): when a table made by an older version gains the column, its rows
+    meeting the condition are written again from their aggregates as the service starts (the
+    column's DEFAULT is right for the others: a new column of open tickets only)."""
 
     @property
     def key(self) -> str:
@@ -426,7 +430,7 @@ class CommandRecorder(Protocol):
 
     query_table: QueryTable | None
 
-    def add_query_table(self, table: QueryTable) -> None: ...
+    def add_query_table(self, table: QueryTable) -> set[str]: ...
     def upsert_rows(self, rows: list[dict[str, Any]]) -> None: ...
     def query_table_is_empty(self) -> bool: ...
     def aggregate_ids(self, after: UUID | None, limit: int) -> list[UUID]: ...
@@ -536,10 +540,11 @@ class ServiceApplication(Application[UUID]):
         self.clock = clock
         """Now, for the times a command records (a consent decision, a call)."""
         if self.query_table is not None:
-            self.event_recorder.add_query_table(self.query_table)
+            added = {self.query_table.name: self.event_recorder.add_query_table(self.query_table)}
             for table in self.more_tables:
-                self.event_recorder.add_query_table(table)
-            self.backfill_query_table()
+                added[table.name] = self.event_recorder.add_query_table(table)
+            if not self.backfill_query_table():
+                self.refill_query_tables(added)
 
     @classmethod
     def in_memory(cls: type[App], *, clock: Clock = utc_now) -> App:
@@ -724,6 +729,34 @@ class ServiceApplication(Application[UUID]):
             rows = [row for i in ids for row in self.query_rows(self.repository.get(i))]
             recorder.upsert_rows(rows)
             written += len(rows)
+        return written
+
+    def refill_query_tables(self, added: Mapping[str, set[str]], batch: int = 500) -> int:
+        """Write again from their aggregates the rows a new column's `refills` condition
+        names (`added`: table name -> the columns its table just gained). Runs at start, in
+        the process that altered the table. A command another process (of the version before,
+        during a rolling upgrade) saves meanwhile may leave its row's new column at its
+        default until the aggregate's next change."""
+        written = 0
+        main = self.query_table.name if self.query_table else ""
+        for table in (self.query_table, *self.more_tables):
+            if table is None:
+                continue
+            conditions = [c for column, c in table.refills if column in added.get(table.name, ())]
+            if not conditions:
+                continue
+            named = "" if table.name == main else table.name
+            query = RowQuery(AnyOf(tuple(conditions)), table=named)
+            ids = [row[table.key] for row in self.event_recorder.select(query)]
+            for start in range(0, len(ids), batch):
+                rows = [
+                    row
+                    for i in ids[start : start + batch]
+                    for row in self.query_rows(self.repository.get(i))
+                    if (row.get(ROW_TABLE) or main) == table.name
+                ]
+                self.event_recorder.upsert_rows(rows)
+                written += len(rows)
         return written
 
     def rows(self, query: RowQuery) -> list[dict[str, Any]]:
