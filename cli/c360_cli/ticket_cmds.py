@@ -436,6 +436,7 @@ def summary_json(t: api.TicketSummary) -> dict[str, JSONValue]:
         "escalation_level": t.escalation_level,
         "opened_at": iso_field(t, "opened_at"),
         "updated_at": iso_field(t, "updated_at"),
+        "waiting_for": WAITING_FOR.word(t.waiting_for) if t.waiting_for else None,
     }
 
 
@@ -482,6 +483,21 @@ def register(subparsers: Subparsers) -> None:
         type=TICKET_PRIORITIES.parse,
         help=f"only {', '.join(TICKET_PRIORITIES.words)} ones",
     )
+    hold = p.add_mutually_exclusive_group()
+    hold.add_argument(
+        "--on-hold",
+        dest="on_hold",
+        action="store_const",
+        const=True,
+        help="only open tickets on hold (waiting for the customer or a third party)",
+    )
+    hold.add_argument(
+        "--not-on-hold",
+        dest="on_hold",
+        action="store_const",
+        const=False,
+        help="only open tickets not on hold (those an agent can work on)",
+    )
     p.add_argument(
         "--limit", type=whole_in(1, 200), default=50, metavar="N", help="page size (default 50)"
     )
@@ -491,7 +507,7 @@ def register(subparsers: Subparsers) -> None:
         action="store_true",
         help="every page, one after the other (through a pager on a terminal)",
     )
-    p.set_defaults(func=_list)
+    p.set_defaults(func=_list, on_hold=None)
 
     p = sub.add_parser(
         "sla-report",
@@ -643,6 +659,8 @@ def _list(args: argparse.Namespace) -> int:
         page_size=args.limit,
         page_token=args.page_token,
     )
+    if args.on_hold is not None:
+        request.on_hold = args.on_hold
     out = Output(args.json)
     tickets: list[api.TicketSummary] = []
     with Client(args) as client:
@@ -674,7 +692,7 @@ def _list(args: argparse.Namespace) -> int:
                 [
                     t.ticket_id,
                     short_time(iso_field(t, "opened_at"))[:16],
-                    TICKET_STATES.word(t.state),
+                    "on hold" if t.waiting_for else TICKET_STATES.word(t.state),
                     TICKET_PRIORITIES.word(t.priority),
                     names.get(t.customer_id) or t.customer_id,
                     t.subject,

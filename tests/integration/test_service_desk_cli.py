@@ -102,6 +102,13 @@ def test_ticket_commands_show_context_and_four_contacts_flag_the_customer(
     paused = c360_json("ticket", "show", second)["ticket"]
     assert paused["waiting_for"] == "customer"
     assert {t["status"] for t in paused["sla_targets"]} == {"paused"}
+    on_hold = c360_json("ticket", "list", "--customer", cid, "--on-hold")["tickets"]
+    assert [(t["ticket_id"], t["waiting_for"]) for t in on_hold] == [(second, "customer")]
+    to_work = c360_json("ticket", "list", "--customer", cid, "--not-on-hold")["tickets"]
+    assert [t["ticket_id"] for t in to_work] == [tickets[3], tickets[2]]
+    code, out, _ = cli.run("ticket", "list", "--customer", cid, "--on-hold")
+    assert code == 0
+    assert "on hold" in out
     c360_json("ticket", "resume", second)
     code, out, _ = cli.run("ticket", "show", second)
     assert code == 0

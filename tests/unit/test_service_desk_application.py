@@ -12,7 +12,12 @@ import pytest
 from c360.events.v1 import ticket_events_pb2 as ev
 from c360.service_desk.v1 import service_desk_service_pb2 as dapi
 from c360_platform.context import ContextReader
-from c360_platform.errors import DeadlineExceeded, PreconditionFailed, VersionConflict
+from c360_platform.errors import (
+    DeadlineExceeded,
+    InvalidArgument,
+    PreconditionFailed,
+    VersionConflict,
+)
 from c360_service_desk.api import ServiceDeskServicer
 from c360_service_desk.application import ServiceDeskApplication
 from c360_service_desk.contract import CONTRACT
@@ -187,6 +192,31 @@ async def test_tickets_are_listed_newest_first_by_customer_state_agent_queue_pri
     assert await bad_fields(desk.ListTickets(dapi.ListTicketsRequest(page_size=201), CALL)) == [
         "page_size"
     ]
+
+
+async def test_open_tickets_are_listed_on_hold_or_not(desk: ServiceDeskServicer) -> None:
+    customer = str(uuid4())
+    ids = [await open_ticket(desk, customer, f"Ticket {i}") for i in range(4)]
+    waits = [ev.TICKET_WAITING_FOR_CUSTOMER, ev.TICKET_WAITING_FOR_THIRD_PARTY]
+    for tid, whom in zip(ids[:2], waits, strict=True):
+        await desk.HoldTicket(dapi.HoldTicketRequest(ticket_id=tid, waiting_for=whom), CALL)
+    await desk.CloseTicket(dapi.CloseTicketRequest(ticket_id=ids[3]), CALL)
+
+    async def listed(**kw: Any) -> list[tuple[str, int]]:
+        reply = await desk.ListTickets(dapi.ListTicketsRequest(**kw), CALL)
+        return [(t.ticket_id, t.waiting_for) for t in reply.tickets]
+
+    assert await listed(on_hold=True) == [(ids[1], waits[1]), (ids[0], waits[0])]
+    assert await listed(on_hold=False) == [(ids[2], 0)]  # open, not the closed one
+    assert len(await listed()) == 4
+    assert await listed(on_hold=True, state=ev.TICKET_STATE_OPEN) == await listed(on_hold=True)
+    error = await refused(
+        desk.ListTickets(dapi.ListTicketsRequest(on_hold=True, state=ev.TICKET_STATE_CLOSED), CALL),
+        InvalidArgument,
+    )
+    assert str(error) == "on_hold: only open tickets are on hold or not; state is closed"
+    await desk.ResumeTicket(dapi.ResumeTicketRequest(ticket_id=ids[0]), CALL)
+    assert await listed(on_hold=True) == [(ids[1], waits[1])]
 
 
 class _Expired(CallContext):

@@ -19,7 +19,7 @@ from c360_platform.context import ContextReader, CustomerContext
 from c360_platform.envelope import timestamp
 from c360_platform.errors import InvalidArgument, NotFound
 from c360_platform.servicer import CommandServicer, registration
-from c360_platform.store import AllOf, Eq
+from c360_platform.store import AllOf, Eq, Ne
 from c360_platform.validation import Violations
 from c360_service_desk import sla
 from c360_service_desk.application import ServiceDeskApplication
@@ -40,7 +40,7 @@ from c360_service_desk.contract import (
     WORK_ORDER_STATES,
     channel_value,
 )
-from c360_service_desk.domain import Ticket
+from c360_service_desk.domain import State, Ticket
 from c360_service_desk.field_service import WorkOrder
 from c360_service_desk.holidays import HolidayCalendar, calendar_id
 from c360_service_desk.knowledge import Article
@@ -160,6 +160,7 @@ def summary_message(r: dict[str, Any]) -> api.TicketSummary:
         escalation_level=r["escalation_level"],
         opened_at=timestamp(r["opened_at"]),
         updated_at=timestamp(r["updated_at"]),
+        waiting_for=WAITING_FOR.value_or_zero(r["waiting_for"]),
     )
 
 
@@ -537,7 +538,7 @@ class ServiceDeskServicer(
         self, request: api.ListTicketsRequest, context: Ctx
     ) -> api.ListTicketsResponse:
         size = paging.count(request.page_size, maximum=MAX_PAGE, default=DEFAULT_PAGE)
-        filters: list[Eq] = [Eq("kind", "ticket")]
+        filters: list[Eq | Ne] = [Eq("kind", "ticket")]
         if request.customer_id:
             filters.append(Eq("customer_id", parse_id("customer_id", request.customer_id)))
         if request.state:
@@ -548,6 +549,14 @@ class ServiceDeskServicer(
             filters.append(Eq("queue", request.queue.strip().lower()))
         if request.priority:
             filters.append(Eq("priority", PRIORITIES.parse("priority", request.priority)))
+        if request.HasField("on_hold"):
+            if request.state and request.state != STATES.value(State.OPEN):
+                raise InvalidArgument.one(
+                    "on_hold",
+                    f"only open tickets are on hold or not; state is {STATES.word(request.state)}",
+                )
+            filters.append(Eq("state", State.OPEN))
+            filters.append((Ne if request.on_hold else Eq)("waiting_for", ""))
         after = paging.read_keyset_token(request.page_token)
         page = await blocking(self.app.list_tickets, AllOf(tuple(filters)), after, size)
         return api.ListTicketsResponse(

@@ -75,6 +75,7 @@ TICKETS = QueryTable(
         ("kind", "text NOT NULL DEFAULT 'ticket'"),
         ("resolved_at", "timestamptz NOT NULL DEFAULT '1970-01-01T00:00:00Z'"),
         ("resolved_with_article", "boolean NOT NULL DEFAULT false"),
+        ("waiting_for", "text NOT NULL DEFAULT ''"),
     ),
     indexes=(
         ("resolved_at", "ticket_id"),
@@ -85,6 +86,9 @@ TICKETS = QueryTable(
         ("queue", "opened_at", "ticket_id"),
         ("sla_watch", "ticket_id"),
     ),
+    # Only an open ticket can be on hold: those of a table from before the column are
+    # written again as the service starts.
+    refills=(("waiting_for", AllOf((Eq("kind", "ticket"), Eq("state", "open")))),),
 )
 """One row per ticket for ListTickets, kept in the same transaction as the ticket's events.
 Service contracts have a row too (kind "service_contract"; ticket_id is the contract's id,
@@ -274,6 +278,7 @@ class ServiceDeskApplication(ServiceApplication):
             if t.state != domain.State.OPEN and t.resolved_at
             else NEVER,
             "resolved_with_article": t.resolved_with_article,
+            "waiting_for": t.waiting_for,
         }
 
     def _contract_row(self, c: ServiceContract) -> dict[str, Any]:
@@ -300,6 +305,7 @@ class ServiceDeskApplication(ServiceApplication):
             "kind": "service_contract",
             "resolved_at": NEVER,
             "resolved_with_article": False,
+            "waiting_for": "",
         }
 
     def create_contract(self, ctx: CommandContext, **fields: Any) -> CommandOutcome:
