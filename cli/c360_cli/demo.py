@@ -58,6 +58,7 @@ from c360_cli.words import (
     INTERACTION_KINDS,
     TICKET_CHANNELS,
     TICKET_PRIORITIES,
+    WAITING_FOR,
 )
 
 # -- demo data (data/demo.toml) ----------------------------------------------------------------
@@ -154,6 +155,8 @@ MOVE_SHARE = 0.3
 
 TICKET_SHARE = 0.35
 """Share of customers with tickets (one, sometimes two)."""
+HOLD_SHARE = 0.35
+"""Share of their tickets left open that wait for the customer or a third party."""
 CHURN_SHARE = 0.05
 """Share of people who contact the service desk four times: the churn signal's cases."""
 IVR_SHARE = 0.3
@@ -421,7 +424,18 @@ def _tickets(index: int, kind: str, seed: int) -> list[TicketPlan]:
     while sum(t.contacts() for t in tickets) > 3:
         steps = tickets[-1].steps
         steps.remove(next(s for s in steps if s[0] == "inbound"))
+    _holds(tickets, index, seed)
     return tickets
+
+
+def _holds(tickets: list[TicketPlan], index: int, seed: int) -> None:
+    """A third of the tickets left open go on hold, waiting for the customer or a third party
+    (a generator of their own: the plans made before holds came stay as they were)."""
+    rng = random.Random(f"c360-demo-holds:{seed}:{index}")
+    for t in tickets:
+        if not any(step == "resolve" for step, _ in t.steps) and rng.random() < HOLD_SHARE:
+            whom = rng.choice(["customer", "customer", "third-party"])
+            t.steps.append(("hold", whom))
 
 
 def _ivr_contacts(index: int, seed: int) -> list[ContactPlan]:
@@ -508,6 +522,7 @@ class Stats:
     contracts: int = 0
     articles: int = 0
     resolved_with_article: int = 0
+    on_hold: int = 0
     visits: int = 0
     forgotten: int = 0
     left_out: set[int] = field(default_factory=set)
@@ -1096,6 +1111,13 @@ class DemoRun:
             method, request = stub.RateTicket, desk.RateTicketRequest(score=int(arg))
         elif step == "close":
             method, request = stub.CloseTicket, desk.CloseTicketRequest()
+        elif step == "hold":
+            self.stats.on_hold += 1
+            reason = "photo of the damage" if arg == "customer" else "the carrier's answer"
+            method, request = (
+                stub.HoldTicket,
+                desk.HoldTicketRequest(waiting_for=WAITING_FOR.value(arg), reason=reason),
+            )
         else:
             method, request = stub.ReopenTicket, desk.ReopenTicketRequest(reason=arg)
         request.request_id = rid
@@ -1252,6 +1274,7 @@ def _summary(plans: list[CustomerPlan], run: DemoRun, seed: int, seconds: float)
         "service_contracts": run.stats.contracts,
         "knowledge_articles": run.stats.articles,
         "tickets_resolved_with_article": run.stats.resolved_with_article,
+        "tickets_on_hold": run.stats.on_hold,
         "on_site_visits": run.stats.visits,
         "at_risk_customers": len(at_risk),
         "forgotten_customers": run.stats.forgotten,

@@ -186,6 +186,10 @@ def test_cli_against_a_running_stack(up: Up) -> None:
     assert demo["organisations"] >= 1
     assert demo["ivr_contacts"] > 0
     assert demo["service_contracts"] == demo["organisations"]
+    assert demo["tickets_on_hold"] > 0
+    on_hold = c360_json(home, "ticket", "list", "--on-hold", "--all")["tickets"]
+    assert len(on_hold) == demo["tickets_on_hold"]
+    assert {t["waiting_for"] for t in on_hold} <= {"customer", "third-party"}
     report = c360_json(home, "verify")
     assert report["ok"] is True, report
     assert report["missing"]["count"] == 0
