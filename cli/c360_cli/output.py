@@ -307,6 +307,7 @@ def hit_json(h: timeline_api.SearchHit) -> dict[str, JSONValue]:
         "display_name": h.display_name,
         "kind": h.kind,
         "matched_on": h.matched_on,
+        "merged_customer_id": h.merged_customer_id or None,
     }
 
 

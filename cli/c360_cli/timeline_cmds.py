@@ -340,7 +340,17 @@ def _search(args: argparse.Namespace) -> int:
     else:
         out.table(
             ["customer", "name", "kind", "matched on"],
-            [[h.customer_id, h.display_name, h.kind, h.matched_on] for h in reply.hits],
+            [
+                [
+                    h.customer_id,
+                    h.display_name,
+                    h.kind,
+                    f"{h.matched_on} of a merged duplicate"
+                    if h.merged_customer_id
+                    else h.matched_on,
+                ]
+                for h in reply.hits
+            ],
             caption=None if reply.hits else "no customer found",
             no_wrap={"kind", "matched on"},
         )

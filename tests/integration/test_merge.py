@@ -252,12 +252,22 @@ async def test_a_merge_chain_is_one_timeline_and_profile_until_its_middle_is_unm
     assert list(profile.absorbed) == [b, a]
     assert sorted(profile.emails) == ["a@example.com", "b@example.com", "c@example.com"]
     assert (await _profile(stack.timeline, a)).merged_into == c
+    # a duplicate's e-mail finds the end of its chain, saying whose e-mail it was
+    assert await _found(stack, "a@example.com") == [(c, "Ada C", a)]
+    assert await _found(stack, "c@example.com") == [(c, "Ada C", "")]
 
     # unmerging the middle of the chain takes its own duplicate with it
     released = await stack.customer.UnmergeCustomer(capi.UnmergeCustomerRequest(customer_id=b))
     entries = await _timeline(stack.timeline, c, released.result.consistency_token)
     assert {e.customer_id for e in entries} == {c}
     assert {e.customer_id for e in await _timeline(stack.timeline, b)} == {a, b}
+    assert await _found(stack, "a@example.com") == [(b, "Ada B", a)]
+    assert await _found(stack, "b@example.com") == [(b, "Ada B", "")]
+
+
+async def _found(stack: Stack, text: str) -> list[tuple[str, str, str]]:
+    reply = await stack.timeline.SearchCustomers(tapi.SearchCustomersRequest(text=text))
+    return [(h.customer_id, h.display_name, h.merged_customer_id) for h in reply.hits]
 
 
 def _entry_view(entries: list[tapi.TimelineEntry]) -> list[tuple[str, str, str]]:

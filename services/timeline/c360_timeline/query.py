@@ -802,7 +802,8 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
                 " ORDER BY rank, customer_id LIMIT %s",
                 [*params, limit],
             )
-            rows = await self._opened(await cur.fetchall(), conn)
+            rows = await self._as_survivors(await cur.fetchall(), conn)
+            rows = await self._opened(rows, conn)
         rows.sort(key=lambda r: (r["rank"], name_key(r["display_name"]), str(r["customer_id"])))
         return api.SearchCustomersResponse(
             hits=[
@@ -811,10 +812,45 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
                     display_name=r["display_name"],
                     kind=r["kind"],
                     matched_on=matched,
+                    merged_customer_id=r.get("merged_customer_id", ""),
                 )
                 for r in rows
             ]
         )
+
+    async def _as_survivors(self, rows: list[dict[str, Any]], conn: Conn) -> list[dict[str, Any]]:
+        """Search hits with each merged customer replaced by the end of its merge chain (whose
+        360 view holds the duplicate's data), its own id kept as `merged_customer_id`, and each
+        customer once, at its best rank: an e-mail of a duplicate finds the customer it is now
+        part of, not a record nobody works on."""
+        cur = await conn.execute(
+            f"SELECT DISTINCT duplicate_id FROM {SCHEMA}.merges"
+            " WHERE duplicate_id = ANY(%s::uuid[]) AND unmerged_at IS NULL",
+            ([r["customer_id"] for r in rows],),
+        )
+        merged = {str(r[0]) for r in await cur.fetchall()}
+        if not merged:
+            return rows
+        survivor_of = {m: await self._final_survivor(conn, m, None) for m in merged}
+        wanted = [s for s in survivor_of.values() if s]
+        async with conn.cursor(row_factory=dict_row) as found:
+            await found.execute(
+                f"SELECT customer_id, display_name, kind FROM {SCHEMA}.profiles"
+                " WHERE customer_id = ANY(%s::uuid[])",
+                (wanted,),
+            )
+            profiles = {str(r["customer_id"]): r for r in await found.fetchall()}
+        hits: dict[str, dict[str, Any]] = {}
+        for r in sorted(rows, key=lambda r: r["rank"]):
+            own = str(r["customer_id"])
+            survivor = profiles.get(survivor_of.get(own, ""))
+            hit = (
+                {**survivor, "rank": r["rank"], "merged_customer_id": own}
+                if survivor is not None
+                else r
+            )
+            hits.setdefault(str(hit["customer_id"]), hit)
+        return list(hits.values())
 
     async def _search_index(self) -> pii.BlindIndex:
         """The key of the profiles' search columns (the projector made it; read once)."""
