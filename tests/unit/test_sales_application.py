@@ -193,7 +193,7 @@ async def test_a_phone_lead_is_assigned_qualified_and_converted_into_a_new_custo
         10,
         "emp-7",
     )
-    assert (o.amount.amount, o.weighted_amount, o.lead_id) == ("5000", "500.00", lead_id)
+    assert (o.amount.amount, o.weighted_amount, o.lead_id) == ("5000.00", "500.00", lead_id)
     lead = (await sales.GetLead(sapi.GetLeadRequest(lead_id=lead_id), CALL)).lead
     assert (lead.state, lead.customer_id) == (lev.LEAD_STATE_CONVERTED, customer_id)
 
@@ -424,7 +424,7 @@ async def test_opportunity_moves_wins_and_the_pipeline_as_of_before_the_win_show
         oev.OPPORTUNITY_STATE_WON,
         "won",
         oev.FORECAST_CATEGORY_WON,
-        "9500",
+        "9500.00",
     )
     assert [v.stage for v in o.stage_history] == ["qualification", "proposal", "negotiation", "won"]
     assert o.stage_history[2].seconds == 10 * 24 * 3600

@@ -131,7 +131,7 @@ async def test_the_profile_sales_part_from_deal_to_fulfilled_order_and_as_of_bef
     assert profile["provenance"]["sales.lifetime_value.EUR"]["type"] == "order.fulfilled"
     summaries = [e.summary for e in entries]
     assert "Quote line added: 4 x KIT at 50.00" in summaries
-    assert "Opportunity “Kits” won: 500 EUR" in summaries
+    assert "Opportunity “Kits” won: 500.00 EUR" in summaries
     then = profile_as_of(customer, entries, before_delivery, ChurnRule())
     assert then is not None
     assert then["sales"]["orders_by_state"] == {"pending": 1}
@@ -192,7 +192,7 @@ async def test_a_reopened_opportunity_comes_back_to_the_profile_with_its_amount(
         "stage": "proposal",
         "owner_id": "emp-7",
         "currency": "CHF",
-        "amount": "800",
+        "amount": "800.00",
         "probability": 50,
         "forecast_category": "pipeline",
     }

@@ -83,7 +83,8 @@ class Checks(Violations):
         return Money(code, self.in_units(f"{field}.amount", code, amount))
 
     def in_units(self, field: str, currency: str, amount: str) -> str:
-        """An amount (as `amount`) with no more decimals than `currency` has: 1000.005 EUR is
+        """An amount with no more decimals than `currency` has, written with all of them
+        ("240" EUR is kept as "240.00", as every amount sales computes is): 1000.005 EUR is
         refused, not rounded one way in a list and shown another in a detail."""
         text = self.amount(field, amount)
         places = currencies.minor_units(currency)
@@ -91,7 +92,7 @@ class Checks(Violations):
         if isinstance(exponent, int) and -exponent > places:
             self.add(field, f"at most {places} decimal places in {currency}")
             return ""
-        return text
+        return money_text(Decimal(text), currency) if text and currency else text
 
     def day_text(self, field: str, value: str, *, required: bool = False) -> str:
         """A day as sales keeps it: its text (YYYY-MM-DD), checked."""
