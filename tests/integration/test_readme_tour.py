@@ -34,8 +34,8 @@ def lookups() -> dict[str, object]:
         "survivor_id": lambda t: _pair(t)["customer_id"],
         "duplicate_id": lambda t: _pair(t)["duplicate_id"],
         "duplicate_email": lambda t: t.c360_json("customer", "get", t.values["duplicate_id"])[
-            "customer"
-        ]["emails"][0],
+            "emails"
+        ][0],
         "id": lambda t: t.c360_json("deadletter", "list")["dead_letters"][0]["id"],
         "lead_id": lambda t: next(
             str(lead["lead_id"])
