@@ -162,6 +162,9 @@ class MemoryEventRecorder(POPOApplicationRecorder):
                 for n in notifications
             ]
 
+    def strip_item_keys(self, topics: list[str], array: str, keys: list[str]) -> int:
+        return 0  # a store in memory holds only what this version wrote
+
     def existing(self, aggregate_ids: list[UUID]) -> set[UUID]:
         with self._database_lock:
             return {i for i in aggregate_ids if self._stored_events_index.get(str(i))}

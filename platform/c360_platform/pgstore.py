@@ -891,6 +891,33 @@ class EventRecorder(_SchemaOnce, PostgresApplicationRecorder):
             await cursor.execute(self.with_metadata_statement(), (after, limit))
             return self.with_metadata(await cursor.fetchall())
 
+    def strip_item_keys(self, topics: list[str], array: str, keys: list[str]) -> int:
+        """Remove `keys` from every item of the top-level list `array` of the stored events of
+        `topics` that have any of them; how many events were changed. For personal data an
+        older version kept in clear where it no longer keeps it (an erasure must reach it: a
+        store's events are otherwise never changed). Idempotent: a second call changes none."""
+        if not topics or not keys:
+            return 0
+        table = self._table(self.events_table_name)
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                SQL(
+                    "UPDATE {0} SET state = convert_to(jsonb_set(doc, ARRAY[%(array)s],"
+                    " (SELECT coalesce(jsonb_agg(item - %(keys)s::text[] ORDER BY n),"
+                    " '[]'::jsonb) FROM jsonb_array_elements(doc -> %(array)s)"
+                    " WITH ORDINALITY AS items(item, n)))::text, 'UTF8')"
+                    " FROM (SELECT originator_id AS id, originator_version AS v,"
+                    " convert_from(state, 'UTF8')::jsonb AS doc FROM {0}"
+                    " WHERE topic = ANY(%(topics)s)) AS old"
+                    " WHERE {0}.originator_id = old.id AND {0}.originator_version = old.v"
+                    " AND jsonb_typeof(old.doc -> %(array)s) = 'array'"
+                    " AND EXISTS (SELECT 1 FROM jsonb_array_elements(old.doc -> %(array)s) i"
+                    " WHERE jsonb_typeof(i) = 'object' AND i ?| %(keys)s::text[])"
+                ).format(table),
+                {"topics": topics, "array": array, "keys": keys},
+            )
+            return curs.rowcount
+
     def existing(self, aggregate_ids: list[UUID]) -> set[UUID]:
         """Which of these aggregates have events already."""
         if not aggregate_ids:

@@ -14,9 +14,11 @@ from datetime import UTC, datetime, timedelta
 
 import grpc
 import nats
+import psycopg
 import pytest
 from google.protobuf import json_format
 from nats.js.errors import NotFoundError
+from psycopg import sql
 
 from c360.customer.v1 import customer_service_pb2 as capi
 from c360.erp.v1 import erp_events_pb2 as erp
@@ -31,8 +33,10 @@ from c360.marketing.v1 import marketing_service_pb2_grpc as mapi_grpc
 from c360.sales.v1 import sales_service_pb2 as sapi
 from c360.sales.v1 import sales_service_pb2_grpc as sales_grpc
 from c360.timeline.v1 import timeline_service_pb2 as tapi
-from c360_marketing.application import Marketing
-from c360_platform.pii import reveal
+from c360_marketing.application import Marketing, PlanningApplication
+from c360_marketing.domain import CallList, LeadList
+from c360_platform.pgstore import ensure_schema, postgres_env
+from c360_platform.pii import FORGOTTEN, reveal
 from c360_platform.store import RowQuery, where
 
 from .conftest import Stack
@@ -448,3 +452,98 @@ async def test_a_lead_list_passes_over_a_customer_merged_away_since_it_was_built
     assert again.lead_list == distributed.lead_list
     leads = await sales.ListLeads(sapi.ListLeadsRequest(campaign_id=planned.campaign_id))
     assert [x.customer_id for x in leads.leads] == [ada]
+
+
+async def test_a_lead_list_holds_no_name_or_address_and_shows_a_forgotten_customer_as_such(
+    stack: Stack,
+) -> None:
+    """A lead list's event is about many customers and cannot be sealed with each one's key:
+    it names who, and their name, e-mail and phone are read from the profile when shown. The
+    list built before an erasure kept the forgotten customer's e-mail in clear, readable for
+    ever (`leadlist show`, the plans store's rows)."""
+    marketing = stack.stub("marketing", mapi_grpc.MarketingServiceStub)
+    ada, dup = await two_in_latvia(stack, marketing)
+    planned = await marketing.PlanCampaign(
+        mapi.PlanCampaignRequest(
+            name="Erasure check",
+            channel=mev.MARKETING_CHANNEL_EMAIL,
+            segments=["latvia"],
+            starts_on="2026-09-01",
+            ends_on="2026-09-30",
+            budget=mapi.Money(amount="100", currency="EUR"),
+        )
+    )
+    built = await marketing.BuildLeadList(
+        mapi.BuildLeadListRequest(name="latvia", campaign_id=planned.campaign_id, segment="latvia")
+    )
+    shown = await marketing.GetLeadList(mapi.GetLeadListRequest(lead_list_id=built.lead_list_id))
+    assert {(e.customer_id, e.email) for e in shown.lead_list.entries} == {
+        (ada, "ada@example.lv"),
+        (dup, "ada.o@example.lv"),
+    }
+    forgot = await stack.customer.ForgetCustomer(capi.ForgetCustomerRequest(customer_id=dup))
+    await stack.timeline.GetProfile(
+        tapi.GetProfileRequest(customer_id=dup, wait_for=forgot.result.consistency_token)
+    )
+
+    async def forgotten() -> bool:
+        reply = await marketing.GetLeadList(
+            mapi.GetLeadListRequest(lead_list_id=built.lead_list_id)
+        )
+        entry = next(e for e in reply.lead_list.entries if e.customer_id == dup)
+        return (entry.name, entry.email, entry.phone) == (FORGOTTEN, "", "")
+
+    await eventually(forgotten, timeout=10, what="the lead list showing her forgotten")
+    with psycopg.connect(stack.postgres_url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM marketing_plans.marketing_plans_events"
+            " WHERE convert_from(state, 'UTF8') LIKE '%%ada.o@example.lv%%'"
+        ).fetchone()
+    assert row == (0,)
+
+
+def test_lists_built_before_lose_the_names_and_addresses_they_kept(database_url: str) -> None:
+    """Lead and call lists an earlier version stored with each entry's name, e-mail and phone
+    in clear: the plans store removes them from those events as it starts (once)."""
+    schema = f"plans_{uuid.uuid4().hex[:8]}"
+    ensure_schema(database_url, schema)
+    env = {**postgres_env(database_url, schema, pool_size=1), "POSTGRES_SCHEMA": schema}
+    plans = PlanningApplication(env=env)
+    kept = {"customer_id": str(uuid.uuid4()), "kind": "person", "territory": "LV"}
+    old = LeadList(
+        name="old",
+        campaign_id=str(uuid.uuid4()),
+        segment_id="",
+        entries=[{**kept, "name": "Ada Ozola", "email": "ada@example.lv", "phone": "+371200"}],
+    )
+    calls = CallList(
+        name="old calls",
+        campaign_id=old.campaign_id,
+        entries=[
+            {
+                "customer_id": kept["customer_id"],
+                "agent_id": "emp-1",
+                "name": "Ada Ozola",
+                "phone": "+371200",
+            }
+        ],
+    )
+    plans.save(old, calls)
+    plans.close()
+
+    again = PlanningApplication(env=env)
+    try:
+        assert again.repository.get(old.id).entries == [kept]
+        assert again.repository.get(calls.id).entries == [
+            {"customer_id": kept["customer_id"], "agent_id": "emp-1"}
+        ]
+        with psycopg.connect(database_url) as conn:
+            rows = conn.execute(
+                sql.SQL("SELECT convert_from(state, 'UTF8') FROM {}.marketing_plans_events").format(
+                    sql.Identifier(schema)
+                )
+            ).fetchall()
+        assert rows
+        assert not any("ada" in r[0].lower() or "+371200" in r[0] for r in rows)
+    finally:
+        again.close()

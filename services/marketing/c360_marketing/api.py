@@ -16,7 +16,7 @@ from c360.marketing.v1 import marketing_service_pb2_grpc as api_grpc
 from c360.sales.v1 import sales_service_pb2 as sapi
 from c360.sales.v1 import sales_service_pb2_grpc as sales_grpc
 from c360_marketing import offers
-from c360_marketing.application import Marketing, ResultRow
+from c360_marketing.application import Contact, Marketing, ResultRow
 from c360_marketing.contract import CHANNELS
 from c360_marketing.domain import (
     Audience,
@@ -446,7 +446,10 @@ class MarketingServicer(CommandServicer[Any], api_grpc.MarketingServiceServicer)
             # Request ids from the list and the customer: a retry hands over nothing twice.
             key = f"lead-list:{lid}:{entry['customer_id']}"
             try:
-                captured = await stub.CaptureLead(_capture(lead_list, entry, team, key), timeout=10)
+                contact = self.marketing.contact(entry["customer_id"])
+                captured = await stub.CaptureLead(
+                    _capture(lead_list, entry, contact, team, key), timeout=10
+                )
             except grpc.aio.AioRpcError as exc:
                 if exc.code() not in FOR_GOOD:
                     refused = exc
@@ -481,14 +484,16 @@ class MarketingServicer(CommandServicer[Any], api_grpc.MarketingServiceServicer)
         result = command_result(self.app.source, outcome)
         result.consistency_token = ""
         found = await blocking(self.marketing.lead_list, lid)
-        return api.DistributeLeadListResponse(result=result, lead_list=lead_list_message(found))
+        return api.DistributeLeadListResponse(
+            result=result, lead_list=lead_list_message(found, self.marketing.contact)
+        )
 
     async def GetLeadList(
         self, request: api.GetLeadListRequest, context: Ctx
     ) -> api.GetLeadListResponse:
         lid = parse_id("lead_list_id", request.lead_list_id)
         found = await blocking(self.marketing.lead_list, lid)
-        return api.GetLeadListResponse(lead_list=lead_list_message(found))
+        return api.GetLeadListResponse(lead_list=lead_list_message(found, self.marketing.contact))
 
     # -- call lists ----------------------------------------------------------------------------
 
@@ -536,7 +541,7 @@ class MarketingServicer(CommandServicer[Any], api_grpc.MarketingServiceServicer)
             self.marketing.next_call, lid, request.agent_id.strip()
         )
         return api.NextCallResponse(
-            entry=_call_entry(found, entry) if entry else None,
+            entry=_call_entry(found, entry, self.marketing.contact) if entry else None,
             remaining=remaining,
             withdrawn=withdrawn,
         )
@@ -568,14 +573,15 @@ class MarketingServicer(CommandServicer[Any], api_grpc.MarketingServiceServicer)
         if request.outcome.strip() == "interested":
             found = await blocking(self.marketing.call_list, lid)
             entry = found.entry(customer)
+            contact = self.marketing.contact(customer)
             capture = sapi.CaptureLeadRequest(
                 request_id=f"call-list:{lid}:{customer}",
                 channel=sev.LEAD_CHANNEL_CAMPAIGN,
                 campaign_id=found.campaign_id,
                 source=f"call list {found.name}",
                 customer_id=customer,
-                person_name=entry["name"],
-                phone=entry["phone"],
+                person_name=contact.name,
+                phone=contact.phone,
                 description=request.note,
             )
             try:
@@ -599,12 +605,15 @@ class MarketingServicer(CommandServicer[Any], api_grpc.MarketingServiceServicer)
         return api.RecordCallResponse(result=result, lead_id=lead_id)
 
 
-def _call_entry(found: CallList, e: dict[str, str]) -> api.CallEntry:
+def _call_entry(
+    found: CallList, e: dict[str, str], contact: Callable[[str], Contact]
+) -> api.CallEntry:
     state = found.state.get(e["customer_id"], {})
+    reached = contact(e["customer_id"])
     return api.CallEntry(
         customer_id=e["customer_id"],
-        name=e["name"],
-        phone=e["phone"],
+        name=reached.name,
+        phone=reached.phone,
         agent_id=e["agent_id"],
         outcome=state.get("outcome", ""),
         call_back_at=_ts(state.get("call_back_at")),
@@ -621,7 +630,7 @@ ASSIGNMENT_RULES = Words(sev.AssignmentRule)
 
 
 def _capture(
-    lead_list: LeadList, entry: dict[str, str], team: str, request_id: str
+    lead_list: LeadList, entry: dict[str, str], contact: Contact, team: str, request_id: str
 ) -> sapi.CaptureLeadRequest:
     organisation = entry["kind"] == "organisation"
     return sapi.CaptureLeadRequest(
@@ -630,16 +639,16 @@ def _capture(
         campaign_id=lead_list.campaign_id,
         source=f"lead list {lead_list.name}",
         customer_id=entry["customer_id"],
-        person_name="" if organisation else entry["name"],
-        company_name=entry["name"] if organisation else "",
-        email=entry["email"],
-        phone=entry["phone"],
+        person_name="" if organisation else contact.name,
+        company_name=contact.name if organisation else "",
+        email=contact.email,
+        phone=contact.phone,
         territory=entry["territory"].lower(),
         team=team,
     )
 
 
-def lead_list_message(x: LeadList) -> api.LeadList:
+def lead_list_message(x: LeadList, contact: Callable[[str], Contact]) -> api.LeadList:
     return api.LeadList(
         lead_list_id=str(x.id),
         name=x.name,
@@ -649,9 +658,9 @@ def lead_list_message(x: LeadList) -> api.LeadList:
         entries=[
             api.LeadListEntry(
                 customer_id=e["customer_id"],
-                name=e["name"],
-                email=e["email"],
-                phone=e["phone"],
+                name=(reached := contact(e["customer_id"])).name,
+                email=reached.email,
+                phone=reached.phone,
                 territory=e["territory"],
                 lead_id=x.leads.get(e["customer_id"], {}).get("lead_id", ""),
                 agent_id=x.leads.get(e["customer_id"], {}).get("agent_id", ""),

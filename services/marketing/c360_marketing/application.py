@@ -15,13 +15,14 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
+from eventsourcing.utils import get_topic
 
 from c360_marketing import conditions, domain, offers
 from c360_marketing.conditions import Facts, Tree
 from c360_marketing.domain import CallList, Campaign, LeadList, Membership, Segment, Touch
 from c360_platform.errors import AlreadyExists, InvalidArgument, NotFound
 from c360_platform.errors import PreconditionFailed as FailedPrecondition
-from c360_platform.pii import Sealer
+from c360_platform.pii import FORGOTTEN, Sealer
 from c360_platform.store import (
     MIN_PREFIX,
     AllOf,
@@ -115,9 +116,33 @@ PEOPLE_PERSONAL: dict[type, tuple[str, ...]] = {
 (a bounce can quote the address): sealed with the customer's key."""
 
 
+@dataclass(frozen=True)
+class Contact:
+    """How a list's entry is reached: read from the customer's profile, never stored."""
+
+    name: str
+    email: str
+    phone: str
+
+
+CLEAR_IN_LISTS: tuple[tuple[type, tuple[str, ...]], ...] = (
+    (LeadList.Built, ("name", "email", "phone")),
+    (CallList.Built, ("name", "phone")),
+)
+"""What lead and call lists built before kept of each entry in clear (see build_lead_list)."""
+
+
 class PlanningApplication(ServiceApplication):
     """Segments and campaigns: marketing's own plans. Not facts about a customer, so kept in a
     store of their own that is not published (the timeline is per customer)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The names, e-mails and phones lists built by an earlier version kept in clear are
+        # removed from their events (they are read from the profiles now): an erasure could
+        # not reach them. Once done, a start finds none.
+        for built, keys in CLEAR_IN_LISTS:
+            self.event_recorder.strip_item_keys([get_topic(built)], "entries", list(keys))
 
     name = schema_for(PLANS_SOURCE)
     source = PLANS_SOURCE
@@ -946,13 +971,8 @@ class Marketing:
                 cost_per_send=Decimal(0),
                 budget_left=Decimal(1),
             )
-            names = {cid: f.display_name for cid, f in self.facts.items()}
             call_list = domain.build_call_list(
-                name=name,
-                campaign_id=str(campaign.id),
-                agents=agents,
-                sends=chosen.sends,
-                names=names,
+                name=name, campaign_id=str(campaign.id), agents=agents, sends=chosen.sends
             )
             return Decision(call_list, [call_list], {"call_list_id": str(call_list.id)})
 
@@ -961,6 +981,20 @@ class Marketing:
 
     def call_list(self, call_list_id: UUID) -> CallList:
         return self.plans.load(CallList, call_list_id)
+
+    def contact(self, customer_id: str) -> Contact:
+        """A list entry's name, e-mail and phone, from the customer's profile now (a
+        forgotten customer's name reads "[forgotten]", with neither)."""
+        facts = self.facts.get(customer_id)
+        if facts is None:
+            return Contact("", "", "")
+        if facts.forgotten:
+            return Contact(FORGOTTEN, "", "")
+        return Contact(
+            facts.display_name,
+            facts.emails[0] if facts.emails else "",
+            facts.phones[0] if facts.phones else "",
+        )
 
     def may_call(self, customer_id: str) -> bool:
         """Whether a customer may be called for marketing now: consent to phone marketing,

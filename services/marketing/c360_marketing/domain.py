@@ -695,15 +695,11 @@ def build_lead_list(
     v = Violations()
     clean = v.text("name", name, max_len=MAX_NAME)
     v.check()
+    # Who, not their name, e-mail or phone: one event about many customers cannot be sealed
+    # with each one's key, and kept in clear they would outlive an erasure. They are read
+    # from the customer's profile when the list is shown or handed to sales.
     entries = [
-        {
-            "customer_id": f.customer_id,
-            "name": f.display_name,
-            "kind": f.kind,
-            "email": f.emails[0] if f.emails else "",
-            "phone": f.phones[0] if f.phones else "",
-            "territory": f.region,
-        }
+        {"customer_id": f.customer_id, "kind": f.kind, "territory": f.region}
         for f in sorted(people, key=lambda f: (f.display_name, f.customer_id))
     ]
     if not entries:
@@ -833,7 +829,6 @@ def build_call_list(
     campaign_id: str,
     agents: list[str],
     sends: Iterable[Send],
-    names: Mapping[str, str],
 ) -> CallList:
     """The campaign's reachable audience (consent for phone marketing, a phone number), shared
     among the agents in turn."""
@@ -844,12 +839,9 @@ def build_call_list(
         v.add("agents", "at least one agent is required")
     v.check()
     entries = [
-        {
-            "customer_id": s.customer_id,
-            "name": names.get(s.customer_id, ""),
-            "phone": s.address,
-            "agent_id": people[i % len(people)],
-        }
+        # No name or number: read from the customer's profile when the call is handed out
+        # (see build_lead_list).
+        {"customer_id": s.customer_id, "agent_id": people[i % len(people)]}
         for i, s in enumerate(sorted(sends, key=lambda s: s.customer_id))
     ]
     if not entries:
