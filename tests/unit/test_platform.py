@@ -72,6 +72,21 @@ def test_a_number_without_country_code_needs_its_country() -> None:
     assert Violations().phone("phone", "(202) 555-0143", "us") == "+12025550143"
 
 
+def test_a_default_region_that_is_no_country_is_named_whatever_the_number() -> None:
+    """A region "XX" was refused as the number's fault ("phones[0]: not a valid phone
+    number"), and beside a number with its country code ("+49 …") it passed unnoticed."""
+    v = Violations()
+    v.phone("phones[0]", "030 901820", "XX")
+    v.phone("phones[1]", "+49 30 901820", "XX")
+    v.phone("phone", "+49 30 901820", "qq")
+    with pytest.raises(InvalidArgument) as caught:
+        v.check()
+    assert [str(x) for x in caught.value.violations] == [
+        "default_region: must be an ISO 3166-1 alpha-2 code of a country, such as DE"
+    ]
+    assert Violations().phone("phone", "+49 30 901820", "de") == "+4930901820"
+
+
 def test_names_are_nfc_and_free_of_invisible_and_direction_characters() -> None:
     v = Violations()
     decomposed = "Ja\u0304nis"  # "ā" as a plus a combining macron

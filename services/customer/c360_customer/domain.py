@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from eventsourcing.domain import Aggregate, event
 
 from c360_platform.errors import AlreadyExists, InvalidArgument, NotFound, PreconditionFailed
-from c360_platform.validation import Violations
+from c360_platform.validation import Violations, phone_region
 
 MAX_CONTACT_POINTS = 10
 MAX_ADDRESSES = 10
@@ -579,8 +579,10 @@ def import_customer(external_key: str, id_key: bytes, **fields: Any) -> Customer
         raise InvalidArgument.one("external_key", f"must be at most {MAX_EXTERNAL_KEY} characters")
     if not fields.get("default_region"):
         # A row's local phone numbers are read in the country of its first address.
+        # A country without phone numbers of its own (Antarctica, "AQ") gives none: its
+        # numbers must then carry their country code.
         countries = [str(a.get("country", "")) for a in fields.get("addresses") or []]
-        fields["default_region"] = next((c for c in countries if c), "")
+        fields["default_region"] = phone_region(next((c for c in countries if c.strip()), ""))
     return register_customer(customer_id=id_for_external_key(key, id_key), **fields)
 
 
