@@ -211,6 +211,20 @@ def test_tags_change_only_what_differs() -> None:
     assert c.collect_events() == []
 
 
+def test_a_tag_both_added_and_removed_is_refused_whether_or_not_the_customer_has_it() -> None:
+    """It was added to a customer without it and removed from one with it."""
+    for tags in ([], ["vip"]):
+        c = person(tags=tags)
+        c.collect_events()
+        with pytest.raises(InvalidArgument) as caught:
+            c.change_tags(["b2c", "vip"], ["VIP"])
+        assert [str(v) for v in caught.value.violations] == [
+            "remove[0]: tag 'vip' is also in add: add or remove it, not both"
+        ]
+        assert c.collect_events() == []
+        assert c.tags == tags
+
+
 def test_a_list_over_its_limit_is_refused_before_its_items_are_read() -> None:
     many = [f"not an address {i}" for i in range(5_000)]
     with pytest.raises(InvalidArgument) as caught:

@@ -280,6 +280,10 @@ class Customer(Aggregate):
         v = Violations()
         added = [v.tag(f"add[{i}]", t) for i, t in enumerate(add)]
         removed = [v.tag(f"remove[{i}]", t) for i, t in enumerate(remove)]
+        for i, t in enumerate(removed):
+            if t in added:
+                # Which would win depended on whether the customer had it: refused instead.
+                v.add(f"remove[{i}]", f"tag {t!r} is also in add: add or remove it, not both")
         v.check()
         added = sorted({t for t in added if t not in self.tags})
         removed = sorted({t for t in removed if t in self.tags and t not in added})
