@@ -225,6 +225,13 @@ def test_a_tag_both_added_and_removed_is_refused_whether_or_not_the_customer_has
         assert c.tags == tags
 
 
+def test_removing_an_address_without_its_id_is_bad_input_not_a_missing_address() -> None:
+    c = person()
+    with pytest.raises(InvalidArgument) as caught:
+        c.remove_postal_address(" ")
+    assert [str(v) for v in caught.value.violations] == ["address_id: is required"]
+
+
 def test_a_list_over_its_limit_is_refused_before_its_items_are_read() -> None:
     many = [f"not an address {i}" for i in range(5_000)]
     with pytest.raises(InvalidArgument) as caught:

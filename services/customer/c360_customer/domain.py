@@ -255,6 +255,8 @@ class Customer(Aggregate):
         self.addresses.append(dict(address))
 
     def remove_postal_address(self, address_id: str) -> None:
+        if not address_id.strip():
+            raise InvalidArgument.one("address_id", "is required")
         if not any(a["address_id"] == address_id for a in self.addresses):
             raise NotFound(f"the customer has no postal address {address_id}")
         self._postal_address_removed(address_id)
