@@ -138,6 +138,22 @@ async def test_resolution_and_calls_are_recorded_at_the_clock_of_the_application
     assert ticket.resolved_at == resolved
 
 
+async def test_the_service_a_ticket_is_about_is_a_word_as_a_contract_names_it(
+    desk: ServiceDeskServicer,
+) -> None:
+    """OpenTicket took any text as its service ("Router Care!", 500 characters): one that no
+    contract's services (words) could ever match, so the ticket went without its
+    entitlement, unexplained."""
+    for service in ["Router Care!", "x" * 65]:
+        request = opening(str(uuid4()))
+        request.service = service
+        assert await bad_fields(desk.OpenTicket(request, CALL)) == ["service"]
+    assert desk.app.event_recorder.count_events() == 0
+    request = opening(str(uuid4()))
+    request.service = " Router-Care "
+    await desk.OpenTicket(request, CALL)
+
+
 async def test_an_unknown_channel_or_priority_number_is_refused_and_none_is_normal(
     desk: ServiceDeskServicer,
 ) -> None:

@@ -196,6 +196,13 @@ class ServiceDeskServicer(
             "priority": PRIORITIES.given(request.priority),
             "time_zone": request.time_zone,
         }
+        # A word, as a contract's services are: anything else could never match one (and
+        # was taken as it came, of any length).
+        service = ""
+        if request.service.strip():
+            v = Violations()
+            service = v.tag("service", request.service)
+            v.check()
         # None: logged for a customer not known (yet), or without the timeline: no classes.
         profile, answered = await self.customer_checked(
             self.context,
@@ -210,7 +217,6 @@ class ServiceDeskServicer(
         if answered is not None:
             return answered
         classes = customer_classes(profile)
-        service = request.service
         return await self.command(
             request,
             context,
