@@ -161,6 +161,19 @@ def test_team_members_territories_are_bounded_in_length_and_number() -> None:
     assert kept[0]["territories"] == ["north", "x" * 64]
 
 
+def test_a_leads_products_of_interest_are_named_by_their_place_in_the_list() -> None:
+    """A product too long was reported on "interest_products", whichever of them it was."""
+    with pytest.raises(InvalidArgument) as refused:
+        domain.capture_lead(
+            channel="phone", person_name="Ann", interest_products=["ROUTER-Z", "x" * 65]
+        )
+    assert fields(refused) == ["interest_products[1]"]
+    many = ["x" * 65] * (domain.MAX_PRODUCTS + 1)
+    with pytest.raises(InvalidArgument) as refused:
+        domain.capture_lead(channel="phone", person_name="Ann", interest_products=many)
+    assert fields(refused) == ["interest_products"]
+
+
 def test_a_pipeline_has_a_bounded_number_of_stages() -> None:
     with pytest.raises(InvalidArgument) as refused:
         domain.pipeline_stages([{"key": f"s{i}"} for i in range(10_000)])

@@ -413,9 +413,14 @@ def capture_lead(
         v.add("person_name", "a person name, a company name or a customer is required")
     mail = v.email("email", email) if email.strip() else ""
     tel = v.phone("phone", phone) if phone.strip() else ""
-    products = [v.text("interest_products", p, max_len=64) for p in interest_products]
-    if len(products) > MAX_PRODUCTS:
+    products: list[str] = []
+    if len(interest_products) > MAX_PRODUCTS:  # the list first: none of its items is read
         v.add("interest_products", f"at most {MAX_PRODUCTS}")
+    else:
+        products = [
+            v.text(f"interest_products[{i}]", p, max_len=64)
+            for i, p in enumerate(interest_products)
+        ]
     value = v.money("estimated_value", estimated_currency, estimated_amount)
     clean_team = v.key("team", team) if team.strip() else ""
     lead_source = v.text("source", source, required=False)
