@@ -90,6 +90,12 @@ LEAD_COMMANDS = (
             Arg("--company", "company_name", "the company's name"),
             Arg("--email", "email", "e-mail address"),
             Arg("--phone", "phone", "phone number"),
+            Arg(
+                "--default-region",
+                "default_region",
+                "country (e.g. DE) of a number written without +country code",
+                metavar="CC",
+            ),
             Arg("--position", "position", "the person's position"),
             Arg("--industry", "industry", "the industry"),
             Arg("--territory", "territory", "region or territory"),

@@ -305,6 +305,23 @@ async def test_capture_names_every_bad_field(sales: SalesServicer) -> None:
     assert [lead.lead_id for lead in page.leads] == [lead_id]
 
 
+async def test_a_leads_local_number_is_read_in_the_requests_region_else_the_services(
+    sales: SalesServicer,
+) -> None:
+    """CaptureLead refused "089 1234567" telling the caller to name default_region, a field
+    it did not have."""
+    for region, service_region, number, phone in [
+        ("DE", "", "089 1234567", "+49891234567"),
+        ("", "CH", "044 123 45 67", "+41441234567"),
+    ]:
+        sales.app.default_region = service_region
+        lead_id = await captured(sales, phone=number, default_region=region)
+        reply = await sales.GetLead(sapi.GetLeadRequest(lead_id=lead_id), CALL)
+        assert reply.lead.phone == phone
+    sales.app.default_region = ""
+    assert await bad_fields(sales.CaptureLead(phone_lead(phone="089 1234567"), CALL)) == ["phone"]
+
+
 async def test_leads_are_assigned_round_robin_by_territory_and_by_capacity(
     sales: SalesServicer,
 ) -> None:

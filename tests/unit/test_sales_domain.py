@@ -174,6 +174,17 @@ def test_a_leads_products_of_interest_are_named_by_their_place_in_the_list() -> 
     assert fields(refused) == ["interest_products"]
 
 
+def test_a_leads_local_phone_number_is_read_in_the_country_the_request_names() -> None:
+    """The refusal told the caller to name default_region, which CaptureLead did not have."""
+    lead = domain.capture_lead(
+        channel="phone", person_name="Ann", phone="089 1234567", default_region="de"
+    )
+    assert lead.phone == "+49891234567"
+    with pytest.raises(InvalidArgument) as refused:
+        domain.capture_lead(channel="phone", person_name="Ann", phone="089 1234567")
+    assert fields(refused) == ["phone"]
+
+
 def test_a_pipeline_has_a_bounded_number_of_stages() -> None:
     with pytest.raises(InvalidArgument) as refused:
         domain.pipeline_stages([{"key": f"s{i}"} for i in range(10_000)])

@@ -304,6 +304,7 @@ class SalesServicer(CommandServicer[SalesApplication], api_grpc.SalesServiceServ
             "estimated_amount": amount,
             "description": request.description,
             "team": request.team,
+            "default_region": request.default_region,
         }
         reply = api.CaptureLeadResponse
         answered = await self._customer_checked(

@@ -345,7 +345,12 @@ class SalesApplication(ServiceApplication):
 
     # -- leads -----------------------------------------------------------------------------------
 
+    default_region = ""
+    """The country of phone numbers given without a country code, when the request names
+    none (C360_DEFAULT_REGION); "" refuses such numbers."""
+
     def capture_lead(self, ctx: CommandContext, **fields: Any) -> CommandOutcome:
+        fields["default_region"] = fields.get("default_region") or self.default_region
         return self.create(ctx, lambda: domain.capture_lead(**fields), pure=True)
 
     def assign_lead(

@@ -399,6 +399,7 @@ def capture_lead(
     estimated_amount: str = "",
     description: str = "",
     team: str = "",
+    default_region: str = "",
 ) -> Lead:
     """Validate and normalise a new lead, then capture it."""
     v = Checks()
@@ -412,7 +413,7 @@ def capture_lead(
     if not person and not company and not customer:
         v.add("person_name", "a person name, a company name or a customer is required")
     mail = v.email("email", email) if email.strip() else ""
-    tel = v.phone("phone", phone) if phone.strip() else ""
+    tel = v.phone("phone", phone, default_region) if phone.strip() else ""
     products: list[str] = []
     if len(interest_products) > MAX_PRODUCTS:  # the list first: none of its items is read
         v.add("interest_products", f"at most {MAX_PRODUCTS}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Iterable
 
 from c360_platform import context as timeline_context
@@ -36,6 +37,8 @@ def build(settings: Settings) -> rpc.ServiceHost:
     # say of a customer is sealed with them (and revealed).
     keys = DataKeys(settings.services, settings.token)
     app = open_application(SalesApplication, settings, keys=keys)
+    # The country of a lead's phone number written without a country code, if none is named.
+    app.default_region = os.environ.get("C360_DEFAULT_REGION", "").strip().upper()
     customers = GrpcCustomerRegistry(
         settings.services.get(CUSTOMER_SERVICE, ""), token=settings.token
     )
