@@ -66,6 +66,10 @@ _NATS_DOWN = (
 )
 
 
+MIN_CLIENT_PING_MS = 10_000
+"""The shortest keepalive interval a client may ping a service at (grpc.keepalive_time_ms):
+what load balancers and NAT that drop idle connections after a minute need."""
+
 MAX_MESSAGE_BYTES = 500
 """The status message at most (UTF-8; sent percent-encoded in `grpc-message`, and again in
 `grpc-status-details-bin`). An error's text may echo what the caller sent ("no segment
@@ -411,6 +415,12 @@ class ServiceHost:
             options=[
                 ("grpc.so_reuseport", int(self.reuse_port)),
                 ("grpc.max_receive_message_length", 16 << 20),
+                # Clients' keepalive pings, with or without a call under way (an idle
+                # channel; a quiet WatchTimeline), as often as every MIN_CLIENT_PING_MS:
+                # gRPC's default answers a client pinging more often than every 5 minutes
+                # with GOAWAY "too_many_pings" after its third ping, dropping its connection.
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.http2.min_ping_interval_without_data_ms", MIN_CLIENT_PING_MS),
             ],
         )
         self.health = Health()

@@ -62,3 +62,27 @@ async def test_a_stream_the_client_cancels_logs_no_error_and_ends_its_span(
         await host.stop()
     assert [s.name for s in exporter.get_finished_spans()] == [ENDLESS] * 3
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+async def test_a_client_pinging_at_the_interval_a_service_admits_keeps_its_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An idle channel with keepalive pings (every 10 s and more often) got GOAWAY
+    "too_many_pings" at its third ping: gRPC's default admits one every 5 minutes."""
+    monkeypatch.setattr(rpc, "MIN_CLIENT_PING_MS", 200)
+    host = rpc.ServiceHost("keepalive-probe", 0)
+    host.add(SERVICE, _endless)
+    port = await host.start()
+    options = [
+        ("grpc.keepalive_time_ms", 300),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+    ]
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=options) as channel:
+            await asyncio.wait_for(channel.channel_ready(), 5)
+            for _ in range(12):  # 12 pings' time, idle: a GOAWAY leaves the channel IDLE
+                await asyncio.sleep(0.3)
+                assert channel.get_state() == grpc.ChannelConnectivity.READY
+    finally:
+        await host.stop()
