@@ -1,18 +1,25 @@
 """Pages of a list call, alike in every service: how many rows it asks for (a default for 0,
 INVALID_ARGUMENT above the call's maximum) and the opaque token that resumes after a page's
 last row (keyset paging: that row's sort key, not an offset, so rows written meanwhile neither
-repeat nor go missing). No I/O."""
+repeat nor go missing), bound to the request it continues where the call passes it. No I/O."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from google.protobuf.message import Message
+
 from c360_platform.errors import InvalidArgument
+
+PAGE_FIELDS = ("page_token", "page_size")
+"""The fields of a list request that page it; the others (filters, ids, as-of times) are
+the request a token continues."""
 
 
 def count(asked: int, *, maximum: int, default: int, field: str = "page_size") -> int:
@@ -45,14 +52,44 @@ def read_token(text: str, *kinds: Callable[[Any], Any]) -> tuple[Any, ...]:
         raise InvalidArgument.one("page_token", "not a token from a previous page") from None
 
 
-def keyset_token(after: tuple[datetime, UUID]) -> str:
-    """`token` of a page sorted by a time and an id (the services' lists)."""
-    return token(*after)
+def request_scope(request: Message) -> str:
+    """What a token of `request`'s pages is bound to: the request's type and every field but
+    PAGE_FIELDS, as a short digest."""
+    rest = type(request)()
+    rest.CopyFrom(request)
+    for name in PAGE_FIELDS:
+        if name in rest.DESCRIPTOR.fields_by_name:
+            rest.ClearField(name)
+    digest = hashlib.sha256(rest.DESCRIPTOR.full_name.encode() + b"\0")
+    digest.update(rest.SerializeToString(deterministic=True))
+    return digest.hexdigest()[:16]
 
 
-def read_keyset_token(text: str) -> tuple[datetime, UUID] | None:
-    """`keyset_token`'s time and id, None for no token (the first page)."""
+def keyset_token(after: tuple[datetime, UUID], request: Message | None = None) -> str:
+    """`token` of a page sorted by a time and an id (the services' lists); with `request`,
+    bound to it (`read_keyset_token` refuses it with another)."""
+    return token(*after, request_scope(request)) if request is not None else token(*after)
+
+
+def read_keyset_token(text: str, request: Message | None = None) -> tuple[datetime, UUID] | None:
+    """`keyset_token`'s time and id, None for no token (the first page). With `request`, a
+    token made for another request (other filters, another list) is INVALID_ARGUMENT: read
+    on, it would continue the other list from where its page ended, without an error. A
+    token without a request's mark (made before tokens had one) is read as it was."""
     if not text:
         return None
+    if request is not None:
+        try:
+            at, key, scope = read_token(text, datetime.fromisoformat, UUID, str)
+        except InvalidArgument:
+            pass  # not a bound token: read below
+        else:
+            if scope != request_scope(request):
+                raise InvalidArgument.one(
+                    "page_token",
+                    "is the token of another request (other filters or list): send it with"
+                    " the request whose page it ended, or ask again without it",
+                )
+            return at, key
     at, key = read_token(text, datetime.fromisoformat, UUID)
     return at, key

@@ -80,3 +80,27 @@ def test_anything_but_a_token_of_ours_is_refused_by_name(token: str) -> None:
     assert _refused(lambda: paging.read_keyset_token(token)) == [
         "page_token: not a token from a previous page"
     ]
+
+
+def test_a_token_bound_to_a_request_continues_only_that_request() -> None:
+    """Read with other filters, a token continued the other list from where its page ended,
+    without an error: rows of a list the caller never asked for the first page of."""
+    from c360.events.v1 import sales_events_pb2 as lev
+    from c360.events.v1 import sales_order_events_pb2 as oev
+    from c360.sales.v1 import sales_service_pb2 as sapi
+
+    at, key = datetime(2026, 12, 1, tzinfo=UTC), UUID(int=7)
+    asked = sapi.ListLeadsRequest(state=lev.LEAD_STATE_NEW, page_size=10)
+    made = paging.keyset_token((at, key), asked)
+    again = sapi.ListLeadsRequest(state=lev.LEAD_STATE_NEW, page_size=50, page_token=made)
+    assert paging.read_keyset_token(made, again) == (at, key)
+    for other in [
+        sapi.ListLeadsRequest(state=lev.LEAD_STATE_QUALIFIED),
+        sapi.ListOrdersRequest(state=oev.ORDER_STATE_PENDING),
+    ]:
+        assert _refused(lambda o=other: paging.read_keyset_token(made, o)) == [
+            "page_token: is the token of another request (other filters or list): send it"
+            " with the request whose page it ended, or ask again without it"
+        ]
+    # A token made before tokens were bound reads as it did.
+    assert paging.read_keyset_token(paging.keyset_token((at, key)), again) == (at, key)

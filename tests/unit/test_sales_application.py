@@ -322,6 +322,20 @@ async def test_a_leads_local_number_is_read_in_the_requests_region_else_the_serv
     assert await bad_fields(sales.CaptureLead(phone_lead(phone="089 1234567"), CALL)) == ["phone"]
 
 
+async def test_a_page_token_of_leads_continues_only_the_list_it_came_from(
+    sales: SalesServicer,
+) -> None:
+    for channel in [lev.LEAD_CHANNEL_PHONE] * 2 + [lev.LEAD_CHANNEL_EMAIL] * 2:
+        await captured(sales, channel=channel)
+    phone = sapi.ListLeadsRequest(channel=lev.LEAD_CHANNEL_PHONE, page_size=1)
+    first = await sales.ListLeads(phone, CALL)
+    phone.page_token = first.next_page_token
+    second = await sales.ListLeads(phone, CALL)
+    assert [lead.channel for lead in [*first.leads, *second.leads]] == [lev.LEAD_CHANNEL_PHONE] * 2
+    email = sapi.ListLeadsRequest(channel=lev.LEAD_CHANNEL_EMAIL, page_token=first.next_page_token)
+    assert await bad_fields(sales.ListLeads(email, CALL)) == ["page_token"]
+
+
 async def test_leads_are_assigned_round_robin_by_territory_and_by_capacity(
     sales: SalesServicer,
 ) -> None:

@@ -521,9 +521,10 @@ class SalesServicer(CommandServicer[SalesApplication], api_grpc.SalesServiceServ
         lead = await blocking(self.app.get_lead, parse_id("lead_id", request.lead_id))
         return api.GetLeadResponse(lead=lead_message(lead))
 
-    async def _page(self, kind: str, filters: Sequence[Condition], size: int, token: str) -> Page:
-        after = paging.read_keyset_token(token)
-        size = paging.count(size, maximum=MAX_PAGE, default=DEFAULT_PAGE)
+    async def _page(self, kind: str, filters: Sequence[Condition], request: Any) -> Page:
+        """A page of a list `request` (its page_size and page_token, bound to it)."""
+        after = paging.read_keyset_token(request.page_token, request)
+        size = paging.count(request.page_size, maximum=MAX_PAGE, default=DEFAULT_PAGE)
         return await blocking(self.app.list_rows, kind, list(filters), after, size)
 
     async def ListLeads(self, request: api.ListLeadsRequest, context: Ctx) -> api.ListLeadsResponse:
@@ -538,11 +539,11 @@ class SalesServicer(CommandServicer[SalesApplication], api_grpc.SalesServiceServ
             filters.append(Eq("parent_id", str(parse_id("campaign_id", request.campaign_id))))
         if request.territory:
             filters.append(Eq("territory", request.territory.strip().lower()))
-        page = await self._page("lead", filters, request.page_size, request.page_token)
+        page = await self._page("lead", filters, request)
         leads = await blocking(lambda: [self.app.get_lead(r["id"]) for r in page.rows])
         return api.ListLeadsResponse(
             leads=[lead_message(lead) for lead in leads],
-            next_page_token=paging.keyset_token(page.after) if page.after else "",
+            next_page_token=paging.keyset_token(page.after, request) if page.after else "",
         )
 
     async def DefineSalesTeam(
@@ -746,12 +747,12 @@ class SalesServicer(CommandServicer[SalesApplication], api_grpc.SalesServiceServ
             filters.append(Eq("agent_id", request.owner_id.strip()))
         if request.customer_id:
             filters.append(Eq("customer_id", str(parse_id("customer_id", request.customer_id))))
-        page = await self._page("opportunity", filters, request.page_size, request.page_token)
+        page = await self._page("opportunity", filters, request)
         found = await blocking(lambda: [self.app.get_opportunity(r["id"]) for r in page.rows])
         now = self.app.clock()
         return api.ListOpportunitiesResponse(
             opportunities=[opportunity_message(o, now) for o in found],
-            next_page_token=paging.keyset_token(page.after) if page.after else "",
+            next_page_token=paging.keyset_token(page.after, request) if page.after else "",
         )
 
     # -- products and price lists ----------------------------------------------------------------
@@ -959,11 +960,11 @@ class SalesServicer(CommandServicer[SalesApplication], api_grpc.SalesServiceServ
             filters.append(Eq("customer_id", str(parse_id("customer_id", request.customer_id))))
         if request.opportunity_id:
             filters.append(Eq("parent_id", str(parse_id("opportunity_id", request.opportunity_id))))
-        page = await self._page("quote", filters, request.page_size, request.page_token)
+        page = await self._page("quote", filters, request)
         found = await blocking(lambda: [self.app.get_quote(r["id"]) for r in page.rows])
         return api.ListQuotesResponse(
             quotes=[quote_message(q) for q in found],
-            next_page_token=paging.keyset_token(page.after) if page.after else "",
+            next_page_token=paging.keyset_token(page.after, request) if page.after else "",
         )
 
     # -- orders ----------------------------------------------------------------------------------
@@ -1002,11 +1003,11 @@ class SalesServicer(CommandServicer[SalesApplication], api_grpc.SalesServiceServ
             filters.append(Eq("state", ORDER_STATES.parse("state", request.state)))
         if request.customer_id:
             filters.append(Eq("customer_id", str(parse_id("customer_id", request.customer_id))))
-        page = await self._page("order", filters, request.page_size, request.page_token)
+        page = await self._page("order", filters, request)
         found = await blocking(lambda: [self.app.get_order(r["id"]) for r in page.rows])
         return api.ListOrdersResponse(
             orders=[order_message(o) for o in found],
-            next_page_token=paging.keyset_token(page.after) if page.after else "",
+            next_page_token=paging.keyset_token(page.after, request) if page.after else "",
         )
 
     # -- reads -----------------------------------------------------------------------------------

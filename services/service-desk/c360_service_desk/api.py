@@ -679,12 +679,12 @@ class ServiceDeskServicer(
         page = await blocking(
             self.app.list_articles,
             AllOf(tuple(filters)),
-            paging.read_keyset_token(request.page_token),
+            paging.read_keyset_token(request.page_token, request),
             size,
         )
         return api.ListArticlesResponse(
             articles=[article_summary(r) for r in page.rows],
-            next_page_token=paging.keyset_token(page.after) if page.after else "",
+            next_page_token=paging.keyset_token(page.after, request) if page.after else "",
         )
 
     async def SearchArticles(
@@ -882,12 +882,12 @@ class ServiceDeskServicer(
         page = await blocking(
             self.app.list_work_orders,
             AllOf(tuple(filters)),
-            paging.read_keyset_token(request.page_token),
+            paging.read_keyset_token(request.page_token, request),
             size,
         )
         return api.ListWorkOrdersResponse(
             work_orders=[work_order_summary(r) for r in page.rows],
-            next_page_token=paging.keyset_token(page.after) if page.after else "",
+            next_page_token=paging.keyset_token(page.after, request) if page.after else "",
         )
 
     async def GetFieldServiceReport(
