@@ -150,7 +150,7 @@ def test_a_consent_decision_is_dated_when_the_customer_decided_never_out_of_orde
     assert c.consents["post/marketing"]["decided_at"] == signed
     c.collect_events()
     with pytest.raises(InvalidArgument) as caught:
-        c.decide_consent(True, "sms", "marketing", "web", NOW + timedelta(minutes=1), now=NOW)
+        c.decide_consent(True, "sms", "marketing", "web", NOW + timedelta(minutes=6), now=NOW)
     assert [v.field for v in caught.value.violations] == ["decided_at"]
     # Before the latest decision on that channel and purpose: it could not be the latest.
     with pytest.raises(PreconditionFailed, match="post/marketing decision is from"):
@@ -159,6 +159,17 @@ def test_a_consent_decision_is_dated_when_the_customer_decided_never_out_of_orde
     assert c.consents["post/marketing"]["granted"] is True
     c.decide_consent(False, "post", "marketing", "letter", NOW - timedelta(days=1), now=NOW)
     assert c.consents["post/marketing"]["granted"] is False
+
+
+def test_a_decision_dated_by_a_clock_a_little_ahead_of_ours_is_taken_as_now() -> None:
+    """A caller whose clock was a second ahead had its "now" refused as "in the future"
+    (a contact's start is allowed five minutes)."""
+    c = person()
+    c.decide_consent(True, "sms", "marketing", "web", NOW + timedelta(minutes=4), now=NOW)
+    assert c.consents["sms/marketing"]["decided_at"] == NOW
+    # Dated now, not ahead: the next decision, made now, is not older than it.
+    c.decide_consent(False, "sms", "marketing", "call", NOW, now=NOW)
+    assert c.consents["sms/marketing"]["granted"] is False
 
 
 def test_latest_consent_decision_wins_and_every_decision_is_kept() -> None:

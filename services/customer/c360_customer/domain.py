@@ -12,7 +12,7 @@ import re
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -91,6 +91,11 @@ def _address(v: Violations, field: str, raw: dict[str, Any]) -> dict[str, Any]:
         "country": v.country(f"{field}.country", str(raw.get("country", ""))),
     }
 
+
+CLOCK_SKEW = timedelta(minutes=5)
+"""How far a time a caller gives (a consent decision's) may be ahead of the service's clock
+and still be taken, as now: the two clocks are never quite the same (a contact's start in
+the service desk allows as much)."""
 
 _NO_ABSORBED: Mapping[str, str] = MappingProxyType({})
 FORGOTTEN_NAME = "[forgotten]"
@@ -317,7 +322,11 @@ class Customer(Aggregate):
         every reader of the events takes it)."""
         ch, pu, src = consent_decision(channel, purpose, source)
         if now is not None and at > now:
-            raise InvalidArgument.one("decided_at", "must not be in the future")
+            if at > now + CLOCK_SKEW:
+                raise InvalidArgument.one("decided_at", "must not be in the future")
+            # A caller's clock a little ahead of ours: its "now" is ours (never a decision
+            # dated after the next one, which would then be refused as older).
+            at = now
         latest = self.consents.get(consent_key(ch, pu))
         if latest is not None and at < latest["decided_at"]:
             raise PreconditionFailed(
