@@ -85,7 +85,13 @@ class ContextReader:
         return reply.profile
 
     async def require_customer(
-        self, customer_id: str, what: str, *, allow_unknown: str = "", allowed: bool = False
+        self,
+        customer_id: str,
+        what: str,
+        *,
+        allow_unknown: str = "",
+        allowed: bool = False,
+        grace: float = KNOWN_GRACE,
     ) -> tapi.Profile | None:
         """The profile of the customer a command records `what` (a ticket, a contract) for.
         NOT_FOUND when the timeline does not know them, unless the request's option
@@ -96,13 +102,14 @@ class ContextReader:
         as the customer service refuses commands on a merged customer: the person's record is
         the survivor's, and work recorded on the duplicate would split again at an unmerge.
         None for an id that is no UUID (the domain names it with the other offending fields)
-        and for an unknown customer allowed."""
+        and for an unknown customer allowed. `grace`: how long one not on the timeline is
+        looked for (`known_profile`)."""
         try:
             UUID(customer_id)
         except ValueError:
             return None
         try:
-            profile = await self.known_profile(customer_id)
+            profile = await self.known_profile(customer_id, grace)
         except Unavailable:
             if allowed:
                 return None

@@ -36,6 +36,10 @@ T = TypeVar("T")
 S = TypeVar("S")
 Ctx = grpc.aio.ServicerContext[Any, Any]
 
+ANSWER_MARGIN = 0.25
+"""Seconds of a call's deadline kept for answering it after a check that may wait (a customer
+not on the timeline yet)."""
+
 
 class CommandServicer(Generic[App]):
     """Base of a service's servicer: `self.app` and the one way commands are answered."""
@@ -126,8 +130,19 @@ class CommandServicer(Generic[App]):
         answer with. Not asked without a `timeline` or a customer id: `(None, None)`."""
         if timeline is None or not customer_id.strip():
             return None, None
+        from c360_platform.context import KNOWN_GRACE
+
+        # A customer not on the timeline is looked for a while (one registered a moment ago
+        # may not be projected yet), but not past the call's deadline: the caller gets its
+        # NOT_FOUND in time, not DEADLINE_EXCEEDED.
+        remaining = context.time_remaining()
+        grace = KNOWN_GRACE if remaining is None else remaining - ANSWER_MARGIN
         check = timeline.require_customer(
-            customer_id.strip(), what, allow_unknown=allow_unknown, allowed=allowed
+            customer_id.strip(),
+            what,
+            allow_unknown=allow_unknown,
+            allowed=allowed,
+            grace=max(0.0, min(KNOWN_GRACE, grace)),
         )
         return await self.checked(request, context, reply, check)
 

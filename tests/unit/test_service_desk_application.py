@@ -15,6 +15,7 @@ from c360_platform.context import ContextReader
 from c360_platform.errors import (
     DeadlineExceeded,
     InvalidArgument,
+    NotFound,
     PreconditionFailed,
     VersionConflict,
 )
@@ -152,6 +153,38 @@ async def test_the_service_a_ticket_is_about_is_a_word_as_a_contract_names_it(
     request = opening(str(uuid4()))
     request.service = " Router-Care "
     await desk.OpenTicket(request, CALL)
+
+
+class SlowTimeline(ContextReader):
+    """A timeline that does not know the customer: it looks for them as long as it is let."""
+
+    def __init__(self) -> None:
+        super().__init__("127.0.0.1:1")
+
+    async def known_profile(self, customer_id: str, grace: float = 2.0) -> Any:
+        await asyncio.sleep(grace)
+        return None
+
+
+class Within(CallContext):
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+
+    def time_remaining(self) -> float | None:
+        return self.seconds
+
+
+async def test_an_unknown_customer_is_not_found_within_the_callers_deadline(clock: Clock) -> None:
+    """The timeline was asked for an unknown customer for 2 s whatever the deadline: a caller
+    with a 1 s deadline got DEADLINE_EXCEEDED instead of NOT_FOUND."""
+    desk = ServiceDeskServicer(ServiceDeskApplication.in_memory(clock=clock), SlowTimeline())
+    request = opening(str(uuid4()))
+    request.allow_unknown_customer = False
+    within: Any = Within(1.0)
+    answer = asyncio.wait_for(desk.OpenTicket(request, within), 0.95)
+    assert "is not known to the timeline" in str(await refused(answer, NotFound))
+    assert desk.app.event_recorder.count_events() == 0
 
 
 async def test_an_unknown_channel_or_priority_number_is_refused_and_none_is_normal(
