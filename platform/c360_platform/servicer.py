@@ -68,6 +68,9 @@ class CommandServicer(Generic[App]):
         less per command); where the application cannot, it runs on a thread as others do."""
         ctx = command_context(type(request).__name__.removesuffix("Request"), request, context)
         if decide_on_loop and self.app.decides_on_loop:
+            remaining = context.time_remaining()
+            if remaining is not None and remaining <= 0:  # as on a command thread, below
+                raise DeadlineExceeded("the caller's deadline passed before the command ran")
             with self.app.deciding():
                 with on_loop():
                     deferred = run(ctx)

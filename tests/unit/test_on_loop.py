@@ -11,10 +11,15 @@ from uuid import UUID
 
 import pytest
 
+from c360.customer.v1 import customer_service_pb2 as capi
+from c360.events.v1 import customer_events_pb2 as cev
+from c360_customer.api import CustomerServicer
 from c360_customer.application import CustomerApplication
 from c360_platform import commands
+from c360_platform.errors import DeadlineExceeded
 from c360_platform.store import CommandOutcome, Deferred, on_loop
 
+from .support import CallContext
 from .support import command_ctx as ctx
 from .support import register_named as register
 
@@ -104,3 +109,20 @@ async def test_a_cancelled_call_still_finishes_its_command(app: CustomerApplicat
     (customer_id,) = app.keyring._cache  # its key was kept as the command finished
     assert isinstance(customer_id, UUID)
     assert app.get_customer(customer_id).display_name == "ada"
+
+
+async def test_a_registration_whose_deadline_has_passed_is_not_executed_on_the_loop(
+    app: CustomerApplication,
+) -> None:
+    """A command on a thread is refused once its deadline passed; one decided on the event
+    loop (RegisterCustomer) was executed all the same, its caller told DEADLINE_EXCEEDED."""
+
+    class Expired(CallContext):
+        def time_remaining(self) -> float | None:
+            return 0.0
+
+    request = capi.RegisterCustomerRequest(kind=cev.CUSTOMER_KIND_PERSON, display_name="Ada")
+    expired: Any = Expired()
+    with pytest.raises(DeadlineExceeded, match="deadline passed before the command ran"):
+        await CustomerServicer(app).RegisterCustomer(request, expired)
+    assert app.event_recorder.count_events() == 0
