@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -23,9 +24,15 @@ CA_NAME = "c360 local authority"
 SERVER_NAMES = ("localhost",)
 SERVER_ADDRESSES = ("127.0.0.1", "::1")
 VALID_DAYS = 825
+RENEW_DAYS = 30
+"""A certificate (or the authority) this close to its end is made again at the next start."""
 IDENTITIES = ("service", "operator", "integration")
 """The certificates `c360 up` makes: one the services share (server and client), one for
 people at the terminal (the CLI), one to hand to integrations (the ERP bridge)."""
+SERVING = frozenset({"service"})
+"""The identities whose certificates may serve; the others only call (client authentication
+alone, no names): an integrator's certificate must not let it pose as a c360 service and
+collect the bearer tokens of whoever connects."""
 
 
 def _write(path: Path, data: bytes, private: bool) -> None:
@@ -102,14 +109,23 @@ class Authority:
         return _key_pem(self.key)
 
     def issue(
-        self, common: str, dns_names: Iterable[str] = (), addresses: Iterable[str] = ()
+        self,
+        common: str,
+        dns_names: Iterable[str] = (),
+        addresses: Iterable[str] = (),
+        *,
+        days: float = VALID_DAYS,
     ) -> tuple[bytes, bytes]:
         """A certificate (PEM) and its key (PEM) for `common`, naming `dns_names` and
-        `addresses`; it may serve and call (server and client authentication)."""
+        `addresses`: one that names a host may serve and call (server and client
+        authentication); one that names none may only call (client authentication)."""
         now = datetime.datetime.now(datetime.UTC)
         key = ec.generate_private_key(ec.SECP256R1())
         names: list[x509.GeneralName] = [x509.DNSName(n) for n in dns_names]
         names += [x509.IPAddress(ipaddress.ip_address(a)) for a in addresses]
+        usages = [ExtendedKeyUsageOID.CLIENT_AUTH]
+        if names:
+            usages.insert(0, ExtendedKeyUsageOID.SERVER_AUTH)
         builder = (
             x509.CertificateBuilder()
             .subject_name(_name(common))
@@ -117,14 +133,9 @@ class Authority:
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=VALID_DAYS))
+            .not_valid_after(now + datetime.timedelta(days=days))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.ExtendedKeyUsage(
-                    [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-                ),
-                critical=False,
-            )
+            .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
         )
         if names:
             builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
@@ -142,21 +153,48 @@ def service_names(service: str, namespace: str, domain: str = "cluster.local") -
     ]
 
 
+def _current(cert: x509.Certificate, now: datetime.datetime) -> bool:
+    """Valid now and for more than RENEW_DAYS."""
+    return cert.not_valid_before_utc <= now and cert.not_valid_after_utc - now > datetime.timedelta(
+        days=RENEW_DAYS
+    )
+
+
+def _fits(path: Path, authority: Authority, serves: bool, now: datetime.datetime) -> bool:
+    """The certificate at `path` is the authority's, current, and serves only if it should."""
+    try:
+        cert = x509.load_pem_x509_certificate(path.read_bytes())
+        cert.verify_directly_issued_by(authority.certificate)
+        usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except (OSError, ValueError, TypeError, x509.ExtensionNotFound, InvalidSignature):
+        return False
+    return _current(cert, now) and (ExtendedKeyUsageOID.SERVER_AUTH in usages) == serves
+
+
 def local_authority(folder: Path, identities: Iterable[str] = IDENTITIES) -> dict[str, TlsFiles]:
-    """The authority in `folder` and a certificate per identity, made where missing (keys
-    0600, the folder 0700). Certificates name localhost and the loopback addresses, and may
-    serve and call (server and client authentication)."""
+    """The authority in `folder` and a certificate per identity, made where missing, ending
+    within RENEW_DAYS, or not as an identity's should be (keys 0600, the folder 0700); a new
+    authority, and new certificates from it, where the authority is missing or ending.
+    Certificates of the identities in SERVING name localhost and the loopback addresses and
+    may serve and call; the others may only call (client authentication)."""
+    now = datetime.datetime.now(datetime.UTC)
     ca_cert, ca_key = folder / "ca.crt", folder / "ca.key"
-    if not (ca_cert.exists() and ca_key.exists()):
-        made_authority = Authority.create()
-        _write(ca_key, made_authority.key_pem, private=True)
-        _write(ca_cert, made_authority.cert_pem, private=False)
-    authority = Authority.load(ca_cert.read_bytes(), ca_key.read_bytes())
+    authority: Authority | None = None
+    if ca_cert.exists() and ca_key.exists():
+        authority = Authority.load(ca_cert.read_bytes(), ca_key.read_bytes())
+        if not _current(authority.certificate, now):
+            authority = None
+    if authority is None:
+        authority = Authority.create()
+        _write(ca_key, authority.key_pem, private=True)
+        _write(ca_cert, authority.cert_pem, private=False)
     made: dict[str, TlsFiles] = {}
     for identity in identities:
         files = TlsFiles(ca_cert, folder / f"{identity}.crt", folder / f"{identity}.key")
-        if not (files.cert.exists() and files.key.exists()):
-            cert_pem, key_pem = authority.issue(f"c360 {identity}", SERVER_NAMES, SERVER_ADDRESSES)
+        serves = identity in SERVING
+        if not (files.key.exists() and _fits(files.cert, authority, serves, now)):
+            names = (SERVER_NAMES, SERVER_ADDRESSES) if serves else ((), ())
+            cert_pem, key_pem = authority.issue(f"c360 {identity}", *names)
             _write(files.key, key_pem, private=True)
             _write(files.cert, cert_pem, private=False)
         made[identity] = files

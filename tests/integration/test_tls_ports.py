@@ -90,3 +90,38 @@ async def test_the_health_port_answers_probes_and_nothing_else_while_grpc_needs_
         with pytest.raises(grpc.aio.AioRpcError) as gone:
             await _check(channel)
         assert gone.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_a_callers_certificate_cannot_serve_so_an_integrator_cannot_pose_as_a_service(
+    tmp_path: Path,
+) -> None:
+    """`c360 up` hands integration.crt to integrators: a server showing it (on a port of a
+    service that is restarting, say) must not be trusted, or it would collect the tokens of
+    the CLI and the services that connect; the services' certificate is."""
+    issued = certificates.local_authority(tmp_path / "tls")
+    ca = issued["service"].ca.read_bytes()
+    operator = issued["operator"]
+    for identity, trusted in (("service", True), ("integration", False), ("operator", False)):
+        files = issued[identity]
+        server = grpc.aio.server()
+        health = rpc.Health()
+        await health.set("", health_pb2.HealthCheckResponse.SERVING)
+        health_pb2_grpc.add_HealthServicer_to_server(health, server)
+        credentials = grpc.ssl_server_credentials(
+            [(files.key.read_bytes(), files.cert.read_bytes())], root_certificates=ca
+        )
+        port = server.add_secure_port("127.0.0.1:0", credentials)
+        await server.start()
+        try:
+            client = grpc.ssl_channel_credentials(
+                ca, operator.key.read_bytes(), operator.cert.read_bytes()
+            )
+            async with grpc.aio.secure_channel(f"127.0.0.1:{port}", client) as channel:
+                if trusted:
+                    assert await _check(channel) == health_pb2.HealthCheckResponse.SERVING
+                else:
+                    with pytest.raises(grpc.aio.AioRpcError) as refused:
+                        await _check(channel)
+                    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE, identity
+        finally:
+            await server.stop(None)
