@@ -60,8 +60,12 @@ def create_token(args: argparse.Namespace) -> int:
         raise CliError(f"no secret at {path}: run `c360 up` once (it creates it)") from None
     if not args.name.strip():
         raise CliError("--name: is required (an id such as app:erp-bridge)", EXIT_BAD_INPUT)
-    if "@" in args.name or " " in args.name:
-        raise CliError("--name: use an id such as app:erp-bridge, not a person's name or e-mail")
+    if not auth.SUBJECT.fullmatch(args.name):
+        raise CliError(
+            "--name: use an id such as app:erp-bridge (letters, digits and ._:/- up to 128),"
+            " not a person's name or e-mail",
+            EXIT_BAD_INPUT,
+        )
     valid_for = args.days * 86400 if args.days is not None else None
     token = auth.Authority(secret).issue(args.name, auth.Role(args.role), valid_for=valid_for)
     if args.json:

@@ -21,6 +21,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
 import time
 from collections.abc import Callable, Iterable
@@ -47,6 +48,10 @@ class Role(StrEnum):
 DEFAULT_ROLES = frozenset({Role.AGENT, Role.OPERATOR, Role.SERVICE})
 """Who may call an RPC that states nothing: customer-facing reads and writes."""
 ANY_ROLE = frozenset(Role)
+SUBJECT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}")
+"""What a token's holder may be called: an id such as app:erp-bridge (letters, digits and
+`._:/-`), never a person's name or e-mail; and nothing that could break the audit line it is
+written into (no line breaks, no spaces)."""
 _ROLES_ATTRIBUTE = "__c360_roles__"
 
 
@@ -117,6 +122,8 @@ class Authority:
         return _b64(hmac.new(self._key, payload.encode(), hashlib.sha256).digest())
 
     def issue(self, subject: str, role: Role, *, valid_for: float | None = None) -> str:
+        if not SUBJECT.fullmatch(subject):
+            raise ValueError(f"not a holder's id (such as app:erp-bridge): {subject!r}")
         claims: dict[str, Any] = {"sub": subject, "role": str(role), "iat": int(time.time())}
         if valid_for is not None:
             claims["exp"] = int(time.time() + valid_for)
@@ -146,11 +153,17 @@ class Authority:
         try:
             claims = json.loads(_unb64(payload))
             role = Role(claims["role"])
-            subject = str(claims["sub"])
-        except (ValueError, KeyError, TypeError):
+            subject = claims["sub"]
+            expires = claims.get("exp")
+        except (ValueError, KeyError, TypeError, AttributeError):
             raise Unauthenticated("the token's claims are not readable") from None
-        expires = claims.get("exp")
-        return Principal(subject, role), expires if isinstance(expires, int) else None
+        # Checked, not assumed: a subject that could forge audit lines, or an expiry that is
+        # no whole number (which would otherwise never expire), is no token of ours.
+        if not isinstance(subject, str) or not SUBJECT.fullmatch(subject):
+            raise Unauthenticated("the token's claims are not readable")
+        if expires is not None and (type(expires) is not int):
+            raise Unauthenticated("the token's claims are not readable")
+        return Principal(subject, role), expires
 
     def authorize(self, metadata: Iterable[tuple[str, Any]], allowed: frozenset[Role]) -> Principal:
         """The caller of an RPC that admits `allowed`, from its `authorization` metadata."""

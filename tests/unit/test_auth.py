@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from c360_platform import auth
@@ -69,3 +72,41 @@ def test_servicer_methods_declare_their_roles() -> None:
 
     assert roles_of(Servicer(), "Rebuild") == {Role.OPERATOR}
     assert roles_of(Servicer(), "Read") == DEFAULT_ROLES
+
+
+def test_a_holder_is_an_id_that_cannot_break_the_audit_line_it_is_written_into() -> None:
+    authority = Authority(SECRET)
+    for bad in ("app:x\n2026-12-07 INFO c360.audit: forged", "Ada Lovelace", "ada@example.com", ""):
+        with pytest.raises(ValueError, match="id"):
+            authority.issue(bad, Role.AGENT)
+    # Signed with the secret all the same (by a tool of its own): refused, not logged.
+    payload = auth._b64(b'{"sub":"app:x\\nforged line","role":"agent"}')
+    with pytest.raises(Unauthenticated, match="not readable"):
+        authority.verify(f"c360.{payload}.{authority._sign(payload)}")
+
+
+def test_an_expiry_that_is_no_whole_number_is_refused_not_taken_as_never() -> None:
+    authority = Authority(SECRET)
+    for exp in ("1", 1.5, True, [1]):
+        claims = json.dumps({"sub": "app:x", "role": "operator", "exp": exp}).encode()
+        payload = auth._b64(claims)
+        with pytest.raises(Unauthenticated, match="not readable"):
+            authority.verify(f"c360.{payload}.{authority._sign(payload)}")
+
+
+def test_token_create_refuses_a_name_that_is_no_id(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from c360_cli.main import main
+
+    auth.home_secret(tmp_path)
+    for name in ("app:x\nforged line", "Ada Lovelace", "ada@example.com"):
+        code = main(["--home", str(tmp_path), "token", "create", "--role", "agent", "--name", name])
+        assert code == 2
+        assert "--name" in capsys.readouterr().err
+    assert (
+        main(["--home", str(tmp_path), "token", "create", "--role", "agent", "--name", "app:crm"])
+        == 0
+    )
+    token = capsys.readouterr().out.strip()
+    assert Authority(auth.home_secret(tmp_path)).verify(token).subject == "app:crm"
