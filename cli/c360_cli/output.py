@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
 import json
 import os
 import re
 import sys
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import IO, Any
 
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 from google.protobuf.message import Message
@@ -45,6 +46,30 @@ JSONValue = Any
 
 
 # -- conversions to JSON-ready values --------------------------------------------------------
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"^[+-]?\d+(\.\d+)?$")
+
+
+def csv_cell(value: object) -> object:
+    """A CSV cell a spreadsheet reads as text: Excel and LibreOffice run a cell that starts
+    with = + - @ (or a tab or carriage return) as a formula, and such a cell may be what an
+    agent typed (a lost reason, a product's name), so it gets a leading apostrophe (OWASP's
+    advice); numbers such as -12.50 stay numbers."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START) and not _NUMBER.match(value):
+        return "'" + value
+    return value
+
+
+class CsvWriter:
+    """csv.writer whose cells go through `csv_cell`."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._writer = csv.writer(stream)
+
+    def writerow(self, row: Iterable[object]) -> None:
+        self._writer.writerow([csv_cell(value) for value in row])
 
 
 def iso(ts: timestamp_pb2.Timestamp) -> str:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from typing import Any
 
@@ -26,7 +25,7 @@ from c360.timeline.v1.timeline_service_pb2_grpc import TimelineServiceStub
 from c360_cli.argtypes import DAY_HELP, day, whole_in
 from c360_cli.client import Client
 from c360_cli.commands import Api, Arg, Command, Subparsers, add_commands
-from c360_cli.output import JSONValue, Output, parse_time, short_time
+from c360_cli.output import CsvWriter, JSONValue, Output, parse_time, short_time
 from c360_cli.words import CliWords
 from c360_platform.vocabulary import Words
 
@@ -1060,7 +1059,7 @@ def _show_price_list(args: argparse.Namespace) -> int:
     reply = _call(args, "GetPriceList", request)
     out = Output(args.json)
     if args.csv:
-        writer = csv.writer(sys.stdout)
+        writer = CsvWriter(sys.stdout)
         writer.writerow(
             ["sku", "name", "category", "list_price", "unit_price", "currency", "rule", "note"]
         )
@@ -1270,7 +1269,7 @@ def _report(args: argparse.Namespace) -> int:
     reply = _call(args, "GetSalesReport", request)
     out = Output(args.json)
     if args.csv:
-        writer = csv.writer(sys.stdout)
+        writer = CsvWriter(sys.stdout)
         for t in reply.tables:
             writer.writerow(["report", *t.columns])
             for row in t.rows:
