@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +24,7 @@ from c360_cli import display, import_cmd
 from c360_cli.argtypes import version_number
 from c360_cli.client import Client
 from c360_cli.commands import Api, Arg, Command, Subparsers, add_commands
-from c360_cli.errors import CliError
+from c360_cli.errors import EXIT_BAD_INPUT, CliError
 from c360_cli.names import customer_names
 from c360_cli.output import (
     JSONValue,
@@ -479,6 +481,29 @@ EXPORT_PAGE = 500
 """Timeline entries per page of an export (GetTimeline's largest page)."""
 
 
+def _write_private(path: Path, text: str) -> None:
+    """Personal data in a file that is its owner's alone from its first byte: a new file
+    (0600) in the target's folder, renamed over the path. Opening the path itself kept an
+    existing file's mode (an earlier export's 0644: readable by everyone) and followed a
+    symbolic link planted there (in /tmp, another user's) to whatever it points at."""
+    if path.is_dir():
+        raise CliError(f"--output: {path} is a directory, not a file", EXIT_BAD_INPUT)
+    try:
+        fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as exc:
+        raise CliError(f"--output: cannot write in {path.parent}: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.replace(temporary, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        if isinstance(exc, OSError):
+            raise CliError(f"--output: cannot write {path}: {exc.strerror}") from None
+        raise
+
+
 def _export(args: argparse.Namespace) -> int:
     """Gather the customer's data from the customer service and the timeline (which holds
     every service's events about it) into one document."""
@@ -537,10 +562,7 @@ def _export(args: argparse.Namespace) -> int:
         return 0
     path = Path(args.output)
     text = json.dumps(document, ensure_ascii=False, indent=2) + "\n"
-    # Personal data: the file is its owner's alone from its first byte.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as file:
-        file.write(text)
+    _write_private(path, text)
     summary = {
         "customer_id": customer.customer_id,
         "merged_duplicates": len(merged),

@@ -105,6 +105,20 @@ async def test_an_export_holds_the_record_its_duplicates_consent_and_every_servi
     assert summary["timeline_entries"] == len(document["timeline"])
     assert stat.S_IMODE(os.stat(target).st_mode) == 0o600
     assert json.loads(target.read_text())["customer"]["customer_id"] == cid
+    # Over a file that is there, readable by everyone: the export is still its owner's alone.
+    # And a link planted at the path (in a shared /tmp, by another user) is replaced, not
+    # followed to the file it points at.
+    target.chmod(0o644)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep\n")
+    planted = tmp_path / "planted.json"
+    planted.symlink_to(victim)
+    for path in (target, planted):
+        await asyncio.to_thread(_export, stack, tmp_path, cid, "--output", str(path), "--json")
+        assert not path.is_symlink()
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+        assert json.loads(path.read_text())["customer"]["customer_id"] == cid
+    assert victim.read_text() == "keep\n"
 
 
 async def test_an_objection_revokes_marketing_on_every_channel_at_once(
