@@ -1,5 +1,6 @@
 """The audit trail: one line in the `c360.audit` log per admitted call (its method, the
-caller's subject id and role), and one per refused call.
+caller's subject id and role, and the ids of the records it names: `on customer_id=…`), and
+one per refused call (and who was refused, once the token was read).
 
 A call's line is kept in memory as three strings and its time, and written with the others
 of the same half second (`FLUSH_EVERY`), or as soon as `BATCH` wait, `CHUNK` lines per turn
@@ -45,16 +46,17 @@ class AuditTrail:
         self.every = every
         self.batch = batch
         self.chunk = chunk
-        self._waiting: list[tuple[float, str, str, str]] = []
+        self._waiting: list[tuple[float, str, str, str, str]] = []
         self._timer: asyncio.Handle | None = None
         """The write to come: at the end of the interval, or at the loop's next turn."""
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def admitted(self, method: str, subject: str, role: str) -> None:
-        """Note a call the caller's token admitted."""
+    def admitted(self, method: str, subject: str, role: str, target: str = "") -> None:
+        """Note a call the caller's token admitted; `target` names the records it is about
+        (ids only: `customer_id=…`)."""
         if not self.logger.isEnabledFor(logging.INFO):
             return
-        self._waiting.append((time.time(), method, subject, role))
+        self._waiting.append((time.time(), method, subject, role, target))
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # no event loop to write it later
@@ -69,10 +71,13 @@ class AuditTrail:
             self._timer.cancel()
             self._timer = loop.call_soon(self._drain)
 
-    def refused(self, method: str, reason: BaseException) -> None:
-        """Write a refused call's line now."""
+    def refused(self, method: str, reason: BaseException, subject: str = "") -> None:
+        """Write a refused call's line now (naming the caller whose role was refused)."""
         self.flush()
-        self.logger.warning("refused %s: %s", method, reason)
+        if subject:
+            self.logger.warning("refused %s by %s: %s", method, subject, reason)
+        else:
+            self.logger.warning("refused %s: %s", method, reason)
 
     def flush(self) -> None:
         """Write the lines waiting now, each with the time of its call."""
@@ -91,15 +96,15 @@ class AuditTrail:
         if self._waiting and self._loop is not None and not self._loop.is_closed():
             self._timer = self._loop.call_soon(self._drain)
 
-    def _write(self, lines: list[tuple[float, str, str, str]]) -> None:
-        for at, method, subject, role in lines:
+    def _write(self, lines: list[tuple[float, str, str, str, str]]) -> None:
+        for at, method, subject, role, target in lines:
             record = self.logger.makeRecord(
                 self.logger.name,
                 logging.INFO,
                 __file__,
                 0,
-                "%s by %s (%s)",
-                (method, subject, role),
+                "%s by %s (%s) on %s" if target else "%s by %s (%s)",
+                (method, subject, role, target) if target else (method, subject, role),
                 None,
             )
             record.created = at

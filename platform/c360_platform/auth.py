@@ -167,6 +167,12 @@ class Authority:
 
     def authorize(self, metadata: Iterable[tuple[str, Any]], allowed: frozenset[Role]) -> Principal:
         """The caller of an RPC that admits `allowed`, from its `authorization` metadata."""
+        principal = self.authenticate(metadata)
+        check_role(principal, allowed)
+        return principal
+
+    def authenticate(self, metadata: Iterable[tuple[str, Any]]) -> Principal:
+        """The holder of the call's bearer token (Unauthenticated without a valid one)."""
         header = next((v for k, v in metadata if k == METADATA_KEY and isinstance(v, str)), "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
@@ -174,11 +180,14 @@ class Authority:
                 "this call needs a bearer token (metadata 'authorization: Bearer <token>');"
                 " `c360 token create --role ROLE` issues one"
             )
-        principal = self.verify(token.strip())
-        if principal.role not in allowed:
-            needed = ", ".join(sorted(allowed))
-            raise PermissionDenied(f"role {principal.role} may not make this call (needs {needed})")
-        return principal
+        return self.verify(token.strip())
+
+
+def check_role(principal: Principal, allowed: frozenset[Role]) -> None:
+    """PermissionDenied unless the principal's role is one of `allowed`."""
+    if principal.role not in allowed:
+        needed = ", ".join(sorted(allowed))
+        raise PermissionDenied(f"role {principal.role} may not make this call (needs {needed})")
 
 
 def new_secret() -> str:

@@ -19,6 +19,7 @@ import psycopg
 from eventsourcing.persistence import InterfaceError as StoreInterfaceError
 from eventsourcing.persistence import OperationalError as StoreUnavailable
 from google.protobuf import any_pb2, descriptor_pool
+from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
@@ -162,6 +163,26 @@ async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException
     )
 
 
+_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def _id_fields(method: str) -> tuple[str, ...]:
+    """The request's own string fields that name a record (`…_id`, not `request_id`)."""
+    service, _, name = method.lstrip("/").rpartition("/")
+    try:
+        found = descriptor_pool.Default().FindServiceByName(service).methods_by_name[name]
+    except KeyError:
+        return ()
+    return tuple(
+        f.name
+        for f in found.input_type.fields
+        if f.name.endswith("_id")
+        and f.name != "request_id"
+        and f.type == f.TYPE_STRING
+        and not f.is_repeated
+    )
+
+
 OPEN_PREFIXES = ("/grpc.health.v1.Health/",)
 """Calls that need no token (load balancers and probes check health)."""
 REFLECTION_PREFIXES = ("/grpc.reflection.",)
@@ -181,9 +202,11 @@ class ServerInterceptor(WrappingInterceptor):
         self.audit = audit.AuditTrail()
         self.roles = roles if roles is not None else {}
         """Method path -> the roles it admits (filled as services are added to the host)."""
+        self._id_fields: dict[str, tuple[str, ...]] = {}
 
-    def authorize(self, method: str, metadata: Any) -> None:
-        """Raise Unauthenticated / PermissionDenied unless the caller may call `method`."""
+    def authorize(self, method: str, metadata: Any, request: Any = None) -> None:
+        """Raise Unauthenticated / PermissionDenied unless the caller may call `method`;
+        the audit line names the caller and the ids of the records `request` is about."""
         if self.authority is None or method.startswith(OPEN_PREFIXES):
             return
         if method.startswith(REFLECTION_PREFIXES):
@@ -191,13 +214,35 @@ class ServerInterceptor(WrappingInterceptor):
         else:
             allowed = self.roles.get(method, auth.DEFAULT_ROLES)
         try:
-            principal = self.authority.authorize(metadata or (), allowed)
+            principal = self.authority.authenticate(metadata or ())
         except errors.C360Error as exc:
             self.audit.refused(method, exc)
             raise
-        self.audit.admitted(method, principal.subject, principal.role)
+        try:
+            auth.check_role(principal, allowed)
+        except errors.C360Error as exc:
+            self.audit.refused(method, exc, principal.subject)
+            raise
+        self.audit.admitted(
+            method, principal.subject, principal.role, self._target(method, request)
+        )
         # For the handler (a call runs in a task, and so a context, of its own).
         auth.CALLER.set(principal)
+
+    def _target(self, method: str, request: Any) -> str:
+        """`customer_id=…, ticket_id=…`: the ids a request names in its own fields (an id
+        that is not a UUID, which may be whatever a caller typed, is shown as `?`)."""
+        if not isinstance(request, Message):  # none, undecodable, or a stream of requests
+            return ""
+        fields = self._id_fields.get(method)
+        if fields is None:
+            fields = self._id_fields[method] = _id_fields(method)
+        named = []
+        for name in fields:
+            value = getattr(request, name, "")
+            if value:
+                named.append(f"{name}={value if _ID.fullmatch(value) else '?'}")
+        return ", ".join(named)
 
     def wrap(self, method: str, handler: Any) -> Any:
         tracer = telemetry.tracer("c360.grpc")
@@ -217,7 +262,7 @@ class ServerInterceptor(WrappingInterceptor):
                 span = start_span(text_metadata(metadata))
                 token = otel_context.attach(trace.set_span_in_context(span))
                 try:
-                    self.authorize(method, metadata)
+                    self.authorize(method, metadata, request)
                     inbound.check(request)
                     return await inner(request, context)
                 except Exception as exc:
@@ -268,7 +313,7 @@ class ServerInterceptor(WrappingInterceptor):
                 # Context), where a token attached before could not be detached.
                 try:
                     with _attached(traced):
-                        self.authorize(method, metadata)
+                        self.authorize(method, metadata, request)
                         inbound.check(request)
                         items = aiter(inner_us(request, context))
                     while True:

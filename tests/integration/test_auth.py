@@ -3,14 +3,18 @@ PERMISSION_DENIED; health checks need no token."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from c360.customer.v1 import customer_service_pb2 as capi
 from c360.customer.v1 import customer_service_pb2_grpc as cgrpc
 from c360.timeline.v1 import timeline_service_pb2 as tapi
 from c360.timeline.v1 import timeline_service_pb2_grpc as tgrpc
-from c360_platform import auth
+from c360_platform import audit, auth
 from c360_platform.channels import aio_channel
 from c360_platform.deployment import Deployment
 from tests.integration.conftest import Stack
@@ -56,3 +60,34 @@ async def test_tokens_and_roles_on_every_port(stack: Stack) -> None:
     finally:
         for channel in (anonymous, agent, integration, forged, agent_timeline):
             await channel.close(None)
+
+
+async def test_the_audit_trail_names_who_called_which_record_and_who_was_refused(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="c360.audit")
+    address = stack.deployment.addresses["customer"]
+    agent = aio_channel(address, auth.Authority(stack.deployment.auth_secret).issue(
+        "app:desk-7", auth.Role.AGENT))  # fmt: skip
+    try:
+        stub = cgrpc.CustomerServiceStub(agent)
+        ada = await register(stub, "Ada Audita", "ada.audita@example.com")
+        cid = ada.result.aggregate_id
+        await stub.GetCustomer(capi.GetCustomerRequest(customer_id=cid))
+        # Whatever is typed where an id belongs is not written down (it may be a person's).
+        typed = capi.GetCustomerRequest(customer_id="ada.audita@example.com")
+        assert await status_of(stub.GetCustomer(typed)) == grpc.StatusCode.INVALID_ARGUMENT
+        forget = stub.ForgetCustomer(capi.ForgetCustomerRequest(customer_id=cid))
+        assert await status_of(forget) == grpc.StatusCode.PERMISSION_DENIED
+        await asyncio.sleep(audit.FLUSH_EVERY + 0.5)
+    finally:
+        await agent.close(None)
+    lines = [r.getMessage() for r in caplog.records if r.name == "c360.audit"]
+    get = "/c360.customer.v1.CustomerService/GetCustomer"
+    assert f"{get} by app:desk-7 (agent) on customer_id={cid}" in lines
+    assert f"{get} by app:desk-7 (agent) on customer_id=?" in lines
+    forget_path = "/c360.customer.v1.CustomerService/ForgetCustomer"
+    assert any(
+        line.startswith(f"refused {forget_path} by app:desk-7: role agent") for line in lines
+    )
+    assert not any("ada.audita" in line or "Audita" in line for line in lines)

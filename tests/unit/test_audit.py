@@ -108,3 +108,15 @@ def test_a_line_whose_loop_ended_is_written_by_the_next_call_on_another(lines: L
     assert lines.records == []
     asyncio.run(call("/c.v1.S/Second"))
     assert lines.texts[0] == "/c.v1.S/First by app:crm (integration)"
+
+
+async def test_a_line_names_the_records_of_the_call_and_a_refusal_names_the_caller(
+    lines: Lines,
+) -> None:
+    audit = trail()
+    audit.admitted("/c.v1.S/Get", "app:crm", "agent", "customer_id=4c3e…")
+    audit.refused("/c.v1.S/Forget", PermissionDenied("role agent may not"), "app:crm")
+    assert lines.texts == [
+        "/c.v1.S/Get by app:crm (agent) on customer_id=4c3e…",
+        "refused /c.v1.S/Forget by app:crm: role agent may not",
+    ]
