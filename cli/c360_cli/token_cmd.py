@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from c360_cli.errors import EXIT_BAD_INPUT, CliError
@@ -34,11 +35,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     create.add_argument(
         "--days",
         type=_days,
-        default=None,
+        default=DEFAULT_DAYS,
         metavar="DAYS",
-        help="valid for this many days (default: no expiry)",
+        help=f"valid for this many days (default {DEFAULT_DAYS:g}: a token cannot be revoked"
+        " but by a new secret, which ends every token, so make it end)",
     )
     create.set_defaults(func=create_token)
+
+
+DEFAULT_DAYS = 90.0
+"""How long a token lives unless --days says otherwise."""
 
 
 def _days(text: str) -> float:
@@ -66,10 +72,13 @@ def create_token(args: argparse.Namespace) -> int:
             " not a person's name or e-mail",
             EXIT_BAD_INPUT,
         )
-    valid_for = args.days * 86400 if args.days is not None else None
+    valid_for = args.days * 86400
     token = auth.Authority(secret).issue(args.name, auth.Role(args.role), valid_for=valid_for)
     if args.json:
-        json.dump({"token": token, "role": args.role, "name": args.name}, sys.stdout)
+        expires = datetime.fromtimestamp(auth.expiry_of(token) or 0, UTC)
+        document = {"token": token, "role": args.role, "name": args.name}
+        document["expires_at"] = expires.isoformat().replace("+00:00", "Z")
+        json.dump(document, sys.stdout)
         print()
     else:
         print(token)

@@ -190,6 +190,15 @@ def check_role(principal: Principal, allowed: frozenset[Role]) -> None:
         raise PermissionDenied(f"role {principal.role} may not make this call (needs {needed})")
 
 
+def expiry_of(token: str) -> int | None:
+    """When a token expires (epoch seconds), read without checking it; None if it does not."""
+    try:
+        expires = json.loads(_unb64(token.split(".")[1])).get("exp")
+    except (ValueError, IndexError, AttributeError):
+        return None
+    return expires if type(expires) is int else None
+
+
 def new_secret() -> str:
     return secrets.token_urlsafe(48)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -110,3 +111,22 @@ def test_token_create_refuses_a_name_that_is_no_id(
     )
     token = capsys.readouterr().out.strip()
     assert Authority(auth.home_secret(tmp_path)).verify(token).subject == "app:crm"
+
+
+def test_a_created_token_expires_in_90_days_unless_told_otherwise(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from c360_cli.main import main
+
+    auth.home_secret(tmp_path)
+    base = ["--home", str(tmp_path), "--json", "token", "create", "--role", "integration"]
+    assert main([*base, "--name", "app:erp"]) == 0
+    made = json.loads(capsys.readouterr().out)
+    expires = auth.expiry_of(made["token"])
+    assert expires is not None
+    assert abs(expires - (time.time() + 90 * 86400)) < 60
+    assert made["expires_at"].endswith("Z")
+    assert main([*base, "--name", "app:erp", "--days", "7"]) == 0
+    week = auth.expiry_of(json.loads(capsys.readouterr().out)["token"])
+    assert week is not None
+    assert abs(week - (time.time() + 7 * 86400)) < 60
