@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -37,10 +39,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=_days,
         default=DEFAULT_DAYS,
         metavar="DAYS",
-        help=f"valid for this many days (default {DEFAULT_DAYS:g}: a token cannot be revoked"
-        " but by a new secret, which ends every token, so make it end)",
+        help=f"valid for this many days (default {DEFAULT_DAYS:g})",
     )
     create.set_defaults(func=create_token)
+    revoke = sub.add_parser(
+        "revoke",
+        help="refuse every token of a holder issued until now (c360 up's services, at once)",
+        description="Refuse, from now on, every token of --name issued until now, without a"
+        " new secret (which would end every token): the services of `c360 up` in HOME read"
+        " HOME/auth/revoked.json again within seconds. Tokens created afterwards are good.",
+    )
+    revoke.add_argument("--name", required=True, help="the holder, as in `token create --name`")
+    revoke.set_defaults(func=revoke_tokens)
 
 
 DEFAULT_DAYS = 90.0
@@ -72,6 +82,10 @@ def create_token(args: argparse.Namespace) -> int:
             " not a person's name or e-mail",
             EXIT_BAD_INPUT,
         )
+    revoked = Path(args.home) / "auth" / "revoked.json"
+    with contextlib.suppress(ValueError):
+        if auth.read_revocations(revoked).get(args.name, -1) >= int(time.time()):
+            time.sleep(1 - time.time() % 1)  # revoked this second: issue in the next one
     valid_for = args.days * 86400
     token = auth.Authority(secret).issue(args.name, auth.Role(args.role), valid_for=valid_for)
     if args.json:
@@ -82,4 +96,21 @@ def create_token(args: argparse.Namespace) -> int:
         print()
     else:
         print(token)
+    return 0
+
+
+def revoke_tokens(args: argparse.Namespace) -> int:
+    if not auth.SUBJECT.fullmatch(args.name):
+        raise CliError("--name: not a holder's id (such as app:erp-bridge)", EXIT_BAD_INPUT)
+    path = Path(args.home) / "auth" / "revoked.json"
+    try:
+        until = auth.revoke(path, args.name)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    at = datetime.fromtimestamp(until, UTC).isoformat().replace("+00:00", "Z")
+    if args.json:
+        json.dump({"name": args.name, "revoked_until": at, "file": str(path)}, sys.stdout)
+        print()
+    else:
+        print(f"tokens of {args.name} issued until {at} are refused from now on")
     return 0

@@ -203,6 +203,8 @@ def run(args: argparse.Namespace) -> int:
             # Each service's relay in a process of its own, off the API's interpreter.
             relay_apart=True,
             tls=issued["service"],
+            # `c360 token revoke` writes it; the services read it again when it changes.
+            revocations=home / "auth" / "revoked.json",
         )
         # Ours from now until each service's process starts and holds its own: the services
         # connect to PostgreSQL, NATS and one another while the next ones start, and any of

@@ -20,6 +20,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import os
 import re
 import secrets
@@ -34,6 +35,7 @@ from typing import Any, TypeVar
 from c360_platform.errors import PermissionDenied, Unauthenticated
 
 F = TypeVar("F", bound=Callable[..., Any])
+_log = logging.getLogger(__name__)
 PREFIX = "c360"
 METADATA_KEY = "authorization"
 
@@ -104,19 +106,20 @@ VERIFIED_TOKENS = 1024
 class Authority:
     """Issues and checks the tokens of one deployment (one secret)."""
 
-    def __init__(self, secret: str) -> None:
+    def __init__(self, secret: str, *, revocations: Path | None = None) -> None:
         if len(secret) < 32:
             raise ValueError("C360_AUTH_SECRET must be at least 32 characters")
         self._key = secret.encode()
-        self._verified: dict[str, tuple[Principal, int | None]] = {}
+        self._verified: dict[str, tuple[Principal, int | None, int]] = {}
         """Tokens whose signature and claims were checked: the same few callers send the same
         token on every call, so a call costs a look-up, not an HMAC and a JSON parse. The
-        expiry is checked on every call all the same."""
+        expiry and the revocations are checked on every call all the same."""
+        self._revocations = Revocations(revocations) if revocations is not None else None
 
     @classmethod
     def from_env(cls) -> Authority | None:
         secret = os.environ.get("C360_AUTH_SECRET", "")
-        return cls(secret) if secret else None
+        return cls(secret, revocations=revocations_path()) if secret else None
 
     def _sign(self, payload: str) -> str:
         return _b64(hmac.new(self._key, payload.encode(), hashlib.sha256).digest())
@@ -138,12 +141,14 @@ class Authority:
             if len(self._verified) >= VERIFIED_TOKENS:
                 self._verified.clear()  # many distinct tokens: start again, never grow
             self._verified[token] = known
-        principal, expires = known
+        principal, expires, issued = known
         if expires is not None and expires < time.time():
             raise Unauthenticated("the token has expired; ask an operator for a new one")
+        if self._revocations is not None and self._revocations.revoked(principal.subject, issued):
+            raise Unauthenticated("the token was revoked; ask an operator for a new one")
         return principal
 
-    def _check(self, token: str) -> tuple[Principal, int | None]:
+    def _check(self, token: str) -> tuple[Principal, int | None, int]:
         prefix, _, rest = token.partition(".")
         payload, _, signature = rest.partition(".")
         if prefix != PREFIX or not payload or not signature:
@@ -155,6 +160,7 @@ class Authority:
             role = Role(claims["role"])
             subject = claims["sub"]
             expires = claims.get("exp")
+            issued = claims.get("iat", 0)
         except (ValueError, KeyError, TypeError, AttributeError):
             raise Unauthenticated("the token's claims are not readable") from None
         # Checked, not assumed: a subject that could forge audit lines, or an expiry that is
@@ -163,7 +169,9 @@ class Authority:
             raise Unauthenticated("the token's claims are not readable")
         if expires is not None and (type(expires) is not int):
             raise Unauthenticated("the token's claims are not readable")
-        return Principal(subject, role), expires
+        if type(issued) is not int:
+            raise Unauthenticated("the token's claims are not readable")
+        return Principal(subject, role), expires, issued
 
     def authorize(self, metadata: Iterable[tuple[str, Any]], allowed: frozenset[Role]) -> Principal:
         """The caller of an RPC that admits `allowed`, from its `authorization` metadata."""
@@ -197,6 +205,75 @@ def expiry_of(token: str) -> int | None:
     except (ValueError, IndexError, AttributeError):
         return None
     return expires if type(expires) is int else None
+
+
+REVOCATIONS_ENV = "C360_REVOKED_TOKENS_FILE"
+REVOCATIONS_CHECK_SECONDS = 2.0
+"""How often a process looks whether the revocations file changed."""
+
+
+def revocations_path() -> Path | None:
+    """The revocations file a process's ports honour ($C360_REVOKED_TOKENS_FILE), if any."""
+    value = os.environ.get(REVOCATIONS_ENV, "")
+    return Path(value) if value else None
+
+
+class Revocations:
+    """Holders whose tokens issued up to a time are refused: {subject: epoch seconds} in a
+    JSON file (`c360 token revoke`), read again within REVOCATIONS_CHECK_SECONDS of a change,
+    so a leaked token is refused without a new secret (which would end every token)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._until: dict[str, int] = {}
+        self._seen: tuple[int, int] | None = None
+        self._next_look = 0.0
+
+    def revoked(self, subject: str, issued: int) -> bool:
+        now = time.monotonic()
+        if now >= self._next_look:
+            self._next_look = now + REVOCATIONS_CHECK_SECONDS
+            self._reload()
+        until = self._until.get(subject)
+        return until is not None and issued <= until
+
+    def _reload(self) -> None:
+        try:
+            info = self.path.stat()
+        except FileNotFoundError:
+            self._until, self._seen = {}, None
+            return
+        seen = (info.st_mtime_ns, info.st_size)
+        if seen == self._seen:
+            return
+        try:
+            self._until = read_revocations(self.path)
+        except (OSError, ValueError) as exc:  # half written, or broken: keep what was read
+            _log.warning("revocations not read again: %s", exc)
+            return
+        self._seen = seen
+
+
+def read_revocations(path: Path) -> dict[str, int]:
+    """The file's {subject: epoch seconds}; ValueError if it is not such a document."""
+    try:
+        document = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    if not isinstance(document, dict) or not all(
+        isinstance(k, str) and type(v) is int for k, v in document.items()
+    ):
+        raise ValueError(f"{path}: not a JSON object of holder -> epoch seconds")
+    return document
+
+
+def revoke(path: Path, subject: str) -> int:
+    """Refuse from now on the tokens of `subject` issued up to this second; the time."""
+    until = int(time.time())
+    revoked = read_revocations(path)
+    revoked[subject] = until
+    _private_write(path, json.dumps(revoked, indent=2, sort_keys=True) + "\n")
+    return until
 
 
 def new_secret() -> str:

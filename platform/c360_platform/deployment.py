@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from c360_platform import auth, registry
 from c360_platform.config import Settings, format_services
@@ -51,6 +52,8 @@ class Deployment:
     relay_apart: bool = False
     tls: TlsFiles | None = None
     """The services' certificate (and the authority's) when their ports use TLS."""
+    revocations: Path | None = None
+    """The file of revoked tokens' holders the ports honour (`auth.Revocations`)."""
     """Each event-publishing service's outbox relay runs as a process of its own
     (`c360-service NAME --relay`; C360_RELAY=process), as `c360 up` and the manifests run it."""
 
@@ -72,6 +75,7 @@ class Deployment:
         postgres_url_for: Callable[[str], str] | None = None,
         relay_apart: bool = False,
         tls: TlsFiles | None = None,
+        revocations: Path | None = None,
     ) -> Deployment:
         """Every registered service (or `specs`) on ports chosen now: the defaults (moved to
         `base_port`) where free, or ports the OS picks for all of them (`fresh_ports`)."""
@@ -86,6 +90,7 @@ class Deployment:
             auth_secret=auth_secret or auth.new_secret(),
             relay_apart=relay_apart,
             tls=tls,
+            revocations=revocations,
         )
 
     @property
@@ -127,6 +132,7 @@ class Deployment:
             "C360_TOKEN": s.token,
             "C360_RELAY": "process" if self.relay_apart else "inline",
             **(self.tls.env() if self.tls else {}),
+            **({auth.REVOCATIONS_ENV: str(self.revocations)} if self.revocations else {}),
         }
 
     def relays(self) -> list[str]:

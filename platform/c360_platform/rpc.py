@@ -478,7 +478,11 @@ class ServiceHost:
     @classmethod
     def for_settings(cls, settings: Settings) -> ServiceHost:
         """The host of a service on the address its settings name."""
-        authority = auth.Authority(settings.auth_secret) if settings.auth_secret else None
+        authority = (
+            auth.Authority(settings.auth_secret, revocations=auth.revocations_path())
+            if settings.auth_secret
+            else None
+        )
         if authority is None:
             _log.warning("%s: no C360_AUTH_SECRET: every caller is admitted", settings.service)
         return cls(

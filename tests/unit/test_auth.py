@@ -130,3 +130,44 @@ def test_a_created_token_expires_in_90_days_unless_told_otherwise(
     week = auth.expiry_of(json.loads(capsys.readouterr().out)["token"])
     assert week is not None
     assert abs(week - (time.time() + 7 * 86400)) < 60
+
+
+def test_a_revoked_holders_tokens_are_refused_within_seconds_and_new_ones_are_good(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from c360_cli.main import main
+
+    secret = auth.home_secret(tmp_path)
+    revoked = tmp_path / "auth" / "revoked.json"
+    authority = Authority(secret, revocations=revoked)
+    leaked = authority.issue("app:erp", Role.INTEGRATION)
+    other = authority.issue("app:crm", Role.AGENT)
+    clock = [1000.0]
+    monkeypatch.setattr("c360_platform.auth.time.monotonic", lambda: clock[0])
+    assert authority.verify(leaked).subject == "app:erp"  # remembered from here on
+
+    assert main(["--home", str(tmp_path), "token", "revoke", "--name", "app:erp"]) == 0
+    assert "app:erp" in capsys.readouterr().out
+    assert oct(revoked.stat().st_mode & 0o777) == "0o600"
+    clock[0] += auth.REVOCATIONS_CHECK_SECONDS
+    with pytest.raises(Unauthenticated, match="revoked"):
+        authority.verify(leaked)
+    assert authority.verify(other).subject == "app:crm"  # only that holder's
+    # A new token for the holder, made after the revocation, is good.
+    assert main(["--home", str(tmp_path), "token", "create", "--role", "integration",
+                 "--name", "app:erp"]) == 0  # fmt: skip
+    fresh = capsys.readouterr().out.strip()
+    assert authority.verify(fresh).subject == "app:erp"
+    # A broken file keeps what was read before (no call fails for it).
+    revoked.write_text("{not json")
+    clock[0] += auth.REVOCATIONS_CHECK_SECONDS
+    with pytest.raises(Unauthenticated, match="revoked"):
+        authority.verify(leaked)
+
+
+def test_the_services_of_a_deployment_are_told_where_the_revocations_are(tmp_path: Path) -> None:
+    from c360_platform.deployment import Deployment
+
+    planned = Deployment.plan("postgresql://x", "nats://x", revocations=tmp_path / "r.json")
+    env = planned.environment(next(iter(planned.ports)))
+    assert env[auth.REVOCATIONS_ENV] == str(tmp_path / "r.json")
