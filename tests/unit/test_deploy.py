@@ -88,6 +88,20 @@ def test_every_container_is_hardened(overlay: str) -> None:
 
 
 @pytest.mark.parametrize("overlay", overlays())
+def test_the_namespace_refuses_privileged_pods_and_reports_unrestricted_ones(overlay: str) -> None:
+    """The c360-operator Role may create Jobs: without Pod Security Admission on the
+    namespace, such a Job could run a privileged pod (hostPath, hostPID) and own its node."""
+    objects = rendered(overlay)
+    namespaces = [o for o in objects if o["kind"] == "Namespace"]
+    used = {o["metadata"]["namespace"] for o in objects if "namespace" in o["metadata"]}
+    assert [n["metadata"]["name"] for n in namespaces] == sorted(used)
+    labels = namespaces[0]["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] in {"baseline", "restricted"}
+    assert labels["pod-security.kubernetes.io/warn"] == "restricted"
+    assert labels["pod-security.kubernetes.io/audit"] == "restricted"
+
+
+@pytest.mark.parametrize("overlay", overlays())
 def test_services_use_native_grpc_probes_and_drain(overlay: str) -> None:
     for workload in workloads(rendered(overlay)):
         name = workload["metadata"]["name"]
