@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from c360_cli import ops
-from c360_platform import registry
+from c360_platform import auth, registry
 from c360_platform.registry import ServiceSpec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -167,11 +167,36 @@ def workload(
     }
 
 
+REVOCATIONS_MOUNT = "/etc/c360/revoked"
+REVOCATIONS = {
+    "name": "revoked",
+    # The key `revoked` of the token secret, if it has one: the holders whose tokens issued
+    # until a time are refused ({"app:erp": 1796700000}). The kubelet updates the file when
+    # the Secret changes and the services read it again within seconds (auth.Revocations).
+    "secret": {
+        "secretName": ops.AUTH_SECRET,
+        "optional": True,
+        "items": [{"key": "revoked", "path": "revoked.json"}],
+        "defaultMode": 0o440,
+    },
+}
+
+
 def deployment(spec: ServiceSpec) -> dict[str, Any]:
     pod_labels = {**labels(spec), "app.kubernetes.io/component": "service"}
-    return workload(
+    made = workload(
         spec, spec.name, pod_labels, labels(spec), [container(spec)], spread_over=spread(spec)
     )
+    pod = made["spec"]["template"]["spec"]
+    pod["volumes"].append(REVOCATIONS)
+    service = pod["containers"][0]
+    service["volumeMounts"].append(
+        {"name": "revoked", "mountPath": REVOCATIONS_MOUNT, "readOnly": True}
+    )
+    service["env"].append(
+        {"name": auth.REVOCATIONS_ENV, "value": f"{REVOCATIONS_MOUNT}/revoked.json"}
+    )
+    return made
 
 
 def service_objects(spec: ServiceSpec) -> list[dict[str, Any]]:

@@ -102,6 +102,29 @@ def test_the_namespace_refuses_privileged_pods_and_reports_unrestricted_ones(ove
 
 
 @pytest.mark.parametrize("overlay", overlays())
+def test_every_service_honours_the_revoked_holders_of_the_token_secret(overlay: str) -> None:
+    """`c360 token revoke` on a cluster: the key `revoked` of c360-auth, mounted (optional)
+    where C360_REVOKED_TOKENS_FILE points, so a leaked token is refused without a new secret."""
+    services = [
+        w
+        for w in workloads(rendered(overlay))
+        if w["kind"] == "Deployment"
+        and pod_labels(w).get("app.kubernetes.io/component") == "service"
+    ]
+    assert len(services) == len(registry.services())
+    for workload in services:
+        pod = workload["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        path = env["C360_REVOKED_TOKENS_FILE"]
+        mount = next(m for m in container["volumeMounts"] if path.startswith(m["mountPath"]))
+        volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+        assert volume["secret"]["secretName"] == "c360-auth"
+        assert volume["secret"]["optional"] is True
+        assert volume["secret"]["items"] == [{"key": "revoked", "path": path.rsplit("/", 1)[1]}]
+
+
+@pytest.mark.parametrize("overlay", overlays())
 def test_services_use_native_grpc_probes_and_drain(overlay: str) -> None:
     for workload in workloads(rendered(overlay)):
         name = workload["metadata"]["name"]
