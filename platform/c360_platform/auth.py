@@ -243,6 +243,9 @@ class Revocations:
         except FileNotFoundError:
             self._until, self._seen = {}, None
             return
+        except OSError as exc:  # unreadable now (its folder's mode): keep what was read
+            _log.warning("revocations not read again: %s", exc)
+            return
         seen = (info.st_mtime_ns, info.st_size)
         if seen == self._seen:
             return

@@ -158,8 +158,13 @@ def test_a_revoked_holders_tokens_are_refused_within_seconds_and_new_ones_are_go
                  "--name", "app:erp"]) == 0  # fmt: skip
     fresh = capsys.readouterr().out.strip()
     assert authority.verify(fresh).subject == "app:erp"
-    # A broken file keeps what was read before (no call fails for it).
+    # A broken file, or one that cannot be looked at, keeps what was read before (no call
+    # fails for it).
     revoked.write_text("{not json")
+    clock[0] += auth.REVOCATIONS_CHECK_SECONDS
+    with pytest.raises(Unauthenticated, match="revoked"):
+        authority.verify(leaked)
+    monkeypatch.setattr(Path, "stat", lambda *_a, **_k: (_ for _ in ()).throw(PermissionError()))
     clock[0] += auth.REVOCATIONS_CHECK_SECONDS
     with pytest.raises(Unauthenticated, match="revoked"):
         authority.verify(leaked)
