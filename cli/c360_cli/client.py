@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
 import re
@@ -216,8 +217,34 @@ def as_cli_error(
     return CliError(message, exit_code, code=code.name, field=field)
 
 
+def on_this_machine(address: str) -> bool:
+    """Whether a gRPC target (host:port, [v6]:port, unix:…) is this machine."""
+    if address.startswith(("unix:", "unix-abstract:")):
+        return True
+    host = address.rsplit(":", 1)[0] if ":" in address else address
+    host = host.removeprefix("dns:///").removeprefix("ipv4:").removeprefix("ipv6:")
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class _Connections:
     """Shared part of the sync and async clients: endpoints and which one was used last."""
+
+    def _guard(self, address: str) -> None:
+        """A bearer token goes in clear only to this machine: without a certificate (TLS),
+        a call to another host is refused before anything is sent (gRPC sends the token in
+        the first bytes, before it learns that the server wanted TLS)."""
+        if self.token and tls.current() is None and not on_this_machine(address):
+            raise CliError(
+                f"{address}: no TLS certificate to call it with (C360_TLS_CA, C360_TLS_CERT,"
+                " C360_TLS_KEY, or endpoints.json's tls): the bearer token would cross the"
+                " network in clear"
+            )
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -248,6 +275,7 @@ class Client(_Connections):
 
     def _raw_channel(self, service: str, address: str) -> grpc.Channel:
         if service not in self._raw:
+            self._guard(address)
             self._raw[service] = channels.channel(address, self.token, CHANNEL_OPTIONS)
         return self._raw[service]
 
@@ -308,6 +336,7 @@ class AsyncClient(_Connections):
     def _channel(self, service: str) -> grpc.aio.Channel:
         address = self._address(service)
         if service not in self._channels:
+            self._guard(address)
             self._channels[service] = channels.aio_channel(address, self.token, CHANNEL_OPTIONS)
         return self._channels[service]
 
