@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, date, datetime, timedelta
 from uuid import uuid4
 
@@ -207,3 +208,27 @@ async def test_an_imported_holiday_moves_the_due_times_of_open_tickets() -> None
     assert await due() == datetime(2027, 5, 4, 11, 0, tzinfo=UTC)
     clock.now = datetime(2027, 5, 3, 12, 0, tzinfo=UTC)  # the old due time, on the holiday
     assert desk.app.check_slas() == 0  # no warning, no breach
+
+
+def test_a_rule_repeating_within_the_day_is_refused_without_expanding_it() -> None:
+    """One VEVENT with FREQ=SECONDLY was expanded for five years, 158 million occurrences,
+    before anything was checked: the desk's process busy for hours and out of memory."""
+    for rule in (b"FREQ=SECONDLY", b"FREQ=DAILY;BYHOUR=0,1,2,3,4,5,6,7,8,9,10,11;BYMINUTE=0,30"):
+        ics = (
+            b"BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nDTSTART;VALUE=DATE:20270101\r\n"
+            b"RRULE:" + rule + b"\r\nSUMMARY:x\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+        )
+        started = time.monotonic()
+        with pytest.raises(InvalidArgument) as caught:
+            parse_ics(ics, until=date(2031, 12, 31))
+        assert time.monotonic() - started < 5
+        assert [v.field for v in caught.value.violations] == ["ics.VEVENT[0]"]
+        assert "repeats more than" in caught.value.violations[0].description
+    # A yearly holiday from long ago is still every year's.
+    yearly = (
+        b"BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nDTSTART;VALUE=DATE:19000501\r\n"
+        b"RRULE:FREQ=YEARLY\r\nSUMMARY:Labour Day\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+    days = parse_ics(yearly, until=date(2031, 12, 31))
+    assert len(days) == 132
+    assert days["2031-05-01"] == "Labour Day"

@@ -21,6 +21,11 @@ MAX_FILE_BYTES = 1_000_000
 MAX_HOLIDAYS = 2_000
 MAX_SPAN_DAYS = 14
 """A holiday longer than two weeks is a mistake (a season, not a holiday)."""
+MAX_OCCURRENCES = 5 * MAX_HOLIDAYS
+"""Occurrences of one RRULE looked at, at most: a rule that repeats within a day
+(FREQ=SECONDLY, or BYHOUR/BYMINUTE/BYSECOND lists) would otherwise be expanded occurrence by
+occurrence up to the horizon (five years of seconds: 158 million), holding the desk's
+process for hours and its memory to the limit, for one file of a few lines."""
 CALENDARS = uuid.UUID("6f1b7c2e-4e0a-5d3b-9c61-0a3c9e5d7f10")
 
 
@@ -107,14 +112,20 @@ def parse_ics(data: bytes, until: date) -> dict[str, str]:
             rule = item.get("RRULE").to_ical().decode()
             try:
                 occurrences = rrulestr(rule, dtstart=datetime.combine(start, datetime.min.time()))
-                starts = [
-                    o.date()
-                    for o in occurrences.between(
-                        datetime.combine(start, datetime.min.time()),
-                        datetime.combine(until, datetime.min.time()),
-                        inc=True,
-                    )
-                ]
+                horizon = datetime.combine(until, datetime.min.time())
+                starts = []
+                # One by one, and no further than MAX_OCCURRENCES: never the whole expansion.
+                for looked, occurrence in enumerate(occurrences, start=1):
+                    if occurrence > horizon:
+                        break
+                    if looked > MAX_OCCURRENCES:
+                        raise InvalidArgument.one(
+                            where,
+                            f"RRULE {rule!r} repeats more than {MAX_OCCURRENCES} times up to"
+                            f" {until.isoformat()}; a holiday recurs by the day at most",
+                        )
+                    if not starts or starts[-1] != occurrence.date():
+                        starts.append(occurrence.date())
             except (ValueError, TypeError):
                 raise InvalidArgument.one(where, f"RRULE {rule!r} is not understood") from None
         excluded = {_day(d.dt) for x in _list(item.get("EXDATE")) for d in x.dts}
