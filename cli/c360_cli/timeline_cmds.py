@@ -177,7 +177,14 @@ def _show(args: argparse.Namespace) -> int:
         request = client.complete(request)
         customer_id = request.customer_id
         stub = client.stub("timeline", TimelineServiceStub)
-        page = stub.GetTimeline(request, timeout=args.timeout)
+        try:
+            page = stub.GetTimeline(request, timeout=args.timeout)
+        except grpc.RpcError as error:
+            if not (args.follow and error.code() == grpc.StatusCode.NOT_FOUND):
+                raise
+            # Followed from its first entry: a customer registered a moment ago is watched
+            # for (WatchTimeline waits for it a while).
+            page = api.GetTimelineResponse()
         entries = list(page.entries)
         while args.all and page.next_page_token:
             request.page_token = page.next_page_token

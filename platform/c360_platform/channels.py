@@ -92,10 +92,23 @@ class _Bearer(
         return continuation(self._details(details), requests)
 
 
+RECEIVE_LIMIT = 64 << 20
+"""The largest reply c360's own clients read (gRPC's default is 4 MiB): a ticket with hundreds
+of long notes is more, and was RESOURCE_EXHAUSTED in `c360 ticket show`. Services answer
+lists in pages that stay within the default (the timeline's MAX_PAGE_BYTES)."""
+
+
+def _with_limit(options: Sequence[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    given = {name for name, _ in options}
+    limit = [("grpc.max_receive_message_length", RECEIVE_LIMIT)]
+    return [*(o for o in limit if o[0] not in given), *options]
+
+
 def aio_channel(
     address: str, token: str = "", options: Sequence[tuple[str, Any]] = ()
 ) -> grpc.aio.Channel:
     """An asyncio channel to `address` whose calls carry `token` (none if empty)."""
+    options = _with_limit(options)
     kinds = (_AioUnaryUnary, _AioUnaryStream, _AioStreamUnary, _AioStreamStream)
     interceptors: Any = [kind(token) for kind in kinds] if token else None
     files = tls.current()
@@ -108,6 +121,7 @@ def aio_channel(
 
 def channel(address: str, token: str = "", options: Sequence[tuple[str, Any]] = ()) -> grpc.Channel:
     """A blocking channel to `address` whose calls carry `token` (none if empty)."""
+    options = _with_limit(options)
     files = tls.current()
     plain = (
         grpc.secure_channel(address, files.channel_credentials(), options=list(options))

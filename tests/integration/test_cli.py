@@ -458,5 +458,5 @@ def test_import_and_errors_exit_as_scripts_expect(up: Up, tmp_path: Path) -> Non
 
     unknown = c360(home, "timeline", "show", "00000000-0000-4000-8000-000000000000", "--json")
     assert unknown.returncode == 1
-    assert "no such customer" in json.loads(unknown.stderr)["error"]["message"]
+    assert "the timeline has no customer" in json.loads(unknown.stderr)["error"]["message"]
     assert c360(home, "--version").stdout.startswith("c360 ")

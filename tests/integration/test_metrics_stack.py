@@ -6,6 +6,7 @@ from __future__ import annotations
 import urllib.request
 from typing import Any
 
+import grpc
 from prometheus_client import REGISTRY
 
 from c360.timeline.v1 import timeline_service_pb2 as tapi
@@ -13,7 +14,7 @@ from c360_platform import metrics
 from c360_platform.processes import free_port
 from c360_platform.relay import OutboxRelay
 from tests.integration.conftest import Stack
-from tests.integration.helpers import eventually, register
+from tests.integration.helpers import eventually, register, status_of
 
 
 def _value(name: str, **labels: str) -> Any:
@@ -29,11 +30,9 @@ async def test_relay_and_projector_report_their_locks_and_catch_up(stack: Stack)
 
     async def timeline_has_all() -> bool:
         for customer_id in ids:
-            page = await stack.timeline.GetTimeline(
-                tapi.GetTimelineRequest(customer_id=customer_id)
-            )
-            if not page.entries:
-                return False
+            request = tapi.GetTimelineRequest(customer_id=customer_id)
+            if await status_of(stack.timeline.GetTimeline(request)) != grpc.StatusCode.OK:
+                return False  # NOT_FOUND: not projected yet
         return True
 
     await eventually(timeline_has_all, what="the timeline to show the customers")

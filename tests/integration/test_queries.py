@@ -14,6 +14,7 @@ from psycopg.rows import dict_row
 from c360.customer.v1 import customer_service_pb2 as capi
 from c360.events.v1 import customer_events_pb2 as ev
 from c360.timeline.v1 import timeline_service_pb2 as tapi
+from c360_timeline import query
 from c360_timeline.entries import entry_message
 from c360_timeline.query import ENTRY_COLUMNS
 from c360_timeline.readmodel import SCHEMA
@@ -271,3 +272,63 @@ async def test_each_entrys_kept_reply_is_the_one_its_columns_make(stack: Stack) 
     watched = [(await asyncio.wait_for(stream.__anext__(), 10)).entry for _ in page.entries]
     watch.cancel()
     assert sorted(watched, key=lambda e: e.cursor) == sorted(page.entries, key=lambda e: e.cursor)
+
+
+async def test_a_page_of_long_entries_is_cut_within_the_byte_limit_and_goes_on(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page of 500 long entries was 5.1 MB, which a client with gRPC's default 4 MiB limit
+    refuses (RESOURCE_EXHAUSTED): a page now ends before MAX_PAGE_BYTES (made small here), its
+    token goes on from its last entry, and every entry comes once, in order."""
+    monkeypatch.setattr(query, "MAX_PAGE_BYTES", 1200)
+    reply = await register(stack.customer, "Ada Paged", "ada.paged@example.com")
+    cid = reply.result.aggregate_id
+    for n in range(9):
+        last = await stack.customer.AddEmail(
+            capi.AddEmailRequest(customer_id=cid, email=f"ada.paged.{n}@example.com")
+        )
+    token = last.result.consistency_token
+    seen: list[str] = []
+    pages: list[int] = []
+    page_token = ""
+    while True:
+        page = await stack.timeline.GetTimeline(
+            tapi.GetTimelineRequest(
+                customer_id=cid, page_size=50, page_token=page_token, wait_for=token
+            )
+        )
+        assert page.ByteSize() < 1200 + 1000  # the limit, and the entry that passed it
+        pages.append(len(page.entries))
+        seen += [e.event_id for e in page.entries]
+        page_token = page.next_page_token
+        if not page_token:
+            break
+    assert len(pages) > 1
+    assert len(seen) == len(set(seen)) == 10
+    whole = await stack.timeline.GetTimeline(tapi.GetTimelineRequest(customer_id=cid))
+    assert len(whole.entries) < 10  # the default page is cut too
+    monkeypatch.setattr(query, "MAX_PAGE_BYTES", 3 << 20)
+    whole = await stack.timeline.GetTimeline(tapi.GetTimelineRequest(customer_id=cid))
+    assert [e.event_id for e in whole.entries] == seen
+
+
+async def test_the_timeline_of_a_customer_it_has_no_entry_of_is_not_found(stack: Stack) -> None:
+    """As GetProfile: a mistyped id was an empty page, as a customer with no history would be
+    (there is none: a customer's registration is its first entry)."""
+    nobody = "00000000-0000-4000-8000-0000000000ab"
+    with pytest.raises(grpc.aio.AioRpcError) as missing:
+        await stack.timeline.GetTimeline(tapi.GetTimelineRequest(customer_id=nobody))
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+    assert missing.value.details() == (
+        f"the timeline has no customer {nobody} (one registered a moment ago: pass the"
+        " command's consistency token as wait_for)"
+    )
+    # Filters that match nothing of a customer it has are an empty page, not NOT_FOUND.
+    reply = await register(stack.customer, "Ada Filtered", "ada.filtered@example.com")
+    cid = reply.result.aggregate_id
+    page = await stack.timeline.GetTimeline(
+        tapi.GetTimelineRequest(
+            customer_id=cid, wait_for=reply.result.consistency_token, types=["ticket.opened"]
+        )
+    )
+    assert list(page.entries) == []

@@ -313,3 +313,12 @@ def test_a_service_process_runs_on_uvloop_unless_told_otherwise(
     monkeypatch.setenv("C360_EVENT_LOOP", "tokio")
     with pytest.raises(ValueError, match="C360_EVENT_LOOP"):
         loop_factory()
+
+
+def test_c360s_clients_read_replies_larger_than_grpcs_default() -> None:
+    from c360_platform.channels import RECEIVE_LIMIT, _with_limit
+
+    assert ("grpc.max_receive_message_length", RECEIVE_LIMIT) in _with_limit([])
+    assert RECEIVE_LIMIT > 4 << 20
+    given = [("grpc.max_receive_message_length", 1 << 20), ("grpc.enable_http_proxy", 0)]
+    assert _with_limit(given) == given  # a caller's own limit wins

@@ -68,6 +68,9 @@ Ctx = grpc.aio.ServicerContext[Any, Any]
 Conn = AsyncConnection[Any]
 MAX_PAGE = 500
 DEFAULT_PAGE = 50
+MAX_PAGE_BYTES = 3 << 20
+"""A GetTimeline page holds fewer entries than asked for rather than more than this (gRPC
+clients refuse replies over 4 MiB unless told otherwise)."""
 MAX_WAIT = 10.0
 PUSH_FALLBACK_S = 0.25
 """A read-your-writes wait looks again this often even without a push (one missed NOTIFY)."""
@@ -216,6 +219,13 @@ def _unknown_type(text: str) -> str:
     near = difflib.get_close_matches(text, sorted(entry_types()), n=3, cutoff=0.75)
     hint = f"did you mean {' or '.join(near)}?" if near else "the types are in docs/events.md"
     return f"no entry type {text[:60]!r}; {hint}"
+
+
+def _filtered(request: api.GetTimelineRequest) -> bool:
+    """Whether a request filters its customer's entries (by source, type or time)."""
+    return bool(
+        request.sources or request.types or request.HasField("since") or request.HasField("until")
+    )
 
 
 def _check_filters(request: api.GetTimelineRequest) -> None:
@@ -614,6 +624,13 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
                 await cur.execute(statement, params)
                 rows = await cur.fetchall()
             known = None
+            if not rows and not request.page_token and not _filtered(request):
+                # No entry at all of the customer or those merged into it: as GetProfile.
+                when = f" as of {request.as_of.ToJsonString()}" if request.HasField("as_of") else ""
+                raise NotFound(
+                    f"the timeline has no customer {customer_id}{when} (one registered a moment"
+                    " ago: pass the command's consistency token as wait_for)"
+                )
             if rows:
                 first = rows[0]
                 known = Forgotten(
@@ -624,8 +641,16 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
         reply = api.GetTimelineResponse(
             next_page_token=entry_token(page[-1]) if len(rows) > size else ""
         )
-        for r in page:
-            put_entry(reply.entries.add(), r)
+        used = 0
+        for n, r in enumerate(page, 1):
+            entry = reply.entries.add()
+            put_entry(entry, r)
+            used += entry.ByteSize()
+            if used > MAX_PAGE_BYTES and n < len(page):
+                # A page of long entries (500 notes of 10 KB: 5.1 MB) is cut where a client's
+                # default 4 MiB limit would refuse it; the next page goes on from there.
+                reply.next_page_token = entry_token(r)
+                break
         return reply
 
     async def _watch_look(
