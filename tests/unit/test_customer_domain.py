@@ -251,13 +251,16 @@ def test_a_list_over_its_limit_is_refused_before_its_items_are_read() -> None:
     assert [v.field for v in caught.value.violations] == ["emails"]
 
 
+KEY = b"an import key of 32 bytes, made up"
+
+
 def test_an_imported_row_reads_its_local_numbers_in_its_address_country_if_it_has_any() -> None:
     """A row's first address gives its numbers' country; one without phone numbers of its own
     (Antarctica) gives none, so the row's international number is not refused for it."""
     row: dict[str, Any] = {"kind": "person", "display_name": "Ada", "emails": []}
     home = {"lines": ["Main St 1"], "city": "Berlin", "country": "de"}
     base = {"lines": ["Station"], "city": "McMurdo", "country": "AQ"}
-    local = import_customer("r1", **row, phones=["030 901820"], addresses=[home])
+    local = import_customer("r1", KEY, **row, phones=["030 901820"], addresses=[home])
     assert local.phones == ["+4930901820"]
-    station = import_customer("r2", **row, phones=["+49 30 901820"], addresses=[base])
+    station = import_customer("r2", KEY, **row, phones=["+49 30 901820"], addresses=[base])
     assert station.phones == ["+4930901820"]
