@@ -15,11 +15,14 @@ from c360.events.v1 import knowledge_events_pb2 as kev
 from c360.events.v1 import ticket_events_pb2 as tev
 from c360.service_desk.v1 import service_desk_service_pb2 as dapi
 from c360_platform.context import ContextReader
-from c360_platform.errors import NotFound, PreconditionFailed
+from c360_platform.errors import InvalidArgument, NotFound, PreconditionFailed
+from c360_platform.validation import Violations
 from c360_service_desk.api import ServiceDeskServicer
 from c360_service_desk.application import ServiceDeskApplication
 from c360_service_desk.contract import CONTRACT
+from c360_service_desk.knowledge import article_content
 from c360_service_desk.reports import Resolution, knowledge_report
+from c360_service_desk.service_contracts import create_contract
 
 from .support import CALL, Clock, bad_fields, refused
 
@@ -130,7 +133,7 @@ async def test_bad_articles_name_every_field_and_store_nothing(desk: ServiceDesk
             ),
             CALL,
         )
-    ) == ["author_id", "body", "keywords", "language", "title"]
+    ) == ["author_id", "body", "keywords[0]", "language", "title"]
     assert desk.app.head() == 0
 
 
@@ -246,3 +249,20 @@ def test_the_report_compares_medians() -> None:
     assert [(a["article_id"], a["tickets"]) for a in report.top_articles] == [("a", 2), ("b", 1)]
     empty = knowledge_report([])
     assert [r["median_hours"] for r in empty.rows] == [None, None]
+
+
+def test_a_wrong_keyword_or_contract_service_is_named_by_its_place() -> None:
+    """A list's offending item is named with its index, as everywhere else (it was the list:
+    which of twelve keywords was wrong, the caller had to guess)."""
+    v = Violations()
+    article_content(v, "Reset", "Hold the button.", "router", ["router", "no good!", "reset"])
+    assert [x.field for x in v.items] == ["keywords[1]"]
+    with pytest.raises(InvalidArgument) as refused:
+        create_contract(
+            customer_id=str(uuid4()),
+            name="Care",
+            services=["router-care", "Bad Service!"],
+            starts_on="2026-01-01",
+            ends_on="2026-12-31",
+        )
+    assert [x.field for x in refused.value.violations] == ["services[1]"]

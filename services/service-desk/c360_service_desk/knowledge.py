@@ -239,7 +239,7 @@ def article_content(
         "title": v.text("title", title, required=required, max_len=MAX_TITLE),
         "body": v.paragraphs("body", body, required=required, max_len=MAX_BODY),
         "category": v.tag("category", category) if category.strip() else "",
-        "keywords": [v.tag("keywords", k) for k in keywords],
+        "keywords": [v.tag(f"keywords[{i}]", k) for i, k in enumerate(keywords)],
     }
 
 

@@ -316,9 +316,10 @@ def create_contract(
     v = Violations()
     customer = v.uuid("customer_id", customer_id.strip())
     title = v.text("name", name, max_len=200)
-    covered = [v.tag("services", s) for s in services]
-    if len(covered) > MAX_SERVICES:
+    if len(services) > MAX_SERVICES:  # one violation, not one per item of a long list
         v.add("services", f"at most {MAX_SERVICES}")
+        services = []
+    covered = [v.tag(f"services[{i}]", s) for i, s in enumerate(services)]
     start = v.day("starts_on", starts_on)
     end = v.day("ends_on", ends_on)
     if start and end and end < start:
