@@ -418,12 +418,13 @@ def _segment_why(args: argparse.Namespace) -> int:
     else:
         state = "member" if reply.member else "not a member"
         verb = "entered" if reply.member else "left"
+        # No path for a customer forgotten or merged away: "(customer forgotten, version 1)".
+        how = ", ".join(x for x in (reply.condition_path, reply.cause.replace("_", " ")) if x)
         out.print(
             Text.assemble(
                 (state, "bold green" if reply.member else "bold red"),
                 f" since {short_time(iso_field(reply, 'since'))}: {verb} on “{reply.condition}”"
-                f" ({reply.condition_path}, {reply.cause.replace('_', ' ')},"
-                f" version {reply.segment_version})",
+                f" ({how}, version {reply.segment_version})",
             )
         )
     out.table(

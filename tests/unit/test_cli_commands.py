@@ -305,6 +305,37 @@ def test_segment_why_says_when_marketing_has_no_profile_of_the_customer(
     )
 
 
+def test_segment_why_of_a_forgotten_customer_has_no_empty_path(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A customer forgotten (or merged away) left with no condition path: it printed
+    # "(, customer forgotten, version 1)".
+    import contextlib
+
+    reply = marketing_api.ExplainMembershipResponse(
+        evaluated=True,
+        member=False,
+        condition="the customer was forgotten on request",
+        cause="customer_forgotten",
+        segment_version=1,
+    )
+    reply.since.FromJsonString("2026-12-07T22:32:02Z")
+    stub = argparse.Namespace(ExplainMembership=lambda *_, **__: reply)
+    monkeypatch.setattr(marketing_cmds, "Client", lambda _: contextlib.nullcontext())
+    monkeypatch.setattr(marketing_cmds, "_stub", lambda _: stub)
+    monkeypatch.setenv("COLUMNS", "100")
+    args = argparse.Namespace(
+        segment="high-value",
+        customer_id="00000000-0000-4000-8000-00000000abcd",
+        as_of=None,
+        json=False,
+        timeout=5.0,
+    )
+    assert marketing_cmds._segment_why(args) == 0
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "on request” (customer forgotten, version 1)" in shown
+
+
 def test_campaign_show_names_its_segments(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
