@@ -146,7 +146,7 @@ async def test_a_revocation_leaves_the_segment_is_excluded_and_reports_show_in_r
         )
         assert not why.member
         assert why.condition_path == "condition.all[2]"
-        assert why.condition == "consent email/marketing granted"
+        assert why.condition == "consent email/marketing not granted"
         assert [c.actual for c in why.conditions if c.path == "condition.all[2]"] == ["revoked"]
 
         # A campaign to the segment: Bob is in its audience no more; after Ada's revocation at

@@ -185,7 +185,9 @@ def test_a_revoked_consent_leaves_the_segment_naming_the_condition(
     why = mk.explain(segment, ADA, None)
     assert not why.member
     assert why.condition_path == "condition.all[2]"
-    assert why.condition == "consent email/marketing granted"
+    # What is true of Ada now (not the condition she no longer meets, which read as if
+    # she had left on a granted consent).
+    assert why.condition == "consent email/marketing not granted"
     assert why.cause == "profile_changed"
     assert ("condition.all[2]", "consent email/marketing granted", False, "revoked") in (
         why.conditions
@@ -202,9 +204,30 @@ def test_a_customer_never_in_the_segment_is_told_what_keeps_them_out(mk: Marketi
     why = mk.explain(segment, CID, None)  # Cid never consented to e-mail marketing
     assert (why.evaluated, why.member, why.since) == (True, False, None)
     assert why.condition_path == "condition.all[2]"
-    assert why.condition == "consent email/marketing granted"
+    assert why.condition == "consent email/marketing not granted"
     assert why.cause == ""
     assert not mk.explain(segment, "00000000-0000-4000-8000-0000000000ff", None).evaluated
+
+
+def test_a_not_segment_explains_entries_and_leaves_by_what_holds(mk: Marketing) -> None:
+    """Members of "not vip" entered because they have no vip tag: said so, not "tags has
+    vip" (the condition under the `not`, which is false of them)."""
+    define(mk, "not-vip", json.dumps({"not": {"field": "tags", "value": "vip"}}))
+    segment = mk.segment("not-vip")
+    why = mk.explain(segment, ADA, None)
+    assert (why.member, why.condition_path) == (True, "condition.not")
+    assert why.condition == "tags has none of vip"
+    mk.observe([person(ADA, "Ada", tags=frozenset({"vip"}))])
+    why = mk.explain(segment, ADA, None)
+    assert (why.member, why.condition) == (False, "tags has vip")
+    mk.observe([person(BOB, "Bob", consent={"email/marketing": False})])  # not in the tree
+    either = [{"field": "consent", "channel": "email"}, {"field": "consent", "channel": "sms"}]
+    define(mk, "no-email", json.dumps({"not": {"any": either}}))
+    why = mk.explain(mk.segment("no-email"), BOB, None)
+    assert why.member
+    assert why.condition == (
+        "none of (consent email/marketing granted; consent sms/marketing granted)"
+    )
 
 
 def test_a_forgotten_customer_leaves_every_segment(mk: Marketing, clock: Clock) -> None:
@@ -252,7 +275,7 @@ def test_a_segment_of_a_segment_follows_it(mk: Marketing) -> None:
     mk.observe([person(BOB, "Bob", countries=frozenset({"EE"}))])
     assert [m.customer_id for m in mk.members(calm, None)] == [ADA]
     why = mk.explain(calm, BOB, None)
-    assert why.condition.startswith("member of segment")
+    assert why.condition == "not member of segment latvia"
     # A new customer enters both in one observation: the second sees the first's entry.
     dan = "00000000-0000-4000-8000-0000000000dd"
     mk.observe([person(dan, "Dan")])

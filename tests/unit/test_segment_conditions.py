@@ -454,3 +454,47 @@ def test_a_country_is_an_iso_code_as_profiles_hold_it() -> None:
     assert conditions.parse_json('{"field": "country", "value": "lv"}')["value"] == "LV"
     # Regions are names, as addresses hold them: any text.
     assert conditions.parse_json('{"field": "region", "value": "Bayern"}')["value"] == "BAYERN"
+
+
+@pytest.mark.parametrize(
+    ("condition", "opposite"),
+    [
+        ({"field": "country", "value": "LV"}, "country ≠ LV"),
+        ({"field": "country", "op": "in", "value": ["LV", "EE"]}, "country not in LV, EE"),
+        ({"field": "owner", "op": "empty"}, "owner is not empty"),
+        ({"field": "lifetime_value", "op": "gt", "value": 1000}, "lifetime value ≤ 1000 EUR"),
+        ({"field": "open_tickets", "op": "gte", "value": 2}, "open tickets < 2"),
+        ({"field": "consent", "channel": "sms"}, "consent sms/marketing not granted"),
+        ({"field": "tags", "value": ["vip", "b2b"]}, "tags has none of b2b, vip"),
+        (
+            {"field": "class", "op": "has_all", "value": ["key", "loyal"]},
+            "not class has all of key, loyal",
+        ),
+        ({"field": "at_risk", "value": True}, "at risk ≠ true"),
+        ({"field": "kind", "value": "person"}, "kind ≠ person"),
+    ],
+)
+def test_a_condition_that_does_not_hold_is_worded_as_what_holds(
+    condition: dict[str, Any], opposite: str
+) -> None:
+    tree = conditions.parse(condition)
+    assert conditions.text_of(tree, "condition", holds=False) == opposite
+
+
+def test_a_group_that_does_not_hold_is_worded_as_what_holds() -> None:
+    tree = conditions.parse(
+        {
+            "all": [
+                {"any": [{"field": "at_risk", "value": True}, {"field": "country", "value": "LV"}]},
+                {"not": {"field": "tags", "value": "vip"}},
+            ]
+        }
+    )
+    truth = conditions.values(tree, ada(tags=frozenset({"vip"}), countries=frozenset()))
+    assert not conditions.holds_at(tree, "condition.all[0]", truth)
+    assert conditions.text_of(tree, "condition.all[0]", holds=False) == (
+        "none of (at risk = true; country = LV)"
+    )
+    assert conditions.holds_at(tree, "condition.all[1].not", truth)
+    assert conditions.text_of(tree, "condition.all[1]", holds=False) == "tags has vip"
+    assert conditions.text_of(tree, "condition", holds=False).startswith("not all of (")

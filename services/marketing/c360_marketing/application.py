@@ -530,7 +530,9 @@ class Marketing:
             names = {}
         elif names is None:
             names = {str(s.id): s.name for s in self.segments()}
-        text = conditions.text_of(tree, path, names)
+        # What is true of the customer now: "consent email/marketing not granted" for one
+        # who left on a revoked consent, "tags has none of vip" for one in a `not` segment.
+        text = conditions.text_of(tree, path, names, holds=conditions.holds_at(tree, path, now))
         if cause == FORGOTTEN_CAUSE:
             path, text = "", "the customer was forgotten on request"
         elif cause == MERGED_CAUSE:
@@ -660,13 +662,16 @@ class Marketing:
                 return Explanation(evaluated=facts is not None and as_of is None, conditions=listed)
             # Never a member: no membership was ever written. The condition that keeps them
             # out now (a verdict of member would be one not applied yet: not evaluated).
-            verdict = conditions.evaluate(tree, facts)
+            truth = conditions.values(tree, facts)
+            verdict = conditions.decide(tree, truth)
             if verdict.member:
                 return Explanation(evaluated=False, conditions=listed)
             return Explanation(
                 evaluated=True,
                 condition_path=verdict.path,
-                condition=conditions.text_of(tree, verdict.path, names),
+                condition=conditions.text_of(
+                    tree, verdict.path, names, holds=conditions.holds_at(tree, verdict.path, truth)
+                ),
                 segment_version=segment.version,
                 conditions=listed,
             )

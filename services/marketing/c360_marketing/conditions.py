@@ -492,11 +492,66 @@ MAX_TEXT = 300
 """The most characters of a condition in words (a group lists its members)."""
 
 
-def text_of(tree: Tree, path: str, names: Mapping[str, str] | None = None) -> str:
+def text_of(
+    tree: Tree, path: str, names: Mapping[str, str] | None = None, *, holds: bool = True
+) -> str:
     """The words of the condition at `path`: a typed one's, or a group's members'
-    ("any of (at risk = true; open tickets ≥ 1)"), shortened to MAX_TEXT characters."""
-    text = _words(tree, path, names)
+    ("any of (at risk = true; open tickets ≥ 1)"), shortened to MAX_TEXT characters. With
+    `holds` False, the words of what holds instead ("consent email/marketing not granted",
+    "none of (…)"): a customer who left on a revoked consent, or entered a `not` segment,
+    is told what is true of them, not the condition that stopped being (or never was) true."""
+    text = _words(tree, path, names) if holds else _negated(tree, path, names)
     return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
+
+
+def holds_at(tree: Tree, path: str, truth: Values) -> bool:
+    """Whether the condition at `path` (a typed one or a group) is true over `truth`."""
+    if path in truth:
+        return truth[path]
+    node = _at(tree, path)
+    return True if node is None else decide(node, truth, path).member
+
+
+_NEGATED_OPS = {
+    "eq": "ne",
+    "ne": "eq",
+    "in": "not_in",
+    "not_in": "in",
+    "gt": "lte",
+    "gte": "lt",
+    "lt": "gte",
+    "lte": "gt",
+    "empty": "not_empty",
+    "not_empty": "empty",
+    "granted": "not_granted",
+    "not_granted": "granted",
+    "member": "not_member",
+    "not_member": "member",
+    "responded": "not_responded",
+    "not_responded": "responded",
+}
+"""Each operator's opposite (tags, class and products_bought have none: worded apart)."""
+
+
+def _negated(tree: Tree, path: str, names: Mapping[str, str] | None) -> str:
+    """The words of the opposite of the condition at `path`."""
+    for leaf_path, leaf in leaves(tree):
+        if leaf_path != path:
+            continue
+        op = leaf["op"]
+        if op in _NEGATED_OPS:
+            return describe(leaf | {"op": _NEGATED_OPS[op]}, names)
+        if op == "has_all":
+            return "not " + describe(leaf, names)
+        return f"{leaf['field'].replace('_', ' ')} has none of {', '.join(leaf['value'])}"
+    node = _at(tree, path)
+    if node is None:
+        return "not " + path
+    if "not" in node:
+        return _words(tree, f"{path}.not", names)
+    if "any" in node:
+        return "none of " + _words(tree, path, names).removeprefix("any of ")
+    return "not " + _words(tree, path, names)
 
 
 def _words(tree: Tree, path: str, names: Mapping[str, str] | None) -> str:
