@@ -245,6 +245,16 @@ def test_a_forgotten_customer_leaves_every_segment(mk: Marketing, clock: Clock) 
     assert BOB in [m.customer_id for m in mk.members(segment, None)]
 
 
+def test_a_preview_counts_no_customer_forgotten_or_merged_away(mk: Marketing) -> None:
+    """A preview is the segment it would be: a forgotten customer (its profile still holds
+    its country and tags) or one merged into another is in none, so neither in a preview."""
+    mk.observe([person(ADA, "Ada", forgotten=True), person(BOB, "Bob", merged_into=CID)])
+    size, total, sample = mk.preview(json.dumps({"field": "country", "value": "LV"}), 10)
+    assert (size, total, [f.customer_id for f in sample]) == (1, 3, [CID])
+    sid = define(mk, "lv", json.dumps({"field": "country", "value": "LV"}))
+    assert [m.customer_id for m in mk.members(mk.segment(sid), None)] == [CID]
+
+
 def test_a_customer_merged_into_another_leaves_every_segment_until_unmerged(
     mk: Marketing, clock: Clock
 ) -> None:

@@ -437,7 +437,13 @@ class Marketing:
         self._check_references(tree)
         with self.lock:
             people = [f for f, _ in self._known_of_many(list(self.facts.values()))]
-        matched = [f for f in people if conditions.evaluate(tree, f).member]
+        # Who would be a member: never one forgotten or merged away (`_evaluate`), whatever
+        # their profile still holds.
+        matched = [
+            f
+            for f in people
+            if not f.forgotten and not f.merged_into and conditions.evaluate(tree, f).member
+        ]
         matched.sort(key=lambda f: (f.display_name, f.customer_id))
         return len(matched), len(people), matched[:sample_size]
 
