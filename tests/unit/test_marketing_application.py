@@ -498,6 +498,36 @@ def test_touches_are_attributed_only_when_a_lifetime_value_changed(
     assert attributed == [ADA, dan]
 
 
+def test_revenue_is_the_last_touch_that_reached_the_customer_once(
+    mk: Marketing, clock: Clock
+) -> None:
+    """Ada and Bob are in two campaigns' audiences, then each pays 300 EUR more: each
+    payment is one campaign's revenue, the later one's (it was both campaigns' in full: the
+    results of the two showed 1,200 EUR for 600 paid); Bob's later e-mail hard-bounced, so
+    the growth is the earlier campaign's."""
+    define(mk)
+    first, second = plan(mk), plan(mk, name="Second")
+    mk.change_campaign(ctx(), first, None, lambda c: c.approve(""))
+    mk.send(ctx("first"), first, None, launch=True)
+    clock.advance(hours=1)
+    mk.change_campaign(ctx(), second, None, lambda c: c.approve(""))
+    mk.send(ctx("second"), second, None, launch=True)
+    [bob_second] = [
+        r["row_id"]
+        for r in mk.people.rows(RowQuery(where(kind="touch", campaign_id=str(second))))
+        if str(r["customer_id"]) == BOB
+    ]
+    mk.record_report(bob_second, "hard_bounced", "b1", "no mailbox", mk.clock())
+    clock.advance(days=1)
+    grown = {"EUR": Decimal("1800")}
+    mk.observe([person(ADA, "Ada", lifetime_value=grown), person(BOB, "Bob", lifetime_value=grown)])
+    one, _ = mk.results(mk.campaign(first), "")
+    two, _ = mk.results(mk.campaign(second), "")
+    assert (one.counts["converted"], one.revenue) == (1, Decimal("300"))  # Bob's
+    assert (two.counts["converted"], two.revenue) == (1, Decimal("300"))  # Ada's
+    assert two.counts["bounced"] == 1
+
+
 def test_reports_on_unknown_kinds_are_refused(mk: Marketing) -> None:
     define(mk)
     cid = plan(mk)

@@ -891,12 +891,24 @@ class Marketing:
         return None
 
     def _attribute(self, facts: Facts) -> None:
-        """A customer's lifetime value grew: touches within the attribution window get it."""
+        """A customer's lifetime value grew: the growth is the revenue of the last touch that
+        reached them within the attribution window (in its currency), once. Last touch: the
+        same money is no campaign's revenue twice (every touch in the window got all of it,
+        so a customer in two campaigns' audiences doubled the revenue their results and ROI
+        showed); a touch that failed or bounced never reached them, and converts nothing."""
         now = self.clock()
-        for row in self._touches(customer_id=UUID(facts.customer_id)):
-            if row["revenue"] != "0" or row["created_at"] + ATTRIBUTION < now:
-                continue
+        rows = [
+            r
+            for r in self._touches(customer_id=UUID(facts.customer_id))
+            if r["created_at"] + ATTRIBUTION >= now and domain.reached(r["responses"])
+        ]
+        rows.sort(key=lambda r: (r["created_at"], str(r["row_id"])), reverse=True)
+        currencies: set[str] = set()
+        for row in rows:
             touch = self.people.load(Touch, row["row_id"])
+            if touch.currency in currencies:
+                continue  # an earlier touch: the growth is the last one's
+            currencies.add(touch.currency)
             touch.convert(facts.lifetime_value.get(touch.currency, Decimal(0)), ATTRIBUTION, now)
             if touch.pending_events:
                 self.people.save(touch)

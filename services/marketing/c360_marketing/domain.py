@@ -632,6 +632,16 @@ def touch_counts(responses: Iterable[str]) -> Mapping[str, bool]:
     }
 
 
+def reached(responses: Iterable[str]) -> bool:
+    """Whether a touch may have reached the customer: not failed nor hard-bounced, and a
+    soft bounce only if a delivery came after all (no report yet: it may have)."""
+    seen = set(responses)
+    counts = touch_counts(seen)
+    if counts["failed"] or Response.HARD_BOUNCED.value in seen:
+        return False
+    return counts["delivered"] or Response.SOFT_BOUNCED.value not in seen
+
+
 # -- lead lists ---------------------------------------------------------------------------------
 
 
