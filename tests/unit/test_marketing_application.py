@@ -13,9 +13,11 @@ from uuid import UUID
 
 import pytest
 
+from c360.events.v1 import marketing_events_pb2 as mev
 from c360_marketing import domain
 from c360_marketing.application import Marketing
 from c360_marketing.conditions import Facts
+from c360_marketing.contract import CONTRACT
 from c360_marketing.domain import Campaign, Touch
 from c360_platform.errors import AlreadyExists, InvalidArgument, NotFound, PreconditionFailed
 from c360_platform.store import CommandContext, RowQuery, where
@@ -397,6 +399,12 @@ def test_provider_reports_count_once_and_unsubscribes_revoke(mk: Marketing, cloc
     assert mk.record_report(touches[ADA], "delivered", "other-r1", "", now) is None
     ada_touch = mk.people.load(Touch, touches[ADA])
     assert ada_touch.version == 3  # sent, delivered, clicked: the repeats changed nothing
+    # Each report names its campaign on the customer's timeline (it said only "Campaign
+    # response: clicked", whichever of the campaigns that reached them it was of).
+    [*_, click] = mk.people.events.get(touches[ADA])
+    published = CONTRACT.publication(click).payload
+    assert isinstance(published, mev.TouchResponded)
+    assert (published.campaign_id, published.campaign_name) == (str(cid), "Spring offer")
     # Ada pays 300 EUR more within the attribution window: revenue of the touch.
     clock.advance(days=2)
     mk.observe([person(ADA, "Ada", lifetime_value={"EUR": Decimal("1800")})])
@@ -525,6 +533,15 @@ def test_revenue_is_the_last_touch_that_reached_the_customer_once(
     two, _ = mk.results(mk.campaign(second), "")
     assert (one.counts["converted"], one.revenue) == (1, Decimal("300"))  # Bob's
     assert (two.counts["converted"], two.revenue) == (1, Decimal("300"))  # Ada's
+    [ada_second] = [
+        r["row_id"]
+        for r in mk.people.rows(RowQuery(where(kind="touch", campaign_id=str(second))))
+        if str(r["customer_id"]) == ADA
+    ]
+    [*_, converted] = mk.people.events.get(ada_second)
+    conversion = CONTRACT.publication(converted).payload
+    assert isinstance(conversion, mev.TouchConverted)
+    assert conversion.campaign_name == "Second"
     assert two.counts["bounced"] == 1
 
 

@@ -62,7 +62,12 @@ def test_memberships_touches_and_responses_fold_into_the_marketing_part() -> Non
     clicked = entry(
         touch,
         "touch",
-        ev.TouchResponded(campaign_id="c-1", kind=ev.TOUCH_RESPONSE_KIND_CLICKED, report_id="r"),
+        ev.TouchResponded(
+            campaign_id="c-1",
+            campaign_name="Winter in Latvia",
+            kind=ev.TOUCH_RESPONSE_KIND_CLICKED,
+            report_id="r",
+        ),
         T0 + timedelta(hours=2),
         3,
     )
@@ -85,7 +90,9 @@ def test_memberships_touches_and_responses_fold_into_the_marketing_part() -> Non
     ]
     assert entered.summary == ("Entered segment “latvia-high-value”: lifetime value > 1000 EUR")
     assert sent.summary == "Campaign “Winter in Latvia” sent by e-mail (offer: 10 % off)"
-    assert clicked.summary == "Campaign response: clicked"
+    # Which campaign: a customer reached by three campaigns had three "Campaign response:
+    # delivered" on the timeline, none saying which.
+    assert clicked.summary == "Campaign “Winter in Latvia” response: clicked"
     assert left.summary == "Left segment “latvia-high-value”: consent email/marketing granted"
 
     p: Doc = empty_profile(CUSTOMER)
@@ -95,6 +102,7 @@ def test_memberships_touches_and_responses_fold_into_the_marketing_part() -> Non
     assert list(part["segments"]) == [SEGMENT]
     assert part["last_touch"]["campaign_name"] == "Winter in Latvia"
     assert (part["last_response"]["kind"], part["response_rate"]) == ("clicked", 1.0)
+    assert part["last_response"]["campaign_name"] == "Winter in Latvia"
     assert p["provenance"][f"marketing.segments[{SEGMENT}]"]["event_id"] == entered.event_id
     # Marketing's entries are not contacts by the customer.
     assert p["last_contact_at"] == ""
@@ -106,3 +114,26 @@ def test_memberships_touches_and_responses_fold_into_the_marketing_part() -> Non
     join(p, other)
     assert list(p["marketing"]["segments"]) == [SEGMENT]
     assert p["marketing"]["touches"] == 1
+
+
+def test_a_conversion_names_its_campaign_and_older_events_still_read() -> None:
+    touch = str(uuid.uuid4())
+    converted = entry(
+        touch,
+        "touch",
+        ev.TouchConverted(
+            campaign_id="c-1", campaign_name="VIP preview", amount="110.00", currency="EUR"
+        ),
+        T0,
+        4,
+    )
+    assert converted.summary == "Campaign “VIP preview” conversion: 110.00 EUR attributed"
+    # Recorded before the name was carried: as before.
+    older = entry(
+        touch,
+        "touch",
+        ev.TouchResponded(campaign_id="c-1", kind=ev.TOUCH_RESPONSE_KIND_OPENED, report_id="o"),
+        T0,
+        5,
+    )
+    assert older.summary == "Campaign response: opened"

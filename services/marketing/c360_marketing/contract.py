@@ -53,9 +53,14 @@ TOUCHES: dict[type, Mapper] = {
         report_id=e.report_id,
         detail=e.detail,
         reported_at=timestamp(e.reported_at),
+        # Not in the events recorded before the name was carried on every touch event.
+        campaign_name=getattr(e, "campaign_name", ""),
     ),
     Touch.Converted: lambda e: pb.TouchConverted(
-        campaign_id=e.campaign_id, amount=e.amount, currency=e.currency
+        campaign_id=e.campaign_id,
+        amount=e.amount,
+        currency=e.currency,
+        campaign_name=getattr(e, "campaign_name", ""),
     ),
 }
 

@@ -561,6 +561,7 @@ class Touch(Aggregate):
     ) -> None:
         self.customer_id = customer_id
         self.campaign_id = campaign_id
+        self.campaign_name = campaign_name
         self.channel = channel
         self.address = address
         """Where it was sent (sealed in the store, revealed when read)."""
@@ -587,7 +588,9 @@ class Touch(Aggregate):
         assert k is not None
         if rid in self.reports or k.value in self.responses:
             return False
-        self._responded(self.customer_id, self.campaign_id, k.value, rid, text, reported_at)
+        self._responded(
+            self.customer_id, self.campaign_id, k.value, rid, text, reported_at, self.campaign_name
+        )
         return True
 
     @event("Responded")
@@ -599,7 +602,9 @@ class Touch(Aggregate):
         report_id: str,
         detail: str,
         reported_at: datetime,
+        campaign_name: str = "",
     ) -> None:
+        """`campaign_name`: for the customer's timeline ("" in events recorded before it)."""
         self.reports.add(report_id)
         self.responses.add(kind)
 
@@ -609,10 +614,19 @@ class Touch(Aggregate):
             return
         growth = lifetime_value - Decimal(self.lifetime_value)
         if growth > 0:
-            self._converted(self.customer_id, self.campaign_id, str(growth), self.currency)
+            self._converted(
+                self.customer_id, self.campaign_id, str(growth), self.currency, self.campaign_name
+            )
 
     @event("Converted")
-    def _converted(self, customer_id: str, campaign_id: str, amount: str, currency: str) -> None:
+    def _converted(
+        self,
+        customer_id: str,
+        campaign_id: str,
+        amount: str,
+        currency: str,
+        campaign_name: str = "",
+    ) -> None:
         self.revenue = amount
 
 

@@ -46,9 +46,20 @@ def _touch_sent(d: Doc) -> str:
     return f"{text} (offer: {d['offer']})" if d.get("offer") else text
 
 
+def _campaign(d: Doc) -> str:
+    """“Winter in Latvia” ("" before events carried the campaign's name): which campaign a
+    response or conversion is of, among the several that reached the customer."""
+    return f" “{d['campaign_name']}”" if d.get("campaign_name") else ""
+
+
 def _responded(d: Doc) -> str:
-    text = f"Campaign response: {_response(d).replace('_', ' ')}"
+    text = f"Campaign{_campaign(d)} response: {_response(d).replace('_', ' ')}"
     return f"{text} ({d['detail']})" if d.get("detail") else text
+
+
+def _converted(d: Doc) -> str:
+    amount = f"{d.get('amount', '')} {d.get('currency', '')}"
+    return f"Campaign{_campaign(d)} conversion: {amount} attributed"
 
 
 SUMMARIES: dict[str, Callable[[Doc], str]] = {
@@ -56,9 +67,7 @@ SUMMARIES: dict[str, Callable[[Doc], str]] = {
     "c360.events.v1.SegmentLeft": _segment("Left"),
     "c360.events.v1.TouchSent": _touch_sent,
     "c360.events.v1.TouchResponded": _responded,
-    "c360.events.v1.TouchConverted": lambda d: (
-        f"Campaign conversion: {d.get('amount', '')} {d.get('currency', '')} attributed"
-    ),
+    "c360.events.v1.TouchConverted": _converted,
 }
 
 
@@ -111,6 +120,7 @@ def _responded_fold(p: Doc, entry: Entry) -> None:
     kind = _response(d)
     m["last_response"] = {
         "campaign_id": d.get("campaign_id", ""),
+        "campaign_name": d.get("campaign_name", ""),
         "kind": kind,
         "at": entry.occurred_at.isoformat(),
     }
