@@ -548,9 +548,33 @@ def print_results(out: Output, reply: api.CampaignResultsResponse, by: str) -> N
         f" {reply.expected_responses}",
     )
     out.table(
-        [by or "", f"revenue ({reply.currency})", "cost", "cost/response", "ROI"],
-        [[r.key, r.revenue, r.cost, r.cost_per_response, r.roi] for r in rows],
+        [
+            by or "",
+            f"revenue ({reply.currency})",
+            "cost",
+            "cost/resp",
+            "cost/conv",
+            "conv %",
+            "ROI",
+        ],
+        [
+            [
+                r.key,
+                r.revenue,
+                r.cost,
+                r.cost_per_response,
+                r.cost_per_conversion,
+                _percent(r.conversion_rate),
+                r.roi,
+            ]
+            for r in rows
+        ],
     )
+
+
+def _percent(rate: str) -> str:
+    """ "0.0556" -> "5.6" ("" stays "")."""
+    return f"{float(rate) * 100:.1f}" if rate else ""
 
 
 def _campaign_results(args: argparse.Namespace) -> int:

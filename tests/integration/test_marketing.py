@@ -206,6 +206,7 @@ async def test_a_revocation_leaves_the_segment_is_excluded_and_reports_show_in_r
         assert found.total.responded == 1
         assert found.total.cost == "0.25"
         assert found.total.cost_per_response == "0.25"
+        assert (found.total.cost_per_conversion, found.total.conversion_rate) == ("", "0.0000")
         assert found.total.roi == "-1.00"
         assert [r.key for r in found.rows] == ["LV"]
         assert found.forecast_basis == ""  # no completed campaign to learn from yet

@@ -172,6 +172,8 @@ def test_campaign_results_show_every_count_under_a_whole_header(width: int) -> N
             revenue="12345.00",
             cost="1060.56",
             cost_per_response="530.28",
+            cost_per_conversion="1060.56",
+            conversion_rate="0.0083",
             roi="10.64",
         )
 
@@ -186,8 +188,11 @@ def test_campaign_results_show_every_count_under_a_whole_header(width: int) -> N
     words = [w for line in lines for w in line.split()]
     for header in ("sent", "fail", "bounce", "deliv", "open", "click", "resp", "unsub", "conv"):
         assert header in words
-    for whole in ("ANDALUCÍA", "unknown", "cost/response", "ROI", "12345.00", "530.28"):
+    for whole in ("ANDALUCÍA", "unknown", "cost/resp", "ROI", "12345.00", "530.28"):
         assert whole in words
+    # Conversions: what each cost, and their share of the sends.
+    for whole in ("cost/conv", "conv %", "1060.56", "0.8"):
+        assert whole in " ".join(lines)
     counts = next(line for line in lines if line.startswith("total"))
     assert counts.split()[1:4] == ["120", "1", "2"]  # sent, failed, bounced
 

@@ -975,3 +975,19 @@ def test_a_campaign_for_a_segment_that_does_not_exist_names_it(mk: Marketing) ->
     assert [(v.field, v.description) for v in caught.value.violations] == [
         ("segments[1]", "no segment 'lativa' (a segment's name or id)")
     ]
+
+
+def test_results_show_cost_per_conversion_and_conversion_rate() -> None:
+    """VIP preview in the demo: 18 sends, 1 conversion, 461.44 EUR: 461.44 per conversion,
+    5.56 % of the sends (only cost per response was shown)."""
+    from c360_marketing.api import _result
+    from c360_marketing.application import ResultRow
+
+    counts = {"sent": 18, "responded": 4, "converted": 1}
+    row = _result(ResultRow("total", counts, Decimal("665"), Decimal("461.44")))
+    assert (row.cost_per_response, row.cost_per_conversion) == ("115.36", "461.44")
+    assert row.conversion_rate == "0.0556"
+    empty = _result(
+        ResultRow("x", {"sent": 0, "responded": 0, "converted": 0}, Decimal(0), Decimal(0))
+    )
+    assert (empty.cost_per_conversion, empty.conversion_rate) == ("", "")

@@ -688,13 +688,15 @@ def _round(chosen: Audience, outcome: Any) -> api.SendRound:
 
 
 def _result(r: ResultRow) -> api.ResultRow:
-    responded = r.counts["responded"]
+    responded, converted, sent = r.counts["responded"], r.counts["converted"], r.counts["sent"]
     return api.ResultRow(
         key=r.key,
         **r.counts,
         revenue=_decimal_text(r.revenue),
         cost=_decimal_text(r.cost),
         cost_per_response=_decimal_text(r.cost / responded) if responded else "",
+        cost_per_conversion=_decimal_text(r.cost / converted) if converted else "",
+        conversion_rate=f"{converted / sent:.4f}" if sent else "",
         roi=f"{(r.revenue - r.cost) / r.cost:.2f}" if r.cost else "",
     )
 
