@@ -323,6 +323,7 @@ async def test_an_interested_call_becomes_a_lead_of_the_calling_agent(stack: Sta
             budget=mapi.Money(amount="500", currency="EUR"),
         )
     )
+    await marketing.ApproveCampaign(mapi.ApproveCampaignRequest(campaign_id=planned.campaign_id))
     built = await marketing.BuildCallList(
         mapi.BuildCallListRequest(
             name="december", campaign_id=planned.campaign_id, agents=["emp-0003"]

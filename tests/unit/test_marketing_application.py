@@ -692,6 +692,7 @@ def test_a_call_list_shares_who_may_be_called_and_records_outcomes(
     with pytest.raises(PreconditionFailed, match="phone campaigns"):
         mk.build_call_list(ctx(), name="x", campaign_id=email_campaign, agents=["emp-1"])
     cid = plan(mk, name="Call them", channel="phone")
+    mk.change_campaign(ctx(), cid, None, lambda c: c.approve(""))
     outcome = mk.build_call_list(
         ctx(), name="spring calls", campaign_id=cid, agents=["emp-1", "emp-2"]
     )
@@ -732,6 +733,60 @@ def test_a_call_list_shares_who_may_be_called_and_records_outcomes(
         ]
     )
     assert mk.next_call(calls.id, "emp-2")[1:] == (None, 0, 1)
+
+
+OFF = r"cannot hand out calls for it \(only when approved or running\)"
+
+
+def test_nobody_is_called_for_a_phone_campaign_not_approved_paused_or_cancelled(
+    mk: Marketing, clock: Clock
+) -> None:
+    """A call list of a planned campaign was built, and one of a cancelled campaign still
+    handed out calls and turned "interested" into sales leads: calls are made under an
+    approved or running campaign only, within its period."""
+    callable_ = {"email/marketing": True, "phone/marketing": True}
+    mk.observe([person(ADA, "Ada", consent=callable_, phones=("+37120000001",))])
+    define(mk)
+    cid = plan(mk, name="Call them", channel="phone")
+    with pytest.raises(PreconditionFailed, match="is planned: cannot build a call list"):
+        mk.build_call_list(ctx(), name="calls", campaign_id=cid, agents=["emp-1"])
+    mk.change_campaign(ctx(), cid, None, lambda c: c.approve(""))
+    built = mk.build_call_list(ctx(), name="calls", campaign_id=cid, agents=["emp-1"])
+    calls = UUID(built.extra["call_list_id"])
+    assert mk.next_call(calls, "emp-1")[1] is not None
+    mk.change_campaign(ctx(), cid, None, lambda c: c.launch(""))
+    mk.change_campaign(ctx(), cid, None, lambda c: c.pause(""))
+    with pytest.raises(
+        PreconditionFailed,
+        match=f"is paused: {OFF}",
+    ):
+        mk.next_call(calls, "emp-1")
+    mk.record_call(ctx(), calls, ADA, "emp-1", "no_answer", None, "")  # made before the pause
+    mk.change_campaign(ctx(), cid, None, lambda c: c.cancel("budget cut"))
+    with pytest.raises(
+        PreconditionFailed,
+        match=f"is cancelled: {OFF}",
+    ):
+        mk.next_call(calls, "emp-1")
+    with pytest.raises(PreconditionFailed, match="cancelled: no call is recorded"):
+        mk.record_call(ctx(), calls, ADA, "emp-1", "interested", None, "")
+    assert [c["outcome"] for c in mk.call_list(calls).calls] == ["no_answer"]
+    with pytest.raises(PreconditionFailed, match="is cancelled: cannot build a call list"):
+        mk.build_call_list(ctx("again"), name="calls", campaign_id=cid, agents=["emp-1"])
+    # Before its first day and after its last, neither.
+    later = plan(
+        mk,
+        name="Later",
+        channel="phone",
+        starts_on=(clock.now.date() + timedelta(days=3)).isoformat(),
+    )
+    mk.change_campaign(ctx(), later, None, lambda c: c.approve(""))
+    built = mk.build_call_list(ctx("later"), name="later", campaign_id=later, agents=["emp-1"])
+    with pytest.raises(PreconditionFailed, match="starts on"):
+        mk.next_call(UUID(built.extra["call_list_id"]), "emp-1")
+    clock.advance(days=40)
+    with pytest.raises(PreconditionFailed, match="nobody is called for it any more"):
+        mk.next_call(UUID(built.extra["call_list_id"]), "emp-1")
 
 
 def test_a_personalised_campaign_sends_each_customer_their_first_offer(mk: Marketing) -> None:

@@ -987,6 +987,7 @@ class Marketing:
                     f"campaign {campaign.id} is a {campaign.plan['channel']} campaign;"
                     " call lists are for phone campaigns"
                 )
+            campaign.require_calling(self.clock().date(), "build a call list for it")
             chosen = domain.audience(
                 domain.Channel.PHONE,
                 self._candidates(campaign, self.clock()).values(),
@@ -1036,6 +1037,13 @@ class Marketing:
         how many of the agent's customers are still to call, and how many may no longer be
         (consent revoked, or forgotten, since the list was built): never handed out."""
         found = self.call_list(call_list_id)
+        campaign = self.campaign(UUID(found.campaign_id))
+        campaign.require_calling(self.clock().date(), "hand out calls for it")
+        if not campaign.in_period(self.clock().date()):
+            raise FailedPrecondition(
+                f"campaign {campaign.id} starts on {campaign.plan['starts_on']}: its calls are"
+                f" made from that day (today is {self.clock().date().isoformat()}, UTC)"
+            )
         entry = found.next_for(agent_id, self.clock(), self.may_call)
         still = [
             e["customer_id"]
@@ -1057,14 +1065,18 @@ class Marketing:
         note: str,
     ) -> CommandOutcome:
         at = self.clock()
+
+        def record(c: CallList) -> None:
+            # A call made may be recorded while the campaign is paused or after it completed,
+            # not under one called off: no outcome (nor sales lead) comes of it.
+            if self.campaign(UUID(c.campaign_id)).state == domain.State.CANCELLED:
+                raise FailedPrecondition(
+                    f"campaign {c.campaign_id} is cancelled: no call is recorded for it"
+                )
+            c.record(customer_id, agent_id, outcome, call_back_at, note, at)
+
         with self.lock:
-            return self.plans.change(
-                ctx,
-                CallList,
-                call_list_id,
-                None,
-                lambda c: c.record(customer_id, agent_id, outcome, call_back_at, note, at),
-            )
+            return self.plans.change(ctx, CallList, call_list_id, None, record)
 
     def forecast(self, campaign: Campaign) -> tuple[float, Decimal, str]:
         """Responses and revenue past campaigns predict for this one: completed campaigns on

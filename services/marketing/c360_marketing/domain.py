@@ -407,6 +407,17 @@ class Campaign(Aggregate):
                 f" (today is {today.isoformat()}, UTC); plan a new one"
             )
 
+    def require_calling(self, today: date, action: str) -> None:
+        """Approved or running, and its last day not over: a phone campaign's calls (a call
+        list built, the next call handed out) are made under it only then; paused, cancelled
+        or completed, nobody is called for it. `action`: "build a call list for it"."""
+        self._require(action, State.APPROVED, State.RUNNING)
+        if self.ended(today):
+            raise PreconditionFailed(
+                f"campaign {self.id} ended on {self.plan['ends_on']}: nobody is called for it"
+                f" any more (today is {today.isoformat()}, UTC)"
+            )
+
     def ended(self, day: date) -> bool:
         """Whether the campaign's last day (UTC) is over on `day`."""
         return day.isoformat() > str(self.plan["ends_on"])
