@@ -121,7 +121,8 @@ def result_json(
     result: command_pb2.CommandResult, subject: str = "customer"
 ) -> dict[str, JSONValue]:
     return {
-        f"{subject}_id": result.aggregate_id,
+        # "call list" -> "call_list_id" (it was "call list_id", a key with a space).
+        f"{subject.replace(' ', '_')}_id": result.aggregate_id,
         "version": result.version,
         "consistency_token": result.consistency_token,
         "replayed": result.replayed,

@@ -381,3 +381,14 @@ def test_segment_preview_says_when_it_lists_a_sample(
     assert marketing_cmds._segment_preview(args) == 0
     first = capsys.readouterr().out.splitlines()[0].rstrip()
     assert first == "14 of 268 profiles match; a sample of 10 (--sample N for more)"
+
+
+def test_a_lead_or_call_list_built_is_named_by_a_json_key_without_a_space() -> None:
+    # `c360 calllist build ... --json` printed {"call list_id": ...}.
+    from c360.common.v1 import command_pb2
+    from c360_cli.output import result_json
+
+    result = command_pb2.CommandResult(aggregate_id="a0b572fb", version=1)
+    assert result_json(result, "call list")["call_list_id"] == "a0b572fb"
+    assert result_json(result, "lead list")["lead_list_id"] == "a0b572fb"
+    assert not [k for k in result_json(result, "call list") if " " in k]
