@@ -867,6 +867,38 @@ def test_an_overdue_invoice_reminder_sends_by_itself_on_service_consent(
     assert len(mk.campaign(cid).rounds) == rounds + 1
 
 
+def test_an_unsubscribe_from_a_service_reminder_ends_the_service_consent(mk: Marketing) -> None:
+    """Ada unsubscribes from the overdue-invoice reminder: her consent to service e-mails
+    ends (it ended her marketing consent, which she had not withdrawn, and the reminders,
+    sent on the service consent, kept coming)."""
+    mk.observe([person(ADA, "Ada", consent={"email/service": True}, overdue_invoices=("I-7",))])
+    define(mk, "everyone", json.dumps({"field": "country", "value": "LV"}))
+    outcome = mk.plan_campaign(
+        ctx(), ["everyone"], **_fields(trigger="overdue_invoice", purpose="service")
+    )
+    cid = UUID(outcome.extra["campaign_id"])
+    for step in (lambda c: c.approve(""), lambda c: c.launch("")):
+        mk.change_campaign(ctx(), cid, None, step)
+    assert mk.triggered() == 1
+    [touch] = [r["row_id"] for r in mk.people.rows(RowQuery(where(kind="touch")))]
+    revocation = mk.record_report(touch, "unsubscribed", "u1", "", mk.clock())
+    assert revocation is not None
+    assert (revocation.channel, revocation.purpose) == ("email", "service")
+    # A marketing campaign's unsubscribe ends the marketing consent, as before.
+    define(mk)
+    spring = plan(mk)
+    mk.change_campaign(ctx(), spring, None, lambda c: c.approve(""))
+    mk.send(ctx("spring"), spring, None, launch=True)
+    bob = next(
+        r["row_id"]
+        for r in mk.people.rows(RowQuery(where(kind="touch", campaign_id=str(spring))))
+        if str(r["customer_id"]) == BOB
+    )
+    found = mk.record_report(bob, "unsubscribed", "u2", "", mk.clock())
+    assert found is not None
+    assert found.purpose == "marketing"
+
+
 def test_a_campaign_is_not_launched_or_sent_before_its_first_day(
     mk: Marketing, clock: Clock
 ) -> None:

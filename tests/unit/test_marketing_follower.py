@@ -154,3 +154,28 @@ def test_settling_freezes_only_in_a_process_that_serves_alone() -> None:
     frozen, tracked, before = counts["shared"]
     assert frozen == 0
     assert tracked >= before
+
+
+def test_a_revocation_asks_the_customer_service_for_the_touchs_purpose() -> None:
+    """An unsubscribe from a service reminder revokes the service consent on its channel
+    (every revocation asked for marketing's)."""
+    from c360.customer.v1 import customer_service_pb2 as capi
+    from c360.events.v1 import customer_events_pb2 as cev
+    from c360_marketing.application import Revocation
+    from c360_marketing.follower import DeliveryReports
+
+    asked: list[capi.RevokeConsentRequest] = []
+
+    class Customers:
+        async def RevokeConsent(self, request: capi.RevokeConsentRequest, timeout: float) -> None:
+            asked.append(request)
+
+    reports = object.__new__(DeliveryReports)  # revoke reads nothing of its own
+    for purpose in ("service", "marketing"):
+        revocation = Revocation(str(uuid.uuid4()), "email", f"r-{purpose}", "unsubscribed", purpose)
+        asyncio.run(reports.revoke(Customers(), revocation))  # type: ignore[arg-type]
+    assert [(r.channel, r.purpose) for r in asked] == [
+        (cev.CONSENT_CHANNEL_EMAIL, cev.CONSENT_PURPOSE_SERVICE),
+        (cev.CONSENT_CHANNEL_EMAIL, cev.CONSENT_PURPOSE_MARKETING),
+    ]
+    assert asked[0].request_id == "delivery-report:r-service"

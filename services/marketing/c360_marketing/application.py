@@ -278,6 +278,9 @@ class Revocation:
     channel: str
     report_id: str
     kind: str
+    purpose: str = "marketing"
+    """The touch's campaign's purpose: an unsubscribe from a service reminder ends the consent
+    to service messages on the channel, not to marketing."""
 
 
 @dataclass(frozen=True)
@@ -887,7 +890,11 @@ class Marketing:
             if touch.respond(kind, report_id, detail, at):
                 self.people.save(touch)
         if kind in {r.value for r in domain.REVOKING}:
-            return Revocation(touch.customer_id, touch.channel, report_id, kind)
+            try:
+                purpose = self.campaign(UUID(touch.campaign_id)).plan.get("purpose", "marketing")
+            except (ValueError, NotFound):
+                purpose = "marketing"
+            return Revocation(touch.customer_id, touch.channel, report_id, kind, purpose)
         return None
 
     def _attribute(self, facts: Facts) -> None:

@@ -55,6 +55,7 @@ TRIGGER_CHECK = 60.0
 campaigns whose last day is over complete."""
 DURABLE = DELIVERY_REPORTS.name
 CONSENT_CHANNELS = Words(cev.ConsentChannel)
+CONSENT_PURPOSES = Words(cev.ConsentPurpose)
 
 
 def _channel(address: str, token: str) -> grpc.aio.Channel:
@@ -206,7 +207,7 @@ class DeliveryReports:
                 request_id=f"delivery-report:{r.report_id}",
                 customer_id=r.customer_id,
                 channel=CONSENT_CHANNELS.value(r.channel),
-                purpose=cev.CONSENT_PURPOSE_MARKETING,
+                purpose=CONSENT_PURPOSES.value(r.purpose),
                 source=f"marketing: {r.kind.replace('_', ' ')}",
             ),
             timeout=10,
