@@ -68,7 +68,7 @@ SEGMENT_COMMANDS = (
         "ReviseSegment",
         api.ReviseSegmentRequest,
         (
-            Arg("segment_id", "segment_id", "the segment's id", metavar="ID"),
+            Arg("segment_id", "segment_id", "the segment's id or name", metavar="SEGMENT"),
             Arg("--condition", "condition", CONDITION_HELP, required=True, type=condition_text),
             Arg("--description", "description", "what it is for", default=""),
         ),

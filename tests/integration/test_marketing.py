@@ -405,6 +405,34 @@ async def test_a_customer_merged_into_another_leaves_the_segment_until_unmerged(
     await eventually(lambda: members({ada, dup}), timeout=10, what="the duplicate back")
 
 
+async def test_a_segment_is_revised_by_its_name_or_the_beginning_of_its_id(
+    stack: Stack,
+) -> None:
+    """As every other segment command takes it (`segment revise lv` was refused: "segment_id:
+    not a valid id (UUID expected)")."""
+    marketing = stack.stub("marketing", mapi_grpc.MarketingServiceStub)
+    defined = await marketing.DefineSegment(
+        mapi.DefineSegmentRequest(
+            name="revised-by-name", condition=json.dumps({"field": "country", "value": "LV"})
+        )
+    )
+    estonia = json.dumps({"field": "country", "value": "EE"})
+    by_name = await marketing.ReviseSegment(
+        mapi.ReviseSegmentRequest(segment_id="revised-by-name", condition=estonia)
+    )
+    assert (by_name.result.aggregate_id, by_name.result.version) == (defined.segment_id, 2)
+    lithuania = json.dumps({"field": "country", "value": "LT"})
+    by_prefix = await marketing.ReviseSegment(
+        mapi.ReviseSegmentRequest(segment_id=defined.segment_id[:8], condition=lithuania)
+    )
+    assert by_prefix.result.version == 3
+    with pytest.raises(grpc.aio.AioRpcError) as unknown:
+        await marketing.ReviseSegment(
+            mapi.ReviseSegmentRequest(segment_id="no-such-segment", condition=estonia)
+        )
+    assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+
+
 async def test_a_lead_list_passes_over_a_customer_merged_away_since_it_was_built(
     stack: Stack,
 ) -> None:

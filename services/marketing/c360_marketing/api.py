@@ -157,7 +157,9 @@ class MarketingServicer(CommandServicer[Any], api_grpc.MarketingServiceServicer)
     async def ReviseSegment(
         self, request: api.ReviseSegmentRequest, context: Ctx
     ) -> api.ReviseSegmentResponse:
-        sid = parse_id("segment_id", request.segment_id)
+        # An id, its beginning as lists show it, or the name: as every other segment command
+        # takes it (it took a whole id alone: `segment revise lv` was "not a valid id").
+        sid = (await blocking(self.marketing.segment, request.segment_id)).id
         version = expected_version(request)
         reply = await self.command(
             request,
