@@ -137,3 +137,35 @@ def test_a_conversion_names_its_campaign_and_older_events_still_read() -> None:
         5,
     )
     assert older.summary == "Campaign response: opened"
+
+
+def test_the_last_response_is_the_customers_not_the_deliverys() -> None:
+    """A hard bounce, a delivery or a failure is no response of the customer's: the
+    profile's last response stays their click (it became "hard_bounced", "delivered")."""
+    touch, other = str(uuid.uuid4()), str(uuid.uuid4())
+    p: Doc = empty_profile(CUSTOMER)
+    clicked = ev.TouchResponded(
+        campaign_id="c-1", kind=ev.TOUCH_RESPONSE_KIND_CLICKED, report_id="c"
+    )
+    p = fold(p, entry(touch, "touch", clicked, T0, 1))
+    for n, kind in enumerate(
+        (
+            ev.TOUCH_RESPONSE_KIND_DELIVERED,
+            ev.TOUCH_RESPONSE_KIND_HARD_BOUNCED,
+            ev.TOUCH_RESPONSE_KIND_FAILED,
+            ev.TOUCH_RESPONSE_KIND_SOFT_BOUNCED,
+        ),
+        start=2,
+    ):
+        report = ev.TouchResponded(campaign_id="c-2", kind=kind, report_id=f"r{n}")
+        p = fold(p, entry(other, "touch", report, T0 + timedelta(hours=n), n))
+    assert (
+        p["marketing"]["last_response"]["kind"],
+        p["marketing"]["last_response"]["campaign_id"],
+    ) == (
+        "clicked",
+        "c-1",
+    )
+    opened = ev.TouchResponded(campaign_id="c-2", kind=ev.TOUCH_RESPONSE_KIND_OPENED, report_id="o")
+    p = fold(p, entry(other, "touch", opened, T0 + timedelta(hours=9), 9))
+    assert p["marketing"]["last_response"]["kind"] == "opened"

@@ -2,7 +2,8 @@
 `marketing` part of the profile, which clients read in Profile.attributes.
 
 The part holds the segments the customer is in now (with the condition that put them there),
-the last touch and the last response, and the counts behind the response rate (touches, and
+the last touch and the customer's last response (opened, clicked, replied or unsubscribed:
+not a delivery, failure or bounce), and the counts behind the response rate (touches, and
 touches with a click or a reply). Provenance paths: "marketing.segments[<segment_id>]",
 "marketing.last_touch", "marketing.last_response".
 """
@@ -19,6 +20,9 @@ SECTION = "marketing"
 CHANNELS = Words(ev.MarketingChannel)
 RESPONSES = Words(ev.TouchResponseKind)
 RESPONDING = ("clicked", "replied")
+THE_CUSTOMERS = ("opened", "clicked", "replied", "unsubscribed")
+"""Reports of what the customer did; the others (delivered, failed, bounced) are the
+delivery's, and are no response of theirs: the profile's last response is one of these."""
 
 
 def _channel(d: Doc) -> str:
@@ -118,13 +122,14 @@ def _sent(p: Doc, entry: Entry) -> None:
 def _responded_fold(p: Doc, entry: Entry) -> None:
     m, d = p[SECTION], entry.details
     kind = _response(d)
-    m["last_response"] = {
-        "campaign_id": d.get("campaign_id", ""),
-        "campaign_name": d.get("campaign_name", ""),
-        "kind": kind,
-        "at": entry.occurred_at.isoformat(),
-    }
-    set_by(p, "marketing.last_response", entry)
+    if kind in THE_CUSTOMERS:
+        m["last_response"] = {
+            "campaign_id": d.get("campaign_id", ""),
+            "campaign_name": d.get("campaign_name", ""),
+            "kind": kind,
+            "at": entry.occurred_at.isoformat(),
+        }
+        set_by(p, "marketing.last_response", entry)
     if kind in RESPONDING and entry.aggregate_id not in m["responded"]:
         m["responded"] = sorted([*m["responded"], entry.aggregate_id])
     _rate(m)
