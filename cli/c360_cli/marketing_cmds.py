@@ -7,6 +7,7 @@ import argparse
 import difflib
 import json
 import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -477,25 +478,58 @@ def _campaign_show(args: argparse.Namespace) -> int:
         # The segments by name, as `campaign plan --segment` took them (their ids said nothing).
         listed = _stub(client).ListSegments(api.ListSegmentsRequest(), timeout=args.timeout)
     names = {s.segment_id: s.name for s in listed.segments}
+    currency = c.budget.currency
     out.kv_panel(
         f"campaign {c.name}",
         [
             ("id", c.campaign_id),
             ("state", f"{c.state} ({c.state_reason})" if c.state_reason else c.state),
             ("channel", CHANNELS.word(c.channel)),
+            ("purpose", c.purpose + (f", sent by itself on {c.trigger}" if c.trigger else "")),
+            ("objective", c.objective),
             ("segments", ", ".join(names.get(i, i) for i in c.segment_ids)),
             ("period", f"{c.starts_on} to {c.ends_on}"),
-            ("budget", f"{c.budget.amount} {c.budget.currency}"),
-            ("cost so far", f"{c.actual_cost} {c.budget.currency} ({c.sent} sends)"),
+            ("budget", f"{c.budget.amount} {currency}; {_budget_left(c)}"),
+            ("cost so far", f"{c.actual_cost} {currency} ({c.sent} sends)"),
+            ("cost per send", f"{c.cost_per_send or '0'} {currency}"),
+            ("frequency cap", _frequency_cap(c)),
             ("expected responses", c.expected_responses),
             ("offer", c.offer),
             ("version", c.version),
         ],
     )
+    if c.costs:
+        # What "cost so far" holds beside the sends: each cost recorded, as `campaign cost`.
+        out.table(
+            ["recorded (UTC)", "kind", f"amount ({currency})", "note"],
+            [
+                [short_time(iso_field(x, "at")), x.kind.replace("_", " "), x.amount, x.note]
+                for x in c.costs
+            ],
+            title="recorded costs",
+            no_wrap={"recorded (UTC)"},
+        )
     for r in c.rounds:
         out.print(Text(f"round {short_time(iso_field(r, 'at'))}", style="bold"))
         _print_round(out, r)
     return 0
+
+
+def _budget_left(c: api.Campaign) -> str:
+    """ "55.00 EUR left", or "51.90 EUR over" when the costs passed the budget."""
+    try:
+        left = Decimal(c.budget.amount or "0") - Decimal(c.actual_cost or "0")
+    except ArithmeticError:
+        return ""
+    if left < 0:
+        return f"{-left:.2f} {c.budget.currency} over"
+    return f"{left:.2f} {c.budget.currency} left"
+
+
+def _frequency_cap(c: api.Campaign) -> str:
+    if not c.frequency_cap:
+        return "none"
+    return f"{c.frequency_cap} on {CHANNELS.word(c.channel)} in {c.frequency_days} days"
 
 
 def _campaign_list(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ import pytest
 
 from c360.customer.v1 import customer_service_pb2 as customer_api
 from c360.events.v1 import customer_events_pb2 as customer_events
+from c360.events.v1 import marketing_events_pb2 as marketing_events
 from c360.events.v1 import ticket_events_pb2 as ticket_events
 from c360.marketing.v1 import marketing_service_pb2 as marketing_api
 from c360.service_desk.v1 import service_desk_service_pb2 as desk_api
@@ -357,6 +358,45 @@ def test_campaign_show_names_its_segments(
     assert marketing_cmds._campaign_show(args) == 0
     rows = [line.strip("│ ").split(None, 1) for line in capsys.readouterr().out.splitlines()]
     assert ["segments", "latvia-high-value"] in rows
+
+
+def test_campaign_show_says_how_far_the_costs_are_from_the_budget_and_lists_them(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # It said "budget 200 EUR", "cost so far 251.90 EUR (38 sends)": over budget, and which
+    # recorded cost made it so, the user had to work out (the costs were in --json only), nor
+    # did it show the cost per send, the frequency cap or the purpose.
+    import contextlib
+
+    campaign = marketing_api.Campaign(
+        name="Ski weeks",
+        channel=marketing_events.MARKETING_CHANNEL_EMAIL,
+        budget=marketing_api.Money(amount="200", currency="EUR"),
+        actual_cost="251.90",
+        sent=38,
+        cost_per_send="0.05",
+        frequency_cap=3,
+        frequency_days=30,
+        purpose="marketing",
+        costs=[marketing_api.CampaignCost(kind="fixed", amount="250", note="agency")],
+    )
+    campaign.costs[0].at.FromJsonString("2026-12-07T22:49:30Z")
+    stub = argparse.Namespace(
+        GetCampaign=lambda *_, **__: marketing_api.GetCampaignResponse(campaign=campaign),
+        ListSegments=lambda *_, **__: marketing_api.ListSegmentsResponse(),
+    )
+    monkeypatch.setattr(marketing_cmds, "Client", lambda _: contextlib.nullcontext())
+    monkeypatch.setattr(marketing_cmds, "_stub", lambda _: stub)
+    monkeypatch.setenv("COLUMNS", "100")
+    args = argparse.Namespace(campaign_id="c", json=False, timeout=5.0)
+    assert marketing_cmds._campaign_show(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert all(len(line) <= 100 for line in lines)
+    rows = [" ".join(line.strip("│ ").split()) for line in lines]
+    assert "budget 200 EUR; 51.90 EUR over" in rows
+    assert "cost per send 0.05 EUR" in rows
+    assert "frequency cap 3 on email in 30 days" in rows
+    assert "2026-12-07 22:49:30Z fixed 250 agency" in rows
 
 
 def test_segment_preview_says_when_it_lists_a_sample(
