@@ -346,6 +346,20 @@ async def test_an_interested_call_becomes_a_lead_of_the_calling_agent(stack: Sta
     lead = (await sales.GetLead(sapi.GetLeadRequest(lead_id=recorded.lead_id))).lead
     assert (lead.channel, lead.campaign_id) == (sev.LEAD_CHANNEL_CAMPAIGN, planned.campaign_id)
     assert (lead.customer_id, lead.agent_id) == (ivo, "emp-0003")
+
+    async def called() -> list[str]:
+        found = await stack.timeline.GetTimeline(
+            tapi.GetTimelineRequest(customer_id=ivo, types=["call.recorded"])
+        )
+        return [e.summary for e in found.entries]
+
+    async def on_timeline() -> bool:
+        return bool(await called())
+
+    await eventually(on_timeline, what="the call on Ivo's timeline")
+    assert await called() == [
+        "Campaign “Call round” call by emp-0003: interested (a sales lead) (“wants a quote”)"
+    ]
     done = await marketing.NextCall(
         mapi.NextCallRequest(call_list_id=built.call_list_id, agent_id="emp-0003")
     )

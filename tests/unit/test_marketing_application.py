@@ -718,6 +718,16 @@ def test_a_call_list_shares_who_may_be_called_and_records_outcomes(
     assert mk.call_list(calls.id).next_for("emp-1", back) is None
     with pytest.raises(PreconditionFailed, match="called already"):
         mk.record_call(ctx(), calls.id, ADA, "emp-1", "reached", None, "")
+    # Each call is on the customer's timeline (published from the people store), once.
+    ada_calls = [
+        CONTRACT.publication(e).payload
+        for e in mk.people.events.get(domain.call_id(str(calls.id), ADA, 2))
+    ]
+    assert [(c.outcome, c.campaign_name, c.agent_id) for c in ada_calls] == [  # type: ignore[attr-defined]
+        ("interested", "Call them", "emp-1")
+    ]
+    assert mk.people.at(domain.Call, domain.call_id(str(calls.id), ADA, 1), None) is not None
+    assert mk.people.at(domain.Call, domain.call_id(str(calls.id), ADA, 3), None) is None
     # Bob revokes phone marketing after the list was built: he is never handed out again.
     _, entry, remaining, withdrawn = mk.next_call(calls.id, "emp-2")
     assert entry is not None

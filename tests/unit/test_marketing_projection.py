@@ -169,3 +169,37 @@ def test_the_last_response_is_the_customers_not_the_deliverys() -> None:
     opened = ev.TouchResponded(campaign_id="c-2", kind=ev.TOUCH_RESPONSE_KIND_OPENED, report_id="o")
     p = fold(p, entry(other, "touch", opened, T0 + timedelta(hours=9), 9))
     assert p["marketing"]["last_response"]["kind"] == "opened"
+
+
+def test_a_call_from_a_call_list_is_on_the_timeline_and_in_the_profile() -> None:
+    """Calls were on no timeline: an agent's "interested" call, which made a sales lead, showed
+    only the lead."""
+    call = str(uuid.uuid4())
+    recorded = ev.CallRecorded(
+        campaign_id="c-9",
+        campaign_name="Winter calls",
+        call_list_id="l-1",
+        agent_id="emp-0003",
+        outcome="call_back",
+        note="busy",
+    )
+    recorded.call_back_at.FromJsonString("2026-12-08T09:00:00Z")
+    e = entry(call, "call", recorded, T0, 1)
+    assert e.type == "call.recorded"
+    assert e.summary == (
+        "Campaign “Winter calls” call by emp-0003: call back at 2026-12-08 09:00 UTC (“busy”)"
+    )
+    p = fold(empty_profile(CUSTOMER), e)
+    last = p["marketing"]["last_call"]
+    assert (last["campaign_name"], last["outcome"], last["agent_id"]) == (
+        "Winter calls",
+        "call_back",
+        "emp-0003",
+    )
+    interested = ev.CallRecorded(
+        campaign_name="Winter calls", agent_id="emp-0003", outcome="interested"
+    )
+    later = entry(str(uuid.uuid4()), "call", interested, T0 + timedelta(days=1), 2)
+    assert later.summary == "Campaign “Winter calls” call by emp-0003: interested (a sales lead)"
+    join(p, fold(empty_profile(CUSTOMER), later))  # a duplicate's later call, merged
+    assert p["marketing"]["last_call"]["outcome"] == "interested"

@@ -19,7 +19,8 @@ from eventsourcing.utils import get_topic
 
 from c360_marketing import conditions, domain, offers
 from c360_marketing.conditions import Facts, Tree
-from c360_marketing.domain import CallList, Campaign, LeadList, Membership, Segment, Touch
+from c360_marketing.domain import Call, CallList, Campaign, LeadList, Membership, Segment, Touch
+from c360_platform import pii
 from c360_platform.errors import AlreadyExists, InvalidArgument, NotFound
 from c360_platform.errors import PreconditionFailed as FailedPrecondition
 from c360_platform.pii import FORGOTTEN, Sealer
@@ -111,6 +112,7 @@ PLANS_PERSONAL: dict[type, tuple[str, ...]] = {CallList.CallRecorded: ("note",)}
 PEOPLE_PERSONAL: dict[type, tuple[str, ...]] = {
     Touch.Sent: ("address",),
     Touch.Responded: ("detail",),
+    Call.Recorded: ("note",),
 }
 """The e-mail address or phone number a touch went to, and what the provider reported of it
 (a bounce can quote the address): sealed with the customer's key."""
@@ -1083,7 +1085,35 @@ class Marketing:
             c.record(customer_id, agent_id, outcome, call_back_at, note, at)
 
         with self.lock:
-            return self.plans.change(ctx, CallList, call_list_id, None, record)
+            done = self.plans.change(ctx, CallList, call_list_id, None, record)
+            self._publish_call(call_list_id, customer_id)
+            return done
+
+    def _publish_call(self, call_list_id: UUID, customer_id: str) -> None:
+        """The customer's latest call on the list, on their timeline (a `Call` in the people
+        store), once: also after a retry that replays the recorded call."""
+        found = self.call_list(call_list_id)
+        calls = [c for c in found.calls if c["customer_id"] == customer_id]
+        if not calls:
+            return
+        n, last = len(calls), calls[-1]
+        if self.people.at(Call, domain.call_id(str(found.id), customer_id, n), None) is not None:
+            return
+        campaign = self.campaign(UUID(found.campaign_id))
+        self.people.save(
+            Call(
+                call_list_id=str(found.id),
+                customer_id=customer_id,
+                n=n,
+                campaign_id=found.campaign_id,
+                campaign_name=campaign.plan["name"],
+                agent_id=last["agent_id"],
+                outcome=last["outcome"],
+                call_back_at=last["call_back_at"],
+                note=last["note"],
+                at=last["at"],
+            )
+        )
 
     def forecast(self, campaign: Campaign) -> tuple[float, Decimal, str]:
         """Responses and revenue past campaigns predict for this one: completed campaigns on

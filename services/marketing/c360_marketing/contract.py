@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from c360.events.v1 import marketing_events_pb2 as pb
-from c360_marketing.domain import Membership, Touch
+from c360_marketing.domain import Call, Membership, Touch
 from c360_platform.contract import EventContract, Mapper, Published
 from c360_platform.envelope import timestamp
 from c360_platform.vocabulary import Words
@@ -64,8 +64,22 @@ TOUCHES: dict[type, Mapper] = {
     ),
 }
 
+CALLS: dict[type, Mapper] = {
+    Call.Recorded: lambda e: pb.CallRecorded(
+        campaign_id=e.campaign_id,
+        campaign_name=e.campaign_name,
+        call_list_id=e.call_list_id,
+        agent_id=e.agent_id,
+        outcome=e.outcome,
+        call_back_at=timestamp(e.call_back_at) if e.call_back_at else None,
+        note=e.note,
+        called_at=timestamp(e.at),
+    ),
+}
+
 CONTRACT = EventContract(
     Published(Membership, "membership", MEMBERSHIPS, customer=lambda e: str(e.customer_id)),
     Published(Touch, "touch", TOUCHES, customer=lambda e: str(e.customer_id)),
+    Published(Call, "call", CALLS, customer=lambda e: str(e.customer_id)),
 )
-"""Every membership and touch event; the envelope's customer is the one it is about."""
+"""Every membership, touch and call event; the envelope's customer is the one it is about."""

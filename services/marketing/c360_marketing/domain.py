@@ -858,6 +858,43 @@ class CallList(Aggregate):
         self.state[customer_id] = call
 
 
+def call_id(call_list_id: str, customer_id: str, n: int) -> uuid.UUID:
+    """The n-th call (from 1) of a call list to a customer."""
+    return uuid.uuid5(_NAMESPACE, f"call:{call_list_id}:{customer_id}:{n}")
+
+
+class Call(Aggregate):
+    """One call an agent made from a call list, as recorded: published, so that the call is
+    on the customer's timeline (the call list is marketing's plan, and is not)."""
+
+    if TYPE_CHECKING:
+        Recorded: ClassVar[type[Aggregate.Event]]
+
+    @classmethod
+    def create_id(cls, call_list_id: str, customer_id: str, n: int) -> uuid.UUID:
+        return call_id(call_list_id, customer_id, n)
+
+    @event("Recorded")
+    def __init__(
+        self,
+        call_list_id: str,
+        customer_id: str,
+        n: int,
+        campaign_id: str,
+        campaign_name: str,
+        agent_id: str,
+        outcome: str,
+        call_back_at: datetime | None,
+        note: str,
+        at: datetime,
+    ) -> None:
+        self.call_list_id = call_list_id
+        self.customer_id = customer_id
+        self.campaign_id = campaign_id
+        self.agent_id = agent_id
+        self.outcome = outcome
+
+
 def build_call_list(
     *,
     name: str,

@@ -1,11 +1,12 @@
-"""Marketing's memberships and touches (source `marketing`): their summaries and the
+"""Marketing's memberships, touches and calls (source `marketing`): their summaries and the
 `marketing` part of the profile, which clients read in Profile.attributes.
 
 The part holds the segments the customer is in now (with the condition that put them there),
 the last touch and the customer's last response (opened, clicked, replied or unsubscribed:
-not a delivery, failure or bounce), and the counts behind the response rate (touches, and
-touches with a click or a reply). Provenance paths: "marketing.segments[<segment_id>]",
-"marketing.last_touch", "marketing.last_response".
+not a delivery, failure or bounce), the last call from a call list, and the counts behind
+the response rate (touches, and touches with a click or a reply). Provenance paths:
+"marketing.segments[<segment_id>]", "marketing.last_touch", "marketing.last_response",
+"marketing.last_call".
 """
 
 from __future__ import annotations
@@ -66,12 +67,30 @@ def _converted(d: Doc) -> str:
     return f"Campaign{_campaign(d)} conversion: {amount} attributed"
 
 
+CALL_OUTCOMES = {
+    "reached": "reached",
+    "no_answer": "no answer",
+    "call_back": "call back",
+    "not_interested": "not interested",
+    "interested": "interested (a sales lead)",
+}
+
+
+def _called(d: Doc) -> str:
+    outcome = CALL_OUTCOMES.get(d.get("outcome", ""), d.get("outcome", "").replace("_", " "))
+    text = f"Campaign{_campaign(d)} call by {d.get('agent_id', '')}: {outcome}"
+    if d.get("call_back_at"):
+        text += f" at {d['call_back_at'][:16].replace('T', ' ')} UTC"
+    return f"{text} (“{d['note']}”)" if d.get("note") else text
+
+
 SUMMARIES: dict[str, Callable[[Doc], str]] = {
     "c360.events.v1.SegmentEntered": _segment("Entered"),
     "c360.events.v1.SegmentLeft": _segment("Left"),
     "c360.events.v1.TouchSent": _touch_sent,
     "c360.events.v1.TouchResponded": _responded,
     "c360.events.v1.TouchConverted": _converted,
+    "c360.events.v1.CallRecorded": _called,
 }
 
 
@@ -83,6 +102,7 @@ def empty_marketing() -> Doc:
         "touches": 0,
         "responded": [],
         "response_rate": 0.0,
+        "last_call": None,
     }
 
 
@@ -135,11 +155,24 @@ def _responded_fold(p: Doc, entry: Entry) -> None:
     _rate(m)
 
 
+def _called_fold(p: Doc, entry: Entry) -> None:
+    d = entry.details
+    p[SECTION]["last_call"] = {
+        "campaign_id": d.get("campaign_id", ""),
+        "campaign_name": d.get("campaign_name", ""),
+        "agent_id": d.get("agent_id", ""),
+        "outcome": d.get("outcome", ""),
+        "at": entry.occurred_at.isoformat(),
+    }
+    set_by(p, "marketing.last_call", entry)
+
+
 FOLDS: dict[str, Fold] = {
     "membership.segment_entered": _entered,
     "membership.segment_left": _left,
     "touch.sent": _sent,
     "touch.responded": _responded_fold,
+    "call.recorded": _called_fold,
 }
 
 
@@ -154,8 +187,8 @@ def join(p: Doc, other: Doc) -> None:
         if segment_id not in m["segments"]:
             m["segments"][segment_id] = segment
             copy_provenance(p, other, f"marketing.segments[{segment_id}]")
-    for key in ("last_touch", "last_response"):
-        if _later(m[key], theirs[key]):
+    for key in ("last_touch", "last_response", "last_call"):
+        if _later(m.get(key), theirs.get(key)):
             m[key] = theirs[key]
             copy_provenance(p, other, f"marketing.{key}")
     m["touches"] += theirs["touches"]
