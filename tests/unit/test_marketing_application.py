@@ -894,6 +894,7 @@ def test_an_unsubscribe_from_a_service_reminder_ends_the_service_consent(mk: Mar
     revocation = mk.record_report(touch, "unsubscribed", "u1", "", mk.clock())
     assert revocation is not None
     assert (revocation.channel, revocation.purpose) == ("email", "service")
+    assert revocation.source == "marketing: unsubscribed from Reminder"
     # A marketing campaign's unsubscribe ends the marketing consent, as before.
     define(mk)
     spring = plan(mk)

@@ -179,3 +179,10 @@ def test_a_revocation_asks_the_customer_service_for_the_touchs_purpose() -> None
         (cev.CONSENT_CHANNEL_EMAIL, cev.CONSENT_PURPOSE_MARKETING),
     ]
     assert asked[0].request_id == "delivery-report:r-service"
+    assert asked[0].source == "marketing: unsubscribed"
+    # The consent's evidence names the campaign, within the 64 characters a source has.
+    named = Revocation("c", "email", "r", "unsubscribed", campaign_name="Autumn newsletter")
+    assert named.source == "marketing: unsubscribed from Autumn newsletter"
+    long = Revocation("c", "email", "r", "unsubscribed", campaign_name="Autumn " * 20)
+    assert len(long.source) == 64
+    assert long.source.endswith("…")

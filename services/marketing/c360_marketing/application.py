@@ -283,6 +283,17 @@ class Revocation:
     purpose: str = "marketing"
     """The touch's campaign's purpose: an unsubscribe from a service reminder ends the consent
     to service messages on the channel, not to marketing."""
+    campaign_name: str = ""
+    """The campaign the customer unsubscribed from, for the consent's evidence."""
+
+    @property
+    def source(self) -> str:
+        """The consent decision's source as the customer service keeps it (at most 64
+        characters): "marketing: unsubscribed from Autumn newsletter"."""
+        text = f"marketing: {self.kind.replace('_', ' ')}"
+        if self.campaign_name:
+            text += f" from {self.campaign_name}"
+        return text if len(text) <= 64 else text[:63] + "…"
 
 
 @dataclass(frozen=True)
@@ -892,11 +903,13 @@ class Marketing:
             if touch.respond(kind, report_id, detail, at):
                 self.people.save(touch)
         if kind in {r.value for r in domain.REVOKING}:
+            purpose, name = "marketing", ""
             try:
-                purpose = self.campaign(UUID(touch.campaign_id)).plan.get("purpose", "marketing")
+                plan = self.campaign(UUID(touch.campaign_id)).plan
+                purpose, name = plan.get("purpose", "marketing"), plan["name"]
             except (ValueError, NotFound):
-                purpose = "marketing"
-            return Revocation(touch.customer_id, touch.channel, report_id, kind, purpose)
+                pass
+            return Revocation(touch.customer_id, touch.channel, report_id, kind, purpose, name)
         return None
 
     def _attribute(self, facts: Facts) -> None:

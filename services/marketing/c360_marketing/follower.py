@@ -208,7 +208,7 @@ class DeliveryReports:
                 customer_id=r.customer_id,
                 channel=CONSENT_CHANNELS.value(r.channel),
                 purpose=CONSENT_PURPOSES.value(r.purpose),
-                source=f"marketing: {r.kind.replace('_', ' ')}",
+                source=r.source,
             ),
             timeout=10,
         )
