@@ -667,6 +667,35 @@ def _lead_list_distribute(args: argparse.Namespace) -> int:
     return 0
 
 
+def _call_list_show(args: argparse.Namespace) -> int:
+    with Client(args) as client:
+        reply = _stub(client).GetCallList(
+            api.GetCallListRequest(call_list_id=args.call_list_id), timeout=args.timeout
+        )
+    out = Output(args.json)
+    if out.json_mode:
+        out.json(_message_json(reply))
+        return 0
+    x = reply.call_list
+    called = sum(1 for e in x.entries if e.outcome)
+    out.table(
+        ["customer", "name", "agent", "outcome", "call back (UTC)"],
+        [
+            [
+                e.customer_id,
+                e.name,
+                e.agent_id,
+                e.outcome.replace("_", " ") or "not called yet",
+                short_time(iso_field(e, "call_back_at")),
+            ]
+            for e in x.entries
+        ],
+        title=f"call list {x.name}: {called}/{len(x.entries)} called, {x.calls} calls",
+        no_wrap={"call back (UTC)"},
+    )
+    return 0
+
+
 def _lead_list_show(args: argparse.Namespace) -> int:
     with Client(args) as client:
         reply = _stub(client).GetLeadList(
@@ -758,6 +787,13 @@ def register(subparsers: Subparsers) -> None:
     p.add_argument("call_list_id", metavar="ID", help="the call list's id")
     p.add_argument("--agent", required=True, help="the agent's employee id")
     p.set_defaults(func=_next_call)
+    p = sub.add_parser(
+        "show",
+        help="a call list: each customer's agent and latest outcome",
+        description="A call list: who is on it, whose list, the latest outcome of each.",
+    )
+    p.add_argument("call_list_id", metavar="ID", help="the call list's id")
+    p.set_defaults(func=_call_list_show)
 
     parser = subparsers.add_parser(
         "leadlist",

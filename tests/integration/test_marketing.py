@@ -357,6 +357,13 @@ async def test_an_interested_call_becomes_a_lead_of_the_calling_agent(stack: Sta
         return bool(await called())
 
     await eventually(on_timeline, what="the call on Ivo's timeline")
+    shown = (
+        await marketing.GetCallList(mapi.GetCallListRequest(call_list_id=built.call_list_id))
+    ).call_list
+    assert (shown.name, shown.campaign_id, shown.calls) == ("december", planned.campaign_id, 1)
+    assert [(e.customer_id, e.name, e.agent_id, e.outcome) for e in shown.entries] == [
+        (ivo, "Ivo Liepa", "emp-0003", "interested")
+    ]
     assert await called() == [
         "Campaign “Call round” call by emp-0003: interested (a sales lead) (“wants a quote”)"
     ]

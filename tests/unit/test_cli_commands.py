@@ -432,3 +432,38 @@ def test_a_lead_or_call_list_built_is_named_by_a_json_key_without_a_space() -> N
     assert result_json(result, "call list")["call_list_id"] == "a0b572fb"
     assert result_json(result, "lead list")["lead_list_id"] == "a0b572fb"
     assert not [k for k in result_json(result, "call list") if " " in k]
+
+
+def test_calllist_show_lists_each_customers_agent_and_latest_outcome(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # There was no way to see a whole call list: only an agent's next call.
+    import contextlib
+
+    entries = [
+        marketing_api.CallEntry(
+            customer_id=f"{n:08x}-0000-4000-8000-000000000000",
+            name=name,
+            agent_id="emp-0003",
+            outcome=outcome,
+        )
+        for n, (name, outcome) in enumerate(
+            [("Līga Žirnovska", "call_back"), ("Aoife O'Brien", ""), ("Ivo Liepa", "interested")]
+        )
+    ]
+    entries[0].call_back_at.FromJsonString("2026-12-08T09:00:00Z")
+    reply = marketing_api.GetCallListResponse(
+        call_list=marketing_api.CallList(name="winter", entries=entries, calls=3)
+    )
+    stub = argparse.Namespace(GetCallList=lambda *_, **__: reply)
+    monkeypatch.setattr(marketing_cmds, "Client", lambda _: contextlib.nullcontext())
+    monkeypatch.setattr(marketing_cmds, "_stub", lambda _: stub)
+    monkeypatch.setenv("COLUMNS", "100")
+    args = argparse.Namespace(call_list_id="l", json=False, timeout=5.0)
+    assert marketing_cmds._call_list_show(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert all(len(line) <= 100 for line in lines)
+    rows = [" ".join(line.split()) for line in lines]
+    assert rows[0] == "call list winter: 2/3 called, 3 calls"
+    assert "00000000 Līga Žirnovska emp-0003 call back 2026-12-08 09:00:00Z" in rows
+    assert "00000001 Aoife O'Brien emp-0003 not called yet" in rows

@@ -548,6 +548,22 @@ class MarketingServicer(CommandServicer[Any], api_grpc.MarketingServiceServicer)
             withdrawn=withdrawn,
         )
 
+    async def GetCallList(
+        self, request: api.GetCallListRequest, context: Ctx
+    ) -> api.GetCallListResponse:
+        lid = parse_id("call_list_id", request.call_list_id)
+        found = await blocking(self.marketing.call_list, lid)
+        return api.GetCallListResponse(
+            call_list=api.CallList(
+                call_list_id=str(found.id),
+                name=found.name,
+                campaign_id=found.campaign_id,
+                version=found.version,
+                entries=[_call_entry(found, e) for e in found.entries],
+                calls=len(found.calls),
+            )
+        )
+
     async def RecordCall(
         self, request: api.RecordCallRequest, context: Ctx
     ) -> api.RecordCallResponse:
