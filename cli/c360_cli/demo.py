@@ -1229,7 +1229,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "then sales: a catalogue, price lists, leads, opportunities through the pipeline, "
             "quotes, orders and their ERP deliveries; "
             "then marketing: payments that give a lifetime value, segments, two finished "
-            "campaigns with costs and the provider's reports, and a running one. "
+            "campaigns with costs and the provider's reports, a running one, and a phone "
+            "campaign's calls. "
             "Deterministic for a seed: running it again changes nothing, and with more"
             " --customers it adds the rest (those an earlier run erased are left out)."
         ),

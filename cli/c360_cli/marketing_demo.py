@@ -1,8 +1,8 @@
 """The marketing part of `c360 demo`: payments on account for a share of the customers (so they
 have a lifetime value; played as the `erp` user), segments, two finished campaigns with costs
 and the provider's reports (played as the `delivery` user), and a running one; the first
-campaign's responders handed to the sales demo's team as leads. Data in
-data/marketing_demo.toml.
+campaign's responders handed to the sales demo's team as leads; a phone campaign whose call
+list two agents work, one call per customer. Data in data/marketing_demo.toml.
 
 Deterministic for a seed: payments and reports have ids derived from it (c360 and JetStream
 drop repeats) and every command carries a request id, so running the demo again changes
@@ -100,6 +100,8 @@ class MarketingDemo:
         self.responding: dict[str, int] = {}
         """campaign id -> touches this run reported a click or a reply on."""
         self.lead_list = ""
+        self.call_list = ""
+        self.calls_made = 0
         self.clicked: set[str] = set()
         """customers who clicked a touch this run (some buy again: the campaigns' revenue)."""
 
@@ -390,6 +392,82 @@ class MarketingDemo:
             "lead-list-distribute",
         )
 
+    async def calls(self) -> None:
+        """Play the telemarketing team: a phone campaign approved, its call list built, and
+        one call recorded for every customer on it (each with its own request id: a second
+        run replays them)."""
+        c = data().get("calls")
+        if not c:
+            return
+        today = datetime.now(UTC).date()
+        starts_on = (today + timedelta(days=c["starts_in_days"])).isoformat()
+        step = f"calls-{c['name']}-{starts_on}"
+        reply = await self.call(
+            "PlanCampaign",
+            mapi.PlanCampaignRequest(
+                name=c["name"],
+                channel=CHANNELS.value("phone"),
+                segments=c["segments"],
+                starts_on=starts_on,
+                ends_on=(today + timedelta(days=c["ends_in_days"])).isoformat(),
+                budget=mapi.Money(amount=c["budget"], currency="EUR"),
+            ),
+            "plan a phone campaign",
+            step,
+        )
+        cid = reply.campaign_id or reply.result.aggregate_id
+        self.campaigns[c["name"]] = cid
+        await self.call(
+            "ApproveCampaign",
+            mapi.ApproveCampaignRequest(campaign_id=cid),
+            "approve a campaign",
+            f"{step}-approve",
+        )
+        try:
+            built = await self.call(
+                "BuildCallList",
+                mapi.BuildCallListRequest(name="spring", campaign_id=cid, agents=c["agents"]),
+                "build a call list",
+                f"{step}-call-list",
+            )
+        except CliError as exc:
+            if exc.code == "FAILED_PRECONDITION":  # nobody may be called (a small demo)
+                return
+            raise
+        self.call_list = built.call_list_id or built.result.aggregate_id
+        found = await self.stub().GetCallList(
+            mapi.GetCallListRequest(call_list_id=self.call_list), timeout=10
+        )
+        self.run.progress.update(
+            self.run.task,
+            total=self.run.progress.tasks[0].total + len(found.call_list.entries),
+        )
+        kinds, weights = zip(*c["outcomes"], strict=True)
+        sales = "sales" in self.run.client.endpoints.addresses
+        for e in found.call_list.entries:
+            rng = random.Random(f"{self.run.seed}:call:{e.customer_id}")
+            outcome = rng.choices(kinds, weights)[0]
+            if outcome == "interested" and not sales:
+                outcome = "reached"
+            request = mapi.RecordCallRequest(
+                call_list_id=self.call_list,
+                customer_id=e.customer_id,
+                agent_id=e.agent_id,
+                outcome=outcome,
+                note={"interested": "Wants a quote", "call_back": "Busy, call tomorrow"}.get(
+                    outcome, ""
+                ),
+            )
+            if outcome == "call_back":
+                request.call_back_at.FromJsonString(f"{today + timedelta(days=1)}T09:00:00Z")
+            try:
+                await self.call("RecordCall", request, "record a call", f"{step}-{e.customer_id}")
+            except CliError as exc:
+                # Forgotten by an earlier run since the list was built: sales takes no lead.
+                if exc.code != "FAILED_PRECONDITION":
+                    raise
+            self.calls_made += 1
+
     async def finish(self) -> None:
         for c in data()["campaigns"]:
             if c.get("finish") != "complete":
@@ -405,6 +483,7 @@ class MarketingDemo:
         """Every marketing phase, after the customers exist."""
         d = data()
         extra = 2 + len(d["segments"]) + sum(3 + len(c.get("costs", [])) for c in d["campaigns"])
+        extra += 3 if d.get("calls") else 0  # the phone campaign, its approval, its call list
         self.run.progress.update(self.run.task, total=self.run.progress.tasks[0].total + extra)
         signups = self.signups()
         self.run.progress.update(
@@ -420,6 +499,7 @@ class MarketingDemo:
         await self.run.phase("lead lists for sales", [self.leads])
         await self.run.phase("responders buy again", [self.buy_again])
         await self.run.phase("campaigns finished", [self.finish])
+        await self.run.phase("marketing calls", [self.calls])
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -427,9 +507,11 @@ class MarketingDemo:
             "segments": len(self.segments),
             "campaigns": len(self.campaigns),
             "provider_reports": self.reports,
+            "marketing_calls": self.calls_made,
             "marketing_examples": {
                 "segment": "latvia-high-value",
                 "campaigns": self.campaigns,
                 "lead_list": self.lead_list,
+                "call_list": self.call_list,
             },
         }
