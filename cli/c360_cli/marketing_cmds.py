@@ -455,12 +455,21 @@ def _send(args: argparse.Namespace) -> int:
         stub = _stub(client)
         method = stub.LaunchCampaign if launch else stub.SendCampaign
         reply = method(request, timeout=args.timeout)
+        phone = False
+        if launch and not reply.round.audience and not args.json:
+            got = stub.GetCampaign(
+                api.GetCampaignRequest(campaign_id=args.campaign_id), timeout=args.timeout
+            )
+            phone = got.campaign.channel == mev.MARKETING_CHANNEL_PHONE
     out = Output(args.json)
     if out.json_mode:
         out.json({"result": _message_json(reply.result), "round": _round_json(reply.round)})
         return 0
     out.result("launched" if launch else "sent", reply.result, "campaign")
-    _print_round(out, reply.round)
+    if phone:  # a launch sends nothing: the audience is called
+        out.print("a phone campaign: its audience is called from call lists (c360 calllist build)")
+    else:
+        _print_round(out, reply.round)
     return 0
 
 

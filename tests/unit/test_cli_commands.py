@@ -467,3 +467,25 @@ def test_calllist_show_lists_each_customers_agent_and_latest_outcome(
     assert rows[0] == "call list winter: 2/3 called, 3 calls"
     assert "00000000 Līga Žirnovska emp-0003 call back 2026-12-08 09:00:00Z" in rows
     assert "00000001 Aoife O'Brien emp-0003 not called yet" in rows
+
+
+def test_launching_a_phone_campaign_says_it_is_called_not_sent(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import contextlib
+
+    campaign = marketing_api.Campaign(channel=marketing_events.MARKETING_CHANNEL_PHONE)
+    stub = argparse.Namespace(
+        LaunchCampaign=lambda *_, **__: marketing_api.LaunchCampaignResponse(),
+        GetCampaign=lambda *_, **__: marketing_api.GetCampaignResponse(campaign=campaign),
+    )
+    monkeypatch.setattr(marketing_cmds, "Client", lambda _: contextlib.nullcontext())
+    monkeypatch.setattr(marketing_cmds, "_stub", lambda _: stub)
+    monkeypatch.setenv("COLUMNS", "100")
+    args = argparse.Namespace(
+        campaign_command="launch", request_id="", campaign_id="c", json=False, timeout=5.0
+    )
+    assert marketing_cmds._send(args) == 0
+    shown = capsys.readouterr().out
+    assert "its audience is called from call lists (c360 calllist build)" in shown
+    assert "audience 0, sent 0" not in shown

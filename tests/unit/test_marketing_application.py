@@ -745,6 +745,29 @@ def test_a_call_list_shares_who_may_be_called_and_records_outcomes(
     assert mk.next_call(calls.id, "emp-2")[1:] == (None, 0, 1)
 
 
+def test_a_phone_campaign_is_called_not_sent(mk: Marketing) -> None:
+    """Launching a phone campaign sent its audience touches "by phone" (reported delivered by
+    the provider, each with its cost) for calls nobody made: now it runs, and its audience is
+    called from call lists; a send is refused, and so is a trigger (it would send)."""
+    callable_ = {"email/marketing": True, "phone/marketing": True}
+    mk.observe([person(ADA, "Ada", consent=callable_, phones=("+37120000001",))])
+    define(mk)
+    cid = plan(mk, name="Calls", channel="phone")
+    mk.change_campaign(ctx(), cid, None, lambda c: c.approve(""))
+    _, launched = mk.send(ctx("launch"), cid, None, launch=True)
+    assert (launched.size, launched.sends) == (0, [])
+    assert (mk.campaign(cid).state, mk.campaign(cid).rounds) == ("running", [])
+    assert mk.people.rows(RowQuery(where(kind="touch"))) == []
+    assert mk.send(ctx("launch"), cid, None, launch=True)[0].replayed
+    with pytest.raises(PreconditionFailed, match="is a phone campaign: its audience is called"):
+        mk.send(ctx("send"), cid, None, launch=False)
+    built = mk.build_call_list(ctx(), name="calls", campaign_id=cid, agents=["emp-1"])
+    assert mk.next_call(UUID(built.extra["call_list_id"]), "emp-1")[1] is not None
+    with pytest.raises(InvalidArgument) as caught:
+        plan(mk, name="Calls again", channel="phone", trigger="overdue_invoice", purpose="service")
+    assert [v.field for v in caught.value.violations] == ["trigger"]
+
+
 OFF = r"cannot hand out calls for it \(only when approved or running\)"
 
 

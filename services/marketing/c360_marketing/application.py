@@ -799,10 +799,22 @@ class Marketing:
             campaign = self.plans.load(Campaign, campaign_id, version)
             earlier = self.plans.replay(ctx)
             if earlier is not None:
-                return earlier, domain.Audience([], dict(campaign.rounds[-1]["exclusions"]), 0)
+                last = campaign.rounds[-1]["exclusions"] if campaign.rounds else {}
+                return earlier, domain.Audience([], dict(last), 0)
             if launch:
                 campaign.launch("")
             campaign.require_sending(self.clock().date())
+            if campaign.plan["channel"] == domain.Channel.PHONE:
+                # Its audience is called from call lists, each call on the customer's
+                # timeline: launched, it runs; nothing is "sent by phone" (a touch the
+                # provider would report delivered, with its cost, for a call nobody made).
+                if not launch:
+                    raise FailedPrecondition(
+                        f"campaign {campaign.id} is a phone campaign: its audience is called"
+                        " from a call list (c360 calllist build), not sent to"
+                    )
+                outcome = self.plans.execute(ctx, lambda: Decision(campaign, [campaign]))
+                return outcome, domain.Audience([], {}, 0)
             chosen = self._round(campaign, self.clock())
             outcome = self.plans.execute(ctx, lambda: Decision(campaign, [campaign]))
             return outcome, chosen

@@ -499,6 +499,8 @@ def plan_campaign(
         "trigger": v.choice("trigger", trigger, ("", *TRIGGERS)),
         "purpose": v.choice("purpose", purpose or "marketing", ("marketing", "service")),
     }
+    if trigger and plan["channel"] == Channel.PHONE:
+        v.add("trigger", "a phone campaign is called from call lists: it sends nothing by itself")
     if plan["purpose"] == "service" and trigger != "overdue_invoice":
         v.add("purpose", "service is for reminders (trigger overdue_invoice) only")
     if not segment_ids:
