@@ -1112,3 +1112,42 @@ def test_results_show_cost_per_conversion_and_conversion_rate() -> None:
         ResultRow("x", {"sent": 0, "responded": 0, "converted": 0}, Decimal(0), Decimal(0))
     )
     assert (empty.cost_per_conversion, empty.conversion_rate) == ("", "")
+
+
+def test_the_groups_costs_add_up_to_the_campaigns() -> None:
+    """VIP preview in the demo: 18 sends at 0.08 and 460 EUR recorded, over nine regions of
+    1, 4, 2, 1, 3, 1, 1, 1 and 4 sends: each region's cost rounded alone, they added up to
+    461.46 for a campaign of 461.44."""
+    from c360_marketing.application import _apportioned
+
+    sends = [1, 4, 2, 1, 3, 1, 1, 1, 4]
+    parts = [Decimal("0.08") * n + Decimal(460) * n / 18 for n in sends]
+    total = sum(parts, Decimal(0))
+    cents = _apportioned(total, parts)
+    assert sum(cents) == Decimal("461.44")
+    assert all(abs(c - p) < Decimal("0.01") for c, p in zip(cents, parts, strict=True))
+    assert [str(c) for c in cents[:2]] in (
+        ["25.63", "102.54"],
+        ["25.64", "102.53"],
+        ["25.64", "102.54"],
+    )
+
+
+def test_results_by_region_add_up_to_the_total(mk: Marketing) -> None:
+    # Three sends, one a region: 10 EUR recorded is 3.33... each.
+    mk.observe(
+        [
+            person(ADA, "Ada", region="EE"),
+            person(BOB, "Bob", region="LT"),
+            person("00000000-0000-4000-8000-000000000100", "Dan"),
+        ]
+    )
+    define(mk)
+    cid = plan(mk, cost_per_send="0")
+    mk.change_campaign(ctx(), cid, None, lambda c: c.approve(""))
+    mk.send(ctx("s"), cid, None, launch=True)
+    now = mk.clock()
+    mk.change_campaign(ctx(), cid, None, lambda c: c.record_cost("fixed", "10", "", now))
+    total, rows = mk.results(mk.campaign(cid), "region")
+    assert total.cost == Decimal("10.00")
+    assert sorted(str(r.cost) for r in rows) == ["3.33", "3.33", "3.34"]
