@@ -318,8 +318,8 @@ async def test_an_interested_call_becomes_a_lead_of_the_calling_agent(stack: Sta
             name="Call round",
             channel=mev.MARKETING_CHANNEL_PHONE,
             segments=["callable"],
-            starts_on="2026-12-01",
-            ends_on="2026-12-31",
+            starts_on=_today(),
+            ends_on=_today(30),
             budget=mapi.Money(amount="500", currency="EUR"),
         )
     )
@@ -377,6 +377,11 @@ async def test_an_interested_call_becomes_a_lead_of_the_calling_agent(stack: Sta
     with pytest.raises(grpc.aio.AioRpcError) as unknown:
         await marketing.GetOffers(mapi.GetOffersRequest(customer_id=str(uuid.uuid4())))
     assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def _today(days: int = 0) -> str:
+    """A day from today (UTC): a campaign whose period is over is not planned."""
+    return (datetime.now(UTC).date() + timedelta(days=days)).isoformat()
 
 
 async def latvia_members(marketing: mapi_grpc.MarketingServiceAsyncStub) -> set[str]:
@@ -468,8 +473,8 @@ async def test_a_lead_list_passes_over_a_customer_merged_away_since_it_was_built
             name="Autumn calls",
             channel=mev.MARKETING_CHANNEL_EMAIL,
             segments=["latvia"],
-            starts_on="2026-09-01",
-            ends_on="2026-09-30",
+            starts_on=_today(),
+            ends_on=_today(30),
             budget=mapi.Money(amount="100", currency="EUR"),
         )
     )

@@ -4,6 +4,7 @@ them (what the CLI does before a call); bad prefixes refused with the field name
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
@@ -61,8 +62,9 @@ async def test_ids_of_a_store_that_publishes_nothing_are_found_too(stack: Stack)
             name="Short ids",
             channel=mev.MARKETING_CHANNEL_EMAIL,
             segments=["short-ids"],
-            starts_on="2026-12-01",
-            ends_on="2026-12-31",
+            # A period to come: a campaign whose period is over is not planned.
+            starts_on=datetime.now(UTC).date().isoformat(),
+            ends_on=(datetime.now(UTC).date() + timedelta(days=30)).isoformat(),
             budget=mapi.Money(amount="100", currency="EUR"),
         )
     )

@@ -745,6 +745,18 @@ def test_a_call_list_shares_who_may_be_called_and_records_outcomes(
     assert mk.next_call(calls.id, "emp-2")[1:] == (None, 0, 1)
 
 
+def test_a_campaign_whose_period_is_over_is_not_planned(mk: Marketing, clock: Clock) -> None:
+    """Planned from 2026-01-01 to 2026-02-01 in December, it was taken, could be approved, and
+    then neither sent nor called for, approved for good."""
+    define(mk)
+    yesterday = clock.now.date() - timedelta(days=1)
+    with pytest.raises(InvalidArgument) as caught:
+        plan(mk, starts_on=(yesterday - timedelta(days=30)).isoformat(), ends_on=str(yesterday))
+    assert [v.field for v in caught.value.violations] == ["ends_on"]
+    assert "is over" in caught.value.violations[0].description
+    plan(mk, starts_on=(yesterday - timedelta(days=30)).isoformat(), ends_on=str(clock.now.date()))
+
+
 def test_a_phone_campaign_is_called_not_sent(mk: Marketing) -> None:
     """Launching a phone campaign sent its audience touches "by phone" (reported delivered by
     the provider, each with its cost) for calls nobody made: now it runs, and its audience is

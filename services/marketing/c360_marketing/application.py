@@ -739,7 +739,7 @@ class Marketing:
                     raise InvalidArgument.one(
                         f"segments[{i}]", f"no segment {ref!r} (a segment's name or id)"
                     ) from None
-            campaign = domain.plan_campaign(segment_ids=ids, **plan)
+            campaign = domain.plan_campaign(segment_ids=ids, today=self.clock().date(), **plan)
             return Decision(campaign, [campaign], {"campaign_id": str(campaign.id)})
 
         return self.plans.execute(ctx, decide)

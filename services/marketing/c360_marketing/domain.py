@@ -480,6 +480,7 @@ def plan_campaign(
     frequency_days: int,
     trigger: str = "",
     purpose: str = "",
+    today: date | None = None,
 ) -> Campaign:
     v = Violations()
     plan: dict[str, Any] = {
@@ -513,6 +514,9 @@ def plan_campaign(
             plan[key] = day.isoformat()
     if len(days) == 2 and days[1] < days[0]:
         v.add("ends_on", "must not be before starts_on")
+    elif len(days) == 2 and today is not None and days[1] < today:
+        # It could never send, nor be called for: approved, it would stay so for good.
+        v.add("ends_on", f"is over (today is {today.isoformat()}, UTC): plan days to come")
     if frequency_days > 366:
         v.add("frequency_days", "must be at most 366")
     v.check()
