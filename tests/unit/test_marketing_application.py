@@ -420,6 +420,26 @@ def test_provider_reports_count_once_and_unsubscribes_revoke(mk: Marketing, cloc
     assert [r.key for r in by_region] == ["LV"]
 
 
+def test_an_unsubscribe_of_a_customer_merged_since_revokes_the_survivors_consent(
+    mk: Marketing,
+) -> None:
+    """The duplicate takes no more changes (the customer service refuses them): the person
+    is the survivor now, whose consent the unsubscribe ends."""
+    define(mk)
+    cid = plan(mk)
+    mk.change_campaign(ctx(), cid, None, lambda c: c.approve(""))
+    mk.send(ctx(), cid, None, launch=True)
+    [ada_touch] = [
+        r["row_id"]
+        for r in mk.people.rows(RowQuery(where(kind="touch")))
+        if str(r["customer_id"]) == ADA
+    ]
+    mk.observe([person(ADA, "Ada", merged_into=BOB)])
+    revocation = mk.record_report(ada_touch, "unsubscribed", "u1", "", mk.clock())
+    assert revocation is not None
+    assert (revocation.customer_id, revocation.channel) == (BOB, "email")
+
+
 def test_a_failed_send_is_counted_as_failed_not_as_bounced(mk: Marketing) -> None:
     define(mk)
     cid = plan(mk)

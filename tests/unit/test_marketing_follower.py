@@ -13,6 +13,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from c360.timeline.v1 import timeline_service_pb2 as tapi
 from c360_marketing.application import Marketing
 from c360_marketing.follower import IDLE, LONG_WAIT, PAGE, ProfileFollower
@@ -186,3 +188,46 @@ def test_a_revocation_asks_the_customer_service_for_the_touchs_purpose() -> None
     long = Revocation("c", "email", "r", "unsubscribed", campaign_name="Autumn " * 20)
     assert len(long.source) == 64
     assert long.source.endswith("…")
+
+
+def test_an_unsubscribe_of_a_customer_forgotten_since_is_taken_not_retried_for_ever() -> None:
+    """The customer service refuses a forgotten customer's consent change for good: the
+    report is taken (the consumer failed on it, and it came back every 30 s for ever, holding
+    up the reports fetched after it); a customer service that is away is retried."""
+    import grpc
+
+    from c360.events.v1 import marketing_events_pb2 as mev
+    from c360.marketing.v1 import delivery_pb2
+    from c360_marketing.follower import DeliveryReports
+    from c360_platform.store import RowQuery, where
+    from tests.unit.test_marketing_application import ADA, ctx, define, person, plan
+
+    mk = Marketing.in_memory(Clock(datetime.now(UTC)))
+    mk.observe([person(ADA, "Ada")])
+    define(mk)
+    cid = plan(mk)
+    mk.change_campaign(ctx(), cid, None, lambda c: c.approve(""))
+    mk.send(ctx("s"), cid, None, launch=True)
+    [touch] = [str(r["row_id"]) for r in mk.people.rows(RowQuery(where(kind="touch")))]
+
+    class Customers:
+        def __init__(self, code: grpc.StatusCode) -> None:
+            self.code = code
+
+        async def RevokeConsent(self, request: Any, timeout: float) -> None:
+            raise grpc.aio.AioRpcError(
+                self.code, grpc.aio.Metadata(), grpc.aio.Metadata(), "forgotten", None
+            )
+
+    reports = object.__new__(DeliveryReports)
+    reports.marketing, reports.applied = mk, 0
+    report = delivery_pb2.DeliveryReport(
+        report_id="u-1", touch_id=touch, kind=mev.TOUCH_RESPONSE_KIND_UNSUBSCRIBED
+    ).SerializeToString()
+    forgotten = Customers(grpc.StatusCode.FAILED_PRECONDITION)
+    asyncio.run(reports._take(report, forgotten))  # type: ignore[arg-type]
+    assert reports.applied == 1
+    away = Customers(grpc.StatusCode.UNAVAILABLE)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:  # not acknowledged: comes again
+        asyncio.run(reports._take(report, away))  # type: ignore[arg-type]
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE

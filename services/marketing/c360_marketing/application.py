@@ -938,7 +938,13 @@ class Marketing:
                 purpose, name = plan.get("purpose", "marketing"), plan["name"]
             except (ValueError, NotFound):
                 pass
-            return Revocation(touch.customer_id, touch.channel, report_id, kind, purpose, name)
+            # A customer merged into another since the touch is the survivor now, who holds
+            # their consent (the duplicate takes no more changes).
+            facts = self.facts.get(touch.customer_id)
+            whom = facts.merged_into if facts is not None and facts.merged_into else None
+            return Revocation(
+                whom or touch.customer_id, touch.channel, report_id, kind, purpose, name
+            )
         return None
 
     def _attribute(self, facts: Facts) -> None:

@@ -54,6 +54,8 @@ TRIGGER_CHECK = 60.0
 """How often running campaigns with a trigger (anniversaries, overdue invoices) send, and
 campaigns whose last day is over complete."""
 DURABLE = DELIVERY_REPORTS.name
+FOR_GOOD = frozenset({grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION})
+"""RevokeConsent's refusals that no retry changes (the customer forgotten, or unknown)."""
 CONSENT_CHANNELS = Words(cev.ConsentChannel)
 CONSENT_PURPOSES = Words(cev.ConsentPurpose)
 
@@ -269,5 +271,14 @@ class DeliveryReports:
             _log.warning("delivery report dropped: %s", type(exc).__name__)
             return
         self.applied += 1
-        if revocation is not None:
+        if revocation is None:
+            return
+        try:
             await self.revoke(customers, revocation)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() not in FOR_GOOD:
+                raise  # the customer service is away: the report comes again, and asks again
+            # Forgotten (or unknown) since the touch: it takes no change, now or on any retry;
+            # the report is kept, and acknowledged (it came back every 30 s, failing, and
+            # held up the reports fetched after it).
+            _log.warning("delivery report: no consent to revoke (%s)", exc.code().name)
