@@ -134,7 +134,21 @@ def _marketing(part: Doc) -> str:
             counted(part["touches"], "campaign touch", "campaign touches")
             + (f", {float(rate):.0%} responded" if rate is not None else "")
         )
+    # What the customer last did, and the last call to them, with their campaigns (when:
+    # on the timeline).
+    response = part.get("last_response")
+    if response:
+        bits.append(
+            f"last response {response.get('kind', '').replace('_', ' ')}" + _of_campaign(response)
+        )
+    call = part.get("last_call")
+    if call:
+        bits.append(f"last call {call.get('outcome', '').replace('_', ' ')}" + _of_campaign(call))
     return "; ".join(bits) or "nothing yet"
+
+
+def _of_campaign(d: Doc) -> str:
+    return f" (“{d['campaign_name']}”)" if d.get("campaign_name") else ""
 
 
 def _erp(part: Doc) -> str:

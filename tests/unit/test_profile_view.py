@@ -60,6 +60,16 @@ def _doc() -> dict[str, Any]:
                 "segments": {"s1": {"name": "vip-or-b2b"}},
                 "touches": 3,
                 "response_rate": 0.3333,
+                "last_response": {
+                    "kind": "clicked",
+                    "campaign_name": "Winter in Latvia",
+                    "at": "2026-12-04T02:04:10Z",
+                },
+                "last_call": {
+                    "outcome": "interested",
+                    "campaign_name": "Spring calls",
+                    "at": "2026-12-04T02:04:20Z",
+                },
             },
         },
         "touches": [{"source": "customer", "count": 5}, {"source": "sales", "count": 22}],
@@ -154,6 +164,14 @@ def test_the_screen_fits_and_cuts_nothing(width: int) -> None:
     assert "7,728.00 EUR" in text
     assert "5fe8704c" in text
     assert "5fe8704c-f2fc" not in text
+
+
+def test_marketing_shows_the_last_response_and_call_with_their_campaigns() -> None:
+    # The screen said "3 campaign touches, 33% responded": neither what the customer last did,
+    # of which campaign, nor the calls made to them.
+    text = " ".join(" ".join(line.strip("│ ").split()) for line in _render(100, _doc()))
+    assert "last response clicked (“Winter in Latvia”)" in text
+    assert "last call interested (“Spring calls”)" in text
 
 
 def test_the_consent_grid_marks_granted_revoked_and_never_asked() -> None:
