@@ -379,7 +379,13 @@ def _segment_members(args: argparse.Namespace) -> int:
             [m.customer_id, m.display_name, short_time(iso_field(m, "since")), m.condition]
             for m in reply.members
         ],
-        title=f"{reply.total} members{when}",
+        # "250 members" over the first 100 read as if those were all of them.
+        title=f"{reply.total} members{when}"
+        + (
+            f", the first {len(reply.members)} listed (--limit)"
+            if len(reply.members) < reply.total
+            else ""
+        ),
         no_wrap={"since (UTC)"},
     )
     return 0

@@ -489,3 +489,23 @@ def test_launching_a_phone_campaign_says_it_is_called_not_sent(
     shown = capsys.readouterr().out
     assert "its audience is called from call lists (c360 calllist build)" in shown
     assert "audience 0, sent 0" not in shown
+
+
+def test_segment_members_says_when_it_lists_the_first_of_them(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import contextlib
+
+    members = [
+        marketing_api.MemberSample(customer_id=f"{n:08x}-0000-4000-8000-000000000000")
+        for n in range(3)
+    ]
+    reply = marketing_api.ListMembersResponse(members=members, total=250)
+    stub = argparse.Namespace(ListMembers=lambda *_, **__: reply)
+    monkeypatch.setattr(marketing_cmds, "Client", lambda _: contextlib.nullcontext())
+    monkeypatch.setattr(marketing_cmds, "_stub", lambda _: stub)
+    monkeypatch.setenv("COLUMNS", "100")
+    args = argparse.Namespace(segment="s", limit=3, as_of=None, json=False, timeout=5.0)
+    assert marketing_cmds._segment_members(args) == 0
+    first = capsys.readouterr().out.splitlines()[0].strip()
+    assert first == "250 members, the first 3 listed (--limit)"
