@@ -800,6 +800,28 @@ def test_a_phone_campaign_is_called_not_sent(mk: Marketing) -> None:
     assert [v.field for v in caught.value.violations] == ["trigger"]
 
 
+def test_calls_count_toward_a_phone_campaigns_frequency_cap(mk: Marketing) -> None:
+    """A phone campaign's contacts are its calls (it sends nothing): a customer called once
+    this month is not on a second list capped at one call a month."""
+    callable_ = {"email/marketing": True, "phone/marketing": True}
+    mk.observe(
+        [
+            person(ADA, "Ada", consent=callable_, phones=("+37120000001",)),
+            person(BOB, "Bob", consent=callable_, phones=("+37120000002",)),
+        ]
+    )
+    define(mk)
+    first = plan(mk, name="First calls", channel="phone")
+    mk.change_campaign(ctx(), first, None, lambda c: c.approve(""))
+    built = mk.build_call_list(ctx("1"), name="first", campaign_id=first, agents=["emp-1"])
+    mk.record_call(ctx(), UUID(built.extra["call_list_id"]), ADA, "emp-1", "reached", None, "")
+    second = plan(mk, name="Second calls", channel="phone", frequency_cap=1)
+    mk.change_campaign(ctx(), second, None, lambda c: c.approve(""))
+    again = mk.build_call_list(ctx("2"), name="second", campaign_id=second, agents=["emp-1"])
+    entries = mk.call_list(UUID(again.extra["call_list_id"])).entries
+    assert [e["customer_id"] for e in entries] == [BOB]
+
+
 OFF = r"cannot hand out calls for it \(only when approved or running\)"
 
 

@@ -236,6 +236,21 @@ class PeopleApplication(ServiceApplication):
                 "revenue": "0",
                 "offer": "",
             }
+        if isinstance(aggregate, Call):
+            # For the frequency cap of phone campaigns (`_candidates`).
+            return base | {
+                "kind": "call",
+                "customer_id": UUID(aggregate.customer_id),
+                "segment_id": "",
+                "campaign_id": aggregate.campaign_id,
+                "member": False,
+                "channel": domain.Channel.PHONE.value,
+                "region": "",
+                "responses": [],
+                "cost": "0",
+                "revenue": "0",
+                "offer": "",
+            }
         if isinstance(aggregate, Touch):
             return base | {
                 "kind": "touch",
@@ -797,6 +812,10 @@ class Marketing:
                 continue  # not due: no exclusion either
             touches = self._touches(customer_id=UUID(cid), channel=plan["channel"])
             recent = [t for t in touches if t["created_at"] >= since]
+            if plan["channel"] == domain.Channel.PHONE:
+                # Calls from call lists are a phone campaign's contacts: they count too.
+                calls = self.people.rows(RowQuery(where(kind="call", customer_id=UUID(cid))))
+                recent += [c for c in calls if c["created_at"] >= since]
             candidates[cid] = domain.Candidate(
                 facts,
                 r["segment_id"],
