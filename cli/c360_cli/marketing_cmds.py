@@ -637,6 +637,11 @@ def _campaign_results(args: argparse.Namespace) -> int:
         out.json(_message_json(reply))
         return 0
     print_results(out, reply, args.by)
+    if reply.calls:  # a phone campaign's calls from its call lists
+        outcomes = ", ".join(
+            f"{k.replace('_', ' ')} {v}" for k, v in sorted(reply.call_outcomes.items())
+        )
+        out.print(f"calls {reply.calls}: {outcomes}")
     if reply.forecast_basis:
         out.print(
             f"forecast: {reply.forecast_responses:.1f} responses, {reply.forecast_revenue}"

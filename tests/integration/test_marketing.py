@@ -364,6 +364,10 @@ async def test_an_interested_call_becomes_a_lead_of_the_calling_agent(stack: Sta
     assert [(e.customer_id, e.name, e.agent_id, e.outcome) for e in shown.entries] == [
         (ivo, "Ivo Liepa", "emp-0003", "interested")
     ]
+    results = await marketing.CampaignResults(
+        mapi.CampaignResultsRequest(campaign_id=planned.campaign_id)
+    )
+    assert (results.calls, dict(results.call_outcomes)) == (1, {"interested": 1})
     assert await called() == [
         "Campaign “Call round” call by emp-0003: interested (a sales lead) (“wants a quote”)"
     ]

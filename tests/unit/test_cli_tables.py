@@ -392,3 +392,30 @@ def test_the_sla_report_spells_channels_as_ticket_open_takes_them() -> None:
         ("channel", "web-form"),
         ("queue", "first_level"),  # a queue is a name, not a word of the CLI's
     ]
+
+
+def test_campaign_results_of_a_phone_campaign_count_its_calls(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A phone campaign's results were all zeros: it sends nothing, and its calls were not
+    # counted anywhere.
+    import argparse
+    import contextlib
+
+    from c360.marketing.v1 import marketing_service_pb2 as mapi
+    from c360_cli import marketing_cmds
+
+    reply = mapi.CampaignResultsResponse(
+        total=mapi.ResultRow(key="total"),
+        currency="EUR",
+        calls=5,
+        call_outcomes={"interested": 2, "reached": 1, "no_answer": 2},
+    )
+    stub = argparse.Namespace(CampaignResults=lambda *_, **__: reply)
+    monkeypatch.setattr(marketing_cmds, "Client", lambda _: contextlib.nullcontext())
+    monkeypatch.setattr(marketing_cmds, "_stub", lambda _: stub)
+    monkeypatch.setenv("COLUMNS", "100")
+    args = argparse.Namespace(campaign_id="c", by="", json=False, timeout=5.0)
+    assert marketing_cmds._campaign_results(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "calls 5: interested 2, no answer 2, reached 1" in [line.strip() for line in lines]

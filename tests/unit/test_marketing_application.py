@@ -738,6 +738,8 @@ def test_a_call_list_shares_who_may_be_called_and_records_outcomes(
     assert mk.call_list(calls.id).next_for("emp-1", back) is None
     with pytest.raises(PreconditionFailed, match="called already"):
         mk.record_call(ctx(), calls.id, ADA, "emp-1", "reached", None, "")
+    # The campaign's results count its calls by outcome (it sends nothing to count).
+    assert mk.call_outcomes(mk.campaign(cid)) == {"call_back": 1, "interested": 1}
     # Each call is on the customer's timeline (published from the people store), once.
     ada_calls = [
         CONTRACT.publication(e).payload

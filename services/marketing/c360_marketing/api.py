@@ -401,7 +401,10 @@ class MarketingServicer(CommandServicer[Any], api_grpc.MarketingServiceServicer)
         campaign = await blocking(self.marketing.campaign, cid)
         total, rows = await blocking(self.marketing.results, campaign, request.by.strip())
         responses, revenue, basis = await blocking(self.marketing.forecast, campaign)
+        calls = await blocking(self.marketing.call_outcomes, campaign)
         return api.CampaignResultsResponse(
+            calls=sum(calls.values()),
+            call_outcomes=dict(calls),
             forecast_responses=round(responses, 2),
             forecast_revenue=_decimal_text(revenue),
             forecast_basis=basis,

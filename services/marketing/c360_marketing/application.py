@@ -7,6 +7,7 @@ segments, sends and reports over both stores.
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -246,7 +247,7 @@ class PeopleApplication(ServiceApplication):
                 "member": False,
                 "channel": domain.Channel.PHONE.value,
                 "region": "",
-                "responses": [],
+                "responses": [aggregate.outcome],
                 "cost": "0",
                 "revenue": "0",
                 "offer": "",
@@ -1222,6 +1223,11 @@ class Marketing:
             f" {kind} ({sent} sends), for {reach} sends"
         )
         return responded / sent * reach, (revenue / sent * reach).quantize(Decimal("0.01")), words
+
+    def call_outcomes(self, campaign: Campaign) -> Counter[str]:
+        """How many of a campaign's calls (from its call lists) ended in each outcome."""
+        rows = self.people.rows(RowQuery(where(kind="call", campaign_id=str(campaign.id))))
+        return Counter(r["responses"][0] for r in rows if r["responses"])
 
     def results(self, campaign: Campaign, by: str) -> tuple[ResultRow, list[ResultRow]]:
         if by not in ("", "segment", "region", "channel", "product"):
