@@ -541,6 +541,13 @@ def _budget_left(c: api.Campaign) -> str:
     return f"{left:.2f} {c.budget.currency} left"
 
 
+def _unspent(c: api.Campaign) -> str:
+    try:
+        return f"{Decimal(c.budget.amount or '0') - Decimal(c.actual_cost or '0'):.2f}"
+    except ArithmeticError:
+        return ""
+
+
 def _frequency_cap(c: api.Campaign) -> str:
     if not c.frequency_cap:
         return "none"
@@ -555,7 +562,7 @@ def _campaign_list(args: argparse.Namespace) -> int:
         out.json({"campaigns": [campaign_json(c) for c in reply.campaigns]})
         return 0
     out.table(
-        ["id", "name", "state", "channel", "sent", "cost"],
+        ["id", "name", "state", "channel", "sent", "cost", "unspent"],
         [
             [
                 c.campaign_id,
@@ -564,6 +571,8 @@ def _campaign_list(args: argparse.Namespace) -> int:
                 CHANNELS.word(c.channel),
                 c.sent,
                 f"{c.actual_cost} {c.budget.currency}",
+                # The budget less the cost ("-51.90": over budget), as campaign show says.
+                _unspent(c),
             ]
             for c in reply.campaigns
         ],

@@ -509,3 +509,36 @@ def test_segment_members_says_when_it_lists_the_first_of_them(
     assert marketing_cmds._segment_members(args) == 0
     first = capsys.readouterr().out.splitlines()[0].strip()
     assert first == "250 members, the first 3 listed (--limit)"
+
+
+def test_campaign_list_shows_what_is_left_of_each_budget_or_over(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # It showed the cost alone: a campaign over its budget looked like any other.
+    import contextlib
+
+    def campaign(name: str, budget: str, cost: str) -> marketing_api.Campaign:
+        return marketing_api.Campaign(
+            campaign_id="423b750e-f743-4a1c-abc6-740e475d245f",
+            name=name,
+            state="running",
+            channel=marketing_events.MARKETING_CHANNEL_EMAIL,
+            budget=marketing_api.Money(amount=budget, currency="EUR"),
+            actual_cost=cost,
+            sent=38,
+        )
+
+    reply = marketing_api.ListCampaignsResponse(
+        campaigns=[campaign("Ski weeks", "200", "251.90"), campaign("VIP preview", "900", "461.44")]
+    )
+    stub = argparse.Namespace(ListCampaigns=lambda *_, **__: reply)
+    monkeypatch.setattr(marketing_cmds, "Client", lambda _: contextlib.nullcontext())
+    monkeypatch.setattr(marketing_cmds, "_stub", lambda _: stub)
+    monkeypatch.setenv("COLUMNS", "100")
+    assert marketing_cmds._campaign_list(argparse.Namespace(json=False, timeout=5.0)) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert all(len(line) <= 100 for line in lines)
+    rows = [" ".join(line.split()) for line in lines]
+    assert rows[0] == "id name state channel sent cost unspent"
+    assert "423b750e Ski weeks running email 38 251.90 EUR -51.90" in rows
+    assert "423b750e VIP preview running email 38 461.44 EUR 438.56" in rows
