@@ -562,7 +562,7 @@ class MarketingServicer(CommandServicer[Any], api_grpc.MarketingServiceServicer)
                 name=found.name,
                 campaign_id=found.campaign_id,
                 version=found.version,
-                entries=[_call_entry(found, e) for e in found.entries],
+                entries=[_call_entry(found, e, self.marketing.contact) for e in found.entries],
                 calls=len(found.calls),
             )
         )

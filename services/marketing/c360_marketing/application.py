@@ -21,7 +21,6 @@ from eventsourcing.utils import get_topic
 from c360_marketing import conditions, domain, offers
 from c360_marketing.conditions import Facts, Tree
 from c360_marketing.domain import Call, CallList, Campaign, LeadList, Membership, Segment, Touch
-from c360_platform import pii
 from c360_platform.errors import AlreadyExists, InvalidArgument, NotFound
 from c360_platform.errors import PreconditionFailed as FailedPrecondition
 from c360_platform.pii import FORGOTTEN, Sealer
