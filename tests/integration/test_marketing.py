@@ -528,8 +528,8 @@ async def test_a_lead_list_holds_no_name_or_address_and_shows_a_forgotten_custom
             name="Erasure check",
             channel=mev.MARKETING_CHANNEL_EMAIL,
             segments=["latvia"],
-            starts_on="2026-09-01",
-            ends_on="2026-09-30",
+            starts_on=_today(),
+            ends_on=_today(30),
             budget=mapi.Money(amount="100", currency="EUR"),
         )
     )
