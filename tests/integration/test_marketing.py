@@ -463,18 +463,13 @@ async def test_a_segment_is_revised_by_its_name_or_the_beginning_of_its_id(
     assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
 
 
-async def test_a_lead_list_passes_over_a_customer_merged_away_since_it_was_built(
-    stack: Stack,
-) -> None:
-    """Sales refuses a lead for a customer merged into another: that entry is passed over
-    with the refusal, the others are handed on, and no retry offers it again (it stopped the
-    whole distribution, for good, before)."""
-    marketing = stack.stub("marketing", mapi_grpc.MarketingServiceStub)
-    sales = stack.stub("sales", sales_grpc.SalesServiceStub)
-    ada, dup = await two_in_latvia(stack, marketing)
+async def latvia_lead_list(
+    marketing: mapi_grpc.MarketingServiceAsyncStub, campaign: str
+) -> tuple[mapi.PlanCampaignResponse, mapi.BuildLeadListResponse]:
+    """An e-mail campaign to the segment "latvia" running now, and a lead list of its members."""
     planned = await marketing.PlanCampaign(
         mapi.PlanCampaignRequest(
-            name="Autumn calls",
+            name=campaign,
             channel=mev.MARKETING_CHANNEL_EMAIL,
             segments=["latvia"],
             starts_on=_today(),
@@ -485,6 +480,19 @@ async def test_a_lead_list_passes_over_a_customer_merged_away_since_it_was_built
     built = await marketing.BuildLeadList(
         mapi.BuildLeadListRequest(name="latvia", campaign_id=planned.campaign_id, segment="latvia")
     )
+    return planned, built
+
+
+async def test_a_lead_list_passes_over_a_customer_merged_away_since_it_was_built(
+    stack: Stack,
+) -> None:
+    """Sales refuses a lead for a customer merged into another: that entry is passed over
+    with the refusal, the others are handed on, and no retry offers it again (it stopped the
+    whole distribution, for good, before)."""
+    marketing = stack.stub("marketing", mapi_grpc.MarketingServiceStub)
+    sales = stack.stub("sales", sales_grpc.SalesServiceStub)
+    ada, dup = await two_in_latvia(stack, marketing)
+    planned, built = await latvia_lead_list(marketing, "Autumn calls")
     merged = await stack.customer.MergeCustomers(
         capi.MergeCustomersRequest(survivor_id=ada, duplicate_id=dup, reason="one person")
     )
@@ -523,19 +531,7 @@ async def test_a_lead_list_holds_no_name_or_address_and_shows_a_forgotten_custom
     ever (`leadlist show`, the plans store's rows)."""
     marketing = stack.stub("marketing", mapi_grpc.MarketingServiceStub)
     ada, dup = await two_in_latvia(stack, marketing)
-    planned = await marketing.PlanCampaign(
-        mapi.PlanCampaignRequest(
-            name="Erasure check",
-            channel=mev.MARKETING_CHANNEL_EMAIL,
-            segments=["latvia"],
-            starts_on=_today(),
-            ends_on=_today(30),
-            budget=mapi.Money(amount="100", currency="EUR"),
-        )
-    )
-    built = await marketing.BuildLeadList(
-        mapi.BuildLeadListRequest(name="latvia", campaign_id=planned.campaign_id, segment="latvia")
-    )
+    _, built = await latvia_lead_list(marketing, "Erasure check")
     shown = await marketing.GetLeadList(mapi.GetLeadListRequest(lead_list_id=built.lead_list_id))
     assert {(e.customer_id, e.email) for e in shown.lead_list.entries} == {
         (ada, "ada@example.lv"),
