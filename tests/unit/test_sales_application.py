@@ -238,6 +238,29 @@ async def test_a_lead_captured_again_with_its_request_id_replays_the_first_answe
     assert stored(sales) == head
 
 
+async def test_a_lead_of_a_customer_converts_for_that_customer_without_naming_it_again(
+    sales: SalesServicer, customers: FakeCustomers
+) -> None:
+    """A lead a campaign's lead list handed over names its customer: `lead convert` of it was
+    refused ("customer_id: is required") unless the customer was named again."""
+    await setup_catalogue(sales)
+    customer = str(uuid4())
+    lead_id = await captured(sales, customer_id=customer)
+    await sales.QualifyLead(sapi.QualifyLeadRequest(lead_id=lead_id), CALL)
+    reply = await sales.ConvertLead(
+        sapi.ConvertLeadRequest(lead_id=lead_id, pipeline_id="default"), CALL
+    )
+    assert reply.customer_id == customer
+    assert customers.registered == {}  # nobody registered
+    lead = (await sales.GetLead(sapi.GetLeadRequest(lead_id=lead_id), CALL)).lead
+    assert (lead.state, lead.customer_id) == (lev.LEAD_STATE_CONVERTED, customer)
+    prospect = await captured(sales, request_id="prospect")
+    await sales.QualifyLead(sapi.QualifyLeadRequest(lead_id=prospect), CALL)
+    assert await bad_fields(
+        sales.ConvertLead(sapi.ConvertLeadRequest(lead_id=prospect, pipeline_id="default"), CALL)
+    ) == ["customer_id"]
+
+
 async def test_lead_state_machine_refuses_illegal_transitions_and_stores_nothing(
     sales: SalesServicer,
 ) -> None:

@@ -365,14 +365,15 @@ class SalesServicer(CommandServicer[SalesApplication], api_grpc.SalesServiceServ
         if answered is not None:
             return await self._conversion_replayed(answered, lid)
         if not customer_id:
-            if not request.register_customer:
+            lead = await blocking(self.app.get_lead, lid)
+            if lead.state == domain.LeadState.CONVERTED.value or lead.customer_id:
+                # The lead's own customer (one a campaign's lead list named), or a retry
+                # (replayed below) or a second conversion (refused below).
+                customer_id = lead.customer_id
+            elif not request.register_customer:
                 raise InvalidArgument.one(
                     "customer_id", "is required (or register_customer, or a lead with a customer)"
                 )
-            lead = await blocking(self.app.get_lead, lid)
-            if lead.state == domain.LeadState.CONVERTED.value:
-                # A retry (replayed below) or a second conversion (refused below).
-                customer_id = lead.customer_id
             else:
                 lead = await blocking(self.app.check_convertible, lid, version)
                 registered = not lead.customer_id
