@@ -235,6 +235,10 @@ async def test_tickets_are_listed_newest_first_by_customer_state_agent_queue_pri
         if not token:
             break
     assert pages == [[ids[4], ids[3]], [ids[2], ids[1]], [ids[0]]]
+    # A page's token continues its own list only (it went on with another's silently).
+    first = await desk.ListTickets(dapi.ListTicketsRequest(page_size=2), CALL)
+    other = dapi.ListTicketsRequest(page_size=2, page_token=first.next_page_token, queue="billing")
+    assert await bad_fields(desk.ListTickets(other, CALL)) == ["page_token"]
     assert await bad_fields(
         desk.ListTickets(dapi.ListTicketsRequest(page_token="nonsense"), CALL)
     ) == ["page_token"]

@@ -563,11 +563,11 @@ class ServiceDeskServicer(
                 )
             filters.append(Eq("state", State.OPEN))
             filters.append((Ne if request.on_hold else Eq)("waiting_for", ""))
-        after = paging.read_keyset_token(request.page_token)
+        after = paging.read_keyset_token(request.page_token, request)
         page = await blocking(self.app.list_tickets, AllOf(tuple(filters)), after, size)
         return api.ListTicketsResponse(
             tickets=[summary_message(r) for r in page.rows],
-            next_page_token=paging.keyset_token(page.after) if page.after else "",
+            next_page_token=paging.keyset_token(page.after, request) if page.after else "",
         )
 
     # -- the knowledge base -----------------------------------------------------------------
