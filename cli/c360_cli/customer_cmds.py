@@ -24,7 +24,7 @@ from c360_cli import display, import_cmd
 from c360_cli.argtypes import version_number
 from c360_cli.client import Client
 from c360_cli.commands import Api, Arg, Command, Subparsers, add_commands
-from c360_cli.errors import EXIT_BAD_INPUT, CliError
+from c360_cli.errors import EXIT_BAD_INPUT, EXIT_FAILURE, CliError
 from c360_cli.names import customer_names
 from c360_cli.output import (
     JSONValue,
@@ -424,6 +424,18 @@ def register(subparsers: Subparsers) -> None:
     import_cmd.register(sub)
 
     p = sub.add_parser(
+        "imported",
+        help="the customers imported under external keys",
+        description=(
+            "The customer each external key was imported as (`customer import`): an imported"
+            " customer's id is derived from its key with a secret of the deployment's, so the"
+            " system the rows came from cannot compute it. Up to 1,000 keys."
+        ),
+    )
+    p.add_argument("external_keys", nargs="+", metavar="KEY", help="an external key")
+    p.set_defaults(func=_imported)
+
+    p = sub.add_parser(
         "export",
         help="everything c360 holds about a customer, as one JSON document (GDPR access)",
         description=(
@@ -475,6 +487,30 @@ def _get(args: argparse.Namespace) -> int:
     else:
         show_customer(out, reply.customer)
     return 0
+
+
+def _imported(args: argparse.Namespace) -> int:
+    with Client(args) as client:
+        reply = client.stub("customer", CustomerServiceStub).FindImported(
+            api.FindImportedRequest(external_keys=args.external_keys), timeout=args.timeout
+        )
+    out = Output(args.json)
+    if out.json_mode:
+        out.json(
+            {
+                "customers": [
+                    {"external_key": c.external_key, "customer_id": c.customer_id or None}
+                    for c in reply.customers
+                ]
+            }
+        )
+    else:
+        out.table(
+            ["external key", "customer"],
+            [[c.external_key, c.customer_id or "not imported"] for c in reply.customers],
+        )
+    missing = sum(1 for c in reply.customers if not c.customer_id)
+    return EXIT_FAILURE if missing else 0
 
 
 EXPORT_PAGE = 500

@@ -449,6 +449,16 @@ def test_import_and_errors_exit_as_scripts_expect(up: Up, tmp_path: Path) -> Non
     assert (first["created"], first["rejected"]) == (6, [])
     again = c360_json(home, "customer", "import", str(sample))
     assert (again["created"], again["unchanged"]) == (0, 6)
+    # The source system asks c360 for the ids (keyed: it cannot compute them).
+    keys = [line.split(",")[0] for line in sample.read_text().splitlines()[1:3]]
+    found = c360(home, "customer", "imported", *keys, "no-such-key", "--json")
+    assert found.returncode == 1  # one key was never imported
+    customers = json.loads(found.stdout)["customers"]
+    assert [c["external_key"] for c in customers] == [*keys, "no-such-key"]
+    assert customers[2]["customer_id"] is None
+    for c in customers[:2]:
+        got = c360_json(home, "customer", "get", c["customer_id"])
+        assert got["customer_id"] == c["customer_id"]
 
     bad = tmp_path / "bad.csv"
     bad.write_text("external_key,kind,name,email\nx-1,person,,nobody@\nx-2,robot,R2,\n")

@@ -514,6 +514,36 @@ def test_imported_ids_need_the_deployments_key_and_old_imports_stay(
     assert app.event_recorder.existing([id_for_external_key("crm-7", app.import_key)]) == set()
     again = app.import_batch(rows)
     assert (again.created, again.unchanged) == (0, 2)
+    # The source system learns the ids from c360: it cannot compute them.
+    assert app.find_imported(["crm-7", " crm-8 ", "crm-9"]) == [
+        before.id,
+        id_for_external_key("crm-8", app.import_key),
+        None,
+    ]
+
+
+async def test_find_imported_answers_each_key_and_refuses_bad_ones(
+    api: CustomerServicer,
+) -> None:
+    row = capi.ImportRow(
+        row=1, external_key="crm-1", kind=ev.CUSTOMER_KIND_PERSON, display_name="Imported"
+    )
+
+    async def rows() -> AsyncIterator[capi.ImportCustomersRequest]:
+        yield capi.ImportCustomersRequest(rows=[row])
+
+    await api.ImportCustomers(rows(), CALL)
+    found = await api.FindImported(capi.FindImportedRequest(external_keys=["crm-2", "crm-1"]), CALL)
+    assert [(c.external_key, c.customer_id) for c in found.customers] == [
+        ("crm-2", ""),
+        ("crm-1", str(id_for_external_key("crm-1", api.app.import_key))),
+    ]
+    assert await bad_fields(
+        api.FindImported(capi.FindImportedRequest(external_keys=["ok", " ", "x" * 129]), CALL)
+    ) == ["external_keys[1]", "external_keys[2]"]
+    assert await bad_fields(
+        api.FindImported(capi.FindImportedRequest(external_keys=["k"] * 1001), CALL)
+    ) == ["external_keys"]
 
 
 def test_an_import_validated_in_a_process_pool_gives_the_same_report(

@@ -15,14 +15,14 @@ from c360.customer.v1 import customer_service_pb2_grpc as api_grpc
 from c360.events.v1 import customer_events_pb2 as ev
 from c360_customer.application import CustomerApplication, CustomerView, ImportRow
 from c360_customer.contract import CHANNELS, KINDS, PURPOSES, address_message
-from c360_customer.domain import Customer, consent_decision
+from c360_customer.domain import MAX_EXTERNAL_KEY, Customer, consent_decision
 from c360_platform import paging
 from c360_platform.auth import Role, caller_subject, requires
 from c360_platform.commands import blocking, expected_version, parse_id
 from c360_platform.consistency import ConsistencyToken
 from c360_platform.cpu import cpu_pool
 from c360_platform.envelope import timestamp
-from c360_platform.errors import InvalidArgument
+from c360_platform.errors import FieldViolation, InvalidArgument
 from c360_platform.servicer import CommandServicer, registration
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
@@ -30,6 +30,8 @@ R = TypeVar("R")
 # Rows per transaction of an import: large enough to amortise the commit, small enough to
 # keep the events table's lock short.
 IMPORT_BATCH = 250
+MAX_FIND_IMPORTED = 1000
+"""External keys FindImported answers in one call."""
 DEFAULT_DUPLICATES = 20
 MAX_DUPLICATES = 1000
 REPORT_CHUNK = 500
@@ -322,6 +324,30 @@ class CustomerServicer(CommandServicer[CustomerApplication], api_grpc.CustomerSe
             unchanged=report.unchanged,
             rejected=[api.ImportRejection(row=r, reason=why) for r, why in report.rejected],
             consistency_token=str(ConsistencyToken(self.app.source, report.position)),
+        )
+
+    @requires(Role.AGENT, Role.OPERATOR, Role.SERVICE, Role.INTEGRATION)
+    async def FindImported(
+        self, request: api.FindImportedRequest, context: Ctx
+    ) -> api.FindImportedResponse:
+        keys = list(request.external_keys)
+        if len(keys) > MAX_FIND_IMPORTED:
+            raise InvalidArgument.one(
+                "external_keys", f"at most {MAX_FIND_IMPORTED} a call (there are {len(keys)})"
+            )
+        wrong = [
+            FieldViolation(f"external_keys[{i}]", "must be 1-128 characters")
+            for i, key in enumerate(keys)
+            if not 0 < len(key.strip()) <= MAX_EXTERNAL_KEY
+        ]
+        if wrong:
+            raise InvalidArgument(wrong)
+        found = await blocking(self.app.find_imported, keys)
+        return api.FindImportedResponse(
+            customers=[
+                api.ImportedCustomer(external_key=key, customer_id=str(i) if i else "")
+                for key, i in zip(keys, found, strict=True)
+            ]
         )
 
     async def GetCustomer(

@@ -655,6 +655,18 @@ class CustomerApplication(ServiceApplication):
             break
         return report
 
+    def find_imported(self, external_keys: list[str]) -> list[UUID | None]:
+        """The customer imported under each external key (keyed id, or the name-based one an
+        import gave before), None where there is none."""
+        keys = [k.strip() for k in external_keys]
+        keyed = [domain.id_for_external_key(k, self.import_key) for k in keys]
+        legacy = [domain.legacy_id_for_external_key(k) for k in keys]
+        known = self.event_recorder.existing([*keyed, *legacy])
+        return [
+            k if k in known else (old if old in known else None)
+            for k, old in zip(keyed, legacy, strict=True)
+        ]
+
     def import_batch(self, rows: list[ImportRow]) -> ImportReport:
         """Validate and store one batch of rows (one commit)."""
         return self.store_import(self.prepare_import(rows, set()))
