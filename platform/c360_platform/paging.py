@@ -52,12 +52,13 @@ def read_token(text: str, *kinds: Callable[[Any], Any]) -> tuple[Any, ...]:
         raise InvalidArgument.one("page_token", "not a token from a previous page") from None
 
 
-def request_scope(request: Message) -> str:
+def request_scope(request: Message, ignore: tuple[str, ...] = ()) -> str:
     """What a token of `request`'s pages is bound to: the request's type and every field but
-    PAGE_FIELDS, as a short digest."""
+    PAGE_FIELDS and `ignore` (fields that do not choose the rows: a read-your-writes wait),
+    as a short digest."""
     rest = type(request)()
     rest.CopyFrom(request)
-    for name in PAGE_FIELDS:
+    for name in (*PAGE_FIELDS, *ignore):
         if name in rest.DESCRIPTOR.fields_by_name:
             rest.ClearField(name)
     digest = hashlib.sha256(rest.DESCRIPTOR.full_name.encode() + b"\0")

@@ -332,3 +332,32 @@ async def test_the_timeline_of_a_customer_it_has_no_entry_of_is_not_found(stack:
         )
     )
     assert list(page.entries) == []
+
+
+async def test_a_page_token_continues_only_its_own_timeline(stack: Stack) -> None:
+    """A token of one customer's (or one filter's) pages, sent with another request, went on
+    with the other's entries from that point without an error; a first page's wait_for does
+    not bind it."""
+    ada = await register(stack.customer, "Ada Tokens", "ada.tokens@example.com")
+    bob = await register(stack.customer, "Bob Tokens", "bob.tokens@example.com")
+    a, b = ada.result.aggregate_id, bob.result.aggregate_id
+    for n in range(3):
+        last = await stack.customer.AddEmail(
+            capi.AddEmailRequest(customer_id=a, email=f"ada.tokens.{n}@example.com")
+        )
+    first = await stack.timeline.GetTimeline(
+        tapi.GetTimelineRequest(customer_id=a, page_size=2, wait_for=last.result.consistency_token)
+    )
+    token = first.next_page_token
+    assert token
+    second = await stack.timeline.GetTimeline(
+        tapi.GetTimelineRequest(customer_id=a, page_size=2, page_token=token)
+    )
+    assert len(second.entries) == 2
+    for other in (
+        tapi.GetTimelineRequest(customer_id=b, page_token=token),
+        tapi.GetTimelineRequest(customer_id=a, page_token=token, sources=["customer"]),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stack.timeline.GetTimeline(other)
+        assert bad_fields(refused.value) == ["page_token"]

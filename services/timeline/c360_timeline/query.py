@@ -282,9 +282,7 @@ def page_query(
         params["as_of"] = as_of
     if request.page_token:
         where.append("(occurred_at, source, position) < (%(t_at)s, %(t_source)s, %(t_pos)s)")
-        params["t_at"], params["t_source"], params["t_pos"] = paging.read_token(
-            request.page_token, datetime.fromisoformat, str, int
-        )
+        params["t_at"], params["t_source"], params["t_pos"] = _read_entry_token(request)
     return page_sql(where), params
 
 
@@ -294,9 +292,36 @@ def _struct(doc: dict[str, Any]) -> struct_pb2.Struct:
     return s
 
 
-def entry_token(r: Mapping[str, Any]) -> str:
-    """The page token of a page of a timeline that ends at this entry (its sort key)."""
-    return paging.token(r["occurred_at"], r["source"], r["position"])
+NOT_SCOPING = ("wait_for",)
+"""GetTimelineRequest's fields a page token is not bound to (a first page may wait for a
+write; the next pages need not)."""
+
+
+def entry_token(r: Mapping[str, Any], request: api.GetTimelineRequest | None = None) -> str:
+    """The page token of a page of a timeline that ends at this entry (its sort key); with
+    `request`, bound to it: `page_query` refuses it with another customer or filters."""
+    key = (r["occurred_at"], r["source"], r["position"])
+    if request is None:
+        return paging.token(*key)
+    return paging.token(*key, paging.request_scope(request, NOT_SCOPING))
+
+
+def _read_entry_token(request: api.GetTimelineRequest) -> tuple[Any, ...]:
+    """The sort key of a request's page token; INVALID_ARGUMENT on page_token for one made for
+    another request (it continued the other's entries silently). A token without a request's
+    mark (handed out before tokens had one) is read as it was."""
+    kinds = (datetime.fromisoformat, str, int)
+    try:
+        *key, scope = paging.read_token(request.page_token, *kinds, str)
+    except InvalidArgument:
+        return paging.read_token(request.page_token, *kinds)
+    if scope != paging.request_scope(request, NOT_SCOPING):
+        raise InvalidArgument.one(
+            "page_token",
+            "is the token of another request (another customer or other filters): send it"
+            " with the request whose page it ended, or ask again without it",
+        )
+    return tuple(key)
 
 
 def _ts(text: str) -> Any:
@@ -639,7 +664,7 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
                 )
             page = await self._opened_entries(rows[:size], conn, known)
         reply = api.GetTimelineResponse(
-            next_page_token=entry_token(page[-1]) if len(rows) > size else ""
+            next_page_token=entry_token(page[-1], request) if len(rows) > size else ""
         )
         used = 0
         for n, r in enumerate(page, 1):
@@ -649,7 +674,7 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
             if used > MAX_PAGE_BYTES and n < len(page):
                 # A page of long entries (500 notes of 10 KB: 5.1 MB) is cut where a client's
                 # default 4 MiB limit would refuse it; the next page goes on from there.
-                reply.next_page_token = entry_token(r)
+                reply.next_page_token = entry_token(r, request)
                 break
         return reply
 
