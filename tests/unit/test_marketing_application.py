@@ -824,6 +824,28 @@ def test_calls_count_toward_a_phone_campaigns_frequency_cap(mk: Marketing) -> No
     assert [e["customer_id"] for e in entries] == [BOB]
 
 
+def test_a_merged_duplicates_touches_count_toward_the_survivors_frequency_cap(
+    mk: Marketing,
+) -> None:
+    """One person, two records, each reached once this month: merged, the person has been
+    reached twice, and a campaign capped at two a month passes them over (it reached them a
+    third time: the duplicate's touches were not counted)."""
+    define(mk)
+    first = plan(mk, name="First")
+    mk.change_campaign(ctx(), first, None, lambda c: c.approve(""))
+    mk.send(ctx("1"), first, None, launch=True)
+    mk.observe([person(BOB, "Bob", merged_into=ADA)])
+    second = plan(mk, name="Second", frequency_cap=2)
+    mk.change_campaign(ctx(), second, None, lambda c: c.approve(""))
+    mk.send(ctx("2"), second, None, launch=True)
+    reached = [
+        str(r["customer_id"])
+        for r in mk.people.rows(RowQuery(where(kind="touch", campaign_id=str(second))))
+    ]
+    assert ADA not in reached
+    assert mk.campaign(second).rounds[-1]["exclusions"].get("frequency_cap") == 1
+
+
 OFF = r"cannot hand out calls for it \(only when approved or running\)"
 
 

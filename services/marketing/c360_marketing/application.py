@@ -793,6 +793,12 @@ class Marketing:
             for r in self._touches(campaign_id=str(campaign.id))
             if again is None or r["created_at"] >= again
         }
+        # The customers merged into each survivor: one person, whose records' touches all
+        # count toward the frequency cap (and who was reached if any record was).
+        absorbed: dict[str, list[str]] = {}
+        for f in self.facts.values():
+            if f.merged_into:
+                absorbed.setdefault(f.merged_into, []).append(f.customer_id)
         candidates: dict[str, domain.Candidate] = {}
         # Members now, then those who left since the campaign was planned: they are
         # counted with the reason (a revocation after the launch shows as "revoked").
@@ -810,17 +816,28 @@ class Marketing:
                 continue
             if trigger and not domain.fires(trigger, facts, now.date()):
                 continue  # not due: no exclusion either
-            touches = self._touches(customer_id=UUID(cid), channel=plan["channel"])
+            group = [cid, *absorbed.get(cid, ())]
+            touches = [
+                t
+                for member in group
+                for t in self._touches(customer_id=UUID(member), channel=plan["channel"])
+            ]
             recent = [t for t in touches if t["created_at"] >= since]
             if plan["channel"] == domain.Channel.PHONE:
                 # Calls from call lists are a phone campaign's contacts: they count too.
-                calls = self.people.rows(RowQuery(where(kind="call", customer_id=UUID(cid))))
+                calls = [
+                    c
+                    for member in group
+                    for c in self.people.rows(
+                        RowQuery(where(kind="call", customer_id=UUID(member)))
+                    )
+                ]
                 recent += [c for c in calls if c["created_at"] >= since]
             candidates[cid] = domain.Candidate(
                 facts,
                 r["segment_id"],
                 len(recent),
-                cid in reached,
+                any(member in reached for member in group),
                 r["member"],
                 self._bounced(touches),
             )
