@@ -79,18 +79,33 @@ def read_keyset_token(text: str, request: Message | None = None) -> tuple[dateti
     token without a request's mark (made before tokens had one) is read as it was."""
     if not text:
         return None
-    if request is not None:
-        try:
-            at, key, scope = read_token(text, datetime.fromisoformat, UUID, str)
-        except InvalidArgument:
-            pass  # not a bound token: read below
-        else:
-            if scope != request_scope(request):
-                raise InvalidArgument.one(
-                    "page_token",
-                    "is the token of another request (other filters or list): send it with"
-                    " the request whose page it ended, or ask again without it",
-                )
-            return at, key
-    at, key = read_token(text, datetime.fromisoformat, UUID)
+    kinds = (datetime.fromisoformat, UUID)
+    at, key = (
+        read_token(text, *kinds) if request is None else read_bound_token(text, request, *kinds)
+    )
     return at, key
+
+
+def read_bound_token(
+    text: str,
+    request: Message,
+    *kinds: Callable[[Any], Any],
+    ignore: tuple[str, ...] = (),
+    other: str = "other filters or list",
+) -> tuple[Any, ...]:
+    """The sort key of a token bound to `request` (its last part `request_scope(request,
+    ignore)`); INVALID_ARGUMENT on page_token for one made for another request (`other` says
+    what differs): read on, it would continue the other list from where its page ended,
+    without an error. A token without a request's mark (made before tokens had one) is read
+    as it was."""
+    try:
+        *key, scope = read_token(text, *kinds, str)
+    except InvalidArgument:
+        return read_token(text, *kinds)  # not a bound token
+    if scope != request_scope(request, ignore):
+        raise InvalidArgument.one(
+            "page_token",
+            f"is the token of another request ({other}): send it with the request whose"
+            " page it ended, or ask again without it",
+        )
+    return tuple(key)

@@ -307,21 +307,17 @@ def entry_token(r: Mapping[str, Any], request: api.GetTimelineRequest | None = N
 
 
 def _read_entry_token(request: api.GetTimelineRequest) -> tuple[Any, ...]:
-    """The sort key of a request's page token; INVALID_ARGUMENT on page_token for one made for
-    another request (it continued the other's entries silently). A token without a request's
-    mark (handed out before tokens had one) is read as it was."""
-    kinds = (datetime.fromisoformat, str, int)
-    try:
-        *key, scope = paging.read_token(request.page_token, *kinds, str)
-    except InvalidArgument:
-        return paging.read_token(request.page_token, *kinds)
-    if scope != paging.request_scope(request, NOT_SCOPING):
-        raise InvalidArgument.one(
-            "page_token",
-            "is the token of another request (another customer or other filters): send it"
-            " with the request whose page it ended, or ask again without it",
-        )
-    return tuple(key)
+    """The sort key of a request's page token (`paging.read_bound_token`: a token of another
+    request continued the other's entries silently)."""
+    return paging.read_bound_token(
+        request.page_token,
+        request,
+        datetime.fromisoformat,
+        str,
+        int,
+        ignore=NOT_SCOPING,
+        other="another customer or other filters",
+    )
 
 
 def _ts(text: str) -> Any:
