@@ -245,11 +245,16 @@ class Sealer:
         *,
         owner: str = "",
         own: Iterable[type] = (),
+        owners: Mapping[type, str] | None = None,
     ) -> None:
         self.paths = {get_topic(cls): [_steps(p) for p in paths] for cls, paths in fields.items()}
         self.owner_field = owner
         """The event field naming the customer whose key seals it ("": the aggregate's id,
         as for the customer's own events)."""
+        self.owner_fields = {get_topic(cls): name for cls, name in (owners or {}).items()}
+        """`owner_field` of the events of these classes: an event of one customer's
+        aggregate whose personal data is another's (an organisation's contact person's role
+        is the person's: sealed under the person's key, it goes with the person's erasure)."""
         self.own_prefixes = tuple(f"{get_topic(cls)}." for cls in own)
         """Events of these aggregates about no customer are sealed with the aggregate's own
         id as their subject: the aggregate is about a person who is no customer (yet), such
@@ -258,9 +263,10 @@ class Sealer:
     def owner(self, state: Mapping[str, Any], originator_id: UUID, topic: str = "") -> UUID | None:
         """The data subject whose key seals an event of this state: the customer it names,
         else (for an aggregate of `own`) the aggregate itself; None: about nobody."""
-        if not self.owner_field:
+        field = self.owner_fields.get(topic, self.owner_field)
+        if not field:
             return originator_id
-        named = str(state.get(self.owner_field) or "")
+        named = str(state.get(field) or "")
         if not named and topic.startswith(self.own_prefixes):
             return originator_id
         try:

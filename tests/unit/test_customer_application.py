@@ -22,10 +22,11 @@ from c360_customer.domain import (
     legacy_id_for_external_key,
     register_customer,
 )
+from c360_platform import pii
 from c360_platform.errors import InvalidArgument, NotFound, PreconditionFailed, VersionConflict
 from c360_platform.store import CommandContext, RowQuery
 
-from .support import CALL, Clock, bad_fields, outcome_lookups, refused
+from .support import CALL, Clock, bad_fields, command_ctx, outcome_lookups, refused
 
 
 @pytest.fixture
@@ -697,3 +698,57 @@ def test_typed_commands_carry_what_they_create(app: CustomerApplication, clock: 
     clock.advance(days=30)
     app.end_contact_person(CommandContext(), org.aggregate_id, link_id, None)
     assert app.get_customer(ada.aggregate_id).links[link_id]["valid_until"] == clock.now
+
+
+def test_labels_agents_type_are_sealed_and_a_role_goes_with_the_persons_erasure(
+    app: CustomerApplication,
+) -> None:
+    """An acquisition source, a consent's source and a contact person's role are texts an
+    agent types ("referral from <a name>"): sealed in the store like the names, the role
+    under the person's key, so that forgetting the person leaves the organisation's link
+    without it."""
+    person = app.register(
+        command_ctx("p"),
+        kind="person",
+        display_name="Ada Lovelace",
+        emails=["ada@example.com"],
+        phones=[],
+        addresses=[],
+        acquisition_source="referral from Jane Roe",
+    ).aggregate_id
+    org = app.register(
+        command_ctx("o"),
+        kind="organisation",
+        display_name="Analytical Engines Ltd",
+        emails=[],
+        phones=[],
+        addresses=[],
+    ).aggregate_id
+    app.decide_consent(
+        command_ctx("c", "GrantConsent"),
+        person,
+        None,
+        True,
+        "email",
+        "marketing",
+        "phone call with Jane Roe",
+    )
+    app.link_contact_person(
+        command_ctx("l", "LinkContactPerson"), org, person, "Chief Engine Officer", None
+    )
+    stored = b"".join(e.state for i in (person, org) for e in app.recorder.select_events(i))
+    for text in (b"Jane Roe", b"Chief Engine Officer"):
+        assert text not in stored
+    # The service reads them as they were typed.
+    ada = app.get_customer(person)
+    assert ada.acquisition_source == "referral from Jane Roe"
+    assert ada.consents["email/marketing"]["source"] == "phone call with Jane Roe"
+    linked = app.get_customer(org).current_links()
+    assert [link["role"] for link in linked] == ["Chief Engine Officer"]
+    # The role is the person's: sealed under the person's key, not the organisation's.
+    link_event = app.recorder.select_events(org)[-1]
+    assert pii.subjects([link_event.state.decode()]) == {person}
+    app.forget(command_ctx("f", "ForgetCustomer"), person, with_merged=False)
+    after = app.get_customer(org).current_links()
+    assert [link["role"] for link in after] == [pii.FORGOTTEN]
+    assert app.get_customer(org).display_name == "Analytical Engines Ltd"

@@ -63,7 +63,7 @@ of each address and its mailbox, `duplicates.contact_keys`) that find candidates
 `display_name`, `email_values` and `phone_values` are sealed with the customer's key and
 revealed to score the candidates."""
 
-SEALER = Sealer(domain.PERSONAL_FIELDS)
+SEALER = Sealer(domain.PERSONAL_FIELDS, owners=domain.PERSONAL_DATA_OF)
 DIRECTORY_INDEX = "directory"
 IMPORT_IDS = "import ids"
 """The key imported customers' ids are derived with (`domain.id_for_external_key`)."""

@@ -769,6 +769,7 @@ PERSONAL_FIELDS: Mapping[type, tuple[str, ...]] = MappingProxyType(
             "addresses[].postal_code",
             "addresses[].city",
             "addresses[].region",
+            "acquisition_source",
         ),
         Customer.Renamed: ("display_name",),
         Customer.EmailAdded: ("email",),
@@ -784,7 +785,17 @@ PERSONAL_FIELDS: Mapping[type, tuple[str, ...]] = MappingProxyType(
         ),
         Customer.MergedInto: ("reason",),
         Customer.DuplicateAbsorbed: ("reason",),
+        # Labels an agent types: "referral from <a name>", "phone call with <a name>", a
+        # person's role at an organisation ("CFO" of one company names one person).
+        Customer.ConsentGranted: ("source",),
+        Customer.ConsentRevoked: ("source",),
+        Customer.ContactPersonLinked: ("role",),
     }
 )
 """The personal data in each event (free texts included: a merge's reason may name people):
 sealed with the customer's key in the store and on the streams."""
+
+PERSONAL_DATA_OF: Mapping[type, str] = MappingProxyType({Customer.ContactPersonLinked: "person_id"})
+"""Events whose personal data is another customer's than the aggregate's, by the field that
+names that customer: a contact person's role at an organisation is sealed under the person's
+key, and is gone with the person's erasure (the organisation's is not needed to read it)."""
