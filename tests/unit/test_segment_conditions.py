@@ -266,10 +266,21 @@ def test_facts_from_a_profile_take_the_larger_lifetime_value_never_the_sum() -> 
     assert facts.consent == {"email/marketing": False}
     assert (facts.countries, facts.region, facts.postal) == (
         frozenset({"LV"}),
-        "RIGA",
+        "LV / RIGA",
         "A 1, Rīga, LV",
     )
     assert (facts.days_since_purchase, facts.classes) == (11, frozenset({"loyal"}))
+
+
+def test_results_group_by_country_and_region_never_a_region_beside_a_country() -> None:
+    from c360_marketing.profiles import results_region
+
+    # "BY": Bavaria's region code, and Belarus's country code.
+    assert results_region({"country": "de", "region": "BY"}) == "DE / BY"
+    assert results_region({"country": "BY"}) == "BY"
+    assert results_region({"country": "US", "region": " ny "}) == "US / NY"
+    assert results_region({"region": "Riga"}) == "RIGA"
+    assert results_region({}) == ""
 
 
 def test_the_facts_need_only_the_fields_marketing_asks_the_timeline_for() -> None:

@@ -62,7 +62,8 @@ class Facts:
     postal: str = ""
     """The first postal address on one line ("" if none)."""
     region: str = ""
-    """The customer's region for results: the first address's region, else its country."""
+    """Where the customer is for results by region: the first address's country and region
+    ("DE / BAYERN"), its country alone if it names no region (`profiles.results_region`)."""
     classes: frozenset[str] = frozenset()
     """The sales service's classification: key, loyal, low_profit, trend_alert, debtor."""
     products: frozenset[str] = frozenset()

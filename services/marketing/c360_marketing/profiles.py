@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
@@ -77,6 +77,16 @@ def _shared_map(field: str, mapping: dict[str, T]) -> dict[str, T]:
     return _shared(mapping, (field, frozenset((k, str(v)) for k, v in mapping.items())))
 
 
+def results_region(address: Mapping[str, Any]) -> str:
+    """Where an address is, for results by region: its country and region ("DE / BAYERN"),
+    the country alone when it names no region ("DE"). A region alone said "BY" for Bavaria
+    beside "BY" for Belarus's customers without one, and "NY" beside "US": one group for
+    two places, and a country's customers in several."""
+    country = str(address.get("country") or "").strip().upper()
+    area = str(address.get("region") or "").strip().upper()
+    return f"{country} / {area}" if country and area else country or area
+
+
 def facts_of(profile: tapi.Profile, today: date | None = None) -> Facts:
     """What segments may ask of a profile: the customer's own fields (kind, tags, owner,
     addresses, consent), the service desk's (open tickets, contacts in 30 days, the churn
@@ -125,7 +135,7 @@ def facts_of(profile: tapi.Profile, today: date | None = None) -> Facts:
         emails=tuple(profile.emails),
         phones=tuple(profile.phones),
         postal=postal,
-        region=_shared((first.get("region") or first.get("country") or "").upper()),
+        region=_shared(results_region(first)),
         classes=_shared_set((sales.get("classes") or {}).keys()),
         products=_shared_set(sales.get("products_bought") or []),
         days_since_purchase=_days_since(str(last.get("on", "")), today) if last else None,
