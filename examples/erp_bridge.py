@@ -11,6 +11,7 @@ customer is forgotten.
     python examples/erp_bridge.py follow [--drain]     # registered customers become debtors
     python examples/erp_bridge.py debtors              # the debtor accounts
     python examples/erp_bridge.py invoice CUSTOMER_ID --amount 1250.00 [--currency EUR]
+    python examples/erp_bridge.py invoice --order ORDER_ID --amount 1000.00  # bills an order
     python examples/erp_bridge.py pay INVOICE_NUMBER [--amount 500.00]
     python examples/erp_bridge.py credit INVOICE_NUMBER --amount 200.00   # goods returned
     python examples/erp_bridge.py deliver [--drain]  # open sales orders are delivered
@@ -300,14 +301,32 @@ def _amount(text: str) -> str:
 
 
 def issue_invoice(
-    home: Path, db_path: Path, customer_id: str, amount: str, currency: str, due_days: int
+    home: Path,
+    db_path: Path,
+    customer_id: str,
+    amount: str,
+    currency: str,
+    due_days: int,
+    order_id: str = "",
 ) -> dict[str, Any]:
     with ledger(db_path) as db:
+        booked = db.execute(
+            "SELECT customer_id FROM orders WHERE order_id = ?", (order_id,)
+        ).fetchone()
+        if not customer_id:
+            if booked is None:
+                raise BridgeError(
+                    f"order {order_id or '(none)'} is not in the order book: name the customer,"
+                    " or run `erp_bridge.py deliver --drain` to book c360's confirmed orders"
+                )
+            customer_id = booked["customer_id"]
         if not db.execute("SELECT 1 FROM debtors WHERE customer_id = ?", (customer_id,)).fetchone():
             raise BridgeError(
                 f"{customer_id} is no debtor yet; run `erp_bridge.py follow --drain` after"
                 " registering the customer in c360"
             )
+        if booked is not None and booked["customer_id"] != customer_id:
+            raise BridgeError(f"order {order_id} is {booked['customer_id']}'s, not {customer_id}'s")
         number = _document_number(db, "invoices", "INV")
         today = date.today()
         row = {
@@ -326,6 +345,9 @@ def issue_invoice(
                 amount=erp.Money(currency=row["currency"], amount=row["amount"]),
                 issue_date=row["issue_date"],
                 due_date=row["due_date"],
+                # The c360 order it bills: sales shows it invoiced (one the bridge did not
+                # book yet is sent as given; c360 refuses one that is not the customer's).
+                order_id=order_id,
             )
         )
         # Published before the ledger commits: an invoice c360 was not told of is not kept
@@ -339,7 +361,7 @@ def issue_invoice(
                 row,
             )
             asyncio.run(publish(home, "erp.invoice.issued", event))
-    return row
+    return {**row, "order_id": order_id} if order_id else row
 
 
 def receive_payment(
@@ -631,10 +653,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--drain", action="store_true", help="exit once caught up")
     sub.add_parser("debtors", help="list the debtor accounts")
     p = sub.add_parser("invoice", help="issue an invoice and publish it to c360")
-    p.add_argument("customer_id")
+    p.add_argument("customer_id", nargs="?", default="", help="default: the order's customer")
     p.add_argument("--amount", required=True)
     p.add_argument("--currency", default="EUR")
     p.add_argument("--due-days", type=int, default=30)
+    p.add_argument("--order", default="", help="the c360 sales order it bills (its id)")
     p = sub.add_parser("deliver", help="deliver the open sales orders, tell c360")
     p.add_argument("--drain", action="store_true", help="exit once caught up")
     p = sub.add_parser("pay", help="record a payment of an invoice and publish it to c360")
@@ -659,7 +682,13 @@ def main(argv: list[str] | None = None) -> int:
             result = asyncio.run(refused(args.home))
         elif args.command == "invoice":
             result = issue_invoice(
-                args.home, db_path, args.customer_id, args.amount, args.currency, args.due_days
+                args.home,
+                db_path,
+                args.customer_id,
+                args.amount,
+                args.currency,
+                args.due_days,
+                args.order,
             )
         else:
             result = receive_payment(args.home, db_path, args.invoice_number, args.amount)

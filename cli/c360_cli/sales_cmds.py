@@ -866,6 +866,7 @@ def _order_show(args: argparse.Namespace) -> int:
             ("quote", o.quote_id),
             ("gross", _money(o.gross_total)),
             ("fulfilled on", o.fulfilled_on),
+            ("invoiced", f"{_money(o.invoiced_total)} ({o.invoice_status})"),
             ("reason", o.reason),
         ],
     )
@@ -876,7 +877,21 @@ def _order_show(args: argparse.Namespace) -> int:
             for x in o.lines
         ],
     )
+    if o.invoices:
+        out.table(
+            ["invoice", "issued", "amount"],
+            [[i.invoice_number, i.issue_date, _money(i.amount)] for i in o.invoices],
+        )
     return 0
+
+
+_INVOICED = {
+    "invoiced": "all",
+    "partly invoiced": "partly",
+    "nothing invoiced": "none",
+    "not to invoice": "-",
+}
+"""An order's invoice status in the list's narrow column."""
 
 
 def _order_list(args: argparse.Namespace) -> int:
@@ -894,7 +909,7 @@ def _order_list(args: argparse.Namespace) -> int:
         )
         return 0
     out.table(
-        ["id", "number", "placed", "state", "gross"],
+        ["id", "number", "placed", "state", "gross", "invoiced"],
         [
             [
                 o.order_id,
@@ -902,6 +917,7 @@ def _order_list(args: argparse.Namespace) -> int:
                 short_time(o.placed_at.ToJsonString()),
                 ORDER_STATES.word(o.state),
                 _money(o.gross_total),
+                _INVOICED.get(o.invoice_status, o.invoice_status),
             ]
             for o in reply.orders
         ],

@@ -8,7 +8,9 @@ data/sales_demo.toml.
 Like the rest of the demo, the plan is a function of (seed, customer index) and every command
 carries a request id made of them, so running the demo again replays instead of doubling.
 The demo plays ERP for its own orders: it answers each confirmed order on erp.order.delivered
-(some in two deliveries) as the `erp` NATS user of endpoints.json.
+(some in two deliveries) as the `erp` NATS user of endpoints.json, and invoices it on
+erp.invoice.issued naming the order (an order delivered in two parts: its first line only, so
+that it stays partly invoiced).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import tomllib
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -99,6 +102,7 @@ class SalesStats:
     on_hold: int = 0
     orders: int = 0
     deliveries: int = 0
+    invoices: int = 0
     prospects: int = 0
     forgotten_leads: int = 0
     activities: int = 0
@@ -474,6 +478,13 @@ class SalesDemo:
                         headers={"Nats-Msg-Id": event.event_id},
                     )
                     self.stats.deliveries += 1
+                invoice = _invoice(order, order.lines[:1] if len(parts) > 1 else order.lines)
+                await js.publish(
+                    "erp.invoice.issued",
+                    invoice.SerializeToString(),
+                    headers={"Nats-Msg-Id": invoice.event_id},
+                )
+                self.stats.invoices += 1
             if self.orders:
                 # An ERP that writes a date its own way: c360 refuses the message and keeps it
                 # as a dead letter with the reason (`c360 deadletter list`, then `replay`).
@@ -521,6 +532,7 @@ class SalesDemo:
             "on_hold": s.on_hold,
             "orders": s.orders,
             "erp_deliveries": s.deliveries,
+            "erp_order_invoices": s.invoices,
             "activities": s.activities,
             "sales_examples": dict(s.examples),
         }
@@ -548,6 +560,39 @@ def _delivery(order: Any, n: int, lines: list[tuple[str, str]]) -> erp.ErpEvent:
             delivery_reference=f"DN-{order.order_number.removeprefix('SO-')}-{n + 1}",
             delivered_on=date.today().isoformat(),
             lines=[erp.DeliveredLine(line_id=line_id, quantity=q) for line_id, q in lines],
+        )
+    )
+    return event
+
+
+def _invoice(order: Any, lines: Any) -> erp.ErpEvent:
+    """ERP's invoice of these lines of the order (net plus tax, the tax rounded per line as
+    sales rounds it, in the order's currency), due in 30 days."""
+    places = Decimal(1).scaleb(-len(order.gross_total.amount.partition(".")[2]))
+    amount = sum(
+        (
+            Decimal(x.net_amount)
+            + (Decimal(x.net_amount) * Decimal(x.tax_rate or "0") / 100).quantize(
+                places, ROUND_HALF_UP
+            )
+            for x in lines
+        ),
+        Decimal(0),
+    )
+    event = erp.ErpEvent(
+        event_id=str(uuid.uuid5(_ERP_NAMESPACE, f"{order.order_id}:invoice")),
+        customer_id=order.customer_id,
+        erp_system="c360-demo",
+    )
+    event.occurred_at.GetCurrentTime()
+    today = date.today()
+    event.invoice_issued.CopyFrom(
+        erp.InvoiceIssued(
+            invoice_number=f"INV-{order.order_number.removeprefix('SO-')}",
+            amount=erp.Money(currency=order.currency, amount=str(amount)),
+            issue_date=today.isoformat(),
+            due_date=(today + timedelta(days=30)).isoformat(),
+            order_id=order.order_id,
         )
     )
     return event

@@ -228,8 +228,10 @@ def test_cli_against_a_running_stack(up: Up) -> None:
     assert len(shown["entries"]) >= 3
     rebuilt = c360_json(home, "timeline", "rebuild")
     # every stored event, the merge's three, and the ERP events the demo published (the
-    # sales part's deliveries, the marketing part's payments)
-    stored = report["stored_events"] + 3 + demo["erp_deliveries"] + demo["erp_payments"]
+    # sales part's deliveries and invoices, the marketing part's payments)
+    erp = demo["erp_deliveries"] + demo["erp_order_invoices"] + demo["erp_payments"]
+    assert demo["erp_order_invoices"] > 0
+    stored = report["stored_events"] + 3 + erp
     assert rebuilt["applied"] == rebuilt["total"] >= stored
     # It took over with every profile's search columns filled: a search finds at once.
     assert rebuilt["profiles_indexed"] == rebuilt["profiles_to_index"]

@@ -146,3 +146,44 @@ def test_the_bridge_delivers_only_the_orders_still_open(home: Path) -> None:
     assert "DN-ELSEWHERE-1" in delivered["summary"]
     assert len([e for e in entries(open_customer, "order.delivered") if e["source"] == "erp"]) == 1
     assert c360(home, "order", "show", done_id)["lines"][0]["fulfilled_quantity"] == "2"
+
+
+def test_an_orders_invoices_show_on_it_and_one_in_another_currency_is_refused(
+    home: Path,
+) -> None:
+    """ERP invoices a confirmed order in two parts (erp.invoice.issued naming it): the order
+    shows what is invoiced and its invoice status, the customer's timeline each invoicing;
+    an invoice of the order in another currency is not recorded on it, and the ERP reads
+    sales' reason among its refused messages."""
+    c360(home, "product", "define", "SUPPORT-YEAR", "--name", "Support", "--category", "services",
+         "--price", "1200", "--currency", "EUR", "--cost", "300")  # fmt: skip
+    c360(home, "pricelist", "define", "standard", "--currency", "EUR")
+    c360(home, "pipeline", "define", "default", "--stage", "new:20", "--stage", "won:won")
+    customer_id, order_id = _order(home, "Dupont SA", "achats@dupont.fr")
+    assert c360(home, "order", "show", order_id)["invoice_status"] == "nothing invoiced"
+    bridge(home, "follow", "--drain")
+    first = bridge(home, "invoice", customer_id, "--amount", "1000", "--order", order_id)
+    assert first["order_id"] == order_id
+
+    def invoiced(status: str) -> Any:
+        return lambda: (
+            (o := c360(home, "order", "show", order_id))["invoice_status"] == status and o
+        )
+
+    order = _until(invoiced("partly invoiced"), "the first invoice on the order")
+    assert order["invoiced_total"] == {"currency": "EUR", "amount": "1000.00"}
+    bridge(home, "invoice", customer_id, "--amount", "1400", "--order", order_id)
+    order = _until(invoiced("invoiced"), "the second invoice on the order")
+    assert order["invoiced_total"]["amount"] == "2400.00"
+    assert [i["amount"]["amount"] for i in order["invoices"]] == ["1000.00", "1400.00"]
+
+    bridge(home, "invoice", customer_id, "--amount", "50", "--currency", "USD", "--order", order_id)
+    letters = _until(lambda: bridge(home, "refused"), "sales' refusal of the USD invoice")
+    [letter] = [x for x in letters if x.get("refused_by") == "sales"]
+    assert "is in EUR, not USD" in letter["reason"], letter
+    assert c360(home, "order", "show", order_id)["invoiced_total"]["amount"] == "2400.00"
+    entries = c360(home, "timeline", "show", customer_id)["entries"]
+    summaries = [e["summary"] for e in entries if e["type"] == "order.invoiced"]
+    assert len(summaries) == 2
+    assert any(s.startswith("Order invoiced: invoice ") for s in summaries), summaries
+    assert c360(home, "verify")["ok"] is True

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
+from typing import Any
 from uuid import uuid4
 
 import pytest
@@ -100,6 +101,41 @@ def test_order_states_follow_confirmation_and_deliveries_once_per_erp_event() ->
     assert (lapsed.state, lapsed.reason) == ("unrealised", "lapsed")
     with pytest.raises(PreconditionFailed, match="is unrealised: cannot confirm it"):
         lapsed.confirm()
+
+
+def test_an_orders_invoices_sum_up_to_its_invoice_status_once_per_erp_event() -> None:
+    o = order()  # 20.00 EUR gross
+    assert o.invoice_status == "not to invoice"
+    with pytest.raises(PreconditionFailed, match="is planned: cannot record an invoice"):
+        o.record_invoice("e1", "INV-1", "EUR", "5", DAY)
+    o.confirm()
+    assert o.invoice_status == "nothing invoiced"
+    refusals = [
+        (("e1", "INV-1", "USD", "5"), "invoice_issued.amount.currency"),
+        (("e1", "INV-1", "EUR", "0"), "invoice_issued.amount.amount"),
+        (("e1", "INV-1", "EUR", "-5"), "invoice_issued.amount.amount"),
+        (("e1", " ", "EUR", "5"), "invoice_issued.invoice_number"),
+    ]
+    for (event_id, number, currency, amount), field in refusals:
+        with pytest.raises(InvalidArgument) as refused:
+            o.record_invoice(event_id, number, currency, amount, DAY)
+        assert [x.field for x in refused.value.violations] == [field]
+    assert not o.invoices
+    o.record_invoice("e1", "INV-1", "EUR", "5", DAY)
+    o.record_invoice("e1", "INV-1", "EUR", "5", DAY)  # the same ERP event again: no effect
+    assert (o.invoiced_total, o.invoice_status) == (Decimal("5.00"), "partly invoiced")
+    with pytest.raises(InvalidArgument, match="INV-1 is recorded on order"):
+        o.record_invoice("e2", "INV-1", "EUR", "15", DAY)
+    o.record_fulfilment("d1", {"l1": "2"}, "DN-1", DAY)
+    o.record_invoice("e2", "INV-2", "EUR", "15", DAY)  # fulfilled orders are invoiced too
+    assert o.invoice_status == "invoiced"
+    invoiced: Any = o.collect_events()[-1]
+    assert (invoiced.invoiced_total, invoiced.invoice_status) == ("20.00", "invoiced")
+    lapsed = order()
+    lapsed.confirm()
+    lapsed.unrealise("cancelled")
+    with pytest.raises(PreconditionFailed, match="is unrealised: cannot record an invoice"):
+        lapsed.record_invoice("e3", "INV-3", "EUR", "5", DAY)
 
 
 def test_round_robin_continues_after_the_last_routed_agent_even_when_members_change() -> None:

@@ -184,6 +184,16 @@ def order_message(o: Order) -> api.Order:
         fulfilled_on=o.fulfilled_on,
         placed_at=_ts(o.created_on),
         updated_at=_ts(o.modified_on),
+        invoiced_total=money(o.currency, domain.money_text(o.invoiced_total, o.currency)),
+        invoice_status=o.invoice_status,
+        invoices=[
+            api.OrderInvoice(
+                invoice_number=i["invoice_number"],
+                amount=money(o.currency, i["amount"]),
+                issue_date=i["issue_date"],
+            )
+            for i in o.invoices
+        ],
     )
 
 

@@ -1053,6 +1053,25 @@ class SalesApplication(ServiceApplication):
             lambda o: o.record_fulfilment(erp_event_id, delivered, reference, on),
         )
 
+    def record_invoice(
+        self,
+        ctx: CommandContext,
+        order_id: UUID,
+        *,
+        erp_event_id: str,
+        invoice_number: str,
+        currency: str,
+        amount: str,
+        issued: date,
+    ) -> CommandOutcome:
+        return self.change(
+            ctx,
+            Order,
+            order_id,
+            None,
+            lambda o: o.record_invoice(erp_event_id, invoice_number, currency, amount, issued),
+        )
+
     def get_order(self, order_id: UUID) -> Order:
         return self.load(Order, order_id)
 

@@ -352,6 +352,15 @@ _ORDERS: dict[type, Mapper] = {
         product_ids=e.product_ids,
         fulfilled_on=e.fulfilled_on,
     ),
+    Order.Invoiced: lambda e: order_pb.OrderInvoiced(
+        customer_id=e.customer_id,
+        erp_event_id=e.erp_event_id,
+        invoice_number=e.invoice_number,
+        amount=money(e.currency, e.amount),
+        invoiced_total=money(e.currency, e.invoiced_total),
+        invoice_status=e.invoice_status,
+        issue_date=e.issue_date,
+    ),
     Order.Unrealised: lambda e: order_pb.OrderUnrealised(
         customer_id=e.customer_id,
         reason=e.reason,

@@ -1543,6 +1543,7 @@ class Order(Aggregate):
         Confirmed: ClassVar[type[Aggregate.Event]]
         FulfilmentRecorded: ClassVar[type[Aggregate.Event]]
         Fulfilled: ClassVar[type[Aggregate.Event]]
+        Invoiced: ClassVar[type[Aggregate.Event]]
         Unrealised: ClassVar[type[Aggregate.Event]]
 
     @staticmethod
@@ -1570,6 +1571,7 @@ class Order(Aggregate):
         self.erp_events: list[str] = []
         self.reason = ""
         self.fulfilled_on = ""
+        self.invoices: list[dict[str, str]] = []
 
     def _require(self, action: str, *allowed: str) -> None:
         _require("order", self.id, self.state, action, *allowed)
@@ -1685,6 +1687,82 @@ class Order(Aggregate):
     ) -> None:
         self.state = OrderState.FULFILLED.value
         self.fulfilled_on = fulfilled_on
+
+    @property
+    def invoiced_total(self) -> Decimal:
+        return sum((dec(i["amount"]) for i in self.invoices), Decimal(0))
+
+    @property
+    def invoice_status(self) -> str:
+        """Odoo's invoice status, as people read it: "nothing invoiced", "partly invoiced",
+        "invoiced" (all of the gross total, or more); "not to invoice" while the order is
+        planned or unrealised with nothing invoiced."""
+        invoiced = self.invoiced_total
+        if not invoiced:
+            return (
+                "not to invoice"
+                if self.state in (OrderState.PLANNED.value, OrderState.UNREALISED.value)
+                else "nothing invoiced"
+            )
+        return "invoiced" if invoiced >= self.totals.gross else "partly invoiced"
+
+    def record_invoice(
+        self, erp_event_id: str, invoice_number: str, currency: str, amount: str, issued: date
+    ) -> None:
+        """An invoice ERP issued for (part of) this order, once per ERP event: confirmed
+        orders only (pending or fulfilled: ERP invoices on order or on delivery), in the
+        order's currency; an invoice number recorded before under another event is refused
+        (one invoice, one number)."""
+        if erp_event_id in self.erp_events:
+            return
+        self._require(
+            "record an invoice on it", OrderState.PENDING.value, OrderState.FULFILLED.value
+        )
+        v = Checks()
+        number = v.text("invoice_issued.invoice_number", invoice_number, max_len=64)
+        if currency != self.currency:
+            v.add(
+                "invoice_issued.amount.currency",
+                f"order {self.order_number} is in {self.currency}, not {currency}",
+            )
+        value = v.decimal("invoice_issued.amount.amount", amount, negative=True)
+        if value is not None and value <= 0:
+            v.add("invoice_issued.amount.amount", "must be more than zero")
+        if any(i["invoice_number"] == number for i in self.invoices):
+            v.add(
+                "invoice_issued.invoice_number",
+                f"invoice {number} is recorded on order {self.order_number} already",
+            )
+        v.check()
+        assert value is not None  # checked
+        total = self.invoiced_total + value
+        self._invoiced(
+            self.customer_id,
+            erp_event_id,
+            number,
+            self.currency,
+            money_text(value, self.currency),
+            money_text(total, self.currency),
+            "invoiced" if total >= self.totals.gross else "partly invoiced",
+            issued.isoformat(),
+        )
+
+    @event("Invoiced")
+    def _invoiced(
+        self,
+        customer_id: str,
+        erp_event_id: str,
+        invoice_number: str,
+        currency: str,
+        amount: str,
+        invoiced_total: str,
+        invoice_status: str,
+        issue_date: str,
+    ) -> None:
+        self.erp_events.append(erp_event_id)
+        self.invoices.append(
+            {"invoice_number": invoice_number, "amount": amount, "issue_date": issue_date}
+        )
 
     def unrealise(self, reason: str) -> None:
         v = Checks()

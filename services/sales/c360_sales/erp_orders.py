@@ -1,16 +1,19 @@
 """Sales follows ERP: a durable consumer of erp.> (the ERP stream) records each delivery ERP
-reports on an order, and for each overdue invoice schedules a follow-up call with the
-customer's responsible employee (the owner in the customer's profile, read from the timeline),
-so the customer lands on that employee's call list. Each is one command whose request id is
-the ERP event id, so a resend changes nothing; the message is acknowledged only then. A
-delivery sales cannot record (no such order, a line it does not have, an order no longer
-pending, an event id reused for another delivery) is dead-lettered
-(deadletter.sales.erp.order.delivered, the reason in its headers) and acknowledged, and so is
-an overdue notice with an amount or currency the ERP contract refuses or about a customer c360
-does not have (deadletter.sales.erp.invoice.overdue: no call is scheduled; one about a merged
-customer is called about on its survivor, one about a forgotten customer not at all); one that
-failed for a passing cause (the store away, the timeline away, a concurrent change) comes again
-shortly. The timeline dead-letters malformed messages."""
+reports on an order and each invoice that names an order (the order's invoiced amount and
+invoice status), and for each overdue invoice schedules a follow-up call with the customer's
+responsible employee (the owner in the customer's profile, read from the timeline), so the
+customer lands on that employee's call list. Each is one command whose request id is the ERP
+event id, so a resend changes nothing; the message is acknowledged only then. A delivery sales
+cannot record (no such order, a line it does not have, an order no longer pending, an event id
+reused for another delivery) is dead-lettered (deadletter.sales.erp.order.delivered, the reason
+in its headers) and acknowledged, and so is an invoice sales cannot record on the order it
+names (no such order, another customer's, one not confirmed or unrealised, another currency, a
+number recorded on it before: deadletter.sales.erp.invoice.issued; the timeline keeps the
+invoice itself), and an overdue notice with an amount or currency the ERP contract refuses or
+about a customer c360 does not have (deadletter.sales.erp.invoice.overdue: no call is
+scheduled; one about a merged customer is called about on its survivor, one about a forgotten
+customer not at all); one that failed for a passing cause (the store away, the timeline away,
+a concurrent change) comes again shortly. The timeline dead-letters malformed messages."""
 
 from __future__ import annotations
 
@@ -94,6 +97,11 @@ class ErpOrderFollower(DurableFollower):
         try:
             if case == "order_delivered":
                 refused = await self.apply(event)
+                if refused is not None and not await self.dead_letter(msg, refused):
+                    await msg.nak(delay=RETRY_SECONDS)
+                    return
+            elif case == "invoice_issued" and event.invoice_issued.order_id:
+                refused = await self.invoice(event)
                 if refused is not None and not await self.dead_letter(msg, refused):
                     await msg.nak(delay=RETRY_SECONDS)
                     return
@@ -184,6 +192,66 @@ class ErpOrderFollower(DurableFollower):
                 "ERP overdue invoice %s: no follow-up: %s", event.event_id, type(exc).__name__
             )
         return None
+
+    async def invoice(self, event: erp.ErpEvent) -> str | None:
+        """Record an invoice on the order it names; the reason, for its dead letter, when
+        sales cannot (no such order, another customer's, one not confirmed or unrealised,
+        another currency, a number recorded on it before). A passing failure is raised."""
+        d = event.invoice_issued
+        ctx = CommandContext(
+            command="RecordInvoice",
+            request_id=f"erp:{event.event_id}",
+            fingerprint=fingerprint(event.SerializeToString(deterministic=True)),
+            correlation_id=event.event_id,
+            causation_id=event.event_id,
+        )
+        try:
+            order_id = uuid.UUID(d.order_id)
+            issued = date.fromisoformat(d.issue_date)
+            order = await blocking(self.app.get_order, order_id)
+            if not await self._same_customer(event.customer_id, order.customer_id):
+                return (
+                    f"invoice_issued.order_id: order {order.order_number} is customer"
+                    f" {order.customer_id}'s, not {event.customer_id}'s"
+                )
+            await blocking(
+                self.app.record_invoice,
+                ctx,
+                order_id,
+                erp_event_id=event.event_id,
+                invoice_number=d.invoice_number,
+                currency=d.amount.currency,
+                amount=d.amount.amount,
+                issued=issued,
+            )
+        except PASSING:
+            raise
+        except (ValueError, C360Error) as exc:
+            _log.warning(
+                "ERP invoice %s for order %s not recorded: %s",
+                event.event_id,
+                d.order_id,
+                type(exc).__name__,
+            )
+            if isinstance(exc, NotFound):
+                return f"invoice_issued.order_id: sales has no order {d.order_id}"
+            if isinstance(exc, ValueError) and not isinstance(exc, C360Error):
+                return "invoice_issued: order_id must be a UUID, issue_date a YYYY-MM-DD date"
+            return f"invoice_issued: {exc}"
+        self.applied += 1
+        return None
+
+    async def _same_customer(self, named: str, owner: str) -> bool:
+        """Whether an ERP message's customer is the order's: the same id, or (a merge since)
+        the same survivor."""
+        if named == owner:
+            return True
+        if self.customer_of is None:
+            return False
+        try:
+            return await self.customer_of(named) == await self.customer_of(owner)
+        except (NotFound, PreconditionFailed):
+            return False
 
     async def apply(self, event: erp.ErpEvent) -> str | None:
         """Record one delivery; the reason (logged) when it names no order of ours or the

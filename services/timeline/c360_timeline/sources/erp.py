@@ -78,6 +78,8 @@ def _invoice_issued(account: Doc, d: Doc) -> None:
     invoice.update(
         amount=money["amount"], currency=money["currency"], due_date=d.get("due_date", "")
     )
+    if d.get("order_id"):
+        invoice["order_id"] = d["order_id"]
     _add(account["outstanding"], money["currency"], money["amount"])
 
 

@@ -205,6 +205,10 @@ SUMMARIES: dict[str, Callable[[Doc], str]] = {
         f" ({d.get('delivery_reference', '')}): {_money(d.get('fulfilled_amount'))} so far"
     ),
     "c360.events.v1.OrderFulfilled": lambda d: f"Order fulfilled: {_money(d.get('gross_total'))}",
+    "c360.events.v1.OrderInvoiced": lambda d: (
+        f"Order {d.get('invoice_status', 'invoiced')}: invoice {d.get('invoice_number', '')}"
+        f" of {_money(d.get('amount'))}, {_money(d.get('invoiced_total'))} in all"
+    ),
     "c360.events.v1.OrderUnrealised": lambda d: with_reason("Order unrealised", d),
     "c360.events.v1.ActivityScheduled": lambda d: (
         f"{_spoken(ACTIVITY_KINDS.of_name(d.get('kind', ''))).capitalize()} planned"
@@ -428,6 +432,17 @@ def _order_fulfilled(p: Doc, part: Doc, entry: Entry) -> None:
     part["products_bought"] = sorted({*part["products_bought"], *order["skus"]})
 
 
+def _order_invoiced(p: Doc, part: Doc, entry: Entry) -> None:
+    order = part["orders"].get(entry.aggregate_id)
+    if order is None:
+        return
+    d = entry.details
+    order["invoiced_total"] = (d.get("invoiced_total") or {}).get("amount", "")
+    order["invoice_status"] = d.get("invoice_status", "")
+    order.setdefault("invoices", []).append(d.get("invoice_number", ""))
+    set_by(p, f"sales.orders[{entry.aggregate_id}]", entry)
+
+
 def _opportunity_updated(o: Doc, d: Doc) -> None:
     _opportunity(o, d)
     o["owner_id"] = d.get("owner_id", "")
@@ -486,6 +501,7 @@ FOLDS: dict[str, Fold] = {
         "order.placed": _order_placed,
         "order.confirmed": _order_state("pending"),
         "order.fulfilled": _order_fulfilled,
+        "order.invoiced": _order_invoiced,
         "order.unrealised": _order_state("unrealised"),
         "activity.scheduled": _activity_scheduled,
         "activity.rescheduled": _activity_rescheduled,
