@@ -15,7 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
-from c360_platform import auth
+from c360_platform import auth, keywrap
 from c360_platform.deployment import Deployment
 from c360_platform.embedded import EmbeddedNats, EmbeddedPostgres
 from c360_platform.processes import free_port
@@ -94,7 +94,11 @@ class Stack:
         # in it): an outgoing connection of a service starting first cannot take the port of
         # one starting after it ("address already in use").
         deployment = Deployment.plan(
-            self.postgres_url, self.nats_url, relay_apart=self.relay_apart, fresh_ports=True
+            self.postgres_url,
+            self.nats_url,
+            relay_apart=self.relay_apart,
+            fresh_ports=True,
+            key_wrap=keywrap.home_kek(self.workdir),  # data keys wrapped, as `c360 up` does
         )
         # The load comes from an application with an agent's token, as in production.
         self.token = deployment.token(auth.Role.AGENT, "bench:load")

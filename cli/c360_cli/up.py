@@ -14,7 +14,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO
 
-from c360_platform import auth, certificates, natsauth, pgroles, registry, tls
+from c360_platform import auth, certificates, keywrap, natsauth, pgroles, registry, tls
 from c360_platform.catchup import EVENT_LOG_SERVICE
 from c360_platform.deployment import Deployment
 from c360_platform.embedded import EmbeddedRuntime, RuntimeBusyError
@@ -205,6 +205,8 @@ def run(args: argparse.Namespace) -> int:
             tls=issued["service"],
             # `c360 token revoke` writes it; the services read it again when it changes.
             revocations=home / "auth" / "revoked.json",
+            # Data keys are stored wrapped under it, out of the database (keywrap).
+            key_wrap=keywrap.home_kek(home),
         )
         # Ours from now until each service's process starts and holds its own: the services
         # connect to PostgreSQL, NATS and one another while the next ones start, and any of

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from c360_platform import auth, registry
+from c360_platform import auth, keywrap, registry
 from c360_platform.config import Settings, format_services
 from c360_platform.processes import free_port, port_is_free
 from c360_platform.registry import ServiceSpec
@@ -54,6 +54,8 @@ class Deployment:
     """The services' certificate (and the authority's) when their ports use TLS."""
     revocations: Path | None = None
     """The file of revoked tokens' holders the ports honour (`auth.Revocations`)."""
+    key_wrap: Path | None = None
+    """The file of the KEKs the services wrap data keys under (`keywrap`), if any."""
     """Each event-publishing service's outbox relay runs as a process of its own
     (`c360-service NAME --relay`; C360_RELAY=process), as `c360 up` and the manifests run it."""
 
@@ -76,6 +78,7 @@ class Deployment:
         relay_apart: bool = False,
         tls: TlsFiles | None = None,
         revocations: Path | None = None,
+        key_wrap: Path | None = None,
     ) -> Deployment:
         """Every registered service (or `specs`) on ports chosen now: the defaults (moved to
         `base_port`) where free, or ports the OS picks for all of them (`fresh_ports`)."""
@@ -91,6 +94,7 @@ class Deployment:
             relay_apart=relay_apart,
             tls=tls,
             revocations=revocations,
+            key_wrap=key_wrap,
         )
 
     @property
@@ -133,6 +137,7 @@ class Deployment:
             "C360_RELAY": "process" if self.relay_apart else "inline",
             **(self.tls.env() if self.tls else {}),
             **({auth.REVOCATIONS_ENV: str(self.revocations)} if self.revocations else {}),
+            **({keywrap.ENV: str(self.key_wrap)} if self.key_wrap else {}),
         }
 
     def relays(self) -> list[str]:

@@ -14,9 +14,9 @@ from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import Mapper, StoredEvent
 from eventsourcing.utils import get_topic
 
-from c360_platform import pii
+from c360_platform import keywrap, pii
 from c360_platform.pii import FORGOTTEN, Sealer, Sealing, new_key, reveal
-from c360_platform.store import ROW_TABLE, AnyOf, Eq, QueryTable, RowQuery
+from c360_platform.store import ROW_TABLE, AnyOf, CommandRecorder, Eq, QueryTable, RowQuery
 
 KEYS = QueryTable(
     name="pii_keys",
@@ -72,7 +72,13 @@ class Keyring:
         key = new_key()
         with self._lock:
             self._pending[customer_id] = key
-        return {ROW_TABLE: KEYS.name, "customer_id": customer_id, "key": key, "forgotten_at": None}
+        stored = keywrap.wrap(key, customer_id.bytes)
+        return {
+            ROW_TABLE: KEYS.name,
+            "customer_id": customer_id,
+            "key": stored,
+            "forgotten_at": None,
+        }
 
     def forget(self, customer_id: UUID, at: datetime) -> dict[str, Any]:
         """The key-table row that deletes a customer's key (save it with the Forgotten event)."""
@@ -111,7 +117,12 @@ class Keyring:
             )
             with self._lock:
                 for row in rows:
-                    key = bytes(row["key"]) if row["key"] is not None else None
+                    stored = row["key"]
+                    key = (
+                        keywrap.unwrap(bytes(stored), row["customer_id"].bytes)
+                        if stored is not None
+                        else None
+                    )
                     found[row["customer_id"]] = key
                     self._cache[row["customer_id"]] = (now + KEY_CACHE_SECONDS, key)
                 if self.remember_absent:
@@ -146,6 +157,47 @@ class Keyring:
                 else:
                     return None
         return found
+
+
+def rewrap_stored(recorder: CommandRecorder, tables: Iterable[QueryTable]) -> int:
+    """As a service that holds keys starts: its data keys (`KEYS`) and index keys
+    (`INDEX_KEYS`) among `tables` stored otherwise than wrapped under this process's current
+    KEK (before a KEK was set, or under the one before) are wrapped under it (see `keywrap`);
+    how many. Without a KEK, a key found wrapped stops the start (KeyWrapError): its data
+    could not be read."""
+    kw = keywrap.from_env()
+    subjects: dict[str, tuple[str, Callable[[Any], bytes]]] = {
+        KEYS.name: ("customer_id", lambda s: UUID(str(s)).bytes),
+        INDEX_KEYS.name: ("name", lambda s: str(s).encode()),
+    }
+    changed = 0
+    for table in tables:
+        if table.name in subjects:
+            column, subject_of = subjects[table.name]
+            changed += _rewrap(recorder, table.name, column, subject_of, kw)
+    return changed
+
+
+def _rewrap(
+    recorder: CommandRecorder,
+    table: str,
+    column: str,
+    subject_of: Callable[[Any], bytes],
+    kw: keywrap.KeyWrap | None,
+) -> int:
+    if kw is None:
+
+        def refuse(subject: Any, stored: bytes) -> bytes | None:
+            keywrap.unwrap(stored, subject_of(subject))  # raises: this process has no KEK
+            return None
+
+        recorder.rewrap_keys(table, column, refuse, keywrap.MAGIC, matching=True)
+        return 0
+
+    def again(subject: Any, stored: bytes) -> bytes | None:
+        return kw.rewrapped(stored, subject_of(subject))
+
+    return recorder.rewrap_keys(table, column, again, kw.prefix)
 
 
 class WithOwnKeys:

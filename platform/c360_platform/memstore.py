@@ -4,7 +4,7 @@ an application runs without servers (`PERSISTENCE_MODULE=c360_platform.memstore:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -164,6 +164,27 @@ class MemoryEventRecorder(POPOApplicationRecorder):
 
     def strip_item_keys(self, topics: list[str], array: str, keys: list[str]) -> int:
         return 0  # a store in memory holds only what this version wrote
+
+    def rewrap_keys(
+        self,
+        table: str,
+        subject: str,
+        rewrap: Callable[[Any, bytes], bytes | None],
+        current: bytes,
+        *,
+        matching: bool = False,
+    ) -> int:
+        changed = 0
+        with self._database_lock:
+            for row in self._rows[self._table_of(table).name].values():
+                key = row.get("key")
+                if key is None or bytes(key).startswith(current) != matching:
+                    continue
+                new = rewrap(row[subject], bytes(key))
+                if new is not None:
+                    row["key"] = new
+                    changed += 1
+        return changed
 
     def existing(self, aggregate_ids: list[UUID]) -> set[UUID]:
         with self._database_lock:

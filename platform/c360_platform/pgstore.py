@@ -918,6 +918,50 @@ class EventRecorder(_SchemaOnce, PostgresApplicationRecorder):
             )
             return curs.rowcount
 
+    def rewrap_keys(
+        self,
+        table: str,
+        subject: str,
+        rewrap: Callable[[Any, bytes], bytes | None],
+        current: bytes,
+        *,
+        matching: bool = False,
+    ) -> int:
+        """Write again the `key` column of the rows of query table `table` that do not start
+        with `current` (stored before a KEK was set, or under another; `matching`: that do),
+        as `rewrap` gives it (None: leave it); the rows are read in pages of `subject` order.
+        How many changed."""
+        name = self._table(self._query_table(table).name)
+        changed, after = 0, None
+        while True:
+            with self.datastore.transaction(commit=True) as curs:
+                curs.execute(
+                    SQL(
+                        "SELECT {0} AS s, key FROM {1} WHERE key IS NOT NULL"
+                        " AND (substr(key, 1, %s) = %s) = %s"
+                        " AND (%s::text IS NULL OR {0}::text > %s)"
+                        " ORDER BY {0}::text LIMIT 500 FOR UPDATE"
+                    ).format(Identifier(subject), name),
+                    (len(current), current, matching, after, after),
+                )
+                rows = curs.fetchall()
+                if not rows:
+                    return changed
+                updates = [
+                    (new, r["s"])
+                    for r in rows
+                    if (new := rewrap(r["s"], bytes(r["key"]))) is not None
+                ]
+                if updates:
+                    curs.executemany(
+                        SQL("UPDATE {} SET key = %s WHERE {} = %s").format(
+                            name, Identifier(subject)
+                        ),
+                        updates,
+                    )
+                changed += len(updates)
+                after = str(rows[-1]["s"])
+
     def existing(self, aggregate_ids: list[UUID]) -> set[UUID]:
         """Which of these aggregates have events already."""
         if not aggregate_ids:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import hashlib
+import logging
 import re
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from concurrent.futures import Future
@@ -63,6 +64,8 @@ Steps = Generator["Future[list[int]]", list[int], T]
 writer and is sent the write's notification ids (or thrown its error) once it committed.
 `run_steps` drives it on a thread; a call's handler awaits it on its event loop
 (`commands.run_on_loop`)."""
+
+_log = logging.getLogger(__name__)
 
 
 def run_steps(steps: Steps[T]) -> T:
@@ -441,6 +444,15 @@ class CommandRecorder(Protocol):
         self, after: int, limit: int
     ) -> list[tuple[Notification, EventMetadata]]: ...
     def strip_item_keys(self, topics: list[str], array: str, keys: list[str]) -> int: ...
+    def rewrap_keys(
+        self,
+        table: str,
+        subject: str,
+        rewrap: Callable[[Any, bytes], bytes | None],
+        current: bytes,
+        *,
+        matching: bool = False,
+    ) -> int: ...
     def existing(self, aggregate_ids: list[UUID]) -> set[UUID]: ...
     def ids_in_range(self, low: UUID, high: UUID, limit: int) -> list[tuple[UUID, str]]: ...
     def count_events(self) -> int: ...
@@ -546,6 +558,12 @@ class ServiceApplication(Application[UUID]):
                 added[table.name] = self.event_recorder.add_query_table(table)
             if not self.backfill_query_table():
                 self.refill_query_tables(added)
+            from c360_platform.keyring import rewrap_stored
+
+            # Keys written before a KEK was set, or under the one before, wrapped under this
+            # process's (keywrap); a key it cannot open stops the start, naming its KEK.
+            if rewrapped := rewrap_stored(self.event_recorder, self.more_tables):
+                _log.info("%s: %d stored keys wrapped under the current KEK", self.name, rewrapped)
 
     @classmethod
     def in_memory(cls: type[App], *, clock: Clock = utc_now) -> App:

@@ -16,6 +16,7 @@ from eventsourcing.persistence import IntegrityError, Mapper, StoredEvent
 
 from c360_customer import domain, duplicates
 from c360_customer.domain import Customer
+from c360_platform import keywrap
 from c360_platform.cpu import MapperOf
 from c360_platform.errors import InvalidArgument, NotFound, PreconditionFailed
 from c360_platform.keyring import INDEX_KEYS, KEYS, Keyring, SealingMapper
@@ -131,6 +132,7 @@ def prepare_rows(
             prepared.rejected.append((row.row, str(bad)))
             continue
         key_row = keyring.create(customer.id)
+        key = keyring.lookup([customer.id])[customer.id]  # the row holds it wrapped (keywrap)
         try:
             events = [mapper.to_stored_event(e) for e in customer.collect_events()]
         finally:
@@ -140,7 +142,7 @@ def prepare_rows(
                 row.row,
                 customer.id,
                 events,
-                [directory_row(customer, index, key_row["key"]), key_row],
+                [directory_row(customer, index, key), key_row],
                 domain.legacy_id_for_external_key(row.external_key.strip()),
             )
         )
@@ -248,11 +250,12 @@ class CustomerApplication(ServiceApplication):
         query = RowQuery(Eq("name", name), table=INDEX_KEYS.name)
         found = self.rows(query)
         if not found:
+            stored = keywrap.wrap(new_key(), name.encode())
             self.event_recorder.upsert_rows(
-                [{ROW_TABLE: INDEX_KEYS.name, "name": name, "key": new_key()}]
+                [{ROW_TABLE: INDEX_KEYS.name, "name": name, "key": stored}]
             )
             found = self.rows(query)
-        return bytes(found[0]["key"])
+        return keywrap.unwrap(bytes(found[0]["key"]), name.encode())
 
     @property
     def index(self) -> BlindIndex:

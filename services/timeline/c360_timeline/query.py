@@ -24,7 +24,7 @@ from psycopg_pool import AsyncConnectionPool
 from c360.events.v1.catalogue import PUBLISHED
 from c360.timeline.v1 import timeline_service_pb2 as api
 from c360.timeline.v1 import timeline_service_pb2_grpc as api_grpc
-from c360_platform import paging, pii
+from c360_platform import keywrap, paging, pii
 from c360_platform.auth import Role, requires
 from c360_platform.commands import parse_id
 from c360_platform.consistency import ConsistencyToken
@@ -908,7 +908,8 @@ class TimelineServicer(api_grpc.TimelineServiceServicer):
                 row = await cur.fetchone()
             if row is None:
                 raise Unavailable("the timeline's read model is not set up yet")
-            self._index = pii.BlindIndex(bytes(row[0]))
+            # Stored wrapped under the deployment's KEK (keywrap), as the projector made it.
+            self._index = pii.BlindIndex(keywrap.unwrap(bytes(row[0]), b"search"))
         return self._index
 
     async def ListChangedProfiles(

@@ -26,7 +26,7 @@ from psycopg.sql import SQL, Composed, Identifier, Literal
 from unidecode import unidecode
 
 from c360.events.v1 import envelope_pb2
-from c360_platform import notify, pii
+from c360_platform import keywrap, notify, pii
 from c360_platform.datakeys import no_keys
 from c360_platform.pgstore import (
     TrackingRecorder,
@@ -929,12 +929,20 @@ class ReadModel(TrackingRecorder):
                     self.index_keys,
                     SQL("UPDATE SET key = EXCLUDED.key" if key else "NOTHING"),
                 ),
-                (key or pii.new_key(),),
+                (keywrap.wrap(key or pii.new_key(), b"search"),),
             )
             curs.execute(SQL("SELECT key FROM {} WHERE name = 'search'").format(self.index_keys))
             row = curs.fetchone()
-        assert row is not None
-        self.index_key = bytes(row["key"])
+            assert row is not None
+            stored = bytes(row["key"])
+            self.index_key = keywrap.unwrap(stored, b"search")
+            # One stored before a KEK was set, or under the one before: under the current.
+            kw = keywrap.from_env()
+            if kw is not None and (again := kw.rewrapped(stored, b"search")) is not None:
+                curs.execute(
+                    SQL("UPDATE {} SET key = %s WHERE name = 'search'").format(self.index_keys),
+                    (again,),
+                )
         self.index = pii.BlindIndex(self.index_key)
 
     def _record_merges(self, curs: Sink, rows: list[Entry]) -> None:
