@@ -101,14 +101,14 @@ def main(argv: list[str] | None = None) -> int:
         tempfile.TemporaryDirectory(prefix="c360-failover-") as tmp,
         EmbeddedRuntime(Path(tmp) / "home") as runtime,
     ):
-        secret = auth.new_secret()
-        token = Deployment.plan("", "", auth_secret=secret).token(auth.Role.AGENT, "failover")
+        key = auth.SigningKey.generate()
+        token = key.issue("failover", auth.Role.AGENT)
         plans = [
             Deployment.plan(
                 runtime.postgres_url,
                 runtime.nats_url,
                 base_port=free_port(count=16),
-                auth_secret=secret,
+                signing_key=key,
             )
             for _ in range(2)
         ]

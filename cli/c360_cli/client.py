@@ -74,14 +74,15 @@ def endpoints_path(home: str | Path) -> Path:
 
 
 def load_token(args: argparse.Namespace) -> str:
-    """--token, else $C360_TOKEN, else an operator's token signed with $C360_AUTH_SECRET (a
-    Job in the cluster), else the operator's token `c360 up` wrote to HOME/auth."""
+    """--token, else $C360_TOKEN (a Job in the cluster gets one from its Secret), else an
+    operator's token signed with $C360_AUTH_SECRET (a Job of a deployment that has not moved to
+    the key pair yet), else the operator's token `c360 up` wrote to HOME/auth."""
     given = getattr(args, "token", "") or os.environ.get("C360_TOKEN", "")
     if given:
         return given
     secret = os.environ.get("C360_AUTH_SECRET", "")
-    if secret:  # a Job in the cluster holds the deployment's secret, not a token
-        return auth.Authority(secret).issue("job:c360-cli", auth.Role.OPERATOR, valid_for=3600)
+    if secret:  # the old shared secret (auth.MOVE_ON)
+        return auth.issue_with_secret(secret, "job:c360-cli", auth.Role.OPERATOR, valid_for=3600)
     return auth.home_token(Path(args.home))
 
 

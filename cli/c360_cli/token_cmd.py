@@ -1,4 +1,5 @@
-"""`c360 token create`: issue a bearer token of a role, signed with this home's secret."""
+"""`c360 token create`: issue a bearer token of a role, signed with the deployment's signing
+key (HOME/auth/signing.pem, written by `c360 up`, or --signing-key FILE: the operator's)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p = subparsers.add_parser(
         "token",
         help="issue bearer tokens for applications and people (operator)",
-        description="Issue bearer tokens signed with HOME/auth/secret (written by `c360 up`).",
+        description="Issue bearer tokens signed with the deployment's Ed25519 signing key:"
+        " HOME/auth/signing.pem (written by `c360 up`), or --signing-key FILE (on Kubernetes,"
+        " the key of the operator's Secret c360-auth-signing). Services hold only the public"
+        " key, and cannot issue any.",
     )
     sub = p.add_subparsers(title="commands", dest="token_command", metavar="COMMAND", required=True)
     create = sub.add_parser("create", help="print a new token of a role")
@@ -41,12 +45,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="DAYS",
         help=f"valid for this many days (default {DEFAULT_DAYS:g})",
     )
+    create.add_argument(
+        "--signing-key",
+        metavar="FILE",
+        help="the signing key's PEM file (default: HOME/auth/signing.pem)",
+    )
     create.set_defaults(func=create_token)
     revoke = sub.add_parser(
         "revoke",
         help="refuse every token of a holder issued until now (c360 up's services, at once)",
         description="Refuse, from now on, every token of --name issued until now, without a"
-        " new secret (which would end every token): the services of `c360 up` in HOME read"
+        " new signing key (which would end every token): the services of `c360 up` in HOME read"
         " HOME/auth/revoked.json again within seconds. Tokens created afterwards are good.",
     )
     revoke.add_argument("--name", required=True, help="the holder, as in `token create --name`")
@@ -69,11 +78,16 @@ def _days(text: str) -> float:
 
 
 def create_token(args: argparse.Namespace) -> int:
-    path = Path(args.home) / "auth" / "secret"
+    path = Path(args.signing_key or Path(args.home) / "auth" / auth.SIGNING_KEY_FILE)
     try:
-        secret = path.read_text().strip()
+        key = auth.SigningKey.from_pem(path.read_bytes())
     except OSError:
-        raise CliError(f"no secret at {path}: run `c360 up` once (it creates it)") from None
+        raise CliError(
+            f"no signing key at {path}: run `c360 up` once (it creates it), or name the"
+            " operator's with --signing-key FILE"
+        ) from None
+    except ValueError as exc:
+        raise CliError(f"{path}: not the deployment's signing key ({exc})") from None
     if not args.name.strip():
         raise CliError("--name: is required (an id such as app:erp-bridge)", EXIT_BAD_INPUT)
     if not auth.SUBJECT.fullmatch(args.name):
@@ -87,7 +101,7 @@ def create_token(args: argparse.Namespace) -> int:
         if auth.read_revocations(revoked).get(args.name, -1) >= int(time.time()):
             time.sleep(1 - time.time() % 1)  # revoked this second: issue in the next one
     valid_for = args.days * 86400
-    token = auth.Authority(secret).issue(args.name, auth.Role(args.role), valid_for=valid_for)
+    token = key.issue(args.name, auth.Role(args.role), valid_for=valid_for)
     if args.json:
         expires = datetime.fromtimestamp(auth.expiry_of(token) or 0, UTC)
         document = {"token": token, "role": args.role, "name": args.name}

@@ -187,8 +187,10 @@ def run(args: argparse.Namespace) -> int:
             def postgres_url_for(name: str) -> str:
                 return role_urls[schemas[name]]
 
-        secret = auth.home_secret(home)
-        auth.write_role_tokens(home, auth.Authority(secret))
+        # The signing key stays here (HOME/auth/signing.pem, 0600): the services get its
+        # public key and a token each, nothing that signs one.
+        signing_key = auth.home_signing_key(home)
+        auth.write_role_tokens(home, signing_key)
         # Every port serves TLS and admits only callers with a certificate of this
         # deployment's authority (HOME/tls); this process checks health as the operator.
         issued = certificates.local_authority(home / "tls")
@@ -198,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
             runtime.nats_url,
             base_port=args.base_port,
             nats_url_for=nats_url,
-            auth_secret=secret,
+            signing_key=signing_key,
             postgres_url_for=postgres_url_for,
             # Each service's relay in a process of its own, off the API's interpreter.
             relay_apart=True,

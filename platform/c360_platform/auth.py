@@ -1,9 +1,18 @@
 """Who may call what: bearer tokens with a role, checked on every gRPC port.
 
 A token is `c360.<payload>.<signature>`: the payload (base64url JSON) names the holder
-(`sub`, an id such as "service:timeline" or "app:erp-bridge", never a person's name) and the
-role; the signature is HMAC-SHA256 under the deployment's secret (`C360_AUTH_SECRET`), so
-every service checks a token without a look-up. Roles:
+(`sub`, an id such as "service:timeline" or "app:erp-bridge", never a person's name), the
+role and the algorithm (`"alg": "Ed25519"`); the signature is Ed25519 under the deployment's
+signing key. Only whoever issues tokens holds that key (`SigningKey`: `c360 up` keeps it in
+HOME/auth/signing.pem, 0600; on Kubernetes it is the operator's Secret c360-auth-signing,
+which no pod mounts). Every service checks tokens with the public key alone
+(C360_AUTH_PUBLIC_KEY), which cannot sign one, and calls the others with a token of its own
+(C360_TOKEN): taking over one service gives no way to mint an operator's token.
+
+Before, tokens were signed with HMAC-SHA256 under one secret every service held
+(C360_AUTH_SECRET, no `alg` in the payload). A process that still has that secret accepts
+such tokens (and says at start how to move on), so a deployment moves to the key pair
+without downtime (deploy/README.md, "Moving to signed tokens"). Roles:
 
 - agent: read and write customer-facing data (every RPC unless it says otherwise)
 - integration: read the event logs (ReadEvents), as ERP systems do
@@ -30,13 +39,21 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from c360_platform.errors import PermissionDenied, Unauthenticated
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
 
 F = TypeVar("F", bound=Callable[..., Any])
 _log = logging.getLogger(__name__)
 PREFIX = "c360"
+ALGORITHM = "Ed25519"
+"""The `alg` of a token signed with the deployment's key (HMAC tokens have none)."""
 METADATA_KEY = "authorization"
 
 
@@ -101,37 +118,172 @@ def _unb64(text: str) -> bytes:
 
 VERIFIED_TOKENS = 1024
 """How many verified tokens an Authority remembers."""
+PUBLIC_KEY_ENV = "C360_AUTH_PUBLIC_KEY"
+SECRET_ENV = "C360_AUTH_SECRET"  # noqa: S105 (the variable's name)
+MOVE_ON = (
+    "C360_AUTH_SECRET is set: tokens signed with it (HMAC) are accepted, and whoever reads this"
+    " process's environment can sign an operator's token. Move to the key pair: give every"
+    " service C360_AUTH_PUBLIC_KEY and a C360_TOKEN of its own, issue new tokens with the"
+    " signing key, then remove C360_AUTH_SECRET (deploy/README.md, 'Moving to signed tokens')"
+)
+
+
+def _claims(subject: str, role: Role, valid_for: float | None, alg: str | None) -> str:
+    """The payload of a new token (base64url JSON)."""
+    if not SUBJECT.fullmatch(subject):
+        raise ValueError(f"not a holder's id (such as app:erp-bridge): {subject!r}")
+    claims: dict[str, Any] = {"sub": subject, "role": str(role), "iat": int(time.time())}
+    if valid_for is not None:
+        claims["exp"] = int(time.time() + valid_for)
+    if alg is not None:
+        claims["alg"] = alg
+    return _b64(json.dumps(claims, separators=(",", ":")).encode())
+
+
+def _hmac(secret: str, payload: str) -> str:
+    return _b64(hmac.new(secret.encode(), payload.encode(), hashlib.sha256).digest())
+
+
+def _check_secret(secret: str) -> str:
+    if len(secret) < 32:
+        raise ValueError("C360_AUTH_SECRET must be at least 32 characters")
+    return secret
+
+
+class SigningKey:
+    """The deployment's Ed25519 private key: issues tokens. Held by whoever issues them (the
+    operator, `c360 up`), never by a service."""
+
+    def __init__(self, key: Ed25519PrivateKey) -> None:
+        self._key = key
+
+    @classmethod
+    def generate(cls) -> SigningKey:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        return cls(Ed25519PrivateKey.generate())
+
+    @classmethod
+    def from_pem(cls, pem: bytes) -> SigningKey:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        key = serialization.load_pem_private_key(pem, password=None)
+        if not isinstance(key, Ed25519PrivateKey):
+            raise ValueError("the signing key is not an Ed25519 private key")
+        return cls(key)
+
+    def pem(self) -> bytes:
+        from cryptography.hazmat.primitives import serialization
+
+        return self._key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
+    def public_pem(self) -> bytes:
+        """The public key (PEM) that services check this key's tokens with."""
+        from cryptography.hazmat.primitives import serialization
+
+        return self._key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
+    def issue(self, subject: str, role: Role, *, valid_for: float | None = None) -> str:
+        """A token for `subject` (an id, never a person's name), expiring after `valid_for`
+        seconds if given."""
+        payload = _claims(subject, role, valid_for, ALGORITHM)
+        return f"{PREFIX}.{payload}.{_b64(self._key.sign(payload.encode()))}"
+
+
+def issue_with_secret(
+    secret: str, subject: str, role: Role, *, valid_for: float | None = None
+) -> str:
+    """A token signed with the old shared secret (HMAC): only for deployments that have not
+    moved to the key pair yet (a process that still holds C360_AUTH_SECRET)."""
+    payload = _claims(subject, role, valid_for, None)
+    return f"{PREFIX}.{payload}.{_hmac(_check_secret(secret), payload)}"
+
+
+PUBLIC_KEY_BLOCK = re.compile(
+    r"-----BEGIN PUBLIC KEY-----[A-Za-z0-9+/=\s]+?-----END PUBLIC KEY-----"
+)
+
+
+def load_public_keys(value: str) -> list[Ed25519PublicKey]:
+    """The public keys of C360_AUTH_PUBLIC_KEY: PEM text, or the path of a file holding it;
+    one or more PEM blocks (more than one while the key pair itself is rotated). ValueError
+    for anything else, and for a private key (a service must not hold one)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    text = value.strip()
+    if not text.startswith("-----BEGIN"):
+        try:
+            text = Path(text).read_text()
+        except OSError as exc:
+            raise ValueError(f"{PUBLIC_KEY_ENV}: not PEM text, nor a file to read: {exc}") from None
+    if "PRIVATE KEY" in text:
+        raise ValueError(
+            f"{PUBLIC_KEY_ENV} holds a private key: give services the public key only"
+            " (a service that holds the signing key can issue any token)"
+        )
+    blocks = PUBLIC_KEY_BLOCK.findall(text)
+    if not blocks:
+        raise ValueError(f"{PUBLIC_KEY_ENV}: no PEM public key (-----BEGIN PUBLIC KEY-----)")
+    keys = []
+    for block in blocks:
+        key = serialization.load_pem_public_key(block.encode())
+        if not isinstance(key, Ed25519PublicKey):
+            raise ValueError(f"{PUBLIC_KEY_ENV}: not an Ed25519 public key")
+        keys.append(key)
+    return keys
 
 
 class Authority:
-    """Issues and checks the tokens of one deployment (one secret)."""
+    """Checks the tokens of one deployment: with its public key(s), and, while a deployment
+    moves to the key pair, with its old secret. It cannot issue a token (that takes the
+    SigningKey, which services never hold)."""
 
-    def __init__(self, secret: str, *, revocations: Path | None = None) -> None:
-        if len(secret) < 32:
-            raise ValueError("C360_AUTH_SECRET must be at least 32 characters")
-        self._key = secret.encode()
+    def __init__(
+        self,
+        public_keys: Iterable[Ed25519PublicKey] = (),
+        *,
+        secret: str = "",
+        revocations: Path | None = None,
+    ) -> None:
+        self._public = list(public_keys)
+        self._secret = _check_secret(secret) if secret else ""
+        if not self._public and not self._secret:
+            raise ValueError("an Authority needs a public key (or the old secret)")
         self._verified: dict[str, tuple[Principal, int | None, int]] = {}
         """Tokens whose signature and claims were checked: the same few callers send the same
-        token on every call, so a call costs a look-up, not an HMAC and a JSON parse. The
-        expiry and the revocations are checked on every call all the same."""
+        token on every call, so a call costs a look-up, not a signature check and a JSON parse.
+        The expiry and the revocations are checked on every call all the same."""
         self._revocations = Revocations(revocations) if revocations is not None else None
 
     @classmethod
+    def of(cls, public_key: str, secret: str = "", **kw: Any) -> Authority | None:
+        """The authority of C360_AUTH_PUBLIC_KEY's and C360_AUTH_SECRET's values; None when
+        both are empty."""
+        if not public_key and not secret:
+            return None
+        keys = load_public_keys(public_key) if public_key else []
+        return cls(keys, secret=secret, **kw)
+
+    @classmethod
     def from_env(cls) -> Authority | None:
-        secret = os.environ.get("C360_AUTH_SECRET", "")
-        return cls(secret, revocations=revocations_path()) if secret else None
+        return cls.of(
+            os.environ.get(PUBLIC_KEY_ENV, ""),
+            os.environ.get(SECRET_ENV, ""),
+            revocations=revocations_path(),
+        )
 
-    def _sign(self, payload: str) -> str:
-        return _b64(hmac.new(self._key, payload.encode(), hashlib.sha256).digest())
-
-    def issue(self, subject: str, role: Role, *, valid_for: float | None = None) -> str:
-        if not SUBJECT.fullmatch(subject):
-            raise ValueError(f"not a holder's id (such as app:erp-bridge): {subject!r}")
-        claims: dict[str, Any] = {"sub": subject, "role": str(role), "iat": int(time.time())}
-        if valid_for is not None:
-            claims["exp"] = int(time.time() + valid_for)
-        payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
-        return f"{PREFIX}.{payload}.{self._sign(payload)}"
+    @property
+    def accepts_secret(self) -> bool:
+        """Whether tokens signed with the old shared secret are accepted (the transition)."""
+        return bool(self._secret)
 
     def verify(self, token: str) -> Principal:
         """The holder of a valid token; Unauthenticated otherwise (never says which part)."""
@@ -148,12 +300,31 @@ class Authority:
             raise Unauthenticated("the token was revoked; ask an operator for a new one")
         return principal
 
+    def _signed(self, payload: str, signature: str) -> str | None:
+        """The algorithm whose signature `signature` is over `payload`, if any."""
+        from cryptography.exceptions import InvalidSignature
+
+        try:
+            raw = _unb64(signature)
+        except ValueError:
+            return None
+        for key in self._public:
+            try:
+                key.verify(raw, payload.encode())
+            except InvalidSignature:
+                continue
+            return ALGORITHM
+        if self._secret and hmac.compare_digest(_hmac(self._secret, payload), signature):
+            return "HMAC"
+        return None
+
     def _check(self, token: str) -> tuple[Principal, int | None, int]:
         prefix, _, rest = token.partition(".")
         payload, _, signature = rest.partition(".")
         if prefix != PREFIX or not payload or not signature:
             raise Unauthenticated("not a c360 bearer token")
-        if not hmac.compare_digest(self._sign(payload), signature):
+        algorithm = self._signed(payload, signature)
+        if algorithm is None:
             raise Unauthenticated("the token's signature does not match this deployment")
         try:
             claims = json.loads(_unb64(payload))
@@ -161,15 +332,17 @@ class Authority:
             subject = claims["sub"]
             expires = claims.get("exp")
             issued = claims.get("iat", 0)
+            stated = claims.get("alg", "HMAC")
         except (ValueError, KeyError, TypeError, AttributeError):
             raise Unauthenticated("the token's claims are not readable") from None
-        # Checked, not assumed: a subject that could forge audit lines, or an expiry that is
-        # no whole number (which would otherwise never expire), is no token of ours.
+        # Checked, not assumed: a subject that could forge audit lines, an expiry that is
+        # no whole number (which would otherwise never expire), or an algorithm other than
+        # the one that signed it, is no token of ours.
         if not isinstance(subject, str) or not SUBJECT.fullmatch(subject):
             raise Unauthenticated("the token's claims are not readable")
         if expires is not None and (type(expires) is not int):
             raise Unauthenticated("the token's claims are not readable")
-        if type(issued) is not int:
+        if type(issued) is not int or stated != algorithm:
             raise Unauthenticated("the token's claims are not readable")
         return Principal(subject, role), expires, issued
 
@@ -293,26 +466,29 @@ def _private_write(path: Path, text: str) -> None:
     os.chmod(path, 0o600)
 
 
-def home_secret(home: Path) -> str:
-    """HOME/auth/secret (0600), created on first use: tokens issued stay valid across runs."""
-    path = home / "auth" / "secret"
+SIGNING_KEY_FILE = "signing.pem"
+PUBLIC_KEY_FILE = "public.pem"
+
+
+def home_signing_key(home: Path) -> SigningKey:
+    """HOME/auth/signing.pem (0600), created on first use (with HOME/auth/public.pem beside
+    it): tokens issued stay valid across runs."""
+    path = home / "auth" / SIGNING_KEY_FILE
     try:
-        found = path.read_text().strip()
+        key = SigningKey.from_pem(path.read_bytes())
     except FileNotFoundError:
-        found = ""
-    if not found:
-        found = new_secret()
-        _private_write(path, found + "\n")
-    return found
+        key = SigningKey.generate()
+        _private_write(path, key.pem().decode())
+    public = home / "auth" / PUBLIC_KEY_FILE
+    public.write_bytes(key.public_pem())
+    return key
 
 
-def write_role_tokens(home: Path, authority: Authority) -> None:
+def write_role_tokens(home: Path, key: SigningKey) -> None:
     """HOME/auth/<role>.token (0600) for the people at this machine: the CLI uses the
     operator's; agent and integration ones are there to hand to applications."""
     for role in (Role.OPERATOR, Role.AGENT, Role.INTEGRATION):
-        _private_write(
-            home / "auth" / f"{role}.token", authority.issue(f"local:{role}", role) + "\n"
-        )
+        _private_write(home / "auth" / f"{role}.token", key.issue(f"local:{role}", role) + "\n")
 
 
 def home_token(home: Path, role: Role = Role.OPERATOR) -> str:

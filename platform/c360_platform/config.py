@@ -26,8 +26,11 @@ class Settings:
     C360_TIMELINE_ADDR host:port of the timeline query API, for services that read it
     C360_SERVICES      every service of the deployment, "name=host:port,name=host:port";
                        consumers find the catch-up read (ReadEvents) of each source here
-    C360_AUTH_SECRET   the secret every port checks bearer tokens with (see auth.py)
-    C360_TOKEN         the service's own token, for its calls to other services
+    C360_AUTH_PUBLIC_KEY the public key every port checks bearer tokens with: PEM text, or
+                       the path of a file holding it (see auth.py); it cannot sign a token
+    C360_TOKEN         the service's own token (role service), for its calls to other services
+    C360_AUTH_SECRET   the old shared token secret (HMAC), only while a deployment moves to
+                       the key pair: tokens signed with it are accepted, with a warning
     C360_GROUP_COMMIT  0 turns group commit off (each command commits alone; see writer.py)
     C360_WORKERS       server processes of the service on its one port (see workers.py)
     C360_CPU_PROCESSES processes for CPU-heavy work such as validating a bulk import
@@ -47,8 +50,10 @@ class Settings:
     grpc_port: int
     timeline_addr: str
     services: dict[str, str] = field(default_factory=dict)
+    auth_public_key: str = ""
+    """C360_AUTH_PUBLIC_KEY: the key (PEM, or a file's path) every port checks tokens with."""
     auth_secret: str = ""
-    """C360_AUTH_SECRET: the deployment's token secret (every port checks tokens with it)."""
+    """C360_AUTH_SECRET: the old shared secret, accepted only while moving to the key pair."""
     token: str = ""
     """C360_TOKEN: this service's own token (role service), for its calls to other services."""
     group_commit: bool = field(default_factory=lambda: group_commit_from_env())
@@ -71,6 +76,7 @@ class Settings:
             grpc_port=int(os.environ.get("C360_GRPC_PORT", str(default_port))),
             timeline_addr=os.environ.get("C360_TIMELINE_ADDR", "127.0.0.1:50052"),
             services=parse_services(os.environ.get("C360_SERVICES", "")),
+            auth_public_key=os.environ.get("C360_AUTH_PUBLIC_KEY", ""),
             auth_secret=os.environ.get("C360_AUTH_SECRET", ""),
             token=os.environ.get("C360_TOKEN", "") or _own_token(service),
         )
@@ -227,12 +233,13 @@ def _quotas(base: Path, path: str, names: tuple[str, ...]) -> list[float]:
 
 
 def _own_token(service: str) -> str:
-    """Without C360_TOKEN, a service that holds the deployment's secret signs its own
-    service token (on Kubernetes every pod gets the secret, not a token)."""
-    from c360_platform.auth import Authority, Role
+    """Without C360_TOKEN, only a service that still holds the old shared secret signs its
+    own service token (as every pod did before the key pair); one with the public key alone
+    cannot sign any, and calls the others without a token."""
+    from c360_platform.auth import Role, issue_with_secret
 
     secret = os.environ.get("C360_AUTH_SECRET", "")
-    return Authority(secret).issue(f"service:{service}", Role.SERVICE) if secret else ""
+    return issue_with_secret(secret, f"service:{service}", Role.SERVICE) if secret else ""
 
 
 def parse_services(text: str) -> dict[str, str]:

@@ -47,8 +47,12 @@ class Deployment:
     """The PostgreSQL URL (its own role) of a service, when each has one (`pgroles`)."""
     """The NATS URL (with credentials) of a role, when the server has users per role."""
     specs: Mapping[str, ServiceSpec] = field(default_factory=registry.services)
-    auth_secret: str = field(default_factory=auth.new_secret)
-    """The secret every port checks tokens with (`auth`); a new one unless given."""
+    signing_key: auth.SigningKey = field(default_factory=auth.SigningKey.generate)
+    """The key the deployment's tokens are signed with (`auth`); a new one unless given. Only
+    its public key and each service's own token reach the services (`environment`)."""
+    auth_secret: str = ""
+    """The old shared token secret, given to the services only to test the move to the key
+    pair (auth.MOVE_ON): they accept tokens signed with it, too."""
     relay_apart: bool = False
     tls: TlsFiles | None = None
     """The services' certificate (and the authority's) when their ports use TLS."""
@@ -61,7 +65,7 @@ class Deployment:
 
     def token(self, role: auth.Role, subject: str) -> str:
         """A token of this deployment for `subject` (an id, never a person's name)."""
-        return auth.Authority(self.auth_secret).issue(subject, role)
+        return self.signing_key.issue(subject, role)
 
     @classmethod
     def plan(
@@ -73,7 +77,8 @@ class Deployment:
         fresh_ports: bool = False,
         nats_url_for: Callable[[str], str] | None = None,
         specs: Mapping[str, ServiceSpec] | None = None,
-        auth_secret: str | None = None,
+        signing_key: auth.SigningKey | None = None,
+        auth_secret: str = "",
         postgres_url_for: Callable[[str], str] | None = None,
         relay_apart: bool = False,
         tls: TlsFiles | None = None,
@@ -90,7 +95,8 @@ class Deployment:
             nats_url_for=nats_url_for,
             postgres_url_for=postgres_url_for,
             specs=chosen,
-            auth_secret=auth_secret or auth.new_secret(),
+            signing_key=signing_key or auth.SigningKey.generate(),
+            auth_secret=auth_secret,
             relay_apart=relay_apart,
             tls=tls,
             revocations=revocations,
@@ -117,6 +123,7 @@ class Deployment:
             grpc_port=self.ports[name],
             timeline_addr=addresses.get(registry.TIMELINE, ""),
             services=addresses,
+            auth_public_key=self.signing_key.public_pem().decode(),
             auth_secret=self.auth_secret,
             token=self.token(auth.Role.SERVICE, f"service:{name}"),
         )
@@ -132,8 +139,10 @@ class Deployment:
             "C360_GRPC_PORT": str(s.grpc_port),
             "C360_TIMELINE_ADDR": s.timeline_addr,
             "C360_SERVICES": format_services(s.services),
-            "C360_AUTH_SECRET": s.auth_secret,
+            # The public key and the service's own token: nothing that signs a token.
+            "C360_AUTH_PUBLIC_KEY": s.auth_public_key,
             "C360_TOKEN": s.token,
+            **({"C360_AUTH_SECRET": s.auth_secret} if s.auth_secret else {}),
             "C360_RELAY": "process" if self.relay_apart else "inline",
             **(self.tls.env() if self.tls else {}),
             **({auth.REVOCATIONS_ENV: str(self.revocations)} if self.revocations else {}),

@@ -445,7 +445,7 @@ class ServiceHost:
     operators' tools and tests."""
 
     authority: auth.Authority | None = None
-    """Checks every call's token; None only where no secret is configured (a warning)."""
+    """Checks every call's token; None only where no key is configured (a warning)."""
     reuse_port: bool = False
     """Listen with SO_REUSEPORT (several worker processes on one port, workers.py); off
     otherwise, so that a second server on a port in use fails instead of sharing it."""
@@ -478,13 +478,20 @@ class ServiceHost:
     @classmethod
     def for_settings(cls, settings: Settings) -> ServiceHost:
         """The host of a service on the address its settings name."""
-        authority = (
-            auth.Authority(settings.auth_secret, revocations=auth.revocations_path())
-            if settings.auth_secret
-            else None
+        authority = auth.Authority.of(
+            settings.auth_public_key, settings.auth_secret, revocations=auth.revocations_path()
         )
         if authority is None:
-            _log.warning("%s: no C360_AUTH_SECRET: every caller is admitted", settings.service)
+            _log.warning("%s: no C360_AUTH_PUBLIC_KEY: every caller is admitted", settings.service)
+        elif authority.accepts_secret:
+            _log.warning("%s: %s", settings.service, auth.MOVE_ON)
+        if authority is not None and not settings.token:
+            _log.warning(
+                "%s: no C360_TOKEN: its calls to other services carry no token and are"
+                " refused; give it its own (role service, e.g. the Secret c360-token-%s)",
+                settings.service,
+                settings.service,
+            )
         return cls(
             settings.service,
             settings.grpc_port,

@@ -131,7 +131,7 @@ async def open_stack(
     database_url: str,
     fresh_nats_url: str,
     postgres_url_for: Callable[[str], str] | None = None,
-    auth_secret: str | None = None,
+    signing_key: auth.SigningKey | None = None,
 ) -> AsyncIterator[Stack]:
     """Every registered service in this process on one database and nats-server, until exit
     (started by the platform's supervisor, from the same `Deployment` as `c360 up`)."""
@@ -141,7 +141,7 @@ async def open_stack(
             fresh_nats_url,
             fresh_ports=True,
             postgres_url_for=postgres_url_for,
-            auth_secret=auth_secret,
+            signing_key=signing_key,
         )
         try:
             hosts = await Supervisor(deployment, Path(os.devnull)).start_hosts()

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import threading
+from pathlib import Path
 
 import grpc
 import pytest
@@ -14,11 +17,12 @@ from c360.customer.v1 import customer_service_pb2 as capi
 from c360.customer.v1 import customer_service_pb2_grpc as cgrpc
 from c360.timeline.v1 import timeline_service_pb2 as tapi
 from c360.timeline.v1 import timeline_service_pb2_grpc as tgrpc
-from c360_platform import audit, auth
+from c360_platform import audit, auth, registry
 from c360_platform.channels import aio_channel
 from c360_platform.deployment import Deployment
+from c360_platform.supervisor import Supervisor
 from tests.integration.conftest import Stack
-from tests.integration.helpers import register, registration, status_of
+from tests.integration.helpers import eventually, register, registration, status_of
 
 pytestmark = pytest.mark.integration
 
@@ -67,8 +71,7 @@ async def test_the_audit_trail_names_who_called_which_record_and_who_was_refused
 ) -> None:
     caplog.set_level(logging.INFO, logger="c360.audit")
     address = stack.deployment.addresses["customer"]
-    agent = aio_channel(address, auth.Authority(stack.deployment.auth_secret).issue(
-        "app:desk-7", auth.Role.AGENT))  # fmt: skip
+    agent = aio_channel(address, stack.deployment.token(auth.Role.AGENT, "app:desk-7"))
     try:
         stub = cgrpc.CustomerServiceStub(agent)
         ada = await register(stub, "Ada Audita", "ada.audita@example.com")
@@ -91,3 +94,57 @@ async def test_the_audit_trail_names_who_called_which_record_and_who_was_refused
         line.startswith(f"refused {forget_path} by app:desk-7: role agent") for line in lines
     )
     assert not any("ada.audita" in line or "Audita" in line for line in lines)
+
+
+async def test_services_started_as_c360_up_starts_them_hold_no_signing_material_and_still_call(
+    database_url: str, fresh_nats_url: str, tmp_path: Path
+) -> None:
+    """The customer and timeline services as processes (the Supervisor of `c360 up`): their
+    environment holds the public key and a token each, neither the signing key nor a secret;
+    the timeline still asks the customer service for a customer's keys (GetDataKeys, role
+    service) to show the profile."""
+    deployment = Deployment.plan(
+        database_url,
+        fresh_nats_url,
+        fresh_ports=True,
+        specs={name: registry.service(name) for name in ("customer", "timeline")},
+    )
+    base = {k: v for k, v in os.environ.items() if not k.startswith("C360_")}
+    supervisor = Supervisor(deployment, tmp_path, environment=base)
+    supervisor.start()
+    try:
+        envs = {name: p.env for name, p in supervisor.processes.items()}
+        assert set(envs) == {"customer", "timeline"}
+        for name, env in envs.items():
+            assert auth.SECRET_ENV not in env, name
+            assert not any("PRIVATE KEY" in value for value in env.values()), name
+            assert env[auth.PUBLIC_KEY_ENV].startswith("-----BEGIN PUBLIC KEY-----"), name
+            assert env["C360_TOKEN"].startswith("c360."), name
+        ready = await asyncio.to_thread(supervisor.wait_ready, threading.Event(), 90.0)
+        assert ready, (tmp_path / "timeline.log").read_text()[-4000:]
+        addresses = deployment.addresses
+        agent_customer = aio_channel(addresses["customer"], deployment.token(auth.Role.AGENT, "a"))
+        agent_timeline = aio_channel(addresses["timeline"], deployment.token(auth.Role.AGENT, "a"))
+        try:
+            reply = await register(
+                cgrpc.CustomerServiceStub(agent_customer), "Ada Keyed", "ada.keyed@example.com"
+            )
+            cid = reply.result.aggregate_id
+            profile = await tgrpc.TimelineServiceStub(agent_timeline).GetProfile(
+                tapi.GetProfileRequest(customer_id=cid, wait_for=reply.result.consistency_token),
+                timeout=30,
+            )
+        finally:
+            await agent_customer.close(None)
+            await agent_timeline.close(None)
+        # Shown in the clear: the timeline's key request was admitted.
+        assert profile.profile.display_name == "Ada Keyed"
+        assert list(profile.profile.emails) == ["ada.keyed@example.com"]
+
+        async def key_request_logged() -> bool:
+            log = (tmp_path / "customer.log").read_text()
+            return "GetDataKeys by service:timeline (service)" in log
+
+        await eventually(key_request_logged, timeout=audit.FLUSH_EVERY + 10, what="audit")
+    finally:
+        await asyncio.to_thread(supervisor.stop)

@@ -25,7 +25,7 @@ async def test_the_standby_set_takes_over_relays_and_projector(
         timeout=20,
     )
     async with open_stack(
-        database_url, fresh_nats_url, auth_secret=stack.deployment.auth_secret
+        database_url, fresh_nats_url, signing_key=stack.deployment.signing_key
     ) as standby:
         relay = standby.hosts["customer"].parts["relay"]
         projector = standby.hosts["timeline"].parts["projector"]

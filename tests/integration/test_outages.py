@@ -158,7 +158,7 @@ async def test_a_timeline_replica_started_under_load_disturbs_no_projector(
             database_url,
             fresh_nats_url,
             fresh_ports=True,
-            auth_secret=stack.deployment.auth_secret,
+            signing_key=stack.deployment.signing_key,
         )
         # The replica finds the other services where the deployment runs them.
         settings = dataclasses.replace(

@@ -12,7 +12,7 @@ import pytest
 
 from c360_cli import catalogue, logs
 from c360_cli.main import build_parser, main, version_text
-from c360_platform import registry
+from c360_platform import auth, registry
 
 from .support import loaded_after
 
@@ -229,8 +229,7 @@ def test_services_shows_the_ports_of_the_running_stack(
 def test_a_token_that_would_never_be_valid_is_refused(
     days: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    (tmp_path / "auth").mkdir()
-    (tmp_path / "auth" / "secret").write_text("s" * 32)
+    auth.home_signing_key(tmp_path)
     with pytest.raises(SystemExit) as exited:
         main(
             [
@@ -253,8 +252,7 @@ def test_a_token_that_would_never_be_valid_is_refused(
 def test_a_token_without_a_name_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    (tmp_path / "auth").mkdir()
-    (tmp_path / "auth" / "secret").write_text("s" * 32)
+    auth.home_signing_key(tmp_path)
     argv = ["--home", str(tmp_path), "token", "create", "--role", "agent", "--name", " "]
     assert main(argv) == 2
     captured = capsys.readouterr()
