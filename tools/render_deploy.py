@@ -85,6 +85,9 @@ def container(spec: ServiceSpec) -> dict[str, Any]:
                 },
             },
             *ops.credentials_env(spec.name),
+            # The public key and its own token: it checks tokens and calls the others, and
+            # can issue none (the signing key is the operator's, in no pod).
+            *ops.token_env(spec.name),
         ],
         "resources": {
             # C360_WORKERS follows limits.cpu: raise both in an overlay for more cores a pod.

@@ -54,7 +54,16 @@ c360-pg; without the component, the operator provides one of that name."""
 NATS_SECRET = "c360-nats-users"  # noqa: S105
 """The Secret with each role's NATS URL and credentials, one key per role (`c360 ops secrets`)."""
 AUTH_SECRET = "c360-auth"  # noqa: S105
-"""The Secret with the deployment's token secret (key `secret`; `c360 ops secrets`)."""
+"""The Secret of the revoked tokens' holders (key `revoked`, `c360 token revoke`'s document)
+and, only in a deployment still moving to the key pair, the old shared token secret (key
+`secret`, optional: removing the key ends the move; `c360 ops secrets` makes none)."""
+AUTH_PUBLIC_SECRET = "c360-auth-public"  # noqa: S105
+"""The public key every service checks tokens with (key `public.pem`; `c360 ops secrets`)."""
+AUTH_SIGNING_SECRET = "c360-auth-signing"  # noqa: S105
+"""The operator's signing key (keys `signing.pem`, `public.pem`): issues tokens
+(`c360 token create --signing-key`). No pod mounts it or reads it."""
+REBUILD_TOKEN_HOLDER = "timeline-rebuild"  # noqa: S105 (a holder's name)
+"""The rebuild Job's token Secret (c360-token-timeline-rebuild, role operator)."""
 NATS_AUTH_SECRET = "c360-nats-auth"  # noqa: S105
 """The Secret with the NATS server's authorization block (auth.conf)."""
 TLS_AUTHORITY_SECRET = "c360-tls-authority"  # noqa: S105
@@ -136,6 +145,12 @@ JOB_RESOURCES: dict[str, Any] = {
 }
 
 
+def token_secret(holder: str) -> str:
+    """The Secret (key `token`) of one holder's own bearer token: a service's (its name), or
+    a Job's (REBUILD_TOKEN_HOLDER); `c360 ops secrets` makes them."""
+    return f"c360-token-{holder}"
+
+
 def credentials_env(role: str) -> list[dict[str, Any]]:
     """The environment a c360 process of `role` gets from Secrets (never from git)."""
     return [
@@ -144,10 +159,35 @@ def credentials_env(role: str) -> list[dict[str, Any]]:
             "valueFrom": {"secretKeyRef": {"name": POSTGRES_SECRET, "key": "uri"}},
         },
         {"name": "NATS_URL", "valueFrom": {"secretKeyRef": {"name": NATS_SECRET, "key": role}}},
+    ]
+
+
+def legacy_secret_env() -> dict[str, Any]:
+    """C360_AUTH_SECRET from the key `secret` of c360-auth, if it still has one: a deployment
+    moving to the key pair (deploy/README.md, "Moving to signed tokens"); none otherwise."""
+    return {
+        "name": "C360_AUTH_SECRET",
+        "valueFrom": {"secretKeyRef": {"name": AUTH_SECRET, "key": "secret", "optional": True}},
+    }
+
+
+def token_env(holder: str) -> list[dict[str, Any]]:
+    """What a process needs to call the services and (a service) to check who calls it: its
+    own token (optional only while a deployment moves to the key pair: the pods still sign
+    their own with the old secret until these Secrets exist) and the public key. Never the
+    signing key."""
+    return [
         {
-            "name": "C360_AUTH_SECRET",
-            "valueFrom": {"secretKeyRef": {"name": AUTH_SECRET, "key": "secret"}},
+            "name": "C360_AUTH_PUBLIC_KEY",
+            "valueFrom": {"secretKeyRef": {"name": AUTH_PUBLIC_SECRET, "key": "public.pem"}},
         },
+        {
+            "name": "C360_TOKEN",
+            "valueFrom": {
+                "secretKeyRef": {"name": token_secret(holder), "key": "token", "optional": True}
+            },
+        },
+        legacy_secret_env(),
     ]
 
 
@@ -200,17 +240,24 @@ def rebuild_job(name: str = "c360-timeline-rebuild", image: str = IMAGE) -> dict
         "timeline",
         "rebuild",
     ]
-    # It only calls the timeline's API: no database or NATS credentials, only the token
-    # secret it signs its operator token with (RebuildReadModel is an operator's).
+    # It only calls the timeline's API: no database or NATS credentials, only an operator's
+    # token of its own (RebuildReadModel is an operator's), never the signing key.
     made = job(name, command, role=None, labels={"app.kubernetes.io/component": "rebuild"})
     # It calls the timeline's port, which serves mutual TLS: the operator's certificate.
     env, volume, mount = tls_env("operator")
     pod = made["spec"]["template"]["spec"]
     pod["containers"][0]["env"] = [
         {
-            "name": "C360_AUTH_SECRET",
-            "valueFrom": {"secretKeyRef": {"name": AUTH_SECRET, "key": "secret"}},
+            "name": "C360_TOKEN",
+            "valueFrom": {
+                "secretKeyRef": {
+                    "name": token_secret(REBUILD_TOKEN_HOLDER),
+                    "key": "token",
+                    "optional": True,
+                }
+            },
         },
+        legacy_secret_env(),  # signs its own token while a deployment moves to the key pair
         *env,
     ]
     pod["containers"][0]["volumeMounts"].append(mount)
@@ -887,19 +934,49 @@ def tls_manifests(
     return made
 
 
+def _opaque(name: str, data: dict[str, str], kind: str) -> dict[str, Any]:
+    """A Secret of the token keys (`kind` key) or of a holder's token (`token`), labelled so
+    (c360.io/secret) that `kubectl apply -l` can apply the keys before the tokens."""
+    labels = {"app.kubernetes.io/part-of": "c360", "c360.io/secret": kind}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "labels": labels},
+        "type": "Opaque",
+        "stringData": data,
+    }
+
+
+def auth_manifests(services: Iterable[str]) -> list[dict[str, Any]]:
+    """A fresh signing key (the operator's Secret, which no pod mounts), its public key (every
+    service's) and, signed with it, a token per service (role service, `service:NAME`) and
+    one for the rebuild Job (role operator)."""
+    from c360_platform import auth
+
+    key = auth.SigningKey.generate()
+    public = key.public_pem().decode()
+    signing = _opaque(
+        AUTH_SIGNING_SECRET, {"signing.pem": key.pem().decode(), "public.pem": public}, "key"
+    )
+    signing["metadata"]["annotations"] = {
+        "c360.io/note": "the operator's: issues tokens (c360 token create --signing-key);"
+        " mount it in no pod"
+    }
+    made = [signing, _opaque(AUTH_PUBLIC_SECRET, {"public.pem": public}, "key")]
+    for name in services:
+        token = key.issue(f"service:{name}", auth.Role.SERVICE)
+        made.append(_opaque(token_secret(name), {"token": token}, "token"))
+    job = key.issue(f"job:{REBUILD_TOKEN_HOLDER}", auth.Role.OPERATOR)
+    made.append(_opaque(token_secret(REBUILD_TOKEN_HOLDER), {"token": job}, "token"))
+    return made
+
+
 def secrets_manifests(nats_url: str, roles: Iterable[str]) -> list[dict[str, Any]]:
     """The NATS server's authorization block and each role's URL, with fresh passwords."""
-    from c360_platform import auth, natsauth
+    from c360_platform import natsauth
 
     passwords = {role: secrets.token_urlsafe(24) for role in roles}
     return [
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": AUTH_SECRET, "labels": {"app.kubernetes.io/part-of": "c360"}},
-            "type": "Opaque",
-            "stringData": {"secret": auth.new_secret()},
-        },
         {
             "apiVersion": "v1",
             "kind": "Secret",
@@ -921,18 +998,20 @@ def secrets_manifests(nats_url: str, roles: Iterable[str]) -> list[dict[str, Any
 
 
 SECRET_KINDS = ("auth", "nats", "tls")
-"""What `c360 ops secrets --only` can make alone: the token secret; the NATS users (the
-server's and the roles' Secrets, which must change together); the certificates."""
+"""What `c360 ops secrets --only` can make alone: the token signing key, its public key and
+the tokens it signs (which must change together); the NATS users (the server's and the
+roles' Secrets, which must change together); the certificates."""
 
 
 def _secrets(args: argparse.Namespace) -> int:
     from c360_platform import natsauth
 
     kinds = set(args.only or SECRET_KINDS)
-    made = secrets_manifests(args.nats_url, natsauth.roles())
-    docs = [
-        d for d in made if ("auth" if d["metadata"]["name"] == AUTH_SECRET else "nats") in kinds
-    ]
+    docs = []
+    if "auth" in kinds:
+        docs += auth_manifests(registry.services())
+    if "nats" in kinds:
+        docs += secrets_manifests(args.nats_url, natsauth.roles())
     if "tls" in kinds:
         docs += tls_manifests(args.namespace, registry.services(), args.cluster_domain)
     print("---\n".join(yaml.safe_dump(d, sort_keys=False) for d in docs), end="")
@@ -1028,7 +1107,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p = sub.add_parser(
         "secrets",
         help="print the deployment's Secrets: tokens, NATS users, certificates",
-        description=f"Print Secrets with fresh values: the token secret ({AUTH_SECRET}), the NATS"
+        description=f"Print Secrets with fresh values: a token signing key ({AUTH_SIGNING_SECRET},"
+        f" the operator's, mounted by no pod), its public key ({AUTH_PUBLIC_SECRET}, every"
+        f" service's) and a token per service ({token_secret('NAME')}) and for the rebuild"
+        f" Job ({token_secret(REBUILD_TOKEN_HOLDER)}), the NATS"
         f" server's authorization block ({NATS_AUTH_SECRET}) and each role's URL ({NATS_SECRET}),"
         f" a certificate authority ({TLS_AUTHORITY_SECRET}) and, signed by it, a certificate"
         f" per service naming its Service and one per client ({tls_secret('operator')},"
@@ -1055,7 +1137,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="append",
         choices=SECRET_KINDS,
         help="only these (repeatable), to rotate one without the others: auth (the token"
-        " secret), nats (the NATS users' passwords), tls (authority and certificates);"
-        " default: all",
+        " signing key, its public key and the tokens), nats (the NATS users' passwords),"
+        " tls (authority and certificates); default: all",
     )
     p.set_defaults(func=_secrets)

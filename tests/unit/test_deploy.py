@@ -124,6 +124,62 @@ def test_every_service_honours_the_revoked_holders_of_the_token_secret(overlay: 
         assert volume["secret"]["items"] == [{"key": "revoked", "path": path.rsplit("/", 1)[1]}]
 
 
+def secret_refs(pod: dict[str, Any]) -> list[tuple[str, str | None, bool, str]]:
+    """Every Secret a pod reads: (Secret, key or None for all, optional, where), from its
+    containers' env and envFrom and its volumes (projected ones too)."""
+    found: list[tuple[str, str | None, bool, str]] = []
+    for container in [*pod.get("initContainers", []), *pod["containers"]]:
+        for env in container.get("env", []):
+            ref = env.get("valueFrom", {}).get("secretKeyRef")
+            if ref:
+                found.append((ref["name"], ref["key"], bool(ref.get("optional")), env["name"]))
+        for source in container.get("envFrom", []):
+            if "secretRef" in source:
+                ref = source["secretRef"]
+                found.append((ref["name"], None, bool(ref.get("optional")), "envFrom"))
+    for volume in pod.get("volumes", []):
+        secrets = [volume["secret"]] if "secret" in volume else []
+        secrets += [
+            s["secret"] for s in volume.get("projected", {}).get("sources", []) if "secret" in s
+        ]
+        for secret in secrets:
+            name = secret.get("secretName") or secret["name"]
+            found.append((name, None, bool(secret.get("optional")), volume["name"]))
+    return found
+
+
+@pytest.mark.parametrize("overlay", overlays())
+def test_no_pod_holds_the_token_signing_key_and_each_service_its_own_token(overlay: str) -> None:
+    """The signing key (c360-auth-signing) is the operator's: no Deployment, StatefulSet or Job
+    reads it. Each service's pods (API and relay) check tokens with the public key and call
+    with their own token; the old shared secret is read only as the optional key of c360-auth
+    (a deployment moving to the key pair; a new one has no such key), and only by c360's own
+    pods."""
+    from c360_cli import ops
+
+    every = [*workloads(rendered(overlay)), *deploy_check.templates()]
+    checked = set()
+    for workload in every:
+        name = workload["metadata"]["name"]
+        refs = secret_refs(workload["spec"]["template"]["spec"])
+        assert not [r for r in refs if r[0] == ops.AUTH_SIGNING_SECRET], name
+        for secret, key, optional, _ in refs:
+            if secret == ops.AUTH_SECRET:
+                assert key in ("secret", "revoked", None), name
+                assert optional, (name, key)
+        by_variable = {where: (secret, key, optional) for secret, key, optional, where in refs}
+        service = name.removesuffix("-relay")
+        if workload["kind"] != "Deployment" or service not in registry.services():
+            continue
+        assert by_variable["C360_AUTH_PUBLIC_KEY"] == (ops.AUTH_PUBLIC_SECRET, "public.pem", False)
+        assert by_variable["C360_TOKEN"][:2] == (f"c360-token-{service}", "token"), name
+        checked.add(name)
+    assert set(registry.services()) <= checked
+    (rebuild,) = [o for o in deploy_check.templates() if o["kind"] == "Job"]
+    job = {w: (s, k) for s, k, _, w in secret_refs(rebuild["spec"]["template"]["spec"])}
+    assert job["C360_TOKEN"] == ("c360-token-timeline-rebuild", "token")
+
+
 @pytest.mark.parametrize("overlay", overlays())
 def test_services_use_native_grpc_probes_and_drain(overlay: str) -> None:
     for workload in workloads(rendered(overlay)):

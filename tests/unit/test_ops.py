@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from c360_cli.main import main
+from c360_platform import registry
 from tests.unit.fake_kubernetes import State, serve
 
 NAMESPACE = "c360-test"
@@ -523,13 +524,54 @@ def test_secrets_give_every_role_a_url_and_the_server_its_users(
     from c360_platform import natsauth
 
     assert main(["ops", "secrets", "--nats-url", "nats://nats:4222"]) == 0
-    tokens, auth, users, *certificates = list(yaml.safe_load_all(capsys.readouterr().out))
-    assert {c["metadata"]["name"] for c in certificates} >= {"c360-tls-authority"}
-    assert len(tokens["stringData"]["secret"]) >= 32  # the gRPC token secret, fresh
+    made = {d["metadata"]["name"]: d for d in yaml.safe_load_all(capsys.readouterr().out)}
+    assert "c360-tls-authority" in made
+    assert "c360-auth-public" in made  # the token key pair, fresh (see the test below)
+    assert "c360-auth" not in made  # no shared token secret any more
+    auth, users = made["c360-nats-auth"], made["c360-nats-users"]
     assert set(users["stringData"]) == set(natsauth.roles())
     password = users["stringData"]["customer"].split(":")[2].split("@")[0]
     assert password in auth["stringData"]["auth.conf"]
     assert users["stringData"]["customer"].endswith("@nats:4222")
+
+
+def test_secrets_give_each_service_a_token_of_its_own_and_the_key_to_the_operator_alone(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`ops secrets --only auth`: the signing key in a Secret of its own (the operator's), the
+    public key every service checks with, and a token per service (and one for the rebuild
+    Job) that the public key accepts; no service's Secret holds anything that signs."""
+    import yaml
+
+    from c360_platform import auth, registry
+
+    assert main(["ops", "secrets", "--only", "auth"]) == 0
+    made = {d["metadata"]["name"]: d["stringData"] for d in yaml.safe_load_all(
+        capsys.readouterr().out)}  # fmt: skip
+    key = auth.SigningKey.from_pem(made["c360-auth-signing"]["signing.pem"].encode())
+    public = made["c360-auth-public"]["public.pem"]
+    assert public == key.public_pem().decode() == made["c360-auth-signing"]["public.pem"]
+    checker = auth.Authority.of(public)
+    assert checker is not None
+    for name in registry.services():
+        held = made[f"c360-token-{name}"]
+        assert set(held) == {"token"}
+        principal = checker.verify(held["token"])
+        assert (principal.subject, principal.role) == (f"service:{name}", auth.Role.SERVICE)
+    rebuild = checker.verify(made["c360-token-timeline-rebuild"]["token"])
+    assert rebuild.role == auth.Role.OPERATOR
+    for name, data in made.items():
+        if name != "c360-auth-signing":
+            assert not any("PRIVATE KEY" in v for v in data.values()), name
+    # The keys apart from the tokens (`kubectl apply -l`: the move to the key pair).
+    assert main(["ops", "secrets", "--only", "auth"]) == 0
+    labels = {d["metadata"]["name"]: d["metadata"]["labels"]["c360.io/secret"] for d in
+              yaml.safe_load_all(capsys.readouterr().out)}  # fmt: skip
+    assert {n for n, kind in labels.items() if kind == "key"} == {
+        "c360-auth-signing",
+        "c360-auth-public",
+    }
+    assert all(n.startswith("c360-token-") for n, kind in labels.items() if kind == "token")
 
 
 def test_secrets_give_each_service_a_certificate_for_its_service_name(
@@ -626,18 +668,26 @@ def test_an_api_server_that_does_not_answer_is_named(
         assert "Traceback" not in err
 
 
+AUTH_SECRETS = {
+    "c360-auth-signing",
+    "c360-auth-public",
+    "c360-token-timeline-rebuild",
+    *(f"c360-token-{name}" for name in registry.services()),
+}
+
+
 @pytest.mark.parametrize(
     ("only", "names"),
     [
-        (["auth"], {"c360-auth"}),
+        (["auth"], AUTH_SECRETS),
         (["nats"], {"c360-nats-auth", "c360-nats-users"}),
-        (["auth", "nats"], {"c360-auth", "c360-nats-auth", "c360-nats-users"}),
+        (["auth", "nats"], {*AUTH_SECRETS, "c360-nats-auth", "c360-nats-users"}),
     ],
 )
 def test_secrets_only_rotates_what_is_named(
     capsys: pytest.CaptureFixture[str], only: list[str], names: set[str]
 ) -> None:
-    """Rotating the NATS passwords must not also replace the token secret (every token
+    """Rotating the NATS passwords must not also replace the token signing key (every token
     refused) and the certificate authority (pods restarted with the new one refuse calls
     from those not yet restarted, and the integrations' certificates stop working)."""
     import yaml
