@@ -433,6 +433,47 @@ def kustomization(resources: list[str], *, kind: str = "Kustomization") -> str:
     return dump({"apiVersion": api, "kind": kind, "resources": resources})
 
 
+def postgres_roles(specs: dict[str, ServiceSpec]) -> dict[str, Any]:
+    """The Cluster's managed roles (a patch of the postgres-cnpg component's Cluster): a login
+    role per service, with the password of its Secret (`c360 ops secrets`), that may do nothing
+    but log in, and the application owner (the prepare Job's) made a member of each, so that
+    it can hand each its schemas (`c360 ops prepare`)."""
+    roles = [
+        {
+            "name": ops.postgres_role(name),
+            "ensure": "present",
+            "comment": f"c360 {name}: owns its schemas only (c360 ops prepare)",
+            "login": True,
+            "superuser": False,
+            "createdb": False,
+            "createrole": False,
+            "replication": False,
+            "bypassrls": False,
+            "inherit": True,
+            "passwordSecret": {"name": ops.postgres_secret(name)},
+        }
+        for name in specs
+    ]
+    owner = {
+        "name": ops.PG_ADMIN_ROLE,
+        "ensure": "present",
+        "comment": "the application owner: the prepare Job's, a member of each service's role",
+        "login": True,
+        "superuser": False,
+        "createdb": False,
+        "createrole": False,
+        "replication": False,
+        "bypassrls": False,
+        "inRoles": [r["name"] for r in roles],
+    }
+    return {
+        "apiVersion": "postgresql.cnpg.io/v1",
+        "kind": "Cluster",
+        "metadata": {"name": "c360-pg"},
+        "spec": {"managed": {"roles": [*roles, owner]}},
+    }
+
+
 def rendered() -> dict[Path, str]:
     """Every generated file and its content."""
     specs = registry.services()
@@ -453,6 +494,7 @@ def rendered() -> dict[Path, str]:
     files[policies / "kustomization.yaml"] = kustomization(
         ["c360.yaml", *(f"services/{n}.yaml" for n in specs)], kind="Component"
     )
+    files[DEPLOY / "components" / "postgres-cnpg" / "roles.yaml"] = dump(postgres_roles(specs))
     files[base / "prepare-job.yaml"] = dump(ops.prepare_job())
     files[DEPLOY / "templates" / "timeline-rebuild-job.yaml"] = dump(ops.rebuild_job())
     return files

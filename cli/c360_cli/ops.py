@@ -49,8 +49,31 @@ IMAGE = "c360"
 SETTINGS = "c360-settings"
 """The ConfigMap of non-secret settings every c360 pod reads."""
 POSTGRES_SECRET = "c360-pg-app"  # noqa: S105 (a Secret's name)
-"""The Secret with the PostgreSQL URL (key `uri`): CloudNativePG makes it for the Cluster
-c360-pg; without the component, the operator provides one of that name."""
+"""The Secret with the administrator's PostgreSQL URL (key `uri`), the application owner's,
+which only the prepare Job reads: CloudNativePG makes it for the Cluster c360-pg; without the
+component, the operator provides one of that name."""
+PG_DATABASE = "c360"
+"""The database of the Cluster (its bootstrap), whose name each service's role begins with."""
+PG_HOST = "c360-pg-rw"
+"""The Cluster's read-write Service, which every c360 process connects to."""
+PG_ADMIN_ROLE = "c360"
+"""The Cluster's application owner (the prepare Job's role): a member of each service's role,
+to hand it its schemas (`pgroles.hand_over`)."""
+
+
+def postgres_secret(service: str) -> str:
+    """The Secret of a service's own PostgreSQL role (kubernetes.io/basic-auth: `username`,
+    `password`, and `uri`, the URL the service connects with; `c360 ops secrets`)."""
+    return f"c360-pg-{service}"
+
+
+def postgres_role(service: str) -> str:
+    """The PostgreSQL role of a service on the cluster: owns its schemas and nothing else."""
+    from c360_platform import pgroles
+
+    return pgroles.role_name(PG_DATABASE, registry.service(service).schemas[0])
+
+
 NATS_SECRET = "c360-nats-users"  # noqa: S105
 """The Secret with each role's NATS URL and credentials, one key per role (`c360 ops secrets`)."""
 AUTH_SECRET = "c360-auth"  # noqa: S105
@@ -152,11 +175,13 @@ def token_secret(holder: str) -> str:
 
 
 def credentials_env(role: str) -> list[dict[str, Any]]:
-    """The environment a c360 process of `role` gets from Secrets (never from git)."""
+    """The environment a c360 process of `role` (a service's name, or admin) gets from
+    Secrets (never from git): a service its own PostgreSQL role's URL, admin the owner's."""
+    database = POSTGRES_SECRET if role == "admin" else postgres_secret(role)
     return [
         {
             "name": "C360_POSTGRES_URL",
-            "valueFrom": {"secretKeyRef": {"name": POSTGRES_SECRET, "key": "uri"}},
+            "valueFrom": {"secretKeyRef": {"name": database, "key": "uri"}},
         },
         {"name": "NATS_URL", "valueFrom": {"secretKeyRef": {"name": NATS_SECRET, "key": role}}},
     ]
@@ -859,7 +884,7 @@ def _rollout_restart(args: argparse.Namespace) -> int:
 def _prepare(args: argparse.Namespace) -> int:
     """Each service's PostgreSQL schemas and the JetStream streams, before the services start
     (their tables are made by the first process, once, under the schema's lock)."""
-    from c360_platform import natsauth
+    from c360_platform import natsauth, pgroles
     from c360_platform.config import DEFAULT_NATS_URL, DEFAULT_POSTGRES_URL
     from c360_platform.pgstore import ensure_schema
 
@@ -872,6 +897,20 @@ def _prepare(args: argparse.Namespace) -> int:
         _until_ready(
             "PostgreSQL", functools.partial(ensure_schema, postgres_url, schema), deadline, args
         )
+    # Each service's role (CloudNativePG's managed roles make them) gets its schemas, and
+    # what an earlier release made in them as the owner; waits until the roles exist.
+    database = pgroles.database_of(postgres_url)
+    owned = {
+        pgroles.role_name(database, spec.schemas[0]): spec.schemas
+        for spec in registry.services().values()
+    }
+    timeline = registry.service(registry.TIMELINE).schemas[0]
+    _until_ready(
+        "the services' PostgreSQL roles",
+        functools.partial(pgroles.hand_over, postgres_url, owned, [timeline]),
+        deadline,
+        args,
+    )
     streams = _until_ready(
         "NATS JetStream",
         lambda: asyncio.run(natsauth.prepare_streams(nats_url)),
@@ -879,9 +918,12 @@ def _prepare(args: argparse.Namespace) -> int:
         args,
     )
     if out.json_mode:
-        out.json({"schemas": schemas, "streams": streams})
+        out.json({"schemas": schemas, "roles": list(owned), "streams": streams})
     else:
-        out.print(f"schemas: {', '.join(schemas)}; streams: {', '.join(streams)}")
+        out.print(
+            f"schemas: {', '.join(schemas)}; owned by the roles: {', '.join(owned)};"
+            f" streams: {', '.join(streams)}"
+        )
     return 0
 
 
@@ -997,10 +1039,41 @@ def secrets_manifests(nats_url: str, roles: Iterable[str]) -> list[dict[str, Any
     ]
 
 
-SECRET_KINDS = ("auth", "nats", "tls")
+def postgres_manifests(namespace: str) -> list[dict[str, Any]]:
+    """A role per service with a fresh password (kubernetes.io/basic-auth, the shape
+    CloudNativePG's managed roles read; labelled for it to apply a new password) and the URL
+    the service connects with."""
+    from c360_platform.credentials import url_for
+
+    made = []
+    for name in registry.services():
+        role = postgres_role(name)
+        password = secrets.token_urlsafe(24)
+        base = f"postgresql://{PG_HOST}.{namespace}:5432/{PG_DATABASE}"
+        made.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {
+                    "name": postgres_secret(name),
+                    "labels": {"app.kubernetes.io/part-of": "c360", "cnpg.io/reload": "true"},
+                },
+                "type": "kubernetes.io/basic-auth",
+                "stringData": {
+                    "username": role,
+                    "password": password,
+                    "uri": url_for(base, role, password),
+                },
+            }
+        )
+    return made
+
+
+SECRET_KINDS = ("auth", "nats", "tls", "postgres")
 """What `c360 ops secrets --only` can make alone: the token signing key, its public key and
 the tokens it signs (which must change together); the NATS users (the server's and the
-roles' Secrets, which must change together); the certificates."""
+roles' Secrets, which must change together); the certificates; the services' PostgreSQL
+roles' passwords."""
 
 
 def _secrets(args: argparse.Namespace) -> int:
@@ -1012,6 +1085,8 @@ def _secrets(args: argparse.Namespace) -> int:
         docs += auth_manifests(registry.services())
     if "nats" in kinds:
         docs += secrets_manifests(args.nats_url, natsauth.roles())
+    if "postgres" in kinds:
+        docs += postgres_manifests(args.namespace)
     if "tls" in kinds:
         docs += tls_manifests(args.namespace, registry.services(), args.cluster_domain)
     print("---\n".join(yaml.safe_dump(d, sort_keys=False) for d in docs), end="")
@@ -1114,7 +1189,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         f" server's authorization block ({NATS_AUTH_SECRET}) and each role's URL ({NATS_SECRET}),"
         f" a certificate authority ({TLS_AUTHORITY_SECRET}) and, signed by it, a certificate"
         f" per service naming its Service and one per client ({tls_secret('operator')},"
-        f" {tls_secret('integration')}).",
+        f" {tls_secret('integration')}), and each service's PostgreSQL role and URL"
+        f" ({postgres_secret('NAME')}).",
     )
     p.add_argument(
         "--nats-url", default="nats://nats:4222", metavar="URL", help="the NATS Service's URL"
@@ -1138,6 +1214,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         choices=SECRET_KINDS,
         help="only these (repeatable), to rotate one without the others: auth (the token"
         " signing key, its public key and the tokens), nats (the NATS users' passwords),"
-        " tls (authority and certificates); default: all",
+        " tls (authority and certificates), postgres (the services' PostgreSQL roles);"
+        " default: all",
     )
     p.set_defaults(func=_secrets)

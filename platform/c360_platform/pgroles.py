@@ -10,7 +10,7 @@ the server (`COPY … FROM PROGRAM` is a superuser's).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from urllib.parse import urlsplit
 
 import psycopg
@@ -57,24 +57,75 @@ def prepare(
                     "{} ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION PASSWORD {}"
                 ).format(SQL(verb), Identifier(role), Literal(password))
             )
-            rights = "CONNECT, TEMPORARY, CREATE" if schema in creators else "CONNECT, TEMPORARY"
-            conn.execute(
-                SQL("GRANT {} ON DATABASE {} TO {}").format(
-                    SQL(rights), Identifier(database), Identifier(role)
-                )
-            )
-            for each in owned:
-                conn.execute(
-                    SQL("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}").format(
-                        Identifier(each), Identifier(role)
-                    )
-                )
-                conn.execute(
-                    SQL("ALTER SCHEMA {} OWNER TO {}").format(Identifier(each), Identifier(role))
-                )
-                _hand_over(conn, each, role)
+            _give_schemas(conn, database, owned, role, schema in creators)
             urls[schema] = url_for(admin_url, role, password)
     return urls
+
+
+def _give_schemas(
+    conn: psycopg.Connection[tuple[object, ...]],
+    database: str,
+    owned: Sequence[str],
+    role: str,
+    creates_schemas: bool,
+) -> None:
+    """Make `role` the owner of its schemas and of what is in them, with CONNECT and TEMPORARY
+    on the database (and CREATE if it `creates_schemas`). An administrator that is no
+    superuser (a cluster's application owner) may do it as a member of `role`: PostgreSQL
+    lets a schema go only to a role with CREATE on the database, which the role has only
+    meanwhile unless it creates schemas."""
+    conn.execute(
+        SQL("GRANT CONNECT, TEMPORARY, CREATE ON DATABASE {} TO {}").format(
+            Identifier(database), Identifier(role)
+        )
+    )
+    for each in owned:
+        conn.execute(
+            SQL("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}").format(
+                Identifier(each), Identifier(role)
+            )
+        )
+        conn.execute(SQL("ALTER SCHEMA {} OWNER TO {}").format(Identifier(each), Identifier(role)))
+        _hand_over(conn, each, role)
+    if not creates_schemas:
+        conn.execute(
+            SQL("REVOKE CREATE ON DATABASE {} FROM {}").format(
+                Identifier(database), Identifier(role)
+            )
+        )
+
+
+class RolesMissing(RuntimeError):
+    """Roles that are to own the services' schemas do not exist (yet)."""
+
+
+def hand_over(
+    admin_url: str,
+    owned: Mapping[str, Sequence[str]],
+    may_create_schemas: Iterable[str] = (),
+) -> dict[str, list[str]]:
+    """Give each role of `owned` ({role: its schemas}) its schemas and what is in them, where
+    the roles are made by someone else (a cluster's operator: CloudNativePG's managed roles)
+    and the administrator is no superuser but a member of each. RolesMissing names the
+    roles that do not exist yet (the caller waits for them). {role: schemas handed over}.
+    Unlike `prepare`, CONNECT on the database stays PUBLIC's (CloudNativePG's PgBouncer
+    connects as a role of its own): a role reaches no schema it is not given."""
+    creators = set(may_create_schemas)
+    database = database_of(admin_url)
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        found = {
+            str(name)
+            for (name,) in conn.execute(
+                "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", (list(owned),)
+            ).fetchall()
+        }
+        missing = [role for role in owned if role not in found]
+        if missing:
+            raise RolesMissing(f"no role {', '.join(missing)} yet (each service's own)")
+        conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+        for role, schemas in owned.items():
+            _give_schemas(conn, database, schemas, role, schemas[0] in creators)
+    return {role: list(schemas) for role, schemas in owned.items()}
 
 
 def _hand_over(conn: psycopg.Connection[tuple[object, ...]], schema: str, role: str) -> None:

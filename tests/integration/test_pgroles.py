@@ -59,3 +59,73 @@ async def test_services_run_on_roles_that_reach_only_their_own_schema(
                 conn.execute(refused)
     # Preparing again (every `c360 up` does) changes nothing that works.
     assert pgroles.prepare(database_url, owned.values(), passwords, ["timeline"]) == urls
+
+
+def test_a_clusters_application_owner_hands_each_service_role_its_schemas(
+    database_url: str,
+) -> None:
+    """On a cluster CloudNativePG makes the roles (managed roles, each with its Secret) and the
+    application owner is no superuser but a member of each (`c360 ops prepare` runs as it):
+    it hands every service's role its schemas, those it had created itself included (a
+    deployment from before the roles), and each role then reaches its own schemas only."""
+    from psycopg.sql import SQL, Identifier, Literal
+
+    from c360_platform.credentials import url_for
+
+    database = pgroles.database_of(database_url)
+    admin = f"{database}_owner"
+    owned = {f"{database}_{spec.schemas[0]}": spec.schemas for spec in registry.services().values()}
+    with psycopg.connect(database_url, autocommit=True) as conn:  # what CloudNativePG does
+        conn.execute(SQL("CREATE ROLE {} LOGIN PASSWORD 'admin-pw'").format(Identifier(admin)))
+        conn.execute(
+            SQL("ALTER DATABASE {} OWNER TO {}").format(Identifier(database), Identifier(admin))
+        )
+        for role in owned:
+            conn.execute(
+                SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(Identifier(role), Literal(role))
+            )
+        conn.execute(SQL("ALTER SCHEMA public OWNER TO pg_database_owner"))
+    admin_url = url_for(database_url, admin, "admin-pw")
+    with psycopg.connect(admin_url, autocommit=True) as conn:  # the shared role's old schema
+        conn.execute("CREATE SCHEMA customer")
+        conn.execute("CREATE TABLE customer.customer_events (id int)")
+        conn.execute("INSERT INTO customer.customer_events VALUES (1)")
+    with pytest.raises(pgroles.RolesMissing):  # not yet a member of the roles: nothing given
+        pgroles.hand_over(admin_url, {**owned, f"{database}_later": ["later"]})
+    with psycopg.connect(database_url, autocommit=True) as conn:  # managed roles' inRoles
+        for role in owned:
+            conn.execute(SQL("GRANT {} TO {}").format(Identifier(role), Identifier(admin)))
+    given = pgroles.hand_over(admin_url, owned, may_create_schemas=["timeline"])
+    assert given == {role: list(schemas) for role, schemas in owned.items()}
+    assert pgroles.hand_over(admin_url, owned, ["timeline"]) == given  # again: the same
+
+    customer = url_for(database_url, f"{database}_customer", f"{database}_customer")
+    with psycopg.connect(database_url) as conn:
+        owners: dict[str, str] = dict(
+            conn.execute(
+                "SELECT n.nspname, r.rolname FROM pg_namespace n JOIN pg_roles r"
+                " ON r.oid = n.nspowner WHERE n.nspname = ANY(%s)",
+                ([s for schemas in owned.values() for s in schemas],),
+            ).fetchall()
+        )
+        table_owner = conn.execute(
+            "SELECT tableowner FROM pg_tables WHERE schemaname = 'customer'"
+        ).fetchone()
+    assert owners == {s: role for role, schemas in owned.items() for s in schemas}
+    assert table_owner == (f"{database}_customer",)
+    with psycopg.connect(customer, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM customer.customer_events").fetchone() == (1,)
+        conn.execute("CREATE TABLE customer.more (a int)")  # its own schema: its tables
+        for refused in (
+            "SELECT count(*) FROM customer.customer_events JOIN timeline.entries ON true",
+            "CREATE TABLE timeline.mine (a int)",
+            "CREATE TABLE public.anything (a int)",
+            "CREATE SCHEMA elsewhere",  # only the timeline's role creates schemas
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(refused)
+    timeline = url_for(database_url, f"{database}_timeline", f"{database}_timeline")
+    with psycopg.connect(timeline, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA timeline_rebuild")  # it rebuilds beside the live one
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT count(*) FROM customer.customer_events")

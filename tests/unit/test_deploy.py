@@ -181,6 +181,46 @@ def test_no_pod_holds_the_token_signing_key_and_each_service_its_own_token(overl
 
 
 @pytest.mark.parametrize("overlay", overlays())
+def test_each_service_logs_in_to_postgresql_as_a_role_of_its_own(overlay: str) -> None:
+    """Each service's pods (API and relay) read the URL of their own role (c360-pg-NAME), the
+    one the Cluster's managed roles give that Secret's password; only the prepare Job reads
+    the application owner's (c360-pg-app), which is a member of every service's role."""
+    from c360_cli import ops
+
+    objects = rendered(overlay)
+    (cluster,) = [o for o in objects if o["kind"] == "Cluster"]
+    roles = {r["name"]: r for r in cluster["spec"]["managed"]["roles"]}
+    owner = roles.pop(ops.PG_ADMIN_ROLE)
+    assert cluster["spec"]["bootstrap"]["initdb"]["owner"] == ops.PG_ADMIN_ROLE
+    assert sorted(owner["inRoles"]) == sorted(roles)
+    for role in roles.values():
+        assert role["login"] is True
+        for power in ("superuser", "createdb", "createrole", "replication", "bypassrls"):
+            assert role[power] is False, (role["name"], power)
+    checked = set()
+    for workload in workloads(objects):
+        name = workload["metadata"]["name"]
+        refs = secret_refs(workload["spec"]["template"]["spec"])
+        postgres = [(s, k) for s, k, _, w in refs if w == "C360_POSTGRES_URL"]
+        if name == "c360-prepare":
+            assert postgres == [(ops.POSTGRES_SECRET, "uri")]
+            continue
+        assert ops.POSTGRES_SECRET not in [s for s, *_ in refs], name
+        service = name.removesuffix("-relay")
+        if workload["kind"] != "Deployment" or service not in registry.services():
+            continue
+        assert postgres == [(f"c360-pg-{service}", "uri")], name
+        role = f"c360_{registry.service(service).schemas[0]}"
+        assert roles[role]["passwordSecret"] == {"name": f"c360-pg-{service}"}, name
+        checked.add(service)
+    assert (
+        checked
+        == set(registry.services())
+        == {n for n in registry.services() if f"c360_{registry.service(n).schemas[0]}" in roles}
+    )
+
+
+@pytest.mark.parametrize("overlay", overlays())
 def test_services_use_native_grpc_probes_and_drain(overlay: str) -> None:
     for workload in workloads(rendered(overlay)):
         name = workload["metadata"]["name"]

@@ -574,6 +574,32 @@ def test_secrets_give_each_service_a_token_of_its_own_and_the_key_to_the_operato
     assert all(n.startswith("c360-token-") for n, kind in labels.items() if kind == "token")
 
 
+def test_secrets_give_each_service_a_postgresql_role_of_its_own(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`ops secrets --only postgres`: per service, the password of its role (the shape
+    CloudNativePG's managed roles read) and the URL it connects with as that role."""
+    from urllib.parse import urlsplit
+
+    import yaml
+
+    assert main(["ops", "secrets", "--only", "postgres", "-n", "crm"]) == 0
+    made = {d["metadata"]["name"]: d for d in yaml.safe_load_all(capsys.readouterr().out)}
+    assert set(made) == {f"c360-pg-{name}" for name in registry.services()}
+    passwords = set()
+    for name, spec in registry.services().items():
+        secret = made[f"c360-pg-{name}"]
+        assert secret["type"] == "kubernetes.io/basic-auth"
+        assert secret["metadata"]["labels"]["cnpg.io/reload"] == "true"
+        data = secret["stringData"]
+        assert data["username"] == f"c360_{spec.schemas[0]}"
+        url = urlsplit(data["uri"])
+        assert (url.username, url.password) == (data["username"], data["password"])
+        assert (url.hostname, url.port, url.path) == ("c360-pg-rw.crm", 5432, "/c360")
+        passwords.add(data["password"])
+    assert len(passwords) == len(registry.services())
+
+
 def test_secrets_give_each_service_a_certificate_for_its_service_name(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -706,10 +732,19 @@ def test_prepare_waits_for_postgresql_and_nats_to_answer(
     """On a new install the Job starts while PostgreSQL and NATS are still starting: it
     waits for them (saying why), instead of failing its few attempts and leaving the streams,
     which no service may create, to no one."""
-    from c360_platform import natsauth, pgstore
+    from c360_platform import natsauth, pgroles, pgstore
 
-    refusals = {"postgres": 2, "nats": 2}
+    refusals = {"postgres": 2, "nats": 2, "roles": 2}
     made: list[str] = []
+    handed: list[dict[str, list[str]]] = []
+
+    def hand_over(url: str, owned: dict[str, list[str]], creators: list[str]) -> object:
+        if refusals["roles"]:
+            refusals["roles"] -= 1
+            raise pgroles.RolesMissing("no role c360_customer yet (each service's own)")
+        assert creators == ["timeline"]
+        handed.append(owned)
+        return owned
 
     def ensure_schema(url: str, schema: str) -> None:
         if refusals["postgres"]:
@@ -725,10 +760,18 @@ def test_prepare_waits_for_postgresql_and_nats_to_answer(
 
     monkeypatch.setattr(pgstore, "ensure_schema", ensure_schema)
     monkeypatch.setattr(natsauth, "prepare_streams", prepare_streams)
+    monkeypatch.setattr(pgroles, "hand_over", hand_over)
+    monkeypatch.setenv("C360_POSTGRES_URL", "postgresql://c360:pw@c360-pg-rw:5432/c360")
     assert main(["ops", "prepare", "--poll", "0", "--json"]) == 0
     out, err = capsys.readouterr()
     assert json.loads(out)["streams"] == ["C360"]
     assert made == json.loads(out)["schemas"]
+    # Each service's role (the Cluster's managed roles) is waited for and given its schemas.
+    assert err.count("waiting for the services' PostgreSQL roles: RolesMissing") == 2
+    (owned,) = handed
+    assert list(owned["c360_customer"]) == ["customer"]
+    assert json.loads(out)["roles"] == list(owned)
+    assert [s for schemas in owned.values() for s in schemas] == made
     assert err.count("waiting for PostgreSQL: OSError: connection to server at") == 2
     assert err.count("waiting for NATS JetStream: TimeoutError: no JetStream leader") == 2
 
