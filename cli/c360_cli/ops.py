@@ -977,8 +977,9 @@ def tls_manifests(
 
 
 def _opaque(name: str, data: dict[str, str], kind: str) -> dict[str, Any]:
-    """A Secret of the token keys (`kind` key) or of a holder's token (`token`), labelled so
-    (c360.io/secret) that `kubectl apply -l` can apply the keys before the tokens."""
+    """A Secret of the token keys (`kind` signing-key, public-key) or of a holder's token
+    (`token`), labelled so (c360.io/secret) that `kubectl apply -l` can apply them apart: the
+    keys before the tokens (the move to the key pair), or the public key last (a new pair)."""
     labels = {"app.kubernetes.io/part-of": "c360", "c360.io/secret": kind}
     return {
         "apiVersion": "v1",
@@ -998,13 +999,15 @@ def auth_manifests(services: Iterable[str]) -> list[dict[str, Any]]:
     key = auth.SigningKey.generate()
     public = key.public_pem().decode()
     signing = _opaque(
-        AUTH_SIGNING_SECRET, {"signing.pem": key.pem().decode(), "public.pem": public}, "key"
+        AUTH_SIGNING_SECRET,
+        {"signing.pem": key.pem().decode(), "public.pem": public},
+        "signing-key",
     )
     signing["metadata"]["annotations"] = {
         "c360.io/note": "the operator's: issues tokens (c360 token create --signing-key);"
         " mount it in no pod"
     }
-    made = [signing, _opaque(AUTH_PUBLIC_SECRET, {"public.pem": public}, "key")]
+    made = [signing, _opaque(AUTH_PUBLIC_SECRET, {"public.pem": public}, "public-key")]
     for name in services:
         token = key.issue(f"service:{name}", auth.Role.SERVICE)
         made.append(_opaque(token_secret(name), {"token": token}, "token"))

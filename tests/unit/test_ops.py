@@ -567,10 +567,8 @@ def test_secrets_give_each_service_a_token_of_its_own_and_the_key_to_the_operato
     assert main(["ops", "secrets", "--only", "auth"]) == 0
     labels = {d["metadata"]["name"]: d["metadata"]["labels"]["c360.io/secret"] for d in
               yaml.safe_load_all(capsys.readouterr().out)}  # fmt: skip
-    assert {n for n, kind in labels.items() if kind == "key"} == {
-        "c360-auth-signing",
-        "c360-auth-public",
-    }
+    assert labels["c360-auth-signing"] == "signing-key"
+    assert labels["c360-auth-public"] == "public-key"
     assert all(n.startswith("c360-token-") for n, kind in labels.items() if kind == "token")
 
 
