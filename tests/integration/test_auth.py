@@ -4,6 +4,7 @@ PERMISSION_DENIED; health checks need no token."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import threading
@@ -19,8 +20,9 @@ from c360.timeline.v1 import timeline_service_pb2 as tapi
 from c360.timeline.v1 import timeline_service_pb2_grpc as tgrpc
 from c360_platform import audit, auth, registry
 from c360_platform.channels import aio_channel
+from c360_platform.config import Settings
 from c360_platform.deployment import Deployment
-from c360_platform.supervisor import Supervisor
+from c360_platform.supervisor import Supervisor, stop_hosts
 from tests.integration.conftest import Stack
 from tests.integration.helpers import eventually, register, registration, status_of
 
@@ -148,3 +150,55 @@ async def test_services_started_as_c360_up_starts_them_hold_no_signing_material_
         await eventually(key_request_logged, timeout=audit.FLUSH_EVERY + 10, what="audit")
     finally:
         await asyncio.to_thread(supervisor.stop)
+
+
+@dataclasses.dataclass(frozen=True)
+class MidMove(Deployment):
+    """A deployment halfway through the move to the key pair (deploy/README.md): every
+    service still has the shared secret and the public key; the timeline has no token of its
+    own yet (it signs one with the secret, as every pod did before: config._own_token), the
+    customer service has one of the key pair."""
+
+    def settings(self, name: str) -> Settings:
+        made = super().settings(name)
+        if name != "timeline":
+            return made
+        own = auth.issue_with_secret(self.auth_secret, "service:timeline", auth.Role.SERVICE)
+        return dataclasses.replace(made, token=own)
+
+
+async def test_a_deployment_moving_to_the_key_pair_keeps_working_with_both_kinds_of_token(
+    database_url: str, fresh_nats_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    secret = auth.new_secret()
+    planned = Deployment.plan(
+        database_url,
+        fresh_nats_url,
+        fresh_ports=True,
+        specs={name: registry.service(name) for name in ("customer", "timeline")},
+        auth_secret=secret,
+    )
+    deployment = MidMove(**{f.name: getattr(planned, f.name) for f in dataclasses.fields(planned)})
+    assert "C360_AUTH_SECRET" in deployment.environment("timeline")
+    hosts = await Supervisor(deployment, Path(os.devnull)).start_hosts()
+    old = auth.issue_with_secret(secret, "app:old-crm", auth.Role.AGENT)
+    new = deployment.token(auth.Role.AGENT, "app:new-crm")
+    customer = aio_channel(deployment.addresses["customer"], old)
+    timeline = aio_channel(deployment.addresses["timeline"], new)
+    try:
+        reply = await register(cgrpc.CustomerServiceStub(customer), "Mia Move", "mia@example.com")
+        # The timeline (its own HMAC token) asks the customer service (which checks both) for
+        # the customer's keys: the profile shows her name.
+        profile = await tgrpc.TimelineServiceStub(timeline).GetProfile(
+            tapi.GetProfileRequest(
+                customer_id=reply.result.aggregate_id, wait_for=reply.result.consistency_token
+            ),
+            timeout=30,
+        )
+        assert profile.profile.display_name == "Mia Move"
+    finally:
+        await customer.close(None)
+        await timeline.close(None)
+        await stop_hosts(hosts)
+    assert "C360_AUTH_SECRET is set" in caplog.text  # each says how to move on
