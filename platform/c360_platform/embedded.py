@@ -344,16 +344,32 @@ def _reachable_install(install: Path, root: Path) -> Path:
     return copied
 
 
+ORPHAN_KEPT_SECONDS = 30 * 86400
+"""How long the cluster of a folder that is gone, outside the temporary directory, is kept
+after its last start: the folder may have been moved (`mv .c360 ../new-release/`, a renamed
+checkout) and not started since, or lie on a disk that is not mounted just now."""
+
+
+def _temporary(folder: Path) -> bool:
+    """Whether a folder is in the temporary directory (a test's)."""
+    return folder.resolve().is_relative_to(Path(tempfile.gettempdir()).resolve())
+
+
 def _sweep_shared_data(root: Path) -> None:
-    """Remove data directories in `root` whose owner folder is gone (a test's temporary
-    directory, a deleted checkout) and whose server is not running."""
+    """Remove data directories in `root` whose owner folder is gone and whose server is not
+    running: at once for a folder in the temporary directory (a test's), else only once it has
+    not been started for `ORPHAN_KEPT_SECONDS` (a deleted checkout). A folder that was moved
+    claims its cluster when it starts (`_claim_linked_cluster`)."""
     for entry in root.glob("data-*"):
         owner_file = entry / "owner"
         try:
             owner = Path(owner_file.read_text().strip())
+            last_start = owner_file.stat().st_mtime
         except OSError:
             continue
         if owner.exists():
+            continue
+        if not _temporary(owner) and time.time() - last_start < ORPHAN_KEPT_SECONDS:
             continue
         pid_file = entry / "pgdata" / "postmaster.pid"
         with contextlib.suppress(OSError, ValueError, IndexError):
@@ -508,10 +524,16 @@ class EmbeddedPostgres(EmbeddedServer):
     def _share_with_server_account(self, uid: int, gid: int) -> None:
         """As root: binaries and data where the server's account can reach them."""
         root = _owned_dir(shared_root(), 0o755)
+        linked = self._claim_linked_cluster(root)  # before the sweep: a moved folder's own
         _sweep_shared_data(root)
         self._install = _reachable_install(self._wheel_install, root)
-        home = root / f"data-{_digest(str(self.data_dir))}"
-        if home.exists() and not self.password_file.exists() and _admits_by_password(home):
+        home = linked or root / f"data-{_digest(str(self.data_dir))}"
+        if (
+            linked is None
+            and home.exists()
+            and not self.password_file.exists()
+            and _admits_by_password(home)
+        ):
             # The cluster of a folder that was removed and made again (`rm -rf .c360`): its
             # superuser's password went with the folder, so it would admit no one, and the
             # folder's data is meant to be gone with it.
@@ -519,7 +541,7 @@ class EmbeddedPostgres(EmbeddedServer):
             self.note(f"removed the cluster of a removed {self.data_dir}: starting afresh")
         if not home.exists():
             home.mkdir(mode=0o700)
-            (home / "owner").write_text(f"{self.data_dir}\n")
+        (home / "owner").write_text(f"{self.data_dir}\n")  # its mtime: the last start
         if self.pgdata.is_dir() and not self.pgdata.is_symlink():
             # A cluster from before (inside the checkout): it moves to the shared place.
             if not (home / "pgdata").exists():
@@ -535,6 +557,41 @@ class EmbeddedPostgres(EmbeddedServer):
                 for name in [dirpath, *(os.path.join(dirpath, n) for n in dirnames + filenames)]:
                     if os.lstat(name).st_uid != uid:
                         os.lchown(name, uid, gid)
+
+    def _claim_linked_cluster(self, root: Path) -> Path | None:
+        """The shared cluster that this folder's `pgdata` link names, when the folder was
+        moved since it last started (the link still names its cluster, whose owner file names
+        where the folder was): it is this folder's now, wherever the folder lies. None where
+        there is no such link (a first start; a cluster inside the folder). Refused: a link
+        to a cluster that is gone (a fresh, empty one would silently take the data's place),
+        and a copy of a folder whose original is still there (both would share one database
+        beside two NATS stores)."""
+        if not self.pgdata.is_symlink():
+            return None
+        target = Path(os.readlink(self.pgdata))
+        home = target.parent
+        if home.parent != root or target.name != "pgdata":
+            return None
+        if not (target / "PG_VERSION").exists():
+            raise RuntimeError(
+                f"{self.pgdata} links to {target}, which holds no PostgreSQL data any more:"
+                f" this folder's events are not there. Restore that directory from a backup"
+                f" (see README, Upgrading), or remove {self.data_dir.parent} to start afresh"
+            )
+        owner_file = home / "owner"
+        with contextlib.suppress(OSError):
+            owner = Path(owner_file.read_text().strip())
+            if owner == self.data_dir:
+                return home
+            if owner.exists() and not os.path.samefile(owner, self.data_dir):
+                raise RuntimeError(
+                    f"{self.data_dir.parent} is a copy of {owner.parent}: the database both"
+                    f" name ({target}) is the original's, not a copy. Move a state folder"
+                    " instead of copying it, or start the original (see README, Upgrading)"
+                )
+            self.note(f"{owner.parent} was moved here: its cluster {home} is this folder's now")
+        owner_file.write_text(f"{self.data_dir}\n")
+        return home
 
     def _run(self, *cmd: str) -> subprocess.CompletedProcess[bytes]:
         options = self.spawn_options()

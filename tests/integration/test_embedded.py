@@ -13,6 +13,7 @@ import psycopg
 import pytest
 from nats.js.api import StorageType
 
+from c360_platform import embedded
 from c360_platform.embedded import EmbeddedNats, EmbeddedPostgres, EmbeddedRuntime
 
 pytestmark = pytest.mark.integration
@@ -118,8 +119,8 @@ async def test_nats_file_stream_survives_restart_and_kill9(tmp_path: Path) -> No
 def test_runtime_reuses_its_ports_and_refuses_a_second_owner(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv("C360_POSTGRES_URL", raising=False)
-    monkeypatch.delenv("NATS_URL", raising=False)
+    monkeypatch.delenv("C360_POSTGRES_URL")
+    monkeypatch.delenv("NATS_URL")
     with EmbeddedRuntime(tmp_path / "home") as runtime:
         urls = (runtime.postgres_url, runtime.nats_url)
         with pytest.raises(RuntimeError, match="another process"):
@@ -164,6 +165,76 @@ def test_a_folder_removed_and_made_again_gets_a_cluster_of_its_own(tmp_path: Pat
         assert found == (True,)
     finally:
         again.stop()
+
+
+def _kv(url: str, *rows: tuple[str, str]) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE kv (k text PRIMARY KEY, v text NOT NULL)")
+        for row in rows:
+            conn.execute("INSERT INTO kv VALUES (%s, %s)", row)
+
+
+def test_a_state_folder_moved_elsewhere_keeps_its_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An operator moves the state to the new release's checkout (`mv old/.c360 new/`): as
+    root the cluster lives in the shared directory under the old path's name, and a start of
+    the moved folder, or first another folder's start, swept it as the cluster of a removed
+    folder (every event gone; the start then failed on initdb). The moved folder claims it."""
+    # The folders here stand for an operator's: outside the temporary directory, where a
+    # test's clusters are swept at once
+    monkeypatch.setattr(embedded, "_temporary", lambda folder: False)
+    first = EmbeddedPostgres(tmp_path / "old" / "pg")
+    try:
+        _kv(first.start(), ("customer", "kept"))
+    finally:
+        first.stop()
+    (tmp_path / "new").mkdir()
+    (tmp_path / "old" / "pg").rename(tmp_path / "new" / "pg")
+
+    other = EmbeddedPostgres(tmp_path / "other" / "pg")  # another folder starts meanwhile
+    try:
+        other.start()
+    finally:
+        other.stop()
+    moved = EmbeddedPostgres(tmp_path / "new" / "pg")
+    try:
+        assert _rows(moved.start()) == [("customer", "kept")]
+    finally:
+        moved.stop()
+    again = EmbeddedPostgres(tmp_path / "new" / "pg")  # and on the next start, too
+    try:
+        assert _rows(again.start()) == [("customer", "kept")]
+    finally:
+        again.stop()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root's clusters live outside the folder")
+def test_a_copied_or_orphaned_state_folder_is_refused_with_the_reason(tmp_path: Path) -> None:
+    """A copy (`cp -a .c360 elsewhere`) links to the original's cluster: starting it would
+    share one database between two states; and a link to a cluster that is gone would get a
+    fresh empty one in its place. Both are refused, saying why, and nothing is changed."""
+    first = EmbeddedPostgres(tmp_path / "a" / "pg")
+    try:
+        _kv(first.start(), ("customer", "kept"))
+    finally:
+        first.stop()
+    shutil.copytree(tmp_path / "a", tmp_path / "b", symlinks=True)
+    with pytest.raises(RuntimeError, match="is a copy of"):
+        EmbeddedPostgres(tmp_path / "b" / "pg").start()
+    original = EmbeddedPostgres(tmp_path / "a" / "pg")
+    try:
+        assert _rows(original.start()) == [("customer", "kept")]
+    finally:
+        original.stop()
+
+    (tmp_path / "c" / "pg").mkdir(parents=True)
+    shutil.copy(tmp_path / "a" / "pg" / "superuser.password", tmp_path / "c" / "pg")
+    gone = Path(os.readlink(tmp_path / "a" / "pg" / "pgdata")).parent.parent / "data-gone"
+    (tmp_path / "c" / "pg" / "pgdata").symlink_to(gone / "pgdata")
+    with pytest.raises(RuntimeError, match="holds no PostgreSQL data"):
+        EmbeddedPostgres(tmp_path / "c" / "pg").start()
+    assert not gone.exists()
 
 
 def test_nats_opens_no_monitoring_port_unless_asked(tmp_path: Path) -> None:
