@@ -588,9 +588,11 @@ class EventRecorder(_SchemaOnce, PostgresApplicationRecorder):
 
     def add_query_table(self, table: QueryTable) -> set[str]:
         """Create a query table of the service if missing (or changed), and keep it with every
-        command. The first added is the main one. Returns the columns this process added to
-        a table made by an older version (none if it made the table, or another process
-        altered it)."""
+        command. The first added is the main one. Returns the columns of a table that
+        another version kept until now (all of them: a column that version did not know is
+        stale in the rows it wrote, also after a rollback to it and an upgrade again, when
+        the column is there already); none if this process made the table, or the table was
+        this version's already (another process of it altered it)."""
         if self.query_table is None:
             self.query_table = table
         self.query_tables[table.name] = table
@@ -647,7 +649,7 @@ class EventRecorder(_SchemaOnce, PostgresApplicationRecorder):
                         Identifier(column),
                     )
                 )
-        return set(table.column_names()) - had if had else set()
+        return set(table.column_names()) if had else set()
 
     def _query_table(self, name: str = "") -> QueryTable:
         if self.query_table is None:

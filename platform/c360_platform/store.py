@@ -258,9 +258,10 @@ class QueryTable:
     """A row, once written, is never changed: a later write of its key is ignored (keys that
     concurrent processes may each try to create, the first one kept)."""
     refills: tuple[tuple[str, Condition], ...] = ()
-    """(column, condition): when a table made by an older version gains the column, its rows
-    meeting the condition are written again from their aggregates as the service starts (the
-    column's DEFAULT is right for the others: a new column of open tickets only)."""
+    """(column, condition): when a table kept by another version (an older one, or an older
+    one again after a rollback) becomes this version's, its rows meeting the condition are
+    written again from their aggregates as the service starts (the column's DEFAULT is right
+    for the others: a new column of open tickets only)."""
 
     @property
     def key(self) -> str:
@@ -751,11 +752,12 @@ class ServiceApplication(Application[UUID]):
         return written
 
     def refill_query_tables(self, added: Mapping[str, set[str]], batch: int = 500) -> int:
-        """Write again from their aggregates the rows a new column's `refills` condition
-        names (`added`: table name -> the columns its table just gained). Runs at start, in
-        the process that altered the table. A command another process (of the version before,
-        during a rolling upgrade) saves meanwhile may leave its row's new column at its
-        default until the aggregate's next change."""
+        """Write again from their aggregates the rows a column's `refills` condition names
+        (`added`: table name -> the columns that may be stale in it, those of a table another
+        version kept until now). Runs at start, in the process that altered the table. A
+        command another process (of the version before, during a rolling upgrade) saves
+        meanwhile may leave its row's new column at its default until the aggregate's next
+        change."""
         written = 0
         main = self.query_table.name if self.query_table else ""
         for table in (self.query_table, *self.more_tables):

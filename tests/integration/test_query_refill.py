@@ -91,3 +91,28 @@ def test_a_new_column_is_filled_for_the_rows_its_condition_names(database_url: s
     again = Parcels(env=env)
     again.close()
     assert Parcels.written == 0  # the column is there: nothing is written again
+
+
+def test_rows_written_by_the_version_before_after_a_rollback_are_refilled(
+    database_url: str,
+) -> None:
+    """Rolled back, the version before keeps the table without knowing the column (a parcel
+    held meanwhile keeps `held_by` ''); upgraded again, the column is there already, and such
+    rows were left stale: ListTickets' on_hold missed a ticket put on hold during a rollback,
+    and listed it as not on hold."""
+    schema = f"refill_{uuid4().hex[:8]}"
+    ensure_schema(database_url, schema)
+    env = postgres_env(database_url, schema, pool_size=1)
+    Parcels(env=env).close()  # the new version made the table
+    rolled_back = ParcelsBefore(env=env)
+    held = Parcel("a")
+    held.hold("customs")
+    rolled_back.save(held)
+    rolled_back.close()
+
+    upgraded = Parcels(env=env)
+    try:
+        rows = {r["parcel_id"]: r for r in upgraded.rows(RowQuery())}
+        assert rows[held.id]["held_by"] == "customs"
+    finally:
+        upgraded.close()
