@@ -10,6 +10,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from c360.erp.v1 import erp_events_pb2 as pb
 from c360.sales.v1 import sales_service_pb2 as sapi
 from c360.sales.v1 import sales_service_pb2_grpc as sales_grpc
 from c360.timeline.v1 import timeline_service_pb2 as tapi
+from c360_platform.deadletter import DeadLetter, list_dead_letters
 from c360_timeline import erp_inbound
 
 from .conftest import Stack
@@ -178,6 +180,45 @@ async def test_erp_events_are_validated_applied_or_dead_lettered_and_replayed_af
     left = (await asyncio.to_thread(cli, home, "deadletter", "list"))["dead_letters"]
     assert [x["id"] for x in left] == [letters[0]["id"], letters[1]["id"]]
     await nc.close()
+
+
+async def test_a_rebuild_does_not_dead_letter_again_what_was_refused_before_it(
+    stack: Stack,
+) -> None:
+    """A rebuild replays the ERP stream from its start and refuses the bad messages again.
+    They were dead-lettered when they came; the dead-letter stream drops a repeat only within
+    its de-duplication window (10 minutes, made short here), so every later rebuild (the one
+    after an upgrade) lettered each of them once more: `c360 deadletter list` showed the same
+    message twice, and the ERP's `refused` too."""
+    nc = await nats.connect(stack.nats_url)
+    js = nc.jetstream()
+    await erp_stream(js)
+    ack = await js.publish("erp.invoice.issued", b"\x0a\xff not an ErpEvent")
+
+    async def letters() -> list[DeadLetter]:
+        return [
+            x
+            for x in await list_dead_letters(js)
+            if x.consumer == "timeline" and x.stream == "ERP" and x.sequence == ack.seq
+        ]
+
+    async def lettered() -> bool:
+        return bool(await letters())
+
+    await eventually(lettered, what="the refused message's dead letter")
+    config = (await js.stream_info("DEADLETTER")).config
+    try:
+        await js.update_stream(config=replace(config, duplicate_window=0.1))
+        await asyncio.sleep(0.5)  # the window has passed
+        progress = [
+            p async for p in stack.timeline.RebuildReadModel(tapi.RebuildReadModelRequest())
+        ]
+        assert progress[-1].done
+        await asyncio.sleep(1)  # a second letter would be there by now
+        assert len(await letters()) == 1
+    finally:
+        await js.update_stream(config=config)
+        await nc.close()
 
 
 async def test_a_document_taken_twice_or_paid_in_another_currency_is_dead_lettered(

@@ -59,6 +59,11 @@ class ErpIntake:
         self.mutex = asyncio.Lock()
         self.applied = 0
         self.rejected = 0
+        self.lettered = 0
+        """The ERP stream's sequence up to which this feed handled every message before its
+        durable was deleted (a rebuild replays the stream from its start): what it refuses
+        again up to there was dead-lettered then, and is not lettered twice (the dead-letter
+        stream drops a repeat only within its de-duplication window, 10 minutes)."""
 
     def consumer_config(self) -> ConsumerConfig:
         return ConsumerConfig(
@@ -84,11 +89,15 @@ class ErpIntake:
         self.js = self.sub = None
 
     async def delete(self) -> None:
-        """Forget the durable's position (a rebuild replays the whole ERP stream)."""
+        """Forget the durable's position (a rebuild replays the whole ERP stream), keeping
+        in `lettered` how far it had handled."""
         if self.sub is not None:
             with contextlib.suppress(Exception):  # the connection went first
                 await self.sub.close()
         if self.js is not None:
+            with contextlib.suppress(Exception):  # none yet, or the connection went first
+                info = await self.js.consumer_info(self.stream.name, self.durable)
+                self.lettered = max(self.lettered, int(info.ack_floor.stream_seq))
             with contextlib.suppress(NotFoundError):
                 await self.js.delete_consumer(self.stream.name, self.durable)
         self.sub = None
@@ -171,6 +180,8 @@ class ErpIntake:
             async with self.writing:  # shared with the main feed: one writer of profiles
                 self.applied += await asyncio.to_thread(self.view.apply, envelopes)
         for msg, reason in rejected:
+            if int(msg.metadata.sequence.stream) <= self.lettered:
+                continue  # refused before the rebuild that replays it: its letter is kept
             await dead_letter(self.js, msg, reason, CONSUMER)
             _log.warning(
                 "dead-lettered %s #%d: %s", msg.subject, msg.metadata.sequence.stream, reason
