@@ -546,6 +546,14 @@ class EmbeddedPostgres(EmbeddedServer):
             # A cluster from before (inside the checkout): it moves to the shared place.
             if not (home / "pgdata").exists():
                 shutil.move(str(self.pgdata), home / "pgdata")
+            elif (self.pgdata / "PG_VERSION").exists():
+                # Both hold a cluster (a backup restored with the link followed, `cp -rL`):
+                # which one is wanted only the operator knows; neither is deleted.
+                raise RuntimeError(
+                    f"{self.pgdata} holds a PostgreSQL cluster, and so does {home / 'pgdata'},"
+                    f" which this folder used until now: remove the one not wanted (to use"
+                    f" the one in the folder, remove {home} too), then start again"
+                )
             else:
                 shutil.rmtree(self.pgdata)
         if not self.pgdata.is_symlink():

@@ -237,6 +237,34 @@ def test_a_copied_or_orphaned_state_folder_is_refused_with_the_reason(tmp_path: 
     assert not gone.exists()
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root's clusters live outside the folder")
+def test_a_cluster_restored_into_the_folder_beside_the_shared_one_is_not_deleted(
+    tmp_path: Path,
+) -> None:
+    """A backup restored with the link followed (`cp -rL .c360 backup`, then back) puts a
+    cluster in the folder while the shared one it linked to is still there: the start
+    deleted the restored one and went on with the other, as if restored. Now it refuses,
+    naming both, and deletes neither."""
+    pg = EmbeddedPostgres(tmp_path / "pg")
+    try:
+        _kv(pg.start(), ("customer", "before"))
+    finally:
+        pg.stop()
+    shutil.copytree(tmp_path / "pg" / "pgdata", tmp_path / "backup")  # the link followed
+    pg = EmbeddedPostgres(tmp_path / "pg")
+    try:
+        with psycopg.connect(pg.start(), autocommit=True) as conn:
+            conn.execute("UPDATE kv SET v = 'after'")
+    finally:
+        pg.stop()
+    (tmp_path / "pg" / "pgdata").unlink()
+    shutil.copytree(tmp_path / "backup", tmp_path / "pg" / "pgdata")
+
+    with pytest.raises(RuntimeError, match="holds a PostgreSQL cluster, and so does"):
+        EmbeddedPostgres(tmp_path / "pg").start()
+    assert (tmp_path / "pg" / "pgdata" / "PG_VERSION").exists()
+
+
 def test_nats_opens_no_monitoring_port_unless_asked(tmp_path: Path) -> None:
     """Its HTTP monitoring port asks for no password (any local user would see the users,
     subscriptions, streams and paths): the server is known ready without it, and it is opened,
