@@ -350,6 +350,17 @@ after its last start: the folder may have been moved (`mv .c360 ../new-release/`
 checkout) and not started since, or lie on a disk that is not mounted just now."""
 
 
+def _write_owner(home: Path, folder: Path) -> None:
+    """Write which folder a shared cluster is of into `home/owner`, anew: `home` belongs to
+    the server's account, and root follows no link it may have put there."""
+    path = home / "owner"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)  # a link itself, not what it names
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "w") as out:
+        out.write(f"{folder}\n")
+
+
 def _temporary(folder: Path) -> bool:
     """Whether a folder is in the temporary directory (a test's)."""
     return folder.resolve().is_relative_to(Path(tempfile.gettempdir()).resolve())
@@ -541,7 +552,7 @@ class EmbeddedPostgres(EmbeddedServer):
             self.note(f"removed the cluster of a removed {self.data_dir}: starting afresh")
         if not home.exists():
             home.mkdir(mode=0o700)
-        (home / "owner").write_text(f"{self.data_dir}\n")  # its mtime: the last start
+        _write_owner(home, self.data_dir)  # its mtime: the last start
         if self.pgdata.is_dir() and not self.pgdata.is_symlink():
             # A cluster from before (inside the checkout): it moves to the shared place.
             if not (home / "pgdata").exists():
@@ -598,7 +609,7 @@ class EmbeddedPostgres(EmbeddedServer):
                     " instead of copying it, or start the original (see README, Upgrading)"
                 )
             self.note(f"{owner.parent} was moved here: its cluster {home} is this folder's now")
-        owner_file.write_text(f"{self.data_dir}\n")
+        _write_owner(home, self.data_dir)
         return home
 
     def _run(self, *cmd: str) -> subprocess.CompletedProcess[bytes]:

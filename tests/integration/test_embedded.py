@@ -265,6 +265,33 @@ def test_a_cluster_restored_into_the_folder_beside_the_shared_one_is_not_deleted
     assert (tmp_path / "pg" / "pgdata" / "PG_VERSION").exists()
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root's clusters live outside the folder")
+def test_root_follows_no_link_the_servers_account_put_in_its_shared_directory(
+    tmp_path: Path,
+) -> None:
+    """The cluster's shared directory belongs to the server's account; each start writes its
+    `owner` file there (when the folder last started): a link put in its place must not make
+    root write through it into a file of root's."""
+    pg = EmbeddedPostgres(tmp_path / "pg")
+    try:
+        pg.start()
+    finally:
+        pg.stop()
+    home = Path(os.readlink(tmp_path / "pg" / "pgdata")).parent
+    victim = tmp_path / "victim"
+    victim.write_text("root's own\n")
+    (home / "owner").unlink()
+    (home / "owner").symlink_to(victim)
+    pg = EmbeddedPostgres(tmp_path / "pg")
+    try:
+        pg.start()
+    finally:
+        pg.stop()
+    assert victim.read_text() == "root's own\n"
+    assert not (home / "owner").is_symlink()
+    assert (home / "owner").read_text() == f"{tmp_path / 'pg'}\n"
+
+
 def test_nats_opens_no_monitoring_port_unless_asked(tmp_path: Path) -> None:
     """Its HTTP monitoring port asks for no password (any local user would see the users,
     subscriptions, streams and paths): the server is known ready without it, and it is opened,
