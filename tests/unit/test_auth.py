@@ -113,9 +113,11 @@ def test_an_hmac_token_is_refused_where_only_the_public_key_is_set() -> None:
         moving.verify(_signed({"sub": "app:x", "role": "operator"}))  # no alg: an HMAC's
 
 
-def test_a_service_that_still_has_the_secret_warns_how_to_move_on(
+async def test_a_service_that_still_has_the_secret_warns_how_to_move_on(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    # (On the event loop: a host makes its gRPC server, which needs one; a test before it in
+    # the same process may have left none for a synchronous test.)
     from c360_platform.config import Settings
     from c360_platform.rpc import ServiceHost
 
