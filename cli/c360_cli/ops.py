@@ -176,7 +176,8 @@ def token_secret(holder: str) -> str:
 
 def credentials_env(role: str) -> list[dict[str, Any]]:
     """The environment a c360 process of `role` (a service's name, or admin) gets from
-    Secrets (never from git): a service its own PostgreSQL role's URL, admin the owner's."""
+    Secrets (never from git): a service its own PostgreSQL role's URL, admin the owner's; and
+    the key-encryption keys the data keys in the database are wrapped under (`keywrap`)."""
     database = POSTGRES_SECRET if role == "admin" else postgres_secret(role)
     return [
         {
@@ -184,6 +185,47 @@ def credentials_env(role: str) -> list[dict[str, Any]]:
             "valueFrom": {"secretKeyRef": {"name": database, "key": "uri"}},
         },
         {"name": "NATS_URL", "valueFrom": {"secretKeyRef": {"name": NATS_SECRET, "key": role}}},
+        key_wrap_env(),
+    ]
+
+
+KEY_WRAP_SECRET = "c360-key-wrap"  # noqa: S105 (a name)
+"""The KEKs (key `keks`, the current one first): `c360 ops secrets --only key-wrap`."""
+
+
+def key_wrap_env() -> dict[str, Any]:
+    """C360_KEY_WRAP_KEY from c360-key-wrap. Optional: a deployment made before it keeps its
+    keys as they are until the Secret exists (each process says so at start), then wraps them
+    as its pods restart."""
+    return {
+        "name": "C360_KEY_WRAP_KEY",
+        "valueFrom": {"secretKeyRef": {"name": KEY_WRAP_SECRET, "key": "keks", "optional": True}},
+    }
+
+
+def key_wrap_manifests(keep: str = "") -> list[dict[str, Any]]:
+    """The KEK Secret: a new KEK, then the ones `keep` names (those the keys are wrapped under
+    now: each service wraps them again under the new one as it restarts; remove them once
+    every pod has, and destroy them to make the backups from before unreadable)."""
+    from c360_platform import keywrap
+
+    old = [k.strip() for k in keep.replace("\n", ",").split(",") if k.strip()]
+    if old:
+        try:
+            keywrap.KeyWrap.parse(",".join(old))
+        except ValueError as bad:
+            raise CliError(f"--keep-keks: {bad}", EXIT_BAD_INPUT) from None
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {
+                "name": KEY_WRAP_SECRET,
+                "labels": {"app.kubernetes.io/part-of": "c360", "c360.io/secret": "key-wrap"},
+            },
+            "type": "Opaque",
+            "stringData": {"keks": ",".join([keywrap.new_kek(), *old])},
+        }
     ]
 
 
@@ -1072,17 +1114,20 @@ def postgres_manifests(namespace: str) -> list[dict[str, Any]]:
     return made
 
 
-SECRET_KINDS = ("auth", "nats", "tls", "postgres")
+SECRET_KINDS = ("auth", "nats", "tls", "postgres", "key-wrap")
 """What `c360 ops secrets --only` can make alone: the token signing key, its public key and
 the tokens it signs (which must change together); the NATS users (the server's and the
 roles' Secrets, which must change together); the certificates; the services' PostgreSQL
-roles' passwords."""
+roles' passwords; the KEK the data keys are wrapped under (only when asked for by name: a
+new one replacing the one the keys are wrapped under would leave them unreadable, so it is
+made once, with `kubectl create`, and replaced only keeping the old one, `--keep-keks`)."""
+DEFAULT_KINDS = tuple(k for k in SECRET_KINDS if k != "key-wrap")
 
 
 def _secrets(args: argparse.Namespace) -> int:
     from c360_platform import natsauth
 
-    kinds = set(args.only or SECRET_KINDS)
+    kinds = set(args.only or DEFAULT_KINDS)
     docs = []
     if "auth" in kinds:
         docs += auth_manifests(registry.services())
@@ -1092,6 +1137,8 @@ def _secrets(args: argparse.Namespace) -> int:
         docs += postgres_manifests(args.namespace)
     if "tls" in kinds:
         docs += tls_manifests(args.namespace, registry.services(), args.cluster_domain)
+    if "key-wrap" in kinds:
+        docs += key_wrap_manifests(args.keep_keks)
     print("---\n".join(yaml.safe_dump(d, sort_keys=False) for d in docs), end="")
     return 0
 
@@ -1217,7 +1264,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         choices=SECRET_KINDS,
         help="only these (repeatable), to rotate one without the others: auth (the token"
         " signing key, its public key and the tokens), nats (the NATS users' passwords),"
-        " tls (authority and certificates), postgres (the services' PostgreSQL roles);"
-        " default: all",
+        " tls (authority and certificates), postgres (the services' PostgreSQL roles),"
+        f" key-wrap (the KEK the data keys are wrapped under, {KEY_WRAP_SECRET}: never"
+        " made unless named, see --keep-keks); default: all but key-wrap",
+    )
+    p.add_argument(
+        "--keep-keks",
+        default="",
+        metavar="KEKS",
+        help="with --only key-wrap: the KEKs the keys are wrapped under now (the `keks` of"
+        f" {KEY_WRAP_SECRET}), kept after the new one so that the services can open and wrap"
+        " again what they wrapped",
     )
     p.set_defaults(func=_secrets)

@@ -3,6 +3,7 @@ seals events with them on the way into the store (see `pii`)."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -17,6 +18,8 @@ from eventsourcing.utils import get_topic
 from c360_platform import keywrap, pii
 from c360_platform.pii import FORGOTTEN, Sealer, Sealing, new_key, reveal
 from c360_platform.store import ROW_TABLE, AnyOf, CommandRecorder, Eq, QueryTable, RowQuery
+
+_log = logging.getLogger(__name__)
 
 KEYS = QueryTable(
     name="pii_keys",
@@ -170,8 +173,16 @@ def rewrap_stored(recorder: CommandRecorder, tables: Iterable[QueryTable]) -> in
         KEYS.name: ("customer_id", lambda s: UUID(str(s)).bytes),
         INDEX_KEYS.name: ("name", lambda s: str(s).encode()),
     }
+    held = [t for t in tables if t.name in subjects]
+    if kw is None and held:
+        _log.warning(
+            "no %s: data keys are stored as they are, so a copy of the database (a backup, a"
+            " disk) reads every customer, and a forgotten customer's key stays in old copies;"
+            " set it (`c360 up` does; Kubernetes: the Secret c360-key-wrap)",
+            keywrap.ENV,
+        )
     changed = 0
-    for table in tables:
+    for table in held:
         if table.name in subjects:
             column, subject_of = subjects[table.name]
             changed += _rewrap(recorder, table.name, column, subject_of, kw)

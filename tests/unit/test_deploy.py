@@ -181,6 +181,25 @@ def test_no_pod_holds_the_token_signing_key_and_each_service_its_own_token(overl
 
 
 @pytest.mark.parametrize("overlay", overlays())
+def test_every_process_that_opens_a_store_has_the_kek_and_nothing_else_does(overlay: str) -> None:
+    """The data keys are wrapped under the KEKs of c360-key-wrap (keywrap): every pod that
+    opens a store (each service's API and relay, the prepare Job) reads them, optionally (a
+    deployment made before keeps its keys as they are until the Secret exists); the rebuild
+    Job, which only calls the timeline's API, and the NATS and PostgreSQL pods do not."""
+    from c360_cli import ops
+
+    readers = set()
+    for workload in [*workloads(rendered(overlay)), *deploy_check.templates()]:
+        refs = secret_refs(workload["spec"]["template"]["spec"])
+        kek = [r for r in refs if r[0] == ops.KEY_WRAP_SECRET]
+        if kek:
+            assert kek == [(ops.KEY_WRAP_SECRET, "keks", True, "C360_KEY_WRAP_KEY")]
+            readers.add(workload["metadata"]["name"])
+    relays = {f"{n}-relay" for n, s in registry.services().items() if s.publishes_events}
+    assert readers == {*registry.services(), *relays, "c360-prepare"}
+
+
+@pytest.mark.parametrize("overlay", overlays())
 def test_each_service_logs_in_to_postgresql_as_a_role_of_its_own(overlay: str) -> None:
     """Each service's pods (API and relay) read the URL of their own role (c360-pg-NAME), the
     one the Cluster's managed roles give that Secret's password; only the prepare Job reads

@@ -724,6 +724,36 @@ def test_secrets_only_rotates_what_is_named(
     assert {d["type"] for d in made} == {"kubernetes.io/tls"}
 
 
+def test_the_kek_is_made_only_when_named_and_replaced_only_keeping_the_old_one(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`c360 ops secrets` without --only must not make a new KEK (applied, it would replace
+    the one the data keys are wrapped under, leaving every key unreadable); named, it makes
+    one, and with --keep-keks puts it before the ones the keys are wrapped under now."""
+    import yaml
+
+    from c360_platform.keywrap import KeyWrap, new_kek
+
+    assert main(["ops", "secrets"]) == 0
+    every = {d["metadata"]["name"] for d in yaml.safe_load_all(capsys.readouterr().out)}
+    assert "c360-key-wrap" not in every
+    assert main(["ops", "secrets", "--only", "key-wrap"]) == 0
+    [made] = list(yaml.safe_load_all(capsys.readouterr().out))
+    assert made["metadata"]["name"] == "c360-key-wrap"
+    first = made["stringData"]["keks"]
+    assert len(KeyWrap.parse(first).ids()) == 1
+    older = new_kek()
+    assert main(["ops", "secrets", "--only", "key-wrap", "--keep-keks", f"{first},{older}"]) == 0
+    [again] = list(yaml.safe_load_all(capsys.readouterr().out))
+    rotated = again["stringData"]["keks"].split(",")
+    assert rotated[1:] == [first, older]
+    assert KeyWrap.parse(rotated[0]).current != KeyWrap.parse(first).current
+    assert main(["ops", "secrets", "--only", "key-wrap", "--keep-keks", "not-a-kek"]) == 2
+    err = capsys.readouterr().err
+    assert "--keep-keks: C360_KEY_WRAP_KEY: each key must be base64 of 32" in err
+    assert "Traceback" not in err
+
+
 def test_prepare_waits_for_postgresql_and_nats_to_answer(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
