@@ -210,6 +210,11 @@ class VisitPlan:
     labour_minutes: int
     fixed: bool
     score: int
+    days_before: int = 0
+    """The visit's day: this many days before the demo's day (yesterday)."""
+    hour: int = 9
+    """Its three-hour window starts then (UTC): each visit has a window of its own, since a
+    technician is never booked on two visits at once."""
 
 
 @dataclass
@@ -976,10 +981,13 @@ class DemoRun:
                 of=p.index,
             )
             wid = made.result.aggregate_id
+            opens = datetime.combine(
+                self.day - timedelta(days=visit.days_before), dt_time(visit.hour), UTC
+            )
             start = Timestamp()
-            start.FromDatetime(datetime.combine(self.day, dt_time(9), UTC))
+            start.FromDatetime(opens)
             end = Timestamp()
-            end.FromDatetime(datetime.combine(self.day, dt_time(12), UTC))
+            end.FromDatetime(opens + timedelta(hours=3))
             steps: list[tuple[str, Any, Any]] = [
                 (
                     "schedule",
@@ -1211,6 +1219,8 @@ def _visit(organisation: int) -> VisitPlan | None:
         labour_minutes=30 + 15 * (n % 4),
         fixed=n % 5 != 4,
         score=3 + n % 3,
+        days_before=n // 3,
+        hour=8 + 3 * (n % 3),
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import grpc
+import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from c360.events.v1 import ticket_events_pb2 as ev
@@ -181,3 +182,37 @@ async def test_a_completed_visit_shows_its_cost_and_satisfaction(stack: Stack) -
         await status_of(desk.RateWorkOrder(dapi.RateWorkOrderRequest(work_order_id=wid, score=5)))
         == grpc.StatusCode.FAILED_PRECONDITION
     )
+
+
+async def test_a_technician_booked_for_a_window_is_refused_a_second_visit_in_it(
+    stack: Stack,
+) -> None:
+    desk = stack.service_desk
+    cid = (await register(stack.customer, "Ivo Babić", "ivo@example.hr")).result.aggregate_id
+    nine = (datetime.now(UTC) + timedelta(days=2)).replace(
+        hour=9, minute=0, second=0, microsecond=0
+    )
+
+    async def requested(summary: str) -> str:
+        made = await desk.CreateWorkOrder(
+            dapi.CreateWorkOrderRequest(customer_id=cid, summary=summary, region="split")
+        )
+        return made.result.aggregate_id
+
+    def booking(wid: str, start: datetime, hours: int) -> dapi.ScheduleWorkOrderRequest:
+        return dapi.ScheduleWorkOrderRequest(
+            work_order_id=wid,
+            technician_id="emp-77",
+            window_start=ts(start),
+            window_end=ts(start + timedelta(hours=hours)),
+        )
+
+    first, second = await requested("Heat pump fan"), await requested("Heat pump service")
+    await desk.ScheduleWorkOrder(booking(first, nine, 3))
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await desk.ScheduleWorkOrder(booking(second, nine + timedelta(hours=2), 2))
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    details = refused.value.details() or ""
+    assert f"emp-77 is booked from {nine:%Y-%m-%d} 09:00 UTC to" in details
+    assert first in details
+    await desk.ScheduleWorkOrder(booking(second, nine + timedelta(hours=3), 2))

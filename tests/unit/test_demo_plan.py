@@ -30,6 +30,10 @@ def test_visits_go_to_every_other_organisation_across_technicians_and_regions() 
     assert len({v.labour_minutes for v in visits}) == 4
     assert {v.fixed for v in visits} == {True, False}
     assert len({v.score for v in visits}) == 3
+    # A technician is never booked on two visits at once: every visit has a window of its own.
+    windows = [(v.days_before, v.hour) for v in visits]
+    assert len(set(windows)) == len(windows)
+    assert {h for _, h in windows} == {8, 11, 14}
 
 
 def _request_ids_on(day: date, plan: CustomerPlan) -> list[str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
@@ -184,6 +185,56 @@ async def test_illegal_steps_name_the_state(desk: ServiceDeskServicer) -> None:
         PreconditionFailed,
     )
     assert "is cancelled" in str(error)
+
+
+async def _requested(desk: ServiceDeskServicer, summary: str) -> str:
+    made = await desk.CreateWorkOrder(
+        dapi.CreateWorkOrderRequest(
+            customer_id=str(uuid4()), summary=summary, allow_unknown_customer=True
+        ),
+        CALL,
+    )
+    return made.result.aggregate_id
+
+
+def _booking(wid: str, technician: str, start: datetime, hours: int) -> Any:
+    return dapi.ScheduleWorkOrderRequest(
+        work_order_id=wid,
+        technician_id=technician,
+        window_start=ts(start),
+        window_end=ts(start + timedelta(hours=hours)),
+    )
+
+
+async def test_a_technician_is_never_booked_on_two_visits_at_once(
+    desk: ServiceDeskServicer, clock: Clock
+) -> None:
+    nine = (clock.now + timedelta(days=1)).replace(hour=9, minute=0, second=0, microsecond=0)
+    first = await _requested(desk, "Heat pump fan")
+    second = await _requested(desk, "Heat pump service")
+    await desk.ScheduleWorkOrder(_booking(first, "emp-1101", nine, 3), CALL)
+    # 10:00-11:00 lies inside 09:00-12:00: refused, naming the visit that holds the time.
+    error = await refused(
+        desk.ScheduleWorkOrder(_booking(second, "emp-1101", nine + timedelta(hours=1), 1), CALL),
+        PreconditionFailed,
+    )
+    assert f"emp-1101 is booked from {nine:%Y-%m-%d} 09:00 UTC to" in str(error)
+    assert first in str(error)
+    got = await desk.GetWorkOrder(dapi.GetWorkOrderRequest(work_order_id=second), CALL)
+    assert got.work_order.state == fev.WORK_ORDER_STATE_UNSCHEDULED
+    # Back to back, another technician, or moving the first visit within its own window: fine.
+    await desk.ScheduleWorkOrder(_booking(second, "emp-1101", nine + timedelta(hours=3), 2), CALL)
+    await desk.ScheduleWorkOrder(_booking(first, "emp-1101", nine + timedelta(hours=1), 2), CALL)
+    third = await _requested(desk, "Heat pump noise")
+    await desk.ScheduleWorkOrder(_booking(third, "emp-1102", nine, 3), CALL)
+    # A visit on the way or under way still holds the time; a cancelled one frees it.
+    await desk.StartWorkOrderTravel(dapi.StartWorkOrderTravelRequest(work_order_id=third), CALL)
+    fourth = await _requested(desk, "Heat pump check")
+    await refused(
+        desk.ScheduleWorkOrder(_booking(fourth, "emp-1102", nine, 1), CALL), PreconditionFailed
+    )
+    await desk.CancelWorkOrder(dapi.CancelWorkOrderRequest(work_order_id=third, reason="x"), CALL)
+    await desk.ScheduleWorkOrder(_booking(fourth, "emp-1102", nine, 1), CALL)
 
 
 async def test_bad_work_orders_name_every_field(desk: ServiceDeskServicer) -> None:

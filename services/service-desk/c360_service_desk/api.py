@@ -783,11 +783,15 @@ class ServiceDeskServicer(
         v.check()
         start = request.window_start.ToDatetime(tzinfo=UTC)
         end = request.window_end.ToDatetime(tzinfo=UTC)
-        return await self._on_work_order(
+        wid = parse_id("work_order_id", request.work_order_id)
+        version = expected_version(request)
+        return await self.command(
             request,
             context,
             api.ScheduleWorkOrderResponse,
-            lambda w: w.schedule(request.technician_id, start, end),
+            lambda ctx: self.app.schedule_work_order(
+                ctx, wid, version, request.technician_id, start, end
+            ),
         )
 
     async def StartWorkOrderTravel(

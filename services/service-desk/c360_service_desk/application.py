@@ -24,6 +24,7 @@ from c360_platform.store import (
     Condition,
     Decision,
     Eq,
+    In,
     Matches,
     Ne,
     QueryTable,
@@ -135,6 +136,7 @@ WORK_ORDERS = QueryTable(
         ("currency", "text NOT NULL"),
         ("cost", "numeric NOT NULL"),
         ("window_start", "timestamptz"),
+        ("window_end", "timestamptz"),
         ("work_started_at", "timestamptz"),
         ("completed_at", "timestamptz NOT NULL"),
         ("fixed", "boolean NOT NULL"),
@@ -150,8 +152,12 @@ WORK_ORDERS = QueryTable(
         ("ticket_id", "completed_at", "work_order_id"),
         ("completed_at", "work_order_id"),
     ),
+    # Rows written before window_end existed: the visits still booked need it (double
+    # bookings are checked against it).
+    refills=(("window_end", In("state", tuple(s.value for s in field_service.BOOKED))),),
 )
-"""One row per work order, for lists and the field-service report."""
+"""One row per work order, for lists, the technicians' bookings and the field-service
+report."""
 WORK_ORDER_ORDER = ("created_at", "work_order_id")
 
 
@@ -189,6 +195,7 @@ def _work_order_row(w: WorkOrder) -> dict[str, Any]:
         "currency": w.currency,
         "cost": w.cost,
         "window_start": w.window_start,
+        "window_end": w.window_end,
         "work_started_at": w.work_started_at,
         "completed_at": w.completed_at or NEVER,
         "fixed": w.fixed,
@@ -923,6 +930,43 @@ class ServiceDeskApplication(ServiceApplication):
             return {"line_id": line_id} if isinstance(line_id, str) else None
 
         return self.change(ctx, WorkOrder, work_order_id, version, run)
+
+    def schedule_work_order(
+        self,
+        ctx: CommandContext,
+        work_order_id: UUID,
+        version: int | None,
+        technician_id: str,
+        window_start: datetime,
+        window_end: datetime,
+    ) -> CommandOutcome:
+        """Book a technician for the visit, unless the window overlaps another of theirs."""
+
+        def act(w: WorkOrder) -> None:
+            w.schedule(technician_id, window_start, window_end, self.bookings(technician_id))
+
+        return self.change_work_order(ctx, work_order_id, version, act)
+
+    def bookings(self, technician_id: str) -> list[field_service.Booking]:
+        """The visits a technician is booked for (scheduled, travelling, in progress)."""
+        if not technician_id.strip():
+            return []
+        rows = self.rows(
+            RowQuery(
+                AllOf(
+                    (
+                        Eq("technician_id", technician_id.strip()),
+                        In("state", tuple(s.value for s in field_service.BOOKED)),
+                    )
+                ),
+                table="work_orders",
+            )
+        )
+        return [
+            field_service.Booking(str(r["work_order_id"]), r["window_start"], r["window_end"])
+            for r in rows
+            if r["window_start"] is not None and r["window_end"] is not None
+        ]
 
     def list_work_orders(
         self, condition: Condition, after: tuple[datetime, UUID] | None, limit: int

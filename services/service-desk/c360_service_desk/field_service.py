@@ -2,6 +2,8 @@
 
 A work order moves unscheduled -> scheduled (a technician and a time window; it can be
 rescheduled) -> travelling -> in progress -> completed, or is cancelled before it completes.
+A technician is never booked on two visits at once: a window that overlaps one of the
+technician's other visits still to be done (scheduled, travelling, in progress) is refused.
 Parts and labour are recorded while the visit is in progress (and may be corrected after it
 ends by further lines, never by editing one). The visit's cost is the sum of its lines, in
 the work order's currency. After completion the customer may rate the visit (1-5) once.
@@ -10,7 +12,9 @@ the work order's currency. After completion the customer may rate the visit (1-5
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -41,6 +45,17 @@ class WorkOrderState(StrEnum):
 
 
 FINAL = (WorkOrderState.COMPLETED, WorkOrderState.CANCELLED)
+BOOKED = (WorkOrderState.SCHEDULED, WorkOrderState.TRAVELLING, WorkOrderState.IN_PROGRESS)
+"""The states in which a visit holds its technician's time window."""
+
+
+@dataclass(frozen=True)
+class Booking:
+    """A visit a technician is booked for: its work order and time window."""
+
+    work_order_id: str
+    window_start: datetime
+    window_end: datetime
 
 
 class WorkOrder(Aggregate):
@@ -98,8 +113,16 @@ class WorkOrder(Aggregate):
     def _require(self, action: str, *allowed: WorkOrderState) -> None:
         require_state("work order", self.id, self.state, action, allowed)
 
-    def schedule(self, technician_id: str, window_start: datetime, window_end: datetime) -> None:
-        """Give the visit a technician and a time window (again: a reschedule)."""
+    def schedule(
+        self,
+        technician_id: str,
+        window_start: datetime,
+        window_end: datetime,
+        booked: Sequence[Booking] = (),
+    ) -> None:
+        """Give the visit a technician and a time window (again: a reschedule). `booked`: the
+        technician's visits (this one's own booking is ignored); one whose window overlaps
+        this window makes it FAILED_PRECONDITION, naming that work order and its window."""
         v = Violations()
         technician = v.employee_id("technician_id", technician_id)
         if not technician:
@@ -110,6 +133,17 @@ class WorkOrder(Aggregate):
             v.add("window_end", "a time window is at most 2 days long")
         v.check()
         self._require("schedule", WorkOrderState.UNSCHEDULED, WorkOrderState.SCHEDULED)
+        for other in booked:
+            if (
+                other.work_order_id != str(self.id)
+                and other.window_start < window_end
+                and window_start < other.window_end
+            ):
+                raise PreconditionFailed(
+                    f"technician {technician} is booked from {_minute(other.window_start)} to"
+                    f" {_minute(other.window_end)} on work order {other.work_order_id}:"
+                    " choose another window or technician"
+                )
         self._scheduled(self.customer_id, technician, window_start, window_end, self.technician_id)
 
     @event("Scheduled")
@@ -286,6 +320,11 @@ class WorkOrder(Aggregate):
     def _rated(self, customer_id: str, score: int, comment: str) -> None:
         self.satisfaction = score
         self.satisfaction_comment = comment
+
+
+def _minute(at: datetime) -> str:
+    """A moment as the dispatcher reads it: `2026-12-09 09:00 UTC`."""
+    return f"{at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
 
 
 def create_work_order(
