@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from datetime import date
+from datetime import date, timedelta
 from types import SimpleNamespace
 from typing import Any
 
@@ -38,7 +38,12 @@ def test_visits_go_to_every_other_organisation_across_technicians_and_regions() 
 
 def _request_ids_on(day: date, plan: CustomerPlan) -> list[str]:
     """The request ids of an organisation's contract and visit commands, run on `day`."""
-    sent: list[str] = []
+    return [r.request_id for r in _requests_on(day, plan)]
+
+
+def _requests_on(day: date, plan: CustomerPlan) -> list[Any]:
+    """The requests of an organisation's contract and visit commands, run on `day`."""
+    sent: list[Any] = []
 
     class Stub:
         def __getattr__(self, method: str) -> str:
@@ -49,7 +54,7 @@ def _request_ids_on(day: date, plan: CustomerPlan) -> list[str]:
             return Stub()
 
     async def call(method: object, request: Any, *_: object, **__: object) -> Any:
-        sent.append(request.request_id)
+        sent.append(request)
         return SimpleNamespace(result=SimpleNamespace(aggregate_id=f"id-{len(sent)}"))
 
     progress = Progress()
@@ -73,6 +78,20 @@ def test_a_run_on_a_later_day_replays_the_contract_and_visit_of_the_first() -> N
     monday = _request_ids_on(date(2026, 12, 7), organisation)
     assert len(monday) == 1 + 8  # the contract, the visit's eight steps
     assert _request_ids_on(date(2026, 12, 8), organisation) == monday
+
+
+def test_a_visit_falls_under_the_contract_only_while_it_is_valid() -> None:
+    # The service desk refuses a visit under an expired contract: the demo's organisations
+    # whose contract ended before today get their visit without it.
+    visited = [p for p in build_plan(125 * BLOCK, seed=42) if p.visit is not None]
+    assert visited
+    for plan in visited:
+        assert plan.contract_end is not None
+        sent = _requests_on(date(2026, 12, 7), plan)
+        contract, made = sent[0], sent[1]
+        assert contract.ends_on == (date(2026, 12, 7) + timedelta(plan.contract_end)).isoformat()
+        assert made.contract_id == ("id-1" if plan.contract_end >= 1 else "")
+    assert {p.contract_end >= 1 for p in visited if p.contract_end is not None} == {True, False}
 
 
 def test_the_summary_ends_with_how_the_run_went() -> None:

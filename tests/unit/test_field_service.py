@@ -269,6 +269,48 @@ async def test_bad_work_orders_name_every_field(desk: ServiceDeskServicer) -> No
     ) == ["technician_id", "window_end"]
 
 
+async def _contract(desk: ServiceDeskServicer, customer_id: str, days: tuple[int, int]) -> str:
+    """A contract of the customer's from and to these days from today."""
+    today = desk.app.clock().date()
+    made = await desk.CreateServiceContract(
+        dapi.CreateServiceContractRequest(
+            customer_id=customer_id,
+            name="Care",
+            starts_on=(today + timedelta(days=days[0])).isoformat(),
+            ends_on=(today + timedelta(days=days[1])).isoformat(),
+        ),
+        CALL,
+    )
+    return made.result.aggregate_id
+
+
+async def test_a_visit_does_not_fall_under_an_expired_or_future_contract(
+    desk: ServiceDeskServicer,
+) -> None:
+    ada = str(uuid4())
+    ended = await _contract(desk, ada, days=(-400, -35))
+    future = await _contract(desk, ada, days=(10, 375))
+    stored = desk.app.head()
+    for contract_id, words in [(ended, "is expired"), (future, "is not yet valid")]:
+        error = await refused(
+            desk.CreateWorkOrder(
+                dapi.CreateWorkOrderRequest(
+                    customer_id=ada, summary="Heat pump", contract_id=contract_id
+                ),
+                CALL,
+            ),
+            PreconditionFailed,
+        )
+        assert f"service contract {contract_id} “Care” {words}" in str(error)
+    assert desk.app.head() == stored
+    current = await _contract(desk, ada, days=(-35, 330))
+    made = await desk.CreateWorkOrder(
+        dapi.CreateWorkOrderRequest(customer_id=ada, summary="Heat pump", contract_id=current),
+        CALL,
+    )
+    assert desk.app.get_work_order(UUID(made.result.aggregate_id)).contract_id == current
+
+
 async def test_a_work_order_names_only_its_customers_ticket_and_contract(
     desk: ServiceDeskServicer,
 ) -> None:
@@ -276,13 +318,7 @@ async def test_a_work_order_names_only_its_customers_ticket_and_contract(
     adas_ticket, bobs_ticket = await open_ticket(desk, ada), await open_ticket(desk, bob)
 
     async def contract(customer_id: str) -> str:
-        made = await desk.CreateServiceContract(
-            dapi.CreateServiceContractRequest(
-                customer_id=customer_id, name="Care", starts_on="2026-01-01", ends_on="2026-12-31"
-            ),
-            CALL,
-        )
-        return made.result.aggregate_id
+        return await _contract(desk, customer_id, days=(-30, 300))
 
     adas_contract, bobs_contract = await contract(ada), await contract(bob)
 

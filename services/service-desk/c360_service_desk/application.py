@@ -14,7 +14,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 
 from c360_platform import pii
-from c360_platform.errors import InvalidArgument, NotFound, VersionConflict
+from c360_platform.errors import InvalidArgument, NotFound, PreconditionFailed, VersionConflict
 from c360_platform.store import (
     ROW_TABLE,
     AllOf,
@@ -887,7 +887,8 @@ class ServiceDeskApplication(ServiceApplication):
     # -- field service ----------------------------------------------------------------------
 
     def create_work_order(self, ctx: CommandContext, **fields: Any) -> CommandOutcome:
-        """A work order; the ticket and the contract it names must be the customer's."""
+        """A work order; the ticket and the contract it names must be the customer's, and the
+        contract valid today (a visit does not fall under an expired or future contract)."""
 
         def make() -> WorkOrder:
             order = field_service.create_work_order(**fields)
@@ -907,6 +908,15 @@ class ServiceDeskApplication(ServiceApplication):
                         f"{noun} {given} is customer {found.customer_id}'s,"
                         f" not {order.customer_id}'s",
                     )
+            contract = next((c for _, _, c in named if isinstance(c, ServiceContract)), None)
+            today = self.clock().date()
+            if contract is not None and not contract.valid_on(today):
+                ended = contract.expired or today.isoformat() > contract.ends_on
+                raise PreconditionFailed(
+                    f"service contract {contract.id} “{contract.name}” is"
+                    f" {'expired' if ended else 'not yet valid'} (it runs {contract.starts_on}"
+                    f" to {contract.ends_on}): renew it, or create the visit without it"
+                )
             return order
 
         # Reads nothing unless it names a ticket or a contract.
