@@ -131,6 +131,12 @@ async def test_a_visit_runs_its_course_and_costs_its_lines(
     completed = CONTRACT.publication(events[6]).payload
     assert isinstance(completed, fev.WorkOrderCompleted)
     assert (completed.cost, completed.currency) == ("179.90", "EUR")
+    # Each line names its currency: an ERP bills it from that event alone.
+    part, labour = (CONTRACT.publication(e).payload for e in events[4:6])
+    assert isinstance(part, fev.WorkOrderPartUsed)
+    assert isinstance(labour, fev.WorkOrderLabourRecorded)
+    assert (part.unit_cost, part.cost, part.currency) == ("89.90", "89.90", "EUR")
+    assert (labour.hourly_rate, labour.cost, labour.currency) == ("60.00", "90.00", "EUR")
     # Rated once; completed is final.
     error = await refused(
         desk.RateWorkOrder(dapi.RateWorkOrderRequest(work_order_id=wid, score=5), CALL),
@@ -463,6 +469,8 @@ async def test_visits_show_on_the_timeline_and_in_the_profile(
     summaries = [e.summary for e in entries]
     assert "On-site visit completed (fixed), cost 179.90 EUR: swapped" in summaries
     assert "Customer rated the on-site visit 5/5" in summaries
+    assert "Part rtr-200, quantity 1, used (89.90 EUR)" in summaries
+    assert "Labour 90 min by emp-7 recorded (90.00 EUR)" in summaries
     assert any(s.startswith("On-site visit scheduled with emp-7, ") for s in summaries)
     profile, _ = replay(entries)
     shown = profile_message(profile, now=clock.now).service_desk

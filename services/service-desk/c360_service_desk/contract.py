@@ -224,6 +224,8 @@ _WORK_ORDER_MESSAGES: dict[type, Mapper] = {
         quantity=e.quantity,
         unit_cost=e.unit_cost,
         cost=e.cost,
+        # Events recorded before lines carried it have none: their work order's currency.
+        currency=getattr(e, "currency", ""),
     ),
     WorkOrder.LabourRecorded: lambda e: fpb.WorkOrderLabourRecorded(
         customer_id=e.customer_id,
@@ -232,6 +234,7 @@ _WORK_ORDER_MESSAGES: dict[type, Mapper] = {
         minutes=e.minutes,
         hourly_rate=e.hourly_rate,
         cost=e.cost,
+        currency=getattr(e, "currency", ""),
     ),
     WorkOrder.Completed: lambda e: fpb.WorkOrderCompleted(
         customer_id=e.customer_id,

@@ -198,7 +198,9 @@ class WorkOrder(Aggregate):
         line_id = str(uuid.uuid4())
         cost = money(qty * unit, self.currency)
         unit_text = money(unit, self.currency)
-        self._part_used(self.customer_id, line_id, part, text, str(qty), unit_text, cost)
+        self._part_used(
+            self.customer_id, line_id, part, text, str(qty), unit_text, cost, self.currency
+        )
         return line_id
 
     @event("PartUsed")
@@ -211,6 +213,7 @@ class WorkOrder(Aggregate):
         quantity: str,
         unit_cost: str,
         cost: str,
+        currency: str = "",
     ) -> None:
         self.lines.append(
             {
@@ -243,6 +246,7 @@ class WorkOrder(Aggregate):
             minutes,
             money(rate, self.currency),
             cost,
+            self.currency,
         )
         return line_id
 
@@ -255,6 +259,7 @@ class WorkOrder(Aggregate):
         minutes: int,
         hourly_rate: str,
         cost: str,
+        currency: str = "",
     ) -> None:
         self.lines.append(
             {

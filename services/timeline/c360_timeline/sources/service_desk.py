@@ -218,6 +218,12 @@ def _window(d: Doc) -> str:
     return text
 
 
+def _line_cost(d: Doc) -> str:
+    """A part's or labour's cost with its currency ("66.67 EUR"; events recorded before
+    lines carried their currency: the amount alone)."""
+    return f"{d.get('cost', '')} {d.get('currency', '')}".strip()
+
+
 def _visit_completed(d: Doc) -> str:
     outcome = "fixed" if d.get("fixed") else "not fixed"
     text = (
@@ -292,10 +298,11 @@ SUMMARIES: dict[str, Callable[[Doc], str]] = {
         f"Technician {d.get('technician_id', '')} started work on site"
     ),
     "c360.events.v1.WorkOrderPartUsed": lambda d: (
-        f"Part {d.get('sku', '')}, quantity {d.get('quantity', '')}, used ({d.get('cost', '')})"
+        f"Part {d.get('sku', '')}, quantity {d.get('quantity', '')}, used ({_line_cost(d)})"
     ),
     "c360.events.v1.WorkOrderLabourRecorded": lambda d: (
-        f"Labour {d.get('minutes', 0)} min recorded ({d.get('cost', '')})"
+        f"Labour {d.get('minutes', 0)} min by {d.get('technician_id', '')} recorded"
+        f" ({_line_cost(d)})"
     ),
     "c360.events.v1.WorkOrderCompleted": _visit_completed,
     "c360.events.v1.WorkOrderCancelled": lambda d: with_reason("On-site visit cancelled", d),
