@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -12,6 +13,7 @@ from rich.text import Text
 
 from c360.service_desk.v1 import service_desk_service_pb2 as api
 from c360.service_desk.v1.service_desk_service_pb2_grpc import ServiceDeskServiceStub
+from c360_cli import visit_cmds
 from c360_cli.argtypes import whole_in
 from c360_cli.client import Client
 from c360_cli.commands import Api, Arg, Command, Subparsers, add_commands
@@ -37,6 +39,7 @@ from c360_cli.words import (
     TICKET_PRIORITIES,
     TICKET_STATES,
     WAITING_FOR,
+    WORK_ORDER_STATES,
 )
 
 SERVICE_DESK = Api("service-desk", ServiceDeskServiceStub, "ticket", whole_in(0, 2**63 - 1))
@@ -543,7 +546,13 @@ def _show(args: argparse.Namespace) -> int:
         )
     out = Output(args.json)
     if out.json_mode:
-        out.json({"ticket": ticket_json(reply.ticket), "context": context_json(reply.context)})
+        out.json(
+            {
+                "ticket": ticket_json(reply.ticket),
+                "context": context_json(reply.context),
+                "work_orders": [visit_cmds.summary_json(w) for w in reply.work_orders],
+            }
+        )
         return 0
     t = reply.ticket
     rows: list[tuple[str, Any]] = [
@@ -601,9 +610,27 @@ def _show(args: argparse.Namespace) -> int:
                 Text(text),
             )
         extra.append(table)
+    if reply.work_orders:
+        extra.append(_visits_table(reply.work_orders, wide=args.wide))
     out.kv_panel(t.subject, rows, *extra)
     _show_context(out, reply.context)
     return 0
+
+
+def _visits_table(orders: Iterable[api.WorkOrderSummary], *, wide: bool) -> Table:
+    """The ticket's on-site visits: where each is, who goes when, what it cost."""
+    table = Table(title="on-site visits", title_justify="left", expand=False)
+    for column in ("id", "state", "technician", "window (UTC)", "cost"):
+        table.add_column(column, overflow="fold")
+    for w in orders:
+        table.add_row(
+            w.work_order_id if wide else w.work_order_id[:8],
+            WORK_ORDER_STATES.word(w.state),
+            w.technician_id,
+            short_time(iso_field(w, "window_start"))[:16],
+            f"{w.cost} {w.currency}",
+        )
+    return table
 
 
 def _show_context(out: Output, c: api.CustomerContext) -> None:

@@ -187,6 +187,7 @@ def register(subparsers: Subparsers) -> None:
     p = sub.add_parser("list", help="list work orders, newest first", description="List.")
     p.add_argument("--customer", default="", metavar="ID", help="only this customer's")
     p.add_argument("--technician", default="", metavar="EMPLOYEE_ID", help="only theirs")
+    p.add_argument("--ticket", default="", metavar="ID", help="only this ticket's visits")
     p.add_argument(
         "--state",
         type=WORK_ORDER_STATES.parse,
@@ -293,7 +294,8 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _summary_json(w: api.WorkOrderSummary) -> dict[str, JSONValue]:
+def summary_json(w: api.WorkOrderSummary) -> dict[str, JSONValue]:
+    """A work order's row (of a list, or of a ticket's visits) as JSON."""
     return {
         "work_order_id": w.work_order_id,
         "version": w.version,
@@ -314,6 +316,7 @@ def _list(args: argparse.Namespace) -> int:
     request = api.ListWorkOrdersRequest(
         customer_id=args.customer,
         technician_id=args.technician,
+        ticket_id=args.ticket,
         state=WORK_ORDER_STATES.value_or_zero(args.state or ""),
         page_size=args.limit,
         page_token=args.page_token,
@@ -330,7 +333,7 @@ def _list(args: argparse.Namespace) -> int:
     if out.json_mode:
         out.json(
             {
-                "work_orders": [_summary_json(w) for w in orders],
+                "work_orders": [summary_json(w) for w in orders],
                 "next_page_token": reply.next_page_token,
             }
         )

@@ -350,6 +350,32 @@ async def test_a_work_order_names_only_its_customers_ticket_and_contract(
     assert (order.ticket_id, order.contract_id) == (adas_ticket, adas_contract)
 
 
+async def test_a_ticket_shows_its_visits_and_the_list_filters_by_ticket(
+    desk: ServiceDeskServicer, clock: Clock
+) -> None:
+    ada = str(uuid4())
+    tid = await open_ticket(desk, ada)
+    first = await visit(desk, clock, customer_id=ada, ticket_id=tid, fixed=False)
+    again = await desk.CreateWorkOrder(
+        dapi.CreateWorkOrderRequest(customer_id=ada, summary="Second visit", ticket_id=tid),
+        CALL,
+    )
+    await visit(desk, clock, customer_id=ada)  # not about the ticket
+    got = await desk.GetTicket(dapi.GetTicketRequest(ticket_id=tid), CALL)
+    assert [(w.work_order_id, w.state) for w in got.work_orders] == [
+        (again.result.aggregate_id, fev.WORK_ORDER_STATE_UNSCHEDULED),
+        (first, fev.WORK_ORDER_STATE_COMPLETED),
+    ]
+    assert (got.work_orders[1].technician_id, got.work_orders[1].cost) == ("emp-7", "179.90")
+    listed = await desk.ListWorkOrders(dapi.ListWorkOrdersRequest(ticket_id=tid), CALL)
+    assert [w.work_order_id for w in listed.work_orders] == [
+        w.work_order_id for w in got.work_orders
+    ]
+    assert await bad_fields(
+        desk.ListWorkOrders(dapi.ListWorkOrdersRequest(ticket_id="t-1"), CALL)
+    ) == ["ticket_id"]
+
+
 async def test_the_report_counts_first_time_fixes_per_ticket(
     desk: ServiceDeskServicer, clock: Clock
 ) -> None:

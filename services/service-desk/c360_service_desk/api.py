@@ -535,9 +535,13 @@ class ServiceDeskServicer(
         # The context includes this ticket's latest change if the timeline keeps up.
         token = str(ConsistencyToken(self.app.source, position))
         found = await self.context.read(ticket.customer_id, wait_for=token)
+        visits = await blocking(
+            self.app.list_work_orders, AllOf((Eq("ticket_id", str(ticket_id)),)), None, 20
+        )
         return api.GetTicketResponse(
             ticket=ticket_message(ticket, self.app.clock(), self.app.calendars),
             context=context_message(found),
+            work_orders=[work_order_summary(r) for r in visits.rows],
         )
 
     async def ListTickets(
@@ -883,6 +887,8 @@ class ServiceDeskServicer(
             filters.append(Eq("technician_id", request.technician_id.strip()))
         if request.state:
             filters.append(Eq("state", WORK_ORDER_STATES.parse("state", request.state)))
+        if request.ticket_id:
+            filters.append(Eq("ticket_id", str(parse_id("ticket_id", request.ticket_id))))
         page = await blocking(
             self.app.list_work_orders,
             AllOf(tuple(filters)),
