@@ -15,7 +15,7 @@ import tomllib
 import zlib
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from datetime import time as dt_time
 from functools import cache
 from importlib import resources
@@ -958,7 +958,22 @@ class DemoRun:
 
         return script
 
-    def visit_script(self, p: CustomerPlan, contract_id: str) -> Script:
+    async def first_day(self, index: int) -> date:
+        """The day of the run that registered customer `index` (its "yesterday"): what a
+        customer's contract and visit are dated from, so that a run on a later day sends the
+        same requests again (replayed) instead of requests its ids were used for already."""
+        reply = await self.retrying(
+            self.client.stub("customer", CustomerServiceStub).GetCustomer,
+            api.GetCustomerRequest(customer_id=self.ids[index]),
+            "read a customer",
+            "customer",
+        )
+        if not reply.customer.HasField("registered_at"):
+            return self.day
+        registered = reply.customer.registered_at.ToDatetime(tzinfo=UTC)
+        return (registered - timedelta(days=1)).date()
+
+    def visit_script(self, p: CustomerPlan, contract_id: str, day: date) -> Script:
         """An on-site visit under the organisation's contract, from request to rating."""
 
         visit = p.visit
@@ -982,7 +997,7 @@ class DemoRun:
             )
             wid = made.result.aggregate_id
             opens = datetime.combine(
-                self.day - timedelta(days=visit.days_before), dt_time(visit.hour), UTC
+                day - timedelta(days=visit.days_before), dt_time(visit.hour), UTC
             )
             start = Timestamp()
             start.FromDatetime(opens)
@@ -1039,7 +1054,8 @@ class DemoRun:
         async def script() -> None:
             assert p.contract_end is not None
             stub = self.client.stub("service-desk", ServiceDeskServiceStub)
-            ends = self.day + timedelta(days=p.contract_end)
+            day = await self.first_day(p.index)
+            ends = day + timedelta(days=p.contract_end)
             created = await self.call(
                 stub.CreateServiceContract,
                 desk.CreateServiceContractRequest(
@@ -1066,7 +1082,8 @@ class DemoRun:
                 # A visit falls under a contract valid today (it ends today or later); the
                 # visit of one that has ended is requested without it.
                 covered = p.contract_end >= 1
-                await self.visit_script(p, created.result.aggregate_id if covered else "")()
+                contract_id = created.result.aggregate_id if covered else ""
+                await self.visit_script(p, contract_id, day)()
 
         return script
 

@@ -41,8 +41,10 @@ def _request_ids_on(day: date, plan: CustomerPlan) -> list[str]:
     return [r.request_id for r in _requests_on(day, plan)]
 
 
-def _requests_on(day: date, plan: CustomerPlan) -> list[Any]:
-    """The requests of an organisation's contract and visit commands, run on `day`."""
+def _requests_on(day: date, plan: CustomerPlan, first: date | None = None) -> list[Any]:
+    """The requests of an organisation's contract and visit commands, run on `day` (of
+    which `day` is the yesterday) for an organisation registered by a run whose yesterday
+    was `first` (default: this run)."""
     sent: list[Any] = []
 
     class Stub:
@@ -61,7 +63,12 @@ def _requests_on(day: date, plan: CustomerPlan) -> list[Any]:
     run = DemoRun(Client(), [plan], 42, 1, 5.0, progress, progress.add_task("t"))  # type: ignore[arg-type]
     run.ids[plan.index] = "00000000-0000-4000-8000-000000000001"
     run.day = day
+
+    async def first_day(index: int) -> date:
+        return first or day
+
     run.call = call  # type: ignore[method-assign]
+    run.first_day = first_day  # type: ignore[method-assign]
 
     async def contract() -> None:
         await run.contract_script(plan)()
@@ -78,6 +85,12 @@ def test_a_run_on_a_later_day_replays_the_contract_and_visit_of_the_first() -> N
     monday = _request_ids_on(date(2026, 12, 7), organisation)
     assert len(monday) == 1 + 8  # the contract, the visit's eight steps
     assert _request_ids_on(date(2026, 12, 8), organisation) == monday
+    # And the requests themselves: the contract's period and the visit's window came from
+    # the day of the run, so Tuesday's run sent Monday's request ids with other dates, and
+    # the service desk refused it ("request-id: was already used for a different request").
+    # They are dated from the day of the run that registered the organisation.
+    first = date(2026, 12, 7)
+    assert _requests_on(date(2026, 12, 9), organisation, first) == _requests_on(first, organisation)
 
 
 def test_a_visit_falls_under_the_contract_only_while_it_is_valid() -> None:
