@@ -7,6 +7,7 @@ import argparse
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
 from c360.service_desk.v1 import service_desk_service_pb2 as api
 from c360.service_desk.v1.service_desk_service_pb2_grpc import ServiceDeskServiceStub
@@ -258,12 +259,18 @@ def _show(args: argparse.Namespace) -> int:
                 "technician_id": w.technician_id,
                 "window_start": iso_field(w, "window_start"),
                 "window_end": iso_field(w, "window_end"),
+                "created_at": iso_field(w, "created_at"),
+                "travel_started_at": iso_field(w, "travel_started_at"),
+                "work_started_at": iso_field(w, "work_started_at"),
                 "completed_at": iso_field(w, "completed_at"),
                 "fixed": w.fixed,
+                "note": w.note,
+                "cancel_reason": w.cancel_reason,
                 "lines": lines,
                 "cost": w.cost,
                 "currency": w.currency,
                 "satisfaction": w.satisfaction or None,
+                "satisfaction_comment": w.satisfaction_comment,
             }
         )
         return 0
@@ -272,16 +279,26 @@ def _show(args: argparse.Namespace) -> int:
         ("customer", w.customer_id),
         ("state", WORK_ORDER_STATES.word(w.state)),
         ("technician", w.technician_id),
-        ("window", _window(w)),
+        ("window (UTC)", _window(w)),
         ("region", w.region),
         ("ticket", w.ticket_id),
         ("contract", w.contract_id),
+        ("requested", short_time(iso_field(w, "created_at"))),
+        ("on the way", short_time(iso_field(w, "travel_started_at"))),
+        ("on site", short_time(iso_field(w, "work_started_at"))),
         ("completed", short_time(iso_field(w, "completed_at"))),
         ("fixed", "yes" if w.fixed else ("no" if w.HasField("completed_at") else "")),
         ("cost", f"{w.cost} {w.currency}"),
         ("satisfaction", f"{w.satisfaction}/5" if w.satisfaction else ""),
         ("version", w.version),
     ]
+    for label, text in (
+        ("note", w.note),
+        ("cancelled", w.cancel_reason),
+        ("comment", w.satisfaction_comment),
+    ):
+        if text:
+            rows.append((label, Text(text)))
     extra: list[Any] = []
     if lines:
         table = Table(title="parts and labour", title_justify="left", expand=False)

@@ -152,6 +152,26 @@ async def test_a_visit_runs_its_course_and_costs_its_lines(
     assert [(w.work_order_id, w.cost) for w in listed.work_orders] == [(wid, "179.90")]
 
 
+async def test_a_work_order_shows_what_was_written_about_it(
+    desk: ServiceDeskServicer, clock: Clock
+) -> None:
+    # The technician's note, the customer's comment and a cancellation's reason were on the
+    # timeline only: GetWorkOrder (visit show) did not have them.
+    wid = await visit(desk, clock)
+    await desk.RateWorkOrder(
+        dapi.RateWorkOrderRequest(work_order_id=wid, score=2, comment="Came late"), CALL
+    )
+    got = (await desk.GetWorkOrder(dapi.GetWorkOrderRequest(work_order_id=wid), CALL)).work_order
+    assert (got.note, got.satisfaction_comment, got.cancel_reason) == ("swapped", "Came late", "")
+    assert got.travel_started_at.ToDatetime() < got.work_started_at.ToDatetime()
+    other = await _requested(desk, "Heat pump")
+    await desk.CancelWorkOrder(
+        dapi.CancelWorkOrderRequest(work_order_id=other, reason="Customer not home"), CALL
+    )
+    got = (await desk.GetWorkOrder(dapi.GetWorkOrderRequest(work_order_id=other), CALL)).work_order
+    assert (got.state, got.cancel_reason) == (fev.WORK_ORDER_STATE_CANCELLED, "Customer not home")
+
+
 async def test_illegal_steps_name_the_state(desk: ServiceDeskServicer) -> None:
     made = await desk.CreateWorkOrder(
         dapi.CreateWorkOrderRequest(

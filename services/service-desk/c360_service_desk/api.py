@@ -1040,6 +1040,9 @@ def work_order_message(w: WorkOrder) -> api.WorkOrder:
         satisfaction=w.satisfaction,
         created_at=timestamp(w.created_on),
         updated_at=timestamp(w.modified_on),
+        note=w.note,
+        cancel_reason=w.cancel_reason,
+        satisfaction_comment=w.satisfaction_comment,
     )
 
 

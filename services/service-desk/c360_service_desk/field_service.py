@@ -99,6 +99,8 @@ class WorkOrder(Aggregate):
         self.lines: list[dict[str, Any]] = []
         self.satisfaction = 0
         self.satisfaction_comment = ""
+        self.note = ""
+        self.cancel_reason = ""
 
     @property
     def cost(self) -> Decimal:
@@ -287,6 +289,7 @@ class WorkOrder(Aggregate):
         self, customer_id: str, fixed: bool, note: str, cost: str, currency: str, at: datetime
     ) -> None:
         self.fixed = fixed
+        self.note = note
         self.completed_at = at
         self.state = WorkOrderState.COMPLETED.value
 
@@ -305,6 +308,7 @@ class WorkOrder(Aggregate):
 
     @event("Cancelled")
     def _cancelled(self, customer_id: str, reason: str, previous_state: str) -> None:
+        self.cancel_reason = reason
         self.state = WorkOrderState.CANCELLED.value
 
     def rate(self, score: int, comment: str) -> None:
