@@ -33,7 +33,7 @@ ALIASES = {
 _NOT_CONNECTED = re.compile(r"failed to connect|connection refused|DNS resolution", re.I)
 """gRPC's words for an UNAVAILABLE that no server said (nothing listens there)."""
 
-NOT_AGGREGATES = frozenset({"request", "address", "link", "event", "merge"})
+NOT_AGGREGATES = frozenset({"request", "address", "link", "event", "merge", "line"})
 """`*_id` fields that are not aggregate ids (left as they are)."""
 
 

@@ -129,6 +129,26 @@ COMMANDS = (
         expected_version=True,
     ),
     Command(
+        "void",
+        "take a part or labour line recorded by mistake out of the cost",
+        VISITS,
+        "VoidWorkOrderLine",
+        api.VoidWorkOrderLineRequest,
+        (
+            ID,
+            Arg(
+                "--line",
+                "line_id",
+                "the line's id (its first 8 characters do, as visit show lists them)",
+                required=True,
+            ),
+            Arg("--reason", "reason", "why", required=True),
+        ),
+        verb="line voided",
+        shows=("line_id",),
+        expected_version=True,
+    ),
+    Command(
         "complete",
         "the visit ended",
         VISITS,
@@ -302,10 +322,17 @@ def _show(args: argparse.Namespace) -> int:
     extra: list[Any] = []
     if lines:
         table = Table(title="parts and labour", title_justify="left", expand=False)
-        for column in ("kind", "what", "quantity", "unit", "cost"):
+        for column in ("line", "kind", "what", "quantity", "unit", "cost"):
             table.add_column(column, overflow="fold")
         for line in lines:
-            table.add_row(line["kind"], line["what"], line["quantity"], line["unit"], line["cost"])
+            table.add_row(
+                str(line["line_id"])[:8],
+                line["kind"],
+                line["what"],
+                line["quantity"],
+                line["unit"],
+                line["cost"],
+            )
         extra.append(table)
     out.kv_panel(w.summary, rows, *extra)
     return 0

@@ -172,6 +172,76 @@ async def test_a_work_order_shows_what_was_written_about_it(
     assert (got.state, got.cancel_reason) == (fev.WORK_ORDER_STATE_CANCELLED, "Customer not home")
 
 
+async def test_a_line_recorded_by_mistake_is_voided_while_the_visit_is_in_progress(
+    desk: ServiceDeskServicer, clock: Clock
+) -> None:
+    # A wrong part or labour line could not be taken back: lines take no negative quantity,
+    # none is recorded after completion, and there was no command to void one.
+    wid = await _requested(desk, "Heat pump fan")
+    await desk.ScheduleWorkOrder(_booking(wid, "emp-7", clock.now + timedelta(hours=1), 2), CALL)
+    await desk.StartWorkOrderTravel(dapi.StartWorkOrderTravelRequest(work_order_id=wid), CALL)
+    await desk.StartWorkOrderWork(dapi.StartWorkOrderWorkRequest(work_order_id=wid), CALL)
+
+    async def part(quantity: str) -> str:
+        reply = await desk.RecordWorkOrderPart(
+            dapi.RecordWorkOrderPartRequest(
+                work_order_id=wid, sku="fan-12", quantity=quantity, unit_cost="40.00"
+            ),
+            CALL,
+        )
+        return reply.line_id
+
+    wrong, right = await part("10"), await part("1")
+    stored = desk.app.head()
+    for line_id, error_kind in [(str(uuid4()), NotFound), ("", InvalidArgument)]:
+        await refused(
+            desk.VoidWorkOrderLine(
+                dapi.VoidWorkOrderLineRequest(work_order_id=wid, line_id=line_id, reason="x"),
+                CALL,
+            ),
+            error_kind,
+        )
+    assert desk.app.head() == stored
+    voided = await desk.VoidWorkOrderLine(
+        dapi.VoidWorkOrderLineRequest(work_order_id=wid, line_id=wrong[:8], reason="typo: 10"),
+        CALL,
+    )
+    assert voided.line_id == wrong
+    got = (await desk.GetWorkOrder(dapi.GetWorkOrderRequest(work_order_id=wid), CALL)).work_order
+    assert ([line.line_id for line in got.lines], got.cost) == ([right], "40.00")
+    event = list(desk.app.repository.event_store.get(UUID(wid)))[-1]
+    published = CONTRACT.publication(event).payload
+    assert isinstance(published, fev.WorkOrderLineVoided)
+    assert (published.line_id, published.cost, published.currency) == (wrong, "400.00", "EUR")
+    customer = desk.app.get_work_order(UUID(wid)).customer_id
+    envelope = pack(
+        source="service-desk",
+        publication=Publication("work_order", customer, published),
+        aggregate_id=UUID(wid),
+        aggregate_version=event.originator_version,
+        position=1,
+        occurred_at=clock.now,
+    )
+    assert entry_for(envelope).summary == (
+        f"Line {wrong[:8]} voided (400.00 EUR off the visit's cost): typo: 10"
+    )
+    # Voided once; after completion the lines are final.
+    await refused(
+        desk.VoidWorkOrderLine(
+            dapi.VoidWorkOrderLineRequest(work_order_id=wid, line_id=wrong, reason="x"), CALL
+        ),
+        NotFound,
+    )
+    await desk.CompleteWorkOrder(dapi.CompleteWorkOrderRequest(work_order_id=wid), CALL)
+    error = await refused(
+        desk.VoidWorkOrderLine(
+            dapi.VoidWorkOrderLineRequest(work_order_id=wid, line_id=right, reason="x"), CALL
+        ),
+        PreconditionFailed,
+    )
+    assert "is completed" in str(error)
+
+
 async def test_illegal_steps_name_the_state(desk: ServiceDeskServicer) -> None:
     made = await desk.CreateWorkOrder(
         dapi.CreateWorkOrderRequest(

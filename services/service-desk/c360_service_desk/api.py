@@ -842,6 +842,17 @@ class ServiceDeskServicer(
             extra=("line_id",),
         )
 
+    async def VoidWorkOrderLine(
+        self, request: api.VoidWorkOrderLineRequest, context: Ctx
+    ) -> api.VoidWorkOrderLineResponse:
+        return await self._on_work_order(
+            request,
+            context,
+            api.VoidWorkOrderLineResponse,
+            lambda w: w.void_line(request.line_id, request.reason),
+            extra=("line_id",),
+        )
+
     async def CompleteWorkOrder(
         self, request: api.CompleteWorkOrderRequest, context: Ctx
     ) -> api.CompleteWorkOrderResponse:

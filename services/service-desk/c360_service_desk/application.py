@@ -225,6 +225,7 @@ PERSONAL_FIELDS: dict[type, tuple[str, ...]] = {
     Ticket.MergedInto: ("reason",),
     Ticket.DuplicateMerged: ("reason",),
     WorkOrder.Opened: ("summary",),
+    WorkOrder.LineVoided: ("reason",),
     WorkOrder.Completed: ("note",),
     WorkOrder.Cancelled: ("reason",),
     WorkOrder.Rated: ("comment",),

@@ -236,6 +236,13 @@ _WORK_ORDER_MESSAGES: dict[type, Mapper] = {
         cost=e.cost,
         currency=getattr(e, "currency", ""),
     ),
+    WorkOrder.LineVoided: lambda e: fpb.WorkOrderLineVoided(
+        customer_id=e.customer_id,
+        line_id=e.line_id,
+        reason=e.reason,
+        cost=e.cost,
+        currency=e.currency,
+    ),
     WorkOrder.Completed: lambda e: fpb.WorkOrderCompleted(
         customer_id=e.customer_id,
         fixed=e.fixed,

@@ -4,8 +4,9 @@ A work order moves unscheduled -> scheduled (a technician and a time window; it 
 rescheduled) -> travelling -> in progress -> completed, or is cancelled before it completes.
 A technician is never booked on two visits at once: a window that overlaps one of the
 technician's other visits still to be done (scheduled, travelling, in progress) is refused.
-Parts and labour are recorded while the visit is in progress (and may be corrected after it
-ends by further lines, never by editing one). The visit's cost is the sum of its lines, in
+Parts and labour are recorded while the visit is in progress, and a line recorded by mistake
+is voided then (never edited: a voided line stays in the history, out of the cost); once the
+visit is completed its lines and cost are final. The visit's cost is the sum of its lines, in
 the work order's currency. After completion the customer may rate the visit (1-5) once.
 """
 
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from eventsourcing.domain import Aggregate, event
 
 from c360_platform import currencies
-from c360_platform.errors import PreconditionFailed, require_state
+from c360_platform.errors import InvalidArgument, NotFound, PreconditionFailed, require_state
 from c360_platform.validation import Violations
 from c360_service_desk.money import amount, money
 
@@ -68,6 +69,7 @@ class WorkOrder(Aggregate):
         WorkStarted: ClassVar[type[Aggregate.Event]]
         PartUsed: ClassVar[type[Aggregate.Event]]
         LabourRecorded: ClassVar[type[Aggregate.Event]]
+        LineVoided: ClassVar[type[Aggregate.Event]]
         Completed: ClassVar[type[Aggregate.Event]]
         Cancelled: ClassVar[type[Aggregate.Event]]
         Rated: ClassVar[type[Aggregate.Event]]
@@ -273,6 +275,32 @@ class WorkOrder(Aggregate):
                 "cost": cost,
             }
         )
+
+    def void_line(self, line_id: str, reason: str) -> str:
+        """Take a part or labour line recorded by mistake out of the visit's cost (while in
+        progress); `line_id` may be the line's id or a unique beginning of it (8 characters
+        at least). Returns the voided line's id."""
+        v = Violations()
+        wanted = line_id.strip().lower()
+        if len(wanted) < 8:
+            v.add("line_id", "is required: a line's id (or its first 8 characters at least)")
+        why = v.text("reason", reason, max_len=MAX_SUMMARY)
+        v.check()
+        self._require("void a line of", WorkOrderState.IN_PROGRESS)
+        found = [line for line in self.lines if line["line_id"].startswith(wanted)]
+        if not found:
+            raise NotFound(f"work order {self.id} has no line {line_id.strip()} (line_id)")
+        if len(found) > 1:
+            raise InvalidArgument.one("line_id", f"{line_id.strip()} begins several lines' ids")
+        line = found[0]
+        self._line_voided(self.customer_id, line["line_id"], why, line["cost"], self.currency)
+        return str(line["line_id"])
+
+    @event("LineVoided")
+    def _line_voided(
+        self, customer_id: str, line_id: str, reason: str, cost: str, currency: str
+    ) -> None:
+        self.lines = [line for line in self.lines if line["line_id"] != line_id]
 
     def complete(self, fixed: bool, note: str, at: datetime) -> None:
         """The visit ended; `fixed`: the problem is solved (no further visit needed)."""

@@ -304,6 +304,9 @@ SUMMARIES: dict[str, Callable[[Doc], str]] = {
         f"Labour {d.get('minutes', 0)} min by {d.get('technician_id', '')} recorded"
         f" ({_line_cost(d)})"
     ),
+    "c360.events.v1.WorkOrderLineVoided": lambda d: with_reason(
+        f"Line {d.get('line_id', '')[:8]} voided ({_line_cost(d)} off the visit's cost)", d
+    ),
     "c360.events.v1.WorkOrderCompleted": _visit_completed,
     "c360.events.v1.WorkOrderCancelled": lambda d: with_reason("On-site visit cancelled", d),
     "c360.events.v1.WorkOrderRated": lambda d: (
