@@ -242,6 +242,35 @@ async def test_a_line_recorded_by_mistake_is_voided_while_the_visit_is_in_progre
     assert "is completed" in str(error)
 
 
+def test_a_reschedule_reads_as_one_on_the_timeline() -> None:
+    # Every booking read "On-site visit scheduled with …": a reschedule, or a change of
+    # technician, could not be told from the first booking.
+    def summary(technician: str, previous: str) -> str:
+        scheduled = fev.WorkOrderScheduled(
+            customer_id=str(uuid4()),
+            technician_id=technician,
+            window_start=ts(datetime(2026, 12, 9, 13, tzinfo=UTC)),
+            window_end=ts(datetime(2026, 12, 9, 14, tzinfo=UTC)),
+            previous_technician_id=previous,
+        )
+        envelope = pack(
+            source="service-desk",
+            publication=Publication("work_order", scheduled.customer_id, scheduled),
+            aggregate_id=uuid4(),
+            aggregate_version=2,
+            position=1,
+            occurred_at=NOW,
+        )
+        return entry_for(envelope).summary
+
+    window = "2026-12-09 13:00 UTC to 14:00 UTC"
+    assert summary("emp-1", "") == f"On-site visit scheduled with emp-1, {window}"
+    assert summary("emp-1", "emp-1") == f"On-site visit rescheduled with emp-1, {window}"
+    assert summary("emp-2", "emp-1") == (
+        f"On-site visit rescheduled with emp-2 (instead of emp-1), {window}"
+    )
+
+
 async def test_illegal_steps_name_the_state(desk: ServiceDeskServicer) -> None:
     made = await desk.CreateWorkOrder(
         dapi.CreateWorkOrderRequest(

@@ -218,6 +218,15 @@ def _window(d: Doc) -> str:
     return text
 
 
+def _visit_scheduled(d: Doc) -> str:
+    """A booking, or a reschedule (the visit had a technician before: maybe another)."""
+    who, before = d.get("technician_id", ""), d.get("previous_technician_id", "")
+    if not before:
+        return f"On-site visit scheduled with {who}, {_window(d)}"
+    instead = f" (instead of {before})" if before != who else ""
+    return f"On-site visit rescheduled with {who}{instead}, {_window(d)}"
+
+
 def _line_cost(d: Doc) -> str:
     """A part's or labour's cost with its currency ("66.67 EUR"; events recorded before
     lines carried their currency: the amount alone)."""
@@ -288,9 +297,7 @@ SUMMARIES: dict[str, Callable[[Doc], str]] = {
     "c360.events.v1.WorkOrderCreated": lambda d: (
         f"On-site visit requested: {snippet(d.get('summary', ''))}"
     ),
-    "c360.events.v1.WorkOrderScheduled": lambda d: (
-        f"On-site visit scheduled with {d.get('technician_id', '')}, {_window(d)}"
-    ),
+    "c360.events.v1.WorkOrderScheduled": _visit_scheduled,
     "c360.events.v1.WorkOrderTravelStarted": lambda d: (
         f"Technician {d.get('technician_id', '')} on the way"
     ),
