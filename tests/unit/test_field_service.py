@@ -433,7 +433,18 @@ async def test_a_visit_does_not_fall_under_an_expired_or_future_contract(
         dapi.CreateWorkOrderRequest(customer_id=ada, summary="Heat pump", contract_id=current),
         CALL,
     )
-    assert desk.app.get_work_order(UUID(made.result.aggregate_id)).contract_id == current
+    wid = made.result.aggregate_id
+    assert desk.app.get_work_order(UUID(wid)).contract_id == current
+    # The completion an ERP bills from says whether the visit falls under the contract.
+    await desk.ScheduleWorkOrder(
+        _booking(wid, "emp-7", desk.app.clock() + timedelta(hours=1), 1), CALL
+    )
+    await desk.StartWorkOrderTravel(dapi.StartWorkOrderTravelRequest(work_order_id=wid), CALL)
+    await desk.StartWorkOrderWork(dapi.StartWorkOrderWorkRequest(work_order_id=wid), CALL)
+    await desk.CompleteWorkOrder(dapi.CompleteWorkOrderRequest(work_order_id=wid), CALL)
+    completed = CONTRACT.publication(list(desk.app.repository.event_store.get(UUID(wid)))[-1])
+    assert isinstance(completed.payload, fev.WorkOrderCompleted)
+    assert completed.payload.contract_id == current
 
 
 async def test_a_work_order_names_only_its_customers_ticket_and_contract(

@@ -250,6 +250,8 @@ _WORK_ORDER_MESSAGES: dict[type, Mapper] = {
         cost=e.cost,
         currency=e.currency,
         at=timestamp(e.at),
+        # Events recorded before it was carried have none (see the work order's creation).
+        contract_id=getattr(e, "contract_id", ""),
     ),
     WorkOrder.Cancelled: lambda e: fpb.WorkOrderCancelled(
         customer_id=e.customer_id,

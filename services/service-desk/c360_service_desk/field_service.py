@@ -309,12 +309,25 @@ class WorkOrder(Aggregate):
         v.check()
         self._require("complete", WorkOrderState.IN_PROGRESS)
         self._completed(
-            self.customer_id, fixed, text, money(self.cost, self.currency), self.currency, at
+            self.customer_id,
+            fixed,
+            text,
+            money(self.cost, self.currency),
+            self.currency,
+            at,
+            self.contract_id,
         )
 
     @event("Completed")
     def _completed(
-        self, customer_id: str, fixed: bool, note: str, cost: str, currency: str, at: datetime
+        self,
+        customer_id: str,
+        fixed: bool,
+        note: str,
+        cost: str,
+        currency: str,
+        at: datetime,
+        contract_id: str = "",
     ) -> None:
         self.fixed = fixed
         self.note = note
