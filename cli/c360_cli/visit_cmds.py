@@ -382,26 +382,35 @@ def _list(args: argparse.Namespace) -> int:
             }
         )
         return 0
-    caption = f"{PAGE_CAPTION}{reply.next_page_token}" if reply.next_page_token else None
+    print_list(out, orders, names, reply.next_page_token)
+    return 0
+
+
+def print_list(
+    out: Output, orders: list[api.WorkOrderSummary], names: dict[str, str], next_token: str
+) -> None:
+    """Work orders as a dispatcher reads them: who goes when comes before what it cost (a
+    narrow terminal leaves out the cost first, then the customer's name, never the
+    technician or the window)."""
+    caption = f"{PAGE_CAPTION}{next_token}" if next_token else None
     out.table(
-        ["id", "state", "customer", "summary", "technician", "window (UTC)", "cost"],
+        ["id", "state", "technician", "window (UTC)", "customer", "summary", "cost"],
         [
             [
                 w.work_order_id,
                 WORK_ORDER_STATES.word(w.state),
-                names.get(w.customer_id) or w.customer_id,
-                w.summary,
                 w.technician_id,
                 short_time(iso_field(w, "window_start"))[:16],
+                names.get(w.customer_id) or w.customer_id,
+                w.summary,
                 f"{w.cost} {w.currency}",
             ]
             for w in orders
         ],
         caption=caption if orders else "no work order found",
-        no_wrap={"id", "state", "window (UTC)", "cost"},
-        drop=["window (UTC)", "technician"],
+        no_wrap={"id", "state", "technician", "window (UTC)", "cost"},
+        drop=["cost", "customer"],
     )
-    return 0
 
 
 def _report(args: argparse.Namespace) -> int:

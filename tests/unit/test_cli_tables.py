@@ -419,3 +419,37 @@ def test_campaign_results_of_a_phone_campaign_count_its_calls(
     assert marketing_cmds._campaign_results(args) == 0
     lines = capsys.readouterr().out.splitlines()
     assert "calls 5: interested 2, no answer 2, reached 1" in [line.strip() for line in lines]
+
+
+@pytest.mark.parametrize("width", [100, 80])
+def test_the_visit_list_keeps_who_goes_when_on_a_narrow_terminal(width: int) -> None:
+    # At 80 columns the list left out the technician and the window, the two things a
+    # dispatcher reads it for, and kept the cost.
+    from datetime import UTC, datetime
+
+    from c360.events.v1 import field_service_events_pb2 as fev
+    from c360.service_desk.v1 import service_desk_service_pb2 as dapi
+    from c360_cli.visit_cmds import print_list
+
+    def order(n: int, summary: str) -> dapi.WorkOrderSummary:
+        w = dapi.WorkOrderSummary(
+            work_order_id=f"{n:08x}-36ac-4177-9507-9c955b64e692",
+            customer_id=f"c{n}",
+            state=fev.WORK_ORDER_STATE_SCHEDULED,
+            summary=summary,
+            technician_id="emp-1101",
+            cost="1490.00",
+            currency="EUR",
+        )
+        w.window_start.FromDatetime(datetime(2026, 12, 9, 13, tzinfo=UTC))
+        return w
+
+    out = Output(False)
+    out.console = Console(file=io.StringIO(), width=width, color_system=None)
+    orders = [order(1, "Replace the office router"), order(2, "Inspect heat pump fan")]
+    print_list(out, orders, {"c1": "Liepiņš Kokapstrāde SIA", "c2": "Brauerei Weiß KG"}, "")
+    text = str(out.console.file.getvalue())  # type: ignore[attr-defined]
+    lines = text.splitlines()
+    assert all(len(line) <= width for line in lines)
+    assert lines[0].split()[:4] == ["id", "state", "technician", "window"]
+    assert lines[2].split()[2:5] == ["emp-1101", "2026-12-09", "13:00"]
