@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from c360.events.v1 import field_service_events_pb2 as fev
+from c360.events.v1 import service_contract_events_pb2 as scev
 from c360.service_desk.v1 import service_desk_service_pb2 as dapi
 from c360_platform.envelope import Publication, pack
 from c360_platform.errors import InvalidArgument, NotFound, PreconditionFailed
@@ -25,6 +26,7 @@ from c360_service_desk.contract import CONTRACT
 from c360_service_desk.field_service import create_work_order
 from c360_service_desk.money import amount
 from c360_service_desk.reports import Visit, field_service_report
+from c360_service_desk.service_contracts import ServiceContract
 from c360_timeline.projection import Entry, entry_for
 from c360_timeline.query import profile_message
 
@@ -269,6 +271,65 @@ def test_a_reschedule_reads_as_one_on_the_timeline() -> None:
     assert summary("emp-2", "emp-1") == (
         f"On-site visit rescheduled with emp-2 (instead of emp-1), {window}"
     )
+
+
+async def test_a_visits_labour_uses_the_hours_of_its_contract(
+    desk: ServiceDeskServicer, clock: Clock
+) -> None:
+    # Two hours on site under a "10 h" contract left its 600 minutes untouched.
+    ada = str(uuid4())
+    today = clock.now.date()
+    terms = {
+        "customer_id": ada,
+        "name": "Heat pump hours",
+        "starts_on": (today - timedelta(days=30)).isoformat(),
+        "ends_on": (today + timedelta(days=300)).isoformat(),
+        "allowance": 10,
+    }
+    hours = (
+        await desk.CreateServiceContract(
+            dapi.CreateServiceContractRequest(**terms, allowance_unit=scev.ALLOWANCE_UNIT_HOURS),  # type: ignore[arg-type]
+            CALL,
+        )
+    ).result.aggregate_id
+    cases = (
+        await desk.CreateServiceContract(
+            dapi.CreateServiceContractRequest(**terms, allowance_unit=scev.ALLOWANCE_UNIT_CASES),  # type: ignore[arg-type]
+            CALL,
+        )
+    ).result.aggregate_id
+    for contract_id in (hours, cases):
+        made = await desk.CreateWorkOrder(
+            dapi.CreateWorkOrderRequest(
+                customer_id=ada, summary="Service", contract_id=contract_id
+            ),
+            CALL,
+        )
+        wid = made.result.aggregate_id
+        start = clock.now + timedelta(hours=1 if contract_id == hours else 4)
+        await desk.ScheduleWorkOrder(_booking(wid, "emp-7", start, 2), CALL)
+        await desk.StartWorkOrderTravel(dapi.StartWorkOrderTravelRequest(work_order_id=wid), CALL)
+        await desk.StartWorkOrderWork(dapi.StartWorkOrderWorkRequest(work_order_id=wid), CALL)
+        for minutes in (90, 30):
+            await desk.RecordWorkOrderLabour(
+                dapi.RecordWorkOrderLabourRequest(
+                    work_order_id=wid, minutes=minutes, hourly_rate="80.00"
+                ),
+                CALL,
+            )
+        await desk.CompleteWorkOrder(dapi.CompleteWorkOrderRequest(work_order_id=wid), CALL)
+
+    def shown(contract_id: str) -> tuple[int, int]:
+        contract = desk.app.load(ServiceContract, UUID(contract_id))
+        return contract.used(today), contract.remaining(today) or 0
+
+    assert shown(hours) == (120, 480)
+    assert shown(cases) == (0, 10)  # a case is its ticket's to use
+    consumed = list(desk.app.repository.event_store.get(UUID(hours)))[-1]
+    published = CONTRACT.publication(consumed).payload
+    assert isinstance(published, scev.ServiceContractConsumed)
+    assert (published.amount, published.ticket_id) == (120, "")
+    assert published.work_order_id
 
 
 async def test_illegal_steps_name_the_state(desk: ServiceDeskServicer) -> None:

@@ -856,11 +856,15 @@ class ServiceDeskServicer(
     async def CompleteWorkOrder(
         self, request: api.CompleteWorkOrderRequest, context: Ctx
     ) -> api.CompleteWorkOrderResponse:
-        return await self._on_work_order(
+        wid = parse_id("work_order_id", request.work_order_id)
+        version = expected_version(request)
+        return await self.command(
             request,
             context,
             api.CompleteWorkOrderResponse,
-            lambda w: w.complete(request.fixed, request.note, self.app.clock()),
+            lambda ctx: self.app.complete_work_order(
+                ctx, wid, version, request.fixed, request.note
+            ),
         )
 
     async def CancelWorkOrder(

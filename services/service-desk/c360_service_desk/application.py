@@ -979,6 +979,33 @@ class ServiceDeskApplication(ServiceApplication):
             if r["window_start"] is not None and r["window_end"] is not None
         ]
 
+    def complete_work_order(
+        self,
+        ctx: CommandContext,
+        work_order_id: UUID,
+        version: int | None,
+        fixed: bool,
+        note: str,
+    ) -> CommandOutcome:
+        """Complete the visit; under a contract with an hours allowance, its labour uses
+        that many minutes of it (in the same transaction)."""
+
+        def decide() -> Decision[WorkOrder]:
+            order = self.load(WorkOrder, work_order_id, version)
+            now = self.clock()
+            order.complete(fixed, note, now)
+            changed: list[Aggregate] = [order]
+            minutes = order.labour_minutes
+            if order.contract_id and minutes:
+                contract = self.load(ServiceContract, UUID(order.contract_id))
+                hours = contract.allowance_unit == service_contracts.AllowanceUnit.HOURS
+                if hours and contract.valid_on(now.date()):
+                    contract.consume("", now.date(), minutes, work_order_id=str(order.id))
+                    changed.append(contract)
+            return Decision(order, changed)
+
+        return self.execute(ctx, decide)
+
     def list_work_orders(
         self, condition: Condition, after: tuple[datetime, UUID] | None, limit: int
     ) -> Page:

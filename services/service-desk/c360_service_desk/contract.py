@@ -309,6 +309,7 @@ _SERVICE_CONTRACT_MESSAGES: dict[type, Mapper] = {
         amount=e.amount,
         remaining=e.remaining,
         period=e.period,
+        work_order_id=getattr(e, "work_order_id", ""),
     ),
     ServiceContract.Renewed: lambda e: spb.ServiceContractRenewed(
         customer_id=e.customer_id,

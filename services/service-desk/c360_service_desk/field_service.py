@@ -109,6 +109,10 @@ class WorkOrder(Aggregate):
         return sum((Decimal(line["cost"]) for line in self.lines), Decimal(0))
 
     @property
+    def labour_minutes(self) -> int:
+        return sum(int(line["minutes"]) for line in self.lines if line["kind"] == "labour")
+
+    @property
     def parts_cost(self) -> Decimal:
         return sum(
             (Decimal(line["cost"]) for line in self.lines if line["kind"] == "part"), Decimal(0)

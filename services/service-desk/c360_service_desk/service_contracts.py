@@ -183,9 +183,10 @@ class ServiceContract(Aggregate):
             return f"contract “{self.name}”: the allowance of this period is used up"
         return ""
 
-    def consume(self, ticket_id: str, day: date, minutes: int = 0) -> int:
-        """Record a ticket's use in the period of `day`: one case, or `minutes` of an hours
-        allowance (at least one: a case handled takes time); returns the amount."""
+    def consume(self, ticket_id: str, day: date, minutes: int = 0, work_order_id: str = "") -> int:
+        """Record a ticket's (or an on-site visit's) use in the period of `day`: one case, or
+        `minutes` of an hours allowance (at least one: a case handled takes time); returns
+        the amount."""
         amount = max(minutes, 1) if self.allowance_unit == AllowanceUnit.HOURS else 1
         left = self.remaining(day)
         self._consumed(
@@ -195,6 +196,7 @@ class ServiceContract(Aggregate):
             amount,
             None if left is None else max(left - amount, 0),
             self.period_on(day),
+            work_order_id,
         )
         return amount
 
@@ -207,6 +209,7 @@ class ServiceContract(Aggregate):
         amount: int,
         remaining: int | None,
         period: int,
+        work_order_id: str = "",
     ) -> None:
         key = str(period)
         self.used_in = {**self.used_in, key: self.used_in.get(key, 0) + amount}
