@@ -15,7 +15,7 @@ import tomllib
 import zlib
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from datetime import time as dt_time
 from functools import cache
 from importlib import resources
@@ -210,11 +210,9 @@ class VisitPlan:
     labour_minutes: int
     fixed: bool
     score: int
-    days_before: int = 0
-    """The visit's day: this many days before the demo's day (yesterday)."""
-    hour: int = 9
-    """Its three-hour window starts then (UTC): each visit has a window of its own, since a
-    technician is never booked on two visits at once."""
+    slot: int = 0
+    """Its three-hour window is the slot-th after the organisation's registration: each
+    visit has a window of its own, since a technician is never booked on two at once."""
 
 
 @dataclass
@@ -958,10 +956,10 @@ class DemoRun:
 
         return script
 
-    async def first_day(self, index: int) -> date:
-        """The day of the run that registered customer `index` (its "yesterday"): what a
-        customer's contract and visit are dated from, so that a run on a later day sends the
-        same requests again (replayed) instead of requests its ids were used for already."""
+    async def registered_at(self, index: int) -> datetime:
+        """When customer `index` was registered (by this run, or an earlier one): what its
+        contract and visit are dated from, so that a run on a later day sends the same
+        requests again (replayed) instead of requests its ids were used for already."""
         reply = await self.retrying(
             self.client.stub("customer", CustomerServiceStub).GetCustomer,
             api.GetCustomerRequest(customer_id=self.ids[index]),
@@ -969,11 +967,10 @@ class DemoRun:
             "customer",
         )
         if not reply.customer.HasField("registered_at"):
-            return self.day
-        registered = reply.customer.registered_at.ToDatetime(tzinfo=UTC)
-        return (registered - timedelta(days=1)).date()
+            return datetime.now(UTC)
+        return reply.customer.registered_at.ToDatetime(tzinfo=UTC)
 
-    def visit_script(self, p: CustomerPlan, contract_id: str, day: date) -> Script:
+    def visit_script(self, p: CustomerPlan, contract_id: str, registered: datetime) -> Script:
         """An on-site visit under the organisation's contract, from request to rating."""
 
         visit = p.visit
@@ -996,9 +993,11 @@ class DemoRun:
                 of=p.index,
             )
             wid = made.result.aggregate_id
-            opens = datetime.combine(
-                day - timedelta(days=visit.days_before), dt_time(visit.hour), UTC
-            )
+            # A window to come when the visit was booked, a window of its own (three hours
+            # from the first full hour after the organisation's registration, one after the
+            # other): visits are booked for a time to come, never two of a technician's at once.
+            hour = registered.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+            opens = hour + timedelta(hours=3 * visit.slot)
             start = Timestamp()
             start.FromDatetime(opens)
             end = Timestamp()
@@ -1054,7 +1053,8 @@ class DemoRun:
         async def script() -> None:
             assert p.contract_end is not None
             stub = self.client.stub("service-desk", ServiceDeskServiceStub)
-            day = await self.first_day(p.index)
+            registered = await self.registered_at(p.index)
+            day = (registered - timedelta(days=1)).date()  # the "yesterday" of its run
             ends = day + timedelta(days=p.contract_end)
             created = await self.call(
                 stub.CreateServiceContract,
@@ -1083,7 +1083,7 @@ class DemoRun:
                 # visit of one that has ended is requested without it.
                 covered = p.contract_end >= 1
                 contract_id = created.result.aggregate_id if covered else ""
-                await self.visit_script(p, contract_id, day)()
+                await self.visit_script(p, contract_id, registered)()
 
         return script
 
@@ -1239,8 +1239,7 @@ def _visit(organisation: int) -> VisitPlan | None:
         labour_minutes=30 + 15 * (n % 4),
         fixed=n % 5 != 4,
         score=3 + n % 3,
-        days_before=n // 3,
-        hour=8 + 3 * (n % 3),
+        slot=n,
     )
 
 

@@ -4,20 +4,41 @@ and labour, completion, the customer's rating, the report) through the service-d
 from __future__ import annotations
 
 import argparse
+import re
 from typing import Any
 
+from google.protobuf import timestamp_pb2
 from rich.table import Table
 from rich.text import Text
 
 from c360.service_desk.v1 import service_desk_service_pb2 as api
 from c360.service_desk.v1.service_desk_service_pb2_grpc import ServiceDeskServiceStub
-from c360_cli.argtypes import whole_in
+from c360_cli.argtypes import day, whole_in
 from c360_cli.client import Client
 from c360_cli.commands import Api, Arg, Command, Subparsers, add_commands
 from c360_cli.kb_cmds import hours, period
 from c360_cli.names import customer_names
 from c360_cli.output import PAGE_CAPTION, JSONValue, Output, iso_field, parse_time, short_time
 from c360_cli.words import WORK_ORDER_STATES
+
+WINDOW_HELP = (
+    "RFC 3339 (2026-12-09T09:00:00+01:00; without a zone UTC), or a day and a UTC time:"
+    " 'tomorrow 09:00', '+3 14:00' (days from today)"
+)
+_DAY_AND_TIME = re.compile(r"^(\S+)\s+(\d{1,2}):(\d{2})$")
+
+
+def window_time(text: str) -> timestamp_pb2.Timestamp:
+    """An argparse type: a time of a visit's window, in RFC 3339, or written from today as a
+    day (`today`, `tomorrow`, `+3`) and a UTC time of day, so that a plan reads the same any
+    day: `tomorrow 09:00`."""
+    found = _DAY_AND_TIME.match(text.strip())
+    if found is not None:
+        on = day(found.group(1))
+        if on != found.group(1) or on[:4].isdigit():
+            return parse_time(f"{on}T{int(found.group(2)):02d}:{found.group(3)}:00Z")
+    return parse_time(text)
+
 
 VISITS = Api("service-desk", ServiceDeskServiceStub, "work order", whole_in(0, 2**63 - 1))
 ID = Arg("work_order_id", "work_order_id", "the work order's id", metavar="ID")
@@ -58,18 +79,18 @@ COMMANDS = (
             Arg(
                 "--from",
                 "window_start",
-                "window start (RFC 3339)",
+                f"window start: {WINDOW_HELP}",
                 metavar="TIME",
                 required=True,
-                type=parse_time,
+                type=window_time,
             ),
             Arg(
                 "--to",
                 "window_end",
-                "window end (RFC 3339)",
+                "window end (the same forms; it must not have passed)",
                 metavar="TIME",
                 required=True,
-                type=parse_time,
+                type=window_time,
             ),
         ),
         verb="visit scheduled",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from types import SimpleNamespace
 from typing import Any
 
@@ -31,9 +31,8 @@ def test_visits_go_to_every_other_organisation_across_technicians_and_regions() 
     assert {v.fixed for v in visits} == {True, False}
     assert len({v.score for v in visits}) == 3
     # A technician is never booked on two visits at once: every visit has a window of its own.
-    windows = [(v.days_before, v.hour) for v in visits]
-    assert len(set(windows)) == len(windows)
-    assert {h for _, h in windows} == {8, 11, 14}
+    slots = [v.slot for v in visits]
+    assert len(set(slots)) == len(slots)
 
 
 def _request_ids_on(day: date, plan: CustomerPlan) -> list[str]:
@@ -64,11 +63,12 @@ def _requests_on(day: date, plan: CustomerPlan, first: date | None = None) -> li
     run.ids[plan.index] = "00000000-0000-4000-8000-000000000001"
     run.day = day
 
-    async def first_day(index: int) -> date:
-        return first or day
+    async def registered_at(index: int) -> datetime:
+        # Registered by the run on the day after `first` (whose yesterday `first` is).
+        return datetime.combine((first or day) + timedelta(days=1), time(10, 17), UTC)
 
     run.call = call  # type: ignore[method-assign]
-    run.first_day = first_day  # type: ignore[method-assign]
+    run.registered_at = registered_at  # type: ignore[method-assign]
 
     async def contract() -> None:
         await run.contract_script(plan)()
@@ -104,6 +104,9 @@ def test_a_visit_falls_under_the_contract_only_while_it_is_valid() -> None:
         contract, made = sent[0], sent[1]
         assert contract.ends_on == (date(2026, 12, 7) + timedelta(plan.contract_end)).isoformat()
         assert made.contract_id == ("id-1" if plan.contract_end >= 1 else "")
+        # Booked for a time to come (the service desk refuses a window that has passed).
+        registered = datetime.combine(date(2026, 12, 8), time(10, 17), UTC)
+        assert sent[2].window_start.ToDatetime(tzinfo=UTC) > registered
     assert {p.contract_end >= 1 for p in visited if p.contract_end is not None} == {True, False}
 
 

@@ -541,6 +541,22 @@ async def test_a_work_order_names_only_its_customers_ticket_and_contract(
     assert (order.ticket_id, order.contract_id) == (adas_ticket, adas_contract)
 
 
+async def test_a_window_that_has_passed_is_refused(desk: ServiceDeskServicer, clock: Clock) -> None:
+    # A window of last month (a typo for next month) was booked without a word.
+    wid = await _requested(desk, "Heat pump fan")
+    stored = desk.app.head()
+    error = await refused(
+        desk.ScheduleWorkOrder(_booking(wid, "emp-7", clock.now - timedelta(days=30), 3), CALL),
+        InvalidArgument,
+    )
+    assert isinstance(error, InvalidArgument)
+    assert [v.field for v in error.violations] == ["window_end"]
+    assert "has passed" in error.violations[0].description
+    assert desk.app.head() == stored
+    # A window under way (the technician is there now) is fine.
+    await desk.ScheduleWorkOrder(_booking(wid, "emp-7", clock.now - timedelta(hours=1), 3), CALL)
+
+
 async def test_a_ticket_shows_its_visits_and_the_list_filters_by_ticket(
     desk: ServiceDeskServicer, clock: Clock
 ) -> None:

@@ -954,7 +954,8 @@ class ServiceDeskApplication(ServiceApplication):
         """Book a technician for the visit, unless the window overlaps another of theirs."""
 
         def act(w: WorkOrder) -> None:
-            w.schedule(technician_id, window_start, window_end, self.bookings(technician_id))
+            booked = self.bookings(technician_id)
+            w.schedule(technician_id, window_start, window_end, booked, now=self.clock())
 
         return self.change_work_order(ctx, work_order_id, version, act)
 

@@ -127,16 +127,21 @@ class WorkOrder(Aggregate):
         window_start: datetime,
         window_end: datetime,
         booked: Sequence[Booking] = (),
+        now: datetime | None = None,
     ) -> None:
         """Give the visit a technician and a time window (again: a reschedule). `booked`: the
         technician's visits (this one's own booking is ignored); one whose window overlaps
-        this window makes it FAILED_PRECONDITION, naming that work order and its window."""
+        this window makes it FAILED_PRECONDITION, naming that work order and its window.
+        `now`: a window that has ended by then is refused (a visit is booked for a time to
+        come; its travel, work and completion are recorded as they happen)."""
         v = Violations()
         technician = v.employee_id("technician_id", technician_id)
         if not technician:
             v.add("technician_id", "is required")
         if window_end <= window_start:
             v.add("window_end", "must be after window_start")
+        elif now is not None and window_end <= now:
+            v.add("window_end", f"has passed ({_minute(window_end)}): book a time to come")
         elif window_end - window_start > MAX_WINDOW:
             v.add("window_end", "a time window is at most 2 days long")
         v.check()
