@@ -172,6 +172,37 @@ async def test_a_work_order_shows_what_was_written_about_it(
     )
     got = (await desk.GetWorkOrder(dapi.GetWorkOrderRequest(work_order_id=other), CALL)).work_order
     assert (got.state, got.cancel_reason) == (fev.WORK_ORDER_STATE_CANCELLED, "Customer not home")
+    # A visit broken off after parts were fitted says what they cost, for the ERP.
+    third = await _requested(desk, "Heat pump repair")
+    await desk.ScheduleWorkOrder(_booking(third, "emp-8", clock.now + timedelta(hours=1), 2), CALL)
+    await desk.StartWorkOrderTravel(dapi.StartWorkOrderTravelRequest(work_order_id=third), CALL)
+    await desk.StartWorkOrderWork(dapi.StartWorkOrderWorkRequest(work_order_id=third), CALL)
+    await desk.RecordWorkOrderPart(
+        dapi.RecordWorkOrderPartRequest(
+            work_order_id=third, sku="valve", quantity="2", unit_cost="12.50"
+        ),
+        CALL,
+    )
+    await desk.CancelWorkOrder(
+        dapi.CancelWorkOrderRequest(work_order_id=third, reason="Wrong model"), CALL
+    )
+    events = list(desk.app.repository.event_store.get(UUID(third)))
+    cancelled = CONTRACT.publication(events[-1]).payload
+    assert isinstance(cancelled, fev.WorkOrderCancelled)
+    assert (cancelled.cost, cancelled.currency, cancelled.previous_state) == (
+        "25.00",
+        "EUR",
+        fev.WORK_ORDER_STATE_IN_PROGRESS,
+    )
+    envelope = pack(
+        source="service-desk",
+        publication=Publication("work_order", str(uuid4()), cancelled),
+        aggregate_id=UUID(third),
+        aggregate_version=len(events),
+        position=1,
+        occurred_at=clock.now,
+    )
+    assert entry_for(envelope).summary == "On-site visit cancelled, 25.00 EUR spent: Wrong model"
 
 
 async def test_a_line_recorded_by_mistake_is_voided_while_the_visit_is_in_progress(

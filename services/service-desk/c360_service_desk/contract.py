@@ -257,6 +257,8 @@ _WORK_ORDER_MESSAGES: dict[type, Mapper] = {
         customer_id=e.customer_id,
         reason=e.reason,
         previous_state=WORK_ORDER_STATES.value(e.previous_state),
+        cost=getattr(e, "cost", ""),
+        currency=getattr(e, "currency", ""),
     ),
     WorkOrder.Rated: lambda e: fpb.WorkOrderRated(
         customer_id=e.customer_id, score=e.score, comment=e.comment

@@ -354,10 +354,19 @@ class WorkOrder(Aggregate):
             WorkOrderState.TRAVELLING,
             WorkOrderState.IN_PROGRESS,
         )
-        self._cancelled(self.customer_id, why, self.state)
+        self._cancelled(
+            self.customer_id, why, self.state, money(self.cost, self.currency), self.currency
+        )
 
     @event("Cancelled")
-    def _cancelled(self, customer_id: str, reason: str, previous_state: str) -> None:
+    def _cancelled(
+        self,
+        customer_id: str,
+        reason: str,
+        previous_state: str,
+        cost: str = "",
+        currency: str = "",
+    ) -> None:
         self.cancel_reason = reason
         self.state = WorkOrderState.CANCELLED.value
 

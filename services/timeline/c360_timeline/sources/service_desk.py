@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from c360.events.v1 import contact_events_pb2 as cev
@@ -233,6 +234,14 @@ def _line_cost(d: Doc) -> str:
     return f"{d.get('cost', '')} {d.get('currency', '')}".strip()
 
 
+def _spent(d: Doc) -> bool:
+    """Whether a cancelled visit had parts or labour recorded (a cost above zero)."""
+    try:
+        return Decimal(d.get("cost") or "0") > 0
+    except ArithmeticError:
+        return False
+
+
 def _visit_completed(d: Doc) -> str:
     outcome = "fixed" if d.get("fixed") else "not fixed"
     text = (
@@ -315,7 +324,9 @@ SUMMARIES: dict[str, Callable[[Doc], str]] = {
         f"Line {d.get('line_id', '')[:8]} voided ({_line_cost(d)} off the visit's cost)", d
     ),
     "c360.events.v1.WorkOrderCompleted": _visit_completed,
-    "c360.events.v1.WorkOrderCancelled": lambda d: with_reason("On-site visit cancelled", d),
+    "c360.events.v1.WorkOrderCancelled": lambda d: with_reason(
+        "On-site visit cancelled" + (f", {_line_cost(d)} spent" if _spent(d) else ""), d
+    ),
     "c360.events.v1.WorkOrderRated": lambda d: (
         f"Customer rated the on-site visit {d.get('score', 0)}/5"
     ),
