@@ -33,6 +33,8 @@ def test_visits_go_to_every_other_organisation_across_technicians_and_regions() 
     # A technician is never booked on two visits at once: every visit has a window of its own.
     slots = [v.slot for v in visits]
     assert len(set(slots)) == len(slots)
+    # Some visits are still to come: a dispatcher's board was all history.
+    assert sum(v.upcoming for v in visits) == 3
 
 
 def _request_ids_on(day: date, plan: CustomerPlan) -> list[str]:
