@@ -213,8 +213,7 @@ class VisitPlan:
     upcoming: bool = False
     """Still to come: booked, not yet made (a dispatcher's board is not all history)."""
     slot: int = 0
-    """Its three-hour window is the slot-th after the organisation's registration: each
-    visit has a window of its own, since a technician is never booked on two at once."""
+    """Its window is the slot-th after the organisation's registration (`visit_window`)."""
 
 
 @dataclass
@@ -996,11 +995,7 @@ class DemoRun:
                 of=p.index,
             )
             wid = made.result.aggregate_id
-            # A window to come when the visit was booked, a window of its own (three hours
-            # from the first full hour after the organisation's registration, one after the
-            # other): visits are booked for a time to come, never two of a technician's at once.
-            hour = registered.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
-            opens = hour + timedelta(hours=3 * visit.slot)
+            opens = visit_window(registered, visit.slot)
             start = Timestamp()
             start.FromDatetime(opens)
             end = Timestamp()
@@ -1231,6 +1226,19 @@ REGIONS = ("north", "south", "east", "west")
 
 TECHNICIANS = ("emp-1100", "emp-1101", "emp-1102", "emp-1103")
 """Each covers two neighbouring regions."""
+
+
+def visit_window(registered: datetime, slot: int) -> datetime:
+    """The start of the three-hour window of the `slot`-th visit, for an organisation
+    registered then: the working days after it, two windows a day (09:00 and 13:00 UTC), a
+    window of its own for each visit. Visits are booked for a time to come, and never two of
+    a technician's at once."""
+    day = registered.date()
+    for _ in range(slot // 2 + 1):
+        day += timedelta(days=1)
+        while day.weekday() >= 5:
+            day += timedelta(days=1)
+    return datetime.combine(day, dt_time(9 if slot % 2 == 0 else 13), UTC)
 
 
 def _visit(organisation: int) -> VisitPlan | None:

@@ -112,6 +112,20 @@ def test_a_visit_falls_under_the_contract_only_while_it_is_valid() -> None:
     assert {p.contract_end >= 1 for p in visited if p.contract_end is not None} == {True, False}
 
 
+def test_the_demos_visits_are_booked_in_working_hours_of_the_days_ahead() -> None:
+    from c360_cli.demo import visit_window
+
+    friday = datetime(2026, 12, 11, 16, 40, tzinfo=UTC)
+    starts = [visit_window(friday, slot) for slot in range(5)]
+    assert [f"{s:%a %d %H:%M}" for s in starts] == [
+        "Mon 14 09:00",
+        "Mon 14 13:00",
+        "Tue 15 09:00",
+        "Tue 15 13:00",
+        "Wed 16 09:00",
+    ]
+
+
 def test_the_summary_ends_with_how_the_run_went() -> None:
     # The marketing figures came after commands, replayed, retries and seconds.
     from c360_cli.demo import _summary
