@@ -501,6 +501,38 @@ async def _contract(desk: ServiceDeskServicer, customer_id: str, days: tuple[int
     return made.result.aggregate_id
 
 
+async def test_a_visit_is_not_sent_for_a_closed_ticket(desk: ServiceDeskServicer) -> None:
+    # A visit could name a closed ticket, or a duplicate merged into another: its work was
+    # then recorded on a ticket nobody reads any more.
+    ada = str(uuid4())
+    closed, duplicate, survivor = [await open_ticket(desk, ada) for _ in range(3)]
+    await desk.ResolveTicket(dapi.ResolveTicketRequest(ticket_id=closed, resolution="ok"), CALL)
+    await desk.CloseTicket(dapi.CloseTicketRequest(ticket_id=closed), CALL)
+    await desk.MergeTickets(
+        dapi.MergeTicketsRequest(
+            survivor_ticket_id=survivor, duplicate_ticket_id=duplicate, reason="same"
+        ),
+        CALL,
+    )
+    stored = desk.app.head()
+    for ticket_id, words in [
+        (closed, "open a new ticket"),
+        (duplicate, f"it was merged into ticket {survivor}, name that one"),
+    ]:
+        error = await refused(
+            desk.CreateWorkOrder(
+                dapi.CreateWorkOrderRequest(customer_id=ada, summary="Leak", ticket_id=ticket_id),
+                CALL,
+            ),
+            PreconditionFailed,
+        )
+        assert f"ticket {ticket_id} is closed: {words}" in str(error)
+    assert desk.app.head() == stored
+    await desk.CreateWorkOrder(
+        dapi.CreateWorkOrderRequest(customer_id=ada, summary="Leak", ticket_id=survivor), CALL
+    )
+
+
 async def test_a_visit_does_not_fall_under_an_expired_or_future_contract(
     desk: ServiceDeskServicer,
 ) -> None:

@@ -888,8 +888,9 @@ class ServiceDeskApplication(ServiceApplication):
     # -- field service ----------------------------------------------------------------------
 
     def create_work_order(self, ctx: CommandContext, **fields: Any) -> CommandOutcome:
-        """A work order; the ticket and the contract it names must be the customer's, and the
-        contract valid today (a visit does not fall under an expired or future contract)."""
+        """A work order; the ticket and the contract it names must be the customer's, the
+        ticket not closed, and the contract valid today (a visit does not fall under an
+        expired or future contract)."""
 
         def make() -> WorkOrder:
             order = field_service.create_work_order(**fields)
@@ -909,6 +910,17 @@ class ServiceDeskApplication(ServiceApplication):
                         f"{noun} {given} is customer {found.customer_id}'s,"
                         f" not {order.customer_id}'s",
                     )
+            ticket = next((t for _, _, t in named if isinstance(t, Ticket)), None)
+            if ticket is not None and ticket.state == domain.State.CLOSED:
+                merged = getattr(ticket, "merged_into", "")
+                raise PreconditionFailed(
+                    f"ticket {ticket.id} is closed"
+                    + (
+                        f": it was merged into ticket {merged}, name that one"
+                        if merged
+                        else ": open a new ticket, or create the visit without one"
+                    )
+                )
             contract = next((c for _, _, c in named if isinstance(c, ServiceContract)), None)
             today = self.clock().date()
             if contract is not None and not contract.valid_on(today):
