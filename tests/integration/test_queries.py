@@ -245,9 +245,9 @@ async def test_each_entrys_kept_reply_is_the_one_its_columns_make(stack: Stack) 
         rows = await cur.fetchall()
     assert {r["customer_id"] for r in rows} >= {cid}
     assert all(r["message"] is not None for r in rows)
-    # Registration and the phone hold sealed values; the owner and the consent do not.
+    # Registration, the phone and the consent (its source) hold sealed values; the owner not.
     sealed = {r["type"] for r in rows if r["customer_id"] == cid and r["sealed"]}
-    assert sealed == {"customer.registered", "customer.phone_added"}
+    assert sealed == {"customer.registered", "customer.phone_added", "customer.consent_granted"}
     for r in rows:
         assert entry_message(r) == entry_message({**r, "message": None, "sealed": None})
         kept = tapi.TimelineEntry.FromString(r["message"])
