@@ -119,8 +119,8 @@ async def test_nats_file_stream_survives_restart_and_kill9(tmp_path: Path) -> No
 def test_runtime_reuses_its_ports_and_refuses_a_second_owner(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv("C360_POSTGRES_URL")
-    monkeypatch.delenv("NATS_URL")
+    monkeypatch.delenv("C360_POSTGRES_URL", raising=False)
+    monkeypatch.delenv("NATS_URL", raising=False)
     with EmbeddedRuntime(tmp_path / "home") as runtime:
         urls = (runtime.postgres_url, runtime.nats_url)
         with pytest.raises(RuntimeError, match="another process"):
