@@ -163,13 +163,7 @@ class ErpOrderFollower(DurableFollower):
             except PreconditionFailed:  # forgotten: no one to call, nothing to keep
                 _log.info("ERP overdue invoice %s: customer forgotten, no call", event.event_id)
                 return None
-        ctx = CommandContext(
-            command="ScheduleActivity",
-            request_id=f"erp:{event.event_id}",
-            fingerprint=fingerprint(event.SerializeToString(deterministic=True)),
-            correlation_id=event.event_id,
-            causation_id=event.event_id,
-        )
+        ctx = _erp_context(event, "ScheduleActivity")
         try:
             owner = await self.owner_of(customer_id)
             await blocking(
@@ -198,16 +192,8 @@ class ErpOrderFollower(DurableFollower):
         sales cannot (no such order, another customer's, one not confirmed or unrealised,
         another currency, a number recorded on it before). A passing failure is raised."""
         d = event.invoice_issued
-        ctx = CommandContext(
-            command="RecordInvoice",
-            request_id=f"erp:{event.event_id}",
-            fingerprint=fingerprint(event.SerializeToString(deterministic=True)),
-            correlation_id=event.event_id,
-            causation_id=event.event_id,
-        )
-        try:
-            order_id = uuid.UUID(d.order_id)
-            issued = date.fromisoformat(d.issue_date)
+
+        async def record(ctx: CommandContext, order_id: uuid.UUID, issued: date) -> str | None:
             order = await blocking(self.app.get_order, order_id)
             if not await self._same_customer(event.customer_id, order.customer_id):
                 return (
@@ -224,22 +210,9 @@ class ErpOrderFollower(DurableFollower):
                 amount=d.amount.amount,
                 issued=issued,
             )
-        except PASSING:
-            raise
-        except (ValueError, C360Error) as exc:
-            _log.warning(
-                "ERP invoice %s for order %s not recorded: %s",
-                event.event_id,
-                d.order_id,
-                type(exc).__name__,
-            )
-            if isinstance(exc, NotFound):
-                return f"invoice_issued.order_id: sales has no order {d.order_id}"
-            if isinstance(exc, ValueError) and not isinstance(exc, C360Error):
-                return "invoice_issued: order_id must be a UUID, issue_date a YYYY-MM-DD date"
-            return f"invoice_issued: {exc}"
-        self.applied += 1
-        return None
+            return None
+
+        return await self._on_order(event, "invoice_issued", "issue_date", "RecordInvoice", record)
 
     async def _same_customer(self, named: str, owner: str) -> bool:
         """Whether an ERP message's customer is the order's: the same id, or (a merge since)
@@ -257,16 +230,8 @@ class ErpOrderFollower(DurableFollower):
         """Record one delivery; the reason (logged) when it names no order of ours or the
         order refuses it, for the dead letter. A passing failure is raised."""
         d = event.order_delivered
-        ctx = CommandContext(
-            command="RecordFulfilment",
-            request_id=f"erp:{event.event_id}",
-            fingerprint=fingerprint(event.SerializeToString(deterministic=True)),
-            correlation_id=event.event_id,
-            causation_id=event.event_id,
-        )
-        try:
-            order_id = uuid.UUID(d.order_id)
-            on = date.fromisoformat(d.delivered_on)
+
+        async def record(ctx: CommandContext, order_id: uuid.UUID, on: date) -> str | None:
             await blocking(
                 self.app.record_fulfilment,
                 ctx,
@@ -276,19 +241,58 @@ class ErpOrderFollower(DurableFollower):
                 reference=d.delivery_reference,
                 on=on,
             )
+            return None
+
+        return await self._on_order(
+            event, "order_delivered", "delivered_on", "RecordFulfilment", record
+        )
+
+    async def _on_order(
+        self,
+        event: erp.ErpEvent,
+        case: str,
+        day: str,
+        command: str,
+        record: Callable[[CommandContext, uuid.UUID, date], Awaitable[str | None]],
+    ) -> str | None:
+        """An ERP message's command on the order its payload (`case`) names, dated by its
+        field `day`: the reason for its dead letter when sales cannot record it (no such
+        order, a bad id or date, the order's refusal, or what `record` says); a passing
+        failure is raised."""
+        d = getattr(event, case)
+        try:
+            refused = await record(
+                _erp_context(event, command),
+                uuid.UUID(d.order_id),
+                date.fromisoformat(getattr(d, day)),
+            )
         except PASSING:
             raise
         except (ValueError, C360Error) as exc:
             _log.warning(
-                "ERP delivery %s for order %s not recorded: %s",
+                "ERP %s %s for order %s not recorded: %s",
+                case,
                 event.event_id,
                 d.order_id,
                 type(exc).__name__,
             )
             if isinstance(exc, NotFound):
-                return f"order_delivered.order_id: sales has no order {d.order_id}"
+                return f"{case}.order_id: sales has no order {d.order_id}"
             if isinstance(exc, ValueError) and not isinstance(exc, C360Error):
-                return "order_delivered: order_id must be a UUID, delivered_on a YYYY-MM-DD date"
-            return f"order_delivered: {exc}"
-        self.applied += 1
-        return None
+                return f"{case}: order_id must be a UUID, {day} a YYYY-MM-DD date"
+            return f"{case}: {exc}"
+        if refused is None:
+            self.applied += 1
+        return refused
+
+
+def _erp_context(event: erp.ErpEvent, command: str) -> CommandContext:
+    """The context of the command an ERP message makes: its request id the ERP event id (a
+    resend changes nothing), the message's bytes its fingerprint."""
+    return CommandContext(
+        command=command,
+        request_id=f"erp:{event.event_id}",
+        fingerprint=fingerprint(event.SerializeToString(deterministic=True)),
+        correlation_id=event.event_id,
+        causation_id=event.event_id,
+    )
