@@ -68,6 +68,11 @@ class Stack:
     def start_infra(self) -> None:
         """PostgreSQL and NATS (start them from the main thread: parent-death signals), and
         the zygote the services will be forked from."""
+        # The services' KEK (as `c360 up` gives them one), in this process too: the bench
+        # writes into their stores directly (the raw saves, the read-scale fill) and must
+        # wrap and open keys as they do.
+        os.environ[keywrap.ENV] = str(keywrap.home_kek(self.workdir))
+        keywrap.from_env.cache_clear()
         self.zygote = zygote_for(self.log_dir)
         env_pg = os.environ.get("C360_POSTGRES_URL")
         if env_pg:
